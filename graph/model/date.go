@@ -1,0 +1,33 @@
+package model
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+)
+
+// DateLayout is how the Date scalar is written.
+const DateLayout = "2006-01-02"
+
+// MarshalDate writes a UTC calendar date.
+func MarshalDate(t time.Time) graphql.Marshaler {
+	return graphql.WriterFunc(func(w io.Writer) {
+		io.WriteString(w, strconv.Quote(t.UTC().Format(DateLayout)))
+	})
+}
+
+// UnmarshalDate reads YYYY-MM-DD as midnight UTC.
+func UnmarshalDate(v any) (time.Time, error) {
+	s, ok := v.(string)
+	if !ok {
+		return time.Time{}, fmt.Errorf("Date must be a string like 2026-01-31")
+	}
+	t, err := time.Parse(DateLayout, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("Date must look like 2026-01-31, got %q", s)
+	}
+	return t, nil
+}

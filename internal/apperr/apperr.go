@@ -1,0 +1,119 @@
+// Package apperr defines the errors that domain services return when the
+// caller, not the system, is at fault. The GraphQL error presenter is the one
+// place that turns them into client-facing codes; anything that is not an
+// *Error is treated as internal and never shown to a client.
+package apperr
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Code is a machine-readable error code, shown to clients as extensions.code.
+type Code string
+
+// Codes that clients can rely on.
+const (
+	Unauthenticated            Code = "UNAUTHENTICATED"
+	Forbidden                  Code = "FORBIDDEN"
+	NotFound                   Code = "NOT_FOUND"
+	UsageLimitExceeded         Code = "USAGE_LIMIT_EXCEEDED"
+	RateLimited                Code = "RATE_LIMITED"
+	BadInput                   Code = "BAD_USER_INPUT"
+	StripeNotConfigured        Code = "STRIPE_NOT_CONFIGURED"
+	PaymentProviderUnavailable Code = "PAYMENT_PROVIDER_UNAVAILABLE"
+	PaymentProviderRejected    Code = "PAYMENT_PROVIDER_REJECTED"
+	Internal                   Code = "INTERNAL"
+)
+
+// Error is an error whose message is safe to show to the client.
+type Error struct {
+	Code    Code
+	Message string
+	// Extensions are extra fields for the client (for example the meter and
+	// limit of a quota failure).
+	Extensions map[string]any
+	// Err is the underlying cause; it is logged, never shown.
+	Err error
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%s: %s: %v", e.Code, e.Message, e.Err)
+	}
+	return fmt.Sprintf("%s: %s", e.Code, e.Message)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// New returns a client-safe error.
+func New(code Code, msg string) *Error { return &Error{Code: code, Message: msg} }
+
+// Wrap returns a client-safe error that keeps cause for logs.
+func Wrap(code Code, msg string, cause error) *Error {
+	return &Error{Code: code, Message: msg, Err: cause}
+}
+
+// As finds an *Error in err's chain.
+func As(err error) (*Error, bool) {
+	var e *Error
+	if errors.As(err, &e) {
+		return e, true
+	}
+	return nil, false
+}
+
+// CodeOf returns err's code, or Internal when it carries none.
+func CodeOf(err error) Code {
+	if e, ok := As(err); ok {
+		return e.Code
+	}
+	return Internal
+}
+
+// ErrNotFound is returned by lookups scoped to an organisation when the row
+// does not exist or belongs to another organisation; the two are deliberately
+// indistinguishable.
+var ErrNotFound = New(NotFound, "not found")
+
+// FieldError is a validation failure on one input field, shown to clients as
+// a userErrors entry on a mutation payload.
+type FieldError struct {
+	Field   string
+	Message string
+	Code    string
+}
+
+func (f FieldError) Error() string { return f.Field + ": " + f.Message }
+
+// FieldErrors collects validation failures.
+type FieldErrors []FieldError
+
+// Add records one failure.
+func (fe *FieldErrors) Add(field, code, msg string) {
+	*fe = append(*fe, FieldError{Field: field, Code: code, Message: msg})
+}
+
+// Err returns nil when there are no failures.
+func (fe FieldErrors) Err() error {
+	if len(fe) == 0 {
+		return nil
+	}
+	return fe
+}
+
+func (fe FieldErrors) Error() string {
+	if len(fe) == 0 {
+		return "no validation errors"
+	}
+	return fmt.Sprintf("%d validation error(s), first: %s", len(fe), fe[0].Error())
+}
+
+// AsFieldErrors finds validation failures in err's chain.
+func AsFieldErrors(err error) (FieldErrors, bool) {
+	var fe FieldErrors
+	if errors.As(err, &fe) {
+		return fe, true
+	}
+	return nil, false
+}

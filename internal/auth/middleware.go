@@ -1,0 +1,112 @@
+package auth
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/tollgate-billing/tollgate/internal/store"
+)
+
+// SessionCookie is the cookie a browser dashboard may carry the JWT in.
+const SessionCookie = "tollgate_session"
+
+// OrgResolver maps a token's org claim to the organisation id, creating the
+// organisation on first sight.
+type OrgResolver interface {
+	Ensure(ctx context.Context, externalID, name, email string) (string, error)
+}
+
+// RequestVerifier checks the signature of a request made with an API key
+// that has a signing key registered.
+type RequestVerifier interface {
+	VerifyRequest(r *http.Request, key store.APIKey) *Failure
+}
+
+// Authenticator turns request credentials into a Principal.
+type Authenticator struct {
+	Verifier *Verifier
+	Keys     *Keys
+	Orgs     OrgResolver
+	// Signatures verifies signed requests; nil refuses every key that
+	// requires signing.
+	Signatures RequestVerifier
+	Log        *slog.Logger
+}
+
+// Middleware authenticates each request. It never rejects on its own: a
+// request without valid credentials proceeds without a Principal (and with a
+// Failure when credentials were presented), and the GraphQL layer answers
+// UNAUTHENTICATED with the reason.
+func (a *Authenticator) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		p, f := a.Authenticate(r)
+		switch {
+		case p != nil:
+			ctx = WithPrincipal(ctx, p)
+		case f != nil:
+			ctx = withFailure(ctx, *f)
+		}
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// Authenticate reads X-API-Key, Authorization: Bearer (a JWT or an API key)
+// or the session cookie, in that order.
+func (a *Authenticator) Authenticate(r *http.Request) (*Principal, *Failure) {
+	if k := strings.TrimSpace(r.Header.Get("X-API-Key")); k != "" {
+		return a.apiKey(r, k)
+	}
+	if h := r.Header.Get("Authorization"); h != "" {
+		scheme, cred, ok := strings.Cut(h, " ")
+		cred = strings.TrimSpace(cred)
+		if !ok || !strings.EqualFold(scheme, "Bearer") || cred == "" {
+			return nil, &Failure{ReasonMalformed, "Authorization must be 'Bearer <token>'"}
+		}
+		if strings.HasPrefix(cred, KeyPrefix) {
+			return a.apiKey(r, cred)
+		}
+		return a.jwt(r, cred, MethodJWT)
+	}
+	if c, err := r.Cookie(SessionCookie); err == nil && c.Value != "" {
+		return a.jwt(r, c.Value, MethodCookie)
+	}
+	return nil, nil
+}
+
+func (a *Authenticator) jwt(r *http.Request, token string, m Method) (*Principal, *Failure) {
+	claims, f := a.Verifier.Verify(token)
+	if f != nil {
+		return nil, f
+	}
+	orgID, err := a.Orgs.Ensure(r.Context(), claims.Org, claims.OrgName, claims.Email)
+	if err != nil {
+		a.Log.ErrorContext(r.Context(), "resolve organisation", "org", claims.Org, "err", err)
+		return nil, &Failure{"AUTH_UNAVAILABLE", "could not resolve the organisation; try again"}
+	}
+	return &Principal{
+		OrgID: orgID, OrgExternalID: claims.Org, Subject: claims.Subject, Email: claims.Email,
+		Scopes: ParseScopes(claims.Scope), Method: m,
+	}, nil
+}
+
+func (a *Authenticator) apiKey(r *http.Request, secret string) (*Principal, *Failure) {
+	key, f := a.Keys.Authenticate(r.Context(), secret)
+	if f != nil {
+		return nil, f
+	}
+	if key.SigningPublicKey != nil {
+		if a.Signatures == nil {
+			return nil, &Failure{"SIGNATURE_REQUIRED", "this API key requires signed requests"}
+		}
+		if f := a.Signatures.VerifyRequest(r, key); f != nil {
+			return nil, f
+		}
+	}
+	return &Principal{
+		OrgID: key.OrgID, Subject: "api_key:" + key.ID, Email: key.ContactEmail,
+		Scopes: ParseScopes(key.Scopes), Method: MethodAPIKey, APIKeyID: key.ID,
+	}, nil
+}

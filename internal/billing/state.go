@@ -1,0 +1,92 @@
+package billing
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/tollgate-billing/tollgate/internal/apperr"
+	"github.com/tollgate-billing/tollgate/internal/plans"
+	"github.com/tollgate-billing/tollgate/internal/store"
+)
+
+// accessStatuses are the Stripe subscription statuses that grant the
+// subscribed plan. Every other status (canceled, unpaid, incomplete,
+// incomplete_expired, paused) falls back to free.
+var accessStatuses = []string{"active", "trialing", "past_due"}
+
+// GrantsAccess reports whether a subscription in this Stripe status gets its
+// plan.
+func GrantsAccess(status string) bool { return slices.Contains(accessStatuses, status) }
+
+// State is an organisation's billing standing.
+type State struct {
+	Org store.Organization
+	// Plan is the effective plan.
+	Plan plans.Plan
+	// Subscription is the current Stripe subscription, nil when the
+	// organisation never had one.
+	Subscription *store.Subscription
+}
+
+// HasBillingHistory reports whether the organisation has a Stripe customer.
+func (s State) HasBillingHistory() bool {
+	return s.Org.StripeCustomerID != nil && *s.Org.StripeCustomerID != ""
+}
+
+// EffectivePlanID applies the access rule: a subscription that grants access
+// gives its plan; one that does not gives free; without any subscription the
+// organisation keeps the plan it was assigned (free, or a contract plan).
+func EffectivePlanID(assigned string, sub *store.Subscription) string {
+	switch {
+	case sub == nil:
+		return assigned
+	case GrantsAccess(sub.Status):
+		return sub.PlanID
+	default:
+		return plans.FreePlanID
+	}
+}
+
+// currentSubscription picks the subscription that decides the organisation's
+// standing: the newest one granting access, else the newest of all.
+func currentSubscription(subs []store.Subscription) *store.Subscription {
+	var newest, newestAccess *store.Subscription
+	for i := range subs {
+		s := &subs[i]
+		if newest == nil || s.CreatedAt.After(newest.CreatedAt) {
+			newest = s
+		}
+		if GrantsAccess(s.Status) && (newestAccess == nil || s.CreatedAt.After(newestAccess.CreatedAt)) {
+			newestAccess = s
+		}
+	}
+	if newestAccess != nil {
+		return newestAccess
+	}
+	return newest
+}
+
+// loadState reads an organisation's standing with db (a transaction or not).
+func loadState(ctx context.Context, db *store.DB, catalog *plans.Catalog, orgID string) (State, error) {
+	var st State
+	err := db.WithContext(ctx).Where("id = ?", orgID).Take(&st.Org).Error
+	if store.IsNotFound(err) {
+		return st, apperr.ErrNotFound
+	}
+	if err != nil {
+		return st, fmt.Errorf("load organisation %s: %w", orgID, err)
+	}
+	var subs []store.Subscription
+	if err := db.WithContext(ctx).Where("org_id = ?", orgID).Find(&subs).Error; err != nil {
+		return st, fmt.Errorf("load subscriptions of org %s: %w", orgID, err)
+	}
+	st.Subscription = currentSubscription(subs)
+	plan, ok := catalog.ByID(EffectivePlanID(st.Org.PlanID, st.Subscription))
+	if !ok {
+		// A plan removed from the config: bill nothing, grant free.
+		plan = catalog.Free()
+	}
+	st.Plan = plan
+	return st, nil
+}

@@ -1,0 +1,185 @@
+// Package config reads Tollgate's settings from the environment. Every
+// setting is checked here, before anything starts, so that a bad value stops
+// the process with one line naming the variable and what is wrong with it.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Env is the deployment mode.
+type Env string
+
+const (
+	Dev        Env = "dev"
+	Production Env = "production"
+)
+
+// Config is everything Tollgate reads from its environment.
+type Config struct {
+	Port    int
+	Env     Env
+	DataDir string // where the embedded SQLite file and dev secret live
+
+	DatabaseURL string // empty: embedded SQLite at DataDir/tollgate.db
+	Migrate     bool
+	RedisURL    string // empty: embedded miniredis
+
+	JWTSecret     string // HS256; generated and kept in DataDir in dev when empty
+	JWTPublicKeys string // optional PEM file of EdDSA/RS256 public keys
+	PlansFile     string
+
+	StripeSecretKey     string
+	StripeWebhookSecret string
+	StripeAPIBase       string
+
+	CORSOrigins []string
+	Playground  bool
+
+	RequestTimeout time.Duration
+	LogLevel       string
+}
+
+// Error names the variable that is wrong.
+type Error struct {
+	Var, Problem string
+}
+
+func (e *Error) Error() string { return e.Var + ": " + e.Problem }
+
+// Load reads the configuration through getenv (os.Getenv in production,
+// a map in tests).
+func Load(getenv func(string) string) (Config, error) {
+	c := Config{
+		Port:                8080,
+		Env:                 Dev,
+		DataDir:             ".",
+		Migrate:             true,
+		DatabaseURL:         strings.TrimSpace(getenv("DATABASE_URL")),
+		RedisURL:            strings.TrimSpace(getenv("REDIS_URL")),
+		JWTSecret:           getenv("JWT_SECRET"),
+		JWTPublicKeys:       getenv("JWT_PUBLIC_KEYS_FILE"),
+		PlansFile:           getenv("PLANS_FILE"),
+		StripeSecretKey:     getenv("STRIPE_SECRET_KEY"),
+		StripeWebhookSecret: getenv("STRIPE_WEBHOOK_SECRET"),
+		StripeAPIBase:       strings.TrimRight(getenv("STRIPE_API_BASE"), "/"),
+		RequestTimeout:      15 * time.Second,
+		LogLevel:            "info",
+	}
+	var errs []error
+	bad := func(v, format string, args ...any) {
+		errs = append(errs, &Error{Var: v, Problem: fmt.Sprintf(format, args...)})
+	}
+
+	if v := getenv("PORT"); v != "" {
+		p, err := strconv.Atoi(v)
+		if err != nil || p < 0 || p > 65535 {
+			bad("PORT", "must be a port number from 0 to 65535, got %q", v)
+		}
+		c.Port = p
+	}
+	switch v := getenv("TOLLGATE_ENV"); v {
+	case "", "dev", "development":
+		c.Env = Dev
+	case "production", "prod":
+		c.Env = Production
+	default:
+		bad("TOLLGATE_ENV", "must be dev or production, got %q", v)
+	}
+	if v := getenv("TOLLGATE_DATA_DIR"); v != "" {
+		c.DataDir = v
+	}
+	if v := getenv("TOLLGATE_MIGRATE"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			bad("TOLLGATE_MIGRATE", "must be true or false, got %q", v)
+		}
+		c.Migrate = b
+	}
+	if c.DatabaseURL != "" {
+		u, err := url.Parse(c.DatabaseURL)
+		switch {
+		case err != nil:
+			bad("DATABASE_URL", "is not a URL: %v", errors.Unwrap(err))
+		case u.Scheme != "postgres" && u.Scheme != "postgresql":
+			bad("DATABASE_URL", "must be a postgres:// URL, got scheme %q", u.Scheme)
+		case u.Host == "":
+			bad("DATABASE_URL", "has no host")
+		}
+	}
+	if c.RedisURL != "" {
+		u, err := url.Parse(c.RedisURL)
+		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+			bad("REDIS_URL", "must be a redis:// or rediss:// URL with a host")
+		}
+	}
+	if c.Env == Production {
+		switch {
+		case c.JWTSecret == "" && c.JWTPublicKeys == "":
+			bad("JWT_SECRET", "is required when TOLLGATE_ENV=production")
+		case c.JWTSecret != "" && len(c.JWTSecret) < 32:
+			bad("JWT_SECRET", "must be at least 32 bytes, got %d", len(c.JWTSecret))
+		}
+		if c.DatabaseURL == "" {
+			bad("DATABASE_URL", "is required when TOLLGATE_ENV=production (SQLite is for development)")
+		}
+	}
+	if c.StripeAPIBase != "" {
+		if u, err := url.Parse(c.StripeAPIBase); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("STRIPE_API_BASE", "must be an http(s) URL, got %q", c.StripeAPIBase)
+		}
+	}
+	if c.StripeSecretKey != "" && !strings.HasPrefix(c.StripeSecretKey, "sk_") && !strings.HasPrefix(c.StripeSecretKey, "rk_") {
+		bad("STRIPE_SECRET_KEY", "must start with sk_ or rk_")
+	}
+	if c.StripeWebhookSecret != "" && !strings.HasPrefix(c.StripeWebhookSecret, "whsec_") {
+		bad("STRIPE_WEBHOOK_SECRET", "must start with whsec_")
+	}
+	if v := getenv("CORS_ORIGINS"); v != "" {
+		for _, o := range strings.Split(v, ",") {
+			o = strings.TrimSpace(o)
+			if o == "" {
+				continue
+			}
+			if u, err := url.Parse(o); o != "*" && (err != nil || u.Scheme == "" || u.Host == "") {
+				bad("CORS_ORIGINS", "%q is not an origin like https://app.example.com", o)
+			}
+			c.CORSOrigins = append(c.CORSOrigins, o)
+		}
+	}
+	c.Playground = c.Env == Dev
+	if v := getenv("PLAYGROUND"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			bad("PLAYGROUND", "must be true or false, got %q", v)
+		}
+		c.Playground = b
+	}
+	if v := getenv("REQUEST_TIMEOUT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			bad("REQUEST_TIMEOUT", "must be a positive duration like 15s, got %q", v)
+		}
+		c.RequestTimeout = d
+	}
+	if v := getenv("LOG_LEVEL"); v != "" {
+		switch strings.ToLower(v) {
+		case "debug", "info", "warn", "error":
+			c.LogLevel = strings.ToLower(v)
+		default:
+			bad("LOG_LEVEL", "must be debug, info, warn or error, got %q", v)
+		}
+	}
+	if len(errs) > 0 {
+		return c, errors.Join(errs...)
+	}
+	return c, nil
+}
+
+// StripeEnabled reports whether outbound Stripe calls can be made.
+func (c Config) StripeEnabled() bool { return c.StripeSecretKey != "" }

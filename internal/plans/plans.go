@@ -1,0 +1,297 @@
+// Package plans is the catalogue of what can be bought: plans, their prices,
+// rate limits and per-meter quotas. It is configuration, loaded once at start
+// from embedded defaults or PLANS_FILE, and validated before the server
+// accepts a request.
+package plans
+
+import (
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// FreePlanID is the plan every organisation has without a paid subscription.
+const FreePlanID = "free"
+
+// Reset says when a meter's count starts again.
+type Reset string
+
+const (
+	// Monthly meters sum events over the UTC calendar month.
+	Monthly Reset = "monthly"
+	// Never meters are a running total of signed deltas (e.g. storage).
+	Never Reset = "never"
+)
+
+// Meter is something a plan limits.
+type Meter struct {
+	Name  string `yaml:"name" json:"name"`
+	Reset Reset  `yaml:"reset" json:"reset"`
+}
+
+// Limit is one plan's quota on one meter.
+type Limit struct {
+	Meter     string `yaml:"-" json:"-"`
+	Limit     int64  `yaml:"limit" json:"limit"`
+	Unlimited bool   `yaml:"unlimited" json:"unlimited"`
+	// Hard limits reject usage past the limit; soft ones accept it and flag
+	// overage.
+	Hard  bool  `yaml:"hard" json:"hard"`
+	Reset Reset `yaml:"-" json:"-"`
+}
+
+// Plan is one purchasable tier.
+type Plan struct {
+	ID                 string           `yaml:"id" json:"id"`
+	Name               string           `yaml:"name" json:"name"`
+	PriceCents         int64            `yaml:"price_cents" json:"price_cents"`
+	Currency           string           `yaml:"currency" json:"currency"`
+	Interval           string           `yaml:"interval" json:"interval"`
+	StripePriceID      string           `yaml:"stripe_price_id" json:"stripe_price_id"`
+	ContactSales       bool             `yaml:"contact_sales" json:"contact_sales"`
+	RateLimitPerSecond int              `yaml:"rate_limit_per_second" json:"rate_limit_per_second"`
+	Webhooks           int              `yaml:"webhooks" json:"webhooks"`
+	RawLimits          map[string]Limit `yaml:"limits" json:"limits"`
+
+	// Limits is RawLimits in meter declaration order, filled in by Load.
+	Limits []Limit `yaml:"-" json:"-"`
+}
+
+// Paid reports whether the plan is sold through Stripe Checkout.
+func (p Plan) Paid() bool { return p.PriceCents > 0 }
+
+// LimitFor returns the plan's limit on a meter.
+func (p Plan) LimitFor(meter string) (Limit, bool) {
+	for _, l := range p.Limits {
+		if l.Meter == meter {
+			return l, true
+		}
+	}
+	return Limit{}, false
+}
+
+// Catalog is the validated set of meters and plans.
+type Catalog struct {
+	meters  []Meter
+	plans   []Plan
+	byID    map[string]int
+	byPrice map[string]int
+}
+
+type file struct {
+	Meters []Meter `yaml:"meters" json:"meters"`
+	Plans  []Plan  `yaml:"plans" json:"plans"`
+}
+
+//go:embed defaults.yaml
+var defaultsYAML []byte
+
+// Default returns the embedded default catalogue.
+func Default() *Catalog {
+	c, err := Parse(defaultsYAML, "yaml")
+	if err != nil {
+		panic("plans: embedded defaults are invalid: " + err.Error())
+	}
+	return c
+}
+
+// Load reads a catalogue from path (.yaml, .yml or .json), or returns the
+// defaults when path is empty.
+func Load(path string) (*Catalog, error) {
+	if path == "" {
+		return Default(), nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read plans file: %w", err)
+	}
+	format := "yaml"
+	if strings.EqualFold(filepath.Ext(path), ".json") {
+		format = "json"
+	}
+	return Parse(b, format)
+}
+
+var (
+	idPattern    = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	meterPattern = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
+)
+
+// Parse decodes and validates a catalogue in "yaml" or "json".
+func Parse(b []byte, format string) (*Catalog, error) {
+	var f file
+	var err error
+	if format == "json" {
+		dec := json.NewDecoder(strings.NewReader(string(b)))
+		dec.DisallowUnknownFields()
+		err = dec.Decode(&f)
+	} else {
+		dec := yaml.NewDecoder(strings.NewReader(string(b)))
+		dec.KnownFields(true)
+		err = dec.Decode(&f)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("decode plans: %w", err)
+	}
+	return build(f)
+}
+
+func build(f file) (*Catalog, error) {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	if len(f.Meters) == 0 {
+		bad("no meters declared")
+	}
+	meters := map[string]Meter{}
+	for i, m := range f.Meters {
+		switch {
+		case !meterPattern.MatchString(m.Name):
+			bad("meters[%d]: name %q must be lower_snake_case", i, m.Name)
+		case m.Reset != Monthly && m.Reset != Never:
+			bad("meter %q: reset must be %q or %q, got %q", m.Name, Monthly, Never, m.Reset)
+		}
+		if _, dup := meters[m.Name]; dup {
+			bad("meter %q declared twice", m.Name)
+		}
+		meters[m.Name] = m
+	}
+
+	c := &Catalog{meters: f.Meters, byID: map[string]int{}, byPrice: map[string]int{}}
+	if len(f.Plans) == 0 {
+		bad("no plans declared")
+	}
+	for i, p := range f.Plans {
+		where := fmt.Sprintf("plans[%d] (%s)", i, p.ID)
+		if !idPattern.MatchString(p.ID) {
+			bad("%s: id must be lower-case letters, digits, - or _", where)
+		}
+		if _, dup := c.byID[p.ID]; dup {
+			bad("%s: duplicate plan id", where)
+		}
+		if p.Name == "" {
+			bad("%s: name is required", where)
+		}
+		if p.PriceCents < 0 {
+			bad("%s: price_cents must not be negative", where)
+		}
+		if p.Currency == "" {
+			p.Currency = "usd"
+		}
+		p.Currency = strings.ToLower(p.Currency)
+		if len(p.Currency) != 3 {
+			bad("%s: currency must be a 3-letter ISO code", where)
+		}
+		if p.Interval == "" {
+			p.Interval = "month"
+		}
+		if p.Interval != "month" && p.Interval != "year" {
+			bad("%s: interval must be month or year", where)
+		}
+		if p.Paid() && p.StripePriceID == "" {
+			bad("%s: a paid plan needs stripe_price_id", where)
+		}
+		if p.StripePriceID != "" {
+			if j, dup := c.byPrice[p.StripePriceID]; dup {
+				bad("%s: stripe_price_id %q is also used by plan %q", where, p.StripePriceID, f.Plans[j].ID)
+			}
+			c.byPrice[p.StripePriceID] = i
+		}
+		if p.RateLimitPerSecond <= 0 {
+			bad("%s: rate_limit_per_second must be positive", where)
+		}
+		if p.Webhooks < 0 {
+			bad("%s: webhooks must not be negative", where)
+		}
+		names := make([]string, 0, len(p.RawLimits))
+		for name := range p.RawLimits {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			l := p.RawLimits[name]
+			if _, ok := meters[name]; !ok {
+				bad("%s: limit on unknown meter %q", where, name)
+			}
+			if l.Limit < 0 {
+				bad("%s: limit on %q must not be negative", where, name)
+			}
+			if l.Unlimited && l.Limit != 0 {
+				bad("%s: meter %q is unlimited and also has a limit", where, name)
+			}
+		}
+		// Every declared meter gets a limit; one the plan does not name is 0
+		// (nothing allowed), so a typo cannot silently grant unlimited usage.
+		p.Limits = make([]Limit, 0, len(f.Meters))
+		for _, m := range f.Meters {
+			l, ok := p.RawLimits[m.Name]
+			if !ok {
+				bad("%s: no limit for meter %q (use unlimited: true for none)", where, m.Name)
+			}
+			l.Meter, l.Reset = m.Name, m.Reset
+			if l.Unlimited {
+				l.Hard = false
+			}
+			p.Limits = append(p.Limits, l)
+		}
+		c.byID[p.ID] = i
+		c.plans = append(c.plans, p)
+	}
+	if _, ok := c.byID[FreePlanID]; !ok && len(f.Plans) > 0 {
+		bad("a plan with id %q is required: it is what organisations without a subscription get", FreePlanID)
+	} else if ok && c.plans[c.byID[FreePlanID]].Paid() {
+		bad("plan %q must cost nothing", FreePlanID)
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("invalid plans: %w", errors.Join(errs...))
+	}
+	return c, nil
+}
+
+// Plans returns every plan in file order.
+func (c *Catalog) Plans() []Plan { return c.plans }
+
+// Meters returns every declared meter.
+func (c *Catalog) Meters() []Meter { return c.meters }
+
+// Meter looks a meter up by name.
+func (c *Catalog) Meter(name string) (Meter, bool) {
+	for _, m := range c.meters {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return Meter{}, false
+}
+
+// ByID looks a plan up by id.
+func (c *Catalog) ByID(id string) (Plan, bool) {
+	i, ok := c.byID[id]
+	if !ok {
+		return Plan{}, false
+	}
+	return c.plans[i], true
+}
+
+// ByPriceID finds the plan sold at a Stripe price.
+func (c *Catalog) ByPriceID(priceID string) (Plan, bool) {
+	i, ok := c.byPrice[priceID]
+	if !ok {
+		return Plan{}, false
+	}
+	return c.plans[i], true
+}
+
+// Free returns the plan for organisations without a paid subscription.
+func (c *Catalog) Free() Plan {
+	p, _ := c.ByID(FreePlanID)
+	return p
+}
