@@ -1,7 +1,22 @@
+// Package graph is Tollgate's GraphQL layer: the gqlgen executable schema
+// (graph/generated, graph/model), thin resolvers that call one domain service
+// each, the @hasScope directive and the error presenter.
 package graph
 
 //go:generate go tool gqlgen generate
 
+import (
+	"github.com/tollgate-billing/tollgate/internal/auth"
+	"github.com/tollgate-billing/tollgate/internal/billing"
+	"github.com/tollgate-billing/tollgate/internal/orgs"
+	"github.com/tollgate-billing/tollgate/internal/plans"
+)
+
 // Resolver is the root resolver. It holds one service per capability; each
 // resolver parses its input, calls one service method and maps the result.
-type Resolver struct{}
+type Resolver struct {
+	Catalog *plans.Catalog
+	Orgs    *orgs.Service
+	Keys    *auth.Keys
+	Billing *billing.Service
+}

@@ -12,16 +12,31 @@ import (
 
 	"github.com/tollgate-billing/tollgate/graph/generated"
 	"github.com/tollgate-billing/tollgate/graph/model"
+	"github.com/tollgate-billing/tollgate/internal/auth"
 )
 
 // CreateAPIKey is the resolver for the createApiKey field.
 func (r *mutationResolver) CreateAPIKey(ctx context.Context, input model.CreateAPIKeyInput) (*model.CreateAPIKeyPayload, error) {
-	panic(fmt.Errorf("not implemented: CreateAPIKey - createApiKey"))
+	p := principal(ctx)
+	in := auth.CreateKeyInput{Name: input.Name, Scopes: scopesFromModel(input.Scopes)}
+	if input.ContactEmail != nil {
+		in.ContactEmail = *input.ContactEmail
+	}
+	key, secret, err := r.Keys.Create(ctx, p.OrgID, in)
+	ue, err := userErrors(err)
+	if err != nil || len(ue) > 0 {
+		return &model.CreateAPIKeyPayload{UserErrors: ue}, err
+	}
+	return &model.CreateAPIKeyPayload{APIKey: apiKeyToModel(key), Secret: &secret, UserErrors: ue}, nil
 }
 
 // RevokeAPIKey is the resolver for the revokeApiKey field.
 func (r *mutationResolver) RevokeAPIKey(ctx context.Context, id string) (*model.RevokeAPIKeyPayload, error) {
-	panic(fmt.Errorf("not implemented: RevokeAPIKey - revokeApiKey"))
+	key, err := r.Keys.Revoke(ctx, principal(ctx).OrgID, id)
+	if err != nil {
+		return nil, err
+	}
+	return &model.RevokeAPIKeyPayload{APIKey: apiKeyToModel(key), UserErrors: []model.UserError{}}, nil
 }
 
 // RegisterSigningKey is the resolver for the registerSigningKey field.
@@ -56,22 +71,43 @@ func (r *mutationResolver) RecordUsage(ctx context.Context, input model.RecordUs
 
 // Organization is the resolver for the organization field.
 func (r *queryResolver) Organization(ctx context.Context) (*model.Organization, error) {
-	panic(fmt.Errorf("not implemented: Organization - organization"))
+	org, err := r.Orgs.Get(ctx, principal(ctx).OrgID)
+	if err != nil {
+		return nil, err
+	}
+	return orgToModel(org), nil
 }
 
 // Plans is the resolver for the plans field.
 func (r *queryResolver) Plans(ctx context.Context) ([]model.Plan, error) {
-	panic(fmt.Errorf("not implemented: Plans - plans"))
+	all := r.Catalog.Plans()
+	out := make([]model.Plan, 0, len(all))
+	for _, p := range all {
+		out = append(out, *planToModel(p))
+	}
+	return out, nil
 }
 
 // Subscription is the resolver for the subscription field.
 func (r *queryResolver) Subscription(ctx context.Context) (*model.BillingSubscription, error) {
-	panic(fmt.Errorf("not implemented: Subscription - subscription"))
+	st, err := r.Billing.Current(ctx, principal(ctx).OrgID)
+	if err != nil {
+		return nil, err
+	}
+	return billingToModel(st), nil
 }
 
 // APIKeys is the resolver for the apiKeys field.
 func (r *queryResolver) APIKeys(ctx context.Context) ([]model.APIKey, error) {
-	panic(fmt.Errorf("not implemented: APIKeys - apiKeys"))
+	keys, err := r.Keys.List(ctx, principal(ctx).OrgID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]model.APIKey, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, *apiKeyToModel(k))
+	}
+	return out, nil
 }
 
 // Invoices is the resolver for the invoices field.

@@ -1,0 +1,62 @@
+package graph
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/tollgate-billing/tollgate/internal/apperr"
+	"github.com/tollgate-billing/tollgate/internal/observe"
+)
+
+// ErrorPresenter is the one place that decides what an error looks like to a
+// client. Domain errors (*apperr.Error) keep their message and code; errors
+// gqlgen raised about the request itself (parse, validation, input coercion)
+// are already client-safe; anything else is logged with the request id and
+// shown only as INTERNAL, so database and driver text never leave the server.
+func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
+	return func(ctx context.Context, err error) *gqlerror.Error {
+		path := graphql.GetPath(ctx)
+		if ae, ok := apperr.As(err); ok && ae.Code != apperr.Internal {
+			if ae.Err != nil {
+				log.WarnContext(ctx, "request failed", "code", ae.Code, "path", path.String(), "err", ae.Err)
+			}
+			ext := map[string]any{"code": string(ae.Code)}
+			for k, v := range ae.Extensions {
+				ext[k] = v
+			}
+			return &gqlerror.Error{Message: ae.Message, Path: path, Extensions: ext}
+		}
+		var gqlErr *gqlerror.Error
+		if errors.As(err, &gqlErr) {
+			if gqlErr.Path == nil {
+				gqlErr.Path = path
+			}
+			if gqlErr.Extensions == nil {
+				gqlErr.Extensions = map[string]any{"code": string(apperr.BadInput)}
+			}
+			return gqlErr
+		}
+		rid := observe.RequestID(ctx)
+		log.ErrorContext(ctx, "internal error", "path", path.String(), "err", err)
+		return &gqlerror.Error{
+			Message:    "internal error; quote request id " + rid + " when reporting it",
+			Path:       path,
+			Extensions: map[string]any{"code": string(apperr.Internal), "requestId": rid},
+		}
+	}
+}
+
+// RecoverFunc turns a panic in a resolver into an INTERNAL error carrying the
+// request id, and logs the stack.
+func RecoverFunc(log *slog.Logger) graphql.RecoverFunc {
+	return func(ctx context.Context, p any) error {
+		log.ErrorContext(ctx, "panic in resolver", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		return apperr.New(apperr.Internal, "internal error")
+	}
+}

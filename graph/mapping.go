@@ -1,0 +1,135 @@
+package graph
+
+import (
+	"strings"
+
+	"github.com/tollgate-billing/tollgate/graph/model"
+	"github.com/tollgate-billing/tollgate/internal/apperr"
+	"github.com/tollgate-billing/tollgate/internal/auth"
+	"github.com/tollgate-billing/tollgate/internal/billing"
+	"github.com/tollgate-billing/tollgate/internal/plans"
+	"github.com/tollgate-billing/tollgate/internal/store"
+)
+
+// This file maps domain values to GraphQL models, in one place, so resolvers
+// stay a few lines long.
+
+func ptr[T any](v T) *T { return &v }
+
+// nonEmpty is nil for "", so optional strings read as null, not "".
+func nonEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func scopeToModel(s auth.Scope) model.Scope {
+	return model.Scope(strings.ToUpper(strings.ReplaceAll(string(s), ":", "_")))
+}
+
+func scopeFromModel(s model.Scope) auth.Scope {
+	return auth.Scope(strings.ToLower(strings.Replace(string(s), "_", ":", 1)))
+}
+
+func scopesFromModel(in []model.Scope) []auth.Scope {
+	out := make([]auth.Scope, 0, len(in))
+	for _, s := range in {
+		out = append(out, scopeFromModel(s))
+	}
+	return out
+}
+
+func resetToModel(r plans.Reset) model.MeterReset {
+	if r == plans.Never {
+		return model.MeterResetNever
+	}
+	return model.MeterResetMonthly
+}
+
+func planToModel(p plans.Plan) *model.Plan {
+	m := &model.Plan{
+		ID:                 p.ID,
+		Name:               p.Name,
+		PriceCents:         p.PriceCents,
+		Currency:           p.Currency,
+		Interval:           model.BillingInterval(strings.ToUpper(p.Interval)),
+		StripePriceID:      nonEmpty(p.StripePriceID),
+		ContactSales:       p.ContactSales,
+		RateLimitPerSecond: p.RateLimitPerSecond,
+		Webhooks:           p.Webhooks,
+		Meters:             make([]model.PlanMeter, 0, len(p.Limits)),
+	}
+	for _, l := range p.Limits {
+		pm := model.PlanMeter{Meter: l.Meter, Unlimited: l.Unlimited, Hard: l.Hard, Reset: resetToModel(l.Reset)}
+		if !l.Unlimited {
+			pm.Limit = ptr(l.Limit)
+		}
+		m.Meters = append(m.Meters, pm)
+	}
+	return m
+}
+
+func orgToModel(o store.Organization) *model.Organization {
+	return &model.Organization{
+		ID: o.ID, ExternalID: o.ExternalID, Name: o.Name,
+		BillingEmail: nonEmpty(o.BillingEmail), CreatedAt: o.CreatedAt,
+	}
+}
+
+// statusToModel maps Stripe's lower-case status; "" (no subscription) is null.
+func statusToModel(s string) *model.SubscriptionStatus {
+	if s == "" {
+		return nil
+	}
+	st := model.SubscriptionStatus(strings.ToUpper(s))
+	if !st.IsValid() {
+		return nil
+	}
+	return &st
+}
+
+func billingToModel(st billing.State) *model.BillingSubscription {
+	m := &model.BillingSubscription{
+		Plan:              planToModel(st.Plan),
+		HasBillingHistory: st.HasBillingHistory(),
+	}
+	if s := st.Subscription; s != nil {
+		m.Status = statusToModel(s.Status)
+		m.CurrentPeriodStart = s.CurrentPeriodStart
+		m.CurrentPeriodEnd = s.CurrentPeriodEnd
+		m.CancelAtPeriodEnd = ptr(s.CancelAtPeriodEnd)
+		m.CanceledAt = s.CanceledAt
+	}
+	return m
+}
+
+func apiKeyToModel(k store.APIKey) *model.APIKey {
+	m := &model.APIKey{
+		ID: k.ID, Name: k.Name, ContactEmail: nonEmpty(k.ContactEmail), Prefix: k.Prefix,
+		CreatedAt: k.CreatedAt, LastUsedAt: k.LastUsedAt, RevokedAt: k.RevokedAt,
+		SigningRequired: k.SigningPublicKey != nil,
+		Scopes:          []model.Scope{},
+	}
+	for _, s := range auth.ParseScopes(k.Scopes) {
+		m.Scopes = append(m.Scopes, scopeToModel(s))
+	}
+	return m
+}
+
+// userErrors splits err into validation failures, shown on the payload, and
+// anything else, returned as a GraphQL error.
+func userErrors(err error) ([]model.UserError, error) {
+	if err == nil {
+		return []model.UserError{}, nil
+	}
+	fe, ok := apperr.AsFieldErrors(err)
+	if !ok {
+		return nil, err
+	}
+	out := make([]model.UserError, 0, len(fe))
+	for _, f := range fe {
+		out = append(out, model.UserError{Field: nonEmpty(f.Field), Message: f.Message, Code: f.Code})
+	}
+	return out, nil
+}

@@ -1,0 +1,215 @@
+// Package app assembles Tollgate from its configuration: it opens the
+// database and Redis, builds every domain service, and mounts the HTTP
+// routes. server.go and the end-to-end tests start Tollgate through it, so
+// both run the same wiring.
+package app
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate-billing/tollgate/internal/auth"
+	"github.com/tollgate-billing/tollgate/internal/billing"
+	"github.com/tollgate-billing/tollgate/internal/clock"
+	"github.com/tollgate-billing/tollgate/internal/config"
+	"github.com/tollgate-billing/tollgate/internal/orgs"
+	"github.com/tollgate-billing/tollgate/internal/plans"
+	"github.com/tollgate-billing/tollgate/internal/store"
+)
+
+// App is a running Tollgate's parts.
+type App struct {
+	Config  config.Config
+	Log     *slog.Logger
+	Clock   clock.Clock
+	DB      *store.DB
+	Redis   *redis.Client
+	Catalog *plans.Catalog
+
+	Orgs    *orgs.Service
+	Keys    *auth.Keys
+	Billing *billing.Service
+	Auth    *auth.Authenticator
+
+	jwtSecret []byte
+	closers   []func()
+}
+
+// Option adjusts how New builds the app (tests inject a clock).
+type Option func(*App)
+
+// WithClock replaces the wall clock.
+func WithClock(c clock.Clock) Option { return func(a *App) { a.Clock = c } }
+
+// New builds Tollgate. On error everything opened so far is closed.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Option) (_ *App, err error) {
+	a := &App{Config: cfg, Log: log, Clock: clock.Real{}}
+	for _, o := range opts {
+		o(a)
+	}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+
+	if a.Catalog, err = plans.Load(cfg.PlansFile); err != nil {
+		return nil, &config.Error{Var: "PLANS_FILE", Problem: err.Error()}
+	}
+	if err := a.openDB(ctx); err != nil {
+		return nil, err
+	}
+	if err := a.openRedis(ctx); err != nil {
+		return nil, err
+	}
+	if err := a.loadJWTSecret(); err != nil {
+		return nil, err
+	}
+	return a, a.build()
+}
+
+func (a *App) openDB(ctx context.Context) error {
+	opts := store.Options{URL: a.Config.DatabaseURL, Logger: a.Log}
+	if opts.URL == "" {
+		opts.SQLitePath = filepath.Join(a.Config.DataDir, "tollgate.db")
+	}
+	db, err := store.Open(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	a.DB = db
+	a.closers = append(a.closers, func() { db.Close() })
+	if a.Config.Migrate {
+		if err := db.MigrateUp(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// openRedis connects to REDIS_URL, or starts an embedded miniredis so that
+// development runs the same code path as production.
+func (a *App) openRedis(ctx context.Context) error {
+	var opt *redis.Options
+	if a.Config.RedisURL != "" {
+		var err error
+		if opt, err = redis.ParseURL(a.Config.RedisURL); err != nil {
+			return &config.Error{Var: "REDIS_URL", Problem: err.Error()}
+		}
+	} else {
+		m := miniredis.NewMiniRedis()
+		if err := m.Start(); err != nil {
+			return fmt.Errorf("start embedded redis: %w", err)
+		}
+		a.closers = append(a.closers, m.Close)
+		opt = &redis.Options{Addr: m.Addr()}
+		a.Log.Info("REDIS_URL unset: using embedded miniredis", "addr", m.Addr())
+	}
+	opt.DialTimeout = 2 * time.Second
+	opt.ReadTimeout = 500 * time.Millisecond
+	opt.WriteTimeout = 500 * time.Millisecond
+	a.Redis = redis.NewClient(opt)
+	a.closers = append(a.closers, func() { a.Redis.Close() })
+	// Redis is a cache: Tollgate starts without it and falls back to the
+	// database, so an unreachable Redis is logged, not fatal.
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := a.Redis.Ping(pctx).Err(); err != nil {
+		a.Log.Warn("redis unreachable at start; serving from the database until it answers", "err", err)
+	}
+	return nil
+}
+
+const devSecretFile = ".tollgate-dev-jwt-secret"
+
+// loadJWTSecret uses JWT_SECRET, or in development a generated secret kept
+// beside the database so dev tokens survive restarts.
+func (a *App) loadJWTSecret() error {
+	if a.Config.JWTSecret != "" {
+		a.jwtSecret = []byte(a.Config.JWTSecret)
+		return nil
+	}
+	if a.Config.Env == config.Production {
+		return nil // public keys only; config.Load has checked one is set
+	}
+	path := filepath.Join(a.Config.DataDir, devSecretFile)
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) >= 32 {
+		a.jwtSecret = []byte(strings.TrimSpace(string(b)))
+		return nil
+	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("read dev JWT secret %s: %w", path, err)
+	}
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return err
+	}
+	secret := hex.EncodeToString(b[:])
+	if err := os.MkdirAll(a.Config.DataDir, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write dev JWT secret %s: %w", path, err)
+	}
+	a.jwtSecret = []byte(secret)
+	return nil
+}
+
+func (a *App) build() error {
+	production := a.Config.Env == config.Production
+	var pubKeys []crypto.PublicKey
+	if a.Config.JWTPublicKeys != "" {
+		keys, err := auth.LoadPublicKeys(a.Config.JWTPublicKeys)
+		if err != nil {
+			return &config.Error{Var: "JWT_PUBLIC_KEYS_FILE", Problem: err.Error()}
+		}
+		pubKeys = keys
+	}
+	verifier, err := auth.NewVerifier(a.jwtSecret, pubKeys, a.Clock)
+	if err != nil {
+		return &config.Error{Var: "JWT_SECRET", Problem: err.Error()}
+	}
+	a.Orgs = orgs.NewService(a.DB, a.Clock)
+	a.Keys = auth.NewKeys(a.DB, a.Clock, production)
+	a.Billing = billing.NewService(a.DB, a.Catalog, a.Clock)
+	a.Auth = &auth.Authenticator{Verifier: verifier, Keys: a.Keys, Orgs: a.Orgs, Log: a.Log}
+	return nil
+}
+
+// Token mints an HS256 token for an organisation, for development and
+// tests. It fails when only public keys are configured.
+func (a *App) Token(org string, scopes []auth.Scope, ttl time.Duration) (string, error) {
+	if len(a.jwtSecret) == 0 {
+		return "", errors.New("no JWT_SECRET: tokens are issued by your identity provider")
+	}
+	s := make([]string, len(scopes))
+	for i, sc := range scopes {
+		s[i] = string(sc)
+	}
+	now := a.Clock.Now()
+	c := auth.Claims{Org: org, Scope: strings.Join(s, " ")}
+	c.Subject = "dev@" + org
+	c.IssuedAt = jwt.NewNumericDate(now)
+	c.ExpiresAt = jwt.NewNumericDate(now.Add(ttl))
+	return auth.Mint(a.jwtSecret, c)
+}
+
+// Close releases everything New opened, newest first.
+func (a *App) Close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		a.closers[i]()
+	}
+	a.closers = nil
+}
