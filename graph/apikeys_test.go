@@ -1,0 +1,148 @@
+package graph_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/tollgate-billing/tollgate/internal/apptest"
+	"github.com/tollgate-billing/tollgate/internal/auth"
+	"github.com/tollgate-billing/tollgate/internal/store"
+)
+
+const createKey = `mutation($in: CreateApiKeyInput!) {
+  createApiKey(input: $in) {
+    secret
+    apiKey { id name prefix scopes lastUsedAt revokedAt }
+    userErrors { field code message }
+  }
+}`
+
+type createKeyResult struct {
+	CreateAPIKey struct {
+		Secret *string
+		APIKey *struct {
+			ID, Name, Prefix string
+			Scopes           []string
+			LastUsedAt       *string
+			RevokedAt        *string
+		}
+		UserErrors []struct{ Field, Code, Message string }
+	} `json:"createApiKey"`
+}
+
+// TestAPIKeyLifecycle: a key is shown once, authenticates with both headers
+// within its scopes, records its use, and stops working when revoked.
+func TestAPIKeyLifecycle(t *testing.T) {
+	h := apptest.New(t, apptest.Options{})
+	var created createKeyResult
+	h.Query("acme", createKey, map[string]any{"in": map[string]any{
+		"name": "search backend", "contactEmail": "ops@acme.io", "scopes": []string{"BILLING_READ", "USAGE_WRITE"},
+	}}).Decode(t, &created)
+	c := created.CreateAPIKey
+	if len(c.UserErrors) > 0 || c.Secret == nil || c.APIKey == nil {
+		t.Fatalf("create failed: %+v", c)
+	}
+	secret := *c.Secret
+	if !strings.HasPrefix(secret, "tg_test_") || len(secret) < 40 {
+		t.Fatalf("secret %q is not a tg_test_ key", secret)
+	}
+	if !strings.HasPrefix(secret, c.APIKey.Prefix) || len(c.APIKey.Prefix) >= len(secret)/2 {
+		t.Fatalf("prefix %q should be a short start of the secret", c.APIKey.Prefix)
+	}
+
+	t.Run("the secret is not stored or listed", func(t *testing.T) {
+		var n int64
+		h.App.DB.Model(&store.APIKey{}).Where("secret_hash = ?", secret).Count(&n)
+		if n != 0 {
+			t.Fatal("secret stored in clear")
+		}
+		r := h.Query("acme", `{ apiKeys { id name prefix } }`, nil)
+		if strings.Contains(string(r.Data), secret) {
+			t.Fatal("apiKeys returned the secret")
+		}
+	})
+
+	for _, hdr := range []map[string]string{{"X-API-Key": secret}, {"Authorization": "Bearer " + secret}} {
+		r := h.Do(hdr, `{ organization { externalId } }`, nil)
+		var out struct{ Organization struct{ ExternalID string } }
+		r.Decode(t, &out)
+		if out.Organization.ExternalID != "acme" {
+			t.Fatalf("key authenticated as %q", out.Organization.ExternalID)
+		}
+	}
+	t.Run("a key cannot exceed its scopes", func(t *testing.T) {
+		r := h.Do(map[string]string{"X-API-Key": secret}, `mutation { createApiKey(input: {name: "escalate", scopes: [BILLING_WRITE]}) { secret } }`, nil)
+		if r.Code() != "FORBIDDEN" {
+			t.Fatalf("code = %q, want FORBIDDEN", r.Code())
+		}
+	})
+	t.Run("last use is recorded", func(t *testing.T) {
+		var out struct{ APIKeys []struct{ LastUsedAt *string } }
+		h.Query("acme", `{ apiKeys { lastUsedAt } }`, nil).Decode(t, &out)
+		if len(out.APIKeys) != 1 || out.APIKeys[0].LastUsedAt == nil {
+			t.Fatalf("lastUsedAt not set: %+v", out.APIKeys)
+		}
+	})
+	t.Run("another organisation cannot revoke it", func(t *testing.T) {
+		r := h.Query("intruder", `mutation($id: ID!) { revokeApiKey(id: $id) { apiKey { id } } }`, map[string]any{"id": c.APIKey.ID})
+		if r.Code() != "NOT_FOUND" {
+			t.Fatalf("code = %q, want NOT_FOUND", r.Code())
+		}
+		if r := h.Do(map[string]string{"X-API-Key": secret}, `{ organization { id } }`, nil); len(r.Errors) > 0 {
+			t.Fatalf("key stopped working after another org's revoke attempt: %+v", r.Errors)
+		}
+	})
+	t.Run("revoked keys are refused", func(t *testing.T) {
+		var out struct {
+			RevokeAPIKey struct{ APIKey struct{ RevokedAt *string } } `json:"revokeApiKey"`
+		}
+		h.Query("acme", `mutation($id: ID!) { revokeApiKey(id: $id) { apiKey { revokedAt } } }`, map[string]any{"id": c.APIKey.ID}).Decode(t, &out)
+		if out.RevokeAPIKey.APIKey.RevokedAt == nil {
+			t.Fatal("revokedAt not set")
+		}
+		r := h.Do(map[string]string{"X-API-Key": secret}, `{ organization { id } }`, nil)
+		if r.Code() != "UNAUTHENTICATED" || r.Errors[0].Extensions["reason"] != auth.ReasonRevokedKey {
+			t.Fatalf("revoked key: %+v", r.Errors)
+		}
+	})
+}
+
+// TestCreateAPIKeyValidation: each invalid field is reported as a userError
+// and no key is created.
+func TestCreateAPIKeyValidation(t *testing.T) {
+	h := apptest.New(t, apptest.Options{})
+	long := strings.Repeat("a", 201)
+	longEmail := strings.Repeat("a", 310) + "@example.com"
+	cases := []struct {
+		name  string
+		in    map[string]any
+		field string
+		code  string
+	}{
+		{"empty name", map[string]any{"name": " ", "scopes": []string{"BILLING_READ"}}, "input.name", "REQUIRED"},
+		{"one-character name", map[string]any{"name": "a", "scopes": []string{"BILLING_READ"}}, "input.name", "TOO_SHORT"},
+		{"201-character name", map[string]any{"name": long, "scopes": []string{"BILLING_READ"}}, "input.name", "TOO_LONG"},
+		{"malformed email", map[string]any{"name": "ok", "contactEmail": "not-an-email", "scopes": []string{"BILLING_READ"}}, "input.contactEmail", "INVALID_EMAIL"},
+		{"email with display name", map[string]any{"name": "ok", "contactEmail": "Bob <bob@x.io>", "scopes": []string{"BILLING_READ"}}, "input.contactEmail", "INVALID_EMAIL"},
+		{"322-character email", map[string]any{"name": "ok", "contactEmail": longEmail, "scopes": []string{"BILLING_READ"}}, "input.contactEmail", "TOO_LONG"},
+		{"no scopes", map[string]any{"name": "ok", "scopes": []string{}}, "input.scopes", "REQUIRED"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var out createKeyResult
+			h.Query("acme", createKey, map[string]any{"in": tc.in}).Decode(t, &out)
+			c := out.CreateAPIKey
+			if c.Secret != nil || c.APIKey != nil {
+				t.Fatal("a key was returned despite invalid input")
+			}
+			if len(c.UserErrors) != 1 || c.UserErrors[0].Field != tc.field || c.UserErrors[0].Code != tc.code {
+				t.Fatalf("userErrors = %+v, want %s %s", c.UserErrors, tc.field, tc.code)
+			}
+		})
+	}
+	var n int64
+	h.App.DB.Model(&store.APIKey{}).Count(&n)
+	if n != 0 {
+		t.Fatalf("%d keys written by invalid requests", n)
+	}
+}

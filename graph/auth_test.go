@@ -1,0 +1,128 @@
+package graph_test
+
+import (
+	"encoding/base64"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tollgate-billing/tollgate/internal/apptest"
+	"github.com/tollgate-billing/tollgate/internal/auth"
+)
+
+const subscriptionQuery = `{ subscription { plan { id } status } }`
+
+func signed(t *testing.T, secret string, c auth.Claims) string {
+	t.Helper()
+	tok, err := auth.Mint([]byte(secret), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func claims(org, scope string, exp time.Time) auth.Claims {
+	c := auth.Claims{Org: org, Scope: scope}
+	c.Subject = "user-1"
+	c.ExpiresAt = jwt.NewNumericDate(exp)
+	return c
+}
+
+// TestAuthMatrix: every way of presenting bad or insufficient credentials is
+// refused with the right code, and no data leaks.
+func TestAuthMatrix(t *testing.T) {
+	h := apptest.New(t, apptest.Options{})
+	now := h.Clock.Now()
+	good := claims("acme", "billing:read billing:write", now.Add(time.Hour))
+
+	// alg "none": a token anyone can forge.
+	noneTok := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"JWT"}`)) + "." +
+		base64.RawURLEncoding.EncodeToString([]byte(`{"org":"acme","scope":"billing:read","exp":`+
+			strconv.FormatInt(now.Add(time.Hour).Unix(), 10)+`}`)) + "."
+	// HS256 token whose payload was swapped after signing.
+	valid := signed(t, apptest.Secret, good)
+	parts := strings.Split(valid, ".")
+	other := signed(t, apptest.Secret, claims("victim", "billing:read", now.Add(time.Hour)))
+	tampered := parts[0] + "." + strings.Split(other, ".")[1] + "." + parts[2]
+
+	cases := []struct {
+		name    string
+		headers map[string]string
+		code    string
+		reason  string
+	}{
+		{"no credentials", nil, "UNAUTHENTICATED", ""},
+		{"expired token", map[string]string{"Authorization": "Bearer " + signed(t, apptest.Secret, claims("acme", "billing:read", now.Add(-time.Hour)))}, "UNAUTHENTICATED", auth.ReasonExpired},
+		{"token signed with another secret", map[string]string{"Authorization": "Bearer " + signed(t, "some-other-secret-0123456789abcdefgh", good)}, "UNAUTHENTICATED", auth.ReasonBadSignature},
+		{"payload swapped after signing", map[string]string{"Authorization": "Bearer " + tampered}, "UNAUTHENTICATED", auth.ReasonBadSignature},
+		{"alg none", map[string]string{"Authorization": "Bearer " + noneTok}, "UNAUTHENTICATED", ""},
+		{"token without exp", map[string]string{"Authorization": "Bearer " + signed(t, apptest.Secret, auth.Claims{Org: "acme", Scope: "billing:read"})}, "UNAUTHENTICATED", ""},
+		{"token without org", map[string]string{"Authorization": "Bearer " + signed(t, apptest.Secret, claims("", "billing:read", now.Add(time.Hour)))}, "UNAUTHENTICATED", ""},
+		{"garbage bearer", map[string]string{"Authorization": "Bearer not.a.jwt"}, "UNAUTHENTICATED", auth.ReasonMalformed},
+		{"basic auth scheme", map[string]string{"Authorization": "Basic dXNlcjpwYXNz"}, "UNAUTHENTICATED", auth.ReasonMalformed},
+		{"unknown api key", map[string]string{"X-API-Key": "tg_test_doesnotexist"}, "UNAUTHENTICATED", auth.ReasonUnknownKey},
+		{"token lacking billing:read", map[string]string{"Authorization": "Bearer " + signed(t, apptest.Secret, claims("acme", "usage:write", now.Add(time.Hour)))}, "FORBIDDEN", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := h.Do(tc.headers, subscriptionQuery, nil)
+			if r.Code() != tc.code {
+				t.Fatalf("code = %q, want %q (errors %+v)", r.Code(), tc.code, r.Errors)
+			}
+			if tc.reason != "" && r.Errors[0].Extensions["reason"] != tc.reason {
+				t.Fatalf("reason = %v, want %s", r.Errors[0].Extensions["reason"], tc.reason)
+			}
+			if d := string(r.Data); d != "" && d != "null" {
+				t.Fatalf("data leaked with a refused request: %s", d)
+			}
+		})
+	}
+
+	t.Run("valid token through the session cookie", func(t *testing.T) {
+		r := h.Do(map[string]string{"Cookie": auth.SessionCookie + "=" + valid}, subscriptionQuery, nil)
+		var out struct{ Subscription struct{ Plan struct{ ID string } } }
+		r.Decode(t, &out)
+		if out.Subscription.Plan.ID != "free" {
+			t.Fatalf("plan = %q, want free", out.Subscription.Plan.ID)
+		}
+	})
+	t.Run("mutation needs billing:write", func(t *testing.T) {
+		readOnly := signed(t, apptest.Secret, claims("acme", "billing:read", now.Add(time.Hour)))
+		r := h.Do(map[string]string{"Authorization": "Bearer " + readOnly},
+			`mutation { createApiKey(input: {name: "ci", scopes: [BILLING_READ]}) { secret } }`, nil)
+		if r.Code() != "FORBIDDEN" {
+			t.Fatalf("code = %q, want FORBIDDEN", r.Code())
+		}
+	})
+}
+
+// TestOrganisationsAreIsolated: each token sees its own organisation, created
+// on first use, and never another's.
+func TestOrganisationsAreIsolated(t *testing.T) {
+	h := apptest.New(t, apptest.Options{})
+	q := `{ organization { id externalId name } apiKeys { id } }`
+	var a, b struct {
+		Organization struct{ ID, ExternalID, Name string }
+		APIKeys      []struct{ ID string }
+	}
+	h.Query("org-a", `mutation { createApiKey(input: {name: "a key", scopes: [BILLING_READ]}) { secret } }`, nil)
+	h.Query("org-a", q, nil).Decode(t, &a)
+	h.Query("org-b", q, nil).Decode(t, &b)
+	if a.Organization.ExternalID != "org-a" || b.Organization.ExternalID != "org-b" {
+		t.Fatalf("external ids = %q, %q", a.Organization.ExternalID, b.Organization.ExternalID)
+	}
+	if a.Organization.ID == b.Organization.ID {
+		t.Fatal("two organisations share an id")
+	}
+	if len(a.APIKeys) != 1 || len(b.APIKeys) != 0 {
+		t.Fatalf("keys: org-a sees %d, org-b sees %d; want 1 and 0", len(a.APIKeys), len(b.APIKeys))
+	}
+	var again struct{ Organization struct{ ID string } }
+	h.Query("org-a", q, nil).Decode(t, &again)
+	if again.Organization.ID != a.Organization.ID {
+		t.Fatal("the same org claim resolved to a new organisation")
+	}
+}

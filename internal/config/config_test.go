@@ -1,0 +1,63 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestDefaultsRunWithZeroSetup(t *testing.T) {
+	c, err := Load(env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Port != 8080 || c.Env != Dev || c.DatabaseURL != "" || c.RedisURL != "" || !c.Migrate || !c.Playground {
+		t.Fatalf("unexpected defaults: %+v", c)
+	}
+}
+
+// TestBadConfigurationNamesTheVariable: each bad value stops start-up with a
+// line that names the variable.
+func TestBadConfigurationNamesTheVariable(t *testing.T) {
+	cases := []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"unparsable DATABASE_URL", map[string]string{"DATABASE_URL": "postgres://%zz"}, "DATABASE_URL"},
+		{"DATABASE_URL of another database", map[string]string{"DATABASE_URL": "mysql://root@localhost/db"}, "DATABASE_URL: must be a postgres:// URL"},
+		{"production without JWT_SECRET", map[string]string{"TOLLGATE_ENV": "production", "DATABASE_URL": "postgres://h/db"}, "JWT_SECRET: is required when TOLLGATE_ENV=production"},
+		{"production with a short secret", map[string]string{"TOLLGATE_ENV": "production", "DATABASE_URL": "postgres://h/db", "JWT_SECRET": "short"}, "JWT_SECRET: must be at least 32 bytes"},
+		{"production on SQLite", map[string]string{"TOLLGATE_ENV": "production", "JWT_SECRET": strings.Repeat("x", 32)}, "DATABASE_URL: is required"},
+		{"unknown TOLLGATE_ENV", map[string]string{"TOLLGATE_ENV": "staging"}, "TOLLGATE_ENV"},
+		{"non-numeric PORT", map[string]string{"PORT": "eighty"}, "PORT"},
+		{"REDIS_URL without scheme", map[string]string{"REDIS_URL": "localhost:6379"}, "REDIS_URL"},
+		{"TOLLGATE_MIGRATE not a bool", map[string]string{"TOLLGATE_MIGRATE": "sometimes"}, "TOLLGATE_MIGRATE"},
+		{"publishable key as secret", map[string]string{"STRIPE_SECRET_KEY": "pk_test_123"}, "STRIPE_SECRET_KEY"},
+		{"webhook secret of the wrong kind", map[string]string{"STRIPE_WEBHOOK_SECRET": "sk_test_123"}, "STRIPE_WEBHOOK_SECRET"},
+		{"STRIPE_API_BASE not a URL", map[string]string{"STRIPE_API_BASE": "localhost:12111"}, "STRIPE_API_BASE"},
+		{"CORS origin without scheme", map[string]string{"CORS_ORIGINS": "app.example.com"}, "CORS_ORIGINS"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(env(tc.env))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q does not name %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestProductionTurnsOffThePlayground(t *testing.T) {
+	c, err := Load(env(map[string]string{"TOLLGATE_ENV": "production", "DATABASE_URL": "postgres://db/x", "JWT_SECRET": strings.Repeat("s", 32)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Playground {
+		t.Fatal("playground on in production")
+	}
+}
