@@ -1,0 +1,219 @@
+package usage
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/tollgate-billing/tollgate/internal/clock"
+)
+
+// counters mirrors period rollups in Redis, so the gate answers with one
+// round trip. The mirror may lag or vanish at any moment; correctness rests on
+// three rules:
+//   - every value written carries its rollup's version, and Redis keeps the
+//     highest version it has seen, so writes landing out of order never move
+//     a counter back;
+//   - a write that fails marks the counter dirty, and the gate reads a dirty
+//     counter from the database until a fresh copy has been written back
+//     (by the gate itself, Resync or RebuildCounters);
+//   - after a failure Redis is skipped for a second, so an unreachable Redis
+//     costs one timeout per second instead of one per request.
+//
+// Dirty marks live in this process: another replica reading a counter this
+// one failed to write may see it lag until Resync runs here or the key
+// expires (counterTTL).
+type counters struct {
+	rdb   *redis.Client
+	clock clock.Clock
+	log   *slog.Logger
+
+	downUntil atomic.Int64 // UnixNano on clock; Redis is skipped before it
+	faults    atomic.Uint64
+
+	mu    sync.Mutex
+	gen   uint64               // grows with every dirty mark
+	dirty map[counterID]uint64 // counter -> gen of its latest failed write
+	// anyDirty spares the gate the mutex while nothing is dirty.
+	anyDirty atomic.Bool
+
+	// warms collapses concurrent database reads of one missing counter.
+	warms singleflight.Group
+}
+
+const (
+	// counterTTL bounds how long a counter nobody writes stays in Redis, and
+	// so how long a lag unseen by any dirty mark can last.
+	counterTTL = 15 * time.Minute
+	// redisBackoff is how long Redis is skipped after a failure.
+	redisBackoff = time.Second
+)
+
+// counterID names one counter: an organisation's period rollup.
+type counterID struct {
+	org string
+	rollupKey
+}
+
+// redisKey keeps an organisation's counters in one hash slot (the braces), so
+// one script can write them all on a cluster too.
+func (id counterID) redisKey() string {
+	label := "all"
+	if id.start != allTime.Unix() {
+		label = time.Unix(id.start, 0).UTC().Format("2006-01")
+	}
+	return "tollgate:usage:{" + id.org + "}:" + id.meter + ":" + label
+}
+
+// storeNewest writes (used, version) pairs, keeping whichever version is
+// newer per key. KEYS are counters; ARGV holds used and version per key, then
+// the TTL in milliseconds.
+var storeNewest = redis.NewScript(`
+local ttl = ARGV[#ARGV]
+for i, key in ipairs(KEYS) do
+  local seen = redis.call('HGET', key, 'v')
+  if (not seen) or tonumber(seen) < tonumber(ARGV[2*i]) then
+    redis.call('HSET', key, 'u', ARGV[2*i-1], 'v', ARGV[2*i])
+  end
+  redis.call('PEXPIRE', key, ttl)
+end
+return #KEYS
+`)
+
+func newCounters(rdb *redis.Client, clk clock.Clock, log *slog.Logger) *counters {
+	return &counters{rdb: rdb, clock: clk, log: log, dirty: map[counterID]uint64{}}
+}
+
+func (c *counters) available() bool { return c.clock.Now().UnixNano() >= c.downUntil.Load() }
+
+// fault records a failed Redis call and skips Redis for a while. A caller
+// that gave up (its context ended) is not Redis's fault.
+func (c *counters) fault(ctx context.Context, what string, err error) {
+	if ctx.Err() != nil {
+		return
+	}
+	c.faults.Add(1)
+	now := c.clock.Now().UnixNano()
+	if prev := c.downUntil.Swap(now + int64(redisBackoff)); now >= prev {
+		c.log.WarnContext(ctx, "redis unavailable; usage counters fall back to the database", "op", what, "err", err)
+	}
+}
+
+func (c *counters) recovered() { c.downUntil.Store(0) }
+
+// get reads a counter; ok is false when the caller must ask the database.
+func (c *counters) get(ctx context.Context, id counterID) (used int64, ok bool) {
+	if !c.available() || c.isDirty(id) {
+		return 0, false
+	}
+	v, err := c.rdb.HGet(ctx, id.redisKey(), "u").Result()
+	if err != nil {
+		if !errors.Is(err, redis.Nil) {
+			c.fault(ctx, "read counter", err)
+		}
+		return 0, false
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		c.fault(ctx, "read counter", err)
+		return 0, false
+	}
+	return n, true
+}
+
+// store writes counters of one organisation in one round trip.
+func (c *counters) store(ctx context.Context, org string, values map[rollupKey]counter) error {
+	if len(values) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(values))
+	args := make([]any, 0, 2*len(values)+1)
+	for k, v := range values {
+		keys = append(keys, counterID{org, k}.redisKey())
+		args = append(args, v.used, v.version)
+	}
+	args = append(args, counterTTL.Milliseconds())
+	return storeNewest.Run(ctx, c.rdb, keys, args...).Err()
+}
+
+// publish mirrors rollups just committed. It never clears dirty marks: a
+// failed write of a newer version may have raced it.
+func (c *counters) publish(ctx context.Context, org string, values map[rollupKey]counter) {
+	if len(values) == 0 {
+		return
+	}
+	if c.available() {
+		err := c.store(ctx, org, values)
+		if err == nil {
+			return
+		}
+		c.fault(ctx, "publish counters", err)
+	}
+	c.markDirty(org, values)
+}
+
+// refresh writes counters read from the database after gen was taken, and
+// clears their dirty marks unless a newer failure marked them since.
+func (c *counters) refresh(ctx context.Context, org string, values map[rollupKey]counter, gen uint64) error {
+	if err := c.store(ctx, org, values); err != nil {
+		c.fault(ctx, "refresh counters", err)
+		return err
+	}
+	c.recovered()
+	c.mu.Lock()
+	for k := range values {
+		id := counterID{org, k}
+		if g, ok := c.dirty[id]; ok && g <= gen {
+			delete(c.dirty, id)
+		}
+	}
+	c.anyDirty.Store(len(c.dirty) > 0)
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *counters) markDirty(org string, values map[rollupKey]counter) {
+	c.mu.Lock()
+	c.gen++
+	for k := range values {
+		c.dirty[counterID{org, k}] = c.gen
+	}
+	c.anyDirty.Store(true)
+	c.mu.Unlock()
+}
+
+func (c *counters) isDirty(id counterID) bool {
+	if !c.anyDirty.Load() {
+		return false
+	}
+	c.mu.Lock()
+	_, ok := c.dirty[id]
+	c.mu.Unlock()
+	return ok
+}
+
+// generation is the current dirty-mark generation: take it before reading
+// the database for a refresh.
+func (c *counters) generation() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gen
+}
+
+// dirtyByOrg lists the dirty counters per organisation.
+func (c *counters) dirtyByOrg() map[string][]rollupKey {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string][]rollupKey{}
+	for id := range c.dirty {
+		out[id.org] = append(out[id.org], id.rollupKey)
+	}
+	return out
+}

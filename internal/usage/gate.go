@@ -1,0 +1,64 @@
+package usage
+
+import (
+	"context"
+	"fmt"
+)
+
+// Gate is the answer to "may this organisation use more of this meter?".
+type Gate struct {
+	Allowed bool
+	MeterUsage
+	// PlanID is the effective plan.
+	PlanID string
+	// BillingStatus is the Stripe subscription status, "" without one.
+	BillingStatus string
+}
+
+// Gate answers from the cached plan and the Redis counter: one round trip
+// when both are warm. A Redis miss or failure reads the database rollup (and
+// writes it back to Redis), so the answer is right either way.
+//
+// Usage under a soft limit, or an unlimited one, is always allowed: the
+// overage is billed, not refused.
+func (s *Service) Gate(ctx context.Context, orgID, meter string) (Gate, error) {
+	m, ok := s.catalog.Meter(meter)
+	if !ok {
+		return Gate{}, s.unknownMeter(meter)
+	}
+	plan, status, err := s.plans.PlanOf(ctx, orgID)
+	if err != nil {
+		return Gate{}, fmt.Errorf("usage gate for org %s: %w", orgID, err)
+	}
+	used, err := s.current(ctx, orgID, keyOf(m.Name, periodStart(m.Reset, s.clock.Now())))
+	if err != nil {
+		return Gate{}, fmt.Errorf("usage gate for org %s: %w", orgID, err)
+	}
+	mu := MeterUsage{Meter: m.Name, Used: used, Limit: limitOf(plan, m)}
+	return Gate{Allowed: mu.Allowed(), MeterUsage: mu, PlanID: plan.ID, BillingStatus: status}, nil
+}
+
+// current is a period rollup's usage: from Redis when it has it, else from
+// the database, warming Redis on the way.
+func (s *Service) current(ctx context.Context, orgID string, k rollupKey) (int64, error) {
+	id := counterID{orgID, k}
+	if used, ok := s.counters.get(ctx, id); ok {
+		return used, nil
+	}
+	v, err, _ := s.counters.warms.Do(id.redisKey(), func() (any, error) {
+		gen := s.counters.generation()
+		values, err := readCounters(s.db.WithContext(ctx), orgID, []rollupKey{k})
+		if err != nil {
+			return nil, err
+		}
+		if s.counters.available() {
+			// A failure is already counted and logged; the answer stands.
+			_ = s.counters.refresh(ctx, orgID, values, gen)
+		}
+		return values[k].used, nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return v.(int64), nil
+}

@@ -1,0 +1,227 @@
+package usage
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate-billing/tollgate/internal/apperr"
+	"github.com/tollgate-billing/tollgate/internal/clock"
+	"github.com/tollgate-billing/tollgate/internal/store"
+	"github.com/tollgate-billing/tollgate/internal/testenv"
+)
+
+func TestGateAnswersFromThePlanAndTheCount(t *testing.T) {
+	show := func(v *int64) string {
+		if v == nil {
+			return "nil"
+		}
+		return fmt.Sprint(*v)
+	}
+	cases := []struct {
+		name, plan, status, meter string
+		used                      int64
+		want                      string // allowed used limit remaining plan status
+	}{
+		{"a free org under its hard limit may go on", "free", "", "api_calls", 999, "true 999 1000 1 free "},
+		{"a free org at its hard limit is stopped", "free", "", "api_calls", 1000, "false 1000 1000 0 free "},
+		{"a soft limit never stops an org", "starter", "active", "api_calls", 100_001, "true 100001 100000 0 starter active"},
+		{"an unlimited meter has no limit", "enterprise", "", "llm_tokens", 5, "true 5 nil nil enterprise "},
+		{"the billing status is passed through", "growth", "past_due", "api_calls", 0, "true 0 1000000 1000000 growth past_due"},
+	}
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newFixture(t, db, nil)
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				org := f.org(t, tc.plan)
+				f.setPlan(org, tc.plan, tc.status)
+				if tc.used > 0 {
+					f.record(t, org, ev(tc.meter, tc.used, "k"))
+				}
+				g := f.gate(t, org, tc.meter)
+				got := fmt.Sprintf("%t %d %s %s %s %s", g.Allowed, g.Used, show(g.LimitValue()), show(g.Remaining()), g.PlanID, g.BillingStatus)
+				if got != tc.want {
+					t.Errorf("gate = %q, want %q", got, tc.want)
+				}
+			})
+		}
+		if _, err := f.svc.Gate(context.Background(), f.org(t, "free"), "bogus"); apperr.CodeOf(err) != apperr.BadInput {
+			t.Errorf("unknown meter: err = %v, want BAD_USER_INPUT", err)
+		}
+	})
+}
+
+func TestGateSeesAPlanChangeWithinTheCacheTTL(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newFixture(t, db, nil)
+		org := f.org(t, "free")
+		f.record(t, org, ev("api_calls", 1000, "fill"))
+		if f.gate(t, org, "api_calls").Allowed {
+			t.Fatal("free org at its limit allowed")
+		}
+		f.plans.set(org, "starter", "active") // billing changed, cache not told
+		if f.gate(t, org, "api_calls").Allowed {
+			t.Error("the cached plan was not used within its TTL")
+		}
+		f.clock.Advance(PlanCacheTTL)
+		if g := f.gate(t, org, "api_calls"); !g.Allowed || g.PlanID != "starter" {
+			t.Errorf("after the cache TTL: %+v, want the starter plan", g)
+		}
+	})
+}
+
+// outage is a fixture on a private Redis the test can flush, stop and
+// restart.
+func outage(t *testing.T, db *store.DB) (*fixture, *miniredis.Miniredis) {
+	m := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: m.Addr(), MaxRetries: -1})
+	t.Cleanup(func() { rdb.Close() })
+	return newFixture(t, db, rdb), m
+}
+
+func TestGateAndCountsSurviveARedisOutage(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		f, m := outage(t, db)
+		org := f.org(t, "free")
+		key := counterID{org, keyOf("api_calls", periodStart("monthly", testNow))}.redisKey()
+		mirrored := func() string { return m.HGet(key, "u") }
+		check := func(step string, want int64) {
+			t.Helper()
+			if g := f.gate(t, org, "api_calls"); g.Used != want || g.Allowed != (want < 1000) {
+				t.Errorf("%s: gate %d (allowed %t), want %d", step, g.Used, g.Allowed, want)
+			}
+			if got := f.used(t, org, "api_calls"); got != want {
+				t.Errorf("%s: usage %d, want %d", step, got, want)
+			}
+		}
+
+		f.record(t, org, batch("api_calls", "first", 10)...)
+		check("Redis up", 10)
+		if mirrored() != "10" {
+			t.Errorf("Redis holds %q after recording, want 10", mirrored())
+		}
+
+		m.FlushAll()
+		check("Redis flushed", 10)
+		if mirrored() != "10" {
+			t.Errorf("the gate did not warm Redis after a flush: %q", mirrored())
+		}
+
+		m.Close()
+		f.record(t, org, batch("api_calls", "during", 5)...)
+		check("Redis down", 15)
+		// Hard limits hold without Redis: they are enforced in SQL.
+		res := f.record(t, org, ev("api_calls", 990, "too-much"), ev("api_calls", 985, "just-fits"))
+		if res.Accepted != 1 || len(res.Rejected) != 1 {
+			t.Errorf("hard limit while Redis is down: %+v", res)
+		}
+		check("Redis down, at the limit", 1000)
+		if f.svc.RedisFaults() == 0 {
+			t.Error("Redis failures were not counted")
+		}
+
+		// Redis comes back with the counter it had before the outage.
+		if err := m.Restart(); err != nil {
+			t.Fatal(err)
+		}
+		if mirrored() != "10" {
+			t.Fatalf("test setup: restarted Redis holds %q, want the stale 10", mirrored())
+		}
+		check("Redis back with stale data", 1000)
+		if err := f.svc.ResyncCounters(ctx); err != nil {
+			t.Fatalf("resync: %v", err)
+		}
+		if mirrored() != "1000" {
+			t.Errorf("after resync Redis holds %q, want 1000", mirrored())
+		}
+		check("after resync", 1000)
+
+		m.FlushAll()
+		if err := f.svc.RebuildAllCounters(ctx); err != nil {
+			t.Fatalf("rebuild: %v", err)
+		}
+		if mirrored() != "1000" {
+			t.Errorf("after rebuild Redis holds %q, want 1000", mirrored())
+		}
+		if got := m.HGet(counterID{org, keyOf("storage_bytes", allTime)}.redisKey(), "u"); got != "0" {
+			t.Errorf("rebuild left storage_bytes at %q, want 0", got)
+		}
+	})
+}
+
+func TestGateRepairsAStaleCounterOnceRedisAnswersAgain(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f, m := outage(t, db)
+		org := f.org(t, "starter")
+		key := counterID{org, keyOf("api_calls", periodStart("monthly", testNow))}.redisKey()
+		f.record(t, org, ev("api_calls", 7, "a"))
+		m.Close()
+		f.record(t, org, ev("api_calls", 3, "b")) // Redis misses this one
+		if err := m.Restart(); err != nil {
+			t.Fatal(err)
+		}
+		f.clock.Advance(2 * redisBackoff)
+		if g := f.gate(t, org, "api_calls"); g.Used != 10 {
+			t.Errorf("gate %d, want 10", g.Used)
+		}
+		if got := m.HGet(key, "u"); got != "10" {
+			t.Errorf("the gate left Redis at %q, want 10", got)
+		}
+		if f.svc.counters.anyDirty.Load() {
+			t.Error("counter still marked dirty after the gate repaired it")
+		}
+	})
+}
+
+func TestCountersNeverGoBackInTime(t *testing.T) {
+	m := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	t.Cleanup(func() { rdb.Close() })
+	c := newCounters(rdb, clock.NewFake(testNow), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx := context.Background()
+	k := keyOf("api_calls", periodStart("monthly", testNow))
+	key := counterID{"org", k}.redisKey()
+	// Two writers finish in the wrong order: the older value lands last.
+	for _, v := range []counter{{used: 20, version: 2}, {used: 10, version: 1}} {
+		if err := c.store(ctx, "org", map[rollupKey]counter{k: v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := m.HGet(key, "u"); got != "20" {
+		t.Errorf("counter %q after an older write, want 20", got)
+	}
+	if ttl := m.TTL(key); ttl <= 0 || ttl > counterTTL {
+		t.Errorf("counter TTL %v, want within %v", ttl, counterTTL)
+	}
+}
+
+func TestRunWritesDirtyCountersBack(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f, m := outage(t, db)
+		org := f.org(t, "starter")
+		key := counterID{org, keyOf("api_calls", periodStart("monthly", testNow))}.redisKey()
+		m.Close()
+		f.record(t, org, ev("api_calls", 4, "a"))
+		if err := m.Restart(); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		f.svc.resyncEvery = 10 * time.Millisecond
+		go f.svc.Run(ctx)
+		deadline := time.Now().Add(5 * time.Second)
+		for m.HGet(key, "u") != "4" {
+			if time.Now().After(deadline) {
+				t.Fatalf("Run did not write the counter back within 5s (Redis holds %q)", m.HGet(key, "u"))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+}

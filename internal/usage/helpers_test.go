@@ -1,0 +1,150 @@
+package usage
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate-billing/tollgate/internal/apperr"
+	"github.com/tollgate-billing/tollgate/internal/clock"
+	"github.com/tollgate-billing/tollgate/internal/plans"
+	"github.com/tollgate-billing/tollgate/internal/store"
+	"github.com/tollgate-billing/tollgate/internal/testenv"
+)
+
+// fakePlans stands in for billing: each organisation is on the plan a test
+// puts it on.
+type fakePlans struct {
+	catalog *plans.Catalog
+	mu      sync.Mutex
+	planIDs map[string]string
+	status  map[string]string
+}
+
+func (f *fakePlans) PlanOf(_ context.Context, orgID string) (plans.Plan, string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	id, ok := f.planIDs[orgID]
+	if !ok {
+		return plans.Plan{}, "", apperr.ErrNotFound
+	}
+	p, _ := f.catalog.ByID(id)
+	return p, f.status[orgID], nil
+}
+
+func (f *fakePlans) set(orgID, planID, status string) {
+	f.mu.Lock()
+	f.planIDs[orgID], f.status[orgID] = planID, status
+	f.mu.Unlock()
+}
+
+// fixture is a usage service on a real database, a Redis and a frozen clock.
+type fixture struct {
+	svc   *Service
+	db    *store.DB
+	rdb   *redis.Client
+	clock *clock.Fake
+	plans *fakePlans
+}
+
+// testNow is mid-month, so five minutes either way stays in March.
+var testNow = time.Date(2026, 3, 15, 12, 0, 0, 0, time.UTC)
+
+func newFixture(t *testing.T, db *store.DB, rdb *redis.Client) *fixture {
+	t.Helper()
+	if rdb == nil {
+		rdb = testenv.Redis(t)
+	}
+	catalog := plans.Default()
+	fp := &fakePlans{catalog: catalog, planIDs: map[string]string{}, status: map[string]string{}}
+	clk := clock.NewFake(testNow)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	return &fixture{svc: NewService(db, rdb, catalog, fp, clk, log), db: db, rdb: rdb, clock: clk, plans: fp}
+}
+
+// org creates an organisation on a plan.
+func (f *fixture) org(t *testing.T, planID string) string {
+	t.Helper()
+	id := store.NewID()
+	now := f.clock.Now()
+	org := store.Organization{ID: id, ExternalID: "ext-" + id, Name: "Org " + id[:8], PlanID: planID, CreatedAt: now, UpdatedAt: now}
+	if err := f.db.Create(&org).Error; err != nil {
+		t.Fatalf("create organisation: %v", err)
+	}
+	f.plans.set(id, planID, "")
+	return id
+}
+
+// setPlan moves an organisation to another plan, as a webhook would.
+func (f *fixture) setPlan(orgID, planID, status string) {
+	f.plans.set(orgID, planID, status)
+	f.svc.InvalidatePlan(orgID)
+}
+
+// record records and fails the test on an error.
+func (f *fixture) record(t *testing.T, orgID string, events ...Event) RecordResult {
+	t.Helper()
+	res, err := f.svc.Record(context.Background(), orgID, events)
+	if err != nil {
+		t.Fatalf("record: %v", err)
+	}
+	return res
+}
+
+// used is a meter's usage in the current period, from the usage report.
+func (f *fixture) used(t *testing.T, orgID, meter string) int64 {
+	t.Helper()
+	_, meters, err := f.svc.Usage(context.Background(), orgID, "")
+	if err != nil {
+		t.Fatalf("usage: %v", err)
+	}
+	for _, m := range meters {
+		if m.Meter == meter {
+			return m.Used
+		}
+	}
+	t.Fatalf("meter %s missing from usage", meter)
+	return 0
+}
+
+// gate asks the gate and fails the test on an error.
+func (f *fixture) gate(t *testing.T, orgID, meter string) Gate {
+	t.Helper()
+	g, err := f.svc.Gate(context.Background(), orgID, meter)
+	if err != nil {
+		t.Fatalf("gate: %v", err)
+	}
+	return g
+}
+
+// storedEvents counts the raw events of an organisation.
+func (f *fixture) storedEvents(t *testing.T, orgID string) int64 {
+	t.Helper()
+	var n int64
+	if err := f.db.Model(&store.UsageEvent{}).Where("org_id = ?", orgID).Count(&n).Error; err != nil {
+		t.Fatalf("count events: %v", err)
+	}
+	return n
+}
+
+// ev is an event of quantity q with key k.
+func ev(meter string, q int64, key string) Event {
+	return Event{Meter: meter, Quantity: q, IdempotencyKey: key}
+}
+
+// batch is n events of quantity 1, keyed prefix-0 to prefix-(n-1).
+func batch(meter, prefix string, n int) []Event {
+	out := make([]Event, n)
+	for i := range out {
+		out[i] = ev(meter, 1, fmt.Sprintf("%s-%d", prefix, i))
+	}
+	return out
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,163 @@
+package usage
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/tollgate-billing/tollgate/internal/plans"
+	"github.com/tollgate-billing/tollgate/internal/store"
+)
+
+// Every report reads rollups only: their size grows with meters, endpoints
+// and days, never with the number of events.
+
+// Usage reports every meter in a period ("YYYY-MM"; "" is the current UTC
+// month), in catalogue order. A monthly meter shows its sum over the month; a
+// meter that never resets shows its running total at the end of the period
+// (now, for the current one).
+func (s *Service) Usage(ctx context.Context, orgID string, period string) (Period, []MeterUsage, error) {
+	now := s.clock.Now()
+	p, err := parsePeriod(period, now)
+	if err != nil {
+		return Period{}, nil, err
+	}
+	plan, _, err := s.plans.PlanOf(ctx, orgID)
+	if err != nil {
+		return Period{}, nil, fmt.Errorf("usage of org %s: %w", orgID, err)
+	}
+	db := s.db.WithContext(ctx)
+	keys := make([]rollupKey, 0, len(s.catalog.Meters()))
+	var pastNever []string
+	for _, m := range s.catalog.Meters() {
+		if m.Reset == plans.Never && !p.End.After(now) {
+			pastNever = append(pastNever, m.Name)
+			continue
+		}
+		keys = append(keys, keyOf(m.Name, periodStart(m.Reset, p.Start)))
+	}
+	totals, err := readCounters(db, orgID, keys)
+	if err != nil {
+		return Period{}, nil, fmt.Errorf("usage of org %s: %w", orgID, err)
+	}
+	// A past period's running total is the sum of the daily deltas before
+	// its end: at most one row per meter and day.
+	past := map[string]int64{}
+	if len(pastNever) > 0 {
+		var rows []struct {
+			Meter string
+			Used  int64
+		}
+		err := db.Model(&store.UsageDailyRollup{}).Select("meter, SUM(used) AS used").
+			Where("org_id = ? AND meter IN ? AND day < ?", orgID, pastNever, p.End).
+			Group("meter").Scan(&rows).Error
+		if err != nil {
+			return Period{}, nil, fmt.Errorf("usage of org %s: %w", orgID, err)
+		}
+		for _, r := range rows {
+			past[r.Meter] = r.Used
+		}
+	}
+	out := make([]MeterUsage, 0, len(s.catalog.Meters()))
+	for _, m := range s.catalog.Meters() {
+		used, ok := past[m.Name]
+		if !ok {
+			used = totals[keyOf(m.Name, periodStart(m.Reset, p.Start))].used
+		}
+		out = append(out, MeterUsage{Meter: m.Name, Used: used, Limit: limitOf(plan, m)})
+	}
+	return p, out, nil
+}
+
+// EndpointUsage is one endpoint's use of one meter in a period.
+type EndpointUsage struct {
+	Endpoint, Meter string
+	Used            int64
+}
+
+// ByEndpoint reports usage per endpoint and meter in a period ("" is the
+// current month), largest first; meter "" means every meter. Meters that
+// never reset show their net change in the month. Events recorded without an
+// endpoint are not listed.
+func (s *Service) ByEndpoint(ctx context.Context, orgID, period, meter string) ([]EndpointUsage, error) {
+	p, err := parsePeriod(period, s.clock.Now())
+	if err != nil {
+		return nil, err
+	}
+	q := s.db.WithContext(ctx).Model(&store.UsageEndpointRollup{}).
+		Where("org_id = ? AND period_start = ? AND used <> 0", orgID, p.Start)
+	if meter != "" {
+		if _, ok := s.catalog.Meter(meter); !ok {
+			return nil, s.unknownMeter(meter)
+		}
+		q = q.Where("meter = ?", meter)
+	}
+	var rows []store.UsageEndpointRollup
+	if err := q.Order("used DESC, meter, endpoint").Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("usage by endpoint of org %s: %w", orgID, err)
+	}
+	out := make([]EndpointUsage, len(rows))
+	for i, r := range rows {
+		out[i] = EndpointUsage{Endpoint: r.Endpoint, Meter: r.Meter, Used: r.Used}
+	}
+	return out, nil
+}
+
+// Point is one day of a series.
+type Point struct {
+	Date time.Time // UTC midnight
+	Used int64
+}
+
+// Series reports one meter day by day, from and to included (their UTC
+// dates count), at most MaxSeriesDays points, days without usage as zero. A
+// monthly meter shows each day's usage; a meter that never resets shows its
+// running total at the end of each day, which is what a storage chart needs.
+func (s *Service) Series(ctx context.Context, orgID, meter string, from, to time.Time) ([]Point, error) {
+	m, ok := s.catalog.Meter(meter)
+	if !ok {
+		return nil, s.unknownMeter(meter)
+	}
+	from, to = dayOf(from), dayOf(to)
+	if to.Before(from) {
+		return nil, badInput("to", fmt.Sprintf("to (%s) is before from (%s)", to.Format(time.DateOnly), from.Format(time.DateOnly)))
+	}
+	days := int(to.Sub(from).Hours()/24) + 1
+	if days > MaxSeriesDays {
+		return nil, badInput("to", fmt.Sprintf("a series covers at most %d days; %s to %s is %d", MaxSeriesDays,
+			from.Format(time.DateOnly), to.Format(time.DateOnly), days))
+	}
+	db := s.db.WithContext(ctx)
+	var rows []store.UsageDailyRollup
+	err := db.Where("org_id = ? AND meter = ? AND day >= ? AND day <= ?", orgID, m.Name, from, to).Find(&rows).Error
+	if err != nil {
+		return nil, fmt.Errorf("usage series of org %s: %w", orgID, err)
+	}
+	byDay := make(map[int64]int64, len(rows))
+	for _, r := range rows {
+		byDay[r.Day.Unix()] = r.Used
+	}
+	var running int64
+	if m.Reset == plans.Never {
+		err := db.Model(&store.UsageDailyRollup{}).Select("COALESCE(SUM(used), 0)").
+			Where("org_id = ? AND meter = ? AND day < ?", orgID, m.Name, from).Scan(&running).Error
+		if err != nil {
+			return nil, fmt.Errorf("usage series of org %s: %w", orgID, err)
+		}
+	}
+	out := make([]Point, days)
+	for i := range out {
+		d := from.AddDate(0, 0, i)
+		used := byDay[d.Unix()]
+		if m.Reset == plans.Never {
+			running += used
+			used = running
+		}
+		out[i] = Point{Date: d, Used: used}
+	}
+	return out, nil
+}
+
+func (s *Service) unknownMeter(meter string) error {
+	return badInput("meter", s.unknownMeterMessage(meter))
+}

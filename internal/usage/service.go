@@ -1,0 +1,104 @@
+// Package usage meters what organisations consume and holds them to their
+// plan's quotas.
+//
+// What it offers:
+//   - Record appends usage events exactly once per idempotency key and, in the
+//     same transaction, updates the rollups per period, per endpoint and per
+//     day; hard limits are checked under a row lock, so no interleaving of
+//     clients can take usage past them.
+//   - Usage, ByEndpoint and Series report from the rollups only, so their cost
+//     does not grow with the number of events.
+//   - Gate answers "may this organisation use more?" from a Redis counter and
+//     an in-process plan cache, falling back to the database when Redis misses
+//     or fails. The database is always the truth; Redis only mirrors it.
+//
+// Storage statements live in rollups.go, the Redis mirror in counters.go.
+package usage
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate-billing/tollgate/internal/clock"
+	"github.com/tollgate-billing/tollgate/internal/plans"
+	"github.com/tollgate-billing/tollgate/internal/store"
+)
+
+// Limits on what one call may carry.
+const (
+	// MaxBatch is the most events one Record call takes.
+	MaxBatch = 1000
+	// MaxKeyLength and MaxEndpointLength are in characters.
+	MaxKeyLength      = 255
+	MaxEndpointLength = 255
+	// MaxQuantity bounds one event's quantity (either sign): it is the
+	// largest integer a JavaScript client reads exactly, and far above any
+	// real event, so a counter cannot overflow in practice.
+	MaxQuantity = 1<<53 - 1
+	// FutureSkew is how far ahead of the server's clock an event's timestamp
+	// may be, to tolerate clients whose clocks run fast.
+	FutureSkew = 5 * time.Minute
+	// MaxSeriesDays is the longest range Series answers.
+	MaxSeriesDays = 366
+	// PlanCacheTTL is how long the gate and Record trust a cached plan; a
+	// plan change is seen within it, or at once after InvalidatePlan.
+	PlanCacheTTL = 3 * time.Second
+)
+
+// PlanSource tells an organisation's effective plan and its Stripe
+// subscription status ("" when it has none). Billing implements it.
+type PlanSource interface {
+	PlanOf(ctx context.Context, orgID string) (plans.Plan, string, error)
+}
+
+// Service records and reports usage.
+type Service struct {
+	db       *store.DB
+	catalog  *plans.Catalog
+	plans    *PlanCache
+	counters *counters
+	clock    clock.Clock
+	log      *slog.Logger
+	// resyncEvery is how often Run looks for dirty counters.
+	resyncEvery time.Duration
+}
+
+// NewService returns the usage service. rdb may be down at any time; the
+// service then works from the database alone.
+func NewService(db *store.DB, rdb *redis.Client, catalog *plans.Catalog, plansrc PlanSource, clk clock.Clock, log *slog.Logger) *Service {
+	return &Service{
+		db:          db,
+		catalog:     catalog,
+		plans:       NewPlanCache(plansrc, clk, PlanCacheTTL),
+		counters:    newCounters(rdb, clk, log),
+		clock:       clk,
+		log:         log,
+		resyncEvery: resyncInterval,
+	}
+}
+
+// PlanOf returns the organisation's plan through the service's short-lived
+// cache. It satisfies PlanSource, so the rate limiter can share the cache.
+func (s *Service) PlanOf(ctx context.Context, orgID string) (plans.Plan, string, error) {
+	return s.plans.PlanOf(ctx, orgID)
+}
+
+// InvalidatePlan makes the next gate or Record read the organisation's plan
+// afresh; billing calls it when a plan changes.
+func (s *Service) InvalidatePlan(orgID string) { s.plans.Invalidate(orgID) }
+
+// RedisFaults counts failed Redis calls since start, for metrics.
+func (s *Service) RedisFaults() uint64 { return s.counters.faults.Load() }
+
+// limitOf is the plan's limit on a meter. A plan that does not name the meter
+// (a catalogue changed under a running process) allows none of it, so a gap
+// in configuration never grants unlimited usage.
+func limitOf(p plans.Plan, m plans.Meter) plans.Limit {
+	if l, ok := p.LimitFor(m.Name); ok {
+		return l
+	}
+	return plans.Limit{Meter: m.Name, Hard: true, Reset: m.Reset}
+}
