@@ -1,0 +1,83 @@
+package signing
+
+import (
+	"crypto/ed25519"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// ParsePublicKey reads an Ed25519 public key given as base64 of its 32 raw
+// bytes (standard or URL alphabet, padded or not) or as a PEM "PUBLIC KEY"
+// block (what `openssl pkey -pubout` writes). Error messages are written for
+// the person registering the key.
+func ParsePublicKey(s string) (ed25519.PublicKey, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil, errors.New("publicKey is required")
+	}
+	if strings.HasPrefix(s, "-----BEGIN") {
+		return parsePEM(s)
+	}
+	raw, err := decodeBase64(s)
+	if err != nil {
+		return nil, errors.New("publicKey must be base64 of a 32-byte Ed25519 public key, or a PEM PUBLIC KEY block")
+	}
+	if len(raw) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("publicKey decodes to %d bytes; an Ed25519 public key is %d bytes", len(raw), ed25519.PublicKeySize)
+	}
+	return ed25519.PublicKey(raw), nil
+}
+
+func parsePEM(s string) (ed25519.PublicKey, error) {
+	blk, rest := pem.Decode([]byte(s))
+	if blk == nil {
+		return nil, errors.New("publicKey looks like PEM but is not a complete PEM block")
+	}
+	if strings.TrimSpace(string(rest)) != "" {
+		return nil, errors.New("publicKey must hold exactly one PEM block")
+	}
+	if blk.Type != "PUBLIC KEY" {
+		return nil, fmt.Errorf("publicKey is a PEM %q block; give the PUBLIC KEY block (never a private key)", blk.Type)
+	}
+	k, err := x509.ParsePKIXPublicKey(blk.Bytes)
+	if err != nil {
+		return nil, errors.New("publicKey PEM block is not a valid public key")
+	}
+	ed, ok := k.(ed25519.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("publicKey is a %s key; only Ed25519 keys can sign requests", keyKind(k))
+	}
+	return ed, nil
+}
+
+func keyKind(k any) string {
+	name := fmt.Sprintf("%T", k) // *rsa.PublicKey, *ecdsa.PublicKey, ...
+	name = strings.TrimPrefix(name, "*")
+	name, _, _ = strings.Cut(name, ".")
+	return strings.ToUpper(name)
+}
+
+// EncodePublicKey is the form stored in api_keys.signing_public_key: standard
+// base64 of the raw key.
+func EncodePublicKey(k ed25519.PublicKey) string {
+	return base64.StdEncoding.EncodeToString(k)
+}
+
+// decodeBase64 accepts the alphabets and padding styles that common tools
+// emit, since which one a client library picks is not worth refusing over.
+func decodeBase64(s string) ([]byte, error) {
+	var err error
+	for _, enc := range []*base64.Encoding{
+		base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding,
+	} {
+		var b []byte
+		if b, err = enc.DecodeString(s); err == nil {
+			return b, nil
+		}
+	}
+	return nil, err
+}

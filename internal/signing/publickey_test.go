@@ -1,0 +1,83 @@
+package signing
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"strings"
+	"testing"
+)
+
+func TestParsePublicKey(t *testing.T) {
+	pub := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize)).Public().(ed25519.PublicKey)
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemKey := string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsaDER, err := x509.MarshalPKIXPublicKey(&rsaKey.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsaPEM := string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: rsaDER}))
+	privDER, err := x509.MarshalPKCS8PrivateKey(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	privPEM := string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: privDER}))
+
+	cases := []struct {
+		name    string
+		in      string
+		wantErr string // substring; "" means the key is accepted
+	}{
+		{"standard base64 of the raw key is accepted", base64.StdEncoding.EncodeToString(pub), ""},
+		{"URL-safe unpadded base64 is accepted", base64.RawURLEncoding.EncodeToString(pub), ""},
+		{"surrounding whitespace is ignored", "  " + base64.StdEncoding.EncodeToString(pub) + "\n", ""},
+		{"a PEM PUBLIC KEY block is accepted", pemKey, ""},
+		{"an empty key is refused", "  ", "required"},
+		{"a key of the wrong length is refused", base64.StdEncoding.EncodeToString(pub[:31]), "31 bytes"},
+		{"text that is not base64 is refused", "ssh-ed25519 AAAAC3Nza", "base64"},
+		{"an RSA PEM key is refused", rsaPEM, "RSA"},
+		{"a PEM private key is refused", privPEM, "never a private key"},
+		{"a truncated PEM block is refused", pemKey[:40], "not a complete PEM block"},
+		{"two PEM blocks are refused", pemKey + pemKey, "exactly one"},
+		{"a PEM block that is not a key is refused", string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: []byte("junk")})), "not a valid public key"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParsePublicKey(tc.in)
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				if !got.Equal(pub) {
+					t.Fatalf("parsed %x, want %x", got, pub)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("error = %v, want one mentioning %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestEncodedKeyParsesBack(t *testing.T) {
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ParsePublicKey(EncodePublicKey(pub))
+	if err != nil || !got.Equal(pub) {
+		t.Fatalf("ParsePublicKey(EncodePublicKey(k)) = %x, %v; want %x", got, err, pub)
+	}
+}
