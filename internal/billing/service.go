@@ -1,11 +1,18 @@
 // Package billing is an organisation's commercial standing: which plan it
 // is on, its Stripe subscription, and the Stripe Checkout and Customer
-// Portal sessions that change them.
+// Portal sessions that change them. Stripe is the source of truth: the
+// subscription rows here are a copy, written only from Stripe's own objects
+// (webhook events, API responses, reconciliation) through ApplySubscription.
 package billing
 
 import (
 	"context"
+	"log/slog"
 
+	"github.com/stripe/stripe-go/v76/client"
+	"gorm.io/gorm"
+
+	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/store"
@@ -16,14 +23,48 @@ type Service struct {
 	db      *store.DB
 	catalog *plans.Catalog
 	clock   clock.Clock
+	stripe  *client.API // nil when STRIPE_SECRET_KEY is unset
+	log     *slog.Logger
 }
 
-// NewService returns the billing service.
-func NewService(db *store.DB, catalog *plans.Catalog, c clock.Clock) *Service {
-	return &Service{db: db, catalog: catalog, clock: c}
+// NewService returns the billing service. sc is nil when Stripe is not
+// configured; reading state still works, changing it through Stripe gives
+// STRIPE_NOT_CONFIGURED.
+func NewService(db *store.DB, catalog *plans.Catalog, c clock.Clock, sc *client.API, log *slog.Logger) *Service {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Service{db: db, catalog: catalog, clock: c, stripe: sc, log: log}
 }
 
 // Current returns the organisation's billing state.
 func (s *Service) Current(ctx context.Context, orgID string) (State, error) {
 	return loadState(ctx, s.db, s.catalog, orgID)
 }
+
+// PlanOf returns the organisation's effective plan and its subscription's
+// Stripe status ("" without a subscription), for quota and rate limiting.
+func (s *Service) PlanOf(ctx context.Context, orgID string) (plans.Plan, string, error) {
+	st, err := s.Current(ctx, orgID)
+	if err != nil {
+		return plans.Plan{}, "", err
+	}
+	status := ""
+	if st.Subscription != nil {
+		status = st.Subscription.Status
+	}
+	return st.Plan, status, nil
+}
+
+// stripeClient returns the Stripe client, or STRIPE_NOT_CONFIGURED.
+func (s *Service) stripeClient() (*client.API, error) {
+	if s.stripe == nil {
+		return nil, apperr.New(apperr.StripeNotConfigured,
+			"Stripe is not configured on this Tollgate: set STRIPE_SECRET_KEY")
+	}
+	return s.stripe, nil
+}
+
+// inTx views a transaction as a store.DB, so that helpers written for either
+// run on the transaction's connection (SQLite has only one).
+func (s *Service) inTx(tx *gorm.DB) *store.DB { return &store.DB{DB: tx, Dialect: s.db.Dialect} }

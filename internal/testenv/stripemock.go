@@ -67,7 +67,7 @@ func startStripeMock() {
 		mockErr = err
 		return
 	}
-	cmd := exec.Command("go", "tool", "stripe-mock", "-http-addr", "127.0.0.1:0")
+	cmd := exec.Command("go", "tool", "stripe-mock", "-http-addr", "127.0.0.1:0", "-https-addr", "127.0.0.1:0")
 	cmd.Dir = root
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	pr, pw := io.Pipe()

@@ -1,0 +1,173 @@
+package billing_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stripe/stripe-go/v76"
+
+	"github.com/tollgate-billing/tollgate/internal/apperr"
+	"github.com/tollgate-billing/tollgate/internal/billing"
+	"github.com/tollgate-billing/tollgate/internal/store"
+	"github.com/tollgate-billing/tollgate/internal/stripeclient/stripetest"
+	"github.com/tollgate-billing/tollgate/internal/testenv"
+)
+
+const (
+	okSuccess = "https://app.example.com/billing/success?session={CHECKOUT_SESSION_ID}"
+	okCancel  = "https://app.example.com/billing"
+)
+
+func TestCheckoutRejectsBadInputWithoutCallingStripe(t *testing.T) {
+	long := "https://app.example.com/" + strings.Repeat("a", 2000)
+	cases := []struct {
+		name        string
+		in          billing.CheckoutInput
+		field, code string
+	}{
+		{"no plan", billing.CheckoutInput{SuccessURL: okSuccess, CancelURL: okCancel}, "input.plan", billing.CodeRequired},
+		{"a plan that does not exist", billing.CheckoutInput{Plan: "platinum", SuccessURL: okSuccess, CancelURL: okCancel}, "input.plan", billing.CodeUnknownPlan},
+		{"the free plan", billing.CheckoutInput{Plan: "free", SuccessURL: okSuccess, CancelURL: okCancel}, "input.plan", billing.CodeNotPurchasable},
+		{"a contact-sales plan", billing.CheckoutInput{Plan: "enterprise", SuccessURL: okSuccess, CancelURL: okCancel}, "input.plan", billing.CodeNotPurchasable},
+		{"no success URL", billing.CheckoutInput{Plan: "starter", CancelURL: okCancel}, "input.successUrl", billing.CodeRequired},
+		{"a relative success URL", billing.CheckoutInput{Plan: "starter", SuccessURL: "/billing/ok", CancelURL: okCancel}, "input.successUrl", billing.CodeInvalidURL},
+		{"a javascript: success URL", billing.CheckoutInput{Plan: "starter", SuccessURL: "javascript:alert(1)", CancelURL: okCancel}, "input.successUrl", billing.CodeInvalidURL},
+		{"an ftp cancel URL", billing.CheckoutInput{Plan: "starter", SuccessURL: okSuccess, CancelURL: "ftp://example.com/x"}, "input.cancelUrl", billing.CodeInvalidURL},
+		{"a cancel URL over 2,000 characters", billing.CheckoutInput{Plan: "starter", SuccessURL: okSuccess, CancelURL: long}, "input.cancelUrl", billing.CodeTooLong},
+	}
+	db := testenv.DB(t)
+	rec := stripetest.NewRecorder()
+	svc := newService(db, stripetest.Client(t, rec))
+	org := newOrg(t, db, "billing@acme.test")
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := svc.CreateCheckoutSession(context.Background(), org, tc.in)
+			wantFieldError(t, err, tc.field, tc.code)
+		})
+	}
+	if n := len(rec.Requests()); n != 0 {
+		t.Fatalf("invalid input made %d Stripe request(s), want none", n)
+	}
+	if o := orgRow(t, db, org); o.StripeCustomerID != nil {
+		t.Fatalf("invalid input stored customer %q", *o.StripeCustomerID)
+	}
+}
+
+func TestCheckoutForNewOrgCreatesOneCustomerUnderConcurrentCalls(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		rec := stripetest.NewRecorder()
+		svc := newService(db, stripetest.Client(t, rec))
+		org := newOrg(t, db, "")
+		const calls = 10
+		var wg sync.WaitGroup
+		errs := make([]error, calls)
+		sessions := make([]billing.CheckoutSession, calls)
+		for i := range calls {
+			wg.Go(func() {
+				sessions[i], errs[i] = svc.CreateCheckoutSession(context.Background(), org, billing.CheckoutInput{
+					Plan: "starter", SuccessURL: okSuccess, CancelURL: okCancel, Email: "owner@acme.test",
+				})
+			})
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("call %d: %v", i, err)
+			}
+			if sessions[i].ID == "" || !strings.HasPrefix(sessions[i].URL, "https://") {
+				t.Fatalf("call %d returned session %+v, want Stripe's id and URL", i, sessions[i])
+			}
+		}
+
+		customers := rec.Matching("POST", "/v1/customers")
+		if len(customers) != 1 {
+			t.Fatalf("created %d Stripe customers, want 1", len(customers))
+		}
+		c := customers[0]
+		if c.Form.Get("metadata[org_id]") != org || c.Form.Get("email") != "owner@acme.test" {
+			t.Errorf("customer created with %v, want metadata[org_id]=%s and the token email", c.Form, org)
+		}
+		if c.IdempotencyKey != "tollgate-customer-"+org {
+			t.Errorf("customer idempotency key = %q, want one derived from the org", c.IdempotencyKey)
+		}
+		stored := orgRow(t, db, org).StripeCustomerID
+		if stored == nil || *stored == "" {
+			t.Fatal("the customer id was not stored on the organisation")
+		}
+
+		checkouts := rec.Matching("POST", "/v1/checkout/sessions")
+		if len(checkouts) != calls {
+			t.Fatalf("created %d checkout sessions, want %d", len(checkouts), calls)
+		}
+		for _, s := range checkouts {
+			want := map[string]string{
+				"mode": "subscription", "customer": *stored, "client_reference_id": org,
+				"line_items[0][price]": "price_tollgate_starter_monthly", "line_items[0][quantity]": "1",
+				"subscription_data[metadata][org_id]": org, "subscription_data[metadata][plan_id]": "starter",
+				"metadata[org_id]": org, "success_url": okSuccess, "cancel_url": okCancel,
+			}
+			for k, v := range want {
+				if got := s.Form.Get(k); got != v {
+					t.Errorf("checkout session %s = %q, want %q", k, got, v)
+				}
+			}
+		}
+	})
+}
+
+func TestCheckoutPrefersTheOrgBillingEmail(t *testing.T) {
+	db := testenv.DB(t)
+	rec := stripetest.NewRecorder()
+	svc := newService(db, stripetest.Client(t, rec))
+	org := newOrg(t, db, "billing@acme.test")
+	if _, err := svc.CreateCheckoutSession(context.Background(), org, billing.CheckoutInput{
+		Plan: "growth", SuccessURL: okSuccess, CancelURL: okCancel, Email: "someone@acme.test",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.Matching("POST", "/v1/customers")[0].Form.Get("email"); got != "billing@acme.test" {
+		t.Fatalf("customer email = %q, want the org's billing email", got)
+	}
+	if got := rec.Matching("POST", "/v1/checkout/sessions")[0].Form.Get("line_items[0][price]"); got != "price_tollgate_growth_monthly" {
+		t.Fatalf("checkout price = %q, want growth's", got)
+	}
+}
+
+func TestCheckoutWhileSubscribedPointsToThePortal(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		rec := stripetest.NewRecorder()
+		svc := newService(db, stripetest.Client(t, rec))
+		for _, tc := range []struct{ name, status, plan string }{
+			{"active on the same plan", "active", "starter"},
+			{"active on another plan", "active", "growth"},
+			{"past due", "past_due", "starter"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				org := newOrg(t, db, "")
+				price := map[string]string{"starter": "price_tollgate_starter_monthly", "growth": "price_tollgate_growth_monthly"}[tc.plan]
+				subscribe(t, db, svc, org, stripeSub("sub_"+store.NewID(), "cus_"+store.NewID(), price, stripe.SubscriptionStatus(tc.status)), nowUTC())
+				before := len(rec.Requests())
+				_, err := svc.CreateCheckoutSession(context.Background(), org, billing.CheckoutInput{Plan: "starter", SuccessURL: okSuccess, CancelURL: okCancel})
+				wantFieldError(t, err, "input.plan", billing.CodeAlreadySubscribed)
+				if fe, _ := apperr.AsFieldErrors(err); !strings.Contains(fe[0].Message, "portal") {
+					t.Errorf("message %q does not point to the customer portal", fe[0].Message)
+				}
+				if n := len(rec.Requests()) - before; n != 0 {
+					t.Fatalf("made %d Stripe request(s), want none", n)
+				}
+			})
+		}
+	})
+}
+
+func TestCheckoutAfterCancellationIsAllowed(t *testing.T) {
+	db := testenv.DB(t)
+	svc := newService(db, stripetest.Client(t, nil))
+	org := newOrg(t, db, "")
+	subscribe(t, db, svc, org, stripeSub("sub_"+store.NewID(), "cus_"+store.NewID(), "price_tollgate_starter_monthly", "canceled"), nowUTC())
+	if _, err := svc.CreateCheckoutSession(context.Background(), org, billing.CheckoutInput{Plan: "starter", SuccessURL: okSuccess, CancelURL: okCancel}); err != nil {
+		t.Fatalf("checkout after cancellation: %v", err)
+	}
+}

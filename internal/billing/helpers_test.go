@@ -1,0 +1,93 @@
+package billing_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stripe/stripe-go/v76"
+	"github.com/stripe/stripe-go/v76/client"
+	"gorm.io/gorm"
+
+	"github.com/tollgate-billing/tollgate/internal/apperr"
+	"github.com/tollgate-billing/tollgate/internal/billing"
+	"github.com/tollgate-billing/tollgate/internal/clock"
+	"github.com/tollgate-billing/tollgate/internal/orgs"
+	"github.com/tollgate-billing/tollgate/internal/plans"
+	"github.com/tollgate-billing/tollgate/internal/store"
+	"github.com/tollgate-billing/tollgate/internal/stripeclient/stripetest"
+)
+
+func newService(db *store.DB, sc *client.API) *billing.Service {
+	return billing.NewService(db, plans.Default(), clock.Real{}, sc, stripetest.Discard())
+}
+
+func newOrg(t *testing.T, db *store.DB, email string) string {
+	t.Helper()
+	id, err := orgs.NewService(db, clock.Real{}).Ensure(context.Background(), "ext-"+store.NewID(), "Acme", email)
+	if err != nil {
+		t.Fatalf("create org: %v", err)
+	}
+	return id
+}
+
+// subscribe stores a subscription as a webhook would.
+func subscribe(t *testing.T, db *store.DB, svc *billing.Service, orgID string, sub *stripe.Subscription, at time.Time) billing.Result {
+	t.Helper()
+	var res billing.Result
+	err := db.Tx(context.Background(), func(tx *gorm.DB) error {
+		var err error
+		res, err = svc.ApplySubscription(context.Background(), tx, billing.SubscriptionUpdate{Sub: sub, At: at, OrgID: orgID})
+		return err
+	})
+	if err != nil {
+		t.Fatalf("apply subscription: %v", err)
+	}
+	return res
+}
+
+func stripeSub(id, customer, price string, status stripe.SubscriptionStatus) *stripe.Subscription {
+	now := time.Now().UTC().Truncate(time.Second)
+	return &stripe.Subscription{
+		ID: id, Customer: &stripe.Customer{ID: customer}, Status: status, Created: now.Unix(),
+		CurrentPeriodStart: now.Unix(), CurrentPeriodEnd: now.AddDate(0, 1, 0).Unix(),
+		Items: &stripe.SubscriptionItemList{Data: []*stripe.SubscriptionItem{{Price: &stripe.Price{ID: price}}}},
+	}
+}
+
+func wantFieldError(t *testing.T, err error, field, code string) {
+	t.Helper()
+	fe, ok := apperr.AsFieldErrors(err)
+	if !ok {
+		t.Fatalf("error = %v, want userErrors with %s on %q", err, code, field)
+	}
+	for _, f := range fe {
+		if f.Field == field && f.Code == code {
+			if f.Message == "" {
+				t.Errorf("%s on %q has no message", code, field)
+			}
+			return
+		}
+	}
+	t.Fatalf("userErrors = %+v, want %s on %q", fe, code, field)
+}
+
+func wantCode(t *testing.T, err error, code apperr.Code) *apperr.Error {
+	t.Helper()
+	e, ok := apperr.As(err)
+	if !ok || e.Code != code {
+		t.Fatalf("error = %v, want %s", err, code)
+	}
+	return e
+}
+
+func orgRow(t *testing.T, db *store.DB, id string) store.Organization {
+	t.Helper()
+	var o store.Organization
+	if err := db.Where("id = ?", id).Take(&o).Error; err != nil {
+		t.Fatalf("load org: %v", err)
+	}
+	return o
+}
+
+func nowUTC() time.Time { return time.Now().UTC().Truncate(time.Second) }

@@ -1,0 +1,43 @@
+package billing
+
+import (
+	"context"
+
+	"github.com/stripe/stripe-go/v76"
+
+	"github.com/tollgate-billing/tollgate/internal/apperr"
+	"github.com/tollgate-billing/tollgate/internal/stripeclient"
+)
+
+// CreatePortalSession opens the Stripe Customer Portal for the
+// organisation's customer and returns its URL. An organisation that never
+// started a Checkout has no customer, and gets NO_BILLING_HISTORY.
+func (s *Service) CreatePortalSession(ctx context.Context, orgID, returnURL string) (string, error) {
+	var fe apperr.FieldErrors
+	checkRedirectURL(&fe, "input.returnUrl", returnURL)
+	if err := fe.Err(); err != nil {
+		return "", err
+	}
+	sc, err := s.stripeClient()
+	if err != nil {
+		return "", err
+	}
+	st, err := s.Current(ctx, orgID)
+	if err != nil {
+		return "", err
+	}
+	if !st.HasBillingHistory() {
+		return "", apperr.FieldErrors{{Code: CodeNoBillingHistory,
+			Message: "The organisation has no billing history yet; start a subscription with createCheckoutSession first."}}
+	}
+	params := &stripe.BillingPortalSessionParams{
+		Customer:  st.Org.StripeCustomerID,
+		ReturnURL: stripe.String(returnURL),
+	}
+	params.Context = ctx
+	sess, err := sc.BillingPortalSessions.New(params)
+	if err != nil {
+		return "", stripeclient.Error("create portal session for org "+orgID, err)
+	}
+	return sess.URL, nil
+}

@@ -1,0 +1,311 @@
+package billing
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/stripe/stripe-go/v76"
+	"gorm.io/gorm"
+
+	"github.com/tollgate-billing/tollgate/internal/plans"
+	"github.com/tollgate-billing/tollgate/internal/store"
+	"github.com/tollgate-billing/tollgate/internal/stripeclient"
+)
+
+// Outcome says what applying a Stripe object did.
+type Outcome string
+
+const (
+	// Applied: the object was newer than what was stored and is stored now;
+	// Result.Changes lists what differed (nothing, for a no-op).
+	Applied Outcome = "applied"
+	// Stale: a newer event was applied already; the object was dropped.
+	Stale Outcome = "stale"
+	// UnknownOrg: no organisation owns the object; it was dropped.
+	UnknownOrg Outcome = "unknown_org"
+	// UnknownSubscription: the subscription is not stored yet; its own
+	// events will create it.
+	UnknownSubscription Outcome = "unknown_subscription"
+	// Ignored: the object carries nothing Tollgate keeps.
+	Ignored Outcome = "ignored"
+)
+
+// Result is what applying a Stripe object did.
+type Result struct {
+	Outcome Outcome
+	OrgID   string
+	// Changes are human-readable differences, e.g. "status: active → past_due".
+	Changes []string
+}
+
+func (r *Result) note(change string) {
+	if change != "" {
+		r.Changes = append(r.Changes, change)
+	}
+}
+
+// SubscriptionUpdate is a Stripe subscription object and how Tollgate got it.
+type SubscriptionUpdate struct {
+	Sub *stripe.Subscription
+	// At is the `created` time of the event that carried Sub, or when Sub
+	// was fetched from Stripe. An update older than the last one applied to
+	// the same subscription is dropped.
+	At time.Time
+	// OrgID is the owner when the caller knows it (Checkout, reconciliation);
+	// otherwise it is found through the customer, then metadata.org_id.
+	OrgID string
+	// PlanHint is the plan the Checkout session sold, used when the price
+	// is missing from the plans config.
+	PlanHint string
+}
+
+// ApplySubscription stores a Stripe subscription in tx, the transaction that
+// also records the event that carried it, and keeps the organisation's
+// effective plan in step. It is the one path by which subscriptions change:
+// webhooks, API responses and reconciliation all come through here.
+//
+// It is order-safe: each subscription keeps the time of the last update
+// applied, and older updates are dropped, so events delivered out of order
+// end in Stripe's latest state. An update for a subscription not stored yet
+// creates it, whichever event comes first.
+func (s *Service) ApplySubscription(ctx context.Context, tx *gorm.DB, u SubscriptionUpdate) (Result, error) {
+	sub := u.Sub
+	if sub == nil || sub.ID == "" {
+		return Result{Outcome: Ignored}, nil
+	}
+	tx = tx.WithContext(ctx)
+	at := u.At.UTC()
+
+	orgID, err := s.ownerOf(ctx, tx, u)
+	if err != nil || orgID == "" {
+		return Result{Outcome: UnknownOrg}, err
+	}
+	org, ok, err := s.lockOrg(tx, orgID)
+	if err != nil || !ok {
+		return Result{Outcome: UnknownOrg}, err
+	}
+	res := Result{Outcome: Applied, OrgID: orgID}
+	row, found, err := s.lockSubscription(tx, sub.ID)
+	if err != nil {
+		return res, err
+	}
+	if found && row.LastEventAt != nil && at.Before(*row.LastEventAt) {
+		return Result{Outcome: Stale, OrgID: row.OrgID}, nil
+	}
+	next := row
+	s.copyFromStripe(&next, sub, u.PlanHint, at)
+	if !found {
+		next.ID, next.OrgID = store.NewID(), orgID
+		if err := tx.Create(&next).Error; err != nil {
+			return res, fmt.Errorf("insert subscription %s: %w", sub.ID, err)
+		}
+		res.Changes = append(res.Changes, fmt.Sprintf("subscription %s created: status %s, plan %s", sub.ID, next.Status, next.PlanID))
+	} else {
+		if err := tx.Save(&next).Error; err != nil {
+			return res, fmt.Errorf("update subscription %s: %w", sub.ID, err)
+		}
+		res.Changes = append(res.Changes, subscriptionDiff(row, next)...)
+	}
+	change, err := s.linkCustomer(tx, &org, next.StripeCustomerID)
+	if err != nil {
+		return res, err
+	}
+	res.note(change)
+	change, err = s.refreshOrgPlan(tx, &org)
+	res.note(change)
+	return res, err
+}
+
+// MarkPastDue records a failed payment on a subscription: an active or
+// trialing subscription becomes past_due (and keeps its plan). Stripe sends
+// the subscription's own update too; this makes the failure visible even if
+// that one is late.
+func (s *Service) MarkPastDue(ctx context.Context, tx *gorm.DB, stripeSubscriptionID string, at time.Time) (Result, error) {
+	if stripeSubscriptionID == "" {
+		return Result{Outcome: Ignored}, nil
+	}
+	tx = tx.WithContext(ctx)
+	at = at.UTC()
+	orgID, err := s.FindOrg(ctx, tx, Owner{SubscriptionID: stripeSubscriptionID})
+	if err != nil || orgID == "" {
+		return Result{Outcome: UnknownSubscription}, err
+	}
+	org, ok, err := s.lockOrg(tx, orgID)
+	if err != nil || !ok {
+		return Result{Outcome: UnknownOrg}, err
+	}
+	row, found, err := s.lockSubscription(tx, stripeSubscriptionID)
+	if err != nil || !found {
+		return Result{Outcome: UnknownSubscription}, err
+	}
+	if row.LastEventAt != nil && at.Before(*row.LastEventAt) {
+		return Result{Outcome: Stale, OrgID: orgID}, nil
+	}
+	res := Result{Outcome: Applied, OrgID: orgID}
+	if row.Status != "active" && row.Status != "trialing" {
+		return res, nil
+	}
+	next := row
+	next.Status, next.LastEventAt, next.UpdatedAt = "past_due", &at, s.clock.Now()
+	if err := tx.Save(&next).Error; err != nil {
+		return res, fmt.Errorf("mark subscription %s past due: %w", stripeSubscriptionID, err)
+	}
+	res.Changes = subscriptionDiff(row, next)
+	change, err := s.refreshOrgPlan(tx, &org)
+	res.note(change)
+	return res, err
+}
+
+// ownerOf finds the organisation of a subscription update: a stored
+// subscription keeps its organisation; a new one belongs to the caller's
+// organisation, else the customer's, else metadata.org_id's.
+func (s *Service) ownerOf(ctx context.Context, tx *gorm.DB, u SubscriptionUpdate) (string, error) {
+	var ids []string
+	if err := tx.Model(&store.Subscription{}).Where("stripe_subscription_id = ?", u.Sub.ID).Limit(1).Pluck("org_id", &ids).Error; err != nil {
+		return "", fmt.Errorf("find subscription %s: %w", u.Sub.ID, err)
+	}
+	if len(ids) > 0 {
+		if u.OrgID != "" && u.OrgID != ids[0] {
+			s.log.Warn("subscription is stored under another organisation; keeping it there",
+				"stripe_subscription_id", u.Sub.ID, "stored_org_id", ids[0], "claimed_org_id", u.OrgID)
+		}
+		return ids[0], nil
+	}
+	if u.OrgID != "" {
+		return u.OrgID, nil
+	}
+	return s.FindOrg(ctx, tx, Owner{CustomerID: customerID(u.Sub), MetadataOrgIDs: []string{u.Sub.Metadata["org_id"]}})
+}
+
+// lockSubscription loads and locks a stored subscription. Two first events
+// for one subscription cannot both insert it: they already wait for each
+// other on the organisation's lock, and the second then finds the row.
+func (s *Service) lockSubscription(tx *gorm.DB, stripeID string) (store.Subscription, bool, error) {
+	var row store.Subscription
+	err := s.db.ForUpdate(tx).Where("stripe_subscription_id = ?", stripeID).Take(&row).Error
+	if store.IsNotFound(err) {
+		return row, false, nil
+	}
+	if err != nil {
+		return row, false, fmt.Errorf("lock subscription %s: %w", stripeID, err)
+	}
+	return row, true, nil
+}
+
+// copyFromStripe overwrites row with what Stripe says. Every field comes
+// from the object, so the newest object applied decides the whole row.
+func (s *Service) copyFromStripe(row *store.Subscription, sub *stripe.Subscription, hint string, at time.Time) {
+	row.StripeSubscriptionID = sub.ID
+	if c := customerID(sub); c != "" {
+		row.StripeCustomerID = c
+	}
+	if sub.Status != "" {
+		row.Status = strings.ToLower(string(sub.Status))
+	}
+	price := s.priceID(sub)
+	if price != "" {
+		row.PriceID = price
+	}
+	row.PlanID = s.planFor(sub, price, hint, row.PlanID)
+	row.CurrentPeriodStart = stripeclient.Time(sub.CurrentPeriodStart)
+	row.CurrentPeriodEnd = stripeclient.Time(sub.CurrentPeriodEnd)
+	row.CancelAtPeriodEnd = sub.CancelAtPeriodEnd
+	row.CanceledAt = stripeclient.Time(sub.CanceledAt)
+	if created := stripeclient.Time(sub.Created); created != nil {
+		row.CreatedAt = *created
+	} else if row.CreatedAt.IsZero() {
+		row.CreatedAt = at
+	}
+	row.LastEventAt = &at
+	row.UpdatedAt = s.clock.Now()
+}
+
+// planFor maps a subscription's price to a plan through the plans config.
+// A price missing from the config (a legacy price, a config typo) falls
+// back to what Tollgate itself recorded when it sold the subscription, then
+// to the plan stored before, then to free: never to a plan nobody bought.
+func (s *Service) planFor(sub *stripe.Subscription, price, hint, stored string) string {
+	if p, ok := s.catalog.ByPriceID(price); ok {
+		return p.ID
+	}
+	s.log.Warn("Stripe price is not in the plans config", "stripe_subscription_id", sub.ID, "price_id", price)
+	for _, id := range []string{sub.Metadata["plan_id"], hint, stored} {
+		if p, ok := s.catalog.ByID(id); ok && p.Paid() {
+			return p.ID
+		}
+	}
+	return plans.FreePlanID
+}
+
+// refreshOrgPlan keeps organizations.plan_id equal to the effective plan of
+// the organisation's current subscription.
+func (s *Service) refreshOrgPlan(tx *gorm.DB, org *store.Organization) (string, error) {
+	var subs []store.Subscription
+	if err := tx.Where("org_id = ?", org.ID).Find(&subs).Error; err != nil {
+		return "", fmt.Errorf("load subscriptions of org %s: %w", org.ID, err)
+	}
+	want := EffectivePlanID(org.PlanID, currentSubscription(subs))
+	if want == org.PlanID {
+		return "", nil
+	}
+	if err := tx.Model(&store.Organization{}).Where("id = ?", org.ID).
+		Updates(map[string]any{"plan_id": want, "updated_at": s.clock.Now()}).Error; err != nil {
+		return "", fmt.Errorf("set plan of org %s: %w", org.ID, err)
+	}
+	change := fmt.Sprintf("organisation plan: %s → %s", org.PlanID, want)
+	org.PlanID = want
+	return change, nil
+}
+
+func subscriptionDiff(a, b store.Subscription) []string {
+	var out []string
+	add := func(name, x, y string) {
+		if x != y {
+			out = append(out, fmt.Sprintf("subscription %s %s: %s → %s", b.StripeSubscriptionID, name, x, y))
+		}
+	}
+	add("status", a.Status, b.Status)
+	add("plan", a.PlanID, b.PlanID)
+	add("cancel_at_period_end", fmt.Sprint(a.CancelAtPeriodEnd), fmt.Sprint(b.CancelAtPeriodEnd))
+	add("current_period_end", timeString(a.CurrentPeriodEnd), timeString(b.CurrentPeriodEnd))
+	add("canceled_at", timeString(a.CanceledAt), timeString(b.CanceledAt))
+	return out
+}
+
+func customerID(sub *stripe.Subscription) string {
+	if sub.Customer == nil {
+		return ""
+	}
+	return sub.Customer.ID
+}
+
+// priceID is the subscription's price: the first item whose price the plans
+// config knows, else the first item's. Tollgate sells one item per
+// subscription; one added by hand in the dashboard must not hide it.
+func (s *Service) priceID(sub *stripe.Subscription) string {
+	if sub.Items == nil {
+		return ""
+	}
+	first := ""
+	for _, it := range sub.Items.Data {
+		if it == nil || it.Price == nil || it.Price.ID == "" {
+			continue
+		}
+		if _, ok := s.catalog.ByPriceID(it.Price.ID); ok {
+			return it.Price.ID
+		}
+		if first == "" {
+			first = it.Price.ID
+		}
+	}
+	return first
+}
+
+func timeString(t *time.Time) string {
+	if t == nil {
+		return "none"
+	}
+	return t.UTC().Format(time.RFC3339)
+}

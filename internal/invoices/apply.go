@@ -1,0 +1,128 @@
+package invoices
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/stripe/stripe-go/v76"
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/tollgate-billing/tollgate/internal/store"
+	"github.com/tollgate-billing/tollgate/internal/stripeclient"
+)
+
+// Applied is what applying a Stripe invoice did.
+type Applied struct {
+	// Stale: a newer event for this invoice was applied already, and this
+	// one was dropped.
+	Stale bool
+	// Changes are human-readable differences, e.g. "invoice in_1 status:
+	// open → paid"; empty when nothing differed.
+	Changes []string
+}
+
+// Apply stores a Stripe invoice of the organisation in tx, the transaction
+// that also records the event that carried it. at is the event's `created`
+// time (or when the invoice was fetched); an invoice already updated by a
+// newer event is left alone, so events applied in any order end in
+// Stripe's latest state.
+func (s *Service) Apply(ctx context.Context, tx *gorm.DB, orgID string, inv *stripe.Invoice, at time.Time) (Applied, error) {
+	if inv == nil || inv.ID == "" {
+		return Applied{}, nil
+	}
+	tx = tx.WithContext(ctx)
+	at = at.UTC()
+	// Two first events for one invoice race to insert it; the loser's insert
+	// does nothing (Postgres waits for the winner to commit) and its second
+	// pass updates the winner's row like any later event.
+	for attempt := 0; attempt < 2; attempt++ {
+		var row store.Invoice
+		err := s.db.ForUpdate(tx).Where("id = ?", inv.ID).Take(&row).Error
+		if err != nil && !store.IsNotFound(err) {
+			return Applied{}, fmt.Errorf("lock invoice %s: %w", inv.ID, err)
+		}
+		if err == nil {
+			if row.LastEventAt != nil && at.Before(*row.LastEventAt) {
+				return Applied{Stale: true}, nil
+			}
+			if row.OrgID != orgID {
+				s.log.Warn("invoice is stored under another organisation; keeping it there",
+					"stripe_invoice_id", inv.ID, "stored_org_id", row.OrgID, "claimed_org_id", orgID)
+			}
+			next := row
+			s.copyFromStripe(&next, inv, at)
+			if err := tx.Save(&next).Error; err != nil {
+				return Applied{}, fmt.Errorf("update invoice %s: %w", inv.ID, err)
+			}
+			return Applied{Changes: invoiceDiff(row, next)}, nil
+		}
+		next := store.Invoice{ID: inv.ID, OrgID: orgID}
+		s.copyFromStripe(&next, inv, at)
+		res := tx.Clauses(clause.OnConflict{Columns: []clause.Column{{Name: "id"}}, DoNothing: true}).Create(&next)
+		if res.Error != nil {
+			return Applied{}, fmt.Errorf("insert invoice %s: %w", inv.ID, res.Error)
+		}
+		if res.RowsAffected == 1 {
+			return Applied{Changes: []string{fmt.Sprintf("invoice %s created: %s, total %d %s",
+				inv.ID, next.Status, next.Total, next.Currency)}}, nil
+		}
+	}
+	return Applied{}, fmt.Errorf("invoice %s: neither inserted nor found", inv.ID)
+}
+
+// copyFromStripe overwrites row with what Stripe says.
+func (s *Service) copyFromStripe(row *store.Invoice, inv *stripe.Invoice, at time.Time) {
+	if inv.Customer != nil && inv.Customer.ID != "" {
+		row.StripeCustomerID = inv.Customer.ID
+	}
+	if inv.Subscription != nil && inv.Subscription.ID != "" {
+		row.StripeSubscriptionID = inv.Subscription.ID
+	}
+	row.Number = optional(inv.Number)
+	if inv.Status != "" {
+		row.Status = strings.ToLower(string(inv.Status))
+	} else if row.Status == "" {
+		row.Status = "draft"
+	}
+	row.AmountDue, row.AmountPaid, row.Total = inv.AmountDue, inv.AmountPaid, inv.Total
+	row.Currency = strings.ToLower(string(inv.Currency))
+	row.PeriodStart = stripeclient.Time(inv.PeriodStart)
+	row.PeriodEnd = stripeclient.Time(inv.PeriodEnd)
+	row.PaidAt = nil
+	if inv.StatusTransitions != nil {
+		row.PaidAt = stripeclient.Time(inv.StatusTransitions.PaidAt)
+	}
+	row.HostedInvoiceURL = optional(inv.HostedInvoiceURL)
+	row.PDFURL = optional(inv.InvoicePDF)
+	if created := stripeclient.Time(inv.Created); created != nil {
+		row.CreatedAt = *created
+	} else if row.CreatedAt.IsZero() {
+		row.CreatedAt = at
+	}
+	row.LastEventAt = &at
+	row.UpdatedAt = s.clock.Now()
+}
+
+func invoiceDiff(a, b store.Invoice) []string {
+	var out []string
+	add := func(name string, x, y any) {
+		if fmt.Sprint(x) != fmt.Sprint(y) {
+			out = append(out, fmt.Sprintf("invoice %s %s: %v → %v", b.ID, name, x, y))
+		}
+	}
+	add("status", a.Status, b.Status)
+	add("amount_due", a.AmountDue, b.AmountDue)
+	add("amount_paid", a.AmountPaid, b.AmountPaid)
+	add("total", a.Total, b.Total)
+	return out
+}
+
+func optional(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}

@@ -1,0 +1,90 @@
+// Package invoices keeps a copy of each organisation's Stripe invoices and
+// lists them newest first with keyset cursors. Stripe is the source of
+// truth: rows are written only from Stripe's invoice objects (webhook
+// events and reconciliation) through Apply.
+package invoices
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+
+	"github.com/tollgate-billing/tollgate/internal/apperr"
+	"github.com/tollgate-billing/tollgate/internal/clock"
+	"github.com/tollgate-billing/tollgate/internal/store"
+)
+
+// Page sizes.
+const (
+	DefaultPageSize = 20
+	MaxPageSize     = 100
+)
+
+// Statuses are Stripe's invoice statuses, as stored.
+var Statuses = []string{"draft", "open", "paid", "void", "uncollectible"}
+
+// Service lists and stores invoices.
+type Service struct {
+	db    *store.DB
+	clock clock.Clock
+	log   *slog.Logger
+}
+
+// NewService returns the invoice service.
+func NewService(db *store.DB, c clock.Clock, log *slog.Logger) *Service {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Service{db: db, clock: c, log: log}
+}
+
+// Page is one page of invoices, newest first.
+type Page struct {
+	Invoices []store.Invoice
+	// Cursors[i] is the cursor of Invoices[i]: pass it as `after` to get
+	// the invoices that follow it.
+	Cursors     []string
+	EndCursor   string // "" on an empty page
+	HasNextPage bool
+}
+
+// List returns up to first invoices of the organisation after the cursor,
+// newest first, optionally only those in one status. first above
+// MaxPageSize is capped; below 1, a bad cursor or an unknown status is
+// BAD_USER_INPUT.
+func (s *Service) List(ctx context.Context, orgID string, first int, after, status string) (Page, error) {
+	if first < 1 {
+		return Page{}, apperr.New(apperr.BadInput, "first must be at least 1")
+	}
+	first = min(first, MaxPageSize)
+	if status != "" && !slices.Contains(Statuses, status) {
+		return Page{}, apperr.New(apperr.BadInput, fmt.Sprintf("status must be one of %v", Statuses))
+	}
+	q := s.db.WithContext(ctx).Where("org_id = ?", orgID)
+	if status != "" {
+		q = q.Where("status = ?", status)
+	}
+	if after != "" {
+		c, err := decodeCursor(after)
+		if err != nil {
+			return Page{}, apperr.Wrap(apperr.BadInput, "after is not a cursor from this list", err)
+		}
+		// Row-value comparison follows the (created_at DESC, id DESC) index.
+		q = q.Where("(created_at, id) < (?, ?)", c.createdAt, c.id)
+	}
+	var rows []store.Invoice
+	if err := q.Order("created_at DESC, id DESC").Limit(first + 1).Find(&rows).Error; err != nil {
+		return Page{}, fmt.Errorf("list invoices of org %s: %w", orgID, err)
+	}
+	p := Page{HasNextPage: len(rows) > first}
+	p.Invoices = rows[:min(len(rows), first)]
+	p.Cursors = make([]string, len(p.Invoices))
+	for i, inv := range p.Invoices {
+		p.Cursors[i] = encodeCursor(inv)
+	}
+	if n := len(p.Cursors); n > 0 {
+		p.EndCursor = p.Cursors[n-1]
+	}
+	return p, nil
+}

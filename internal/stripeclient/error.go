@@ -1,0 +1,57 @@
+package stripeclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/stripe/stripe-go/v76"
+
+	"github.com/tollgate-billing/tollgate/internal/apperr"
+)
+
+// Error turns a failed Stripe call (after stripe-go's retries) into an error
+// a client may see. op says what Tollgate was doing, for the logs.
+//
+//   - Stripe down, overloaded, rate limiting or unreachable:
+//     PAYMENT_PROVIDER_UNAVAILABLE, so the client knows to try again.
+//   - Stripe refusing the request: PAYMENT_PROVIDER_REJECTED with Stripe's
+//     message and request id (extensions.stripeRequestId), which is what
+//     Stripe support asks for.
+//   - The caller going away: returned as is; nobody is left to tell.
+func Error(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	cause := fmt.Errorf("stripe: %s: %w", op, err)
+	if errors.Is(err, context.Canceled) {
+		return cause
+	}
+	var se *stripe.Error
+	if !errors.As(err, &se) {
+		// Network failures and timeouts, already retried by stripe-go.
+		return apperr.Wrap(apperr.PaymentProviderUnavailable,
+			"Stripe could not be reached; try again shortly", cause)
+	}
+	ext := map[string]any{}
+	if se.RequestID != "" {
+		ext["stripeRequestId"] = se.RequestID
+	}
+	switch {
+	case se.HTTPStatusCode >= 500, se.HTTPStatusCode == http.StatusTooManyRequests, se.Type == stripe.ErrorTypeAPI:
+		return &apperr.Error{Code: apperr.PaymentProviderUnavailable, Extensions: ext, Err: cause,
+			Message: "Stripe is unavailable; try again shortly"}
+	case se.HTTPStatusCode == http.StatusUnauthorized, se.HTTPStatusCode == http.StatusForbidden:
+		// Stripe's message would name part of Tollgate's own key: the fault
+		// is the server's configuration, not the caller's request.
+		return &apperr.Error{Code: apperr.PaymentProviderRejected, Extensions: ext, Err: cause,
+			Message: "Stripe refused Tollgate's API key; the operator must check STRIPE_SECRET_KEY"}
+	default:
+		msg := "Stripe rejected the request"
+		if se.Msg != "" {
+			msg += ": " + se.Msg
+		}
+		return &apperr.Error{Code: apperr.PaymentProviderRejected, Extensions: ext, Err: cause, Message: msg}
+	}
+}

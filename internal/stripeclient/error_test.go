@@ -1,0 +1,80 @@
+package stripeclient_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/stripe/stripe-go/v76"
+
+	"github.com/tollgate-billing/tollgate/internal/apperr"
+	"github.com/tollgate-billing/tollgate/internal/stripeclient"
+	"github.com/tollgate-billing/tollgate/internal/stripeclient/stripetest"
+)
+
+func TestStripeRejectionCarriesStripesRequestID(t *testing.T) {
+	sc := stripetest.Client(t, nil)
+	params := &stripe.CustomerParams{}
+	params.AddExtra("not_a_stripe_parameter", "1") // stripe-mock validates against Stripe's OpenAPI spec
+	_, err := sc.Customers.New(params)
+	e, ok := apperr.As(stripeclient.Error("create customer", err))
+	if !ok || e.Code != apperr.PaymentProviderRejected {
+		t.Fatalf("error = %v, want PAYMENT_PROVIDER_REJECTED", err)
+	}
+	if id, _ := e.Extensions["stripeRequestId"].(string); id == "" {
+		t.Fatalf("extensions %v lack Stripe's request id", e.Extensions)
+	}
+	if !strings.HasPrefix(e.Message, "Stripe rejected the request: ") || len(e.Message) <= len("Stripe rejected the request: ") {
+		t.Fatalf("message %q does not carry Stripe's reason", e.Message)
+	}
+}
+
+func TestErrorClassification(t *testing.T) {
+	stripeErr := func(status int, typ stripe.ErrorType) error {
+		return &stripe.Error{HTTPStatusCode: status, Type: typ, Msg: "No such customer: 'cus_x'", RequestID: "req_abc"}
+	}
+	cases := []struct {
+		name string
+		err  error
+		want apperr.Code
+	}{
+		{"Stripe failing with 500", stripeErr(500, stripe.ErrorTypeAPI), apperr.PaymentProviderUnavailable},
+		{"Stripe overloaded with 503", stripeErr(503, stripe.ErrorTypeAPI), apperr.PaymentProviderUnavailable},
+		{"Stripe rate limiting", stripeErr(429, stripe.ErrorTypeInvalidRequest), apperr.PaymentProviderUnavailable},
+		{"the network failing", &url.Error{Op: "Post", URL: "https://api.stripe.com", Err: errors.New("connection reset")}, apperr.PaymentProviderUnavailable},
+		{"a timeout", fmt.Errorf("wrapped: %w", context.DeadlineExceeded), apperr.PaymentProviderUnavailable},
+		{"an invalid request", stripeErr(400, stripe.ErrorTypeInvalidRequest), apperr.PaymentProviderRejected},
+		{"an unknown object", stripeErr(404, stripe.ErrorTypeInvalidRequest), apperr.PaymentProviderRejected},
+		{"a bad API key", stripeErr(401, stripe.ErrorTypeInvalidRequest), apperr.PaymentProviderRejected},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := apperr.CodeOf(stripeclient.Error("op", tc.err)); got != tc.want {
+				t.Fatalf("code = %s, want %s", got, tc.want)
+			}
+		})
+	}
+	t.Run("a bad API key does not echo Stripe's message", func(t *testing.T) {
+		e, _ := apperr.As(stripeclient.Error("op", &stripe.Error{HTTPStatusCode: 401, Msg: "Invalid API Key provided: sk_live_****1234"}))
+		if strings.Contains(e.Message, "sk_live") {
+			t.Fatalf("message %q shows part of the key", e.Message)
+		}
+	})
+	t.Run("a caller that went away is not reported as Stripe's fault", func(t *testing.T) {
+		if _, ok := apperr.As(stripeclient.Error("op", fmt.Errorf("x: %w", context.Canceled))); ok {
+			t.Fatal("a canceled call became a client-facing error")
+		}
+	})
+	if stripeclient.Error("op", nil) != nil {
+		t.Fatal("no error became an error")
+	}
+}
+
+func TestNoKeyNoClient(t *testing.T) {
+	if stripeclient.New(stripeclient.Options{APIBase: "http://127.0.0.1:1"}) != nil {
+		t.Fatal("a client was built without a secret key")
+	}
+}

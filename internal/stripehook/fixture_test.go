@@ -1,0 +1,119 @@
+package stripehook_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stripe/stripe-go/v76/webhook"
+
+	"github.com/tollgate-billing/tollgate/internal/billing"
+	"github.com/tollgate-billing/tollgate/internal/clock"
+	"github.com/tollgate-billing/tollgate/internal/invoices"
+	"github.com/tollgate-billing/tollgate/internal/orgs"
+	"github.com/tollgate-billing/tollgate/internal/plans"
+	"github.com/tollgate-billing/tollgate/internal/store"
+	"github.com/tollgate-billing/tollgate/internal/stripeclient/stripetest"
+	"github.com/tollgate-billing/tollgate/internal/stripehook"
+)
+
+const secret = "whsec_tollgate_test"
+
+type fixture struct {
+	t       *testing.T
+	db      *store.DB
+	handler http.Handler
+	billing *billing.Service
+	rec     *stripetest.Recorder
+	logs    *syncBuffer
+	t0      time.Time
+}
+
+func newFixture(t *testing.T, db *store.DB) *fixture {
+	t.Helper()
+	rec := stripetest.NewRecorder()
+	sc := stripetest.Client(t, rec)
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, nil))
+	b := billing.NewService(db, plans.Default(), clock.Real{}, sc, log)
+	h := stripehook.NewHandler(stripehook.Config{
+		DB: db, Billing: b, Invoices: invoices.NewService(db, clock.Real{}, log),
+		Stripe: sc, Secret: secret, Clock: clock.Real{}, Log: log,
+	})
+	t0 := time.Now().UTC().Truncate(time.Second).Add(-time.Hour)
+	return &fixture{t: t, db: db, handler: h, billing: b, rec: rec, logs: logs, t0: t0}
+}
+
+func (f *fixture) newOrg() string {
+	f.t.Helper()
+	id, err := orgs.NewService(f.db, clock.Real{}).Ensure(context.Background(), "ext-"+store.NewID(), "Acme", "")
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return id
+}
+
+type response struct {
+	Status  int
+	Outcome string
+}
+
+// deliver signs body now with the endpoint's secret and posts it.
+func (f *fixture) deliver(body []byte) response {
+	signed := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: secret, Timestamp: time.Now()})
+	return f.post(body, signed.Header)
+}
+
+func (f *fixture) post(body []byte, sigHeader string) response {
+	req := httptest.NewRequest(http.MethodPost, "/webhooks/stripe", bytes.NewReader(body))
+	if sigHeader != "" {
+		req.Header.Set("Stripe-Signature", sigHeader)
+	}
+	w := httptest.NewRecorder()
+	f.handler.ServeHTTP(w, req)
+	var out struct{ Outcome string }
+	_ = json.Unmarshal(w.Body.Bytes(), &out)
+	return response{Status: w.Code, Outcome: out.Outcome}
+}
+
+// mustDeliver delivers and requires a 200.
+func (f *fixture) mustDeliver(body []byte) string {
+	f.t.Helper()
+	r := f.deliver(body)
+	if r.Status != http.StatusOK {
+		f.t.Fatalf("delivery answered %d, want 200: %s", r.Status, body)
+	}
+	return r.Outcome
+}
+
+func (f *fixture) count(model any) int64 {
+	f.t.Helper()
+	var n int64
+	if err := f.db.Model(model).Count(&n).Error; err != nil {
+		f.t.Fatal(err)
+	}
+	return n
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

@@ -1,0 +1,99 @@
+package stripehook
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/stripe/stripe-go/v76"
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/tollgate-billing/tollgate/internal/billing"
+	"github.com/tollgate-billing/tollgate/internal/store"
+)
+
+// Outcomes of an event, as logged, stored in webhook_events.outcome and
+// returned in the response body (visible in `stripe listen` and the
+// dashboard's delivery log).
+const (
+	outcomeDuplicate   = "duplicate"
+	outcomeIgnored     = "ignored"
+	outcomeUndecodable = "undecodable"
+	outcomeUnknownOrg  = string(billing.UnknownOrg)
+)
+
+type result struct {
+	outcome string
+	orgID   string
+	changes []string
+}
+
+func (r *result) add(res billing.Result) {
+	r.outcome, r.changes = string(res.Outcome), append(r.changes, res.Changes...)
+	if res.OrgID != "" {
+		r.orgID = res.OrgID
+	}
+}
+
+// process applies ev at most once. The event id is inserted first, in the
+// transaction that applies the event: a redelivery, even one racing this
+// one, finds it (on Postgres the second insert waits for the first
+// transaction to commit) and changes nothing; a failure rolls back the
+// record with the effects, so Stripe's retry applies the event again.
+func (h *handler) process(ctx context.Context, ev stripe.Event) (result, error) {
+	at := time.Unix(ev.Created, 0).UTC()
+	// What the event does not carry is fetched before the transaction:
+	// a network call must not hold a database connection (on SQLite, the
+	// only one).
+	var fetched *stripe.Subscription
+	if ev.Type == stripe.EventTypeCheckoutSessionCompleted {
+		var seen int64
+		if err := h.DB.WithContext(ctx).Model(&store.WebhookEvent{}).Where("id = ?", ev.ID).Count(&seen).Error; err != nil {
+			return result{}, fmt.Errorf("look up event %s: %w", ev.ID, err)
+		}
+		if seen > 0 {
+			return result{outcome: outcomeDuplicate}, nil
+		}
+		var err error
+		if fetched, err = h.checkoutSubscription(ctx, ev); err != nil {
+			return result{}, err
+		}
+	}
+
+	var res result
+	err := h.DB.Tx(ctx, func(tx *gorm.DB) error {
+		res = result{}
+		rec := store.WebhookEvent{ID: ev.ID, Type: string(ev.Type), CreatedAt: at, ProcessedAt: h.Clock.Now()}
+		ins := tx.Clauses(clause.OnConflict{Columns: []clause.Column{{Name: "id"}}, DoNothing: true}).Create(&rec)
+		if ins.Error != nil {
+			return fmt.Errorf("record event %s: %w", ev.ID, ins.Error)
+		}
+		if ins.RowsAffected == 0 {
+			res.outcome = outcomeDuplicate
+			return nil
+		}
+		if err := h.apply(ctx, tx, ev, at, fetched, &res); err != nil {
+			return err
+		}
+		if err := tx.Model(&store.WebhookEvent{}).Where("id = ?", ev.ID).Update("outcome", res.outcome).Error; err != nil {
+			return fmt.Errorf("record outcome of event %s: %w", ev.ID, err)
+		}
+		return nil
+	})
+	return res, err
+}
+
+// decode reads the event's object. A well-signed object Tollgate cannot
+// read is logged and acknowledged: Stripe would redeliver it unchanged for
+// three days, and `stripe sync` heals what it carried.
+func (h *handler) decode(ctx context.Context, ev stripe.Event, v any, res *result) bool {
+	if err := json.Unmarshal(ev.Data.Raw, v); err != nil {
+		h.Log.ErrorContext(ctx, "stripe webhook object could not be decoded; run `stripe sync` after fixing",
+			"event_id", ev.ID, "type", ev.Type, "error", err)
+		res.outcome = outcomeUndecodable
+		return false
+	}
+	return true
+}
