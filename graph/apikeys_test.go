@@ -77,7 +77,9 @@ func TestAPIKeyLifecycle(t *testing.T) {
 		}
 	})
 	t.Run("last use is recorded", func(t *testing.T) {
-		var out struct{ APIKeys []struct{ LastUsedAt *string } }
+		var out struct {
+			APIKeys []struct{ LastUsedAt *string }
+		}
 		h.Query("acme", `{ apiKeys { lastUsedAt } }`, nil).Decode(t, &out)
 		if len(out.APIKeys) != 1 || out.APIKeys[0].LastUsedAt == nil {
 			t.Fatalf("lastUsedAt not set: %+v", out.APIKeys)

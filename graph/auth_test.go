@@ -83,7 +83,9 @@ func TestAuthMatrix(t *testing.T) {
 
 	t.Run("valid token through the session cookie", func(t *testing.T) {
 		r := h.Do(map[string]string{"Cookie": auth.SessionCookie + "=" + valid}, subscriptionQuery, nil)
-		var out struct{ Subscription struct{ Plan struct{ ID string } } }
+		var out struct {
+			Subscription struct{ Plan struct{ ID string } }
+		}
 		r.Decode(t, &out)
 		if out.Subscription.Plan.ID != "free" {
 			t.Fatalf("plan = %q, want free", out.Subscription.Plan.ID)

@@ -32,8 +32,11 @@ func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 			}
 			return &gqlerror.Error{Message: ae.Message, Path: path, Extensions: ext}
 		}
+		// gqlgen wraps every error in a *gqlerror.Error. Only those it made
+		// itself (parse, validation, variable coercion: nothing inside, or
+		// another gqlerror inside) are about the request and safe to show.
 		var gqlErr *gqlerror.Error
-		if errors.As(err, &gqlErr) {
+		if errors.As(err, &gqlErr) && (gqlErr.Err == nil || errors.As(gqlErr.Err, new(*gqlerror.Error))) {
 			if gqlErr.Path == nil {
 				gqlErr.Path = path
 			}

@@ -1,8 +1,12 @@
 package graph
 
 import (
+	"context"
 	"log/slog"
+	"sync"
+	"time"
 
+	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
 	"github.com/99designs/gqlgen/graphql/handler/lru"
@@ -10,31 +14,88 @@ import (
 	"github.com/vektah/gqlparser/v2/ast"
 
 	"github.com/tollgate-billing/tollgate/graph/generated"
+	"github.com/tollgate-billing/tollgate/internal/observe"
 )
 
 // Options shape the GraphQL server.
 type Options struct {
-	// Introspection is on in development only.
-	Introspection bool
-	Log           *slog.Logger
+	// Production turns off introspection and "did you mean" suggestions, so
+	// the schema is not handed to whoever asks.
+	Production bool
+	Log        *slog.Logger
 }
 
 // NewHandler builds the GraphQL HTTP handler: POST and GET only (no
 // multipart uploads, no websockets), a parsed-query cache, automatic
-// persisted queries, and Tollgate's error presenter.
+// persisted queries, limits on tokens, depth and complexity, operation
+// metrics, and Tollgate's error presenter.
 func NewHandler(r *Resolver, o Options) *handler.Server {
 	cfg := generated.Config{Resolvers: r}
 	cfg.Directives.HasScope = hasScope
+	listCosts(&cfg.Complexity)
 	srv := handler.New(generated.NewExecutableSchema(cfg))
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
-	if o.Introspection {
+	srv.SetParserTokenLimit(MaxParserTokens)
+	if o.Production {
+		srv.SetDisableSuggestion(true)
+	} else {
 		srv.Use(extension.Introspection{})
 	}
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)})
+	srv.Use(extension.FixedComplexityLimit(MaxComplexity))
+	srv.Use(DepthLimit{Max: MaxDepth})
+	srv.AroundResponses(measure)
 	srv.SetErrorPresenter(ErrorPresenter(o.Log))
 	srv.SetRecoverFunc(RecoverFunc(o.Log))
 	return srv
+}
+
+// measure records each operation's latency under its name, so a dashboard's
+// slow query can be found without reading logs.
+func measure(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
+	start := time.Now()
+	resp := next(ctx)
+	name := ""
+	if graphql.HasOperationContext(ctx) {
+		if op := graphql.GetOperationContext(ctx); op.Operation != nil {
+			name = op.Operation.Name
+		}
+	}
+	outcome := "ok"
+	if resp != nil && len(resp.Errors) > 0 {
+		outcome = "error"
+	}
+	observe.GraphQLOperations.WithLabelValues(opLabel(name), outcome).Observe(observe.Since(start))
+	return resp
+}
+
+// Operation names come from clients; past maxOpLabels distinct names they are
+// counted as "other" so a client cannot grow the metric without bound.
+const maxOpLabels = 500
+
+var (
+	opLabelsMu sync.Mutex
+	opLabels   = map[string]bool{}
+)
+
+func opLabel(name string) string {
+	if name == "" {
+		return "anonymous"
+	}
+	if len(name) > 64 {
+		return "other"
+	}
+	opLabelsMu.Lock()
+	defer opLabelsMu.Unlock()
+	if opLabels[name] {
+		return name
+	}
+	if len(opLabels) >= maxOpLabels {
+		return "other"
+	}
+	opLabels[name] = true
+	return name
 }

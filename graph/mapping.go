@@ -7,8 +7,10 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/auth"
 	"github.com/tollgate-billing/tollgate/internal/billing"
+	"github.com/tollgate-billing/tollgate/internal/invoices"
 	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/store"
+	"github.com/tollgate-billing/tollgate/internal/usage"
 )
 
 // This file maps domain values to GraphQL models, in one place, so resolvers
@@ -132,4 +134,69 @@ func userErrors(err error) ([]model.UserError, error) {
 		out = append(out, model.UserError{Field: nonEmpty(f.Field), Message: f.Message, Code: f.Code})
 	}
 	return out, nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+func subscriptionPayload(st billing.State, err error) (*model.SubscriptionPayload, error) {
+	ue, err := userErrors(err)
+	if err != nil || len(ue) > 0 {
+		return &model.SubscriptionPayload{UserErrors: ue}, err
+	}
+	return &model.SubscriptionPayload{Subscription: billingToModel(st), UserErrors: ue}, nil
+}
+
+func meterUsageToModel(m usage.MeterUsage) model.MeterUsage {
+	return model.MeterUsage{
+		Meter: m.Meter, Used: m.Used, Limit: m.LimitValue(), Remaining: m.Remaining(),
+		Unlimited: m.Limit.Unlimited, Overage: m.Overage(), Hard: m.Limit.Hard, Reset: resetToModel(m.Limit.Reset),
+	}
+}
+
+func meterUsagesToModel(in []usage.MeterUsage) []model.MeterUsage {
+	out := make([]model.MeterUsage, len(in))
+	for i, m := range in {
+		out[i] = meterUsageToModel(m)
+	}
+	return out
+}
+
+func recordResultToModel(r usage.RecordResult) *model.RecordUsagePayload {
+	out := &model.RecordUsagePayload{
+		Accepted: r.Accepted, Duplicates: r.Duplicates,
+		Rejected:   make([]model.RejectedUsageEvent, len(r.Rejected)),
+		Usage:      meterUsagesToModel(r.Usage),
+		UserErrors: []model.UserError{},
+	}
+	for i, rj := range r.Rejected {
+		out.Rejected[i] = model.RejectedUsageEvent{Index: rj.Index, Code: rj.Code, Message: rj.Message}
+	}
+	return out
+}
+
+func invoiceToModel(in store.Invoice) model.Invoice {
+	return model.Invoice{
+		ID: in.ID, Number: in.Number, Status: model.InvoiceStatus(strings.ToUpper(in.Status)),
+		AmountDue: in.AmountDue, AmountPaid: in.AmountPaid, Total: in.Total, Currency: in.Currency,
+		PeriodStart: in.PeriodStart, PeriodEnd: in.PeriodEnd, PaidAt: in.PaidAt,
+		HostedInvoiceURL: in.HostedInvoiceURL, PDFURL: in.PDFURL, CreatedAt: in.CreatedAt,
+	}
+}
+
+func invoicePageToModel(p invoices.Page) *model.InvoiceConnection {
+	c := &model.InvoiceConnection{
+		Edges:    make([]model.InvoiceEdge, len(p.Invoices)),
+		Nodes:    make([]model.Invoice, len(p.Invoices)),
+		PageInfo: &model.PageInfo{HasNextPage: p.HasNextPage, EndCursor: nonEmpty(p.EndCursor)},
+	}
+	for i, in := range p.Invoices {
+		c.Nodes[i] = invoiceToModel(in)
+		c.Edges[i] = model.InvoiceEdge{Cursor: p.Cursors[i], Node: &c.Nodes[i]}
+	}
+	return c
 }

@@ -7,12 +7,14 @@ package graph
 
 import (
 	"context"
-	"fmt"
+	"strings"
 	"time"
 
 	"github.com/tollgate-billing/tollgate/graph/generated"
 	"github.com/tollgate-billing/tollgate/graph/model"
 	"github.com/tollgate-billing/tollgate/internal/auth"
+	"github.com/tollgate-billing/tollgate/internal/billing"
+	"github.com/tollgate-billing/tollgate/internal/usage"
 )
 
 // CreateAPIKey is the resolver for the createApiKey field.
@@ -41,32 +43,68 @@ func (r *mutationResolver) RevokeAPIKey(ctx context.Context, id string) (*model.
 
 // RegisterSigningKey is the resolver for the registerSigningKey field.
 func (r *mutationResolver) RegisterSigningKey(ctx context.Context, input model.RegisterSigningKeyInput) (*model.RegisterSigningKeyPayload, error) {
-	panic(fmt.Errorf("not implemented: RegisterSigningKey - registerSigningKey"))
+	key, err := r.Signing.Register(ctx, principal(ctx).OrgID, input.APIKeyID, input.PublicKey)
+	ue, err := userErrors(err)
+	if err != nil || len(ue) > 0 {
+		return &model.RegisterSigningKeyPayload{UserErrors: ue}, err
+	}
+	return &model.RegisterSigningKeyPayload{APIKey: apiKeyToModel(key), UserErrors: ue}, nil
 }
 
 // CreateCheckoutSession is the resolver for the createCheckoutSession field.
 func (r *mutationResolver) CreateCheckoutSession(ctx context.Context, input model.CreateCheckoutSessionInput) (*model.CreateCheckoutSessionPayload, error) {
-	panic(fmt.Errorf("not implemented: CreateCheckoutSession - createCheckoutSession"))
+	p := principal(ctx)
+	sess, err := r.Billing.CreateCheckoutSession(ctx, p.OrgID, billing.CheckoutInput{
+		Plan: input.Plan, SuccessURL: input.SuccessURL, CancelURL: input.CancelURL, Email: p.Email,
+	})
+	ue, err := userErrors(err)
+	if err != nil || len(ue) > 0 {
+		return &model.CreateCheckoutSessionPayload{UserErrors: ue}, err
+	}
+	return &model.CreateCheckoutSessionPayload{URL: &sess.URL, SessionID: &sess.ID, UserErrors: ue}, nil
 }
 
 // CreatePortalSession is the resolver for the createPortalSession field.
 func (r *mutationResolver) CreatePortalSession(ctx context.Context, input model.CreatePortalSessionInput) (*model.CreatePortalSessionPayload, error) {
-	panic(fmt.Errorf("not implemented: CreatePortalSession - createPortalSession"))
+	url, err := r.Billing.CreatePortalSession(ctx, principal(ctx).OrgID, input.ReturnURL)
+	ue, err := userErrors(err)
+	if err != nil || len(ue) > 0 {
+		return &model.CreatePortalSessionPayload{UserErrors: ue}, err
+	}
+	return &model.CreatePortalSessionPayload{URL: &url, UserErrors: ue}, nil
 }
 
 // CancelSubscription is the resolver for the cancelSubscription field.
 func (r *mutationResolver) CancelSubscription(ctx context.Context, input *model.CancelSubscriptionInput) (*model.SubscriptionPayload, error) {
-	panic(fmt.Errorf("not implemented: CancelSubscription - cancelSubscription"))
+	atPeriodEnd := true
+	if input != nil && input.AtPeriodEnd != nil {
+		atPeriodEnd = *input.AtPeriodEnd
+	}
+	st, err := r.Billing.Cancel(ctx, principal(ctx).OrgID, atPeriodEnd)
+	return subscriptionPayload(st, err)
 }
 
 // ResumeSubscription is the resolver for the resumeSubscription field.
 func (r *mutationResolver) ResumeSubscription(ctx context.Context) (*model.SubscriptionPayload, error) {
-	panic(fmt.Errorf("not implemented: ResumeSubscription - resumeSubscription"))
+	st, err := r.Billing.Resume(ctx, principal(ctx).OrgID)
+	return subscriptionPayload(st, err)
 }
 
 // RecordUsage is the resolver for the recordUsage field.
 func (r *mutationResolver) RecordUsage(ctx context.Context, input model.RecordUsageInput) (*model.RecordUsagePayload, error) {
-	panic(fmt.Errorf("not implemented: RecordUsage - recordUsage"))
+	events := make([]usage.Event, len(input.Events))
+	for i, e := range input.Events {
+		events[i] = usage.Event{Meter: e.Meter, Quantity: e.Quantity, IdempotencyKey: e.IdempotencyKey, Timestamp: e.Timestamp}
+		if e.Endpoint != nil {
+			events[i].Endpoint = *e.Endpoint
+		}
+	}
+	res, err := r.Metering.Record(ctx, principal(ctx).OrgID, events)
+	ue, err := userErrors(err)
+	if err != nil || len(ue) > 0 {
+		return &model.RecordUsagePayload{Rejected: []model.RejectedUsageEvent{}, Usage: []model.MeterUsage{}, UserErrors: ue}, err
+	}
+	return recordResultToModel(res), nil
 }
 
 // Organization is the resolver for the organization field.
@@ -112,27 +150,70 @@ func (r *queryResolver) APIKeys(ctx context.Context) ([]model.APIKey, error) {
 
 // Invoices is the resolver for the invoices field.
 func (r *queryResolver) Invoices(ctx context.Context, first *int, after *string, status *model.InvoiceStatus) (*model.InvoiceConnection, error) {
-	panic(fmt.Errorf("not implemented: Invoices - invoices"))
+	n := 20
+	if first != nil {
+		n = *first
+	}
+	var after_, status_ string
+	if after != nil {
+		after_ = *after
+	}
+	if status != nil {
+		status_ = strings.ToLower(string(*status))
+	}
+	page, err := r.Invoicing.List(ctx, principal(ctx).OrgID, n, after_, status_)
+	if err != nil {
+		return nil, err
+	}
+	return invoicePageToModel(page), nil
 }
 
 // Usage is the resolver for the usage field.
 func (r *queryResolver) Usage(ctx context.Context, period *string) (*model.Usage, error) {
-	panic(fmt.Errorf("not implemented: Usage - usage"))
+	period_, meters, err := r.Metering.Usage(ctx, principal(ctx).OrgID, deref(period))
+	if err != nil {
+		return nil, err
+	}
+	return &model.Usage{PeriodStart: period_.Start, PeriodEnd: period_.End, Meters: meterUsagesToModel(meters)}, nil
 }
 
 // UsageByEndpoint is the resolver for the usageByEndpoint field.
 func (r *queryResolver) UsageByEndpoint(ctx context.Context, period *string, meter *string) ([]model.EndpointUsage, error) {
-	panic(fmt.Errorf("not implemented: UsageByEndpoint - usageByEndpoint"))
+	rows, err := r.Metering.ByEndpoint(ctx, principal(ctx).OrgID, deref(period), deref(meter))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]model.EndpointUsage, len(rows))
+	for i, e := range rows {
+		out[i] = model.EndpointUsage{Endpoint: e.Endpoint, Meter: e.Meter, Used: e.Used}
+	}
+	return out, nil
 }
 
 // UsageSeries is the resolver for the usageSeries field.
 func (r *queryResolver) UsageSeries(ctx context.Context, meter string, from time.Time, to time.Time) ([]model.UsagePoint, error) {
-	panic(fmt.Errorf("not implemented: UsageSeries - usageSeries"))
+	points, err := r.Metering.Series(ctx, principal(ctx).OrgID, meter, from, to)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]model.UsagePoint, len(points))
+	for i, p := range points {
+		out[i] = model.UsagePoint{Date: p.Date, Used: p.Used}
+	}
+	return out, nil
 }
 
 // UsageGate is the resolver for the usageGate field.
 func (r *queryResolver) UsageGate(ctx context.Context, meter string) (*model.UsageGate, error) {
-	panic(fmt.Errorf("not implemented: UsageGate - usageGate"))
+	g, err := r.Metering.Gate(ctx, principal(ctx).OrgID, meter)
+	if err != nil {
+		return nil, err
+	}
+	mu := meterUsageToModel(g.MeterUsage)
+	return &model.UsageGate{
+		Allowed: g.Allowed, Used: mu.Used, Limit: mu.Limit, Remaining: mu.Remaining,
+		Plan: g.PlanID, BillingStatus: statusToModel(g.BillingStatus),
+	}, nil
 }
 
 // Mutation returns generated.MutationResolver implementation.

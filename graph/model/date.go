@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
+
+	"github.com/tollgate-billing/tollgate/internal/apperr"
 )
 
 // DateLayout is how the Date scalar is written.
@@ -23,11 +25,11 @@ func MarshalDate(t time.Time) graphql.Marshaler {
 func UnmarshalDate(v any) (time.Time, error) {
 	s, ok := v.(string)
 	if !ok {
-		return time.Time{}, fmt.Errorf("Date must be a string like 2026-01-31")
+		return time.Time{}, apperr.New(apperr.BadInput, "Date must be a string like 2026-01-31")
 	}
 	t, err := time.Parse(DateLayout, s)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("Date must look like 2026-01-31, got %q", s)
+		return time.Time{}, apperr.New(apperr.BadInput, fmt.Sprintf("Date must look like 2026-01-31, got %q", s))
 	}
 	return t, nil
 }

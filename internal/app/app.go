@@ -20,14 +20,20 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/redis/go-redis/v9"
+	"github.com/stripe/stripe-go/v76/client"
 
 	"github.com/tollgate-billing/tollgate/internal/auth"
 	"github.com/tollgate-billing/tollgate/internal/billing"
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/config"
+	"github.com/tollgate-billing/tollgate/internal/invoices"
 	"github.com/tollgate-billing/tollgate/internal/orgs"
 	"github.com/tollgate-billing/tollgate/internal/plans"
+	"github.com/tollgate-billing/tollgate/internal/ratelimit"
+	"github.com/tollgate-billing/tollgate/internal/signing"
 	"github.com/tollgate-billing/tollgate/internal/store"
+	"github.com/tollgate-billing/tollgate/internal/stripeclient"
+	"github.com/tollgate-billing/tollgate/internal/usage"
 )
 
 // App is a running Tollgate's parts.
@@ -39,10 +45,15 @@ type App struct {
 	Redis   *redis.Client
 	Catalog *plans.Catalog
 
-	Orgs    *orgs.Service
-	Keys    *auth.Keys
-	Billing *billing.Service
-	Auth    *auth.Authenticator
+	Orgs     *orgs.Service
+	Keys     *auth.Keys
+	Billing  *billing.Service
+	Invoices *invoices.Service
+	Usage    *usage.Service
+	Limiter  *ratelimit.Limiter
+	Auth     *auth.Authenticator
+	// Stripe is nil when STRIPE_SECRET_KEY is unset.
+	Stripe *client.API
 
 	jwtSecret []byte
 	closers   []func()
@@ -53,6 +64,14 @@ type Option func(*App)
 
 // WithClock replaces the wall clock.
 func WithClock(c clock.Clock) Option { return func(a *App) { a.Clock = c } }
+
+// WithDB uses an open, migrated database instead of DATABASE_URL. The caller
+// keeps ownership and closes it.
+func WithDB(db *store.DB) Option { return func(a *App) { a.DB = db } }
+
+// WithRedis uses a connected client instead of REDIS_URL. The caller keeps
+// ownership and closes it.
+func WithRedis(c *redis.Client) Option { return func(a *App) { a.Redis = c } }
 
 // New builds Tollgate. On error everything opened so far is closed.
 func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Option) (_ *App, err error) {
@@ -69,11 +88,15 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	if a.Catalog, err = plans.Load(cfg.PlansFile); err != nil {
 		return nil, &config.Error{Var: "PLANS_FILE", Problem: err.Error()}
 	}
-	if err := a.openDB(ctx); err != nil {
-		return nil, err
+	if a.DB == nil {
+		if err := a.openDB(ctx); err != nil {
+			return nil, err
+		}
 	}
-	if err := a.openRedis(ctx); err != nil {
-		return nil, err
+	if a.Redis == nil {
+		if err := a.openRedis(ctx); err != nil {
+			return nil, err
+		}
 	}
 	if err := a.loadJWTSecret(); err != nil {
 		return nil, err
@@ -118,7 +141,10 @@ func (a *App) openRedis(ctx context.Context) error {
 		opt = &redis.Options{Addr: m.Addr()}
 		a.Log.Info("REDIS_URL unset: using embedded miniredis", "addr", m.Addr())
 	}
-	opt.DialTimeout = 2 * time.Second
+	// Redis is a cache: fail fast and fall back to the database rather
+	// than retry while a request waits.
+	opt.MaxRetries = 1
+	opt.DialTimeout = time.Second
 	opt.ReadTimeout = 500 * time.Millisecond
 	opt.WriteTimeout = 500 * time.Millisecond
 	a.Redis = redis.NewClient(opt)
@@ -183,8 +209,22 @@ func (a *App) build() error {
 	}
 	a.Orgs = orgs.NewService(a.DB, a.Clock)
 	a.Keys = auth.NewKeys(a.DB, a.Clock, production)
-	a.Billing = billing.NewService(a.DB, a.Catalog, a.Clock)
-	a.Auth = &auth.Authenticator{Verifier: verifier, Keys: a.Keys, Orgs: a.Orgs, Log: a.Log}
+	a.Stripe = stripeclient.New(stripeclient.Options{
+		SecretKey: a.Config.StripeSecretKey, APIBase: a.Config.StripeAPIBase, Logger: a.Log,
+	})
+	a.Billing = billing.NewService(a.DB, a.Catalog, a.Clock, a.Stripe, a.Log)
+	a.Invoices = invoices.NewService(a.DB, a.Clock, a.Log)
+	a.Usage = usage.NewService(a.DB, a.Redis, a.Catalog, a.Billing, a.Clock, a.Log)
+	a.Limiter = ratelimit.New(a.Redis, a.Usage, a.Log)
+	// Usage repairs Redis counters that a failed write left stale, for as
+	// long as the app lives.
+	bg, stop := context.WithCancel(context.Background())
+	go a.Usage.Run(bg)
+	a.closers = append(a.closers, stop)
+	a.Auth = &auth.Authenticator{
+		Verifier: verifier, Keys: a.Keys, Orgs: a.Orgs, Log: a.Log,
+		Signatures: signing.NewVerifier(a.Redis, a.Clock, a.Log),
+	}
 	return nil
 }
 

@@ -13,27 +13,33 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/observe"
 )
 
+// MaxGraphQLBody caps a GraphQL request body: a 1,000-event recordUsage is
+// about 250 KiB.
+const MaxGraphQLBody = 2 << 20
+
 // Handler returns Tollgate's HTTP routes:
 //
-//	GET  /            GraphiQL (development, or PLAYGROUND=true)
-//	POST /graphql     the GraphQL API (GET for queries)
-//	GET  /healthz     liveness: answers while the process runs
-//	GET  /readyz      readiness: 200 only when the database and Redis answer
+//	GET  /                 GraphiQL (development, or PLAYGROUND=true)
+//	POST /graphql          the GraphQL API (GET for queries)
+//	POST /webhooks/stripe  Stripe webhooks
+//	GET  /healthz          liveness: answers while the process runs
+//	GET  /readyz           readiness: 200 only when the database and Redis answer
+//	GET  /metrics          Prometheus metrics
 func (a *App) Handler() http.Handler {
-	gql := graph.NewHandler(&graph.Resolver{
-		Catalog: a.Catalog,
-		Orgs:    a.Orgs,
-		Keys:    a.Keys,
-		Billing: a.Billing,
-	}, graph.Options{
-		Introspection: a.Config.Env == config.Dev,
-		Log:           a.Log,
+	gql := graph.NewHandler(a.resolver(), graph.Options{
+		Production: a.Config.Env == config.Production,
+		Log:        a.Log,
 	})
-	api := a.Auth.Middleware(gql)
+	// Order matters: authenticate, then rate-limit the organisation, then
+	// run the operation.
+	api := limitBody(a.Auth.Middleware(a.rateLimit(gql)), MaxGraphQLBody)
+	api = cors(a.Config.CORSOrigins, api)
 
 	mux := http.NewServeMux()
 	mux.Handle("POST /graphql", api)
 	mux.Handle("GET /graphql", api)
+	mux.Handle("OPTIONS /graphql", api)
+	a.mountWebhooks(mux)
 	if a.Config.Playground {
 		mux.Handle("GET /{$}", playground.Handler("Tollgate", "/graphql"))
 	}
@@ -41,7 +47,18 @@ func (a *App) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", a.ready)
-	return observe.RequestIDMiddleware(mux)
+	mux.Handle("GET /metrics", observe.MetricsHandler())
+	return observe.RequestIDMiddleware(a.deadline(observe.CountRequests(mux)))
+}
+
+// deadline gives every request REQUEST_TIMEOUT; the context carries it down
+// to GORM, Redis and Stripe.
+func (a *App) deadline(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), a.Config.RequestTimeout)
+		defer cancel()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
 }
 
 func (a *App) ready(w http.ResponseWriter, r *http.Request) {
@@ -73,4 +90,19 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// limitBody refuses a declared oversize body with 413 before reading it, and
+// caps what is read of an undeclared (chunked) one.
+func limitBody(next http.Handler, n int64) http.Handler {
+	capped := http.MaxBytesHandler(next, n)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > n {
+			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]any{"errors": []map[string]any{{
+				"message": "request body is larger than the limit", "extensions": map[string]any{"code": "REQUEST_TOO_LARGE", "limitBytes": n},
+			}}})
+			return
+		}
+		capped.ServeHTTP(w, r)
+	})
 }

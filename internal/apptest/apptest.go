@@ -12,6 +12,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +23,7 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/auth"
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/config"
+	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/testenv"
 )
@@ -42,12 +46,24 @@ type Options struct {
 	Clock  *clock.Fake
 	Redis  bool // true: private miniredis instead of the shared server
 	Config func(*config.Config)
+	// PlanRateLimits keeps the plans' real rate limits (free: 10 req/s).
+	// Otherwise every plan allows 100,000 req/s, so tests that send many
+	// requests as one organisation are not throttled.
+	PlanRateLimits bool
 }
 
 // New starts Tollgate for t.
 func New(t testing.TB, o Options) *Harness {
 	t.Helper()
-	env := map[string]string{"JWT_SECRET": Secret, "TOLLGATE_DATA_DIR": t.TempDir()}
+	dir := t.TempDir()
+	env := map[string]string{"JWT_SECRET": Secret, "TOLLGATE_DATA_DIR": dir}
+	if !o.PlanRateLimits {
+		relaxed := regexp.MustCompile(`rate_limit_per_second: \d+`).ReplaceAll(plans.DefaultsYAML(), []byte("rate_limit_per_second: 100000"))
+		env["PLANS_FILE"] = filepath.Join(dir, "plans.yaml")
+		if err := os.WriteFile(env["PLANS_FILE"], relaxed, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for k, v := range o.Env {
 		env[k] = v
 	}

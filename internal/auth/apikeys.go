@@ -180,8 +180,18 @@ func (k *Keys) SetSigningKey(ctx context.Context, orgID, id, publicKeyB64 string
 
 // Authenticate finds the live key with this secret.
 func (k *Keys) Authenticate(ctx context.Context, secret string) (store.APIKey, *Failure) {
+	return k.authenticate(ctx, "secret_hash = ?", HashSecret(secret))
+}
+
+// AuthenticateID finds the live key with this id, for signed requests that
+// prove possession with a signature instead of the secret.
+func (k *Keys) AuthenticateID(ctx context.Context, id string) (store.APIKey, *Failure) {
+	return k.authenticate(ctx, "id = ?", id)
+}
+
+func (k *Keys) authenticate(ctx context.Context, where string, arg string) (store.APIKey, *Failure) {
 	var key store.APIKey
-	err := k.db.WithContext(ctx).Where("secret_hash = ?", HashSecret(secret)).Take(&key).Error
+	err := k.db.WithContext(ctx).Where(where, arg).Take(&key).Error
 	if store.IsNotFound(err) {
 		return key, &Failure{ReasonUnknownKey, "API key is not valid"}
 	}

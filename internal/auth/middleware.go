@@ -60,17 +60,31 @@ func (a *Authenticator) Authenticate(r *http.Request) (*Principal, *Failure) {
 		return a.apiKey(r, k)
 	}
 	if h := r.Header.Get("Authorization"); h != "" {
-		scheme, cred, ok := strings.Cut(h, " ")
+		scheme, cred, ok := strings.Cut(strings.TrimSpace(h), " ")
 		cred = strings.TrimSpace(cred)
-		if !ok || !strings.EqualFold(scheme, "Bearer") || cred == "" {
+		switch {
+		case !ok && strings.HasPrefix(scheme, KeyPrefix):
+			// Signed machine requests send the key bare, as the reference
+			// API does.
+			return a.apiKey(r, scheme)
+		case !ok && r.Header.Get("X-Request-Signature") != "":
+			// Or only the key's id: the signature proves possession.
+			return a.signedKeyID(r, scheme)
+		case !ok || !strings.EqualFold(scheme, "Bearer") || cred == "":
 			return nil, &Failure{ReasonMalformed, "Authorization must be 'Bearer <token>'"}
-		}
-		if strings.HasPrefix(cred, KeyPrefix) {
+		case strings.HasPrefix(cred, KeyPrefix):
 			return a.apiKey(r, cred)
 		}
 		return a.jwt(r, cred, MethodJWT)
 	}
 	if c, err := r.Cookie(SessionCookie); err == nil && c.Value != "" {
+		// A browser attaches cookies to cross-site requests too. POSTs must
+		// be application/json (gqlgen refuses other bodies), which forces a
+		// CORS preflight; a GET can be a plain link, so it must carry a
+		// header that only scripts on an allowed origin can set.
+		if r.Method == http.MethodGet && r.Header.Get("X-Requested-With") == "" && r.Header.Get("Apollo-Require-Preflight") == "" {
+			return nil, &Failure{"CSRF_HEADER_REQUIRED", "GET requests authenticated by cookie need an X-Requested-With or Apollo-Require-Preflight header"}
+		}
 		return a.jwt(r, c.Value, MethodCookie)
 	}
 	return nil, nil
@@ -97,6 +111,23 @@ func (a *Authenticator) apiKey(r *http.Request, secret string) (*Principal, *Fai
 	if f != nil {
 		return nil, f
 	}
+	return a.keyPrincipal(r, key)
+}
+
+// signedKeyID authenticates a request that names its API key by id; only
+// keys with a registered signing key can be used this way.
+func (a *Authenticator) signedKeyID(r *http.Request, id string) (*Principal, *Failure) {
+	key, f := a.Keys.AuthenticateID(r.Context(), id)
+	if f != nil {
+		return nil, f
+	}
+	if key.SigningPublicKey == nil {
+		return nil, &Failure{ReasonUnknownKey, "API key is not valid"}
+	}
+	return a.keyPrincipal(r, key)
+}
+
+func (a *Authenticator) keyPrincipal(r *http.Request, key store.APIKey) (*Principal, *Failure) {
 	if key.SigningPublicKey != nil {
 		if a.Signatures == nil {
 			return nil, &Failure{"SIGNATURE_REQUIRED", "this API key requires signed requests"}

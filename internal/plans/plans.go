@@ -295,3 +295,7 @@ func (c *Catalog) Free() Plan {
 	p, _ := c.ByID(FreePlanID)
 	return p
 }
+
+// DefaultsYAML returns the embedded default catalogue as written, as a
+// starting point for a PLANS_FILE.
+func DefaultsYAML() []byte { return append([]byte(nil), defaultsYAML...) }

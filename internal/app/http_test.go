@@ -1,0 +1,163 @@
+package app_test
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/tollgate-billing/tollgate/internal/apptest"
+	"github.com/tollgate-billing/tollgate/internal/auth"
+)
+
+func get(t *testing.T, url string, headers map[string]string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+// TestQueryLimits: expensive or abusive operations are refused before they
+// run, with a code a client can act on.
+func TestQueryLimits(t *testing.T) {
+	h := apptest.New(t, apptest.Options{})
+	if r := h.Query("acme", `{ invoices(first: 100) { nodes { id } } }`, nil); len(r.Errors) > 0 {
+		t.Fatalf("a page of 100 invoices refused: %+v", r.Errors)
+	}
+	frag := `query { organization { ...A } } fragment A on Organization { id }`
+	if r := h.Query("acme", frag, nil); len(r.Errors) > 0 {
+		t.Fatalf("shallow fragment refused: %+v", r.Errors)
+	}
+	var b strings.Builder
+	b.WriteString("{ ")
+	for i := 0; i < 12; i++ {
+		b.WriteString("i" + string(rune('a'+i)) + ": invoices(first: 100) { nodes { id number total currency status amountDue amountPaid createdAt } } ")
+	}
+	b.WriteString("}")
+	if r := h.Query("acme", b.String(), nil); r.Code() != "COMPLEXITY_LIMIT_EXCEEDED" {
+		t.Fatalf("12 pages of 100 invoices: code %q, want COMPLEXITY_LIMIT_EXCEEDED (%+v)", r.Code(), r.Errors)
+	}
+	huge := "{ " + strings.Repeat("organization { id } ", 5000) + "}"
+	if r := h.Query("acme", huge, nil); len(r.Errors) == 0 {
+		t.Fatal("a 20k-token query was parsed")
+	}
+}
+
+// TestProductionHidesTheSchema: no introspection and no GraphiQL unless
+// asked for.
+func TestProductionHidesTheSchema(t *testing.T) {
+	h := apptest.New(t, apptest.Options{Env: map[string]string{
+		"TOLLGATE_ENV": "production", "DATABASE_URL": "postgres://unused/x",
+	}})
+	if r := h.Query("acme", `{ __schema { types { name } } }`, nil); len(r.Errors) == 0 {
+		t.Fatal("introspection answered in production")
+	}
+	if r := h.Query("acme", `{ organizaton { id } }`, nil); len(r.Errors) == 0 || strings.Contains(r.Errors[0].Message, "Did you mean") {
+		t.Fatalf("field suggestions in production: %+v", r.Errors)
+	}
+	if resp := get(t, h.Server.URL+"/", nil); resp.StatusCode == http.StatusOK {
+		t.Fatal("GraphiQL served in production")
+	}
+	dev := apptest.New(t, apptest.Options{})
+	if r := dev.Query("acme", `{ __schema { queryType { name } } }`, nil); len(r.Errors) > 0 {
+		t.Fatalf("introspection off in dev: %+v", r.Errors)
+	}
+}
+
+// TestCookieAuthNeedsACustomHeaderOnGET: a cross-site link cannot make a
+// browser run a query with the user's cookie.
+func TestCookieAuthNeedsACustomHeaderOnGET(t *testing.T) {
+	h := apptest.New(t, apptest.Options{})
+	cookie := auth.SessionCookie + "=" + h.Token("acme")
+	url := h.Server.URL + "/graphql?query=%7Borganization%7Bid%7D%7D"
+	body := func(r *http.Response) string { b, _ := io.ReadAll(r.Body); return string(b) }
+	if got := body(get(t, url, map[string]string{"Cookie": cookie})); !strings.Contains(got, "CSRF_HEADER_REQUIRED") {
+		t.Fatalf("GET with cookie and no header: %s", got)
+	}
+	if got := body(get(t, url, map[string]string{"Cookie": cookie, "X-Requested-With": "dashboard"})); !strings.Contains(got, `"organization":{"id"`) {
+		t.Fatalf("GET with cookie and header: %s", got)
+	}
+}
+
+// TestCORSAllowList: listed origins get CORS headers (with credentials),
+// others get none.
+func TestCORSAllowList(t *testing.T) {
+	h := apptest.New(t, apptest.Options{Env: map[string]string{"CORS_ORIGINS": "https://app.example.com"}})
+	pre := func(origin string) *http.Response {
+		req, _ := http.NewRequest(http.MethodOptions, h.Server.URL+"/graphql", nil)
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	ok := pre("https://app.example.com")
+	if ok.Header.Get("Access-Control-Allow-Origin") != "https://app.example.com" || ok.Header.Get("Access-Control-Allow-Credentials") != "true" {
+		t.Fatalf("allowed origin got %v", ok.Header)
+	}
+	if bad := pre("https://evil.example"); bad.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Fatalf("unlisted origin got CORS headers: %v", bad.Header)
+	}
+}
+
+// TestOperationalEndpoints: request ids are echoed, metrics are served, and
+// an oversized body is refused.
+func TestOperationalEndpoints(t *testing.T) {
+	h := apptest.New(t, apptest.Options{})
+	resp := get(t, h.Server.URL+"/healthz", map[string]string{"X-Request-Id": "trace-123"})
+	if resp.Header.Get("X-Request-Id") != "trace-123" {
+		t.Fatalf("request id not echoed: %v", resp.Header)
+	}
+	if id := get(t, h.Server.URL+"/healthz", nil).Header.Get("X-Request-Id"); len(id) != 32 {
+		t.Fatalf("generated request id %q", id)
+	}
+	h.Query("acme", `query Dashboard { plans { id } }`, nil)
+	m := get(t, h.Server.URL+"/metrics", nil)
+	b, _ := io.ReadAll(m.Body)
+	for _, want := range []string{`tollgate_http_requests_total{code="200",route="POST /graphql"}`, `tollgate_graphql_operation_duration_seconds_count{operation="Dashboard",outcome="ok"}`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	big := strings.NewReader(`{"query":"{ plans { id } }","variables":{"x":"` + strings.Repeat("x", 3<<20) + `"}}`)
+	req, _ := http.NewRequest(http.MethodPost, h.Server.URL+"/graphql", big)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+h.Token("acme"))
+	r, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if r.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("3 MiB body answered %d", r.StatusCode)
+	}
+}
+
+// TestInternalErrorsDoNotLeak: when the database fails, the client gets
+// INTERNAL and a request id, never the driver's text.
+func TestInternalErrorsDoNotLeak(t *testing.T) {
+	h := apptest.New(t, apptest.Options{})
+	tok := h.Token("acme")
+	h.Do(map[string]string{"Authorization": "Bearer " + tok}, `{ organization { id } }`, nil)
+	h.App.DB.Exec("DROP TABLE api_keys")
+	r := h.Do(map[string]string{"Authorization": "Bearer " + tok, "X-Request-Id": "leak-check"}, `{ apiKeys { id } }`, nil)
+	if r.Code() != "INTERNAL" || r.Errors[0].Extensions["requestId"] != "leak-check" {
+		t.Fatalf("errors = %+v", r.Errors)
+	}
+	msg := strings.ToLower(r.Errors[0].Message)
+	for _, leak := range []string{"api_keys", "sql", "relation", "table", "select"} {
+		if strings.Contains(msg, leak) {
+			t.Fatalf("message leaks %q: %s", leak, r.Errors[0].Message)
+		}
+	}
+}

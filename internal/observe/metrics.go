@@ -1,0 +1,103 @@
+package observe
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Registry holds Tollgate's metrics. It is package-level because metrics are
+// process-wide; tests read values through prometheus/testutil.
+var Registry = prometheus.NewRegistry()
+
+var (
+	// HTTPRequests counts requests by route pattern and status code.
+	HTTPRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tollgate_http_requests_total", Help: "HTTP requests by route and status code.",
+	}, []string{"route", "code"})
+	// GraphQLOperations times operations by name.
+	GraphQLOperations = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "tollgate_graphql_operation_duration_seconds", Help: "GraphQL operations by operation name and outcome.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+	}, []string{"operation", "outcome"})
+	// WebhookEvents counts Stripe webhook deliveries by event type and outcome.
+	WebhookEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tollgate_webhook_events_total", Help: "Stripe webhook events by type and outcome.",
+	}, []string{"type", "outcome"})
+	// UsageEvents counts recorded usage events: accepted, duplicate, rejected.
+	UsageEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tollgate_usage_events_total", Help: "Usage events by result (accepted, duplicate, rejected).",
+	}, []string{"result"})
+	// GateLatency times usageGate decisions by where they were answered from.
+	GateLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "tollgate_usage_gate_duration_seconds", Help: "usageGate latency by source (redis, database).",
+		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .1},
+	}, []string{"source"})
+	// RedisFallbacks counts operations that fell back from Redis to the database.
+	RedisFallbacks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tollgate_redis_fallbacks_total", Help: "Operations served without Redis because it failed, by operation.",
+	}, []string{"operation"})
+	// StripeCalls times outbound Stripe API calls by method, path and outcome.
+	StripeCalls = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "tollgate_stripe_request_duration_seconds", Help: "Outbound Stripe API calls by method, path and status class.",
+		Buckets: prometheus.DefBuckets,
+	}, []string{"method", "path", "status"})
+)
+
+func init() {
+	Registry.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		HTTPRequests, GraphQLOperations, WebhookEvents, UsageEvents, GateLatency, RedisFallbacks, StripeCalls,
+	)
+}
+
+// MetricsHandler serves /metrics.
+func MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(Registry, promhttp.HandlerOpts{Registry: Registry})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// CountRequests records each request under the ServeMux pattern that served
+// it (never the raw path, which would explode label cardinality).
+func CountRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		route := r.Pattern
+		if route == "" {
+			route = "unmatched"
+		}
+		if sw.code == 0 {
+			sw.code = http.StatusOK
+		}
+		HTTPRequests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()
+	})
+}
+
+// Since returns seconds elapsed since t, for histograms.
+func Since(t time.Time) float64 { return time.Since(t).Seconds() }
