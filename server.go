@@ -3,12 +3,14 @@
 //
 //	go run .                          serve on :8080 (PORT overrides)
 //	go run . migrate up|down|status   manage the database schema by hand
+//	go run . stripe sync [--org ID]   re-read Stripe and apply what webhooks missed
 //	go run . token [org]              print a development token
 package main
 
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,6 +26,7 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/auth"
 	"github.com/tollgate-billing/tollgate/internal/config"
 	"github.com/tollgate-billing/tollgate/internal/observe"
+	"github.com/tollgate-billing/tollgate/internal/reconcile"
 )
 
 func main() {
@@ -33,6 +36,7 @@ func main() {
 const usage = `usage: tollgate [command]
   (none), serve                 run the server
   migrate up|down|status        apply, roll back one, or list migrations
+  stripe sync [--org ID]        re-read subscriptions and invoices from Stripe and apply what changed
   token [org]                   print a development token for org (default "demo")
 `
 
@@ -55,6 +59,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = serve(ctx, cfg, log)
 	case "migrate":
 		err = migrate(ctx, cfg, log, args[1:], stdout)
+	case "stripe":
+		err = stripeSync(ctx, cfg, log, args[1:], stdout)
 	case "token":
 		err = token(ctx, cfg, log, args[1:], stdout)
 	case "-h", "--help", "help":
@@ -173,4 +179,27 @@ func token(ctx context.Context, cfg config.Config, log *slog.Logger, args []stri
 	}
 	fmt.Fprintln(out, tok)
 	return nil
+}
+
+// stripeSync heals what webhooks missed: Stripe stops retrying a delivery
+// after three days. It applies Stripe's objects through the same code path
+// as webhooks and prints what changed.
+func stripeSync(ctx context.Context, cfg config.Config, log *slog.Logger, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("stripe sync", flag.ContinueOnError)
+	org := fs.String("org", "", "organisation id or external id (default: every organisation with a Stripe customer)")
+	if len(args) == 0 || args[0] != "sync" {
+		return errors.New("usage: tollgate stripe sync [--org ID]")
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if !cfg.StripeEnabled() {
+		return &config.Error{Var: "STRIPE_SECRET_KEY", Problem: "is required for stripe sync"}
+	}
+	a, err := app.New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	return reconcile.New(a.DB, a.Billing, a.Invoices, a.Stripe, a.Clock, a.Log).Sync(ctx, *org, out)
 }

@@ -35,7 +35,7 @@ func TestMain(m *testing.M) {
 }
 
 var (
-	listening = regexp.MustCompile(`tollgate listening addr=\S*:(\d+)`)
+	listening = regexp.MustCompile(`tollgate listening" addr=\S*:(\d+)`)
 	devToken  = regexp.MustCompile(`Bearer ([A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+)`)
 )
 
