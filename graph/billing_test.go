@@ -1,0 +1,158 @@
+package graph_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tollgate-billing/tollgate/internal/apptest"
+	"github.com/tollgate-billing/tollgate/internal/store"
+	"github.com/tollgate-billing/tollgate/internal/testenv"
+)
+
+const checkout = `mutation($in: CreateCheckoutSessionInput!) {
+  createCheckoutSession(input: $in) { url sessionId userErrors { field code message } }
+}`
+
+type checkoutResult struct {
+	CreateCheckoutSession struct {
+		URL, SessionID *string
+		UserErrors     []struct{ Field, Code, Message string }
+	}
+}
+
+func withStripe(t *testing.T) *apptest.Harness {
+	return apptest.New(t, apptest.Options{Env: map[string]string{
+		"STRIPE_SECRET_KEY": "sk_test_tollgate", "STRIPE_API_BASE": testenv.StripeMock(t),
+	}})
+}
+
+// TestCheckoutAndPortalOverGraphQL: the dashboard's view of the Stripe
+// mutations — a URL to redirect to, or userErrors that say what to fix.
+func TestCheckoutAndPortalOverGraphQL(t *testing.T) {
+	h := withStripe(t)
+	var bad checkoutResult
+	h.Query("acme", checkout, map[string]any{"in": map[string]any{"plan": "free", "successUrl": "ftp://x", "cancelUrl": "https://app.example.com/" + strings.Repeat("x", 2000)}}).Decode(t, &bad)
+	fields := map[string]string{}
+	for _, e := range bad.CreateCheckoutSession.UserErrors {
+		fields[e.Field] = e.Code
+	}
+	if bad.CreateCheckoutSession.URL != nil || fields["input.plan"] == "" || fields["input.successUrl"] != "INVALID_URL" || fields["input.cancelUrl"] != "TOO_LONG" {
+		t.Fatalf("userErrors = %+v", bad.CreateCheckoutSession.UserErrors)
+	}
+
+	var portal struct {
+		CreatePortalSession struct {
+			URL        *string
+			UserErrors []struct{ Code string }
+		}
+	}
+	const portalQ = `mutation { createPortalSession(input: {returnUrl: "https://app.example.com/billing"}) { url userErrors { code } } }`
+	h.Query("acme", portalQ, nil).Decode(t, &portal)
+	if portal.CreatePortalSession.URL != nil || len(portal.CreatePortalSession.UserErrors) != 1 || portal.CreatePortalSession.UserErrors[0].Code != "NO_BILLING_HISTORY" {
+		t.Fatalf("portal before checkout = %+v", portal)
+	}
+
+	var ok checkoutResult
+	h.Query("acme", checkout, map[string]any{"in": map[string]any{"plan": "starter", "successUrl": "https://app.example.com/ok", "cancelUrl": "https://app.example.com/no"}}).Decode(t, &ok)
+	c := ok.CreateCheckoutSession
+	if len(c.UserErrors) > 0 || c.URL == nil || !strings.HasPrefix(*c.URL, "https://") || c.SessionID == nil || *c.SessionID == "" {
+		t.Fatalf("checkout = %+v", c)
+	}
+	var sub struct{ Subscription struct{ HasBillingHistory bool } }
+	h.Query("acme", `{ subscription { hasBillingHistory } }`, nil).Decode(t, &sub)
+	if !sub.Subscription.HasBillingHistory {
+		t.Fatal("checkout did not record the Stripe customer")
+	}
+	h.Query("acme", portalQ, nil).Decode(t, &portal)
+	if portal.CreatePortalSession.URL == nil || len(portal.CreatePortalSession.UserErrors) > 0 {
+		t.Fatalf("portal after checkout = %+v", portal)
+	}
+
+	var cancel struct {
+		CancelSubscription struct {
+			Subscription *struct{ Status *string }
+			UserErrors   []struct{ Code string }
+		}
+	}
+	h.Query("acme", `mutation { cancelSubscription { subscription { status } userErrors { code } } }`, nil).Decode(t, &cancel)
+	if ue := cancel.CancelSubscription.UserErrors; len(ue) != 1 || ue[0].Code != "NO_SUBSCRIPTION" {
+		t.Fatalf("cancel without a subscription = %+v", cancel)
+	}
+}
+
+func TestStripeMutationsWithoutAKeySayNotConfigured(t *testing.T) {
+	h := apptest.New(t, apptest.Options{})
+	r := h.Query("acme", checkout, map[string]any{"in": map[string]any{"plan": "starter", "successUrl": "https://a.example/ok", "cancelUrl": "https://a.example/no"}})
+	if r.Code() != "STRIPE_NOT_CONFIGURED" {
+		t.Fatalf("code = %q (%+v)", r.Code(), r.Errors)
+	}
+}
+
+// TestInvoicesOverGraphQL: a dashboard pages through invoices with the
+// cursors it is given, newest first, and can filter by status.
+func TestInvoicesOverGraphQL(t *testing.T) {
+	h := apptest.New(t, apptest.Options{})
+	var org struct{ Organization struct{ ID string } }
+	h.Query("acme", `{ organization { id } }`, nil).Decode(t, &org)
+	base := h.Clock.Now().Add(-100 * time.Hour)
+	for i := 0; i < 5; i++ {
+		status := "paid"
+		if i == 4 {
+			status = "open"
+		}
+		num := fmt.Sprintf("INV-%d", i)
+		err := h.App.DB.Create(&store.Invoice{
+			ID: fmt.Sprintf("in_%d", i), OrgID: org.Organization.ID, Number: &num, Status: status,
+			AmountDue: 4900, AmountPaid: 4900, Total: 4900, Currency: "usd",
+			CreatedAt: base.Add(time.Duration(i) * time.Hour), UpdatedAt: base,
+		}).Error
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	type page struct {
+		Invoices struct {
+			Edges []struct {
+				Cursor string
+				Node   struct {
+					ID, Status string
+					Total      int64
+				}
+			}
+			PageInfo struct {
+				HasNextPage bool
+				EndCursor   *string
+			}
+		}
+	}
+	const q = `query($after: String, $status: InvoiceStatus) { invoices(first: 2, after: $after, status: $status) {
+	  edges { cursor node { id status total } } pageInfo { hasNextPage endCursor } } }`
+	var seen []string
+	var after any
+	for {
+		var p page
+		h.Query("acme", q, map[string]any{"after": after}).Decode(t, &p)
+		for _, e := range p.Invoices.Edges {
+			seen = append(seen, e.Node.ID)
+		}
+		if !p.Invoices.PageInfo.HasNextPage {
+			break
+		}
+		after = *p.Invoices.PageInfo.EndCursor
+	}
+	if strings.Join(seen, ",") != "in_4,in_3,in_2,in_1,in_0" {
+		t.Fatalf("pages gave %v", seen)
+	}
+	var open page
+	h.Query("acme", q, map[string]any{"status": "OPEN"}).Decode(t, &open)
+	if len(open.Invoices.Edges) != 1 || open.Invoices.Edges[0].Node.Status != "OPEN" || open.Invoices.Edges[0].Node.Total != 4900 {
+		t.Fatalf("open invoices = %+v", open)
+	}
+	var other page
+	h.Query("someone-else", q, nil).Decode(t, &other)
+	if len(other.Invoices.Edges) != 0 {
+		t.Fatal("another organisation sees our invoices")
+	}
+}
