@@ -60,7 +60,9 @@ func TestCheckoutAndPortalOverGraphQL(t *testing.T) {
 	if len(c.UserErrors) > 0 || c.URL == nil || !strings.HasPrefix(*c.URL, "https://") || c.SessionID == nil || *c.SessionID == "" {
 		t.Fatalf("checkout = %+v", c)
 	}
-	var sub struct{ Subscription struct{ HasBillingHistory bool } }
+	var sub struct {
+		Subscription struct{ HasBillingHistory bool }
+	}
 	h.Query("acme", `{ subscription { hasBillingHistory } }`, nil).Decode(t, &sub)
 	if !sub.Subscription.HasBillingHistory {
 		t.Fatal("checkout did not record the Stripe customer")
