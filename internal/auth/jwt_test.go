@@ -1,0 +1,70 @@
+package auth
+
+import (
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tollgate-billing/tollgate/internal/clock"
+)
+
+// TestPublicKeyTokens: tokens from an identity provider signed with EdDSA or
+// RS256 are accepted with the configured public keys, and an HS256 token
+// made with a public key as its secret (algorithm confusion) is not.
+func TestPublicKeyTokens(t *testing.T) {
+	edPub, edPriv, _ := ed25519.GenerateKey(rand.Reader)
+	rsPriv, _ := rsa.GenerateKey(rand.Reader, 2048)
+	var pemFile []byte
+	for _, k := range []crypto.PublicKey{edPub, &rsPriv.PublicKey} {
+		der, _ := x509.MarshalPKIXPublicKey(k)
+		pemFile = append(pemFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})...)
+	}
+	path := filepath.Join(t.TempDir(), "keys.pem")
+	os.WriteFile(path, pemFile, 0o600)
+	keys, err := LoadPublicKeys(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := clock.NewFake(time.Now())
+	v, err := NewVerifier(nil, keys, clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := Claims{Org: "acme", Scope: "billing:read"}
+	c.ExpiresAt = jwt.NewNumericDate(clk.Now().Add(time.Hour))
+
+	ed, _ := jwt.NewWithClaims(jwt.SigningMethodEdDSA, c).SignedString(edPriv)
+	rs, _ := jwt.NewWithClaims(jwt.SigningMethodRS256, c).SignedString(rsPriv)
+	confused, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(pemFile)
+	_, otherPriv, _ := ed25519.GenerateKey(rand.Reader)
+	stranger, _ := jwt.NewWithClaims(jwt.SigningMethodEdDSA, c).SignedString(otherPriv)
+
+	for name, tc := range map[string]struct {
+		token string
+		ok    bool
+	}{
+		"EdDSA from the provider":            {ed, true},
+		"RS256 from the provider":            {rs, true},
+		"HS256 keyed with the public key":    {confused, false},
+		"EdDSA signed by someone else's key": {stranger, false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			claims, f := v.Verify(tc.token)
+			if tc.ok && (f != nil || claims.Org != "acme") {
+				t.Fatalf("refused: %+v", f)
+			}
+			if !tc.ok && f == nil {
+				t.Fatal("accepted")
+			}
+		})
+	}
+}
