@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tollgate-billing/tollgate/internal/testenv"
 )
 
 var binary string
@@ -44,15 +46,62 @@ var (
 // with the development token it logs.
 func TestBinaryRunsWithZeroSetup(t *testing.T) {
 	work := t.TempDir()
-	cmd := exec.Command(binary)
-	cmd.Dir = work
 	// No configuration: only PORT=0, so the test does not fight over :8080.
-	cmd.Env = []string{"PORT=0", "PATH=" + os.Getenv("PATH")}
+	base, token := startBinary(t, work, "PORT=0")
+
+	resp, err := http.Get(base + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(page), "/graphql") {
+		t.Fatalf("GET / = %d, want GraphiQL pointing at /graphql", resp.StatusCode)
+	}
+	firstQuery(t, base, token)
+	if _, err := os.Stat(filepath.Join(work, "tollgate.db")); err != nil {
+		t.Fatalf("no embedded SQLite file beside the binary: %v", err)
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		r, err := http.Get(base + path)
+		if err != nil || r.StatusCode != 200 {
+			t.Fatalf("GET %s: %v %v", path, r.StatusCode, err)
+		}
+		r.Body.Close()
+	}
+}
+
+// TestBinaryRunsOnPostgresAndRedis is step 2 of the README: the same query
+// on real Postgres and Redis, with migrations applied at start.
+func TestBinaryRunsOnPostgresAndRedis(t *testing.T) {
+	db := testenv.PostgresURL(t)
+	testenv.Redis(t) // skips, or fails under TOLLGATE_REQUIRE_SERVICES, when Redis is down
+	base, token := startBinary(t, t.TempDir(), "PORT=0", "DATABASE_URL="+db, "REDIS_URL="+testenv.RedisURL())
+	firstQuery(t, base, token)
+	r, err := http.Get(base + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	if r.StatusCode != 200 || !strings.Contains(string(body), `"database":"ok"`) || !strings.Contains(string(body), `"redis":"ok"`) {
+		t.Fatalf("readyz = %d %s", r.StatusCode, body)
+	}
+}
+
+// startBinary runs the built binary in dir with exactly env, and returns its
+// base URL and the development token it logs. SIGTERM at the end must stop it
+// gracefully.
+func startBinary(t *testing.T, dir string, env ...string) (base, token string) {
+	t.Helper()
+	cmd := exec.Command(binary)
+	cmd.Dir = dir
+	cmd.Env = append(env, "PATH="+os.Getenv("PATH"))
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
+	t.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
@@ -65,48 +114,42 @@ func TestBinaryRunsWithZeroSetup(t *testing.T) {
 			cmd.Process.Kill()
 			t.Error("did not stop within 10s of SIGTERM")
 		}
-	}()
-
-	var port, token string
-	lines := bufio.NewScanner(stderr)
-	deadline := time.After(30 * time.Second)
-	found := make(chan struct{})
+	})
+	type started struct{ port, token string }
+	found := make(chan started, 1)
 	go func() {
+		var port string
+		lines := bufio.NewScanner(stderr)
 		for lines.Scan() {
 			l := lines.Text()
 			if m := listening.FindStringSubmatch(l); m != nil {
 				port = m[1]
 			}
 			if m := devToken.FindStringSubmatch(l); m != nil {
-				token = m[1]
-				close(found)
+				found <- started{port, m[1]}
 				break
 			}
 		}
 		io.Copy(io.Discard, stderr)
 	}()
 	select {
-	case <-found:
-	case <-deadline:
+	case s := <-found:
+		return "http://127.0.0.1:" + s.port, s.token
+	case <-time.After(30 * time.Second):
 		t.Fatal("no listening address and dev token logged within 30s")
 	}
-	base := "http://127.0.0.1:" + port
+	return "", ""
+}
 
-	resp, err := http.Get(base + "/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	page, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || !strings.Contains(string(page), "/graphql") {
-		t.Fatalf("GET / = %d, want GraphiQL pointing at /graphql", resp.StatusCode)
-	}
-
+// firstQuery runs the README's first query and checks a new organisation
+// is on the free plan.
+func firstQuery(t *testing.T, base, token string) {
+	t.Helper()
 	body := `{"query":"{ subscription { plan { id name } status } plans { id } }"}`
 	req, _ := http.NewRequest("POST", base+"/graphql", strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err = http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,16 +169,6 @@ func TestBinaryRunsWithZeroSetup(t *testing.T) {
 	}
 	if len(out.Errors) > 0 || out.Data.Subscription.Plan.ID != "free" || out.Data.Subscription.Status != nil || len(out.Data.Plans) != 4 {
 		t.Fatalf("unexpected answer: %+v", out)
-	}
-	if _, err := os.Stat(filepath.Join(work, "tollgate.db")); err != nil {
-		t.Fatalf("no embedded SQLite file beside the binary: %v", err)
-	}
-	for _, path := range []string{"/healthz", "/readyz"} {
-		r, err := http.Get(base + path)
-		if err != nil || r.StatusCode != 200 {
-			t.Fatalf("GET %s: %v %v", path, r.StatusCode, err)
-		}
-		r.Body.Close()
 	}
 }
 
