@@ -36,19 +36,49 @@ func parseNonce(s string) (string, bool) {
 	return u.String(), true
 }
 
-// claim records nonce for keyID and reports whether it was unused. ttl is
-// how long a replay could still pass the timestamp check.
-func (n nonces) claim(ctx context.Context, keyID, nonce string, ttl time.Duration) (bool, error) {
+// sinceKey holds the unix second from which Redis remembers every nonce. It
+// has no expiry, so its absence while replicas run means Redis lost its data
+// (a restart without persistence, a flush, a failover to an empty replica):
+// the next claim recreates it with the current time, and requests signed
+// before then are refused, since any of them may have been used already.
+const sinceKey = "nonce:since"
+
+// markIntact records, when a verifier starts, that nonce memory has no gap
+// known to this process. Best effort: without Redis, claim sets the mark.
+func (n nonces) markIntact(ctx context.Context) {
 	if n.rdb == nil {
-		return false, errNoRedis
+		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, nonceTimeout)
 	defer cancel()
-	// SET nonce:<key>:<nonce> 1 NX EX <ttl>: atomic, so of two replicas
-	// racing on one nonce exactly one wins.
-	fresh, err := n.rdb.SetNX(ctx, "nonce:"+keyID+":"+nonce, 1, ttl).Result()
-	if err != nil {
-		return false, fmt.Errorf("record nonce for api key %s: %w", keyID, err)
+	_ = n.rdb.SetNX(ctx, sinceKey, 0, 0).Err()
+}
+
+// claimScript records the nonce (SET NX EX) and returns whether it was
+// unused, with the sinceKey mark, recreating the mark if Redis lost it. One
+// script, so the two cannot be torn apart.
+var claimScript = redis.NewScript(`
+redis.call('SET', KEYS[2], ARGV[2], 'NX')
+local since = tonumber(redis.call('GET', KEYS[2]))
+local fresh = redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1])
+if fresh then return {1, since} end
+return {0, since}
+`)
+
+// claim records nonce for keyID and reports whether it was unused, and the
+// unix second since which Redis has remembered nonces (markIfLost when the
+// mark is gone). ttl is how long a replay could still pass the timestamp
+// check.
+func (n nonces) claim(ctx context.Context, keyID, nonce string, ttl time.Duration, markIfLost int64) (fresh bool, since int64, err error) {
+	if n.rdb == nil {
+		return false, 0, errNoRedis
 	}
-	return fresh, nil
+	ctx, cancel := context.WithTimeout(ctx, nonceTimeout)
+	defer cancel()
+	// Atomic, so of two replicas racing on one nonce exactly one wins.
+	res, err := claimScript.Run(ctx, n.rdb, []string{"nonce:" + keyID + ":" + nonce, sinceKey}, int64(ttl/time.Second), markIfLost).Int64Slice()
+	if err != nil || len(res) != 2 {
+		return false, 0, fmt.Errorf("record nonce for api key %s: %w", keyID, err)
+	}
+	return res[0] == 1, res[1], nil
 }

@@ -2,6 +2,7 @@ package signing
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -50,7 +51,9 @@ var _ auth.RequestVerifier = (*Verifier)(nil)
 // must refuse each other's replays share one Redis. With a nil rdb every
 // signed request is refused with NONCE_UNAVAILABLE.
 func NewVerifier(rdb *redis.Client, clk clock.Clock, log *slog.Logger) *Verifier {
-	return &Verifier{nonces: nonces{rdb: rdb}, clock: clk, log: log}
+	n := nonces{rdb: rdb}
+	n.markIntact(context.Background())
+	return &Verifier{nonces: n, clock: clk, log: log}
 }
 
 func refuse(reason, msg string) *auth.Failure {
@@ -122,7 +125,7 @@ func (v *Verifier) VerifyRequest(r *http.Request, key store.APIKey) *auth.Failur
 	// replayed once the key expired. The extra second covers the fraction of
 	// a second that Unix() drops.
 	ttl := time.Duration(ts+skew-now+1) * time.Second
-	fresh, err := v.nonces.claim(r.Context(), key.ID, nonce, ttl)
+	fresh, since, err := v.nonces.claim(r.Context(), key.ID, nonce, ttl, now+1)
 	if err != nil {
 		// Fail closed: without the record there is no way to tell a replay
 		// from a first use, and a replayed billing request can move money
@@ -133,6 +136,12 @@ func (v *Verifier) VerifyRequest(r *http.Request, key store.APIKey) *auth.Failur
 	}
 	if !fresh {
 		return refuse(ReasonNonceReplayed, "X-Nonce was already used; send a new UUID with every request")
+	}
+	if ts < since {
+		// Signed before Redis began remembering nonces (it lost its data):
+		// it may have been used already, and nothing can tell. Refusing
+		// costs an honest client one re-signed retry.
+		return refuse(ReasonNonceReplayed, "replay protection was reset after this request was signed; sign it again with a new timestamp and nonce")
 	}
 	return nil
 }

@@ -330,3 +330,33 @@ func TestBodyIsReadableAfterVerification(t *testing.T) {
 		})
 	}
 }
+
+// TestReplayAfterRedisLostItsData: a request accepted before Redis lost its
+// nonces (a restart without persistence, a flush) is refused when replayed
+// afterwards, although Redis no longer remembers it; a newly signed request
+// is accepted.
+func TestReplayAfterRedisLostItsData(t *testing.T) {
+	m := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	t.Cleanup(func() { rdb.Close() })
+	clk := clock.NewFake(t0)
+	v := NewVerifier(rdb, clk, quietLog())
+	s := newSigner(1)
+	first := uuid.NewString()
+	send := func(ts time.Time, nonce string) string {
+		r := signedWith(s.priv, http.MethodPost, "/graphql", `{}`, ts.Unix(), nonce)
+		return reason(v.VerifyRequest(r, s.key))
+	}
+	if got := send(t0, first); got != "" {
+		t.Fatalf("first request refused: %s", got)
+	}
+	clk.Advance(5 * time.Second)
+	m.FlushAll()
+	if got := send(t0, first); got != ReasonNonceReplayed {
+		t.Fatalf("replay after the flush: reason = %q, want %q", got, ReasonNonceReplayed)
+	}
+	clk.Advance(time.Second)
+	if got := send(clk.Now(), uuid.NewString()); got != "" {
+		t.Fatalf("a request signed after the flush was refused: %s", got)
+	}
+}
