@@ -87,7 +87,9 @@ func New(t testing.TB, o Options) *Harness {
 		fc = clock.NewFake(time.Now())
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
+	// A fuzz target may not log through its F, and the server logs while
+	// the target runs.
+	if _, fuzzing := t.(*testing.F); testing.Verbose() && !fuzzing {
 		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	a, err := app.New(context.Background(), cfg, log, app.WithDB(db), app.WithRedis(rdb), app.WithClock(fc))

@@ -19,6 +19,7 @@ import (
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/auth"
+	"github.com/tollgate-billing/tollgate/internal/observe"
 	"github.com/tollgate-billing/tollgate/internal/plans"
 )
 
@@ -27,6 +28,9 @@ import (
 type PlanSource interface {
 	PlanOf(ctx context.Context, orgID string) (plans.Plan, string, error)
 }
+
+// redisFallbacks counts requests let through because Redis failed.
+var redisFallbacks = observe.RedisFallbacks.WithLabelValues("ratelimit")
 
 // redisBackoff is how long Redis is skipped after a failure, so an
 // unreachable Redis costs one timeout per interval rather than per request.
@@ -67,6 +71,7 @@ type Decision struct {
 func (l *Limiter) Allow(ctx context.Context, orgID string) Decision {
 	if time.Now().UnixNano() < l.downUntil.Load() {
 		l.unchecked.Add(1)
+		redisFallbacks.Inc()
 		return Decision{Allowed: true}
 	}
 	plan, _, err := l.plans.PlanOf(ctx, orgID)
@@ -80,6 +85,7 @@ func (l *Limiter) Allow(ctx context.Context, orgID string) Decision {
 	if err != nil {
 		l.unchecked.Add(1)
 		if ctx.Err() == nil {
+			redisFallbacks.Inc()
 			l.downUntil.Store(time.Now().Add(redisBackoff).UnixNano())
 			l.log.WarnContext(ctx, "redis unavailable; requests are not rate limited", "err", err)
 		}

@@ -12,9 +12,11 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tollgate-billing/tollgate/internal/auth"
+	"github.com/tollgate-billing/tollgate/internal/observe"
 	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/testenv"
@@ -119,6 +121,7 @@ func TestRequestsPassWhileRedisIsDown(t *testing.T) {
 	l := New(rdb, planOf{org: "free"}, quiet())
 	h := handler(l)
 	m.Close()
+	fallbacks := testutil.ToFloat64(observe.RedisFallbacks.WithLabelValues("ratelimit"))
 	for i := range 30 {
 		if w := call(h, org); w.Code != http.StatusOK {
 			t.Fatalf("request %d got %d while Redis was down; the limiter must fail open", i+1, w.Code)
@@ -126,5 +129,8 @@ func TestRequestsPassWhileRedisIsDown(t *testing.T) {
 	}
 	if l.Unchecked() != 30 {
 		t.Errorf("%d requests counted as unchecked, want 30", l.Unchecked())
+	}
+	if got := testutil.ToFloat64(observe.RedisFallbacks.WithLabelValues("ratelimit")) - fallbacks; got != 30 {
+		t.Errorf("redis_fallbacks{operation=\"ratelimit\"} moved by %v, want 30", got)
 	}
 }

@@ -1,8 +1,8 @@
 // Package stripeclient builds the Stripe API client Tollgate talks to Stripe
 // with, and turns what Stripe answers on failure into errors a client may
 // see. Every outbound Stripe call goes through a client made here, so that
-// retries, timeouts, the API base (stripe-mock in tests) and logging are set
-// in one place.
+// retries, timeouts, the API base (stripe-mock in tests), logging and
+// metrics are set in one place.
 package stripeclient
 
 import (
@@ -39,12 +39,14 @@ func New(o Options) *client.API {
 	if o.SecretKey == "" {
 		return nil
 	}
-	hc := o.HTTPClient
-	if hc == nil {
-		// stripe-go's own default waits 80 s; a GraphQL request gives up
-		// long before that, and its context cancels the call anyway.
-		hc = &http.Client{Timeout: 30 * time.Second}
+	// stripe-go's own default waits 80 s; a GraphQL request gives up long
+	// before that, and its context cancels the call anyway.
+	hc := &http.Client{Timeout: 30 * time.Second}
+	if o.HTTPClient != nil {
+		c := *o.HTTPClient // timed below, without changing the caller's client
+		hc = &c
 	}
+	hc.Transport = timed{next: hc.Transport}
 	retries := o.MaxNetworkRetries
 	if retries == nil {
 		retries = stripe.Int64(DefaultMaxNetworkRetries)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/stripe/stripe-go/v76"
@@ -14,19 +15,34 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/billing"
 )
 
-// apply dispatches an event to what it changes. Types not listed are
-// acknowledged and ignored.
-func (h *handler) apply(ctx context.Context, tx *gorm.DB, ev stripe.Event, at time.Time, fetched *stripe.Subscription, res *result) error {
-	switch ev.Type {
-	case stripe.EventTypeCheckoutSessionCompleted:
-		return h.checkoutCompleted(ctx, tx, ev, at, fetched, res)
-	case stripe.EventTypeCustomerSubscriptionCreated, stripe.EventTypeCustomerSubscriptionUpdated,
+// Event types by what they change. Types not listed are acknowledged and
+// ignored.
+var (
+	subscriptionEvents = []stripe.EventType{
+		stripe.EventTypeCustomerSubscriptionCreated, stripe.EventTypeCustomerSubscriptionUpdated,
 		stripe.EventTypeCustomerSubscriptionDeleted, stripe.EventTypeCustomerSubscriptionPaused,
-		stripe.EventTypeCustomerSubscriptionResumed:
-		return h.subscriptionChanged(ctx, tx, ev, at, res)
-	case stripe.EventTypeInvoicePaid, stripe.EventTypeInvoicePaymentSucceeded, stripe.EventTypeInvoiceFinalized,
+		stripe.EventTypeCustomerSubscriptionResumed,
+	}
+	invoiceEvents = []stripe.EventType{
+		stripe.EventTypeInvoicePaid, stripe.EventTypeInvoicePaymentSucceeded, stripe.EventTypeInvoiceFinalized,
 		stripe.EventTypeInvoiceUpdated, stripe.EventTypeInvoiceVoided, stripe.EventTypeInvoiceMarkedUncollectible,
-		stripe.EventTypeInvoicePaymentFailed:
+		stripe.EventTypeInvoicePaymentFailed,
+	}
+)
+
+// handles reports whether Tollgate acts on events of type t.
+func handles(t stripe.EventType) bool {
+	return t == stripe.EventTypeCheckoutSessionCompleted || slices.Contains(subscriptionEvents, t) || slices.Contains(invoiceEvents, t)
+}
+
+// apply dispatches an event to what it changes.
+func (h *handler) apply(ctx context.Context, tx *gorm.DB, ev stripe.Event, at time.Time, fetched *stripe.Subscription, res *result) error {
+	switch {
+	case ev.Type == stripe.EventTypeCheckoutSessionCompleted:
+		return h.checkoutCompleted(ctx, tx, ev, at, fetched, res)
+	case slices.Contains(subscriptionEvents, ev.Type):
+		return h.subscriptionChanged(ctx, tx, ev, at, res)
+	case slices.Contains(invoiceEvents, ev.Type):
 		return h.invoiceChanged(ctx, tx, ev, at, res)
 	default:
 		res.outcome = outcomeIgnored

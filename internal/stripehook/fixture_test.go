@@ -38,16 +38,22 @@ type fixture struct {
 func newFixture(t *testing.T, db *store.DB) *fixture {
 	t.Helper()
 	rec := stripetest.NewRecorder()
-	sc := stripetest.Client(t, rec)
 	logs := &syncBuffer{}
-	log := slog.New(slog.NewJSONHandler(logs, nil))
-	b := billing.NewService(db, plans.Default(), clock.Real{}, sc, log)
-	h := stripehook.NewHandler(stripehook.Config{
-		DB: db, Billing: b, Invoices: invoices.NewService(db, clock.Real{}, log),
-		Stripe: sc, Secret: secret, Clock: clock.Real{}, Log: log,
-	})
+	h, b := newHandler(t, db, rec, slog.New(slog.NewJSONHandler(logs, nil)))
 	t0 := time.Now().UTC().Truncate(time.Second).Add(-time.Hour)
 	return &fixture{t: t, db: db, handler: h, billing: b, rec: rec, logs: logs, t0: t0}
+}
+
+// newHandler is the webhook endpoint on db, with the real services behind
+// it and a Stripe client for stripe-mock whose requests rec records.
+func newHandler(t testing.TB, db *store.DB, rec *stripetest.Recorder, log *slog.Logger) (http.Handler, *billing.Service) {
+	t.Helper()
+	sc := stripetest.Client(t, rec)
+	b := billing.NewService(db, plans.Default(), clock.Real{}, sc, log)
+	return stripehook.NewHandler(stripehook.Config{
+		DB: db, Billing: b, Invoices: invoices.NewService(db, clock.Real{}, log),
+		Stripe: sc, Secret: secret, Clock: clock.Real{}, Log: log,
+	}), b
 }
 
 func (f *fixture) newOrg() string {

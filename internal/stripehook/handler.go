@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/client"
 	"github.com/stripe/stripe-go/v76/webhook"
 
@@ -70,6 +71,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reply(w, http.StatusMethodNotAllowed, map[string]any{"error": "use POST"})
 		return
 	}
+	// Every delivery is counted once, under what became of it; anything
+	// that returns without naming an outcome failed.
+	typ, outcome := stripe.EventType(""), outcomeError
+	defer func() { countDelivery(typ, outcome) }()
 	if h.Secret == "" {
 		// Unverifiable events must not be applied; 503 keeps Stripe
 		// retrying until the operator sets the secret.
@@ -81,6 +86,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
+			outcome = outcomeTooLarge
 			h.Log.WarnContext(r.Context(), "stripe webhook refused: body too large", "limit_bytes", MaxBodyBytes)
 			reply(w, http.StatusRequestEntityTooLarge, map[string]any{"error": "body larger than 1 MiB"})
 			return
@@ -97,11 +103,17 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ev, err := webhook.ConstructEventWithOptions(body, r.Header.Get("Stripe-Signature"), h.Secret,
 		webhook.ConstructEventOptions{Tolerance: Tolerance, IgnoreAPIVersionMismatch: true})
 	if err != nil {
+		outcome = outcomeUndecodable
+		if badSignature(err) {
+			outcome = outcomeBadSignature
+		}
 		h.Log.WarnContext(r.Context(), "stripe webhook refused: not a verifiable Stripe event", "error", err)
 		reply(w, http.StatusBadRequest, map[string]any{"error": "invalid signature or payload"})
 		return
 	}
+	typ = ev.Type
 	if ev.ID == "" || ev.Type == "" || ev.Data == nil {
+		outcome = outcomeUndecodable
 		h.Log.WarnContext(r.Context(), "stripe webhook refused: signed body is not an event", "event_id", ev.ID)
 		reply(w, http.StatusBadRequest, map[string]any{"error": "not a Stripe event"})
 		return
@@ -113,6 +125,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reply(w, http.StatusInternalServerError, map[string]any{"error": "internal error"})
 		return
 	}
+	outcome = res.outcome
 	level := slog.LevelInfo
 	if res.outcome == outcomeUnknownOrg || res.outcome == outcomeUndecodable {
 		level = slog.LevelWarn

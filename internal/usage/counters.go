@@ -109,23 +109,26 @@ func (c *counters) fault(ctx context.Context, what string, err error) {
 func (c *counters) recovered() { c.downUntil.Store(0) }
 
 // get reads a counter; ok is false when the caller must ask the database.
+// Asking it because Redis failed, is skipped, or lags (dirty) is a fallback;
+// a key Redis simply lacks is not.
 func (c *counters) get(ctx context.Context, id counterID) (used int64, ok bool) {
 	if !c.available() || c.isDirty(id) {
+		gateFallbacks.Inc()
 		return 0, false
 	}
 	v, err := c.rdb.HGet(ctx, id.redisKey(), "u").Result()
-	if err != nil {
-		if !errors.Is(err, redis.Nil) {
-			c.fault(ctx, "read counter", err)
-		}
+	if errors.Is(err, redis.Nil) {
 		return 0, false
 	}
-	n, err := strconv.ParseInt(v, 10, 64)
+	if err == nil {
+		used, err = strconv.ParseInt(v, 10, 64)
+	}
 	if err != nil {
 		c.fault(ctx, "read counter", err)
+		gateFallbacks.Inc()
 		return 0, false
 	}
-	return n, true
+	return used, true
 }
 
 // store writes counters of one organisation in one round trip.
@@ -156,6 +159,7 @@ func (c *counters) publish(ctx context.Context, org string, values map[rollupKey
 		}
 		c.fault(ctx, "publish counters", err)
 	}
+	recordFallbacks.Inc()
 	c.markDirty(org, values)
 }
 

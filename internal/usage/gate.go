@@ -3,6 +3,9 @@ package usage
 import (
 	"context"
 	"fmt"
+	"time"
+
+	"github.com/tollgate-billing/tollgate/internal/observe"
 )
 
 // Gate is the answer to "may this organisation use more of this meter?".
@@ -22,6 +25,7 @@ type Gate struct {
 // Usage under a soft limit, or an unlimited one, is always allowed: the
 // overage is billed, not refused.
 func (s *Service) Gate(ctx context.Context, orgID, meter string) (Gate, error) {
+	start := time.Now()
 	m, ok := s.catalog.Meter(meter)
 	if !ok {
 		return Gate{}, s.unknownMeter(meter)
@@ -30,7 +34,8 @@ func (s *Service) Gate(ctx context.Context, orgID, meter string) (Gate, error) {
 	if err != nil {
 		return Gate{}, fmt.Errorf("usage gate for org %s: %w", orgID, err)
 	}
-	used, err := s.current(ctx, orgID, keyOf(m.Name, periodStart(m.Reset, s.clock.Now())))
+	used, fromRedis, err := s.current(ctx, orgID, keyOf(m.Name, periodStart(m.Reset, s.clock.Now())))
+	gateLatency(fromRedis).Observe(observe.Since(start))
 	if err != nil {
 		return Gate{}, fmt.Errorf("usage gate for org %s: %w", orgID, err)
 	}
@@ -40,10 +45,10 @@ func (s *Service) Gate(ctx context.Context, orgID, meter string) (Gate, error) {
 
 // current is a period rollup's usage: from Redis when it has it, else from
 // the database, warming Redis on the way.
-func (s *Service) current(ctx context.Context, orgID string, k rollupKey) (int64, error) {
+func (s *Service) current(ctx context.Context, orgID string, k rollupKey) (used int64, fromRedis bool, err error) {
 	id := counterID{orgID, k}
-	if used, ok := s.counters.get(ctx, id); ok {
-		return used, nil
+	if n, ok := s.counters.get(ctx, id); ok {
+		return n, true, nil
 	}
 	v, err, _ := s.counters.warms.Do(id.redisKey(), func() (any, error) {
 		gen := s.counters.generation()
@@ -58,7 +63,7 @@ func (s *Service) current(ctx context.Context, orgID string, k rollupKey) (int64
 		return values[k].used, nil
 	})
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	return v.(int64), nil
+	return v.(int64), false, nil
 }

@@ -95,6 +95,7 @@ func (s *Service) Record(ctx context.Context, orgID string, events []Event) (Rec
 		fe.Add("input.events", "TOO_LONG", fmt.Sprintf("send at most %d events per call, not %d", MaxBatch, len(events)))
 	}
 	if err := fe.Err(); err != nil {
+		rejectedEvents.Add(float64(len(events)))
 		return RecordResult{}, err
 	}
 	plan, _, err := s.plans.PlanOf(ctx, orgID)
@@ -145,6 +146,7 @@ func (s *Service) Record(ctx context.Context, orgID string, events []Event) (Rec
 			res.Usage = append(res.Usage, MeterUsage{Meter: m.Name, Used: used, Limit: limitOf(plan, m)})
 		}
 	}
+	countRecorded(res)
 	if len(out.rejected) == len(events) { // every event was refused for quota
 		return res, out.refusal
 	}

@@ -1,0 +1,36 @@
+package usage
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tollgate-billing/tollgate/internal/observe"
+)
+
+// The series this package feeds, bound once rather than looked up by label
+// on every call.
+var (
+	acceptedEvents  = observe.UsageEvents.WithLabelValues("accepted")
+	duplicateEvents = observe.UsageEvents.WithLabelValues("duplicate")
+	rejectedEvents  = observe.UsageEvents.WithLabelValues("rejected")
+
+	gateFromRedis    = observe.GateLatency.WithLabelValues("redis")
+	gateFromDatabase = observe.GateLatency.WithLabelValues("database")
+
+	gateFallbacks   = observe.RedisFallbacks.WithLabelValues("usage_gate")
+	recordFallbacks = observe.RedisFallbacks.WithLabelValues("usage_record")
+)
+
+// countRecorded counts what one Record call did with its events.
+func countRecorded(res RecordResult) {
+	acceptedEvents.Add(float64(res.Accepted))
+	duplicateEvents.Add(float64(res.Duplicates))
+	rejectedEvents.Add(float64(len(res.Rejected)))
+}
+
+// gateLatency is the histogram of gate answers from where this one came.
+func gateLatency(fromRedis bool) prometheus.Observer {
+	if fromRedis {
+		return gateFromRedis
+	}
+	return gateFromDatabase
+}
