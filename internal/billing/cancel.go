@@ -79,7 +79,7 @@ func (s *Service) cancellable(ctx context.Context, orgID string) (sc *client.API
 // now: the answer is newer than any event Stripe sent before it.
 func (s *Service) applyResponse(ctx context.Context, orgID string, sub *stripe.Subscription) (State, error) {
 	err := s.db.Tx(ctx, func(tx *gorm.DB) error {
-		_, err := s.ApplySubscription(ctx, tx, SubscriptionUpdate{Sub: sub, At: s.clock.Now(), OrgID: orgID})
+		_, err := s.ApplySubscription(ctx, tx, SubscriptionUpdate{Sub: sub, At: s.clock.Now(), OrgID: orgID, Rank: RankFetched})
 		return err
 	})
 	if err != nil {

@@ -59,6 +59,34 @@ type SubscriptionUpdate struct {
 	// PlanHint is the plan the Checkout session sold, used when the price
 	// is missing from the plans config.
 	PlanHint string
+	// Rank orders updates that share At's second, which Stripe's one-second
+	// event times cannot.
+	Rank Rank
+}
+
+// Rank is how late in a subscription's life an update stands within one
+// second: a subscription is often created incomplete and activated in the
+// same second, and its events may arrive in either order.
+type Rank int
+
+const (
+	RankCreated Rank = iota // customer.subscription.created
+	RankUpdated             // customer.subscription.updated (and paused, resumed, …)
+	RankDeleted             // customer.subscription.deleted
+	// RankFetched is an object read from Stripe's API: its state as of At,
+	// at least as new as any event of that second.
+	RankFetched
+)
+
+// RankForEvent ranks a subscription event type.
+func RankForEvent(eventType string) Rank {
+	switch eventType {
+	case "customer.subscription.created":
+		return RankCreated
+	case "customer.subscription.deleted":
+		return RankDeleted
+	}
+	return RankUpdated
 }
 
 // ApplySubscription stores a Stripe subscription in tx, the transaction that
@@ -91,11 +119,24 @@ func (s *Service) ApplySubscription(ctx context.Context, tx *gorm.DB, u Subscrip
 	if err != nil {
 		return res, err
 	}
-	if found && row.LastEventAt != nil && at.Before(*row.LastEventAt) {
-		return Result{Outcome: Stale, OrgID: row.OrgID}, nil
+	if found && row.LastEventAt != nil {
+		last := row.LastEventAt.UTC()
+		switch {
+		case at.Before(last), at.Equal(last) && u.Rank < Rank(row.LastEventRank):
+			return Result{Outcome: Stale, OrgID: row.OrgID}, nil
+		case at.Equal(last) && u.Rank == Rank(row.LastEventRank) && u.Rank != RankFetched && s.stripe != nil:
+			// Two updates in one second carry no order at all: ask Stripe
+			// for the subscription as it is now.
+			fresh, err := s.fetchSubscription(ctx, sub.ID)
+			if err != nil {
+				return res, err
+			}
+			sub, u.Rank = fresh, RankFetched
+		}
 	}
 	next := row
 	s.copyFromStripe(&next, sub, u.PlanHint, at)
+	next.LastEventRank = int(u.Rank)
 	if !found {
 		next.ID, next.OrgID = store.NewID(), orgID
 		if err := tx.Create(&next).Error; err != nil {
@@ -308,4 +349,15 @@ func timeString(t *time.Time) string {
 		return "none"
 	}
 	return t.UTC().Format(time.RFC3339)
+}
+
+// fetchSubscription reads a subscription from Stripe.
+func (s *Service) fetchSubscription(ctx context.Context, id string) (*stripe.Subscription, error) {
+	params := &stripe.SubscriptionParams{}
+	params.Context = ctx
+	sub, err := s.stripe.Subscriptions.Get(id, params)
+	if err != nil {
+		return nil, stripeclient.Error("fetch subscription "+id, err)
+	}
+	return sub, nil
 }

@@ -98,7 +98,7 @@ func (s *Syncer) syncOrg(ctx context.Context, o store.Organization, out io.Write
 	err = s.db.Tx(ctx, func(tx *gorm.DB) error {
 		lines = nil
 		for _, sub := range subs {
-			res, err := s.billing.ApplySubscription(ctx, tx, billing.SubscriptionUpdate{Sub: sub, At: at, OrgID: o.ID})
+			res, err := s.billing.ApplySubscription(ctx, tx, billing.SubscriptionUpdate{Sub: sub, At: at, OrgID: o.ID, Rank: billing.RankFetched})
 			if err != nil {
 				return err
 			}

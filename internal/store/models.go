@@ -34,8 +34,11 @@ type Subscription struct {
 	CanceledAt           *time.Time
 	// LastEventAt is the `created` time of the newest Stripe event applied.
 	LastEventAt *time.Time
-	CreatedAt   time.Time
-	UpdatedAt   time.Time
+	// LastEventRank orders updates within LastEventAt's second (see
+	// billing.Rank).
+	LastEventRank int
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
 }
 
 // APIKey is a long-lived credential for a host backend. Only a hash of the

@@ -136,6 +136,24 @@ func TestEventsThatCreateOrPlaceTheSubscription(t *testing.T) {
 				t.Fatalf("plan %s status %s, want growth active", st.Plan.ID, st.Subscription.Status)
 			}
 		})
+		t.Run("created and activated in the same second end active, in either order", func(t *testing.T) {
+			for _, activatedFirst := range []bool{true, false} {
+				s := newScenario(f)
+				created := event("evt_"+s.sub+"_c", "customer.subscription.created", s.at(1), s.subscription("growth", "incomplete", 1))
+				activated := event("evt_"+s.sub+"_u", "customer.subscription.updated", s.at(1), s.subscription("growth", "active", 1))
+				order := [][]byte{created, activated}
+				if activatedFirst {
+					order = [][]byte{activated, created}
+				}
+				for _, body := range order {
+					f.mustDeliver(body)
+				}
+				st, _ := f.billing.Current(ctx, s.org)
+				if st.Plan.ID != "growth" || st.Subscription.Status != "active" {
+					t.Fatalf("activated first %v: plan %s status %s, want growth active", activatedFirst, st.Plan.ID, st.Subscription.Status)
+				}
+			}
+		})
 		t.Run("an unlinked customer is found by metadata.org_id and linked", func(t *testing.T) {
 			s := newScenario(f)
 			f.mustDeliver(event("evt_"+s.sub+"_c", "customer.subscription.created", s.at(1), s.subscription("starter", "active", 1)))

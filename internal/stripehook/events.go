@@ -86,7 +86,7 @@ func (h *handler) checkoutCompleted(ctx context.Context, tx *gorm.DB, ev stripe.
 		return nil
 	}
 	applied, err := h.Billing.ApplySubscription(ctx, tx, billing.SubscriptionUpdate{
-		Sub: fetched, At: at, OrgID: orgID, PlanHint: cs.Metadata["plan_id"],
+		Sub: fetched, At: at, OrgID: orgID, PlanHint: cs.Metadata["plan_id"], Rank: billing.RankFetched,
 	})
 	if err != nil {
 		return err
@@ -131,7 +131,7 @@ func (h *handler) subscriptionChanged(ctx context.Context, tx *gorm.DB, ev strip
 		// version spells.
 		sub.Status = stripe.SubscriptionStatusCanceled
 	}
-	applied, err := h.Billing.ApplySubscription(ctx, tx, billing.SubscriptionUpdate{Sub: &sub, At: at})
+	applied, err := h.Billing.ApplySubscription(ctx, tx, billing.SubscriptionUpdate{Sub: &sub, At: at, Rank: billing.RankForEvent(string(ev.Type))})
 	if err != nil {
 		return err
 	}
