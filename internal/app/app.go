@@ -144,6 +144,7 @@ func (a *App) openRedis(ctx context.Context) error {
 	// Redis is a cache: fail fast and fall back to the database rather
 	// than retry while a request waits.
 	opt.MaxRetries = 1
+	opt.DialerRetries = 1
 	opt.DialTimeout = time.Second
 	opt.ReadTimeout = 500 * time.Millisecond
 	opt.WriteTimeout = 500 * time.Millisecond

@@ -86,8 +86,11 @@ func (l *Limiter) Allow(ctx context.Context, orgID string) Decision {
 		l.unchecked.Add(1)
 		if ctx.Err() == nil {
 			redisFallbacks.Inc()
-			l.downUntil.Store(time.Now().Add(redisBackoff).UnixNano())
-			l.log.WarnContext(ctx, "redis unavailable; requests are not rate limited", "err", err)
+			now := time.Now()
+			// Every request in flight fails at once; log the outage once.
+			if prev := l.downUntil.Swap(now.Add(redisBackoff).UnixNano()); prev < now.UnixNano() {
+				l.log.WarnContext(ctx, "redis unavailable; requests are not rate limited", "err", err)
+			}
 		}
 		return Decision{Allowed: true}
 	}
