@@ -1,0 +1,14 @@
+.PHONY: bench
+
+# Usage-metering benchmark against the local Postgres and Redis (see cmd/bench).
+# Pass flags with BENCH_FLAGS, e.g. make bench BENCH_FLAGS=-skip-1m
+bench:
+	go run ./cmd/bench $(BENCH_FLAGS)
+
+.PHONY: soak
+
+# Fault and load harness: two Tollgate processes on a private Postgres and
+# Redis, through a Redis outage and a Postgres restart (see cmd/soak).
+# Pass flags with SOAK_FLAGS, e.g. make soak SOAK_FLAGS="-duration 30s -lifecycles 200"
+soak:
+	go run ./cmd/soak $(SOAK_FLAGS)
