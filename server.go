@@ -94,6 +94,7 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 }
 
 func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	app.TuneGC()
 	a, err := app.New(ctx, cfg, log)
 	if err != nil {
 		return err

@@ -68,3 +68,26 @@ func TestPublicKeyTokens(t *testing.T) {
 		})
 	}
 }
+
+// TestRememberedTokensStillExpire: a token verified once is not parsed
+// again, but stops working at exp (plus the leeway) all the same.
+func TestRememberedTokensStillExpire(t *testing.T) {
+	clk := clock.NewFake(time.Now())
+	secret := []byte("remembered-tokens-secret-0123456789abcdef")
+	v, err := NewVerifier(secret, nil, clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := Claims{Org: "acme", Scope: "billing:read"}
+	c.ExpiresAt = jwt.NewNumericDate(clk.Now().Add(time.Minute))
+	tok, _ := Mint(secret, c)
+	for i := 0; i < 2; i++ {
+		if _, f := v.Verify(tok); f != nil {
+			t.Fatalf("verification %d refused: %+v", i, f)
+		}
+	}
+	clk.Advance(time.Minute + leeway + time.Second)
+	if _, f := v.Verify(tok); f == nil || f.Reason != ReasonExpired {
+		t.Fatalf("expired remembered token: %+v", f)
+	}
+}

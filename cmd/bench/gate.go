@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/tollgate-billing/tollgate/internal/usage"
+)
+
+const (
+	gateQuery  = `query Gate($meter: String!) { usageGate(meter: $meter) { allowed used limit remaining plan billingStatus } }`
+	floorQuery = `query Floor { __typename }`
+	gateMeter  = "api_calls"
+	// inProcessGates is how many Service.Gate calls the in-process
+	// reference times.
+	inProcessGates = 20000
+)
+
+// gateResult is section 1 of the report.
+type gateResult struct {
+	FixedFloor, Fixed, SatFloor, Sat run
+	InProcess                        run
+	// Enterprise is the floor at saturation for an organisation on the
+	// enterprise plan, of which Throttled requests were answered 429.
+	Enterprise run
+	Throttled  int
+}
+
+// gatePhase times usageGate over HTTP at a fixed rate and at saturation,
+// each beside `{ __typename }` on the same server and token: everything the
+// gate costs above that floor is its own work.
+func gatePhase(ctx context.Context, b *bench, o options) (gateResult, error) {
+	var r gateResult
+	orgID, token, err := b.org(ctx, "gate", benchPlanID)
+	if err != nil {
+		return r, err
+	}
+	// Some usage, so the gate reads a real counter.
+	events := make([]usage.Event, 10)
+	for i := range events {
+		events[i] = usage.Event{Meter: gateMeter, Quantity: 1, IdempotencyKey: fmt.Sprintf("gate-%d", i)}
+	}
+	if _, err := b.app.Usage.Record(ctx, orgID, events); err != nil {
+		return r, err
+	}
+	c := newGraphQL(b.baseURL, token)
+	defer c.close()
+
+	var check struct {
+		UsageGate struct {
+			Allowed bool
+			Used    int64
+			Plan    string
+		}
+	}
+	if err := c.do(ctx, gateQuery, map[string]any{"meter": gateMeter}, &check); err != nil {
+		return r, err
+	}
+	if g := check.UsageGate; !g.Allowed || g.Used != int64(len(events)) || g.Plan != benchPlanID {
+		return r, fmt.Errorf("usageGate answered %+v, want allowed, used %d, plan %s", g, len(events), benchPlanID)
+	}
+
+	gateBody := body(gateQuery, map[string]any{"meter": gateMeter})
+	floorBody := body(floorQuery, nil)
+	gate := func(ctx context.Context) error { _, err := c.post(ctx, gateBody); return err }
+	floor := func(ctx context.Context) error { _, err := c.post(ctx, floorBody); return err }
+
+	// Warm connections, caches and the Redis counter before timing.
+	saturate(ctx, o.workers, o.warmup, floor)
+	saturate(ctx, o.workers, o.warmup, gate)
+
+	if r.Enterprise, r.Throttled, err = enterpriseProbe(ctx, b, o); err != nil {
+		return r, err
+	}
+	r.FixedFloor = paced(ctx, o.rate, o.duration, floor)
+	r.SatFloor = saturate(ctx, o.workers, o.duration, floor)
+	// The profile covers the usageGate phases only, so it shows what the
+	// gate path spends beside the floor's work.
+	stopProfile, err := o.startProfile()
+	if err != nil {
+		return r, err
+	}
+	r.Fixed = paced(ctx, o.rate, o.duration, gate)
+	r.Sat = saturate(ctx, o.workers, o.duration, gate)
+	stopProfile()
+
+	inProcess := func(ctx context.Context) error {
+		g, err := b.app.Usage.Gate(ctx, orgID, gateMeter)
+		if err == nil && !g.Allowed {
+			err = fmt.Errorf("in-process gate refused: %+v", g)
+		}
+		return err
+	}
+	sequential(ctx, inProcessGates/10, inProcess)
+	r.InProcess = sequential(ctx, inProcessGates, inProcess)
+	return r, nil
+}
+
+// enterpriseProbe runs the saturation load for a second on an organisation
+// on the enterprise plan and counts the 429s, which is why the measured
+// organisations are on a plan of their own.
+func enterpriseProbe(ctx context.Context, b *bench, o options) (run, int, error) {
+	_, token, err := b.org(ctx, "enterprise-probe", "enterprise")
+	if err != nil {
+		return run{}, 0, err
+	}
+	c := newGraphQL(b.baseURL, token)
+	defer c.close()
+	floorBody := body(floorQuery, nil)
+	var throttled atomic.Int64
+	r := saturate(ctx, o.workers, time.Second, func(ctx context.Context) error {
+		_, err := c.post(ctx, floorBody)
+		var re *responseError
+		if errors.As(err, &re) && re.Status == http.StatusTooManyRequests {
+			throttled.Add(1)
+			return nil
+		}
+		return err
+	})
+	return r, int(throttled.Load()), nil
+}

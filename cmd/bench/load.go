@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// op is one request of a load phase.
+type op func(ctx context.Context) error
+
+// run is what one load phase measured.
+type run struct {
+	Ops      int // completed without error
+	Errors   int
+	FirstErr error
+	// Dropped counts open-loop sends skipped because maxInFlight requests
+	// were still outstanding: the server had fallen behind the schedule.
+	Dropped int
+	Elapsed time.Duration
+	// Latency is service time: from sending a request to having read all of
+	// its response.
+	Latency summary
+	// Scheduled (open loop only) is measured from when the request was due
+	// rather than when it left, so a stall shows in every request it
+	// delayed instead of hiding as one slow sample (coordinated omission).
+	Scheduled summary
+	CPU       cpuShare
+	// GCs is how many garbage collections ran during the phase, Alloc how
+	// many bytes the process allocated (server and load generator).
+	GCs   uint32
+	Alloc uint64
+}
+
+// PerSecond is the completed operations per second.
+func (r run) PerSecond() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.Ops) / r.Elapsed.Seconds()
+}
+
+// maxInFlight bounds the open-loop generator, so an overloaded server
+// produces drops instead of an unbounded pile of goroutines.
+const maxInFlight = 2048
+
+type recorder struct {
+	cpu                 cpuSample
+	mem                 runtime.MemStats
+	ok, failed, dropped atomic.Int64
+	firstErr            error
+	once                sync.Once
+	latency, scheduled  latencies
+}
+
+func (r *recorder) observe(err error, took time.Duration) bool {
+	if err != nil {
+		r.failed.Add(1)
+		r.once.Do(func() { r.firstErr = err })
+		return false
+	}
+	r.ok.Add(1)
+	r.latency.add(took)
+	return true
+}
+
+func newRecorder() *recorder {
+	r := &recorder{cpu: sampleCPU()}
+	runtime.ReadMemStats(&r.mem)
+	return r
+}
+
+func (r *recorder) result(elapsed time.Duration) run {
+	var mem runtime.MemStats
+	runtime.ReadMemStats(&mem)
+	return run{
+		Ops: int(r.ok.Load()), Errors: int(r.failed.Load()), FirstErr: r.firstErr, Dropped: int(r.dropped.Load()),
+		Elapsed: elapsed, Latency: r.latency.summary(), Scheduled: r.scheduled.summary(),
+		CPU: r.cpu.since(), GCs: mem.NumGC - r.mem.NumGC, Alloc: mem.TotalAlloc - r.mem.TotalAlloc,
+	}
+}
+
+// paced sends requests at a fixed rate for d whatever the responses do (an
+// open loop), as independent clients would. A late wake-up of the generator
+// sends the overdue requests at once, so the average rate stays exact.
+func paced(ctx context.Context, rate int, d time.Duration, do op) run {
+	interval := time.Second / time.Duration(rate)
+	total := int(d / interval)
+	var (
+		rec      = newRecorder()
+		wg       sync.WaitGroup
+		inflight = make(chan struct{}, maxInFlight)
+	)
+	start := time.Now()
+	for i := 0; i < total && ctx.Err() == nil; i++ {
+		due := start.Add(time.Duration(i) * interval)
+		if wait := time.Until(due); wait > 0 {
+			time.Sleep(wait)
+		}
+		select {
+		case inflight <- struct{}{}:
+		default:
+			rec.dropped.Add(1)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-inflight; wg.Done() }()
+			sent := time.Now()
+			err := do(ctx)
+			done := time.Now()
+			if rec.observe(err, done.Sub(sent)) {
+				rec.scheduled.add(done.Sub(due))
+			}
+		}()
+	}
+	wg.Wait()
+	return rec.result(time.Since(start))
+}
+
+// saturate runs workers that each send the next request as soon as the last
+// one answered (a closed loop) for d: the most the server gives this many
+// clients.
+func saturate(ctx context.Context, workers int, d time.Duration, do op) run {
+	var (
+		rec = newRecorder()
+		wg  sync.WaitGroup
+	)
+	start := time.Now()
+	deadline := start.Add(d)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil && time.Now().Before(deadline) {
+				t0 := time.Now()
+				err := do(ctx)
+				rec.observe(err, time.Since(t0))
+			}
+		}()
+	}
+	wg.Wait()
+	return rec.result(time.Since(start))
+}
+
+// sequential runs n requests one after another: the latency of a single
+// client on an otherwise idle server.
+func sequential(ctx context.Context, n int, do op) run {
+	rec := newRecorder()
+	start := time.Now()
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		t0 := time.Now()
+		err := do(ctx)
+		rec.observe(err, time.Since(t0))
+	}
+	return rec.result(time.Since(start))
+}
+
+// alternate runs n requests of a and of b, one after the other in turn, so
+// that whatever else the machine does falls on both alike.
+func alternate(ctx context.Context, n int, a, b op) (run, run) {
+	ra, rb := newRecorder(), newRecorder()
+	start := time.Now()
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		t0 := time.Now()
+		err := a(ctx)
+		ra.observe(err, time.Since(t0))
+		t0 = time.Now()
+		err = b(ctx)
+		rb.observe(err, time.Since(t0))
+	}
+	elapsed := time.Since(start)
+	return ra.result(elapsed), rb.result(elapsed)
+}

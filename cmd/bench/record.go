@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+const recordQuery = `mutation Record($input: RecordUsageInput!) { recordUsage(input: $input) {
+  accepted duplicates rejected { index code message } userErrors { field code message } } }`
+
+// endpoints are what the recorded events say was called.
+var endpoints = []string{"POST /v1/search", "GET /v1/items", "POST /v1/chat", "GET /v1/files"}
+
+// batchSizes are the recordUsage batch sizes the issue asks about.
+var batchSizes = []int{1, 100, 1000}
+
+// recordRow is one line of section 2: recordUsage beside a raw INSERT of as
+// many rows per statement.
+type recordRow struct {
+	Batch      int
+	API, Floor run
+}
+
+// EventsPerSecond is what recordUsage accepted per second.
+func (r recordRow) EventsPerSecond() float64 { return r.API.PerSecond() * float64(r.Batch) }
+
+// RowsPerSecond is what the raw INSERT wrote per second.
+func (r recordRow) RowsPerSecond() float64 { return r.Floor.PerSecond() * float64(r.Batch) }
+
+// recordPhase times recordUsage over HTTP with unique keys, and the floor:
+// the same number of rows per statement written by a plain multi-row INSERT
+// into a scratch copy of usage_events, with no GraphQL, no idempotency check
+// and no rollups.
+func recordPhase(ctx context.Context, b *bench, o options) ([]recordRow, error) {
+	_, token, err := b.org(ctx, "record", benchPlanID)
+	if err != nil {
+		return nil, err
+	}
+	c := newGraphQL(b.baseURL, token)
+	defer c.close()
+	db := b.app.DB.SQL()
+	// LIKE copies usage_events' columns, defaults and primary key, but not
+	// its foreign key: the floor pays for the same index, nothing else.
+	if _, err := db.ExecContext(ctx, "CREATE TABLE bench_raw_events (LIKE usage_events INCLUDING ALL)"); err != nil {
+		return nil, fmt.Errorf("create scratch table: %w", err)
+	}
+
+	var seq atomic.Int64 // makes every key of the run unique
+	rows := make([]recordRow, 0, len(batchSizes))
+	for _, n := range batchSizes {
+		api := recordOp(c, b.runID, n, &seq)
+		floor := rawInsertOp(db, b.runID, n, &seq)
+		saturate(ctx, o.recordWorkers, o.warmup, api)
+		saturate(ctx, o.recordWorkers, o.warmup, floor)
+		row := recordRow{Batch: n}
+		row.API = saturate(ctx, o.recordWorkers, o.duration, api)
+		row.Floor = saturate(ctx, o.recordWorkers, o.duration, floor)
+		rows = append(rows, row)
+	}
+	// Gone before the next phase, so autovacuum has nothing of it to work
+	// on while that phase is timed.
+	if _, err := db.ExecContext(ctx, "DROP TABLE bench_raw_events"); err != nil {
+		return nil, fmt.Errorf("drop scratch table: %w", err)
+	}
+	return rows, nil
+}
+
+// recordOp sends one recordUsage of n new events and checks that every one
+// was accepted.
+func recordOp(c *graphQL, runID string, n int, seq *atomic.Int64) op {
+	prefix, err := json.Marshal(recordQuery)
+	if err != nil {
+		panic(err)
+	}
+	return func(ctx context.Context) error {
+		s := seq.Add(1)
+		// Built by hand: encoding a thousand events through reflection
+		// would load the same two cores the server runs on.
+		buf := make([]byte, 0, 160+n*110)
+		buf = append(buf, `{"query":`...)
+		buf = append(buf, prefix...)
+		buf = append(buf, `,"variables":{"input":{"events":[`...)
+		for i := range n {
+			if i > 0 {
+				buf = append(buf, ',')
+			}
+			buf = append(buf, `{"meter":"api_calls","quantity":1,"idempotencyKey":"`...)
+			buf = append(buf, runID...)
+			buf = append(buf, '-')
+			buf = strconv.AppendInt(buf, s, 10)
+			buf = append(buf, '-')
+			buf = strconv.AppendInt(buf, int64(i), 10)
+			buf = append(buf, `","endpoint":"`...)
+			buf = append(buf, endpoints[i%len(endpoints)]...)
+			buf = append(buf, `"}`...)
+		}
+		buf = append(buf, `]}}}`...)
+		raw, err := c.post(ctx, buf)
+		if err != nil {
+			return err
+		}
+		var resp struct {
+			Data struct {
+				RecordUsage struct {
+					Accepted, Duplicates int
+					Rejected, UserErrors []json.RawMessage
+				}
+			}
+		}
+		if err := json.Unmarshal(raw, &resp); err != nil {
+			return fmt.Errorf("decode recordUsage response: %w", err)
+		}
+		if got := resp.Data.RecordUsage; got.Accepted != n || got.Duplicates != 0 || len(got.Rejected) > 0 || len(got.UserErrors) > 0 {
+			return fmt.Errorf("recordUsage of %d new events answered %.300s", n, raw)
+		}
+		return nil
+	}
+}
+
+// rawInsertOp writes n rows in one INSERT statement (one transaction, like
+// recordUsage) through the same driver and pool Tollgate uses.
+func rawInsertOp(db *sql.DB, runID string, n int, seq *atomic.Int64) op {
+	var q strings.Builder
+	q.WriteString("INSERT INTO bench_raw_events (org_id, idempotency_key, meter, quantity, endpoint, occurred_at, recorded_at) VALUES ")
+	for i := range n {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		p := 7 * i
+		fmt.Fprintf(&q, "($%d, $%d, $%d, $%d, $%d, $%d, $%d)", p+1, p+2, p+3, p+4, p+5, p+6, p+7)
+	}
+	stmt := q.String()
+	org := "raw-" + runID
+	return func(ctx context.Context) error {
+		s := strconv.FormatInt(seq.Add(1), 10)
+		now := time.Now().UTC()
+		args := make([]any, 0, 7*n)
+		for i := range n {
+			args = append(args, org, runID+"-"+s+"-"+strconv.Itoa(i), "api_calls", int64(1), endpoints[i%len(endpoints)], now, now)
+		}
+		_, err := db.ExecContext(ctx, stmt, args...)
+		return err
+	}
+}
