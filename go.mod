@@ -1,6 +1,6 @@
 module github.com/tollgate-billing/tollgate
 
-go 1.26
+go 1.26.0
 
 require (
 	github.com/99designs/gqlgen v0.17.95
