@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -38,11 +39,11 @@ func printHeader(ctx context.Context, b *bench, o options) {
 		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), pg, b.DBName, redisVersion)
 	fmt.Printf("server: in-process app.New + net/http on %s, TOLLGATE_ENV=dev, HS256 JWT bearer with every scope\n", b.baseURL)
 	fmt.Printf("plan: %s\n", b.PlanNote)
-	gogc := os.Getenv("GOGC")
-	if gogc == "" {
-		gogc = "unset (100)"
-	}
-	fmt.Printf("Go GC: GOGC %s, GOMEMLIMIT %q\n", gogc, os.Getenv("GOMEMLIMIT"))
+	// Read back what app.TuneGC set (SetGCPercent returns the old value).
+	gcPercent := debug.SetGCPercent(100)
+	debug.SetGCPercent(gcPercent)
+	fmt.Printf("Go GC: GOGC %d, memory limit %d MiB (env GOGC=%q GOMEMLIMIT=%q; unset means Tollgate's defaults from app.TuneGC)\n",
+		gcPercent, debug.SetMemoryLimit(-1)>>20, os.Getenv("GOGC"), os.Getenv("GOMEMLIMIT"))
 	fmt.Printf("phases: %s timed after %s warm-up each; load average at start: %s (anything else running on the machine shows in the figures)\n",
 		o.duration, o.warmup, loadAverage())
 }
