@@ -217,15 +217,18 @@ func (a *App) build() error {
 	a.Invoices = invoices.NewService(a.DB, a.Clock, a.Log)
 	a.Usage = usage.NewService(a.DB, a.Redis, a.Catalog, a.Billing, a.Clock, a.Log)
 	a.Limiter = ratelimit.New(a.Redis, a.Usage, a.Log)
-	// Usage repairs Redis counters that a failed write left stale, for as
-	// long as the app lives.
+	// Usage repairs Redis counters that a failed write left stale, and
+	// signing notices when Redis lost its nonces, for as long as the app
+	// lives.
 	bg, stop := context.WithCancel(context.Background())
 	go a.Usage.Run(bg)
 	a.closers = append(a.closers, stop)
+	signatures := signing.NewVerifier(a.Redis, a.Clock, a.Log)
 	a.Auth = &auth.Authenticator{
 		Verifier: verifier, Keys: a.Keys, Orgs: a.Orgs, Log: a.Log,
-		Signatures: signing.NewVerifier(a.Redis, a.Clock, a.Log),
+		Signatures: signatures,
 	}
+	go signatures.Run(bg)
 	return nil
 }
 

@@ -54,6 +54,28 @@ func (n nonces) markIntact(ctx context.Context) {
 	_ = n.rdb.SetNX(ctx, sinceKey, 0, 0).Err()
 }
 
+// watchMark re-creates the sinceKey mark soon after Redis loses it, so that
+// the mark says when nonces were lost rather than when the next signed
+// request came: requests signed after the loss then pass, and only those
+// signed before it are refused. claim still re-creates it as a fallback.
+func (n nonces) watchMark(ctx context.Context, now func() int64) {
+	if n.rdb == nil {
+		return
+	}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			cctx, cancel := context.WithTimeout(ctx, nonceTimeout)
+			_ = n.rdb.SetNX(cctx, sinceKey, now()+1, 0).Err()
+			cancel()
+		}
+	}
+}
+
 // claimScript records the nonce (SET NX EX) and returns whether it was
 // unused, with the sinceKey mark, recreating the mark if Redis lost it. One
 // script, so the two cannot be torn apart.

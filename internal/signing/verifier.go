@@ -56,6 +56,12 @@ func NewVerifier(rdb *redis.Client, clk clock.Clock, log *slog.Logger) *Verifier
 	return &Verifier{nonces: n, clock: clk, log: log}
 }
 
+// Run keeps the replay-protection mark in Redis until ctx ends; see
+// watchMark. Call it once per process.
+func (v *Verifier) Run(ctx context.Context) {
+	v.nonces.watchMark(ctx, func() int64 { return v.clock.Now().Unix() })
+}
+
 func refuse(reason, msg string) *auth.Failure {
 	return &auth.Failure{Reason: reason, Message: msg}
 }

@@ -1,6 +1,7 @@
 package signing
 
 import (
+	"context"
 	"encoding/base64"
 	"io"
 	"net/http"
@@ -358,5 +359,33 @@ func TestReplayAfterRedisLostItsData(t *testing.T) {
 	clk.Advance(time.Second)
 	if got := send(clk.Now(), uuid.NewString()); got != "" {
 		t.Fatalf("a request signed after the flush was refused: %s", got)
+	}
+}
+
+// TestRunMarksTheLossWhenItHappens: with Run watching, the mark records when
+// Redis lost its nonces, so a request signed after the loss passes even if
+// it is the first one since.
+func TestRunMarksTheLossWhenItHappens(t *testing.T) {
+	m := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	t.Cleanup(func() { rdb.Close() })
+	clk := clock.NewFake(t0)
+	v := NewVerifier(rdb, clk, quietLog())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go v.Run(ctx)
+	m.FlushAll()
+	deadline := time.Now().Add(5 * time.Second)
+	for !m.Exists(sinceKey) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !m.Exists(sinceKey) {
+		t.Fatal("the mark was not re-created after the flush")
+	}
+	clk.Advance(2 * time.Second)
+	s := newSigner(1)
+	r := signedWith(s.priv, http.MethodPost, "/graphql", `{}`, clk.Now().Add(-time.Second).Unix(), uuid.NewString())
+	if got := reason(v.VerifyRequest(r, s.key)); got != "" {
+		t.Fatalf("a request signed after the loss was refused: %s", got)
 	}
 }
