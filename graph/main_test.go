@@ -1,14 +1,10 @@
 package graph_test
 
 import (
-	"os"
 	"testing"
 
 	"github.com/tollgate-billing/tollgate/internal/testenv"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testenv.StopStripeMock()
-	os.Exit(code)
-}
+// TestMain stops the stripe-mock the tests start.
+func TestMain(m *testing.M) { testenv.Main(m) }

@@ -1,0 +1,14 @@
+package testenv
+
+import (
+	"os"
+	"testing"
+)
+
+// Main runs a package's tests and then stops the stripe-mock they may have
+// started: call it from TestMain.
+func Main(m *testing.M) {
+	code := m.Run()
+	StopStripeMock()
+	os.Exit(code)
+}
