@@ -56,7 +56,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	switch cmd {
 	case "serve":
-		err = serve(ctx, cfg, log)
+		err = serve(ctx, cfg, log, stderr)
 	case "migrate":
 		err = migrate(ctx, cfg, log, args[1:], stdout)
 	case "stripe":
@@ -93,7 +93,7 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 	return slog.New(observe.ContextHandler{Handler: h})
 }
 
-func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+func serve(ctx context.Context, cfg config.Config, log *slog.Logger, out io.Writer) error {
 	app.TuneGC()
 	a, err := app.New(ctx, cfg, log)
 	if err != nil {
@@ -116,9 +116,9 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	addr := ln.Addr().String()
 	log.Info("tollgate listening", "addr", addr, "env", cfg.Env, "database", a.DB.Dialect, "graphiql", cfg.Playground)
 	if cfg.Env == config.Dev {
+		// Printed plainly, not through the logger, so it can be pasted as is.
 		if tok, err := a.Token("demo", auth.AllScopes, 30*24*time.Hour); err == nil {
-			log.Info("development token for organisation \"demo\"; paste into GraphiQL headers",
-				"header", `{"Authorization": "Bearer `+tok+`"}`)
+			fmt.Fprintf(out, "\nDevelopment token for organisation \"demo\" (all scopes, 30 days). GraphiQL: http://localhost:%d/ — paste into its headers:\n\n  {\"Authorization\": \"Bearer %s\"}\n\n", ln.Addr().(*net.TCPAddr).Port, tok)
 		}
 	}
 
