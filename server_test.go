@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/testenv"
 )
 
@@ -32,6 +34,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	testenv.StopStripeMock()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -226,5 +229,54 @@ func TestMigrateCommand(t *testing.T) {
 	}
 	if out := run("migrate", "down"); !strings.Contains(out, "pending") {
 		t.Fatalf("down rolled nothing back:\n%s", out)
+	}
+}
+
+// TestStripeSyncCommand: `tollgate stripe sync` re-reads an organisation's
+// subscriptions and invoices from Stripe (stripe-mock here), applies them,
+// prints what changed, and prints nothing new when run again.
+func TestStripeSyncCommand(t *testing.T) {
+	mock := testenv.StripeMock(t)
+	dir := t.TempDir()
+	env := []string{"STRIPE_SECRET_KEY=sk_test_sync", "STRIPE_API_BASE=" + mock, "PATH=" + os.Getenv("PATH")}
+	run := func(args ...string) (string, error) {
+		cmd := exec.Command(binary, args...)
+		cmd.Dir = dir
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	// Create the database and an organisation with a Stripe customer, as a
+	// completed Checkout leaves it.
+	if out, err := run("migrate", "up"); err != nil {
+		t.Fatalf("migrate: %v\n%s", err, out)
+	}
+	db, err := store.Open(context.Background(), store.Options{SQLitePath: filepath.Join(dir, "tollgate.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	customer := "cus_sync_test"
+	now := time.Now().UTC()
+	if err := db.Create(&store.Organization{ID: store.NewID(), ExternalID: "acme", PlanID: "free", StripeCustomerID: &customer, CreatedAt: now, UpdatedAt: now}).Error; err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	first, err := run("stripe", "sync", "--org", "acme")
+	if err != nil {
+		t.Fatalf("stripe sync: %v\n%s", err, first)
+	}
+	if !strings.Contains(first, "subscription") || !strings.Contains(first, "synced 1 organisation(s)") || strings.Contains(first, " 0 change(s)") {
+		t.Fatalf("first sync printed no changes:\n%s", first)
+	}
+	again, err := run("stripe", "sync")
+	if err != nil {
+		t.Fatalf("second stripe sync: %v\n%s", err, again)
+	}
+	if !strings.Contains(again, "0 change(s)") {
+		t.Fatalf("second sync changed things again:\n%s", again)
+	}
+	if out, err := run("stripe", "sync", "--org", "nobody"); err == nil || !strings.Contains(out, "nobody") {
+		t.Fatalf("unknown org: %v\n%s", err, out)
 	}
 }
