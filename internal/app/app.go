@@ -216,6 +216,9 @@ func (a *App) build() error {
 	a.Billing = billing.NewService(a.DB, a.Catalog, a.Clock, a.Stripe, a.Log)
 	a.Invoices = invoices.NewService(a.DB, a.Clock, a.Log)
 	a.Usage = usage.NewService(a.DB, a.Redis, a.Catalog, a.Billing, a.Clock, a.Log)
+	// A plan or status change reaches quotas and rate limits at once in
+	// this process (other replicas within the plan cache's 3 s).
+	a.Billing.OnChange(a.Usage.InvalidatePlan)
 	a.Limiter = ratelimit.New(a.Redis, a.Usage, a.Log)
 	// Usage repairs Redis counters that a failed write left stale, and
 	// signing notices when Redis lost its nonces, for as long as the app

@@ -25,6 +25,24 @@ type Service struct {
 	clock   clock.Clock
 	stripe  *client.API // nil when STRIPE_SECRET_KEY is unset
 	log     *slog.Logger
+	// changed are called with an organisation's id when its plan or
+	// subscription status changes, so caches elsewhere drop it.
+	changed []func(orgID string)
+}
+
+// OnChange registers fn to hear which organisation's standing changed.
+// Register at start-up, before requests are served. fn runs before the
+// change commits, so a cache must not be refilled from a read that could
+// predate it for long (usage's plan cache lives 3 s).
+func (s *Service) OnChange(fn func(orgID string)) { s.changed = append(s.changed, fn) }
+
+func (s *Service) notifyChanged(res Result) {
+	if res.Outcome != Applied || len(res.Changes) == 0 || res.OrgID == "" {
+		return
+	}
+	for _, fn := range s.changed {
+		fn(res.OrgID)
+	}
 }
 
 // NewService returns the billing service. sc is nil when Stripe is not

@@ -156,6 +156,7 @@ func (s *Service) ApplySubscription(ctx context.Context, tx *gorm.DB, u Subscrip
 	res.note(change)
 	change, err = s.refreshOrgPlan(tx, &org)
 	res.note(change)
+	s.notifyChanged(res)
 	return res, err
 }
 
@@ -190,12 +191,17 @@ func (s *Service) MarkPastDue(ctx context.Context, tx *gorm.DB, stripeSubscripti
 	}
 	next := row
 	next.Status, next.LastEventAt, next.UpdatedAt = "past_due", &at, s.clock.Now()
+	// The lowest rank: the subscription's own events of this second (an
+	// update, or its deletion when Stripe cancels on a failed payment) say
+	// more than this inference and must win.
+	next.LastEventRank = int(RankCreated)
 	if err := tx.Save(&next).Error; err != nil {
 		return res, fmt.Errorf("mark subscription %s past due: %w", stripeSubscriptionID, err)
 	}
 	res.Changes = subscriptionDiff(row, next)
 	change, err := s.refreshOrgPlan(tx, &org)
 	res.note(change)
+	s.notifyChanged(res)
 	return res, err
 }
 

@@ -124,6 +124,40 @@ func TestFailedPaymentMakesSubscriptionPastDue(t *testing.T) {
 			{"a canceled subscription stays canceled", "canceled", t0.Add(time.Minute), "canceled", "free"},
 			{"a failure older than the last update is dropped", "active", t0.Add(-time.Minute), "active", "starter"},
 		}
+		t.Run("a deletion in the same second as the failed payment still ends access", func(t *testing.T) {
+			org := newOrg(t, db, "")
+			id := "sub_" + store.NewID()
+			var changed []string
+			svc.OnChange(func(orgID string) { changed = append(changed, orgID) })
+			// As after `stripe sync`: the stored row was fetched from Stripe.
+			err := db.Tx(context.Background(), func(tx *gorm.DB) error {
+				_, err := svc.ApplySubscription(context.Background(), tx, billing.SubscriptionUpdate{
+					Sub: stripeSub(id, "cus_"+store.NewID(), "price_tollgate_starter_monthly", "active"), At: t0, OrgID: org, Rank: billing.RankFetched})
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			failed := t0.Add(time.Minute)
+			markPastDue(id, failed)
+			err = db.Tx(context.Background(), func(tx *gorm.DB) error {
+				res, err := svc.ApplySubscription(context.Background(), tx, billing.SubscriptionUpdate{
+					Sub: stripeSub(id, "", "price_tollgate_starter_monthly", "canceled"), At: failed, Rank: billing.RankDeleted})
+				if res.Outcome != billing.Applied {
+					t.Errorf("deletion outcome %s, want applied", res.Outcome)
+				}
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st, _ := svc.Current(context.Background(), org); st.Plan.ID != "free" || st.Subscription.Status != "canceled" {
+				t.Fatalf("plan %s status %s, want free canceled", st.Plan.ID, st.Subscription.Status)
+			}
+			if len(changed) != 3 || changed[0] != org {
+				t.Fatalf("OnChange heard %v, want the org three times (subscribed, past due, canceled)", changed)
+			}
+		})
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
 				org := newOrg(t, db, "")

@@ -73,7 +73,8 @@ func (id counterID) redisKey() string {
 }
 
 // storeNewest writes (used, version) pairs, keeping whichever version is
-// newer per key. KEYS are counters; ARGV holds used and version per key, then
+// newer per key. Only a write extends the TTL, so a counter that got ahead of
+// the database (restored from a backup) still expires. KEYS are counters; ARGV holds used and version per key, then
 // the TTL in milliseconds.
 var storeNewest = redis.NewScript(`
 local ttl = ARGV[#ARGV]
@@ -81,8 +82,8 @@ for i, key in ipairs(KEYS) do
   local seen = redis.call('HGET', key, 'v')
   if (not seen) or tonumber(seen) < tonumber(ARGV[2*i]) then
     redis.call('HSET', key, 'u', ARGV[2*i-1], 'v', ARGV[2*i])
+    redis.call('PEXPIRE', key, ttl)
   end
-  redis.call('PEXPIRE', key, ttl)
 end
 return #KEYS
 `)

@@ -43,6 +43,9 @@ func (s *Service) Gate(ctx context.Context, orgID, meter string) (Gate, error) {
 	return Gate{Allowed: mu.Allowed(), MeterUsage: mu, PlanID: plan.ID, BillingStatus: status}, nil
 }
 
+// sharedLoadTimeout bounds a database read that several callers wait on.
+const sharedLoadTimeout = 5 * time.Second
+
 // current is a period rollup's usage: from Redis when it has it, else from
 // the database, warming Redis on the way.
 func (s *Service) current(ctx context.Context, orgID string, k rollupKey) (used int64, fromRedis bool, err error) {
@@ -51,6 +54,10 @@ func (s *Service) current(ctx context.Context, orgID string, k rollupKey) (used 
 		return n, true, nil
 	}
 	v, err, _ := s.counters.warms.Do(id.redisKey(), func() (any, error) {
+		// Shared by every caller waiting on this key: one that gives up
+		// must not fail the others.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedLoadTimeout)
+		defer cancel()
 		gen := s.counters.generation()
 		values, err := readCounters(s.db.WithContext(ctx), orgID, []rollupKey{k})
 		if err != nil {

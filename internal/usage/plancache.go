@@ -54,6 +54,10 @@ func (c *PlanCache) PlanOf(ctx context.Context, orgID string) (plans.Plan, strin
 		return e.plan, e.status, nil
 	}
 	v, err, _ := c.loads.Do(orgID, func() (any, error) {
+		// Shared by every caller waiting on this org: one that gives up
+		// must not fail the others.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedLoadTimeout)
+		defer cancel()
 		p, status, err := c.src.PlanOf(ctx, orgID)
 		if err != nil {
 			return nil, err

@@ -259,7 +259,18 @@ func (s *Service) commit(ctx context.Context, orgID string, batch []pending, rep
 						out.duplicates++
 						continue
 					}
-					if cur, limited := used[p.total]; limited {
+					if cur, locked := used[p.total]; locked {
+						if p.quantity < 0 && p.limit.Reset == plans.Never && cur+p.quantity < 0 {
+							// A running total (bytes stored) cannot be
+							// negative; a delete with no upload behind it
+							// would otherwise bank headroom under a hard
+							// limit. The key is released, so the delete can
+							// be retried once its upload is counted.
+							out.rejected = append(out.rejected, Rejection{Index: p.index, Code: CodeInvalidQuantity,
+								Message: fmt.Sprintf("%s would go below zero: %d counted, this event subtracts %d", p.meter, cur, -p.quantity)})
+							refused = append(refused, p.key)
+							continue
+						}
 						if !admits(p.limit, cur, p.quantity) {
 							out.refuse(p, cur)
 							refused = append(refused, p.key)
@@ -287,12 +298,16 @@ func (s *Service) commit(ctx context.Context, orgID string, batch []pending, rep
 	return out, err
 }
 
-// hardLimited lists the period rollups of the batch that a hard limit caps.
+// hardLimited lists the period rollups of the batch that must be judged
+// under a lock: those a hard limit caps, and running totals that an event
+// decreases (which must not go below zero).
 func hardLimited(batch []pending) []rollupKey {
 	var keys []rollupKey
 	seen := map[rollupKey]struct{}{}
 	for _, p := range batch {
-		if !p.limit.Hard || p.limit.Unlimited {
+		capped := p.limit.Hard && !p.limit.Unlimited
+		decreased := p.quantity < 0 && p.limit.Reset == plans.Never
+		if !capped && !decreased {
 			continue
 		}
 		if _, ok := seen[p.total]; !ok {

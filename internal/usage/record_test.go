@@ -414,3 +414,26 @@ func recordConcurrently(f *fixture, org string, work [][]Event, batchSize int) t
 	wg.Wait()
 	return sum
 }
+
+// TestRunningTotalsCannotGoBelowZero: a delete with nothing stored behind it
+// is refused (and can be retried once its upload is counted), so nobody can
+// bank headroom under the storage limit with deletes.
+func TestRunningTotalsCannotGoBelowZero(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newFixture(t, db, testenv.Redis(t))
+		org := f.org(t, "free") // storage_bytes: hard limit 100 MiB
+		const tib, mib = int64(1) << 40, int64(1) << 20
+		res := f.record(t, org, ev("storage_bytes", -tib, "del"), ev("storage_bytes", tib, "up-big"), ev("storage_bytes", 100*mib, "up"))
+		if res.Accepted != 1 || len(res.Rejected) != 2 ||
+			res.Rejected[0].Code != CodeInvalidQuantity || res.Rejected[1].Code != CodeUsageLimitExceeded {
+			t.Fatalf("accepted %d, rejected %+v; want the delete refused as below zero and the 1 TiB upload over the limit", res.Accepted, res.Rejected)
+		}
+		if used := f.used(t, org, "storage_bytes"); used != 100*mib {
+			t.Fatalf("storage used = %d, want 100 MiB", used)
+		}
+		res = f.record(t, org, ev("storage_bytes", -100*mib, "del"))
+		if res.Accepted != 1 || f.used(t, org, "storage_bytes") != 0 {
+			t.Fatalf("a delete of what is stored was refused, or its key stayed taken: %+v", res)
+		}
+	})
+}

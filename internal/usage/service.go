@@ -34,10 +34,11 @@ const (
 	// MaxKeyLength and MaxEndpointLength are in characters.
 	MaxKeyLength      = 255
 	MaxEndpointLength = 255
-	// MaxQuantity bounds one event's quantity (either sign): it is the
-	// largest integer a JavaScript client reads exactly, and far above any
-	// real event, so a counter cannot overflow in practice.
-	MaxQuantity = 1<<53 - 1
+	// MaxQuantity bounds one event's quantity (either sign): 8.8 trillion
+	// (8 TiB of storage in one event), far above any real event. A batch
+	// then sums to at most 2^53, which JavaScript clients read exactly, and
+	// a counter needs a million maximal events to overflow int64.
+	MaxQuantity = 1 << 43
 	// FutureSkew is how far ahead of the server's clock an event's timestamp
 	// may be, to tolerate clients whose clocks run fast.
 	FutureSkew = 5 * time.Minute
