@@ -256,8 +256,15 @@ func (s *Service) copyFromStripe(row *store.Subscription, sub *stripe.Subscripti
 		row.PriceID = price
 	}
 	row.PlanID = s.planFor(sub, price, hint, row.PlanID)
-	row.CurrentPeriodStart = stripeclient.Time(sub.CurrentPeriodStart)
-	row.CurrentPeriodEnd = stripeclient.Time(sub.CurrentPeriodEnd)
+	// Stripe API versions from 2025-03-31 move the period off the
+	// subscription (it reads as 0 here); keep what was stored rather than
+	// erase it. The README pins webhook endpoints to stripe-go v76's version.
+	if t := stripeclient.Time(sub.CurrentPeriodStart); t != nil {
+		row.CurrentPeriodStart = t
+	}
+	if t := stripeclient.Time(sub.CurrentPeriodEnd); t != nil {
+		row.CurrentPeriodEnd = t
+	}
 	row.CancelAtPeriodEnd = sub.CancelAtPeriodEnd
 	row.CanceledAt = stripeclient.Time(sub.CanceledAt)
 	if created := stripeclient.Time(sub.Created); created != nil {

@@ -45,7 +45,8 @@ func (s *Service) Apply(ctx context.Context, tx *gorm.DB, orgID string, inv *str
 			return Applied{}, fmt.Errorf("lock invoice %s: %w", inv.ID, err)
 		}
 		if err == nil {
-			if row.LastEventAt != nil && at.Before(*row.LastEventAt) {
+			if row.LastEventAt != nil && (at.Before(*row.LastEventAt) ||
+				at.Equal(row.LastEventAt.UTC()) && statusRank(string(inv.Status)) < statusRank(row.Status)) {
 				return Applied{Stale: true}, nil
 			}
 			if row.OrgID != orgID {
@@ -125,4 +126,22 @@ func optional(s string) *string {
 		return nil
 	}
 	return &s
+}
+
+// statusRank orders an invoice's statuses along its life. Stripe's event
+// times have one-second resolution, and invoice.finalized (open) and
+// invoice.paid often share a second and arrive in either order: within one
+// second the later status wins, so a paid invoice never reads open again.
+func statusRank(status string) int {
+	switch status {
+	case "draft":
+		return 0
+	case "open":
+		return 1
+	case "uncollectible":
+		return 2
+	case "paid", "void":
+		return 3
+	}
+	return 1
 }

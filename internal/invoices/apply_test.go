@@ -2,6 +2,7 @@ package invoices_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -53,6 +54,36 @@ func TestApplyKeepsTheNewestInvoiceState(t *testing.T) {
 		}
 		if res := apply("void", 0, t0.Add(3*time.Minute)); res.Stale || len(res.Changes) == 0 {
 			t.Fatalf("a newer event: %+v, want applied with changes", res)
+		}
+	})
+}
+
+// TestPaidAndFinalizedInTheSameSecond: Stripe sends invoice.finalized (open)
+// and invoice.paid in one second, in either order; the invoice ends paid.
+func TestPaidAndFinalizedInTheSameSecond(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		svc := invoices.NewService(db, clock.Real{}, stripetest.Discard())
+		org := seed(t, db, svc, 0)
+		ctx := context.Background()
+		at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+		for _, paidFirst := range []bool{true, false} {
+			id := fmt.Sprintf("in_tie_%v", paidFirst)
+			open := &stripe.Invoice{ID: id, Status: "open", Currency: "usd", Total: 4900, AmountDue: 4900, Created: at.Unix()}
+			paid := &stripe.Invoice{ID: id, Status: "paid", Currency: "usd", Total: 4900, AmountDue: 4900, AmountPaid: 4900, Created: at.Unix()}
+			order := []*stripe.Invoice{open, paid}
+			if paidFirst {
+				order = []*stripe.Invoice{paid, open}
+			}
+			for _, inv := range order {
+				if err := db.Tx(ctx, func(tx *gorm.DB) error { _, err := svc.Apply(ctx, tx, org, inv, at); return err }); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var row store.Invoice
+			db.Where("id = ?", id).Take(&row)
+			if row.Status != "paid" || row.AmountPaid != 4900 {
+				t.Fatalf("paid first %v: stored %s, paid %d; want paid 4900", paidFirst, row.Status, row.AmountPaid)
+			}
 		}
 	})
 }

@@ -48,10 +48,10 @@ func Error(op string, err error) error {
 		return &apperr.Error{Code: apperr.PaymentProviderRejected, Extensions: ext, Err: cause,
 			Message: "Stripe refused Tollgate's API key; the operator must check STRIPE_SECRET_KEY"}
 	default:
-		msg := "Stripe rejected the request"
-		if se.Msg != "" {
-			msg += ": " + se.Msg
-		}
-		return &apperr.Error{Code: apperr.PaymentProviderRejected, Extensions: ext, Err: cause, Message: msg}
+		// Stripe's own text can name prices, live/test mode and other
+		// configuration; it is logged (in cause), and the client gets the
+		// request id to quote.
+		return &apperr.Error{Code: apperr.PaymentProviderRejected, Extensions: ext, Err: cause,
+			Message: "Stripe rejected the request; quote extensions.stripeRequestId when reporting it"}
 	}
 }
