@@ -154,6 +154,20 @@ func TestEventsThatCreateOrPlaceTheSubscription(t *testing.T) {
 				}
 			}
 		})
+		t.Run("a checkout for a linked customer stays with that customer's organisation", func(t *testing.T) {
+			victim, owner := newScenario(f), newScenario(f)
+			f.mustDeliver(event("evt_"+owner.sub+"_1", "checkout.session.completed", owner.at(1),
+				checkoutObject("cs_"+owner.sub, owner.org, owner.customer, owner.sub, "starter", owner.at(1))))
+			// The owner's customer pays through a link that names the victim.
+			f.mustDeliver(event("evt_"+owner.sub+"_2", "checkout.session.completed", owner.at(2),
+				checkoutObject("cs2_"+owner.sub, victim.org, owner.customer, owner.sub+"x", "growth", owner.at(2))))
+			if o := orgOf(f, victim.org); o.StripeCustomerID != nil || o.PlanID != "free" {
+				t.Fatalf("the named organisation got customer %v and plan %s", o.StripeCustomerID, o.PlanID)
+			}
+			if o := orgOf(f, owner.org); o.StripeCustomerID == nil || *o.StripeCustomerID != owner.customer {
+				t.Fatalf("the customer's organisation lost its customer: %v", o.StripeCustomerID)
+			}
+		})
 		t.Run("an unlinked customer is found by metadata.org_id and linked", func(t *testing.T) {
 			s := newScenario(f)
 			f.mustDeliver(event("evt_"+s.sub+"_c", "customer.subscription.created", s.at(1), s.subscription("starter", "active", 1)))

@@ -62,7 +62,13 @@ func (h *handler) checkoutCompleted(ctx context.Context, tx *gorm.DB, ev stripe.
 		res.outcome = outcomeIgnored
 		return nil
 	}
-	orgID, err := h.Billing.FindOrg(ctx, tx, billing.Owner{MetadataOrgIDs: []string{cs.ClientReferenceID, cs.Metadata["org_id"]}})
+	customer := ""
+	if cs.Customer != nil {
+		customer = cs.Customer.ID
+	}
+	// A customer already linked decides, as for every other event: a
+	// client_reference_id can be set by whoever opens a Payment Link.
+	orgID, err := h.Billing.FindOrg(ctx, tx, billing.Owner{CustomerID: customer, MetadataOrgIDs: []string{cs.ClientReferenceID, cs.Metadata["org_id"]}})
 	if err != nil {
 		return err
 	}
@@ -70,9 +76,9 @@ func (h *handler) checkoutCompleted(ctx context.Context, tx *gorm.DB, ev stripe.
 		res.outcome = outcomeUnknownOrg
 		return nil
 	}
-	customer := ""
-	if cs.Customer != nil {
-		customer = cs.Customer.ID
+	if cs.ClientReferenceID != "" && cs.ClientReferenceID != orgID {
+		h.Log.WarnContext(ctx, "checkout's client_reference_id names another organisation than its customer's; keeping the customer's",
+			"event_id", ev.ID, "client_reference_id", cs.ClientReferenceID, "org_id", orgID, "stripe_customer_id", customer)
 	}
 	linked, err := h.Billing.LinkCustomer(ctx, tx, orgID, customer)
 	if err != nil {
