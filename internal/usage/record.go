@@ -147,7 +147,7 @@ func (s *Service) Record(ctx context.Context, orgID string, events []Event) (Rec
 		}
 	}
 	countRecorded(res)
-	if len(out.rejected) == len(events) { // every event was refused for quota
+	if out.quotaRefused > 0 && out.quotaRefused == len(events) { // every event was refused for quota
 		return res, out.refusal
 	}
 	return res, nil
@@ -213,7 +213,8 @@ type outcome struct {
 	rejected             []Rejection
 	// refusal is the first quota refusal, returned when all events were
 	// refused.
-	refusal *apperr.Error
+	refusal      *apperr.Error
+	quotaRefused int
 	// totals are the period rollups after the transaction.
 	totals map[rollupKey]counter
 }
@@ -223,6 +224,7 @@ func (o *outcome) refuse(p pending, used int64) {
 		Index: p.index, Code: CodeUsageLimitExceeded,
 		Message: fmt.Sprintf("%s limit reached: %d of %d used, this event needs %d", p.meter, used, p.limit.Limit, p.quantity),
 	})
+	o.quotaRefused++
 	if o.refusal == nil {
 		o.refusal = &apperr.Error{
 			Code:       apperr.UsageLimitExceeded,

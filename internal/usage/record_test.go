@@ -437,3 +437,16 @@ func TestRunningTotalsCannotGoBelowZero(t *testing.T) {
 		}
 	})
 }
+
+// TestABatchRefusedForOtherReasonsIsNotAnError: when every event is refused
+// but not all for quota, the answer lists the rejections and is no error.
+func TestABatchRefusedForOtherReasonsIsNotAnError(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newFixture(t, db, testenv.Redis(t))
+		org := f.org(t, "free")
+		res, err := f.svc.Record(context.Background(), org, []Event{ev("storage_bytes", -512, "nothing-stored")})
+		if err != nil || len(res.Rejected) != 1 || res.Rejected[0].Code != CodeInvalidQuantity {
+			t.Fatalf("res %+v, err %v; want one INVALID_QUANTITY rejection and no error", res, err)
+		}
+	})
+}
