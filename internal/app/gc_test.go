@@ -1,0 +1,58 @@
+package app_test
+
+import (
+	"os"
+	"runtime"
+	"runtime/debug"
+	"testing"
+	"time"
+
+	"github.com/tollgate-billing/tollgate/internal/app"
+)
+
+func TestGCPercentKeepsTheHeapGoalAboveTheMinimum(t *testing.T) {
+	const mib = 1 << 20
+	for _, c := range []struct {
+		live uint64
+		want int
+	}{
+		{8 * mib, 2300},  // 8 MiB × 24 = 192 MiB
+		{64 * mib, 800},  // 64 × 4 = 256 MiB already; plain GOGC 800 gives 576
+		{1 * mib, 4700},  // counted as 4 MiB, or the runtime's 4 MiB × GOGC minimum would pass 192
+		{0, 4700},        // before any measurement
+		{500 * mib, 800}, // a large heap is never collected more often than GOGC 800
+		{192 * mib, 800}, // exactly at the minimum
+		{20 * mib, 860},  // 20 × 9.6 = 192
+		{24 * mib, 800},  // 24 × 9 = 216 ≥ 192
+		{2 * 1024 * mib, 800},
+	} {
+		if got := app.GCPercentFor(c.live, app.DefaultMinHeapGoal, app.DefaultGCPercent); got != c.want {
+			t.Errorf("live %d MiB: GOGC %d, want %d", c.live/mib, got, c.want)
+		}
+	}
+}
+
+// TuneGC keeps retuning after every collection: with this test binary's
+// small heap, GOGC ends up far above 800 so that the goal stays near the
+// minimum.
+func TestTuneGCRaisesGOGCForASmallHeap(t *testing.T) {
+	if os.Getenv("GOGC") != "" {
+		t.Skip("GOGC is set; TuneGC leaves it alone")
+	}
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	app.TuneGC()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond) // cleanups run after the collection
+		p := debug.SetGCPercent(-1)
+		debug.SetGCPercent(p)
+		if p > app.DefaultGCPercent {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GOGC still %d after collections; the tuner did not raise it for a small heap", p)
+		}
+	}
+}
