@@ -76,7 +76,12 @@ func gatePhase(ctx context.Context, b *bench, o options) (gateResult, error) {
 	if r.Enterprise, r.Throttled, err = enterpriseProbe(ctx, b, o); err != nil {
 		return r, err
 	}
-	r.FixedFloor = paced(ctx, o.rate, o.duration, floor)
+	probe, err := startStallProbe(ctx)
+	if err != nil {
+		return r, err
+	}
+	defer probe.stop()
+	r.FixedFloor = paced(ctx, o.rate, o.duration, probe, floor)
 	r.SatFloor = saturate(ctx, o.workers, o.duration, floor)
 	// The profile covers the usageGate phases only, so it shows what the
 	// gate path spends beside the floor's work.
@@ -84,9 +89,11 @@ func gatePhase(ctx context.Context, b *bench, o options) (gateResult, error) {
 	if err != nil {
 		return r, err
 	}
-	r.Fixed = paced(ctx, o.rate, o.duration, gate)
+	r.Fixed = paced(ctx, o.rate, o.duration, probe, gate)
 	r.Sat = saturate(ctx, o.workers, o.duration, gate)
-	stopProfile()
+	if err := stopProfile(); err != nil {
+		return r, err
+	}
 
 	inProcess := func(ctx context.Context) error {
 		g, err := b.app.Usage.Gate(ctx, orgID, gateMeter)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,7 +28,13 @@ type run struct {
 	// rather than when it left, so a stall shows in every request it
 	// delayed instead of hiding as one slow sample (coordinated omission).
 	Scheduled summary
-	CPU       cpuShare
+	// Stalls (open loop only) are the machine stalls the probe saw during
+	// the phase, and Clean the latency of the requests that overlapped none
+	// of them; Excluded is how many did.
+	Stalls   stallSummary
+	Clean    summary
+	Excluded int
+	CPU      cpuShare
 	// GCs is how many garbage collections ran during the phase, Alloc how
 	// many bytes the process allocated (server and load generator).
 	GCs   uint32
@@ -53,6 +60,10 @@ type recorder struct {
 	firstErr            error
 	once                sync.Once
 	latency, scheduled  latencies
+	// spans are the successful requests' lifetimes, kept by open-loop
+	// phases to set against the machine stalls.
+	spansMu sync.Mutex
+	spans   []interval
 }
 
 func (r *recorder) observe(err error, took time.Duration) bool {
@@ -84,10 +95,11 @@ func (r *recorder) result(elapsed time.Duration) run {
 
 // paced sends requests at a fixed rate for d whatever the responses do (an
 // open loop), as independent clients would. A late wake-up of the generator
-// sends the overdue requests at once, so the average rate stays exact.
-func paced(ctx context.Context, rate int, d time.Duration, do op) run {
-	interval := time.Second / time.Duration(rate)
-	total := int(d / interval)
+// sends the overdue requests at once, so the average rate stays exact. The
+// result sets the requests against the machine stalls probe saw (nil: none).
+func paced(ctx context.Context, rate int, d time.Duration, probe *stallProbe, do op) run {
+	every := time.Second / time.Duration(rate)
+	total := int(d / every)
 	var (
 		rec      = newRecorder()
 		wg       sync.WaitGroup
@@ -95,7 +107,7 @@ func paced(ctx context.Context, rate int, d time.Duration, do op) run {
 	)
 	start := time.Now()
 	for i := 0; i < total && ctx.Err() == nil; i++ {
-		due := start.Add(time.Duration(i) * interval)
+		due := start.Add(time.Duration(i) * every)
 		if wait := time.Until(due); wait > 0 {
 			time.Sleep(wait)
 		}
@@ -113,11 +125,28 @@ func paced(ctx context.Context, rate int, d time.Duration, do op) run {
 			done := time.Now()
 			if rec.observe(err, done.Sub(sent)) {
 				rec.scheduled.add(done.Sub(due))
+				rec.spansMu.Lock()
+				rec.spans = append(rec.spans, interval{sent, done})
+				rec.spansMu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
-	return rec.result(time.Since(start))
+	r := rec.result(time.Since(start))
+	// Let the probe report a stall that ended with the phase.
+	time.Sleep(10 * stallGap)
+	stalls := probe.within(start, time.Now())
+	r.Stalls = summarizeStalls(stalls)
+	var clean latencies
+	for _, sp := range rec.spans {
+		if slices.ContainsFunc(stalls, func(st interval) bool { return st.overlaps(sp.from, sp.to) }) {
+			r.Excluded++
+			continue
+		}
+		clean.d = append(clean.d, sp.to.Sub(sp.from))
+	}
+	r.Clean = clean.summary()
+	return r
 }
 
 // saturate runs workers that each send the next request as soon as the last

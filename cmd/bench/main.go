@@ -43,6 +43,7 @@ type options struct {
 	largeHistory    int
 	skip1M          bool
 	cpuprofile      string
+	memprofile      string
 	keepDB          bool
 	only            map[string]bool
 }
@@ -70,6 +71,7 @@ func parseFlags() options {
 	flag.IntVar(&o.largeHistory, "large-history", 1_000_000, "events in the larger usage history")
 	flag.BoolVar(&o.skip1M, "skip-1m", false, "skip growing the history to -large-history events")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the HTTP usageGate phases (server and load generator together) to this file")
+	flag.StringVar(&o.memprofile, "memprofile", "", "write an allocation profile (server and load generator, since the start; use with -only gate) to this file")
 	flag.BoolVar(&o.keepDB, "keep-db", false, "leave the benchmark database in place for inspection instead of dropping it")
 	only := flag.String("only", "", "comma-separated phases to run ("+strings.Join(phases, ",")+"); default all")
 	flag.Parse()
@@ -86,23 +88,42 @@ func parseFlags() options {
 	return o
 }
 
-// startProfile starts the CPU profile when -cpuprofile is set.
-func (o options) startProfile() (stop func(), err error) {
-	if o.cpuprofile == "" {
-		return func() {}, nil
+// startProfile starts the CPU profile when -cpuprofile is set; the returned
+// stop ends it and writes the allocation profile when -memprofile is set.
+func (o options) startProfile() (stop func() error, err error) {
+	stopCPU := func() {}
+	if o.cpuprofile != "" {
+		f, err := os.Create(o.cpuprofile)
+		if err != nil {
+			return nil, err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return nil, err
+		}
+		stopCPU = func() { pprof.StopCPUProfile(); f.Close() }
 	}
-	f, err := os.Create(o.cpuprofile)
-	if err != nil {
-		return nil, err
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+	return func() error {
+		stopCPU()
+		if o.memprofile == "" {
+			return nil
+		}
+		f, err := os.Create(o.memprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		return pprof.Lookup("allocs").WriteTo(f, 0)
+	}, nil
 }
 
-func main() { os.Exit(benchmark()) }
+func main() {
+	if len(os.Args) == 2 && os.Args[1] == stallProbeArg {
+		runStallProbe()
+		return
+	}
+	os.Exit(benchmark())
+}
 
 func benchmark() int {
 	o := parseFlags()

@@ -81,6 +81,11 @@ func printGate(g gateResult, o options) {
 	row(sat, "floor", g.SatFloor, false)
 	row(sat, "usageGate", g.Sat, false)
 	w.Flush()
+	fmt.Printf("   machine stalls seen by the probe process (gaps ≥ %s): floor phase %s; usageGate phase %s\n",
+		ms(stallGap), g.FixedFloor.Stalls, g.Fixed.Stalls)
+	fmt.Printf("   outside those stalls: floor p50 %s p99 %s; usageGate p50 %s p99 %s (%d and %d requests overlapped a stall and are left out)\n",
+		ms(g.FixedFloor.Clean.P50), ms(g.FixedFloor.Clean.P99), ms(g.Fixed.Clean.P50), ms(g.Fixed.Clean.P99),
+		g.FixedFloor.Excluded, g.Fixed.Excluded)
 	check("in-process Service.Gate", g.InProcess)
 	fmt.Printf("   in-process Service.Gate (no HTTP, one caller, %d calls): p50 %s, p99 %s, max %s, %.0f calls/s\n",
 		g.InProcess.Ops, ms(g.InProcess.Latency.P50), ms(g.InProcess.Latency.P99), ms(g.InProcess.Latency.Max), g.InProcess.PerSecond())
@@ -130,6 +135,13 @@ func printHistory(h historyResult, o options) {
 		h.Large.Events, o.seedWorkers, h.Seeded.Round(time.Millisecond), float64(h.Large.Events)/h.Seeded.Seconds(), h.Vacuum.Round(time.Millisecond))
 }
 
+func (s stallSummary) String() string {
+	if s.Count == 0 {
+		return "none"
+	}
+	return fmt.Sprintf("%d, %s in all, longest %s", s.Count, ms(s.Total), ms(s.Longest))
+}
+
 // String shows the shares as percentages of the whole machine. "Others"
 // includes Postgres and Redis; more than they need means another job ran.
 func (c cpuShare) String() string { return fmt.Sprintf("%.0f%%/%.0f%%", 100*c.Own, 100*c.Others) }
@@ -150,7 +162,10 @@ func printTargets(g *gateResult, rows []recordRow, h *historyResult) (failed boo
 		return "MISS"
 	}
 	if g != nil {
-		fmt.Fprintf(w, "usageGate p99 at %.0f req/s over HTTP\t%s\t≤ %s\t%s\n", g.Fixed.PerSecond(), ms(g.Fixed.Latency.P99), ms(targetGateP99),
+		// Judged on every request. What the machine's own stalls account
+		// for is shown beside it, for reading a miss.
+		fmt.Fprintf(w, "usageGate p99 at %.0f req/s over HTTP\t%s (%s outside machine stalls)\t≤ %s\t%s\n",
+			g.Fixed.PerSecond(), ms(g.Fixed.Latency.P99), ms(g.Fixed.Clean.P99), ms(targetGateP99),
 			verdict(g.Fixed.Latency.P99 <= targetGateP99 && g.Fixed.Dropped == 0))
 	}
 	for _, r := range rows {
