@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -132,5 +134,97 @@ func TestRequestsPassWhileRedisIsDown(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(observe.RedisFallbacks.WithLabelValues("ratelimit")) - fallbacks; got != 30 {
 		t.Errorf("redis_fallbacks{operation=\"ratelimit\"} moved by %v, want 30", got)
+	}
+}
+
+// countScripts counts the rate-limit scripts a client sends to Redis.
+type countScripts struct{ n atomic.Int64 }
+
+func (c *countScripts) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (c *countScripts) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+func (c *countScripts) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if name := cmd.Name(); name == "evalsha" || name == "eval" {
+			c.n.Add(1)
+		}
+		return next(ctx, cmd)
+	}
+}
+
+// A busy organisation on a high plan takes its requests from Redis several
+// at a time, so most of them cost no round trip; a free organisation's are
+// each counted in Redis.
+func TestABusyOrganisationCostsFewRedisRoundTrips(t *testing.T) {
+	rdb := testenv.Redis(t)
+	var scripts countScripts
+	rdb.AddHook(&scripts)
+	busy, free := store.NewID(), store.NewID()
+	h := handler(New(rdb, planOf{busy: "enterprise", free: "free"}, quiet()))
+
+	for i := range 1000 {
+		if w := call(h, busy); w.Code != http.StatusOK {
+			t.Fatalf("request %d of an enterprise org (2,000 req/s) got %d", i+1, w.Code)
+		}
+	}
+	// Leases grow to 20 (1% of 2,000) within a few requests.
+	if n := scripts.n.Load(); n > 100 {
+		t.Errorf("1,000 requests cost %d Redis round trips; leases should make it about 60", n)
+	}
+
+	scripts.n.Store(0)
+	for range 5 {
+		call(h, free)
+	}
+	if n := scripts.n.Load(); n != 5 {
+		t.Errorf("5 requests of a free org cost %d Redis round trips, want 5: a 10 req/s plan is counted exactly", n)
+	}
+}
+
+// Leases never let through more than Redis granted, however many replicas
+// take them: the plan's limit holds across replicas.
+func TestLeasedLimitsHoldAcrossReplicas(t *testing.T) {
+	rdb := testenv.Redis(t)
+	org := store.NewID()
+	replicas := []http.Handler{
+		handler(New(rdb, planOf{org: "enterprise"}, quiet())),
+		handler(New(rdb, planOf{org: "enterprise"}, quiet())),
+	}
+	const clients, each = 8, 1000
+	var passed, refused atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				switch call(replicas[(c+i)%2], org).Code {
+				case http.StatusOK:
+					passed.Add(1)
+				case http.StatusTooManyRequests:
+					refused.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	t.Logf("%d passed, %d refused in %s", passed.Load(), refused.Load(), elapsed)
+	// 2,000 req/s with a burst of 2,000: what Redis can have granted by now.
+	most := 2000 + int64(2000*elapsed.Seconds()) + 1
+	if p := passed.Load(); p > most {
+		t.Errorf("%d requests passed in %s; the plan allows at most %d", p, elapsed, most)
+	}
+	// Tokens still held in leases are at most 20 per replica.
+	if p := passed.Load(); p < 2000-2*20 {
+		t.Errorf("only %d requests passed; the 2,000-request burst was not granted", p)
+	}
+	if elapsed < 3*time.Second && refused.Load() == 0 {
+		t.Errorf("8,000 requests in %s and none refused", elapsed)
+	}
+	if passed.Load()+refused.Load() != clients*each {
+		t.Errorf("%d passed + %d refused ≠ %d requests", passed.Load(), refused.Load(), clients*each)
 	}
 }
