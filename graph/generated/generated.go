@@ -1262,7 +1262,7 @@ type UserError {
   "Path of the input field, e.g. ` + "`" + `input.successUrl` + "`" + `; null when the error is not about one field."
   field: String
   message: String!
-  "Machine-readable: REQUIRED, TOO_SHORT, TOO_LONG, INVALID, INVALID_URL, INVALID_EMAIL, UNKNOWN_PLAN, NOT_PURCHASABLE, ALREADY_SUBSCRIBED, NO_BILLING_HISTORY, NO_SUBSCRIPTION, NOT_FOUND, ..."
+  "Machine-readable: REQUIRED, TOO_SHORT, TOO_LONG, INVALID, INVALID_URL, INVALID_EMAIL, UNKNOWN_PLAN, NOT_PURCHASABLE, ALREADY_SUBSCRIBED, CHECKOUT_PENDING, NO_BILLING_HISTORY, NO_SUBSCRIPTION, NOT_FOUND, ..."
   code: String!
 }
 

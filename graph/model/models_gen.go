@@ -265,7 +265,7 @@ type UserError struct {
 	// Path of the input field, e.g. `input.successUrl`; null when the error is not about one field.
 	Field   *string `json:"field,omitempty"`
 	Message string  `json:"message"`
-	// Machine-readable: REQUIRED, TOO_SHORT, TOO_LONG, INVALID, INVALID_URL, INVALID_EMAIL, UNKNOWN_PLAN, NOT_PURCHASABLE, ALREADY_SUBSCRIBED, NO_BILLING_HISTORY, NO_SUBSCRIPTION, NOT_FOUND, ...
+	// Machine-readable: REQUIRED, TOO_SHORT, TOO_LONG, INVALID, INVALID_URL, INVALID_EMAIL, UNKNOWN_PLAN, NOT_PURCHASABLE, ALREADY_SUBSCRIBED, CHECKOUT_PENDING, NO_BILLING_HISTORY, NO_SUBSCRIPTION, NOT_FOUND, ...
 	Code string `json:"code"`
 }
 

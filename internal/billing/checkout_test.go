@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/stripe/stripe-go/v76"
+	"gorm.io/gorm"
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/billing"
@@ -97,9 +98,14 @@ func TestCheckoutForNewOrgCreatesOneCustomerUnderConcurrentCalls(t *testing.T) {
 			t.Fatal("the customer id was not stored on the organisation")
 		}
 
-		checkouts := rec.Matching("POST", "/v1/checkout/sessions")
+		checkouts := exactly(rec, "POST", "/v1/checkout/sessions")
 		if len(checkouts) != calls {
 			t.Fatalf("created %d checkout sessions, want %d", len(checkouts), calls)
+		}
+		// Each checkout after the first expired the one before it, so only
+		// the last can be paid.
+		if n := len(expiries(rec)); n != calls-1 {
+			t.Errorf("expired %d earlier checkout sessions, want %d", n, calls-1)
 		}
 		for _, s := range checkouts {
 			want := map[string]string{
@@ -169,5 +175,106 @@ func TestCheckoutAfterCancellationIsAllowed(t *testing.T) {
 	subscribe(t, db, svc, org, stripeSub("sub_"+store.NewID(), "cus_"+store.NewID(), "price_tollgate_starter_monthly", "canceled"), nowUTC())
 	if _, err := svc.CreateCheckoutSession(context.Background(), org, billing.CheckoutInput{Plan: "starter", SuccessURL: okSuccess, CancelURL: okCancel}); err != nil {
 		t.Fatalf("checkout after cancellation: %v", err)
+	}
+}
+
+// exactly returns the requests with this method and path.
+func exactly(rec *stripetest.Recorder, method, path string) []stripetest.Request {
+	var out []stripetest.Request
+	for _, r := range rec.Matching(method, path) {
+		if r.Path == path {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// expiries returns the paths of the checkout sessions expired.
+func expiries(rec *stripetest.Recorder) []string {
+	var out []string
+	for _, r := range rec.Matching("POST", "/v1/checkout/sessions/") {
+		if strings.HasSuffix(r.Path, "/expire") {
+			out = append(out, r.Path)
+		}
+	}
+	return out
+}
+
+// Two Checkout sessions open at once could each be paid, selling two
+// subscriptions before the first webhook arrives: opening a second expires
+// the first, and once a completed checkout's subscription is recorded, the
+// next one has nothing to expire.
+func TestASecondCheckoutExpiresTheFirst(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		rec := stripetest.NewRecorder()
+		svc := newService(db, stripetest.Client(t, rec))
+		org := newOrg(t, db, "billing@acme.test")
+		ctx := context.Background()
+		in := billing.CheckoutInput{Plan: "starter", SuccessURL: okSuccess, CancelURL: okCancel}
+
+		first, err := svc.CreateCheckoutSession(ctx, org, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(expiries(rec)); n != 0 {
+			t.Fatalf("the first checkout expired %d sessions; there was none to expire", n)
+		}
+		if got := orgRow(t, db, org).OpenCheckoutSessionID; got == nil || *got != first.ID {
+			t.Fatalf("open checkout session stored as %v, want %s", got, first.ID)
+		}
+
+		second, err := svc.CreateCheckoutSession(ctx, org, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := expiries(rec), []string{"/v1/checkout/sessions/" + first.ID + "/expire"}; len(got) != 1 || got[0] != want[0] {
+			t.Fatalf("expired %v, want %v", got, want)
+		}
+		if got := orgRow(t, db, org).OpenCheckoutSessionID; got == nil || *got != second.ID {
+			t.Fatalf("open checkout session stored as %v, want %s", got, second.ID)
+		}
+
+		// The webhook for the second session's completion, with its
+		// subscription recorded, forgets it.
+		if err := db.Tx(ctx, func(tx *gorm.DB) error { return svc.CheckoutCompleted(tx, org, second.ID) }); err != nil {
+			t.Fatal(err)
+		}
+		if got := orgRow(t, db, org).OpenCheckoutSessionID; got != nil {
+			t.Fatalf("open checkout session %s still stored after its completion", *got)
+		}
+		if _, err := svc.CreateCheckoutSession(ctx, org, in); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(expiries(rec)); n != 1 {
+			t.Fatalf("%d expiries after a completed checkout, want still 1", n)
+		}
+	})
+}
+
+func TestACheckoutPaidButNotYetRecordedRefusesAnother(t *testing.T) {
+	sub := func(status string) *store.Subscription { return &store.Subscription{Status: status} }
+	cases := []struct {
+		name    string
+		status  stripe.CheckoutSessionStatus
+		sold    *store.Subscription
+		refused string // userErrors code, "" when allowed
+	}{
+		{"expired before payment", stripe.CheckoutSessionStatusExpired, nil, ""},
+		{"paid, subscription not recorded yet", stripe.CheckoutSessionStatusComplete, nil, billing.CodeCheckoutPending},
+		{"paid, subscription active", stripe.CheckoutSessionStatusComplete, sub("active"), billing.CodeAlreadySubscribed},
+		{"paid, subscription trialing", stripe.CheckoutSessionStatusComplete, sub("trialing"), billing.CodeAlreadySubscribed},
+		{"paid, subscription since canceled", stripe.CheckoutSessionStatusComplete, sub("canceled"), ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := billing.PreviousCheckoutVerdict(c.status, c.sold)
+			if c.refused == "" {
+				if err != nil {
+					t.Fatalf("refused with %v; a new checkout should be allowed", err)
+				}
+				return
+			}
+			wantFieldError(t, err, "input.plan", c.refused)
+		})
 	}
 }

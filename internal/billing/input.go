@@ -15,6 +15,7 @@ const (
 	CodeUnknownPlan       = "UNKNOWN_PLAN"
 	CodeNotPurchasable    = "NOT_PURCHASABLE"
 	CodeAlreadySubscribed = "ALREADY_SUBSCRIBED"
+	CodeCheckoutPending   = "CHECKOUT_PENDING"
 	CodeNoBillingHistory  = "NO_BILLING_HISTORY"
 	CodeNoSubscription    = "NO_SUBSCRIPTION"
 )

@@ -98,7 +98,9 @@ func (h *handler) checkoutCompleted(ctx context.Context, tx *gorm.DB, ev stripe.
 		return err
 	}
 	res.add(applied)
-	return nil
+	// The subscription is recorded: the session need not be checked at
+	// Stripe before the next checkout.
+	return h.Billing.CheckoutCompleted(tx, orgID, cs.ID)
 }
 
 // checkoutSubscription fetches the subscription a completed subscription
