@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/client"
@@ -87,13 +88,16 @@ func (s *Syncer) syncOrg(ctx context.Context, o store.Organization, out io.Write
 		return 0, nil
 	}
 	customer := *o.StripeCustomerID
+	// Stripe's answer holds every change made before the fetch began, so the
+	// events for those are dropped if they arrive later. Events carry whole
+	// seconds, so the answer counts as of the second before the one the fetch
+	// began in: an event from that second or later may be newer than what
+	// was read (listing can take seconds), and is applied when it arrives.
+	at := s.clock.Now().Truncate(time.Second).Add(-time.Second)
 	subs, invs, err := s.fetch(ctx, customer)
 	if err != nil {
 		return 0, err
 	}
-	// Stripe's answer is its state now: newer than every event it sent
-	// before, so those are dropped if they arrive later.
-	at := s.clock.Now()
 	var lines []string
 	err = s.db.Tx(ctx, func(tx *gorm.DB) error {
 		lines = nil

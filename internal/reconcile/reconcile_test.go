@@ -5,6 +5,10 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/stripe/stripe-go/v76"
+	"gorm.io/gorm"
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/billing"
@@ -109,4 +113,51 @@ func TestSyncRefusals(t *testing.T) {
 	if err := reconcile.New(db, b, inv, sc, clock.Real{}, log).Sync(context.Background(), "no-such-org", &out); err == nil {
 		t.Fatal("syncing an unknown organisation succeeded")
 	}
+}
+
+// Stripe's events carry whole seconds, and a sync's listing can take
+// seconds. A deletion made while the sync was reading, delivered after it,
+// must still end the subscription: the sync's answer must not outrank events
+// from the second it began in.
+func TestAnEventFromTheSecondASyncBeganStillApplies(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		sc := stripetest.Client(t, nil)
+		log := stripetest.Discard()
+		began := time.Date(2026, 11, 22, 12, 0, 0, 700_000_000, time.UTC)
+		clk := clock.NewFake(began)
+		b := billing.NewService(db, plans.Default(), clk, sc, log)
+		syncer := reconcile.New(db, b, invoices.NewService(db, clk, log), sc, clk, log)
+		org, err := orgs.NewService(db, clk).Ensure(ctx, "acme", "Acme", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Model(&store.Organization{}).Where("id = ?", org).Update("stripe_customer_id", "cus_acme").Error; err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		if err := syncer.Sync(ctx, "", &out); err != nil {
+			t.Fatalf("sync: %v\n%s", err, out.String())
+		}
+
+		// customer.subscription.deleted, created in the second the sync began.
+		deleted := &stripe.Subscription{ID: fixtureSub, Customer: &stripe.Customer{ID: "cus_acme"},
+			Status: stripe.SubscriptionStatusCanceled, CanceledAt: began.Unix(), EndedAt: began.Unix()}
+		var res billing.Result
+		err = db.Tx(ctx, func(tx *gorm.DB) error {
+			res, err = b.ApplySubscription(ctx, tx, billing.SubscriptionUpdate{
+				Sub: deleted, At: began.Truncate(time.Second), Rank: billing.RankDeleted})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Outcome != billing.Applied {
+			t.Fatalf("the deletion was %s, want applied", res.Outcome)
+		}
+		st, err := b.Current(ctx, org)
+		if err != nil || st.Subscription == nil || st.Subscription.Status != "canceled" {
+			t.Fatalf("after the deletion: %+v (%v), want canceled", st.Subscription, err)
+		}
+	})
 }
