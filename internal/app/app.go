@@ -33,6 +33,7 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/signing"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/stripeclient"
+	"github.com/tollgate-billing/tollgate/internal/stripehook"
 	"github.com/tollgate-billing/tollgate/internal/usage"
 )
 
@@ -225,6 +226,10 @@ func (a *App) build() error {
 	// lives.
 	bg, stop := context.WithCancel(context.Background())
 	go a.Usage.Run(bg)
+	// Stripe event ids are kept only while a redelivery can come. Pruned
+	// even without STRIPE_WEBHOOK_SECRET: ids recorded while it was set
+	// would otherwise stay forever, and an empty prune is one indexed query.
+	go stripehook.RunPruner(bg, a.DB, a.Clock, stripehook.DefaultRetention, a.Log)
 	a.closers = append(a.closers, stop)
 	signatures := signing.NewVerifier(a.Redis, a.Clock, a.Log)
 	a.Auth = &auth.Authenticator{
