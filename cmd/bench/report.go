@@ -10,6 +10,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/tollgate-billing/tollgate/internal/app"
 )
 
 // Targets of the usage-metering issue, for a 2-core machine.
@@ -39,11 +41,12 @@ func printHeader(ctx context.Context, b *bench, o options) {
 		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), pg, b.DBName, redisVersion)
 	fmt.Printf("server: in-process app.New + net/http on %s, TOLLGATE_ENV=dev, HS256 JWT bearer with every scope\n", b.baseURL)
 	fmt.Printf("plan: %s\n", b.PlanNote)
-	// Read back what app.TuneGC set (SetGCPercent returns the old value).
-	gcPercent := debug.SetGCPercent(100)
-	debug.SetGCPercent(gcPercent)
-	fmt.Printf("Go GC: GOGC %d, memory limit %d MiB (env GOGC=%q GOMEMLIMIT=%q; unset means Tollgate's defaults from app.TuneGC)\n",
-		gcPercent, debug.SetMemoryLimit(-1)>>20, os.Getenv("GOGC"), os.Getenv("GOMEMLIMIT"))
+	gc := fmt.Sprintf("GOGC %s (from the environment)", os.Getenv("GOGC"))
+	if os.Getenv("GOGC") == "" {
+		gc = fmt.Sprintf("Tollgate's tuning (app.TuneGC): heap goal at least %d MiB, GOGC at least %d",
+			app.DefaultMinHeapGoal>>20, app.DefaultGCPercent)
+	}
+	fmt.Printf("Go GC: %s; memory limit %d MiB (env GOMEMLIMIT=%q)\n", gc, debug.SetMemoryLimit(-1)>>20, os.Getenv("GOMEMLIMIT"))
 	fmt.Printf("phases: %s timed after %s warm-up each; load average at start: %s (anything else running on the machine shows in the figures)\n",
 		o.duration, o.warmup, loadAverage())
 }
