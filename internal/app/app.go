@@ -211,6 +211,7 @@ func (a *App) build() error {
 	}
 	a.Orgs = orgs.NewService(a.DB, a.Clock)
 	a.Keys = auth.NewKeys(a.DB, a.Clock, production)
+	a.Keys.ShareChanges(a.Redis, a.Log)
 	a.Stripe = stripeclient.New(stripeclient.Options{
 		SecretKey: a.Config.StripeSecretKey, APIBase: a.Config.StripeAPIBase, Logger: a.Log,
 	})
@@ -226,6 +227,7 @@ func (a *App) build() error {
 	// lives.
 	bg, stop := context.WithCancel(context.Background())
 	go a.Usage.Run(bg)
+	go a.Keys.Run(bg)
 	// Stripe event ids are kept only while a redelivery can come. Pruned
 	// even without STRIPE_WEBHOOK_SECRET: ids recorded while it was set
 	// would otherwise stay forever, and an empty prune is one indexed query.

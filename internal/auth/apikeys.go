@@ -31,6 +31,9 @@ type Keys struct {
 	live string
 	// touched throttles last_used_at writes to one a minute per key.
 	touched sync.Map
+	// cache remembers authenticated keys (see keycache.go); nil until
+	// ShareChanges.
+	cache *keyCache
 }
 
 // NewKeys returns the API key service.
@@ -156,6 +159,7 @@ func (k *Keys) Revoke(ctx context.Context, orgID, id string) (store.APIKey, erro
 	if err != nil {
 		return store.APIKey{}, fmt.Errorf("revoke api key %s: %w", id, err)
 	}
+	k.cache.changed(ctx)
 	return k.Get(ctx, orgID, id)
 }
 
@@ -175,6 +179,7 @@ func (k *Keys) SetSigningKey(ctx context.Context, orgID, id, publicKeyB64 string
 	if res.RowsAffected == 0 {
 		return store.APIKey{}, apperr.ErrNotFound
 	}
+	k.cache.changed(ctx)
 	return k.Get(ctx, orgID, id)
 }
 
@@ -190,6 +195,12 @@ func (k *Keys) AuthenticateID(ctx context.Context, id string) (store.APIKey, *Fa
 }
 
 func (k *Keys) authenticate(ctx context.Context, where string, arg string) (store.APIKey, *Failure) {
+	lookup := where + arg
+	if key, ok := k.cache.get(lookup, k.clock.Now()); ok {
+		k.touch(ctx, key.ID)
+		return key, nil
+	}
+	gen := k.cache.generation()
 	var key store.APIKey
 	err := k.db.WithContext(ctx).Where(where, arg).Take(&key).Error
 	if store.IsNotFound(err) {
@@ -201,6 +212,7 @@ func (k *Keys) authenticate(ctx context.Context, where string, arg string) (stor
 	if key.RevokedAt != nil {
 		return key, &Failure{ReasonRevokedKey, "API key has been revoked"}
 	}
+	k.cache.put(lookup, key, gen, k.clock.Now())
 	k.touch(ctx, key.ID)
 	return key, nil
 }

@@ -1,0 +1,171 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate-billing/tollgate/internal/store"
+)
+
+// Host backends authenticate every request with an API key, and looking the
+// key up was a database query per request: at 2,000 usageGate requests a
+// second it took the gate's p99 from 0.9 to 1.6 ms. Keys that authenticated
+// are therefore remembered in memory, which is safe only while every replica
+// hears of revocations at once:
+//   - revoking a key, or changing its signing key, drops it here and bumps a
+//     change counter in Redis (keyChangesKey);
+//   - every replica polls that counter every keyPollInterval and forgets all
+//     remembered keys when it moves;
+//   - while the counter cannot be read (Redis down, or Run not started),
+//     nothing is remembered and every request asks the database, as before.
+//
+// So a revoked key stops working at once on the replica that revoked it, and
+// within about keyPollInterval on the others.
+const (
+	keyChangesKey   = "tollgate:apikeys:changes"
+	keyPollInterval = 500 * time.Millisecond
+	// keyCacheTTL bounds how long a key is remembered at all, and so how
+	// long a revocation can go unseen by a replica whose Redis works when the
+	// revoking replica could not announce it.
+	keyCacheTTL = 10 * time.Second
+	// maxCachedKeys is when expired entries are swept.
+	maxCachedKeys = 10000
+)
+
+type cachedKey struct {
+	key     store.APIKey
+	expires time.Time
+}
+
+// keyCache remembers authenticated keys by how they were looked up.
+type keyCache struct {
+	rdb *redis.Client
+	log *slog.Logger
+
+	// trusted is true while the last poll of the change counter succeeded.
+	trusted atomic.Bool
+	seen    string // the counter at the last poll; only Run touches it
+
+	// gen moves with every flush, so a key read from the database before
+	// a flush is not remembered after it.
+	gen atomic.Uint64
+
+	mu      sync.RWMutex
+	entries map[string]cachedKey
+}
+
+// ShareChanges lets the keys be remembered between requests, with
+// revocations and signing-key changes announced to other replicas through
+// rdb. Call Run as well; until its first poll succeeds nothing is remembered.
+func (k *Keys) ShareChanges(rdb *redis.Client, log *slog.Logger) {
+	k.cache = &keyCache{rdb: rdb, log: log, entries: map[string]cachedKey{}}
+}
+
+// Run polls the change counter until ctx ends.
+func (k *Keys) Run(ctx context.Context) {
+	c := k.cache
+	if c == nil {
+		return
+	}
+	t := time.NewTicker(keyPollInterval)
+	defer t.Stop()
+	for {
+		c.poll(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (c *keyCache) poll(ctx context.Context) {
+	pctx, cancel := context.WithTimeout(ctx, keyPollInterval)
+	defer cancel()
+	v, err := c.rdb.Get(pctx, keyChangesKey).Result()
+	if errors.Is(err, redis.Nil) {
+		v, err = "0", nil
+	}
+	if err != nil {
+		if c.trusted.Swap(false) && ctx.Err() == nil {
+			c.log.WarnContext(ctx, "redis unavailable; API keys are checked in the database on every request", "err", err)
+		}
+		c.flush()
+		return
+	}
+	if v != c.seen {
+		c.flush()
+		c.seen = v
+	}
+	c.trusted.Store(true)
+}
+
+func (c *keyCache) get(lookup string, now time.Time) (store.APIKey, bool) {
+	if c == nil || !c.trusted.Load() {
+		return store.APIKey{}, false
+	}
+	c.mu.RLock()
+	e, ok := c.entries[lookup]
+	c.mu.RUnlock()
+	if !ok || !now.Before(e.expires) {
+		return store.APIKey{}, false
+	}
+	return e.key, true
+}
+
+// generation is taken before a database read whose result may be put.
+func (c *keyCache) generation() uint64 {
+	if c == nil {
+		return 0
+	}
+	return c.gen.Load()
+}
+
+// put remembers a key read from the database at generation gen, unless a
+// flush has happened since.
+func (c *keyCache) put(lookup string, key store.APIKey, gen uint64, now time.Time) {
+	if c == nil || !c.trusted.Load() {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen.Load() != gen {
+		return
+	}
+	if len(c.entries) >= maxCachedKeys {
+		for l, e := range c.entries {
+			if !now.Before(e.expires) {
+				delete(c.entries, l)
+			}
+		}
+	}
+	c.entries[lookup] = cachedKey{key: key, expires: now.Add(keyCacheTTL)}
+}
+
+func (c *keyCache) flush() {
+	c.mu.Lock()
+	c.gen.Add(1)
+	clear(c.entries)
+	c.mu.Unlock()
+}
+
+// changed forgets every remembered key here and tells the other replicas to
+// do the same. If Redis cannot be told, nothing is remembered here until a
+// poll succeeds, and the other replicas' polls fail alike unless Redis is up
+// for them, in which case the key is forgotten within keyCacheTTL.
+func (c *keyCache) changed(ctx context.Context) {
+	if c == nil {
+		return
+	}
+	c.flush()
+	if err := c.rdb.Incr(ctx, keyChangesKey).Err(); err != nil {
+		c.trusted.Store(false)
+		c.log.WarnContext(ctx, "could not announce an API key change to other replicas", "err", err)
+	}
+}

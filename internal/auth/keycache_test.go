@@ -1,0 +1,184 @@
+package auth_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+	"gorm.io/gorm"
+
+	"github.com/tollgate-billing/tollgate/internal/auth"
+	"github.com/tollgate-billing/tollgate/internal/clock"
+	"github.com/tollgate-billing/tollgate/internal/orgs"
+	"github.com/tollgate-billing/tollgate/internal/store"
+	"github.com/tollgate-billing/tollgate/internal/testenv"
+)
+
+// replica is one Tollgate process's view of the API keys.
+func replica(t *testing.T, db *store.DB, rdb *redis.Client) *auth.Keys {
+	t.Helper()
+	k := auth.NewKeys(db, clock.Real{}, false)
+	k.ShareChanges(rdb, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go k.Run(ctx)
+	return k
+}
+
+// countKeyReads counts SELECTs on api_keys.
+func countKeyReads(t *testing.T, db *store.DB) *atomic.Int64 {
+	t.Helper()
+	var n atomic.Int64
+	name := "test:count_key_reads_" + t.Name()
+	if err := db.Callback().Query().Before("gorm:query").Register(name, func(tx *gorm.DB) {
+		if tx.Statement.Table == "api_keys" {
+			n.Add(1)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return &n
+}
+
+func newKey(t *testing.T, db *store.DB, k *auth.Keys) (store.APIKey, string) {
+	t.Helper()
+	org, err := orgs.NewService(db, clock.Real{}).Ensure(context.Background(), "ext-"+store.NewID(), "Acme", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, secret, err := k.Create(context.Background(), org, auth.CreateKeyInput{Name: "search backend", Scopes: []auth.Scope{auth.UsageWrite}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, secret
+}
+
+// eventually polls cond for up to 3 s.
+func eventually(t *testing.T, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > 3*time.Second {
+			t.Fatalf("after 3 s: %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// A host backend sends its key with every request; after the first, the key
+// is not looked up in the database again.
+func TestAKeyIsLookedUpOnceNotPerRequest(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		k := replica(t, db, testenv.Redis(t))
+		_, secret := newKey(t, db, k)
+		reads := countKeyReads(t, db)
+		ctx := context.Background()
+		eventually(t, "the key was never remembered", func() bool {
+			_, f := k.Authenticate(ctx, secret)
+			if f != nil {
+				t.Fatalf("key refused: %+v", f)
+			}
+			before := reads.Load()
+			k.Authenticate(ctx, secret)
+			return reads.Load() == before
+		})
+		before := reads.Load()
+		for range 100 {
+			if _, f := k.Authenticate(ctx, secret); f != nil {
+				t.Fatalf("key refused: %+v", f)
+			}
+		}
+		if n := reads.Load() - before; n != 0 {
+			t.Errorf("100 requests read the key %d times from the database, want 0", n)
+		}
+		if _, f := k.Authenticate(ctx, secret+"x"); f == nil || f.Reason != auth.ReasonUnknownKey {
+			t.Errorf("a wrong secret gave %+v, want %s", f, auth.ReasonUnknownKey)
+		}
+	})
+}
+
+// Revoking a key stops it at once on the replica that revoked it and within
+// about half a second on every other one, although both had it in memory.
+func TestARevokedKeyStopsOnEveryReplica(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		rdb := testenv.Redis(t)
+		a, b := replica(t, db, rdb), replica(t, db, rdb)
+		key, secret := newKey(t, db, a)
+		ctx := context.Background()
+		reads := countKeyReads(t, db)
+		for _, r := range []*auth.Keys{a, b} {
+			eventually(t, "the key was never remembered", func() bool {
+				before := reads.Load()
+				if _, f := r.Authenticate(ctx, secret); f != nil {
+					t.Fatalf("key refused before revocation: %+v", f)
+				}
+				return reads.Load() == before
+			})
+		}
+
+		if _, err := a.Revoke(ctx, key.OrgID, key.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, f := a.Authenticate(ctx, secret); f == nil || f.Reason != auth.ReasonRevokedKey {
+			t.Fatalf("the revoking replica gave %+v, want %s at once", f, auth.ReasonRevokedKey)
+		}
+		took := eventually(t, "the other replica still accepts the revoked key", func() bool {
+			_, f := b.Authenticate(ctx, secret)
+			return f != nil && f.Reason == auth.ReasonRevokedKey
+		})
+		if took > 2*time.Second {
+			t.Errorf("the other replica took %s to refuse the revoked key", took)
+		}
+	})
+}
+
+// A signing key registered on one replica is required on every other one.
+func TestARegisteredSigningKeyReachesEveryReplica(t *testing.T) {
+	db := testenv.DB(t)
+	rdb := testenv.Redis(t)
+	a, b := replica(t, db, rdb), replica(t, db, rdb)
+	key, secret := newKey(t, db, a)
+	ctx := context.Background()
+	if _, f := b.Authenticate(ctx, secret); f != nil {
+		t.Fatal(f)
+	}
+	if _, err := a.SetSigningKey(ctx, key.OrgID, key.ID, "MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE="); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the other replica does not know the key must sign", func() bool {
+		got, f := b.Authenticate(ctx, secret)
+		return f == nil && got.SigningPublicKey != nil
+	})
+}
+
+// While Redis is down no replica could hear of a revocation, so keys are
+// checked in the database on every request.
+func TestWithoutRedisEveryRequestAsksTheDatabase(t *testing.T) {
+	db := testenv.DB(t)
+	m := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: m.Addr(), MaxRetries: -1})
+	t.Cleanup(func() { rdb.Close() })
+	k := replica(t, db, rdb)
+	_, secret := newKey(t, db, k)
+	reads := countKeyReads(t, db)
+	ctx := context.Background()
+	eventually(t, "the key was never remembered", func() bool {
+		before := reads.Load()
+		k.Authenticate(ctx, secret)
+		return reads.Load() == before
+	})
+	m.Close()
+	eventually(t, "the key is still answered from memory with Redis down", func() bool {
+		before := reads.Load()
+		if _, f := k.Authenticate(ctx, secret); f != nil {
+			t.Fatalf("key refused while Redis is down: %+v", f)
+		}
+		return reads.Load() == before+1
+	})
+}
