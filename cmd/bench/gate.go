@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tollgate-billing/tollgate/internal/auth"
 	"github.com/tollgate-billing/tollgate/internal/usage"
 )
 
@@ -23,7 +24,10 @@ const (
 // gateResult is section 1 of the report.
 type gateResult struct {
 	FixedFloor, Fixed, SatFloor, Sat run
-	InProcess                        run
+	// FixedKey is the fixed-rate gate authenticated with an API key, as
+	// host backends call it, instead of a JWT.
+	FixedKey  run
+	InProcess run
 	// Enterprise is the floor at saturation for an organisation on the
 	// enterprise plan, of which Throttled requests were answered 429.
 	Enterprise run
@@ -64,14 +68,23 @@ func gatePhase(ctx context.Context, b *bench, o options) (gateResult, error) {
 		return r, fmt.Errorf("usageGate answered %+v, want allowed, used %d, plan %s", g, len(events), benchPlanID)
 	}
 
+	_, secret, err := b.app.Keys.Create(ctx, orgID, auth.CreateKeyInput{Name: "bench backend", Scopes: []auth.Scope{auth.UsageWrite, auth.BillingRead}})
+	if err != nil {
+		return r, err
+	}
+	kc := newGraphQL(b.baseURL, secret)
+	defer kc.close()
+
 	gateBody := body(gateQuery, map[string]any{"meter": gateMeter})
 	floorBody := body(floorQuery, nil)
 	gate := func(ctx context.Context) error { _, err := c.post(ctx, gateBody); return err }
 	floor := func(ctx context.Context) error { _, err := c.post(ctx, floorBody); return err }
+	keyGate := func(ctx context.Context) error { _, err := kc.post(ctx, gateBody); return err }
 
 	// Warm connections, caches and the Redis counter before timing.
 	saturate(ctx, o.workers, o.warmup, floor)
 	saturate(ctx, o.workers, o.warmup, gate)
+	saturate(ctx, o.workers, o.warmup, keyGate)
 
 	if r.Enterprise, r.Throttled, err = enterpriseProbe(ctx, b, o); err != nil {
 		return r, err
@@ -90,6 +103,7 @@ func gatePhase(ctx context.Context, b *bench, o options) (gateResult, error) {
 		return r, err
 	}
 	r.Fixed = paced(ctx, o.rate, o.duration, probe, gate)
+	r.FixedKey = paced(ctx, o.rate, o.duration, probe, keyGate)
 	r.Sat = saturate(ctx, o.workers, o.duration, gate)
 	if err := stopProfile(); err != nil {
 		return r, err
