@@ -12,12 +12,14 @@ import (
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/observe"
+	"github.com/tollgate-billing/tollgate/internal/store"
 )
 
 // ErrorPresenter is the one place that decides what an error looks like to a
 // client. Domain errors (*apperr.Error) keep their message and code; errors
 // gqlgen raised about the request itself (parse, validation, input coercion)
-// are already client-safe; anything else is logged with the request id and
+// are already client-safe; a database that is briefly out of reach is
+// UNAVAILABLE (retryable); anything else is logged with the request id and
 // shown only as INTERNAL, so database and driver text never leave the server.
 func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 	return func(ctx context.Context, err error) *gqlerror.Error {
@@ -46,6 +48,15 @@ func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 			return gqlErr
 		}
 		rid := observe.RequestID(ctx)
+		if store.IsUnavailable(err) {
+			log.WarnContext(ctx, "database unavailable", "path", path.String(), "err", err)
+			return &gqlerror.Error{
+				Message: "the database is briefly unavailable; retry the request " +
+					"(recordUsage with the same idempotency keys is safe to retry)",
+				Path:       path,
+				Extensions: map[string]any{"code": string(apperr.Unavailable), "requestId": rid, "retryable": true},
+			}
+		}
 		log.ErrorContext(ctx, "internal error", "path", path.String(), "err", err)
 		return &gqlerror.Error{
 			Message:    "internal error; quote request id " + rid + " when reporting it",

@@ -3,8 +3,10 @@ package graph
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"testing"
 
@@ -13,6 +15,7 @@ import (
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/observe"
+	"github.com/tollgate-billing/tollgate/internal/store"
 )
 
 // TestErrorPresenter: what a client sees for each kind of failure.
@@ -53,5 +56,42 @@ func TestErrorPresenter(t *testing.T) {
 	}
 	if !strings.Contains(logged.String(), "relation") {
 		t.Fatal("the real error was not logged")
+	}
+}
+
+// TestErrorPresenterUnavailable: a database that cannot be reached answers
+// UNAVAILABLE, retryable, with the request id, and none of the driver's text;
+// the server logs the real error at WARN under the request id.
+func TestErrorPresenterUnavailable(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	_, dbErr := store.Open(context.Background(), store.Options{URL: "postgres://postgres@" + addr + "/test?sslmode=disable"})
+	if dbErr == nil {
+		t.Fatal("opened a database on a closed port")
+	}
+
+	var logged strings.Builder
+	log := slog.New(observe.ContextHandler{Handler: slog.NewTextHandler(&logged, nil)})
+	ctx := observe.WithRequestID(context.Background(), "rid-2")
+	got := ErrorPresenter(log)(ctx, graphql.ErrorOnPath(ctx, fmt.Errorf("record usage: %w", dbErr)))
+
+	if got.Extensions["code"] != "UNAVAILABLE" || got.Extensions["retryable"] != true || got.Extensions["requestId"] != "rid-2" {
+		t.Fatalf("extensions %v", got.Extensions)
+	}
+	if !strings.Contains(got.Message, "retry") {
+		t.Fatalf("message does not say to retry: %q", got.Message)
+	}
+	for _, leak := range []string{addr, "refused", "dial", "postgres", "user="} {
+		if strings.Contains(got.Message, leak) {
+			t.Fatalf("message leaks %q: %s", leak, got.Message)
+		}
+	}
+	line := logged.String()
+	if !strings.Contains(line, "level=WARN") || !strings.Contains(line, "request_id=rid-2") || !strings.Contains(line, "refused") {
+		t.Fatalf("log line: %s", line)
 	}
 }

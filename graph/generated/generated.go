@@ -1182,7 +1182,9 @@ Every operation acts on the organisation of the authenticated caller (a JWT's
 organisation. Failures of access and quota are GraphQL errors with
 ` + "`" + `extensions.code` + "`" + ` (UNAUTHENTICATED, FORBIDDEN, NOT_FOUND,
 USAGE_LIMIT_EXCEEDED, RATE_LIMITED); invalid input to a mutation is reported
-in the payload's ` + "`" + `userErrors` + "`" + `.
+in the payload's ` + "`" + `userErrors` + "`" + `. UNAVAILABLE (with ` + "`" + `extensions.retryable` + "`" + `) means
+the database was briefly out of reach: retry; recordUsage with the same
+idempotency keys is safe to retry.
 """
 schema {
   query: Query

@@ -23,7 +23,11 @@ const (
 	StripeNotConfigured        Code = "STRIPE_NOT_CONFIGURED"
 	PaymentProviderUnavailable Code = "PAYMENT_PROVIDER_UNAVAILABLE"
 	PaymentProviderRejected    Code = "PAYMENT_PROVIDER_REJECTED"
-	Internal                   Code = "INTERNAL"
+	// Unavailable means a dependency (the database) is briefly unavailable.
+	// A write may or may not have landed before the connection failed, so
+	// retry it; recordUsage with the same idempotency keys is safe to retry.
+	Unavailable Code = "UNAVAILABLE"
+	Internal    Code = "INTERNAL"
 )
 
 // Error is an error whose message is safe to show to the client.

@@ -1,0 +1,66 @@
+package store
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"io"
+	"net"
+
+	gosqlite "github.com/glebarez/go-sqlite"
+	"github.com/jackc/pgx/v5/pgconn"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// IsUnavailable reports whether err, through any wrapping, means the database
+// was briefly out of reach (restarting, connection dropped or refused, too
+// many connections, a lock or serialization conflict) rather than the request
+// or the code being wrong: the same request may succeed when retried. (A
+// connection lost during COMMIT may still have committed, so only idempotent
+// writes are blindly safe to retry.)
+//
+// A cancelled context is not unavailability: the client went away.
+func IsUnavailable(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	// An answer from the server decides on its own: 23505 or 42601 means the
+	// request is wrong, and 28P01 (bad password) inside a ConnectError means
+	// the configuration is; neither goes away on retry.
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return unavailableSQLState(pgErr.Code)
+	}
+	var sqliteErr *gosqlite.Error
+	if errors.As(err, &sqliteErr) {
+		switch sqliteErr.Code() & 0xff { // primary code, without the extended bits
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+			return true
+		}
+		return false
+	}
+	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
+		errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var connectErr *pgconn.ConnectError
+	if errors.As(err, &connectErr) || pgconn.Timeout(err) || pgconn.SafeToRetry(err) {
+		return true
+	}
+	var netErr net.Error // includes *net.OpError: dial refused, connection reset
+	return errors.As(err, &netErr)
+}
+
+// unavailableSQLState reports whether a Postgres SQLSTATE is transient.
+func unavailableSQLState(code string) bool {
+	if len(code) == 5 && code[:2] == "08" { // connection exception
+		return true
+	}
+	switch code {
+	case "57P01", "57P02", "57P03", // admin shutdown, crash shutdown, cannot connect now
+		"53300",          // too many connections
+		"40001", "40P01": // serialization failure, deadlock detected
+		return true
+	}
+	return false
+}
