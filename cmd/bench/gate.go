@@ -89,11 +89,13 @@ func gatePhase(ctx context.Context, b *bench, o options) (gateResult, error) {
 	if r.Enterprise, r.Throttled, err = enterpriseProbe(ctx, b, o); err != nil {
 		return r, err
 	}
-	probe, err := startStallProbe(ctx)
-	if err != nil {
-		return r, err
+	var probe *stallProbe
+	if o.stallProbe {
+		if probe, err = startStallProbe(ctx); err != nil {
+			return r, err
+		}
+		defer probe.stop()
 	}
-	defer probe.stop()
 	r.FixedFloor = paced(ctx, o.rate, o.duration, probe, floor)
 	r.SatFloor = saturate(ctx, o.workers, o.duration, floor)
 	// The profile covers the usageGate phases only, so it shows what the

@@ -44,6 +44,7 @@ type options struct {
 	skip1M          bool
 	cpuprofile      string
 	memprofile      string
+	stallProbe      bool
 	keepDB          bool
 	only            map[string]bool
 }
@@ -72,6 +73,7 @@ func parseFlags() options {
 	flag.BoolVar(&o.skip1M, "skip-1m", false, "skip growing the history to -large-history events")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the HTTP usageGate phases (server and load generator together) to this file")
 	flag.StringVar(&o.memprofile, "memprofile", "", "write an allocation profile (server and load generator, since the start; use with -only gate) to this file")
+	flag.BoolVar(&o.stallProbe, "stall-probe", true, "run the machine-stall probe beside the fixed-rate gate phases")
 	flag.BoolVar(&o.keepDB, "keep-db", false, "leave the benchmark database in place for inspection instead of dropping it")
 	only := flag.String("only", "", "comma-separated phases to run ("+strings.Join(phases, ",")+"); default all")
 	flag.Parse()
