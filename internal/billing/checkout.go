@@ -78,9 +78,15 @@ func (s *Service) CreateCheckoutSession(ctx context.Context, orgID string, in Ch
 	params.Metadata = meta
 	params.Context = ctx
 
+	// The customer is stored in a transaction of its own, so it is kept
+	// even if opening the session fails.
+	customerID, err := s.ensureCustomer(ctx, orgID, in.Email)
+	if err != nil {
+		return CheckoutSession{}, err
+	}
 	// The organisation row stays locked from here to the stored session id,
 	// so concurrent checkouts run one after the other: each finds the
-	// customer and the session the one before it made.
+	// session the one before it opened.
 	var out CheckoutSession
 	err = s.db.Tx(ctx, func(tx *gorm.DB) error {
 		org, ok, err := s.lockOrg(tx, orgID)
@@ -89,10 +95,6 @@ func (s *Service) CreateCheckoutSession(ctx context.Context, orgID string, in Ch
 		}
 		if !ok {
 			return apperr.ErrNotFound
-		}
-		customerID, err := s.ensureCustomer(ctx, tx, &org, in.Email)
-		if err != nil {
-			return err
 		}
 		if prev := org.OpenCheckoutSessionID; prev != nil && *prev != "" {
 			if err := s.closeCheckout(ctx, tx, sc, orgID, *prev); err != nil {
@@ -209,32 +211,45 @@ func (s *Service) checkCheckoutInput(in CheckoutInput) (plans.Plan, error) {
 }
 
 // ensureCustomer returns the organisation's Stripe customer, creating it on
-// first use. The caller holds the organisation's row lock, so concurrent
-// checkouts wait for the first one and then find its customer; the
-// idempotency key makes Stripe return the same customer if Tollgate failed to
-// store it on an earlier attempt.
-func (s *Service) ensureCustomer(ctx context.Context, tx *gorm.DB, org *store.Organization, fallbackEmail string) (string, error) {
-	if org.StripeCustomerID != nil && *org.StripeCustomerID != "" {
-		return *org.StripeCustomerID, nil
-	}
-	params := &stripe.CustomerParams{Name: stripe.String(org.Name)}
-	if email := firstNonEmpty(org.BillingEmail, fallbackEmail); email != "" {
-		params.Email = stripe.String(email)
-	}
-	params.AddMetadata("org_id", org.ID)
-	params.AddMetadata("org_external_id", org.ExternalID)
-	params.SetIdempotencyKey("tollgate-customer-" + org.ID)
-	params.Context = ctx
-	c, err := s.stripe.Customers.New(params)
-	if err != nil {
-		return "", stripeclient.Error("create customer for org "+org.ID, err)
-	}
-	if err := tx.Model(&store.Organization{}).Where("id = ?", org.ID).
-		Updates(map[string]any{"stripe_customer_id": c.ID, "updated_at": s.clock.Now()}).Error; err != nil {
-		return "", fmt.Errorf("store Stripe customer %s of org %s: %w", c.ID, org.ID, err)
-	}
-	s.log.InfoContext(ctx, "created Stripe customer", "org_id", org.ID, "stripe_customer_id", c.ID)
-	return c.ID, nil
+// first use. The organisation row stays locked from the check to the store,
+// so concurrent checkouts wait for the first one and then find its customer;
+// the idempotency key makes Stripe return the same customer if Tollgate
+// failed to store it on an earlier attempt.
+func (s *Service) ensureCustomer(ctx context.Context, orgID, fallbackEmail string) (string, error) {
+	var customerID string
+	err := s.db.Tx(ctx, func(tx *gorm.DB) error {
+		org, ok, err := s.lockOrg(tx, orgID)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return apperr.ErrNotFound
+		}
+		if org.StripeCustomerID != nil && *org.StripeCustomerID != "" {
+			customerID = *org.StripeCustomerID
+			return nil
+		}
+		params := &stripe.CustomerParams{Name: stripe.String(org.Name)}
+		if email := firstNonEmpty(org.BillingEmail, fallbackEmail); email != "" {
+			params.Email = stripe.String(email)
+		}
+		params.AddMetadata("org_id", org.ID)
+		params.AddMetadata("org_external_id", org.ExternalID)
+		params.SetIdempotencyKey("tollgate-customer-" + org.ID)
+		params.Context = ctx
+		c, err := s.stripe.Customers.New(params)
+		if err != nil {
+			return stripeclient.Error("create customer for org "+orgID, err)
+		}
+		if err := tx.Model(&store.Organization{}).Where("id = ?", org.ID).
+			Updates(map[string]any{"stripe_customer_id": c.ID, "updated_at": s.clock.Now()}).Error; err != nil {
+			return fmt.Errorf("store Stripe customer %s of org %s: %w", c.ID, orgID, err)
+		}
+		customerID = c.ID
+		s.log.InfoContext(ctx, "created Stripe customer", "org_id", orgID, "stripe_customer_id", c.ID)
+		return nil
+	})
+	return customerID, err
 }
 
 func firstNonEmpty(vs ...string) string {

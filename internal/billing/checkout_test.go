@@ -2,6 +2,8 @@ package billing_test
 
 import (
 	"context"
+	"errors"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -277,4 +279,47 @@ func TestACheckoutPaidButNotYetRecordedRefusesAnother(t *testing.T) {
 			wantFieldError(t, err, "input.plan", c.refused)
 		})
 	}
+}
+
+// failPath fails requests whose path is exactly path, as a dropped
+// connection would, and sends the rest to stripe-mock.
+type failPath struct{ method, path string }
+
+func (f failPath) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method == f.method && r.URL.Path == f.path {
+		return nil, errors.New("connection reset by peer")
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// A customer Stripe created is kept even when opening the session then
+// fails, so the retry reuses it instead of creating another.
+func TestACustomerIsKeptWhenOpeningTheSessionFails(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		org := newOrg(t, db, "billing@acme.test")
+		in := billing.CheckoutInput{Plan: "starter", SuccessURL: okSuccess, CancelURL: okCancel}
+
+		broken := stripetest.NewRecorderTo(failPath{"POST", "/v1/checkout/sessions"})
+		_, err := newService(db, stripetest.ClientAt(testenv.StripeMock(t), broken, 0)).CreateCheckoutSession(ctx, org, in)
+		wantCode(t, err, apperr.PaymentProviderUnavailable)
+		if n := len(exactly(broken, "POST", "/v1/customers")); n != 1 {
+			t.Fatalf("created %d customers, want 1", n)
+		}
+		stored := orgRow(t, db, org).StripeCustomerID
+		if stored == nil || *stored == "" {
+			t.Fatal("the customer Stripe created was not kept after the session failed")
+		}
+
+		rec := stripetest.NewRecorder()
+		if _, err := newService(db, stripetest.Client(t, rec)).CreateCheckoutSession(ctx, org, in); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(exactly(rec, "POST", "/v1/customers")); n != 0 {
+			t.Errorf("the retry created %d more customers, want none", n)
+		}
+		if got := exactly(rec, "POST", "/v1/checkout/sessions"); len(got) != 1 || got[0].Form.Get("customer") != *stored {
+			t.Errorf("the retry opened %v, want one session for customer %s", got, *stored)
+		}
+	})
 }

@@ -42,6 +42,10 @@ type Recorder struct {
 // NewRecorder records requests and sends them with http.DefaultTransport.
 func NewRecorder() *Recorder { return &Recorder{next: http.DefaultTransport} }
 
+// NewRecorderTo records requests and sends them with next, which may fail
+// some of them to stand for a network fault.
+func NewRecorderTo(next http.RoundTripper) *Recorder { return &Recorder{next: next} }
+
 // RoundTrip records req and forwards it.
 func (r *Recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 	rec := Request{Method: req.Method, Path: req.URL.Path, Form: req.URL.Query(),
