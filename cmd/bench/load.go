@@ -96,7 +96,8 @@ func (r *recorder) result(elapsed time.Duration) run {
 // paced sends requests at a fixed rate for d whatever the responses do (an
 // open loop), as independent clients would. A late wake-up of the generator
 // sends the overdue requests at once, so the average rate stays exact. The
-// result sets the requests against the machine stalls probe saw (nil: none).
+// result sets the requests against the machine stalls probe saw (nil: no
+// probe, and Clean is the whole latency).
 func paced(ctx context.Context, rate int, d time.Duration, probe *stallProbe, do op) run {
 	every := time.Second / time.Duration(rate)
 	total := int(d / every)
@@ -133,6 +134,10 @@ func paced(ctx context.Context, rate int, d time.Duration, probe *stallProbe, do
 	}
 	wg.Wait()
 	r := rec.result(time.Since(start))
+	if probe == nil {
+		r.Clean = r.Latency
+		return r
+	}
 	// Let the probe report a stall that ended with the phase.
 	time.Sleep(10 * stallGap)
 	stalls := probe.within(start, time.Now())

@@ -114,9 +114,6 @@ func startStallProbe(ctx context.Context) (*stallProbe, error) {
 
 // within returns the stalls overlapping [from, to).
 func (p *stallProbe) within(from, to time.Time) []interval {
-	if p == nil {
-		return nil
-	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var out []interval

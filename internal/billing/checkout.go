@@ -119,10 +119,8 @@ func (s *Service) CreateCheckoutSession(ctx context.Context, orgID string, in Ch
 // closeCheckout makes sure the organisation's previous Checkout session can
 // no longer be paid before another is opened: two open sessions could sell
 // two subscriptions, since the check for an existing one above sees only
-// what webhooks have delivered. An open session is expired. One that was
-// completed but whose subscription has not arrived yet refuses the new
-// checkout; one whose subscription has arrived is history (the caller has
-// already checked that nothing grants access now).
+// what webhooks have delivered. An open session is expired; one that can no
+// longer be expired is judged by PreviousCheckoutVerdict.
 func (s *Service) closeCheckout(ctx context.Context, tx *gorm.DB, sc *client.API, orgID, sessionID string) error {
 	ep := &stripe.CheckoutSessionExpireParams{}
 	ep.Context = ctx
