@@ -280,3 +280,58 @@ func TestStripeSyncCommand(t *testing.T) {
 		t.Fatalf("unknown org: %v\n%s", err, out)
 	}
 }
+
+// TestCommandLine: every command parses its flags and arguments before
+// doing anything: --help prints help and exits 0, and an unknown flag, a
+// missing or extra argument, or an unknown action exits 2 with the usage
+// instead of running (`token --help` used to mint a token for "--help").
+func TestCommandLine(t *testing.T) {
+	env := map[string]string{"TOLLGATE_DATA_DIR": t.TempDir(), "TOLLGATE_MIGRATE": "false"}
+	getenv := func(k string) string { return env[k] }
+	cases := []struct {
+		args       []string
+		code       int
+		wantStdout string // substring; "" means stdout must be empty
+		wantStderr string
+	}{
+		{[]string{"token", "--help"}, 0, "usage: tollgate token [org]", ""},
+		{[]string{"token", "-h"}, 0, "usage: tollgate token [org]", ""},
+		{[]string{"migrate", "--help"}, 0, "usage: tollgate migrate up|down|status", ""},
+		{[]string{"stripe", "sync", "--help"}, 0, "-org", ""},
+		{[]string{"serve", "--help"}, 0, "usage: tollgate serve", ""},
+		{[]string{"--help"}, 0, "COMMAND --help", ""},
+		{[]string{"token", "acme", "extra"}, 2, "", `unexpected argument "extra"`},
+		{[]string{"token", "--org", "acme"}, 2, "", "flag provided but not defined: -org"},
+		{[]string{"token", "acme "}, 2, "", "whitespace"},
+		{[]string{"migrate"}, 2, "", "missing argument"},
+		{[]string{"migrate", "sideways"}, 2, "", `unknown action "sideways"`},
+		{[]string{"migrate", "status", "now"}, 2, "", `unexpected argument "now"`},
+		{[]string{"stripe", "resync"}, 2, "", `unknown action "resync"`},
+		{[]string{"serve", "now"}, 2, "", `unexpected argument "now"`},
+		{[]string{"tokens"}, 2, "", `unknown command "tokens"`},
+	}
+	for _, tc := range cases {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), tc.args, getenv, &stdout, &stderr)
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tc.code, &stdout, &stderr)
+			}
+			if tc.wantStdout == "" && stdout.Len() > 0 || !strings.Contains(stdout.String(), tc.wantStdout) {
+				t.Fatalf("stdout %q, want %q", &stdout, tc.wantStdout)
+			}
+			if !strings.Contains(stderr.String(), tc.wantStderr) {
+				t.Fatalf("stderr %q, want it to contain %q", &stderr, tc.wantStderr)
+			}
+			if strings.Contains(stdout.String(), "eyJ") {
+				t.Fatalf("a token was minted: %s", &stdout)
+			}
+		})
+	}
+
+	// The plain forms still work.
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"token", "acme"}, getenv, &stdout, &stderr); code != 0 || !strings.HasPrefix(stdout.String(), "eyJ") {
+		t.Fatalf("token acme: exit %d, stdout %q, stderr %s", code, &stdout, &stderr)
+	}
+}
