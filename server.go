@@ -257,24 +257,25 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, out io.Writ
 	return srv.Shutdown(sctx)
 }
 
+// migrate opens only the database: the full app would start background
+// jobs that query tables a fresh database does not have yet.
 func migrate(ctx context.Context, cfg config.Config, log *slog.Logger, action string, out io.Writer) error {
-	cfg.Migrate = false
-	a, err := app.New(ctx, cfg, log)
+	db, err := app.OpenDatabase(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer a.Close()
+	defer db.Close()
 	switch action {
 	case "up":
-		if err := a.DB.MigrateUp(ctx); err != nil {
+		if err := db.MigrateUp(ctx); err != nil {
 			return err
 		}
 	case "down":
-		if err := a.DB.MigrateDown(ctx); err != nil {
+		if err := db.MigrateDown(ctx); err != nil {
 			return err
 		}
 	}
-	return a.DB.MigrationStatus(ctx, out)
+	return db.MigrationStatus(ctx, out)
 }
 
 func token(ctx context.Context, cfg config.Config, log *slog.Logger, org string, out io.Writer) error {

@@ -105,14 +105,26 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	return a, a.build()
 }
 
-func (a *App) openDB(ctx context.Context) error {
-	opts := store.Options{URL: a.Config.DatabaseURL, Logger: a.Log}
+// OpenDatabase opens the configured database (DATABASE_URL, or the embedded
+// SQLite file) and nothing else, for commands such as `migrate` that must
+// not start the background jobs, which would trip over a schema they are
+// about to create. The caller closes it.
+func OpenDatabase(ctx context.Context, cfg config.Config, log *slog.Logger) (*store.DB, error) {
+	opts := store.Options{URL: cfg.DatabaseURL, Logger: log}
 	if opts.URL == "" {
-		opts.SQLitePath = filepath.Join(a.Config.DataDir, "tollgate.db")
+		opts.SQLitePath = filepath.Join(cfg.DataDir, "tollgate.db")
 	}
 	db, err := store.Open(ctx, opts)
 	if err != nil {
-		return fmt.Errorf("DATABASE_URL: %w", err)
+		return nil, fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	return db, nil
+}
+
+func (a *App) openDB(ctx context.Context) error {
+	db, err := OpenDatabase(ctx, a.Config, a.Log)
+	if err != nil {
+		return err
 	}
 	a.DB = db
 	a.closers = append(a.closers, func() { db.Close() })

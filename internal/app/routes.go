@@ -23,7 +23,7 @@ const MaxGraphQLBody = 2 << 20
 //	POST /graphql          the GraphQL API (GET for queries)
 //	POST /webhooks/stripe  Stripe webhooks
 //	GET  /healthz          liveness: answers while the process runs
-//	GET  /readyz           readiness: 200 only when the database and Redis answer
+//	GET  /readyz           readiness: 200 only when the database (at the latest migration) and Redis answer
 //	GET  /metrics          Prometheus metrics
 func (a *App) Handler() http.Handler {
 	gql := graph.NewHandler(a.resolver(), graph.Options{
@@ -64,11 +64,18 @@ func (a *App) deadline(next http.Handler) http.Handler {
 func (a *App) ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	checks := map[string]string{"database": "ok", "redis": "ok"}
+	checks := map[string]string{"database": "ok", "schema": "ok", "redis": "ok"}
 	code := http.StatusOK
 	if err := a.DB.Ping(ctx); err != nil {
-		checks["database"], code = "unavailable", http.StatusServiceUnavailable
+		checks["database"], checks["schema"], code = "unavailable", "unknown", http.StatusServiceUnavailable
 		a.Log.WarnContext(ctx, "readiness: database", "err", err)
+	} else if pending, err := a.DB.MigrationsPending(ctx); err != nil {
+		checks["schema"], code = "unknown", http.StatusServiceUnavailable
+		a.Log.WarnContext(ctx, "readiness: schema", "err", err)
+	} else if pending {
+		// Every request would fail on a missing table or column.
+		checks["schema"], code = "migrations pending", http.StatusServiceUnavailable
+		a.Log.WarnContext(ctx, "readiness: the database schema is behind this binary; run `tollgate migrate up` or start with TOLLGATE_MIGRATE=true")
 	}
 	if err := a.Redis.Ping(ctx).Err(); err != nil {
 		checks["redis"], code = "unavailable", http.StatusServiceUnavailable
