@@ -185,7 +185,8 @@ func TestBadConfigurationStopsStartup(t *testing.T) {
 		env  []string
 		want string
 	}{
-		{"production without a JWT secret", []string{"TOLLGATE_ENV=production", "DATABASE_URL=postgres://127.0.0.1/x"}, "JWT_SECRET"},
+		{"production without a JWT secret", []string{"TOLLGATE_ENV=production", "DATABASE_URL=postgres://127.0.0.1/x", "REDIS_URL=redis://127.0.0.1:6379"}, "JWT_SECRET"},
+		{"production without REDIS_URL", []string{"TOLLGATE_ENV=production", "DATABASE_URL=postgres://127.0.0.1/x", "JWT_SECRET=" + strings.Repeat("s", 32)}, "tollgate: configuration: REDIS_URL: is required when TOLLGATE_ENV=production"},
 		{"unparsable database URL", []string{"DATABASE_URL=::not a url"}, "DATABASE_URL"},
 		{"plans file that does not validate", []string{"PLANS_FILE=" + plans}, "PLANS_FILE"},
 	}

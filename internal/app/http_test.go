@@ -58,7 +58,7 @@ func TestQueryLimits(t *testing.T) {
 // asked for.
 func TestProductionHidesTheSchema(t *testing.T) {
 	h := apptest.New(t, apptest.Options{Env: map[string]string{
-		"TOLLGATE_ENV": "production", "DATABASE_URL": "postgres://unused/x",
+		"TOLLGATE_ENV": "production", "DATABASE_URL": "postgres://unused/x", "REDIS_URL": "redis://unused:6379",
 	}})
 	if r := h.Query("acme", `{ __schema { types { name } } }`, nil); len(r.Errors) == 0 {
 		t.Fatal("introspection answered in production")

@@ -28,7 +28,7 @@ type Config struct {
 
 	DatabaseURL string // empty: embedded SQLite at DataDir/tollgate.db
 	Migrate     bool
-	RedisURL    string // empty: embedded miniredis
+	RedisURL    string // empty: embedded miniredis (development only)
 
 	JWTSecret     string // HS256; generated and kept in DataDir in dev when empty
 	JWTPublicKeys string // optional PEM file of EdDSA/RS256 public keys
@@ -127,6 +127,12 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 		if c.DatabaseURL == "" {
 			bad("DATABASE_URL", "is required when TOLLGATE_ENV=production (SQLite is for development)")
+		}
+		if c.RedisURL == "" {
+			// Each replica would get a private embedded Redis: rate limits,
+			// replay refusal and revocation sharing would silently stop
+			// holding across replicas.
+			bad("REDIS_URL", "is required when TOLLGATE_ENV=production (the embedded Redis is for development)")
 		}
 	}
 	if c.StripeAPIBase != "" {
