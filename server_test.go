@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -340,5 +341,72 @@ func TestCommandLine(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if code := run(context.Background(), []string{"token", "acme"}, getenv, &stdout, &stderr); code != 0 || !strings.HasPrefix(stdout.String(), "eyJ") {
 		t.Fatalf("token acme: exit %d, stdout %q, stderr %s", code, &stdout, &stderr)
+	}
+}
+
+// TestRedisClientLinesGoThroughTheLogger: while Redis is unreachable,
+// go-redis's own "pool.go: failed to dial" lines used to go raw to stderr,
+// many a second, amid the structured logs. Only Tollgate's own line about
+// the outage may show at the default level, formatted like every other.
+func TestRedisClientLinesGoThroughTheLogger(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().String()
+	l.Close()
+
+	cmd := exec.Command(binary)
+	cmd.Dir = t.TempDir()
+	cmd.Env = []string{"PORT=0", "REDIS_URL=redis://" + closed, "PATH=" + os.Getenv("PATH")}
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 1000)
+	go func() {
+		s := bufio.NewScanner(stderr)
+		for s.Scan() {
+			lines <- s.Text()
+		}
+		close(lines)
+	}()
+	var all []string
+	port, token := "", ""
+	timeout := time.After(30 * time.Second)
+	for token == "" {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("exited before serving:\n%s", strings.Join(all, "\n"))
+			}
+			all = append(all, l)
+			if m := listening.FindStringSubmatch(l); m != nil {
+				port = m[1]
+			}
+			if m := devToken.FindStringSubmatch(l); m != nil {
+				token = m[1]
+			}
+		case <-timeout:
+			cmd.Process.Kill()
+			t.Fatalf("not serving within 30 s:\n%s", strings.Join(all, "\n"))
+		}
+	}
+	// A request that needs Redis (the rate limiter) while it is down.
+	firstQuery(t, "http://127.0.0.1:"+port, token)
+	cmd.Process.Signal(syscall.SIGTERM)
+	for l := range lines {
+		all = append(all, l)
+	}
+	cmd.Wait()
+
+	out := strings.Join(all, "\n")
+	if !strings.Contains(out, "redis unreachable at start") {
+		t.Fatalf("no line said Redis is unreachable:\n%s", out)
+	}
+	for _, l := range all {
+		if strings.Contains(l, "pool.go") || strings.HasPrefix(l, "redis: ") {
+			t.Fatalf("go-redis wrote to stderr directly: %q\nall output:\n%s", l, out)
+		}
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/config"
 	"github.com/tollgate-billing/tollgate/internal/invoices"
+	"github.com/tollgate-billing/tollgate/internal/observe"
 	"github.com/tollgate-billing/tollgate/internal/orgs"
 	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/ratelimit"
@@ -80,6 +81,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	for _, o := range opts {
 		o(a)
 	}
+	// go-redis has one logger per process; it would otherwise print a raw
+	// stderr line per failed dial.
+	redis.SetLogger(observe.RedisLogger{Log: log})
 	defer func() {
 		if err != nil {
 			a.Close()
