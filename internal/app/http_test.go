@@ -202,3 +202,21 @@ func TestReadinessNeedsTheLatestSchema(t *testing.T) {
 		}
 	})
 }
+
+// TestGraphiQLNeedsNoInternet: the development GraphiQL page and what it
+// loads come from Tollgate itself; it used to load React and GraphiQL from
+// a CDN, and offline the page stayed on "Loading…".
+func TestGraphiQLNeedsNoInternet(t *testing.T) {
+	h := apptest.New(t, apptest.Options{})
+	resp := get(t, h.Server.URL+"/", nil)
+	page, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET / = %d", resp.StatusCode)
+	}
+	if strings.Contains(string(page), "http://") || strings.Contains(string(page), "https://") {
+		t.Fatalf("the GraphiQL page names another host:\n%s", page)
+	}
+	if js := get(t, h.Server.URL+"/graphiql/graphiql.min.js", nil); js.StatusCode != http.StatusOK || !strings.Contains(string(page), `src="/graphiql/graphiql.min.js"`) {
+		t.Fatalf("GraphiQL's script is not served by Tollgate: %d", js.StatusCode)
+	}
+}

@@ -6,10 +6,9 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/99designs/gqlgen/graphql/playground"
-
 	"github.com/tollgate-billing/tollgate/graph"
 	"github.com/tollgate-billing/tollgate/internal/config"
+	"github.com/tollgate-billing/tollgate/internal/graphiql"
 	"github.com/tollgate-billing/tollgate/internal/observe"
 )
 
@@ -20,6 +19,7 @@ const MaxGraphQLBody = 2 << 20
 // Handler returns Tollgate's HTTP routes:
 //
 //	GET  /                 GraphiQL (development, or PLAYGROUND=true)
+//	GET  /graphiql/{file}  its scripts and styles, embedded
 //	POST /graphql          the GraphQL API (GET for queries)
 //	POST /webhooks/stripe  Stripe webhooks
 //	GET  /healthz          liveness: answers while the process runs
@@ -41,7 +41,7 @@ func (a *App) Handler() http.Handler {
 	mux.Handle("OPTIONS /graphql", api)
 	a.mountWebhooks(mux)
 	if a.Config.Playground {
-		mux.Handle("GET /{$}", playground.Handler("Tollgate", "/graphql"))
+		graphiql.Mount(mux, "Tollgate", "/graphql")
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
