@@ -53,7 +53,7 @@ const usage = `usage: tollgate [command] [flags]
 type command struct {
 	use  string // synopsis after "tollgate "
 	help string
-	// nargs bounds the positional arguments after the flags.
+	// minArgs and maxArgs bound the positional arguments.
 	minArgs, maxArgs int
 	flags            func(fs *flag.FlagSet) // may be nil
 	// check refuses positional arguments the command cannot use; may be nil.
@@ -165,7 +165,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		printUsage(stderr) // after the flag package's own line naming the error
 		return 2
 	}
-	rest := append(lead, fs.Args()...)
+	rest := slices.Concat(lead, fs.Args())
 	if len(rest) < cmd.minArgs || len(rest) > cmd.maxArgs {
 		what := "missing argument"
 		if len(rest) > cmd.maxArgs {
