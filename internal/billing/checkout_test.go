@@ -92,7 +92,7 @@ func TestCheckoutForNewOrgCreatesOneCustomerUnderConcurrentCalls(t *testing.T) {
 		if c.Form.Get("metadata[org_id]") != org || c.Form.Get("email") != "owner@acme.test" {
 			t.Errorf("customer created with %v, want metadata[org_id]=%s and the token email", c.Form, org)
 		}
-		if c.IdempotencyKey != "tollgate-customer-"+org {
+		if !strings.HasPrefix(c.IdempotencyKey, "tollgate-customer-"+org+"-") {
 			t.Errorf("customer idempotency key = %q, want one derived from the org", c.IdempotencyKey)
 		}
 		stored := orgRow(t, db, org).StripeCustomerID
@@ -221,8 +221,8 @@ func TestASecondCheckoutExpiresTheFirst(t *testing.T) {
 		if n := len(expiries(rec)); n != 0 {
 			t.Fatalf("the first checkout expired %d sessions; there was none to expire", n)
 		}
-		if got := orgRow(t, db, org).OpenCheckoutSessionID; got == nil || *got != first.ID {
-			t.Fatalf("open checkout session stored as %v, want %s", got, first.ID)
+		if got := openCheckouts(t, db, org); len(got) != 1 || got[0] != first.ID {
+			t.Fatalf("open checkout sessions recorded: %v, want [%s]", got, first.ID)
 		}
 
 		second, err := svc.CreateCheckoutSession(ctx, org, in)
@@ -232,17 +232,17 @@ func TestASecondCheckoutExpiresTheFirst(t *testing.T) {
 		if got, want := expiries(rec), []string{"/v1/checkout/sessions/" + first.ID + "/expire"}; len(got) != 1 || got[0] != want[0] {
 			t.Fatalf("expired %v, want %v", got, want)
 		}
-		if got := orgRow(t, db, org).OpenCheckoutSessionID; got == nil || *got != second.ID {
-			t.Fatalf("open checkout session stored as %v, want %s", got, second.ID)
+		if got := openCheckouts(t, db, org); len(got) != 1 || got[0] != second.ID {
+			t.Fatalf("open checkout sessions recorded: %v, want [%s]", got, second.ID)
 		}
 
 		// The webhook for the second session's completion, with its
 		// subscription recorded, forgets it.
-		if err := db.Tx(ctx, func(tx *gorm.DB) error { return svc.CheckoutCompleted(tx, org, second.ID) }); err != nil {
+		if err := db.Tx(ctx, func(tx *gorm.DB) error { return svc.CheckoutCompleted(tx, org, second.ID, "") }); err != nil {
 			t.Fatal(err)
 		}
-		if got := orgRow(t, db, org).OpenCheckoutSessionID; got != nil {
-			t.Fatalf("open checkout session %s still stored after its completion", *got)
+		if got := openCheckouts(t, db, org); len(got) != 0 {
+			t.Fatalf("open checkout sessions %v still recorded after the completion", got)
 		}
 		if _, err := svc.CreateCheckoutSession(ctx, org, in); err != nil {
 			t.Fatal(err)
@@ -318,8 +318,44 @@ func TestACustomerIsKeptWhenOpeningTheSessionFails(t *testing.T) {
 		if n := len(exactly(rec, "POST", "/v1/customers")); n != 0 {
 			t.Errorf("the retry created %d more customers, want none", n)
 		}
-		if got := exactly(rec, "POST", "/v1/checkout/sessions"); len(got) != 1 || got[0].Form.Get("customer") != *stored {
-			t.Errorf("the retry opened %v, want one session for customer %s", got, *stored)
+		// The retry first asks again for the session that failed, under its
+		// key (Stripe may have created it), then opens its own.
+		failed := exactly(broken, "POST", "/v1/checkout/sessions")[0].IdempotencyKey
+		got := exactly(rec, "POST", "/v1/checkout/sessions")
+		if len(got) != 2 || got[0].IdempotencyKey != failed || got[1].IdempotencyKey == failed {
+			t.Fatalf("the retry sent %d session requests, want the failed one again and then a new one", len(got))
+		}
+		for _, r := range got {
+			if r.Form.Get("customer") != *stored {
+				t.Errorf("the retry asked for a session of customer %q, want %s", r.Form.Get("customer"), *stored)
+			}
 		}
 	})
+}
+
+// Stripe refuses a retry that reuses an idempotency key with other
+// parameters, so the customer's key changes with anything it sends.
+func TestTheCustomerKeyCoversEveryParameterSent(t *testing.T) {
+	db := testenv.DB(t)
+	ctx := context.Background()
+	org := newOrg(t, db, "")
+	in := billing.CheckoutInput{Plan: "starter", SuccessURL: okSuccess, CancelURL: okCancel}
+	broken := stripetest.NewRecorderTo(failPath{"POST", "/v1/customers"})
+	svc := newService(db, stripetest.ClientAt(testenv.StripeMock(t), broken, 0))
+
+	for _, email := range []string{"first@acme.test", "first@acme.test", "second@acme.test"} {
+		in.Email = email
+		_, err := svc.CreateCheckoutSession(ctx, org, in)
+		wantCode(t, err, apperr.PaymentProviderUnavailable)
+	}
+	reqs := exactly(broken, "POST", "/v1/customers")
+	if len(reqs) != 3 {
+		t.Fatalf("%d customer requests, want 3", len(reqs))
+	}
+	if reqs[0].IdempotencyKey != reqs[1].IdempotencyKey {
+		t.Errorf("the same parameters were sent under keys %q and %q, want one", reqs[0].IdempotencyKey, reqs[1].IdempotencyKey)
+	}
+	if reqs[1].IdempotencyKey == reqs[2].IdempotencyKey || reqs[2].Form.Get("email") != "second@acme.test" {
+		t.Errorf("another email was sent under the same key %q", reqs[2].IdempotencyKey)
+	}
 }

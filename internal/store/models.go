@@ -14,12 +14,9 @@ type Organization struct {
 	StripeCustomerID *string // unique; nil until the first Checkout
 	// PlanID is the effective plan. Billing keeps it equal to the
 	// subscription's plan while that grants access, and free otherwise.
-	PlanID string
-	// OpenCheckoutSessionID is the last Checkout session opened, until its
-	// completion is processed; nil when none may be open.
-	OpenCheckoutSessionID *string
-	CreatedAt             time.Time
-	UpdatedAt             time.Time
+	PlanID    string
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // Subscription mirrors one Stripe subscription.

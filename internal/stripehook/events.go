@@ -100,7 +100,7 @@ func (h *handler) checkoutCompleted(ctx context.Context, tx *gorm.DB, ev stripe.
 	res.add(applied)
 	// The subscription is recorded: the session need not be checked at
 	// Stripe before the next checkout.
-	return h.Billing.CheckoutCompleted(tx, orgID, cs.ID)
+	return h.Billing.CheckoutCompleted(tx, orgID, cs.ID, cs.Metadata[billing.CheckoutMetadataKey])
 }
 
 // checkoutSubscription fetches the subscription a completed subscription
