@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -25,63 +26,87 @@ import (
 
 const hookSecret = "whsec_billing_test"
 
-// While Stripe takes its time over one organisation's checkout, nothing
-// else waits for it: not another organisation's usage (on SQLite the
-// checkout would otherwise hold the only connection), nor webhooks for
-// either organisation (on Postgres it would hold the organisation's row).
+// While Stripe takes its time over one organisation's checkout, or over a
+// subscription a webhook asked for, nothing else waits for it: not another
+// organisation's usage (on SQLite the call would otherwise hold the only
+// connection), nor webhooks for either organisation (on Postgres it would
+// hold the organisation's row).
 func TestASlowStripeHoldsUpNothingElse(t *testing.T) {
 	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
-		stub := newStripeStub(t)
-		stub.stall, stub.stallFor, stub.arrived = make(chan struct{}), 2*time.Second, make(chan struct{}, 1)
-		svc := newService(db, stub.client())
-		log := stripetest.Discard()
-		hook := stripehook.NewHandler(stripehook.Config{DB: db, Billing: svc, Invoices: invoices.NewService(db, clock.Real{}, log),
-			Secret: hookSecret, Clock: clock.Real{}, Log: log})
-		use := usage.NewService(db, testenv.MiniRedis(t), plans.Default(), svc, clock.Real{}, log)
-		slow, other := newOrg(t, db, "billing@slow.test"), newOrg(t, db, "billing@other.test")
+		cases := []struct {
+			name string
+			// slowCall starts the call Stripe stalls, for org.
+			slowCall func(svc *billing.Service, hook http.Handler, org string) error
+		}{
+			{"a checkout", func(svc *billing.Service, _ http.Handler, org string) error {
+				_, err := svc.CreateCheckoutSession(ctx, org, billing.CheckoutInput{Plan: "starter", SuccessURL: okSuccess, CancelURL: okCancel})
+				return err
+			}},
+			{"a webhook that needs the subscription from Stripe", func(_ *billing.Service, hook http.Handler, org string) error {
+				// A second update in the same second as the first cannot be
+				// ordered from the events: it needs Stripe's copy.
+				sub, at := "sub_tie_"+store.NewID(), time.Now()
+				for i := range 2 {
+					if code := deliverSubscription(t, hook, org, sub, "customer.subscription.updated", at, i); code != http.StatusOK {
+						return fmt.Errorf("update %d answered %d", i, code)
+					}
+				}
+				return nil
+			}},
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				stub := newStripeStub(t)
+				svc := newService(db, stub.client())
+				log := stripetest.Discard()
+				hook := stripehook.NewHandler(stripehook.Config{DB: db, Billing: svc, Invoices: invoices.NewService(db, clock.Real{}, log),
+					Secret: hookSecret, Clock: clock.Real{}, Log: log})
+				use := usage.NewService(db, testenv.MiniRedis(t), plans.Default(), svc, clock.Real{}, log)
+				slow, other := newOrg(t, db, "billing@slow.test"), newOrg(t, db, "billing@other.test")
+				stub.stall, stub.stallFor, stub.arrived = make(chan struct{}), 2*time.Second, make(chan struct{}, 1)
 
-		done := make(chan error, 1)
-		go func() {
-			_, err := svc.CreateCheckoutSession(ctx, slow, billing.CheckoutInput{Plan: "starter", SuccessURL: okSuccess, CancelURL: okCancel})
-			done <- err
-		}()
-		<-stub.arrived // Stripe now holds the checkout
+				done := make(chan error, 1)
+				go func() { done <- tc.slowCall(svc, hook, slow) }()
+				<-stub.arrived // Stripe now holds the call
 
-		res, err := use.Record(ctx, other, []usage.Event{{Meter: "api_calls", Quantity: 1, IdempotencyKey: "slow-stripe-1"}})
-		if err != nil || res.Accepted != 1 {
-			t.Fatalf("another organisation's recordUsage: %+v, %v; want 1 accepted", res, err)
-		}
-		for i, org := range []string{other, slow} {
-			status := deliverSubscription(t, hook, org, "sub_slow_"+store.NewID(), i)
-			if status != http.StatusOK {
-				t.Fatalf("webhook for org %d answered %d", i, status)
-			}
-		}
-		stub.mu.Lock()
-		waited := stub.stalledOut
-		stub.mu.Unlock()
-		if waited != 0 {
-			t.Fatal("usage and webhooks completed only once the stalled Stripe call gave up: they waited for it")
-		}
-		close(stub.stall)
-		if err := <-done; err != nil {
-			t.Fatalf("the slow checkout: %v", err)
+				res, err := use.Record(ctx, other, []usage.Event{{Meter: "api_calls", Quantity: 1, IdempotencyKey: "slow-stripe-1"}})
+				if err != nil || res.Accepted != 1 {
+					t.Fatalf("another organisation's recordUsage: %+v, %v; want 1 accepted", res, err)
+				}
+				for i, org := range []string{other, slow} {
+					code := deliverSubscription(t, hook, org, "sub_other_"+store.NewID(), "customer.subscription.created", time.Now(), 0)
+					if code != http.StatusOK {
+						t.Fatalf("webhook for org %d answered %d", i, code)
+					}
+				}
+				stub.mu.Lock()
+				waited := stub.stalledOut
+				stub.mu.Unlock()
+				if waited != 0 {
+					t.Fatal("usage and webhooks completed only once the stalled Stripe call gave up: they waited for it")
+				}
+				close(stub.stall)
+				if err := <-done; err != nil {
+					t.Fatalf("the slow call: %v", err)
+				}
+			})
 		}
 	})
 }
 
-// deliverSubscription posts a signed customer.subscription.created for the
-// organisation and returns the status code.
-func deliverSubscription(t *testing.T, h http.Handler, orgID, subID string, n int) int {
+// deliverSubscription posts a signed subscription event of type typ for
+// the organisation, created at at, and returns the status code; n tells
+// events about one subscription apart.
+func deliverSubscription(t *testing.T, h http.Handler, orgID, subID, typ string, at time.Time, n int) int {
 	t.Helper()
-	now := time.Now().Unix()
+	created := at.Unix()
 	body, err := json.Marshal(map[string]any{
-		"id": "evt_" + subID, "object": "event", "api_version": "2023-10-16", "created": now,
-		"type": "customer.subscription.created",
+		"id": fmt.Sprintf("evt_%s_%d", subID, n), "object": "event", "api_version": "2023-10-16", "created": created,
+		"type": typ,
 		"data": map[string]any{"object": map[string]any{
 			"id": subID, "object": "subscription", "customer": "cus_" + subID, "status": "active",
-			"created": now, "current_period_start": now, "current_period_end": now + 30*86400,
+			"created": created, "current_period_start": created, "current_period_end": created + 30*86400,
 			"metadata": map[string]any{"org_id": orgID},
 			"items": map[string]any{"object": "list", "data": []any{map[string]any{
 				"id": "si_" + subID, "object": "subscription_item", "price": map[string]any{"id": "price_tollgate_starter_monthly", "object": "price"},
@@ -89,7 +114,8 @@ func deliverSubscription(t *testing.T, h http.Handler, orgID, subID string, n in
 		}},
 	})
 	if err != nil {
-		t.Fatal(err)
+		t.Error(err)
+		return 0
 	}
 	signed := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: hookSecret, Timestamp: time.Now()})
 	req := httptest.NewRequest(http.MethodPost, "/webhooks/stripe", bytes.NewReader(body))

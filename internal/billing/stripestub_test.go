@@ -29,8 +29,9 @@ type stripeStub struct {
 	// failAfterCreate is how many more session creations are answered with
 	// a server error once the session exists.
 	failAfterCreate int
-	// stall, when set, holds each session creation until it is closed or
-	// stallFor passes; arrived hears of each held request.
+	// stall, when set, holds each session creation and subscription read
+	// until it is closed or stallFor passes; arrived hears of each held
+	// request.
 	stall    chan struct{}
 	stallFor time.Duration
 	arrived  chan struct{}
@@ -65,16 +66,7 @@ func (s *stripeStub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 		writeJSON(w, http.StatusOK, map[string]any{"id": id, "object": "customer", "email": r.PostForm.Get("email")})
 	case r.Method == http.MethodPost && path == "/v1/checkout/sessions":
-		if s.stall != nil {
-			s.arrived <- struct{}{}
-			select {
-			case <-s.stall:
-			case <-time.After(s.stallFor):
-				s.mu.Lock()
-				s.stalledOut++
-				s.mu.Unlock()
-			}
-		}
+		s.hold()
 		s.mu.Lock()
 		id, ok := s.byKey[key]
 		if !ok {
@@ -109,6 +101,14 @@ func (s *stripeStub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		default:
 			writeJSON(w, http.StatusOK, s.session(id))
 		}
+	case r.Method == http.MethodGet && strings.HasPrefix(path, "/v1/subscriptions/"):
+		s.hold()
+		id := strings.TrimPrefix(path, "/v1/subscriptions/")
+		now := time.Now().Unix()
+		writeJSON(w, http.StatusOK, map[string]any{"id": id, "object": "subscription", "status": "active",
+			"customer": "cus_" + id, "created": now, "current_period_start": now, "current_period_end": now + 30*86400,
+			"items": map[string]any{"object": "list", "data": []any{map[string]any{"id": "si_" + id, "object": "subscription_item",
+				"price": map[string]any{"id": "price_tollgate_starter_monthly", "object": "price"}}}}})
 	case r.Method == http.MethodGet && strings.HasPrefix(path, "/v1/checkout/sessions/"):
 		id := strings.TrimPrefix(path, "/v1/checkout/sessions/")
 		if _, ok := s.status(id); !ok {
@@ -118,6 +118,21 @@ func (s *stripeStub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.session(id))
 	default:
 		writeJSON(w, http.StatusNotFound, stripeError("the stub has no "+r.Method+" "+path))
+	}
+}
+
+// hold stalls a request while the stub is set to.
+func (s *stripeStub) hold() {
+	if s.stall == nil {
+		return
+	}
+	s.arrived <- struct{}{}
+	select {
+	case <-s.stall:
+	case <-time.After(s.stallFor):
+		s.mu.Lock()
+		s.stalledOut++
+		s.mu.Unlock()
 	}
 }
 

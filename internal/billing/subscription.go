@@ -46,6 +46,14 @@ func (r *Result) note(change string) {
 	}
 }
 
+// merge adds what a later step did: its outcome, organisation and changes.
+func (r *Result) merge(o Result) {
+	r.Outcome, r.Changes = o.Outcome, append(r.Changes, o.Changes...)
+	if o.OrgID != "" {
+		r.OrgID = o.OrgID
+	}
+}
+
 // SubscriptionUpdate is a Stripe subscription object and how Tollgate got it.
 type SubscriptionUpdate struct {
 	Sub *stripe.Subscription
@@ -125,13 +133,10 @@ func (s *Service) ApplySubscription(ctx context.Context, tx *gorm.DB, u Subscrip
 		case at.Before(last), at.Equal(last) && u.Rank < Rank(row.LastEventRank):
 			return Result{Outcome: Stale, OrgID: row.OrgID}, nil
 		case at.Equal(last) && u.Rank == Rank(row.LastEventRank) && u.Rank != RankFetched && s.stripe != nil:
-			// Two updates in one second carry no order at all: ask Stripe
-			// for the subscription as it is now.
-			fresh, err := s.fetchSubscription(ctx, sub.ID)
-			if err != nil {
-				return res, err
-			}
-			sub, u.Rank = fresh, RankFetched
+			// Two updates in one second carry no order at all: the caller
+			// asks Stripe for the subscription as it is now, outside the
+			// transaction, and applies that.
+			return res, &FetchFirst{SubscriptionID: sub.ID}
 		}
 	}
 	next := row
@@ -362,15 +367,4 @@ func timeString(t *time.Time) string {
 		return "none"
 	}
 	return t.UTC().Format(time.RFC3339)
-}
-
-// fetchSubscription reads a subscription from Stripe.
-func (s *Service) fetchSubscription(ctx context.Context, id string) (*stripe.Subscription, error) {
-	params := &stripe.SubscriptionParams{}
-	params.Context = ctx
-	sub, err := s.stripe.Subscriptions.Get(id, params)
-	if err != nil {
-		return nil, stripeclient.Error("fetch subscription "+id, err)
-	}
-	return sub, nil
 }

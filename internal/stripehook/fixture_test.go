@@ -52,7 +52,7 @@ func newHandler(t testing.TB, db *store.DB, rec *stripetest.Recorder, log *slog.
 	b := billing.NewService(db, plans.Default(), clock.Real{}, sc, log)
 	return stripehook.NewHandler(stripehook.Config{
 		DB: db, Billing: b, Invoices: invoices.NewService(db, clock.Real{}, log),
-		Stripe: sc, Secret: secret, Clock: clock.Real{}, Log: log,
+		Secret: secret, Clock: clock.Real{}, Log: log,
 	}), b
 }
 

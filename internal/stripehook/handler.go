@@ -1,8 +1,10 @@
 // Package stripehook is the endpoint Stripe delivers webhook events to
 // (POST /webhooks/stripe). Stripe delivers late, twice, concurrently and out
-// of order; the handler verifies each event, applies it at most once in one
-// transaction with the record that it was applied, and lets billing and
-// invoices drop anything older than what they already hold.
+// of order; the handler verifies each event, records it, and dispatches it
+// to billing and invoices in one transaction with that record, so it is
+// applied at most once. What an event means (which organisation it belongs
+// to, what it changes) is billing's and invoices' to decide; they drop
+// anything older than what they already hold.
 //
 // It answers 200 to every well-signed event, including ones it ignores or
 // cannot place (Stripe disables endpoints that keep answering 4xx), 400 to
@@ -19,7 +21,6 @@ import (
 	"time"
 
 	"github.com/stripe/stripe-go/v76"
-	"github.com/stripe/stripe-go/v76/client"
 	"github.com/stripe/stripe-go/v76/webhook"
 
 	"github.com/tollgate-billing/tollgate/internal/billing"
@@ -42,10 +43,6 @@ type Config struct {
 	DB       *store.DB
 	Billing  *billing.Service
 	Invoices *invoices.Service
-	// Stripe fetches what an event does not carry (the subscription of a
-	// completed Checkout). nil when STRIPE_SECRET_KEY is unset: the customer
-	// is still linked and the subscription waits for its own event.
-	Stripe *client.API
 	// Secret is STRIPE_WEBHOOK_SECRET (whsec_…).
 	Secret string
 	Clock  clock.Clock
