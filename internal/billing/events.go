@@ -81,17 +81,23 @@ func (s *Service) ApplyCheckoutCompleted(ctx context.Context, tx *gorm.DB, cs *s
 	if cs.Customer != nil {
 		customer = cs.Customer.ID
 	}
-	// A customer already linked decides, as for every other event: a
-	// client_reference_id can be set by whoever opens a Payment Link.
-	orgID, err := s.FindOrg(ctx, tx, Owner{CustomerID: customer, MetadataOrgIDs: []string{cs.ClientReferenceID, cs.Metadata["org_id"]}})
+	// Only what Tollgate itself put on the session places it: a customer
+	// already linked, else the metadata.org_id of a session Tollgate
+	// created. client_reference_id is never trusted: whoever opens a
+	// Payment Link can set it to any organisation's id.
+	orgID, err := s.FindOrg(ctx, tx, Owner{CustomerID: customer, MetadataOrgIDs: []string{cs.Metadata["org_id"]}})
 	if err != nil {
 		return Result{}, err
 	}
 	if orgID == "" {
-		return Result{Outcome: UnknownOrg}, nil
+		UntrustedCheckouts.Inc()
+		s.log.WarnContext(ctx, "ignoring a completed checkout Tollgate did not create: no linked customer and no known metadata.org_id",
+			"checkout_session_id", cs.ID, "stripe_customer_id", customer,
+			"metadata_org_id", cs.Metadata["org_id"], "client_reference_id", cs.ClientReferenceID)
+		return Result{Outcome: Ignored}, nil
 	}
 	if cs.ClientReferenceID != "" && cs.ClientReferenceID != orgID {
-		s.log.WarnContext(ctx, "checkout's client_reference_id names another organisation than its customer's; keeping the customer's",
+		s.log.WarnContext(ctx, "checkout's client_reference_id names another organisation; keeping the one Tollgate recorded",
 			"checkout_session_id", cs.ID, "client_reference_id", cs.ClientReferenceID, "org_id", orgID, "stripe_customer_id", customer)
 	}
 	res, err := s.LinkCustomer(ctx, tx, orgID, customer)
