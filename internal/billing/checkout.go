@@ -1,6 +1,7 @@
 package billing
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -18,7 +19,10 @@ import (
 
 // CheckoutInput asks for a Checkout session selling one paid plan.
 type CheckoutInput struct {
-	Plan       string
+	Plan string
+	// Interval is the billing interval of the price sold ("month" or
+	// "year"); empty means monthly.
+	Interval   string
 	SuccessURL string
 	CancelURL  string
 	// Email is the caller's token email, used for a new Stripe customer when
@@ -228,17 +232,23 @@ func PreviousCheckoutVerdict(status stripe.CheckoutSessionStatus, sold *store.Su
 func (s *Service) checkCheckoutInput(in CheckoutInput) (plans.Plan, string, error) {
 	var fe apperr.FieldErrors
 	plan, ok := s.catalog.ByID(in.Plan)
+	var price plans.Price
 	switch {
 	case strings.TrimSpace(in.Plan) == "":
 		fe.Add("input.plan", CodeRequired, "A plan id is required.")
 	case !ok:
 		fe.Add("input.plan", CodeUnknownPlan, fmt.Sprintf("There is no plan %q.", in.Plan))
-	case !plan.Paid() || plan.ContactSales || plan.StripePriceID == "":
+	case !plan.Paid() || plan.ContactSales || len(plan.Prices) == 0:
 		fe.Add("input.plan", CodeNotPurchasable, fmt.Sprintf("The %s plan is not sold through Checkout.", plan.Name))
+	default:
+		interval := cmp.Or(in.Interval, plans.IntervalMonth)
+		if price, ok = plan.PriceFor(interval); !ok {
+			fe.Add("input.interval", CodeNotPurchasable, fmt.Sprintf("The %s plan is not sold %sly.", plan.Name, interval))
+		}
 	}
 	checkRedirectURL(&fe, "input.successUrl", in.SuccessURL)
 	checkRedirectURL(&fe, "input.cancelUrl", in.CancelURL)
-	return plan, plan.StripePriceID, fe.Err()
+	return plan, price.ID, fe.Err()
 }
 
 // refused reports whether Stripe answered a request with a refusal that

@@ -123,13 +123,14 @@ func (s *Service) ApplyCheckoutCompleted(ctx context.Context, tx *gorm.DB, cs *s
 }
 
 // ApplySubscriptionEvent stores the subscription a customer.subscription.*
-// event carries. fresh, when not nil, is the same subscription fetched
-// after a FetchFirst, and is applied instead.
-func (s *Service) ApplySubscriptionEvent(ctx context.Context, tx *gorm.DB, eventType string, sub *stripe.Subscription, at time.Time, fresh *stripe.Subscription) (Result, error) {
-	u := SubscriptionUpdate{Sub: sub, At: at, Rank: RankForEvent(eventType)}
+// event carries, decoded from raw (the event's object). fresh, when not
+// nil, is the same subscription fetched after a FetchFirst, and is applied
+// instead.
+func (s *Service) ApplySubscriptionEvent(ctx context.Context, tx *gorm.DB, eventType string, sub *stripe.Subscription, raw []byte, at time.Time, fresh *stripe.Subscription) (Result, error) {
+	u := SubscriptionUpdate{Sub: sub, At: at, Rank: RankForEvent(eventType), Raw: raw}
 	switch {
 	case fresh != nil && fresh.ID == sub.ID:
-		u.Sub, u.Rank = fresh, RankFetched
+		u.Sub, u.Rank, u.Raw = fresh, RankFetched, nil
 	case eventType == string(stripe.EventTypeCustomerSubscriptionDeleted):
 		// A deleted subscription is over, whatever status the payload's API
 		// version spells.

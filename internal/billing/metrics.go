@@ -15,6 +15,12 @@ var (
 		Name: "tollgate_billing_untrusted_checkouts_total",
 		Help: "Completed Stripe Checkout sessions ignored because Tollgate did not create them for a known organisation.",
 	})
+	// PlanMismatches counts subscription updates applied with no price the
+	// plans file knows: the plan kept is the last a known price named.
+	PlanMismatches = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tollgate_billing_plan_mismatches_total",
+		Help: "Stripe subscription updates whose prices are all missing from the plans file.",
+	})
 )
 
-func init() { observe.Registry.MustRegister(UntrustedCheckouts) }
+func init() { observe.Registry.MustRegister(UntrustedCheckouts, PlanMismatches) }

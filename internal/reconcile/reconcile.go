@@ -24,6 +24,7 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/invoices"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/stripeclient"
+	"github.com/tollgate-billing/tollgate/internal/stripeshape"
 )
 
 // Syncer re-reads Stripe and applies what it finds.
@@ -115,6 +116,7 @@ func (s *Syncer) syncOrg(ctx context.Context, o store.Organization, out io.Write
 			lines = append(lines, res.Changes...)
 		}
 		for _, inv := range invs {
+			stripeshape.Invoice(inv, nil)
 			res, err := s.invoices.Apply(ctx, tx, o.ID, inv, at)
 			if err != nil {
 				return err

@@ -27,11 +27,14 @@ type Subscription struct {
 	StripeCustomerID     string
 	PriceID              string
 	PlanID               string
-	Status               string // Stripe's status, lower-case
-	CurrentPeriodStart   *time.Time
-	CurrentPeriodEnd     *time.Time
-	CancelAtPeriodEnd    bool
-	CanceledAt           *time.Time
+	// PlanMismatch is set while none of the subscription's prices is in the
+	// plans file; PlanID is then the last plan a known price named.
+	PlanMismatch       bool
+	Status             string // Stripe's status, lower-case
+	CurrentPeriodStart *time.Time
+	CurrentPeriodEnd   *time.Time
+	CancelAtPeriodEnd  bool
+	CanceledAt         *time.Time
 	// LastEventAt is the `created` time of the newest Stripe event applied.
 	LastEventAt *time.Time
 	// LastEventRank orders updates within LastEventAt's second (see

@@ -9,6 +9,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/tollgate-billing/tollgate/internal/billing"
+	"github.com/tollgate-billing/tollgate/internal/stripeshape"
 )
 
 // Event types by what they change. Types not listed are acknowledged and
@@ -70,7 +71,7 @@ func (h *handler) apply(ctx context.Context, tx *gorm.DB, ev stripe.Event, at ti
 		if !h.decode(ctx, ev, &sub, res) {
 			return nil
 		}
-		applied, err := h.Billing.ApplySubscriptionEvent(ctx, tx, string(ev.Type), &sub, at, f.fresh)
+		applied, err := h.Billing.ApplySubscriptionEvent(ctx, tx, string(ev.Type), &sub, ev.Data.Raw, at, f.fresh)
 		res.add(applied)
 		return err
 	case slices.Contains(invoiceEvents, ev.Type):
@@ -78,6 +79,7 @@ func (h *handler) apply(ctx context.Context, tx *gorm.DB, ev stripe.Event, at ti
 		if !h.decode(ctx, ev, &inv, res) {
 			return nil
 		}
+		stripeshape.Invoice(&inv, ev.Data.Raw)
 		return h.invoiceChanged(ctx, tx, ev, &inv, at, res)
 	default:
 		res.outcome = outcomeIgnored

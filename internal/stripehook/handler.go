@@ -92,11 +92,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// IgnoreAPIVersionMismatch: the endpoint's API version is set in the
-	// Stripe dashboard (and stripe-mock renders a newer one) and need not
-	// equal the version stripe-go is pinned to. Tollgate reads only fields
-	// that are the same across those versions (ids, status, periods,
-	// cancel_at_period_end, prices, amounts), and reconciliation re-reads
-	// everything through the pinned version anyway.
+	// Stripe dashboard and need not equal the version stripe-go is pinned
+	// to. Tollgate reads the fields later versions moved through
+	// stripeshape, and reconciliation re-reads everything through the
+	// pinned version anyway.
 	ev, err := webhook.ConstructEventWithOptions(body, r.Header.Get("Stripe-Signature"), h.Secret,
 		webhook.ConstructEventOptions{Tolerance: Tolerance, IgnoreAPIVersionMismatch: true})
 	if err != nil {
@@ -115,6 +114,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reply(w, http.StatusBadRequest, map[string]any{"error": "not a Stripe event"})
 		return
 	}
+	noteAPIVersion(r.Context(), h.Log, ev.APIVersion, ev.ID)
 	res, err := h.process(r.Context(), ev)
 	if err != nil {
 		h.Log.ErrorContext(r.Context(), "stripe webhook failed; Stripe will retry",
