@@ -13,6 +13,8 @@ import (
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/billing"
+	"github.com/tollgate-billing/tollgate/internal/clock"
+	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/stripeclient/stripetest"
 	"github.com/tollgate-billing/tollgate/internal/testenv"
@@ -357,5 +359,46 @@ func TestTheCustomerKeyCoversEveryParameterSent(t *testing.T) {
 	}
 	if reqs[1].IdempotencyKey == reqs[2].IdempotencyKey || reqs[2].Form.Get("email") != "second@acme.test" {
 		t.Errorf("another email was sent under the same key %q", reqs[2].IdempotencyKey)
+	}
+}
+
+// Checkout sells the plan's price for the interval asked, monthly by
+// default; an interval the plan is not sold at is refused before Stripe is
+// called.
+func TestCheckoutSellsThePriceOfTheIntervalAsked(t *testing.T) {
+	db := testenv.DB(t)
+	rec := stripetest.NewRecorder()
+	catalog, err := plans.Parse([]byte(`meters: [{name: api_calls, reset: monthly}]
+plans:
+  - {id: free, name: Free, rate_limit_per_second: 1, limits: {api_calls: {limit: 1}}}
+  - id: team
+    name: Team
+    prices:
+      - {id: price_team_m, interval: month, amount_cents: 1000}
+      - {id: price_team_y, interval: year, amount_cents: 10000}
+    rate_limit_per_second: 1
+    limits: {api_calls: {limit: 10}}
+  - {id: solo, name: Solo, prices: [{id: price_solo_m, interval: month, amount_cents: 500}], rate_limit_per_second: 1, limits: {api_calls: {limit: 5}}}
+`), "yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := billing.NewService(db, catalog, clock.Real{}, stripetest.Client(t, rec), stripetest.Discard())
+	ctx := context.Background()
+	for _, tc := range []struct{ interval, want string }{{"", "price_team_m"}, {"month", "price_team_m"}, {"year", "price_team_y"}} {
+		org := newOrg(t, db, "billing@acme.test")
+		if _, err := svc.CreateCheckoutSession(ctx, org, billing.CheckoutInput{Plan: "team", Interval: tc.interval, SuccessURL: okSuccess, CancelURL: okCancel}); err != nil {
+			t.Fatal(err)
+		}
+		sent := exactly(rec, "POST", "/v1/checkout/sessions")
+		if got := sent[len(sent)-1].Form.Get("line_items[0][price]"); got != tc.want {
+			t.Errorf("interval %q sold %s, want %s", tc.interval, got, tc.want)
+		}
+	}
+	before := len(rec.Requests())
+	_, err = svc.CreateCheckoutSession(ctx, newOrg(t, db, ""), billing.CheckoutInput{Plan: "solo", Interval: "year", SuccessURL: okSuccess, CancelURL: okCancel})
+	wantFieldError(t, err, "input.interval", billing.CodeNotPurchasable)
+	if n := len(rec.Requests()) - before; n != 0 {
+		t.Fatalf("a refused interval made %d Stripe requests", n)
 	}
 }

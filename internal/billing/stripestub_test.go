@@ -37,10 +37,36 @@ type stripeStub struct {
 	arrived  chan struct{}
 	// stalled counts creations that were held to the end of stallFor.
 	stalledOut int
+	// subscriptions are what the stub holds for /v1/subscriptions/:id, by
+	// id: updates and cancellations change them as Stripe would.
+	subscriptions map[string]map[string]any
+}
+
+// changeSubscription answers a read, update (cancel_at_period_end) or
+// cancellation of a subscription the test gave the stub.
+func (s *stripeStub) changeSubscription(w http.ResponseWriter, r *http.Request, id string) {
+	s.mu.Lock()
+	sub := s.subscriptions[id]
+	switch r.Method {
+	case http.MethodPost:
+		if v := r.PostForm.Get("cancel_at_period_end"); v != "" {
+			sub["cancel_at_period_end"] = v == "true"
+		}
+	case http.MethodDelete:
+		sub["status"], sub["canceled_at"] = "canceled", time.Now().Unix()
+	}
+	body, err := json.Marshal(sub)
+	s.mu.Unlock()
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, stripeError(err.Error()))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(body)
 }
 
 func newStripeStub(t *testing.T) *stripeStub {
-	return &stripeStub{t: t, byKey: map[string]string{}, sessions: map[string]string{}}
+	return &stripeStub{t: t, byKey: map[string]string{}, sessions: map[string]string{}, subscriptions: map[string]map[string]any{}}
 }
 
 // client returns a Stripe client for the stub that does not retry, so each
@@ -101,6 +127,8 @@ func (s *stripeStub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		default:
 			writeJSON(w, http.StatusOK, s.session(id))
 		}
+	case strings.HasPrefix(path, "/v1/subscriptions/") && s.subscriptions[strings.TrimPrefix(path, "/v1/subscriptions/")] != nil:
+		s.changeSubscription(w, r, strings.TrimPrefix(path, "/v1/subscriptions/"))
 	case r.Method == http.MethodGet && strings.HasPrefix(path, "/v1/subscriptions/"):
 		s.hold()
 		id := strings.TrimPrefix(path, "/v1/subscriptions/")
