@@ -200,3 +200,47 @@ func TestInvoiceWithAStatusOutsideTheEnumIsNotListed(t *testing.T) {
 		t.Fatalf("listed %v, want the open and the paid invoice only", listed)
 	}
 }
+
+// A dashboard lists each plan's prices and sells the yearly one when asked.
+func TestPlanPricesAndAYearlyCheckoutOverGraphQL(t *testing.T) {
+	h := withStripe(t)
+	var plans struct {
+		Plans []struct {
+			ID            string
+			StripePriceID *string
+			Prices        []struct {
+				ID, Interval, Currency string
+				AmountCents            int64
+			}
+		}
+	}
+	h.Query("acme", `{ plans { id stripePriceId prices { id interval amountCents currency } } }`, nil).Decode(t, &plans)
+	yearly := ""
+	for _, p := range plans.Plans {
+		if p.ID != "growth" {
+			continue
+		}
+		for _, pr := range p.Prices {
+			if pr.Interval == "YEAR" {
+				yearly = pr.ID
+			}
+			if pr.Interval == "MONTH" && (p.StripePriceID == nil || *p.StripePriceID != pr.ID) {
+				t.Errorf("growth stripePriceId %v is not its monthly price %s", p.StripePriceID, pr.ID)
+			}
+		}
+	}
+	if yearly == "" {
+		t.Fatalf("growth lists no yearly price: %+v", plans.Plans)
+	}
+	var ok checkoutResult
+	h.Query("acme", checkout, map[string]any{"in": map[string]any{"plan": "growth", "interval": "YEAR",
+		"successUrl": "https://app.example.com/ok", "cancelUrl": "https://app.example.com/no"}}).Decode(t, &ok)
+	if c := ok.CreateCheckoutSession; len(c.UserErrors) > 0 || c.URL == nil {
+		t.Fatalf("yearly checkout = %+v", c)
+	}
+	var sub struct{ Subscription struct{ PlanMismatch bool } }
+	h.Query("acme", `{ subscription { planMismatch } }`, nil).Decode(t, &sub)
+	if sub.Subscription.PlanMismatch {
+		t.Fatal("planMismatch is set without any subscription")
+	}
+}

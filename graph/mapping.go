@@ -61,6 +61,11 @@ func planToModel(p plans.Plan) *model.Plan {
 		RateLimitPerSecond: p.RateLimitPerSecond,
 		Webhooks:           p.Webhooks,
 		Meters:             make([]model.PlanMeter, 0, len(p.Limits)),
+		Prices:             make([]model.PlanPrice, 0, len(p.Prices)),
+	}
+	for _, pr := range p.Prices {
+		m.Prices = append(m.Prices, model.PlanPrice{ID: pr.ID, Interval: model.BillingInterval(strings.ToUpper(pr.Interval)),
+			AmountCents: pr.AmountCents, Currency: pr.Currency})
 	}
 	for _, l := range p.Limits {
 		pm := model.PlanMeter{Meter: l.Meter, Unlimited: l.Unlimited, Hard: l.Hard, Reset: resetToModel(l.Reset)}
@@ -102,6 +107,7 @@ func billingToModel(st billing.State) *model.BillingSubscription {
 		m.CurrentPeriodEnd = s.CurrentPeriodEnd
 		m.CancelAtPeriodEnd = ptr(s.CancelAtPeriodEnd)
 		m.CanceledAt = s.CanceledAt
+		m.PlanMismatch = s.PlanMismatch
 	}
 	return m
 }

@@ -54,9 +54,11 @@ func (r *mutationResolver) RegisterSigningKey(ctx context.Context, input model.R
 // CreateCheckoutSession is the resolver for the createCheckoutSession field.
 func (r *mutationResolver) CreateCheckoutSession(ctx context.Context, input model.CreateCheckoutSessionInput) (*model.CreateCheckoutSessionPayload, error) {
 	p := principal(ctx)
-	sess, err := r.Billing.CreateCheckoutSession(ctx, p.OrgID, billing.CheckoutInput{
-		Plan: input.Plan, SuccessURL: input.SuccessURL, CancelURL: input.CancelURL, Email: p.Email,
-	})
+	in := billing.CheckoutInput{Plan: input.Plan, SuccessURL: input.SuccessURL, CancelURL: input.CancelURL, Email: p.Email}
+	if input.Interval != nil {
+		in.Interval = strings.ToLower(string(*input.Interval))
+	}
+	sess, err := r.Billing.CreateCheckoutSession(ctx, p.OrgID, in)
 	ue, err := userErrors(err)
 	if err != nil || len(ue) > 0 {
 		return &model.CreateCheckoutSessionPayload{UserErrors: ue}, err

@@ -57,6 +57,7 @@ type ComplexityRoot struct {
 		CurrentPeriodStart func(childComplexity int) int
 		HasBillingHistory  func(childComplexity int) int
 		Plan               func(childComplexity int) int
+		PlanMismatch       func(childComplexity int) int
 		Status             func(childComplexity int) int
 	}
 
@@ -153,6 +154,7 @@ type ComplexityRoot struct {
 		Meters             func(childComplexity int) int
 		Name               func(childComplexity int) int
 		PriceCents         func(childComplexity int) int
+		Prices             func(childComplexity int) int
 		RateLimitPerSecond func(childComplexity int) int
 		StripePriceID      func(childComplexity int) int
 		Webhooks           func(childComplexity int) int
@@ -164,6 +166,13 @@ type ComplexityRoot struct {
 		Meter     func(childComplexity int) int
 		Reset     func(childComplexity int) int
 		Unlimited func(childComplexity int) int
+	}
+
+	PlanPrice struct {
+		AmountCents func(childComplexity int) int
+		Currency    func(childComplexity int) int
+		ID          func(childComplexity int) int
+		Interval    func(childComplexity int) int
 	}
 
 	Query struct {
@@ -369,6 +378,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.BillingSubscription.Plan(childComplexity), true
+	case "BillingSubscription.planMismatch":
+		if e.ComplexityRoot.BillingSubscription.PlanMismatch == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BillingSubscription.PlanMismatch(childComplexity), true
 	case "BillingSubscription.status":
 		if e.ComplexityRoot.BillingSubscription.Status == nil {
 			break
@@ -776,6 +791,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Plan.PriceCents(childComplexity), true
+	case "Plan.prices":
+		if e.ComplexityRoot.Plan.Prices == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Plan.Prices(childComplexity), true
 	case "Plan.rateLimitPerSecond":
 		if e.ComplexityRoot.Plan.RateLimitPerSecond == nil {
 			break
@@ -825,6 +846,31 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.PlanMeter.Unlimited(childComplexity), true
+
+	case "PlanPrice.amountCents":
+		if e.ComplexityRoot.PlanPrice.AmountCents == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PlanPrice.AmountCents(childComplexity), true
+	case "PlanPrice.currency":
+		if e.ComplexityRoot.PlanPrice.Currency == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PlanPrice.Currency(childComplexity), true
+	case "PlanPrice.id":
+		if e.ComplexityRoot.PlanPrice.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PlanPrice.ID(childComplexity), true
+	case "PlanPrice.interval":
+		if e.ComplexityRoot.PlanPrice.Interval == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PlanPrice.Interval(childComplexity), true
 
 	case "Query.apiKeys":
 		if e.ComplexityRoot.Query.APIKeys == nil {
@@ -1293,13 +1339,15 @@ enum MeterReset {
 type Plan {
   id: ID!
   name: String!
-  "Price per interval in minor units (cents). 0 for free and contact-sales plans."
+  "The headline (monthly) price in minor units (cents). 0 for free and contact-sales plans."
   priceCents: Int64!
-  "ISO 4217 currency code, lower-case as Stripe writes it."
+  "ISO 4217 currency code of the headline price, lower-case as Stripe writes it."
   currency: String!
   interval: BillingInterval!
-  "The Stripe price Checkout sells this plan at; null for free and contact-sales plans."
+  "The Stripe price Checkout sells this plan at monthly; null for free and contact-sales plans."
   stripePriceId: String
+  "Every Stripe price the plan is sold at (monthly, yearly, in each currency); empty for free and contact-sales plans."
+  prices: [PlanPrice!]!
   "True when the plan is sold by contract rather than Checkout."
   contactSales: Boolean!
   rateLimitPerSecond: Int!
@@ -1329,6 +1377,17 @@ enum SubscriptionStatus {
   PAUSED
 }
 
+"One Stripe price a plan is sold at."
+type PlanPrice {
+  "Stripe's price id."
+  id: ID!
+  interval: BillingInterval!
+  "Amount per interval in minor units (cents)."
+  amountCents: Int64!
+  "ISO 4217 currency code, lower-case as Stripe writes it."
+  currency: String!
+}
+
 "The organisation's billing state. Named so it is never confused with GraphQL subscriptions."
 type BillingSubscription {
   "The effective plan: the subscribed plan while the status is active, trialing or past due; free otherwise."
@@ -1342,6 +1401,8 @@ type BillingSubscription {
   canceledAt: Time
   "True once the organisation has a Stripe customer (a Checkout was started); the portal needs it."
   hasBillingHistory: Boolean!
+  "True when the subscription's Stripe prices are all missing from the plans file: the plan shown is the last one a known price named. Add the price to the plans file."
+  planMismatch: Boolean!
 }
 
 type ApiKey {
@@ -1393,6 +1454,8 @@ type RegisterSigningKeyPayload {
 input CreateCheckoutSessionInput {
   "Id of a paid plan."
   plan: ID!
+  "Which of the plan's prices to sell; monthly when omitted."
+  interval: BillingInterval
   "Absolute http(s) URL, at most 2,000 characters."
   successUrl: String!
   "Absolute http(s) URL, at most 2,000 characters."
@@ -1590,6 +1653,8 @@ func (ec *executionContext) childFields_BillingSubscription(ctx context.Context,
 		return ec.fieldContext_BillingSubscription_canceledAt(ctx, field)
 	case "hasBillingHistory":
 		return ec.fieldContext_BillingSubscription_hasBillingHistory(ctx, field)
+	case "planMismatch":
+		return ec.fieldContext_BillingSubscription_planMismatch(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type BillingSubscription", field.Name)
 }
@@ -1756,6 +1821,8 @@ func (ec *executionContext) childFields_Plan(ctx context.Context, field graphql.
 		return ec.fieldContext_Plan_interval(ctx, field)
 	case "stripePriceId":
 		return ec.fieldContext_Plan_stripePriceId(ctx, field)
+	case "prices":
+		return ec.fieldContext_Plan_prices(ctx, field)
 	case "contactSales":
 		return ec.fieldContext_Plan_contactSales(ctx, field)
 	case "rateLimitPerSecond":
@@ -1782,6 +1849,20 @@ func (ec *executionContext) childFields_PlanMeter(ctx context.Context, field gra
 		return ec.fieldContext_PlanMeter_reset(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type PlanMeter", field.Name)
+}
+
+func (ec *executionContext) childFields_PlanPrice(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_PlanPrice_id(ctx, field)
+	case "interval":
+		return ec.fieldContext_PlanPrice_interval(ctx, field)
+	case "amountCents":
+		return ec.fieldContext_PlanPrice_amountCents(ctx, field)
+	case "currency":
+		return ec.fieldContext_PlanPrice_currency(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PlanPrice", field.Name)
 }
 
 func (ec *executionContext) childFields_RecordUsagePayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2680,6 +2761,29 @@ func (ec *executionContext) _BillingSubscription_hasBillingHistory(ctx context.C
 	)
 }
 func (ec *executionContext) fieldContext_BillingSubscription_hasBillingHistory(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BillingSubscription", field, false, false, errors.New("field of type Boolean does not have child fields"))
+}
+
+func (ec *executionContext) _BillingSubscription_planMismatch(ctx context.Context, field graphql.CollectedField, obj *model.BillingSubscription) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BillingSubscription_planMismatch(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PlanMismatch, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BillingSubscription_planMismatch(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("BillingSubscription", field, false, false, errors.New("field of type Boolean does not have child fields"))
 }
 
@@ -4389,6 +4493,38 @@ func (ec *executionContext) fieldContext_Plan_stripePriceId(_ context.Context, f
 	return graphql.NewScalarFieldContext("Plan", field, false, false, errors.New("field of type String does not have child fields"))
 }
 
+func (ec *executionContext) _Plan_prices(ctx context.Context, field graphql.CollectedField, obj *model.Plan) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Plan_prices(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Prices, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []model.PlanPrice) graphql.Marshaler {
+			return ec.marshalNPlanPrice2ᚕgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐPlanPriceᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Plan_prices(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Plan",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PlanPrice(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Plan_contactSales(ctx context.Context, field graphql.CollectedField, obj *model.Plan) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -4603,6 +4739,98 @@ func (ec *executionContext) _PlanMeter_reset(ctx context.Context, field graphql.
 }
 func (ec *executionContext) fieldContext_PlanMeter_reset(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("PlanMeter", field, false, false, errors.New("field of type MeterReset does not have child fields"))
+}
+
+func (ec *executionContext) _PlanPrice_id(ctx context.Context, field graphql.CollectedField, obj *model.PlanPrice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PlanPrice_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PlanPrice_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PlanPrice", field, false, false, errors.New("field of type ID does not have child fields"))
+}
+
+func (ec *executionContext) _PlanPrice_interval(ctx context.Context, field graphql.CollectedField, obj *model.PlanPrice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PlanPrice_interval(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Interval, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.BillingInterval) graphql.Marshaler {
+			return ec.marshalNBillingInterval2githubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐBillingInterval(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PlanPrice_interval(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PlanPrice", field, false, false, errors.New("field of type BillingInterval does not have child fields"))
+}
+
+func (ec *executionContext) _PlanPrice_amountCents(ctx context.Context, field graphql.CollectedField, obj *model.PlanPrice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PlanPrice_amountCents(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AmountCents, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PlanPrice_amountCents(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PlanPrice", field, false, false, errors.New("field of type Int64 does not have child fields"))
+}
+
+func (ec *executionContext) _PlanPrice_currency(ctx context.Context, field graphql.CollectedField, obj *model.PlanPrice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PlanPrice_currency(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Currency, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PlanPrice_currency(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PlanPrice", field, false, false, errors.New("field of type String does not have child fields"))
 }
 
 func (ec *executionContext) _Query_organization(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
@@ -7073,7 +7301,7 @@ func (ec *executionContext) unmarshalInputCreateCheckoutSessionInput(ctx context
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"plan", "successUrl", "cancelUrl"}
+	fieldsInOrder := [...]string{"plan", "interval", "successUrl", "cancelUrl"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -7087,6 +7315,13 @@ func (ec *executionContext) unmarshalInputCreateCheckoutSessionInput(ctx context
 				return it, err
 			}
 			it.Plan = data
+		case "interval":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("interval"))
+			data, err := ec.unmarshalOBillingInterval2ᚖgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐBillingInterval(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Interval = data
 		case "successUrl":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("successUrl"))
 			data, err := ec.unmarshalNString2string(ctx, v)
@@ -7391,6 +7626,11 @@ func (ec *executionContext) _BillingSubscription(ctx context.Context, sel ast.Se
 			}
 		case "hasBillingHistory":
 			out.Values[i] = ec._BillingSubscription_hasBillingHistory(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "planMismatch":
+			out.Values[i] = ec._BillingSubscription_planMismatch(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -8104,6 +8344,11 @@ func (ec *executionContext) _Plan(ctx context.Context, sel ast.SelectionSet, obj
 			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
+		case "prices":
+			out.Values[i] = ec._Plan_prices(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "contactSales":
 			out.Values[i] = ec._Plan_contactSales(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
@@ -8179,6 +8424,59 @@ func (ec *executionContext) _PlanMeter(ctx context.Context, sel ast.SelectionSet
 			}
 		case "reset":
 			out.Values[i] = ec._PlanMeter_reset(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
+
+	ec.ProcessDeferredGroup(graphql.DeferredGroup{
+		Defers:   deferLabelToView,
+		Path:     graphql.GetPath(ctx),
+		FieldSet: deferredFieldSet,
+		Context:  ctx,
+	})
+
+	return out
+}
+
+var planPriceImplementors = []string{"PlanPrice"}
+
+func (ec *executionContext) _PlanPrice(ctx context.Context, sel ast.SelectionSet, obj *model.PlanPrice) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, planPriceImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferredFieldSet := graphql.NewFieldSet(nil)
+	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("PlanPrice")
+		case "id":
+			out.Values[i] = ec._PlanPrice_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "interval":
+			out.Values[i] = ec._PlanPrice_interval(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "amountCents":
+			out.Values[i] = ec._PlanPrice_amountCents(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "currency":
+			out.Values[i] = ec._PlanPrice_currency(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -9640,6 +9938,26 @@ func (ec *executionContext) marshalNPlanMeter2ᚕgithubᚗcomᚋtollgateᚑbilli
 	return ret
 }
 
+func (ec *executionContext) marshalNPlanPrice2githubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐPlanPrice(ctx context.Context, sel ast.SelectionSet, v model.PlanPrice) graphql.Marshaler {
+	return ec._PlanPrice(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNPlanPrice2ᚕgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐPlanPriceᚄ(ctx context.Context, sel ast.SelectionSet, v []model.PlanPrice) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNPlanPrice2githubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐPlanPrice(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
 func (ec *executionContext) unmarshalNRecordUsageInput2githubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐRecordUsageInput(ctx context.Context, v any) (model.RecordUsageInput, error) {
 	res, err := ec.unmarshalInputRecordUsageInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -10006,6 +10324,22 @@ func (ec *executionContext) marshalOApiKey2ᚖgithubᚗcomᚋtollgateᚑbilling�
 		return graphql.Null
 	}
 	return ec._ApiKey(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalOBillingInterval2ᚖgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐBillingInterval(ctx context.Context, v any) (*model.BillingInterval, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(model.BillingInterval)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOBillingInterval2ᚖgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐBillingInterval(ctx context.Context, sel ast.SelectionSet, v *model.BillingInterval) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
 }
 
 func (ec *executionContext) marshalOBillingSubscription2ᚖgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐBillingSubscription(ctx context.Context, sel ast.SelectionSet, v *model.BillingSubscription) graphql.Marshaler {

@@ -37,6 +37,8 @@ type BillingSubscription struct {
 	CanceledAt        *time.Time `json:"canceledAt,omitempty"`
 	// True once the organisation has a Stripe customer (a Checkout was started); the portal needs it.
 	HasBillingHistory bool `json:"hasBillingHistory"`
+	// True when the subscription's Stripe prices are all missing from the plans file: the plan shown is the last one a known price named. Add the price to the plans file.
+	PlanMismatch bool `json:"planMismatch"`
 }
 
 type CancelSubscriptionInput struct {
@@ -63,6 +65,8 @@ type CreateAPIKeyPayload struct {
 type CreateCheckoutSessionInput struct {
 	// Id of a paid plan.
 	Plan string `json:"plan"`
+	// Which of the plan's prices to sell; monthly when omitted.
+	Interval *BillingInterval `json:"interval,omitempty"`
 	// Absolute http(s) URL, at most 2,000 characters.
 	SuccessURL string `json:"successUrl"`
 	// Absolute http(s) URL, at most 2,000 characters.
@@ -154,13 +158,15 @@ type PageInfo struct {
 type Plan struct {
 	ID   string `json:"id"`
 	Name string `json:"name"`
-	// Price per interval in minor units (cents). 0 for free and contact-sales plans.
+	// The headline (monthly) price in minor units (cents). 0 for free and contact-sales plans.
 	PriceCents int64 `json:"priceCents"`
-	// ISO 4217 currency code, lower-case as Stripe writes it.
+	// ISO 4217 currency code of the headline price, lower-case as Stripe writes it.
 	Currency string          `json:"currency"`
 	Interval BillingInterval `json:"interval"`
-	// The Stripe price Checkout sells this plan at; null for free and contact-sales plans.
+	// The Stripe price Checkout sells this plan at monthly; null for free and contact-sales plans.
 	StripePriceID *string `json:"stripePriceId,omitempty"`
+	// Every Stripe price the plan is sold at (monthly, yearly, in each currency); empty for free and contact-sales plans.
+	Prices []PlanPrice `json:"prices"`
 	// True when the plan is sold by contract rather than Checkout.
 	ContactSales       bool `json:"contactSales"`
 	RateLimitPerSecond int  `json:"rateLimitPerSecond"`
@@ -177,6 +183,17 @@ type PlanMeter struct {
 	// Hard limits reject usage past the limit; soft limits accept it and report overage.
 	Hard  bool       `json:"hard"`
 	Reset MeterReset `json:"reset"`
+}
+
+// One Stripe price a plan is sold at.
+type PlanPrice struct {
+	// Stripe's price id.
+	ID       string          `json:"id"`
+	Interval BillingInterval `json:"interval"`
+	// Amount per interval in minor units (cents).
+	AmountCents int64 `json:"amountCents"`
+	// ISO 4217 currency code, lower-case as Stripe writes it.
+	Currency string `json:"currency"`
 }
 
 type Query struct {

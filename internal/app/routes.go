@@ -10,6 +10,7 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/config"
 	"github.com/tollgate-billing/tollgate/internal/graphiql"
 	"github.com/tollgate-billing/tollgate/internal/observe"
+	"github.com/tollgate-billing/tollgate/internal/stripehook"
 )
 
 // MaxGraphQLBody caps a GraphQL request body: a 1,000-event recordUsage is
@@ -90,7 +91,9 @@ func (a *App) ready(w http.ResponseWriter, r *http.Request) {
 	if code != http.StatusOK {
 		status = "not ready"
 	}
-	writeJSON(w, code, map[string]any{"status": status, "checks": checks})
+	writeJSON(w, code, map[string]any{"status": status, "checks": checks,
+		// Which Stripe API versions (payload shapes) webhooks arrive in.
+		"stripeApiVersions": stripehook.SeenAPIVersions()})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -27,7 +27,7 @@ func (a *App) mountWebhooks(mux *http.ServeMux) {
 		return
 	}
 	mux.Handle("POST /webhooks/stripe", stripehook.NewHandler(stripehook.Config{
-		DB: a.DB, Billing: a.Billing, Invoices: a.Invoices, Stripe: a.Stripe,
+		DB: a.DB, Billing: a.Billing, Invoices: a.Invoices,
 		Secret: a.Config.StripeWebhookSecret, Clock: a.Clock, Log: a.Log,
 	}))
 }
