@@ -11,6 +11,7 @@ import (
 	"github.com/tollgate-billing/tollgate/graph"
 	"github.com/tollgate-billing/tollgate/internal/config"
 	"github.com/tollgate-billing/tollgate/internal/observe"
+	"github.com/tollgate-billing/tollgate/internal/ratelimit"
 )
 
 // MaxGraphQLBody caps a GraphQL request body: a 1,000-event recordUsage is
@@ -29,9 +30,10 @@ func (a *App) Handler() http.Handler {
 	gql := graph.NewHandler(a.resolver(), graph.Options{
 		Production: a.Config.Env == config.Production,
 		Log:        a.Log,
+		Work:       ratelimit.WorkCharge{},
 	})
-	// Order matters: authenticate, then rate-limit the organisation, then
-	// run the operation.
+	// Order matters: authenticate, then charge the credential (or address),
+	// then run the operation.
 	api := limitBody(a.Auth.Middleware(a.rateLimit(gql)), MaxGraphQLBody)
 	api = cors(a.Config.CORSOrigins, api)
 
