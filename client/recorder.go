@@ -184,6 +184,23 @@ func (r *Recorder) waitRoom(ctx context.Context) error {
 	return ctx.Err()
 }
 
+// Flush sends what is queued now and waits until nothing is held, or ctx
+// ends. A Tollgate that keeps failing makes it wait for ctx.
+func (r *Recorder) Flush(ctx context.Context) error {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for r.held > 0 {
+		if err := r.waitRoom(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Pending is how many events are held, queued or in flight.
 func (r *Recorder) Pending() int {
 	r.mu.Lock()

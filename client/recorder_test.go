@@ -63,9 +63,11 @@ func TestRecorderSendsAFullBatchAtOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Wait for what a user would see, the queue emptying; Flush would send
+	// it on its own, so it cannot stand in here.
 	deadline := time.Now().Add(10 * time.Second)
 	for rec.Pending() > 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond) // polling an observable condition, with a deadline
+		time.Sleep(5 * time.Millisecond)
 	}
 	if got := used(t, h, "acme", "api_calls"); got != 10 {
 		t.Errorf("used %d, want the full batch of 10 sent before the hour-long interval", got)
