@@ -231,8 +231,11 @@ func (m *Metering) failed(w http.ResponseWriter, r *http.Request, err error) boo
 	}
 	if m.down.CompareAndSwap(false, true) {
 		m.outages.Add(1)
-		m.cfg.Log.WarnContext(r.Context(), "tollgate unreachable; requests are served unchecked until it answers",
-			"fail_open", m.cfg.FailOpen, "err", err)
+		msg := "tollgate unreachable; requests are answered 503 until it answers"
+		if m.cfg.FailOpen {
+			msg = "tollgate unreachable; requests are served unchecked until it answers"
+		}
+		m.cfg.Log.WarnContext(r.Context(), msg, "fail_open", m.cfg.FailOpen, "err", err)
 	}
 	if m.cfg.FailOpen {
 		m.failedOpen.Add(1)
