@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/tollgate-billing/tollgate/internal/apptest"
+	"github.com/tollgate-billing/tollgate/internal/auth"
 	"github.com/tollgate-billing/tollgate/internal/store"
 )
 
@@ -249,5 +250,45 @@ func TestAliasesAreChargedAsWork(t *testing.T) {
 	}
 	if r := h.Do(tok, aliased(25), nil); r.Code() != "TOO_MUCH_WORK" {
 		t.Errorf("25 root fields against a budget of 20 answered %d %+v, want TOO_MUCH_WORK", r.Status, r.Errors)
+	}
+}
+
+const consumeUsage = `mutation($in: ConsumeUsageInput!) { consumeUsage(input: $in) {
+  allowed reason retryAfterMs usage { meter used limit remaining } userErrors { field code } } }`
+
+// consumeUsage answers input mistakes as userErrors, refusals as data, and
+// needs usage:write.
+func TestConsumeUsageOverGraphQL(t *testing.T) {
+	h := apptest.New(t, apptest.Options{})
+	type payload struct {
+		ConsumeUsage struct {
+			Allowed bool
+			Reason  *string
+			Usage   *struct {
+				Meter string
+				Used  int64
+				Limit *int64
+			}
+			UserErrors []struct{ Field, Code string }
+		}
+	}
+	var ok payload
+	h.Query("acme", consumeUsage, map[string]any{"in": map[string]any{"meter": "api_calls", "quantity": 1000, "idempotencyKey": "k1"}}).Decode(t, &ok)
+	if c := ok.ConsumeUsage; !c.Allowed || *c.Reason != "OK" || c.Usage.Used != 1000 || *c.Usage.Limit != 1000 {
+		t.Fatalf("consume the free plan's 1,000 calls: %+v", c)
+	}
+	var over payload
+	h.Query("acme", consumeUsage, map[string]any{"in": map[string]any{"meter": "api_calls", "quantity": 1, "idempotencyKey": "k2"}}).Decode(t, &over)
+	if c := over.ConsumeUsage; c.Allowed || *c.Reason != "USAGE_LIMIT_EXCEEDED" || c.Usage.Used != 1000 {
+		t.Fatalf("one past a hard limit: %+v", c)
+	}
+	var bad payload
+	h.Query("acme", consumeUsage, map[string]any{"in": map[string]any{"meter": "nope", "quantity": 1, "idempotencyKey": "k3"}}).Decode(t, &bad)
+	if c := bad.ConsumeUsage; c.Allowed || c.Reason != nil || len(c.UserErrors) != 1 || c.UserErrors[0].Field != "input.meter" || c.UserErrors[0].Code != "UNKNOWN_METER" {
+		t.Fatalf("unknown meter: %+v", c)
+	}
+	readOnly := map[string]string{"Authorization": "Bearer " + h.Token("acme", auth.BillingRead)}
+	if r := h.Do(readOnly, consumeUsage, map[string]any{"in": map[string]any{"meter": "api_calls", "quantity": 1, "idempotencyKey": "k4"}}); r.Code() != "FORBIDDEN" {
+		t.Fatalf("billing:read only: %+v", r.Errors)
 	}
 }
