@@ -135,6 +135,20 @@ func APIKeyHeader(header string) func(*http.Request) (Customer, bool) {
 	}
 }
 
+// MintedOrg names a request's customer by the organisation orgOf finds (from
+// the host's own session, say; "" answers 401), acting with short-lived
+// tokens minter mints for it: for hosts that are their own identity
+// provider.
+func MintedOrg(minter *client.Minter, orgOf func(*http.Request) string) func(*http.Request) (Customer, bool) {
+	return func(r *http.Request) (Customer, bool) {
+		org := orgOf(r)
+		if org == "" {
+			return Customer{}, false
+		}
+		return Customer{Account: org, Credential: minter.Org(org)}, true
+	}
+}
+
 // Stats are counts since start.
 type Stats struct {
 	// Outages counts times Tollgate became unreachable.

@@ -273,3 +273,35 @@ func TestTokenAndStorageHelpersRecordAfterServing(t *testing.T) {
 		t.Errorf("usage %v, want 42 tokens, 300 bytes, 1 call", got)
 	}
 }
+
+// A host that is its own identity provider names the organisation; the
+// middleware acts for it with tokens minted from the shared secret.
+func TestMintedOrganisationsAreMetered(t *testing.T) {
+	h := tollgate(t)
+	m := middleware.New(middleware.Config{
+		Tollgate: client.New(h.Server.URL, nil),
+		Customer: middleware.MintedOrg(client.HS256Minter([]byte(apptest.Secret)), func(r *http.Request) string { return r.Header.Get("X-Tenant") }),
+	})
+	srv := m.Wrap(hello)
+	call := func(tenant string) int {
+		r := httptest.NewRequest(http.MethodGet, "/v1/hello", nil)
+		r.Header.Set("X-Tenant", tenant)
+		w := httptest.NewRecorder()
+		srv.ServeHTTP(w, r)
+		return w.Code
+	}
+	for range 3 {
+		if code := call("initech"); code != http.StatusOK {
+			t.Fatalf("answered %d", code)
+		}
+	}
+	if code := call("initech"); code != http.StatusPaymentRequired {
+		t.Errorf("4th call of a 3-call plan answered %d", code)
+	}
+	if code := call(""); code != http.StatusUnauthorized {
+		t.Errorf("no tenant answered %d", code)
+	}
+	if got := usedCalls(t, h, "initech"); got != 3 {
+		t.Errorf("used %d, want 3", got)
+	}
+}
