@@ -132,8 +132,12 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("tollgate: %s: %s", e.Code, e.Message)
 }
 
-// retryable reports whether sending the same request again may succeed.
-func (e *Error) retryable() bool { return e.Code == "UNAVAILABLE" || e.Status >= 500 }
+// retryable reports whether sending the same request again may succeed:
+// Tollgate's dependencies were briefly out of reach (UNAVAILABLE, 5xx, or
+// credentials that could not be checked, AUTH_UNAVAILABLE).
+func (e *Error) retryable() bool {
+	return e.Code == CodeUnavailable || e.Status >= 500 || e.Reason == "AUTH_UNAVAILABLE"
+}
 
 // Codes of Error that the helpers treat specially.
 const (

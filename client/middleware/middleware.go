@@ -224,7 +224,7 @@ func (m *Metering) Wrap(next http.Handler) http.Handler {
 // failed answers a request whose check failed; true means serve it.
 func (m *Metering) failed(w http.ResponseWriter, r *http.Request, err error) bool {
 	var te *client.Error
-	if errors.As(err, &te) {
+	if errors.As(err, &te) && te.Reason != "AUTH_UNAVAILABLE" { // that one is an outage
 		switch te.Code {
 		case client.CodeUnauthenticated:
 			writeJSON(w, http.StatusUnauthorized, authBody{"Unauthorized", credentialReason(te.Reason), te.Message})

@@ -305,3 +305,23 @@ func TestMintedOrganisationsAreMetered(t *testing.T) {
 		t.Errorf("used %d, want 3", got)
 	}
 }
+
+// Credentials Tollgate could not check (its database out of reach) are an
+// outage, not a bad key: the customer is not told their key is invalid.
+func TestCredentialsThatCouldNotBeCheckedAreAnOutage(t *testing.T) {
+	var calls atomic.Int64
+	stub := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"errors":[{"message":"could not resolve the organisation; try again","extensions":{"code":"UNAUTHENTICATED","reason":"AUTH_UNAVAILABLE"}}],"data":null}`)
+	}))
+	defer stub.Close()
+	tg := client.New(stub.URL, nil, client.WithRetry(client.Retry{Attempts: 3, Base: time.Millisecond, Max: time.Millisecond}))
+	m := middleware.New(middleware.Config{Tollgate: tg, Customer: middleware.APIKeyHeader("X-API-Key"), Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if w := get(m.Wrap(hello), "tg_test_k"); w.Code != http.StatusServiceUnavailable {
+		t.Errorf("answered %d %s, want 503 (fail closed)", w.Code, w.Body)
+	}
+	if calls.Load() != 3 || m.Stats().FailedClosed != 1 {
+		t.Errorf("%d attempts, stats %+v; want 3 attempts and one request refused for the outage", calls.Load(), m.Stats())
+	}
+}
