@@ -71,7 +71,8 @@ type Retry struct {
 	Base, Max time.Duration
 }
 
-// DefaultRetry tries a request up to 5 times over about 2 seconds.
+// DefaultRetry tries a request up to 5 times, waiting about a second and a
+// half in all between attempts.
 var DefaultRetry = Retry{Attempts: 5, Base: 100 * time.Millisecond, Max: time.Second}
 
 // Option adjusts a Client.
