@@ -2,6 +2,7 @@ package graph
 
 import (
 	"strings"
+	"time"
 
 	"github.com/tollgate-billing/tollgate/graph/model"
 	"github.com/tollgate-billing/tollgate/internal/apperr"
@@ -98,8 +99,9 @@ func statusToModel(s string) *model.SubscriptionStatus {
 
 func billingToModel(st billing.State) *model.BillingSubscription {
 	m := &model.BillingSubscription{
-		Plan:              planToModel(st.Plan),
-		HasBillingHistory: st.HasBillingHistory(),
+		Plan:               planToModel(st.Plan),
+		HasBillingHistory:  st.HasBillingHistory(),
+		RateLimitPerMinute: st.Plan.RateLimitPerSecond * 60,
 	}
 	if s := st.Subscription; s != nil {
 		m.Status = statusToModel(s.Status)
@@ -205,4 +207,22 @@ func invoicePageToModel(p invoices.Page) *model.InvoiceConnection {
 		c.Edges[i] = model.InvoiceEdge{Cursor: p.Cursors[i], Node: &c.Nodes[i]}
 	}
 	return c
+}
+
+func consumptionToModel(c usage.Consumption) *model.ConsumeUsagePayload {
+	mu := meterUsageToModel(c.Usage)
+	reason := model.UsageReason(c.Reason)
+	return &model.ConsumeUsagePayload{
+		Allowed: c.Allowed, Reason: &reason, RetryAfterMs: retryAfterMs(c.RetryAfter),
+		Usage: &mu, UserErrors: []model.UserError{},
+	}
+}
+
+// retryAfterMs is a wait in whole milliseconds, rounded up; nil for none.
+func retryAfterMs(d time.Duration) *int {
+	if d <= 0 {
+		return nil
+	}
+	ms := int((d + time.Millisecond - 1) / time.Millisecond)
+	return &ms
 }

@@ -109,6 +109,20 @@ func (r *mutationResolver) RecordUsage(ctx context.Context, input model.RecordUs
 	return recordResultToModel(res), nil
 }
 
+// ConsumeUsage is the resolver for the consumeUsage field.
+func (r *mutationResolver) ConsumeUsage(ctx context.Context, input model.ConsumeUsageInput) (*model.ConsumeUsagePayload, error) {
+	e := usage.Event{Meter: input.Meter, Quantity: input.Quantity, IdempotencyKey: input.IdempotencyKey}
+	if input.Endpoint != nil {
+		e.Endpoint = *input.Endpoint
+	}
+	c, err := r.Metering.Consume(ctx, principal(ctx).OrgID, e)
+	ue, err := userErrors(err)
+	if err != nil || len(ue) > 0 {
+		return &model.ConsumeUsagePayload{UserErrors: ue}, err
+	}
+	return consumptionToModel(c), nil
+}
+
 // Organization is the resolver for the organization field.
 func (r *queryResolver) Organization(ctx context.Context) (*model.Organization, error) {
 	org, err := r.Orgs.Get(ctx, principal(ctx).OrgID)
@@ -213,7 +227,8 @@ func (r *queryResolver) UsageGate(ctx context.Context, meter string) (*model.Usa
 	}
 	mu := meterUsageToModel(g.MeterUsage)
 	return &model.UsageGate{
-		Allowed: g.Allowed, Used: mu.Used, Limit: mu.Limit, Remaining: mu.Remaining,
+		Allowed: g.Allowed, Reason: model.UsageReason(g.Reason), RetryAfterMs: retryAfterMs(g.RetryAfter),
+		Used: mu.Used, Limit: mu.Limit, Remaining: mu.Remaining,
 		Plan: g.PlanID, BillingStatus: statusToModel(g.BillingStatus),
 	}, nil
 }

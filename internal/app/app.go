@@ -53,7 +53,9 @@ type App struct {
 	Invoices *invoices.Service
 	Usage    *usage.Service
 	Limiter  *ratelimit.Limiter
-	Auth     *auth.Authenticator
+	// API protects Tollgate's own endpoint, per credential and address.
+	API  *ratelimit.API
+	Auth *auth.Authenticator
 	// Stripe is nil when STRIPE_SECRET_KEY is unset.
 	Stripe *client.API
 
@@ -237,7 +239,13 @@ func (a *App) build() error {
 	// A plan or status change reaches quotas and rate limits at once in
 	// this process (other replicas within the plan cache's 3 s).
 	a.Billing.OnChange(a.Usage.InvalidatePlan)
-	a.Limiter = ratelimit.New(a.Redis, a.Usage, a.Log)
+	// One limiter, two budgets: the plan's rate is answered as data by
+	// usageGate and consumeUsage; the API's own is HTTP 429.
+	a.Limiter = ratelimit.New(a.Redis, a.Log)
+	a.Usage.LimitRate(a.Limiter)
+	a.API = ratelimit.NewAPI(a.Limiter, ratelimit.APILimits{
+		PerCredential: a.Config.APIRatePerCredential, PerAddress: a.Config.APIRatePerAddress,
+	})
 	// Usage repairs Redis counters that a failed write left stale, and
 	// signing notices when Redis lost its nonces, for as long as the app
 	// lives.

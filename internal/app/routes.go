@@ -10,6 +10,7 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/config"
 	"github.com/tollgate-billing/tollgate/internal/graphiql"
 	"github.com/tollgate-billing/tollgate/internal/observe"
+	"github.com/tollgate-billing/tollgate/internal/ratelimit"
 	"github.com/tollgate-billing/tollgate/internal/stripehook"
 )
 
@@ -30,9 +31,10 @@ func (a *App) Handler() http.Handler {
 	gql := graph.NewHandler(a.resolver(), graph.Options{
 		Production: a.Config.Env == config.Production,
 		Log:        a.Log,
+		Work:       ratelimit.WorkCharge{},
 	})
-	// Order matters: authenticate, then rate-limit the organisation, then
-	// run the operation.
+	// Order matters: authenticate, then charge the credential (or address),
+	// then run the operation.
 	api := limitBody(a.Auth.Middleware(a.rateLimit(gql)), MaxGraphQLBody)
 	api = cors(a.Config.CORSOrigins, api)
 

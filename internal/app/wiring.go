@@ -32,5 +32,7 @@ func (a *App) mountWebhooks(mux *http.ServeMux) {
 	}))
 }
 
-// rateLimit holds each organisation to its plan's requests per second.
-func (a *App) rateLimit(next http.Handler) http.Handler { return a.Limiter.Middleware(next) }
+// rateLimit protects Tollgate's own API: each request costs its credential
+// (or, without one, its address) one unit before it runs, and
+// ratelimit.WorkCharge charges its other root fields once parsed.
+func (a *App) rateLimit(next http.Handler) http.Handler { return a.API.Middleware(next) }

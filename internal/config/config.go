@@ -43,6 +43,13 @@ type Config struct {
 
 	RequestTimeout time.Duration
 	LogLevel       string
+
+	// APIRatePerCredential and APIRatePerAddress are the work per second
+	// (root fields, aliases included) Tollgate's own API takes from one
+	// credential, or from one client address without credentials; 0 is no
+	// limit. A plan's rate limit is another matter (usageGate, consumeUsage).
+	APIRatePerCredential int
+	APIRatePerAddress    int
 }
 
 // Error names the variable that is wrong.
@@ -70,6 +77,9 @@ func Load(getenv func(string) string) (Config, error) {
 		StripeAPIBase:       strings.TrimRight(getenv("STRIPE_API_BASE"), "/"),
 		RequestTimeout:      15 * time.Second,
 		LogLevel:            "info",
+
+		APIRatePerCredential: 1000,
+		APIRatePerAddress:    100,
 	}
 	var errs []error
 	bad := func(v, format string, args ...any) {
@@ -179,6 +189,18 @@ func Load(getenv func(string) string) (Config, error) {
 			c.LogLevel = strings.ToLower(v)
 		default:
 			bad("LOG_LEVEL", "must be debug, info, warn or error, got %q", v)
+		}
+	}
+	for v, dst := range map[string]*int{
+		"API_RATE_LIMIT_PER_CREDENTIAL": &c.APIRatePerCredential,
+		"API_RATE_LIMIT_PER_ADDRESS":    &c.APIRatePerAddress,
+	} {
+		if s := getenv(v); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 0 {
+				bad(v, "must be a whole number of root fields a second (0 for no limit), got %q", s)
+			}
+			*dst = n
 		}
 	}
 	if len(errs) > 0 {

@@ -12,7 +12,8 @@ func TestDefaultsRunWithZeroSetup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Port != 8080 || c.Env != Dev || c.DatabaseURL != "" || c.RedisURL != "" || !c.Migrate || !c.Playground {
+	if c.Port != 8080 || c.Env != Dev || c.DatabaseURL != "" || c.RedisURL != "" || !c.Migrate || !c.Playground ||
+		c.APIRatePerCredential != 1000 || c.APIRatePerAddress != 100 {
 		t.Fatalf("unexpected defaults: %+v", c)
 	}
 }
@@ -39,6 +40,8 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 		{"webhook secret of the wrong kind", map[string]string{"STRIPE_WEBHOOK_SECRET": "sk_test_123"}, "STRIPE_WEBHOOK_SECRET"},
 		{"STRIPE_API_BASE not a URL", map[string]string{"STRIPE_API_BASE": "localhost:12111"}, "STRIPE_API_BASE"},
 		{"CORS origin without scheme", map[string]string{"CORS_ORIGINS": "app.example.com"}, "CORS_ORIGINS"},
+		{"negative API limit per credential", map[string]string{"API_RATE_LIMIT_PER_CREDENTIAL": "-1"}, "API_RATE_LIMIT_PER_CREDENTIAL"},
+		{"API limit per address in words", map[string]string{"API_RATE_LIMIT_PER_ADDRESS": "lots"}, "API_RATE_LIMIT_PER_ADDRESS"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -124,15 +124,19 @@ func (p Plan) LimitFor(meter string) (Limit, bool) {
 
 // Catalog is the validated set of meters and plans.
 type Catalog struct {
-	meters  []Meter
-	plans   []Plan
-	byID    map[string]int
-	byPrice map[string]int
+	// blockUnpaid refuses usage (BILLING_INACTIVE) while a subscription is
+	// past due or unpaid, instead of serving it on the plan paid for.
+	blockUnpaid bool
+	meters      []Meter
+	plans       []Plan
+	byID        map[string]int
+	byPrice     map[string]int
 }
 
 type file struct {
-	Meters []Meter `yaml:"meters" json:"meters"`
-	Plans  []Plan  `yaml:"plans" json:"plans"`
+	BlockUnpaid bool    `yaml:"block_unpaid" json:"block_unpaid"`
+	Meters      []Meter `yaml:"meters" json:"meters"`
+	Plans       []Plan  `yaml:"plans" json:"plans"`
 }
 
 //go:embed defaults.yaml
@@ -209,7 +213,7 @@ func build(f file) (*Catalog, error) {
 		meters[m.Name] = m
 	}
 
-	c := &Catalog{meters: f.Meters, byID: map[string]int{}, byPrice: map[string]int{}}
+	c := &Catalog{blockUnpaid: f.BlockUnpaid, meters: f.Meters, byID: map[string]int{}, byPrice: map[string]int{}}
 	if len(f.Plans) == 0 {
 		bad("no plans declared")
 	}
@@ -357,6 +361,10 @@ func buildPrices(p *Plan, where string, bad func(string, ...any)) {
 
 // Plans returns every plan in file order.
 func (c *Catalog) Plans() []Plan { return c.plans }
+
+// BlocksUnpaid reports whether the file opts into refusing usage while a
+// subscription is past due or unpaid (`block_unpaid: true`).
+func (c *Catalog) BlocksUnpaid() bool { return c.blockUnpaid }
 
 // Meters returns every declared meter.
 func (c *Catalog) Meters() []Meter { return c.meters }
