@@ -157,17 +157,11 @@ func (s *Service) closeCheckout(ctx context.Context, sc *client.API, a checkoutS
 		return s.markCheckout(ctx, a.ID, "", checkoutClosed)
 	}
 	if a.StripeSessionID == nil {
-		sess, err := sc.CheckoutSessions.New(s.sessionParams(ctx, a))
-		if refused(err) {
-			return s.markCheckout(ctx, a.ID, "", checkoutClosed)
-		}
-		if err != nil {
-			return stripeclient.Error("resolve pending checkout session "+a.ID+" of org "+a.OrgID, err)
-		}
-		if err := s.markCheckout(ctx, a.ID, sess.ID, checkoutOpen); err != nil {
+		id, err := s.resolvePending(ctx, sc, a)
+		if err != nil || id == "" {
 			return err
 		}
-		a.StripeSessionID = &sess.ID
+		a.StripeSessionID = &id
 	}
 	sessionID := *a.StripeSessionID
 	ep := &stripe.CheckoutSessionExpireParams{}

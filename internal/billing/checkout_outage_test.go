@@ -192,3 +192,42 @@ func TestSyncRecordsASessionCreatedButNeverAnswered(t *testing.T) {
 		}
 	})
 }
+
+// A session paid at Stripe whose subscription has not arrived yet blocks a
+// new checkout (CHECKOUT_PENDING) and stays on record to be judged again;
+// once that subscription has ended, the next checkout goes ahead.
+func TestAPaidSessionWhoseSubscriptionIsStillToComeBlocksTheNext(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		stub := newStripeStub(t)
+		svc := newService(db, stub.client())
+		org := newOrg(t, db, "billing@acme.test")
+		in := billing.CheckoutInput{Plan: "starter", SuccessURL: okSuccess, CancelURL: okCancel}
+
+		first, err := svc.CreateCheckoutSession(ctx, org, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		subID := "sub_" + store.NewID()
+		stub.pay(first.ID, subID)
+
+		_, err = svc.CreateCheckoutSession(ctx, org, in)
+		wantFieldError(t, err, "input.plan", billing.CodeCheckoutPending)
+		if got := openCheckouts(t, db, org); len(got) != 1 || got[0] != first.ID {
+			t.Fatalf("open checkout sessions recorded: %v, want only the paid %s", got, first.ID)
+		}
+		if n := len(stub.createdSessions()); n != 1 {
+			t.Fatalf("Stripe created %d sessions, want only the first", n)
+		}
+
+		// The subscription it sold arrives, and later ends.
+		subscribe(t, db, svc, org, stripeSub(subID, "cus_"+store.NewID(), "price_tollgate_starter_monthly", "canceled"), nowUTC())
+		next, err := svc.CreateCheckoutSession(ctx, org, in)
+		if err != nil {
+			t.Fatalf("checkout after the sold subscription ended: %v", err)
+		}
+		if got := openCheckouts(t, db, org); len(got) != 1 || got[0] != next.ID {
+			t.Fatalf("open checkout sessions recorded: %v, want only the new %s", got, next.ID)
+		}
+	})
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/stripe/stripe-go/v76/client"
 	"gorm.io/gorm"
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
@@ -144,21 +145,30 @@ func (s *Service) ResolvePendingCheckouts(ctx context.Context, orgID string) ([]
 			lines = append(lines, "checkout "+a.ID+" closed: older than Stripe keeps sessions open")
 			continue
 		}
-		sess, err := sc.CheckoutSessions.New(s.sessionParams(ctx, a))
-		if refused(err) {
-			if err := s.markCheckout(ctx, a.ID, "", checkoutClosed); err != nil {
-				return lines, err
-			}
-			lines = append(lines, "checkout "+a.ID+" closed: Stripe never created it")
-			continue
-		}
+		id, err := s.resolvePending(ctx, sc, a)
 		if err != nil {
-			return lines, stripeclient.Error("resolve pending checkout session "+a.ID+" of org "+orgID, err)
-		}
-		if err := s.markCheckout(ctx, a.ID, sess.ID, checkoutOpen); err != nil {
 			return lines, err
 		}
-		lines = append(lines, "checkout "+a.ID+" recorded as Stripe session "+sess.ID)
+		if id == "" {
+			lines = append(lines, "checkout "+a.ID+" closed: Stripe never created it")
+		} else {
+			lines = append(lines, "checkout "+a.ID+" recorded as Stripe session "+id)
+		}
 	}
 	return lines, nil
+}
+
+// resolvePending asks Stripe again, under its idempotency key, for a
+// session whose answer was never recorded, and records what it learns:
+// the session's id (returned), or, when Stripe refuses, that none was ever
+// created ("" returned, the record closed).
+func (s *Service) resolvePending(ctx context.Context, sc *client.API, a checkoutSession) (string, error) {
+	sess, err := sc.CheckoutSessions.New(s.sessionParams(ctx, a))
+	if refused(err) {
+		return "", s.markCheckout(ctx, a.ID, "", checkoutClosed)
+	}
+	if err != nil {
+		return "", stripeclient.Error("resolve pending checkout session "+a.ID+" of org "+a.OrgID, err)
+	}
+	return sess.ID, s.markCheckout(ctx, a.ID, sess.ID, checkoutOpen)
 }

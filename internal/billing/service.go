@@ -10,7 +10,6 @@ import (
 	"log/slog"
 
 	"github.com/stripe/stripe-go/v76/client"
-	"gorm.io/gorm"
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/clock"
@@ -84,7 +83,3 @@ func (s *Service) stripeClient() (*client.API, error) {
 	}
 	return s.stripe, nil
 }
-
-// inTx views a transaction as a store.DB, so that helpers written for either
-// run on the transaction's connection (SQLite has only one).
-func (s *Service) inTx(tx *gorm.DB) *store.DB { return &store.DB{DB: tx, Dialect: s.db.Dialect} }

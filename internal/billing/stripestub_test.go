@@ -40,6 +40,8 @@ type stripeStub struct {
 	// subscriptions are what the stub holds for /v1/subscriptions/:id, by
 	// id: updates and cancellations change them as Stripe would.
 	subscriptions map[string]map[string]any
+	// sold maps a paid session to the subscription it sold.
+	sold map[string]string
 }
 
 // changeSubscription answers a read, update (cancel_at_period_end) or
@@ -166,8 +168,25 @@ func (s *stripeStub) hold() {
 
 func (s *stripeStub) session(id string) map[string]any {
 	status, _ := s.status(id)
-	return map[string]any{"id": id, "object": "checkout.session", "mode": "subscription", "status": status,
+	out := map[string]any{"id": id, "object": "checkout.session", "mode": "subscription", "status": status,
 		"url": "https://checkout.stripe.com/c/pay/" + id}
+	s.mu.Lock()
+	if sub := s.sold[id]; sub != "" {
+		out["subscription"] = sub
+	}
+	s.mu.Unlock()
+	return out
+}
+
+// pay completes a session as a customer paying it would, selling subID.
+func (s *stripeStub) pay(id, subID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sessions[id] = "complete"
+	if s.sold == nil {
+		s.sold = map[string]string{}
+	}
+	s.sold[id] = subID
 }
 
 func (s *stripeStub) status(id string) (string, bool) {
