@@ -27,7 +27,9 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/config"
 	"github.com/tollgate-billing/tollgate/internal/invoices"
+	"github.com/tollgate-billing/tollgate/internal/jobs"
 	"github.com/tollgate-billing/tollgate/internal/orgs"
+	"github.com/tollgate-billing/tollgate/internal/outbound"
 	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/ratelimit"
 	"github.com/tollgate-billing/tollgate/internal/signing"
@@ -53,6 +55,10 @@ type App struct {
 	Usage    *usage.Service
 	Limiter  *ratelimit.Limiter
 	Auth     *auth.Authenticator
+	// Jobs runs background work (River); Webhooks delivers events to the
+	// host through it.
+	Jobs     *jobs.Runner
+	Webhooks *outbound.Service
 	// Stripe is nil when STRIPE_SECRET_KEY is unset.
 	Stripe *client.API
 
@@ -102,7 +108,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	if err := a.loadJWTSecret(); err != nil {
 		return nil, err
 	}
-	return a, a.build()
+	return a, a.build(ctx)
 }
 
 func (a *App) openDB(ctx context.Context) error {
@@ -195,7 +201,7 @@ func (a *App) loadJWTSecret() error {
 	return nil
 }
 
-func (a *App) build() error {
+func (a *App) build(ctx context.Context) error {
 	production := a.Config.Env == config.Production
 	var pubKeys []crypto.PublicKey
 	if a.Config.JWTPublicKeys != "" {
@@ -239,7 +245,31 @@ func (a *App) build() error {
 		Signatures: signatures,
 	}
 	go signatures.Run(bg)
-	return nil
+	return a.startJobs(ctx, bg)
+}
+
+// startJobs starts River after every domain has registered its workers.
+// The ticker loops above could become River periodic jobs; they stay as
+// they are until their owners move them.
+func (a *App) startJobs(ctx, bg context.Context) error {
+	var err error
+	if a.Jobs, err = jobs.New(ctx, a.DB, jobs.Config{Logger: a.Log}); err != nil {
+		return err
+	}
+	a.Webhooks = outbound.NewService(outbound.Options{
+		DB: a.DB, Jobs: a.Jobs, Plans: a.Billing, Clock: a.Clock, Log: a.Log,
+		Production: a.Config.Env == config.Production,
+	})
+	// Stopped before the database closes: running deliveries finish or
+	// are retried later.
+	a.closers = append(a.closers, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := a.Jobs.Stop(ctx); err != nil {
+			a.Log.Warn("jobs did not stop cleanly", "err", err)
+		}
+	})
+	return a.Jobs.Start(bg)
 }
 
 // Token mints an HS256 token for an organisation, for development and
