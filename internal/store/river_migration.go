@@ -17,9 +17,11 @@ import (
 // and riverTargetVersion the River migration it brings them to (the newest
 // in River v0.51.2). A River upgrade that adds migrations gets a new goose
 // version with a higher target, so `migrate status` and `migrate down` cover
-// River's tables like Tollgate's own.
+// River's tables like Tollgate's own. Numbered apart from the SQL files
+// (a Go migration's version must not repeat one of theirs) so that
+// migrations other branches add in between do not collide with it.
 const (
-	riverSchemaVersion = 6
+	riverSchemaVersion = 20
 	riverTargetVersion = 8
 )
 
