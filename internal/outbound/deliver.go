@@ -225,8 +225,8 @@ func (s *Service) disable(ctx context.Context, tx *gorm.DB, ep *endpointRow, at 
 		return err
 	}
 	s.log.WarnContext(ctx, "webhook endpoint disabled after 3 days of failures", "org", ep.OrgID, "endpoint", ep.ID)
-	return s.Emit(ctx, tx, ep.OrgID, EndpointDisabled, map[string]any{
-		"endpoint_id": ep.ID, "url": ep.URL, "failing_since": ep.FailingSince, "last_error": lastErr,
+	return s.Emit(ctx, tx, ep.OrgID, EndpointDisabled, EndpointDisabledData{
+		EndpointID: ep.ID, URL: ep.URL, FailingSince: ep.FailingSince, LastError: lastErr,
 	})
 }
 
