@@ -245,13 +245,14 @@ func (a *App) build(ctx context.Context) error {
 		Signatures: signatures,
 	}
 	go signatures.Run(bg)
-	return a.startJobs(ctx, bg)
+	return a.buildJobs(ctx)
 }
 
-// startJobs starts River after every domain has registered its workers.
-// The ticker loops above could become River periodic jobs; they stay as
-// they are until their owners move them.
-func (a *App) startJobs(ctx, bg context.Context) error {
+// buildJobs builds River and the services with workers on it. Jobs are
+// worked once StartJobs is called: `serve` does, while one-off commands
+// (migrate, stripe sync) only insert. The ticker loops above could become
+// River periodic jobs; they stay as they are until their owners move them.
+func (a *App) buildJobs(ctx context.Context) error {
 	var err error
 	if a.Jobs, err = jobs.New(ctx, a.DB, jobs.Config{Logger: a.Log}); err != nil {
 		return err
@@ -269,8 +270,12 @@ func (a *App) startJobs(ctx, bg context.Context) error {
 			a.Log.Warn("jobs did not stop cleanly", "err", err)
 		}
 	})
-	return a.Jobs.Start(bg)
+	return nil
 }
+
+// StartJobs works background jobs (outbound webhook deliveries) in this
+// process until Close. The database must be migrated.
+func (a *App) StartJobs(ctx context.Context) error { return a.Jobs.Start(ctx) }
 
 // Token mints an HS256 token for an organisation, for development and
 // tests. It fails when only public keys are configured.

@@ -58,6 +58,9 @@ type Runner struct {
 	insert *river.Client[*sql.Tx]
 	work   client
 	pool   *pgxpool.Pool
+	// started is set by Start; Stop of a runner never started only
+	// releases its pool.
+	started bool
 }
 
 // New builds a runner on db. Register workers, then Start it.
@@ -129,18 +132,23 @@ func (r *Runner) InsertTx(ctx context.Context, tx *gorm.DB, args river.JobArgs, 
 	return nil
 }
 
-// Start works jobs until Stop.
+// Start works jobs until Stop. Jobs can be inserted without it (a command
+// that only writes facts leaves their jobs to the serving replicas).
 func (r *Runner) Start(ctx context.Context) error {
 	if err := r.work.Start(ctx); err != nil {
 		return fmt.Errorf("start jobs: %w", err)
 	}
+	r.started = true
 	return nil
 }
 
 // Stop lets running jobs finish (until ctx ends) and releases the runner's
 // connections.
 func (r *Runner) Stop(ctx context.Context) error {
-	err := r.work.Stop(ctx)
+	var err error
+	if r.started {
+		err = r.work.Stop(ctx)
+	}
 	if r.pool != nil {
 		r.pool.Close()
 	}
