@@ -263,3 +263,26 @@ func TestReceiverDownForThreeDaysDisablesTheEndpoint(t *testing.T) {
 		}
 	})
 }
+
+func TestEachEndpointGetsOnlyTheEventsItSubscribedTo(t *testing.T) {
+	h := newHarness(t, testenv.DB(t), 3)
+	invoices := newReceiver(t, status(http.StatusOK))
+	limits := newReceiver(t, status(http.StatusOK))
+	a, _ := h.endpoint(t, invoices.URL, outbound.InvoicePaid)
+	b, _ := h.endpoint(t, limits.URL, outbound.UsageLimitReached)
+
+	h.emit(t, outbound.InvoicePaid, outbound.InvoiceData{InvoiceID: "in_1"})
+	h.emit(t, outbound.UsageLimitReached, outbound.UsageThresholdData{Meter: "api_calls", Percent: 100})
+
+	if got := decode(t, invoices.next(t).body); got.Type != outbound.InvoicePaid || got.Sequence != 1 {
+		t.Fatalf("invoice endpoint got %+v", got)
+	}
+	if got := decode(t, limits.next(t).body); got.Type != outbound.UsageLimitReached || got.Sequence != 2 {
+		t.Fatalf("limit endpoint got %+v", got)
+	}
+	for _, ep := range []outbound.Endpoint{a, b} {
+		if ds := h.deliveries(t, ep.ID); len(ds) != 1 {
+			t.Fatalf("endpoint %s has %d deliveries, want 1", ep.URL, len(ds))
+		}
+	}
+}

@@ -133,8 +133,9 @@ func (s *Service) UpdateEndpoint(ctx context.Context, orgID, id string, in Endpo
 			return err
 		}
 		now := s.clock.Now()
-		if in.URL != nil {
-			row.URL = *in.URL
+		if in.URL != nil && *in.URL != row.URL {
+			// The failures were the old URL's.
+			row.URL, row.FailingSince = *in.URL, nil
 		}
 		if in.Events != nil {
 			row.Events = strings.Join(events, " ")
