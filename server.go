@@ -222,6 +222,11 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, out io.Writ
 		return err
 	}
 	defer a.Close()
+	// Not ctx itself: its cancellation would abort running jobs; Close
+	// stops them gracefully after the HTTP server drains.
+	if err := a.StartJobs(context.WithoutCancel(ctx)); err != nil {
+		return err
+	}
 
 	ln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.Port))
 	if err != nil {

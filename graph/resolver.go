@@ -10,6 +10,7 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/billing"
 	"github.com/tollgate-billing/tollgate/internal/invoices"
 	"github.com/tollgate-billing/tollgate/internal/orgs"
+	"github.com/tollgate-billing/tollgate/internal/outbound"
 	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/signing"
 	"github.com/tollgate-billing/tollgate/internal/usage"
@@ -25,4 +26,5 @@ type Resolver struct {
 	Invoicing *invoices.Service
 	Metering  *usage.Service
 	Signing   signing.Registrar
+	Webhooks  *outbound.Service
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/tollgate-billing/tollgate/graph/model"
 	"github.com/tollgate-billing/tollgate/internal/auth"
 	"github.com/tollgate-billing/tollgate/internal/billing"
+	"github.com/tollgate-billing/tollgate/internal/outbound"
 	"github.com/tollgate-billing/tollgate/internal/usage"
 )
 
@@ -121,6 +122,47 @@ func (r *mutationResolver) ConsumeUsage(ctx context.Context, input model.Consume
 		return &model.ConsumeUsagePayload{UserErrors: ue}, err
 	}
 	return consumptionToModel(c), nil
+}
+
+// CreateWebhookEndpoint is the resolver for the createWebhookEndpoint field.
+func (r *mutationResolver) CreateWebhookEndpoint(ctx context.Context, input model.CreateWebhookEndpointInput) (*model.CreateWebhookEndpointPayload, error) {
+	ep, secret, err := r.Webhooks.CreateEndpoint(ctx, principal(ctx).OrgID, input.URL, input.Events)
+	ue, err := userErrors(err)
+	if err != nil || len(ue) > 0 {
+		return &model.CreateWebhookEndpointPayload{UserErrors: ue}, err
+	}
+	return &model.CreateWebhookEndpointPayload{WebhookEndpoint: webhookEndpointToModel(ep), Secret: &secret, UserErrors: ue}, nil
+}
+
+// UpdateWebhookEndpoint is the resolver for the updateWebhookEndpoint field.
+func (r *mutationResolver) UpdateWebhookEndpoint(ctx context.Context, input model.UpdateWebhookEndpointInput) (*model.WebhookEndpointPayload, error) {
+	ep, err := r.Webhooks.UpdateEndpoint(ctx, principal(ctx).OrgID, input.ID, outbound.EndpointInput{
+		URL: input.URL, Events: optionalList(input.Events), Enabled: input.Enabled,
+	})
+	ue, err := userErrors(err)
+	if err != nil || len(ue) > 0 {
+		return &model.WebhookEndpointPayload{UserErrors: ue}, err
+	}
+	return &model.WebhookEndpointPayload{WebhookEndpoint: webhookEndpointToModel(ep), UserErrors: ue}, nil
+}
+
+// DeleteWebhookEndpoint is the resolver for the deleteWebhookEndpoint field.
+func (r *mutationResolver) DeleteWebhookEndpoint(ctx context.Context, id string) (*model.DeleteWebhookEndpointPayload, error) {
+	ue, err := userErrors(r.Webhooks.DeleteEndpoint(ctx, principal(ctx).OrgID, id))
+	if err != nil || len(ue) > 0 {
+		return &model.DeleteWebhookEndpointPayload{UserErrors: ue}, err
+	}
+	return &model.DeleteWebhookEndpointPayload{DeletedID: &id, UserErrors: ue}, nil
+}
+
+// RetryWebhookDelivery is the resolver for the retryWebhookDelivery field.
+func (r *mutationResolver) RetryWebhookDelivery(ctx context.Context, id string) (*model.WebhookDeliveryPayload, error) {
+	d, err := r.Webhooks.RetryDelivery(ctx, principal(ctx).OrgID, id)
+	ue, err := userErrors(err)
+	if err != nil || len(ue) > 0 {
+		return &model.WebhookDeliveryPayload{UserErrors: ue}, err
+	}
+	return &model.WebhookDeliveryPayload{WebhookDelivery: webhookDeliveryToModel(d), UserErrors: ue}, nil
 }
 
 // Organization is the resolver for the organization field.
@@ -231,6 +273,36 @@ func (r *queryResolver) UsageGate(ctx context.Context, meter string) (*model.Usa
 		Used: mu.Used, Limit: mu.Limit, Remaining: mu.Remaining,
 		Plan: g.PlanID, BillingStatus: statusToModel(g.BillingStatus),
 	}, nil
+}
+
+// WebhookEndpoints is the resolver for the webhookEndpoints field.
+func (r *queryResolver) WebhookEndpoints(ctx context.Context) ([]model.WebhookEndpoint, error) {
+	eps, err := r.Webhooks.Endpoints(ctx, principal(ctx).OrgID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]model.WebhookEndpoint, len(eps))
+	for i, ep := range eps {
+		out[i] = *webhookEndpointToModel(ep)
+	}
+	return out, nil
+}
+
+// WebhookDeliveries is the resolver for the webhookDeliveries field.
+func (r *queryResolver) WebhookDeliveries(ctx context.Context, endpointID string, first *int) ([]model.WebhookDelivery, error) {
+	n := 50
+	if first != nil {
+		n = *first
+	}
+	ds, err := r.Webhooks.Deliveries(ctx, principal(ctx).OrgID, endpointID, n)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]model.WebhookDelivery, len(ds))
+	for i, d := range ds {
+		out[i] = *webhookDeliveryToModel(d)
+	}
+	return out, nil
 }
 
 // Mutation returns generated.MutationResolver implementation.

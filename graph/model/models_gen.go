@@ -113,6 +113,25 @@ type CreatePortalSessionPayload struct {
 	UserErrors []UserError `json:"userErrors"`
 }
 
+type CreateWebhookEndpointInput struct {
+	// https URL, at most 2,000 characters (http only to localhost in development).
+	URL string `json:"url"`
+	// At least one event type.
+	Events []string `json:"events"`
+}
+
+type CreateWebhookEndpointPayload struct {
+	WebhookEndpoint *WebhookEndpoint `json:"webhookEndpoint,omitempty"`
+	// The signing secret (`whsec_…`). Shown only here: store it now.
+	Secret     *string     `json:"secret,omitempty"`
+	UserErrors []UserError `json:"userErrors"`
+}
+
+type DeleteWebhookEndpointPayload struct {
+	DeletedID  *string     `json:"deletedId,omitempty"`
+	UserErrors []UserError `json:"userErrors"`
+}
+
 type EndpointUsage struct {
 	Endpoint string `json:"endpoint"`
 	Meter    string `json:"meter"`
@@ -266,6 +285,13 @@ type SubscriptionPayload struct {
 	UserErrors   []UserError          `json:"userErrors"`
 }
 
+type UpdateWebhookEndpointInput struct {
+	ID      string   `json:"id"`
+	URL     *string  `json:"url,omitempty"`
+	Events  []string `json:"events,omitempty"`
+	Enabled *bool    `json:"enabled,omitempty"`
+}
+
 type Usage struct {
 	PeriodStart time.Time    `json:"periodStart"`
 	PeriodEnd   time.Time    `json:"periodEnd"`
@@ -311,6 +337,58 @@ type UserError struct {
 	Message string  `json:"message"`
 	// Machine-readable: REQUIRED, TOO_SHORT, TOO_LONG, INVALID, INVALID_URL, INVALID_EMAIL, UNKNOWN_PLAN, NOT_PURCHASABLE, ALREADY_SUBSCRIBED, CHECKOUT_PENDING, NO_BILLING_HISTORY, NO_SUBSCRIPTION, NOT_FOUND, ...
 	Code string `json:"code"`
+}
+
+type WebhookDelivery struct {
+	ID string `json:"id"`
+	// The event's id, sent as `webhook-id`.
+	EventID   string `json:"eventId"`
+	EventType string `json:"eventType"`
+	// The organisation's event number: grows by one per event, in commit order.
+	Sequence int64                 `json:"sequence"`
+	Status   WebhookDeliveryStatus `json:"status"`
+	// Oldest first.
+	Attempts    []WebhookDeliveryAttempt `json:"attempts"`
+	CreatedAt   time.Time                `json:"createdAt"`
+	DeliveredAt *time.Time               `json:"deliveredAt,omitempty"`
+}
+
+type WebhookDeliveryAttempt struct {
+	AttemptedAt time.Time `json:"attemptedAt"`
+	// Null when no response came (timeout, refused connection).
+	StatusCode *int `json:"statusCode,omitempty"`
+	LatencyMs  int  `json:"latencyMs"`
+	// Why it failed; null on success.
+	Error *string `json:"error,omitempty"`
+}
+
+type WebhookDeliveryPayload struct {
+	WebhookDelivery *WebhookDelivery `json:"webhookDelivery,omitempty"`
+	UserErrors      []UserError      `json:"userErrors"`
+}
+
+// Where Tollgate POSTs events, signed per Standard Webhooks (`webhook-id`,
+// `webhook-timestamp`, `webhook-signature`). Event types:
+// `usage.threshold_reached`, `usage.limit_reached`, `subscription.updated`,
+// `invoice.paid`, `invoice.payment_failed`, `overage.billed`, and
+// `webhook_endpoint.disabled` (another endpoint of the organisation was
+// disabled).
+type WebhookEndpoint struct {
+	ID  string `json:"id"`
+	URL string `json:"url"`
+	// The event types it receives.
+	Events []string              `json:"events"`
+	Status WebhookEndpointStatus `json:"status"`
+	// Start of the current run of failed deliveries; null while it delivers.
+	FailingSince   *time.Time `json:"failingSince,omitempty"`
+	DisabledAt     *time.Time `json:"disabledAt,omitempty"`
+	DisabledReason *string    `json:"disabledReason,omitempty"`
+	CreatedAt      time.Time  `json:"createdAt"`
+}
+
+type WebhookEndpointPayload struct {
+	WebhookEndpoint *WebhookEndpoint `json:"webhookEndpoint,omitempty"`
+	UserErrors      []UserError      `json:"userErrors"`
 }
 
 type BillingInterval string
@@ -672,6 +750,121 @@ func (e *UsageReason) UnmarshalJSON(b []byte) error {
 }
 
 func (e UsageReason) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+type WebhookDeliveryStatus string
+
+const (
+	// Queued or waiting for a retry.
+	WebhookDeliveryStatusPending   WebhookDeliveryStatus = "PENDING"
+	WebhookDeliveryStatusSucceeded WebhookDeliveryStatus = "SUCCEEDED"
+	// Given up: retried for 3 days, or the endpoint was disabled.
+	WebhookDeliveryStatusFailed WebhookDeliveryStatus = "FAILED"
+)
+
+var AllWebhookDeliveryStatus = []WebhookDeliveryStatus{
+	WebhookDeliveryStatusPending,
+	WebhookDeliveryStatusSucceeded,
+	WebhookDeliveryStatusFailed,
+}
+
+func (e WebhookDeliveryStatus) IsValid() bool {
+	switch e {
+	case WebhookDeliveryStatusPending, WebhookDeliveryStatusSucceeded, WebhookDeliveryStatusFailed:
+		return true
+	}
+	return false
+}
+
+func (e WebhookDeliveryStatus) String() string {
+	return string(e)
+}
+
+func (e *WebhookDeliveryStatus) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = WebhookDeliveryStatus(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid WebhookDeliveryStatus", str)
+	}
+	return nil
+}
+
+func (e WebhookDeliveryStatus) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *WebhookDeliveryStatus) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e WebhookDeliveryStatus) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+type WebhookEndpointStatus string
+
+const (
+	WebhookEndpointStatusEnabled WebhookEndpointStatus = "ENABLED"
+	// Disabled by the organisation, or by Tollgate after 3 days of failed deliveries (see `disabledReason`).
+	WebhookEndpointStatusDisabled WebhookEndpointStatus = "DISABLED"
+)
+
+var AllWebhookEndpointStatus = []WebhookEndpointStatus{
+	WebhookEndpointStatusEnabled,
+	WebhookEndpointStatusDisabled,
+}
+
+func (e WebhookEndpointStatus) IsValid() bool {
+	switch e {
+	case WebhookEndpointStatusEnabled, WebhookEndpointStatusDisabled:
+		return true
+	}
+	return false
+}
+
+func (e WebhookEndpointStatus) String() string {
+	return string(e)
+}
+
+func (e *WebhookEndpointStatus) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = WebhookEndpointStatus(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid WebhookEndpointStatus", str)
+	}
+	return nil
+}
+
+func (e WebhookEndpointStatus) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *WebhookEndpointStatus) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e WebhookEndpointStatus) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil

@@ -27,8 +27,10 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/config"
 	"github.com/tollgate-billing/tollgate/internal/invoices"
+	"github.com/tollgate-billing/tollgate/internal/jobs"
 	"github.com/tollgate-billing/tollgate/internal/observe"
 	"github.com/tollgate-billing/tollgate/internal/orgs"
+	"github.com/tollgate-billing/tollgate/internal/outbound"
 	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/ratelimit"
 	"github.com/tollgate-billing/tollgate/internal/signing"
@@ -56,6 +58,10 @@ type App struct {
 	// API protects Tollgate's own endpoint, per credential and address.
 	API  *ratelimit.API
 	Auth *auth.Authenticator
+	// Jobs runs background work (River); Webhooks delivers events to the
+	// host through it.
+	Jobs     *jobs.Runner
+	Webhooks *outbound.Service
 	// Stripe is nil when STRIPE_SECRET_KEY is unset.
 	Stripe *client.API
 
@@ -108,7 +114,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	if err := a.loadJWTSecret(); err != nil {
 		return nil, err
 	}
-	return a, a.build()
+	return a, a.build(ctx)
 }
 
 // OpenDatabase opens the configured database (DATABASE_URL, or the embedded
@@ -213,7 +219,7 @@ func (a *App) loadJWTSecret() error {
 	return nil
 }
 
-func (a *App) build() error {
+func (a *App) build(ctx context.Context) error {
 	production := a.Config.Env == config.Production
 	var pubKeys []crypto.PublicKey
 	if a.Config.JWTPublicKeys != "" {
@@ -263,8 +269,37 @@ func (a *App) build() error {
 		Signatures: signatures,
 	}
 	go signatures.Run(bg)
+	return a.buildJobs(ctx)
+}
+
+// buildJobs builds River and the services with workers on it. Jobs are
+// worked once StartJobs is called: `serve` does, while one-off commands
+// (migrate, stripe sync) only insert. The ticker loops above could become
+// River periodic jobs; they stay as they are until their owners move them.
+func (a *App) buildJobs(ctx context.Context) error {
+	var err error
+	if a.Jobs, err = jobs.New(ctx, a.DB, jobs.Config{Logger: a.Log}); err != nil {
+		return err
+	}
+	a.Webhooks = outbound.NewService(outbound.Options{
+		DB: a.DB, Jobs: a.Jobs, Plans: a.Billing, Clock: a.Clock, Log: a.Log,
+		Production: a.Config.Env == config.Production,
+	})
+	// Stopped before the database closes: running deliveries finish or
+	// are retried later.
+	a.closers = append(a.closers, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := a.Jobs.Stop(ctx); err != nil {
+			a.Log.Warn("jobs did not stop cleanly", "err", err)
+		}
+	})
 	return nil
 }
+
+// StartJobs works background jobs (outbound webhook deliveries) in this
+// process until Close. The database must be migrated.
+func (a *App) StartJobs(ctx context.Context) error { return a.Jobs.Start(ctx) }
 
 // Token mints an HS256 token for an organisation, for development and
 // tests. It fails when only public keys are configured.

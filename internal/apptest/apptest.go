@@ -104,6 +104,9 @@ func New(t testing.TB, o Options) *Harness {
 		srv.Close()
 		a.Close()
 	})
+	if err := a.StartJobs(context.Background()); err != nil {
+		t.Fatalf("start jobs: %v", err)
+	}
 	return &Harness{T: t, App: a, Server: srv, Clock: fc}
 }
 

@@ -1,0 +1,154 @@
+package graph_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/riverqueue/river"
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+	"gorm.io/gorm"
+
+	"github.com/tollgate-billing/tollgate/internal/apptest"
+	"github.com/tollgate-billing/tollgate/internal/auth"
+	"github.com/tollgate-billing/tollgate/internal/outbound"
+	"github.com/tollgate-billing/tollgate/internal/store"
+)
+
+const createEndpoint = `mutation($in: CreateWebhookEndpointInput!) {
+  createWebhookEndpoint(input: $in) {
+    secret
+    webhookEndpoint { id url events status }
+    userErrors { field code message }
+  }
+}`
+
+type createEndpointResult struct {
+	CreateWebhookEndpoint struct {
+		Secret          *string
+		WebhookEndpoint *struct {
+			ID, URL, Status string
+			Events          []string
+		}
+		UserErrors []struct{ Field, Code, Message string }
+	}
+}
+
+type deliveriesResult struct {
+	WebhookDeliveries []struct {
+		ID, EventID, EventType, Status string
+		Sequence                       int64
+		Attempts                       []struct{ StatusCode *int }
+	}
+}
+
+// TestWebhookEndpointsThroughGraphQL: free gets PLAN_LIMIT; a plan with
+// webhooks gets a secret once, receives a signed event, sees the delivery
+// and can replay it.
+func TestWebhookEndpointsThroughGraphQL(t *testing.T) {
+	h := apptest.New(t, apptest.Options{})
+	got := make(chan *http.Request, 10)
+	bodies := make(chan []byte, 10)
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		bodies <- b
+		got <- r
+	}))
+	defer rcv.Close()
+	in := map[string]any{"in": map[string]any{"url": rcv.URL + "/hooks", "events": []string{"invoice.paid"}}}
+
+	var free createEndpointResult
+	h.Query("acme", createEndpoint, in).Decode(t, &free)
+	if ue := free.CreateWebhookEndpoint.UserErrors; len(ue) != 1 || ue[0].Code != "PLAN_LIMIT" || free.CreateWebhookEndpoint.Secret != nil {
+		t.Fatalf("free plan: %+v", free.CreateWebhookEndpoint)
+	}
+
+	var org struct{ Organization struct{ ID string } }
+	h.Query("acme", `{ organization { id } }`, nil).Decode(t, &org)
+	orgID := org.Organization.ID
+	h.App.DB.Model(&store.Organization{}).Where("id = ?", orgID).Update("plan_id", "enterprise")
+	h.App.Usage.InvalidatePlan(orgID)
+
+	r := h.Do(map[string]string{"Authorization": "Bearer " + h.Token("acme", auth.BillingRead)}, createEndpoint, in)
+	if r.Code() != "FORBIDDEN" {
+		t.Fatalf("billing:read created an endpoint: %s", r.Data)
+	}
+
+	var created createEndpointResult
+	h.Query("acme", createEndpoint, in).Decode(t, &created)
+	c := created.CreateWebhookEndpoint
+	if len(c.UserErrors) > 0 || c.Secret == nil || c.WebhookEndpoint == nil || c.WebhookEndpoint.Status != "ENABLED" {
+		t.Fatalf("create: %+v", c)
+	}
+	var list struct{ WebhookEndpoints []map[string]any }
+	h.Query("acme", `{ webhookEndpoints { id url events status } }`, nil).Decode(t, &list)
+	if len(list.WebhookEndpoints) != 1 || list.WebhookEndpoints[0]["url"] != rcv.URL+"/hooks" {
+		t.Fatalf("webhookEndpoints = %+v", list.WebhookEndpoints)
+	}
+
+	done, stop := h.App.Jobs.Subscribe(river.EventKindJobCompleted)
+	defer stop()
+	err := h.App.DB.Tx(context.Background(), func(tx *gorm.DB) error {
+		return h.App.Webhooks.Emit(context.Background(), tx, orgID, outbound.InvoicePaid, map[string]string{"invoice_id": "in_1"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, body := <-got, <-bodies
+	wh, _ := standardwebhooks.NewWebhook(*c.Secret)
+	if err := wh.Verify(body, req.Header); err != nil {
+		t.Fatalf("signature: %v", err)
+	}
+	waitJob(t, done)
+
+	q := `query($id: ID!) { webhookDeliveries(endpointId: $id) { id eventId eventType status sequence attempts { statusCode } } }`
+	var ds deliveriesResult
+	h.Query("acme", q, map[string]any{"id": c.WebhookEndpoint.ID}).Decode(t, &ds)
+	if len(ds.WebhookDeliveries) != 1 || ds.WebhookDeliveries[0].Status != "SUCCEEDED" || ds.WebhookDeliveries[0].Sequence != 1 ||
+		ds.WebhookDeliveries[0].EventID != req.Header.Get("webhook-id") || *ds.WebhookDeliveries[0].Attempts[0].StatusCode != 200 {
+		t.Fatalf("webhookDeliveries = %+v", ds)
+	}
+
+	var retried struct {
+		RetryWebhookDelivery struct {
+			WebhookDelivery struct{ Status string }
+			UserErrors      []struct{ Code string }
+		}
+	}
+	h.Query("acme", `mutation($id: ID!) { retryWebhookDelivery(id: $id) { webhookDelivery { status } userErrors { code } } }`,
+		map[string]any{"id": ds.WebhookDeliveries[0].ID}).Decode(t, &retried)
+	if retried.RetryWebhookDelivery.WebhookDelivery.Status != "PENDING" {
+		t.Fatalf("retry: %+v", retried)
+	}
+	if again := <-got; again.Header.Get("webhook-id") != req.Header.Get("webhook-id") {
+		t.Fatal("a replay changed webhook-id")
+	}
+	<-bodies
+	waitJob(t, done)
+
+	// Another organisation sees none of it.
+	r = h.Query("globex", q, map[string]any{"id": c.WebhookEndpoint.ID})
+	if r.Code() != "NOT_FOUND" {
+		t.Fatalf("another organisation's webhookDeliveries: %s %+v", r.Data, r.Errors)
+	}
+
+	var deleted struct {
+		DeleteWebhookEndpoint struct{ DeletedID *string }
+	}
+	h.Query("acme", `mutation($id: ID!) { deleteWebhookEndpoint(id: $id) { deletedId } }`, map[string]any{"id": c.WebhookEndpoint.ID}).Decode(t, &deleted)
+	if deleted.DeleteWebhookEndpoint.DeletedID == nil {
+		t.Fatal("delete failed")
+	}
+}
+
+func waitJob(t *testing.T, ch <-chan *river.Event) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(30 * time.Second):
+		t.Fatal("delivery job did not complete within 30 s")
+	}
+}

@@ -1,0 +1,116 @@
+package outbound
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/tollgate-billing/tollgate/internal/apperr"
+	"github.com/tollgate-billing/tollgate/internal/store"
+)
+
+// MaxDeliveries caps one page of webhookDeliveries.
+const MaxDeliveries = 100
+
+// Deliveries lists an endpoint's newest deliveries with their attempts.
+func (s *Service) Deliveries(ctx context.Context, orgID, endpointID string, limit int) ([]Delivery, error) {
+	limit = min(max(limit, 1), MaxDeliveries)
+	db := s.db.WithContext(ctx)
+	var ep endpointRow
+	if err := db.Where("org_id = ? AND id = ?", orgID, endpointID).Take(&ep).Error; err != nil {
+		if store.IsNotFound(err) {
+			return nil, apperr.ErrNotFound
+		}
+		return nil, fmt.Errorf("load webhook endpoint %s: %w", endpointID, err)
+	}
+	var rows []deliveryRow
+	if err := db.Where("endpoint_id = ?", ep.ID).Order("created_at DESC, id DESC").Limit(limit).Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("list deliveries of endpoint %s: %w", endpointID, err)
+	}
+	return s.views(ctx, rows)
+}
+
+// views joins deliveries with their events and attempts.
+func (s *Service) views(ctx context.Context, rows []deliveryRow) ([]Delivery, error) {
+	if len(rows) == 0 {
+		return []Delivery{}, nil
+	}
+	ids := make([]string, len(rows))
+	eventIDs := make([]string, len(rows))
+	for i, r := range rows {
+		ids[i], eventIDs[i] = r.ID, r.EventID
+	}
+	db := s.db.WithContext(ctx)
+	var events []eventRow
+	if err := db.Select("id", "type", "sequence").Where("id IN ?", eventIDs).Find(&events).Error; err != nil {
+		return nil, fmt.Errorf("load events of deliveries: %w", err)
+	}
+	var attempts []attemptRow
+	if err := db.Where("delivery_id IN ?", ids).Order("number").Find(&attempts).Error; err != nil {
+		return nil, fmt.Errorf("load delivery attempts: %w", err)
+	}
+	byEvent := make(map[string]eventRow, len(events))
+	for _, e := range events {
+		byEvent[e.ID] = e
+	}
+	byDelivery := make(map[string][]Attempt, len(rows))
+	for _, a := range attempts {
+		v := Attempt{At: a.AttemptedAt, Latency: time.Duration(a.LatencyMS) * time.Millisecond, Error: a.Error}
+		if a.StatusCode != nil {
+			v.StatusCode = *a.StatusCode
+		}
+		byDelivery[a.DeliveryID] = append(byDelivery[a.DeliveryID], v)
+	}
+	out := make([]Delivery, len(rows))
+	for i, r := range rows {
+		ev := byEvent[r.EventID]
+		out[i] = Delivery{
+			ID: r.ID, EndpointID: r.EndpointID, EventID: r.EventID, EventType: ev.Type, Sequence: ev.Sequence,
+			Status: r.Status, Attempts: byDelivery[r.ID], CreatedAt: r.CreatedAt, DeliveredAt: r.DeliveredAt,
+		}
+		if out[i].Attempts == nil {
+			out[i].Attempts = []Attempt{}
+		}
+	}
+	return out, nil
+}
+
+// RetryDelivery sends a delivery again now, whatever became of it: a new
+// River job in the same transaction that marks it pending. The receiver
+// sees the same webhook-id, so it can tell a replay from a new event.
+func (s *Service) RetryDelivery(ctx context.Context, orgID, deliveryID string) (Delivery, error) {
+	var d deliveryRow
+	err := s.db.Tx(ctx, func(tx *gorm.DB) error {
+		err := s.db.ForUpdate(tx).Where("org_id = ? AND id = ?", orgID, deliveryID).Take(&d).Error
+		if store.IsNotFound(err) {
+			return notFound("id")
+		}
+		if err != nil {
+			return fmt.Errorf("load delivery %s: %w", deliveryID, err)
+		}
+		var ep endpointRow
+		if err := tx.Where("id = ?", d.EndpointID).Take(&ep).Error; err != nil {
+			return fmt.Errorf("load webhook endpoint %s: %w", d.EndpointID, err)
+		}
+		if ep.Status != StatusEnabled {
+			var fe apperr.FieldErrors
+			fe.Add("id", CodeEndpointDisable, "The endpoint is disabled; enable it with updateWebhookEndpoint first.")
+			return fe
+		}
+		d.Status, d.UpdatedAt = DeliveryPending, s.clock.Now()
+		if err := tx.Save(&d).Error; err != nil {
+			return fmt.Errorf("reset delivery %s: %w", deliveryID, err)
+		}
+		return s.jobs.InsertTx(ctx, tx, deliverArgs{DeliveryID: d.ID}, nil)
+	})
+	if err != nil {
+		return Delivery{}, err
+	}
+	views, err := s.views(ctx, []deliveryRow{d})
+	if err != nil {
+		return Delivery{}, err
+	}
+	return views[0], nil
+}

@@ -1,0 +1,288 @@
+package outbound_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/riverqueue/river"
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+	"gorm.io/gorm"
+
+	"github.com/tollgate-billing/tollgate/internal/outbound"
+	"github.com/tollgate-billing/tollgate/internal/store"
+	"github.com/tollgate-billing/tollgate/internal/testenv"
+)
+
+type body struct {
+	ID             string          `json:"id"`
+	Type           string          `json:"type"`
+	OrganizationID string          `json:"organization_id"`
+	Sequence       int64           `json:"sequence"`
+	Data           json.RawMessage `json:"data"`
+}
+
+func decode(t *testing.T, b []byte) body {
+	t.Helper()
+	var out body
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatalf("body is not JSON: %v: %s", err, b)
+	}
+	return out
+}
+
+func TestDeliveryIsSignedForTheStandardWebhooksLibrary(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		h := newHarness(t, db, 3)
+		rcv := newReceiver(t, status(http.StatusNoContent))
+		ep, secret := h.endpoint(t, rcv.URL+"/hooks", outbound.InvoicePaid)
+
+		h.emit(t, outbound.InvoicePaid, map[string]any{"invoice_id": "in_123", "amount_paid": 4900})
+		got := rcv.next(t)
+
+		wh, err := standardwebhooks.NewWebhook(secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := wh.Verify(got.body, got.header); err != nil {
+			t.Fatalf("signature does not verify with the endpoint's secret: %v", err)
+		}
+		other, _ := standardwebhooks.NewWebhook("whsec_" + "c2VjcmV0LW9mLWFub3RoZXItZW5kcG9pbnQtMDEyMzQ1Njc=")
+		if err := other.Verify(got.body, got.header); err == nil {
+			t.Fatal("signature verifies with another secret")
+		}
+		b := decode(t, got.body)
+		if b.Type != outbound.InvoicePaid || b.OrganizationID != h.org || b.Sequence != 1 || got.header.Get("webhook-id") != b.ID {
+			t.Fatalf("body = %+v, webhook-id %q; want invoice.paid for org %s, sequence 1, id = webhook-id", b, got.header.Get("webhook-id"), h.org)
+		}
+		if string(b.Data) != `{"amount_paid":4900,"invoice_id":"in_123"}` {
+			t.Fatalf("data = %s", b.Data)
+		}
+		if ev := h.next(t); ev.Kind != river.EventKindJobCompleted {
+			t.Fatalf("job outcome %s, want completed", ev.Kind)
+		}
+		ds := h.deliveries(t, ep.ID)
+		if len(ds) != 1 || ds[0].Status != outbound.DeliverySucceeded || len(ds[0].Attempts) != 1 ||
+			ds[0].Attempts[0].StatusCode != http.StatusNoContent || ds[0].EventID != b.ID || ds[0].Sequence != 1 {
+			t.Fatalf("deliveries = %+v", ds)
+		}
+	})
+}
+
+func TestServerErrorIsRetriedThenDelivered(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		h := newHarness(t, db, 3)
+		rcv := newReceiver(t, func(n int, w http.ResponseWriter) {
+			if n == 1 {
+				w.WriteHeader(http.StatusInternalServerError)
+				return
+			}
+			w.WriteHeader(http.StatusOK)
+		})
+		ep, _ := h.endpoint(t, rcv.URL, outbound.SubscriptionUpdated)
+		h.emit(t, outbound.SubscriptionUpdated, map[string]string{"plan": "growth"})
+
+		first := rcv.next(t)
+		ev := h.next(t)
+		if ev.Kind != river.EventKindJobFailed {
+			t.Fatalf("after a 500 the job is %s, want failed (to retry)", ev.Kind)
+		}
+		if wait := ev.Job.ScheduledAt.Sub(*ev.Job.AttemptedAt); wait < 20*time.Second || wait > 40*time.Second {
+			t.Fatalf("first retry in %s, want about 30 s", wait)
+		}
+		ds := h.deliveries(t, ep.ID)
+		if ds[0].Status != outbound.DeliveryPending || len(ds[0].Attempts) != 1 || ds[0].Attempts[0].StatusCode != 500 {
+			t.Fatalf("after the 500: %+v", ds)
+		}
+		// Stand in for the 30 s wait: run the scheduled retry now.
+		if err := h.runner.RunNow(context.Background(), ev.Job.ID); err != nil {
+			t.Fatal(err)
+		}
+		second := rcv.next(t)
+		if ev := h.next(t); ev.Kind != river.EventKindJobCompleted {
+			t.Fatalf("after a 200 the job is %s, want completed", ev.Kind)
+		}
+		if first.header.Get("webhook-id") != second.header.Get("webhook-id") {
+			t.Fatal("a retry changed webhook-id; receivers dedupe on it")
+		}
+		ds = h.deliveries(t, ep.ID)
+		if ds[0].Status != outbound.DeliverySucceeded || len(ds[0].Attempts) != 2 || ds[0].Attempts[1].StatusCode != 200 || ds[0].DeliveredAt == nil {
+			t.Fatalf("after the retry: %+v", ds)
+		}
+	})
+}
+
+func TestRedirectIsAFailedAttemptNotFollowed(t *testing.T) {
+	h := newHarness(t, testenv.DB(t), 3)
+	followed := newReceiver(t, status(http.StatusOK))
+	rcv := newReceiver(t, func(_ int, w http.ResponseWriter) {
+		w.Header().Set("Location", followed.URL)
+		w.WriteHeader(http.StatusTemporaryRedirect)
+	})
+	ep, _ := h.endpoint(t, rcv.URL, outbound.InvoicePaid)
+	h.emit(t, outbound.InvoicePaid, map[string]string{})
+	rcv.next(t)
+	if ev := h.next(t); ev.Kind != river.EventKindJobFailed {
+		t.Fatalf("after a 307 the job is %s, want failed (to retry)", ev.Kind)
+	}
+	if ds := h.deliveries(t, ep.ID); ds[0].Attempts[0].StatusCode != http.StatusTemporaryRedirect {
+		t.Fatalf("attempt = %+v", ds[0].Attempts)
+	}
+	select {
+	case <-followed.got:
+		t.Fatal("the redirect was followed")
+	default:
+	}
+}
+
+func TestSequencesIncreaseByOnePerOrganisationInCommitOrder(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		h := newHarness(t, db, 3)
+		rcv := newReceiver(t, status(http.StatusOK))
+		h.endpoint(t, rcv.URL, outbound.UsageThresholdReached)
+		ctx := context.Background()
+
+		// A rolled-back fact sends nothing and uses no number.
+		rollback := errors.New("the usage write failed")
+		err := db.Tx(ctx, func(tx *gorm.DB) error {
+			if err := h.svc.Emit(ctx, tx, h.org, outbound.UsageThresholdReached, map[string]int{"n": -1}); err != nil {
+				return err
+			}
+			return rollback
+		})
+		if !errors.Is(err, rollback) {
+			t.Fatal(err)
+		}
+
+		const n = 16
+		var wg sync.WaitGroup
+		errs := make(chan error, n)
+		for i := range n {
+			wg.Go(func() {
+				errs <- db.Tx(ctx, func(tx *gorm.DB) error {
+					return h.svc.Emit(ctx, tx, h.org, outbound.UsageThresholdReached, map[string]int{"n": i})
+				})
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		var seqs []int64
+		seen := map[int]bool{}
+		for range n {
+			b := decode(t, rcv.next(t).body)
+			var d struct{ N int }
+			_ = json.Unmarshal(b.Data, &d)
+			if d.N < 0 || seen[d.N] {
+				t.Fatalf("received %s (rolled back or twice)", b.Data)
+			}
+			seen[d.N] = true
+			seqs = append(seqs, b.Sequence)
+		}
+		sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
+		for i, s := range seqs {
+			if s != int64(i+1) {
+				t.Fatalf("sequences %v: want 1..%d, each once", seqs, n)
+			}
+		}
+	})
+}
+
+func TestReceiverDownForThreeDaysDisablesTheEndpoint(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		h := newHarness(t, db, 3)
+		down := newReceiver(t, status(http.StatusOK))
+		down.Close() // nothing listens there any more
+		watcher := newReceiver(t, status(http.StatusOK))
+		dead, _ := h.endpoint(t, down.URL, outbound.InvoicePaymentFailed)
+		h.endpoint(t, watcher.URL, outbound.EndpointDisabled)
+		start := h.clock.Now()
+
+		h.emit(t, outbound.InvoicePaymentFailed, map[string]string{"invoice_id": "in_1"})
+		attempts := 0
+		for {
+			ev := h.next(t)
+			if ev.Kind == river.EventKindJobCancelled {
+				break
+			}
+			if ev.Kind != river.EventKindJobFailed {
+				t.Fatalf("job %s while the receiver is down", ev.Kind)
+			}
+			attempts++
+			if attempts > 40 {
+				t.Fatal("still retrying after 40 attempts")
+			}
+			// Simulate waiting out River's backoff: move the clock by it
+			// and run the retry now.
+			h.clock.Advance(ev.Job.ScheduledAt.Sub(*ev.Job.AttemptedAt))
+			if err := h.runner.RunNow(context.Background(), ev.Job.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+		elapsed := h.clock.Now().Sub(start)
+		if elapsed < outbound.RetryWindow || elapsed > outbound.RetryWindow+8*time.Hour {
+			t.Fatalf("gave up after %s of simulated time, want 3 days (plus at most one backoff)", elapsed)
+		}
+		if attempts < 10 {
+			t.Fatalf("only %d retries in 3 days: backoff is not exponential from seconds", attempts)
+		}
+		eps, err := h.svc.Endpoints(context.Background(), h.org)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ep := range eps {
+			if ep.ID == dead.ID && (ep.Status != outbound.StatusDisabled || ep.DisabledAt == nil || ep.DisabledReason == "") {
+				t.Fatalf("endpoint after 3 days down: %+v", ep)
+			}
+		}
+		ds := h.deliveries(t, dead.ID)
+		if ds[0].Status != outbound.DeliveryFailed || len(ds[0].Attempts) != attempts+1 || ds[0].Attempts[0].StatusCode != 0 {
+			t.Fatalf("delivery: status %s, %d attempts (want failed, %d)", ds[0].Status, len(ds[0].Attempts), attempts+1)
+		}
+		final := decode(t, watcher.next(t).body)
+		var data struct {
+			EndpointID string `json:"endpoint_id"`
+		}
+		_ = json.Unmarshal(final.Data, &data)
+		if final.Type != outbound.EndpointDisabled || data.EndpointID != dead.ID || final.Sequence != 2 {
+			t.Fatalf("final event = %+v %s", final, final.Data)
+		}
+		if _, err := h.svc.RetryDelivery(context.Background(), h.org, ds[0].ID); err == nil {
+			t.Fatal("a disabled endpoint's delivery was replayed")
+		} else {
+			wantUserError(t, err, outbound.CodeEndpointDisable)
+		}
+	})
+}
+
+func TestEachEndpointGetsOnlyTheEventsItSubscribedTo(t *testing.T) {
+	h := newHarness(t, testenv.DB(t), 3)
+	invoices := newReceiver(t, status(http.StatusOK))
+	limits := newReceiver(t, status(http.StatusOK))
+	a, _ := h.endpoint(t, invoices.URL, outbound.InvoicePaid)
+	b, _ := h.endpoint(t, limits.URL, outbound.UsageLimitReached)
+
+	h.emit(t, outbound.InvoicePaid, outbound.InvoiceData{InvoiceID: "in_1"})
+	h.emit(t, outbound.UsageLimitReached, outbound.UsageThresholdData{Meter: "api_calls", Percent: 100})
+
+	if got := decode(t, invoices.next(t).body); got.Type != outbound.InvoicePaid || got.Sequence != 1 {
+		t.Fatalf("invoice endpoint got %+v", got)
+	}
+	if got := decode(t, limits.next(t).body); got.Type != outbound.UsageLimitReached || got.Sequence != 2 {
+		t.Fatalf("limit endpoint got %+v", got)
+	}
+	for _, ep := range []outbound.Endpoint{a, b} {
+		if ds := h.deliveries(t, ep.ID); len(ds) != 1 {
+			t.Fatalf("endpoint %s has %d deliveries, want 1", ep.URL, len(ds))
+		}
+	}
+}

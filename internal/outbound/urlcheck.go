@@ -1,0 +1,149 @@
+package outbound
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tollgate-billing/tollgate/internal/apperr"
+)
+
+// Codes of the userErrors endpoint mutations return.
+const (
+	CodeRequired        = "REQUIRED"
+	CodeTooLong         = "TOO_LONG"
+	CodeInvalidURL      = "INVALID_URL"
+	CodeForbiddenURL    = "FORBIDDEN_URL"
+	CodeUnknownEvent    = "UNKNOWN_EVENT"
+	CodePlanLimit       = "PLAN_LIMIT"
+	CodeNotFound        = "NOT_FOUND"
+	CodeEndpointDisable = "ENDPOINT_DISABLED"
+)
+
+const maxURLLength = 2000
+
+// metadataHosts are cloud metadata services reached by name.
+var metadataHosts = []string{
+	"metadata.google.internal", "metadata.goog", "metadata",
+	"instance-data", "instance-data.ec2.internal",
+}
+
+// metadataAddrs are cloud metadata services outside the link-local ranges
+// (AWS's IPv6 one, Alibaba's).
+var metadataAddrs = []netip.Addr{
+	netip.MustParseAddr("fd00:ec2::254"),
+	netip.MustParseAddr("100.100.100.200"),
+}
+
+// forbiddenAddr reports why production must not send to ip, or "".
+// Loopback and link-local (169.254.0.0/16, fe80::/10, home of most metadata
+// services) are the host's own network edge, not a customer's receiver.
+func forbiddenAddr(ip netip.Addr) string {
+	ip = ip.Unmap()
+	switch {
+	case ip.IsLoopback():
+		return "a loopback address"
+	case ip.IsLinkLocalUnicast(), ip.IsLinkLocalMulticast():
+		return "a link-local address"
+	case ip.IsUnspecified(), ip.IsMulticast():
+		return "not a unicast address"
+	}
+	for _, m := range metadataAddrs {
+		if ip == m {
+			return "a cloud metadata address"
+		}
+	}
+	return ""
+}
+
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
+}
+
+// checkURL validates an endpoint URL: https in production; in development
+// also http, but only to this machine.
+func (s *Service) checkURL(fe *apperr.FieldErrors, field, raw string) {
+	if strings.TrimSpace(raw) == "" {
+		fe.Add(field, CodeRequired, "A URL is required.")
+		return
+	}
+	if len(raw) > maxURLLength {
+		fe.Add(field, CodeTooLong, "The URL must be at most 2,000 characters.")
+		return
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || u.Hostname() == "" || strings.ContainsAny(raw, " \t\r\n") ||
+		(u.Scheme != "https" && u.Scheme != "http") {
+		fe.Add(field, CodeInvalidURL, "The URL must be absolute and start with https://.")
+		return
+	}
+	host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+	if u.Scheme == "http" {
+		if s.production || !isLoopbackHost(host) {
+			fe.Add(field, CodeInvalidURL, "The URL must start with https:// (plain http is allowed only to localhost in development).")
+			return
+		}
+	}
+	if !s.production {
+		return
+	}
+	for _, m := range metadataHosts {
+		if host == m {
+			fe.Add(field, CodeForbiddenURL, "The URL points to a cloud metadata service.")
+			return
+		}
+	}
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		fe.Add(field, CodeForbiddenURL, "The URL points to a loopback address.")
+		return
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		if why := forbiddenAddr(ip); why != "" {
+			fe.Add(field, CodeForbiddenURL, "The URL points to "+why+".")
+		}
+	}
+}
+
+// errForbiddenAddr is a dial refused because a name resolved to an address
+// checkURL would have refused (a name may resolve anywhere, and change).
+var errForbiddenAddr = errors.New("refused: the endpoint resolved to an address inside the host's network edge")
+
+// newHTTPClient sends deliveries: 5 s per attempt, redirects never followed
+// (a 3xx is a failed attempt), no proxy from the environment, and in
+// production no connection to a forbidden address whatever DNS answers.
+func newHTTPClient(production bool) *http.Client {
+	dialer := &net.Dialer{Timeout: 5 * time.Second}
+	if production {
+		dialer.Control = func(_, address string, _ syscall.RawConn) error {
+			ap, err := netip.ParseAddrPort(address)
+			if err != nil {
+				return fmt.Errorf("dial %s: %w", address, err)
+			}
+			if forbiddenAddr(ap.Addr()) != "" {
+				return errForbiddenAddr
+			}
+			return nil
+		}
+	}
+	return &http.Client{
+		Timeout: 5 * time.Second,
+		Transport: &http.Transport{
+			Proxy:               nil,
+			DialContext:         dialer.DialContext,
+			TLSHandshakeTimeout: 5 * time.Second,
+			MaxIdleConnsPerHost: 4,
+			IdleConnTimeout:     90 * time.Second,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
