@@ -298,8 +298,39 @@ func (a *App) buildJobs(ctx context.Context) error {
 }
 
 // StartJobs works background jobs (outbound webhook deliveries) in this
-// process until Close. The database must be migrated.
-func (a *App) StartJobs(ctx context.Context) error { return a.Jobs.Start(ctx) }
+// process until Close. A replica started with TOLLGATE_MIGRATE=false on a
+// database that is not migrated yet still starts (readiness says why it
+// is not ready); its jobs start once the schema is at the latest migration.
+func (a *App) StartJobs(ctx context.Context) error {
+	pending, err := a.DB.MigrationsPending(ctx)
+	if err != nil || !pending {
+		return a.Jobs.Start(ctx)
+	}
+	a.Log.Warn("background jobs wait until the database schema is at the latest migration")
+	wait, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	a.closers = append(a.closers, func() { cancel(); <-done })
+	go func() {
+		defer close(done)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-wait.Done():
+				return
+			case <-t.C:
+			}
+			if pending, err := a.DB.MigrationsPending(wait); err != nil || pending {
+				continue
+			}
+			if err := a.Jobs.Start(ctx); err != nil {
+				a.Log.Error("background jobs did not start", "err", err)
+			}
+			return
+		}
+	}()
+	return nil
+}
 
 // Token mints an HS256 token for an organisation, for development and
 // tests. It fails when only public keys are configured.
