@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -271,7 +272,7 @@ func (s *Service) commitGroup(ctx context.Context, group []*request) error {
 			// in the insert; the totals it may add to are locked first.
 			first := map[eventID]*pending{}
 			var claims []*pending
-			var written []counterID
+			var written []counterID // the period totals the group may add to
 			seenTotal := map[counterID]struct{}{}
 			for _, req := range group {
 				for i := range req.batch {
@@ -344,7 +345,8 @@ func (s *Service) commitGroup(ctx context.Context, group []*request) error {
 			if _, err := r.insertEvents(replace); err != nil {
 				return err
 			}
-			if err := r.add(sums); err != nil {
+			changed, err := r.add(sums)
+			if err != nil {
 				return err
 			}
 			if s.group.hooks.written != nil {
@@ -352,7 +354,7 @@ func (s *Service) commitGroup(ctx context.Context, group []*request) error {
 					return err
 				}
 			}
-			return s.readBack(tx, group, written)
+			return s.readBack(tx, group, changed)
 		})
 	})
 }
@@ -382,19 +384,28 @@ func judge(out *outcome, p *pending, cur int64) (int64, bool) {
 	return next, true
 }
 
-// readBack reads the group's period totals as committed: what each call
-// reports but the group did not write, and what the Redis mirror is sent.
-func (s *Service) readBack(tx *gorm.DB, group []*request, written []counterID) error {
-	ids := slices.Clone(written)
+// readBack gives each call of the group the period totals it reports and
+// those the Redis mirror is sent, as committed: changed holds those the
+// group wrote; any other is read (one query, often none).
+func (s *Service) readBack(tx *gorm.DB, group []*request, changed map[counterID]counter) error {
+	var missing []counterID
 	for _, req := range group {
 		for _, k := range req.report {
-			ids = append(ids, counterID{req.org, k})
+			if _, ok := changed[counterID{req.org, k}]; !ok {
+				missing = append(missing, counterID{req.org, k})
+			}
+		}
+		for i := range req.batch {
+			if _, ok := changed[req.batch[i].totalID()]; !ok {
+				missing = append(missing, req.batch[i].totalID())
+			}
 		}
 	}
-	values, err := readTotals(tx, ids)
+	values, err := readTotals(tx, missing)
 	if err != nil {
 		return err
 	}
+	maps.Copy(values, changed)
 	for _, req := range group {
 		req.out.published = map[rollupKey]counter{}
 		for _, k := range req.report {

@@ -220,28 +220,30 @@ func (r rollups) deleteEvents(ids []eventID) error {
 }
 
 // add adds the aggregate to the three rollup tables, always in this table
-// order.
-func (r rollups) add(a aggregate) error {
+// order, and returns the period totals it changed, as they now stand.
+func (r rollups) add(a aggregate) (map[counterID]counter, error) {
+	totals := make(map[counterID]counter, len(a.totals))
 	err := upsertSums(r, "usage_rollups", []string{"org_id", "meter", "period_start"}, true, a.totals,
 		func(k counterID) []any { return []any{k.org, k.meter, k.periodStart()} },
-		counterID.compare)
+		counterID.compare, totals)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	err = upsertSums(r, "usage_endpoint_rollups", []string{"org_id", "period_start", "meter", "endpoint"}, false, a.endpoints,
 		func(k endpointKey) []any { return []any{k.org, time.Unix(k.start, 0).UTC(), k.meter, k.endpoint} },
 		func(x, y endpointKey) int {
 			return cmp.Or(strings.Compare(x.org, y.org), cmp.Compare(x.start, y.start),
 				strings.Compare(x.meter, y.meter), strings.Compare(x.endpoint, y.endpoint))
-		})
+		}, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return upsertSums(r, "usage_daily_rollups", []string{"org_id", "meter", "day"}, false, a.days,
+	err = upsertSums(r, "usage_daily_rollups", []string{"org_id", "meter", "day"}, false, a.days,
 		func(k dayKey) []any { return []any{k.org, k.meter, time.Unix(k.day, 0).UTC()} },
 		func(x, y dayKey) int {
 			return cmp.Or(strings.Compare(x.org, y.org), strings.Compare(x.meter, y.meter), cmp.Compare(x.day, y.day))
-		})
+		}, nil)
+	return totals, err
 }
 
 // upsertSums adds each non-zero sum to its row of table, creating missing
@@ -249,9 +251,10 @@ func (r rollups) add(a aggregate) error {
 // gives a row's key column values. A versioned table is a period total,
 // whose sums were checked against overflow under its row lock, and counts
 // changes in version (new rows start at 1); the others are reports, whose
-// sums saturate at the int64 bounds rather than fail the transaction.
+// sums saturate at the int64 bounds rather than fail the transaction. When
+// into is set, the rows written (of usage_rollups) are read back into it.
 func upsertSums[K comparable](r rollups, table string, key []string, versioned bool, sums map[K]int64,
-	keyArgs func(K) []any, compare func(a, b K) int) error {
+	keyArgs func(K) []any, compare func(a, b K) int, into map[counterID]counter) error {
 	keys := make([]K, 0, len(sums))
 	for k, n := range sums {
 		if n != 0 {
@@ -277,7 +280,13 @@ func upsertSums[K comparable](r rollups, table string, key []string, versioned b
 	}
 	q := "INSERT INTO " + table + " (" + cols + ") VALUES " + rowsOf(row+")", len(keys)) +
 		" ON CONFLICT (" + keyCols + ") DO UPDATE SET " + set
-	if err := r.tx.Exec(q, args...).Error; err != nil {
+	var err error
+	if into != nil {
+		err = scanCounters(r.tx.Raw(q+" RETURNING org_id, meter, period_start, used, version", args...), into)
+	} else {
+		err = r.tx.Exec(q, args...).Error
+	}
+	if err != nil {
 		return fmt.Errorf("add to %s: %w", table, err)
 	}
 	return nil
