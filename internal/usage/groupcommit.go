@@ -2,6 +2,8 @@ package usage
 
 import (
 	"context"
+	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -120,6 +122,18 @@ func (g *groupCommitter) take() []*request {
 	return group
 }
 
+// commitSafely turns a panic in a group's commit into the group's error:
+// otherwise its callers would wait forever and, with its slot never given
+// back, so would every later call.
+func (g *groupCommitter) commitSafely(ctx context.Context, group []*request) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("group commit panicked: %v\n%s", p, debug.Stack())
+		}
+	}()
+	return g.commit(ctx, group)
+}
+
 // run commits a group, hands the queue to the next leader and then answers
 // the group's callers.
 func (g *groupCommitter) run(ctx context.Context, group []*request) {
@@ -127,7 +141,7 @@ func (g *groupCommitter) run(ctx context.Context, group []*request) {
 	if g.hooks.started != nil {
 		g.hooks.started(ctx, group)
 	}
-	err := g.commit(ctx, group)
+	err := g.commitSafely(ctx, group)
 	cancel()
 	if err != nil {
 		// The transaction rolled back, so nothing of the group is stored.

@@ -323,6 +323,27 @@ func TestAFailedGroupAnswersEveryCallerUnavailableAndStoresNothing(t *testing.T)
 	})
 }
 
+// TestAPanickingCommitAnswersItsCallersAndLeavesTheServiceWorking: a bug
+// in one group must not leave its callers, or every later call, waiting.
+func TestAPanickingCommitAnswersItsCallersAndLeavesTheServiceWorking(t *testing.T) {
+	f := newFixture(t, testenv.DB(t), nil)
+	org := f.org(t, "starter")
+	f.svc.group.hooks.written = func([]*request) error { panic("bug") }
+	_, err := f.svc.Record(context.Background(), org, []Event{ev("api_calls", 1, "a")})
+	if apperr.CodeOf(err) != apperr.Unavailable {
+		t.Fatalf("err = %v, want UNAVAILABLE", err)
+	}
+	f.svc.group.hooks = groupHooks{}
+	for i := range f.svc.group.slots + 1 {
+		if res := f.record(t, org, ev("api_calls", 1, fmt.Sprintf("after-%d", i))); res.Accepted != 1 {
+			t.Fatalf("call %d after the panic: %+v", i, res)
+		}
+	}
+	if n := f.storedEvents(t, org); n != int64(f.svc.group.slots+1) {
+		t.Errorf("%d events stored, want only the %d after the panic", n, f.svc.group.slots+1)
+	}
+}
+
 // TestALoneCallCommitsAtOnce: with nothing in flight, a call leads its own
 // group straight away, on its own goroutine and context, rather than
 // waiting for company; there is no timer on the path to its commit.
