@@ -34,9 +34,15 @@ func BenchmarkGateRequest(b *testing.B) {
 	}
 }
 
-// BenchmarkRecordRequest is one recordUsage of 1,000 new events through the
-// whole handler, for its allocations per event.
+// BenchmarkRecordRequest is one recordUsage of 1 and of 1,000 new events
+// through the whole handler, for its allocations per event.
 func BenchmarkRecordRequest(b *testing.B) {
+	for _, size := range []int{1, 1000} {
+		b.Run(fmt.Sprintf("events=%d", size), func(b *testing.B) { benchmarkRecord(b, size) })
+	}
+}
+
+func benchmarkRecord(b *testing.B, size int) {
 	h := apptest.New(b, apptest.Options{})
 	token := h.Token("bench-record")
 	if r := h.Query("bench-record", `{ usageGate(meter: "api_calls") { allowed } }`, nil); len(r.Errors) > 0 {
@@ -52,7 +58,7 @@ func BenchmarkRecordRequest(b *testing.B) {
 	for b.Loop() {
 		var buf bytes.Buffer
 		buf.WriteString(`{"query":"mutation R($in: RecordUsageInput!) { recordUsage(input: $in) { accepted duplicates rejected { index code message } } }","variables":{"in":{"events":[`)
-		for i := range 1000 {
+		for i := range size {
 			if i > 0 {
 				buf.WriteByte(',')
 			}
