@@ -89,6 +89,11 @@ func (p *pending) totalID() counterID { return counterID{p.org, p.total} }
 // A quantity of zero is accepted: it counts nothing but claims its key, so a
 // host can report "a call that used no tokens" without special cases.
 //
+// Calls that arrive while a commit is in flight are committed together by
+// the next one (see groupcommit.go), each judged as if alone, in arrival
+// order. When that commit fails the call fails with UNAVAILABLE (retryable)
+// and none of its events is stored.
+//
 // An empty or oversize batch is apperr.FieldErrors and writes nothing. When
 // every event is refused for quota the call fails with USAGE_LIMIT_EXCEEDED
 // carrying meter, current and limit (the result is still filled in).
@@ -136,8 +141,8 @@ func (s *Service) Record(ctx context.Context, orgID string, events []Event) (Rec
 		report = append(report, keyOf(m.Name, periodStart(m.Reset, now)))
 	}
 
-	if err := ctx.Err(); err != nil {
-		return RecordResult{}, err
+	if err := ctx.Err(); err != nil { // gone before its group: spare the database
+		return RecordResult{}, fmt.Errorf("record usage for org %s: %w", orgID, err)
 	}
 	req := &request{org: orgID, batch: batch, report: report}
 	if err := s.group.submit(ctx, req); err != nil {
