@@ -3,6 +3,7 @@ package app_test
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -23,14 +24,7 @@ func BenchmarkGateRequest(b *testing.B) {
 	payload := []byte(`{"query":"query Gate($meter: String!) { usageGate(meter: $meter) { allowed used limit remaining plan billingStatus } }","variables":{"meter":"api_calls"}}`)
 	b.ReportAllocs()
 	for b.Loop() {
-		req := httptest.NewRequest(http.MethodPost, "/graphql", bytes.NewReader(payload))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+token)
-		w := httptest.NewRecorder()
-		handler.ServeHTTP(w, req)
-		if w.Code != http.StatusOK || bytes.Contains(w.Body.Bytes(), []byte(`"errors"`)) {
-			b.Fatalf("%d %s", w.Code, w.Body.Bytes())
-		}
+		serve(b, handler, token, bytes.NewReader(payload))
 	}
 }
 
@@ -66,14 +60,7 @@ func benchmarkRecord(b *testing.B, size int) {
 			fmt.Fprintf(&buf, `{"meter":"api_calls","quantity":1,"idempotencyKey":"k-%d","endpoint":"POST /v1/x"}`, n)
 		}
 		buf.WriteString(`]}}}`)
-		req := httptest.NewRequest(http.MethodPost, "/graphql", &buf)
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+token)
-		w := httptest.NewRecorder()
-		handler.ServeHTTP(w, req)
-		if w.Code != http.StatusOK || bytes.Contains(w.Body.Bytes(), []byte(`"errors"`)) {
-			b.Fatalf("%d %s", w.Code, w.Body.Bytes())
-		}
+		serve(b, handler, token, &buf)
 	}
 }
 
@@ -83,4 +70,16 @@ func orgID(b *testing.B, h *apptest.Harness, external string) string {
 		b.Fatal(err)
 	}
 	return id
+}
+
+// serve posts one GraphQL request to handler and fails b unless it succeeds.
+func serve(b *testing.B, handler http.Handler, token string, body io.Reader) {
+	req := httptest.NewRequest(http.MethodPost, "/graphql", body)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	w := httptest.NewRecorder()
+	handler.ServeHTTP(w, req)
+	if w.Code != http.StatusOK || bytes.Contains(w.Body.Bytes(), []byte(`"errors"`)) {
+		b.Fatalf("%d %s", w.Code, w.Body.Bytes())
+	}
 }
