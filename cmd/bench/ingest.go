@@ -46,6 +46,9 @@ type ingestResult struct {
 	// clients on one organisation and on one each; Floor is the single-row
 	// durable INSERT … ON CONFLICT DO NOTHING from as many connections.
 	OneOrg, ManyOrgs, Floor run
+	// OneOrgGroup and ManyOrgsGroup are the mean calls per group commit
+	// in those phases, from the server's metrics.
+	OneOrgGroup, ManyOrgsGroup float64
 	// Batches are recordUsage of 100 and 1,000 events beside a raw
 	// multi-row INSERT of as many rows.
 	Batches []recordRow
@@ -133,9 +136,15 @@ func ingestPhase(ctx context.Context, b *bench, o options) (ingestResult, error)
 	}
 	floor := singleRowInsertOp(db, b.runID, &seq)
 	saturate(ctx, ingestClients, o.warmup, oneOrg)
-	r.OneOrg = saturate(ctx, ingestClients, o.duration, oneOrg)
+	if r.OneOrg, r.OneOrgGroup, err = srv.grouped(ctx, func() run { return saturate(ctx, ingestClients, o.duration, oneOrg) }); err != nil {
+		return r, err
+	}
 	saturateEach(ctx, ingestClients, o.warmup, func(w int) op { return manyOps[w] })
-	r.ManyOrgs = saturateEach(ctx, ingestClients, o.duration, func(w int) op { return manyOps[w] })
+	if r.ManyOrgs, r.ManyOrgsGroup, err = srv.grouped(ctx, func() run {
+		return saturateEach(ctx, ingestClients, o.duration, func(w int) op { return manyOps[w] })
+	}); err != nil {
+		return r, err
+	}
 	saturate(ctx, ingestClients, o.warmup, floor)
 	r.Floor = saturate(ctx, ingestClients, o.duration, floor)
 
@@ -294,6 +303,8 @@ func (r ingestResult) figures() []ingestFigure {
 			Target: "≤ " + mib(targetPeakRSS), Pass: judge(r.PeakRSS <= targetPeakRSS)},
 		ingestFigure{What: "idle RSS of the server", Measured: float64(r.IdleRSS) / (1 << 20), Unit: "MiB",
 			Target: "≤ " + mib(targetIdleRSS), Pass: judge(r.IdleRSS <= targetIdleRSS)},
+		ingestFigure{What: "calls per group commit, one organisation", Measured: r.OneOrgGroup, Unit: "calls"},
+		ingestFigure{What: "calls per group commit, 64 organisations", Measured: r.ManyOrgsGroup, Unit: "calls"},
 		ingestFigure{What: "allocations per usageGate request", Measured: r.GateAllocs, Unit: fmt.Sprintf("allocs (%.1f KiB)", r.GateBytes/1024)},
 		ingestFigure{What: "allocations per recorded event, one-event calls", Measured: r.EventAllocs1, Unit: fmt.Sprintf("allocs (%.1f KiB)", r.EventBytes1/1024)},
 		ingestFigure{What: "allocations per recorded event, 1,000-event calls", Measured: r.EventAllocs1k, Unit: fmt.Sprintf("allocs (%.2f KiB)", r.EventBytes1k/1024)},

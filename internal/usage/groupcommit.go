@@ -50,8 +50,11 @@ type request struct {
 // groupCommitter queues requests and runs them in groups, at most slots at
 // a time.
 type groupCommitter struct {
-	commit func(ctx context.Context, group []*request) error
-	slots  int
+	// commit writes a group in one transaction; publish then mirrors what
+	// it wrote, once the next group has been started.
+	commit  func(ctx context.Context, group []*request) error
+	publish func(ctx context.Context, group []*request)
+	slots   int
 
 	mu       sync.Mutex
 	queue    []*request
@@ -134,15 +137,15 @@ func (g *groupCommitter) commitSafely(ctx context.Context, group []*request) (er
 	return g.commit(ctx, group)
 }
 
-// run commits a group, hands the queue to the next leader and then answers
-// the group's callers.
+// run commits a group, hands the queue to the next leader, mirrors the
+// group in Redis and then answers the group's callers.
 func (g *groupCommitter) run(ctx context.Context, group []*request) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), groupTimeout)
 	if g.hooks.started != nil {
 		g.hooks.started(ctx, group)
 	}
+	defer cancel()
 	err := g.commitSafely(ctx, group)
-	cancel()
 	if err != nil {
 		// The transaction rolled back, so nothing of the group is stored.
 		// Every caller gets the same answer: retry, which is safe with the
@@ -168,6 +171,9 @@ func (g *groupCommitter) run(ctx context.Context, group []*request) {
 	}
 	g.mu.Unlock()
 	groupSize.Observe(float64(len(group)))
+	if err == nil {
+		g.publish(ctx, group)
+	}
 	for _, r := range group {
 		close(r.done)
 	}

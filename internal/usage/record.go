@@ -149,7 +149,6 @@ func (s *Service) Record(ctx context.Context, orgID string, events []Event) (Rec
 		return RecordResult{}, fmt.Errorf("record usage for org %s: %w", orgID, err)
 	}
 	out := req.out
-	s.counters.publish(ctx, orgID, out.published)
 
 	res.Accepted = out.accepted
 	res.Duplicates += out.duplicates
@@ -241,8 +240,8 @@ type outcome struct {
 	// as if the calls of the group had committed one by one in arrival
 	// order.
 	usage map[rollupKey]int64
-	// published are the period totals of this organisation the group
-	// touched, as committed, for the Redis mirror.
+	// published are the period totals of this organisation that the call
+	// named or added to, as committed, for the Redis mirror.
 	published map[rollupKey]counter
 }
 
@@ -262,13 +261,13 @@ func (o *outcome) refuse(p *pending, used int64) {
 	}
 }
 
-// commitGroup writes a group of Record calls in one transaction: lock every
+// writeGroup writes a group of Record calls in one transaction: lock every
 // period total the group adds to, claim the keys, judge each call's events
 // in arrival order against the locked totals, and add what was accepted to
 // the rollups. Locking the totals first makes concurrent groups (on this
 // replica or another) queue there before claiming any keys, so the database
 // stays the arbiter of hard limits.
-func (s *Service) commitGroup(ctx context.Context, group []*request) error {
+func (s *Service) writeGroup(ctx context.Context, group []*request) error {
 	now := s.clock.Now()
 	return retryConflicts(ctx, func() error {
 		return s.db.Tx(ctx, func(tx *gorm.DB) error {
@@ -362,6 +361,20 @@ func (s *Service) commitGroup(ctx context.Context, group []*request) error {
 			return s.readBack(tx, group, changed)
 		})
 	})
+}
+
+// publishGroup writes the Redis mirror of a committed group: once per
+// organisation, in one round trip, before any of its callers is answered,
+// so a caller's next usageGate, on any replica, sees what it recorded.
+func (s *Service) publishGroup(ctx context.Context, group []*request) {
+	byOrg := map[string]map[rollupKey]counter{}
+	for _, req := range group {
+		if byOrg[req.org] == nil {
+			byOrg[req.org] = map[rollupKey]counter{}
+		}
+		maps.Copy(byOrg[req.org], req.out.published)
+	}
+	s.counters.publishAll(ctx, byOrg)
 }
 
 // judge decides an event whose key is new against the current value of its

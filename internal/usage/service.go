@@ -82,7 +82,7 @@ func NewService(db *store.DB, rdb *redis.Client, catalog *plans.Catalog, plansrc
 		log:         log,
 		resyncEvery: resyncInterval,
 	}
-	s.group = &groupCommitter{commit: s.commitGroup, slots: commitSlots(db.Dialect)}
+	s.group = &groupCommitter{commit: s.writeGroup, publish: s.publishGroup, slots: commitSlots(db.Dialect)}
 	return s
 }
 
