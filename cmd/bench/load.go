@@ -158,13 +158,19 @@ func paced(ctx context.Context, rate int, d time.Duration, probe *stallProbe, do
 // one answered (a closed loop) for d: the most the server gives this many
 // clients.
 func saturate(ctx context.Context, workers int, d time.Duration, do op) run {
+	return saturateEach(ctx, workers, d, func(int) op { return do })
+}
+
+// saturateEach is saturate with an op of its own for each worker.
+func saturateEach(ctx context.Context, workers int, d time.Duration, opOf func(worker int) op) run {
 	var (
 		rec = newRecorder()
 		wg  sync.WaitGroup
 	)
 	start := time.Now()
 	deadline := start.Add(d)
-	for range workers {
+	for w := range workers {
+		do := opOf(w)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

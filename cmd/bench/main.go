@@ -7,11 +7,13 @@
 // and 1 only when something failed to run (including any failed request,
 // since a failure must never be counted as a fast answer).
 //
-//	go run ./cmd/bench [-duration 8s] [-skip-1m] [-cpuprofile gate.pprof]
+//	go run ./cmd/bench [-duration 8s] [-skip-1m] [-only ingest] [-cpuprofile gate.pprof]
 //
 // Tollgate runs in this process behind a real HTTP server on loopback, and
 // the load generator shares the machine's cores with it, as a co-located
-// host app would.
+// host app would; the ingest section instead starts Tollgate in a server
+// process of its own, so its memory is measured alone. The figures are also
+// written as JSON (-json) so runs can be compared.
 package main
 
 import (
@@ -46,11 +48,12 @@ type options struct {
 	memprofile      string
 	stallProbe      bool
 	keepDB          bool
+	jsonPath        string
 	only            map[string]bool
 }
 
 // phases are the sections of the report, in order.
-var phases = []string{"gate", "record", "history"}
+var phases = []string{"gate", "record", "history", "ingest"}
 
 // runs reports whether a phase is selected.
 func (o options) runs(phase string) bool { return len(o.only) == 0 || o.only[phase] }
@@ -75,6 +78,7 @@ func parseFlags() options {
 	flag.StringVar(&o.memprofile, "memprofile", "", "write an allocation profile (server and load generator, since the start; use with -only gate) to this file")
 	flag.BoolVar(&o.stallProbe, "stall-probe", true, "run the machine-stall probe beside the fixed-rate gate phases")
 	flag.BoolVar(&o.keepDB, "keep-db", false, "leave the benchmark database in place for inspection instead of dropping it")
+	flag.StringVar(&o.jsonPath, "json", "bench-results/latest.json", "write the figures as JSON to this file (empty: don't)")
 	only := flag.String("only", "", "comma-separated phases to run ("+strings.Join(phases, ",")+"); default all")
 	flag.Parse()
 	if *only != "" {
@@ -124,6 +128,10 @@ func main() {
 		runStallProbe()
 		return
 	}
+	if len(os.Args) == 2 && os.Args[1] == serveArg {
+		runServer()
+		return
+	}
 	os.Exit(benchmark())
 }
 
@@ -149,6 +157,7 @@ func benchmark() int {
 		g   *gateResult
 		rec []recordRow
 		h   *historyResult
+		in  *ingestResult
 	)
 	if o.runs("gate") {
 		progress("usageGate over HTTP and in process")
@@ -176,13 +185,28 @@ func benchmark() int {
 		printHistory(r, o)
 	}
 
+	if o.runs("ingest") {
+		progress("ingest: one-event recordUsage, batches, the gate and memory against a server process")
+		r, err := ingestPhase(ctx, b, o)
+		if err != nil {
+			return fail("ingest phase", err)
+		}
+		in = &r
+	}
+
 	peak, err := peakRSS()
 	if err != nil {
 		return fail("peak RSS", err)
 	}
 	fmt.Printf("\n4. Peak RSS of the process (VmHWM: Tollgate, its load generator and seeding together): %s\n", peak)
+	if in != nil {
+		printIngest(*in, o)
+	}
 
 	failed := printTargets(g, rec, h)
+	if err := writeJSON(o.jsonPath, began, g, rec, h, in); err != nil {
+		return fail("write JSON", err)
+	}
 	fmt.Printf("\nTotal run time: %s (GOMAXPROCS %d); load average at the end: %s\n",
 		time.Since(began).Round(time.Second), runtime.GOMAXPROCS(0), loadAverage())
 	if failed {

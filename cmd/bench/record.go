@@ -74,33 +74,8 @@ func recordPhase(ctx context.Context, b *bench, o options) ([]recordRow, error) 
 // recordOp sends one recordUsage of n new events and checks that every one
 // was accepted.
 func recordOp(c *graphQL, runID string, n int, seq *atomic.Int64) op {
-	prefix, err := json.Marshal(recordQuery)
-	if err != nil {
-		panic(err)
-	}
 	return func(ctx context.Context) error {
-		s := seq.Add(1)
-		// Built by hand: encoding a thousand events through reflection
-		// would load the same two cores the server runs on.
-		buf := make([]byte, 0, 160+n*110)
-		buf = append(buf, `{"query":`...)
-		buf = append(buf, prefix...)
-		buf = append(buf, `,"variables":{"input":{"events":[`...)
-		for i := range n {
-			if i > 0 {
-				buf = append(buf, ',')
-			}
-			buf = append(buf, `{"meter":"api_calls","quantity":1,"idempotencyKey":"`...)
-			buf = append(buf, runID...)
-			buf = append(buf, '-')
-			buf = strconv.AppendInt(buf, s, 10)
-			buf = append(buf, '-')
-			buf = strconv.AppendInt(buf, int64(i), 10)
-			buf = append(buf, `","endpoint":"`...)
-			buf = append(buf, endpoints[i%len(endpoints)]...)
-			buf = append(buf, `"}`...)
-		}
-		buf = append(buf, `]}}}`...)
+		buf := recordBody(runID, seq.Add(1), n)
 		raw, err := c.post(ctx, buf)
 		if err != nil {
 			return err
@@ -121,6 +96,34 @@ func recordOp(c *graphQL, runID string, n int, seq *atomic.Int64) op {
 		}
 		return nil
 	}
+}
+
+// recordQueryJSON is recordQuery as a JSON string.
+var recordQueryJSON, _ = json.Marshal(recordQuery)
+
+// recordBody is a recordUsage request of n new events, call s of the run.
+// It is built by hand: encoding a thousand events through reflection would
+// load the same two cores the server runs on.
+func recordBody(runID string, s int64, n int) []byte {
+	buf := make([]byte, 0, 160+n*110)
+	buf = append(buf, `{"query":`...)
+	buf = append(buf, recordQueryJSON...)
+	buf = append(buf, `,"variables":{"input":{"events":[`...)
+	for i := range n {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, `{"meter":"api_calls","quantity":1,"idempotencyKey":"`...)
+		buf = append(buf, runID...)
+		buf = append(buf, '-')
+		buf = strconv.AppendInt(buf, s, 10)
+		buf = append(buf, '-')
+		buf = strconv.AppendInt(buf, int64(i), 10)
+		buf = append(buf, `","endpoint":"`...)
+		buf = append(buf, endpoints[i%len(endpoints)]...)
+		buf = append(buf, `"}`...)
+	}
+	return append(buf, `]}}}`...)
 }
 
 // rawInsertOp writes n rows in one INSERT statement (one transaction, like

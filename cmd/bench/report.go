@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -203,26 +202,14 @@ func printTargets(g *gateResult, rows []recordRow, h *historyResult) (failed boo
 // peakRSS is the process's high-water resident set size, as the kernel
 // reports it.
 func peakRSS() (string, error) {
-	f, err := os.Open("/proc/self/status")
+	_, peak, err := procMemory("/proc/self/status")
 	if err != nil {
 		return "", err
 	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if v, ok := strings.CutPrefix(s.Text(), "VmHWM:"); ok {
-			var kb int64
-			if _, err := fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb); err != nil {
-				return "", fmt.Errorf("parse VmHWM %q: %w", v, err)
-			}
-			return fmt.Sprintf("%.1f MiB", float64(kb)/1024), nil
-		}
-	}
-	if err := s.Err(); err != nil {
-		return "", err
-	}
-	return "", fmt.Errorf("no VmHWM in /proc/self/status")
+	return mib(peak), nil
 }
+
+func mib(bytes int64) string { return fmt.Sprintf("%.1f MiB", float64(bytes)/(1<<20)) }
 
 // loadAverage is /proc/loadavg's 1, 5 and 15-minute figures.
 func loadAverage() string {

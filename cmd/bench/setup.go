@@ -45,6 +45,10 @@ type bench struct {
 	// PlanNote says how throttling was avoided, for the report.
 	PlanNote string
 	DBName   string
+	// env is Tollgate's configuration, and dbURL its database, for the
+	// server process the ingest section starts.
+	env   map[string]string
+	dbURL string
 }
 
 // start creates the database, writes the plans file, starts Tollgate behind
@@ -108,6 +112,7 @@ func start(ctx context.Context, o options, log *slog.Logger) (_ *bench, stop fun
 		// production) but out of reach.
 		"API_RATE_LIMIT_PER_CREDENTIAL": "1000000",
 	}
+	b.env, b.dbURL = env, dbURL
 	cfg, err := config.Load(func(k string) string { return env[k] })
 	if err != nil {
 		return nil, stop, err

@@ -37,6 +37,12 @@ var (
 		Name: "tollgate_usage_gate_duration_seconds", Help: "usageGate latency by source (redis, database).",
 		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .1},
 	}, []string{"source"})
+	// UsageGroupSize is how many recordUsage calls each group commit wrote
+	// together.
+	UsageGroupSize = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "tollgate_usage_group_calls", Help: "recordUsage calls per group commit.",
+		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128},
+	})
 	// RedisFallbacks counts operations that fell back from Redis to the database.
 	RedisFallbacks = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tollgate_redis_fallbacks_total", Help: "Operations served without Redis because it failed, by operation.",
@@ -52,7 +58,7 @@ func init() {
 	Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		HTTPRequests, GraphQLOperations, WebhookEvents, UsageEvents, GateLatency, RedisFallbacks, StripeCalls,
+		HTTPRequests, GraphQLOperations, WebhookEvents, UsageEvents, GateLatency, UsageGroupSize, RedisFallbacks, StripeCalls,
 	)
 }
 

@@ -137,14 +137,58 @@ func (c *counters) store(ctx context.Context, org string, values map[rollupKey]c
 	if len(values) == 0 {
 		return nil
 	}
+	keys, args := storeArgs(org, values)
+	return storeNewest.Run(ctx, c.rdb, keys, args...).Err()
+}
+
+// storeArgs are storeNewest's KEYS and ARGV for counters of one
+// organisation.
+func storeArgs(org string, values map[rollupKey]counter) ([]string, []any) {
 	keys := make([]string, 0, len(values))
 	args := make([]any, 0, 2*len(values)+1)
 	for k, v := range values {
 		keys = append(keys, counterID{org, k}.redisKey())
 		args = append(args, v.used, v.version)
 	}
-	args = append(args, counterTTL.Milliseconds())
-	return storeNewest.Run(ctx, c.rdb, keys, args...).Err()
+	return keys, append(args, counterTTL.Milliseconds())
+}
+
+// publishAll mirrors the rollups a commit group just wrote, for every
+// organisation in it, in one round trip. Like publish it never clears
+// dirty marks.
+func (c *counters) publishAll(ctx context.Context, byOrg map[string]map[rollupKey]counter) {
+	if len(byOrg) <= 1 || !c.available() {
+		for org, values := range byOrg {
+			c.publish(ctx, org, values)
+		}
+		return
+	}
+	pipe := c.rdb.Pipeline()
+	cmds := make(map[string]*redis.Cmd, len(byOrg))
+	for org, values := range byOrg {
+		if len(values) > 0 {
+			keys, args := storeArgs(org, values)
+			cmds[org] = storeNewest.EvalSha(ctx, pipe, keys, args...)
+		}
+	}
+	_, err := pipe.Exec(ctx)
+	switch {
+	case err == nil:
+	case redis.HasErrorPrefix(err, "NOSCRIPT"):
+		// Redis lost the script (a restart or SCRIPT FLUSH); publish
+		// loads it again. Writing a counter twice is harmless.
+		for org, values := range byOrg {
+			c.publish(ctx, org, values)
+		}
+	default:
+		c.fault(ctx, "publish counters", err)
+		for org, cmd := range cmds {
+			if cmd.Err() != nil {
+				recordFallbacks.Inc()
+				c.markDirty(org, byOrg[org])
+			}
+		}
+	}
 }
 
 // publish mirrors rollups just committed. It never clears dirty marks: a

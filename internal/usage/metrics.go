@@ -16,6 +16,8 @@ var (
 	gateFromRedis    = observe.GateLatency.WithLabelValues("redis")
 	gateFromDatabase = observe.GateLatency.WithLabelValues("database")
 
+	groupSize = observe.UsageGroupSize
+
 	gateFallbacks   = observe.RedisFallbacks.WithLabelValues("usage_gate")
 	recordFallbacks = observe.RedisFallbacks.WithLabelValues("usage_record")
 )

@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -67,6 +69,7 @@ type RecordResult struct {
 // pending is a valid event on its way to the database.
 type pending struct {
 	index    int
+	org      string
 	meter    string
 	key      string
 	endpoint string
@@ -76,12 +79,20 @@ type pending struct {
 	total    rollupKey // the period rollup it counts in
 }
 
+func (p *pending) eventID() eventID   { return eventID{p.org, p.key} }
+func (p *pending) totalID() counterID { return counterID{p.org, p.total} }
+
 // Record counts a batch of events. Each event is judged on its own: invalid
 // ones and those a hard limit refuses are listed in Rejected and the others
 // are counted. Everything counted is durable when Record returns.
 //
 // A quantity of zero is accepted: it counts nothing but claims its key, so a
 // host can report "a call that used no tokens" without special cases.
+//
+// Calls that arrive while a commit is in flight are committed together by
+// the next one (see groupcommit.go), each judged as if alone, in arrival
+// order. When that commit fails the call fails with UNAVAILABLE (retryable)
+// and none of its events is stored.
 //
 // An empty or oversize batch is apperr.FieldErrors and writes nothing. When
 // every event is refused for quota the call fails with USAGE_LIMIT_EXCEEDED
@@ -113,7 +124,7 @@ func (s *Service) Record(ctx context.Context, orgID string, events []Event) (Rec
 		if known {
 			named[m.Name] = m
 		}
-		p, rej := s.check(i, e, m, known, plan, now)
+		p, rej := s.check(i, orgID, e, m, known, plan, now)
 		if rej != nil {
 			res.Rejected = append(res.Rejected, *rej)
 			continue
@@ -130,11 +141,14 @@ func (s *Service) Record(ctx context.Context, orgID string, events []Event) (Rec
 		report = append(report, keyOf(m.Name, periodStart(m.Reset, now)))
 	}
 
-	out, err := s.commit(ctx, orgID, batch, report, now)
-	if err != nil {
+	if err := ctx.Err(); err != nil { // gone before its group: spare the database
 		return RecordResult{}, fmt.Errorf("record usage for org %s: %w", orgID, err)
 	}
-	s.counters.publish(ctx, orgID, out.totals)
+	req := &request{org: orgID, batch: batch, report: report}
+	if err := s.group.submit(ctx, req); err != nil {
+		return RecordResult{}, fmt.Errorf("record usage for org %s: %w", orgID, err)
+	}
+	out := req.out
 
 	res.Accepted = out.accepted
 	res.Duplicates += out.duplicates
@@ -142,7 +156,7 @@ func (s *Service) Record(ctx context.Context, orgID string, events []Event) (Rec
 	slices.SortFunc(res.Rejected, func(a, b Rejection) int { return cmp.Compare(a.Index, b.Index) })
 	for _, m := range s.catalog.Meters() {
 		if _, ok := named[m.Name]; ok {
-			used := out.totals[keyOf(m.Name, periodStart(m.Reset, now))].used
+			used := out.usage[keyOf(m.Name, periodStart(m.Reset, now))]
 			res.Usage = append(res.Usage, MeterUsage{Meter: m.Name, Used: used, Limit: limitOf(plan, m)})
 		}
 	}
@@ -155,7 +169,7 @@ func (s *Service) Record(ctx context.Context, orgID string, events []Event) (Rec
 
 // check validates one event, returning it ready to write or why it is
 // rejected.
-func (s *Service) check(i int, e Event, m plans.Meter, known bool, plan plans.Plan, now time.Time) (pending, *Rejection) {
+func (s *Service) check(i int, orgID string, e Event, m plans.Meter, known bool, plan plans.Plan, now time.Time) (pending, *Rejection) {
 	reject := func(code, format string, args ...any) (pending, *Rejection) {
 		return pending{}, &Rejection{Index: i, Code: code, Message: fmt.Sprintf(format, args...)}
 	}
@@ -191,7 +205,7 @@ func (s *Service) check(i int, e Event, m plans.Meter, known bool, plan plans.Pl
 			at.Format(time.RFC3339), m.Name, clock.MonthStart(now).Format(time.RFC3339))
 	}
 	return pending{
-		index: i, meter: m.Name, key: key, endpoint: endpoint, quantity: e.Quantity, at: at,
+		index: i, org: orgID, meter: m.Name, key: key, endpoint: endpoint, quantity: e.Quantity, at: at,
 		limit: limitOf(plan, m), total: keyOf(m.Name, periodStart(m.Reset, at)),
 	}, nil
 }
@@ -207,7 +221,14 @@ func (s *Service) unknownMeterMessage(meter string) string {
 	return fmt.Sprintf("meter %.64q does not exist; the meters are %s", meter, strings.Join(names, ", "))
 }
 
-// outcome is what one Record transaction did.
+// Codes of events refused while their group commits.
+const (
+	// CodeQuantityOutOfRange: counting the event would take its meter's
+	// running total past the largest int64. The key stays free.
+	CodeQuantityOutOfRange = "QUANTITY_OUT_OF_RANGE"
+)
+
+// outcome is what a group commit did with one Record call's events.
 type outcome struct {
 	accepted, duplicates int
 	rejected             []Rejection
@@ -215,15 +236,21 @@ type outcome struct {
 	// refused.
 	refusal      *apperr.Error
 	quotaRefused int
-	// totals are the period rollups after the transaction.
-	totals map[rollupKey]counter
+	// usage is each reported period total right after this call's events,
+	// as if the calls of the group had committed one by one in arrival
+	// order.
+	usage map[rollupKey]int64
+	// published are the period totals of this organisation that the call
+	// named or added to, as committed, for the Redis mirror.
+	published map[rollupKey]counter
 }
 
-func (o *outcome) refuse(p pending, used int64) {
-	o.rejected = append(o.rejected, Rejection{
-		Index: p.index, Code: CodeUsageLimitExceeded,
-		Message: fmt.Sprintf("%s limit reached: %d of %d used, this event needs %d", p.meter, used, p.limit.Limit, p.quantity),
-	})
+func (o *outcome) reject(p *pending, code, format string, args ...any) {
+	o.rejected = append(o.rejected, Rejection{Index: p.index, Code: code, Message: fmt.Sprintf(format, args...)})
+}
+
+func (o *outcome) refuse(p *pending, used int64) {
+	o.reject(p, CodeUsageLimitExceeded, "%s limit reached: %d of %d used, this event needs %d", p.meter, used, p.limit.Limit, p.quantity)
 	o.quotaRefused++
 	if o.refusal == nil {
 		o.refusal = &apperr.Error{
@@ -234,88 +261,181 @@ func (o *outcome) refuse(p pending, used int64) {
 	}
 }
 
-// commit writes the batch in one transaction: claim the keys, judge hard
-// limits under the rollup row lock, and add what was accepted to the rollups.
-// report names the rollups to read back besides those written.
-func (s *Service) commit(ctx context.Context, orgID string, batch []pending, report []rollupKey, now time.Time) (outcome, error) {
-	var out outcome
-	err := retryConflicts(ctx, func() error {
+// writeGroup writes a group of Record calls in one transaction: lock every
+// period total the group adds to, claim the keys, judge each call's events
+// in arrival order against the locked totals, and add what was accepted to
+// the rollups. Locking the totals first makes concurrent groups (on this
+// replica or another) queue there before claiming any keys, so the database
+// stays the arbiter of hard limits.
+func (s *Service) writeGroup(ctx context.Context, group []*request) error {
+	now := s.clock.Now()
+	return retryConflicts(ctx, func() error {
 		return s.db.Tx(ctx, func(tx *gorm.DB) error {
-			out = outcome{}
-			r := rollups{tx: tx, dialect: s.db.Dialect, org: orgID, now: now}
+			r := rollups{tx: tx, dialect: s.db.Dialect, now: now}
+			// The first occurrence of each key, in arrival order, claims it
+			// in the insert; the totals it may add to are locked first.
+			first := map[eventID]*pending{}
+			var claims []*pending
+			var written []counterID // the period totals the group may add to
+			seenTotal := map[counterID]struct{}{}
+			for _, req := range group {
+				for i := range req.batch {
+					p := &req.batch[i]
+					if _, ok := first[p.eventID()]; !ok {
+						first[p.eventID()] = p
+						claims = append(claims, p)
+					}
+					if _, ok := seenTotal[p.totalID()]; !ok {
+						seenTotal[p.totalID()] = struct{}{}
+						written = append(written, p.totalID())
+					}
+				}
+			}
+			running, err := r.lockTotals(written)
+			if err != nil {
+				return err
+			}
+			fresh, err := r.insertEvents(claims)
+			if err != nil {
+				return err
+			}
+			accepted := make(map[eventID]*pending, len(claims))
 			var sums aggregate
-			if len(batch) > 0 {
-				// Lock the hard-limited totals first: concurrent batches on
-				// the same meter then queue here, before claiming any keys.
-				used, err := r.lockTotals(hardLimited(batch))
-				if err != nil {
-					return err
-				}
-				fresh, err := r.insertEvents(batch)
-				if err != nil {
-					return err
-				}
-				var refused []string
-				for _, p := range batch {
-					if _, ok := fresh[p.key]; !ok {
-						out.duplicates++
+			for _, req := range group {
+				req.out = outcome{usage: make(map[rollupKey]int64, len(req.report))}
+				for i := range req.batch {
+					p := &req.batch[i]
+					if _, ok := fresh[p.eventID()]; !ok {
+						req.out.duplicates++
 						continue
 					}
-					if cur, locked := used[p.total]; locked {
-						if p.quantity < 0 && p.limit.Reset == plans.Never && cur+p.quantity < 0 {
-							// A running total (bytes stored) cannot be
-							// negative; a delete with no upload behind it
-							// would otherwise bank headroom under a hard
-							// limit. The key is released, so the delete can
-							// be retried once its upload is counted.
-							out.rejected = append(out.rejected, Rejection{Index: p.index, Code: CodeInvalidQuantity,
-								Message: fmt.Sprintf("%s would go below zero: %d counted, this event subtracts %d", p.meter, cur, -p.quantity)})
-							refused = append(refused, p.key)
-							continue
-						}
-						if !admits(p.limit, cur, p.quantity) {
-							out.refuse(p, cur)
-							refused = append(refused, p.key)
-							continue
-						}
-						used[p.total] = cur + p.quantity
+					if _, ok := accepted[p.eventID()]; ok {
+						req.out.duplicates++
+						continue
 					}
-					out.accepted++
-					sums.add(p)
+					if next, ok := judge(&req.out, p, running[p.totalID()]); ok {
+						running[p.totalID()] = next
+						accepted[p.eventID()] = p
+						req.out.accepted++
+						sums.add(p)
+					}
 				}
-				// Refused events were inserted only to learn which keys were
-				// new; unclaim them so a retry later can still count.
-				if err := r.deleteEvents(refused); err != nil {
-					return err
+				for _, k := range req.report {
+					if v, ok := running[counterID{req.org, k}]; ok {
+						req.out.usage[k] = v
+					}
 				}
-				if err := r.add(sums); err != nil {
+			}
+			// A claim whose event was refused is released, so a retry later
+			// can still count; when a later call of the group had the same
+			// key accepted, its event replaces the claim.
+			var release []eventID
+			var replace []*pending
+			for _, p := range claims {
+				id := p.eventID()
+				if _, ok := fresh[id]; !ok {
+					continue
+				}
+				if got, ok := accepted[id]; !ok || got != p {
+					release = append(release, id)
+					if ok {
+						replace = append(replace, got)
+					}
+				}
+			}
+			if err := r.deleteEvents(release); err != nil {
+				return err
+			}
+			if _, err := r.insertEvents(replace); err != nil {
+				return err
+			}
+			changed, err := r.add(sums)
+			if err != nil {
+				return err
+			}
+			if s.group.hooks.written != nil {
+				if err := s.group.hooks.written(group); err != nil {
 					return err
 				}
 			}
-			totals, err := readCounters(tx, orgID, append(report, sums.totalKeys()...))
-			out.totals = totals
-			return err
+			return s.readBack(tx, group, changed)
 		})
 	})
-	return out, err
 }
 
-// hardLimited lists the period rollups of the batch that must be judged
-// under a lock: those a hard limit caps, and running totals that an event
-// decreases (which must not go below zero).
-func hardLimited(batch []pending) []rollupKey {
-	var keys []rollupKey
-	seen := map[rollupKey]struct{}{}
-	for _, p := range batch {
-		capped := p.limit.Hard && !p.limit.Unlimited
-		decreased := p.quantity < 0 && p.limit.Reset == plans.Never
-		if !capped && !decreased {
-			continue
+// publishGroup writes the Redis mirror of a committed group: once per
+// organisation, in one round trip, before any of its callers is answered,
+// so a caller's next usageGate, on any replica, sees what it recorded.
+func (s *Service) publishGroup(ctx context.Context, group []*request) {
+	byOrg := map[string]map[rollupKey]counter{}
+	for _, req := range group {
+		if byOrg[req.org] == nil {
+			byOrg[req.org] = map[rollupKey]counter{}
 		}
-		if _, ok := seen[p.total]; !ok {
-			seen[p.total] = struct{}{}
-			keys = append(keys, p.total)
+		maps.Copy(byOrg[req.org], req.out.published)
+	}
+	s.counters.publishAll(ctx, byOrg)
+}
+
+// judge decides an event whose key is new against the current value of its
+// period total, returning the total after it when it is accepted and
+// recording why not otherwise.
+func judge(out *outcome, p *pending, cur int64) (int64, bool) {
+	if p.quantity < 0 && p.limit.Reset == plans.Never && cur+p.quantity < 0 {
+		// A running total (bytes stored) cannot be negative; a delete with
+		// no upload behind it would otherwise bank headroom under a hard
+		// limit. The key is released, so the delete can be retried once its
+		// upload is counted.
+		out.reject(p, CodeInvalidQuantity, "%s would go below zero: %d counted, this event subtracts %d", p.meter, cur, -p.quantity)
+		return 0, false
+	}
+	next, ok := checkedAdd(cur, p.quantity)
+	if !ok {
+		out.reject(p, CodeQuantityOutOfRange, "%s total would pass the largest countable value (%d): %d counted, this event adds %d",
+			p.meter, int64(math.MaxInt64), cur, p.quantity)
+		return 0, false
+	}
+	if !admits(p.limit, cur, p.quantity) {
+		out.refuse(p, cur)
+		return 0, false
+	}
+	return next, true
+}
+
+// readBack gives each call of the group the period totals it reports and
+// those the Redis mirror is sent, as committed: changed holds those the
+// group wrote; any other is read (one query, often none).
+func (s *Service) readBack(tx *gorm.DB, group []*request, changed map[counterID]counter) error {
+	var missing []counterID
+	for _, req := range group {
+		for _, k := range req.report {
+			if _, ok := changed[counterID{req.org, k}]; !ok {
+				missing = append(missing, counterID{req.org, k})
+			}
+		}
+		for i := range req.batch {
+			if _, ok := changed[req.batch[i].totalID()]; !ok {
+				missing = append(missing, req.batch[i].totalID())
+			}
 		}
 	}
-	return keys
+	values, err := readTotals(tx, missing)
+	if err != nil {
+		return err
+	}
+	maps.Copy(values, changed)
+	for _, req := range group {
+		req.out.published = map[rollupKey]counter{}
+		for _, k := range req.report {
+			if _, ok := req.out.usage[k]; !ok {
+				req.out.usage[k] = values[counterID{req.org, k}].used
+			}
+			req.out.published[k] = values[counterID{req.org, k}]
+		}
+		for i := range req.batch {
+			id := req.batch[i].totalID()
+			req.out.published[id.rollupKey] = values[id]
+		}
+	}
+	return nil
 }

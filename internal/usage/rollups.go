@@ -4,7 +4,9 @@ import (
 	"cmp"
 	"database/sql"
 	"fmt"
+	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -15,10 +17,11 @@ import (
 )
 
 // The statements here are written by hand because they are the hot path: one
-// multi-row statement per table and batch, with ON CONFLICT clauses that
-// Postgres and SQLite (3.35+) both understand. Rows are always written in
-// sorted key order, so concurrent Postgres transactions take row locks in the
-// same order and cannot deadlock each other.
+// multi-row statement per table and commit group (which may span several
+// organisations), with ON CONFLICT clauses that Postgres and SQLite (3.35+)
+// both understand. Rows are always written in sorted key order, so concurrent
+// Postgres transactions take row locks in the same order and cannot deadlock
+// each other.
 
 // rollupKey names a period rollup of one organisation: a meter and the Unix
 // second its period starts.
@@ -35,122 +38,182 @@ func (k rollupKey) compare(o rollupKey) int {
 	return cmp.Or(strings.Compare(k.meter, o.meter), cmp.Compare(k.start, o.start))
 }
 
+func (id counterID) compare(o counterID) int {
+	return cmp.Or(strings.Compare(id.org, o.org), id.rollupKey.compare(o.rollupKey))
+}
+
 // counter is a period rollup's value and version.
 type counter struct {
 	used, version int64
 }
 
+// eventID names a usage event: its idempotency key within its organisation.
+type eventID struct {
+	org, key string
+}
+
+func (id eventID) compare(o eventID) int {
+	return cmp.Or(strings.Compare(id.org, o.org), strings.Compare(id.key, o.key))
+}
+
 type endpointKey struct {
-	meter, endpoint string
-	start           int64
+	org, meter, endpoint string
+	start                int64
 }
 
 type dayKey struct {
-	meter string
-	day   int64
+	org, meter string
+	day        int64
 }
 
-// aggregate sums accepted events per rollup row, so a batch of a thousand
+// aggregate sums accepted events per rollup row, so a group of a thousand
 // events becomes a handful of row updates.
 type aggregate struct {
-	totals    map[rollupKey]int64
+	totals    map[counterID]int64
 	endpoints map[endpointKey]int64
 	days      map[dayKey]int64
 }
 
-func (a *aggregate) add(p pending) {
+// add counts an accepted event. Its period total was checked for overflow
+// before; the endpoint and daily sums saturate instead, because on a meter
+// that takes decreases one day can hold more than the running total.
+func (a *aggregate) add(p *pending) {
 	if a.totals == nil {
-		a.totals, a.endpoints, a.days = map[rollupKey]int64{}, map[endpointKey]int64{}, map[dayKey]int64{}
+		a.totals, a.endpoints, a.days = map[counterID]int64{}, map[endpointKey]int64{}, map[dayKey]int64{}
 	}
-	a.totals[p.total] += p.quantity
+	a.totals[p.totalID()] += p.quantity
 	// Events without an endpoint are attributed to none rather than to a
 	// blank row in the per-endpoint report.
 	if p.endpoint != "" {
-		a.endpoints[endpointKey{p.meter, p.endpoint, clock.MonthStart(p.at).Unix()}] += p.quantity
+		k := endpointKey{p.org, p.meter, p.endpoint, clock.MonthStart(p.at).Unix()}
+		a.endpoints[k] = saturatingAdd(a.endpoints[k], p.quantity)
 	}
-	a.days[dayKey{p.meter, dayOf(p.at).Unix()}] += p.quantity
+	k := dayKey{p.org, p.meter, dayOf(p.at).Unix()}
+	a.days[k] = saturatingAdd(a.days[k], p.quantity)
 }
 
-// totalKeys lists the period rollups the aggregate changes.
-func (a *aggregate) totalKeys() []rollupKey {
-	keys := make([]rollupKey, 0, len(a.totals))
-	for k := range a.totals {
-		keys = append(keys, k)
+// checkedAdd is a + b, or false when the sum does not fit in an int64.
+func checkedAdd(a, b int64) (int64, bool) {
+	s := a + b
+	if (b > 0 && s < a) || (b < 0 && s > a) {
+		return 0, false
 	}
-	return keys
+	return s, true
 }
 
-// rollups runs the usage statements of one transaction for one
-// organisation.
+// saturatingAdd is a + b clamped to the int64 range.
+func saturatingAdd(a, b int64) int64 {
+	if s, ok := checkedAdd(a, b); ok {
+		return s
+	}
+	if b > 0 {
+		return math.MaxInt64
+	}
+	return math.MinInt64
+}
+
+// rollups runs the usage statements of one commit group's transaction.
 type rollups struct {
 	tx      *gorm.DB
 	dialect store.Dialect
-	org     string
 	now     time.Time
+}
+
+// query and exec run a statement written with ? placeholders on the
+// transaction's connection itself. Going around GORM here matters: building
+// its statements cost more allocations than the rest of a one-event
+// call's transaction.
+func (r rollups) query(q string, args ...any) (*sql.Rows, error) {
+	return r.tx.Statement.ConnPool.QueryContext(r.tx.Statement.Context, r.bind(q), args...)
+}
+
+func (r rollups) exec(q string, args ...any) error {
+	_, err := r.tx.Statement.ConnPool.ExecContext(r.tx.Statement.Context, r.bind(q), args...)
+	return err
+}
+
+// bind numbers the placeholders for Postgres ($1, $2, …). The statements
+// here hold no literal question marks.
+func (r rollups) bind(q string) string {
+	if r.dialect != store.Postgres {
+		return q
+	}
+	var b strings.Builder
+	b.Grow(len(q) + len(q)/4)
+	n := 0
+	for i := range len(q) {
+		if q[i] != '?' {
+			b.WriteByte(q[i])
+			continue
+		}
+		n++
+		b.WriteByte('$')
+		b.WriteString(strconv.Itoa(n))
+	}
+	return b.String()
 }
 
 // lockTotals makes sure the period rollups exist and locks them until the
 // transaction ends, returning their current usage. The no-op DO UPDATE is
 // what takes the row lock on Postgres; SQLite's single writer needs none.
-func (r rollups) lockTotals(keys []rollupKey) (map[rollupKey]int64, error) {
-	used := make(map[rollupKey]int64, len(keys))
-	if len(keys) == 0 {
+func (r rollups) lockTotals(ids []counterID) (map[counterID]int64, error) {
+	used := make(map[counterID]int64, len(ids))
+	if len(ids) == 0 {
 		return used, nil
 	}
-	slices.SortFunc(keys, rollupKey.compare)
-	args := make([]any, 0, 4*len(keys))
-	for _, k := range keys {
-		args = append(args, r.org, k.meter, k.periodStart(), r.now)
+	slices.SortFunc(ids, counterID.compare)
+	args := make([]any, 0, 4*len(ids))
+	for _, id := range ids {
+		args = append(args, id.org, id.meter, id.periodStart(), r.now)
 	}
 	q := "INSERT INTO usage_rollups (org_id, meter, period_start, used, version, updated_at) VALUES " +
-		rowsOf("(?, ?, ?, 0, 0, ?)", len(keys)) +
+		rowsOf("(?, ?, ?, 0, 0, ?)", len(ids)) +
 		" ON CONFLICT (org_id, meter, period_start) DO UPDATE SET used = usage_rollups.used" +
-		" RETURNING meter, period_start, used, version"
-	locked := make(map[rollupKey]counter, len(keys))
-	if err := scanCounters(r.tx.Raw(q, args...), locked); err != nil {
+		" RETURNING org_id, meter, period_start, used, version"
+	locked := make(map[counterID]counter, len(ids))
+	if err := scanCounters(locked)(r.query(q, args...)); err != nil {
 		return nil, fmt.Errorf("lock usage totals: %w", err)
 	}
-	for k, c := range locked {
-		used[k] = c.used
+	for id, c := range locked {
+		used[id] = c.used
 	}
 	return used, nil
 }
 
 // insertEvents stores the events whose keys are new and returns those keys.
-func (r rollups) insertEvents(batch []pending) (map[string]struct{}, error) {
-	order := make([]int, len(batch))
-	for i := range order {
-		order[i] = i
+// The events must have distinct keys.
+func (r rollups) insertEvents(events []*pending) (map[eventID]struct{}, error) {
+	fresh := make(map[eventID]struct{}, len(events))
+	if len(events) == 0 {
+		return fresh, nil
 	}
-	slices.SortFunc(order, func(i, j int) int { return strings.Compare(batch[i].key, batch[j].key) })
+	slices.SortFunc(events, func(a, b *pending) int { return a.eventID().compare(b.eventID()) })
 	var (
 		rows *sql.Rows
 		err  error
 	)
 	if r.dialect == store.Postgres {
-		rows, err = r.insertEventsPostgres(batch, order)
+		rows, err = r.insertEventsPostgres(events)
 	} else {
-		args := make([]any, 0, 7*len(batch))
-		for _, i := range order {
-			p := batch[i]
-			args = append(args, r.org, p.key, p.meter, p.quantity, p.endpoint, p.at, r.now)
+		args := make([]any, 0, 7*len(events))
+		for _, p := range events {
+			args = append(args, p.org, p.key, p.meter, p.quantity, p.endpoint, p.at, r.now)
 		}
 		q := "INSERT INTO usage_events (org_id, idempotency_key, meter, quantity, endpoint, occurred_at, recorded_at) VALUES " +
-			rowsOf("(?, ?, ?, ?, ?, ?, ?)", len(batch)) +
-			" ON CONFLICT (org_id, idempotency_key) DO NOTHING RETURNING idempotency_key"
-		rows, err = r.tx.Raw(q, args...).Rows()
+			rowsOf("(?, ?, ?, ?, ?, ?, ?)", len(events)) +
+			" ON CONFLICT (org_id, idempotency_key) DO NOTHING RETURNING org_id, idempotency_key"
+		rows, err = r.query(q, args...)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("insert usage events: %w", err)
 	}
 	defer rows.Close()
-	fresh := make(map[string]struct{}, len(batch))
 	for rows.Next() {
-		var key string
-		if err := rows.Scan(&key); err != nil {
+		var id eventID
+		if err := rows.Scan(&id.org, &id.key); err != nil {
 			return nil, fmt.Errorf("insert usage events: %w", err)
 		}
-		fresh[key] = struct{}{}
+		fresh[id] = struct{}{}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("insert usage events: %w", err)
@@ -158,62 +221,75 @@ func (r rollups) insertEvents(batch []pending) (map[string]struct{}, error) {
 	return fresh, nil
 }
 
-// insertEventsPostgres sends the batch as five arrays rather than thousands
+// insertEventsPostgres sends the events as six arrays rather than thousands
 // of parameters, which Postgres parses and binds much faster. It goes around
 // GORM, which would expand each array into a parameter list.
-func (r rollups) insertEventsPostgres(batch []pending, order []int) (*sql.Rows, error) {
-	keys, meters, endpoints := make([]string, len(batch)), make([]string, len(batch)), make([]string, len(batch))
-	quantities, ats := make([]int64, len(batch)), make([]time.Time, len(batch))
-	for n, i := range order {
-		p := batch[i]
-		keys[n], meters[n], endpoints[n], quantities[n], ats[n] = p.key, p.meter, p.endpoint, p.quantity, p.at
+func (r rollups) insertEventsPostgres(events []*pending) (*sql.Rows, error) {
+	n := len(events)
+	orgs, keys, meters, endpoints := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	quantities, ats := make([]int64, n), make([]time.Time, n)
+	for i, p := range events {
+		orgs[i], keys[i], meters[i], endpoints[i], quantities[i], ats[i] = p.org, p.key, p.meter, p.endpoint, p.quantity, p.at
 	}
 	const q = `INSERT INTO usage_events (org_id, idempotency_key, meter, quantity, endpoint, occurred_at, recorded_at)
-SELECT $1, k, m, n, e, t, $2
-FROM unnest($3::text[], $4::text[], $5::bigint[], $6::text[], $7::timestamptz[]) AS u(k, m, n, e, t)
-ON CONFLICT (org_id, idempotency_key) DO NOTHING RETURNING idempotency_key`
-	return r.tx.Statement.ConnPool.QueryContext(r.tx.Statement.Context, q, r.org, r.now, keys, meters, quantities, endpoints, ats)
+SELECT o, k, m, n, e, t, $1
+FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::timestamptz[]) AS u(o, k, m, n, e, t)
+ON CONFLICT (org_id, idempotency_key) DO NOTHING RETURNING org_id, idempotency_key`
+	return r.tx.Statement.ConnPool.QueryContext(r.tx.Statement.Context, q, r.now, orgs, keys, meters, quantities, endpoints, ats)
 }
 
 // deleteEvents removes events inserted earlier in this transaction.
-func (r rollups) deleteEvents(keys []string) error {
-	if len(keys) == 0 {
+func (r rollups) deleteEvents(ids []eventID) error {
+	if len(ids) == 0 {
 		return nil
 	}
-	if err := r.tx.Exec("DELETE FROM usage_events WHERE org_id = ? AND idempotency_key IN ?", r.org, keys).Error; err != nil {
+	args := make([]any, 0, 2*len(ids))
+	for _, id := range ids {
+		args = append(args, id.org, id.key)
+	}
+	q := "DELETE FROM usage_events WHERE (org_id, idempotency_key) IN (" + rowsOf("(?, ?)", len(ids)) + ")"
+	if err := r.exec(q, args...); err != nil {
 		return fmt.Errorf("unclaim refused usage events: %w", err)
 	}
 	return nil
 }
 
 // add adds the aggregate to the three rollup tables, always in this table
-// order.
-func (r rollups) add(a aggregate) error {
+// order, and returns the period totals it changed, as they now stand.
+func (r rollups) add(a aggregate) (map[counterID]counter, error) {
+	totals := make(map[counterID]counter, len(a.totals))
 	err := upsertSums(r, "usage_rollups", []string{"org_id", "meter", "period_start"}, true, a.totals,
-		func(k rollupKey) []any { return []any{r.org, k.meter, k.periodStart()} },
-		rollupKey.compare)
+		func(k counterID) []any { return []any{k.org, k.meter, k.periodStart()} },
+		counterID.compare, totals)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	err = upsertSums(r, "usage_endpoint_rollups", []string{"org_id", "period_start", "meter", "endpoint"}, false, a.endpoints,
-		func(k endpointKey) []any { return []any{r.org, time.Unix(k.start, 0).UTC(), k.meter, k.endpoint} },
+		func(k endpointKey) []any { return []any{k.org, time.Unix(k.start, 0).UTC(), k.meter, k.endpoint} },
 		func(x, y endpointKey) int {
-			return cmp.Or(cmp.Compare(x.start, y.start), strings.Compare(x.meter, y.meter), strings.Compare(x.endpoint, y.endpoint))
-		})
+			return cmp.Or(strings.Compare(x.org, y.org), cmp.Compare(x.start, y.start),
+				strings.Compare(x.meter, y.meter), strings.Compare(x.endpoint, y.endpoint))
+		}, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return upsertSums(r, "usage_daily_rollups", []string{"org_id", "meter", "day"}, false, a.days,
-		func(k dayKey) []any { return []any{r.org, k.meter, time.Unix(k.day, 0).UTC()} },
-		func(x, y dayKey) int { return cmp.Or(strings.Compare(x.meter, y.meter), cmp.Compare(x.day, y.day)) })
+	err = upsertSums(r, "usage_daily_rollups", []string{"org_id", "meter", "day"}, false, a.days,
+		func(k dayKey) []any { return []any{k.org, k.meter, time.Unix(k.day, 0).UTC()} },
+		func(x, y dayKey) int {
+			return cmp.Or(strings.Compare(x.org, y.org), strings.Compare(x.meter, y.meter), cmp.Compare(x.day, y.day))
+		}, nil)
+	return totals, err
 }
 
 // upsertSums adds each non-zero sum to its row of table, creating missing
 // rows, in the order of compare (which must follow the table's key). keyArgs
-// gives a row's key column values. A versioned table counts changes in
-// version; its new rows start at 1.
+// gives a row's key column values. A versioned table is a period total,
+// whose sums were checked against overflow under its row lock, and counts
+// changes in version (new rows start at 1); the others are reports, whose
+// sums saturate at the int64 bounds rather than fail the transaction. When
+// into is set, the rows written (of usage_rollups) are read back into it.
 func upsertSums[K comparable](r rollups, table string, key []string, versioned bool, sums map[K]int64,
-	keyArgs func(K) []any, compare func(a, b K) int) error {
+	keyArgs func(K) []any, compare func(a, b K) int, into map[counterID]counter) error {
 	keys := make([]K, 0, len(sums))
 	for k, n := range sums {
 		if n != 0 {
@@ -231,61 +307,101 @@ func upsertSums[K comparable](r rollups, table string, key []string, versioned b
 	keyCols := strings.Join(key, ", ")
 	cols := keyCols + ", used, updated_at"
 	row := "(" + strings.Repeat("?, ", len(key)+1) + "?"
-	set := "used = " + table + ".used + excluded.used, updated_at = excluded.updated_at"
+	set := "used = " + saturatingSum(table+".used", "excluded.used") + ", updated_at = excluded.updated_at"
 	if versioned {
 		cols += ", version"
 		row += ", 1"
-		set += ", version = " + table + ".version + 1"
+		set = "used = " + table + ".used + excluded.used, updated_at = excluded.updated_at, version = " + table + ".version + 1"
 	}
 	q := "INSERT INTO " + table + " (" + cols + ") VALUES " + rowsOf(row+")", len(keys)) +
 		" ON CONFLICT (" + keyCols + ") DO UPDATE SET " + set
-	if err := r.tx.Exec(q, args...).Error; err != nil {
+	var err error
+	if into != nil {
+		err = scanCounters(into)(r.query(q+" RETURNING org_id, meter, period_start, used, version", args...))
+	} else {
+		err = r.exec(q, args...)
+	}
+	if err != nil {
 		return fmt.Errorf("add to %s: %w", table, err)
 	}
 	return nil
 }
 
-// readCounters reads period rollups with db (a transaction or not); a
-// missing row reads as zero at version 0.
+// saturatingSum is SQL for a + b clamped to the int64 range. The CASEs are
+// nested because SQL does not promise to short-circuit AND, and Postgres
+// fails a bigint expression that overflows (SQLite turns it into a float).
+func saturatingSum(a, b string) string {
+	return "CASE WHEN " + b + " > 0 THEN CASE WHEN " + a + " > 9223372036854775807 - " + b +
+		" THEN 9223372036854775807 ELSE " + a + " + " + b + " END" +
+		" ELSE CASE WHEN " + a + " < -9223372036854775807 - " + b +
+		" THEN -9223372036854775807 ELSE " + a + " + " + b + " END END"
+}
+
+// readCounters reads period rollups of one organisation with db (a
+// transaction or not); a missing row reads as zero at version 0.
 func readCounters(db *gorm.DB, org string, keys []rollupKey) (map[rollupKey]counter, error) {
-	out := make(map[rollupKey]counter, len(keys))
-	if len(keys) == 0 {
+	ids := make([]counterID, len(keys))
+	for i, k := range keys {
+		ids[i] = counterID{org, k}
+	}
+	values, err := readTotals(db, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[rollupKey]counter, len(values))
+	for id, c := range values {
+		out[id.rollupKey] = c
+	}
+	return out, nil
+}
+
+// readTotals reads period rollups of any organisations; a missing row reads
+// as zero at version 0.
+func readTotals(db *gorm.DB, ids []counterID) (map[counterID]counter, error) {
+	out := make(map[counterID]counter, len(ids))
+	if len(ids) == 0 {
 		return out, nil
 	}
-	args := []any{org}
-	for _, k := range keys {
-		if _, dup := out[k]; dup {
+	args := make([]any, 0, 3*len(ids))
+	for _, id := range ids {
+		if _, dup := out[id]; dup {
 			continue
 		}
-		out[k] = counter{}
-		args = append(args, k.meter, k.periodStart())
+		out[id] = counter{}
+		args = append(args, id.org, id.meter, id.periodStart())
 	}
-	q := "SELECT meter, period_start, used, version FROM usage_rollups WHERE org_id = ? AND (meter, period_start) IN (" +
-		rowsOf("(?, ?)", len(out)) + ")"
-	if err := scanCounters(db.Raw(q, args...), out); err != nil {
+	q := "SELECT org_id, meter, period_start, used, version FROM usage_rollups WHERE (org_id, meter, period_start) IN (" +
+		rowsOf("(?, ?, ?)", len(out)) + ")"
+	if err := scanCounters(out)(db.Raw(q, args...).Rows()); err != nil {
 		return nil, fmt.Errorf("read usage totals: %w", err)
 	}
 	return out, nil
 }
 
-// scanCounters runs a query returning meter, period_start, used and version
-// and stores each row in into.
-func scanCounters(query *gorm.DB, into map[rollupKey]counter) error {
-	rows, err := query.Rows()
-	if err != nil {
-		return err
+// scanCounters stores each row of a query returning org_id, meter,
+// period_start, used and version in into. It is called on the query's
+// results: scanCounters(into)(tx.Raw(q).Rows()).
+func scanCounters(into map[counterID]counter) func(rows *sql.Rows, err error) error {
+	return func(rows *sql.Rows, err error) error {
+		if err != nil {
+			return err
+		}
+		return scanCounterRows(rows, into)
 	}
+}
+
+func scanCounterRows(rows *sql.Rows, into map[counterID]counter) error {
 	defer rows.Close()
 	for rows.Next() {
 		var (
-			meter string
-			start time.Time
-			c     counter
+			org, meter string
+			start      time.Time
+			c          counter
 		)
-		if err := rows.Scan(&meter, &start, &c.used, &c.version); err != nil {
+		if err := rows.Scan(&org, &meter, &start, &c.used, &c.version); err != nil {
 			return err
 		}
-		into[keyOf(meter, start)] = c
+		into[counterID{org, keyOf(meter, start)}] = c
 	}
 	return rows.Err()
 }

@@ -5,7 +5,9 @@
 //   - Record appends usage events exactly once per idempotency key and, in the
 //     same transaction, updates the rollups per period, per endpoint and per
 //     day; hard limits are checked under a row lock, so no interleaving of
-//     clients can take usage past them.
+//     clients can take usage past them, and running totals are checked
+//     against int64 overflow. Calls arriving while a commit is in flight are
+//     written together by the next one (groupcommit.go).
 //   - Usage, ByEndpoint and Series report from the rollups only, so their cost
 //     does not grow with the number of events.
 //   - Gate answers "may this organisation use more?" from a Redis counter and
@@ -65,7 +67,8 @@ type Service struct {
 	log      *slog.Logger
 	// rate holds organisations to their plan's rate in Gate and Consume;
 	// nil enforces none (see LimitRate).
-	rate RateLimiter
+	rate  RateLimiter
+	group *groupCommitter
 	// resyncEvery is how often Run looks for dirty counters.
 	resyncEvery time.Duration
 }
@@ -73,7 +76,7 @@ type Service struct {
 // NewService returns the usage service. rdb may be down at any time; the
 // service then works from the database alone.
 func NewService(db *store.DB, rdb *redis.Client, catalog *plans.Catalog, plansrc PlanSource, clk clock.Clock, log *slog.Logger) *Service {
-	return &Service{
+	s := &Service{
 		db:          db,
 		catalog:     catalog,
 		plans:       NewPlanCache(plansrc, clk, PlanCacheTTL),
@@ -82,6 +85,19 @@ func NewService(db *store.DB, rdb *redis.Client, catalog *plans.Catalog, plansrc
 		log:         log,
 		resyncEvery: resyncInterval,
 	}
+	s.group = &groupCommitter{commit: s.writeGroup, publish: s.publishGroup, slots: commitSlots(db.Dialect)}
+	return s
+}
+
+// commitSlots is how many groups commit at once. SQLite has one writer, so
+// a second group would only wait for the connection. On Postgres a second
+// slot lets one group build and send its statements while the other waits
+// for its fsync; more slots would only split the calls into smaller groups.
+func commitSlots(d store.Dialect) int {
+	if d == store.Postgres {
+		return 2
+	}
+	return 1
 }
 
 // PlanOf returns the organisation's plan through the service's short-lived

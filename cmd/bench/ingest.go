@@ -1,0 +1,360 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"fmt"
+	"net/http"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/tollgate-billing/tollgate/internal/store"
+)
+
+// The ingest section reproduces the table of the issue "Ingest at the
+// floor": every figure beside a floor measured in the same run, with
+// Tollgate alone in a server process of its own (so its RSS is its own) and
+// the load generator in this one.
+const (
+	// ingestClients is how many clients send one-event recordUsage, and
+	// how many connections the single-row INSERT floor uses (as pgbench -c).
+	ingestClients = 64
+	// allocGates and allocRecords are the in-process requests the
+	// allocation figures average over.
+	allocGates   = 5000
+	allocRecords = 500
+)
+
+// Targets of the ingest issue, as ratios to floors of the same run.
+const (
+	targetOneEventRatio = 1.0
+	targetOneEventP99   = 25 * time.Millisecond
+	targetBatchRatio    = 0.5
+	targetGateSatRatio  = 0.6
+	targetGateP99Ratio  = 1.5
+	targetPeakRSS       = 256 << 20
+	targetIdleRSS       = 64 << 20
+)
+
+// ingestResult is the ingest section.
+type ingestResult struct {
+	// OneOrg and ManyOrgs are one-event recordUsage from ingestClients
+	// clients on one organisation and on one each; Floor is the single-row
+	// durable INSERT … ON CONFLICT DO NOTHING from as many connections.
+	OneOrg, ManyOrgs, Floor run
+	// OneOrgGroup and ManyOrgsGroup are the mean calls per group commit
+	// in those phases, from the server's metrics.
+	OneOrgGroup, ManyOrgsGroup float64
+	// Batches are recordUsage of 100 and 1,000 events beside a raw
+	// multi-row INSERT of as many rows.
+	Batches []recordRow
+	// Gate and Bare are usageGate and `{ __typename }` at each fixed rate
+	// and at saturation (rate 0).
+	Gate, Bare map[int]run
+	// IdleRSS is the server's RSS once started and warmed by a few
+	// requests; PeakRSS its high-water mark after all of the load.
+	IdleRSS, PeakRSS int64
+	// Allocations per request, measured in this process on the in-process
+	// handler, one request at a time.
+	GateAllocs, GateBytes       float64
+	EventAllocs1, EventBytes1   float64 // per event, one-event calls
+	EventAllocs1k, EventBytes1k float64 // per event, 1,000-event calls
+}
+
+// ingestRates are the fixed rates the gate is timed at.
+var ingestRates = []int{2000, 5000}
+
+func ingestPhase(ctx context.Context, b *bench, o options) (ingestResult, error) {
+	r := ingestResult{Gate: map[int]run{}, Bare: map[int]run{}}
+	srv, err := startServer(ctx, b)
+	if err != nil {
+		return r, err
+	}
+	defer srv.stop()
+
+	// Organisations: one for the gate and the one-org load, and one per
+	// client for the many-org load.
+	_, gateToken, err := b.org(ctx, "ingest", benchPlanID)
+	if err != nil {
+		return r, err
+	}
+	tokens := make([]string, ingestClients)
+	for i := range tokens {
+		if _, tokens[i], err = b.org(ctx, "ingest-"+strconv.Itoa(i), benchPlanID); err != nil {
+			return r, err
+		}
+	}
+	var seq atomic.Int64
+	one := newGraphQL(srv.baseURL, gateToken)
+	defer one.close()
+	if err := recordOp(one, b.runID, 10, &seq)(ctx); err != nil { // some usage for the gate to read
+		return r, err
+	}
+	gate, err := newRawClient(srv.baseURL, gateToken, body(gateQuery, map[string]any{"meter": gateMeter}))
+	if err != nil {
+		return r, err
+	}
+	defer gate.close()
+	bare, err := newRawClient(srv.baseURL, gateToken, body(floorQuery, nil))
+	if err != nil {
+		return r, err
+	}
+	defer bare.close()
+	for range 10 {
+		if err := gate.post(ctx); err != nil {
+			return r, err
+		}
+	}
+	if r.IdleRSS, _, err = srv.memory(); err != nil {
+		return r, err
+	}
+
+	// The floors' own pool, as pgbench opens one connection per client.
+	floorDB, err := store.Open(ctx, store.Options{URL: b.dbURL, MaxOpenConns: ingestClients})
+	if err != nil {
+		return r, err
+	}
+	defer floorDB.Close()
+	db := floorDB.SQL()
+	if _, err := db.ExecContext(ctx, "CREATE TABLE bench_raw_events (LIKE usage_events INCLUDING ALL)"); err != nil {
+		return r, fmt.Errorf("create scratch table: %w", err)
+	}
+	defer db.ExecContext(context.WithoutCancel(ctx), "DROP TABLE bench_raw_events")
+
+	// One-event calls, beside the single-row floor.
+	oneOrg := recordOp(one, b.runID, 1, &seq)
+	clients := make([]*graphQL, ingestClients)
+	manyOps := make([]op, ingestClients)
+	for i := range clients {
+		clients[i] = newGraphQL(srv.baseURL, tokens[i])
+		defer clients[i].close()
+		manyOps[i] = recordOp(clients[i], b.runID, 1, &seq)
+	}
+	floor := singleRowInsertOp(db, b.runID, &seq)
+	saturate(ctx, ingestClients, o.warmup, oneOrg)
+	if r.OneOrg, r.OneOrgGroup, err = srv.grouped(ctx, func() run { return saturate(ctx, ingestClients, o.duration, oneOrg) }); err != nil {
+		return r, err
+	}
+	saturateEach(ctx, ingestClients, o.warmup, func(w int) op { return manyOps[w] })
+	if r.ManyOrgs, r.ManyOrgsGroup, err = srv.grouped(ctx, func() run {
+		return saturateEach(ctx, ingestClients, o.duration, func(w int) op { return manyOps[w] })
+	}); err != nil {
+		return r, err
+	}
+	saturate(ctx, ingestClients, o.warmup, floor)
+	r.Floor = saturate(ctx, ingestClients, o.duration, floor)
+
+	// Batches, beside the raw multi-row insert.
+	for _, n := range []int{100, 1000} {
+		api, raw := recordOp(one, b.runID, n, &seq), rawInsertOp(db, b.runID, n, &seq)
+		saturate(ctx, o.recordWorkers, o.warmup, api)
+		saturate(ctx, o.recordWorkers, o.warmup, raw)
+		row := recordRow{Batch: n}
+		row.API = saturate(ctx, o.recordWorkers, o.duration, api)
+		row.Floor = saturate(ctx, o.recordWorkers, o.duration, raw)
+		r.Batches = append(r.Batches, row)
+	}
+
+	// The gate beside the bare endpoint, at fixed rates and at saturation.
+	saturate(ctx, o.workers, o.warmup, bare.post)
+	saturate(ctx, o.workers, o.warmup, gate.post)
+	for _, rate := range ingestRates {
+		r.Bare[rate] = paced(ctx, rate, o.duration, nil, bare.post)
+		r.Gate[rate] = paced(ctx, rate, o.duration, nil, gate.post)
+	}
+	r.Bare[0] = saturate(ctx, o.workers, o.duration, bare.post)
+	r.Gate[0] = saturate(ctx, o.workers, o.duration, gate.post)
+	if _, r.PeakRSS, err = srv.memory(); err != nil {
+		return r, err
+	}
+
+	if err := r.measureAllocations(ctx, b, gateToken, &seq); err != nil {
+		return r, err
+	}
+	return r, nil
+}
+
+// singleRowInsertOp is pgbench's custom-script loop: one durable
+// INSERT … ON CONFLICT DO NOTHING of one new row per transaction.
+func singleRowInsertOp(db *sql.DB, runID string, seq *atomic.Int64) op {
+	const q = `INSERT INTO bench_raw_events (org_id, idempotency_key, meter, quantity, endpoint, occurred_at, recorded_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (org_id, idempotency_key) DO NOTHING`
+	org := "raw-" + runID
+	return func(ctx context.Context) error {
+		now := time.Now().UTC()
+		key := runID + "-1-" + strconv.FormatInt(seq.Add(1), 10)
+		_, err := db.ExecContext(ctx, q, org, key, "api_calls", int64(1), endpoints[0], now, now)
+		return err
+	}
+}
+
+// measureAllocations counts what the in-process handler allocates per
+// usageGate request and per recorded event, one request at a time. The
+// figures include the test request and response writer, a few allocations.
+func (r *ingestResult) measureAllocations(ctx context.Context, b *bench, token string, seq *atomic.Int64) error {
+	h := b.app.Handler()
+	serve := func(payload []byte) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "/graphql", bytes.NewReader(payload))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+token)
+		w := &bodyWriter{header: http.Header{}}
+		h.ServeHTTP(w, req)
+		if w.status != 0 && w.status != http.StatusOK || bytes.Contains(w.body.Bytes(), []byte(`"errors"`)) {
+			return fmt.Errorf("in-process request answered %d: %.300s", w.status, w.body.Bytes())
+		}
+		return nil
+	}
+	per := func(n int, units float64, next func() []byte) (allocs, bytes float64, err error) {
+		for range n / 10 { // warm caches and pools
+			if err := serve(next()); err != nil {
+				return 0, 0, err
+			}
+		}
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for range n {
+			if err := serve(next()); err != nil {
+				return 0, 0, err
+			}
+		}
+		runtime.ReadMemStats(&after)
+		total := float64(n) * units
+		return float64(after.Mallocs-before.Mallocs) / total, float64(after.TotalAlloc-before.TotalAlloc) / total, nil
+	}
+	gateBody := body(gateQuery, map[string]any{"meter": gateMeter})
+	var err error
+	if r.GateAllocs, r.GateBytes, err = per(allocGates, 1, func() []byte { return gateBody }); err != nil {
+		return err
+	}
+	if r.EventAllocs1, r.EventBytes1, err = per(allocRecords, 1, func() []byte { return recordBody(b.runID, seq.Add(1), 1) }); err != nil {
+		return err
+	}
+	r.EventAllocs1k, r.EventBytes1k, err = per(allocRecords/50, 1000, func() []byte { return recordBody(b.runID, seq.Add(1), 1000) })
+	return err
+}
+
+// bodyWriter is a ResponseWriter that keeps the answer for checking.
+type bodyWriter struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (w *bodyWriter) Header() http.Header         { return w.header }
+func (w *bodyWriter) WriteHeader(status int)      { w.status = status }
+func (w *bodyWriter) Write(p []byte) (int, error) { return w.body.Write(p) }
+
+// ingestFigure is one line of the ingest table: a figure beside its floor
+// and target.
+type ingestFigure struct {
+	What     string  `json:"what"`
+	Measured float64 `json:"measured"`
+	Floor    float64 `json:"floor,omitempty"`
+	Unit     string  `json:"unit"`
+	// Ratio is Measured/Floor (or the latency ratio), judged against
+	// Target; a figure without a floor is judged on Measured.
+	Ratio  float64 `json:"ratio,omitempty"`
+	Target string  `json:"target,omitempty"`
+	Pass   *bool   `json:"pass,omitempty"`
+}
+
+// figures are the ingest section's lines, in the issue's order.
+func (r ingestResult) figures() []ingestFigure {
+	judge := func(ok bool) *bool { return &ok }
+	perS := func(x run) float64 { return x.PerSecond() }
+	out := []ingestFigure{
+		{What: "one-event recordUsage, 64 clients, one organisation", Measured: perS(r.OneOrg), Floor: perS(r.Floor), Unit: "events/s",
+			Ratio: perS(r.OneOrg) / perS(r.Floor), Target: fmt.Sprintf("≥ %.1f× floor", targetOneEventRatio),
+			Pass: judge(perS(r.OneOrg) >= targetOneEventRatio*perS(r.Floor))},
+		{What: "  its p99", Measured: ms64(r.OneOrg.Latency.P99), Floor: ms64(r.Floor.Latency.P99), Unit: "ms",
+			Target: "≤ " + ms(targetOneEventP99), Pass: judge(r.OneOrg.Latency.P99 <= targetOneEventP99)},
+		{What: "one-event recordUsage, 64 clients, 64 organisations", Measured: perS(r.ManyOrgs), Floor: perS(r.Floor), Unit: "events/s",
+			Ratio: perS(r.ManyOrgs) / perS(r.Floor), Target: fmt.Sprintf("≥ %.1f× floor", targetOneEventRatio),
+			Pass: judge(perS(r.ManyOrgs) >= targetOneEventRatio*perS(r.Floor))},
+	}
+	for _, row := range r.Batches {
+		f := ingestFigure{What: fmt.Sprintf("recordUsage, %d-event batches", row.Batch), Measured: row.EventsPerSecond(),
+			Floor: row.RowsPerSecond(), Unit: "events/s", Ratio: row.EventsPerSecond() / row.RowsPerSecond()}
+		if row.Batch == 1000 {
+			f.Target, f.Pass = fmt.Sprintf("≥ %.1f× floor", targetBatchRatio), judge(f.Ratio >= targetBatchRatio)
+		}
+		out = append(out, f)
+	}
+	sat := ingestFigure{What: "usageGate at saturation", Measured: perS(r.Gate[0]), Floor: perS(r.Bare[0]), Unit: "req/s",
+		Ratio: perS(r.Gate[0]) / perS(r.Bare[0]), Target: fmt.Sprintf("≥ %.1f× bare", targetGateSatRatio)}
+	sat.Pass = judge(sat.Ratio >= targetGateSatRatio)
+	out = append(out, sat)
+	for _, rate := range ingestRates {
+		g, b := r.Gate[rate], r.Bare[rate]
+		f := ingestFigure{What: fmt.Sprintf("usageGate p99 at %d req/s", rate), Measured: ms64(g.Latency.P99), Floor: ms64(b.Latency.P99),
+			Unit: "ms", Ratio: ratio(g.Latency.P99, b.Latency.P99), Target: fmt.Sprintf("≤ %.1f× bare", targetGateP99Ratio)}
+		f.Pass = judge(f.Ratio <= targetGateP99Ratio && g.Dropped == 0)
+		out = append(out, f)
+	}
+	out = append(out,
+		ingestFigure{What: "peak RSS of the server (after all of this load)", Measured: float64(r.PeakRSS) / (1 << 20), Unit: "MiB",
+			Target: "≤ " + mib(targetPeakRSS), Pass: judge(r.PeakRSS <= targetPeakRSS)},
+		ingestFigure{What: "idle RSS of the server", Measured: float64(r.IdleRSS) / (1 << 20), Unit: "MiB",
+			Target: "≤ " + mib(targetIdleRSS), Pass: judge(r.IdleRSS <= targetIdleRSS)},
+		ingestFigure{What: "calls per group commit, one organisation", Measured: r.OneOrgGroup, Unit: "calls"},
+		ingestFigure{What: "calls per group commit, 64 organisations", Measured: r.ManyOrgsGroup, Unit: "calls"},
+		ingestFigure{What: "allocations per usageGate request", Measured: r.GateAllocs, Unit: fmt.Sprintf("allocs (%.1f KiB)", r.GateBytes/1024)},
+		ingestFigure{What: "allocations per recorded event, one-event calls", Measured: r.EventAllocs1, Unit: fmt.Sprintf("allocs (%.1f KiB)", r.EventBytes1/1024)},
+		ingestFigure{What: "allocations per recorded event, 1,000-event calls", Measured: r.EventAllocs1k, Unit: fmt.Sprintf("allocs (%.2f KiB)", r.EventBytes1k/1024)},
+	)
+	return out
+}
+
+func ms64(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func printIngest(r ingestResult, o options) {
+	fmt.Printf("\n5. Ingest at the floor: Tollgate alone in a server process, the load from this one; one-event recordUsage from %d clients beside "+
+		"%d connections each running one durable single-row INSERT … ON CONFLICT DO NOTHING per transaction into a copy of usage_events (pgbench's loop); "+
+		"batches from %d clients beside a raw multi-row INSERT; usageGate beside `{ __typename }`\n", ingestClients, ingestClients, o.recordWorkers)
+	check("ingest one org", r.OneOrg)
+	check("ingest 64 orgs", r.ManyOrgs)
+	check("ingest single-row floor", r.Floor)
+	for _, row := range r.Batches {
+		check(fmt.Sprintf("ingest batch %d", row.Batch), row.API)
+		check(fmt.Sprintf("ingest raw insert %d", row.Batch), row.Floor)
+	}
+	for rate, x := range r.Gate {
+		check(fmt.Sprintf("ingest gate %d", rate), x)
+		check(fmt.Sprintf("ingest bare %d", rate), r.Bare[rate])
+	}
+	w := table()
+	fmt.Fprintln(w, "what\tmeasured\tfloor\tratio\ttarget\tresult\t")
+	for _, f := range r.figures() {
+		floor, rat, verdict := "-", "-", ""
+		if f.Floor != 0 {
+			floor = fmt.Sprintf("%.1f", f.Floor)
+		}
+		if f.Ratio != 0 {
+			rat = fmt.Sprintf("%.2f×", f.Ratio)
+		}
+		if f.Pass != nil {
+			verdict = map[bool]string{true: "PASS", false: "MISS"}[*f.Pass]
+		}
+		fmt.Fprintf(w, "%s\t%.1f %s\t%s\t%s\t%s\t%s\t\n", f.What, f.Measured, f.Unit, floor, rat, f.Target, verdict)
+	}
+	w.Flush()
+	fmt.Printf("   one-event p50/p99: one org %s/%s, 64 orgs %s/%s, single-row floor %s/%s\n",
+		ms(r.OneOrg.Latency.P50), ms(r.OneOrg.Latency.P99), ms(r.ManyOrgs.Latency.P50), ms(r.ManyOrgs.Latency.P99),
+		ms(r.Floor.Latency.P50), ms(r.Floor.Latency.P99))
+	for _, rate := range append(slices.Clone(ingestRates), 0) {
+		load := fmt.Sprintf("open loop %d req/s", rate)
+		if rate == 0 {
+			load = fmt.Sprintf("closed loop %d workers", o.workers)
+		}
+		g, b := r.Gate[rate], r.Bare[rate]
+		fmt.Printf("   %s: usageGate %.0f req/s p50 %s p99 %s (dropped %d); bare %.0f req/s p50 %s p99 %s (dropped %d)\n", load,
+			g.PerSecond(), ms(g.Latency.P50), ms(g.Latency.P99), g.Dropped, b.PerSecond(), ms(b.Latency.P50), ms(b.Latency.P99), b.Dropped)
+	}
+}

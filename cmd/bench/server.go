@@ -1,0 +1,184 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/tollgate-billing/tollgate/internal/app"
+	"github.com/tollgate-billing/tollgate/internal/config"
+)
+
+// serveArg makes the bench binary run Tollgate alone (see runServer), so the
+// ingest section measures its memory without the load generator's.
+const serveArg = "__tollgate-server"
+
+// runServer serves Tollgate from the environment on a loopback port, as the
+// tollgate binary does, writes the address on stdout and stops when stdin
+// closes (the benchmark ended or died).
+func runServer() {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	fail := func(err error) {
+		fmt.Fprintln(os.Stderr, "bench server:", err)
+		os.Exit(1)
+	}
+	cfg, err := config.Load(os.Getenv)
+	if err != nil {
+		fail(err)
+	}
+	ctx := context.Background()
+	app.TuneGC() // as the tollgate binary does
+	a, err := app.New(ctx, cfg, log)
+	if err != nil {
+		fail(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fail(err)
+	}
+	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	fmt.Println(ln.Addr().String())
+	io.Copy(io.Discard, os.Stdin)
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	srv.Shutdown(sctx)
+	a.Close()
+}
+
+// server is Tollgate running in a process of its own.
+type server struct {
+	cmd     *exec.Cmd
+	stdin   io.Closer
+	baseURL string
+}
+
+// startServer starts this binary as a Tollgate server with b's
+// configuration, on b's database (already migrated).
+func startServer(ctx context.Context, b *bench) (*server, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, exe, serveArg)
+	cmd.Env = os.Environ()
+	for k, v := range b.env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	s := &server{cmd: cmd, stdin: stdin}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		s.stop()
+		return nil, fmt.Errorf("tollgate server process did not start: %w", err)
+	}
+	s.baseURL = "http://" + strings.TrimSpace(line)
+	return s, nil
+}
+
+func (s *server) stop() {
+	s.stdin.Close()
+	done := make(chan struct{})
+	go func() { s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		s.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// memory reads the server's resident set size now and at its peak, in bytes.
+func (s *server) memory() (rss, peak int64, err error) {
+	return procMemory(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+}
+
+// procMemory reads VmRSS and VmHWM from a /proc status file.
+func procMemory(path string) (rss, peak int64, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		for name, into := range map[string]*int64{"VmRSS:": &rss, "VmHWM:": &peak} {
+			if v, ok := strings.CutPrefix(sc.Text(), name); ok {
+				var kb int64
+				if _, err := fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), " kB"), &kb); err != nil {
+					return 0, 0, fmt.Errorf("parse %s %q: %w", name, v, err)
+				}
+				*into = kb << 10
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, 0, err
+	}
+	if rss == 0 || peak == 0 {
+		return 0, 0, fmt.Errorf("no VmRSS or VmHWM in %s", path)
+	}
+	return rss, peak, nil
+}
+
+// grouped runs a phase and returns it with the mean number of recordUsage
+// calls per group commit during it, read from the server's metrics.
+func (s *server) grouped(ctx context.Context, phase func() run) (run, float64, error) {
+	calls0, groups0, err := s.groupCounts(ctx)
+	if err != nil {
+		return run{}, 0, err
+	}
+	r := phase()
+	calls1, groups1, err := s.groupCounts(ctx)
+	if err != nil {
+		return run{}, 0, err
+	}
+	return r, (calls1 - calls0) / max(groups1-groups0, 1), nil
+}
+
+// groupCounts reads the group-commit histogram's sum (calls) and count
+// (groups) from /metrics.
+func (s *server) groupCounts(ctx context.Context) (calls, groups float64, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.baseURL+"/metrics", nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		name, value, _ := strings.Cut(sc.Text(), " ")
+		switch name {
+		case "tollgate_usage_group_calls_sum":
+			_, err = fmt.Sscan(value, &calls)
+		case "tollgate_usage_group_calls_count":
+			_, err = fmt.Sscan(value, &groups)
+		}
+		if err != nil {
+			return 0, 0, fmt.Errorf("read %s from /metrics: %w", name, err)
+		}
+	}
+	return calls, groups, sc.Err()
+}

@@ -1,0 +1,85 @@
+package app_test
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/tollgate-billing/tollgate/internal/apptest"
+)
+
+// BenchmarkGateRequest is one usageGate request through the whole handler
+// (no network), for its allocations: go test -bench Gate -benchmem.
+func BenchmarkGateRequest(b *testing.B) {
+	h := apptest.New(b, apptest.Options{})
+	org := "bench-gate"
+	token := h.Token(org)
+	if r := h.Query(org, `{ usageGate(meter: "api_calls") { allowed } }`, nil); len(r.Errors) > 0 {
+		b.Fatalf("%+v", r.Errors)
+	}
+	handler := h.App.Handler()
+	payload := []byte(`{"query":"query Gate($meter: String!) { usageGate(meter: $meter) { allowed used limit remaining plan billingStatus } }","variables":{"meter":"api_calls"}}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		serve(b, handler, token, bytes.NewReader(payload))
+	}
+}
+
+// BenchmarkRecordRequest is one recordUsage of 1 and of 1,000 new events
+// through the whole handler, for its allocations per event.
+func BenchmarkRecordRequest(b *testing.B) {
+	for _, size := range []int{1, 1000} {
+		b.Run(fmt.Sprintf("events=%d", size), func(b *testing.B) { benchmarkRecord(b, size) })
+	}
+}
+
+func benchmarkRecord(b *testing.B, size int) {
+	h := apptest.New(b, apptest.Options{})
+	token := h.Token("bench-record")
+	if r := h.Query("bench-record", `{ usageGate(meter: "api_calls") { allowed } }`, nil); len(r.Errors) > 0 {
+		b.Fatalf("%+v", r.Errors)
+	}
+	if err := h.App.DB.Exec("UPDATE organizations SET plan_id = 'enterprise' WHERE external_id = 'bench-record'").Error; err != nil {
+		b.Fatal(err)
+	}
+	h.App.Usage.InvalidatePlan(orgID(b, h, "bench-record"))
+	handler := h.App.Handler()
+	n := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		var buf bytes.Buffer
+		buf.WriteString(`{"query":"mutation R($in: RecordUsageInput!) { recordUsage(input: $in) { accepted duplicates rejected { index code message } } }","variables":{"in":{"events":[`)
+		for i := range size {
+			if i > 0 {
+				buf.WriteByte(',')
+			}
+			n++
+			fmt.Fprintf(&buf, `{"meter":"api_calls","quantity":1,"idempotencyKey":"k-%d","endpoint":"POST /v1/x"}`, n)
+		}
+		buf.WriteString(`]}}}`)
+		serve(b, handler, token, &buf)
+	}
+}
+
+func orgID(b *testing.B, h *apptest.Harness, external string) string {
+	var id string
+	if err := h.App.DB.Raw("SELECT id FROM organizations WHERE external_id = ?", external).Scan(&id).Error; err != nil {
+		b.Fatal(err)
+	}
+	return id
+}
+
+// serve posts one GraphQL request to handler and fails b unless it succeeds.
+func serve(b *testing.B, handler http.Handler, token string, body io.Reader) {
+	req := httptest.NewRequest(http.MethodPost, "/graphql", body)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	w := httptest.NewRecorder()
+	handler.ServeHTTP(w, req)
+	if w.Code != http.StatusOK || bytes.Contains(w.Body.Bytes(), []byte(`"errors"`)) {
+		b.Fatalf("%d %s", w.Code, w.Body.Bytes())
+	}
+}

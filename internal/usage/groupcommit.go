@@ -1,0 +1,180 @@
+package usage
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/tollgate-billing/tollgate/internal/apperr"
+)
+
+// Group commit: Record calls that arrive while a commit is in flight wait
+// and are written together by the next one, in one transaction with one
+// multi-row insert and one update per rollup row. A busy server then pays one
+// fsync and one rollup row lock per group instead of per call, and calls of
+// one organisation stop queueing on their rollup row one by one.
+//
+// There is no timer: a call that finds a commit slot free starts a group at
+// once with whatever is queued (often just itself), so an idle server adds
+// no wait. The caller that starts a group runs its transaction on its own
+// goroutine; when it is done it hands what queued meanwhile to one of the
+// waiting callers, which leads the next group.
+
+const (
+	// maxGroupEvents caps the events of one group, so a group's statements
+	// stay within SQLite's 32,766 parameters (seven per event). A lone call
+	// of MaxBatch events always fits.
+	maxGroupEvents = 4 * MaxBatch
+	// groupTimeout bounds a group's transaction. It does not follow the
+	// leading caller's context: one client going away must not fail the
+	// others in its group.
+	groupTimeout = 30 * time.Second
+)
+
+// request is one Record call's share of a group.
+type request struct {
+	org    string
+	batch  []pending
+	report []rollupKey
+	// out is the call's answer, set by the group's transaction.
+	out outcome
+	err error
+	// lead hands this caller a group to run; done is closed once the
+	// caller's group has committed or failed.
+	lead chan []*request
+	done chan struct{}
+}
+
+// groupCommitter queues requests and runs them in groups, at most slots at
+// a time.
+type groupCommitter struct {
+	// commit writes a group in one transaction; publish then mirrors what
+	// it wrote, once the next group has been started.
+	commit  func(ctx context.Context, group []*request) error
+	publish func(ctx context.Context, group []*request)
+	slots   int
+
+	mu       sync.Mutex
+	queue    []*request
+	inFlight int
+
+	hooks groupHooks
+}
+
+// groupHooks let tests watch, hold and fail groups; all are nil in
+// production.
+type groupHooks struct {
+	// queued sees the queue's length after a request joins it (under mu).
+	queued func(n int)
+	// started sees each group as it begins, on the goroutine that runs it.
+	started func(ctx context.Context, group []*request)
+	// written runs in a group's transaction after its writes; an error
+	// rolls the transaction back.
+	written func(group []*request) error
+}
+
+// submit queues r and returns once r's group has committed or failed.
+func (g *groupCommitter) submit(ctx context.Context, r *request) error {
+	r.lead = make(chan []*request, 1)
+	r.done = make(chan struct{})
+	g.mu.Lock()
+	g.queue = append(g.queue, r)
+	if g.hooks.queued != nil {
+		g.hooks.queued(len(g.queue))
+	}
+	var group []*request
+	if g.inFlight < g.slots {
+		g.inFlight++
+		group = g.take()
+	}
+	g.mu.Unlock()
+	if group != nil {
+		g.run(ctx, group)
+	}
+	for {
+		select {
+		case group := <-r.lead:
+			g.run(ctx, group)
+		case <-r.done:
+			return r.err
+		}
+	}
+}
+
+// take removes the next group from the head of the queue: requests in
+// arrival order up to maxGroupEvents, and always at least one. mu is held.
+func (g *groupCommitter) take() []*request {
+	n, events := 0, 0
+	for n < len(g.queue) {
+		size := len(g.queue[n].batch)
+		if n > 0 && events+size > maxGroupEvents {
+			break
+		}
+		events += size
+		n++
+	}
+	group := make([]*request, n)
+	copy(group, g.queue)
+	clear(g.queue[:n]) // let answered requests be collected
+	g.queue = g.queue[n:]
+	if len(g.queue) == 0 {
+		g.queue = nil
+	}
+	return group
+}
+
+// commitSafely turns a panic in a group's commit into the group's error:
+// otherwise its callers would wait forever and, with its slot never given
+// back, so would every later call.
+func (g *groupCommitter) commitSafely(ctx context.Context, group []*request) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("group commit panicked: %v\n%s", p, debug.Stack())
+		}
+	}()
+	return g.commit(ctx, group)
+}
+
+// run commits a group, hands the queue to the next leader, mirrors the
+// group in Redis and then answers the group's callers.
+func (g *groupCommitter) run(ctx context.Context, group []*request) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), groupTimeout)
+	if g.hooks.started != nil {
+		g.hooks.started(ctx, group)
+	}
+	defer cancel()
+	err := g.commitSafely(ctx, group)
+	if err != nil {
+		// The transaction rolled back, so nothing of the group is stored.
+		// Every caller gets the same answer: retry, which is safe with the
+		// same idempotency keys.
+		failure := &apperr.Error{
+			Code:       apperr.Unavailable,
+			Message:    "usage could not be recorded just now and nothing was stored; retry the call (the same idempotency keys are safe to retry)",
+			Extensions: map[string]any{"retryable": true},
+			Err:        err,
+		}
+		for _, r := range group {
+			r.out, r.err = outcome{}, failure
+		}
+	}
+	// Hand over before answering, so the next group starts as soon as
+	// possible.
+	g.mu.Lock()
+	if len(g.queue) > 0 {
+		next := g.take()
+		next[0].lead <- next
+	} else {
+		g.inFlight--
+	}
+	g.mu.Unlock()
+	groupSize.Observe(float64(len(group)))
+	if err == nil {
+		g.publish(ctx, group)
+	}
+	for _, r := range group {
+		close(r.done)
+	}
+}

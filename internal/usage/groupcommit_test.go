@@ -1,0 +1,497 @@
+package usage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tollgate-billing/tollgate/internal/apperr"
+	"github.com/tollgate-billing/tollgate/internal/clock"
+	"github.com/tollgate-billing/tollgate/internal/store"
+	"github.com/tollgate-billing/tollgate/internal/testenv"
+)
+
+// holder holds the first groups in flight (as many as commit at once) until
+// released, so the calls made meanwhile are known to queue, in a known
+// order, and to commit together in the next group. It records the size of
+// every group.
+type holder struct {
+	slots   int
+	held    chan struct{} // one per group held
+	release chan struct{}
+	queued  chan int // the queue's length each time a call joins it
+
+	mu     sync.Mutex
+	groups []int
+}
+
+func holdFirstGroups(f *fixture) *holder {
+	h := &holder{slots: f.svc.group.slots, held: make(chan struct{}, 8), release: make(chan struct{}), queued: make(chan int, 1024)}
+	f.svc.group.hooks.started = func(_ context.Context, group []*request) {
+		h.mu.Lock()
+		h.groups = append(h.groups, len(group))
+		hold := len(h.groups) <= h.slots
+		h.mu.Unlock()
+		if hold {
+			h.held <- struct{}{}
+			<-h.release
+		}
+	}
+	f.svc.group.hooks.queued = func(n int) { h.queued <- n }
+	return h
+}
+
+func (h *holder) sizes() []int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]int(nil), h.groups...)
+}
+
+// answer is what one concurrent caller was told.
+type answer struct {
+	res RecordResult
+	err error
+}
+
+// recordHeld makes the calls concurrently but one after another: the first
+// ones each lead a group that is held in flight, every later one waits in
+// the queue before the next is made. Then it lets the groups commit and
+// returns every call's answer, in call order, and the group sizes seen. The
+// calls after the held ones commit as one group, in call order.
+func recordHeld(t *testing.T, f *fixture, org string, calls [][]Event) ([]answer, []int) {
+	t.Helper()
+	h := holdFirstGroups(f)
+	answers := make([]answer, len(calls))
+	var wg sync.WaitGroup
+	for i, events := range calls {
+		wg.Go(func() {
+			answers[i].res, answers[i].err = f.svc.Record(context.Background(), org, events)
+		})
+		n := <-h.queued
+		if i < h.slots {
+			<-h.held
+		} else if want := i + 1 - h.slots; n != want {
+			t.Errorf("call %d joined a queue of %d, want %d", i, n, want)
+		}
+	}
+	close(h.release)
+	wg.Wait()
+	f.svc.group.hooks = groupHooks{}
+	return answers, h.sizes()
+}
+
+// wantGroups is the group sizes recordHeld gives n calls: one group per
+// held call, then one with the rest.
+func wantGroups(f *fixture, n int) []int {
+	out := make([]int, f.svc.group.slots)
+	for i := range out {
+		out[i] = 1
+	}
+	return append(out, n-f.svc.group.slots)
+}
+
+// TestGroupedCallersCountEachDistinctKeyAndNeverPassTheLimit: 64 one-event
+// callers at once, one in ten repeating an earlier caller's key, against a
+// hard limit with room for exactly the distinct keys (or eight fewer).
+func TestGroupedCallersCountEachDistinctKeyAndNeverPassTheLimit(t *testing.T) {
+	const (
+		callers = 64
+		limit   = 1000 // free plan, api_calls, hard
+	)
+	// Caller i uses key k<i>, except every tenth, which repeats the key of
+	// the caller nine places before it (caller 9 repeats caller 0's, which
+	// is committed in the group before; the others repeat keys of their own
+	// group).
+	keys := make([]string, callers)
+	distinct := map[string]struct{}{}
+	for i := range keys {
+		keys[i] = fmt.Sprintf("k%d", i)
+		if i%10 == 9 {
+			keys[i] = keys[i-9]
+		}
+		distinct[keys[i]] = struct{}{}
+	}
+	cases := []struct {
+		name string
+		room int // left under the limit before the calls
+	}{
+		{"room for every distinct key", len(distinct)},
+		{"room for eight fewer than the distinct keys", len(distinct) - 8},
+	}
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				f := newFixture(t, db, nil)
+				org := f.org(t, "free")
+				f.record(t, org, ev("api_calls", int64(limit-tc.room), "fill"))
+				calls := make([][]Event, callers)
+				for i := range calls {
+					calls[i] = []Event{ev("api_calls", 1, keys[i])}
+				}
+				answers, sizes := recordHeld(t, f, org, calls)
+				if want := wantGroups(f, callers); fmt.Sprint(sizes) != fmt.Sprint(want) {
+					t.Fatalf("groups of %v calls, want %v: the calls queued behind those in flight must commit together", sizes, want)
+				}
+				accepted, duplicates, overQuota := 0, 0, 0
+				for i, a := range answers {
+					if a.err != nil && apperr.CodeOf(a.err) != apperr.UsageLimitExceeded {
+						t.Fatalf("call %d failed: %v", i, a.err)
+					}
+					accepted += a.res.Accepted
+					duplicates += a.res.Duplicates
+					for _, r := range a.res.Rejected {
+						if r.Code == CodeUsageLimitExceeded {
+							overQuota++
+						}
+					}
+					for _, u := range a.res.Usage {
+						if u.Used > limit {
+							t.Errorf("call %d was told usage %d, past the limit %d", i, u.Used, limit)
+						}
+					}
+				}
+				if accepted != tc.room || overQuota != len(distinct)-tc.room || accepted+duplicates+overQuota != callers {
+					t.Errorf("accepted %d, duplicates %d, over quota %d; want %d accepted and %d over quota of %d calls",
+						accepted, duplicates, overQuota, tc.room, len(distinct)-tc.room, callers)
+				}
+				if tc.room == len(distinct) && accepted != len(distinct) {
+					t.Errorf("accepted %d, want the %d distinct keys", accepted, len(distinct))
+				}
+				if got := f.used(t, org, "api_calls"); got != limit {
+					t.Errorf("used %d, want exactly the limit %d", got, limit)
+				}
+				if got := f.storedEvents(t, org); got != int64(1+accepted) {
+					t.Errorf("%d events stored, want the fill and the %d accepted", got, accepted)
+				}
+				if g := f.gate(t, org, "api_calls"); g.Allowed || g.Used != limit {
+					t.Errorf("gate %+v, want refused at %d", g, limit)
+				}
+			})
+		}
+	})
+}
+
+// TestUngroupedLoadOf64CallersCountsEachDistinctKey runs the same mix
+// without holding anything: groups form as they happen to.
+func TestUngroupedLoadOf64CallersCountsEachDistinctKey(t *testing.T) {
+	const (
+		callers = 64
+		calls   = 5 // per caller
+		limit   = 1000
+	)
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newFixture(t, db, nil)
+		org := f.org(t, "free")
+		distinct := map[string]struct{}{}
+		work := make([][]Event, callers)
+		for c := range work {
+			for i := range calls {
+				key := fmt.Sprintf("c%d-%d", c, i)
+				if c%10 == 9 { // a tenth of the calls repeat another caller's keys
+					key = fmt.Sprintf("c%d-%d", c-9, i)
+				}
+				distinct[key] = struct{}{}
+				work[c] = append(work[c], ev("api_calls", 1, key))
+			}
+		}
+		f.record(t, org, ev("api_calls", int64(limit-len(distinct)), "fill"))
+		got := recordConcurrently(f, org, work, 1)
+		if len(got.errs) > 0 {
+			t.Fatalf("%d calls failed, first: %v", len(got.errs), got.errs[0])
+		}
+		if got.accepted != len(distinct) || got.overQuota != 0 || got.duplicates != callers*calls-len(distinct) {
+			t.Errorf("accepted %d, duplicates %d, over quota %d; want %d, %d, 0",
+				got.accepted, got.duplicates, got.overQuota, len(distinct), callers*calls-len(distinct))
+		}
+		if used := f.used(t, org, "api_calls"); used != limit {
+			t.Errorf("used %d, want exactly the limit %d", used, limit)
+		}
+		if _, err := f.svc.Record(context.Background(), org, []Event{ev("api_calls", 1, "one-more")}); apperr.CodeOf(err) != apperr.UsageLimitExceeded {
+			t.Errorf("a call past the limit: err = %v, want USAGE_LIMIT_EXCEEDED", err)
+		}
+	})
+}
+
+// TestAKeyRefusedEarlierInTheGroupCountsForALaterCaller: calls of a group
+// are judged in arrival order as if committed one by one, so a key the
+// first caller could not use is free for the next.
+func TestAKeyRefusedEarlierInTheGroupCountsForALaterCaller(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newFixture(t, db, nil)
+		org := f.org(t, "free")
+		f.record(t, org, ev("api_calls", 990, "fill"))
+		big, small := ev("api_calls", 20, "shared"), ev("api_calls", 4, "shared")
+		small.Endpoint = "GET /small"
+		calls := [][]Event{{ev("api_calls", 0, "first")}, {ev("api_calls", 0, "second")}, {big}, {small}}[2-f.svc.group.slots:]
+		answers, sizes := recordHeld(t, f, org, calls)
+		if want := wantGroups(f, len(calls)); fmt.Sprint(sizes) != fmt.Sprint(want) {
+			t.Fatalf("groups of %v calls, want %v", sizes, want)
+		}
+		answers = answers[len(answers)-2:]
+		if answers[0].res.Accepted != 0 || apperr.CodeOf(answers[0].err) != apperr.UsageLimitExceeded {
+			t.Errorf("the 20-unit call: %+v, %v; want refused over the limit", answers[0].res, answers[0].err)
+		}
+		if a := answers[1]; a.err != nil || a.res.Accepted != 1 || a.res.Usage[0].Used != 994 {
+			t.Errorf("the 4-unit call with the same key: %+v, %v; want accepted, usage 994", a.res, a.err)
+		}
+		if used := f.used(t, org, "api_calls"); used != 994 {
+			t.Errorf("used %d, want 994", used)
+		}
+		var stored store.UsageEvent
+		if err := f.db.Where("org_id = ? AND idempotency_key = ?", org, "shared").First(&stored).Error; err != nil {
+			t.Fatal(err)
+		}
+		if stored.Quantity != 4 || stored.Endpoint != "GET /small" {
+			t.Errorf("stored event %+v, want the accepted 4-unit event", stored)
+		}
+	})
+}
+
+// TestAFailedGroupAnswersEveryCallerUnavailableAndStoresNothing.
+func TestAFailedGroupAnswersEveryCallerUnavailableAndStoresNothing(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newFixture(t, db, nil)
+		org := f.org(t, "starter")
+		rest := make([][]Event, 5)
+		for i := range rest {
+			e := ev("api_calls", int64(i+1), fmt.Sprintf("k%d", i))
+			e.Endpoint = "POST /v1/x"
+			rest[i] = []Event{e}
+		}
+		f.svc.group.hooks.written = func(group []*request) error {
+			if len(group) > 1 {
+				return errors.New("disk full")
+			}
+			return nil
+		}
+		held := make([][]Event, f.svc.group.slots)
+		for i := range held {
+			held[i] = []Event{ev("api_calls", 50, fmt.Sprintf("held-%d", i))}
+		}
+		answers, sizes := recordHeld(t, f, org, append(held, rest...))
+		if want := wantGroups(f, len(held)+len(rest)); fmt.Sprint(sizes) != fmt.Sprint(want) {
+			t.Fatalf("groups of %v calls, want %v", sizes, want)
+		}
+		for i, a := range answers[:len(held)] {
+			if a.err != nil || a.res.Accepted != 1 {
+				t.Fatalf("held call %d: %+v, %v; want its one event accepted", i, a.res, a.err)
+			}
+		}
+		answers = answers[len(held):]
+		heldUsed := int64(50 * len(held))
+		var want *apperr.Error
+		for i, a := range answers {
+			e, ok := apperr.As(a.err)
+			if !ok || e.Code != apperr.Unavailable || e.Extensions["retryable"] != true {
+				t.Fatalf("caller %d: err = %v, want UNAVAILABLE with retryable", i, a.err)
+			}
+			if want == nil {
+				want = e
+			} else if e != want {
+				t.Errorf("caller %d got %v, want the group's one error %v", i, e, want)
+			}
+			if a.res.Accepted != 0 || len(a.res.Usage) != 0 {
+				t.Errorf("caller %d was told %+v beside its error", i, a.res)
+			}
+		}
+		if n := f.storedEvents(t, org); n != int64(len(held)) {
+			t.Errorf("%d events stored, want only the held groups' %d", n, len(held))
+		}
+		if used := f.used(t, org, "api_calls"); used != heldUsed {
+			t.Errorf("used %d, want %d from the held groups alone", used, heldUsed)
+		}
+		endpoints, err := f.svc.ByEndpoint(context.Background(), org, "", "api_calls")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(endpoints) != 0 {
+			t.Errorf("per-endpoint rollups %+v, want none from the failed group", endpoints)
+		}
+		// Nothing was claimed either: the same calls succeed when retried.
+		for i, events := range rest {
+			if res := f.record(t, org, events...); res.Accepted != 1 {
+				t.Errorf("retry of caller %d: accepted %d, want 1", i, res.Accepted)
+			}
+		}
+		if used := f.used(t, org, "api_calls"); used != heldUsed+1+2+3+4+5 {
+			t.Errorf("used %d after the retries, want %d", used, heldUsed+15)
+		}
+	})
+}
+
+// TestAPanickingCommitAnswersItsCallersAndLeavesTheServiceWorking: a bug
+// in one group must not leave its callers, or every later call, waiting.
+func TestAPanickingCommitAnswersItsCallersAndLeavesTheServiceWorking(t *testing.T) {
+	f := newFixture(t, testenv.DB(t), nil)
+	org := f.org(t, "starter")
+	f.svc.group.hooks.written = func([]*request) error { panic("bug") }
+	_, err := f.svc.Record(context.Background(), org, []Event{ev("api_calls", 1, "a")})
+	if apperr.CodeOf(err) != apperr.Unavailable {
+		t.Fatalf("err = %v, want UNAVAILABLE", err)
+	}
+	f.svc.group.hooks = groupHooks{}
+	for i := range f.svc.group.slots + 1 {
+		if res := f.record(t, org, ev("api_calls", 1, fmt.Sprintf("after-%d", i))); res.Accepted != 1 {
+			t.Fatalf("call %d after the panic: %+v", i, res)
+		}
+	}
+	if n := f.storedEvents(t, org); n != int64(f.svc.group.slots+1) {
+		t.Errorf("%d events stored, want only the %d after the panic", n, f.svc.group.slots+1)
+	}
+}
+
+// TestALoneCallCommitsAtOnce: with nothing in flight, a call leads its own
+// group straight away, on its own goroutine and context, rather than
+// waiting for company; there is no timer on the path to its commit.
+func TestALoneCallCommitsAtOnce(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newFixture(t, db, nil)
+		org := f.org(t, "starter")
+		type callKey struct{}
+		var seen []any
+		var sizes []int
+		f.svc.group.hooks.started = func(ctx context.Context, group []*request) {
+			seen = append(seen, ctx.Value(callKey{}))
+			sizes = append(sizes, len(group))
+		}
+		for i := range 3 {
+			ctx := context.WithValue(context.Background(), callKey{}, i)
+			res, err := f.svc.Record(ctx, org, []Event{ev("api_calls", 1, fmt.Sprintf("lone-%d", i))})
+			if err != nil || res.Accepted != 1 {
+				t.Fatalf("call %d: %+v, %v", i, res, err)
+			}
+			// The group began inside this call, with this call's context:
+			// the caller itself ran the commit.
+			if len(seen) != i+1 || seen[i] != i || sizes[i] != 1 {
+				t.Fatalf("after call %d: groups began with calls %v of sizes %v; want one group per call, each run by its caller", i, seen, sizes)
+			}
+		}
+	})
+}
+
+// TestRunningTotalsRefuseOverflowAndKeepCounting (issue: a total pushed past
+// int64 answered INTERNAL and then refused every later increment).
+func TestRunningTotalsRefuseOverflowAndKeepCounting(t *testing.T) {
+	for _, tc := range []struct {
+		name, plan, meter string
+		start             int64 // period_start of the rollup, Unix
+	}{
+		{"an unlimited monthly meter", "enterprise", "llm_tokens", clock.MonthStart(testNow).Unix()},
+		{"a soft-limited monthly meter", "starter", "api_calls", clock.MonthStart(testNow).Unix()},
+		{"an unlimited running total", "enterprise", "storage_bytes", allTime.Unix()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+				f := newFixture(t, db, nil)
+				org := f.org(t, tc.plan)
+				near := int64(math.MaxInt64 - 10)
+				err := f.db.Create(&store.UsageRollup{OrgID: org, Meter: tc.meter, PeriodStart: time.Unix(tc.start, 0).UTC(),
+					Used: near, Version: 1, UpdatedAt: testNow}).Error
+				if err != nil {
+					t.Fatal(err)
+				}
+				res, err := f.svc.Record(context.Background(), org, []Event{ev(tc.meter, 11, "over"), ev(tc.meter, 10, "fits")})
+				if err != nil {
+					t.Fatalf("err = %v, want a rejection of the one event, not a failed call", err)
+				}
+				if res.Accepted != 1 || len(res.Rejected) != 1 || res.Rejected[0].Index != 0 || res.Rejected[0].Code != CodeQuantityOutOfRange {
+					t.Fatalf("accepted %d, rejected %+v; want the 11 refused as QUANTITY_OUT_OF_RANGE and the 10 counted", res.Accepted, res.Rejected)
+				}
+				if got := f.used(t, org, tc.meter); got != math.MaxInt64 {
+					t.Fatalf("used %d, want %d", got, int64(math.MaxInt64))
+				}
+				res = f.record(t, org, ev(tc.meter, 1, "over"))
+				if res.Accepted != 0 || len(res.Rejected) != 1 || res.Rejected[0].Code != CodeQuantityOutOfRange {
+					t.Errorf("one more at the maximum: %+v, want QUANTITY_OUT_OF_RANGE", res)
+				}
+				if res := f.record(t, org, ev(tc.meter, 0, "zero")); res.Accepted != 1 {
+					t.Errorf("a zero event at the maximum: %+v, want accepted", res)
+				}
+				if tc.meter == "storage_bytes" {
+					// A running total keeps working: a delete makes room
+					// again and the refused key counts when retried.
+					if res := f.record(t, org, ev(tc.meter, -5, "delete")); res.Accepted != 1 {
+						t.Errorf("a delete at the maximum: %+v, want accepted", res)
+					}
+					if res := f.record(t, org, ev(tc.meter, 1, "over")); res.Accepted != 1 {
+						t.Errorf("the refused key after a delete: %+v, want accepted", res)
+					}
+					if got := f.used(t, org, tc.meter); got != math.MaxInt64-4 {
+						t.Errorf("used %d, want %d", got, int64(math.MaxInt64-4))
+					}
+				}
+			})
+		})
+	}
+}
+
+// TestADayCanHoldMoreThanTheRunningTotal: on a meter that takes decreases,
+// a day's sum may pass what the total holds; the daily report saturates
+// rather than failing the call.
+func TestADayCanHoldMoreThanTheRunningTotal(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newFixture(t, db, nil)
+		org := f.org(t, "enterprise")
+		err := f.db.Create(&store.UsageDailyRollup{OrgID: org, Meter: "storage_bytes", Day: dayOf(testNow), Used: math.MaxInt64 - 1, UpdatedAt: testNow}).Error
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := f.record(t, org, ev("storage_bytes", 5, "up"))
+		if res.Accepted != 1 {
+			t.Fatalf("%+v, want the upload counted", res)
+		}
+		series, err := f.svc.Series(context.Background(), org, "storage_bytes", testNow, testNow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(series) != 1 || series[0].Used != math.MaxInt64 {
+			t.Errorf("daily series %+v, want today saturated at %d", series, int64(math.MaxInt64))
+		}
+		if got := f.used(t, org, "storage_bytes"); got != 5 {
+			t.Errorf("used %d, want 5", got)
+		}
+	})
+}
+
+// TestAGroupOfSeveralOrganisationsMirrorsEachInRedis: a group's counters
+// reach Redis, for every organisation in it, before its callers are
+// answered.
+func TestAGroupOfSeveralOrganisationsMirrorsEachInRedis(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newFixture(t, db, nil)
+		orgs := []string{f.org(t, "starter"), f.org(t, "starter"), f.org(t, "starter")}
+		h := holdFirstGroups(f)
+		var wg sync.WaitGroup
+		errs := make([]error, f.svc.group.slots+2*len(orgs))
+		for i := range errs {
+			org, q := orgs[i%len(orgs)], int64(i+1)
+			wg.Go(func() {
+				_, errs[i] = f.svc.Record(context.Background(), org, []Event{ev("api_calls", q, fmt.Sprintf("k%d", i))})
+			})
+			<-h.queued
+			if i < h.slots {
+				<-h.held
+			}
+		}
+		close(h.release)
+		wg.Wait()
+		f.svc.group.hooks = groupHooks{}
+		if err := errors.Join(errs...); err != nil {
+			t.Fatal(err)
+		}
+		if sizes := h.sizes(); len(sizes) != h.slots+1 {
+			t.Fatalf("groups of %v calls, want the queued calls in one group", sizes)
+		}
+		for _, org := range orgs {
+			key := counterID{org, keyOf("api_calls", periodStart("monthly", testNow))}.redisKey()
+			got, err := f.rdb.HGet(context.Background(), key, "u").Int64()
+			if want := f.used(t, org, "api_calls"); err != nil || got != want {
+				t.Errorf("org %s: Redis holds %d (%v), the database %d", org, got, err, want)
+			}
+		}
+	})
+}
