@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tollgate-billing/tollgate/internal/redisconn"
 	"github.com/tollgate-billing/tollgate/internal/store"
 )
 
@@ -28,7 +29,7 @@ import (
 // So a revoked key stops working at once on the replica that revoked it, and
 // within about keyPollInterval on the others.
 const (
-	keyChangesKey   = "tollgate:apikeys:changes"
+	keyChangesKey   = "apikeys:changes" // under the key prefix
 	keyPollInterval = 500 * time.Millisecond
 	// keyCacheTTL bounds how long a key is remembered at all, and so how
 	// long a revocation can go unseen by a replica whose Redis works when the
@@ -45,7 +46,7 @@ type cachedKey struct {
 
 // keyCache remembers authenticated keys by how they were looked up.
 type keyCache struct {
-	rdb *redis.Client
+	rdb *redisconn.Client
 	log *slog.Logger
 
 	// trusted is true while the last poll of the change counter succeeded.
@@ -63,7 +64,7 @@ type keyCache struct {
 // ShareChanges lets the keys be remembered between requests, with
 // revocations and signing-key changes announced to other replicas through
 // rdb. Call Run as well; until its first poll succeeds nothing is remembered.
-func (k *Keys) ShareChanges(rdb *redis.Client, log *slog.Logger) {
+func (k *Keys) ShareChanges(rdb *redisconn.Client, log *slog.Logger) {
 	k.cache = &keyCache{rdb: rdb, log: log, entries: map[string]cachedKey{}}
 }
 
@@ -88,7 +89,7 @@ func (k *Keys) Run(ctx context.Context) {
 func (c *keyCache) poll(ctx context.Context) {
 	pctx, cancel := context.WithTimeout(ctx, keyPollInterval)
 	defer cancel()
-	v, err := c.rdb.Get(pctx, keyChangesKey).Result()
+	v, err := c.rdb.Get(pctx, c.rdb.Key(keyChangesKey)).Result()
 	if errors.Is(err, redis.Nil) {
 		v, err = "0", nil
 	}
@@ -155,6 +156,15 @@ func (c *keyCache) flush() {
 	c.mu.Unlock()
 }
 
+// RedisRestarted forgets every remembered key: a Redis restored from an
+// older snapshot can show a change counter this replica has seen before, so
+// a revocation announced after the restore could go unnoticed.
+func (k *Keys) RedisRestarted(context.Context) {
+	if k.cache != nil {
+		k.cache.flush()
+	}
+}
+
 // changed forgets every remembered key here and tells the other replicas to
 // do the same. If Redis cannot be told, nothing is remembered here until a
 // poll succeeds, and the other replicas' polls fail alike unless Redis is up
@@ -164,7 +174,7 @@ func (c *keyCache) changed(ctx context.Context) {
 		return
 	}
 	c.flush()
-	if err := c.rdb.Incr(ctx, keyChangesKey).Err(); err != nil {
+	if err := c.rdb.Incr(ctx, c.rdb.Key(keyChangesKey)).Err(); err != nil {
 		c.trusted.Store(false)
 		c.log.WarnContext(ctx, "could not announce an API key change to other replicas", "err", err)
 	}

@@ -16,12 +16,12 @@ import (
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/auth"
 	"github.com/tollgate-billing/tollgate/internal/observe"
 	"github.com/tollgate-billing/tollgate/internal/plans"
+	"github.com/tollgate-billing/tollgate/internal/redisconn"
 )
 
 // PlanSource tells an organisation's effective plan. Pass a cached one (the
@@ -40,6 +40,7 @@ const redisBackoff = time.Second
 // Limiter limits requests per organisation.
 type Limiter struct {
 	gcra  *redis_rate.Limiter
+	rdb   *redisconn.Client
 	plans PlanSource
 	log   *slog.Logger
 
@@ -51,8 +52,8 @@ type Limiter struct {
 }
 
 // New returns a limiter keeping its state in rdb.
-func New(rdb *redis.Client, plansrc PlanSource, log *slog.Logger) *Limiter {
-	return &Limiter{gcra: redis_rate.NewLimiter(rdb), plans: plansrc, log: log, leases: map[string]*lease{}}
+func New(rdb *redisconn.Client, plansrc PlanSource, log *slog.Logger) *Limiter {
+	return &Limiter{gcra: redis_rate.NewLimiter(rdb.Client), rdb: rdb, plans: plansrc, log: log, leases: map[string]*lease{}}
 }
 
 // Unchecked counts requests let through without a verdict because Redis or
@@ -87,7 +88,7 @@ func (l *Limiter) Allow(ctx context.Context, orgID string) Decision {
 	rate := plan.RateLimitPerSecond
 	if rate/leaseShare < 2 {
 		// Counted one by one in Redis.
-		res, err := l.gcra.Allow(ctx, redisKey(orgID), redis_rate.PerSecond(rate))
+		res, err := l.gcra.Allow(ctx, l.redisKey(orgID), redis_rate.PerSecond(rate))
 		if err != nil {
 			return l.unavailable(ctx, err)
 		}
@@ -96,7 +97,7 @@ func (l *Limiter) Allow(ctx context.Context, orgID string) Decision {
 	return l.allowLeased(ctx, orgID, rate)
 }
 
-func redisKey(orgID string) string { return "tollgate:org:" + orgID }
+func (l *Limiter) redisKey(orgID string) string { return l.rdb.Key("ratelimit:" + orgID) }
 
 // unavailable lets a request through because Redis failed, and skips Redis
 // for a while.
@@ -172,7 +173,7 @@ func (l *Limiter) allowLeased(ctx context.Context, orgID string, rate int) Decis
 	n := ls.size
 	ls.mu.Unlock()
 
-	res, err := l.gcra.AllowAtMost(ctx, redisKey(orgID), redis_rate.PerSecond(rate), n)
+	res, err := l.gcra.AllowAtMost(ctx, l.redisKey(orgID), redis_rate.PerSecond(rate), n)
 	if err != nil {
 		return l.unavailable(ctx, err)
 	}

@@ -120,11 +120,6 @@ func (db *DB) Close() error { return db.SQL().Close() }
 // Ping checks the database answers.
 func (db *DB) Ping(ctx context.Context) error { return db.SQL().PingContext(ctx) }
 
-// Tx runs fn in one transaction: all of its writes land, or none do.
-func (db *DB) Tx(ctx context.Context, fn func(tx *gorm.DB) error) error {
-	return db.WithContext(ctx).Transaction(fn)
-}
-
 // ForUpdate locks the selected rows until the transaction ends. SQLite has
 // no row locks and needs none: its single connection already serialises
 // transactions.

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/tollgate-billing/tollgate/internal/clock"
+	"github.com/tollgate-billing/tollgate/internal/redisconn"
 )
 
 // counters mirrors period rollups in Redis, so the gate answers with one
@@ -31,7 +32,7 @@ import (
 // one failed to write may see it lag until Resync runs here or the key
 // expires (counterTTL).
 type counters struct {
-	rdb   *redis.Client
+	rdb   *redisconn.Client
 	clock clock.Clock
 	log   *slog.Logger
 
@@ -43,6 +44,10 @@ type counters struct {
 	dirty map[counterID]uint64 // counter -> gen of its latest failed write
 	// anyDirty spares the gate the mutex while nothing is dirty.
 	anyDirty atomic.Bool
+	// stale is set while Redis may hold counters older than the database
+	// (it restarted from a snapshot or failed over) and until every
+	// counter has been rebuilt: the gate reads the database meanwhile.
+	stale atomic.Bool
 
 	// warms collapses concurrent database reads of one missing counter.
 	warms singleflight.Group
@@ -62,14 +67,15 @@ type counterID struct {
 	rollupKey
 }
 
-// redisKey keeps an organisation's counters in one hash slot (the braces), so
-// one script can write them all on a cluster too.
-func (id counterID) redisKey() string {
+// key is where the counter lives in Redis. The braces keep an organisation's
+// counters in one hash slot, so one script can write them all on a cluster
+// too.
+func (c *counters) key(id counterID) string {
 	label := "all"
 	if id.start != allTime.Unix() {
 		label = time.Unix(id.start, 0).UTC().Format("2006-01")
 	}
-	return "tollgate:usage:{" + id.org + "}:" + id.meter + ":" + label
+	return c.rdb.Key("usage:{" + id.org + "}:" + id.meter + ":" + label)
 }
 
 // storeNewest writes (used, version) pairs, keeping whichever version is
@@ -88,7 +94,7 @@ end
 return #KEYS
 `)
 
-func newCounters(rdb *redis.Client, clk clock.Clock, log *slog.Logger) *counters {
+func newCounters(rdb *redisconn.Client, clk clock.Clock, log *slog.Logger) *counters {
 	return &counters{rdb: rdb, clock: clk, log: log, dirty: map[counterID]uint64{}}
 }
 
@@ -113,11 +119,11 @@ func (c *counters) recovered() { c.downUntil.Store(0) }
 // Asking it because Redis failed, is skipped, or lags (dirty) is a fallback;
 // a key Redis simply lacks is not.
 func (c *counters) get(ctx context.Context, id counterID) (used int64, ok bool) {
-	if !c.available() || c.isDirty(id) {
+	if !c.available() || c.stale.Load() || c.isDirty(id) {
 		gateFallbacks.Inc()
 		return 0, false
 	}
-	v, err := c.rdb.HGet(ctx, id.redisKey(), "u").Result()
+	v, err := c.rdb.HGet(ctx, c.key(id), "u").Result()
 	if errors.Is(err, redis.Nil) {
 		return 0, false
 	}
@@ -140,7 +146,7 @@ func (c *counters) store(ctx context.Context, org string, values map[rollupKey]c
 	keys := make([]string, 0, len(values))
 	args := make([]any, 0, 2*len(values)+1)
 	for k, v := range values {
-		keys = append(keys, counterID{org, k}.redisKey())
+		keys = append(keys, c.key(counterID{org, k}))
 		args = append(args, v.used, v.version)
 	}
 	args = append(args, counterTTL.Milliseconds())

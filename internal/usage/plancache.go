@@ -82,6 +82,13 @@ func (c *PlanCache) PlanOf(ctx context.Context, orgID string) (plans.Plan, strin
 	return e.plan, e.status, nil
 }
 
+// Clear forgets every plan.
+func (c *PlanCache) Clear() {
+	c.mu.Lock()
+	clear(c.entries)
+	c.mu.Unlock()
+}
+
 // Invalidate forgets an organisation's plan.
 func (c *PlanCache) Invalidate(orgID string) {
 	c.mu.Lock()
