@@ -186,7 +186,11 @@ func TestFreePlanIsRateLimited(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r := h.Do(noisy, `{ plans { id } }`, nil)
+			r, err := h.Send(noisy, `{ plans { id } }`, nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
 			if r.Status == http.StatusTooManyRequests {
 				if r.Header.Get("Retry-After") == "" || r.Code() != "RATE_LIMITED" {
 					t.Errorf("429 without Retry-After or RATE_LIMITED: %v %+v", r.Header, r.Errors)
