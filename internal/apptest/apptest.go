@@ -209,3 +209,16 @@ func (h *Harness) Query(org, query string, vars map[string]any) Response {
 	h.T.Helper()
 	return h.Do(map[string]string{"Authorization": "Bearer " + h.Token(org)}, query, vars)
 }
+
+// EachDialect runs fn as a subtest against a Tollgate on each database,
+// Postgres and SQLite, with options o otherwise. End-to-end tests default to
+// Postgres when it is reachable, while SQLite is what a newcomer runs: the
+// smoke tests that go through here keep both paths honest.
+func EachDialect(t *testing.T, o Options, fn func(t *testing.T, h *Harness)) {
+	t.Helper()
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		o := o
+		o.DB = db
+		fn(t, New(t, o))
+	})
+}

@@ -10,6 +10,7 @@ package testenv
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"net/url"
 	"os"
@@ -249,4 +250,17 @@ func MiniRedisServer(t testing.TB) (*miniredis.Miniredis, *redisconn.Client) {
 	c := redisconn.New(redis.NewClient(&redis.Options{Addr: m.Addr()}), RedisPrefix())
 	t.Cleanup(func() { c.Close() })
 	return m, c
+}
+
+// FuzzDB is the database of a fuzz target. A fuzzing run (go test -fuzz)
+// gets SQLite: in-process, so the engine's workers run at full speed. The
+// seed corpus, which every go test runs, gets DB: Postgres where reachable
+// (always in CI), and SQLite on a bare machine (CI's second pass), so the
+// seeds run on both.
+func FuzzDB(f *testing.F) *store.DB {
+	f.Helper()
+	if fl := flag.Lookup("test.fuzz"); fl != nil && fl.Value.String() != "" {
+		return OpenDB(f, store.SQLite)
+	}
+	return DB(f)
 }
