@@ -7,11 +7,11 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 
 	"gorm.io/gorm/clause"
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
+	"github.com/tollgate-billing/tollgate/internal/cache"
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/store"
@@ -22,13 +22,17 @@ type Service struct {
 	db    *store.DB
 	clock clock.Clock
 	// ids caches external id -> id: the mapping never changes, and every
-	// authenticated request needs it.
-	ids sync.Map
+	// authenticated request needs it. Bounded, at the organisations seen
+	// most recently, since anyone with a token for a new org adds one.
+	ids *cache.Cache[string, string]
 }
+
+// maxCachedOrgs bounds ids.
+const maxCachedOrgs = 100000
 
 // NewService returns an organisation service.
 func NewService(db *store.DB, c clock.Clock) *Service {
-	return &Service{db: db, clock: c}
+	return &Service{db: db, clock: c, ids: cache.New[string, string](maxCachedOrgs, 0, c)}
 }
 
 // Ensure returns the id of the organisation with this external id, creating
@@ -38,8 +42,8 @@ func (s *Service) Ensure(ctx context.Context, externalID, name, email string) (s
 	if externalID == "" || len(externalID) > 255 {
 		return "", apperr.New(apperr.Unauthenticated, "token has no valid org claim")
 	}
-	if id, ok := s.ids.Load(externalID); ok {
-		return id.(string), nil
+	if id, ok := s.ids.Get(externalID); ok {
+		return id, nil
 	}
 	now := s.clock.Now()
 	if name == "" {
@@ -58,7 +62,7 @@ func (s *Service) Ensure(ctx context.Context, externalID, name, email string) (s
 	if err := db.Model(&store.Organization{}).Where("external_id = ?", externalID).Pluck("id", &id).Error; err != nil || id == "" {
 		return "", fmt.Errorf("load organisation %q: %w", externalID, err)
 	}
-	s.ids.Store(externalID, id)
+	s.ids.Put(externalID, id)
 	return id, nil
 }
 

@@ -19,6 +19,8 @@ import (
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/auth"
+	"github.com/tollgate-billing/tollgate/internal/cache"
+	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/observe"
 	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/redisconn"
@@ -33,10 +35,6 @@ type PlanSource interface {
 // redisFallbacks counts requests let through because Redis failed.
 var redisFallbacks = observe.RedisFallbacks.WithLabelValues("ratelimit")
 
-// redisBackoff is how long Redis is skipped after a failure, so an
-// unreachable Redis costs one timeout per interval rather than per request.
-const redisBackoff = time.Second
-
 // Limiter limits requests per organisation.
 type Limiter struct {
 	gcra  *redis_rate.Limiter
@@ -44,16 +42,17 @@ type Limiter struct {
 	plans PlanSource
 	log   *slog.Logger
 
-	downUntil atomic.Int64 // UnixNano; Redis is skipped before it
+	backoff   redisconn.Backoff
 	unchecked atomic.Uint64
 
-	mu     sync.RWMutex
-	leases map[string]*lease
+	mu     sync.Mutex // creating a lease
+	leases *cache.Cache[string, *lease]
 }
 
 // New returns a limiter keeping its state in rdb.
 func New(rdb *redisconn.Client, plansrc PlanSource, log *slog.Logger) *Limiter {
-	return &Limiter{gcra: redis_rate.NewLimiter(rdb.Client), rdb: rdb, plans: plansrc, log: log, leases: map[string]*lease{}}
+	return &Limiter{gcra: redis_rate.NewLimiter(rdb.Client), rdb: rdb, plans: plansrc, log: log,
+		leases: cache.New[string, *lease](maxLeases, 0, clock.Real{})}
 }
 
 // Unchecked counts requests let through without a verdict because Redis or
@@ -74,7 +73,7 @@ type Decision struct {
 // Allow counts one request of the organisation against its plan. It errs
 // towards letting requests through: a failure allows and is counted.
 func (l *Limiter) Allow(ctx context.Context, orgID string) Decision {
-	if time.Now().UnixNano() < l.downUntil.Load() {
+	if !l.backoff.Available(time.Now()) {
 		l.unchecked.Add(1)
 		redisFallbacks.Inc()
 		return Decision{Allowed: true}
@@ -105,9 +104,8 @@ func (l *Limiter) unavailable(ctx context.Context, err error) Decision {
 	l.unchecked.Add(1)
 	if ctx.Err() == nil {
 		redisFallbacks.Inc()
-		now := time.Now()
 		// Every request in flight fails at once; log the outage once.
-		if prev := l.downUntil.Swap(now.Add(redisBackoff).UnixNano()); prev < now.UnixNano() {
+		if l.backoff.Fail(time.Now()) {
 			l.log.WarnContext(ctx, "redis unavailable; requests are not rate limited", "err", err)
 		}
 	}
@@ -136,7 +134,8 @@ func (l *Limiter) unavailable(ctx context.Context, err error) Decision {
 const (
 	leaseShare = 100
 	leaseTTL   = 100 * time.Millisecond
-	// maxLeases is when expired leases are swept from memory.
+	// maxLeases bounds the leases held, at the organisations busy most
+	// recently; an evicted lease costs its unused tokens at most.
 	maxLeases = 10000
 )
 
@@ -190,30 +189,16 @@ func (l *Limiter) allowLeased(ctx context.Context, orgID string, rate int) Decis
 
 // leaseOf returns the organisation's lease, creating it.
 func (l *Limiter) leaseOf(orgID string) *lease {
-	l.mu.RLock()
-	ls, ok := l.leases[orgID]
-	l.mu.RUnlock()
-	if ok {
+	if ls, ok := l.leases.Get(orgID); ok {
 		return ls
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if ls, ok := l.leases[orgID]; ok {
+	if ls, ok := l.leases.Get(orgID); ok {
 		return ls
 	}
-	if len(l.leases) >= maxLeases {
-		now := time.Now()
-		for id, old := range l.leases {
-			old.mu.Lock()
-			idle := !now.Before(old.expires)
-			old.mu.Unlock()
-			if idle {
-				delete(l.leases, id)
-			}
-		}
-	}
-	ls = &lease{}
-	l.leases[orgID] = ls
+	ls := &lease{}
+	l.leases.Put(orgID, ls)
 	return ls
 }
 

@@ -66,8 +66,8 @@ func (w *Watcher) OnRestart(fn func(context.Context)) {
 
 // OnChange calls fn, from the watcher's goroutine, with the members that
 // other replicas (or this one) announced under name since the last look; all
-// is true when they cannot be told apart (too many, or Redis restarted) and
-// the handler must assume every member changed.
+// is true when they cannot be told apart (the first look, too many, or Redis
+// restarted) and the handler must assume every member changed.
 func (w *Watcher) OnChange(name string, fn func(ctx context.Context, members []string, all bool)) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -165,8 +165,10 @@ func (w *Watcher) Check(ctx context.Context) error {
 				members = append(members, s)
 			}
 		}
-		if t.known && (n != t.seen || restarted) {
-			all := restarted || n < t.seen || int(n-t.seen) != len(members)
+		// The first look cannot tell what changed before it, while
+		// something may already have been cached: everything has.
+		if !t.known || n != t.seen || restarted {
+			all := !t.known || restarted || n < t.seen || int(n-t.seen) != len(members)
 			calls = append(calls, moved{t, members, all})
 		}
 		t.seen, t.known = n, true

@@ -100,6 +100,10 @@ func TestAnnouncedChangesReachEveryReplica(t *testing.T) {
 			got = append(got, heard{members, all})
 		})
 		look(t, w)
+		if len(got) != 1 || !got[0].all {
+			t.Fatalf("the first look heard %+v; it cannot know what changed before it, so everything has", got)
+		}
+		got = nil
 		return w, &got
 	}
 	a, aHeard := replica()

@@ -36,8 +36,7 @@ type counters struct {
 	clock clock.Clock
 	log   *slog.Logger
 
-	downUntil atomic.Int64 // UnixNano on clock; Redis is skipped before it
-	faults    atomic.Uint64
+	backoff redisconn.Backoff // on clock
 
 	mu    sync.Mutex
 	gen   uint64               // grows with every dirty mark
@@ -58,7 +57,7 @@ const (
 	// so how long a lag unseen by any dirty mark can last.
 	counterTTL = 15 * time.Minute
 	// redisBackoff is how long Redis is skipped after a failure.
-	redisBackoff = time.Second
+	redisBackoff = redisconn.BackoffInterval
 )
 
 // counterID names one counter: an organisation's period rollup.
@@ -98,7 +97,7 @@ func newCounters(rdb *redisconn.Client, clk clock.Clock, log *slog.Logger) *coun
 	return &counters{rdb: rdb, clock: clk, log: log, dirty: map[counterID]uint64{}}
 }
 
-func (c *counters) available() bool { return c.clock.Now().UnixNano() >= c.downUntil.Load() }
+func (c *counters) available() bool { return c.backoff.Available(c.clock.Now()) }
 
 // fault records a failed Redis call and skips Redis for a while. A caller
 // that gave up (its context ended) is not Redis's fault.
@@ -106,14 +105,12 @@ func (c *counters) fault(ctx context.Context, what string, err error) {
 	if ctx.Err() != nil {
 		return
 	}
-	c.faults.Add(1)
-	now := c.clock.Now().UnixNano()
-	if prev := c.downUntil.Swap(now + int64(redisBackoff)); now >= prev {
+	if c.backoff.Fail(c.clock.Now()) {
 		c.log.WarnContext(ctx, "redis unavailable; usage counters fall back to the database", "op", what, "err", err)
 	}
 }
 
-func (c *counters) recovered() { c.downUntil.Store(0) }
+func (c *counters) recovered() { c.backoff.Recovered() }
 
 // get reads a counter; ok is false when the caller must ask the database.
 // Asking it because Redis failed, is skipped, or lags (dirty) is a fallback;

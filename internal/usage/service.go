@@ -96,7 +96,7 @@ func (s *Service) InvalidatePlan(orgID string) { s.plans.Invalidate(orgID) }
 func (s *Service) InvalidateAllPlans() { s.plans.Clear() }
 
 // RedisFaults counts failed Redis calls since start, for metrics.
-func (s *Service) RedisFaults() uint64 { return s.counters.faults.Load() }
+func (s *Service) RedisFaults() uint64 { return s.counters.backoff.Faults() }
 
 // limitOf is the plan's limit on a meter. A plan that does not name the meter
 // (a catalogue changed under a running process) allows none of it, so a gap
