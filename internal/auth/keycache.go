@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tollgate-billing/tollgate/internal/cache"
+	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/redisconn"
 	"github.com/tollgate-billing/tollgate/internal/store"
 )
@@ -66,16 +67,7 @@ func (k *Keys) Run(ctx context.Context) {
 	if c == nil {
 		return
 	}
-	t := time.NewTicker(keyPollInterval)
-	defer t.Stop()
-	for {
-		c.poll(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	clock.Every(ctx, keyPollInterval, c.poll)
 }
 
 func (c *keyCache) poll(ctx context.Context) {

@@ -84,7 +84,3 @@ func (s *Service) stripeClient() (*client.API, error) {
 	}
 	return s.stripe, nil
 }
-
-// inTx views a transaction as a store.DB, so that helpers written for either
-// run on the transaction's connection (SQLite has only one).
-func (s *Service) inTx(tx *gorm.DB) *store.DB { return &store.DB{DB: tx, Dialect: s.db.Dialect} }

@@ -6,7 +6,6 @@ package ratelimit
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"math"
 	"net/http"
@@ -229,19 +228,7 @@ func (l *Limiter) Middleware(next http.Handler) http.Handler {
 // client that honours it is not refused again.
 func refuse(w http.ResponseWriter, retryAfter time.Duration) {
 	secs := max(int(math.Ceil(retryAfter.Seconds())), 1)
-	type extensions struct {
-		Code              apperr.Code `json:"code"`
-		RetryAfterSeconds int         `json:"retryAfterSeconds"`
-	}
-	type gqlError struct {
-		Message    string     `json:"message"`
-		Extensions extensions `json:"extensions"`
-	}
-	body, _ := json.Marshal(struct {
-		Errors []gqlError `json:"errors"`
-	}{[]gqlError{{"rate limit exceeded", extensions{apperr.RateLimited, secs}}}})
-	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Retry-After", strconv.Itoa(secs))
-	w.WriteHeader(http.StatusTooManyRequests)
-	_, _ = w.Write(body)
+	apperr.WriteRefusal(w, http.StatusTooManyRequests, apperr.RateLimited, "rate limit exceeded",
+		map[string]any{"retryAfterSeconds": secs})
 }

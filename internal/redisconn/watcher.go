@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate-billing/tollgate/internal/clock"
 )
 
 // WatchInterval is how often a replica looks at Redis for a restart and for
@@ -107,18 +109,11 @@ return out
 
 // Run looks at Redis every WatchInterval until ctx ends.
 func (w *Watcher) Run(ctx context.Context) {
-	t := time.NewTicker(WatchInterval)
-	defer t.Stop()
-	for {
+	clock.Every(ctx, WatchInterval, func(ctx context.Context) {
 		if err := w.Check(ctx); err != nil && ctx.Err() == nil {
 			w.log.DebugContext(ctx, "redis watcher: look failed", "err", err)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	})
 }
 
 // Check looks once: it calls the restart handlers if Redis is not the one it

@@ -18,23 +18,16 @@ const resyncInterval = time.Second
 // retries a rebuild after a restart that RedisRestarted could not finish.
 // Start it once per process.
 func (s *Service) Run(ctx context.Context) {
-	t := time.NewTicker(s.resyncEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if s.counters.stale.Load() {
-				s.rebuildStale(ctx)
-			}
-			if s.counters.anyDirty.Load() {
-				if err := s.ResyncCounters(ctx); err != nil && ctx.Err() == nil {
-					s.log.DebugContext(ctx, "usage counters still dirty", "err", err)
-				}
+	clock.Every(ctx, s.resyncEvery, func(ctx context.Context) {
+		if s.counters.stale.Load() {
+			s.rebuildStale(ctx)
+		}
+		if s.counters.anyDirty.Load() {
+			if err := s.ResyncCounters(ctx); err != nil && ctx.Err() == nil {
+				s.log.DebugContext(ctx, "usage counters still dirty", "err", err)
 			}
 		}
-	}
+	})
 }
 
 // ResyncCounters writes every dirty counter back to Redis from the database.
