@@ -79,8 +79,10 @@ func TestBinaryRunsWithZeroSetup(t *testing.T) {
 // on real Postgres and Redis, with migrations applied at start.
 func TestBinaryRunsOnPostgresAndRedis(t *testing.T) {
 	db := testenv.PostgresURL(t)
-	testenv.Redis(t) // skips, or fails under TOLLGATE_REQUIRE_SERVICES, when Redis is down
-	base, token := startBinary(t, t.TempDir(), "PORT=0", "DATABASE_URL="+db, "REDIS_URL="+testenv.RedisURL())
+	// Skips, or fails under TOLLGATE_REQUIRE_SERVICES, when Redis is down;
+	// the binary's keys go under a prefix of this test's own.
+	redisURL, prefix := testenv.RealRedis(t)
+	base, token := startBinary(t, t.TempDir(), "PORT=0", "DATABASE_URL="+db, "REDIS_URL="+redisURL, "REDIS_KEY_PREFIX="+prefix)
 	firstQuery(t, base, token)
 	r, err := http.Get(base + "/readyz")
 	if err != nil {

@@ -33,79 +33,80 @@ type createKeyResult struct {
 // TestAPIKeyLifecycle: a key is shown once, authenticates with both headers
 // within its scopes, records its use, and stops working when revoked.
 func TestAPIKeyLifecycle(t *testing.T) {
-	h := apptest.New(t, apptest.Options{})
-	var created createKeyResult
-	h.Query("acme", createKey, map[string]any{"in": map[string]any{
-		"name": "search backend", "contactEmail": "ops@acme.io", "scopes": []string{"BILLING_READ", "USAGE_WRITE"},
-	}}).Decode(t, &created)
-	c := created.CreateAPIKey
-	if len(c.UserErrors) > 0 || c.Secret == nil || c.APIKey == nil {
-		t.Fatalf("create failed: %+v", c)
-	}
-	secret := *c.Secret
-	if !strings.HasPrefix(secret, "tg_test_") || len(secret) < 40 {
-		t.Fatalf("secret %q is not a tg_test_ key", secret)
-	}
-	if !strings.HasPrefix(secret, c.APIKey.Prefix) || len(c.APIKey.Prefix) >= len(secret)/2 {
-		t.Fatalf("prefix %q should be a short start of the secret", c.APIKey.Prefix)
-	}
+	apptest.EachDialect(t, apptest.Options{}, func(t *testing.T, h *apptest.Harness) {
+		var created createKeyResult
+		h.Query("acme", createKey, map[string]any{"in": map[string]any{
+			"name": "search backend", "contactEmail": "ops@acme.io", "scopes": []string{"BILLING_READ", "USAGE_WRITE"},
+		}}).Decode(t, &created)
+		c := created.CreateAPIKey
+		if len(c.UserErrors) > 0 || c.Secret == nil || c.APIKey == nil {
+			t.Fatalf("create failed: %+v", c)
+		}
+		secret := *c.Secret
+		if !strings.HasPrefix(secret, "tg_test_") || len(secret) < 40 {
+			t.Fatalf("secret %q is not a tg_test_ key", secret)
+		}
+		if !strings.HasPrefix(secret, c.APIKey.Prefix) || len(c.APIKey.Prefix) >= len(secret)/2 {
+			t.Fatalf("prefix %q should be a short start of the secret", c.APIKey.Prefix)
+		}
 
-	t.Run("the secret is not stored or listed", func(t *testing.T) {
-		var n int64
-		h.App.DB.Model(&store.APIKey{}).Where("secret_hash = ?", secret).Count(&n)
-		if n != 0 {
-			t.Fatal("secret stored in clear")
-		}
-		r := h.Query("acme", `{ apiKeys { id name prefix } }`, nil)
-		if strings.Contains(string(r.Data), secret) {
-			t.Fatal("apiKeys returned the secret")
-		}
-	})
+		t.Run("the secret is not stored or listed", func(t *testing.T) {
+			var n int64
+			h.App.DB.Model(&store.APIKey{}).Where("secret_hash = ?", secret).Count(&n)
+			if n != 0 {
+				t.Fatal("secret stored in clear")
+			}
+			r := h.Query("acme", `{ apiKeys { id name prefix } }`, nil)
+			if strings.Contains(string(r.Data), secret) {
+				t.Fatal("apiKeys returned the secret")
+			}
+		})
 
-	for _, hdr := range []map[string]string{{"X-API-Key": secret}, {"Authorization": "Bearer " + secret}} {
-		r := h.Do(hdr, `{ organization { externalId } }`, nil)
-		var out struct{ Organization struct{ ExternalID string } }
-		r.Decode(t, &out)
-		if out.Organization.ExternalID != "acme" {
-			t.Fatalf("key authenticated as %q", out.Organization.ExternalID)
+		for _, hdr := range []map[string]string{{"X-API-Key": secret}, {"Authorization": "Bearer " + secret}} {
+			r := h.Do(hdr, `{ organization { externalId } }`, nil)
+			var out struct{ Organization struct{ ExternalID string } }
+			r.Decode(t, &out)
+			if out.Organization.ExternalID != "acme" {
+				t.Fatalf("key authenticated as %q", out.Organization.ExternalID)
+			}
 		}
-	}
-	t.Run("a key cannot exceed its scopes", func(t *testing.T) {
-		r := h.Do(map[string]string{"X-API-Key": secret}, `mutation { createApiKey(input: {name: "escalate", scopes: [BILLING_WRITE]}) { secret } }`, nil)
-		if r.Code() != "FORBIDDEN" {
-			t.Fatalf("code = %q, want FORBIDDEN", r.Code())
-		}
-	})
-	t.Run("last use is recorded", func(t *testing.T) {
-		var out struct {
-			APIKeys []struct{ LastUsedAt *string }
-		}
-		h.Query("acme", `{ apiKeys { lastUsedAt } }`, nil).Decode(t, &out)
-		if len(out.APIKeys) != 1 || out.APIKeys[0].LastUsedAt == nil {
-			t.Fatalf("lastUsedAt not set: %+v", out.APIKeys)
-		}
-	})
-	t.Run("another organisation cannot revoke it", func(t *testing.T) {
-		r := h.Query("intruder", `mutation($id: ID!) { revokeApiKey(id: $id) { apiKey { id } } }`, map[string]any{"id": c.APIKey.ID})
-		if r.Code() != "NOT_FOUND" {
-			t.Fatalf("code = %q, want NOT_FOUND", r.Code())
-		}
-		if r := h.Do(map[string]string{"X-API-Key": secret}, `{ organization { id } }`, nil); len(r.Errors) > 0 {
-			t.Fatalf("key stopped working after another org's revoke attempt: %+v", r.Errors)
-		}
-	})
-	t.Run("revoked keys are refused", func(t *testing.T) {
-		var out struct {
-			RevokeAPIKey struct{ APIKey struct{ RevokedAt *string } } `json:"revokeApiKey"`
-		}
-		h.Query("acme", `mutation($id: ID!) { revokeApiKey(id: $id) { apiKey { revokedAt } } }`, map[string]any{"id": c.APIKey.ID}).Decode(t, &out)
-		if out.RevokeAPIKey.APIKey.RevokedAt == nil {
-			t.Fatal("revokedAt not set")
-		}
-		r := h.Do(map[string]string{"X-API-Key": secret}, `{ organization { id } }`, nil)
-		if r.Code() != "UNAUTHENTICATED" || r.Errors[0].Extensions["reason"] != auth.ReasonRevokedKey {
-			t.Fatalf("revoked key: %+v", r.Errors)
-		}
+		t.Run("a key cannot exceed its scopes", func(t *testing.T) {
+			r := h.Do(map[string]string{"X-API-Key": secret}, `mutation { createApiKey(input: {name: "escalate", scopes: [BILLING_WRITE]}) { secret } }`, nil)
+			if r.Code() != "FORBIDDEN" {
+				t.Fatalf("code = %q, want FORBIDDEN", r.Code())
+			}
+		})
+		t.Run("last use is recorded", func(t *testing.T) {
+			var out struct {
+				APIKeys []struct{ LastUsedAt *string }
+			}
+			h.Query("acme", `{ apiKeys { lastUsedAt } }`, nil).Decode(t, &out)
+			if len(out.APIKeys) != 1 || out.APIKeys[0].LastUsedAt == nil {
+				t.Fatalf("lastUsedAt not set: %+v", out.APIKeys)
+			}
+		})
+		t.Run("another organisation cannot revoke it", func(t *testing.T) {
+			r := h.Query("intruder", `mutation($id: ID!) { revokeApiKey(id: $id) { apiKey { id } } }`, map[string]any{"id": c.APIKey.ID})
+			if r.Code() != "NOT_FOUND" {
+				t.Fatalf("code = %q, want NOT_FOUND", r.Code())
+			}
+			if r := h.Do(map[string]string{"X-API-Key": secret}, `{ organization { id } }`, nil); len(r.Errors) > 0 {
+				t.Fatalf("key stopped working after another org's revoke attempt: %+v", r.Errors)
+			}
+		})
+		t.Run("revoked keys are refused", func(t *testing.T) {
+			var out struct {
+				RevokeAPIKey struct{ APIKey struct{ RevokedAt *string } } `json:"revokeApiKey"`
+			}
+			h.Query("acme", `mutation($id: ID!) { revokeApiKey(id: $id) { apiKey { revokedAt } } }`, map[string]any{"id": c.APIKey.ID}).Decode(t, &out)
+			if out.RevokeAPIKey.APIKey.RevokedAt == nil {
+				t.Fatal("revokedAt not set")
+			}
+			r := h.Do(map[string]string{"X-API-Key": secret}, `{ organization { id } }`, nil)
+			if r.Code() != "UNAUTHENTICATED" || r.Errors[0].Extensions["reason"] != auth.ReasonRevokedKey {
+				t.Fatalf("revoked key: %+v", r.Errors)
+			}
+		})
 	})
 }
 

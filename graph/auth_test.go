@@ -107,29 +107,30 @@ func TestAuthMatrix(t *testing.T) {
 // TestOrganisationsAreIsolated: each token sees its own organisation, created
 // on first use, and never another's.
 func TestOrganisationsAreIsolated(t *testing.T) {
-	h := apptest.New(t, apptest.Options{})
-	q := `{ organization { id externalId name } apiKeys { id } }`
-	var a, b struct {
-		Organization struct{ ID, ExternalID, Name string }
-		APIKeys      []struct{ ID string }
-	}
-	h.Query("org-a", `mutation { createApiKey(input: {name: "a key", scopes: [BILLING_READ]}) { secret } }`, nil)
-	h.Query("org-a", q, nil).Decode(t, &a)
-	h.Query("org-b", q, nil).Decode(t, &b)
-	if a.Organization.ExternalID != "org-a" || b.Organization.ExternalID != "org-b" {
-		t.Fatalf("external ids = %q, %q", a.Organization.ExternalID, b.Organization.ExternalID)
-	}
-	if a.Organization.ID == b.Organization.ID {
-		t.Fatal("two organisations share an id")
-	}
-	if len(a.APIKeys) != 1 || len(b.APIKeys) != 0 {
-		t.Fatalf("keys: org-a sees %d, org-b sees %d; want 1 and 0", len(a.APIKeys), len(b.APIKeys))
-	}
-	var again struct{ Organization struct{ ID string } }
-	h.Query("org-a", q, nil).Decode(t, &again)
-	if again.Organization.ID != a.Organization.ID {
-		t.Fatal("the same org claim resolved to a new organisation")
-	}
+	apptest.EachDialect(t, apptest.Options{}, func(t *testing.T, h *apptest.Harness) {
+		q := `{ organization { id externalId name } apiKeys { id } }`
+		var a, b struct {
+			Organization struct{ ID, ExternalID, Name string }
+			APIKeys      []struct{ ID string }
+		}
+		h.Query("org-a", `mutation { createApiKey(input: {name: "a key", scopes: [BILLING_READ]}) { secret } }`, nil)
+		h.Query("org-a", q, nil).Decode(t, &a)
+		h.Query("org-b", q, nil).Decode(t, &b)
+		if a.Organization.ExternalID != "org-a" || b.Organization.ExternalID != "org-b" {
+			t.Fatalf("external ids = %q, %q", a.Organization.ExternalID, b.Organization.ExternalID)
+		}
+		if a.Organization.ID == b.Organization.ID {
+			t.Fatal("two organisations share an id")
+		}
+		if len(a.APIKeys) != 1 || len(b.APIKeys) != 0 {
+			t.Fatalf("keys: org-a sees %d, org-b sees %d; want 1 and 0", len(a.APIKeys), len(b.APIKeys))
+		}
+		var again struct{ Organization struct{ ID string } }
+		h.Query("org-a", q, nil).Decode(t, &again)
+		if again.Organization.ID != a.Organization.ID {
+			t.Fatal("the same org claim resolved to a new organisation")
+		}
+	})
 }
 
 // TestCredentialCheckOutageIsRetryable: when the database fails while an API

@@ -10,6 +10,8 @@ import (
 
 	"github.com/tollgate-billing/tollgate/graph/generated"
 	"github.com/tollgate-billing/tollgate/graph/model"
+	"github.com/tollgate-billing/tollgate/internal/invoices"
+	"github.com/tollgate-billing/tollgate/internal/usage"
 )
 
 // Limits that keep one request from costing the server more than a page of
@@ -21,18 +23,19 @@ const (
 )
 
 // listCosts prices list fields by how many items they can return, so
-// complexity reflects rows read rather than fields named.
+// complexity reflects rows read rather than fields named. Where a service
+// bounds a list, its own limit is used, so the two cannot drift apart.
 func listCosts(c *generated.ComplexityRoot) {
 	c.Query.Invoices = func(child int, first *int, _ *string, _ *model.InvoiceStatus) int {
-		n := 20
+		n := invoices.DefaultPageSize
 		if first != nil && *first > 0 {
-			n = min(*first, 100)
+			n = min(*first, invoices.MaxPageSize)
 		}
 		return 1 + n*child
 	}
 	c.Query.UsageSeries = func(child int, _ string, from, to time.Time) int {
 		days := int(to.Sub(from).Hours()/24) + 1
-		return 1 + min(max(days, 1), 366)*child
+		return 1 + min(max(days, 1), usage.MaxSeriesDays)*child
 	}
 	c.Query.UsageByEndpoint = func(child int, _ *string, _ *string) int { return 1 + 100*child }
 	c.Query.APIKeys = func(child int) int { return 1 + 50*child }

@@ -46,88 +46,89 @@ func send(t *testing.T, req *http.Request) signedResult {
 // TestSignedAPIKeys: once a signing key is registered, the API key alone no
 // longer works; a signed request does, once.
 func TestSignedAPIKeys(t *testing.T) {
-	h := apptest.New(t, apptest.Options{})
-	var created createKeyResult
-	h.Query("acme", createKey, map[string]any{"in": map[string]any{"name": "ingest", "scopes": []string{"BILLING_READ", "USAGE_WRITE"}}}).Decode(t, &created)
-	secret, keyID := *created.CreateAPIKey.Secret, created.CreateAPIKey.APIKey.ID
+	apptest.EachDialect(t, apptest.Options{}, func(t *testing.T, h *apptest.Harness) {
+		var created createKeyResult
+		h.Query("acme", createKey, map[string]any{"in": map[string]any{"name": "ingest", "scopes": []string{"BILLING_READ", "USAGE_WRITE"}}}).Decode(t, &created)
+		secret, keyID := *created.CreateAPIKey.Secret, created.CreateAPIKey.APIKey.ID
 
-	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
-	const register = `mutation($in: RegisterSigningKeyInput!) { registerSigningKey(input: $in) { apiKey { signingRequired } userErrors { field code } } }`
-	var reg struct {
-		RegisterSigningKey struct {
-			APIKey     *struct{ SigningRequired bool }
-			UserErrors []struct{ Field, Code string }
+		pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+		const register = `mutation($in: RegisterSigningKeyInput!) { registerSigningKey(input: $in) { apiKey { signingRequired } userErrors { field code } } }`
+		var reg struct {
+			RegisterSigningKey struct {
+				APIKey     *struct{ SigningRequired bool }
+				UserErrors []struct{ Field, Code string }
+			}
 		}
-	}
-	h.Query("intruder", register, map[string]any{"in": map[string]any{"apiKeyId": keyID, "publicKey": base64.StdEncoding.EncodeToString(pub)}}).Decode(t, &reg)
-	if ue := reg.RegisterSigningKey.UserErrors; len(ue) != 1 || ue[0].Field != "input.apiKeyId" {
-		t.Fatalf("another org registered a key on ours: %+v", reg)
-	}
-	h.Query("acme", register, map[string]any{"in": map[string]any{"apiKeyId": keyID, "publicKey": "not a key"}}).Decode(t, &reg)
-	if ue := reg.RegisterSigningKey.UserErrors; len(ue) != 1 || ue[0].Field != "input.publicKey" || ue[0].Code != "INVALID" {
-		t.Fatalf("garbage public key accepted: %+v", reg)
-	}
-	// Registered in the README's form: base64 SPKI DER, as
-	// `openssl pkey -pubout -outform DER | base64` prints it.
-	spki, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.Query("acme", register, map[string]any{"in": map[string]any{"apiKeyId": keyID, "publicKey": base64.StdEncoding.EncodeToString(spki)}}).Decode(t, &reg)
-	if reg.RegisterSigningKey.APIKey == nil || !reg.RegisterSigningKey.APIKey.SigningRequired {
-		t.Fatalf("register failed: %+v", reg)
-	}
-
-	body := []byte(`{"query":"{ usageGate(meter: \"api_calls\") { allowed plan } }"}`)
-	newReq := func(auth map[string]string) *http.Request {
-		req, _ := http.NewRequest(http.MethodPost, h.Server.URL+"/graphql", bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		for k, v := range auth {
-			req.Header.Set(k, v)
+		h.Query("intruder", register, map[string]any{"in": map[string]any{"apiKeyId": keyID, "publicKey": base64.StdEncoding.EncodeToString(pub)}}).Decode(t, &reg)
+		if ue := reg.RegisterSigningKey.UserErrors; len(ue) != 1 || ue[0].Field != "input.apiKeyId" {
+			t.Fatalf("another org registered a key on ours: %+v", reg)
 		}
-		return req
-	}
-	sign := func(req *http.Request) *http.Request {
-		if err := signing.Sign(req, priv, h.Clock.Now()); err != nil {
+		h.Query("acme", register, map[string]any{"in": map[string]any{"apiKeyId": keyID, "publicKey": "not a key"}}).Decode(t, &reg)
+		if ue := reg.RegisterSigningKey.UserErrors; len(ue) != 1 || ue[0].Field != "input.publicKey" || ue[0].Code != "INVALID" {
+			t.Fatalf("garbage public key accepted: %+v", reg)
+		}
+		// Registered in the README's form: base64 SPKI DER, as
+		// `openssl pkey -pubout -outform DER | base64` prints it.
+		spki, err := x509.MarshalPKIXPublicKey(pub)
+		if err != nil {
 			t.Fatal(err)
 		}
-		return req
-	}
+		h.Query("acme", register, map[string]any{"in": map[string]any{"apiKeyId": keyID, "publicKey": base64.StdEncoding.EncodeToString(spki)}}).Decode(t, &reg)
+		if reg.RegisterSigningKey.APIKey == nil || !reg.RegisterSigningKey.APIKey.SigningRequired {
+			t.Fatalf("register failed: %+v", reg)
+		}
 
-	if r := send(t, newReq(map[string]string{"X-API-Key": secret})); r.reason() != signing.ReasonSignatureMissing {
-		t.Fatalf("unsigned request with a signing key: %+v", r)
-	}
-	for name, hdr := range map[string]map[string]string{
-		"key in X-API-Key":          {"X-API-Key": secret},
-		"bare key in Authorization": {"Authorization": secret},
-		"key id in Authorization":   {"Authorization": keyID},
-	} {
-		t.Run(name, func(t *testing.T) {
-			req := sign(newReq(hdr))
-			replay := req.Clone(req.Context())
-			replay.Body = io.NopCloser(bytes.NewReader(body))
-			if r := send(t, req); len(r.Errors) > 0 {
-				t.Fatalf("signed request refused: %+v", r.Errors)
+		body := []byte(`{"query":"{ usageGate(meter: \"api_calls\") { allowed plan } }"}`)
+		newReq := func(auth map[string]string) *http.Request {
+			req, _ := http.NewRequest(http.MethodPost, h.Server.URL+"/graphql", bytes.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			for k, v := range auth {
+				req.Header.Set(k, v)
 			}
-			if r := send(t, replay); r.reason() != signing.ReasonNonceReplayed {
-				t.Fatalf("replay: %+v", r)
+			return req
+		}
+		sign := func(req *http.Request) *http.Request {
+			if err := signing.Sign(req, priv, h.Clock.Now()); err != nil {
+				t.Fatal(err)
+			}
+			return req
+		}
+
+		if r := send(t, newReq(map[string]string{"X-API-Key": secret})); r.reason() != signing.ReasonSignatureMissing {
+			t.Fatalf("unsigned request with a signing key: %+v", r)
+		}
+		for name, hdr := range map[string]map[string]string{
+			"key in X-API-Key":          {"X-API-Key": secret},
+			"bare key in Authorization": {"Authorization": secret},
+			"key id in Authorization":   {"Authorization": keyID},
+		} {
+			t.Run(name, func(t *testing.T) {
+				req := sign(newReq(hdr))
+				replay := req.Clone(req.Context())
+				replay.Body = io.NopCloser(bytes.NewReader(body))
+				if r := send(t, req); len(r.Errors) > 0 {
+					t.Fatalf("signed request refused: %+v", r.Errors)
+				}
+				if r := send(t, replay); r.reason() != signing.ReasonNonceReplayed {
+					t.Fatalf("replay: %+v", r)
+				}
+			})
+		}
+		t.Run("a signature by another key is refused", func(t *testing.T) {
+			_, other, _ := ed25519.GenerateKey(rand.Reader)
+			req := newReq(map[string]string{"X-API-Key": secret})
+			signing.Sign(req, other, h.Clock.Now())
+			if r := send(t, req); r.reason() != signing.ReasonSignatureInvalid {
+				t.Fatalf("%+v", r)
 			}
 		})
-	}
-	t.Run("a signature by another key is refused", func(t *testing.T) {
-		_, other, _ := ed25519.GenerateKey(rand.Reader)
-		req := newReq(map[string]string{"X-API-Key": secret})
-		signing.Sign(req, other, h.Clock.Now())
-		if r := send(t, req); r.reason() != signing.ReasonSignatureInvalid {
-			t.Fatalf("%+v", r)
-		}
-	})
-	t.Run("a key id without a signing key cannot authenticate", func(t *testing.T) {
-		var plain createKeyResult
-		h.Query("acme", createKey, map[string]any{"in": map[string]any{"name": "plain", "scopes": []string{"BILLING_READ"}}}).Decode(t, &plain)
-		req := sign(newReq(map[string]string{"Authorization": plain.CreateAPIKey.APIKey.ID}))
-		if r := send(t, req); len(r.Errors) == 0 || r.Errors[0].Extensions["code"] != "UNAUTHENTICATED" {
-			t.Fatalf("%+v", r)
-		}
+		t.Run("a key id without a signing key cannot authenticate", func(t *testing.T) {
+			var plain createKeyResult
+			h.Query("acme", createKey, map[string]any{"in": map[string]any{"name": "plain", "scopes": []string{"BILLING_READ"}}}).Decode(t, &plain)
+			req := sign(newReq(map[string]string{"Authorization": plain.CreateAPIKey.APIKey.ID}))
+			if r := send(t, req); len(r.Errors) == 0 || r.Errors[0].Extensions["code"] != "UNAUTHENTICATED" {
+				t.Fatalf("%+v", r)
+			}
+		})
 	})
 }

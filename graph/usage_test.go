@@ -50,76 +50,78 @@ func events(meter string, keys ...string) []map[string]any {
 // TestRecordUsageThroughAnAPIKey: a backend reports usage with a usage:write
 // key, a retried key counts once, and the answer shows what is left.
 func TestRecordUsageThroughAnAPIKey(t *testing.T) {
-	h := apptest.New(t, apptest.Options{})
-	var created createKeyResult
-	h.Query("acme", createKey, map[string]any{"in": map[string]any{"name": "backend", "scopes": []string{"USAGE_WRITE"}}}).Decode(t, &created)
-	key := map[string]string{"X-API-Key": *created.CreateAPIKey.Secret}
+	apptest.EachDialect(t, apptest.Options{}, func(t *testing.T, h *apptest.Harness) {
+		var created createKeyResult
+		h.Query("acme", createKey, map[string]any{"in": map[string]any{"name": "backend", "scopes": []string{"USAGE_WRITE"}}}).Decode(t, &created)
+		key := map[string]string{"X-API-Key": *created.CreateAPIKey.Secret}
 
-	var first, retry recordResult
-	h.Do(key, recordUsage, map[string]any{"events": events("api_calls", "a", "b", "c")}).Decode(t, &first)
-	h.Do(key, recordUsage, map[string]any{"events": append(events("api_calls", "c", "d"), map[string]any{"meter": "nope", "quantity": 1, "idempotencyKey": "e"})}).Decode(t, &retry)
-	if first.RecordUsage.Accepted != 3 || retry.RecordUsage.Accepted != 1 || retry.RecordUsage.Duplicates != 1 {
-		t.Fatalf("accepted %d then %d (dups %d); want 3 then 1 (1)", first.RecordUsage.Accepted, retry.RecordUsage.Accepted, retry.RecordUsage.Duplicates)
-	}
-	if rj := retry.RecordUsage.Rejected; len(rj) != 1 || rj[0].Index != 2 || rj[0].Code != "UNKNOWN_METER" {
-		t.Fatalf("rejected = %+v", rj)
-	}
-	u := retry.RecordUsage.Usage
-	if len(u) != 1 || u[0].Used != 4 || *u[0].Limit != 1000 || *u[0].Remaining != 996 {
-		t.Fatalf("usage = %+v", u)
-	}
-	if r := h.Do(key, `{ usage { meters { used } } }`, nil); r.Code() != "FORBIDDEN" {
-		t.Fatalf("usage:write key read usage: %q", r.Code())
-	}
-	var gate struct {
-		UsageGate struct {
-			Allowed bool
-			Used    int64
-			Plan    string
+		var first, retry recordResult
+		h.Do(key, recordUsage, map[string]any{"events": events("api_calls", "a", "b", "c")}).Decode(t, &first)
+		h.Do(key, recordUsage, map[string]any{"events": append(events("api_calls", "c", "d"), map[string]any{"meter": "nope", "quantity": 1, "idempotencyKey": "e"})}).Decode(t, &retry)
+		if first.RecordUsage.Accepted != 3 || retry.RecordUsage.Accepted != 1 || retry.RecordUsage.Duplicates != 1 {
+			t.Fatalf("accepted %d then %d (dups %d); want 3 then 1 (1)", first.RecordUsage.Accepted, retry.RecordUsage.Accepted, retry.RecordUsage.Duplicates)
 		}
-	}
-	h.Do(key, `{ usageGate(meter: "api_calls") { allowed used plan } }`, nil).Decode(t, &gate)
-	if !gate.UsageGate.Allowed || gate.UsageGate.Used != 4 || gate.UsageGate.Plan != "free" {
-		t.Fatalf("gate = %+v", gate)
-	}
-	var byEndpoint struct {
-		UsageByEndpoint []struct {
-			Endpoint string
-			Used     int64
+		if rj := retry.RecordUsage.Rejected; len(rj) != 1 || rj[0].Index != 2 || rj[0].Code != "UNKNOWN_METER" {
+			t.Fatalf("rejected = %+v", rj)
 		}
-	}
-	h.Query("acme", `{ usageByEndpoint(meter: "api_calls") { endpoint used } }`, nil).Decode(t, &byEndpoint)
-	if len(byEndpoint.UsageByEndpoint) != 1 || byEndpoint.UsageByEndpoint[0].Used != 4 {
-		t.Fatalf("by endpoint = %+v", byEndpoint)
-	}
+		u := retry.RecordUsage.Usage
+		if len(u) != 1 || u[0].Used != 4 || *u[0].Limit != 1000 || *u[0].Remaining != 996 {
+			t.Fatalf("usage = %+v", u)
+		}
+		if r := h.Do(key, `{ usage { meters { used } } }`, nil); r.Code() != "FORBIDDEN" {
+			t.Fatalf("usage:write key read usage: %q", r.Code())
+		}
+		var gate struct {
+			UsageGate struct {
+				Allowed bool
+				Used    int64
+				Plan    string
+			}
+		}
+		h.Do(key, `{ usageGate(meter: "api_calls") { allowed used plan } }`, nil).Decode(t, &gate)
+		if !gate.UsageGate.Allowed || gate.UsageGate.Used != 4 || gate.UsageGate.Plan != "free" {
+			t.Fatalf("gate = %+v", gate)
+		}
+		var byEndpoint struct {
+			UsageByEndpoint []struct {
+				Endpoint string
+				Used     int64
+			}
+		}
+		h.Query("acme", `{ usageByEndpoint(meter: "api_calls") { endpoint used } }`, nil).Decode(t, &byEndpoint)
+		if len(byEndpoint.UsageByEndpoint) != 1 || byEndpoint.UsageByEndpoint[0].Used != 4 {
+			t.Fatalf("by endpoint = %+v", byEndpoint)
+		}
+	})
 }
 
 // TestQuotaRefusalCarriesTheReferenceBody: when a whole request is over a
 // hard limit, the error says which meter, how much is used and the limit.
 func TestQuotaRefusalCarriesTheReferenceBody(t *testing.T) {
-	h := apptest.New(t, apptest.Options{})
-	keys := make([]string, 1000)
-	for i := range keys {
-		keys[i] = "k" + strconv.Itoa(i)
-	}
-	var full recordResult
-	h.Query("acme", recordUsage, map[string]any{"events": events("api_calls", keys...)}).Decode(t, &full)
-	if full.RecordUsage.Accepted != 1000 {
-		t.Fatalf("accepted %d of the free plan's 1000", full.RecordUsage.Accepted)
-	}
-	r := h.Query("acme", recordUsage, map[string]any{"events": events("api_calls", "one-too-many")})
-	if r.Code() != "USAGE_LIMIT_EXCEEDED" {
-		t.Fatalf("code = %q (%+v)", r.Code(), r.Errors)
-	}
-	ext := r.Errors[0].Extensions
-	if ext["meter"] != "api_calls" || fmt.Sprint(ext["current"]) != "1000" || fmt.Sprint(ext["limit"]) != "1000" {
-		t.Fatalf("extensions = %v", ext)
-	}
-	var gate struct{ UsageGate struct{ Allowed bool } }
-	h.Query("acme", `{ usageGate(meter: "api_calls") { allowed } }`, nil).Decode(t, &gate)
-	if gate.UsageGate.Allowed {
-		t.Fatal("gate allows past a hard limit")
-	}
+	apptest.EachDialect(t, apptest.Options{}, func(t *testing.T, h *apptest.Harness) {
+		keys := make([]string, 1000)
+		for i := range keys {
+			keys[i] = "k" + strconv.Itoa(i)
+		}
+		var full recordResult
+		h.Query("acme", recordUsage, map[string]any{"events": events("api_calls", keys...)}).Decode(t, &full)
+		if full.RecordUsage.Accepted != 1000 {
+			t.Fatalf("accepted %d of the free plan's 1000", full.RecordUsage.Accepted)
+		}
+		r := h.Query("acme", recordUsage, map[string]any{"events": events("api_calls", "one-too-many")})
+		if r.Code() != "USAGE_LIMIT_EXCEEDED" {
+			t.Fatalf("code = %q (%+v)", r.Code(), r.Errors)
+		}
+		ext := r.Errors[0].Extensions
+		if ext["meter"] != "api_calls" || fmt.Sprint(ext["current"]) != "1000" || fmt.Sprint(ext["limit"]) != "1000" {
+			t.Fatalf("extensions = %v", ext)
+		}
+		var gate struct{ UsageGate struct{ Allowed bool } }
+		h.Query("acme", `{ usageGate(meter: "api_calls") { allowed } }`, nil).Decode(t, &gate)
+		if gate.UsageGate.Allowed {
+			t.Fatal("gate allows past a hard limit")
+		}
+	})
 }
 
 func TestUnlimitedMetersReadAsNull(t *testing.T) {

@@ -13,8 +13,9 @@ import (
 )
 
 // redisServer is the harness's own redis-server, so that stopping it
-// disturbs nothing else on the machine. It keeps nothing on disk: a restart
-// comes back empty, as a Redis that lost its data would.
+// disturbs nothing else on the machine. It keeps nothing on disk unless told
+// to save: a restart comes back empty, as a Redis that lost its data would,
+// or from the snapshot save wrote.
 type redisServer struct {
 	bin, dir string
 	port     int
@@ -56,6 +57,27 @@ func (r *redisServer) start(ctx context.Context) error {
 		defer cancel()
 		return rdb.Ping(pctx).Err()
 	})
+}
+
+// save writes a snapshot (dump.rdb in its directory) that the next start
+// loads, as a Redis restarted from a backup or failed over to a lagging
+// replica comes back older than it left.
+func (r *redisServer) save(ctx context.Context) error {
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(r.port)})
+	defer rdb.Close()
+	if err := rdb.Save(ctx).Err(); err != nil {
+		return fmt.Errorf("redis SAVE: %w", err)
+	}
+	return nil
+}
+
+// dropSnapshot deletes the snapshot once loaded, so later restarts come
+// back empty again.
+func (r *redisServer) dropSnapshot() error {
+	if err := os.Remove(filepath.Join(r.dir, "dump.rdb")); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	return nil
 }
 
 func (r *redisServer) stop() {

@@ -33,6 +33,7 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/outbound"
 	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/ratelimit"
+	"github.com/tollgate-billing/tollgate/internal/redisconn"
 	"github.com/tollgate-billing/tollgate/internal/signing"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/stripeclient"
@@ -46,7 +47,7 @@ type App struct {
 	Log     *slog.Logger
 	Clock   clock.Clock
 	DB      *store.DB
-	Redis   *redis.Client
+	Redis   *redisconn.Client
 	Catalog *plans.Catalog
 
 	Orgs     *orgs.Service
@@ -79,9 +80,9 @@ func WithClock(c clock.Clock) Option { return func(a *App) { a.Clock = c } }
 // keeps ownership and closes it.
 func WithDB(db *store.DB) Option { return func(a *App) { a.DB = db } }
 
-// WithRedis uses a connected client instead of REDIS_URL. The caller keeps
-// ownership and closes it.
-func WithRedis(c *redis.Client) Option { return func(a *App) { a.Redis = c } }
+// WithRedis uses a connected client, with its key prefix, instead of
+// REDIS_URL and REDIS_KEY_PREFIX. The caller keeps ownership and closes it.
+func WithRedis(c *redisconn.Client) Option { return func(a *App) { a.Redis = c } }
 
 // New builds Tollgate. On error everything opened so far is closed.
 func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Option) (_ *App, err error) {
@@ -173,7 +174,7 @@ func (a *App) openRedis(ctx context.Context) error {
 	opt.DialTimeout = time.Second
 	opt.ReadTimeout = 500 * time.Millisecond
 	opt.WriteTimeout = 500 * time.Millisecond
-	a.Redis = redis.NewClient(opt)
+	a.Redis = redisconn.New(redis.NewClient(opt), a.Config.RedisKeyPrefix)
 	a.closers = append(a.closers, func() { a.Redis.Close() })
 	// Redis is a cache: Tollgate starts without it and falls back to the
 	// database, so an unreachable Redis is logged, not fatal.
@@ -242,9 +243,6 @@ func (a *App) build(ctx context.Context) error {
 	a.Billing = billing.NewService(a.DB, a.Catalog, a.Clock, a.Stripe, a.Log)
 	a.Invoices = invoices.NewService(a.DB, a.Clock, a.Log)
 	a.Usage = usage.NewService(a.DB, a.Redis, a.Catalog, a.Billing, a.Clock, a.Log)
-	// A plan or status change reaches quotas and rate limits at once in
-	// this process (other replicas within the plan cache's 3 s).
-	a.Billing.OnChange(a.Usage.InvalidatePlan)
 	// One limiter, two budgets: the plan's rate is answered as data by
 	// usageGate and consumeUsage; the API's own is HTTP 429.
 	a.Limiter = ratelimit.New(a.Redis, a.Log)
@@ -252,10 +250,11 @@ func (a *App) build(ctx context.Context) error {
 	a.API = ratelimit.NewAPI(a.Limiter, ratelimit.APILimits{
 		PerCredential: a.Config.APIRatePerCredential, PerAddress: a.Config.APIRatePerAddress,
 	})
-	// Usage repairs Redis counters that a failed write left stale, and
-	// signing notices when Redis lost its nonces, for as long as the app
-	// lives.
+	signatures := signing.NewVerifier(a.Redis, a.Clock, a.Log)
 	bg, stop := context.WithCancel(context.Background())
+	a.watchRedis(bg, signatures)
+	// Usage repairs Redis counters that a failed write left stale, for as
+	// long as the app lives.
 	go a.Usage.Run(bg)
 	go a.Keys.Run(bg)
 	// Stripe event ids are kept only while a redelivery can come. Pruned
@@ -263,12 +262,10 @@ func (a *App) build(ctx context.Context) error {
 	// would otherwise stay forever, and an empty prune is one indexed query.
 	go stripehook.RunPruner(bg, a.DB, a.Clock, stripehook.DefaultRetention, a.Log)
 	a.closers = append(a.closers, stop)
-	signatures := signing.NewVerifier(a.Redis, a.Clock, a.Log)
 	a.Auth = &auth.Authenticator{
 		Verifier: verifier, Keys: a.Keys, Orgs: a.Orgs, Log: a.Log,
 		Signatures: signatures,
 	}
-	go signatures.Run(bg)
 	return a.buildJobs(ctx)
 }
 
@@ -330,6 +327,37 @@ func (a *App) StartJobs(ctx context.Context) error {
 		}
 	}()
 	return nil
+}
+
+// plansTopic is where replicas announce an organisation's plan change.
+const plansTopic = "plans"
+
+// watchRedis tells every part that keeps state in Redis when Redis restarts,
+// fails over or comes back from an older snapshot, and shares plan changes
+// between replicas, for as long as ctx lives.
+func (a *App) watchRedis(ctx context.Context, signatures *signing.Verifier) {
+	w := redisconn.NewWatcher(a.Redis, a.Log)
+	w.OnRestart(a.Usage.RedisRestarted)
+	w.OnRestart(a.Keys.RedisRestarted)
+	w.OnRestart(signatures.RedisRestarted)
+	// A plan or status change reaches quotas and rate limits at once in
+	// this process, once committed, and on other replicas within a second.
+	a.Billing.OnChange(func(orgID string) {
+		a.Usage.InvalidatePlan(orgID)
+		if err := w.Announce(ctx, plansTopic, orgID); err != nil {
+			a.Log.WarnContext(ctx, "could not tell other replicas of a plan change; they see it within the plan cache's lifetime", "org", orgID, "err", err)
+		}
+	})
+	w.OnChange(plansTopic, func(_ context.Context, orgs []string, all bool) {
+		if all {
+			a.Usage.InvalidateAllPlans()
+			return
+		}
+		for _, id := range orgs {
+			a.Usage.InvalidatePlan(id)
+		}
+	})
+	go w.Run(ctx)
 }
 
 // Token mints an HS256 token for an organisation, for development and

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/tollgate-billing/tollgate/internal/apptest"
-	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/testenv"
 )
 
@@ -30,7 +29,7 @@ const recordUsageMutation = `mutation($e: UsageEventInput!) {
 // fractions, huge numbers, strings and objects reach the Int64 scalar) and as
 // a string otherwise.
 func FuzzRecordUsageInput(f *testing.F) {
-	h := apptest.New(f, apptest.Options{DB: testenv.OpenDB(f, store.SQLite)})
+	h := apptest.New(f, apptest.Options{DB: testenv.FuzzDB(f)})
 	post := poster(h, h.Token("fuzz-usage"))
 	now := time.Now().UTC()
 	f.Add("api_calls", "1", "key-1", "POST /v1/search", now.Format(time.RFC3339))
@@ -59,7 +58,7 @@ const checkoutMutation = `mutation($in: CreateCheckoutSessionInput!) {
 func FuzzCheckoutInput(f *testing.F) {
 	// stripe-mock stands in for Stripe, so input that passes validation
 	// goes all the way to a Checkout session.
-	h := apptest.New(f, apptest.Options{DB: testenv.OpenDB(f, store.SQLite), Env: map[string]string{
+	h := apptest.New(f, apptest.Options{DB: testenv.FuzzDB(f), Env: map[string]string{
 		"STRIPE_SECRET_KEY": "sk_test_123", "STRIPE_API_BASE": testenv.StripeMock(f),
 	}})
 	post := poster(h, h.Token("fuzz-checkout"))

@@ -2,11 +2,11 @@ package app
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"time"
 
 	"github.com/tollgate-billing/tollgate/graph"
+	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/config"
 	"github.com/tollgate-billing/tollgate/internal/graphiql"
 	"github.com/tollgate-billing/tollgate/internal/observe"
@@ -47,7 +47,7 @@ func (a *App) Handler() http.Handler {
 		graphiql.Mount(mux, "Tollgate", "/graphql")
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		apperr.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", a.ready)
 	mux.Handle("GET /metrics", observe.MetricsHandler())
@@ -93,15 +93,9 @@ func (a *App) ready(w http.ResponseWriter, r *http.Request) {
 	if code != http.StatusOK {
 		status = "not ready"
 	}
-	writeJSON(w, code, map[string]any{"status": status, "checks": checks,
+	apperr.WriteJSON(w, code, map[string]any{"status": status, "checks": checks,
 		// Which Stripe API versions (payload shapes) webhooks arrive in.
 		"stripeApiVersions": stripehook.SeenAPIVersions()})
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
 }
 
 // limitBody refuses a declared oversize body with 413 before reading it, and
@@ -110,9 +104,8 @@ func limitBody(next http.Handler, n int64) http.Handler {
 	capped := http.MaxBytesHandler(next, n)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > n {
-			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]any{"errors": []map[string]any{{
-				"message": "request body is larger than the limit", "extensions": map[string]any{"code": "REQUEST_TOO_LARGE", "limitBytes": n},
-			}}})
+			apperr.WriteRefusal(w, http.StatusRequestEntityTooLarge, apperr.RequestTooLarge,
+				"request body is larger than the limit", map[string]any{"limitBytes": n})
 			return
 		}
 		capped.ServeHTTP(w, r)

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -24,6 +25,7 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/config"
 	"github.com/tollgate-billing/tollgate/internal/plans"
+	"github.com/tollgate-billing/tollgate/internal/redisconn"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/testenv"
 )
@@ -41,11 +43,14 @@ type Harness struct {
 
 // Options tune the harness.
 type Options struct {
-	DB     *store.DB // default testenv.DB(t)
-	Env    map[string]string
-	Clock  *clock.Fake
-	Redis  bool // true: private miniredis instead of the shared server
-	Config func(*config.Config)
+	DB    *store.DB // default testenv.DB(t)
+	Env   map[string]string
+	Clock *clock.Fake
+	Redis bool // true: private miniredis instead of the shared server
+	// RedisClient is the Redis to use, for replicas that share one
+	// (default testenv.Redis(t), with keys of this harness's own).
+	RedisClient *redisconn.Client
+	Config      func(*config.Config)
 	// PlanRateLimits keeps the plans' real rate limits (free: 10 req/s).
 	// Otherwise every plan allows 100,000 req/s, so tests that send many
 	// requests as one organisation are not throttled.
@@ -81,9 +86,12 @@ func New(t testing.TB, o Options) *Harness {
 	if db == nil {
 		db = testenv.DB(t)
 	}
-	rdb := testenv.Redis(t)
-	if o.Redis {
+	rdb := o.RedisClient
+	switch {
+	case o.Redis:
 		rdb = testenv.MiniRedis(t)
+	case rdb == nil:
+		rdb = testenv.Redis(t)
 	}
 	fc := o.Clock
 	if fc == nil {
@@ -165,9 +173,21 @@ func (r Response) Decode(t testing.TB, v any) {
 	}
 }
 
-// Do sends a GraphQL request with the given headers.
+// Do sends a GraphQL request with the given headers, failing the test if
+// no JSON answer comes back. Call it on the test's goroutine only; other
+// goroutines use Send.
 func (h *Harness) Do(headers map[string]string, query string, vars map[string]any) Response {
 	h.T.Helper()
+	r, err := h.Send(headers, query, vars)
+	if err != nil {
+		h.T.Fatal(err)
+	}
+	return r
+}
+
+// Send is Do returning what went wrong instead of failing the test, for
+// goroutines other than the test's (which may not call t.Fatal).
+func (h *Harness) Send(headers map[string]string, query string, vars map[string]any) (Response, error) {
 	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
 	req, _ := http.NewRequest(http.MethodPost, h.Server.URL+"/graphql", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
@@ -176,7 +196,7 @@ func (h *Harness) Do(headers map[string]string, query string, vars map[string]an
 	}
 	resp, err := h.Server.Client().Do(req)
 	if err != nil {
-		h.T.Fatalf("POST /graphql: %v", err)
+		return Response{}, fmt.Errorf("POST /graphql: %w", err)
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
@@ -185,13 +205,26 @@ func (h *Harness) Do(headers map[string]string, query string, vars map[string]an
 		Errors []GQLError      `json:"errors"`
 	}
 	if err := json.Unmarshal(raw, &out); err != nil {
-		h.T.Fatalf("response is not JSON (%d): %s", resp.StatusCode, raw)
+		return Response{}, fmt.Errorf("response is not JSON (%d): %s", resp.StatusCode, raw)
 	}
-	return Response{Status: resp.StatusCode, Header: resp.Header, Data: out.Data, Errors: out.Errors}
+	return Response{Status: resp.StatusCode, Header: resp.Header, Data: out.Data, Errors: out.Errors}, nil
 }
 
 // Query sends a GraphQL request as org with all scopes.
 func (h *Harness) Query(org, query string, vars map[string]any) Response {
 	h.T.Helper()
 	return h.Do(map[string]string{"Authorization": "Bearer " + h.Token(org)}, query, vars)
+}
+
+// EachDialect runs fn as a subtest against a Tollgate on each database,
+// Postgres and SQLite, with options o otherwise. End-to-end tests default to
+// Postgres when it is reachable, while SQLite is what a newcomer runs: the
+// smoke tests that go through here keep both paths honest.
+func EachDialect(t *testing.T, o Options, fn func(t *testing.T, h *Harness)) {
+	t.Helper()
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		o := o
+		o.DB = db
+		fn(t, New(t, o))
+	})
 }

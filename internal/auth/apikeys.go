@@ -10,13 +10,13 @@ import (
 	"net/mail"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
+	"github.com/tollgate-billing/tollgate/internal/cache"
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/store"
 )
@@ -32,7 +32,7 @@ type Keys struct {
 	// live is "live" in production and "test" elsewhere: tg_live_… or tg_test_….
 	live string
 	// touched throttles last_used_at writes to one a minute per key.
-	touched sync.Map
+	touched *cache.Cache[string, struct{}]
 	// cache remembers authenticated keys (see keycache.go); nil until
 	// ShareChanges.
 	cache *keyCache
@@ -44,7 +44,7 @@ func NewKeys(db *store.DB, c clock.Clock, production bool) *Keys {
 	if production {
 		mode = "live"
 	}
-	return &Keys{db: db, clock: c, live: mode}
+	return &Keys{db: db, clock: c, live: mode, touched: cache.New[string, struct{}](maxCachedKeys, time.Minute, c)}
 }
 
 // CreateKeyInput is what a caller asks for.
@@ -203,7 +203,7 @@ func (k *Keys) AuthenticateID(ctx context.Context, id string) (store.APIKey, *Fa
 
 func (k *Keys) authenticate(ctx context.Context, where string, arg string) (store.APIKey, *Failure) {
 	lookup := where + arg
-	if key, ok := k.cache.get(lookup, k.clock.Now()); ok {
+	if key, ok := k.cache.get(lookup); ok {
 		k.touch(ctx, key.ID)
 		return key, nil
 	}
@@ -219,7 +219,7 @@ func (k *Keys) authenticate(ctx context.Context, where string, arg string) (stor
 	if key.RevokedAt != nil {
 		return key, &Failure{Reason: ReasonRevokedKey, Message: "API key has been revoked"}
 	}
-	k.cache.put(lookup, key, gen, k.clock.Now())
+	k.cache.put(lookup, key, gen)
 	k.touch(ctx, key.ID)
 	return key, nil
 }
@@ -227,10 +227,9 @@ func (k *Keys) authenticate(ctx context.Context, where string, arg string) (stor
 // touch records last use, at most once a minute per key, so a busy key does
 // not turn every request into a write.
 func (k *Keys) touch(ctx context.Context, id string) {
-	now := k.clock.Now()
-	if last, ok := k.touched.Load(id); ok && now.Sub(last.(time.Time)) < time.Minute {
+	if _, ok := k.touched.Get(id); ok {
 		return
 	}
-	k.touched.Store(id, now)
-	_ = k.db.WithContext(ctx).Model(&store.APIKey{}).Where("id = ?", id).Update("last_used_at", now).Error
+	k.touched.Put(id, struct{}{})
+	_ = k.db.WithContext(ctx).Model(&store.APIKey{}).Where("id = ?", id).Update("last_used_at", k.clock.Now()).Error
 }

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tollgate-billing/tollgate/internal/cache"
+	"github.com/tollgate-billing/tollgate/internal/clock"
+	"github.com/tollgate-billing/tollgate/internal/redisconn"
 	"github.com/tollgate-billing/tollgate/internal/store"
 )
 
@@ -28,43 +30,35 @@ import (
 // So a revoked key stops working at once on the replica that revoked it, and
 // within about keyPollInterval on the others.
 const (
-	keyChangesKey   = "tollgate:apikeys:changes"
+	keyChangesKey   = "apikeys:changes" // under the key prefix
 	keyPollInterval = 500 * time.Millisecond
 	// keyCacheTTL bounds how long a key is remembered at all, and so how
 	// long a revocation can go unseen by a replica whose Redis works when the
 	// revoking replica could not announce it.
 	keyCacheTTL = 10 * time.Second
-	// maxCachedKeys is when expired entries are swept.
+	// maxCachedKeys bounds the memory, at the keys used most recently.
 	maxCachedKeys = 10000
 )
 
-type cachedKey struct {
-	key     store.APIKey
-	expires time.Time
-}
-
 // keyCache remembers authenticated keys by how they were looked up.
 type keyCache struct {
-	rdb *redis.Client
+	rdb *redisconn.Client
 	log *slog.Logger
 
 	// trusted is true while the last poll of the change counter succeeded.
 	trusted atomic.Bool
 	seen    string // the counter at the last poll; only Run touches it
 
-	// gen moves with every flush, so a key read from the database before
-	// a flush is not remembered after it.
-	gen atomic.Uint64
-
-	mu      sync.RWMutex
-	entries map[string]cachedKey
+	// entries' generation moves with every flush, so a key read from the
+	// database before a flush is not remembered after it.
+	entries *cache.Cache[string, store.APIKey]
 }
 
 // ShareChanges lets the keys be remembered between requests, with
 // revocations and signing-key changes announced to other replicas through
 // rdb. Call Run as well; until its first poll succeeds nothing is remembered.
-func (k *Keys) ShareChanges(rdb *redis.Client, log *slog.Logger) {
-	k.cache = &keyCache{rdb: rdb, log: log, entries: map[string]cachedKey{}}
+func (k *Keys) ShareChanges(rdb *redisconn.Client, log *slog.Logger) {
+	k.cache = &keyCache{rdb: rdb, log: log, entries: cache.New[string, store.APIKey](maxCachedKeys, keyCacheTTL, k.clock)}
 }
 
 // Run polls the change counter until ctx ends.
@@ -73,22 +67,13 @@ func (k *Keys) Run(ctx context.Context) {
 	if c == nil {
 		return
 	}
-	t := time.NewTicker(keyPollInterval)
-	defer t.Stop()
-	for {
-		c.poll(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	clock.Every(ctx, keyPollInterval, c.poll)
 }
 
 func (c *keyCache) poll(ctx context.Context) {
 	pctx, cancel := context.WithTimeout(ctx, keyPollInterval)
 	defer cancel()
-	v, err := c.rdb.Get(pctx, keyChangesKey).Result()
+	v, err := c.rdb.Get(pctx, c.rdb.Key(keyChangesKey)).Result()
 	if errors.Is(err, redis.Nil) {
 		v, err = "0", nil
 	}
@@ -106,17 +91,11 @@ func (c *keyCache) poll(ctx context.Context) {
 	c.trusted.Store(true)
 }
 
-func (c *keyCache) get(lookup string, now time.Time) (store.APIKey, bool) {
+func (c *keyCache) get(lookup string) (store.APIKey, bool) {
 	if c == nil || !c.trusted.Load() {
 		return store.APIKey{}, false
 	}
-	c.mu.RLock()
-	e, ok := c.entries[lookup]
-	c.mu.RUnlock()
-	if !ok || !now.Before(e.expires) {
-		return store.APIKey{}, false
-	}
-	return e.key, true
+	return c.entries.Get(lookup)
 }
 
 // generation is taken before a database read whose result may be put.
@@ -124,35 +103,27 @@ func (c *keyCache) generation() uint64 {
 	if c == nil {
 		return 0
 	}
-	return c.gen.Load()
+	return c.entries.Generation()
 }
 
 // put remembers a key read from the database at generation gen, unless a
 // flush has happened since.
-func (c *keyCache) put(lookup string, key store.APIKey, gen uint64, now time.Time) {
+func (c *keyCache) put(lookup string, key store.APIKey, gen uint64) {
 	if c == nil || !c.trusted.Load() {
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.gen.Load() != gen {
-		return
-	}
-	if len(c.entries) >= maxCachedKeys {
-		for l, e := range c.entries {
-			if !now.Before(e.expires) {
-				delete(c.entries, l)
-			}
-		}
-	}
-	c.entries[lookup] = cachedKey{key: key, expires: now.Add(keyCacheTTL)}
+	c.entries.PutIfUnchanged(lookup, key, gen)
 }
 
-func (c *keyCache) flush() {
-	c.mu.Lock()
-	c.gen.Add(1)
-	clear(c.entries)
-	c.mu.Unlock()
+func (c *keyCache) flush() { c.entries.Clear() }
+
+// RedisRestarted forgets every remembered key: a Redis restored from an
+// older snapshot can show a change counter this replica has seen before, so
+// a revocation announced after the restore could go unnoticed.
+func (k *Keys) RedisRestarted(context.Context) {
+	if k.cache != nil {
+		k.cache.flush()
+	}
 }
 
 // changed forgets every remembered key here and tells the other replicas to
@@ -164,7 +135,7 @@ func (c *keyCache) changed(ctx context.Context) {
 		return
 	}
 	c.flush()
-	if err := c.rdb.Incr(ctx, keyChangesKey).Err(); err != nil {
+	if err := c.rdb.Incr(ctx, c.rdb.Key(keyChangesKey)).Err(); err != nil {
 		c.trusted.Store(false)
 		c.log.WarnContext(ctx, "could not announce an API key change to other replicas", "err", err)
 	}

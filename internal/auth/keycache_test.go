@@ -15,12 +15,13 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/auth"
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/orgs"
+	"github.com/tollgate-billing/tollgate/internal/redisconn"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/testenv"
 )
 
 // replica is one Tollgate process's view of the API keys.
-func replica(t *testing.T, db *store.DB, rdb *redis.Client) *auth.Keys {
+func replica(t *testing.T, db *store.DB, rdb *redisconn.Client) *auth.Keys {
 	t.Helper()
 	k := auth.NewKeys(db, clock.Real{}, false)
 	k.ShareChanges(rdb, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -160,7 +161,7 @@ func TestARegisteredSigningKeyReachesEveryReplica(t *testing.T) {
 func TestWithoutRedisEveryRequestAsksTheDatabase(t *testing.T) {
 	db := testenv.DB(t)
 	m := miniredis.RunT(t)
-	rdb := redis.NewClient(&redis.Options{Addr: m.Addr(), MaxRetries: -1})
+	rdb := redisconn.New(redis.NewClient(&redis.Options{Addr: m.Addr(), MaxRetries: -1}), testenv.RedisPrefix())
 	t.Cleanup(func() { rdb.Close() })
 	k := replica(t, db, rdb)
 	_, secret := newKey(t, db, k)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 
 	"github.com/stripe/stripe-go/v76/client"
+	"gorm.io/gorm"
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/clock"
@@ -32,18 +33,20 @@ type Service struct {
 }
 
 // OnChange registers fn to hear which organisation's standing changed.
-// Register at start-up, before requests are served. fn runs before the
-// change commits, so a cache must not be refilled from a read that could
-// predate it for long (usage's plan cache lives 3 s).
+// Register at start-up, before requests are served. fn runs after the
+// change commits (store.AfterCommit): a cache told earlier could be refilled
+// from a read that predates the commit.
 func (s *Service) OnChange(fn func(orgID string)) { s.changed = append(s.changed, fn) }
 
-func (s *Service) notifyChanged(res Result) {
+func (s *Service) notifyChanged(tx *gorm.DB, res Result) {
 	if res.Outcome != Applied || len(res.Changes) == 0 || res.OrgID == "" {
 		return
 	}
-	for _, fn := range s.changed {
-		fn(res.OrgID)
-	}
+	store.AfterCommit(tx, func() {
+		for _, fn := range s.changed {
+			fn(res.OrgID)
+		}
+	})
 }
 
 // NewService returns the billing service. sc is nil when Stripe is not

@@ -165,7 +165,7 @@ func (s *Service) ApplySubscription(ctx context.Context, tx *gorm.DB, u Subscrip
 	res.note(change)
 	change, err = s.refreshOrgPlan(tx, &org)
 	res.note(change)
-	s.notifyChanged(res)
+	s.notifyChanged(tx, res)
 	return res, err
 }
 
@@ -210,7 +210,7 @@ func (s *Service) MarkPastDue(ctx context.Context, tx *gorm.DB, stripeSubscripti
 	res.Changes = subscriptionDiff(row, next)
 	change, err := s.refreshOrgPlan(tx, &org)
 	res.note(change)
-	s.notifyChanged(res)
+	s.notifyChanged(tx, res)
 	return res, err
 }
 

@@ -4,6 +4,7 @@
 package clock
 
 import (
+	"context"
 	"sync"
 	"time"
 )
@@ -58,4 +59,21 @@ func MonthStart(t time.Time) time.Time {
 // MonthEnd is the first instant of the UTC month after t's.
 func MonthEnd(t time.Time) time.Time {
 	return MonthStart(t).AddDate(0, 1, 0)
+}
+
+// Every calls fn at once and then every d until ctx ends: Tollgate's one
+// loop for periodic chores in a replica. A call that outlasts d delays the
+// next rather than piling calls up. The interval is wall time, not the
+// injected clock's: a chore that compares times reads the clock itself.
+func Every(ctx context.Context, d time.Duration, fn func(ctx context.Context)) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		fn(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

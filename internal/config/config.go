@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tollgate-billing/tollgate/internal/redisconn"
 )
 
 // Env is the deployment mode.
@@ -29,6 +31,8 @@ type Config struct {
 	DatabaseURL string // empty: embedded SQLite at DataDir/tollgate.db
 	Migrate     bool
 	RedisURL    string // empty: embedded miniredis (development only)
+	// RedisKeyPrefix starts every key Tollgate writes to Redis.
+	RedisKeyPrefix string
 
 	JWTSecret     string // HS256; generated and kept in DataDir in dev when empty
 	JWTPublicKeys string // optional PEM file of EdDSA/RS256 public keys
@@ -69,6 +73,7 @@ func Load(getenv func(string) string) (Config, error) {
 		Migrate:             true,
 		DatabaseURL:         strings.TrimSpace(getenv("DATABASE_URL")),
 		RedisURL:            strings.TrimSpace(getenv("REDIS_URL")),
+		RedisKeyPrefix:      redisconn.DefaultPrefix,
 		JWTSecret:           getenv("JWT_SECRET"),
 		JWTPublicKeys:       getenv("JWT_PUBLIC_KEYS_FILE"),
 		PlansFile:           getenv("PLANS_FILE"),
@@ -127,6 +132,12 @@ func Load(getenv func(string) string) (Config, error) {
 		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
 			bad("REDIS_URL", "must be a redis:// or rediss:// URL with a host")
 		}
+	}
+	if v := getenv("REDIS_KEY_PREFIX"); v != "" {
+		if err := redisconn.CheckPrefix(v); err != nil {
+			bad("REDIS_KEY_PREFIX", "%v", err)
+		}
+		c.RedisKeyPrefix = v
 	}
 	if c.Env == Production {
 		switch {

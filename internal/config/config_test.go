@@ -35,6 +35,7 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 		{"unknown TOLLGATE_ENV", map[string]string{"TOLLGATE_ENV": "staging"}, "TOLLGATE_ENV"},
 		{"non-numeric PORT", map[string]string{"PORT": "eighty"}, "PORT"},
 		{"REDIS_URL without scheme", map[string]string{"REDIS_URL": "localhost:6379"}, "REDIS_URL"},
+		{"REDIS_KEY_PREFIX with a hash tag", map[string]string{"REDIS_KEY_PREFIX": "{tg}:"}, "REDIS_KEY_PREFIX: must not contain braces"},
 		{"TOLLGATE_MIGRATE not a bool", map[string]string{"TOLLGATE_MIGRATE": "sometimes"}, "TOLLGATE_MIGRATE"},
 		{"publishable key as secret", map[string]string{"STRIPE_SECRET_KEY": "pk_test_123"}, "STRIPE_SECRET_KEY"},
 		{"webhook secret of the wrong kind", map[string]string{"STRIPE_WEBHOOK_SECRET": "sk_test_123"}, "STRIPE_WEBHOOK_SECRET"},
@@ -53,6 +54,17 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 				t.Fatalf("error %q does not name %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestRedisKeysGoUnderTollgateUnlessToldOtherwise(t *testing.T) {
+	c, err := Load(env(nil))
+	if err != nil || c.RedisKeyPrefix != "tollgate:" {
+		t.Fatalf("default prefix %q (err %v), want tollgate:", c.RedisKeyPrefix, err)
+	}
+	c, err = Load(env(map[string]string{"REDIS_KEY_PREFIX": "billing-eu:"}))
+	if err != nil || c.RedisKeyPrefix != "billing-eu:" {
+		t.Fatalf("prefix %q (err %v), want billing-eu:", c.RedisKeyPrefix, err)
 	}
 }
 

@@ -7,13 +7,13 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"unicode"
 	"unicode/utf8"
 
 	"gorm.io/gorm/clause"
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
+	"github.com/tollgate-billing/tollgate/internal/cache"
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/store"
@@ -24,13 +24,17 @@ type Service struct {
 	db    *store.DB
 	clock clock.Clock
 	// ids caches external id -> id: the mapping never changes, and every
-	// authenticated request needs it.
-	ids sync.Map
+	// authenticated request needs it. Bounded, at the organisations seen
+	// most recently, since anyone with a token for a new org adds one.
+	ids *cache.Cache[string, string]
 }
+
+// maxCachedOrgs bounds ids.
+const maxCachedOrgs = 100000
 
 // NewService returns an organisation service.
 func NewService(db *store.DB, c clock.Clock) *Service {
-	return &Service{db: db, clock: c}
+	return &Service{db: db, clock: c, ids: cache.New[string, string](maxCachedOrgs, 0, c)}
 }
 
 // Bounds on what a token may carry into an organisation row.
@@ -89,8 +93,8 @@ func (s *Service) Ensure(ctx context.Context, externalID, name, email string) (s
 	if err := ValidateClaims(externalID, name, email); err != nil {
 		return "", err
 	}
-	if id, ok := s.ids.Load(externalID); ok {
-		return id.(string), nil
+	if id, ok := s.ids.Get(externalID); ok {
+		return id, nil
 	}
 	now := s.clock.Now()
 	if name == "" {
@@ -109,7 +113,7 @@ func (s *Service) Ensure(ctx context.Context, externalID, name, email string) (s
 	if err := db.Model(&store.Organization{}).Where("external_id = ?", externalID).Pluck("id", &id).Error; err != nil || id == "" {
 		return "", fmt.Errorf("load organisation %q: %w", externalID, err)
 	}
-	s.ids.Store(externalID, id)
+	s.ids.Put(externalID, id)
 	return id, nil
 }
 

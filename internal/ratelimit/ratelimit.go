@@ -22,33 +22,33 @@ import (
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
-	"github.com/redis/go-redis/v9"
 
+	"github.com/tollgate-billing/tollgate/internal/cache"
+	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/observe"
+	"github.com/tollgate-billing/tollgate/internal/redisconn"
 )
 
 // redisFallbacks counts requests let through because Redis failed.
 var redisFallbacks = observe.RedisFallbacks.WithLabelValues("ratelimit")
 
-// redisBackoff is how long Redis is skipped after a failure, so an
-// unreachable Redis costs one timeout per interval rather than per request.
-const redisBackoff = time.Second
-
 // Limiter limits requests per key.
 type Limiter struct {
 	gcra *redis_rate.Limiter
+	rdb  *redisconn.Client
 	log  *slog.Logger
 
-	downUntil atomic.Int64 // UnixNano; Redis is skipped before it
+	backoff   redisconn.Backoff
 	unchecked atomic.Uint64
 
-	mu     sync.RWMutex
-	leases map[string]*lease
+	mu     sync.Mutex // creating a lease
+	leases *cache.Cache[string, *lease]
 }
 
 // New returns a limiter keeping its state in rdb.
-func New(rdb *redis.Client, log *slog.Logger) *Limiter {
-	return &Limiter{gcra: redis_rate.NewLimiter(rdb), log: log, leases: map[string]*lease{}}
+func New(rdb *redisconn.Client, log *slog.Logger) *Limiter {
+	return &Limiter{gcra: redis_rate.NewLimiter(rdb.Client), rdb: rdb, log: log,
+		leases: cache.New[string, *lease](maxLeases, 0, clock.Real{})}
 }
 
 // Unchecked counts requests let through without a verdict because Redis
@@ -70,7 +70,7 @@ type Decision struct {
 // burst). It errs towards letting requests through: a Redis failure allows
 // and is counted.
 func (l *Limiter) Allow(ctx context.Context, key string, perSecond int) Decision {
-	if time.Now().UnixNano() < l.downUntil.Load() {
+	if !l.backoff.Available(time.Now()) {
 		l.unchecked.Add(1)
 		redisFallbacks.Inc()
 		return Decision{Allowed: true}
@@ -86,19 +86,19 @@ func (l *Limiter) Allow(ctx context.Context, key string, perSecond int) Decision
 // for a request that costs more than one, such as a GraphQL document with
 // many root fields. n above the burst can never pass.
 func (l *Limiter) AllowN(ctx context.Context, key string, perSecond, n int) Decision {
-	if time.Now().UnixNano() < l.downUntil.Load() {
+	if !l.backoff.Available(time.Now()) {
 		l.unchecked.Add(1)
 		redisFallbacks.Inc()
 		return Decision{Allowed: true}
 	}
-	res, err := l.gcra.AllowN(ctx, redisKey(key), redis_rate.PerSecond(perSecond), n)
+	res, err := l.gcra.AllowN(ctx, l.redisKey(key), redis_rate.PerSecond(perSecond), n)
 	if err != nil {
 		return l.unavailable(ctx, err)
 	}
 	return Decision{Allowed: res.Allowed > 0, Limit: perSecond, Remaining: res.Remaining, RetryAfter: res.RetryAfter}
 }
 
-func redisKey(key string) string { return "tollgate:rl:" + key }
+func (l *Limiter) redisKey(key string) string { return l.rdb.Key("ratelimit:" + key) }
 
 // unavailable lets a request through because Redis failed, and skips Redis
 // for a while.
@@ -106,9 +106,8 @@ func (l *Limiter) unavailable(ctx context.Context, err error) Decision {
 	l.unchecked.Add(1)
 	if ctx.Err() == nil {
 		redisFallbacks.Inc()
-		now := time.Now()
 		// Every request in flight fails at once; log the outage once.
-		if prev := l.downUntil.Swap(now.Add(redisBackoff).UnixNano()); prev < now.UnixNano() {
+		if l.backoff.Fail(time.Now()) {
 			l.log.WarnContext(ctx, "redis unavailable; requests are not rate limited", "err", err)
 		}
 	}
@@ -137,7 +136,8 @@ func (l *Limiter) unavailable(ctx context.Context, err error) Decision {
 const (
 	leaseShare = 100
 	leaseTTL   = 100 * time.Millisecond
-	// maxLeases is when expired leases are swept from memory.
+	// maxLeases bounds the leases held, at the keys busy most recently; an
+	// evicted lease costs its unused tokens at most.
 	maxLeases = 10000
 )
 
@@ -174,7 +174,7 @@ func (l *Limiter) allowLeased(ctx context.Context, key string, rate int) Decisio
 	n := ls.size
 	ls.mu.Unlock()
 
-	res, err := l.gcra.AllowAtMost(ctx, redisKey(key), redis_rate.PerSecond(rate), n)
+	res, err := l.gcra.AllowAtMost(ctx, l.redisKey(key), redis_rate.PerSecond(rate), n)
 	if err != nil {
 		return l.unavailable(ctx, err)
 	}
@@ -191,29 +191,15 @@ func (l *Limiter) allowLeased(ctx context.Context, key string, rate int) Decisio
 
 // leaseOf returns the key's lease, creating it.
 func (l *Limiter) leaseOf(key string) *lease {
-	l.mu.RLock()
-	ls, ok := l.leases[key]
-	l.mu.RUnlock()
-	if ok {
+	if ls, ok := l.leases.Get(key); ok {
 		return ls
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if ls, ok := l.leases[key]; ok {
+	if ls, ok := l.leases.Get(key); ok {
 		return ls
 	}
-	if len(l.leases) >= maxLeases {
-		now := time.Now()
-		for id, old := range l.leases {
-			old.mu.Lock()
-			idle := !now.Before(old.expires)
-			old.mu.Unlock()
-			if idle {
-				delete(l.leases, id)
-			}
-		}
-	}
-	ls = &lease{}
-	l.leases[key] = ls
+	ls := &lease{}
+	l.leases.Put(key, ls)
 	return ls
 }

@@ -8,6 +8,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate-billing/tollgate/internal/redisconn"
 )
 
 // nonceTimeout bounds the Redis call so a hung Redis refuses signed requests
@@ -19,7 +21,7 @@ var errNoRedis = errors.New("no Redis configured for nonces")
 // nonces remembers which nonces each API key has used. It lives in Redis, not
 // in memory, so a request replayed against another replica is refused too.
 type nonces struct {
-	rdb *redis.Client
+	rdb *redisconn.Client
 }
 
 // parseNonce accepts only the 36-character hyphenated UUID form, in either
@@ -36,11 +38,13 @@ func parseNonce(s string) (string, bool) {
 	return u.String(), true
 }
 
-// sinceKey holds the unix second from which Redis remembers every nonce. It
-// has no expiry, so its absence while replicas run means Redis lost its data
-// (a restart without persistence, a flush, a failover to an empty replica):
-// the next claim recreates it with the current time, and requests signed
-// before then are refused, since any of them may have been used already.
+// sinceKey (under the key prefix) holds the unix second from which Redis
+// remembers every nonce; requests signed before it are refused, since any of
+// them may have been used already. It has no expiry, so a Redis that lost
+// its data (a restart without persistence, a flush, a failover to an empty
+// replica) lacks it, and the next claim recreates it with the current time.
+// A Redis restored from an older snapshot still has it: the restart watcher
+// raises it then (forgetBefore).
 const sinceKey = "nonce:since"
 
 // markIntact records, when a verifier starts, that nonce memory has no gap
@@ -51,29 +55,27 @@ func (n nonces) markIntact(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, nonceTimeout)
 	defer cancel()
-	_ = n.rdb.SetNX(ctx, sinceKey, 0, 0).Err()
+	_ = n.rdb.SetNX(ctx, n.rdb.Key(sinceKey), 0, 0).Err()
 }
 
-// watchMark re-creates the sinceKey mark soon after Redis loses it, so that
-// the mark says when nonces were lost rather than when the next signed
-// request came: requests signed after the loss then pass, and only those
-// signed before it are refused. claim still re-creates it as a fallback.
-func (n nonces) watchMark(ctx context.Context, now func() int64) {
+// raiseScript moves the mark forward, never back: two replicas noticing one
+// restart at different moments leave the later mark.
+var raiseScript = redis.NewScript(`
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if cur < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
+return 1
+`)
+
+// forgetBefore moves the mark to since: Redis may have come back from an
+// older snapshot, holding a mark but not the nonces claimed after it, so
+// every request signed before since may have been used already.
+func (n nonces) forgetBefore(ctx context.Context, since int64) error {
 	if n.rdb == nil {
-		return
+		return errNoRedis
 	}
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			cctx, cancel := context.WithTimeout(ctx, nonceTimeout)
-			_ = n.rdb.SetNX(cctx, sinceKey, now()+1, 0).Err()
-			cancel()
-		}
-	}
+	ctx, cancel := context.WithTimeout(ctx, nonceTimeout)
+	defer cancel()
+	return raiseScript.Run(ctx, n.rdb, []string{n.rdb.Key(sinceKey)}, since).Err()
 }
 
 // claimScript records the nonce (SET NX EX) and returns whether it was
@@ -98,7 +100,7 @@ func (n nonces) claim(ctx context.Context, keyID, nonce string, ttl time.Duratio
 	ctx, cancel := context.WithTimeout(ctx, nonceTimeout)
 	defer cancel()
 	// Atomic, so of two replicas racing on one nonce exactly one wins.
-	res, err := claimScript.Run(ctx, n.rdb, []string{"nonce:" + keyID + ":" + nonce, sinceKey}, int64(ttl/time.Second), markIfLost).Int64Slice()
+	res, err := claimScript.Run(ctx, n.rdb, []string{n.rdb.Key("nonce:" + keyID + ":" + nonce), n.rdb.Key(sinceKey)}, int64(ttl/time.Second), markIfLost).Int64Slice()
 	if err != nil || len(res) != 2 {
 		return false, 0, fmt.Errorf("record nonce for api key %s: %w", keyID, err)
 	}

@@ -11,12 +11,12 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/tollgate-billing/tollgate/internal/auth"
 	"github.com/tollgate-billing/tollgate/internal/clock"
+	"github.com/tollgate-billing/tollgate/internal/redisconn"
 	"github.com/tollgate-billing/tollgate/internal/store"
 )
 
@@ -43,6 +43,10 @@ type Verifier struct {
 	nonces nonces
 	clock  clock.Clock
 	log    *slog.Logger
+	// resetAt is the unix second of the last Redis restart this replica
+	// noticed: requests signed before it are refused here even if the mark
+	// in Redis could not be raised.
+	resetAt atomic.Int64
 }
 
 var _ auth.RequestVerifier = (*Verifier)(nil)
@@ -50,16 +54,25 @@ var _ auth.RequestVerifier = (*Verifier)(nil)
 // NewVerifier returns a verifier that records nonces in rdb. Replicas that
 // must refuse each other's replays share one Redis. With a nil rdb every
 // signed request is refused with NONCE_UNAVAILABLE.
-func NewVerifier(rdb *redis.Client, clk clock.Clock, log *slog.Logger) *Verifier {
+func NewVerifier(rdb *redisconn.Client, clk clock.Clock, log *slog.Logger) *Verifier {
 	n := nonces{rdb: rdb}
 	n.markIntact(context.Background())
 	return &Verifier{nonces: n, clock: clk, log: log}
 }
 
-// Run keeps the replay-protection mark in Redis until ctx ends; see
-// watchMark. Call it once per process.
-func (v *Verifier) Run(ctx context.Context) {
-	v.nonces.watchMark(ctx, func() int64 { return v.clock.Now().Unix() })
+// RedisRestarted is told that Redis restarted, failed over or came back from
+// an older snapshot: the nonces it remembers may lack some that were used.
+// Until the nonce window has passed every earlier nonce is treated as seen,
+// by refusing requests signed before now, on every replica (the mark in
+// Redis) and here in any case.
+func (v *Verifier) RedisRestarted(ctx context.Context) {
+	since := v.clock.Now().Unix() + 1
+	if prev := v.resetAt.Load(); since > prev {
+		v.resetAt.CompareAndSwap(prev, since)
+	}
+	if err := v.nonces.forgetBefore(ctx, since); err != nil && ctx.Err() == nil {
+		v.log.WarnContext(ctx, "could not reset replay protection in Redis after a restart; this replica refuses older requests on its own", "err", err)
+	}
 }
 
 func refuse(reason, msg string) *auth.Failure {
@@ -143,7 +156,7 @@ func (v *Verifier) VerifyRequest(r *http.Request, key store.APIKey) *auth.Failur
 	if !fresh {
 		return refuse(ReasonNonceReplayed, "X-Nonce was already used; send a new UUID with every request")
 	}
-	if ts < since {
+	if ts < max(since, v.resetAt.Load()) {
 		// Signed before Redis began remembering nonces (it lost its data):
 		// it may have been used already, and nothing can tell. Refusing
 		// costs an honest client one re-signed retry.

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tollgate-billing/tollgate/internal/clock"
+	"github.com/tollgate-billing/tollgate/internal/redisconn"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/testenv"
 )
@@ -231,9 +232,7 @@ func TestNonceIsRememberedWhileTheTimestampIsAcceptable(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			m := miniredis.RunT(t)
-			rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
-			t.Cleanup(func() { rdb.Close() })
+			m, rdb := testenv.MiniRedisServer(t)
 			clk := clock.NewFake(t0)
 			v := NewVerifier(rdb, clk, quietLog())
 			s := newSigner(1)
@@ -245,7 +244,7 @@ func TestNonceIsRememberedWhileTheTimestampIsAcceptable(t *testing.T) {
 			if got := send(); got != "" {
 				t.Fatalf("first request refused: %s", got)
 			}
-			if ttl := m.TTL("nonce:" + s.key.ID + ":" + nonce); ttl != tc.wantTTL {
+			if ttl := m.TTL(rdb.Key("nonce:" + s.key.ID + ":" + nonce)); ttl != tc.wantTTL {
 				t.Fatalf("nonce TTL = %v, want %v", ttl, tc.wantTTL)
 			}
 			// Just before the nonce expires the timestamp is still
@@ -269,16 +268,16 @@ func TestNonceIsRememberedWhileTheTimestampIsAcceptable(t *testing.T) {
 func TestReplayProtectionUnavailable(t *testing.T) {
 	cases := []struct {
 		name string
-		rdb  func(t *testing.T) *redis.Client
+		rdb  func(t *testing.T) *redisconn.Client
 	}{
-		{"a signed request is refused while Redis is down", func(t *testing.T) *redis.Client {
+		{"a signed request is refused while Redis is down", func(t *testing.T) *redisconn.Client {
 			m := miniredis.RunT(t)
-			rdb := redis.NewClient(&redis.Options{Addr: m.Addr(), MaxRetries: -1})
+			rdb := redisconn.New(redis.NewClient(&redis.Options{Addr: m.Addr(), MaxRetries: -1}), testenv.RedisPrefix())
 			t.Cleanup(func() { rdb.Close() })
 			m.Close()
 			return rdb
 		}},
-		{"a signed request is refused when no Redis is configured", func(*testing.T) *redis.Client { return nil }},
+		{"a signed request is refused when no Redis is configured", func(*testing.T) *redisconn.Client { return nil }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -332,16 +331,32 @@ func TestBodyIsReadableAfterVerification(t *testing.T) {
 	}
 }
 
+// restartWatch is a verifier and the watcher that tells it of Redis restarts,
+// on a private miniredis.
+func restartWatch(t *testing.T) (*miniredis.Miniredis, *redisconn.Client, *Verifier, *redisconn.Watcher, *clock.Fake) {
+	t.Helper()
+	m, rdb := testenv.MiniRedisServer(t)
+	clk := clock.NewFake(t0)
+	v := NewVerifier(rdb, clk, quietLog())
+	w := redisconn.NewWatcher(rdb, quietLog())
+	w.OnRestart(v.RedisRestarted)
+	look(t, w)
+	return m, rdb, v, w, clk
+}
+
+func look(t *testing.T, w *redisconn.Watcher) {
+	t.Helper()
+	if err := w.Check(context.Background()); err != nil {
+		t.Fatalf("watcher: %v", err)
+	}
+}
+
 // TestReplayAfterRedisLostItsData: a request accepted before Redis lost its
 // nonces (a restart without persistence, a flush) is refused when replayed
 // afterwards, although Redis no longer remembers it; a newly signed request
 // is accepted.
 func TestReplayAfterRedisLostItsData(t *testing.T) {
-	m := miniredis.RunT(t)
-	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
-	t.Cleanup(func() { rdb.Close() })
-	clk := clock.NewFake(t0)
-	v := NewVerifier(rdb, clk, quietLog())
+	m, _, v, _, clk := restartWatch(t)
 	s := newSigner(1)
 	first := uuid.NewString()
 	send := func(ts time.Time, nonce string) string {
@@ -362,24 +377,52 @@ func TestReplayAfterRedisLostItsData(t *testing.T) {
 	}
 }
 
-// TestRunMarksTheLossWhenItHappens: with Run watching, the mark records when
-// Redis lost its nonces, so a request signed after the loss passes even if
-// it is the first one since.
-func TestRunMarksTheLossWhenItHappens(t *testing.T) {
-	m := miniredis.RunT(t)
-	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
-	t.Cleanup(func() { rdb.Close() })
-	clk := clock.NewFake(t0)
-	v := NewVerifier(rdb, clk, quietLog())
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go v.Run(ctx)
-	m.FlushAll()
-	deadline := time.Now().Add(5 * time.Second)
-	for !m.Exists(sinceKey) && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
+// TestReplayAfterRedisCameBackFromASnapshot: Redis restored from a snapshot
+// taken before a request was accepted still holds the replay-protection
+// mark, but not the request's nonce. Once the watcher has seen the restart
+// (within a second on every replica), the replay is refused on both
+// replicas, and requests signed afterwards pass.
+func TestReplayAfterRedisCameBackFromASnapshot(t *testing.T) {
+	m, rdb, v, w, clk := restartWatch(t)
+	other := NewVerifier(rdb, clk, quietLog()) // a second replica with its own watcher
+	ow := redisconn.NewWatcher(rdb, quietLog())
+	ow.OnRestart(other.RedisRestarted)
+	look(t, ow)
+	s := newSigner(1)
+	send := func(v *Verifier, ts time.Time, nonce string) string {
+		r := signedWith(s.priv, http.MethodPost, "/graphql", `{}`, ts.Unix(), nonce)
+		return reason(v.VerifyRequest(r, s.key))
 	}
-	if !m.Exists(sinceKey) {
+
+	restore := testenv.SnapshotRedis(t, m)
+	first := uuid.NewString()
+	if got := send(v, clk.Now(), first); got != "" {
+		t.Fatalf("first request refused: %s", got)
+	}
+	look(t, w)
+	clk.Advance(3 * time.Second)
+	restore()
+	look(t, w)
+	look(t, ow)
+	for i, replica := range []*Verifier{v, other} {
+		if got := send(replica, t0, first); got != ReasonNonceReplayed {
+			t.Fatalf("replay to replica %d after the restore: reason = %q, want %q", i, got, ReasonNonceReplayed)
+		}
+	}
+	clk.Advance(time.Second)
+	if got := send(other, clk.Now(), uuid.NewString()); got != "" {
+		t.Fatalf("a request signed after the restore was refused: %s", got)
+	}
+}
+
+// TestTheMarkRecordsWhenTheLossWasNoticed: the watcher raises the mark when
+// it notices the loss, so a request signed after that passes even if it is
+// the first one since.
+func TestTheMarkRecordsWhenTheLossWasNoticed(t *testing.T) {
+	m, rdb, v, w, clk := restartWatch(t)
+	m.FlushAll()
+	look(t, w)
+	if !m.Exists(rdb.Key(sinceKey)) {
 		t.Fatal("the mark was not re-created after the flush")
 	}
 	clk.Advance(2 * time.Second)

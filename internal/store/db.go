@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/glebarez/sqlite"
@@ -120,11 +119,6 @@ func (db *DB) Close() error { return db.SQL().Close() }
 // Ping checks the database answers.
 func (db *DB) Ping(ctx context.Context) error { return db.SQL().PingContext(ctx) }
 
-// Tx runs fn in one transaction: all of its writes land, or none do.
-func (db *DB) Tx(ctx context.Context, fn func(tx *gorm.DB) error) error {
-	return db.WithContext(ctx).Transaction(fn)
-}
-
 // ForUpdate locks the selected rows until the transaction ends. SQLite has
 // no row locks and needs none: its single connection already serialises
 // transactions.
@@ -137,18 +131,6 @@ func (db *DB) ForUpdate(tx *gorm.DB) *gorm.DB {
 
 // NewID returns a new primary key.
 func NewID() string { return uuid.NewString() }
-
-// IsDuplicate reports whether err is a unique-constraint violation.
-func IsDuplicate(err error) bool {
-	if err == nil {
-		return false
-	}
-	if errors.Is(err, gorm.ErrDuplicatedKey) {
-		return true
-	}
-	msg := err.Error()
-	return strings.Contains(msg, "UNIQUE constraint failed") || strings.Contains(msg, "SQLSTATE 23505")
-}
 
 // IsNotFound reports whether err means no row matched.
 func IsNotFound(err error) bool { return errors.Is(err, gorm.ErrRecordNotFound) }

@@ -29,15 +29,11 @@ func IsUnavailable(err error) bool {
 	// the configuration is; neither goes away on retry.
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
-		return unavailableSQLState(pgErr.Code)
+		return IsConflict(err) || unavailableSQLState(pgErr.Code)
 	}
 	var sqliteErr *gosqlite.Error
 	if errors.As(err, &sqliteErr) {
-		switch sqliteErr.Code() & 0xff { // primary code, without the extended bits
-		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
-			return true
-		}
-		return false
+		return IsConflict(err)
 	}
 	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
 		errors.Is(err, context.DeadlineExceeded) {
@@ -51,15 +47,34 @@ func IsUnavailable(err error) bool {
 	return errors.As(err, &netErr)
 }
 
-// unavailableSQLState reports whether a Postgres SQLSTATE is transient.
+// IsConflict reports whether err means the database aborted the transaction
+// because of a concurrent one (a Postgres deadlock or serialization failure,
+// a busy or locked SQLite): it wrote nothing, and running the whole
+// transaction again is safe and will likely succeed.
+func IsConflict(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code == "40001" || pgErr.Code == "40P01" // serialization failure, deadlock detected
+	}
+	var sqliteErr *gosqlite.Error
+	if errors.As(err, &sqliteErr) {
+		switch sqliteErr.Code() & 0xff { // primary code, without the extended bits
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+			return true
+		}
+	}
+	return false
+}
+
+// unavailableSQLState reports whether a Postgres SQLSTATE means the server
+// is briefly out of reach.
 func unavailableSQLState(code string) bool {
 	if len(code) == 5 && code[:2] == "08" { // connection exception
 		return true
 	}
 	switch code {
 	case "57P01", "57P02", "57P03", // admin shutdown, crash shutdown, cannot connect now
-		"53300",          // too many connections
-		"40001", "40P01": // serialization failure, deadlock detected
+		"53300": // too many connections
 		return true
 	}
 	return false

@@ -138,8 +138,33 @@ func TestIsUnavailableWhenSQLiteBusy(t *testing.T) {
 	if err == nil {
 		t.Fatal("second writer got the lock")
 	}
-	if !store.IsUnavailable(err) {
-		t.Fatalf("SQLite busy is not unavailable: %T %v", err, err)
+	if !store.IsUnavailable(err) || !store.IsConflict(err) {
+		t.Fatalf("SQLite busy: unavailable %t, conflict %t; want both: %T %v", store.IsUnavailable(err), store.IsConflict(err), err, err)
+	}
+}
+
+// A conflict is retried at once by the caller that ran the transaction; it
+// is unavailability too, for a caller that cannot retry it (the client
+// then can). Other server answers are neither, or only unavailable.
+func TestConflictsAreTheTransactionsToRetry(t *testing.T) {
+	cases := []struct {
+		code                  string
+		conflict, unavailable bool
+	}{
+		{"40001", true, true},   // serialization failure
+		{"40P01", true, true},   // deadlock detected
+		{"57P01", false, true},  // admin shutdown
+		{"23505", false, false}, // unique violation: the request is wrong
+		{"42601", false, false}, // syntax error: the code is wrong
+	}
+	for _, tc := range cases {
+		err := fmt.Errorf("record usage: %w", &pgconn.PgError{Code: tc.code})
+		if got := store.IsConflict(err); got != tc.conflict {
+			t.Errorf("SQLSTATE %s: conflict %t, want %t", tc.code, got, tc.conflict)
+		}
+		if got := store.IsUnavailable(err); got != tc.unavailable {
+			t.Errorf("SQLSTATE %s: unavailable %t, want %t", tc.code, got, tc.unavailable)
+		}
 	}
 }
 

@@ -13,7 +13,6 @@ import (
 
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/orgs"
-	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/stripeclient/stripetest"
 	"github.com/tollgate-billing/tollgate/internal/stripehook"
 	"github.com/tollgate-billing/tollgate/internal/testenv"
@@ -25,7 +24,7 @@ import (
 // signed with the endpoint's secret, so the fuzzer also reaches what
 // happens after verification, which a forged header never does.
 func FuzzWebhook(f *testing.F) {
-	db := testenv.OpenDB(f, store.SQLite)
+	db := testenv.FuzzDB(f)
 	h, _ := newHandler(f, db, nil, stripetest.Discard())
 	org, err := orgs.NewService(db, clock.Real{}).Ensure(context.Background(), "ext-fuzz", "Fuzz", "")
 	if err != nil {

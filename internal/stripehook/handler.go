@@ -13,7 +13,6 @@
 package stripehook
 
 import (
-	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -23,6 +22,7 @@ import (
 	"github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/webhook"
 
+	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/billing"
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/invoices"
@@ -65,7 +65,7 @@ func NewHandler(cfg Config) http.Handler {
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		reply(w, http.StatusMethodNotAllowed, map[string]any{"error": "use POST"})
+		apperr.WriteJSON(w, http.StatusMethodNotAllowed, map[string]any{"error": "use POST"})
 		return
 	}
 	// Every delivery is counted once, under what became of it; anything
@@ -76,7 +76,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// Unverifiable events must not be applied; 503 keeps Stripe
 		// retrying until the operator sets the secret.
 		h.Log.ErrorContext(r.Context(), "stripe webhook received but STRIPE_WEBHOOK_SECRET is not set")
-		reply(w, http.StatusServiceUnavailable, map[string]any{"error": "webhook secret not configured"})
+		apperr.WriteJSON(w, http.StatusServiceUnavailable, map[string]any{"error": "webhook secret not configured"})
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
@@ -85,10 +85,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if errors.As(err, &tooBig) {
 			outcome = outcomeTooLarge
 			h.Log.WarnContext(r.Context(), "stripe webhook refused: body too large", "limit_bytes", MaxBodyBytes)
-			reply(w, http.StatusRequestEntityTooLarge, map[string]any{"error": "body larger than 1 MiB"})
+			apperr.WriteJSON(w, http.StatusRequestEntityTooLarge, map[string]any{"error": "body larger than 1 MiB"})
 			return
 		}
-		reply(w, http.StatusBadRequest, map[string]any{"error": "could not read body"})
+		apperr.WriteJSON(w, http.StatusBadRequest, map[string]any{"error": "could not read body"})
 		return
 	}
 	// IgnoreAPIVersionMismatch: the endpoint's API version is set in the
@@ -104,14 +104,14 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			outcome = outcomeBadSignature
 		}
 		h.Log.WarnContext(r.Context(), "stripe webhook refused: not a verifiable Stripe event", "error", err)
-		reply(w, http.StatusBadRequest, map[string]any{"error": "invalid signature or payload"})
+		apperr.WriteJSON(w, http.StatusBadRequest, map[string]any{"error": "invalid signature or payload"})
 		return
 	}
 	typ = ev.Type
 	if ev.ID == "" || ev.Type == "" || ev.Data == nil {
 		outcome = outcomeUndecodable
 		h.Log.WarnContext(r.Context(), "stripe webhook refused: signed body is not an event", "event_id", ev.ID)
-		reply(w, http.StatusBadRequest, map[string]any{"error": "not a Stripe event"})
+		apperr.WriteJSON(w, http.StatusBadRequest, map[string]any{"error": "not a Stripe event"})
 		return
 	}
 	noteAPIVersion(r.Context(), h.Log, ev.APIVersion, ev.ID)
@@ -119,7 +119,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		h.Log.ErrorContext(r.Context(), "stripe webhook failed; Stripe will retry",
 			"event_id", ev.ID, "type", ev.Type, "error", err)
-		reply(w, http.StatusInternalServerError, map[string]any{"error": "internal error"})
+		apperr.WriteJSON(w, http.StatusInternalServerError, map[string]any{"error": "internal error"})
 		return
 	}
 	outcome = res.outcome
@@ -129,11 +129,5 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.Log.Log(r.Context(), level, "stripe webhook",
 		"event_id", ev.ID, "type", ev.Type, "outcome", res.outcome, "org_id", res.orgID, "changes", res.changes)
-	reply(w, http.StatusOK, map[string]any{"received": true, "outcome": res.outcome})
-}
-
-func reply(w http.ResponseWriter, status int, body any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(body)
+	apperr.WriteJSON(w, http.StatusOK, map[string]any{"received": true, "outcome": res.outcome})
 }

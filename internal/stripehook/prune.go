@@ -84,7 +84,7 @@ func runPruner(ctx context.Context, db *store.DB, clk clock.Clock, retention, ev
 	if log == nil {
 		log = slog.Default()
 	}
-	once := func() {
+	clock.Every(ctx, every, func(ctx context.Context) {
 		before := clk.Now().Add(-retention)
 		n, err := prune(ctx, db, before, batch)
 		if err != nil {
@@ -99,16 +99,5 @@ func runPruner(ctx context.Context, db *store.DB, clk clock.Clock, retention, ev
 			log.InfoContext(ctx, "pruned webhook events", "deleted", n,
 				"processed_before", before.Format(time.RFC3339), "retention", retention.String())
 		}
-	}
-	once()
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			once()
-		}
-	}
+	})
 }

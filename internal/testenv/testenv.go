@@ -10,12 +10,14 @@ package testenv
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tollgate-billing/tollgate/internal/redisconn"
 	"github.com/tollgate-billing/tollgate/internal/store"
 )
 
@@ -151,35 +154,113 @@ func RedisURL() string {
 	return "redis://127.0.0.1:6379/0"
 }
 
-// Redis returns a client for the real Redis when reachable (or required),
-// and for a fresh miniredis otherwise. Tests share the real server, so keys
-// must be scoped (by a fresh org id, for instance), never flushed.
-func Redis(t testing.TB) *redis.Client {
+var (
+	redisOnce sync.Once
+	redisErr  error
+	// run names this test process, so its keys on a shared Redis never
+	// meet another run's, nor a Tollgate's (those live under "tollgate:").
+	run = fmt.Sprintf("tollgate-test:%d-%s:", os.Getpid(), store.NewID()[:8])
+	// seq numbers the prefixes handed out in this process.
+	seq atomic.Int64
+)
+
+// realRedis reports, once per process, whether the real Redis answers, so
+// that a bare machine pays for one refused dial rather than one per test.
+func realRedis() error {
+	redisOnce.Do(func() {
+		opt, err := redis.ParseURL(RedisURL())
+		if err != nil {
+			redisErr = fmt.Errorf("TEST_REDIS_URL: %w", err)
+			return
+		}
+		opt.MaxRetries, opt.DialerRetries = -1, 1
+		c := redis.NewClient(opt)
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		redisErr = c.Ping(ctx).Err()
+	})
+	return redisErr
+}
+
+// RedisPrefix is a key prefix no other test, test run or Tollgate uses.
+func RedisPrefix() string { return fmt.Sprintf("%s%d:", run, seq.Add(1)) }
+
+// RealRedis is the real Redis's URL and a key prefix for this test, whose
+// keys are deleted when it ends, for tests that start a Tollgate binary; the
+// test skips, or fails when services are required, if Redis is unreachable.
+func RealRedis(t testing.TB) (url, prefix string) {
 	t.Helper()
-	opt, err := redis.ParseURL(RedisURL())
-	if err != nil {
-		t.Fatalf("TEST_REDIS_URL: %v", err)
+	if err := realRedis(); err != nil {
+		unavailable(t, "Redis", err)
 	}
-	c := redis.NewClient(opt)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	opt, _ := redis.ParseURL(RedisURL())
+	c := redisconn.New(redis.NewClient(opt), RedisPrefix())
+	t.Cleanup(func() { forget(c) })
+	return RedisURL(), c.Prefix()
+}
+
+// forget deletes the keys under c's prefix and closes c.
+func forget(c *redisconn.Client) {
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := c.Ping(ctx).Err(); err != nil {
-		c.Close()
+	iter := c.Scan(ctx, 0, c.Prefix()+"*", 1000).Iterator()
+	var keys []string
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+	}
+	if len(keys) > 0 {
+		_ = c.Del(ctx, keys...).Err()
+	}
+}
+
+// Redis returns a client for the real Redis when reachable (or required),
+// and for a fresh miniredis otherwise. Its keys go under a prefix of this
+// test's own (RedisPrefix), deleted when the test ends, so tests can neither
+// see nor disturb each other, another test run or a Tollgate on the same
+// server. Tests that flush or stop Redis use MiniRedis.
+func Redis(t testing.TB) *redisconn.Client {
+	t.Helper()
+	if err := realRedis(); err != nil {
 		if Required() {
 			t.Fatalf("Redis is required (TOLLGATE_REQUIRE_SERVICES=1) but unreachable: %v", err)
 		}
 		return MiniRedis(t)
 	}
-	t.Cleanup(func() { c.Close() })
+	opt, _ := redis.ParseURL(RedisURL())
+	c := redisconn.New(redis.NewClient(opt), RedisPrefix())
+	t.Cleanup(func() { forget(c) })
 	return c
 }
 
 // MiniRedis returns a client for a private in-process Redis, for tests that
 // flush or stop it.
-func MiniRedis(t testing.TB) *redis.Client {
+func MiniRedis(t testing.TB) *redisconn.Client {
+	t.Helper()
+	_, c := MiniRedisServer(t)
+	return c
+}
+
+// MiniRedisServer is MiniRedis with the server, for tests that look inside
+// it, stop it or restore it from a snapshot.
+func MiniRedisServer(t testing.TB) (*miniredis.Miniredis, *redisconn.Client) {
 	t.Helper()
 	m := miniredis.RunT(t)
-	c := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	c := redisconn.New(redis.NewClient(&redis.Options{Addr: m.Addr()}), RedisPrefix())
 	t.Cleanup(func() { c.Close() })
-	return c
+	return m, c
+}
+
+// FuzzDB is the database of a fuzz target. A fuzzing run (go test -fuzz)
+// gets SQLite: in-process, so the engine's workers run at full speed. The
+// seed corpus, which every go test runs, gets DB: Postgres where reachable
+// (always in CI), and SQLite on a bare machine (CI's second pass), so the
+// seeds run on both.
+func FuzzDB(f *testing.F) *store.DB {
+	f.Helper()
+	if fl := flag.Lookup("test.fuzz"); fl != nil && fl.Value.String() != "" {
+		return OpenDB(f, store.SQLite)
+	}
+	return DB(f)
 }

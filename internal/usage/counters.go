@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/tollgate-billing/tollgate/internal/clock"
+	"github.com/tollgate-billing/tollgate/internal/redisconn"
 )
 
 // counters mirrors period rollups in Redis, so the gate answers with one
@@ -31,18 +32,21 @@ import (
 // one failed to write may see it lag until Resync runs here or the key
 // expires (counterTTL).
 type counters struct {
-	rdb   *redis.Client
+	rdb   *redisconn.Client
 	clock clock.Clock
 	log   *slog.Logger
 
-	downUntil atomic.Int64 // UnixNano on clock; Redis is skipped before it
-	faults    atomic.Uint64
+	backoff redisconn.Backoff // on clock
 
 	mu    sync.Mutex
 	gen   uint64               // grows with every dirty mark
 	dirty map[counterID]uint64 // counter -> gen of its latest failed write
 	// anyDirty spares the gate the mutex while nothing is dirty.
 	anyDirty atomic.Bool
+	// stale is set while Redis may hold counters older than the database
+	// (it restarted from a snapshot or failed over) and until every
+	// counter has been rebuilt: the gate reads the database meanwhile.
+	stale atomic.Bool
 
 	// warms collapses concurrent database reads of one missing counter.
 	warms singleflight.Group
@@ -53,7 +57,7 @@ const (
 	// so how long a lag unseen by any dirty mark can last.
 	counterTTL = 15 * time.Minute
 	// redisBackoff is how long Redis is skipped after a failure.
-	redisBackoff = time.Second
+	redisBackoff = redisconn.BackoffInterval
 )
 
 // counterID names one counter: an organisation's period rollup.
@@ -62,14 +66,15 @@ type counterID struct {
 	rollupKey
 }
 
-// redisKey keeps an organisation's counters in one hash slot (the braces), so
-// one script can write them all on a cluster too.
-func (id counterID) redisKey() string {
+// key is where the counter lives in Redis. The braces keep an organisation's
+// counters in one hash slot, so one script can write them all on a cluster
+// too.
+func (c *counters) key(id counterID) string {
 	label := "all"
 	if id.start != allTime.Unix() {
 		label = time.Unix(id.start, 0).UTC().Format("2006-01")
 	}
-	return "tollgate:usage:{" + id.org + "}:" + id.meter + ":" + label
+	return c.rdb.Key("usage:{" + id.org + "}:" + id.meter + ":" + label)
 }
 
 // storeNewest writes (used, version) pairs, keeping whichever version is
@@ -88,11 +93,11 @@ end
 return #KEYS
 `)
 
-func newCounters(rdb *redis.Client, clk clock.Clock, log *slog.Logger) *counters {
+func newCounters(rdb *redisconn.Client, clk clock.Clock, log *slog.Logger) *counters {
 	return &counters{rdb: rdb, clock: clk, log: log, dirty: map[counterID]uint64{}}
 }
 
-func (c *counters) available() bool { return c.clock.Now().UnixNano() >= c.downUntil.Load() }
+func (c *counters) available() bool { return c.backoff.Available(c.clock.Now()) }
 
 // fault records a failed Redis call and skips Redis for a while. A caller
 // that gave up (its context ended) is not Redis's fault.
@@ -100,24 +105,22 @@ func (c *counters) fault(ctx context.Context, what string, err error) {
 	if ctx.Err() != nil {
 		return
 	}
-	c.faults.Add(1)
-	now := c.clock.Now().UnixNano()
-	if prev := c.downUntil.Swap(now + int64(redisBackoff)); now >= prev {
+	if c.backoff.Fail(c.clock.Now()) {
 		c.log.WarnContext(ctx, "redis unavailable; usage counters fall back to the database", "op", what, "err", err)
 	}
 }
 
-func (c *counters) recovered() { c.downUntil.Store(0) }
+func (c *counters) recovered() { c.backoff.Recovered() }
 
 // get reads a counter; ok is false when the caller must ask the database.
 // Asking it because Redis failed, is skipped, or lags (dirty) is a fallback;
 // a key Redis simply lacks is not.
 func (c *counters) get(ctx context.Context, id counterID) (used int64, ok bool) {
-	if !c.available() || c.isDirty(id) {
+	if !c.available() || c.stale.Load() || c.isDirty(id) {
 		gateFallbacks.Inc()
 		return 0, false
 	}
-	v, err := c.rdb.HGet(ctx, id.redisKey(), "u").Result()
+	v, err := c.rdb.HGet(ctx, c.key(id), "u").Result()
 	if errors.Is(err, redis.Nil) {
 		return 0, false
 	}
@@ -137,17 +140,17 @@ func (c *counters) store(ctx context.Context, org string, values map[rollupKey]c
 	if len(values) == 0 {
 		return nil
 	}
-	keys, args := storeArgs(org, values)
+	keys, args := c.storeArgs(org, values)
 	return storeNewest.Run(ctx, c.rdb, keys, args...).Err()
 }
 
 // storeArgs are storeNewest's KEYS and ARGV for counters of one
 // organisation.
-func storeArgs(org string, values map[rollupKey]counter) ([]string, []any) {
+func (c *counters) storeArgs(org string, values map[rollupKey]counter) ([]string, []any) {
 	keys := make([]string, 0, len(values))
 	args := make([]any, 0, 2*len(values)+1)
 	for k, v := range values {
-		keys = append(keys, counterID{org, k}.redisKey())
+		keys = append(keys, c.key(counterID{org, k}))
 		args = append(args, v.used, v.version)
 	}
 	return keys, append(args, counterTTL.Milliseconds())
@@ -167,7 +170,7 @@ func (c *counters) publishAll(ctx context.Context, byOrg map[string]map[rollupKe
 	cmds := make(map[string]*redis.Cmd, len(byOrg))
 	for org, values := range byOrg {
 		if len(values) > 0 {
-			keys, args := storeArgs(org, values)
+			keys, args := c.storeArgs(org, values)
 			cmds[org] = storeNewest.EvalSha(ctx, pipe, keys, args...)
 		}
 	}

@@ -71,7 +71,7 @@ func (s *Service) current(ctx context.Context, orgID string, k rollupKey) (used 
 	if n, ok := s.counters.get(ctx, id); ok {
 		return n, true, nil
 	}
-	v, err, _ := s.counters.warms.Do(id.redisKey(), func() (any, error) {
+	v, err, _ := s.counters.warms.Do(s.counters.key(id), func() (any, error) {
 		// Shared by every caller waiting on this key: one that gives up
 		// must not fail the others.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedLoadTimeout)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/clock"
+	"github.com/tollgate-billing/tollgate/internal/redisconn"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/testenv"
 )
@@ -80,7 +82,7 @@ func TestGateSeesAPlanChangeWithinTheCacheTTL(t *testing.T) {
 // restart.
 func outage(t *testing.T, db *store.DB) (*fixture, *miniredis.Miniredis) {
 	m := miniredis.RunT(t)
-	rdb := redis.NewClient(&redis.Options{Addr: m.Addr(), MaxRetries: -1})
+	rdb := redisconn.New(redis.NewClient(&redis.Options{Addr: m.Addr(), MaxRetries: -1}), testenv.RedisPrefix())
 	t.Cleanup(func() { rdb.Close() })
 	return newFixture(t, db, rdb), m
 }
@@ -90,7 +92,7 @@ func TestGateAndCountsSurviveARedisOutage(t *testing.T) {
 		ctx := context.Background()
 		f, m := outage(t, db)
 		org := f.org(t, "free")
-		key := counterID{org, keyOf("api_calls", periodStart("monthly", testNow))}.redisKey()
+		key := f.svc.counters.key(counterID{org, keyOf("api_calls", periodStart("monthly", testNow))})
 		mirrored := func() string { return m.HGet(key, "u") }
 		check := func(step string, want int64) {
 			t.Helper()
@@ -150,7 +152,7 @@ func TestGateAndCountsSurviveARedisOutage(t *testing.T) {
 		if mirrored() != "1000" {
 			t.Errorf("after rebuild Redis holds %q, want 1000", mirrored())
 		}
-		if got := m.HGet(counterID{org, keyOf("storage_bytes", allTime)}.redisKey(), "u"); got != "0" {
+		if got := m.HGet(f.svc.counters.key(counterID{org, keyOf("storage_bytes", allTime)}), "u"); got != "0" {
 			t.Errorf("rebuild left storage_bytes at %q, want 0", got)
 		}
 	})
@@ -160,7 +162,7 @@ func TestGateRepairsAStaleCounterOnceRedisAnswersAgain(t *testing.T) {
 	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
 		f, m := outage(t, db)
 		org := f.org(t, "starter")
-		key := counterID{org, keyOf("api_calls", periodStart("monthly", testNow))}.redisKey()
+		key := f.svc.counters.key(counterID{org, keyOf("api_calls", periodStart("monthly", testNow))})
 		f.record(t, org, ev("api_calls", 7, "a"))
 		m.Close()
 		f.record(t, org, ev("api_calls", 3, "b")) // Redis misses this one
@@ -181,13 +183,11 @@ func TestGateRepairsAStaleCounterOnceRedisAnswersAgain(t *testing.T) {
 }
 
 func TestCountersNeverGoBackInTime(t *testing.T) {
-	m := miniredis.RunT(t)
-	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
-	t.Cleanup(func() { rdb.Close() })
+	m, rdb := testenv.MiniRedisServer(t)
 	c := newCounters(rdb, clock.NewFake(testNow), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx := context.Background()
 	k := keyOf("api_calls", periodStart("monthly", testNow))
-	key := counterID{"org", k}.redisKey()
+	key := c.key(counterID{"org", k})
 	// Two writers finish in the wrong order: the older value lands last.
 	for _, v := range []counter{{used: 20, version: 2}, {used: 10, version: 1}} {
 		if err := c.store(ctx, "org", map[rollupKey]counter{k: v}); err != nil {
@@ -206,7 +206,7 @@ func TestRunWritesDirtyCountersBack(t *testing.T) {
 	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
 		f, m := outage(t, db)
 		org := f.org(t, "starter")
-		key := counterID{org, keyOf("api_calls", periodStart("monthly", testNow))}.redisKey()
+		key := f.svc.counters.key(counterID{org, keyOf("api_calls", periodStart("monthly", testNow))})
 		m.Close()
 		f.record(t, org, ev("api_calls", 4, "a"))
 		if err := m.Restart(); err != nil {
@@ -222,6 +222,56 @@ func TestRunWritesDirtyCountersBack(t *testing.T) {
 				t.Fatalf("Run did not write the counter back within 5s (Redis holds %q)", m.HGet(key, "u"))
 			}
 			time.Sleep(50 * time.Millisecond)
+		}
+	})
+}
+
+// A Redis restored from an older snapshot (or failed over to a lagging
+// replica) holds counters behind the database. Once the restart watcher has
+// seen it, the gate answers from the rollups again, and the rebuilt counters
+// are the database's.
+func TestTheGateStopsLyingOnceARestoredRedisIsNoticed(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		m, rdb := testenv.MiniRedisServer(t)
+		f := newFixture(t, db, rdb)
+		w := redisconn.NewWatcher(rdb, f.svc.log)
+		w.OnRestart(f.svc.RedisRestarted)
+		look := func() {
+			t.Helper()
+			if err := w.Check(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		look()
+		org := f.org(t, "free")
+		g := f.gate(t, org, "api_calls")
+		if !g.Limit.Hard || g.Limit.Unlimited {
+			t.Fatalf("the free plan's api_calls limit is %+v; this test needs a hard one", g.Limit)
+		}
+		limit := g.Limit.Limit
+		early := limit * 9 / 10
+		f.record(t, org, ev("api_calls", early, "early"))
+		restore := testenv.SnapshotRedis(t, m)
+		look()
+		f.record(t, org, ev("api_calls", limit-early, "late"))
+		if g := f.gate(t, org, "api_calls"); g.Used != limit || g.Allowed {
+			t.Fatalf("before the restore: gate %d (allowed %t), want %d and refused", g.Used, g.Allowed, limit)
+		}
+
+		restore()
+		if g := f.gate(t, org, "api_calls"); g.Used != early {
+			t.Fatalf("the restored Redis answered %d; the test shows nothing unless it answers the snapshot's %d", g.Used, early)
+		}
+		look()
+		if g := f.gate(t, org, "api_calls"); g.Used != limit || g.Allowed {
+			t.Fatalf("after the restart was noticed: gate %d (allowed %t), want %d and refused", g.Used, g.Allowed, limit)
+		}
+		if f.svc.counters.stale.Load() {
+			t.Fatal("counters still marked stale after a rebuild that succeeded")
+		}
+		key := f.svc.counters.key(counterID{org, keyOf("api_calls", periodStart("monthly", testNow))})
+		if got, want := m.HGet(key, "u"), strconv.FormatInt(limit, 10); got != want {
+			t.Fatalf("the rebuilt counter holds %q, want the database's %s", got, want)
 		}
 	})
 }

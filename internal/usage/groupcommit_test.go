@@ -487,7 +487,7 @@ func TestAGroupOfSeveralOrganisationsMirrorsEachInRedis(t *testing.T) {
 			t.Fatalf("groups of %v calls, want the queued calls in one group", sizes)
 		}
 		for _, org := range orgs {
-			key := counterID{org, keyOf("api_calls", periodStart("monthly", testNow))}.redisKey()
+			key := f.svc.counters.key(counterID{org, keyOf("api_calls", periodStart("monthly", testNow))})
 			got, err := f.rdb.HGet(context.Background(), key, "u").Int64()
 			if want := f.used(t, org, "api_calls"); err != nil || got != want {
 				t.Errorf("org %s: Redis holds %d (%v), the database %d", org, got, err, want)

@@ -9,11 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/plans"
+	"github.com/tollgate-billing/tollgate/internal/redisconn"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/testenv"
 )
@@ -48,7 +47,7 @@ func (f *fakePlans) set(orgID, planID, status string) {
 type fixture struct {
 	svc   *Service
 	db    *store.DB
-	rdb   *redis.Client
+	rdb   *redisconn.Client
 	clock *clock.Fake
 	plans *fakePlans
 }
@@ -56,7 +55,7 @@ type fixture struct {
 // testNow is mid-month, so five minutes either way stays in March.
 var testNow = time.Date(2026, 3, 15, 12, 0, 0, 0, time.UTC)
 
-func newFixture(t *testing.T, db *store.DB, rdb *redis.Client) *fixture {
+func newFixture(t *testing.T, db *store.DB, rdb *redisconn.Client) *fixture {
 	t.Helper()
 	if rdb == nil {
 		rdb = testenv.Redis(t)

@@ -2,11 +2,11 @@ package usage
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"golang.org/x/sync/singleflight"
 
+	"github.com/tollgate-billing/tollgate/internal/cache"
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/plans"
 )
@@ -16,12 +16,8 @@ import (
 // query each; a plan changes rarely, and a few seconds of delay in seeing a
 // change is the price.
 type PlanCache struct {
-	src   PlanSource
-	clock clock.Clock
-	ttl   time.Duration
-
-	mu      sync.RWMutex
-	entries map[string]planEntry
+	src     PlanSource
+	entries *cache.Cache[string, planEntry]
 	// loads collapses concurrent misses for one organisation into one query.
 	loads singleflight.Group
 }
@@ -29,28 +25,23 @@ type PlanCache struct {
 var _ PlanSource = (*PlanCache)(nil)
 
 type planEntry struct {
-	plan    plans.Plan
-	status  string
-	expires time.Time
+	plan   plans.Plan
+	status string
 }
 
-// maxPlanEntries is when expired entries are swept, so the cache stays near
-// the number of recently active organisations.
+// maxPlanEntries bounds the cache near the number of recently active
+// organisations.
 const maxPlanEntries = 10000
 
 // NewPlanCache caches src for ttl.
 func NewPlanCache(src PlanSource, clk clock.Clock, ttl time.Duration) *PlanCache {
-	return &PlanCache{src: src, clock: clk, ttl: ttl, entries: map[string]planEntry{}}
+	return &PlanCache{src: src, entries: cache.New[string, planEntry](maxPlanEntries, ttl, clk)}
 }
 
 // PlanOf returns the cached plan and status, loading them when absent or
 // stale.
 func (c *PlanCache) PlanOf(ctx context.Context, orgID string) (plans.Plan, string, error) {
-	now := c.clock.Now()
-	c.mu.RLock()
-	e, ok := c.entries[orgID]
-	c.mu.RUnlock()
-	if ok && now.Before(e.expires) {
+	if e, ok := c.entries.Get(orgID); ok {
 		return e.plan, e.status, nil
 	}
 	v, err, _ := c.loads.Do(orgID, func() (any, error) {
@@ -58,33 +49,25 @@ func (c *PlanCache) PlanOf(ctx context.Context, orgID string) (plans.Plan, strin
 		// must not fail the others.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedLoadTimeout)
 		defer cancel()
+		// A change invalidated while this read runs may not be in it.
+		gen := c.entries.Generation()
 		p, status, err := c.src.PlanOf(ctx, orgID)
 		if err != nil {
 			return nil, err
 		}
-		e := planEntry{plan: p, status: status, expires: c.clock.Now().Add(c.ttl)}
-		c.mu.Lock()
-		if len(c.entries) >= maxPlanEntries {
-			for id, old := range c.entries {
-				if !now.Before(old.expires) {
-					delete(c.entries, id)
-				}
-			}
-		}
-		c.entries[orgID] = e
-		c.mu.Unlock()
+		e := planEntry{plan: p, status: status}
+		c.entries.PutIfUnchanged(orgID, e, gen)
 		return e, nil
 	})
 	if err != nil {
 		return plans.Plan{}, "", err
 	}
-	e = v.(planEntry)
+	e := v.(planEntry)
 	return e.plan, e.status, nil
 }
 
+// Clear forgets every plan.
+func (c *PlanCache) Clear() { c.entries.Clear() }
+
 // Invalidate forgets an organisation's plan.
-func (c *PlanCache) Invalidate(orgID string) {
-	c.mu.Lock()
-	delete(c.entries, orgID)
-	c.mu.Unlock()
-}
+func (c *PlanCache) Invalidate(orgID string) { c.entries.Remove(orgID) }

@@ -14,23 +14,20 @@ const resyncInterval = time.Second
 
 // Run keeps the Redis mirror honest until ctx ends: whenever counters are
 // dirty (a write to Redis failed) it writes their database values back, so a
-// Redis that comes back after an outage serves exact counts again. Start it
-// once per process.
+// Redis that comes back after an outage serves exact counts again, and it
+// retries a rebuild after a restart that RedisRestarted could not finish.
+// Start it once per process.
 func (s *Service) Run(ctx context.Context) {
-	t := time.NewTicker(s.resyncEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if s.counters.anyDirty.Load() {
-				if err := s.ResyncCounters(ctx); err != nil && ctx.Err() == nil {
-					s.log.DebugContext(ctx, "usage counters still dirty", "err", err)
-				}
+	clock.Every(ctx, s.resyncEvery, func(ctx context.Context) {
+		if s.counters.stale.Load() {
+			s.rebuildStale(ctx)
+		}
+		if s.counters.anyDirty.Load() {
+			if err := s.ResyncCounters(ctx); err != nil && ctx.Err() == nil {
+				s.log.DebugContext(ctx, "usage counters still dirty", "err", err)
 			}
 		}
-	}
+	})
 }
 
 // ResyncCounters writes every dirty counter back to Redis from the database.
@@ -44,6 +41,26 @@ func (s *Service) ResyncCounters(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// RedisRestarted is told that Redis restarted, failed over or lost data:
+// its counters may be older than the database (a snapshot) or gone. The gate
+// reads the database until every counter has been rebuilt from the rollups,
+// here and now, or by Run if this attempt fails.
+func (s *Service) RedisRestarted(ctx context.Context) {
+	s.counters.stale.Store(true)
+	s.rebuildStale(ctx)
+}
+
+func (s *Service) rebuildStale(ctx context.Context) {
+	if err := s.RebuildAllCounters(ctx); err != nil {
+		if ctx.Err() == nil {
+			s.log.WarnContext(ctx, "usage counters not rebuilt after a Redis restart; the gate reads the database until they are", "err", err)
+		}
+		return
+	}
+	s.counters.stale.Store(false)
+	s.log.InfoContext(ctx, "usage counters rebuilt from the rollups after a Redis restart")
 }
 
 // RebuildCounters rewrites the organisation's current-period counters in

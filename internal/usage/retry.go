@@ -6,21 +6,21 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/tollgate-billing/tollgate/internal/store"
 )
 
 // conflictAttempts is how often a transaction that Postgres aborted to break
 // a deadlock or a serialization conflict is tried.
 const conflictAttempts = 5
 
-// retryConflicts runs fn again when Postgres aborted it for a deadlock
-// (40P01) or a serialization failure (40001). Lock ordering makes both rare,
+// retryConflicts runs fn again when the database aborted it for a conflict
+// with a concurrent transaction (store.IsConflict). Lock ordering makes them rare,
 // but a plan change between two concurrent batches can still cross them, and
 // the aborted transaction wrote nothing.
 func retryConflicts(ctx context.Context, fn func() error) error {
 	var err error
 	for attempt := range conflictAttempts {
-		if err = fn(); err == nil || !isConflict(err) {
+		if err = fn(); err == nil || !store.IsConflict(err) {
 			return err
 		}
 		backoff := time.Duration(attempt+1) * time.Duration(1+rand.IntN(5)) * time.Millisecond
@@ -31,9 +31,4 @@ func retryConflicts(ctx context.Context, fn func() error) error {
 		}
 	}
 	return err
-}
-
-func isConflict(err error) bool {
-	var pg *pgconn.PgError
-	return errors.As(err, &pg) && (pg.Code == "40P01" || pg.Code == "40001")
 }

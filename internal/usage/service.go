@@ -22,10 +22,9 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/plans"
+	"github.com/tollgate-billing/tollgate/internal/redisconn"
 	"github.com/tollgate-billing/tollgate/internal/store"
 )
 
@@ -75,7 +74,7 @@ type Service struct {
 
 // NewService returns the usage service. rdb may be down at any time; the
 // service then works from the database alone.
-func NewService(db *store.DB, rdb *redis.Client, catalog *plans.Catalog, plansrc PlanSource, clk clock.Clock, log *slog.Logger) *Service {
+func NewService(db *store.DB, rdb *redisconn.Client, catalog *plans.Catalog, plansrc PlanSource, clk clock.Clock, log *slog.Logger) *Service {
 	s := &Service{
 		db:          db,
 		catalog:     catalog,
@@ -110,8 +109,13 @@ func (s *Service) PlanOf(ctx context.Context, orgID string) (plans.Plan, string,
 // afresh; billing calls it when a plan changes.
 func (s *Service) InvalidatePlan(orgID string) { s.plans.Invalidate(orgID) }
 
+// InvalidateAllPlans makes every organisation's plan be read afresh, when
+// changes cannot be told apart (another replica announced too many, or Redis
+// lost the announcements).
+func (s *Service) InvalidateAllPlans() { s.plans.Clear() }
+
 // RedisFaults counts failed Redis calls since start, for metrics.
-func (s *Service) RedisFaults() uint64 { return s.counters.faults.Load() }
+func (s *Service) RedisFaults() uint64 { return s.counters.backoff.Faults() }
 
 // limitOf is the plan's limit on a meter. A plan that does not name the meter
 // (a catalogue changed under a running process) allows none of it, so a gap

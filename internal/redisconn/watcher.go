@@ -1,0 +1,194 @@
+package redisconn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate-billing/tollgate/internal/clock"
+)
+
+// WatchInterval is how often a replica looks at Redis for a restart and for
+// changes announced by other replicas. Twice a second, so every replica
+// notices within a second.
+const WatchInterval = 500 * time.Millisecond
+
+// announceLog is how many announced changes are kept; a replica that misses
+// more than this (it could not reach Redis) is told "everything changed".
+const announceLog = 1000
+
+// Watcher notices, on this replica, a Redis that is not the one it was a
+// moment ago, and changes other replicas announced.
+//
+// A restart is seen two ways, whichever fires first:
+//   - the server's run_id (INFO server) changes: any restart or failover;
+//   - a generation counter that every replica increments on every look goes
+//     backwards or vanishes: a restore from an older snapshot or a flush,
+//     also on a Redis that hides INFO (some managed ones, miniredis).
+//
+// Both compare with what this replica saw last, so the first look after
+// start only records them.
+type Watcher struct {
+	c   *Client
+	log *slog.Logger
+
+	mu        sync.Mutex // registration, and one look at a time
+	onRestart []func(context.Context)
+	topics    map[string]*topic
+	runID     string
+	gen       int64
+	known     bool
+}
+
+// topic is a stream of changes announced under one name.
+type topic struct {
+	handlers []func(ctx context.Context, members []string, all bool)
+	seen     int64
+	known    bool
+}
+
+// NewWatcher watches c. Register handlers, then call Run.
+func NewWatcher(c *Client, log *slog.Logger) *Watcher {
+	return &Watcher{c: c, log: log, topics: map[string]*topic{}}
+}
+
+// OnRestart calls fn, from the watcher's goroutine, whenever Redis turns out
+// to have restarted, failed over or lost data since the last look.
+func (w *Watcher) OnRestart(fn func(context.Context)) {
+	w.mu.Lock()
+	w.onRestart = append(w.onRestart, fn)
+	w.mu.Unlock()
+}
+
+// OnChange calls fn, from the watcher's goroutine, with the members that
+// other replicas (or this one) announced under name since the last look; all
+// is true when they cannot be told apart (the first look, too many, or Redis
+// restarted) and the handler must assume every member changed.
+func (w *Watcher) OnChange(name string, fn func(ctx context.Context, members []string, all bool)) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	t := w.topics[name]
+	if t == nil {
+		t = &topic{}
+		w.topics[name] = t
+	}
+	t.handlers = append(t.handlers, fn)
+}
+
+var announceScript = redis.NewScript(`
+local n = redis.call('INCR', KEYS[1])
+redis.call('LPUSH', KEYS[2], ARGV[1])
+redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[2]) - 1)
+return n
+`)
+
+// Announce tells every replica's watcher that member changed under name.
+// A replica that cannot be told (Redis down) relies on its own bounds, such
+// as a cache's TTL.
+func (w *Watcher) Announce(ctx context.Context, name, member string) error {
+	return announceScript.Run(ctx, w.c, []string{w.c.Key("changes:" + name), w.c.Key("changes:" + name + ":log")}, member, announceLog).Err()
+}
+
+// changesScript returns the counter and, when it moved from ARGV[1], the
+// members announced since (newest first). One script, so an announcement
+// cannot fall between reading the counter and reading the log.
+var changesScript = redis.NewScript(`
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+local seen = tonumber(ARGV[1])
+if n == seen or n < seen or n - seen > tonumber(ARGV[2]) then return {n} end
+local out = {n}
+for _, m in ipairs(redis.call('LRANGE', KEYS[2], 0, n - seen - 1)) do table.insert(out, m) end
+return out
+`)
+
+// Run looks at Redis every WatchInterval until ctx ends.
+func (w *Watcher) Run(ctx context.Context) {
+	clock.Every(ctx, WatchInterval, func(ctx context.Context) {
+		if err := w.Check(ctx); err != nil && ctx.Err() == nil {
+			w.log.DebugContext(ctx, "redis watcher: look failed", "err", err)
+		}
+	})
+}
+
+// Check looks once: it calls the restart handlers if Redis is not the one it
+// was at the last look, then the change handlers of topics that moved. It
+// returns the Redis error, if any.
+func (w *Watcher) Check(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	// Redis calls are bounded; the handlers may take longer (a rebuild
+	// reads the database) and get ctx itself.
+	look, cancel := context.WithTimeout(ctx, WatchInterval)
+	defer cancel()
+
+	gen, err := w.c.Incr(look, w.c.Key("generation")).Result()
+	if err != nil {
+		return err
+	}
+	// INFO is optional: a Redis that refuses it is watched by the
+	// generation alone.
+	runID := ""
+	if info, err := w.c.Info(look, "server").Result(); err == nil {
+		runID = infoField(info, "run_id")
+	}
+	restarted := w.known && (gen <= w.gen || (runID != "" && w.runID != "" && runID != w.runID))
+	w.known, w.gen, w.runID = true, gen, runID
+
+	type moved struct {
+		t       *topic
+		members []string
+		all     bool
+	}
+	var calls []moved
+	var errs []error
+	for name, t := range w.topics {
+		res, err := changesScript.Run(look, w.c, []string{w.c.Key("changes:" + name), w.c.Key("changes:" + name + ":log")}, t.seen, announceLog).Slice()
+		if err != nil || len(res) == 0 {
+			errs = append(errs, fmt.Errorf("read changes to %s: %w", name, err))
+			continue
+		}
+		n, _ := res[0].(int64)
+		members := make([]string, 0, len(res)-1)
+		for _, m := range res[1:] {
+			if s, ok := m.(string); ok {
+				members = append(members, s)
+			}
+		}
+		// The first look cannot tell what changed before it, while
+		// something may already have been cached: everything has.
+		if !t.known || n != t.seen || restarted {
+			all := !t.known || restarted || n < t.seen || int(n-t.seen) != len(members)
+			calls = append(calls, moved{t, members, all})
+		}
+		t.seen, t.known = n, true
+	}
+
+	if restarted {
+		w.log.WarnContext(ctx, "redis restarted, failed over or lost data; rebuilding what lives in it", "run_id", runID, "generation", gen)
+		for _, fn := range w.onRestart {
+			fn(ctx)
+		}
+	}
+	for _, c := range calls {
+		for _, fn := range c.t.handlers {
+			fn(ctx, c.members, c.all)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// infoField reads one "name:value" line of an INFO reply.
+func infoField(info, name string) string {
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
+			return v
+		}
+	}
+	return ""
+}

@@ -1,0 +1,138 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/tollgate-billing/tollgate/internal/store"
+	"github.com/tollgate-billing/tollgate/internal/testenv"
+)
+
+// The Postgres and SQLite migrations write every table twice, by hand. After
+// migrate up both must describe the same schema: the same tables, columns
+// (and whether they may be null), primary keys, unique keys and foreign
+// keys. Types are left out: the two databases spell them differently.
+func TestBothDialectsMigrateToTheSameSchema(t *testing.T) {
+	pg := describe(t, testenv.OpenDB(t, store.Postgres))
+	lite := describe(t, testenv.OpenDB(t, store.SQLite))
+	var onlyPG, onlyLite []string
+	for _, l := range pg {
+		if !slices.Contains(lite, l) {
+			onlyPG = append(onlyPG, l)
+		}
+	}
+	for _, l := range lite {
+		if !slices.Contains(pg, l) {
+			onlyLite = append(onlyLite, l)
+		}
+	}
+	if len(onlyPG)+len(onlyLite) > 0 {
+		t.Fatalf("the migrations drifted apart:\nonly on Postgres:\n  %s\nonly on SQLite:\n  %s",
+			strings.Join(onlyPG, "\n  "), strings.Join(onlyLite, "\n  "))
+	}
+	if len(pg) == 0 {
+		t.Fatal("no schema read")
+	}
+}
+
+// describe lists the schema as sorted lines, one per table, column and key.
+func describe(t *testing.T, db *store.DB) []string {
+	t.Helper()
+	ctx := context.Background()
+	var out []string
+	rows := func(query string, scan func(cols []string)) {
+		t.Helper()
+		r, err := db.SQL().QueryContext(ctx, query)
+		if err != nil {
+			t.Fatalf("%s: %v", query, err)
+		}
+		defer r.Close()
+		names, _ := r.Columns()
+		for r.Next() {
+			vals := make([]string, len(names))
+			ptrs := make([]any, len(vals))
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			if err := r.Scan(ptrs...); err != nil {
+				t.Fatal(err)
+			}
+			scan(vals)
+		}
+		if err := r.Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
+
+	if db.Dialect == store.Postgres {
+		rows(`SELECT table_name, column_name, is_nullable FROM information_schema.columns
+			WHERE table_schema = current_schema() AND table_name <> 'goose_db_version'`, func(c []string) {
+			add("column %s.%s nullable=%s", c[0], c[1], strings.ToLower(c[2]))
+		})
+		rows(`SELECT t.relname, i.indisprimary::text, (i.indpred IS NOT NULL)::text,
+				(SELECT string_agg(a.attname, ',' ORDER BY k.ord) FROM unnest(i.indkey) WITH ORDINALITY k(n, ord)
+				 JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.n)
+			FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace
+			WHERE n.nspname = current_schema() AND i.indisunique AND t.relname <> 'goose_db_version'`, func(c []string) {
+			key(add, c[0], c[1] == "true", c[2] == "true", c[3])
+		})
+		rows(`SELECT c.conrelid::regclass::text,
+				(SELECT string_agg(a.attname, ',' ORDER BY k.ord) FROM unnest(c.conkey) WITH ORDINALITY k(n, ord)
+				 JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n),
+				c.confrelid::regclass::text,
+				(SELECT string_agg(a.attname, ',' ORDER BY k.ord) FROM unnest(c.confkey) WITH ORDINALITY k(n, ord)
+				 JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n)
+			FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
+			WHERE c.contype = 'f' AND n.nspname = current_schema()`, func(c []string) {
+			add("foreign key %s(%s) -> %s(%s)", c[0], c[1], c[2], c[3])
+		})
+	} else {
+		var tables []string
+		rows(`SELECT name FROM sqlite_master WHERE type = 'table'
+			AND name NOT LIKE 'sqlite_%' AND name <> 'goose_db_version'`, func(c []string) { tables = append(tables, c[0]) })
+		for _, tbl := range tables {
+			var pk []string
+			rows(fmt.Sprintf(`SELECT name, "notnull", pk FROM pragma_table_info('%s') ORDER BY pk`, tbl), func(c []string) {
+				// SQLite lets a non-integer primary key column hold NULL
+				// unless told otherwise; Postgres never does.
+				nullable := c[1] == "0" && c[2] == "0"
+				add("column %s.%s nullable=%s", tbl, c[0], map[bool]string{true: "yes", false: "no"}[nullable])
+				if c[2] != "0" {
+					pk = append(pk, c[0])
+				}
+			})
+			if len(pk) > 0 {
+				key(add, tbl, true, false, strings.Join(pk, ","))
+			}
+			var unique [][2]string
+			rows(fmt.Sprintf(`SELECT name, partial FROM pragma_index_list('%s') WHERE "unique" = 1 AND origin <> 'pk'`, tbl), func(c []string) {
+				unique = append(unique, [2]string{c[0], c[1]})
+			})
+			for _, u := range unique {
+				var cols []string
+				rows(fmt.Sprintf(`SELECT name FROM pragma_index_info('%s') ORDER BY seqno`, u[0]), func(c []string) { cols = append(cols, c[0]) })
+				key(add, tbl, false, u[1] == "1", strings.Join(cols, ","))
+			}
+			rows(fmt.Sprintf(`SELECT "from", "table", "to" FROM pragma_foreign_key_list('%s') ORDER BY seq`, tbl), func(c []string) {
+				add("foreign key %s(%s) -> %s(%s)", tbl, c[0], c[1], c[2])
+			})
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func key(add func(string, ...any), table string, primary, partial bool, cols string) {
+	switch {
+	case primary:
+		add("primary key %s(%s)", table, cols)
+	case partial:
+		add("unique %s(%s) where …", table, cols)
+	default:
+		add("unique %s(%s)", table, cols)
+	}
+}
