@@ -118,7 +118,11 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, out io.Writ
 	if cfg.Env == config.Dev {
 		// Printed plainly, not through the logger, so it can be pasted as is.
 		if tok, err := a.Token("demo", auth.AllScopes, 30*24*time.Hour); err == nil {
-			fmt.Fprintf(out, "\nDevelopment token for organisation \"demo\" (all scopes, 30 days). GraphiQL: http://localhost:%d/ — paste into its headers:\n\n  {\"Authorization\": \"Bearer %s\"}\n\n", ln.Addr().(*net.TCPAddr).Port, tok)
+			port := ln.Addr().(*net.TCPAddr).Port
+			fmt.Fprintf(out, "\nDevelopment token for organisation \"demo\" (all scopes, 30 days). GraphiQL: http://localhost:%d/ — paste into its headers:\n\n  {\"Authorization\": \"Bearer %s\"}\n\n", port, tok)
+			if cfg.BillingPage {
+				fmt.Fprintf(out, "Billing page: http://localhost:%d/billing#token=%s\n\n", port, tok)
+			}
 		}
 	}
 

@@ -9,6 +9,7 @@ import (
 	"github.com/99designs/gqlgen/graphql/playground"
 
 	"github.com/tollgate-billing/tollgate/graph"
+	"github.com/tollgate-billing/tollgate/internal/billingpage"
 	"github.com/tollgate-billing/tollgate/internal/config"
 	"github.com/tollgate-billing/tollgate/internal/observe"
 )
@@ -20,6 +21,7 @@ const MaxGraphQLBody = 2 << 20
 // Handler returns Tollgate's HTTP routes:
 //
 //	GET  /                 GraphiQL (development, or PLAYGROUND=true)
+//	GET  /billing          the customer billing page (unless BILLING_PAGE=false)
 //	POST /graphql          the GraphQL API (GET for queries)
 //	POST /webhooks/stripe  Stripe webhooks
 //	GET  /healthz          liveness: answers while the process runs
@@ -42,6 +44,10 @@ func (a *App) Handler() http.Handler {
 	a.mountWebhooks(mux)
 	if a.Config.Playground {
 		mux.Handle("GET /{$}", playground.Handler("Tollgate", "/graphql"))
+	}
+	if a.Config.BillingPage {
+		// The origins allowed to call the API may also frame the page.
+		billingpage.Mount(mux, billingpage.Options{FrameAncestors: a.Config.CORSOrigins})
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

@@ -12,7 +12,7 @@ func TestDefaultsRunWithZeroSetup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Port != 8080 || c.Env != Dev || c.DatabaseURL != "" || c.RedisURL != "" || !c.Migrate || !c.Playground {
+	if c.Port != 8080 || c.Env != Dev || c.DatabaseURL != "" || c.RedisURL != "" || !c.Migrate || !c.Playground || !c.BillingPage {
 		t.Fatalf("unexpected defaults: %+v", c)
 	}
 }
@@ -38,6 +38,7 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 		{"webhook secret of the wrong kind", map[string]string{"STRIPE_WEBHOOK_SECRET": "sk_test_123"}, "STRIPE_WEBHOOK_SECRET"},
 		{"STRIPE_API_BASE not a URL", map[string]string{"STRIPE_API_BASE": "localhost:12111"}, "STRIPE_API_BASE"},
 		{"CORS origin without scheme", map[string]string{"CORS_ORIGINS": "app.example.com"}, "CORS_ORIGINS"},
+		{"BILLING_PAGE not a bool", map[string]string{"BILLING_PAGE": "maybe"}, "BILLING_PAGE"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
