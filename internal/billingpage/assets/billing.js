@@ -272,6 +272,13 @@
   // Where Stripe sends the customer back to: this page, without the token.
   const here = (extra) => location.origin + location.pathname + (extra || '');
 
+  // Stripe's Checkout and Portal refuse to be framed: from inside a frame,
+  // go there in the top window.
+  function leaveFor(url) {
+    if (window.top !== window) window.open(url, '_top');
+    else location.assign(url);
+  }
+
   async function withBusy(button, fn) {
     button.disabled = true;
     button.setAttribute('aria-busy', 'true');
@@ -291,7 +298,7 @@
       }`, { input: { plan: plan.id, successUrl: here('?checkout=success'), cancelUrl: here('?checkout=canceled') } });
       const r = data.createCheckoutSession;
       if (r.userErrors.length) return showError(errId, r.userErrors.map((e) => e.message).join(' '));
-      location.assign(r.url);
+      leaveFor(r.url);
     });
   }
 
@@ -303,7 +310,7 @@
       }`, { input: { returnUrl: here() } });
       const r = data.createPortalSession;
       if (r.userErrors.length) return showError('manage-billing-error', r.userErrors.map((e) => e.message).join(' '));
-      location.assign(r.url);
+      leaveFor(r.url);
     });
   }));
 
