@@ -62,6 +62,7 @@ type browser struct {
 	requests map[fetch.RequestID]string
 	problems []string    // interception errors, reported by the test goroutine
 	left     chan string // each URL for another host, as it is refused
+	cutNext  string      // the next /graphql call containing this fails as if offline
 }
 
 // newBrowser starts Chromium for one test. Without a browser the test is
@@ -181,7 +182,15 @@ func (b *browser) decide(target *chromedp.Target, ev *fetch.EventRequestPaused) 
 		}
 		b.mu.Lock()
 		b.requests[ev.RequestID] = body.String()
+		cut := b.cutNext != "" && strings.Contains(body.String(), b.cutNext)
+		if cut {
+			b.cutNext = ""
+		}
 		b.mu.Unlock()
+		if cut {
+			_, err := cdp.Call(b.ctx, target, fetch.FailRequest, fetch.FailRequestParams{RequestID: ev.RequestID, ErrorReason: network.ErrorReasonConnectionRefused})
+			return err
+		}
 		yes := true
 		p.InterceptResponse = &yes
 	}
@@ -331,4 +340,12 @@ func (b *browser) selectOption(selector, value string) {
 	sel, _ := json.Marshal(selector)
 	val, _ := json.Marshal(value)
 	eval[bool](b, `(() => { const s = document.querySelector(`+string(sel)+`); s.value = `+string(val)+`; s.dispatchEvent(new Event('change')); return s.value === `+string(val)+`; })()`)
+}
+
+// cutNextCall makes the page's next /graphql call that contains marker fail
+// as if the network were down.
+func (b *browser) cutNextCall(marker string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.cutNext = marker
 }

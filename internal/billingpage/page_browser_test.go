@@ -397,3 +397,76 @@ func TestCookieSessionWithoutWriteScope(t *testing.T) {
 	}
 	b.stayedHome()
 }
+
+// TestNetworkErrorOffersRetry: a request that gets no answer leaves the rest
+// of the page working and shows a banner whose Retry loads what was missing.
+func TestNetworkErrorOffersRetry(t *testing.T) {
+	h := newTollgate(t)
+	org := orgID(t, h, "acme", "Acme")
+	want := seedInvoices(t, h, org, 3)
+	b := newBrowser(t, h.Server.URL, phoneWidth, phoneHeight)
+	b.cutNextCall("query Invoices")
+	b.open("/billing#token=" + h.Token("acme"))
+
+	if !b.visible("#banner") || !strings.Contains(b.text("#banner-text"), "Could not reach Tollgate") {
+		t.Fatalf("no retryable banner after a lost request: %q", b.text("#banner"))
+	}
+	if b.text("#plan-name") != "Free" || eval[int](b, `document.querySelectorAll('#meters .meter').length`) != 3 {
+		t.Error("the sections whose requests succeeded are not shown beside the banner")
+	}
+	if n := eval[int](b, `document.querySelectorAll('#invoices tbody tr').length`); n != 0 {
+		t.Fatalf("%d invoices listed although their request failed", n)
+	}
+	b.do(chromedp.Focus(chromedp.CSS("#banner-retry")), chromedp.KeyEvent("\r"))
+	b.waitFor(`document.querySelectorAll('#invoices tbody tr').length === 3`)
+	if b.visible("#banner") {
+		t.Error("the banner stayed after a successful retry")
+	}
+	if got := b.text("#invoices tbody tr:first-child td"); got != want[0].Number {
+		t.Errorf("first invoice after retry = %q, want %s", got, want[0].Number)
+	}
+	b.stayedHome()
+}
+
+// TestCancelAtPeriodEndAndResume: both ask for confirmation, and the status
+// badge then says when the plan ends, or that it is active again.
+func TestCancelAtPeriodEndAndResume(t *testing.T) {
+	h := newTollgate(t)
+	org := orgID(t, h, "acme", "Acme")
+	subscribe(t, h, org, "price_tollgate_growth_monthly")
+	b := newBrowser(t, h.Server.URL, desktopWidth, desktopHeight)
+	b.open("/billing#token=" + h.Token("acme"))
+	if b.text("#plan-name") != "Growth" || b.text("#plan-status") != "Active" || b.visible("#resume-sub") {
+		t.Fatalf("before: %s %s", b.text("#plan-name"), b.text("#plan-status"))
+	}
+
+	b.do(chromedp.Click(chromedp.CSS("#cancel-sub")))
+	b.waitFor(`document.getElementById('confirm').open`)
+	if title := b.text("#confirm-title"); title != "Cancel at period end?" {
+		t.Errorf("confirmation = %q", title)
+	}
+	b.do(chromedp.Click(chromedp.CSS("#confirm-yes")))
+	b.waitFor(`!document.getElementById('resume-sub').hidden`)
+	var sub struct {
+		Subscription struct {
+			CancelAtPeriodEnd bool
+			CurrentPeriodEnd  time.Time
+		}
+	}
+	h.Query("acme", `{ subscription { cancelAtPeriodEnd currentPeriodEnd } }`, nil).Decode(t, &sub)
+	if !sub.Subscription.CancelAtPeriodEnd {
+		t.Fatal("Tollgate does not hold the cancellation the page shows")
+	}
+	if want := "Cancels on " + sub.Subscription.CurrentPeriodEnd.Format("Jan 2, 2006"); b.text("#plan-status") != want {
+		t.Errorf("badge = %q, want %q", b.text("#plan-status"), want)
+	}
+
+	b.do(chromedp.Click(chromedp.CSS("#resume-sub")))
+	b.waitFor(`document.getElementById('confirm').open`)
+	b.do(chromedp.Click(chromedp.CSS("#confirm-yes")))
+	b.waitFor(`!document.getElementById('cancel-sub').hidden`)
+	if got := b.text("#plan-status"); got != "Active" {
+		t.Errorf("badge after resume = %q, want Active", got)
+	}
+	b.stayedHome()
+}
