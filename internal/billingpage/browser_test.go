@@ -271,12 +271,18 @@ func eval[T any](b *browser, expr string) T {
 	return v
 }
 
-// waitFor waits until the expression is truthy.
+// waitFor waits until the expression is truthy. The page itself checks it
+// every 50 ms: chromedp.Poll could aim at the execution context of the
+// document before a navigation that just finished.
 func (b *browser) waitFor(expr string) {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
 	defer cancel()
-	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingInterval(50*time.Millisecond))); err != nil {
+	wait := `new Promise((resolve) => {
+		const check = () => { try { if (` + expr + `) return resolve(true); } catch {} setTimeout(check, 50); };
+		check();
+	})`
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](wait, chromedp.EvalAwaitPromise)); err != nil {
 		b.t.Fatalf("waiting for %s: %v", expr, err)
 	}
 }

@@ -285,6 +285,7 @@ func TestAPIKeyIsShownOnceAndRevoked(t *testing.T) {
 	b.do(chromedp.Click(chromedp.CSS("#keys tbody tr button.revoke")))
 	b.waitFor(`document.getElementById('confirm').open`)
 	b.do(chromedp.Click(chromedp.CSS("#confirm-no")))
+	b.waitFor(`!document.getElementById('confirm').open`)
 	if eval[bool](b, `document.querySelector('#keys tbody tr').classList.contains('revoked')`) {
 		t.Fatal("Keep revoked the key")
 	}

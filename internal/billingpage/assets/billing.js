@@ -178,7 +178,7 @@
       const done = (answer) => {
         $('confirm-yes').removeEventListener('click', yes);
         $('confirm-no').removeEventListener('click', no);
-        dlg.removeEventListener('close', no);
+        dlg.removeEventListener('cancel', no);
         if (dlg.open) dlg.close();
         resolve(answer);
       };
@@ -186,7 +186,9 @@
       const no = () => done(false);
       $('confirm-yes').addEventListener('click', yes);
       $('confirm-no').addEventListener('click', no);
-      dlg.addEventListener('close', no); // Escape
+      // Escape. Not 'close': that event is queued, and the one from the
+      // previous answer could arrive after this dialog opened.
+      dlg.addEventListener('cancel', no);
       dlg.showModal();
       // The safe answer has the focus.
       $('confirm-no').focus();
