@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"iter"
 	"net/url"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	cdpbrowser "github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/fetch"
@@ -260,11 +262,11 @@ func (b *browser) do(steps ...chromedp.Action[chromedp.Void]) {
 }
 
 // eval evaluates a JavaScript expression in the page and decodes its value.
-func eval[T any](b *browser, expr string) T {
+func eval[T any](b *browser, expr string, opts ...chromedp.EvaluateOption) T {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
 	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, opts...))
 	if err != nil {
 		b.t.Fatalf("evaluate %s: %v", expr, err)
 	}
@@ -354,4 +356,44 @@ func (b *browser) cutNextCall(marker string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.cutNext = marker
+}
+
+// grant gives Tollgate's origin browser permissions, as a user's "Allow".
+func (b *browser) grant(permissions ...string) {
+	b.t.Helper()
+	b.do(chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		for _, name := range permissions {
+			_, err := cdp.Call(ctx, chromedp.FromContext(ctx).Browser, cdpbrowser.SetPermission, cdpbrowser.SetPermissionParams{
+				Permission: &cdpbrowser.PermissionDescriptor{Name: name}, Setting: cdpbrowser.PermissionSettingGranted, Origin: b.home,
+			})
+			if err != nil {
+				return fmt.Errorf("grant %s: %w", name, err)
+			}
+		}
+		return nil
+	}))
+}
+
+// leftFor waits for the page to ask another host for something, such as a
+// redirect to Stripe, and returns the URL.
+func (b *browser) leftFor(t *testing.T) string {
+	t.Helper()
+	select {
+	case u := <-b.left:
+		return u
+	case <-time.After(30 * time.Second):
+		t.Fatal("the page did not leave for another host within 30 s")
+		return ""
+	}
+}
+
+// asRequested writes a URL the way a browser requests it: stripe-mock's
+// portal URL has a literal {SESSION_SECRET}, which goes out as %7B…%7D.
+func asRequested(t *testing.T, raw string) string {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatalf("Stripe returned %q, not a URL: %v", raw, err)
+	}
+	return u.String()
 }

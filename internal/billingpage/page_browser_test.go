@@ -271,6 +271,14 @@ func TestAPIKeyIsShownOnceAndRevoked(t *testing.T) {
 		t.Fatalf("the secret shown does not authenticate: %s", code)
 	}
 
+	// Copy puts the secret on the clipboard.
+	b.grant("clipboard-read", "clipboard-write")
+	b.do(chromedp.Click(chromedp.CSS("#secret-copy")))
+	b.waitFor(`document.getElementById('secret-copied').textContent !== ''`)
+	if got := eval[string](b, `navigator.clipboard.readText()`, chromedp.EvalAwaitPromise); got != secret {
+		t.Errorf("clipboard after Copy = %q (%s), want the secret", got, b.text("#secret-copied"))
+	}
+
 	// Done removes it from the page; a reload never shows it again.
 	b.do(chromedp.Click(chromedp.CSS("#secret-done")))
 	if eval[bool](b, fmt.Sprintf(`document.documentElement.outerHTML.includes(%q)`, secret)) {
@@ -313,12 +321,7 @@ func TestUpgradeGoesToStripeCheckout(t *testing.T) {
 		t.Error("without billing history, Manage billing should be replaced by its explanation")
 	}
 	b.do(chromedp.Click(chromedp.CSS(`button.upgrade[data-plan="growth"]`)))
-	var left string
-	select {
-	case left = <-b.left:
-	case <-time.After(30 * time.Second):
-		t.Fatal("Upgrade did not leave for Checkout within 30 s")
-	}
+	left := b.leftFor(t)
 	var answer struct {
 		Data struct {
 			CreateCheckoutSession struct {
@@ -334,10 +337,11 @@ func TestUpgradeGoesToStripeCheckout(t *testing.T) {
 	if checkout.URL == "" || len(checkout.UserErrors) > 0 {
 		t.Fatalf("createCheckoutSession = %+v", checkout)
 	}
-	if left != checkout.URL {
-		t.Errorf("Upgrade went to %s, want the Checkout URL Stripe returned, %s", left, checkout.URL)
+	want := asRequested(t, checkout.URL)
+	if left != want {
+		t.Errorf("Upgrade went to %s, want the Checkout URL Stripe returned, %s", left, want)
 	}
-	b.stayedHome(checkout.URL)
+	b.stayedHome(want)
 }
 
 // TestMissingOrExpiredSessionSaysSo: a stale link or no sign-in at all shows
@@ -469,5 +473,19 @@ func TestCancelAtPeriodEndAndResume(t *testing.T) {
 	if got := b.text("#plan-status"); got != "Active" {
 		t.Errorf("badge after resume = %q, want Active", got)
 	}
-	b.stayedHome()
+
+	// Manage billing goes to the Customer Portal URL Stripe returned.
+	b.do(chromedp.Click(chromedp.CSS("#manage-billing")))
+	left := b.leftFor(t)
+	var answer struct {
+		Data struct{ CreatePortalSession struct{ URL string } }
+	}
+	if err := json.Unmarshal([]byte(b.answer("createPortalSession")), &answer); err != nil || answer.Data.CreatePortalSession.URL == "" {
+		t.Fatalf("the page's createPortalSession answer: %v %+v", err, answer)
+	}
+	portal := asRequested(t, answer.Data.CreatePortalSession.URL)
+	if left != portal {
+		t.Errorf("Manage billing went to %s, want the portal URL Stripe returned, %s", left, portal)
+	}
+	b.stayedHome(portal)
 }
