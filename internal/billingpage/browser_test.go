@@ -44,6 +44,21 @@ func findBrowser() string {
 	return ""
 }
 
+// needBrowser returns Chromium's path, or skips the test (fails it where
+// services are required) before anything else is started for it.
+func needBrowser(t *testing.T) string {
+	t.Helper()
+	path := findBrowser()
+	if path == "" {
+		msg := "no Chromium found (install the Debian package chromium, or set CHROME_PATH)"
+		if testenv.Required() || os.Getenv("CI") != "" {
+			t.Fatal(msg + "; browser tests are required here")
+		}
+		t.Skip(msg + "; skipping the browser tests")
+	}
+	return path
+}
+
 // exchange is one /graphql request the page made, with the answer.
 type exchange struct {
 	Request  string
@@ -71,14 +86,7 @@ type browser struct {
 // skipped, unless services are required (CI), where it fails.
 func newBrowser(t *testing.T, home string, width, height int) *browser {
 	t.Helper()
-	path := findBrowser()
-	if path == "" {
-		msg := "no Chromium found (install the Debian package chromium, or set CHROME_PATH)"
-		if testenv.Required() || os.Getenv("CI") != "" {
-			t.Fatal(msg + "; browser tests are required here")
-		}
-		t.Skip(msg + "; skipping the browser tests")
-	}
+	path := needBrowser(t)
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path),
 		chromedp.Headless,

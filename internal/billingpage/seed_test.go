@@ -23,9 +23,11 @@ import (
 // month has usage behind it and days ahead.
 var now = time.Date(2026, 3, 18, 12, 0, 0, 0, time.UTC)
 
-// newTollgate starts Tollgate with stripe-mock behind it and the clock at now.
+// newTollgate starts Tollgate with stripe-mock behind it and the clock at
+// now, for a browser test: without a browser it skips first.
 func newTollgate(t *testing.T) *apptest.Harness {
 	t.Helper()
+	needBrowser(t)
 	return apptest.New(t, apptest.Options{
 		Clock: clock.NewFake(now),
 		Env:   map[string]string{"STRIPE_SECRET_KEY": "sk_test_tollgate", "STRIPE_API_BASE": testenv.StripeMock(t)},
