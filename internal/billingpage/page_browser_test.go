@@ -12,6 +12,7 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/tollgate-billing/tollgate/internal/auth"
 )
@@ -95,11 +96,19 @@ func TestPageShowsWhatTheOrganisationUsed(t *testing.T) {
 	b.waitFor(`document.querySelector('#chart svg')?.dataset.meter === 'llm_tokens'`)
 	b.checkChart(t, "llm_tokens", rec)
 
-	// Keyboard: Tab from the meter selector reaches the first day, whose
-	// tooltip appears.
+	// Keyboard: Tab from the meter selector reaches the chart's first day,
+	// whose tooltip appears; the arrow keys move to the next days.
 	b.do(chromedp.Focus(chromedp.CSS("#chart-meter")), chromedp.KeyEvent("\t"))
 	if tip := b.text("#chart-tooltip"); tip != "Mar 1: "+commas(rec.daily["llm_tokens"]["2026-03-01"]) || !b.visible("#chart-tooltip") {
 		t.Errorf("tooltip on focus = %q", tip)
+	}
+	b.do(chromedp.KeyEvent(kb.ArrowRight), chromedp.KeyEvent(kb.ArrowRight))
+	if tip := b.text("#chart-tooltip"); tip != "Mar 3: "+commas(rec.daily["llm_tokens"]["2026-03-03"]) {
+		t.Errorf("tooltip after two right arrows = %q", tip)
+	}
+	b.do(chromedp.KeyEvent("\t"))
+	if focused := eval[string](b, `document.activeElement.id || document.activeElement.tagName`); focused == "g" {
+		t.Error("Tab stays inside the chart: each day is a tab stop")
 	}
 
 	// Top endpoints of the chart's meter, largest first, as recorded.

@@ -516,7 +516,8 @@
     points.forEach((p, i) => {
       const label = `${shortDayFmt.format(new Date(p.date + 'T00:00:00Z'))}: ${formatAmount(meter, p.used)}`;
       const x = left + slot * i;
-      const g = svg('g', { class: 'day', tabindex: '0', role: 'img', 'aria-label': label, 'data-date': p.date, 'data-used': String(p.used) },
+      // One tab stop for the whole chart; arrow keys move between days.
+      const g = svg('g', { class: 'day', tabindex: i === 0 ? '0' : '-1', role: 'img', 'aria-label': label, 'data-date': p.date, 'data-used': String(p.used) },
         svg('title', {}, label),
         svg('rect', { class: 'hit', x, y: top, width: slot, height: plotH }),
         svg('rect', { class: 'column', x: x + slot * 0.15, y: y(p.used), width: slot * 0.7, height: y(0) - y(p.used) }));
@@ -526,6 +527,17 @@
       g.addEventListener('mouseleave', hideTooltip);
       g.addEventListener('blur', hideTooltip);
       chart.append(g);
+    });
+    chart.addEventListener('keydown', (ev) => {
+      const days = [...chart.querySelectorAll('g.day')];
+      const at = days.indexOf(document.activeElement);
+      if (at < 0) return;
+      const to = { ArrowLeft: at - 1, ArrowRight: at + 1, Home: 0, End: days.length - 1 }[ev.key];
+      if (to === undefined || to < 0 || to >= days.length) return;
+      ev.preventDefault();
+      days[at].setAttribute('tabindex', '-1');
+      days[to].setAttribute('tabindex', '0');
+      days[to].focus();
     });
     $('chart').replaceChildren(chart);
   }
