@@ -9,6 +9,7 @@ import (
 	"github.com/tollgate-billing/tollgate/graph/model"
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/auth"
+	"github.com/tollgate-billing/tollgate/internal/observe"
 )
 
 // hasScope enforces @hasScope: every root field declares the scopes it
@@ -18,6 +19,13 @@ func hasScope(ctx context.Context, _ any, next graphql.Resolver, anyOf []model.S
 	if !ok {
 		e := apperr.New(apperr.Unauthenticated, "authentication required: send Authorization: Bearer <token> or X-API-Key")
 		if f, ok := auth.FailureFromContext(ctx); ok {
+			if f.Err != nil {
+				// The credentials could not be checked: an outage, answered
+				// like any other one so clients retry the same way.
+				u := apperr.Wrap(apperr.Unavailable, f.Message, f.Err)
+				u.Extensions = map[string]any{"reason": f.Reason, "retryable": true, "requestId": observe.RequestID(ctx)}
+				return nil, u
+			}
 			e.Message = f.Message
 			e.Extensions = map[string]any{"reason": f.Reason}
 		}

@@ -23,6 +23,9 @@ type Options struct {
 	// the schema is not handed to whoever asks.
 	Production bool
 	Log        *slog.Logger
+	// Work, when set, charges each operation's work against Tollgate's own
+	// rate limit; it runs before the complexity limit.
+	Work graphql.HandlerExtension
 }
 
 // NewHandler builds the GraphQL HTTP handler: POST and GET only (no
@@ -45,6 +48,9 @@ func NewHandler(r *Resolver, o Options) *handler.Server {
 		srv.Use(extension.Introspection{})
 	}
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)})
+	if o.Work != nil {
+		srv.Use(o.Work)
+	}
 	srv.Use(extension.FixedComplexityLimit(MaxComplexity))
 	srv.Use(DepthLimit{Max: MaxDepth})
 	srv.AroundResponses(measure)

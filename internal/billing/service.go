@@ -10,7 +10,6 @@ import (
 	"log/slog"
 
 	"github.com/stripe/stripe-go/v76/client"
-	"gorm.io/gorm"
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/clock"
@@ -28,6 +27,8 @@ type Service struct {
 	// changed are called with an organisation's id when its plan or
 	// subscription status changes, so caches elsewhere drop it.
 	changed []func(orgID string)
+	// orgLocks orders checkouts of one organisation within this process.
+	orgLocks orgLocks
 }
 
 // OnChange registers fn to hear which organisation's standing changed.
@@ -82,7 +83,3 @@ func (s *Service) stripeClient() (*client.API, error) {
 	}
 	return s.stripe, nil
 }
-
-// inTx views a transaction as a store.DB, so that helpers written for either
-// run on the transaction's connection (SQLite has only one).
-func (s *Service) inTx(tx *gorm.DB) *store.DB { return &store.DB{DB: tx, Dialect: s.db.Dialect} }
