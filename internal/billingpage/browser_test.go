@@ -246,17 +246,16 @@ func (b *browser) outsideRequests() []string {
 	return append([]string(nil), b.outside...)
 }
 
-// answer is the response to the page's last /graphql call whose request
-// contains marker.
-func (b *browser) answer(marker string) string {
+// exchange is the page's last /graphql call whose request contains marker.
+func (b *browser) exchange(marker string) exchange {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for i := len(b.graphql) - 1; i >= 0; i-- {
 		if strings.Contains(b.graphql[i].Request, marker) {
-			return b.graphql[i].Response
+			return b.graphql[i]
 		}
 	}
-	return ""
+	return exchange{}
 }
 
 // do runs steps, each wait bounded, and fails the test on error.

@@ -50,8 +50,8 @@ func TestPageShowsWhatTheOrganisationUsed(t *testing.T) {
 	if got := b.text("#plan-status"); got != "Active" {
 		t.Errorf("status badge = %q, want Active", got)
 	}
-	if got := b.text("#plan-ratelimit"); !strings.Contains(got, "100,000 requests per second") {
-		// apptest lifts every plan's rate limit to 100,000 req/s.
+	if got := b.text("#plan-ratelimit"); !strings.Contains(got, "6,000,000 usage checks per minute") {
+		// apptest lifts every plan's rate limit to 100,000 a second.
 		t.Errorf("rate limit = %q", got)
 	}
 	if got := b.text("#org-name"); got != "Acme Robotics" {
@@ -329,7 +329,11 @@ func TestUpgradeGoesToStripeCheckout(t *testing.T) {
 	if !b.visible("#manage-billing-note") || b.visible("#manage-billing") {
 		t.Error("without billing history, Manage billing should be replaced by its explanation")
 	}
-	b.do(chromedp.Click(chromedp.CSS(`button.upgrade[data-plan="growth"]`)))
+	growth := eval[[]string](b, `[...document.querySelectorAll('button.upgrade[data-plan="growth"]')].map((b) => b.dataset.interval + ' ' + b.textContent)`)
+	if want := []string{"MONTH Upgrade: $199.00 a month", "YEAR Yearly: $1,990.00 a year"}; strings.Join(growth, "|") != strings.Join(want, "|") {
+		t.Errorf("Growth's upgrade buttons = %q, want %q (the plans file's prices)", growth, want)
+	}
+	b.do(chromedp.Click(chromedp.CSS(`button.upgrade[data-plan="growth"][data-interval="YEAR"]`)))
 	left := b.leftFor(t)
 	var answer struct {
 		Data struct {
@@ -339,12 +343,15 @@ func TestUpgradeGoesToStripeCheckout(t *testing.T) {
 			}
 		}
 	}
-	if err := json.Unmarshal([]byte(b.answer("createCheckoutSession")), &answer); err != nil {
+	if err := json.Unmarshal([]byte(b.exchange("createCheckoutSession").Response), &answer); err != nil {
 		t.Fatalf("the page's createCheckoutSession answer: %v", err)
 	}
 	checkout := answer.Data.CreateCheckoutSession
 	if checkout.URL == "" || len(checkout.UserErrors) > 0 {
 		t.Fatalf("createCheckoutSession = %+v", checkout)
+	}
+	if req := b.exchange("createCheckoutSession").Request; !strings.Contains(req, `"interval":"YEAR"`) || !strings.Contains(req, `"plan":"growth"`) {
+		t.Errorf("the yearly button asked for %s", req)
 	}
 	want := asRequested(t, checkout.URL)
 	if left != want {
@@ -489,7 +496,7 @@ func TestCancelAtPeriodEndAndResume(t *testing.T) {
 	var answer struct {
 		Data struct{ CreatePortalSession struct{ URL string } }
 	}
-	if err := json.Unmarshal([]byte(b.answer("createPortalSession")), &answer); err != nil || answer.Data.CreatePortalSession.URL == "" {
+	if err := json.Unmarshal([]byte(b.exchange("createPortalSession").Response), &answer); err != nil || answer.Data.CreatePortalSession.URL == "" {
 		t.Fatalf("the page's createPortalSession answer: %v %+v", err, answer)
 	}
 	portal := asRequested(t, answer.Data.CreatePortalSession.URL)

@@ -197,8 +197,10 @@
 
   // ------------------------------------------------------------ plan section
 
-  const PLAN_FIELDS = `id name priceCents currency interval contactSales stripePriceId rateLimitPerSecond`;
-  const SUBSCRIPTION_FIELDS = `status currentPeriodStart currentPeriodEnd cancelAtPeriodEnd canceledAt hasBillingHistory plan { ${PLAN_FIELDS} }`;
+  const PLAN_FIELDS = `id name priceCents currency interval contactSales stripePriceId rateLimitPerSecond
+    prices { id interval amountCents currency }`;
+  const SUBSCRIPTION_FIELDS = `status currentPeriodStart currentPeriodEnd cancelAtPeriodEnd canceledAt hasBillingHistory
+    rateLimitPerMinute plan { ${PLAN_FIELDS} }`;
 
   let plans = [];
 
@@ -222,7 +224,7 @@
     $('plan-name').dataset.plan = plan.id;
     $('plan-price').textContent = plan.contactSales ? 'Priced by contract' : formatMoney(plan.priceCents, plan.currency);
     $('plan-interval').textContent = plan.contactSales ? '' : 'per ' + plan.interval.toLowerCase();
-    $('plan-ratelimit').textContent = `Rate limit: ${numberFmt.format(plan.rateLimitPerSecond)} requests per second`;
+    $('plan-ratelimit').textContent = `Rate limit: ${numberFmt.format(sub.rateLimitPerMinute)} usage checks per minute`;
 
     const badge = $('plan-status');
     let label = sub.status ? words(sub.status) : 'Free';
@@ -257,16 +259,27 @@
     if (subscribed) return;
     for (const p of purchasable) {
       const errId = 'upgrade-error-' + p.id;
-      const button = el('button', {
-        type: 'button', class: 'upgrade', 'data-plan': p.id, 'aria-describedby': errId,
-        text: `Upgrade to ${p.name}`,
+      // One button per interval the plan is sold at in its headline
+      // currency: monthly first (the headline price), then yearly.
+      const prices = p.prices.filter((pr) => pr.currency === p.currency);
+      if (!prices.length) prices.push({ interval: p.interval, amountCents: p.priceCents, currency: p.currency });
+      prices.sort((a, b) => (a.interval === 'MONTH' ? -1 : 0) - (b.interval === 'MONTH' ? -1 : 0));
+      const buttons = prices.map((pr) => {
+        const per = pr.interval.toLowerCase();
+        const button = el('button', {
+          type: 'button', class: 'upgrade' + (pr.interval === 'MONTH' ? '' : ' secondary'),
+          'data-plan': p.id, 'data-interval': pr.interval, 'aria-describedby': errId,
+          text: `${pr.interval === 'MONTH' ? 'Upgrade' : 'Yearly'}: ${formatMoney(pr.amountCents, pr.currency)} a ${per}`,
+          'aria-label': `Upgrade to ${p.name}, ${formatMoney(pr.amountCents, pr.currency)} a ${per}`,
+        });
+        button.addEventListener('click', () => run('upgrade', () => upgrade(p, pr.interval, button, errId)));
+        return button;
       });
-      button.addEventListener('click', () => run('upgrade', () => upgrade(p, button, errId)));
       list.append(el('li', {},
         el('span', { class: 'upgrade-plan' },
           el('strong', { text: p.name }), ' ',
-          el('span', { class: 'muted', text: `${formatMoney(p.priceCents, p.currency)} per ${p.interval.toLowerCase()} · ${numberFmt.format(p.rateLimitPerSecond)} requests/s` })),
-        button,
+          el('span', { class: 'muted', text: `${numberFmt.format(p.rateLimitPerSecond * 60)} usage checks per minute` })),
+        el('span', { class: 'actions' }, ...buttons),
         el('p', { class: 'field-error', id: errId, role: 'alert', hidden: true })));
     }
   }
@@ -292,12 +305,12 @@
     }
   }
 
-  function upgrade(plan, button, errId) {
+  function upgrade(plan, interval, button, errId) {
     showError(errId, '');
     return withBusy(button, async () => {
       const data = await gql(`mutation StartCheckout($input: CreateCheckoutSessionInput!) {
         createCheckoutSession(input: $input) { url userErrors { field message code } }
-      }`, { input: { plan: plan.id, successUrl: here('?checkout=success'), cancelUrl: here('?checkout=canceled') } });
+      }`, { input: { plan: plan.id, interval, successUrl: here('?checkout=success'), cancelUrl: here('?checkout=canceled') } });
       const r = data.createCheckoutSession;
       if (r.userErrors.length) return showError(errId, r.userErrors.map((e) => e.message).join(' '));
       leaveFor(r.url);
