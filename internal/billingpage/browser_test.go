@@ -8,7 +8,6 @@ import (
 	"iter"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -30,33 +29,11 @@ var writeScreenshots = flag.Bool("screenshots", false, "write the README's scree
 // TestMain stops the stripe-mock the tests start.
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-// findBrowser looks for Chromium the way a developer would have it
-// installed: CHROME_PATH, then the usual names on PATH.
-func findBrowser() string {
-	if p := os.Getenv("CHROME_PATH"); p != "" {
-		return p
-	}
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "headless-shell"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	return ""
-}
-
 // needBrowser returns Chromium's path, or skips the test (fails it where
 // services are required) before anything else is started for it.
 func needBrowser(t *testing.T) string {
 	t.Helper()
-	path := findBrowser()
-	if path == "" {
-		msg := "no Chromium found (install the Debian package chromium, or set CHROME_PATH)"
-		if testenv.Required() || os.Getenv("CI") != "" {
-			t.Fatal(msg + "; browser tests are required here")
-		}
-		t.Skip(msg + "; skipping the browser tests")
-	}
-	return path
+	return testenv.Chromium(t)
 }
 
 // exchange is one /graphql request the page made, with the answer.

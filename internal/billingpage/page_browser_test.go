@@ -116,8 +116,9 @@ func TestPageShowsWhatTheOrganisationUsed(t *testing.T) {
 	for _, meter := range []string{"llm_tokens", "api_calls"} {
 		if meter == "api_calls" {
 			b.selectOption("#chart-meter", meter)
-			b.waitFor(`document.getElementById('endpoints-meter').textContent === 'api calls'`)
 		}
+		// The table loads beside the chart, not with it.
+		b.waitFor(`document.getElementById('endpoints-meter').textContent === '` + strings.ReplaceAll(meter, "_", " ") + `'`)
 		rows := eval[[]endpointRow](b, `[...document.querySelectorAll('#endpoints tbody tr')].map((r) => ({Endpoint: r.cells[0].textContent, Used: r.cells[1].textContent}))`)
 		want := rec.topEndpoints(meter)
 		if len(rows) != len(want) {
