@@ -12,3 +12,10 @@ bench:
 # Pass flags with SOAK_FLAGS, e.g. make soak SOAK_FLAGS="-duration 30s -lifecycles 200"
 soak:
 	go run ./cmd/soak $(SOAK_FLAGS)
+
+.PHONY: screenshots
+
+# The README's pictures of the billing page (docs/screenshots), taken by its
+# browser test with a seeded organisation at desktop and phone width.
+screenshots:
+	go test ./internal/billingpage -run TestPageShowsWhatTheOrganisationUsed -count=1 -screenshots

@@ -245,7 +245,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, out io.Writ
 	if cfg.Env == config.Dev {
 		// Printed plainly, not through the logger, so it can be pasted as is.
 		if tok, err := a.Token("demo", auth.AllScopes, 30*24*time.Hour); err == nil {
-			fmt.Fprintf(out, "\nDevelopment token for organisation \"demo\" (all scopes, 30 days). GraphiQL: http://localhost:%d/ — paste into its headers:\n\n  {\"Authorization\": \"Bearer %s\"}\n\n", ln.Addr().(*net.TCPAddr).Port, tok)
+			printDevToken(out, ln.Addr().(*net.TCPAddr).Port, tok, cfg.BillingPage)
 		}
 	}
 
@@ -260,6 +260,15 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, out io.Writ
 	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	return srv.Shutdown(sctx)
+}
+
+// printDevToken prints the development token and ready links for the port
+// Tollgate actually listens on.
+func printDevToken(out io.Writer, port int, tok string, billingPage bool) {
+	fmt.Fprintf(out, "\nDevelopment token for organisation \"demo\" (all scopes, 30 days). GraphiQL: http://localhost:%d/ — paste into its headers:\n\n  {\"Authorization\": \"Bearer %s\"}\n\n", port, tok)
+	if billingPage {
+		fmt.Fprintf(out, "Billing page: http://localhost:%d/billing#token=%s\n\n", port, tok)
+	}
 }
 
 // migrate opens only the database: the full app would start background

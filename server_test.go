@@ -66,12 +66,26 @@ func TestBinaryRunsWithZeroSetup(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(work, "tollgate.db")); err != nil {
 		t.Fatalf("no embedded SQLite file beside the binary: %v", err)
 	}
-	for _, path := range []string{"/healthz", "/readyz"} {
+	for _, path := range []string{"/healthz", "/readyz", "/billing", "/billing/assets/billing.js"} {
 		r, err := http.Get(base + path)
 		if err != nil || r.StatusCode != 200 {
 			t.Fatalf("GET %s: %v %v", path, r.StatusCode, err)
 		}
 		r.Body.Close()
+	}
+}
+
+// TestDevTokenComesWithABillingPageLink: the start-up line links the billing
+// page on the port actually listened on, unless BILLING_PAGE=false.
+func TestDevTokenComesWithABillingPageLink(t *testing.T) {
+	var on, off bytes.Buffer
+	printDevToken(&on, 43125, "tok.en.x", true)
+	printDevToken(&off, 43125, "tok.en.x", false)
+	if link := "http://localhost:43125/billing#token=tok.en.x"; !strings.Contains(on.String(), link) {
+		t.Errorf("start-up text lacks %s:\n%s", link, on.String())
+	}
+	if strings.Contains(off.String(), "/billing") {
+		t.Errorf("BILLING_PAGE=false still links the page:\n%s", off.String())
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/tollgate-billing/tollgate/graph"
 	"github.com/tollgate-billing/tollgate/internal/apperr"
+	"github.com/tollgate-billing/tollgate/internal/billingpage"
 	"github.com/tollgate-billing/tollgate/internal/config"
 	"github.com/tollgate-billing/tollgate/internal/graphiql"
 	"github.com/tollgate-billing/tollgate/internal/observe"
@@ -22,6 +23,7 @@ const MaxGraphQLBody = 2 << 20
 //
 //	GET  /                 GraphiQL (development, or PLAYGROUND=true)
 //	GET  /graphiql/{file}  its scripts and styles, embedded
+//	GET  /billing          the customer billing page (unless BILLING_PAGE=false)
 //	POST /graphql          the GraphQL API (GET for queries)
 //	POST /webhooks/stripe  Stripe webhooks
 //	GET  /healthz          liveness: answers while the process runs
@@ -45,6 +47,10 @@ func (a *App) Handler() http.Handler {
 	a.mountWebhooks(mux)
 	if a.Config.Playground {
 		graphiql.Mount(mux, "Tollgate", "/graphql")
+	}
+	if a.Config.BillingPage {
+		// The origins allowed to call the API may also frame the page.
+		billingpage.Mount(mux, billingpage.Options{FrameAncestors: a.Config.CORSOrigins})
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		apperr.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})

@@ -44,6 +44,8 @@ type Config struct {
 
 	CORSOrigins []string
 	Playground  bool
+	// BillingPage serves the customer billing page at GET /billing.
+	BillingPage bool
 
 	RequestTimeout time.Duration
 	LogLevel       string
@@ -80,6 +82,7 @@ func Load(getenv func(string) string) (Config, error) {
 		StripeSecretKey:     getenv("STRIPE_SECRET_KEY"),
 		StripeWebhookSecret: getenv("STRIPE_WEBHOOK_SECRET"),
 		StripeAPIBase:       strings.TrimRight(getenv("STRIPE_API_BASE"), "/"),
+		BillingPage:         true,
 		RequestTimeout:      15 * time.Second,
 		LogLevel:            "info",
 
@@ -186,6 +189,13 @@ func Load(getenv func(string) string) (Config, error) {
 			bad("PLAYGROUND", "must be true or false, got %q", v)
 		}
 		c.Playground = b
+	}
+	if v := getenv("BILLING_PAGE"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			bad("BILLING_PAGE", "must be true or false, got %q", v)
+		}
+		c.BillingPage = b
 	}
 	if v := getenv("REQUEST_TIMEOUT"); v != "" {
 		d, err := time.ParseDuration(v)

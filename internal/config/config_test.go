@@ -13,7 +13,7 @@ func TestDefaultsRunWithZeroSetup(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Port != 8080 || c.Env != Dev || c.DatabaseURL != "" || c.RedisURL != "" || !c.Migrate || !c.Playground ||
-		c.APIRatePerCredential != 1000 || c.APIRatePerAddress != 100 {
+		c.APIRatePerCredential != 1000 || c.APIRatePerAddress != 100 || !c.BillingPage {
 		t.Fatalf("unexpected defaults: %+v", c)
 	}
 }
@@ -41,6 +41,7 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 		{"webhook secret of the wrong kind", map[string]string{"STRIPE_WEBHOOK_SECRET": "sk_test_123"}, "STRIPE_WEBHOOK_SECRET"},
 		{"STRIPE_API_BASE not a URL", map[string]string{"STRIPE_API_BASE": "localhost:12111"}, "STRIPE_API_BASE"},
 		{"CORS origin without scheme", map[string]string{"CORS_ORIGINS": "app.example.com"}, "CORS_ORIGINS"},
+		{"BILLING_PAGE not a bool", map[string]string{"BILLING_PAGE": "maybe"}, "BILLING_PAGE"},
 		{"negative API limit per credential", map[string]string{"API_RATE_LIMIT_PER_CREDENTIAL": "-1"}, "API_RATE_LIMIT_PER_CREDENTIAL"},
 		{"API limit per address in words", map[string]string{"API_RATE_LIMIT_PER_ADDRESS": "lots"}, "API_RATE_LIMIT_PER_ADDRESS"},
 	}

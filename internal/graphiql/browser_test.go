@@ -3,8 +3,6 @@ package graphiql_test
 import (
 	"context"
 	"encoding/json"
-	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -16,32 +14,13 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/testenv"
 )
 
-// findBrowser looks for Chromium: CHROME_PATH, then the usual names.
-func findBrowser() string {
-	if p := os.Getenv("CHROME_PATH"); p != "" {
-		return p
-	}
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "headless-shell"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	return ""
-}
-
 // TestGraphiQLRunsAQueryOffline: in a real browser, with Tollgate's
 // Content-Security-Policy in force and no other host reachable, GraphiQL
 // loads, sends the query in its editor with the headers in its headers
 // editor, and shows the answer; the browser reports no blocked resource,
 // CSP violation or script error.
 func TestGraphiQLRunsAQueryOffline(t *testing.T) {
-	path := findBrowser()
-	if path == "" {
-		if testenv.Required() || os.Getenv("CI") != "" {
-			t.Fatal("no Chromium found (install the Debian package chromium, or set CHROME_PATH); browser tests are required here")
-		}
-		t.Skip("no Chromium found (install the Debian package chromium, or set CHROME_PATH)")
-	}
+	path := testenv.Chromium(t)
 	h := apptest.New(t, apptest.Options{})
 
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
