@@ -3,6 +3,7 @@ package graph
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -27,9 +28,10 @@ type Options struct {
 
 // NewHandler builds the GraphQL HTTP handler: POST and GET only (no
 // multipart uploads, no websockets), a parsed-query cache, automatic
-// persisted queries, limits on tokens, depth and complexity, operation
-// metrics, and Tollgate's error presenter.
-func NewHandler(r *Resolver, o Options) *handler.Server {
+// persisted queries, admission (credentials, depth and size, in linear
+// time) before validation, limits on tokens and complexity, operation
+// metrics and Tollgate's error presenter.
+func NewHandler(r *Resolver, o Options) http.Handler {
 	cfg := generated.Config{Resolvers: r}
 	cfg.Directives.HasScope = hasScope
 	listCosts(&cfg.Complexity)
@@ -45,8 +47,9 @@ func NewHandler(r *Resolver, o Options) *handler.Server {
 		srv.Use(extension.Introspection{})
 	}
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)})
+	// After persisted queries, which fill in the query text.
+	srv.Use(Admission{Introspection: !o.Production, TokenLimit: MaxParserTokens})
 	srv.Use(extension.FixedComplexityLimit(MaxComplexity))
-	srv.Use(DepthLimit{Max: MaxDepth})
 	srv.AroundResponses(measure)
 	srv.SetErrorPresenter(ErrorPresenter(o.Log))
 	srv.SetRecoverFunc(RecoverFunc(o.Log))
