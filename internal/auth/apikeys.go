@@ -50,6 +50,10 @@ type CreateKeyInput struct {
 	Name         string
 	ContactEmail string
 	Scopes       []Scope
+	// CreatorScopes are the scopes of the credential asking for the key: a
+	// key may hold only scopes its creator holds, or any credential with
+	// billing:write could mint itself every other scope.
+	CreatorScopes []Scope
 }
 
 const alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -74,6 +78,10 @@ func HashSecret(secret string) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// CodeScopeNotHeld is the userErrors code for asking a new key to hold a
+// scope its creator lacks.
+const CodeScopeNotHeld = "SCOPE_NOT_HELD"
+
 // ValidateCreate checks a key request, as userErrors.
 func ValidateCreate(in CreateKeyInput) apperr.FieldErrors {
 	var fe apperr.FieldErrors
@@ -95,6 +103,15 @@ func ValidateCreate(in CreateKeyInput) apperr.FieldErrors {
 	}
 	if len(in.Scopes) == 0 {
 		fe.Add("input.scopes", "REQUIRED", "give the key at least one scope")
+	}
+	var notHeld []string
+	for _, s := range in.Scopes {
+		if !slices.Contains(in.CreatorScopes, s) && !slices.Contains(notHeld, string(s)) {
+			notHeld = append(notHeld, string(s))
+		}
+	}
+	if len(notHeld) > 0 {
+		fe.Add("input.scopes", CodeScopeNotHeld, "a key may only hold scopes you hold yourself; you lack "+strings.Join(notHeld, ", "))
 	}
 	return fe
 }
