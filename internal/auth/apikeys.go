@@ -87,6 +87,8 @@ func ValidateCreate(in CreateKeyInput) apperr.FieldErrors {
 	var fe apperr.FieldErrors
 	name := strings.TrimSpace(in.Name)
 	switch n := utf8.RuneCountInString(name); {
+	case !store.StorableText(name):
+		fe.Add("input.name", "INVALID", "name must be UTF-8 text without NUL characters")
 	case n == 0:
 		fe.Add("input.name", "REQUIRED", "name is required")
 	case n < 2:
@@ -97,6 +99,8 @@ func ValidateCreate(in CreateKeyInput) apperr.FieldErrors {
 	if in.ContactEmail != "" {
 		if len(in.ContactEmail) > 320 {
 			fe.Add("input.contactEmail", "TOO_LONG", "contactEmail must be at most 320 characters")
+		} else if !store.StorableText(in.ContactEmail) {
+			fe.Add("input.contactEmail", "INVALID_EMAIL", "contactEmail must be an email address like dev@example.com")
 		} else if a, err := mail.ParseAddress(in.ContactEmail); err != nil || a.Address != in.ContactEmail || !strings.Contains(a.Address[strings.LastIndex(a.Address, "@")+1:], ".") {
 			fe.Add("input.contactEmail", "INVALID_EMAIL", "contactEmail must be an email address like dev@example.com")
 		}
@@ -157,6 +161,9 @@ func (k *Keys) List(ctx context.Context, orgID string) ([]store.APIKey, error) {
 // Get returns one of the organisation's keys.
 func (k *Keys) Get(ctx context.Context, orgID, id string) (store.APIKey, error) {
 	var key store.APIKey
+	if !store.PlausibleID(id) {
+		return key, apperr.ErrNotFound
+	}
 	err := k.db.WithContext(ctx).Where("org_id = ? AND id = ?", orgID, id).Take(&key).Error
 	if store.IsNotFound(err) {
 		return key, apperr.ErrNotFound
@@ -169,6 +176,9 @@ func (k *Keys) Get(ctx context.Context, orgID, id string) (store.APIKey, error) 
 
 // Revoke stops a key from authenticating. Revoking twice is harmless.
 func (k *Keys) Revoke(ctx context.Context, orgID, id string) (store.APIKey, error) {
+	if !store.PlausibleID(id) {
+		return store.APIKey{}, apperr.ErrNotFound
+	}
 	now := k.clock.Now()
 	err := k.db.WithContext(ctx).Model(&store.APIKey{}).
 		Where("org_id = ? AND id = ? AND revoked_at IS NULL", orgID, id).
@@ -183,6 +193,9 @@ func (k *Keys) Revoke(ctx context.Context, orgID, id string) (store.APIKey, erro
 // SetSigningKey stores (or, with "", clears) the Ed25519 public key that
 // requests made with this key must be signed with.
 func (k *Keys) SetSigningKey(ctx context.Context, orgID, id, publicKeyB64 string) (store.APIKey, error) {
+	if !store.PlausibleID(id) {
+		return store.APIKey{}, apperr.ErrNotFound
+	}
 	var val any = publicKeyB64
 	if publicKeyB64 == "" {
 		val = nil
