@@ -32,7 +32,8 @@ type Options struct {
 // multipart uploads, no websockets), a parsed-query cache, automatic
 // persisted queries, admission (credentials, depth and size, in linear
 // time) before validation, limits on tokens and complexity, operation
-// metrics and Tollgate's error presenter.
+// metrics, Tollgate's error presenter, and the status codes the GraphQL over
+// HTTP specification asks for.
 func NewHandler(r *Resolver, o Options) http.Handler {
 	cfg := generated.Config{Resolvers: r}
 	cfg.Directives.HasScope = hasScope
@@ -56,7 +57,7 @@ func NewHandler(r *Resolver, o Options) http.Handler {
 	srv.AroundResponses(measure)
 	srv.SetErrorPresenter(ErrorPresenter(o.Log))
 	srv.SetRecoverFunc(RecoverFunc(o.Log))
-	return srv
+	return specStatus(srv)
 }
 
 // rulesWithoutSuggestions is gqlparser's validation with every rule that
