@@ -48,7 +48,9 @@ func TestInputsThatReachedTheDatabaseAreClientErrors(t *testing.T) {
 		})
 		t.Run("a signing key for an id with NUL", func(t *testing.T) {
 			var out struct {
-				RegisterSigningKey struct{ UserErrors []struct{ Field, Code string } }
+				RegisterSigningKey struct {
+					UserErrors []struct{ Field, Code string }
+				}
 			}
 			h.Query("acme", `mutation($in: RegisterSigningKeyInput!) { registerSigningKey(input: $in) { userErrors { field code } } }`,
 				map[string]any{"in": map[string]any{"apiKeyId": "k\x00", "publicKey": base64.StdEncoding.EncodeToString(make([]byte, 32))}}).Decode(t, &out)
