@@ -42,7 +42,8 @@ func NewHandler(r *Resolver, o Options) http.Handler {
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
-	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	docs := lru.New[*ast.QueryDocument](1000)
+	srv.SetQueryCache(docs)
 	srv.SetParserTokenLimit(MaxParserTokens)
 	if o.Production {
 		srv.SetDisableSuggestion(true)
@@ -52,7 +53,7 @@ func NewHandler(r *Resolver, o Options) http.Handler {
 	}
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)})
 	// After persisted queries, which fill in the query text.
-	srv.Use(Admission{Introspection: !o.Production, TokenLimit: MaxParserTokens})
+	srv.Use(Admission{Introspection: !o.Production, TokenLimit: MaxParserTokens, Cache: docs})
 	srv.Use(extension.FixedComplexityLimit(MaxComplexity))
 	srv.AroundResponses(measure)
 	srv.SetErrorPresenter(ErrorPresenter(o.Log))
