@@ -5,6 +5,7 @@
 //	go run . migrate up|down|status   manage the database schema by hand
 //	go run . stripe sync [--org ID]   re-read Stripe and apply what webhooks missed
 //	go run . token [org]              print a development token
+//	go run . COMMAND --help           describe one command
 package main
 
 import (
@@ -18,14 +19,18 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/tollgate-billing/tollgate/internal/app"
+	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/auth"
 	"github.com/tollgate-billing/tollgate/internal/config"
 	"github.com/tollgate-billing/tollgate/internal/observe"
+	"github.com/tollgate-billing/tollgate/internal/orgs"
 	"github.com/tollgate-billing/tollgate/internal/reconcile"
 )
 
@@ -33,44 +38,161 @@ func main() {
 	os.Exit(run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
 }
 
-const usage = `usage: tollgate [command]
+const usage = `usage: tollgate [command] [flags]
   (none), serve                 run the server
   migrate up|down|status        apply, roll back one, or list migrations
   stripe sync [--org ID]        re-read subscriptions and invoices from Stripe and apply what changed
   token [org]                   print a development token for org (default "demo")
+
+"tollgate COMMAND --help" describes one command.
 `
 
+// command is one CLI subcommand. Its flags and arguments are parsed, and
+// --help answered, before the configuration is read, so help works without
+// one and a mistyped command never starts anything.
+type command struct {
+	use  string // synopsis after "tollgate "
+	help string
+	// minArgs and maxArgs bound the positional arguments.
+	minArgs, maxArgs int
+	flags            func(fs *flag.FlagSet) // may be nil
+	// check refuses positional arguments the command cannot use; may be nil.
+	check func(args []string) error
+	run   func(ctx context.Context, cfg config.Config, log *slog.Logger, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error
+}
+
+var commands = map[string]*command{
+	"serve": {
+		use:  "serve",
+		help: "Run the server on PORT (default 8080), applying migrations first unless TOLLGATE_MIGRATE=false.",
+		run: func(ctx context.Context, cfg config.Config, log *slog.Logger, _ *flag.FlagSet, _ []string, _, stderr io.Writer) error {
+			return serve(ctx, cfg, log, stderr)
+		},
+	},
+	"migrate": {
+		use:     "migrate up|down|status",
+		help:    "Apply every pending migration (up), roll back the latest one (down), or list them (status).",
+		minArgs: 1, maxArgs: 1,
+		check: oneOf("up", "down", "status"),
+		run: func(ctx context.Context, cfg config.Config, log *slog.Logger, _ *flag.FlagSet, args []string, stdout, _ io.Writer) error {
+			return migrate(ctx, cfg, log, args[0], stdout)
+		},
+	},
+	"stripe": {
+		use:     "stripe sync [--org ID]",
+		help:    "Re-read subscriptions and invoices from Stripe and apply what webhooks missed; prints what changed.",
+		minArgs: 1, maxArgs: 1,
+		flags: func(fs *flag.FlagSet) {
+			fs.String("org", "", "organisation id or external id (default: every organisation with a Stripe customer)")
+		},
+		check: oneOf("sync"),
+		run: func(ctx context.Context, cfg config.Config, log *slog.Logger, fs *flag.FlagSet, _ []string, stdout, _ io.Writer) error {
+			return stripeSync(ctx, cfg, log, fs.Lookup("org").Value.String(), stdout)
+		},
+	},
+	"token": {
+		use:     "token [org]",
+		help:    "Print a development token (all scopes, valid 30 days) for the organisation org (default \"demo\").",
+		maxArgs: 1,
+		check: func(args []string) error {
+			if len(args) == 0 {
+				return nil
+			}
+			// The same rule the token will meet when it is used.
+			if ae, ok := apperr.As(orgs.ValidateClaims(args[0], "", "")); ok {
+				return errors.New(ae.Message)
+			}
+			return nil
+		},
+		run: func(ctx context.Context, cfg config.Config, log *slog.Logger, _ *flag.FlagSet, args []string, stdout, _ io.Writer) error {
+			org := "demo"
+			if len(args) > 0 {
+				org = args[0]
+			}
+			return token(ctx, cfg, log, org, stdout)
+		},
+	},
+}
+
+// oneOf accepts a first argument that is one of words.
+func oneOf(words ...string) func(args []string) error {
+	return func(args []string) error {
+		if !slices.Contains(words, args[0]) {
+			return fmt.Errorf("unknown action %q (want %s)", args[0], strings.Join(words, ", "))
+		}
+		return nil
+	}
+}
+
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	name := "serve"
+	if len(args) > 0 {
+		name, args = args[0], args[1:]
+	}
+	switch name {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	cmd, ok := commands[name]
+	if !ok {
+		fmt.Fprintf(stderr, "tollgate: unknown command %q\n%s", name, usage)
+		return 2
+	}
+	fs := flag.NewFlagSet("tollgate "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	// Parse prints only the error; help goes to stdout when asked for, to
+	// stderr after a mistake.
+	fs.Usage = func() {}
+	printUsage := func(w io.Writer) {
+		fmt.Fprintf(w, "usage: tollgate %s\n  %s\n", cmd.use, cmd.help)
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+	}
+	if cmd.flags != nil {
+		cmd.flags(fs)
+	}
+	// "stripe sync --org x": the action word comes before the flags.
+	var lead []string
+	if cmd.minArgs > 0 && len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		lead, args = args[:1], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(stdout)
+			return 0
+		}
+		printUsage(stderr) // after the flag package's own line naming the error
+		return 2
+	}
+	rest := slices.Concat(lead, fs.Args())
+	if len(rest) < cmd.minArgs || len(rest) > cmd.maxArgs {
+		what := "missing argument"
+		if len(rest) > cmd.maxArgs {
+			what = fmt.Sprintf("unexpected argument %q", rest[cmd.maxArgs])
+		}
+		fmt.Fprintf(stderr, "tollgate %s: %s\n", name, what)
+		printUsage(stderr)
+		return 2
+	}
+	if cmd.check != nil {
+		if err := cmd.check(rest); err != nil {
+			fmt.Fprintf(stderr, "tollgate %s: %v\n", name, err)
+			printUsage(stderr)
+			return 2
+		}
+	}
+
 	cfg, err := config.Load(getenv)
 	if err != nil {
 		fmt.Fprintf(stderr, "tollgate: configuration: %v\n", err)
 		return 2
 	}
 	log := newLogger(cfg, stderr)
-	cmd := "serve"
-	if len(args) > 0 {
-		cmd = args[0]
-	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	switch cmd {
-	case "serve":
-		err = serve(ctx, cfg, log, stderr)
-	case "migrate":
-		err = migrate(ctx, cfg, log, args[1:], stdout)
-	case "stripe":
-		err = stripeSync(ctx, cfg, log, args[1:], stdout)
-	case "token":
-		err = token(ctx, cfg, log, args[1:], stdout)
-	case "-h", "--help", "help":
-		fmt.Fprint(stdout, usage)
-		return 0
-	default:
-		fmt.Fprint(stderr, usage)
-		return 2
-	}
-	if err != nil {
+	if err := cmd.run(ctx, cfg, log, fs, rest, stdout, stderr); err != nil {
 		var ce *config.Error
 		if errors.As(err, &ce) {
 			fmt.Fprintf(stderr, "tollgate: configuration: %v\n", ce)
@@ -135,39 +257,30 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, out io.Writ
 	return srv.Shutdown(sctx)
 }
 
-func migrate(ctx context.Context, cfg config.Config, log *slog.Logger, args []string, out io.Writer) error {
-	if len(args) != 1 {
-		return errors.New("usage: tollgate migrate up|down|status")
-	}
-	cfg.Migrate = false
-	a, err := app.New(ctx, cfg, log)
+// migrate opens only the database: the full app would start background
+// jobs that query tables a fresh database does not have yet.
+func migrate(ctx context.Context, cfg config.Config, log *slog.Logger, action string, out io.Writer) error {
+	db, err := app.OpenDatabase(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer a.Close()
-	switch args[0] {
+	defer db.Close()
+	switch action {
 	case "up":
-		if err := a.DB.MigrateUp(ctx); err != nil {
+		if err := db.MigrateUp(ctx); err != nil {
 			return err
 		}
 	case "down":
-		if err := a.DB.MigrateDown(ctx); err != nil {
+		if err := db.MigrateDown(ctx); err != nil {
 			return err
 		}
-	case "status":
-	default:
-		return errors.New("usage: tollgate migrate up|down|status")
 	}
-	return a.DB.MigrationStatus(ctx, out)
+	return db.MigrationStatus(ctx, out)
 }
 
-func token(ctx context.Context, cfg config.Config, log *slog.Logger, args []string, out io.Writer) error {
+func token(ctx context.Context, cfg config.Config, log *slog.Logger, org string, out io.Writer) error {
 	if cfg.Env == config.Production {
 		return errors.New("token is for development; production tokens come from your identity provider")
-	}
-	org := "demo"
-	if len(args) > 0 {
-		org = args[0]
 	}
 	a, err := app.New(ctx, cfg, log)
 	if err != nil {
@@ -185,15 +298,7 @@ func token(ctx context.Context, cfg config.Config, log *slog.Logger, args []stri
 // stripeSync heals what webhooks missed: Stripe stops retrying a delivery
 // after three days. It applies Stripe's objects through the same code path
 // as webhooks and prints what changed.
-func stripeSync(ctx context.Context, cfg config.Config, log *slog.Logger, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("stripe sync", flag.ContinueOnError)
-	org := fs.String("org", "", "organisation id or external id (default: every organisation with a Stripe customer)")
-	if len(args) == 0 || args[0] != "sync" {
-		return errors.New("usage: tollgate stripe sync [--org ID]")
-	}
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
+func stripeSync(ctx context.Context, cfg config.Config, log *slog.Logger, org string, out io.Writer) error {
 	if !cfg.StripeEnabled() {
 		return &config.Error{Var: "STRIPE_SECRET_KEY", Problem: "is required for stripe sync"}
 	}
@@ -202,5 +307,5 @@ func stripeSync(ctx context.Context, cfg config.Config, log *slog.Logger, args [
 		return err
 	}
 	defer a.Close()
-	return reconcile.New(a.DB, a.Billing, a.Invoices, a.Stripe, a.Clock, a.Log).Sync(ctx, *org, out)
+	return reconcile.New(a.DB, a.Billing, a.Invoices, a.Stripe, a.Clock, a.Log).Sync(ctx, org, out)
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -185,7 +186,8 @@ func TestBadConfigurationStopsStartup(t *testing.T) {
 		env  []string
 		want string
 	}{
-		{"production without a JWT secret", []string{"TOLLGATE_ENV=production", "DATABASE_URL=postgres://127.0.0.1/x"}, "JWT_SECRET"},
+		{"production without a JWT secret", []string{"TOLLGATE_ENV=production", "DATABASE_URL=postgres://127.0.0.1/x", "REDIS_URL=redis://127.0.0.1:6379"}, "JWT_SECRET"},
+		{"production without REDIS_URL", []string{"TOLLGATE_ENV=production", "DATABASE_URL=postgres://127.0.0.1/x", "JWT_SECRET=" + strings.Repeat("s", 32)}, "tollgate: configuration: REDIS_URL: is required when TOLLGATE_ENV=production"},
 		{"unparsable database URL", []string{"DATABASE_URL=::not a url"}, "DATABASE_URL"},
 		{"plans file that does not validate", []string{"PLANS_FILE=" + plans}, "PLANS_FILE"},
 	}
@@ -218,6 +220,12 @@ func TestMigrateCommand(t *testing.T) {
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("migrate %v: %v\n%s", args, err, out)
+		}
+		// A fresh database has no tables yet: nothing may report that as
+		// an error (the webhook pruner used to, from the whole app that
+		// migrate started).
+		if strings.Contains(string(out), "level=ERROR") || strings.Contains(string(out), "webhook_events") {
+			t.Fatalf("migrate %v logged an error:\n%s", args, out)
 		}
 		return string(out)
 	}
@@ -278,5 +286,127 @@ func TestStripeSyncCommand(t *testing.T) {
 	}
 	if out, err := run("stripe", "sync", "--org", "nobody"); err == nil || !strings.Contains(out, "nobody") {
 		t.Fatalf("unknown org: %v\n%s", err, out)
+	}
+}
+
+// TestCommandLine: every command parses its flags and arguments before
+// doing anything: --help prints help and exits 0, and an unknown flag, a
+// missing or extra argument, or an unknown action exits 2 with the usage
+// instead of running (`token --help` used to mint a token for "--help").
+func TestCommandLine(t *testing.T) {
+	env := map[string]string{"TOLLGATE_DATA_DIR": t.TempDir(), "TOLLGATE_MIGRATE": "false"}
+	getenv := func(k string) string { return env[k] }
+	cases := []struct {
+		args       []string
+		code       int
+		wantStdout string // substring; "" means stdout must be empty
+		wantStderr string
+	}{
+		{[]string{"token", "--help"}, 0, "usage: tollgate token [org]", ""},
+		{[]string{"token", "-h"}, 0, "usage: tollgate token [org]", ""},
+		{[]string{"migrate", "--help"}, 0, "usage: tollgate migrate up|down|status", ""},
+		{[]string{"stripe", "sync", "--help"}, 0, "-org", ""},
+		{[]string{"serve", "--help"}, 0, "usage: tollgate serve", ""},
+		{[]string{"--help"}, 0, "COMMAND --help", ""},
+		{[]string{"token", "acme", "extra"}, 2, "", `unexpected argument "extra"`},
+		{[]string{"token", "--org", "acme"}, 2, "", "flag provided but not defined: -org"},
+		{[]string{"token", "acme "}, 2, "", "whitespace"},
+		{[]string{"migrate"}, 2, "", "missing argument"},
+		{[]string{"migrate", "sideways"}, 2, "", `unknown action "sideways"`},
+		{[]string{"migrate", "status", "now"}, 2, "", `unexpected argument "now"`},
+		{[]string{"stripe", "resync"}, 2, "", `unknown action "resync"`},
+		{[]string{"serve", "now"}, 2, "", `unexpected argument "now"`},
+		{[]string{"tokens"}, 2, "", `unknown command "tokens"`},
+	}
+	for _, tc := range cases {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), tc.args, getenv, &stdout, &stderr)
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tc.code, &stdout, &stderr)
+			}
+			if tc.wantStdout == "" && stdout.Len() > 0 || !strings.Contains(stdout.String(), tc.wantStdout) {
+				t.Fatalf("stdout %q, want %q", &stdout, tc.wantStdout)
+			}
+			if !strings.Contains(stderr.String(), tc.wantStderr) {
+				t.Fatalf("stderr %q, want it to contain %q", &stderr, tc.wantStderr)
+			}
+			if strings.Contains(stdout.String(), "eyJ") {
+				t.Fatalf("a token was minted: %s", &stdout)
+			}
+		})
+	}
+
+	// The plain forms still work.
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"token", "acme"}, getenv, &stdout, &stderr); code != 0 || !strings.HasPrefix(stdout.String(), "eyJ") {
+		t.Fatalf("token acme: exit %d, stdout %q, stderr %s", code, &stdout, &stderr)
+	}
+}
+
+// TestRedisClientLinesGoThroughTheLogger: while Redis is unreachable,
+// go-redis's own "pool.go: failed to dial" lines used to go raw to stderr,
+// many a second, amid the structured logs. Only Tollgate's own line about
+// the outage may show at the default level, formatted like every other.
+func TestRedisClientLinesGoThroughTheLogger(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().String()
+	l.Close()
+
+	cmd := exec.Command(binary)
+	cmd.Dir = t.TempDir()
+	cmd.Env = []string{"PORT=0", "REDIS_URL=redis://" + closed, "PATH=" + os.Getenv("PATH")}
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 1000)
+	go func() {
+		s := bufio.NewScanner(stderr)
+		for s.Scan() {
+			lines <- s.Text()
+		}
+		close(lines)
+	}()
+	var all []string
+	port, token := "", ""
+	timeout := time.After(30 * time.Second)
+	for token == "" {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("exited before serving:\n%s", strings.Join(all, "\n"))
+			}
+			all = append(all, l)
+			if m := listening.FindStringSubmatch(l); m != nil {
+				port = m[1]
+			}
+			if m := devToken.FindStringSubmatch(l); m != nil {
+				token = m[1]
+			}
+		case <-timeout:
+			cmd.Process.Kill()
+			t.Fatalf("not serving within 30 s:\n%s", strings.Join(all, "\n"))
+		}
+	}
+	// A request that needs Redis (the rate limiter) while it is down.
+	firstQuery(t, "http://127.0.0.1:"+port, token)
+	cmd.Process.Signal(syscall.SIGTERM)
+	for l := range lines {
+		all = append(all, l)
+	}
+	cmd.Wait()
+
+	out := strings.Join(all, "\n")
+	if !strings.Contains(out, "redis unreachable at start") {
+		t.Fatalf("no line said Redis is unreachable:\n%s", out)
+	}
+	for _, l := range all {
+		if strings.Contains(l, "pool.go") || strings.HasPrefix(l, "redis: ") {
+			t.Fatalf("go-redis wrote to stderr directly: %q\nall output:\n%s", l, out)
+		}
 	}
 }

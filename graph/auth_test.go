@@ -2,12 +2,15 @@ package graph_test
 
 import (
 	"encoding/base64"
+	"net"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"gorm.io/gorm"
 
 	"github.com/tollgate-billing/tollgate/internal/apptest"
 	"github.com/tollgate-billing/tollgate/internal/auth"
@@ -126,5 +129,57 @@ func TestOrganisationsAreIsolated(t *testing.T) {
 	h.Query("org-a", q, nil).Decode(t, &again)
 	if again.Organization.ID != a.Organization.ID {
 		t.Fatal("the same org claim resolved to a new organisation")
+	}
+}
+
+// TestCredentialCheckOutageIsRetryable: when the database fails while an API
+// key or a new organisation is being looked up, the client is told to retry
+// (UNAVAILABLE, retryable), as for any other outage, not that its
+// credentials are bad; and a malformed key id never reaches the database.
+func TestCredentialCheckOutageIsRetryable(t *testing.T) {
+	h := apptest.New(t, apptest.Options{})
+	var created struct {
+		CreateApiKey struct {
+			Secret string
+			ApiKey struct{ ID string }
+		}
+	}
+	h.Query("acme", `mutation { createApiKey(input: {name: "backend", scopes: [BILLING_READ]}) { secret apiKey { id } } }`, nil).Decode(t, &created)
+
+	// An invalid key id is refused as an invalid key: on Postgres it used to
+	// fail in the database and read as an outage.
+	r := h.Do(map[string]string{"Authorization": "\xff\xfe", "X-Request-Signature": "x"}, subscriptionQuery, nil)
+	if r.Code() != "UNAUTHENTICATED" || r.Errors[0].Extensions["reason"] != auth.ReasonUnknownKey {
+		t.Fatalf("invalid key id: %+v, want UNAUTHENTICATED %s", r.Errors, auth.ReasonUnknownKey)
+	}
+
+	// From here on every read of api_keys and organizations fails as a
+	// dropped connection does.
+	down := func(tx *gorm.DB) {
+		if tx.Statement.Table == "api_keys" || tx.Statement.Table == "organizations" {
+			tx.AddError(&net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET})
+		}
+	}
+	db := h.App.DB.DB
+	if err := db.Callback().Query().Before("gorm:query").Register("test:db_down", down); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Callback().Create().Before("gorm:create").Register("test:db_down", down); err != nil {
+		t.Fatal(err)
+	}
+	for name, headers := range map[string]map[string]string{
+		"api key":                   {"X-API-Key": created.CreateApiKey.Secret},
+		"token for an unseen org":   {"Authorization": "Bearer " + h.Token("never-seen-before")},
+		"api key as a bearer token": {"Authorization": "Bearer " + created.CreateApiKey.Secret},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := h.Do(headers, subscriptionQuery, nil)
+			if r.Code() != "UNAVAILABLE" || r.Errors[0].Extensions["retryable"] != true || r.Errors[0].Extensions["requestId"] == "" {
+				t.Fatalf("errors = %+v, want UNAVAILABLE with retryable and requestId", r.Errors)
+			}
+			if strings.Contains(r.Errors[0].Message, "reset") {
+				t.Fatalf("database error text reached the client: %q", r.Errors[0].Message)
+			}
+		})
 	}
 }

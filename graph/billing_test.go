@@ -1,10 +1,14 @@
 package graph_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stripe/stripe-go/v76"
+	"gorm.io/gorm"
 
 	"github.com/tollgate-billing/tollgate/internal/apptest"
 	"github.com/tollgate-billing/tollgate/internal/store"
@@ -156,5 +160,87 @@ func TestInvoicesOverGraphQL(t *testing.T) {
 	h.Query("someone-else", q, nil).Decode(t, &other)
 	if len(other.Invoices.Edges) != 0 {
 		t.Fatal("another organisation sees our invoices")
+	}
+}
+
+// TestInvoiceWithAStatusOutsideTheEnumIsNotListed: Stripe can report a
+// status the schema does not have (a deleted draft is "deleted"); a client
+// must never receive it as an enum value it cannot handle, so such an
+// invoice is left out of the list, and the others still page normally.
+func TestInvoiceWithAStatusOutsideTheEnumIsNotListed(t *testing.T) {
+	h := apptest.New(t, apptest.Options{})
+	var org struct{ Organization struct{ ID string } }
+	h.Query("acme", `{ organization { id } }`, nil).Decode(t, &org)
+	ctx := context.Background()
+	at := h.Clock.Now()
+	err := h.App.DB.Tx(ctx, func(tx *gorm.DB) error {
+		for i, status := range []stripe.InvoiceStatus{"paid", "deleted", "open"} {
+			inv := &stripe.Invoice{ID: fmt.Sprintf("in_enum_%d", i), Status: status, Currency: "usd", Total: 4900,
+				Created: at.Add(time.Duration(i) * time.Minute).Unix()}
+			if _, err := h.App.Invoices.Apply(ctx, tx, org.Organization.ID, inv, at); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Invoices struct {
+			Nodes []struct{ ID, Status string }
+		}
+	}
+	h.Query("acme", `{ invoices(first: 10) { nodes { id status } } }`, nil).Decode(t, &got)
+	var listed []string
+	for _, n := range got.Invoices.Nodes {
+		listed = append(listed, n.ID+":"+n.Status)
+	}
+	if strings.Join(listed, ",") != "in_enum_2:OPEN,in_enum_0:PAID" {
+		t.Fatalf("listed %v, want the open and the paid invoice only", listed)
+	}
+}
+
+// A dashboard lists each plan's prices and sells the yearly one when asked.
+func TestPlanPricesAndAYearlyCheckoutOverGraphQL(t *testing.T) {
+	h := withStripe(t)
+	var plans struct {
+		Plans []struct {
+			ID            string
+			StripePriceID *string
+			Prices        []struct {
+				ID, Interval, Currency string
+				AmountCents            int64
+			}
+		}
+	}
+	h.Query("acme", `{ plans { id stripePriceId prices { id interval amountCents currency } } }`, nil).Decode(t, &plans)
+	yearly := ""
+	for _, p := range plans.Plans {
+		if p.ID != "growth" {
+			continue
+		}
+		for _, pr := range p.Prices {
+			if pr.Interval == "YEAR" {
+				yearly = pr.ID
+			}
+			if pr.Interval == "MONTH" && (p.StripePriceID == nil || *p.StripePriceID != pr.ID) {
+				t.Errorf("growth stripePriceId %v is not its monthly price %s", p.StripePriceID, pr.ID)
+			}
+		}
+	}
+	if yearly == "" {
+		t.Fatalf("growth lists no yearly price: %+v", plans.Plans)
+	}
+	var ok checkoutResult
+	h.Query("acme", checkout, map[string]any{"in": map[string]any{"plan": "growth", "interval": "YEAR",
+		"successUrl": "https://app.example.com/ok", "cancelUrl": "https://app.example.com/no"}}).Decode(t, &ok)
+	if c := ok.CreateCheckoutSession; len(c.UserErrors) > 0 || c.URL == nil {
+		t.Fatalf("yearly checkout = %+v", c)
+	}
+	var sub struct{ Subscription struct{ PlanMismatch bool } }
+	h.Query("acme", `{ subscription { planMismatch } }`, nil).Decode(t, &sub)
+	if sub.Subscription.PlanMismatch {
+		t.Fatal("planMismatch is set without any subscription")
 	}
 }

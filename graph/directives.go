@@ -9,6 +9,7 @@ import (
 	"github.com/tollgate-billing/tollgate/graph/model"
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/auth"
+	"github.com/tollgate-billing/tollgate/internal/observe"
 )
 
 // hasScope enforces @hasScope: every root field declares the scopes it
@@ -32,10 +33,18 @@ func hasScope(ctx context.Context, _ any, next graphql.Resolver, anyOf []model.S
 }
 
 // unauthenticated is the answer to a request without a principal: why the
-// credentials it presented were refused, or that it presented none.
+// credentials it presented were refused, that they could not be checked
+// (UNAVAILABLE), or that it presented none.
 func unauthenticated(ctx context.Context) *apperr.Error {
 	e := apperr.New(apperr.Unauthenticated, "authentication required: send Authorization: Bearer <token> or X-API-Key")
 	if f, ok := auth.FailureFromContext(ctx); ok {
+		if f.Err != nil {
+			// The credentials could not be checked: an outage, answered
+			// like any other one so clients retry the same way.
+			u := apperr.Wrap(apperr.Unavailable, f.Message, f.Err)
+			u.Extensions = map[string]any{"reason": f.Reason, "retryable": true, "requestId": observe.RequestID(ctx)}
+			return u
+		}
 		e.Message = f.Message
 		e.Extensions = map[string]any{"reason": f.Reason}
 	}

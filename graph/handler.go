@@ -26,6 +26,9 @@ type Options struct {
 	// the schema is not handed to whoever asks.
 	Production bool
 	Log        *slog.Logger
+	// Work, when set, charges each operation's work against Tollgate's own
+	// rate limit; it runs before the complexity limit.
+	Work graphql.HandlerExtension
 }
 
 // NewHandler builds the GraphQL HTTP handler: POST and GET only (no
@@ -54,6 +57,9 @@ func NewHandler(r *Resolver, o Options) http.Handler {
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)})
 	// After persisted queries, which fill in the query text.
 	srv.Use(Admission{Introspection: !o.Production, TokenLimit: MaxParserTokens, Cache: docs})
+	if o.Work != nil {
+		srv.Use(o.Work)
+	}
 	srv.Use(extension.FixedComplexityLimit(MaxComplexity))
 	srv.AroundResponses(measure)
 	srv.SetErrorPresenter(ErrorPresenter(o.Log))

@@ -2,6 +2,7 @@ package graph
 
 import (
 	"strings"
+	"time"
 
 	"github.com/tollgate-billing/tollgate/graph/model"
 	"github.com/tollgate-billing/tollgate/internal/apperr"
@@ -61,6 +62,11 @@ func planToModel(p plans.Plan) *model.Plan {
 		RateLimitPerSecond: p.RateLimitPerSecond,
 		Webhooks:           p.Webhooks,
 		Meters:             make([]model.PlanMeter, 0, len(p.Limits)),
+		Prices:             make([]model.PlanPrice, 0, len(p.Prices)),
+	}
+	for _, pr := range p.Prices {
+		m.Prices = append(m.Prices, model.PlanPrice{ID: pr.ID, Interval: model.BillingInterval(strings.ToUpper(pr.Interval)),
+			AmountCents: pr.AmountCents, Currency: pr.Currency})
 	}
 	for _, l := range p.Limits {
 		pm := model.PlanMeter{Meter: l.Meter, Unlimited: l.Unlimited, Hard: l.Hard, Reset: resetToModel(l.Reset)}
@@ -93,8 +99,9 @@ func statusToModel(s string) *model.SubscriptionStatus {
 
 func billingToModel(st billing.State) *model.BillingSubscription {
 	m := &model.BillingSubscription{
-		Plan:              planToModel(st.Plan),
-		HasBillingHistory: st.HasBillingHistory(),
+		Plan:               planToModel(st.Plan),
+		HasBillingHistory:  st.HasBillingHistory(),
+		RateLimitPerMinute: st.Plan.RateLimitPerSecond * 60,
 	}
 	if s := st.Subscription; s != nil {
 		m.Status = statusToModel(s.Status)
@@ -102,6 +109,7 @@ func billingToModel(st billing.State) *model.BillingSubscription {
 		m.CurrentPeriodEnd = s.CurrentPeriodEnd
 		m.CancelAtPeriodEnd = ptr(s.CancelAtPeriodEnd)
 		m.CanceledAt = s.CanceledAt
+		m.PlanMismatch = s.PlanMismatch
 	}
 	return m
 }
@@ -199,4 +207,22 @@ func invoicePageToModel(p invoices.Page) *model.InvoiceConnection {
 		c.Edges[i] = model.InvoiceEdge{Cursor: p.Cursors[i], Node: &c.Nodes[i]}
 	}
 	return c
+}
+
+func consumptionToModel(c usage.Consumption) *model.ConsumeUsagePayload {
+	mu := meterUsageToModel(c.Usage)
+	reason := model.UsageReason(c.Reason)
+	return &model.ConsumeUsagePayload{
+		Allowed: c.Allowed, Reason: &reason, RetryAfterMs: retryAfterMs(c.RetryAfter),
+		Usage: &mu, UserErrors: []model.UserError{},
+	}
+}
+
+// retryAfterMs is a wait in whole milliseconds, rounded up; nil for none.
+func retryAfterMs(d time.Duration) *int {
+	if d <= 0 {
+		return nil
+	}
+	ms := int((d + time.Millisecond - 1) / time.Millisecond)
+	return &ms
 }

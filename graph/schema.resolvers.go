@@ -54,9 +54,11 @@ func (r *mutationResolver) RegisterSigningKey(ctx context.Context, input model.R
 // CreateCheckoutSession is the resolver for the createCheckoutSession field.
 func (r *mutationResolver) CreateCheckoutSession(ctx context.Context, input model.CreateCheckoutSessionInput) (*model.CreateCheckoutSessionPayload, error) {
 	p := principal(ctx)
-	sess, err := r.Billing.CreateCheckoutSession(ctx, p.OrgID, billing.CheckoutInput{
-		Plan: input.Plan, SuccessURL: input.SuccessURL, CancelURL: input.CancelURL, Email: p.Email,
-	})
+	in := billing.CheckoutInput{Plan: input.Plan, SuccessURL: input.SuccessURL, CancelURL: input.CancelURL, Email: p.Email}
+	if input.Interval != nil {
+		in.Interval = strings.ToLower(string(*input.Interval))
+	}
+	sess, err := r.Billing.CreateCheckoutSession(ctx, p.OrgID, in)
 	ue, err := userErrors(err)
 	if err != nil || len(ue) > 0 {
 		return &model.CreateCheckoutSessionPayload{UserErrors: ue}, err
@@ -105,6 +107,20 @@ func (r *mutationResolver) RecordUsage(ctx context.Context, input model.RecordUs
 		return &model.RecordUsagePayload{Rejected: []model.RejectedUsageEvent{}, Usage: []model.MeterUsage{}, UserErrors: ue}, err
 	}
 	return recordResultToModel(res), nil
+}
+
+// ConsumeUsage is the resolver for the consumeUsage field.
+func (r *mutationResolver) ConsumeUsage(ctx context.Context, input model.ConsumeUsageInput) (*model.ConsumeUsagePayload, error) {
+	e := usage.Event{Meter: input.Meter, Quantity: input.Quantity, IdempotencyKey: input.IdempotencyKey}
+	if input.Endpoint != nil {
+		e.Endpoint = *input.Endpoint
+	}
+	c, err := r.Metering.Consume(ctx, principal(ctx).OrgID, e)
+	ue, err := userErrors(err)
+	if err != nil || len(ue) > 0 {
+		return &model.ConsumeUsagePayload{UserErrors: ue}, err
+	}
+	return consumptionToModel(c), nil
 }
 
 // Organization is the resolver for the organization field.
@@ -211,7 +227,8 @@ func (r *queryResolver) UsageGate(ctx context.Context, meter string) (*model.Usa
 	}
 	mu := meterUsageToModel(g.MeterUsage)
 	return &model.UsageGate{
-		Allowed: g.Allowed, Used: mu.Used, Limit: mu.Limit, Remaining: mu.Remaining,
+		Allowed: g.Allowed, Reason: model.UsageReason(g.Reason), RetryAfterMs: retryAfterMs(g.RetryAfter),
+		Used: mu.Used, Limit: mu.Limit, Remaining: mu.Remaining,
 		Plan: g.PlanID, BillingStatus: statusToModel(g.BillingStatus),
 	}, nil
 }

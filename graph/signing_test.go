@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -66,7 +67,13 @@ func TestSignedAPIKeys(t *testing.T) {
 	if ue := reg.RegisterSigningKey.UserErrors; len(ue) != 1 || ue[0].Field != "input.publicKey" || ue[0].Code != "INVALID" {
 		t.Fatalf("garbage public key accepted: %+v", reg)
 	}
-	h.Query("acme", register, map[string]any{"in": map[string]any{"apiKeyId": keyID, "publicKey": base64.StdEncoding.EncodeToString(pub)}}).Decode(t, &reg)
+	// Registered in the README's form: base64 SPKI DER, as
+	// `openssl pkey -pubout -outform DER | base64` prints it.
+	spki, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Query("acme", register, map[string]any{"in": map[string]any{"apiKeyId": keyID, "publicKey": base64.StdEncoding.EncodeToString(spki)}}).Decode(t, &reg)
 	if reg.RegisterSigningKey.APIKey == nil || !reg.RegisterSigningKey.APIKey.SigningRequired {
 		t.Fatalf("register failed: %+v", reg)
 	}

@@ -4,10 +4,11 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"sync"
+	"strings"
 	"testing"
 
 	"github.com/tollgate-billing/tollgate/internal/apptest"
+	"github.com/tollgate-billing/tollgate/internal/auth"
 	"github.com/tollgate-billing/tollgate/internal/store"
 )
 
@@ -173,35 +174,121 @@ func TestBadUsageArgumentsAreClientErrors(t *testing.T) {
 	}
 }
 
-// TestFreePlanIsRateLimited: a free organisation sending more than 10
-// requests a second gets 429 with Retry-After; another organisation is not
-// slowed down.
-func TestFreePlanIsRateLimited(t *testing.T) {
+// A plan's rate limit is an entitlement of the host's product: usageGate
+// answers it as data (allowed false, RATE_LIMITED, retryAfterMs), never as
+// HTTP 429, and other queries are not held to it.
+func TestThePlanRateLimitIsAnsweredByTheGate(t *testing.T) {
 	h := apptest.New(t, apptest.Options{PlanRateLimits: true})
-	noisy := map[string]string{"Authorization": "Bearer " + h.Token("noisy")}
-	var mu sync.Mutex
+	var sub struct {
+		Subscription struct{ RateLimitPerMinute int }
+	}
+	h.Query("noisy", `{ subscription { rateLimitPerMinute } }`, nil).Decode(t, &sub)
+	if sub.Subscription.RateLimitPerMinute != 600 {
+		t.Errorf("free plan rateLimitPerMinute = %d, want 600 (10 a second)", sub.Subscription.RateLimitPerMinute)
+	}
+	for range 15 { // not held to the plan's 10 a second
+		if r := h.Query("noisy", `{ plans { id } }`, nil); r.Status != http.StatusOK || len(r.Errors) > 0 {
+			t.Fatalf("plans query answered %d %+v", r.Status, r.Errors)
+		}
+	}
+	type gate struct {
+		UsageGate struct {
+			Allowed      bool
+			Reason       string
+			RetryAfterMs *int
+		}
+	}
 	limited := 0
-	var wg sync.WaitGroup
-	for i := 0; i < 30; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r := h.Do(noisy, `{ plans { id } }`, nil)
-			if r.Status == http.StatusTooManyRequests {
-				if r.Header.Get("Retry-After") == "" || r.Code() != "RATE_LIMITED" {
-					t.Errorf("429 without Retry-After or RATE_LIMITED: %v %+v", r.Header, r.Errors)
-				}
-				mu.Lock()
-				limited++
-				mu.Unlock()
-			}
-		}()
+	for range 30 {
+		r := h.Query("noisy", `{ usageGate(meter: "api_calls") { allowed reason retryAfterMs } }`, nil)
+		if r.Status != http.StatusOK {
+			t.Fatalf("usageGate answered HTTP %d; the plan's rate is data", r.Status)
+		}
+		var g gate
+		r.Decode(t, &g)
+		switch {
+		case g.UsageGate.Allowed && g.UsageGate.Reason == "OK":
+		case !g.UsageGate.Allowed && g.UsageGate.Reason == "RATE_LIMITED" && g.UsageGate.RetryAfterMs != nil && *g.UsageGate.RetryAfterMs > 0:
+			limited++
+		default:
+			t.Fatalf("gate answered %+v", g.UsageGate)
+		}
 	}
-	wg.Wait()
 	if limited < 10 {
-		t.Fatalf("only %d of 30 burst requests were limited", limited)
+		t.Fatalf("only %d of 30 gates in a burst were rate limited at 10 a second", limited)
 	}
-	if r := h.Query("quiet", `{ plans { id } }`, nil); r.Status != http.StatusOK || len(r.Errors) > 0 {
-		t.Fatalf("another org was limited: %d %+v", r.Status, r.Errors)
+	var quiet gate
+	h.Query("quiet", `{ usageGate(meter: "api_calls") { allowed reason retryAfterMs } }`, nil).Decode(t, &quiet)
+	if !quiet.UsageGate.Allowed {
+		t.Fatalf("another org was limited: %+v", quiet.UsageGate)
+	}
+}
+
+// Tollgate's own limit charges work, not requests: each root field, aliases
+// included, costs one unit of the credential's budget, and the refusal is an
+// HTTP 429 with Retry-After.
+func TestAliasesAreChargedAsWork(t *testing.T) {
+	h := apptest.New(t, apptest.Options{Redis: true, Env: map[string]string{"API_RATE_LIMIT_PER_CREDENTIAL": "20"}})
+	aliased := func(n int) string {
+		var b strings.Builder
+		b.WriteString("{")
+		for i := range n {
+			fmt.Fprintf(&b, " g%d: usageGate(meter: \"api_calls\") { allowed }", i)
+		}
+		return b.String() + " }"
+	}
+	tok := map[string]string{"Authorization": "Bearer " + h.Token("acme")}
+	if r := h.Do(tok, aliased(15), nil); r.Status != http.StatusOK || len(r.Errors) > 0 {
+		t.Fatalf("15 root fields of a 20 budget: %d %+v", r.Status, r.Errors)
+	}
+	r := h.Do(tok, aliased(15), nil)
+	if r.Status != http.StatusTooManyRequests || r.Code() != "RATE_LIMITED" {
+		t.Fatalf("30 root fields of a 20 a second budget answered %d %+v, want 429 RATE_LIMITED", r.Status, r.Errors)
+	}
+	if s, err := strconv.Atoi(r.Header.Get("Retry-After")); err != nil || s < 1 {
+		t.Errorf("Retry-After %q, want whole seconds", r.Header.Get("Retry-After"))
+	}
+	if r := h.Do(tok, aliased(25), nil); r.Code() != "TOO_MUCH_WORK" {
+		t.Errorf("25 root fields against a budget of 20 answered %d %+v, want TOO_MUCH_WORK", r.Status, r.Errors)
+	}
+}
+
+const consumeUsage = `mutation($in: ConsumeUsageInput!) { consumeUsage(input: $in) {
+  allowed reason retryAfterMs usage { meter used limit remaining } userErrors { field code } } }`
+
+// consumeUsage answers input mistakes as userErrors, refusals as data, and
+// needs usage:write.
+func TestConsumeUsageOverGraphQL(t *testing.T) {
+	h := apptest.New(t, apptest.Options{})
+	type payload struct {
+		ConsumeUsage struct {
+			Allowed bool
+			Reason  *string
+			Usage   *struct {
+				Meter string
+				Used  int64
+				Limit *int64
+			}
+			UserErrors []struct{ Field, Code string }
+		}
+	}
+	var ok payload
+	h.Query("acme", consumeUsage, map[string]any{"in": map[string]any{"meter": "api_calls", "quantity": 1000, "idempotencyKey": "k1"}}).Decode(t, &ok)
+	if c := ok.ConsumeUsage; !c.Allowed || *c.Reason != "OK" || c.Usage.Used != 1000 || *c.Usage.Limit != 1000 {
+		t.Fatalf("consume the free plan's 1,000 calls: %+v", c)
+	}
+	var over payload
+	h.Query("acme", consumeUsage, map[string]any{"in": map[string]any{"meter": "api_calls", "quantity": 1, "idempotencyKey": "k2"}}).Decode(t, &over)
+	if c := over.ConsumeUsage; c.Allowed || *c.Reason != "USAGE_LIMIT_EXCEEDED" || c.Usage.Used != 1000 {
+		t.Fatalf("one past a hard limit: %+v", c)
+	}
+	var bad payload
+	h.Query("acme", consumeUsage, map[string]any{"in": map[string]any{"meter": "nope", "quantity": 1, "idempotencyKey": "k3"}}).Decode(t, &bad)
+	if c := bad.ConsumeUsage; c.Allowed || c.Reason != nil || len(c.UserErrors) != 1 || c.UserErrors[0].Field != "input.meter" || c.UserErrors[0].Code != "UNKNOWN_METER" {
+		t.Fatalf("unknown meter: %+v", c)
+	}
+	readOnly := map[string]string{"Authorization": "Bearer " + h.Token("acme", auth.BillingRead)}
+	if r := h.Do(readOnly, consumeUsage, map[string]any{"in": map[string]any{"meter": "api_calls", "quantity": 1, "idempotencyKey": "k4"}}); r.Code() != "FORBIDDEN" {
+		t.Fatalf("billing:read only: %+v", r.Errors)
 	}
 }

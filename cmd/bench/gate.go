@@ -1,10 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"net/http"
 	"sync/atomic"
 	"time"
 
@@ -28,8 +27,8 @@ type gateResult struct {
 	// host backends call it, instead of a JWT.
 	FixedKey  run
 	InProcess run
-	// Enterprise is the floor at saturation for an organisation on the
-	// enterprise plan, of which Throttled requests were answered 429.
+	// Enterprise is the gate at saturation for an organisation on the
+	// enterprise plan, of which Throttled were refused by its rate.
 	Enterprise run
 	Throttled  int
 }
@@ -131,9 +130,11 @@ func gatePhase(ctx context.Context, b *bench, o options) (gateResult, error) {
 	return r, nil
 }
 
-// enterpriseProbe runs the saturation load for a second on an organisation
-// on the enterprise plan and counts the 429s, which is why the measured
-// organisations are on a plan of their own.
+// enterpriseProbe runs the gate at saturation for a second on an
+// organisation on the enterprise plan and counts the gates its plan's rate
+// refused (allowed:false, RATE_LIMITED, as data: the plan's meters are
+// unlimited), which is why the measured organisations are on a plan of
+// their own.
 func enterpriseProbe(ctx context.Context, b *bench, o options) (run, int, error) {
 	_, token, err := b.org(ctx, "enterprise-probe", "enterprise")
 	if err != nil {
@@ -141,14 +142,12 @@ func enterpriseProbe(ctx context.Context, b *bench, o options) (run, int, error)
 	}
 	c := newGraphQL(b.baseURL, token)
 	defer c.close()
-	floorBody := body(floorQuery, nil)
+	gateBody := body(gateQuery, map[string]any{"meter": gateMeter})
 	var throttled atomic.Int64
 	r := saturate(ctx, o.workers, time.Second, func(ctx context.Context) error {
-		_, err := c.post(ctx, floorBody)
-		var re *responseError
-		if errors.As(err, &re) && re.Status == http.StatusTooManyRequests {
+		answer, err := c.post(ctx, gateBody)
+		if err == nil && bytes.Contains(answer, []byte(`"allowed":false`)) {
 			throttled.Add(1)
-			return nil
 		}
 		return err
 	})

@@ -63,7 +63,7 @@ func check(name string, r run) {
 func printGate(g gateResult, o options) {
 	fmt.Printf("\n1. usageGate(meter: %q) over HTTP (POST /graphql from a lean keep-alive HTTP/1.1 client; JWT bearer, and an API key where the row says so), beside the floor `{ __typename }` on the same server and token\n", gateMeter)
 	check("enterprise probe", g.Enterprise)
-	fmt.Printf("   (an org on the enterprise plan, %d closed-loop workers for %s: %d of %d requests answered 429 RATE_LIMITED)\n",
+	fmt.Printf("   (an org on the enterprise plan, %d closed-loop workers for %s: %d of %d gates answered allowed:false, RATE_LIMITED)\n",
 		o.workers, g.Enterprise.Elapsed.Round(time.Millisecond), g.Throttled, g.Enterprise.Ops)
 	w := table()
 	fmt.Fprintln(w, "load\tquery\trequests\treq/s\tp50\tp99\tp99 from schedule\tmax\terrors\tdropped\tCPU bench/others\tGC/s\talloc/req\t")

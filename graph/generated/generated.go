@@ -57,7 +57,17 @@ type ComplexityRoot struct {
 		CurrentPeriodStart func(childComplexity int) int
 		HasBillingHistory  func(childComplexity int) int
 		Plan               func(childComplexity int) int
+		PlanMismatch       func(childComplexity int) int
+		RateLimitPerMinute func(childComplexity int) int
 		Status             func(childComplexity int) int
+	}
+
+	ConsumeUsagePayload struct {
+		Allowed      func(childComplexity int) int
+		Reason       func(childComplexity int) int
+		RetryAfterMs func(childComplexity int) int
+		Usage        func(childComplexity int) int
+		UserErrors   func(childComplexity int) int
 	}
 
 	CreateApiKeyPayload struct {
@@ -123,6 +133,7 @@ type ComplexityRoot struct {
 
 	Mutation struct {
 		CancelSubscription    func(childComplexity int, input *model.CancelSubscriptionInput) int
+		ConsumeUsage          func(childComplexity int, input model.ConsumeUsageInput) int
 		CreateAPIKey          func(childComplexity int, input model.CreateAPIKeyInput) int
 		CreateCheckoutSession func(childComplexity int, input model.CreateCheckoutSessionInput) int
 		CreatePortalSession   func(childComplexity int, input model.CreatePortalSessionInput) int
@@ -153,6 +164,7 @@ type ComplexityRoot struct {
 		Meters             func(childComplexity int) int
 		Name               func(childComplexity int) int
 		PriceCents         func(childComplexity int) int
+		Prices             func(childComplexity int) int
 		RateLimitPerSecond func(childComplexity int) int
 		StripePriceID      func(childComplexity int) int
 		Webhooks           func(childComplexity int) int
@@ -164,6 +176,13 @@ type ComplexityRoot struct {
 		Meter     func(childComplexity int) int
 		Reset     func(childComplexity int) int
 		Unlimited func(childComplexity int) int
+	}
+
+	PlanPrice struct {
+		AmountCents func(childComplexity int) int
+		Currency    func(childComplexity int) int
+		ID          func(childComplexity int) int
+		Interval    func(childComplexity int) int
 	}
 
 	Query struct {
@@ -218,7 +237,9 @@ type ComplexityRoot struct {
 		BillingStatus func(childComplexity int) int
 		Limit         func(childComplexity int) int
 		Plan          func(childComplexity int) int
+		Reason        func(childComplexity int) int
 		Remaining     func(childComplexity int) int
+		RetryAfterMs  func(childComplexity int) int
 		Used          func(childComplexity int) int
 	}
 
@@ -247,6 +268,7 @@ type MutationResolver interface {
 	CancelSubscription(ctx context.Context, input *model.CancelSubscriptionInput) (*model.SubscriptionPayload, error)
 	ResumeSubscription(ctx context.Context) (*model.SubscriptionPayload, error)
 	RecordUsage(ctx context.Context, input model.RecordUsageInput) (*model.RecordUsagePayload, error)
+	ConsumeUsage(ctx context.Context, input model.ConsumeUsageInput) (*model.ConsumeUsagePayload, error)
 }
 type QueryResolver interface {
 	Organization(ctx context.Context) (*model.Organization, error)
@@ -369,12 +391,55 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.BillingSubscription.Plan(childComplexity), true
+	case "BillingSubscription.planMismatch":
+		if e.ComplexityRoot.BillingSubscription.PlanMismatch == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BillingSubscription.PlanMismatch(childComplexity), true
+	case "BillingSubscription.rateLimitPerMinute":
+		if e.ComplexityRoot.BillingSubscription.RateLimitPerMinute == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BillingSubscription.RateLimitPerMinute(childComplexity), true
 	case "BillingSubscription.status":
 		if e.ComplexityRoot.BillingSubscription.Status == nil {
 			break
 		}
 
 		return e.ComplexityRoot.BillingSubscription.Status(childComplexity), true
+
+	case "ConsumeUsagePayload.allowed":
+		if e.ComplexityRoot.ConsumeUsagePayload.Allowed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConsumeUsagePayload.Allowed(childComplexity), true
+	case "ConsumeUsagePayload.reason":
+		if e.ComplexityRoot.ConsumeUsagePayload.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConsumeUsagePayload.Reason(childComplexity), true
+	case "ConsumeUsagePayload.retryAfterMs":
+		if e.ComplexityRoot.ConsumeUsagePayload.RetryAfterMs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConsumeUsagePayload.RetryAfterMs(childComplexity), true
+	case "ConsumeUsagePayload.usage":
+		if e.ComplexityRoot.ConsumeUsagePayload.Usage == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConsumeUsagePayload.Usage(childComplexity), true
+	case "ConsumeUsagePayload.userErrors":
+		if e.ComplexityRoot.ConsumeUsagePayload.UserErrors == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConsumeUsagePayload.UserErrors(childComplexity), true
 
 	case "CreateApiKeyPayload.apiKey":
 		if e.ComplexityRoot.CreateApiKeyPayload.APIKey == nil {
@@ -617,6 +682,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CancelSubscription(childComplexity, args["input"].(*model.CancelSubscriptionInput)), true
+	case "Mutation.consumeUsage":
+		if e.ComplexityRoot.Mutation.ConsumeUsage == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_consumeUsage_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ConsumeUsage(childComplexity, args["input"].(model.ConsumeUsageInput)), true
 	case "Mutation.createApiKey":
 		if e.ComplexityRoot.Mutation.CreateAPIKey == nil {
 			break
@@ -776,6 +852,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Plan.PriceCents(childComplexity), true
+	case "Plan.prices":
+		if e.ComplexityRoot.Plan.Prices == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Plan.Prices(childComplexity), true
 	case "Plan.rateLimitPerSecond":
 		if e.ComplexityRoot.Plan.RateLimitPerSecond == nil {
 			break
@@ -825,6 +907,31 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.PlanMeter.Unlimited(childComplexity), true
+
+	case "PlanPrice.amountCents":
+		if e.ComplexityRoot.PlanPrice.AmountCents == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PlanPrice.AmountCents(childComplexity), true
+	case "PlanPrice.currency":
+		if e.ComplexityRoot.PlanPrice.Currency == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PlanPrice.Currency(childComplexity), true
+	case "PlanPrice.id":
+		if e.ComplexityRoot.PlanPrice.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PlanPrice.ID(childComplexity), true
+	case "PlanPrice.interval":
+		if e.ComplexityRoot.PlanPrice.Interval == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PlanPrice.Interval(childComplexity), true
 
 	case "Query.apiKeys":
 		if e.ComplexityRoot.Query.APIKeys == nil {
@@ -1039,12 +1146,24 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.UsageGate.Plan(childComplexity), true
+	case "UsageGate.reason":
+		if e.ComplexityRoot.UsageGate.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageGate.Reason(childComplexity), true
 	case "UsageGate.remaining":
 		if e.ComplexityRoot.UsageGate.Remaining == nil {
 			break
 		}
 
 		return e.ComplexityRoot.UsageGate.Remaining(childComplexity), true
+	case "UsageGate.retryAfterMs":
+		if e.ComplexityRoot.UsageGate.RetryAfterMs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageGate.RetryAfterMs(childComplexity), true
 	case "UsageGate.used":
 		if e.ComplexityRoot.UsageGate.Used == nil {
 			break
@@ -1093,6 +1212,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 	ec := newExecutionContext(opCtx, e, make(chan graphql.DeferredResult))
 	inputUnmarshalMap := graphql.BuildUnmarshalerMap(
 		ec.unmarshalInputCancelSubscriptionInput,
+		ec.unmarshalInputConsumeUsageInput,
 		ec.unmarshalInputCreateApiKeyInput,
 		ec.unmarshalInputCreateCheckoutSessionInput,
 		ec.unmarshalInputCreatePortalSessionInput,
@@ -1231,7 +1351,10 @@ type Query {
   usageByEndpoint(period: String, meter: String): [EndpointUsage!]! @hasScope(anyOf: [BILLING_READ])
   "Daily usage of one meter for charts; at most 366 days, both ends included."
   usageSeries(meter: String!, from: Date!, to: Date!): [UsagePoint!]! @hasScope(anyOf: [BILLING_READ])
-  "The fast check a host app makes before serving a request: may the organisation use more of this meter?"
+  """
+  The fast check a host app makes before serving a request: may the organisation use more of this meter?
+  Counts once against the plan's rate limit; over it, ` + "`" + `allowed` + "`" + ` is false with reason RATE_LIMITED.
+  """
   usageGate(meter: String!): UsageGate! @hasScope(anyOf: [BILLING_READ, USAGE_WRITE])
 }
 
@@ -1257,6 +1380,12 @@ type Mutation {
 
   "Record 1 to 1,000 usage events. Durable before it answers; a retried idempotency key counts once."
   recordUsage(input: RecordUsageInput!): RecordUsagePayload! @hasScope(anyOf: [USAGE_WRITE])
+  """
+  Check and record one event in one durable step: allowed events are counted before the answer, refused
+  ones record nothing, and a retried idempotency key that was counted answers allowed again. Counts once
+  against the plan's rate limit.
+  """
+  consumeUsage(input: ConsumeUsageInput!): ConsumeUsagePayload! @hasScope(anyOf: [USAGE_WRITE])
 }
 
 "An invalid input field on a mutation."
@@ -1293,13 +1422,15 @@ enum MeterReset {
 type Plan {
   id: ID!
   name: String!
-  "Price per interval in minor units (cents). 0 for free and contact-sales plans."
+  "The headline (monthly) price in minor units (cents). 0 for free and contact-sales plans."
   priceCents: Int64!
-  "ISO 4217 currency code, lower-case as Stripe writes it."
+  "ISO 4217 currency code of the headline price, lower-case as Stripe writes it."
   currency: String!
   interval: BillingInterval!
-  "The Stripe price Checkout sells this plan at; null for free and contact-sales plans."
+  "The Stripe price Checkout sells this plan at monthly; null for free and contact-sales plans."
   stripePriceId: String
+  "Every Stripe price the plan is sold at (monthly, yearly, in each currency); empty for free and contact-sales plans."
+  prices: [PlanPrice!]!
   "True when the plan is sold by contract rather than Checkout."
   contactSales: Boolean!
   rateLimitPerSecond: Int!
@@ -1329,6 +1460,17 @@ enum SubscriptionStatus {
   PAUSED
 }
 
+"One Stripe price a plan is sold at."
+type PlanPrice {
+  "Stripe's price id."
+  id: ID!
+  interval: BillingInterval!
+  "Amount per interval in minor units (cents)."
+  amountCents: Int64!
+  "ISO 4217 currency code, lower-case as Stripe writes it."
+  currency: String!
+}
+
 "The organisation's billing state. Named so it is never confused with GraphQL subscriptions."
 type BillingSubscription {
   "The effective plan: the subscribed plan while the status is active, trialing or past due; free otherwise."
@@ -1342,6 +1484,10 @@ type BillingSubscription {
   canceledAt: Time
   "True once the organisation has a Stripe customer (a Checkout was started); the portal needs it."
   hasBillingHistory: Boolean!
+  "True when the subscription's Stripe prices are all missing from the plans file: the plan shown is the last one a known price named. Add the price to the plans file."
+  planMismatch: Boolean!
+  "The effective plan's rate limit on usageGate and consumeUsage, per minute (its per-second rate × 60)."
+  rateLimitPerMinute: Int!
 }
 
 type ApiKey {
@@ -1393,6 +1539,8 @@ type RegisterSigningKeyPayload {
 input CreateCheckoutSessionInput {
   "Id of a paid plan."
   plan: ID!
+  "Which of the plan's prices to sell; monthly when omitted."
+  interval: BillingInterval
   "Absolute http(s) URL, at most 2,000 characters."
   successUrl: String!
   "Absolute http(s) URL, at most 2,000 characters."
@@ -1531,8 +1679,44 @@ type UsagePoint {
   used: Int64!
 }
 
+"Why a usage check answered as it did."
+enum UsageReason {
+  OK
+  "A hard limit on the meter is reached."
+  USAGE_LIMIT_EXCEEDED
+  "The plan's rate limit is reached; see ` + "`" + `retryAfterMs` + "`" + `."
+  RATE_LIMITED
+  "The subscription is past due or unpaid and the plans file sets ` + "`" + `block_unpaid` + "`" + `."
+  BILLING_INACTIVE
+}
+
+input ConsumeUsageInput {
+  meter: String!
+  "Units to use, e.g. 1 for an API call or a completion's tokens."
+  quantity: Int64!
+  "Required, at most 255 characters. A retried key that was counted answers allowed again and counts once."
+  idempotencyKey: String!
+  "What was called, e.g. ` + "`" + `POST /v1/search` + "`" + `; at most 255 characters."
+  endpoint: String
+}
+
+type ConsumeUsagePayload {
+  "True when the event was counted (now or by an earlier call with the same key)."
+  allowed: Boolean!
+  "Null only with userErrors."
+  reason: UsageReason
+  "With RATE_LIMITED: milliseconds until a call may pass."
+  retryAfterMs: Int
+  "The meter's usage after this call; null only with userErrors."
+  usage: MeterUsage
+  userErrors: [UserError!]!
+}
+
 type UsageGate {
   allowed: Boolean!
+  reason: UsageReason!
+  "With RATE_LIMITED: milliseconds until a check may pass."
+  retryAfterMs: Int
   used: Int64!
   "Null when unlimited."
   limit: Int64
@@ -1590,8 +1774,28 @@ func (ec *executionContext) childFields_BillingSubscription(ctx context.Context,
 		return ec.fieldContext_BillingSubscription_canceledAt(ctx, field)
 	case "hasBillingHistory":
 		return ec.fieldContext_BillingSubscription_hasBillingHistory(ctx, field)
+	case "planMismatch":
+		return ec.fieldContext_BillingSubscription_planMismatch(ctx, field)
+	case "rateLimitPerMinute":
+		return ec.fieldContext_BillingSubscription_rateLimitPerMinute(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type BillingSubscription", field.Name)
+}
+
+func (ec *executionContext) childFields_ConsumeUsagePayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "allowed":
+		return ec.fieldContext_ConsumeUsagePayload_allowed(ctx, field)
+	case "reason":
+		return ec.fieldContext_ConsumeUsagePayload_reason(ctx, field)
+	case "retryAfterMs":
+		return ec.fieldContext_ConsumeUsagePayload_retryAfterMs(ctx, field)
+	case "usage":
+		return ec.fieldContext_ConsumeUsagePayload_usage(ctx, field)
+	case "userErrors":
+		return ec.fieldContext_ConsumeUsagePayload_userErrors(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ConsumeUsagePayload", field.Name)
 }
 
 func (ec *executionContext) childFields_CreateApiKeyPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1756,6 +1960,8 @@ func (ec *executionContext) childFields_Plan(ctx context.Context, field graphql.
 		return ec.fieldContext_Plan_interval(ctx, field)
 	case "stripePriceId":
 		return ec.fieldContext_Plan_stripePriceId(ctx, field)
+	case "prices":
+		return ec.fieldContext_Plan_prices(ctx, field)
 	case "contactSales":
 		return ec.fieldContext_Plan_contactSales(ctx, field)
 	case "rateLimitPerSecond":
@@ -1782,6 +1988,20 @@ func (ec *executionContext) childFields_PlanMeter(ctx context.Context, field gra
 		return ec.fieldContext_PlanMeter_reset(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type PlanMeter", field.Name)
+}
+
+func (ec *executionContext) childFields_PlanPrice(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_PlanPrice_id(ctx, field)
+	case "interval":
+		return ec.fieldContext_PlanPrice_interval(ctx, field)
+	case "amountCents":
+		return ec.fieldContext_PlanPrice_amountCents(ctx, field)
+	case "currency":
+		return ec.fieldContext_PlanPrice_currency(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PlanPrice", field.Name)
 }
 
 func (ec *executionContext) childFields_RecordUsagePayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1858,6 +2078,10 @@ func (ec *executionContext) childFields_UsageGate(ctx context.Context, field gra
 	switch field.Name {
 	case "allowed":
 		return ec.fieldContext_UsageGate_allowed(ctx, field)
+	case "reason":
+		return ec.fieldContext_UsageGate_reason(ctx, field)
+	case "retryAfterMs":
+		return ec.fieldContext_UsageGate_retryAfterMs(ctx, field)
 	case "used":
 		return ec.fieldContext_UsageGate_used(ctx, field)
 	case "limit":
@@ -2030,6 +2254,20 @@ func (ec *executionContext) field_Mutation_cancelSubscription_args(ctx context.C
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
 		func(ctx context.Context, v any) (*model.CancelSubscriptionInput, error) {
 			return ec.unmarshalOCancelSubscriptionInput2ᚖgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐCancelSubscriptionInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_consumeUsage_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.ConsumeUsageInput, error) {
+			return ec.unmarshalNConsumeUsageInput2githubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐConsumeUsageInput(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -2681,6 +2919,185 @@ func (ec *executionContext) _BillingSubscription_hasBillingHistory(ctx context.C
 }
 func (ec *executionContext) fieldContext_BillingSubscription_hasBillingHistory(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("BillingSubscription", field, false, false, errors.New("field of type Boolean does not have child fields"))
+}
+
+func (ec *executionContext) _BillingSubscription_planMismatch(ctx context.Context, field graphql.CollectedField, obj *model.BillingSubscription) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BillingSubscription_planMismatch(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PlanMismatch, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BillingSubscription_planMismatch(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BillingSubscription", field, false, false, errors.New("field of type Boolean does not have child fields"))
+}
+
+func (ec *executionContext) _BillingSubscription_rateLimitPerMinute(ctx context.Context, field graphql.CollectedField, obj *model.BillingSubscription) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BillingSubscription_rateLimitPerMinute(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RateLimitPerMinute, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BillingSubscription_rateLimitPerMinute(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BillingSubscription", field, false, false, errors.New("field of type Int does not have child fields"))
+}
+
+func (ec *executionContext) _ConsumeUsagePayload_allowed(ctx context.Context, field graphql.CollectedField, obj *model.ConsumeUsagePayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConsumeUsagePayload_allowed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Allowed, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ConsumeUsagePayload_allowed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConsumeUsagePayload", field, false, false, errors.New("field of type Boolean does not have child fields"))
+}
+
+func (ec *executionContext) _ConsumeUsagePayload_reason(ctx context.Context, field graphql.CollectedField, obj *model.ConsumeUsagePayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConsumeUsagePayload_reason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.UsageReason) graphql.Marshaler {
+			return ec.marshalOUsageReason2ᚖgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐUsageReason(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ConsumeUsagePayload_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConsumeUsagePayload", field, false, false, errors.New("field of type UsageReason does not have child fields"))
+}
+
+func (ec *executionContext) _ConsumeUsagePayload_retryAfterMs(ctx context.Context, field graphql.CollectedField, obj *model.ConsumeUsagePayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConsumeUsagePayload_retryAfterMs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RetryAfterMs, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ConsumeUsagePayload_retryAfterMs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConsumeUsagePayload", field, false, false, errors.New("field of type Int does not have child fields"))
+}
+
+func (ec *executionContext) _ConsumeUsagePayload_usage(ctx context.Context, field graphql.CollectedField, obj *model.ConsumeUsagePayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConsumeUsagePayload_usage(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Usage, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.MeterUsage) graphql.Marshaler {
+			return ec.marshalOMeterUsage2ᚖgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐMeterUsage(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ConsumeUsagePayload_usage(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ConsumeUsagePayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MeterUsage(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ConsumeUsagePayload_userErrors(ctx context.Context, field graphql.CollectedField, obj *model.ConsumeUsagePayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConsumeUsagePayload_userErrors(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UserErrors, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []model.UserError) graphql.Marshaler {
+			return ec.marshalNUserError2ᚕgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐUserErrorᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ConsumeUsagePayload_userErrors(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ConsumeUsagePayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_UserError(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _CreateApiKeyPayload_apiKey(ctx context.Context, field graphql.CollectedField, obj *model.CreateAPIKeyPayload) (ret graphql.Marshaler) {
@@ -4090,6 +4507,68 @@ func (ec *executionContext) fieldContext_Mutation_recordUsage(ctx context.Contex
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_consumeUsage(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_consumeUsage(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ConsumeUsage(ctx, fc.Args["input"].(model.ConsumeUsageInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				anyOf, err := ec.unmarshalNScope2ᚕgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐScopeᚄ(ctx, []any{"USAGE_WRITE"})
+				if err != nil {
+					var zeroVal *model.ConsumeUsagePayload
+					return zeroVal, err
+				}
+				if ec.Directives.HasScope == nil {
+					var zeroVal *model.ConsumeUsagePayload
+					return zeroVal, errors.New("directive hasScope is not implemented")
+				}
+				return ec.Directives.HasScope(ctx, nil, directive0, anyOf)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.ConsumeUsagePayload) graphql.Marshaler {
+			return ec.marshalNConsumeUsagePayload2ᚖgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐConsumeUsagePayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_consumeUsage(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ConsumeUsagePayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_consumeUsage_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Organization_id(ctx context.Context, field graphql.CollectedField, obj *model.Organization) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -4389,6 +4868,38 @@ func (ec *executionContext) fieldContext_Plan_stripePriceId(_ context.Context, f
 	return graphql.NewScalarFieldContext("Plan", field, false, false, errors.New("field of type String does not have child fields"))
 }
 
+func (ec *executionContext) _Plan_prices(ctx context.Context, field graphql.CollectedField, obj *model.Plan) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Plan_prices(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Prices, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []model.PlanPrice) graphql.Marshaler {
+			return ec.marshalNPlanPrice2ᚕgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐPlanPriceᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Plan_prices(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Plan",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PlanPrice(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Plan_contactSales(ctx context.Context, field graphql.CollectedField, obj *model.Plan) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -4603,6 +5114,98 @@ func (ec *executionContext) _PlanMeter_reset(ctx context.Context, field graphql.
 }
 func (ec *executionContext) fieldContext_PlanMeter_reset(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("PlanMeter", field, false, false, errors.New("field of type MeterReset does not have child fields"))
+}
+
+func (ec *executionContext) _PlanPrice_id(ctx context.Context, field graphql.CollectedField, obj *model.PlanPrice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PlanPrice_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PlanPrice_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PlanPrice", field, false, false, errors.New("field of type ID does not have child fields"))
+}
+
+func (ec *executionContext) _PlanPrice_interval(ctx context.Context, field graphql.CollectedField, obj *model.PlanPrice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PlanPrice_interval(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Interval, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.BillingInterval) graphql.Marshaler {
+			return ec.marshalNBillingInterval2githubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐBillingInterval(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PlanPrice_interval(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PlanPrice", field, false, false, errors.New("field of type BillingInterval does not have child fields"))
+}
+
+func (ec *executionContext) _PlanPrice_amountCents(ctx context.Context, field graphql.CollectedField, obj *model.PlanPrice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PlanPrice_amountCents(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AmountCents, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PlanPrice_amountCents(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PlanPrice", field, false, false, errors.New("field of type Int64 does not have child fields"))
+}
+
+func (ec *executionContext) _PlanPrice_currency(ctx context.Context, field graphql.CollectedField, obj *model.PlanPrice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PlanPrice_currency(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Currency, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PlanPrice_currency(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PlanPrice", field, false, false, errors.New("field of type String does not have child fields"))
 }
 
 func (ec *executionContext) _Query_organization(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
@@ -5693,6 +6296,52 @@ func (ec *executionContext) _UsageGate_allowed(ctx context.Context, field graphq
 }
 func (ec *executionContext) fieldContext_UsageGate_allowed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("UsageGate", field, false, false, errors.New("field of type Boolean does not have child fields"))
+}
+
+func (ec *executionContext) _UsageGate_reason(ctx context.Context, field graphql.CollectedField, obj *model.UsageGate) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageGate_reason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.UsageReason) graphql.Marshaler {
+			return ec.marshalNUsageReason2githubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐUsageReason(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageGate_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageGate", field, false, false, errors.New("field of type UsageReason does not have child fields"))
+}
+
+func (ec *executionContext) _UsageGate_retryAfterMs(ctx context.Context, field graphql.CollectedField, obj *model.UsageGate) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageGate_retryAfterMs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RetryAfterMs, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_UsageGate_retryAfterMs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageGate", field, false, false, errors.New("field of type Int does not have child fields"))
 }
 
 func (ec *executionContext) _UsageGate_used(ctx context.Context, field graphql.CollectedField, obj *model.UsageGate) (ret graphql.Marshaler) {
@@ -7018,6 +7667,57 @@ func (ec *executionContext) unmarshalInputCancelSubscriptionInput(ctx context.Co
 	return it, nil
 }
 
+func (ec *executionContext) unmarshalInputConsumeUsageInput(ctx context.Context, obj any) (model.ConsumeUsageInput, error) {
+	var it model.ConsumeUsageInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"meter", "quantity", "idempotencyKey", "endpoint"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "meter":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("meter"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Meter = data
+		case "quantity":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("quantity"))
+			data, err := ec.unmarshalNInt642int64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Quantity = data
+		case "idempotencyKey":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idempotencyKey"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IdempotencyKey = data
+		case "endpoint":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("endpoint"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Endpoint = data
+		}
+	}
+	return it, nil
+}
+
 func (ec *executionContext) unmarshalInputCreateApiKeyInput(ctx context.Context, obj any) (model.CreateAPIKeyInput, error) {
 	var it model.CreateAPIKeyInput
 	if obj == nil {
@@ -7073,7 +7773,7 @@ func (ec *executionContext) unmarshalInputCreateCheckoutSessionInput(ctx context
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"plan", "successUrl", "cancelUrl"}
+	fieldsInOrder := [...]string{"plan", "interval", "successUrl", "cancelUrl"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -7087,6 +7787,13 @@ func (ec *executionContext) unmarshalInputCreateCheckoutSessionInput(ctx context
 				return it, err
 			}
 			it.Plan = data
+		case "interval":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("interval"))
+			data, err := ec.unmarshalOBillingInterval2ᚖgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐBillingInterval(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Interval = data
 		case "successUrl":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("successUrl"))
 			data, err := ec.unmarshalNString2string(ctx, v)
@@ -7391,6 +8098,74 @@ func (ec *executionContext) _BillingSubscription(ctx context.Context, sel ast.Se
 			}
 		case "hasBillingHistory":
 			out.Values[i] = ec._BillingSubscription_hasBillingHistory(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "planMismatch":
+			out.Values[i] = ec._BillingSubscription_planMismatch(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "rateLimitPerMinute":
+			out.Values[i] = ec._BillingSubscription_rateLimitPerMinute(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
+
+	ec.ProcessDeferredGroup(graphql.DeferredGroup{
+		Defers:   deferLabelToView,
+		Path:     graphql.GetPath(ctx),
+		FieldSet: deferredFieldSet,
+		Context:  ctx,
+	})
+
+	return out
+}
+
+var consumeUsagePayloadImplementors = []string{"ConsumeUsagePayload"}
+
+func (ec *executionContext) _ConsumeUsagePayload(ctx context.Context, sel ast.SelectionSet, obj *model.ConsumeUsagePayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, consumeUsagePayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferredFieldSet := graphql.NewFieldSet(nil)
+	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ConsumeUsagePayload")
+		case "allowed":
+			out.Values[i] = ec._ConsumeUsagePayload_allowed(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "reason":
+			out.Values[i] = ec._ConsumeUsagePayload_reason(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "retryAfterMs":
+			out.Values[i] = ec._ConsumeUsagePayload_retryAfterMs(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "usage":
+			out.Values[i] = ec._ConsumeUsagePayload_usage(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "userErrors":
+			out.Values[i] = ec._ConsumeUsagePayload_userErrors(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -7940,6 +8715,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "consumeUsage":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_consumeUsage(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -8104,6 +8886,11 @@ func (ec *executionContext) _Plan(ctx context.Context, sel ast.SelectionSet, obj
 			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
+		case "prices":
+			out.Values[i] = ec._Plan_prices(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "contactSales":
 			out.Values[i] = ec._Plan_contactSales(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
@@ -8179,6 +8966,59 @@ func (ec *executionContext) _PlanMeter(ctx context.Context, sel ast.SelectionSet
 			}
 		case "reset":
 			out.Values[i] = ec._PlanMeter_reset(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
+
+	ec.ProcessDeferredGroup(graphql.DeferredGroup{
+		Defers:   deferLabelToView,
+		Path:     graphql.GetPath(ctx),
+		FieldSet: deferredFieldSet,
+		Context:  ctx,
+	})
+
+	return out
+}
+
+var planPriceImplementors = []string{"PlanPrice"}
+
+func (ec *executionContext) _PlanPrice(ctx context.Context, sel ast.SelectionSet, obj *model.PlanPrice) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, planPriceImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferredFieldSet := graphql.NewFieldSet(nil)
+	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("PlanPrice")
+		case "id":
+			out.Values[i] = ec._PlanPrice_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "interval":
+			out.Values[i] = ec._PlanPrice_interval(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "amountCents":
+			out.Values[i] = ec._PlanPrice_amountCents(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "currency":
+			out.Values[i] = ec._PlanPrice_currency(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -8754,6 +9594,16 @@ func (ec *executionContext) _UsageGate(ctx context.Context, sel ast.SelectionSet
 		case "allowed":
 			out.Values[i] = ec._UsageGate_allowed(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "reason":
+			out.Values[i] = ec._UsageGate_reason(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "retryAfterMs":
+			out.Values[i] = ec._UsageGate_retryAfterMs(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "used":
@@ -9341,6 +10191,21 @@ func (ec *executionContext) marshalNBoolean2bool(ctx context.Context, sel ast.Se
 	return res
 }
 
+func (ec *executionContext) unmarshalNConsumeUsageInput2githubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐConsumeUsageInput(ctx context.Context, v any) (model.ConsumeUsageInput, error) {
+	res, err := ec.unmarshalInputConsumeUsageInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNConsumeUsagePayload2ᚖgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐConsumeUsagePayload(ctx context.Context, sel ast.SelectionSet, v *model.ConsumeUsagePayload) graphql.Marshaler {
+	if v == nil {
+		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
+			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
+		}
+		return graphql.Null
+	}
+	return ec._ConsumeUsagePayload(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNCreateApiKeyInput2githubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐCreateAPIKeyInput(ctx context.Context, v any) (model.CreateAPIKeyInput, error) {
 	res, err := ec.unmarshalInputCreateApiKeyInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -9640,6 +10505,26 @@ func (ec *executionContext) marshalNPlanMeter2ᚕgithubᚗcomᚋtollgateᚑbilli
 	return ret
 }
 
+func (ec *executionContext) marshalNPlanPrice2githubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐPlanPrice(ctx context.Context, sel ast.SelectionSet, v model.PlanPrice) graphql.Marshaler {
+	return ec._PlanPrice(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNPlanPrice2ᚕgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐPlanPriceᚄ(ctx context.Context, sel ast.SelectionSet, v []model.PlanPrice) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNPlanPrice2githubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐPlanPrice(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
 func (ec *executionContext) unmarshalNRecordUsageInput2githubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐRecordUsageInput(ctx context.Context, v any) (model.RecordUsageInput, error) {
 	res, err := ec.unmarshalInputRecordUsageInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -9841,6 +10726,16 @@ func (ec *executionContext) marshalNUsagePoint2ᚕgithubᚗcomᚋtollgateᚑbill
 	return ret
 }
 
+func (ec *executionContext) unmarshalNUsageReason2githubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐUsageReason(ctx context.Context, v any) (model.UsageReason, error) {
+	var res model.UsageReason
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNUsageReason2githubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐUsageReason(ctx context.Context, sel ast.SelectionSet, v model.UsageReason) graphql.Marshaler {
+	return v
+}
+
 func (ec *executionContext) marshalNUserError2githubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐUserError(ctx context.Context, sel ast.SelectionSet, v model.UserError) graphql.Marshaler {
 	return ec._UserError(ctx, sel, &v)
 }
@@ -10008,6 +10903,22 @@ func (ec *executionContext) marshalOApiKey2ᚖgithubᚗcomᚋtollgateᚑbilling�
 	return ec._ApiKey(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalOBillingInterval2ᚖgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐBillingInterval(ctx context.Context, v any) (*model.BillingInterval, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(model.BillingInterval)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOBillingInterval2ᚖgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐBillingInterval(ctx context.Context, sel ast.SelectionSet, v *model.BillingInterval) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
+}
+
 func (ec *executionContext) marshalOBillingSubscription2ᚖgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐBillingSubscription(ctx context.Context, sel ast.SelectionSet, v *model.BillingSubscription) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
@@ -10105,6 +11016,13 @@ func (ec *executionContext) marshalOInvoiceStatus2ᚖgithubᚗcomᚋtollgateᚑb
 	return v
 }
 
+func (ec *executionContext) marshalOMeterUsage2ᚖgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐMeterUsage(ctx context.Context, sel ast.SelectionSet, v *model.MeterUsage) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._MeterUsage(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalOString2ᚖstring(ctx context.Context, v any) (*string, error) {
 	if v == nil {
 		return nil, nil
@@ -10155,6 +11073,22 @@ func (ec *executionContext) marshalOTime2ᚖtimeᚐTime(ctx context.Context, sel
 	_ = ctx
 	res := model.MarshalTime(*v)
 	return res
+}
+
+func (ec *executionContext) unmarshalOUsageReason2ᚖgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐUsageReason(ctx context.Context, v any) (*model.UsageReason, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(model.UsageReason)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOUsageReason2ᚖgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐUsageReason(ctx context.Context, sel ast.SelectionSet, v *model.UsageReason) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
 }
 
 func (ec *executionContext) marshalO__EnumValue2ᚕgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐEnumValueᚄ(ctx context.Context, sel ast.SelectionSet, v []introspection.EnumValue) graphql.Marshaler {

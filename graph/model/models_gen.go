@@ -37,11 +37,37 @@ type BillingSubscription struct {
 	CanceledAt        *time.Time `json:"canceledAt,omitempty"`
 	// True once the organisation has a Stripe customer (a Checkout was started); the portal needs it.
 	HasBillingHistory bool `json:"hasBillingHistory"`
+	// True when the subscription's Stripe prices are all missing from the plans file: the plan shown is the last one a known price named. Add the price to the plans file.
+	PlanMismatch bool `json:"planMismatch"`
+	// The effective plan's rate limit on usageGate and consumeUsage, per minute (its per-second rate × 60).
+	RateLimitPerMinute int `json:"rateLimitPerMinute"`
 }
 
 type CancelSubscriptionInput struct {
 	// Keep access until the period ends (default) or cancel now.
 	AtPeriodEnd *bool `json:"atPeriodEnd,omitempty"`
+}
+
+type ConsumeUsageInput struct {
+	Meter string `json:"meter"`
+	// Units to use, e.g. 1 for an API call or a completion's tokens.
+	Quantity int64 `json:"quantity"`
+	// Required, at most 255 characters. A retried key that was counted answers allowed again and counts once.
+	IdempotencyKey string `json:"idempotencyKey"`
+	// What was called, e.g. `POST /v1/search`; at most 255 characters.
+	Endpoint *string `json:"endpoint,omitempty"`
+}
+
+type ConsumeUsagePayload struct {
+	// True when the event was counted (now or by an earlier call with the same key).
+	Allowed bool `json:"allowed"`
+	// Null only with userErrors.
+	Reason *UsageReason `json:"reason,omitempty"`
+	// With RATE_LIMITED: milliseconds until a call may pass.
+	RetryAfterMs *int `json:"retryAfterMs,omitempty"`
+	// The meter's usage after this call; null only with userErrors.
+	Usage      *MeterUsage `json:"usage,omitempty"`
+	UserErrors []UserError `json:"userErrors"`
 }
 
 type CreateAPIKeyInput struct {
@@ -63,6 +89,8 @@ type CreateAPIKeyPayload struct {
 type CreateCheckoutSessionInput struct {
 	// Id of a paid plan.
 	Plan string `json:"plan"`
+	// Which of the plan's prices to sell; monthly when omitted.
+	Interval *BillingInterval `json:"interval,omitempty"`
 	// Absolute http(s) URL, at most 2,000 characters.
 	SuccessURL string `json:"successUrl"`
 	// Absolute http(s) URL, at most 2,000 characters.
@@ -154,13 +182,15 @@ type PageInfo struct {
 type Plan struct {
 	ID   string `json:"id"`
 	Name string `json:"name"`
-	// Price per interval in minor units (cents). 0 for free and contact-sales plans.
+	// The headline (monthly) price in minor units (cents). 0 for free and contact-sales plans.
 	PriceCents int64 `json:"priceCents"`
-	// ISO 4217 currency code, lower-case as Stripe writes it.
+	// ISO 4217 currency code of the headline price, lower-case as Stripe writes it.
 	Currency string          `json:"currency"`
 	Interval BillingInterval `json:"interval"`
-	// The Stripe price Checkout sells this plan at; null for free and contact-sales plans.
+	// The Stripe price Checkout sells this plan at monthly; null for free and contact-sales plans.
 	StripePriceID *string `json:"stripePriceId,omitempty"`
+	// Every Stripe price the plan is sold at (monthly, yearly, in each currency); empty for free and contact-sales plans.
+	Prices []PlanPrice `json:"prices"`
 	// True when the plan is sold by contract rather than Checkout.
 	ContactSales       bool `json:"contactSales"`
 	RateLimitPerSecond int  `json:"rateLimitPerSecond"`
@@ -177,6 +207,17 @@ type PlanMeter struct {
 	// Hard limits reject usage past the limit; soft limits accept it and report overage.
 	Hard  bool       `json:"hard"`
 	Reset MeterReset `json:"reset"`
+}
+
+// One Stripe price a plan is sold at.
+type PlanPrice struct {
+	// Stripe's price id.
+	ID       string          `json:"id"`
+	Interval BillingInterval `json:"interval"`
+	// Amount per interval in minor units (cents).
+	AmountCents int64 `json:"amountCents"`
+	// ISO 4217 currency code, lower-case as Stripe writes it.
+	Currency string `json:"currency"`
 }
 
 type Query struct {
@@ -244,8 +285,11 @@ type UsageEventInput struct {
 }
 
 type UsageGate struct {
-	Allowed bool  `json:"allowed"`
-	Used    int64 `json:"used"`
+	Allowed bool        `json:"allowed"`
+	Reason  UsageReason `json:"reason"`
+	// With RATE_LIMITED: milliseconds until a check may pass.
+	RetryAfterMs *int  `json:"retryAfterMs,omitempty"`
+	Used         int64 `json:"used"`
 	// Null when unlimited.
 	Limit *int64 `json:"limit,omitempty"`
 	// Null when unlimited.
@@ -565,6 +609,69 @@ func (e *SubscriptionStatus) UnmarshalJSON(b []byte) error {
 }
 
 func (e SubscriptionStatus) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// Why a usage check answered as it did.
+type UsageReason string
+
+const (
+	UsageReasonOk UsageReason = "OK"
+	// A hard limit on the meter is reached.
+	UsageReasonUsageLimitExceeded UsageReason = "USAGE_LIMIT_EXCEEDED"
+	// The plan's rate limit is reached; see `retryAfterMs`.
+	UsageReasonRateLimited UsageReason = "RATE_LIMITED"
+	// The subscription is past due or unpaid and the plans file sets `block_unpaid`.
+	UsageReasonBillingInactive UsageReason = "BILLING_INACTIVE"
+)
+
+var AllUsageReason = []UsageReason{
+	UsageReasonOk,
+	UsageReasonUsageLimitExceeded,
+	UsageReasonRateLimited,
+	UsageReasonBillingInactive,
+}
+
+func (e UsageReason) IsValid() bool {
+	switch e {
+	case UsageReasonOk, UsageReasonUsageLimitExceeded, UsageReasonRateLimited, UsageReasonBillingInactive:
+		return true
+	}
+	return false
+}
+
+func (e UsageReason) String() string {
+	return string(e)
+}
+
+func (e *UsageReason) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = UsageReason(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid UsageReason", str)
+	}
+	return nil
+}
+
+func (e UsageReason) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *UsageReason) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e UsageReason) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil

@@ -27,6 +27,7 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/config"
 	"github.com/tollgate-billing/tollgate/internal/invoices"
+	"github.com/tollgate-billing/tollgate/internal/observe"
 	"github.com/tollgate-billing/tollgate/internal/orgs"
 	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/ratelimit"
@@ -52,7 +53,9 @@ type App struct {
 	Invoices *invoices.Service
 	Usage    *usage.Service
 	Limiter  *ratelimit.Limiter
-	Auth     *auth.Authenticator
+	// API protects Tollgate's own endpoint, per credential and address.
+	API  *ratelimit.API
+	Auth *auth.Authenticator
 	// Stripe is nil when STRIPE_SECRET_KEY is unset.
 	Stripe *client.API
 
@@ -80,6 +83,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	for _, o := range opts {
 		o(a)
 	}
+	// go-redis has one logger per process; it would otherwise print a raw
+	// stderr line per failed dial.
+	redis.SetLogger(observe.RedisLogger{Log: log})
 	defer func() {
 		if err != nil {
 			a.Close()
@@ -105,14 +111,26 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	return a, a.build()
 }
 
-func (a *App) openDB(ctx context.Context) error {
-	opts := store.Options{URL: a.Config.DatabaseURL, Logger: a.Log}
+// OpenDatabase opens the configured database (DATABASE_URL, or the embedded
+// SQLite file) and nothing else, for commands such as `migrate` that must
+// not start the background jobs, which would trip over a schema they are
+// about to create. The caller closes it.
+func OpenDatabase(ctx context.Context, cfg config.Config, log *slog.Logger) (*store.DB, error) {
+	opts := store.Options{URL: cfg.DatabaseURL, Logger: log}
 	if opts.URL == "" {
-		opts.SQLitePath = filepath.Join(a.Config.DataDir, "tollgate.db")
+		opts.SQLitePath = filepath.Join(cfg.DataDir, "tollgate.db")
 	}
 	db, err := store.Open(ctx, opts)
 	if err != nil {
-		return fmt.Errorf("DATABASE_URL: %w", err)
+		return nil, fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	return db, nil
+}
+
+func (a *App) openDB(ctx context.Context) error {
+	db, err := OpenDatabase(ctx, a.Config, a.Log)
+	if err != nil {
+		return err
 	}
 	a.DB = db
 	a.closers = append(a.closers, func() { db.Close() })
@@ -221,7 +239,13 @@ func (a *App) build() error {
 	// A plan or status change reaches quotas and rate limits at once in
 	// this process (other replicas within the plan cache's 3 s).
 	a.Billing.OnChange(a.Usage.InvalidatePlan)
-	a.Limiter = ratelimit.New(a.Redis, a.Usage, a.Log)
+	// One limiter, two budgets: the plan's rate is answered as data by
+	// usageGate and consumeUsage; the API's own is HTTP 429.
+	a.Limiter = ratelimit.New(a.Redis, a.Log)
+	a.Usage.LimitRate(a.Limiter)
+	a.API = ratelimit.NewAPI(a.Limiter, ratelimit.APILimits{
+		PerCredential: a.Config.APIRatePerCredential, PerAddress: a.Config.APIRatePerAddress,
+	})
 	// Usage repairs Redis counters that a failed write left stale, and
 	// signing notices when Redis lost its nonces, for as long as the app
 	// lives.

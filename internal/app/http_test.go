@@ -1,6 +1,8 @@
 package app_test
 
 import (
+	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
@@ -8,6 +10,8 @@ import (
 
 	"github.com/tollgate-billing/tollgate/internal/apptest"
 	"github.com/tollgate-billing/tollgate/internal/auth"
+	"github.com/tollgate-billing/tollgate/internal/store"
+	"github.com/tollgate-billing/tollgate/internal/testenv"
 )
 
 func get(t *testing.T, url string, headers map[string]string) *http.Response {
@@ -54,7 +58,7 @@ func TestQueryLimits(t *testing.T) {
 // asked for.
 func TestProductionHidesTheSchema(t *testing.T) {
 	h := apptest.New(t, apptest.Options{Env: map[string]string{
-		"TOLLGATE_ENV": "production", "DATABASE_URL": "postgres://unused/x",
+		"TOLLGATE_ENV": "production", "DATABASE_URL": "postgres://unused/x", "REDIS_URL": "redis://unused:6379",
 	}})
 	// A client's mistake, not the server's: no INTERNAL, no ERROR log line.
 	if r := h.Query("acme", `{ __schema { types { name } } }`, nil); r.Code() != "INTROSPECTION_DISABLED" || string(r.Data) != "null" {
@@ -182,5 +186,60 @@ func TestInternalErrorsDoNotLeak(t *testing.T) {
 		if strings.Contains(msg, leak) {
 			t.Fatalf("message leaks %q: %s", leak, r.Errors[0].Message)
 		}
+	}
+}
+
+// TestReadinessNeedsTheLatestSchema: with TOLLGATE_MIGRATE=false a replica
+// can start on a database nobody migrated, or one a migration behind; every
+// request would then fail, so /readyz answers 503 until the schema is at
+// the binary's latest migration.
+func TestReadinessNeedsTheLatestSchema(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		if err := db.MigrateReset(ctx); err != nil {
+			t.Fatal(err)
+		}
+		h := apptest.New(t, apptest.Options{DB: db, Env: map[string]string{"TOLLGATE_MIGRATE": "false"}})
+		ready := func() (int, string) {
+			r := get(t, h.Server.URL+"/readyz", nil)
+			var body struct{ Checks map[string]string }
+			if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+				t.Fatal(err)
+			}
+			return r.StatusCode, body.Checks["schema"]
+		}
+		if code, schema := ready(); code != http.StatusServiceUnavailable || schema != "migrations pending" {
+			t.Fatalf("unmigrated database: readyz %d, schema %q; want 503, migrations pending", code, schema)
+		}
+		if err := db.MigrateUp(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if code, schema := ready(); code != http.StatusOK || schema != "ok" {
+			t.Fatalf("migrated database: readyz %d, schema %q; want 200, ok", code, schema)
+		}
+		if err := db.MigrateDown(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if code, schema := ready(); code != http.StatusServiceUnavailable || schema != "migrations pending" {
+			t.Fatalf("one migration behind: readyz %d, schema %q; want 503, migrations pending", code, schema)
+		}
+	})
+}
+
+// TestGraphiQLNeedsNoInternet: the development GraphiQL page and what it
+// loads come from Tollgate itself; it used to load React and GraphiQL from
+// a CDN, and offline the page stayed on "Loading…".
+func TestGraphiQLNeedsNoInternet(t *testing.T) {
+	h := apptest.New(t, apptest.Options{})
+	resp := get(t, h.Server.URL+"/", nil)
+	page, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET / = %d", resp.StatusCode)
+	}
+	if strings.Contains(string(page), "http://") || strings.Contains(string(page), "https://") {
+		t.Fatalf("the GraphiQL page names another host:\n%s", page)
+	}
+	if js := get(t, h.Server.URL+"/graphiql/graphiql.min.js", nil); js.StatusCode != http.StatusOK || !strings.Contains(string(page), `src="/graphiql/graphiql.min.js"`) {
+		t.Fatalf("GraphiQL's script is not served by Tollgate: %d", js.StatusCode)
 	}
 }

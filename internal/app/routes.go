@@ -6,11 +6,12 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/99designs/gqlgen/graphql/playground"
-
 	"github.com/tollgate-billing/tollgate/graph"
 	"github.com/tollgate-billing/tollgate/internal/config"
+	"github.com/tollgate-billing/tollgate/internal/graphiql"
 	"github.com/tollgate-billing/tollgate/internal/observe"
+	"github.com/tollgate-billing/tollgate/internal/ratelimit"
+	"github.com/tollgate-billing/tollgate/internal/stripehook"
 )
 
 // MaxGraphQLBody caps a GraphQL request body: a 1,000-event recordUsage is
@@ -20,18 +21,20 @@ const MaxGraphQLBody = 2 << 20
 // Handler returns Tollgate's HTTP routes:
 //
 //	GET  /                 GraphiQL (development, or PLAYGROUND=true)
+//	GET  /graphiql/{file}  its scripts and styles, embedded
 //	POST /graphql          the GraphQL API (GET for queries)
 //	POST /webhooks/stripe  Stripe webhooks
 //	GET  /healthz          liveness: answers while the process runs
-//	GET  /readyz           readiness: 200 only when the database and Redis answer
+//	GET  /readyz           readiness: 200 only when the database (at the latest migration) and Redis answer
 //	GET  /metrics          Prometheus metrics
 func (a *App) Handler() http.Handler {
 	gql := graph.NewHandler(a.resolver(), graph.Options{
 		Production: a.Config.Env == config.Production,
 		Log:        a.Log,
+		Work:       ratelimit.WorkCharge{},
 	})
-	// Order matters: authenticate, then rate-limit the organisation, then
-	// run the operation.
+	// Order matters: authenticate, then charge the credential (or address),
+	// then run the operation.
 	api := limitBody(a.Auth.Middleware(a.rateLimit(gql)), MaxGraphQLBody)
 	api = cors(a.Config.CORSOrigins, api)
 
@@ -41,7 +44,7 @@ func (a *App) Handler() http.Handler {
 	mux.Handle("OPTIONS /graphql", api)
 	a.mountWebhooks(mux)
 	if a.Config.Playground {
-		mux.Handle("GET /{$}", playground.Handler("Tollgate", "/graphql"))
+		graphiql.Mount(mux, "Tollgate", "/graphql")
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -64,11 +67,18 @@ func (a *App) deadline(next http.Handler) http.Handler {
 func (a *App) ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	checks := map[string]string{"database": "ok", "redis": "ok"}
+	checks := map[string]string{"database": "ok", "schema": "ok", "redis": "ok"}
 	code := http.StatusOK
 	if err := a.DB.Ping(ctx); err != nil {
-		checks["database"], code = "unavailable", http.StatusServiceUnavailable
+		checks["database"], checks["schema"], code = "unavailable", "unknown", http.StatusServiceUnavailable
 		a.Log.WarnContext(ctx, "readiness: database", "err", err)
+	} else if pending, err := a.DB.MigrationsPending(ctx); err != nil {
+		checks["schema"], code = "unknown", http.StatusServiceUnavailable
+		a.Log.WarnContext(ctx, "readiness: schema", "err", err)
+	} else if pending {
+		// Every request would fail on a missing table or column.
+		checks["schema"], code = "migrations pending", http.StatusServiceUnavailable
+		a.Log.WarnContext(ctx, "readiness: the database schema is behind this binary; run `tollgate migrate up` or start with TOLLGATE_MIGRATE=true")
 	}
 	if err := a.Redis.Ping(ctx).Err(); err != nil {
 		checks["redis"], code = "unavailable", http.StatusServiceUnavailable
@@ -83,7 +93,9 @@ func (a *App) ready(w http.ResponseWriter, r *http.Request) {
 	if code != http.StatusOK {
 		status = "not ready"
 	}
-	writeJSON(w, code, map[string]any{"status": status, "checks": checks})
+	writeJSON(w, code, map[string]any{"status": status, "checks": checks,
+		// Which Stripe API versions (payload shapes) webhooks arrive in.
+		"stripeApiVersions": stripehook.SeenAPIVersions()})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -27,10 +27,12 @@ func (a *App) mountWebhooks(mux *http.ServeMux) {
 		return
 	}
 	mux.Handle("POST /webhooks/stripe", stripehook.NewHandler(stripehook.Config{
-		DB: a.DB, Billing: a.Billing, Invoices: a.Invoices, Stripe: a.Stripe,
+		DB: a.DB, Billing: a.Billing, Invoices: a.Invoices,
 		Secret: a.Config.StripeWebhookSecret, Clock: a.Clock, Log: a.Log,
 	}))
 }
 
-// rateLimit holds each organisation to its plan's requests per second.
-func (a *App) rateLimit(next http.Handler) http.Handler { return a.Limiter.Middleware(next) }
+// rateLimit protects Tollgate's own API: each request costs its credential
+// (or, without one, its address) one unit before it runs, and
+// ratelimit.WorkCharge charges its other root fields once parsed.
+func (a *App) rateLimit(next http.Handler) http.Handler { return a.API.Middleware(next) }

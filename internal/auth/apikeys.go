@@ -14,6 +14,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/google/uuid"
+
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/store"
@@ -221,6 +223,11 @@ func (k *Keys) Authenticate(ctx context.Context, secret string) (store.APIKey, *
 // AuthenticateID finds the live key with this id, for signed requests that
 // prove possession with a signature instead of the secret.
 func (k *Keys) AuthenticateID(ctx context.Context, id string) (store.APIKey, *Failure) {
+	// Key ids are UUIDs. Anything else (a NUL, invalid UTF-8) would reach
+	// the database only to fail there and read as an outage.
+	if u, err := uuid.Parse(id); err != nil || u.String() != id {
+		return store.APIKey{}, &Failure{Reason: ReasonUnknownKey, Message: "API key is not valid"}
+	}
 	return k.authenticate(ctx, "id = ?", id)
 }
 
@@ -234,13 +241,13 @@ func (k *Keys) authenticate(ctx context.Context, where string, arg string) (stor
 	var key store.APIKey
 	err := k.db.WithContext(ctx).Where(where, arg).Take(&key).Error
 	if store.IsNotFound(err) {
-		return key, &Failure{ReasonUnknownKey, "API key is not valid"}
+		return key, &Failure{Reason: ReasonUnknownKey, Message: "API key is not valid"}
 	}
 	if err != nil {
-		return key, &Failure{"AUTH_UNAVAILABLE", "could not check the API key; try again"}
+		return key, unavailable("check the API key", err)
 	}
 	if key.RevokedAt != nil {
-		return key, &Failure{ReasonRevokedKey, "API key has been revoked"}
+		return key, &Failure{Reason: ReasonRevokedKey, Message: "API key has been revoked"}
 	}
 	k.cache.put(lookup, key, gen, k.clock.Now())
 	k.touch(ctx, key.ID)

@@ -137,16 +137,16 @@ func (v *Verifier) Verify(token string) (*Claims, *Failure) {
 	switch {
 	case err == nil:
 	case errors.Is(err, jwt.ErrTokenExpired):
-		return nil, &Failure{ReasonExpired, "token has expired"}
+		return nil, &Failure{Reason: ReasonExpired, Message: "token has expired"}
 	case errors.Is(err, jwt.ErrTokenMalformed):
-		return nil, &Failure{ReasonMalformed, "token is malformed"}
+		return nil, &Failure{Reason: ReasonMalformed, Message: "token is malformed"}
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
-		return nil, &Failure{ReasonBadSignature, "token signature is invalid"}
+		return nil, &Failure{Reason: ReasonBadSignature, Message: "token signature is invalid"}
 	default:
-		return nil, &Failure{ReasonBadClaims, "token is not valid: " + err.Error()}
+		return nil, &Failure{Reason: ReasonBadClaims, Message: "token is not valid: " + err.Error()}
 	}
 	if claims.Org == "" {
-		return nil, &Failure{ReasonBadClaims, "token has no org claim"}
+		return nil, &Failure{Reason: ReasonBadClaims, Message: "token has no org claim"}
 	}
 	v.verified.Add(token, &claims)
 	return &claims, nil

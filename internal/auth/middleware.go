@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/store"
 )
 
@@ -71,7 +72,7 @@ func (a *Authenticator) Authenticate(r *http.Request) (*Principal, *Failure) {
 			// Or only the key's id: the signature proves possession.
 			return a.signedKeyID(r, scheme)
 		case !ok || !strings.EqualFold(scheme, "Bearer") || cred == "":
-			return nil, &Failure{ReasonMalformed, "Authorization must be 'Bearer <token>'"}
+			return nil, &Failure{Reason: ReasonMalformed, Message: "Authorization must be 'Bearer <token>'"}
 		case strings.HasPrefix(cred, KeyPrefix):
 			return a.apiKey(r, cred)
 		}
@@ -83,7 +84,7 @@ func (a *Authenticator) Authenticate(r *http.Request) (*Principal, *Failure) {
 		// CORS preflight; a GET can be a plain link, so it must carry a
 		// header that only scripts on an allowed origin can set.
 		if r.Method == http.MethodGet && r.Header.Get("X-Requested-With") == "" && r.Header.Get("Apollo-Require-Preflight") == "" {
-			return nil, &Failure{"CSRF_HEADER_REQUIRED", "GET requests authenticated by cookie need an X-Requested-With or Apollo-Require-Preflight header"}
+			return nil, &Failure{Reason: "CSRF_HEADER_REQUIRED", Message: "GET requests authenticated by cookie need an X-Requested-With or Apollo-Require-Preflight header"}
 		}
 		return a.jwt(r, c.Value, MethodCookie)
 	}
@@ -96,9 +97,15 @@ func (a *Authenticator) jwt(r *http.Request, token string, m Method) (*Principal
 		return nil, f
 	}
 	orgID, err := a.Orgs.Ensure(r.Context(), claims.Org, claims.OrgName, claims.Email)
+	if ae, ok := apperr.As(err); ok && ae.Code == apperr.Unauthenticated {
+		// A token whose claims cannot name a tenant is the caller's
+		// mistake, not an outage: no retry will help, and nothing here
+		// deserves an operator's attention.
+		a.Log.DebugContext(r.Context(), "token claims refused", "err", err)
+		return nil, &Failure{Reason: ReasonBadClaims, Message: ae.Message}
+	}
 	if err != nil {
-		a.Log.ErrorContext(r.Context(), "resolve organisation", "org", claims.Org, "err", err)
-		return nil, &Failure{"AUTH_UNAVAILABLE", "could not resolve the organisation; try again"}
+		return nil, unavailable("resolve the organisation", err)
 	}
 	return &Principal{
 		OrgID: orgID, OrgExternalID: claims.Org, Subject: claims.Subject, Email: claims.Email,
@@ -122,7 +129,7 @@ func (a *Authenticator) signedKeyID(r *http.Request, id string) (*Principal, *Fa
 		return nil, f
 	}
 	if key.SigningPublicKey == nil {
-		return nil, &Failure{ReasonUnknownKey, "API key is not valid"}
+		return nil, &Failure{Reason: ReasonUnknownKey, Message: "API key is not valid"}
 	}
 	return a.keyPrincipal(r, key)
 }
@@ -130,7 +137,7 @@ func (a *Authenticator) signedKeyID(r *http.Request, id string) (*Principal, *Fa
 func (a *Authenticator) keyPrincipal(r *http.Request, key store.APIKey) (*Principal, *Failure) {
 	if key.SigningPublicKey != nil {
 		if a.Signatures == nil {
-			return nil, &Failure{"SIGNATURE_REQUIRED", "this API key requires signed requests"}
+			return nil, &Failure{Reason: "SIGNATURE_REQUIRED", Message: "this API key requires signed requests"}
 		}
 		if f := a.Signatures.VerifyRequest(r, key); f != nil {
 			return nil, f

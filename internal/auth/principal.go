@@ -6,6 +6,7 @@ package auth
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 )
@@ -82,6 +83,22 @@ func FromContext(ctx context.Context) (*Principal, bool) {
 type Failure struct {
 	Reason  string // machine-readable, e.g. TOKEN_EXPIRED
 	Message string
+	// Err is set when the credentials could not be checked because a
+	// dependency (the database) failed: the client should retry, and the
+	// cause is for the log, never the client.
+	Err error
+}
+
+// ReasonUnavailable is the reason on a Failure whose Err is set.
+const ReasonUnavailable = "AUTH_UNAVAILABLE"
+
+// unavailable is the Failure for credentials that could not be checked.
+func unavailable(what string, err error) *Failure {
+	return &Failure{
+		Reason:  ReasonUnavailable,
+		Message: "could not " + what + "; try again",
+		Err:     fmt.Errorf("%s: %w", what, err),
+	}
 }
 
 func withFailure(ctx context.Context, f Failure) context.Context {

@@ -1,6 +1,7 @@
 package billing
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +10,6 @@ import (
 
 	"github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/client"
-	"gorm.io/gorm"
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/plans"
@@ -19,7 +19,10 @@ import (
 
 // CheckoutInput asks for a Checkout session selling one paid plan.
 type CheckoutInput struct {
-	Plan       string
+	Plan string
+	// Interval is the billing interval of the price sold ("month" or
+	// "year"); empty means monthly.
+	Interval   string
 	SuccessURL string
 	CancelURL  string
 	// Email is the caller's token email, used for a new Stripe customer when
@@ -37,8 +40,14 @@ type CheckoutSession struct {
 // creating the organisation's Stripe customer first if it has none.
 // Invalid input and an existing subscription give apperr.FieldErrors, before
 // anything is sent to Stripe.
+//
+// No database transaction is open while Stripe is called. The session is
+// recorded as pending before it is asked for, under an idempotency key
+// derived from that record, and its id is recorded after: a crash or a lost
+// answer in between leaves a pending record that the next checkout (or
+// `stripe sync`) resolves by asking again under the same key.
 func (s *Service) CreateCheckoutSession(ctx context.Context, orgID string, in CheckoutInput) (CheckoutSession, error) {
-	plan, err := s.checkCheckoutInput(in)
+	plan, price, err := s.checkCheckoutInput(in)
 	if err != nil {
 		return CheckoutSession{}, err
 	}
@@ -64,112 +73,140 @@ func (s *Service) CreateCheckoutSession(ctx context.Context, orgID string, in Ch
 		return CheckoutSession{}, apperr.FieldErrors{{Field: "input.plan", Code: CodeAlreadySubscribed, Message: msg}}
 	}
 
-	meta := map[string]string{"org_id": orgID, "plan_id": plan.ID}
-	params := &stripe.CheckoutSessionParams{
-		Mode:              stripe.String(string(stripe.CheckoutSessionModeSubscription)),
-		ClientReferenceID: stripe.String(orgID),
-		LineItems: []*stripe.CheckoutSessionLineItemParams{
-			{Price: stripe.String(plan.StripePriceID), Quantity: stripe.Int64(1)},
-		},
-		SubscriptionData: &stripe.CheckoutSessionSubscriptionDataParams{Metadata: meta},
-		SuccessURL:       stripe.String(in.SuccessURL),
-		CancelURL:        stripe.String(in.CancelURL),
-	}
-	params.Metadata = meta
-	params.Context = ctx
+	// Checkouts of one organisation run one after the other in this process,
+	// so each finds the session the one before it opened. Across replicas
+	// the claim below orders them; this lock holds no database resource.
+	unlock := s.orgLocks.lock(orgID)
+	defer unlock()
 
-	// The customer is stored in a transaction of its own, so it is kept
-	// even if opening the session fails.
-	customerID, err := s.ensureCustomer(ctx, orgID, in.Email)
+	customerID, err := s.ensureCustomer(ctx, sc, orgID, in.Email)
 	if err != nil {
 		return CheckoutSession{}, err
 	}
-	// The organisation row stays locked from here to the stored session id,
-	// so concurrent checkouts run one after the other: each finds the
-	// session the one before it opened.
-	var out CheckoutSession
-	err = s.db.Tx(ctx, func(tx *gorm.DB) error {
-		org, ok, err := s.lockOrg(tx, orgID)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return apperr.ErrNotFound
-		}
-		if prev := org.OpenCheckoutSessionID; prev != nil && *prev != "" {
-			if err := s.closeCheckout(ctx, tx, sc, orgID, *prev); err != nil {
-				return err
-			}
-		}
-		params.Customer = stripe.String(customerID)
-		sess, err := sc.CheckoutSessions.New(params)
-		if err != nil {
-			return stripeclient.Error("create checkout session for org "+orgID, err)
-		}
-		if err := tx.Model(&store.Organization{}).Where("id = ?", orgID).
-			Updates(map[string]any{"open_checkout_session_id": sess.ID, "updated_at": s.clock.Now()}).Error; err != nil {
-			return fmt.Errorf("store checkout session %s of org %s: %w", sess.ID, orgID, err)
-		}
-		out = CheckoutSession{ID: sess.ID, URL: sess.URL}
-		return nil
+	attempt, earlier, err := s.claimCheckout(ctx, orgID, checkoutSession{
+		PlanID: plan.ID, PriceID: price, CustomerID: customerID, SuccessURL: in.SuccessURL, CancelURL: in.CancelURL,
 	})
-	return out, err
+	if err != nil {
+		return CheckoutSession{}, err
+	}
+	for _, prev := range earlier {
+		if err := s.closeCheckout(ctx, sc, prev); err != nil {
+			// Nothing was asked of Stripe under this attempt yet.
+			return CheckoutSession{}, errors.Join(err, s.markCheckout(ctx, attempt.ID, "", checkoutClosed))
+		}
+	}
+	sess, err := s.askStripe(ctx, sc, attempt)
+	if err != nil {
+		return CheckoutSession{}, err
+	}
+	if err := s.markCheckout(ctx, attempt.ID, sess.ID, checkoutOpen); err != nil {
+		// The pending record stays; the next checkout or `stripe sync`
+		// learns this session's id under the same key.
+		return CheckoutSession{}, err
+	}
+	return CheckoutSession{ID: sess.ID, URL: sess.URL}, nil
 }
 
-// closeCheckout makes sure the organisation's previous Checkout session can
-// no longer be paid before another is opened: two open sessions could sell
-// two subscriptions, since the check for an existing one above sees only
-// what webhooks have delivered. An open session is expired; one that can no
-// longer be expired is judged by PreviousCheckoutVerdict.
-func (s *Service) closeCheckout(ctx context.Context, tx *gorm.DB, sc *client.API, orgID, sessionID string) error {
+// askStripe creates the attempt's Checkout session, or returns the one an
+// earlier request under the same idempotency key created. A request Stripe
+// refused created nothing: the attempt is closed, so no later call asks
+// again.
+func (s *Service) askStripe(ctx context.Context, sc *client.API, a checkoutSession) (*stripe.CheckoutSession, error) {
+	sess, err := sc.CheckoutSessions.New(s.sessionParams(ctx, a))
+	if err == nil {
+		return sess, nil
+	}
+	if refused(err) {
+		err = errors.Join(err, s.markCheckout(ctx, a.ID, "", checkoutClosed))
+	}
+	return nil, stripeclient.Error("create checkout session for org "+a.OrgID, err)
+}
+
+// sessionParams are the parameters of an attempt's session, built from its
+// record alone: a retry under the same idempotency key must send exactly
+// what the first request sent, or Stripe refuses it.
+func (s *Service) sessionParams(ctx context.Context, a checkoutSession) *stripe.CheckoutSessionParams {
+	meta := map[string]string{"org_id": a.OrgID, "plan_id": a.PlanID}
+	params := &stripe.CheckoutSessionParams{
+		Mode:              stripe.String(string(stripe.CheckoutSessionModeSubscription)),
+		ClientReferenceID: stripe.String(a.OrgID),
+		Customer:          stripe.String(a.CustomerID),
+		LineItems: []*stripe.CheckoutSessionLineItemParams{
+			{Price: stripe.String(a.PriceID), Quantity: stripe.Int64(1)},
+		},
+		SubscriptionData: &stripe.CheckoutSessionSubscriptionDataParams{Metadata: meta},
+		SuccessURL:       stripe.String(a.SuccessURL),
+		CancelURL:        stripe.String(a.CancelURL),
+	}
+	params.Metadata = map[string]string{"org_id": a.OrgID, "plan_id": a.PlanID, CheckoutMetadataKey: a.ID}
+	params.SetIdempotencyKey("tollgate-checkout-" + a.ID)
+	params.Context = ctx
+	return params
+}
+
+// closeCheckout makes sure an earlier Checkout session of the organisation
+// can no longer be paid before another is opened: two open sessions could
+// sell two subscriptions, since the check for an existing one above sees
+// only what webhooks have delivered. A pending one is first asked for again
+// to learn its id; an open one is expired; one that can no longer be
+// expired is judged by PreviousCheckoutVerdict. It is closed once settled;
+// a refusal leaves it as it was, to be judged again next time.
+func (s *Service) closeCheckout(ctx context.Context, sc *client.API, a checkoutSession) error {
+	if s.clock.Now().Sub(a.CreatedAt) > checkoutLifetime {
+		// Stripe has expired it, and forgotten its idempotency key.
+		return s.markCheckout(ctx, a.ID, "", checkoutClosed)
+	}
+	if a.StripeSessionID == nil {
+		sess, err := sc.CheckoutSessions.New(s.sessionParams(ctx, a))
+		if refused(err) {
+			return s.markCheckout(ctx, a.ID, "", checkoutClosed)
+		}
+		if err != nil {
+			return stripeclient.Error("resolve pending checkout session "+a.ID+" of org "+a.OrgID, err)
+		}
+		if err := s.markCheckout(ctx, a.ID, sess.ID, checkoutOpen); err != nil {
+			return err
+		}
+		a.StripeSessionID = &sess.ID
+	}
+	sessionID := *a.StripeSessionID
 	ep := &stripe.CheckoutSessionExpireParams{}
 	ep.Context = ctx
 	_, err := sc.CheckoutSessions.Expire(sessionID, ep)
 	if err == nil {
-		s.log.InfoContext(ctx, "expired the previous checkout session", "org_id", orgID, "checkout_session_id", sessionID)
-		return nil
+		s.log.InfoContext(ctx, "expired the previous checkout session", "org_id", a.OrgID, "checkout_session_id", sessionID)
+		return s.markCheckout(ctx, a.ID, "", checkoutClosed)
 	}
 	var se *stripe.Error
 	if !errors.As(err, &se) || se.HTTPStatusCode != http.StatusBadRequest && se.HTTPStatusCode != http.StatusNotFound {
-		return stripeclient.Error("expire checkout session "+sessionID+" of org "+orgID, err)
+		return stripeclient.Error("expire checkout session "+sessionID+" of org "+a.OrgID, err)
 	}
 	// Not open any more (or gone): see whether it was paid.
 	gp := &stripe.CheckoutSessionParams{}
 	gp.Context = ctx
 	cs, err := sc.CheckoutSessions.Get(sessionID, gp)
 	if errors.As(err, &se) && se.HTTPStatusCode == http.StatusNotFound {
-		return nil
+		return s.markCheckout(ctx, a.ID, "", checkoutClosed)
 	}
 	if err != nil {
-		return stripeclient.Error("read checkout session "+sessionID+" of org "+orgID, err)
+		return stripeclient.Error("read checkout session "+sessionID+" of org "+a.OrgID, err)
 	}
 	subID := ""
 	if cs.Subscription != nil {
 		subID = cs.Subscription.ID
 	}
-	var local *store.Subscription
 	if cs.Status == stripe.CheckoutSessionStatusComplete && subID != "" {
-		var subs []store.Subscription
-		if err := tx.Where("org_id = ? AND stripe_subscription_id = ?", orgID, subID).Limit(1).Find(&subs).Error; err != nil {
-			return fmt.Errorf("look up subscription %s of org %s: %w", subID, orgID, err)
+		sold, err := s.storedSubscription(ctx, a.OrgID, subID)
+		if err != nil {
+			return err
 		}
-		if len(subs) == 1 {
-			local = &subs[0]
+		if err := PreviousCheckoutVerdict(cs.Status, sold); err != nil {
+			return err
 		}
+	} else if err := PreviousCheckoutVerdict(cs.Status, nil); err != nil {
+		return err
 	}
-	return PreviousCheckoutVerdict(cs.Status, local)
-}
-
-// CheckoutCompleted forgets the organisation's open Checkout session once
-// its completion has been processed with the subscription it sold (call it in
-// that transaction).
-func (s *Service) CheckoutCompleted(tx *gorm.DB, orgID, sessionID string) error {
-	err := tx.Model(&store.Organization{}).Where("id = ? AND open_checkout_session_id = ?", orgID, sessionID).
-		Update("open_checkout_session_id", nil).Error
-	if err != nil {
-		return fmt.Errorf("clear checkout session %s of org %s: %w", sessionID, orgID, err)
-	}
-	return nil
+	return s.markCheckout(ctx, a.ID, "", checkoutClosed)
 }
 
 // PreviousCheckoutVerdict decides whether a new Checkout may follow one
@@ -192,69 +229,35 @@ func PreviousCheckoutVerdict(status stripe.CheckoutSessionStatus, sold *store.Su
 	return nil
 }
 
-func (s *Service) checkCheckoutInput(in CheckoutInput) (plans.Plan, error) {
+func (s *Service) checkCheckoutInput(in CheckoutInput) (plans.Plan, string, error) {
 	var fe apperr.FieldErrors
 	plan, ok := s.catalog.ByID(in.Plan)
+	var price plans.Price
 	switch {
 	case strings.TrimSpace(in.Plan) == "":
 		fe.Add("input.plan", CodeRequired, "A plan id is required.")
 	case !ok:
 		fe.Add("input.plan", CodeUnknownPlan, fmt.Sprintf("There is no plan %q.", in.Plan))
-	case !plan.Paid() || plan.ContactSales || plan.StripePriceID == "":
+	case !plan.Paid() || plan.ContactSales || len(plan.Prices) == 0:
 		fe.Add("input.plan", CodeNotPurchasable, fmt.Sprintf("The %s plan is not sold through Checkout.", plan.Name))
+	default:
+		interval := cmp.Or(in.Interval, plans.IntervalMonth)
+		if price, ok = plan.PriceFor(interval); !ok {
+			fe.Add("input.interval", CodeNotPurchasable, fmt.Sprintf("The %s plan is not sold %sly.", plan.Name, interval))
+		}
 	}
 	checkRedirectURL(&fe, "input.successUrl", in.SuccessURL)
 	checkRedirectURL(&fe, "input.cancelUrl", in.CancelURL)
-	return plan, fe.Err()
+	return plan, price.ID, fe.Err()
 }
 
-// ensureCustomer returns the organisation's Stripe customer, creating it on
-// first use. The organisation row stays locked from the check to the store,
-// so concurrent checkouts wait for the first one and then find its customer;
-// the idempotency key makes Stripe return the same customer if Tollgate
-// failed to store it on an earlier attempt.
-func (s *Service) ensureCustomer(ctx context.Context, orgID, fallbackEmail string) (string, error) {
-	var customerID string
-	err := s.db.Tx(ctx, func(tx *gorm.DB) error {
-		org, ok, err := s.lockOrg(tx, orgID)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return apperr.ErrNotFound
-		}
-		if org.StripeCustomerID != nil && *org.StripeCustomerID != "" {
-			customerID = *org.StripeCustomerID
-			return nil
-		}
-		params := &stripe.CustomerParams{Name: stripe.String(org.Name)}
-		if email := firstNonEmpty(org.BillingEmail, fallbackEmail); email != "" {
-			params.Email = stripe.String(email)
-		}
-		params.AddMetadata("org_id", org.ID)
-		params.AddMetadata("org_external_id", org.ExternalID)
-		params.SetIdempotencyKey("tollgate-customer-" + org.ID)
-		params.Context = ctx
-		c, err := s.stripe.Customers.New(params)
-		if err != nil {
-			return stripeclient.Error("create customer for org "+orgID, err)
-		}
-		if err := tx.Model(&store.Organization{}).Where("id = ?", org.ID).
-			Updates(map[string]any{"stripe_customer_id": c.ID, "updated_at": s.clock.Now()}).Error; err != nil {
-			return fmt.Errorf("store Stripe customer %s of org %s: %w", c.ID, orgID, err)
-		}
-		customerID = c.ID
-		s.log.InfoContext(ctx, "created Stripe customer", "org_id", orgID, "stripe_customer_id", c.ID)
-		return nil
-	})
-	return customerID, err
-}
-
-func firstNonEmpty(vs ...string) string {
-	for _, v := range vs {
-		if v = strings.TrimSpace(v); v != "" {
-			return v
-		}
+// refused reports whether Stripe answered a request with a refusal that
+// means nothing was created: a 4xx other than a conflict or rate limit.
+func refused(err error) bool {
+	var se *stripe.Error
+	if !errors.As(err, &se) {
+		return false
 	}
-	return ""
+	c := se.HTTPStatusCode
+	return c >= 400 && c < 500 && c != http.StatusConflict && c != http.StatusTooManyRequests
 }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/billing"
+	"github.com/tollgate-billing/tollgate/internal/clock"
+	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/stripeclient/stripetest"
 	"github.com/tollgate-billing/tollgate/internal/testenv"
@@ -92,7 +94,7 @@ func TestCheckoutForNewOrgCreatesOneCustomerUnderConcurrentCalls(t *testing.T) {
 		if c.Form.Get("metadata[org_id]") != org || c.Form.Get("email") != "owner@acme.test" {
 			t.Errorf("customer created with %v, want metadata[org_id]=%s and the token email", c.Form, org)
 		}
-		if c.IdempotencyKey != "tollgate-customer-"+org {
+		if !strings.HasPrefix(c.IdempotencyKey, "tollgate-customer-"+org+"-") {
 			t.Errorf("customer idempotency key = %q, want one derived from the org", c.IdempotencyKey)
 		}
 		stored := orgRow(t, db, org).StripeCustomerID
@@ -221,8 +223,8 @@ func TestASecondCheckoutExpiresTheFirst(t *testing.T) {
 		if n := len(expiries(rec)); n != 0 {
 			t.Fatalf("the first checkout expired %d sessions; there was none to expire", n)
 		}
-		if got := orgRow(t, db, org).OpenCheckoutSessionID; got == nil || *got != first.ID {
-			t.Fatalf("open checkout session stored as %v, want %s", got, first.ID)
+		if got := openCheckouts(t, db, org); len(got) != 1 || got[0] != first.ID {
+			t.Fatalf("open checkout sessions recorded: %v, want [%s]", got, first.ID)
 		}
 
 		second, err := svc.CreateCheckoutSession(ctx, org, in)
@@ -232,17 +234,17 @@ func TestASecondCheckoutExpiresTheFirst(t *testing.T) {
 		if got, want := expiries(rec), []string{"/v1/checkout/sessions/" + first.ID + "/expire"}; len(got) != 1 || got[0] != want[0] {
 			t.Fatalf("expired %v, want %v", got, want)
 		}
-		if got := orgRow(t, db, org).OpenCheckoutSessionID; got == nil || *got != second.ID {
-			t.Fatalf("open checkout session stored as %v, want %s", got, second.ID)
+		if got := openCheckouts(t, db, org); len(got) != 1 || got[0] != second.ID {
+			t.Fatalf("open checkout sessions recorded: %v, want [%s]", got, second.ID)
 		}
 
 		// The webhook for the second session's completion, with its
 		// subscription recorded, forgets it.
-		if err := db.Tx(ctx, func(tx *gorm.DB) error { return svc.CheckoutCompleted(tx, org, second.ID) }); err != nil {
+		if err := db.Tx(ctx, func(tx *gorm.DB) error { return svc.CheckoutCompleted(tx, org, second.ID, "") }); err != nil {
 			t.Fatal(err)
 		}
-		if got := orgRow(t, db, org).OpenCheckoutSessionID; got != nil {
-			t.Fatalf("open checkout session %s still stored after its completion", *got)
+		if got := openCheckouts(t, db, org); len(got) != 0 {
+			t.Fatalf("open checkout sessions %v still recorded after the completion", got)
 		}
 		if _, err := svc.CreateCheckoutSession(ctx, org, in); err != nil {
 			t.Fatal(err)
@@ -318,8 +320,85 @@ func TestACustomerIsKeptWhenOpeningTheSessionFails(t *testing.T) {
 		if n := len(exactly(rec, "POST", "/v1/customers")); n != 0 {
 			t.Errorf("the retry created %d more customers, want none", n)
 		}
-		if got := exactly(rec, "POST", "/v1/checkout/sessions"); len(got) != 1 || got[0].Form.Get("customer") != *stored {
-			t.Errorf("the retry opened %v, want one session for customer %s", got, *stored)
+		// The retry first asks again for the session that failed, under its
+		// key (Stripe may have created it), then opens its own.
+		failed := exactly(broken, "POST", "/v1/checkout/sessions")[0].IdempotencyKey
+		got := exactly(rec, "POST", "/v1/checkout/sessions")
+		if len(got) != 2 || got[0].IdempotencyKey != failed || got[1].IdempotencyKey == failed {
+			t.Fatalf("the retry sent %d session requests, want the failed one again and then a new one", len(got))
+		}
+		for _, r := range got {
+			if r.Form.Get("customer") != *stored {
+				t.Errorf("the retry asked for a session of customer %q, want %s", r.Form.Get("customer"), *stored)
+			}
 		}
 	})
+}
+
+// Stripe refuses a retry that reuses an idempotency key with other
+// parameters, so the customer's key changes with anything it sends.
+func TestTheCustomerKeyCoversEveryParameterSent(t *testing.T) {
+	db := testenv.DB(t)
+	ctx := context.Background()
+	org := newOrg(t, db, "")
+	in := billing.CheckoutInput{Plan: "starter", SuccessURL: okSuccess, CancelURL: okCancel}
+	broken := stripetest.NewRecorderTo(failPath{"POST", "/v1/customers"})
+	svc := newService(db, stripetest.ClientAt(testenv.StripeMock(t), broken, 0))
+
+	for _, email := range []string{"first@acme.test", "first@acme.test", "second@acme.test"} {
+		in.Email = email
+		_, err := svc.CreateCheckoutSession(ctx, org, in)
+		wantCode(t, err, apperr.PaymentProviderUnavailable)
+	}
+	reqs := exactly(broken, "POST", "/v1/customers")
+	if len(reqs) != 3 {
+		t.Fatalf("%d customer requests, want 3", len(reqs))
+	}
+	if reqs[0].IdempotencyKey != reqs[1].IdempotencyKey {
+		t.Errorf("the same parameters were sent under keys %q and %q, want one", reqs[0].IdempotencyKey, reqs[1].IdempotencyKey)
+	}
+	if reqs[1].IdempotencyKey == reqs[2].IdempotencyKey || reqs[2].Form.Get("email") != "second@acme.test" {
+		t.Errorf("another email was sent under the same key %q", reqs[2].IdempotencyKey)
+	}
+}
+
+// Checkout sells the plan's price for the interval asked, monthly by
+// default; an interval the plan is not sold at is refused before Stripe is
+// called.
+func TestCheckoutSellsThePriceOfTheIntervalAsked(t *testing.T) {
+	db := testenv.DB(t)
+	rec := stripetest.NewRecorder()
+	catalog, err := plans.Parse([]byte(`meters: [{name: api_calls, reset: monthly}]
+plans:
+  - {id: free, name: Free, rate_limit_per_second: 1, limits: {api_calls: {limit: 1}}}
+  - id: team
+    name: Team
+    prices:
+      - {id: price_team_m, interval: month, amount_cents: 1000}
+      - {id: price_team_y, interval: year, amount_cents: 10000}
+    rate_limit_per_second: 1
+    limits: {api_calls: {limit: 10}}
+  - {id: solo, name: Solo, prices: [{id: price_solo_m, interval: month, amount_cents: 500}], rate_limit_per_second: 1, limits: {api_calls: {limit: 5}}}
+`), "yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := billing.NewService(db, catalog, clock.Real{}, stripetest.Client(t, rec), stripetest.Discard())
+	ctx := context.Background()
+	for _, tc := range []struct{ interval, want string }{{"", "price_team_m"}, {"month", "price_team_m"}, {"year", "price_team_y"}} {
+		org := newOrg(t, db, "billing@acme.test")
+		if _, err := svc.CreateCheckoutSession(ctx, org, billing.CheckoutInput{Plan: "team", Interval: tc.interval, SuccessURL: okSuccess, CancelURL: okCancel}); err != nil {
+			t.Fatal(err)
+		}
+		sent := exactly(rec, "POST", "/v1/checkout/sessions")
+		if got := sent[len(sent)-1].Form.Get("line_items[0][price]"); got != tc.want {
+			t.Errorf("interval %q sold %s, want %s", tc.interval, got, tc.want)
+		}
+	}
+	before := len(rec.Requests())
+	_, err = svc.CreateCheckoutSession(ctx, newOrg(t, db, ""), billing.CheckoutInput{Plan: "solo", Interval: "year", SuccessURL: okSuccess, CancelURL: okCancel})
+	wantFieldError(t, err, "input.interval", billing.CodeNotPurchasable)
+	if n := len(rec.Requests()) - before; n != 0 {
+		t.Fatalf("a refused interval made %d Stripe requests", n)
+	}
 }

@@ -91,3 +91,21 @@ func orgRow(t *testing.T, db *store.DB, id string) store.Organization {
 }
 
 func nowUTC() time.Time { return time.Now().UTC().Truncate(time.Second) }
+
+// openCheckouts returns the Stripe ids of the organisation's checkout
+// sessions not yet closed, oldest first ("" for one still pending).
+func openCheckouts(t *testing.T, db *store.DB, orgID string) []string {
+	t.Helper()
+	var rows []struct{ StripeSessionID *string }
+	if err := db.Table("checkout_sessions").Where("org_id = ? AND state <> ?", orgID, "closed").
+		Order("created_at").Find(&rows).Error; err != nil {
+		t.Fatalf("load checkout sessions: %v", err)
+	}
+	out := make([]string, len(rows))
+	for i, r := range rows {
+		if r.StripeSessionID != nil {
+			out[i] = *r.StripeSessionID
+		}
+	}
+	return out
+}

@@ -28,6 +28,8 @@ type Service struct {
 	// changed are called with an organisation's id when its plan or
 	// subscription status changes, so caches elsewhere drop it.
 	changed []func(orgID string)
+	// orgLocks orders checkouts of one organisation within this process.
+	orgLocks orgLocks
 }
 
 // OnChange registers fn to hear which organisation's standing changed.

@@ -12,6 +12,7 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/stripeclient"
+	"github.com/tollgate-billing/tollgate/internal/stripeshape"
 )
 
 // Outcome says what applying a Stripe object did.
@@ -46,6 +47,14 @@ func (r *Result) note(change string) {
 	}
 }
 
+// merge adds what a later step did: its outcome, organisation and changes.
+func (r *Result) merge(o Result) {
+	r.Outcome, r.Changes = o.Outcome, append(r.Changes, o.Changes...)
+	if o.OrgID != "" {
+		r.OrgID = o.OrgID
+	}
+}
+
 // SubscriptionUpdate is a Stripe subscription object and how Tollgate got it.
 type SubscriptionUpdate struct {
 	Sub *stripe.Subscription
@@ -62,6 +71,9 @@ type SubscriptionUpdate struct {
 	// Rank orders updates that share At's second, which Stripe's one-second
 	// event times cannot.
 	Rank Rank
+	// Raw is the object's JSON as Stripe sent it, when it came in an event:
+	// the fields later API versions moved are read from it (stripeshape).
+	Raw []byte
 }
 
 // Rank is how late in a subscription's life an update stands within one
@@ -125,24 +137,21 @@ func (s *Service) ApplySubscription(ctx context.Context, tx *gorm.DB, u Subscrip
 		case at.Before(last), at.Equal(last) && u.Rank < Rank(row.LastEventRank):
 			return Result{Outcome: Stale, OrgID: row.OrgID}, nil
 		case at.Equal(last) && u.Rank == Rank(row.LastEventRank) && u.Rank != RankFetched && s.stripe != nil:
-			// Two updates in one second carry no order at all: ask Stripe
-			// for the subscription as it is now.
-			fresh, err := s.fetchSubscription(ctx, sub.ID)
-			if err != nil {
-				return res, err
-			}
-			sub, u.Rank = fresh, RankFetched
+			// Two updates in one second carry no order at all: the caller
+			// asks Stripe for the subscription as it is now, outside the
+			// transaction, and applies that.
+			return res, &FetchFirst{SubscriptionID: sub.ID}
 		}
 	}
 	next := row
-	s.copyFromStripe(&next, sub, u.PlanHint, at)
+	s.copyFromStripe(ctx, &next, sub, u, at)
 	next.LastEventRank = int(u.Rank)
 	if !found {
 		next.ID, next.OrgID = store.NewID(), orgID
 		if err := tx.Create(&next).Error; err != nil {
 			return res, fmt.Errorf("insert subscription %s: %w", sub.ID, err)
 		}
-		res.Changes = append(res.Changes, fmt.Sprintf("subscription %s created: status %s, plan %s", sub.ID, next.Status, next.PlanID))
+		res.Changes = append(res.Changes, fmt.Sprintf("subscription %s created: status %s, plan %s, price %s", sub.ID, next.Status, next.PlanID, next.PriceID))
 	} else {
 		if err := tx.Save(&next).Error; err != nil {
 			return res, fmt.Errorf("update subscription %s: %w", sub.ID, err)
@@ -243,7 +252,7 @@ func (s *Service) lockSubscription(tx *gorm.DB, stripeID string) (store.Subscrip
 
 // copyFromStripe overwrites row with what Stripe says. Every field comes
 // from the object, so the newest object applied decides the whole row.
-func (s *Service) copyFromStripe(row *store.Subscription, sub *stripe.Subscription, hint string, at time.Time) {
+func (s *Service) copyFromStripe(ctx context.Context, row *store.Subscription, sub *stripe.Subscription, u SubscriptionUpdate, at time.Time) {
 	row.StripeSubscriptionID = sub.ID
 	if c := customerID(sub); c != "" {
 		row.StripeCustomerID = c
@@ -251,18 +260,35 @@ func (s *Service) copyFromStripe(row *store.Subscription, sub *stripe.Subscripti
 	if sub.Status != "" {
 		row.Status = strings.ToLower(string(sub.Status))
 	}
-	price := s.priceID(sub)
-	if price != "" {
-		row.PriceID = price
+	price, plan, known := s.priceOf(sub)
+	switch {
+	case known:
+		row.PriceID, row.PlanID, row.PlanMismatch = price, plan.ID, false
+	case price == "":
+		// No item carries a price (a trimmed payload): nothing to go by
+		// but what was stored or sold.
+		if row.PlanID == "" {
+			row.PlanID = s.soldPlan(sub, u.PlanHint)
+		}
+	default:
+		row.PriceID, row.PlanMismatch = price, true
+		if p, ok := s.catalog.ByID(row.PlanID); !ok || !p.Paid() {
+			row.PlanID = s.soldPlan(sub, u.PlanHint)
+		}
+		PlanMismatches.Inc()
+		s.log.ErrorContext(ctx, "Stripe price is not in the plans file; keeping the last plan a known price named: add the price to PLANS_FILE",
+			"stripe_subscription_id", sub.ID, "price_id", price, "plan_kept", row.PlanID, "status", row.Status)
 	}
-	row.PlanID = s.planFor(sub, price, hint, row.PlanID)
-	// Stripe API versions from 2025-03-31 move the period off the
-	// subscription (it reads as 0 here); keep what was stored rather than
-	// erase it. The README pins webhook endpoints to stripe-go v76's version.
-	if t := stripeclient.Time(sub.CurrentPeriodStart); t != nil {
+	// From 2025-03-31 the period is on each item: take the one of the price
+	// that decided the plan, falling back to the subscription's own.
+	start, end := sub.CurrentPeriodStart, sub.CurrentPeriodEnd
+	if p, ok := stripeshape.ItemPeriods(u.Raw)[price]; ok {
+		start, end = p.Start, p.End
+	}
+	if t := stripeclient.Time(start); t != nil {
 		row.CurrentPeriodStart = t
 	}
-	if t := stripeclient.Time(sub.CurrentPeriodEnd); t != nil {
+	if t := stripeclient.Time(end); t != nil {
 		row.CurrentPeriodEnd = t
 	}
 	row.CancelAtPeriodEnd = sub.CancelAtPeriodEnd
@@ -276,16 +302,11 @@ func (s *Service) copyFromStripe(row *store.Subscription, sub *stripe.Subscripti
 	row.UpdatedAt = s.clock.Now()
 }
 
-// planFor maps a subscription's price to a plan through the plans config.
-// A price missing from the config (a legacy price, a config typo) falls
-// back to what Tollgate itself recorded when it sold the subscription, then
-// to the plan stored before, then to free: never to a plan nobody bought.
-func (s *Service) planFor(sub *stripe.Subscription, price, hint, stored string) string {
-	if p, ok := s.catalog.ByPriceID(price); ok {
-		return p.ID
-	}
-	s.log.Warn("Stripe price is not in the plans config", "stripe_subscription_id", sub.ID, "price_id", price)
-	for _, id := range []string{sub.Metadata["plan_id"], hint, stored} {
+// soldPlan is the plan Tollgate recorded when it sold a subscription whose
+// price the plans file does not know: its metadata.plan_id, else the plan
+// the Checkout session sold, else free. Never a plan nobody bought.
+func (s *Service) soldPlan(sub *stripe.Subscription, hint string) string {
+	for _, id := range []string{sub.Metadata["plan_id"], hint} {
 		if p, ok := s.catalog.ByID(id); ok && p.Paid() {
 			return p.ID
 		}
@@ -322,6 +343,8 @@ func subscriptionDiff(a, b store.Subscription) []string {
 	}
 	add("status", a.Status, b.Status)
 	add("plan", a.PlanID, b.PlanID)
+	add("price", a.PriceID, b.PriceID)
+	add("plan_mismatch", fmt.Sprint(a.PlanMismatch), fmt.Sprint(b.PlanMismatch))
 	add("cancel_at_period_end", fmt.Sprint(a.CancelAtPeriodEnd), fmt.Sprint(b.CancelAtPeriodEnd))
 	add("current_period_end", timeString(a.CurrentPeriodEnd), timeString(b.CurrentPeriodEnd))
 	add("canceled_at", timeString(a.CanceledAt), timeString(b.CanceledAt))
@@ -335,26 +358,27 @@ func customerID(sub *stripe.Subscription) string {
 	return sub.Customer.ID
 }
 
-// priceID is the subscription's price: the first item whose price the plans
-// config knows, else the first item's. Tollgate sells one item per
-// subscription; one added by hand in the dashboard must not hide it.
-func (s *Service) priceID(sub *stripe.Subscription) string {
+// priceOf is the price that decides a subscription's plan: the first item
+// whose price the plans file knows, with that plan. Tollgate sells one
+// item per subscription; one added by hand in the dashboard must not hide
+// it. known is false when no item's price is in the file; price is then the
+// first item's ("" without any).
+func (s *Service) priceOf(sub *stripe.Subscription) (price string, plan plans.Plan, known bool) {
 	if sub.Items == nil {
-		return ""
+		return "", plans.Plan{}, false
 	}
-	first := ""
 	for _, it := range sub.Items.Data {
 		if it == nil || it.Price == nil || it.Price.ID == "" {
 			continue
 		}
-		if _, ok := s.catalog.ByPriceID(it.Price.ID); ok {
-			return it.Price.ID
+		if p, ok := s.catalog.ByPriceID(it.Price.ID); ok {
+			return it.Price.ID, p, true
 		}
-		if first == "" {
-			first = it.Price.ID
+		if price == "" {
+			price = it.Price.ID
 		}
 	}
-	return first
+	return price, plans.Plan{}, false
 }
 
 func timeString(t *time.Time) string {
@@ -362,15 +386,4 @@ func timeString(t *time.Time) string {
 		return "none"
 	}
 	return t.UTC().Format(time.RFC3339)
-}
-
-// fetchSubscription reads a subscription from Stripe.
-func (s *Service) fetchSubscription(ctx context.Context, id string) (*stripe.Subscription, error) {
-	params := &stripe.SubscriptionParams{}
-	params.Context = ctx
-	sub, err := s.stripe.Subscriptions.Get(id, params)
-	if err != nil {
-		return nil, stripeclient.Error("fetch subscription "+id, err)
-	}
-	return sub, nil
 }

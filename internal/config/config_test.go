@@ -12,7 +12,8 @@ func TestDefaultsRunWithZeroSetup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Port != 8080 || c.Env != Dev || c.DatabaseURL != "" || c.RedisURL != "" || !c.Migrate || !c.Playground {
+	if c.Port != 8080 || c.Env != Dev || c.DatabaseURL != "" || c.RedisURL != "" || !c.Migrate || !c.Playground ||
+		c.APIRatePerCredential != 1000 || c.APIRatePerAddress != 100 {
 		t.Fatalf("unexpected defaults: %+v", c)
 	}
 }
@@ -29,7 +30,8 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 		{"DATABASE_URL of another database", map[string]string{"DATABASE_URL": "mysql://root@localhost/db"}, "DATABASE_URL: must be a postgres:// URL"},
 		{"production without JWT_SECRET", map[string]string{"TOLLGATE_ENV": "production", "DATABASE_URL": "postgres://h/db"}, "JWT_SECRET: is required when TOLLGATE_ENV=production"},
 		{"production with a short secret", map[string]string{"TOLLGATE_ENV": "production", "DATABASE_URL": "postgres://h/db", "JWT_SECRET": "short"}, "JWT_SECRET: must be at least 32 bytes"},
-		{"production on SQLite", map[string]string{"TOLLGATE_ENV": "production", "JWT_SECRET": strings.Repeat("x", 32)}, "DATABASE_URL: is required"},
+		{"production on SQLite", map[string]string{"TOLLGATE_ENV": "production", "JWT_SECRET": strings.Repeat("x", 32), "REDIS_URL": "redis://r:6379"}, "DATABASE_URL: is required"},
+		{"production on the embedded Redis", map[string]string{"TOLLGATE_ENV": "production", "JWT_SECRET": strings.Repeat("x", 32), "DATABASE_URL": "postgres://h/db"}, "REDIS_URL: is required when TOLLGATE_ENV=production"},
 		{"unknown TOLLGATE_ENV", map[string]string{"TOLLGATE_ENV": "staging"}, "TOLLGATE_ENV"},
 		{"non-numeric PORT", map[string]string{"PORT": "eighty"}, "PORT"},
 		{"REDIS_URL without scheme", map[string]string{"REDIS_URL": "localhost:6379"}, "REDIS_URL"},
@@ -38,6 +40,8 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 		{"webhook secret of the wrong kind", map[string]string{"STRIPE_WEBHOOK_SECRET": "sk_test_123"}, "STRIPE_WEBHOOK_SECRET"},
 		{"STRIPE_API_BASE not a URL", map[string]string{"STRIPE_API_BASE": "localhost:12111"}, "STRIPE_API_BASE"},
 		{"CORS origin without scheme", map[string]string{"CORS_ORIGINS": "app.example.com"}, "CORS_ORIGINS"},
+		{"negative API limit per credential", map[string]string{"API_RATE_LIMIT_PER_CREDENTIAL": "-1"}, "API_RATE_LIMIT_PER_CREDENTIAL"},
+		{"API limit per address in words", map[string]string{"API_RATE_LIMIT_PER_ADDRESS": "lots"}, "API_RATE_LIMIT_PER_ADDRESS"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -53,7 +57,7 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 }
 
 func TestProductionTurnsOffThePlayground(t *testing.T) {
-	c, err := Load(env(map[string]string{"TOLLGATE_ENV": "production", "DATABASE_URL": "postgres://db/x", "JWT_SECRET": strings.Repeat("s", 32)}))
+	c, err := Load(env(map[string]string{"TOLLGATE_ENV": "production", "DATABASE_URL": "postgres://db/x", "REDIS_URL": "redis://r:6379", "JWT_SECRET": strings.Repeat("s", 32)}))
 	if err != nil {
 		t.Fatal(err)
 	}

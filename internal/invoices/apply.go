@@ -3,6 +3,7 @@ package invoices
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -85,6 +86,10 @@ func (s *Service) copyFromStripe(row *store.Invoice, inv *stripe.Invoice, at tim
 	row.Number = optional(inv.Number)
 	if inv.Status != "" {
 		row.Status = strings.ToLower(string(inv.Status))
+		if !slices.Contains(Statuses, row.Status) {
+			s.log.Warn("invoice has a status Tollgate does not list; it is stored but not shown",
+				"stripe_invoice_id", inv.ID, "status", row.Status)
+		}
 	} else if row.Status == "" {
 		row.Status = "draft"
 	}

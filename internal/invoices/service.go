@@ -65,6 +65,11 @@ func (s *Service) List(ctx context.Context, orgID string, first int, after, stat
 	q := s.db.WithContext(ctx).Where("org_id = ?", orgID)
 	if status != "" {
 		q = q.Where("status = ?", status)
+	} else {
+		// A status outside the schema's enum (Stripe's "deleted" for a
+		// deleted draft, or one Stripe adds later) would reach clients as
+		// an enum value they cannot handle: such an invoice is not listed.
+		q = q.Where("status IN ?", Statuses)
 	}
 	if after != "" {
 		c, err := decodeCursor(after)

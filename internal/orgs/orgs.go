@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"unicode"
+	"unicode/utf8"
 
 	"gorm.io/gorm/clause"
 
@@ -31,12 +33,61 @@ func NewService(db *store.DB, c clock.Clock) *Service {
 	return &Service{db: db, clock: c}
 }
 
+// Bounds on what a token may carry into an organisation row.
+const (
+	MaxExternalIDLen = 255 // bytes
+	MaxNameLen       = 200 // characters, as for an API key's name
+	MaxEmailLen      = 320 // bytes, the longest address RFC 5321 allows
+)
+
+// ValidateClaims checks the token claims that become an organisation. It
+// answers UNAUTHENTICATED (a bad token, not an outage) when they cannot be
+// stored as given. The external id is taken exactly as signed: "acme " is
+// refused rather than trimmed, because trimming would map one issuer's
+// tenant onto another's.
+func ValidateClaims(externalID, name, email string) error {
+	bad := func(msg string) error { return apperr.New(apperr.Unauthenticated, msg) }
+	switch {
+	case externalID == "":
+		return bad("token has no org claim")
+	case len(externalID) > MaxExternalIDLen:
+		return bad(fmt.Sprintf("token's org claim is longer than %d bytes", MaxExternalIDLen))
+	case !printable(externalID):
+		return bad("token's org claim must be UTF-8 text without control characters")
+	case strings.TrimSpace(externalID) != externalID:
+		return bad("token's org claim must not start or end with whitespace")
+	case !printable(name):
+		return bad("token's org_name claim must be UTF-8 text without control characters")
+	case utf8.RuneCountInString(name) > MaxNameLen:
+		return bad(fmt.Sprintf("token's org_name claim is longer than %d characters", MaxNameLen))
+	case !printable(email):
+		return bad("token's email claim must be UTF-8 text without control characters")
+	case len(email) > MaxEmailLen:
+		return bad(fmt.Sprintf("token's email claim is longer than %d bytes", MaxEmailLen))
+	}
+	return nil
+}
+
+// printable reports whether s is valid UTF-8 without control characters
+// (NUL among them, which Postgres cannot store in text).
+func printable(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
+}
+
 // Ensure returns the id of the organisation with this external id, creating
-// it (with name and email from the token) on first sight.
+// it (with name and email from the token) on first sight. Claims that fail
+// ValidateClaims answer UNAUTHENTICATED; any other error is the database's.
 func (s *Service) Ensure(ctx context.Context, externalID, name, email string) (string, error) {
-	externalID = strings.TrimSpace(externalID)
-	if externalID == "" || len(externalID) > 255 {
-		return "", apperr.New(apperr.Unauthenticated, "token has no valid org claim")
+	if err := ValidateClaims(externalID, name, email); err != nil {
+		return "", err
 	}
 	if id, ok := s.ids.Load(externalID); ok {
 		return id.(string), nil

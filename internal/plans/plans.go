@@ -5,6 +5,7 @@
 package plans
 
 import (
+	"cmp"
 	_ "embed"
 	"encoding/json"
 	"errors"
@@ -48,14 +49,37 @@ type Limit struct {
 	Reset Reset `yaml:"-" json:"-"`
 }
 
+// Billing intervals of a price.
+const (
+	IntervalMonth = "month"
+	IntervalYear  = "year"
+)
+
+// Price is one Stripe price a plan is sold at.
+type Price struct {
+	// ID is the Stripe price id (price_…).
+	ID          string `yaml:"id" json:"id"`
+	Interval    string `yaml:"interval" json:"interval"`
+	AmountCents int64  `yaml:"amount_cents" json:"amount_cents"`
+	Currency    string `yaml:"currency" json:"currency"`
+}
+
 // Plan is one purchasable tier.
 type Plan struct {
-	ID                 string           `yaml:"id" json:"id"`
-	Name               string           `yaml:"name" json:"name"`
-	PriceCents         int64            `yaml:"price_cents" json:"price_cents"`
-	Currency           string           `yaml:"currency" json:"currency"`
-	Interval           string           `yaml:"interval" json:"interval"`
-	StripePriceID      string           `yaml:"stripe_price_id" json:"stripe_price_id"`
+	ID   string `yaml:"id" json:"id"`
+	Name string `yaml:"name" json:"name"`
+	// PriceCents, Currency and Interval are the plan's headline price: its
+	// monthly price when it has one. Load fills them in from Prices when
+	// the file leaves them out.
+	PriceCents int64  `yaml:"price_cents" json:"price_cents"`
+	Currency   string `yaml:"currency" json:"currency"`
+	Interval   string `yaml:"interval" json:"interval"`
+	// StripePriceID is the headline price's Stripe id. A file may give it
+	// alone (one monthly price) instead of Prices.
+	StripePriceID string `yaml:"stripe_price_id" json:"stripe_price_id"`
+	// Prices are every Stripe price the plan is sold at: monthly, yearly,
+	// in any currency. A subscription to any of them is on this plan.
+	Prices             []Price          `yaml:"prices" json:"prices"`
 	ContactSales       bool             `yaml:"contact_sales" json:"contact_sales"`
 	RateLimitPerSecond int              `yaml:"rate_limit_per_second" json:"rate_limit_per_second"`
 	Webhooks           int              `yaml:"webhooks" json:"webhooks"`
@@ -67,6 +91,26 @@ type Plan struct {
 
 // Paid reports whether the plan is sold through Stripe Checkout.
 func (p Plan) Paid() bool { return p.PriceCents > 0 }
+
+// PriceFor returns the price Checkout sells the plan at for an interval:
+// the one in the plan's currency, else the first listed.
+func (p Plan) PriceFor(interval string) (Price, bool) {
+	var found []Price
+	for _, pr := range p.Prices {
+		if pr.Interval == interval {
+			found = append(found, pr)
+		}
+	}
+	for _, pr := range found {
+		if pr.Currency == p.Currency {
+			return pr, true
+		}
+	}
+	if len(found) > 0 {
+		return found[0], true
+	}
+	return Price{}, false
+}
 
 // LimitFor returns the plan's limit on a meter.
 func (p Plan) LimitFor(meter string) (Limit, bool) {
@@ -80,15 +124,19 @@ func (p Plan) LimitFor(meter string) (Limit, bool) {
 
 // Catalog is the validated set of meters and plans.
 type Catalog struct {
-	meters  []Meter
-	plans   []Plan
-	byID    map[string]int
-	byPrice map[string]int
+	// blockUnpaid refuses usage (BILLING_INACTIVE) while a subscription is
+	// past due or unpaid, instead of serving it on the plan paid for.
+	blockUnpaid bool
+	meters      []Meter
+	plans       []Plan
+	byID        map[string]int
+	byPrice     map[string]int
 }
 
 type file struct {
-	Meters []Meter `yaml:"meters" json:"meters"`
-	Plans  []Plan  `yaml:"plans" json:"plans"`
+	BlockUnpaid bool    `yaml:"block_unpaid" json:"block_unpaid"`
+	Meters      []Meter `yaml:"meters" json:"meters"`
+	Plans       []Plan  `yaml:"plans" json:"plans"`
 }
 
 //go:embed defaults.yaml
@@ -165,7 +213,7 @@ func build(f file) (*Catalog, error) {
 		meters[m.Name] = m
 	}
 
-	c := &Catalog{meters: f.Meters, byID: map[string]int{}, byPrice: map[string]int{}}
+	c := &Catalog{blockUnpaid: f.BlockUnpaid, meters: f.Meters, byID: map[string]int{}, byPrice: map[string]int{}}
 	if len(f.Plans) == 0 {
 		bad("no plans declared")
 	}
@@ -183,27 +231,15 @@ func build(f file) (*Catalog, error) {
 		if p.PriceCents < 0 {
 			bad("%s: price_cents must not be negative", where)
 		}
-		if p.Currency == "" {
-			p.Currency = "usd"
+		buildPrices(&p, where, bad)
+		if p.Paid() && len(p.Prices) == 0 {
+			bad("%s: a paid plan needs stripe_price_id or prices", where)
 		}
-		p.Currency = strings.ToLower(p.Currency)
-		if len(p.Currency) != 3 {
-			bad("%s: currency must be a 3-letter ISO code", where)
-		}
-		if p.Interval == "" {
-			p.Interval = "month"
-		}
-		if p.Interval != "month" && p.Interval != "year" {
-			bad("%s: interval must be month or year", where)
-		}
-		if p.Paid() && p.StripePriceID == "" {
-			bad("%s: a paid plan needs stripe_price_id", where)
-		}
-		if p.StripePriceID != "" {
-			if j, dup := c.byPrice[p.StripePriceID]; dup {
-				bad("%s: stripe_price_id %q is also used by plan %q", where, p.StripePriceID, f.Plans[j].ID)
+		for _, pr := range p.Prices {
+			if j, dup := c.byPrice[pr.ID]; dup {
+				bad("%s: price %q is also used by plan %q", where, pr.ID, f.Plans[j].ID)
 			}
-			c.byPrice[p.StripePriceID] = i
+			c.byPrice[pr.ID] = i
 		}
 		if p.RateLimitPerSecond <= 0 {
 			bad("%s: rate_limit_per_second must be positive", where)
@@ -256,8 +292,79 @@ func build(f file) (*Catalog, error) {
 	return c, nil
 }
 
+// buildPrices validates a plan's prices and fills in what the file left
+// out: a lone stripe_price_id is the plan's one price, and the headline
+// price (price_cents, currency, interval, stripe_price_id) is the monthly
+// price in the plan's currency when prices are listed.
+func buildPrices(p *Plan, where string, bad func(string, ...any)) {
+	validCurrency := func(c string) bool {
+		return len(c) == 3 && strings.ToLower(c) == c && strings.Trim(c, "abcdefghijklmnopqrstuvwxyz") == ""
+	}
+	p.Currency = strings.ToLower(p.Currency)
+	if len(p.Prices) == 0 {
+		if p.Currency == "" {
+			p.Currency = "usd"
+		}
+		if p.Interval == "" {
+			p.Interval = IntervalMonth
+		}
+		if p.StripePriceID != "" {
+			p.Prices = []Price{{ID: p.StripePriceID, Interval: p.Interval, AmountCents: p.PriceCents, Currency: p.Currency}}
+		}
+	}
+	type slot struct{ interval, currency string }
+	seen := map[slot]bool{}
+	for j := range p.Prices {
+		pr := &p.Prices[j]
+		pw := fmt.Sprintf("%s: prices[%d] (%s)", where, j, pr.ID)
+		pr.Currency = strings.ToLower(pr.Currency)
+		if pr.Currency == "" {
+			pr.Currency = cmp.Or(p.Currency, "usd")
+		}
+		switch {
+		case strings.TrimSpace(pr.ID) == "" || pr.ID != strings.TrimSpace(pr.ID):
+			bad("%s: id must be a Stripe price id without spaces", pw)
+		case pr.Interval != IntervalMonth && pr.Interval != IntervalYear:
+			bad("%s: interval must be month or year", pw)
+		case pr.AmountCents <= 0:
+			bad("%s: amount_cents must be positive", pw)
+		case !validCurrency(pr.Currency):
+			bad("%s: currency must be a 3-letter ISO code", pw)
+		case seen[slot{pr.Interval, pr.Currency}]:
+			bad("%s: a second %sly price in %s", pw, pr.Interval, pr.Currency)
+		}
+		seen[slot{pr.Interval, pr.Currency}] = true
+	}
+	if len(p.Prices) > 0 {
+		if p.Currency == "" {
+			p.Currency = p.Prices[0].Currency
+		}
+		head, ok := p.PriceFor(IntervalMonth)
+		if !ok {
+			head = p.Prices[0]
+		}
+		if p.StripePriceID != "" && p.StripePriceID != head.ID {
+			bad("%s: stripe_price_id %q is not its monthly price %q", where, p.StripePriceID, head.ID)
+		}
+		if p.PriceCents != 0 && p.PriceCents != head.AmountCents {
+			bad("%s: price_cents %d is not its monthly price's amount %d", where, p.PriceCents, head.AmountCents)
+		}
+		p.StripePriceID, p.PriceCents, p.Currency, p.Interval = head.ID, head.AmountCents, head.Currency, head.Interval
+	}
+	if !validCurrency(p.Currency) {
+		bad("%s: currency must be a 3-letter ISO code", where)
+	}
+	if p.Interval != IntervalMonth && p.Interval != IntervalYear {
+		bad("%s: interval must be month or year", where)
+	}
+}
+
 // Plans returns every plan in file order.
 func (c *Catalog) Plans() []Plan { return c.plans }
+
+// BlocksUnpaid reports whether the file opts into refusing usage while a
+// subscription is past due or unpaid (`block_unpaid: true`).
+func (c *Catalog) BlocksUnpaid() bool { return c.blockUnpaid }
 
 // Meters returns every declared meter.
 func (c *Catalog) Meters() []Meter { return c.meters }

@@ -42,6 +42,59 @@ func TestDefaultsMatchTheReferenceTiers(t *testing.T) {
 	}
 }
 
+// Starter and Growth sell monthly and yearly; every price names its plan,
+// and the monthly one stays the plan's headline price and stripe_price_id.
+func TestDefaultPaidPlansSellMonthlyAndYearly(t *testing.T) {
+	c := Default()
+	for _, id := range []string{"starter", "growth"} {
+		p, _ := c.ByID(id)
+		month, okM := p.PriceFor(IntervalMonth)
+		year, okY := p.PriceFor(IntervalYear)
+		if !okM || !okY || len(p.Prices) != 2 {
+			t.Fatalf("%s prices = %+v, want a monthly and a yearly one", id, p.Prices)
+		}
+		if p.StripePriceID != month.ID || p.PriceCents != month.AmountCents || p.Interval != IntervalMonth || p.Currency != "usd" {
+			t.Errorf("%s headline = %s %d %s %s, want its monthly price %+v", id, p.StripePriceID, p.PriceCents, p.Currency, p.Interval, month)
+		}
+		if year.AmountCents <= month.AmountCents || year.Currency != "usd" {
+			t.Errorf("%s yearly price %+v is not a year's price in usd", id, year)
+		}
+		for _, pr := range p.Prices {
+			if got, ok := c.ByPriceID(pr.ID); !ok || got.ID != id {
+				t.Errorf("price %s maps to %q, want %s", pr.ID, got.ID, id)
+			}
+		}
+	}
+}
+
+// A plan listed with prices in several currencies sells the one in its own
+// currency by default.
+func TestPricesInSeveralCurrencies(t *testing.T) {
+	c, err := Parse([]byte(`meters: [{name: seats, reset: never}]
+plans:
+  - {id: free, name: Free, rate_limit_per_second: 1, limits: {seats: {limit: 1}}}
+  - id: team
+    name: Team
+    currency: eur
+    prices:
+      - {id: price_team_usd, interval: month, amount_cents: 1100, currency: usd}
+      - {id: price_team_eur, interval: month, amount_cents: 1000, currency: EUR}
+      - {id: price_team_eur_y, interval: year, amount_cents: 10000, currency: eur}
+    rate_limit_per_second: 5
+    limits: {seats: {unlimited: true}}
+`), "yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := c.ByID("team")
+	if got, _ := p.PriceFor(IntervalMonth); got.ID != "price_team_eur" || p.StripePriceID != "price_team_eur" || p.PriceCents != 1000 {
+		t.Fatalf("monthly price %+v, headline %s %d; want the eur one", got, p.StripePriceID, p.PriceCents)
+	}
+	if got, ok := c.ByPriceID("price_team_usd"); !ok || got.ID != "team" {
+		t.Fatal("the usd price does not map to its plan")
+	}
+}
+
 func TestLoadJSONFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "plans.json")
 	os.WriteFile(path, []byte(`{"meters":[{"name":"seats","reset":"never"}],
@@ -74,6 +127,19 @@ func TestInvalidPlansFiles(t *testing.T) {
 		{"price id used twice", meters + "plans:\n" + free +
 			"  - {id: a, name: A, price_cents: 1, stripe_price_id: price_x, rate_limit_per_second: 1, limits: {api_calls: {limit: 1}}}\n" +
 			"  - {id: b, name: B, price_cents: 2, stripe_price_id: price_x, rate_limit_per_second: 1, limits: {api_calls: {limit: 1}}}\n", "also used by plan"},
+		{"a yearly price used by another plan's list", meters + "plans:\n" + free +
+			"  - {id: a, name: A, prices: [{id: price_m, interval: month, amount_cents: 1}, {id: price_y, interval: year, amount_cents: 10}], rate_limit_per_second: 1, limits: {api_calls: {limit: 1}}}\n" +
+			"  - {id: b, name: B, prices: [{id: price_b, interval: month, amount_cents: 2}, {id: price_y, interval: year, amount_cents: 20}], rate_limit_per_second: 1, limits: {api_calls: {limit: 1}}}\n", `price "price_y" is also used by plan "a"`},
+		{"a price of nothing", meters + "plans:\n" + free +
+			"  - {id: a, name: A, prices: [{id: price_m, interval: month, amount_cents: 0}], rate_limit_per_second: 1, limits: {api_calls: {limit: 1}}}\n", "amount_cents must be positive"},
+		{"a weekly price", meters + "plans:\n" + free +
+			"  - {id: a, name: A, prices: [{id: price_w, interval: week, amount_cents: 5}], rate_limit_per_second: 1, limits: {api_calls: {limit: 1}}}\n", "interval must be month or year"},
+		{"two monthly prices in one currency", meters + "plans:\n" + free +
+			"  - {id: a, name: A, prices: [{id: price_1, interval: month, amount_cents: 5}, {id: price_2, interval: month, amount_cents: 6}], rate_limit_per_second: 1, limits: {api_calls: {limit: 1}}}\n", "a second monthly price in usd"},
+		{"a currency that is not ISO", meters + "plans:\n" + free +
+			"  - {id: a, name: A, prices: [{id: price_1, interval: month, amount_cents: 5, currency: dollars}], rate_limit_per_second: 1, limits: {api_calls: {limit: 1}}}\n", "3-letter ISO code"},
+		{"stripe_price_id that is not the monthly price", meters + "plans:\n" + free +
+			"  - {id: a, name: A, stripe_price_id: price_y, prices: [{id: price_m, interval: month, amount_cents: 5}, {id: price_y, interval: year, amount_cents: 50}], rate_limit_per_second: 1, limits: {api_calls: {limit: 1}}}\n", "is not its monthly price"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,16 +1,22 @@
-// Package ratelimit holds every organisation to its plan's requests per
-// second. It is a GCRA kept in Redis (github.com/go-redis/redis_rate), so all
-// replicas share one budget per organisation. A cache must never take the API
-// down: when Redis fails, requests are let through, logged and counted.
+// Package ratelimit counts requests against a rate, per key, as a GCRA kept
+// in Redis (github.com/go-redis/redis_rate), so all replicas share one
+// budget per key. It serves two callers with different meanings:
+//
+//   - the plan's rate limit, an entitlement of the host's product: the usage
+//     service asks Allow with the organisation's plan rate when a host calls
+//     usageGate or consumeUsage, and answers a refusal as data
+//     (RATE_LIMITED with retryAfterMs), never as an HTTP error;
+//   - Tollgate's protection of its own API (API, in api.go): per credential,
+//     or per client address for unauthenticated traffic, charged one token
+//     per root field, answered HTTP 429 with Retry-After.
+//
+// A cache must never take the API down: when Redis fails, requests are let
+// through, logged and counted.
 package ratelimit
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
-	"math"
-	"net/http"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,17 +24,8 @@ import (
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/tollgate-billing/tollgate/internal/apperr"
-	"github.com/tollgate-billing/tollgate/internal/auth"
 	"github.com/tollgate-billing/tollgate/internal/observe"
-	"github.com/tollgate-billing/tollgate/internal/plans"
 )
-
-// PlanSource tells an organisation's effective plan. Pass a cached one (the
-// usage service is): it is asked on every request.
-type PlanSource interface {
-	PlanOf(ctx context.Context, orgID string) (plans.Plan, string, error)
-}
 
 // redisFallbacks counts requests let through because Redis failed.
 var redisFallbacks = observe.RedisFallbacks.WithLabelValues("ratelimit")
@@ -37,11 +34,10 @@ var redisFallbacks = observe.RedisFallbacks.WithLabelValues("ratelimit")
 // unreachable Redis costs one timeout per interval rather than per request.
 const redisBackoff = time.Second
 
-// Limiter limits requests per organisation.
+// Limiter limits requests per key.
 type Limiter struct {
-	gcra  *redis_rate.Limiter
-	plans PlanSource
-	log   *slog.Logger
+	gcra *redis_rate.Limiter
+	log  *slog.Logger
 
 	downUntil atomic.Int64 // UnixNano; Redis is skipped before it
 	unchecked atomic.Uint64
@@ -51,18 +47,18 @@ type Limiter struct {
 }
 
 // New returns a limiter keeping its state in rdb.
-func New(rdb *redis.Client, plansrc PlanSource, log *slog.Logger) *Limiter {
-	return &Limiter{gcra: redis_rate.NewLimiter(rdb), plans: plansrc, log: log, leases: map[string]*lease{}}
+func New(rdb *redis.Client, log *slog.Logger) *Limiter {
+	return &Limiter{gcra: redis_rate.NewLimiter(rdb), log: log, leases: map[string]*lease{}}
 }
 
-// Unchecked counts requests let through without a verdict because Redis or
-// the plan lookup failed, for metrics.
+// Unchecked counts requests let through without a verdict because Redis
+// failed, for metrics.
 func (l *Limiter) Unchecked() uint64 { return l.unchecked.Load() }
 
 // Decision is the verdict on one request.
 type Decision struct {
 	Allowed bool
-	// Limit is the plan's requests per second (0 when unchecked).
+	// Limit is the rate per second (0 when unchecked).
 	Limit int
 	// Remaining is how many more requests would pass right now.
 	Remaining int
@@ -70,33 +66,39 @@ type Decision struct {
 	RetryAfter time.Duration
 }
 
-// Allow counts one request of the organisation against its plan. It errs
-// towards letting requests through: a failure allows and is counted.
-func (l *Limiter) Allow(ctx context.Context, orgID string) Decision {
+// Allow counts one request under key against perSecond (which is also the
+// burst). It errs towards letting requests through: a Redis failure allows
+// and is counted.
+func (l *Limiter) Allow(ctx context.Context, key string, perSecond int) Decision {
 	if time.Now().UnixNano() < l.downUntil.Load() {
 		l.unchecked.Add(1)
 		redisFallbacks.Inc()
 		return Decision{Allowed: true}
 	}
-	plan, _, err := l.plans.PlanOf(ctx, orgID)
-	if err != nil {
-		l.unchecked.Add(1)
-		l.log.WarnContext(ctx, "rate limit skipped: plan lookup failed", "org", orgID, "err", err)
-		return Decision{Allowed: true}
-	}
-	rate := plan.RateLimitPerSecond
-	if rate/leaseShare < 2 {
+	if perSecond/leaseShare < 2 {
 		// Counted one by one in Redis.
-		res, err := l.gcra.Allow(ctx, redisKey(orgID), redis_rate.PerSecond(rate))
-		if err != nil {
-			return l.unavailable(ctx, err)
-		}
-		return Decision{Allowed: res.Allowed > 0, Limit: rate, Remaining: res.Remaining, RetryAfter: res.RetryAfter}
+		return l.AllowN(ctx, key, perSecond, 1)
 	}
-	return l.allowLeased(ctx, orgID, rate)
+	return l.allowLeased(ctx, key, perSecond)
 }
 
-func redisKey(orgID string) string { return "tollgate:org:" + orgID }
+// AllowN counts n tokens under key at once, straight in Redis (no lease):
+// for a request that costs more than one, such as a GraphQL document with
+// many root fields. n above the burst can never pass.
+func (l *Limiter) AllowN(ctx context.Context, key string, perSecond, n int) Decision {
+	if time.Now().UnixNano() < l.downUntil.Load() {
+		l.unchecked.Add(1)
+		redisFallbacks.Inc()
+		return Decision{Allowed: true}
+	}
+	res, err := l.gcra.AllowN(ctx, redisKey(key), redis_rate.PerSecond(perSecond), n)
+	if err != nil {
+		return l.unavailable(ctx, err)
+	}
+	return Decision{Allowed: res.Allowed > 0, Limit: perSecond, Remaining: res.Remaining, RetryAfter: res.RetryAfter}
+}
+
+func redisKey(key string) string { return "tollgate:rl:" + key }
 
 // unavailable lets a request through because Redis failed, and skips Redis
 // for a while.
@@ -113,25 +115,25 @@ func (l *Limiter) unavailable(ctx context.Context, err error) Decision {
 	return Decision{Allowed: true}
 }
 
-// Leases. A plan of leaseShare*2 requests a second or more lets a busy
-// organisation's requests be taken from Redis several at a time
+// Leases. A rate of leaseShare*2 requests a second or more lets a busy
+// key's requests be taken from Redis several at a time
 // (redis_rate's AllowAtMost) and handed out from memory, so most of its
 // requests cost no Redis round trip. That round trip was a third of the
 // latency of a cheap query such as usageGate.
 //
 // What it costs in precision, on each replica:
-//   - a lease is at most 1/leaseShare of the plan's per-second rate, so an
-//     organisation can be refused while another replica holds up to that
+//   - a lease is at most 1/leaseShare of the per-second rate, so a key
+//     can be refused while another replica holds up to that
 //     many tokens it has not used yet;
 //   - tokens not handed out within leaseTTL are dropped: they were counted in
-//     Redis and are lost to the organisation, so the lease size follows the
+//     Redis and are lost to the key, so the lease size follows the
 //     traffic, doubling while leases run out in time and halving when one
 //     expires unused;
 //   - tokens are counted when leased, so no replica ever lets through more
 //     than Redis granted: the limit itself holds exactly.
 //
-// Plans under leaseShare*2 requests a second (free and starter by default)
-// are counted request by request, exactly as before.
+// Rates under leaseShare*2 requests a second (the free and starter plans by
+// default) are counted request by request.
 const (
 	leaseShare = 100
 	leaseTTL   = 100 * time.Millisecond
@@ -139,7 +141,7 @@ const (
 	maxLeases = 10000
 )
 
-// lease is the tokens one organisation holds on this replica.
+// lease is the tokens one key holds on this replica.
 type lease struct {
 	mu      sync.Mutex
 	tokens  int
@@ -151,8 +153,8 @@ type lease struct {
 	remaining int
 }
 
-func (l *Limiter) allowLeased(ctx context.Context, orgID string, rate int) Decision {
-	ls := l.leaseOf(orgID)
+func (l *Limiter) allowLeased(ctx context.Context, key string, rate int) Decision {
+	ls := l.leaseOf(key)
 	now := time.Now()
 	ls.mu.Lock()
 	if ls.tokens > 0 && now.Before(ls.expires) {
@@ -172,7 +174,7 @@ func (l *Limiter) allowLeased(ctx context.Context, orgID string, rate int) Decis
 	n := ls.size
 	ls.mu.Unlock()
 
-	res, err := l.gcra.AllowAtMost(ctx, redisKey(orgID), redis_rate.PerSecond(rate), n)
+	res, err := l.gcra.AllowAtMost(ctx, redisKey(key), redis_rate.PerSecond(rate), n)
 	if err != nil {
 		return l.unavailable(ctx, err)
 	}
@@ -187,17 +189,17 @@ func (l *Limiter) allowLeased(ctx context.Context, orgID string, rate int) Decis
 	return Decision{Allowed: true, Limit: rate, Remaining: res.Remaining + ls.tokens}
 }
 
-// leaseOf returns the organisation's lease, creating it.
-func (l *Limiter) leaseOf(orgID string) *lease {
+// leaseOf returns the key's lease, creating it.
+func (l *Limiter) leaseOf(key string) *lease {
 	l.mu.RLock()
-	ls, ok := l.leases[orgID]
+	ls, ok := l.leases[key]
 	l.mu.RUnlock()
 	if ok {
 		return ls
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if ls, ok := l.leases[orgID]; ok {
+	if ls, ok := l.leases[key]; ok {
 		return ls
 	}
 	if len(l.leases) >= maxLeases {
@@ -212,50 +214,6 @@ func (l *Limiter) leaseOf(orgID string) *lease {
 		}
 	}
 	ls = &lease{}
-	l.leases[orgID] = ls
+	l.leases[key] = ls
 	return ls
-}
-
-// Middleware limits authenticated requests; anonymous ones pass untouched
-// (they can do nothing but fail authentication). Over the limit it answers
-// 429 with Retry-After and a GraphQL error whose code is RATE_LIMITED.
-func (l *Limiter) Middleware(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, ok := auth.FromContext(r.Context())
-		if !ok {
-			next.ServeHTTP(w, r)
-			return
-		}
-		d := l.Allow(r.Context(), p.OrgID)
-		if d.Limit > 0 {
-			w.Header().Set("X-RateLimit-Limit", strconv.Itoa(d.Limit))
-			w.Header().Set("X-RateLimit-Remaining", strconv.Itoa(d.Remaining))
-		}
-		if d.Allowed {
-			next.ServeHTTP(w, r)
-			return
-		}
-		refuse(w, d.RetryAfter)
-	})
-}
-
-// refuse writes the 429. Retry-After is in whole seconds, rounded up so a
-// client that honours it is not refused again.
-func refuse(w http.ResponseWriter, retryAfter time.Duration) {
-	secs := max(int(math.Ceil(retryAfter.Seconds())), 1)
-	type extensions struct {
-		Code              apperr.Code `json:"code"`
-		RetryAfterSeconds int         `json:"retryAfterSeconds"`
-	}
-	type gqlError struct {
-		Message    string     `json:"message"`
-		Extensions extensions `json:"extensions"`
-	}
-	body, _ := json.Marshal(struct {
-		Errors []gqlError `json:"errors"`
-	}{[]gqlError{{"rate limit exceeded", extensions{apperr.RateLimited, secs}}}})
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Retry-After", strconv.Itoa(secs))
-	w.WriteHeader(http.StatusTooManyRequests)
-	_, _ = w.Write(body)
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/invoices"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/stripeclient"
+	"github.com/tollgate-billing/tollgate/internal/stripeshape"
 )
 
 // Syncer re-reads Stripe and applies what it finds.
@@ -88,6 +89,12 @@ func (s *Syncer) syncOrg(ctx context.Context, o store.Organization, out io.Write
 		return 0, nil
 	}
 	customer := *o.StripeCustomerID
+	// A checkout whose Stripe answer was lost is recorded now, so that the
+	// next checkout expires it.
+	resolved, err := s.billing.ResolvePendingCheckouts(ctx, o.ID)
+	if err != nil {
+		return 0, err
+	}
 	// Stripe's answer holds every change made before the fetch began, so the
 	// events for those are dropped if they arrive later. Events carry whole
 	// seconds, so the answer counts as of the second before the one the fetch
@@ -100,7 +107,7 @@ func (s *Syncer) syncOrg(ctx context.Context, o store.Organization, out io.Write
 	}
 	var lines []string
 	err = s.db.Tx(ctx, func(tx *gorm.DB) error {
-		lines = nil
+		lines = append([]string(nil), resolved...)
 		for _, sub := range subs {
 			res, err := s.billing.ApplySubscription(ctx, tx, billing.SubscriptionUpdate{Sub: sub, At: at, OrgID: o.ID, Rank: billing.RankFetched})
 			if err != nil {
@@ -109,6 +116,7 @@ func (s *Syncer) syncOrg(ctx context.Context, o store.Organization, out io.Write
 			lines = append(lines, res.Changes...)
 		}
 		for _, inv := range invs {
+			stripeshape.Invoice(inv, nil)
 			res, err := s.invoices.Apply(ctx, tx, o.ID, inv, at)
 			if err != nil {
 				return err

@@ -10,10 +10,12 @@ import (
 	"strings"
 )
 
-// ParsePublicKey reads an Ed25519 public key given as base64 of its 32 raw
-// bytes (standard or URL alphabet, padded or not) or as a PEM "PUBLIC KEY"
-// block (what `openssl pkey -pubout` writes). Error messages are written for
-// the person registering the key.
+// ParsePublicKey reads an Ed25519 public key given as base64 (standard or
+// URL alphabet, padded or not) of its 32 raw bytes or of its SubjectPublicKeyInfo
+// DER (what `openssl pkey -pubout -outform DER | base64` prints, starting
+// "MCowBQYDK2VwAyEA"), or as a PEM "PUBLIC KEY" block (what `openssl pkey
+// -pubout` writes). Error messages are written for the person registering
+// the key.
 func ParsePublicKey(s string) (ed25519.PublicKey, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
@@ -24,12 +26,35 @@ func ParsePublicKey(s string) (ed25519.PublicKey, error) {
 	}
 	raw, err := decodeBase64(s)
 	if err != nil {
-		return nil, errors.New("publicKey must be base64 of a 32-byte Ed25519 public key, or a PEM PUBLIC KEY block")
+		return nil, errors.New("publicKey must be base64 of a 32-byte Ed25519 public key or of its SPKI DER, or a PEM PUBLIC KEY block")
 	}
-	if len(raw) != ed25519.PublicKeySize {
-		return nil, fmt.Errorf("publicKey decodes to %d bytes; an Ed25519 public key is %d bytes", len(raw), ed25519.PublicKeySize)
+	if len(raw) == ed25519.PublicKeySize {
+		return ed25519.PublicKey(raw), nil
 	}
-	return ed25519.PublicKey(raw), nil
+	if k, err := parseDER(raw); err == nil {
+		return k, nil
+	} else if !errors.Is(err, errNotDER) {
+		return nil, err
+	}
+	return nil, fmt.Errorf("publicKey decodes to %d bytes; an Ed25519 public key is %d bytes raw, or %d as SPKI DER", len(raw), ed25519.PublicKeySize, spkiSize)
+}
+
+// spkiSize is the length of an Ed25519 key's SubjectPublicKeyInfo DER.
+const spkiSize = 44
+
+var errNotDER = errors.New("not a DER public key")
+
+// parseDER reads a SubjectPublicKeyInfo, refusing keys of other kinds by name.
+func parseDER(der []byte) (ed25519.PublicKey, error) {
+	k, err := x509.ParsePKIXPublicKey(der)
+	if err != nil {
+		return nil, errNotDER
+	}
+	ed, ok := k.(ed25519.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("publicKey is a %s key; only Ed25519 keys can sign requests", keyKind(k))
+	}
+	return ed, nil
 }
 
 func parsePEM(s string) (ed25519.PublicKey, error) {
@@ -43,15 +68,11 @@ func parsePEM(s string) (ed25519.PublicKey, error) {
 	if blk.Type != "PUBLIC KEY" {
 		return nil, fmt.Errorf("publicKey is a PEM %q block; give the PUBLIC KEY block (never a private key)", blk.Type)
 	}
-	k, err := x509.ParsePKIXPublicKey(blk.Bytes)
-	if err != nil {
+	k, err := parseDER(blk.Bytes)
+	if errors.Is(err, errNotDER) {
 		return nil, errors.New("publicKey PEM block is not a valid public key")
 	}
-	ed, ok := k.(ed25519.PublicKey)
-	if !ok {
-		return nil, fmt.Errorf("publicKey is a %s key; only Ed25519 keys can sign requests", keyKind(k))
-	}
-	return ed, nil
+	return k, err
 }
 
 func keyKind(k any) string {

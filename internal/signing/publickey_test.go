@@ -43,6 +43,10 @@ func TestParsePublicKey(t *testing.T) {
 		{"URL-safe unpadded base64 is accepted", base64.RawURLEncoding.EncodeToString(pub), ""},
 		{"surrounding whitespace is ignored", "  " + base64.StdEncoding.EncodeToString(pub) + "\n", ""},
 		{"a PEM PUBLIC KEY block is accepted", pemKey, ""},
+		{"base64 SPKI DER, as openssl pkey -pubout -outform DER prints, is accepted", base64.StdEncoding.EncodeToString(der), ""},
+		{"URL-safe base64 SPKI DER is accepted", base64.RawURLEncoding.EncodeToString(der), ""},
+		{"base64 of an RSA SPKI DER is refused by name", base64.StdEncoding.EncodeToString(rsaDER), "RSA"},
+		{"base64 of a DER private key is refused", base64.StdEncoding.EncodeToString(privDER), "48 bytes"},
 		{"an empty key is refused", "  ", "required"},
 		{"a key of the wrong length is refused", base64.StdEncoding.EncodeToString(pub[:31]), "31 bytes"},
 		{"text that is not base64 is refused", "ssh-ed25519 AAAAC3Nza", "base64"},
@@ -68,6 +72,28 @@ func TestParsePublicKey(t *testing.T) {
 				t.Fatalf("error = %v, want one mentioning %q", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// TestREADMESigningKeyExampleIsSPKI: the README's registerSigningKey example
+// starts as every base64 SPKI DER Ed25519 key does, so what a reader pastes
+// from openssl is what the example shows.
+func TestREADMESigningKeyExampleIsSPKI(t *testing.T) {
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b64 := base64.StdEncoding.EncodeToString(der)
+	if !strings.HasPrefix(b64, "MCowBQYDK2VwAyEA") {
+		t.Fatalf("SPKI DER of an Ed25519 key is %s, not the README's MCowBQYDK2VwAyEA… form", b64)
+	}
+	got, err := ParsePublicKey(b64)
+	if err != nil || !got.Equal(pub) {
+		t.Fatalf("ParsePublicKey(%s) = %x, %v; want %x", b64, got, err, pub)
 	}
 }
 

@@ -43,6 +43,23 @@ func (db *DB) MigrateUp(ctx context.Context) error {
 	return nil
 }
 
+// MigrationsPending reports whether the schema lacks a migration this
+// binary carries: with TOLLGATE_MIGRATE=false a replica can start on a
+// database nobody migrated, and must not report ready. It takes no
+// migration lock, so it neither waits for nor blocks a migration in
+// progress.
+func (db *DB) MigrationsPending(ctx context.Context) (bool, error) {
+	p, err := db.migrator()
+	if err != nil {
+		return false, fmt.Errorf("migrations: %w", err)
+	}
+	pending, err := p.HasPending(ctx)
+	if err != nil {
+		return false, fmt.Errorf("check pending migrations: %w", err)
+	}
+	return pending, nil
+}
+
 // MigrateDown rolls back the newest applied migration.
 func (db *DB) MigrateDown(ctx context.Context) error {
 	p, err := db.migrator()

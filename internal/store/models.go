@@ -14,12 +14,9 @@ type Organization struct {
 	StripeCustomerID *string // unique; nil until the first Checkout
 	// PlanID is the effective plan. Billing keeps it equal to the
 	// subscription's plan while that grants access, and free otherwise.
-	PlanID string
-	// OpenCheckoutSessionID is the last Checkout session opened, until its
-	// completion is processed; nil when none may be open.
-	OpenCheckoutSessionID *string
-	CreatedAt             time.Time
-	UpdatedAt             time.Time
+	PlanID    string
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // Subscription mirrors one Stripe subscription.
@@ -30,11 +27,14 @@ type Subscription struct {
 	StripeCustomerID     string
 	PriceID              string
 	PlanID               string
-	Status               string // Stripe's status, lower-case
-	CurrentPeriodStart   *time.Time
-	CurrentPeriodEnd     *time.Time
-	CancelAtPeriodEnd    bool
-	CanceledAt           *time.Time
+	// PlanMismatch is set while none of the subscription's prices is in the
+	// plans file; PlanID is then the last plan a known price named.
+	PlanMismatch       bool
+	Status             string // Stripe's status, lower-case
+	CurrentPeriodStart *time.Time
+	CurrentPeriodEnd   *time.Time
+	CancelAtPeriodEnd  bool
+	CanceledAt         *time.Time
 	// LastEventAt is the `created` time of the newest Stripe event applied.
 	LastEventAt *time.Time
 	// LastEventRank orders updates within LastEventAt's second (see

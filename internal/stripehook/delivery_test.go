@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/tollgate-billing/tollgate/internal/billing"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/testenv"
 )
@@ -166,6 +169,31 @@ func TestEventsThatCreateOrPlaceTheSubscription(t *testing.T) {
 			}
 			if o := orgOf(f, owner.org); o.StripeCustomerID == nil || *o.StripeCustomerID != owner.customer {
 				t.Fatalf("the customer's organisation lost its customer: %v", o.StripeCustomerID)
+			}
+		})
+		t.Run("a checkout Tollgate did not create links nobody, whatever its client_reference_id", func(t *testing.T) {
+			victim, payer := newScenario(f), newScenario(f)
+			before := testutil.ToFloat64(billing.UntrustedCheckouts)
+			// A Payment Link session: no metadata, a new customer, and a
+			// client_reference_id the payer chose.
+			obj := checkoutObject("cs_"+payer.sub, victim.org, payer.customer, payer.sub, "growth", payer.at(1))
+			obj["metadata"] = map[string]any{}
+			if out := f.mustDeliver(event("evt_"+payer.sub+"_pl", "checkout.session.completed", payer.at(1), obj)); out != "ignored" {
+				t.Fatalf("outcome %q, want ignored", out)
+			}
+			if o := orgOf(f, victim.org); o.StripeCustomerID != nil || o.PlanID != "free" {
+				t.Fatalf("the organisation named by client_reference_id got customer %v and plan %s", o.StripeCustomerID, o.PlanID)
+			}
+			var subs []store.Subscription
+			f.db.Where("org_id = ?", victim.org).Find(&subs)
+			if len(subs) != 0 {
+				t.Fatalf("stored a subscription for the named organisation: %+v", subs)
+			}
+			if got := testutil.ToFloat64(billing.UntrustedCheckouts) - before; got != 1 {
+				t.Errorf("untrusted checkouts counted %v times, want 1", got)
+			}
+			if !strings.Contains(f.logs.String(), `"checkout_session_id":"cs_`+payer.sub+`"`) {
+				t.Errorf("no log line names the ignored session:\n%s", f.logs.String())
 			}
 		})
 		t.Run("an unlinked customer is found by metadata.org_id and linked", func(t *testing.T) {

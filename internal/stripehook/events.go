@@ -2,10 +2,6 @@ package stripehook
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"net/http"
 	"slices"
 	"time"
 
@@ -13,6 +9,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/tollgate-billing/tollgate/internal/billing"
+	"github.com/tollgate-billing/tollgate/internal/stripeshape"
 )
 
 // Event types by what they change. Types not listed are acknowledged and
@@ -35,40 +32,65 @@ func handles(t stripe.EventType) bool {
 	return t == stripe.EventTypeCheckoutSessionCompleted || slices.Contains(subscriptionEvents, t) || slices.Contains(invoiceEvents, t)
 }
 
-// apply dispatches an event to what it changes.
-func (h *handler) apply(ctx context.Context, tx *gorm.DB, ev stripe.Event, at time.Time, fetched *stripe.Subscription, res *result) error {
+// fetched is what an event needed from Stripe, read before its
+// transaction: a network call must not hold a database connection.
+type fetched struct {
+	// checkout is the subscription a completed Checkout sold.
+	checkout *stripe.Subscription
+	// fresh is a subscription billing asked to see as it is now
+	// (billing.FetchFirst).
+	fresh *stripe.Subscription
+}
+
+// prefetch reads what the event does not carry.
+func (h *handler) prefetch(ctx context.Context, ev stripe.Event) (fetched, error) {
+	if ev.Type != stripe.EventTypeCheckoutSessionCompleted {
+		return fetched{}, nil
+	}
+	var cs stripe.CheckoutSession
+	if err := decodeObject(ev, &cs); err != nil {
+		return fetched{}, nil // apply reports it
+	}
+	sub, err := h.Billing.CheckoutSubscription(ctx, &cs)
+	return fetched{checkout: sub}, err
+}
+
+// apply decodes an event and dispatches it to the services it changes.
+func (h *handler) apply(ctx context.Context, tx *gorm.DB, ev stripe.Event, at time.Time, f fetched, res *result) error {
 	switch {
 	case ev.Type == stripe.EventTypeCheckoutSessionCompleted:
-		return h.checkoutCompleted(ctx, tx, ev, at, fetched, res)
+		var cs stripe.CheckoutSession
+		if !h.decode(ctx, ev, &cs, res) {
+			return nil
+		}
+		applied, err := h.Billing.ApplyCheckoutCompleted(ctx, tx, &cs, f.checkout, at)
+		res.add(applied)
+		return err
 	case slices.Contains(subscriptionEvents, ev.Type):
-		return h.subscriptionChanged(ctx, tx, ev, at, res)
+		var sub stripe.Subscription
+		if !h.decode(ctx, ev, &sub, res) {
+			return nil
+		}
+		applied, err := h.Billing.ApplySubscriptionEvent(ctx, tx, string(ev.Type), &sub, ev.Data.Raw, at, f.fresh)
+		res.add(applied)
+		return err
 	case slices.Contains(invoiceEvents, ev.Type):
-		return h.invoiceChanged(ctx, tx, ev, at, res)
+		var inv stripe.Invoice
+		if !h.decode(ctx, ev, &inv, res) {
+			return nil
+		}
+		stripeshape.Invoice(&inv, ev.Data.Raw)
+		return h.invoiceChanged(ctx, tx, ev, &inv, at, res)
 	default:
 		res.outcome = outcomeIgnored
 		return nil
 	}
 }
 
-// checkoutCompleted links the session's customer to the organisation that
-// started it and stores the new subscription, fetched from Stripe because
-// the session does not carry its status, period or price.
-func (h *handler) checkoutCompleted(ctx context.Context, tx *gorm.DB, ev stripe.Event, at time.Time, fetched *stripe.Subscription, res *result) error {
-	var cs stripe.CheckoutSession
-	if !h.decode(ctx, ev, &cs, res) {
-		return nil
-	}
-	if cs.Mode != stripe.CheckoutSessionModeSubscription {
-		res.outcome = outcomeIgnored
-		return nil
-	}
-	customer := ""
-	if cs.Customer != nil {
-		customer = cs.Customer.ID
-	}
-	// A customer already linked decides, as for every other event: a
-	// client_reference_id can be set by whoever opens a Payment Link.
-	orgID, err := h.Billing.FindOrg(ctx, tx, billing.Owner{CustomerID: customer, MetadataOrgIDs: []string{cs.ClientReferenceID, cs.Metadata["org_id"]}})
+// invoiceChanged stores the invoice an event carries and lets billing apply
+// what the event means for its subscription.
+func (h *handler) invoiceChanged(ctx context.Context, tx *gorm.DB, ev stripe.Event, inv *stripe.Invoice, at time.Time, res *result) error {
+	orgID, err := h.Billing.InvoiceOrg(ctx, tx, inv)
 	if err != nil {
 		return err
 	}
@@ -76,103 +98,7 @@ func (h *handler) checkoutCompleted(ctx context.Context, tx *gorm.DB, ev stripe.
 		res.outcome = outcomeUnknownOrg
 		return nil
 	}
-	if cs.ClientReferenceID != "" && cs.ClientReferenceID != orgID {
-		h.Log.WarnContext(ctx, "checkout's client_reference_id names another organisation than its customer's; keeping the customer's",
-			"event_id", ev.ID, "client_reference_id", cs.ClientReferenceID, "org_id", orgID, "stripe_customer_id", customer)
-	}
-	linked, err := h.Billing.LinkCustomer(ctx, tx, orgID, customer)
-	if err != nil {
-		return err
-	}
-	res.add(linked)
-	if fetched == nil {
-		if cs.Subscription != nil && cs.Subscription.ID != "" {
-			res.changes = append(res.changes, "subscription "+cs.Subscription.ID+" not fetched; its own events will store it")
-		}
-		return nil
-	}
-	applied, err := h.Billing.ApplySubscription(ctx, tx, billing.SubscriptionUpdate{
-		Sub: fetched, At: at, OrgID: orgID, PlanHint: cs.Metadata["plan_id"], Rank: billing.RankFetched,
-	})
-	if err != nil {
-		return err
-	}
-	res.add(applied)
-	// The subscription is recorded: the session need not be checked at
-	// Stripe before the next checkout.
-	return h.Billing.CheckoutCompleted(tx, orgID, cs.ID)
-}
-
-// checkoutSubscription fetches the subscription a completed subscription
-// Checkout created; nil when there is none or no Stripe client.
-func (h *handler) checkoutSubscription(ctx context.Context, ev stripe.Event) (*stripe.Subscription, error) {
-	var cs stripe.CheckoutSession
-	if err := json.Unmarshal(ev.Data.Raw, &cs); err != nil || h.Stripe == nil ||
-		cs.Mode != stripe.CheckoutSessionModeSubscription || cs.Subscription == nil || cs.Subscription.ID == "" {
-		return nil, nil
-	}
-	params := &stripe.SubscriptionParams{}
-	params.Context = ctx
-	sub, err := h.Stripe.Subscriptions.Get(cs.Subscription.ID, params)
-	var se *stripe.Error
-	if errors.As(err, &se) && se.HTTPStatusCode == http.StatusNotFound {
-		// Gone for good (deleted, or another Stripe account's): retrying
-		// cannot help, and the customer link is still worth keeping.
-		h.Log.WarnContext(ctx, "subscription of a completed checkout is not found at Stripe",
-			"event_id", ev.ID, "stripe_subscription_id", cs.Subscription.ID, "stripe_request_id", se.RequestID)
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("fetch subscription %s of checkout %s: %w", cs.Subscription.ID, cs.ID, err)
-	}
-	return sub, nil
-}
-
-// subscriptionChanged stores the subscription an event carries.
-func (h *handler) subscriptionChanged(ctx context.Context, tx *gorm.DB, ev stripe.Event, at time.Time, res *result) error {
-	var sub stripe.Subscription
-	if !h.decode(ctx, ev, &sub, res) {
-		return nil
-	}
-	if ev.Type == stripe.EventTypeCustomerSubscriptionDeleted {
-		// A deleted subscription is over, whatever status the payload's API
-		// version spells.
-		sub.Status = stripe.SubscriptionStatusCanceled
-	}
-	applied, err := h.Billing.ApplySubscription(ctx, tx, billing.SubscriptionUpdate{Sub: &sub, At: at, Rank: billing.RankForEvent(string(ev.Type))})
-	if err != nil {
-		return err
-	}
-	res.add(applied)
-	return nil
-}
-
-// invoiceChanged stores the invoice an event carries; a failed payment also
-// makes the subscription past_due.
-func (h *handler) invoiceChanged(ctx context.Context, tx *gorm.DB, ev stripe.Event, at time.Time, res *result) error {
-	var inv stripe.Invoice
-	if !h.decode(ctx, ev, &inv, res) {
-		return nil
-	}
-	owner := billing.Owner{MetadataOrgIDs: []string{inv.Metadata["org_id"]}}
-	if inv.Customer != nil {
-		owner.CustomerID = inv.Customer.ID
-	}
-	if inv.Subscription != nil {
-		owner.SubscriptionID = inv.Subscription.ID
-	}
-	if inv.SubscriptionDetails != nil {
-		owner.MetadataOrgIDs = append(owner.MetadataOrgIDs, inv.SubscriptionDetails.Metadata["org_id"])
-	}
-	orgID, err := h.Billing.FindOrg(ctx, tx, owner)
-	if err != nil {
-		return err
-	}
-	if orgID == "" {
-		res.outcome = outcomeUnknownOrg
-		return nil
-	}
-	applied, err := h.Invoices.Apply(ctx, tx, orgID, &inv, at)
+	applied, err := h.Invoices.Apply(ctx, tx, orgID, inv, at)
 	if err != nil {
 		return err
 	}
@@ -180,12 +106,7 @@ func (h *handler) invoiceChanged(ctx context.Context, tx *gorm.DB, ev stripe.Eve
 	if applied.Stale {
 		res.outcome = string(billing.Stale)
 	}
-	if ev.Type == stripe.EventTypeInvoicePaymentFailed && owner.SubscriptionID != "" {
-		pastDue, err := h.Billing.MarkPastDue(ctx, tx, owner.SubscriptionID, at)
-		if err != nil {
-			return err
-		}
-		res.changes = append(res.changes, pastDue.Changes...)
-	}
-	return nil
+	sub, err := h.Billing.ApplyInvoiceEvent(ctx, tx, string(ev.Type), inv, at)
+	res.changes = append(res.changes, sub.Changes...)
+	return err
 }

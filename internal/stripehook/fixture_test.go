@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stripe/stripe-go/v76/client"
 	"github.com/stripe/stripe-go/v76/webhook"
 
 	"github.com/tollgate-billing/tollgate/internal/billing"
@@ -33,6 +34,22 @@ type fixture struct {
 	rec     *stripetest.Recorder
 	logs    *syncBuffer
 	t0      time.Time
+	// stub, on fixtures from newFixtureOnStub, is the Stripe that
+	// subscriptions are fetched from.
+	stub *subscriptionStub
+}
+
+// newFixtureOnStub is a fixture whose Stripe is a subscriptionStub: a
+// subscription Tollgate fetches is what the test set, not stripe-mock's.
+func newFixtureOnStub(t *testing.T, db *store.DB) *fixture {
+	t.Helper()
+	stub, url := newSubscriptionStub(t)
+	rec := stripetest.NewRecorder()
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, nil))
+	h, b := newHandlerFor(db, stripetest.ClientAt(url, rec, 0), log)
+	t0 := time.Now().UTC().Truncate(time.Second).Add(-time.Hour)
+	return &fixture{t: t, db: db, handler: h, billing: b, rec: rec, logs: logs, t0: t0, stub: stub}
 }
 
 func newFixture(t *testing.T, db *store.DB) *fixture {
@@ -48,11 +65,14 @@ func newFixture(t *testing.T, db *store.DB) *fixture {
 // it and a Stripe client for stripe-mock whose requests rec records.
 func newHandler(t testing.TB, db *store.DB, rec *stripetest.Recorder, log *slog.Logger) (http.Handler, *billing.Service) {
 	t.Helper()
-	sc := stripetest.Client(t, rec)
+	return newHandlerFor(db, stripetest.Client(t, rec), log)
+}
+
+func newHandlerFor(db *store.DB, sc *client.API, log *slog.Logger) (http.Handler, *billing.Service) {
 	b := billing.NewService(db, plans.Default(), clock.Real{}, sc, log)
 	return stripehook.NewHandler(stripehook.Config{
 		DB: db, Billing: b, Invoices: invoices.NewService(db, clock.Real{}, log),
-		Stripe: sc, Secret: secret, Clock: clock.Real{}, Log: log,
+		Secret: secret, Clock: clock.Real{}, Log: log,
 	}), b
 }
 

@@ -1,8 +1,10 @@
 // Package stripehook is the endpoint Stripe delivers webhook events to
 // (POST /webhooks/stripe). Stripe delivers late, twice, concurrently and out
-// of order; the handler verifies each event, applies it at most once in one
-// transaction with the record that it was applied, and lets billing and
-// invoices drop anything older than what they already hold.
+// of order; the handler verifies each event, records it, and dispatches it
+// to billing and invoices in one transaction with that record, so it is
+// applied at most once. What an event means (which organisation it belongs
+// to, what it changes) is billing's and invoices' to decide; they drop
+// anything older than what they already hold.
 //
 // It answers 200 to every well-signed event, including ones it ignores or
 // cannot place (Stripe disables endpoints that keep answering 4xx), 400 to
@@ -19,7 +21,6 @@ import (
 	"time"
 
 	"github.com/stripe/stripe-go/v76"
-	"github.com/stripe/stripe-go/v76/client"
 	"github.com/stripe/stripe-go/v76/webhook"
 
 	"github.com/tollgate-billing/tollgate/internal/billing"
@@ -42,10 +43,6 @@ type Config struct {
 	DB       *store.DB
 	Billing  *billing.Service
 	Invoices *invoices.Service
-	// Stripe fetches what an event does not carry (the subscription of a
-	// completed Checkout). nil when STRIPE_SECRET_KEY is unset: the customer
-	// is still linked and the subscription waits for its own event.
-	Stripe *client.API
 	// Secret is STRIPE_WEBHOOK_SECRET (whsec_…).
 	Secret string
 	Clock  clock.Clock
@@ -95,11 +92,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// IgnoreAPIVersionMismatch: the endpoint's API version is set in the
-	// Stripe dashboard (and stripe-mock renders a newer one) and need not
-	// equal the version stripe-go is pinned to. Tollgate reads only fields
-	// that are the same across those versions (ids, status, periods,
-	// cancel_at_period_end, prices, amounts), and reconciliation re-reads
-	// everything through the pinned version anyway.
+	// Stripe dashboard and need not equal the version stripe-go is pinned
+	// to. Tollgate reads the fields later versions moved through
+	// stripeshape, and reconciliation re-reads everything through the
+	// pinned version anyway.
 	ev, err := webhook.ConstructEventWithOptions(body, r.Header.Get("Stripe-Signature"), h.Secret,
 		webhook.ConstructEventOptions{Tolerance: Tolerance, IgnoreAPIVersionMismatch: true})
 	if err != nil {
@@ -118,6 +114,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reply(w, http.StatusBadRequest, map[string]any{"error": "not a Stripe event"})
 		return
 	}
+	noteAPIVersion(r.Context(), h.Log, ev.APIVersion, ev.ID)
 	res, err := h.process(r.Context(), ev)
 	if err != nil {
 		h.Log.ErrorContext(r.Context(), "stripe webhook failed; Stripe will retry",

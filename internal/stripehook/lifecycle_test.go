@@ -109,8 +109,11 @@ func orgOf(f *fixture, id string) store.Organization {
 
 func TestLifecycleFromFreeToCanceled(t *testing.T) {
 	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
-		f := newFixture(t, db)
+		f := newFixtureOnStub(t, db)
 		s := newScenario(f)
+		// What Stripe answers when the completed checkout's subscription is
+		// fetched: the scenario's, on the price Checkout sold.
+		f.stub.setObject(t, s.sub, s.subscription("starter", "active", 1))
 		ctx := context.Background()
 		if st, err := f.billing.Current(ctx, s.org); err != nil || st.Plan.ID != "free" || st.Subscription != nil {
 			t.Fatalf("before checkout: plan %s, subscription %v, err %v; want free and none", st.Plan.ID, st.Subscription, err)

@@ -3,6 +3,7 @@ package stripehook
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -42,13 +43,16 @@ func (r *result) add(res billing.Result) {
 // one, finds it (on Postgres the second insert waits for the first
 // transaction to commit) and changes nothing; a failure rolls back the
 // record with the effects, so Stripe's retry applies the event again.
+//
+// Whatever the event needs from Stripe is fetched with no transaction
+// open; when billing finds it needs a fresh copy of a subscription
+// (billing.FetchFirst), the transaction is rolled back, the copy fetched,
+// and the event applied once more with it.
 func (h *handler) process(ctx context.Context, ev stripe.Event) (result, error) {
 	at := time.Unix(ev.Created, 0).UTC()
-	// What the event does not carry is fetched before the transaction:
-	// a network call must not hold a database connection (on SQLite, the
-	// only one).
-	var fetched *stripe.Subscription
+	var f fetched
 	if ev.Type == stripe.EventTypeCheckoutSessionCompleted {
+		// Skip the fetch for a redelivery already applied.
 		var seen int64
 		if err := h.DB.WithContext(ctx).Model(&store.WebhookEvent{}).Where("id = ?", ev.ID).Count(&seen).Error; err != nil {
 			return result{}, fmt.Errorf("look up event %s: %w", ev.ID, err)
@@ -57,11 +61,23 @@ func (h *handler) process(ctx context.Context, ev stripe.Event) (result, error) 
 			return result{outcome: outcomeDuplicate}, nil
 		}
 		var err error
-		if fetched, err = h.checkoutSubscription(ctx, ev); err != nil {
+		if f, err = h.prefetch(ctx, ev); err != nil {
 			return result{}, err
 		}
 	}
+	res, err := h.applyOnce(ctx, ev, at, f)
+	var first *billing.FetchFirst
+	if errors.As(err, &first) {
+		if f.fresh, err = h.Billing.FetchSubscription(ctx, first.SubscriptionID); err != nil {
+			return result{}, err
+		}
+		res, err = h.applyOnce(ctx, ev, at, f)
+	}
+	return res, err
+}
 
+// applyOnce records the event and applies it in one transaction.
+func (h *handler) applyOnce(ctx context.Context, ev stripe.Event, at time.Time, f fetched) (result, error) {
 	var res result
 	err := h.DB.Tx(ctx, func(tx *gorm.DB) error {
 		res = result{}
@@ -74,7 +90,7 @@ func (h *handler) process(ctx context.Context, ev stripe.Event) (result, error) 
 			res.outcome = outcomeDuplicate
 			return nil
 		}
-		if err := h.apply(ctx, tx, ev, at, fetched, &res); err != nil {
+		if err := h.apply(ctx, tx, ev, at, f, &res); err != nil {
 			return err
 		}
 		if err := tx.Model(&store.WebhookEvent{}).Where("id = ?", ev.ID).Update("outcome", res.outcome).Error; err != nil {
@@ -89,7 +105,7 @@ func (h *handler) process(ctx context.Context, ev stripe.Event) (result, error) 
 // read is logged and acknowledged: Stripe would redeliver it unchanged for
 // three days, and `stripe sync` heals what it carried.
 func (h *handler) decode(ctx context.Context, ev stripe.Event, v any, res *result) bool {
-	if err := json.Unmarshal(ev.Data.Raw, v); err != nil {
+	if err := decodeObject(ev, v); err != nil {
 		h.Log.ErrorContext(ctx, "stripe webhook object could not be decoded; run `stripe sync` after fixing",
 			"event_id", ev.ID, "type", ev.Type, "error", err)
 		res.outcome = outcomeUndecodable
@@ -97,3 +113,5 @@ func (h *handler) decode(ctx context.Context, ev stripe.Event, v any, res *resul
 	}
 	return true
 }
+
+func decodeObject(ev stripe.Event, v any) error { return json.Unmarshal(ev.Data.Raw, v) }

@@ -11,6 +11,10 @@ import (
 // Gate is the answer to "may this organisation use more of this meter?".
 type Gate struct {
 	Allowed bool
+	// Reason is ReasonOK when allowed, else why not.
+	Reason string
+	// RetryAfter is when a RATE_LIMITED gate may be asked again.
+	RetryAfter time.Duration
 	MeterUsage
 	// PlanID is the effective plan.
 	PlanID string
@@ -23,7 +27,10 @@ type Gate struct {
 // writes it back to Redis), so the answer is right either way.
 //
 // Usage under a soft limit, or an unlimited one, is always allowed: the
-// overage is billed, not refused.
+// overage is billed, not refused. Each gate counts once against the plan's
+// rate limit (when LimitRate was given one); over it, the answer is not
+// allowed, with reason RATE_LIMITED and when to retry. A gate already refused
+// for quota or billing costs no rate.
 func (s *Service) Gate(ctx context.Context, orgID, meter string) (Gate, error) {
 	start := time.Now()
 	m, ok := s.catalog.Meter(meter)
@@ -40,7 +47,18 @@ func (s *Service) Gate(ctx context.Context, orgID, meter string) (Gate, error) {
 		return Gate{}, fmt.Errorf("usage gate for org %s: %w", orgID, err)
 	}
 	mu := MeterUsage{Meter: m.Name, Used: used, Limit: limitOf(plan, m)}
-	return Gate{Allowed: mu.Allowed(), MeterUsage: mu, PlanID: plan.ID, BillingStatus: status}, nil
+	g := Gate{Allowed: true, Reason: ReasonOK, MeterUsage: mu, PlanID: plan.ID, BillingStatus: status}
+	switch {
+	case s.inactive(status):
+		g.Allowed, g.Reason = false, ReasonBillingInactive
+	case !mu.Allowed():
+		g.Allowed, g.Reason = false, ReasonUsageLimitExceeded
+	default:
+		if d := s.throttle(ctx, orgID, plan); !d.Allowed {
+			g.Allowed, g.Reason, g.RetryAfter = false, ReasonRateLimited, d.RetryAfter
+		}
+	}
+	return g, nil
 }
 
 // sharedLoadTimeout bounds a database read that several callers wait on.

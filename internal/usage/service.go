@@ -63,6 +63,9 @@ type Service struct {
 	counters *counters
 	clock    clock.Clock
 	log      *slog.Logger
+	// rate holds organisations to their plan's rate in Gate and Consume;
+	// nil enforces none (see LimitRate).
+	rate RateLimiter
 	// resyncEvery is how often Run looks for dirty counters.
 	resyncEvery time.Duration
 }

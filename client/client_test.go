@@ -1,0 +1,297 @@
+package client_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tollgate-billing/tollgate/client"
+	"github.com/tollgate-billing/tollgate/internal/apptest"
+)
+
+// fastRetry keeps retry tests quick; the backoff shape is the same.
+var fastRetry = client.WithRetry(client.Retry{Attempts: 5, Base: time.Millisecond, Max: 5 * time.Millisecond})
+
+// bearer is a credential with every scope, as a dashboard would have.
+func bearer(h *apptest.Harness, org string) client.Credential {
+	tok := h.Token(org)
+	return client.CredentialFunc(func(r *http.Request) error {
+		r.Header.Set("Authorization", "Bearer "+tok)
+		return nil
+	})
+}
+
+// used reads a meter's usage through the harness, not the client under test.
+func used(t *testing.T, h *apptest.Harness, org, meter string) int64 {
+	t.Helper()
+	var out struct {
+		Usage struct {
+			Meters []struct {
+				Meter string
+				Used  int64
+			}
+		}
+	}
+	h.Query(org, `{ usage { meters { meter used } } }`, nil).Decode(t, &out)
+	for _, m := range out.Usage.Meters {
+		if m.Meter == meter {
+			return m.Used
+		}
+	}
+	t.Fatalf("no meter %s", meter)
+	return 0
+}
+
+// result lets a call's two results be checked in one expression:
+// need(client.Plans(ctx, tg)).on(t).
+type result[T any] struct {
+	v   T
+	err error
+}
+
+func need[T any](v T, err error) result[T] { return result[T]{v, err} }
+
+func (r result[T]) on(t *testing.T) T {
+	t.Helper()
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	return r.v
+}
+
+// Every operation of the schema, through the generated functions, against
+// a real Tollgate.
+func TestEveryOperationAgainstARealTollgate(t *testing.T) {
+	h := apptest.New(t, apptest.Options{})
+	ctx := context.Background()
+	tg := client.New(h.Server.URL, bearer(h, "acme"))
+
+	org := need(client.Organization(ctx, tg)).on(t)
+	if org.Organization.ExternalId != "acme" {
+		t.Errorf("organization %+v", org.Organization)
+	}
+	pl := need(client.Plans(ctx, tg)).on(t)
+	if len(pl.Plans) == 0 || pl.Plans[0].Id != "free" {
+		t.Errorf("plans %+v", pl.Plans)
+	}
+	sub := need(client.Subscription(ctx, tg)).on(t)
+	if sub.Subscription.Plan.Id != "free" || sub.Subscription.RateLimitPerMinute != sub.Subscription.Plan.RateLimitPerSecond*60 {
+		t.Errorf("subscription %+v", sub.Subscription)
+	}
+
+	created := need(client.CreateApiKey(ctx, tg, client.CreateApiKeyInput{Name: "backend", Scopes: []client.Scope{client.ScopeUsageWrite}})).on(t)
+	if created.CreateApiKey.Secret == nil || created.CreateApiKey.ApiKey == nil {
+		t.Fatalf("createApiKey %+v", created.CreateApiKey)
+	}
+	keyID := created.CreateApiKey.ApiKey.Id
+	keys := need(client.ApiKeys(ctx, tg)).on(t)
+	if len(keys.ApiKeys) != 1 || keys.ApiKeys[0].Id != keyID {
+		t.Errorf("apiKeys %+v", keys.ApiKeys)
+	}
+
+	// The key, signed: registerSigningKey, then a signed call passes and an
+	// unsigned one is refused.
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	reg := need(client.RegisterSigningKey(ctx, tg, client.RegisterSigningKeyInput{ApiKeyId: keyID, PublicKey: base64.StdEncoding.EncodeToString(pub)})).on(t)
+	if reg.RegisterSigningKey.ApiKey == nil || !reg.RegisterSigningKey.ApiKey.SigningRequired {
+		t.Fatalf("registerSigningKey %+v", reg.RegisterSigningKey)
+	}
+	signed := tg.For(client.SignedAPIKey(*created.CreateApiKey.Secret, priv))
+	gate := need(client.UsageGate(ctx, signed, "api_calls")).on(t)
+	if !gate.UsageGate.Allowed || gate.UsageGate.Reason != client.UsageReasonOk {
+		t.Errorf("usageGate %+v", gate.UsageGate)
+	}
+	if _, err := client.UsageGate(ctx, tg.For(client.APIKey(*created.CreateApiKey.Secret)), "api_calls"); !client.IsCode(err, client.CodeUnauthenticated) {
+		t.Errorf("unsigned call with a signing key: %v, want UNAUTHENTICATED", err)
+	}
+
+	consumed := need(client.ConsumeUsage(ctx, signed, client.ConsumeUsageInput{Meter: "llm_tokens", Quantity: 40, IdempotencyKey: "c1"})).on(t)
+	if !consumed.ConsumeUsage.Allowed || consumed.ConsumeUsage.Usage.Used != 40 {
+		t.Errorf("consumeUsage %+v", consumed.ConsumeUsage)
+	}
+	ep := "POST /v1/search"
+	rec := need(client.RecordUsage(ctx, signed, client.RecordUsageInput{Events: []client.UsageEventInput{
+		{Meter: "api_calls", Quantity: 3, IdempotencyKey: "r1", Endpoint: &ep},
+	}})).on(t)
+	if rec.RecordUsage.Accepted != 1 {
+		t.Errorf("recordUsage %+v", rec.RecordUsage)
+	}
+	u := need(client.Usage(ctx, tg, nil)).on(t)
+	if len(u.Usage.Meters) == 0 {
+		t.Errorf("usage %+v", u.Usage)
+	}
+	by := need(client.UsageByEndpoint(ctx, tg, nil, nil)).on(t)
+	if len(by.UsageByEndpoint) != 1 || by.UsageByEndpoint[0].Endpoint != ep || by.UsageByEndpoint[0].Used != 3 {
+		t.Errorf("usageByEndpoint %+v", by.UsageByEndpoint)
+	}
+	today := h.Clock.Now().UTC().Format(time.DateOnly)
+	series := need(client.UsageSeries(ctx, tg, "api_calls", today, today)).on(t)
+	if len(series.UsageSeries) != 1 || series.UsageSeries[0].Used != 3 {
+		t.Errorf("usageSeries %+v", series.UsageSeries)
+	}
+	inv := need(client.Invoices(ctx, tg, nil, nil, nil)).on(t)
+	if len(inv.Invoices.Nodes) != 0 || inv.Invoices.PageInfo.HasNextPage {
+		t.Errorf("invoices %+v", inv.Invoices)
+	}
+
+	revoked := need(client.RevokeApiKey(ctx, tg, keyID)).on(t)
+	if revoked.RevokeApiKey.ApiKey == nil || revoked.RevokeApiKey.ApiKey.RevokedAt == nil {
+		t.Errorf("revokeApiKey %+v", revoked.RevokeApiKey)
+	}
+
+	// Billing without Stripe configured, and without a subscription: the
+	// operations answer, with their refusals typed.
+	if _, err := client.CreateCheckoutSession(ctx, tg, client.CreateCheckoutSessionInput{Plan: "starter", SuccessUrl: "https://a.example/ok", CancelUrl: "https://a.example/no"}); !client.IsCode(err, "STRIPE_NOT_CONFIGURED") {
+		t.Errorf("createCheckoutSession without Stripe: %v", err)
+	}
+	portal, err := client.CreatePortalSession(ctx, tg, client.CreatePortalSessionInput{ReturnUrl: "https://a.example/billing"})
+	if refused := client.IsCode(err, "STRIPE_NOT_CONFIGURED") || (err == nil && len(portal.CreatePortalSession.UserErrors) > 0); !refused {
+		t.Errorf("createPortalSession with no billing history: %+v, %v", portal, err)
+	}
+	if _, err := client.CancelSubscription(ctx, tg, nil); !client.IsCode(err, "STRIPE_NOT_CONFIGURED") {
+		t.Errorf("cancelSubscription without Stripe: %v", err)
+	}
+	if _, err := client.ResumeSubscription(ctx, tg); !client.IsCode(err, "STRIPE_NOT_CONFIGURED") {
+		t.Errorf("resumeSubscription without Stripe: %v", err)
+	}
+}
+
+// A host that is its own identity provider mints usage:write tokens per
+// organisation; they record usage and are refused what needs more.
+func TestMintedOrganisationTokens(t *testing.T) {
+	h := apptest.New(t, apptest.Options{})
+	ctx := context.Background()
+	minter := client.HS256Minter([]byte(apptest.Secret))
+	tg := client.New(h.Server.URL, minter.Org("globex"))
+	g := client.NewGate(tg)
+	v := need(g.Consume(ctx, "api_calls", 2, "req-1", "GET /v1/hello")).on(t)
+	if !v.Allowed || v.Used != 2 {
+		t.Fatalf("consume %+v", v)
+	}
+	if used(t, h, "globex", "api_calls") != 2 {
+		t.Errorf("globex used %d, want 2", used(t, h, "globex", "api_calls"))
+	}
+	if _, err := client.Organization(ctx, tg); !client.IsCode(err, client.CodeForbidden) {
+		t.Errorf("organization with usage:write: %v, want FORBIDDEN", err)
+	}
+}
+
+// flaky forwards each request to Tollgate, and answers the first n with
+// UNAVAILABLE instead of Tollgate's answer: the write happened, the client
+// did not hear of it.
+type flaky struct {
+	target string
+	n      int
+	mu     sync.Mutex
+	bodies [][]byte
+}
+
+func (f *flaky) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	f.mu.Lock()
+	f.bodies = append(f.bodies, body)
+	attempt := len(f.bodies)
+	f.mu.Unlock()
+	req, _ := http.NewRequestWithContext(r.Context(), r.Method, f.target+r.URL.Path, bytes.NewReader(body))
+	req.Header = r.Header.Clone()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	if attempt <= f.n {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"errors":[{"message":"the database is briefly unavailable","extensions":{"code":"UNAVAILABLE","retryable":true}}],"data":null}`))
+		return
+	}
+	w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
+	w.WriteHeader(resp.StatusCode)
+	_, _ = io.Copy(w, resp.Body)
+}
+
+func TestRetriesUnderUnavailableSendTheSameKeysAndCountOnce(t *testing.T) {
+	h := apptest.New(t, apptest.Options{})
+	proxy := &flaky{target: h.Server.URL, n: 2}
+	srv := httptest.NewServer(proxy)
+	defer srv.Close()
+	tg := client.New(srv.URL, bearer(h, "acme"), fastRetry)
+
+	events := []client.UsageEventInput{
+		{Meter: "api_calls", Quantity: 5, IdempotencyKey: "a"},
+		{Meter: "api_calls", Quantity: 7, IdempotencyKey: "b"},
+	}
+	rec := need(client.RecordUsage(context.Background(), tg, client.RecordUsageInput{Events: events})).on(t)
+	if len(proxy.bodies) != 3 {
+		t.Fatalf("%d attempts, want 3 (two UNAVAILABLE, then the answer)", len(proxy.bodies))
+	}
+	for i, b := range proxy.bodies[1:] {
+		if !bytes.Equal(b, proxy.bodies[0]) {
+			t.Errorf("attempt %d sent %s, not the first attempt's %s", i+2, b, proxy.bodies[0])
+		}
+	}
+	if rec.RecordUsage.Accepted != 0 || rec.RecordUsage.Duplicates != 2 {
+		t.Errorf("last answer %+v: the first attempt counted both events, so the last should see duplicates", rec.RecordUsage)
+	}
+	if got := used(t, h, "acme", "api_calls"); got != 12 {
+		t.Errorf("used %d after three deliveries, want 12, counted once", got)
+	}
+
+	// A client error is never retried.
+	proxy.bodies, proxy.n = nil, 0
+	bad := tg.For(client.APIKey("tg_test_not-a-key"))
+	if _, err := client.UsageGate(context.Background(), bad, "api_calls"); !client.IsCode(err, client.CodeUnauthenticated) {
+		t.Fatalf("unknown key: %v", err)
+	}
+	if len(proxy.bodies) != 1 {
+		t.Errorf("a refused credential was sent %d times, want once", len(proxy.bodies))
+	}
+}
+
+func TestTransportFailuresAreRetried(t *testing.T) {
+	h := apptest.New(t, apptest.Options{})
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			// Drop the connection without an answer.
+			conn, _, _ := http.NewResponseController(w).Hijack()
+			conn.Close()
+			return
+		}
+		http.Redirect(w, r, h.Server.URL+"/graphql", http.StatusTemporaryRedirect)
+	}))
+	defer srv.Close()
+	tg := client.New(srv.URL, bearer(h, "acme"), fastRetry)
+	v := need(client.NewGate(tg).Consume(context.Background(), "api_calls", 1, "once", "")).on(t)
+	if !v.Allowed || v.Used != 1 || calls.Load() != 2 {
+		t.Errorf("verdict %+v after %d calls, want allowed at 1 used after 2", v, calls.Load())
+	}
+}
+
+func ExampleGate_Consume() {
+	tg := client.New("http://127.0.0.1:8080", client.APIKey("tg_live_…"))
+	v, err := client.NewGate(tg).Consume(context.Background(), "api_calls", 1, "req-42", "GET /v1/hello")
+	if err != nil {
+		return // Tollgate unreachable: fail open or closed, your choice
+	}
+	if !v.Allowed {
+		fmt.Println("refused:", v.Reason)
+	}
+}
+
+func ExampleRecorder() {
+	base := client.New("http://127.0.0.1:8080", nil)
+	minter := client.HS256Minter([]byte("the JWT_SECRET Tollgate verifies with"))
+	rec := client.NewRecorder(func(org string) *client.Client { return base.For(minter.Org(org)) }, client.RecorderOptions{})
+	defer rec.Close(context.Background())
+	_ = rec.Record(context.Background(), "acme", client.Event{Meter: "llm_tokens", Quantity: 1234})
+}

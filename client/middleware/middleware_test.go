@@ -1,0 +1,327 @@
+package middleware_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tollgate-billing/tollgate/client"
+	"github.com/tollgate-billing/tollgate/client/middleware"
+	"github.com/tollgate-billing/tollgate/internal/apptest"
+)
+
+// tinyPlans: the free plan allows 3 API calls; "slow" allows 2 calls a
+// second.
+const tinyPlans = `
+meters:
+  - {name: api_calls, reset: monthly}
+  - {name: llm_tokens, reset: monthly}
+  - {name: storage_bytes, reset: never}
+plans:
+  - id: free
+    name: Free
+    rate_limit_per_second: 1000
+    limits:
+      api_calls: {limit: 3, hard: true}
+      llm_tokens: {limit: 100, hard: true}
+      storage_bytes: {limit: 1000, hard: true}
+  - id: slow
+    name: Slow
+    rate_limit_per_second: 2
+    limits:
+      api_calls: {limit: 100000, hard: true}
+      llm_tokens: {limit: 100, hard: true}
+      storage_bytes: {limit: 1000, hard: true}
+`
+
+func tollgate(t *testing.T) *apptest.Harness {
+	path := filepath.Join(t.TempDir(), "plans.yaml")
+	if err := os.WriteFile(path, []byte(tinyPlans), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return apptest.New(t, apptest.Options{Env: map[string]string{"PLANS_FILE": path}})
+}
+
+// apiKey creates a key for org with scopes and returns its secret.
+func apiKey(t *testing.T, h *apptest.Harness, org string, scopes ...string) string {
+	t.Helper()
+	var out struct {
+		CreateApiKey struct{ Secret string }
+	}
+	h.Query(org, `mutation($s: [Scope!]!) { createApiKey(input: {name: "customer", scopes: $s}) { secret } }`,
+		map[string]any{"s": scopes}).Decode(t, &out)
+	return out.CreateApiKey.Secret
+}
+
+// onPlan moves org to a plan, as a paid subscription would.
+func onPlan(t *testing.T, h *apptest.Harness, org, plan string) {
+	t.Helper()
+	var o struct{ Organization struct{ ID string } }
+	h.Query(org, `{ organization { id } }`, nil).Decode(t, &o)
+	if err := h.App.DB.Exec("UPDATE organizations SET plan_id = ? WHERE id = ?", plan, o.Organization.ID).Error; err != nil {
+		t.Fatal(err)
+	}
+	h.App.Usage.InvalidatePlan(o.Organization.ID)
+}
+
+func usedCalls(t *testing.T, h *apptest.Harness, org string) int64 {
+	t.Helper()
+	var out struct {
+		UsageGate struct{ Used int64 }
+	}
+	h.Query(org, `{ usageGate(meter: "api_calls") { used } }`, nil).Decode(t, &out)
+	return out.UsageGate.Used
+}
+
+var hello = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "hello") })
+
+func get(h http.Handler, key string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest(http.MethodGet, "/v1/hello", nil)
+	if key != "" {
+		r.Header.Set("X-API-Key", key)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w
+}
+
+const want402 = `{"error":"Usage limit exceeded","message":"API call limit reached for current period","usage":{"current":4,"limit":3}}`
+
+func TestBothModesServeTheLimitThenAnswer402(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		mode middleware.Mode
+	}{{"strict", middleware.Strict}, {"fast", middleware.Fast}} {
+		t.Run(mode.name, func(t *testing.T) {
+			h := tollgate(t)
+			key := apiKey(t, h, "acme", "USAGE_WRITE")
+			tg := client.New(h.Server.URL, nil)
+			rec := client.NewRecorder(func(k string) *client.Client { return tg.For(client.APIKey(k)) }, client.RecorderOptions{})
+			defer rec.Close(context.Background())
+			m := middleware.New(middleware.Config{
+				Tollgate: tg, Customer: middleware.APIKeyHeader("X-API-Key"), Mode: mode.mode, Recorder: rec,
+			})
+			srv := m.Wrap(hello)
+			for i := range 3 {
+				if w := get(srv, key); w.Code != http.StatusOK || w.Body.String() != "hello" {
+					t.Fatalf("request %d: %d %s", i+1, w.Code, w.Body)
+				}
+				// Fast mode's gate sees what the Recorder has sent.
+				if err := rec.Flush(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			w := get(srv, key)
+			if w.Code != http.StatusPaymentRequired || w.Body.String() != want402 {
+				t.Fatalf("4th request: %d %s\nwant 402 %s", w.Code, w.Body, want402)
+			}
+			if ct := w.Header().Get("Content-Type"); ct != "application/json" {
+				t.Errorf("Content-Type %q", ct)
+			}
+			if got := usedCalls(t, h, "acme"); got != 3 {
+				t.Errorf("used %d, want the 3 served", got)
+			}
+		})
+	}
+}
+
+func TestOverThePlansRateAnswers429WithRetryAfter(t *testing.T) {
+	h := tollgate(t)
+	key := apiKey(t, h, "busy", "USAGE_WRITE")
+	onPlan(t, h, "busy", "slow")
+	srv := middleware.New(middleware.Config{Tollgate: client.New(h.Server.URL, nil), Customer: middleware.APIKeyHeader("X-API-Key")}).Wrap(hello)
+	var wg sync.WaitGroup
+	var served, limited atomic.Int64
+	var sample atomic.Pointer[httptest.ResponseRecorder]
+	for range 10 {
+		wg.Go(func() {
+			w := get(srv, key)
+			switch w.Code {
+			case http.StatusOK:
+				served.Add(1)
+			case http.StatusTooManyRequests:
+				limited.Add(1)
+				sample.Store(w)
+			}
+		})
+	}
+	wg.Wait()
+	if served.Load() < 2 || limited.Load() < 5 || served.Load()+limited.Load() != 10 {
+		t.Fatalf("%d served, %d limited of a burst of 10 at 2 a second", served.Load(), limited.Load())
+	}
+	w := sample.Load()
+	if w.Header().Get("Retry-After") != "1" || w.Header().Get("Content-Type") != "application/json" {
+		t.Errorf("429 headers %v", w.Header())
+	}
+	if want := `{"error":"Rate limit exceeded","message":"too many requests for your plan; retry after 1 s","retryAfterSeconds":1}`; w.Body.String() != want {
+		t.Errorf("429 body %s\nwant %s", w.Body, want)
+	}
+	if got := usedCalls(t, h, "busy"); got != served.Load() {
+		t.Errorf("used %d, want the %d served", got, served.Load())
+	}
+}
+
+func TestCustomerCredentialsThatCannotBeUsedAnswer401(t *testing.T) {
+	h := tollgate(t)
+	revoked := apiKey(t, h, "acme", "USAGE_WRITE")
+	var keys struct{ ApiKeys []struct{ ID string } }
+	h.Query("acme", `{ apiKeys { id } }`, nil).Decode(t, &keys)
+	h.Query("acme", `mutation($id: ID!) { revokeApiKey(id: $id) { apiKey { id } } }`, map[string]any{"id": keys.ApiKeys[0].ID})
+	underScoped := apiKey(t, h, "acme", "BILLING_WRITE")
+	srv := middleware.New(middleware.Config{Tollgate: client.New(h.Server.URL, nil), Customer: middleware.APIKeyHeader("X-API-Key")}).Wrap(hello)
+	for name, tc := range map[string]struct{ key, reason string }{
+		"no key":         {"", "missing"},
+		"unknown key":    {"tg_test_0000000000000000000000000000000000000000", "unknown"},
+		"revoked key":    {revoked, "revoked"},
+		"under-scoped":   {underScoped, "under_scoped"},
+		"not even a key": {"hello", "unknown"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			w := get(srv, tc.key)
+			if w.Code != http.StatusUnauthorized || !strings.Contains(w.Body.String(), `"reason":"`+tc.reason+`"`) || w.Header().Get("Content-Type") != "application/json" {
+				t.Errorf("%d %s, want 401 with reason %s", w.Code, w.Body, tc.reason)
+			}
+		})
+	}
+}
+
+// countWarnings counts log records at WARN and above.
+type countWarnings struct {
+	slog.Handler
+	n *atomic.Int64
+}
+
+func (c countWarnings) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelWarn {
+		c.n.Add(1)
+	}
+	return nil
+}
+
+func TestAnUnreachableTollgateFailsOpenOrClosedAndIsLoggedOnce(t *testing.T) {
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close() // nothing listens there now
+	tg := client.New(dead.URL, nil, client.WithRetry(client.Retry{Attempts: 2, Base: time.Millisecond, Max: time.Millisecond}))
+	for _, open := range []bool{true, false} {
+		var warnings atomic.Int64
+		log := slog.New(countWarnings{slog.NewTextHandler(io.Discard, nil), &warnings})
+		m := middleware.New(middleware.Config{Tollgate: tg, Customer: middleware.APIKeyHeader("X-API-Key"), FailOpen: open, Log: log})
+		srv := m.Wrap(hello)
+		for range 5 {
+			w := get(srv, "tg_test_whatever")
+			switch {
+			case open && w.Code != http.StatusOK:
+				t.Fatalf("fail-open answered %d", w.Code)
+			case !open && (w.Code != http.StatusServiceUnavailable || w.Header().Get("Content-Type") != "application/json"):
+				t.Fatalf("fail-closed answered %d %s", w.Code, w.Body)
+			}
+		}
+		s := m.Stats()
+		if s.Outages != 1 || warnings.Load() != 1 {
+			t.Errorf("open=%v: %d outages, %d warnings logged; want one of each for one outage", open, s.Outages, warnings.Load())
+		}
+		if open && s.FailedOpen != 5 || !open && s.FailedClosed != 5 {
+			t.Errorf("open=%v: stats %+v, want 5 counted", open, s)
+		}
+	}
+}
+
+func TestTokenAndStorageHelpersRecordAfterServing(t *testing.T) {
+	h := tollgate(t)
+	key := apiKey(t, h, "acme", "USAGE_WRITE")
+	m := middleware.New(middleware.Config{
+		Tollgate: client.New(h.Server.URL, nil), Customer: middleware.APIKeyHeader("X-API-Key"),
+		Usage: func(*http.Request) (string, int64) { return "api_calls", 1 },
+	})
+	var errs []error
+	srv := m.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "done")
+		errs = append(errs, m.RecordTokens(r, 42, "cmpl-1"), m.RecordTokens(r, 42, "cmpl-1"), // a retry counts once
+			m.RecordStorage(r, 500, "put:file-1"), m.RecordStorage(r, -200, "delete:file-1"))
+	}))
+	if w := get(srv, key); w.Code != http.StatusOK {
+		t.Fatalf("%d %s", w.Code, w.Body)
+	}
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out struct {
+		Usage struct {
+			Meters []struct {
+				Meter string
+				Used  int64
+			}
+		}
+	}
+	h.Query("acme", `{ usage { meters { meter used } } }`, nil).Decode(t, &out)
+	got := map[string]int64{}
+	for _, mu := range out.Usage.Meters {
+		got[mu.Meter] = mu.Used
+	}
+	if got["llm_tokens"] != 42 || got["storage_bytes"] != 300 || got["api_calls"] != 1 {
+		t.Errorf("usage %v, want 42 tokens, 300 bytes, 1 call", got)
+	}
+}
+
+// A host that is its own identity provider names the organisation; the
+// middleware acts for it with tokens minted from the shared secret.
+func TestMintedOrganisationsAreMetered(t *testing.T) {
+	h := tollgate(t)
+	m := middleware.New(middleware.Config{
+		Tollgate: client.New(h.Server.URL, nil),
+		Customer: middleware.MintedOrg(client.HS256Minter([]byte(apptest.Secret)), func(r *http.Request) string { return r.Header.Get("X-Tenant") }),
+	})
+	srv := m.Wrap(hello)
+	call := func(tenant string) int {
+		r := httptest.NewRequest(http.MethodGet, "/v1/hello", nil)
+		r.Header.Set("X-Tenant", tenant)
+		w := httptest.NewRecorder()
+		srv.ServeHTTP(w, r)
+		return w.Code
+	}
+	for range 3 {
+		if code := call("initech"); code != http.StatusOK {
+			t.Fatalf("answered %d", code)
+		}
+	}
+	if code := call("initech"); code != http.StatusPaymentRequired {
+		t.Errorf("4th call of a 3-call plan answered %d", code)
+	}
+	if code := call(""); code != http.StatusUnauthorized {
+		t.Errorf("no tenant answered %d", code)
+	}
+	if got := usedCalls(t, h, "initech"); got != 3 {
+		t.Errorf("used %d, want 3", got)
+	}
+}
+
+// Credentials Tollgate could not check (its database out of reach) are an
+// outage, not a bad key: the customer is not told their key is invalid.
+func TestCredentialsThatCouldNotBeCheckedAreAnOutage(t *testing.T) {
+	var calls atomic.Int64
+	stub := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"errors":[{"message":"could not resolve the organisation; try again","extensions":{"code":"UNAUTHENTICATED","reason":"AUTH_UNAVAILABLE"}}],"data":null}`)
+	}))
+	defer stub.Close()
+	tg := client.New(stub.URL, nil, client.WithRetry(client.Retry{Attempts: 3, Base: time.Millisecond, Max: time.Millisecond}))
+	m := middleware.New(middleware.Config{Tollgate: tg, Customer: middleware.APIKeyHeader("X-API-Key"), Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if w := get(m.Wrap(hello), "tg_test_k"); w.Code != http.StatusServiceUnavailable {
+		t.Errorf("answered %d %s, want 503 (fail closed)", w.Code, w.Body)
+	}
+	if calls.Load() != 3 || m.Stats().FailedClosed != 1 {
+		t.Errorf("%d attempts, stats %+v; want 3 attempts and one request refused for the outage", calls.Load(), m.Stats())
+	}
+}

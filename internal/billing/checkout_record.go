@@ -1,0 +1,164 @@
+package billing
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/tollgate-billing/tollgate/internal/apperr"
+	"github.com/tollgate-billing/tollgate/internal/store"
+	"github.com/tollgate-billing/tollgate/internal/stripeclient"
+)
+
+// States of a checkout session record.
+const (
+	// checkoutPending: recorded, and Stripe maybe asked; its answer is not
+	// recorded yet.
+	checkoutPending = "pending"
+	// checkoutOpen: Stripe's session id is recorded; it may still be paid.
+	checkoutOpen = "open"
+	// checkoutClosed: expired, completed, refused or never sent; nothing
+	// more to do.
+	checkoutClosed = "closed"
+)
+
+// checkoutLifetime is how long Stripe keeps a Checkout session open (its
+// default expiry) and, no shorter, an idempotency key: an older record can
+// be closed without asking Stripe.
+const checkoutLifetime = 24 * time.Hour
+
+// CheckoutMetadataKey names, in a session's metadata, the record Tollgate
+// made of it, so that its completion finds the record even if the session's
+// id was never recorded.
+const CheckoutMetadataKey = "tollgate_checkout_id"
+
+// checkoutSession is Tollgate's record of one Checkout session it asked
+// Stripe for, with everything the request sent, so that the request can be
+// repeated word for word under its idempotency key.
+type checkoutSession struct {
+	ID              string `gorm:"primaryKey"`
+	OrgID           string
+	StripeSessionID *string
+	State           string
+	PlanID          string
+	PriceID         string
+	CustomerID      string
+	SuccessURL      string
+	CancelURL       string
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+}
+
+func (checkoutSession) TableName() string { return "checkout_sessions" }
+
+// claimCheckout records a new pending session for the organisation and
+// returns it with every earlier one not yet closed. Under the
+// organisation's lock, of two concurrent checkouts (on any replica) the
+// second sees the first and closes it.
+func (s *Service) claimCheckout(ctx context.Context, orgID string, a checkoutSession) (checkoutSession, []checkoutSession, error) {
+	now := s.clock.Now()
+	a.ID, a.OrgID, a.State, a.CreatedAt, a.UpdatedAt = store.NewID(), orgID, checkoutPending, now, now
+	var earlier []checkoutSession
+	err := s.db.Tx(ctx, func(tx *gorm.DB) error {
+		if _, ok, err := s.lockOrg(tx, orgID); err != nil || !ok {
+			if err == nil {
+				err = apperr.ErrNotFound
+			}
+			return err
+		}
+		if err := tx.Where("org_id = ? AND state <> ?", orgID, checkoutClosed).Order("created_at").Find(&earlier).Error; err != nil {
+			return fmt.Errorf("load open checkout sessions of org %s: %w", orgID, err)
+		}
+		if err := tx.Create(&a).Error; err != nil {
+			return fmt.Errorf("record checkout session of org %s: %w", orgID, err)
+		}
+		return nil
+	})
+	return a, earlier, err
+}
+
+// markCheckout records what became of a session: its Stripe id (when not
+// empty) and its state. A closed record stays closed.
+func (s *Service) markCheckout(ctx context.Context, id, stripeID, state string) error {
+	set := map[string]any{"state": state, "updated_at": s.clock.Now()}
+	if stripeID != "" {
+		set["stripe_session_id"] = stripeID
+	}
+	err := s.db.WithContext(ctx).Model(&checkoutSession{}).Where("id = ? AND state <> ?", id, checkoutClosed).Updates(set).Error
+	if err != nil {
+		return fmt.Errorf("record checkout session %s as %s: %w", id, state, err)
+	}
+	return nil
+}
+
+// storedSubscription returns the organisation's copy of a Stripe
+// subscription, nil when none is stored.
+func (s *Service) storedSubscription(ctx context.Context, orgID, stripeID string) (*store.Subscription, error) {
+	var subs []store.Subscription
+	if err := s.db.WithContext(ctx).Where("org_id = ? AND stripe_subscription_id = ?", orgID, stripeID).Limit(1).Find(&subs).Error; err != nil {
+		return nil, fmt.Errorf("look up subscription %s of org %s: %w", stripeID, orgID, err)
+	}
+	if len(subs) == 0 {
+		return nil, nil
+	}
+	return &subs[0], nil
+}
+
+// CheckoutCompleted closes the record of a completed Checkout session once
+// its completion has been processed with the subscription it sold (call it
+// in that transaction): the next checkout need not ask Stripe about it.
+// recordID is the session's metadata.tollgate_checkout_id, which finds a
+// record whose Stripe id was never stored.
+func (s *Service) CheckoutCompleted(tx *gorm.DB, orgID, sessionID, recordID string) error {
+	err := tx.Model(&checkoutSession{}).Where("org_id = ? AND (stripe_session_id = ? OR id = ?)", orgID, sessionID, recordID).
+		Updates(map[string]any{"state": checkoutClosed, "updated_at": s.clock.Now()}).Error
+	if err != nil {
+		return fmt.Errorf("close checkout session %s of org %s: %w", sessionID, orgID, err)
+	}
+	return nil
+}
+
+// ResolvePendingCheckouts learns the Stripe id of every session of the
+// organisation whose creation was never recorded, by asking again under its
+// idempotency key, so that the next checkout can expire it. Sessions younger
+// than a minute may still be in a caller's hands and are left alone. It
+// returns a line per session resolved.
+func (s *Service) ResolvePendingCheckouts(ctx context.Context, orgID string) ([]string, error) {
+	sc, err := s.stripeClient()
+	if err != nil {
+		return nil, err
+	}
+	var pending []checkoutSession
+	if err := s.db.WithContext(ctx).Where("org_id = ? AND state = ? AND created_at < ?", orgID, checkoutPending, s.clock.Now().Add(-time.Minute)).
+		Order("created_at").Find(&pending).Error; err != nil {
+		return nil, fmt.Errorf("load pending checkout sessions of org %s: %w", orgID, err)
+	}
+	var lines []string
+	for _, a := range pending {
+		if s.clock.Now().Sub(a.CreatedAt) > checkoutLifetime {
+			if err := s.markCheckout(ctx, a.ID, "", checkoutClosed); err != nil {
+				return lines, err
+			}
+			lines = append(lines, "checkout "+a.ID+" closed: older than Stripe keeps sessions open")
+			continue
+		}
+		sess, err := sc.CheckoutSessions.New(s.sessionParams(ctx, a))
+		if refused(err) {
+			if err := s.markCheckout(ctx, a.ID, "", checkoutClosed); err != nil {
+				return lines, err
+			}
+			lines = append(lines, "checkout "+a.ID+" closed: Stripe never created it")
+			continue
+		}
+		if err != nil {
+			return lines, stripeclient.Error("resolve pending checkout session "+a.ID+" of org "+orgID, err)
+		}
+		if err := s.markCheckout(ctx, a.ID, sess.ID, checkoutOpen); err != nil {
+			return lines, err
+		}
+		lines = append(lines, "checkout "+a.ID+" recorded as Stripe session "+sess.ID)
+	}
+	return lines, nil
+}

@@ -1,0 +1,166 @@
+package billing
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/stripe/stripe-go/v76"
+	"gorm.io/gorm"
+
+	"github.com/tollgate-billing/tollgate/internal/stripeclient"
+)
+
+// This file holds what Stripe's webhook events mean for an organisation's
+// standing. The webhook handler verifies and records each event and hands
+// it here; every rule about what an event changes lives in this package.
+
+// FetchFirst is returned by ApplySubscription (and the event methods that
+// use it) when an update cannot be ordered against the one stored, because
+// both come from one second and one kind of event: the caller must roll
+// back, fetch the subscription from Stripe with no transaction open, and
+// apply that instead. A network call must not hold a database connection.
+type FetchFirst struct{ SubscriptionID string }
+
+func (e *FetchFirst) Error() string {
+	return "subscription " + e.SubscriptionID + ": two updates in one second; fetch it from Stripe first"
+}
+
+// FetchSubscription reads a subscription from Stripe, as of now. Call it
+// with no transaction open.
+func (s *Service) FetchSubscription(ctx context.Context, id string) (*stripe.Subscription, error) {
+	sc, err := s.stripeClient()
+	if err != nil {
+		return nil, err
+	}
+	params := &stripe.SubscriptionParams{}
+	params.Context = ctx
+	sub, err := sc.Subscriptions.Get(id, params)
+	if err != nil {
+		return nil, stripeclient.Error("fetch subscription "+id, err)
+	}
+	return sub, nil
+}
+
+// CheckoutSubscription fetches the subscription a completed subscription
+// Checkout created, which the session does not carry; nil when there is
+// none, when Stripe is not configured (its own events will store it), or
+// when Stripe no longer has it. Call it with no transaction open.
+func (s *Service) CheckoutSubscription(ctx context.Context, cs *stripe.CheckoutSession) (*stripe.Subscription, error) {
+	if s.stripe == nil || cs.Mode != stripe.CheckoutSessionModeSubscription || cs.Subscription == nil || cs.Subscription.ID == "" {
+		return nil, nil
+	}
+	params := &stripe.SubscriptionParams{}
+	params.Context = ctx
+	sub, err := s.stripe.Subscriptions.Get(cs.Subscription.ID, params)
+	var se *stripe.Error
+	if errors.As(err, &se) && se.HTTPStatusCode == http.StatusNotFound {
+		// Gone for good (deleted, or another Stripe account's): retrying
+		// cannot help, and the customer link is still worth keeping.
+		s.log.WarnContext(ctx, "subscription of a completed checkout is not found at Stripe",
+			"checkout_session_id", cs.ID, "stripe_subscription_id", cs.Subscription.ID, "stripe_request_id", se.RequestID)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fetch subscription %s of checkout %s: %w", cs.Subscription.ID, cs.ID, err)
+	}
+	return sub, nil
+}
+
+// ApplyCheckoutCompleted links a completed Checkout session's customer to
+// the organisation that started it and stores the subscription it sold
+// (fetched, as CheckoutSubscription returned it; nil to leave it to its own
+// events). at is the event's time.
+func (s *Service) ApplyCheckoutCompleted(ctx context.Context, tx *gorm.DB, cs *stripe.CheckoutSession, fetched *stripe.Subscription, at time.Time) (Result, error) {
+	if cs.Mode != stripe.CheckoutSessionModeSubscription {
+		return Result{Outcome: Ignored}, nil
+	}
+	customer := ""
+	if cs.Customer != nil {
+		customer = cs.Customer.ID
+	}
+	// Only what Tollgate itself put on the session places it: a customer
+	// already linked, else the metadata.org_id of a session Tollgate
+	// created. client_reference_id is never trusted: whoever opens a
+	// Payment Link can set it to any organisation's id.
+	orgID, err := s.FindOrg(ctx, tx, Owner{CustomerID: customer, MetadataOrgIDs: []string{cs.Metadata["org_id"]}})
+	if err != nil {
+		return Result{}, err
+	}
+	if orgID == "" {
+		UntrustedCheckouts.Inc()
+		s.log.WarnContext(ctx, "ignoring a completed checkout Tollgate did not create: no linked customer and no known metadata.org_id",
+			"checkout_session_id", cs.ID, "stripe_customer_id", customer,
+			"metadata_org_id", cs.Metadata["org_id"], "client_reference_id", cs.ClientReferenceID)
+		return Result{Outcome: Ignored}, nil
+	}
+	if cs.ClientReferenceID != "" && cs.ClientReferenceID != orgID {
+		s.log.WarnContext(ctx, "checkout's client_reference_id names another organisation; keeping the one Tollgate recorded",
+			"checkout_session_id", cs.ID, "client_reference_id", cs.ClientReferenceID, "org_id", orgID, "stripe_customer_id", customer)
+	}
+	res, err := s.LinkCustomer(ctx, tx, orgID, customer)
+	if err != nil {
+		return res, err
+	}
+	if fetched == nil {
+		if cs.Subscription != nil && cs.Subscription.ID != "" {
+			res.note("subscription " + cs.Subscription.ID + " not fetched; its own events will store it")
+		}
+		return res, nil
+	}
+	applied, err := s.ApplySubscription(ctx, tx, SubscriptionUpdate{
+		Sub: fetched, At: at, OrgID: orgID, PlanHint: cs.Metadata["plan_id"], Rank: RankFetched,
+	})
+	if err != nil {
+		return res, err
+	}
+	res.merge(applied)
+	// The subscription is recorded: the session need not be checked at
+	// Stripe before the next checkout.
+	return res, s.CheckoutCompleted(tx, orgID, cs.ID, cs.Metadata[CheckoutMetadataKey])
+}
+
+// ApplySubscriptionEvent stores the subscription a customer.subscription.*
+// event carries, decoded from raw (the event's object). fresh, when not
+// nil, is the same subscription fetched after a FetchFirst, and is applied
+// instead.
+func (s *Service) ApplySubscriptionEvent(ctx context.Context, tx *gorm.DB, eventType string, sub *stripe.Subscription, raw []byte, at time.Time, fresh *stripe.Subscription) (Result, error) {
+	u := SubscriptionUpdate{Sub: sub, At: at, Rank: RankForEvent(eventType), Raw: raw}
+	switch {
+	case fresh != nil && fresh.ID == sub.ID:
+		u.Sub, u.Rank, u.Raw = fresh, RankFetched, nil
+	case eventType == string(stripe.EventTypeCustomerSubscriptionDeleted):
+		// A deleted subscription is over, whatever status the payload's API
+		// version spells.
+		sub.Status = stripe.SubscriptionStatusCanceled
+	}
+	return s.ApplySubscription(ctx, tx, u)
+}
+
+// InvoiceOrg returns the organisation an invoice belongs to, "" when none:
+// by customer, stored subscription, then the metadata Tollgate put on the
+// invoice or its subscription.
+func (s *Service) InvoiceOrg(ctx context.Context, tx *gorm.DB, inv *stripe.Invoice) (string, error) {
+	owner := Owner{MetadataOrgIDs: []string{inv.Metadata["org_id"]}}
+	if inv.Customer != nil {
+		owner.CustomerID = inv.Customer.ID
+	}
+	if inv.Subscription != nil {
+		owner.SubscriptionID = inv.Subscription.ID
+	}
+	if inv.SubscriptionDetails != nil {
+		owner.MetadataOrgIDs = append(owner.MetadataOrgIDs, inv.SubscriptionDetails.Metadata["org_id"])
+	}
+	return s.FindOrg(ctx, tx, owner)
+}
+
+// ApplyInvoiceEvent applies what an invoice event means for the
+// subscription it bills: a failed payment makes it past_due at once.
+func (s *Service) ApplyInvoiceEvent(ctx context.Context, tx *gorm.DB, eventType string, inv *stripe.Invoice, at time.Time) (Result, error) {
+	if eventType != string(stripe.EventTypeInvoicePaymentFailed) || inv.Subscription == nil || inv.Subscription.ID == "" {
+		return Result{Outcome: Ignored}, nil
+	}
+	return s.MarkPastDue(ctx, tx, inv.Subscription.ID, at)
+}

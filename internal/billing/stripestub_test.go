@@ -1,0 +1,207 @@
+package billing_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stripe/stripe-go/v76/client"
+
+	"github.com/tollgate-billing/tollgate/internal/stripeclient/stripetest"
+)
+
+// stripeStub is the few Checkout endpoints of Stripe, for what stripe-mock
+// cannot do: stall, or fail after creating. Like Stripe, it answers a
+// repeated idempotency key with the object the first request created.
+type stripeStub struct {
+	t  *testing.T
+	mu sync.Mutex
+	// byKey maps an idempotency key to the id it created.
+	byKey map[string]string
+	// sessions maps a session id to its status: open, expired or complete.
+	sessions map[string]string
+	created  []string // session ids in creation order
+	// failAfterCreate is how many more session creations are answered with
+	// a server error once the session exists.
+	failAfterCreate int
+	// stall, when set, holds each session creation and subscription read
+	// until it is closed or stallFor passes; arrived hears of each held
+	// request.
+	stall    chan struct{}
+	stallFor time.Duration
+	arrived  chan struct{}
+	// stalled counts creations that were held to the end of stallFor.
+	stalledOut int
+	// subscriptions are what the stub holds for /v1/subscriptions/:id, by
+	// id: updates and cancellations change them as Stripe would.
+	subscriptions map[string]map[string]any
+}
+
+// changeSubscription answers a read, update (cancel_at_period_end) or
+// cancellation of a subscription the test gave the stub.
+func (s *stripeStub) changeSubscription(w http.ResponseWriter, r *http.Request, id string) {
+	s.mu.Lock()
+	sub := s.subscriptions[id]
+	switch r.Method {
+	case http.MethodPost:
+		if v := r.PostForm.Get("cancel_at_period_end"); v != "" {
+			sub["cancel_at_period_end"] = v == "true"
+		}
+	case http.MethodDelete:
+		sub["status"], sub["canceled_at"] = "canceled", time.Now().Unix()
+	}
+	body, err := json.Marshal(sub)
+	s.mu.Unlock()
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, stripeError(err.Error()))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(body)
+}
+
+func newStripeStub(t *testing.T) *stripeStub {
+	return &stripeStub{t: t, byKey: map[string]string{}, sessions: map[string]string{}, subscriptions: map[string]map[string]any{}}
+}
+
+// client returns a Stripe client for the stub that does not retry, so each
+// call is one request.
+func (s *stripeStub) client() *client.API {
+	srv := httptest.NewServer(s)
+	s.t.Cleanup(srv.Close)
+	return stripetest.ClientAt(srv.URL, nil, 0)
+}
+
+func (s *stripeStub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	_ = r.ParseForm()
+	key := r.Header.Get("Idempotency-Key")
+	path := r.URL.Path
+	switch {
+	case r.Method == http.MethodPost && path == "/v1/customers":
+		s.mu.Lock()
+		id, ok := s.byKey[key]
+		if !ok {
+			id = fmt.Sprintf("cus_stub%d", len(s.byKey)+1)
+			s.byKey[key] = id
+		}
+		s.mu.Unlock()
+		writeJSON(w, http.StatusOK, map[string]any{"id": id, "object": "customer", "email": r.PostForm.Get("email")})
+	case r.Method == http.MethodPost && path == "/v1/checkout/sessions":
+		s.hold()
+		s.mu.Lock()
+		id, ok := s.byKey[key]
+		if !ok {
+			id = fmt.Sprintf("cs_stub%d", len(s.created)+1)
+			s.byKey[key] = id
+			s.sessions[id] = "open"
+			s.created = append(s.created, id)
+		}
+		fail := s.failAfterCreate > 0
+		if fail {
+			s.failAfterCreate--
+		}
+		s.mu.Unlock()
+		if fail {
+			writeJSON(w, http.StatusInternalServerError, map[string]any{"error": map[string]any{"type": "api_error", "message": "An unknown error occurred"}})
+			return
+		}
+		writeJSON(w, http.StatusOK, s.session(id))
+	case r.Method == http.MethodPost && strings.HasSuffix(path, "/expire"):
+		id := strings.TrimSuffix(strings.TrimPrefix(path, "/v1/checkout/sessions/"), "/expire")
+		s.mu.Lock()
+		status, ok := s.sessions[id]
+		if ok && status == "open" {
+			s.sessions[id] = "expired"
+		}
+		s.mu.Unlock()
+		switch {
+		case !ok:
+			writeJSON(w, http.StatusNotFound, stripeError("No such checkout.session"))
+		case status != "open":
+			writeJSON(w, http.StatusBadRequest, stripeError("Only open sessions can be expired"))
+		default:
+			writeJSON(w, http.StatusOK, s.session(id))
+		}
+	case strings.HasPrefix(path, "/v1/subscriptions/") && s.subscriptions[strings.TrimPrefix(path, "/v1/subscriptions/")] != nil:
+		s.changeSubscription(w, r, strings.TrimPrefix(path, "/v1/subscriptions/"))
+	case r.Method == http.MethodGet && strings.HasPrefix(path, "/v1/subscriptions/"):
+		s.hold()
+		id := strings.TrimPrefix(path, "/v1/subscriptions/")
+		now := time.Now().Unix()
+		writeJSON(w, http.StatusOK, map[string]any{"id": id, "object": "subscription", "status": "active",
+			"customer": "cus_" + id, "created": now, "current_period_start": now, "current_period_end": now + 30*86400,
+			"items": map[string]any{"object": "list", "data": []any{map[string]any{"id": "si_" + id, "object": "subscription_item",
+				"price": map[string]any{"id": "price_tollgate_starter_monthly", "object": "price"}}}}})
+	case r.Method == http.MethodGet && strings.HasPrefix(path, "/v1/checkout/sessions/"):
+		id := strings.TrimPrefix(path, "/v1/checkout/sessions/")
+		if _, ok := s.status(id); !ok {
+			writeJSON(w, http.StatusNotFound, stripeError("No such checkout.session"))
+			return
+		}
+		writeJSON(w, http.StatusOK, s.session(id))
+	default:
+		writeJSON(w, http.StatusNotFound, stripeError("the stub has no "+r.Method+" "+path))
+	}
+}
+
+// hold stalls a request while the stub is set to.
+func (s *stripeStub) hold() {
+	if s.stall == nil {
+		return
+	}
+	s.arrived <- struct{}{}
+	select {
+	case <-s.stall:
+	case <-time.After(s.stallFor):
+		s.mu.Lock()
+		s.stalledOut++
+		s.mu.Unlock()
+	}
+}
+
+func (s *stripeStub) session(id string) map[string]any {
+	status, _ := s.status(id)
+	return map[string]any{"id": id, "object": "checkout.session", "mode": "subscription", "status": status,
+		"url": "https://checkout.stripe.com/c/pay/" + id}
+}
+
+func (s *stripeStub) status(id string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, ok := s.sessions[id]
+	return st, ok
+}
+
+// open returns the sessions that can still be paid.
+func (s *stripeStub) open() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, id := range s.created {
+		if s.sessions[id] == "open" {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+func (s *stripeStub) createdSessions() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.created...)
+}
+
+func stripeError(msg string) map[string]any {
+	return map[string]any{"error": map[string]any{"type": "invalid_request_error", "message": msg}}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,118 @@
+package graphiql_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/tollgate-billing/tollgate/internal/apptest"
+	"github.com/tollgate-billing/tollgate/internal/testenv"
+)
+
+// findBrowser looks for Chromium: CHROME_PATH, then the usual names.
+func findBrowser() string {
+	if p := os.Getenv("CHROME_PATH"); p != "" {
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "headless-shell"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// TestGraphiQLRunsAQueryOffline: in a real browser, with Tollgate's
+// Content-Security-Policy in force and no other host reachable, GraphiQL
+// loads, sends the query in its editor with the headers in its headers
+// editor, and shows the answer; the browser reports no blocked resource,
+// CSP violation or script error.
+func TestGraphiQLRunsAQueryOffline(t *testing.T) {
+	path := findBrowser()
+	if path == "" {
+		if testenv.Required() || os.Getenv("CI") != "" {
+			t.Fatal("no Chromium found (install the Debian package chromium, or set CHROME_PATH); browser tests are required here")
+		}
+		t.Skip("no Chromium found (install the Debian package chromium, or set CHROME_PATH)")
+	}
+	h := apptest.New(t, apptest.Options{})
+
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(path), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		// Nothing but Tollgate answers, as on a machine with no internet.
+		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"),
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	defer cancelAlloc()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	ctx, cancelTimeout := context.WithTimeout(ctx, 60*time.Second)
+	defer cancelTimeout()
+
+	var mu sync.Mutex
+	var problems []string
+	messages := chromedp.Console(ctx)
+	if err := chromedp.Do(ctx, chromedp.Navigate(h.Server.URL+"/")); err != nil {
+		t.Fatalf("open GraphiQL: %v", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			if m.Type == chromedp.ConsoleError || m.IsException() || m.Source == "security" {
+				mu.Lock()
+				problems = append(problems, m.String()+" at "+m.URL)
+				mu.Unlock()
+			}
+		}
+	}()
+
+	// GraphiQL keeps its editors' text in localStorage: put a query and the
+	// token there, as a user pasting them would, and reload.
+	headers, _ := json.Marshal(map[string]string{"Authorization": "Bearer " + h.Token("acme")})
+	setup := `localStorage.setItem('graphiql:query', '{ plans { id } }');
+		localStorage.setItem('graphiql:headers', ` + "`" + string(headers) + "`" + `); true`
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](setup)); err != nil {
+		t.Fatalf("seed GraphiQL's storage: %v", err)
+	}
+	err := chromedp.Do(ctx,
+		chromedp.Reload(),
+		chromedp.WaitVisible(".graphiql-execute-button"),
+		chromedp.Click(".graphiql-execute-button"),
+	)
+	if err != nil {
+		t.Fatalf("run the query: %v", err)
+	}
+	answer, err := chromedp.Run(ctx, chromedp.Poll[string](
+		`(() => { const r = document.querySelector('.graphiql-response'); return r && r.textContent.includes('"plans"') && r.textContent; })()`,
+		chromedp.WithPollingTimeout(30*time.Second)))
+	if err != nil {
+		t.Fatalf("no answer shown: %v", err)
+	}
+	for _, plan := range []string{"free", "starter", "growth", "enterprise"} {
+		if !strings.Contains(answer, `"`+plan+`"`) {
+			t.Errorf("the answer lacks plan %s: %s", plan, answer)
+		}
+	}
+	cancel()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	for _, p := range problems {
+		t.Errorf("browser console: %s", p)
+	}
+}

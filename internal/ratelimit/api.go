@@ -1,0 +1,228 @@
+package ratelimit
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/tollgate-billing/tollgate/internal/apperr"
+	"github.com/tollgate-billing/tollgate/internal/auth"
+)
+
+// APILimits are the work per second Tollgate's own API accepts. A unit of
+// work is one root field of a GraphQL operation, aliases included: a
+// document of 700 aliased recordUsage fields costs 700. 0 turns a limit off.
+type APILimits struct {
+	// PerCredential applies to each API key, and to each JWT subject of an
+	// organisation.
+	PerCredential int
+	// PerAddress applies to requests without valid credentials, per client
+	// address (the connection's, not X-Forwarded-For, which a client could
+	// forge).
+	PerAddress int
+}
+
+// DefaultAPILimits are generous: far above what a host's gate checks and
+// usage recording need, low enough that one credential or address cannot
+// occupy the server.
+var DefaultAPILimits = APILimits{PerCredential: 1000, PerAddress: 100}
+
+// API protects Tollgate's own GraphQL endpoint. Its Middleware charges each
+// request one unit before anything runs; WorkCharge, a gqlgen extension,
+// charges the rest once the operation is parsed and its root fields are
+// known. Over the limit the answer is HTTP 429 with Retry-After, whichever
+// of the two refused it. This is separate from a plan's rate limit, which
+// the usage service answers as data.
+type API struct {
+	l      *Limiter
+	limits APILimits
+}
+
+// NewAPI returns the API's protection, counting in l.
+func NewAPI(l *Limiter, limits APILimits) *API { return &API{l: l, limits: limits} }
+
+// bucket names the budget a request is charged to, and its rate.
+func (a *API) bucket(r *http.Request) (string, int) {
+	if p, ok := auth.FromContext(r.Context()); ok {
+		if p.APIKeyID != "" {
+			return "api:key:" + p.APIKeyID, a.limits.PerCredential
+		}
+		return "api:jwt:" + p.OrgID + ":" + p.Subject, a.limits.PerCredential
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	return "api:addr:" + host, a.limits.PerAddress
+}
+
+type chargeKey struct{}
+
+// charge is one request's budget, which WorkCharge tops up.
+type charge struct {
+	l    *Limiter
+	key  string
+	rate int
+	// retryAfter is set (nanoseconds) when WorkCharge refused the request.
+	retryAfter atomic.Int64
+}
+
+// Middleware runs after authentication: it charges one unit to the
+// request's credential or address and refuses with 429 when none is left.
+func (a *API) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key, rate := a.bucket(r)
+		if rate <= 0 {
+			next.ServeHTTP(w, r)
+			return
+		}
+		d := a.l.Allow(r.Context(), key, rate)
+		if d.Limit > 0 {
+			w.Header().Set("X-RateLimit-Limit", strconv.Itoa(d.Limit))
+			w.Header().Set("X-RateLimit-Remaining", strconv.Itoa(d.Remaining))
+		}
+		if !d.Allowed {
+			refuse(w, d.RetryAfter)
+			return
+		}
+		c := &charge{l: a.l, key: key, rate: rate}
+		ctx := context.WithValue(r.Context(), chargeKey{}, c)
+		next.ServeHTTP(&statusOverride{ResponseWriter: w, c: c}, r.WithContext(ctx))
+	})
+}
+
+// statusOverride turns the GraphQL error WorkCharge returned into a 429 with
+// Retry-After: gqlgen would answer it 200.
+type statusOverride struct {
+	http.ResponseWriter
+	c       *charge
+	written bool
+}
+
+func (s *statusOverride) WriteHeader(code int) {
+	if !s.written {
+		s.written = true
+		if ra := time.Duration(s.c.retryAfter.Load()); ra > 0 {
+			s.ResponseWriter.Header().Set("Retry-After", strconv.Itoa(retrySeconds(ra)))
+			code = http.StatusTooManyRequests
+		}
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusOverride) Write(b []byte) (int, error) {
+	if !s.written {
+		s.WriteHeader(http.StatusOK)
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (s *statusOverride) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// WorkCharge is the gqlgen extension that charges an operation's root
+// fields beyond the first (which Middleware charged). Register it before the
+// complexity limit, so an over-budget caller costs nothing more.
+type WorkCharge struct{}
+
+var _ interface {
+	graphql.HandlerExtension
+	graphql.OperationContextMutator
+} = WorkCharge{}
+
+// ExtensionName names the extension.
+func (WorkCharge) ExtensionName() string { return "WorkCharge" }
+
+// Validate accepts any schema.
+func (WorkCharge) Validate(graphql.ExecutableSchema) error { return nil }
+
+// MutateOperationContext charges the operation before it runs.
+func (WorkCharge) MutateOperationContext(ctx context.Context, op *graphql.OperationContext) *gqlerror.Error {
+	c, ok := ctx.Value(chargeKey{}).(*charge)
+	if !ok || op.Operation == nil {
+		return nil
+	}
+	n := RootFields(op.Operation.SelectionSet)
+	if n <= 1 {
+		return nil
+	}
+	if n-1 > c.rate {
+		err := gqlerror.Errorf("the operation has %d root fields (aliases included); a credential may run at most %d a second, so send it in smaller requests", n, c.rate)
+		err.Extensions = map[string]any{"code": "TOO_MUCH_WORK", "rootFields": n, "limit": c.rate}
+		return err
+	}
+	d := c.l.AllowN(ctx, c.key, c.rate, n-1)
+	if d.Allowed {
+		return nil
+	}
+	ra := max(d.RetryAfter, time.Millisecond)
+	c.retryAfter.Store(int64(ra))
+	err := gqlerror.Errorf("rate limit exceeded: the operation's %d root fields are more than this credential has left this second", n)
+	err.Extensions = map[string]any{"code": string(apperr.RateLimited), "retryAfterSeconds": retrySeconds(ra)}
+	return err
+}
+
+// RootFields is the work of an operation: its distinct root response keys
+// (an alias is a key of its own; the same key twice runs once), following
+// fragments, each fragment once, so the count costs time linear in the
+// document.
+func RootFields(set ast.SelectionSet) int {
+	keys := map[string]struct{}{}
+	seen := map[string]bool{}
+	var walk func(ast.SelectionSet)
+	walk = func(set ast.SelectionSet) {
+		for _, sel := range set {
+			switch s := sel.(type) {
+			case *ast.Field:
+				k := s.Alias
+				if k == "" {
+					k = s.Name
+				}
+				keys[k] = struct{}{}
+			case *ast.InlineFragment:
+				walk(s.SelectionSet)
+			case *ast.FragmentSpread:
+				if s.Definition == nil || seen[s.Name] {
+					continue
+				}
+				seen[s.Name] = true
+				walk(s.Definition.SelectionSet)
+			}
+		}
+	}
+	walk(set)
+	return len(keys)
+}
+
+// retrySeconds is Retry-After in whole seconds, rounded up so a client that
+// honours it is not refused again.
+func retrySeconds(d time.Duration) int { return max(int(math.Ceil(d.Seconds())), 1) }
+
+// refuse writes the 429 as a GraphQL error whose code is RATE_LIMITED.
+func refuse(w http.ResponseWriter, retryAfter time.Duration) {
+	secs := retrySeconds(retryAfter)
+	type extensions struct {
+		Code              apperr.Code `json:"code"`
+		RetryAfterSeconds int         `json:"retryAfterSeconds"`
+	}
+	type gqlError struct {
+		Message    string     `json:"message"`
+		Extensions extensions `json:"extensions"`
+	}
+	body, _ := json.Marshal(struct {
+		Errors []gqlError `json:"errors"`
+	}{[]gqlError{{"rate limit exceeded", extensions{apperr.RateLimited, secs}}}})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	w.WriteHeader(http.StatusTooManyRequests)
+	_, _ = w.Write(body)
+}
