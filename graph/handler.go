@@ -41,7 +41,8 @@ func NewHandler(r *Resolver, o Options) http.Handler {
 	cfg := generated.Config{Resolvers: r}
 	cfg.Directives.HasScope = hasScope
 	listCosts(&cfg.Complexity)
-	srv := handler.New(generated.NewExecutableSchema(cfg))
+	es := generated.NewExecutableSchema(cfg)
+	srv := handler.New(es)
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
@@ -60,6 +61,7 @@ func NewHandler(r *Resolver, o Options) http.Handler {
 	if o.Work != nil {
 		srv.Use(o.Work)
 	}
+	srv.Use(exactEnums{schema: es.Schema()})
 	srv.Use(extension.FixedComplexityLimit(MaxComplexity))
 	srv.AroundResponses(measure)
 	srv.SetErrorPresenter(ErrorPresenter(o.Log))

@@ -39,6 +39,21 @@ func TestInputsThatReachedTheDatabaseAreClientErrors(t *testing.T) {
 				}
 			})
 		}
+		// gqlparser accepts enum values in variables without regard to
+		// case; gqlgen's models do not.
+		for name, q := range map[string]struct {
+			query string
+			vars  map[string]any
+		}{
+			"an enum variable in lower case": {`query($s: InvoiceStatus) { invoices(status: $s) { nodes { id } } }`, map[string]any{"s": "paid"}},
+			"an enum in a list in an input":  {createKey, map[string]any{"in": map[string]any{"name": "ci", "scopes": []string{"billing_read"}}}},
+		} {
+			t.Run(name, func(t *testing.T) {
+				if r := h.Query("acme", q.query, q.vars); r.Code() != "GRAPHQL_VALIDATION_FAILED" {
+					t.Fatalf("code = %q, want GRAPHQL_VALIDATION_FAILED (%+v)", r.Code(), r.Errors)
+				}
+			})
+		}
 		t.Run("a key name with NUL", func(t *testing.T) {
 			var out createKeyResult
 			h.Query("acme", createKey, map[string]any{"in": map[string]any{"name": "ci\x00key", "scopes": []string{"BILLING_READ"}}}).Decode(t, &out)
