@@ -57,7 +57,12 @@ const recordUsageMutation = `mutation($e: UsageEventInput!) {
   }
 }`
 
-// FuzzRecordUsageInput covers every field of recordUsage's input.
+const consumeUsageMutation = `mutation($in: ConsumeUsageInput!) {
+  consumeUsage(input: $in) { allowed reason retryAfterMs usage { meter used } userErrors { field code message } }
+}`
+
+// FuzzRecordUsageInput covers every field of recordUsage's and
+// consumeUsage's inputs.
 func FuzzRecordUsageInput(f *testing.F) {
 	post := servers(f, nil)
 	now := time.Now().UTC()
@@ -74,6 +79,8 @@ func FuzzRecordUsageInput(f *testing.F) {
 	f.Fuzz(func(t *testing.T, meter, quantity, key, endpoint, timestamp string) {
 		event := map[string]any{"meter": meter, "quantity": value(quantity), "idempotencyKey": key, "endpoint": endpoint, "timestamp": timestamp}
 		post(t, recordUsageMutation, map[string]any{"e": event})
+		delete(event, "timestamp")
+		post(t, consumeUsageMutation, map[string]any{"in": event})
 	})
 }
 
@@ -85,20 +92,22 @@ const (
 )
 
 // FuzzCheckoutInput covers createCheckoutSession's and createPortalSession's
-// inputs.
+// inputs. An interval that is not JSON goes as a string, which the enum
+// refuses like any client would be refused.
 func FuzzCheckoutInput(f *testing.F) {
 	// stripe-mock stands in for Stripe, so input that passes validation
 	// goes all the way to a Checkout session.
 	post := servers(f, map[string]string{"STRIPE_SECRET_KEY": "sk_test_123", "STRIPE_API_BASE": testenv.StripeMock(f)})
-	f.Add("starter", "https://app.example.com/billing/success", "https://app.example.com/billing")
-	f.Add("free", "http://localhost:3000/ok?session={CHECKOUT_SESSION_ID}", "http://localhost:3000/")
-	f.Add("enterprise", "javascript:alert(1)", "ftp://example.com")
-	f.Add("", "", "")
-	f.Add("growth", "https://"+strings.Repeat("a", 2100), "https://exa mple.com/\x00")
-	f.Add("nope", "//example.com/relative", "https://[::1]:namedport/")
-	f.Add("starter\x00", "https://app.example.com/\x00", "https://app.example.com/\xff")
-	f.Fuzz(func(t *testing.T, plan, successURL, cancelURL string) {
-		post(t, checkoutMutation, map[string]any{"in": map[string]any{"plan": plan, "successUrl": successURL, "cancelUrl": cancelURL}})
+	f.Add("starter", "https://app.example.com/billing/success", "https://app.example.com/billing", "MONTH")
+	f.Add("free", "http://localhost:3000/ok?session={CHECKOUT_SESSION_ID}", "http://localhost:3000/", "YEAR")
+	f.Add("enterprise", "javascript:alert(1)", "ftp://example.com", "null")
+	f.Add("", "", "", "null")
+	f.Add("growth", "https://"+strings.Repeat("a", 2100), "https://exa mple.com/\x00", "WEEK")
+	f.Add("nope", "//example.com/relative", "https://[::1]:namedport/", "1")
+	f.Add("starter\x00", "https://app.example.com/\x00", "https://app.example.com/\xff", `"month"`)
+	f.Fuzz(func(t *testing.T, plan, successURL, cancelURL, interval string) {
+		in := map[string]any{"plan": plan, "successUrl": successURL, "cancelUrl": cancelURL, "interval": value(interval)}
+		post(t, checkoutMutation, map[string]any{"in": in})
 		post(t, portalMutation, map[string]any{"url": cancelURL})
 	})
 }
@@ -121,6 +130,7 @@ func FuzzQueryArguments(f *testing.F) {
 	f.Add("100000000000", "in_\xff", `"PAID"`, "2026-13", "nope\x00", "2026-02-30", "2025-01-01")
 	f.Add("-1", "djF8MjAyNi0wMS0wMVQwMDowMDowMFp8aW5fMQ", "null", "9999-12", "storage_bytes", "2000-01-01", "2000-12-31")
 	f.Add("1.5", strings.Repeat("x", 5000), "[]", "", "llm_tokens", "1999-12-31", "2000-01-01")
+	f.Add("5", "", `"paid"`, "2026-01", "api_calls", "2026-01-01", "2026-01-02")
 	f.Fuzz(func(t *testing.T, first, after, status, period, meter, from, to string) {
 		forged := base64.RawURLEncoding.EncodeToString([]byte("v1|2026-01-01T00:00:00Z|" + after))
 		for _, a := range []string{after, forged} {
@@ -154,6 +164,7 @@ func FuzzAccountMutations(f *testing.F) {
 	f.Add("", "not-an-email", `[]`, strings.Repeat("k", 300), "", "null")
 	f.Add(strings.Repeat("n", 201), strings.Repeat("e", 330), `["NOPE"]`, "\xff", "AAAA", `"yes"`)
 	f.Add("é\xffé", "Bob <bob@x.io>", `"BILLING_READ"`, "", strings.Repeat("A", 5000), "1")
+	f.Add("ci key", "ops@example.com", `["billing_read"]`, "k", "", "true")
 	f.Fuzz(func(t *testing.T, name, email, scopes, id, publicKey, atPeriodEnd string) {
 		post(t, createKeyMutation, map[string]any{"in": map[string]any{"name": name, "contactEmail": email, "scopes": value(scopes)}})
 		post(t, revokeKeyMutation, map[string]any{"id": id})
