@@ -94,7 +94,7 @@ func TestAnonymousRequestsAreRefusedBeforeValidation(t *testing.T) {
 		t.Fatalf("anonymous introspection in development: %s %+v", r.Data, r.Errors)
 	}
 	prod := apptest.New(t, apptest.Options{Env: map[string]string{
-		"TOLLGATE_ENV": "production", "DATABASE_URL": "postgres://unused/x",
+		"TOLLGATE_ENV": "production", "DATABASE_URL": "postgres://unused/x", "REDIS_URL": "redis://unused:6379",
 	}})
 	if r := prod.Do(nil, `{ __schema { queryType { name } } }`, nil); r.Code() != "UNAUTHENTICATED" {
 		t.Fatalf("anonymous introspection in production: %+v", r.Errors)
