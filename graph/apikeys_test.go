@@ -149,3 +149,36 @@ func TestCreateAPIKeyValidation(t *testing.T) {
 		t.Fatalf("%d keys written by invalid requests", n)
 	}
 }
+
+// TestCreateAPIKeyOnlyGrantsScopesTheCreatorHolds: a credential with only
+// billing:write cannot mint a key that reads invoices or records usage.
+func TestCreateAPIKeyOnlyGrantsScopesTheCreatorHolds(t *testing.T) {
+	h := apptest.New(t, apptest.Options{})
+	writer := map[string]string{"Authorization": "Bearer " + h.Token("acme", auth.BillingWrite)}
+	var out createKeyResult
+	h.Do(writer, createKey, map[string]any{"in": map[string]any{
+		"name": "escalate", "scopes": []string{"BILLING_READ", "USAGE_WRITE", "BILLING_WRITE"},
+	}}).Decode(t, &out)
+	c := out.CreateAPIKey
+	if c.Secret != nil || c.APIKey != nil {
+		t.Fatalf("a key was minted with scopes its creator lacks: %+v", c.APIKey)
+	}
+	if len(c.UserErrors) != 1 || c.UserErrors[0].Field != "input.scopes" || c.UserErrors[0].Code != "SCOPE_NOT_HELD" {
+		t.Fatalf("userErrors = %+v, want input.scopes SCOPE_NOT_HELD", c.UserErrors)
+	}
+	for _, lacking := range []string{"billing:read", "usage:write"} {
+		if !strings.Contains(c.UserErrors[0].Message, lacking) {
+			t.Errorf("message %q does not name %s", c.UserErrors[0].Message, lacking)
+		}
+	}
+	var n int64
+	h.App.DB.Model(&store.APIKey{}).Count(&n)
+	if n != 0 {
+		t.Fatalf("%d keys written", n)
+	}
+
+	h.Do(writer, createKey, map[string]any{"in": map[string]any{"name": "same scopes", "scopes": []string{"BILLING_WRITE"}}}).Decode(t, &out)
+	if c := out.CreateAPIKey; len(c.UserErrors) > 0 || c.Secret == nil {
+		t.Fatalf("a key within the creator's scopes was refused: %+v", c.UserErrors)
+	}
+}

@@ -17,19 +17,7 @@ import (
 func hasScope(ctx context.Context, _ any, next graphql.Resolver, anyOf []model.Scope) (any, error) {
 	p, ok := auth.FromContext(ctx)
 	if !ok {
-		e := apperr.New(apperr.Unauthenticated, "authentication required: send Authorization: Bearer <token> or X-API-Key")
-		if f, ok := auth.FailureFromContext(ctx); ok {
-			if f.Err != nil {
-				// The credentials could not be checked: an outage, answered
-				// like any other one so clients retry the same way.
-				u := apperr.Wrap(apperr.Unavailable, f.Message, f.Err)
-				u.Extensions = map[string]any{"reason": f.Reason, "retryable": true, "requestId": observe.RequestID(ctx)}
-				return nil, u
-			}
-			e.Message = f.Message
-			e.Extensions = map[string]any{"reason": f.Reason}
-		}
-		return nil, e
+		return nil, unauthenticated(ctx)
 	}
 	need := scopesFromModel(anyOf)
 	if !p.HasAny(need...) {
@@ -42,6 +30,25 @@ func hasScope(ctx context.Context, _ any, next graphql.Resolver, anyOf []model.S
 		return nil, e
 	}
 	return next(ctx)
+}
+
+// unauthenticated is the answer to a request without a principal: why the
+// credentials it presented were refused, that they could not be checked
+// (UNAVAILABLE), or that it presented none.
+func unauthenticated(ctx context.Context) *apperr.Error {
+	e := apperr.New(apperr.Unauthenticated, "authentication required: send Authorization: Bearer <token> or X-API-Key")
+	if f, ok := auth.FailureFromContext(ctx); ok {
+		if f.Err != nil {
+			// The credentials could not be checked: an outage, answered
+			// like any other one so clients retry the same way.
+			u := apperr.Wrap(apperr.Unavailable, f.Message, f.Err)
+			u.Extensions = map[string]any{"reason": f.Reason, "retryable": true, "requestId": observe.RequestID(ctx)}
+			return u
+		}
+		e.Message = f.Message
+		e.Extensions = map[string]any{"reason": f.Reason}
+	}
+	return e
 }
 
 // principal is the caller; @hasScope has already guaranteed there is one.

@@ -3,6 +3,7 @@ package graph
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -12,6 +13,8 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler/lru"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/validator/core"
+	"github.com/vektah/gqlparser/v2/validator/rules"
 
 	"github.com/tollgate-billing/tollgate/graph/generated"
 	"github.com/tollgate-billing/tollgate/internal/observe"
@@ -30,33 +33,60 @@ type Options struct {
 
 // NewHandler builds the GraphQL HTTP handler: POST and GET only (no
 // multipart uploads, no websockets), a parsed-query cache, automatic
-// persisted queries, limits on tokens, depth and complexity, operation
-// metrics, and Tollgate's error presenter.
-func NewHandler(r *Resolver, o Options) *handler.Server {
+// persisted queries, admission (credentials, depth and size, in linear
+// time) before validation, limits on tokens and complexity, operation
+// metrics, Tollgate's error presenter, and the status codes the GraphQL over
+// HTTP specification asks for.
+func NewHandler(r *Resolver, o Options) http.Handler {
 	cfg := generated.Config{Resolvers: r}
 	cfg.Directives.HasScope = hasScope
 	listCosts(&cfg.Complexity)
-	srv := handler.New(generated.NewExecutableSchema(cfg))
+	es := generated.NewExecutableSchema(cfg)
+	srv := handler.New(es)
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
-	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	docs := lru.New[*ast.QueryDocument](1000)
+	srv.SetQueryCache(docs)
 	srv.SetParserTokenLimit(MaxParserTokens)
 	if o.Production {
 		srv.SetDisableSuggestion(true)
+		srv.SetValidationRulesFn(rulesWithoutSuggestions)
 	} else {
 		srv.Use(extension.Introspection{})
 	}
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)})
+	// After persisted queries, which fill in the query text.
+	srv.Use(Admission{Introspection: !o.Production, TokenLimit: MaxParserTokens, Cache: docs})
 	if o.Work != nil {
 		srv.Use(o.Work)
 	}
+	srv.Use(exactEnums{schema: es.Schema()})
 	srv.Use(extension.FixedComplexityLimit(MaxComplexity))
-	srv.Use(DepthLimit{Max: MaxDepth})
 	srv.AroundResponses(measure)
 	srv.SetErrorPresenter(ErrorPresenter(o.Log))
 	srv.SetRecoverFunc(RecoverFunc(o.Log))
-	return srv
+	return specStatus(srv)
+}
+
+// rulesWithoutSuggestions is gqlparser's validation with every rule that
+// would answer "Did you mean ..." (field, argument, enum value, input field,
+// type) swapped for its variant without suggestions, so production does not
+// hand out the schema's names one guess at a time. gqlgen's own switch only
+// covers fields and scalar leaves.
+func rulesWithoutSuggestions() *rules.Rules {
+	r := rules.NewDefaultRules()
+	for _, swap := range []struct{ with, without core.Rule }{
+		{rules.FieldsOnCorrectTypeRule, rules.FieldsOnCorrectTypeRuleWithoutSuggestions},
+		{rules.ScalarLeafsRule, rules.ScalarLeafsRuleWithoutSuggestions},
+		{rules.KnownArgumentNamesRule, rules.KnownArgumentNamesRuleWithoutSuggestions},
+		{rules.KnownTypeNamesRule, rules.KnownTypeNamesRuleWithoutSuggestions},
+		{rules.ValuesOfCorrectTypeRule, rules.ValuesOfCorrectTypeRuleWithoutSuggestions},
+	} {
+		r.RemoveRule(swap.with.Name)
+		r.AddRule(swap.without.Name, swap.without.RuleFunc)
+	}
+	return r
 }
 
 // measure records each operation's latency under its name, so a dashboard's

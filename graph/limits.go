@@ -2,16 +2,20 @@ package graph
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+	"github.com/vektah/gqlparser/v2/parser"
 
 	"github.com/tollgate-billing/tollgate/graph/generated"
 	"github.com/tollgate-billing/tollgate/graph/model"
 	"github.com/tollgate-billing/tollgate/internal/invoices"
 	"github.com/tollgate-billing/tollgate/internal/usage"
+	"github.com/tollgate-billing/tollgate/internal/apperr"
+	"github.com/tollgate-billing/tollgate/internal/auth"
 )
 
 // Limits that keep one request from costing the server more than a page of
@@ -20,6 +24,12 @@ const (
 	MaxDepth        = 10
 	MaxComplexity   = 5000
 	MaxParserTokens = 15000
+	// MaxFields bounds the fields an operation selects once every fragment
+	// spread is expanded. Each field costs at least 1 in gqlgen's complexity,
+	// so no operation under MaxComplexity is refused by it; it exists so
+	// that the complexity walk, which expands every spread, only ever runs
+	// on documents it can finish quickly.
+	MaxFields = MaxComplexity
 )
 
 // listCosts prices list fields by how many items they can return, so
@@ -43,61 +53,203 @@ func listCosts(c *generated.ComplexityRoot) {
 	c.Mutation.RecordUsage = func(child int, in model.RecordUsageInput) int { return 1 + len(in.Events) }
 }
 
-// DepthLimit refuses operations nested deeper than Max. gqlgen has no depth
-// limit of its own; this walks the operation once, following fragments.
-type DepthLimit struct{ Max int }
+// Admission decides whether a document is worth validating and pricing, in
+// time linear in its size, before gqlgen does either. Validation and
+// gqlgen's complexity walk expand every fragment spread where it stands, so
+// a kilobyte of fragments that each spread the next one twice costs them
+// 2^n; here each fragment is measured once and its size reused.
+//
+// A request without credentials costs nothing beyond this: it is refused
+// unless it only asks about the schema and introspection is on (GraphiQL in
+// development loads the schema before anyone has pasted a token).
+type Admission struct {
+	// Introspection is true when __schema and __type are answered; when
+	// false, asking for them is refused here as INTROSPECTION_DISABLED.
+	Introspection bool
+	TokenLimit    int
+	// Cache is gqlgen's cache of parsed and validated documents. A document
+	// in it was admitted before (what is measured here does not depend on
+	// variables), so the hot path does not parse twice.
+	Cache graphql.Cache[*ast.QueryDocument]
+}
 
 var _ interface {
 	graphql.HandlerExtension
-	graphql.OperationContextMutator
-} = DepthLimit{}
+	graphql.OperationParameterMutator
+} = Admission{}
 
 // ExtensionName names the extension.
-func (DepthLimit) ExtensionName() string { return "DepthLimit" }
+func (Admission) ExtensionName() string { return "Admission" }
 
 // Validate accepts any schema.
-func (DepthLimit) Validate(graphql.ExecutableSchema) error { return nil }
+func (Admission) Validate(graphql.ExecutableSchema) error { return nil }
 
-// MutateOperationContext measures the operation before it runs.
-func (d DepthLimit) MutateOperationContext(_ context.Context, op *graphql.OperationContext) *gqlerror.Error {
-	if op.Operation == nil {
+// MutateOperationParameters runs before gqlgen parses, validates or prices
+// the document.
+func (a Admission) MutateOperationParameters(ctx context.Context, params *graphql.RawParams) *gqlerror.Error {
+	_, authenticated := auth.FromContext(ctx)
+	if !authenticated && !a.Introspection {
+		return requestError(unauthenticated(ctx))
+	}
+	if authenticated && a.Cache != nil {
+		if _, ok := a.Cache.Get(ctx, params.Query); ok {
+			return nil
+		}
+	}
+	doc, err := parser.ParseQueryWithTokenLimit(&ast.Source{Input: params.Query}, a.TokenLimit)
+	if err != nil {
+		// gqlgen parses again and reports the same error in its own words.
 		return nil
 	}
-	if depth := selectionDepth(op.Operation.SelectionSet, 0, d.Max, map[string]bool{}); depth > d.Max {
-		err := gqlerror.Errorf("operation is nested %d levels deep, more than the limit of %d", depth, d.Max)
-		err.Extensions = map[string]any{"code": "QUERY_TOO_DEEP"}
-		return err
+	if !authenticated && !onlyIntrospection(doc) {
+		return requestError(unauthenticated(ctx))
+	}
+	if !a.Introspection && asksForSchema(doc) {
+		return requestError(apperr.New(CodeIntrospectionDisabled, "introspection is disabled on this server"))
+	}
+	c := measureDocument(doc)
+	if c.depth > MaxDepth {
+		return requestError(apperr.New(CodeQueryTooDeep,
+			fmt.Sprintf("operation is nested %d levels deep, more than the limit of %d", c.depth, MaxDepth)))
+	}
+	if c.fields > MaxFields {
+		return requestError(apperr.New(CodeComplexityLimit,
+			fmt.Sprintf("operation selects more than %d fields once its fragments are expanded", MaxFields)))
 	}
 	return nil
 }
 
-// selectionDepth returns the depth of set, stopping once it passes limit.
-// visiting guards against fragment cycles (which validation also refuses).
-func selectionDepth(set ast.SelectionSet, depth, limit int, visiting map[string]bool) int {
-	if depth > limit {
-		return depth
-	}
-	deepest := depth
-	for _, sel := range set {
-		var d int
-		switch s := sel.(type) {
-		case *ast.Field:
-			if len(s.SelectionSet) == 0 {
-				d = depth + 1
-			} else {
-				d = selectionDepth(s.SelectionSet, depth+1, limit, visiting)
-			}
-		case *ast.InlineFragment:
-			d = selectionDepth(s.SelectionSet, depth, limit, visiting)
-		case *ast.FragmentSpread:
-			if s.Definition == nil || visiting[s.Name] {
-				continue
-			}
-			visiting[s.Name] = true
-			d = selectionDepth(s.Definition.SelectionSet, depth, limit, visiting)
-			delete(visiting, s.Name)
+// Codes of the errors Admission answers.
+const (
+	CodeIntrospectionDisabled apperr.Code = "INTROSPECTION_DISABLED"
+	CodeQueryTooDeep          apperr.Code = "QUERY_TOO_DEEP"
+	// CodeComplexityLimit is the code gqlgen's own complexity limit uses, so
+	// clients see one code for "this operation costs too much".
+	CodeComplexityLimit apperr.Code = "COMPLEXITY_LIMIT_EXCEEDED"
+)
+
+// requestError carries a client error out of an extension; the error
+// presenter finds the *apperr.Error inside.
+func requestError(e *apperr.Error) *gqlerror.Error {
+	return &gqlerror.Error{Message: e.Message, Err: e, Extensions: map[string]any{"code": string(e.Code)}}
+}
+
+// onlyIntrospection reports whether every operation selects nothing but
+// __schema, __type and __typename at its root, written out as fields.
+func onlyIntrospection(doc *ast.QueryDocument) bool {
+	for _, op := range doc.Operations {
+		if op.Operation != ast.Query {
+			return false
 		}
-		deepest = max(deepest, d)
+		for _, sel := range op.SelectionSet {
+			f, ok := sel.(*ast.Field)
+			if !ok || (f.Name != "__schema" && f.Name != "__type" && f.Name != "__typename") {
+				return false
+			}
+		}
 	}
-	return deepest
+	return true
+}
+
+// asksForSchema reports whether any operation selects __schema or __type at
+// its root, through fragments too. Those fields exist only on the root, so
+// each fragment is looked into at most once.
+func asksForSchema(doc *ast.QueryDocument) bool {
+	seen := map[string]bool{}
+	var walk func(ast.SelectionSet) bool
+	walk = func(set ast.SelectionSet) bool {
+		for _, sel := range set {
+			switch s := sel.(type) {
+			case *ast.Field:
+				if s.Name == "__schema" || s.Name == "__type" {
+					return true
+				}
+			case *ast.InlineFragment:
+				if walk(s.SelectionSet) {
+					return true
+				}
+			case *ast.FragmentSpread:
+				if seen[s.Name] {
+					continue
+				}
+				seen[s.Name] = true
+				if f := doc.Fragments.ForName(s.Name); f != nil && walk(f.SelectionSet) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	for _, op := range doc.Operations {
+		if walk(op.SelectionSet) {
+			return true
+		}
+	}
+	return false
+}
+
+// cost is what a selection set adds once every spread is expanded: how
+// many fields, and how deeply they nest.
+type cost struct{ fields, depth int }
+
+// measureDocument returns the largest cost of any operation or fragment in
+// doc, in time linear in its size: each fragment's cost is computed once
+// and reused wherever it is spread. Field counts saturate at MaxFields+1, so
+// they cannot overflow however many times a fragment is spread.
+func measureDocument(doc *ast.QueryDocument) cost {
+	m := measurer{doc: doc, done: map[string]cost{}, active: map[string]bool{}}
+	var worst cost
+	for _, op := range doc.Operations {
+		worst = worse(worst, m.set(op.SelectionSet))
+	}
+	// Validation walks fragments that no operation spreads, too.
+	for _, f := range doc.Fragments {
+		worst = worse(worst, m.fragment(f.Name))
+	}
+	return worst
+}
+
+type measurer struct {
+	doc    *ast.QueryDocument
+	done   map[string]cost
+	active map[string]bool // fragments being measured, to stop at cycles
+}
+
+func (m *measurer) set(set ast.SelectionSet) cost {
+	var c cost
+	for _, sel := range set {
+		var s cost
+		switch sel := sel.(type) {
+		case *ast.Field:
+			s = m.set(sel.SelectionSet)
+			s = cost{fields: s.fields + 1, depth: s.depth + 1}
+		case *ast.InlineFragment:
+			s = m.set(sel.SelectionSet)
+		case *ast.FragmentSpread:
+			s = m.fragment(sel.Name)
+		}
+		c = cost{fields: min(c.fields+s.fields, MaxFields+1), depth: max(c.depth, s.depth)}
+	}
+	return c
+}
+
+// fragment measures a fragment once. A cycle (which validation refuses
+// later) and an unknown fragment count as empty.
+func (m *measurer) fragment(name string) cost {
+	if c, ok := m.done[name]; ok {
+		return c
+	}
+	def := m.doc.Fragments.ForName(name)
+	if def == nil || m.active[name] {
+		return cost{}
+	}
+	m.active[name] = true
+	c := m.set(def.SelectionSet)
+	delete(m.active, name)
+	m.done[name] = c
+	return c
+}
+
+func worse(a, b cost) cost {
+	return cost{fields: max(a.fields, b.fields), depth: max(a.depth, b.depth)}
 }

@@ -21,7 +21,7 @@ import (
 // CreateAPIKey is the resolver for the createApiKey field.
 func (r *mutationResolver) CreateAPIKey(ctx context.Context, input model.CreateAPIKeyInput) (*model.CreateAPIKeyPayload, error) {
 	p := principal(ctx)
-	in := auth.CreateKeyInput{Name: input.Name, Scopes: scopesFromModel(input.Scopes)}
+	in := auth.CreateKeyInput{Name: input.Name, Scopes: scopesFromModel(input.Scopes), CreatorScopes: p.Scopes}
 	if input.ContactEmail != nil {
 		in.ContactEmail = *input.ContactEmail
 	}

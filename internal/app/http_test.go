@@ -60,16 +60,39 @@ func TestProductionHidesTheSchema(t *testing.T) {
 	h := apptest.New(t, apptest.Options{Env: map[string]string{
 		"TOLLGATE_ENV": "production", "DATABASE_URL": "postgres://unused/x", "REDIS_URL": "redis://unused:6379",
 	}})
-	if r := h.Query("acme", `{ __schema { types { name } } }`, nil); len(r.Errors) == 0 {
-		t.Fatal("introspection answered in production")
+	// A client's mistake, not the server's: no INTERNAL, no ERROR log line.
+	if r := h.Query("acme", `{ __schema { types { name } } }`, nil); r.Code() != "INTROSPECTION_DISABLED" || string(r.Data) != "null" {
+		t.Fatalf("introspection in production: %s %+v", r.Data, r.Errors)
 	}
-	if r := h.Query("acme", `{ organizaton { id } }`, nil); len(r.Errors) == 0 || strings.Contains(r.Errors[0].Message, "Did you mean") {
-		t.Fatalf("field suggestions in production: %+v", r.Errors)
+	if r := h.Query("acme", `query Q { ...F } fragment F on Query { __type(name: "Plan") { name } }`, nil); r.Code() != "INTROSPECTION_DISABLED" {
+		t.Fatalf("introspection through a fragment in production: %+v", r.Errors)
+	}
+	// Every "Did you mean": fields, arguments, enum values and input fields
+	// in a literal. Each case is one the development server does suggest.
+	mistakes := []struct{ query, suggests string }{
+		{`{ organizaton { id } }`, `"organization"`},
+		{`{ invoices(statuss: PAID) { nodes { id } } }`, `"status"`},
+		{`{ invoices(status: PAD) { nodes { id } } }`, `"PAID"`},
+		{`mutation { cancelSubscription(input: {atPeriodEn: true}) { userErrors { code } } }`, `"atPeriodEnd"`},
+	}
+	dev := apptest.New(t, apptest.Options{})
+	for _, m := range mistakes {
+		if r := dev.Query("acme", m.query, nil); len(r.Errors) == 0 || !strings.Contains(r.Errors[0].Message, m.suggests) {
+			t.Fatalf("development does not suggest %s for %s: %+v", m.suggests, m.query, r.Errors)
+		}
+		r := h.Query("acme", m.query, nil)
+		if len(r.Errors) == 0 {
+			t.Fatalf("production accepted %s", m.query)
+		}
+		for _, e := range r.Errors {
+			if strings.Contains(e.Message, "Did you mean") || strings.Contains(e.Message, m.suggests) {
+				t.Fatalf("production suggests for %s: %s", m.query, e.Message)
+			}
+		}
 	}
 	if resp := get(t, h.Server.URL+"/", nil); resp.StatusCode == http.StatusOK {
 		t.Fatal("GraphiQL served in production")
 	}
-	dev := apptest.New(t, apptest.Options{})
 	if r := dev.Query("acme", `{ __schema { queryType { name } } }`, nil); len(r.Errors) > 0 {
 		t.Fatalf("introspection off in dev: %+v", r.Errors)
 	}

@@ -52,6 +52,10 @@ type CreateKeyInput struct {
 	Name         string
 	ContactEmail string
 	Scopes       []Scope
+	// CreatorScopes are the scopes of the credential asking for the key: a
+	// key may hold only scopes its creator holds, or any credential with
+	// billing:write could mint itself every other scope.
+	CreatorScopes []Scope
 }
 
 const alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -76,11 +80,17 @@ func HashSecret(secret string) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// CodeScopeNotHeld is the userErrors code for asking a new key to hold a
+// scope its creator lacks.
+const CodeScopeNotHeld = "SCOPE_NOT_HELD"
+
 // ValidateCreate checks a key request, as userErrors.
 func ValidateCreate(in CreateKeyInput) apperr.FieldErrors {
 	var fe apperr.FieldErrors
 	name := strings.TrimSpace(in.Name)
 	switch n := utf8.RuneCountInString(name); {
+	case !store.StorableText(name):
+		fe.Add("input.name", "INVALID", "name must be UTF-8 text without NUL characters")
 	case n == 0:
 		fe.Add("input.name", "REQUIRED", "name is required")
 	case n < 2:
@@ -91,12 +101,23 @@ func ValidateCreate(in CreateKeyInput) apperr.FieldErrors {
 	if in.ContactEmail != "" {
 		if len(in.ContactEmail) > 320 {
 			fe.Add("input.contactEmail", "TOO_LONG", "contactEmail must be at most 320 characters")
+		} else if !store.StorableText(in.ContactEmail) {
+			fe.Add("input.contactEmail", "INVALID_EMAIL", "contactEmail must be an email address like dev@example.com")
 		} else if a, err := mail.ParseAddress(in.ContactEmail); err != nil || a.Address != in.ContactEmail || !strings.Contains(a.Address[strings.LastIndex(a.Address, "@")+1:], ".") {
 			fe.Add("input.contactEmail", "INVALID_EMAIL", "contactEmail must be an email address like dev@example.com")
 		}
 	}
 	if len(in.Scopes) == 0 {
 		fe.Add("input.scopes", "REQUIRED", "give the key at least one scope")
+	}
+	var notHeld []string
+	for _, s := range in.Scopes {
+		if !slices.Contains(in.CreatorScopes, s) && !slices.Contains(notHeld, string(s)) {
+			notHeld = append(notHeld, string(s))
+		}
+	}
+	if len(notHeld) > 0 {
+		fe.Add("input.scopes", CodeScopeNotHeld, "a key may only hold scopes you hold yourself; you lack "+strings.Join(notHeld, ", "))
 	}
 	return fe
 }
@@ -142,6 +163,9 @@ func (k *Keys) List(ctx context.Context, orgID string) ([]store.APIKey, error) {
 // Get returns one of the organisation's keys.
 func (k *Keys) Get(ctx context.Context, orgID, id string) (store.APIKey, error) {
 	var key store.APIKey
+	if !store.PlausibleID(id) {
+		return key, apperr.ErrNotFound
+	}
 	err := k.db.WithContext(ctx).Where("org_id = ? AND id = ?", orgID, id).Take(&key).Error
 	if store.IsNotFound(err) {
 		return key, apperr.ErrNotFound
@@ -154,6 +178,9 @@ func (k *Keys) Get(ctx context.Context, orgID, id string) (store.APIKey, error) 
 
 // Revoke stops a key from authenticating. Revoking twice is harmless.
 func (k *Keys) Revoke(ctx context.Context, orgID, id string) (store.APIKey, error) {
+	if !store.PlausibleID(id) {
+		return store.APIKey{}, apperr.ErrNotFound
+	}
 	now := k.clock.Now()
 	err := k.db.WithContext(ctx).Model(&store.APIKey{}).
 		Where("org_id = ? AND id = ? AND revoked_at IS NULL", orgID, id).
@@ -168,6 +195,9 @@ func (k *Keys) Revoke(ctx context.Context, orgID, id string) (store.APIKey, erro
 // SetSigningKey stores (or, with "", clears) the Ed25519 public key that
 // requests made with this key must be signed with.
 func (k *Keys) SetSigningKey(ctx context.Context, orgID, id, publicKeyB64 string) (store.APIKey, error) {
+	if !store.PlausibleID(id) {
+		return store.APIKey{}, apperr.ErrNotFound
+	}
 	var val any = publicKeyB64
 	if publicKeyB64 == "" {
 		val = nil

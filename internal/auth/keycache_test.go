@@ -52,7 +52,7 @@ func newKey(t *testing.T, db *store.DB, k *auth.Keys) (store.APIKey, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, secret, err := k.Create(context.Background(), org, auth.CreateKeyInput{Name: "search backend", Scopes: []auth.Scope{auth.UsageWrite}})
+	key, secret, err := k.Create(context.Background(), org, auth.CreateKeyInput{Name: "search backend", Scopes: []auth.Scope{auth.UsageWrite}, CreatorScopes: auth.AllScopes})
 	if err != nil {
 		t.Fatal(err)
 	}

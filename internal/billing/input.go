@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
+	"github.com/tollgate-billing/tollgate/internal/store"
 )
 
 // Codes of the userErrors billing mutations return.
@@ -35,7 +36,7 @@ func checkRedirectURL(fe *apperr.FieldErrors, field, v string) {
 		return
 	}
 	u, err := url.Parse(v)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.ContainsAny(v, " \t\r\n") {
+	if err != nil || !store.StorableText(v) || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.ContainsAny(v, " \t\r\n") {
 		fe.Add(field, CodeInvalidURL, "The URL must be absolute and start with http:// or https://.")
 	}
 }

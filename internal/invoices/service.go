@@ -6,6 +6,7 @@ package invoices
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -72,6 +73,9 @@ func (s *Service) List(ctx context.Context, orgID string, first int, after, stat
 	}
 	if after != "" {
 		c, err := decodeCursor(after)
+		if err == nil && !store.PlausibleID(c.id) {
+			err = errors.New("invoice cursor names no storable id")
+		}
 		if err != nil {
 			return Page{}, apperr.Wrap(apperr.BadInput, "after is not a cursor from this list", err)
 		}

@@ -32,6 +32,11 @@ func dayOf(t time.Time) time.Time {
 	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
 }
 
+// earliest bounds the past a report may ask about. Before it, Go's zero
+// time (year 1) would reach the API as a null in a non-null field, and no
+// usage can be that old.
+var earliest = time.Date(2000, time.January, 1, 0, 0, 0, 0, time.UTC)
+
 // parsePeriod reads "YYYY-MM"; "" is the month containing now. A month that
 // has not begun has no usage to report, so it is refused rather than
 // answered with zeros that look like data.
@@ -44,6 +49,9 @@ func parsePeriod(s string, now time.Time) (Period, error) {
 		}
 		if t.After(start) {
 			return Period{}, badInput("period", fmt.Sprintf("period %s has not started yet", s))
+		}
+		if t.Before(earliest) {
+			return Period{}, badInput("period", fmt.Sprintf("period %s is before %s; Tollgate has no usage that old", s, earliest.Format("2006-01")))
 		}
 		start = t
 	}

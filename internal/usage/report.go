@@ -119,6 +119,10 @@ func (s *Service) Series(ctx context.Context, orgID, meter string, from, to time
 		return nil, s.unknownMeter(meter)
 	}
 	from, to = dayOf(from), dayOf(to)
+	if from.Before(earliest) {
+		return nil, badInput("from", fmt.Sprintf("from (%s) is before %s; Tollgate has no usage that old",
+			from.Format(time.DateOnly), earliest.Format(time.DateOnly)))
+	}
 	if to.Before(from) {
 		return nil, badInput("to", fmt.Sprintf("to (%s) is before from (%s)", to.Format(time.DateOnly), from.Format(time.DateOnly)))
 	}

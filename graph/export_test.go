@@ -1,0 +1,4 @@
+package graph
+
+// FragmentBomb lets the HTTP tests send the document the unit tests measure.
+var FragmentBomb = fragmentBomb

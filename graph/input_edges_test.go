@@ -1,0 +1,77 @@
+package graph_test
+
+import (
+	"encoding/base64"
+	"testing"
+
+	"github.com/tollgate-billing/tollgate/internal/apptest"
+	"github.com/tollgate-billing/tollgate/internal/store"
+	"github.com/tollgate-billing/tollgate/internal/testenv"
+)
+
+// cursor forges an invoices cursor around id, in the format the server
+// writes, so the id part can carry what a client cannot put in JSON.
+func cursor(id string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("v1|2026-01-01T00:00:00Z|" + id))
+}
+
+// TestInputsThatReachedTheDatabaseAreClientErrors: strings Postgres cannot
+// store and dates Go writes as null were answered INTERNAL; each is now
+// refused at the service's edge as the client's mistake, on both
+// databases.
+func TestInputsThatReachedTheDatabaseAreClientErrors(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		h := apptest.New(t, apptest.Options{DB: db})
+		queries := []struct{ name, query, code string }{
+			{"a cursor whose id holds NUL", `query($a: String) { invoices(after: $a) { nodes { id } } }`, "BAD_USER_INPUT"},
+			{"a cursor whose id is not UTF-8", `query($b: String) { invoices(after: $b) { nodes { id } } }`, "BAD_USER_INPUT"},
+			{"a period in year 1", `{ usage(period: "0001-01") { periodStart meters { meter } } }`, "BAD_USER_INPUT"},
+			{"usage by endpoint in year 1", `{ usageByEndpoint(period: "0001-01") { endpoint } }`, "BAD_USER_INPUT"},
+			{"a series from year 1", `{ usageSeries(meter: "api_calls", from: "0001-01-01", to: "0001-01-02") { date used } }`, "BAD_USER_INPUT"},
+			{"revoking an id with NUL", `mutation { revokeApiKey(id: "k\u0000") { apiKey { id } } }`, "NOT_FOUND"},
+		}
+		vars := map[string]any{"a": cursor("in_\x00x"), "b": cursor("in_\xffx")}
+		for _, q := range queries {
+			t.Run(q.name, func(t *testing.T) {
+				r := h.Query("acme", q.query, vars)
+				if r.Code() != q.code {
+					t.Fatalf("code = %q, want %s (%+v)", r.Code(), q.code, r.Errors)
+				}
+			})
+		}
+		// gqlparser accepts enum values in variables without regard to
+		// case; gqlgen's models do not.
+		for name, q := range map[string]struct {
+			query string
+			vars  map[string]any
+		}{
+			"an enum variable in lower case": {`query($s: InvoiceStatus) { invoices(status: $s) { nodes { id } } }`, map[string]any{"s": "paid"}},
+			"an enum in a list in an input":  {createKey, map[string]any{"in": map[string]any{"name": "ci", "scopes": []string{"billing_read"}}}},
+		} {
+			t.Run(name, func(t *testing.T) {
+				if r := h.Query("acme", q.query, q.vars); r.Code() != "GRAPHQL_VALIDATION_FAILED" {
+					t.Fatalf("code = %q, want GRAPHQL_VALIDATION_FAILED (%+v)", r.Code(), r.Errors)
+				}
+			})
+		}
+		t.Run("a key name with NUL", func(t *testing.T) {
+			var out createKeyResult
+			h.Query("acme", createKey, map[string]any{"in": map[string]any{"name": "ci\x00key", "scopes": []string{"BILLING_READ"}}}).Decode(t, &out)
+			if ue := out.CreateAPIKey.UserErrors; len(ue) != 1 || ue[0].Field != "input.name" || ue[0].Code != "INVALID" {
+				t.Fatalf("userErrors = %+v, want input.name INVALID", ue)
+			}
+		})
+		t.Run("a signing key for an id with NUL", func(t *testing.T) {
+			var out struct {
+				RegisterSigningKey struct {
+					UserErrors []struct{ Field, Code string }
+				}
+			}
+			h.Query("acme", `mutation($in: RegisterSigningKeyInput!) { registerSigningKey(input: $in) { userErrors { field code } } }`,
+				map[string]any{"in": map[string]any{"apiKeyId": "k\x00", "publicKey": base64.StdEncoding.EncodeToString(make([]byte, 32))}}).Decode(t, &out)
+			if ue := out.RegisterSigningKey.UserErrors; len(ue) != 1 || ue[0].Field != "input.apiKeyId" || ue[0].Code != "NOT_FOUND" {
+				t.Fatalf("userErrors = %+v, want input.apiKeyId NOT_FOUND", ue)
+			}
+		})
+	})
+}
