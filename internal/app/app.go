@@ -29,6 +29,7 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/invoices"
 	"github.com/tollgate-billing/tollgate/internal/observe"
 	"github.com/tollgate-billing/tollgate/internal/orgs"
+	"github.com/tollgate-billing/tollgate/internal/overage"
 	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/ratelimit"
 	"github.com/tollgate-billing/tollgate/internal/signing"
@@ -52,7 +53,9 @@ type App struct {
 	Billing  *billing.Service
 	Invoices *invoices.Service
 	Usage    *usage.Service
-	Limiter  *ratelimit.Limiter
+	// Overage bills usage past soft limits on Stripe's cycle invoices.
+	Overage *overage.Service
+	Limiter *ratelimit.Limiter
 	// API protects Tollgate's own endpoint, per credential and address.
 	API  *ratelimit.API
 	Auth *auth.Authenticator
@@ -239,6 +242,10 @@ func (a *App) build() error {
 	// A plan or status change reaches quotas and rate limits at once in
 	// this process (other replicas within the plan cache's 3 s).
 	a.Billing.OnChange(a.Usage.InvalidatePlan)
+	// Overage of closed months goes on each draft cycle invoice. The lead
+	// wires a.Overage.OnBilled to the outbound `overage.billed` event.
+	a.Overage = overage.NewService(a.DB, a.Usage, a.Stripe, a.Clock, a.Log)
+	a.Billing.OnCycleInvoice(a.Overage.InvoiceCreated)
 	// One limiter, two budgets: the plan's rate is answered as data by
 	// usageGate and consumeUsage; the API's own is HTTP 429.
 	a.Limiter = ratelimit.New(a.Redis, a.Log)
