@@ -10,6 +10,7 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/billing"
 	"github.com/tollgate-billing/tollgate/internal/invoices"
 	"github.com/tollgate-billing/tollgate/internal/orgs"
+	"github.com/tollgate-billing/tollgate/internal/overage"
 	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/signing"
 	"github.com/tollgate-billing/tollgate/internal/usage"
@@ -25,4 +26,7 @@ type Resolver struct {
 	Invoicing *invoices.Service
 	Metering  *usage.Service
 	Signing   signing.Registrar
+
+	// OverageBilling reads billed and upcoming overage.
+	OverageBilling *overage.Service
 }

@@ -244,7 +244,7 @@ func (a *App) build() error {
 	a.Billing.OnChange(a.Usage.InvalidatePlan)
 	// Overage of closed months goes on each draft cycle invoice. The lead
 	// wires a.Overage.OnBilled to the outbound `overage.billed` event.
-	a.Overage = overage.NewService(a.DB, a.Usage, a.Stripe, a.Clock, a.Log)
+	a.Overage = overage.NewService(a.DB, a.Usage, a.Billing, a.Stripe, a.Clock, a.Log)
 	a.Billing.OnCycleInvoice(a.Overage.InvoiceCreated)
 	// One limiter, two budgets: the plan's rate is answered as data by
 	// usageGate and consumeUsage; the API's own is HTTP 429.

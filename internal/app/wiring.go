@@ -17,6 +17,8 @@ func (a *App) resolver() *graph.Resolver {
 		Invoicing: a.Invoices,
 		Metering:  a.Usage,
 		Signing:   signing.Registrar{Keys: a.Keys},
+
+		OverageBilling: a.Overage,
 	}
 }
 

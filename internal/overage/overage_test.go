@@ -68,7 +68,7 @@ func newFixture(t *testing.T, db *store.DB) *fixture {
 	f.billing = billing.NewService(db, f.catalog, f.clock, f.sc, log)
 	f.invoices = invoices.NewService(db, f.clock, log)
 	f.usage = usage.NewService(db, testenv.MiniRedis(t), f.catalog, f.billing, f.clock, log)
-	f.overage = overage.NewService(db, f.usage, f.sc, f.clock, log)
+	f.overage = overage.NewService(db, f.usage, f.billing, f.sc, f.clock, log)
 	f.overage.OnBilled = func(_ context.Context, _ *gorm.DB, c overage.Charge) error {
 		f.billed = append(f.billed, c)
 		return nil

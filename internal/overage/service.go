@@ -43,11 +43,12 @@ const claimLease = 5 * time.Minute
 
 // Service bills overage and reports it.
 type Service struct {
-	db     *store.DB
-	usage  UsageReader
-	stripe *client.API // nil when Stripe is not configured
-	clock  clock.Clock
-	log    *slog.Logger
+	db       *store.DB
+	usage    UsageReader
+	standing Standing
+	stripe   *client.API // nil when Stripe is not configured
+	clock    clock.Clock
+	log      *slog.Logger
 
 	// OnBilled, when set, is called in the transaction that records a
 	// charge as billed, so an outbound `overage.billed` event commits with
@@ -59,9 +60,9 @@ type Service struct {
 
 // NewService returns the overage service; sc nil means Stripe is not
 // configured, and nothing is billed.
-func NewService(db *store.DB, u UsageReader, sc *client.API, c clock.Clock, log *slog.Logger) *Service {
+func NewService(db *store.DB, u UsageReader, st Standing, sc *client.API, c clock.Clock, log *slog.Logger) *Service {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{db: db, usage: u, stripe: sc, clock: c, log: log}
+	return &Service{db: db, usage: u, standing: st, stripe: sc, clock: c, log: log}
 }
