@@ -96,16 +96,19 @@ func (s *Service) bill(ctx context.Context, c Charge, inv *stripe.Invoice) error
 }
 
 // target makes inv the charge's invoice, committed before Stripe is
-// called. A charge already offered to another invoice moves only once
-// Stripe shows that invoice does not hold it, and not while that offer may
-// still be in flight; false means leave it for now.
+// called; false means leave the charge for now.
+//
+// A charge offered moments ago may still be in flight: the same invoice
+// sends it again under the same key (Stripe answers a key once), another
+// invoice waits. An older offer may have landed with its record lost, and
+// Stripe forgets keys after 24 hours, so it is looked for on its invoice
+// first; only a charge Stripe shows is not there is sent again, and to
+// another invoice under a new attempt.
 func (s *Service) target(ctx context.Context, c Charge, invoiceID string) (Charge, bool, error) {
-	if c.StripeInvoiceID != nil && *c.StripeInvoiceID == invoiceID {
-		return c, true, nil
-	}
 	if c.StripeInvoiceID != nil {
+		same := *c.StripeInvoiceID == invoiceID
 		if s.clock.Now().Sub(c.UpdatedAt) < claimLease {
-			return c, false, nil
+			return c, same, nil
 		}
 		itemID, err := s.findItem(ctx, c)
 		if err != nil {
@@ -114,7 +117,9 @@ func (s *Service) target(ctx context.Context, c Charge, invoiceID string) (Charg
 		if itemID != "" {
 			return c, false, s.record(ctx, c, *c.StripeInvoiceID, itemID)
 		}
-		c.Attempt++
+		if !same {
+			c.Attempt++
+		}
 	}
 	prev := c.StripeInvoiceID
 	c.StripeInvoiceID, c.UpdatedAt = &invoiceID, s.clock.Now()
@@ -123,7 +128,9 @@ func (s *Service) target(ctx context.Context, c Charge, invoiceID string) (Charg
 	if prev == nil {
 		q = q.Where("stripe_invoice_id IS NULL")
 	} else {
-		q = q.Where("stripe_invoice_id = ?", *prev)
+		// Only a lapsed offer is taken over, and only once: the winner's
+		// write renews updated_at.
+		q = q.Where("stripe_invoice_id = ? AND updated_at <= ?", *prev, c.UpdatedAt.Add(-claimLease))
 	}
 	res := q.Updates(map[string]any{"stripe_invoice_id": invoiceID, "attempt": c.Attempt, "updated_at": c.UpdatedAt})
 	if res.Error != nil {

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -60,9 +61,15 @@ type fixture struct {
 }
 
 func newFixture(t *testing.T, db *store.DB) *fixture {
+	return newFixtureTo(t, db, http.DefaultTransport)
+}
+
+// newFixtureTo is a fixture whose requests to Stripe go through next, a
+// stub that may answer some of them itself.
+func newFixtureTo(t *testing.T, db *store.DB, next http.RoundTripper) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	f := &fixture{t: t, db: db, clock: clock.NewFake(october), catalog: plans.Default(), rec: stripetest.NewRecorder()}
+	f := &fixture{t: t, db: db, clock: clock.NewFake(october), catalog: plans.Default(), rec: stripetest.NewRecorderTo(next)}
 	f.sc = stripetest.Client(t, f.rec)
 	log := stripetest.Discard()
 	f.billing = billing.NewService(db, f.catalog, f.clock, f.sc, log)
@@ -142,14 +149,26 @@ func (f *fixture) invoiceCreated(eventID, invoiceID, status string) []byte {
 // deliver signs body as Stripe does and posts it; it must be answered 200.
 func (f *fixture) deliver(body []byte) {
 	f.t.Helper()
+	if code, msg := f.post(body); code != http.StatusOK {
+		f.t.Fatalf("delivery answered %d: %s", code, msg)
+	}
+}
+
+// deliverFailing delivers body and requires Stripe to be told to retry.
+func (f *fixture) deliverFailing(body []byte) {
+	f.t.Helper()
+	if code, msg := f.post(body); code != http.StatusInternalServerError {
+		f.t.Fatalf("delivery answered %d, want 500 so Stripe retries: %s", code, msg)
+	}
+}
+
+func (f *fixture) post(body []byte) (int, string) {
 	signed := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: secret, Timestamp: time.Now()})
 	req := httptest.NewRequest(http.MethodPost, "/webhooks/stripe", bytes.NewReader(body))
 	req.Header.Set("Stripe-Signature", signed.Header)
 	w := httptest.NewRecorder()
 	f.handler.ServeHTTP(w, req)
-	if w.Code != http.StatusOK {
-		f.t.Fatalf("delivery answered %d: %s", w.Code, w.Body)
-	}
+	return w.Code, w.Body.String()
 }
 
 func (f *fixture) sync() {
@@ -304,6 +323,73 @@ func TestNoOverageWithinTheAllowance(t *testing.T) {
 		f.deliver(f.invoiceCreated("evt_"+store.NewID(), "in_nov_"+f.org[:8], "draft"))
 		if n, cs := len(f.items()), f.charges(); n != 0 || len(cs) != 0 {
 			t.Fatalf("%d items and charges %+v for usage within the allowance", n, cs)
+		}
+	})
+}
+
+// lostAnswers stands for a Stripe that creates invoice items but whose
+// answers never arrive, and that lists, once told to, the item an answer
+// was lost for. Every other request goes to stripe-mock.
+type lostAnswers struct {
+	mu     sync.Mutex
+	listed map[string]string // metadata of the item the list shows; nil: none
+}
+
+func (l *lostAnswers) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !strings.HasPrefix(req.URL.Path, "/v1/invoiceitems") {
+		return http.DefaultTransport.RoundTrip(req)
+	}
+	if req.Method == http.MethodPost {
+		return stubResponse(req, http.StatusServiceUnavailable, map[string]any{"error": map[string]any{"type": "api_error", "message": "lost"}}), nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	data := []any{}
+	if l.listed != nil {
+		data = append(data, map[string]any{"id": "ii_lost", "object": "invoiceitem", "invoice": req.URL.Query().Get("invoice"), "metadata": l.listed})
+	}
+	return stubResponse(req, http.StatusOK, map[string]any{"object": "list", "data": data, "has_more": false, "url": "/v1/invoiceitems"}), nil
+}
+
+func stubResponse(req *http.Request, status int, body any) *http.Response {
+	b, _ := json.Marshal(body)
+	return &http.Response{StatusCode: status, Header: http.Header{"Content-Type": {"application/json"}},
+		Body: io.NopCloser(bytes.NewReader(b)), Request: req}
+}
+
+// TestALostAnswerIsRecordedNotBilledAgain: Stripe created the item but
+// Tollgate never heard; the charge stays pending, and once Stripe lists the
+// item, stripe sync records it instead of sending another.
+func TestALostAnswerIsRecordedNotBilledAgain(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		stub := &lostAnswers{}
+		f := newFixtureTo(t, db, stub)
+		f.record("api_calls", 100_001)
+		f.clock.Set(time.Date(2026, 11, 1, 0, 5, 0, 0, time.UTC))
+		inv := "in_nov_" + f.org[:8]
+		f.deliverFailing(f.invoiceCreated("evt_"+store.NewID(), inv, "draft"))
+		sent := len(f.items())
+		cs := f.charges()
+		if sent == 0 || len(cs) != 1 || cs[0].Status != overage.Pending || cs[0].StripeInvoiceID == nil || *cs[0].StripeInvoiceID != inv {
+			t.Fatalf("after a lost answer: %d item requests, charges %+v; want a pending charge offered to %s", sent, cs, inv)
+		}
+		for _, it := range f.items() {
+			if it.IdempotencyKey != f.items()[0].IdempotencyKey {
+				t.Fatalf("retries used keys %q and %q; one offer must keep one key", f.items()[0].IdempotencyKey, it.IdempotencyKey)
+			}
+		}
+
+		stub.mu.Lock()
+		stub.listed = map[string]string{"tollgate_overage": f.items()[0].IdempotencyKey}
+		stub.mu.Unlock()
+		f.clock.Advance(time.Hour)
+		f.sync()
+		if n := len(f.items()); n != sent {
+			t.Fatalf("stripe sync sent %d more item requests for an item Stripe already holds", n-sent)
+		}
+		cs = f.charges()
+		if cs[0].Status != overage.Billed || cs[0].StripeItemID == nil || *cs[0].StripeItemID != "ii_lost" || *cs[0].StripeInvoiceID != inv {
+			t.Fatalf("charge after sync = %+v, want billed as ii_lost on %s", cs[0], inv)
 		}
 	})
 }
