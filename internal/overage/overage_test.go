@@ -197,8 +197,8 @@ func (f *fixture) charges() []overage.Charge {
 // expected is what a meter's overage should cost, worked out from the
 // usage the test recorded and the plan's prices.
 type expected struct {
-	meter, period string
-	over, amount  int64
+	meter, period           string
+	over, amount, unit, per int64
 }
 
 func (f *fixture) expect(meter, period string, used int64) expected {
@@ -206,7 +206,8 @@ func (f *fixture) expect(meter, period string, used int64) expected {
 	l, _ := starter.LimitFor(meter)
 	over := used - l.Limit
 	packages := (over + l.Overage.Per - 1) / l.Overage.Per
-	return expected{meter: meter, period: period, over: over, amount: packages * l.Overage.UnitAmountCents}
+	return expected{meter: meter, period: period, over: over, amount: packages * l.Overage.UnitAmountCents,
+		unit: l.Overage.UnitAmountCents, per: l.Overage.Per}
 }
 
 // checkItems requires exactly one item per expected charge, each on
@@ -236,7 +237,8 @@ func (f *fixture) checkItems(invoiceID string, want ...expected) {
 			f.t.Errorf("%s %s item = %v; want %d usd on %s", w.meter, w.period, form, w.amount, invoiceID)
 		}
 		desc := form.Get("description")
-		for _, part := range []string{w.meter, month.Format("January 2006"), strconv.FormatInt(w.over, 10) + " over"} {
+		unit := fmt.Sprintf("%d.%02d USD per %d", w.unit/100, w.unit%100, w.per)
+		for _, part := range []string{w.meter, month.Format("January 2006"), strconv.FormatInt(w.over, 10) + " over", unit} {
 			if !strings.Contains(desc, part) {
 				f.t.Errorf("description %q does not name %q", desc, part)
 			}
