@@ -321,5 +321,5 @@ func stripeSync(ctx context.Context, cfg config.Config, log *slog.Logger, org st
 		return err
 	}
 	defer a.Close()
-	return reconcile.New(a.DB, a.Billing, a.Invoices, a.Stripe, a.Clock, a.Log).Sync(ctx, org, out)
+	return reconcile.New(a.DB, a.Billing, a.Invoices, a.Stripe, a.Clock, a.Log).WithOverage(a.Overage).Sync(ctx, org, out)
 }

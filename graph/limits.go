@@ -12,10 +12,10 @@ import (
 
 	"github.com/tollgate-billing/tollgate/graph/generated"
 	"github.com/tollgate-billing/tollgate/graph/model"
-	"github.com/tollgate-billing/tollgate/internal/invoices"
-	"github.com/tollgate-billing/tollgate/internal/usage"
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/auth"
+	"github.com/tollgate-billing/tollgate/internal/invoices"
+	"github.com/tollgate-billing/tollgate/internal/usage"
 )
 
 // Limits that keep one request from costing the server more than a page of

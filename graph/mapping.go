@@ -9,6 +9,7 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/auth"
 	"github.com/tollgate-billing/tollgate/internal/billing"
 	"github.com/tollgate-billing/tollgate/internal/invoices"
+	"github.com/tollgate-billing/tollgate/internal/overage"
 	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/usage"
@@ -225,4 +226,42 @@ func retryAfterMs(d time.Duration) *int {
 	}
 	ms := int((d + time.Millisecond - 1) / time.Millisecond)
 	return &ms
+}
+
+func overageChargesToModel(cs []overage.Charge) []model.OverageCharge {
+	out := make([]model.OverageCharge, len(cs))
+	for i, c := range cs {
+		out[i] = model.OverageCharge{
+			Meter: c.Meter, Period: c.Period, Quantity: c.Quantity, Allowance: c.Allowance,
+			UnitAmountCents: c.UnitAmount, Per: c.Per, AmountCents: c.Amount, Currency: c.Currency,
+			Description: c.Description(),
+		}
+	}
+	return out
+}
+
+func upcomingToModel(up *overage.Upcoming) *model.UpcomingInvoice {
+	inv := up.Stripe
+	st := &model.UpcomingStripeInvoice{
+		AmountDue: inv.AmountDue, Subtotal: inv.Subtotal, Total: inv.Total, Currency: string(inv.Currency),
+		PeriodStart: unixTime(inv.PeriodStart), PeriodEnd: unixTime(inv.PeriodEnd),
+		NextPaymentAttempt: unixTime(inv.NextPaymentAttempt), Lines: []model.InvoiceLine{},
+	}
+	if inv.Lines != nil {
+		for _, l := range inv.Lines.Data {
+			st.Lines = append(st.Lines, model.InvoiceLine{
+				Description: l.Description, AmountCents: l.Amount, Quantity: l.Quantity, Kind: string(l.Type),
+			})
+		}
+	}
+	return &model.UpcomingInvoice{Stripe: st, OverageSoFar: overageChargesToModel(up.OverageSoFar), OverageSoFarCents: up.OverageSoFarCents}
+}
+
+// unixTime is a Stripe timestamp, nil when Stripe left it out (0).
+func unixTime(sec int64) *time.Time {
+	if sec == 0 {
+		return nil
+	}
+	t := time.Unix(sec, 0).UTC()
+	return &t
 }

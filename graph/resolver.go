@@ -11,6 +11,7 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/invoices"
 	"github.com/tollgate-billing/tollgate/internal/orgs"
 	"github.com/tollgate-billing/tollgate/internal/outbound"
+	"github.com/tollgate-billing/tollgate/internal/overage"
 	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/signing"
 	"github.com/tollgate-billing/tollgate/internal/usage"
@@ -27,4 +28,7 @@ type Resolver struct {
 	Metering  *usage.Service
 	Signing   signing.Registrar
 	Webhooks  *outbound.Service
+
+	// OverageBilling reads billed and upcoming overage.
+	OverageBilling *overage.Service
 }

@@ -18,6 +18,15 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/usage"
 )
 
+// Overage is the resolver for the overage field.
+func (r *invoiceResolver) Overage(ctx context.Context, obj *model.Invoice) ([]model.OverageCharge, error) {
+	charges, err := r.OverageBilling.OnInvoice(ctx, principal(ctx).OrgID, obj.ID)
+	if err != nil {
+		return nil, err
+	}
+	return overageChargesToModel(charges), nil
+}
+
 // CreateAPIKey is the resolver for the createApiKey field.
 func (r *mutationResolver) CreateAPIKey(ctx context.Context, input model.CreateAPIKeyInput) (*model.CreateAPIKeyPayload, error) {
 	p := principal(ctx)
@@ -226,6 +235,15 @@ func (r *queryResolver) Invoices(ctx context.Context, first *int, after *string,
 	return invoicePageToModel(page), nil
 }
 
+// UpcomingInvoice is the resolver for the upcomingInvoice field.
+func (r *queryResolver) UpcomingInvoice(ctx context.Context) (*model.UpcomingInvoice, error) {
+	up, err := r.OverageBilling.Upcoming(ctx, principal(ctx).OrgID)
+	if err != nil || up == nil {
+		return nil, err
+	}
+	return upcomingToModel(up), nil
+}
+
 // Usage is the resolver for the usage field.
 func (r *queryResolver) Usage(ctx context.Context, period *string) (*model.Usage, error) {
 	period_, meters, err := r.Metering.Usage(ctx, principal(ctx).OrgID, deref(period))
@@ -305,6 +323,9 @@ func (r *queryResolver) WebhookDeliveries(ctx context.Context, endpointID string
 	return out, nil
 }
 
+// Invoice returns generated.InvoiceResolver implementation.
+func (r *Resolver) Invoice() generated.InvoiceResolver { return &invoiceResolver{r} }
+
 // Mutation returns generated.MutationResolver implementation.
 func (r *Resolver) Mutation() generated.MutationResolver { return &mutationResolver{r} }
 
@@ -312,6 +333,7 @@ func (r *Resolver) Mutation() generated.MutationResolver { return &mutationResol
 func (r *Resolver) Query() generated.QueryResolver { return &queryResolver{r} }
 
 type (
+	invoiceResolver  struct{ *Resolver }
 	mutationResolver struct{ *Resolver }
 	queryResolver    struct{ *Resolver }
 )

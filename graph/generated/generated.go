@@ -29,6 +29,7 @@ func NewExecutableSchema(cfg Config) graphql.ExecutableSchema {
 type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 
 type ResolverRoot interface {
+	Invoice() InvoiceResolver
 	Mutation() MutationResolver
 	Query() QueryResolver
 }
@@ -112,6 +113,7 @@ type ComplexityRoot struct {
 		HostedInvoiceURL func(childComplexity int) int
 		ID               func(childComplexity int) int
 		Number           func(childComplexity int) int
+		Overage          func(childComplexity int) int
 		PDFURL           func(childComplexity int) int
 		PaidAt           func(childComplexity int) int
 		PeriodEnd        func(childComplexity int) int
@@ -129,6 +131,13 @@ type ComplexityRoot struct {
 	InvoiceEdge struct {
 		Cursor func(childComplexity int) int
 		Node   func(childComplexity int) int
+	}
+
+	InvoiceLine struct {
+		AmountCents func(childComplexity int) int
+		Description func(childComplexity int) int
+		Kind        func(childComplexity int) int
+		Quantity    func(childComplexity int) int
 	}
 
 	MeterUsage struct {
@@ -164,6 +173,18 @@ type ComplexityRoot struct {
 		ExternalID   func(childComplexity int) int
 		ID           func(childComplexity int) int
 		Name         func(childComplexity int) int
+	}
+
+	OverageCharge struct {
+		Allowance       func(childComplexity int) int
+		AmountCents     func(childComplexity int) int
+		Currency        func(childComplexity int) int
+		Description     func(childComplexity int) int
+		Meter           func(childComplexity int) int
+		Per             func(childComplexity int) int
+		Period          func(childComplexity int) int
+		Quantity        func(childComplexity int) int
+		UnitAmountCents func(childComplexity int) int
 	}
 
 	PageInfo struct {
@@ -206,6 +227,7 @@ type ComplexityRoot struct {
 		Organization      func(childComplexity int) int
 		Plans             func(childComplexity int) int
 		Subscription      func(childComplexity int) int
+		UpcomingInvoice   func(childComplexity int) int
 		Usage             func(childComplexity int, period *string) int
 		UsageByEndpoint   func(childComplexity int, period *string, meter *string) int
 		UsageGate         func(childComplexity int, meter string) int
@@ -241,6 +263,23 @@ type ComplexityRoot struct {
 	SubscriptionPayload struct {
 		Subscription func(childComplexity int) int
 		UserErrors   func(childComplexity int) int
+	}
+
+	UpcomingInvoice struct {
+		OverageSoFar      func(childComplexity int) int
+		OverageSoFarCents func(childComplexity int) int
+		Stripe            func(childComplexity int) int
+	}
+
+	UpcomingStripeInvoice struct {
+		AmountDue          func(childComplexity int) int
+		Currency           func(childComplexity int) int
+		Lines              func(childComplexity int) int
+		NextPaymentAttempt func(childComplexity int) int
+		PeriodEnd          func(childComplexity int) int
+		PeriodStart        func(childComplexity int) int
+		Subtotal           func(childComplexity int) int
+		Total              func(childComplexity int) int
 	}
 
 	Usage struct {
@@ -315,6 +354,9 @@ type ComplexityRoot struct {
 
 // region    ************************** generated!.gotpl **************************
 
+type InvoiceResolver interface {
+	Overage(ctx context.Context, obj *model.Invoice) ([]model.OverageCharge, error)
+}
 type MutationResolver interface {
 	CreateAPIKey(ctx context.Context, input model.CreateAPIKeyInput) (*model.CreateAPIKeyPayload, error)
 	RevokeAPIKey(ctx context.Context, id string) (*model.RevokeAPIKeyPayload, error)
@@ -336,6 +378,7 @@ type QueryResolver interface {
 	Subscription(ctx context.Context) (*model.BillingSubscription, error)
 	APIKeys(ctx context.Context) ([]model.APIKey, error)
 	Invoices(ctx context.Context, first *int, after *string, status *model.InvoiceStatus) (*model.InvoiceConnection, error)
+	UpcomingInvoice(ctx context.Context) (*model.UpcomingInvoice, error)
 	Usage(ctx context.Context, period *string) (*model.Usage, error)
 	UsageByEndpoint(ctx context.Context, period *string, meter *string) ([]model.EndpointUsage, error)
 	UsageSeries(ctx context.Context, meter string, from time.Time, to time.Time) ([]model.UsagePoint, error)
@@ -647,6 +690,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Invoice.Number(childComplexity), true
+	case "Invoice.overage":
+		if e.ComplexityRoot.Invoice.Overage == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invoice.Overage(childComplexity), true
 	case "Invoice.pdfUrl":
 		if e.ComplexityRoot.Invoice.PDFURL == nil {
 			break
@@ -715,6 +764,31 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.InvoiceEdge.Node(childComplexity), true
+
+	case "InvoiceLine.amountCents":
+		if e.ComplexityRoot.InvoiceLine.AmountCents == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InvoiceLine.AmountCents(childComplexity), true
+	case "InvoiceLine.description":
+		if e.ComplexityRoot.InvoiceLine.Description == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InvoiceLine.Description(childComplexity), true
+	case "InvoiceLine.kind":
+		if e.ComplexityRoot.InvoiceLine.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InvoiceLine.Kind(childComplexity), true
+	case "InvoiceLine.quantity":
+		if e.ComplexityRoot.InvoiceLine.Quantity == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InvoiceLine.Quantity(childComplexity), true
 
 	case "MeterUsage.hard":
 		if e.ComplexityRoot.MeterUsage.Hard == nil {
@@ -935,6 +1009,61 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Organization.Name(childComplexity), true
 
+	case "OverageCharge.allowance":
+		if e.ComplexityRoot.OverageCharge.Allowance == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OverageCharge.Allowance(childComplexity), true
+	case "OverageCharge.amountCents":
+		if e.ComplexityRoot.OverageCharge.AmountCents == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OverageCharge.AmountCents(childComplexity), true
+	case "OverageCharge.currency":
+		if e.ComplexityRoot.OverageCharge.Currency == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OverageCharge.Currency(childComplexity), true
+	case "OverageCharge.description":
+		if e.ComplexityRoot.OverageCharge.Description == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OverageCharge.Description(childComplexity), true
+	case "OverageCharge.meter":
+		if e.ComplexityRoot.OverageCharge.Meter == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OverageCharge.Meter(childComplexity), true
+	case "OverageCharge.per":
+		if e.ComplexityRoot.OverageCharge.Per == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OverageCharge.Per(childComplexity), true
+	case "OverageCharge.period":
+		if e.ComplexityRoot.OverageCharge.Period == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OverageCharge.Period(childComplexity), true
+	case "OverageCharge.quantity":
+		if e.ComplexityRoot.OverageCharge.Quantity == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OverageCharge.Quantity(childComplexity), true
+	case "OverageCharge.unitAmountCents":
+		if e.ComplexityRoot.OverageCharge.UnitAmountCents == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OverageCharge.UnitAmountCents(childComplexity), true
+
 	case "PageInfo.endCursor":
 		if e.ComplexityRoot.PageInfo.EndCursor == nil {
 			break
@@ -1107,6 +1236,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Subscription(childComplexity), true
+	case "Query.upcomingInvoice":
+		if e.ComplexityRoot.Query.UpcomingInvoice == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.UpcomingInvoice(childComplexity), true
 	case "Query.usage":
 		if e.ComplexityRoot.Query.Usage == nil {
 			break
@@ -1257,6 +1392,74 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SubscriptionPayload.UserErrors(childComplexity), true
+
+	case "UpcomingInvoice.overageSoFar":
+		if e.ComplexityRoot.UpcomingInvoice.OverageSoFar == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UpcomingInvoice.OverageSoFar(childComplexity), true
+	case "UpcomingInvoice.overageSoFarCents":
+		if e.ComplexityRoot.UpcomingInvoice.OverageSoFarCents == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UpcomingInvoice.OverageSoFarCents(childComplexity), true
+	case "UpcomingInvoice.stripe":
+		if e.ComplexityRoot.UpcomingInvoice.Stripe == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UpcomingInvoice.Stripe(childComplexity), true
+
+	case "UpcomingStripeInvoice.amountDue":
+		if e.ComplexityRoot.UpcomingStripeInvoice.AmountDue == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UpcomingStripeInvoice.AmountDue(childComplexity), true
+	case "UpcomingStripeInvoice.currency":
+		if e.ComplexityRoot.UpcomingStripeInvoice.Currency == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UpcomingStripeInvoice.Currency(childComplexity), true
+	case "UpcomingStripeInvoice.lines":
+		if e.ComplexityRoot.UpcomingStripeInvoice.Lines == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UpcomingStripeInvoice.Lines(childComplexity), true
+	case "UpcomingStripeInvoice.nextPaymentAttempt":
+		if e.ComplexityRoot.UpcomingStripeInvoice.NextPaymentAttempt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UpcomingStripeInvoice.NextPaymentAttempt(childComplexity), true
+	case "UpcomingStripeInvoice.periodEnd":
+		if e.ComplexityRoot.UpcomingStripeInvoice.PeriodEnd == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UpcomingStripeInvoice.PeriodEnd(childComplexity), true
+	case "UpcomingStripeInvoice.periodStart":
+		if e.ComplexityRoot.UpcomingStripeInvoice.PeriodStart == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UpcomingStripeInvoice.PeriodStart(childComplexity), true
+	case "UpcomingStripeInvoice.subtotal":
+		if e.ComplexityRoot.UpcomingStripeInvoice.Subtotal == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UpcomingStripeInvoice.Subtotal(childComplexity), true
+	case "UpcomingStripeInvoice.total":
+		if e.ComplexityRoot.UpcomingStripeInvoice.Total == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UpcomingStripeInvoice.Total(childComplexity), true
 
 	case "Usage.meters":
 		if e.ComplexityRoot.Usage.Meters == nil {
@@ -1650,6 +1853,11 @@ type Query {
   "Invoices, newest first, as a Relay connection with opaque keyset cursors. ` + "`" + `first` + "`" + ` is capped at 100."
   invoices(first: Int = 20, after: String, status: InvoiceStatus): InvoiceConnection!
     @hasScope(anyOf: [BILLING_READ])
+  """
+  The subscription's next invoice as Stripe previews it, beside the overage Tollgate would add for the
+  current month so far (billed on the first invoice after the month closes). Null without a paid subscription.
+  """
+  upcomingInvoice: UpcomingInvoice @hasScope(anyOf: [BILLING_READ])
 
   "Usage of every meter in a period (` + "`" + `YYYY-MM` + "`" + `, default the current UTC month). Read from rollups, never from raw events."
   usage(period: String): Usage! @hasScope(anyOf: [BILLING_READ])
@@ -1917,6 +2125,55 @@ type Invoice {
   hostedInvoiceUrl: String
   pdfUrl: String
   createdAt: Time!
+  "The overage Tollgate billed on this invoice: one line per meter and closed month."
+  overage: [OverageCharge!]!
+}
+
+"Usage of one meter past its soft limit in one UTC month, priced per started package of ` + "`" + `per` + "`" + ` units."
+type OverageCharge {
+  meter: String!
+  "The month, YYYY-MM."
+  period: String!
+  "Units over the allowance."
+  quantity: Int64!
+  allowance: Int64!
+  unitAmountCents: Int64!
+  per: Int64!
+  amountCents: Int64!
+  currency: String!
+  "The invoice item's text, as the customer reads it."
+  description: String!
+}
+
+"The next invoice, labelled by who adds what."
+type UpcomingInvoice {
+  "Stripe's preview of the subscription's next invoice, without Tollgate's overage."
+  stripe: UpcomingStripeInvoice!
+  "The overage of the current month so far, if it closed now; grows with usage until it closes."
+  overageSoFar: [OverageCharge!]!
+  "The sum of overageSoFar, in the plan's currency."
+  overageSoFarCents: Int64!
+}
+
+type UpcomingStripeInvoice {
+  amountDue: Int64!
+  subtotal: Int64!
+  total: Int64!
+  currency: String!
+  periodStart: Time
+  periodEnd: Time
+  "When Stripe will try to collect it."
+  nextPaymentAttempt: Time
+  lines: [InvoiceLine!]!
+}
+
+"One line of a Stripe invoice."
+type InvoiceLine {
+  description: String!
+  amountCents: Int64!
+  quantity: Int64!
+  "Stripe's line type: subscription or invoiceitem."
+  kind: String!
 }
 
 type InvoiceEdge {
@@ -2309,6 +2566,8 @@ func (ec *executionContext) childFields_Invoice(ctx context.Context, field graph
 		return ec.fieldContext_Invoice_pdfUrl(ctx, field)
 	case "createdAt":
 		return ec.fieldContext_Invoice_createdAt(ctx, field)
+	case "overage":
+		return ec.fieldContext_Invoice_overage(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Invoice", field.Name)
 }
@@ -2333,6 +2592,20 @@ func (ec *executionContext) childFields_InvoiceEdge(ctx context.Context, field g
 		return ec.fieldContext_InvoiceEdge_node(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type InvoiceEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_InvoiceLine(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "description":
+		return ec.fieldContext_InvoiceLine_description(ctx, field)
+	case "amountCents":
+		return ec.fieldContext_InvoiceLine_amountCents(ctx, field)
+	case "quantity":
+		return ec.fieldContext_InvoiceLine_quantity(ctx, field)
+	case "kind":
+		return ec.fieldContext_InvoiceLine_kind(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type InvoiceLine", field.Name)
 }
 
 func (ec *executionContext) childFields_MeterUsage(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2371,6 +2644,30 @@ func (ec *executionContext) childFields_Organization(ctx context.Context, field 
 		return ec.fieldContext_Organization_createdAt(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Organization", field.Name)
+}
+
+func (ec *executionContext) childFields_OverageCharge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "meter":
+		return ec.fieldContext_OverageCharge_meter(ctx, field)
+	case "period":
+		return ec.fieldContext_OverageCharge_period(ctx, field)
+	case "quantity":
+		return ec.fieldContext_OverageCharge_quantity(ctx, field)
+	case "allowance":
+		return ec.fieldContext_OverageCharge_allowance(ctx, field)
+	case "unitAmountCents":
+		return ec.fieldContext_OverageCharge_unitAmountCents(ctx, field)
+	case "per":
+		return ec.fieldContext_OverageCharge_per(ctx, field)
+	case "amountCents":
+		return ec.fieldContext_OverageCharge_amountCents(ctx, field)
+	case "currency":
+		return ec.fieldContext_OverageCharge_currency(ctx, field)
+	case "description":
+		return ec.fieldContext_OverageCharge_description(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type OverageCharge", field.Name)
 }
 
 func (ec *executionContext) childFields_PageInfo(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2497,6 +2794,40 @@ func (ec *executionContext) childFields_SubscriptionPayload(ctx context.Context,
 		return ec.fieldContext_SubscriptionPayload_userErrors(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type SubscriptionPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_UpcomingInvoice(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "stripe":
+		return ec.fieldContext_UpcomingInvoice_stripe(ctx, field)
+	case "overageSoFar":
+		return ec.fieldContext_UpcomingInvoice_overageSoFar(ctx, field)
+	case "overageSoFarCents":
+		return ec.fieldContext_UpcomingInvoice_overageSoFarCents(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type UpcomingInvoice", field.Name)
+}
+
+func (ec *executionContext) childFields_UpcomingStripeInvoice(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "amountDue":
+		return ec.fieldContext_UpcomingStripeInvoice_amountDue(ctx, field)
+	case "subtotal":
+		return ec.fieldContext_UpcomingStripeInvoice_subtotal(ctx, field)
+	case "total":
+		return ec.fieldContext_UpcomingStripeInvoice_total(ctx, field)
+	case "currency":
+		return ec.fieldContext_UpcomingStripeInvoice_currency(ctx, field)
+	case "periodStart":
+		return ec.fieldContext_UpcomingStripeInvoice_periodStart(ctx, field)
+	case "periodEnd":
+		return ec.fieldContext_UpcomingStripeInvoice_periodEnd(ctx, field)
+	case "nextPaymentAttempt":
+		return ec.fieldContext_UpcomingStripeInvoice_nextPaymentAttempt(ctx, field)
+	case "lines":
+		return ec.fieldContext_UpcomingStripeInvoice_lines(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type UpcomingStripeInvoice", field.Name)
 }
 
 func (ec *executionContext) childFields_Usage(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -4423,6 +4754,38 @@ func (ec *executionContext) fieldContext_Invoice_createdAt(_ context.Context, fi
 	return graphql.NewScalarFieldContext("Invoice", field, false, false, errors.New("field of type Time does not have child fields"))
 }
 
+func (ec *executionContext) _Invoice_overage(ctx context.Context, field graphql.CollectedField, obj *model.Invoice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Invoice_overage(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Invoice().Overage(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []model.OverageCharge) graphql.Marshaler {
+			return ec.marshalNOverageCharge2ᚕgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐOverageChargeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Invoice_overage(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Invoice",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_OverageCharge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _InvoiceConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.InvoiceConnection) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -4572,6 +4935,98 @@ func (ec *executionContext) fieldContext_InvoiceEdge_node(_ context.Context, fie
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _InvoiceLine_description(ctx context.Context, field graphql.CollectedField, obj *model.InvoiceLine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_InvoiceLine_description(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Description, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_InvoiceLine_description(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("InvoiceLine", field, false, false, errors.New("field of type String does not have child fields"))
+}
+
+func (ec *executionContext) _InvoiceLine_amountCents(ctx context.Context, field graphql.CollectedField, obj *model.InvoiceLine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_InvoiceLine_amountCents(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AmountCents, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_InvoiceLine_amountCents(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("InvoiceLine", field, false, false, errors.New("field of type Int64 does not have child fields"))
+}
+
+func (ec *executionContext) _InvoiceLine_quantity(ctx context.Context, field graphql.CollectedField, obj *model.InvoiceLine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_InvoiceLine_quantity(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Quantity, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_InvoiceLine_quantity(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("InvoiceLine", field, false, false, errors.New("field of type Int64 does not have child fields"))
+}
+
+func (ec *executionContext) _InvoiceLine_kind(ctx context.Context, field graphql.CollectedField, obj *model.InvoiceLine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_InvoiceLine_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Kind, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_InvoiceLine_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("InvoiceLine", field, false, false, errors.New("field of type String does not have child fields"))
 }
 
 func (ec *executionContext) _MeterUsage_meter(ctx context.Context, field graphql.CollectedField, obj *model.MeterUsage) (ret graphql.Marshaler) {
@@ -5667,6 +6122,213 @@ func (ec *executionContext) fieldContext_Organization_createdAt(_ context.Contex
 	return graphql.NewScalarFieldContext("Organization", field, false, false, errors.New("field of type Time does not have child fields"))
 }
 
+func (ec *executionContext) _OverageCharge_meter(ctx context.Context, field graphql.CollectedField, obj *model.OverageCharge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OverageCharge_meter(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Meter, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OverageCharge_meter(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OverageCharge", field, false, false, errors.New("field of type String does not have child fields"))
+}
+
+func (ec *executionContext) _OverageCharge_period(ctx context.Context, field graphql.CollectedField, obj *model.OverageCharge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OverageCharge_period(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Period, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OverageCharge_period(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OverageCharge", field, false, false, errors.New("field of type String does not have child fields"))
+}
+
+func (ec *executionContext) _OverageCharge_quantity(ctx context.Context, field graphql.CollectedField, obj *model.OverageCharge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OverageCharge_quantity(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Quantity, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OverageCharge_quantity(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OverageCharge", field, false, false, errors.New("field of type Int64 does not have child fields"))
+}
+
+func (ec *executionContext) _OverageCharge_allowance(ctx context.Context, field graphql.CollectedField, obj *model.OverageCharge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OverageCharge_allowance(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Allowance, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OverageCharge_allowance(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OverageCharge", field, false, false, errors.New("field of type Int64 does not have child fields"))
+}
+
+func (ec *executionContext) _OverageCharge_unitAmountCents(ctx context.Context, field graphql.CollectedField, obj *model.OverageCharge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OverageCharge_unitAmountCents(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UnitAmountCents, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OverageCharge_unitAmountCents(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OverageCharge", field, false, false, errors.New("field of type Int64 does not have child fields"))
+}
+
+func (ec *executionContext) _OverageCharge_per(ctx context.Context, field graphql.CollectedField, obj *model.OverageCharge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OverageCharge_per(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Per, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OverageCharge_per(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OverageCharge", field, false, false, errors.New("field of type Int64 does not have child fields"))
+}
+
+func (ec *executionContext) _OverageCharge_amountCents(ctx context.Context, field graphql.CollectedField, obj *model.OverageCharge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OverageCharge_amountCents(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AmountCents, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OverageCharge_amountCents(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OverageCharge", field, false, false, errors.New("field of type Int64 does not have child fields"))
+}
+
+func (ec *executionContext) _OverageCharge_currency(ctx context.Context, field graphql.CollectedField, obj *model.OverageCharge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OverageCharge_currency(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Currency, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OverageCharge_currency(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OverageCharge", field, false, false, errors.New("field of type String does not have child fields"))
+}
+
+func (ec *executionContext) _OverageCharge_description(ctx context.Context, field graphql.CollectedField, obj *model.OverageCharge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OverageCharge_description(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Description, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OverageCharge_description(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OverageCharge", field, false, false, errors.New("field of type String does not have child fields"))
+}
+
 func (ec *executionContext) _PageInfo_hasNextPage(ctx context.Context, field graphql.CollectedField, obj *model.PageInfo) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -6449,6 +7111,56 @@ func (ec *executionContext) fieldContext_Query_invoices(ctx context.Context, fie
 	if fc.Args, err = ec.field_Query_invoices_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_upcomingInvoice(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_upcomingInvoice(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().UpcomingInvoice(ctx)
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				anyOf, err := ec.unmarshalNScope2ᚕgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐScopeᚄ(ctx, []any{"BILLING_READ"})
+				if err != nil {
+					var zeroVal *model.UpcomingInvoice
+					return zeroVal, err
+				}
+				if ec.Directives.HasScope == nil {
+					var zeroVal *model.UpcomingInvoice
+					return zeroVal, errors.New("directive hasScope is not implemented")
+				}
+				return ec.Directives.HasScope(ctx, nil, directive0, anyOf)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.UpcomingInvoice) graphql.Marshaler {
+			return ec.marshalOUpcomingInvoice2ᚖgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐUpcomingInvoice(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Query_upcomingInvoice(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_UpcomingInvoice(ctx, field)
+		},
 	}
 	return fc, nil
 }
@@ -7287,6 +7999,286 @@ func (ec *executionContext) fieldContext_SubscriptionPayload_userErrors(_ contex
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_UserError(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _UpcomingInvoice_stripe(ctx context.Context, field graphql.CollectedField, obj *model.UpcomingInvoice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UpcomingInvoice_stripe(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Stripe, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.UpcomingStripeInvoice) graphql.Marshaler {
+			return ec.marshalNUpcomingStripeInvoice2ᚖgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐUpcomingStripeInvoice(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UpcomingInvoice_stripe(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "UpcomingInvoice",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_UpcomingStripeInvoice(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _UpcomingInvoice_overageSoFar(ctx context.Context, field graphql.CollectedField, obj *model.UpcomingInvoice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UpcomingInvoice_overageSoFar(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OverageSoFar, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []model.OverageCharge) graphql.Marshaler {
+			return ec.marshalNOverageCharge2ᚕgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐOverageChargeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UpcomingInvoice_overageSoFar(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "UpcomingInvoice",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_OverageCharge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _UpcomingInvoice_overageSoFarCents(ctx context.Context, field graphql.CollectedField, obj *model.UpcomingInvoice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UpcomingInvoice_overageSoFarCents(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OverageSoFarCents, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UpcomingInvoice_overageSoFarCents(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UpcomingInvoice", field, false, false, errors.New("field of type Int64 does not have child fields"))
+}
+
+func (ec *executionContext) _UpcomingStripeInvoice_amountDue(ctx context.Context, field graphql.CollectedField, obj *model.UpcomingStripeInvoice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UpcomingStripeInvoice_amountDue(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AmountDue, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UpcomingStripeInvoice_amountDue(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UpcomingStripeInvoice", field, false, false, errors.New("field of type Int64 does not have child fields"))
+}
+
+func (ec *executionContext) _UpcomingStripeInvoice_subtotal(ctx context.Context, field graphql.CollectedField, obj *model.UpcomingStripeInvoice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UpcomingStripeInvoice_subtotal(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Subtotal, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UpcomingStripeInvoice_subtotal(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UpcomingStripeInvoice", field, false, false, errors.New("field of type Int64 does not have child fields"))
+}
+
+func (ec *executionContext) _UpcomingStripeInvoice_total(ctx context.Context, field graphql.CollectedField, obj *model.UpcomingStripeInvoice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UpcomingStripeInvoice_total(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Total, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UpcomingStripeInvoice_total(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UpcomingStripeInvoice", field, false, false, errors.New("field of type Int64 does not have child fields"))
+}
+
+func (ec *executionContext) _UpcomingStripeInvoice_currency(ctx context.Context, field graphql.CollectedField, obj *model.UpcomingStripeInvoice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UpcomingStripeInvoice_currency(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Currency, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UpcomingStripeInvoice_currency(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UpcomingStripeInvoice", field, false, false, errors.New("field of type String does not have child fields"))
+}
+
+func (ec *executionContext) _UpcomingStripeInvoice_periodStart(ctx context.Context, field graphql.CollectedField, obj *model.UpcomingStripeInvoice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UpcomingStripeInvoice_periodStart(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PeriodStart, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_UpcomingStripeInvoice_periodStart(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UpcomingStripeInvoice", field, false, false, errors.New("field of type Time does not have child fields"))
+}
+
+func (ec *executionContext) _UpcomingStripeInvoice_periodEnd(ctx context.Context, field graphql.CollectedField, obj *model.UpcomingStripeInvoice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UpcomingStripeInvoice_periodEnd(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PeriodEnd, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_UpcomingStripeInvoice_periodEnd(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UpcomingStripeInvoice", field, false, false, errors.New("field of type Time does not have child fields"))
+}
+
+func (ec *executionContext) _UpcomingStripeInvoice_nextPaymentAttempt(ctx context.Context, field graphql.CollectedField, obj *model.UpcomingStripeInvoice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UpcomingStripeInvoice_nextPaymentAttempt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.NextPaymentAttempt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_UpcomingStripeInvoice_nextPaymentAttempt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UpcomingStripeInvoice", field, false, false, errors.New("field of type Time does not have child fields"))
+}
+
+func (ec *executionContext) _UpcomingStripeInvoice_lines(ctx context.Context, field graphql.CollectedField, obj *model.UpcomingStripeInvoice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UpcomingStripeInvoice_lines(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Lines, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []model.InvoiceLine) graphql.Marshaler {
+			return ec.marshalNInvoiceLine2ᚕgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐInvoiceLineᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UpcomingStripeInvoice_lines(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "UpcomingStripeInvoice",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_InvoiceLine(ctx, field)
 		},
 	}
 	return fc, nil
@@ -10263,68 +11255,106 @@ func (ec *executionContext) _Invoice(ctx context.Context, sel ast.SelectionSet, 
 		case "id":
 			out.Values[i] = ec._Invoice_id(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "number":
 			out.Values[i] = ec._Invoice_number(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "status":
 			out.Values[i] = ec._Invoice_status(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "amountDue":
 			out.Values[i] = ec._Invoice_amountDue(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "amountPaid":
 			out.Values[i] = ec._Invoice_amountPaid(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "total":
 			out.Values[i] = ec._Invoice_total(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "currency":
 			out.Values[i] = ec._Invoice_currency(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "periodStart":
 			out.Values[i] = ec._Invoice_periodStart(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "periodEnd":
 			out.Values[i] = ec._Invoice_periodEnd(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "paidAt":
 			out.Values[i] = ec._Invoice_paidAt(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "hostedInvoiceUrl":
 			out.Values[i] = ec._Invoice_hostedInvoiceUrl(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "pdfUrl":
 			out.Values[i] = ec._Invoice_pdfUrl(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "createdAt":
 			out.Values[i] = ec._Invoice_createdAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "overage":
+			field := field
+
+			innerFunc := func(ctx context.Context, fs *graphql.FieldSet) (res graphql.Marshaler) {
+				defer func() {
+					if r := recover(); r != nil {
+						ec.Error(ctx, ec.Recover(ctx, r))
+					}
+				}()
+				res = ec._Invoice_overage(ctx, field, obj)
+				if res == graphql.Null {
+					atomic.AddUint32(&fs.Invalids, 1)
+				}
+				return res
+			}
+
+			if field.IsDeferred() {
+				deferredFieldSet.AddField(field)
+				fieldIndex := len(deferredFieldSet.Values) - 1
+				deferredFieldSet.Concurrently(fieldIndex, func(ctx context.Context) graphql.Marshaler {
+					return innerFunc(ctx, deferredFieldSet)
+				})
+
+				for _, deferrable := range field.Deferrables {
+					view, ok := deferLabelToView[deferrable.Label]
+					if !ok {
+						view = deferredFieldSet.NewView()
+						deferLabelToView[deferrable.Label] = view
+					}
+					view.AddIndices(fieldIndex)
+				}
+
+				// don't run the out.Concurrently() call below
+				out.Values[i] = graphql.Null
+				continue
+			}
+
+			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -10413,6 +11443,59 @@ func (ec *executionContext) _InvoiceEdge(ctx context.Context, sel ast.SelectionS
 			}
 		case "node":
 			out.Values[i] = ec._InvoiceEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
+
+	ec.ProcessDeferredGroup(graphql.DeferredGroup{
+		Defers:   deferLabelToView,
+		Path:     graphql.GetPath(ctx),
+		FieldSet: deferredFieldSet,
+		Context:  ctx,
+	})
+
+	return out
+}
+
+var invoiceLineImplementors = []string{"InvoiceLine"}
+
+func (ec *executionContext) _InvoiceLine(ctx context.Context, sel ast.SelectionSet, obj *model.InvoiceLine) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, invoiceLineImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferredFieldSet := graphql.NewFieldSet(nil)
+	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("InvoiceLine")
+		case "description":
+			out.Values[i] = ec._InvoiceLine_description(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "amountCents":
+			out.Values[i] = ec._InvoiceLine_amountCents(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "quantity":
+			out.Values[i] = ec._InvoiceLine_quantity(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "kind":
+			out.Values[i] = ec._InvoiceLine_kind(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -10676,6 +11759,84 @@ func (ec *executionContext) _Organization(ctx context.Context, sel ast.Selection
 			}
 		case "createdAt":
 			out.Values[i] = ec._Organization_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
+
+	ec.ProcessDeferredGroup(graphql.DeferredGroup{
+		Defers:   deferLabelToView,
+		Path:     graphql.GetPath(ctx),
+		FieldSet: deferredFieldSet,
+		Context:  ctx,
+	})
+
+	return out
+}
+
+var overageChargeImplementors = []string{"OverageCharge"}
+
+func (ec *executionContext) _OverageCharge(ctx context.Context, sel ast.SelectionSet, obj *model.OverageCharge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, overageChargeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferredFieldSet := graphql.NewFieldSet(nil)
+	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("OverageCharge")
+		case "meter":
+			out.Values[i] = ec._OverageCharge_meter(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "period":
+			out.Values[i] = ec._OverageCharge_period(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "quantity":
+			out.Values[i] = ec._OverageCharge_quantity(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "allowance":
+			out.Values[i] = ec._OverageCharge_allowance(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "unitAmountCents":
+			out.Values[i] = ec._OverageCharge_unitAmountCents(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "per":
+			out.Values[i] = ec._OverageCharge_per(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "amountCents":
+			out.Values[i] = ec._OverageCharge_amountCents(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "currency":
+			out.Values[i] = ec._OverageCharge_currency(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "description":
+			out.Values[i] = ec._OverageCharge_description(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -11072,6 +12233,28 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 			}
 
 			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return rrm(innerCtx) })
+		case "upcomingInvoice":
+			field := field
+
+			innerFunc := func(ctx context.Context, fs *graphql.FieldSet) (res graphql.Marshaler) {
+				defer func() {
+					if r := recover(); r != nil {
+						ec.Error(ctx, ec.Recover(ctx, r))
+					}
+				}()
+				res = ec._Query_upcomingInvoice(ctx, field)
+				if res == graphql.RequiredNull {
+					atomic.AddUint32(&fs.Invalids, 1)
+				}
+				return res
+			}
+
+			rrm := func(ctx context.Context) graphql.Marshaler {
+				return ec.OperationContext.RootResolverMiddleware(ctx,
+					func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
+			}
+
+			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return rrm(innerCtx) })
 		case "usage":
 			field := field
 
@@ -11450,6 +12633,127 @@ func (ec *executionContext) _SubscriptionPayload(ctx context.Context, sel ast.Se
 			}
 		case "userErrors":
 			out.Values[i] = ec._SubscriptionPayload_userErrors(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
+
+	ec.ProcessDeferredGroup(graphql.DeferredGroup{
+		Defers:   deferLabelToView,
+		Path:     graphql.GetPath(ctx),
+		FieldSet: deferredFieldSet,
+		Context:  ctx,
+	})
+
+	return out
+}
+
+var upcomingInvoiceImplementors = []string{"UpcomingInvoice"}
+
+func (ec *executionContext) _UpcomingInvoice(ctx context.Context, sel ast.SelectionSet, obj *model.UpcomingInvoice) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, upcomingInvoiceImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferredFieldSet := graphql.NewFieldSet(nil)
+	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("UpcomingInvoice")
+		case "stripe":
+			out.Values[i] = ec._UpcomingInvoice_stripe(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "overageSoFar":
+			out.Values[i] = ec._UpcomingInvoice_overageSoFar(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "overageSoFarCents":
+			out.Values[i] = ec._UpcomingInvoice_overageSoFarCents(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
+
+	ec.ProcessDeferredGroup(graphql.DeferredGroup{
+		Defers:   deferLabelToView,
+		Path:     graphql.GetPath(ctx),
+		FieldSet: deferredFieldSet,
+		Context:  ctx,
+	})
+
+	return out
+}
+
+var upcomingStripeInvoiceImplementors = []string{"UpcomingStripeInvoice"}
+
+func (ec *executionContext) _UpcomingStripeInvoice(ctx context.Context, sel ast.SelectionSet, obj *model.UpcomingStripeInvoice) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, upcomingStripeInvoiceImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferredFieldSet := graphql.NewFieldSet(nil)
+	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("UpcomingStripeInvoice")
+		case "amountDue":
+			out.Values[i] = ec._UpcomingStripeInvoice_amountDue(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "subtotal":
+			out.Values[i] = ec._UpcomingStripeInvoice_subtotal(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "total":
+			out.Values[i] = ec._UpcomingStripeInvoice_total(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "currency":
+			out.Values[i] = ec._UpcomingStripeInvoice_currency(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "periodStart":
+			out.Values[i] = ec._UpcomingStripeInvoice_periodStart(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "periodEnd":
+			out.Values[i] = ec._UpcomingStripeInvoice_periodEnd(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "nextPaymentAttempt":
+			out.Values[i] = ec._UpcomingStripeInvoice_nextPaymentAttempt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "lines":
+			out.Values[i] = ec._UpcomingStripeInvoice_lines(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -12648,6 +13952,26 @@ func (ec *executionContext) marshalNInvoiceEdge2ᚕgithubᚗcomᚋtollgateᚑbil
 	return ret
 }
 
+func (ec *executionContext) marshalNInvoiceLine2githubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐInvoiceLine(ctx context.Context, sel ast.SelectionSet, v model.InvoiceLine) graphql.Marshaler {
+	return ec._InvoiceLine(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNInvoiceLine2ᚕgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐInvoiceLineᚄ(ctx context.Context, sel ast.SelectionSet, v []model.InvoiceLine) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNInvoiceLine2githubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐInvoiceLine(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
 func (ec *executionContext) unmarshalNInvoiceStatus2githubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐInvoiceStatus(ctx context.Context, v any) (model.InvoiceStatus, error) {
 	var res model.InvoiceStatus
 	err := res.UnmarshalGQL(v)
@@ -12696,6 +14020,26 @@ func (ec *executionContext) marshalNOrganization2ᚖgithubᚗcomᚋtollgateᚑbi
 		return graphql.Null
 	}
 	return ec._Organization(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNOverageCharge2githubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐOverageCharge(ctx context.Context, sel ast.SelectionSet, v model.OverageCharge) graphql.Marshaler {
+	return ec._OverageCharge(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNOverageCharge2ᚕgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐOverageChargeᚄ(ctx context.Context, sel ast.SelectionSet, v []model.OverageCharge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNOverageCharge2githubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐOverageCharge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) marshalNPageInfo2ᚖgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐPageInfo(ctx context.Context, sel ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
@@ -12947,6 +14291,16 @@ func (ec *executionContext) marshalNTime2timeᚐTime(ctx context.Context, sel as
 		}
 	}
 	return res
+}
+
+func (ec *executionContext) marshalNUpcomingStripeInvoice2ᚖgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐUpcomingStripeInvoice(ctx context.Context, sel ast.SelectionSet, v *model.UpcomingStripeInvoice) graphql.Marshaler {
+	if v == nil {
+		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
+			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
+		}
+		return graphql.Null
+	}
+	return ec._UpcomingStripeInvoice(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNUpdateWebhookEndpointInput2githubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐUpdateWebhookEndpointInput(ctx context.Context, v any) (model.UpdateWebhookEndpointInput, error) {
@@ -13513,6 +14867,13 @@ func (ec *executionContext) marshalOTime2ᚖtimeᚐTime(ctx context.Context, sel
 	_ = ctx
 	res := model.MarshalTime(*v)
 	return res
+}
+
+func (ec *executionContext) marshalOUpcomingInvoice2ᚖgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐUpcomingInvoice(ctx context.Context, sel ast.SelectionSet, v *model.UpcomingInvoice) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._UpcomingInvoice(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalOUsageReason2ᚖgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐUsageReason(ctx context.Context, v any) (*model.UsageReason, error) {

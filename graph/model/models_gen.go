@@ -153,6 +153,8 @@ type Invoice struct {
 	HostedInvoiceURL *string       `json:"hostedInvoiceUrl,omitempty"`
 	PDFURL           *string       `json:"pdfUrl,omitempty"`
 	CreatedAt        time.Time     `json:"createdAt"`
+	// The overage Tollgate billed on this invoice: one line per meter and closed month.
+	Overage []OverageCharge `json:"overage"`
 }
 
 type InvoiceConnection struct {
@@ -164,6 +166,15 @@ type InvoiceConnection struct {
 type InvoiceEdge struct {
 	Cursor string   `json:"cursor"`
 	Node   *Invoice `json:"node"`
+}
+
+// One line of a Stripe invoice.
+type InvoiceLine struct {
+	Description string `json:"description"`
+	AmountCents int64  `json:"amountCents"`
+	Quantity    int64  `json:"quantity"`
+	// Stripe's line type: subscription or invoiceitem.
+	Kind string `json:"kind"`
 }
 
 type MeterUsage struct {
@@ -191,6 +202,22 @@ type Organization struct {
 	Name         string    `json:"name"`
 	BillingEmail *string   `json:"billingEmail,omitempty"`
 	CreatedAt    time.Time `json:"createdAt"`
+}
+
+// Usage of one meter past its soft limit in one UTC month, priced per started package of `per` units.
+type OverageCharge struct {
+	Meter string `json:"meter"`
+	// The month, YYYY-MM.
+	Period string `json:"period"`
+	// Units over the allowance.
+	Quantity        int64  `json:"quantity"`
+	Allowance       int64  `json:"allowance"`
+	UnitAmountCents int64  `json:"unitAmountCents"`
+	Per             int64  `json:"per"`
+	AmountCents     int64  `json:"amountCents"`
+	Currency        string `json:"currency"`
+	// The invoice item's text, as the customer reads it.
+	Description string `json:"description"`
 }
 
 type PageInfo struct {
@@ -283,6 +310,28 @@ type RevokeAPIKeyPayload struct {
 type SubscriptionPayload struct {
 	Subscription *BillingSubscription `json:"subscription,omitempty"`
 	UserErrors   []UserError          `json:"userErrors"`
+}
+
+// The next invoice, labelled by who adds what.
+type UpcomingInvoice struct {
+	// Stripe's preview of the subscription's next invoice, without Tollgate's overage.
+	Stripe *UpcomingStripeInvoice `json:"stripe"`
+	// The overage of the current month so far, if it closed now; grows with usage until it closes.
+	OverageSoFar []OverageCharge `json:"overageSoFar"`
+	// The sum of overageSoFar, in the plan's currency.
+	OverageSoFarCents int64 `json:"overageSoFarCents"`
+}
+
+type UpcomingStripeInvoice struct {
+	AmountDue   int64      `json:"amountDue"`
+	Subtotal    int64      `json:"subtotal"`
+	Total       int64      `json:"total"`
+	Currency    string     `json:"currency"`
+	PeriodStart *time.Time `json:"periodStart,omitempty"`
+	PeriodEnd   *time.Time `json:"periodEnd,omitempty"`
+	// When Stripe will try to collect it.
+	NextPaymentAttempt *time.Time    `json:"nextPaymentAttempt,omitempty"`
+	Lines              []InvoiceLine `json:"lines"`
 }
 
 type UpdateWebhookEndpointInput struct {

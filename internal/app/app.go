@@ -21,6 +21,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/redis/go-redis/v9"
 	"github.com/stripe/stripe-go/v76/client"
+	"gorm.io/gorm"
 
 	"github.com/tollgate-billing/tollgate/internal/auth"
 	"github.com/tollgate-billing/tollgate/internal/billing"
@@ -31,6 +32,7 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/observe"
 	"github.com/tollgate-billing/tollgate/internal/orgs"
 	"github.com/tollgate-billing/tollgate/internal/outbound"
+	"github.com/tollgate-billing/tollgate/internal/overage"
 	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/ratelimit"
 	"github.com/tollgate-billing/tollgate/internal/redisconn"
@@ -55,7 +57,9 @@ type App struct {
 	Billing  *billing.Service
 	Invoices *invoices.Service
 	Usage    *usage.Service
-	Limiter  *ratelimit.Limiter
+	// Overage bills usage past soft limits on Stripe's cycle invoices.
+	Overage *overage.Service
+	Limiter *ratelimit.Limiter
 	// API protects Tollgate's own endpoint, per credential and address.
 	API  *ratelimit.API
 	Auth *auth.Authenticator
@@ -243,6 +247,10 @@ func (a *App) build(ctx context.Context) error {
 	a.Billing = billing.NewService(a.DB, a.Catalog, a.Clock, a.Stripe, a.Log)
 	a.Invoices = invoices.NewService(a.DB, a.Clock, a.Log)
 	a.Usage = usage.NewService(a.DB, a.Redis, a.Catalog, a.Billing, a.Clock, a.Log)
+	// Overage of closed months goes on each draft cycle invoice. The lead
+	// wires a.Overage.OnBilled to the outbound `overage.billed` event.
+	a.Overage = overage.NewService(a.DB, a.Usage, a.Billing, a.Stripe, a.Clock, a.Log)
+	a.Billing.OnCycleInvoice(a.Overage.InvoiceCreated)
 	// One limiter, two budgets: the plan's rate is answered as data by
 	// usageGate and consumeUsage; the API's own is HTTP 429.
 	a.Limiter = ratelimit.New(a.Redis, a.Log)
@@ -282,6 +290,18 @@ func (a *App) buildJobs(ctx context.Context) error {
 		DB: a.DB, Jobs: a.Jobs, Plans: a.Billing, Clock: a.Clock, Log: a.Log,
 		Production: a.Config.Env == config.Production,
 	})
+	// The host hears of each overage charge in the transaction that
+	// records it billed.
+	a.Overage.OnBilled = func(ctx context.Context, tx *gorm.DB, c overage.Charge) error {
+		invoice := ""
+		if c.StripeInvoiceID != nil {
+			invoice = *c.StripeInvoiceID
+		}
+		return a.Webhooks.Emit(ctx, tx, c.OrgID, outbound.OverageBilled, outbound.OverageBilledData{
+			Meter: c.Meter, Period: c.Period, Quantity: c.Quantity, Amount: c.Amount,
+			Currency: c.Currency, InvoiceID: invoice,
+		})
+	}
 	// Stopped before the database closes: running deliveries finish or
 	// are retried later.
 	a.closers = append(a.closers, func() {

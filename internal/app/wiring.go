@@ -18,6 +18,8 @@ func (a *App) resolver() *graph.Resolver {
 		Metering:  a.Usage,
 		Signing:   signing.Registrar{Keys: a.Keys},
 		Webhooks:  a.Webhooks,
+
+		OverageBilling: a.Overage,
 	}
 }
 

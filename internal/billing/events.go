@@ -164,3 +164,33 @@ func (s *Service) ApplyInvoiceEvent(ctx context.Context, tx *gorm.DB, eventType 
 	}
 	return s.MarkPastDue(ctx, tx, inv.Subscription.ID, at)
 }
+
+// OnCycleInvoice registers fn to hear of each subscription-cycle invoice
+// Stripe creates, with the organisation it bills: the moment charges for
+// the closed period (overage) can still be added to it. fn runs with no
+// transaction open, may call Stripe, and must be safe to run again for the
+// same invoice: it runs on every delivery of the event, and an error makes
+// Stripe deliver it again. Register at start-up.
+func (s *Service) OnCycleInvoice(fn func(ctx context.Context, orgID string, inv *stripe.Invoice) error) {
+	s.cycleInvoice = append(s.cycleInvoice, fn)
+}
+
+// InvoiceCreated applies what an invoice.created event means beyond the
+// invoice itself: a subscription-cycle invoice is offered to the
+// OnCycleInvoice hooks, draft or not (a finalized one takes nothing, and
+// they keep what they would have added for the next). Call it after the
+// event's transaction commits, with none open.
+func (s *Service) InvoiceCreated(ctx context.Context, inv *stripe.Invoice) error {
+	if inv.BillingReason != stripe.InvoiceBillingReasonSubscriptionCycle || len(s.cycleInvoice) == 0 {
+		return nil
+	}
+	orgID, err := s.InvoiceOrg(ctx, s.db.WithContext(ctx), inv)
+	if err != nil || orgID == "" {
+		return err
+	}
+	var errs []error
+	for _, fn := range s.cycleInvoice {
+		errs = append(errs, fn(ctx, orgID, inv))
+	}
+	return errors.Join(errs...)
+}

@@ -9,6 +9,7 @@ import (
 	"context"
 	"log/slog"
 
+	"github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/client"
 	"gorm.io/gorm"
 
@@ -28,6 +29,9 @@ type Service struct {
 	// changed are called with an organisation's id when its plan or
 	// subscription status changes, so caches elsewhere drop it.
 	changed []func(orgID string)
+	// cycleInvoice hear of each subscription-cycle invoice Stripe creates
+	// (see OnCycleInvoice).
+	cycleInvoice []func(ctx context.Context, orgID string, inv *stripe.Invoice) error
 	// orgLocks orders checkouts of one organisation within this process.
 	orgLocks orgLocks
 }

@@ -47,6 +47,28 @@ type Limit struct {
 	// overage.
 	Hard  bool  `yaml:"hard" json:"hard"`
 	Reset Reset `yaml:"-" json:"-"`
+	// Overage, on a soft limit, is what each started package of usage past
+	// the limit in a closed month costs; nil bills none.
+	Overage *OveragePrice `yaml:"overage" json:"overage"`
+}
+
+// OveragePrice is a package price for usage past a soft limit, in the
+// plan's currency: UnitAmountCents for every started Per units.
+type OveragePrice struct {
+	UnitAmountCents int64 `yaml:"unit_amount_cents" json:"unit_amount_cents"`
+	Per             int64 `yaml:"per" json:"per"`
+}
+
+// maxOverageUnitCents bounds one package's price ($10,000): a larger one is
+// a typo, and the bound keeps packages × price far from overflow.
+const maxOverageUnitCents = 1_000_000
+
+// Packages is how many packages over units makes: every started one counts.
+func (o OveragePrice) Packages(over int64) int64 {
+	if over <= 0 {
+		return 0
+	}
+	return (over-1)/o.Per + 1
 }
 
 // Billing intervals of a price.
@@ -262,6 +284,20 @@ func build(f file) (*Catalog, error) {
 			}
 			if l.Unlimited && l.Limit != 0 {
 				bad("%s: meter %q is unlimited and also has a limit", where, name)
+			}
+			if o := l.Overage; o != nil {
+				switch {
+				case l.Hard || l.Unlimited:
+					bad("%s: overage on %q needs a soft limit (hard: false, not unlimited)", where, name)
+				case meters[name].Reset != Monthly:
+					bad("%s: overage on %q needs a monthly meter: overage is billed per closed month", where, name)
+				case !p.Paid():
+					bad("%s: overage on %q needs a paid plan: it is billed on the plan's Stripe invoices", where, name)
+				case o.Per <= 0:
+					bad("%s: overage on %q: per must be a positive number of units", where, name)
+				case o.UnitAmountCents <= 0 || o.UnitAmountCents > maxOverageUnitCents:
+					bad("%s: overage on %q: unit_amount_cents must be from 1 to %d", where, name, maxOverageUnitCents)
+				}
 			}
 		}
 		// Every declared meter gets a limit; one the plan does not name is 0

@@ -95,6 +95,30 @@ plans:
 	}
 }
 
+// Starter and Growth bill their soft-limited meters past the allowance;
+// storage stays hard, and nothing on free or enterprise is billed as
+// overage.
+func TestDefaultOveragePrices(t *testing.T) {
+	c := Default()
+	for _, p := range c.Plans() {
+		for _, l := range p.Limits {
+			soft := (p.ID == "starter" || p.ID == "growth") && l.Meter != "storage_bytes"
+			if got := l.Overage != nil; got != soft {
+				t.Errorf("%s %s: overage priced = %v, want %v", p.ID, l.Meter, got, soft)
+			}
+		}
+	}
+}
+
+func TestOveragePackagesCountEveryStartedOne(t *testing.T) {
+	o := OveragePrice{UnitAmountCents: 50, Per: 1000}
+	for over, want := range map[int64]int64{0: 0, -5: 0, 1: 1, 999: 1, 1000: 1, 1001: 2, 2500: 3} {
+		if got := o.Packages(over); got != want {
+			t.Errorf("Packages(%d) = %d, want %d", over, got, want)
+		}
+	}
+}
+
 func TestLoadJSONFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "plans.json")
 	os.WriteFile(path, []byte(`{"meters":[{"name":"seats","reset":"never"}],
@@ -140,6 +164,18 @@ func TestInvalidPlansFiles(t *testing.T) {
 			"  - {id: a, name: A, prices: [{id: price_1, interval: month, amount_cents: 5, currency: dollars}], rate_limit_per_second: 1, limits: {api_calls: {limit: 1}}}\n", "3-letter ISO code"},
 		{"stripe_price_id that is not the monthly price", meters + "plans:\n" + free +
 			"  - {id: a, name: A, stripe_price_id: price_y, prices: [{id: price_m, interval: month, amount_cents: 5}, {id: price_y, interval: year, amount_cents: 50}], rate_limit_per_second: 1, limits: {api_calls: {limit: 1}}}\n", "is not its monthly price"},
+		{"overage on a hard limit", meters + "plans:\n" + free +
+			"  - {id: a, name: A, stripe_price_id: price_a, price_cents: 5, rate_limit_per_second: 1, limits: {api_calls: {limit: 1, hard: true, overage: {unit_amount_cents: 50, per: 1000}}}}\n", "needs a soft limit"},
+		{"overage on the free plan", meters + "plans:\n" +
+			"  - {id: free, name: Free, rate_limit_per_second: 1, limits: {api_calls: {limit: 10, overage: {unit_amount_cents: 50, per: 1000}}}}\n", "needs a paid plan"},
+		{"overage on a meter that never resets", "meters:\n  - {name: api_calls, reset: never}\nplans:\n" + free +
+			"  - {id: a, name: A, stripe_price_id: price_a, price_cents: 5, rate_limit_per_second: 1, limits: {api_calls: {limit: 1, overage: {unit_amount_cents: 50, per: 1000}}}}\n", "needs a monthly meter"},
+		{"overage per zero units", meters + "plans:\n" + free +
+			"  - {id: a, name: A, stripe_price_id: price_a, price_cents: 5, rate_limit_per_second: 1, limits: {api_calls: {limit: 1, overage: {unit_amount_cents: 50, per: 0}}}}\n", "per must be a positive"},
+		{"overage priced at nothing", meters + "plans:\n" + free +
+			"  - {id: a, name: A, stripe_price_id: price_a, price_cents: 5, rate_limit_per_second: 1, limits: {api_calls: {limit: 1, overage: {per: 1000}}}}\n", "unit_amount_cents must be from 1"},
+		{"overage with a misspelt field", meters + "plans:\n" + free +
+			"  - {id: a, name: A, stripe_price_id: price_a, price_cents: 5, rate_limit_per_second: 1, limits: {api_calls: {limit: 1, overage: {unit_cents: 50, per: 1000}}}}\n", "unit_cents"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -22,6 +22,7 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/billing"
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/invoices"
+	"github.com/tollgate-billing/tollgate/internal/overage"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/stripeclient"
 	"github.com/tollgate-billing/tollgate/internal/stripeshape"
@@ -35,6 +36,16 @@ type Syncer struct {
 	stripe   *client.API
 	clock    clock.Clock
 	log      *slog.Logger
+	// overage, when set, finishes pending overage charges (WithOverage).
+	overage *overage.Service
+}
+
+// WithOverage makes Sync also finish each organisation's pending overage
+// charges: offered to its newest draft subscription-cycle invoice, or
+// recorded from the item Stripe shows a lost answer created.
+func (s *Syncer) WithOverage(o *overage.Service) *Syncer {
+	s.overage = o
+	return s
 }
 
 // New returns a Syncer; sc nil means Stripe is not configured.
@@ -127,6 +138,14 @@ func (s *Syncer) syncOrg(ctx context.Context, o store.Organization, out io.Write
 	})
 	if err != nil {
 		return 0, err
+	}
+	if s.overage != nil {
+		// After the commit: this calls Stripe.
+		billed, err := s.overage.Sync(ctx, o.ID, invs)
+		if err != nil {
+			return 0, err
+		}
+		lines = append(lines, billed...)
 	}
 	for _, l := range lines {
 		fmt.Fprintf(out, "org %s (%s): %s\n", o.ID, o.ExternalID, l)

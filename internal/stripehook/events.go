@@ -23,7 +23,7 @@ var (
 	invoiceEvents = []stripe.EventType{
 		stripe.EventTypeInvoicePaid, stripe.EventTypeInvoicePaymentSucceeded, stripe.EventTypeInvoiceFinalized,
 		stripe.EventTypeInvoiceUpdated, stripe.EventTypeInvoiceVoided, stripe.EventTypeInvoiceMarkedUncollectible,
-		stripe.EventTypeInvoicePaymentFailed,
+		stripe.EventTypeInvoicePaymentFailed, stripe.EventTypeInvoiceCreated,
 	}
 )
 

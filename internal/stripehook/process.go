@@ -13,6 +13,7 @@ import (
 
 	"github.com/tollgate-billing/tollgate/internal/billing"
 	"github.com/tollgate-billing/tollgate/internal/store"
+	"github.com/tollgate-billing/tollgate/internal/stripeshape"
 )
 
 // Outcomes of an event, as logged, stored in webhook_events.outcome and
@@ -73,7 +74,23 @@ func (h *handler) process(ctx context.Context, ev stripe.Event) (result, error) 
 		}
 		res, err = h.applyOnce(ctx, ev, at, f)
 	}
+	if err == nil && ev.Type == stripe.EventTypeInvoiceCreated {
+		err = h.invoiceCreated(ctx, ev)
+	}
 	return res, err
+}
+
+// invoiceCreated runs billing's invoice.created rules once the event's
+// transaction has committed, since they call Stripe. They run on a
+// redelivery too, so a failure answered with a 500 is retried by Stripe;
+// the rules are idempotent.
+func (h *handler) invoiceCreated(ctx context.Context, ev stripe.Event) error {
+	var inv stripe.Invoice
+	if err := decodeObject(ev, &inv); err != nil {
+		return nil // apply logged it
+	}
+	stripeshape.Invoice(&inv, ev.Data.Raw)
+	return h.Billing.InvoiceCreated(ctx, &inv)
 }
 
 // applyOnce records the event and applies it in one transaction.

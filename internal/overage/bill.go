@@ -1,0 +1,179 @@
+package overage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/stripe/stripe-go/v76"
+	"gorm.io/gorm"
+
+	"github.com/tollgate-billing/tollgate/internal/stripeclient"
+)
+
+// Metadata keys Tollgate puts on the invoice items it creates; the key
+// finds an item again when Tollgate's record of it was lost.
+const (
+	metaKey   = "tollgate_overage"
+	metaOrgID = "org_id"
+)
+
+// InvoiceCreated bills the organisation's pending overage on a draft
+// subscription-cycle invoice Stripe has just created. A finalized invoice
+// takes nothing, and the charges wait for the next one. Call it with no
+// transaction open; it is safe to call again for the same invoice.
+func (s *Service) InvoiceCreated(ctx context.Context, orgID string, inv *stripe.Invoice) error {
+	if s.stripe == nil {
+		return nil
+	}
+	plan, _, err := s.usage.PlanOf(ctx, orgID)
+	if err != nil {
+		return fmt.Errorf("overage of org %s: %w", orgID, err)
+	}
+	pending, err := s.claim(ctx, orgID, plan)
+	if err != nil {
+		return err
+	}
+	if inv.Status != stripe.InvoiceStatusDraft {
+		if len(pending) > 0 {
+			s.log.InfoContext(ctx, "invoice already finalized; overage waits for the next one",
+				"org_id", orgID, "stripe_invoice_id", inv.ID, "charges", len(pending))
+		}
+		return nil
+	}
+	var errs []error
+	for _, c := range pending {
+		if err := s.bill(ctx, c, inv); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// bill adds one pending charge to a draft invoice: claim (commit which
+// invoice and attempt), call Stripe, record.
+func (s *Service) bill(ctx context.Context, c Charge, inv *stripe.Invoice) error {
+	if inv.Currency != "" && string(inv.Currency) != c.Currency {
+		s.log.WarnContext(ctx, "overage not billed: the invoice is in another currency",
+			"org_id", c.OrgID, "meter", c.Meter, "period", c.Period, "stripe_invoice_id", inv.ID,
+			"invoice_currency", inv.Currency, "overage_currency", c.Currency)
+		return nil
+	}
+	c, ok, err := s.target(ctx, c, inv.ID)
+	if err != nil || !ok {
+		return err
+	}
+	params := &stripe.InvoiceItemParams{
+		Invoice:     stripe.String(inv.ID),
+		Amount:      stripe.Int64(c.Amount),
+		Currency:    stripe.String(c.Currency),
+		Description: stripe.String(c.Description()),
+	}
+	if inv.Customer != nil {
+		params.Customer = stripe.String(inv.Customer.ID)
+	}
+	params.Context = ctx
+	params.SetIdempotencyKey(c.IdempotencyKey())
+	params.AddMetadata(metaKey, c.IdempotencyKey())
+	params.AddMetadata(metaOrgID, c.OrgID)
+	params.AddMetadata("meter", c.Meter)
+	params.AddMetadata("period", c.Period)
+	item, err := s.stripe.InvoiceItems.New(params)
+	var se *stripe.Error
+	if errors.As(err, &se) && se.HTTPStatusCode == http.StatusBadRequest {
+		// Most likely the invoice was finalized meanwhile: the charge stays
+		// pending for the next invoice, which first checks this one.
+		s.log.WarnContext(ctx, "Stripe refused the overage item; it waits for the next invoice",
+			"org_id", c.OrgID, "meter", c.Meter, "period", c.Period, "stripe_invoice_id", inv.ID,
+			"stripe_request_id", se.RequestID, "error", se.Msg)
+		return nil
+	}
+	if err != nil {
+		return stripeclient.Error("add overage item to invoice "+inv.ID, err)
+	}
+	return s.record(ctx, c, inv.ID, item.ID)
+}
+
+// target makes inv the charge's invoice, committed before Stripe is
+// called; false means leave the charge for now.
+//
+// A charge offered moments ago may still be in flight: the same invoice
+// sends it again under the same key (Stripe answers a key once), another
+// invoice waits. An older offer may have landed with its record lost, and
+// Stripe forgets keys after 24 hours, so it is looked for on its invoice
+// first; only a charge Stripe shows is not there is sent again, and to
+// another invoice under a new attempt.
+func (s *Service) target(ctx context.Context, c Charge, invoiceID string) (Charge, bool, error) {
+	if c.StripeInvoiceID != nil {
+		same := *c.StripeInvoiceID == invoiceID
+		if s.clock.Now().Sub(c.UpdatedAt) < claimLease {
+			return c, same, nil
+		}
+		itemID, err := s.findItem(ctx, c)
+		if err != nil {
+			return c, false, err
+		}
+		if itemID != "" {
+			return c, false, s.record(ctx, c, *c.StripeInvoiceID, itemID)
+		}
+		if !same {
+			c.Attempt++
+		}
+	}
+	prev := c.StripeInvoiceID
+	c.StripeInvoiceID, c.UpdatedAt = &invoiceID, s.clock.Now()
+	q := s.db.WithContext(ctx).Model(&Charge{}).
+		Where("org_id = ? AND meter = ? AND period = ? AND status = ?", c.OrgID, c.Meter, c.Period, Pending)
+	if prev == nil {
+		q = q.Where("stripe_invoice_id IS NULL")
+	} else {
+		// Only a lapsed offer is taken over, and only once: the winner's
+		// write renews updated_at.
+		q = q.Where("stripe_invoice_id = ? AND updated_at <= ?", *prev, c.UpdatedAt.Add(-claimLease))
+	}
+	res := q.Updates(map[string]any{"stripe_invoice_id": invoiceID, "attempt": c.Attempt, "updated_at": c.UpdatedAt})
+	if res.Error != nil {
+		return c, false, fmt.Errorf("claim overage %s/%s/%s for invoice %s: %w", c.OrgID, c.Meter, c.Period, invoiceID, res.Error)
+	}
+	// Zero rows: another delivery or `stripe sync` claimed it first and
+	// finishes it.
+	return c, res.RowsAffected == 1, nil
+}
+
+// findItem looks for the charge's item on the invoice it was last offered
+// to, by the metadata Tollgate put on it; "" when it is not there.
+func (s *Service) findItem(ctx context.Context, c Charge) (string, error) {
+	params := &stripe.InvoiceItemListParams{Invoice: c.StripeInvoiceID}
+	params.Context = ctx
+	it := s.stripe.InvoiceItems.List(params)
+	for it.Next() {
+		if ii := it.InvoiceItem(); ii.Metadata[metaKey] == c.IdempotencyKey() {
+			return ii.ID, nil
+		}
+	}
+	if err := it.Err(); err != nil {
+		return "", stripeclient.Error("list items of invoice "+*c.StripeInvoiceID, err)
+	}
+	return "", nil
+}
+
+// record marks a charge billed as item itemID on invoiceID, and tells
+// OnBilled in the same transaction.
+func (s *Service) record(ctx context.Context, c Charge, invoiceID, itemID string) error {
+	now := s.clock.Now()
+	return s.db.Tx(ctx, func(tx *gorm.DB) error {
+		res := tx.Model(&Charge{}).
+			Where("org_id = ? AND meter = ? AND period = ? AND status = ?", c.OrgID, c.Meter, c.Period, Pending).
+			Updates(map[string]any{"status": Billed, "stripe_invoice_id": invoiceID, "stripe_item_id": itemID,
+				"billed_at": now, "updated_at": now})
+		if res.Error != nil {
+			return fmt.Errorf("record overage %s/%s/%s billed: %w", c.OrgID, c.Meter, c.Period, res.Error)
+		}
+		if res.RowsAffected == 0 || s.OnBilled == nil {
+			return nil // already recorded by a concurrent retry
+		}
+		c.Status, c.StripeInvoiceID, c.StripeItemID, c.BilledAt, c.UpdatedAt = Billed, &invoiceID, &itemID, &now, now
+		return s.OnBilled(ctx, tx, c)
+	})
+}

@@ -1,0 +1,397 @@
+package overage_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stripe/stripe-go/v76"
+	"github.com/stripe/stripe-go/v76/client"
+	"github.com/stripe/stripe-go/v76/webhook"
+	"gorm.io/gorm"
+
+	"github.com/tollgate-billing/tollgate/internal/billing"
+	"github.com/tollgate-billing/tollgate/internal/clock"
+	"github.com/tollgate-billing/tollgate/internal/invoices"
+	"github.com/tollgate-billing/tollgate/internal/orgs"
+	"github.com/tollgate-billing/tollgate/internal/overage"
+	"github.com/tollgate-billing/tollgate/internal/plans"
+	"github.com/tollgate-billing/tollgate/internal/reconcile"
+	"github.com/tollgate-billing/tollgate/internal/store"
+	"github.com/tollgate-billing/tollgate/internal/stripeclient/stripetest"
+	"github.com/tollgate-billing/tollgate/internal/stripehook"
+	"github.com/tollgate-billing/tollgate/internal/testenv"
+	"github.com/tollgate-billing/tollgate/internal/usage"
+)
+
+const secret = "whsec_overage_test"
+
+// october is when the test's usage happens: mid-month on the fake clock.
+var october = time.Date(2026, 10, 10, 12, 0, 0, 0, time.UTC)
+
+// fixture is the webhook endpoint and `stripe sync` with the real services
+// behind them, on a fake clock, billing a Starter organisation through
+// stripe-mock; rec sees every request Tollgate sends to Stripe.
+type fixture struct {
+	t        *testing.T
+	db       *store.DB
+	clock    *clock.Fake
+	catalog  *plans.Catalog
+	rec      *stripetest.Recorder
+	sc       *client.API
+	billing  *billing.Service
+	invoices *invoices.Service
+	usage    *usage.Service
+	overage  *overage.Service
+	handler  http.Handler
+	org      string
+	customer string
+	sub      string
+	// billed are the charges OnBilled heard of, in order.
+	billed []overage.Charge
+}
+
+func newFixture(t *testing.T, db *store.DB) *fixture {
+	return newFixtureTo(t, db, http.DefaultTransport)
+}
+
+// newFixtureTo is a fixture whose requests to Stripe go through next, a
+// stub that may answer some of them itself.
+func newFixtureTo(t *testing.T, db *store.DB, next http.RoundTripper) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	f := &fixture{t: t, db: db, clock: clock.NewFake(october), catalog: plans.Default(), rec: stripetest.NewRecorderTo(next)}
+	f.sc = stripetest.Client(t, f.rec)
+	log := stripetest.Discard()
+	f.billing = billing.NewService(db, f.catalog, f.clock, f.sc, log)
+	f.invoices = invoices.NewService(db, f.clock, log)
+	f.usage = usage.NewService(db, testenv.MiniRedis(t), f.catalog, f.billing, f.clock, log)
+	f.overage = overage.NewService(db, f.usage, f.billing, f.sc, f.clock, log)
+	f.overage.OnBilled = func(_ context.Context, _ *gorm.DB, c overage.Charge) error {
+		f.billed = append(f.billed, c)
+		return nil
+	}
+	f.billing.OnCycleInvoice(f.overage.InvoiceCreated)
+	f.handler = stripehook.NewHandler(stripehook.Config{
+		DB: db, Billing: f.billing, Invoices: f.invoices, Secret: secret, Clock: f.clock, Log: log,
+	})
+
+	org, err := orgs.NewService(db, f.clock).Ensure(ctx, "ext-"+store.NewID(), "Acme", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.org, f.customer, f.sub = org, "cus_"+store.NewID()[:8], "sub_"+store.NewID()[:8]
+	starter, _ := f.catalog.ByID("starter")
+	sub := &stripe.Subscription{
+		ID: f.sub, Customer: &stripe.Customer{ID: f.customer}, Status: stripe.SubscriptionStatusActive,
+		Created: october.Unix(), CurrentPeriodStart: october.Unix(), CurrentPeriodEnd: october.AddDate(0, 1, 0).Unix(),
+		Items: &stripe.SubscriptionItemList{Data: []*stripe.SubscriptionItem{{Price: &stripe.Price{ID: starter.StripePriceID}}}},
+	}
+	err = db.Tx(ctx, func(tx *gorm.DB) error {
+		if _, err := f.billing.LinkCustomer(ctx, tx, org, f.customer); err != nil {
+			return err
+		}
+		_, err := f.billing.ApplySubscription(ctx, tx, billing.SubscriptionUpdate{Sub: sub, At: october, OrgID: org, Rank: billing.RankFetched})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, _, err := f.billing.PlanOf(ctx, org); err != nil || p.ID != "starter" {
+		t.Fatalf("organisation is on %q (err %v), want starter", p.ID, err)
+	}
+	return f
+}
+
+// record counts quantity of meter now, as one event.
+func (f *fixture) record(meter string, quantity int64) {
+	f.t.Helper()
+	res, err := f.usage.Record(context.Background(), f.org, []usage.Event{{Meter: meter, Quantity: quantity, IdempotencyKey: store.NewID()}})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if res.Accepted != 1 {
+		f.t.Fatalf("recording %d %s: %+v", quantity, meter, res)
+	}
+}
+
+// invoiceCreated is Stripe's invoice.created event for a subscription-cycle
+// invoice of the organisation, created now.
+func (f *fixture) invoiceCreated(eventID, invoiceID, status string) []byte {
+	now := f.clock.Now().Unix()
+	b, err := json.Marshal(map[string]any{
+		"id": eventID, "object": "event", "api_version": "2024-06-20", "created": now,
+		"type": "invoice.created", "livemode": false, "pending_webhooks": 1,
+		"data": map[string]any{"object": map[string]any{
+			"id": invoiceID, "object": "invoice", "customer": f.customer, "subscription": f.sub,
+			"status": status, "currency": "usd", "billing_reason": "subscription_cycle",
+			"amount_due": 4900, "amount_paid": 0, "total": 4900, "created": now,
+			"period_start": now, "period_end": now,
+			"lines":    map[string]any{"object": "list", "data": []any{}, "has_more": false},
+			"livemode": false,
+		}},
+	})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return b
+}
+
+// deliver signs body as Stripe does and posts it; it must be answered 200.
+func (f *fixture) deliver(body []byte) {
+	f.t.Helper()
+	if code, msg := f.post(body); code != http.StatusOK {
+		f.t.Fatalf("delivery answered %d: %s", code, msg)
+	}
+}
+
+// deliverFailing delivers body and requires Stripe to be told to retry.
+func (f *fixture) deliverFailing(body []byte) {
+	f.t.Helper()
+	if code, msg := f.post(body); code != http.StatusInternalServerError {
+		f.t.Fatalf("delivery answered %d, want 500 so Stripe retries: %s", code, msg)
+	}
+}
+
+func (f *fixture) post(body []byte) (int, string) {
+	signed := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: secret, Timestamp: time.Now()})
+	req := httptest.NewRequest(http.MethodPost, "/webhooks/stripe", bytes.NewReader(body))
+	req.Header.Set("Stripe-Signature", signed.Header)
+	w := httptest.NewRecorder()
+	f.handler.ServeHTTP(w, req)
+	return w.Code, w.Body.String()
+}
+
+func (f *fixture) sync() {
+	f.t.Helper()
+	err := reconcile.New(f.db, f.billing, f.invoices, f.sc, f.clock, stripetest.Discard()).
+		WithOverage(f.overage).Sync(context.Background(), f.org, io.Discard)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// items are the invoice items Tollgate asked Stripe to create.
+func (f *fixture) items() []stripetest.Request {
+	return f.rec.Matching(http.MethodPost, "/v1/invoiceitems")
+}
+
+func (f *fixture) charges() []overage.Charge {
+	f.t.Helper()
+	var out []overage.Charge
+	if err := f.db.Where("org_id = ?", f.org).Order("period, meter").Find(&out).Error; err != nil {
+		f.t.Fatal(err)
+	}
+	return out
+}
+
+// expected is what a meter's overage should cost, worked out from the
+// usage the test recorded and the plan's prices.
+type expected struct {
+	meter, period           string
+	over, amount, unit, per int64
+}
+
+func (f *fixture) expect(meter, period string, used int64) expected {
+	starter, _ := f.catalog.ByID("starter")
+	l, _ := starter.LimitFor(meter)
+	over := used - l.Limit
+	packages := (over + l.Overage.Per - 1) / l.Overage.Per
+	return expected{meter: meter, period: period, over: over, amount: packages * l.Overage.UnitAmountCents,
+		unit: l.Overage.UnitAmountCents, per: l.Overage.Per}
+}
+
+// checkItems requires exactly one item per expected charge, each on
+// invoiceID, for its amount, under a key naming (org, meter, month), and
+// described so a customer can check it.
+func (f *fixture) checkItems(invoiceID string, want ...expected) {
+	f.t.Helper()
+	items := f.items()
+	if len(items) != len(want) {
+		f.t.Fatalf("%d invoice items created, want %d: %+v", len(items), len(want), items)
+	}
+	for _, w := range want {
+		key := fmt.Sprintf("tollgate-overage:%s:%s:%s:", f.org, w.meter, w.period)
+		var found []stripetest.Request
+		for _, it := range items {
+			if strings.HasPrefix(it.IdempotencyKey, key) {
+				found = append(found, it)
+			}
+		}
+		if len(found) != 1 {
+			f.t.Fatalf("%d items for %s %s, want 1: %+v", len(found), w.meter, w.period, items)
+		}
+		form := found[0].Form
+		month, _ := time.Parse("2006-01", w.period)
+		if form.Get("invoice") != invoiceID || form.Get("customer") != f.customer || form.Get("currency") != "usd" ||
+			form.Get("amount") != strconv.FormatInt(w.amount, 10) {
+			f.t.Errorf("%s %s item = %v; want %d usd on %s", w.meter, w.period, form, w.amount, invoiceID)
+		}
+		desc := form.Get("description")
+		unit := fmt.Sprintf("%d.%02d USD per %d", w.unit/100, w.unit%100, w.per)
+		for _, part := range []string{w.meter, month.Format("January 2006"), strconv.FormatInt(w.over, 10) + " over", unit} {
+			if !strings.Contains(desc, part) {
+				f.t.Errorf("description %q does not name %q", desc, part)
+			}
+		}
+	}
+	charges := f.charges()
+	if len(charges) != len(want) {
+		f.t.Fatalf("%d charges recorded, want %d: %+v", len(charges), len(want), charges)
+	}
+	for _, c := range charges {
+		if c.Status != overage.Billed || c.StripeInvoiceID == nil || *c.StripeInvoiceID != invoiceID || c.StripeItemID == nil || *c.StripeItemID == "" {
+			f.t.Errorf("charge %s %s: status %s, invoice %v, item %v; want billed on %s", c.Meter, c.Period, c.Status, c.StripeInvoiceID, c.StripeItemID, invoiceID)
+		}
+	}
+	if len(f.billed) != len(want) {
+		f.t.Errorf("OnBilled heard %d charges, want %d", len(f.billed), len(want))
+	}
+}
+
+func TestOverageIsBilledOncePerMeterAndMonth(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newFixture(t, db)
+		f.record("api_calls", 60_000)
+		f.record("api_calls", 42_500)     // 2,500 over: three started packages
+		f.record("llm_tokens", 1_000_001) // one token over: one package
+		f.record("storage_bytes", 1<<20)  // hard-limited: never overage
+		want := []expected{f.expect("api_calls", "2026-10", 102_500), f.expect("llm_tokens", "2026-10", 1_000_001)}
+
+		// November's first cycle invoice; November's own usage so far is
+		// not October's to bill.
+		f.clock.Set(time.Date(2026, 11, 1, 0, 5, 0, 0, time.UTC))
+		f.record("api_calls", 500_000)
+		created := f.invoiceCreated("evt_"+store.NewID(), "in_nov_"+f.org[:8], "draft")
+		f.deliver(created)
+		f.checkItems("in_nov_"+f.org[:8], want...)
+
+		t.Run("a redelivered invoice.created adds nothing", func(t *testing.T) {
+			f.deliver(created)
+			f.checkItems("in_nov_"+f.org[:8], want...)
+		})
+		t.Run("the same invoice announced under another event id adds nothing", func(t *testing.T) {
+			f.deliver(f.invoiceCreated("evt_"+store.NewID(), "in_nov_"+f.org[:8], "draft"))
+			f.checkItems("in_nov_"+f.org[:8], want...)
+		})
+		t.Run("stripe sync adds nothing", func(t *testing.T) {
+			f.sync()
+			f.checkItems("in_nov_"+f.org[:8], want...)
+		})
+	})
+}
+
+func TestAFinalizedInvoiceLeavesOverageForTheNext(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newFixture(t, db)
+		f.record("api_calls", 100_001)
+		want := f.expect("api_calls", "2026-10", 100_001)
+
+		// Tollgate sees November's invoice only once Stripe finalized it.
+		f.clock.Set(time.Date(2026, 11, 1, 2, 0, 0, 0, time.UTC))
+		f.deliver(f.invoiceCreated("evt_"+store.NewID(), "in_nov_"+f.org[:8], "open"))
+		if n := len(f.items()); n != 0 {
+			t.Fatalf("%d items added to a finalized invoice", n)
+		}
+		if cs := f.charges(); len(cs) != 1 || cs[0].Status != overage.Pending || cs[0].Amount != want.amount {
+			t.Fatalf("charges after a finalized invoice = %+v, want one pending of %d", cs, want.amount)
+		}
+
+		// December's draft takes October's overage, once.
+		f.clock.Set(time.Date(2026, 12, 1, 0, 5, 0, 0, time.UTC))
+		dec := f.invoiceCreated("evt_"+store.NewID(), "in_dec_"+f.org[:8], "draft")
+		f.deliver(dec)
+		f.checkItems("in_dec_"+f.org[:8], want)
+		f.deliver(dec)
+		f.sync()
+		f.checkItems("in_dec_"+f.org[:8], want)
+	})
+}
+
+func TestNoOverageWithinTheAllowance(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newFixture(t, db)
+		f.record("api_calls", 100_000) // exactly the allowance
+		f.clock.Set(time.Date(2026, 11, 1, 0, 5, 0, 0, time.UTC))
+		f.deliver(f.invoiceCreated("evt_"+store.NewID(), "in_nov_"+f.org[:8], "draft"))
+		if n, cs := len(f.items()), f.charges(); n != 0 || len(cs) != 0 {
+			t.Fatalf("%d items and charges %+v for usage within the allowance", n, cs)
+		}
+	})
+}
+
+// lostAnswers stands for a Stripe that creates invoice items but whose
+// answers never arrive, and that lists, once told to, the item an answer
+// was lost for. Every other request goes to stripe-mock.
+type lostAnswers struct {
+	mu     sync.Mutex
+	listed map[string]string // metadata of the item the list shows; nil: none
+}
+
+func (l *lostAnswers) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !strings.HasPrefix(req.URL.Path, "/v1/invoiceitems") {
+		return http.DefaultTransport.RoundTrip(req)
+	}
+	if req.Method == http.MethodPost {
+		return stubResponse(req, http.StatusServiceUnavailable, map[string]any{"error": map[string]any{"type": "api_error", "message": "lost"}}), nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	data := []any{}
+	if l.listed != nil {
+		data = append(data, map[string]any{"id": "ii_lost", "object": "invoiceitem", "invoice": req.URL.Query().Get("invoice"), "metadata": l.listed})
+	}
+	return stubResponse(req, http.StatusOK, map[string]any{"object": "list", "data": data, "has_more": false, "url": "/v1/invoiceitems"}), nil
+}
+
+func stubResponse(req *http.Request, status int, body any) *http.Response {
+	b, _ := json.Marshal(body)
+	return &http.Response{StatusCode: status, Header: http.Header{"Content-Type": {"application/json"}},
+		Body: io.NopCloser(bytes.NewReader(b)), Request: req}
+}
+
+// TestALostAnswerIsRecordedNotBilledAgain: Stripe created the item but
+// Tollgate never heard; the charge stays pending, and once Stripe lists the
+// item, stripe sync records it instead of sending another.
+func TestALostAnswerIsRecordedNotBilledAgain(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		stub := &lostAnswers{}
+		f := newFixtureTo(t, db, stub)
+		f.record("api_calls", 100_001)
+		f.clock.Set(time.Date(2026, 11, 1, 0, 5, 0, 0, time.UTC))
+		inv := "in_nov_" + f.org[:8]
+		f.deliverFailing(f.invoiceCreated("evt_"+store.NewID(), inv, "draft"))
+		sent := len(f.items())
+		cs := f.charges()
+		if sent == 0 || len(cs) != 1 || cs[0].Status != overage.Pending || cs[0].StripeInvoiceID == nil || *cs[0].StripeInvoiceID != inv {
+			t.Fatalf("after a lost answer: %d item requests, charges %+v; want a pending charge offered to %s", sent, cs, inv)
+		}
+		for _, it := range f.items() {
+			if it.IdempotencyKey != f.items()[0].IdempotencyKey {
+				t.Fatalf("retries used keys %q and %q; one offer must keep one key", f.items()[0].IdempotencyKey, it.IdempotencyKey)
+			}
+		}
+
+		stub.mu.Lock()
+		stub.listed = map[string]string{"tollgate_overage": f.items()[0].IdempotencyKey}
+		stub.mu.Unlock()
+		f.clock.Advance(time.Hour)
+		f.sync()
+		if n := len(f.items()); n != sent {
+			t.Fatalf("stripe sync sent %d more item requests for an item Stripe already holds", n-sent)
+		}
+		cs = f.charges()
+		if cs[0].Status != overage.Billed || cs[0].StripeItemID == nil || *cs[0].StripeItemID != "ii_lost" || *cs[0].StripeInvoiceID != inv {
+			t.Fatalf("charge after sync = %+v, want billed as ii_lost on %s", cs[0], inv)
+		}
+	})
+}
