@@ -285,6 +285,10 @@ func (a *App) buildJobs(ctx context.Context) error {
 		DB: a.DB, Jobs: a.Jobs, Plans: a.Billing, Clock: a.Clock, Log: a.Log,
 		Production: a.Config.Env == config.Production,
 	})
+	// Plan, status and invoice changes are announced to the organisation's
+	// endpoints, in the transactions that make them.
+	a.Billing.EmitTo(a.Webhooks)
+	a.Invoices.EmitTo(a.Webhooks)
 	// Stopped before the database closes: running deliveries finish or
 	// are retried later.
 	a.closers = append(a.closers, func() {

@@ -29,6 +29,8 @@ type Service struct {
 	changed []func(orgID string)
 	// orgLocks orders checkouts of one organisation within this process.
 	orgLocks orgLocks
+	// emitter, when set, hears plan, status and payment changes (EmitTo).
+	emitter Emitter
 }
 
 // OnChange registers fn to hear which organisation's standing changed.
