@@ -289,6 +289,8 @@ func (a *App) buildJobs(ctx context.Context) error {
 	// endpoints, in the transactions that make them.
 	a.Billing.EmitTo(a.Webhooks)
 	a.Invoices.EmitTo(a.Webhooks)
+	// Events, deliveries and attempts are kept for outbound.Retention.
+	a.Webhooks.SchedulePrune(0)
 	// Stopped before the database closes: running deliveries finish or
 	// are retried later.
 	a.closers = append(a.closers, func() {
