@@ -302,6 +302,12 @@ func (a *App) buildJobs(ctx context.Context) error {
 			Currency: c.Currency, InvoiceID: invoice,
 		})
 	}
+	// Plan, status and invoice changes are announced to the organisation's
+	// endpoints, in the transactions that make them.
+	a.Billing.EmitTo(a.Webhooks)
+	a.Invoices.EmitTo(a.Webhooks)
+	// Events, deliveries and attempts are kept for outbound.Retention.
+	a.Webhooks.SchedulePrune(0)
 	// Stopped before the database closes: running deliveries finish or
 	// are retried later.
 	a.closers = append(a.closers, func() {

@@ -156,10 +156,18 @@ func (s *Service) InvoiceOrg(ctx context.Context, tx *gorm.DB, inv *stripe.Invoi
 	return s.FindOrg(ctx, tx, owner)
 }
 
-// ApplyInvoiceEvent applies what an invoice event means for the
-// subscription it bills: a failed payment makes it past_due at once.
-func (s *Service) ApplyInvoiceEvent(ctx context.Context, tx *gorm.DB, eventType string, inv *stripe.Invoice, at time.Time) (Result, error) {
-	if eventType != string(stripe.EventTypeInvoicePaymentFailed) || inv.Subscription == nil || inv.Subscription.ID == "" {
+// ApplyInvoiceEvent applies what an invoice event of the organisation means
+// beyond the invoice itself: a failed payment is announced
+// (invoice.payment_failed, once per event: the caller applies each Stripe
+// event once) and makes the subscription past_due at once.
+func (s *Service) ApplyInvoiceEvent(ctx context.Context, tx *gorm.DB, orgID, eventType string, inv *stripe.Invoice, at time.Time) (Result, error) {
+	if eventType != string(stripe.EventTypeInvoicePaymentFailed) {
+		return Result{Outcome: Ignored}, nil
+	}
+	if err := s.announcePaymentFailed(ctx, tx, orgID, inv); err != nil {
+		return Result{}, err
+	}
+	if inv.Subscription == nil || inv.Subscription.ID == "" {
 		return Result{Outcome: Ignored}, nil
 	}
 	return s.MarkPastDue(ctx, tx, inv.Subscription.ID, at)

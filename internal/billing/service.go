@@ -34,6 +34,8 @@ type Service struct {
 	cycleInvoice []func(ctx context.Context, orgID string, inv *stripe.Invoice) error
 	// orgLocks orders checkouts of one organisation within this process.
 	orgLocks orgLocks
+	// emitter, when set, hears plan, status and payment changes (EmitTo).
+	emitter Emitter
 }
 
 // OnChange registers fn to hear which organisation's standing changed.

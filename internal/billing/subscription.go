@@ -143,6 +143,10 @@ func (s *Service) ApplySubscription(ctx context.Context, tx *gorm.DB, u Subscrip
 			return res, &FetchFirst{SubscriptionID: sub.ID}
 		}
 	}
+	before, err := s.standingOf(tx, org)
+	if err != nil {
+		return res, err
+	}
 	next := row
 	s.copyFromStripe(ctx, &next, sub, u, at)
 	next.LastEventRank = int(u.Rank)
@@ -163,7 +167,7 @@ func (s *Service) ApplySubscription(ctx context.Context, tx *gorm.DB, u Subscrip
 		return res, err
 	}
 	res.note(change)
-	change, err = s.refreshOrgPlan(tx, &org)
+	change, err = s.refreshOrgPlan(ctx, tx, &org, before)
 	res.note(change)
 	s.notifyChanged(tx, res)
 	return res, err
@@ -198,6 +202,10 @@ func (s *Service) MarkPastDue(ctx context.Context, tx *gorm.DB, stripeSubscripti
 	if row.Status != "active" && row.Status != "trialing" {
 		return res, nil
 	}
+	before, err := s.standingOf(tx, org)
+	if err != nil {
+		return res, err
+	}
 	next := row
 	next.Status, next.LastEventAt, next.UpdatedAt = "past_due", &at, s.clock.Now()
 	// The lowest rank: the subscription's own events of this second (an
@@ -208,7 +216,7 @@ func (s *Service) MarkPastDue(ctx context.Context, tx *gorm.DB, stripeSubscripti
 		return res, fmt.Errorf("mark subscription %s past due: %w", stripeSubscriptionID, err)
 	}
 	res.Changes = subscriptionDiff(row, next)
-	change, err := s.refreshOrgPlan(tx, &org)
+	change, err := s.refreshOrgPlan(ctx, tx, &org, before)
 	res.note(change)
 	s.notifyChanged(tx, res)
 	return res, err
@@ -315,23 +323,23 @@ func (s *Service) soldPlan(sub *stripe.Subscription, hint string) string {
 }
 
 // refreshOrgPlan keeps organizations.plan_id equal to the effective plan of
-// the organisation's current subscription.
-func (s *Service) refreshOrgPlan(tx *gorm.DB, org *store.Organization) (string, error) {
-	var subs []store.Subscription
-	if err := tx.Where("org_id = ?", org.ID).Find(&subs).Error; err != nil {
-		return "", fmt.Errorf("load subscriptions of org %s: %w", org.ID, err)
+// the organisation's current subscription, and announces a change of plan
+// or status from before, in tx.
+func (s *Service) refreshOrgPlan(ctx context.Context, tx *gorm.DB, org *store.Organization, before standing) (string, error) {
+	after, err := s.standingOf(tx, *org)
+	if err != nil {
+		return "", err
 	}
-	want := EffectivePlanID(org.PlanID, currentSubscription(subs))
-	if want == org.PlanID {
-		return "", nil
+	change := ""
+	if after.plan != org.PlanID {
+		if err := tx.Model(&store.Organization{}).Where("id = ?", org.ID).
+			Updates(map[string]any{"plan_id": after.plan, "updated_at": s.clock.Now()}).Error; err != nil {
+			return "", fmt.Errorf("set plan of org %s: %w", org.ID, err)
+		}
+		change = fmt.Sprintf("organisation plan: %s → %s", org.PlanID, after.plan)
+		org.PlanID = after.plan
 	}
-	if err := tx.Model(&store.Organization{}).Where("id = ?", org.ID).
-		Updates(map[string]any{"plan_id": want, "updated_at": s.clock.Now()}).Error; err != nil {
-		return "", fmt.Errorf("set plan of org %s: %w", org.ID, err)
-	}
-	change := fmt.Sprintf("organisation plan: %s → %s", org.PlanID, want)
-	org.PlanID = want
-	return change, nil
+	return change, s.announceStanding(ctx, tx, org.ID, before, after)
 }
 
 func subscriptionDiff(a, b store.Subscription) []string {

@@ -11,6 +11,7 @@ import (
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 
+	"github.com/tollgate-billing/tollgate/internal/outbound"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/stripeclient"
 )
@@ -59,7 +60,7 @@ func (s *Service) Apply(ctx context.Context, tx *gorm.DB, orgID string, inv *str
 			if err := tx.Save(&next).Error; err != nil {
 				return Applied{}, fmt.Errorf("update invoice %s: %w", inv.ID, err)
 			}
-			return Applied{Changes: invoiceDiff(row, next)}, nil
+			return Applied{Changes: invoiceDiff(row, next)}, s.announcePaid(ctx, tx, row.Status, next)
 		}
 		next := store.Invoice{ID: inv.ID, OrgID: orgID}
 		s.copyFromStripe(&next, inv, at)
@@ -69,10 +70,31 @@ func (s *Service) Apply(ctx context.Context, tx *gorm.DB, orgID string, inv *str
 		}
 		if res.RowsAffected == 1 {
 			return Applied{Changes: []string{fmt.Sprintf("invoice %s created: %s, total %d %s",
-				inv.ID, next.Status, next.Total, next.Currency)}}, nil
+				inv.ID, next.Status, next.Total, next.Currency)}}, s.announcePaid(ctx, tx, "", next)
 		}
 	}
 	return Applied{}, fmt.Errorf("invoice %s: neither inserted nor found", inv.ID)
+}
+
+// announcePaid emits invoice.paid when the stored status becomes paid. It
+// fires on that transition only: a redelivered or older event finds the
+// invoice paid already (or is dropped as stale), and Stripe never takes a
+// paid invoice back to another status.
+func (s *Service) announcePaid(ctx context.Context, tx *gorm.DB, was string, now store.Invoice) error {
+	if s.emitter == nil || was == "paid" || now.Status != "paid" {
+		return nil
+	}
+	return s.emitter.Emit(ctx, tx, now.OrgID, outbound.InvoicePaid, outbound.InvoiceData{
+		InvoiceID: now.ID, Number: deref(now.Number), Status: now.Status, AmountDue: now.AmountDue,
+		AmountPaid: now.AmountPaid, Currency: now.Currency, HostedInvoiceURL: deref(now.HostedInvoiceURL),
+	})
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }
 
 // copyFromStripe overwrites row with what Stripe says.

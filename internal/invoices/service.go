@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"slices"
 
+	"gorm.io/gorm"
+
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/store"
@@ -30,7 +32,20 @@ type Service struct {
 	db    *store.DB
 	clock clock.Clock
 	log   *slog.Logger
+	// emitter, when set, hears invoices becoming paid (EmitTo).
+	emitter Emitter
 }
+
+// Emitter tells the host application what changed (outbound.Service). Emit
+// runs in the transaction that stores the invoice, so a rolled-back event
+// sends nothing.
+type Emitter interface {
+	Emit(ctx context.Context, tx *gorm.DB, orgID, eventType string, data any) error
+}
+
+// EmitTo sends invoice.paid events to e. Call it at start-up; without it
+// invoices emit nothing.
+func (s *Service) EmitTo(e Emitter) { s.emitter = e }
 
 // NewService returns the invoice service.
 func NewService(db *store.DB, c clock.Clock, log *slog.Logger) *Service {

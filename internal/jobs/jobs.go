@@ -46,6 +46,7 @@ type client interface {
 	Stop(ctx context.Context) error
 	Subscribe(kinds ...river.EventKind) (<-chan *river.Event, func())
 	JobRetry(ctx context.Context, id int64) (*rivertype.JobRow, error)
+	PeriodicJobs() *river.PeriodicJobBundle
 }
 
 // Runner inserts and works River jobs.
@@ -118,6 +119,14 @@ func New(ctx context.Context, db *store.DB, cfg Config) (*Runner, error) {
 
 // Register adds a worker. Call it before Start.
 func Register[T river.JobArgs](r *Runner, w river.Worker[T]) { river.AddWorker(r.workers, w) }
+
+// Every enqueues the job args builds every interval, and once when this
+// replica becomes River's leader: only the leader schedules periodic jobs,
+// so one replica runs each. Call it at start-up.
+func (r *Runner) Every(interval time.Duration, args func() river.JobArgs) {
+	r.work.PeriodicJobs().Add(river.NewPeriodicJob(river.PeriodicInterval(interval),
+		func() (river.JobArgs, *river.InsertOpts) { return args(), nil }, &river.PeriodicJobOpts{RunOnStart: true}))
+}
 
 // InsertTx enqueues a job in tx, the transaction of the fact it follows
 // from: the job exists exactly when that transaction commits.

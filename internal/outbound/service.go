@@ -80,5 +80,6 @@ func NewService(o Options) *Service {
 		production: o.Production, http: newHTTPClient(o.Production),
 	}
 	jobs.Register(o.Jobs, &deliverWorker{s: s})
+	jobs.Register(o.Jobs, &pruneWorker{s: s})
 	return s
 }

@@ -119,6 +119,11 @@ func (s *Syncer) syncOrg(ctx context.Context, o store.Organization, out io.Write
 	var lines []string
 	err = s.db.Tx(ctx, func(tx *gorm.DB) error {
 		lines = append([]string(nil), resolved...)
+		// The organisation's lock first, as every path that emits its
+		// events takes it: an invoice found paid here emits invoice.paid.
+		if err := s.billing.LockOrg(ctx, tx, o.ID); err != nil {
+			return err
+		}
 		for _, sub := range subs {
 			res, err := s.billing.ApplySubscription(ctx, tx, billing.SubscriptionUpdate{Sub: sub, At: at, OrgID: o.ID, Rank: billing.RankFetched})
 			if err != nil {

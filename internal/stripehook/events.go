@@ -98,6 +98,11 @@ func (h *handler) invoiceChanged(ctx context.Context, tx *gorm.DB, ev stripe.Eve
 		res.outcome = outcomeUnknownOrg
 		return nil
 	}
+	// The organisation's lock first, as every path that emits its events
+	// takes it: storing the invoice may emit invoice.paid.
+	if err := h.Billing.LockOrg(ctx, tx, orgID); err != nil {
+		return err
+	}
 	applied, err := h.Invoices.Apply(ctx, tx, orgID, inv, at)
 	if err != nil {
 		return err
@@ -106,7 +111,7 @@ func (h *handler) invoiceChanged(ctx context.Context, tx *gorm.DB, ev stripe.Eve
 	if applied.Stale {
 		res.outcome = string(billing.Stale)
 	}
-	sub, err := h.Billing.ApplyInvoiceEvent(ctx, tx, string(ev.Type), inv, at)
+	sub, err := h.Billing.ApplyInvoiceEvent(ctx, tx, orgID, string(ev.Type), inv, at)
 	res.changes = append(res.changes, sub.Changes...)
 	return err
 }
