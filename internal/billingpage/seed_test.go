@@ -191,7 +191,7 @@ func seedInvoices(t *testing.T, h *apptest.Harness, org string, n int) []seededI
 // visit to the page would have.
 func createKey(t *testing.T, h *apptest.Harness, org, name string, scopes ...auth.Scope) {
 	t.Helper()
-	if _, _, err := h.App.Keys.Create(context.Background(), org, auth.CreateKeyInput{Name: name, Scopes: scopes}); err != nil {
+	if _, _, err := h.App.Keys.Create(context.Background(), org, auth.CreateKeyInput{Name: name, Scopes: scopes, CreatorScopes: auth.AllScopes}); err != nil {
 		t.Fatal(err)
 	}
 }
