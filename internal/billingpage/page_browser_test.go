@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -50,9 +51,9 @@ func TestPageShowsWhatTheOrganisationUsed(t *testing.T) {
 	if got := b.text("#plan-status"); got != "Active" {
 		t.Errorf("status badge = %q, want Active", got)
 	}
-	if got := b.text("#plan-ratelimit"); !strings.Contains(got, "6,000,000 usage checks per minute") {
-		// apptest lifts every plan's rate limit to 100,000 a second.
-		t.Errorf("rate limit = %q", got)
+	starter, _ := h.App.Catalog.ByID("starter")
+	if want := thousands(starter.RateLimitPerSecond*60) + " usage checks per minute"; !strings.Contains(b.text("#plan-ratelimit"), want) {
+		t.Errorf("rate limit = %q, want %q", b.text("#plan-ratelimit"), want)
 	}
 	if got := b.text("#org-name"); got != "Acme Robotics" {
 		t.Errorf("organisation = %q", got)
@@ -507,4 +508,13 @@ func TestCancelAtPeriodEndAndResume(t *testing.T) {
 		t.Errorf("Manage billing went to %s, want the portal URL Stripe returned, %s", left, portal)
 	}
 	b.stayedHome(portal)
+}
+
+// thousands writes n as the page's en-US Intl.NumberFormat does: 6,000.
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }

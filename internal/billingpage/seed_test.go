@@ -28,9 +28,12 @@ var now = time.Date(2026, 3, 18, 12, 0, 0, 0, time.UTC)
 func newTollgate(t *testing.T) *apptest.Harness {
 	t.Helper()
 	needBrowser(t)
+	// The plans' real rate limits: the page shows them, and they hold only
+	// usageGate and consumeUsage, which the page never calls.
 	return apptest.New(t, apptest.Options{
-		Clock: clock.NewFake(now),
-		Env:   map[string]string{"STRIPE_SECRET_KEY": "sk_test_tollgate", "STRIPE_API_BASE": testenv.StripeMock(t)},
+		PlanRateLimits: true,
+		Clock:          clock.NewFake(now),
+		Env:            map[string]string{"STRIPE_SECRET_KEY": "sk_test_tollgate", "STRIPE_API_BASE": testenv.StripeMock(t)},
 	})
 }
 
