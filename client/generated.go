@@ -2592,6 +2592,79 @@ var AllScope = []Scope{
 	ScopeUsageWrite,
 }
 
+// SetUsageAlertsResponse is returned by SetUsageAlerts on success.
+type SetUsageAlertsResponse struct {
+	// Replace the plan's usage alert thresholds on a meter with the organisation's own: percentages of the limit
+	// from 1 to 100, any order, each once; an empty list turns the meter's alerts off. A threshold fires when
+	// usage crosses it, so one already passed this period does not fire.
+	SetUsageAlerts SetUsageAlertsSetUsageAlertsSetUsageAlertsPayload `json:"setUsageAlerts"`
+}
+
+// GetSetUsageAlerts returns SetUsageAlertsResponse.SetUsageAlerts, and is useful for accessing the field via an interface.
+func (v *SetUsageAlertsResponse) GetSetUsageAlerts() SetUsageAlertsSetUsageAlertsSetUsageAlertsPayload {
+	return v.SetUsageAlerts
+}
+
+// SetUsageAlertsSetUsageAlertsSetUsageAlertsPayload includes the requested fields of the GraphQL type SetUsageAlertsPayload.
+type SetUsageAlertsSetUsageAlertsSetUsageAlertsPayload struct {
+	UsageAlerts *SetUsageAlertsSetUsageAlertsSetUsageAlertsPayloadUsageAlertsUsageAlertSetting `json:"usageAlerts"`
+	UserErrors  []SetUsageAlertsSetUsageAlertsSetUsageAlertsPayloadUserErrorsUserError         `json:"userErrors"`
+}
+
+// GetUsageAlerts returns SetUsageAlertsSetUsageAlertsSetUsageAlertsPayload.UsageAlerts, and is useful for accessing the field via an interface.
+func (v *SetUsageAlertsSetUsageAlertsSetUsageAlertsPayload) GetUsageAlerts() *SetUsageAlertsSetUsageAlertsSetUsageAlertsPayloadUsageAlertsUsageAlertSetting {
+	return v.UsageAlerts
+}
+
+// GetUserErrors returns SetUsageAlertsSetUsageAlertsSetUsageAlertsPayload.UserErrors, and is useful for accessing the field via an interface.
+func (v *SetUsageAlertsSetUsageAlertsSetUsageAlertsPayload) GetUserErrors() []SetUsageAlertsSetUsageAlertsSetUsageAlertsPayloadUserErrorsUserError {
+	return v.UserErrors
+}
+
+// SetUsageAlertsSetUsageAlertsSetUsageAlertsPayloadUsageAlertsUsageAlertSetting includes the requested fields of the GraphQL type UsageAlertSetting.
+type SetUsageAlertsSetUsageAlertsSetUsageAlertsPayloadUsageAlertsUsageAlertSetting struct {
+	Meter string `json:"meter"`
+	// Ascending percentages of the limit.
+	Percents []int `json:"percents"`
+}
+
+// GetMeter returns SetUsageAlertsSetUsageAlertsSetUsageAlertsPayloadUsageAlertsUsageAlertSetting.Meter, and is useful for accessing the field via an interface.
+func (v *SetUsageAlertsSetUsageAlertsSetUsageAlertsPayloadUsageAlertsUsageAlertSetting) GetMeter() string {
+	return v.Meter
+}
+
+// GetPercents returns SetUsageAlertsSetUsageAlertsSetUsageAlertsPayloadUsageAlertsUsageAlertSetting.Percents, and is useful for accessing the field via an interface.
+func (v *SetUsageAlertsSetUsageAlertsSetUsageAlertsPayloadUsageAlertsUsageAlertSetting) GetPercents() []int {
+	return v.Percents
+}
+
+// SetUsageAlertsSetUsageAlertsSetUsageAlertsPayloadUserErrorsUserError includes the requested fields of the GraphQL type UserError.
+// The GraphQL type's documentation follows.
+//
+// An invalid input field on a mutation.
+type SetUsageAlertsSetUsageAlertsSetUsageAlertsPayloadUserErrorsUserError struct {
+	// Path of the input field, e.g. `input.successUrl`; null when the error is not about one field.
+	Field   *string `json:"field"`
+	Message string  `json:"message"`
+	// Machine-readable: REQUIRED, TOO_SHORT, TOO_LONG, INVALID, INVALID_URL, INVALID_EMAIL, UNKNOWN_PLAN, NOT_PURCHASABLE, ALREADY_SUBSCRIBED, CHECKOUT_PENDING, NO_BILLING_HISTORY, NO_SUBSCRIPTION, NOT_FOUND, ...
+	Code string `json:"code"`
+}
+
+// GetField returns SetUsageAlertsSetUsageAlertsSetUsageAlertsPayloadUserErrorsUserError.Field, and is useful for accessing the field via an interface.
+func (v *SetUsageAlertsSetUsageAlertsSetUsageAlertsPayloadUserErrorsUserError) GetField() *string {
+	return v.Field
+}
+
+// GetMessage returns SetUsageAlertsSetUsageAlertsSetUsageAlertsPayloadUserErrorsUserError.Message, and is useful for accessing the field via an interface.
+func (v *SetUsageAlertsSetUsageAlertsSetUsageAlertsPayloadUserErrorsUserError) GetMessage() string {
+	return v.Message
+}
+
+// GetCode returns SetUsageAlertsSetUsageAlertsSetUsageAlertsPayloadUserErrorsUserError.Code, and is useful for accessing the field via an interface.
+func (v *SetUsageAlertsSetUsageAlertsSetUsageAlertsPayloadUserErrorsUserError) GetCode() string {
+	return v.Code
+}
+
 // SubscriptionFields includes the GraphQL fields of BillingSubscription requested by the fragment SubscriptionFields.
 // The GraphQL type's documentation follows.
 //
@@ -2889,6 +2962,57 @@ func (v *SubscriptionSubscriptionBillingSubscription) __premarshalJSON() (*__pre
 	retval.RateLimitPerMinute = v.SubscriptionFields.RateLimitPerMinute
 	return &retval, nil
 }
+
+// UsageAlertsResponse is returned by UsageAlerts on success.
+type UsageAlertsResponse struct {
+	// Usage alerts that fired in a month (`YYYY-MM`, default the current UTC month), oldest first: each threshold
+	// of a meter's limit fires once per period, in the same transaction as the usage that reached it.
+	UsageAlerts []UsageAlertsUsageAlertsUsageAlert `json:"usageAlerts"`
+}
+
+// GetUsageAlerts returns UsageAlertsResponse.UsageAlerts, and is useful for accessing the field via an interface.
+func (v *UsageAlertsResponse) GetUsageAlerts() []UsageAlertsUsageAlertsUsageAlert {
+	return v.UsageAlerts
+}
+
+// UsageAlertsUsageAlertsUsageAlert includes the requested fields of the GraphQL type UsageAlert.
+// The GraphQL type's documentation follows.
+//
+// A threshold of a meter's limit that the organisation's usage reached.
+type UsageAlertsUsageAlertsUsageAlert struct {
+	Meter string `json:"meter"`
+	// The period's month, YYYY-MM; null for a meter that never resets.
+	Period *string `json:"period"`
+	// Percent of the limit.
+	Percent int `json:"percent"`
+	// The period total right after the usage that reached the threshold.
+	Used  int64 `json:"used"`
+	Limit int64 `json:"limit"`
+	// True for 100% of a hard limit, past which usage is refused (event `usage.limit_reached`).
+	LimitReached bool      `json:"limitReached"`
+	FiredAt      time.Time `json:"firedAt"`
+}
+
+// GetMeter returns UsageAlertsUsageAlertsUsageAlert.Meter, and is useful for accessing the field via an interface.
+func (v *UsageAlertsUsageAlertsUsageAlert) GetMeter() string { return v.Meter }
+
+// GetPeriod returns UsageAlertsUsageAlertsUsageAlert.Period, and is useful for accessing the field via an interface.
+func (v *UsageAlertsUsageAlertsUsageAlert) GetPeriod() *string { return v.Period }
+
+// GetPercent returns UsageAlertsUsageAlertsUsageAlert.Percent, and is useful for accessing the field via an interface.
+func (v *UsageAlertsUsageAlertsUsageAlert) GetPercent() int { return v.Percent }
+
+// GetUsed returns UsageAlertsUsageAlertsUsageAlert.Used, and is useful for accessing the field via an interface.
+func (v *UsageAlertsUsageAlertsUsageAlert) GetUsed() int64 { return v.Used }
+
+// GetLimit returns UsageAlertsUsageAlertsUsageAlert.Limit, and is useful for accessing the field via an interface.
+func (v *UsageAlertsUsageAlertsUsageAlert) GetLimit() int64 { return v.Limit }
+
+// GetLimitReached returns UsageAlertsUsageAlertsUsageAlert.LimitReached, and is useful for accessing the field via an interface.
+func (v *UsageAlertsUsageAlertsUsageAlert) GetLimitReached() bool { return v.LimitReached }
+
+// GetFiredAt returns UsageAlertsUsageAlertsUsageAlert.FiredAt, and is useful for accessing the field via an interface.
+func (v *UsageAlertsUsageAlertsUsageAlert) GetFiredAt() time.Time { return v.FiredAt }
 
 // UsageByEndpointResponse is returned by UsageByEndpoint on success.
 type UsageByEndpointResponse struct {
@@ -3256,6 +3380,26 @@ type __RevokeApiKeyInput struct {
 
 // GetId returns __RevokeApiKeyInput.Id, and is useful for accessing the field via an interface.
 func (v *__RevokeApiKeyInput) GetId() string { return v.Id }
+
+// __SetUsageAlertsInput is used internally by genqlient
+type __SetUsageAlertsInput struct {
+	Meter    string `json:"meter"`
+	Percents []int  `json:"percents"`
+}
+
+// GetMeter returns __SetUsageAlertsInput.Meter, and is useful for accessing the field via an interface.
+func (v *__SetUsageAlertsInput) GetMeter() string { return v.Meter }
+
+// GetPercents returns __SetUsageAlertsInput.Percents, and is useful for accessing the field via an interface.
+func (v *__SetUsageAlertsInput) GetPercents() []int { return v.Percents }
+
+// __UsageAlertsInput is used internally by genqlient
+type __UsageAlertsInput struct {
+	Period *string `json:"period"`
+}
+
+// GetPeriod returns __UsageAlertsInput.Period, and is useful for accessing the field via an interface.
+func (v *__UsageAlertsInput) GetPeriod() *string { return v.Period }
 
 // __UsageByEndpointInput is used internally by genqlient
 type __UsageByEndpointInput struct {
@@ -3998,6 +4142,50 @@ func RevokeApiKey(
 	return data_, err_
 }
 
+// The mutation executed by SetUsageAlerts.
+const SetUsageAlerts_Operation = `
+mutation SetUsageAlerts ($meter: String!, $percents: [Int!]!) {
+	setUsageAlerts(meter: $meter, percents: $percents) {
+		usageAlerts {
+			meter
+			percents
+		}
+		userErrors {
+			field
+			message
+			code
+		}
+	}
+}
+`
+
+func SetUsageAlerts(
+	ctx_ context.Context,
+	client_ graphql.Client,
+	meter string,
+	percents []int,
+) (data_ *SetUsageAlertsResponse, err_ error) {
+	req_ := &graphql.Request{
+		OpName: "SetUsageAlerts",
+		Query:  SetUsageAlerts_Operation,
+		Variables: &__SetUsageAlertsInput{
+			Meter:    meter,
+			Percents: percents,
+		},
+	}
+
+	data_ = &SetUsageAlertsResponse{}
+	resp_ := &graphql.Response{Data: data_}
+
+	err_ = client_.MakeRequest(
+		ctx_,
+		req_,
+		resp_,
+	)
+
+	return data_, err_
+}
+
 // The query executed by Subscription.
 const Subscription_Operation = `
 query Subscription {
@@ -4095,6 +4283,46 @@ func Usage(
 	}
 
 	data_ = &UsageResponse{}
+	resp_ := &graphql.Response{Data: data_}
+
+	err_ = client_.MakeRequest(
+		ctx_,
+		req_,
+		resp_,
+	)
+
+	return data_, err_
+}
+
+// The query executed by UsageAlerts.
+const UsageAlerts_Operation = `
+query UsageAlerts ($period: String) {
+	usageAlerts(period: $period) {
+		meter
+		period
+		percent
+		used
+		limit
+		limitReached
+		firedAt
+	}
+}
+`
+
+func UsageAlerts(
+	ctx_ context.Context,
+	client_ graphql.Client,
+	period *string,
+) (data_ *UsageAlertsResponse, err_ error) {
+	req_ := &graphql.Request{
+		OpName: "UsageAlerts",
+		Query:  UsageAlerts_Operation,
+		Variables: &__UsageAlertsInput{
+			Period: period,
+		},
+	}
+
+	data_ = &UsageAlertsResponse{}
 	resp_ := &graphql.Response{Data: data_}
 
 	err_ = client_.MakeRequest(

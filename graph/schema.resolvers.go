@@ -133,6 +133,16 @@ func (r *mutationResolver) ConsumeUsage(ctx context.Context, input model.Consume
 	return consumptionToModel(c), nil
 }
 
+// SetUsageAlerts is the resolver for the setUsageAlerts field.
+func (r *mutationResolver) SetUsageAlerts(ctx context.Context, meter string, percents []int) (*model.SetUsageAlertsPayload, error) {
+	set, err := r.Metering.SetAlerts(ctx, principal(ctx).OrgID, meter, percents)
+	ue, err := userErrors(err)
+	if err != nil || len(ue) > 0 {
+		return &model.SetUsageAlertsPayload{UserErrors: ue}, err
+	}
+	return &model.SetUsageAlertsPayload{UsageAlerts: &model.UsageAlertSetting{Meter: meter, Percents: set}, UserErrors: ue}, nil
+}
+
 // CreateWebhookEndpoint is the resolver for the createWebhookEndpoint field.
 func (r *mutationResolver) CreateWebhookEndpoint(ctx context.Context, input model.CreateWebhookEndpointInput) (*model.CreateWebhookEndpointPayload, error) {
 	ep, secret, err := r.Webhooks.CreateEndpoint(ctx, principal(ctx).OrgID, input.URL, input.Events)
@@ -262,6 +272,25 @@ func (r *queryResolver) UsageByEndpoint(ctx context.Context, period *string, met
 	out := make([]model.EndpointUsage, len(rows))
 	for i, e := range rows {
 		out[i] = model.EndpointUsage{Endpoint: e.Endpoint, Meter: e.Meter, Used: e.Used}
+	}
+	return out, nil
+}
+
+// UsageAlerts is the resolver for the usageAlerts field.
+func (r *queryResolver) UsageAlerts(ctx context.Context, period *string) ([]model.UsageAlert, error) {
+	alerts, err := r.Metering.Alerts(ctx, principal(ctx).OrgID, deref(period))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]model.UsageAlert, len(alerts))
+	for i, a := range alerts {
+		out[i] = model.UsageAlert{
+			Meter: a.Meter, Percent: a.Percent, Used: a.Used, Limit: a.Limit,
+			LimitReached: a.LimitReached(), FiredAt: a.FiredAt,
+		}
+		if p := a.Period(); p != "" {
+			out[i].Period = &p
+		}
 	}
 	return out, nil
 }

@@ -164,6 +164,7 @@ type ComplexityRoot struct {
 		ResumeSubscription    func(childComplexity int) int
 		RetryWebhookDelivery  func(childComplexity int, id string) int
 		RevokeAPIKey          func(childComplexity int, id string) int
+		SetUsageAlerts        func(childComplexity int, meter string, percents []int) int
 		UpdateWebhookEndpoint func(childComplexity int, input model.UpdateWebhookEndpointInput) int
 	}
 
@@ -229,6 +230,7 @@ type ComplexityRoot struct {
 		Subscription      func(childComplexity int) int
 		UpcomingInvoice   func(childComplexity int) int
 		Usage             func(childComplexity int, period *string) int
+		UsageAlerts       func(childComplexity int, period *string) int
 		UsageByEndpoint   func(childComplexity int, period *string, meter *string) int
 		UsageGate         func(childComplexity int, meter string) int
 		UsageSeries       func(childComplexity int, meter string, from time.Time, to time.Time) int
@@ -260,6 +262,11 @@ type ComplexityRoot struct {
 		UserErrors func(childComplexity int) int
 	}
 
+	SetUsageAlertsPayload struct {
+		UsageAlerts func(childComplexity int) int
+		UserErrors  func(childComplexity int) int
+	}
+
 	SubscriptionPayload struct {
 		Subscription func(childComplexity int) int
 		UserErrors   func(childComplexity int) int
@@ -286,6 +293,21 @@ type ComplexityRoot struct {
 		Meters      func(childComplexity int) int
 		PeriodEnd   func(childComplexity int) int
 		PeriodStart func(childComplexity int) int
+	}
+
+	UsageAlert struct {
+		FiredAt      func(childComplexity int) int
+		Limit        func(childComplexity int) int
+		LimitReached func(childComplexity int) int
+		Meter        func(childComplexity int) int
+		Percent      func(childComplexity int) int
+		Period       func(childComplexity int) int
+		Used         func(childComplexity int) int
+	}
+
+	UsageAlertSetting struct {
+		Meter    func(childComplexity int) int
+		Percents func(childComplexity int) int
 	}
 
 	UsageGate struct {
@@ -367,6 +389,7 @@ type MutationResolver interface {
 	ResumeSubscription(ctx context.Context) (*model.SubscriptionPayload, error)
 	RecordUsage(ctx context.Context, input model.RecordUsageInput) (*model.RecordUsagePayload, error)
 	ConsumeUsage(ctx context.Context, input model.ConsumeUsageInput) (*model.ConsumeUsagePayload, error)
+	SetUsageAlerts(ctx context.Context, meter string, percents []int) (*model.SetUsageAlertsPayload, error)
 	CreateWebhookEndpoint(ctx context.Context, input model.CreateWebhookEndpointInput) (*model.CreateWebhookEndpointPayload, error)
 	UpdateWebhookEndpoint(ctx context.Context, input model.UpdateWebhookEndpointInput) (*model.WebhookEndpointPayload, error)
 	DeleteWebhookEndpoint(ctx context.Context, id string) (*model.DeleteWebhookEndpointPayload, error)
@@ -381,6 +404,7 @@ type QueryResolver interface {
 	UpcomingInvoice(ctx context.Context) (*model.UpcomingInvoice, error)
 	Usage(ctx context.Context, period *string) (*model.Usage, error)
 	UsageByEndpoint(ctx context.Context, period *string, meter *string) ([]model.EndpointUsage, error)
+	UsageAlerts(ctx context.Context, period *string) ([]model.UsageAlert, error)
 	UsageSeries(ctx context.Context, meter string, from time.Time, to time.Time) ([]model.UsagePoint, error)
 	UsageGate(ctx context.Context, meter string) (*model.UsageGate, error)
 	WebhookEndpoints(ctx context.Context) ([]model.WebhookEndpoint, error)
@@ -966,6 +990,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RevokeAPIKey(childComplexity, args["id"].(string)), true
+	case "Mutation.setUsageAlerts":
+		if e.ComplexityRoot.Mutation.SetUsageAlerts == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_setUsageAlerts_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SetUsageAlerts(childComplexity, args["meter"].(string), args["percents"].([]int)), true
 	case "Mutation.updateWebhookEndpoint":
 		if e.ComplexityRoot.Mutation.UpdateWebhookEndpoint == nil {
 			break
@@ -1253,6 +1288,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Usage(childComplexity, args["period"].(*string)), true
+	case "Query.usageAlerts":
+		if e.ComplexityRoot.Query.UsageAlerts == nil {
+			break
+		}
+
+		args, err := ec.field_Query_usageAlerts_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.UsageAlerts(childComplexity, args["period"].(*string)), true
 	case "Query.usageByEndpoint":
 		if e.ComplexityRoot.Query.UsageByEndpoint == nil {
 			break
@@ -1380,6 +1426,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.RevokeApiKeyPayload.UserErrors(childComplexity), true
 
+	case "SetUsageAlertsPayload.usageAlerts":
+		if e.ComplexityRoot.SetUsageAlertsPayload.UsageAlerts == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SetUsageAlertsPayload.UsageAlerts(childComplexity), true
+	case "SetUsageAlertsPayload.userErrors":
+		if e.ComplexityRoot.SetUsageAlertsPayload.UserErrors == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SetUsageAlertsPayload.UserErrors(childComplexity), true
+
 	case "SubscriptionPayload.subscription":
 		if e.ComplexityRoot.SubscriptionPayload.Subscription == nil {
 			break
@@ -1479,6 +1538,62 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Usage.PeriodStart(childComplexity), true
+
+	case "UsageAlert.firedAt":
+		if e.ComplexityRoot.UsageAlert.FiredAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageAlert.FiredAt(childComplexity), true
+	case "UsageAlert.limit":
+		if e.ComplexityRoot.UsageAlert.Limit == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageAlert.Limit(childComplexity), true
+	case "UsageAlert.limitReached":
+		if e.ComplexityRoot.UsageAlert.LimitReached == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageAlert.LimitReached(childComplexity), true
+	case "UsageAlert.meter":
+		if e.ComplexityRoot.UsageAlert.Meter == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageAlert.Meter(childComplexity), true
+	case "UsageAlert.percent":
+		if e.ComplexityRoot.UsageAlert.Percent == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageAlert.Percent(childComplexity), true
+	case "UsageAlert.period":
+		if e.ComplexityRoot.UsageAlert.Period == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageAlert.Period(childComplexity), true
+	case "UsageAlert.used":
+		if e.ComplexityRoot.UsageAlert.Used == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageAlert.Used(childComplexity), true
+
+	case "UsageAlertSetting.meter":
+		if e.ComplexityRoot.UsageAlertSetting.Meter == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageAlertSetting.Meter(childComplexity), true
+	case "UsageAlertSetting.percents":
+		if e.ComplexityRoot.UsageAlertSetting.Percents == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageAlertSetting.Percents(childComplexity), true
 
 	case "UsageGate.allowed":
 		if e.ComplexityRoot.UsageGate.Allowed == nil {
@@ -1863,6 +1978,11 @@ type Query {
   usage(period: String): Usage! @hasScope(anyOf: [BILLING_READ])
   "Usage per endpoint in a period, largest first; all meters unless ` + "`" + `meter` + "`" + ` is given."
   usageByEndpoint(period: String, meter: String): [EndpointUsage!]! @hasScope(anyOf: [BILLING_READ])
+  """
+  Usage alerts that fired in a month (` + "`" + `YYYY-MM` + "`" + `, default the current UTC month), oldest first: each threshold
+  of a meter's limit fires once per period, in the same transaction as the usage that reached it.
+  """
+  usageAlerts(period: String): [UsageAlert!]! @hasScope(anyOf: [BILLING_READ])
   "Daily usage of one meter for charts; at most 366 days, both ends included."
   usageSeries(meter: String!, from: Date!, to: Date!): [UsagePoint!]! @hasScope(anyOf: [BILLING_READ])
   """
@@ -1905,6 +2025,13 @@ type Mutation {
   against the plan's rate limit.
   """
   consumeUsage(input: ConsumeUsageInput!): ConsumeUsagePayload! @hasScope(anyOf: [USAGE_WRITE])
+
+  """
+  Replace the plan's usage alert thresholds on a meter with the organisation's own: percentages of the limit
+  from 1 to 100, any order, each once; an empty list turns the meter's alerts off. A threshold fires when
+  usage crosses it, so one already passed this period does not fire.
+  """
+  setUsageAlerts(meter: String!, percents: [Int!]!): SetUsageAlertsPayload! @hasScope(anyOf: [BILLING_WRITE])
 
   "Register an endpoint for Tollgate's events. The plan's ` + "`" + `webhooks` + "`" + ` caps how many (PLAN_LIMIT). The signing secret is in this payload and nowhere else, ever."
   createWebhookEndpoint(input: CreateWebhookEndpointInput!): CreateWebhookEndpointPayload!
@@ -2244,6 +2371,32 @@ type Usage {
   periodStart: Time!
   periodEnd: Time!
   meters: [MeterUsage!]!
+}
+
+"A threshold of a meter's limit that the organisation's usage reached."
+type UsageAlert {
+  meter: String!
+  "The period's month, YYYY-MM; null for a meter that never resets."
+  period: String
+  "Percent of the limit."
+  percent: Int!
+  "The period total right after the usage that reached the threshold."
+  used: Int64!
+  limit: Int64!
+  "True for 100% of a hard limit, past which usage is refused (event ` + "`" + `usage.limit_reached` + "`" + `)."
+  limitReached: Boolean!
+  firedAt: Time!
+}
+
+type UsageAlertSetting {
+  meter: String!
+  "Ascending percentages of the limit."
+  percents: [Int!]!
+}
+
+type SetUsageAlertsPayload {
+  usageAlerts: UsageAlertSetting
+  userErrors: [UserError!]!
 }
 
 type EndpointUsage {
@@ -2786,6 +2939,16 @@ func (ec *executionContext) childFields_RevokeApiKeyPayload(ctx context.Context,
 	return nil, fmt.Errorf("no field named %q was found under type RevokeApiKeyPayload", field.Name)
 }
 
+func (ec *executionContext) childFields_SetUsageAlertsPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "usageAlerts":
+		return ec.fieldContext_SetUsageAlertsPayload_usageAlerts(ctx, field)
+	case "userErrors":
+		return ec.fieldContext_SetUsageAlertsPayload_userErrors(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SetUsageAlertsPayload", field.Name)
+}
+
 func (ec *executionContext) childFields_SubscriptionPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "subscription":
@@ -2840,6 +3003,36 @@ func (ec *executionContext) childFields_Usage(ctx context.Context, field graphql
 		return ec.fieldContext_Usage_meters(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Usage", field.Name)
+}
+
+func (ec *executionContext) childFields_UsageAlert(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "meter":
+		return ec.fieldContext_UsageAlert_meter(ctx, field)
+	case "period":
+		return ec.fieldContext_UsageAlert_period(ctx, field)
+	case "percent":
+		return ec.fieldContext_UsageAlert_percent(ctx, field)
+	case "used":
+		return ec.fieldContext_UsageAlert_used(ctx, field)
+	case "limit":
+		return ec.fieldContext_UsageAlert_limit(ctx, field)
+	case "limitReached":
+		return ec.fieldContext_UsageAlert_limitReached(ctx, field)
+	case "firedAt":
+		return ec.fieldContext_UsageAlert_firedAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type UsageAlert", field.Name)
+}
+
+func (ec *executionContext) childFields_UsageAlertSetting(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "meter":
+		return ec.fieldContext_UsageAlertSetting_meter(ctx, field)
+	case "percents":
+		return ec.fieldContext_UsageAlertSetting_percents(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type UsageAlertSetting", field.Name)
 }
 
 func (ec *executionContext) childFields_UsageGate(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -3248,6 +3441,28 @@ func (ec *executionContext) field_Mutation_revokeApiKey_args(ctx context.Context
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_setUsageAlerts_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "meter",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["meter"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "percents",
+		func(ctx context.Context, v any) ([]int, error) {
+			return ec.unmarshalNInt2ᚕintᚄ(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["percents"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_updateWebhookEndpoint_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -3303,6 +3518,20 @@ func (ec *executionContext) field_Query_invoices_args(ctx context.Context, rawAr
 		return nil, err
 	}
 	args["status"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_usageAlerts_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "period",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["period"] = arg0
 	return args, nil
 }
 
@@ -5759,6 +5988,68 @@ func (ec *executionContext) fieldContext_Mutation_consumeUsage(ctx context.Conte
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_setUsageAlerts(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_setUsageAlerts(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SetUsageAlerts(ctx, fc.Args["meter"].(string), fc.Args["percents"].([]int))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				anyOf, err := ec.unmarshalNScope2ᚕgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐScopeᚄ(ctx, []any{"BILLING_WRITE"})
+				if err != nil {
+					var zeroVal *model.SetUsageAlertsPayload
+					return zeroVal, err
+				}
+				if ec.Directives.HasScope == nil {
+					var zeroVal *model.SetUsageAlertsPayload
+					return zeroVal, errors.New("directive hasScope is not implemented")
+				}
+				return ec.Directives.HasScope(ctx, nil, directive0, anyOf)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.SetUsageAlertsPayload) graphql.Marshaler {
+			return ec.marshalNSetUsageAlertsPayload2ᚖgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐSetUsageAlertsPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_setUsageAlerts(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SetUsageAlertsPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_setUsageAlerts_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Mutation_createWebhookEndpoint(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -7289,6 +7580,68 @@ func (ec *executionContext) fieldContext_Query_usageByEndpoint(ctx context.Conte
 	return fc, nil
 }
 
+func (ec *executionContext) _Query_usageAlerts(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_usageAlerts(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().UsageAlerts(ctx, fc.Args["period"].(*string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				anyOf, err := ec.unmarshalNScope2ᚕgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐScopeᚄ(ctx, []any{"BILLING_READ"})
+				if err != nil {
+					var zeroVal []model.UsageAlert
+					return zeroVal, err
+				}
+				if ec.Directives.HasScope == nil {
+					var zeroVal []model.UsageAlert
+					return zeroVal, errors.New("directive hasScope is not implemented")
+				}
+				return ec.Directives.HasScope(ctx, nil, directive0, anyOf)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v []model.UsageAlert) graphql.Marshaler {
+			return ec.marshalNUsageAlert2ᚕgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐUsageAlertᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_usageAlerts(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_UsageAlert(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_usageAlerts_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query_usageSeries(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -7940,6 +8293,70 @@ func (ec *executionContext) fieldContext_RevokeApiKeyPayload_userErrors(_ contex
 	return fc, nil
 }
 
+func (ec *executionContext) _SetUsageAlertsPayload_usageAlerts(ctx context.Context, field graphql.CollectedField, obj *model.SetUsageAlertsPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SetUsageAlertsPayload_usageAlerts(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UsageAlerts, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.UsageAlertSetting) graphql.Marshaler {
+			return ec.marshalOUsageAlertSetting2ᚖgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐUsageAlertSetting(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SetUsageAlertsPayload_usageAlerts(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SetUsageAlertsPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_UsageAlertSetting(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SetUsageAlertsPayload_userErrors(ctx context.Context, field graphql.CollectedField, obj *model.SetUsageAlertsPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SetUsageAlertsPayload_userErrors(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UserErrors, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []model.UserError) graphql.Marshaler {
+			return ec.marshalNUserError2ᚕgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐUserErrorᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SetUsageAlertsPayload_userErrors(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SetUsageAlertsPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_UserError(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _SubscriptionPayload_subscription(ctx context.Context, field graphql.CollectedField, obj *model.SubscriptionPayload) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -8360,6 +8777,213 @@ func (ec *executionContext) fieldContext_Usage_meters(_ context.Context, field g
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _UsageAlert_meter(ctx context.Context, field graphql.CollectedField, obj *model.UsageAlert) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageAlert_meter(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Meter, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageAlert_meter(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageAlert", field, false, false, errors.New("field of type String does not have child fields"))
+}
+
+func (ec *executionContext) _UsageAlert_period(ctx context.Context, field graphql.CollectedField, obj *model.UsageAlert) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageAlert_period(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Period, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_UsageAlert_period(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageAlert", field, false, false, errors.New("field of type String does not have child fields"))
+}
+
+func (ec *executionContext) _UsageAlert_percent(ctx context.Context, field graphql.CollectedField, obj *model.UsageAlert) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageAlert_percent(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Percent, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageAlert_percent(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageAlert", field, false, false, errors.New("field of type Int does not have child fields"))
+}
+
+func (ec *executionContext) _UsageAlert_used(ctx context.Context, field graphql.CollectedField, obj *model.UsageAlert) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageAlert_used(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Used, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageAlert_used(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageAlert", field, false, false, errors.New("field of type Int64 does not have child fields"))
+}
+
+func (ec *executionContext) _UsageAlert_limit(ctx context.Context, field graphql.CollectedField, obj *model.UsageAlert) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageAlert_limit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Limit, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageAlert_limit(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageAlert", field, false, false, errors.New("field of type Int64 does not have child fields"))
+}
+
+func (ec *executionContext) _UsageAlert_limitReached(ctx context.Context, field graphql.CollectedField, obj *model.UsageAlert) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageAlert_limitReached(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LimitReached, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageAlert_limitReached(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageAlert", field, false, false, errors.New("field of type Boolean does not have child fields"))
+}
+
+func (ec *executionContext) _UsageAlert_firedAt(ctx context.Context, field graphql.CollectedField, obj *model.UsageAlert) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageAlert_firedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.FiredAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageAlert_firedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageAlert", field, false, false, errors.New("field of type Time does not have child fields"))
+}
+
+func (ec *executionContext) _UsageAlertSetting_meter(ctx context.Context, field graphql.CollectedField, obj *model.UsageAlertSetting) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageAlertSetting_meter(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Meter, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageAlertSetting_meter(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageAlertSetting", field, false, false, errors.New("field of type String does not have child fields"))
+}
+
+func (ec *executionContext) _UsageAlertSetting_percents(ctx context.Context, field graphql.CollectedField, obj *model.UsageAlertSetting) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageAlertSetting_percents(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Percents, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []int) graphql.Marshaler {
+			return ec.marshalNInt2ᚕintᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageAlertSetting_percents(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageAlertSetting", field, false, false, errors.New("field of type Int does not have child fields"))
 }
 
 func (ec *executionContext) _UsageGate_allowed(ctx context.Context, field graphql.CollectedField, obj *model.UsageGate) (ret graphql.Marshaler) {
@@ -11676,6 +12300,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "setUsageAlerts":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_setUsageAlerts(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "createWebhookEndpoint":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_createWebhookEndpoint(ctx, field)
@@ -12299,6 +12930,28 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 			}
 
 			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return rrm(innerCtx) })
+		case "usageAlerts":
+			field := field
+
+			innerFunc := func(ctx context.Context, fs *graphql.FieldSet) (res graphql.Marshaler) {
+				defer func() {
+					if r := recover(); r != nil {
+						ec.Error(ctx, ec.Recover(ctx, r))
+					}
+				}()
+				res = ec._Query_usageAlerts(ctx, field)
+				if res == graphql.Null {
+					atomic.AddUint32(&fs.Invalids, 1)
+				}
+				return res
+			}
+
+			rrm := func(ctx context.Context) graphql.Marshaler {
+				return ec.OperationContext.RootResolverMiddleware(ctx,
+					func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
+			}
+
+			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return rrm(innerCtx) })
 		case "usageSeries":
 			field := field
 
@@ -12614,6 +13267,49 @@ func (ec *executionContext) _RevokeApiKeyPayload(ctx context.Context, sel ast.Se
 	return out
 }
 
+var setUsageAlertsPayloadImplementors = []string{"SetUsageAlertsPayload"}
+
+func (ec *executionContext) _SetUsageAlertsPayload(ctx context.Context, sel ast.SelectionSet, obj *model.SetUsageAlertsPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, setUsageAlertsPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferredFieldSet := graphql.NewFieldSet(nil)
+	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SetUsageAlertsPayload")
+		case "usageAlerts":
+			out.Values[i] = ec._SetUsageAlertsPayload_usageAlerts(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "userErrors":
+			out.Values[i] = ec._SetUsageAlertsPayload_userErrors(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
+
+	ec.ProcessDeferredGroup(graphql.DeferredGroup{
+		Defers:   deferLabelToView,
+		Path:     graphql.GetPath(ctx),
+		FieldSet: deferredFieldSet,
+		Context:  ctx,
+	})
+
+	return out
+}
+
 var subscriptionPayloadImplementors = []string{"SubscriptionPayload"}
 
 func (ec *executionContext) _SubscriptionPayload(ctx context.Context, sel ast.SelectionSet, obj *model.SubscriptionPayload) graphql.Marshaler {
@@ -12802,6 +13498,117 @@ func (ec *executionContext) _Usage(ctx context.Context, sel ast.SelectionSet, ob
 			}
 		case "meters":
 			out.Values[i] = ec._Usage_meters(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
+
+	ec.ProcessDeferredGroup(graphql.DeferredGroup{
+		Defers:   deferLabelToView,
+		Path:     graphql.GetPath(ctx),
+		FieldSet: deferredFieldSet,
+		Context:  ctx,
+	})
+
+	return out
+}
+
+var usageAlertImplementors = []string{"UsageAlert"}
+
+func (ec *executionContext) _UsageAlert(ctx context.Context, sel ast.SelectionSet, obj *model.UsageAlert) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, usageAlertImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferredFieldSet := graphql.NewFieldSet(nil)
+	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("UsageAlert")
+		case "meter":
+			out.Values[i] = ec._UsageAlert_meter(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "period":
+			out.Values[i] = ec._UsageAlert_period(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "percent":
+			out.Values[i] = ec._UsageAlert_percent(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "used":
+			out.Values[i] = ec._UsageAlert_used(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "limit":
+			out.Values[i] = ec._UsageAlert_limit(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "limitReached":
+			out.Values[i] = ec._UsageAlert_limitReached(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "firedAt":
+			out.Values[i] = ec._UsageAlert_firedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
+
+	ec.ProcessDeferredGroup(graphql.DeferredGroup{
+		Defers:   deferLabelToView,
+		Path:     graphql.GetPath(ctx),
+		FieldSet: deferredFieldSet,
+		Context:  ctx,
+	})
+
+	return out
+}
+
+var usageAlertSettingImplementors = []string{"UsageAlertSetting"}
+
+func (ec *executionContext) _UsageAlertSetting(ctx context.Context, sel ast.SelectionSet, obj *model.UsageAlertSetting) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, usageAlertSettingImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferredFieldSet := graphql.NewFieldSet(nil)
+	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("UsageAlertSetting")
+		case "meter":
+			out.Values[i] = ec._UsageAlertSetting_meter(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "percents":
+			out.Values[i] = ec._UsageAlertSetting_percents(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -13876,6 +14683,35 @@ func (ec *executionContext) marshalNInt2int(ctx context.Context, sel ast.Selecti
 	return res
 }
 
+func (ec *executionContext) unmarshalNInt2ᚕintᚄ(ctx context.Context, v any) ([]int, error) {
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]int, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNInt2int(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalNInt2ᚕintᚄ(ctx context.Context, sel ast.SelectionSet, v []int) graphql.Marshaler {
+	ret := make(graphql.Array, len(v))
+	for i := range v {
+		ret[i] = ec.marshalNInt2int(ctx, sel, v[i])
+	}
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
 func (ec *executionContext) unmarshalNInt642int64(ctx context.Context, v any) (int64, error) {
 	res, err := model.UnmarshalInt64(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -14222,6 +15058,16 @@ func (ec *executionContext) marshalNScope2ᚕgithubᚗcomᚋtollgateᚑbilling�
 	return ret
 }
 
+func (ec *executionContext) marshalNSetUsageAlertsPayload2ᚖgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐSetUsageAlertsPayload(ctx context.Context, sel ast.SelectionSet, v *model.SetUsageAlertsPayload) graphql.Marshaler {
+	if v == nil {
+		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
+			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
+		}
+		return graphql.Null
+	}
+	return ec._SetUsageAlertsPayload(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNString2string(ctx context.Context, v any) (string, error) {
 	res, err := graphql.UnmarshalString(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -14316,6 +15162,26 @@ func (ec *executionContext) marshalNUsage2ᚖgithubᚗcomᚋtollgateᚑbilling�
 		return graphql.Null
 	}
 	return ec._Usage(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNUsageAlert2githubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐUsageAlert(ctx context.Context, sel ast.SelectionSet, v model.UsageAlert) graphql.Marshaler {
+	return ec._UsageAlert(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNUsageAlert2ᚕgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐUsageAlertᚄ(ctx context.Context, sel ast.SelectionSet, v []model.UsageAlert) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNUsageAlert2githubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐUsageAlert(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) unmarshalNUsageEventInput2githubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐUsageEventInput(ctx context.Context, v any) (model.UsageEventInput, error) {
@@ -14874,6 +15740,13 @@ func (ec *executionContext) marshalOUpcomingInvoice2ᚖgithubᚗcomᚋtollgate�
 		return graphql.Null
 	}
 	return ec._UpcomingInvoice(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOUsageAlertSetting2ᚖgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐUsageAlertSetting(ctx context.Context, sel ast.SelectionSet, v *model.UsageAlertSetting) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._UsageAlertSetting(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalOUsageReason2ᚖgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐUsageReason(ctx context.Context, v any) (*model.UsageReason, error) {

@@ -307,6 +307,11 @@ type RevokeAPIKeyPayload struct {
 	UserErrors []UserError `json:"userErrors"`
 }
 
+type SetUsageAlertsPayload struct {
+	UsageAlerts *UsageAlertSetting `json:"usageAlerts,omitempty"`
+	UserErrors  []UserError        `json:"userErrors"`
+}
+
 type SubscriptionPayload struct {
 	Subscription *BillingSubscription `json:"subscription,omitempty"`
 	UserErrors   []UserError          `json:"userErrors"`
@@ -345,6 +350,27 @@ type Usage struct {
 	PeriodStart time.Time    `json:"periodStart"`
 	PeriodEnd   time.Time    `json:"periodEnd"`
 	Meters      []MeterUsage `json:"meters"`
+}
+
+// A threshold of a meter's limit that the organisation's usage reached.
+type UsageAlert struct {
+	Meter string `json:"meter"`
+	// The period's month, YYYY-MM; null for a meter that never resets.
+	Period *string `json:"period,omitempty"`
+	// Percent of the limit.
+	Percent int `json:"percent"`
+	// The period total right after the usage that reached the threshold.
+	Used  int64 `json:"used"`
+	Limit int64 `json:"limit"`
+	// True for 100% of a hard limit, past which usage is refused (event `usage.limit_reached`).
+	LimitReached bool      `json:"limitReached"`
+	FiredAt      time.Time `json:"firedAt"`
+}
+
+type UsageAlertSetting struct {
+	Meter string `json:"meter"`
+	// Ascending percentages of the limit.
+	Percents []int `json:"percents"`
 }
 
 type UsageEventInput struct {

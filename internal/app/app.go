@@ -308,6 +308,17 @@ func (a *App) buildJobs(ctx context.Context) error {
 	a.Invoices.EmitTo(a.Webhooks)
 	// Events, deliveries and attempts are kept for outbound.Retention.
 	a.Webhooks.SchedulePrune(0)
+	// The host hears of each usage alert in the transaction that counts
+	// the usage crossing it: 100% of a hard limit is usage.limit_reached.
+	a.Usage.OnAlert = func(ctx context.Context, tx *gorm.DB, al usage.Alert) error {
+		kind := outbound.UsageThresholdReached
+		if al.LimitReached() {
+			kind = outbound.UsageLimitReached
+		}
+		return a.Webhooks.Emit(ctx, tx, al.OrgID, kind, outbound.UsageThresholdData{
+			Meter: al.Meter, Period: al.Period(), Percent: al.Percent, Used: al.Used, Limit: al.Limit,
+		})
+	}
 	// Stopped before the database closes: running deliveries finish or
 	// are retried later.
 	a.closers = append(a.closers, func() {

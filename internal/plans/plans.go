@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -50,6 +51,28 @@ type Limit struct {
 	// Overage, on a soft limit, is what each started package of usage past
 	// the limit in a closed month costs; nil bills none.
 	Overage *OveragePrice `yaml:"overage" json:"overage"`
+	// Alerts are the percentages of Limit at which the organisation is
+	// told it is getting close, ascending; DefaultAlerts when the plans
+	// file names none. Meters without a limit have none.
+	Alerts []int `yaml:"alerts" json:"alerts"`
+}
+
+// DefaultAlerts are the thresholds of a limited meter whose plan names none:
+// a warning while there is room left, and the limit itself.
+var DefaultAlerts = []int{80, 100}
+
+// ValidAlerts explains what is wrong with a list of alert thresholds, or is
+// "" when they are percentages from 1 to 100, ascending and distinct.
+func ValidAlerts(percents []int) string {
+	for i, p := range percents {
+		switch {
+		case p < 1 || p > 100:
+			return fmt.Sprintf("alert threshold %d must be a percentage from 1 to 100", p)
+		case i > 0 && p <= percents[i-1]:
+			return fmt.Sprintf("alert thresholds must be ascending and distinct (%d after %d)", p, percents[i-1])
+		}
+	}
+	return ""
 }
 
 // OveragePrice is a package price for usage past a soft limit, in the
@@ -285,6 +308,9 @@ func build(f file) (*Catalog, error) {
 			if l.Unlimited && l.Limit != 0 {
 				bad("%s: meter %q is unlimited and also has a limit", where, name)
 			}
+			if msg := ValidAlerts(l.Alerts); msg != "" {
+				bad("%s: alerts on %q: %s", where, name, msg)
+			}
 			if o := l.Overage; o != nil {
 				switch {
 				case l.Hard || l.Unlimited:
@@ -311,6 +337,12 @@ func build(f file) (*Catalog, error) {
 			l.Meter, l.Reset = m.Name, m.Reset
 			if l.Unlimited {
 				l.Hard = false
+			}
+			switch {
+			case l.Unlimited:
+				l.Alerts = nil
+			case l.Alerts == nil:
+				l.Alerts = slices.Clone(DefaultAlerts)
 			}
 			p.Limits = append(p.Limits, l)
 		}

@@ -3,6 +3,7 @@ package plans
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -119,6 +120,23 @@ func TestOveragePackagesCountEveryStartedOne(t *testing.T) {
 	}
 }
 
+// A limited meter alerts at 80% and 100% unless the plans file says
+// otherwise; an unlimited one has nothing to alert about.
+func TestAlertThresholds(t *testing.T) {
+	c, err := Parse([]byte("meters:\n  - {name: api_calls, reset: monthly}\n  - {name: tokens, reset: monthly}\n  - {name: seats, reset: never}\n"+
+		"plans:\n  - {id: free, name: Free, rate_limit_per_second: 1, limits: {api_calls: {limit: 10}, tokens: {limit: 5, alerts: [50, 90]}, seats: {unlimited: true}}}\n"), "yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	free := c.Free()
+	for meter, want := range map[string][]int{"api_calls": DefaultAlerts, "tokens": {50, 90}, "seats": nil} {
+		l, _ := free.LimitFor(meter)
+		if !slices.Equal(l.Alerts, want) {
+			t.Errorf("%s alerts = %v, want %v", meter, l.Alerts, want)
+		}
+	}
+}
+
 func TestLoadJSONFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "plans.json")
 	os.WriteFile(path, []byte(`{"meters":[{"name":"seats","reset":"never"}],
@@ -176,6 +194,14 @@ func TestInvalidPlansFiles(t *testing.T) {
 			"  - {id: a, name: A, stripe_price_id: price_a, price_cents: 5, rate_limit_per_second: 1, limits: {api_calls: {limit: 1, overage: {per: 1000}}}}\n", "unit_amount_cents must be from 1"},
 		{"overage with a misspelt field", meters + "plans:\n" + free +
 			"  - {id: a, name: A, stripe_price_id: price_a, price_cents: 5, rate_limit_per_second: 1, limits: {api_calls: {limit: 1, overage: {unit_cents: 50, per: 1000}}}}\n", "unit_cents"},
+		{"an alert above 100%", meters + "plans:\n" +
+			"  - {id: free, name: Free, rate_limit_per_second: 1, limits: {api_calls: {limit: 10, alerts: [80, 120]}}}\n", "threshold 120 must be a percentage from 1 to 100"},
+		{"an alert at 0%", meters + "plans:\n" +
+			"  - {id: free, name: Free, rate_limit_per_second: 1, limits: {api_calls: {limit: 10, alerts: [0]}}}\n", "from 1 to 100"},
+		{"alerts out of order", meters + "plans:\n" +
+			"  - {id: free, name: Free, rate_limit_per_second: 1, limits: {api_calls: {limit: 10, alerts: [90, 50]}}}\n", "ascending and distinct"},
+		{"an alert named twice", meters + "plans:\n" +
+			"  - {id: free, name: Free, rate_limit_per_second: 1, limits: {api_calls: {limit: 10, alerts: [50, 50]}}}\n", "ascending and distinct"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

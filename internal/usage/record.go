@@ -353,6 +353,9 @@ func (s *Service) writeGroup(ctx context.Context, group []*request) error {
 			if err != nil {
 				return err
 			}
+			if err := s.fireAlerts(ctx, r, group, sums.totals, changed); err != nil {
+				return err
+			}
 			if s.group.hooks.written != nil {
 				if err := s.group.hooks.written(group); err != nil {
 					return err

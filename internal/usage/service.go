@@ -10,6 +10,8 @@
 //     written together by the next one (groupcommit.go).
 //   - Usage, ByEndpoint and Series report from the rollups only, so their cost
 //     does not grow with the number of events.
+//   - Alerts fire once per meter, period and threshold, in the transaction
+//     that counted the usage crossing the threshold (alerts.go).
 //   - Gate answers "may this organisation use more?" from a Redis counter and
 //     an in-process plan cache, falling back to the database when Redis misses
 //     or fails. The database is always the truth; Redis only mirrors it.
@@ -70,6 +72,10 @@ type Service struct {
 	group *groupCommitter
 	// resyncEvery is how often Run looks for dirty counters.
 	resyncEvery time.Duration
+
+	// OnAlert, when set, hears of each usage alert in the transaction that
+	// fires it (see alerts.go). Set it before the service records usage.
+	OnAlert AlertHook
 }
 
 // NewService returns the usage service. rdb may be down at any time; the
