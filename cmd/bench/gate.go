@@ -67,7 +67,7 @@ func gatePhase(ctx context.Context, b *bench, o options) (gateResult, error) {
 		return r, fmt.Errorf("usageGate answered %+v, want allowed, used %d, plan %s", g, len(events), benchPlanID)
 	}
 
-	_, secret, err := b.app.Keys.Create(ctx, orgID, auth.CreateKeyInput{Name: "bench backend", Scopes: []auth.Scope{auth.UsageWrite, auth.BillingRead}})
+	_, secret, err := b.app.Keys.Create(ctx, orgID, auth.CreateKeyInput{Name: "bench backend", Scopes: []auth.Scope{auth.UsageWrite, auth.BillingRead}, CreatorScopes: auth.AllScopes})
 	if err != nil {
 		return r, err
 	}
