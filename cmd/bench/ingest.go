@@ -114,6 +114,10 @@ func ingestPhase(ctx context.Context, b *bench, o options) (ingestResult, error)
 	}
 
 	// The floors' own pool, as pgbench opens one connection per client.
+	// The in-process app of sections 1-3 gives back its idle connections
+	// first: with the server process's pools and River's, Postgres's
+	// default 100 connections would not hold them all.
+	b.app.DB.SQL().SetMaxIdleConns(0)
 	floorDB, err := store.Open(ctx, store.Options{URL: b.dbURL, MaxOpenConns: ingestClients})
 	if err != nil {
 		return r, err
@@ -196,6 +200,8 @@ VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (org_id, idempotency_key) DO NOT
 // usageGate request and per recorded event, one request at a time. The
 // figures include the test request and response writer, a few allocations.
 func (r *ingestResult) measureAllocations(ctx context.Context, b *bench, token string, seq *atomic.Int64) error {
+	// Connections are reused again, as in normal serving.
+	b.app.DB.SQL().SetMaxIdleConns(2)
 	h := b.app.Handler()
 	serve := func(payload []byte) error {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "/graphql", bytes.NewReader(payload))
