@@ -86,9 +86,12 @@ func newEnvironment(ctx context.Context, o options, log *slog.Logger) (*environm
 		"DATABASE_URL=" + e.pg.url(), "REDIS_URL=" + e.redis.url(),
 		"JWT_SECRET=" + string(e.jwtSecret), "STRIPE_WEBHOOK_SECRET=" + e.webhookSecret,
 		"PLANS_FILE=" + filepath.Join(dir, "plans.yaml"),
-		// Like every plan's rate (soakRateLimit), the API's own limit per
-		// credential is kept out of reach of the load.
+		// Like every plan's rate (soakRateLimit), the API's own limits are
+		// kept out of reach of the load: per credential, and per address,
+		// which is what a refused replay (no valid credential) is charged
+		// to; a 429 there would hide whether the nonce refused it.
 		"API_RATE_LIMIT_PER_CREDENTIAL=1000000",
+		"API_RATE_LIMIT_PER_ADDRESS=1000000",
 		// No STRIPE_SECRET_KEY: nothing in the soak may call Stripe.
 	}
 	// a migrates the fresh database alone; b starts on the migrated schema.
