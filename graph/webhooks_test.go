@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -151,4 +152,41 @@ func waitJob(t *testing.T, ch <-chan *river.Event) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("delivery job did not complete within 30 s")
 	}
+}
+
+// TestWebhookArgumentsNeverAnswerInternal: ids, URLs and event names that
+// cannot exist (NUL, invalid UTF-8, too long) are client errors on both
+// databases, like every other argument; Postgres refuses such text, and
+// that refusal must not surface as INTERNAL.
+func TestWebhookArgumentsNeverAnswerInternal(t *testing.T) {
+	apptest.EachDialect(t, apptest.Options{}, func(t *testing.T, h *apptest.Harness) {
+		var org struct{ Organization struct{ ID string } }
+		h.Query("acme", `{ organization { id } }`, nil).Decode(t, &org)
+		h.App.DB.Model(&store.Organization{}).Where("id = ?", org.Organization.ID).Update("plan_id", "enterprise")
+		h.App.Usage.InvalidatePlan(org.Organization.ID)
+		bad := []string{"\x00", "in\xff", strings.Repeat("x", 300), "5f0c2a4e-0000-4000-8000-00000000000\x00"}
+		for _, v := range bad {
+			calls := []struct {
+				query string
+				vars  map[string]any
+			}{
+				{createEndpoint, map[string]any{"in": map[string]any{"url": "https://hooks.acme.test/" + v, "events": []string{"invoice.paid"}}}},
+				{createEndpoint, map[string]any{"in": map[string]any{"url": "https://hooks.acme.test/", "events": []string{v}}}},
+				{`mutation($in: UpdateWebhookEndpointInput!) { updateWebhookEndpoint(input: $in) { userErrors { code } } }`,
+					map[string]any{"in": map[string]any{"id": v, "url": "https://hooks.acme.test/" + v}}},
+				{`mutation($id: ID!) { deleteWebhookEndpoint(id: $id) { userErrors { code } } }`, map[string]any{"id": v}},
+				{`mutation($id: ID!) { retryWebhookDelivery(id: $id) { userErrors { code } } }`, map[string]any{"id": v}},
+				{`query($id: ID!) { webhookDeliveries(endpointId: $id) { id } }`, map[string]any{"id": v}},
+				// This session's other new arguments.
+				{`mutation($m: String!) { setUsageAlerts(meter: $m, percents: [50]) { userErrors { code } } }`, map[string]any{"m": v}},
+				{`query($p: String) { usageAlerts(period: $p) { meter } }`, map[string]any{"p": v}},
+			}
+			for _, c := range calls {
+				r := h.Query("acme", c.query, c.vars)
+				if r.Status >= 500 || r.Code() == "INTERNAL" {
+					t.Errorf("%q in %s answered %d %s", v, strings.Fields(c.query)[0], r.Status, r.Data)
+				}
+			}
+		}
+	})
 }

@@ -17,6 +17,9 @@ const MaxDeliveries = 100
 // Deliveries lists an endpoint's newest deliveries with their attempts.
 func (s *Service) Deliveries(ctx context.Context, orgID, endpointID string, limit int) ([]Delivery, error) {
 	limit = min(max(limit, 1), MaxDeliveries)
+	if !store.PlausibleID(endpointID) {
+		return nil, apperr.ErrNotFound // no row could have it
+	}
 	db := s.db.WithContext(ctx)
 	var ep endpointRow
 	if err := db.Where("org_id = ? AND id = ?", orgID, endpointID).Take(&ep).Error; err != nil {
@@ -81,6 +84,9 @@ func (s *Service) views(ctx context.Context, rows []deliveryRow) ([]Delivery, er
 // River job in the same transaction that marks it pending. The receiver
 // sees the same webhook-id, so it can tell a replay from a new event.
 func (s *Service) RetryDelivery(ctx context.Context, orgID, deliveryID string) (Delivery, error) {
+	if !store.PlausibleID(deliveryID) {
+		return Delivery{}, notFound("id")
+	}
 	var d deliveryRow
 	err := s.db.Tx(ctx, func(tx *gorm.DB) error {
 		err := s.db.ForUpdate(tx).Where("org_id = ? AND id = ?", orgID, deliveryID).Take(&d).Error

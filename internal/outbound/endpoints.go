@@ -127,6 +127,9 @@ func (s *Service) UpdateEndpoint(ctx context.Context, orgID, id string, in Endpo
 	if err := fe.Err(); err != nil {
 		return Endpoint{}, err
 	}
+	if !store.PlausibleID(id) {
+		return Endpoint{}, notFound("id")
+	}
 	var row endpointRow
 	err := s.db.Tx(ctx, func(tx *gorm.DB) error {
 		if err := s.lockEndpoint(tx, orgID, id, &row); err != nil {
@@ -163,6 +166,9 @@ func (s *Service) UpdateEndpoint(ctx context.Context, orgID, id string, in Endpo
 // DeleteEndpoint removes an endpoint with its deliveries; jobs still queued
 // for them find nothing to send.
 func (s *Service) DeleteEndpoint(ctx context.Context, orgID, id string) error {
+	if !store.PlausibleID(id) {
+		return notFound("id")
+	}
 	res := s.db.WithContext(ctx).Where("org_id = ? AND id = ?", orgID, id).Delete(&endpointRow{})
 	if res.Error != nil {
 		return fmt.Errorf("delete webhook endpoint %s: %w", id, res.Error)

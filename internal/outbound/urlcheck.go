@@ -6,27 +6,25 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
+	"github.com/tollgate-billing/tollgate/internal/weburl"
 )
 
 // Codes of the userErrors endpoint mutations return.
 const (
-	CodeRequired        = "REQUIRED"
-	CodeTooLong         = "TOO_LONG"
-	CodeInvalidURL      = "INVALID_URL"
+	CodeRequired        = weburl.CodeRequired
+	CodeTooLong         = weburl.CodeTooLong
+	CodeInvalidURL      = weburl.CodeInvalidURL
 	CodeForbiddenURL    = "FORBIDDEN_URL"
 	CodeUnknownEvent    = "UNKNOWN_EVENT"
 	CodePlanLimit       = "PLAN_LIMIT"
 	CodeNotFound        = "NOT_FOUND"
 	CodeEndpointDisable = "ENDPOINT_DISABLED"
 )
-
-const maxURLLength = 2000
 
 // metadataHosts are cloud metadata services reached by name.
 var metadataHosts = []string{
@@ -73,18 +71,8 @@ func isLoopbackHost(host string) bool {
 // checkURL validates an endpoint URL: https in production; in development
 // also http, but only to this machine.
 func (s *Service) checkURL(fe *apperr.FieldErrors, field, raw string) {
-	if strings.TrimSpace(raw) == "" {
-		fe.Add(field, CodeRequired, "A URL is required.")
-		return
-	}
-	if len(raw) > maxURLLength {
-		fe.Add(field, CodeTooLong, "The URL must be at most 2,000 characters.")
-		return
-	}
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || u.Hostname() == "" || strings.ContainsAny(raw, " \t\r\n") ||
-		(u.Scheme != "https" && u.Scheme != "http") {
-		fe.Add(field, CodeInvalidURL, "The URL must be absolute and start with https://.")
+	u, ok := weburl.Check(fe, field, raw, "The URL must be absolute and start with https://.")
+	if !ok {
 		return
 	}
 	host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")

@@ -38,6 +38,9 @@ func TestEndpointURLs(t *testing.T) {
 		{"another scheme is refused", "ftp://hooks.acme.test/", true, CodeInvalidURL},
 		{"an empty URL is required", " ", true, CodeRequired},
 		{"a URL with spaces is refused", "https://hooks.acme.test/a b", true, CodeInvalidURL},
+		// url.Parse accepts both; the database could not store them.
+		{"invalid UTF-8 is refused", "https://hooks.acme.test/\xff", true, CodeInvalidURL},
+		{"a NUL is refused", "https://hooks.acme.test/?a=\x00", true, CodeInvalidURL},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
