@@ -3,16 +3,37 @@ package overage
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/bits"
 	"time"
 
 	"gorm.io/gorm/clause"
 
+	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/usage"
 )
+
+// CodeAmountOutOfRange answers an overage too large to bill or to sum.
+const CodeAmountOutOfRange apperr.Code = "AMOUNT_OUT_OF_RANGE"
+
+// maxChargeCents bounds one charge, so the charges of a few meters still
+// sum within int64 (sumCents checks anyway).
+const maxChargeCents = 1 << 62
+
+// sumCents adds the charges' amounts, refusing a sum past int64.
+func sumCents(cs []Charge) (int64, error) {
+	var total int64
+	for _, c := range cs {
+		if c.Amount > math.MaxInt64-total {
+			return 0, apperr.New(CodeAmountOutOfRange, "the month's overage is more than one invoice can carry")
+		}
+		total += c.Amount
+	}
+	return total, nil
+}
 
 // charges computes the overage of each priced meter in one month from the
 // organisation's usage, at its current plan's prices. currency is the
@@ -44,9 +65,12 @@ func chargeOf(orgID, period, currency string, m usage.MeterUsage) (Charge, bool,
 	}
 	packages := price.Packages(over)
 	hi, amount := bits.Mul64(uint64(packages), uint64(price.UnitAmountCents))
-	if hi != 0 || amount > 1<<62 {
-		return Charge{}, false, fmt.Errorf("overage of org %s on %s in %s: %d packages at %d overflow",
-			orgID, m.Meter, period, packages, price.UnitAmountCents)
+	if hi != 0 || amount > maxChargeCents {
+		// Usage the host recorded, not a fault of Tollgate's: a client
+		// error, never INTERNAL.
+		return Charge{}, false, apperr.New(CodeAmountOutOfRange, fmt.Sprintf(
+			"the overage of %s in %s (%d packages at %d cents) is more than one invoice item can carry",
+			m.Meter, period, packages, price.UnitAmountCents))
 	}
 	return Charge{
 		OrgID: orgID, Meter: m.Meter, Period: period, Quantity: over, Allowance: m.Limit.Limit,

@@ -71,9 +71,9 @@ func (s *Service) Upcoming(ctx context.Context, orgID string) (*Upcoming, error)
 	if err != nil {
 		return nil, err
 	}
-	up := &Upcoming{Stripe: inv, OverageSoFar: sofar}
-	for _, c := range sofar {
-		up.OverageSoFarCents += c.Amount // each bounded by chargeOf; a handful of meters cannot overflow
+	total, err := sumCents(sofar)
+	if err != nil {
+		return nil, err
 	}
-	return up, nil
+	return &Upcoming{Stripe: inv, OverageSoFar: sofar, OverageSoFarCents: total}, nil
 }

@@ -141,7 +141,7 @@ func (s *Service) refuseUnlessCounted(ctx context.Context, orgID string, e Event
 // counted reports whether an event with this key was recorded. Only keys
 // that can be stored are looked up; any other was never counted.
 func (s *Service) counted(ctx context.Context, orgID, key string) (bool, error) {
-	if key == "" || !storable(key) {
+	if key == "" || !store.StorableText(key) {
 		return false, nil
 	}
 	var n int64

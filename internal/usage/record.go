@@ -16,6 +16,7 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/plans"
+	"github.com/tollgate-billing/tollgate/internal/store"
 )
 
 // Event is one usage report from a host app.
@@ -185,11 +186,11 @@ func (s *Service) check(i int, orgID string, e Event, m plans.Meter, known bool,
 		return reject(CodeMissingKey, "idempotencyKey is required")
 	case utf8.RuneCountInString(key) > MaxKeyLength:
 		return reject(CodeKeyTooLong, "idempotencyKey must be at most %d characters", MaxKeyLength)
-	case !storable(key):
+	case !store.StorableText(key):
 		return reject(CodeInvalidKey, "idempotencyKey must be UTF-8 text without NUL characters")
 	case utf8.RuneCountInString(endpoint) > MaxEndpointLength:
 		return reject(CodeEndpointTooLong, "endpoint must be at most %d characters", MaxEndpointLength)
-	case !storable(endpoint):
+	case !store.StorableText(endpoint):
 		return reject(CodeInvalidEndpoint, "endpoint must be UTF-8 text without NUL characters")
 	}
 	at := now
@@ -209,9 +210,6 @@ func (s *Service) check(i int, orgID string, e Event, m plans.Meter, known bool,
 		limit: limitOf(plan, m), total: keyOf(m.Name, periodStart(m.Reset, at)),
 	}, nil
 }
-
-// storable reports whether both databases can store s as text.
-func storable(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
 
 func (s *Service) unknownMeterMessage(meter string) string {
 	names := make([]string, 0, len(s.catalog.Meters()))
