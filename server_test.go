@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate-billing/tollgate/internal/orgs"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/testenv"
 )
@@ -281,7 +282,7 @@ func TestStripeSyncCommand(t *testing.T) {
 	}
 	customer := "cus_sync_test"
 	now := time.Now().UTC()
-	if err := db.Create(&store.Organization{ID: store.NewID(), ExternalID: "acme", PlanID: "free", StripeCustomerID: &customer, CreatedAt: now, UpdatedAt: now}).Error; err != nil {
+	if err := db.Create(&orgs.Organization{ID: store.NewID(), ExternalID: "acme", PlanID: "free", StripeCustomerID: &customer, CreatedAt: now, UpdatedAt: now}).Error; err != nil {
 		t.Fatal(err)
 	}
 	db.Close()

@@ -6,7 +6,6 @@ import (
 
 	"github.com/tollgate-billing/tollgate/internal/apptest"
 	"github.com/tollgate-billing/tollgate/internal/auth"
-	"github.com/tollgate-billing/tollgate/internal/store"
 )
 
 const createKey = `mutation($in: CreateApiKeyInput!) {
@@ -52,7 +51,7 @@ func TestAPIKeyLifecycle(t *testing.T) {
 
 		t.Run("the secret is not stored or listed", func(t *testing.T) {
 			var n int64
-			h.App.DB.Model(&store.APIKey{}).Where("secret_hash = ?", secret).Count(&n)
+			h.App.DB.Model(&auth.APIKey{}).Where("secret_hash = ?", secret).Count(&n)
 			if n != 0 {
 				t.Fatal("secret stored in clear")
 			}
@@ -144,7 +143,7 @@ func TestCreateAPIKeyValidation(t *testing.T) {
 		})
 	}
 	var n int64
-	h.App.DB.Model(&store.APIKey{}).Count(&n)
+	h.App.DB.Model(&auth.APIKey{}).Count(&n)
 	if n != 0 {
 		t.Fatalf("%d keys written by invalid requests", n)
 	}
@@ -172,7 +171,7 @@ func TestCreateAPIKeyOnlyGrantsScopesTheCreatorHolds(t *testing.T) {
 		}
 	}
 	var n int64
-	h.App.DB.Model(&store.APIKey{}).Count(&n)
+	h.App.DB.Model(&auth.APIKey{}).Count(&n)
 	if n != 0 {
 		t.Fatalf("%d keys written", n)
 	}

@@ -11,7 +11,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/tollgate-billing/tollgate/internal/apptest"
-	"github.com/tollgate-billing/tollgate/internal/store"
+	"github.com/tollgate-billing/tollgate/internal/invoices"
 	"github.com/tollgate-billing/tollgate/internal/testenv"
 )
 
@@ -109,7 +109,7 @@ func TestInvoicesOverGraphQL(t *testing.T) {
 			status = "open"
 		}
 		num := fmt.Sprintf("INV-%d", i)
-		err := h.App.DB.Create(&store.Invoice{
+		err := h.App.DB.Create(&invoices.Invoice{
 			ID: fmt.Sprintf("in_%d", i), OrgID: org.Organization.ID, Number: &num, Status: status,
 			AmountDue: 4900, AmountPaid: 4900, Total: 4900, Currency: "usd",
 			CreatedAt: base.Add(time.Duration(i) * time.Hour), UpdatedAt: base,

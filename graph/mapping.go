@@ -9,9 +9,9 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/auth"
 	"github.com/tollgate-billing/tollgate/internal/billing"
 	"github.com/tollgate-billing/tollgate/internal/invoices"
+	"github.com/tollgate-billing/tollgate/internal/orgs"
 	"github.com/tollgate-billing/tollgate/internal/overage"
 	"github.com/tollgate-billing/tollgate/internal/plans"
-	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/usage"
 )
 
@@ -79,7 +79,7 @@ func planToModel(p plans.Plan) *model.Plan {
 	return m
 }
 
-func orgToModel(o store.Organization) *model.Organization {
+func orgToModel(o orgs.Organization) *model.Organization {
 	return &model.Organization{
 		ID: o.ID, ExternalID: o.ExternalID, Name: o.Name,
 		BillingEmail: nonEmpty(o.BillingEmail), CreatedAt: o.CreatedAt,
@@ -115,7 +115,7 @@ func billingToModel(st billing.State) *model.BillingSubscription {
 	return m
 }
 
-func apiKeyToModel(k store.APIKey) *model.APIKey {
+func apiKeyToModel(k auth.APIKey) *model.APIKey {
 	m := &model.APIKey{
 		ID: k.ID, Name: k.Name, ContactEmail: nonEmpty(k.ContactEmail), Prefix: k.Prefix,
 		CreatedAt: k.CreatedAt, LastUsedAt: k.LastUsedAt, RevokedAt: k.RevokedAt,
@@ -188,7 +188,7 @@ func recordResultToModel(r usage.RecordResult) *model.RecordUsagePayload {
 	return out
 }
 
-func invoiceToModel(in store.Invoice) model.Invoice {
+func invoiceToModel(in invoices.Invoice) model.Invoice {
 	return model.Invoice{
 		ID: in.ID, Number: in.Number, Status: model.InvoiceStatus(strings.ToUpper(in.Status)),
 		AmountDue: in.AmountDue, AmountPaid: in.AmountPaid, Total: in.Total, Currency: in.Currency,

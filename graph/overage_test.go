@@ -12,8 +12,8 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/apptest"
 	"github.com/tollgate-billing/tollgate/internal/billing"
 	"github.com/tollgate-billing/tollgate/internal/clock"
+	"github.com/tollgate-billing/tollgate/internal/invoices"
 	"github.com/tollgate-billing/tollgate/internal/overage"
-	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/testenv"
 	"github.com/tollgate-billing/tollgate/internal/usage"
 )
@@ -31,7 +31,7 @@ func TestInvoicesShowTheirOverageLines(t *testing.T) {
 	h := apptest.New(t, apptest.Options{})
 	acme, other := orgID(t, h, "acme"), orgID(t, h, "other")
 	now := h.Clock.Now()
-	if err := h.App.DB.Create(&store.Invoice{ID: "in_ov", OrgID: acme, Status: "draft", Currency: "usd", CreatedAt: now, UpdatedAt: now}).Error; err != nil {
+	if err := h.App.DB.Create(&invoices.Invoice{ID: "in_ov", OrgID: acme, Status: "draft", Currency: "usd", CreatedAt: now, UpdatedAt: now}).Error; err != nil {
 		t.Fatal(err)
 	}
 	inv, item := "in_ov", "ii_1"

@@ -9,7 +9,7 @@ import (
 
 	"github.com/tollgate-billing/tollgate/internal/apptest"
 	"github.com/tollgate-billing/tollgate/internal/auth"
-	"github.com/tollgate-billing/tollgate/internal/store"
+	"github.com/tollgate-billing/tollgate/internal/orgs"
 )
 
 const recordUsage = `mutation($events: [UsageEventInput!]!) {
@@ -129,7 +129,7 @@ func TestUnlimitedMetersReadAsNull(t *testing.T) {
 	var org struct{ Organization struct{ ID string } }
 	h.Query("bigco", `{ organization { id } }`, nil).Decode(t, &org)
 	// A contract plan is assigned by an operator, not through Stripe.
-	h.App.DB.Model(&store.Organization{}).Where("id = ?", org.Organization.ID).Update("plan_id", "enterprise")
+	h.App.DB.Model(&orgs.Organization{}).Where("id = ?", org.Organization.ID).Update("plan_id", "enterprise")
 	h.App.Usage.InvalidatePlan(org.Organization.ID)
 	var out struct {
 		Usage struct {

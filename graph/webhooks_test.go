@@ -15,8 +15,8 @@ import (
 
 	"github.com/tollgate-billing/tollgate/internal/apptest"
 	"github.com/tollgate-billing/tollgate/internal/auth"
+	"github.com/tollgate-billing/tollgate/internal/orgs"
 	"github.com/tollgate-billing/tollgate/internal/outbound"
-	"github.com/tollgate-billing/tollgate/internal/store"
 )
 
 const createEndpoint = `mutation($in: CreateWebhookEndpointInput!) {
@@ -70,7 +70,7 @@ func TestWebhookEndpointsThroughGraphQL(t *testing.T) {
 	var org struct{ Organization struct{ ID string } }
 	h.Query("acme", `{ organization { id } }`, nil).Decode(t, &org)
 	orgID := org.Organization.ID
-	h.App.DB.Model(&store.Organization{}).Where("id = ?", orgID).Update("plan_id", "enterprise")
+	h.App.DB.Model(&orgs.Organization{}).Where("id = ?", orgID).Update("plan_id", "enterprise")
 	h.App.Usage.InvalidatePlan(orgID)
 
 	r := h.Do(map[string]string{"Authorization": "Bearer " + h.Token("acme", auth.BillingRead)}, createEndpoint, in)
@@ -162,7 +162,7 @@ func TestWebhookArgumentsNeverAnswerInternal(t *testing.T) {
 	apptest.EachDialect(t, apptest.Options{}, func(t *testing.T, h *apptest.Harness) {
 		var org struct{ Organization struct{ ID string } }
 		h.Query("acme", `{ organization { id } }`, nil).Decode(t, &org)
-		h.App.DB.Model(&store.Organization{}).Where("id = ?", org.Organization.ID).Update("plan_id", "enterprise")
+		h.App.DB.Model(&orgs.Organization{}).Where("id = ?", org.Organization.ID).Update("plan_id", "enterprise")
 		h.App.Usage.InvalidatePlan(org.Organization.ID)
 		bad := []string{"\x00", "in\xff", strings.Repeat("x", 300), "5f0c2a4e-0000-4000-8000-00000000000\x00"}
 		for _, v := range bad {

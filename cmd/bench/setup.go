@@ -20,6 +20,7 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/app"
 	"github.com/tollgate-billing/tollgate/internal/auth"
 	"github.com/tollgate-billing/tollgate/internal/config"
+	"github.com/tollgate-billing/tollgate/internal/orgs"
 	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/store"
 )
@@ -92,7 +93,7 @@ func start(ctx context.Context, o options, log *slog.Logger) (_ *bench, stop fun
 		return nil, stop, err
 	}
 	b.PlanNote = fmt.Sprintf("orgs on plan %q from a bench PLANS_FILE (default meters and plans, plus a copy of "+
-		"enterprise with rate_limit_per_second %d), assigned by UPDATE organizations SET plan_id; "+
+		"enterprise with rate_limit_per_second %d), assigned with orgs.SetPlan; "+
 		"enterprise's own 2,000 req/s would throttle the saturation phase (probed in section 1)", benchPlanID, benchRateLimit)
 
 	secret := make([]byte, 32)
@@ -200,9 +201,8 @@ func (b *bench) org(ctx context.Context, name, planID string) (id, token string,
 		return "", "", err
 	}
 	b.orgIDs = append(b.orgIDs, id)
-	res := b.app.DB.WithContext(ctx).Exec("UPDATE organizations SET plan_id = ? WHERE id = ?", planID, id)
-	if res.Error != nil || res.RowsAffected != 1 {
-		return "", "", fmt.Errorf("put org %s on plan %s: %v (%d rows)", id, planID, res.Error, res.RowsAffected)
+	if err := orgs.SetPlan(ctx, b.app.DB.DB, id, planID, b.app.Clock.Now()); err != nil {
+		return "", "", fmt.Errorf("put org %s on plan %s: %w", id, planID, err)
 	}
 	b.app.Usage.InvalidatePlan(id)
 	token, err = b.app.Token(ext, auth.AllScopes, 2*time.Hour)

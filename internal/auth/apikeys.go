@@ -123,9 +123,9 @@ func ValidateCreate(in CreateKeyInput) apperr.FieldErrors {
 }
 
 // Create stores a new key and returns it with its secret, which is not kept.
-func (k *Keys) Create(ctx context.Context, orgID string, in CreateKeyInput) (store.APIKey, string, error) {
+func (k *Keys) Create(ctx context.Context, orgID string, in CreateKeyInput) (APIKey, string, error) {
 	if fe := ValidateCreate(in); len(fe) > 0 {
-		return store.APIKey{}, "", fe
+		return APIKey{}, "", fe
 	}
 	secret := KeyPrefix + k.live + "_" + randomString(43)
 	var scopes []string
@@ -134,7 +134,7 @@ func (k *Keys) Create(ctx context.Context, orgID string, in CreateKeyInput) (sto
 			scopes = append(scopes, string(s))
 		}
 	}
-	key := store.APIKey{
+	key := APIKey{
 		ID:           store.NewID(),
 		OrgID:        orgID,
 		Name:         strings.TrimSpace(in.Name),
@@ -145,14 +145,14 @@ func (k *Keys) Create(ctx context.Context, orgID string, in CreateKeyInput) (sto
 		CreatedAt:    k.clock.Now(),
 	}
 	if err := k.db.WithContext(ctx).Create(&key).Error; err != nil {
-		return store.APIKey{}, "", fmt.Errorf("create api key for org %s: %w", orgID, err)
+		return APIKey{}, "", fmt.Errorf("create api key for org %s: %w", orgID, err)
 	}
 	return key, secret, nil
 }
 
 // List returns the organisation's keys, newest first.
-func (k *Keys) List(ctx context.Context, orgID string) ([]store.APIKey, error) {
-	var keys []store.APIKey
+func (k *Keys) List(ctx context.Context, orgID string) ([]APIKey, error) {
+	var keys []APIKey
 	err := k.db.WithContext(ctx).Where("org_id = ?", orgID).Order("created_at DESC, id DESC").Find(&keys).Error
 	if err != nil {
 		return nil, fmt.Errorf("list api keys for org %s: %w", orgID, err)
@@ -161,8 +161,8 @@ func (k *Keys) List(ctx context.Context, orgID string) ([]store.APIKey, error) {
 }
 
 // Get returns one of the organisation's keys.
-func (k *Keys) Get(ctx context.Context, orgID, id string) (store.APIKey, error) {
-	var key store.APIKey
+func (k *Keys) Get(ctx context.Context, orgID, id string) (APIKey, error) {
+	var key APIKey
 	if !store.PlausibleID(id) {
 		return key, apperr.ErrNotFound
 	}
@@ -177,16 +177,16 @@ func (k *Keys) Get(ctx context.Context, orgID, id string) (store.APIKey, error) 
 }
 
 // Revoke stops a key from authenticating. Revoking twice is harmless.
-func (k *Keys) Revoke(ctx context.Context, orgID, id string) (store.APIKey, error) {
+func (k *Keys) Revoke(ctx context.Context, orgID, id string) (APIKey, error) {
 	if !store.PlausibleID(id) {
-		return store.APIKey{}, apperr.ErrNotFound
+		return APIKey{}, apperr.ErrNotFound
 	}
 	now := k.clock.Now()
-	err := k.db.WithContext(ctx).Model(&store.APIKey{}).
+	err := k.db.WithContext(ctx).Model(&APIKey{}).
 		Where("org_id = ? AND id = ? AND revoked_at IS NULL", orgID, id).
 		Update("revoked_at", now).Error
 	if err != nil {
-		return store.APIKey{}, fmt.Errorf("revoke api key %s: %w", id, err)
+		return APIKey{}, fmt.Errorf("revoke api key %s: %w", id, err)
 	}
 	k.cache.changed(ctx)
 	return k.Get(ctx, orgID, id)
@@ -194,51 +194,51 @@ func (k *Keys) Revoke(ctx context.Context, orgID, id string) (store.APIKey, erro
 
 // SetSigningKey stores (or, with "", clears) the Ed25519 public key that
 // requests made with this key must be signed with.
-func (k *Keys) SetSigningKey(ctx context.Context, orgID, id, publicKeyB64 string) (store.APIKey, error) {
+func (k *Keys) SetSigningKey(ctx context.Context, orgID, id, publicKeyB64 string) (APIKey, error) {
 	if !store.PlausibleID(id) {
-		return store.APIKey{}, apperr.ErrNotFound
+		return APIKey{}, apperr.ErrNotFound
 	}
 	var val any = publicKeyB64
 	if publicKeyB64 == "" {
 		val = nil
 	}
-	res := k.db.WithContext(ctx).Model(&store.APIKey{}).
+	res := k.db.WithContext(ctx).Model(&APIKey{}).
 		Where("org_id = ? AND id = ? AND revoked_at IS NULL", orgID, id).
 		Update("signing_public_key", val)
 	if res.Error != nil {
-		return store.APIKey{}, fmt.Errorf("set signing key on api key %s: %w", id, res.Error)
+		return APIKey{}, fmt.Errorf("set signing key on api key %s: %w", id, res.Error)
 	}
 	if res.RowsAffected == 0 {
-		return store.APIKey{}, apperr.ErrNotFound
+		return APIKey{}, apperr.ErrNotFound
 	}
 	k.cache.changed(ctx)
 	return k.Get(ctx, orgID, id)
 }
 
 // Authenticate finds the live key with this secret.
-func (k *Keys) Authenticate(ctx context.Context, secret string) (store.APIKey, *Failure) {
+func (k *Keys) Authenticate(ctx context.Context, secret string) (APIKey, *Failure) {
 	return k.authenticate(ctx, "secret_hash = ?", HashSecret(secret))
 }
 
 // AuthenticateID finds the live key with this id, for signed requests that
 // prove possession with a signature instead of the secret.
-func (k *Keys) AuthenticateID(ctx context.Context, id string) (store.APIKey, *Failure) {
+func (k *Keys) AuthenticateID(ctx context.Context, id string) (APIKey, *Failure) {
 	// Key ids are UUIDs. Anything else (a NUL, invalid UTF-8) would reach
 	// the database only to fail there and read as an outage.
 	if u, err := uuid.Parse(id); err != nil || u.String() != id {
-		return store.APIKey{}, &Failure{Reason: ReasonUnknownKey, Message: "API key is not valid"}
+		return APIKey{}, &Failure{Reason: ReasonUnknownKey, Message: "API key is not valid"}
 	}
 	return k.authenticate(ctx, "id = ?", id)
 }
 
-func (k *Keys) authenticate(ctx context.Context, where string, arg string) (store.APIKey, *Failure) {
+func (k *Keys) authenticate(ctx context.Context, where string, arg string) (APIKey, *Failure) {
 	lookup := where + arg
 	if key, ok := k.cache.get(lookup); ok {
 		k.touch(ctx, key.ID)
 		return key, nil
 	}
 	gen := k.cache.generation()
-	var key store.APIKey
+	var key APIKey
 	err := k.db.WithContext(ctx).Where(where, arg).Take(&key).Error
 	if store.IsNotFound(err) {
 		return key, &Failure{Reason: ReasonUnknownKey, Message: "API key is not valid"}
@@ -261,5 +261,5 @@ func (k *Keys) touch(ctx context.Context, id string) {
 		return
 	}
 	k.touched.Put(id, struct{}{})
-	_ = k.db.WithContext(ctx).Model(&store.APIKey{}).Where("id = ?", id).Update("last_used_at", k.clock.Now()).Error
+	_ = k.db.WithContext(ctx).Model(&APIKey{}).Where("id = ?", id).Update("last_used_at", k.clock.Now()).Error
 }

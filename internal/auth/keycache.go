@@ -12,7 +12,6 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/cache"
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/redisconn"
-	"github.com/tollgate-billing/tollgate/internal/store"
 )
 
 // Host backends authenticate every request with an API key, and looking the
@@ -51,14 +50,14 @@ type keyCache struct {
 
 	// entries' generation moves with every flush, so a key read from the
 	// database before a flush is not remembered after it.
-	entries *cache.Cache[string, store.APIKey]
+	entries *cache.Cache[string, APIKey]
 }
 
 // ShareChanges lets the keys be remembered between requests, with
 // revocations and signing-key changes announced to other replicas through
 // rdb. Call Run as well; until its first poll succeeds nothing is remembered.
 func (k *Keys) ShareChanges(rdb *redisconn.Client, log *slog.Logger) {
-	k.cache = &keyCache{rdb: rdb, log: log, entries: cache.New[string, store.APIKey](maxCachedKeys, keyCacheTTL, k.clock)}
+	k.cache = &keyCache{rdb: rdb, log: log, entries: cache.New[string, APIKey](maxCachedKeys, keyCacheTTL, k.clock)}
 }
 
 // Run polls the change counter until ctx ends.
@@ -91,9 +90,9 @@ func (c *keyCache) poll(ctx context.Context) {
 	c.trusted.Store(true)
 }
 
-func (c *keyCache) get(lookup string) (store.APIKey, bool) {
+func (c *keyCache) get(lookup string) (APIKey, bool) {
 	if c == nil || !c.trusted.Load() {
-		return store.APIKey{}, false
+		return APIKey{}, false
 	}
 	return c.entries.Get(lookup)
 }
@@ -108,7 +107,7 @@ func (c *keyCache) generation() uint64 {
 
 // put remembers a key read from the database at generation gen, unless a
 // flush has happened since.
-func (c *keyCache) put(lookup string, key store.APIKey, gen uint64) {
+func (c *keyCache) put(lookup string, key APIKey, gen uint64) {
 	if c == nil || !c.trusted.Load() {
 		return
 	}

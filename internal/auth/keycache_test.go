@@ -46,7 +46,7 @@ func countKeyReads(t *testing.T, db *store.DB) *atomic.Int64 {
 	return &n
 }
 
-func newKey(t *testing.T, db *store.DB, k *auth.Keys) (store.APIKey, string) {
+func newKey(t *testing.T, db *store.DB, k *auth.Keys) (auth.APIKey, string) {
 	t.Helper()
 	org, err := orgs.NewService(db, clock.Real{}).Ensure(context.Background(), "ext-"+store.NewID(), "Acme", "")
 	if err != nil {

@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
-	"github.com/tollgate-billing/tollgate/internal/store"
 )
 
 // SessionCookie is the cookie a browser dashboard may carry the JWT in.
@@ -22,7 +21,7 @@ type OrgResolver interface {
 // RequestVerifier checks the signature of a request made with an API key
 // that has a signing key registered.
 type RequestVerifier interface {
-	VerifyRequest(r *http.Request, key store.APIKey) *Failure
+	VerifyRequest(r *http.Request, key APIKey) *Failure
 }
 
 // Authenticator turns request credentials into a Principal.
@@ -134,7 +133,7 @@ func (a *Authenticator) signedKeyID(r *http.Request, id string) (*Principal, *Fa
 	return a.keyPrincipal(r, key)
 }
 
-func (a *Authenticator) keyPrincipal(r *http.Request, key store.APIKey) (*Principal, *Failure) {
+func (a *Authenticator) keyPrincipal(r *http.Request, key APIKey) (*Principal, *Failure) {
 	if key.SigningPublicKey != nil {
 		if a.Signatures == nil {
 			return nil, &Failure{Reason: "SIGNATURE_REQUIRED", Message: "this API key requires signed requests"}

@@ -9,8 +9,8 @@ import (
 	"github.com/stripe/stripe-go/v76"
 	"gorm.io/gorm"
 
+	"github.com/tollgate-billing/tollgate/internal/orgs"
 	"github.com/tollgate-billing/tollgate/internal/outbound"
-	"github.com/tollgate-billing/tollgate/internal/store"
 )
 
 // Emitter tells the host application what changed (outbound.Service). Emit
@@ -30,7 +30,7 @@ func (s *Service) EmitTo(e Emitter) { s.emitter = e }
 // organisation never wait for each other's event sequence in the opposite
 // order.
 func (s *Service) LockOrg(ctx context.Context, tx *gorm.DB, orgID string) error {
-	_, _, err := s.lockOrg(tx.WithContext(ctx), orgID)
+	_, _, err := orgs.Lock(ctx, s.db, tx, orgID)
 	return err
 }
 
@@ -43,8 +43,8 @@ type standing struct {
 }
 
 // standingOf reads the organisation's standing in tx.
-func (s *Service) standingOf(tx *gorm.DB, org store.Organization) (standing, error) {
-	var subs []store.Subscription
+func (s *Service) standingOf(tx *gorm.DB, org orgs.Organization) (standing, error) {
+	var subs []Subscription
 	if err := tx.Where("org_id = ?", org.ID).Find(&subs).Error; err != nil {
 		return standing{}, fmt.Errorf("load subscriptions of org %s: %w", org.ID, err)
 	}

@@ -9,7 +9,6 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
-	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/stripeclient"
 )
 
@@ -61,7 +60,7 @@ func (s *Service) Resume(ctx context.Context, orgID string) (State, error) {
 
 // cancellable finds the subscription Cancel and Resume act on: the current
 // one, while it still grants access.
-func (s *Service) cancellable(ctx context.Context, orgID string) (sc *client.API, sub *store.Subscription, st State, err error) {
+func (s *Service) cancellable(ctx context.Context, orgID string) (sc *client.API, sub *Subscription, st State, err error) {
 	if sc, err = s.stripeClient(); err != nil {
 		return nil, nil, st, err
 	}

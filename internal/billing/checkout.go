@@ -13,7 +13,6 @@ import (
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/plans"
-	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/stripeclient"
 )
 
@@ -208,7 +207,7 @@ func (s *Service) closeCheckout(ctx context.Context, sc *client.API, a checkoutS
 // sold (nil when none has been recorded): not while that subscription is
 // still to arrive, nor while it grants access; yes once it has ended, or if
 // the session was never paid.
-func PreviousCheckoutVerdict(status stripe.CheckoutSessionStatus, sold *store.Subscription) error {
+func PreviousCheckoutVerdict(status stripe.CheckoutSessionStatus, sold *Subscription) error {
 	if status != stripe.CheckoutSessionStatusComplete {
 		return nil
 	}

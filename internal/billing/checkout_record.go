@@ -9,6 +9,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
+	"github.com/tollgate-billing/tollgate/internal/orgs"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/stripeclient"
 )
@@ -63,7 +64,7 @@ func (s *Service) claimCheckout(ctx context.Context, orgID string, a checkoutSes
 	a.ID, a.OrgID, a.State, a.CreatedAt, a.UpdatedAt = store.NewID(), orgID, checkoutPending, now, now
 	var earlier []checkoutSession
 	err := s.db.Tx(ctx, func(tx *gorm.DB) error {
-		if _, ok, err := s.lockOrg(tx, orgID); err != nil || !ok {
+		if _, ok, err := orgs.Lock(ctx, s.db, tx, orgID); err != nil || !ok {
 			if err == nil {
 				err = apperr.ErrNotFound
 			}
@@ -96,8 +97,8 @@ func (s *Service) markCheckout(ctx context.Context, id, stripeID, state string) 
 
 // storedSubscription returns the organisation's copy of a Stripe
 // subscription, nil when none is stored.
-func (s *Service) storedSubscription(ctx context.Context, orgID, stripeID string) (*store.Subscription, error) {
-	var subs []store.Subscription
+func (s *Service) storedSubscription(ctx context.Context, orgID, stripeID string) (*Subscription, error) {
+	var subs []Subscription
 	if err := s.db.WithContext(ctx).Where("org_id = ? AND stripe_subscription_id = ?", orgID, stripeID).Limit(1).Find(&subs).Error; err != nil {
 		return nil, fmt.Errorf("look up subscription %s of org %s: %w", stripeID, orgID, err)
 	}

@@ -256,11 +256,11 @@ func TestASecondCheckoutExpiresTheFirst(t *testing.T) {
 }
 
 func TestACheckoutPaidButNotYetRecordedRefusesAnother(t *testing.T) {
-	sub := func(status string) *store.Subscription { return &store.Subscription{Status: status} }
+	sub := func(status string) *billing.Subscription { return &billing.Subscription{Status: status} }
 	cases := []struct {
 		name    string
 		status  stripe.CheckoutSessionStatus
-		sold    *store.Subscription
+		sold    *billing.Subscription
 		refused string // userErrors code, "" when allowed
 	}{
 		{"expired before payment", stripe.CheckoutSessionStatusExpired, nil, ""},

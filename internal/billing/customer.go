@@ -12,7 +12,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
-	"github.com/tollgate-billing/tollgate/internal/store"
+	"github.com/tollgate-billing/tollgate/internal/orgs"
 	"github.com/tollgate-billing/tollgate/internal/stripeclient"
 )
 
@@ -23,13 +23,9 @@ import (
 // with different ones (a new billing email) is a new request rather than
 // one Stripe refuses.
 func (s *Service) ensureCustomer(ctx context.Context, sc *client.API, orgID, fallbackEmail string) (string, error) {
-	var org store.Organization
-	err := s.db.WithContext(ctx).Where("id = ?", orgID).Take(&org).Error
-	if store.IsNotFound(err) {
-		return "", apperr.ErrNotFound
-	}
+	org, err := orgs.Load(ctx, s.db.DB, orgID)
 	if err != nil {
-		return "", fmt.Errorf("load organisation %s: %w", orgID, err)
+		return "", err
 	}
 	if org.StripeCustomerID != nil && *org.StripeCustomerID != "" {
 		return *org.StripeCustomerID, nil
@@ -50,7 +46,7 @@ func (s *Service) ensureCustomer(ctx context.Context, sc *client.API, orgID, fal
 
 	customerID := c.ID
 	err = s.db.Tx(ctx, func(tx *gorm.DB) error {
-		org, ok, err := s.lockOrg(tx, orgID)
+		org, ok, err := orgs.Lock(ctx, s.db, tx, orgID)
 		if err != nil {
 			return err
 		}
@@ -67,8 +63,7 @@ func (s *Service) ensureCustomer(ctx context.Context, sc *client.API, orgID, fal
 			}
 			return nil
 		}
-		if err := tx.Model(&store.Organization{}).Where("id = ?", orgID).
-			Updates(map[string]any{"stripe_customer_id": c.ID, "updated_at": s.clock.Now()}).Error; err != nil {
+		if err := orgs.SetStripeCustomer(ctx, tx, orgID, c.ID, s.clock.Now()); err != nil {
 			return fmt.Errorf("store Stripe customer %s of org %s: %w", c.ID, orgID, err)
 		}
 		s.log.InfoContext(ctx, "created Stripe customer", "org_id", orgID, "stripe_customer_id", c.ID)

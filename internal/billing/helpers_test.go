@@ -81,9 +81,9 @@ func wantCode(t *testing.T, err error, code apperr.Code) *apperr.Error {
 	return e
 }
 
-func orgRow(t *testing.T, db *store.DB, id string) store.Organization {
+func orgRow(t *testing.T, db *store.DB, id string) orgs.Organization {
 	t.Helper()
-	var o store.Organization
+	var o orgs.Organization
 	if err := db.Where("id = ?", id).Take(&o).Error; err != nil {
 		t.Fatalf("load org: %v", err)
 	}

@@ -6,7 +6,7 @@ import (
 
 	"gorm.io/gorm"
 
-	"github.com/tollgate-billing/tollgate/internal/store"
+	"github.com/tollgate-billing/tollgate/internal/orgs"
 )
 
 // Owner is what a Stripe object says about the organisation it belongs to.
@@ -28,15 +28,12 @@ func (s *Service) FindOrg(ctx context.Context, tx *gorm.DB, o Owner) (string, er
 	tx = tx.WithContext(ctx)
 	var ids []string
 	if o.CustomerID != "" {
-		if err := tx.Model(&store.Organization{}).Where("stripe_customer_id = ?", o.CustomerID).Limit(1).Pluck("id", &ids).Error; err != nil {
-			return "", fmt.Errorf("find organisation of customer %s: %w", o.CustomerID, err)
-		}
-		if len(ids) > 0 {
-			return ids[0], nil
+		if id, err := orgs.OfStripeCustomer(ctx, tx, o.CustomerID); err != nil || id != "" {
+			return id, err
 		}
 	}
 	if o.SubscriptionID != "" {
-		if err := tx.Model(&store.Subscription{}).Where("stripe_subscription_id = ?", o.SubscriptionID).Limit(1).Pluck("org_id", &ids).Error; err != nil {
+		if err := tx.Model(&Subscription{}).Where("stripe_subscription_id = ?", o.SubscriptionID).Limit(1).Pluck("org_id", &ids).Error; err != nil {
 			return "", fmt.Errorf("find organisation of subscription %s: %w", o.SubscriptionID, err)
 		}
 		if len(ids) > 0 {
@@ -47,11 +44,12 @@ func (s *Service) FindOrg(ctx context.Context, tx *gorm.DB, o Owner) (string, er
 		if id == "" {
 			continue
 		}
-		if err := tx.Model(&store.Organization{}).Where("id = ?", id).Limit(1).Pluck("id", &ids).Error; err != nil {
-			return "", fmt.Errorf("find organisation %s: %w", id, err)
+		ok, err := orgs.Exists(ctx, tx, id)
+		if err != nil {
+			return "", err
 		}
-		if len(ids) > 0 {
-			return ids[0], nil
+		if ok {
+			return id, nil
 		}
 	}
 	return "", nil
@@ -62,12 +60,12 @@ func (s *Service) FindOrg(ctx context.Context, tx *gorm.DB, o Owner) (string, er
 // that does not exist gives UnknownOrg.
 func (s *Service) LinkCustomer(ctx context.Context, tx *gorm.DB, orgID, customerID string) (Result, error) {
 	tx = tx.WithContext(ctx)
-	org, ok, err := s.lockOrg(tx, orgID)
+	org, ok, err := orgs.Lock(ctx, s.db, tx, orgID)
 	if err != nil || !ok {
 		return Result{Outcome: UnknownOrg}, err
 	}
 	res := Result{Outcome: Applied, OrgID: orgID}
-	change, err := s.linkCustomer(tx, &org, customerID)
+	change, err := s.linkCustomer(ctx, tx, &org, customerID)
 	res.note(change)
 	return res, err
 }
@@ -75,7 +73,7 @@ func (s *Service) LinkCustomer(ctx context.Context, tx *gorm.DB, orgID, customer
 // linkCustomer sets the organisation's customer when it has none and no
 // other organisation has this one. A conflicting link is logged and left
 // alone: failing would make Stripe retry an event that can never succeed.
-func (s *Service) linkCustomer(tx *gorm.DB, org *store.Organization, customerID string) (string, error) {
+func (s *Service) linkCustomer(ctx context.Context, tx *gorm.DB, org *orgs.Organization, customerID string) (string, error) {
 	if customerID == "" {
 		return "", nil
 	}
@@ -86,34 +84,18 @@ func (s *Service) linkCustomer(tx *gorm.DB, org *store.Organization, customerID 
 		}
 		return "", nil
 	}
-	var n int64
-	if err := tx.Model(&store.Organization{}).Where("stripe_customer_id = ?", customerID).Count(&n).Error; err != nil {
-		return "", fmt.Errorf("check owner of customer %s: %w", customerID, err)
+	holder, err := orgs.OfStripeCustomer(ctx, tx, customerID)
+	if err != nil {
+		return "", err
 	}
-	if n > 0 {
+	if holder != "" {
 		s.log.Warn("Stripe customer already belongs to another organisation; not linking",
 			"org_id", org.ID, "stripe_customer_id", customerID)
 		return "", nil
 	}
-	if err := tx.Model(&store.Organization{}).Where("id = ?", org.ID).
-		Updates(map[string]any{"stripe_customer_id": customerID, "updated_at": s.clock.Now()}).Error; err != nil {
+	if err := orgs.SetStripeCustomer(ctx, tx, org.ID, customerID, s.clock.Now()); err != nil {
 		return "", fmt.Errorf("link customer %s to org %s: %w", customerID, org.ID, err)
 	}
 	org.StripeCustomerID = &customerID
 	return "customer linked: " + customerID, nil
-}
-
-// lockOrg loads and locks an organisation for the rest of the transaction.
-// Everything that changes an organisation's subscriptions locks it first, so
-// concurrent events for one organisation apply one after the other.
-func (s *Service) lockOrg(tx *gorm.DB, orgID string) (store.Organization, bool, error) {
-	var org store.Organization
-	err := s.db.ForUpdate(tx).Where("id = ?", orgID).Take(&org).Error
-	if store.IsNotFound(err) {
-		return org, false, nil
-	}
-	if err != nil {
-		return org, false, fmt.Errorf("lock organisation %s: %w", orgID, err)
-	}
-	return org, true, nil
 }

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/tollgate-billing/tollgate/internal/apperr"
+	"github.com/tollgate-billing/tollgate/internal/orgs"
 	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/store"
 )
@@ -21,12 +21,12 @@ func GrantsAccess(status string) bool { return slices.Contains(accessStatuses, s
 
 // State is an organisation's billing standing.
 type State struct {
-	Org store.Organization
+	Org orgs.Organization
 	// Plan is the effective plan.
 	Plan plans.Plan
 	// Subscription is the current Stripe subscription, nil when the
 	// organisation never had one.
-	Subscription *store.Subscription
+	Subscription *Subscription
 }
 
 // HasBillingHistory reports whether the organisation has a Stripe customer.
@@ -37,7 +37,7 @@ func (s State) HasBillingHistory() bool {
 // EffectivePlanID applies the access rule: a subscription that grants access
 // gives its plan; one that does not gives free; without any subscription the
 // organisation keeps the plan it was assigned (free, or a contract plan).
-func EffectivePlanID(assigned string, sub *store.Subscription) string {
+func EffectivePlanID(assigned string, sub *Subscription) string {
 	switch {
 	case sub == nil:
 		return assigned
@@ -50,8 +50,8 @@ func EffectivePlanID(assigned string, sub *store.Subscription) string {
 
 // currentSubscription picks the subscription that decides the organisation's
 // standing: the newest one granting access, else the newest of all.
-func currentSubscription(subs []store.Subscription) *store.Subscription {
-	var newest, newestAccess *store.Subscription
+func currentSubscription(subs []Subscription) *Subscription {
+	var newest, newestAccess *Subscription
 	for i := range subs {
 		s := &subs[i]
 		if newest == nil || s.CreatedAt.After(newest.CreatedAt) {
@@ -70,14 +70,12 @@ func currentSubscription(subs []store.Subscription) *store.Subscription {
 // loadState reads an organisation's standing with db (a transaction or not).
 func loadState(ctx context.Context, db *store.DB, catalog *plans.Catalog, orgID string) (State, error) {
 	var st State
-	err := db.WithContext(ctx).Where("id = ?", orgID).Take(&st.Org).Error
-	if store.IsNotFound(err) {
-		return st, apperr.ErrNotFound
-	}
+	org, err := orgs.Load(ctx, db.DB, orgID)
 	if err != nil {
-		return st, fmt.Errorf("load organisation %s: %w", orgID, err)
+		return st, err
 	}
-	var subs []store.Subscription
+	st.Org = org
+	var subs []Subscription
 	if err := db.WithContext(ctx).Where("org_id = ?", orgID).Find(&subs).Error; err != nil {
 		return st, fmt.Errorf("load subscriptions of org %s: %w", orgID, err)
 	}

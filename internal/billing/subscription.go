@@ -9,6 +9,7 @@ import (
 	"github.com/stripe/stripe-go/v76"
 	"gorm.io/gorm"
 
+	"github.com/tollgate-billing/tollgate/internal/orgs"
 	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/stripeclient"
@@ -122,7 +123,7 @@ func (s *Service) ApplySubscription(ctx context.Context, tx *gorm.DB, u Subscrip
 	if err != nil || orgID == "" {
 		return Result{Outcome: UnknownOrg}, err
 	}
-	org, ok, err := s.lockOrg(tx, orgID)
+	org, ok, err := orgs.Lock(ctx, s.db, tx, orgID)
 	if err != nil || !ok {
 		return Result{Outcome: UnknownOrg}, err
 	}
@@ -162,7 +163,7 @@ func (s *Service) ApplySubscription(ctx context.Context, tx *gorm.DB, u Subscrip
 		}
 		res.Changes = append(res.Changes, subscriptionDiff(row, next)...)
 	}
-	change, err := s.linkCustomer(tx, &org, next.StripeCustomerID)
+	change, err := s.linkCustomer(ctx, tx, &org, next.StripeCustomerID)
 	if err != nil {
 		return res, err
 	}
@@ -187,7 +188,7 @@ func (s *Service) MarkPastDue(ctx context.Context, tx *gorm.DB, stripeSubscripti
 	if err != nil || orgID == "" {
 		return Result{Outcome: UnknownSubscription}, err
 	}
-	org, ok, err := s.lockOrg(tx, orgID)
+	org, ok, err := orgs.Lock(ctx, s.db, tx, orgID)
 	if err != nil || !ok {
 		return Result{Outcome: UnknownOrg}, err
 	}
@@ -227,7 +228,7 @@ func (s *Service) MarkPastDue(ctx context.Context, tx *gorm.DB, stripeSubscripti
 // organisation, else the customer's, else metadata.org_id's.
 func (s *Service) ownerOf(ctx context.Context, tx *gorm.DB, u SubscriptionUpdate) (string, error) {
 	var ids []string
-	if err := tx.Model(&store.Subscription{}).Where("stripe_subscription_id = ?", u.Sub.ID).Limit(1).Pluck("org_id", &ids).Error; err != nil {
+	if err := tx.Model(&Subscription{}).Where("stripe_subscription_id = ?", u.Sub.ID).Limit(1).Pluck("org_id", &ids).Error; err != nil {
 		return "", fmt.Errorf("find subscription %s: %w", u.Sub.ID, err)
 	}
 	if len(ids) > 0 {
@@ -246,8 +247,8 @@ func (s *Service) ownerOf(ctx context.Context, tx *gorm.DB, u SubscriptionUpdate
 // lockSubscription loads and locks a stored subscription. Two first events
 // for one subscription cannot both insert it: they already wait for each
 // other on the organisation's lock, and the second then finds the row.
-func (s *Service) lockSubscription(tx *gorm.DB, stripeID string) (store.Subscription, bool, error) {
-	var row store.Subscription
+func (s *Service) lockSubscription(tx *gorm.DB, stripeID string) (Subscription, bool, error) {
+	var row Subscription
 	err := s.db.ForUpdate(tx).Where("stripe_subscription_id = ?", stripeID).Take(&row).Error
 	if store.IsNotFound(err) {
 		return row, false, nil
@@ -260,7 +261,7 @@ func (s *Service) lockSubscription(tx *gorm.DB, stripeID string) (store.Subscrip
 
 // copyFromStripe overwrites row with what Stripe says. Every field comes
 // from the object, so the newest object applied decides the whole row.
-func (s *Service) copyFromStripe(ctx context.Context, row *store.Subscription, sub *stripe.Subscription, u SubscriptionUpdate, at time.Time) {
+func (s *Service) copyFromStripe(ctx context.Context, row *Subscription, sub *stripe.Subscription, u SubscriptionUpdate, at time.Time) {
 	row.StripeSubscriptionID = sub.ID
 	if c := customerID(sub); c != "" {
 		row.StripeCustomerID = c
@@ -325,15 +326,14 @@ func (s *Service) soldPlan(sub *stripe.Subscription, hint string) string {
 // refreshOrgPlan keeps organizations.plan_id equal to the effective plan of
 // the organisation's current subscription, and announces a change of plan
 // or status from before, in tx.
-func (s *Service) refreshOrgPlan(ctx context.Context, tx *gorm.DB, org *store.Organization, before standing) (string, error) {
+func (s *Service) refreshOrgPlan(ctx context.Context, tx *gorm.DB, org *orgs.Organization, before standing) (string, error) {
 	after, err := s.standingOf(tx, *org)
 	if err != nil {
 		return "", err
 	}
 	change := ""
 	if after.plan != org.PlanID {
-		if err := tx.Model(&store.Organization{}).Where("id = ?", org.ID).
-			Updates(map[string]any{"plan_id": after.plan, "updated_at": s.clock.Now()}).Error; err != nil {
+		if err := orgs.SetPlan(ctx, tx, org.ID, after.plan, s.clock.Now()); err != nil {
 			return "", fmt.Errorf("set plan of org %s: %w", org.ID, err)
 		}
 		change = fmt.Sprintf("organisation plan: %s → %s", org.PlanID, after.plan)
@@ -342,7 +342,7 @@ func (s *Service) refreshOrgPlan(ctx context.Context, tx *gorm.DB, org *store.Or
 	return change, s.announceStanding(ctx, tx, org.ID, before, after)
 }
 
-func subscriptionDiff(a, b store.Subscription) []string {
+func subscriptionDiff(a, b Subscription) []string {
 	var out []string
 	add := func(name, x, y string) {
 		if x != y {

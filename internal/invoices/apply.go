@@ -41,7 +41,7 @@ func (s *Service) Apply(ctx context.Context, tx *gorm.DB, orgID string, inv *str
 	// does nothing (Postgres waits for the winner to commit) and its second
 	// pass updates the winner's row like any later event.
 	for attempt := 0; attempt < 2; attempt++ {
-		var row store.Invoice
+		var row Invoice
 		err := s.db.ForUpdate(tx).Where("id = ?", inv.ID).Take(&row).Error
 		if err != nil && !store.IsNotFound(err) {
 			return Applied{}, fmt.Errorf("lock invoice %s: %w", inv.ID, err)
@@ -62,7 +62,7 @@ func (s *Service) Apply(ctx context.Context, tx *gorm.DB, orgID string, inv *str
 			}
 			return Applied{Changes: invoiceDiff(row, next)}, s.announcePaid(ctx, tx, row.Status, next)
 		}
-		next := store.Invoice{ID: inv.ID, OrgID: orgID}
+		next := Invoice{ID: inv.ID, OrgID: orgID}
 		s.copyFromStripe(&next, inv, at)
 		res := tx.Clauses(clause.OnConflict{Columns: []clause.Column{{Name: "id"}}, DoNothing: true}).Create(&next)
 		if res.Error != nil {
@@ -80,7 +80,7 @@ func (s *Service) Apply(ctx context.Context, tx *gorm.DB, orgID string, inv *str
 // fires on that transition only: a redelivered or older event finds the
 // invoice paid already (or is dropped as stale), and Stripe never takes a
 // paid invoice back to another status.
-func (s *Service) announcePaid(ctx context.Context, tx *gorm.DB, was string, now store.Invoice) error {
+func (s *Service) announcePaid(ctx context.Context, tx *gorm.DB, was string, now Invoice) error {
 	if s.emitter == nil || was == "paid" || now.Status != "paid" {
 		return nil
 	}
@@ -98,7 +98,7 @@ func deref(s *string) string {
 }
 
 // copyFromStripe overwrites row with what Stripe says.
-func (s *Service) copyFromStripe(row *store.Invoice, inv *stripe.Invoice, at time.Time) {
+func (s *Service) copyFromStripe(row *Invoice, inv *stripe.Invoice, at time.Time) {
 	if inv.Customer != nil && inv.Customer.ID != "" {
 		row.StripeCustomerID = inv.Customer.ID
 	}
@@ -134,7 +134,7 @@ func (s *Service) copyFromStripe(row *store.Invoice, inv *stripe.Invoice, at tim
 	row.UpdatedAt = s.clock.Now()
 }
 
-func invoiceDiff(a, b store.Invoice) []string {
+func invoiceDiff(a, b Invoice) []string {
 	var out []string
 	add := func(name string, x, y any) {
 		if fmt.Sprint(x) != fmt.Sprint(y) {

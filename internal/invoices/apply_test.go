@@ -79,7 +79,7 @@ func TestPaidAndFinalizedInTheSameSecond(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			var row store.Invoice
+			var row invoices.Invoice
 			db.Where("id = ?", id).Take(&row)
 			if row.Status != "paid" || row.AmountPaid != 4900 {
 				t.Fatalf("paid first %v: stored %s, paid %d; want paid 4900", paidFirst, row.Status, row.AmountPaid)

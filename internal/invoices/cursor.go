@@ -5,8 +5,6 @@ import (
 	"errors"
 	"strings"
 	"time"
-
-	"github.com/tollgate-billing/tollgate/internal/store"
 )
 
 // A cursor is the sort key of the last invoice seen, (created_at, id),
@@ -19,7 +17,7 @@ type cursor struct {
 
 const cursorVersion = "v1"
 
-func encodeCursor(inv store.Invoice) string {
+func encodeCursor(inv Invoice) string {
 	raw := cursorVersion + "|" + inv.CreatedAt.UTC().Format(time.RFC3339Nano) + "|" + inv.ID
 	return base64.RawURLEncoding.EncodeToString([]byte(raw))
 }

@@ -56,7 +56,7 @@ func TestPaginationVisitsEveryInvoiceOnceNewestFirst(t *testing.T) {
 		for _, pageSize := range []int{1, 7, 100} {
 			t.Run(fmt.Sprintf("pages of %d", pageSize), func(t *testing.T) {
 				seen := map[string]bool{}
-				var prev *store.Invoice
+				var prev *invoices.Invoice
 				after, pages := "", 0
 				for {
 					p, err := svc.List(context.Background(), org, pageSize, after, "")

@@ -57,7 +57,7 @@ func NewService(db *store.DB, c clock.Clock, log *slog.Logger) *Service {
 
 // Page is one page of invoices, newest first.
 type Page struct {
-	Invoices []store.Invoice
+	Invoices []Invoice
 	// Cursors[i] is the cursor of Invoices[i]: pass it as `after` to get
 	// the invoices that follow it.
 	Cursors     []string
@@ -97,7 +97,7 @@ func (s *Service) List(ctx context.Context, orgID string, first int, after, stat
 		// Row-value comparison follows the (created_at DESC, id DESC) index.
 		q = q.Where("(created_at, id) < (?, ?)", c.createdAt, c.id)
 	}
-	var rows []store.Invoice
+	var rows []Invoice
 	if err := q.Order("created_at DESC, id DESC").Limit(first + 1).Find(&rows).Error; err != nil {
 		return Page{}, fmt.Errorf("list invoices of org %s: %w", orgID, err)
 	}

@@ -100,7 +100,7 @@ func (s *Service) Ensure(ctx context.Context, externalID, name, email string) (s
 	if name == "" {
 		name = externalID
 	}
-	org := store.Organization{
+	org := Organization{
 		ID: store.NewID(), ExternalID: externalID, Name: name, BillingEmail: email,
 		PlanID: plans.FreePlanID, CreatedAt: now, UpdatedAt: now,
 	}
@@ -110,7 +110,7 @@ func (s *Service) Ensure(ctx context.Context, externalID, name, email string) (s
 		return "", fmt.Errorf("create organisation %q: %w", externalID, err)
 	}
 	var id string
-	if err := db.Model(&store.Organization{}).Where("external_id = ?", externalID).Pluck("id", &id).Error; err != nil || id == "" {
+	if err := db.Model(&Organization{}).Where("external_id = ?", externalID).Pluck("id", &id).Error; err != nil || id == "" {
 		return "", fmt.Errorf("load organisation %q: %w", externalID, err)
 	}
 	s.ids.Put(externalID, id)
@@ -118,14 +118,6 @@ func (s *Service) Ensure(ctx context.Context, externalID, name, email string) (s
 }
 
 // Get loads an organisation by its id.
-func (s *Service) Get(ctx context.Context, orgID string) (store.Organization, error) {
-	var org store.Organization
-	err := s.db.WithContext(ctx).Where("id = ?", orgID).Take(&org).Error
-	if store.IsNotFound(err) {
-		return org, apperr.ErrNotFound
-	}
-	if err != nil {
-		return org, fmt.Errorf("load organisation %s: %w", orgID, err)
-	}
-	return org, nil
+func (s *Service) Get(ctx context.Context, orgID string) (Organization, error) {
+	return Load(ctx, s.db.DB, orgID)
 }

@@ -11,6 +11,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
+	"github.com/tollgate-billing/tollgate/internal/orgs"
 	"github.com/tollgate-billing/tollgate/internal/store"
 )
 
@@ -80,12 +81,11 @@ func (s *Service) CreateEndpoint(ctx context.Context, orgID, rawURL string, even
 	err = s.db.Tx(ctx, func(tx *gorm.DB) error {
 		// The organisation's row serialises concurrent creates, so two
 		// cannot both see room for one more.
-		var org store.Organization
-		if err := s.db.ForUpdate(tx).Select("id").Where("id = ?", orgID).Take(&org).Error; err != nil {
-			if store.IsNotFound(err) {
-				return apperr.ErrNotFound
+		if _, ok, err := orgs.Lock(ctx, s.db, tx, orgID); err != nil || !ok {
+			if err == nil {
+				err = apperr.ErrNotFound
 			}
-			return fmt.Errorf("lock org %s: %w", orgID, err)
+			return err
 		}
 		var n int64
 		if err := tx.Model(&endpointRow{}).Where("org_id = ?", orgID).Count(&n).Error; err != nil {

@@ -11,8 +11,8 @@ import (
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/clock"
+	"github.com/tollgate-billing/tollgate/internal/orgs"
 	"github.com/tollgate-billing/tollgate/internal/plans"
-	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/usage"
 )
 
@@ -100,8 +100,8 @@ func closedMonths(orgCreated, now time.Time) []string {
 // once recorded is never computed again, so what is billed cannot change
 // under a retry.
 func (s *Service) claim(ctx context.Context, orgID string, plan plans.Plan) ([]Charge, error) {
-	var org store.Organization
-	if err := s.db.WithContext(ctx).Select("id", "created_at").Where("id = ?", orgID).Take(&org).Error; err != nil {
+	org, err := orgs.Load(ctx, s.db.DB, orgID)
+	if err != nil {
 		return nil, fmt.Errorf("overage of org %s: %w", orgID, err)
 	}
 	var recorded []string

@@ -22,6 +22,7 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/billing"
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/invoices"
+	"github.com/tollgate-billing/tollgate/internal/orgs"
 	"github.com/tollgate-billing/tollgate/internal/overage"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/stripeclient"
@@ -64,22 +65,16 @@ func (s *Syncer) Sync(ctx context.Context, org string, out io.Writer) error {
 	if s.stripe == nil {
 		return apperr.New(apperr.StripeNotConfigured, "Stripe is not configured: set STRIPE_SECRET_KEY")
 	}
-	var orgs []store.Organization
-	q := s.db.WithContext(ctx).Order("id")
-	if org != "" {
-		q = q.Where("id = ? OR external_id = ?", org, org)
-	} else {
-		q = q.Where("stripe_customer_id IS NOT NULL AND stripe_customer_id <> ''")
-	}
-	if err := q.Find(&orgs).Error; err != nil {
+	list, err := orgs.WithStripeCustomer(ctx, s.db.DB, org)
+	if err != nil {
 		return fmt.Errorf("list organisations to sync: %w", err)
 	}
-	if org != "" && len(orgs) == 0 {
+	if org != "" && len(list) == 0 {
 		return fmt.Errorf("no organisation with id or external id %q", org)
 	}
 	var errs []error
 	changes := 0
-	for _, o := range orgs {
+	for _, o := range list {
 		n, err := s.syncOrg(ctx, o, out)
 		changes += n
 		if err != nil {
@@ -87,14 +82,14 @@ func (s *Syncer) Sync(ctx context.Context, org string, out io.Writer) error {
 			errs = append(errs, fmt.Errorf("org %s: %w", o.ID, err))
 		}
 	}
-	fmt.Fprintf(out, "synced %d organisation(s): %d change(s), %d failure(s)\n", len(orgs), changes, len(errs))
+	fmt.Fprintf(out, "synced %d organisation(s): %d change(s), %d failure(s)\n", len(list), changes, len(errs))
 	return errors.Join(errs...)
 }
 
 // syncOrg fetches first and writes after, in one transaction: no Stripe
 // call holds a database connection, and an organisation is never left
 // half-synced.
-func (s *Syncer) syncOrg(ctx context.Context, o store.Organization, out io.Writer) (int, error) {
+func (s *Syncer) syncOrg(ctx context.Context, o orgs.Organization, out io.Writer) (int, error) {
 	if o.StripeCustomerID == nil || *o.StripeCustomerID == "" {
 		fmt.Fprintf(out, "org %s (%s): no Stripe customer; nothing to sync\n", o.ID, o.ExternalID)
 		return 0, nil

@@ -50,7 +50,7 @@ func TestSyncHealsMissedEvents(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Checkout linked a customer, then every webhook was lost.
-		if err := db.Model(&store.Organization{}).Where("id = ?", linked).Update("stripe_customer_id", "cus_acme").Error; err != nil {
+		if err := db.Model(&orgs.Organization{}).Where("id = ?", linked).Update("stripe_customer_id", "cus_acme").Error; err != nil {
 			t.Fatal(err)
 		}
 
@@ -73,13 +73,13 @@ func TestSyncHealsMissedEvents(t *testing.T) {
 		if err != nil || st.Subscription == nil || st.Subscription.Status != "active" {
 			t.Fatalf("after sync: %+v (%v), want the active subscription stored", st.Subscription, err)
 		}
-		var invRow store.Invoice
+		var invRow invoices.Invoice
 		if err := db.Where("id = ? AND org_id = ?", fixtureInvoice, linked).Take(&invRow).Error; err != nil || invRow.Status != "draft" {
 			t.Fatalf("invoice %+v (%v), want the draft stored for the org", invRow, err)
 		}
 
 		// A local copy that drifted is put back to what Stripe says.
-		if err := db.Model(&store.Subscription{}).Where("stripe_subscription_id = ?", fixtureSub).Update("status", "canceled").Error; err != nil {
+		if err := db.Model(&billing.Subscription{}).Where("stripe_subscription_id = ?", fixtureSub).Update("status", "canceled").Error; err != nil {
 			t.Fatal(err)
 		}
 		out.Reset()
@@ -132,7 +132,7 @@ func TestAnEventFromTheSecondASyncBeganStillApplies(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := db.Model(&store.Organization{}).Where("id = ?", org).Update("stripe_customer_id", "cus_acme").Error; err != nil {
+		if err := db.Model(&orgs.Organization{}).Where("id = ?", org).Update("stripe_customer_id", "cus_acme").Error; err != nil {
 			t.Fatal(err)
 		}
 		var out bytes.Buffer

@@ -26,13 +26,13 @@ func quietLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
 // nonces.
 type signer struct {
 	priv ed25519.PrivateKey
-	key  store.APIKey
+	key  auth.APIKey
 }
 
 func newSigner(seed byte) signer {
 	priv := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed}, ed25519.SeedSize))
 	enc := EncodePublicKey(priv.Public().(ed25519.PublicKey))
-	return signer{priv: priv, key: store.APIKey{ID: store.NewID(), OrgID: store.NewID(), SigningPublicKey: &enc}}
+	return signer{priv: priv, key: auth.APIKey{ID: store.NewID(), OrgID: store.NewID(), SigningPublicKey: &enc}}
 }
 
 // signedRequest is a server-side request, as the handler receives it, signed

@@ -4,12 +4,12 @@ import (
 	"context"
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
-	"github.com/tollgate-billing/tollgate/internal/store"
+	"github.com/tollgate-billing/tollgate/internal/auth"
 )
 
 // KeyStore stores the public key on an API key (auth.Keys).
 type KeyStore interface {
-	SetSigningKey(ctx context.Context, orgID, apiKeyID, publicKeyB64 string) (store.APIKey, error)
+	SetSigningKey(ctx context.Context, orgID, apiKeyID, publicKeyB64 string) (auth.APIKey, error)
 }
 
 // Registrar registers signing keys on API keys.
@@ -17,18 +17,18 @@ type Registrar struct{ Keys KeyStore }
 
 // Register makes every later request with the API key need a signature by
 // publicKey (base64 or PEM). The key is stored in its normalised base64 form.
-func (r Registrar) Register(ctx context.Context, orgID, apiKeyID, publicKey string) (store.APIKey, error) {
+func (r Registrar) Register(ctx context.Context, orgID, apiKeyID, publicKey string) (auth.APIKey, error) {
 	k, err := ParsePublicKey(publicKey)
 	if err != nil {
 		var fe apperr.FieldErrors
 		fe.Add("input.publicKey", "INVALID", err.Error())
-		return store.APIKey{}, fe
+		return auth.APIKey{}, fe
 	}
 	key, err := r.Keys.SetSigningKey(ctx, orgID, apiKeyID, EncodePublicKey(k))
 	if err == apperr.ErrNotFound {
 		var fe apperr.FieldErrors
 		fe.Add("input.apiKeyId", "NOT_FOUND", "no live API key with this id in your organisation")
-		return store.APIKey{}, fe
+		return auth.APIKey{}, fe
 	}
 	return key, err
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/auth"
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/redisconn"
-	"github.com/tollgate-billing/tollgate/internal/store"
 )
 
 // MaxSkew is how far X-Timestamp may be from the server's clock.
@@ -83,7 +82,7 @@ func refuse(reason, msg string) *auth.Failure {
 // come first; the body is read (and put back, so the next handler sees it
 // unchanged) only when they pass, and the nonce is recorded only once the
 // signature holds, so forged requests cannot use up a client's nonces.
-func (v *Verifier) VerifyRequest(r *http.Request, key store.APIKey) *auth.Failure {
+func (v *Verifier) VerifyRequest(r *http.Request, key auth.APIKey) *auth.Failure {
 	tsHeader := r.Header.Get(HeaderTimestamp)
 	nonceHeader := r.Header.Get(HeaderNonce)
 	sigHeader := r.Header.Get(HeaderSignature)

@@ -14,9 +14,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tollgate-billing/tollgate/internal/auth"
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/redisconn"
-	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/testenv"
 )
 
@@ -32,7 +32,7 @@ func TestVerifyRequest(t *testing.T) {
 		method string // default POST
 		target string // default /graphql
 		tamper func(r *http.Request)
-		key    func(k *store.APIKey)
+		key    func(k *auth.APIKey)
 		want   string
 	}{
 		{name: "a correctly signed request is accepted"},
@@ -101,11 +101,11 @@ func TestVerifyRequest(t *testing.T) {
 		{name: "a UUID nonce without hyphens is refused", want: ReasonNonceInvalid, tamper: func(r *http.Request) {
 			r.Header.Set(HeaderNonce, strings.ReplaceAll(r.Header.Get(HeaderNonce), "-", ""))
 		}},
-		{name: "a key whose stored signing key is corrupt refuses the request", want: ReasonSigningKeyInvalid, key: func(k *store.APIKey) {
+		{name: "a key whose stored signing key is corrupt refuses the request", want: ReasonSigningKeyInvalid, key: func(k *auth.APIKey) {
 			bad := "bm90IGEga2V5"
 			k.SigningPublicKey = &bad
 		}},
-		{name: "a key without a signing key refuses the request", want: ReasonSigningKeyInvalid, key: func(k *store.APIKey) {
+		{name: "a key without a signing key refuses the request", want: ReasonSigningKeyInvalid, key: func(k *auth.APIKey) {
 			k.SigningPublicKey = nil
 		}},
 	}

@@ -1,8 +1,10 @@
-// Package store owns Tollgate's system of record: the GORM models, the
-// connection to Postgres (or the embedded SQLite file in development), the
-// versioned migrations and the transaction helper every multi-row write goes
-// through. Domain services query through it; nothing above the services
-// touches it.
+// Package store is the database infrastructure under the domain services:
+// the connection to Postgres (or the embedded SQLite file in development),
+// the versioned migrations, the transaction helpers every multi-row write
+// goes through, the retry/unavailable classifier and the text and id checks.
+// It declares no table: each domain package declares the models of the
+// tables it owns and is the only one that writes them (ownership_test.go).
+// Nothing above the services touches it.
 package store
 
 import (

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tollgate-billing/tollgate/internal/orgs"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/testenv"
 )
@@ -31,7 +32,7 @@ func TestMigrationsRoundTrip(t *testing.T) {
 		if err := db.MigrateUp(ctx); err != nil {
 			t.Fatal(err)
 		}
-		org := store.Organization{ID: store.NewID(), ExternalID: "x", PlanID: "free"}
+		org := orgs.Organization{ID: store.NewID(), ExternalID: "x", PlanID: "free"}
 		if err := db.Create(&org).Error; err != nil {
 			t.Fatalf("insert after re-migrating: %v", err)
 		}

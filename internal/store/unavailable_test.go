@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
 
+	"github.com/tollgate-billing/tollgate/internal/orgs"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/testenv"
 )
@@ -75,13 +76,13 @@ func TestIsUnavailableWhenConnectionKilled(t *testing.T) {
 		t.Fatalf("second query on a terminated connection: %v", err)
 	}
 
-	org := store.Organization{ID: store.NewID(), ExternalID: "x", PlanID: "free"}
+	org := orgs.Organization{ID: store.NewID(), ExternalID: "x", PlanID: "free"}
 	if err := db.Create(&org).Error; err != nil {
 		t.Fatal(err)
 	}
-	dup := db.Create(&store.Organization{ID: org.ID, ExternalID: "y", PlanID: "free"}).Error
+	dup := db.Create(&orgs.Organization{ID: org.ID, ExternalID: "y", PlanID: "free"}).Error
 	syntax := db.Exec("SELEC 1").Error
-	notFound := db.First(&store.Organization{}, "id = ?", store.NewID()).Error
+	notFound := db.First(&orgs.Organization{}, "id = ?", store.NewID()).Error
 	for name, err := range map[string]error{"duplicate key": dup, "syntax error": syntax, "record not found": notFound} {
 		if err == nil {
 			t.Fatalf("%s: no error", name)

@@ -13,7 +13,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/tollgate-billing/tollgate/internal/billing"
+	"github.com/tollgate-billing/tollgate/internal/invoices"
 	"github.com/tollgate-billing/tollgate/internal/store"
+	"github.com/tollgate-billing/tollgate/internal/stripehook"
 	"github.com/tollgate-billing/tollgate/internal/testenv"
 )
 
@@ -49,13 +51,13 @@ func TestSameEventDeliveredFiveTimesConcurrentlyHasOneEffect(t *testing.T) {
 				t.Fatalf("%d deliveries applied the event, want exactly 1", applied)
 			}
 		}
-		if n := f.count(&store.WebhookEvent{}); n != 2 {
+		if n := f.count(&stripehook.WebhookEvent{}); n != 2 {
 			t.Fatalf("%d events recorded, want 2", n)
 		}
-		if n := f.count(&store.Subscription{}); n != 1 {
+		if n := f.count(&billing.Subscription{}); n != 1 {
 			t.Fatalf("%d subscriptions, want 1", n)
 		}
-		if n := f.count(&store.Invoice{}); n != 1 {
+		if n := f.count(&invoices.Invoice{}); n != 1 {
 			t.Fatalf("%d invoices, want 1", n)
 		}
 		if st := f.state(s); st.Sub.Status != "past_due" || st.Invoice.Status != "open" {
@@ -111,7 +113,7 @@ func TestConcurrentEventsForOneNewSubscriptionEndInTheNewest(t *testing.T) {
 		}
 		wg.Wait()
 		st := f.state(s)
-		if n := f.count(&store.Subscription{}); n != 1 {
+		if n := f.count(&billing.Subscription{}); n != 1 {
 			t.Fatalf("%d subscription rows, want 1", n)
 		}
 		if st.Sub.PlanID != "growth" || st.OrgPlan != "growth" || !st.Sub.LastEventAt.Equal(s.at(15)) {
@@ -184,7 +186,7 @@ func TestEventsThatCreateOrPlaceTheSubscription(t *testing.T) {
 			if o := orgOf(f, victim.org); o.StripeCustomerID != nil || o.PlanID != "free" {
 				t.Fatalf("the organisation named by client_reference_id got customer %v and plan %s", o.StripeCustomerID, o.PlanID)
 			}
-			var subs []store.Subscription
+			var subs []billing.Subscription
 			f.db.Where("org_id = ?", victim.org).Find(&subs)
 			if len(subs) != 0 {
 				t.Fatalf("stored a subscription for the named organisation: %+v", subs)
@@ -206,7 +208,7 @@ func TestEventsThatCreateOrPlaceTheSubscription(t *testing.T) {
 		t.Run("an invoice whose only clue is the subscription metadata finds its org", func(t *testing.T) {
 			s := newScenario(f)
 			f.mustDeliver(event("evt_"+s.invoice, "invoice.finalized", s.at(1), s.invoiceObj("open", 1)))
-			var inv store.Invoice
+			var inv invoices.Invoice
 			if err := f.db.Where("id = ?", s.invoice).Take(&inv).Error; err != nil || inv.OrgID != s.org {
 				t.Fatalf("invoice org %q (err %v), want %s", inv.OrgID, err, s.org)
 			}
@@ -241,7 +243,7 @@ func TestWellSignedEventsNobodyCanUseAreAcknowledged(t *testing.T) {
 				}
 			})
 		}
-		if n := f.count(&store.Subscription{}) + f.count(&store.Invoice{}); n != 0 {
+		if n := f.count(&billing.Subscription{}) + f.count(&invoices.Invoice{}); n != 0 {
 			t.Fatalf("stored %d rows for events nobody owns", n)
 		}
 		logs := f.logs.String()

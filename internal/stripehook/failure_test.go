@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/tollgate-billing/tollgate/internal/store"
+	"github.com/tollgate-billing/tollgate/internal/stripehook"
 	"github.com/tollgate-billing/tollgate/internal/testenv"
 )
 
@@ -25,7 +26,7 @@ func TestDatabaseFailureAnswers500AndTheRetrySucceeds(t *testing.T) {
 		if r := f.deliver(body); r.Status != http.StatusInternalServerError {
 			t.Fatalf("answered %d with the table gone, want 500", r.Status)
 		}
-		if n := f.count(&store.WebhookEvent{}); n != 0 {
+		if n := f.count(&stripehook.WebhookEvent{}); n != 0 {
 			t.Fatalf("%d events recorded by the failed delivery, want 0 (rolled back)", n)
 		}
 		if o := orgOf(f, s.org); o.StripeCustomerID != nil || o.PlanID != "free" {

@@ -5,7 +5,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate-billing/tollgate/internal/billing"
+	"github.com/tollgate-billing/tollgate/internal/invoices"
+	"github.com/tollgate-billing/tollgate/internal/orgs"
 	"github.com/tollgate-billing/tollgate/internal/store"
+	"github.com/tollgate-billing/tollgate/internal/stripehook"
 	"github.com/tollgate-billing/tollgate/internal/testenv"
 )
 
@@ -70,8 +74,8 @@ func (s scenario) steps() []step {
 // scenarios can be compared.
 type state struct {
 	OrgPlan, OrgCustomerSuffix string
-	Sub                        store.Subscription
-	Invoice                    store.Invoice
+	Sub                        billing.Subscription
+	Invoice                    invoices.Invoice
 	Events                     int64
 }
 
@@ -88,7 +92,7 @@ func (f *fixture) state(s scenario) state {
 	}
 	f.db.Where("stripe_subscription_id = ?", s.sub).Take(&st.Sub)
 	f.db.Where("id = ?", s.invoice).Take(&st.Invoice)
-	f.db.Model(&store.WebhookEvent{}).Where("id LIKE ?", "evt_"+s.sub+"_%").Count(&st.Events)
+	f.db.Model(&stripehook.WebhookEvent{}).Where("id LIKE ?", "evt_"+s.sub+"_%").Count(&st.Events)
 	st.Sub.ID, st.Sub.OrgID, st.Sub.StripeSubscriptionID, st.Sub.UpdatedAt = "", "", "", time.Time{}
 	if st.Sub.StripeCustomerID == s.customer {
 		st.Sub.StripeCustomerID = "the scenario's customer"
@@ -98,9 +102,9 @@ func (f *fixture) state(s scenario) state {
 	return st
 }
 
-func orgOf(f *fixture, id string) store.Organization {
+func orgOf(f *fixture, id string) orgs.Organization {
 	f.t.Helper()
-	var o store.Organization
+	var o orgs.Organization
 	if err := f.db.Where("id = ?", id).Take(&o).Error; err != nil {
 		f.t.Fatal(err)
 	}
@@ -135,7 +139,7 @@ func TestLifecycleFromFreeToCanceled(t *testing.T) {
 			if !st.HasBillingHistory() || *st.Org.StripeCustomerID != s.customer {
 				t.Fatalf("after %s: org customer %v, want %s linked at checkout", stp.name, st.Org.StripeCustomerID, s.customer)
 			}
-			var inv store.Invoice
+			var inv invoices.Invoice
 			f.db.Where("id = ?", s.invoice).Find(&inv)
 			if inv.Status != stp.invoiceStatus {
 				t.Fatalf("after %s: invoice status %q, want %q", stp.name, inv.Status, stp.invoiceStatus)
@@ -144,7 +148,7 @@ func TestLifecycleFromFreeToCanceled(t *testing.T) {
 		if n := len(f.rec.Matching("GET", "/v1/subscriptions/"+s.sub)); n != 1 {
 			t.Fatalf("fetched the checkout's subscription %d times, want once", n)
 		}
-		var inv store.Invoice
+		var inv invoices.Invoice
 		f.db.Where("id = ?", s.invoice).Take(&inv)
 		if inv.OrgID != s.org || inv.AmountPaid != 19900 || inv.PaidAt == nil || !inv.PaidAt.Equal(s.at(4)) {
 			t.Fatalf("invoice %+v, want the org's, paid 19900 at %s", inv, s.at(4))

@@ -12,7 +12,6 @@ import (
 	"gorm.io/gorm/clause"
 
 	"github.com/tollgate-billing/tollgate/internal/billing"
-	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/stripeshape"
 )
 
@@ -55,7 +54,7 @@ func (h *handler) process(ctx context.Context, ev stripe.Event) (result, error) 
 	if ev.Type == stripe.EventTypeCheckoutSessionCompleted {
 		// Skip the fetch for a redelivery already applied.
 		var seen int64
-		if err := h.DB.WithContext(ctx).Model(&store.WebhookEvent{}).Where("id = ?", ev.ID).Count(&seen).Error; err != nil {
+		if err := h.DB.WithContext(ctx).Model(&WebhookEvent{}).Where("id = ?", ev.ID).Count(&seen).Error; err != nil {
 			return result{}, fmt.Errorf("look up event %s: %w", ev.ID, err)
 		}
 		if seen > 0 {
@@ -98,7 +97,7 @@ func (h *handler) applyOnce(ctx context.Context, ev stripe.Event, at time.Time, 
 	var res result
 	err := h.DB.Tx(ctx, func(tx *gorm.DB) error {
 		res = result{}
-		rec := store.WebhookEvent{ID: ev.ID, Type: string(ev.Type), CreatedAt: at, ProcessedAt: h.Clock.Now()}
+		rec := WebhookEvent{ID: ev.ID, Type: string(ev.Type), CreatedAt: at, ProcessedAt: h.Clock.Now()}
 		ins := tx.Clauses(clause.OnConflict{Columns: []clause.Column{{Name: "id"}}, DoNothing: true}).Create(&rec)
 		if ins.Error != nil {
 			return fmt.Errorf("record event %s: %w", ev.ID, ins.Error)
@@ -110,7 +109,7 @@ func (h *handler) applyOnce(ctx context.Context, ev stripe.Event, at time.Time, 
 		if err := h.apply(ctx, tx, ev, at, f, &res); err != nil {
 			return err
 		}
-		if err := tx.Model(&store.WebhookEvent{}).Where("id = ?", ev.ID).Update("outcome", res.outcome).Error; err != nil {
+		if err := tx.Model(&WebhookEvent{}).Where("id = ?", ev.ID).Update("outcome", res.outcome).Error; err != nil {
 			return fmt.Errorf("record outcome of event %s: %w", ev.ID, err)
 		}
 		return nil

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate-billing/tollgate/internal/billing"
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/stripehook"
@@ -19,11 +20,11 @@ import (
 // ids, in order.
 func seedEvents(t *testing.T, db *store.DB, prefix string, processed ...time.Time) []string {
 	t.Helper()
-	rows := make([]store.WebhookEvent, len(processed))
+	rows := make([]stripehook.WebhookEvent, len(processed))
 	ids := make([]string, len(processed))
 	for i, at := range processed {
 		ids[i] = fmt.Sprintf("evt_%s_%03d", prefix, i)
-		rows[i] = store.WebhookEvent{ID: ids[i], Type: "invoice.paid", CreatedAt: at, ProcessedAt: at.UTC(), Outcome: "applied"}
+		rows[i] = stripehook.WebhookEvent{ID: ids[i], Type: "invoice.paid", CreatedAt: at, ProcessedAt: at.UTC(), Outcome: "applied"}
 	}
 	if err := db.CreateInBatches(rows, 200).Error; err != nil {
 		t.Fatal(err)
@@ -34,7 +35,7 @@ func seedEvents(t *testing.T, db *store.DB, prefix string, processed ...time.Tim
 func storedEventIDs(t *testing.T, db *store.DB) []string {
 	t.Helper()
 	var ids []string
-	if err := db.Model(&store.WebhookEvent{}).Order("id").Pluck("id", &ids).Error; err != nil {
+	if err := db.Model(&stripehook.WebhookEvent{}).Order("id").Pluck("id", &ids).Error; err != nil {
 		t.Fatal(err)
 	}
 	return ids
@@ -109,7 +110,7 @@ func TestRedeliveryWithinRetentionIsStillADuplicateAfterPruning(t *testing.T) {
 		if out := f.mustDeliver(body); out != "duplicate" {
 			t.Fatalf("redelivery after the prune: outcome %q, want duplicate", out)
 		}
-		if n := f.count(&store.Subscription{}); n != 1 {
+		if n := f.count(&billing.Subscription{}); n != 1 {
 			t.Fatalf("%d subscriptions, want 1", n)
 		}
 

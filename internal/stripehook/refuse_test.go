@@ -8,6 +8,7 @@ import (
 
 	"github.com/stripe/stripe-go/v76/webhook"
 
+	"github.com/tollgate-billing/tollgate/internal/billing"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/stripeclient/stripetest"
 	"github.com/tollgate-billing/tollgate/internal/stripehook"
@@ -46,7 +47,7 @@ func TestRefusesWhatStripeDidNotSend(t *testing.T) {
 				}
 			})
 		}
-		if n := f.count(&store.WebhookEvent{}) + f.count(&store.Subscription{}); n != 0 {
+		if n := f.count(&stripehook.WebhookEvent{}) + f.count(&billing.Subscription{}); n != 0 {
 			t.Fatalf("stored %d rows from refused deliveries, want none", n)
 		}
 		if o := orgOf(f, s.org); o.PlanID != "free" || o.StripeCustomerID != nil {

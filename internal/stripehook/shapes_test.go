@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/tollgate-billing/tollgate/internal/billing"
+	"github.com/tollgate-billing/tollgate/internal/invoices"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/stripehook"
 	"github.com/tollgate-billing/tollgate/internal/testenv"
@@ -94,7 +95,7 @@ func TestThePriceDecidesThePlanInEveryShape(t *testing.T) {
 				t.Errorf("logs lack %s", want)
 			}
 		}
-		var inv store.Invoice
+		var inv invoices.Invoice
 		if err := f.db.Where("id = ?", s.invoice).Take(&inv).Error; err != nil {
 			t.Fatal(err)
 		}
@@ -117,7 +118,7 @@ func TestAnInvoiceOfAnUnlinkedCustomerIsStoredInEveryShape(t *testing.T) {
 			s.setInvoice(shape, "paid", 4900, s.at(2), lineStart, lineEnd))); out != "applied" {
 			t.Fatalf("outcome %q, want applied", out)
 		}
-		var inv store.Invoice
+		var inv invoices.Invoice
 		if err := f.db.Where("id = ?", s.invoice).Take(&inv).Error; err != nil {
 			t.Fatalf("invoice not stored: %v", err)
 		}

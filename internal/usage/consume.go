@@ -145,7 +145,7 @@ func (s *Service) counted(ctx context.Context, orgID, key string) (bool, error) 
 		return false, nil
 	}
 	var n int64
-	err := s.db.WithContext(ctx).Model(&store.UsageEvent{}).
+	err := s.db.WithContext(ctx).Model(&UsageEvent{}).
 		Where("org_id = ? AND idempotency_key = ?", orgID, key).Count(&n).Error
 	return n > 0, err
 }

@@ -241,7 +241,7 @@ func TestAKeyRefusedEarlierInTheGroupCountsForALaterCaller(t *testing.T) {
 		if used := f.used(t, org, "api_calls"); used != 994 {
 			t.Errorf("used %d, want 994", used)
 		}
-		var stored store.UsageEvent
+		var stored UsageEvent
 		if err := f.db.Where("org_id = ? AND idempotency_key = ?", org, "shared").First(&stored).Error; err != nil {
 			t.Fatal(err)
 		}
@@ -389,7 +389,7 @@ func TestRunningTotalsRefuseOverflowAndKeepCounting(t *testing.T) {
 				f := newFixture(t, db, nil)
 				org := f.org(t, tc.plan)
 				near := int64(math.MaxInt64 - 10)
-				err := f.db.Create(&store.UsageRollup{OrgID: org, Meter: tc.meter, PeriodStart: time.Unix(tc.start, 0).UTC(),
+				err := f.db.Create(&UsageRollup{OrgID: org, Meter: tc.meter, PeriodStart: time.Unix(tc.start, 0).UTC(),
 					Used: near, Version: 1, UpdatedAt: testNow}).Error
 				if err != nil {
 					t.Fatal(err)
@@ -436,7 +436,7 @@ func TestADayCanHoldMoreThanTheRunningTotal(t *testing.T) {
 	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
 		f := newFixture(t, db, nil)
 		org := f.org(t, "enterprise")
-		err := f.db.Create(&store.UsageDailyRollup{OrgID: org, Meter: "storage_bytes", Day: dayOf(testNow), Used: math.MaxInt64 - 1, UpdatedAt: testNow}).Error
+		err := f.db.Create(&UsageDailyRollup{OrgID: org, Meter: "storage_bytes", Day: dayOf(testNow), Used: math.MaxInt64 - 1, UpdatedAt: testNow}).Error
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/clock"
+	"github.com/tollgate-billing/tollgate/internal/orgs"
 	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/redisconn"
 	"github.com/tollgate-billing/tollgate/internal/store"
@@ -72,7 +73,7 @@ func (f *fixture) org(t *testing.T, planID string) string {
 	t.Helper()
 	id := store.NewID()
 	now := f.clock.Now()
-	org := store.Organization{ID: id, ExternalID: "ext-" + id, Name: "Org " + id[:8], PlanID: planID, CreatedAt: now, UpdatedAt: now}
+	org := orgs.Organization{ID: id, ExternalID: "ext-" + id, Name: "Org " + id[:8], PlanID: planID, CreatedAt: now, UpdatedAt: now}
 	if err := f.db.Create(&org).Error; err != nil {
 		t.Fatalf("create organisation: %v", err)
 	}
@@ -126,7 +127,7 @@ func (f *fixture) gate(t *testing.T, orgID, meter string) Gate {
 func (f *fixture) storedEvents(t *testing.T, orgID string) int64 {
 	t.Helper()
 	var n int64
-	if err := f.db.Model(&store.UsageEvent{}).Where("org_id = ?", orgID).Count(&n).Error; err != nil {
+	if err := f.db.Model(&UsageEvent{}).Where("org_id = ?", orgID).Count(&n).Error; err != nil {
 		t.Fatalf("count events: %v", err)
 	}
 	return n

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/tollgate-billing/tollgate/internal/plans"
-	"github.com/tollgate-billing/tollgate/internal/store"
 )
 
 // Every report reads rollups only: their size grows with meters, endpoints
@@ -48,7 +47,7 @@ func (s *Service) Usage(ctx context.Context, orgID string, period string) (Perio
 			Meter string
 			Used  int64
 		}
-		err := db.Model(&store.UsageDailyRollup{}).Select("meter, SUM(used) AS used").
+		err := db.Model(&UsageDailyRollup{}).Select("meter, SUM(used) AS used").
 			Where("org_id = ? AND meter IN ? AND day < ?", orgID, pastNever, p.End).
 			Group("meter").Scan(&rows).Error
 		if err != nil {
@@ -84,7 +83,7 @@ func (s *Service) ByEndpoint(ctx context.Context, orgID, period, meter string) (
 	if err != nil {
 		return nil, err
 	}
-	q := s.db.WithContext(ctx).Model(&store.UsageEndpointRollup{}).
+	q := s.db.WithContext(ctx).Model(&UsageEndpointRollup{}).
 		Where("org_id = ? AND period_start = ? AND used <> 0", orgID, p.Start)
 	if meter != "" {
 		if _, ok := s.catalog.Meter(meter); !ok {
@@ -92,7 +91,7 @@ func (s *Service) ByEndpoint(ctx context.Context, orgID, period, meter string) (
 		}
 		q = q.Where("meter = ?", meter)
 	}
-	var rows []store.UsageEndpointRollup
+	var rows []UsageEndpointRollup
 	if err := q.Order("used DESC, meter, endpoint").Find(&rows).Error; err != nil {
 		return nil, fmt.Errorf("usage by endpoint of org %s: %w", orgID, err)
 	}
@@ -132,7 +131,7 @@ func (s *Service) Series(ctx context.Context, orgID, meter string, from, to time
 			from.Format(time.DateOnly), to.Format(time.DateOnly), days))
 	}
 	db := s.db.WithContext(ctx)
-	var rows []store.UsageDailyRollup
+	var rows []UsageDailyRollup
 	err := db.Where("org_id = ? AND meter = ? AND day >= ? AND day <= ?", orgID, m.Name, from, to).Find(&rows).Error
 	if err != nil {
 		return nil, fmt.Errorf("usage series of org %s: %w", orgID, err)
@@ -143,7 +142,7 @@ func (s *Service) Series(ctx context.Context, orgID, meter string, from, to time
 	}
 	var running int64
 	if m.Reset == plans.Never {
-		err := db.Model(&store.UsageDailyRollup{}).Select("COALESCE(SUM(used), 0)").
+		err := db.Model(&UsageDailyRollup{}).Select("COALESCE(SUM(used), 0)").
 			Where("org_id = ? AND meter = ? AND day < ?", orgID, m.Name, from).Scan(&running).Error
 		if err != nil {
 			return nil, fmt.Errorf("usage series of org %s: %w", orgID, err)
