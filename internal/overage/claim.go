@@ -37,23 +37,28 @@ func sumCents(cs []Charge) (int64, error) {
 
 // charges computes the overage of each priced meter in one month from the
 // organisation's usage, at its current plan's prices. currency is the
-// plan's.
-func (s *Service) charges(ctx context.Context, orgID, period, currency string) ([]Charge, error) {
+// plan's. A meter whose overage no invoice item can carry is not among
+// them: its CodeAmountOutOfRange error is in tooLarge instead, so that it
+// neither hides the other meters nor fails a whole invoice.
+func (s *Service) charges(ctx context.Context, orgID, period, currency string) (out []Charge, tooLarge []error, err error) {
 	_, meters, err := s.usage.Usage(ctx, orgID, period)
 	if err != nil {
-		return nil, fmt.Errorf("overage of org %s in %s: %w", orgID, period, err)
+		return nil, nil, fmt.Errorf("overage of org %s in %s: %w", orgID, period, err)
 	}
-	var out []Charge
 	for _, m := range meters {
 		c, ok, err := chargeOf(orgID, period, currency, m)
+		if ae, isApp := apperr.As(err); isApp && ae.Code == CodeAmountOutOfRange {
+			tooLarge = append(tooLarge, err)
+			continue
+		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if ok {
 			out = append(out, c)
 		}
 	}
-	return out, nil
+	return out, tooLarge, nil
 }
 
 // chargeOf is the charge for one meter's usage, false when there is none.
@@ -117,9 +122,14 @@ func (s *Service) claim(ctx context.Context, orgID string, plan plans.Plan) ([]C
 		if done[period] {
 			continue
 		}
-		cs, err := s.charges(ctx, orgID, period, plan.Currency)
+		cs, tooLarge, err := s.charges(ctx, orgID, period, plan.Currency)
 		if err != nil {
 			return nil, err
+		}
+		// Billing it would fail the same way on every retry Stripe makes of
+		// the invoice.created delivery; the operator has to look at it.
+		for _, e := range tooLarge {
+			s.log.ErrorContext(ctx, "overage not billed: too large for one invoice item", "org_id", orgID, "period", period, "error", e)
 		}
 		fresh = append(fresh, cs...)
 	}

@@ -67,9 +67,15 @@ func newFixture(t *testing.T, db *store.DB) *fixture {
 // newFixtureTo is a fixture whose requests to Stripe go through next, a
 // stub that may answer some of them itself.
 func newFixtureTo(t *testing.T, db *store.DB, next http.RoundTripper) *fixture {
+	return newFixtureOf(t, db, next, plans.Default())
+}
+
+// newFixtureOf is a fixture billing by catalog, whose plans must include
+// the defaults' starter.
+func newFixtureOf(t *testing.T, db *store.DB, next http.RoundTripper, catalog *plans.Catalog) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	f := &fixture{t: t, db: db, clock: clock.NewFake(october), catalog: plans.Default(), rec: stripetest.NewRecorderTo(next)}
+	f := &fixture{t: t, db: db, clock: clock.NewFake(october), catalog: catalog, rec: stripetest.NewRecorderTo(next)}
 	f.sc = stripetest.Client(t, f.rec)
 	log := stripetest.Discard()
 	f.billing = billing.NewService(db, f.catalog, f.clock, f.sc, log)
@@ -325,6 +331,34 @@ func TestNoOverageWithinTheAllowance(t *testing.T) {
 		f.deliver(f.invoiceCreated("evt_"+store.NewID(), "in_nov_"+f.org[:8], "draft"))
 		if n, cs := len(f.items()), f.charges(); n != 0 || len(cs) != 0 {
 			t.Fatalf("%d items and charges %+v for usage within the allowance", n, cs)
+		}
+	})
+}
+
+// A meter whose overage is too large for any invoice item (a price at the
+// plans file's maximum, usage near the largest countable value) is left
+// out and logged; the other meters are billed and the delivery succeeds,
+// so Stripe does not retry it for days with the same outcome.
+func TestAnOverageTooLargeToBillDoesNotHoldUpTheInvoice(t *testing.T) {
+	yaml := strings.Replace(string(plans.DefaultsYAML()),
+		"overage: { unit_amount_cents: 50, per: 1000 }", "overage: { unit_amount_cents: 1000000, per: 1 }", 1)
+	catalog, err := plans.Parse([]byte(yaml), "yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newFixtureOf(t, db, http.DefaultTransport, catalog)
+		f.record("api_calls", usage.MaxQuantity) // ~8.8e12 over at $10,000 each: past what one item carries
+		f.record("llm_tokens", 1_000_001)
+		want := f.expect("llm_tokens", "2026-10", 1_000_001)
+
+		f.clock.Set(time.Date(2026, 11, 1, 0, 5, 0, 0, time.UTC))
+		f.deliver(f.invoiceCreated("evt_"+store.NewID(), "in_nov_"+f.org[:8], "draft"))
+		f.checkItems("in_nov_"+f.org[:8], want)
+		for _, c := range f.charges() {
+			if c.Meter == "api_calls" {
+				t.Fatalf("a charge was recorded for the unbillable meter: %+v", c)
+			}
 		}
 	})
 }

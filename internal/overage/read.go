@@ -67,7 +67,10 @@ func (s *Service) Upcoming(ctx context.Context, orgID string) (*Upcoming, error)
 	if err != nil {
 		return nil, stripeclient.Error("preview the next invoice of "+st.Subscription.StripeSubscriptionID, err)
 	}
-	sofar, err := s.charges(ctx, orgID, s.clock.Now().Format("2006-01"), st.Plan.Currency)
+	sofar, tooLarge, err := s.charges(ctx, orgID, s.clock.Now().Format("2006-01"), st.Plan.Currency)
+	if err == nil && len(tooLarge) > 0 {
+		err = tooLarge[0]
+	}
 	if err != nil {
 		return nil, err
 	}
