@@ -153,32 +153,30 @@ func (a *App) openDB(ctx context.Context) error {
 	return nil
 }
 
-// openRedis connects to REDIS_URL, or starts an embedded miniredis so that
-// development runs the same code path as production.
+// openRedis connects to REDIS_URL (one server, or a cluster when the URL
+// lists addr= nodes), or starts an embedded miniredis so that development
+// runs the same code path as production.
 func (a *App) openRedis(ctx context.Context) error {
-	var opt *redis.Options
-	if a.Config.RedisURL != "" {
-		var err error
-		if opt, err = redis.ParseURL(a.Config.RedisURL); err != nil {
-			return &config.Error{Var: "REDIS_URL", Problem: err.Error()}
-		}
-	} else {
+	url := a.Config.RedisURL
+	if url == "" {
 		m := miniredis.NewMiniRedis()
 		if err := m.Start(); err != nil {
 			return fmt.Errorf("start embedded redis: %w", err)
 		}
 		a.closers = append(a.closers, m.Close)
-		opt = &redis.Options{Addr: m.Addr()}
+		url = "redis://" + m.Addr()
 		a.Log.Info("REDIS_URL unset: using embedded miniredis", "addr", m.Addr())
 	}
 	// Redis is a cache: fail fast and fall back to the database rather
 	// than retry while a request waits.
-	opt.MaxRetries = 1
-	opt.DialerRetries = 1
-	opt.DialTimeout = time.Second
-	opt.ReadTimeout = 500 * time.Millisecond
-	opt.WriteTimeout = 500 * time.Millisecond
-	a.Redis = redisconn.New(redis.NewClient(opt), a.Config.RedisKeyPrefix)
+	rdb, err := redisconn.Open(url, a.Config.RedisKeyPrefix, redisconn.Tuning{
+		MaxRetries: 1, DialerRetries: 1,
+		DialTimeout: time.Second, ReadTimeout: 500 * time.Millisecond, WriteTimeout: 500 * time.Millisecond,
+	})
+	if err != nil {
+		return &config.Error{Var: "REDIS_URL", Problem: err.Error()}
+	}
+	a.Redis = rdb
 	a.closers = append(a.closers, func() { a.Redis.Close() })
 	// Redis is a cache: Tollgate starts without it and falls back to the
 	// database, so an unreachable Redis is logged, not fatal.

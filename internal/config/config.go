@@ -134,6 +134,8 @@ func Load(getenv func(string) string) (Config, error) {
 		u, err := url.Parse(c.RedisURL)
 		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
 			bad("REDIS_URL", "must be a redis:// or rediss:// URL with a host")
+		} else if err := redisconn.CheckURL(c.RedisURL); err != nil {
+			bad("REDIS_URL", "%v", err)
 		}
 	}
 	if v := getenv("REDIS_KEY_PREFIX"); v != "" {

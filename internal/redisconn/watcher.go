@@ -26,14 +26,19 @@ const announceLog = 1000
 // Watcher notices, on this replica, a Redis that is not the one it was a
 // moment ago, and changes other replicas announced.
 //
-// A restart is seen two ways, whichever fires first:
-//   - the server's run_id (INFO server) changes: any restart or failover;
-//   - a generation counter that every replica increments on every look goes
-//     backwards or vanishes: a restore from an older snapshot or a flush,
-//     also on a Redis that hides INFO (some managed ones, miniredis).
+// A restart is seen on each master (each shard of a cluster, Client.Shards)
+// two ways, whichever fires first:
+//   - the master's run_id (INFO server) changes: any restart or failover;
+//   - a generation counter that every replica increments on every look, one
+//     per master (under the master's tag), goes backwards or vanishes: a
+//     restore from an older snapshot, a flush, a failover to a lagging
+//     replica, also on a Redis that hides INFO (some managed ones,
+//     miniredis).
 //
-// Both compare with what this replica saw last, so the first look after
-// start only records them.
+// Both compare with what this replica saw last, per master, so the first
+// look after start only records them. Masters are told apart by their tag,
+// not their address: a replica promoted in a failover owns its master's
+// slots, so it gets the same tag, and its other run_id is seen.
 type Watcher struct {
 	c   *Client
 	log *slog.Logger
@@ -41,9 +46,13 @@ type Watcher struct {
 	mu        sync.Mutex // registration, and one look at a time
 	onRestart []func(context.Context)
 	topics    map[string]*topic
-	runID     string
-	gen       int64
-	known     bool
+	shards    map[string]*shardSeen // by Shard.Tag
+}
+
+// shardSeen is what the last look saw of one master.
+type shardSeen struct {
+	runID string
+	gen   int64
 }
 
 // topic is a stream of changes announced under one name.
@@ -55,11 +64,14 @@ type topic struct {
 
 // NewWatcher watches c. Register handlers, then call Run.
 func NewWatcher(c *Client, log *slog.Logger) *Watcher {
-	return &Watcher{c: c, log: log, topics: map[string]*topic{}}
+	return &Watcher{c: c, log: log, topics: map[string]*topic{}, shards: map[string]*shardSeen{}}
 }
 
-// OnRestart calls fn, from the watcher's goroutine, whenever Redis turns out
-// to have restarted, failed over or lost data since the last look.
+// OnRestart calls fn, from the watcher's goroutine, whenever Redis, or any
+// master of a cluster, turns out to have restarted, failed over or lost data
+// since the last look. fn must assume everything kept in Redis may be older
+// or gone: which master it was is logged, not told, since every user of
+// Redis rebuilds or distrusts all it keeps there.
 func (w *Watcher) OnRestart(fn func(context.Context)) {
 	w.mu.Lock()
 	w.onRestart = append(w.onRestart, fn)
@@ -92,7 +104,13 @@ return n
 // A replica that cannot be told (Redis down) relies on its own bounds, such
 // as a cache's TTL.
 func (w *Watcher) Announce(ctx context.Context, name, member string) error {
-	return announceScript.Run(ctx, w.c, []string{w.c.Key("changes:" + name), w.c.Key("changes:" + name + ":log")}, member, announceLog).Err()
+	return announceScript.Run(ctx, w.c, changesKeys(w.c, name), member, announceLog).Err()
+}
+
+// changesKeys are a topic's counter and log. The tag keeps both in one slot
+// on a cluster, as the scripts that touch them need.
+func changesKeys(c *Client, name string) []string {
+	return []string{c.Key("changes:{" + name + "}"), c.Key("changes:{" + name + "}:log")}
 }
 
 // changesScript returns the counter and, when it moved from ARGV[1], the
@@ -127,18 +145,14 @@ func (w *Watcher) Check(ctx context.Context) error {
 	look, cancel := context.WithTimeout(ctx, WatchInterval)
 	defer cancel()
 
-	gen, err := w.c.Incr(look, w.c.Key("generation")).Result()
-	if err != nil {
+	restarted, err := w.lookAtShards(look)
+	if restarted == nil && err != nil {
 		return err
 	}
-	// INFO is optional: a Redis that refuses it is watched by the
-	// generation alone.
-	runID := ""
-	if info, err := w.c.Info(look, "server").Result(); err == nil {
-		runID = infoField(info, "run_id")
+	var errs []error
+	if err != nil {
+		errs = append(errs, err)
 	}
-	restarted := w.known && (gen <= w.gen || (runID != "" && w.runID != "" && runID != w.runID))
-	w.known, w.gen, w.runID = true, gen, runID
 
 	type moved struct {
 		t       *topic
@@ -146,9 +160,8 @@ func (w *Watcher) Check(ctx context.Context) error {
 		all     bool
 	}
 	var calls []moved
-	var errs []error
 	for name, t := range w.topics {
-		res, err := changesScript.Run(look, w.c, []string{w.c.Key("changes:" + name), w.c.Key("changes:" + name + ":log")}, t.seen, announceLog).Slice()
+		res, err := changesScript.Run(look, w.c, changesKeys(w.c, name), t.seen, announceLog).Slice()
 		if err != nil || len(res) == 0 {
 			errs = append(errs, fmt.Errorf("read changes to %s: %w", name, err))
 			continue
@@ -162,15 +175,15 @@ func (w *Watcher) Check(ctx context.Context) error {
 		}
 		// The first look cannot tell what changed before it, while
 		// something may already have been cached: everything has.
-		if !t.known || n != t.seen || restarted {
-			all := !t.known || restarted || n < t.seen || int(n-t.seen) != len(members)
+		if !t.known || n != t.seen || len(restarted) > 0 {
+			all := !t.known || len(restarted) > 0 || n < t.seen || int(n-t.seen) != len(members)
 			calls = append(calls, moved{t, members, all})
 		}
 		t.seen, t.known = n, true
 	}
 
-	if restarted {
-		w.log.WarnContext(ctx, "redis restarted, failed over or lost data; rebuilding what lives in it", "run_id", runID, "generation", gen)
+	if len(restarted) > 0 {
+		w.log.WarnContext(ctx, "redis restarted, failed over or lost data; rebuilding what lives in it", "masters", restarted)
 		for _, fn := range w.onRestart {
 			fn(ctx)
 		}
@@ -181,6 +194,67 @@ func (w *Watcher) Check(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// lookAtShards increments every master's generation and reads its run_id,
+// concurrently so that a master that does not answer delays no other. It
+// returns the addresses of the masters that restarted since the last look
+// (non-nil, maybe empty, when any master answered) and the errors of those
+// that did not answer, whose last sight is kept for the next look.
+func (w *Watcher) lookAtShards(ctx context.Context) ([]string, error) {
+	shards, err := w.c.Shards(ctx)
+	if err != nil {
+		return nil, err
+	}
+	type sight struct {
+		runID string
+		gen   int64
+		err   error
+	}
+	sights := make([]sight, len(shards))
+	var wg sync.WaitGroup
+	for i, sh := range shards {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Through the cluster client, so a slot that moved is followed
+			// and go-redis learns the new layout.
+			gen, err := w.c.Incr(ctx, w.c.Key("generation:"+sh.Tag)).Result()
+			if err != nil {
+				sights[i].err = fmt.Errorf("redis master %s: %w", sh.Addr, err)
+				return
+			}
+			// INFO is optional: a Redis that refuses it is watched by the
+			// generation alone.
+			runID := ""
+			if info, err := sh.Node.Info(ctx, "server").Result(); err == nil {
+				runID = infoField(info, "run_id")
+			}
+			sights[i] = sight{runID: runID, gen: gen}
+		}()
+	}
+	wg.Wait()
+
+	restarted := []string{}
+	var errs []error
+	answered := false
+	for i, sh := range shards {
+		s := sights[i]
+		if s.err != nil {
+			errs = append(errs, s.err)
+			continue
+		}
+		answered = true
+		last := w.shards[sh.Tag]
+		if last != nil && (s.gen <= last.gen || (s.runID != "" && last.runID != "" && s.runID != last.runID)) {
+			restarted = append(restarted, sh.Addr)
+		}
+		w.shards[sh.Tag] = &shardSeen{runID: s.runID, gen: s.gen}
+	}
+	if !answered {
+		return nil, errors.Join(errs...)
+	}
+	return restarted, errors.Join(errs...)
 }
 
 // infoField reads one "name:value" line of an INFO reply.
