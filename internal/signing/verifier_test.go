@@ -244,7 +244,7 @@ func TestNonceIsRememberedWhileTheTimestampIsAcceptable(t *testing.T) {
 			if got := send(); got != "" {
 				t.Fatalf("first request refused: %s", got)
 			}
-			if ttl := m.TTL(rdb.Key("nonce:" + s.key.ID + ":" + nonce)); ttl != tc.wantTTL {
+			if ttl := m.TTL(rdb.Key(nonceKey(s.key.ID, nonce))); ttl != tc.wantTTL {
 				t.Fatalf("nonce TTL = %v, want %v", ttl, tc.wantTTL)
 			}
 			// Just before the nonce expires the timestamp is still
@@ -353,10 +353,10 @@ func look(t *testing.T, w *redisconn.Watcher) {
 
 // TestReplayAfterRedisLostItsData: a request accepted before Redis lost its
 // nonces (a restart without persistence, a flush) is refused when replayed
-// afterwards, although Redis no longer remembers it; a newly signed request
-// is accepted.
+// afterwards, although Redis no longer remembers it, even before the watcher
+// has noticed; a request signed once it has (within a second) is accepted.
 func TestReplayAfterRedisLostItsData(t *testing.T) {
-	m, _, v, _, clk := restartWatch(t)
+	m, _, v, w, clk := restartWatch(t)
 	s := newSigner(1)
 	first := uuid.NewString()
 	send := func(ts time.Time, nonce string) string {
@@ -371,6 +371,7 @@ func TestReplayAfterRedisLostItsData(t *testing.T) {
 	if got := send(t0, first); got != ReasonNonceReplayed {
 		t.Fatalf("replay after the flush: reason = %q, want %q", got, ReasonNonceReplayed)
 	}
+	look(t, w)
 	clk.Advance(time.Second)
 	if got := send(clk.Now(), uuid.NewString()); got != "" {
 		t.Fatalf("a request signed after the flush was refused: %s", got)
@@ -422,8 +423,10 @@ func TestTheMarkRecordsWhenTheLossWasNoticed(t *testing.T) {
 	m, rdb, v, w, clk := restartWatch(t)
 	m.FlushAll()
 	look(t, w)
-	if !m.Exists(rdb.Key(sinceKey)) {
-		t.Fatal("the mark was not re-created after the flush")
+	for i := range nonceBuckets {
+		if mark := rdb.Key(sinceKey(bucket(i))); !m.Exists(mark) {
+			t.Fatalf("the mark %s was not re-created after the flush", mark)
+		}
 	}
 	clk.Advance(2 * time.Second)
 	s := newSigner(1)
