@@ -47,7 +47,7 @@ type Limiter struct {
 
 // New returns a limiter keeping its state in rdb.
 func New(rdb *redisconn.Client, log *slog.Logger) *Limiter {
-	return &Limiter{gcra: redis_rate.NewLimiter(rdb.Client), rdb: rdb, log: log,
+	return &Limiter{gcra: redis_rate.NewLimiter(gcraKeys{rdb.UniversalClient}), rdb: rdb, log: log,
 		leases: cache.New[string, *lease](maxLeases, 0, clock.Real{})}
 }
 
