@@ -114,7 +114,7 @@ func clusterShards(ctx context.Context, rc *redis.ClusterClient) ([]Shard, error
 		return nil, fmt.Errorf("list cluster masters: %w", err)
 	}
 	out := make([]Shard, 0, len(masters))
-	for i := 0; len(out) < len(masters) && i < maxShardTags; i++ {
+	for i := 0; len(masters) > 0 && i < maxShardTags; i++ {
 		tag := shardTag(i)
 		// Reads go-redis's slot table: no round trip.
 		n, err := rc.MasterForKey(ctx, tag)

@@ -200,18 +200,28 @@ func RealRedis(t testing.TB) (url, prefix string) {
 	return RedisURL(), c.Prefix()
 }
 
-// forget deletes the keys under c's prefix and closes c.
+// forget deletes the keys under c's prefix, on every master of a cluster,
+// and closes c.
 func forget(c *redisconn.Client) {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	iter := c.Scan(ctx, 0, c.Prefix()+"*", 1000).Iterator()
-	var keys []string
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
+	shards, err := c.Shards(ctx)
+	if err != nil {
+		return
 	}
-	if len(keys) > 0 {
-		_ = c.Del(ctx, keys...).Err()
+	for _, sh := range shards {
+		iter := sh.Node.Scan(ctx, 0, c.Prefix()+"*", 1000).Iterator()
+		var keys []string
+		for iter.Next(ctx) {
+			keys = append(keys, iter.Val())
+		}
+		// One key per DEL: on a cluster the keys are in many slots.
+		pipe := c.Pipeline()
+		for _, k := range keys {
+			pipe.Del(ctx, k)
+		}
+		_, _ = pipe.Exec(ctx)
 	}
 }
 
