@@ -47,52 +47,54 @@ func call(h http.Handler, keyID, addr string) *httptest.ResponseRecorder {
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func TestACredentialOverItsLimitIsRefusedWith429(t *testing.T) {
-	key, other := store.NewID(), store.NewID() // fresh keys on the shared Redis
-	h := handler(NewAPI(New(testenv.Redis(t), quiet()), APILimits{PerCredential: 10, PerAddress: 1000}))
+	testenv.EachRedis(t, func(t *testing.T, rdb *redisconn.Client) {
+		key, other := store.NewID(), store.NewID() // fresh keys on the shared Redis
+		h := handler(NewAPI(New(rdb, quiet()), APILimits{PerCredential: 10, PerAddress: 1000}))
 
-	start := time.Now()
-	var passed int
-	var refused *httptest.ResponseRecorder
-	for range 15 {
-		w := call(h, key, "192.0.2.1")
-		if w.Code == http.StatusOK {
-			passed++
-		} else if refused == nil {
-			refused = w
-		}
-	}
-	// The bucket refills one request per 100 ms; a slow machine may earn one
-	// more while the loop runs.
-	if grace := int(time.Since(start) / (100 * time.Millisecond)); passed < 10 || passed > 10+grace {
-		t.Errorf("%d of 15 requests passed, want the 10-request burst", passed)
-	}
-	if refused == nil {
-		t.Fatal("no request was refused")
-	}
-	if refused.Code != http.StatusTooManyRequests {
-		t.Errorf("status %d, want 429", refused.Code)
-	}
-	if s, err := strconv.Atoi(refused.Header().Get("Retry-After")); err != nil || s < 1 {
-		t.Errorf("Retry-After %q, want whole seconds ≥ 1", refused.Header().Get("Retry-After"))
-	}
-	var body struct {
-		Errors []struct {
-			Message    string
-			Extensions struct {
-				Code              string
-				RetryAfterSeconds int
+		start := time.Now()
+		var passed int
+		var refused *httptest.ResponseRecorder
+		for range 15 {
+			w := call(h, key, "192.0.2.1")
+			if w.Code == http.StatusOK {
+				passed++
+			} else if refused == nil {
+				refused = w
 			}
 		}
-	}
-	if err := json.Unmarshal(refused.Body.Bytes(), &body); err != nil || len(body.Errors) != 1 {
-		t.Fatalf("body %s is not one GraphQL error: %v", refused.Body, err)
-	}
-	if e := body.Errors[0]; e.Extensions.Code != "RATE_LIMITED" || e.Extensions.RetryAfterSeconds < 1 || e.Message == "" {
-		t.Errorf("error %+v, want RATE_LIMITED with retryAfterSeconds", e)
-	}
-	if w := call(h, other, "192.0.2.1"); w.Code != http.StatusOK {
-		t.Errorf("another key from the same address got %d: one credential's burst must not limit another", w.Code)
-	}
+		// The bucket refills one request per 100 ms; a slow machine may earn one
+		// more while the loop runs.
+		if grace := int(time.Since(start) / (100 * time.Millisecond)); passed < 10 || passed > 10+grace {
+			t.Errorf("%d of 15 requests passed, want the 10-request burst", passed)
+		}
+		if refused == nil {
+			t.Fatal("no request was refused")
+		}
+		if refused.Code != http.StatusTooManyRequests {
+			t.Errorf("status %d, want 429", refused.Code)
+		}
+		if s, err := strconv.Atoi(refused.Header().Get("Retry-After")); err != nil || s < 1 {
+			t.Errorf("Retry-After %q, want whole seconds ≥ 1", refused.Header().Get("Retry-After"))
+		}
+		var body struct {
+			Errors []struct {
+				Message    string
+				Extensions struct {
+					Code              string
+					RetryAfterSeconds int
+				}
+			}
+		}
+		if err := json.Unmarshal(refused.Body.Bytes(), &body); err != nil || len(body.Errors) != 1 {
+			t.Fatalf("body %s is not one GraphQL error: %v", refused.Body, err)
+		}
+		if e := body.Errors[0]; e.Extensions.Code != "RATE_LIMITED" || e.Extensions.RetryAfterSeconds < 1 || e.Message == "" {
+			t.Errorf("error %+v, want RATE_LIMITED with retryAfterSeconds", e)
+		}
+		if w := call(h, other, "192.0.2.1"); w.Code != http.StatusOK {
+			t.Errorf("another key from the same address got %d: one credential's burst must not limit another", w.Code)
+		}
+	})
 }
 
 // Requests without credentials are held per client address, so a flood of
@@ -117,22 +119,24 @@ func TestUnauthenticatedTrafficIsLimitedPerAddress(t *testing.T) {
 }
 
 func TestAHigherRateLetsMoreThrough(t *testing.T) {
-	l := New(testenv.Redis(t), quiet())
-	slow, fast := "test:"+store.NewID(), "test:"+store.NewID()
-	for i := range 50 {
-		if d := l.Allow(context.Background(), fast, 100); !d.Allowed {
-			t.Fatalf("request %d at 100 req/s refused", i+1)
+	testenv.EachRedis(t, func(t *testing.T, rdb *redisconn.Client) {
+		l := New(rdb, quiet())
+		slow, fast := "test:"+store.NewID(), "test:"+store.NewID()
+		for i := range 50 {
+			if d := l.Allow(context.Background(), fast, 100); !d.Allowed {
+				t.Fatalf("request %d at 100 req/s refused", i+1)
+			}
 		}
-	}
-	passed := 0
-	for range 50 {
-		if l.Allow(context.Background(), slow, 10).Allowed {
-			passed++
+		passed := 0
+		for range 50 {
+			if l.Allow(context.Background(), slow, 10).Allowed {
+				passed++
+			}
 		}
-	}
-	if passed > 15 {
-		t.Errorf("%d of 50 passed at 10 req/s", passed)
-	}
+		if passed > 15 {
+			t.Errorf("%d of 50 passed at 10 req/s", passed)
+		}
+	})
 }
 
 func TestRequestsPassWhileRedisIsDown(t *testing.T) {
@@ -212,39 +216,40 @@ func TestABusyOrganisationCostsFewRedisRoundTrips(t *testing.T) {
 // Leases never let through more than Redis granted, however many replicas
 // take them: the plan's limit holds across replicas.
 func TestLeasedLimitsHoldAcrossReplicas(t *testing.T) {
-	rdb := testenv.Redis(t)
-	org := store.NewID()
-	replicas := []*Limiter{New(rdb, quiet()), New(rdb, quiet())}
-	const clients, each = 8, 1000
-	var passed, refused atomic.Int64
-	var wg sync.WaitGroup
-	start := time.Now()
-	for c := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range each {
-				if replicas[(c+i)%2].Allow(context.Background(), org, 2000).Allowed {
-					passed.Add(1)
-				} else {
-					refused.Add(1)
+	testenv.EachRedis(t, func(t *testing.T, rdb *redisconn.Client) {
+		org := store.NewID()
+		replicas := []*Limiter{New(rdb, quiet()), New(rdb, quiet())}
+		const clients, each = 8, 1000
+		var passed, refused atomic.Int64
+		var wg sync.WaitGroup
+		start := time.Now()
+		for c := range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range each {
+					if replicas[(c+i)%2].Allow(context.Background(), org, 2000).Allowed {
+						passed.Add(1)
+					} else {
+						refused.Add(1)
+					}
 				}
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	t.Logf("%d passed, %d refused in %s", passed.Load(), refused.Load(), elapsed)
-	// 2,000 req/s with a burst of 2,000: what Redis can have granted by now.
-	most := 2000 + int64(2000*elapsed.Seconds()) + 1
-	if p := passed.Load(); p > most {
-		t.Errorf("%d requests passed in %s; the plan allows at most %d", p, elapsed, most)
-	}
-	// Tokens still held in leases are at most 20 per replica.
-	if p := passed.Load(); p < 2000-2*20 {
-		t.Errorf("only %d requests passed; the 2,000-request burst was not granted", p)
-	}
-	if passed.Load()+refused.Load() != clients*each {
-		t.Errorf("%d passed + %d refused ≠ %d requests", passed.Load(), refused.Load(), clients*each)
-	}
+			}()
+		}
+		wg.Wait()
+		elapsed := time.Since(start)
+		t.Logf("%d passed, %d refused in %s", passed.Load(), refused.Load(), elapsed)
+		// 2,000 req/s with a burst of 2,000: what Redis can have granted by now.
+		most := 2000 + int64(2000*elapsed.Seconds()) + 1
+		if p := passed.Load(); p > most {
+			t.Errorf("%d requests passed in %s; the plan allows at most %d", p, elapsed, most)
+		}
+		// Tokens still held in leases are at most 20 per replica.
+		if p := passed.Load(); p < 2000-2*20 {
+			t.Errorf("only %d requests passed; the 2,000-request burst was not granted", p)
+		}
+		if passed.Load()+refused.Load() != clients*each {
+			t.Errorf("%d passed + %d refused ≠ %d requests", passed.Load(), refused.Load(), clients*each)
+		}
+	})
 }

@@ -168,7 +168,10 @@ func TestTimestampWindow(t *testing.T) {
 }
 
 func TestReplay(t *testing.T) {
-	rdb := testenv.Redis(t)
+	testenv.EachRedis(t, testReplay)
+}
+
+func testReplay(t *testing.T, rdb *redisconn.Client) {
 	clk := clock.NewFake(t0)
 	// Two verifiers on one Redis are two Tollgate replicas.
 	replicas := []*Verifier{NewVerifier(rdb, clk, quietLog()), NewVerifier(rdb, clk, quietLog())}

@@ -114,6 +114,31 @@ func (c *RedisCluster) Client(t testing.TB) *redisconn.Client {
 	return rdb
 }
 
+// MasterOf is the index of the master that holds key.
+func (c *RedisCluster) MasterOf(t testing.TB, key string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rdb := c.nodes[0].client()
+	defer rdb.Close()
+	slot, err := rdb.ClusterKeySlot(ctx, key).Result()
+	if err != nil {
+		t.Fatalf("slot of %s: %v", key, err)
+	}
+	return min(int(slot)/(16384/clusterMasters), clusterMasters-1)
+}
+
+// Save writes master i's snapshot (SAVE): a Restart after Kill loads it, so
+// the master comes back older than it left, as from a backup.
+func (c *RedisCluster) Save(t testing.TB, i int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.nodes[i].do(ctx, "SAVE"); err != nil {
+		t.Fatalf("snapshot master %d: %v", i, err)
+	}
+}
+
 // Kill stops master i at once, as a crash would.
 func (c *RedisCluster) Kill(i int) {
 	n := c.nodes[i]
@@ -124,9 +149,9 @@ func (c *RedisCluster) Kill(i int) {
 	n.cmd = nil
 }
 
-// Restart starts master i again on its ports after Kill. Without
-// persistence it comes back empty, with its node id and slots (nodes.conf),
-// and Restart returns once every master sees the cluster whole again.
+// Restart starts master i again on its ports after Kill, with its node id
+// and slots (nodes.conf): empty, or as of its last Save. It returns once
+// every master sees the cluster whole again.
 func (c *RedisCluster) Restart(i int) error {
 	if err := c.nodes[i].start(); err != nil {
 		return err
@@ -299,4 +324,12 @@ func freePorts(n int) ([]int, error) {
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
 	return ports, nil
+}
+
+// EachRedis runs fn as a subtest on each shape of Redis Tollgate runs on:
+// one server (Redis) and a cluster of three masters (RedisClusterClient).
+func EachRedis(t *testing.T, fn func(t *testing.T, rdb *redisconn.Client)) {
+	t.Helper()
+	t.Run("server", func(t *testing.T) { fn(t, Redis(t)) })
+	t.Run("cluster", func(t *testing.T) { fn(t, RedisClusterClient(t)) })
 }
