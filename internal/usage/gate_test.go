@@ -26,11 +26,7 @@ func TestGateAnswersFromThePlanAndTheCount(t *testing.T) {
 		}
 		return fmt.Sprint(*v)
 	}
-	cases := []struct {
-		name, plan, status, meter string
-		used                      int64
-		want                      string // allowed used limit remaining plan status
-	}{
+	cases := []gateCase{
 		{"a free org under its hard limit may go on", "free", "", "api_calls", 999, "true 999 1000 1 free "},
 		{"a free org at its hard limit is stopped", "free", "", "api_calls", 1000, "false 1000 1000 0 free "},
 		{"a soft limit never stops an org", "starter", "active", "api_calls", 100_001, "true 100001 100000 0 starter active"},
@@ -38,25 +34,36 @@ func TestGateAnswersFromThePlanAndTheCount(t *testing.T) {
 		{"the billing status is passed through", "growth", "past_due", "api_calls", 0, "true 0 1000000 1000000 growth past_due"},
 	}
 	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
-		f := newFixture(t, db, nil)
-		for _, tc := range cases {
-			t.Run(tc.name, func(t *testing.T) {
-				org := f.org(t, tc.plan)
-				f.setPlan(org, tc.plan, tc.status)
-				if tc.used > 0 {
-					f.record(t, org, ev(tc.meter, tc.used, "k"))
-				}
-				g := f.gate(t, org, tc.meter)
-				got := fmt.Sprintf("%t %d %s %s %s %s", g.Allowed, g.Used, show(g.LimitValue()), show(g.Remaining()), g.PlanID, g.BillingStatus)
-				if got != tc.want {
-					t.Errorf("gate = %q, want %q", got, tc.want)
-				}
-			})
-		}
-		if _, err := f.svc.Gate(context.Background(), f.org(t, "free"), "bogus"); apperr.CodeOf(err) != apperr.BadInput {
-			t.Errorf("unknown meter: err = %v, want BAD_USER_INPUT", err)
-		}
+		testenv.EachRedis(t, func(t *testing.T, rdb *redisconn.Client) {
+			gateAnswers(t, newFixture(t, db, rdb), cases, show)
+		})
 	})
+}
+
+type gateCase struct {
+	name, plan, status, meter string
+	used                      int64
+	want                      string // allowed used limit remaining plan status
+}
+
+func gateAnswers(t *testing.T, f *fixture, cases []gateCase, show func(*int64) string) {
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			org := f.org(t, tc.plan)
+			f.setPlan(org, tc.plan, tc.status)
+			if tc.used > 0 {
+				f.record(t, org, ev(tc.meter, tc.used, "k"))
+			}
+			g := f.gate(t, org, tc.meter)
+			got := fmt.Sprintf("%t %d %s %s %s %s", g.Allowed, g.Used, show(g.LimitValue()), show(g.Remaining()), g.PlanID, g.BillingStatus)
+			if got != tc.want {
+				t.Errorf("gate = %q, want %q", got, tc.want)
+			}
+		})
+	}
+	if _, err := f.svc.Gate(context.Background(), f.org(t, "free"), "bogus"); apperr.CodeOf(err) != apperr.BadInput {
+		t.Errorf("unknown meter: err = %v, want BAD_USER_INPUT", err)
+	}
 }
 
 func TestGateSeesAPlanChangeWithinTheCacheTTL(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/clock"
+	"github.com/tollgate-billing/tollgate/internal/redisconn"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/testenv"
 )
@@ -462,36 +463,43 @@ func TestADayCanHoldMoreThanTheRunningTotal(t *testing.T) {
 // answered.
 func TestAGroupOfSeveralOrganisationsMirrorsEachInRedis(t *testing.T) {
 	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
-		f := newFixture(t, db, nil)
-		orgs := []string{f.org(t, "starter"), f.org(t, "starter"), f.org(t, "starter")}
-		h := holdFirstGroups(f)
-		var wg sync.WaitGroup
-		errs := make([]error, f.svc.group.slots+2*len(orgs))
-		for i := range errs {
-			org, q := orgs[i%len(orgs)], int64(i+1)
-			wg.Go(func() {
-				_, errs[i] = f.svc.Record(context.Background(), org, []Event{ev("api_calls", q, fmt.Sprintf("k%d", i))})
-			})
-			<-h.queued
-			if i < h.slots {
-				<-h.held
-			}
-		}
-		close(h.release)
-		wg.Wait()
-		f.svc.group.hooks = groupHooks{}
-		if err := errors.Join(errs...); err != nil {
-			t.Fatal(err)
-		}
-		if sizes := h.sizes(); len(sizes) != h.slots+1 {
-			t.Fatalf("groups of %v calls, want the queued calls in one group", sizes)
-		}
-		for _, org := range orgs {
-			key := f.svc.counters.key(counterID{org, keyOf("api_calls", periodStart("monthly", testNow))})
-			got, err := f.rdb.HGet(context.Background(), key, "u").Int64()
-			if want := f.used(t, org, "api_calls"); err != nil || got != want {
-				t.Errorf("org %s: Redis holds %d (%v), the database %d", org, got, err, want)
-			}
-		}
+		testenv.EachRedis(t, func(t *testing.T, rdb *redisconn.Client) {
+			groupMirrorsEachOrganisation(t, newFixture(t, db, rdb))
+		})
 	})
+}
+
+// groupMirrorsEachOrganisation: on a cluster the organisations' counters
+// sit in different slots, so the one pipelined write is split by master.
+func groupMirrorsEachOrganisation(t *testing.T, f *fixture) {
+	orgs := []string{f.org(t, "starter"), f.org(t, "starter"), f.org(t, "starter")}
+	h := holdFirstGroups(f)
+	var wg sync.WaitGroup
+	errs := make([]error, f.svc.group.slots+2*len(orgs))
+	for i := range errs {
+		org, q := orgs[i%len(orgs)], int64(i+1)
+		wg.Go(func() {
+			_, errs[i] = f.svc.Record(context.Background(), org, []Event{ev("api_calls", q, fmt.Sprintf("k%d", i))})
+		})
+		<-h.queued
+		if i < h.slots {
+			<-h.held
+		}
+	}
+	close(h.release)
+	wg.Wait()
+	f.svc.group.hooks = groupHooks{}
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	if sizes := h.sizes(); len(sizes) != h.slots+1 {
+		t.Fatalf("groups of %v calls, want the queued calls in one group", sizes)
+	}
+	for _, org := range orgs {
+		key := f.svc.counters.key(counterID{org, keyOf("api_calls", periodStart("monthly", testNow))})
+		got, err := f.rdb.HGet(context.Background(), key, "u").Int64()
+		if want := f.used(t, org, "api_calls"); err != nil || got != want {
+			t.Errorf("org %s: Redis holds %d (%v), the database %d", org, got, err, want)
+		}
+	}
 }
