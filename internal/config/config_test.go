@@ -35,6 +35,8 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 		{"unknown TOLLGATE_ENV", map[string]string{"TOLLGATE_ENV": "staging"}, "TOLLGATE_ENV"},
 		{"non-numeric PORT", map[string]string{"PORT": "eighty"}, "PORT"},
 		{"REDIS_URL without scheme", map[string]string{"REDIS_URL": "localhost:6379"}, "REDIS_URL"},
+		{"a cluster REDIS_URL with a database number", map[string]string{"REDIS_URL": "redis://h1:6379/2?addr=h2:6379"}, "REDIS_URL: a Redis Cluster has only database 0"},
+		{"a REDIS_URL with an unknown option", map[string]string{"REDIS_URL": "redis://h1:6379?colour=blue"}, "REDIS_URL: redis: unexpected option: colour"},
 		{"REDIS_KEY_PREFIX with a hash tag", map[string]string{"REDIS_KEY_PREFIX": "{tg}:"}, "REDIS_KEY_PREFIX: must not contain braces"},
 		{"TOLLGATE_MIGRATE not a bool", map[string]string{"TOLLGATE_MIGRATE": "sometimes"}, "TOLLGATE_MIGRATE"},
 		{"publishable key as secret", map[string]string{"STRIPE_SECRET_KEY": "pk_test_123"}, "STRIPE_SECRET_KEY"},
@@ -55,6 +57,14 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 				t.Fatalf("error %q does not name %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestAClusterRedisURLIsAccepted(t *testing.T) {
+	for _, u := range []string{"redis://h1:6379?addr=h2:6379&addr=h3:6379", "rediss://u:p@h1:6380?addr=h2:6380"} {
+		if _, err := Load(env(map[string]string{"REDIS_URL": u})); err != nil {
+			t.Errorf("%s: %v", u, err)
+		}
 	}
 }
 
