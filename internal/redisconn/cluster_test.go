@@ -120,3 +120,32 @@ func TestTheWatcherNoticesOneMasterOfAClusterRestarting(t *testing.T) {
 		t.Fatalf("announcement handlers told \"everything changed\" %d times after the restart, want 1", heard)
 	}
 }
+
+// TestTheWatcherNoticesAFailoverToAReplica: a replica promoted in a
+// master's place serves the same slots, so it is watched under the same
+// tag, and its other run_id is a restart, reported once, within a few looks
+// (go-redis learns the new layout from the first redirect).
+func TestTheWatcherNoticesAFailoverToAReplica(t *testing.T) {
+	cl := testenv.StartRedisCluster(t)
+	replica := cl.AddReplica(t, 1)
+	c := cl.Client(t)
+	w := redisconn.NewWatcher(c, quiet())
+	n := restarts(w)
+	look(t, w)
+	look(t, w)
+
+	cl.Failover(t, replica)
+	for range 4 {
+		if *n > 0 {
+			break
+		}
+		_ = w.Check(context.Background()) // the first look may meet the old layout
+	}
+	if *n != 1 {
+		t.Fatalf("%d restarts reported within four looks after a failover, want 1", *n)
+	}
+	look(t, w)
+	if *n != 1 {
+		t.Fatalf("the failover was reported again: %d restarts", *n)
+	}
+}

@@ -139,6 +139,95 @@ func (c *RedisCluster) Save(t testing.TB, i int) {
 	}
 }
 
+// AddReplica starts a node that replicates master i and returns its index,
+// once it has synchronised. Kill, Restart and Failover take that index.
+func (c *RedisCluster) AddReplica(t testing.TB, i int) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ports, err := freePorts(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &clusterNode{bin: c.nodes[i].bin, port: ports[0], bus: ports[1], dir: filepath.Join(c.dir, strconv.Itoa(len(c.nodes)))}
+	if err := os.Mkdir(r.dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	c.nodes = append(c.nodes, r)
+	if err := r.start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.nodes[0].do(ctx, "CLUSTER", "MEET", "127.0.0.1", r.port, r.bus); err != nil {
+		t.Fatalf("meet the replica: %v", err)
+	}
+	master := c.nodes[i].client()
+	defer master.Close()
+	id, err := master.Do(ctx, "CLUSTER", "MYID").Text()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := r.client()
+	defer rc.Close()
+	// The replica can follow the master only once it has heard of it.
+	if err := pollUntil(ctx, func() error { return rc.Do(ctx, "CLUSTER", "REPLICATE", id).Err() }); err != nil {
+		t.Fatalf("replicate master %d: %v", i, err)
+	}
+	if err := pollUntil(ctx, func() error {
+		info, err := rc.Info(ctx, "replication").Result()
+		if err == nil && !strings.Contains(info, "master_link_status:up") {
+			err = errors.New("not in sync yet")
+		}
+		return err
+	}); err != nil {
+		t.Fatalf("replica of master %d: %v", i, err)
+	}
+	if err := c.waitHealthy(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return len(c.nodes) - 1
+}
+
+// Failover promotes replica r to master in the place of the master it
+// follows (CLUSTER FAILOVER), as an operator or a crash would, and returns
+// once it serves that master's slots.
+func (c *RedisCluster) Failover(t testing.TB, r int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rc := c.nodes[r].client()
+	defer rc.Close()
+	if err := rc.Do(ctx, "CLUSTER", "FAILOVER").Err(); err != nil {
+		t.Fatalf("failover to node %d: %v", r, err)
+	}
+	if err := pollUntil(ctx, func() error {
+		info, err := rc.Info(ctx, "replication").Result()
+		if err == nil && !strings.Contains(info, "role:master") {
+			err = errors.New("still a replica")
+		}
+		return err
+	}); err != nil {
+		t.Fatalf("failover to node %d: %v", r, err)
+	}
+	if err := c.waitHealthy(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// pollUntil calls try until it succeeds or ctx ends.
+func pollUntil(ctx context.Context, try func() error) error {
+	for {
+		err := try()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(50 * time.Millisecond): // polling a server we do not control
+		}
+	}
+}
+
 // Kill stops master i at once, as a crash would.
 func (c *RedisCluster) Kill(i int) {
 	n := c.nodes[i]
