@@ -138,16 +138,14 @@ func (s *Service) refuseUnlessCounted(ctx context.Context, orgID string, e Event
 	return refusal, nil
 }
 
-// counted reports whether an event with this key was recorded. Only keys
-// that can be stored are looked up; any other was never counted.
+// counted reports whether an event with this key was recorded inside the
+// idempotency window. Only keys that can be stored are looked up; any other
+// was never counted.
 func (s *Service) counted(ctx context.Context, orgID, key string) (bool, error) {
 	if key == "" || !store.StorableText(key) {
 		return false, nil
 	}
-	var n int64
-	err := s.db.WithContext(ctx).Model(&UsageEvent{}).
-		Where("org_id = ? AND idempotency_key = ?", orgID, key).Count(&n).Error
-	return n > 0, err
+	return keyCounted(s.db.WithContext(ctx), orgID, key, s.clock.Now())
 }
 
 // consumeField names the input field a rejection of Record is about.

@@ -2,11 +2,11 @@ package usage
 
 import "time"
 
-// UsageEvent is one recorded unit of usage. Its (OrgID, IdempotencyKey)
-// primary key is what makes a retried event count once.
+// UsageEvent is one recorded unit of usage. It has no unique key: what
+// makes a retried event count once is its row in usage_event_keys.
 type UsageEvent struct {
-	OrgID          string `gorm:"primaryKey"`
-	IdempotencyKey string `gorm:"primaryKey"`
+	OrgID          string
+	IdempotencyKey string
 	Meter          string
 	Quantity       int64
 	Endpoint       string // "" when the host did not say

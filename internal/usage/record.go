@@ -289,6 +289,9 @@ func (s *Service) writeGroup(ctx context.Context, group []*request) error {
 					}
 				}
 			}
+			if err := r.guardMonthBoundary(); err != nil {
+				return err
+			}
 			running, err := r.lockTotals(written)
 			if err != nil {
 				return err
@@ -327,15 +330,14 @@ func (s *Service) writeGroup(ctx context.Context, group []*request) error {
 			// A claim whose event was refused is released, so a retry later
 			// can still count; when a later call of the group had the same
 			// key accepted, its event replaces the claim.
-			var release []eventID
-			var replace []*pending
+			var release, replace []*pending
 			for _, p := range claims {
 				id := p.eventID()
 				if _, ok := fresh[id]; !ok {
 					continue
 				}
 				if got, ok := accepted[id]; !ok || got != p {
-					release = append(release, id)
+					release = append(release, p)
 					if ok {
 						replace = append(replace, got)
 					}

@@ -180,8 +180,9 @@ func (r rollups) lockTotals(ids []counterID) (map[counterID]int64, error) {
 	return used, nil
 }
 
-// insertEvents stores the events whose keys are new and returns those keys.
-// The events must have distinct keys.
+// insertEvents claims the keys of the events that no event inside the
+// idempotency window has (see keys.go), stores those events and returns
+// their keys. The events must have distinct keys.
 func (r rollups) insertEvents(events []*pending) (map[eventID]struct{}, error) {
 	fresh := make(map[eventID]struct{}, len(events))
 	if len(events) == 0 {
@@ -195,14 +196,7 @@ func (r rollups) insertEvents(events []*pending) (map[eventID]struct{}, error) {
 	if r.dialect == store.Postgres {
 		rows, err = r.insertEventsPostgres(events)
 	} else {
-		args := make([]any, 0, 7*len(events))
-		for _, p := range events {
-			args = append(args, p.org, p.key, p.meter, p.quantity, p.endpoint, p.at, r.now)
-		}
-		q := "INSERT INTO usage_events (org_id, idempotency_key, meter, quantity, endpoint, occurred_at, recorded_at) VALUES " +
-			rowsOf("(?, ?, ?, ?, ?, ?, ?)", len(events)) +
-			" ON CONFLICT (org_id, idempotency_key) DO NOTHING RETURNING org_id, idempotency_key"
-		rows, err = r.query(q, args...)
+		rows, err = r.claimKeysSQLite(events)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("insert usage events: %w", err)
@@ -218,11 +212,17 @@ func (r rollups) insertEvents(events []*pending) (map[eventID]struct{}, error) {
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("insert usage events: %w", err)
 	}
+	if r.dialect != store.Postgres {
+		if err := r.insertEventsSQLite(events, fresh); err != nil {
+			return nil, fmt.Errorf("insert usage events: %w", err)
+		}
+	}
 	return fresh, nil
 }
 
-// insertEventsPostgres sends the events as six arrays rather than thousands
-// of parameters, which Postgres parses and binds much faster. It goes around
+// insertEventsPostgres claims the keys and stores their events in one
+// statement. The events go as six arrays rather than thousands of
+// parameters, which Postgres parses and binds much faster; it goes around
 // GORM, which would expand each array into a parameter list.
 func (r rollups) insertEventsPostgres(events []*pending) (*sql.Rows, error) {
 	n := len(events)
@@ -231,23 +231,71 @@ func (r rollups) insertEventsPostgres(events []*pending) (*sql.Rows, error) {
 	for i, p := range events {
 		orgs[i], keys[i], meters[i], endpoints[i], quantities[i], ats[i] = p.org, p.key, p.meter, p.endpoint, p.quantity, p.at
 	}
-	const q = `INSERT INTO usage_events (org_id, idempotency_key, meter, quantity, endpoint, occurred_at, recorded_at)
-SELECT o, k, m, n, e, t, $1
-FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::timestamptz[]) AS u(o, k, m, n, e, t)
-ON CONFLICT (org_id, idempotency_key) DO NOTHING RETURNING org_id, idempotency_key`
-	return r.tx.Statement.ConnPool.QueryContext(r.tx.Statement.Context, q, r.now, orgs, keys, meters, quantities, endpoints, ats)
+	const q = `WITH claimed AS (
+INSERT INTO usage_event_keys (org_id, idempotency_key, arrival_month)
+SELECT c.o, c.k, $2 FROM unnest($4::text[], $5::text[]) AS c(o, k)
+WHERE NOT EXISTS (SELECT 1 FROM usage_event_keys x
+	WHERE x.org_id = c.o AND x.idempotency_key = c.k AND x.arrival_month >= $3)
+ON CONFLICT DO NOTHING RETURNING org_id, idempotency_key)
+INSERT INTO usage_events (org_id, idempotency_key, meter, quantity, endpoint, occurred_at, recorded_at)
+SELECT u.o, u.k, u.m, u.n, u.e, u.t, $1
+FROM unnest($4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[], $9::timestamptz[]) AS u(o, k, m, n, e, t)
+JOIN claimed ON claimed.org_id = u.o AND claimed.idempotency_key = u.k
+RETURNING org_id, idempotency_key`
+	return r.tx.Statement.ConnPool.QueryContext(r.tx.Statement.Context, q,
+		r.now, clock.MonthStart(r.now), keyFloor(r.now), orgs, keys, meters, quantities, endpoints, ats)
 }
 
-// deleteEvents removes events inserted earlier in this transaction.
-func (r rollups) deleteEvents(ids []eventID) error {
-	if len(ids) == 0 {
+// claimKeysSQLite claims the keys no event inside the window has and
+// returns them.
+func (r rollups) claimKeysSQLite(events []*pending) (*sql.Rows, error) {
+	args := make([]any, 0, 2*len(events)+2)
+	args = append(args, clock.MonthStart(r.now))
+	for _, p := range events {
+		args = append(args, p.org, p.key)
+	}
+	args = append(args, keyFloor(r.now))
+	q := "INSERT INTO usage_event_keys (org_id, idempotency_key, arrival_month) SELECT c.column1, c.column2, ? FROM (VALUES " +
+		rowsOf("(?, ?)", len(events)) + ") AS c WHERE NOT EXISTS (SELECT 1 FROM usage_event_keys x" +
+		" WHERE x.org_id = c.column1 AND x.idempotency_key = c.column2 AND x.arrival_month >= ?)" +
+		" ON CONFLICT DO NOTHING RETURNING org_id, idempotency_key"
+	return r.query(q, args...)
+}
+
+// insertEventsSQLite stores the events whose keys were claimed.
+func (r rollups) insertEventsSQLite(events []*pending, fresh map[eventID]struct{}) error {
+	args := make([]any, 0, 7*len(fresh))
+	for _, p := range events {
+		if _, ok := fresh[p.eventID()]; ok {
+			args = append(args, p.org, p.key, p.meter, p.quantity, p.endpoint, p.at, r.now)
+		}
+	}
+	if len(args) == 0 {
 		return nil
 	}
-	args := make([]any, 0, 2*len(ids))
-	for _, id := range ids {
-		args = append(args, id.org, id.key)
+	return r.exec("INSERT INTO usage_events (org_id, idempotency_key, meter, quantity, endpoint, occurred_at, recorded_at) VALUES "+
+		rowsOf("(?, ?, ?, ?, ?, ?, ?)", len(args)/7), args...)
+}
+
+// deleteEvents removes events inserted earlier in this transaction, and
+// frees their keys.
+func (r rollups) deleteEvents(events []*pending) error {
+	if len(events) == 0 {
+		return nil
 	}
-	q := "DELETE FROM usage_events WHERE (org_id, idempotency_key) IN (" + rowsOf("(?, ?)", len(ids)) + ")"
+	args := make([]any, 0, 3*len(events))
+	for _, p := range events {
+		args = append(args, p.org, p.key, p.at)
+	}
+	q := "DELETE FROM usage_events WHERE (org_id, idempotency_key, occurred_at) IN (" + rowsOf("(?, ?, ?)", len(events)) + ")"
+	if err := r.exec(q, args...); err != nil {
+		return fmt.Errorf("unclaim refused usage events: %w", err)
+	}
+	args = append(args[:0], clock.MonthStart(r.now))
+	for _, p := range events {
+		args = append(args, p.org, p.key)
+	}
+	q = "DELETE FROM usage_event_keys WHERE arrival_month = ? AND (org_id, idempotency_key) IN (" + rowsOf("(?, ?)", len(events)) + ")"
 	if err := r.exec(q, args...); err != nil {
 		return fmt.Errorf("unclaim refused usage events: %w", err)
 	}
