@@ -306,6 +306,9 @@ func (a *App) buildJobs(ctx context.Context) error {
 	a.Invoices.EmitTo(a.Webhooks)
 	// Events, deliveries and attempts are kept for outbound.Retention.
 	a.Webhooks.SchedulePrune(0)
+	// Usage history partitions are made ahead and dropped past
+	// USAGE_EVENTS_RETENTION.
+	a.Usage.KeepHistory(a.Jobs, a.Config.UsageEventsRetentionMonths, 0)
 	// The host hears of each usage alert in the transaction that counts
 	// the usage crossing it: 100% of a hard limit is usage.limit_reached.
 	a.Usage.OnAlert = func(ctx context.Context, tx *gorm.DB, al usage.Alert) error {

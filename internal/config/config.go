@@ -56,7 +56,18 @@ type Config struct {
 	// limit. A plan's rate limit is another matter (usageGate, consumeUsage).
 	APIRatePerCredential int
 	APIRatePerAddress    int
+
+	// UsageEventsRetentionMonths is how many whole months of raw usage
+	// events are kept (USAGE_EVENTS_RETENTION, e.g. 13mo). Rollups, which
+	// every usage read uses, are kept forever.
+	UsageEventsRetentionMonths int
 }
+
+// DefaultUsageEventsRetentionMonths is USAGE_EVENTS_RETENTION's default.
+const DefaultUsageEventsRetentionMonths = 13
+
+// maxRetentionMonths bounds USAGE_EVENTS_RETENTION at a century.
+const maxRetentionMonths = 1200
 
 // Error names the variable that is wrong.
 type Error struct {
@@ -88,6 +99,8 @@ func Load(getenv func(string) string) (Config, error) {
 
 		APIRatePerCredential: 1000,
 		APIRatePerAddress:    100,
+
+		UsageEventsRetentionMonths: DefaultUsageEventsRetentionMonths,
 	}
 	var errs []error
 	bad := func(v, format string, args ...any) {
@@ -225,6 +238,13 @@ func Load(getenv func(string) string) (Config, error) {
 			}
 			*dst = n
 		}
+	}
+	if v := getenv("USAGE_EVENTS_RETENTION"); v != "" {
+		n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), "mo"))
+		if err != nil || !strings.HasSuffix(strings.TrimSpace(v), "mo") || n < 1 || n > maxRetentionMonths {
+			bad("USAGE_EVENTS_RETENTION", "must be a number of whole months from 1mo to %dmo, like 13mo, got %q", maxRetentionMonths, v)
+		}
+		c.UsageEventsRetentionMonths = n
 	}
 	if len(errs) > 0 {
 		return c, errors.Join(errs...)

@@ -13,7 +13,7 @@ func TestDefaultsRunWithZeroSetup(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Port != 8080 || c.Env != Dev || c.DatabaseURL != "" || c.RedisURL != "" || !c.Migrate || !c.Playground ||
-		c.APIRatePerCredential != 1000 || c.APIRatePerAddress != 100 || !c.BillingPage {
+		c.APIRatePerCredential != 1000 || c.APIRatePerAddress != 100 || !c.BillingPage || c.UsageEventsRetentionMonths != 13 {
 		t.Fatalf("unexpected defaults: %+v", c)
 	}
 }
@@ -46,6 +46,9 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 		{"BILLING_PAGE not a bool", map[string]string{"BILLING_PAGE": "maybe"}, "BILLING_PAGE"},
 		{"negative API limit per credential", map[string]string{"API_RATE_LIMIT_PER_CREDENTIAL": "-1"}, "API_RATE_LIMIT_PER_CREDENTIAL"},
 		{"API limit per address in words", map[string]string{"API_RATE_LIMIT_PER_ADDRESS": "lots"}, "API_RATE_LIMIT_PER_ADDRESS"},
+		{"retention without a unit", map[string]string{"USAGE_EVENTS_RETENTION": "13"}, "USAGE_EVENTS_RETENTION: must be a number of whole months"},
+		{"retention as a Go duration", map[string]string{"USAGE_EVENTS_RETENTION": "9480h"}, "USAGE_EVENTS_RETENTION"},
+		{"retention of no months", map[string]string{"USAGE_EVENTS_RETENTION": "0mo"}, "USAGE_EVENTS_RETENTION"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -86,5 +89,12 @@ func TestProductionTurnsOffThePlayground(t *testing.T) {
 	}
 	if c.Playground {
 		t.Fatal("playground on in production")
+	}
+}
+
+func TestUsageEventsRetentionIsWholeMonths(t *testing.T) {
+	c, err := Load(env(map[string]string{"USAGE_EVENTS_RETENTION": "24mo"}))
+	if err != nil || c.UsageEventsRetentionMonths != 24 {
+		t.Fatalf("retention %d months (err %v), want 24", c.UsageEventsRetentionMonths, err)
 	}
 }
