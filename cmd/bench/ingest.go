@@ -124,10 +124,10 @@ func ingestPhase(ctx context.Context, b *bench, o options) (ingestResult, error)
 	}
 	defer floorDB.Close()
 	db := floorDB.SQL()
-	if _, err := db.ExecContext(ctx, "CREATE TABLE bench_raw_events (LIKE usage_events INCLUDING ALL)"); err != nil {
-		return r, fmt.Errorf("create scratch table: %w", err)
+	if err := createFloorTables(ctx, db); err != nil {
+		return r, err
 	}
-	defer db.ExecContext(context.WithoutCancel(ctx), "DROP TABLE bench_raw_events")
+	defer dropFloorTables(context.WithoutCancel(ctx), db)
 
 	// One-event calls, beside the single-row floor.
 	oneOrg := recordOp(one, b.runID, 1, &seq)
@@ -185,8 +185,7 @@ func ingestPhase(ctx context.Context, b *bench, o options) (ingestResult, error)
 // singleRowInsertOp is pgbench's custom-script loop: one durable
 // INSERT … ON CONFLICT DO NOTHING of one new row per transaction.
 func singleRowInsertOp(db *sql.DB, runID string, seq *atomic.Int64) op {
-	const q = `INSERT INTO bench_raw_events (org_id, idempotency_key, meter, quantity, endpoint, occurred_at, recorded_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (org_id, idempotency_key) DO NOTHING`
+	q := floorInsert(1)
 	org := "raw-" + runID
 	return func(ctx context.Context) error {
 		now := time.Now().UTC()
@@ -322,7 +321,7 @@ func ms64(d time.Duration) float64 { return float64(d) / float64(time.Millisecon
 
 func printIngest(r ingestResult, o options) {
 	fmt.Printf("\n5. Ingest at the floor: Tollgate alone in a server process, the load from this one; one-event recordUsage from %d clients beside "+
-		"%d connections each running one durable single-row INSERT … ON CONFLICT DO NOTHING per transaction into a copy of usage_events (pgbench's loop); "+
+		"%d connections each running one durable single-event INSERT … ON CONFLICT DO NOTHING per transaction into copies of usage_event_keys and usage_events (pgbench's loop); "+
 		"batches from %d clients beside a raw multi-row INSERT; usageGate beside `{ __typename }`\n", ingestClients, ingestClients, o.recordWorkers)
 	check("ingest one org", r.OneOrg)
 	check("ingest 64 orgs", r.ManyOrgs)

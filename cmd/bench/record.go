@@ -34,9 +34,9 @@ func (r recordRow) EventsPerSecond() float64 { return r.API.PerSecond() * float6
 func (r recordRow) RowsPerSecond() float64 { return r.Floor.PerSecond() * float64(r.Batch) }
 
 // recordPhase times recordUsage over HTTP with unique keys, and the floor:
-// the same number of rows per statement written by a plain multi-row INSERT
-// into a scratch copy of usage_events, with no GraphQL, no idempotency check
-// and no rollups.
+// the same number of events per statement written by one multi-row INSERT
+// into scratch copies of usage_event_keys and usage_events (floorInsert),
+// with no GraphQL, no idempotency window lookup and no rollups.
 func recordPhase(ctx context.Context, b *bench, o options) ([]recordRow, error) {
 	_, token, err := b.org(ctx, "record", benchPlanID)
 	if err != nil {
@@ -45,10 +45,8 @@ func recordPhase(ctx context.Context, b *bench, o options) ([]recordRow, error) 
 	c := newGraphQL(b.baseURL, token)
 	defer c.close()
 	db := b.app.DB.SQL()
-	// LIKE copies usage_events' columns, defaults and primary key, but not
-	// its foreign key: the floor pays for the same index, nothing else.
-	if _, err := db.ExecContext(ctx, "CREATE TABLE bench_raw_events (LIKE usage_events INCLUDING ALL)"); err != nil {
-		return nil, fmt.Errorf("create scratch table: %w", err)
+	if err := createFloorTables(ctx, db); err != nil {
+		return nil, err
 	}
 
 	var seq atomic.Int64 // makes every key of the run unique
@@ -65,10 +63,59 @@ func recordPhase(ctx context.Context, b *bench, o options) ([]recordRow, error) 
 	}
 	// Gone before the next phase, so autovacuum has nothing of it to work
 	// on while that phase is timed.
-	if _, err := db.ExecContext(ctx, "DROP TABLE bench_raw_events"); err != nil {
-		return nil, fmt.Errorf("drop scratch table: %w", err)
+	if err := dropFloorTables(ctx, db); err != nil {
+		return nil, err
 	}
 	return rows, nil
+}
+
+// createFloorTables makes the floors' scratch copies of usage_events and
+// usage_event_keys, partitioned as they are, with this month's partitions
+// and the default ones. LIKE copies columns, defaults and indexes, but not
+// the foreign keys: the floor pays for the same rows and indexes, nothing
+// else.
+func createFloorTables(ctx context.Context, db *sql.DB) error {
+	for _, q := range []string{
+		"CREATE TABLE bench_raw_events (LIKE usage_events INCLUDING ALL) PARTITION BY RANGE (occurred_at)",
+		"CREATE TABLE bench_raw_events_default PARTITION OF bench_raw_events DEFAULT",
+		"SELECT tollgate_month_partition('bench_raw_events', now())",
+		"CREATE TABLE bench_raw_keys (LIKE usage_event_keys INCLUDING ALL) PARTITION BY RANGE (arrival_month)",
+		"CREATE TABLE bench_raw_keys_default PARTITION OF bench_raw_keys DEFAULT",
+		"SELECT tollgate_month_partition('bench_raw_keys', now())",
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("create scratch tables: %w", err)
+		}
+	}
+	return nil
+}
+
+func dropFloorTables(ctx context.Context, db *sql.DB) error {
+	if _, err := db.ExecContext(ctx, "DROP TABLE bench_raw_events, bench_raw_keys"); err != nil {
+		return fmt.Errorf("drop scratch tables: %w", err)
+	}
+	return nil
+}
+
+// floorInsert is the floor's statement for n events: each key claimed in
+// bench_raw_keys (ON CONFLICT DO NOTHING, as recordUsage claims it) and
+// the events of the keys claimed written to bench_raw_events, with no
+// window lookup, no GraphQL and no rollups.
+func floorInsert(n int) string {
+	var q strings.Builder
+	q.WriteString("WITH v (org_id, idempotency_key, meter, quantity, endpoint, occurred_at, recorded_at) AS (VALUES ")
+	for i := range n {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		p := 7 * i
+		fmt.Fprintf(&q, "($%d::text, $%d::text, $%d::text, $%d::bigint, $%d::text, $%d::timestamptz, $%d::timestamptz)",
+			p+1, p+2, p+3, p+4, p+5, p+6, p+7)
+	}
+	q.WriteString("), k AS (INSERT INTO bench_raw_keys (org_id, idempotency_key, arrival_month)" +
+		" SELECT org_id, idempotency_key, date_trunc('month', recorded_at) FROM v ON CONFLICT DO NOTHING RETURNING org_id, idempotency_key)" +
+		" INSERT INTO bench_raw_events SELECT v.* FROM v JOIN k USING (org_id, idempotency_key)")
+	return q.String()
 }
 
 // recordOp sends one recordUsage of n new events and checks that every one
@@ -129,16 +176,7 @@ func recordBody(runID string, s int64, n int) []byte {
 // rawInsertOp writes n rows in one INSERT statement (one transaction, like
 // recordUsage) through the same driver and pool Tollgate uses.
 func rawInsertOp(db *sql.DB, runID string, n int, seq *atomic.Int64) op {
-	var q strings.Builder
-	q.WriteString("INSERT INTO bench_raw_events (org_id, idempotency_key, meter, quantity, endpoint, occurred_at, recorded_at) VALUES ")
-	for i := range n {
-		if i > 0 {
-			q.WriteString(", ")
-		}
-		p := 7 * i
-		fmt.Fprintf(&q, "($%d, $%d, $%d, $%d, $%d, $%d, $%d)", p+1, p+2, p+3, p+4, p+5, p+6, p+7)
-	}
-	stmt := q.String()
+	stmt := floorInsert(n)
 	org := "raw-" + runID
 	return func(ctx context.Context) error {
 		s := strconv.FormatInt(seq.Add(1), 10)

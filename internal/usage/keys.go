@@ -22,7 +22,9 @@ import (
 // until 35 days after the end of t's month: at least KeyWindow (35 days,
 // for a key that arrived in the last instant of a month) and at most 66
 // days (one that arrived on the first of a 31-day month). Older key
-// partitions are never probed, and the maintenance job drops them.
+// partitions are never probed, and the maintenance job drops them. The
+// lookup has no upper bound: a replica whose clock is still in the previous
+// month must see a key another one wrote in the next.
 //
 // Concurrent copies of one key: two copies arriving in the same month
 // collide in that month's partition on its primary key, so the second
