@@ -72,6 +72,18 @@ func (db *DB) MigrateDown(ctx context.Context) error {
 	return nil
 }
 
+// MigrateDownTo rolls back the migrations newer than version.
+func (db *DB) MigrateDownTo(ctx context.Context, version int64) error {
+	p, err := db.migrator()
+	if err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	}
+	if _, err := p.DownTo(ctx, version); err != nil {
+		return fmt.Errorf("migrate down to %d: %w", version, err)
+	}
+	return nil
+}
+
 // MigrateReset rolls back every migration.
 func (db *DB) MigrateReset(ctx context.Context) error {
 	p, err := db.migrator()

@@ -270,3 +270,72 @@ func TestRetentionDropsAWholeMonthAndUsageReadsAreUnchanged(t *testing.T) {
 		}
 	})
 }
+
+// The migration to partitions, on a database written by the schema before
+// it: every event stays, and every key inside the window is still refused.
+func TestMigratingToPartitionsKeepsEveryEventAndTheKeysOfTheWindow(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		if err := db.MigrateDownTo(ctx, 50); err != nil {
+			t.Fatal(err)
+		}
+		f := newFixture(t, db, nil)
+		now := time.Now().UTC().Truncate(time.Second)
+		f.clock.Set(now)
+		org := f.org(t, "enterprise")
+		type row struct {
+			Key, Meter           string
+			Quantity             int64
+			OccurredAt, Recorded time.Time
+		}
+		day := 24 * time.Hour
+		seeded := []row{
+			{"yesterday", "api_calls", 3, now.Add(-day), now.Add(-day)},
+			{"weeks-ago", "llm_tokens", 40, now.Add(-20 * day), now.Add(-20 * day)},
+			{"long-ago", "storage_bytes", 500, time.Date(2019, 7, 4, 12, 0, 0, 0, time.UTC), now.Add(-400 * day)},
+		}
+		for _, r := range seeded {
+			// The old table's primary key was (org_id, idempotency_key).
+			err := db.Exec(`INSERT INTO usage_events (org_id, idempotency_key, meter, quantity, endpoint, occurred_at, recorded_at)
+				VALUES (?, ?, ?, ?, '', ?, ?) ON CONFLICT (org_id, idempotency_key) DO NOTHING`,
+				org, r.Key, r.Meter, r.Quantity, r.OccurredAt, r.Recorded).Error
+			if err != nil {
+				t.Fatalf("seed with the old schema: %v", err)
+			}
+		}
+		if err := db.MigrateUp(ctx); err != nil {
+			t.Fatal(err)
+		}
+
+		var stored []row
+		if err := db.Raw(`SELECT idempotency_key AS key, meter, quantity, occurred_at, recorded_at AS recorded
+			FROM usage_events WHERE org_id = ? ORDER BY recorded_at DESC`, org).Scan(&stored).Error; err != nil {
+			t.Fatal(err)
+		}
+		if len(stored) != len(seeded) {
+			t.Fatalf("%d events after the migration, want %d: %+v", len(stored), len(seeded), stored)
+		}
+		for i, r := range seeded {
+			got := stored[i]
+			if got.Key != r.Key || got.Meter != r.Meter || got.Quantity != r.Quantity ||
+				!got.OccurredAt.Equal(r.OccurredAt) || !got.Recorded.Equal(r.Recorded) {
+				t.Errorf("event %d after the migration: %+v, want %+v", i, got, r)
+			}
+		}
+		if db.Dialect == store.Postgres {
+			var inDefault int64
+			if err := db.Raw("SELECT COUNT(*) FROM usage_events_default").Scan(&inDefault).Error; err != nil || inDefault != 0 {
+				t.Fatalf("%d events left in the default partition (%v): the migration makes a partition for every month it copies", inDefault, err)
+			}
+		}
+
+		res := f.record(t, org, ev("api_calls", 1, "yesterday"), ev("llm_tokens", 1, "weeks-ago"))
+		if res.Accepted != 0 || res.Duplicates != 2 {
+			t.Fatalf("keys of the window re-sent after the migration: %+v, want both refused", res)
+		}
+		// A key 400 days old is past any window: it counts again.
+		if res := f.record(t, org, ev("storage_bytes", 1, "long-ago")); res.Accepted != 1 {
+			t.Fatalf("a key older than the window: %+v", res)
+		}
+	})
+}
