@@ -84,7 +84,7 @@ func historyPhase(ctx context.Context, b *bench, o options) (historyResult, erro
 	}
 
 	t0 = time.Now()
-	for _, table := range []string{"usage_events", "usage_rollups", "usage_endpoint_rollups", "usage_daily_rollups"} {
+	for _, table := range []string{"usage_events", "usage_event_keys", "usage_rollups", "usage_endpoint_rollups", "usage_daily_rollups"} {
 		if _, err := b.app.DB.SQL().ExecContext(ctx, "VACUUM (ANALYZE) "+table); err != nil {
 			return r, fmt.Errorf("vacuum %s: %w", table, err)
 		}
