@@ -1,14 +1,17 @@
 package graph_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tollgate-billing/tollgate/internal/apptest"
 	"github.com/tollgate-billing/tollgate/internal/auth"
+	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/orgs"
 )
 
@@ -293,4 +296,45 @@ func TestConsumeUsageOverGraphQL(t *testing.T) {
 	if r := h.Do(readOnly, consumeUsage, map[string]any{"in": map[string]any{"meter": "api_calls", "quantity": 1, "idempotencyKey": "k4"}}); r.Code() != "FORBIDDEN" {
 		t.Fatalf("billing:read only: %+v", r.Errors)
 	}
+}
+
+// TestUsageReadsOfAMonthPastRetentionAreUnchanged: retention drops a month
+// of raw events whole; what usage, usageByEndpoint and usageSeries answer
+// for that month stays the same, since they read the rollups.
+func TestUsageReadsOfAMonthPastRetentionAreUnchanged(t *testing.T) {
+	january := time.Date(2031, 1, 10, 9, 0, 0, 0, time.UTC)
+	apptest.EachDialect(t, apptest.Options{Clock: clock.NewFake(january)}, func(t *testing.T, h *apptest.Harness) {
+		ctx := context.Background()
+		h.Clock.Set(january)
+		if _, err := h.App.Usage.MaintainHistory(ctx, 13); err != nil { // January's partitions
+			t.Fatal(err)
+		}
+		var rec recordResult
+		h.Query("acme", recordUsage, map[string]any{"events": events("api_calls", "a", "b", "c")}).Decode(t, &rec)
+		if rec.RecordUsage.Accepted != 3 {
+			t.Fatalf("recorded %+v", rec.RecordUsage)
+		}
+		const read = `{
+  usage(period: "2031-01") { periodStart periodEnd meters { meter used } }
+  usageByEndpoint(period: "2031-01", meter: "api_calls") { endpoint meter used }
+  usageSeries(meter: "api_calls", from: "2031-01-01", to: "2031-01-31") { date used }
+}`
+		// Fourteen months on, January 2031 is past the default 13 months.
+		h.Clock.Set(time.Date(2032, 3, 1, 0, 0, 0, 0, time.UTC))
+		before := h.Query("acme", read, nil)
+		if _, err := h.App.Usage.MaintainHistory(ctx, h.App.Config.UsageEventsRetentionMonths); err != nil {
+			t.Fatal(err)
+		}
+		var raw int64
+		if err := h.App.DB.Raw("SELECT COUNT(*) FROM usage_events").Scan(&raw).Error; err != nil || raw != 0 {
+			t.Fatalf("%d raw events left after retention (%v)", raw, err)
+		}
+		after := h.Query("acme", read, nil)
+		if len(before.Errors)+len(after.Errors) > 0 || !strings.Contains(string(before.Data), `"used":3`) {
+			t.Fatalf("reads failed or miss January's usage: %s %+v %+v", before.Data, before.Errors, after.Errors)
+		}
+		if string(after.Data) != string(before.Data) {
+			t.Fatalf("usage reads changed with retention:\nbefore %s\nafter  %s", before.Data, after.Data)
+		}
+	})
 }

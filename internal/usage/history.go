@@ -137,7 +137,7 @@ func partitionName(table string, month time.Time) string {
 
 // dropPartitions detaches and drops the monthly partitions of table whose
 // month is before `before`. Each goes in a transaction of its own that
-// waits at most lockWait for the table: DETACH locks it against inserts
+// waits at most 10 s for the table: DETACH locks it against inserts
 // while it runs, so it must not queue them behind a long wait; a partition
 // not dropped is tried again at the next run.
 func dropPartitions(db *gorm.DB, table string, before time.Time) ([]string, error) {
@@ -158,22 +158,35 @@ func dropPartitions(db *gorm.DB, table string, before time.Time) ([]string, erro
 		if err != nil || !month.Before(before) {
 			continue
 		}
+		detached := false
 		err = db.Transaction(func(tx *gorm.DB) error {
-			for _, q := range []string{
-				"SET LOCAL lock_timeout = '10s'",
-				fmt.Sprintf("ALTER TABLE %s DETACH PARTITION %s", table, name),
-				"DROP TABLE " + name,
-			} {
+			// Makers and droppers of partitions take turns on the table
+			// (as in tollgate_month_partition); a run that came second
+			// finds the partition gone.
+			for _, q := range []string{"SET LOCAL lock_timeout = '10s'", "LOCK TABLE " + table + " IN SHARE UPDATE EXCLUSIVE MODE"} {
 				if err := tx.Exec(q).Error; err != nil {
 					return err
 				}
 			}
+			var attached bool
+			if err := tx.Raw("SELECT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass(?) AND inhparent = ?::regclass)",
+				name, table).Scan(&attached).Error; err != nil || !attached {
+				return err
+			}
+			for _, q := range []string{fmt.Sprintf("ALTER TABLE %s DETACH PARTITION %s", table, name), "DROP TABLE " + name} {
+				if err := tx.Exec(q).Error; err != nil {
+					return err
+				}
+			}
+			detached = true
 			return nil
 		})
 		if err != nil {
 			return dropped, fmt.Errorf("drop %s: %w", name, err)
 		}
-		dropped = append(dropped, name)
+		if detached {
+			dropped = append(dropped, name)
+		}
 	}
 	return dropped, nil
 }

@@ -339,3 +339,32 @@ func TestMigratingToPartitionsKeepsEveryEventAndTheKeysOfTheWindow(t *testing.T)
 		}
 	})
 }
+
+// Two maintenance runs at once (a new River leader while the old one's run
+// is in flight) both succeed, and each partition is made and dropped once.
+func TestMaintenanceRunsAtOnceTakeTurns(t *testing.T) {
+	db := testenv.OpenDB(t, store.Postgres)
+	f := newFixture(t, db, nil)
+	f.clock.Set(time.Date(2031, 1, 10, 0, 0, 0, 0, time.UTC))
+	maintain(t, f, 13)
+	f.clock.Set(time.Date(2032, 6, 10, 0, 0, 0, 0, time.UTC))
+	reps := make([]HistoryReport, 2)
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for i := range reps {
+		wg.Go(func() { reps[i], errs[i] = f.svc.MaintainHistory(context.Background(), 13) })
+	}
+	wg.Wait()
+	if errs[0] != nil || errs[1] != nil {
+		t.Fatalf("runs at once failed: %v, %v", errs[0], errs[1])
+	}
+	created := append(reps[0].Created, reps[1].Created...)
+	dropped := append(reps[0].Dropped, reps[1].Dropped...)
+	if len(created) != len(slices.Compact(slices.Sorted(slices.Values(created)))) ||
+		len(dropped) != len(slices.Compact(slices.Sorted(slices.Values(dropped)))) {
+		t.Fatalf("a partition made or dropped twice: %+v", reps)
+	}
+	if !slices.Contains(dropped, "usage_events_p203101") || len(created) != 8 {
+		t.Fatalf("runs at once: %+v, want January 2031 dropped and four months of two tables made", reps)
+	}
+}
