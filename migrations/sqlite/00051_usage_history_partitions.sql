@@ -14,8 +14,10 @@ CREATE TABLE usage_events_partitioned (
 );
 INSERT INTO usage_events_partitioned SELECT org_id, idempotency_key, meter, quantity, endpoint, occurred_at, recorded_at FROM usage_events;
 
+-- No foreign key, as on Postgres: each key is written with its event,
+-- whose foreign key checks the organisation.
 CREATE TABLE usage_event_keys (
-    org_id          TEXT NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    org_id          TEXT NOT NULL,
     idempotency_key TEXT NOT NULL,
     arrival_month   DATETIME NOT NULL,
     PRIMARY KEY (org_id, idempotency_key, arrival_month)
