@@ -22,9 +22,10 @@ import (
 // until 35 days after the end of t's month: at least KeyWindow (35 days,
 // for a key that arrived in the last instant of a month) and at most 66
 // days (one that arrived on the first of a 31-day month). Older key
-// partitions are never probed, and the maintenance job drops them. The
-// lookup has no upper bound: a replica whose clock is still in the previous
-// month must see a key another one wrote in the next.
+// partitions are never probed, and the maintenance job drops them. Nor are
+// those after keyCeiling(now), the next month (empty, made ahead): the
+// lookup reaches one month ahead because a replica whose clock is still in
+// the previous month must see a key another one wrote in the next.
 //
 // Concurrent copies of one key: two copies arriving in the same month
 // collide in that month's partition on its primary key, so the second
@@ -54,6 +55,10 @@ const boundaryLock int64 = 0x746f6c6c67617465
 // checked against.
 func keyFloor(now time.Time) time.Time { return clock.MonthStart(now.Add(-KeyWindow)) }
 
+// keyCeiling is the newest arrival month a key arriving at now is checked
+// against.
+func keyCeiling(now time.Time) time.Time { return clock.MonthEnd(now) }
+
 // nearMonthBoundary reports whether now is within boundaryGuard of the
 // start or end of its UTC month.
 func nearMonthBoundary(now time.Time) bool {
@@ -79,7 +84,7 @@ func (r rollups) guardMonthBoundary() error {
 // idempotency window, as a key arriving at now would be judged.
 func keyCounted(db *gorm.DB, orgID, key string, now time.Time) (bool, error) {
 	var n int64
-	err := db.Raw(`SELECT COUNT(*) FROM usage_event_keys WHERE org_id = ? AND idempotency_key = ? AND arrival_month >= ?`,
-		orgID, key, keyFloor(now)).Scan(&n).Error
+	err := db.Raw(`SELECT COUNT(*) FROM usage_event_keys WHERE org_id = ? AND idempotency_key = ? AND arrival_month BETWEEN ? AND ?`,
+		orgID, key, keyFloor(now), keyCeiling(now)).Scan(&n).Error
 	return n > 0, err
 }

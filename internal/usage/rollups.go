@@ -235,7 +235,7 @@ func (r rollups) insertEventsPostgres(events []*pending) (*sql.Rows, error) {
 INSERT INTO usage_event_keys (org_id, idempotency_key, arrival_month)
 SELECT c.o, c.k, $2 FROM unnest($4::text[], $5::text[]) AS c(o, k)
 WHERE NOT EXISTS (SELECT 1 FROM usage_event_keys x
-	WHERE x.org_id = c.o AND x.idempotency_key = c.k AND x.arrival_month >= $3)
+	WHERE x.org_id = c.o AND x.idempotency_key = c.k AND x.arrival_month BETWEEN $3 AND $10)
 ON CONFLICT DO NOTHING RETURNING org_id, idempotency_key)
 INSERT INTO usage_events (org_id, idempotency_key, meter, quantity, endpoint, occurred_at, recorded_at)
 SELECT u.o, u.k, u.m, u.n, u.e, u.t, $1
@@ -243,21 +243,21 @@ FROM unnest($4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[], $9::ti
 JOIN claimed ON claimed.org_id = u.o AND claimed.idempotency_key = u.k
 RETURNING org_id, idempotency_key`
 	return r.tx.Statement.ConnPool.QueryContext(r.tx.Statement.Context, q,
-		r.now, clock.MonthStart(r.now), keyFloor(r.now), orgs, keys, meters, quantities, endpoints, ats)
+		r.now, clock.MonthStart(r.now), keyFloor(r.now), orgs, keys, meters, quantities, endpoints, ats, keyCeiling(r.now))
 }
 
 // claimKeysSQLite claims the keys no event inside the window has and
 // returns them.
 func (r rollups) claimKeysSQLite(events []*pending) (*sql.Rows, error) {
-	args := make([]any, 0, 2*len(events)+2)
+	args := make([]any, 0, 2*len(events)+3)
 	args = append(args, clock.MonthStart(r.now))
 	for _, p := range events {
 		args = append(args, p.org, p.key)
 	}
-	args = append(args, keyFloor(r.now))
+	args = append(args, keyFloor(r.now), keyCeiling(r.now))
 	q := "INSERT INTO usage_event_keys (org_id, idempotency_key, arrival_month) SELECT c.column1, c.column2, ? FROM (VALUES " +
 		rowsOf("(?, ?)", len(events)) + ") AS c WHERE NOT EXISTS (SELECT 1 FROM usage_event_keys x" +
-		" WHERE x.org_id = c.column1 AND x.idempotency_key = c.column2 AND x.arrival_month >= ?)" +
+		" WHERE x.org_id = c.column1 AND x.idempotency_key = c.column2 AND x.arrival_month BETWEEN ? AND ?)" +
 		" ON CONFLICT DO NOTHING RETURNING org_id, idempotency_key"
 	return r.query(q, args...)
 }
