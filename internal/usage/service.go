@@ -2,11 +2,12 @@
 // plan's quotas.
 //
 // What it offers:
-//   - Record appends usage events exactly once per idempotency key and, in the
-//     same transaction, updates the rollups per period, per endpoint and per
-//     day; hard limits are checked under a row lock, so no interleaving of
-//     clients can take usage past them, and running totals are checked
-//     against int64 overflow. Calls arriving while a commit is in flight are
+//   - Record appends usage events once per idempotency key within the
+//     idempotency window (at least 35 days, keys.go) and, in the same
+//     transaction, updates the rollups per period, per endpoint and per day;
+//     hard limits are checked under a row lock, so no interleaving of clients
+//     can take usage past them, and running totals are checked against int64
+//     overflow. Calls arriving while a commit is in flight are
 //     written together by the next one (groupcommit.go).
 //   - Usage, ByEndpoint and Series report from the rollups only, so their cost
 //     does not grow with the number of events.
@@ -15,6 +16,9 @@
 //   - Gate answers "may this organisation use more?" from a Redis counter and
 //     an in-process plan cache, falling back to the database when Redis misses
 //     or fails. The database is always the truth; Redis only mirrors it.
+//   - MaintainHistory, a River periodic job (KeepHistory), keeps raw events
+//     in monthly partitions made ahead and drops those past their retention;
+//     rollups are kept forever (history.go).
 //
 // Storage statements live in rollups.go, the Redis mirror in counters.go.
 package usage
