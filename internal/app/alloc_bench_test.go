@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/tollgate-billing/tollgate/internal/apptest"
@@ -82,4 +84,29 @@ func serve(b *testing.B, handler http.Handler, token string, body io.Reader) {
 	if w.Code != http.StatusOK || bytes.Contains(w.Body.Bytes(), []byte(`"errors"`)) {
 		b.Fatalf("%d %s", w.Code, w.Body.Bytes())
 	}
+}
+
+// BenchmarkRecordOneEventParallel is one-event recordUsage from 32
+// concurrent callers, so group commit shares each transaction among them
+// as it does under load: go test -bench OneEventParallel -cpuprofile cpu.out.
+func BenchmarkRecordOneEventParallel(b *testing.B) {
+	h := apptest.New(b, apptest.Options{})
+	token := h.Token("bench-record-par")
+	if r := h.Query("bench-record-par", `{ usageGate(meter: "api_calls") { allowed } }`, nil); len(r.Errors) > 0 {
+		b.Fatalf("%+v", r.Errors)
+	}
+	if err := h.App.DB.Exec("UPDATE organizations SET plan_id = 'enterprise' WHERE external_id = 'bench-record-par'").Error; err != nil {
+		b.Fatal(err)
+	}
+	h.App.Usage.InvalidatePlan(orgID(b, h, "bench-record-par"))
+	handler := h.App.Handler()
+	var n atomic.Int64
+	b.SetParallelism(16) // 32 callers on 2 cores
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			body := fmt.Sprintf(`{"query":"mutation R($in: RecordUsageInput!) { recordUsage(input: $in) { accepted duplicates rejected { index code message } } }","variables":{"in":{"events":[{"meter":"api_calls","quantity":1,"idempotencyKey":"p-%d","endpoint":"POST /v1/x"}]}}}`, n.Add(1))
+			serve(b, handler, token, strings.NewReader(body))
+		}
+	})
 }
