@@ -40,14 +40,7 @@ func BenchmarkRecordRequest(b *testing.B) {
 
 func benchmarkRecord(b *testing.B, size int) {
 	h := apptest.New(b, apptest.Options{})
-	token := h.Token("bench-record")
-	if r := h.Query("bench-record", `{ usageGate(meter: "api_calls") { allowed } }`, nil); len(r.Errors) > 0 {
-		b.Fatalf("%+v", r.Errors)
-	}
-	if err := h.App.DB.Exec("UPDATE organizations SET plan_id = 'enterprise' WHERE external_id = 'bench-record'").Error; err != nil {
-		b.Fatal(err)
-	}
-	h.App.Usage.InvalidatePlan(orgID(b, h, "bench-record"))
+	token := enterpriseOrg(b, h, "bench-record")
 	handler := h.App.Handler()
 	n := 0
 	b.ReportAllocs()
@@ -64,6 +57,20 @@ func benchmarkRecord(b *testing.B, size int) {
 		buf.WriteString(`]}}}`)
 		serve(b, handler, token, &buf)
 	}
+}
+
+// enterpriseOrg creates the organisation on the enterprise plan (no hard
+// limit to run into) and returns a token for it.
+func enterpriseOrg(b *testing.B, h *apptest.Harness, org string) string {
+	token := h.Token(org)
+	if r := h.Query(org, `{ usageGate(meter: "api_calls") { allowed } }`, nil); len(r.Errors) > 0 {
+		b.Fatalf("%+v", r.Errors)
+	}
+	if err := h.App.DB.Exec("UPDATE organizations SET plan_id = 'enterprise' WHERE external_id = ?", org).Error; err != nil {
+		b.Fatal(err)
+	}
+	h.App.Usage.InvalidatePlan(orgID(b, h, org))
+	return token
 }
 
 func orgID(b *testing.B, h *apptest.Harness, external string) string {
@@ -91,14 +98,7 @@ func serve(b *testing.B, handler http.Handler, token string, body io.Reader) {
 // as it does under load: go test -bench OneEventParallel -cpuprofile cpu.out.
 func BenchmarkRecordOneEventParallel(b *testing.B) {
 	h := apptest.New(b, apptest.Options{})
-	token := h.Token("bench-record-par")
-	if r := h.Query("bench-record-par", `{ usageGate(meter: "api_calls") { allowed } }`, nil); len(r.Errors) > 0 {
-		b.Fatalf("%+v", r.Errors)
-	}
-	if err := h.App.DB.Exec("UPDATE organizations SET plan_id = 'enterprise' WHERE external_id = 'bench-record-par'").Error; err != nil {
-		b.Fatal(err)
-	}
-	h.App.Usage.InvalidatePlan(orgID(b, h, "bench-record-par"))
+	token := enterpriseOrg(b, h, "bench-record-par")
 	handler := h.App.Handler()
 	var n atomic.Int64
 	b.SetParallelism(16) // 32 callers on 2 cores
