@@ -19,17 +19,19 @@ func hasScope(ctx context.Context, _ any, next graphql.Resolver, anyOf []model.S
 	if !ok {
 		return nil, unauthenticated(ctx)
 	}
-	need := scopesFromModel(anyOf)
-	if !p.HasAny(need...) {
-		names := make([]string, len(need))
-		for i, s := range need {
-			names[i] = string(s)
+	for _, s := range anyOf {
+		if p.HasAny(scopeFromModel(s)) {
+			return next(ctx)
 		}
-		e := apperr.New(apperr.Forbidden, "this operation needs the scope "+strings.Join(names, " or "))
-		e.Extensions = map[string]any{"requiredScopes": names}
-		return nil, e
 	}
-	return next(ctx)
+	need := scopesFromModel(anyOf)
+	names := make([]string, len(need))
+	for i, s := range need {
+		names[i] = string(s)
+	}
+	e := apperr.New(apperr.Forbidden, "this operation needs the scope "+strings.Join(names, " or "))
+	e.Extensions = map[string]any{"requiredScopes": names}
+	return nil, e
 }
 
 // unauthenticated is the answer to a request without a principal: why the

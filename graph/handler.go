@@ -61,8 +61,8 @@ func NewHandler(r *Resolver, o Options) http.Handler {
 	if o.Work != nil {
 		srv.Use(o.Work)
 	}
-	srv.Use(exactEnums{schema: es.Schema()})
-	srv.Use(extension.FixedComplexityLimit(MaxComplexity))
+	srv.Use(newExactEnums(es.Schema()))
+	srv.Use(complexityLimit{es: es, limit: MaxComplexity})
 	srv.AroundResponses(measure)
 	srv.SetErrorPresenter(ErrorPresenter(o.Log))
 	srv.SetRecoverFunc(RecoverFunc(o.Log))

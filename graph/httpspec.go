@@ -41,6 +41,11 @@ func (w *specWriter) WriteHeader(code int) {
 		return
 	}
 	w.wrote = true
+	if code < 400 {
+		// Nothing to change: skip parsing the media type on the hot path.
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
 	media, _, _ := mime.ParseMediaType(w.Header().Get("Content-Type"))
 	switch {
 	case media == "application/json" && code == http.StatusUnprocessableEntity:

@@ -33,8 +33,21 @@ func scopeToModel(s auth.Scope) model.Scope {
 }
 
 func scopeFromModel(s model.Scope) auth.Scope {
+	if a, ok := authScopes[s]; ok {
+		return a
+	}
 	return auth.Scope(strings.ToLower(strings.Replace(string(s), "_", ":", 1)))
 }
+
+// authScopes is scopeFromModel of every scope, worked out once: @hasScope
+// asks on every request.
+var authScopes = func() map[model.Scope]auth.Scope {
+	m := make(map[model.Scope]auth.Scope, len(model.AllScope))
+	for _, s := range model.AllScope {
+		m[s] = auth.Scope(strings.ToLower(strings.Replace(string(s), "_", ":", 1)))
+	}
+	return m
+}()
 
 func scopesFromModel(in []model.Scope) []auth.Scope {
 	out := make([]auth.Scope, 0, len(in))

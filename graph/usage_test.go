@@ -338,3 +338,57 @@ func TestUsageReadsOfAMonthPastRetentionAreUnchanged(t *testing.T) {
 		}
 	})
 }
+
+// TestRecordUsageIsPricedPerEvent: each event a recordUsage sends counts
+// towards the complexity limit (5,000), whether the events come in a
+// variable or are written out, so aliased calls cannot send more than the
+// limit's worth of events in one request; a refused request stores nothing.
+func TestRecordUsageIsPricedPerEvent(t *testing.T) {
+	h := apptest.New(t, apptest.Options{})
+	org := "priced-per-event"
+	in := func(prefix string) map[string]any {
+		events := make([]any, 1000)
+		for i := range events {
+			events[i] = map[string]any{"meter": "api_calls", "quantity": 1, "idempotencyKey": fmt.Sprintf("%s-%d", prefix, i)}
+		}
+		return map[string]any{"in": map[string]any{"events": events}}
+	}
+	// aliased is n recordUsage fields sharing $in, and one more with
+	// literal events written out.
+	aliased := func(n, literal int) string {
+		var b strings.Builder
+		b.WriteString("mutation R($in: RecordUsageInput!) {")
+		for i := range n {
+			fmt.Fprintf(&b, " r%d: recordUsage(input: $in) { accepted }", i)
+		}
+		if literal > 0 {
+			b.WriteString(" lit: recordUsage(input: {events: [")
+			for i := range literal {
+				fmt.Fprintf(&b, `{meter: "api_calls", quantity: 1, idempotencyKey: "lit-%d"} `, i)
+			}
+			b.WriteString("]}) { accepted }")
+		}
+		b.WriteString(" }")
+		return b.String()
+	}
+	for _, tc := range []struct {
+		name              string
+		aliases, literals int
+	}{
+		{"6 × 1,000 events in a variable", 6, 0},
+		{"4 × 1,000 in a variable and 1,000 written out", 4, 1000},
+	} {
+		r := h.Query(org, aliased(tc.aliases, tc.literals), in("over"))
+		if r.Code() != "COMPLEXITY_LIMIT_EXCEEDED" {
+			t.Fatalf("%s: code %q, want COMPLEXITY_LIMIT_EXCEEDED (%+v)", tc.name, r.Code(), r.Errors)
+		}
+	}
+	// 4 × the same 1,000 events are within the limit, and count once.
+	if r := h.Query(org, aliased(4, 0), in("ok")); len(r.Errors) > 0 {
+		t.Fatalf("4 × 1,000 events: %+v", r.Errors)
+	}
+	used := h.Query(org, `{ usageGate(meter: "api_calls") { used } }`, nil)
+	if len(used.Errors) > 0 || !strings.Contains(string(used.Data), `"used":1000`) {
+		t.Fatalf("usage after the refused and accepted calls: %s %+v, want 1000", used.Data, used.Errors)
+	}
+}

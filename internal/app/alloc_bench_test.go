@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/tollgate-billing/tollgate/internal/apptest"
@@ -38,14 +40,7 @@ func BenchmarkRecordRequest(b *testing.B) {
 
 func benchmarkRecord(b *testing.B, size int) {
 	h := apptest.New(b, apptest.Options{})
-	token := h.Token("bench-record")
-	if r := h.Query("bench-record", `{ usageGate(meter: "api_calls") { allowed } }`, nil); len(r.Errors) > 0 {
-		b.Fatalf("%+v", r.Errors)
-	}
-	if err := h.App.DB.Exec("UPDATE organizations SET plan_id = 'enterprise' WHERE external_id = 'bench-record'").Error; err != nil {
-		b.Fatal(err)
-	}
-	h.App.Usage.InvalidatePlan(orgID(b, h, "bench-record"))
+	token := enterpriseOrg(b, h, "bench-record")
 	handler := h.App.Handler()
 	n := 0
 	b.ReportAllocs()
@@ -62,6 +57,20 @@ func benchmarkRecord(b *testing.B, size int) {
 		buf.WriteString(`]}}}`)
 		serve(b, handler, token, &buf)
 	}
+}
+
+// enterpriseOrg creates the organisation on the enterprise plan (no hard
+// limit to run into) and returns a token for it.
+func enterpriseOrg(b *testing.B, h *apptest.Harness, org string) string {
+	token := h.Token(org)
+	if r := h.Query(org, `{ usageGate(meter: "api_calls") { allowed } }`, nil); len(r.Errors) > 0 {
+		b.Fatalf("%+v", r.Errors)
+	}
+	if err := h.App.DB.Exec("UPDATE organizations SET plan_id = 'enterprise' WHERE external_id = ?", org).Error; err != nil {
+		b.Fatal(err)
+	}
+	h.App.Usage.InvalidatePlan(orgID(b, h, org))
+	return token
 }
 
 func orgID(b *testing.B, h *apptest.Harness, external string) string {
@@ -82,4 +91,22 @@ func serve(b *testing.B, handler http.Handler, token string, body io.Reader) {
 	if w.Code != http.StatusOK || bytes.Contains(w.Body.Bytes(), []byte(`"errors"`)) {
 		b.Fatalf("%d %s", w.Code, w.Body.Bytes())
 	}
+}
+
+// BenchmarkRecordOneEventParallel is one-event recordUsage from 32
+// concurrent callers, so group commit shares each transaction among them
+// as it does under load: go test -bench OneEventParallel -cpuprofile cpu.out.
+func BenchmarkRecordOneEventParallel(b *testing.B) {
+	h := apptest.New(b, apptest.Options{})
+	token := enterpriseOrg(b, h, "bench-record-par")
+	handler := h.App.Handler()
+	var n atomic.Int64
+	b.SetParallelism(16) // 32 callers on 2 cores
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			body := fmt.Sprintf(`{"query":"mutation R($in: RecordUsageInput!) { recordUsage(input: $in) { accepted duplicates rejected { index code message } } }","variables":{"in":{"events":[{"meter":"api_calls","quantity":1,"idempotencyKey":"p-%d","endpoint":"POST /v1/x"}]}}}`, n.Add(1))
+			serve(b, handler, token, strings.NewReader(body))
+		}
+	})
 }

@@ -24,6 +24,17 @@ type Claims struct {
 	OrgName string `json:"org_name,omitempty"`
 	Email   string `json:"email,omitempty"`
 	Scope   string `json:"scope"`
+	// scopes is Scope parsed, once per verified token rather than once
+	// per request; shared by every request with the token, so read-only.
+	scopes []Scope
+}
+
+// Scopes are the known scopes the token grants.
+func (c *Claims) Scopes() []Scope {
+	if c.scopes == nil {
+		return ParseScopes(c.Scope)
+	}
+	return c.scopes
 }
 
 // Verifier checks bearer JWTs: HS256 with the shared secret, and EdDSA or
@@ -147,6 +158,10 @@ func (v *Verifier) Verify(token string) (*Claims, *Failure) {
 	}
 	if claims.Org == "" {
 		return nil, &Failure{Reason: ReasonBadClaims, Message: "token has no org claim"}
+	}
+	claims.scopes = ParseScopes(claims.Scope)
+	if claims.scopes == nil {
+		claims.scopes = []Scope{}
 	}
 	v.verified.Add(token, &claims)
 	return &claims, nil

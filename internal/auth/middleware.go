@@ -108,7 +108,7 @@ func (a *Authenticator) jwt(r *http.Request, token string, m Method) (*Principal
 	}
 	return &Principal{
 		OrgID: orgID, OrgExternalID: claims.Org, Subject: claims.Subject, Email: claims.Email,
-		Scopes: ParseScopes(claims.Scope), Method: m,
+		Scopes: claims.Scopes(), Method: m,
 	}, nil
 }
 

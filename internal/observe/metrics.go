@@ -101,8 +101,27 @@ func CountRequests(next http.Handler) http.Handler {
 		if sw.code == 0 {
 			sw.code = http.StatusOK
 		}
-		HTTPRequests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()
+		HTTPRequests.WithLabelValues(route, statusLabel(sw.code)).Inc()
 	})
+}
+
+// statusLabels are the labels of the usual status codes, made once:
+// strconv.Itoa allocates a new string for any number over 99.
+var statusLabels = func() map[int]string {
+	m := map[int]string{}
+	for code := 100; code < 600; code++ {
+		if http.StatusText(code) != "" {
+			m[code] = strconv.Itoa(code)
+		}
+	}
+	return m
+}()
+
+func statusLabel(code int) string {
+	if s, ok := statusLabels[code]; ok {
+		return s
+	}
+	return strconv.Itoa(code)
 }
 
 // Since returns seconds elapsed since t, for histograms.

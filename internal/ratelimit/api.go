@@ -65,6 +65,12 @@ func (a *API) bucket(r *http.Request) (string, int) {
 	return "api:addr:" + host, a.limits.PerAddress
 }
 
+// The rate-limit headers, in the canonical form net/http sends them in.
+var (
+	headerLimit     = http.CanonicalHeaderKey("X-RateLimit-Limit")
+	headerRemaining = http.CanonicalHeaderKey("X-RateLimit-Remaining")
+)
+
 type chargeKey struct{}
 
 // charge is one request's budget, which WorkCharge tops up.
@@ -87,16 +93,21 @@ func (a *API) Middleware(next http.Handler) http.Handler {
 		}
 		d := a.l.Allow(r.Context(), key, rate)
 		if d.Limit > 0 {
-			w.Header().Set("X-RateLimit-Limit", strconv.Itoa(d.Limit))
-			w.Header().Set("X-RateLimit-Remaining", strconv.Itoa(d.Remaining))
+			// Set in canonical form directly: Header.Set would
+			// canonicalise "X-RateLimit-…" into a new string on every
+			// request. Clients read header names without case.
+			h := w.Header()
+			h[headerLimit] = []string{strconv.Itoa(d.Limit)}
+			h[headerRemaining] = []string{strconv.Itoa(d.Remaining)}
 		}
 		if !d.Allowed {
 			refuse(w, d.RetryAfter)
 			return
 		}
-		c := &charge{l: a.l, key: key, rate: rate}
-		ctx := context.WithValue(r.Context(), chargeKey{}, c)
-		next.ServeHTTP(&statusOverride{ResponseWriter: w, c: c}, r.WithContext(ctx))
+		// One allocation for the writer and the charge it reports on.
+		s := &statusOverride{ResponseWriter: w, c: charge{l: a.l, key: key, rate: rate}}
+		ctx := context.WithValue(r.Context(), chargeKey{}, &s.c)
+		next.ServeHTTP(s, r.WithContext(ctx))
 	})
 }
 
@@ -104,7 +115,7 @@ func (a *API) Middleware(next http.Handler) http.Handler {
 // Retry-After: gqlgen would answer it 200.
 type statusOverride struct {
 	http.ResponseWriter
-	c       *charge
+	c       charge
 	written bool
 }
 

@@ -50,6 +50,8 @@ type counters struct {
 
 	// warms collapses concurrent database reads of one missing counter.
 	warms singleflight.Group
+	// reads shares Redis reads of one counter among concurrent gates.
+	reads *counterReads
 }
 
 const (
@@ -94,7 +96,7 @@ return #KEYS
 `)
 
 func newCounters(rdb *redisconn.Client, clk clock.Clock, log *slog.Logger) *counters {
-	return &counters{rdb: rdb, clock: clk, log: log, dirty: map[counterID]uint64{}}
+	return &counters{rdb: rdb, clock: clk, log: log, dirty: map[counterID]uint64{}, reads: newCounterReads()}
 }
 
 func (c *counters) available() bool { return c.backoff.Available(c.clock.Now()) }
@@ -120,7 +122,9 @@ func (c *counters) get(ctx context.Context, id counterID) (used int64, ok bool) 
 		gateFallbacks.Inc()
 		return 0, false
 	}
-	v, err := c.rdb.HGet(ctx, c.key(id), "u").Result()
+	v, err := c.reads.read(ctx, id, func(ctx context.Context) (string, error) {
+		return c.rdb.HGet(ctx, c.key(id), "u").Result()
+	})
 	if errors.Is(err, redis.Nil) {
 		return 0, false
 	}
