@@ -17,18 +17,22 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/plans"
 )
 
-// environment is everything the phases run against: two Tollgate processes
-// (a and b) sharing one Postgres database and one Redis, all owned by the
-// harness.
+// environment is everything the phases run against: three Tollgate
+// processes (a, b and c) sharing one Postgres database and one Redis (a
+// server or a cluster), and a receiver for Tollgate's outbound webhooks, all
+// owned by the harness.
 type environment struct {
 	dir   string
 	runID string
 	keep  bool
 	log   *slog.Logger
 
-	pg      *postgres
-	redis   *redisServer
-	a, b    *tollgate
+	pg    *postgres
+	redis redisBackend
+	procs []*tollgate
+	hooks *receiver
+	// alerts is what phase 1 leaves for the alert check at the end.
+	alerts  *alertCheck
 	catalog *plans.Catalog
 	// db is the harness's own connection, for checking what was stored.
 	db *pgxpool.Pool
@@ -73,11 +77,11 @@ func newEnvironment(ctx context.Context, o options, log *slog.Logger) (*environm
 	if e.pg, err = newPostgres(ctx, dir, o, log); err != nil {
 		return e, err
 	}
-	log.Info("soak: starting redis")
-	if e.redis, err = newRedis(filepath.Join(dir, "redis")); err != nil {
+	log.Info("soak: starting redis", "mode", o.redisMode)
+	if e.redis, err = newRedisBackend(ctx, o.redisMode, dir); err != nil {
 		return e, err
 	}
-	if err := e.redis.start(ctx); err != nil {
+	if e.hooks, err = newReceiver(); err != nil {
 		return e, err
 	}
 	env := []string{
@@ -94,13 +98,15 @@ func newEnvironment(ctx context.Context, o options, log *slog.Logger) (*environm
 		"API_RATE_LIMIT_PER_ADDRESS=1000000",
 		// No STRIPE_SECRET_KEY: nothing in the soak may call Stripe.
 	}
-	// a migrates the fresh database alone; b starts on the migrated schema.
-	log.Info("soak: starting tollgate a and b")
-	if e.a, err = startTollgate(ctx, "a", bin, dir, env); err != nil {
-		return e, err
-	}
-	if e.b, err = startTollgate(ctx, "b", bin, dir, env); err != nil {
-		return e, err
+	// a migrates the fresh database alone; b and c start on the migrated
+	// schema.
+	log.Info("soak: starting tollgate a, b and c")
+	for _, name := range []string{"a", "b", "c"} {
+		t, err := startTollgate(ctx, name, bin, dir, env)
+		if err != nil {
+			return e, err
+		}
+		e.procs = append(e.procs, t)
 	}
 	if e.db, err = pgxpool.New(ctx, e.pg.url()); err != nil {
 		return e, err
@@ -109,15 +115,23 @@ func newEnvironment(ctx context.Context, o options, log *slog.Logger) (*environm
 }
 
 func (e *environment) describe() []string {
+	at := make([]string, len(e.procs))
+	for i, t := range e.procs {
+		at[i] = t.name + " at " + t.url
+	}
 	return []string{
 		"postgres: " + e.pg.describe(),
-		"redis:    private redis-server on " + strings.TrimPrefix(e.redis.url(), "redis://"),
-		"tollgate: a at " + e.a.url + ", b at " + e.b.url + " (one binary, shared database and Redis)",
+		"redis:    " + e.redis.describe(),
+		"tollgate: " + strings.Join(at, ", ") + " (one binary, shared database and Redis)",
+		"webhooks: receiver at " + e.hooks.url(""),
 	}
 }
 
-// processes are the two Tollgates, for spreading load.
-func (e *environment) processes() []*tollgate { return []*tollgate{e.a, e.b} }
+// processes are the Tollgates, for spreading load.
+func (e *environment) processes() []*tollgate { return e.procs }
+
+// proc is process i, counting round: proc(i) and proc(i+1) always differ.
+func (e *environment) proc(i int) *tollgate { return e.procs[i%len(e.procs)] }
 
 // token mints a JWT for an organisation's external id, as its identity
 // provider would.
@@ -140,13 +154,14 @@ func (e *environment) close(failed bool) {
 	if e.db != nil {
 		e.db.Close()
 	}
-	for _, t := range []*tollgate{e.b, e.a} {
-		if t != nil {
-			t.stop()
-		}
+	for i := len(e.procs) - 1; i >= 0; i-- {
+		e.procs[i].stop()
+	}
+	if e.hooks != nil {
+		e.hooks.close()
 	}
 	if e.redis != nil {
-		e.redis.stop()
+		e.redis.close()
 	}
 	if e.pg != nil {
 		e.pg.close()

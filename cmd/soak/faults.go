@@ -7,49 +7,51 @@ import (
 	"time"
 )
 
-// redisOutage is how long Redis stays down; postgresOutage how long
-// Postgres does, between its stop and start.
+// redisOutage is how long Redis (or, in a cluster, one master) stays down;
+// postgresOutage how long Postgres does, between its stop and start.
+// The webhook receiver is unreachable from receiverLead before Postgres
+// stops until receiverLag after it is back, so that deliveries sent just
+// before and picked up again just after find it down.
 const (
 	redisOutage    = 5 * time.Second
 	postgresOutage = 3 * time.Second
+	receiverLead   = 2 * time.Second
+	receiverLag    = 3 * time.Second
 )
 
 // injectFaults stops and restarts Redis a quarter into the run, and
-// restarts Postgres at 60%, while the clients keep recording. It returns a
-// line per fault for the report.
+// restarts Postgres at 60%, while the clients keep recording; the webhook
+// receiver is unreachable from shortly before Postgres stops until shortly
+// after it is back. It returns a line per fault for the report.
 func injectFaults(ctx context.Context, env *environment, start time.Time, d time.Duration, log *slog.Logger) ([]string, error) {
 	var timeline []string
 	at := func() string { return fmt.Sprintf("t+%.1fs", time.Since(start).Seconds()) }
-	sleepUntil := func(t time.Time) error {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Until(t)):
-			return nil
-		}
-	}
+	sleepUntil := func(t time.Time) error { return sleepCtx(ctx, time.Until(t)) }
 
 	if err := sleepUntil(start.Add(d / 4)); err != nil {
 		return timeline, err
 	}
-	log.Info("soak: fault: stopping redis")
+	log.Info("soak: fault: redis outage")
 	stopAt := at()
-	env.redis.stop()
-	if err := sleepUntil(time.Now().Add(redisOutage)); err != nil {
+	what, err := env.redis.outage(ctx, redisOutage)
+	if err != nil {
 		return timeline, err
 	}
-	if err := env.redis.start(ctx); err != nil {
-		return timeline, fmt.Errorf("restart redis: %w", err)
-	}
-	timeline = append(timeline, fmt.Sprintf("redis stopped %s, started again (empty) %s", stopAt, at()))
+	timeline = append(timeline, fmt.Sprintf("%s: %s, back %s", what, stopAt, at()))
 	log.Info("soak: fault: redis is back")
 
-	if err := sleepUntil(start.Add(d * 6 / 10)); err != nil {
+	if err := sleepUntil(start.Add(d*6/10 - receiverLead)); err != nil {
+		return timeline, err
+	}
+	log.Info("soak: fault: webhook receiver unreachable")
+	downAt := at()
+	env.hooks.down()
+	if err := sleepCtx(ctx, receiverLead); err != nil {
 		return timeline, err
 	}
 	log.Info("soak: fault: restarting postgres")
 	pgAt := at()
-	what, err := env.pg.restart(ctx, postgresOutage)
+	what, err = env.pg.restart(ctx, postgresOutage)
 	if err != nil {
 		return timeline, fmt.Errorf("restart postgres: %w", err)
 	}
@@ -59,5 +61,12 @@ func injectFaults(ctx context.Context, env *environment, start time.Time, d time
 		timeline = append(timeline, fmt.Sprintf("postgres %s: %s, back %s", what, pgAt, at()))
 	}
 	log.Info("soak: fault: postgres is back")
+	if err := sleepCtx(ctx, receiverLag); err != nil {
+		return timeline, err
+	}
+	if err := env.hooks.up(); err != nil {
+		return timeline, fmt.Errorf("webhook receiver: listen again: %w", err)
+	}
+	timeline = append(timeline, fmt.Sprintf("webhook receiver refused connections %s to %s", downAt, at()))
 	return timeline, nil
 }

@@ -37,6 +37,7 @@ type options struct {
 	sharedPGURL   string
 	forceShared   bool
 	restartShared bool
+	redisMode     string
 }
 
 func main() {
@@ -53,6 +54,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&o.sameSecond, "same-second", 0,
 		"share of phase 2 lifecycles whose first update has the same `created` second as the creation (Stripe does this; Tollgate orders by that second)")
 	fs.IntVar(&o.signed, "signed", 200, "signed requests (each replayed once) in phase 3")
+	fs.StringVar(&o.redisMode, "redis", "single",
+		"single: one private redis-server; cluster: a private Redis Cluster of three masters (REDIS_URL in go-redis's ParseClusterURL form)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, data) after the run")
 	fs.StringVar(&o.sharedPGURL, "shared-postgres-url", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
 		"server to make a private database on when a private cluster cannot be started")
@@ -64,6 +67,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if o.duration < 20*time.Second || o.clients < 1 || o.lifecycles < 1 || o.signed < 1 {
 		fmt.Fprintln(stderr, "soak: -duration must be at least 20s (the faults need room) and the counts positive")
+		return 2
+	}
+	if o.redisMode != "single" && o.redisMode != "cluster" {
+		fmt.Fprintln(stderr, "soak: -redis must be single or cluster")
 		return 2
 	}
 
@@ -113,6 +120,9 @@ func soak(ctx context.Context, o options, rep *report, log *slog.Logger) (err er
 	}
 	if err := signedPhase(ctx, env, o, rep, log); err != nil {
 		return fmt.Errorf("phase 3 (signed replays): %w", err)
+	}
+	if err := alertPhase(ctx, env, rep, log); err != nil {
+		return fmt.Errorf("phase 4 (usage alerts and their webhooks): %w", err)
 	}
 	rep.elapsed = time.Since(start)
 	return nil

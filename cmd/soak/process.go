@@ -92,3 +92,12 @@ func waitFor(what string, timeout time.Duration, c *child, check func() error) e
 	}
 	return fmt.Errorf("%s: not ready after %s: %w", what, timeout, last)
 }
+
+// kill ends the process with SIGKILL and waits for it.
+func (c *child) kill() {
+	if c.exited() {
+		return
+	}
+	_ = c.cmd.Process.Kill()
+	<-c.done
+}

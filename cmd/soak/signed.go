@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,7 +44,7 @@ type signedRequest struct {
 func (s *signer) sign(i int, key string) (signedRequest, error) {
 	ev := map[string]any{"meter": usageMeter, "quantity": 1, "idempotencyKey": key}
 	body := gqlBody(recordUsage, map[string]any{"in": map[string]any{"events": []any{ev}}})
-	req, err := http.NewRequest(http.MethodPost, s.env.a.url+"/graphql", bytes.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, s.env.proc(0).url+"/graphql", bytes.NewReader(body))
 	if err != nil {
 		return signedRequest{}, err
 	}
@@ -81,14 +82,14 @@ func accepted(r *gqlResponse, err error) bool {
 	return json.Unmarshal(r.Data, &out) == nil && out.RecordUsage.Accepted == 1
 }
 
-// signedPhase sends signed requests to a, replays each to b, and races
-// pairs of identical signed requests at both.
+// signedPhase sends signed requests to each process in turn, replays each
+// to the next one, and races identical signed requests at all three.
 func signedPhase(ctx context.Context, env *environment, o options, rep *report, log *slog.Logger) error {
 	const phase = "3 signed"
 	tok := env.token("soak-signed-" + env.runID)
 	hc := newHTTPClient(20 * time.Second)
 	var org struct{ Organization struct{ ID string } }
-	if err := query(ctx, hc, env.a.url, bearer(tok), orgQuery, nil, &org); err != nil {
+	if err := query(ctx, hc, env.proc(0).url, bearer(tok), orgQuery, nil, &org); err != nil {
 		return fmt.Errorf("create organisation: %w", err)
 	}
 	var key struct {
@@ -98,7 +99,7 @@ func signedPhase(ctx context.Context, env *environment, o options, rep *report, 
 		}
 	}
 	in := map[string]any{"name": "soak signed", "scopes": []string{"USAGE_WRITE", "BILLING_READ"}}
-	if err := query(ctx, hc, env.a.url, bearer(tok), createKey, map[string]any{"in": in}, &key); err != nil || key.CreateApiKey.Secret == nil {
+	if err := query(ctx, hc, env.proc(0).url, bearer(tok), createKey, map[string]any{"in": in}, &key); err != nil || key.CreateApiKey.Secret == nil {
 		return fmt.Errorf("create api key: %v", err)
 	}
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
@@ -112,14 +113,14 @@ func signedPhase(ctx context.Context, env *environment, o options, rep *report, 
 		}
 	}
 	rin := map[string]any{"apiKeyId": key.CreateApiKey.APIKey.ID, "publicKey": base64.StdEncoding.EncodeToString(pub)}
-	if err := query(ctx, hc, env.b.url, bearer(tok), registerSigningKey, map[string]any{"in": rin}, &reg); err != nil ||
+	if err := query(ctx, hc, env.proc(1).url, bearer(tok), registerSigningKey, map[string]any{"in": rin}, &reg); err != nil ||
 		reg.RegisterSigningKey.APIKey == nil || !reg.RegisterSigningKey.APIKey.SigningRequired {
 		return fmt.Errorf("register signing key: %v %+v", err, reg.RegisterSigningKey.UserErrors)
 	}
 	s := &signer{env: env, client: hc, priv: priv, secret: *key.CreateApiKey.Secret, id: key.CreateApiKey.APIKey.ID}
 	log.Info("soak: phase 3: signed requests and replays", "requests", o.signed)
 
-	var okA, refusedB, raceOK atomic.Int64
+	var okFirst, refusedReplay, raceOK atomic.Int64
 	var mu sync.Mutex
 	reasons := map[string]int{}
 	tally := func(m map[string]int, k string) {
@@ -129,7 +130,7 @@ func signedPhase(ctx context.Context, env *environment, o options, rep *report, 
 	}
 	pairs := max(o.signed/4, 1)
 	err = forEach(ctx, o.signed, signedWorkers, func(ctx context.Context, i int) error {
-		return s.oneAndReplay(ctx, i, &okA, &refusedB, func(k string) { tally(reasons, k) })
+		return s.oneAndReplay(ctx, i, &okFirst, &refusedReplay, func(k string) { tally(reasons, k) })
 	})
 	if err != nil {
 		return err
@@ -152,35 +153,37 @@ func signedPhase(ctx context.Context, env *environment, o options, rep *report, 
 		return fmt.Errorf("sum signed usage: %w", err)
 	}
 	pct := func(n int64, of int) string { return fmt.Sprintf("%.1f%% (%d/%d)", 100*float64(n)/float64(of), n, of) }
-	rep.check(phase, "signed requests accepted by a", pct(okA.Load(), o.signed), pct(int64(o.signed), o.signed))
-	rep.check(phase, "replays to b refused NONCE_REPLAYED", pct(refusedB.Load(), o.signed), pct(int64(o.signed), o.signed))
+	rep.check(phase, "signed requests accepted (to a, b, c in turn)", pct(okFirst.Load(), o.signed), pct(int64(o.signed), o.signed))
+	rep.check(phase, "replays to the next process refused NONCE_REPLAYED", pct(refusedReplay.Load(), o.signed), pct(int64(o.signed), o.signed))
 	rep.info(phase, "replay answers", describeCounts(reasons))
-	rep.check(phase, "same request raced at a and b: exactly one accepted", pct(raceOK.Load(), pairs), pct(int64(pairs), pairs))
+	rep.check(phase, "same request raced at a, b and c: exactly one accepted", pct(raceOK.Load(), pairs), pct(int64(pairs), pairs))
 	rep.info(phase, "race losers' answers", describeCounts(raceReasons))
 	rep.check(phase, "signed request while Redis is down (fails closed)", lossProbe.whileDown, "UNAUTHENTICATED/"+signing.ReasonNonceUnavailable)
 	rep.info(phase, "replay to b after Redis restarted empty", lossProbe.replayAfter)
+	rep.info(phase, "restarted from the snapshot", lossProbe.restored)
 	if strings.HasPrefix(lossProbe.replayAfter, "authenticated") {
 		rep.note("phase 3: nonces live only in Redis: a signed request sent before Redis lost its data passed authentication " +
 			"again when replayed after Redis came back, inside its 30 s window; only the idempotency key kept it from counting twice")
 	}
-	rep.check(phase, "replay to b after Redis came back from an older snapshot", lossProbe.replayAfterRestore, "UNAUTHENTICATED/"+signing.ReasonNonceReplayed)
+	rep.check(phase, "replay to c after Redis came back from an older snapshot", lossProbe.replayAfterRestore, "UNAUTHENTICATED/"+signing.ReasonNonceReplayed)
 	rep.check(phase, "usage counted from signed requests", counted, int64(o.signed+pairs+2))
 	return nil
 }
 
-// oneAndReplay sends signed request i to a, then the same bytes to b.
-func (s *signer) oneAndReplay(ctx context.Context, i int, okA, refusedB *atomic.Int64, reason func(string)) error {
+// oneAndReplay sends signed request i to process i, then the same bytes to
+// the next one.
+func (s *signer) oneAndReplay(ctx context.Context, i int, okFirst, refusedReplay *atomic.Int64, reason func(string)) error {
 	r, err := s.sign(i, fmt.Sprintf("%s-signed-%05d", s.env.runID, i))
 	if err != nil {
 		return err
 	}
-	resp, err := s.send(ctx, s.env.a, r)
+	resp, err := s.send(ctx, s.env.proc(i), r)
 	if accepted(resp, err) {
-		okA.Add(1)
+		okFirst.Add(1)
 	} else if resp == nil {
 		return err
 	}
-	replay, err := s.send(ctx, s.env.b, r)
+	replay, err := s.send(ctx, s.env.proc(i+1), r)
 	if replay == nil {
 		return err
 	}
@@ -190,20 +193,20 @@ func (s *signer) oneAndReplay(ctx context.Context, i int, okA, refusedB *atomic.
 	}
 	reason(f)
 	if f == "UNAUTHENTICATED/"+signing.ReasonNonceReplayed {
-		refusedB.Add(1)
+		refusedReplay.Add(1)
 	}
 	return nil
 }
 
-// race sends one signed request to a and b at the same moment: exactly one
-// may be accepted, and the other must be refused as a replay.
+// race sends one signed request to every process at the same moment:
+// exactly one may be accepted, and the others must be refused as replays.
 func (s *signer) race(ctx context.Context, i int, ok *atomic.Int64, reason func(string)) error {
 	r, err := s.sign(i, fmt.Sprintf("%s-signed-%05d", s.env.runID, i))
 	if err != nil {
 		return err
 	}
 	var wg sync.WaitGroup
-	var answers [2]string
+	answers := make([]string, len(s.env.processes()))
 	gate := make(chan struct{})
 	for p, t := range s.env.processes() {
 		wg.Add(1)
@@ -223,22 +226,33 @@ func (s *signer) race(ctx context.Context, i int, ok *atomic.Int64, reason func(
 	close(gate)
 	wg.Wait()
 	replayed := "UNAUTHENTICATED/" + signing.ReasonNonceReplayed
-	if (answers[0] == "accepted" && answers[1] == replayed) || (answers[1] == "accepted" && answers[0] == replayed) {
+	won, refused := 0, 0
+	for _, a := range answers {
+		switch a {
+		case "accepted":
+			won++
+		case replayed:
+			refused++
+		}
+	}
+	if won == 1 && refused == len(answers)-1 {
 		ok.Add(1)
 		reason(replayed)
 		return nil
 	}
-	reason(answers[0] + " + " + answers[1])
+	slices.Sort(answers)
+	reason(strings.Join(answers, " + "))
 	return nil
 }
 
-type redisLoss struct{ whileDown, replayAfter, replayAfterRestore string }
+type redisLoss struct{ whileDown, replayAfter, replayAfterRestore, restored string }
 
-// redisLossProbe sends a signed request, stops Redis, sends another (which
-// must be refused: without Redis no nonce can be recorded), starts Redis
-// again empty, and replays the first one to b within its 30 s window. Then
-// it snapshots Redis, has a accept one more, restarts Redis from the
-// snapshot (which lacks that nonce) and replays it to b once the replicas
+// redisLossProbe sends a signed request, stops Redis (every master of a
+// cluster), sends another (which must be refused: without Redis no nonce can
+// be recorded), starts Redis again empty, and replays the first one to b
+// within its 30 s window. Then it snapshots Redis, has a accept one more,
+// restarts Redis (in a cluster, the master holding that nonce) from the
+// snapshot, which lacks that nonce, and replays it to c once the replicas
 // had a second to notice.
 func (s *signer) redisLossProbe(ctx context.Context, i int) (redisLoss, error) {
 	var out redisLoss
@@ -254,45 +268,41 @@ func (s *signer) redisLossProbe(ctx context.Context, i int) (redisLoss, error) {
 	if err != nil {
 		return out, err
 	}
-	if a := answer(s.send(ctx, s.env.a, first)); a != "authenticated: accepted 1, duplicates 0" {
+	if a := answer(s.send(ctx, s.env.proc(0), first)); a != "authenticated: accepted 1, duplicates 0" {
 		return out, fmt.Errorf("signed request before the Redis probe: %s", a)
 	}
-	s.env.redis.stop()
+	s.env.redis.stopAll()
 	down, err := s.sign(i+1, fmt.Sprintf("%s-signed-%05d", s.env.runID, i+1))
 	if err != nil {
 		return out, err
 	}
-	out.whileDown = answer(s.send(ctx, s.env.b, down))
-	if err := s.env.redis.start(ctx); err != nil {
+	out.whileDown = answer(s.send(ctx, s.env.proc(1), down))
+	if err := s.env.redis.startAll(ctx); err != nil {
 		return out, fmt.Errorf("restart redis: %w", err)
 	}
-	out.replayAfter = answer(s.send(ctx, s.env.b, first))
+	out.replayAfter = answer(s.send(ctx, s.env.proc(1), first))
 
 	// Redis back from an older snapshot: it holds the replay mark but not
 	// the nonce of a request accepted after the snapshot was taken. The
 	// restart above moved the mark to the second after the replicas noticed
 	// it; requests signed before then are refused by design, so wait.
 	time.Sleep(2 * time.Second)
-	if err := s.env.redis.save(ctx); err != nil {
+	if err := s.env.redis.snapshot(ctx); err != nil {
 		return out, err
 	}
 	late, err := s.sign(i+2, fmt.Sprintf("%s-signed-%05d", s.env.runID, i+2))
 	if err != nil {
 		return out, err
 	}
-	if a := answer(s.send(ctx, s.env.a, late)); a != "authenticated: accepted 1, duplicates 0" {
+	if a := answer(s.send(ctx, s.env.proc(0), late)); a != "authenticated: accepted 1, duplicates 0" {
 		return out, fmt.Errorf("signed request after the snapshot: %s", a)
 	}
-	s.env.redis.stop() // --save "": shutting down writes nothing, the snapshot stays
-	if err := s.env.redis.start(ctx); err != nil {
-		return out, fmt.Errorf("restart redis from the snapshot: %w", err)
-	}
-	if err := s.env.redis.dropSnapshot(); err != nil {
+	if out.restored, err = s.env.redis.restoreSnapshot(ctx); err != nil {
 		return out, err
 	}
 	// Every replica notices a restart within a second; a replay inside that
 	// second is the documented gap, so the probe waits it out.
 	time.Sleep(2 * time.Second)
-	out.replayAfterRestore = answer(s.send(ctx, s.env.b, late))
+	out.replayAfterRestore = answer(s.send(ctx, s.env.proc(2), late))
 	return out, nil
 }

@@ -64,9 +64,10 @@ func buildTollgate(ctx context.Context, dir string) (string, error) {
 	return bin, nil
 }
 
-// writePlans writes the default catalogue with its meters and paid plans
-// unchanged, every rate limit raised to soakRateLimit, and the free plan's
-// usageMeter made a soft limit the soak cannot reach.
+// writePlans writes the default catalogue with its meters and plans, every
+// rate limit raised to soakRateLimit, the free plan's usageMeter made a
+// soft limit the soak cannot reach, and starter's and growth's lowered to
+// soakLimits, soft, with soakAlerts as thresholds.
 func writePlans(path string) (*plans.Catalog, error) {
 	var doc map[string]any
 	if err := yaml.Unmarshal(plans.DefaultsYAML(), &doc); err != nil {
@@ -79,6 +80,14 @@ func writePlans(path string) (*plans.Catalog, error) {
 			continue
 		}
 		plan["rate_limit_per_second"] = soakRateLimit
+		if limit, ok := soakLimits[fmt.Sprint(plan["id"])]; ok {
+			limits, _ := plan["limits"].(map[string]any)
+			meter, _ := limits[usageMeter].(map[string]any)
+			if meter == nil {
+				return nil, fmt.Errorf("default plans: %s has no %s limit to lower", plan["id"], usageMeter)
+			}
+			meter["limit"], meter["hard"], meter["alerts"] = limit, false, soakAlerts[fmt.Sprint(plan["id"])]
+		}
 		if plan["id"] == plans.FreePlanID {
 			limits, _ := plan["limits"].(map[string]any)
 			if limits == nil {
@@ -98,6 +107,12 @@ func writePlans(path string) (*plans.Catalog, error) {
 	}
 	if l, ok := cat.Free().LimitFor(usageMeter); !ok || l.Hard {
 		return nil, fmt.Errorf("soak plans: free plan's %s limit is not soft", usageMeter)
+	}
+	for id := range soakLimits {
+		p, ok := cat.ByID(id)
+		if l, lok := p.LimitFor(usageMeter); !ok || !lok || l.Hard || l.Limit != soakLimits[id] {
+			return nil, fmt.Errorf("soak plans: %s's %s limit is not the soft %d the alert check expects", id, usageMeter, soakLimits[id])
+		}
 	}
 	if len(paidPlans(cat)) < 2 {
 		return nil, fmt.Errorf("soak plans: phase 2 needs at least two plans sold through Stripe")

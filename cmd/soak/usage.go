@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,22 +34,35 @@ const (
 
 var endpoints = []string{"POST /v1/search", "GET /v1/items", "POST /v1/chat", ""}
 
+// usageOrg is one organisation phase 1 records for, with its own API key.
+// The main one is on the free plan, whose meter limit the load cannot
+// reach; the alert ones are on paid plans whose limits it crosses.
+type usageOrg struct {
+	name, external, id, tok, secret string
+	// share is its part of the batches.
+	share  float64
+	alerts *alertOrg // nil for the main organisation
+
+	// Guarded by usageLoad.mu.
+	sent  []string            // every key sent, for reuse
+	acked map[string]struct{} // keys of batches that succeeded
+}
+
 // usageLoad is phase 1's clients and what they were told.
 type usageLoad struct {
 	env    *environment
 	client *http.Client
-	secret string
+	orgs   []*usageOrg
 	start  time.Time
 	stopAt time.Time
 
 	mu    sync.Mutex
-	took  []time.Duration     // first attempt to success, per batch
-	sent  []string            // every key sent, for reuse
-	acked map[string]struct{} // keys of batches that succeeded
-	fails map[string]int      // failed attempts by kind
+	took  []time.Duration // first attempt to success, per batch
+	fails map[string]int  // failed attempts by kind
 
 	batches, events, reused, accepted, duplicates, rejected atomic.Int64
-	abandoned, perA, perB, miscounted                       atomic.Int64
+	abandoned, miscounted                                   atomic.Int64
+	perProc                                                 []atomic.Int64
 }
 
 type recordPayload struct {
@@ -68,28 +82,19 @@ type recordPayload struct {
 // told.
 func usagePhase(ctx context.Context, env *environment, o options, rep *report, log *slog.Logger) error {
 	const phase = "1 usage"
-	tok := env.token("soak-usage-" + env.runID)
 	hc := newHTTPClient(attemptTimeout)
-	var org struct{ Organization struct{ ID string } }
-	if err := query(ctx, hc, env.a.url, bearer(tok), orgQuery, nil, &org); err != nil {
-		return fmt.Errorf("create organisation: %w", err)
+	main := &usageOrg{name: "main", external: "soak-usage-" + env.runID, share: mainShare}
+	if err := main.create(ctx, env, hc, 0); err != nil {
+		return err
 	}
-	orgID := org.Organization.ID
-	var key struct {
-		CreateApiKey struct {
-			Secret     *string
-			UserErrors []struct{ Field, Code, Message string }
-		}
+	orgs := []*usageOrg{main}
+	alertOrgs, err := setUpAlertOrgs(ctx, env, hc, log)
+	if err != nil {
+		return err
 	}
-	in := map[string]any{"name": "soak usage", "scopes": []string{"USAGE_WRITE", "BILLING_READ"}}
-	if err := query(ctx, hc, env.b.url, bearer(tok), createKey, map[string]any{"in": in}, &key); err != nil || key.CreateApiKey.Secret == nil {
-		return fmt.Errorf("create api key: %v %+v", err, key.CreateApiKey.UserErrors)
-	}
+	orgs = append(orgs, alertOrgs...)
 
-	l := &usageLoad{
-		env: env, client: hc, secret: *key.CreateApiKey.Secret,
-		acked: map[string]struct{}{}, fails: map[string]int{},
-	}
+	l := &usageLoad{env: env, client: hc, orgs: orgs, fails: map[string]int{}, perProc: make([]atomic.Int64, len(env.processes()))}
 	l.start = time.Now()
 	l.stopAt = l.start.Add(o.duration)
 	periods := []string{l.start.UTC().Format("2006-01")}
@@ -140,15 +145,25 @@ func usagePhase(ctx context.Context, env *environment, o options, rep *report, l
 	}
 
 	l.mu.Lock()
-	acked, sent, fails, took := l.acked, len(l.sent), l.fails, l.took
+	fails, took := l.fails, l.took
+	sent, acked := 0, 0
+	for _, o := range l.orgs {
+		sent += len(o.sent)
+		acked += len(o.acked)
+	}
 	l.mu.Unlock()
 
 	rep.info(phase, "clients × duration", fmt.Sprintf("%d × %s (load ran %s)", o.clients, o.duration, loadTime.Round(time.Second)))
 	for _, t := range timeline {
 		rep.info(phase, "fault", t)
 	}
-	rep.info(phase, "batches acknowledged (a / b)", fmt.Sprintf("%d (%d / %d), %.0f/s",
-		l.batches.Load(), l.perA.Load(), l.perB.Load(), float64(l.batches.Load())/loadTime.Seconds()))
+	perProc := make([]string, len(l.perProc))
+	for i := range l.perProc {
+		perProc[i] = fmt.Sprint(l.perProc[i].Load())
+	}
+	rep.info(phase, "organisations (batches to each)", describeOrgs(orgs))
+	rep.info(phase, "batches acknowledged ("+processNames(env)+")", fmt.Sprintf("%d (%s), %.0f/s",
+		l.batches.Load(), strings.Join(perProc, " / "), float64(l.batches.Load())/loadTime.Seconds()))
 	rep.info(phase, "events sent / reusing an earlier key", fmt.Sprintf("%d / %d (%.1f%%)",
 		l.events.Load(), l.reused.Load(), 100*float64(l.reused.Load())/float64(max(l.events.Load(), 1))))
 	rep.info(phase, "failed attempts, retried with the same keys", describeCounts(fails))
@@ -157,11 +172,68 @@ func usagePhase(ctx context.Context, env *environment, o options, rep *report, l
 	rep.check(phase, "events rejected by Tollgate", l.rejected.Load(), 0)
 	rep.check(phase, "answers where accepted+duplicates+rejected ≠ batch size", l.miscounted.Load(), 0)
 	rep.checkThat(phase, "accepted as new, summed over answers", l.accepted.Load(),
-		fmt.Sprintf("≤ %d acknowledged keys", len(acked)), l.accepted.Load() <= int64(len(acked)))
+		fmt.Sprintf("≤ %d acknowledged keys", acked), l.accepted.Load() <= int64(acked))
 	rep.info(phase, "answered duplicate, summed over answers", l.duplicates.Load())
 	rep.info(phase, "distinct keys sent", sent)
 
-	return l.verify(ctx, rep, phase, orgID, tok, acked, periods)
+	totals, err := l.verify(ctx, rep, phase, periods)
+	if err != nil {
+		return err
+	}
+	env.alerts = &alertCheck{orgs: alertOrgs, totals: totals, periods: periods, loadEnd: l.stopAt}
+	return nil
+}
+
+// create makes the organisation (its first request, on process i) and an
+// API key for its usage (on the next process).
+func (o *usageOrg) create(ctx context.Context, env *environment, hc *http.Client, i int) error {
+	o.tok = env.token(o.external)
+	o.acked = map[string]struct{}{}
+	var org struct{ Organization struct{ ID string } }
+	if err := query(ctx, hc, env.proc(i).url, bearer(o.tok), orgQuery, nil, &org); err != nil {
+		return fmt.Errorf("create organisation %s: %w", o.external, err)
+	}
+	o.id = org.Organization.ID
+	var key struct {
+		CreateApiKey struct {
+			Secret     *string
+			UserErrors []struct{ Field, Code, Message string }
+		}
+	}
+	in := map[string]any{"name": "soak usage", "scopes": []string{"USAGE_WRITE", "BILLING_READ"}}
+	if err := query(ctx, hc, env.proc(i+1).url, bearer(o.tok), createKey, map[string]any{"in": in}, &key); err != nil || key.CreateApiKey.Secret == nil {
+		return fmt.Errorf("create api key of %s: %v %+v", o.external, err, key.CreateApiKey.UserErrors)
+	}
+	o.secret = *key.CreateApiKey.Secret
+	return nil
+}
+
+// pickOrg chooses a batch's organisation by the shares.
+func (l *usageLoad) pickOrg(rng *rand.Rand) *usageOrg {
+	x := rng.Float64()
+	for _, o := range l.orgs {
+		if x < o.share {
+			return o
+		}
+		x -= o.share
+	}
+	return l.orgs[0]
+}
+
+func describeOrgs(orgs []*usageOrg) string {
+	parts := make([]string, len(orgs))
+	for i, o := range orgs {
+		parts[i] = fmt.Sprintf("%s %.0f%%", o.name, 100*o.share)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func processNames(env *environment) string {
+	names := make([]string, len(env.processes()))
+	for i, t := range env.processes() {
+		names[i] = t.name
+	}
+	return strings.Join(names, " / ")
 }
 
 // runClient records batches until the run's end. A batch is retried with
@@ -170,18 +242,19 @@ func (l *usageLoad) runClient(ctx context.Context, id int) {
 	rng := rand.New(rand.NewPCG(uint64(id), uint64(time.Now().UnixNano())))
 	seq := 0
 	for time.Now().Before(l.stopAt) && ctx.Err() == nil {
+		o := l.pickOrg(rng)
 		n := 1 + rng.IntN(maxBatch)
 		events := make([]map[string]any, n)
 		keys := make([]string, n)
 		for i := range events {
 			l.mu.Lock()
-			if len(l.sent) > 0 && rng.Float64() < reuseShare {
-				keys[i] = l.sent[rng.IntN(len(l.sent))]
+			if len(o.sent) > 0 && rng.Float64() < reuseShare {
+				keys[i] = o.sent[rng.IntN(len(o.sent))]
 				l.reused.Add(1)
 			} else {
 				seq++
 				keys[i] = fmt.Sprintf("%s-c%02d-%06d", l.env.runID, id, seq)
-				l.sent = append(l.sent, keys[i])
+				o.sent = append(o.sent, keys[i])
 			}
 			l.mu.Unlock()
 			ev := map[string]any{"meter": usageMeter, "quantity": 1, "idempotencyKey": keys[i]}
@@ -191,12 +264,12 @@ func (l *usageLoad) runClient(ctx context.Context, id int) {
 			events[i] = ev
 		}
 		l.events.Add(int64(n))
-		l.send(ctx, rng, keys, gqlBody(recordUsage, map[string]any{"in": map[string]any{"events": events}}))
+		l.send(ctx, rng, o, keys, gqlBody(recordUsage, map[string]any{"in": map[string]any{"events": events}}))
 	}
 }
 
 // send delivers one batch, retrying on any failure with backoff.
-func (l *usageLoad) send(ctx context.Context, rng *rand.Rand, keys []string, body []byte) {
+func (l *usageLoad) send(ctx context.Context, rng *rand.Rand, o *usageOrg, keys []string, body []byte) {
 	first := time.Now()
 	backoff := 50 * time.Millisecond
 	for attempt := 0; ; attempt++ {
@@ -209,9 +282,9 @@ func (l *usageLoad) send(ctx context.Context, rng *rand.Rand, keys []string, bod
 		}
 		procs := l.env.processes()
 		p := rng.IntN(len(procs))
-		headers := map[string]string{"X-API-Key": l.secret}
+		headers := map[string]string{"X-API-Key": o.secret}
 		if rng.IntN(2) == 0 {
-			headers = map[string]string{"Authorization": "Bearer " + l.secret}
+			headers = map[string]string{"Authorization": "Bearer " + o.secret}
 		}
 		r, err := postGraphQL(ctx, l.client, procs[p].url, headers, body)
 		failure := r.failure(err)
@@ -224,7 +297,7 @@ func (l *usageLoad) send(ctx context.Context, rng *rand.Rand, keys []string, bod
 			}
 		}
 		if failure == "" {
-			l.acknowledge(keys, out, p, time.Since(first))
+			l.acknowledge(o, keys, out, p, time.Since(first))
 			return
 		}
 		l.mu.Lock()
@@ -240,7 +313,7 @@ func (l *usageLoad) send(ctx context.Context, rng *rand.Rand, keys []string, bod
 	}
 }
 
-func (l *usageLoad) acknowledge(keys []string, out recordPayload, proc int, took time.Duration) {
+func (l *usageLoad) acknowledge(o *usageOrg, keys []string, out recordPayload, proc int, took time.Duration) {
 	rejected := map[int]bool{}
 	for _, r := range out.RecordUsage.Rejected {
 		rejected[r.Index] = true
@@ -248,17 +321,13 @@ func (l *usageLoad) acknowledge(keys []string, out recordPayload, proc int, took
 	l.mu.Lock()
 	for i, k := range keys {
 		if !rejected[i] {
-			l.acked[k] = struct{}{}
+			o.acked[k] = struct{}{}
 		}
 	}
 	l.took = append(l.took, took)
 	l.mu.Unlock()
 	l.batches.Add(1)
-	if proc == 0 {
-		l.perA.Add(1)
-	} else {
-		l.perB.Add(1)
-	}
+	l.perProc[proc].Add(1)
 	l.accepted.Add(int64(out.RecordUsage.Accepted))
 	l.duplicates.Add(int64(out.RecordUsage.Duplicates))
 	l.rejected.Add(int64(len(out.RecordUsage.Rejected)))

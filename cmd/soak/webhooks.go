@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,7 +37,7 @@ type webhookTally struct {
 	outcomes map[string]int // of 200 answers
 	refused  map[string]int // non-200 answers and transport errors, by kind
 	failed   int            // deliveries never answered 200
-	perProc  [2]atomic.Int64
+	perProc  []atomic.Int64
 }
 
 func (t *webhookTally) count(m map[string]int, k string) {
@@ -46,7 +47,7 @@ func (t *webhookTally) count(m map[string]int, k string) {
 }
 
 // webhookPhase sends every version of every lifecycle three times, shuffled,
-// to both processes at once, then checks each subscription against its last
+// to all processes at once, then checks each subscription against its last
 // version.
 func webhookPhase(ctx context.Context, env *environment, o options, rep *report, log *slog.Logger) error {
 	const phase = "2 webhooks"
@@ -85,7 +86,7 @@ func webhookPhase(ctx context.Context, env *environment, o options, rep *report,
 	}
 
 	log.Info("soak: phase 2: delivering", "events", events, "deliveries", len(queue))
-	tally := &webhookTally{outcomes: map[string]int{}, refused: map[string]int{}}
+	tally := &webhookTally{outcomes: map[string]int{}, refused: map[string]int{}, perProc: make([]atomic.Int64, len(env.processes()))}
 	sendStart := time.Now()
 	err := forEach(ctx, len(queue), webhookWorkers, func(ctx context.Context, i int) error {
 		d := queue[i]
@@ -102,7 +103,11 @@ func webhookPhase(ctx context.Context, env *environment, o options, rep *report,
 		rep.info(phase, "lifecycles whose first update shares the creation's second", fmt.Sprintf("about %.0f%%", 100*o.sameSecond))
 	}
 	rep.info(phase, "organisations created over GraphQL", fmt.Sprintf("%d in %s", len(lives), orgsTook.Round(time.Millisecond)))
-	rep.info(phase, "deliveries to a / b", fmt.Sprintf("%d / %d in %s, %.0f/s", tally.perProc[0].Load(), tally.perProc[1].Load(),
+	perProc := make([]string, len(tally.perProc))
+	for i := range tally.perProc {
+		perProc[i] = fmt.Sprint(tally.perProc[i].Load())
+	}
+	rep.info(phase, "deliveries to "+processNames(env), fmt.Sprintf("%s in %s, %.0f/s", strings.Join(perProc, " / "),
 		sendTook.Round(time.Millisecond), float64(len(queue))/sendTook.Seconds()))
 	rep.info(phase, "answers 200 by outcome", describeCounts(tally.outcomes))
 	rep.info(phase, "answers other than 200 (retried)", describeCounts(tally.refused))
@@ -116,7 +121,7 @@ func webhookPhase(ctx context.Context, env *environment, o options, rep *report,
 // first request does, alternating processes, and records its id.
 func createOrgs(ctx context.Context, env *environment, hc *http.Client, lives []lifecycle) error {
 	return forEach(ctx, len(lives), webhookWorkers, func(ctx context.Context, i int) error {
-		t := env.processes()[i%2]
+		t := env.proc(i)
 		var org struct{ Organization struct{ ID string } }
 		if err := query(ctx, hc, t.url, bearer(env.token(lives[i].orgExternal)), orgQuery, nil, &org); err != nil {
 			return fmt.Errorf("create organisation %s on %s: %w", lives[i].orgExternal, t.name, err)
@@ -130,28 +135,17 @@ func createOrgs(ctx context.Context, env *environment, hc *http.Client, lives []
 // random process, retrying anything but a 200.
 func deliver(ctx context.Context, env *environment, hc *http.Client, body []byte, tally *webhookTally) {
 	for attempt := range deliveryAttempts {
-		p := rand.IntN(2)
-		t := env.processes()[p]
-		signed := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: env.webhookSecret, Timestamp: time.Now()})
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.url+"/webhooks/stripe", bytes.NewReader(body))
-		if err != nil {
-			panic(err) // a fixed, valid URL
-		}
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Stripe-Signature", signed.Header)
+		p := rand.IntN(len(env.processes()))
 		tally.perProc[p].Add(1)
-		resp, err := hc.Do(req)
-		if err != nil {
+		status, outcome, err := postStripeEvent(ctx, env, hc, env.processes()[p], body)
+		switch {
+		case err != nil:
 			tally.count(tally.refused, "transport error")
-		} else {
-			var out struct{ Outcome string }
-			_ = json.NewDecoder(resp.Body).Decode(&out)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				tally.count(tally.outcomes, out.Outcome)
-				return
-			}
-			tally.count(tally.refused, fmt.Sprintf("http %d", resp.StatusCode))
+		case status == http.StatusOK:
+			tally.count(tally.outcomes, outcome)
+			return
+		default:
+			tally.count(tally.refused, fmt.Sprintf("http %d", status))
 		}
 		if ctx.Err() != nil {
 			return
@@ -161,4 +155,25 @@ func deliver(ctx context.Context, env *environment, hc *http.Client, body []byte
 	tally.mu.Lock()
 	tally.failed++
 	tally.mu.Unlock()
+}
+
+// postStripeEvent posts one Stripe event to t, signed now, and reports the
+// HTTP status and the outcome Tollgate answered (applied, stale,
+// duplicate).
+func postStripeEvent(ctx context.Context, env *environment, hc *http.Client, t *tollgate, body []byte) (int, string, error) {
+	signed := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: env.webhookSecret, Timestamp: time.Now()})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.url+"/webhooks/stripe", bytes.NewReader(body))
+	if err != nil {
+		return 0, "", err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Stripe-Signature", signed.Header)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	var out struct{ Outcome string }
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out.Outcome, nil
 }

@@ -94,7 +94,7 @@ WHERE s.stripe_subscription_id LIKE $1`, prefix)
 	bad := 0
 	for i := range n {
 		l := lives[i*len(lives)/n]
-		t := env.processes()[i%2]
+		t := env.proc(i)
 		var got struct {
 			Subscription struct {
 				Plan              struct{ ID string }
@@ -121,7 +121,7 @@ WHERE s.stripe_subscription_id LIKE $1`, prefix)
 			}
 		}
 	}
-	rep.check(phase, fmt.Sprintf("subscription query ≠ last version (%d sampled, both processes)", n), bad, 0)
+	rep.check(phase, fmt.Sprintf("subscription query ≠ last version (%d sampled, all processes)", n), bad, 0)
 	return nil
 }
 
