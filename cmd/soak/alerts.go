@@ -35,15 +35,26 @@ const (
 // The soak's paid plans: soft api_calls limits (usage past them is
 // accepted, so the load is never refused) that the load crosses, starter's
 // early in phase 1 and growth's late or not at all, with their own
-// thresholds. A soft limit's thresholds, 100% included, fire
-// usage.threshold_reached; usage.limit_reached is 100% of a hard limit.
+// thresholds; and on starter a small hard limit on hardMeter, which phase
+// 1's consumers fill exactly (see hardlimit.go). A soft limit's thresholds,
+// 100% included, fire usage.threshold_reached; 100% of a hard limit fires
+// usage.limit_reached.
 var (
 	soakLimits = map[string]int64{"starter": 20_000, "growth": 40_000}
 	soakAlerts = map[string][]int{"starter": {10, 25, 50, 75, 90, 100}, "growth": {20, 40, 60, 80, 100}}
 )
 
+const (
+	hardMeter    = "llm_tokens"
+	hardPlan     = "starter"
+	hardLimit    = 1_000
+	hardMaxUnits = 5 // a consumer's quantity is 1 to hardMaxUnits
+)
+
+var hardAlerts = []int{50, 100}
+
 // alertSpecs are the alert organisations: on each plan with its thresholds,
-// and one that set its own through setUsageAlerts.
+// and one that set its own on api_calls through setUsageAlerts.
 var alertSpecs = []struct {
 	name, plan string
 	own        []int
@@ -61,12 +72,29 @@ func everyFive() []int {
 	return p
 }
 
-// alertOrg is what an alert organisation expects.
+// alertOrg is what an alert organisation expects, per meter.
 type alertOrg struct {
-	plan     string
+	plan   string
+	meters []*alertMeter
+}
+
+// alertMeter is one limited meter of an alert organisation.
+type alertMeter struct {
+	meter    string
 	limit    int64
+	hard     bool
 	percents []int // the thresholds in effect, ascending
 	own      bool  // set through setUsageAlerts
+	total    int64 // stored after phase 1
+}
+
+func (a *alertOrg) meter(name string) *alertMeter {
+	for _, m := range a.meters {
+		if m.meter == name {
+			return m
+		}
+	}
+	return nil
 }
 
 // setUpAlertOrgs creates the alert organisations, moves each to its plan
@@ -81,11 +109,18 @@ func setUpAlertOrgs(ctx context.Context, env *environment, hc *http.Client, log 
 		if !ok {
 			return nil, fmt.Errorf("soak plans have no %s plan", spec.plan)
 		}
-		limit, _ := plan.LimitFor(usageMeter)
 		o := &usageOrg{
 			name: spec.name, external: "soak-" + spec.name + "-" + env.runID,
 			share:  (1 - mainShare) / float64(len(alertSpecs)),
-			alerts: &alertOrg{plan: plan.ID, limit: limit.Limit, percents: limit.Alerts},
+			alerts: &alertOrg{plan: plan.ID},
+		}
+		for _, name := range []string{usageMeter, hardMeter} {
+			if l, ok := plan.LimitFor(name); ok && !l.Unlimited && (name == usageMeter || l.Hard) {
+				o.alerts.meters = append(o.alerts.meters, &alertMeter{meter: name, limit: l.Limit, hard: l.Hard, percents: l.Alerts})
+			}
+		}
+		if o.alerts.meter(hardMeter) != nil {
+			o.hard = &hardTally{allowed: map[string]int64{}, other: map[string]int{}}
 		}
 		if err := o.create(ctx, env, hc, i); err != nil {
 			return nil, err
@@ -104,7 +139,8 @@ func setUpAlertOrgs(ctx context.Context, env *environment, hc *http.Client, log 
 			if err := query(ctx, hc, env.proc(i+2).url, bearer(o.tok), setAlerts, vars, &out); err != nil || out.SetUsageAlerts.UsageAlerts == nil {
 				return nil, fmt.Errorf("setUsageAlerts for %s: %v %+v", o.name, err, out.SetUsageAlerts.UserErrors)
 			}
-			o.alerts.percents, o.alerts.own = out.SetUsageAlerts.UsageAlerts.Percents, true
+			m := o.alerts.meter(usageMeter)
+			m.percents, m.own = out.SetUsageAlerts.UsageAlerts.Percents, true
 		}
 		var ep struct {
 			CreateWebhookEndpoint struct {
@@ -164,19 +200,21 @@ func thresholdOf(limit int64, percent int) int64 {
 	return limit/100*p + (limit%100*p+99)/100
 }
 
-// expected are the thresholds a total crossed.
-func (a *alertOrg) expected(total int64) []int {
+// expected are the thresholds the stored total crossed.
+func (m *alertMeter) expected() []int {
 	var out []int
-	for _, p := range a.percents {
-		if thresholdOf(a.limit, p) <= total {
+	for _, p := range m.percents {
+		if thresholdOf(m.limit, p) <= m.total {
 			out = append(out, p)
 		}
 	}
 	return out
 }
 
-// eventType is the outbound event an alert at percent sends: the soak's
-// limits are soft, so every one is a threshold.
-func (a *alertOrg) eventType(percent int) string {
+// eventType is the outbound event an alert at percent sends.
+func (m *alertMeter) eventType(percent int) string {
+	if m.hard && percent == 100 {
+		return "usage.limit_reached"
+	}
 	return "usage.threshold_reached"
 }

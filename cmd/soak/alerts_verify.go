@@ -6,23 +6,28 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 )
 
 // alertCheck is what phase 1 hands the alert check: the alert
-// organisations and their stored totals, which the usage checks compared
+// organisations, with the stored totals that the usage checks compared
 // with what clients were told.
 type alertCheck struct {
-	orgs    []*usageOrg
-	totals  map[*usageOrg]int64
-	periods []string
-	loadEnd time.Time
+	orgs               []*usageOrg
+	periods            []string
+	loadStart, loadEnd time.Time
 }
 
-// alertKey names one alert of phase 1's meter in phase 1's period.
+// alertKey names one alert in phase 1's period.
 type alertKey struct {
 	org     string // organisation id
+	meter   string
 	percent int
+}
+
+func (k alertKey) describe(byID map[string]*usageOrg) string {
+	return fmt.Sprintf("%s %s %d%%", byID[k.org].name, k.meter, k.percent)
 }
 
 // alertPhase runs after the other phases, so that deliveries retried after
@@ -47,16 +52,23 @@ func alertPhase(ctx context.Context, env *environment, rep *report, log *slog.Lo
 	var perOrg []string
 	for i, o := range c.orgs {
 		ids[i], byID[o.id] = o.id, o
-		exp := o.alerts.expected(c.totals[o])
-		for _, p := range exp {
-			expected[alertKey{o.id, p}] = true
+		var parts []string
+		for _, m := range o.alerts.meters {
+			exp := m.expected()
+			for _, p := range exp {
+				expected[alertKey{o.id, m.meter, p}] = true
+			}
+			src, kind := "plan's", "soft"
+			if m.own {
+				src = "own"
+			}
+			if m.hard {
+				kind = "hard"
+			}
+			parts = append(parts, fmt.Sprintf("%s %d of %d %s thresholds (%s limit %d, used %d)",
+				m.meter, len(exp), len(m.percents), src, kind, m.limit, m.total))
 		}
-		src := "plan's"
-		if o.alerts.own {
-			src = "own"
-		}
-		perOrg = append(perOrg, fmt.Sprintf("%s: %d of %d %s thresholds crossed (%s, soft limit %d, used %d)",
-			o.name, len(exp), len(o.alerts.percents), src, o.alerts.plan, o.alerts.limit, c.totals[o]))
+		perOrg = append(perOrg, fmt.Sprintf("%s (%s): %s", o.name, o.alerts.plan, strings.Join(parts, "; ")))
 	}
 
 	// Alerts commit with the usage that crossed them, so they are all
@@ -94,12 +106,12 @@ func alertPhase(ctx context.Context, env *environment, rep *report, log *slog.Lo
 		rows += n
 		doubled += n - 1
 		if !expected[k] {
-			unexpected = append(unexpected, fmt.Sprintf("%s %d%%", byID[k.org].name, k.percent))
+			unexpected = append(unexpected, k.describe(byID))
 		}
 	}
 	for k := range expected {
 		if _, ok := fired[k]; !ok {
-			notFired = append(notFired, fmt.Sprintf("%s %d%%", byID[k.org].name, k.percent))
+			notFired = append(notFired, k.describe(byID))
 		}
 	}
 	for _, line := range perOrg {
@@ -119,7 +131,7 @@ func alertPhase(ctx context.Context, env *environment, rep *report, log *slog.Lo
 	for _, t := range env.processes() {
 		bad := 0
 		for _, o := range c.orgs {
-			n, err := queryAlerts(ctx, env, t, o, period, c.totals[o])
+			n, err := queryAlerts(ctx, env, t, o, period)
 			if err != nil {
 				return err
 			}
@@ -148,7 +160,7 @@ func alertPhase(ctx context.Context, env *environment, rep *report, log *slog.Lo
 		switch {
 		case len(msgs) == 0:
 			missing++
-			missingNames = append(missingNames, fmt.Sprintf("%s %d%%", byID[k.org].name, k.percent))
+			missingNames = append(missingNames, k.describe(byID))
 		case len(msgs) > 1:
 			distinctDoubled++
 		}
@@ -185,6 +197,9 @@ func alertPhase(ctx context.Context, env *environment, rep *report, log *slog.Lo
 	rep.info(phase, "first arrivals answered 500 on purpose", tot.failed)
 	rep.info(phase, "attempts recorded by Tollgate (failed)", fmt.Sprintf("%d (%d)", attempts, failedAttempts))
 	rep.info(phase, "last check, after the load", waited.Round(100*time.Millisecond))
+	if slow, err := slowestDelivery(ctx, env, ids, c.loadStart); err == nil && slow != "" {
+		rep.info(phase, "slowest delivery (t = since the load started)", slow)
+	}
 	if n, err := riverWorkers(ctx, env); err == nil {
 		rep.info(phase, "River clients that worked deliveries", n)
 	}
@@ -196,8 +211,8 @@ func alertPhase(ctx context.Context, env *environment, rep *report, log *slog.Lo
 
 // firedAlerts counts usage_alerts rows per alert of the organisations.
 func firedAlerts(ctx context.Context, env *environment, ids []string) (map[alertKey]int, error) {
-	rows, err := env.db.Query(ctx, `SELECT org_id, percent, count(*) FROM usage_alerts
-		WHERE org_id = ANY($1) AND meter = $2 GROUP BY org_id, percent`, ids, usageMeter)
+	rows, err := env.db.Query(ctx, `SELECT org_id, meter, percent, count(*) FROM usage_alerts
+		WHERE org_id = ANY($1) GROUP BY org_id, meter, percent`, ids)
 	if err != nil {
 		return nil, fmt.Errorf("read usage_alerts: %w", err)
 	}
@@ -206,7 +221,7 @@ func firedAlerts(ctx context.Context, env *environment, ids []string) (map[alert
 	for rows.Next() {
 		var k alertKey
 		var n int
-		if err := rows.Scan(&k.org, &k.percent, &n); err != nil {
+		if err := rows.Scan(&k.org, &k.meter, &k.percent, &n); err != nil {
 			return nil, err
 		}
 		out[k] = n
@@ -240,7 +255,7 @@ func alertEvents(ctx context.Context, env *environment, ids []string) (map[alert
 		if err := json.Unmarshal([]byte(raw), &p); err != nil {
 			return nil, fmt.Errorf("outbound event payload: %w", err)
 		}
-		out[alertKey{p.OrganizationID, p.Data.Percent}]++
+		out[alertKey{p.OrganizationID, p.Data.Meter, p.Data.Percent}]++
 	}
 	return out, rows.Err()
 }
@@ -253,6 +268,39 @@ func countAttempts(ctx context.Context, env *environment, ids []string) (int, in
 		return 0, 0, fmt.Errorf("count delivery attempts: %w", err)
 	}
 	return all, failed, nil
+}
+
+// slowestDelivery describes the delivery delivered last: when it was
+// created and each attempt's time and outcome.
+func slowestDelivery(ctx context.Context, env *environment, ids []string, start time.Time) (string, error) {
+	rows, err := env.db.Query(ctx, `SELECT d.created_at, a.attempted_at, COALESCE(a.status_code, 0), a.error
+		FROM webhook_delivery_attempts a JOIN webhook_deliveries d ON d.id = a.delivery_id
+		WHERE d.id = (SELECT id FROM webhook_deliveries WHERE org_id = ANY($1) AND delivered_at IS NOT NULL
+		              ORDER BY delivered_at DESC LIMIT 1)
+		ORDER BY a.number`, ids)
+	if err != nil {
+		return "", err
+	}
+	defer rows.Close()
+	t := func(at time.Time) string { return fmt.Sprintf("t+%.1fs", at.Sub(start).Seconds()) }
+	var parts []string
+	for rows.Next() {
+		var created, at time.Time
+		var code int
+		var msg string
+		if err := rows.Scan(&created, &at, &code, &msg); err != nil {
+			return "", err
+		}
+		if len(parts) == 0 {
+			parts = append(parts, "created "+t(created))
+		}
+		outcome := fmt.Sprint(code)
+		if code == 0 {
+			outcome = "no answer"
+		}
+		parts = append(parts, t(at)+" "+outcome)
+	}
+	return strings.Join(parts, ", "), rows.Err()
 }
 
 // riverWorkers counts the River clients (one per process) that attempted
@@ -277,8 +325,12 @@ func deliveredByAlert(got map[string][]hookMessage, byID map[string]*usageOrg) m
 	for name, msgs := range got {
 		o := byName[name]
 		for _, m := range msgs {
-			k := alertKey{m.payload.OrganizationID, m.payload.Data.Percent}
-			if o == nil || k.org != o.id || m.payload.Data.Meter != usageMeter || m.payload.Type != o.alerts.eventType(k.percent) {
+			k := alertKey{m.payload.OrganizationID, m.payload.Data.Meter, m.payload.Data.Percent}
+			var am *alertMeter
+			if o != nil {
+				am = o.alerts.meter(k.meter)
+			}
+			if am == nil || k.org != o.id || m.payload.Type != am.eventType(k.percent) {
 				k.percent = 0
 			}
 			out[k] = append(out[k], m)
@@ -287,20 +339,21 @@ func deliveredByAlert(got map[string][]hookMessage, byID map[string]*usageOrg) m
 	return out
 }
 
-// outOfOrder counts, per organisation, deliveries whose sequence is not
-// above that of the lower threshold's: thresholds are crossed in order, and
-// the sequence follows commit order.
+// outOfOrder counts, per organisation and meter, deliveries whose sequence
+// is not above that of the lower threshold's: thresholds are crossed in
+// order, and the sequence follows commit order.
 func outOfOrder(got map[alertKey][]hookMessage, byID map[string]*usageOrg) int {
 	type seq struct {
 		percent int
 		seq     int64
 	}
-	per := map[string][]seq{}
+	per := map[[2]string][]seq{}
 	for k, msgs := range got {
 		if k.percent == 0 || len(msgs) != 1 {
 			continue
 		}
-		per[k.org] = append(per[k.org], seq{k.percent, msgs[0].payload.Sequence})
+		om := [2]string{k.org, k.meter}
+		per[om] = append(per[om], seq{k.percent, msgs[0].payload.Sequence})
 	}
 	bad := 0
 	for _, s := range per {
@@ -315,9 +368,9 @@ func outOfOrder(got map[alertKey][]hookMessage, byID map[string]*usageOrg) int {
 }
 
 // queryAlerts reads usageAlerts(period) for one organisation on t and
-// counts what differs from the thresholds its total crossed: a missing or
+// counts what differs from the thresholds its totals crossed: a missing or
 // extra alert, or one whose figures are off.
-func queryAlerts(ctx context.Context, env *environment, t *tollgate, o *usageOrg, period string, total int64) (int, error) {
+func queryAlerts(ctx context.Context, env *environment, t *tollgate, o *usageOrg, period string) (int, error) {
 	var out struct {
 		UsageAlerts []struct {
 			Meter        string
@@ -330,22 +383,26 @@ func queryAlerts(ctx context.Context, env *environment, t *tollgate, o *usageOrg
 	if err := query(ctx, newHTTPClient(10*time.Second), t.url, bearer(o.tok), usageAlertsQuery, map[string]any{"period": period}, &out); err != nil {
 		return 0, fmt.Errorf("usageAlerts on %s: %w", t.name, err)
 	}
-	want := map[int]bool{}
-	for _, p := range o.alerts.expected(total) {
-		want[p] = true
+	want := map[alertKey]bool{}
+	for _, m := range o.alerts.meters {
+		for _, p := range m.expected() {
+			want[alertKey{o.id, m.meter, p}] = true
+		}
 	}
 	bad := 0
-	seen := map[int]bool{}
+	seen := map[alertKey]bool{}
 	for _, a := range out.UsageAlerts {
-		ok := a.Meter == usageMeter && a.Period != nil && *a.Period == period && want[a.Percent] && !seen[a.Percent] &&
-			a.Limit == o.alerts.limit && a.Used >= thresholdOf(a.Limit, a.Percent) && a.Used <= total && !a.LimitReached
-		seen[a.Percent] = true
+		k := alertKey{o.id, a.Meter, a.Percent}
+		m := o.alerts.meter(a.Meter)
+		ok := m != nil && a.Period != nil && *a.Period == period && want[k] && !seen[k] && a.Limit == m.limit &&
+			a.Used >= thresholdOf(a.Limit, a.Percent) && a.Used <= m.total && a.LimitReached == (m.hard && a.Percent == 100)
+		seen[k] = true
 		if !ok {
 			bad++
 		}
 	}
-	for p := range want {
-		if !seen[p] {
+	for k := range want {
+		if !seen[k] {
 			bad++
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -103,6 +104,9 @@ func newEnvironment(ctx context.Context, o options, log *slog.Logger) (*environm
 	log.Info("soak: starting tollgate a, b and c")
 	for _, name := range []string{"a", "b", "c"} {
 		t, err := startTollgate(ctx, name, bin, dir, env)
+		if err != nil && o.redisMode == "cluster" {
+			return e, fmt.Errorf("%w (-redis cluster needs a Tollgate that reads REDIS_URL in go-redis's ParseClusterURL form)", err)
+		}
 		if err != nil {
 			return e, err
 		}

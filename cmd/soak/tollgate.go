@@ -67,7 +67,8 @@ func buildTollgate(ctx context.Context, dir string) (string, error) {
 // writePlans writes the default catalogue with its meters and plans, every
 // rate limit raised to soakRateLimit, the free plan's usageMeter made a
 // soft limit the soak cannot reach, and starter's and growth's lowered to
-// soakLimits, soft, with soakAlerts as thresholds.
+// soakLimits, soft, with soakAlerts as thresholds; starter's hardMeter is a
+// hard hardLimit with hardAlerts.
 func writePlans(path string) (*plans.Catalog, error) {
 	var doc map[string]any
 	if err := yaml.Unmarshal(plans.DefaultsYAML(), &doc); err != nil {
@@ -87,6 +88,9 @@ func writePlans(path string) (*plans.Catalog, error) {
 				return nil, fmt.Errorf("default plans: %s has no %s limit to lower", plan["id"], usageMeter)
 			}
 			meter["limit"], meter["hard"], meter["alerts"] = limit, false, soakAlerts[fmt.Sprint(plan["id"])]
+			if plan["id"] == hardPlan {
+				limits[hardMeter] = map[string]any{"limit": hardLimit, "hard": true, "alerts": hardAlerts}
+			}
 		}
 		if plan["id"] == plans.FreePlanID {
 			limits, _ := plan["limits"].(map[string]any)
@@ -113,6 +117,10 @@ func writePlans(path string) (*plans.Catalog, error) {
 		if l, lok := p.LimitFor(usageMeter); !ok || !lok || l.Hard || l.Limit != soakLimits[id] {
 			return nil, fmt.Errorf("soak plans: %s's %s limit is not the soft %d the alert check expects", id, usageMeter, soakLimits[id])
 		}
+	}
+	hp, _ := cat.ByID(hardPlan)
+	if l, ok := hp.LimitFor(hardMeter); !ok || !l.Hard || l.Limit != hardLimit {
+		return nil, fmt.Errorf("soak plans: %s's %s limit is not the hard %d the alert check expects", hardPlan, hardMeter, hardLimit)
 	}
 	if len(paidPlans(cat)) < 2 {
 		return nil, fmt.Errorf("soak plans: phase 2 needs at least two plans sold through Stripe")

@@ -41,7 +41,8 @@ type usageOrg struct {
 	name, external, id, tok, secret string
 	// share is its part of the batches.
 	share  float64
-	alerts *alertOrg // nil for the main organisation
+	alerts *alertOrg  // nil for the main organisation
+	hard   *hardTally // nil unless its plan has a hard hardMeter limit
 
 	// Guarded by usageLoad.mu.
 	sent  []string            // every key sent, for reuse
@@ -129,6 +130,17 @@ func usagePhase(ctx context.Context, env *environment, o options, rep *report, l
 			l.runClient(ctx, i)
 		}()
 	}
+	consumers := 0
+	for _, org := range orgs {
+		for range org.hard.consumers() {
+			clients.Add(1)
+			go func(id int) {
+				defer clients.Done()
+				l.runConsumer(ctx, org, id)
+			}(consumers)
+			consumers++
+		}
+	}
 	clients.Wait()
 	progress.Stop()
 	close(loadDone)
@@ -180,7 +192,13 @@ func usagePhase(ctx context.Context, env *environment, o options, rep *report, l
 	if err != nil {
 		return err
 	}
-	env.alerts = &alertCheck{orgs: alertOrgs, totals: totals, periods: periods, loadEnd: l.stopAt}
+	for _, o := range alertOrgs {
+		o.alerts.meter(usageMeter).total = totals[o]
+	}
+	if err := l.verifyHard(ctx, rep, phase); err != nil {
+		return err
+	}
+	env.alerts = &alertCheck{orgs: alertOrgs, periods: periods, loadStart: l.start, loadEnd: l.stopAt}
 	return nil
 }
 
