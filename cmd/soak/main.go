@@ -1,17 +1,25 @@
-// Soak is Tollgate's fault and load harness. It starts its own Redis and
-// Postgres (a private cluster when it can), builds Tollgate, runs two
-// processes sharing them, and checks three promises under load:
+// Soak is Tollgate's fault and load harness. It starts its own Redis (one
+// server, or with -redis cluster a Redis Cluster of three masters) and
+// Postgres (a private cluster when it can), builds Tollgate, runs three
+// processes sharing them, and checks four promises under load:
 //
-//  1. usage recorded by 64 concurrent clients, through a Redis outage and a
-//     Postgres restart, is counted exactly once per acknowledged key;
-//  2. shuffled, duplicated subscription webhooks sent to both processes at
+//  1. usage recorded by 64 concurrent clients for four organisations,
+//     through a Redis outage (in cluster mode: one master killed) and a
+//     Postgres restart, is counted exactly once per acknowledged key, and a
+//     hard limit filled through consumeUsage is never passed;
+//  2. shuffled, duplicated subscription webhooks sent to all processes at
 //     once leave every subscription as its last Stripe version;
-//  3. a signed request replayed to the other process is refused.
+//  3. a signed request replayed to another process is refused;
+//  4. every usage-alert threshold the load crossed fired exactly once, and
+//     reached the organisation's webhook endpoint (a receiver the harness
+//     runs, which fails some first attempts and is unreachable around the
+//     Postgres restart) under exactly one webhook-id, its signature
+//     verified with the Standard Webhooks library.
 //
 // It prints a table of figures and exits 1 if any is off, 2 if it could not
 // run. Everything listens on 127.0.0.1 only.
 //
-//	go run ./cmd/soak [-duration 60s] [-lifecycles 1000] [-signed 200] [-same-second 0] [-keep]
+//	go run ./cmd/soak [-redis single|cluster] [-duration 60s] [-lifecycles 1000] [-signed 200] [-same-second 0] [-keep]
 package main
 
 import (
