@@ -7,8 +7,9 @@ bench:
 
 .PHONY: soak
 
-# Fault and load harness: two Tollgate processes on a private Postgres and
-# Redis, through a Redis outage and a Postgres restart (see cmd/soak).
+# Fault and load harness: three Tollgate processes on a private Postgres and
+# Redis (SOAK_FLAGS="-redis cluster": three Redis Cluster masters), through a
+# Redis outage and a Postgres restart (see cmd/soak).
 # Pass flags with SOAK_FLAGS, e.g. make soak SOAK_FLAGS="-duration 30s -lifecycles 200"
 soak:
 	go run ./cmd/soak $(SOAK_FLAGS)
