@@ -11,18 +11,22 @@ import (
 // postgresOutage how long Postgres does, between its stop and start.
 // The webhook receiver is unreachable from receiverLead before Postgres
 // stops until receiverLag after it is back, so that deliveries sent just
-// before and picked up again just after find it down.
+// before and picked up again just after find it down. In the failWindow
+// before that, it answers 500 to half the first arrivals: their retries,
+// 24 to 36 s later (River's first backoff), land after it is back, so no
+// delivery fails twice and waits for the 60 s second backoff.
 const (
 	redisOutage    = 5 * time.Second
 	postgresOutage = 3 * time.Second
 	receiverLead   = 2 * time.Second
 	receiverLag    = 3 * time.Second
+	failWindow     = 10 * time.Second
 )
 
 // injectFaults stops and restarts Redis a quarter into the run, and
 // restarts Postgres at 60%, while the clients keep recording; the webhook
-// receiver is unreachable from shortly before Postgres stops until shortly
-// after it is back. It returns a line per fault for the report.
+// receiver fails first arrivals for a while, then is unreachable from
+// shortly before Postgres stops until shortly after it is back. It returns a line per fault for the report.
 func injectFaults(ctx context.Context, env *environment, start time.Time, d time.Duration, log *slog.Logger) ([]string, error) {
 	var timeline []string
 	at := func() string { return fmt.Sprintf("t+%.1fs", time.Since(start).Seconds()) }
@@ -40,11 +44,18 @@ func injectFaults(ctx context.Context, env *environment, start time.Time, d time
 	timeline = append(timeline, fmt.Sprintf("%s: %s, back %s", what, stopAt, at()))
 	log.Info("soak: fault: redis is back")
 
-	if err := sleepUntil(start.Add(d*6/10 - receiverLead)); err != nil {
+	if err := sleepUntil(start.Add(d*6/10 - receiverLead - failWindow)); err != nil {
+		return timeline, err
+	}
+	log.Info("soak: fault: webhook receiver fails first arrivals")
+	failAt := at()
+	env.hooks.failFirstArrivals(true)
+	if err := sleepCtx(ctx, failWindow); err != nil {
 		return timeline, err
 	}
 	log.Info("soak: fault: webhook receiver unreachable")
 	downAt := at()
+	env.hooks.failFirstArrivals(false)
 	env.hooks.down()
 	if err := sleepCtx(ctx, receiverLead); err != nil {
 		return timeline, err
@@ -67,6 +78,7 @@ func injectFaults(ctx context.Context, env *environment, start time.Time, d time
 	if err := env.hooks.up(); err != nil {
 		return timeline, fmt.Errorf("webhook receiver: listen again: %w", err)
 	}
-	timeline = append(timeline, fmt.Sprintf("webhook receiver refused connections %s to %s", downAt, at()))
+	timeline = append(timeline, fmt.Sprintf("webhook receiver answered 500 to half the first arrivals %s to %s, refused connections %s to %s",
+		failAt, downAt, downAt, at()))
 	return timeline, nil
 }

@@ -19,7 +19,7 @@ import (
 const (
 	consumeUsage = `mutation Consume($in: ConsumeUsageInput!) { consumeUsage(input: $in) {
   allowed reason userErrors { field code message } } }`
-	hardConsumers = 2
+	hardConsumers = 3
 )
 
 // hardTally is what one organisation's consumers were answered. Guarded by

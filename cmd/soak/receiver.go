@@ -13,21 +13,16 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 )
 
-// failFirstShare of events are answered 500 the first time they arrive, so
-// that Tollgate's retries carry part of the deliveries.
-const failFirstShare = 0.3
-
-// retryQuiet is how long after the receiver was unreachable it fails
-// nothing on purpose: a first arrival then may be the retry of an attempt
-// that found it down, and failing it too would push its next retry past the
-// run (River's backoff doubles from 30 s).
-const retryQuiet = 45 * time.Second
+// While failing, failFirstShare of events are answered 500 the first time
+// they arrive, so that Tollgate's retries carry part of the deliveries.
+const failFirstShare = 0.5
 
 // receiver is the host application's side of Tollgate's outbound webhooks:
 // an HTTP server on loopback with one endpoint per organisation
 // (/hooks/<name>), which verifies each delivery with the Standard Webhooks
-// library and keeps what arrived, by webhook-id. It can be made unreachable
-// for a while: its listener closes and opens again on the same port.
+// library and keeps what arrived, by webhook-id. It can be told to fail
+// first arrivals for a while, and be made unreachable for a while: its
+// listener closes and opens again on the same port.
 type receiver struct {
 	srv  *http.Server
 	addr string
@@ -36,8 +31,7 @@ type receiver struct {
 	ln        net.Listener
 	rng       *rand.Rand
 	endpoints map[string]*hookEndpoint
-	upAgain   time.Time // when it last became reachable again
-	downFor   []string  // what each unreachable spell was, for the report
+	failing   bool // answering 500 to a share of first arrivals
 	requests  int
 	unknown   int // requests to no registered endpoint
 }
@@ -107,6 +101,14 @@ func (r *receiver) register(name, secret string) error {
 	return nil
 }
 
+// failFirstArrivals starts or stops answering 500 to a share of first
+// arrivals.
+func (r *receiver) failFirstArrivals(on bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.failing = on
+}
+
 // down closes the listener: connections are refused until up.
 func (r *receiver) down() {
 	r.mu.Lock()
@@ -125,7 +127,6 @@ func (r *receiver) up() error {
 	}
 	r.mu.Lock()
 	r.ln = ln
-	r.upAgain = time.Now()
 	r.mu.Unlock()
 	go func() { _ = r.srv.Serve(ln) }()
 	return nil
@@ -168,7 +169,7 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if m == nil {
 		m = &hookMessage{id: id, payload: p}
 		ep.byID[id] = m
-		if time.Since(r.upAgain) > retryQuiet && r.rng.Float64() < failFirstShare {
+		if r.failing && r.rng.Float64() < failFirstShare {
 			m.failed++
 			ep.failed++
 			http.Error(w, "failing a first attempt on purpose", http.StatusInternalServerError)
