@@ -193,8 +193,9 @@ func alertPhase(ctx context.Context, env *environment, rep *report, log *slog.Lo
 	rep.check(phase, "deliveries still pending in the database", pending, 0)
 	rep.check(phase, "signatures the Standard Webhooks library refused", tot.badSig, 0)
 	rep.check(phase, "bodies whose id is not their webhook-id", tot.mismatch, 0)
+	rep.check(phase, "requests to no registered endpoint", tot.unknown, 0)
 	rep.check(phase, "sequence out of threshold order, per endpoint", outOfOrder(got, byID), 0)
-	rep.info(phase, "first arrivals answered 500 on purpose", tot.failed)
+	rep.info(phase, "requests the receiver answered / first arrivals answered 500 on purpose", fmt.Sprintf("%d / %d", tot.requests, tot.failed))
 	rep.info(phase, "attempts recorded by Tollgate (failed)", fmt.Sprintf("%d (%d)", attempts, failedAttempts))
 	rep.info(phase, "last check, after the load", waited.Round(100*time.Millisecond))
 	if slow, err := slowestDelivery(ctx, env, ids, c.loadStart); err == nil && slow != "" {
