@@ -78,6 +78,8 @@ type pending struct {
 	at       time.Time
 	limit    plans.Limit
 	total    rollupKey // the period rollup it counts in
+	// claimed is set by insertEvents on the events whose keys it claimed.
+	claimed bool
 }
 
 func (p *pending) eventID() eventID   { return eventID{p.org, p.key} }
@@ -272,8 +274,12 @@ func (s *Service) writeGroup(ctx context.Context, group []*request) error {
 			r := rollups{tx: tx, dialect: s.db.Dialect, now: now}
 			// The first occurrence of each key, in arrival order, claims it
 			// in the insert; the totals it may add to are locked first.
-			first := map[eventID]*pending{}
-			var claims []*pending
+			events := 0
+			for _, req := range group {
+				events += len(req.batch)
+			}
+			first := make(map[eventID]*pending, events)
+			claims := make([]*pending, 0, events)
 			var written []counterID // the period totals the group may add to
 			seenTotal := map[counterID]struct{}{}
 			for _, req := range group {
@@ -296,8 +302,7 @@ func (s *Service) writeGroup(ctx context.Context, group []*request) error {
 			if err != nil {
 				return err
 			}
-			fresh, err := r.insertEvents(claims)
-			if err != nil {
+			if err := r.insertEvents(claims); err != nil {
 				return err
 			}
 			accepted := make(map[eventID]*pending, len(claims))
@@ -306,7 +311,7 @@ func (s *Service) writeGroup(ctx context.Context, group []*request) error {
 				req.out = outcome{usage: make(map[rollupKey]int64, len(req.report))}
 				for i := range req.batch {
 					p := &req.batch[i]
-					if _, ok := fresh[p.eventID()]; !ok {
+					if !first[p.eventID()].claimed {
 						req.out.duplicates++
 						continue
 					}
@@ -332,10 +337,10 @@ func (s *Service) writeGroup(ctx context.Context, group []*request) error {
 			// key accepted, its event replaces the claim.
 			var release, replace []*pending
 			for _, p := range claims {
-				id := p.eventID()
-				if _, ok := fresh[id]; !ok {
+				if !p.claimed {
 					continue
 				}
+				id := p.eventID()
 				if got, ok := accepted[id]; !ok || got != p {
 					release = append(release, p)
 					if ok {
@@ -346,7 +351,7 @@ func (s *Service) writeGroup(ctx context.Context, group []*request) error {
 			if err := r.deleteEvents(release); err != nil {
 				return err
 			}
-			if _, err := r.insertEvents(replace); err != nil {
+			if err := r.insertEvents(replace); err != nil {
 				return err
 			}
 			changed, err := r.add(sums)

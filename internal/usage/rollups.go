@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgtype"
 	"gorm.io/gorm"
 
 	"github.com/tollgate-billing/tollgate/internal/clock"
@@ -181,92 +182,128 @@ func (r rollups) lockTotals(ids []counterID) (map[counterID]int64, error) {
 }
 
 // insertEvents claims the keys of the events that no event inside the
-// idempotency window has (see keys.go), stores those events and returns
-// their keys. The events must have distinct keys.
-func (r rollups) insertEvents(events []*pending) (map[eventID]struct{}, error) {
-	fresh := make(map[eventID]struct{}, len(events))
+// idempotency window has (see keys.go), stores those events and sets
+// claimed on exactly those (and clears it on the others, so a retried
+// transaction starts afresh). The events must have distinct keys.
+func (r rollups) insertEvents(events []*pending) error {
 	if len(events) == 0 {
-		return fresh, nil
+		return nil
 	}
 	slices.SortFunc(events, func(a, b *pending) int { return a.eventID().compare(b.eventID()) })
-	var (
-		rows *sql.Rows
-		err  error
-	)
+	for _, p := range events {
+		p.claimed = false
+	}
+	var err error
 	if r.dialect == store.Postgres {
-		rows, err = r.insertEventsPostgres(events)
+		err = r.insertEventsPostgres(events)
 	} else {
-		rows, err = r.claimKeysSQLite(events)
+		err = r.insertEventsSQLite(events)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("insert usage events: %w", err)
+		return fmt.Errorf("insert usage events: %w", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var id eventID
-		if err := rows.Scan(&id.org, &id.key); err != nil {
-			return nil, fmt.Errorf("insert usage events: %w", err)
-		}
-		fresh[id] = struct{}{}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("insert usage events: %w", err)
-	}
-	if r.dialect != store.Postgres {
-		if err := r.insertEventsSQLite(events, fresh); err != nil {
-			return nil, fmt.Errorf("insert usage events: %w", err)
-		}
-	}
-	return fresh, nil
+	return nil
 }
 
 // insertEventsPostgres claims the keys and stores their events in one
 // statement. The events go as six arrays rather than thousands of
 // parameters, which Postgres parses and binds much faster; it goes around
-// GORM, which would expand each array into a parameter list.
-func (r rollups) insertEventsPostgres(events []*pending) (*sql.Rows, error) {
+// GORM, which would expand each array into a parameter list. It answers
+// with one row: the positions (from 1) of the events stored, as the text of
+// an int array, so reading the answer costs one string however large the
+// group rather than two per stored event.
+func (r rollups) insertEventsPostgres(events []*pending) error {
 	n := len(events)
 	orgs, keys, meters, endpoints := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	quantities, ats := make([]int64, n), make([]time.Time, n)
+	quantities, ats := make([]int64, n), make(timestamps, n)
 	for i, p := range events {
-		orgs[i], keys[i], meters[i], endpoints[i], quantities[i], ats[i] = p.org, p.key, p.meter, p.endpoint, p.quantity, p.at
+		orgs[i], keys[i], meters[i], endpoints[i], quantities[i], ats[i] = p.org, p.key, p.meter, p.endpoint, p.quantity, timestamp(p.at)
 	}
 	const q = `WITH claimed AS (
 INSERT INTO usage_event_keys (org_id, idempotency_key, arrival_month)
 SELECT c.o, c.k, $2 FROM unnest($4::text[], $5::text[]) AS c(o, k)
 WHERE NOT EXISTS (SELECT 1 FROM usage_event_keys x
 	WHERE x.org_id = c.o AND x.idempotency_key = c.k AND x.arrival_month BETWEEN $3 AND $10)
-ON CONFLICT DO NOTHING RETURNING org_id, idempotency_key)
+ON CONFLICT DO NOTHING RETURNING org_id, idempotency_key),
+fresh AS (
+SELECT u.o, u.k, u.m, u.n, u.e, u.t, u.i
+FROM unnest($4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[], $9::timestamptz[]) WITH ORDINALITY AS u(o, k, m, n, e, t, i)
+JOIN claimed ON claimed.org_id = u.o AND claimed.idempotency_key = u.k),
+stored AS (
 INSERT INTO usage_events (org_id, idempotency_key, meter, quantity, endpoint, occurred_at, recorded_at)
-SELECT u.o, u.k, u.m, u.n, u.e, u.t, $1
-FROM unnest($4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[], $9::timestamptz[]) AS u(o, k, m, n, e, t)
-JOIN claimed ON claimed.org_id = u.o AND claimed.idempotency_key = u.k
-RETURNING org_id, idempotency_key`
-	return r.tx.Statement.ConnPool.QueryContext(r.tx.Statement.Context, q,
-		r.now, clock.MonthStart(r.now), keyFloor(r.now), orgs, keys, meters, quantities, endpoints, ats, keyCeiling(r.now))
+SELECT o, k, m, n, e, t, $1 FROM fresh)
+SELECT coalesce(array_agg(i)::text, '{}') FROM fresh`
+	var stored string
+	err := r.tx.Statement.ConnPool.QueryRowContext(r.tx.Statement.Context, q,
+		r.now, clock.MonthStart(r.now), keyFloor(r.now), orgs, keys, meters, quantities, endpoints, ats, keyCeiling(r.now)).Scan(&stored)
+	if err != nil {
+		return err
+	}
+	// stored is "{3,1,2}": positions, in no particular order.
+	for field := range strings.FieldsFuncSeq(strings.Trim(stored, "{}"), func(c rune) bool { return c == ',' }) {
+		i, err := strconv.Atoi(field)
+		if err != nil || i < 1 || i > n {
+			return fmt.Errorf("read the stored positions %.64q: not a position of %d events", stored, n)
+		}
+		events[i-1].claimed = true
+	}
+	return nil
 }
 
-// claimKeysSQLite claims the keys no event inside the window has and
-// returns them.
-func (r rollups) claimKeysSQLite(events []*pending) (*sql.Rows, error) {
+// timestamp is a time that pgx encodes as a timestamptz through a pointer,
+// and timestamps an array of them: pgx boxes each element of a []time.Time
+// in an interface to encode it, an allocation per event, whereas a pointer
+// into the slice boxes for free.
+type (
+	timestamp  time.Time
+	timestamps []timestamp
+)
+
+func (t *timestamp) TimestamptzValue() (pgtype.Timestamptz, error) {
+	return pgtype.Timestamptz{Time: time.Time(*t), Valid: true}, nil
+}
+
+func (a timestamps) Dimensions() []pgtype.ArrayDimension {
+	return []pgtype.ArrayDimension{{Length: int32(len(a)), LowerBound: 1}}
+}
+
+func (a timestamps) Index(i int) any { return &a[i] }
+
+func (a timestamps) IndexType() any { return new(timestamp) }
+
+// insertEventsSQLite claims the keys no event inside the window has, then
+// stores the events of those keys.
+func (r rollups) insertEventsSQLite(events []*pending) error {
 	args := make([]any, 0, 2*len(events)+3)
 	args = append(args, clock.MonthStart(r.now))
+	byID := make(map[eventID]*pending, len(events))
 	for _, p := range events {
 		args = append(args, p.org, p.key)
+		byID[p.eventID()] = p
 	}
 	args = append(args, keyFloor(r.now), keyCeiling(r.now))
 	q := "INSERT INTO usage_event_keys (org_id, idempotency_key, arrival_month) SELECT c.column1, c.column2, ? FROM (VALUES " +
 		rowsOf("(?, ?)", len(events)) + ") AS c WHERE NOT EXISTS (SELECT 1 FROM usage_event_keys x" +
 		" WHERE x.org_id = c.column1 AND x.idempotency_key = c.column2 AND x.arrival_month BETWEEN ? AND ?)" +
 		" ON CONFLICT DO NOTHING RETURNING org_id, idempotency_key"
-	return r.query(q, args...)
-}
-
-// insertEventsSQLite stores the events whose keys were claimed.
-func (r rollups) insertEventsSQLite(events []*pending, fresh map[eventID]struct{}) error {
-	args := make([]any, 0, 7*len(fresh))
+	rows, err := r.query(q, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id eventID
+		if err := rows.Scan(&id.org, &id.key); err != nil {
+			return err
+		}
+		byID[id].claimed = true
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	args = args[:0]
 	for _, p := range events {
-		if _, ok := fresh[p.eventID()]; ok {
+		if p.claimed {
 			args = append(args, p.org, p.key, p.meter, p.quantity, p.endpoint, p.at, r.now)
 		}
 	}
