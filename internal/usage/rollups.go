@@ -214,10 +214,11 @@ func (r rollups) insertEvents(events []*pending) error {
 // group rather than two per stored event.
 func (r rollups) insertEventsPostgres(events []*pending) error {
 	n := len(events)
-	orgs, keys, meters, endpoints := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	quantities, ats := make([]int64, n), make(timestamps, n)
+	orgs, keys, meters, endpoints := make(pointerArray[text], n), make(pointerArray[text], n), make(pointerArray[text], n), make(pointerArray[text], n)
+	quantities, ats := make(pointerArray[integer], n), make(pointerArray[timestamp], n)
 	for i, p := range events {
-		orgs[i], keys[i], meters[i], endpoints[i], quantities[i], ats[i] = p.org, p.key, p.meter, p.endpoint, p.quantity, timestamp(p.at)
+		orgs[i], keys[i], meters[i], endpoints[i] = text(p.org), text(p.key), text(p.meter), text(p.endpoint)
+		quantities[i], ats[i] = integer(p.quantity), timestamp(p.at)
 	}
 	const q = `WITH claimed AS (
 INSERT INTO usage_event_keys (org_id, idempotency_key, arrival_month)
@@ -250,26 +251,37 @@ SELECT coalesce(array_agg(i)::text, '{}') FROM fresh`
 	return nil
 }
 
-// timestamp is a time that pgx encodes as a timestamptz through a pointer,
-// and timestamps an array of them: pgx boxes each element of a []time.Time
-// in an interface to encode it, an allocation per event, whereas a pointer
-// into the slice boxes for free.
+// pgx encodes a []string or []time.Time parameter by boxing each element
+// in an interface, an allocation per element. A pointerArray hands it
+// pointers into the slice instead, which box for free, to element types
+// that pgx encodes through their pointer methods: text, integer and
+// timestamp.
 type (
-	timestamp  time.Time
-	timestamps []timestamp
+	pointerArray[T any] []T
+	text                string
+	integer             int64
+	timestamp           time.Time
 )
+
+func (a pointerArray[T]) Dimensions() []pgtype.ArrayDimension {
+	return []pgtype.ArrayDimension{{Length: int32(len(a)), LowerBound: 1}}
+}
+
+func (a pointerArray[T]) Index(i int) any { return &a[i] }
+
+func (a pointerArray[T]) IndexType() any { return new(T) }
+
+func (t *text) TextValue() (pgtype.Text, error) {
+	return pgtype.Text{String: string(*t), Valid: true}, nil
+}
+
+func (n *integer) Int64Value() (pgtype.Int8, error) {
+	return pgtype.Int8{Int64: int64(*n), Valid: true}, nil
+}
 
 func (t *timestamp) TimestamptzValue() (pgtype.Timestamptz, error) {
 	return pgtype.Timestamptz{Time: time.Time(*t), Valid: true}, nil
 }
-
-func (a timestamps) Dimensions() []pgtype.ArrayDimension {
-	return []pgtype.ArrayDimension{{Length: int32(len(a)), LowerBound: 1}}
-}
-
-func (a timestamps) Index(i int) any { return &a[i] }
-
-func (a timestamps) IndexType() any { return new(timestamp) }
 
 // insertEventsSQLite claims the keys no event inside the window has, then
 // stores the events of those keys.
