@@ -450,3 +450,49 @@ func TestABatchRefusedForOtherReasonsIsNotAnError(t *testing.T) {
 		}
 	})
 }
+
+// What a batch stores is exactly what was sent: large and negative
+// quantities, timestamps to the microsecond, text outside ASCII, an empty
+// endpoint, and which events of a batch with some old keys are new.
+func TestRecordStoresEventsExactly(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newFixture(t, db, nil)
+		org := f.org(t, "enterprise")
+		f.record(t, org, Event{Meter: "api_calls", Quantity: 1, IdempotencyKey: "old-2"})
+		at := testNow.Add(-90*time.Minute + 123456*time.Microsecond)
+		sent := []Event{
+			{Meter: "api_calls", Quantity: 1 << 40, IdempotencyKey: "new-1", Endpoint: "POST /v1/søk", Timestamp: &at},
+			{Meter: "api_calls", Quantity: 7, IdempotencyKey: "old-2", Endpoint: "GET /x"},
+			{Meter: "storage_bytes", Quantity: 5000, IdempotencyKey: "new-3"},
+			{Meter: "storage_bytes", Quantity: -300, IdempotencyKey: "ключ-4", Endpoint: "DELETE /f"},
+		}
+		res := f.record(t, org, sent...)
+		if res.Accepted != 3 || res.Duplicates != 1 || len(res.Rejected) != 0 {
+			t.Fatalf("got %+v, want 3 accepted and old-2 a duplicate", res)
+		}
+		type row struct {
+			IdempotencyKey, Meter, Endpoint string
+			Quantity                        int64
+			OccurredAt                      time.Time
+		}
+		var got []row
+		if err := db.Raw("SELECT idempotency_key, meter, endpoint, quantity, occurred_at FROM usage_events WHERE org_id = ? AND idempotency_key <> 'old-2' ORDER BY quantity DESC",
+			org).Scan(&got).Error; err != nil {
+			t.Fatal(err)
+		}
+		want := []row{
+			{"new-1", "api_calls", "POST /v1/søk", 1 << 40, at},
+			{"new-3", "storage_bytes", "", 5000, testNow},
+			{"ключ-4", "storage_bytes", "DELETE /f", -300, testNow},
+		}
+		if len(got) != len(want) {
+			t.Fatalf("stored %+v, want %+v", got, want)
+		}
+		for i := range want {
+			if g, w := got[i], want[i]; g.IdempotencyKey != w.IdempotencyKey || g.Meter != w.Meter || g.Endpoint != w.Endpoint ||
+				g.Quantity != w.Quantity || !g.OccurredAt.Equal(w.OccurredAt) {
+				t.Errorf("stored %+v, want %+v", g, w)
+			}
+		}
+	})
+}
