@@ -200,8 +200,10 @@ func TestSequencesIncreaseByOnePerOrganisationInCommitOrder(t *testing.T) {
 func TestReceiverDownForThreeDaysDisablesTheEndpoint(t *testing.T) {
 	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
 		h := newHarness(t, db, 3)
-		down := newReceiver(t, status(http.StatusOK))
-		down.Close() // nothing listens there any more
+		// A receiver that is down: it hangs up on every connection. (A
+		// closed test server would free its port for the next server a
+		// test starts, which then answers in its place.)
+		down := newReceiver(t, hangUp)
 		watcher := newReceiver(t, status(http.StatusOK))
 		dead, _ := h.endpoint(t, down.URL, outbound.InvoicePaymentFailed)
 		h.endpoint(t, watcher.URL, outbound.EndpointDisabled)

@@ -151,6 +151,15 @@ func (r *receiver) next(t *testing.T) request {
 	}
 }
 
+// hangUp closes the connection without an answer, as a receiver that is
+// down or crashing does.
+func hangUp(_ int, w http.ResponseWriter) {
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err == nil {
+		_ = conn.Close()
+	}
+}
+
 func status(code int) func(int, http.ResponseWriter) {
 	return func(_ int, w http.ResponseWriter) { w.WriteHeader(code) }
 }
