@@ -298,11 +298,20 @@ func (s *Service) writeGroup(ctx context.Context, group []*request) error {
 			if err := r.guardMonthBoundary(); err != nil {
 				return err
 			}
-			running, err := r.lockTotals(written)
-			if err != nil {
+			// Claim the keys before locking the period totals, so the
+			// totals (which every group of the organisation needs) are
+			// held only for the short rest of the transaction, not across
+			// the claim's index probes and inserts. Claims go in key order:
+			// two groups that share keys then wait on each other in one
+			// order and cannot deadlock.
+			slices.SortFunc(claims, func(a, b *pending) int {
+				return cmp.Or(strings.Compare(a.org, b.org), strings.Compare(a.key, b.key))
+			})
+			if err := r.insertEvents(claims); err != nil {
 				return err
 			}
-			if err := r.insertEvents(claims); err != nil {
+			running, err := r.lockTotals(written)
+			if err != nil {
 				return err
 			}
 			accepted := make(map[eventID]*pending, len(claims))
