@@ -301,9 +301,10 @@ func (s *Service) writeGroup(ctx context.Context, group []*request) error {
 			// Claim the keys before locking the period totals, so the
 			// totals (which every group of the organisation needs) are
 			// held only for the short rest of the transaction, not across
-			// the claim's index probes and inserts. Claims go in key order:
-			// two groups that share keys then wait on each other in one
-			// order and cannot deadlock.
+			// the claim's index probes and inserts. Claims go in key order,
+			// so two groups that share keys wait on each other in one
+			// order; a deadlock, should Postgres insert them in another,
+			// is retried like any other (retry.go).
 			slices.SortFunc(claims, func(a, b *pending) int {
 				return cmp.Or(strings.Compare(a.org, b.org), strings.Compare(a.key, b.key))
 			})
