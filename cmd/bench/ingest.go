@@ -130,30 +130,35 @@ func ingestPhase(ctx context.Context, b *bench, o options) (ingestResult, error)
 	defer dropFloorTables(context.WithoutCancel(ctx), db)
 
 	// One-event calls, beside the single-row floor.
-	oneOrg := recordOp(one, b.runID, 1, &seq)
-	clients := make([]*graphQL, ingestClients)
-	manyOps := make([]op, ingestClients)
-	for i := range clients {
-		clients[i] = newGraphQL(srv.baseURL, tokens[i])
-		defer clients[i].close()
-		manyOps[i] = recordOp(clients[i], b.runID, 1, &seq)
+	if o.ingests("one") {
+		oneOrg := recordOp(one, b.runID, 1, &seq)
+		clients := make([]*graphQL, ingestClients)
+		manyOps := make([]op, ingestClients)
+		for i := range clients {
+			clients[i] = newGraphQL(srv.baseURL, tokens[i])
+			defer clients[i].close()
+			manyOps[i] = recordOp(clients[i], b.runID, 1, &seq)
+		}
+		floor := singleRowInsertOp(db, b.runID, &seq)
+		saturate(ctx, ingestClients, o.warmup, oneOrg)
+		if r.OneOrg, r.OneOrgGroup, err = srv.grouped(ctx, func() run { return saturate(ctx, ingestClients, o.duration, oneOrg) }); err != nil {
+			return r, err
+		}
+		saturateEach(ctx, ingestClients, o.warmup, func(w int) op { return manyOps[w] })
+		if r.ManyOrgs, r.ManyOrgsGroup, err = srv.grouped(ctx, func() run {
+			return saturateEach(ctx, ingestClients, o.duration, func(w int) op { return manyOps[w] })
+		}); err != nil {
+			return r, err
+		}
+		saturate(ctx, ingestClients, o.warmup, floor)
+		r.Floor = saturate(ctx, ingestClients, o.duration, floor)
 	}
-	floor := singleRowInsertOp(db, b.runID, &seq)
-	saturate(ctx, ingestClients, o.warmup, oneOrg)
-	if r.OneOrg, r.OneOrgGroup, err = srv.grouped(ctx, func() run { return saturate(ctx, ingestClients, o.duration, oneOrg) }); err != nil {
-		return r, err
-	}
-	saturateEach(ctx, ingestClients, o.warmup, func(w int) op { return manyOps[w] })
-	if r.ManyOrgs, r.ManyOrgsGroup, err = srv.grouped(ctx, func() run {
-		return saturateEach(ctx, ingestClients, o.duration, func(w int) op { return manyOps[w] })
-	}); err != nil {
-		return r, err
-	}
-	saturate(ctx, ingestClients, o.warmup, floor)
-	r.Floor = saturate(ctx, ingestClients, o.duration, floor)
 
 	// Batches, beside the raw multi-row insert.
 	for _, n := range []int{100, 1000} {
+		if !o.ingests("batch") {
+			break
+		}
 		api, raw := recordOp(one, b.runID, n, &seq), rawInsertOp(db, b.runID, n, &seq)
 		saturate(ctx, o.recordWorkers, o.warmup, api)
 		saturate(ctx, o.recordWorkers, o.warmup, raw)
@@ -164,14 +169,16 @@ func ingestPhase(ctx context.Context, b *bench, o options) (ingestResult, error)
 	}
 
 	// The gate beside the bare endpoint, at fixed rates and at saturation.
-	saturate(ctx, o.workers, o.warmup, bare.post)
-	saturate(ctx, o.workers, o.warmup, gate.post)
-	for _, rate := range ingestRates {
-		r.Bare[rate] = paced(ctx, rate, o.duration, nil, bare.post)
-		r.Gate[rate] = paced(ctx, rate, o.duration, nil, gate.post)
+	if o.ingests("gate") {
+		saturate(ctx, o.workers, o.warmup, bare.post)
+		saturate(ctx, o.workers, o.warmup, gate.post)
+		for _, rate := range ingestRates {
+			r.Bare[rate] = paced(ctx, rate, o.duration, nil, bare.post)
+			r.Gate[rate] = paced(ctx, rate, o.duration, nil, gate.post)
+		}
+		r.Bare[0] = saturate(ctx, o.workers, o.duration, bare.post)
+		r.Gate[0] = saturate(ctx, o.workers, o.duration, gate.post)
 	}
-	r.Bare[0] = saturate(ctx, o.workers, o.duration, bare.post)
-	r.Gate[0] = saturate(ctx, o.workers, o.duration, gate.post)
 	if _, r.PeakRSS, err = srv.memory(); err != nil {
 		return r, err
 	}
@@ -314,7 +321,8 @@ func (r ingestResult) figures() []ingestFigure {
 		ingestFigure{What: "allocations per recorded event, one-event calls", Measured: r.EventAllocs1, Unit: fmt.Sprintf("allocs (%.1f KiB)", r.EventBytes1/1024)},
 		ingestFigure{What: "allocations per recorded event, 1,000-event calls", Measured: r.EventAllocs1k, Unit: fmt.Sprintf("allocs (%.2f KiB)", r.EventBytes1k/1024)},
 	)
-	return out
+	// A part left out by -ingest-parts has no figures.
+	return slices.DeleteFunc(out, func(f ingestFigure) bool { return f.Measured == 0 && f.Floor == 0 })
 }
 
 func ms64(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

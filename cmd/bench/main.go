@@ -45,6 +45,8 @@ type options struct {
 	largeHistory    int
 	skip1M          bool
 	cpuprofile      string
+	serverProfile   string
+	ingestParts     map[string]bool
 	memprofile      string
 	stallProbe      bool
 	keepDB          bool
@@ -54,6 +56,12 @@ type options struct {
 
 // phases are the sections of the report, in order.
 var phases = []string{"gate", "record", "history", "ingest"}
+
+// ingestParts are the parts of the ingest section, in order.
+var ingestParts = []string{"one", "batch", "gate"}
+
+// ingests reports whether a part of the ingest section is selected.
+func (o options) ingests(part string) bool { return len(o.ingestParts) == 0 || o.ingestParts[part] }
 
 // runs reports whether a phase is selected.
 func (o options) runs(phase string) bool { return len(o.only) == 0 || o.only[phase] }
@@ -75,12 +83,24 @@ func parseFlags() options {
 	flag.IntVar(&o.largeHistory, "large-history", 1_000_000, "events in the larger usage history")
 	flag.BoolVar(&o.skip1M, "skip-1m", false, "skip growing the history to -large-history events")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the HTTP usageGate phases (server and load generator together) to this file")
+	flag.StringVar(&o.serverProfile, "server-cpuprofile", "", "write a CPU profile of the ingest section's server process to this file")
 	flag.StringVar(&o.memprofile, "memprofile", "", "write an allocation profile (server and load generator, since the start; use with -only gate) to this file")
 	flag.BoolVar(&o.stallProbe, "stall-probe", true, "run the machine-stall probe beside the fixed-rate gate phases")
 	flag.BoolVar(&o.keepDB, "keep-db", false, "leave the benchmark database in place for inspection instead of dropping it")
 	flag.StringVar(&o.jsonPath, "json", "bench-results/latest.json", "write the figures as JSON to this file (empty: don't)")
 	only := flag.String("only", "", "comma-separated phases to run ("+strings.Join(phases, ",")+"); default all")
+	parts := flag.String("ingest-parts", "", "comma-separated parts of the ingest section to run ("+strings.Join(ingestParts, ",")+"); default all")
 	flag.Parse()
+	if *parts != "" {
+		o.ingestParts = map[string]bool{}
+		for p := range strings.SplitSeq(*parts, ",") {
+			if !slices.Contains(ingestParts, p) {
+				fmt.Fprintf(os.Stderr, "bench: -ingest-parts: unknown part %q; the parts are %s\n", p, strings.Join(ingestParts, ", "))
+				os.Exit(2)
+			}
+			o.ingestParts[p] = true
+		}
+	}
 	if *only != "" {
 		o.only = map[string]bool{}
 		for p := range strings.SplitSeq(*only, ",") {

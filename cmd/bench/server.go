@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -20,6 +21,10 @@ import (
 // serveArg makes the bench binary run Tollgate alone (see runServer), so the
 // ingest section measures its memory without the load generator's.
 const serveArg = "__tollgate-server"
+
+// serverProfileEnv names the file the server process writes its CPU profile
+// to (-server-cpuprofile).
+const serverProfileEnv = "TOLLGATE_BENCH_SERVER_CPUPROFILE"
 
 // runServer serves Tollgate from the environment on a loopback port, as the
 // tollgate binary does, writes the address on stdout and stops when stdin
@@ -36,6 +41,16 @@ func runServer() {
 	}
 	ctx := context.Background()
 	app.TuneGC() // as the tollgate binary does
+	if path := os.Getenv(serverProfileEnv); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			fail(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fail(err)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 	a, err := app.New(ctx, cfg, log)
 	if err != nil {
 		fail(err)
@@ -72,6 +87,9 @@ func startServer(ctx context.Context, b *bench) (*server, error) {
 	cmd.Env = os.Environ()
 	for k, v := range b.env {
 		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	if b.serverProfile != "" {
+		cmd.Env = append(cmd.Env, serverProfileEnv+"="+b.serverProfile)
 	}
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()

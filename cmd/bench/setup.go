@@ -50,6 +50,9 @@ type bench struct {
 	// server process the ingest section starts.
 	env   map[string]string
 	dbURL string
+	// serverProfile is where the server process writes a CPU profile
+	// (-server-cpuprofile), empty for none.
+	serverProfile string
 }
 
 // start creates the database, writes the plans file, starts Tollgate behind
@@ -68,7 +71,7 @@ func start(ctx context.Context, o options, log *slog.Logger) (_ *bench, stop fun
 	}()
 
 	runID := fmt.Sprint(time.Now().Unix())
-	b := &bench{runID: runID, DBName: "tollgate_bench_" + runID}
+	b := &bench{runID: runID, DBName: "tollgate_bench_" + runID, serverProfile: o.serverProfile}
 	dbURL, drop, err := createDatabase(ctx, o.dbURL, b.DBName)
 	if err != nil {
 		return nil, stop, err

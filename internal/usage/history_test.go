@@ -2,12 +2,15 @@ package usage
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/testenv"
 )
@@ -366,5 +369,42 @@ func TestMaintenanceRunsAtOnceTakeTurns(t *testing.T) {
 	}
 	if !slices.Contains(dropped, "usage_events_p203101") || len(created) != 8 {
 		t.Fatalf("runs at once: %+v, want January 2031 dropped and four months of two tables made", reps)
+	}
+}
+
+// A group's claim probes each of its keys in the key index, however many
+// keys the hot partition holds and whatever its statistics say: hashing the
+// partition instead turned a claim of twenty keys into a scan of all of
+// them, and made the one-event and batch paths several times slower as the
+// month filled.
+func TestAClaimProbesItsKeysRatherThanScanningThePartition(t *testing.T) {
+	db := testenv.OpenDB(t, store.Postgres)
+	f := newFixture(t, db, nil)
+	f.clock.Set(time.Date(2031, 5, 14, 12, 0, 0, 0, time.UTC))
+	maintain(t, f, 13)
+	org := f.org(t, "enterprise")
+	now := f.clock.Now()
+	// Statistics taken while the partition was nearly empty, then a
+	// month's worth of keys: the state autovacuum leaves a new partition in.
+	if err := db.Exec("ANALYZE usage_event_keys").Error; err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Exec(`INSERT INTO usage_event_keys (org_id, idempotency_key, arrival_month)
+		SELECT ?, 'seed-' || g, ? FROM generate_series(1, 200000) g`, org, clock.MonthStart(now)).Error; err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{1, 20, maxGroupEvents} {
+		events := make([]*pending, n)
+		for i := range events {
+			events[i] = &pending{org: org, meter: "api_calls", key: fmt.Sprintf("new-%d", i), quantity: 1, at: now}
+		}
+		var plan []string
+		if err := db.Raw("EXPLAIN "+claimEventsSQL, rollups{dialect: store.Postgres, now: now}.claimArgs(events)...).Scan(&plan).Error; err != nil {
+			t.Fatal(err)
+		}
+		text := strings.Join(plan, "\n")
+		if strings.Contains(text, "Seq Scan on usage_event_keys_p203105 ") || strings.Contains(text, "Hash Anti Join") {
+			t.Errorf("claiming %d keys scans the key partition:\n%s", n, text)
+		}
 	}
 }

@@ -214,29 +214,8 @@ func (r rollups) insertEvents(events []*pending) error {
 // group rather than two per stored event.
 func (r rollups) insertEventsPostgres(events []*pending) error {
 	n := len(events)
-	orgs, keys, meters, endpoints := make(pointerArray[text], n), make(pointerArray[text], n), make(pointerArray[text], n), make(pointerArray[text], n)
-	quantities, ats := make(pointerArray[integer], n), make(pointerArray[timestamp], n)
-	for i, p := range events {
-		orgs[i], keys[i], meters[i], endpoints[i] = text(p.org), text(p.key), text(p.meter), text(p.endpoint)
-		quantities[i], ats[i] = integer(p.quantity), timestamp(p.at)
-	}
-	const q = `WITH claimed AS (
-INSERT INTO usage_event_keys (org_id, idempotency_key, arrival_month)
-SELECT c.o, c.k, $2 FROM unnest($4::text[], $5::text[]) AS c(o, k)
-WHERE NOT EXISTS (SELECT 1 FROM usage_event_keys x
-	WHERE x.org_id = c.o AND x.idempotency_key = c.k AND x.arrival_month BETWEEN $3 AND $10)
-ON CONFLICT DO NOTHING RETURNING org_id, idempotency_key),
-fresh AS (
-SELECT u.o, u.k, u.m, u.n, u.e, u.t, u.i
-FROM unnest($4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[], $9::timestamptz[]) WITH ORDINALITY AS u(o, k, m, n, e, t, i)
-JOIN claimed ON claimed.org_id = u.o AND claimed.idempotency_key = u.k),
-stored AS (
-INSERT INTO usage_events (org_id, idempotency_key, meter, quantity, endpoint, occurred_at, recorded_at)
-SELECT o, k, m, n, e, t, $1 FROM fresh)
-SELECT coalesce(array_agg(i)::text, '{}') FROM fresh`
 	var stored string
-	err := r.tx.Statement.ConnPool.QueryRowContext(r.tx.Statement.Context, q,
-		r.now, clock.MonthStart(r.now), keyFloor(r.now), orgs, keys, meters, quantities, endpoints, ats, keyCeiling(r.now)).Scan(&stored)
+	err := r.tx.Statement.ConnPool.QueryRowContext(r.tx.Statement.Context, claimEventsSQL, r.claimArgs(events)...).Scan(&stored)
 	if err != nil {
 		return err
 	}
@@ -250,6 +229,39 @@ SELECT coalesce(array_agg(i)::text, '{}') FROM fresh`
 	}
 	return nil
 }
+
+// claimArgs are claimEventsSQL's parameters for events.
+func (r rollups) claimArgs(events []*pending) []any {
+	n := len(events)
+	orgs, keys, meters, endpoints := make(pointerArray[text], n), make(pointerArray[text], n), make(pointerArray[text], n), make(pointerArray[text], n)
+	quantities, ats := make(pointerArray[integer], n), make(pointerArray[timestamp], n)
+	for i, p := range events {
+		orgs[i], keys[i], meters[i], endpoints[i] = text(p.org), text(p.key), text(p.meter), text(p.endpoint)
+		quantities[i], ats[i] = integer(p.quantity), timestamp(p.at)
+	}
+	return []any{r.now, clock.MonthStart(r.now), keyFloor(r.now), orgs, keys, meters, quantities, endpoints, ats, keyCeiling(r.now)}
+}
+
+// claimEventsSQL claims the keys of a group's events and stores the events
+// of the keys it claimed. Each key is probed in the window's partitions by
+// its own index lookup: the OFFSET 0 keeps the NOT EXISTS a per-row subplan,
+// because as a join the planner may hash the whole hot key partition
+// instead, scanning millions of keys for a group of twenty (it did, when
+// the partition's statistics were younger than its rows).
+const claimEventsSQL = `WITH claimed AS (
+INSERT INTO usage_event_keys (org_id, idempotency_key, arrival_month)
+SELECT c.o, c.k, $2 FROM unnest($4::text[], $5::text[]) AS c(o, k)
+WHERE NOT EXISTS (SELECT 1 FROM usage_event_keys x
+	WHERE x.org_id = c.o AND x.idempotency_key = c.k AND x.arrival_month BETWEEN $3 AND $10 OFFSET 0)
+ON CONFLICT DO NOTHING RETURNING org_id, idempotency_key),
+fresh AS (
+SELECT u.o, u.k, u.m, u.n, u.e, u.t, u.i
+FROM unnest($4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[], $9::timestamptz[]) WITH ORDINALITY AS u(o, k, m, n, e, t, i)
+JOIN claimed ON claimed.org_id = u.o AND claimed.idempotency_key = u.k),
+stored AS (
+INSERT INTO usage_events (org_id, idempotency_key, meter, quantity, endpoint, occurred_at, recorded_at)
+SELECT o, k, m, n, e, t, $1 FROM fresh)
+SELECT coalesce(array_agg(i)::text, '{}') FROM fresh`
 
 // pgx encodes a []string or []time.Time parameter by boxing each element
 // in an interface, an allocation per element. A pointerArray hands it
