@@ -358,10 +358,15 @@ func printIngest(r ingestResult, o options) {
 		fmt.Fprintf(w, "%s\t%.1f %s\t%s\t%s\t%s\t%s\t\n", f.What, f.Measured, f.Unit, floor, rat, f.Target, verdict)
 	}
 	w.Flush()
-	fmt.Printf("   one-event p50/p99: one org %s/%s, 64 orgs %s/%s, single-row floor %s/%s\n",
-		ms(r.OneOrg.Latency.P50), ms(r.OneOrg.Latency.P99), ms(r.ManyOrgs.Latency.P50), ms(r.ManyOrgs.Latency.P99),
-		ms(r.Floor.Latency.P50), ms(r.Floor.Latency.P99))
+	if o.ingests("one") {
+		fmt.Printf("   one-event p50/p99: one org %s/%s, 64 orgs %s/%s, single-row floor %s/%s\n",
+			ms(r.OneOrg.Latency.P50), ms(r.OneOrg.Latency.P99), ms(r.ManyOrgs.Latency.P50), ms(r.ManyOrgs.Latency.P99),
+			ms(r.Floor.Latency.P50), ms(r.Floor.Latency.P99))
+	}
 	for _, rate := range append(slices.Clone(ingestRates), 0) {
+		if !o.ingests("gate") {
+			break
+		}
 		load := fmt.Sprintf("open loop %d req/s", rate)
 		if rate == 0 {
 			load = fmt.Sprintf("closed loop %d workers", o.workers)

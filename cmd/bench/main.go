@@ -46,6 +46,7 @@ type options struct {
 	skip1M          bool
 	cpuprofile      string
 	serverProfile   string
+	serverPprof     string
 	ingestParts     map[string]bool
 	memprofile      string
 	stallProbe      bool
@@ -84,6 +85,7 @@ func parseFlags() options {
 	flag.BoolVar(&o.skip1M, "skip-1m", false, "skip growing the history to -large-history events")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the HTTP usageGate phases (server and load generator together) to this file")
 	flag.StringVar(&o.serverProfile, "server-cpuprofile", "", "write a CPU profile of the ingest section's server process to this file")
+	flag.StringVar(&o.serverPprof, "server-pprof", "", "serve net/http/pprof from the ingest section's server process on this loopback address (e.g. 127.0.0.1:6061)")
 	flag.StringVar(&o.memprofile, "memprofile", "", "write an allocation profile (server and load generator, since the start; use with -only gate) to this file")
 	flag.BoolVar(&o.stallProbe, "stall-probe", true, "run the machine-stall probe beside the fixed-rate gate phases")
 	flag.BoolVar(&o.keepDB, "keep-db", false, "leave the benchmark database in place for inspection instead of dropping it")

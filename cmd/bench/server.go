@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	_ "net/http/pprof" // served only with -server-pprof
 	"os"
 	"os/exec"
 	"runtime/pprof"
@@ -26,6 +27,10 @@ const serveArg = "__tollgate-server"
 // to (-server-cpuprofile).
 const serverProfileEnv = "TOLLGATE_BENCH_SERVER_CPUPROFILE"
 
+// serverPprofEnv is the loopback address the server process serves
+// net/http/pprof on (-server-pprof).
+const serverPprofEnv = "TOLLGATE_BENCH_SERVER_PPROF"
+
 // runServer serves Tollgate from the environment on a loopback port, as the
 // tollgate binary does, writes the address on stdout and stops when stdin
 // closes (the benchmark ended or died).
@@ -41,6 +46,9 @@ func runServer() {
 	}
 	ctx := context.Background()
 	app.TuneGC() // as the tollgate binary does
+	if addr := os.Getenv(serverPprofEnv); addr != "" {
+		go http.ListenAndServe(addr, nil) // net/http/pprof's handlers, for looking at a phase as it runs
+	}
 	if path := os.Getenv(serverProfileEnv); path != "" {
 		f, err := os.Create(path)
 		if err != nil {
@@ -90,6 +98,9 @@ func startServer(ctx context.Context, b *bench) (*server, error) {
 	}
 	if b.serverProfile != "" {
 		cmd.Env = append(cmd.Env, serverProfileEnv+"="+b.serverProfile)
+	}
+	if b.serverPprof != "" {
+		cmd.Env = append(cmd.Env, serverPprofEnv+"="+b.serverPprof)
 	}
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()

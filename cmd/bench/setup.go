@@ -53,6 +53,9 @@ type bench struct {
 	// serverProfile is where the server process writes a CPU profile
 	// (-server-cpuprofile), empty for none.
 	serverProfile string
+	// serverPprof is where the server process serves net/http/pprof
+	// (-server-pprof), empty for nowhere.
+	serverPprof string
 }
 
 // start creates the database, writes the plans file, starts Tollgate behind
@@ -71,7 +74,7 @@ func start(ctx context.Context, o options, log *slog.Logger) (_ *bench, stop fun
 	}()
 
 	runID := fmt.Sprint(time.Now().Unix())
-	b := &bench{runID: runID, DBName: "tollgate_bench_" + runID, serverProfile: o.serverProfile}
+	b := &bench{runID: runID, DBName: "tollgate_bench_" + runID, serverProfile: o.serverProfile, serverPprof: o.serverPprof}
 	dbURL, drop, err := createDatabase(ctx, o.dbURL, b.DBName)
 	if err != nil {
 		return nil, stop, err

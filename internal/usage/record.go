@@ -3,6 +3,7 @@ package usage
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -261,124 +262,242 @@ func (o *outcome) refuse(p *pending, used int64) {
 	}
 }
 
-// writeGroup writes a group of Record calls in one transaction: lock every
-// period total the group adds to, claim the keys, judge each call's events
+// writeGroup writes a group of Record calls in one transaction: claim the
+// keys, lock every period total the group adds to, judge each call's events
 // in arrival order against the locked totals, and add what was accepted to
-// the rollups. Locking the totals first makes concurrent groups (on this
-// replica or another) queue there before claiming any keys, so the database
-// stays the arbiter of hard limits.
+// the rollups. The database stays the arbiter of hard limits, for
+// concurrent groups on this replica or another.
+//
+// On Postgres a group whose events can all be counted (see fastCeilings)
+// locks and adds to its totals in one statement; when a total turns out to
+// be too close to a hard limit for that, the transaction is rolled back and
+// the group is written again the slow way, event by event.
 func (s *Service) writeGroup(ctx context.Context, group []*request) error {
 	now := s.clock.Now()
-	return retryConflicts(ctx, func() error {
-		return s.db.Tx(ctx, func(tx *gorm.DB) error {
-			r := rollups{tx: tx, dialect: s.db.Dialect, now: now}
-			// The first occurrence of each key, in arrival order, claims it
-			// in the insert; the totals it may add to are locked first.
-			events := 0
-			for _, req := range group {
-				events += len(req.batch)
-			}
-			first := make(map[eventID]*pending, events)
-			claims := make([]*pending, 0, events)
-			var written []counterID // the period totals the group may add to
-			seenTotal := map[counterID]struct{}{}
-			for _, req := range group {
-				for i := range req.batch {
-					p := &req.batch[i]
-					if _, ok := first[p.eventID()]; !ok {
-						first[p.eventID()] = p
-						claims = append(claims, p)
-					}
-					if _, ok := seenTotal[p.totalID()]; !ok {
-						seenTotal[p.totalID()] = struct{}{}
-						written = append(written, p.totalID())
-					}
-				}
-			}
-			if err := r.guardMonthBoundary(); err != nil {
-				return err
-			}
-			// Claim the keys before locking the period totals, so the
-			// totals (which every group of the organisation needs) are
-			// held only for the short rest of the transaction, not across
-			// the claim's index probes and inserts. Claims go in key order,
-			// so two groups that share keys wait on each other in one
-			// order; a deadlock, should Postgres insert them in another,
-			// is retried like any other (retry.go).
-			slices.SortFunc(claims, func(a, b *pending) int {
-				return cmp.Or(strings.Compare(a.org, b.org), strings.Compare(a.key, b.key))
+	fast := s.db.Dialect == store.Postgres && s.mayBeFast(group)
+	for {
+		err := retryConflicts(ctx, func() error {
+			return s.db.Tx(ctx, func(tx *gorm.DB) error {
+				return s.writeGroupTx(ctx, rollups{tx: tx, dialect: s.db.Dialect, now: now}, group, fast)
 			})
-			if err := r.insertEvents(claims); err != nil {
-				return err
-			}
-			running, err := r.lockTotals(written)
-			if err != nil {
-				return err
-			}
-			accepted := make(map[eventID]*pending, len(claims))
-			var sums aggregate
-			for _, req := range group {
-				req.out = outcome{usage: make(map[rollupKey]int64, len(req.report))}
-				for i := range req.batch {
-					p := &req.batch[i]
-					if !first[p.eventID()].claimed {
-						req.out.duplicates++
-						continue
-					}
-					if _, ok := accepted[p.eventID()]; ok {
-						req.out.duplicates++
-						continue
-					}
-					if next, ok := judge(&req.out, p, running[p.totalID()]); ok {
-						running[p.totalID()] = next
-						accepted[p.eventID()] = p
-						req.out.accepted++
-						sums.add(p)
-					}
-				}
-				for _, k := range req.report {
-					if v, ok := running[counterID{req.org, k}]; ok {
-						req.out.usage[k] = v
-					}
-				}
-			}
-			// A claim whose event was refused is released, so a retry later
-			// can still count; when a later call of the group had the same
-			// key accepted, its event replaces the claim.
-			var release, replace []*pending
-			for _, p := range claims {
-				if !p.claimed {
-					continue
-				}
-				id := p.eventID()
-				if got, ok := accepted[id]; !ok || got != p {
-					release = append(release, p)
-					if ok {
-						replace = append(replace, got)
-					}
-				}
-			}
-			if err := r.deleteEvents(release); err != nil {
-				return err
-			}
-			if err := r.insertEvents(replace); err != nil {
-				return err
-			}
-			changed, err := r.add(sums)
-			if err != nil {
-				return err
-			}
-			if err := s.fireAlerts(ctx, r, group, sums.totals, changed); err != nil {
-				return err
-			}
-			if s.group.hooks.written != nil {
-				if err := s.group.hooks.written(group); err != nil {
-					return err
-				}
-			}
-			return s.readBack(tx, group, changed)
 		})
+		if fast && errors.Is(err, errLimitInReach) {
+			fast = false
+			continue
+		}
+		return err
+	}
+}
+
+// errLimitInReach rolls back a group's fast path: some period total was
+// too close to a hard limit (or to the int64 range) to count the group's
+// events without judging them one by one.
+var errLimitInReach = errors.New("a usage total is too close to its limit for the fast path")
+
+func (s *Service) writeGroupTx(ctx context.Context, r rollups, group []*request, fast bool) error {
+	// The first occurrence of each key, in arrival order, claims it in the
+	// insert; the totals it may add to are locked after.
+	events := 0
+	for _, req := range group {
+		events += len(req.batch)
+	}
+	first := make(map[eventID]*pending, events)
+	claims := make([]*pending, 0, events)
+	var written []counterID // the period totals the group may add to
+	seenTotal := map[counterID]struct{}{}
+	for _, req := range group {
+		for i := range req.batch {
+			p := &req.batch[i]
+			if _, ok := first[p.eventID()]; !ok {
+				first[p.eventID()] = p
+				claims = append(claims, p)
+			}
+			if _, ok := seenTotal[p.totalID()]; !ok {
+				seenTotal[p.totalID()] = struct{}{}
+				written = append(written, p.totalID())
+			}
+		}
+	}
+	if err := r.guardMonthBoundary(); err != nil {
+		return err
+	}
+	// Claim the keys before locking the period totals, so the totals
+	// (which every group of the organisation needs) are held only for the
+	// short rest of the transaction, not across the claim's index probes
+	// and inserts. Claims go in key order, so two groups that share keys
+	// wait on each other in one order; a deadlock, should Postgres insert
+	// them in another, is retried like any other (retry.go).
+	slices.SortFunc(claims, func(a, b *pending) int {
+		return cmp.Or(strings.Compare(a.org, b.org), strings.Compare(a.key, b.key))
 	})
+	if err := r.insertEvents(claims); err != nil {
+		return err
+	}
+
+	var (
+		sums    aggregate
+		changed map[counterID]counter
+		running map[counterID]int64
+	)
+	if fast {
+		// Every claimed key's event counts; the totals are locked and
+		// added to at once, on the condition that each starts at or below
+		// its ceiling.
+		for _, p := range claims {
+			if p.claimed {
+				sums.add(p)
+			}
+		}
+		ceilings, ok := fastCeilings(written, claims, sums)
+		if ok {
+			var err error
+			if changed, ok, err = r.addAtOnce(sums, ceilings); err != nil {
+				return err
+			}
+			if !ok {
+				s.noteLimitInReach(written, changed)
+				return errLimitInReach
+			}
+			running = make(map[counterID]int64, len(changed))
+			for id, c := range changed {
+				running[id] = c.used - sums.totals[id] // as the group found it
+			}
+		} else {
+			fast = false // a sum alone passes a limit: judge the events
+		}
+	}
+	if !fast {
+		var err error
+		if running, err = r.lockTotals(written); err != nil {
+			return err
+		}
+	}
+
+	accepted := make(map[eventID]*pending, len(claims))
+	var judged aggregate
+	for _, req := range group {
+		req.out = outcome{usage: make(map[rollupKey]int64, len(req.report))}
+		for i := range req.batch {
+			p := &req.batch[i]
+			if !first[p.eventID()].claimed {
+				req.out.duplicates++
+				continue
+			}
+			if _, ok := accepted[p.eventID()]; ok {
+				req.out.duplicates++
+				continue
+			}
+			if fast {
+				// Below its ceiling, every event of a total counts.
+				running[p.totalID()] += p.quantity
+			} else if next, ok := judge(&req.out, p, running[p.totalID()]); ok {
+				running[p.totalID()] = next
+				judged.add(p)
+			} else {
+				continue
+			}
+			accepted[p.eventID()] = p
+			req.out.accepted++
+		}
+		for _, k := range req.report {
+			if v, ok := running[counterID{req.org, k}]; ok {
+				req.out.usage[k] = v
+			}
+		}
+	}
+	if !fast {
+		// A claim whose event was refused is released, so a retry later
+		// can still count; when a later call of the group had the same
+		// key accepted, its event replaces the claim.
+		var release, replace []*pending
+		for _, p := range claims {
+			if !p.claimed {
+				continue
+			}
+			id := p.eventID()
+			if got, ok := accepted[id]; !ok || got != p {
+				release = append(release, p)
+				if ok {
+					replace = append(replace, got)
+				}
+			}
+		}
+		if err := r.deleteEvents(release); err != nil {
+			return err
+		}
+		if err := r.insertEvents(replace); err != nil {
+			return err
+		}
+		var err error
+		if changed, err = r.add(judged); err != nil {
+			return err
+		}
+		sums = judged
+	}
+	if err := s.fireAlerts(ctx, r, group, sums.totals, changed); err != nil {
+		return err
+	}
+	if s.group.hooks.written != nil {
+		if err := s.group.hooks.written(group); err != nil {
+			return err
+		}
+	}
+	return s.readBack(r.tx, group, changed)
+}
+
+// mayBeFast reports whether a group may take the fast path: none of its
+// events subtracts (a running total must be judged event by event not to
+// go below zero), and none of its totals was lately found too close to a
+// hard limit for it.
+func (s *Service) mayBeFast(group []*request) bool {
+	for _, req := range group {
+		for i := range req.batch {
+			p := &req.batch[i]
+			if p.quantity < 0 {
+				return false
+			}
+			if _, near := s.nearLimit.Get(p.totalID()); near {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// noteLimitInReach remembers the totals of a group that could not take the
+// fast path (those missing from done), so the next groups adding to them go
+// the slow way at once instead of trying twice.
+func (s *Service) noteLimitInReach(written []counterID, done map[counterID]counter) {
+	for _, id := range written {
+		if _, ok := done[id]; !ok {
+			s.nearLimit.Put(id, struct{}{})
+		}
+	}
+}
+
+// fastCeilings is, for each period total a group writes, the highest value
+// it may have for all of the group's claimed events to count: below it,
+// adding the whole sum passes neither the strictest hard limit any of the
+// events carries nor the int64 range, and since no event subtracts, no
+// event on the way does either. It returns false when a sum alone passes
+// one: those events must be judged one by one.
+func fastCeilings(written []counterID, claims []*pending, sums aggregate) (map[counterID]int64, bool) {
+	ceilings := make(map[counterID]int64, len(written))
+	for _, id := range written {
+		ceilings[id] = math.MaxInt64
+	}
+	for _, p := range claims {
+		if p.claimed && p.limit.Hard && !p.limit.Unlimited {
+			ceilings[p.totalID()] = min(ceilings[p.totalID()], p.limit.Limit)
+		}
+	}
+	for id, c := range ceilings {
+		ceilings[id] = c - sums.totals[id]
+		if ceilings[id] < 0 {
+			return nil, false
+		}
+	}
+	return ceilings, true
 }
 
 // publishGroup writes the Redis mirror of a committed group: once per

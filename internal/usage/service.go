@@ -28,6 +28,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/tollgate-billing/tollgate/internal/cache"
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/redisconn"
@@ -74,6 +75,9 @@ type Service struct {
 	// nil enforces none (see LimitRate).
 	rate  RateLimiter
 	group *groupCommitter
+	// nearLimit holds the period totals lately found too close to a hard
+	// limit for a group's fast path (see writeGroup).
+	nearLimit *cache.Cache[counterID, struct{}]
 	// resyncEvery is how often Run looks for dirty counters.
 	resyncEvery time.Duration
 
@@ -93,10 +97,18 @@ func NewService(db *store.DB, rdb *redisconn.Client, catalog *plans.Catalog, pla
 		clock:       clk,
 		log:         log,
 		resyncEvery: resyncInterval,
+		nearLimit:   cache.New[counterID, struct{}](nearLimitTotals, nearLimitTTL, clk),
 	}
 	s.group = &groupCommitter{commit: s.writeGroup, publish: s.publishGroup, slots: commitSlots(db.Dialect)}
 	return s
 }
+
+// A total found too close to a hard limit for the fast path is written the
+// slow way for nearLimitTTL; the service remembers up to nearLimitTotals.
+const (
+	nearLimitTTL    = time.Minute
+	nearLimitTotals = 10_000
+)
 
 // commitSlots is how many groups commit at once. SQLite has one writer, so
 // a second group would only wait for the connection. On Postgres a second
