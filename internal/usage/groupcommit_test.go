@@ -65,10 +65,20 @@ type answer struct {
 // calls after the held ones commit as one group, in call order.
 func recordHeld(t *testing.T, f *fixture, org string, calls [][]Event) ([]answer, []int) {
 	t.Helper()
+	return recordHeldWith(t, f, org, calls, nil)
+}
+
+// recordHeldWith is recordHeld, calling before(i) (when set) just before
+// making call i.
+func recordHeldWith(t *testing.T, f *fixture, org string, calls [][]Event, before func(i int)) ([]answer, []int) {
+	t.Helper()
 	h := holdFirstGroups(f)
 	answers := make([]answer, len(calls))
 	var wg sync.WaitGroup
 	for i, events := range calls {
+		if before != nil {
+			before(i)
+		}
 		wg.Go(func() {
 			answers[i].res, answers[i].err = f.svc.Record(context.Background(), org, events)
 		})
@@ -502,4 +512,57 @@ func groupMirrorsEachOrganisation(t *testing.T, f *fixture) {
 			t.Errorf("org %s: Redis holds %d (%v), the database %d", org, got, err, want)
 		}
 	}
+}
+
+// Each call of a group is held to the limit of the plan it was made on,
+// even when the calls of one group were made on different plans (a plan
+// changed between them): a call on the free plan's hard limit is refused
+// behind a call on a soft limit that took the total past it, and is counted
+// when it comes first.
+func TestEachCallOfAGroupIsHeldToItsOwnPlansLimit(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		for _, tc := range []struct {
+			name      string
+			plans     []string // of the grouped calls, in order
+			hardCount bool     // whether the free plan's call counts
+			used      int64
+		}{
+			{"soft limit first", []string{"starter", "free"}, false, 1010},
+			{"hard limit first", []string{"free", "starter"}, true, 1015},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				f := newFixture(t, db, nil)
+				org := f.org(t, "free")
+				f.record(t, org, ev("api_calls", 990, "fill"))
+				quantity := map[string]int64{"starter": 20, "free": 5}
+				plan := make([]string, f.svc.group.slots, f.svc.group.slots+2)
+				calls := make([][]Event, f.svc.group.slots, f.svc.group.slots+2)
+				for i := range calls { // held, each alone, counting nothing
+					plan[i], calls[i] = "free", []Event{ev("api_calls", 0, fmt.Sprintf("held-%d", i))}
+				}
+				for _, p := range tc.plans {
+					plan, calls = append(plan, p), append(calls, []Event{ev("api_calls", quantity[p], "on-"+p)})
+				}
+				answers, sizes := recordHeldWith(t, f, org, calls, func(i int) {
+					f.plans.set(org, plan[i], "")
+					f.svc.InvalidatePlan(org)
+				})
+				if want := wantGroups(f, len(calls)); fmt.Sprint(sizes) != fmt.Sprint(want) {
+					t.Fatalf("groups of %v calls, want %v", sizes, want)
+				}
+				for i, a := range answers[f.svc.group.slots:] {
+					want := 1
+					if tc.plans[i] == "free" && !tc.hardCount {
+						want = 0
+					}
+					if a.res.Accepted != want {
+						t.Errorf("the call on %s: %+v, %v; want %d accepted", tc.plans[i], a.res, a.err, want)
+					}
+				}
+				if used := f.used(t, org, "api_calls"); used != tc.used {
+					t.Errorf("used %d, want %d", used, tc.used)
+				}
+			})
+		}
+	})
 }
