@@ -566,3 +566,38 @@ func TestEachCallOfAGroupIsHeldToItsOwnPlansLimit(t *testing.T) {
 		}
 	})
 }
+
+// A group written by one statement (oneshot.go) that fails at its last
+// part, the daily rollups, leaves nothing of its first parts behind: no
+// key claimed, no event stored, no total changed; its callers are told to
+// retry, and the retry, with the same keys, counts every event once.
+func TestAGroupWhoseOneStatementFailsStoresNothing(t *testing.T) {
+	db := testenv.OpenDB(t, store.Postgres)
+	f := newFixture(t, db, nil)
+	org := f.org(t, "starter")
+	f.record(t, org, ev("api_calls", 7, "before"))
+	// Existing rows stand; any write of a daily rollup now fails.
+	if err := db.Exec("ALTER TABLE usage_daily_rollups ADD CONSTRAINT refuse_writes CHECK (used < 0) NOT VALID").Error; err != nil {
+		t.Fatal(err)
+	}
+	events := []Event{ev("api_calls", 2, "a"), ev("api_calls", 3, "b"), ev("llm_tokens", 40, "c")}
+	_, err := f.svc.Record(context.Background(), org, events)
+	if e, ok := apperr.As(err); !ok || e.Code != apperr.Unavailable || e.Extensions["retryable"] != true {
+		t.Fatalf("recording while the statement fails: %v, want UNAVAILABLE and retryable", err)
+	}
+	if got := f.storedEvents(t, org); got != 1 {
+		t.Errorf("%d events stored after the failure, want only the one before", got)
+	}
+	if got := f.used(t, org, "api_calls"); got != 7 {
+		t.Errorf("api_calls used %d after the failure, want 7", got)
+	}
+	if err := db.Exec("ALTER TABLE usage_daily_rollups DROP CONSTRAINT refuse_writes").Error; err != nil {
+		t.Fatal(err)
+	}
+	if res := f.record(t, org, events...); res.Accepted != 3 || res.Duplicates != 0 {
+		t.Fatalf("the retry: %+v, want all three counted: the failed statement claimed no key", res)
+	}
+	if got := f.used(t, org, "api_calls"); got != 12 {
+		t.Errorf("api_calls used %d after the retry, want 12", got)
+	}
+}

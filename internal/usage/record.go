@@ -275,6 +275,19 @@ func (o *outcome) refuse(p *pending, used int64) {
 func (s *Service) writeGroup(ctx context.Context, group []*request) error {
 	now := s.clock.Now()
 	fast := s.db.Dialect == store.Postgres && s.mayBeFast(group)
+	if fast && s.group.hooks.written == nil && !nearMonthBoundary(now) {
+		err := retryConflicts(ctx, func() error { return s.writeGroupAtOnce(ctx, group, now) })
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, errLimitInReach):
+			fast = false
+		case errors.Is(err, errAlertCrossed):
+			// The transaction below fires the alerts.
+		default:
+			return err
+		}
+	}
 	for {
 		err := retryConflicts(ctx, func() error {
 			return s.db.Tx(ctx, func(tx *gorm.DB) error {
@@ -295,42 +308,15 @@ func (s *Service) writeGroup(ctx context.Context, group []*request) error {
 var errLimitInReach = errors.New("a usage total is too close to its limit for the fast path")
 
 func (s *Service) writeGroupTx(ctx context.Context, r rollups, group []*request, fast bool) error {
-	// The first occurrence of each key, in arrival order, claims it in the
-	// insert; the totals it may add to are locked after.
-	events := 0
-	for _, req := range group {
-		events += len(req.batch)
-	}
-	first := make(map[eventID]*pending, events)
-	claims := make([]*pending, 0, events)
-	var written []counterID // the period totals the group may add to
-	seenTotal := map[counterID]struct{}{}
-	for _, req := range group {
-		for i := range req.batch {
-			p := &req.batch[i]
-			if _, ok := first[p.eventID()]; !ok {
-				first[p.eventID()] = p
-				claims = append(claims, p)
-			}
-			if _, ok := seenTotal[p.totalID()]; !ok {
-				seenTotal[p.totalID()] = struct{}{}
-				written = append(written, p.totalID())
-			}
-		}
-	}
+	plan := planGroup(group)
 	if err := r.guardMonthBoundary(); err != nil {
 		return err
 	}
 	// Claim the keys before locking the period totals, so the totals
 	// (which every group of the organisation needs) are held only for the
 	// short rest of the transaction, not across the claim's index probes
-	// and inserts. Claims go in key order, so two groups that share keys
-	// wait on each other in one order; a deadlock, should Postgres insert
-	// them in another, is retried like any other (retry.go).
-	slices.SortFunc(claims, func(a, b *pending) int {
-		return cmp.Or(strings.Compare(a.org, b.org), strings.Compare(a.key, b.key))
-	})
-	if err := r.insertEvents(claims); err != nil {
+	// and inserts.
+	if err := r.insertEvents(plan.claims); err != nil {
 		return err
 	}
 
@@ -343,74 +329,36 @@ func (s *Service) writeGroupTx(ctx context.Context, r rollups, group []*request,
 		// Every claimed key's event counts; the totals are locked and
 		// added to at once, on the condition that each starts at or below
 		// its ceiling.
-		for _, p := range claims {
-			if p.claimed {
-				sums.add(p)
-			}
-		}
-		ceilings, ok := fastCeilings(written, claims, sums)
+		sums = plan.claimedSums()
+		ceilings, ok := fastCeilings(plan.written, plan.claims, sums)
 		if ok {
 			var err error
 			if changed, ok, err = r.addAtOnce(sums, ceilings); err != nil {
 				return err
 			}
 			if !ok {
-				s.noteLimitInReach(written, changed)
+				s.noteLimitInReach(plan.written, changed)
 				return errLimitInReach
 			}
-			running = make(map[counterID]int64, len(changed))
-			for id, c := range changed {
-				running[id] = c.used - sums.totals[id] // as the group found it
-			}
+			running = foundTotals(changed, sums)
 		} else {
 			fast = false // a sum alone passes a limit: judge the events
 		}
 	}
 	if !fast {
 		var err error
-		if running, err = r.lockTotals(written); err != nil {
+		if running, err = r.lockTotals(plan.written); err != nil {
 			return err
 		}
 	}
 
-	accepted := make(map[eventID]*pending, len(claims))
-	var judged aggregate
-	for _, req := range group {
-		req.out = outcome{usage: make(map[rollupKey]int64, len(req.report))}
-		for i := range req.batch {
-			p := &req.batch[i]
-			if !first[p.eventID()].claimed {
-				req.out.duplicates++
-				continue
-			}
-			if _, ok := accepted[p.eventID()]; ok {
-				req.out.duplicates++
-				continue
-			}
-			if fast {
-				// Below its ceiling, every event of a total counts.
-				running[p.totalID()] += p.quantity
-			} else if next, ok := judge(&req.out, p, running[p.totalID()]); ok {
-				running[p.totalID()] = next
-				judged.add(p)
-			} else {
-				continue
-			}
-			accepted[p.eventID()] = p
-			req.out.accepted++
-		}
-		for _, k := range req.report {
-			if v, ok := running[counterID{req.org, k}]; ok {
-				req.out.usage[k] = v
-			}
-		}
-	}
+	accepted, judged := settle(group, plan.first, running, !fast)
 	if !fast {
 		// A claim whose event was refused is released, so a retry later
 		// can still count; when a later call of the group had the same
 		// key accepted, its event replaces the claim.
 		var release, replace []*pending
-		for _, p := range claims {
+		for _, p := range plan.claims {
 			if !p.claimed {
 				continue
 			}
@@ -443,6 +391,106 @@ func (s *Service) writeGroupTx(ctx context.Context, r rollups, group []*request,
 		}
 	}
 	return s.readBack(r.tx, group, changed)
+}
+
+// groupPlan is what a group writes: the first occurrence of each key, in
+// arrival order, which claims it; those claims in key order, so two groups
+// that share keys wait on each other in one order (a deadlock, should
+// Postgres insert them in another, is retried like any other, retry.go);
+// and the period totals the group may add to.
+type groupPlan struct {
+	first   map[eventID]*pending
+	claims  []*pending
+	written []counterID
+}
+
+func planGroup(group []*request) groupPlan {
+	events := 0
+	for _, req := range group {
+		events += len(req.batch)
+	}
+	plan := groupPlan{first: make(map[eventID]*pending, events), claims: make([]*pending, 0, events)}
+	seenTotal := map[counterID]struct{}{}
+	for _, req := range group {
+		for i := range req.batch {
+			p := &req.batch[i]
+			if _, ok := plan.first[p.eventID()]; !ok {
+				plan.first[p.eventID()] = p
+				plan.claims = append(plan.claims, p)
+			}
+			if _, ok := seenTotal[p.totalID()]; !ok {
+				seenTotal[p.totalID()] = struct{}{}
+				plan.written = append(plan.written, p.totalID())
+			}
+		}
+	}
+	slices.SortFunc(plan.claims, func(a, b *pending) int {
+		return cmp.Or(strings.Compare(a.org, b.org), strings.Compare(a.key, b.key))
+	})
+	return plan
+}
+
+// claimedSums adds up the events whose keys were claimed: what the group
+// adds when every one of them counts.
+func (g groupPlan) claimedSums() aggregate {
+	var sums aggregate
+	for _, p := range g.claims {
+		if p.claimed {
+			sums.add(p)
+		}
+	}
+	return sums
+}
+
+// foundTotals is each period total as the group found it, from the totals
+// after the group added sums.
+func foundTotals(after map[counterID]counter, sums aggregate) map[counterID]int64 {
+	running := make(map[counterID]int64, len(after))
+	for id, c := range after {
+		running[id] = c.used - sums.totals[id]
+	}
+	return running
+}
+
+// settle gives each call of the group its answer, in arrival order, from
+// the period totals as the group found them (running, which it advances):
+// an event whose key another event claimed, earlier in the group or before
+// it, is a duplicate; the others are judged one by one when judgeEach is
+// set, and all count otherwise (the totals were below their ceilings). It
+// returns the events counted, by key, and their sums when judged.
+func settle(group []*request, first map[eventID]*pending, running map[counterID]int64, judgeEach bool) (map[eventID]*pending, aggregate) {
+	accepted := make(map[eventID]*pending, len(first))
+	var judged aggregate
+	for _, req := range group {
+		req.out = outcome{usage: make(map[rollupKey]int64, len(req.report))}
+		for i := range req.batch {
+			p := &req.batch[i]
+			if !first[p.eventID()].claimed {
+				req.out.duplicates++
+				continue
+			}
+			if _, ok := accepted[p.eventID()]; ok {
+				req.out.duplicates++
+				continue
+			}
+			if !judgeEach {
+				running[p.totalID()] += p.quantity
+			} else if next, ok := judge(&req.out, p, running[p.totalID()]); ok {
+				running[p.totalID()] = next
+				judged.add(p)
+			} else {
+				continue
+			}
+			accepted[p.eventID()] = p
+			req.out.accepted++
+		}
+		for _, k := range req.report {
+			if v, ok := running[counterID{req.org, k}]; ok {
+				req.out.usage[k] = v
+			}
+		}
+	}
+	return accepted, judged
 }
 
 // mayBeFast reports whether a group may take the fast path: none of its

@@ -1,0 +1,214 @@
+package usage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/tollgate-billing/tollgate/internal/clock"
+)
+
+// One statement per group. On Postgres, most commit groups need nothing
+// but what one statement can do: claim the keys, store the events of the
+// keys claimed, add their sums to the period totals (on the condition that
+// each total is below the ceiling its hard limits leave) and to the
+// endpoint and daily rollups. Sent on its own, outside BEGIN and COMMIT, it
+// is its own transaction, and the whole group costs one round trip, whose
+// answer comes once the commit is durable: a group holds its totals'
+// row locks for the rest of that one statement and its commit, where a
+// transaction held them across two more round trips.
+//
+// When the statement finds a total too close to a hard limit, or a total
+// crossing an alert threshold, it undoes itself by calling
+// tollgate_group_abort (migration 00052): the group is then written in a
+// transaction, which can judge events one by one and fire alerts with it.
+
+// errAlertCrossed undoes a one-statement group: some total crossed an alert
+// threshold, and alerts are inserted (and handed to OnAlert) in the
+// group's transaction.
+var errAlertCrossed = errors.New("a usage total crossed an alert threshold")
+
+// groupAbortCode is the SQLSTATE tollgate_group_abort raises, with the
+// reason as its message.
+const groupAbortCode = "TG001"
+
+// writeGroupAtOnce writes a group in one statement, as above. The group
+// must be eligible for the fast path (mayBeFast) and not near a month
+// boundary, where claims take the boundary lock in a transaction.
+func (s *Service) writeGroupAtOnce(ctx context.Context, group []*request, now time.Time) error {
+	plan := planGroup(group)
+	for _, p := range plan.claims {
+		p.claimed = false // a retried statement starts afresh
+	}
+	changed := map[counterID]counter{}
+	if len(plan.claims) > 0 {
+		args := groupArgs(group, plan, now)
+		rows, err := s.db.SQL().QueryContext(ctx, oneStatementSQL, args...)
+		if err != nil {
+			return s.groupAborted(plan, err)
+		}
+		var stored string
+		err = func() error {
+			defer rows.Close()
+			for rows.Next() {
+				var (
+					org, meter string
+					start      time.Time
+					c          counter
+				)
+				if err := rows.Scan(&stored, &org, &meter, &start, &c.used, &c.version); err != nil {
+					return err
+				}
+				changed[counterID{org, keyOf(meter, start)}] = c
+			}
+			return rows.Err()
+		}()
+		if err != nil {
+			return s.groupAborted(plan, err)
+		}
+		if err := markStored(plan.claims, stored); err != nil {
+			return err
+		}
+	}
+	settle(group, plan.first, foundTotals(changed, plan.claimedSums()), false)
+	// The values reported but not written (a meter whose events were all
+	// refused before the group) are read after the commit: the
+	// transaction would have read them without a lock too.
+	return s.readBack(s.db.WithContext(ctx), group, changed)
+}
+
+// groupAborted turns the statement's own abort into errLimitInReach or
+// errAlertCrossed, remembering the totals with hard limits in the first
+// case so that the next groups adding to them go the slow way at once.
+func (s *Service) groupAborted(plan groupPlan, err error) error {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != groupAbortCode {
+		return fmt.Errorf("write usage: %w", err)
+	}
+	if pgErr.Message == "alert" {
+		return errAlertCrossed
+	}
+	for _, p := range plan.claims {
+		if p.limit.Hard && !p.limit.Unlimited {
+			s.nearLimit.Put(p.totalID(), struct{}{})
+		}
+	}
+	return errLimitInReach
+}
+
+// markStored sets claimed on the events whose positions (from 1) the
+// statement listed as stored, as the text of an int array: "{3,1,2}".
+func markStored(claims []*pending, stored string) error {
+	for field := range strings.FieldsFuncSeq(strings.Trim(stored, "{}"), func(c rune) bool { return c == ',' }) {
+		i, err := strconv.Atoi(field)
+		if err != nil || i < 1 || i > len(claims) {
+			return fmt.Errorf("read the stored positions %.64q: not a position of %d events", stored, len(claims))
+		}
+		claims[i-1].claimed = true
+	}
+	return nil
+}
+
+// groupArgs are oneStatementSQL's parameters: the claims (in key order)
+// with the rollup rows each event adds to, and the period totals with the
+// strictest hard limit any of the group's events carries and the limit
+// alerts are judged against (as fireAlerts judges them: the last event's).
+func groupArgs(group []*request, plan groupPlan, now time.Time) []any {
+	n := len(plan.claims)
+	orgs, keys, meters, endpoints := make(pointerArray[text], n), make(pointerArray[text], n), make(pointerArray[text], n), make(pointerArray[text], n)
+	quantities := make(pointerArray[integer], n)
+	ats, periods, months, days := make(pointerArray[timestamp], n), make(pointerArray[timestamp], n), make(pointerArray[timestamp], n), make(pointerArray[timestamp], n)
+	ceilings := make(map[counterID]int64, len(plan.written))
+	alerts := make(map[counterID]int64, len(plan.written))
+	for _, id := range plan.written {
+		ceilings[id] = math.MaxInt64
+	}
+	for i, p := range plan.claims {
+		orgs[i], keys[i], meters[i], endpoints[i] = text(p.org), text(p.key), text(p.meter), text(p.endpoint)
+		quantities[i] = integer(p.quantity)
+		ats[i], periods[i] = timestamp(p.at), timestamp(p.total.periodStart())
+		months[i], days[i] = timestamp(clock.MonthStart(p.at)), timestamp(dayOf(p.at))
+	}
+	for _, req := range group {
+		for i := range req.batch {
+			p := &req.batch[i]
+			if p.limit.Hard && !p.limit.Unlimited {
+				ceilings[p.totalID()] = min(ceilings[p.totalID()], p.limit.Limit)
+			}
+			alerts[p.totalID()] = 0
+			if !p.limit.Unlimited && p.limit.Limit > 0 {
+				alerts[p.totalID()] = p.limit.Limit
+			}
+		}
+	}
+	ids := slices.SortedFunc(slices.Values(plan.written), counterID.compare)
+	tOrg, tMeter, tStart := make(pointerArray[text], len(ids)), make(pointerArray[text], len(ids)), make(pointerArray[timestamp], len(ids))
+	tLimit, tAlert := make(pointerArray[integer], len(ids)), make(pointerArray[integer], len(ids))
+	for i, id := range ids {
+		tOrg[i], tMeter[i], tStart[i] = text(id.org), text(id.meter), timestamp(id.periodStart())
+		tLimit[i], tAlert[i] = integer(ceilings[id]), integer(alerts[id])
+	}
+	return []any{now, clock.MonthStart(now), keyFloor(now), orgs, keys, meters, quantities, endpoints, ats, keyCeiling(now),
+		periods, months, days, tOrg, tMeter, tStart, tLimit, tAlert, len(ids)}
+}
+
+// oneStatementSQL writes a group, as described at the top of this file.
+// Its parts run in this order: the claim (as claimEventsSQL), the events
+// stored (the sums per period total wait for them, so the totals are
+// locked after), the totals, then the endpoint and daily rollups; so it
+// takes row locks in the order the transaction does. A sum of zero leaves a total's version
+// alone. A threshold p% of a limit L is crossed when the count of whole
+// percents reached, min(100, floor(100·used/L)), goes up.
+var oneStatementSQL = `WITH claimed AS (
+INSERT INTO usage_event_keys (org_id, idempotency_key, arrival_month)
+SELECT c.o, c.k, $2 FROM unnest($4::text[], $5::text[]) AS c(o, k)
+WHERE NOT EXISTS (SELECT 1 FROM usage_event_keys x
+	WHERE x.org_id = c.o AND x.idempotency_key = c.k AND x.arrival_month BETWEEN $3 AND $10 OFFSET 0)
+ON CONFLICT DO NOTHING RETURNING org_id, idempotency_key),
+fresh AS (
+SELECT u.o, u.k, u.m, u.n, u.e, u.t, u.p, u.mo, u.d, u.i
+FROM unnest($4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[], $9::timestamptz[], $11::timestamptz[], $12::timestamptz[], $13::timestamptz[])
+	WITH ORDINALITY AS u(o, k, m, n, e, t, p, mo, d, i)
+JOIN claimed ON claimed.org_id = u.o AND claimed.idempotency_key = u.k),
+stored AS (
+INSERT INTO usage_events (org_id, idempotency_key, meter, quantity, endpoint, occurred_at, recorded_at)
+SELECT o, k, m, n, e, t, $1 FROM fresh RETURNING 1),
+w AS (
+SELECT w.o, w.m, w.p, coalesce(s.n, 0) AS n, w.lim - coalesce(s.n, 0) AS c, w.alert
+FROM unnest($14::text[], $15::text[], $16::timestamptz[], $17::bigint[], $18::bigint[]) AS w(o, m, p, lim, alert)
+LEFT JOIN (SELECT o, m, p, sum(n)::bigint AS n FROM fresh GROUP BY o, m, p) s USING (o, m, p)
+WHERE (SELECT count(*) FROM stored) >= 0),
+totals AS (
+INSERT INTO usage_rollups AS r (org_id, meter, period_start, used, version, updated_at)
+SELECT o, m, p, n, (n <> 0)::int, $1 FROM w WHERE c >= 0 ORDER BY o, m, p
+ON CONFLICT (org_id, meter, period_start) DO UPDATE
+SET used = r.used + excluded.used, version = r.version + (excluded.used <> 0)::int, updated_at = excluded.updated_at
+WHERE r.used <= (SELECT w.c FROM w WHERE w.o = r.org_id AND w.m = r.meter AND w.p = r.period_start)
+RETURNING org_id, meter, period_start, used, version),
+endpoints AS (
+INSERT INTO usage_endpoint_rollups AS x (org_id, period_start, meter, endpoint, used, updated_at)
+SELECT o, mo, m, e, sum(n)::bigint, $1 FROM fresh WHERE e <> '' GROUP BY o, mo, m, e HAVING sum(n) <> 0 ORDER BY o, mo, m, e
+ON CONFLICT (org_id, period_start, meter, endpoint) DO UPDATE
+SET used = ` + saturatingSum("x.used", "excluded.used") + `, updated_at = excluded.updated_at),
+days AS (
+INSERT INTO usage_daily_rollups AS y (org_id, meter, day, used, updated_at)
+SELECT o, m, d, sum(n)::bigint, $1 FROM fresh GROUP BY o, m, d HAVING sum(n) <> 0 ORDER BY o, m, d
+ON CONFLICT (org_id, meter, day) DO UPDATE
+SET used = ` + saturatingSum("y.used", "excluded.used") + `, updated_at = excluded.updated_at),
+verdict AS (
+SELECT CASE
+	WHEN (SELECT count(*) FROM totals) <> $19 THEN tollgate_group_abort('limit')
+	WHEN EXISTS (SELECT 1 FROM totals t JOIN w ON w.o = t.org_id AND w.m = t.meter AND w.p = t.period_start
+		WHERE w.alert > 0 AND w.n > 0
+		AND least(100, floor(100 * t.used::numeric / w.alert)) > least(100, floor(100 * (t.used - w.n)::numeric / w.alert)))
+		THEN tollgate_group_abort('alert')
+	ELSE 0 END AS ok)
+SELECT (SELECT coalesce(array_agg(i)::text, '{}') FROM fresh), org_id, meter, period_start, used, version
+FROM totals WHERE (SELECT ok FROM verdict) = 0`
