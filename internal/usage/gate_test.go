@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/clock"
+	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/redisconn"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/testenv"
@@ -281,4 +284,73 @@ func TestTheGateStopsLyingOnceARestoredRedisIsNoticed(t *testing.T) {
 			t.Fatalf("the rebuilt counter holds %q, want the database's %s", got, want)
 		}
 	})
+}
+
+// blockingPlans is a PlanSource whose loads after the first wait for
+// release, counting every load.
+type blockingPlans struct {
+	loads   atomic.Int64
+	release chan struct{}
+	planID  atomic.Value // string
+	catalog *plans.Catalog
+}
+
+func (b *blockingPlans) PlanOf(ctx context.Context, orgID string) (plans.Plan, string, error) {
+	if b.loads.Add(1) > 1 {
+		select {
+		case <-b.release:
+		case <-ctx.Done():
+			return plans.Plan{}, "", ctx.Err()
+		}
+	}
+	p, _ := b.catalog.ByID(b.planID.Load().(string))
+	return p, "", nil
+}
+
+// A plan past half its cache TTL is read again in the background: callers
+// keep getting the cached plan without waiting for the database, and the
+// change the read brings is served once it lands, before the TTL is out.
+func TestPlanCacheRefreshesAheadWithoutMakingCallersWait(t *testing.T) {
+	src := &blockingPlans{release: make(chan struct{}), catalog: plans.Default()}
+	src.planID.Store("free")
+	clk := clock.NewFake(testNow)
+	c := NewPlanCache(src, clk, PlanCacheTTL)
+	ctx := context.Background()
+	if p, _, err := c.PlanOf(ctx, "org"); err != nil || p.ID != "free" {
+		t.Fatalf("first read: %v, %v", p.ID, err)
+	}
+	src.planID.Store("starter") // billing changed the plan, the cache was not told
+	clk.Advance(PlanCacheTTL * 6 / 10)
+	if p, _, err := c.PlanOf(ctx, "org"); err != nil || p.ID != "free" {
+		t.Fatalf("read past half the TTL: %v, %v; want the cached free plan at once", p.ID, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for src.loads.Load() < 2 { // the refresh has started, in the background
+		if time.Now().After(deadline) {
+			t.Fatal("no refresh started past half the TTL")
+		}
+		runtime.Gosched()
+	}
+	for range 3 { // the refresh is blocked in the database: nobody waits for it
+		if p, _, err := c.PlanOf(ctx, "org"); err != nil || p.ID != "free" {
+			t.Fatalf("read while the refresh is in flight: %v, %v; want the cached free plan at once", p.ID, err)
+		}
+	}
+	if n := src.loads.Load(); n != 2 {
+		t.Fatalf("%d loads, want the first and one refresh shared by the reads after half the TTL", n)
+	}
+	close(src.release)
+	for {
+		p, _, err := c.PlanOf(ctx, "org")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.ID == "starter" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the refreshed plan never replaced the cached one")
+		}
+		runtime.Gosched()
+	}
 }
