@@ -269,9 +269,11 @@ func (o *outcome) refuse(p *pending, used int64) {
 // concurrent groups on this replica or another.
 //
 // On Postgres a group whose events can all be counted (see fastCeilings)
-// locks and adds to its totals in one statement; when a total turns out to
-// be too close to a hard limit for that, the transaction is rolled back and
-// the group is written again the slow way, event by event.
+// is usually written by one statement on its own (oneshot.go); when that
+// undoes itself for an alert, the same fast path runs in a transaction,
+// which locks and adds to the totals in one statement. When a total turns
+// out to be too close to a hard limit for either, the group is written
+// again the slow way, judging its events one by one.
 func (s *Service) writeGroup(ctx context.Context, group []*request) error {
 	now := s.clock.Now()
 	fast := s.db.Dialect == store.Postgres && s.mayBeFast(group)
