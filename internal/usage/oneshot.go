@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -47,6 +48,19 @@ func (s *Service) writeGroupAtOnce(ctx context.Context, group []*request, now ti
 	for _, p := range plan.claims {
 		p.claimed = false // a retried statement starts afresh
 	}
+	// The totals reported but not written (a meter whose events were all
+	// refused before the group) are read first, so that once the
+	// statement has committed nothing can fail: a caller told to retry is
+	// always one whose events were not stored. The transaction would have
+	// read them without a lock too.
+	written := make(map[counterID]struct{}, len(plan.written))
+	for _, id := range plan.written {
+		written[id] = struct{}{}
+	}
+	values, err := readTotals(s.db.WithContext(ctx), unwritten(group, func(id counterID) bool { _, ok := written[id]; return ok }))
+	if err != nil {
+		return fmt.Errorf("write usage: %w", err)
+	}
 	changed := map[counterID]counter{}
 	if len(plan.claims) > 0 {
 		args := groupArgs(group, plan, now)
@@ -73,15 +87,12 @@ func (s *Service) writeGroupAtOnce(ctx context.Context, group []*request, now ti
 		if err != nil {
 			return s.groupAborted(plan, err)
 		}
-		if err := markStored(plan.claims, stored); err != nil {
-			return err
-		}
+		markStored(plan.claims, stored)
 	}
 	settle(group, plan.first, foundTotals(changed, plan.claimedSums()), false)
-	// The values reported but not written (a meter whose events were all
-	// refused before the group) are read after the commit: the
-	// transaction would have read them without a lock too.
-	return s.readBack(s.db.WithContext(ctx), group, changed)
+	maps.Copy(values, changed)
+	fillOutcomes(group, values)
+	return nil
 }
 
 // groupAborted turns the statement's own abort into errLimitInReach or
@@ -104,16 +115,15 @@ func (s *Service) groupAborted(plan groupPlan, err error) error {
 }
 
 // markStored sets claimed on the events whose positions (from 1) the
-// statement listed as stored, as the text of an int array: "{3,1,2}".
-func markStored(claims []*pending, stored string) error {
+// statement listed as stored, as the text of an int array: "{3,1,2}". The
+// statement has committed, so a malformed answer (which Postgres does not
+// give) cannot fail the group: what it does not name stays unclaimed.
+func markStored(claims []*pending, stored string) {
 	for field := range strings.FieldsFuncSeq(strings.Trim(stored, "{}"), func(c rune) bool { return c == ',' }) {
-		i, err := strconv.Atoi(field)
-		if err != nil || i < 1 || i > len(claims) {
-			return fmt.Errorf("read the stored positions %.64q: not a position of %d events", stored, len(claims))
+		if i, err := strconv.Atoi(field); err == nil && i >= 1 && i <= len(claims) {
+			claims[i-1].claimed = true
 		}
-		claims[i-1].claimed = true
 	}
-	return nil
 }
 
 // groupArgs are oneStatementSQL's parameters: the claims (in key order)

@@ -593,24 +593,37 @@ func judge(out *outcome, p *pending, cur int64) (int64, bool) {
 // those the Redis mirror is sent, as committed: changed holds those the
 // group wrote; any other is read (one query, often none).
 func (s *Service) readBack(tx *gorm.DB, group []*request, changed map[counterID]counter) error {
-	var missing []counterID
-	for _, req := range group {
-		for _, k := range req.report {
-			if _, ok := changed[counterID{req.org, k}]; !ok {
-				missing = append(missing, counterID{req.org, k})
-			}
-		}
-		for i := range req.batch {
-			if _, ok := changed[req.batch[i].totalID()]; !ok {
-				missing = append(missing, req.batch[i].totalID())
-			}
-		}
-	}
-	values, err := readTotals(tx, missing)
+	values, err := readTotals(tx, unwritten(group, func(id counterID) bool { _, ok := changed[id]; return ok }))
 	if err != nil {
 		return err
 	}
 	maps.Copy(values, changed)
+	fillOutcomes(group, values)
+	return nil
+}
+
+// unwritten lists the period totals the group's calls report or add to that
+// written says the group did not write.
+func unwritten(group []*request, written func(counterID) bool) []counterID {
+	var missing []counterID
+	for _, req := range group {
+		for _, k := range req.report {
+			if !written(counterID{req.org, k}) {
+				missing = append(missing, counterID{req.org, k})
+			}
+		}
+		for i := range req.batch {
+			if !written(req.batch[i].totalID()) {
+				missing = append(missing, req.batch[i].totalID())
+			}
+		}
+	}
+	return missing
+}
+
+// fillOutcomes gives each call the values of the totals it reports that it
+// did not see change, and the totals the Redis mirror is sent.
+func fillOutcomes(group []*request, values map[counterID]counter) {
 	for _, req := range group {
 		req.out.published = map[rollupKey]counter{}
 		for _, k := range req.report {
@@ -624,5 +637,4 @@ func (s *Service) readBack(tx *gorm.DB, group []*request, changed map[counterID]
 			req.out.published[id.rollupKey] = values[id]
 		}
 	}
-	return nil
 }
