@@ -93,27 +93,26 @@ func parseFlags() options {
 	only := flag.String("only", "", "comma-separated phases to run ("+strings.Join(phases, ",")+"); default all")
 	parts := flag.String("ingest-parts", "", "comma-separated parts of the ingest section to run ("+strings.Join(ingestParts, ",")+"); default all")
 	flag.Parse()
-	if *parts != "" {
-		o.ingestParts = map[string]bool{}
-		for p := range strings.SplitSeq(*parts, ",") {
-			if !slices.Contains(ingestParts, p) {
-				fmt.Fprintf(os.Stderr, "bench: -ingest-parts: unknown part %q; the parts are %s\n", p, strings.Join(ingestParts, ", "))
-				os.Exit(2)
-			}
-			o.ingestParts[p] = true
-		}
-	}
-	if *only != "" {
-		o.only = map[string]bool{}
-		for p := range strings.SplitSeq(*only, ",") {
-			if !slices.Contains(phases, p) {
-				fmt.Fprintf(os.Stderr, "bench: -only: unknown phase %q; the phases are %s\n", p, strings.Join(phases, ", "))
-				os.Exit(2)
-			}
-			o.only[p] = true
-		}
-	}
+	o.ingestParts = pickList("ingest-parts", *parts, ingestParts)
+	o.only = pickList("only", *only, phases)
 	return o
+}
+
+// pickList reads a comma-separated flag value naming some of allowed: nil
+// when empty (all), and exit 2 on a name not allowed.
+func pickList(flagName, value string, allowed []string) map[string]bool {
+	if value == "" {
+		return nil
+	}
+	picked := map[string]bool{}
+	for v := range strings.SplitSeq(value, ",") {
+		if !slices.Contains(allowed, v) {
+			fmt.Fprintf(os.Stderr, "bench: -%s: unknown name %q; they are %s\n", flagName, v, strings.Join(allowed, ", "))
+			os.Exit(2)
+		}
+		picked[v] = true
+	}
+	return picked
 }
 
 // startProfile starts the CPU profile when -cpuprofile is set; the returned

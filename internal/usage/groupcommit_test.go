@@ -517,23 +517,27 @@ func groupMirrorsEachOrganisation(t *testing.T, f *fixture) {
 // Each call of a group is held to the limit of the plan it was made on,
 // even when the calls of one group were made on different plans (a plan
 // changed between them): a call on the free plan's hard limit is refused
-// behind a call on a soft limit that took the total past it, and is counted
-// when it comes first.
+// behind a call on a soft limit that took the total past it, or when the
+// total was past it already, and is counted when it comes first with room.
 func TestEachCallOfAGroupIsHeldToItsOwnPlansLimit(t *testing.T) {
 	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
 		for _, tc := range []struct {
 			name      string
+			fill      int64    // used before, recorded on the starter plan
 			plans     []string // of the grouped calls, in order
 			hardCount bool     // whether the free plan's call counts
 			used      int64
 		}{
-			{"soft limit first", []string{"starter", "free"}, false, 1010},
-			{"hard limit first", []string{"free", "starter"}, true, 1015},
+			{"soft limit first", 990, []string{"starter", "free"}, false, 1010},
+			{"hard limit first", 990, []string{"free", "starter"}, true, 1015},
+			// No whole percent of the limit is crossed, so on Postgres the
+			// group is written by one statement, whose ceiling must refuse it.
+			{"already past the hard limit", 1010, []string{"free", "starter"}, false, 1030},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				f := newFixture(t, db, nil)
-				org := f.org(t, "free")
-				f.record(t, org, ev("api_calls", 990, "fill"))
+				org := f.org(t, "starter")
+				f.record(t, org, ev("api_calls", tc.fill, "fill"))
 				quantity := map[string]int64{"starter": 20, "free": 5}
 				plan := make([]string, f.svc.group.slots, f.svc.group.slots+2)
 				calls := make([][]Event, f.svc.group.slots, f.svc.group.slots+2)

@@ -7,8 +7,6 @@ import (
 	"maps"
 	"math"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -24,12 +22,19 @@ import (
 // is its own transaction, and the whole group costs one round trip, whose
 // answer comes once the commit is durable: a group holds its totals'
 // row locks for the rest of that one statement and its commit, where a
-// transaction held them across two more round trips.
+// transaction holds them across two more round trips.
 //
 // When the statement finds a total too close to a hard limit, or a total
-// crossing an alert threshold, it undoes itself by calling
-// tollgate_group_abort (migration 00052): the group is then written in a
-// transaction, which can judge events one by one and fire alerts with it.
+// passing a whole percent of its limit (where an alert threshold may lie;
+// which ones an organisation set is the transaction's to read), it undoes
+// itself by calling tollgate_group_abort (migration 00052): the group is
+// then written in a transaction, which can judge events one by one and fire
+// alerts with it.
+
+// errLimitInReach undoes a one-statement group: some period total was too
+// close to a hard limit (or to the int64 range) to count the group's events
+// without judging them one by one.
+var errLimitInReach = errors.New("a usage total is too close to its limit to count a group at once")
 
 // errAlertCrossed undoes a one-statement group: some total crossed an alert
 // threshold, and alerts are inserted (and handed to OnAlert) in the
@@ -41,8 +46,8 @@ var errAlertCrossed = errors.New("a usage total crossed an alert threshold")
 const groupAbortCode = "TG001"
 
 // writeGroupAtOnce writes a group in one statement, as above. The group
-// must be eligible for the fast path (mayBeFast) and not near a month
-// boundary, where claims take the boundary lock in a transaction.
+// must be eligible (mayBeFast) and not near a month boundary, where claims
+// take the boundary lock in a transaction.
 func (s *Service) writeGroupAtOnce(ctx context.Context, group []*request, now time.Time) error {
 	plan := planGroup(group)
 	for _, p := range plan.claims {
@@ -87,7 +92,12 @@ func (s *Service) writeGroupAtOnce(ctx context.Context, group []*request, now ti
 		if err != nil {
 			return s.groupAborted(plan, err)
 		}
-		markStored(plan.claims, stored)
+		if err := markStored(plan.claims, stored); err != nil {
+			// The statement has committed, so the group stands; Postgres
+			// does not give such an answer, and the events it does not
+			// name are answered as duplicates.
+			s.log.ErrorContext(ctx, "usage group written, its answer misread", "err", err)
+		}
 	}
 	settle(group, plan.first, foundTotals(changed, plan.claimedSums()), false)
 	maps.Copy(values, changed)
@@ -114,37 +124,21 @@ func (s *Service) groupAborted(plan groupPlan, err error) error {
 	return errLimitInReach
 }
 
-// markStored sets claimed on the events whose positions (from 1) the
-// statement listed as stored, as the text of an int array: "{3,1,2}". The
-// statement has committed, so a malformed answer (which Postgres does not
-// give) cannot fail the group: what it does not name stays unclaimed.
-func markStored(claims []*pending, stored string) {
-	for field := range strings.FieldsFuncSeq(strings.Trim(stored, "{}"), func(c rune) bool { return c == ',' }) {
-		if i, err := strconv.Atoi(field); err == nil && i >= 1 && i <= len(claims) {
-			claims[i-1].claimed = true
-		}
-	}
-}
-
-// groupArgs are oneStatementSQL's parameters: the claims (in key order)
-// with the rollup rows each event adds to, and the period totals with the
-// strictest hard limit any of the group's events carries and the limit
-// alerts are judged against (as fireAlerts judges them: the last event's).
+// groupArgs are oneStatementSQL's parameters: claimEventsSQL's for the
+// claims (in key order), the rollup rows each event adds to, and the period
+// totals with the strictest hard limit any of the group's events carries
+// and the limit alerts are judged against (as fireAlerts judges them: the
+// last event's).
 func groupArgs(group []*request, plan groupPlan, now time.Time) []any {
 	n := len(plan.claims)
-	orgs, keys, meters, endpoints := make(pointerArray[text], n), make(pointerArray[text], n), make(pointerArray[text], n), make(pointerArray[text], n)
-	quantities := make(pointerArray[integer], n)
-	ats, periods, months, days := make(pointerArray[timestamp], n), make(pointerArray[timestamp], n), make(pointerArray[timestamp], n), make(pointerArray[timestamp], n)
+	periods, months, days := make(pointerArray[timestamp], n), make(pointerArray[timestamp], n), make(pointerArray[timestamp], n)
+	for i, p := range plan.claims {
+		periods[i], months[i], days[i] = timestamp(p.total.periodStart()), timestamp(clock.MonthStart(p.at)), timestamp(dayOf(p.at))
+	}
 	ceilings := make(map[counterID]int64, len(plan.written))
 	alerts := make(map[counterID]int64, len(plan.written))
 	for _, id := range plan.written {
 		ceilings[id] = math.MaxInt64
-	}
-	for i, p := range plan.claims {
-		orgs[i], keys[i], meters[i], endpoints[i] = text(p.org), text(p.key), text(p.meter), text(p.endpoint)
-		quantities[i] = integer(p.quantity)
-		ats[i], periods[i] = timestamp(p.at), timestamp(p.total.periodStart())
-		months[i], days[i] = timestamp(clock.MonthStart(p.at)), timestamp(dayOf(p.at))
 	}
 	for _, req := range group {
 		for i := range req.batch {
@@ -165,8 +159,7 @@ func groupArgs(group []*request, plan groupPlan, now time.Time) []any {
 		tOrg[i], tMeter[i], tStart[i] = text(id.org), text(id.meter), timestamp(id.periodStart())
 		tLimit[i], tAlert[i] = integer(ceilings[id]), integer(alerts[id])
 	}
-	return []any{now, clock.MonthStart(now), keyFloor(now), orgs, keys, meters, quantities, endpoints, ats, keyCeiling(now),
-		periods, months, days, tOrg, tMeter, tStart, tLimit, tAlert, len(ids)}
+	return append(rollups{now: now}.claimArgs(plan.claims), periods, months, days, tOrg, tMeter, tStart, tLimit, tAlert, len(ids))
 }
 
 // oneStatementSQL writes a group, as described at the top of this file.
@@ -176,12 +169,7 @@ func groupArgs(group []*request, plan groupPlan, now time.Time) []any {
 // takes row locks in the order the transaction does. A sum of zero leaves a total's version
 // alone. A threshold p% of a limit L is crossed when the count of whole
 // percents reached, min(100, floor(100·used/L)), goes up.
-var oneStatementSQL = `WITH claimed AS (
-INSERT INTO usage_event_keys (org_id, idempotency_key, arrival_month)
-SELECT c.o, c.k, $2 FROM unnest($4::text[], $5::text[]) AS c(o, k)
-WHERE NOT EXISTS (SELECT 1 FROM usage_event_keys x
-	WHERE x.org_id = c.o AND x.idempotency_key = c.k AND x.arrival_month BETWEEN $3 AND $10 OFFSET 0)
-ON CONFLICT DO NOTHING RETURNING org_id, idempotency_key),
+var oneStatementSQL = `WITH ` + claimedCTE + `,
 fresh AS (
 SELECT u.o, u.k, u.m, u.n, u.e, u.t, u.p, u.mo, u.d, u.i
 FROM unnest($4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[], $9::timestamptz[], $11::timestamptz[], $12::timestamptz[], $13::timestamptz[])

@@ -268,48 +268,26 @@ func (o *outcome) refuse(p *pending, used int64) {
 // the rollups. The database stays the arbiter of hard limits, for
 // concurrent groups on this replica or another.
 //
-// On Postgres a group whose events can all be counted (see fastCeilings)
-// is usually written by one statement on its own (oneshot.go); when that
-// undoes itself for an alert, the same fast path runs in a transaction,
-// which locks and adds to the totals in one statement. When a total turns
-// out to be too close to a hard limit for either, the group is written
-// again the slow way, judging its events one by one.
+// On Postgres a group none of whose events subtracts is usually written by
+// one statement instead (oneshot.go); when that statement undoes itself
+// (a total too close to a hard limit, an alert threshold crossed), the group
+// is written by the transaction.
 func (s *Service) writeGroup(ctx context.Context, group []*request) error {
 	now := s.clock.Now()
-	fast := s.db.Dialect == store.Postgres && s.mayBeFast(group)
-	if fast && s.group.hooks.written == nil && !nearMonthBoundary(now) {
+	if s.db.Dialect == store.Postgres && s.group.hooks.written == nil && !nearMonthBoundary(now) && s.mayBeFast(group) {
 		err := retryConflicts(ctx, func() error { return s.writeGroupAtOnce(ctx, group, now) })
-		switch {
-		case err == nil:
-			return nil
-		case errors.Is(err, errLimitInReach):
-			fast = false
-		case errors.Is(err, errAlertCrossed):
-			// The transaction below fires the alerts.
-		default:
+		if !errors.Is(err, errLimitInReach) && !errors.Is(err, errAlertCrossed) {
 			return err
 		}
 	}
-	for {
-		err := retryConflicts(ctx, func() error {
-			return s.db.Tx(ctx, func(tx *gorm.DB) error {
-				return s.writeGroupTx(ctx, rollups{tx: tx, dialect: s.db.Dialect, now: now}, group, fast)
-			})
+	return retryConflicts(ctx, func() error {
+		return s.db.Tx(ctx, func(tx *gorm.DB) error {
+			return s.writeGroupTx(ctx, rollups{tx: tx, dialect: s.db.Dialect, now: now}, group)
 		})
-		if fast && errors.Is(err, errLimitInReach) {
-			fast = false
-			continue
-		}
-		return err
-	}
+	})
 }
 
-// errLimitInReach rolls back a group's fast path: some period total was
-// too close to a hard limit (or to the int64 range) to count the group's
-// events without judging them one by one.
-var errLimitInReach = errors.New("a usage total is too close to its limit for the fast path")
-
-func (s *Service) writeGroupTx(ctx context.Context, r rollups, group []*request, fast bool) error {
+func (s *Service) writeGroupTx(ctx context.Context, r rollups, group []*request) error {
 	plan := planGroup(group)
 	if err := r.guardMonthBoundary(); err != nil {
 		return err
@@ -321,68 +299,36 @@ func (s *Service) writeGroupTx(ctx context.Context, r rollups, group []*request,
 	if err := r.insertEvents(plan.claims); err != nil {
 		return err
 	}
-
-	var (
-		sums    aggregate
-		changed map[counterID]counter
-		running map[counterID]int64
-	)
-	if fast {
-		// Every claimed key's event counts; the totals are locked and
-		// added to at once, on the condition that each starts at or below
-		// its ceiling.
-		sums = plan.claimedSums()
-		ceilings, ok := fastCeilings(plan.written, plan.claims, sums)
-		if ok {
-			var err error
-			if changed, ok, err = r.addAtOnce(sums, ceilings); err != nil {
-				return err
+	running, err := r.lockTotals(plan.written)
+	if err != nil {
+		return err
+	}
+	accepted, sums := settle(group, plan.first, running, true)
+	// A claim whose event was refused is released, so a retry later can
+	// still count; when a later call of the group had the same key
+	// accepted, its event replaces the claim.
+	var release, replace []*pending
+	for _, p := range plan.claims {
+		if !p.claimed {
+			continue
+		}
+		id := p.eventID()
+		if got, ok := accepted[id]; !ok || got != p {
+			release = append(release, p)
+			if ok {
+				replace = append(replace, got)
 			}
-			if !ok {
-				s.noteLimitInReach(plan.written, changed)
-				return errLimitInReach
-			}
-			running = foundTotals(changed, sums)
-		} else {
-			fast = false // a sum alone passes a limit: judge the events
 		}
 	}
-	if !fast {
-		var err error
-		if running, err = r.lockTotals(plan.written); err != nil {
-			return err
-		}
+	if err := r.deleteEvents(release); err != nil {
+		return err
 	}
-
-	accepted, judged := settle(group, plan.first, running, !fast)
-	if !fast {
-		// A claim whose event was refused is released, so a retry later
-		// can still count; when a later call of the group had the same
-		// key accepted, its event replaces the claim.
-		var release, replace []*pending
-		for _, p := range plan.claims {
-			if !p.claimed {
-				continue
-			}
-			id := p.eventID()
-			if got, ok := accepted[id]; !ok || got != p {
-				release = append(release, p)
-				if ok {
-					replace = append(replace, got)
-				}
-			}
-		}
-		if err := r.deleteEvents(release); err != nil {
-			return err
-		}
-		if err := r.insertEvents(replace); err != nil {
-			return err
-		}
-		var err error
-		if changed, err = r.add(judged); err != nil {
-			return err
-		}
-		sums = judged
+	if err := r.insertEvents(replace); err != nil {
+		return err
+	}
+	changed, err := r.add(sums)
+	if err != nil {
+		return err
 	}
 	if err := s.fireAlerts(ctx, r, group, sums.totals, changed); err != nil {
 		return err
@@ -495,10 +441,10 @@ func settle(group []*request, first map[eventID]*pending, running map[counterID]
 	return accepted, judged
 }
 
-// mayBeFast reports whether a group may take the fast path: none of its
-// events subtracts (a running total must be judged event by event not to
-// go below zero), and none of its totals was lately found too close to a
-// hard limit for it.
+// mayBeFast reports whether a group may be written by one statement: none
+// of its events subtracts (a running total must be judged event by event
+// not to go below zero), and none of its totals was lately found too close
+// to a hard limit for it.
 func (s *Service) mayBeFast(group []*request) bool {
 	for _, req := range group {
 		for i := range req.batch {
@@ -512,42 +458,6 @@ func (s *Service) mayBeFast(group []*request) bool {
 		}
 	}
 	return true
-}
-
-// noteLimitInReach remembers the totals of a group that could not take the
-// fast path (those missing from done), so the next groups adding to them go
-// the slow way at once instead of trying twice.
-func (s *Service) noteLimitInReach(written []counterID, done map[counterID]counter) {
-	for _, id := range written {
-		if _, ok := done[id]; !ok {
-			s.nearLimit.Put(id, struct{}{})
-		}
-	}
-}
-
-// fastCeilings is, for each period total a group writes, the highest value
-// it may have for all of the group's claimed events to count: below it,
-// adding the whole sum passes neither the strictest hard limit any of the
-// events carries nor the int64 range, and since no event subtracts, no
-// event on the way does either. It returns false when a sum alone passes
-// one: those events must be judged one by one.
-func fastCeilings(written []counterID, claims []*pending, sums aggregate) (map[counterID]int64, bool) {
-	ceilings := make(map[counterID]int64, len(written))
-	for _, id := range written {
-		ceilings[id] = math.MaxInt64
-	}
-	for _, p := range claims {
-		if p.claimed && p.limit.Hard && !p.limit.Unlimited {
-			ceilings[p.totalID()] = min(ceilings[p.totalID()], p.limit.Limit)
-		}
-	}
-	for id, c := range ceilings {
-		ceilings[id] = c - sums.totals[id]
-		if ceilings[id] < 0 {
-			return nil, false
-		}
-	}
-	return ceilings, true
 }
 
 // publishGroup writes the Redis mirror of a committed group: once per

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"database/sql"
 	"fmt"
-	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -214,17 +213,22 @@ func (r rollups) insertEvents(events []*pending) error {
 // an int array, so reading the answer costs one string however large the
 // group rather than two per stored event.
 func (r rollups) insertEventsPostgres(events []*pending) error {
-	n := len(events)
 	var stored string
 	err := r.tx.Statement.ConnPool.QueryRowContext(r.tx.Statement.Context, claimEventsSQL, r.claimArgs(events)...).Scan(&stored)
 	if err != nil {
 		return err
 	}
-	// stored is "{3,1,2}": positions, in no particular order.
+	return markStored(events, stored)
+}
+
+// markStored sets claimed on the events whose positions (from 1) a claim
+// statement listed as stored, as the text of an int array in no particular
+// order: "{3,1,2}".
+func markStored(events []*pending, stored string) error {
 	for field := range strings.FieldsFuncSeq(strings.Trim(stored, "{}"), func(c rune) bool { return c == ',' }) {
 		i, err := strconv.Atoi(field)
-		if err != nil || i < 1 || i > n {
-			return fmt.Errorf("read the stored positions %.64q: not a position of %d events", stored, n)
+		if err != nil || i < 1 || i > len(events) {
+			return fmt.Errorf("read the stored positions %.64q: not a position of %d events", stored, len(events))
 		}
 		events[i-1].claimed = true
 	}
@@ -249,12 +253,7 @@ func (r rollups) claimArgs(events []*pending) []any {
 // because as a join the planner may hash the whole hot key partition
 // instead, scanning millions of keys for a group of twenty (it did, when
 // the partition's statistics were younger than its rows).
-const claimEventsSQL = `WITH claimed AS (
-INSERT INTO usage_event_keys (org_id, idempotency_key, arrival_month)
-SELECT c.o, c.k, $2 FROM unnest($4::text[], $5::text[]) AS c(o, k)
-WHERE NOT EXISTS (SELECT 1 FROM usage_event_keys x
-	WHERE x.org_id = c.o AND x.idempotency_key = c.k AND x.arrival_month BETWEEN $3 AND $10 OFFSET 0)
-ON CONFLICT DO NOTHING RETURNING org_id, idempotency_key),
+const claimEventsSQL = `WITH ` + claimedCTE + `,
 fresh AS (
 SELECT u.o, u.k, u.m, u.n, u.e, u.t, u.i
 FROM unnest($4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[], $9::timestamptz[]) WITH ORDINALITY AS u(o, k, m, n, e, t, i)
@@ -263,6 +262,16 @@ stored AS (
 INSERT INTO usage_events (org_id, idempotency_key, meter, quantity, endpoint, occurred_at, recorded_at)
 SELECT o, k, m, n, e, t, $1 FROM fresh)
 SELECT coalesce(array_agg(i)::text, '{}') FROM fresh`
+
+// claimedCTE claims the keys of the window not yet taken, from the org and
+// key arrays $4 and $5, as of arrival month $2, looking in the months $3 to
+// $10; claimEventsSQL and oneStatementSQL both start with it.
+const claimedCTE = `claimed AS (
+INSERT INTO usage_event_keys (org_id, idempotency_key, arrival_month)
+SELECT c.o, c.k, $2 FROM unnest($4::text[], $5::text[]) AS c(o, k)
+WHERE NOT EXISTS (SELECT 1 FROM usage_event_keys x
+	WHERE x.org_id = c.o AND x.idempotency_key = c.k AND x.arrival_month BETWEEN $3 AND $10 OFFSET 0)
+ON CONFLICT DO NOTHING RETURNING org_id, idempotency_key)`
 
 // pgx encodes a []string or []time.Time parameter by boxing each element
 // in an interface, an allocation per element. A pointerArray hands it
@@ -534,74 +543,3 @@ func rowsOf(row string, n int) string {
 	}
 	return b.String()
 }
-
-// addAtOnce adds a group's sums to the three rollup tables in one statement,
-// on the condition that no period total starts above its ceiling: ceilings
-// holds, for every period total the group writes (sums of zero included, so
-// each is locked and returned), the highest value it may have before the
-// group's sum is added. It returns the totals as they now stand, and false
-// when some total was above its ceiling: the statement has then added to the
-// others, and the transaction must be rolled back.
-//
-// It is the group commit's fast path on Postgres: the totals are locked and
-// added to by one statement, so a group holds them for one round trip and
-// the commit, rather than for a lock, three additions and the commit.
-func (r rollups) addAtOnce(a aggregate, ceilings map[counterID]int64) (map[counterID]counter, bool, error) {
-	ids := slices.SortedFunc(maps.Keys(ceilings), counterID.compare)
-	tOrg, tMeter, tStart := make(pointerArray[text], len(ids)), make(pointerArray[text], len(ids)), make(pointerArray[timestamp], len(ids))
-	tSum, tCeil := make(pointerArray[integer], len(ids)), make(pointerArray[integer], len(ids))
-	for i, id := range ids {
-		tOrg[i], tMeter[i], tStart[i] = text(id.org), text(id.meter), timestamp(id.periodStart())
-		tSum[i], tCeil[i] = integer(a.totals[id]), integer(ceilings[id])
-	}
-	var eOrg, eMeter, eEndpoint pointerArray[text]
-	var eStart pointerArray[timestamp]
-	var eSum pointerArray[integer]
-	for _, k := range slices.SortedFunc(maps.Keys(a.endpoints), compareEndpoints) {
-		if n := a.endpoints[k]; n != 0 {
-			eOrg, eMeter, eEndpoint = append(eOrg, text(k.org)), append(eMeter, text(k.meter)), append(eEndpoint, text(k.endpoint))
-			eStart, eSum = append(eStart, timestamp(time.Unix(k.start, 0).UTC())), append(eSum, integer(n))
-		}
-	}
-	var dOrg, dMeter pointerArray[text]
-	var dDay pointerArray[timestamp]
-	var dSum pointerArray[integer]
-	for _, k := range slices.SortedFunc(maps.Keys(a.days), compareDays) {
-		if n := a.days[k]; n != 0 {
-			dOrg, dMeter = append(dOrg, text(k.org)), append(dMeter, text(k.meter))
-			dDay, dSum = append(dDay, timestamp(time.Unix(k.day, 0).UTC())), append(dSum, integer(n))
-		}
-	}
-	rows, err := r.tx.Statement.ConnPool.QueryContext(r.tx.Statement.Context, addAtOnceSQL, r.now,
-		tOrg, tMeter, tStart, tSum, tCeil, eOrg, eStart, eMeter, eEndpoint, eSum, dOrg, dMeter, dDay, dSum)
-	totals := make(map[counterID]counter, len(ids))
-	if err := scanCounters(totals)(rows, err); err != nil {
-		return nil, false, fmt.Errorf("add to the usage rollups: %w", err)
-	}
-	return totals, len(totals) == len(ids), nil
-}
-
-// addAtOnceSQL is addAtOnce's statement. The totals go first, in key order,
-// then the endpoint and daily rollups, as add writes them, so it takes row
-// locks in the same order as the slow path. A version counts changes, so a
-// sum of zero leaves it alone.
-var addAtOnceSQL = `WITH t AS (
-SELECT * FROM unnest($2::text[], $3::text[], $4::timestamptz[], $5::bigint[], $6::bigint[]) AS t(o, m, p, n, c)),
-totals AS (
-INSERT INTO usage_rollups AS r (org_id, meter, period_start, used, version, updated_at)
-SELECT o, m, p, n, (n <> 0)::int, $1 FROM t ORDER BY o, m, p
-ON CONFLICT (org_id, meter, period_start) DO UPDATE
-SET used = r.used + excluded.used, version = r.version + (excluded.used <> 0)::int, updated_at = excluded.updated_at
-WHERE r.used <= (SELECT t.c FROM t WHERE t.o = r.org_id AND t.m = r.meter AND t.p = r.period_start)
-RETURNING org_id, meter, period_start, used, version),
-endpoints AS (
-INSERT INTO usage_endpoint_rollups AS e (org_id, period_start, meter, endpoint, used, updated_at)
-SELECT o, p, m, x, n, $1 FROM unnest($7::text[], $8::timestamptz[], $9::text[], $10::text[], $11::bigint[]) AS u(o, p, m, x, n)
-ON CONFLICT (org_id, period_start, meter, endpoint) DO UPDATE
-SET used = ` + saturatingSum("e.used", "excluded.used") + `, updated_at = excluded.updated_at),
-days AS (
-INSERT INTO usage_daily_rollups AS d (org_id, meter, day, used, updated_at)
-SELECT o, m, y, n, $1 FROM unnest($12::text[], $13::text[], $14::timestamptz[], $15::bigint[]) AS u(o, m, y, n)
-ON CONFLICT (org_id, meter, day) DO UPDATE
-SET used = ` + saturatingSum("d.used", "excluded.used") + `, updated_at = excluded.updated_at)
-SELECT org_id, meter, period_start, used, version FROM totals`

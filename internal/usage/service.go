@@ -76,7 +76,7 @@ type Service struct {
 	rate  RateLimiter
 	group *groupCommitter
 	// nearLimit holds the period totals lately found too close to a hard
-	// limit for a group's fast path (see writeGroup).
+	// limit for a group to be written by one statement (see writeGroup).
 	nearLimit *cache.Cache[counterID, struct{}]
 	// resyncEvery is how often Run looks for dirty counters.
 	resyncEvery time.Duration
@@ -103,8 +103,8 @@ func NewService(db *store.DB, rdb *redisconn.Client, catalog *plans.Catalog, pla
 	return s
 }
 
-// A total found too close to a hard limit for the fast path is written the
-// slow way for nearLimitTTL; the service remembers up to nearLimitTotals.
+// A total found too close to a hard limit for one statement is written by
+// the transaction for nearLimitTTL; the service remembers up to nearLimitTotals.
 const (
 	nearLimitTTL    = time.Minute
 	nearLimitTotals = 10_000
