@@ -24,8 +24,10 @@ import (
 // answering small bodies, which always carry Content-Length.
 type rawClient struct {
 	addr string
-	req  []byte
-	idle chan *rawConn
+	// head is the request up to its Content-Length; req is head with the
+	// body given to newRawClient.
+	head, req []byte
+	idle      chan *rawConn
 }
 
 type rawConn struct {
@@ -42,11 +44,21 @@ func newRawClient(baseURL, credential string, body []byte) (*rawClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	var req bytes.Buffer
-	fmt.Fprintf(&req, "POST /graphql HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n",
-		u.Host, credential, len(body))
-	req.Write(body)
-	return &rawClient{addr: u.Host, req: req.Bytes(), idle: make(chan *rawConn, maxIdleRaw)}, nil
+	head := fmt.Appendf(nil, "POST /graphql HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nAuthorization: Bearer %s\r\n",
+		u.Host, credential)
+	rc := &rawClient{addr: u.Host, head: head, idle: make(chan *rawConn, maxIdleRaw)}
+	rc.req = rc.request(body)
+	return rc, nil
+}
+
+// request is a whole request with this body.
+func (rc *rawClient) request(body []byte) []byte {
+	req := make([]byte, 0, len(rc.head)+40+len(body))
+	req = append(req, rc.head...)
+	req = append(req, "Content-Length: "...)
+	req = strconv.AppendInt(req, int64(len(body)), 10)
+	req = append(req, "\r\n\r\n"...)
+	return append(req, body...)
 }
 
 func (rc *rawClient) close() {
@@ -60,23 +72,33 @@ func (rc *rawClient) close() {
 	}
 }
 
-// post sends the request and checks the answer as graphQL.post does: any
-// status but 200, or a body with "errors", is an error.
+// post sends the prepared request and checks the answer as graphQL.post
+// does: any status but 200, or a body with "errors", is an error.
 func (rc *rawClient) post(ctx context.Context) error {
+	_, err := rc.roundTrip(ctx, rc.req)
+	return err
+}
+
+// send posts this body, checks the answer as post does and returns it.
+func (rc *rawClient) send(ctx context.Context, body []byte) ([]byte, error) {
+	return rc.roundTrip(ctx, rc.request(body))
+}
+
+func (rc *rawClient) roundTrip(ctx context.Context, req []byte) ([]byte, error) {
 	var conn *rawConn
 	select {
 	case conn = <-rc.idle:
 	default:
 		c, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", rc.addr)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		conn = &rawConn{c: c, br: bufio.NewReaderSize(c, 4096)}
 	}
-	status, body, err := conn.roundTrip(rc.req)
+	status, body, err := conn.roundTrip(req)
 	if err != nil {
 		conn.c.Close()
-		return err
+		return nil, err
 	}
 	select {
 	case rc.idle <- conn:
@@ -84,9 +106,9 @@ func (rc *rawClient) post(ctx context.Context) error {
 		conn.c.Close()
 	}
 	if status != 200 || bytes.Contains(body, []byte(`"errors"`)) {
-		return &responseError{Status: status, Body: body}
+		return body, &responseError{Status: status, Body: body}
 	}
-	return nil
+	return body, nil
 }
 
 func (c *rawConn) roundTrip(req []byte) (status int, body []byte, err error) {

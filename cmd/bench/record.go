@@ -52,7 +52,7 @@ func recordPhase(ctx context.Context, b *bench, o options) ([]recordRow, error) 
 	var seq atomic.Int64 // makes every key of the run unique
 	rows := make([]recordRow, 0, len(batchSizes))
 	for _, n := range batchSizes {
-		api := recordOp(c, b.runID, n, &seq)
+		api := recordOp(c.post, b.runID, n, &seq)
 		floor := rawInsertOp(db, b.runID, n, &seq)
 		saturate(ctx, o.recordWorkers, o.warmup, api)
 		saturate(ctx, o.recordWorkers, o.warmup, floor)
@@ -118,12 +118,16 @@ func floorInsert(n int) string {
 	return q.String()
 }
 
+// poster sends a request body and returns the answer's: graphQL.post, or
+// rawClient.send where the load generator must stay light.
+type poster func(ctx context.Context, body []byte) ([]byte, error)
+
 // recordOp sends one recordUsage of n new events and checks that every one
 // was accepted.
-func recordOp(c *graphQL, runID string, n int, seq *atomic.Int64) op {
+func recordOp(post poster, runID string, n int, seq *atomic.Int64) op {
 	return func(ctx context.Context) error {
 		buf := recordBody(runID, seq.Add(1), n)
-		raw, err := c.post(ctx, buf)
+		raw, err := post(ctx, buf)
 		if err != nil {
 			return err
 		}
