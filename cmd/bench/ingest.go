@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
@@ -63,6 +64,36 @@ type ingestResult struct {
 	GateAllocs, GateBytes       float64
 	EventAllocs1, EventBytes1   float64 // per event, one-event calls
 	EventAllocs1k, EventBytes1k float64 // per event, 1,000-event calls
+}
+
+// ingestRounds is how many turns each compared phase gets (interleave):
+// 2 s each with the default 8 s phases.
+const ingestRounds = 4
+
+// groupTally adds up the group-commit histogram over the turns of a phase.
+type groupTally struct {
+	srv           *server
+	calls, groups float64
+	err           error
+}
+
+// around wraps a phase's turn with reads of the histogram.
+func (g *groupTally) around(phase func(rec *recorder, d time.Duration)) func(rec *recorder, d time.Duration) {
+	return func(rec *recorder, d time.Duration) {
+		ctx := context.Background()
+		calls0, groups0, err := g.srv.groupCounts(ctx)
+		phase(rec, d)
+		calls1, groups1, err1 := g.srv.groupCounts(ctx)
+		if g.err = cmp.Or(g.err, err, err1); g.err == nil {
+			g.calls += calls1 - calls0
+			g.groups += groups1 - groups0
+		}
+	}
+}
+
+// perGroup is the phase's calls per group commit.
+func (g *groupTally) perGroup() (float64, error) {
+	return g.calls / max(g.groups, 1), g.err
 }
 
 // ingestRates are the fixed rates the gate is timed at.
@@ -148,18 +179,26 @@ func ingestPhase(ctx context.Context, b *bench, o options) (ingestResult, error)
 			manyOps[i] = recordOp(c.send, b.runID, 1, &seq)
 		}
 		floor := singleRowInsertOp(db, b.runID, &seq)
+		many := func(w int) op { return manyOps[w] }
 		saturate(ctx, ingestClients, o.warmup, oneOrg)
-		if r.OneOrg, r.OneOrgGroup, err = srv.grouped(ctx, func() run { return saturate(ctx, ingestClients, o.duration, oneOrg) }); err != nil {
-			return r, err
-		}
-		saturateEach(ctx, ingestClients, o.warmup, func(w int) op { return manyOps[w] })
-		if r.ManyOrgs, r.ManyOrgsGroup, err = srv.grouped(ctx, func() run {
-			return saturateEach(ctx, ingestClients, o.duration, func(w int) op { return manyOps[w] })
-		}); err != nil {
-			return r, err
-		}
+		saturateEach(ctx, ingestClients, o.warmup, many)
 		saturate(ctx, ingestClients, o.warmup, floor)
-		r.Floor = saturate(ctx, ingestClients, o.duration, floor)
+		oneGroups, manyGroups := &groupTally{srv: srv}, &groupTally{srv: srv}
+		runs := interleave(ctx, o.duration, ingestRounds,
+			oneGroups.around(func(rec *recorder, d time.Duration) {
+				saturateInto(ctx, rec, ingestClients, d, func(int) op { return oneOrg })
+			}),
+			manyGroups.around(func(rec *recorder, d time.Duration) { saturateInto(ctx, rec, ingestClients, d, many) }),
+			func(rec *recorder, d time.Duration) {
+				saturateInto(ctx, rec, ingestClients, d, func(int) op { return floor })
+			})
+		r.OneOrg, r.ManyOrgs, r.Floor = runs[0], runs[1], runs[2]
+		if r.OneOrgGroup, err = oneGroups.perGroup(); err != nil {
+			return r, err
+		}
+		if r.ManyOrgsGroup, err = manyGroups.perGroup(); err != nil {
+			return r, err
+		}
 	}
 
 	// Batches, beside the raw multi-row insert.
@@ -170,10 +209,14 @@ func ingestPhase(ctx context.Context, b *bench, o options) (ingestResult, error)
 		api, raw := recordOp(one.send, b.runID, n, &seq), rawInsertOp(db, b.runID, n, &seq)
 		saturate(ctx, o.recordWorkers, o.warmup, api)
 		saturate(ctx, o.recordWorkers, o.warmup, raw)
-		row := recordRow{Batch: n}
-		row.API = saturate(ctx, o.recordWorkers, o.duration, api)
-		row.Floor = saturate(ctx, o.recordWorkers, o.duration, raw)
-		r.Batches = append(r.Batches, row)
+		runs := interleave(ctx, o.duration, ingestRounds,
+			func(rec *recorder, d time.Duration) {
+				saturateInto(ctx, rec, o.recordWorkers, d, func(int) op { return api })
+			},
+			func(rec *recorder, d time.Duration) {
+				saturateInto(ctx, rec, o.recordWorkers, d, func(int) op { return raw })
+			})
+		r.Batches = append(r.Batches, recordRow{Batch: n, API: runs[0], Floor: runs[1]})
 	}
 
 	// The gate beside the bare endpoint, at fixed rates and at saturation.
@@ -181,11 +224,19 @@ func ingestPhase(ctx context.Context, b *bench, o options) (ingestResult, error)
 		saturate(ctx, o.workers, o.warmup, bare.post)
 		saturate(ctx, o.workers, o.warmup, gate.post)
 		for _, rate := range ingestRates {
-			r.Bare[rate] = paced(ctx, rate, o.duration, nil, bare.post)
-			r.Gate[rate] = paced(ctx, rate, o.duration, nil, gate.post)
+			runs := interleave(ctx, o.duration, ingestRounds,
+				func(rec *recorder, d time.Duration) { pacedInto(ctx, rec, rate, d, bare.post) },
+				func(rec *recorder, d time.Duration) { pacedInto(ctx, rec, rate, d, gate.post) })
+			r.Bare[rate], r.Gate[rate] = runs[0], runs[1]
 		}
-		r.Bare[0] = saturate(ctx, o.workers, o.duration, bare.post)
-		r.Gate[0] = saturate(ctx, o.workers, o.duration, gate.post)
+		runs := interleave(ctx, o.duration, ingestRounds,
+			func(rec *recorder, d time.Duration) {
+				saturateInto(ctx, rec, o.workers, d, func(int) op { return bare.post })
+			},
+			func(rec *recorder, d time.Duration) {
+				saturateInto(ctx, rec, o.workers, d, func(int) op { return gate.post })
+			})
+		r.Bare[0], r.Gate[0] = runs[0], runs[1]
 	}
 	if _, r.PeakRSS, err = srv.memory(); err != nil {
 		return r, err
@@ -338,7 +389,8 @@ func ms64(d time.Duration) float64 { return float64(d) / float64(time.Millisecon
 func printIngest(r ingestResult, o options) {
 	fmt.Printf("\n5. Ingest at the floor: Tollgate alone in a server process, the load from this one; one-event recordUsage from %d clients beside "+
 		"%d connections each running one durable single-event INSERT … ON CONFLICT DO NOTHING per transaction into copies of usage_event_keys and usage_events (pgbench's loop); "+
-		"batches from %d clients beside a raw multi-row INSERT; usageGate beside `{ __typename }`\n", ingestClients, ingestClients, o.recordWorkers)
+		"batches from %d clients beside a raw multi-row INSERT; usageGate beside `{ __typename }`; each figure and its floor measured in %d interleaved turns of %s\n",
+		ingestClients, ingestClients, o.recordWorkers, ingestRounds, o.duration/ingestRounds)
 	check("ingest one org", r.OneOrg)
 	check("ingest 64 orgs", r.ManyOrgs)
 	check("ingest single-row floor", r.Floor)

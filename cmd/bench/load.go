@@ -99,10 +99,35 @@ func (r *recorder) result(elapsed time.Duration) run {
 // result sets the requests against the machine stalls probe saw (nil: no
 // probe, and Clean is the whole latency).
 func paced(ctx context.Context, rate int, d time.Duration, probe *stallProbe, do op) run {
+	rec := newRecorder()
+	start := time.Now()
+	pacedInto(ctx, rec, rate, d, do)
+	r := rec.result(time.Since(start))
+	if probe == nil {
+		r.Clean = r.Latency
+		return r
+	}
+	// Let the probe report a stall that ended with the phase.
+	time.Sleep(10 * stallGap)
+	stalls := probe.within(start, time.Now())
+	r.Stalls = summarizeStalls(stalls)
+	var clean latencies
+	for _, sp := range rec.spans {
+		if slices.ContainsFunc(stalls, func(st interval) bool { return st.overlaps(sp.from, sp.to) }) {
+			r.Excluded++
+			continue
+		}
+		clean.d = append(clean.d, sp.to.Sub(sp.from))
+	}
+	r.Clean = clean.summary()
+	return r
+}
+
+// pacedInto sends paced's open-loop load for d into rec.
+func pacedInto(ctx context.Context, rec *recorder, rate int, d time.Duration, do op) {
 	every := time.Second / time.Duration(rate)
 	total := int(d / every)
 	var (
-		rec      = newRecorder()
 		wg       sync.WaitGroup
 		inflight = make(chan struct{}, maxInFlight)
 	)
@@ -133,25 +158,6 @@ func paced(ctx context.Context, rate int, d time.Duration, probe *stallProbe, do
 		}()
 	}
 	wg.Wait()
-	r := rec.result(time.Since(start))
-	if probe == nil {
-		r.Clean = r.Latency
-		return r
-	}
-	// Let the probe report a stall that ended with the phase.
-	time.Sleep(10 * stallGap)
-	stalls := probe.within(start, time.Now())
-	r.Stalls = summarizeStalls(stalls)
-	var clean latencies
-	for _, sp := range rec.spans {
-		if slices.ContainsFunc(stalls, func(st interval) bool { return st.overlaps(sp.from, sp.to) }) {
-			r.Excluded++
-			continue
-		}
-		clean.d = append(clean.d, sp.to.Sub(sp.from))
-	}
-	r.Clean = clean.summary()
-	return r
 }
 
 // saturate runs workers that each send the next request as soon as the last
@@ -163,12 +169,16 @@ func saturate(ctx context.Context, workers int, d time.Duration, do op) run {
 
 // saturateEach is saturate with an op of its own for each worker.
 func saturateEach(ctx context.Context, workers int, d time.Duration, opOf func(worker int) op) run {
-	var (
-		rec = newRecorder()
-		wg  sync.WaitGroup
-	)
+	rec := newRecorder()
 	start := time.Now()
-	deadline := start.Add(d)
+	saturateInto(ctx, rec, workers, d, opOf)
+	return rec.result(time.Since(start))
+}
+
+// saturateInto sends saturateEach's closed-loop load for d into rec.
+func saturateInto(ctx context.Context, rec *recorder, workers int, d time.Duration, opOf func(worker int) op) {
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(d)
 	for w := range workers {
 		do := opOf(w)
 		wg.Add(1)
@@ -182,7 +192,41 @@ func saturateEach(ctx context.Context, workers int, d time.Duration, opOf func(w
 		}()
 	}
 	wg.Wait()
-	return rec.result(time.Since(start))
+}
+
+// interleave measures phases that are to be compared (Tollgate and its
+// floor) in turns: rounds rounds, each giving every phase d/rounds, so that
+// each sees the same machine. On this VM a phase's throughput drifts by
+// tens of percent within minutes, which back-to-back phases of 8 s turned
+// into noise in their ratio. A phase sends its load into the recorder it
+// is given for the time it is given. The runs hold operations, errors,
+// elapsed time and latencies; their CPU, GC and allocation figures would
+// mix the phases and are left zero.
+func interleave(ctx context.Context, d time.Duration, rounds int, phases ...func(rec *recorder, d time.Duration)) []run {
+	recs := make([]*recorder, len(phases))
+	elapsed := make([]time.Duration, len(phases))
+	for i := range recs {
+		recs[i] = newRecorder()
+	}
+	turn := d / time.Duration(rounds)
+	for range rounds {
+		for i, phase := range phases {
+			if ctx.Err() != nil {
+				break
+			}
+			start := time.Now()
+			phase(recs[i], turn)
+			elapsed[i] += time.Since(start)
+		}
+	}
+	runs := make([]run, len(phases))
+	for i, rec := range recs {
+		r := rec.result(elapsed[i])
+		r.CPU, r.GCs, r.Alloc = cpuShare{}, 0, 0
+		r.Clean = r.Latency
+		runs[i] = r
+	}
+	return runs
 }
 
 // sequential runs n requests one after another: the latency of a single

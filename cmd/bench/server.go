@@ -169,21 +169,6 @@ func procMemory(path string) (rss, peak int64, err error) {
 	return rss, peak, nil
 }
 
-// grouped runs a phase and returns it with the mean number of recordUsage
-// calls per group commit during it, read from the server's metrics.
-func (s *server) grouped(ctx context.Context, phase func() run) (run, float64, error) {
-	calls0, groups0, err := s.groupCounts(ctx)
-	if err != nil {
-		return run{}, 0, err
-	}
-	r := phase()
-	calls1, groups1, err := s.groupCounts(ctx)
-	if err != nil {
-		return run{}, 0, err
-	}
-	return r, (calls1 - calls0) / max(groups1-groups0, 1), nil
-}
-
 // groupCounts reads the group-commit histogram's sum (calls) and count
 // (groups) from /metrics.
 func (s *server) groupCounts(ctx context.Context) (calls, groups float64, err error) {
