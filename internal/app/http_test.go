@@ -148,6 +148,11 @@ func TestOperationalEndpoints(t *testing.T) {
 	if id := get(t, h.Server.URL+"/healthz", nil).Header.Get("X-Request-Id"); len(id) != 32 {
 		t.Fatalf("generated request id %q", id)
 	}
+	// A browser showing any of these asks for /favicon.ico; a 404 there is
+	// an error in its console.
+	if icon := get(t, h.Server.URL+"/favicon.ico", nil); icon.StatusCode != http.StatusNoContent {
+		t.Fatalf("GET /favicon.ico answered %d, want 204", icon.StatusCode)
+	}
 	h.Query("acme", `query Dashboard { plans { id } }`, nil)
 	m := get(t, h.Server.URL+"/metrics", nil)
 	b, _ := io.ReadAll(m.Body)

@@ -56,6 +56,13 @@ func (a *App) Handler() http.Handler {
 		apperr.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", a.ready)
+	// A browser asks every origin it shows a page of (healthz, metrics, a
+	// JSON error) for its icon. Tollgate has none: "no content" is the
+	// answer, where a 404 would be an error in that browser's console.
+	mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=86400")
+		w.WriteHeader(http.StatusNoContent)
+	})
 	mux.Handle("GET /metrics", observe.MetricsHandler())
 	return observe.RequestIDMiddleware(a.deadline(observe.CountRequests(mux)))
 }
