@@ -78,9 +78,8 @@ type groupTally struct {
 }
 
 // around wraps a phase's turn with reads of the histogram.
-func (g *groupTally) around(phase func(rec *recorder, d time.Duration)) func(rec *recorder, d time.Duration) {
+func (g *groupTally) around(ctx context.Context, phase func(rec *recorder, d time.Duration)) func(rec *recorder, d time.Duration) {
 	return func(rec *recorder, d time.Duration) {
-		ctx := context.Background()
 		calls0, groups0, err := g.srv.groupCounts(ctx)
 		phase(rec, d)
 		calls1, groups1, err1 := g.srv.groupCounts(ctx)
@@ -185,10 +184,10 @@ func ingestPhase(ctx context.Context, b *bench, o options) (ingestResult, error)
 		saturate(ctx, ingestClients, o.warmup, floor)
 		oneGroups, manyGroups := &groupTally{srv: srv}, &groupTally{srv: srv}
 		runs := interleave(ctx, o.duration, ingestRounds,
-			oneGroups.around(func(rec *recorder, d time.Duration) {
+			oneGroups.around(ctx, func(rec *recorder, d time.Duration) {
 				saturateInto(ctx, rec, ingestClients, d, func(int) op { return oneOrg })
 			}),
-			manyGroups.around(func(rec *recorder, d time.Duration) { saturateInto(ctx, rec, ingestClients, d, many) }),
+			manyGroups.around(ctx, func(rec *recorder, d time.Duration) { saturateInto(ctx, rec, ingestClients, d, many) }),
 			func(rec *recorder, d time.Duration) {
 				saturateInto(ctx, rec, ingestClients, d, func(int) op { return floor })
 			})

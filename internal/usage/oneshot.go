@@ -74,22 +74,7 @@ func (s *Service) writeGroupAtOnce(ctx context.Context, group []*request, now ti
 			return s.groupAborted(plan, err)
 		}
 		var stored string
-		err = func() error {
-			defer rows.Close()
-			for rows.Next() {
-				var (
-					org, meter string
-					start      time.Time
-					c          counter
-				)
-				if err := rows.Scan(&stored, &org, &meter, &start, &c.used, &c.version); err != nil {
-					return err
-				}
-				changed[counterID{org, keyOf(meter, start)}] = c
-			}
-			return rows.Err()
-		}()
-		if err != nil {
+		if err := scanCounterRows(rows, changed, &stored); err != nil {
 			return s.groupAborted(plan, err)
 		}
 		if err := markStored(plan.claims, stored); err != nil {

@@ -515,15 +515,18 @@ func scanCounters(into map[counterID]counter) func(rows *sql.Rows, err error) er
 	}
 }
 
-func scanCounterRows(rows *sql.Rows, into map[counterID]counter) error {
+// scanCounterRows is scanCounters on rows already opened; lead receives the
+// columns a query returns before those five (the same in every row).
+func scanCounterRows(rows *sql.Rows, into map[counterID]counter, lead ...any) error {
 	defer rows.Close()
+	var (
+		org, meter string
+		start      time.Time
+		c          counter
+	)
+	dest := append(lead[:len(lead):len(lead)], &org, &meter, &start, &c.used, &c.version)
 	for rows.Next() {
-		var (
-			org, meter string
-			start      time.Time
-			c          counter
-		)
-		if err := rows.Scan(&org, &meter, &start, &c.used, &c.version); err != nil {
+		if err := rows.Scan(dest...); err != nil {
 			return err
 		}
 		into[counterID{org, keyOf(meter, start)}] = c
