@@ -151,18 +151,60 @@ type lease struct {
 	// remaining is Redis's count of further requests that would pass, as of
 	// the last lease.
 	remaining int
+	// refill is the lease being fetched from Redis, nil when none is: the
+	// key's requests that find the lease empty meanwhile wait for it
+	// instead of each asking Redis for a lease of its own.
+	refill *refill
 }
 
+// refill is one lease fetched from Redis, and what its waiters learn.
+type refill struct {
+	done chan struct{}
+	// refused is the verdict when Redis granted nothing; err is why Redis
+	// could not be asked. Both are set before done is closed.
+	refused *Decision
+	err     error
+}
+
+// allowLeased takes a token from the key's lease, fetching a new lease
+// from Redis when it is empty or expired. One request fetches it; those
+// that find it empty while it is on its way wait for it and then take
+// their tokens from it, so a burst of concurrent requests costs one round
+// trip, not one each, and takes from Redis what it uses rather than a
+// lease per request. Requests that still find it empty fetch the next.
 func (l *Limiter) allowLeased(ctx context.Context, key string, rate int) Decision {
 	ls := l.leaseOf(key)
-	now := time.Now()
-	ls.mu.Lock()
-	if ls.tokens > 0 && now.Before(ls.expires) {
-		ls.tokens--
-		d := Decision{Allowed: true, Limit: rate, Remaining: ls.remaining + ls.tokens}
-		ls.mu.Unlock()
-		return d
+	for {
+		now := time.Now()
+		ls.mu.Lock()
+		if ls.tokens > 0 && now.Before(ls.expires) {
+			ls.tokens--
+			d := Decision{Allowed: true, Limit: rate, Remaining: ls.remaining + ls.tokens}
+			ls.mu.Unlock()
+			return d
+		}
+		if r := ls.refill; r != nil {
+			ls.mu.Unlock()
+			select {
+			case <-r.done:
+			case <-ctx.Done():
+				return l.unavailable(ctx, ctx.Err())
+			}
+			switch {
+			case r.err != nil:
+				return l.unavailable(ctx, r.err)
+			case r.refused != nil:
+				return *r.refused
+			}
+			continue
+		}
+		return l.fetchLease(ctx, ls, key, rate, now)
 	}
+}
+
+// fetchLease asks Redis for the key's next lease and takes this request's
+// token from it. ls.mu is held on entry and released.
+func (l *Limiter) fetchLease(ctx context.Context, ls *lease, key string, rate int, now time.Time) Decision {
 	switch {
 	case ls.tokens > 0: // expired unused: the traffic slowed down
 		ls.size /= 2
@@ -172,17 +214,27 @@ func (l *Limiter) allowLeased(ctx context.Context, key string, rate int) Decisio
 	ls.size = min(max(ls.size, 1), rate/leaseShare)
 	ls.tokens = 0
 	n := ls.size
+	r := &refill{done: make(chan struct{})}
+	ls.refill = r
 	ls.mu.Unlock()
 
-	res, err := l.gcra.AllowAtMost(ctx, l.redisKey(key), redis_rate.PerSecond(rate), n)
-	if err != nil {
-		return l.unavailable(ctx, err)
-	}
-	if res.Allowed < 1 {
-		return Decision{Limit: rate, RetryAfter: res.RetryAfter}
-	}
+	// The waiters' verdict must not depend on this request's caller
+	// staying: the fetch runs to its end whatever happens to ctx.
+	res, err := l.gcra.AllowAtMost(context.WithoutCancel(ctx), l.redisKey(key), redis_rate.PerSecond(rate), n)
 	ls.mu.Lock()
-	defer ls.mu.Unlock()
+	defer func() {
+		ls.refill = nil
+		ls.mu.Unlock()
+		close(r.done)
+	}()
+	switch {
+	case err != nil:
+		r.err = err
+		return l.unavailable(ctx, err)
+	case res.Allowed < 1:
+		r.refused = &Decision{Limit: rate, RetryAfter: res.RetryAfter}
+		return *r.refused
+	}
 	ls.tokens += res.Allowed - 1 // one is this request's
 	ls.expires = time.Now().Add(leaseTTL)
 	ls.remaining = res.Remaining

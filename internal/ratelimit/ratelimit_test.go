@@ -213,6 +213,40 @@ func TestABusyOrganisationCostsFewRedisRoundTrips(t *testing.T) {
 	}
 }
 
+// Requests of one key that find its lease empty while the next lease is
+// on its way wait for that lease instead of each fetching one of their
+// own: a burst from 64 concurrent callers costs about as many round trips
+// as one caller's requests would, and all of them pass.
+func TestConcurrentRequestsShareTheNextLease(t *testing.T) {
+	testenv.EachRedis(t, func(t *testing.T, rdb *redisconn.Client) {
+		var scripts countScripts
+		rdb.AddHook(&scripts)
+		org := store.NewID()
+		l := New(rdb, quiet())
+		ctx := context.Background()
+		const callers, each, rate = 64, 100, 1_000_000 // leases grow to 10,000
+		var refused atomic.Int64
+		testenv.AtOnce(callers, func(int) {
+			for range each {
+				if !l.Allow(ctx, org, rate).Allowed {
+					refused.Add(1)
+				}
+			}
+		})
+		if n := refused.Load(); n > 0 {
+			t.Errorf("%d of %d requests refused at a rate of %d a second", n, callers*each, rate)
+		}
+		// One caller alone doubles its lease from 1 to 8,192 in 14
+		// fetches to cover 6,400 requests; waiting callers add none, and
+		// a lease that expires unused under a slow machine halves.
+		t.Logf("%d requests, %d Redis round trips", callers*each, scripts.n.Load())
+		if n := scripts.n.Load(); n > 3*14 {
+			t.Errorf("%d requests from %d concurrent callers cost %d Redis round trips; sharing each lease fetch needs about 14",
+				callers*each, callers, n)
+		}
+	})
+}
+
 // Leases never let through more than Redis granted, however many replicas
 // take them: the plan's limit holds across replicas.
 func TestLeasedLimitsHoldAcrossReplicas(t *testing.T) {
