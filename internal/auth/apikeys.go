@@ -9,11 +9,13 @@ import (
 	"math/big"
 	"net/mail"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/cache"
@@ -36,6 +38,9 @@ type Keys struct {
 	// cache remembers authenticated keys (see keycache.go); nil until
 	// ShareChanges.
 	cache *keyCache
+	// loads shares a database read of a key among the requests that need
+	// it at once.
+	loads singleflight.Group
 }
 
 // NewKeys returns the API key service.
@@ -237,9 +242,7 @@ func (k *Keys) authenticate(ctx context.Context, where string, arg string) (APIK
 		k.touch(ctx, key.ID)
 		return key, nil
 	}
-	gen := k.cache.generation()
-	var key APIKey
-	err := k.db.WithContext(ctx).Where(where, arg).Take(&key).Error
+	key, err := k.load(ctx, lookup, where, arg)
 	if store.IsNotFound(err) {
 		return key, &Failure{Reason: ReasonUnknownKey, Message: "API key is not valid"}
 	}
@@ -249,17 +252,48 @@ func (k *Keys) authenticate(ctx context.Context, where string, arg string) (APIK
 	if key.RevokedAt != nil {
 		return key, &Failure{Reason: ReasonRevokedKey, Message: "API key has been revoked"}
 	}
-	k.cache.put(lookup, key, gen)
 	k.touch(ctx, key.ID)
 	return key, nil
+}
+
+// sharedLoadTimeout bounds a database read of a key that several requests
+// wait on.
+const sharedLoadTimeout = 5 * time.Second
+
+// load reads a key from the database and remembers it unless it is revoked.
+// Requests with the same credential that miss the cache at once share one
+// read: otherwise every request in flight with a busy key would query the
+// database together each time its entry expires. A request joins only a
+// read that began after the last change of keys this replica knows of (the
+// cache's generation), so a key revoked here is refused at once.
+func (k *Keys) load(ctx context.Context, lookup, where, arg string) (APIKey, error) {
+	read := func(ctx context.Context, gen uint64) (APIKey, error) {
+		var key APIKey
+		err := k.db.WithContext(ctx).Where(where, arg).Take(&key).Error
+		if err == nil && key.RevokedAt == nil {
+			k.cache.put(lookup, key, gen)
+		}
+		return key, err
+	}
+	if k.cache == nil {
+		return read(ctx, 0)
+	}
+	gen := k.cache.generation()
+	v, err, _ := k.loads.Do(strconv.FormatUint(gen, 10)+":"+lookup, func() (any, error) {
+		// Shared by every request waiting on it: one that gives up must
+		// not fail the others.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedLoadTimeout)
+		defer cancel()
+		return read(ctx, gen)
+	})
+	return v.(APIKey), err
 }
 
 // touch records last use, at most once a minute per key, so a busy key does
 // not turn every request into a write.
 func (k *Keys) touch(ctx context.Context, id string) {
-	if _, ok := k.touched.Get(id); ok {
+	if !k.touched.PutIfAbsent(id, struct{}{}) {
 		return
 	}
-	k.touched.Put(id, struct{}{})
 	_ = k.db.WithContext(ctx).Model(&APIKey{}).Where("id = ?", id).Update("last_used_at", k.clock.Now()).Error
 }

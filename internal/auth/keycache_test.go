@@ -33,10 +33,20 @@ func replica(t *testing.T, db *store.DB, rdb *redisconn.Client) *auth.Keys {
 
 // countKeyReads counts SELECTs on api_keys.
 func countKeyReads(t *testing.T, db *store.DB) *atomic.Int64 {
+	return countOnKeys(t, "reads", db.Callback().Query().Before("gorm:query").Register)
+}
+
+// countKeyTouches counts UPDATEs of api_keys (last_used_at).
+func countKeyTouches(t *testing.T, db *store.DB) *atomic.Int64 {
+	return countOnKeys(t, "touches", db.Callback().Update().Before("gorm:update").Register)
+}
+
+// countOnKeys counts the statements on api_keys that a GORM callback
+// registered with register sees.
+func countOnKeys(t *testing.T, what string, register func(string, func(*gorm.DB)) error) *atomic.Int64 {
 	t.Helper()
 	var n atomic.Int64
-	name := "test:count_key_reads_" + t.Name()
-	if err := db.Callback().Query().Before("gorm:query").Register(name, func(tx *gorm.DB) {
+	if err := register("test:count_key_"+what+"_"+t.Name(), func(tx *gorm.DB) {
 		if tx.Statement.Table == "api_keys" {
 			n.Add(1)
 		}
@@ -73,23 +83,31 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// rememberedKey starts a replica with a new key, counting reads of keys,
+// and returns once the replica remembers the key between requests.
+func rememberedKey(t *testing.T, db *store.DB) (k *auth.Keys, secret string, reads *atomic.Int64) {
+	t.Helper()
+	k = replica(t, db, testenv.Redis(t))
+	_, secret = newKey(t, db, k)
+	reads = countKeyReads(t, db)
+	ctx := context.Background()
+	eventually(t, "the key was never remembered", func() bool {
+		if _, f := k.Authenticate(ctx, secret); f != nil {
+			t.Fatalf("key refused: %+v", f)
+		}
+		before := reads.Load()
+		k.Authenticate(ctx, secret)
+		return reads.Load() == before
+	})
+	return k, secret, reads
+}
+
 // A host backend sends its key with every request; after the first, the key
 // is not looked up in the database again.
 func TestAKeyIsLookedUpOnceNotPerRequest(t *testing.T) {
 	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
-		k := replica(t, db, testenv.Redis(t))
-		_, secret := newKey(t, db, k)
-		reads := countKeyReads(t, db)
+		k, secret, reads := rememberedKey(t, db)
 		ctx := context.Background()
-		eventually(t, "the key was never remembered", func() bool {
-			_, f := k.Authenticate(ctx, secret)
-			if f != nil {
-				t.Fatalf("key refused: %+v", f)
-			}
-			before := reads.Load()
-			k.Authenticate(ctx, secret)
-			return reads.Load() == before
-		})
 		before := reads.Load()
 		for range 100 {
 			if _, f := k.Authenticate(ctx, secret); f != nil {
@@ -179,5 +197,37 @@ func TestWithoutRedisEveryRequestAsksTheDatabase(t *testing.T) {
 			t.Fatalf("key refused while Redis is down: %+v", f)
 		}
 		return reads.Load() == before+1
+	})
+}
+
+// A host backend's threads send their first requests with a key at once:
+// they share one database read of it and one last-use write, instead of
+// each querying the database (as they would each time the key's memory
+// expired).
+func TestConcurrentFirstRequestsWithAKeyShareOneRead(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		k, _, reads := rememberedKey(t, db)
+		ctx := context.Background()
+		_, secret := newKey(t, db, k)
+		reads.Store(0)
+		touches := countKeyTouches(t, db)
+		const callers = 64
+		var refused atomic.Int64
+		testenv.AtOnce(callers, func(int) {
+			if _, f := k.Authenticate(ctx, secret); f != nil {
+				refused.Add(1)
+			}
+		})
+		if n := refused.Load(); n > 0 {
+			t.Fatalf("%d of %d requests refused", n, callers)
+		}
+		// Callers scheduled after the first read ended find the key
+		// remembered; none read it beside another.
+		if n := reads.Load(); n > 2 {
+			t.Errorf("%d concurrent requests read the key %d times from the database, want 1 (2 if a change poll emptied the memory meanwhile)", callers, n)
+		}
+		if n := touches.Load(); n != 1 {
+			t.Errorf("%d concurrent requests wrote the key's last use %d times, want 1", callers, n)
+		}
 	})
 }

@@ -54,6 +54,19 @@ func (c *Cache[K, V]) Put(k K, v V) {
 	c.lru.Add(k, c.entry(v))
 }
 
+// PutIfAbsent stores v for k unless k holds a value that has not expired,
+// and reports whether it stored v: of concurrent callers for one k, one
+// does.
+func (c *Cache[K, V]) PutIfAbsent(k K, v V) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.Get(k); ok {
+		return false
+	}
+	c.lru.Add(k, c.entry(v))
+	return true
+}
+
 // Generation is taken before reading a value from its source, for
 // PutIfUnchanged.
 func (c *Cache[K, V]) Generation() uint64 {

@@ -1,6 +1,8 @@
 package cache_test
 
 import (
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -69,5 +71,35 @@ func TestAReadThatRacedAnInvalidationIsNotCached(t *testing.T) {
 				t.Fatalf("a read after the invalidation was not cached: %q", v)
 			}
 		})
+	}
+}
+
+// Of many callers claiming one key at once, one stores its value; the key
+// can be claimed again once that value has expired.
+func TestPutIfAbsentLetsOneOfConcurrentCallersIn(t *testing.T) {
+	clk := clock.NewFake(t0)
+	c := cache.New[string, int](10, time.Minute, clk)
+	var stored atomic.Int64
+	var wg sync.WaitGroup
+	for i := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if c.PutIfAbsent("key", i) {
+				stored.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := stored.Load(); n != 1 {
+		t.Fatalf("%d of 64 concurrent callers stored a value, want 1", n)
+	}
+	clk.Advance(time.Minute - time.Nanosecond)
+	if c.PutIfAbsent("key", 1) {
+		t.Fatal("a live value was replaced")
+	}
+	clk.Advance(time.Nanosecond)
+	if !c.PutIfAbsent("key", 1) {
+		t.Fatal("an expired value kept the key claimed")
 	}
 }
