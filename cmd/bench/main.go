@@ -47,6 +47,8 @@ type options struct {
 	cpuprofile      string
 	serverProfile   string
 	serverPprof     string
+	serverTrace     string
+	serverTraceAft  time.Duration
 	ingestParts     map[string]bool
 	memprofile      string
 	stallProbe      bool
@@ -86,6 +88,8 @@ func parseFlags() options {
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the HTTP usageGate phases (server and load generator together) to this file")
 	flag.StringVar(&o.serverProfile, "server-cpuprofile", "", "write a CPU profile of the ingest section's server process to this file")
 	flag.StringVar(&o.serverPprof, "server-pprof", "", "serve net/http/pprof from the ingest section's server process on this loopback address (e.g. 127.0.0.1:6061)")
+	flag.StringVar(&o.serverTrace, "server-trace", "", "write an execution trace of the ingest section's server process, around its first request slower than -server-trace-after, to this file")
+	flag.DurationVar(&o.serverTraceAft, "server-trace-after", 25*time.Millisecond, "the request duration that triggers -server-trace")
 	flag.StringVar(&o.memprofile, "memprofile", "", "write an allocation profile (server and load generator, since the start; use with -only gate) to this file")
 	flag.BoolVar(&o.stallProbe, "stall-probe", true, "run the machine-stall probe beside the fixed-rate gate phases")
 	flag.BoolVar(&o.keepDB, "keep-db", false, "leave the benchmark database in place for inspection instead of dropping it")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -12,7 +13,9 @@ import (
 	"os"
 	"os/exec"
 	"runtime/pprof"
+	"runtime/trace"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tollgate-billing/tollgate/internal/app"
@@ -30,6 +33,14 @@ const serverProfileEnv = "TOLLGATE_BENCH_SERVER_CPUPROFILE"
 // serverPprofEnv is the loopback address the server process serves
 // net/http/pprof on (-server-pprof).
 const serverPprofEnv = "TOLLGATE_BENCH_SERVER_PPROF"
+
+// serverTraceEnv names the file the server process writes an execution
+// trace to, and serverTraceAfterEnv the request duration that triggers it
+// (-server-trace, -server-trace-after).
+const (
+	serverTraceEnv      = "TOLLGATE_BENCH_SERVER_TRACE"
+	serverTraceAfterEnv = "TOLLGATE_BENCH_SERVER_TRACE_AFTER"
+)
 
 // runServer serves Tollgate from the environment on a loopback port, as the
 // tollgate binary does, writes the address on stdout and stops when stdin
@@ -67,7 +78,17 @@ func runServer() {
 	if err != nil {
 		fail(err)
 	}
-	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	handler := a.Handler()
+	if path := os.Getenv(serverTraceEnv); path != "" {
+		after, err := time.ParseDuration(os.Getenv(serverTraceAfterEnv))
+		if err != nil {
+			fail(err)
+		}
+		if handler, err = traceFirstSlowRequest(handler, path, after); err != nil {
+			fail(err)
+		}
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 	fmt.Println(ln.Addr().String())
 	io.Copy(io.Discard, os.Stdin)
@@ -75,6 +96,37 @@ func runServer() {
 	defer cancel()
 	srv.Shutdown(sctx)
 	a.Close()
+}
+
+// traceFirstSlowRequest keeps the last seconds of the process's execution
+// trace in memory (runtime/trace's flight recorder) and writes them to path
+// shortly after the first request that took longer than after, so the
+// trace holds that request and what ran around it: open it with go tool
+// trace, or go tool trace -pprof=sched|sync|net for where goroutines waited.
+func traceFirstSlowRequest(next http.Handler, path string, after time.Duration) (http.Handler, error) {
+	fr := trace.NewFlightRecorder(trace.FlightRecorderConfig{MinAge: 3 * time.Second, MaxBytes: 256 << 20})
+	if err := fr.Start(); err != nil {
+		return nil, err
+	}
+	var once sync.Once
+	write := func(took time.Duration, began time.Time) {
+		// Let the trace run past the request a little, then snapshot.
+		time.Sleep(500 * time.Millisecond)
+		var buf bytes.Buffer
+		_, err := fr.WriteTo(&buf)
+		if err == nil {
+			err = os.WriteFile(path, buf.Bytes(), 0o644)
+		}
+		fmt.Fprintf(os.Stderr, "bench server: execution trace of a %v request begun %s written to %s (err: %v)\n",
+			took.Round(time.Microsecond), began.Format("15:04:05.000"), path, err)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		began := time.Now()
+		next.ServeHTTP(w, r)
+		if took := time.Since(began); took > after {
+			once.Do(func() { go write(took, began) })
+		}
+	}), nil
 }
 
 // server is Tollgate running in a process of its own.
@@ -101,6 +153,9 @@ func startServer(ctx context.Context, b *bench) (*server, error) {
 	}
 	if b.serverPprof != "" {
 		cmd.Env = append(cmd.Env, serverPprofEnv+"="+b.serverPprof)
+	}
+	if b.serverTrace != "" {
+		cmd.Env = append(cmd.Env, serverTraceEnv+"="+b.serverTrace, serverTraceAfterEnv+"="+b.serverTraceAfter.String())
 	}
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()

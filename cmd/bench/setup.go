@@ -56,6 +56,11 @@ type bench struct {
 	// serverPprof is where the server process serves net/http/pprof
 	// (-server-pprof), empty for nowhere.
 	serverPprof string
+	// serverTrace is where the server process writes an execution trace
+	// around its first request slower than serverTraceAfter (-server-trace),
+	// empty for none.
+	serverTrace      string
+	serverTraceAfter time.Duration
 }
 
 // start creates the database, writes the plans file, starts Tollgate behind
@@ -74,7 +79,8 @@ func start(ctx context.Context, o options, log *slog.Logger) (_ *bench, stop fun
 	}()
 
 	runID := fmt.Sprint(time.Now().Unix())
-	b := &bench{runID: runID, DBName: "tollgate_bench_" + runID, serverProfile: o.serverProfile, serverPprof: o.serverPprof}
+	b := &bench{runID: runID, DBName: "tollgate_bench_" + runID, serverProfile: o.serverProfile, serverPprof: o.serverPprof,
+		serverTrace: o.serverTrace, serverTraceAfter: o.serverTraceAft}
 	dbURL, drop, err := createDatabase(ctx, o.dbURL, b.DBName)
 	if err != nil {
 		return nil, stop, err
