@@ -3,6 +3,7 @@ package orgs_test
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -94,6 +95,45 @@ func TestAnOrganisationThatDoesNotExistIsNotFound(t *testing.T) {
 		})
 		if err != nil {
 			t.Fatal(err)
+		}
+	})
+}
+
+// A new organisation's first requests arrive many at once (a host backend's
+// threads, or every organisation's after a restart): they share one insert
+// and one read of the organisation, and all get its one id.
+func TestConcurrentFirstRequestsOfAnOrganisationShareOneLookup(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		var statements atomic.Int64
+		count := func(tx *gorm.DB) {
+			if tx.Statement.Table == "organizations" {
+				statements.Add(1)
+			}
+		}
+		name := "test:count_org_statements_" + t.Name()
+		if err := db.Callback().Create().Before("gorm:create").Register(name, count); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Callback().Query().Before("gorm:query").Register(name, count); err != nil {
+			t.Fatal(err)
+		}
+		s := orgs.NewService(db, clock.Real{})
+		external := "ext-" + store.NewID()
+		const callers = 64
+		ids := make([]string, callers)
+		errs := make([]error, callers)
+		testenv.AtOnce(callers, func(i int) {
+			ids[i], errs[i] = s.Ensure(context.Background(), external, "Acme", "")
+		})
+		for i := range callers {
+			if errs[i] != nil || ids[i] != ids[0] {
+				t.Fatalf("request %d: id %q, err %v; request 0 got %q", i, ids[i], errs[i], ids[0])
+			}
+		}
+		// One insert and one read; a request scheduled after they ended
+		// finds the id remembered.
+		if n := statements.Load(); n > 2 {
+			t.Errorf("%d concurrent first requests ran %d statements on organizations, want 2", callers, n)
 		}
 	})
 }

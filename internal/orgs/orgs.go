@@ -7,9 +7,11 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
+	"golang.org/x/sync/singleflight"
 	"gorm.io/gorm/clause"
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
@@ -27,6 +29,9 @@ type Service struct {
 	// authenticated request needs it. Bounded, at the organisations seen
 	// most recently, since anyone with a token for a new org adds one.
 	ids *cache.Cache[string, string]
+	// ensures shares the first lookup of an external id among the requests
+	// that need it at once.
+	ensures singleflight.Group
 }
 
 // maxCachedOrgs bounds ids.
@@ -96,6 +101,26 @@ func (s *Service) Ensure(ctx context.Context, externalID, name, email string) (s
 	if id, ok := s.ids.Get(externalID); ok {
 		return id, nil
 	}
+	// A new organisation's first requests, or every organisation's after a
+	// restart, arrive many at once; they share one insert and read.
+	v, err, _ := s.ensures.Do(externalID, func() (any, error) {
+		// Shared by every request waiting on it: one that gives up must
+		// not fail the others.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedLoadTimeout)
+		defer cancel()
+		return s.create(ctx, externalID, name, email)
+	})
+	if err != nil {
+		return "", err
+	}
+	return v.(string), nil
+}
+
+// sharedLoadTimeout bounds a first lookup that several requests wait on.
+const sharedLoadTimeout = 5 * time.Second
+
+// create inserts the organisation unless it exists and returns its id.
+func (s *Service) create(ctx context.Context, externalID, name, email string) (string, error) {
 	now := s.clock.Now()
 	if name == "" {
 		name = externalID
@@ -105,7 +130,8 @@ func (s *Service) Ensure(ctx context.Context, externalID, name, email string) (s
 		PlanID: plans.FreePlanID, CreatedAt: now, UpdatedAt: now,
 	}
 	db := s.db.WithContext(ctx)
-	// Concurrent first requests race here; the unique external id decides.
+	// Concurrent first requests on different replicas race here; the
+	// unique external id decides.
 	if err := db.Clauses(clause.OnConflict{Columns: []clause.Column{{Name: "external_id"}}, DoNothing: true}).Create(&org).Error; err != nil {
 		return "", fmt.Errorf("create organisation %q: %w", externalID, err)
 	}
