@@ -160,6 +160,29 @@ func TestRequestsPassWhileRedisIsDown(t *testing.T) {
 	}
 }
 
+// Requests that wait for a lease whose fetch fails pass too, each counted
+// as unchecked, as the one that fetched it does.
+func TestRequestsWaitingOnAFailedLeasePass(t *testing.T) {
+	m := miniredis.RunT(t)
+	rdb := redisconn.New(redis.NewClient(&redis.Options{Addr: m.Addr(), MaxRetries: -1}), testenv.RedisPrefix())
+	t.Cleanup(func() { rdb.Close() })
+	l := New(rdb, quiet())
+	m.Close()
+	const callers = 64
+	var refused atomic.Int64
+	testenv.AtOnce(callers, func(int) {
+		if !l.Allow(context.Background(), "busy", 2000).Allowed {
+			refused.Add(1)
+		}
+	})
+	if n := refused.Load(); n > 0 {
+		t.Errorf("%d of %d requests refused while Redis was down; the limiter must fail open", n, callers)
+	}
+	if l.Unchecked() != callers {
+		t.Errorf("%d requests counted as unchecked, want %d", l.Unchecked(), callers)
+	}
+}
+
 // countScripts counts the rate-limit scripts a client sends to Redis.
 type countScripts struct{ n atomic.Int64 }
 
