@@ -31,6 +31,9 @@ type Options struct {
 	Work graphql.HandlerExtension
 }
 
+// queryCacheSize is how many parsed and validated documents are kept.
+const queryCacheSize = 1000
+
 // NewHandler builds the GraphQL HTTP handler: POST and GET only (no
 // multipart uploads, no websockets), a parsed-query cache, automatic
 // persisted queries, admission (credentials, depth and size, in linear
@@ -40,13 +43,13 @@ type Options struct {
 func NewHandler(r *Resolver, o Options) http.Handler {
 	cfg := generated.Config{Resolvers: r}
 	cfg.Directives.HasScope = hasScope
-	listCosts(&cfg.Complexity)
+	argPriced := listCosts(&cfg.Complexity)
 	es := generated.NewExecutableSchema(cfg)
 	srv := handler.New(es)
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
-	docs := lru.New[*ast.QueryDocument](1000)
+	docs := lru.New[*ast.QueryDocument](queryCacheSize)
 	srv.SetQueryCache(docs)
 	srv.SetParserTokenLimit(MaxParserTokens)
 	if o.Production {
@@ -62,7 +65,7 @@ func NewHandler(r *Resolver, o Options) http.Handler {
 		srv.Use(o.Work)
 	}
 	srv.Use(newExactEnums(es.Schema()))
-	srv.Use(complexityLimit{es: es, limit: MaxComplexity})
+	srv.Use(newComplexityLimit(es, MaxComplexity, argPriced))
 	srv.AroundResponses(measure)
 	srv.SetErrorPresenter(ErrorPresenter(o.Log))
 	srv.SetRecoverFunc(RecoverFunc(o.Log))

@@ -3,6 +3,7 @@ package graph
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/99designs/gqlgen/complexity"
@@ -16,6 +17,8 @@ import (
 	"github.com/tollgate-billing/tollgate/graph/model"
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/auth"
+	"github.com/tollgate-billing/tollgate/internal/cache"
+	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/invoices"
 	"github.com/tollgate-billing/tollgate/internal/usage"
 )
@@ -36,8 +39,10 @@ const (
 
 // listCosts prices list fields by how many items they can return, so
 // complexity reflects rows read rather than fields named. Where a service
-// bounds a list, its own limit is used, so the two cannot drift apart.
-func listCosts(c *generated.ComplexityRoot) {
+// bounds a list, its own limit is used, so the two cannot drift apart. It
+// returns the fields ("Type.field") whose price reads their arguments: only
+// through them can an operation's price depend on its variables.
+func listCosts(c *generated.ComplexityRoot) (argPriced map[string]bool) {
 	c.Query.Invoices = func(child int, first *int, _ *string, _ *model.InvoiceStatus) int {
 		n := invoices.DefaultPageSize
 		if first != nil && *first > 0 {
@@ -55,6 +60,7 @@ func listCosts(c *generated.ComplexityRoot) {
 	// recordUsage is priced by complexityLimit from its raw argument:
 	// gqlgen would unmarshal every event a second time to call a price
 	// function here.
+	return map[string]bool{"Query.invoices": true, "Query.usageSeries": true}
 }
 
 // complexityLimit is gqlgen's fixed complexity limit with recordUsage
@@ -63,9 +69,26 @@ func listCosts(c *generated.ComplexityRoot) {
 // complexity function for a field decodes its whole input again, which for
 // a 1,000-event call was a seventh of its allocations. The answer over the
 // limit is gqlgen's, word for word.
+//
+// The walk's price of an operation whose price cannot depend on its
+// variables (no argument-priced field takes one) is remembered per parsed
+// operation: gqlgen's document cache hands every request with the same
+// text the same *ast.OperationDefinition, so a gate or a one-event
+// recordUsage is not walked again on each request.
 type complexityLimit struct {
 	es    graphql.ExecutableSchema
 	limit int
+	// argPriced is listCosts' answer; fixed holds the remembered prices.
+	argPriced map[string]bool
+	fixed     *cache.Cache[*ast.OperationDefinition, int]
+}
+
+// newComplexityLimit prices operations of es against limit.
+func newComplexityLimit(es graphql.ExecutableSchema, limit int, argPriced map[string]bool) complexityLimit {
+	// As many as gqlgen's document cache holds: an entry keeps its
+	// document alive, so the bound is also a bound on memory.
+	return complexityLimit{es: es, limit: limit, argPriced: argPriced,
+		fixed: cache.New[*ast.OperationDefinition, int](queryCacheSize, 0, clock.Real{})}
 }
 
 var _ interface {
@@ -84,13 +107,60 @@ func (c complexityLimit) MutateOperationContext(ctx context.Context, op *graphql
 	if op.Operation == nil {
 		return nil
 	}
-	n := complexity.Calculate(ctx, c.es, op.Operation, op.Variables) + eventsSent(op.Operation.SelectionSet, op.Variables)
+	walked, ok := c.fixed.Get(op.Operation)
+	if !ok {
+		walked = complexity.Calculate(ctx, c.es, op.Operation, op.Variables)
+		if !c.readsVariables(op.Operation.SelectionSet) {
+			c.fixed.Put(op.Operation, walked)
+		}
+	}
+	n := walked + eventsSent(op.Operation.SelectionSet, op.Variables)
 	if n > c.limit {
 		err := gqlerror.Errorf("operation has complexity %d, which exceeds the limit of %d", n, c.limit)
 		errcode.Set(err, string(CodeComplexityLimit))
 		return err
 	}
 	return nil
+}
+
+// readsVariables reports whether the walk's price of set can depend on
+// variables: some argument-priced field in it, or in a fragment it spreads,
+// takes a variable. A field of an interface or union is priced by its
+// implementations, so one with a variable argument counts too.
+func (c complexityLimit) readsVariables(set ast.SelectionSet) bool {
+	for _, sel := range set {
+		switch s := sel.(type) {
+		case *ast.Field:
+			priced := s.ObjectDefinition == nil || s.ObjectDefinition.Kind != ast.Object ||
+				c.argPriced[s.ObjectDefinition.Name+"."+s.Name]
+			if priced && slices.ContainsFunc(s.Arguments, func(a *ast.Argument) bool { return hasVariable(a.Value) }) {
+				return true
+			}
+			if c.readsVariables(s.SelectionSet) {
+				return true
+			}
+		case *ast.InlineFragment:
+			if c.readsVariables(s.SelectionSet) {
+				return true
+			}
+		case *ast.FragmentSpread:
+			if s.Definition != nil && c.readsVariables(s.Definition.SelectionSet) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// hasVariable reports whether v is or contains a variable.
+func hasVariable(v *ast.Value) bool {
+	if v == nil {
+		return false
+	}
+	if v.Kind == ast.Variable {
+		return true
+	}
+	return slices.ContainsFunc(v.Children, func(c *ast.ChildValue) bool { return hasVariable(c.Value) })
 }
 
 // eventsSent counts the events of every recordUsage at the root of a

@@ -48,6 +48,22 @@ func TestQueryLimits(t *testing.T) {
 	if r := h.Query("acme", b.String(), nil); r.Code() != "COMPLEXITY_LIMIT_EXCEEDED" {
 		t.Fatalf("12 pages of 100 invoices: code %q, want COMPLEXITY_LIMIT_EXCEEDED (%+v)", r.Code(), r.Errors)
 	}
+	// The same document priced through a variable: each request is priced
+	// by its own value, whatever the one before it sent.
+	b.Reset()
+	b.WriteString("query Pages($n: Int) { ")
+	for i := 0; i < 12; i++ {
+		b.WriteString("i" + string(rune('a'+i)) + ": invoices(first: $n) { nodes { id number total currency status amountDue amountPaid createdAt } } ")
+	}
+	b.WriteString("}")
+	for _, tc := range []struct {
+		n    int
+		code string
+	}{{1, ""}, {100, "COMPLEXITY_LIMIT_EXCEEDED"}, {1, ""}, {100, "COMPLEXITY_LIMIT_EXCEEDED"}} {
+		if r := h.Query("acme", b.String(), map[string]any{"n": tc.n}); r.Code() != tc.code {
+			t.Fatalf("12 pages of $n = %d invoices: code %q, want %q (%+v)", tc.n, r.Code(), tc.code, r.Errors)
+		}
+	}
 	huge := "{ " + strings.Repeat("organization { id } ", 5000) + "}"
 	if r := h.Query("acme", huge, nil); r.Code() != "GRAPHQL_PARSE_FAILED" || !strings.Contains(r.Errors[0].Message, "token limit") {
 		t.Fatalf("a 20k-token query was not stopped by the parser's token limit: %+v", r.Errors)
