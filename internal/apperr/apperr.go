@@ -60,11 +60,9 @@ func Wrap(code Code, msg string, cause error) *Error {
 
 // As finds an *Error in err's chain.
 func As(err error) (*Error, bool) {
-	var e *Error
-	if errors.As(err, &e) {
-		return e, true
-	}
-	return nil, false
+	// AsType, unlike errors.As, does not move its target to the heap: this
+	// runs on every request.
+	return errors.AsType[*Error](err)
 }
 
 // CodeOf returns err's code, or Internal when it carries none.
@@ -115,9 +113,5 @@ func (fe FieldErrors) Error() string {
 
 // AsFieldErrors finds validation failures in err's chain.
 func AsFieldErrors(err error) (FieldErrors, bool) {
-	var fe FieldErrors
-	if errors.As(err, &fe) {
-		return fe, true
-	}
-	return nil, false
+	return errors.AsType[FieldErrors](err)
 }
