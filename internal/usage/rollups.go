@@ -265,12 +265,20 @@ SELECT coalesce(array_agg(i)::text, '{}') FROM fresh`
 
 // claimedCTE claims the keys of the window not yet taken, from the org and
 // key arrays $4 and $5, as of arrival month $2, looking in the months $3 to
-// $10; claimEventsSQL and oneStatementSQL both start with it.
+// $10; claimEventsSQL and oneStatementSQL both start with it. The lookup
+// skips month $2 itself: the insert's ON CONFLICT on the primary key
+// (org_id, idempotency_key, arrival_month) already refuses a key of that
+// month, committed or not, and the month the claim writes to is the
+// largest and busiest partition, so probing it too cost a second index
+// descent into it per key. Arrival months are month starts, so the month
+// after $2 is probed as arrival_month = $10: a range past $2 would keep
+// $2's partition in the plan.
 const claimedCTE = `claimed AS (
 INSERT INTO usage_event_keys (org_id, idempotency_key, arrival_month)
 SELECT c.o, c.k, $2 FROM unnest($4::text[], $5::text[]) AS c(o, k)
 WHERE NOT EXISTS (SELECT 1 FROM usage_event_keys x
-	WHERE x.org_id = c.o AND x.idempotency_key = c.k AND x.arrival_month BETWEEN $3 AND $10 OFFSET 0)
+	WHERE x.org_id = c.o AND x.idempotency_key = c.k
+	AND (x.arrival_month >= $3 AND x.arrival_month < $2 OR x.arrival_month = $10) OFFSET 0)
 ON CONFLICT DO NOTHING RETURNING org_id, idempotency_key)`
 
 // pgx encodes a []string or []time.Time parameter by boxing each element
