@@ -414,9 +414,8 @@ func TestAClaimProbesItsKeysRatherThanScanningThePartition(t *testing.T) {
 				t.Errorf("claiming %d keys scans the key partition %s:\n%s", n, part, text)
 			}
 		}
-		if strings.Contains(text, "Hash Anti Join") {
-			t.Errorf("claiming %d keys hashes a key partition:\n%s", n, text)
-		}
+		// (A hash anti join is fine now: it hashes the keys the lookup
+		// found, not a partition, which would show as a Seq Scan above.)
 		// The month the claim writes to is left to the insert's ON
 		// CONFLICT: probing it too cost 4 more buffer hits a key (14 a
 		// key instead of 10, 1,000 keys into a month of a million).

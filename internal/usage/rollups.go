@@ -248,11 +248,7 @@ func (r rollups) claimArgs(events []*pending) []any {
 }
 
 // claimEventsSQL claims the keys of a group's events and stores the events
-// of the keys it claimed. Each key is probed in the window's partitions by
-// its own index lookup: the OFFSET 0 keeps the NOT EXISTS a per-row subplan,
-// because as a join the planner may hash the whole hot key partition
-// instead, scanning millions of keys for a group of twenty (it did, when
-// the partition's statistics were younger than its rows).
+// of the keys it claimed (see claimedCTE for how keys are looked up).
 const claimEventsSQL = `WITH ` + claimedCTE + `,
 fresh AS (
 SELECT u.o, u.k, u.m, u.n, u.e, u.t, u.i
@@ -265,20 +261,31 @@ SELECT coalesce(array_agg(i)::text, '{}') FROM fresh`
 
 // claimedCTE claims the keys of the window not yet taken, from the org and
 // key arrays $4 and $5, as of arrival month $2, looking in the months $3 to
-// $10; claimEventsSQL and oneStatementSQL both start with it. The lookup
-// skips month $2 itself: the insert's ON CONFLICT on the primary key
-// (org_id, idempotency_key, arrival_month) already refuses a key of that
-// month, committed or not, and the month the claim writes to is the
-// largest and busiest partition, so probing it too cost a second index
-// descent into it per key. Arrival months are month starts, so the month
-// after $2 is probed as arrival_month = $10: a range past $2 would keep
-// $2's partition in the plan.
-const claimedCTE = `claimed AS (
+// $10; claimEventsSQL and oneStatementSQL both start with it.
+//
+// The lookup skips month $2 itself: the insert's ON CONFLICT on the primary
+// key (org_id, idempotency_key, arrival_month) already refuses a key of
+// that month, committed or not, and the month the claim writes to is the
+// largest and busiest partition. Arrival months are month starts, so the
+// month after $2 is probed as arrival_month = $10: a range past $2 would
+// keep $2's partition in the plan. The other months are probed once per
+// organisation of the group, with all of its keys in one index scan (seen):
+// a probe per key cost a rescan of every partition of the window per key,
+// a quarter of a 1,000-event statement's time even with those partitions
+// empty. The OFFSET 0 keeps each probe an index lookup of its own, because
+// as a join the planner may hash a whole key partition instead, scanning
+// millions of keys for a group of twenty (it did, when the partition's
+// statistics were younger than its rows).
+const claimedCTE = `seen AS (
+SELECT x.org_id, x.idempotency_key
+FROM (SELECT o, array_agg(k) AS ks FROM unnest($4::text[], $5::text[]) AS c(o, k) GROUP BY o) g
+CROSS JOIN LATERAL (SELECT org_id, idempotency_key FROM usage_event_keys x
+	WHERE x.org_id = g.o AND x.idempotency_key = ANY(g.ks)
+	AND (x.arrival_month >= $3 AND x.arrival_month < $2 OR x.arrival_month = $10) OFFSET 0) x),
+claimed AS (
 INSERT INTO usage_event_keys (org_id, idempotency_key, arrival_month)
 SELECT c.o, c.k, $2 FROM unnest($4::text[], $5::text[]) AS c(o, k)
-WHERE NOT EXISTS (SELECT 1 FROM usage_event_keys x
-	WHERE x.org_id = c.o AND x.idempotency_key = c.k
-	AND (x.arrival_month >= $3 AND x.arrival_month < $2 OR x.arrival_month = $10) OFFSET 0)
+WHERE NOT EXISTS (SELECT 1 FROM seen WHERE seen.org_id = c.o AND seen.idempotency_key = c.k)
 ON CONFLICT DO NOTHING RETURNING org_id, idempotency_key)`
 
 // pgx encodes a []string or []time.Time parameter by boxing each element
