@@ -16,9 +16,10 @@ import (
 // arrived in (arrival_month); on Postgres that table is partitioned by that
 // month. A key arriving at now is refused when a row with the same
 // (org_id, idempotency_key) has an arrival month at or after
-// keyFloor(now), the month that held now - KeyWindow: an index lookup in
-// the two or three partitions of those months, whichever month the first
-// copy's event landed in. A key first accepted at t is therefore refused
+// keyFloor(now), the month that held now - KeyWindow, whichever month the
+// first copy's event landed in: in the month the key arrives in, by the
+// insert's primary key; in the one or two other months of the window, by
+// an index lookup in their partitions (claimedCTE). A key first accepted at t is therefore refused
 // until 35 days after the end of t's month: at least KeyWindow (35 days,
 // for a key that arrived in the last instant of a month) and at most 66
 // days (one that arrived on the first of a 31-day month). Older key
