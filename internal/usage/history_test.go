@@ -130,12 +130,21 @@ func TestARetriedKeyIsRefusedAcrossTheMonthBoundaryForTheWholeWindow(t *testing.
 		windowEnd := time.Date(2031, 2, 1, 0, 0, 0, 0, time.UTC).Add(KeyWindow)
 		for _, at := range []time.Time{
 			time.Date(2031, 2, 1, 0, 0, 1, 0, time.UTC), // the next second, in February
-			time.Date(2031, 3, 7, 23, 59, 59, 0, time.UTC),
+			time.Date(2031, 3, 7, 23, 59, 58, 0, time.UTC),
 			windowEnd.Add(-time.Second),
 		} {
 			f.clock.Set(at)
 			if res := f.record(t, org, ev("api_calls", 1, "k")); res.Accepted != 0 || res.Duplicates != 1 {
 				t.Fatalf("a retry at %s counted: %+v", at, res)
+			}
+			// The same within a group large enough to look its keys up
+			// per organisation (perOrgFrom) rather than per key.
+			batch := []Event{ev("api_calls", 1, "k")}
+			for i := range perOrgFrom {
+				batch = append(batch, ev("api_calls", 1, fmt.Sprintf("%d-%d", at.UnixNano(), i)))
+			}
+			if res := f.record(t, org, batch...); res.Accepted != perOrgFrom || res.Duplicates != 1 {
+				t.Fatalf("a retry at %s in a group of %d counted: %+v", at, len(batch), res)
 			}
 			if counted, err := f.svc.counted(context.Background(), org, "k"); err != nil || !counted {
 				t.Fatalf("consumeUsage at %s does not see the key (%v)", at, err)
@@ -403,7 +412,7 @@ func TestAClaimProbesItsKeysRatherThanScanningThePartition(t *testing.T) {
 			events[i] = &pending{org: org, meter: "api_calls", key: fmt.Sprintf("new-%d", i), quantity: 1, at: now}
 		}
 		var plan []string
-		if err := db.Raw("EXPLAIN "+claimEventsSQL, rollups{dialect: store.Postgres, now: now}.claimArgs(events)...).Scan(&plan).Error; err != nil {
+		if err := db.Raw("EXPLAIN "+claimEventsSQL.forEvents(n), rollups{dialect: store.Postgres, now: now}.claimArgs(events)...).Scan(&plan).Error; err != nil {
 			t.Fatal(err)
 		}
 		text := strings.Join(plan, "\n")

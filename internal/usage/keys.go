@@ -18,11 +18,12 @@ import (
 // (org_id, idempotency_key) has an arrival month at or after
 // keyFloor(now), the month that held now - KeyWindow, whichever month the
 // first copy's event landed in: in the month the key arrives in, by the
-// insert's primary key; in the one or two other months of the window, by
-// an index lookup in their partitions (claimedCTE). A key first accepted at t is therefore refused
-// until 35 days after the end of t's month: at least KeyWindow (35 days,
-// for a key that arrived in the last instant of a month) and at most 66
-// days (one that arrived on the first of a 31-day month). Older key
+// insert's primary key; in the other months of the window, by an index
+// lookup in their partitions (claimStatement). A key first accepted at t is
+// therefore refused until 35 days after the end of t's month: at least
+// KeyWindow (35 days, for a key that arrived in the last instant of a
+// month) and at most 66 days (one that arrived on the first of a 31-day
+// month). Older key
 // partitions are never probed, and the maintenance job drops them. Nor are
 // those after keyCeiling(now), the next month (empty, made ahead): the
 // lookup reaches one month ahead because a replica whose clock is still in

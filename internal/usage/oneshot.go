@@ -69,7 +69,7 @@ func (s *Service) writeGroupAtOnce(ctx context.Context, group []*request, now ti
 	changed := map[counterID]counter{}
 	if len(plan.claims) > 0 {
 		args := groupArgs(group, plan, now)
-		rows, err := s.db.SQL().QueryContext(ctx, oneStatementSQL, args...)
+		rows, err := s.db.SQL().QueryContext(ctx, oneStatementSQL.forEvents(len(plan.claims)), args...)
 		if err != nil {
 			return s.groupAborted(plan, err)
 		}
@@ -154,7 +154,7 @@ func groupArgs(group []*request, plan groupPlan, now time.Time) []any {
 // takes row locks in the order the transaction does. A sum of zero leaves a total's version
 // alone. A threshold p% of a limit L is crossed when the count of whole
 // percents reached, min(100, floor(100·used/L)), goes up.
-var oneStatementSQL = `WITH ` + claimedCTE + `,
+var oneStatementSQL = withClaim(`,
 fresh AS (
 SELECT u.o, u.k, u.m, u.n, u.e, u.t, u.p, u.mo, u.d, u.i
 FROM unnest($4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[], $9::timestamptz[], $11::timestamptz[], $12::timestamptz[], $13::timestamptz[])
@@ -194,4 +194,4 @@ SELECT CASE
 		THEN tollgate_group_abort('alert')
 	ELSE 0 END AS ok)
 SELECT (SELECT coalesce(array_agg(i)::text, '{}') FROM fresh), org_id, meter, period_start, used, version
-FROM totals WHERE (SELECT ok FROM verdict) = 0`
+FROM totals WHERE (SELECT ok FROM verdict) = 0`)
