@@ -15,7 +15,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/cache"
@@ -40,7 +39,7 @@ type Keys struct {
 	cache *keyCache
 	// loads shares a database read of a key among the requests that need
 	// it at once.
-	loads singleflight.Group
+	loads cache.Loads[APIKey]
 }
 
 // NewKeys returns the API key service.
@@ -256,10 +255,6 @@ func (k *Keys) authenticate(ctx context.Context, where string, arg string) (APIK
 	return key, nil
 }
 
-// sharedLoadTimeout bounds a database read of a key that several requests
-// wait on.
-const sharedLoadTimeout = 5 * time.Second
-
 // load reads a key from the database and remembers it unless it is revoked.
 // Requests with the same credential that miss the cache at once share one
 // read: otherwise every request in flight with a busy key would query the
@@ -279,14 +274,9 @@ func (k *Keys) load(ctx context.Context, lookup, where, arg string) (APIKey, err
 		return read(ctx, 0)
 	}
 	gen := k.cache.generation()
-	v, err, _ := k.loads.Do(strconv.FormatUint(gen, 10)+":"+lookup, func() (any, error) {
-		// Shared by every request waiting on it: one that gives up must
-		// not fail the others.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedLoadTimeout)
-		defer cancel()
+	return k.loads.Do(ctx, strconv.FormatUint(gen, 10)+":"+lookup, func(ctx context.Context) (APIKey, error) {
 		return read(ctx, gen)
 	})
-	return v.(APIKey), err
 }
 
 // touch records last use, at most once a minute per key, so a busy key does

@@ -1,13 +1,13 @@
 package cache_test
 
 import (
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tollgate-billing/tollgate/internal/cache"
 	"github.com/tollgate-billing/tollgate/internal/clock"
+	"github.com/tollgate-billing/tollgate/internal/testenv"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -80,17 +80,11 @@ func TestPutIfAbsentLetsOneOfConcurrentCallersIn(t *testing.T) {
 	clk := clock.NewFake(t0)
 	c := cache.New[string, int](10, time.Minute, clk)
 	var stored atomic.Int64
-	var wg sync.WaitGroup
-	for i := range 64 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if c.PutIfAbsent("key", i) {
-				stored.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
+	testenv.AtOnce(64, func(i int) {
+		if c.PutIfAbsent("key", i) {
+			stored.Add(1)
+		}
+	})
 	if n := stored.Load(); n != 1 {
 		t.Fatalf("%d of 64 concurrent callers stored a value, want 1", n)
 	}

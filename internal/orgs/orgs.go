@@ -7,11 +7,9 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"time"
 	"unicode"
 	"unicode/utf8"
 
-	"golang.org/x/sync/singleflight"
 	"gorm.io/gorm/clause"
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
@@ -31,7 +29,7 @@ type Service struct {
 	ids *cache.Cache[string, string]
 	// ensures shares the first lookup of an external id among the requests
 	// that need it at once.
-	ensures singleflight.Group
+	ensures cache.Loads[string]
 }
 
 // maxCachedOrgs bounds ids.
@@ -103,21 +101,10 @@ func (s *Service) Ensure(ctx context.Context, externalID, name, email string) (s
 	}
 	// A new organisation's first requests, or every organisation's after a
 	// restart, arrive many at once; they share one insert and read.
-	v, err, _ := s.ensures.Do(externalID, func() (any, error) {
-		// Shared by every request waiting on it: one that gives up must
-		// not fail the others.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedLoadTimeout)
-		defer cancel()
+	return s.ensures.Do(ctx, externalID, func(ctx context.Context) (string, error) {
 		return s.create(ctx, externalID, name, email)
 	})
-	if err != nil {
-		return "", err
-	}
-	return v.(string), nil
 }
-
-// sharedLoadTimeout bounds a first lookup that several requests wait on.
-const sharedLoadTimeout = 5 * time.Second
 
 // create inserts the organisation unless it exists and returns its id.
 func (s *Service) create(ctx context.Context, externalID, name, email string) (string, error) {

@@ -3,6 +3,8 @@ package usage
 import (
 	"context"
 	"sync"
+
+	"github.com/tollgate-billing/tollgate/internal/cache"
 )
 
 // counterReads shares Redis reads of one counter among the gates that ask
@@ -59,7 +61,7 @@ func (r *counterReads) read(ctx context.Context, id counterID, fetch func(contex
 		// left without its reader, so its caller's giving up does not
 		// stop it, and cannot fail the others.
 		<-next.lead
-		shared, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedLoadTimeout)
+		shared, cancel := context.WithTimeout(context.WithoutCancel(ctx), cache.SharedLoadTimeout)
 		next.v, next.err = fetch(shared)
 		cancel()
 		close(next.done)

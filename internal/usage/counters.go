@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"golang.org/x/sync/singleflight"
 
+	"github.com/tollgate-billing/tollgate/internal/cache"
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/redisconn"
 )
@@ -49,7 +49,7 @@ type counters struct {
 	stale atomic.Bool
 
 	// warms collapses concurrent database reads of one missing counter.
-	warms singleflight.Group
+	warms cache.Loads[int64]
 	// reads shares Redis reads of one counter among concurrent gates.
 	reads *counterReads
 }

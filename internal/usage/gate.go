@@ -61,9 +61,6 @@ func (s *Service) Gate(ctx context.Context, orgID, meter string) (Gate, error) {
 	return g, nil
 }
 
-// sharedLoadTimeout bounds a database read that several callers wait on.
-const sharedLoadTimeout = 5 * time.Second
-
 // current is a period rollup's usage: from Redis when it has it, else from
 // the database, warming Redis on the way.
 func (s *Service) current(ctx context.Context, orgID string, k rollupKey) (used int64, fromRedis bool, err error) {
@@ -71,15 +68,11 @@ func (s *Service) current(ctx context.Context, orgID string, k rollupKey) (used 
 	if n, ok := s.counters.get(ctx, id); ok {
 		return n, true, nil
 	}
-	v, err, _ := s.counters.warms.Do(s.counters.key(id), func() (any, error) {
-		// Shared by every caller waiting on this key: one that gives up
-		// must not fail the others.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedLoadTimeout)
-		defer cancel()
+	used, err = s.counters.warms.Do(ctx, s.counters.key(id), func(ctx context.Context) (int64, error) {
 		gen := s.counters.generation()
 		values, err := readCounters(s.db.WithContext(ctx), orgID, []rollupKey{k})
 		if err != nil {
-			return nil, err
+			return 0, err
 		}
 		if s.counters.available() {
 			// A failure is already counted and logged; the answer stands.
@@ -87,8 +80,5 @@ func (s *Service) current(ctx context.Context, orgID string, k rollupKey) (used 
 		}
 		return values[k].used, nil
 	})
-	if err != nil {
-		return 0, false, err
-	}
-	return v.(int64), false, nil
+	return used, false, err
 }

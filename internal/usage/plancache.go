@@ -4,8 +4,6 @@ import (
 	"context"
 	"time"
 
-	"golang.org/x/sync/singleflight"
-
 	"github.com/tollgate-billing/tollgate/internal/cache"
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/plans"
@@ -26,7 +24,7 @@ type PlanCache struct {
 	ttl     time.Duration
 	entries *cache.Cache[string, planEntry]
 	// loads collapses concurrent loads for one organisation into one query.
-	loads singleflight.Group
+	loads cache.Loads[planEntry]
 }
 
 var _ PlanSource = (*PlanCache)(nil)
@@ -51,31 +49,26 @@ func NewPlanCache(src PlanSource, clk clock.Clock, ttl time.Duration) *PlanCache
 func (c *PlanCache) PlanOf(ctx context.Context, orgID string) (plans.Plan, string, error) {
 	if e, ok := c.entries.Get(orgID); ok {
 		if c.clock.Now().Sub(e.loaded) >= c.ttl/2 {
-			c.loads.DoChan(orgID, c.loader(ctx, orgID)) // refresh ahead; nobody waits
+			c.loads.Refresh(ctx, orgID, c.loader(orgID)) // refresh ahead; nobody waits
 		}
 		return e.plan, e.status, nil
 	}
-	v, err, _ := c.loads.Do(orgID, c.loader(ctx, orgID))
+	e, err := c.loads.Do(ctx, orgID, c.loader(orgID))
 	if err != nil {
 		return plans.Plan{}, "", err
 	}
-	e := v.(planEntry)
 	return e.plan, e.status, nil
 }
 
 // loader reads an organisation's plan into the cache.
-func (c *PlanCache) loader(ctx context.Context, orgID string) func() (any, error) {
-	return func() (any, error) {
-		// Shared by every caller waiting on this org: one that gives up
-		// must not fail the others.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedLoadTimeout)
-		defer cancel()
+func (c *PlanCache) loader(orgID string) func(context.Context) (planEntry, error) {
+	return func(ctx context.Context) (planEntry, error) {
 		// A change invalidated while this read runs may not be in it.
 		gen := c.entries.Generation()
 		loaded := c.clock.Now()
 		p, status, err := c.src.PlanOf(ctx, orgID)
 		if err != nil {
-			return nil, err
+			return planEntry{}, err
 		}
 		e := planEntry{plan: p, status: status, loaded: loaded}
 		c.entries.PutIfUnchanged(orgID, e, gen)
