@@ -144,6 +144,9 @@ type Response struct {
 	Header http.Header
 	Data   json.RawMessage
 	Errors []GQLError
+	// Body is the answer as it came, for tests that compare answers byte
+	// for byte.
+	Body []byte
 }
 
 // GQLError is one GraphQL error.
@@ -207,7 +210,7 @@ func (h *Harness) Send(headers map[string]string, query string, vars map[string]
 	if err := json.Unmarshal(raw, &out); err != nil {
 		return Response{}, fmt.Errorf("response is not JSON (%d): %s", resp.StatusCode, raw)
 	}
-	return Response{Status: resp.StatusCode, Header: resp.Header, Data: out.Data, Errors: out.Errors}, nil
+	return Response{Status: resp.StatusCode, Header: resp.Header, Data: out.Data, Errors: out.Errors, Body: raw}, nil
 }
 
 // Query sends a GraphQL request as org with all scopes.

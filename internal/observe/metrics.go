@@ -24,6 +24,13 @@ var (
 		Name: "tollgate_graphql_operation_duration_seconds", Help: "GraphQL operations by operation name and outcome.",
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 	}, []string{"operation", "outcome"})
+	// PreparedOperations counts operations answered by the GraphQL handler's
+	// prepared path instead of gqlgen's general execution, by root field: a
+	// client whose gate checks do not show here sends a shape the prepared
+	// path does not take (fragments, directives).
+	PreparedOperations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tollgate_graphql_prepared_operations_total", Help: "GraphQL operations answered by the prepared path, by root field.",
+	}, []string{"field"})
 	// WebhookEvents counts Stripe webhook deliveries by event type and outcome.
 	WebhookEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tollgate_webhook_events_total", Help: "Stripe webhook events by type and outcome.",
@@ -58,7 +65,7 @@ func init() {
 	Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		HTTPRequests, GraphQLOperations, WebhookEvents, UsageEvents, GateLatency, UsageGroupSize, RedisFallbacks, StripeCalls,
+		HTTPRequests, GraphQLOperations, PreparedOperations, WebhookEvents, UsageEvents, GateLatency, UsageGroupSize, RedisFallbacks, StripeCalls,
 	)
 }
 
