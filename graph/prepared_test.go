@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/tollgate-billing/tollgate/client"
 	"github.com/tollgate-billing/tollgate/internal/apptest"
 	"github.com/tollgate-billing/tollgate/internal/auth"
 	"github.com/tollgate-billing/tollgate/internal/billing"
@@ -73,6 +74,16 @@ func TestThePreparedGateAnswersAsTheGeneratedCodeDoes(t *testing.T) {
 	r = sameAnswer(t, h, bearer("acme"), `query Check($m: String!) { g: usageGate(meter: $m)%s { plan t: __typename ok: allowed used left: remaining } }`, map[string]any{"m": "api_calls"})
 	if want := `{"g":{"plan":"free","t":"UsageGate","ok":true,"used":3,"left":997}}`; string(r.Data) != want {
 		t.Fatalf("data = %s, want %s", r.Data, want)
+	}
+
+	// The Go client's gate (what the middleware sends) takes the prepared path.
+	clientGate := strings.Replace(client.UsageGate_Operation, "usageGate(meter: $meter)", "usageGate(meter: $meter)%s", 1)
+	if clientGate == client.UsageGate_Operation {
+		t.Fatalf("the client's gate query changed shape: %s", client.UsageGate_Operation)
+	}
+	r = sameAnswer(t, h, bearer("acme"), clientGate, map[string]any{"meter": "api_calls"})
+	if !strings.Contains(string(r.Data), `"used":3,"limit":1000,"remaining":997,"plan":"free"`) {
+		t.Fatalf("client gate = %s", r.Data)
 	}
 
 	// Unlimited: limit and remaining are null.
