@@ -221,24 +221,28 @@ func (l *Limiter) fetchLease(ctx context.Context, ls *lease, key string, rate in
 	// The waiters' verdict must not depend on this request's caller
 	// staying: the fetch runs to its end whatever happens to ctx.
 	res, err := l.gcra.AllowAtMost(context.WithoutCancel(ctx), l.redisKey(key), redis_rate.PerSecond(rate), n)
+	var d Decision
 	ls.mu.Lock()
-	defer func() {
-		ls.refill = nil
-		ls.mu.Unlock()
-		close(r.done)
-	}()
 	switch {
 	case err != nil:
 		r.err = err
-		return l.unavailable(ctx, err)
 	case res.Allowed < 1:
 		r.refused = &Decision{Limit: rate, RetryAfter: res.RetryAfter}
-		return *r.refused
+		d = *r.refused
+	default:
+		ls.tokens += res.Allowed - 1 // one is this request's
+		ls.expires = time.Now().Add(leaseTTL)
+		ls.remaining = res.Remaining
+		d = Decision{Allowed: true, Limit: rate, Remaining: res.Remaining + ls.tokens}
 	}
-	ls.tokens += res.Allowed - 1 // one is this request's
-	ls.expires = time.Now().Add(leaseTTL)
-	ls.remaining = res.Remaining
-	return Decision{Allowed: true, Limit: rate, Remaining: res.Remaining + ls.tokens}
+	ls.refill = nil
+	ls.mu.Unlock()
+	close(r.done)
+	if err != nil {
+		// After the lease's lock is let go: this may log.
+		return l.unavailable(ctx, err)
+	}
+	return d
 }
 
 // leaseOf returns the key's lease, creating it.
