@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/tollgate-billing/tollgate/client"
+	"github.com/tollgate-billing/tollgate/graph/generated"
 	"github.com/tollgate-billing/tollgate/internal/apptest"
 	"github.com/tollgate-billing/tollgate/internal/auth"
 	"github.com/tollgate-billing/tollgate/internal/billing"
@@ -65,11 +66,17 @@ func TestThePreparedGateAnswersAsTheGeneratedCodeDoes(t *testing.T) {
 	if rec.RecordUsage.Accepted != 3 {
 		t.Fatalf("recorded %+v", rec)
 	}
-	all := `{ usageGate(meter: "api_calls")%s { __typename allowed reason retryAfterMs used limit remaining plan billingStatus } }`
+	// Every field the schema gives UsageGate, so a field added to it fails
+	// here until the prepared path writes it as the generated code does.
+	fields := []string{"__typename"}
+	for _, f := range generated.NewExecutableSchema(generated.Config{}).Schema().Types["UsageGate"].Fields {
+		fields = append(fields, f.Name)
+	}
+	all := `{ usageGate(meter: "api_calls")%s { ` + strings.Join(fields, " ") + ` } }`
 
 	r := sameAnswer(t, h, bearer("acme"), all, nil)
 	if want := `{"usageGate":{"__typename":"UsageGate","allowed":true,"reason":"OK","retryAfterMs":null,"used":3,"limit":1000,"remaining":997,"plan":"free","billingStatus":null}}`; string(r.Data) != want {
-		t.Fatalf("data = %s, want %s", r.Data, want)
+		t.Fatalf("data = %s, want %s (fields of the schema: %v)", r.Data, want, fields)
 	}
 	r = sameAnswer(t, h, bearer("acme"), `query Check($m: String!) { g: usageGate(meter: $m)%s { plan t: __typename ok: allowed used left: remaining } }`, map[string]any{"m": "api_calls"})
 	if want := `{"g":{"plan":"free","t":"UsageGate","ok":true,"used":3,"left":997}}`; string(r.Data) != want {
