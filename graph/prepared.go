@@ -82,10 +82,30 @@ func (p *preparedSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 	}
 }
 
-// gateFields are the UsageGate fields the prepared path writes.
-var gateFields = map[string]bool{
-	"__typename": true, "allowed": true, "reason": true, "retryAfterMs": true, "used": true,
-	"limit": true, "remaining": true, "plan": true, "billingStatus": true,
+// gateFields are the UsageGate fields the prepared path takes, each with
+// how it writes the field's value: as gqlgen's marshaler for its type does.
+var gateFields = map[string]func(b *bytes.Buffer, g *model.UsageGate){
+	"__typename": func(b *bytes.Buffer, _ *model.UsageGate) { b.WriteString(`"UsageGate"`) },
+	"allowed":    func(b *bytes.Buffer, g *model.UsageGate) { b.Write(strconv.AppendBool(b.AvailableBuffer(), g.Allowed)) },
+	"reason":     func(b *bytes.Buffer, g *model.UsageGate) { g.Reason.MarshalGQL(b) },
+	"retryAfterMs": func(b *bytes.Buffer, g *model.UsageGate) {
+		if g.RetryAfterMs == nil {
+			b.WriteString("null")
+			return
+		}
+		b.Write(strconv.AppendInt(b.AvailableBuffer(), int64(*g.RetryAfterMs), 10))
+	},
+	"used":      func(b *bytes.Buffer, g *model.UsageGate) { b.Write(strconv.AppendInt(b.AvailableBuffer(), g.Used, 10)) },
+	"limit":     func(b *bytes.Buffer, g *model.UsageGate) { writeOptInt64(b, g.Limit) },
+	"remaining": func(b *bytes.Buffer, g *model.UsageGate) { writeOptInt64(b, g.Remaining) },
+	"plan":      func(b *bytes.Buffer, g *model.UsageGate) { graphql.MarshalID(g.Plan).MarshalGQL(b) },
+	"billingStatus": func(b *bytes.Buffer, g *model.UsageGate) {
+		if g.BillingStatus == nil {
+			b.WriteString("null")
+			return
+		}
+		g.BillingStatus.MarshalGQL(b)
+	},
 }
 
 // maxPreparedFields bounds the selection the prepared path takes, which
@@ -111,7 +131,7 @@ func gateCall(op *graphql.OperationContext) (*ast.Field, string, bool) {
 	}
 	for i, s := range f.SelectionSet {
 		leaf, ok := s.(*ast.Field)
-		if !ok || !gateFields[leaf.Name] || len(leaf.Directives) != 0 || len(leaf.Arguments) != 0 || len(leaf.SelectionSet) != 0 {
+		if !ok || gateFields[leaf.Name] == nil || len(leaf.Directives) != 0 || len(leaf.Arguments) != 0 || len(leaf.SelectionSet) != 0 {
 			return nil, "", false
 		}
 		for _, earlier := range f.SelectionSet[:i] {
@@ -153,8 +173,7 @@ func (p *preparedSchema) runGate(ctx context.Context, op *graphql.OperationConte
 	return writeGate(f, g)
 }
 
-// writeGate writes {"<alias>":{...}} with the selected fields in order, each
-// as gqlgen's marshaler for its type writes it.
+// writeGate writes {"<alias>":{...}} with the selected fields in order.
 func writeGate(f *ast.Field, g *model.UsageGate) []byte {
 	var b bytes.Buffer
 	b.Grow(64 + 24*len(f.SelectionSet))
@@ -169,39 +188,13 @@ func writeGate(f *ast.Field, g *model.UsageGate) []byte {
 		b.WriteByte('"')
 		b.WriteString(leaf.Alias)
 		b.WriteString(`":`)
-		switch leaf.Name {
-		case "__typename":
-			b.WriteString(`"UsageGate"`)
-		case "allowed":
-			b.Write(strconv.AppendBool(b.AvailableBuffer(), g.Allowed))
-		case "reason":
-			g.Reason.MarshalGQL(&b)
-		case "retryAfterMs":
-			if g.RetryAfterMs == nil {
-				b.WriteString("null")
-			} else {
-				b.Write(strconv.AppendInt(b.AvailableBuffer(), int64(*g.RetryAfterMs), 10))
-			}
-		case "used":
-			b.Write(strconv.AppendInt(b.AvailableBuffer(), g.Used, 10))
-		case "limit":
-			writeOptInt64(&b, g.Limit)
-		case "remaining":
-			writeOptInt64(&b, g.Remaining)
-		case "plan":
-			graphql.MarshalID(g.Plan).MarshalGQL(&b)
-		case "billingStatus":
-			if g.BillingStatus == nil {
-				b.WriteString("null")
-			} else {
-				g.BillingStatus.MarshalGQL(&b)
-			}
-		}
+		gateFields[leaf.Name](&b, g)
 	}
 	b.WriteString("}}")
 	return b.Bytes()
 }
 
+// writeOptInt64 writes n as a JSON number, or null.
 func writeOptInt64(b *bytes.Buffer, n *int64) {
 	if n == nil {
 		b.WriteString("null")
