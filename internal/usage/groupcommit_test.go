@@ -16,6 +16,11 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/testenv"
 )
 
+// smallGroupsAtOnce is how many groups of small calls (fewer events than
+// overlapEvents) commit at once, on either dialect: a second one never
+// starts beside a group in flight.
+const smallGroupsAtOnce = 1
+
 // holder holds the first groups in flight (as many as commit at once) until
 // released, so the calls made meanwhile are known to queue, in a known
 // order, and to commit together in the next group. It records the size of
@@ -31,7 +36,7 @@ type holder struct {
 }
 
 func holdFirstGroups(f *fixture) *holder {
-	h := &holder{slots: f.svc.group.slots, held: make(chan struct{}, 8), release: make(chan struct{}), queued: make(chan int, 1024)}
+	h := &holder{slots: smallGroupsAtOnce, held: make(chan struct{}, 8), release: make(chan struct{}), queued: make(chan int, 1024)}
 	f.svc.group.hooks.started = func(_ context.Context, group []*request) {
 		h.mu.Lock()
 		h.groups = append(h.groups, len(group))
@@ -98,11 +103,11 @@ func recordHeldWith(t *testing.T, f *fixture, org string, calls [][]Event, befor
 // wantGroups is the group sizes recordHeld gives n calls: one group per
 // held call, then one with the rest.
 func wantGroups(f *fixture, n int) []int {
-	out := make([]int, f.svc.group.slots)
+	out := make([]int, smallGroupsAtOnce)
 	for i := range out {
 		out[i] = 1
 	}
-	return append(out, n-f.svc.group.slots)
+	return append(out, n-smallGroupsAtOnce)
 }
 
 // TestGroupedCallersCountEachDistinctKeyAndNeverPassTheLimit: 64 one-event
@@ -237,7 +242,7 @@ func TestAKeyRefusedEarlierInTheGroupCountsForALaterCaller(t *testing.T) {
 		f.record(t, org, ev("api_calls", 990, "fill"))
 		big, small := ev("api_calls", 20, "shared"), ev("api_calls", 4, "shared")
 		small.Endpoint = "GET /small"
-		calls := [][]Event{{ev("api_calls", 0, "first")}, {ev("api_calls", 0, "second")}, {big}, {small}}[2-f.svc.group.slots:]
+		calls := [][]Event{{ev("api_calls", 0, "first")}, {ev("api_calls", 0, "second")}, {big}, {small}}[2-smallGroupsAtOnce:]
 		answers, sizes := recordHeld(t, f, org, calls)
 		if want := wantGroups(f, len(calls)); fmt.Sprint(sizes) != fmt.Sprint(want) {
 			t.Fatalf("groups of %v calls, want %v", sizes, want)
@@ -279,7 +284,7 @@ func TestAFailedGroupAnswersEveryCallerUnavailableAndStoresNothing(t *testing.T)
 			}
 			return nil
 		}
-		held := make([][]Event, f.svc.group.slots)
+		held := make([][]Event, smallGroupsAtOnce)
 		for i := range held {
 			held[i] = []Event{ev("api_calls", 50, fmt.Sprintf("held-%d", i))}
 		}
@@ -345,13 +350,13 @@ func TestAPanickingCommitAnswersItsCallersAndLeavesTheServiceWorking(t *testing.
 		t.Fatalf("err = %v, want UNAVAILABLE", err)
 	}
 	f.svc.group.hooks = groupHooks{}
-	for i := range f.svc.group.slots + 1 {
+	for i := range smallGroupsAtOnce + 1 {
 		if res := f.record(t, org, ev("api_calls", 1, fmt.Sprintf("after-%d", i))); res.Accepted != 1 {
 			t.Fatalf("call %d after the panic: %+v", i, res)
 		}
 	}
-	if n := f.storedEvents(t, org); n != int64(f.svc.group.slots+1) {
-		t.Errorf("%d events stored, want only the %d after the panic", n, f.svc.group.slots+1)
+	if n := f.storedEvents(t, org); n != int64(smallGroupsAtOnce+1) {
+		t.Errorf("%d events stored, want only the %d after the panic", n, smallGroupsAtOnce+1)
 	}
 }
 
@@ -380,6 +385,100 @@ func TestALoneCallCommitsAtOnce(t *testing.T) {
 			if len(seen) != i+1 || seen[i] != i || sizes[i] != 1 {
 				t.Fatalf("after call %d: groups began with calls %v of sizes %v; want one group per call, each run by its caller", i, seen, sizes)
 			}
+		}
+	})
+}
+
+// TestOnlyABigCallCommitsBesideAGroupInFlight: on Postgres a call of
+// overlapEvents events starts its own group beside the one in flight
+// rather than wait for it, while small calls queue; when the big group
+// ends first it leaves the small calls to the group still in flight
+// instead of starting a second small group beside it. SQLite has one
+// writer, so there the big call queues like the rest.
+func TestOnlyABigCallCommitsBesideAGroupInFlight(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newFixture(t, db, nil)
+		org := f.org(t, "starter")
+		type held struct {
+			size    int
+			release chan struct{}
+		}
+		starts := make(chan held)
+		queued := make(chan int, 8)
+		f.svc.group.hooks.started = func(_ context.Context, group []*request) {
+			h := held{len(group), make(chan struct{})}
+			starts <- h
+			<-h.release
+		}
+		f.svc.group.hooks.queued = func(n int) { queued <- n }
+		next := func(what string) held {
+			select {
+			case h := <-starts:
+				return h
+			case <-time.After(10 * time.Second):
+				t.Fatalf("no group started: %s", what)
+				return held{}
+			}
+		}
+		answers := make(chan answer, 4)
+		call := func(events ...Event) chan answer {
+			done := make(chan answer, 1)
+			go func() {
+				res, err := f.svc.Record(context.Background(), org, events)
+				done <- answer{res, err}
+				answers <- answer{res, err}
+			}()
+			return done
+		}
+		big := make([]Event, overlapEvents)
+		for i := range big {
+			big[i] = ev("api_calls", 1, fmt.Sprintf("big-%d", i))
+		}
+
+		call(ev("api_calls", 1, "first"))
+		<-queued
+		first := next("the first call's")
+		bigDone := call(big...)
+		<-queued
+		var bigGroup held
+		if db.Dialect == store.Postgres {
+			bigGroup = next("the big call's, beside the first")
+		}
+		call(ev("api_calls", 1, "small-1"))
+		call(ev("api_calls", 1, "small-2"))
+		<-queued
+		<-queued
+		if db.Dialect == store.Postgres {
+			close(bigGroup.release)
+			if a := <-bigDone; a.err != nil || a.res.Accepted != overlapEvents {
+				t.Fatalf("the big call: %+v, %v", a.res, a.err)
+			}
+			// Its group has ended and handed nothing over: the two small
+			// calls still wait for the first group's end.
+			f.svc.group.mu.Lock()
+			inFlight, waiting := f.svc.group.inFlight, len(f.svc.group.queue)
+			f.svc.group.mu.Unlock()
+			if inFlight != 1 || waiting != 2 {
+				t.Fatalf("after the big group: %d groups in flight, %d calls queued; want the first group alone, 2 queued", inFlight, waiting)
+			}
+		}
+		close(first.release)
+		last := next("the queued calls'")
+		close(last.release)
+		want := 2 // the small calls
+		if db.Dialect != store.Postgres {
+			want = 3 // the big call and the small ones, in arrival order
+		}
+		if last.size != want {
+			t.Errorf("the group after the first held %d calls, want %d", last.size, want)
+		}
+		for range 4 {
+			if a := <-answers; a.err != nil || a.res.Accepted == 0 {
+				t.Errorf("a call was told %+v, %v", a.res, a.err)
+			}
+		}
+		if used := f.used(t, org, "api_calls"); used != overlapEvents+3 {
+			t.Errorf("used %d, want %d", used, overlapEvents+3)
 		}
 	})
 }
@@ -485,7 +584,7 @@ func groupMirrorsEachOrganisation(t *testing.T, f *fixture) {
 	orgs := []string{f.org(t, "starter"), f.org(t, "starter"), f.org(t, "starter")}
 	h := holdFirstGroups(f)
 	var wg sync.WaitGroup
-	errs := make([]error, f.svc.group.slots+2*len(orgs))
+	errs := make([]error, smallGroupsAtOnce+2*len(orgs))
 	for i := range errs {
 		org, q := orgs[i%len(orgs)], int64(i+1)
 		wg.Go(func() {
@@ -539,8 +638,8 @@ func TestEachCallOfAGroupIsHeldToItsOwnPlansLimit(t *testing.T) {
 				org := f.org(t, "starter")
 				f.record(t, org, ev("api_calls", tc.fill, "fill"))
 				quantity := map[string]int64{"starter": 20, "free": 5}
-				plan := make([]string, f.svc.group.slots, f.svc.group.slots+2)
-				calls := make([][]Event, f.svc.group.slots, f.svc.group.slots+2)
+				plan := make([]string, smallGroupsAtOnce, smallGroupsAtOnce+2)
+				calls := make([][]Event, smallGroupsAtOnce, smallGroupsAtOnce+2)
 				for i := range calls { // held, each alone, counting nothing
 					plan[i], calls[i] = "free", []Event{ev("api_calls", 0, fmt.Sprintf("held-%d", i))}
 				}
@@ -554,7 +653,7 @@ func TestEachCallOfAGroupIsHeldToItsOwnPlansLimit(t *testing.T) {
 				if want := wantGroups(f, len(calls)); fmt.Sprint(sizes) != fmt.Sprint(want) {
 					t.Fatalf("groups of %v calls, want %v", sizes, want)
 				}
-				for i, a := range answers[f.svc.group.slots:] {
+				for i, a := range answers[smallGroupsAtOnce:] {
 					want := 1
 					if tc.plans[i] == "free" && !tc.hardCount {
 						want = 0

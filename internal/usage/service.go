@@ -99,7 +99,7 @@ func NewService(db *store.DB, rdb *redisconn.Client, catalog *plans.Catalog, pla
 		resyncEvery: resyncInterval,
 		nearLimit:   cache.New[counterID, struct{}](nearLimitTotals, nearLimitTTL, clk),
 	}
-	s.group = &groupCommitter{commit: s.writeGroup, publish: s.publishGroup, slots: commitSlots(db.Dialect)}
+	s.group = &groupCommitter{commit: s.writeGroup, publish: s.publishGroup, slots: commitSlots(db.Dialect), overlap: overlapEvents}
 	return s
 }
 
@@ -112,8 +112,9 @@ const (
 
 // commitSlots is how many groups commit at once. SQLite has one writer, so
 // a second group would only wait for the connection. On Postgres a second
-// slot lets one group build and send its statements while the other waits
-// for its fsync; more slots would only split the calls into smaller groups.
+// slot lets a big group (overlapEvents or more) claim and insert its events
+// while the other waits for its fsync; more slots would only split the
+// calls into smaller groups.
 func commitSlots(d store.Dialect) int {
 	if d == store.Postgres {
 		return 2
