@@ -71,8 +71,8 @@ type groupCommitter struct {
 	overlap int
 
 	mu sync.Mutex
-	// queue holds the requests waiting for a group, queued the events in
-	// their batches.
+	// queue holds the requests waiting for a group; queued counts the
+	// events of their batches.
 	queue    []*request
 	queued   int
 	inFlight int
