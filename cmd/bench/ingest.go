@@ -47,9 +47,8 @@ type ingestResult struct {
 	// clients on one organisation and on one each; Floor is the single-row
 	// durable INSERT … ON CONFLICT DO NOTHING from as many connections.
 	OneOrg, ManyOrgs, Floor run
-	// OneOrgGroup and ManyOrgsGroup are the mean calls per group commit
-	// in those phases, from the server's metrics.
-	OneOrgGroup, ManyOrgsGroup float64
+	// OneOrgGroup and ManyOrgsGroup are the group commits of those phases.
+	OneOrgGroup, ManyOrgsGroup GroupStages
 	// Batches are recordUsage of 100 and 1,000 events beside a raw
 	// multi-row INSERT of as many rows.
 	Batches []recordRow
@@ -70,29 +69,41 @@ type ingestResult struct {
 // 2 s each with the default 8 s phases.
 const ingestRounds = 4
 
-// groupTally adds up the group-commit histogram over the turns of a phase.
+// groupTally adds up the group-commit histograms over the turns of a phase.
 type groupTally struct {
-	srv           *server
-	calls, groups float64
-	err           error
+	srv *server
+	sum groupMetrics
+	err error
 }
 
-// around wraps a phase's turn with reads of the histogram.
+// around wraps a phase's turn with reads of the histograms.
 func (g *groupTally) around(ctx context.Context, phase func(rec *recorder, d time.Duration)) func(rec *recorder, d time.Duration) {
 	return func(rec *recorder, d time.Duration) {
-		calls0, groups0, err := g.srv.groupCounts(ctx)
+		before, err := g.srv.groupCounts(ctx)
 		phase(rec, d)
-		calls1, groups1, err1 := g.srv.groupCounts(ctx)
+		after, err1 := g.srv.groupCounts(ctx)
 		if g.err = cmp.Or(g.err, err, err1); g.err == nil {
-			g.calls += calls1 - calls0
-			g.groups += groups1 - groups0
+			g.sum = g.sum.plus(after.minus(before))
 		}
 	}
 }
 
-// perGroup is the phase's calls per group commit.
-func (g *groupTally) perGroup() (float64, error) {
-	return g.calls / max(g.groups, 1), g.err
+// GroupStages are a phase's mean group-commit figures, from the server's
+// metrics: calls per group, and milliseconds a call waited for its group,
+// a group's commit and its Redis mirror.
+type GroupStages struct {
+	Calls, WaitMs, CommitMs, PublishMs float64
+}
+
+// stages are the phase's means.
+func (g *groupTally) stages() (GroupStages, error) {
+	m := g.sum
+	return GroupStages{
+		Calls:     m.calls / max(m.groups, 1),
+		WaitMs:    1000 * m.wait / max(m.waits, 1),
+		CommitMs:  1000 * m.commit / max(m.commits, 1),
+		PublishMs: 1000 * m.publish / max(m.publishes, 1),
+	}, g.err
 }
 
 // ingestRates are the fixed rates the gate is timed at.
@@ -192,10 +203,10 @@ func ingestPhase(ctx context.Context, b *bench, o options) (ingestResult, error)
 				saturateInto(ctx, rec, ingestClients, d, func(int) op { return floor })
 			})
 		r.OneOrg, r.ManyOrgs, r.Floor = runs[0], runs[1], runs[2]
-		if r.OneOrgGroup, err = oneGroups.perGroup(); err != nil {
+		if r.OneOrgGroup, err = oneGroups.stages(); err != nil {
 			return r, err
 		}
-		if r.ManyOrgsGroup, err = manyGroups.perGroup(); err != nil {
+		if r.ManyOrgsGroup, err = manyGroups.stages(); err != nil {
 			return r, err
 		}
 	}
@@ -373,8 +384,8 @@ func (r ingestResult) figures() []ingestFigure {
 			Target: "≤ " + mib(targetPeakRSS), Pass: judge(r.PeakRSS <= targetPeakRSS)},
 		ingestFigure{What: "idle RSS of the server", Measured: float64(r.IdleRSS) / (1 << 20), Unit: "MiB",
 			Target: "≤ " + mib(targetIdleRSS), Pass: judge(r.IdleRSS <= targetIdleRSS)},
-		ingestFigure{What: "calls per group commit, one organisation", Measured: r.OneOrgGroup, Unit: "calls"},
-		ingestFigure{What: "calls per group commit, 64 organisations", Measured: r.ManyOrgsGroup, Unit: "calls"},
+		ingestFigure{What: "calls per group commit, one organisation", Measured: r.OneOrgGroup.Calls, Unit: "calls"},
+		ingestFigure{What: "calls per group commit, 64 organisations", Measured: r.ManyOrgsGroup.Calls, Unit: "calls"},
 		ingestFigure{What: "allocations per usageGate request", Measured: r.GateAllocs, Unit: fmt.Sprintf("allocs (%.1f KiB)", r.GateBytes/1024)},
 		ingestFigure{What: "allocations per recorded event, one-event calls", Measured: r.EventAllocs1, Unit: fmt.Sprintf("allocs (%.1f KiB)", r.EventBytes1/1024)},
 		ingestFigure{What: "allocations per recorded event, 1,000-event calls", Measured: r.EventAllocs1k, Unit: fmt.Sprintf("allocs (%.2f KiB)", r.EventBytes1k/1024)},
@@ -421,6 +432,13 @@ func printIngest(r ingestResult, o options) {
 		fmt.Printf("   one-event p50/p99: one org %s/%s, 64 orgs %s/%s, single-row floor %s/%s\n",
 			ms(r.OneOrg.Latency.P50), ms(r.OneOrg.Latency.P99), ms(r.ManyOrgs.Latency.P50), ms(r.ManyOrgs.Latency.P99),
 			ms(r.Floor.Latency.P50), ms(r.Floor.Latency.P99))
+		for _, p := range []struct {
+			what string
+			g    GroupStages
+		}{{"one org", r.OneOrgGroup}, {"64 orgs", r.ManyOrgsGroup}} {
+			fmt.Printf("   group commit, %s (means): a call waits %.2f ms for its group; a group commits in %.2f ms, then mirrors to Redis in %.2f ms\n",
+				p.what, p.g.WaitMs, p.g.CommitMs, p.g.PublishMs)
+		}
 	}
 	for _, rate := range append(slices.Clone(ingestRates), 0) {
 		if !o.ingests("gate") {

@@ -224,30 +224,65 @@ func procMemory(path string) (rss, peak int64, err error) {
 	return rss, peak, nil
 }
 
-// groupCounts reads the group-commit histogram's sum (calls) and count
-// (groups) from /metrics.
-func (s *server) groupCounts(ctx context.Context) (calls, groups float64, err error) {
+// groupMetrics are the group-commit histograms' running sums and counts:
+// calls per group, and the seconds of each stage.
+type groupMetrics struct {
+	calls, groups      float64
+	wait, waits        float64
+	commit, commits    float64
+	publish, publishes float64
+}
+
+// minus is what the histograms gained since before.
+func (m groupMetrics) minus(before groupMetrics) groupMetrics {
+	return groupMetrics{
+		m.calls - before.calls, m.groups - before.groups,
+		m.wait - before.wait, m.waits - before.waits,
+		m.commit - before.commit, m.commits - before.commits,
+		m.publish - before.publish, m.publishes - before.publishes,
+	}
+}
+
+// plus adds two tallies.
+func (m groupMetrics) plus(o groupMetrics) groupMetrics {
+	return groupMetrics{
+		m.calls + o.calls, m.groups + o.groups,
+		m.wait + o.wait, m.waits + o.waits,
+		m.commit + o.commit, m.commits + o.commits,
+		m.publish + o.publish, m.publishes + o.publishes,
+	}
+}
+
+// groupCounts reads the group-commit histograms from /metrics.
+func (s *server) groupCounts(ctx context.Context) (groupMetrics, error) {
+	var m groupMetrics
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.baseURL+"/metrics", nil)
 	if err != nil {
-		return 0, 0, err
+		return m, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, 0, err
+		return m, err
 	}
 	defer resp.Body.Close()
+	into := map[string]*float64{
+		"tollgate_usage_group_calls_sum":                             &m.calls,
+		"tollgate_usage_group_calls_count":                           &m.groups,
+		`tollgate_usage_group_commit_seconds_sum{stage="wait"}`:      &m.wait,
+		`tollgate_usage_group_commit_seconds_count{stage="wait"}`:    &m.waits,
+		`tollgate_usage_group_commit_seconds_sum{stage="commit"}`:    &m.commit,
+		`tollgate_usage_group_commit_seconds_count{stage="commit"}`:  &m.commits,
+		`tollgate_usage_group_commit_seconds_sum{stage="publish"}`:   &m.publish,
+		`tollgate_usage_group_commit_seconds_count{stage="publish"}`: &m.publishes,
+	}
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		name, value, _ := strings.Cut(sc.Text(), " ")
-		switch name {
-		case "tollgate_usage_group_calls_sum":
-			_, err = fmt.Sscan(value, &calls)
-		case "tollgate_usage_group_calls_count":
-			_, err = fmt.Sscan(value, &groups)
-		}
-		if err != nil {
-			return 0, 0, fmt.Errorf("read %s from /metrics: %w", name, err)
+		if v, ok := into[name]; ok {
+			if _, err := fmt.Sscan(value, v); err != nil {
+				return m, fmt.Errorf("read %s from /metrics: %w", name, err)
+			}
 		}
 	}
-	return calls, groups, sc.Err()
+	return m, sc.Err()
 }

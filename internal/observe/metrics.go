@@ -50,6 +50,14 @@ var (
 		Name: "tollgate_usage_group_calls", Help: "recordUsage calls per group commit.",
 		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128},
 	})
+	// UsageGroupStages times group commit: how long each recordUsage call
+	// waited for its group to start (wait), each group's transaction
+	// (commit) and its mirror in Redis before its callers are answered
+	// (publish).
+	UsageGroupStages = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "tollgate_usage_group_commit_seconds", Help: "recordUsage group commit by stage: a call's wait for its group, a group's commit, its Redis mirror.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+	}, []string{"stage"})
 	// RedisFallbacks counts operations that fell back from Redis to the database.
 	RedisFallbacks = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tollgate_redis_fallbacks_total", Help: "Operations served without Redis because it failed, by operation.",
@@ -65,7 +73,7 @@ func init() {
 	Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		HTTPRequests, GraphQLOperations, PreparedOperations, WebhookEvents, UsageEvents, GateLatency, UsageGroupSize, RedisFallbacks, StripeCalls,
+		HTTPRequests, GraphQLOperations, PreparedOperations, WebhookEvents, UsageEvents, GateLatency, UsageGroupSize, UsageGroupStages, RedisFallbacks, StripeCalls,
 	)
 }
 

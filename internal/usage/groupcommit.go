@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
+	"github.com/tollgate-billing/tollgate/internal/observe"
 )
 
 // Group commit: Record calls that arrive while a commit is in flight wait
@@ -58,6 +59,8 @@ type request struct {
 	// caller's group has committed or failed.
 	lead chan []*request
 	done chan struct{}
+	// queuedAt is when the call joined the queue, for the wait metric.
+	queuedAt time.Time
 }
 
 // groupCommitter queues requests and runs them in groups, at most slots at
@@ -96,6 +99,7 @@ type groupHooks struct {
 func (g *groupCommitter) submit(ctx context.Context, r *request) error {
 	r.lead = make(chan []*request, 1)
 	r.done = make(chan struct{})
+	r.queuedAt = time.Now()
 	g.mu.Lock()
 	g.queue = append(g.queue, r)
 	g.queued += len(r.batch)
@@ -171,7 +175,12 @@ func (g *groupCommitter) run(ctx context.Context, group []*request) {
 		g.hooks.started(ctx, group)
 	}
 	defer cancel()
+	start := time.Now()
+	for _, r := range group {
+		groupWait.Observe(start.Sub(r.queuedAt).Seconds())
+	}
 	err := g.commitSafely(ctx, group)
+	groupCommit.Observe(observe.Since(start))
 	if err != nil {
 		// The transaction rolled back, so nothing of the group is stored.
 		// Every caller gets the same answer: retry, which is safe with the
@@ -199,7 +208,9 @@ func (g *groupCommitter) run(ctx context.Context, group []*request) {
 	g.mu.Unlock()
 	groupSize.Observe(float64(len(group)))
 	if err == nil {
+		published := time.Now()
 		g.publish(ctx, group)
+		groupPublish.Observe(observe.Since(published))
 	}
 	for _, r := range group {
 		close(r.done)

@@ -16,7 +16,10 @@ var (
 	gateFromRedis    = observe.GateLatency.WithLabelValues("redis")
 	gateFromDatabase = observe.GateLatency.WithLabelValues("database")
 
-	groupSize = observe.UsageGroupSize
+	groupSize    = observe.UsageGroupSize
+	groupWait    = observe.UsageGroupStages.WithLabelValues("wait")
+	groupCommit  = observe.UsageGroupStages.WithLabelValues("commit")
+	groupPublish = observe.UsageGroupStages.WithLabelValues("publish")
 
 	gateFallbacks   = observe.RedisFallbacks.WithLabelValues("usage_gate")
 	recordFallbacks = observe.RedisFallbacks.WithLabelValues("usage_record")

@@ -2,7 +2,11 @@ package usage
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -98,6 +102,57 @@ func TestGateLatencyAndRedisFallbacksSayWhereAnswersCameFrom(t *testing.T) {
 					}
 				}
 			})
+		}
+	})
+}
+
+// TestGroupCommitStagesAreTimed: every call's wait for its group, and each
+// group's commit and Redis mirror, are observed; calls queued behind a held
+// group are seen to have waited at least until it was let go.
+func TestGroupCommitStagesAreTimed(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newFixture(t, db, nil)
+		org := f.org(t, "starter")
+		waits, waited := observetest.Observations(groupWait), observetest.ObservedSum(groupWait)
+		commits, publishes := observetest.Observations(groupCommit), observetest.Observations(groupPublish)
+
+		h := holdFirstGroups(f)
+		const calls = 4
+		errs := make([]error, calls)
+		var wg sync.WaitGroup
+		var lastQueued time.Time
+		for i := range calls {
+			wg.Go(func() {
+				_, errs[i] = f.svc.Record(context.Background(), org, []Event{ev("api_calls", 1, fmt.Sprintf("k%d", i))})
+			})
+			<-h.queued
+			lastQueued = time.Now()
+			if i < h.slots {
+				<-h.held
+			}
+		}
+		released := time.Now()
+		close(h.release)
+		wg.Wait()
+		f.svc.group.hooks = groupHooks{}
+		if err := errors.Join(errs...); err != nil {
+			t.Fatal(err)
+		}
+		if got := observetest.Observations(groupWait) - waits; got != calls {
+			t.Errorf("%d waits observed, want one per call (%d)", got, calls)
+		}
+		groups := uint64(len(h.sizes()))
+		if got := observetest.Observations(groupCommit) - commits; got != groups {
+			t.Errorf("%d commits observed, want one per group (%d)", got, groups)
+		}
+		if got := observetest.Observations(groupPublish) - publishes; got != groups {
+			t.Errorf("%d mirrors observed, want one per group (%d)", got, groups)
+		}
+		// The calls after the held one each waited from joining the queue
+		// until the held group was let go, at least.
+		queuedBehind := float64(calls - h.slots)
+		if got, least := observetest.ObservedSum(groupWait)-waited, queuedBehind*released.Sub(lastQueued).Seconds(); got < least {
+			t.Errorf("waits add up to %v s, want at least %v s", got, least)
 		}
 	})
 }

@@ -25,6 +25,19 @@ func Observations(o prometheus.Observer) uint64 {
 	return pb.GetHistogram().GetSampleCount()
 }
 
+// ObservedSum is the sum of the values one histogram series holds.
+func ObservedSum(o prometheus.Observer) float64 {
+	m, ok := o.(prometheus.Metric)
+	if !ok {
+		panic(fmt.Sprintf("observetest: %T is not a histogram series", o))
+	}
+	var pb dto.Metric
+	if err := m.Write(&pb); err != nil {
+		panic(fmt.Sprintf("observetest: read histogram: %v", err))
+	}
+	return pb.GetHistogram().GetSampleSum()
+}
+
 // Sum adds up every series of a counter vector, so a test can check that
 // an action moved one series and no other.
 func Sum(c prometheus.Collector) float64 {
