@@ -13,20 +13,12 @@ import (
 
 // Observations is how many values one histogram series holds, e.g.
 // Observations(observe.GateLatency.WithLabelValues("redis")).
-func Observations(o prometheus.Observer) uint64 {
-	m, ok := o.(prometheus.Metric)
-	if !ok {
-		panic(fmt.Sprintf("observetest: %T is not a histogram series", o))
-	}
-	var pb dto.Metric
-	if err := m.Write(&pb); err != nil {
-		panic(fmt.Sprintf("observetest: read histogram: %v", err))
-	}
-	return pb.GetHistogram().GetSampleCount()
-}
+func Observations(o prometheus.Observer) uint64 { return histogram(o).GetSampleCount() }
 
 // ObservedSum is the sum of the values one histogram series holds.
-func ObservedSum(o prometheus.Observer) float64 {
+func ObservedSum(o prometheus.Observer) float64 { return histogram(o).GetSampleSum() }
+
+func histogram(o prometheus.Observer) *dto.Histogram {
 	m, ok := o.(prometheus.Metric)
 	if !ok {
 		panic(fmt.Sprintf("observetest: %T is not a histogram series", o))
@@ -35,7 +27,7 @@ func ObservedSum(o prometheus.Observer) float64 {
 	if err := m.Write(&pb); err != nil {
 		panic(fmt.Sprintf("observetest: read histogram: %v", err))
 	}
-	return pb.GetHistogram().GetSampleSum()
+	return pb.GetHistogram()
 }
 
 // Sum adds up every series of a counter vector, so a test can check that
