@@ -83,7 +83,7 @@ func (g *groupTally) around(ctx context.Context, phase func(rec *recorder, d tim
 		phase(rec, d)
 		after, err1 := g.srv.groupCounts(ctx)
 		if g.err = cmp.Or(g.err, err, err1); g.err == nil {
-			g.sum = g.sum.plus(after.minus(before))
+			g.sum = g.sum.add(after, 1).add(before, -1)
 		}
 	}
 }

@@ -233,23 +233,13 @@ type groupMetrics struct {
 	publish, publishes float64
 }
 
-// minus is what the histograms gained since before.
-func (m groupMetrics) minus(before groupMetrics) groupMetrics {
+// add returns m plus k times o: k = 1 adds a tally, k = -1 takes one away.
+func (m groupMetrics) add(o groupMetrics, k float64) groupMetrics {
 	return groupMetrics{
-		m.calls - before.calls, m.groups - before.groups,
-		m.wait - before.wait, m.waits - before.waits,
-		m.commit - before.commit, m.commits - before.commits,
-		m.publish - before.publish, m.publishes - before.publishes,
-	}
-}
-
-// plus adds two tallies.
-func (m groupMetrics) plus(o groupMetrics) groupMetrics {
-	return groupMetrics{
-		m.calls + o.calls, m.groups + o.groups,
-		m.wait + o.wait, m.waits + o.waits,
-		m.commit + o.commit, m.commits + o.commits,
-		m.publish + o.publish, m.publishes + o.publishes,
+		m.calls + k*o.calls, m.groups + k*o.groups,
+		m.wait + k*o.wait, m.waits + k*o.waits,
+		m.commit + k*o.commit, m.commits + k*o.commits,
+		m.publish + k*o.publish, m.publishes + k*o.publishes,
 	}
 }
 

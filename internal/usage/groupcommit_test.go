@@ -102,7 +102,7 @@ func recordHeldWith(t *testing.T, f *fixture, org string, calls [][]Event, befor
 
 // wantGroups is the group sizes recordHeld gives n calls: one group per
 // held call, then one with the rest.
-func wantGroups(f *fixture, n int) []int {
+func wantGroups(n int) []int {
 	out := make([]int, smallGroupsAtOnce)
 	for i := range out {
 		out[i] = 1
@@ -149,7 +149,7 @@ func TestGroupedCallersCountEachDistinctKeyAndNeverPassTheLimit(t *testing.T) {
 					calls[i] = []Event{ev("api_calls", 1, keys[i])}
 				}
 				answers, sizes := recordHeld(t, f, org, calls)
-				if want := wantGroups(f, callers); fmt.Sprint(sizes) != fmt.Sprint(want) {
+				if want := wantGroups(callers); fmt.Sprint(sizes) != fmt.Sprint(want) {
 					t.Fatalf("groups of %v calls, want %v: the calls queued behind those in flight must commit together", sizes, want)
 				}
 				accepted, duplicates, overQuota := 0, 0, 0
@@ -244,7 +244,7 @@ func TestAKeyRefusedEarlierInTheGroupCountsForALaterCaller(t *testing.T) {
 		small.Endpoint = "GET /small"
 		calls := [][]Event{{ev("api_calls", 0, "first")}, {ev("api_calls", 0, "second")}, {big}, {small}}[2-smallGroupsAtOnce:]
 		answers, sizes := recordHeld(t, f, org, calls)
-		if want := wantGroups(f, len(calls)); fmt.Sprint(sizes) != fmt.Sprint(want) {
+		if want := wantGroups(len(calls)); fmt.Sprint(sizes) != fmt.Sprint(want) {
 			t.Fatalf("groups of %v calls, want %v", sizes, want)
 		}
 		answers = answers[len(answers)-2:]
@@ -289,7 +289,7 @@ func TestAFailedGroupAnswersEveryCallerUnavailableAndStoresNothing(t *testing.T)
 			held[i] = []Event{ev("api_calls", 50, fmt.Sprintf("held-%d", i))}
 		}
 		answers, sizes := recordHeld(t, f, org, append(held, rest...))
-		if want := wantGroups(f, len(held)+len(rest)); fmt.Sprint(sizes) != fmt.Sprint(want) {
+		if want := wantGroups(len(held) + len(rest)); fmt.Sprint(sizes) != fmt.Sprint(want) {
 			t.Fatalf("groups of %v calls, want %v", sizes, want)
 		}
 		for i, a := range answers[:len(held)] {
@@ -650,7 +650,7 @@ func TestEachCallOfAGroupIsHeldToItsOwnPlansLimit(t *testing.T) {
 					f.plans.set(org, plan[i], "")
 					f.svc.InvalidatePlan(org)
 				})
-				if want := wantGroups(f, len(calls)); fmt.Sprint(sizes) != fmt.Sprint(want) {
+				if want := wantGroups(len(calls)); fmt.Sprint(sizes) != fmt.Sprint(want) {
 					t.Fatalf("groups of %v calls, want %v", sizes, want)
 				}
 				for i, a := range answers[smallGroupsAtOnce:] {
