@@ -253,6 +253,7 @@ func (a *App) build(ctx context.Context) error {
 	// usageGate and consumeUsage; the API's own is HTTP 429.
 	a.Limiter = ratelimit.New(a.Redis, a.Log)
 	a.Usage.LimitRate(a.Limiter)
+	a.Usage.LeaseGates(a.Config.UsageGateLease)
 	a.API = ratelimit.NewAPI(a.Limiter, ratelimit.APILimits{
 		PerCredential: a.Config.APIRatePerCredential, PerAddress: a.Config.APIRatePerAddress,
 	})

@@ -101,6 +101,9 @@ func (c *Cache[K, V]) Clear() {
 	c.mu.Unlock()
 }
 
+// Keys lists the keys held, expired ones included until evicted.
+func (c *Cache[K, V]) Keys() []K { return c.lru.Keys() }
+
 // Len is how many entries are held, expired ones included until evicted.
 func (c *Cache[K, V]) Len() int { return c.lru.Len() }
 

@@ -61,7 +61,21 @@ type Config struct {
 	// events are kept (USAGE_EVENTS_RETENTION, e.g. 13mo). Rollups, which
 	// every usage read uses, are kept forever.
 	UsageEventsRetentionMonths int
+
+	// UsageGateLease is how long a replica may answer usageGate from its
+	// own memory under a lease on the counter (USAGE_GATE_LEASE); 0 turns
+	// leases off, so every gate reads Redis.
+	UsageGateLease time.Duration
 }
+
+// DefaultUsageGateLease is USAGE_GATE_LEASE's default; maxUsageGateLease
+// bounds how long another replica's write can wait for a holder that does
+// not answer.
+const (
+	DefaultUsageGateLease = time.Second
+	minUsageGateLease     = 50 * time.Millisecond
+	maxUsageGateLease     = 10 * time.Second
+)
 
 // DefaultUsageEventsRetentionMonths is USAGE_EVENTS_RETENTION's default.
 const DefaultUsageEventsRetentionMonths = 13
@@ -101,6 +115,7 @@ func Load(getenv func(string) string) (Config, error) {
 		APIRatePerAddress:    100,
 
 		UsageEventsRetentionMonths: DefaultUsageEventsRetentionMonths,
+		UsageGateLease:             DefaultUsageGateLease,
 	}
 	var errs []error
 	bad := func(v, format string, args ...any) {
@@ -245,6 +260,13 @@ func Load(getenv func(string) string) (Config, error) {
 			bad("USAGE_EVENTS_RETENTION", "must be a number of whole months from 1mo to %dmo, like 13mo, got %q", maxRetentionMonths, v)
 		}
 		c.UsageEventsRetentionMonths = n
+	}
+	if v := getenv("USAGE_GATE_LEASE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || (d != 0 && (d < minUsageGateLease || d > maxUsageGateLease)) {
+			bad("USAGE_GATE_LEASE", "must be 0 (off) or a duration from %s to %s, like 1s, got %q", minUsageGateLease, maxUsageGateLease, v)
+		}
+		c.UsageGateLease = d
 	}
 	if len(errs) > 0 {
 		return c, errors.Join(errs...)

@@ -3,6 +3,7 @@ package config
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -13,7 +14,8 @@ func TestDefaultsRunWithZeroSetup(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Port != 8080 || c.Env != Dev || c.DatabaseURL != "" || c.RedisURL != "" || !c.Migrate || !c.Playground ||
-		c.APIRatePerCredential != 1000 || c.APIRatePerAddress != 100 || !c.BillingPage || c.UsageEventsRetentionMonths != 13 {
+		c.APIRatePerCredential != 1000 || c.APIRatePerAddress != 100 || !c.BillingPage || c.UsageEventsRetentionMonths != 13 ||
+		c.UsageGateLease != time.Second {
 		t.Fatalf("unexpected defaults: %+v", c)
 	}
 }
@@ -49,6 +51,9 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 		{"retention without a unit", map[string]string{"USAGE_EVENTS_RETENTION": "13"}, "USAGE_EVENTS_RETENTION: must be a number of whole months"},
 		{"retention as a Go duration", map[string]string{"USAGE_EVENTS_RETENTION": "9480h"}, "USAGE_EVENTS_RETENTION"},
 		{"retention of no months", map[string]string{"USAGE_EVENTS_RETENTION": "0mo"}, "USAGE_EVENTS_RETENTION"},
+		{"gate lease without a unit", map[string]string{"USAGE_GATE_LEASE": "1"}, "USAGE_GATE_LEASE: must be 0 (off) or a duration"},
+		{"gate lease too long", map[string]string{"USAGE_GATE_LEASE": "1m"}, "USAGE_GATE_LEASE"},
+		{"gate lease too short", map[string]string{"USAGE_GATE_LEASE": "1ms"}, "USAGE_GATE_LEASE"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -89,6 +94,15 @@ func TestProductionTurnsOffThePlayground(t *testing.T) {
 	}
 	if c.Playground {
 		t.Fatal("playground on in production")
+	}
+}
+
+func TestGateLeasesCanBeTurnedOff(t *testing.T) {
+	for v, want := range map[string]time.Duration{"0": 0, "250ms": 250 * time.Millisecond} {
+		c, err := Load(env(map[string]string{"USAGE_GATE_LEASE": v}))
+		if err != nil || c.UsageGateLease != want {
+			t.Errorf("USAGE_GATE_LEASE=%s: %s (err %v), want %s", v, c.UsageGateLease, err, want)
+		}
 	}
 }
 

@@ -41,7 +41,7 @@ var (
 	}, []string{"result"})
 	// GateLatency times usageGate decisions by where they were answered from.
 	GateLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name: "tollgate_usage_gate_duration_seconds", Help: "usageGate latency by source (redis, database).",
+		Name: "tollgate_usage_gate_duration_seconds", Help: "usageGate latency by source (lease: this replica's memory under a lease, redis, database).",
 		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .1},
 	}, []string{"source"})
 	// UsageGroupSize is how many recordUsage calls each group commit wrote
@@ -58,6 +58,13 @@ var (
 		Name: "tollgate_usage_group_commit_seconds", Help: "recordUsage group commit by stage: a call's wait for its group, a group's commit, its Redis mirror.",
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
 	}, []string{"stage"})
+	// UsageLeaseRevocations counts the usage counter leases a write had to
+	// revoke on other replicas before answering, by outcome: answered (the
+	// holder dropped it) or expired (it did not answer; the writer waited
+	// for the lease to end).
+	UsageLeaseRevocations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tollgate_usage_lease_revocations_total", Help: "Gate leases revoked on other replicas by writes, by outcome (answered, expired).",
+	}, []string{"outcome"})
 	// RedisFallbacks counts operations that fell back from Redis to the database.
 	RedisFallbacks = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tollgate_redis_fallbacks_total", Help: "Operations served without Redis because it failed, by operation.",
@@ -73,7 +80,7 @@ func init() {
 	Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		HTTPRequests, GraphQLOperations, PreparedOperations, WebhookEvents, UsageEvents, GateLatency, UsageGroupSize, UsageGroupStages, RedisFallbacks, StripeCalls,
+		HTTPRequests, GraphQLOperations, PreparedOperations, WebhookEvents, UsageEvents, GateLatency, UsageGroupSize, UsageGroupStages, UsageLeaseRevocations, RedisFallbacks, StripeCalls,
 	)
 }
 

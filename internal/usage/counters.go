@@ -52,6 +52,9 @@ type counters struct {
 	warms cache.Loads[int64]
 	// reads shares Redis reads of one counter among concurrent gates.
 	reads *counterReads
+	// leases lets the gate answer from memory while no other replica can
+	// have written a counter.
+	leases *counterLeases
 }
 
 const (
@@ -81,23 +84,50 @@ func (c *counters) key(id counterID) string {
 
 // storeNewest writes (used, version) pairs, keeping whichever version is
 // newer per key. Only a write extends the TTL, so a counter that got ahead of
-// the database (restored from a backup) still expires. KEYS are counters; ARGV holds used and version per key, then
-// the TTL in milliseconds.
+// the database (restored from a backup) still expires. For every counter it
+// changed whose gate lease another replica holds, it answers that replica,
+// the counter and the milliseconds the lease has left, so the writer can
+// revoke it (leases.go). KEYS are the counters, then their leases; ARGV holds
+// used and version per counter, then the TTL in milliseconds and the
+// writer's replica.
 var storeNewest = redis.NewScript(`
-local ttl = ARGV[#ARGV]
-for i, key in ipairs(KEYS) do
+local n = #KEYS / 2
+local ttl = ARGV[2*n+1]
+local me = ARGV[2*n+2]
+local held = {}
+for i = 1, n do
+  local key = KEYS[i]
   local seen = redis.call('HGET', key, 'v')
   if (not seen) or tonumber(seen) < tonumber(ARGV[2*i]) then
     redis.call('HSET', key, 'u', ARGV[2*i-1], 'v', ARGV[2*i])
     redis.call('PEXPIRE', key, ttl)
+    local h = redis.call('GET', KEYS[n+i])
+    if h and h ~= me then
+      local left = redis.call('PTTL', KEYS[n+i])
+      if left > 0 then
+        table.insert(held, h)
+        table.insert(held, key)
+        table.insert(held, left)
+      end
+    end
   end
 end
-return #KEYS
+return held
 `)
 
 func newCounters(rdb *redisconn.Client, clk clock.Clock, log *slog.Logger) *counters {
-	return &counters{rdb: rdb, clock: clk, log: log, dirty: map[counterID]uint64{}, reads: newCounterReads()}
+	return &counters{rdb: rdb, clock: clk, log: log, dirty: map[counterID]uint64{}, reads: newCounterReads(),
+		leases: newCounterLeases(rdb, log, DefaultGateLease)}
 }
+
+// source is where a gate's count came from.
+type source int
+
+const (
+	fromDatabase source = iota
+	fromRedis
+	fromLease
+)
 
 func (c *counters) available() bool { return c.backoff.Available(c.clock.Now()) }
 
@@ -114,19 +144,24 @@ func (c *counters) fault(ctx context.Context, what string, err error) {
 
 func (c *counters) recovered() { c.backoff.Recovered() }
 
-// get reads a counter; ok is false when the caller must ask the database.
-// Asking it because Redis failed, is skipped, or lags (dirty) is a fallback;
-// a key Redis simply lacks is not.
-func (c *counters) get(ctx context.Context, id counterID) (used int64, ok bool) {
+// get reads a counter, from this replica's lease on it when it holds one;
+// ok is false when the caller must ask the database. Asking it because
+// Redis failed, is skipped, or lags (dirty) is a fallback; a key Redis
+// simply lacks is not.
+func (c *counters) get(ctx context.Context, id counterID) (used int64, from source, ok bool) {
 	if !c.available() || c.stale.Load() || c.isDirty(id) {
 		gateFallbacks.Inc()
-		return 0, false
+		return 0, fromDatabase, false
+	}
+	key := c.key(id)
+	if n, ok := c.leases.get(key); ok {
+		return n, fromLease, true
 	}
 	v, err := c.reads.read(ctx, id, func(ctx context.Context) (string, error) {
-		return c.rdb.HGet(ctx, c.key(id), "u").Result()
+		return c.leases.read(ctx, key)
 	})
 	if errors.Is(err, redis.Nil) {
-		return 0, false
+		return 0, fromDatabase, false
 	}
 	if err == nil {
 		used, err = strconv.ParseInt(v, 10, 64)
@@ -134,30 +169,48 @@ func (c *counters) get(ctx context.Context, id counterID) (used int64, ok bool) 
 	if err != nil {
 		c.fault(ctx, "read counter", err)
 		gateFallbacks.Inc()
-		return 0, false
+		return 0, fromDatabase, false
 	}
-	return used, true
+	return used, fromRedis, true
 }
 
-// store writes counters of one organisation in one round trip.
+// store writes counters of one organisation in one round trip, and returns
+// once no replica answers the gate from a copy older than what it wrote.
 func (c *counters) store(ctx context.Context, org string, values map[rollupKey]counter) error {
 	if len(values) == 0 {
 		return nil
 	}
 	keys, args := c.storeArgs(org, values)
-	return storeNewest.Run(ctx, c.rdb, keys, args...).Err()
+	reply, err := storeNewest.Run(ctx, c.rdb, keys, args...).Slice()
+	held := heldElsewhere{}
+	held.add(reply)
+	c.written(ctx, keys, held)
+	return err
+}
+
+// written follows a write of keys (storeNewest's KEYS, whether or not it
+// succeeded): this replica's copies of them are dropped, the other
+// replicas' leases revoked. Dropping a lease key too costs nothing.
+func (c *counters) written(ctx context.Context, keys []string, held heldElsewhere) {
+	for _, k := range keys {
+		c.leases.drop(k)
+	}
+	c.leases.revoke(ctx, held)
 }
 
 // storeArgs are storeNewest's KEYS and ARGV for counters of one
 // organisation.
 func (c *counters) storeArgs(org string, values map[rollupKey]counter) ([]string, []any) {
-	keys := make([]string, 0, len(values))
-	args := make([]any, 0, 2*len(values)+1)
+	keys := make([]string, 0, 2*len(values))
+	args := make([]any, 0, 2*len(values)+2)
 	for k, v := range values {
 		keys = append(keys, c.key(counterID{org, k}))
 		args = append(args, v.used, v.version)
 	}
-	return keys, append(args, counterTTL.Milliseconds())
+	for _, k := range keys {
+		keys = append(keys, leaseKey(k))
+	}
+	return keys, append(args, counterTTL.Milliseconds(), c.leases.self)
 }
 
 // publishAll mirrors the rollups a commit group just wrote, for every
@@ -172,13 +225,22 @@ func (c *counters) publishAll(ctx context.Context, byOrg map[string]map[rollupKe
 	}
 	pipe := c.rdb.Pipeline()
 	cmds := make(map[string]*redis.Cmd, len(byOrg))
+	var written []string
 	for org, values := range byOrg {
 		if len(values) > 0 {
 			keys, args := c.storeArgs(org, values)
 			cmds[org] = storeNewest.EvalSha(ctx, pipe, keys, args...)
+			written = append(written, keys...)
 		}
 	}
 	_, err := pipe.Exec(ctx)
+	held := heldElsewhere{}
+	for _, cmd := range cmds {
+		if reply, err := cmd.Slice(); err == nil {
+			held.add(reply)
+		}
+	}
+	c.written(ctx, written, held)
 	switch {
 	case err == nil:
 	case redis.HasErrorPrefix(err, "NOSCRIPT"):

@@ -41,8 +41,8 @@ func (s *Service) Gate(ctx context.Context, orgID, meter string) (Gate, error) {
 	if err != nil {
 		return Gate{}, fmt.Errorf("usage gate for org %s: %w", orgID, err)
 	}
-	used, fromRedis, err := s.current(ctx, orgID, keyOf(m.Name, periodStart(m.Reset, s.clock.Now())))
-	gateLatency(fromRedis).Observe(observe.Since(start))
+	used, from, err := s.current(ctx, orgID, keyOf(m.Name, periodStart(m.Reset, s.clock.Now())))
+	gateLatency(from).Observe(observe.Since(start))
 	if err != nil {
 		return Gate{}, fmt.Errorf("usage gate for org %s: %w", orgID, err)
 	}
@@ -61,12 +61,13 @@ func (s *Service) Gate(ctx context.Context, orgID, meter string) (Gate, error) {
 	return g, nil
 }
 
-// current is a period rollup's usage: from Redis when it has it, else from
-// the database, warming Redis on the way.
-func (s *Service) current(ctx context.Context, orgID string, k rollupKey) (used int64, fromRedis bool, err error) {
+// current is a period rollup's usage: from this replica's lease on its
+// counter or from Redis when it has it, else from the database, warming
+// Redis on the way.
+func (s *Service) current(ctx context.Context, orgID string, k rollupKey) (used int64, from source, err error) {
 	id := counterID{orgID, k}
-	if n, ok := s.counters.get(ctx, id); ok {
-		return n, true, nil
+	if n, from, ok := s.counters.get(ctx, id); ok {
+		return n, from, nil
 	}
 	used, err = s.counters.warms.Do(ctx, s.counters.key(id), func(ctx context.Context) (int64, error) {
 		gen := s.counters.generation()
@@ -80,5 +81,5 @@ func (s *Service) current(ctx context.Context, orgID string, k rollupKey) (used 
 		}
 		return values[k].used, nil
 	})
-	return used, false, err
+	return used, fromDatabase, err
 }

@@ -13,6 +13,7 @@ var (
 	duplicateEvents = observe.UsageEvents.WithLabelValues("duplicate")
 	rejectedEvents  = observe.UsageEvents.WithLabelValues("rejected")
 
+	gateFromLease    = observe.GateLatency.WithLabelValues("lease")
 	gateFromRedis    = observe.GateLatency.WithLabelValues("redis")
 	gateFromDatabase = observe.GateLatency.WithLabelValues("database")
 
@@ -20,6 +21,9 @@ var (
 	groupWait    = observe.UsageGroupStages.WithLabelValues("wait")
 	groupCommit  = observe.UsageGroupStages.WithLabelValues("commit")
 	groupPublish = observe.UsageGroupStages.WithLabelValues("publish")
+
+	leaseRevocationsAnswered = observe.UsageLeaseRevocations.WithLabelValues("answered")
+	leaseRevocationsExpired  = observe.UsageLeaseRevocations.WithLabelValues("expired")
 
 	gateFallbacks   = observe.RedisFallbacks.WithLabelValues("usage_gate")
 	recordFallbacks = observe.RedisFallbacks.WithLabelValues("usage_record")
@@ -33,8 +37,11 @@ func countRecorded(res RecordResult) {
 }
 
 // gateLatency is the histogram of gate answers from where this one came.
-func gateLatency(fromRedis bool) prometheus.Observer {
-	if fromRedis {
+func gateLatency(from source) prometheus.Observer {
+	switch from {
+	case fromLease:
+		return gateFromLease
+	case fromRedis:
 		return gateFromRedis
 	}
 	return gateFromDatabase

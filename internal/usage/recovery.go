@@ -16,8 +16,10 @@ const resyncInterval = time.Second
 // dirty (a write to Redis failed) it writes their database values back, so a
 // Redis that comes back after an outage serves exact counts again, and it
 // retries a rebuild after a restart that RedisRestarted could not finish.
-// Start it once per process.
+// It also keeps this replica's gate leases (leases.go) for as long as it
+// runs, and gives them back when ctx ends. Start it once per process.
 func (s *Service) Run(ctx context.Context) {
+	go s.counters.leases.listen(ctx)
 	clock.Every(ctx, s.resyncEvery, func(ctx context.Context) {
 		if s.counters.stale.Load() {
 			s.rebuildStale(ctx)

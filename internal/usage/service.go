@@ -122,6 +122,10 @@ func commitSlots(d store.Dialect) int {
 	return 1
 }
 
+// LeaseGates sets how long a gate lease lasts (DefaultGateLease unless
+// told; 0 turns leases off, so every gate reads Redis). Call it before Run.
+func (s *Service) LeaseGates(ttl time.Duration) { s.counters.leases.ttl = ttl }
+
 // PlanOf returns the organisation's plan through the service's short-lived
 // cache. It satisfies PlanSource, so the rate limiter can share the cache.
 func (s *Service) PlanOf(ctx context.Context, orgID string) (plans.Plan, string, error) {
