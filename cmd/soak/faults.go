@@ -26,8 +26,9 @@ const (
 // injectFaults stops and restarts Redis a quarter into the run, and
 // restarts Postgres at 60%, while the clients keep recording; the webhook
 // receiver fails first arrivals for a while, then is unreachable from
-// shortly before Postgres stops until shortly after it is back. It returns a line per fault for the report.
-func injectFaults(ctx context.Context, env *environment, start time.Time, d time.Duration, log *slog.Logger) ([]string, error) {
+// shortly before Postgres stops until shortly after it is back. It returns a line per fault for the report;
+// onRedisOutage, when set, hears when Redis went down and came back.
+func injectFaults(ctx context.Context, env *environment, start time.Time, d time.Duration, onRedisOutage func(from, to time.Time), log *slog.Logger) ([]string, error) {
 	var timeline []string
 	at := func() string { return fmt.Sprintf("t+%.1fs", time.Since(start).Seconds()) }
 	sleepUntil := func(t time.Time) error { return sleepCtx(ctx, time.Until(t)) }
@@ -36,10 +37,13 @@ func injectFaults(ctx context.Context, env *environment, start time.Time, d time
 		return timeline, err
 	}
 	log.Info("soak: fault: redis outage")
-	stopAt := at()
+	stopAt, down := at(), time.Now()
 	what, err := env.redis.outage(ctx, redisOutage)
 	if err != nil {
 		return timeline, err
+	}
+	if onRedisOutage != nil {
+		onRedisOutage(down, time.Now())
 	}
 	timeline = append(timeline, fmt.Sprintf("%s: %s, back %s", what, stopAt, at()))
 	log.Info("soak: fault: redis is back")

@@ -94,10 +94,15 @@ func usagePhase(ctx context.Context, env *environment, o options, rep *report, l
 		return err
 	}
 	orgs = append(orgs, alertOrgs...)
+	probe := &freshness{org: &usageOrg{name: "freshness", external: "soak-fresh-" + env.runID}, hc: hc, env: env}
+	if err := probe.org.create(ctx, env, hc, 1); err != nil {
+		return err
+	}
 
 	l := &usageLoad{env: env, client: hc, orgs: orgs, fails: map[string]int{}, perProc: make([]atomic.Int64, len(env.processes()))}
 	l.start = time.Now()
 	l.stopAt = l.start.Add(o.duration)
+	probe.stop = l.stopAt
 	periods := []string{l.start.UTC().Format("2006-01")}
 	log.Info("soak: phase 1: recording usage", "clients", o.clients, "duration", o.duration)
 
@@ -107,7 +112,7 @@ func usagePhase(ctx context.Context, env *environment, o options, rep *report, l
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		timeline, faultErr = injectFaults(ctx, env, l.start, o.duration, log)
+		timeline, faultErr = injectFaults(ctx, env, l.start, o.duration, probe.redisOutage, log)
 	}()
 	progress := time.NewTicker(10 * time.Second)
 	loadDone := make(chan struct{})
@@ -123,6 +128,11 @@ func usagePhase(ctx context.Context, env *environment, o options, rep *report, l
 		}
 	}()
 	var clients sync.WaitGroup
+	clients.Add(1)
+	go func() {
+		defer clients.Done()
+		probe.run(ctx)
+	}()
 	for i := range o.clients {
 		clients.Add(1)
 		go func() {
@@ -187,6 +197,7 @@ func usagePhase(ctx context.Context, env *environment, o options, rep *report, l
 		fmt.Sprintf("≤ %d acknowledged keys", acked), l.accepted.Load() <= int64(acked))
 	rep.info(phase, "answered duplicate, summed over answers", l.duplicates.Load())
 	rep.info(phase, "distinct keys sent", sent)
+	probe.report(rep, phase)
 
 	totals, err := l.verify(ctx, rep, phase, periods)
 	if err != nil {
