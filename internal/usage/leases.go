@@ -87,7 +87,7 @@ const (
 	DefaultGateLease = time.Second
 	// maxLeases bounds the counters held, the busiest kept; an evicted
 	// one is read from Redis again.
-	maxLeases    = 100_000
+	maxLeases    = 10_000
 	leaseStripes = 256
 )
 
@@ -350,10 +350,17 @@ return 0
 func (l *counterLeases) release() {
 	l.closed.Store(true)
 	l.listening.Store(false)
+	keys := l.held.Keys()
+	if len(keys) == 0 {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	for _, k := range l.held.Keys() {
+	pipe := l.rdb.Pipeline()
+	for _, k := range keys {
 		l.drop(k)
-		_ = releaseLease.Run(ctx, l.rdb, []string{leaseKey(k)}, l.self).Err()
+		releaseLease.Eval(ctx, pipe, []string{leaseKey(k)}, l.self)
 	}
+	// What is not given back runs out within ttl.
+	_, _ = pipe.Exec(ctx)
 }
