@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"hash/maphash"
 	"log/slog"
 	"strconv"
@@ -83,7 +84,8 @@ type leased struct {
 }
 
 const (
-	// DefaultGateLease is USAGE_GATE_LEASE's default.
+	// DefaultGateLease is a service's lease unless LeaseGates says
+	// otherwise; config's default for USAGE_GATE_LEASE is the same.
 	DefaultGateLease = time.Second
 	// maxLeases bounds the counters held, the busiest kept; an evicted
 	// one is read from Redis again.
@@ -160,6 +162,9 @@ func (l *counterLeases) read(ctx context.Context, key string) (string, error) {
 	res, err := readLease.Run(ctx, l.rdb, []string{key, leaseKey(key)}, l.self, l.ttl.Milliseconds()).Slice()
 	if err != nil {
 		return "", err
+	}
+	if len(res) != 2 {
+		return "", fmt.Errorf("usage lease read answered %d values, want 2", len(res))
 	}
 	v, _ := res[0].(string)
 	if granted, _ := res[1].(int64); granted == 1 {
