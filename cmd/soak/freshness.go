@@ -74,6 +74,9 @@ func (f *freshness) run(ctx context.Context) {
 				return
 			}
 		}
+		if ctx.Err() != nil {
+			return
+		}
 		acked++
 		for j := range f.env.processes() {
 			reader := f.env.proc(i + j)

@@ -53,7 +53,11 @@ type counterLeases struct {
 	// self names this replica in Redis; each process draws its own.
 	self string
 
-	held *cache.Cache[string, *leased]
+	// held are the copies answered from; owned the counters whose lease
+	// Redis granted this replica, copy or not (a write drops the copy, not
+	// the lease), to give back on release.
+	held  *cache.Cache[string, *leased]
+	owned *cache.Cache[string, struct{}]
 	// moved counts, per stripe of counters, the writes and revocations that
 	// dropped a copy: a read that began before one of them must not keep
 	// what it read (install).
@@ -98,8 +102,9 @@ func newCounterLeases(rdb *redisconn.Client, log *slog.Logger, ttl time.Duration
 	_, _ = rand.Read(id[:])
 	return &counterLeases{
 		rdb: rdb, log: log, ttl: ttl, self: hex.EncodeToString(id[:]),
-		held: cache.New[string, *leased](maxLeases, 0, clock.Real{}),
-		seed: maphash.MakeSeed(), acks: map[string]chan struct{}{},
+		held:  cache.New[string, *leased](maxLeases, 0, clock.Real{}),
+		owned: cache.New[string, struct{}](maxLeases, 0, clock.Real{}),
+		seed:  maphash.MakeSeed(), acks: map[string]chan struct{}{},
 	}
 }
 
@@ -168,6 +173,7 @@ func (l *counterLeases) read(ctx context.Context, key string) (string, error) {
 	}
 	v, _ := res[0].(string)
 	if granted, _ := res[1].(int64); granted == 1 {
+		l.owned.Put(key, struct{}{})
 		if used, err := strconv.ParseInt(v, 10, 64); err == nil {
 			l.install(key, used, asked.Add(l.ttl-l.margin()), gen)
 		}
@@ -355,7 +361,7 @@ return 0
 func (l *counterLeases) release() {
 	l.closed.Store(true)
 	l.listening.Store(false)
-	keys := l.held.Keys()
+	keys := l.owned.Keys()
 	if len(keys) == 0 {
 		return
 	}

@@ -181,6 +181,8 @@ func TestAStoppedReplicaGivesItsLeasesBack(t *testing.T) {
 	b.plans.set(org, "free", "")
 	a.record(t, org, batch("api_calls", "a", 1)...)
 	a.gate(t, org, "api_calls")
+	// Its own write drops its copy, not its lease.
+	a.record(t, org, batch("api_calls", "a2", 1)...)
 	lease := leaseKey(a.svc.counters.key(counterID{org, keyOf("api_calls", periodStart("monthly", testNow))}))
 	if n, _ := rdb.Exists(context.Background(), lease).Result(); n != 1 {
 		t.Fatal("test setup: replica A took no lease")
@@ -195,8 +197,8 @@ func TestAStoppedReplicaGivesItsLeasesBack(t *testing.T) {
 	if testutil.ToFloat64(leaseRevocationsAnswered) != answered || testutil.ToFloat64(leaseRevocationsExpired) != expired {
 		t.Fatal("replica B's write revoked a lease that was given back")
 	}
-	if g := a.gate(t, org, "api_calls"); g.Used != 4 {
-		t.Fatalf("the stopped replica's gate: %d used, want 4", g.Used)
+	if g := a.gate(t, org, "api_calls"); g.Used != 5 {
+		t.Fatalf("the stopped replica's gate: %d used, want 5", g.Used)
 	}
 }
 
@@ -254,4 +256,32 @@ func TestARedisRestartDropsTheLeases(t *testing.T) {
 			t.Fatalf("replica A's gate once the restart was noticed: %d used, want 5", g.Used)
 		}
 	})
+}
+
+// TestLeasesTurnedOffReadRedisForEveryGate: USAGE_GATE_LEASE=0 (LeaseGates(0))
+// takes no lease, so every gate asks Redis.
+func TestLeasesTurnedOffReadRedisForEveryGate(t *testing.T) {
+	db, rdb := testenv.DB(t), testenv.Redis(t)
+	f := newFixture(t, db, rdb)
+	f.svc.LeaseGates(0)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { f.svc.counters.leases.listen(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	org := f.org(t, "free")
+	f.record(t, org, batch("api_calls", "a", 2)...)
+	f.gate(t, org, "api_calls")
+	sent := countCommands(rdb)
+	for i := range 3 {
+		before := sent.n.Load()
+		if g := f.gate(t, org, "api_calls"); g.Used != 2 {
+			t.Fatalf("gate %d: %d used, want 2", i, g.Used)
+		}
+		if sent.n.Load() == before {
+			t.Fatalf("gate %d with leases off sent no Redis command", i)
+		}
+	}
+	if n, _ := rdb.Exists(context.Background(), leaseKey(f.svc.counters.key(counterID{org, keyOf("api_calls", periodStart("monthly", testNow))}))).Result(); n != 0 {
+		t.Fatal("a lease was taken with leases off")
+	}
 }
