@@ -100,8 +100,13 @@ func (s *Service) Ensure(ctx context.Context, externalID, name, email string) (s
 		return id, nil
 	}
 	// A new organisation's first requests, or every organisation's after a
-	// restart, arrive many at once; they share one insert and read.
+	// restart, arrive many at once; they share one insert and read. A
+	// request that missed the cache just before a shared load ended starts
+	// a load of its own, which finds the id that one remembered.
 	return s.ensures.Do(ctx, externalID, func(ctx context.Context) (string, error) {
+		if id, ok := s.ids.Get(externalID); ok {
+			return id, nil
+		}
 		return s.create(ctx, externalID, name, email)
 	})
 }
