@@ -44,7 +44,7 @@ func NewHandler(r *Resolver, o Options) http.Handler {
 	cfg := generated.Config{Resolvers: r}
 	cfg.Directives.HasScope = hasScope
 	argPriced := listCosts(&cfg.Complexity)
-	es := newPreparedSchema(generated.NewExecutableSchema(cfg), r.Query())
+	es := newPreparedSchema(generated.NewExecutableSchema(cfg), r.Query(), r.Mutation())
 	srv := handler.New(es)
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})

@@ -12,19 +12,30 @@ import (
 
 	"github.com/tollgate-billing/tollgate/graph/generated"
 	"github.com/tollgate-billing/tollgate/graph/model"
+	"github.com/tollgate-billing/tollgate/internal/cache"
+	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/observe"
 )
 
 // preparedSchema is the generated executable schema with a second, narrow way
-// to run the operation host backends send most: a query whose only root
-// field is usageGate, selecting leaf fields of UsageGate by name or alias.
-// For that shape it calls the same @hasScope and the same resolver as the
-// generated code, and writes the answer itself, skipping what gqlgen's
-// general execution spends per field (a field context, a marshaler and a
-// middleware call for every leaf, and the field collection that serves
-// fragments and @skip/@include). Any other operation, and any usageGate
-// query with fragments, directives, arguments on leaves or a response key
-// used twice, runs through the generated code unchanged.
+// to run the operations host backends send most: usageGate, recordUsage and
+// consumeUsage, each alone at the root. For those it calls the same
+// @hasScope and the same resolver as the generated code, and writes the
+// answer itself, skipping what gqlgen's general execution spends per field
+// (a field context, a marshaler and a middleware call for every field, an
+// input unmarshaler map per operation, and the field collection that serves
+// @skip/@include and abstract types). Measured with 64 one-event recordUsage
+// callers, gqlgen's execution was about a third of the server's CPU per call
+// (cmd/bench, ingest).
+//
+// What it takes: one root field, without directives, selecting fields of
+// its payload by name or alias, nested object fields included, written out
+// or through fragments on the payload's own types (as genqlient writes
+// them), each response key once, with argument values the generated code
+// would read without an error. Anything else (directives, a second root
+// field, a repeated key, a fragment on another type, an argument the
+// generated code would refuse) runs through the generated code unchanged,
+// which answers it as before.
 //
 // The answer, errors included, is byte for byte the generated code's: a
 // test runs the same documents through both and compares them. What it does
@@ -32,40 +43,153 @@ import (
 // registers none) or fill the field context's Args.
 type preparedSchema struct {
 	graphql.ExecutableSchema
-	gate       func(ctx context.Context, meter string) (*model.UsageGate, error)
-	gateScopes []model.Scope
-	gateRuns   prometheus.Counter
+	roots map[rootKey]*rootField
+	// plans keeps what was recognised of each operation the query cache
+	// holds (nil: not the prepared shape), so a repeated document is
+	// checked once.
+	plans *cache.Cache[*ast.OperationDefinition, *plan]
 }
 
-func newPreparedSchema(es graphql.ExecutableSchema, q generated.QueryResolver) *preparedSchema {
-	return &preparedSchema{ExecutableSchema: es, gate: q.UsageGate, gateScopes: fieldScopes(es, "usageGate"),
-		gateRuns: observe.PreparedOperations.WithLabelValues("usageGate")}
+type rootKey struct {
+	op   ast.Operation
+	name string
 }
 
-// fieldScopes reads a Query field's @hasScope(anyOf:) from the schema, so
+// rootField is a root field the prepared path runs.
+type rootField struct {
+	name   string
+	result *objectType
+	// call reads the field's arguments as the generated code does and
+	// returns its resolver call; ok is false for any value the generated
+	// code would not read without an error, which then answers it.
+	call   func(f *ast.Field, vars map[string]any) (resolve func(context.Context) (any, error), ok bool)
+	scopes []model.Scope
+	runs   prometheus.Counter
+}
+
+// plan is an operation the prepared path takes: its root field and what to
+// write of the result.
+type plan struct {
+	root  *rootField
+	field *ast.Field
+	sel   []selected
+}
+
+// selected is one response key: how to write the value, and the selection
+// of an object-valued field.
+type selected struct {
+	key   string
+	write func(b *bytes.Buffer, v any, sel []selected)
+	sel   []selected
+}
+
+// objectType is what the prepared path knows of an object type: how to
+// write each field, and the type of each object-valued one.
+type objectType struct {
+	name   string
+	fields map[string]objectField
+}
+
+type objectField struct {
+	write func(b *bytes.Buffer, v any, sel []selected)
+	// of is the object type of an object-valued (or list of objects)
+	// field; nil for a leaf.
+	of *objectType
+}
+
+// maxPreparedFields bounds the fields (nested and through fragments) an
+// operation on the prepared path selects.
+const maxPreparedFields = 64
+
+func newPreparedSchema(es graphql.ExecutableSchema, q generated.QueryResolver, m generated.MutationResolver) *preparedSchema {
+	p := &preparedSchema{ExecutableSchema: es, roots: map[rootKey]*rootField{},
+		plans: cache.New[*ast.OperationDefinition, *plan](queryCacheSize, 0, clock.Real{})}
+	add := func(op ast.Operation, r *rootField) {
+		var def *ast.Definition
+		if op == ast.Query {
+			def = es.Schema().Query
+		} else {
+			def = es.Schema().Mutation
+		}
+		r.scopes = fieldScopes(def, r.name)
+		r.runs = observe.PreparedOperations.WithLabelValues(r.name)
+		p.roots[rootKey{op, r.name}] = r
+	}
+	add(ast.Query, &rootField{name: "usageGate", result: usageGateType, call: func(f *ast.Field, vars map[string]any) (func(context.Context) (any, error), bool) {
+		v, ok := onlyArgument(f, "meter", vars)
+		meter, isString := v.(string)
+		if !ok || !isString {
+			return nil, false
+		}
+		return func(ctx context.Context) (any, error) { return nonNil(q.UsageGate(ctx, meter)) }, true
+	}})
+	add(ast.Mutation, &rootField{name: "recordUsage", result: recordUsagePayloadType, call: withInput(readRecordUsageInput, m.RecordUsage)})
+	add(ast.Mutation, &rootField{name: "consumeUsage", result: consumeUsagePayloadType, call: withInput(readConsumeUsageInput, m.ConsumeUsage)})
+	return p
+}
+
+// withInput reads a root field whose one argument is input with read, and
+// calls resolve with it.
+func withInput[T, P any](read func(any) (T, bool), resolve func(context.Context, T) (*P, error)) func(*ast.Field, map[string]any) (func(context.Context) (any, error), bool) {
+	return func(f *ast.Field, vars map[string]any) (func(context.Context) (any, error), bool) {
+		v, ok := onlyArgument(f, "input", vars)
+		if !ok {
+			return nil, false
+		}
+		in, ok := read(v)
+		if !ok {
+			return nil, false
+		}
+		return func(ctx context.Context) (any, error) { return nonNil(resolve(ctx, in)) }, true
+	}
+}
+
+// nonNil turns a resolver's nil pointer into a nil interface, so the caller
+// can tell that the field resolved to null.
+func nonNil[T any](v *T, err error) (any, error) {
+	if v == nil {
+		return nil, err
+	}
+	return v, err
+}
+
+// fieldScopes reads a root field's @hasScope(anyOf:) from the schema, so
 // the prepared path asks for exactly what the schema declares.
-func fieldScopes(es graphql.ExecutableSchema, field string) []model.Scope {
-	def := es.Schema().Query.Fields.ForName(field)
+func fieldScopes(root *ast.Definition, field string) []model.Scope {
+	def := root.Fields.ForName(field)
 	if def == nil || def.Directives.ForName("hasScope") == nil {
-		panic("graph: Query." + field + " has no @hasScope")
+		panic("graph: " + root.Name + "." + field + " has no @hasScope")
 	}
 	arg := def.Directives.ForName("hasScope").Arguments.ForName("anyOf")
 	var out []model.Scope
 	for _, c := range arg.Value.Children {
 		s := model.Scope(c.Value.Raw)
 		if !s.IsValid() {
-			panic(fmt.Sprintf("graph: Query.%s: @hasScope names unknown scope %q", field, c.Value.Raw))
+			panic(fmt.Sprintf("graph: %s.%s: @hasScope names unknown scope %q", root.Name, field, c.Value.Raw))
 		}
 		out = append(out, s)
 	}
 	return out
 }
 
-// Exec runs a usageGate query on the prepared path and anything else on the
-// generated one.
+// onlyArgument is the value of f's one argument, which must be name.
+func onlyArgument(f *ast.Field, name string, vars map[string]any) (any, bool) {
+	if len(f.Arguments) != 1 || f.Arguments[0].Name != name {
+		return nil, false
+	}
+	v, err := f.Arguments[0].Value.Value(vars)
+	return v, err == nil && v != nil
+}
+
+// Exec runs an operation of the prepared shape on the prepared path and
+// anything else on the generated one.
 func (p *preparedSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 	op := graphql.GetOperationContext(ctx)
-	f, meter, ok := gateCall(op)
+	pl := p.plan(op.Operation)
+	if pl == nil {
+		return p.ExecutableSchema.Exec(ctx)
+	}
+	resolve, ok := pl.root.call(pl.field, op.Variables)
 	if !ok {
 		return p.ExecutableSchema.Exec(ctx)
 	}
@@ -77,77 +201,110 @@ func (p *preparedSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			return nil
 		}
 		done = true
-		p.gateRuns.Inc()
-		return &graphql.Response{Data: p.runGate(ctx, op, f, meter)}
+		pl.root.runs.Inc()
+		return &graphql.Response{Data: p.run(ctx, op, pl, resolve)}
 	}
 }
 
-// gateFields are the UsageGate fields the prepared path takes, each with
-// how it writes the field's value: as gqlgen's marshaler for its type does.
-var gateFields = map[string]func(b *bytes.Buffer, g *model.UsageGate){
-	"__typename": func(b *bytes.Buffer, _ *model.UsageGate) { b.WriteString(`"UsageGate"`) },
-	"allowed":    func(b *bytes.Buffer, g *model.UsageGate) { b.Write(strconv.AppendBool(b.AvailableBuffer(), g.Allowed)) },
-	"reason":     func(b *bytes.Buffer, g *model.UsageGate) { g.Reason.MarshalGQL(b) },
-	"retryAfterMs": func(b *bytes.Buffer, g *model.UsageGate) {
-		if g.RetryAfterMs == nil {
-			b.WriteString("null")
-			return
-		}
-		b.Write(strconv.AppendInt(b.AvailableBuffer(), int64(*g.RetryAfterMs), 10))
-	},
-	"used":      func(b *bytes.Buffer, g *model.UsageGate) { b.Write(strconv.AppendInt(b.AvailableBuffer(), g.Used, 10)) },
-	"limit":     func(b *bytes.Buffer, g *model.UsageGate) { writeOptInt64(b, g.Limit) },
-	"remaining": func(b *bytes.Buffer, g *model.UsageGate) { writeOptInt64(b, g.Remaining) },
-	"plan":      func(b *bytes.Buffer, g *model.UsageGate) { graphql.MarshalID(g.Plan).MarshalGQL(b) },
-	"billingStatus": func(b *bytes.Buffer, g *model.UsageGate) {
-		if g.BillingStatus == nil {
-			b.WriteString("null")
-			return
-		}
-		g.BillingStatus.MarshalGQL(b)
-	},
+// plan recognises the prepared shape in a parsed, validated operation, once
+// per operation.
+func (p *preparedSchema) plan(o *ast.OperationDefinition) *plan {
+	if o == nil {
+		return nil
+	}
+	if pl, ok := p.plans.Get(o); ok {
+		return pl
+	}
+	pl := recognise(p.roots, o)
+	p.plans.Put(o, pl)
+	return pl
 }
 
-// maxPreparedFields bounds the selection the prepared path takes, which
-// keeps its check for repeated response keys trivially cheap.
-const maxPreparedFields = 16
-
-// gateCall recognises the prepared shape in a parsed, validated operation and
-// returns its root field and meter.
-func gateCall(op *graphql.OperationContext) (*ast.Field, string, bool) {
-	o := op.Operation
-	if o == nil || o.Operation != ast.Query || len(o.Directives) != 0 || len(o.SelectionSet) != 1 {
-		return nil, "", false
+func recognise(roots map[rootKey]*rootField, o *ast.OperationDefinition) *plan {
+	if len(o.Directives) != 0 || len(o.SelectionSet) != 1 {
+		return nil
 	}
 	f, ok := o.SelectionSet[0].(*ast.Field)
-	if !ok || f.Name != "usageGate" || len(f.Directives) != 0 || len(f.Arguments) != 1 ||
-		f.Arguments[0].Name != "meter" || len(f.SelectionSet) > maxPreparedFields {
-		return nil, "", false
+	if !ok || len(f.Directives) != 0 {
+		return nil
 	}
-	v, err := f.Arguments[0].Value.Value(op.Variables)
-	meter, ok := v.(string)
-	if err != nil || !ok {
-		return nil, "", false
+	root := roots[rootKey{o.Operation, f.Name}]
+	if root == nil {
+		return nil
 	}
-	for i, s := range f.SelectionSet {
-		leaf, ok := s.(*ast.Field)
-		if !ok || gateFields[leaf.Name] == nil || len(leaf.Directives) != 0 || len(leaf.Arguments) != 0 || len(leaf.SelectionSet) != 0 {
-			return nil, "", false
-		}
-		for _, earlier := range f.SelectionSet[:i] {
-			if earlier.(*ast.Field).Alias == leaf.Alias {
-				return nil, "", false
-			}
-		}
+	budget := maxPreparedFields
+	sel, ok := flatten(f.SelectionSet, root.result, &budget, nil)
+	if !ok {
+		return nil
 	}
-	return f, meter, true
+	return &plan{root: root, field: f, sel: sel}
 }
 
-// runGate resolves usageGate as the generated code does (@hasScope around
+// flatten lists the response keys set selects on an object of type t, in
+// the order gqlgen's field collection gives them, or reports that the set
+// is not the prepared shape.
+func flatten(set ast.SelectionSet, t *objectType, budget *int, out []selected) ([]selected, bool) {
+	for _, s := range set {
+		switch s := s.(type) {
+		case *ast.Field:
+			*budget--
+			if *budget < 0 || len(s.Directives) != 0 || len(s.Arguments) != 0 {
+				return nil, false
+			}
+			for _, earlier := range out {
+				if earlier.key == s.Alias {
+					return nil, false
+				}
+			}
+			if s.Name == "__typename" {
+				if len(s.SelectionSet) != 0 {
+					return nil, false
+				}
+				name := strconv.Quote(t.name) // a GraphQL name: nothing else to escape
+				out = append(out, selected{key: s.Alias, write: func(b *bytes.Buffer, _ any, _ []selected) { b.WriteString(name) }})
+				continue
+			}
+			f, ok := t.fields[s.Name]
+			if !ok || (f.of == nil) != (len(s.SelectionSet) == 0) {
+				return nil, false
+			}
+			var sub []selected
+			if f.of != nil {
+				if sub, ok = flatten(s.SelectionSet, f.of, budget, nil); !ok {
+					return nil, false
+				}
+			}
+			out = append(out, selected{key: s.Alias, write: f.write, sel: sub})
+		case *ast.FragmentSpread:
+			d := s.Definition
+			if len(s.Directives) != 0 || d == nil || len(d.Directives) != 0 || d.TypeCondition != t.name {
+				return nil, false
+			}
+			var ok bool
+			if out, ok = flatten(d.SelectionSet, t, budget, out); !ok {
+				return nil, false
+			}
+		case *ast.InlineFragment:
+			if len(s.Directives) != 0 || (s.TypeCondition != "" && s.TypeCondition != t.name) {
+				return nil, false
+			}
+			var ok bool
+			if out, ok = flatten(s.SelectionSet, t, budget, out); !ok {
+				return nil, false
+			}
+		default:
+			return nil, false
+		}
+	}
+	return out, true
+}
+
+// run resolves the root field as the generated code does (@hasScope around
 // the resolver, inside the operation's field middleware, a panic recovered
 // into an error) and writes the data.
-func (p *preparedSchema) runGate(ctx context.Context, op *graphql.OperationContext, f *ast.Field, meter string) (data []byte) {
-	fc := &graphql.FieldContext{Object: "Query", Field: graphql.CollectedField{Field: f}, IsMethod: true, IsResolver: true}
+func (p *preparedSchema) run(ctx context.Context, op *graphql.OperationContext, pl *plan, resolve func(context.Context) (any, error)) (data []byte) {
+	f := pl.field
+	fc := &graphql.FieldContext{Object: string(rootObject(op.Operation.Operation)), Field: graphql.CollectedField{Field: f}, IsMethod: true, IsResolver: true}
 	ctx = graphql.WithFieldContext(ctx, fc)
 	defer func() {
 		if r := recover(); r != nil {
@@ -156,49 +313,47 @@ func (p *preparedSchema) runGate(ctx context.Context, op *graphql.OperationConte
 		}
 	}()
 	res, err := op.ResolverMiddleware(ctx, func(ctx context.Context) (any, error) {
-		return hasScope(ctx, nil, func(ctx context.Context) (any, error) { return p.gate(ctx, meter) }, p.gateScopes)
+		return hasScope(ctx, nil, resolve, pl.root.scopes)
 	})
 	if err != nil {
 		op.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
 		return []byte("null")
 	}
-	g, _ := res.(*model.UsageGate)
-	if g == nil {
+	if res == nil {
 		if !graphql.HasFieldError(ctx, fc) {
 			op.Errorf(ctx, "must not be null")
 		}
 		return []byte("null")
 	}
-	fc.Result = g
-	return writeGate(f, g)
-}
-
-// writeGate writes {"<alias>":{...}} with the selected fields in order.
-func writeGate(f *ast.Field, g *model.UsageGate) []byte {
+	fc.Result = res
 	var b bytes.Buffer
-	b.Grow(64 + 24*len(f.SelectionSet))
+	b.Grow(256)
 	b.WriteString(`{"`)
 	b.WriteString(f.Alias) // a GraphQL name: nothing to escape
-	b.WriteString(`":{`)
-	for i, s := range f.SelectionSet {
-		leaf := s.(*ast.Field)
+	b.WriteString(`":`)
+	writeObject(&b, res, pl.sel)
+	b.WriteByte('}')
+	return b.Bytes()
+}
+
+func rootObject(o ast.Operation) string {
+	if o == ast.Mutation {
+		return "Mutation"
+	}
+	return "Query"
+}
+
+// writeObject writes {"<key>":<value>,...} for the selected fields of v.
+func writeObject(b *bytes.Buffer, v any, sel []selected) {
+	b.WriteByte('{')
+	for i, s := range sel {
 		if i > 0 {
 			b.WriteByte(',')
 		}
 		b.WriteByte('"')
-		b.WriteString(leaf.Alias)
+		b.WriteString(s.key)
 		b.WriteString(`":`)
-		gateFields[leaf.Name](&b, g)
+		s.write(b, v, s.sel)
 	}
-	b.WriteString("}}")
-	return b.Bytes()
-}
-
-// writeOptInt64 writes n as a JSON number, or null.
-func writeOptInt64(b *bytes.Buffer, n *int64) {
-	if n == nil {
-		b.WriteString("null")
-		return
-	}
-	b.Write(strconv.AppendInt(b.AvailableBuffer(), *n, 10))
+	b.WriteByte('}')
 }

@@ -19,9 +19,14 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/orgs"
 )
 
-// preparedRuns is how many operations the prepared usageGate path answered.
-func preparedRuns() float64 {
-	return testutil.ToFloat64(observe.PreparedOperations.WithLabelValues("usageGate"))
+// preparedRuns is how many operations of a root field (usageGate unless
+// named) the prepared path answered.
+func preparedRuns(field ...string) float64 {
+	f := "usageGate"
+	if len(field) > 0 {
+		f = field[0]
+	}
+	return testutil.ToFloat64(observe.PreparedOperations.WithLabelValues(f))
 }
 
 // sendBothWays sends a usageGate document whose "%s" marks the place after
@@ -80,6 +85,12 @@ func TestThePreparedGateAnswersAsTheGeneratedCodeDoes(t *testing.T) {
 	}
 	r = sameAnswer(t, h, bearer("acme"), `query Check($m: String!) { g: usageGate(meter: $m)%s { plan t: __typename ok: allowed used left: remaining } }`, map[string]any{"m": "api_calls"})
 	if want := `{"g":{"plan":"free","t":"UsageGate","ok":true,"used":3,"left":997}}`; string(r.Data) != want {
+		t.Fatalf("data = %s, want %s", r.Data, want)
+	}
+
+	// Fragments on UsageGate, inline and named, in the order gqlgen collects them.
+	r = sameAnswer(t, h, bearer("acme"), `query { usageGate(meter: "api_calls")%s { ... on UsageGate { allowed } ...F plan } } fragment F on UsageGate { used ... { reason } }`, nil)
+	if want := `{"usageGate":{"allowed":true,"used":3,"reason":"OK","plan":"free"}}`; string(r.Data) != want {
 		t.Fatalf("data = %s, want %s", r.Data, want)
 	}
 
@@ -166,14 +177,14 @@ func TestTheRateLimitedGateAnswersAsTheGeneratedCodeDoes(t *testing.T) {
 	}
 }
 
-// TestGateShapesThePreparedPathLeavesAlone: fragments, directives, a
-// response key used twice and a second root field all run through the
-// generated code, and still answer.
+// TestGateShapesThePreparedPathLeavesAlone: directives, a response key used
+// twice, a fragment on another type and a second root field all run through
+// the generated code, and still answer. Fragments on UsageGate itself take
+// the prepared path.
 func TestGateShapesThePreparedPathLeavesAlone(t *testing.T) {
 	h := apptest.New(t, apptest.Options{})
 	for doc, want := range map[string]string{
-		`{ usageGate(meter: "api_calls") { ... on UsageGate { allowed } } }`:                       `{"usageGate":{"allowed":true}}`,
-		`fragment F on UsageGate { used } { usageGate(meter: "api_calls") { ...F } }`:              `{"usageGate":{"used":0}}`,
+		`{ usageGate(meter: "api_calls") { ... on UsageGate @include(if: true) { allowed } } }`:    `{"usageGate":{"allowed":true}}`,
 		`{ usageGate(meter: "api_calls") { allowed allowed } }`:                                    `{"usageGate":{"allowed":true}}`,
 		`{ usageGate(meter: "api_calls") { allowed used @skip(if: true) } }`:                       `{"usageGate":{"allowed":true}}`,
 		`{ a: usageGate(meter: "api_calls") { used } b: usageGate(meter: "llm_tokens") { used } }`: `{"a":{"used":0},"b":{"used":0}}`,

@@ -25,9 +25,10 @@ var (
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 	}, []string{"operation", "outcome"})
 	// PreparedOperations counts operations answered by the GraphQL handler's
-	// prepared path instead of gqlgen's general execution, by root field: a
-	// client whose gate checks do not show here sends a shape the prepared
-	// path does not take (fragments, directives).
+	// prepared path instead of gqlgen's general execution, by root field
+	// (usageGate, recordUsage, consumeUsage): a client whose calls do not
+	// show here sends a shape the prepared path does not take (directives,
+	// a second root field, a fragment on another type).
 	PreparedOperations = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tollgate_graphql_prepared_operations_total", Help: "GraphQL operations answered by the prepared path, by root field.",
 	}, []string{"field"})
