@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -218,18 +217,18 @@ func (w *Watcher) lookAtShards(ctx context.Context) ([]string, error) {
 		go func() {
 			defer wg.Done()
 			// Through the cluster client, so a slot that moved is followed
-			// and go-redis learns the new layout.
-			gen, err := w.c.Incr(ctx, w.c.Key("generation:"+sh.Tag)).Result()
+			// and go-redis learns the new layout; the generation and the
+			// run_id come from the one server that ran the script.
+			res, err := generationScript.Run(ctx, w.c, []string{w.c.Key("generation:" + sh.Tag)}).Slice()
+			if err == nil && len(res) != 2 {
+				err = fmt.Errorf("unexpected answer %v", res)
+			}
 			if err != nil {
 				sights[i].err = fmt.Errorf("redis master %s: %w", sh.Addr, err)
 				return
 			}
-			// INFO is optional: a Redis that refuses it is watched by the
-			// generation alone.
-			runID := ""
-			if info, err := sh.Node.Info(ctx, "server").Result(); err == nil {
-				runID = infoField(info, "run_id")
-			}
+			gen, _ := res[0].(int64)
+			runID, _ := res[1].(string)
 			sights[i] = sight{runID: runID, gen: gen}
 		}()
 	}
@@ -257,12 +256,19 @@ func (w *Watcher) lookAtShards(ctx context.Context) ([]string, error) {
 	return restarted, errors.Join(errs...)
 }
 
-// infoField reads one "name:value" line of an INFO reply.
-func infoField(info, name string) string {
-	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
-			return v
-		}
-	}
-	return ""
-}
+// generationScript increments a shard's generation and reads the run_id of
+// the server that did, in one step. Read apart (INCR through the cluster
+// client, INFO from the node go-redis's slot table named), a look during a
+// failover could pair the new master's generation with the old master's
+// run_id, and the next look would report the failover a second time. INFO
+// is optional: a Redis that refuses it in a script is watched by the
+// generation alone.
+var generationScript = redis.NewScript(`
+local gen = redis.call('INCR', KEYS[1])
+local info = redis.pcall('INFO', 'server')
+local run = ''
+if type(info) == 'string' then
+  run = string.match(info, 'run_id:(%w+)') or ''
+end
+return {gen, run}
+`)
