@@ -177,10 +177,16 @@ func (c *counters) get(ctx context.Context, id counterID) (used int64, from sour
 // store writes counters of one organisation in one round trip, and returns
 // once no replica answers the gate from a copy older than what it wrote.
 func (c *counters) store(ctx context.Context, org string, values map[rollupKey]counter) error {
-	if len(values) == 0 {
+	return c.storeAll(ctx, map[string]map[rollupKey]counter{org: values})
+}
+
+// storeAll is store for the counters of several organisations, on one
+// Redis server (see storeArgs).
+func (c *counters) storeAll(ctx context.Context, byOrg map[string]map[rollupKey]counter) error {
+	keys, args := c.storeArgs(byOrg)
+	if len(keys) == 0 {
 		return nil
 	}
-	keys, args := c.storeArgs(org, values)
 	reply, err := storeNewest.Run(ctx, c.rdb, keys, args...).Slice()
 	held := heldElsewhere{}
 	held.add(reply)
@@ -198,28 +204,47 @@ func (c *counters) written(ctx context.Context, keys []string, held heldElsewher
 	c.leases.revoke(ctx, held)
 }
 
-// storeArgs are storeNewest's KEYS and ARGV for counters of one
-// organisation.
-func (c *counters) storeArgs(org string, values map[rollupKey]counter) ([]string, []any) {
-	keys := make([]string, 0, 2*len(values))
-	args := make([]any, 0, 2*len(values)+2)
-	for k, v := range values {
-		keys = append(keys, c.key(counterID{org, k}))
-		args = append(args, v.used, v.version)
+// storeArgs are storeNewest's KEYS and ARGV for the counters of byOrg's
+// organisations, which must live on one Redis server (one organisation's
+// always do: its keys share a hash tag).
+func (c *counters) storeArgs(byOrg map[string]map[rollupKey]counter) ([]string, []any) {
+	n := 0
+	for _, values := range byOrg {
+		n += len(values)
 	}
-	for _, k := range keys {
+	keys := make([]string, 0, 2*n)
+	args := make([]any, 0, 2*n+2)
+	for org, values := range byOrg {
+		for k, v := range values {
+			keys = append(keys, c.key(counterID{org, k}))
+			args = append(args, v.used, v.version)
+		}
+	}
+	for _, k := range keys[:n] {
 		keys = append(keys, leaseKey(k))
 	}
 	return keys, append(args, counterTTL.Milliseconds(), c.leases.self)
 }
 
 // publishAll mirrors the rollups a commit group just wrote, for every
-// organisation in it, in one round trip. Like publish it never clears
-// dirty marks.
+// organisation in it, in one round trip: on one Redis server in one script
+// for all of them, on a cluster in one script per organisation (its keys
+// share a slot; two organisations' need not), pipelined. Like publish it
+// never clears dirty marks.
 func (c *counters) publishAll(ctx context.Context, byOrg map[string]map[rollupKey]counter) {
 	if len(byOrg) <= 1 || !c.available() {
 		for org, values := range byOrg {
 			c.publish(ctx, org, values)
+		}
+		return
+	}
+	if !c.rdb.Cluster() {
+		if err := c.storeAll(ctx, byOrg); err != nil {
+			c.fault(ctx, "publish counters", err)
+			for org, values := range byOrg {
+				recordFallbacks.Inc()
+				c.markDirty(org, values)
+			}
 		}
 		return
 	}
@@ -228,7 +253,7 @@ func (c *counters) publishAll(ctx context.Context, byOrg map[string]map[rollupKe
 	var written []string
 	for org, values := range byOrg {
 		if len(values) > 0 {
-			keys, args := c.storeArgs(org, values)
+			keys, args := c.storeArgs(map[string]map[rollupKey]counter{org: values})
 			cmds[org] = storeNewest.EvalSha(ctx, pipe, keys, args...)
 			written = append(written, keys...)
 		}

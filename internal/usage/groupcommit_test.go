@@ -578,8 +578,10 @@ func TestAGroupOfSeveralOrganisationsMirrorsEachInRedis(t *testing.T) {
 	})
 }
 
-// groupMirrorsEachOrganisation: on a cluster the organisations' counters
-// sit in different slots, so the one pipelined write is split by master.
+// groupMirrorsEachOrganisation: on one server a group's organisations are
+// written by one script; on a cluster their counters sit in different
+// slots, so they are written by one script each, pipelined and split by
+// master.
 func groupMirrorsEachOrganisation(t *testing.T, f *fixture) {
 	orgs := []string{f.org(t, "starter"), f.org(t, "starter"), f.org(t, "starter")}
 	h := holdFirstGroups(f)
