@@ -2,6 +2,7 @@ package graph
 
 import (
 	"bytes"
+	"io"
 	"strconv"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -15,29 +16,21 @@ import (
 // until it is added here.
 
 var usageGateType = &objectType{name: "UsageGate", fields: map[string]objectField{
-	"allowed": leaf(func(b *bytes.Buffer, g *model.UsageGate) { writeBool(b, g.Allowed) }),
-	"reason":  leaf(func(b *bytes.Buffer, g *model.UsageGate) { g.Reason.MarshalGQL(b) }),
-	"retryAfterMs": leaf(func(b *bytes.Buffer, g *model.UsageGate) {
-		writeOptInt(b, g.RetryAfterMs)
-	}),
-	"used":      leaf(func(b *bytes.Buffer, g *model.UsageGate) { writeInt64(b, g.Used) }),
-	"limit":     leaf(func(b *bytes.Buffer, g *model.UsageGate) { writeOptInt64(b, g.Limit) }),
-	"remaining": leaf(func(b *bytes.Buffer, g *model.UsageGate) { writeOptInt64(b, g.Remaining) }),
-	"plan":      leaf(func(b *bytes.Buffer, g *model.UsageGate) { graphql.MarshalID(g.Plan).MarshalGQL(b) }),
-	"billingStatus": leaf(func(b *bytes.Buffer, g *model.UsageGate) {
-		if g.BillingStatus == nil {
-			b.WriteString("null")
-			return
-		}
-		g.BillingStatus.MarshalGQL(b)
-	}),
+	"allowed":       leaf(func(b *bytes.Buffer, g *model.UsageGate) { writeBool(b, g.Allowed) }),
+	"reason":        leaf(func(b *bytes.Buffer, g *model.UsageGate) { g.Reason.MarshalGQL(b) }),
+	"retryAfterMs":  leaf(func(b *bytes.Buffer, g *model.UsageGate) { writeOptInt(b, g.RetryAfterMs) }),
+	"used":          leaf(func(b *bytes.Buffer, g *model.UsageGate) { writeInt64(b, g.Used) }),
+	"limit":         leaf(func(b *bytes.Buffer, g *model.UsageGate) { writeOptInt(b, g.Limit) }),
+	"remaining":     leaf(func(b *bytes.Buffer, g *model.UsageGate) { writeOptInt(b, g.Remaining) }),
+	"plan":          leaf(func(b *bytes.Buffer, g *model.UsageGate) { graphql.MarshalID(g.Plan).MarshalGQL(b) }),
+	"billingStatus": leaf(func(b *bytes.Buffer, g *model.UsageGate) { writeOptEnum(b, g.BillingStatus) }),
 }}
 
 var meterUsageType = &objectType{name: "MeterUsage", fields: map[string]objectField{
 	"meter":     leaf(func(b *bytes.Buffer, u *model.MeterUsage) { writeString(b, u.Meter) }),
 	"used":      leaf(func(b *bytes.Buffer, u *model.MeterUsage) { writeInt64(b, u.Used) }),
-	"limit":     leaf(func(b *bytes.Buffer, u *model.MeterUsage) { writeOptInt64(b, u.Limit) }),
-	"remaining": leaf(func(b *bytes.Buffer, u *model.MeterUsage) { writeOptInt64(b, u.Remaining) }),
+	"limit":     leaf(func(b *bytes.Buffer, u *model.MeterUsage) { writeOptInt(b, u.Limit) }),
+	"remaining": leaf(func(b *bytes.Buffer, u *model.MeterUsage) { writeOptInt(b, u.Remaining) }),
 	"unlimited": leaf(func(b *bytes.Buffer, u *model.MeterUsage) { writeBool(b, u.Unlimited) }),
 	"overage":   leaf(func(b *bytes.Buffer, u *model.MeterUsage) { writeInt64(b, u.Overage) }),
 	"hard":      leaf(func(b *bytes.Buffer, u *model.MeterUsage) { writeBool(b, u.Hard) }),
@@ -71,14 +64,8 @@ var recordUsagePayloadType = &objectType{name: "RecordUsagePayload", fields: map
 }}
 
 var consumeUsagePayloadType = &objectType{name: "ConsumeUsagePayload", fields: map[string]objectField{
-	"allowed": leaf(func(b *bytes.Buffer, p *model.ConsumeUsagePayload) { writeBool(b, p.Allowed) }),
-	"reason": leaf(func(b *bytes.Buffer, p *model.ConsumeUsagePayload) {
-		if p.Reason == nil {
-			b.WriteString("null")
-			return
-		}
-		p.Reason.MarshalGQL(b)
-	}),
+	"allowed":      leaf(func(b *bytes.Buffer, p *model.ConsumeUsagePayload) { writeBool(b, p.Allowed) }),
+	"reason":       leaf(func(b *bytes.Buffer, p *model.ConsumeUsagePayload) { writeOptEnum(b, p.Reason) }),
 	"retryAfterMs": leaf(func(b *bytes.Buffer, p *model.ConsumeUsagePayload) { writeOptInt(b, p.RetryAfterMs) }),
 	"usage":        optional(func(p *model.ConsumeUsagePayload) *model.MeterUsage { return p.Usage }, meterUsageType),
 	"userErrors":   list(func(p *model.ConsumeUsagePayload) []model.UserError { return p.UserErrors }, userErrorType),
@@ -123,21 +110,25 @@ func writeInt64(b *bytes.Buffer, n int64) { b.Write(strconv.AppendInt(b.Availabl
 // writeString writes s quoted as gqlgen's String marshaler does.
 func writeString(b *bytes.Buffer, s string) { graphql.MarshalString(s).MarshalGQL(b) }
 
-// writeOptInt64 writes n as a JSON number, or null.
-func writeOptInt64(b *bytes.Buffer, n *int64) {
-	if n == nil {
-		b.WriteString("null")
-		return
-	}
-	writeInt64(b, *n)
-}
-
-func writeOptInt(b *bytes.Buffer, n *int) {
+// writeOptInt writes n as a JSON number, or null.
+func writeOptInt[N int | int64](b *bytes.Buffer, n *N) {
 	if n == nil {
 		b.WriteString("null")
 		return
 	}
 	writeInt64(b, int64(*n))
+}
+
+// writeOptEnum writes e as its enum's marshaler does, or null.
+func writeOptEnum[E any, P interface {
+	*E
+	MarshalGQL(io.Writer)
+}](b *bytes.Buffer, e P) {
+	if e == nil {
+		b.WriteString("null")
+		return
+	}
+	e.MarshalGQL(b)
 }
 
 // readRecordUsageInput reads a RecordUsageInput value as the generated
@@ -189,7 +180,8 @@ func readConsumeUsageInput(v any) (model.ConsumeUsageInput, bool) {
 }
 
 // readRequired sets *to from m[key] with unmarshal, gqlgen's reader of
-// its type; the generated code leaves a missing key unset and refuses null.
+// its type. The generated code leaves a missing key unset; a null (which
+// validation keeps out of these non-null fields) is left to it.
 func readRequired[T any](m map[string]any, key string, to *T, unmarshal func(any) (T, error)) bool {
 	v, present := m[key]
 	if !present {
