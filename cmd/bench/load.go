@@ -39,6 +39,9 @@ type run struct {
 	// many bytes the process allocated (server and load generator).
 	GCs   uint32
 	Alloc uint64
+	// Turns (interleaved phases only) is the completed operations per
+	// second of each turn, in order.
+	Turns []float64
 }
 
 // PerSecond is the completed operations per second.
@@ -208,15 +211,18 @@ func interleave(ctx context.Context, d time.Duration, rounds int, phases ...func
 	for i := range recs {
 		recs[i] = newRecorder()
 	}
+	turns := make([][]float64, len(phases))
 	turn := d / time.Duration(rounds)
 	for range rounds {
 		for i, phase := range phases {
 			if ctx.Err() != nil {
 				break
 			}
-			start := time.Now()
+			start, before := time.Now(), recs[i].ok.Load()
 			phase(recs[i], turn)
-			elapsed[i] += time.Since(start)
+			took := time.Since(start)
+			elapsed[i] += took
+			turns[i] = append(turns[i], float64(recs[i].ok.Load()-before)/took.Seconds())
 		}
 	}
 	runs := make([]run, len(phases))
@@ -224,6 +230,7 @@ func interleave(ctx context.Context, d time.Duration, rounds int, phases ...func
 		r := rec.result(elapsed[i])
 		r.CPU, r.GCs, r.Alloc = cpuShare{}, 0, 0
 		r.Clean = r.Latency
+		r.Turns = turns[i]
 		runs[i] = r
 	}
 	return runs
