@@ -59,6 +59,14 @@ var (
 		Name: "tollgate_usage_group_commit_seconds", Help: "recordUsage group commit by stage: a call's wait for its group, a group's commit, its Redis mirror.",
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
 	}, []string{"stage"})
+	// UsageGroupWrites counts the recordUsage calls group commits wrote, by
+	// how: in one statement, or in a transaction that judges events one by
+	// one (calls whose organisation has a total lately found near a hard
+	// limit, that subtract, or whose statement undid itself at a hard limit
+	// or an alert threshold; and every call on SQLite).
+	UsageGroupWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tollgate_usage_group_writes_total", Help: "recordUsage calls written by group commits, by path (statement, transaction).",
+	}, []string{"path"})
 	// UsageLeaseRevocations counts the usage counter leases a write had to
 	// revoke on other replicas before answering, by outcome: answered (the
 	// holder dropped it) or expired (it did not answer; the writer waited
@@ -81,7 +89,7 @@ func init() {
 	Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		HTTPRequests, GraphQLOperations, PreparedOperations, WebhookEvents, UsageEvents, GateLatency, UsageGroupSize, UsageGroupStages, UsageLeaseRevocations, RedisFallbacks, StripeCalls,
+		HTTPRequests, GraphQLOperations, PreparedOperations, WebhookEvents, UsageEvents, GateLatency, UsageGroupSize, UsageGroupStages, UsageGroupWrites, UsageLeaseRevocations, RedisFallbacks, StripeCalls,
 	)
 }
 

@@ -2,6 +2,7 @@ package usage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"sync"
@@ -83,6 +84,16 @@ type groupCommitter struct {
 	hooks groupHooks
 }
 
+// partFailed is a commit's error when it wrote its group in parts and
+// only some failed: requests were not stored, the others were.
+type partFailed struct {
+	requests []*request
+	err      error
+}
+
+func (e *partFailed) Error() string { return e.err.Error() }
+func (e *partFailed) Unwrap() error { return e.err }
+
 // groupHooks let tests watch, hold and fail groups; all are nil in
 // production.
 type groupHooks struct {
@@ -158,13 +169,19 @@ func (g *groupCommitter) take() []*request {
 // commitSafely turns a panic in a group's commit into the group's error:
 // otherwise its callers would wait forever and, with its slot never given
 // back, so would every later call.
-func (g *groupCommitter) commitSafely(ctx context.Context, group []*request) (err error) {
+func (g *groupCommitter) commitSafely(ctx context.Context, group []*request) error {
+	return panicAsError(func() error { return g.commit(ctx, group) })
+}
+
+// panicAsError runs write, a group commit or a part of one, turning a panic
+// into its error (see commitSafely).
+func panicAsError(write func() error) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("group commit panicked: %v\n%s", p, debug.Stack())
 		}
 	}()
-	return g.commit(ctx, group)
+	return write()
 }
 
 // run commits a group, hands the queue to the next leader, mirrors the
@@ -181,17 +198,22 @@ func (g *groupCommitter) run(ctx context.Context, group []*request) {
 	}
 	err := g.commitSafely(ctx, group)
 	groupCommit.Observe(observe.Since(start))
+	failed := group
+	var part *partFailed
+	if errors.As(err, &part) {
+		failed = part.requests
+	}
 	if err != nil {
-		// The transaction rolled back, so nothing of the group is stored.
-		// Every caller gets the same answer: retry, which is safe with the
-		// same idempotency keys.
+		// The transaction rolled back, so nothing of the calls it wrote is
+		// stored. Each of them gets the same answer: retry, which is safe
+		// with the same idempotency keys.
 		failure := &apperr.Error{
 			Code:       apperr.Unavailable,
 			Message:    "usage could not be recorded just now and nothing was stored; retry the call (the same idempotency keys are safe to retry)",
 			Extensions: map[string]any{"retryable": true},
 			Err:        err,
 		}
-		for _, r := range group {
+		for _, r := range failed {
 			r.out, r.err = outcome{}, failure
 		}
 	}
@@ -207,7 +229,7 @@ func (g *groupCommitter) run(ctx context.Context, group []*request) {
 	}
 	g.mu.Unlock()
 	groupSize.Observe(float64(len(group)))
-	if err == nil {
+	if err == nil || part != nil {
 		published := time.Now()
 		g.publish(ctx, group)
 		groupPublish.Observe(observe.Since(published))

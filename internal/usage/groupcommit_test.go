@@ -584,26 +584,17 @@ func TestAGroupOfSeveralOrganisationsMirrorsEachInRedis(t *testing.T) {
 // master.
 func groupMirrorsEachOrganisation(t *testing.T, f *fixture) {
 	orgs := []string{f.org(t, "starter"), f.org(t, "starter"), f.org(t, "starter")}
-	h := holdFirstGroups(f)
-	var wg sync.WaitGroup
-	errs := make([]error, smallGroupsAtOnce+2*len(orgs))
-	for i := range errs {
-		org, q := orgs[i%len(orgs)], int64(i+1)
-		wg.Go(func() {
-			_, errs[i] = f.svc.Record(context.Background(), org, []Event{ev("api_calls", q, fmt.Sprintf("k%d", i))})
-		})
-		<-h.queued
-		if i < h.slots {
-			<-h.held
+	var calls []orgCall
+	for i := range 2 * len(orgs) {
+		calls = append(calls, orgCall{orgs[i%len(orgs)], []Event{ev("api_calls", int64(i+1), fmt.Sprintf("k%d", i))}})
+	}
+	answers, sizes := recordGroupOf(t, f, orgs[0], calls)
+	for _, a := range answers {
+		if a.err != nil {
+			t.Fatal(a.err)
 		}
 	}
-	close(h.release)
-	wg.Wait()
-	f.svc.group.hooks = groupHooks{}
-	if err := errors.Join(errs...); err != nil {
-		t.Fatal(err)
-	}
-	if sizes := h.sizes(); len(sizes) != h.slots+1 {
+	if len(sizes) != smallGroupsAtOnce+1 {
 		t.Fatalf("groups of %v calls, want the queued calls in one group", sizes)
 	}
 	for _, org := range orgs {

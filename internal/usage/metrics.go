@@ -22,6 +22,9 @@ var (
 	groupCommit  = observe.UsageGroupStages.WithLabelValues("commit")
 	groupPublish = observe.UsageGroupStages.WithLabelValues("publish")
 
+	writtenByStatement   = observe.UsageGroupWrites.WithLabelValues("statement")
+	writtenByTransaction = observe.UsageGroupWrites.WithLabelValues("transaction")
+
 	leaseRevocationsAnswered = observe.UsageLeaseRevocations.WithLabelValues("answered")
 	leaseRevocationsExpired  = observe.UsageLeaseRevocations.WithLabelValues("expired")
 

@@ -9,6 +9,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -268,23 +269,86 @@ func (o *outcome) refuse(p *pending, used int64) {
 // the rollups. The database stays the arbiter of hard limits, for
 // concurrent groups on this replica or another.
 //
-// On Postgres a group none of whose events subtracts is usually written by
-// one statement instead (oneshot.go); when that statement undoes itself
-// (a total too close to a hard limit, an alert threshold crossed), the group
-// is written by the transaction.
+// On Postgres the calls of organisations none of whose events subtracts
+// and none of whose totals was lately found near a hard limit are usually
+// written by one statement instead (oneshot.go), and the other
+// organisations' calls by the transaction beside it: the two parts share no
+// key, total or rollup row, so neither waits for the other, and one
+// organisation at its hard limit does not send every organisation grouped
+// with it the slow way. When the statement undoes itself (a total too close
+// to a hard limit, an alert threshold crossed), its part is written by a
+// transaction too. A part that fails fails only its own calls.
 func (s *Service) writeGroup(ctx context.Context, group []*request) error {
 	now := s.clock.Now()
-	if s.db.Dialect == store.Postgres && s.group.hooks.written == nil && !nearMonthBoundary(now) && s.mayBeFast(group) {
-		err := retryConflicts(ctx, func() error { return s.writeGroupAtOnce(ctx, group, now) })
-		if !errors.Is(err, errLimitInReach) && !errors.Is(err, errAlertCrossed) {
-			return err
-		}
+	if s.db.Dialect != store.Postgres || s.group.hooks.written != nil || nearMonthBoundary(now) {
+		return s.writeGroupInTx(ctx, group, now)
 	}
-	return retryConflicts(ctx, func() error {
+	fast, slow := s.splitGroup(group)
+	if len(fast) == 0 {
+		return s.writeGroupInTx(ctx, slow, now)
+	}
+	var slowErr error
+	var wg sync.WaitGroup
+	if len(slow) > 0 {
+		// On a goroutine of its own, so a panic must be caught here.
+		wg.Go(func() { slowErr = panicAsError(func() error { return s.writeGroupInTx(ctx, slow, now) }) })
+	}
+	err := retryConflicts(ctx, func() error { return s.writeGroupAtOnce(ctx, fast, now) })
+	if errors.Is(err, errLimitInReach) || errors.Is(err, errAlertCrossed) {
+		err = s.writeGroupInTx(ctx, fast, now)
+	} else if err == nil {
+		writtenByStatement.Add(float64(len(fast)))
+	}
+	wg.Wait()
+	switch {
+	case err != nil && (slowErr != nil || len(slow) == 0):
+		return errors.Join(err, slowErr)
+	case err != nil:
+		return &partFailed{requests: fast, err: err}
+	case slowErr != nil:
+		return &partFailed{requests: slow, err: slowErr}
+	}
+	return nil
+}
+
+// writeGroupInTx writes group in one transaction, as writeGroup describes.
+func (s *Service) writeGroupInTx(ctx context.Context, group []*request, now time.Time) error {
+	err := retryConflicts(ctx, func() error {
 		return s.db.Tx(ctx, func(tx *gorm.DB) error {
 			return s.writeGroupTx(ctx, rollups{tx: tx, dialect: s.db.Dialect, now: now}, group)
 		})
 	})
+	if err == nil {
+		writtenByTransaction.Add(float64(len(group)))
+	}
+	return err
+}
+
+// splitGroup divides a group by organisation, each part in arrival order:
+// the calls that may be written by one statement (fast) and the others. An
+// organisation's calls stay together, as they may share keys and totals
+// that one write must judge in order.
+func (s *Service) splitGroup(group []*request) (fast, slow []*request) {
+	var slowOrgs map[string]bool
+	for _, req := range group {
+		if !s.mayBeFast(req) {
+			if slowOrgs == nil {
+				slowOrgs = map[string]bool{}
+			}
+			slowOrgs[req.org] = true
+		}
+	}
+	if slowOrgs == nil {
+		return group, nil
+	}
+	for _, req := range group {
+		if slowOrgs[req.org] {
+			slow = append(slow, req)
+		} else {
+			fast = append(fast, req)
+		}
+	}
+	return fast, slow
 }
 
 func (s *Service) writeGroupTx(ctx context.Context, r rollups, group []*request) error {
@@ -441,20 +505,18 @@ func settle(group []*request, first map[eventID]*pending, running map[counterID]
 	return accepted, judged
 }
 
-// mayBeFast reports whether a group may be written by one statement: none
+// mayBeFast reports whether a call may be written by one statement: none
 // of its events subtracts (a running total must be judged event by event
 // not to go below zero), and none of its totals was lately found too close
 // to a hard limit for it.
-func (s *Service) mayBeFast(group []*request) bool {
-	for _, req := range group {
-		for i := range req.batch {
-			p := &req.batch[i]
-			if p.quantity < 0 {
-				return false
-			}
-			if _, near := s.nearLimit.Get(p.totalID()); near {
-				return false
-			}
+func (s *Service) mayBeFast(req *request) bool {
+	for i := range req.batch {
+		p := &req.batch[i]
+		if p.quantity < 0 {
+			return false
+		}
+		if _, near := s.nearLimit.Get(p.totalID()); near {
+			return false
 		}
 	}
 	return true
