@@ -528,6 +528,9 @@ func (s *Service) mayBeFast(req *request) bool {
 func (s *Service) publishGroup(ctx context.Context, group []*request) {
 	byOrg := map[string]map[rollupKey]counter{}
 	for _, req := range group {
+		if req.err != nil { // its part of the group failed: nothing to mirror
+			continue
+		}
 		if byOrg[req.org] == nil {
 			byOrg[req.org] = map[rollupKey]counter{}
 		}
