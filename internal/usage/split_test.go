@@ -54,15 +54,10 @@ func atItsHardLimit(t *testing.T, f *fixture) string {
 	t.Helper()
 	org := f.org(t, "free")
 	f.record(t, org, ev("api_calls", 995, "fill"))
-	if _, err := f.svc.Record(context.Background(), org, []Event{ev("api_calls", 10, "over")}); !isQuotaRefusal(err) {
+	if _, err := f.svc.Record(context.Background(), org, []Event{ev("api_calls", 10, "over")}); apperr.CodeOf(err) != apperr.UsageLimitExceeded {
 		t.Fatalf("a call past the hard limit: %v, want USAGE_LIMIT_EXCEEDED", err)
 	}
 	return org
-}
-
-func isQuotaRefusal(err error) bool {
-	e, ok := apperr.As(err)
-	return ok && e.Code == apperr.UsageLimitExceeded
 }
 
 // An organisation whose total is near its hard limit has its calls judged
@@ -98,7 +93,7 @@ func TestAnOrganisationAtItsHardLimitSendsOnlyItsOwnCallsTheSlowWay(t *testing.T
 			t.Errorf("call %d: %+v, %v; want %d accepted", i, answers[i].res, answers[i].err, want)
 		}
 	}
-	if err := answers[3].err; !isQuotaRefusal(err) {
+	if err := answers[3].err; apperr.CodeOf(err) != apperr.UsageLimitExceeded {
 		t.Errorf("the limited organisation's call of 10 at 996: %v, want USAGE_LIMIT_EXCEEDED", err)
 	}
 	if got := answers[2].res.Usage[0].Used; got != 3 {
