@@ -310,3 +310,103 @@ func TestLeasedLimitsHoldAcrossReplicas(t *testing.T) {
 		}
 	})
 }
+
+// slowScripts makes Redis answer each rate-limit script delay late, as a
+// Redis under load or across a network would.
+type slowScripts struct{ delay time.Duration }
+
+func (s slowScripts) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (s slowScripts) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+func (s slowScripts) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if name := cmd.Name(); name == "evalsha" || name == "eval" {
+			time.Sleep(s.delay)
+		}
+		return next(ctx, cmd)
+	}
+}
+
+// steadily calls Allow once a millisecond for warm+measure and returns how
+// many calls after warm took delay or longer (waited for Redis), of how
+// many.
+func steadily(t *testing.T, l *Limiter, key string, rate int, warm, measure, delay time.Duration) (waited, calls int) {
+	t.Helper()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	from := time.Now().Add(warm)
+	end := from.Add(measure)
+	for now := range tick.C {
+		if now.After(end) {
+			break
+		}
+		start := time.Now()
+		if !l.Allow(context.Background(), key, rate).Allowed {
+			t.Fatalf("a request at about 1,000 a second was refused at a rate of %d", rate)
+		}
+		if start.Before(from) {
+			continue
+		}
+		calls++
+		if time.Since(start) >= delay {
+			waited++
+		}
+	}
+	return waited, calls
+}
+
+// Once a busy key's lease is warm, its requests take their tokens from
+// memory while the next lease is fetched in the background: none waits for
+// Redis, even when Redis takes a tenth of a lease's life to answer. Leases
+// fetched only once empty or expired made about ten requests a second wait.
+func TestABusyKeysRequestsDoNotWaitForRedis(t *testing.T) {
+	testenv.EachRedis(t, func(t *testing.T, rdb *redisconn.Client) {
+		const delay = leaseTTL / 10
+		rdb.AddHook(slowScripts{delay: delay})
+		l := New(rdb, quiet())
+		waited, calls := steadily(t, l, store.NewID(), 100_000, 300*time.Millisecond, time.Second, delay)
+		t.Logf("%d of %d requests waited %s or more", waited, calls, delay)
+		if calls < 200 {
+			t.Fatalf("only %d requests were made in a second; the machine is too busy to tell", calls)
+		}
+		// A stall of the machine longer than a quarter of a lease's life
+		// can still let one expire.
+		if waited > 2 {
+			t.Errorf("%d of %d steady requests waited for Redis (%s or more) once the lease was warm, want none",
+				waited, calls, delay)
+		}
+	})
+}
+
+// A fetch ahead of need that fails lets the key's requests through and
+// has the limiter skip Redis, as a fetch for a request does.
+func TestAFailedFetchAheadLetsRequestsThrough(t *testing.T) {
+	m := miniredis.RunT(t)
+	rdb := redisconn.New(redis.NewClient(&redis.Options{Addr: m.Addr(), MaxRetries: -1}), testenv.RedisPrefix())
+	t.Cleanup(func() { rdb.Close() })
+	l := New(rdb, quiet())
+	key := store.NewID()
+	for i := range 100 { // a warm lease of 32 or more tokens
+		if !l.Allow(context.Background(), key, 100_000).Allowed {
+			t.Fatalf("request %d refused while Redis was up", i+1)
+		}
+	}
+	if l.Unchecked() != 0 {
+		t.Fatalf("%d requests unchecked while Redis was up", l.Unchecked())
+	}
+	m.Close()
+	for i := range 200 {
+		if !l.Allow(context.Background(), key, 100_000).Allowed {
+			t.Fatalf("request %d refused while Redis was down; the limiter must fail open", i+1)
+		}
+	}
+	// The lease's last tokens are handed out as before; once it is empty,
+	// every request is let through unchecked, Redis being skipped.
+	if n := l.Unchecked(); n == 0 || n >= 200 {
+		t.Errorf("%d of the 200 requests after Redis stopped were unchecked; want those past the lease's last tokens", n)
+	}
+	if l.backoff.Available(time.Now()) {
+		t.Error("Redis failed, yet the limiter goes on asking it")
+	}
+}
