@@ -71,11 +71,11 @@ func (s *Service) writeGroupAtOnce(ctx context.Context, group []*request, now ti
 		args := groupArgs(group, plan, now)
 		rows, err := s.db.SQL().QueryContext(ctx, oneStatementSQL.forEvents(len(plan.claims)), args...)
 		if err != nil {
-			return s.groupAborted(plan, err)
+			return s.groupAborted(ctx, group, plan, err)
 		}
 		var stored string
 		if err := scanCounterRows(rows, changed, &stored); err != nil {
-			return s.groupAborted(plan, err)
+			return s.groupAborted(ctx, group, plan, err)
 		}
 		if err := markStored(plan.claims, stored); err != nil {
 			// The statement has committed, so the group stands; Postgres
@@ -91,9 +91,10 @@ func (s *Service) writeGroupAtOnce(ctx context.Context, group []*request, now ti
 }
 
 // groupAborted turns the statement's own abort into errLimitInReach or
-// errAlertCrossed, remembering the totals with hard limits in the first
-// case so that the next groups adding to them go the slow way at once.
-func (s *Service) groupAborted(plan groupPlan, err error) error {
+// errAlertCrossed, remembering in the first case the totals too close to
+// their ceilings (markNearLimits), so that the next groups adding to them
+// go the slow way at once.
+func (s *Service) groupAborted(ctx context.Context, group []*request, plan groupPlan, err error) error {
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) || pgErr.Code != groupAbortCode {
 		return fmt.Errorf("write usage: %w", err)
@@ -101,12 +102,48 @@ func (s *Service) groupAborted(plan groupPlan, err error) error {
 	if pgErr.Message == "alert" {
 		return errAlertCrossed
 	}
+	s.markNearLimits(ctx, group, plan)
+	return errLimitInReach
+}
+
+// markNearLimits remembers, after a statement undid itself at a ceiling,
+// the totals that the group's events would have taken past theirs, read
+// once (outside any transaction; it is rare), so that only the calls adding
+// to them leave the one statement, not those of every organisation on a
+// plan with hard limits that happened to share the group. When the read
+// fails, or finds no such total (the totals moved meanwhile), every total
+// of the group with a hard limit is remembered instead: which one it was,
+// the statement does not say.
+func (s *Service) markNearLimits(ctx context.Context, group []*request, plan groupPlan) {
+	ceilings, _ := limitsOf(group, plan)
+	// What the group would add to each total if every key were new: at
+	// least what the statement added, so a total it found too close is
+	// found so here too.
+	adds := make(map[counterID]int64, len(plan.written))
 	for _, p := range plan.claims {
-		if p.limit.Hard && !p.limit.Unlimited {
-			s.nearLimit.Put(p.totalID(), struct{}{})
+		if n, q := adds[p.totalID()], max(p.quantity, 0); n > math.MaxInt64-q {
+			adds[p.totalID()] = math.MaxInt64
+		} else {
+			adds[p.totalID()] = n + q
 		}
 	}
-	return errLimitInReach
+	marked := false
+	if totals, err := readTotals(s.db.WithContext(ctx), plan.written); err == nil {
+		for _, id := range plan.written {
+			if n := adds[id]; n > 0 && totals[id].used > ceilings[id]-n {
+				s.nearLimit.Put(id, struct{}{})
+				marked = true
+			}
+		}
+	}
+	if marked {
+		return
+	}
+	for _, id := range plan.written {
+		if ceilings[id] < math.MaxInt64 {
+			s.nearLimit.Put(id, struct{}{})
+		}
+	}
 }
 
 // groupArgs are oneStatementSQL's parameters: claimEventsSQL's for the
@@ -120,8 +157,24 @@ func groupArgs(group []*request, plan groupPlan, now time.Time) []any {
 	for i, p := range plan.claims {
 		periods[i], months[i], days[i] = timestamp(p.total.periodStart()), timestamp(clock.MonthStart(p.at)), timestamp(dayOf(p.at))
 	}
-	ceilings := make(map[counterID]int64, len(plan.written))
-	alerts := make(map[counterID]int64, len(plan.written))
+	ceilings, alerts := limitsOf(group, plan)
+	ids := slices.SortedFunc(slices.Values(plan.written), counterID.compare)
+	tOrg, tMeter, tStart := make(pointerArray[text], len(ids)), make(pointerArray[text], len(ids)), make(pointerArray[timestamp], len(ids))
+	tLimit, tAlert := make(pointerArray[integer], len(ids)), make(pointerArray[integer], len(ids))
+	for i, id := range ids {
+		tOrg[i], tMeter[i], tStart[i] = text(id.org), text(id.meter), timestamp(id.periodStart())
+		tLimit[i], tAlert[i] = integer(ceilings[id]), integer(alerts[id])
+	}
+	return append(rollups{now: now}.claimArgs(plan.claims), periods, months, days, tOrg, tMeter, tStart, tLimit, tAlert, len(ids))
+}
+
+// limitsOf is, for each period total a group writes, the ceiling the
+// strictest hard limit of its events sets (math.MaxInt64 without one: the
+// int64 range) and the limit alerts are judged against (as fireAlerts
+// judges them: the last event's; 0 for none).
+func limitsOf(group []*request, plan groupPlan) (ceilings, alerts map[counterID]int64) {
+	ceilings = make(map[counterID]int64, len(plan.written))
+	alerts = make(map[counterID]int64, len(plan.written))
 	for _, id := range plan.written {
 		ceilings[id] = math.MaxInt64
 	}
@@ -137,14 +190,7 @@ func groupArgs(group []*request, plan groupPlan, now time.Time) []any {
 			}
 		}
 	}
-	ids := slices.SortedFunc(slices.Values(plan.written), counterID.compare)
-	tOrg, tMeter, tStart := make(pointerArray[text], len(ids)), make(pointerArray[text], len(ids)), make(pointerArray[timestamp], len(ids))
-	tLimit, tAlert := make(pointerArray[integer], len(ids)), make(pointerArray[integer], len(ids))
-	for i, id := range ids {
-		tOrg[i], tMeter[i], tStart[i] = text(id.org), text(id.meter), timestamp(id.periodStart())
-		tLimit[i], tAlert[i] = integer(ceilings[id]), integer(alerts[id])
-	}
-	return append(rollups{now: now}.claimArgs(plan.claims), periods, months, days, tOrg, tMeter, tStart, tLimit, tAlert, len(ids))
+	return ceilings, alerts
 }
 
 // oneStatementSQL writes a group, as described at the top of this file.

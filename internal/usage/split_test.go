@@ -47,6 +47,26 @@ func groupWrites() (statement, transaction float64) {
 	return testutil.ToFloat64(writtenByStatement), testutil.ToFloat64(writtenByTransaction)
 }
 
+// recordGroupWritten is recordGroupOf, checking that the calls made (with
+// the held one) formed groups of 1 and len(calls), and that the statement
+// and the transaction wrote byStatement and byTransaction of them.
+func recordGroupWritten(t *testing.T, f *fixture, lead string, calls []orgCall, byStatement, byTransaction float64) []answer {
+	t.Helper()
+	statement, transaction := groupWrites()
+	answers, sizes := recordGroupOf(t, f, lead, calls)
+	if want := fmt.Sprint([]int{1, len(calls)}); fmt.Sprint(sizes) != want {
+		t.Fatalf("groups of %v calls, want %s", sizes, want)
+	}
+	afterStatement, afterTransaction := groupWrites()
+	if got := afterStatement - statement; got != byStatement {
+		t.Errorf("%v calls written by one statement, want %v", got, byStatement)
+	}
+	if got := afterTransaction - transaction; got != byTransaction {
+		t.Errorf("%v calls written by a transaction, want %v", got, byTransaction)
+	}
+	return answers
+}
+
 // atItsHardLimit fills a free organisation's api_calls to 995 of its hard
 // 1,000 and has a call of 10 refused, after which its total is known to be
 // near the limit.
@@ -68,25 +88,14 @@ func TestAnOrganisationAtItsHardLimitSendsOnlyItsOwnCallsTheSlowWay(t *testing.T
 	f := newFixture(t, testenv.OpenDB(t, store.Postgres), nil)
 	paid, limited := f.org(t, "starter"), atItsHardLimit(t, f)
 
-	statement, transaction := groupWrites()
-	answers, sizes := recordGroupOf(t, f, paid, []orgCall{
+	// The held call and the paid organisation's two by one statement each
+	// time; the limited organisation's two by the transaction.
+	answers := recordGroupWritten(t, f, paid, []orgCall{
 		{paid, []Event{ev("api_calls", 1, "p1")}},
 		{limited, []Event{ev("api_calls", 1, "l1")}},
 		{paid, []Event{ev("api_calls", 2, "p2")}},
 		{limited, []Event{ev("api_calls", 10, "l2")}},
-	})
-	if fmt.Sprint(sizes) != "[1 4]" {
-		t.Fatalf("groups of %v calls, want [1 4]", sizes)
-	}
-	afterStatement, afterTransaction := groupWrites()
-	// The held call and the paid organisation's two by one statement each
-	// time; the limited organisation's two by the transaction.
-	if got := afterStatement - statement; got != 3 {
-		t.Errorf("%v calls written by one statement, want 3 (the paid organisation's)", got)
-	}
-	if got := afterTransaction - transaction; got != 2 {
-		t.Errorf("%v calls written by a transaction, want 2 (the limited organisation's)", got)
-	}
+	}, 3, 2)
 
 	for i, want := range []int{1, 1, 1, 0} {
 		if answers[i].res.Accepted != want {
@@ -152,5 +161,45 @@ func TestWhenOnePartOfAGroupFailsOnlyItsCallsAreToldToRetry(t *testing.T) {
 	}
 	if used := f.used(t, limited, "api_calls"); used != 996 {
 		t.Errorf("the limited organisation used %d after the retry, want 996", used)
+	}
+}
+
+// When a group's statement undoes itself at one organisation's hard limit,
+// only the totals it would have taken past their ceilings are remembered as
+// near: another organisation on a plan with hard limits that shared the
+// group, far from its own, has its next calls written by the statement
+// again, not by the transaction for the next minute.
+func TestOnlyTheTotalAtItsLimitLeavesTheOneStatement(t *testing.T) {
+	f := newFixture(t, testenv.OpenDB(t, store.Postgres), nil)
+	limited, roomy := f.org(t, "free"), f.org(t, "free")
+	f.record(t, limited, ev("api_calls", 995, "fill"))
+
+	// The statement finds 995 + 10 past 1,000 and undoes itself; the
+	// transaction then counts the roomy call and refuses the other.
+	answers, sizes := recordGroupOf(t, f, roomy, []orgCall{
+		{roomy, []Event{ev("api_calls", 1, "r1")}},
+		{limited, []Event{ev("api_calls", 10, "l1")}},
+	})
+	if fmt.Sprint(sizes) != "[1 2]" {
+		t.Fatalf("groups of %v calls, want [1 2]", sizes)
+	}
+	if a := answers[0]; a.err != nil || a.res.Accepted != 1 {
+		t.Fatalf("the roomy organisation's call: %+v, %v; want it counted", a.res, a.err)
+	}
+	if err := answers[1].err; apperr.CodeOf(err) != apperr.UsageLimitExceeded {
+		t.Fatalf("10 more at 995 of a hard 1,000: %v, want USAGE_LIMIT_EXCEEDED", err)
+	}
+
+	// The held call and the roomy organisation's by one statement; the
+	// limited organisation's by the transaction.
+	answers = recordGroupWritten(t, f, roomy, []orgCall{
+		{roomy, []Event{ev("api_calls", 1, "r2")}},
+		{limited, []Event{ev("api_calls", 1, "l2")}},
+	}, 2, 1)
+	if a := answers[0]; a.err != nil || a.res.Accepted != 1 || a.res.Usage[0].Used != 2 {
+		t.Errorf("the roomy organisation's second call: %+v, %v; want it counted, 2 used", a.res, a.err)
+	}
+	if a := answers[1]; a.err != nil || a.res.Accepted != 1 || a.res.Usage[0].Used != 996 {
+		t.Errorf("the limited organisation's call of 1 at 995: %+v, %v; want it counted, 996 used", a.res, a.err)
 	}
 }
