@@ -311,23 +311,6 @@ func TestLeasedLimitsHoldAcrossReplicas(t *testing.T) {
 	})
 }
 
-// slowScripts makes Redis answer each rate-limit script delay late, as a
-// Redis under load or across a network would.
-type slowScripts struct{ delay time.Duration }
-
-func (s slowScripts) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (s slowScripts) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
-}
-func (s slowScripts) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		if name := cmd.Name(); name == "evalsha" || name == "eval" {
-			time.Sleep(s.delay)
-		}
-		return next(ctx, cmd)
-	}
-}
-
 // steadily calls Allow once a millisecond for warm+measure and returns how
 // many calls after warm took delay or longer (waited for Redis), of how
 // many.
@@ -363,7 +346,7 @@ func steadily(t *testing.T, l *Limiter, key string, rate int, warm, measure, del
 func TestABusyKeysRequestsDoNotWaitForRedis(t *testing.T) {
 	testenv.EachRedis(t, func(t *testing.T, rdb *redisconn.Client) {
 		const delay = leaseTTL / 10
-		rdb.AddHook(slowScripts{delay: delay})
+		testenv.DelayScripts(rdb, delay)
 		l := New(rdb, quiet())
 		waited, calls := steadily(t, l, store.NewID(), 100_000, 300*time.Millisecond, time.Second, delay)
 		t.Logf("%d of %d requests waited %s or more", waited, calls, delay)

@@ -154,7 +154,10 @@ func (c *counters) get(ctx context.Context, id counterID) (used int64, from sour
 		return 0, fromDatabase, false
 	}
 	key := c.key(id)
-	if n, ok := c.leases.get(key); ok {
+	if n, ok, renew := c.leases.get(key); ok {
+		if renew {
+			go c.renew(ctx, id, key)
+		}
 		return n, fromLease, true
 	}
 	v, err := c.reads.read(ctx, id, func(ctx context.Context) (string, error) {
@@ -172,6 +175,20 @@ func (c *counters) get(ctx context.Context, id counterID) (used int64, from sour
 		return 0, fromDatabase, false
 	}
 	return used, fromRedis, true
+}
+
+// renew reads a counter whose lease this replica holds from Redis again,
+// renewing the lease, on behalf of every gate of the counter rather than of
+// ctx's caller, who has been answered from the lease.
+func (c *counters) renew(ctx context.Context, id counterID, key string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cache.SharedLoadTimeout)
+	defer cancel()
+	_, err := c.reads.read(ctx, id, func(ctx context.Context) (string, error) {
+		return c.leases.read(ctx, key)
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		c.fault(ctx, "renew counter lease", err)
+	}
 }
 
 // store writes counters of one organisation in one round trip, and returns

@@ -82,8 +82,8 @@ type leased struct {
 	// until is when this replica stops answering from it: the lease's end
 	// in Redis less the margin, measured from before it was asked for.
 	until time.Time
-	// renewing is set for the gate that renews the lease; the others keep
-	// answering from memory meanwhile.
+	// renewing is set once a gate has had the lease renewed in the
+	// background; every gate keeps answering from memory meanwhile.
 	renewing atomic.Bool
 }
 
@@ -125,21 +125,23 @@ func (l *counterLeases) stripe(key string) *atomic.Uint64 {
 }
 
 // get answers a counter from a lease this replica holds. It reports false
-// when the lease is missing or ending, or when this gate is the one to
-// renew it (the others go on answering from it meanwhile).
-func (l *counterLeases) get(key string) (int64, bool) {
+// when the lease is missing or has ended. Past half its life, renew is set
+// for one gate, whose caller renews it in the background: that gate and the
+// others go on answering from it meanwhile, so no gate waits for Redis
+// while a lease is renewed in time.
+func (l *counterLeases) get(key string) (used int64, ok, renew bool) {
 	if l.closed.Load() {
-		return 0, false
+		return 0, false, false
 	}
 	e, ok := l.held.Get(key)
 	if !ok {
-		return 0, false
+		return 0, false, false
 	}
 	left := time.Until(e.until)
-	if left <= 0 || (left < l.ttl/2 && e.renewing.CompareAndSwap(false, true)) {
-		return 0, false
+	if left <= 0 {
+		return 0, false, false
 	}
-	return e.used, true
+	return e.used, true, left < l.ttl/2 && e.renewing.CompareAndSwap(false, true)
 }
 
 // readLease reads a counter and takes or renews its lease for ARGV[1] when

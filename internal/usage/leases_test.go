@@ -145,7 +145,7 @@ func TestAWriteWaitsOutTheLeaseOfAReplicaThatDoesNotAnswer(t *testing.T) {
 		if g := a.gate(t, org, "api_calls"); g.Used != 2 {
 			t.Fatalf("replica A's gate: %d used, want 2", g.Used)
 		}
-		if _, ok := a.svc.counters.leases.get(a.svc.counters.key(counterID{org, keyOf("api_calls", periodStart("monthly", testNow))})); !ok {
+		if _, ok, _ := a.svc.counters.leases.get(a.svc.counters.key(counterID{org, keyOf("api_calls", periodStart("monthly", testNow))})); !ok {
 			t.Fatal("test setup: replica A holds no lease")
 		}
 		expired := testutil.ToFloat64(leaseRevocationsExpired)
@@ -212,11 +212,11 @@ func TestAReadRacingAWriteKeepsNoLease(t *testing.T) {
 	gen := l.stripe(key).Load()
 	l.drop(key) // the write returns while the read is on its way
 	l.install(key, 1, time.Now().Add(time.Hour), gen)
-	if n, ok := l.get(key); ok {
+	if n, ok, _ := l.get(key); ok {
 		t.Fatalf("a read older than a write installed a lease answering %d", n)
 	}
 	l.install(key, 2, time.Now().Add(time.Hour), l.stripe(key).Load())
-	if n, ok := l.get(key); !ok || n != 2 {
+	if n, ok, _ := l.get(key); !ok || n != 2 {
 		t.Fatalf("a read after the write: %d (%t), want 2 from the lease", n, ok)
 	}
 }
@@ -284,4 +284,41 @@ func TestLeasesTurnedOffReadRedisForEveryGate(t *testing.T) {
 	if n, _ := rdb.Exists(context.Background(), leaseKey(f.svc.counters.key(counterID{org, keyOf("api_calls", periodStart("monthly", testNow))}))).Result(); n != 0 {
 		t.Fatal("a lease was taken with leases off")
 	}
+}
+
+// A lease past half its life is renewed in the background: the gates of a
+// busy counter go on answering from memory, none waiting for Redis, even
+// when Redis takes a tenth of the lease's life to answer. Before, the gate
+// that found the lease past half its life renewed it itself, once per half
+// life.
+func TestALeaseIsRenewedWithoutAGateWaitingForRedis(t *testing.T) {
+	testenv.EachRedis(t, func(t *testing.T, rdb *redisconn.Client) {
+		const ttl = 300 * time.Millisecond
+		const delay = ttl / 10
+		f := replica(t, testenv.DB(t), rdb, ttl)
+		org := f.org(t, "free")
+		f.record(t, org, batch("api_calls", "a", 5)...)
+		f.gate(t, org, "api_calls") // takes the lease
+		testenv.DelayScripts(rdb, delay)
+		sent := countCommands(rdb)
+		var gates, waited int
+		for end := time.Now().Add(3 * ttl); time.Now().Before(end); gates++ {
+			start := time.Now()
+			if g := f.gate(t, org, "api_calls"); g.Used != 5 {
+				t.Fatalf("gate %d: %d used, want 5", gates, g.Used)
+			}
+			if time.Since(start) >= delay {
+				waited++
+			}
+			time.Sleep(time.Millisecond) // a busy counter, not a spinning one
+		}
+		t.Logf("%d gates, %d waited %s or more, %d Redis commands", gates, waited, delay, sent.n.Load())
+		if n := sent.n.Load(); n < 2 {
+			t.Fatalf("%d Redis commands over three lease lives; the lease was not renewed", n)
+		}
+		// A stall of the machine can still hold up a gate on its own.
+		if waited > 1 {
+			t.Errorf("%d of %d gates waited %s or more while the lease was renewed, want none", waited, gates, delay)
+		}
+	})
 }
