@@ -179,14 +179,21 @@ func (c *counters) get(ctx context.Context, id counterID) (used int64, from sour
 
 // renew reads a counter whose lease this replica holds from Redis again,
 // renewing the lease, on behalf of every gate of the counter rather than of
-// ctx's caller, who has been answered from the lease.
+// ctx's caller, who has been answered from the lease. A counter Redis no
+// longer has (it lost its data, or evicted the key) ends the copy at once:
+// the next gate reads the database and writes the counter back, as a gate
+// that finds no lease does, rather than answering from memory until the
+// lease would have ended.
 func (c *counters) renew(ctx context.Context, id counterID, key string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cache.SharedLoadTimeout)
 	defer cancel()
 	_, err := c.reads.read(ctx, id, func(ctx context.Context) (string, error) {
 		return c.leases.read(ctx, key)
 	})
-	if err != nil && !errors.Is(err, redis.Nil) {
+	switch {
+	case errors.Is(err, redis.Nil):
+		c.leases.drop(key)
+	case err != nil:
 		c.fault(ctx, "renew counter lease", err)
 	}
 }

@@ -322,3 +322,38 @@ func TestALeaseIsRenewedWithoutAGateWaitingForRedis(t *testing.T) {
 		}
 	})
 }
+
+// A lease renewed in the background that finds its counter gone from Redis
+// (lost with Redis's data, or evicted) ends this replica's copy at once, so
+// the next gate reads the database and writes the counter back, instead of
+// answering from memory for the rest of the lease.
+func TestARenewalThatFindsTheCounterGoneEndsTheCopy(t *testing.T) {
+	testenv.EachRedis(t, func(t *testing.T, rdb *redisconn.Client) {
+		const ttl = 20 * time.Second
+		f := replica(t, testenv.DB(t), rdb, ttl)
+		org := f.org(t, "free")
+		f.record(t, org, batch("api_calls", "a", 2)...)
+		f.gate(t, org, "api_calls") // takes the lease
+		id := counterID{org, keyOf("api_calls", periodStart("monthly", testNow))}
+		key := f.svc.counters.key(id)
+		l := f.svc.counters.leases
+		// Past half its life, with 9 s left: longer than waitFor waits.
+		l.install(key, 2, time.Now().Add(9*time.Second), l.stripe(key).Load())
+		if err := rdb.Del(context.Background(), key).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if g := f.gate(t, org, "api_calls"); g.Used != 2 {
+			t.Fatalf("the gate that has the lease renewed: %d used, want 2 from the lease", g.Used)
+		}
+		waitFor(t, "the copy of a counter Redis lost to be dropped", func() bool {
+			_, ok, _ := l.get(key)
+			return !ok
+		})
+		if g := f.gate(t, org, "api_calls"); g.Used != 2 {
+			t.Fatalf("the next gate: %d used, want 2 from the database", g.Used)
+		}
+		if n, err := rdb.HGet(context.Background(), key, "u").Int64(); err != nil || n != 2 {
+			t.Fatalf("the counter in Redis after that gate: %d, %v; want it written back as 2", n, err)
+		}
+	})
+}
