@@ -363,7 +363,8 @@ func TestABusyKeysRequestsDoNotWaitForRedis(t *testing.T) {
 }
 
 // A fetch ahead of need that fails lets the key's requests through and
-// has the limiter skip Redis, as a fetch for a request does.
+// has the limiter skip Redis, as a fetch for a request does: Redis is
+// skipped from then on, before the lease's last tokens are used up.
 func TestAFailedFetchAheadLetsRequestsThrough(t *testing.T) {
 	m := miniredis.RunT(t)
 	rdb := redisconn.New(redis.NewClient(&redis.Options{Addr: m.Addr(), MaxRetries: -1}), testenv.RedisPrefix())
@@ -375,21 +376,49 @@ func TestAFailedFetchAheadLetsRequestsThrough(t *testing.T) {
 			t.Fatalf("request %d refused while Redis was up", i+1)
 		}
 	}
+	ls := l.leaseOf(key)
+	// state reads the lease: whether a fetch is on its way, and its tokens.
+	state := func() (fetching bool, tokens int) {
+		ls.mu.Lock()
+		defer ls.mu.Unlock()
+		return ls.refill != nil, ls.tokens
+	}
+	within := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not so after 5 s", what)
+			}
+		}
+	}
+	within("the warm-up's last fetch to end", func() bool { fetching, _ := state(); return !fetching })
 	if l.Unchecked() != 0 {
 		t.Fatalf("%d requests unchecked while Redis was up", l.Unchecked())
 	}
+
 	m.Close()
-	for i := range 200 {
+	ahead := false
+	for i := 0; i < 200 && !ahead; i++ {
 		if !l.Allow(context.Background(), key, 100_000).Allowed {
 			t.Fatalf("request %d refused while Redis was down; the limiter must fail open", i+1)
 		}
+		fetching, tokens := state()
+		ahead = fetching && tokens > 0
 	}
-	// The lease's last tokens are handed out as before; once it is empty,
-	// every request is let through unchecked, Redis being skipped.
-	if n := l.Unchecked(); n == 0 || n >= 200 {
-		t.Errorf("%d of the 200 requests after Redis stopped were unchecked; want those past the lease's last tokens", n)
+	if !ahead {
+		t.Fatal("the lease was used up with no fetch of the next one started while tokens were left")
 	}
-	if l.backoff.Available(time.Now()) {
-		t.Error("Redis failed, yet the limiter goes on asking it")
+	within("the failed fetch ahead to have the limiter skip Redis", func() bool { return !l.backoff.Available(time.Now()) })
+	if _, tokens := state(); tokens == 0 {
+		t.Fatal("test setup: the lease was used up before the fetch ahead failed")
+	}
+	for i := range 50 {
+		before := l.Unchecked()
+		if !l.Allow(context.Background(), key, 100_000).Allowed {
+			t.Fatalf("request %d after the failed fetch refused; the limiter must fail open", i+1)
+		}
+		if l.Unchecked() != before+1 {
+			t.Fatalf("request %d after the failed fetch was not counted unchecked: Redis is down, its verdict unknown", i+1)
+		}
 	}
 }

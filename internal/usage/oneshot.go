@@ -121,11 +121,7 @@ func (s *Service) markNearLimits(ctx context.Context, group []*request, plan gro
 	// found so here too.
 	adds := make(map[counterID]int64, len(plan.written))
 	for _, p := range plan.claims {
-		if n, q := adds[p.totalID()], max(p.quantity, 0); n > math.MaxInt64-q {
-			adds[p.totalID()] = math.MaxInt64
-		} else {
-			adds[p.totalID()] = n + q
-		}
+		adds[p.totalID()] = saturatingAdd(adds[p.totalID()], max(p.quantity, 0))
 	}
 	marked := false
 	if totals, err := readTotals(s.db.WithContext(ctx), plan.written); err == nil {
