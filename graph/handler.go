@@ -48,8 +48,8 @@ func NewHandler(r *Resolver, o Options) http.Handler {
 	srv := handler.New(es)
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
-	srv.AddTransport(transport.POST{})
 	docs := lru.New[*ast.QueryDocument](queryCacheSize)
+	srv.AddTransport(preparedPOST{vars: newPreparedVars(es.Schema(), docs, func(op *ast.OperationDefinition) bool { return es.plan(op) != nil })})
 	srv.SetQueryCache(docs)
 	srv.SetParserTokenLimit(MaxParserTokens)
 	if o.Production {
@@ -61,6 +61,8 @@ func NewHandler(r *Resolver, o Options) http.Handler {
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)})
 	// After persisted queries, which fill in the query text.
 	srv.Use(Admission{Introspection: !o.Production, TokenLimit: MaxParserTokens, Cache: docs})
+	// Before every extension that reads variables (preparedvars.go).
+	srv.Use(preparedVariables{})
 	if o.Work != nil {
 		srv.Use(o.Work)
 	}

@@ -5,12 +5,15 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/vektah/gqlparser/v2/ast"
 
 	"github.com/tollgate-billing/tollgate/client"
+	"github.com/tollgate-billing/tollgate/graph"
 	"github.com/tollgate-billing/tollgate/graph/generated"
 	"github.com/tollgate-billing/tollgate/internal/apptest"
 	"github.com/tollgate-billing/tollgate/internal/auth"
+	"github.com/tollgate-billing/tollgate/internal/observe"
 )
 
 // everyField selects every field of a schema type, and every field of each
@@ -225,5 +228,88 @@ func TestUsageWriteShapesThePreparedPathLeavesAlone(t *testing.T) {
 		if preparedRuns("recordUsage") != before {
 			t.Errorf("%s went to the prepared path", doc)
 		}
+	}
+}
+
+func preparedVariables() float64 { return testutil.ToFloat64(observe.PreparedVariables) }
+
+// TestPreparedVariablesAnswerAsGqlgensCheckDoes: recordUsage and
+// consumeUsage variables sent over POST are checked by the handler instead
+// of gqlparser's VariableValues when that would take them unchanged; for
+// every other value VariableValues decides. Either way the answer is the
+// generated code's, byte for byte: valid and invalid variables, values
+// VariableValues coerces, and the limits that read the variables (more
+// events than the complexity limit allows).
+func TestPreparedVariablesAnswerAsGqlgensCheckDoes(t *testing.T) {
+	h := apptest.New(t, apptest.Options{})
+	schema := generated.NewExecutableSchema(generated.Config{}).Schema()
+	tw := newTwins(t, h, "recordUsage", "vars")
+	all := `mutation($input: RecordUsageInput!) { recordUsage(input: $input)%s ` + everyField(schema, "RecordUsagePayload") + ` }`
+	input := func(events any) map[string]any { return map[string]any{"input": map[string]any{"events": events}} }
+	event := func(key string, fields ...any) map[string]any {
+		e := map[string]any{"meter": "api_calls", "quantity": 1, "idempotencyKey": key}
+		for i := 0; i+1 < len(fields); i += 2 {
+			if fields[i+1] == "-" {
+				delete(e, fields[i].(string))
+				continue
+			}
+			e[fields[i].(string)] = fields[i+1]
+		}
+		return e
+	}
+	// The document is parsed and cached by its first request, which
+	// therefore always goes through VariableValues.
+	tw.send(all, input([]any{event("warm")}), false)
+
+	many := make([]any, graph.MaxComplexity+1)
+	for i := range many {
+		many[i] = event(fmt.Sprint("many", i))
+	}
+	for _, tc := range []struct {
+		name     string
+		vars     map[string]any
+		checked  bool // by the handler, not VariableValues
+		fallback bool // not run by the prepared path
+		code     string
+	}{
+		{"one event", input([]any{event("a")}), true, false, ""},
+		{"optional fields null, __typename keys", map[string]any{"input": map[string]any{"__typename": "RecordUsageInput",
+			"events": []any{event("b", "endpoint", nil, "timestamp", nil, "__typename", "UsageEventInput")}}}, true, false, ""},
+		{"a number as a String", input([]any{event("c", "meter", 5)}), true, false, ""},
+		{"a variable the operation does not declare", map[string]any{"input": map[string]any{"events": []any{event("d")}}, "other": 1}, true, false, ""},
+		{"a fraction, left to the Int64 reader", input([]any{event("e", "quantity", 1.5)}), true, true, "BAD_USER_INPUT"},
+		{"more events than the complexity limit", input(many), true, true, "COMPLEXITY_LIMIT_EXCEEDED"},
+		{"an event without a list", input(event("f")), false, false, ""},
+		{"an unknown field", input([]any{event("g", "meters", "x")}), false, true, "GRAPHQL_VALIDATION_FAILED"},
+		{"a required field missing", input([]any{event("h", "idempotencyKey", "-")}), false, true, "GRAPHQL_VALIDATION_FAILED"},
+		{"a required field null", input([]any{event("i", "meter", nil)}), false, true, "GRAPHQL_VALIDATION_FAILED"},
+		{"a boolean as a String", input([]any{event("j", "meter", true)}), false, true, "GRAPHQL_VALIDATION_FAILED"},
+		{"a null event", input([]any{event("k"), nil}), false, true, "GRAPHQL_VALIDATION_FAILED"},
+		{"events null", input(nil), false, true, "GRAPHQL_VALIDATION_FAILED"},
+		{"input null", map[string]any{"input": nil}, false, true, "GRAPHQL_VALIDATION_FAILED"},
+		{"input missing", map[string]any{}, false, true, "GRAPHQL_VALIDATION_FAILED"},
+		{"input a list", map[string]any{"input": []any{}}, false, true, "GRAPHQL_VALIDATION_FAILED"},
+	} {
+		before := preparedVariables()
+		r := tw.send(all, tc.vars, tc.fallback)
+		if got := preparedVariables() - before; got != map[bool]float64{true: 1}[tc.checked] {
+			t.Errorf("%s: the handler checked the variables of %v requests, want checked=%v", tc.name, got, tc.checked)
+		}
+		if r.Code() != tc.code {
+			t.Errorf("%s: code %q, want %q: %s", tc.name, r.Code(), tc.code, r.Body)
+		}
+	}
+
+	// consumeUsage alike.
+	tw = newTwins(t, h, "consumeUsage", "consume-vars")
+	doc := `mutation($input: ConsumeUsageInput!) { consumeUsage(input: $input)%s ` + everyField(schema, "ConsumeUsagePayload") + ` }`
+	tw.send(doc, map[string]any{"input": event("warm")}, false)
+	before := preparedVariables()
+	tw.send(doc, map[string]any{"input": event("a", "endpoint", "POST /v1/search")}, false)
+	if r := tw.send(doc, map[string]any{"input": event("b", "timestamp", nil)}, true); r.Code() != "GRAPHQL_VALIDATION_FAILED" {
+		t.Errorf("consumeUsage with a field it does not have: %s", r.Body)
+	}
+	if got := preparedVariables() - before; got != 1 {
+		t.Errorf("the handler checked %v consumeUsage requests' variables, want 1", got)
 	}
 }

@@ -32,6 +32,13 @@ var (
 	PreparedOperations = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tollgate_graphql_prepared_operations_total", Help: "GraphQL operations answered by the prepared path, by root field.",
 	}, []string{"field"})
+	// PreparedVariables counts operations whose variables the GraphQL
+	// handler checked itself (recordUsage and consumeUsage sent over POST
+	// with input-object variables), instead of gqlparser's reflective
+	// VariableValues.
+	PreparedVariables = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tollgate_graphql_prepared_variables_total", Help: "GraphQL operations whose variables the prepared path checked.",
+	})
 	// WebhookEvents counts Stripe webhook deliveries by event type and outcome.
 	WebhookEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tollgate_webhook_events_total", Help: "Stripe webhook events by type and outcome.",
@@ -89,7 +96,7 @@ func init() {
 	Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		HTTPRequests, GraphQLOperations, PreparedOperations, WebhookEvents, UsageEvents, GateLatency, UsageGroupSize, UsageGroupStages, UsageGroupWrites, UsageLeaseRevocations, RedisFallbacks, StripeCalls,
+		HTTPRequests, GraphQLOperations, PreparedOperations, PreparedVariables, WebhookEvents, UsageEvents, GateLatency, UsageGroupSize, UsageGroupStages, UsageGroupWrites, UsageLeaseRevocations, RedisFallbacks, StripeCalls,
 	)
 }
 
