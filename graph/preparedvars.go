@@ -20,14 +20,15 @@ import (
 
 // Prepared variables. Before any operation runs, gqlgen checks and coerces
 // its variables with gqlparser's validator.VariableValues, which walks them
-// by reflection: for a one-event recordUsage about 60 of the server's ~350
-// allocations a call, and measured with 64 one-event callers (cmd/bench,
-// ingest; a throwaway build that skipped it for recordUsage) the one-event
-// ratios rose by about a tenth. gqlgen has no hook to replace that step, so
-// for the operations the prepared path runs (recordUsage, consumeUsage),
-// when every variable is an input object, POST requests take this way:
+// by reflection: most of the allocations of a 1,000-event recordUsage (59
+// per event; 14 this way) and about 35 of the ~355 of a one-event call
+// (cmd/bench, ingest; on a disk-bound machine the one-event throughput did
+// not move, in seven alternating pairs of runs). gqlgen has no hook to
+// replace that step, so for the operations the prepared path runs
+// (recordUsage, consumeUsage), when every variable is an input object, POST
+// requests take this way:
 //
-//  1. checkVariables walks the variables with type switches (they are JSON:
+//  1. check walks the variables with type switches (they are JSON:
 //     maps, lists, strings, numbers, booleans) under the same rules as
 //     VariableValues, and takes them only when VariableValues would accept
 //     them unchanged: no error, and no value it would coerce (a single value
@@ -40,7 +41,7 @@ import (
 //     read variables) puts the checked variables back, as VariableValues
 //     would have returned them.
 //
-// Anything else, and any variable checkVariables would not take, goes
+// Anything else, and any variable check would not take, goes
 // through VariableValues as before, so its errors are the same bytes: a test
 // compares the answers of both ways for valid and invalid variables.
 
