@@ -237,7 +237,11 @@ func (k *Keys) AuthenticateID(ctx context.Context, id string) (APIKey, *Failure)
 
 func (k *Keys) authenticate(ctx context.Context, where string, arg string) (APIKey, *Failure) {
 	lookup := where + arg
-	if key, ok := k.cache.get(lookup); ok {
+	if key, stale, ok := k.cache.get(lookup, k.clock.Now()); ok {
+		if stale {
+			gen := k.cache.generation()
+			k.loads.Refresh(ctx, loadKey(lookup, gen), k.reader(lookup, where, arg, gen)) // nobody waits
+		}
 		k.touch(ctx, key.ID)
 		return key, nil
 	}
@@ -262,28 +266,51 @@ func (k *Keys) authenticate(ctx context.Context, where string, arg string) (APIK
 // read that began after the last change of keys this replica knows of (the
 // cache's generation), so a key revoked here is refused at once.
 func (k *Keys) load(ctx context.Context, lookup, where, arg string) (APIKey, error) {
-	read := func(ctx context.Context, gen uint64) (APIKey, error) {
+	gen := k.cache.generation()
+	if k.cache == nil {
+		return k.reader(lookup, where, arg, gen)(ctx)
+	}
+	return k.loads.Do(ctx, loadKey(lookup, gen), k.reader(lookup, where, arg, gen))
+}
+
+// loadKey names a read of lookup begun at the cache's generation gen in
+// loads.
+func loadKey(lookup string, gen uint64) string {
+	return strconv.FormatUint(gen, 10) + ":" + lookup
+}
+
+// reader reads a key from the database, remembering it (as of generation
+// gen) unless it is revoked, and forgetting it if it is revoked or gone.
+func (k *Keys) reader(lookup, where, arg string, gen uint64) func(context.Context) (APIKey, error) {
+	return func(ctx context.Context) (APIKey, error) {
+		loaded := k.clock.Now()
 		var key APIKey
 		err := k.db.WithContext(ctx).Where(where, arg).Take(&key).Error
-		if err == nil && key.RevokedAt == nil {
-			k.cache.put(lookup, key, gen)
+		switch {
+		case err == nil && key.RevokedAt == nil:
+			k.cache.put(lookup, key, loaded, gen)
+		case err == nil || store.IsNotFound(err):
+			k.cache.forget(lookup)
 		}
 		return key, err
 	}
-	if k.cache == nil {
-		return read(ctx, 0)
-	}
-	gen := k.cache.generation()
-	return k.loads.Do(ctx, strconv.FormatUint(gen, 10)+":"+lookup, func(ctx context.Context) (APIKey, error) {
-		return read(ctx, gen)
-	})
 }
 
 // touch records last use, at most once a minute per key, so a busy key does
-// not turn every request into a write.
+// not turn every request into a write; in the background, so the request
+// that happens to record it does not wait for a durable write (one request
+// in sixty of a key used once a second did).
 func (k *Keys) touch(ctx context.Context, id string) {
 	if !k.touched.PutIfAbsent(id, struct{}{}) {
 		return
 	}
-	_ = k.db.WithContext(ctx).Model(&APIKey{}).Where("id = ?", id).Update("last_used_at", k.clock.Now()).Error
+	now := k.clock.Now()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), touchTimeout)
+		defer cancel()
+		_ = k.db.WithContext(ctx).Model(&APIKey{}).Where("id = ?", id).Update("last_used_at", now).Error
+	}()
 }
+
+// touchTimeout bounds a last-use write.
+const touchTimeout = 5 * time.Second

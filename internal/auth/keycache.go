@@ -28,6 +28,12 @@ import (
 //
 // So a revoked key stops working at once on the replica that revoked it, and
 // within about keyPollInterval on the others.
+//
+// A remembered key past half its keyCacheTTL is read again in the
+// background while it is still served (as plans are, usage.PlanCache), so
+// no request waits for the database once per keyCacheTTL per key: for a key
+// sending a request a second, that was one request in ten. A read that finds
+// the key revoked or gone forgets it.
 const (
 	keyChangesKey   = "apikeys:changes" // under the key prefix
 	keyPollInterval = 500 * time.Millisecond
@@ -50,14 +56,20 @@ type keyCache struct {
 
 	// entries' generation moves with every flush, so a key read from the
 	// database before a flush is not remembered after it.
-	entries *cache.Cache[string, APIKey]
+	entries *cache.Cache[string, cachedKey]
+}
+
+// cachedKey is a remembered key and when it was read.
+type cachedKey struct {
+	key    APIKey
+	loaded time.Time
 }
 
 // ShareChanges lets the keys be remembered between requests, with
 // revocations and signing-key changes announced to other replicas through
 // rdb. Call Run as well; until its first poll succeeds nothing is remembered.
 func (k *Keys) ShareChanges(rdb *redisconn.Client, log *slog.Logger) {
-	k.cache = &keyCache{rdb: rdb, log: log, entries: cache.New[string, APIKey](maxCachedKeys, keyCacheTTL, k.clock)}
+	k.cache = &keyCache{rdb: rdb, log: log, entries: cache.New[string, cachedKey](maxCachedKeys, keyCacheTTL, k.clock)}
 }
 
 // Run polls the change counter until ctx ends.
@@ -90,11 +102,14 @@ func (c *keyCache) poll(ctx context.Context) {
 	c.trusted.Store(true)
 }
 
-func (c *keyCache) get(lookup string) (APIKey, bool) {
+// get returns a remembered key, and whether it is due to be read again
+// (past half its keyCacheTTL, as of now).
+func (c *keyCache) get(lookup string, now time.Time) (key APIKey, stale, ok bool) {
 	if c == nil || !c.trusted.Load() {
-		return APIKey{}, false
+		return APIKey{}, false, false
 	}
-	return c.entries.Get(lookup)
+	e, ok := c.entries.Get(lookup)
+	return e.key, ok && now.Sub(e.loaded) >= keyCacheTTL/2, ok
 }
 
 // generation is taken before a database read whose result may be put.
@@ -105,13 +120,26 @@ func (c *keyCache) generation() uint64 {
 	return c.entries.Generation()
 }
 
-// put remembers a key read from the database at generation gen, unless a
-// flush has happened since.
-func (c *keyCache) put(lookup string, key APIKey, gen uint64) {
+// put remembers a key read from the database, at loaded, at generation gen,
+// unless a flush has happened since.
+func (c *keyCache) put(lookup string, key APIKey, loaded time.Time, gen uint64) {
 	if c == nil || !c.trusted.Load() {
 		return
 	}
-	c.entries.PutIfUnchanged(lookup, key, gen)
+	c.entries.PutIfUnchanged(lookup, cachedKey{key: key, loaded: loaded}, gen)
+}
+
+// forget drops a remembered key that a read found revoked or gone. Only a
+// remembered one: a removal moves the generation, which makes reads in
+// flight for other keys not remembered, and requests with unknown keys must
+// not be able to do that.
+func (c *keyCache) forget(lookup string) {
+	if c == nil {
+		return
+	}
+	if _, ok := c.entries.Get(lookup); ok {
+		c.entries.Remove(lookup)
+	}
 }
 
 func (c *keyCache) flush() { c.entries.Clear() }

@@ -226,8 +226,153 @@ func TestConcurrentFirstRequestsWithAKeyShareOneRead(t *testing.T) {
 		if n := reads.Load(); n > 2 {
 			t.Errorf("%d concurrent requests read the key %d times from the database, want 1 (2 if a change poll emptied the memory meanwhile)", callers, n)
 		}
+		// The write runs in the background.
+		eventually(t, "the key's last use was never written", func() bool { return touches.Load() >= 1 })
 		if n := touches.Load(); n != 1 {
 			t.Errorf("%d concurrent requests wrote the key's last use %d times, want 1", callers, n)
+		}
+	})
+}
+
+// rememberedKeyAt is rememberedKey on a replica whose clock the test moves.
+func rememberedKeyAt(t *testing.T, db *store.DB, clk *clock.Fake) (k *auth.Keys, key auth.APIKey, secret string, reads *atomic.Int64) {
+	t.Helper()
+	k = auth.NewKeys(db, clk, false)
+	k.ShareChanges(testenv.Redis(t), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go k.Run(ctx)
+	key, secret = newKey(t, db, k)
+	reads = countKeyReads(t, db)
+	eventually(t, "the key was never remembered", func() bool {
+		if _, f := k.Authenticate(ctx, secret); f != nil {
+			t.Fatalf("key refused: %+v", f)
+		}
+		before := reads.Load()
+		k.Authenticate(ctx, secret)
+		return reads.Load() == before
+	})
+	return k, key, secret, reads
+}
+
+// holdKeyReads makes every read of api_keys wait until the returned release
+// is called, telling started when one begins.
+func holdKeyReads(t *testing.T, db *store.DB) (started <-chan struct{}, release func()) {
+	t.Helper()
+	begun, gate := make(chan struct{}, 16), make(chan struct{})
+	if err := db.Callback().Query().Before("gorm:query").Register("test:hold_key_reads_"+t.Name(), func(tx *gorm.DB) {
+		if tx.Statement.Table == "api_keys" {
+			begun <- struct{}{}
+			<-gate
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var once atomic.Bool
+	release = func() {
+		if once.CompareAndSwap(false, true) {
+			close(gate)
+		}
+	}
+	t.Cleanup(release)
+	return begun, release
+}
+
+// A key used steadily is read again before its memory runs out, in the
+// background: the request that finds it due is answered from memory while
+// the read waits, and once the first memory would have expired the key is
+// still remembered, without a read.
+func TestARememberedKeyIsReadAgainWithoutARequestWaiting(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		clk := clock.NewFake(time.Now())
+		k, _, secret, reads := rememberedKeyAt(t, db, clk)
+		ctx := context.Background()
+		started, release := holdKeyReads(t, db)
+
+		clk.Advance(6 * time.Second) // past half of the 10 s the key is remembered
+		before := reads.Load()
+		answered := make(chan *auth.Failure, 1)
+		go func() { _, f := k.Authenticate(ctx, secret); answered <- f }()
+		select {
+		case f := <-answered:
+			if f != nil {
+				t.Fatalf("key refused: %+v", f)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("the request waited for the database's read of the key")
+		}
+		select {
+		case <-started:
+		case <-time.After(5 * time.Second):
+			t.Fatal("no read ahead began")
+		}
+		release()
+		eventually(t, "the key was never read again", func() bool { return reads.Load() > before })
+
+		clk.Advance(5 * time.Second) // 11 s after the first read, 5 after the second
+		// The read ahead puts the key once it has its answer; until then
+		// the request below may still find the first memory expired.
+		eventually(t, "the key read ahead was not remembered", func() bool {
+			before := reads.Load()
+			if _, f := k.Authenticate(ctx, secret); f != nil {
+				t.Fatalf("key refused: %+v", f)
+			}
+			return reads.Load() == before
+		})
+	})
+}
+
+// A read ahead that finds the key revoked (by a replica that could not
+// announce it) forgets it then, not when its memory would have run out.
+func TestAReadAheadThatFindsTheKeyRevokedForgetsIt(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		clk := clock.NewFake(time.Now())
+		k, key, secret, _ := rememberedKeyAt(t, db, clk)
+		ctx := context.Background()
+		if err := db.Model(&auth.APIKey{}).Where("id = ?", key.ID).Update("revoked_at", clk.Now()).Error; err != nil {
+			t.Fatal(err)
+		}
+		if _, f := k.Authenticate(ctx, secret); f != nil {
+			t.Fatalf("before a read, the remembered key was refused: %+v", f) // the window the TTL bounds
+		}
+		clk.Advance(6 * time.Second)
+		eventually(t, "the revoked key is still accepted", func() bool {
+			_, f := k.Authenticate(ctx, secret)
+			return f != nil && f.Reason == auth.ReasonRevokedKey
+		})
+	})
+}
+
+// The request that records a key's last use (once a minute) does not wait
+// for that write.
+func TestARequestDoesNotWaitForItsKeysLastUseToBeWritten(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		k := replica(t, db, testenv.Redis(t))
+		_, secret := newKey(t, db, k)
+		begun, gate := make(chan struct{}, 4), make(chan struct{})
+		if err := db.Callback().Update().Before("gorm:update").Register("test:hold_key_touches_"+t.Name(), func(tx *gorm.DB) {
+			if tx.Statement.Table == "api_keys" {
+				begun <- struct{}{}
+				<-gate
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+		defer close(gate)
+		answered := make(chan *auth.Failure, 1)
+		go func() { _, f := k.Authenticate(context.Background(), secret); answered <- f }()
+		select {
+		case f := <-answered:
+			if f != nil {
+				t.Fatalf("key refused: %+v", f)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("the request waited for its key's last use to be written")
+		}
+		select {
+		case <-begun:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the key's last use was never written")
 		}
 	})
 }
