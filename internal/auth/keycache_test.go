@@ -258,9 +258,16 @@ func rememberedKeyAt(t *testing.T, db *store.DB, clk *clock.Fake) (k *auth.Keys,
 // holdKeyReads makes every read of api_keys wait until the returned release
 // is called, telling started when one begins.
 func holdKeyReads(t *testing.T, db *store.DB) (started <-chan struct{}, release func()) {
+	return holdOnKeys(t, "reads", db.Callback().Query().Before("gorm:query").Register)
+}
+
+// holdOnKeys makes the statements on api_keys that a GORM callback
+// registered with register sees wait until release is called (at the
+// latest when the test ends), telling started when one begins.
+func holdOnKeys(t *testing.T, what string, register func(string, func(*gorm.DB)) error) (started <-chan struct{}, release func()) {
 	t.Helper()
 	begun, gate := make(chan struct{}, 16), make(chan struct{})
-	if err := db.Callback().Query().Before("gorm:query").Register("test:hold_key_reads_"+t.Name(), func(tx *gorm.DB) {
+	if err := register("test:hold_key_"+what+"_"+t.Name(), func(tx *gorm.DB) {
 		if tx.Statement.Table == "api_keys" {
 			begun <- struct{}{}
 			<-gate
@@ -278,6 +285,27 @@ func holdKeyReads(t *testing.T, db *store.DB) (started <-chan struct{}, release 
 	return begun, release
 }
 
+// answersAtOnce fails unless k accepts secret without waiting for whatever
+// holdOnKeys holds, and then started tells that a held statement began.
+func answersAtOnce(t *testing.T, k *auth.Keys, secret string, started <-chan struct{}, what string) {
+	t.Helper()
+	answered := make(chan *auth.Failure, 1)
+	go func() { _, f := k.Authenticate(context.Background(), secret); answered <- f }()
+	select {
+	case f := <-answered:
+		if f != nil {
+			t.Fatalf("key refused: %+v", f)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("the request waited for the %s", what)
+	}
+	select {
+	case <-started:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("the %s never began", what)
+	}
+}
+
 // A key used steadily is read again before its memory runs out, in the
 // background: the request that finds it due is answered from memory while
 // the read waits, and once the first memory would have expired the key is
@@ -291,21 +319,7 @@ func TestARememberedKeyIsReadAgainWithoutARequestWaiting(t *testing.T) {
 
 		clk.Advance(6 * time.Second) // past half of the 10 s the key is remembered
 		before := reads.Load()
-		answered := make(chan *auth.Failure, 1)
-		go func() { _, f := k.Authenticate(ctx, secret); answered <- f }()
-		select {
-		case f := <-answered:
-			if f != nil {
-				t.Fatalf("key refused: %+v", f)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("the request waited for the database's read of the key")
-		}
-		select {
-		case <-started:
-		case <-time.After(5 * time.Second):
-			t.Fatal("no read ahead began")
-		}
+		answersAtOnce(t, k, secret, started, "key's read ahead")
 		release()
 		eventually(t, "the key was never read again", func() bool { return reads.Load() > before })
 
@@ -349,30 +363,7 @@ func TestARequestDoesNotWaitForItsKeysLastUseToBeWritten(t *testing.T) {
 	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
 		k := replica(t, db, testenv.Redis(t))
 		_, secret := newKey(t, db, k)
-		begun, gate := make(chan struct{}, 4), make(chan struct{})
-		if err := db.Callback().Update().Before("gorm:update").Register("test:hold_key_touches_"+t.Name(), func(tx *gorm.DB) {
-			if tx.Statement.Table == "api_keys" {
-				begun <- struct{}{}
-				<-gate
-			}
-		}); err != nil {
-			t.Fatal(err)
-		}
-		defer close(gate)
-		answered := make(chan *auth.Failure, 1)
-		go func() { _, f := k.Authenticate(context.Background(), secret); answered <- f }()
-		select {
-		case f := <-answered:
-			if f != nil {
-				t.Fatalf("key refused: %+v", f)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("the request waited for its key's last use to be written")
-		}
-		select {
-		case <-begun:
-		case <-time.After(5 * time.Second):
-			t.Fatal("the key's last use was never written")
-		}
+		started, _ := holdOnKeys(t, "touches", db.Callback().Update().Before("gorm:update").Register)
+		answersAtOnce(t, k, secret, started, "write of the key's last use")
 	})
 }
