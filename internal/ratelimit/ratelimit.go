@@ -146,6 +146,13 @@ func (l *Limiter) failed(ctx context.Context, err error) {
 //   - tokens are counted when leased, so no replica ever lets through more
 //     than Redis granted: the limit itself holds exactly.
 //
+// A key Redis refused is refused here, without asking Redis, until the time
+// Redis named for its next request (RetryAfter: at most one request's share
+// of a second at these rates); Redis's answer could only be the same, as no
+// replica's requests can bring that time closer (only a higher rate set
+// meanwhile could). A key over its limit then
+// costs Redis about one round trip per RetryAfter, not one per request.
+//
 // Rates under leaseShare*2 requests a second (the free and starter plans by
 // default) are counted request by request.
 const (
@@ -170,6 +177,10 @@ type lease struct {
 	// key's requests that find the lease empty meanwhile wait for it
 	// instead of each asking Redis for a lease of its own.
 	refill *refill
+	// closed is when, by Redis's last refusal, the key's next request
+	// could pass: until then its requests are refused here, and no lease
+	// is fetched ahead.
+	closed time.Time
 }
 
 // refill is one lease fetched from Redis, and what its waiters learn.
@@ -199,7 +210,7 @@ func (l *Limiter) allowLeased(ctx context.Context, key string, rate int) Decisio
 			ls.tokens--
 			d := Decision{Allowed: true, Limit: rate, Remaining: ls.remaining + ls.tokens}
 			var ahead *refill
-			if ls.refill == nil && ls.runningOut(now) {
+			if ls.refill == nil && !now.Before(ls.closed) && ls.runningOut(now) {
 				ahead = ls.next(now, rate)
 			}
 			ls.mu.Unlock()
@@ -222,6 +233,11 @@ func (l *Limiter) allowLeased(ctx context.Context, key string, rate int) Decisio
 				return *r.refused
 			}
 			continue
+		}
+		if now.Before(ls.closed) {
+			d := Decision{Limit: rate, RetryAfter: ls.closed.Sub(now)}
+			ls.mu.Unlock()
+			return d
 		}
 		r := ls.next(now, rate)
 		ls.mu.Unlock()
@@ -270,6 +286,7 @@ func (l *Limiter) fetch(ctx context.Context, ls *lease, key string, rate int, r 
 	case res.Allowed < 1:
 		r.refused = &Decision{Limit: rate, RetryAfter: res.RetryAfter}
 		d = *r.refused
+		ls.closed = time.Now().Add(res.RetryAfter)
 	default:
 		now := time.Now()
 		if !now.Before(ls.expires) {

@@ -422,3 +422,46 @@ func TestAFailedFetchAheadLetsRequestsThrough(t *testing.T) {
 		}
 	}
 }
+
+// A key over its limit is refused without asking Redis for each request:
+// until the time Redis's last refusal named, the replica refuses alone, so
+// a flood costs Redis about one round trip per refusal window, and every
+// refusal says when to retry.
+func TestAKeyOverItsLimitIsRefusedWithoutAskingRedisEachTime(t *testing.T) {
+	rdb := testenv.Redis(t)
+	var scripts countScripts
+	rdb.AddHook(&scripts)
+	l := New(rdb, quiet())
+	ctx := context.Background()
+	key := store.NewID()
+	const rate = 1000
+	// The burst (a second's worth) passes; then the key is over its limit.
+	passed := 0
+	for range 2 * rate {
+		if l.Allow(ctx, key, rate).Allowed {
+			passed++
+		}
+	}
+	if passed > rate+rate/10 {
+		t.Fatalf("%d of %d requests passed a limit of %d a second", passed, 2*rate, rate)
+	}
+	scripts.n.Store(0)
+	refused := 0
+	for range 1000 {
+		d := l.Allow(ctx, key, rate)
+		if d.Allowed {
+			continue
+		}
+		refused++
+		if d.RetryAfter <= 0 {
+			t.Fatalf("a refusal with no time to retry after: %+v", d)
+		}
+	}
+	if refused < 500 {
+		t.Fatalf("only %d of 1,000 requests over the limit were refused", refused)
+	}
+	t.Logf("passed %d; refused %d, Redis calls %d", passed, refused, scripts.n.Load())
+	if n := scripts.n.Load(); n > int64(refused)/4 {
+		t.Errorf("%d refused requests cost %d Redis round trips, want a few per refusal window", refused, n)
+	}
+}
