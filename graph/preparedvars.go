@@ -106,8 +106,10 @@ func (e preparedExec) CreateOperationContext(ctx context.Context, params *graphq
 // check returns the request's variables as VariableValues would, and the
 // smallest valid ones to hand it instead, when both are known here.
 func (v *preparedVars) check(ctx context.Context, params *graphql.RawParams) (checked, standIn map[string]any, ok bool) {
-	// Persisted queries fill in the query later; leave them to gqlgen.
-	if len(params.Extensions) > 0 {
+	// Persisted queries fill in the query later; leave them to gqlgen. And
+	// only input objects are checked here, which JSON sends as objects: a
+	// request without one (usageGate's) is let go before any lookup.
+	if len(params.Extensions) > 0 || !anObject(params.Variables) {
 		return nil, nil, false
 	}
 	doc, cached := v.docs.Get(ctx, params.Query)
@@ -145,6 +147,16 @@ func (v *preparedVars) check(ctx context.Context, params *graphql.RawParams) (ch
 	}
 	observe.PreparedVariables.Inc()
 	return checked, standIn, true
+}
+
+// anObject reports whether some variable's value is a JSON object.
+func anObject(vars map[string]any) bool {
+	for _, v := range vars {
+		if _, ok := v.(map[string]any); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // plan decides, once per cached operation, whether its variables are
