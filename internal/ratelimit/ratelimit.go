@@ -148,10 +148,10 @@ func (l *Limiter) failed(ctx context.Context, err error) {
 //
 // A key Redis refused is refused here, without asking Redis, until the time
 // Redis named for its next request (RetryAfter: at most one request's share
-// of a second at these rates); Redis's answer could only be the same, as no
+// of a second at these rates). Redis's answer could only be the same, as no
 // replica's requests can bring that time closer (only a higher rate set
-// meanwhile could). A key over its limit then
-// costs Redis about one round trip per RetryAfter, not one per request.
+// meanwhile could), and a key over its limit then costs Redis about one
+// round trip per RetryAfter, not one per request.
 //
 // Rates under leaseShare*2 requests a second (the free and starter plans by
 // default) are counted request by request.
