@@ -135,7 +135,7 @@ func (v *preparedVars) check(ctx context.Context, params *graphql.RawParams) (ch
 			continue
 		case val == nil && def.Type.NonNull:
 			return nil, nil, false // "cannot be null"
-		case val != nil && !v.takes(def.Type, val):
+		case val != nil && !v.walk(def.Type, val, 0):
 			return nil, nil, false
 		}
 		checked[def.Variable] = val
@@ -260,13 +260,9 @@ func (v *preparedVars) minimal(t *ast.Type, depth int) (func() any, bool) {
 // maxInputDepth bounds the nesting of input types built or walked here.
 const maxInputDepth = 16
 
-// takes reports whether VariableValues accepts val, a JSON value that is
-// not null, as a value of t without changing it. False also means "not
-// sure": VariableValues then decides.
-func (v *preparedVars) takes(t *ast.Type, val any) bool {
-	return v.walk(t, val, 0)
-}
-
+// walk reports whether VariableValues accepts val, a JSON value that is
+// not null, as a value of t without changing it; depth is how deep in an
+// input val lies. False also means "not sure": VariableValues then decides.
 func (v *preparedVars) walk(t *ast.Type, val any, depth int) bool {
 	if depth > maxInputDepth {
 		return false

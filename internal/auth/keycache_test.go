@@ -22,8 +22,13 @@ import (
 
 // replica is one Tollgate process's view of the API keys.
 func replica(t *testing.T, db *store.DB, rdb *redisconn.Client) *auth.Keys {
+	return replicaAt(t, db, rdb, clock.Real{})
+}
+
+// replicaAt is replica on the clock clk.
+func replicaAt(t *testing.T, db *store.DB, rdb *redisconn.Client, clk clock.Clock) *auth.Keys {
 	t.Helper()
-	k := auth.NewKeys(db, clock.Real{}, false)
+	k := auth.NewKeys(db, clk, false)
 	k.ShareChanges(rdb, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -87,18 +92,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // and returns once the replica remembers the key between requests.
 func rememberedKey(t *testing.T, db *store.DB) (k *auth.Keys, secret string, reads *atomic.Int64) {
 	t.Helper()
-	k = replica(t, db, testenv.Redis(t))
-	_, secret = newKey(t, db, k)
-	reads = countKeyReads(t, db)
-	ctx := context.Background()
-	eventually(t, "the key was never remembered", func() bool {
-		if _, f := k.Authenticate(ctx, secret); f != nil {
-			t.Fatalf("key refused: %+v", f)
-		}
-		before := reads.Load()
-		k.Authenticate(ctx, secret)
-		return reads.Load() == before
-	})
+	k, _, secret, reads = rememberedKeyAt(t, db, clock.Real{})
 	return k, secret, reads
 }
 
@@ -234,16 +228,14 @@ func TestConcurrentFirstRequestsWithAKeyShareOneRead(t *testing.T) {
 	})
 }
 
-// rememberedKeyAt is rememberedKey on a replica whose clock the test moves.
-func rememberedKeyAt(t *testing.T, db *store.DB, clk *clock.Fake) (k *auth.Keys, key auth.APIKey, secret string, reads *atomic.Int64) {
+// rememberedKeyAt is rememberedKey on a replica on the clock clk, also
+// returning the key.
+func rememberedKeyAt(t *testing.T, db *store.DB, clk clock.Clock) (k *auth.Keys, key auth.APIKey, secret string, reads *atomic.Int64) {
 	t.Helper()
-	k = auth.NewKeys(db, clk, false)
-	k.ShareChanges(testenv.Redis(t), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	go k.Run(ctx)
+	k = replicaAt(t, db, testenv.Redis(t), clk)
 	key, secret = newKey(t, db, k)
 	reads = countKeyReads(t, db)
+	ctx := context.Background()
 	eventually(t, "the key was never remembered", func() bool {
 		if _, f := k.Authenticate(ctx, secret); f != nil {
 			t.Fatalf("key refused: %+v", f)
