@@ -229,7 +229,7 @@ func TestConcurrentFirstRequestsWithAKeyShareOneRead(t *testing.T) {
 }
 
 // rememberedKeyAt is rememberedKey on a replica on the clock clk, also
-// returning the key.
+// returning the key; it returns once the key's last use is written too.
 func rememberedKeyAt(t *testing.T, db *store.DB, clk clock.Clock) (k *auth.Keys, key auth.APIKey, secret string, reads *atomic.Int64) {
 	t.Helper()
 	k = replicaAt(t, db, testenv.Redis(t), clk)
@@ -243,6 +243,12 @@ func rememberedKeyAt(t *testing.T, db *store.DB, clk clock.Clock) (k *auth.Keys,
 		before := reads.Load()
 		k.Authenticate(ctx, secret)
 		return reads.Load() == before
+	})
+	// The key's last use is written in the background: wait for it, so
+	// that a test counting writes of keys counts only its own.
+	eventually(t, "the key's last use was never written", func() bool {
+		var got auth.APIKey
+		return db.Where("id = ?", key.ID).Take(&got).Error == nil && got.LastUsedAt != nil
 	})
 	return k, key, secret, reads
 }
