@@ -16,15 +16,14 @@ func TestGCPercentKeepsTheHeapGoalAboveTheMinimum(t *testing.T) {
 		live uint64
 		want int
 	}{
-		{8 * mib, 2300},  // 8 MiB × 24 = 192 MiB
-		{64 * mib, 800},  // 64 × 4 = 256 MiB already; plain GOGC 800 gives 576
-		{1 * mib, 4700},  // counted as 4 MiB, or the runtime's 4 MiB × GOGC minimum would pass 192
-		{0, 4700},        // before any measurement
-		{500 * mib, 800}, // a large heap is never collected more often than GOGC 800
-		{192 * mib, 800}, // exactly at the minimum
-		{20 * mib, 860},  // 20 × 9.6 = 192
-		{24 * mib, 800},  // 24 × 9 = 216 ≥ 192
-		{2 * 1024 * mib, 800},
+		{8 * mib, 700},   // 8 MiB × 8 = 64 MiB
+		{64 * mib, 400},  // exactly at the minimum: plain GOGC 400 gives 320
+		{1 * mib, 1500},  // counted as 4 MiB, or the runtime's 4 MiB × GOGC minimum would pass 64
+		{0, 1500},        // before any measurement
+		{500 * mib, 400}, // a large heap is never collected more often than GOGC 400
+		{12 * mib, 433},  // 12 × 5.33 = 64
+		{16 * mib, 400},  // 16 × 5 = 80 ≥ 64
+		{2 * 1024 * mib, 400},
 	} {
 		if got := app.GCPercentFor(c.live, app.DefaultMinHeapGoal, app.DefaultGCPercent); got != c.want {
 			t.Errorf("live %d MiB: GOGC %d, want %d", c.live/mib, got, c.want)
@@ -33,7 +32,7 @@ func TestGCPercentKeepsTheHeapGoalAboveTheMinimum(t *testing.T) {
 }
 
 // TuneGC keeps retuning after every collection: with this test binary's
-// small heap, GOGC ends up far above 800 so that the goal stays near the
+// small heap, GOGC ends up above 400 so that the goal stays near the
 // minimum.
 func TestTuneGCRaisesGOGCForASmallHeap(t *testing.T) {
 	if os.Getenv("GOGC") != "" {
