@@ -50,6 +50,9 @@ type ingestResult struct {
 	OneOrg, ManyOrgs, Floor run
 	// OneOrgGroup and ManyOrgsGroup are the group commits of those phases.
 	OneOrgGroup, ManyOrgsGroup GroupStages
+	// OneOrgCPU, ManyOrgsCPU and FloorCPU are where each of those phases'
+	// CPU went, per event.
+	OneOrgCPU, ManyOrgsCPU, FloorCPU CPUPerOp
 	// Batches are recordUsage of 100 and 1,000 events beside a raw
 	// multi-row INSERT of as many rows.
 	Batches []recordRow
@@ -195,15 +198,18 @@ func ingestPhase(ctx context.Context, b *bench, o options) (ingestResult, error)
 		saturateEach(ctx, ingestClients, o.warmup, many)
 		saturate(ctx, ingestClients, o.warmup, floor)
 		oneGroups, manyGroups := &groupTally{srv: srv}, &groupTally{srv: srv}
+		pid := srv.cmd.Process.Pid
+		oneCPU, manyCPU, floorCPU := &cpuTally{serverPID: pid}, &cpuTally{serverPID: pid}, &cpuTally{serverPID: pid}
 		runs := interleave(ctx, o.duration, ingestRounds,
-			oneGroups.around(ctx, func(rec *recorder, d time.Duration) {
+			oneGroups.around(ctx, oneCPU.around(func(rec *recorder, d time.Duration) {
 				saturateInto(ctx, rec, ingestClients, d, func(int) op { return oneOrg })
-			}),
-			manyGroups.around(ctx, func(rec *recorder, d time.Duration) { saturateInto(ctx, rec, ingestClients, d, many) }),
-			func(rec *recorder, d time.Duration) {
+			})),
+			manyGroups.around(ctx, manyCPU.around(func(rec *recorder, d time.Duration) { saturateInto(ctx, rec, ingestClients, d, many) })),
+			floorCPU.around(func(rec *recorder, d time.Duration) {
 				saturateInto(ctx, rec, ingestClients, d, func(int) op { return floor })
-			})
+			}))
 		r.OneOrg, r.ManyOrgs, r.Floor = runs[0], runs[1], runs[2]
+		r.OneOrgCPU, r.ManyOrgsCPU, r.FloorCPU = oneCPU.perOp(), manyCPU.perOp(), floorCPU.perOp()
 		if r.OneOrgGroup, err = oneGroups.stages(); err != nil {
 			return r, err
 		}
@@ -465,6 +471,13 @@ func printIngest(r ingestResult, o options) {
 		}{{"one org", r.OneOrgGroup}, {"64 orgs", r.ManyOrgsGroup}} {
 			fmt.Printf("   group commit, %s (means): a call waits %.2f ms for its group; a group commits in %.2f ms, then mirrors to Redis in %.2f ms\n",
 				p.what, p.g.WaitMs, p.g.CommitMs, p.g.PublishMs)
+		}
+		for _, p := range []struct {
+			what string
+			c    CPUPerOp
+		}{{"one org", r.OneOrgCPU}, {"64 orgs", r.ManyOrgsCPU}, {"single-row floor", r.FloorCPU}} {
+			fmt.Printf("   CPU per event (µs, /proc ticks), %s: server %.0f, Postgres %.0f, Redis %.0f, load generator %.0f, other %.0f; machine %.0f%% busy\n",
+				p.what, p.c.Server, p.c.Postgres, p.c.Redis, p.c.Load, p.c.Other, 100*p.c.Busy)
 		}
 	}
 	for _, rate := range append(slices.Clone(ingestRates), 0) {

@@ -22,6 +22,9 @@ type results struct {
 	History  *historyResult `json:"history,omitempty"`
 	// Ingest is the ingest section's table, figure by figure.
 	Ingest []ingestFigure `json:"ingest,omitempty"`
+	// IngestCPU is where the one-event phases' CPU went, per event: on
+	// one organisation, on 64, and in the single-row floor.
+	IngestCPU map[string]CPUPerOp `json:"ingestCPU,omitempty"`
 }
 
 func writeJSON(path string, began time.Time, g *gateResult, rec []recordRow, h *historyResult, in *ingestResult) error {
@@ -32,6 +35,9 @@ func writeJSON(path string, began time.Time, g *gateResult, rec []recordRow, h *
 		Failures: failures, Gate: g, Record: rec, History: h}
 	if in != nil {
 		r.Ingest = in.figures()
+		if in.OneOrgCPU.Busy > 0 {
+			r.IngestCPU = map[string]CPUPerOp{"oneOrg": in.OneOrgCPU, "manyOrgs": in.ManyOrgsCPU, "floor": in.FloorCPU}
+		}
 	}
 	raw, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
