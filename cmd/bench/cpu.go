@@ -42,17 +42,8 @@ func sampleCPU() cpuSample {
 			s.busy = busy
 		}
 	}
-	if b, err := os.ReadFile("/proc/self/stat"); err == nil {
-		// Fields after the parenthesised command name; utime and stime are
-		// the 14th and 15th fields overall.
-		if i := strings.LastIndexByte(string(b), ')'); i >= 0 {
-			f := strings.Fields(string(b)[i+1:])
-			if len(f) >= 13 {
-				u, _ := strconv.ParseInt(f[11], 10, 64)
-				st, _ := strconv.ParseInt(f[12], 10, 64)
-				s.self = u + st
-			}
-		}
+	if _, ticks, ok := procTicks(os.Getpid()); ok {
+		s.self = ticks
 	}
 	return s
 }
@@ -125,9 +116,10 @@ func procTicks(pid int) (string, int64, bool) {
 	return parseStat(string(b))
 }
 
-// parseStat reads the command name and the user and system time from a
-// /proc/<pid>/stat line. The name is in parentheses and may itself hold
-// spaces and parentheses, so the fields are counted from the last ')'.
+// parseStat reads the command name and the user and system time (the 14th
+// and 15th fields) from a /proc/<pid>/stat line. The name is in parentheses
+// and may itself hold spaces and parentheses, so the fields are counted from
+// the last ')'.
 func parseStat(s string) (string, int64, bool) {
 	open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
 	if open < 0 || end < open {
