@@ -17,18 +17,21 @@ import (
 // of requests caught by a collection (3.8 ms at GOGC=100).
 //
 // So the heap goal is never below DefaultMinHeapGoal: a small heap may grow
-// that far between collections (about five a second at 11,000 one-event
-// recordUsage calls a second, each collection a few ms of one core's time),
-// and a larger one gets GOGC=400. The soft memory limit bounds both; past it
-// the collector works harder rather than let the heap grow.
+// that far between collections (by arithmetic about five a second at 11,000
+// one-event recordUsage calls a second, each collection a few ms of one
+// core's time in GODEBUG=gctrace=1), and a larger one gets GOGC=400. The soft
+// memory limit bounds both; past it the collector works harder rather than
+// let the heap grow.
 //
 // These once were a 192 MiB goal, GOGC 800 and a 224 MiB limit, which
 // bought the gate's p99 with 240 MiB of RSS under load. Requests now
 // allocate less (cmd/bench reports allocations per gate request and per
-// recorded event), and on 2026-12-02 the smaller goal measured the same
-// ratios (ingest section: gate p99 0.76× and 0.92× the bare endpoint at 2k
-// and 5k req/s, one-event and batch ratios within the run-to-run spread)
-// with a peak RSS of 152 MiB instead of 238–246.
+// recorded event), and on 2026-12-02 these values measured what the old
+// ones did within the run-to-run spread (eight full runs of cmd/bench: gate
+// p99 0.44–1.61× the bare endpoint's, one miss of its 1.5× line, as the
+// old values also missed once in six alternating part runs; one-event and
+// batch ratios unchanged), with the server's peak RSS at 145–163 MiB
+// instead of 238–246.
 const (
 	DefaultGCPercent   = 400
 	DefaultMemoryLimit = 160 << 20
