@@ -417,6 +417,17 @@ func (r ingestResult) figures() []ingestFigure {
 	return slices.DeleteFunc(out, func(f ingestFigure) bool { return f.Measured == 0 && f.Floor == 0 })
 }
 
+// ratioText prints a ratio to two decimals, or to as many as four while
+// fewer would round it onto a tenth: every target's line lies on a tenth,
+// and 0.996 printed as "1.00×" beside MISS reads as a wrong verdict.
+func ratioText(x float64) string {
+	s := fmt.Sprintf("%.2f", x)
+	for digits := 3; strings.HasSuffix(s, "0") && digits <= 4; digits++ {
+		s = fmt.Sprintf("%.*f", digits, x)
+	}
+	return s + "×"
+}
+
 func ms64(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 func printIngest(r ingestResult, o options) {
@@ -443,7 +454,7 @@ func printIngest(r ingestResult, o options) {
 			floor = fmt.Sprintf("%.1f", f.Floor)
 		}
 		if f.Ratio != 0 {
-			rat = fmt.Sprintf("%.2f×", f.Ratio)
+			rat = ratioText(f.Ratio)
 		}
 		if f.Pass != nil {
 			verdict = map[bool]string{true: "PASS", false: "MISS"}[*f.Pass]
