@@ -37,6 +37,8 @@ const (
 type DB struct {
 	*gorm.DB
 	Dialect Dialect
+	// pipe is nil on SQLite.
+	pipe *Pipe
 }
 
 // Options says where the database is.
@@ -106,7 +108,14 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 		sqlDB.Close()
 		return nil, fmt.Errorf("connect to %s database: %w", dialect, err)
 	}
-	return &DB{DB: gdb, Dialect: dialect}, nil
+	db := &DB{DB: gdb, Dialect: dialect}
+	if dialect == Postgres {
+		if db.pipe, err = newPipe(o.URL); err != nil {
+			sqlDB.Close()
+			return nil, fmt.Errorf("open %s database: %w", dialect, err)
+		}
+	}
+	return db, nil
 }
 
 // SQL returns the underlying *sql.DB.
@@ -115,8 +124,17 @@ func (db *DB) SQL() *sql.DB {
 	return s
 }
 
-// Close closes the connection pool.
-func (db *DB) Close() error { return db.SQL().Close() }
+// Pipe is the database's statement pipe (pipe.go), opened on first use;
+// nil on SQLite.
+func (db *DB) Pipe() *Pipe { return db.pipe }
+
+// Close closes the connection pool and the pipe's connection.
+func (db *DB) Close() error {
+	if db.pipe != nil {
+		db.pipe.close()
+	}
+	return db.SQL().Close()
+}
 
 // Ping checks the database answers.
 func (db *DB) Ping(ctx context.Context) error { return db.SQL().PingContext(ctx) }
