@@ -16,9 +16,12 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/testenv"
 )
 
-// smallGroupsAtOnce is how many groups of small calls (fewer events than
-// overlapEvents) commit at once, on either dialect: a second one never
-// starts beside a group in flight.
+// smallGroupsAtOnce is how many groups commit at once while a holder holds
+// them: one, on either dialect. The holder keeps a second group from
+// starting beside the one in flight (which it would once overlapEvents
+// events queue), so that the calls made meanwhile all share the next group;
+// TestASecondGroupStartsOnceEventsQueueAndCommitsInItsTurn covers the
+// second group.
 const smallGroupsAtOnce = 1
 
 // holder holds the first groups in flight (as many as commit at once) until
@@ -37,6 +40,7 @@ type holder struct {
 
 func holdFirstGroups(f *fixture) *holder {
 	h := &holder{slots: smallGroupsAtOnce, held: make(chan struct{}, 8), release: make(chan struct{}), queued: make(chan int, 1024)}
+	f.svc.group.overlap = math.MaxInt
 	f.svc.group.hooks.started = func(_ context.Context, group []*request) {
 		h.mu.Lock()
 		h.groups = append(h.groups, len(group))
@@ -97,6 +101,7 @@ func recordHeldWith(t *testing.T, f *fixture, org string, calls [][]Event, befor
 	close(h.release)
 	wg.Wait()
 	f.svc.group.hooks = groupHooks{}
+	f.svc.group.overlap = overlapEvents
 	return answers, h.sizes()
 }
 
@@ -389,13 +394,14 @@ func TestALoneCallCommitsAtOnce(t *testing.T) {
 	})
 }
 
-// TestOnlyABigCallCommitsBesideAGroupInFlight: on Postgres a call of
-// overlapEvents events starts its own group beside the one in flight
-// rather than wait for it, while small calls queue; when the big group
-// ends first it leaves the small calls to the group still in flight
-// instead of starting a second small group beside it. SQLite has one
-// writer, so there the big call queues like the rest.
-func TestOnlyABigCallCommitsBesideAGroupInFlight(t *testing.T) {
+// TestASecondGroupStartsOnceEventsQueueAndCommitsInItsTurn: on Postgres,
+// once overlapEvents events queue behind the group in flight a second
+// group starts beside it, but it commits in its turn: a call that arrived
+// first is counted first even when its group is the slower to send its
+// statement. Small calls keep queueing meanwhile and go together in the
+// next group. SQLite has one writer, so there every call queues behind the
+// first group.
+func TestASecondGroupStartsOnceEventsQueueAndCommitsInItsTurn(t *testing.T) {
 	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
 		f := newFixture(t, db, nil)
 		org := f.org(t, "starter")
@@ -420,13 +426,11 @@ func TestOnlyABigCallCommitsBesideAGroupInFlight(t *testing.T) {
 				return held{}
 			}
 		}
-		answers := make(chan answer, 4)
 		call := func(events ...Event) chan answer {
 			done := make(chan answer, 1)
 			go func() {
 				res, err := f.svc.Record(context.Background(), org, events)
 				done <- answer{res, err}
-				answers <- answer{res, err}
 			}()
 			return done
 		}
@@ -435,33 +439,19 @@ func TestOnlyABigCallCommitsBesideAGroupInFlight(t *testing.T) {
 			big[i] = ev("api_calls", 1, fmt.Sprintf("big-%d", i))
 		}
 
-		call(ev("api_calls", 1, "first"))
+		firstDone := call(ev("api_calls", 1, "first"))
 		<-queued
 		first := next("the first call's")
 		bigDone := call(big...)
 		<-queued
-		var bigGroup held
 		if db.Dialect == store.Postgres {
-			bigGroup = next("the big call's, beside the first")
+			// The big call's group starts beside the first and is let go
+			// at once, while the first is still held before its statement.
+			close(next("the big call's, beside the first").release)
 		}
-		call(ev("api_calls", 1, "small-1"))
-		call(ev("api_calls", 1, "small-2"))
+		smallDone := []chan answer{call(ev("api_calls", 1, "small-1")), call(ev("api_calls", 1, "small-2"))}
 		<-queued
 		<-queued
-		if db.Dialect == store.Postgres {
-			close(bigGroup.release)
-			if a := <-bigDone; a.err != nil || a.res.Accepted != overlapEvents {
-				t.Fatalf("the big call: %+v, %v", a.res, a.err)
-			}
-			// Its group has ended and handed nothing over: the two small
-			// calls still wait for the first group's end.
-			f.svc.group.mu.Lock()
-			inFlight, waiting := f.svc.group.inFlight, len(f.svc.group.queue)
-			f.svc.group.mu.Unlock()
-			if inFlight != 1 || waiting != 2 {
-				t.Fatalf("after the big group: %d groups in flight, %d calls queued; want the first group alone, 2 queued", inFlight, waiting)
-			}
-		}
 		close(first.release)
 		last := next("the queued calls'")
 		close(last.release)
@@ -472,9 +462,17 @@ func TestOnlyABigCallCommitsBesideAGroupInFlight(t *testing.T) {
 		if last.size != want {
 			t.Errorf("the group after the first held %d calls, want %d", last.size, want)
 		}
-		for range 4 {
-			if a := <-answers; a.err != nil || a.res.Accepted == 0 {
-				t.Errorf("a call was told %+v, %v", a.res, a.err)
+		// Each call reports the total after its own events: the first
+		// call's 1 unit was counted before the big call's.
+		for i, c := range append([]chan answer{firstDone, bigDone}, smallDone...) {
+			a := <-c
+			wantAccepted, wantUsed := 1, int64(1)
+			if i == 1 {
+				wantAccepted, wantUsed = overlapEvents, 1+overlapEvents
+			}
+			if a.err != nil || a.res.Accepted != wantAccepted ||
+				i < 2 && (len(a.res.Usage) != 1 || a.res.Usage[0].Used != wantUsed) {
+				t.Errorf("call %d was told %+v, %v; want its events accepted and, for the first two, usage %d", i, a.res, a.err, wantUsed)
 			}
 		}
 		if used := f.used(t, org, "api_calls"); used != overlapEvents+3 {

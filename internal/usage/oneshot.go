@@ -30,6 +30,11 @@ import (
 // itself by calling tollgate_group_abort (migration 00052): the group is
 // then written in a transaction, which can judge events one by one and fire
 // alerts with it.
+//
+// The statement goes through the database's pipe (store.Pipe), behind the
+// statement of the group taken before, or for a big group on a pooled
+// connection beside it (groupcommit.go, turn); either way it waits for its
+// turn or leaves room for the groups ahead.
 
 // errLimitInReach undoes a one-statement group: some period total was too
 // close to a hard limit (or to the int64 range) to count the group's events
@@ -48,7 +53,7 @@ const groupAbortCode = "TG001"
 // writeGroupAtOnce writes a group in one statement, as above. The group
 // must be eligible (mayBeFast) and not near a month boundary, where claims
 // take the boundary lock in a transaction.
-func (s *Service) writeGroupAtOnce(ctx context.Context, group []*request, now time.Time) error {
+func (s *Service) writeGroupAtOnce(ctx context.Context, t *turn, group []*request, now time.Time, alone, resync bool) error {
 	plan := planGroup(group)
 	for _, p := range plan.claims {
 		p.claimed = false // a retried statement starts afresh
@@ -68,14 +73,22 @@ func (s *Service) writeGroupAtOnce(ctx context.Context, group []*request, now ti
 	}
 	changed := map[counterID]counter{}
 	if len(plan.claims) > 0 {
-		args := groupArgs(group, plan, now)
-		rows, err := s.db.SQL().QueryContext(ctx, oneStatementSQL.forEvents(len(plan.claims)), args...)
+		room, shared := t.room(plan.first)
+		if shared {
+			// A key of a group ahead: its calls are judged first.
+			if err := t.mayJudge(ctx); err != nil {
+				return err
+			}
+			room = nil
+		}
+		args := groupArgs(group, plan, now, room)
+		rows, err := s.sendGroup(ctx, t, group, len(plan.claims), args, alone, resync)
 		if err != nil {
-			return s.groupAborted(ctx, group, plan, err)
+			return s.groupAborted(ctx, group, plan, room, err)
 		}
 		var stored string
 		if err := scanCounterRows(rows, changed, &stored); err != nil {
-			return s.groupAborted(ctx, group, plan, err)
+			return s.groupAborted(ctx, group, plan, room, err)
 		}
 		if err := markStored(plan.claims, stored); err != nil {
 			// The statement has committed, so the group stands; Postgres
@@ -94,7 +107,7 @@ func (s *Service) writeGroupAtOnce(ctx context.Context, group []*request, now ti
 // errAlertCrossed, remembering in the first case the totals too close to
 // their ceilings (markNearLimits), so that the next groups adding to them
 // go the slow way at once.
-func (s *Service) groupAborted(ctx context.Context, group []*request, plan groupPlan, err error) error {
+func (s *Service) groupAborted(ctx context.Context, group []*request, plan groupPlan, room map[counterID]int64, err error) error {
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) || pgErr.Code != groupAbortCode {
 		return fmt.Errorf("write usage: %w", err)
@@ -102,8 +115,30 @@ func (s *Service) groupAborted(ctx context.Context, group []*request, plan group
 	if pgErr.Message == "alert" {
 		return errAlertCrossed
 	}
-	s.markNearLimits(ctx, group, plan)
+	s.markNearLimits(ctx, group, plan, room)
 	return errLimitInReach
+}
+
+// sendGroup runs a group's statement (of n events, with args), pooled or
+// piped as its turn says, and returns its rows.
+func (s *Service) sendGroup(ctx context.Context, t *turn, group []*request, n int, args []any, alone, resync bool) (rowScanner, error) {
+	if t.pooled {
+		return s.db.SQL().QueryContext(ctx, oneStatementSQL.forEvents(n), args...)
+	}
+	if err := t.mayPipe(ctx); err != nil {
+		return nil, err
+	}
+	call, err := s.db.Pipe().Send(ctx, pipedStatementSQL.forEvents(n), args, resync)
+	if err != nil {
+		return nil, err
+	}
+	if alone {
+		t.sent()
+	}
+	if s.group.hooks.sent != nil {
+		s.group.hooks.sent(group)
+	}
+	return call.Wait(ctx)
 }
 
 // markNearLimits remembers, after a statement undid itself at a ceiling,
@@ -114,12 +149,15 @@ func (s *Service) groupAborted(ctx context.Context, group []*request, plan group
 // fails, or finds no such total (the totals moved meanwhile), every total
 // of the group with a hard limit is remembered instead: which one it was,
 // the statement does not say.
-func (s *Service) markNearLimits(ctx context.Context, group []*request, plan groupPlan) {
+func (s *Service) markNearLimits(ctx context.Context, group []*request, plan groupPlan, room map[counterID]int64) {
 	ceilings, _ := limitsOf(group, plan)
 	// What the group would add to each total if every key were new: at
 	// least what the statement added, so a total it found too close is
 	// found so here too.
 	adds := make(map[counterID]int64, len(plan.written))
+	for id, n := range room {
+		adds[id] = n
+	}
 	for _, p := range plan.claims {
 		adds[p.totalID()] = saturatingAdd(adds[p.totalID()], max(p.quantity, 0))
 	}
@@ -145,9 +183,10 @@ func (s *Service) markNearLimits(ctx context.Context, group []*request, plan gro
 // groupArgs are oneStatementSQL's parameters: claimEventsSQL's for the
 // claims (in key order), the rollup rows each event adds to, and the period
 // totals with the strictest hard limit any of the group's events carries
-// and the limit alerts are judged against (as fireAlerts judges them: the
-// last event's).
-func groupArgs(group []*request, plan groupPlan, now time.Time) []any {
+// (less the room left for groups ahead, turn.room) and the limit alerts are
+// judged against (as fireAlerts judges them: the last event's), then that
+// room.
+func groupArgs(group []*request, plan groupPlan, now time.Time, room map[counterID]int64) []any {
 	n := len(plan.claims)
 	periods, months, days := make(pointerArray[timestamp], n), make(pointerArray[timestamp], n), make(pointerArray[timestamp], n)
 	for i, p := range plan.claims {
@@ -156,12 +195,13 @@ func groupArgs(group []*request, plan groupPlan, now time.Time) []any {
 	ceilings, alerts := limitsOf(group, plan)
 	ids := slices.SortedFunc(slices.Values(plan.written), counterID.compare)
 	tOrg, tMeter, tStart := make(pointerArray[text], len(ids)), make(pointerArray[text], len(ids)), make(pointerArray[timestamp], len(ids))
-	tLimit, tAlert := make(pointerArray[integer], len(ids)), make(pointerArray[integer], len(ids))
+	tLimit, tAlert, tRoom := make(pointerArray[integer], len(ids)), make(pointerArray[integer], len(ids)), make(pointerArray[integer], len(ids))
 	for i, id := range ids {
 		tOrg[i], tMeter[i], tStart[i] = text(id.org), text(id.meter), timestamp(id.periodStart())
-		tLimit[i], tAlert[i] = integer(ceilings[id]), integer(alerts[id])
+		// Both are non-negative: no overflow.
+		tLimit[i], tAlert[i], tRoom[i] = integer(ceilings[id]-room[id]), integer(alerts[id]), integer(room[id])
 	}
-	return append(rollups{now: now}.claimArgs(plan.claims), periods, months, days, tOrg, tMeter, tStart, tLimit, tAlert, len(ids))
+	return append(rollups{now: now}.claimArgs(plan.claims), periods, months, days, tOrg, tMeter, tStart, tLimit, tAlert, len(ids), tRoom)
 }
 
 // limitsOf is, for each period total a group writes, the ceiling the
@@ -206,8 +246,8 @@ stored AS (
 INSERT INTO usage_events (org_id, idempotency_key, meter, quantity, endpoint, occurred_at, recorded_at)
 SELECT o, k, m, n, e, t, $1 FROM fresh RETURNING 1),
 w AS (
-SELECT w.o, w.m, w.p, coalesce(s.n, 0) AS n, w.lim - coalesce(s.n, 0) AS c, w.alert
-FROM unnest($14::text[], $15::text[], $16::timestamptz[], $17::bigint[], $18::bigint[]) AS w(o, m, p, lim, alert)
+SELECT w.o, w.m, w.p, coalesce(s.n, 0) AS n, w.lim - coalesce(s.n, 0) AS c, w.alert, w.room
+FROM unnest($14::text[], $15::text[], $16::timestamptz[], $17::bigint[], $18::bigint[], $20::bigint[]) AS w(o, m, p, lim, alert, room)
 LEFT JOIN (SELECT o, m, p, sum(n)::bigint AS n FROM fresh GROUP BY o, m, p) s USING (o, m, p)
 WHERE (SELECT count(*) FROM stored) >= 0),
 totals AS (
@@ -232,8 +272,11 @@ SELECT CASE
 	WHEN (SELECT count(*) FROM totals) <> $19 THEN tollgate_group_abort('limit')
 	WHEN EXISTS (SELECT 1 FROM totals t JOIN w ON w.o = t.org_id AND w.m = t.meter AND w.p = t.period_start
 		WHERE w.alert > 0 AND w.n > 0
-		AND least(100, floor(100 * t.used::numeric / w.alert)) > least(100, floor(100 * (t.used - w.n)::numeric / w.alert)))
+		AND least(100, floor(100 * (t.used + w.room)::numeric / w.alert)) > least(100, floor(100 * (t.used - w.n)::numeric / w.alert)))
 		THEN tollgate_group_abort('alert')
 	ELSE 0 END AS ok)
 SELECT (SELECT coalesce(array_agg(i)::text, '{}') FROM fresh), org_id, meter, period_start, used, version
 FROM totals WHERE (SELECT ok FROM verdict) = 0`)
+
+// pipedStatementSQL is oneStatementSQL sent through the pipe, in turn.
+var pipedStatementSQL = oneStatementSQL.inTurn()

@@ -277,28 +277,25 @@ func (o *outcome) refuse(p *pending, used int64) {
 // organisation at its hard limit does not send every organisation grouped
 // with it the slow way. When the statement undoes itself (a total too close
 // to a hard limit, an alert threshold crossed), its part is written by a
-// transaction too. A part that fails fails only its own calls.
-func (s *Service) writeGroup(ctx context.Context, group []*request) error {
+// transaction too. A part that fails fails only its own calls. Every
+// transaction waits for the groups taken before its own to finish, and
+// every statement goes in its turn (groupcommit.go, turn).
+func (s *Service) writeGroup(ctx context.Context, t *turn, group []*request) error {
 	now := s.clock.Now()
 	if s.db.Dialect != store.Postgres || s.group.hooks.written != nil || nearMonthBoundary(now) {
-		return s.writeGroupInTx(ctx, group, now)
+		return s.writeGroupInTurn(ctx, t, group, now)
 	}
 	fast, slow := s.splitGroup(group)
 	if len(fast) == 0 {
-		return s.writeGroupInTx(ctx, slow, now)
+		return s.writeGroupInTurn(ctx, t, slow, now)
 	}
 	var slowErr error
 	var wg sync.WaitGroup
 	if len(slow) > 0 {
 		// On a goroutine of its own, so a panic must be caught here.
-		wg.Go(func() { slowErr = panicAsError(func() error { return s.writeGroupInTx(ctx, slow, now) }) })
+		wg.Go(func() { slowErr = panicAsError(func() error { return s.writeGroupInTurn(ctx, t, slow, now) }) })
 	}
-	err := retryConflicts(ctx, func() error { return s.writeGroupAtOnce(ctx, fast, now) })
-	if errors.Is(err, errLimitInReach) || errors.Is(err, errAlertCrossed) {
-		err = s.writeGroupInTx(ctx, fast, now)
-	} else if err == nil {
-		writtenByStatement.Add(float64(len(fast)))
-	}
+	err := s.writeFast(ctx, t, fast, now, len(slow) == 0)
 	wg.Wait()
 	switch {
 	case err != nil && (slowErr != nil || len(slow) == 0):
@@ -309,6 +306,44 @@ func (s *Service) writeGroup(ctx context.Context, group []*request) error {
 		return &partFailed{requests: slow, err: slowErr}
 	}
 	return nil
+}
+
+// writeFast writes the calls of a group that one statement may write
+// (alone: the group has no other part) through the database's pipe, in
+// the group's turn, and in a transaction when the statement undoes itself.
+// A statement undone by a conflict or out of turn is sent again once the
+// groups before it have finished, when nothing is in flight before it.
+func (s *Service) writeFast(ctx context.Context, t *turn, fast []*request, now time.Time, alone bool) error {
+	resync := false
+	for attempt := 1; ; attempt++ {
+		err := s.writeGroupAtOnce(ctx, t, fast, now, alone, resync)
+		switch {
+		case err == nil:
+			writtenByStatement.Add(float64(len(fast)))
+			return nil
+		case errors.Is(err, errLimitInReach) || errors.Is(err, errAlertCrossed):
+			return s.writeGroupInTurn(ctx, t, fast, now)
+		case attempt < conflictAttempts && (errors.Is(err, store.ErrOutOfTurn) || store.IsConflict(err)):
+			if err := t.mayJudge(ctx); err != nil {
+				return err
+			}
+			resync = true
+		default:
+			return err
+		}
+	}
+}
+
+// writeGroupInTurn writes group in one transaction once every group taken
+// before it has finished, so that it judges the calls after theirs.
+func (s *Service) writeGroupInTurn(ctx context.Context, t *turn, group []*request, now time.Time) error {
+	if s.group.hooks.waits != nil {
+		s.group.hooks.waits(group)
+	}
+	if err := t.mayJudge(ctx); err != nil {
+		return err
+	}
+	return s.writeGroupInTx(ctx, group, now)
 }
 
 // writeGroupInTx writes group in one transaction, as writeGroup describes.

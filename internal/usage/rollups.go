@@ -302,6 +302,20 @@ func withClaim(rest string) claimStatement {
 	return claimStatement{perKey: `WITH ` + claimedPerKey + rest, perOrg: `WITH ` + claimedPerOrg + rest}
 }
 
+// inTurn is c sent through the database's pipe (store.Pipe), whose two
+// marks follow its twenty parameters: the claim, the statement's first
+// write, waits for its turn, as a one-time filter before any row.
+func (c claimStatement) inTurn() claimStatement {
+	turn := func(q string) string {
+		const at = "AS c(o, k)\nWHERE NOT EXISTS"
+		if strings.Count(q, at) != 1 {
+			panic("usage: the claim has no place for its turn")
+		}
+		return strings.Replace(q, at, "AS c(o, k)\nWHERE (SELECT tollgate_pipe_turn($21, $22)) AND NOT EXISTS", 1)
+	}
+	return claimStatement{perKey: turn(c.perKey), perOrg: turn(c.perOrg)}
+}
+
 const claimedPerKey = `claimed AS (
 INSERT INTO usage_event_keys (org_id, idempotency_key, arrival_month)
 SELECT c.o, c.k, $2 FROM unnest($4::text[], $5::text[]) AS c(o, k)
@@ -566,7 +580,7 @@ func scanCounters(into map[counterID]counter) func(rows *sql.Rows, err error) er
 
 // scanCounterRows is scanCounters on rows already opened; lead receives the
 // columns a query returns before those five (the same in every row).
-func scanCounterRows(rows *sql.Rows, into map[counterID]counter, lead ...any) error {
+func scanCounterRows(rows rowScanner, into map[counterID]counter, lead ...any) error {
 	defer rows.Close()
 	var (
 		org, meter string
@@ -581,6 +595,15 @@ func scanCounterRows(rows *sql.Rows, into map[counterID]counter, lead ...any) er
 		into[counterID{org, keyOf(meter, start)}] = c
 	}
 	return rows.Err()
+}
+
+// rowScanner is what scanCounterRows reads: *sql.Rows, or a pipe's
+// *store.PipeRows.
+type rowScanner interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+	Close() error
 }
 
 // rowsOf repeats a VALUES row n times.

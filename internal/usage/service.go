@@ -112,9 +112,8 @@ const (
 
 // commitSlots is how many groups commit at once. SQLite has one writer, so
 // a second group would only wait for the connection. On Postgres a second
-// slot lets a big group (overlapEvents or more) claim and insert its events
-// while the other waits for its fsync; more slots would only split the
-// calls into smaller groups.
+// group's statement waits in the pipe behind the first's (groupcommit.go);
+// more would only split the calls into smaller groups.
 func commitSlots(d store.Dialect) int {
 	if d == store.Postgres {
 		return 2
