@@ -120,7 +120,8 @@ type groupHooks struct {
 	written func(group []*request) error
 	// sent sees the calls of a group whose statement was just sent through
 	// the pipe (Postgres); waits, those of a group (or of one of its parts)
-	// about to wait for the groups ahead of it before a transaction.
+	// about to wait for the groups ahead of it before its transaction
+	// judges them.
 	sent, waits func(group []*request)
 }
 
@@ -290,9 +291,10 @@ type taken struct {
 //     undoes it, and a key it shares with them makes it wait for them. A
 //     piped group does the same for the pooled groups ahead of it.
 //
-// A group writes in a transaction, which judges as it runs, only once
-// every group ahead of it has finished; a statement that fails out of turn
-// (store.ErrOutOfTurn) or in a conflict is sent again then.
+// A group written in a transaction, which judges as it runs, judges only
+// once every group ahead of it has finished (it may claim its keys before;
+// writeGroupInTurn); a statement that fails out of turn (store.ErrOutOfTurn)
+// or in a conflict is sent again then.
 type turn struct {
 	group  []*request
 	pooled bool
@@ -345,6 +347,35 @@ func (t *turn) mayJudge(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// sharesKey reports whether a group ahead of this one, still in flight, has
+// a key of group.
+func (t *turn) sharesKey(group []*request) bool {
+	var keys map[eventID]struct{}
+	for _, a := range t.ahead {
+		select {
+		case <-a.done:
+			continue
+		default:
+		}
+		if keys == nil {
+			keys = map[eventID]struct{}{}
+			for _, req := range group {
+				for i := range req.batch {
+					keys[req.batch[i].eventID()] = struct{}{}
+				}
+			}
+		}
+		for _, req := range a.group {
+			for i := range req.batch {
+				if _, ok := keys[req.batch[i].eventID()]; ok {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // room is what the groups ahead of this one that may commit after it

@@ -232,3 +232,90 @@ func TestABigGroupCommitsBesideTheGroupAheadAndLeavesItRoom(t *testing.T) {
 		})
 	}
 }
+
+// TestATransactionClaimsBesideTheGroupAheadAndJudgesAfterIt: a group that
+// must be written in a transaction (one of its events subtracts) claims
+// its keys while the group ahead of it is still in flight, so big groups'
+// inserts overlap, and judges its calls only after that group: a delete
+// behind the upload that arrived first is counted, not refused for taking
+// the total below zero. When the group ahead has one of its keys, it waits
+// before claiming anything, and that key is a duplicate.
+func TestATransactionClaimsBesideTheGroupAheadAndJudgesAfterIt(t *testing.T) {
+	db := testenv.OpenDB(t, store.Postgres)
+	const meter, upload = "storage_bytes", 4096
+	for _, tc := range []struct {
+		name        string
+		sharesKey   bool
+		wantClaimed int // of the waiting call's events, when it waits
+	}{
+		{"keys of its own", false, overlapEvents},
+		{"a key of the group ahead", true, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, db, nil)
+			org := f.org(t, "starter")
+			started := make(chan chan struct{})
+			f.svc.group.hooks.started = func(_ context.Context, group []*request) {
+				if len(group[0].batch) == 1 { // the upload's group is held
+					release := make(chan struct{})
+					started <- release
+					<-release
+				}
+			}
+			claimed := make(chan int, 4)
+			f.svc.group.hooks.waits = func(group []*request) {
+				n := 0
+				for _, req := range group {
+					for _, p := range req.batch {
+						if p.claimed {
+							n++
+						}
+					}
+				}
+				claimed <- n
+			}
+			defer func() { f.svc.group.hooks = groupHooks{} }()
+			uploadDone, laterDone := make(chan answer, 1), make(chan answer, 1)
+			go func() {
+				res, err := f.svc.Record(context.Background(), org, []Event{ev(meter, upload, "upload")})
+				uploadDone <- answer{res, err}
+			}()
+			release := <-started
+			// overlapEvents events, so the call starts a group of its own
+			// beside the held one: the delete, then calls of one unit.
+			later := append([]Event{ev(meter, -upload, "delete")}, batch(meter, "unit", overlapEvents-1)...)
+			if tc.sharesKey {
+				later[1] = ev(meter, 1, "upload")
+			}
+			go func() {
+				res, err := f.svc.Record(context.Background(), org, later)
+				laterDone <- answer{res, err}
+			}()
+			select {
+			case n := <-claimed:
+				if n != tc.wantClaimed {
+					t.Errorf("%d of the later call's events claimed while it waits for the upload's group, want %d", n, tc.wantClaimed)
+				}
+			case a := <-laterDone:
+				t.Fatalf("the later call was answered before the upload ahead of it: %+v, %v", a.res, a.err)
+			case <-time.After(10 * time.Second):
+				t.Fatal("the later call never waited for its turn")
+			}
+			close(release)
+			up, a := <-uploadDone, <-laterDone
+			if up.err != nil || up.res.Accepted != 1 {
+				t.Errorf("the upload: %+v, %v; want it counted", up.res, up.err)
+			}
+			wantAccepted, wantDuplicates := len(later), 0
+			if tc.sharesKey {
+				wantAccepted, wantDuplicates = len(later)-1, 1
+			}
+			if a.err != nil || a.res.Accepted != wantAccepted || a.res.Duplicates != wantDuplicates || len(a.res.Rejected) != 0 {
+				t.Errorf("the later call: %+v, %v; want %d accepted (the delete too) and %d duplicates", a.res, a.err, wantAccepted, wantDuplicates)
+			}
+			if used, want := f.used(t, org, meter), int64(wantAccepted-1); used != want {
+				t.Errorf("used %d, want %d (the upload and the delete cancel out)", used, want)
+			}
+		})
+	}
+}

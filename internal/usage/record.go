@@ -334,29 +334,44 @@ func (s *Service) writeFast(ctx context.Context, t *turn, fast []*request, now t
 	}
 }
 
-// writeGroupInTurn writes group in one transaction once every group taken
-// before it has finished, so that it judges the calls after theirs.
+// writeGroupInTurn writes group in one transaction that judges its calls
+// after those of every group taken before it. It claims the group's keys
+// and stores its events beside those groups, and waits for them to finish
+// only before it locks the period totals: a big group's inserts then
+// overlap the groups ahead instead of following them. It waits before the
+// transaction instead when a group ahead still in flight has one of its
+// keys (that group would wait on this transaction's claim while this waits
+// for it) or near a month boundary, where the transaction first takes the
+// boundary lock, which a group ahead may need.
 func (s *Service) writeGroupInTurn(ctx context.Context, t *turn, group []*request, now time.Time) error {
-	if s.group.hooks.waits != nil {
-		s.group.hooks.waits(group)
+	claimFirst := !nearMonthBoundary(now) && !t.sharesKey(group)
+	if !claimFirst {
+		if err := s.waitTurn(ctx, t, group); err != nil {
+			return err
+		}
 	}
-	if err := t.mayJudge(ctx); err != nil {
-		return err
-	}
-	return s.writeGroupInTx(ctx, group, now)
-}
-
-// writeGroupInTx writes group in one transaction, as writeGroup describes.
-func (s *Service) writeGroupInTx(ctx context.Context, group []*request, now time.Time) error {
 	err := retryConflicts(ctx, func() error {
 		return s.db.Tx(ctx, func(tx *gorm.DB) error {
-			return s.writeGroupTx(ctx, rollups{tx: tx, dialect: s.db.Dialect, now: now}, group)
+			return s.writeGroupTx(ctx, rollups{tx: tx, dialect: s.db.Dialect, now: now}, group, func() error {
+				if !claimFirst {
+					return nil
+				}
+				return s.waitTurn(ctx, t, group)
+			})
 		})
 	})
 	if err == nil {
 		writtenByTransaction.Add(float64(len(group)))
 	}
 	return err
+}
+
+// waitTurn returns once every group taken before t has finished.
+func (s *Service) waitTurn(ctx context.Context, t *turn, group []*request) error {
+	if s.group.hooks.waits != nil {
+		s.group.hooks.waits(group)
+	}
+	return t.mayJudge(ctx)
 }
 
 // splitGroup divides a group by organisation, each part in arrival order:
@@ -386,7 +401,9 @@ func (s *Service) splitGroup(group []*request) (fast, slow []*request) {
 	return fast, slow
 }
 
-func (s *Service) writeGroupTx(ctx context.Context, r rollups, group []*request) error {
+// writeGroupTx is the transaction of writeGroupInTurn; inTurn returns once
+// the group may judge its calls.
+func (s *Service) writeGroupTx(ctx context.Context, r rollups, group []*request, inTurn func() error) error {
 	plan := planGroup(group)
 	if err := r.guardMonthBoundary(); err != nil {
 		return err
@@ -396,6 +413,9 @@ func (s *Service) writeGroupTx(ctx context.Context, r rollups, group []*request)
 	// short rest of the transaction, not across the claim's index probes
 	// and inserts.
 	if err := r.insertEvents(plan.claims); err != nil {
+		return err
+	}
+	if err := inTurn(); err != nil {
 		return err
 	}
 	running, err := r.lockTotals(plan.written)
