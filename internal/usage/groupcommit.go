@@ -36,8 +36,12 @@ import (
 // 64 organisations 0.77–0.83× of the single-row floor against 0.64–0.75×
 // with one statement in flight, and one organisation 1.03–1.11× against
 // 0.90–1.02× (session 19, a fast disk); on session 20's slower machine
-// 0.66–0.74× against 0.61–0.69×, and 0.84–1.00× against 0.77–0.96×. Once
-// 16 queue, or at once, less. Groups of pooledEvents or more go to a pooled
+// 0.66–0.74× against 0.61–0.69×, and 0.84–1.00× against 0.77–0.96×; on
+// session 22's, whose floor costs Postgres far more CPU per row, no gain
+// beyond the noise (1.39–1.48× against 1.33–1.44×, one organisation
+// 1.70–1.85× against 1.59–1.87×), but 100-event batches from 4 clients
+// 0.61–0.64× of the raw insert against 0.51–0.54× (two pairs). Once 16
+// queue, or at once, less. Groups of pooledEvents or more go to a pooled
 // connection instead: on the pipe's one backend 1,000-event batches fell
 // from 0.67–0.75× of the raw insert to 0.52–0.57×.
 
