@@ -53,6 +53,12 @@ type ingestResult struct {
 	// OneOrgCPU, ManyOrgsCPU and FloorCPU are where each of those phases'
 	// CPU went, per event.
 	OneOrgCPU, ManyOrgsCPU, FloorCPU CPUPerOp
+	// BareOne is `{ __typename }` from as many clients, in turn with those
+	// phases, and BareOneCPU where its CPU went, per request: what the
+	// server's HTTP, middleware and GraphQL layers cost with nothing behind
+	// them.
+	BareOne    run
+	BareOneCPU CPUPerOp
 	// Batches are recordUsage of 100 and 1,000 events beside a raw
 	// multi-row INSERT of as many rows.
 	Batches []recordRow
@@ -199,7 +205,8 @@ func ingestPhase(ctx context.Context, b *bench, o options) (ingestResult, error)
 		saturate(ctx, ingestClients, o.warmup, floor)
 		oneGroups, manyGroups := &groupTally{srv: srv}, &groupTally{srv: srv}
 		pid := srv.cmd.Process.Pid
-		oneCPU, manyCPU, floorCPU := &cpuTally{serverPID: pid}, &cpuTally{serverPID: pid}, &cpuTally{serverPID: pid}
+		oneCPU, manyCPU, floorCPU, bareCPU := &cpuTally{serverPID: pid}, &cpuTally{serverPID: pid}, &cpuTally{serverPID: pid}, &cpuTally{serverPID: pid}
+		saturate(ctx, ingestClients, o.warmup, bare.post)
 		runs := interleave(ctx, o.duration, ingestRounds,
 			oneGroups.around(ctx, oneCPU.around(func(rec *recorder, d time.Duration) {
 				saturateInto(ctx, rec, ingestClients, d, func(int) op { return oneOrg })
@@ -207,9 +214,12 @@ func ingestPhase(ctx context.Context, b *bench, o options) (ingestResult, error)
 			manyGroups.around(ctx, manyCPU.around(func(rec *recorder, d time.Duration) { saturateInto(ctx, rec, ingestClients, d, many) })),
 			floorCPU.around(func(rec *recorder, d time.Duration) {
 				saturateInto(ctx, rec, ingestClients, d, func(int) op { return floor })
+			}),
+			bareCPU.around(func(rec *recorder, d time.Duration) {
+				saturateInto(ctx, rec, ingestClients, d, func(int) op { return bare.post })
 			}))
-		r.OneOrg, r.ManyOrgs, r.Floor = runs[0], runs[1], runs[2]
-		r.OneOrgCPU, r.ManyOrgsCPU, r.FloorCPU = oneCPU.perOp(), manyCPU.perOp(), floorCPU.perOp()
+		r.OneOrg, r.ManyOrgs, r.Floor, r.BareOne = runs[0], runs[1], runs[2], runs[3]
+		r.OneOrgCPU, r.ManyOrgsCPU, r.FloorCPU, r.BareOneCPU = oneCPU.perOp(), manyCPU.perOp(), floorCPU.perOp(), bareCPU.perOp()
 		if r.OneOrgGroup, err = oneGroups.stages(); err != nil {
 			return r, err
 		}
@@ -438,6 +448,7 @@ func printIngest(r ingestResult, o options) {
 	check("ingest one org", r.OneOrg)
 	check("ingest 64 orgs", r.ManyOrgs)
 	check("ingest single-row floor", r.Floor)
+	check("ingest `{ __typename }` from 64 clients", r.BareOne)
 	for _, row := range r.Batches {
 		check(fmt.Sprintf("ingest batch %d", row.Batch), row.API)
 		check(fmt.Sprintf("ingest raw insert %d", row.Batch), row.Floor)
@@ -490,6 +501,15 @@ func printIngest(r ingestResult, o options) {
 			fmt.Printf("   CPU per event (µs, /proc ticks), %s: server %.0f, Postgres %.0f, Redis %.0f, load generator %.0f, other %.0f; machine %.0f%% busy\n",
 				p.what, p.c.Server, p.c.Postgres, p.c.Redis, p.c.Load, p.c.Other, 100*p.c.Busy)
 		}
+		if c := r.BareOneCPU; c.Busy > 0 {
+			fmt.Printf("   CPU per request (µs, /proc ticks), `{ __typename }` from the same %d clients (%.0f req/s): server %.0f, Postgres %.0f, Redis %.0f, load generator %.0f, other %.0f; machine %.0f%% busy\n",
+				ingestClients, r.BareOne.PerSecond(), c.Server, c.Postgres, c.Redis, c.Load, c.Other, 100*c.Busy)
+			model, bound := oneEventBounds(r.FloorCPU, r.BareOneCPU, r.OneOrgCPU, r.ManyOrgsCPU)
+			fmt.Printf("   the floor's CPU per row over Tollgate's per event, times Tollgate's busy share over the floor's: one org %.2f×, 64 orgs %.2f× (measured above: %.2f×, %.2f×)\n",
+				model[0], model[1], r.OneOrg.PerSecond()/r.Floor.PerSecond(), r.ManyOrgs.PerSecond()/r.Floor.PerSecond())
+			fmt.Printf("   the same were the server to spend on a one-event call no more than on `{ __typename }`: one org %.2f×, 64 orgs %.2f×\n",
+				bound[0], bound[1])
+		}
 	}
 	for _, rate := range append(slices.Clone(ingestRates), 0) {
 		if !o.ingests("gate") {
@@ -503,4 +523,23 @@ func printIngest(r ingestResult, o options) {
 		fmt.Printf("   %s: usageGate %.0f req/s p50 %s p99 %s (dropped %d); bare %.0f req/s p50 %s p99 %s (dropped %d)\n", load,
 			g.PerSecond(), ms(g.Latency.P50), ms(g.Latency.P99), g.Dropped, b.PerSecond(), ms(b.Latency.P50), ms(b.Latency.P99), b.Dropped)
 	}
+}
+
+// oneEventBounds is the one-event ratio as CPU predicts it (the floor's
+// CPU per row over Tollgate's per event, times the share of the machine
+// each kept busy), for one organisation and for 64: model as measured, and
+// bound with the server's CPU per event replaced by what it spends on
+// `{ __typename }`. Zero where a figure is missing.
+func oneEventBounds(floor, bare CPUPerOp, phases ...CPUPerOp) (model, bound []float64) {
+	total := func(c CPUPerOp) float64 { return c.Server + c.Postgres + c.Redis + c.Load + c.Other }
+	for _, c := range phases {
+		if floor.Busy <= 0 || c.Busy <= 0 || total(c) <= 0 {
+			model, bound = append(model, 0), append(bound, 0)
+			continue
+		}
+		scale := total(floor) * c.Busy / floor.Busy
+		model = append(model, scale/total(c))
+		bound = append(bound, scale/(total(c)-c.Server+bare.Server))
+	}
+	return model, bound
 }

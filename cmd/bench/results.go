@@ -23,7 +23,8 @@ type results struct {
 	// Ingest is the ingest section's table, figure by figure.
 	Ingest []ingestFigure `json:"ingest,omitempty"`
 	// IngestCPU is where the one-event phases' CPU went, per event: on
-	// one organisation, on 64, and in the single-row floor.
+	// one organisation, on 64, in the single-row floor, and per request of
+	// `{ __typename }` from as many clients.
 	IngestCPU map[string]CPUPerOp `json:"ingestCPU,omitempty"`
 }
 
@@ -36,7 +37,7 @@ func writeJSON(path string, began time.Time, g *gateResult, rec []recordRow, h *
 	if in != nil {
 		r.Ingest = in.figures()
 		if in.OneOrgCPU.Busy > 0 {
-			r.IngestCPU = map[string]CPUPerOp{"oneOrg": in.OneOrgCPU, "manyOrgs": in.ManyOrgsCPU, "floor": in.FloorCPU}
+			r.IngestCPU = map[string]CPUPerOp{"oneOrg": in.OneOrgCPU, "manyOrgs": in.ManyOrgsCPU, "floor": in.FloorCPU, "bare": in.BareOneCPU}
 		}
 	}
 	raw, err := json.MarshalIndent(r, "", "  ")
