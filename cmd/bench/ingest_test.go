@@ -18,3 +18,23 @@ func TestARatioThatRoundsOntoATenthShowsWhichSideItIsOn(t *testing.T) {
 		}
 	}
 }
+
+func TestOneEventBoundsPredictFromCPUAndTakeOutTheServersOwnCost(t *testing.T) {
+	floor := CPUPerOp{Postgres: 150, Load: 30, Busy: 0.9}                     // 180 µs a row, 90% busy
+	bare := CPUPerOp{Server: 40, Load: 20, Busy: 0.8}                         // `{ __typename }`
+	one := CPUPerOp{Server: 100, Postgres: 50, Redis: 5, Load: 25, Busy: 0.8} // 180 µs an event, 80% busy
+	model, bound := oneEventBounds(floor, bare, one, CPUPerOp{})
+	near := func(got, want float64) bool { return got > want-1e-9 && got < want+1e-9 }
+	// 180 µs against 180 µs, at 80% busy against 90%.
+	if !near(model[0], 0.8/0.9) {
+		t.Errorf("model = %v, want %v", model[0], 0.8/0.9)
+	}
+	// The server's 100 µs replaced by the bare endpoint's 40: 120 µs an event.
+	if !near(bound[0], 180*0.8/0.9/120) {
+		t.Errorf("bound = %v, want %v", bound[0], 180*0.8/0.9/120)
+	}
+	// A phase with no figures gives no ratio rather than a division by zero.
+	if model[1] != 0 || bound[1] != 0 {
+		t.Errorf("missing phase: model %v, bound %v, want 0 and 0", model[1], bound[1])
+	}
+}
