@@ -695,3 +695,55 @@ func TestAGroupWhoseOneStatementFailsStoresNothing(t *testing.T) {
 		t.Errorf("api_calls used %d after the retry, want 12", got)
 	}
 }
+
+// TestAKeyRefusedEarlierInTheSameCallCountsForItsLaterCopy: copies of a key
+// in one call are judged in order, like copies from different calls, so a
+// copy refused (over the hard limit, or below zero) does not make the next
+// copy a duplicate, while a copy after one that counted is one.
+func TestAKeyRefusedEarlierInTheSameCallCountsForItsLaterCopy(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newFixture(t, db, nil)
+		org := f.org(t, "free")
+		const limit = 1000 // the free plan's hard limit on api_calls
+
+		calls := []struct {
+			name       string
+			events     []Event
+			accepted   int
+			duplicates int
+			rejected   map[int]string // index → code
+			meter      string
+			used       int64
+		}{
+			{"over the limit, then within it", []Event{ev("api_calls", limit+1, "k1"), ev("api_calls", 3, "k1"), ev("api_calls", 5, "k1")},
+				1, 1, map[int]string{0: CodeUsageLimitExceeded}, "api_calls", 3},
+			{"the same call retried", []Event{ev("api_calls", limit+1, "k1"), ev("api_calls", 3, "k1"), ev("api_calls", 5, "k1")},
+				0, 3, nil, "api_calls", 3},
+			{"below zero, then an upload", []Event{ev("storage_bytes", -5, "k2"), ev("storage_bytes", 7, "k2")},
+				1, 0, map[int]string{0: CodeInvalidQuantity}, "storage_bytes", 7},
+		}
+		for _, c := range calls {
+			res := f.record(t, org, c.events...)
+			got := map[int]string{}
+			for _, r := range res.Rejected {
+				got[r.Index] = r.Code
+			}
+			if res.Accepted != c.accepted || res.Duplicates != c.duplicates || fmt.Sprint(got) != fmt.Sprint(c.rejected) {
+				t.Errorf("%s: accepted %d, duplicates %d, rejected %v; want %d, %d, %v",
+					c.name, res.Accepted, res.Duplicates, got, c.accepted, c.duplicates, c.rejected)
+			}
+			if used := f.used(t, org, c.meter); used != c.used {
+				t.Errorf("%s: %s used %d, want %d", c.name, c.meter, used, c.used)
+			}
+		}
+		for key, want := range map[string]int64{"k1": 3, "k2": 7} {
+			var stored []UsageEvent
+			if err := f.db.Where("org_id = ? AND idempotency_key = ?", org, key).Find(&stored).Error; err != nil {
+				t.Fatal(err)
+			}
+			if len(stored) != 1 || stored[0].Quantity != want {
+				t.Errorf("stored events of %s: %+v, want one of quantity %d", key, stored, want)
+			}
+		}
+	})
+}

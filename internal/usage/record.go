@@ -25,8 +25,10 @@ import (
 type Event struct {
 	Meter    string
 	Quantity int64
-	// IdempotencyKey names the event: the first event with a key counts,
-	// any later one with the same key is a duplicate.
+	// IdempotencyKey names the event: the first event with a key that
+	// counts is the one stored; any later one with the same key, in the
+	// same call or another, is a duplicate. A copy refused (over a hard
+	// limit, below zero) leaves the key free for the next.
 	IdempotencyKey string
 	// Endpoint is what was called, e.g. "POST /v1/search"; optional.
 	Endpoint string
@@ -121,8 +123,11 @@ func (s *Service) Record(ctx context.Context, orgID string, events []Event) (Rec
 	now := s.clock.Now()
 
 	var res RecordResult
+	// A key repeated in the call stays in the batch: the group judges each
+	// copy in order, as it judges copies from different calls, so a later
+	// copy is a duplicate only if an earlier one counted (one refused for
+	// the limit or for going below zero leaves its key free).
 	batch := make([]pending, 0, len(events))
-	seen := make(map[string]struct{}, len(events))
 	named := map[string]plans.Meter{}
 	for i, e := range events {
 		m, known := s.catalog.Meter(e.Meter)
@@ -134,11 +139,6 @@ func (s *Service) Record(ctx context.Context, orgID string, events []Event) (Rec
 			res.Rejected = append(res.Rejected, *rej)
 			continue
 		}
-		if _, dup := seen[p.key]; dup {
-			res.Duplicates++
-			continue
-		}
-		seen[p.key] = struct{}{}
 		batch = append(batch, p)
 	}
 	report := make([]rollupKey, 0, len(named))
