@@ -112,6 +112,14 @@ func TestWebhookEndpointsThroughGraphQL(t *testing.T) {
 		ds.WebhookDeliveries[0].EventID != req.Header.Get("webhook-id") || *ds.WebhookDeliveries[0].Attempts[0].StatusCode != 200 {
 		t.Fatalf("webhookDeliveries = %+v", ds)
 	}
+	// A page of fewer than one delivery is refused, as invoices refuses it.
+	for _, first := range []int{0, -1} {
+		r := h.Query("acme", `query($id: ID!, $n: Int) { webhookDeliveries(endpointId: $id, first: $n) { id } }`,
+			map[string]any{"id": c.WebhookEndpoint.ID, "n": first})
+		if r.Code() != "BAD_USER_INPUT" || r.Errors[0].Message != "first must be at least 1" {
+			t.Errorf("webhookDeliveries(first: %d): %s %+v, want BAD_USER_INPUT", first, r.Data, r.Errors)
+		}
+	}
 
 	var retried struct {
 		RetryWebhookDelivery struct {

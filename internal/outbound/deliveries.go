@@ -16,7 +16,10 @@ const MaxDeliveries = 100
 
 // Deliveries lists an endpoint's newest deliveries with their attempts.
 func (s *Service) Deliveries(ctx context.Context, orgID, endpointID string, limit int) ([]Delivery, error) {
-	limit = min(max(limit, 1), MaxDeliveries)
+	if limit < 1 {
+		return nil, apperr.New(apperr.BadInput, "first must be at least 1")
+	}
+	limit = min(limit, MaxDeliveries)
 	if !store.PlausibleID(endpointID) {
 		return nil, apperr.ErrNotFound // no row could have it
 	}
