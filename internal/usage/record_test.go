@@ -27,6 +27,7 @@ func TestRecordJudgesEachEventOnItsOwn(t *testing.T) {
 		duplicates int
 		rejected   map[int]string // index -> code
 		used       map[string]int64
+		stored     map[string]int64 // key -> quantity of the one event stored
 	}{
 		{
 			name:     "an unknown meter is rejected and the rest are counted",
@@ -120,6 +121,33 @@ func TestRecordJudgesEachEventOnItsOwn(t *testing.T) {
 			used: map[string]int64{"api_calls": 2},
 		},
 		{
+			// Copies of a key in one call are judged in order, like copies
+			// from different calls: one refused leaves the key free.
+			name:     "a copy refused for the limit leaves its key free for the next copy in the call",
+			plan:     "free",
+			events:   []Event{ev("api_calls", 1001, "k"), ev("api_calls", 3, "k"), ev("api_calls", 5, "k")},
+			accepted: 1, duplicates: 1, rejected: map[int]string{0: CodeUsageLimitExceeded},
+			used:   map[string]int64{"api_calls": 3},
+			stored: map[string]int64{"k": 3},
+		},
+		{
+			name:       "that call retried counts nothing",
+			plan:       "free",
+			before:     []Event{ev("api_calls", 1001, "k"), ev("api_calls", 3, "k"), ev("api_calls", 5, "k")},
+			events:     []Event{ev("api_calls", 1001, "k"), ev("api_calls", 3, "k"), ev("api_calls", 5, "k")},
+			duplicates: 3,
+			used:       map[string]int64{"api_calls": 3},
+			stored:     map[string]int64{"k": 3},
+		},
+		{
+			name:     "a copy refused for going below zero leaves its key free for the next copy in the call",
+			plan:     "free",
+			events:   []Event{ev("storage_bytes", -5, "k"), ev("storage_bytes", 7, "k")},
+			accepted: 1, rejected: map[int]string{0: CodeInvalidQuantity},
+			used:   map[string]int64{"storage_bytes": 7},
+			stored: map[string]int64{"k": 7},
+		},
+		{
 			name:     "a key counted in an earlier call is a duplicate",
 			plan:     "starter",
 			before:   []Event{ev("api_calls", 1, "a")},
@@ -195,6 +223,15 @@ func TestRecordJudgesEachEventOnItsOwn(t *testing.T) {
 					}
 					if got, ok := reported[meter]; ok && got != want {
 						t.Errorf("%s reported by Record as %d, want %d", meter, got, want)
+					}
+				}
+				for key, want := range tc.stored {
+					var stored []UsageEvent
+					if err := f.db.Where("org_id = ? AND idempotency_key = ?", org, key).Find(&stored).Error; err != nil {
+						t.Fatal(err)
+					}
+					if len(stored) != 1 || stored[0].Quantity != want {
+						t.Errorf("stored events of %s: %+v, want one of quantity %d", key, stored, want)
 					}
 				}
 			})
