@@ -2327,7 +2327,7 @@ input UsageEventInput {
   idempotencyKey: String!
   "What was called, e.g. ` + "`" + `POST /v1/search` + "`" + `; at most 255 characters."
   endpoint: String
-  "When it happened; default now. Not more than 5 minutes ahead, nor before the current period of a monthly meter."
+  "When it happened; default now. Not more than 5 minutes ahead, nor before 2000, nor before the current period of a monthly meter. On a meter that never resets, a past timestamp is judged against the total of every day from its own on."
   timestamp: Time
 }
 

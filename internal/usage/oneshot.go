@@ -97,7 +97,7 @@ func (s *Service) writeGroupAtOnce(ctx context.Context, t *turn, group []*reques
 			s.log.ErrorContext(ctx, "usage group written, its answer misread", "err", err)
 		}
 	}
-	settle(group, plan.first, foundTotals(changed, plan.claimedSums()), false)
+	settle(group, plan.first, foundTotals(changed, plan.claimedSums()), nil, false)
 	maps.Copy(values, changed)
 	fillOutcomes(group, values)
 	return nil

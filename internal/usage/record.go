@@ -47,6 +47,7 @@ const (
 	CodeInvalidEndpoint       = "INVALID_ENDPOINT"
 	CodeTimestampInFuture     = "TIMESTAMP_IN_FUTURE"
 	CodeTimestampBeforePeriod = "TIMESTAMP_BEFORE_PERIOD"
+	CodeTimestampTooOld       = "TIMESTAMP_TOO_OLD"
 	CodeUsageLimitExceeded    = string(apperr.UsageLimitExceeded)
 )
 
@@ -209,6 +210,10 @@ func (s *Service) check(i int, orgID string, e Event, m plans.Meter, known bool,
 		return reject(CodeTimestampBeforePeriod, "timestamp %s is before the current period of %s, which began %s; past periods are closed",
 			at.Format(time.RFC3339), m.Name, clock.MonthStart(now).Format(time.RFC3339))
 	}
+	if at.Before(earliest) { // the reports refuse to look that far back
+		return reject(CodeTimestampTooOld, "timestamp %s is before %s; Tollgate keeps no usage that old",
+			at.Format(time.RFC3339), earliest.Format(time.DateOnly))
+	}
 	return pending{
 		index: i, org: orgID, meter: m.Name, key: key, endpoint: endpoint, quantity: e.Quantity, at: at,
 		limit: limitOf(plan, m), total: keyOf(m.Name, periodStart(m.Reset, at)),
@@ -251,13 +256,13 @@ func (o *outcome) reject(p *pending, code, format string, args ...any) {
 	o.rejected = append(o.rejected, Rejection{Index: p.index, Code: code, Message: fmt.Sprintf(format, args...)})
 }
 
-func (o *outcome) refuse(p *pending, used int64) {
-	o.reject(p, CodeUsageLimitExceeded, "%s limit reached: %d of %d used, this event needs %d", p.meter, used, p.limit.Limit, p.quantity)
+func (o *outcome) refuse(p *pending, used int64, on string) {
+	o.reject(p, CodeUsageLimitExceeded, "%s limit reached: %d of %d used%s, this event needs %d", p.meter, used, p.limit.Limit, on, p.quantity)
 	o.quotaRefused++
 	if o.refusal == nil {
 		o.refusal = &apperr.Error{
 			Code:       apperr.UsageLimitExceeded,
-			Message:    fmt.Sprintf("%s limit reached for the current period", p.meter),
+			Message:    fmt.Sprintf("%s limit reached%s", p.meter, cmp.Or(on, " for the current period")),
 			Extensions: map[string]any{"meter": p.meter, "current": used, "limit": p.limit.Limit},
 		}
 	}
@@ -285,7 +290,7 @@ func (s *Service) writeGroup(ctx context.Context, t *turn, group []*request) err
 	if s.db.Dialect != store.Postgres || s.group.hooks.written != nil || nearMonthBoundary(now) {
 		return s.writeGroupInTurn(ctx, t, group, now)
 	}
-	fast, slow := s.splitGroup(group)
+	fast, slow := s.splitGroup(group, now)
 	if len(fast) == 0 {
 		return s.writeGroupInTurn(ctx, t, slow, now)
 	}
@@ -378,10 +383,10 @@ func (s *Service) waitTurn(ctx context.Context, t *turn, group []*request) error
 // the calls that may be written by one statement (fast) and the others. An
 // organisation's calls stay together, as they may share keys and totals
 // that one write must judge in order.
-func (s *Service) splitGroup(group []*request) (fast, slow []*request) {
+func (s *Service) splitGroup(group []*request, now time.Time) (fast, slow []*request) {
 	var slowOrgs map[string]bool
 	for _, req := range group {
-		if !s.mayBeFast(req) {
+		if !s.mayBeFast(req, now) {
 			if slowOrgs == nil {
 				slowOrgs = map[string]bool{}
 			}
@@ -422,7 +427,11 @@ func (s *Service) writeGroupTx(ctx context.Context, r rollups, group []*request,
 	if err != nil {
 		return err
 	}
-	accepted, sums := settle(group, plan.first, running, true)
+	history, err := r.readHistory(backdatedSince(group, r.now))
+	if err != nil {
+		return err
+	}
+	accepted, sums := settle(group, plan.first, running, history, true)
 	// A claim whose event was refused is released, so a retry later can
 	// still count; when a later call of the group had the same key
 	// accepted, its event replaces the claim.
@@ -523,9 +532,11 @@ func foundTotals(after map[counterID]counter, sums aggregate) map[counterID]int6
 // the period totals as the group found them (running, which it advances):
 // an event whose key another event claimed, earlier in the group or before
 // it, is a duplicate; the others are judged one by one when judgeEach is
-// set, and all count otherwise (the totals were below their ceilings). It
-// returns the events counted, by key, and their sums when judged.
-func settle(group []*request, first map[eventID]*pending, running map[counterID]int64, judgeEach bool) (map[eventID]*pending, aggregate) {
+// set, and all count otherwise (the totals were below their ceilings). A
+// running total with back-dated events is judged against its history too,
+// which judge advances (backdated.go). It returns the events counted, by
+// key, and their sums when judged.
+func settle(group []*request, first map[eventID]*pending, running map[counterID]int64, history map[counterID]*dayHistory, judgeEach bool) (map[eventID]*pending, aggregate) {
 	accepted := make(map[eventID]*pending, len(first))
 	var judged aggregate
 	for _, req := range group {
@@ -542,7 +553,7 @@ func settle(group []*request, first map[eventID]*pending, running map[counterID]
 			}
 			if !judgeEach {
 				running[p.totalID()] += p.quantity
-			} else if next, ok := judge(&req.out, p, running[p.totalID()]); ok {
+			} else if next, ok := judge(&req.out, p, running[p.totalID()], history[p.totalID()]); ok {
 				running[p.totalID()] = next
 				judged.add(p)
 			} else {
@@ -562,12 +573,13 @@ func settle(group []*request, first map[eventID]*pending, running map[counterID]
 
 // mayBeFast reports whether a call may be written by one statement: none
 // of its events subtracts (a running total must be judged event by event
-// not to go below zero), and none of its totals was lately found too close
-// to a hard limit for it.
-func (s *Service) mayBeFast(req *request) bool {
+// not to go below zero) or is back-dated on a running total (it is judged
+// against the days after it too), and none of its totals was lately found
+// too close to a hard limit for it.
+func (s *Service) mayBeFast(req *request, now time.Time) bool {
 	for i := range req.batch {
 		p := &req.batch[i]
-		if p.quantity < 0 {
+		if p.quantity < 0 || backdated(p, now) {
 			return false
 		}
 		if _, near := s.nearLimit.Get(p.totalID()); near {
@@ -595,26 +607,44 @@ func (s *Service) publishGroup(ctx context.Context, group []*request) {
 }
 
 // judge decides an event whose key is new against the current value of its
-// period total, returning the total after it when it is accepted and
-// recording why not otherwise.
-func judge(out *outcome, p *pending, cur int64) (int64, bool) {
-	if p.quantity < 0 && p.limit.Reset == plans.Never && cur+p.quantity < 0 {
+// period total and, for a running total whose history the group read (h),
+// against the total at the end of every day from the event's own on (see
+// backdated.go). It returns the total after the event when it is accepted
+// and records why not otherwise.
+func judge(out *outcome, p *pending, cur int64, h *dayHistory) (int64, bool) {
+	lo, hi := point{total: cur}, point{total: cur}
+	day := dayOf(p.at).Unix()
+	if h != nil {
+		lo, hi = h.extremes(day, cur)
+	}
+	// on names the day whose total decided, when it is not the current one.
+	on := func(pt point) string {
+		if pt.total == cur {
+			return ""
+		}
+		return fmt.Sprintf(" at the end of %s (the event is dated %s)",
+			time.Unix(pt.day, 0).UTC().Format(time.DateOnly), p.at.Format(time.RFC3339))
+	}
+	if p.quantity < 0 && p.limit.Reset == plans.Never && lo.total+p.quantity < 0 {
 		// A running total (bytes stored) cannot be negative; a delete with
 		// no upload behind it would otherwise bank headroom under a hard
 		// limit. The key is released, so the delete can be retried once its
 		// upload is counted.
-		out.reject(p, CodeInvalidQuantity, "%s would go below zero: %d counted, this event subtracts %d", p.meter, cur, -p.quantity)
+		out.reject(p, CodeInvalidQuantity, "%s would go below zero: %d counted%s, this event subtracts %d", p.meter, lo.total, on(lo), -p.quantity)
 		return 0, false
 	}
 	next, ok := checkedAdd(cur, p.quantity)
-	if !ok {
-		out.reject(p, CodeQuantityOutOfRange, "%s total would pass the largest countable value (%d): %d counted, this event adds %d",
-			p.meter, int64(math.MaxInt64), cur, p.quantity)
+	if _, fits := checkedAdd(hi.total, p.quantity); !ok || !fits {
+		out.reject(p, CodeQuantityOutOfRange, "%s total would pass the largest countable value (%d): %d counted%s, this event adds %d",
+			p.meter, int64(math.MaxInt64), hi.total, on(hi), p.quantity)
 		return 0, false
 	}
-	if !admits(p.limit, cur, p.quantity) {
-		out.refuse(p, cur)
+	if !admits(p.limit, hi.total, p.quantity) {
+		out.refuse(p, hi.total, on(hi))
 		return 0, false
+	}
+	if h != nil {
+		h.add(day, p.quantity)
 	}
 	return next, true
 }

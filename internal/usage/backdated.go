@@ -1,0 +1,140 @@
+package usage
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/tollgate-billing/tollgate/internal/plans"
+)
+
+// Back-dated events on meters that never reset.
+//
+// A meter that never resets is a running total, and its history (the total
+// at the end of each UTC day: what usage(period:) shows for a past month
+// and usageSeries day by day) must be one the meter could have had: never
+// below zero, never past a hard limit. An event changes its own day and
+// every day after it. One dated on the last day an event may now carry
+// (today, or tomorrow within FutureSkew of midnight) changes only the
+// latest point, which is the period total the group judges anyway. One
+// dated earlier is judged against every day from its own on: the group's
+// transaction reads the meter's daily rollups from that day on, under the
+// period total's lock, and judges the event as it would have been judged
+// on each of those days.
+
+// backdated reports whether an event may change a day of its meter's
+// history before the latest.
+func backdated(p *pending, now time.Time) bool {
+	return p.limit.Reset == plans.Never && dayOf(p.at).Before(dayOf(now.Add(FutureSkew)))
+}
+
+// dayDelta is the change of one running total on one UTC day.
+type dayDelta struct {
+	day  int64 // unix seconds of UTC midnight
+	used int64
+}
+
+// dayHistory is the part of one running total's history that the group's
+// events may change: each day's change from the earliest day they are
+// dated on, ascending, as committed and then as the group accepts events.
+type dayHistory struct {
+	days []dayDelta
+}
+
+// add records an accepted event's change on its day.
+func (h *dayHistory) add(day int64, q int64) {
+	i, found := slices.BinarySearchFunc(h.days, day, func(d dayDelta, day int64) int { return compareInt64(d.day, day) })
+	if !found {
+		h.days = slices.Insert(h.days, i, dayDelta{day: day})
+	}
+	h.days[i].used = saturatingAdd(h.days[i].used, q)
+}
+
+// point is the total at the end of one day.
+type point struct {
+	day   int64
+	total int64
+}
+
+// extremes returns the lowest and the highest total at the end of day and
+// of every later day, given the total now (cur); of equal totals, the
+// earliest day.
+func (h *dayHistory) extremes(day int64, cur int64) (lo, hi point) {
+	r := cur
+	first := true
+	see := func(d int64) {
+		p := point{day: d, total: r}
+		if first || p.total <= lo.total {
+			lo = p
+		}
+		if first || p.total >= hi.total {
+			hi = p
+		}
+		first = false
+	}
+	for i := len(h.days) - 1; i >= 0 && h.days[i].day > day; i-- {
+		see(h.days[i].day) // r is the total at the end of this day
+		if u := h.days[i].used; u != math.MinInt64 {
+			r = saturatingAdd(r, -u)
+		}
+	}
+	see(day)
+	return lo, hi
+}
+
+func compareInt64(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// backdatedSince returns, for each running total a group's back-dated
+// events add to, the earliest day they are dated on.
+func backdatedSince(group []*request, now time.Time) map[counterID]int64 {
+	var since map[counterID]int64
+	for _, req := range group {
+		for i := range req.batch {
+			p := &req.batch[i]
+			if !backdated(p, now) {
+				continue
+			}
+			if since == nil {
+				since = map[counterID]int64{}
+			}
+			d := dayOf(p.at).Unix()
+			if cur, ok := since[p.totalID()]; !ok || d < cur {
+				since[p.totalID()] = d
+			}
+		}
+	}
+	return since
+}
+
+// readHistory reads the daily changes of each running total in since from
+// its day on. The caller holds the totals' locks, which every writer of
+// their daily rollups takes too, so the history cannot change under it.
+func (r rollups) readHistory(since map[counterID]int64) (map[counterID]*dayHistory, error) {
+	if len(since) == 0 {
+		return nil, nil
+	}
+	out := make(map[counterID]*dayHistory, len(since))
+	for id, day := range since {
+		var rows []UsageDailyRollup
+		err := r.tx.Where("org_id = ? AND meter = ? AND day >= ?", id.org, id.meter, time.Unix(day, 0).UTC()).
+			Order("day").Find(&rows).Error
+		if err != nil {
+			return nil, fmt.Errorf("read usage history: %w", err)
+		}
+		h := &dayHistory{days: make([]dayDelta, 0, len(rows)+1)}
+		for _, row := range rows {
+			h.days = append(h.days, dayDelta{day: dayOf(row.Day).Unix(), used: row.Used})
+		}
+		out[id] = h
+	}
+	return out, nil
+}
