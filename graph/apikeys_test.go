@@ -136,6 +136,13 @@ func TestCreateAPIKeyValidation(t *testing.T) {
 		{"email with display name", map[string]any{"name": "ok", "contactEmail": "Bob <bob@x.io>", "scopes": []string{"BILLING_READ"}}, "input.contactEmail", "INVALID_EMAIL"},
 		{"322-character email", map[string]any{"name": "ok", "contactEmail": longEmail, "scopes": []string{"BILLING_READ"}}, "input.contactEmail", "TOO_LONG"},
 		{"no scopes", map[string]any{"name": "ok", "scopes": []string{}}, "input.scopes", "REQUIRED"},
+		{"name with a newline", map[string]any{"name": "search\nbackend", "scopes": []string{"BILLING_READ"}}, "input.name", "INVALID"},
+		{"name with a NUL", map[string]any{"name": "search\x00backend", "scopes": []string{"BILLING_READ"}}, "input.name", "INVALID"},
+		{"name with an escape sequence", map[string]any{"name": "\x1b[31mred", "scopes": []string{"BILLING_READ"}}, "input.name", "INVALID"},
+		{"name led by a tab", map[string]any{"name": "\tsearch", "scopes": []string{"BILLING_READ"}}, "input.name", "INVALID"},
+		{"name with a bidi override", map[string]any{"name": "key\u202egnp.exe", "scopes": []string{"BILLING_READ"}}, "input.name", "INVALID"},
+		{"name with a DEL", map[string]any{"name": "search\x7f", "scopes": []string{"BILLING_READ"}}, "input.name", "INVALID"},
+		{"email with a newline", map[string]any{"name": "ok", "contactEmail": "ops@acme.io\n", "scopes": []string{"BILLING_READ"}}, "input.contactEmail", "INVALID_EMAIL"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -83,6 +83,13 @@ func TestBadOrgClaimsAreABadTokenNotAnOutage(t *testing.T) {
 			{"NUL in org_name", auth.Claims{Org: "fresh-1", OrgName: "Fresh\x00"}},
 			{"org_name over 200 characters", auth.Claims{Org: "fresh-2", OrgName: strings.Repeat("é", 201)}},
 			{"NUL in email", auth.Claims{Org: "fresh-3", Email: "a\x00@example.com"}},
+			// The email claim is held to createApiKey's contactEmail rule.
+			{"email that is no address", auth.Claims{Org: "fresh-4", Email: "not-an-email"}},
+			{"email with a display name", auth.Claims{Org: "fresh-5", Email: "Bob <bob@example.com>"}},
+			{"email with a newline", auth.Claims{Org: "fresh-6", Email: "bob@example.com\n"}},
+			{"email with a bidi override", auth.Claims{Org: "fresh-7", Email: "bob\u202e@example.com"}},
+			{"email over 320 bytes", auth.Claims{Org: "fresh-8", Email: strings.Repeat("a", 309) + "@example.com"}},
+			{"bidi override in org_name", auth.Claims{Org: "fresh-9", OrgName: "Acme\u202eInc"}},
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
@@ -103,6 +110,9 @@ func TestBadOrgClaimsAreABadTokenNotAnOutage(t *testing.T) {
 		// still reaches acme.
 		if p, f := request(auth.Claims{Org: strings.Repeat("a", 255)}); p == nil {
 			t.Fatalf("a 255-byte org was refused: %+v", f)
+		}
+		if p, f := request(auth.Claims{Org: "fresh-10", Email: strings.Repeat("a", 308) + "@example.com"}); p == nil {
+			t.Fatalf("a 320-byte email was refused: %+v", f)
 		}
 		if p, f := request(auth.Claims{Org: "acme"}); p == nil || p.OrgID != acme {
 			t.Fatalf("org acme: principal %+v, failure %+v", p, f)
