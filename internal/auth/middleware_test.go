@@ -3,6 +3,7 @@ package auth_test
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -118,4 +119,54 @@ func TestBadOrgClaimsAreABadTokenNotAnOutage(t *testing.T) {
 			t.Fatalf("org acme: principal %+v, failure %+v", p, f)
 		}
 	})
+}
+
+// TestARequestNamesOneCredential: a header sent twice, or two different
+// session cookies, is refused as conflicting before any is looked at; no
+// credential at all is CREDENTIALS_MISSING, not a silent absence.
+func TestARequestNamesOneCredential(t *testing.T) {
+	secret := []byte("middleware-test-secret-0123456789abcdef")
+	clk := clock.NewFake(time.Now())
+	v, err := auth.NewVerifier(secret, nil, clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &auth.Authenticator{Verifier: v}
+	token := func(org string) string {
+		c := auth.Claims{Org: org, Scope: "billing:read"}
+		c.ExpiresAt = jwt.NewNumericDate(clk.Now().Add(time.Hour))
+		tok, err := auth.Mint(secret, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	cases := map[string]struct {
+		build  func(r *http.Request)
+		reason string
+	}{
+		"nothing": {func(*http.Request) {}, auth.ReasonMissing},
+		"X-API-Key twice": {func(r *http.Request) {
+			r.Header.Add("X-API-Key", "tg_test_one")
+			r.Header.Add("X-API-Key", "tg_test_two")
+		}, auth.ReasonConflicting},
+		"Authorization twice": {func(r *http.Request) {
+			r.Header.Add("Authorization", "Bearer "+token("acme"))
+			r.Header.Add("Authorization", "Bearer "+token("victim"))
+		}, auth.ReasonConflicting},
+		"two session cookies": {func(r *http.Request) {
+			r.AddCookie(&http.Cookie{Name: auth.SessionCookie, Value: token("acme")})
+			r.AddCookie(&http.Cookie{Name: auth.SessionCookie, Value: token("victim")})
+		}, auth.ReasonConflicting},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			r := httptest.NewRequest("POST", "/graphql", nil)
+			tc.build(r)
+			p, f := a.Authenticate(r)
+			if p != nil || f == nil || f.Reason != tc.reason || f.Err != nil {
+				t.Fatalf("principal %+v, failure %+v; want reason %s", p, f, tc.reason)
+			}
+		})
+	}
 }
