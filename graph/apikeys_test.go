@@ -7,6 +7,7 @@ import (
 
 	"github.com/tollgate-billing/tollgate/internal/apptest"
 	"github.com/tollgate-billing/tollgate/internal/auth"
+	"github.com/tollgate-billing/tollgate/internal/orgs"
 )
 
 const createKey = `mutation($in: CreateApiKeyInput!) {
@@ -93,9 +94,16 @@ func TestAPIKeyLifecycle(t *testing.T) {
 			}
 		})
 		t.Run("another organisation cannot revoke it", func(t *testing.T) {
-			r := h.Query("intruder", `mutation($id: ID!) { revokeApiKey(id: $id) { apiKey { id } } }`, map[string]any{"id": c.APIKey.ID})
-			if r.Code() != "NOT_FOUND" {
-				t.Fatalf("code = %q, want NOT_FOUND", r.Code())
+			var out struct {
+				RevokeAPIKey struct {
+					APIKey     *struct{ ID string }
+					UserErrors []struct{ Field, Code string }
+				} `json:"revokeApiKey"`
+			}
+			r := h.Query("intruder", `mutation($id: ID!) { revokeApiKey(id: $id) { apiKey { id } userErrors { field code } } }`, map[string]any{"id": c.APIKey.ID})
+			r.Decode(t, &out)
+			if ue := out.RevokeAPIKey.UserErrors; out.RevokeAPIKey.APIKey != nil || len(ue) != 1 || ue[0].Code != "NOT_FOUND" || ue[0].Field != "id" {
+				t.Fatalf("revoke of another organisation's key = %+v, want userErrors id NOT_FOUND", out.RevokeAPIKey)
 			}
 			if r := h.Do(map[string]string{"X-API-Key": secret}, `{ organization { id } }`, nil); len(r.Errors) > 0 {
 				t.Fatalf("key stopped working after another org's revoke attempt: %+v", r.Errors)
@@ -195,4 +203,77 @@ func TestCreateAPIKeyOnlyGrantsScopesTheCreatorHolds(t *testing.T) {
 	if c := out.CreateAPIKey; len(c.UserErrors) > 0 || c.Secret == nil {
 		t.Fatalf("a key within the creator's scopes was refused: %+v", c.UserErrors)
 	}
+}
+
+// TestMutationsNamingNoRowAnswerUserErrorsNotFound: every mutation that
+// takes an id answers an id of another organisation, an unknown one, or one
+// that cannot exist, the same way: a userErrors entry NOT_FOUND, with no
+// top-level error and nothing changed.
+func TestMutationsNamingNoRowAnswerUserErrorsNotFound(t *testing.T) {
+	apptest.EachDialect(t, apptest.Options{}, func(t *testing.T, h *apptest.Harness) {
+		var victim struct{ Organization struct{ ID string } }
+		h.Query("victim", `{ organization { id } }`, nil).Decode(t, &victim)
+		h.App.DB.Model(&orgs.Organization{}).Where("id = ?", victim.Organization.ID).Update("plan_id", "enterprise")
+		h.App.Usage.InvalidatePlan(victim.Organization.ID)
+		var key createKeyResult
+		h.Query("victim", createKey, map[string]any{"in": map[string]any{"name": "victim key", "scopes": []string{"BILLING_READ"}}}).Decode(t, &key)
+		var ep createEndpointResult
+		h.Query("victim", createEndpoint, map[string]any{"in": map[string]any{"url": "https://hooks.victim.test/", "events": []string{"invoice.paid"}}}).Decode(t, &ep)
+		if key.CreateAPIKey.APIKey == nil || ep.CreateWebhookEndpoint.WebhookEndpoint == nil {
+			t.Fatalf("setup failed: %+v %+v", key.CreateAPIKey, ep.CreateWebhookEndpoint)
+		}
+		ids := map[string]string{
+			"another organisation's key":      key.CreateAPIKey.APIKey.ID,
+			"another organisation's endpoint": ep.CreateWebhookEndpoint.WebhookEndpoint.ID,
+			"an unknown uuid":                 "5f0c2a4e-0000-4000-8000-000000000001",
+			"a NUL":                           "\x00",
+			"300 bytes":                       strings.Repeat("x", 300),
+		}
+		mutations := map[string]struct {
+			doc  string
+			vars func(id string) map[string]any
+		}{
+			"revokeApiKey": {`mutation($id: ID!) { revokeApiKey(id: $id) { apiKey { id } userErrors { field code } } }`,
+				func(id string) map[string]any { return map[string]any{"id": id} }},
+			"registerSigningKey": {`mutation($in: RegisterSigningKeyInput!) { registerSigningKey(input: $in) { apiKey { id } userErrors { field code } } }`,
+				func(id string) map[string]any {
+					return map[string]any{"in": map[string]any{"apiKeyId": id, "publicKey": "MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE="}}
+				}},
+			"updateWebhookEndpoint": {`mutation($in: UpdateWebhookEndpointInput!) { updateWebhookEndpoint(input: $in) { webhookEndpoint { id } userErrors { field code } } }`,
+				func(id string) map[string]any {
+					return map[string]any{"in": map[string]any{"id": id, "enabled": false}}
+				}},
+			"deleteWebhookEndpoint": {`mutation($id: ID!) { deleteWebhookEndpoint(id: $id) { deletedId userErrors { field code } } }`,
+				func(id string) map[string]any { return map[string]any{"id": id} }},
+			"retryWebhookDelivery": {`mutation($id: ID!) { retryWebhookDelivery(id: $id) { webhookDelivery { id } userErrors { field code } } }`,
+				func(id string) map[string]any { return map[string]any{"id": id} }},
+		}
+		for mname, m := range mutations {
+			for iname, id := range ids {
+				t.Run(mname+" of "+iname, func(t *testing.T) {
+					r := h.Query("intruder", m.doc, m.vars(id))
+					if len(r.Errors) > 0 {
+						t.Fatalf("top-level errors %+v, want a userErrors entry", r.Errors)
+					}
+					var out map[string]struct {
+						UserErrors []struct{ Field, Code string }
+					}
+					r.Decode(t, &out)
+					ue := out[mname].UserErrors
+					if len(ue) != 1 || ue[0].Code != "NOT_FOUND" {
+						t.Fatalf("userErrors = %+v, want one NOT_FOUND (data %s)", ue, r.Data)
+					}
+				})
+			}
+		}
+		// Nothing of the victim's changed.
+		if r := h.Do(map[string]string{"X-API-Key": *key.CreateAPIKey.Secret}, `{ organization { id } }`, nil); len(r.Errors) > 0 {
+			t.Fatalf("the victim's key stopped working: %+v", r.Errors)
+		}
+		var eps struct{ WebhookEndpoints []struct{ Status string } }
+		h.Query("victim", `{ webhookEndpoints { status } }`, nil).Decode(t, &eps)
+		if len(eps.WebhookEndpoints) != 1 || eps.WebhookEndpoints[0].Status != "ENABLED" {
+			t.Fatalf("the victim's endpoints changed: %+v", eps.WebhookEndpoints)
+		}
+	})
 }

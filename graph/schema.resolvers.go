@@ -45,10 +45,11 @@ func (r *mutationResolver) CreateAPIKey(ctx context.Context, input model.CreateA
 // RevokeAPIKey is the resolver for the revokeApiKey field.
 func (r *mutationResolver) RevokeAPIKey(ctx context.Context, id string) (*model.RevokeAPIKeyPayload, error) {
 	key, err := r.Keys.Revoke(ctx, principal(ctx).OrgID, id)
-	if err != nil {
-		return nil, err
+	ue, err := userErrors(err)
+	if err != nil || len(ue) > 0 {
+		return &model.RevokeAPIKeyPayload{UserErrors: ue}, err
 	}
-	return &model.RevokeAPIKeyPayload{APIKey: apiKeyToModel(key), UserErrors: []model.UserError{}}, nil
+	return &model.RevokeAPIKeyPayload{APIKey: apiKeyToModel(key), UserErrors: ue}, nil
 }
 
 // RegisterSigningKey is the resolver for the registerSigningKey field.

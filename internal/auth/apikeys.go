@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math/big"
 	"slices"
@@ -183,10 +184,24 @@ func (k *Keys) Get(ctx context.Context, orgID, id string) (APIKey, error) {
 	return key, nil
 }
 
-// Revoke stops a key from authenticating. Revoking twice is harmless.
+// CodeNotFound is the userErrors code for a key id that names none of the
+// organisation's keys (another organisation's look the same).
+const CodeNotFound = "NOT_FOUND"
+
+// keyNotFound answers a mutation naming no key of the organisation, as a
+// userError on field, as every mutation that takes an id does.
+func keyNotFound(field string) error {
+	var fe apperr.FieldErrors
+	fe.Add(field, CodeNotFound, "No such API key in this organisation.")
+	return fe
+}
+
+// Revoke stops a key from authenticating. Revoking twice is harmless. An
+// id that names none of the organisation's keys is a NOT_FOUND userError
+// on id.
 func (k *Keys) Revoke(ctx context.Context, orgID, id string) (APIKey, error) {
 	if !store.PlausibleID(id) {
-		return APIKey{}, apperr.ErrNotFound
+		return APIKey{}, keyNotFound("id")
 	}
 	now := k.clock.Now()
 	err := k.db.WithContext(ctx).Model(&APIKey{}).
@@ -196,7 +211,11 @@ func (k *Keys) Revoke(ctx context.Context, orgID, id string) (APIKey, error) {
 		return APIKey{}, fmt.Errorf("revoke api key %s: %w", id, err)
 	}
 	k.cache.changed(ctx)
-	return k.Get(ctx, orgID, id)
+	key, err := k.Get(ctx, orgID, id)
+	if errors.Is(err, apperr.ErrNotFound) {
+		return APIKey{}, keyNotFound("id")
+	}
+	return key, err
 }
 
 // SetSigningKey stores (or, with "", clears) the Ed25519 public key that
