@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/tollgate-billing/tollgate/internal/apptest"
 	"github.com/tollgate-billing/tollgate/internal/auth"
 	"github.com/tollgate-billing/tollgate/internal/orgs"
@@ -276,4 +278,66 @@ func TestMutationsNamingNoRowAnswerUserErrorsNotFound(t *testing.T) {
 			t.Fatalf("the victim's endpoints changed: %+v", eps.WebhookEndpoints)
 		}
 	})
+}
+
+// TestAPIKeysArePagedAndCapped: apiKeys pages by first and the last key's
+// id, refuses a page of fewer than one key as invoices does, still answers
+// every key without arguments; and a key beyond auth.MaxActiveKeys is a
+// userErrors TOO_MANY_API_KEYS.
+func TestAPIKeysArePagedAndCapped(t *testing.T) {
+	h := apptest.New(t, apptest.Options{})
+	for _, name := range []string{"one", "two", "three"} {
+		h.Clock.Advance(time.Second)
+		var out createKeyResult
+		h.Query("acme", createKey, map[string]any{"in": map[string]any{"name": "key " + name, "scopes": []string{"BILLING_READ"}}}).Decode(t, &out)
+		if out.CreateAPIKey.APIKey == nil {
+			t.Fatalf("create: %+v", out.CreateAPIKey)
+		}
+	}
+	type page struct {
+		APIKeys []struct{ ID, Name string }
+	}
+	const q = `query($first: Int, $after: ID) { apiKeys(first: $first, after: $after) { id name } }`
+	var all, first, rest page
+	h.Query("acme", `{ apiKeys { id name } }`, nil).Decode(t, &all)
+	if len(all.APIKeys) != 3 || all.APIKeys[0].Name != "key three" {
+		t.Fatalf("apiKeys without arguments = %+v, want all three, newest first", all.APIKeys)
+	}
+	h.Query("acme", q, map[string]any{"first": 2}).Decode(t, &first)
+	h.Query("acme", q, map[string]any{"first": 2, "after": first.APIKeys[len(first.APIKeys)-1].ID}).Decode(t, &rest)
+	if len(first.APIKeys) != 2 || len(rest.APIKeys) != 1 || first.APIKeys[0] != all.APIKeys[0] || first.APIKeys[1] != all.APIKeys[1] || rest.APIKeys[0] != all.APIKeys[2] {
+		t.Fatalf("pages %+v then %+v, want %+v split 2+1", first.APIKeys, rest.APIKeys, all.APIKeys)
+	}
+	for _, n := range []int{0, -1} {
+		r := h.Query("acme", q, map[string]any{"first": n})
+		if r.Code() != "BAD_USER_INPUT" || r.Errors[0].Message != "first must be at least 1" {
+			t.Errorf("apiKeys(first: %d) = %s %+v, want BAD_USER_INPUT", n, r.Data, r.Errors)
+		}
+	}
+	if r := h.Query("globex", q, map[string]any{"first": 2, "after": all.APIKeys[0].ID}); r.Code() != "BAD_USER_INPUT" {
+		t.Errorf("another organisation's key id as after = %s %+v, want BAD_USER_INPUT", r.Data, r.Errors)
+	}
+
+	// Fill the organisation up to the cap, then ask for one more.
+	var orgID string
+	h.App.DB.Model(&auth.APIKey{}).Where("name = ?", "key one").Pluck("org_id", &orgID)
+	for i := len(all.APIKeys); i < auth.MaxActiveKeys; i++ {
+		k := auth.APIKey{ID: uuid.NewString(), OrgID: orgID, Name: "filler", Prefix: "tg_test_x", SecretHash: uuid.NewString(), Scopes: "billing:read", CreatedAt: h.Clock.Now()}
+		if err := h.App.DB.Create(&k).Error; err != nil {
+			t.Fatal(err)
+		}
+	}
+	var over createKeyResult
+	h.Query("acme", createKey, map[string]any{"in": map[string]any{"name": "one too many", "scopes": []string{"BILLING_READ"}}}).Decode(t, &over)
+	if c := over.CreateAPIKey; c.APIKey != nil || c.Secret != nil || len(c.UserErrors) != 1 || c.UserErrors[0].Code != "TOO_MANY_API_KEYS" || !strings.Contains(c.UserErrors[0].Message, "100") {
+		t.Fatalf("key %d = %+v, want userErrors TOO_MANY_API_KEYS", auth.MaxActiveKeys+1, c)
+	}
+	var revoked struct {
+		RevokeAPIKey struct{ UserErrors []struct{ Code string } } `json:"revokeApiKey"`
+	}
+	h.Query("acme", `mutation($id: ID!) { revokeApiKey(id: $id) { userErrors { code } } }`, map[string]any{"id": all.APIKeys[0].ID}).Decode(t, &revoked)
+	h.Query("acme", createKey, map[string]any{"in": map[string]any{"name": "in its place", "scopes": []string{"BILLING_READ"}}}).Decode(t, &over)
+	if over.CreateAPIKey.APIKey == nil {
+		t.Fatalf("after a revoke, a key was still refused: %+v", over.CreateAPIKey.UserErrors)
+	}
 }

@@ -214,8 +214,12 @@ func (r *queryResolver) Subscription(ctx context.Context) (*model.BillingSubscri
 }
 
 // APIKeys is the resolver for the apiKeys field.
-func (r *queryResolver) APIKeys(ctx context.Context) ([]model.APIKey, error) {
-	keys, err := r.Keys.List(ctx, principal(ctx).OrgID)
+func (r *queryResolver) APIKeys(ctx context.Context, first *int, after *string) ([]model.APIKey, error) {
+	n := auth.DefaultPageSize
+	if first != nil {
+		n = *first
+	}
+	keys, err := r.Keys.List(ctx, principal(ctx).OrgID, n, deref(after))
 	if err != nil {
 		return nil, err
 	}

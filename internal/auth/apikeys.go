@@ -15,10 +15,12 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
+	"gorm.io/gorm"
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/cache"
 	"github.com/tollgate-billing/tollgate/internal/clock"
+	"github.com/tollgate-billing/tollgate/internal/orgs"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/usertext"
 )
@@ -152,17 +154,79 @@ func (k *Keys) Create(ctx context.Context, orgID string, in CreateKeyInput) (API
 		Scopes:       strings.Join(scopes, " "),
 		CreatedAt:    k.clock.Now(),
 	}
-	if err := k.db.WithContext(ctx).Create(&key).Error; err != nil {
-		return APIKey{}, "", fmt.Errorf("create api key for org %s: %w", orgID, err)
+	err := k.db.Tx(ctx, func(tx *gorm.DB) error {
+		// The organisation's row serialises concurrent creates, so two
+		// cannot both see room for one more.
+		if _, ok, err := orgs.Lock(ctx, k.db, tx, orgID); err != nil || !ok {
+			if err == nil {
+				err = apperr.ErrNotFound
+			}
+			return err
+		}
+		var n int64
+		if err := tx.Model(&APIKey{}).Where("org_id = ? AND revoked_at IS NULL", orgID).Count(&n).Error; err != nil {
+			return fmt.Errorf("count api keys of org %s: %w", orgID, err)
+		}
+		if n >= MaxActiveKeys {
+			var fe apperr.FieldErrors
+			fe.Add("", CodeTooManyKeys, fmt.Sprintf("An organisation may have at most %d active API keys; revoke one it no longer uses.", MaxActiveKeys))
+			return fe
+		}
+		if err := tx.Create(&key).Error; err != nil {
+			return fmt.Errorf("create api key for org %s: %w", orgID, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return APIKey{}, "", err
 	}
 	return key, secret, nil
 }
 
-// List returns the organisation's keys, newest first.
-func (k *Keys) List(ctx context.Context, orgID string) ([]APIKey, error) {
+// MaxActiveKeys caps an organisation's keys that are not revoked: each is a
+// live credential to audit, and every one is another row to read on a cache
+// miss. Revoked keys do not count.
+const MaxActiveKeys = 100
+
+// CodeTooManyKeys is the userErrors code for creating a key beyond
+// MaxActiveKeys.
+const CodeTooManyKeys = "TOO_MANY_API_KEYS"
+
+// MaxPageSize caps one page of List; DefaultPageSize is a page when the
+// caller names none, large enough to hold every active key.
+const (
+	MaxPageSize     = 100
+	DefaultPageSize = 100
+)
+
+// List returns up to first of the organisation's keys, newest first,
+// revoked ones included; after, when given, is the id of the last key of
+// the previous page. first above MaxPageSize is capped; below 1, or an after
+// that names none of the organisation's keys, is BAD_USER_INPUT.
+func (k *Keys) List(ctx context.Context, orgID string, first int, after string) ([]APIKey, error) {
+	if first < 1 {
+		return nil, apperr.New(apperr.BadInput, "first must be at least 1")
+	}
+	first = min(first, MaxPageSize)
+	q := k.db.WithContext(ctx).Where("org_id = ?", orgID)
+	if after != "" {
+		badAfter := apperr.New(apperr.BadInput, "after must be the id of one of your API keys (the last of the previous page)")
+		if !store.PlausibleID(after) {
+			return nil, badAfter
+		}
+		var last APIKey
+		err := k.db.WithContext(ctx).Select("id", "created_at").Where("org_id = ? AND id = ?", orgID, after).Take(&last).Error
+		if store.IsNotFound(err) {
+			return nil, badAfter
+		}
+		if err != nil {
+			return nil, fmt.Errorf("load api key %s: %w", after, err)
+		}
+		// Row-value comparison follows the (created_at DESC, id DESC) order.
+		q = q.Where("(created_at, id) < (?, ?)", last.CreatedAt, last.ID)
+	}
 	var keys []APIKey
-	err := k.db.WithContext(ctx).Where("org_id = ?", orgID).Order("created_at DESC, id DESC").Find(&keys).Error
-	if err != nil {
+	if err := q.Order("created_at DESC, id DESC").Limit(first).Find(&keys).Error; err != nil {
 		return nil, fmt.Errorf("list api keys for org %s: %w", orgID, err)
 	}
 	return keys, nil
