@@ -154,7 +154,8 @@ func (v *ApiKeysApiKeysApiKey) __premarshalJSON() (*__premarshalApiKeysApiKeysAp
 
 // ApiKeysResponse is returned by ApiKeys on success.
 type ApiKeysResponse struct {
-	// The organisation's API keys, newest first. Secrets are never returned here.
+	// The organisation's API keys, newest first, revoked ones included. Secrets are never returned here.
+	// At most `first` (capped at 100); for the next page pass the last key's id as `after`.
 	ApiKeys []ApiKeysApiKeysApiKey `json:"apiKeys"`
 }
 
@@ -874,7 +875,7 @@ func (v *CreateApiKeyInput) GetScopes() []Scope { return v.Scopes }
 
 // CreateApiKeyResponse is returned by CreateApiKey on success.
 type CreateApiKeyResponse struct {
-	// Create an API key. The secret is in this payload and nowhere else, ever.
+	// Create an API key. The secret is in this payload and nowhere else, ever. At most 100 keys not revoked per organisation (TOO_MANY_API_KEYS).
 	CreateApiKey CreateApiKeyCreateApiKeyCreateApiKeyPayload `json:"createApiKey"`
 }
 

@@ -27,6 +27,17 @@ func signed(t *testing.T, secret string, c auth.Claims) string {
 	return tok
 }
 
+// mapToken signs arbitrary claims with the test secret, for claims
+// auth.Claims cannot express (a date as a string).
+func mapToken(t *testing.T, c jwt.MapClaims) string {
+	t.Helper()
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString([]byte(apptest.Secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
 func claims(org, scope string, exp time.Time) auth.Claims {
 	c := auth.Claims{Org: org, Scope: scope}
 	c.Subject = "user-1"
@@ -57,17 +68,39 @@ func TestAuthMatrix(t *testing.T) {
 		code    string
 		reason  string
 	}{
-		{"no credentials", nil, "UNAUTHENTICATED", ""},
+		{"no credentials", nil, "UNAUTHENTICATED", auth.ReasonMissing},
+		{"blank Authorization", map[string]string{"Authorization": "  "}, "UNAUTHENTICATED", auth.ReasonMissing},
 		{"expired token", map[string]string{"Authorization": "Bearer " + signed(t, apptest.Secret, claims("acme", "billing:read", now.Add(-time.Hour)))}, "UNAUTHENTICATED", auth.ReasonExpired},
 		{"token signed with another secret", map[string]string{"Authorization": "Bearer " + signed(t, "some-other-secret-0123456789abcdefgh", good)}, "UNAUTHENTICATED", auth.ReasonBadSignature},
 		{"payload swapped after signing", map[string]string{"Authorization": "Bearer " + tampered}, "UNAUTHENTICATED", auth.ReasonBadSignature},
 		{"alg none", map[string]string{"Authorization": "Bearer " + noneTok}, "UNAUTHENTICATED", ""},
-		{"token without exp", map[string]string{"Authorization": "Bearer " + signed(t, apptest.Secret, auth.Claims{Org: "acme", Scope: "billing:read"})}, "UNAUTHENTICATED", ""},
-		{"token without org", map[string]string{"Authorization": "Bearer " + signed(t, apptest.Secret, claims("", "billing:read", now.Add(time.Hour)))}, "UNAUTHENTICATED", ""},
+		{"token without exp", map[string]string{"Authorization": "Bearer " + signed(t, apptest.Secret, auth.Claims{Org: "acme", Scope: "billing:read"})}, "UNAUTHENTICATED", auth.ReasonBadClaims},
+		{"token without org", map[string]string{"Authorization": "Bearer " + signed(t, apptest.Secret, claims("", "billing:read", now.Add(time.Hour)))}, "UNAUTHENTICATED", auth.ReasonBadClaims},
+		{"token not valid yet", map[string]string{"Authorization": "Bearer " + mapToken(t, jwt.MapClaims{"org": "acme", "scope": "billing:read", "exp": now.Add(time.Hour).Unix(), "nbf": now.Add(time.Hour / 2).Unix()})}, "UNAUTHENTICATED", auth.ReasonBadClaims},
+		{"token with an invalid email claim", map[string]string{"Authorization": "Bearer " + mapToken(t, jwt.MapClaims{"org": "acme", "scope": "billing:read", "exp": now.Add(time.Hour).Unix(), "email": "not-an-email"})}, "UNAUTHENTICATED", auth.ReasonBadClaims},
 		{"garbage bearer", map[string]string{"Authorization": "Bearer not.a.jwt"}, "UNAUTHENTICATED", auth.ReasonMalformed},
 		{"basic auth scheme", map[string]string{"Authorization": "Basic dXNlcjpwYXNz"}, "UNAUTHENTICATED", auth.ReasonMalformed},
 		{"unknown api key", map[string]string{"X-API-Key": "tg_test_doesnotexist"}, "UNAUTHENTICATED", auth.ReasonUnknownKey},
 		{"token lacking billing:read", map[string]string{"Authorization": "Bearer " + signed(t, apptest.Secret, claims("acme", "usage:write", now.Add(time.Hour)))}, "FORBIDDEN", ""},
+	}
+	// exp, nbf and iat are JSON numbers (RFC 7519), never strings that
+	// hold one, whatever the case of the claim's name.
+	future := strconv.FormatInt(now.Add(time.Hour).Unix(), 10)
+	past := strconv.FormatInt(now.Add(-time.Hour).Unix(), 10)
+	for name, c := range map[string]jwt.MapClaims{
+		"exp as a string":           {"org": "acme", "scope": "billing:read", "exp": future},
+		"nbf as a string":           {"org": "acme", "scope": "billing:read", "exp": now.Add(time.Hour).Unix(), "nbf": past},
+		"iat as a string":           {"org": "acme", "scope": "billing:read", "exp": now.Add(time.Hour).Unix(), "iat": past},
+		"EXP in capitals, a string": {"org": "acme", "scope": "billing:read", "EXP": future},
+		"exp as null":               {"org": "acme", "scope": "billing:read", "exp": nil},
+		"exp as an object":          {"org": "acme", "scope": "billing:read", "exp": map[string]any{"n": 1}},
+	} {
+		cases = append(cases, struct {
+			name    string
+			headers map[string]string
+			code    string
+			reason  string
+		}{name, map[string]string{"Authorization": "Bearer " + mapToken(t, c)}, "UNAUTHENTICATED", auth.ReasonBadClaims})
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -81,8 +114,21 @@ func TestAuthMatrix(t *testing.T) {
 			if d := string(r.Data); d != "" && d != "null" {
 				t.Fatalf("data leaked with a refused request: %s", d)
 			}
+			if tc.code == "UNAUTHENTICATED" && r.Errors[0].Extensions["reason"] == nil {
+				t.Fatalf("UNAUTHENTICATED without a reason: %+v", r.Errors)
+			}
+			if strings.Contains(r.Errors[0].Message, "token has invalid claims") || strings.Contains(r.Errors[0].Message, "NumericDate") {
+				t.Fatalf("the JWT library's text reached the client: %q", r.Errors[0].Message)
+			}
 		})
 	}
+	t.Run("numeric exp, nbf and iat are still accepted", func(t *testing.T) {
+		tok := mapToken(t, jwt.MapClaims{"org": "acme", "scope": "billing:read", "exp": now.Add(time.Hour).Unix(),
+			"nbf": now.Add(-time.Minute).Unix(), "iat": float64(now.Add(-time.Minute).Unix()) + 0.5})
+		if r := h.Do(map[string]string{"Authorization": "Bearer " + tok}, subscriptionQuery, nil); len(r.Errors) > 0 {
+			t.Fatalf("a token with numeric dates was refused: %+v", r.Errors)
+		}
+	})
 
 	t.Run("valid token through the session cookie", func(t *testing.T) {
 		r := h.Do(map[string]string{"Cookie": auth.SessionCookie + "=" + valid}, subscriptionQuery, nil)
@@ -180,6 +226,56 @@ func TestCredentialCheckOutageIsRetryable(t *testing.T) {
 			}
 			if strings.Contains(r.Errors[0].Message, "reset") {
 				t.Fatalf("database error text reached the client: %q", r.Errors[0].Message)
+			}
+		})
+	}
+}
+
+// TestOneCredentialPerRequest: a request naming an API key and a bearer
+// token is refused, whichever organisations they belong to, rather than
+// acting as one of them; the session cookie, which a browser sends by
+// itself, is used only when neither header is.
+func TestOneCredentialPerRequest(t *testing.T) {
+	h := apptest.New(t, apptest.Options{})
+	var created struct {
+		CreateApiKey struct{ Secret string }
+	}
+	h.Query("acme", `mutation { createApiKey(input: {name: "backend", scopes: [BILLING_READ]}) { secret } }`, nil).Decode(t, &created)
+	h.Query("other", `mutation { createApiKey(input: {name: "backend", scopes: [BILLING_READ]}) { secret } }`, nil)
+	key := created.CreateApiKey.Secret
+	orgQuery := `{ organization { externalId } }`
+
+	for name, headers := range map[string]map[string]string{
+		"API key and another organisation's token":  {"X-API-Key": key, "Authorization": "Bearer " + h.Token("other")},
+		"API key and its own organisation's token":  {"X-API-Key": key, "Authorization": "Bearer " + h.Token("acme")},
+		"API key twice, in both headers":            {"X-API-Key": key, "Authorization": "Bearer " + key},
+		"API key and the bare key in Authorization": {"X-API-Key": key, "Authorization": key},
+		"API key and a malformed Authorization":     {"X-API-Key": key, "Authorization": "Basic dXNlcjpwYXNz"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := h.Do(headers, orgQuery, nil)
+			if r.Code() != "UNAUTHENTICATED" || r.Errors[0].Extensions["reason"] != auth.ReasonConflicting {
+				t.Fatalf("errors = %+v, want UNAUTHENTICATED %s", r.Errors, auth.ReasonConflicting)
+			}
+			if d := string(r.Data); d != "" && d != "null" {
+				t.Fatalf("answered as some organisation: %s", d)
+			}
+		})
+	}
+	for name, tc := range map[string]struct {
+		headers map[string]string
+		org     string
+	}{
+		"the API key alone":                      {map[string]string{"X-API-Key": key}, "acme"},
+		"the token alone":                        {map[string]string{"Authorization": "Bearer " + h.Token("other")}, "other"},
+		"a header beside another org's cookie":   {map[string]string{"X-API-Key": key, "Cookie": auth.SessionCookie + "=" + h.Token("other")}, "acme"},
+		"a blank X-API-Key beside a valid token": {map[string]string{"X-API-Key": " ", "Authorization": "Bearer " + h.Token("other")}, "other"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var out struct{ Organization struct{ ExternalID string } }
+			h.Do(tc.headers, orgQuery, nil).Decode(t, &out)
+			if out.Organization.ExternalID != tc.org {
+				t.Fatalf("acted as %q, want %q", out.Organization.ExternalID, tc.org)
 			}
 		})
 	}

@@ -46,6 +46,16 @@ func TestCheckoutAndPortalOverGraphQL(t *testing.T) {
 		t.Fatalf("userErrors = %+v", bad.CreateCheckoutSession.UserErrors)
 	}
 
+	// Credentials in a return URL are refused, as in a webhook URL.
+	h.Query("acme", checkout, map[string]any{"in": map[string]any{"plan": "starter", "successUrl": "https://user:pass@app.example.com/ok", "cancelUrl": "https://token@app.example.com/no"}}).Decode(t, &bad)
+	fields = map[string]string{}
+	for _, e := range bad.CreateCheckoutSession.UserErrors {
+		fields[e.Field] = e.Code
+	}
+	if bad.CreateCheckoutSession.URL != nil || len(fields) != 2 || fields["input.successUrl"] != "INVALID_URL" || fields["input.cancelUrl"] != "INVALID_URL" {
+		t.Fatalf("checkout with credentials in its URLs: userErrors = %+v", bad.CreateCheckoutSession.UserErrors)
+	}
+
 	var portal struct {
 		CreatePortalSession struct {
 			URL        *string

@@ -39,6 +39,9 @@ func hasScope(ctx context.Context, _ any, next graphql.Resolver, anyOf []model.S
 // (UNAVAILABLE), or that it presented none.
 func unauthenticated(ctx context.Context) *apperr.Error {
 	e := apperr.New(apperr.Unauthenticated, "authentication required: send Authorization: Bearer <token> or X-API-Key")
+	// Every refusal names its reason; a request that reached here without
+	// passing the auth middleware presented nothing it read.
+	e.Extensions = map[string]any{"reason": auth.ReasonMissing}
 	if f, ok := auth.FailureFromContext(ctx); ok {
 		if f.Err != nil {
 			// The credentials could not be checked: an outage, answered

@@ -28,7 +28,7 @@ func TestInputsThatReachedTheDatabaseAreClientErrors(t *testing.T) {
 			{"a period in year 1", `{ usage(period: "0001-01") { periodStart meters { meter } } }`, "BAD_USER_INPUT"},
 			{"usage by endpoint in year 1", `{ usageByEndpoint(period: "0001-01") { endpoint } }`, "BAD_USER_INPUT"},
 			{"a series from year 1", `{ usageSeries(meter: "api_calls", from: "0001-01-01", to: "0001-01-02") { date used } }`, "BAD_USER_INPUT"},
-			{"revoking an id with NUL", `mutation { revokeApiKey(id: "k\u0000") { apiKey { id } } }`, "NOT_FOUND"},
+			{"an apiKeys cursor with NUL", `{ apiKeys(after: "k\u0000") { id } }`, "BAD_USER_INPUT"},
 		}
 		vars := map[string]any{"a": cursor("in_\x00x"), "b": cursor("in_\xffx")}
 		for _, q := range queries {
@@ -59,6 +59,17 @@ func TestInputsThatReachedTheDatabaseAreClientErrors(t *testing.T) {
 			h.Query("acme", createKey, map[string]any{"in": map[string]any{"name": "ci\x00key", "scopes": []string{"BILLING_READ"}}}).Decode(t, &out)
 			if ue := out.CreateAPIKey.UserErrors; len(ue) != 1 || ue[0].Field != "input.name" || ue[0].Code != "INVALID" {
 				t.Fatalf("userErrors = %+v, want input.name INVALID", ue)
+			}
+		})
+		t.Run("revoking an id with NUL", func(t *testing.T) {
+			var out struct {
+				RevokeAPIKey struct {
+					UserErrors []struct{ Field, Code string }
+				} `json:"revokeApiKey"`
+			}
+			h.Query("acme", `mutation { revokeApiKey(id: "k\u0000") { apiKey { id } userErrors { field code } } }`, nil).Decode(t, &out)
+			if ue := out.RevokeAPIKey.UserErrors; len(ue) != 1 || ue[0].Field != "id" || ue[0].Code != "NOT_FOUND" {
+				t.Fatalf("userErrors = %+v, want id NOT_FOUND", ue)
 			}
 		})
 		t.Run("a signing key for an id with NUL", func(t *testing.T) {

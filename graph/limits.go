@@ -55,12 +55,18 @@ func listCosts(c *generated.ComplexityRoot) (argPriced map[string]bool) {
 		return 1 + min(max(days, 1), usage.MaxSeriesDays)*child
 	}
 	c.Query.UsageByEndpoint = func(child int, _ *string, _ *string) int { return 1 + 100*child }
-	c.Query.APIKeys = func(child int) int { return 1 + 50*child }
+	c.Query.APIKeys = func(child int, first *int, _ *string) int {
+		n := auth.DefaultPageSize
+		if first != nil && *first > 0 {
+			n = min(*first, auth.MaxPageSize)
+		}
+		return 1 + n*child
+	}
 	c.Query.Plans = func(child int) int { return 1 + 10*child }
 	// recordUsage is priced by complexityLimit from its raw argument:
 	// gqlgen would unmarshal every event a second time to call a price
 	// function here.
-	return map[string]bool{"Query.invoices": true, "Query.usageSeries": true}
+	return map[string]bool{"Query.invoices": true, "Query.usageSeries": true, "Query.apiKeys": true}
 }
 
 // complexityLimit is gqlgen's fixed complexity limit with recordUsage

@@ -45,10 +45,11 @@ func (r *mutationResolver) CreateAPIKey(ctx context.Context, input model.CreateA
 // RevokeAPIKey is the resolver for the revokeApiKey field.
 func (r *mutationResolver) RevokeAPIKey(ctx context.Context, id string) (*model.RevokeAPIKeyPayload, error) {
 	key, err := r.Keys.Revoke(ctx, principal(ctx).OrgID, id)
-	if err != nil {
-		return nil, err
+	ue, err := userErrors(err)
+	if err != nil || len(ue) > 0 {
+		return &model.RevokeAPIKeyPayload{UserErrors: ue}, err
 	}
-	return &model.RevokeAPIKeyPayload{APIKey: apiKeyToModel(key), UserErrors: []model.UserError{}}, nil
+	return &model.RevokeAPIKeyPayload{APIKey: apiKeyToModel(key), UserErrors: ue}, nil
 }
 
 // RegisterSigningKey is the resolver for the registerSigningKey field.
@@ -213,8 +214,12 @@ func (r *queryResolver) Subscription(ctx context.Context) (*model.BillingSubscri
 }
 
 // APIKeys is the resolver for the apiKeys field.
-func (r *queryResolver) APIKeys(ctx context.Context) ([]model.APIKey, error) {
-	keys, err := r.Keys.List(ctx, principal(ctx).OrgID)
+func (r *queryResolver) APIKeys(ctx context.Context, first *int, after *string) ([]model.APIKey, error) {
+	n := auth.DefaultPageSize
+	if first != nil {
+		n = *first
+	}
+	keys, err := r.Keys.List(ctx, principal(ctx).OrgID, n, deref(after))
 	if err != nil {
 		return nil, err
 	}

@@ -198,3 +198,75 @@ func TestWebhookArgumentsNeverAnswerInternal(t *testing.T) {
 		}
 	})
 }
+
+// TestWebhookURLsNeverCarryCredentials: a URL with a user name or password
+// is refused on create and update; one stored before that rule is listed,
+// and quoted in attempt errors, without them, to every billing:read caller.
+func TestWebhookURLsNeverCarryCredentials(t *testing.T) {
+	h := apptest.New(t, apptest.Options{})
+	got := make(chan struct{}, 10)
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+		got <- struct{}{}
+	}))
+	defer rcv.Close()
+	var org struct{ Organization struct{ ID string } }
+	h.Query("acme", `{ organization { id } }`, nil).Decode(t, &org)
+	orgID := org.Organization.ID
+	h.App.DB.Model(&orgs.Organization{}).Where("id = ?", orgID).Update("plan_id", "enterprise")
+	h.App.Usage.InvalidatePlan(orgID)
+	withCreds := strings.Replace(rcv.URL, "http://", "http://hook-user:s3cret@", 1) + "/hooks"
+
+	for _, u := range []string{withCreds, "https://hook-user:s3cret@hooks.acme.test/", "https://s3cret@hooks.acme.test/", "https://@hooks.acme.test/"} {
+		var out createEndpointResult
+		h.Query("acme", createEndpoint, map[string]any{"in": map[string]any{"url": u, "events": []string{"invoice.paid"}}}).Decode(t, &out)
+		c := out.CreateWebhookEndpoint
+		if c.WebhookEndpoint != nil || len(c.UserErrors) != 1 || c.UserErrors[0].Code != "INVALID_URL" || c.UserErrors[0].Field != "input.url" ||
+			!strings.Contains(c.UserErrors[0].Message, "Credentials in URLs are not allowed") {
+			t.Fatalf("create with %q = %+v, want INVALID_URL about credentials", u, c)
+		}
+	}
+	var created createEndpointResult
+	h.Query("acme", createEndpoint, map[string]any{"in": map[string]any{"url": rcv.URL + "/hooks", "events": []string{"invoice.paid"}}}).Decode(t, &created)
+	ep := created.CreateWebhookEndpoint.WebhookEndpoint
+	if ep == nil {
+		t.Fatalf("create: %+v", created.CreateWebhookEndpoint)
+	}
+	var updated struct {
+		UpdateWebhookEndpoint struct {
+			WebhookEndpoint *struct{ URL string }
+			UserErrors      []struct{ Field, Code string }
+		}
+	}
+	h.Query("acme", `mutation($in: UpdateWebhookEndpointInput!) { updateWebhookEndpoint(input: $in) { webhookEndpoint { url } userErrors { field code } } }`,
+		map[string]any{"in": map[string]any{"id": ep.ID, "url": withCreds}}).Decode(t, &updated)
+	if u := updated.UpdateWebhookEndpoint; u.WebhookEndpoint != nil || len(u.UserErrors) != 1 || u.UserErrors[0].Code != "INVALID_URL" {
+		t.Fatalf("update to a URL with credentials = %+v, want INVALID_URL", u)
+	}
+
+	// An endpoint saved before the rule, as the database may still hold.
+	if err := h.App.DB.Table("webhook_endpoints").Where("id = ?", ep.ID).Update("url", withCreds).Error; err != nil {
+		t.Fatal(err)
+	}
+	settled, stop := h.App.Jobs.Subscribe(river.EventKindJobCompleted, river.EventKindJobFailed, river.EventKindJobSnoozed)
+	defer stop()
+	err := h.App.DB.Tx(context.Background(), func(tx *gorm.DB) error {
+		return h.App.Webhooks.Emit(context.Background(), tx, orgID, outbound.InvoicePaid, map[string]string{"invoice_id": "in_1"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-got
+	waitJob(t, settled)
+	reader := map[string]string{"Authorization": "Bearer " + h.Token("acme", auth.BillingRead)}
+	r := h.Do(reader, `query($id: ID!) { webhookEndpoints { url disabledReason } webhookDeliveries(endpointId: $id) { attempts { statusCode error } } }`, map[string]any{"id": ep.ID})
+	if len(r.Errors) > 0 {
+		t.Fatalf("errors: %+v", r.Errors)
+	}
+	if d := string(r.Data); strings.Contains(d, "s3cret") || strings.Contains(d, "hook-user") {
+		t.Fatalf("a stored URL's credentials reached a billing:read caller: %s", d)
+	}
+	if !strings.Contains(string(r.Data), strings.TrimPrefix(rcv.URL, "http://")+"/hooks") || !strings.Contains(string(r.Data), "500") {
+		t.Fatalf("the redacted URL or the attempt is missing: %s", r.Data)
+	}
+}

@@ -223,7 +223,7 @@ type ComplexityRoot struct {
 	}
 
 	Query struct {
-		APIKeys           func(childComplexity int) int
+		APIKeys           func(childComplexity int, first *int, after *string) int
 		Invoices          func(childComplexity int, first *int, after *string, status *model.InvoiceStatus) int
 		Organization      func(childComplexity int) int
 		Plans             func(childComplexity int) int
@@ -399,7 +399,7 @@ type QueryResolver interface {
 	Organization(ctx context.Context) (*model.Organization, error)
 	Plans(ctx context.Context) ([]model.Plan, error)
 	Subscription(ctx context.Context) (*model.BillingSubscription, error)
-	APIKeys(ctx context.Context) ([]model.APIKey, error)
+	APIKeys(ctx context.Context, first *int, after *string) ([]model.APIKey, error)
 	Invoices(ctx context.Context, first *int, after *string, status *model.InvoiceStatus) (*model.InvoiceConnection, error)
 	UpcomingInvoice(ctx context.Context) (*model.UpcomingInvoice, error)
 	Usage(ctx context.Context, period *string) (*model.Usage, error)
@@ -1240,7 +1240,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			break
 		}
 
-		return e.ComplexityRoot.Query.APIKeys(childComplexity), true
+		args, err := ec.field_Query_apiKeys_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.APIKeys(childComplexity, args["first"].(*int), args["after"].(*string)), true
 
 	case "Query.invoices":
 		if e.ComplexityRoot.Query.Invoices == nil {
@@ -1962,8 +1967,11 @@ type Query {
   plans: [Plan!]! @hasScope(anyOf: [BILLING_READ])
   "The organisation's plan and Stripe subscription. Always answers: an organisation without a subscription is on the free plan."
   subscription: BillingSubscription! @hasScope(anyOf: [BILLING_READ])
-  "The organisation's API keys, newest first. Secrets are never returned here."
-  apiKeys: [ApiKey!]! @hasScope(anyOf: [BILLING_READ])
+  """
+  The organisation's API keys, newest first, revoked ones included. Secrets are never returned here.
+  At most ` + "`" + `first` + "`" + ` (capped at 100); for the next page pass the last key's id as ` + "`" + `after` + "`" + `.
+  """
+  apiKeys(first: Int = 100, after: ID): [ApiKey!]! @hasScope(anyOf: [BILLING_READ])
 
   "Invoices, newest first, as a Relay connection with opaque keyset cursors. ` + "`" + `first` + "`" + ` is capped at 100."
   invoices(first: Int = 20, after: String, status: InvoiceStatus): InvoiceConnection!
@@ -1998,7 +2006,7 @@ type Query {
 }
 
 type Mutation {
-  "Create an API key. The secret is in this payload and nowhere else, ever."
+  "Create an API key. The secret is in this payload and nowhere else, ever. At most 100 keys not revoked per organisation (TOO_MANY_API_KEYS)."
   createApiKey(input: CreateApiKeyInput!): CreateApiKeyPayload! @hasScope(anyOf: [BILLING_WRITE])
   "Revoke an API key; it stops authenticating at once."
   revokeApiKey(id: ID!): RevokeApiKeyPayload! @hasScope(anyOf: [BILLING_WRITE])
@@ -3488,6 +3496,28 @@ func (ec *executionContext) field_Query___type_args(ctx context.Context, rawArgs
 		return nil, err
 	}
 	args["name"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_apiKeys_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
 	return args, nil
 }
 
@@ -7303,7 +7333,8 @@ func (ec *executionContext) _Query_apiKeys(ctx context.Context, field graphql.Co
 			return ec.fieldContext_Query_apiKeys(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return ec.Resolvers.Query().APIKeys(ctx)
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().APIKeys(ctx, fc.Args["first"].(*int), fc.Args["after"].(*string))
 		},
 		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
 			directive0 := next
@@ -7331,7 +7362,7 @@ func (ec *executionContext) _Query_apiKeys(ctx context.Context, field graphql.Co
 		true,
 	)
 }
-func (ec *executionContext) fieldContext_Query_apiKeys(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+func (ec *executionContext) fieldContext_Query_apiKeys(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	fc = &graphql.FieldContext{
 		Object:     "Query",
 		Field:      field,
@@ -7340,6 +7371,17 @@ func (ec *executionContext) fieldContext_Query_apiKeys(_ context.Context, field 
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_ApiKey(ctx, field)
 		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_apiKeys_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
 	}
 	return fc, nil
 }

@@ -5,9 +5,9 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math/big"
-	"net/mail"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,11 +15,14 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
+	"gorm.io/gorm"
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/cache"
 	"github.com/tollgate-billing/tollgate/internal/clock"
+	"github.com/tollgate-billing/tollgate/internal/orgs"
 	"github.com/tollgate-billing/tollgate/internal/store"
+	"github.com/tollgate-billing/tollgate/internal/usertext"
 )
 
 // KeyPrefix starts every API key secret, so secret scanners and readers can
@@ -88,26 +91,29 @@ func HashSecret(secret string) string {
 // scope its creator lacks.
 const CodeScopeNotHeld = "SCOPE_NOT_HELD"
 
+// MaxNameLen bounds a key's name, in characters.
+const MaxNameLen = 200
+
 // ValidateCreate checks a key request, as userErrors.
 func ValidateCreate(in CreateKeyInput) apperr.FieldErrors {
 	var fe apperr.FieldErrors
 	name := strings.TrimSpace(in.Name)
 	switch n := utf8.RuneCountInString(name); {
-	case !store.StorableText(name):
-		fe.Add("input.name", "INVALID", "name must be UTF-8 text without NUL characters")
+	case !usertext.Printable(in.Name):
+		// Judged before trimming: "\tname" is refused, not stored as
+		// "name" with the caller never told.
+		fe.Add("input.name", "INVALID", "name must be UTF-8 text without control characters")
 	case n == 0:
 		fe.Add("input.name", "REQUIRED", "name is required")
 	case n < 2:
 		fe.Add("input.name", "TOO_SHORT", "name must be at least 2 characters")
-	case n > 200:
-		fe.Add("input.name", "TOO_LONG", "name must be at most 200 characters")
+	case n > MaxNameLen:
+		fe.Add("input.name", "TOO_LONG", fmt.Sprintf("name must be at most %d characters", MaxNameLen))
 	}
 	if in.ContactEmail != "" {
-		if len(in.ContactEmail) > 320 {
-			fe.Add("input.contactEmail", "TOO_LONG", "contactEmail must be at most 320 characters")
-		} else if !store.StorableText(in.ContactEmail) {
-			fe.Add("input.contactEmail", "INVALID_EMAIL", "contactEmail must be an email address like dev@example.com")
-		} else if a, err := mail.ParseAddress(in.ContactEmail); err != nil || a.Address != in.ContactEmail || !strings.Contains(a.Address[strings.LastIndex(a.Address, "@")+1:], ".") {
+		if len(in.ContactEmail) > usertext.MaxEmailLen {
+			fe.Add("input.contactEmail", "TOO_LONG", fmt.Sprintf("contactEmail must be at most %d characters", usertext.MaxEmailLen))
+		} else if !usertext.Email(in.ContactEmail) {
 			fe.Add("input.contactEmail", "INVALID_EMAIL", "contactEmail must be an email address like dev@example.com")
 		}
 	}
@@ -148,17 +154,79 @@ func (k *Keys) Create(ctx context.Context, orgID string, in CreateKeyInput) (API
 		Scopes:       strings.Join(scopes, " "),
 		CreatedAt:    k.clock.Now(),
 	}
-	if err := k.db.WithContext(ctx).Create(&key).Error; err != nil {
-		return APIKey{}, "", fmt.Errorf("create api key for org %s: %w", orgID, err)
+	err := k.db.Tx(ctx, func(tx *gorm.DB) error {
+		// The organisation's row serialises concurrent creates, so two
+		// cannot both see room for one more.
+		if _, ok, err := orgs.Lock(ctx, k.db, tx, orgID); err != nil || !ok {
+			if err == nil {
+				err = apperr.ErrNotFound
+			}
+			return err
+		}
+		var n int64
+		if err := tx.Model(&APIKey{}).Where("org_id = ? AND revoked_at IS NULL", orgID).Count(&n).Error; err != nil {
+			return fmt.Errorf("count api keys of org %s: %w", orgID, err)
+		}
+		if n >= MaxActiveKeys {
+			var fe apperr.FieldErrors
+			fe.Add("", CodeTooManyKeys, fmt.Sprintf("An organisation may have at most %d active API keys; revoke one it no longer uses.", MaxActiveKeys))
+			return fe
+		}
+		if err := tx.Create(&key).Error; err != nil {
+			return fmt.Errorf("create api key for org %s: %w", orgID, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return APIKey{}, "", err
 	}
 	return key, secret, nil
 }
 
-// List returns the organisation's keys, newest first.
-func (k *Keys) List(ctx context.Context, orgID string) ([]APIKey, error) {
+// MaxActiveKeys caps an organisation's keys that are not revoked: each is a
+// live credential to audit, and every one is another row to read on a cache
+// miss. Revoked keys do not count.
+const MaxActiveKeys = 100
+
+// CodeTooManyKeys is the userErrors code for creating a key beyond
+// MaxActiveKeys.
+const CodeTooManyKeys = "TOO_MANY_API_KEYS"
+
+// MaxPageSize caps one page of List; DefaultPageSize is a page when the
+// caller names none, large enough to hold every active key.
+const (
+	MaxPageSize     = 100
+	DefaultPageSize = 100
+)
+
+// List returns up to first of the organisation's keys, newest first,
+// revoked ones included; after, when given, is the id of the last key of
+// the previous page. first above MaxPageSize is capped; below 1, or an after
+// that names none of the organisation's keys, is BAD_USER_INPUT.
+func (k *Keys) List(ctx context.Context, orgID string, first int, after string) ([]APIKey, error) {
+	if first < 1 {
+		return nil, apperr.New(apperr.BadInput, "first must be at least 1")
+	}
+	first = min(first, MaxPageSize)
+	q := k.db.WithContext(ctx).Where("org_id = ?", orgID)
+	if after != "" {
+		badAfter := apperr.New(apperr.BadInput, "after must be the id of one of your API keys (the last of the previous page)")
+		if !store.PlausibleID(after) {
+			return nil, badAfter
+		}
+		var last APIKey
+		err := k.db.WithContext(ctx).Select("id", "created_at").Where("org_id = ? AND id = ?", orgID, after).Take(&last).Error
+		if store.IsNotFound(err) {
+			return nil, badAfter
+		}
+		if err != nil {
+			return nil, fmt.Errorf("load api key %s: %w", after, err)
+		}
+		// Row-value comparison follows the (created_at DESC, id DESC) order.
+		q = q.Where("(created_at, id) < (?, ?)", last.CreatedAt, last.ID)
+	}
 	var keys []APIKey
-	err := k.db.WithContext(ctx).Where("org_id = ?", orgID).Order("created_at DESC, id DESC").Find(&keys).Error
-	if err != nil {
+	if err := q.Order("created_at DESC, id DESC").Limit(first).Find(&keys).Error; err != nil {
 		return nil, fmt.Errorf("list api keys for org %s: %w", orgID, err)
 	}
 	return keys, nil
@@ -180,10 +248,24 @@ func (k *Keys) Get(ctx context.Context, orgID, id string) (APIKey, error) {
 	return key, nil
 }
 
-// Revoke stops a key from authenticating. Revoking twice is harmless.
+// CodeNotFound is the userErrors code for a key id that names none of the
+// organisation's keys (another organisation's look the same).
+const CodeNotFound = "NOT_FOUND"
+
+// keyNotFound answers a mutation naming no key of the organisation, as a
+// userError on field, as every mutation that takes an id does.
+func keyNotFound(field string) error {
+	var fe apperr.FieldErrors
+	fe.Add(field, CodeNotFound, "No such API key in this organisation.")
+	return fe
+}
+
+// Revoke stops a key from authenticating. Revoking twice is harmless. An
+// id that names none of the organisation's keys is a NOT_FOUND userError
+// on id.
 func (k *Keys) Revoke(ctx context.Context, orgID, id string) (APIKey, error) {
 	if !store.PlausibleID(id) {
-		return APIKey{}, apperr.ErrNotFound
+		return APIKey{}, keyNotFound("id")
 	}
 	now := k.clock.Now()
 	err := k.db.WithContext(ctx).Model(&APIKey{}).
@@ -193,7 +275,11 @@ func (k *Keys) Revoke(ctx context.Context, orgID, id string) (APIKey, error) {
 		return APIKey{}, fmt.Errorf("revoke api key %s: %w", id, err)
 	}
 	k.cache.changed(ctx)
-	return k.Get(ctx, orgID, id)
+	key, err := k.Get(ctx, orgID, id)
+	if errors.Is(err, apperr.ErrNotFound) {
+		return APIKey{}, keyNotFound("id")
+	}
+	return key, err
 }
 
 // SetSigningKey stores (or, with "", clears) the Ed25519 public key that

@@ -1,14 +1,17 @@
 package auth
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -27,6 +30,39 @@ type Claims struct {
 	// scopes is Scope parsed, once per verified token rather than once
 	// per request; shared by every request with the token, so read-only.
 	scopes []Scope
+}
+
+// dateClaims are the registered claims RFC 7519 defines as NumericDate.
+var dateClaims = []string{"exp", "nbf", "iat"}
+
+// errDateNotNumber is a date claim that is not a JSON number.
+var errDateNotNumber = errors.New("a date claim is not a number")
+
+// UnmarshalJSON refuses exp, nbf and iat unless they are JSON numbers, as
+// RFC 7519 defines them: golang-jwt's NumericDate also reads a string such
+// as "1700000000", so an issuer's bug (or a token made by hand) would pass
+// here and fail elsewhere. encoding/json matches names without regard to
+// case, so the check does too.
+func (c *Claims) UnmarshalJSON(b []byte) error {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	for name, v := range raw {
+		for _, d := range dateClaims {
+			if strings.EqualFold(name, d) && !isNumber(v) {
+				return fmt.Errorf("%w: %s", errDateNotNumber, name)
+			}
+		}
+	}
+	type plain Claims // without this method, so no recursion
+	return json.Unmarshal(b, (*plain)(c))
+}
+
+// isNumber reports whether v is a JSON number literal.
+func isNumber(v json.RawMessage) bool {
+	v = bytes.TrimSpace(v)
+	return len(v) > 0 && (v[0] == '-' || (v[0] >= '0' && v[0] <= '9'))
 }
 
 // Scopes are the known scopes the token grants.
@@ -109,7 +145,11 @@ func LoadPublicKeys(path string) ([]crypto.PublicKey, error) {
 
 // Reasons a token is refused.
 const (
-	ReasonMissing      = "CREDENTIALS_MISSING"
+	ReasonMissing = "CREDENTIALS_MISSING"
+	// ReasonConflicting is a request that names more than one credential
+	// (an API key and a bearer token, or a header twice): which one acts
+	// is never guessed.
+	ReasonConflicting  = "CREDENTIALS_CONFLICTING"
 	ReasonMalformed    = "TOKEN_MALFORMED"
 	ReasonExpired      = "TOKEN_EXPIRED"
 	ReasonBadSignature = "TOKEN_SIGNATURE_INVALID"
@@ -149,12 +189,19 @@ func (v *Verifier) Verify(token string) (*Claims, *Failure) {
 	case err == nil:
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return nil, &Failure{Reason: ReasonExpired, Message: "token has expired"}
+	case errors.Is(err, errDateNotNumber):
+		return nil, &Failure{Reason: ReasonBadClaims, Message: "token's exp, nbf and iat claims must be numbers (seconds since 1970), not strings"}
 	case errors.Is(err, jwt.ErrTokenMalformed):
 		return nil, &Failure{Reason: ReasonMalformed, Message: "token is malformed"}
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
 		return nil, &Failure{Reason: ReasonBadSignature, Message: "token signature is invalid"}
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return nil, &Failure{Reason: ReasonBadClaims, Message: "token has no exp claim"}
+	case errors.Is(err, jwt.ErrTokenNotValidYet):
+		return nil, &Failure{Reason: ReasonBadClaims, Message: "token is not valid yet (nbf is in the future)"}
 	default:
-		return nil, &Failure{Reason: ReasonBadClaims, Message: "token is not valid: " + err.Error()}
+		// The library's own text is not shown: it is not a contract.
+		return nil, &Failure{Reason: ReasonBadClaims, Message: "token claims are not valid"}
 	}
 	if claims.Org == "" {
 		return nil, &Failure{Reason: ReasonBadClaims, Message: "token has no org claim"}

@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -89,5 +90,50 @@ func TestRememberedTokensStillExpire(t *testing.T) {
 	clk.Advance(time.Minute + leeway + time.Second)
 	if _, f := v.Verify(tok); f == nil || f.Reason != ReasonExpired {
 		t.Fatalf("expired remembered token: %+v", f)
+	}
+}
+
+// TestDateClaimsMustBeNumbers: exp, nbf and iat given as strings holding a
+// number (which golang-jwt's NumericDate reads) are refused as invalid
+// claims, in any case of the name; numbers, integral or not, are accepted.
+func TestDateClaimsMustBeNumbers(t *testing.T) {
+	clk := clock.NewFake(time.Now())
+	secret := []byte("date-claims-secret-0123456789abcdef0123")
+	v, err := NewVerifier(secret, nil, clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := clk.Now().Add(time.Hour).Unix()
+	sign := func(c jwt.MapClaims) string {
+		c["org"] = "acme"
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	for name, tc := range map[string]struct {
+		claims jwt.MapClaims
+		ok     bool
+	}{
+		"numbers":             {jwt.MapClaims{"exp": exp, "nbf": exp - 7200, "iat": float64(exp-7200) + 0.25}, true},
+		"exp a string":        {jwt.MapClaims{"exp": strconv.FormatInt(exp, 10)}, false},
+		"nbf a string":        {jwt.MapClaims{"exp": exp, "nbf": "0"}, false},
+		"iat a string":        {jwt.MapClaims{"exp": exp, "iat": "0"}, false},
+		"Exp a string":        {jwt.MapClaims{"Exp": strconv.FormatInt(exp, 10)}, false},
+		"exp a boolean":       {jwt.MapClaims{"exp": true}, false},
+		"exp an array":        {jwt.MapClaims{"exp": []int64{exp}}, false},
+		"nbf null":            {jwt.MapClaims{"exp": exp, "nbf": nil}, false},
+		"exp a padded string": {jwt.MapClaims{"exp": " " + strconv.FormatInt(exp, 10)}, false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, f := v.Verify(sign(tc.claims))
+			if tc.ok && f != nil {
+				t.Fatalf("refused: %+v", f)
+			}
+			if !tc.ok && (f == nil || f.Reason != ReasonBadClaims || c != nil) {
+				t.Fatalf("failure = %+v, want %s", f, ReasonBadClaims)
+			}
+		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
@@ -36,9 +37,9 @@ type Authenticator struct {
 }
 
 // Middleware authenticates each request. It never rejects on its own: a
-// request without valid credentials proceeds without a Principal (and with a
-// Failure when credentials were presented), and the GraphQL layer answers
-// UNAUTHENTICATED with the reason.
+// request without valid credentials proceeds without a Principal and with a
+// Failure (CREDENTIALS_MISSING when it presented none), and the GraphQL
+// layer answers UNAUTHENTICATED with the reason.
 func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
@@ -54,12 +55,20 @@ func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 }
 
 // Authenticate reads X-API-Key, Authorization: Bearer (a JWT or an API key)
-// or the session cookie, in that order.
+// or the session cookie. A request may name one credential in its headers:
+// both headers, or one twice, is refused rather than one picked, since they
+// may be of different organisations. The cookie, which a browser attaches
+// by itself, counts only when neither header is sent.
 func (a *Authenticator) Authenticate(r *http.Request) (*Principal, *Failure) {
-	if k := strings.TrimSpace(r.Header.Get("X-API-Key")); k != "" {
-		return a.apiKey(r, k)
+	keys, authz := presented(r.Header.Values("X-API-Key")), presented(r.Header.Values("Authorization"))
+	if len(keys)+len(authz) > 1 {
+		return nil, &Failure{Reason: ReasonConflicting, Message: "send one credential: either an API key or a bearer token, not both, and each header once"}
 	}
-	if h := r.Header.Get("Authorization"); h != "" {
+	if len(keys) == 1 {
+		return a.apiKey(r, keys[0])
+	}
+	if len(authz) == 1 {
+		h := authz[0]
 		scheme, cred, ok := strings.Cut(strings.TrimSpace(h), " ")
 		cred = strings.TrimSpace(cred)
 		switch {
@@ -77,7 +86,14 @@ func (a *Authenticator) Authenticate(r *http.Request) (*Principal, *Failure) {
 		}
 		return a.jwt(r, cred, MethodJWT)
 	}
-	if c, err := r.Cookie(SessionCookie); err == nil && c.Value != "" {
+	sessions := sessionCookies(r)
+	if len(sessions) > 1 {
+		// A browser holding sessions from two scopes (a parent domain's and
+		// a host's, say) sends both; which one it meant is not known.
+		return nil, &Failure{Reason: ReasonConflicting, Message: "the request carries more than one " + SessionCookie + " cookie; sign out and in again"}
+	}
+	if len(sessions) == 1 {
+		c := sessions[0]
 		// A browser attaches cookies to cross-site requests too. POSTs must
 		// be application/json (gqlgen refuses other bodies), which forces a
 		// CORS preflight; a GET can be a plain link, so it must carry a
@@ -87,7 +103,34 @@ func (a *Authenticator) Authenticate(r *http.Request) (*Principal, *Failure) {
 		}
 		return a.jwt(r, c.Value, MethodCookie)
 	}
-	return nil, nil
+	return nil, missing()
+}
+
+// presented returns a header's values that are not blank, trimmed.
+func presented(values []string) []string {
+	var out []string
+	for _, v := range values {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// sessionCookies returns the distinct non-empty session cookies.
+func sessionCookies(r *http.Request) []*http.Cookie {
+	var out []*http.Cookie
+	for _, c := range r.CookiesNamed(SessionCookie) {
+		if c.Value != "" && !slices.ContainsFunc(out, func(o *http.Cookie) bool { return o.Value == c.Value }) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// missing is the Failure of a request without credentials.
+func missing() *Failure {
+	return &Failure{Reason: ReasonMissing, Message: "authentication required: send Authorization: Bearer <token> or X-API-Key"}
 }
 
 func (a *Authenticator) jwt(r *http.Request, token string, m Method) (*Principal, *Failure) {

@@ -3,6 +3,7 @@ package auth_test
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -83,6 +84,13 @@ func TestBadOrgClaimsAreABadTokenNotAnOutage(t *testing.T) {
 			{"NUL in org_name", auth.Claims{Org: "fresh-1", OrgName: "Fresh\x00"}},
 			{"org_name over 200 characters", auth.Claims{Org: "fresh-2", OrgName: strings.Repeat("é", 201)}},
 			{"NUL in email", auth.Claims{Org: "fresh-3", Email: "a\x00@example.com"}},
+			// The email claim is held to createApiKey's contactEmail rule.
+			{"email that is no address", auth.Claims{Org: "fresh-4", Email: "not-an-email"}},
+			{"email with a display name", auth.Claims{Org: "fresh-5", Email: "Bob <bob@example.com>"}},
+			{"email with a newline", auth.Claims{Org: "fresh-6", Email: "bob@example.com\n"}},
+			{"email with a bidi override", auth.Claims{Org: "fresh-7", Email: "bob\u202e@example.com"}},
+			{"email over 320 bytes", auth.Claims{Org: "fresh-8", Email: strings.Repeat("a", 309) + "@example.com"}},
+			{"bidi override in org_name", auth.Claims{Org: "fresh-9", OrgName: "Acme\u202eInc"}},
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
@@ -104,8 +112,61 @@ func TestBadOrgClaimsAreABadTokenNotAnOutage(t *testing.T) {
 		if p, f := request(auth.Claims{Org: strings.Repeat("a", 255)}); p == nil {
 			t.Fatalf("a 255-byte org was refused: %+v", f)
 		}
+		if p, f := request(auth.Claims{Org: "fresh-10", Email: strings.Repeat("a", 308) + "@example.com"}); p == nil {
+			t.Fatalf("a 320-byte email was refused: %+v", f)
+		}
 		if p, f := request(auth.Claims{Org: "acme"}); p == nil || p.OrgID != acme {
 			t.Fatalf("org acme: principal %+v, failure %+v", p, f)
 		}
 	})
+}
+
+// TestARequestNamesOneCredential: a header sent twice, or two different
+// session cookies, is refused as conflicting before any is looked at; no
+// credential at all is CREDENTIALS_MISSING, not a silent absence.
+func TestARequestNamesOneCredential(t *testing.T) {
+	secret := []byte("middleware-test-secret-0123456789abcdef")
+	clk := clock.NewFake(time.Now())
+	v, err := auth.NewVerifier(secret, nil, clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &auth.Authenticator{Verifier: v}
+	token := func(org string) string {
+		c := auth.Claims{Org: org, Scope: "billing:read"}
+		c.ExpiresAt = jwt.NewNumericDate(clk.Now().Add(time.Hour))
+		tok, err := auth.Mint(secret, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	cases := map[string]struct {
+		build  func(r *http.Request)
+		reason string
+	}{
+		"nothing": {func(*http.Request) {}, auth.ReasonMissing},
+		"X-API-Key twice": {func(r *http.Request) {
+			r.Header.Add("X-API-Key", "tg_test_one")
+			r.Header.Add("X-API-Key", "tg_test_two")
+		}, auth.ReasonConflicting},
+		"Authorization twice": {func(r *http.Request) {
+			r.Header.Add("Authorization", "Bearer "+token("acme"))
+			r.Header.Add("Authorization", "Bearer "+token("victim"))
+		}, auth.ReasonConflicting},
+		"two session cookies": {func(r *http.Request) {
+			r.AddCookie(&http.Cookie{Name: auth.SessionCookie, Value: token("acme")})
+			r.AddCookie(&http.Cookie{Name: auth.SessionCookie, Value: token("victim")})
+		}, auth.ReasonConflicting},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			r := httptest.NewRequest("POST", "/graphql", nil)
+			tc.build(r)
+			p, f := a.Authenticate(r)
+			if p != nil || f == nil || f.Reason != tc.reason || f.Err != nil {
+				t.Fatalf("principal %+v, failure %+v; want reason %s", p, f, tc.reason)
+			}
+		})
+	}
 }

@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"unicode"
 	"unicode/utf8"
 
 	"gorm.io/gorm/clause"
@@ -17,6 +16,7 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/store"
+	"github.com/tollgate-billing/tollgate/internal/usertext"
 )
 
 // Service finds and creates organisations.
@@ -44,7 +44,7 @@ func NewService(db *store.DB, c clock.Clock) *Service {
 const (
 	MaxExternalIDLen = 255 // bytes
 	MaxNameLen       = 200 // characters, as for an API key's name
-	MaxEmailLen      = 320 // bytes, the longest address RFC 5321 allows
+	MaxEmailLen      = usertext.MaxEmailLen
 )
 
 // ValidateClaims checks the token claims that become an organisation. It
@@ -59,34 +59,20 @@ func ValidateClaims(externalID, name, email string) error {
 		return bad("token has no org claim")
 	case len(externalID) > MaxExternalIDLen:
 		return bad(fmt.Sprintf("token's org claim is longer than %d bytes", MaxExternalIDLen))
-	case !printable(externalID):
+	case !usertext.Printable(externalID):
 		return bad("token's org claim must be UTF-8 text without control characters")
 	case strings.TrimSpace(externalID) != externalID:
 		return bad("token's org claim must not start or end with whitespace")
-	case !printable(name):
+	case !usertext.Printable(name):
 		return bad("token's org_name claim must be UTF-8 text without control characters")
 	case utf8.RuneCountInString(name) > MaxNameLen:
 		return bad(fmt.Sprintf("token's org_name claim is longer than %d characters", MaxNameLen))
-	case !printable(email):
-		return bad("token's email claim must be UTF-8 text without control characters")
-	case len(email) > MaxEmailLen:
-		return bad(fmt.Sprintf("token's email claim is longer than %d bytes", MaxEmailLen))
+	case email != "" && !usertext.Email(email):
+		// The same rule as an API key's contactEmail: the address is
+		// stored as the organisation's billing email and shown as such.
+		return bad(fmt.Sprintf("token's email claim must be an email address like dev@example.com, of at most %d bytes", MaxEmailLen))
 	}
 	return nil
-}
-
-// printable reports whether s is valid UTF-8 without control characters
-// (NUL among them, which Postgres cannot store in text).
-func printable(s string) bool {
-	if !utf8.ValidString(s) {
-		return false
-	}
-	for _, r := range s {
-		if unicode.IsControl(r) {
-			return false
-		}
-	}
-	return true
 }
 
 // Ensure returns the id of the organisation with this external id, creating

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/tollgate-billing/tollgate/internal/store"
+	"github.com/tollgate-billing/tollgate/internal/weburl"
 )
 
 // RetryWindow is how long an endpoint may keep failing before it is
@@ -135,12 +137,17 @@ func (s *Service) send(ctx context.Context, ep endpointRow, ev eventRow, at time
 	resp, err := s.http.Do(req)
 	latency := time.Since(start)
 	if err != nil {
-		return 0, latency, fmt.Errorf("POST %s: %w", ep.URL, err)
+		// Go's error quotes the URL, with its user name; ours names it
+		// without.
+		if ue, ok := errors.AsType[*url.Error](err); ok {
+			err = ue.Err
+		}
+		return 0, latency, fmt.Errorf("POST %s: %w", weburl.Redact(ep.URL), err)
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return resp.StatusCode, latency, fmt.Errorf("POST %s: HTTP %d", ep.URL, resp.StatusCode)
+		return resp.StatusCode, latency, fmt.Errorf("POST %s: HTTP %d", weburl.Redact(ep.URL), resp.StatusCode)
 	}
 	return resp.StatusCode, latency, nil
 }
@@ -174,7 +181,7 @@ func (s *Service) record(ctx context.Context, deliveryID, endpointID string, at 
 			a.StatusCode = &code
 		}
 		if sendErr != nil {
-			a.Error = truncate(sendErr.Error(), 500)
+			a.Error = truncate(weburl.RedactText(sendErr.Error()), 500)
 		}
 		if err := tx.Create(&a).Error; err != nil {
 			return err
@@ -226,7 +233,7 @@ func (s *Service) disable(ctx context.Context, tx *gorm.DB, ep *endpointRow, at 
 	}
 	s.log.WarnContext(ctx, "webhook endpoint disabled after 3 days of failures", "org", ep.OrgID, "endpoint", ep.ID)
 	return s.Emit(ctx, tx, ep.OrgID, EndpointDisabled, EndpointDisabledData{
-		EndpointID: ep.ID, URL: ep.URL, FailingSince: ep.FailingSince, LastError: lastErr,
+		EndpointID: ep.ID, URL: weburl.Redact(ep.URL), FailingSince: ep.FailingSince, LastError: lastErr,
 	})
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/store"
+	"github.com/tollgate-billing/tollgate/internal/weburl"
 )
 
 // MaxDeliveries caps one page of webhookDeliveries.
@@ -63,7 +64,7 @@ func (s *Service) views(ctx context.Context, rows []deliveryRow) ([]Delivery, er
 	}
 	byDelivery := make(map[string][]Attempt, len(rows))
 	for _, a := range attempts {
-		v := Attempt{At: a.AttemptedAt, Latency: time.Duration(a.LatencyMS) * time.Millisecond, Error: a.Error}
+		v := Attempt{At: a.AttemptedAt, Latency: time.Duration(a.LatencyMS) * time.Millisecond, Error: weburl.RedactText(a.Error)}
 		if a.StatusCode != nil {
 			v.StatusCode = *a.StatusCode
 		}

@@ -3,6 +3,8 @@ package outbound
 import (
 	"strings"
 	"time"
+
+	"github.com/tollgate-billing/tollgate/internal/weburl"
 )
 
 // endpointRow is a webhook_endpoints row.
@@ -98,8 +100,10 @@ type Endpoint struct {
 
 func (e endpointRow) view() Endpoint {
 	return Endpoint{
-		ID: e.ID, URL: e.URL, Events: strings.Fields(e.Events), Status: e.Status,
-		FailingSince: e.FailingSince, DisabledAt: e.DisabledAt, DisabledReason: e.DisabledReason,
+		// Redacted: an endpoint saved before URLs with credentials were
+		// refused must not show them to every billing:read caller.
+		ID: e.ID, URL: weburl.Redact(e.URL), Events: strings.Fields(e.Events), Status: e.Status,
+		FailingSince: e.FailingSince, DisabledAt: e.DisabledAt, DisabledReason: weburl.RedactText(e.DisabledReason),
 		CreatedAt: e.CreatedAt,
 	}
 }

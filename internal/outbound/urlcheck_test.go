@@ -41,6 +41,11 @@ func TestEndpointURLs(t *testing.T) {
 		// url.Parse accepts both; the database could not store them.
 		{"invalid UTF-8 is refused", "https://hooks.acme.test/\xff", true, CodeInvalidURL},
 		{"a NUL is refused", "https://hooks.acme.test/?a=\x00", true, CodeInvalidURL},
+		// Credentials would be listed to every billing:read caller.
+		{"a user and password are refused", "https://user:pass@hooks.acme.test/", true, CodeInvalidURL},
+		{"a user name alone is refused", "https://token@hooks.acme.test/", true, CodeInvalidURL},
+		{"credentials to localhost are refused in development", "http://u:p@localhost:3000/hooks", false, CodeInvalidURL},
+		{"an @ in the path is accepted", "https://hooks.acme.test/p@th", true, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ package weburl
 
 import (
 	"net/url"
+	"regexp"
 	"strings"
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
@@ -42,5 +43,35 @@ func Check(fe *apperr.FieldErrors, field, raw, invalidMsg string) (*url.URL, boo
 		fe.Add(field, CodeInvalidURL, invalidMsg)
 		return nil, false
 	}
+	if u.User != nil {
+		// A user name or password in the URL would be stored and shown to
+		// every reader of the organisation (and put in Stripe's redirect).
+		fe.Add(field, CodeInvalidURL, "Credentials in URLs are not allowed: remove the user:password@ before the host (a webhook receiver checks the signature made with its signing secret instead).")
+		return nil, false
+	}
 	return u, true
+}
+
+// Redact returns raw without a user name or password, for URLs stored
+// before Check refused them; anything it cannot parse is returned as is.
+func Redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	u.User = nil
+	return u.String()
+}
+
+// userinfoInText is the userinfo part of a URL inside free text, such as an
+// error message that quotes the URL (Go's own errors quote it with the
+// password as "***", and the user name in clear).
+var userinfoInText = regexp.MustCompile(`(?i)\b([a-z][a-z0-9+.-]*://)[^/?#@\s"']*@`)
+
+// RedactText removes user names and passwords from every URL in s.
+func RedactText(s string) string {
+	if !strings.Contains(s, "@") {
+		return s
+	}
+	return userinfoInText.ReplaceAllString(s, "$1")
 }

@@ -1,0 +1,53 @@
+package usertext_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/tollgate-billing/tollgate/internal/usertext"
+)
+
+func TestPrintable(t *testing.T) {
+	for s, want := range map[string]bool{
+		"search backend":       true,
+		"Ünïcødé 検索 🙂":         true,
+		"":                     true,
+		"a\x00b":               false,
+		"tab\tinside":          false,
+		"new\nline":            false,
+		"del\x7f":              false,
+		"c1 \u0085 control":    false,
+		"line\u2028separator":  false,
+		"evil\u202Eexe.txt":    false,
+		"isolate\u2066x\u2069": false,
+		"bad utf-8 \xff":       false,
+	} {
+		if got := usertext.Printable(s); got != want {
+			t.Errorf("Printable(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
+
+func TestEmail(t *testing.T) {
+	for s, want := range map[string]bool{
+		"ops@acme.io":                             true,
+		"first.last+tag@sub.example.com":          true,
+		strings.Repeat("a", 308) + "@example.com": true, // 320 bytes
+		strings.Repeat("a", 309) + "@example.com": false,
+		"":                   false,
+		"not-an-email":       false,
+		"Bob <bob@x.io>":     false,
+		"<bob@x.io>":         false,
+		"bob@localhost":      false,
+		"bob@x.io (comment)": false,
+		" bob@x.io":          false,
+		"bob@x.io\n":         false,
+		"bo\x00b@x.io":       false,
+		"bob\u202E@x.io":     false,
+		"a@b@x.io":           false,
+	} {
+		if got := usertext.Email(s); got != want {
+			t.Errorf("Email(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
