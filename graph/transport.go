@@ -1,0 +1,289 @@
+package graph
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/errcode"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/tollgate-billing/tollgate/internal/apperr"
+)
+
+// httpTransport is the one way requests reach the executor: GraphQL over
+// HTTP with a JSON body on POST, or URL parameters on GET (queries only).
+// It takes every request, so that whatever a client sends wrong (another
+// method, another content type, a body that is not one JSON object with a
+// query) is answered like any other GraphQL error: a JSON body with an
+// extensions.code and a status that says what to change. gqlgen's own
+// transports answer those with Go's decoder text, the body echoed back,
+// or a bare "transport not supported".
+type httpTransport struct {
+	vars *preparedVars
+}
+
+var _ graphql.Transport = httpTransport{}
+
+// Codes of requests refused before any GraphQL runs.
+const (
+	CodeBadRequest           apperr.Code = "BAD_REQUEST"
+	CodeMethodNotAllowed     apperr.Code = "METHOD_NOT_ALLOWED"
+	CodeUnsupportedMediaType apperr.Code = "UNSUPPORTED_MEDIA_TYPE"
+)
+
+func (httpTransport) Supports(*http.Request) bool { return true }
+
+func (t httpTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+	if r.Header.Get("Upgrade") != "" {
+		refuse(w, r, http.StatusBadRequest, CodeBadRequest, "websockets and other protocol upgrades are not supported; send each operation as its own POST")
+		return
+	}
+	switch r.Method {
+	case http.MethodPost:
+		t.post(w, r, exec)
+	case http.MethodGet:
+		t.get(w, r, exec)
+	case http.MethodOptions:
+		w.Header().Set("Allow", "GET, POST, OPTIONS")
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		w.Header().Set("Allow", "GET, POST")
+		refuse(w, r, http.StatusMethodNotAllowed, CodeMethodNotAllowed,
+			"method "+r.Method+" is not supported: send operations with POST (or queries with GET)")
+	}
+}
+
+// acceptedMedia is what a POST body may be.
+const acceptedMedia = "application/json"
+
+func (t httpTransport) post(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+	media, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	switch {
+	case err == nil && media == acceptedMedia:
+	case strings.HasPrefix(media, "multipart/"):
+		refuse(w, r, http.StatusUnsupportedMediaType, CodeUnsupportedMediaType,
+			"multipart requests (file uploads) are not supported; send Content-Type: application/json")
+		return
+	default:
+		refuse(w, r, http.StatusUnsupportedMediaType, CodeUnsupportedMediaType,
+			`Content-Type must be application/json, with a body like {"query": "...", "variables": {...}}`)
+		return
+	}
+	start := graphql.Now()
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		if tooLarge, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			refuseWith(w, r, http.StatusRequestEntityTooLarge, apperr.RequestTooLarge,
+				"request body is larger than the limit", map[string]any{"limitBytes": tooLarge.Limit})
+			return
+		}
+		refuse(w, r, http.StatusBadRequest, CodeBadRequest, "the request body could not be read")
+		return
+	}
+	params, msg := decodeBody(body)
+	if msg != "" {
+		refuse(w, r, http.StatusBadRequest, CodeBadRequest, msg)
+		return
+	}
+	params.Headers = r.Header
+	params.ReadTime = graphql.TraceTiming{Start: start, End: graphql.Now()}
+	t.run(w, r, preparedExec{GraphExecutor: exec, vars: t.vars}, params, false)
+}
+
+func (t httpTransport) get(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+	start := graphql.Now()
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		refuse(w, r, http.StatusBadRequest, CodeBadRequest, "the URL's query string is malformed")
+		return
+	}
+	params := &graphql.RawParams{Query: q.Get("query"), OperationName: q.Get("operationName"), Headers: r.Header}
+	if params.Query == "" && q.Get("extensions") == "" {
+		refuse(w, r, http.StatusBadRequest, CodeBadRequest,
+			"a GET request needs a query parameter, e.g. /graphql?query={plans{id}}; send mutations with POST")
+		return
+	}
+	for _, p := range []struct {
+		name string
+		into *map[string]any
+	}{{"variables", &params.Variables}, {"extensions", &params.Extensions}} {
+		raw := q.Get(p.name)
+		if raw == "" {
+			continue
+		}
+		m, ok := decodeObject([]byte(raw))
+		if !ok {
+			refuse(w, r, http.StatusBadRequest, CodeBadRequest, p.name+" must be a JSON object")
+			return
+		}
+		*p.into = m
+	}
+	params.ReadTime = graphql.TraceTiming{Start: start, End: graphql.Now()}
+	t.run(w, r, exec, params, true)
+}
+
+// run is gqlgen's POST and GET transports from the parsed parameters on:
+// status codes by Accept, a GET that names a mutation refused.
+func (t httpTransport) run(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor, params *graphql.RawParams, onlyQueries bool) {
+	media := responseMedia(r)
+	w.Header().Set("Content-Type", media)
+	ctx := r.Context()
+	op, errs := exec.CreateOperationContext(ctx, params)
+	if errs != nil {
+		// Under application/json a request that reached GraphQL answers
+		// 200 whatever is wrong with its document (httpspec.go).
+		if media == graphQLResponseJSON && errcode.GetErrorKind(errs) == errcode.KindProtocol {
+			w.WriteHeader(http.StatusBadRequest)
+		}
+		writeResponse(w, exec.DispatchError(graphql.WithOperationContext(ctx, op), errs))
+		return
+	}
+	if onlyQueries && op.Operation.Operation != ast.Query {
+		w.Header().Set("Allow", "POST")
+		refuse(w, r, http.StatusMethodNotAllowed, CodeMethodNotAllowed,
+			"a GET request may only run a query; send "+string(op.Operation.Operation)+"s with POST")
+		return
+	}
+	responses, ctx := exec.DispatchOperation(ctx, op)
+	writeResponse(w, responses(ctx))
+}
+
+// decodeBody reads a POST body: one JSON object with a query (a string),
+// and optionally operationName (a string), variables and extensions
+// (objects). msg says what is wrong with any other body, in words that do
+// not repeat it.
+func decodeBody(body []byte) (_ *graphql.RawParams, msg string) {
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	switch {
+	case len(trimmed) == 0:
+		return nil, `the request body is empty; send a JSON object like {"query": "{ plans { id } }"}`
+	case trimmed[0] == '[':
+		return nil, "batched requests are not supported; send one operation per request"
+	case trimmed[0] != '{':
+		return nil, `the request body is not a JSON object with a query, like {"query": "{ plans { id } }"}`
+	}
+	var env struct {
+		Query         json.RawMessage `json:"query"`
+		OperationName json.RawMessage `json:"operationName"`
+		Variables     json.RawMessage `json:"variables"`
+		Extensions    json.RawMessage `json:"extensions"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(trimmed))
+	if dec.Decode(&env) != nil {
+		return nil, "the request body is not valid JSON"
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, "the request body holds more than one JSON value; send one object per request"
+	}
+	p := &graphql.RawParams{}
+	if !decodeString(env.Query, &p.Query) {
+		return nil, "query must be a string holding a GraphQL document"
+	}
+	if !decodeString(env.OperationName, &p.OperationName) {
+		return nil, "operationName must be a string"
+	}
+	var ok bool
+	if p.Variables, ok = decodeObject(env.Variables); !ok {
+		return nil, "variables must be a JSON object, like {\"name\": value}"
+	}
+	if p.Extensions, ok = decodeObject(env.Extensions); !ok {
+		return nil, "extensions must be a JSON object"
+	}
+	// A persisted query's hash may stand in for the document.
+	if p.Query == "" && p.Extensions["persistedQuery"] == nil {
+		return nil, `the request body has no query; send a JSON object like {"query": "{ plans { id } }"}`
+	}
+	return p, ""
+}
+
+// decodeString reads an absent or null value as "", and otherwise only a
+// JSON string.
+func decodeString(raw json.RawMessage, into *string) bool {
+	if len(raw) == 0 || string(raw) == "null" {
+		return true
+	}
+	return raw[0] == '"' && json.Unmarshal(raw, into) == nil
+}
+
+// decodeObject reads an absent or null value as nil, and otherwise only a
+// JSON object, with every number kept exactly as written (json.Number):
+// a float64 cannot hold every Int64.
+func decodeObject(raw []byte) (map[string]any, bool) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, true
+	}
+	if raw[0] != '{' {
+		return nil, false
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var m map[string]any
+	if dec.Decode(&m) != nil {
+		return nil, false
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, false
+	}
+	return m, true
+}
+
+// responseMedia is the answer's media type by the request's Accept, as
+// gqlgen chooses it: application/json unless only the GraphQL response
+// type is asked for.
+func responseMedia(r *http.Request) string {
+	accept := r.Header.Get("Accept")
+	if accept == "" {
+		return "application/json"
+	}
+	for part := range strings.SplitSeq(accept, ",") {
+		media, _, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err != nil {
+			continue
+		}
+		switch media {
+		case "*/*", "application/*", "application/json":
+			return "application/json"
+		case graphQLResponseJSON:
+			return graphQLResponseJSON
+		}
+	}
+	return graphQLResponseJSON
+}
+
+// refuse answers a request refused before GraphQL runs: a GraphQL response
+// with one error and no data entry.
+func refuse(w http.ResponseWriter, r *http.Request, status int, code apperr.Code, msg string) {
+	refuseWith(w, r, status, code, msg, nil)
+}
+
+func refuseWith(w http.ResponseWriter, r *http.Request, status int, code apperr.Code, msg string, ext map[string]any) {
+	extensions := map[string]any{"code": string(code)}
+	for k, v := range ext {
+		extensions[k] = v
+	}
+	w.Header().Set("Content-Type", responseMedia(r))
+	w.WriteHeader(status)
+	b, _ := json.Marshal(struct {
+		Errors gqlerror.List `json:"errors"`
+	}{gqlerror.List{{Message: msg, Extensions: extensions}}})
+	_, _ = w.Write(b)
+}
+
+func writeResponse(w io.Writer, resp *graphql.Response) {
+	b, err := json.Marshal(resp)
+	if err != nil {
+		// Only a resolver's value could fail to encode; the generated
+		// code writes every value itself, so this is a bug here.
+		panic(err)
+	}
+	_, _ = w.Write(b)
+}
