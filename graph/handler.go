@@ -47,7 +47,7 @@ func NewHandler(r *Resolver, o Options) http.Handler {
 	es := newPreparedSchema(generated.NewExecutableSchema(cfg), r.Query(), r.Mutation())
 	srv := handler.New(es)
 	docs := lru.New[*ast.QueryDocument](queryCacheSize)
-	srv.AddTransport(httpTransport{vars: newPreparedVars(es.Schema(), docs, func(op *ast.OperationDefinition) bool { return es.plan(op) != nil })})
+	srv.AddTransport(httpTransport{schema: es.Schema(), vars: newPreparedVars(es.Schema(), docs, func(op *ast.OperationDefinition) bool { return es.plan(op) != nil })})
 	srv.SetQueryCache(docs)
 	srv.SetParserTokenLimit(MaxParserTokens)
 	if o.Production {
@@ -59,7 +59,9 @@ func NewHandler(r *Resolver, o Options) http.Handler {
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)})
 	// After persisted queries, which fill in the query text.
 	srv.Use(Admission{Introspection: !o.Production, TokenLimit: MaxParserTokens, Cache: docs})
-	// Before every extension that reads variables (preparedvars.go).
+	// Before every extension that reads variables (coerce.go,
+	// preparedvars.go).
+	srv.Use(strictVariables{schema: es.Schema()})
 	srv.Use(preparedVariables{})
 	if o.Work != nil {
 		srv.Use(o.Work)

@@ -334,11 +334,8 @@ func scalarTakes(name string, val any) bool {
 		n, ok := val.(json.Number)
 		return ok && validator.IsValidFloatString(reflect.ValueOf(n), reflect.String)
 	case "String":
-		switch val.(type) {
-		case string, json.Number:
-			return true
-		}
-		return false
+		_, ok := val.(string)
+		return ok
 	case "Boolean":
 		_, ok := val.(bool)
 		return ok

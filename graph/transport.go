@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -15,6 +17,7 @@ import (
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
+	"github.com/tollgate-billing/tollgate/graph/model"
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 )
 
@@ -27,7 +30,8 @@ import (
 // transports answer those with Go's decoder text, the body echoed back,
 // or a bare "transport not supported".
 type httpTransport struct {
-	vars *preparedVars
+	schema *ast.Schema
+	vars   *preparedVars
 }
 
 var _ graphql.Transport = httpTransport{}
@@ -135,9 +139,10 @@ func (t httpTransport) get(w http.ResponseWriter, r *http.Request, exec graphql.
 func (t httpTransport) run(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor, params *graphql.RawParams, onlyQueries bool) {
 	media := responseMedia(r)
 	w.Header().Set("Content-Type", media)
-	ctx := r.Context()
+	ctx := withRawVariables(r.Context(), params.Variables)
 	op, errs := exec.CreateOperationContext(ctx, params)
 	if errs != nil {
+		errs = betterVariableErrors(t.schema, op, params.Variables, errs)
 		// Under application/json a request that reached GraphQL answers
 		// 200 whatever is wrong with its document (httpspec.go).
 		if media == graphQLResponseJSON && errcode.GetErrorKind(errs) == errcode.KindProtocol {
@@ -233,7 +238,53 @@ func decodeObject(raw []byte) (map[string]any, bool) {
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, false
 	}
+	for k, v := range m {
+		if n, ok := wholeNumber(v); ok {
+			m[k] = n
+		} else {
+			normalizeNumbers(v)
+		}
+	}
 	return m, true
+}
+
+// normalizeNumbers rewrites, in place, each number in v written with a
+// fraction or an exponent that is a whole int64 (1e3, 1.0) as plain digits,
+// so that Int and Int64 read it as the integer it is, as a JSON client
+// that sent 1000 meant.
+func normalizeNumbers(v any) {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, x := range v {
+			if n, ok := wholeNumber(x); ok {
+				v[k] = n
+			} else {
+				normalizeNumbers(x)
+			}
+		}
+	case []any:
+		for i, x := range v {
+			if n, ok := wholeNumber(x); ok {
+				v[i] = n
+			} else {
+				normalizeNumbers(x)
+			}
+		}
+	}
+}
+
+// wholeNumber is x as plain digits when x is a number written otherwise
+// whose value is a whole int64.
+func wholeNumber(x any) (json.Number, bool) {
+	n, ok := x.(json.Number)
+	if !ok || !strings.ContainsAny(string(n), ".eE") {
+		return "", false
+	}
+	v, msg := model.IntegerIn(string(n), "", math.MinInt64, math.MaxInt64)
+	if msg != "" {
+		return "", false
+	}
+	return json.Number(strconv.FormatInt(v, 10)), true
 }
 
 // responseMedia is the answer's media type by the request's Accept, as
