@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -52,6 +53,7 @@ func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 			if gqlErr.Extensions == nil {
 				gqlErr.Extensions = map[string]any{"code": string(apperr.BadInput)}
 			}
+			gqlErr.Message = capMessage(gqlErr.Message)
 			return gqlErr
 		}
 		rid := observe.RequestID(ctx)
@@ -71,6 +73,23 @@ func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 			Extensions: map[string]any{"code": string(apperr.Internal), "requestId": rid},
 		}
 	}
+}
+
+// maxMessage bounds a message gqlgen or gqlparser wrote about the request:
+// they quote the document's names and values ("Cannot query field
+// \"xxx…\"", "operation xxx… not found"), and a client must never get a
+// large part of what it sent back.
+const maxMessage = 300
+
+func capMessage(msg string) string {
+	if len(msg) <= maxMessage {
+		return msg
+	}
+	cut := maxMessage
+	for cut > 0 && !utf8.RuneStart(msg[cut]) {
+		cut--
+	}
+	return msg[:cut] + "…"
 }
 
 // argumentPath names the argument value a scalar refused while the

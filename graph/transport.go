@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"mime"
@@ -143,6 +144,9 @@ func (t httpTransport) run(w http.ResponseWriter, r *http.Request, exec graphql.
 	op, errs := exec.CreateOperationContext(ctx, params)
 	if errs != nil {
 		errs = betterVariableErrors(t.schema, op, params.Variables, errs)
+		if op != nil && op.Doc != nil && op.Operation == nil {
+			errs = noSuchOperation(op.Doc, params.OperationName, errs)
+		}
 		// Under application/json a request that reached GraphQL answers
 		// 200 whatever is wrong with its document (httpspec.go).
 		if media == graphQLResponseJSON && errcode.GetErrorKind(errs) == errcode.KindProtocol {
@@ -159,6 +163,24 @@ func (t httpTransport) run(w http.ResponseWriter, r *http.Request, exec graphql.
 	}
 	responses, ctx := exec.DispatchOperation(ctx, op)
 	writeResponse(w, responses(ctx))
+}
+
+// noSuchOperation words gqlgen's "operation X not found" (and "operation
+// not found" when a document of several operations names none) as what to
+// change.
+func noSuchOperation(doc *ast.QueryDocument, name string, errs gqlerror.List) gqlerror.List {
+	if len(errs) != 1 || !strings.HasPrefix(errs[0].Message, "operation ") || !strings.HasSuffix(errs[0].Message, " not found") {
+		return errs
+	}
+	switch {
+	case name == "":
+		errs[0].Message = fmt.Sprintf("the document holds %d operations; name the one to run in operationName", len(doc.Operations))
+	case len(name) <= 64:
+		errs[0].Message = fmt.Sprintf("the document has no operation named %q", name)
+	default:
+		errs[0].Message = "the document has no operation of the name in operationName"
+	}
+	return errs
 }
 
 // decodeBody reads a POST body: one JSON object with a query (a string),
