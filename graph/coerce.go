@@ -78,8 +78,11 @@ func checkVariables(schema *ast.Schema, op *ast.OperationDefinition, raw map[str
 		if !ok || val == nil {
 			continue
 		}
-		path := ast.Path{ast.PathName("variable"), ast.PathName(def.Variable)}
-		if msg, at := checkValue(schema, def.Type, val, path, 0); msg != "" {
+		if msg, below := checkValue(schema, def.Type, val, 0); msg != "" {
+			at := ast.Path{ast.PathName("variable"), ast.PathName(def.Variable)}
+			for i := len(below) - 1; i >= 0; i-- {
+				at = append(at, below[i])
+			}
 			err := &gqlerror.Error{Message: "variable " + describePath(at) + ": " + msg, Path: at}
 			errcode.Set(err, errcode.ValidationFailed)
 			return err
@@ -107,15 +110,19 @@ func describePath(p ast.Path) string {
 	return b.String()
 }
 
-func checkValue(schema *ast.Schema, t *ast.Type, val any, path ast.Path, depth int) (string, ast.Path) {
+// checkValue reports what is wrong with val as a value of t, and where:
+// the path below val, innermost first, built only on the way back from an
+// error, so that a good value (a 1,000-event recordUsage) costs no
+// allocation.
+func checkValue(schema *ast.Schema, t *ast.Type, val any, depth int) (string, ast.Path) {
 	if val == nil || depth > maxInputDepth {
 		return "", nil
 	}
 	if t.Elem != nil {
 		if list, ok := val.([]any); ok {
 			for i, item := range list {
-				if msg, at := checkValue(schema, t.Elem, item, append(path, ast.PathIndex(i)), depth+1); msg != "" {
-					return msg, at
+				if msg, at := checkValue(schema, t.Elem, item, depth+1); msg != "" {
+					return msg, append(at, ast.PathIndex(i))
 				}
 			}
 			return "", nil
@@ -125,14 +132,14 @@ func checkValue(schema *ast.Schema, t *ast.Type, val any, path ast.Path, depth i
 		// ([]map[string]any) in place.
 		if rv := reflect.ValueOf(val); rv.Kind() == reflect.Slice {
 			for i := range rv.Len() {
-				if msg, at := checkValue(schema, t.Elem, rv.Index(i).Interface(), append(path, ast.PathIndex(i)), depth+1); msg != "" {
-					return msg, at
+				if msg, at := checkValue(schema, t.Elem, rv.Index(i).Interface(), depth+1); msg != "" {
+					return msg, append(at, ast.PathIndex(i))
 				}
 			}
 			return "", nil
 		}
 		// One value stands for a list of one.
-		return checkValue(schema, t.Elem, val, path, depth+1)
+		return checkValue(schema, t.Elem, val, depth+1)
 	}
 	def := schema.Types[t.NamedType]
 	if def == nil {
@@ -141,21 +148,21 @@ func checkValue(schema *ast.Schema, t *ast.Type, val any, path ast.Path, depth i
 	switch def.Kind {
 	case ast.Scalar:
 		if msg := checkScalar(def.Name, val); msg != "" {
-			return msg, path
+			return msg, nil
 		}
 	case ast.Enum:
 		if _, ok := val.(string); !ok {
-			return fmt.Sprintf("expected a %s value (a string), got %s", def.Name, describeJSON(val)), path
+			return fmt.Sprintf("expected a %s value (a string), got %s", def.Name, describeJSON(val)), nil
 		}
 	case ast.InputObject:
 		fields, ok := val.(map[string]any)
 		if !ok {
-			return fmt.Sprintf("expected a %s (an object), got %s", def.Name, describeJSON(val)), path
+			return fmt.Sprintf("expected a %s (an object), got %s", def.Name, describeJSON(val)), nil
 		}
 		for _, f := range def.Fields {
 			if x, ok := fields[f.Name]; ok {
-				if msg, at := checkValue(schema, f.Type, x, append(path, ast.PathName(f.Name)), depth+1); msg != "" {
-					return msg, at
+				if msg, at := checkValue(schema, f.Type, x, depth+1); msg != "" {
+					return msg, append(at, ast.PathName(f.Name))
 				}
 			}
 		}

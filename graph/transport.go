@@ -197,13 +197,16 @@ func decodeBody(body []byte) (_ *graphql.RawParams, msg string) {
 	case trimmed[0] != '{':
 		return nil, `the request body is not a JSON object with a query, like {"query": "{ plans { id } }"}`
 	}
+	// One pass, numbers kept as written (json.Number: a float64 cannot
+	// hold every Int64); each field's kind is checked after.
 	var env struct {
-		Query         json.RawMessage `json:"query"`
-		OperationName json.RawMessage `json:"operationName"`
-		Variables     json.RawMessage `json:"variables"`
-		Extensions    json.RawMessage `json:"extensions"`
+		Query         any `json:"query"`
+		OperationName any `json:"operationName"`
+		Variables     any `json:"variables"`
+		Extensions    any `json:"extensions"`
 	}
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
+	dec.UseNumber()
 	if dec.Decode(&env) != nil {
 		return nil, "the request body is not valid JSON"
 	}
@@ -211,17 +214,18 @@ func decodeBody(body []byte) (_ *graphql.RawParams, msg string) {
 		return nil, "the request body holds more than one JSON value; send one object per request"
 	}
 	p := &graphql.RawParams{}
-	if !decodeString(env.Query, &p.Query) {
+	var ok bool
+	if p.Query, ok = fieldOf[string](env.Query); !ok {
 		return nil, "query must be a string holding a GraphQL document"
 	}
-	if !decodeString(env.OperationName, &p.OperationName) {
+	if p.OperationName, ok = fieldOf[string](env.OperationName); !ok {
 		return nil, "operationName must be a string"
 	}
-	var ok bool
-	if p.Variables, ok = decodeObject(env.Variables); !ok {
+	if p.Variables, ok = fieldOf[map[string]any](env.Variables); !ok {
 		return nil, "variables must be a JSON object, like {\"name\": value}"
 	}
-	if p.Extensions, ok = decodeObject(env.Extensions); !ok {
+	normalizeNumbers(p.Variables)
+	if p.Extensions, ok = fieldOf[map[string]any](env.Extensions); !ok {
 		return nil, "extensions must be a JSON object"
 	}
 	// A persisted query's hash may stand in for the document.
@@ -231,13 +235,15 @@ func decodeBody(body []byte) (_ *graphql.RawParams, msg string) {
 	return p, ""
 }
 
-// decodeString reads an absent or null value as "", and otherwise only a
-// JSON string.
-func decodeString(raw json.RawMessage, into *string) bool {
-	if len(raw) == 0 || string(raw) == "null" {
-		return true
+// fieldOf is v when it is a T, and T's zero value when it is absent or
+// null; ok is false for any other value.
+func fieldOf[T any](v any) (T, bool) {
+	var zero T
+	if v == nil {
+		return zero, true
 	}
-	return raw[0] == '"' && json.Unmarshal(raw, into) == nil
+	t, ok := v.(T)
+	return t, ok
 }
 
 // decodeObject reads an absent or null value as nil, and otherwise only a
@@ -260,13 +266,7 @@ func decodeObject(raw []byte) (map[string]any, bool) {
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, false
 	}
-	for k, v := range m {
-		if n, ok := wholeNumber(v); ok {
-			m[k] = n
-		} else {
-			normalizeNumbers(v)
-		}
-	}
+	normalizeNumbers(m)
 	return m, true
 }
 
