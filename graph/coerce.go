@@ -152,12 +152,12 @@ func checkValue(schema *ast.Schema, t *ast.Type, val any, depth int) (string, as
 		}
 	case ast.Enum:
 		if _, ok := val.(string); !ok {
-			return fmt.Sprintf("expected a %s value (a string), got %s", def.Name, describeJSON(val)), nil
+			return fmt.Sprintf("expected a value of the enum %s (a string), got %s", def.Name, describeJSON(val)), nil
 		}
 	case ast.InputObject:
 		fields, ok := val.(map[string]any)
 		if !ok {
-			return fmt.Sprintf("expected a %s (an object), got %s", def.Name, describeJSON(val)), nil
+			return fmt.Sprintf("expected an object of the input type %s, got %s", def.Name, describeJSON(val)), nil
 		}
 		for _, f := range def.Fields {
 			if x, ok := fields[f.Name]; ok {

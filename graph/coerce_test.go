@@ -65,6 +65,30 @@ func TestVariablesAreCoercedAsTheSpecificationSays(t *testing.T) {
 			t.Fatalf("answered %s", r.Body)
 		}
 	})
+	for name, tc := range map[string]struct {
+		doc  string
+		vars map[string]any
+		says string
+	}{
+		"a number for an enum": {`query($s: InvoiceStatus) { invoices(status: $s) { nodes { id } } }`, map[string]any{"s": 5},
+			"variable $s: expected a value of the enum InvoiceStatus (a string), got a number, 5"},
+		"a string for a Boolean": {`query($b: Boolean!) { plans @include(if: $b) { id } }`, map[string]any{"b": "true"},
+			`variable $b: expected true or false, got a string, "true"`},
+		"a fraction for an ID": {`mutation($id: ID!) { revokeApiKey(id: $id) { apiKey { id } } }`, map[string]any{"id": raw("1.5")},
+			"variable $id: expected a string or an integer, got a number, 1.5"},
+		"a string for an input object": {`mutation($in: ConsumeUsageInput!) { consumeUsage(input: $in) { allowed } }`, map[string]any{"in": "x"},
+			`variable $in: expected an object of the input type ConsumeUsageInput, got a string, "x"`},
+		"a number deep in an input": {`mutation($in: RecordUsageInput!) { recordUsage(input: $in) { accepted } }`,
+			map[string]any{"in": map[string]any{"events": []any{map[string]any{"meter": "api_calls", "quantity": 1, "idempotencyKey": 7}}}},
+			"variable $in.events[0].idempotencyKey: expected a string, got a number, 7"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := h.Query("acme", tc.doc, tc.vars)
+			if r.Code() != validation || r.Errors[0].Message != tc.says {
+				t.Fatalf("answered %s, want %q", r.Body, tc.says)
+			}
+		})
+	}
 	t.Run("an Int literal past 32 bits", func(t *testing.T) {
 		r := h.Query("acme", `mutation { setUsageAlerts(meter: "api_calls", percents: [5000000000]) { userErrors { code } } }`, nil)
 		if r.Code() != "BAD_USER_INPUT" || !strings.Contains(r.Errors[0].Message, "Int cannot represent 5000000000: above 2147483647") {
