@@ -89,6 +89,13 @@ func TestVariablesAreCoercedAsTheSpecificationSays(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a long malformed Date is not sent back", func(t *testing.T) {
+		long := strings.Repeat("2026-01-01", 10_000)
+		r := h.Query("acme", `query($d: Date!) { usageSeries(meter: "api_calls", from: $d, to: $d) { date } }`, map[string]any{"d": long})
+		if r.Code() != "BAD_USER_INPUT" || r.Errors[0].Message != "from: Date must look like 2026-01-31, got a string" || len(r.Body) > 1024 {
+			t.Fatalf("answered %.300s", r.Body)
+		}
+	})
 	t.Run("an Int literal past 32 bits", func(t *testing.T) {
 		r := h.Query("acme", `mutation { setUsageAlerts(meter: "api_calls", percents: [5000000000]) { userErrors { code } } }`, nil)
 		if r.Code() != "BAD_USER_INPUT" || !strings.Contains(r.Errors[0].Message, "Int cannot represent 5000000000: above 2147483647") {

@@ -70,9 +70,10 @@ func (t httpTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.G
 const acceptedMedia = "application/json"
 
 func (t httpTransport) post(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+	// A malformed parameter (charset without a value) still names the type.
 	media, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	switch {
-	case err == nil && media == acceptedMedia:
+	case (err == nil || errors.Is(err, mime.ErrInvalidMediaParameter)) && media == acceptedMedia:
 	case strings.HasPrefix(media, "multipart/"):
 		refuse(w, r, http.StatusUnsupportedMediaType, CodeUnsupportedMediaType,
 			"multipart requests (file uploads) are not supported; send Content-Type: application/json")

@@ -165,6 +165,12 @@ func TestTransportRefusalsAreGraphQLErrors(t *testing.T) {
 			t.Fatalf("answered %d: %.300s", a.status, a.body)
 		}
 	})
+	t.Run("application/json with a malformed parameter still runs", func(t *testing.T) {
+		a := sendRaw(t, h, http.MethodPost, "/graphql", "application/json; charset", "", strings.NewReader(`{"query":"{ plans { id } }"}`))
+		if a.status != 200 || len(a.errors) != 0 || !a.data {
+			t.Fatalf("answered %d: %s", a.status, a.body)
+		}
+	})
 	t.Run("a well-formed GET query still runs", func(t *testing.T) {
 		a := sendRaw(t, h, http.MethodGet, get(url.Values{"query": {`query($m: String!) { usageGate(meter: $m) { allowed } }`}, "variables": {`{"m": "api_calls"}`}}), "", "", nil)
 		if a.status != 200 || len(a.errors) != 0 || !a.data {
