@@ -211,7 +211,11 @@ func decodeBody(body []byte) (_ *graphql.RawParams, msg string) {
 	if dec.Decode(&env) != nil {
 		return nil, "the request body is not valid JSON"
 	}
-	if _, err := dec.Token(); err != io.EOF {
+	switch _, err := dec.Token(); {
+	case err == io.EOF:
+	case err != nil:
+		return nil, "the request body is not valid JSON"
+	default:
 		return nil, "the request body holds more than one JSON value; send one object per request"
 	}
 	p := &graphql.RawParams{}

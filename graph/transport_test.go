@@ -94,6 +94,7 @@ func TestTransportRefusalsAreGraphQLErrors(t *testing.T) {
 		{"a JSON string as the body", "POST", "/graphql", js, `"{ plans { id } }"`, 400, "BAD_REQUEST", "not a JSON object with a query", ""},
 		{"an empty body", "POST", "/graphql", js, ``, 400, "BAD_REQUEST", "empty", ""},
 		{"two objects in one body", "POST", "/graphql", js, `{"query":"{ plans { id } }"} {"query":"{ plans { id } }"}`, 400, "BAD_REQUEST", "more than one JSON value", ""},
+		{"an object followed by garbage", "POST", "/graphql", js, `{"query":"{ plans { id } }"} }`, 400, "BAD_REQUEST", "not valid JSON", ""},
 		{"no query", "POST", "/graphql", js, `{"variables": {}}`, 400, "BAD_REQUEST", "no query", ""},
 		{"a null query", "POST", "/graphql", js, `{"query": null}`, 400, "BAD_REQUEST", "no query", ""},
 		{"a query that is not a string", "POST", "/graphql", js, `{"query": {"plans": "id"}}`, 400, "BAD_REQUEST", "query must be a string", ""},
