@@ -612,7 +612,7 @@ func (v *ConsumeUsageConsumeUsageConsumeUsagePayloadUserErrorsUserError) __prema
 
 type ConsumeUsageInput struct {
 	Meter string `json:"meter"`
-	// Units to use, e.g. 1 for an API call or a completion's tokens.
+	// Units to use, e.g. 1 for an API call or a completion's tokens; at most 2^43 (8,796,093,022,208).
 	Quantity int64 `json:"quantity"`
 	// Required, at most 255 characters. A retried key that was counted answers allowed again and counts once.
 	IdempotencyKey string `json:"idempotencyKey"`
@@ -3044,7 +3044,7 @@ func (v *UsageByEndpointUsageByEndpointEndpointUsage) GetUsed() int64 { return v
 
 type UsageEventInput struct {
 	Meter string `json:"meter"`
-	// Units used. Negative only on meters that never reset (e.g. a deleted file's bytes).
+	// Units used, at most 2^43 (8,796,093,022,208) either way. Negative only on meters that never reset (e.g. a deleted file's bytes).
 	Quantity int64 `json:"quantity"`
 	// Required, at most 255 characters. A retried key counts once.
 	IdempotencyKey string `json:"idempotencyKey"`

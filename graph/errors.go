@@ -6,8 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"strconv"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
@@ -32,7 +36,11 @@ func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 			for k, v := range ae.Extensions {
 				ext[k] = v
 			}
-			return &gqlerror.Error{Message: ae.Message, Path: path, Extensions: ext}
+			msg := ae.Message
+			if at := argumentPath(err, path); at != "" {
+				msg = at + ": " + msg
+			}
+			return &gqlerror.Error{Message: msg, Path: path, Extensions: ext}
 		}
 		// gqlgen wraps every error in a *gqlerror.Error. Only those it made
 		// itself (parse, validation, variable coercion: nothing inside, or
@@ -45,6 +53,7 @@ func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 			if gqlErr.Extensions == nil {
 				gqlErr.Extensions = map[string]any{"code": string(apperr.BadInput)}
 			}
+			gqlErr.Message = capMessage(gqlErr.Message)
 			return gqlErr
 		}
 		rid := observe.RequestID(ctx)
@@ -64,6 +73,52 @@ func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 			Extensions: map[string]any{"code": string(apperr.Internal), "requestId": rid},
 		}
 	}
+}
+
+// maxMessage bounds a message gqlgen or gqlparser wrote about the request:
+// they quote the document's names and values ("Cannot query field
+// \"xxx…\"", "operation xxx… not found"), and a client must never get a
+// large part of what it sent back.
+const maxMessage = 300
+
+func capMessage(msg string) string {
+	if len(msg) <= maxMessage {
+		return msg
+	}
+	cut := maxMessage
+	for cut > 0 && !utf8.RuneStart(msg[cut]) {
+		cut--
+	}
+	return msg[:cut] + "…"
+}
+
+// argumentPath names the argument value a scalar refused while the
+// generated code read a field's arguments (input.events[0].quantity), which
+// gqlgen records as the error's path beyond the field's own; "" for any
+// other error.
+func argumentPath(err error, field ast.Path) string {
+	gqlErr, ok := errors.AsType[*gqlerror.Error](err)
+	if !ok || len(gqlErr.Path) <= len(field) {
+		return ""
+	}
+	for i, e := range field {
+		if gqlErr.Path[i] != e {
+			return ""
+		}
+	}
+	var b strings.Builder
+	for _, e := range gqlErr.Path[len(field):] {
+		switch e := e.(type) {
+		case ast.PathName:
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(string(e))
+		case ast.PathIndex:
+			b.WriteString("[" + strconv.Itoa(int(e)) + "]")
+		}
+	}
+	return b.String()
 }
 
 // RecoverFunc turns a panic in a resolver into an INTERNAL error carrying the

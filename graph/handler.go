@@ -11,7 +11,6 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
 	"github.com/99designs/gqlgen/graphql/handler/lru"
-	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/validator/core"
 	"github.com/vektah/gqlparser/v2/validator/rules"
@@ -35,7 +34,8 @@ type Options struct {
 const queryCacheSize = 1000
 
 // NewHandler builds the GraphQL HTTP handler: POST and GET only (no
-// multipart uploads, no websockets), a parsed-query cache, automatic
+// multipart uploads, no websockets, no batches; every other request is
+// refused as a GraphQL error, transport.go), a parsed-query cache, automatic
 // persisted queries, admission (credentials, depth and size, in linear
 // time) before validation, limits on tokens and complexity, operation
 // metrics, Tollgate's error presenter, and the status codes the GraphQL over
@@ -46,10 +46,8 @@ func NewHandler(r *Resolver, o Options) http.Handler {
 	argPriced := listCosts(&cfg.Complexity)
 	es := newPreparedSchema(generated.NewExecutableSchema(cfg), r.Query(), r.Mutation())
 	srv := handler.New(es)
-	srv.AddTransport(transport.Options{})
-	srv.AddTransport(transport.GET{})
 	docs := lru.New[*ast.QueryDocument](queryCacheSize)
-	srv.AddTransport(preparedPOST{vars: newPreparedVars(es.Schema(), docs, func(op *ast.OperationDefinition) bool { return es.plan(op) != nil })})
+	srv.AddTransport(httpTransport{schema: es.Schema(), vars: newPreparedVars(es.Schema(), docs, func(op *ast.OperationDefinition) bool { return es.plan(op) != nil })})
 	srv.SetQueryCache(docs)
 	srv.SetParserTokenLimit(MaxParserTokens)
 	if o.Production {
@@ -61,7 +59,9 @@ func NewHandler(r *Resolver, o Options) http.Handler {
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)})
 	// After persisted queries, which fill in the query text.
 	srv.Use(Admission{Introspection: !o.Production, TokenLimit: MaxParserTokens, Cache: docs})
-	// Before every extension that reads variables (preparedvars.go).
+	// Before every extension that reads variables (coerce.go,
+	// preparedvars.go).
+	srv.Use(strictVariables{schema: es.Schema()})
 	srv.Use(preparedVariables{})
 	if o.Work != nil {
 		srv.Use(o.Work)

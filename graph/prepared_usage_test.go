@@ -275,7 +275,7 @@ func TestPreparedVariablesAnswerAsGqlgensCheckDoes(t *testing.T) {
 		{"one event", input([]any{event("a")}), true, false, ""},
 		{"optional fields null, __typename keys", map[string]any{"input": map[string]any{"__typename": "RecordUsageInput",
 			"events": []any{event("b", "endpoint", nil, "timestamp", nil, "__typename", "UsageEventInput")}}}, true, false, ""},
-		{"a number as a String", input([]any{event("c", "meter", 5)}), true, false, ""},
+		{"a number as a String", input([]any{event("c", "meter", 5)}), false, true, "GRAPHQL_VALIDATION_FAILED"},
 		{"a variable the operation does not declare", map[string]any{"input": map[string]any{"events": []any{event("d")}}, "other": 1}, true, false, ""},
 		{"a fraction, left to the Int64 reader", input([]any{event("e", "quantity", 1.5)}), true, true, "BAD_USER_INPUT"},
 		{"more events than the complexity limit", input(many), true, true, "COMPLEXITY_LIMIT_EXCEEDED"},

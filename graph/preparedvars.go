@@ -3,12 +3,10 @@ package graph
 import (
 	"context"
 	"encoding/json"
-	"net/http"
 	"reflect"
 	"strings"
 
 	"github.com/99designs/gqlgen/graphql"
-	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 	"github.com/vektah/gqlparser/v2/validator"
@@ -73,17 +71,7 @@ func newPreparedVars(schema *ast.Schema, docs graphql.Cache[*ast.QueryDocument],
 		ops: cache.New[*ast.OperationDefinition, *varsPlan](queryCacheSize, 0, clock.Real{})}
 }
 
-// preparedPOST is gqlgen's POST transport with the executor it is handed
-// wrapped in preparedExec.
-type preparedPOST struct {
-	transport.POST
-	vars *preparedVars
-}
-
-func (t preparedPOST) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
-	t.POST.Do(w, r, preparedExec{GraphExecutor: exec, vars: t.vars})
-}
-
+// preparedExec is the executor POST requests run on (transport.go).
 type preparedExec struct {
 	graphql.GraphExecutor
 	vars *preparedVars
@@ -346,11 +334,8 @@ func scalarTakes(name string, val any) bool {
 		n, ok := val.(json.Number)
 		return ok && validator.IsValidFloatString(reflect.ValueOf(n), reflect.String)
 	case "String":
-		switch val.(type) {
-		case string, json.Number:
-			return true
-		}
-		return false
+		_, ok := val.(string)
+		return ok
 	case "Boolean":
 		_, ok := val.(bool)
 		return ok

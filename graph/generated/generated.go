@@ -1940,9 +1940,13 @@ schema {
   mutation: Mutation
 }
 
-"A signed 64-bit integer: counts, bytes and money in minor units."
+"""
+A signed 64-bit integer: counts, bytes and money in minor units. Sent as a
+JSON number it is read exactly (1e3 and 1000.0 are 1000; 1.5 is refused);
+clients whose numbers are doubles may send it as a string of digits instead.
+"""
 scalar Int64
-"An RFC 3339 timestamp in UTC."
+"An RFC 3339 timestamp in UTC, in the years 2000 to 9999."
 scalar Time
 "A calendar date, YYYY-MM-DD (UTC)."
 scalar Date
@@ -2329,7 +2333,7 @@ type InvoiceConnection {
 
 input UsageEventInput {
   meter: String!
-  "Units used. Negative only on meters that never reset (e.g. a deleted file's bytes)."
+  "Units used, at most 2^43 (8,796,093,022,208) either way. Negative only on meters that never reset (e.g. a deleted file's bytes)."
   quantity: Int64!
   "Required, at most 255 characters. A retried key counts once."
   idempotencyKey: String!
@@ -2431,7 +2435,7 @@ enum UsageReason {
 
 input ConsumeUsageInput {
   meter: String!
-  "Units to use, e.g. 1 for an API call or a completion's tokens."
+  "Units to use, e.g. 1 for an API call or a completion's tokens; at most 2^43 (8,796,093,022,208)."
   quantity: Int64!
   "Required, at most 255 characters. A retried key that was counted answers allowed again and counts once."
   idempotencyKey: String!
@@ -14710,13 +14714,13 @@ func (ec *executionContext) marshalNID2string(ctx context.Context, sel ast.Selec
 }
 
 func (ec *executionContext) unmarshalNInt2int(ctx context.Context, v any) (int, error) {
-	res, err := graphql.UnmarshalInt(v)
+	res, err := model.UnmarshalInt(v)
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) marshalNInt2int(ctx context.Context, sel ast.SelectionSet, v int) graphql.Marshaler {
 	_ = sel
-	res := graphql.MarshalInt(v)
+	res := model.MarshalInt(v)
 	if res == graphql.Null {
 		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
 			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
@@ -15635,7 +15639,7 @@ func (ec *executionContext) unmarshalOInt2ᚖint(ctx context.Context, v any) (*i
 	if v == nil {
 		return nil, nil
 	}
-	res, err := graphql.UnmarshalInt(v)
+	res, err := model.UnmarshalInt(v)
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
@@ -15645,7 +15649,7 @@ func (ec *executionContext) marshalOInt2ᚖint(ctx context.Context, sel ast.Sele
 	}
 	_ = sel
 	_ = ctx
-	res := graphql.MarshalInt(*v)
+	res := model.MarshalInt(*v)
 	return res
 }
 

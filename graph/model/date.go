@@ -1,7 +1,6 @@
 package model
 
 import (
-	"fmt"
 	"io"
 	"strconv"
 	"time"
@@ -25,11 +24,12 @@ func MarshalDate(t time.Time) graphql.Marshaler {
 func UnmarshalDate(v any) (time.Time, error) {
 	s, ok := v.(string)
 	if !ok {
-		return time.Time{}, apperr.New(apperr.BadInput, "Date must be a string like 2026-01-31")
+		return time.Time{}, apperr.New(apperr.BadInput, "Date must be a string like 2026-01-31, got "+kindOf(v))
 	}
 	t, err := time.Parse(DateLayout, s)
 	if err != nil {
-		return time.Time{}, apperr.New(apperr.BadInput, fmt.Sprintf("Date must look like 2026-01-31, got %q", s))
+		// Never the whole of a long value back.
+		return time.Time{}, apperr.New(apperr.BadInput, "Date must look like 2026-01-31, got "+shortQuote(s))
 	}
 	return t, nil
 }

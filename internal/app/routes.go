@@ -44,6 +44,9 @@ func (a *App) Handler() http.Handler {
 	mux.Handle("POST /graphql", api)
 	mux.Handle("GET /graphql", api)
 	mux.Handle("OPTIONS /graphql", api)
+	// Any other method is answered by the GraphQL handler too (405 with a
+	// code, as a GraphQL error), not by the mux's plain-text 405.
+	mux.Handle("/graphql", api)
 	a.mountWebhooks(mux)
 	if a.Config.Playground {
 		graphiql.Mount(mux, "Tollgate", "/graphql")

@@ -68,8 +68,10 @@ func ValidAlerts(percents []int) string {
 		switch {
 		case p < 1 || p > 100:
 			return fmt.Sprintf("alert threshold %d must be a percentage from 1 to 100", p)
-		case i > 0 && p <= percents[i-1]:
-			return fmt.Sprintf("alert thresholds must be ascending and distinct (%d after %d)", p, percents[i-1])
+		case i > 0 && p == percents[i-1]:
+			return fmt.Sprintf("alert threshold %d is listed twice; each must be distinct", p)
+		case i > 0 && p < percents[i-1]:
+			return fmt.Sprintf("alert thresholds must be ascending (%d after %d)", p, percents[i-1])
 		}
 	}
 	return ""

@@ -199,9 +199,9 @@ func TestInvalidPlansFiles(t *testing.T) {
 		{"an alert at 0%", meters + "plans:\n" +
 			"  - {id: free, name: Free, rate_limit_per_second: 1, limits: {api_calls: {limit: 10, alerts: [0]}}}\n", "from 1 to 100"},
 		{"alerts out of order", meters + "plans:\n" +
-			"  - {id: free, name: Free, rate_limit_per_second: 1, limits: {api_calls: {limit: 10, alerts: [90, 50]}}}\n", "ascending and distinct"},
+			"  - {id: free, name: Free, rate_limit_per_second: 1, limits: {api_calls: {limit: 10, alerts: [90, 50]}}}\n", "must be ascending (50 after 90)"},
 		{"an alert named twice", meters + "plans:\n" +
-			"  - {id: free, name: Free, rate_limit_per_second: 1, limits: {api_calls: {limit: 10, alerts: [50, 50]}}}\n", "ascending and distinct"},
+			"  - {id: free, name: Free, rate_limit_per_second: 1, limits: {api_calls: {limit: 10, alerts: [50, 50]}}}\n", "50 is listed twice"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

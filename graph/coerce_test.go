@@ -1,0 +1,197 @@
+package graph_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/tollgate-billing/tollgate/internal/apptest"
+)
+
+// raw sends s as the JSON text it is, so a test controls exactly how a
+// number is written (9223372036854775807, 1e3, 1.0).
+func raw(s string) json.RawMessage { return json.RawMessage(s) }
+
+// TestVariablesAreCoercedAsTheSpecificationSays: GraphQL's input coercion
+// refuses a string for an Int, a number for a String, a fraction or a value
+// past 32 bits for an Int; gqlparser took "50" and 5000000000, and answered
+// [1.5] with "cannot use string as Int". Each refusal says what was wrong
+// and where, and a whole number written as 1e3 or 1.0 is the number it is.
+func TestVariablesAreCoercedAsTheSpecificationSays(t *testing.T) {
+	h := apptest.New(t, apptest.Options{})
+	const validation = "GRAPHQL_VALIDATION_FAILED"
+	cases := []struct {
+		name     string
+		percents any
+		code     string
+		says     string
+	}{
+		{"a fraction in a list of Int", []any{raw("1.5")}, validation, "variable $percents[0]: expected an integer, got 1.5"},
+		{"an Int past 32 bits", []any{raw("5000000000")}, validation, "Int cannot represent 5000000000: above 2147483647"},
+		{"an Int below 32 bits", []any{raw("-5000000000")}, validation, "Int cannot represent -5000000000: below -2147483648"},
+		{"an Int past any float", []any{raw("1e400")}, validation, "Int cannot represent 1e400: above 2147483647"},
+		{"a string for an Int", []any{"50"}, validation, `expected an integer, got a string, "50"`},
+		{"a boolean for an Int", []any{true}, validation, "expected an integer, got a boolean"},
+		{"an Int written 5e1", []any{raw("5e1")}, "", ""},
+		{"an Int written 50.0", []any{raw("50.0")}, "", ""},
+		{"one Int for a list of them, a fraction", raw("2.5"), validation, "variable $percents: expected an integer, got 2.5"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := h.Query("acme", setUsageAlerts, map[string]any{"meter": "api_calls", "percents": tc.percents})
+			if r.Code() != tc.code {
+				t.Fatalf("code = %q, want %q: %s", r.Code(), tc.code, r.Body)
+			}
+			if tc.code == "" {
+				var out struct {
+					SetUsageAlerts struct{ UsageAlerts struct{ Percents []int } }
+				}
+				r.Decode(t, &out)
+				if got := out.SetUsageAlerts.UsageAlerts.Percents; len(got) != 1 || got[0] != 50 {
+					t.Fatalf("percents stored = %v, want [50]", got)
+				}
+				return
+			}
+			if !strings.Contains(r.Errors[0].Message, tc.says) {
+				t.Fatalf("message %q does not say %q", r.Errors[0].Message, tc.says)
+			}
+		})
+	}
+	t.Run("a number for a String", func(t *testing.T) {
+		r := h.Query("acme", setUsageAlerts, map[string]any{"meter": 12, "percents": []int{50}})
+		if r.Code() != validation || r.Errors[0].Message != "variable $meter: expected a string, got a number, 12" {
+			t.Fatalf("answered %s", r.Body)
+		}
+	})
+	for name, tc := range map[string]struct {
+		doc  string
+		vars map[string]any
+		says string
+	}{
+		"a number for an enum": {`query($s: InvoiceStatus) { invoices(status: $s) { nodes { id } } }`, map[string]any{"s": 5},
+			"variable $s: expected a value of the enum InvoiceStatus (a string), got a number, 5"},
+		"a string for a Boolean": {`query($b: Boolean!) { plans @include(if: $b) { id } }`, map[string]any{"b": "true"},
+			`variable $b: expected true or false, got a string, "true"`},
+		"a fraction for an ID": {`mutation($id: ID!) { revokeApiKey(id: $id) { apiKey { id } } }`, map[string]any{"id": raw("1.5")},
+			"variable $id: expected a string or an integer, got a number, 1.5"},
+		"a string for an input object": {`mutation($in: ConsumeUsageInput!) { consumeUsage(input: $in) { allowed } }`, map[string]any{"in": "x"},
+			`variable $in: expected an object of the input type ConsumeUsageInput, got a string, "x"`},
+		"a number deep in an input": {`mutation($in: RecordUsageInput!) { recordUsage(input: $in) { accepted } }`,
+			map[string]any{"in": map[string]any{"events": []any{map[string]any{"meter": "api_calls", "quantity": 1, "idempotencyKey": 7}}}},
+			"variable $in.events[0].idempotencyKey: expected a string, got a number, 7"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := h.Query("acme", tc.doc, tc.vars)
+			if r.Code() != validation || r.Errors[0].Message != tc.says {
+				t.Fatalf("answered %s, want %q", r.Body, tc.says)
+			}
+		})
+	}
+	t.Run("a long malformed Date is not sent back", func(t *testing.T) {
+		long := strings.Repeat("2026-01-01", 10_000)
+		r := h.Query("acme", `query($d: Date!) { usageSeries(meter: "api_calls", from: $d, to: $d) { date } }`, map[string]any{"d": long})
+		if r.Code() != "BAD_USER_INPUT" || r.Errors[0].Message != "from: Date must look like 2026-01-31, got a string" || len(r.Body) > 1024 {
+			t.Fatalf("answered %.300s", r.Body)
+		}
+	})
+	t.Run("an Int literal past 32 bits", func(t *testing.T) {
+		r := h.Query("acme", `mutation { setUsageAlerts(meter: "api_calls", percents: [5000000000]) { userErrors { code } } }`, nil)
+		if r.Code() != "BAD_USER_INPUT" || !strings.Contains(r.Errors[0].Message, "Int cannot represent 5000000000: above 2147483647") {
+			t.Fatalf("answered %s", r.Body)
+		}
+	})
+	t.Run("an Int past 32 bits over GET", func(t *testing.T) {
+		q := url.Values{"query": {`query($n: Int) { invoices(first: $n) { nodes { id } } }`}, "variables": {`{"n": 5000000000}`}}
+		a := sendRaw(t, h, http.MethodGet, "/graphql?"+q.Encode(), "", "", nil)
+		if len(a.errors) != 1 || a.errors[0].Extensions["code"] != validation || !strings.Contains(a.errors[0].Message, "Int cannot represent 5000000000") {
+			t.Fatalf("answered %d %s", a.status, a.body)
+		}
+	})
+	t.Run("distinct thresholds are what is asked, not ascending ones", func(t *testing.T) {
+		var out struct {
+			SetUsageAlerts struct {
+				UserErrors []struct{ Field, Code, Message string }
+			}
+		}
+		h.Query("acme", setUsageAlerts, map[string]any{"meter": "api_calls", "percents": []int{90, 50, 90}}).Decode(t, &out)
+		ue := out.SetUsageAlerts.UserErrors
+		if len(ue) != 1 || strings.Contains(ue[0].Message, "ascending") || !strings.Contains(ue[0].Message, "90 is listed twice") {
+			t.Fatalf("userErrors = %+v, want one saying 90 is listed twice", ue)
+		}
+	})
+}
+
+// TestInt64VariablesAreExact: an Int64 sent as a JSON number is read from
+// its text, never through a float64, on the prepared path and through the
+// generated code alike (the twins compare their bytes): the largest and
+// smallest int64 reach the service, which answers with its own per-event
+// cap; one past them is refused naming the bound; a fraction names the
+// fraction; 1e3 and 1000.0 count 1,000.
+func TestInt64VariablesAreExact(t *testing.T) {
+	h := apptest.New(t, apptest.Options{})
+	doc := `mutation($input: ConsumeUsageInput!) { consumeUsage(input: $input)%s { allowed usage { used } userErrors { field code message } } }`
+	tw := newTwins(t, h, "consumeUsage", "int64")
+	in := func(q json.RawMessage, key string) map[string]any {
+		return map[string]any{"input": map[string]any{"meter": "llm_tokens", "quantity": q, "idempotencyKey": key}}
+	}
+	tw.send(doc, in(raw("1"), "warm"), false)
+	type answer struct {
+		ConsumeUsage struct {
+			Allowed    bool
+			Usage      *struct{ Used int64 }
+			UserErrors []struct{ Field, Code, Message string }
+		}
+	}
+	for _, q := range []string{"9223372036854775807", "-9223372036854775808", "9.223372036854775807e18"} {
+		var out answer
+		tw.send(doc, in(raw(q), "max-"+q), false).Decode(t, &out)
+		ue := out.ConsumeUsage.UserErrors
+		if len(ue) != 1 || ue[0].Field != "input.quantity" || ue[0].Code != "INVALID_QUANTITY" {
+			t.Fatalf("quantity %s: userErrors %+v, want the service's INVALID_QUANTITY (the scalar took it)", q, ue)
+		}
+	}
+	for q, says := range map[string]string{
+		"9223372036854775808":  "input.quantity: Int64 cannot represent 9223372036854775808: above 9223372036854775807",
+		"-9223372036854775809": "input.quantity: Int64 cannot represent -9223372036854775809: below -9223372036854775808",
+		"1.5":                  "input.quantity: expected an integer, got 1.5",
+		"1e-3":                 "input.quantity: expected an integer, got 1e-3",
+		"true":                 "input.quantity: expected an integer, got a boolean",
+		`"1.5"`:                "input.quantity: expected an integer, got 1.5",
+	} {
+		r := tw.send(doc, in(raw(q), "bad"), true)
+		if r.Code() != "BAD_USER_INPUT" || r.Errors[0].Message != says {
+			t.Errorf("quantity %s answered %s, want BAD_USER_INPUT %q", q, r.Body, says)
+		}
+	}
+	used := int64(1)
+	for _, q := range []string{"1e3", "1000.0", `"1000"`} {
+		var out answer
+		tw.send(doc, in(raw(q), "k-"+q), false).Decode(t, &out)
+		used += 1000
+		if !out.ConsumeUsage.Allowed || out.ConsumeUsage.Usage == nil || out.ConsumeUsage.Usage.Used != used {
+			t.Fatalf("quantity %s: %+v, want allowed with %d used", q, out.ConsumeUsage, used)
+		}
+	}
+}
+
+// TestTimeNamesTheRuleItBreaks: a timestamp outside the years 2000 to 9999
+// was refused as "must be an RFC 3339 string", which it may well be.
+func TestTimeNamesTheRuleItBreaks(t *testing.T) {
+	h := apptest.New(t, apptest.Options{})
+	tw := newTwins(t, h, "recordUsage", "time")
+	doc := `mutation($input: RecordUsageInput!) { recordUsage(input: $input)%s { accepted } }`
+	for ts, says := range map[string]string{
+		"10000-01-01T00:00:00Z":     "input.events[0].timestamp: Time's year must be from 2000 to 9999 (UTC), got 10000",
+		"0001-01-01T00:00:00Z":      "input.events[0].timestamp: Time's year must be from 2000 to 9999 (UTC), got 1",
+		"1999-12-31T23:59:59Z":      "input.events[0].timestamp: Time's year must be from 2000 to 9999 (UTC), got 1999",
+		"9999-12-31T23:00:00-05:00": "input.events[0].timestamp: Time's year must be from 2000 to 9999 (UTC), got 10000",
+		"yesterday":                 `input.events[0].timestamp: Time must be an RFC 3339 string like 2026-01-31T12:00:00Z, got a string, "yesterday"`,
+	} {
+		vars := map[string]any{"input": map[string]any{"events": []any{map[string]any{"meter": "api_calls", "quantity": 1, "idempotencyKey": "t", "timestamp": ts}}}}
+		if r := tw.send(doc, vars, true); r.Code() != "BAD_USER_INPUT" || r.Errors[0].Message != says {
+			t.Errorf("timestamp %s answered %s, want %q", ts, r.Body, says)
+		}
+	}
+}
