@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -158,7 +159,9 @@ func TestInt64VariablesAreExact(t *testing.T) {
 		"1.5":                  "input.quantity: expected an integer, got 1.5",
 		"1e-3":                 "input.quantity: expected an integer, got 1e-3",
 		"true":                 "input.quantity: expected an integer, got a boolean",
-		`"1.5"`:                "input.quantity: expected an integer, got 1.5",
+		`"1.5"`:                `input.quantity: Int64 as a string is digits with an optional leading minus, got a string, "1.5"`,
+		`"1e3"`:                `input.quantity: Int64 as a string is digits with an optional leading minus, got a string, "1e3"`,
+		`"+1"`:                 `input.quantity: Int64 as a string is digits with an optional leading minus, got a string, "+1"`,
 	} {
 		r := tw.send(doc, in(raw(q), "bad"), true)
 		if r.Code() != "BAD_USER_INPUT" || r.Errors[0].Message != says {
@@ -192,6 +195,58 @@ func TestTimeNamesTheRuleItBreaks(t *testing.T) {
 		vars := map[string]any{"input": map[string]any{"events": []any{map[string]any{"meter": "api_calls", "quantity": 1, "idempotencyKey": "t", "timestamp": ts}}}}
 		if r := tw.send(doc, vars, true); r.Code() != "BAD_USER_INPUT" || r.Errors[0].Message != says {
 			t.Errorf("timestamp %s answered %s, want %q", ts, r.Body, says)
+		}
+	}
+}
+
+// TestLiteralsAreJudgedAsVariablesAre: a value of Int64, Time or Date
+// written in the document is refused in the words, and with the code, that
+// the same value sent as a variable gets. A number past int64 or float64
+// written for one of them made gqlgen panic while reading the arguments
+// (INTERNAL), and an Int64 written with a tiny fraction was rounded and
+// counted.
+func TestLiteralsAreJudgedAsVariablesAre(t *testing.T) {
+	h := apptest.New(t, apptest.Options{})
+	keys := 0
+	consume := func(q string) string {
+		keys++
+		return `mutation { consumeUsage(input: {meter: "llm_tokens", quantity: ` + q + `, idempotencyKey: "lit-` + strconv.Itoa(keys) + `"}) { allowed usage { used } } }`
+	}
+	series := func(to string) string {
+		return `{ usageSeries(meter: "storage_bytes", from: "2026-11-01", to: ` + to + `) { used } }`
+	}
+	for doc, says := range map[string]string{
+		consume("1.0000000000000001"):            "input.quantity: expected an integer, got 1.0000000000000001",
+		consume("5000.0000000000001"):            "input.quantity: expected an integer, got 5000.0000000000001",
+		consume("0.1e-400"):                      "input.quantity: expected an integer, got 0.1e-400",
+		consume("9223372036854775808"):           "input.quantity: Int64 cannot represent 9223372036854775808: above 9223372036854775807",
+		consume("-9223372036854775809"):          "input.quantity: Int64 cannot represent -9223372036854775809: below -9223372036854775808",
+		consume("1e400"):                         "input.quantity: Int64 cannot represent 1e400: above 9223372036854775807",
+		series("999999999999999999999999999999"): "to: Date must be a string like 2026-01-31, got a number",
+		series("1e400"):                          "to: Date must be a string like 2026-01-31, got a number",
+		series("-1e400"):                         "to: Date must be a string like 2026-01-31, got a number",
+		`query($t: Date = 1e400) { usageSeries(meter: "storage_bytes", from: "2026-11-01", to: $t) { used } }`:                                                                       "$t (default): Date must be a string like 2026-01-31, got a number",
+		`mutation { recordUsage(input: {events: [{meter: "api_calls", quantity: 1, idempotencyKey: "a"}, {meter: "api_calls", quantity: 1.5, idempotencyKey: "b"}]}) { accepted } }`: "input.events[1].quantity: expected an integer, got 1.5",
+		`mutation { recordUsage(input: {events: [{meter: "api_calls", quantity: 1, idempotencyKey: "a", timestamp: 1e400}]}) { accepted } }`:                                         "input.events[0].timestamp: Time must be an RFC 3339 string like 2026-01-31T12:00:00Z, got a number",
+	} {
+		r := h.Query("acme", doc, nil)
+		if r.Code() != "BAD_USER_INPUT" || len(r.Errors) != 1 || r.Errors[0].Message != says {
+			t.Errorf("%s\nanswered %s\nwant BAD_USER_INPUT %q", doc, r.Body, says)
+		}
+	}
+	// Whole numbers however written count exactly what they are.
+	var out struct {
+		ConsumeUsage struct {
+			Allowed bool
+			Usage   struct{ Used int64 }
+		}
+	}
+	used := int64(0)
+	for _, q := range []string{"1e3", "1000.0", "1000", `"1000"`} {
+		h.Query("acme", consume(q), nil).Decode(t, &out)
+		used += 1000
+		if !out.ConsumeUsage.Allowed || out.ConsumeUsage.Usage.Used != used {
+			t.Fatalf("quantity %s: %+v, want allowed with %d used", q, out.ConsumeUsage, used)
 		}
 	}
 }

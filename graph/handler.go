@@ -52,8 +52,9 @@ func NewHandler(r *Resolver, o Options) http.Handler {
 	srv.SetParserTokenLimit(MaxParserTokens)
 	if o.Production {
 		srv.SetDisableSuggestion(true)
-		srv.SetValidationRulesFn(rulesWithoutSuggestions)
+		srv.SetValidationRulesFn(withCustomScalarLiterals(rulesWithoutSuggestions))
 	} else {
+		srv.SetValidationRulesFn(withCustomScalarLiterals(rules.NewDefaultRules))
 		srv.Use(extension.Introspection{})
 	}
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)})
@@ -92,6 +93,21 @@ func rulesWithoutSuggestions() *rules.Rules {
 		r.AddRule(swap.without.Name, swap.without.RuleFunc)
 	}
 	return r
+}
+
+// withCustomScalarLiterals adds the check of the schema's own scalars'
+// literals (literals.go) to a set of rules.
+func withCustomScalarLiterals(base func() *rules.Rules) func() *rules.Rules {
+	return func() *rules.Rules {
+		r := base()
+		for name, rule := range r.GetInner() {
+			if name == rules.ValuesOfCorrectTypeRule.Name || name == rules.ValuesOfCorrectTypeRuleWithoutSuggestions.Name {
+				r.ReplaceRule(name, quietParents(rule))
+			}
+		}
+		r.AddRule(customScalarLiterals.Name, customScalarLiterals.RuleFunc)
+		return r
+	}
 }
 
 // measure records each operation's latency under its name, so a dashboard's

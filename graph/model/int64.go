@@ -58,6 +58,11 @@ func unmarshalInteger(v any, name string, lo, hi int64, strings bool) (int64, er
 		if !strings {
 			return bad("expected an integer, got a string")
 		}
+		if d := withoutMinus(v); d == "" || !digitsOnly(d) {
+			// The string form is for clients whose numbers are doubles:
+			// digits, as the schema says, not another notation to read.
+			return bad(fmt.Sprintf("%s as a string is digits with an optional leading minus, got %s", name, shortQuote(v)))
+		}
 		text = v
 	case float64:
 		// A literal written with a fraction or an exponent.
@@ -170,6 +175,14 @@ func exactInteger(s string) (int64, integerOutcome) {
 		return 0, out
 	}
 	return n, whole
+}
+
+// withoutMinus is s without one leading minus.
+func withoutMinus(s string) string {
+	if len(s) > 0 && s[0] == '-' {
+		return s[1:]
+	}
+	return s
 }
 
 func digitsOnly(s string) bool {

@@ -1,0 +1,139 @@
+package graph
+
+import (
+	"encoding/json"
+	"strconv"
+
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+	"github.com/vektah/gqlparser/v2/validator/core"
+
+	"github.com/tollgate-billing/tollgate/graph/model"
+	"github.com/tollgate-billing/tollgate/internal/apperr"
+)
+
+// Literals of the schema's own scalars (Int64, Time, Date) written in the
+// document itself, as arguments, input fields, list items or variables'
+// defaults. gqlparser's validation passes every one of them, and gqlgen
+// then reads a number through strconv: one beyond int64 or float64 made it
+// panic while it read a field's arguments (an INTERNAL answer to a client's
+// typo), and a fraction reached Int64 already rounded to a float64
+// (1.0000000000000001 counted as 1). So validation judges each literal with
+// the scalar's own unmarshaler, from the literal's text, as a variable of
+// that scalar is judged: the same value is refused in the same words, and
+// as BAD_USER_INPUT (the error presenter maps this rule's errors), however
+// it is sent.
+
+// customScalarLiteralsRule names the rule, which the error presenter knows.
+const customScalarLiteralsRule = "CustomScalarLiterals"
+
+// scalarChecks are the schema's own scalars, by name, each its unmarshaler.
+var scalarChecks = map[string]func(any) error{
+	"Int64": func(v any) error { _, err := model.UnmarshalInt64(v); return err },
+	"Time":  func(v any) error { _, err := model.UnmarshalTime(v); return err },
+	"Date":  func(v any) error { _, err := model.UnmarshalDate(v); return err },
+}
+
+var customScalarLiterals = core.Rule{Name: customScalarLiteralsRule, RuleFunc: func(observers *core.Events, addError core.AddErrFunc) {
+	observers.OnField(func(_ *core.Walker, field *ast.Field) {
+		for _, arg := range field.Arguments {
+			checkLiteral(addError, arg.Value, arg.Name)
+		}
+	})
+	observers.OnOperation(func(_ *core.Walker, op *ast.OperationDefinition) {
+		for _, v := range op.VariableDefinitions {
+			if v.DefaultValue != nil {
+				checkLiteral(addError, v.DefaultValue, "$"+v.Variable+" (default)")
+			}
+		}
+	})
+}}
+
+// quietParents wraps gqlparser's ValuesOfCorrectType rule (inner) so that
+// it says nothing of an object or list holding a literal that
+// CustomScalarLiterals refuses: it reads such an object's value and fails
+// on the number inside, and would answer "Expected value of type
+// UsageEventInput!, found {…}", the whole object written back, for every
+// object and list around it.
+func quietParents(inner core.RuleFunc) core.RuleFunc {
+	return func(observers *core.Events, addError core.AddErrFunc) {
+		holdsRefused := false
+		// Registered before inner's, so it runs first for each value.
+		observers.OnValue(func(_ *core.Walker, value *ast.Value) {
+			holdsRefused = (value.Kind == ast.ObjectValue || value.Kind == ast.ListValue) &&
+				checkLiteral(func(...core.ErrorOption) {}, value, "")
+		})
+		inner(observers, func(options ...core.ErrorOption) {
+			if !holdsRefused {
+				addError(options...)
+			}
+		})
+	}
+}
+
+// checkLiteral reports the first literal in value (named at, as
+// input.events[0].quantity) that its scalar refuses.
+func checkLiteral(addError core.AddErrFunc, value *ast.Value, at string) bool {
+	if value == nil {
+		return false
+	}
+	switch value.Kind {
+	case ast.Variable, ast.NullValue:
+		return false
+	case ast.ObjectValue:
+		if value.Definition != nil && value.Definition.Kind == ast.InputObject {
+			for _, child := range value.Children {
+				if checkLiteral(addError, child.Value, at+"."+child.Name) {
+					return true
+				}
+			}
+			return false
+		}
+	case ast.ListValue:
+		if value.ExpectedType != nil && value.ExpectedType.Elem != nil {
+			for i, child := range value.Children {
+				if checkLiteral(addError, child.Value, at+"["+strconv.Itoa(i)+"]") {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	if value.Definition == nil || value.Definition.Kind != ast.Scalar {
+		return false
+	}
+	check, ok := scalarChecks[value.Definition.Name]
+	if !ok {
+		return false
+	}
+	if err := check(literalAsJSON(value)); err != nil {
+		msg := err.Error()
+		if ae, ok := apperr.As(err); ok {
+			msg = ae.Message
+		}
+		addError(core.Message("%s: %s", at, msg), core.At(value.Position))
+		return true
+	}
+	return false
+}
+
+// literalAsJSON is the value a variable holding the same text would carry:
+// numbers as written (json.Number), never through a float64.
+func literalAsJSON(v *ast.Value) any {
+	switch v.Kind {
+	case ast.IntValue, ast.FloatValue:
+		return json.Number(v.Raw)
+	case ast.BooleanValue:
+		return v.Raw == "true"
+	case ast.ListValue:
+		return []any{}
+	case ast.ObjectValue:
+		return map[string]any{}
+	}
+	return v.Raw // strings, block strings, enum names
+}
+
+// isCustomScalarLiteralError reports whether err is this rule's.
+func isCustomScalarLiteralError(err *gqlerror.Error) bool {
+	return err.Rule == customScalarLiteralsRule
+}
