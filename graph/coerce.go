@@ -151,8 +151,12 @@ func checkValue(schema *ast.Schema, t *ast.Type, val any, depth int) (string, as
 			return msg, nil
 		}
 	case ast.Enum:
-		if _, ok := val.(string); !ok {
+		s, ok := val.(string)
+		if !ok {
 			return fmt.Sprintf("expected a value of the enum %s (a string), got %s", def.Name, describeJSON(val)), nil
+		}
+		if def.EnumValues.ForName(s) == nil { // gqlparser's words start with the whole value
+			return fmt.Sprintf("%.32q is not a value of %s (enum values are case-sensitive)", s, def.Name), nil
 		}
 	case ast.InputObject:
 		fields, ok := val.(map[string]any)

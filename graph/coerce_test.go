@@ -250,3 +250,32 @@ func TestLiteralsAreJudgedAsVariablesAre(t *testing.T) {
 		}
 	}
 }
+
+// TestLongValuesAreNotWrittenBack: a message about a bad value quotes at
+// most its start and still says what was wrong; a 5,000-character period,
+// plan or enum value came back whole, or (the enum) cut so short that the
+// explanation was gone.
+func TestLongValuesAreNotWrittenBack(t *testing.T) {
+	h := apptest.New(t, apptest.Options{})
+	long := strings.Repeat("x", 5000)
+	for _, tc := range []struct {
+		name, doc string
+		vars      map[string]any
+		says      string
+	}{
+		{"a period", `query($p: String) { usage(period: $p) { meters { meter } } }`, map[string]any{"p": long}, "must be a month written YYYY-MM"},
+		{"a period of usageByEndpoint", `query($p: String) { usageByEndpoint(period: $p) { endpoint } }`, map[string]any{"p": long}, "must be a month written YYYY-MM"},
+		{"an enum value", `query($s: InvoiceStatus) { invoices(status: $s) { nodes { id } } }`, map[string]any{"s": long}, "is not a value of InvoiceStatus"},
+		{"a plan", checkout, map[string]any{"in": map[string]any{"plan": long, "successUrl": "https://app.example.com/ok", "cancelUrl": "https://app.example.com/no"}}, "There is no plan"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := h.Query("acme", tc.doc, tc.vars)
+			if len(r.Body) > 1024 || strings.Count(string(r.Body), "x") > 100 {
+				t.Fatalf("answer of %d bytes writes the value back: %.400s", len(r.Body), r.Body)
+			}
+			if !strings.Contains(string(r.Body), tc.says) {
+				t.Fatalf("answer does not say %q: %s", tc.says, r.Body)
+			}
+		})
+	}
+}

@@ -40,6 +40,7 @@ func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 			if at := argumentPath(err, path); at != "" {
 				msg = at + ": " + msg
 			}
+			msg = capAt(msg, maxServiceMessage)
 			return &gqlerror.Error{Message: msg, Path: path, Extensions: ext}
 		}
 		// gqlgen wraps every error in a *gqlerror.Error. Only those it made
@@ -84,11 +85,19 @@ func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 // large part of what it sent back.
 const maxMessage = 300
 
-func capMessage(msg string) string {
-	if len(msg) <= maxMessage {
+func capMessage(msg string) string { return capAt(msg, maxMessage) }
+
+// maxServiceMessage bounds a message Tollgate's services wrote (errors and
+// userErrors): they quote a bounded part of a bad value, and this keeps any
+// that forgot to from sending a large input back; it leaves room for the
+// longest they mean to write (every meter's name, say).
+const maxServiceMessage = 1024
+
+func capAt(msg string, max int) string {
+	if len(msg) <= max {
 		return msg
 	}
-	cut := maxMessage
+	cut := max
 	for cut > 0 && !utf8.RuneStart(msg[cut]) {
 		cut--
 	}

@@ -153,7 +153,8 @@ func userErrors(err error) ([]model.UserError, error) {
 	}
 	out := make([]model.UserError, 0, len(fe))
 	for _, f := range fe {
-		out = append(out, model.UserError{Field: nonEmpty(f.Field), Message: f.Message, Code: f.Code})
+		// A message never carries a large part of the input back.
+		out = append(out, model.UserError{Field: nonEmpty(f.Field), Message: capAt(f.Message, maxServiceMessage), Code: f.Code})
 	}
 	return out, nil
 }

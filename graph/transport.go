@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/errcode"
@@ -71,8 +72,14 @@ const acceptedMedia = "application/json"
 
 func (t httpTransport) post(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
 	// A malformed parameter (charset without a value) still names the type.
-	media, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	switch {
+	media, mediaParams, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	switch charset := mediaParams["charset"]; {
+	case (err == nil || errors.Is(err, mime.ErrInvalidMediaParameter)) && media == acceptedMedia &&
+		charset != "" && !strings.EqualFold(charset, "utf-8") && !strings.EqualFold(charset, "utf8"):
+		// JSON is UTF-8 (RFC 8259); another charset would be read as it.
+		refuse(w, r, http.StatusUnsupportedMediaType, CodeUnsupportedMediaType,
+			"the body must be UTF-8: send Content-Type: application/json without a charset, or with charset=utf-8")
+		return
 	case (err == nil || errors.Is(err, mime.ErrInvalidMediaParameter)) && media == acceptedMedia:
 	case strings.HasPrefix(media, "multipart/"):
 		refuse(w, r, http.StatusUnsupportedMediaType, CodeUnsupportedMediaType,
@@ -81,6 +88,12 @@ func (t httpTransport) post(w http.ResponseWriter, r *http.Request, exec graphql
 	default:
 		refuse(w, r, http.StatusUnsupportedMediaType, CodeUnsupportedMediaType,
 			`Content-Type must be application/json, with a body like {"query": "...", "variables": {...}}`)
+		return
+	}
+	if enc := strings.TrimSpace(r.Header.Get("Content-Encoding")); enc != "" && !strings.EqualFold(enc, "identity") {
+		// A compressed body would be read as the JSON it is not.
+		refuse(w, r, http.StatusUnsupportedMediaType, CodeUnsupportedMediaType,
+			"compressed bodies (Content-Encoding) are not supported; send the JSON as it is")
 		return
 	}
 	start := graphql.Now()
@@ -111,6 +124,17 @@ func (t httpTransport) get(w http.ResponseWriter, r *http.Request, exec graphql.
 		refuse(w, r, http.StatusBadRequest, CodeBadRequest, "the URL's query string is malformed")
 		return
 	}
+	for _, name := range []string{"query", "operationName", "variables", "extensions"} {
+		switch values := q[name]; {
+		case len(values) > 1:
+			// Which one a proxy or a log reads is not which one runs.
+			refuse(w, r, http.StatusBadRequest, CodeBadRequest, "the URL names "+name+" more than once; send it once")
+			return
+		case len(values) == 1 && !utf8.ValidString(values[0]):
+			refuse(w, r, http.StatusBadRequest, CodeBadRequest, name+" is not valid UTF-8")
+			return
+		}
+	}
 	params := &graphql.RawParams{Query: q.Get("query"), OperationName: q.Get("operationName"), Headers: r.Header}
 	if params.Query == "" && q.Get("extensions") == "" {
 		refuse(w, r, http.StatusBadRequest, CodeBadRequest,
@@ -128,6 +152,10 @@ func (t httpTransport) get(w http.ResponseWriter, r *http.Request, exec graphql.
 		m, ok := decodeObject([]byte(raw))
 		if !ok {
 			refuse(w, r, http.StatusBadRequest, CodeBadRequest, p.name+" must be a JSON object")
+			return
+		}
+		if name, dup := duplicateKey([]byte(raw)); dup {
+			refuse(w, r, http.StatusBadRequest, CodeBadRequest, twice(p.name, name))
 			return
 		}
 		*p.into = m
@@ -206,6 +234,10 @@ func decodeBody(body []byte) (_ *graphql.RawParams, msg string) {
 		Variables     any `json:"variables"`
 		Extensions    any `json:"extensions"`
 	}
+	if !utf8.Valid(trimmed) {
+		// encoding/json would read each bad byte as U+FFFD, silently.
+		return nil, "the request body is not valid UTF-8"
+	}
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	dec.UseNumber()
 	if dec.Decode(&env) != nil {
@@ -217,6 +249,9 @@ func decodeBody(body []byte) (_ *graphql.RawParams, msg string) {
 		return nil, "the request body is not valid JSON"
 	default:
 		return nil, "the request body holds more than one JSON value; send one object per request"
+	}
+	if name, dup := duplicateKey(trimmed); dup {
+		return nil, twice("the request body", name)
 	}
 	p := &graphql.RawParams{}
 	var ok bool
@@ -238,6 +273,14 @@ func decodeBody(body []byte) (_ *graphql.RawParams, msg string) {
 		return nil, `the request body has no query; send a JSON object like {"query": "{ plans { id } }"}`
 	}
 	return p, ""
+}
+
+// twice words a refusal of a JSON object that names a member twice.
+func twice(what, name string) string {
+	if len(name) > 64 || !utf8.ValidString(name) {
+		return what + " names a member twice in one object; send each once"
+	}
+	return fmt.Sprintf("%s names %q twice in one object; send each member once", what, name)
 }
 
 // fieldOf is v when it is a T, and T's zero value when it is absent or

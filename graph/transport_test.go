@@ -109,6 +109,16 @@ func TestTransportRefusalsAreGraphQLErrors(t *testing.T) {
 		{"a PUT", "PUT", "/graphql", js, `{"query":"{ plans { id } }"}`, 405, "METHOD_NOT_ALLOWED", "POST", "GET, POST"},
 		{"a DELETE", "DELETE", "/graphql", "", "", 405, "METHOD_NOT_ALLOWED", "POST", "GET, POST"},
 		{"a PATCH", "PATCH", "/graphql", js, `{"query":"{ plans { id } }"}`, 405, "METHOD_NOT_ALLOWED", "POST", "GET, POST"},
+		// Which copy of a name a proxy or a log reads is not which one runs.
+		{"operationName twice", "POST", "/graphql", js, `{"query": "query A { plans { id } } mutation B { resumeSubscription { userErrors { code } } }", "operationName": "A", "operationName": "B"}`, 400, "BAD_REQUEST", `names "operationName" twice`, ""},
+		{"query twice, once escaped", "POST", "/graphql", js, `{"query": "{ plans { id } }", "quer\u0079": "{ organization { id } }"}`, 400, "BAD_REQUEST", `names "query" twice`, ""},
+		{"an input field twice in the variables", "POST", "/graphql", js, `{"query": "{ plans { id } }", "variables": {"in": [{"meter": "api_calls", "meter": "llm_tokens"}]}}`, 400, "BAD_REQUEST", `names "meter" twice`, ""},
+		{"a body that is not UTF-8", "POST", "/graphql", js, "{\"query\": \"{ plans { id } }\", \"operationName\": \"A\xff\"}", 400, "BAD_REQUEST", "not valid UTF-8", ""},
+		{"a UTF-16 charset", "POST", "/graphql", js + "; charset=utf-16", `{"query":"{ plans { id } }"}`, 415, "UNSUPPORTED_MEDIA_TYPE", "UTF-8", ""},
+		{"a Latin-1 charset", "POST", "/graphql", js + "; charset=ISO-8859-1", `{"query":"{ plans { id } }"}`, 415, "UNSUPPORTED_MEDIA_TYPE", "UTF-8", ""},
+		{"GET naming query twice", "GET", "/graphql?query=%7Bplans%7Bid%7D%7D&query=%7Borganization%7Bid%7D%7D", "", "", 400, "BAD_REQUEST", "query more than once", ""},
+		{"GET variables naming a member twice", "GET", get(url.Values{"query": {`query($m: String!) { usageGate(meter: $m) { allowed } }`}, "variables": {`{"m": "api_calls", "m": "llm_tokens"}`}}), "", "", 400, "BAD_REQUEST", `names "m" twice`, ""},
+		{"a GET query that is not UTF-8", "GET", "/graphql?query=%7Bplans%7Bid%7D%7D%FF", "", "", 400, "BAD_REQUEST", "not valid UTF-8", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -164,6 +174,29 @@ func TestTransportRefusalsAreGraphQLErrors(t *testing.T) {
 		a := sendRaw(t, h, http.MethodPost, "/graphql", js, "", body)
 		if a.status != http.StatusRequestEntityTooLarge || len(a.errors) != 1 || a.errors[0].Extensions["code"] != "REQUEST_TOO_LARGE" {
 			t.Fatalf("answered %d: %.300s", a.status, a.body)
+		}
+	})
+	t.Run("a compressed body is 415, not read as JSON", func(t *testing.T) {
+		for _, enc := range []string{"gzip", "br", "deflate"} {
+			req, _ := http.NewRequest(http.MethodPost, h.Server.URL+"/graphql", strings.NewReader(`{"query":"{ plans { id } }"}`))
+			req.Header.Set("Content-Type", js)
+			req.Header.Set("Content-Encoding", enc)
+			req.Header.Set("Authorization", "Bearer "+h.Token("acme"))
+			resp, err := h.Server.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnsupportedMediaType || !strings.Contains(string(body), `"UNSUPPORTED_MEDIA_TYPE"`) {
+				t.Errorf("Content-Encoding %s answered %d: %s", enc, resp.StatusCode, body)
+			}
+		}
+	})
+	t.Run("charset=UTF-8 still runs", func(t *testing.T) {
+		a := sendRaw(t, h, http.MethodPost, "/graphql", "application/json; charset=UTF-8", "", strings.NewReader(`{"query":"{ plans { id } }"}`))
+		if a.status != 200 || len(a.errors) != 0 || !a.data {
+			t.Fatalf("answered %d: %s", a.status, a.body)
 		}
 	})
 	t.Run("application/json with a malformed parameter still runs", func(t *testing.T) {

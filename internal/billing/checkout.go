@@ -230,7 +230,7 @@ func (s *Service) checkCheckoutInput(in CheckoutInput) (plans.Plan, string, erro
 	case strings.TrimSpace(in.Plan) == "":
 		fe.Add("input.plan", CodeRequired, "A plan id is required.")
 	case !ok:
-		fe.Add("input.plan", CodeUnknownPlan, fmt.Sprintf("There is no plan %q.", in.Plan))
+		fe.Add("input.plan", CodeUnknownPlan, fmt.Sprintf("There is no plan %.64q.", in.Plan))
 	case !plan.Paid() || plan.ContactSales || len(plan.Prices) == 0:
 		fe.Add("input.plan", CodeNotPurchasable, fmt.Sprintf("The %s plan is not sold through Checkout.", plan.Name))
 	default:

@@ -45,7 +45,7 @@ func parsePeriod(s string, now time.Time) (Period, error) {
 	if s != "" {
 		t, err := time.Parse("2006-01", s)
 		if err != nil {
-			return Period{}, badInput("period", fmt.Sprintf("period %q must be a month written YYYY-MM, e.g. %s", s, now.Format("2006-01")))
+			return Period{}, badInput("period", fmt.Sprintf("period %.32q must be a month written YYYY-MM, e.g. %s", s, now.Format("2006-01")))
 		}
 		if t.After(start) {
 			return Period{}, badInput("period", fmt.Sprintf("period %s has not started yet", s))
