@@ -6,12 +6,13 @@ import (
 )
 
 // duplicateKey returns a member name that one object of doc, which must
-// be valid JSON, holds twice. encoding/json keeps the last of them and
+// be valid JSON, holds twice; with foldTop, names of the top-level object
+// are the same in any case. encoding/json keeps the last of them and
 // another reader may keep the first, so a body naming operationName twice,
 // or an input field twice, would mean one thing to a proxy or a log and
 // another to Tollgate: it is refused instead. One pass over the bytes, and
 // no allocation for a document without escaped names.
-func duplicateKey(doc []byte) (string, bool) {
+func duplicateKey(doc []byte, foldTop bool) (string, bool) {
 	type frame struct {
 		object    bool
 		keysFrom  int  // where this object's names start in keys
@@ -59,8 +60,15 @@ func duplicateKey(doc []byte) (string, bool) {
 					name = []byte(s)
 				}
 			}
+			// A request body's own members are read into a struct, which
+			// encoding/json matches without regard to case ("QUERY" is
+			// query); any other object is read into a map, which does not.
+			same := bytes.Equal
+			if n == 1 && foldTop {
+				same = bytes.EqualFold
+			}
 			for _, k := range keys[stack[n-1].keysFrom:] {
-				if bytes.Equal(k, name) {
+				if same(k, name) {
 					return string(name), true
 				}
 			}

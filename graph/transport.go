@@ -154,7 +154,7 @@ func (t httpTransport) get(w http.ResponseWriter, r *http.Request, exec graphql.
 			refuse(w, r, http.StatusBadRequest, CodeBadRequest, p.name+" must be a JSON object")
 			return
 		}
-		if name, dup := duplicateKey([]byte(raw)); dup {
+		if name, dup := duplicateKey([]byte(raw), false); dup {
 			refuse(w, r, http.StatusBadRequest, CodeBadRequest, twice(p.name, name))
 			return
 		}
@@ -250,7 +250,7 @@ func decodeBody(body []byte) (_ *graphql.RawParams, msg string) {
 	default:
 		return nil, "the request body holds more than one JSON value; send one object per request"
 	}
-	if name, dup := duplicateKey(trimmed); dup {
+	if name, dup := duplicateKey(trimmed, true); dup {
 		return nil, twice("the request body", name)
 	}
 	p := &graphql.RawParams{}

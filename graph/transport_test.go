@@ -112,6 +112,7 @@ func TestTransportRefusalsAreGraphQLErrors(t *testing.T) {
 		// Which copy of a name a proxy or a log reads is not which one runs.
 		{"operationName twice", "POST", "/graphql", js, `{"query": "query A { plans { id } } mutation B { resumeSubscription { userErrors { code } } }", "operationName": "A", "operationName": "B"}`, 400, "BAD_REQUEST", `names "operationName" twice`, ""},
 		{"query twice, once escaped", "POST", "/graphql", js, `{"query": "{ plans { id } }", "quer\u0079": "{ organization { id } }"}`, 400, "BAD_REQUEST", `names "query" twice`, ""},
+		{"query twice, once in capitals", "POST", "/graphql", js, `{"query": "{ plans { id } }", "QUERY": "{ organization { id } }"}`, 400, "BAD_REQUEST", `names "QUERY" twice`, ""},
 		{"an input field twice in the variables", "POST", "/graphql", js, `{"query": "{ plans { id } }", "variables": {"in": [{"meter": "api_calls", "meter": "llm_tokens"}]}}`, 400, "BAD_REQUEST", `names "meter" twice`, ""},
 		{"a body that is not UTF-8", "POST", "/graphql", js, "{\"query\": \"{ plans { id } }\", \"operationName\": \"A\xff\"}", 400, "BAD_REQUEST", "not valid UTF-8", ""},
 		{"a UTF-16 charset", "POST", "/graphql", js + "; charset=utf-16", `{"query":"{ plans { id } }"}`, 415, "UNSUPPORTED_MEDIA_TYPE", "UTF-8", ""},
@@ -203,6 +204,17 @@ func TestTransportRefusalsAreGraphQLErrors(t *testing.T) {
 		a := sendRaw(t, h, http.MethodPost, "/graphql", "application/json; charset", "", strings.NewReader(`{"query":"{ plans { id } }"}`))
 		if a.status != 200 || len(a.errors) != 0 || !a.data {
 			t.Fatalf("answered %d: %s", a.status, a.body)
+		}
+	})
+	t.Run("variables differing only in case are two variables", func(t *testing.T) {
+		body := `{"query": "query($m: String!, $M: String!) { a: usageGate(meter: $m) { allowed } b: usageGate(meter: $M) { allowed } }", "variables": {"m": "api_calls", "M": "llm_tokens"}}`
+		a := sendRaw(t, h, http.MethodPost, "/graphql", js, "", strings.NewReader(body))
+		if a.status != 200 || len(a.errors) != 0 || !a.data {
+			t.Fatalf("answered %d: %s", a.status, a.body)
+		}
+		q := url.Values{"query": {`query($m: String!, $M: String!) { a: usageGate(meter: $m) { allowed } b: usageGate(meter: $M) { allowed } }`}, "variables": {`{"m": "api_calls", "M": "llm_tokens"}`}}
+		if a := sendRaw(t, h, http.MethodGet, get(q), "", "", nil); a.status != 200 || len(a.errors) != 0 {
+			t.Fatalf("GET answered %d: %s", a.status, a.body)
 		}
 	})
 	t.Run("a well-formed GET query still runs", func(t *testing.T) {
