@@ -167,6 +167,9 @@ func (v *Verifier) Verify(token string) (*Claims, *Failure) {
 		}
 		v.verified.Remove(token)
 	}
+	if f := checkRawSegments(token); f != nil {
+		return nil, f
+	}
 	var claims Claims
 	methods := []string{}
 	if len(v.secret) > 0 {
