@@ -21,6 +21,7 @@ import (
 
 	"github.com/tollgate-billing/tollgate/graph/model"
 	"github.com/tollgate-billing/tollgate/internal/apperr"
+	"github.com/tollgate-billing/tollgate/internal/jsontext"
 )
 
 // httpTransport is the one way requests reach the executor: GraphQL over
@@ -154,8 +155,8 @@ func (t httpTransport) get(w http.ResponseWriter, r *http.Request, exec graphql.
 			refuse(w, r, http.StatusBadRequest, CodeBadRequest, p.name+" must be a JSON object")
 			return
 		}
-		if name, dup := duplicateKey([]byte(raw), false); dup {
-			refuse(w, r, http.StatusBadRequest, CodeBadRequest, twice(p.name, name))
+		if a := jsontext.Check([]byte(raw), false); a.Found() {
+			refuse(w, r, http.StatusBadRequest, CodeBadRequest, ambiguous(p.name, a))
 			return
 		}
 		*p.into = m
@@ -250,8 +251,9 @@ func decodeBody(body []byte) (_ *graphql.RawParams, msg string) {
 	default:
 		return nil, "the request body holds more than one JSON value; send one object per request"
 	}
-	if name, dup := duplicateKey(trimmed, true); dup {
-		return nil, twice("the request body", name)
+	// Read into a struct, the body's own members match in any case.
+	if a := jsontext.Check(trimmed, true); a.Found() {
+		return nil, ambiguous("the request body", a)
 	}
 	p := &graphql.RawParams{}
 	var ok bool
@@ -275,12 +277,16 @@ func decodeBody(body []byte) (_ *graphql.RawParams, msg string) {
 	return p, ""
 }
 
-// twice words a refusal of a JSON object that names a member twice.
-func twice(what, name string) string {
-	if len(name) > 64 || !utf8.ValidString(name) {
+// ambiguous words a refusal of JSON that encoding/json would read one way
+// and another reader (a proxy, a log) another (jsontext).
+func ambiguous(what string, a jsontext.Ambiguity) string {
+	switch {
+	case a.LoneSurrogate:
+		return what + ` holds an escaped surrogate (\ud800 to \udfff) that is not half of a pair; it would be read as U+FFFD`
+	case len(a.Twice) > 64 || !utf8.ValidString(a.Twice):
 		return what + " names a member twice in one object; send each once"
 	}
-	return fmt.Sprintf("%s names %q twice in one object; send each member once", what, name)
+	return fmt.Sprintf("%s names %q twice in one object; send each member once", what, a.Twice)
 }
 
 // fieldOf is v when it is a T, and T's zero value when it is absent or

@@ -114,6 +114,7 @@ func TestTransportRefusalsAreGraphQLErrors(t *testing.T) {
 		{"query twice, once escaped", "POST", "/graphql", js, `{"query": "{ plans { id } }", "quer\u0079": "{ organization { id } }"}`, 400, "BAD_REQUEST", `names "query" twice`, ""},
 		{"query twice, once in capitals", "POST", "/graphql", js, `{"query": "{ plans { id } }", "QUERY": "{ organization { id } }"}`, 400, "BAD_REQUEST", `names "QUERY" twice`, ""},
 		{"an input field twice in the variables", "POST", "/graphql", js, `{"query": "{ plans { id } }", "variables": {"in": [{"meter": "api_calls", "meter": "llm_tokens"}]}}`, 400, "BAD_REQUEST", `names "meter" twice`, ""},
+		{"a lone surrogate in a key", "POST", "/graphql", js, `{"query": "{ plans { id } }", "variables": {"k": "a\ud800"}}`, 400, "BAD_REQUEST", "not half of a pair", ""},
 		{"a body that is not UTF-8", "POST", "/graphql", js, "{\"query\": \"{ plans { id } }\", \"operationName\": \"A\xff\"}", 400, "BAD_REQUEST", "not valid UTF-8", ""},
 		{"a UTF-16 charset", "POST", "/graphql", js + "; charset=utf-16", `{"query":"{ plans { id } }"}`, 415, "UNSUPPORTED_MEDIA_TYPE", "UTF-8", ""},
 		{"a Latin-1 charset", "POST", "/graphql", js + "; charset=ISO-8859-1", `{"query":"{ plans { id } }"}`, 415, "UNSUPPORTED_MEDIA_TYPE", "UTF-8", ""},

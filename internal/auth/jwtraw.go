@@ -7,6 +7,8 @@ import (
 	"strings"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/tollgate-billing/tollgate/internal/jsontext"
 )
 
 // checkRawSegments looks at a token's header and payload JSON as sent,
@@ -50,29 +52,27 @@ func checkSegment(seg, which string) *Failure {
 	return checkJSON(buf[:n], which)
 }
 
-// maxMembers is how many top-level names are compared without allocating.
-const maxMembers = 32
-
-// checkJSON checks one decoded segment: UTF-8, one object, each top-level
-// name once. Payload names are compared as encoding/json matches them to
-// claims, without regard to case ("org" and "ORG" both set Org); header
-// names exactly, as golang-jwt reads the header into a map. The value of
-// each member is skipped, not validated: encoding/json does that next.
+// checkJSON checks one decoded segment: UTF-8, one object, nothing two
+// readers could read differently (jsontext: a name twice, payload names in
+// any case, as encoding/json matches them to claims; header names exactly,
+// as golang-jwt reads the header into a map), and a header without crit.
+// The values are not validated: encoding/json does that next.
 func checkJSON(b []byte, which string) *Failure {
 	if !utf8.Valid(b) {
 		return notUTF8(which)
 	}
-	i := skipSpace(b, 0)
+	i := jsontext.SkipSpace(b, 0)
 	if i == len(b) || b[i] != '{' {
 		return &Failure{Reason: ReasonMalformed, Message: "the token's " + which + " is not a JSON object"}
 	}
-	// Names are kept as offsets into b (or, escaped, decoded into
-	// unescaped), never as slices of b: a slice that might outgrow the
-	// array would move the caller's stack buffer to the heap.
-	var spans [maxMembers]nameSpan
-	seen := spans[:0]
-	var unescaped []string
-	i = skipSpace(b, i+1)
+	switch a := jsontext.Check(b, which == "payload"); {
+	case a.LoneSurrogate:
+		return notUTF8(which)
+	case a.Twice != "":
+		return &Failure{Reason: ReasonMalformed, Message: "the token's " + which + " names " + quoteName(a.Twice) + " twice"}
+	}
+	// The top-level members, for crit and for anything after the object.
+	i = jsontext.SkipSpace(b, i+1)
 	if i < len(b) && b[i] == '}' {
 		i++
 	} else {
@@ -80,47 +80,21 @@ func checkJSON(b []byte, which string) *Failure {
 			if i >= len(b) || b[i] != '"' {
 				return nil // not JSON: encoding/json says so
 			}
-			end, escaped, ok := skipString(b, i)
-			if !ok {
-				return notUTF8(which)
-			}
+			end, escaped, _ := jsontext.SkipString(b, i)
 			if end < 0 {
 				return nil
 			}
-			sp := nameSpan{i + 1, end - 1}
-			if escaped {
-				var s string
-				// A copy: handing b itself to encoding/json would move
-				// the caller's stack buffer to the heap.
-				if json.Unmarshal(append([]byte(nil), b[i:end]...), &s) != nil {
-					return nil
-				}
-				sp = nameSpan{-1 - len(unescaped), 0}
-				unescaped = append(unescaped, s)
-			}
-			name := sp.of(b, unescaped)
-			for _, prev := range seen {
-				p := prev.of(b, unescaped)
-				if p == name || (which == "payload" && strings.EqualFold(p, name)) {
-					return &Failure{Reason: ReasonMalformed, Message: "the token's " + which + " names " + quoteName(name) + " twice"}
-				}
-			}
-			seen = append(seen, sp)
-			if which == "header" && name == "crit" {
+			if which == "header" && nameIs(b[i:end], escaped, "crit") {
 				return &Failure{Reason: ReasonMalformed, Message: "the token's header lists critical extensions (crit); Tollgate understands none, so it refuses the token"}
 			}
-			i = skipSpace(b, end)
+			i = jsontext.SkipSpace(b, end)
 			if i >= len(b) || b[i] != ':' {
 				return nil
 			}
-			i, ok = skipValue(b, skipSpace(b, i+1))
-			if !ok {
-				return notUTF8(which)
-			}
-			if i < 0 {
+			if i, _ = jsontext.SkipValue(b, jsontext.SkipSpace(b, i+1)); i < 0 {
 				return nil
 			}
-			i = skipSpace(b, i)
+			i = jsontext.SkipSpace(b, i)
 			if i >= len(b) {
 				return nil
 			}
@@ -131,24 +105,25 @@ func checkJSON(b []byte, which string) *Failure {
 			if b[i] != ',' {
 				return nil
 			}
-			i = skipSpace(b, i+1)
+			i = jsontext.SkipSpace(b, i+1)
 		}
 	}
-	if skipSpace(b, i) != len(b) {
+	if jsontext.SkipSpace(b, i) != len(b) {
 		return &Failure{Reason: ReasonMalformed, Message: "the token's " + which + " has data after its JSON object"}
 	}
 	return nil
 }
 
-// nameSpan is a member name: b[off:end], or unescaped[-1-off].
-type nameSpan struct{ off, end int }
-
-// of returns the name; it shares b's memory, so it must not be kept.
-func (n nameSpan) of(b []byte, unescaped []string) string {
-	if n.off < 0 {
-		return unescaped[-1-n.off]
+// nameIs reports whether quoted, a JSON string with its quotes, reads as
+// name.
+func nameIs(quoted []byte, escaped bool, name string) bool {
+	if !escaped {
+		return string(quoted[1:len(quoted)-1]) == name
 	}
-	return unsafe.String(unsafe.SliceData(b[n.off:]), n.end-n.off)
+	var s string
+	// A copy: handing the caller's stack buffer to encoding/json would
+	// move it to the heap.
+	return json.Unmarshal(append([]byte(nil), quoted...), &s) == nil && s == name
 }
 
 // notUTF8 is a segment that is not UTF-8 text. A payload's is a claim
@@ -170,111 +145,4 @@ func quoteName(name string) string {
 		}
 	}
 	return strconv.Quote(name)
-}
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// skipString returns the index after the string starting at b[i] == '"'
-// and whether it holds an escape; end is -1 when the string does not end.
-// ok is false for an escaped surrogate that is not part of a pair, which
-// encoding/json would turn into U+FFFD.
-func skipString(b []byte, i int) (end int, escaped, ok bool) {
-	for i++; i < len(b); i++ {
-		switch b[i] {
-		case '"':
-			return i + 1, escaped, true
-		case '\\':
-			escaped = true
-			if i+1 >= len(b) {
-				return -1, escaped, true
-			}
-			if b[i+1] != 'u' {
-				i++
-				continue
-			}
-			r, good := hex4(b, i+2)
-			if !good {
-				return -1, escaped, true
-			}
-			switch {
-			case r >= 0xDC00 && r <= 0xDFFF:
-				return 0, escaped, false // a low surrogate alone
-			case r >= 0xD800 && r <= 0xDBFF:
-				lo, good := rune(0), i+11 < len(b) && b[i+6] == '\\' && b[i+7] == 'u'
-				if good {
-					lo, good = hex4(b, i+8)
-				}
-				if !good || lo < 0xDC00 || lo > 0xDFFF {
-					return 0, escaped, false
-				}
-				i += 11
-			default:
-				i += 5
-			}
-		}
-	}
-	return -1, escaped, true
-}
-
-// hex4 reads four hex digits at b[i:].
-func hex4(b []byte, i int) (rune, bool) {
-	if i+4 > len(b) {
-		return 0, false
-	}
-	var r rune
-	for _, c := range b[i : i+4] {
-		switch {
-		case c >= '0' && c <= '9':
-			c -= '0'
-		case c >= 'a' && c <= 'f':
-			c -= 'a' - 10
-		case c >= 'A' && c <= 'F':
-			c -= 'A' - 10
-		default:
-			return 0, false
-		}
-		r = r<<4 | rune(c)
-	}
-	return r, true
-}
-
-// skipValue returns the index after the value starting at b[i], or -1 when
-// it does not end; nested strings are checked for lone surrogates too.
-func skipValue(b []byte, i int) (int, bool) {
-	depth := 0
-	for i < len(b) {
-		switch c := b[i]; c {
-		case '"':
-			end, _, ok := skipString(b, i)
-			if !ok || end < 0 {
-				return end, ok
-			}
-			i = end
-			if depth == 0 {
-				return i, true
-			}
-			continue
-		case '{', '[':
-			depth++
-		case '}', ']':
-			if depth == 0 {
-				return i, true // the end of the enclosing object
-			}
-			depth--
-			if depth == 0 {
-				return i + 1, true
-			}
-		case ',':
-			if depth == 0 {
-				return i, true
-			}
-		}
-		i++
-	}
-	return -1, true
 }
