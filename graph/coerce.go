@@ -153,7 +153,7 @@ func checkValue(schema *ast.Schema, t *ast.Type, val any, depth int) (string, as
 	case ast.Enum:
 		s, ok := val.(string)
 		if !ok {
-			return fmt.Sprintf("expected a value of the enum %s (a string), got %s", def.Name, describeJSON(val)), nil
+			return fmt.Sprintf("expected a value of the enum %s (a string), got %s", def.Name, model.Describe(val)), nil
 		}
 		if def.EnumValues.ForName(s) == nil { // gqlparser's words start with the whole value
 			return fmt.Sprintf("%.32q is not a value of %s (enum values are case-sensitive)", s, def.Name), nil
@@ -161,7 +161,7 @@ func checkValue(schema *ast.Schema, t *ast.Type, val any, depth int) (string, as
 	case ast.InputObject:
 		fields, ok := val.(map[string]any)
 		if !ok {
-			return fmt.Sprintf("expected an object of the input type %s, got %s", def.Name, describeJSON(val)), nil
+			return fmt.Sprintf("expected an object of the input type %s, got %s", def.Name, model.Describe(val)), nil
 		}
 		for _, f := range def.Fields {
 			if x, ok := fields[f.Name]; ok {
@@ -182,56 +182,32 @@ func checkScalar(name string, val any) string {
 	case "Int":
 		n, ok := val.(json.Number)
 		if !ok {
-			return "expected an integer, got " + describeJSON(val)
+			return "expected an integer, got " + model.Describe(val)
 		}
 		_, msg := model.IntegerIn(string(n), "Int", math.MinInt32, math.MaxInt32)
 		return msg
 	case "Float":
 		if _, ok := val.(json.Number); !ok {
-			return "expected a number, got " + describeJSON(val)
+			return "expected a number, got " + model.Describe(val)
 		}
 	case "String":
 		if _, ok := val.(string); !ok {
-			return "expected a string, got " + describeJSON(val)
+			return "expected a string, got " + model.Describe(val)
 		}
 	case "Boolean":
 		if _, ok := val.(bool); !ok {
-			return "expected true or false, got " + describeJSON(val)
+			return "expected true or false, got " + model.Describe(val)
 		}
 	case "ID":
 		switch v := val.(type) {
 		case string:
 		case json.Number:
 			if _, err := strconv.ParseInt(string(v), 10, 64); err != nil {
-				return "expected a string or an integer, got " + describeJSON(val)
+				return "expected a string or an integer, got " + model.Describe(val)
 			}
 		default:
-			return "expected a string or an integer, got " + describeJSON(val)
+			return "expected a string or an integer, got " + model.Describe(val)
 		}
 	}
 	return ""
-}
-
-// describeJSON names a JSON value's kind, with the value itself when it is
-// short: never a whole large value back.
-func describeJSON(val any) string {
-	switch v := val.(type) {
-	case string:
-		if len(v) <= 32 {
-			return "a string, " + strconv.Quote(v)
-		}
-		return "a string"
-	case json.Number:
-		if len(v) <= 32 {
-			return "a number, " + string(v)
-		}
-		return "a number"
-	case bool:
-		return "a boolean, " + strconv.FormatBool(v)
-	case []any:
-		return "a list"
-	case map[string]any:
-		return "an object"
-	}
-	return "a value of another kind"
 }

@@ -222,12 +222,12 @@ func TestLiteralsAreJudgedAsVariablesAre(t *testing.T) {
 		consume("9223372036854775808"):           "input.quantity: Int64 cannot represent 9223372036854775808: above 9223372036854775807",
 		consume("-9223372036854775809"):          "input.quantity: Int64 cannot represent -9223372036854775809: below -9223372036854775808",
 		consume("1e400"):                         "input.quantity: Int64 cannot represent 1e400: above 9223372036854775807",
-		series("999999999999999999999999999999"): "to: Date must be a string like 2026-01-31, got a number",
-		series("1e400"):                          "to: Date must be a string like 2026-01-31, got a number",
-		series("-1e400"):                         "to: Date must be a string like 2026-01-31, got a number",
-		`query($t: Date = 1e400) { usageSeries(meter: "storage_bytes", from: "2026-11-01", to: $t) { used } }`:                                                                       "$t (default): Date must be a string like 2026-01-31, got a number",
+		series("999999999999999999999999999999"): "to: Date must be a string like 2026-01-31, got a number, 999999999999999999999999999999",
+		series("1e400"):                          "to: Date must be a string like 2026-01-31, got a number, 1e400",
+		series("-1e400"):                         "to: Date must be a string like 2026-01-31, got a number, -1e400",
+		`query($t: Date = 1e400) { usageSeries(meter: "storage_bytes", from: "2026-11-01", to: $t) { used } }`:                                                                       "$t (default): Date must be a string like 2026-01-31, got a number, 1e400",
 		`mutation { recordUsage(input: {events: [{meter: "api_calls", quantity: 1, idempotencyKey: "a"}, {meter: "api_calls", quantity: 1.5, idempotencyKey: "b"}]}) { accepted } }`: "input.events[1].quantity: expected an integer, got 1.5",
-		`mutation { recordUsage(input: {events: [{meter: "api_calls", quantity: 1, idempotencyKey: "a", timestamp: 1e400}]}) { accepted } }`:                                         "input.events[0].timestamp: Time must be an RFC 3339 string like 2026-01-31T12:00:00Z, got a number",
+		`mutation { recordUsage(input: {events: [{meter: "api_calls", quantity: 1, idempotencyKey: "a", timestamp: 1e400}]}) { accepted } }`:                                         "input.events[0].timestamp: Time must be an RFC 3339 string like 2026-01-31T12:00:00Z, got a number, 1e400",
 	} {
 		r := h.Query("acme", doc, nil)
 		if r.Code() != "BAD_USER_INPUT" || len(r.Errors) != 1 || r.Errors[0].Message != says {

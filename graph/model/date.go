@@ -24,7 +24,7 @@ func MarshalDate(t time.Time) graphql.Marshaler {
 func UnmarshalDate(v any) (time.Time, error) {
 	s, ok := v.(string)
 	if !ok {
-		return time.Time{}, apperr.New(apperr.BadInput, "Date must be a string like 2026-01-31, got "+kindOf(v))
+		return time.Time{}, apperr.New(apperr.BadInput, "Date must be a string like 2026-01-31, got "+Describe(v))
 	}
 	t, err := time.Parse(DateLayout, s)
 	if err != nil {

@@ -209,3 +209,26 @@ func shortQuote(s string) string {
 	}
 	return "a string, " + strconv.Quote(s)
 }
+
+// Describe names a JSON value's kind, with the value itself when it is
+// short (numbers as json.Number): never a whole large value back.
+func Describe(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return "null"
+	case string:
+		return shortQuote(v)
+	case json.Number:
+		if len(v) <= 32 {
+			return "a number, " + string(v)
+		}
+		return "a number"
+	case bool:
+		return "a boolean, " + strconv.FormatBool(v)
+	case []any:
+		return "a list"
+	case map[string]any:
+		return "an object"
+	}
+	return "a value of another kind"
+}

@@ -31,7 +31,7 @@ var longYear = regexp.MustCompile(`^[+-]?(\d{5,})-\d\d-\d\dT`)
 func UnmarshalTime(v any) (time.Time, error) {
 	s, ok := v.(string)
 	if !ok {
-		return time.Time{}, apperr.New(apperr.BadInput, "Time must be an RFC 3339 string like 2026-01-31T12:00:00Z, got "+kindOf(v))
+		return time.Time{}, apperr.New(apperr.BadInput, "Time must be an RFC 3339 string like 2026-01-31T12:00:00Z, got "+Describe(v))
 	}
 	yearRule := func(year string) error {
 		return apperr.New(apperr.BadInput, fmt.Sprintf("Time's year must be from %d to %d (UTC), got %s", MinTimeYear, MaxTimeYear, year))
@@ -47,19 +47,4 @@ func UnmarshalTime(v any) (time.Time, error) {
 		return time.Time{}, yearRule(fmt.Sprint(y))
 	}
 	return t, nil
-}
-
-// kindOf names a JSON value's kind, for a message.
-func kindOf(v any) string {
-	switch v.(type) {
-	case nil:
-		return "null"
-	case bool:
-		return "a boolean"
-	case []any:
-		return "a list"
-	case map[string]any:
-		return "an object"
-	}
-	return "a number"
 }

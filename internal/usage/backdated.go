@@ -1,6 +1,7 @@
 package usage
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -44,7 +45,7 @@ type dayHistory struct {
 
 // add records an accepted event's change on its day.
 func (h *dayHistory) add(day int64, q int64) {
-	i, found := slices.BinarySearchFunc(h.days, day, func(d dayDelta, day int64) int { return compareInt64(d.day, day) })
+	i, found := slices.BinarySearchFunc(h.days, day, func(d dayDelta, day int64) int { return cmp.Compare(d.day, day) })
 	if !found {
 		h.days = slices.Insert(h.days, i, dayDelta{day: day})
 	}
@@ -81,16 +82,6 @@ func (h *dayHistory) extremes(day int64, cur int64) (lo, hi point) {
 	}
 	see(day)
 	return lo, hi
-}
-
-func compareInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // backdatedSince returns, for each running total a group's back-dated
