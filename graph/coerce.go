@@ -15,6 +15,7 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/tollgate-billing/tollgate/graph/model"
+	"github.com/tollgate-billing/tollgate/internal/apperr"
 )
 
 // Variables are coerced as the GraphQL specification asks, which gqlparser's
@@ -57,11 +58,18 @@ func (s strictVariables) MutateOperationContext(ctx context.Context, op *graphql
 // betterVariableErrors replaces VariableValues' refusal with the check's,
 // when the check finds what is wrong.
 func betterVariableErrors(schema *ast.Schema, op *graphql.OperationContext, raw map[string]any, errs gqlerror.List) gqlerror.List {
-	if op == nil || op.Operation == nil || len(raw) == 0 {
+	if op == nil || op.Operation == nil {
 		return errs
 	}
 	if e := checkVariables(schema, op.Operation, raw); e != nil {
 		return gqlerror.List{e}
+	}
+	// VariableValues' own words ("unknown field", "cannot be null", "must
+	// be defined") name nothing; say which value they are about.
+	for _, e := range errs {
+		if len(e.Path) > 1 && e.Path[0] == ast.PathName("variable") && !strings.HasPrefix(e.Message, "variable ") {
+			e.Message = "variable " + describePath(e.Path) + ": " + e.Message
+		}
 	}
 	return errs
 }
@@ -175,10 +183,18 @@ func checkValue(schema *ast.Schema, t *ast.Type, val any, depth int) (string, as
 }
 
 // checkScalar is the specification's input coercion of the built-in
-// scalars for a JSON value (numbers as json.Number); custom scalars are
-// their unmarshalers' to judge.
+// scalars for a JSON value (numbers as json.Number), and the schema's own
+// scalars' unmarshalers (scalarChecks), so that a bad Int64, Time or Date
+// in a variable is refused before anything runs, as the same literal is.
 func checkScalar(name string, val any) string {
 	switch name {
+	case "Int64", "Time", "Date":
+		if err := scalarChecks[name](val); err != nil {
+			if ae, ok := apperr.As(err); ok {
+				return ae.Message
+			}
+			return err.Error()
+		}
 	case "Int":
 		n, ok := val.(json.Number)
 		if !ok {

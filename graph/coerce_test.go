@@ -7,8 +7,10 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tollgate-billing/tollgate/internal/apptest"
+	"github.com/tollgate-billing/tollgate/internal/clock"
 )
 
 // raw sends s as the JSON text it is, so a test controls exactly how a
@@ -22,22 +24,22 @@ func raw(s string) json.RawMessage { return json.RawMessage(s) }
 // and where, and a whole number written as 1e3 or 1.0 is the number it is.
 func TestVariablesAreCoercedAsTheSpecificationSays(t *testing.T) {
 	h := apptest.New(t, apptest.Options{})
-	const validation = "GRAPHQL_VALIDATION_FAILED"
+	const badInput = "BAD_USER_INPUT" // a value, however it is sent
 	cases := []struct {
 		name     string
 		percents any
 		code     string
 		says     string
 	}{
-		{"a fraction in a list of Int", []any{raw("1.5")}, validation, "variable $percents[0]: expected an integer, got 1.5"},
-		{"an Int past 32 bits", []any{raw("5000000000")}, validation, "Int cannot represent 5000000000: above 2147483647"},
-		{"an Int below 32 bits", []any{raw("-5000000000")}, validation, "Int cannot represent -5000000000: below -2147483648"},
-		{"an Int past any float", []any{raw("1e400")}, validation, "Int cannot represent 1e400: above 2147483647"},
-		{"a string for an Int", []any{"50"}, validation, `expected an integer, got a string, "50"`},
-		{"a boolean for an Int", []any{true}, validation, "expected an integer, got a boolean"},
+		{"a fraction in a list of Int", []any{raw("1.5")}, badInput, "variable $percents[0]: expected an integer, got 1.5"},
+		{"an Int past 32 bits", []any{raw("5000000000")}, badInput, "Int cannot represent 5000000000: above 2147483647"},
+		{"an Int below 32 bits", []any{raw("-5000000000")}, badInput, "Int cannot represent -5000000000: below -2147483648"},
+		{"an Int past any float", []any{raw("1e400")}, badInput, "Int cannot represent 1e400: above 2147483647"},
+		{"a string for an Int", []any{"50"}, badInput, `expected an integer, got a string, "50"`},
+		{"a boolean for an Int", []any{true}, badInput, "expected an integer, got a boolean"},
 		{"an Int written 5e1", []any{raw("5e1")}, "", ""},
 		{"an Int written 50.0", []any{raw("50.0")}, "", ""},
-		{"one Int for a list of them, a fraction", raw("2.5"), validation, "variable $percents: expected an integer, got 2.5"},
+		{"one Int for a list of them, a fraction", raw("2.5"), badInput, "variable $percents: expected an integer, got 2.5"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -62,7 +64,7 @@ func TestVariablesAreCoercedAsTheSpecificationSays(t *testing.T) {
 	}
 	t.Run("a number for a String", func(t *testing.T) {
 		r := h.Query("acme", setUsageAlerts, map[string]any{"meter": 12, "percents": []int{50}})
-		if r.Code() != validation || r.Errors[0].Message != "variable $meter: expected a string, got a number, 12" {
+		if r.Code() != badInput || r.Errors[0].Message != "variable $meter: expected a string, got a number, 12" {
 			t.Fatalf("answered %s", r.Body)
 		}
 	})
@@ -85,7 +87,7 @@ func TestVariablesAreCoercedAsTheSpecificationSays(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := h.Query("acme", tc.doc, tc.vars)
-			if r.Code() != validation || r.Errors[0].Message != tc.says {
+			if r.Code() != badInput || r.Errors[0].Message != tc.says {
 				t.Fatalf("answered %s, want %q", r.Body, tc.says)
 			}
 		})
@@ -93,7 +95,7 @@ func TestVariablesAreCoercedAsTheSpecificationSays(t *testing.T) {
 	t.Run("a long malformed Date is not sent back", func(t *testing.T) {
 		long := strings.Repeat("2026-01-01", 10_000)
 		r := h.Query("acme", `query($d: Date!) { usageSeries(meter: "api_calls", from: $d, to: $d) { date } }`, map[string]any{"d": long})
-		if r.Code() != "BAD_USER_INPUT" || r.Errors[0].Message != "from: Date must look like 2026-01-31, got a string" || len(r.Body) > 1024 {
+		if r.Code() != "BAD_USER_INPUT" || r.Errors[0].Message != "variable $d: Date must look like 2026-01-31, got a string" || len(r.Body) > 1024 {
 			t.Fatalf("answered %.300s", r.Body)
 		}
 	})
@@ -103,10 +105,52 @@ func TestVariablesAreCoercedAsTheSpecificationSays(t *testing.T) {
 			t.Fatalf("answered %s", r.Body)
 		}
 	})
+	// The same value, written in the document or sent as a variable, is
+	// refused with the same code, before anything runs (400 under
+	// graphql-response+json), and the refusal says where the value is. A
+	// document that does not fit the schema is a validation failure.
+	for _, tc := range []struct {
+		name, literal, withVariable string
+		vars                        map[string]any
+		code                        string
+	}{
+		{"an Int past 32 bits", `mutation { setUsageAlerts(meter: "api_calls", percents: [5000000000]) { userErrors { code } } }`,
+			`mutation($p: [Int!]!) { setUsageAlerts(meter: "api_calls", percents: $p) { userErrors { code } } }`, map[string]any{"p": []any{raw("5000000000")}}, badInput},
+		{"a string for an Int", `{ invoices(first: "5") { nodes { id } } }`,
+			`query($n: Int) { invoices(first: $n) { nodes { id } } }`, map[string]any{"n": "5"}, badInput},
+		{"an enum in lower case", `{ invoices(status: paid) { nodes { id } } }`,
+			`query($s: InvoiceStatus) { invoices(status: $s) { nodes { id } } }`, map[string]any{"s": "paid"}, badInput},
+		{"null for a required input field", `mutation { recordUsage(input: {events: [{meter: null, quantity: 1, idempotencyKey: "k"}]}) { accepted } }`,
+			`mutation($in: RecordUsageInput!) { recordUsage(input: $in) { accepted } }`, map[string]any{"in": map[string]any{"events": []any{map[string]any{"meter": nil, "quantity": 1, "idempotencyKey": "k"}}}}, badInput},
+		{"an input field the type does not have", `mutation { recordUsage(input: {events: [{meter: "api_calls", quantity: 1, idempotencyKey: "k", bogus: 1}]}) { accepted } }`,
+			`mutation($in: RecordUsageInput!) { recordUsage(input: $in) { accepted } }`, map[string]any{"in": map[string]any{"events": []any{map[string]any{"meter": "api_calls", "quantity": 1, "idempotencyKey": "k", "bogus": 1}}}}, badInput},
+		{"an Int64 past 64 bits", `mutation { recordUsage(input: {events: [{meter: "api_calls", quantity: 9223372036854775808, idempotencyKey: "k"}]}) { accepted } }`,
+			`mutation($in: RecordUsageInput!) { recordUsage(input: $in) { accepted } }`, map[string]any{"in": map[string]any{"events": []any{map[string]any{"meter": "api_calls", "quantity": raw("9223372036854775808"), "idempotencyKey": "k"}}}}, badInput},
+		{"a field the type does not have (the document)", `{ invoices { nodes { idd } } }`, "", nil, "GRAPHQL_VALIDATION_FAILED"},
+	} {
+		t.Run(tc.name+" answers the same however it is sent", func(t *testing.T) {
+			for _, sent := range []struct {
+				doc  string
+				vars map[string]any
+			}{{tc.literal, nil}, {tc.withVariable, tc.vars}} {
+				if sent.doc == "" {
+					continue
+				}
+				body, _ := json.Marshal(map[string]any{"query": sent.doc, "variables": sent.vars})
+				a := sendRaw(t, h, http.MethodPost, "/graphql", "application/json", "application/graphql-response+json", strings.NewReader(string(body)))
+				if a.status != http.StatusBadRequest || a.data || len(a.errors) != 1 || a.errors[0].Extensions["code"] != tc.code {
+					t.Fatalf("%s: answered %d %s, want 400 %s without data", sent.doc, a.status, a.body, tc.code)
+				}
+				if msg := a.errors[0].Message; sent.vars != nil && !strings.HasPrefix(msg, "variable $") {
+					t.Fatalf("%s: message %q does not name the variable", sent.doc, msg)
+				}
+			}
+		})
+	}
 	t.Run("an Int past 32 bits over GET", func(t *testing.T) {
 		q := url.Values{"query": {`query($n: Int) { invoices(first: $n) { nodes { id } } }`}, "variables": {`{"n": 5000000000}`}}
 		a := sendRaw(t, h, http.MethodGet, "/graphql?"+q.Encode(), "", "", nil)
-		if len(a.errors) != 1 || a.errors[0].Extensions["code"] != validation || !strings.Contains(a.errors[0].Message, "Int cannot represent 5000000000") {
+		if len(a.errors) != 1 || a.errors[0].Extensions["code"] != badInput || !strings.Contains(a.errors[0].Message, "Int cannot represent 5000000000") {
 			t.Fatalf("answered %d %s", a.status, a.body)
 		}
 	})
@@ -154,14 +198,14 @@ func TestInt64VariablesAreExact(t *testing.T) {
 		}
 	}
 	for q, says := range map[string]string{
-		"9223372036854775808":  "input.quantity: Int64 cannot represent 9223372036854775808: above 9223372036854775807",
-		"-9223372036854775809": "input.quantity: Int64 cannot represent -9223372036854775809: below -9223372036854775808",
-		"1.5":                  "input.quantity: expected an integer, got 1.5",
-		"1e-3":                 "input.quantity: expected an integer, got 1e-3",
-		"true":                 "input.quantity: expected an integer, got a boolean",
-		`"1.5"`:                `input.quantity: Int64 as a string is digits with an optional leading minus, got a string, "1.5"`,
-		`"1e3"`:                `input.quantity: Int64 as a string is digits with an optional leading minus, got a string, "1e3"`,
-		`"+1"`:                 `input.quantity: Int64 as a string is digits with an optional leading minus, got a string, "+1"`,
+		"9223372036854775808":  "variable $input.quantity: Int64 cannot represent 9223372036854775808: above 9223372036854775807",
+		"-9223372036854775809": "variable $input.quantity: Int64 cannot represent -9223372036854775809: below -9223372036854775808",
+		"1.5":                  "variable $input.quantity: expected an integer, got 1.5",
+		"1e-3":                 "variable $input.quantity: expected an integer, got 1e-3",
+		"true":                 "variable $input.quantity: expected an integer, got a boolean",
+		`"1.5"`:                `variable $input.quantity: Int64 as a string is digits with an optional leading minus, got a string, "1.5"`,
+		`"1e3"`:                `variable $input.quantity: Int64 as a string is digits with an optional leading minus, got a string, "1e3"`,
+		`"+1"`:                 `variable $input.quantity: Int64 as a string is digits with an optional leading minus, got a string, "+1"`,
 	} {
 		r := tw.send(doc, in(raw(q), "bad"), true)
 		if r.Code() != "BAD_USER_INPUT" || r.Errors[0].Message != says {
@@ -186,11 +230,11 @@ func TestTimeNamesTheRuleItBreaks(t *testing.T) {
 	tw := newTwins(t, h, "recordUsage", "time")
 	doc := `mutation($input: RecordUsageInput!) { recordUsage(input: $input)%s { accepted } }`
 	for ts, says := range map[string]string{
-		"10000-01-01T00:00:00Z":     "input.events[0].timestamp: Time's year must be from 2000 to 9999 (UTC), got 10000",
-		"0001-01-01T00:00:00Z":      "input.events[0].timestamp: Time's year must be from 2000 to 9999 (UTC), got 1",
-		"1999-12-31T23:59:59Z":      "input.events[0].timestamp: Time's year must be from 2000 to 9999 (UTC), got 1999",
-		"9999-12-31T23:00:00-05:00": "input.events[0].timestamp: Time's year must be from 2000 to 9999 (UTC), got 10000",
-		"yesterday":                 `input.events[0].timestamp: Time must be an RFC 3339 string like 2026-01-31T12:00:00Z, got a string, "yesterday"`,
+		"10000-01-01T00:00:00Z":     "variable $input.events[0].timestamp: Time's year must be from 2000 to 9999 (UTC), got 10000",
+		"0001-01-01T00:00:00Z":      "variable $input.events[0].timestamp: Time's year must be from 2000 to 9999 (UTC), got 1",
+		"1999-12-31T23:59:59Z":      "variable $input.events[0].timestamp: Time's year must be from 2000 to 9999 (UTC), got 1999",
+		"9999-12-31T23:00:00-05:00": "variable $input.events[0].timestamp: Time's year must be from 2000 to 9999 (UTC), got 10000",
+		"yesterday":                 `variable $input.events[0].timestamp: Time must be an RFC 3339 string like 2026-01-31T12:00:00Z, got a string, "yesterday"`,
 	} {
 		vars := map[string]any{"input": map[string]any{"events": []any{map[string]any{"meter": "api_calls", "quantity": 1, "idempotencyKey": "t", "timestamp": ts}}}}
 		if r := tw.send(doc, vars, true); r.Code() != "BAD_USER_INPUT" || r.Errors[0].Message != says {
@@ -277,5 +321,43 @@ func TestLongValuesAreNotWrittenBack(t *testing.T) {
 				t.Fatalf("answer does not say %q: %s", tc.says, r.Body)
 			}
 		})
+	}
+}
+
+// TestTimeReadsRFC3339: RFC 3339 allows "t" and "z" in lower case, which
+// Go's parser refused, and writes offsets from -23:59 to +23:59, where Go
+// took +24:00 and +23:60 (a day or an hour off from what was meant).
+func TestTimeReadsRFC3339(t *testing.T) {
+	h := apptest.New(t, apptest.Options{Clock: clock.NewFake(time.Date(2026, 6, 15, 12, 0, 0, 0, time.UTC))})
+	record := func(key, ts string) apptest.Response {
+		return h.Query("acme", recordUsage, map[string]any{"events": []any{map[string]any{
+			"meter": "storage_bytes", "quantity": 5, "idempotencyKey": key, "timestamp": ts}}})
+	}
+	// storage_bytes never resets: the day an event lands on is the day its
+	// timestamp names, so a misread instant shows in the series.
+	for key, ts := range map[string]string{"lower": "2026-06-10t23:30:00z", "offset": "2026-06-12T01:30:00+23:59"} {
+		var out recordResult
+		record(key, ts).Decode(t, &out)
+		if out.RecordUsage.Accepted != 1 {
+			t.Fatalf("%s: %+v, want accepted", ts, out.RecordUsage)
+		}
+	}
+	var series struct {
+		UsageSeries []struct {
+			Date string
+			Used int64
+		}
+	}
+	h.Query("acme", `{ usageSeries(meter: "storage_bytes", from: "2026-06-09", to: "2026-06-11") { date used } }`, nil).Decode(t, &series)
+	want := []int64{0, 5, 10} // the 10th's 23:30 UTC, then the 11th's 01:31 UTC
+	for i, p := range series.UsageSeries {
+		if i >= len(want) || p.Used != want[i] {
+			t.Fatalf("series %+v, want used %v from the 9th", series.UsageSeries, want)
+		}
+	}
+	for _, ts := range []string{"2026-06-12T01:30:00+24:00", "2026-06-12T01:30:00-23:60", "2026-06-12T01:30:00+2400"} {
+		if r := record("bad-"+ts, ts); r.Code() != "BAD_USER_INPUT" || !strings.Contains(r.Errors[0].Message, "RFC 3339") {
+			t.Errorf("%s answered %s, want BAD_USER_INPUT", ts, r.Body)
+		}
 	}
 }

@@ -54,7 +54,7 @@ func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 			if gqlErr.Extensions == nil {
 				gqlErr.Extensions = map[string]any{"code": string(apperr.BadInput)}
 			}
-			if isCustomScalarLiteralError(gqlErr) { // a literal its scalar refuses, as a variable would be
+			if isValueError(gqlErr) {
 				gqlErr.Extensions["code"] = string(apperr.BadInput)
 			}
 			gqlErr.Message = capMessage(gqlErr.Message)

@@ -49,18 +49,20 @@ func TestInputsThatReachedTheDatabaseAreClientErrors(t *testing.T) {
 			"an enum in a list in an input":  {createKey, map[string]any{"in": map[string]any{"name": "ci", "scopes": []string{"billing_read"}}}},
 		} {
 			t.Run(name, func(t *testing.T) {
-				if r := h.Query("acme", q.query, q.vars); r.Code() != "GRAPHQL_VALIDATION_FAILED" {
-					t.Fatalf("code = %q, want GRAPHQL_VALIDATION_FAILED (%+v)", r.Code(), r.Errors)
+				if r := h.Query("acme", q.query, q.vars); r.Code() != "BAD_USER_INPUT" {
+					t.Fatalf("code = %q, want BAD_USER_INPUT (%+v)", r.Code(), r.Errors)
 				}
 			})
 		}
-		t.Run("a key name with NUL", func(t *testing.T) {
-			var out createKeyResult
-			h.Query("acme", createKey, map[string]any{"in": map[string]any{"name": "ci\x00key", "scopes": []string{"BILLING_READ"}}}).Decode(t, &out)
-			if ue := out.CreateAPIKey.UserErrors; len(ue) != 1 || ue[0].Field != "input.name" || ue[0].Code != "INVALID" {
-				t.Fatalf("userErrors = %+v, want input.name INVALID", ue)
-			}
-		})
+		for name, keyName := range map[string]string{"NUL": "ci\x00key", "a zero-width space": "ci\u200Bkey", "a right-to-left mark": "ci key\u200F"} {
+			t.Run("a key name with "+name, func(t *testing.T) {
+				var out createKeyResult
+				h.Query("acme", createKey, map[string]any{"in": map[string]any{"name": keyName, "scopes": []string{"BILLING_READ"}}}).Decode(t, &out)
+				if ue := out.CreateAPIKey.UserErrors; len(ue) != 1 || ue[0].Field != "input.name" || ue[0].Code != "INVALID" {
+					t.Fatalf("userErrors = %+v, want input.name INVALID", ue)
+				}
+			})
+		}
 		t.Run("revoking an id with NUL", func(t *testing.T) {
 			var out struct {
 				RevokeAPIKey struct {

@@ -2,6 +2,8 @@ package graph
 
 import (
 	"encoding/json"
+	"errors"
+	"math"
 	"strconv"
 
 	"github.com/vektah/gqlparser/v2/ast"
@@ -21,17 +23,36 @@ import (
 // (1.0000000000000001 counted as 1). So validation judges each literal with
 // the scalar's own unmarshaler, from the literal's text, as a variable of
 // that scalar is judged: the same value is refused in the same words, and
-// as BAD_USER_INPUT (the error presenter maps this rule's errors), however
-// it is sent.
+// as BAD_USER_INPUT (the error presenter maps this rule's errors, as every
+// error about a value: isValueError), however it is sent.
 
 // customScalarLiteralsRule names the rule, which the error presenter knows.
 const customScalarLiteralsRule = "CustomScalarLiterals"
 
 // scalarChecks are the schema's own scalars, by name, each its unmarshaler.
 var scalarChecks = map[string]func(any) error{
+	"Int":   checkIntLiteral,
 	"Int64": func(v any) error { _, err := model.UnmarshalInt64(v); return err },
 	"Time":  func(v any) error { _, err := model.UnmarshalTime(v); return err },
 	"Date":  func(v any) error { _, err := model.UnmarshalDate(v); return err },
+}
+
+// checkIntLiteral refuses an Int literal past 32 bits that fits in 64:
+// gqlparser refuses one past 64 bits itself, and passed 5000000000, which
+// then failed while the field's arguments were read, a step later than the
+// same value in a variable, and in other words.
+func checkIntLiteral(v any) error {
+	n, ok := v.(json.Number)
+	if !ok {
+		return nil // not a number: ValuesOfCorrectType says so
+	}
+	if _, err := strconv.ParseInt(string(n), 10, 64); err != nil {
+		return nil // a fraction, or past 64 bits: ValuesOfCorrectType says so
+	}
+	if _, msg := model.IntegerIn(string(n), "Int", math.MinInt32, math.MaxInt32); msg != "" {
+		return errors.New(msg)
+	}
+	return nil
 }
 
 var customScalarLiterals = core.Rule{Name: customScalarLiteralsRule, RuleFunc: func(observers *core.Events, addError core.AddErrFunc) {
@@ -133,7 +154,16 @@ func literalAsJSON(v *ast.Value) any {
 	return v.Raw // strings, block strings, enum names
 }
 
-// isCustomScalarLiteralError reports whether err is this rule's.
-func isCustomScalarLiteralError(err *gqlerror.Error) bool {
-	return err.Rule == customScalarLiteralsRule
+// isValueError reports whether err is about a value the client gave, not
+// about the document's shape: a literal its type refuses (gqlparser's
+// ValuesOfCorrectType, or this rule) or a variable's value (its path starts
+// at "variable"). Those answer BAD_USER_INPUT, the same whether the value
+// was written in the document or sent as a variable; an unknown field, a
+// missing argument or a syntax error stays GRAPHQL_VALIDATION_FAILED or
+// GRAPHQL_PARSE_FAILED.
+func isValueError(err *gqlerror.Error) bool {
+	if err.Rule == customScalarLiteralsRule || err.Rule == "ValuesOfCorrectType" {
+		return true
+	}
+	return len(err.Path) > 0 && err.Path[0] == ast.PathName("variable")
 }

@@ -275,20 +275,20 @@ func TestPreparedVariablesAnswerAsGqlgensCheckDoes(t *testing.T) {
 		{"one event", input([]any{event("a")}), true, false, ""},
 		{"optional fields null, __typename keys", map[string]any{"input": map[string]any{"__typename": "RecordUsageInput",
 			"events": []any{event("b", "endpoint", nil, "timestamp", nil, "__typename", "UsageEventInput")}}}, true, false, ""},
-		{"a number as a String", input([]any{event("c", "meter", 5)}), false, true, "GRAPHQL_VALIDATION_FAILED"},
+		{"a number as a String", input([]any{event("c", "meter", 5)}), false, true, "BAD_USER_INPUT"},
 		{"a variable the operation does not declare", map[string]any{"input": map[string]any{"events": []any{event("d")}}, "other": 1}, true, false, ""},
 		{"a fraction, left to the Int64 reader", input([]any{event("e", "quantity", 1.5)}), true, true, "BAD_USER_INPUT"},
 		{"more events than the complexity limit", input(many), true, true, "COMPLEXITY_LIMIT_EXCEEDED"},
 		{"an event without a list", input(event("f")), false, false, ""},
-		{"an unknown field", input([]any{event("g", "meters", "x")}), false, true, "GRAPHQL_VALIDATION_FAILED"},
-		{"a required field missing", input([]any{event("h", "idempotencyKey", "-")}), false, true, "GRAPHQL_VALIDATION_FAILED"},
-		{"a required field null", input([]any{event("i", "meter", nil)}), false, true, "GRAPHQL_VALIDATION_FAILED"},
-		{"a boolean as a String", input([]any{event("j", "meter", true)}), false, true, "GRAPHQL_VALIDATION_FAILED"},
-		{"a null event", input([]any{event("k"), nil}), false, true, "GRAPHQL_VALIDATION_FAILED"},
-		{"events null", input(nil), false, true, "GRAPHQL_VALIDATION_FAILED"},
-		{"input null", map[string]any{"input": nil}, false, true, "GRAPHQL_VALIDATION_FAILED"},
-		{"input missing", map[string]any{}, false, true, "GRAPHQL_VALIDATION_FAILED"},
-		{"input a list", map[string]any{"input": []any{}}, false, true, "GRAPHQL_VALIDATION_FAILED"},
+		{"an unknown field", input([]any{event("g", "meters", "x")}), false, true, "BAD_USER_INPUT"},
+		{"a required field missing", input([]any{event("h", "idempotencyKey", "-")}), false, true, "BAD_USER_INPUT"},
+		{"a required field null", input([]any{event("i", "meter", nil)}), false, true, "BAD_USER_INPUT"},
+		{"a boolean as a String", input([]any{event("j", "meter", true)}), false, true, "BAD_USER_INPUT"},
+		{"a null event", input([]any{event("k"), nil}), false, true, "BAD_USER_INPUT"},
+		{"events null", input(nil), false, true, "BAD_USER_INPUT"},
+		{"input null", map[string]any{"input": nil}, false, true, "BAD_USER_INPUT"},
+		{"input missing", map[string]any{}, false, true, "BAD_USER_INPUT"},
+		{"input a list", map[string]any{"input": []any{}}, false, true, "BAD_USER_INPUT"},
 	} {
 		before := preparedVariables()
 		r := tw.send(all, tc.vars, tc.fallback)
@@ -306,7 +306,7 @@ func TestPreparedVariablesAnswerAsGqlgensCheckDoes(t *testing.T) {
 	tw.send(doc, map[string]any{"input": event("warm")}, false)
 	before := preparedVariables()
 	tw.send(doc, map[string]any{"input": event("a", "endpoint", "POST /v1/search")}, false)
-	if r := tw.send(doc, map[string]any{"input": event("b", "timestamp", nil)}, true); r.Code() != "GRAPHQL_VALIDATION_FAILED" {
+	if r := tw.send(doc, map[string]any{"input": event("b", "timestamp", nil)}, true); r.Code() != "BAD_USER_INPUT" {
 		t.Errorf("consumeUsage with a field it does not have: %s", r.Body)
 	}
 	if got := preparedVariables() - before; got != 1 {

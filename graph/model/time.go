@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -39,12 +40,25 @@ func UnmarshalTime(v any) (time.Time, error) {
 	if m := longYear.FindStringSubmatch(s); m != nil {
 		return time.Time{}, yearRule(short(m[1]))
 	}
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
+	// RFC 3339 allows "t" and "z" in lower case; Go's parser does not.
+	// strings.ToUpper returns s itself when nothing is lower case.
+	t, err := time.Parse(time.RFC3339Nano, strings.ToUpper(s))
+	if err != nil || !offsetInRange(s) {
 		return time.Time{}, apperr.New(apperr.BadInput, "Time must be an RFC 3339 string like 2026-01-31T12:00:00Z, got "+shortQuote(s))
 	}
 	if y := t.UTC().Year(); y < MinTimeYear || y > MaxTimeYear {
 		return time.Time{}, yearRule(fmt.Sprint(y))
 	}
 	return t, nil
+}
+
+// offsetInRange reports whether a timestamp Go parsed has an offset RFC
+// 3339 can write: hours 00 to 23 and minutes 00 to 59. Go takes +24:00 and
+// +23:60.
+func offsetInRange(s string) bool {
+	if len(s) < 6 || (s[len(s)-6] != '+' && s[len(s)-6] != '-') {
+		return true // Z, or z
+	}
+	off := s[len(s)-5:] // hh:mm, digits: Go parsed it
+	return off[:2] <= "23" && off[3:] <= "59"
 }

@@ -102,7 +102,7 @@ func ValidateCreate(in CreateKeyInput) apperr.FieldErrors {
 	case !usertext.Printable(in.Name):
 		// Judged before trimming: "\tname" is refused, not stored as
 		// "name" with the caller never told.
-		fe.Add("input.name", "INVALID", "name must be UTF-8 text without control characters")
+		fe.Add("input.name", "INVALID", "name must be UTF-8 text without control or invisible formatting characters")
 	case n == 0:
 		fe.Add("input.name", "REQUIRED", "name is required")
 	case n < 2:

@@ -91,6 +91,11 @@ func TestBadOrgClaimsAreABadTokenNotAnOutage(t *testing.T) {
 			{"email with a bidi override", auth.Claims{Org: "fresh-7", Email: "bob\u202e@example.com"}},
 			{"email over 320 bytes", auth.Claims{Org: "fresh-8", Email: strings.Repeat("a", 309) + "@example.com"}},
 			{"bidi override in org_name", auth.Claims{Org: "fresh-9", OrgName: "Acme\u202eInc"}},
+			// Invisible characters would let "ac<ZWSP>me" pass for acme.
+			{"zero-width space in org", auth.Claims{Org: "ac\u200Bme"}},
+			{"byte-order mark before org", auth.Claims{Org: "\uFEFFacme"}},
+			{"zero-width joiner after org", auth.Claims{Org: "acme\u200D"}},
+			{"soft hyphen in org_name", auth.Claims{Org: "fresh-10", OrgName: "Ac\u00ADme"}},
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {

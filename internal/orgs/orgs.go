@@ -60,11 +60,11 @@ func ValidateClaims(externalID, name, email string) error {
 	case len(externalID) > MaxExternalIDLen:
 		return bad(fmt.Sprintf("token's org claim is longer than %d bytes", MaxExternalIDLen))
 	case !usertext.Printable(externalID):
-		return bad("token's org claim must be UTF-8 text without control characters")
+		return bad("token's org claim must be UTF-8 text without control or invisible formatting characters")
 	case strings.TrimSpace(externalID) != externalID:
 		return bad("token's org claim must not start or end with whitespace")
 	case !usertext.Printable(name):
-		return bad("token's org_name claim must be UTF-8 text without control characters")
+		return bad("token's org_name claim must be UTF-8 text without control or invisible formatting characters")
 	case utf8.RuneCountInString(name) > MaxNameLen:
 		return bad(fmt.Sprintf("token's org_name claim is longer than %d characters", MaxNameLen))
 	case email != "" && !usertext.Email(email):

@@ -19,6 +19,7 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/store"
+	"github.com/tollgate-billing/tollgate/internal/usertext"
 )
 
 // Event is one usage report from a host app.
@@ -195,8 +196,11 @@ func (s *Service) check(i int, orgID string, e Event, m plans.Meter, known bool,
 		return reject(CodeInvalidKey, "idempotencyKey must be UTF-8 text without NUL characters")
 	case utf8.RuneCountInString(endpoint) > MaxEndpointLength:
 		return reject(CodeEndpointTooLong, "endpoint must be at most %d characters", MaxEndpointLength)
-	case !store.StorableText(endpoint):
-		return reject(CodeInvalidEndpoint, "endpoint must be UTF-8 text without NUL characters")
+	case !usertext.Printable(endpoint):
+		// Shown on the billing page and in usageByEndpoint: the rule of
+		// every text a person reads (no control characters, no invisible
+		// formatting that makes two labels look the same).
+		return reject(CodeInvalidEndpoint, "endpoint must be UTF-8 text without control or invisible formatting characters")
 	}
 	at := now
 	if e.Timestamp != nil {

@@ -87,6 +87,21 @@ func TestRecordJudgesEachEventOnItsOwn(t *testing.T) {
 			used: map[string]int64{"api_calls": 1},
 		},
 		{
+			// An endpoint label is shown to people (the billing page,
+			// usageByEndpoint): a line break, a bidi override or a
+			// zero-width space would let one label pass for another.
+			name: "an endpoint with a control or invisible formatting character is rejected",
+			plan: "starter",
+			events: []Event{
+				withEndpoint(ev("api_calls", 1, "nl"), "GET /a\nGET /b"),
+				withEndpoint(ev("api_calls", 1, "rlo"), "GET /\u202Egpj.exe"),
+				withEndpoint(ev("api_calls", 1, "zwsp"), "GET /sea\u200Brch"),
+				withEndpoint(ev("api_calls", 1, "ok"), "GET /recherche/é"),
+			},
+			accepted: 1, rejected: map[int]string{0: CodeInvalidEndpoint, 1: CodeInvalidEndpoint, 2: CodeInvalidEndpoint},
+			used: map[string]int64{"api_calls": 1},
+		},
+		{
 			name: "a timestamp more than five minutes ahead is rejected, a little skew is fine",
 			plan: "starter",
 			events: []Event{

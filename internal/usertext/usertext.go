@@ -16,30 +16,43 @@ const MaxEmailLen = 320
 
 // Printable reports whether s is valid UTF-8 without control characters
 // (NUL among them, which Postgres cannot store in text), line or paragraph
-// separators, or the bidirectional overrides and isolates that make text
-// display in another order than it is stored.
+// separators, or invisible formatting characters (Unicode's Cf: zero-width
+// spaces, byte-order marks, soft hyphens, and the bidirectional marks,
+// overrides and isolates that make text display in another order than it
+// is stored), which make two different names look the same. The two
+// joiners, U+200C and U+200D, which Persian, Indic scripts and emoji
+// sequences need, are allowed between two visible characters.
 func Printable(s string) bool {
 	if !utf8.ValidString(s) {
 		return false
 	}
-	for _, r := range s {
-		if unicode.IsControl(r) || hidden(r) {
+	prev := rune(-1)
+	for i, r := range s {
+		switch {
+		case unicode.IsControl(r), r == '\u2028', r == '\u2029':
+			return false
+		case r == zwnj || r == zwj:
+			next, _ := utf8.DecodeRuneInString(s[i+utf8.RuneLen(r):])
+			if !visible(prev) || i+utf8.RuneLen(r) == len(s) || !visible(next) {
+				return false
+			}
+		case unicode.Is(unicode.Cf, r):
 			return false
 		}
+		prev = r
 	}
 	return true
 }
 
-func hidden(r rune) bool {
-	switch {
-	case r == '\u2028', r == '\u2029': // line and paragraph separators
-		return true
-	case r >= '\u202A' && r <= '\u202E': // bidi embeddings and overrides
-		return true
-	case r >= '\u2066' && r <= '\u2069': // bidi isolates
-		return true
-	}
-	return false
+const (
+	zwnj = '\u200C'
+	zwj  = '\u200D'
+)
+
+// visible is a character a joiner may stand beside: a graphic one that is
+// not a space and not itself a joiner (-1: none).
+func visible(r rune) bool {
+	return r >= 0 && r != zwnj && r != zwj && unicode.IsGraphic(r) && !unicode.IsSpace(r)
 }
 
 // Email reports whether s is a bare email address (no display name, no

@@ -21,6 +21,19 @@ func TestPrintable(t *testing.T) {
 		"evil\u202Eexe.txt":    false,
 		"isolate\u2066x\u2069": false,
 		"bad utf-8 \xff":       false,
+		"ac\u200Bme":           false, // zero-width space
+		"\uFEFFacme":           false, // byte-order mark
+		"ac\u00ADme":           false, // soft hyphen
+		"acme\u200E":           false, // left-to-right mark
+		"word\u2060joiner":     false,
+		"tag\U000E0041":        false,
+		"\u0645\u06CC\u200C\u062E\u0648\u0627\u0647\u0645":  true, // Persian, a ZWNJ between letters
+		"family \U0001F468\u200D\U0001F469\u200D\U0001F467": true, // an emoji sequence
+		"acme\u200D":       false, // a joiner at the end
+		"\u200Cacme":       false,
+		"ac\u200D\u200Dme": false,
+		"ac \u200Dme":      false,
+		"\u200D":           false,
 	} {
 		if got := usertext.Printable(s); got != want {
 			t.Errorf("Printable(%q) = %v, want %v", s, got, want)
