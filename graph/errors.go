@@ -36,6 +36,9 @@ func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 			for k, v := range ae.Extensions {
 				ext[k] = v
 			}
+			if ae.Code == apperr.Unavailable { // every outage reads alike
+				ext["retryable"], ext["requestId"] = true, observe.RequestID(ctx)
+			}
 			msg := ae.Message
 			if at := argumentPath(err, path); at != "" {
 				msg = at + ": " + msg

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/observe"
 	"github.com/tollgate-billing/tollgate/internal/store"
+	"github.com/tollgate-billing/tollgate/internal/stripeclient"
 )
 
 // TestErrorPresenter: what a client sees for each kind of failure.
@@ -93,5 +95,22 @@ func TestErrorPresenterUnavailable(t *testing.T) {
 	line := logged.String()
 	if !strings.Contains(line, "level=WARN") || !strings.Contains(line, "request_id=rid-2") || !strings.Contains(line, "refused") {
 		t.Fatalf("log line: %s", line)
+	}
+}
+
+// TestStripeOutageIsAnOutage: Stripe failing (here, unreachable) answers as
+// every dependency outage does: UNAVAILABLE, retryable, with the request id,
+// and the reason that names Stripe. It answered PAYMENT_PROVIDER_UNAVAILABLE
+// without retryable, a code no client's retry rule knew.
+func TestStripeOutageIsAnOutage(t *testing.T) {
+	ctx := observe.WithRequestID(context.Background(), "rid-3")
+	unreachable := &url.Error{Op: "Post", URL: "https://api.stripe.com/v1/checkout/sessions", Err: errors.New("connection refused")}
+	got := ErrorPresenter(slog.New(slog.NewTextHandler(io.Discard, nil)))(ctx, graphql.ErrorOnPath(ctx, stripeclient.Error("create checkout session", unreachable)))
+	if got.Extensions["code"] != "UNAVAILABLE" || got.Extensions["retryable"] != true || got.Extensions["requestId"] != "rid-3" ||
+		got.Extensions["reason"] != apperr.ReasonPaymentProvider {
+		t.Fatalf("extensions %v", got.Extensions)
+	}
+	if strings.Contains(got.Message, "refused") || strings.Contains(got.Message, "api.stripe.com") {
+		t.Fatalf("message leaks the cause: %q", got.Message)
 	}
 }

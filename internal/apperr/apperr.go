@@ -21,14 +21,20 @@ const (
 	RateLimited                Code = "RATE_LIMITED"
 	BadInput                   Code = "BAD_USER_INPUT"
 	StripeNotConfigured        Code = "STRIPE_NOT_CONFIGURED"
-	PaymentProviderUnavailable Code = "PAYMENT_PROVIDER_UNAVAILABLE"
 	PaymentProviderRejected    Code = "PAYMENT_PROVIDER_REJECTED"
-	// Unavailable means a dependency (the database) is briefly unavailable.
-	// A write may or may not have landed before the connection failed, so
-	// retry it; recordUsage with the same idempotency keys is safe to retry.
+	// Unavailable means a dependency (the database, Stripe) is briefly
+	// unavailable: the error presenter adds extensions.retryable and a
+	// requestId. A write may or may not have landed before the connection
+	// failed, so retry it; recordUsage with the same idempotency keys is
+	// safe to retry.
 	Unavailable Code = "UNAVAILABLE"
 	Internal    Code = "INTERNAL"
 )
+
+// ReasonPaymentProvider is extensions.reason of an UNAVAILABLE error when
+// the dependency that failed is Stripe (down, overloaded, rate limiting,
+// unreachable): the client retries it like any other outage.
+const ReasonPaymentProvider = "PAYMENT_PROVIDER_UNAVAILABLE"
 
 // Error is an error whose message is safe to show to the client.
 type Error struct {

@@ -81,6 +81,17 @@ func wantCode(t *testing.T, err error, code apperr.Code) *apperr.Error {
 	return e
 }
 
+// wantStripeOutage: Stripe failing is an outage of a dependency,
+// UNAVAILABLE with the reason that names Stripe.
+func wantStripeOutage(t *testing.T, err error) *apperr.Error {
+	t.Helper()
+	e := wantCode(t, err, apperr.Unavailable)
+	if e.Extensions["reason"] != apperr.ReasonPaymentProvider {
+		t.Fatalf("extensions = %v, want reason %s", e.Extensions, apperr.ReasonPaymentProvider)
+	}
+	return e
+}
+
 func orgRow(t *testing.T, db *store.DB, id string) orgs.Organization {
 	t.Helper()
 	var o orgs.Organization

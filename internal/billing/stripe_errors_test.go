@@ -47,7 +47,7 @@ func TestStripeUnreachableIsUnavailableAfterRetries(t *testing.T) {
 	svc := newService(db, stripetest.ClientAt(base, rec, 2))
 	org := newOrg(t, db, "")
 	_, err = svc.CreateCheckoutSession(context.Background(), org, billing.CheckoutInput{Plan: "starter", SuccessURL: okSuccess, CancelURL: okCancel})
-	wantCode(t, err, apperr.PaymentProviderUnavailable)
+	wantStripeOutage(t, err)
 	if n := len(rec.Matching("POST", "/v1/customers")); n != 3 {
 		t.Fatalf("tried %d times, want 1 + 2 retries", n)
 	}

@@ -14,7 +14,8 @@ import (
 // Error turns a failed Stripe call (after stripe-go's retries) into an error
 // a client may see. op says what Tollgate was doing, for the logs.
 //
-//   - Stripe down, overloaded, rate limiting or unreachable:
+//   - Stripe down, overloaded, rate limiting or unreachable: UNAVAILABLE,
+//     as every outage of a dependency is, with extensions.reason
 //     PAYMENT_PROVIDER_UNAVAILABLE, so the client knows to try again.
 //   - Stripe refusing the request: PAYMENT_PROVIDER_REJECTED with Stripe's
 //     message and request id (extensions.stripeRequestId), which is what
@@ -31,8 +32,8 @@ func Error(op string, err error) error {
 	var se *stripe.Error
 	if !errors.As(err, &se) {
 		// Network failures and timeouts, already retried by stripe-go.
-		return apperr.Wrap(apperr.PaymentProviderUnavailable,
-			"Stripe could not be reached; try again shortly", cause)
+		return &apperr.Error{Code: apperr.Unavailable, Extensions: map[string]any{"reason": apperr.ReasonPaymentProvider}, Err: cause,
+			Message: "Stripe could not be reached; try again shortly"}
 	}
 	ext := map[string]any{}
 	if se.RequestID != "" {
@@ -40,7 +41,8 @@ func Error(op string, err error) error {
 	}
 	switch {
 	case se.HTTPStatusCode >= 500, se.HTTPStatusCode == http.StatusTooManyRequests, se.Type == stripe.ErrorTypeAPI:
-		return &apperr.Error{Code: apperr.PaymentProviderUnavailable, Extensions: ext, Err: cause,
+		ext["reason"] = apperr.ReasonPaymentProvider
+		return &apperr.Error{Code: apperr.Unavailable, Extensions: ext, Err: cause,
 			Message: "Stripe is unavailable; try again shortly"}
 	case se.HTTPStatusCode == http.StatusUnauthorized, se.HTTPStatusCode == http.StatusForbidden:
 		// Stripe's message would name part of Tollgate's own key: the fault

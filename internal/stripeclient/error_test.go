@@ -43,19 +43,23 @@ func TestErrorClassification(t *testing.T) {
 		err  error
 		want apperr.Code
 	}{
-		{"Stripe failing with 500", stripeErr(500, stripe.ErrorTypeAPI), apperr.PaymentProviderUnavailable},
-		{"Stripe overloaded with 503", stripeErr(503, stripe.ErrorTypeAPI), apperr.PaymentProviderUnavailable},
-		{"Stripe rate limiting", stripeErr(429, stripe.ErrorTypeInvalidRequest), apperr.PaymentProviderUnavailable},
-		{"the network failing", &url.Error{Op: "Post", URL: "https://api.stripe.com", Err: errors.New("connection reset")}, apperr.PaymentProviderUnavailable},
-		{"a timeout", fmt.Errorf("wrapped: %w", context.DeadlineExceeded), apperr.PaymentProviderUnavailable},
+		{"Stripe failing with 500", stripeErr(500, stripe.ErrorTypeAPI), apperr.Unavailable},
+		{"Stripe overloaded with 503", stripeErr(503, stripe.ErrorTypeAPI), apperr.Unavailable},
+		{"Stripe rate limiting", stripeErr(429, stripe.ErrorTypeInvalidRequest), apperr.Unavailable},
+		{"the network failing", &url.Error{Op: "Post", URL: "https://api.stripe.com", Err: errors.New("connection reset")}, apperr.Unavailable},
+		{"a timeout", fmt.Errorf("wrapped: %w", context.DeadlineExceeded), apperr.Unavailable},
 		{"an invalid request", stripeErr(400, stripe.ErrorTypeInvalidRequest), apperr.PaymentProviderRejected},
 		{"an unknown object", stripeErr(404, stripe.ErrorTypeInvalidRequest), apperr.PaymentProviderRejected},
 		{"a bad API key", stripeErr(401, stripe.ErrorTypeInvalidRequest), apperr.PaymentProviderRejected},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := apperr.CodeOf(stripeclient.Error("op", tc.err)); got != tc.want {
+			err := stripeclient.Error("op", tc.err)
+			if got := apperr.CodeOf(err); got != tc.want {
 				t.Fatalf("code = %s, want %s", got, tc.want)
+			}
+			if e, _ := apperr.As(err); tc.want == apperr.Unavailable && e.Extensions["reason"] != apperr.ReasonPaymentProvider {
+				t.Fatalf("extensions = %v, want reason %s", e.Extensions, apperr.ReasonPaymentProvider)
 			}
 		})
 	}
