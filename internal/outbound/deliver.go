@@ -147,7 +147,7 @@ func (s *Service) send(ctx context.Context, ep endpointRow, ev eventRow, at time
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return resp.StatusCode, latency, fmt.Errorf("POST %s: HTTP %d", weburl.Redact(ep.URL), resp.StatusCode)
+		return resp.StatusCode, latency, fmt.Errorf("POST %s: %w", weburl.Redact(ep.URL), statusError{resp.StatusCode})
 	}
 	return resp.StatusCode, latency, nil
 }
@@ -181,7 +181,7 @@ func (s *Service) record(ctx context.Context, deliveryID, endpointID string, at 
 			a.StatusCode = &code
 		}
 		if sendErr != nil {
-			a.Error = truncate(weburl.RedactText(sendErr.Error()), 500)
+			a.Error = attemptError(sendErr)
 		}
 		if err := tx.Create(&a).Error; err != nil {
 			return err
@@ -244,11 +244,4 @@ func (s *Service) markFailed(ctx context.Context, deliveryID string) error {
 		return fmt.Errorf("mark delivery %s failed: %w", deliveryID, err)
 	}
 	return nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }

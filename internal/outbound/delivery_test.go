@@ -96,7 +96,8 @@ func TestServerErrorIsRetriedThenDelivered(t *testing.T) {
 			t.Fatalf("first retry in %s, want about 30 s", wait)
 		}
 		ds := h.deliveries(t, ep.ID)
-		if ds[0].Status != outbound.DeliveryPending || len(ds[0].Attempts) != 1 || ds[0].Attempts[0].StatusCode != 500 {
+		if ds[0].Status != outbound.DeliveryPending || len(ds[0].Attempts) != 1 || ds[0].Attempts[0].StatusCode != 500 ||
+			ds[0].Attempts[0].Error != "the receiver answered HTTP 500" {
 			t.Fatalf("after the 500: %+v", ds)
 		}
 		// Stand in for the 30 s wait: run the scheduled retry now.
@@ -252,12 +253,14 @@ func TestReceiverDownForThreeDaysDisablesTheEndpoint(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, ep := range eps {
-			if ep.ID == dead.ID && (ep.Status != outbound.StatusDisabled || ep.DisabledAt == nil || ep.DisabledReason == "") {
+			if ep.ID == dead.ID && (ep.Status != outbound.StatusDisabled || ep.DisabledAt == nil ||
+				ep.DisabledReason != "failed for 3 days; last error: the receiver closed the connection before answering") {
 				t.Fatalf("endpoint after 3 days down: %+v", ep)
 			}
 		}
 		ds := h.deliveries(t, dead.ID)
-		if ds[0].Status != outbound.DeliveryFailed || len(ds[0].Attempts) != attempts+1 || ds[0].Attempts[0].StatusCode != 0 {
+		if ds[0].Status != outbound.DeliveryFailed || len(ds[0].Attempts) != attempts+1 || ds[0].Attempts[0].StatusCode != 0 ||
+			ds[0].Attempts[0].Error != "the receiver closed the connection before answering" {
 			t.Fatalf("delivery: status %s, %d attempts (want failed, %d)", ds[0].Status, len(ds[0].Attempts), attempts+1)
 		}
 		final := decode(t, watcher.next(t).body)
