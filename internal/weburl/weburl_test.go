@@ -56,3 +56,55 @@ func TestRedact(t *testing.T) {
 		}
 	}
 }
+
+// TestHostsAndPortsAreChecked: every stored URL (webhook endpoints, Checkout
+// and Portal return URLs) names a real host and port. A name ending in a
+// number (127.1, 2130706433, 0x7f000001) is an IPv4 address to browsers and
+// C resolvers, so it would reach an address no check of the text saw.
+func TestHostsAndPortsAreChecked(t *testing.T) {
+	for raw, says := range map[string]string{
+		"https://hooks.acme.test:99999/":                       "port must be a number from 1 to 65535",
+		"https://hooks.acme.test:0/":                           "port must be a number from 1 to 65535",
+		"https://hooks.acme.test:/":                            "port after the host's colon is missing",
+		"https://127.1/":                                       "read as an address",
+		"https://2130706433/":                                  "read as an address",
+		"https://0x7f000001/":                                  "read as an address",
+		"https://0xa9fea9fe/":                                  "read as an address",
+		"https://0251.0376.0251.0376/":                         "read as an address",
+		"https://127.000.000.001/":                             "read as an address",
+		"https://hooks.10/":                                    "read as an address",
+		"https://-a.example/":                                  "must be a domain name",
+		"https://a-.example/":                                  "must be a domain name",
+		"https://a..example/":                                  "must be a domain name",
+		"https://.example/":                                    "must be a domain name",
+		"https://a.example..":                                  "must be a domain name",
+		"https://ex%21ample.com/":                              "bad", // url.Parse refuses it
+		"https://" + strings.Repeat("a", 64) + ".example/":     "must be a domain name",
+		"https://" + strings.Repeat("abcdefghi.", 26) + "com/": "at most 253 characters",
+		"https://[fe80::1%25eth0]/":                            "IPv6 address without a zone",
+		"https://[::ffff:127.0.0.1]/":                          "",
+	} {
+		var fe apperr.FieldErrors
+		_, ok := weburl.Check(&fe, "input.url", raw, "bad")
+		if says == "" {
+			if !ok {
+				t.Errorf("Check(%q) refused: %v", raw, fe)
+			}
+			continue
+		}
+		if ok || len(fe) != 1 || fe[0].Code != weburl.CodeInvalidURL || !strings.Contains(fe[0].Message, says) {
+			t.Errorf("Check(%q) = %v, want INVALID_URL saying %q", raw, fe, says)
+		}
+	}
+	for _, raw := range []string{
+		"https://hooks.acme.test/", "https://hooks.acme.test./x", "https://hooks.acme.test:8443/",
+		"https://192.0.2.10/", "https://[2001:db8::1]:8443/", "http://localhost:3000/hooks",
+		"https://bücher.example/", "https://xn--bcher-kva.example/", "https://my_host.internal.example/",
+		"https://1password.example/", "https://a1.b2.example/",
+	} {
+		var fe apperr.FieldErrors
+		if _, ok := weburl.Check(&fe, "input.url", raw, "bad"); !ok {
+			t.Errorf("Check(%q) refused: %v", raw, fe)
+		}
+	}
+}
