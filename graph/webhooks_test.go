@@ -144,6 +144,30 @@ func TestWebhookEndpointsThroughGraphQL(t *testing.T) {
 		t.Fatalf("another organisation's webhookDeliveries: %s %+v", r.Data, r.Errors)
 	}
 
+	// Nor can it change it: each mutation names its own id field, and an
+	// endpoint or a delivery of another organisation reads as none.
+	for _, c := range []struct {
+		doc, field, message string
+		vars                map[string]any
+	}{
+		{`mutation($in: UpdateWebhookEndpointInput!) { updateWebhookEndpoint(input: $in) { userErrors { field code message } } }`,
+			"input.id", "No such webhook endpoint in this organisation.", map[string]any{"in": map[string]any{"id": c.WebhookEndpoint.ID, "enabled": false}}},
+		{`mutation($id: ID!) { deleteWebhookEndpoint(id: $id) { userErrors { field code message } } }`,
+			"id", "No such webhook endpoint in this organisation.", map[string]any{"id": c.WebhookEndpoint.ID}},
+		{`mutation($id: ID!) { retryWebhookDelivery(id: $id) { userErrors { field code message } } }`,
+			"id", "No such webhook delivery in this organisation.", map[string]any{"id": ds.WebhookDeliveries[0].ID}},
+	} {
+		var out map[string]struct {
+			UserErrors []struct{ Field, Code, Message string }
+		}
+		h.Query("globex", c.doc, c.vars).Decode(t, &out)
+		for name, p := range out {
+			if ue := p.UserErrors; len(ue) != 1 || ue[0].Field != c.field || ue[0].Code != "NOT_FOUND" || ue[0].Message != c.message {
+				t.Fatalf("another organisation's %s: %+v, want %s NOT_FOUND %q", name, ue, c.field, c.message)
+			}
+		}
+	}
+
 	var deleted struct {
 		DeleteWebhookEndpoint struct{ DeletedID *string }
 	}
