@@ -60,6 +60,8 @@ func NewHandler(r *Resolver, o Options) http.Handler {
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)})
 	// After persisted queries, which fill in the query text.
 	srv.Use(Admission{Introspection: !o.Production, TokenLimit: MaxParserTokens, Cache: docs})
+	// Before gqlgen parses the text (escapes.go).
+	srv.Use(surrogateEscapes{})
 	// Before every extension that reads variables (coerce.go,
 	// preparedvars.go).
 	srv.Use(strictVariables{schema: es.Schema()})
