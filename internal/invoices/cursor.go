@@ -35,5 +35,10 @@ func decodeCursor(s string) (cursor, error) {
 	if err != nil {
 		return cursor{}, err
 	}
+	// encodeCursor writes UTC in one form; anything else (+24:00, year
+	// 0001) was made by hand and names no invoice.
+	if t.UTC().Format(time.RFC3339Nano) != parts[1] || t.Year() < 2000 || t.Year() > 9999 {
+		return cursor{}, errors.New("malformed invoice cursor")
+	}
 	return cursor{createdAt: t.UTC(), id: parts[2]}, nil
 }

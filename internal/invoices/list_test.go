@@ -2,6 +2,7 @@ package invoices_test
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"testing"
 	"time"
@@ -168,6 +169,7 @@ func TestAnotherOrgSeesNoInvoices(t *testing.T) {
 func TestListRejectsBadArguments(t *testing.T) {
 	db := testenv.DB(t)
 	svc := invoices.NewService(db, clock.Real{}, stripetest.Discard())
+	forged := func(at string) string { return base64.RawURLEncoding.EncodeToString([]byte("v1|" + at + "|in_1")) }
 	cases := []struct {
 		name   string
 		first  int
@@ -179,6 +181,11 @@ func TestListRejectsBadArguments(t *testing.T) {
 		{"a cursor that is not base64", 10, "%%%", ""},
 		{"a cursor that is base64 of nothing useful", 10, "aGVsbG8", ""},
 		{"an offset instead of a cursor", 10, "20", ""},
+		// Cursors this list never writes: it writes UTC, in one form, of
+		// an invoice's date.
+		{"a cursor of year 1", 10, forged("0001-01-01T00:00:00Z"), ""},
+		{"a cursor with a +24:00 offset", 10, forged("2026-01-02T00:00:00+24:00"), ""},
+		{"a cursor with another offset", 10, forged("2026-01-01T02:00:00+02:00"), ""},
 		{"an unknown status", 10, "", "refunded"},
 		{"an upper-case status", 10, "", "PAID"},
 	}
