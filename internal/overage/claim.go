@@ -11,6 +11,7 @@ import (
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/clock"
+	"github.com/tollgate-billing/tollgate/internal/money"
 	"github.com/tollgate-billing/tollgate/internal/orgs"
 	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/usage"
@@ -74,8 +75,8 @@ func chargeOf(orgID, period, currency string, m usage.MeterUsage) (Charge, bool,
 		// Usage the host recorded, not a fault of Tollgate's: a client
 		// error, never INTERNAL.
 		return Charge{}, false, apperr.New(CodeAmountOutOfRange, fmt.Sprintf(
-			"the overage of %s in %s (%d packages at %d cents) is more than one invoice item can carry",
-			m.Meter, period, packages, price.UnitAmountCents))
+			"the overage of %s in %s (%d packages at %s) is more than one invoice item can carry",
+			m.Meter, period, packages, money.Format(price.UnitAmountCents, currency)))
 	}
 	return Charge{
 		OrgID: orgID, Meter: m.Meter, Period: period, Quantity: over, Allowance: m.Limit.Limit,
