@@ -14,7 +14,7 @@ import (
 // AMOUNT_OUT_OF_RANGE for the overage, never an error that reads INTERNAL,
 // and a sum of charges never wraps around.
 func TestOverageTooLargeToBillIsAClientError(t *testing.T) {
-	price := &plans.OveragePrice{UnitAmountCents: 1_000_000, Per: 1}
+	price := &plans.OveragePrice{UnitAmountCents: 1_000_000, Per: 1, Currency: "usd"}
 	huge := usage.MeterUsage{Meter: "api_calls", Used: math.MaxInt64,
 		Limit: plans.Limit{Limit: 1000, Overage: price}}
 	_, _, err := chargeOf("org", "2026-11", "usd", huge)
@@ -63,7 +63,7 @@ func TestDescriptionWritesTheUnitPriceInTheCurrencysMinorUnit(t *testing.T) {
 // AMOUNT_OUT_OF_RANGE names the unit price in the plan's currency, never
 // in "cents" of a currency that has none.
 func TestAmountOutOfRangeNamesThePriceInItsCurrency(t *testing.T) {
-	price := &plans.OveragePrice{UnitAmountCents: 1_000_000, Per: 1}
+	price := &plans.OveragePrice{UnitAmountCents: 1_000_000, Per: 1, Currency: "jpy"}
 	huge := usage.MeterUsage{Meter: "api_calls", Used: math.MaxInt64, Limit: plans.Limit{Limit: 1000, Overage: price}}
 	_, _, err := chargeOf("org", "2026-11", "jpy", huge)
 	ae, ok := apperr.As(err)

@@ -38,7 +38,7 @@ type Upcoming struct {
 	// OverageSoFar is the current month's overage if it closed now, which
 	// Tollgate adds to the first invoice after it does.
 	OverageSoFar []Charge
-	// OverageSoFarCents is their sum, in the plan's currency.
+	// OverageSoFarCents is their sum, in the subscription's currency.
 	OverageSoFarCents int64
 }
 
@@ -67,9 +67,9 @@ func (s *Service) Upcoming(ctx context.Context, orgID string) (*Upcoming, error)
 	if err != nil {
 		return nil, stripeclient.Error("preview the next invoice of "+st.Subscription.StripeSubscriptionID, err)
 	}
-	sofar, tooLarge, err := s.charges(ctx, orgID, s.clock.Now().Format("2006-01"), st.Plan.Currency)
-	if err == nil && len(tooLarge) > 0 {
-		err = tooLarge[0]
+	sofar, skipped, err := s.charges(ctx, orgID, s.clock.Now().Format("2006-01"), subscriptionCurrency(st))
+	if err == nil && len(skipped) > 0 {
+		err = skipped[0].err
 	}
 	if err != nil {
 		return nil, err
@@ -79,4 +79,14 @@ func (s *Service) Upcoming(ctx context.Context, orgID string) (*Upcoming, error)
 		return nil, err
 	}
 	return &Upcoming{Stripe: inv, OverageSoFar: sofar, OverageSoFarCents: total}, nil
+}
+
+// subscriptionCurrency is the currency of the price the organisation's
+// subscription pays, in which its invoices and so its overage are; the
+// plan's when the plans file no longer lists that price.
+func subscriptionCurrency(st billing.State) string {
+	if pr, ok := st.Plan.PriceByID(st.Subscription.PriceID); ok {
+		return pr.Currency
+	}
+	return st.Plan.Currency
 }
