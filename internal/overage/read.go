@@ -40,6 +40,11 @@ type Upcoming struct {
 	OverageSoFar []Charge
 	// OverageSoFarCents is their sum, in the subscription's currency.
 	OverageSoFarCents int64
+	// OverageSoFarErr, when set, says the month's overage cannot all be
+	// billed (a meter's more than one invoice item carries, left out of
+	// OverageSoFar, or a sum past int64): OverageSoFarCents is then not
+	// the month's overage. Stripe's preview stands regardless.
+	OverageSoFarErr error
 }
 
 // Upcoming previews the organisation's next invoice; nil without a paid
@@ -68,17 +73,15 @@ func (s *Service) Upcoming(ctx context.Context, orgID string) (*Upcoming, error)
 		return nil, stripeclient.Error("preview the next invoice of "+st.Subscription.StripeSubscriptionID, err)
 	}
 	sofar, skipped, err := s.charges(ctx, orgID, s.clock.Now().Format("2006-01"), subscriptionCurrency(st))
-	if err == nil && len(skipped) > 0 {
-		err = skipped[0].err
-	}
 	if err != nil {
 		return nil, err
 	}
-	total, err := sumCents(sofar)
-	if err != nil {
-		return nil, err
+	up := &Upcoming{Stripe: inv, OverageSoFar: sofar}
+	up.OverageSoFarCents, up.OverageSoFarErr = sumCents(sofar)
+	if up.OverageSoFarErr == nil && len(skipped) > 0 {
+		up.OverageSoFarErr = skipped[0].err
 	}
-	return &Upcoming{Stripe: inv, OverageSoFar: sofar, OverageSoFarCents: total}, nil
+	return up, nil
 }
 
 // subscriptionCurrency is the currency of the price the organisation's
