@@ -268,7 +268,8 @@ func upcomingToModel(up *overage.Upcoming) *model.UpcomingInvoice {
 			})
 		}
 	}
-	return &model.UpcomingInvoice{Stripe: st, OverageSoFar: overageChargesToModel(up.OverageSoFar), OverageSoFarCents: up.OverageSoFarCents}
+	return &model.UpcomingInvoice{Stripe: st, OverageSoFar: overageChargesToModel(up.OverageSoFar),
+		OverageSoFarCents: up.OverageSoFarCents, OverageSoFarErr: up.OverageSoFarErr}
 }
 
 // unixTime is a Stripe timestamp, nil when Stripe left it out (0).

@@ -2,6 +2,10 @@ package graph_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +18,7 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/invoices"
 	"github.com/tollgate-billing/tollgate/internal/overage"
+	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/testenv"
 	"github.com/tollgate-billing/tollgate/internal/usage"
 )
@@ -130,5 +135,72 @@ func TestUpcomingInvoice(t *testing.T) {
 	if len(u.OverageSoFar) != 1 || u.OverageSoFar[0].Meter != "api_calls" || u.OverageSoFar[0].Period != "2026-10" ||
 		u.OverageSoFar[0].Quantity != used-limit.Limit || u.OverageSoFar[0].AmountCents != want || u.OverageSoFarCents != want {
 		t.Fatalf("overage so far = %+v (total %d), want api_calls %d over for %d", u.OverageSoFar, u.OverageSoFarCents, used-limit.Limit, want)
+	}
+}
+
+// TestUpcomingInvoiceWithAnOverageTooLargeToBill: a meter's overage past
+// what one invoice item carries nulls overageSoFarCents alone, with
+// AMOUNT_OUT_OF_RANGE at that field; Stripe's preview and the meters that
+// can be billed still show.
+func TestUpcomingInvoiceWithAnOverageTooLargeToBill(t *testing.T) {
+	fc := clock.NewFake(time.Date(2026, 10, 10, 12, 0, 0, 0, time.UTC))
+	plansFile := filepath.Join(t.TempDir(), "plans.yaml")
+	yaml := strings.Replace(string(plans.DefaultsYAML()),
+		"overage: { unit_amount_cents: 50, per: 1000 }", "overage: { unit_amount_cents: 1000000, per: 1 }", 1)
+	if err := os.WriteFile(plansFile, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h := apptest.New(t, apptest.Options{Clock: fc, Env: map[string]string{
+		"STRIPE_SECRET_KEY": "sk_test_tollgate", "STRIPE_API_BASE": testenv.StripeMock(t), "PLANS_FILE": plansFile,
+	}})
+	ctx := context.Background()
+	org := orgID(t, h, "acme")
+	starter, _ := h.App.Catalog.ByID("starter")
+	sub := &stripe.Subscription{
+		ID: "sub_big", Customer: &stripe.Customer{ID: "cus_big"}, Status: stripe.SubscriptionStatusActive,
+		Created: fc.Now().Unix(), CurrentPeriodStart: fc.Now().Unix(), CurrentPeriodEnd: fc.Now().AddDate(0, 1, 0).Unix(),
+		Items: &stripe.SubscriptionItemList{Data: []*stripe.SubscriptionItem{{Price: &stripe.Price{ID: starter.StripePriceID}}}},
+	}
+	err := h.App.DB.Tx(ctx, func(tx *gorm.DB) error {
+		if _, err := h.App.Billing.LinkCustomer(ctx, tx, org, "cus_big"); err != nil {
+			return err
+		}
+		_, err := h.App.Billing.ApplySubscription(ctx, tx, billing.SubscriptionUpdate{Sub: sub, At: fc.Now(), OrgID: org, Rank: billing.RankFetched})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.App.Usage.InvalidatePlan(org)
+	tokens, _ := starter.LimitFor("llm_tokens")
+	_, err = h.App.Usage.Record(ctx, org, []usage.Event{
+		{Meter: "api_calls", Quantity: usage.MaxQuantity, IdempotencyKey: "big-1"},
+		{Meter: "llm_tokens", Quantity: tokens.Limit + 1, IdempotencyKey: "big-2"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	res := h.Query("acme", `{ upcomingInvoice { stripe { currency } overageSoFar { meter amountCents } overageSoFarCents } }`, nil)
+	if len(res.Errors) != 1 || res.Code() != string(overage.CodeAmountOutOfRange) ||
+		fmt.Sprint(res.Errors[0].Path) != fmt.Sprint([]any{"upcomingInvoice", "overageSoFarCents"}) {
+		t.Fatalf("errors = %+v; want one AMOUNT_OUT_OF_RANGE at upcomingInvoice.overageSoFarCents", res.Errors)
+	}
+	var got struct {
+		UpcomingInvoice *struct {
+			Stripe            struct{ Currency string }
+			OverageSoFar      []struct{ Meter string }
+			OverageSoFarCents *int64
+		}
+	}
+	if err := json.Unmarshal(res.Data, &got); err != nil {
+		t.Fatal(err)
+	}
+	u := got.UpcomingInvoice
+	if u == nil || u.Stripe.Currency == "" {
+		t.Fatalf("upcomingInvoice = %s; want Stripe's preview beside the error", res.Data)
+	}
+	if len(u.OverageSoFar) != 1 || u.OverageSoFar[0].Meter != "llm_tokens" || u.OverageSoFarCents != nil {
+		t.Fatalf("overage so far = %s; want llm_tokens only and a null total", res.Data)
 	}
 }

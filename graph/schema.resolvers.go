@@ -357,6 +357,14 @@ func (r *queryResolver) WebhookDeliveries(ctx context.Context, endpointID string
 	return out, nil
 }
 
+// OverageSoFarCents is the resolver for the overageSoFarCents field.
+func (r *upcomingInvoiceResolver) OverageSoFarCents(ctx context.Context, obj *model.UpcomingInvoice) (*int64, error) {
+	if obj.OverageSoFarErr != nil {
+		return nil, obj.OverageSoFarErr
+	}
+	return &obj.OverageSoFarCents, nil
+}
+
 // Invoice returns generated.InvoiceResolver implementation.
 func (r *Resolver) Invoice() generated.InvoiceResolver { return &invoiceResolver{r} }
 
@@ -366,8 +374,14 @@ func (r *Resolver) Mutation() generated.MutationResolver { return &mutationResol
 // Query returns generated.QueryResolver implementation.
 func (r *Resolver) Query() generated.QueryResolver { return &queryResolver{r} }
 
+// UpcomingInvoice returns generated.UpcomingInvoiceResolver implementation.
+func (r *Resolver) UpcomingInvoice() generated.UpcomingInvoiceResolver {
+	return &upcomingInvoiceResolver{r}
+}
+
 type (
-	invoiceResolver  struct{ *Resolver }
-	mutationResolver struct{ *Resolver }
-	queryResolver    struct{ *Resolver }
+	invoiceResolver         struct{ *Resolver }
+	mutationResolver        struct{ *Resolver }
+	queryResolver           struct{ *Resolver }
+	upcomingInvoiceResolver struct{ *Resolver }
 )

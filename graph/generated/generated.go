@@ -32,6 +32,7 @@ type ResolverRoot interface {
 	Invoice() InvoiceResolver
 	Mutation() MutationResolver
 	Query() QueryResolver
+	UpcomingInvoice() UpcomingInvoiceResolver
 }
 
 type DirectiveRoot struct {
@@ -409,6 +410,9 @@ type QueryResolver interface {
 	UsageGate(ctx context.Context, meter string) (*model.UsageGate, error)
 	WebhookEndpoints(ctx context.Context) ([]model.WebhookEndpoint, error)
 	WebhookDeliveries(ctx context.Context, endpointID string, first *int) ([]model.WebhookDelivery, error)
+}
+type UpcomingInvoiceResolver interface {
+	OverageSoFarCents(ctx context.Context, obj *model.UpcomingInvoice) (*int64, error)
 }
 
 // endregion ************************** generated!.gotpl **************************
@@ -2290,8 +2294,12 @@ type UpcomingInvoice {
   stripe: UpcomingStripeInvoice!
   "The overage of the current month so far, if it closed now; grows with usage until it closes."
   overageSoFar: [OverageCharge!]!
-  "The sum of overageSoFar, in the plan's currency."
-  overageSoFarCents: Int64!
+  """
+  The sum of overageSoFar, in minor units of the subscription's currency. Null, with an AMOUNT_OUT_OF_RANGE
+  error at this field only, when a meter's overage is more than one invoice item can carry (that meter is left
+  out of overageSoFar) or the sum more than one invoice can: Stripe's preview and the other meters still show.
+  """
+  overageSoFarCents: Int64
 }
 
 type UpcomingStripeInvoice {
@@ -8540,18 +8548,18 @@ func (ec *executionContext) _UpcomingInvoice_overageSoFarCents(ctx context.Conte
 			return ec.fieldContext_UpcomingInvoice_overageSoFarCents(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.OverageSoFarCents, nil
+			return ec.Resolvers.UpcomingInvoice().OverageSoFarCents(ctx, obj)
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
-			return ec.marshalNInt642int64(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *int64) graphql.Marshaler {
+			return ec.marshalOInt642ᚖint64(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_UpcomingInvoice_overageSoFarCents(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("UpcomingInvoice", field, false, false, errors.New("field of type Int64 does not have child fields"))
+	return graphql.NewScalarFieldContext("UpcomingInvoice", field, true, true, errors.New("field of type Int64 does not have child fields"))
 }
 
 func (ec *executionContext) _UpcomingStripeInvoice_amountDue(ctx context.Context, field graphql.CollectedField, obj *model.UpcomingStripeInvoice) (ret graphql.Marshaler) {
@@ -13414,18 +13422,51 @@ func (ec *executionContext) _UpcomingInvoice(ctx context.Context, sel ast.Select
 		case "stripe":
 			out.Values[i] = ec._UpcomingInvoice_stripe(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "overageSoFar":
 			out.Values[i] = ec._UpcomingInvoice_overageSoFar(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "overageSoFarCents":
-			out.Values[i] = ec._UpcomingInvoice_overageSoFarCents(ctx, field, obj)
-			if out.Values[i] == graphql.Null {
-				out.Invalids++
+			field := field
+
+			innerFunc := func(ctx context.Context, fs *graphql.FieldSet) (res graphql.Marshaler) {
+				defer func() {
+					if r := recover(); r != nil {
+						ec.Error(ctx, ec.Recover(ctx, r))
+					}
+				}()
+				res = ec._UpcomingInvoice_overageSoFarCents(ctx, field, obj)
+				if res == graphql.RequiredNull {
+					atomic.AddUint32(&fs.Invalids, 1)
+				}
+				return res
 			}
+
+			if field.IsDeferred() {
+				deferredFieldSet.AddField(field)
+				fieldIndex := len(deferredFieldSet.Values) - 1
+				deferredFieldSet.Concurrently(fieldIndex, func(ctx context.Context) graphql.Marshaler {
+					return innerFunc(ctx, deferredFieldSet)
+				})
+
+				for _, deferrable := range field.Deferrables {
+					view, ok := deferLabelToView[deferrable.Label]
+					if !ok {
+						view = deferredFieldSet.NewView()
+						deferLabelToView[deferrable.Label] = view
+					}
+					view.AddIndices(fieldIndex)
+				}
+
+				// don't run the out.Concurrently() call below
+				out.Values[i] = graphql.Null
+				continue
+			}
+
+			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}

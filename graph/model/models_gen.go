@@ -317,16 +317,6 @@ type SubscriptionPayload struct {
 	UserErrors   []UserError          `json:"userErrors"`
 }
 
-// The next invoice, labelled by who adds what.
-type UpcomingInvoice struct {
-	// Stripe's preview of the subscription's next invoice, without Tollgate's overage.
-	Stripe *UpcomingStripeInvoice `json:"stripe"`
-	// The overage of the current month so far, if it closed now; grows with usage until it closes.
-	OverageSoFar []OverageCharge `json:"overageSoFar"`
-	// The sum of overageSoFar, in the plan's currency.
-	OverageSoFarCents int64 `json:"overageSoFarCents"`
-}
-
 type UpcomingStripeInvoice struct {
 	AmountDue   int64      `json:"amountDue"`
 	Subtotal    int64      `json:"subtotal"`

@@ -238,6 +238,42 @@ func TestInvoicesPageThroughThirty(t *testing.T) {
 	b.stayedHome()
 }
 
+// TestInvoiceAmountsUseStripesMinorUnits: an amount is divided by the
+// power of ten Stripe's minor unit has in its currency (yen are whole,
+// dinars have three decimals, krónur two in Stripe's API though Intl shows
+// none), and one invoice in a currency code no browser knows shows its
+// number and code without costing the other invoices their row.
+func TestInvoiceAmountsUseStripesMinorUnits(t *testing.T) {
+	h := newTollgate(t)
+	org := orgID(t, h, "acme", "Acme")
+	want := seedInvoicesIn(t, h, org, "jpy", "kwd", "ééé", "isk", "usd")
+
+	b := newBrowser(t, h.Server.URL, desktopWidth, desktopHeight)
+	b.open("/billing#token=" + h.Token("acme", auth.BillingRead))
+	b.waitFor(fmt.Sprintf(`document.querySelectorAll('#invoices tbody tr').length === %d`, len(want)))
+	amounts := eval[[]string](b, `[...document.querySelectorAll('#invoices tbody tr')].map((r) => r.cells[2].textContent)`)
+	divisor := map[string]float64{"jpy": 1, "kwd": 1000, "isk": 100, "usd": 100}
+	for i, w := range want {
+		var expect string
+		if w.Currency == "ééé" {
+			expect = fmt.Sprintf("%d.%02d ÉÉÉ", w.Total/100, w.Total%100)
+		} else {
+			expect = eval[string](b, fmt.Sprintf(`new Intl.NumberFormat(undefined, { style: 'currency', currency: %q }).format(%v)`,
+				strings.ToUpper(w.Currency), float64(w.Total)/divisor[w.Currency]))
+		}
+		if amounts[i] != expect {
+			t.Errorf("invoice %s of %d %s shows %q, want %q", w.Number, w.Total, w.Currency, amounts[i], expect)
+		}
+	}
+	if yen := strconv.FormatInt(want[0].Total, 10); !strings.Contains(strings.ReplaceAll(amounts[0], ",", ""), yen) {
+		t.Errorf("%d yen shows as %q", want[0].Total, amounts[0])
+	}
+	if b.visible("#banner") {
+		t.Errorf("a banner is shown: %q", b.text("#banner-text"))
+	}
+	b.stayedHome()
+}
+
 // TestAPIKeyIsShownOnceAndRevoked: with billing:write a user creates a key
 // by keyboard, sees its secret once, and revokes it after confirming; the
 // secret works until then and never after.

@@ -3,6 +3,7 @@ package billingpage_test
 import (
 	"io"
 	"io/fs"
+	"maps"
 	"net/http"
 	"os"
 	"regexp"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/tollgate-billing/tollgate/internal/apptest"
+	"github.com/tollgate-billing/tollgate/internal/money"
 )
 
 func get(t *testing.T, url string) (*http.Response, string) {
@@ -101,5 +103,28 @@ func TestBillingPageSettings(t *testing.T) {
 	}
 	if xfo := r.Header.Get("X-Frame-Options"); xfo != "" {
 		t.Errorf("X-Frame-Options %q would forbid the listed dashboard from framing the page", xfo)
+	}
+}
+
+// TestBillingJSKnowsStripesExponents: the page divides amounts by the same
+// powers of ten as the server's money.Format, so a yen or dinar amount
+// reads the same on the page as in an invoice item's text.
+func TestBillingJSKnowsStripesExponents(t *testing.T) {
+	js, err := os.ReadFile("assets/billing.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for name, exp := range map[string]int{"ZERO_DECIMAL": 0, "THREE_DECIMAL": 3} {
+		m := regexp.MustCompile(`const ` + name + ` = \[([^\]]*)\];`).FindSubmatch(js)
+		if m == nil {
+			t.Fatalf("billing.js has no %s list", name)
+		}
+		for _, code := range regexp.MustCompile(`'([a-z]{3})'`).FindAllSubmatch(m[1], -1) {
+			got[string(code[1])] = exp
+		}
+	}
+	if want := money.Exceptions(); !maps.Equal(got, want) {
+		t.Fatalf("billing.js exponents %v, internal/money's %v", got, want)
 	}
 }

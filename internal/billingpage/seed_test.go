@@ -152,14 +152,26 @@ func recordUsage(t *testing.T, h *apptest.Harness, ext string) recorded {
 
 // seededInvoice is one invoice as the test stored it.
 type seededInvoice struct {
-	Number string
-	Total  int64
+	Number   string
+	Total    int64
+	Currency string
 }
 
-// seedInvoices stores n monthly invoices as Stripe's webhooks would, and
-// returns them newest first.
+// seedInvoices stores n monthly invoices in usd as Stripe's webhooks
+// would, and returns them newest first.
 func seedInvoices(t *testing.T, h *apptest.Harness, org string, n int) []seededInvoice {
 	t.Helper()
+	currencies := make([]string, n)
+	for i := range currencies {
+		currencies[i] = "usd"
+	}
+	return seedInvoicesIn(t, h, org, currencies...)
+}
+
+// seedInvoicesIn stores one monthly invoice per currency, newest first.
+func seedInvoicesIn(t *testing.T, h *apptest.Harness, org string, currencies ...string) []seededInvoice {
+	t.Helper()
+	n := len(currencies)
 	ctx := context.Background()
 	var out []seededInvoice
 	err := h.App.DB.Tx(ctx, func(tx *gorm.DB) error {
@@ -171,7 +183,7 @@ func seedInvoices(t *testing.T, h *apptest.Harness, org string, n int) []seededI
 				status = stripe.InvoiceStatusOpen
 			}
 			inv := &stripe.Invoice{
-				ID: id, Number: fmt.Sprintf("TG-%04d", n-i), Status: status, Currency: "usd",
+				ID: id, Number: fmt.Sprintf("TG-%04d", n-i), Status: status, Currency: stripe.Currency(currencies[i]),
 				Total: 4900 + int64(i)*7, AmountDue: 4900 + int64(i)*7, Created: created.Unix(),
 				Customer:         &stripe.Customer{ID: "cus_" + org},
 				HostedInvoiceURL: "https://invoice.stripe.com/i/acct_test/" + id,
@@ -180,7 +192,7 @@ func seedInvoices(t *testing.T, h *apptest.Harness, org string, n int) []seededI
 			if _, err := h.App.Invoices.Apply(ctx, tx, org, inv, now); err != nil {
 				return err
 			}
-			out = append(out, seededInvoice{Number: inv.Number, Total: inv.Total})
+			out = append(out, seededInvoice{Number: inv.Number, Total: inv.Total, Currency: currencies[i]})
 		}
 		return nil
 	})

@@ -11,6 +11,7 @@ import (
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 
+	"github.com/tollgate-billing/tollgate/internal/money"
 	"github.com/tollgate-billing/tollgate/internal/outbound"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/stripeclient"
@@ -69,8 +70,8 @@ func (s *Service) Apply(ctx context.Context, tx *gorm.DB, orgID string, inv *str
 			return Applied{}, fmt.Errorf("insert invoice %s: %w", inv.ID, res.Error)
 		}
 		if res.RowsAffected == 1 {
-			return Applied{Changes: []string{fmt.Sprintf("invoice %s created: %s, total %d %s",
-				inv.ID, next.Status, next.Total, next.Currency)}}, s.announcePaid(ctx, tx, "", next)
+			return Applied{Changes: []string{fmt.Sprintf("invoice %s created: %s, total %s",
+				inv.ID, next.Status, money.Format(next.Total, next.Currency))}}, s.announcePaid(ctx, tx, "", next)
 		}
 	}
 	return Applied{}, fmt.Errorf("invoice %s: neither inserted nor found", inv.ID)
@@ -142,9 +143,10 @@ func invoiceDiff(a, b Invoice) []string {
 		}
 	}
 	add("status", a.Status, b.Status)
-	add("amount_due", a.AmountDue, b.AmountDue)
-	add("amount_paid", a.AmountPaid, b.AmountPaid)
-	add("total", a.Total, b.Total)
+	amount := func(minor int64) string { return money.Format(minor, b.Currency) }
+	add("amount_due", amount(a.AmountDue), amount(b.AmountDue))
+	add("amount_paid", amount(a.AmountPaid), amount(b.AmountPaid))
+	add("total", amount(a.Total), amount(b.Total))
 	return out
 }
 

@@ -1,6 +1,7 @@
 package overage
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -31,7 +32,10 @@ func (s *Service) InvoiceCreated(ctx context.Context, orgID string, inv *stripe.
 	if err != nil {
 		return fmt.Errorf("overage of org %s: %w", orgID, err)
 	}
-	pending, err := s.claim(ctx, orgID, plan)
+	// The invoice's currency is the subscription's price's, which the plan
+	// prices its overage in (plans validation sees to it).
+	currency := cmp.Or(string(inv.Currency), plan.Currency)
+	pending, err := s.claim(ctx, orgID, currency)
 	if err != nil {
 		return err
 	}
@@ -55,7 +59,12 @@ func (s *Service) InvoiceCreated(ctx context.Context, orgID string, inv *stripe.
 // invoice and attempt), call Stripe, record.
 func (s *Service) bill(ctx context.Context, c Charge, inv *stripe.Invoice) error {
 	if inv.Currency != "" && string(inv.Currency) != c.Currency {
-		s.log.WarnContext(ctx, "overage not billed: the invoice is in another currency",
+		// Recorded for an invoice in another currency (the subscription
+		// moved to a price in another currency, or the charge predates
+		// per-currency overage prices): it waits, and is counted, for an
+		// invoice in its currency or for the operator.
+		Unbilled.WithLabelValues(unbilledCurrency).Inc()
+		s.log.ErrorContext(ctx, "overage not billed: the invoice is in another currency",
 			"org_id", c.OrgID, "meter", c.Meter, "period", c.Period, "stripe_invoice_id", inv.ID,
 			"invoice_currency", inv.Currency, "overage_currency", c.Currency)
 		return nil

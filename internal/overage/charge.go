@@ -2,8 +2,9 @@ package overage
 
 import (
 	"fmt"
-	"strings"
 	"time"
+
+	"github.com/tollgate-billing/tollgate/internal/money"
 )
 
 // Charge statuses.
@@ -58,15 +59,5 @@ func (c Charge) Description() string {
 		label = month.Format("January 2006")
 	}
 	return fmt.Sprintf("Overage: %s, %s: %d over the allowance of %d, at %s per %d",
-		c.Meter, label, c.Quantity, c.Allowance, money(c.UnitAmount, c.Currency), c.Per)
-}
-
-// money writes minor units with two decimals, e.g. "0.50 USD". Every
-// currency Tollgate's plans use has two.
-func money(minor int64, currency string) string {
-	sign := ""
-	if minor < 0 {
-		sign, minor = "-", -minor
-	}
-	return fmt.Sprintf("%s%d.%02d %s", sign, minor/100, minor%100, strings.ToUpper(currency))
+		c.Meter, label, c.Quantity, c.Allowance, money.Format(c.UnitAmount, c.Currency), c.Per)
 }

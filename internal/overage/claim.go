@@ -2,6 +2,7 @@ package overage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/bits"
@@ -11,8 +12,8 @@ import (
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/clock"
+	"github.com/tollgate-billing/tollgate/internal/money"
 	"github.com/tollgate-billing/tollgate/internal/orgs"
-	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/usage"
 )
 
@@ -35,12 +36,23 @@ func sumCents(cs []Charge) (int64, error) {
 	return total, nil
 }
 
+// errNoPrice is a meter's overage that its plan gives no price in the
+// currency asked for: the plans file changed, or the subscription's price
+// is not in it.
+var errNoPrice = errors.New("the plan gives this overage no price in the currency")
+
+// unbillable is one meter's overage that no invoice item can carry.
+type unbillable struct {
+	reason string // unbilledTooLarge or unbilledCurrency
+	err    error
+}
+
 // charges computes the overage of each priced meter in one month from the
-// organisation's usage, at its current plan's prices. currency is the
-// plan's. A meter whose overage no invoice item can carry is not among
-// them: its CodeAmountOutOfRange error is in tooLarge instead, so that it
-// neither hides the other meters nor fails a whole invoice.
-func (s *Service) charges(ctx context.Context, orgID, period, currency string) (out []Charge, tooLarge []error, err error) {
+// organisation's usage, at its current plan's prices in currency. A meter
+// whose overage no invoice item can carry, or that has no price in
+// currency, is not among them but in skipped, so that it neither hides
+// the other meters nor fails a whole invoice.
+func (s *Service) charges(ctx context.Context, orgID, period, currency string) (out []Charge, skipped []unbillable, err error) {
 	_, meters, err := s.usage.Usage(ctx, orgID, period)
 	if err != nil {
 		return nil, nil, fmt.Errorf("overage of org %s in %s: %w", orgID, period, err)
@@ -48,7 +60,11 @@ func (s *Service) charges(ctx context.Context, orgID, period, currency string) (
 	for _, m := range meters {
 		c, ok, err := chargeOf(orgID, period, currency, m)
 		if ae, isApp := apperr.As(err); isApp && ae.Code == CodeAmountOutOfRange {
-			tooLarge = append(tooLarge, err)
+			skipped = append(skipped, unbillable{unbilledTooLarge, err})
+			continue
+		}
+		if errors.Is(err, errNoPrice) {
+			skipped = append(skipped, unbillable{unbilledCurrency, err})
 			continue
 		}
 		if err != nil {
@@ -58,28 +74,33 @@ func (s *Service) charges(ctx context.Context, orgID, period, currency string) (
 			out = append(out, c)
 		}
 	}
-	return out, tooLarge, nil
+	return out, skipped, nil
 }
 
-// chargeOf is the charge for one meter's usage, false when there is none.
+// chargeOf is the charge for one meter's usage in currency, false when
+// there is none.
 func chargeOf(orgID, period, currency string, m usage.MeterUsage) (Charge, bool, error) {
 	price := m.Limit.Overage
 	over := m.Overage()
 	if price == nil || over <= 0 {
 		return Charge{}, false, nil
 	}
+	unit, ok := price.UnitAmountIn(currency)
+	if !ok {
+		return Charge{}, false, fmt.Errorf("overage of %s in %s: %w (%s)", m.Meter, period, errNoPrice, currency)
+	}
 	packages := price.Packages(over)
-	hi, amount := bits.Mul64(uint64(packages), uint64(price.UnitAmountCents))
+	hi, amount := bits.Mul64(uint64(packages), uint64(unit))
 	if hi != 0 || amount > maxChargeCents {
 		// Usage the host recorded, not a fault of Tollgate's: a client
 		// error, never INTERNAL.
 		return Charge{}, false, apperr.New(CodeAmountOutOfRange, fmt.Sprintf(
-			"the overage of %s in %s (%d packages at %d cents) is more than one invoice item can carry",
-			m.Meter, period, packages, price.UnitAmountCents))
+			"the overage of %s in %s (%d packages at %s) is more than one invoice item can carry",
+			m.Meter, period, packages, money.Format(unit, currency)))
 	}
 	return Charge{
 		OrgID: orgID, Meter: m.Meter, Period: period, Quantity: over, Allowance: m.Limit.Limit,
-		UnitAmount: price.UnitAmountCents, Per: price.Per, Amount: int64(amount), Currency: currency,
+		UnitAmount: unit, Per: price.Per, Amount: int64(amount), Currency: currency,
 		Status: Pending, Attempt: 1,
 	}, true, nil
 }
@@ -101,10 +122,12 @@ func closedMonths(orgCreated, now time.Time) []string {
 }
 
 // claim records the overage of every closed month not yet recorded, as
-// pending charges, and returns the organisation's pending charges. A month
-// once recorded is never computed again, so what is billed cannot change
-// under a retry.
-func (s *Service) claim(ctx context.Context, orgID string, plan plans.Plan) ([]Charge, error) {
+// pending charges in currency (the invoice's), and returns the
+// organisation's pending charges. A month once recorded is never computed
+// again, so what is billed cannot change under a retry; a meter with no
+// price in currency is left unrecorded, so that a corrected plans file
+// bills it on a later invoice.
+func (s *Service) claim(ctx context.Context, orgID, currency string) ([]Charge, error) {
 	org, err := orgs.Load(ctx, s.db.DB, orgID)
 	if err != nil {
 		return nil, fmt.Errorf("overage of org %s: %w", orgID, err)
@@ -122,14 +145,16 @@ func (s *Service) claim(ctx context.Context, orgID string, plan plans.Plan) ([]C
 		if done[period] {
 			continue
 		}
-		cs, tooLarge, err := s.charges(ctx, orgID, period, plan.Currency)
+		cs, skipped, err := s.charges(ctx, orgID, period, currency)
 		if err != nil {
 			return nil, err
 		}
 		// Billing it would fail the same way on every retry Stripe makes of
 		// the invoice.created delivery; the operator has to look at it.
-		for _, e := range tooLarge {
-			s.log.ErrorContext(ctx, "overage not billed: too large for one invoice item", "org_id", orgID, "period", period, "error", e)
+		for _, u := range skipped {
+			Unbilled.WithLabelValues(u.reason).Inc()
+			s.log.ErrorContext(ctx, "overage not billed", "reason", u.reason, "org_id", orgID, "period", period,
+				"currency", currency, "error", u.err)
 		}
 		fresh = append(fresh, cs...)
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/client"
 	"github.com/stripe/stripe-go/v76/webhook"
@@ -56,6 +57,9 @@ type fixture struct {
 	org      string
 	customer string
 	sub      string
+	// currency is that of the price the organisation subscribed to, and
+	// of its invoices.
+	currency string
 	// billed are the charges OnBilled heard of, in order.
 	billed []overage.Charge
 }
@@ -73,6 +77,13 @@ func newFixtureTo(t *testing.T, db *store.DB, next http.RoundTripper) *fixture {
 // newFixtureOf is a fixture billing by catalog, whose plans must include
 // the defaults' starter.
 func newFixtureOf(t *testing.T, db *store.DB, next http.RoundTripper, catalog *plans.Catalog) *fixture {
+	starter, _ := catalog.ByID("starter")
+	return newFixtureOn(t, db, next, catalog, starter.StripePriceID)
+}
+
+// newFixtureOn is a fixture whose organisation subscribes to starter at
+// priceID, one of its prices in catalog.
+func newFixtureOn(t *testing.T, db *store.DB, next http.RoundTripper, catalog *plans.Catalog, priceID string) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	f := &fixture{t: t, db: db, clock: clock.NewFake(october), catalog: catalog, rec: stripetest.NewRecorderTo(next)}
@@ -97,10 +108,15 @@ func newFixtureOf(t *testing.T, db *store.DB, next http.RoundTripper, catalog *p
 	}
 	f.org, f.customer, f.sub = org, "cus_"+store.NewID()[:8], "sub_"+store.NewID()[:8]
 	starter, _ := f.catalog.ByID("starter")
+	price, ok := starter.PriceByID(priceID)
+	if !ok {
+		t.Fatalf("starter has no price %s", priceID)
+	}
+	f.currency = price.Currency
 	sub := &stripe.Subscription{
 		ID: f.sub, Customer: &stripe.Customer{ID: f.customer}, Status: stripe.SubscriptionStatusActive,
 		Created: october.Unix(), CurrentPeriodStart: october.Unix(), CurrentPeriodEnd: october.AddDate(0, 1, 0).Unix(),
-		Items: &stripe.SubscriptionItemList{Data: []*stripe.SubscriptionItem{{Price: &stripe.Price{ID: starter.StripePriceID}}}},
+		Items: &stripe.SubscriptionItemList{Data: []*stripe.SubscriptionItem{{Price: &stripe.Price{ID: price.ID}}}},
 	}
 	err = db.Tx(ctx, func(tx *gorm.DB) error {
 		if _, err := f.billing.LinkCustomer(ctx, tx, org, f.customer); err != nil {
@@ -139,7 +155,7 @@ func (f *fixture) invoiceCreated(eventID, invoiceID, status string) []byte {
 		"type": "invoice.created", "livemode": false, "pending_webhooks": 1,
 		"data": map[string]any{"object": map[string]any{
 			"id": invoiceID, "object": "invoice", "customer": f.customer, "subscription": f.sub,
-			"status": status, "currency": "usd", "billing_reason": "subscription_cycle",
+			"status": status, "currency": f.currency, "billing_reason": "subscription_cycle",
 			"amount_due": 4900, "amount_paid": 0, "total": 4900, "created": now,
 			"period_start": now, "period_end": now,
 			"lines":    map[string]any{"object": "list", "data": []any{}, "has_more": false},
@@ -201,19 +217,35 @@ func (f *fixture) charges() []overage.Charge {
 }
 
 // expected is what a meter's overage should cost, worked out from the
-// usage the test recorded and the plan's prices.
+// usage the test recorded and the plan's prices in the fixture's currency.
 type expected struct {
 	meter, period           string
 	over, amount, unit, per int64
+	// unitText is the unit price as the description writes it.
+	unitText string
 }
+
+// decimals are the digits of a minor unit in the currencies these tests
+// bill in, as Stripe counts them.
+var decimals = map[string]int64{"usd": 2, "eur": 2, "jpy": 0}
 
 func (f *fixture) expect(meter, period string, used int64) expected {
 	starter, _ := f.catalog.ByID("starter")
 	l, _ := starter.LimitFor(meter)
 	over := used - l.Limit
 	packages := (over + l.Overage.Per - 1) / l.Overage.Per
-	return expected{meter: meter, period: period, over: over, amount: packages * l.Overage.UnitAmountCents,
-		unit: l.Overage.UnitAmountCents, per: l.Overage.Per}
+	unit, ok := l.Overage.UnitAmountIn(f.currency)
+	if !ok {
+		f.t.Fatalf("starter's %s overage has no price in %s", meter, f.currency)
+	}
+	text := fmt.Sprintf("%d %s", unit, strings.ToUpper(f.currency))
+	if d, ok := decimals[f.currency]; !ok {
+		f.t.Fatalf("the test does not know how many decimals %s has", f.currency)
+	} else if d == 2 {
+		text = fmt.Sprintf("%d.%02d %s", unit/100, unit%100, strings.ToUpper(f.currency))
+	}
+	return expected{meter: meter, period: period, over: over, amount: packages * unit,
+		unit: unit, per: l.Overage.Per, unitText: fmt.Sprintf("at %s per %d", text, l.Overage.Per)}
 }
 
 // checkItems requires exactly one item per expected charge, each on
@@ -238,13 +270,12 @@ func (f *fixture) checkItems(invoiceID string, want ...expected) {
 		}
 		form := found[0].Form
 		month, _ := time.Parse("2006-01", w.period)
-		if form.Get("invoice") != invoiceID || form.Get("customer") != f.customer || form.Get("currency") != "usd" ||
+		if form.Get("invoice") != invoiceID || form.Get("customer") != f.customer || form.Get("currency") != f.currency ||
 			form.Get("amount") != strconv.FormatInt(w.amount, 10) {
-			f.t.Errorf("%s %s item = %v; want %d usd on %s", w.meter, w.period, form, w.amount, invoiceID)
+			f.t.Errorf("%s %s item = %v; want %d %s on %s", w.meter, w.period, form, w.amount, f.currency, invoiceID)
 		}
 		desc := form.Get("description")
-		unit := fmt.Sprintf("%d.%02d USD per %d", w.unit/100, w.unit%100, w.per)
-		for _, part := range []string{w.meter, month.Format("January 2006"), strconv.FormatInt(w.over, 10) + " over", unit} {
+		for _, part := range []string{w.meter, month.Format("January 2006"), strconv.FormatInt(w.over, 10) + " over", w.unitText} {
 			if !strings.Contains(desc, part) {
 				f.t.Errorf("description %q does not name %q", desc, part)
 			}
@@ -426,6 +457,97 @@ func TestALostAnswerIsRecordedNotBilledAgain(t *testing.T) {
 		cs = f.charges()
 		if cs[0].Status != overage.Billed || cs[0].StripeItemID == nil || *cs[0].StripeItemID != "ii_lost" || *cs[0].StripeInvoiceID != inv {
 			t.Fatalf("charge after sync = %+v, want billed as ii_lost on %s", cs[0], inv)
+		}
+	})
+}
+
+// multiCurrency is the default catalogue with starter also sold monthly in
+// eur and jpy, and its overage priced in both.
+func multiCurrency(t *testing.T) *plans.Catalog {
+	t.Helper()
+	yaml := string(plans.DefaultsYAML())
+	for old, repl := range map[string]string{
+		"      - { id: price_tollgate_starter_yearly,  interval: year,  amount_cents: 49000, currency: usd }\n": "" +
+			"      - { id: price_tollgate_starter_yearly,  interval: year,  amount_cents: 49000, currency: usd }\n" +
+			"      - { id: price_test_starter_eur, interval: month, amount_cents: 4500, currency: eur }\n" +
+			"      - { id: price_test_starter_jpy, interval: month, amount_cents: 7000, currency: jpy }\n",
+		"api_calls:     { limit: 100000, hard: false, overage: { unit_amount_cents: 50, per: 1000 } }": "" +
+			"api_calls:     { limit: 100000, hard: false, overage: { unit_amount_cents: 50, per: 1000, currency_amounts: { eur: 45, jpy: 75 } } }",
+		"llm_tokens:    { limit: 1000000, hard: false, overage: { unit_amount_cents: 20, per: 10000 } }": "" +
+			"llm_tokens:    { limit: 1000000, hard: false, overage: { unit_amount_cents: 20, per: 10000, currency_amounts: { eur: 18, jpy: 3 } } }",
+	} {
+		if strings.Count(yaml, old) != 1 {
+			t.Fatalf("the defaults no longer hold %q once", old)
+		}
+		yaml = strings.Replace(yaml, old, repl, 1)
+	}
+	catalog, err := plans.Parse([]byte(yaml), "yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return catalog
+}
+
+// A subscriber on a price in eur or jpy sees the month's overage so far in
+// that currency, and it is billed on the cycle invoice, in that currency,
+// at the plans file's price in it: never left pending for want of an
+// invoice in the plan's headline currency.
+func TestOverageIsPreviewedAndBilledInTheSubscriptionsCurrency(t *testing.T) {
+	catalog := multiCurrency(t)
+	for _, priceID := range []string{"price_test_starter_eur", "price_test_starter_jpy"} {
+		t.Run(priceID, func(t *testing.T) {
+			testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+				f := newFixtureOn(t, db, http.DefaultTransport, catalog, priceID)
+				f.record("api_calls", 102_500)
+				f.record("llm_tokens", 1_000_001)
+				want := []expected{f.expect("api_calls", "2026-10", 102_500), f.expect("llm_tokens", "2026-10", 1_000_001)}
+
+				up, err := f.overage.Upcoming(context.Background(), f.org)
+				if err != nil || up == nil {
+					t.Fatalf("upcoming: %+v, %v", up, err)
+				}
+				if len(up.OverageSoFar) != len(want) || up.OverageSoFarCents != want[0].amount+want[1].amount {
+					t.Fatalf("overage so far %+v (total %d), want %+v", up.OverageSoFar, up.OverageSoFarCents, want)
+				}
+				for i, c := range up.OverageSoFar {
+					if c.Meter != want[i].meter || c.Currency != f.currency || c.UnitAmount != want[i].unit || c.Amount != want[i].amount ||
+						!strings.HasSuffix(c.Description(), want[i].unitText) {
+						t.Errorf("preview of %s = %+v (%q); want %d %s at %s", want[i].meter, c, c.Description(), want[i].amount, f.currency, want[i].unitText)
+					}
+				}
+
+				f.clock.Set(time.Date(2026, 11, 1, 0, 5, 0, 0, time.UTC))
+				f.deliver(f.invoiceCreated("evt_"+store.NewID(), "in_nov_"+f.org[:8], "draft"))
+				f.checkItems("in_nov_"+f.org[:8], want...)
+			})
+		})
+	}
+}
+
+// A charge recorded in another currency than the invoice's (the customer
+// moved to a price in another currency) cannot go on it: it stays pending,
+// and the metric an operator alerts on counts it.
+func TestAChargeInAnotherCurrencyIsCountedNotSilentlyLeft(t *testing.T) {
+	catalog := multiCurrency(t)
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newFixtureOn(t, db, http.DefaultTransport, catalog, "price_test_starter_eur")
+		now := f.clock.Now()
+		stale := overage.Charge{OrgID: f.org, Meter: "api_calls", Period: "2026-09", Quantity: 1, Allowance: 100000,
+			UnitAmount: 50, Per: 1000, Amount: 50, Currency: "usd", Status: overage.Pending, Attempt: 1, CreatedAt: now, UpdatedAt: now}
+		if err := db.Create(&stale).Error; err != nil {
+			t.Fatal(err)
+		}
+		before := testutil.ToFloat64(overage.Unbilled.WithLabelValues("currency"))
+		f.clock.Set(time.Date(2026, 11, 1, 0, 5, 0, 0, time.UTC))
+		f.deliver(f.invoiceCreated("evt_"+store.NewID(), "in_nov_"+f.org[:8], "draft"))
+		if n := len(f.items()); n != 0 {
+			t.Fatalf("%d items added for a usd charge to a eur invoice", n)
+		}
+		if got := testutil.ToFloat64(overage.Unbilled.WithLabelValues("currency")) - before; got != 1 {
+			t.Fatalf("tollgate_overage_unbilled_total{reason=currency} rose by %v, want 1", got)
+		}
+		if cs := f.charges(); len(cs) != 1 || cs[0].Status != overage.Pending {
+			t.Fatalf("charges = %+v, want the usd one still pending", cs)
 		}
 	})
 }

@@ -38,8 +38,13 @@ type Upcoming struct {
 	// OverageSoFar is the current month's overage if it closed now, which
 	// Tollgate adds to the first invoice after it does.
 	OverageSoFar []Charge
-	// OverageSoFarCents is their sum, in the plan's currency.
+	// OverageSoFarCents is their sum, in the subscription's currency.
 	OverageSoFarCents int64
+	// OverageSoFarErr, when set, says the month's overage cannot all be
+	// billed (a meter's more than one invoice item carries, left out of
+	// OverageSoFar, or a sum past int64): OverageSoFarCents is then not
+	// the month's overage. Stripe's preview stands regardless.
+	OverageSoFarErr error
 }
 
 // Upcoming previews the organisation's next invoice; nil without a paid
@@ -67,16 +72,24 @@ func (s *Service) Upcoming(ctx context.Context, orgID string) (*Upcoming, error)
 	if err != nil {
 		return nil, stripeclient.Error("preview the next invoice of "+st.Subscription.StripeSubscriptionID, err)
 	}
-	sofar, tooLarge, err := s.charges(ctx, orgID, s.clock.Now().Format("2006-01"), st.Plan.Currency)
-	if err == nil && len(tooLarge) > 0 {
-		err = tooLarge[0]
-	}
+	sofar, skipped, err := s.charges(ctx, orgID, s.clock.Now().Format("2006-01"), subscriptionCurrency(st))
 	if err != nil {
 		return nil, err
 	}
-	total, err := sumCents(sofar)
-	if err != nil {
-		return nil, err
+	up := &Upcoming{Stripe: inv, OverageSoFar: sofar}
+	up.OverageSoFarCents, up.OverageSoFarErr = sumCents(sofar)
+	if up.OverageSoFarErr == nil && len(skipped) > 0 {
+		up.OverageSoFarErr = skipped[0].err
 	}
-	return &Upcoming{Stripe: inv, OverageSoFar: sofar, OverageSoFarCents: total}, nil
+	return up, nil
+}
+
+// subscriptionCurrency is the currency of the price the organisation's
+// subscription pays, in which its invoices and so its overage are; the
+// plan's when the plans file no longer lists that price.
+func subscriptionCurrency(st billing.State) string {
+	if pr, ok := st.Plan.PriceByID(st.Subscription.PriceID); ok {
+		return pr.Currency
+	}
+	return st.Plan.Currency
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/stripe/stripe-go/v76"
+
+	"github.com/tollgate-billing/tollgate/internal/money"
 )
 
 // Sync finishes the organisation's pending charges for `stripe sync`, given
@@ -45,7 +47,7 @@ func (s *Service) Sync(ctx context.Context, orgID string, invs []*stripe.Invoice
 		}
 		if now.Status == Billed {
 			lines = append(lines, fmt.Sprintf("overage %s %s: %s billed on invoice %s",
-				now.Meter, now.Period, money(now.Amount, now.Currency), *now.StripeInvoiceID))
+				now.Meter, now.Period, money.Format(now.Amount, now.Currency), *now.StripeInvoiceID))
 		}
 	}
 	return lines, nil

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -77,15 +78,35 @@ func ValidAlerts(percents []int) string {
 	return ""
 }
 
-// OveragePrice is a package price for usage past a soft limit, in the
-// plan's currency: UnitAmountCents for every started Per units.
+// OveragePrice is a package price for usage past a soft limit:
+// UnitAmountCents, in minor units of the plan's currency, for every started
+// Per units, and the same package's price in each other currency the plan
+// is sold in.
 type OveragePrice struct {
 	UnitAmountCents int64 `yaml:"unit_amount_cents" json:"unit_amount_cents"`
 	Per             int64 `yaml:"per" json:"per"`
+	// CurrencyAmounts prices a package in the plan's other currencies, in
+	// their minor units, by lower-case ISO code ({eur: 45, jpy: 75}): a
+	// subscription on a price in eur is billed its overage in eur. Load
+	// refuses a plan sold in a currency its overage has no price in.
+	CurrencyAmounts map[string]int64 `yaml:"currency_amounts" json:"currency_amounts"`
+	// Currency is the plan's, which UnitAmountCents is in; set by Load.
+	Currency string `yaml:"-" json:"-"`
 }
 
-// maxOverageUnitCents bounds one package's price ($10,000): a larger one is
-// a typo, and the bound keeps packages × price far from overflow.
+// UnitAmountIn is a package's price in minor units of currency (lower-case
+// ISO code), false when the plan does not price its overage there.
+func (o OveragePrice) UnitAmountIn(currency string) (int64, bool) {
+	if currency == o.Currency {
+		return o.UnitAmountCents, true
+	}
+	amount, ok := o.CurrencyAmounts[currency]
+	return amount, ok
+}
+
+// maxOverageUnitCents bounds one package's price in minor units (10,000.00
+// of a two-decimal currency): a larger one is a typo, and the bound keeps
+// packages × price far from overflow.
 const maxOverageUnitCents = 1_000_000
 
 // Packages is how many packages over units makes: every started one counts.
@@ -324,8 +345,10 @@ func build(f file) (*Catalog, error) {
 				case o.Per <= 0:
 					bad("%s: overage on %q: per must be a positive number of units", where, name)
 				case o.UnitAmountCents <= 0 || o.UnitAmountCents > maxOverageUnitCents:
-					bad("%s: overage on %q: unit_amount_cents must be from 1 to %d", where, name, maxOverageUnitCents)
+					bad("%s: overage on %q: unit_amount_cents must be from 1 to %d minor units of %s", where, name, maxOverageUnitCents, p.Currency)
 				}
+				o.Currency = p.Currency
+				overageCurrencies(p, name, o, where, bad)
 			}
 		}
 		// Every declared meter gets a limit; one the plan does not name is 0
@@ -362,14 +385,16 @@ func build(f file) (*Catalog, error) {
 	return c, nil
 }
 
+// validCurrency reports whether c is a lower-case 3-letter ISO code.
+func validCurrency(c string) bool {
+	return len(c) == 3 && strings.ToLower(c) == c && strings.Trim(c, "abcdefghijklmnopqrstuvwxyz") == ""
+}
+
 // buildPrices validates a plan's prices and fills in what the file left
 // out: a lone stripe_price_id is the plan's one price, and the headline
 // price (price_cents, currency, interval, stripe_price_id) is the monthly
 // price in the plan's currency when prices are listed.
 func buildPrices(p *Plan, where string, bad func(string, ...any)) {
-	validCurrency := func(c string) bool {
-		return len(c) == 3 && strings.ToLower(c) == c && strings.Trim(c, "abcdefghijklmnopqrstuvwxyz") == ""
-	}
 	p.Currency = strings.ToLower(p.Currency)
 	if len(p.Prices) == 0 {
 		if p.Currency == "" {
@@ -427,6 +452,55 @@ func buildPrices(p *Plan, where string, bad func(string, ...any)) {
 	if p.Interval != IntervalMonth && p.Interval != IntervalYear {
 		bad("%s: interval must be month or year", where)
 	}
+}
+
+// overageCurrencies validates an overage price's amounts in other
+// currencies, and refuses a plan sold at a price in a currency the overage
+// has no amount in: its subscribers' invoices are in that currency, and
+// overage priced in another could never go on them.
+func overageCurrencies(p Plan, meter string, o *OveragePrice, where string, bad func(string, ...any)) {
+	sold := map[string]bool{}
+	for _, pr := range p.Prices {
+		sold[pr.Currency] = true
+	}
+	amounts := make(map[string]int64, len(o.CurrencyAmounts))
+	for _, c := range slices.Sorted(maps.Keys(o.CurrencyAmounts)) {
+		amount, lower := o.CurrencyAmounts[c], strings.ToLower(c)
+		_, dup := amounts[lower]
+		switch {
+		case !validCurrency(lower):
+			bad("%s: overage on %q: currency_amounts: %q is not a 3-letter ISO currency code", where, meter, c)
+		case dup:
+			bad("%s: overage on %q: currency_amounts names %s twice", where, meter, lower)
+		case lower == p.Currency:
+			bad("%s: overage on %q: currency_amounts names %s, the plan's own currency: give that price as unit_amount_cents", where, meter, lower)
+		case !sold[lower]:
+			bad("%s: overage on %q: currency_amounts names %s, which none of the plan's prices is in", where, meter, lower)
+		case amount <= 0 || amount > maxOverageUnitCents:
+			bad("%s: overage on %q: currency_amounts: %s must be from 1 to %d minor units", where, meter, lower, maxOverageUnitCents)
+		}
+		amounts[lower] = amount
+	}
+	if len(amounts) > 0 {
+		o.CurrencyAmounts = amounts
+	}
+	for _, pr := range p.Prices {
+		if _, ok := o.UnitAmountIn(pr.Currency); !ok && sold[pr.Currency] {
+			sold[pr.Currency] = false // one message per currency
+			bad("%s: overage on %q has no price in %s, which the plan is sold in (price %q): add %s to its currency_amounts",
+				where, meter, pr.Currency, pr.ID, pr.Currency)
+		}
+	}
+}
+
+// PriceByID finds one of the plan's prices by its Stripe id.
+func (p Plan) PriceByID(id string) (Price, bool) {
+	for _, pr := range p.Prices {
+		if pr.ID == id {
+			return pr, true
+		}
+	}
+	return Price{}, false
 }
 
 // Plans returns every plan in file order.

@@ -96,6 +96,39 @@ plans:
 	}
 }
 
+// A plan sold in several currencies prices its overage in each: the plan's
+// own in unit_amount_cents, the others in currency_amounts (any case).
+func TestOveragePricedInEveryCurrencyThePlanIsSoldIn(t *testing.T) {
+	c, err := Parse([]byte(`meters: [{name: api_calls, reset: monthly}]
+plans:
+  - {id: free, name: Free, rate_limit_per_second: 1, limits: {api_calls: {limit: 1}}}
+  - id: team
+    name: Team
+    prices:
+      - {id: price_team_usd, interval: month, amount_cents: 1100, currency: usd}
+      - {id: price_team_eur, interval: month, amount_cents: 1000, currency: eur}
+      - {id: price_team_jpy, interval: year, amount_cents: 15000, currency: jpy}
+    rate_limit_per_second: 5
+    limits: {api_calls: {limit: 100, overage: {unit_amount_cents: 50, per: 1000, currency_amounts: {EUR: 45, jpy: 75}}}}
+`), "yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := c.ByID("team")
+	l, _ := p.LimitFor("api_calls")
+	for currency, want := range map[string]int64{"usd": 50, "eur": 45, "jpy": 75} {
+		if got, ok := l.Overage.UnitAmountIn(currency); !ok || got != want {
+			t.Errorf("overage in %s = %d, %v; want %d", currency, got, ok, want)
+		}
+	}
+	if got, ok := l.Overage.UnitAmountIn("gbp"); ok {
+		t.Errorf("overage priced in gbp at %d, which the file never named", got)
+	}
+	if pr, ok := p.PriceByID("price_team_jpy"); !ok || pr.Currency != "jpy" {
+		t.Errorf("PriceByID(price_team_jpy) = %+v, %v", pr, ok)
+	}
+}
+
 // Starter and Growth bill their soft-limited meters past the allowance;
 // storage stays hard, and nothing on free or enterprise is billed as
 // overage.
@@ -194,6 +227,21 @@ func TestInvalidPlansFiles(t *testing.T) {
 			"  - {id: a, name: A, stripe_price_id: price_a, price_cents: 5, rate_limit_per_second: 1, limits: {api_calls: {limit: 1, overage: {per: 1000}}}}\n", "unit_amount_cents must be from 1"},
 		{"overage with a misspelt field", meters + "plans:\n" + free +
 			"  - {id: a, name: A, stripe_price_id: price_a, price_cents: 5, rate_limit_per_second: 1, limits: {api_calls: {limit: 1, overage: {unit_cents: 50, per: 1000}}}}\n", "unit_cents"},
+		{"overage without a price in a currency the plan is sold in", meters + "plans:\n" + free +
+			"  - {id: team, name: Team, prices: [{id: price_usd, interval: month, amount_cents: 500}, {id: price_eur, interval: month, amount_cents: 450, currency: eur}], rate_limit_per_second: 1, limits: {api_calls: {limit: 1, overage: {unit_amount_cents: 50, per: 1000}}}}\n",
+			`plans[1] (team): overage on "api_calls" has no price in eur, which the plan is sold in (price "price_eur")`},
+		{"overage priced in some of the plan's currencies but not all", meters + "plans:\n" + free +
+			"  - {id: team, name: Team, prices: [{id: price_usd, interval: month, amount_cents: 500}, {id: price_eur, interval: month, amount_cents: 450, currency: eur}, {id: price_jpy, interval: year, amount_cents: 8000, currency: jpy}], rate_limit_per_second: 1, limits: {api_calls: {limit: 1, overage: {unit_amount_cents: 50, per: 1000, currency_amounts: {eur: 45}}}}}\n",
+			`overage on "api_calls" has no price in jpy`},
+		{"overage priced in a currency the plan is not sold in", meters + "plans:\n" + free +
+			"  - {id: a, name: A, stripe_price_id: price_a, price_cents: 5, rate_limit_per_second: 1, limits: {api_calls: {limit: 1, overage: {unit_amount_cents: 50, per: 1000, currency_amounts: {eru: 45}}}}}\n",
+			"currency_amounts names eru, which none of the plan's prices is in"},
+		{"overage priced twice in the plan's own currency", meters + "plans:\n" + free +
+			"  - {id: a, name: A, stripe_price_id: price_a, price_cents: 5, rate_limit_per_second: 1, limits: {api_calls: {limit: 1, overage: {unit_amount_cents: 50, per: 1000, currency_amounts: {usd: 45}}}}}\n",
+			"the plan's own currency"},
+		{"overage priced at nothing in another currency", meters + "plans:\n" + free +
+			"  - {id: a, name: A, prices: [{id: price_usd, interval: month, amount_cents: 500}, {id: price_eur, interval: month, amount_cents: 450, currency: eur}], rate_limit_per_second: 1, limits: {api_calls: {limit: 1, overage: {unit_amount_cents: 50, per: 1000, currency_amounts: {eur: 0}}}}}\n",
+			"currency_amounts: eur must be from 1"},
 		{"an alert above 100%", meters + "plans:\n" +
 			"  - {id: free, name: Free, rate_limit_per_second: 1, limits: {api_calls: {limit: 10, alerts: [80, 120]}}}\n", "threshold 120 must be a percentage from 1 to 100"},
 		{"an alert at 0%", meters + "plans:\n" +

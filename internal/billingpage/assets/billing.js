@@ -135,11 +135,25 @@
 
   const formatDate = (iso) => (iso ? dateFmt.format(new Date(iso)) : '—');
 
-  // Money is in minor units; the currency says how many digits that is
-  // (2 for usd, 0 for jpy), and Intl knows them.
+  // Money is in Stripe's minor units, so Stripe's exponents say how many
+  // digits that is, not Intl's (which has 0 for isk where Stripe has 2).
+  // internal/money holds the same lists; TestBillingJSKnowsStripesExponents
+  // keeps them in step.
+  const ZERO_DECIMAL = ['bif', 'clp', 'djf', 'gnf', 'jpy', 'kmf', 'krw', 'mga', 'pyg', 'rwf', 'ugx', 'vnd', 'vuv', 'xaf', 'xof', 'xpf'];
+  const THREE_DECIMAL = ['bhd', 'jod', 'kwd', 'omr', 'tnd'];
+  const exponent = (code) => (ZERO_DECIMAL.includes(code) ? 0 : THREE_DECIMAL.includes(code) ? 3 : 2);
   function formatMoney(minor, currency) {
-    const fmt = new Intl.NumberFormat(undefined, { style: 'currency', currency: currency.toUpperCase() });
-    return fmt.format(minor / 10 ** fmt.resolvedOptions().maximumFractionDigits);
+    const code = String(currency);
+    const exp = exponent(code.toLowerCase());
+    const value = minor / 10 ** exp;
+    try {
+      return new Intl.NumberFormat(undefined, { style: 'currency', currency: code.toUpperCase() }).format(value);
+    } catch (e) {
+      // A code Intl refuses (RangeError) spoils only its own amount: the
+      // number and the code as they came.
+      if (!(e instanceof RangeError)) throw e;
+      return `${value.toFixed(exp)} ${code.toUpperCase()}`;
+    }
   }
 
   const isBytes = (meter) => /_bytes$/.test(meter);

@@ -1,0 +1,26 @@
+package overage
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tollgate-billing/tollgate/internal/observe"
+)
+
+// Unbilled counts overage an invoice was created for but could not carry,
+// by reason: "too_large" (more than one invoice item holds) or "currency"
+// (no overage price in the invoice's currency, or a charge recorded in
+// another currency than the invoice's). Each is revenue not billed until
+// an operator acts; the log line beside it names the organisation, meter
+// and month.
+var Unbilled = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "tollgate_overage_unbilled_total",
+	Help: "Overage charges an invoice was created for but could not carry, by reason (too_large, currency).",
+}, []string{"reason"})
+
+// Reasons of Unbilled.
+const (
+	unbilledTooLarge = "too_large"
+	unbilledCurrency = "currency"
+)
+
+func init() { observe.Registry.MustRegister(Unbilled) }
