@@ -21,7 +21,9 @@ func TestEscapedSurrogatesInTheDocument(t *testing.T) {
 	record := func(key string) string { // key as written in the document
 		return `mutation { recordUsage(input: {events: [{meter: "api_calls", quantity: 1, idempotencyKey: ` + key + `}]}) { accepted duplicates } }`
 	}
-	type result struct{ RecordUsage struct{ Accepted, Duplicates int } }
+	type result struct {
+		RecordUsage struct{ Accepted, Duplicates int }
+	}
 	send := func(body map[string]any) rawAnswer {
 		b, _ := json.Marshal(body)
 		return sendRaw(t, h, http.MethodPost, "/graphql", "application/json", "", strings.NewReader(string(b)))
