@@ -153,15 +153,15 @@ func TestRecordJudgesEachEventOnItsOwn(t *testing.T) {
 			stored: map[string]int64{"k": 3},
 		},
 		{
-			name:       "that call retried counts nothing",
-			plan:       "free",
-			before:     []Event{ev("api_calls", 1001, "k"), ev("api_calls", 3, "k"), ev("api_calls", 3, "k")},
-			events:     []Event{ev("api_calls", 1001, "k"), ev("api_calls", 3, "k"), ev("api_calls", 3, "k")},
+			name:   "that call retried counts nothing",
+			plan:   "free",
+			before: []Event{ev("api_calls", 1001, "k"), ev("api_calls", 3, "k"), ev("api_calls", 3, "k")},
+			events: []Event{ev("api_calls", 1001, "k"), ev("api_calls", 3, "k"), ev("api_calls", 3, "k")},
 			// The refused copy, sent again, is no longer a copy of the
 			// event counted under its key: it is refused as a reuse.
 			duplicates: 2, rejected: map[int]string{0: CodeKeyReused},
-			used:       map[string]int64{"api_calls": 3},
-			stored:     map[string]int64{"k": 3},
+			used:   map[string]int64{"api_calls": 3},
+			stored: map[string]int64{"k": 3},
 		},
 		{
 			name:     "a copy refused for going below zero leaves its key free for the next copy in the call",
