@@ -40,6 +40,21 @@ func (e *InputError) Error() string {
 	return fmt.Sprintf("tollgate: %s%s (%s)", field, f.Message, f.Code)
 }
 
+// CodeIdempotencyKeyReused is the code of an event, or of a consumeUsage
+// userError, whose idempotency key was counted for another event (another
+// meter, quantity or endpoint): not a retry, and never counted.
+const CodeIdempotencyKeyReused = "IDEMPOTENCY_KEY_REUSED"
+
+// Has reports whether one of the errors has code.
+func (e *InputError) Has(code string) bool {
+	for _, f := range e.Errors {
+		if f.Code == code {
+			return true
+		}
+	}
+	return false
+}
+
 // Gate wraps usageGate and consumeUsage for one customer's client.
 type Gate struct {
 	c *Client

@@ -614,7 +614,7 @@ type ConsumeUsageInput struct {
 	Meter string `json:"meter"`
 	// Units to use, e.g. 1 for an API call or a completion's tokens; at most 2^43 (8,796,093,022,208).
 	Quantity int64 `json:"quantity"`
-	// Required, at most 255 characters. A retried key that was counted answers allowed again and counts once.
+	// Required, at most 255 characters. A retried key that was counted answers allowed again and counts once; sent with another meter, quantity or endpoint it is refused (IDEMPOTENCY_KEY_REUSED).
 	IdempotencyKey string `json:"idempotencyKey"`
 	// What was called, e.g. `POST /v1/search`; at most 255 characters.
 	Endpoint *string `json:"endpoint"`
@@ -635,8 +635,9 @@ func (v *ConsumeUsageInput) GetEndpoint() *string { return v.Endpoint }
 // ConsumeUsageResponse is returned by ConsumeUsage on success.
 type ConsumeUsageResponse struct {
 	// Check and record one event in one durable step: allowed events are counted before the answer, refused
-	// ones record nothing, and a retried idempotency key that was counted answers allowed again. Counts once
-	// against the plan's rate limit.
+	// ones record nothing, and a retried idempotency key that was counted answers allowed again. A key counted
+	// for another event (another meter, quantity or endpoint) is a userError IDEMPOTENCY_KEY_REUSED on
+	// `input.idempotencyKey`, never allowed. Counts once against the plan's rate limit.
 	ConsumeUsage ConsumeUsageConsumeUsageConsumeUsagePayload `json:"consumeUsage"`
 }
 
@@ -1670,7 +1671,7 @@ func (v *RecordUsageInput) GetEvents() []UsageEventInput { return v.Events }
 type RecordUsageRecordUsageRecordUsagePayload struct {
 	// Events newly counted.
 	Accepted int `json:"accepted"`
-	// Events whose idempotency key was already counted.
+	// Events whose idempotency key was already counted for the same event (meter, quantity and endpoint).
 	Duplicates int                                                                  `json:"duplicates"`
 	Rejected   []RecordUsageRecordUsageRecordUsagePayloadRejectedRejectedUsageEvent `json:"rejected"`
 	// Usage after this call, for the meters it touched.
@@ -1907,7 +1908,8 @@ func (v *RecordUsageRecordUsageRecordUsagePayloadUserErrorsUserError) __premarsh
 
 // RecordUsageResponse is returned by RecordUsage on success.
 type RecordUsageResponse struct {
-	// Record 1 to 1,000 usage events. Durable before it answers; a retried idempotency key counts once.
+	// Record 1 to 1,000 usage events. Durable before it answers; a retried idempotency key counts once. A key
+	// counted for another event (another meter, quantity or endpoint) is rejected with IDEMPOTENCY_KEY_REUSED.
 	RecordUsage RecordUsageRecordUsageRecordUsagePayload `json:"recordUsage"`
 }
 
@@ -3046,7 +3048,7 @@ type UsageEventInput struct {
 	Meter string `json:"meter"`
 	// Units used, at most 2^43 (8,796,093,022,208) either way. Negative only on meters that never reset (e.g. a deleted file's bytes).
 	Quantity int64 `json:"quantity"`
-	// Required, at most 255 characters. A retried key counts once.
+	// Required, at most 255 characters. A retried key counts once; sent with another meter, quantity or endpoint it is rejected (IDEMPOTENCY_KEY_REUSED).
 	IdempotencyKey string `json:"idempotencyKey"`
 	// What was called, e.g. `POST /v1/search`; at most 255 characters.
 	Endpoint *string `json:"endpoint"`

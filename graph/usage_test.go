@@ -392,3 +392,82 @@ func TestRecordUsageIsPricedPerEvent(t *testing.T) {
 		t.Fatalf("usage after the refused and accepted calls: %s %+v, want 1000", used.Data, used.Errors)
 	}
 }
+
+// A key counted for one event and sent again with another is rejected by
+// recordUsage (IDEMPOTENCY_KEY_REUSED) and refused by consumeUsage as a
+// userError, even at the hard limit; the same event again is still a
+// duplicate, and consumeUsage still answers its retry allowed.
+func TestAReusedIdempotencyKeyIsRefusedOverGraphQL(t *testing.T) {
+	apptest.EachDialect(t, apptest.Options{}, func(t *testing.T, h *apptest.Harness) {
+		event := func(meter string, quantity int64, key string) map[string]any {
+			return map[string]any{"meter": meter, "quantity": quantity, "idempotencyKey": key, "endpoint": "POST /v1/search"}
+		}
+		var first recordResult
+		h.Query("acme", recordUsage, map[string]any{"events": []map[string]any{event("api_calls", 1, "k")}}).Decode(t, &first)
+		if first.RecordUsage.Accepted != 1 {
+			t.Fatalf("first: %+v", first.RecordUsage)
+		}
+		var again recordResult
+		h.Query("acme", recordUsage, map[string]any{"events": []map[string]any{
+			event("llm_tokens", 1, "k"), event("api_calls", 2, "k"), event("api_calls", 1, "k"),
+			event("api_calls", 1, "n"), event("llm_tokens", 9, "n"),
+		}}).Decode(t, &again)
+		got := map[int]string{}
+		for _, r := range again.RecordUsage.Rejected {
+			got[r.Index] = r.Code
+		}
+		if r := again.RecordUsage; r.Accepted != 1 || r.Duplicates != 1 ||
+			fmt.Sprint(got) != fmt.Sprint(map[int]string{0: "IDEMPOTENCY_KEY_REUSED", 1: "IDEMPOTENCY_KEY_REUSED", 4: "IDEMPOTENCY_KEY_REUSED"}) {
+			t.Fatalf("again: %+v; want events 0, 1 and 4 rejected as reuses, 2 a duplicate, 3 counted", r)
+		}
+
+		type payload struct {
+			ConsumeUsage struct {
+				Allowed    bool
+				Reason     *string
+				Usage      *struct{ Used int64 }
+				UserErrors []struct{ Field, Code string }
+			}
+		}
+		consume := func(meter string, quantity int64, key string) payload {
+			var p payload
+			h.Query("acme", consumeUsage, map[string]any{"in": event(meter, quantity, key)}).Decode(t, &p)
+			return p
+		}
+		reused := func(p payload) bool {
+			c := p.ConsumeUsage
+			return !c.Allowed && c.Reason == nil && len(c.UserErrors) == 1 &&
+				c.UserErrors[0].Field == "input.idempotencyKey" && c.UserErrors[0].Code == "IDEMPOTENCY_KEY_REUSED"
+		}
+		for _, full := range []bool{false, true} {
+			if full {
+				if p := consume("api_calls", 998, "fill"); !p.ConsumeUsage.Allowed || p.ConsumeUsage.Usage.Used != 1000 {
+					t.Fatalf("fill to the limit: %+v", p.ConsumeUsage)
+				}
+			}
+			if p := consume("llm_tokens", 5, "k"); !reused(p) {
+				t.Fatalf("full %t: another meter under a counted key: %+v", full, p.ConsumeUsage)
+			}
+			if p := consume("api_calls", 3, "k"); !reused(p) {
+				t.Fatalf("full %t: another quantity under a counted key: %+v", full, p.ConsumeUsage)
+			}
+			if p := consume("api_calls", 1, "k"); !p.ConsumeUsage.Allowed || *p.ConsumeUsage.Reason != "OK" {
+				t.Fatalf("full %t: the same event again: %+v, want allowed", full, p.ConsumeUsage)
+			}
+		}
+		var usage struct {
+			Usage struct {
+				Meters []struct {
+					Meter string
+					Used  int64
+				}
+			}
+		}
+		h.Query("acme", `{ usage { meters { meter used } } }`, nil).Decode(t, &usage)
+		for _, m := range usage.Usage.Meters {
+			if m.Meter == "llm_tokens" && m.Used != 0 || m.Meter == "api_calls" && m.Used != 1000 {
+				t.Errorf("%s used %d after the reuses", m.Meter, m.Used)
+			}
+		}
+	})
+}

@@ -9,6 +9,8 @@
 //     seconds;
 //   - an unknown, revoked or under-scoped customer credential: 401 with a
 //     JSON body whose reason says which;
+//   - a host's idempotency key (opted in, Config.IdempotencyKey) sent again
+//     with other usage: 422;
 //   - Tollgate unreachable: the request is served (FailOpen) or answered 503
 //     (fail closed), counted, and logged once per outage, not per request.
 //
@@ -27,6 +29,8 @@ package middleware
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -69,9 +73,19 @@ type Config struct {
 	Customer func(r *http.Request) (Customer, bool)
 	// Usage is what a request costs; default one api_calls.
 	Usage func(r *http.Request) (meter string, quantity int64)
-	// IdempotencyKey names a request's use; default the customer's
-	// Idempotency-Key header, so a retried request counts once, else a
-	// random key.
+	// IdempotencyKey names a request's use to Tollgate. By default (nil)
+	// each request gets a fresh id the middleware makes, so every request
+	// served is counted: nothing the end customer sends decides it. A host
+	// may opt in to a key of its own, such as the customer's header
+	// (IdempotencyKeyHeader): the key it returns ("" for a fresh id) is
+	// scoped to the customer and the request's method and path, so it
+	// never matches another customer's or another route's, and a key sent
+	// again with other usage (another meter or quantity) is refused by
+	// Tollgate and answered 422. A request repeating an earlier one's key,
+	// route and usage is a retry: Tollgate answers it allowed without
+	// counting it again, so it is served again for free. Opt in only where
+	// that is what you want: a handler that answers a retry from what it
+	// stored the first time.
 	IdempotencyKey func(r *http.Request) string
 	Mode           Mode
 	// Recorder records usage in Fast mode, and for the Record helpers
@@ -102,14 +116,6 @@ func New(cfg Config) *Metering {
 	if cfg.Usage == nil {
 		cfg.Usage = func(*http.Request) (string, int64) { return "api_calls", 1 }
 	}
-	if cfg.IdempotencyKey == nil {
-		cfg.IdempotencyKey = func(r *http.Request) string {
-			if k := r.Header.Get("Idempotency-Key"); k != "" && len(k) <= 200 {
-				return "req:" + k
-			}
-			return uuid.NewString()
-		}
-	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 2 * time.Second
 	}
@@ -120,6 +126,35 @@ func New(cfg Config) *Metering {
 		panic("middleware: Fast mode needs a Recorder")
 	}
 	return &Metering{cfg: cfg}
+}
+
+// IdempotencyKeyHeader is an IdempotencyKey that takes the key from the
+// customer's request header (Idempotency-Key, say), for hosts that let
+// their customers retry a request without paying for it twice. The
+// middleware scopes it to the customer and route; see
+// Config.IdempotencyKey for what a customer repeating it gets.
+func IdempotencyKeyHeader(header string) func(*http.Request) string {
+	return func(r *http.Request) string { return r.Header.Get(header) }
+}
+
+// key is the idempotency key a request is counted under: a fresh id, or
+// the host's key (Config.IdempotencyKey) scoped to the customer, method and
+// path. The scoped key is a hash, so a customer's key of any length or
+// bytes fits Tollgate's rules, and the customer's credential (its Account,
+// an API key under APIKeyHeader) is never sent as a key.
+func (m *Metering) key(r *http.Request, cust Customer) string {
+	var k string
+	if m.cfg.IdempotencyKey != nil {
+		k = m.cfg.IdempotencyKey(r)
+	}
+	if k == "" {
+		return uuid.NewString()
+	}
+	h := sha256.New()
+	for _, part := range []string{cust.Account, r.Method, r.URL.Path, k} {
+		h.Write([]byte(strconv.Itoa(len(part)) + ":" + part))
+	}
+	return "req:" + hex.EncodeToString(h.Sum(nil))
 }
 
 // APIKeyHeader names a request's customer by the Tollgate API key it sends
@@ -181,7 +216,7 @@ func (m *Metering) Wrap(next http.Handler) http.Handler {
 			return
 		}
 		meter, qty := m.cfg.Usage(r)
-		key := m.cfg.IdempotencyKey(r)
+		key := m.key(r, cust)
 		endpoint := r.Method + " " + r.URL.Path
 		if r.Pattern != "" {
 			endpoint = r.Pattern
@@ -238,6 +273,11 @@ func (m *Metering) failed(w http.ResponseWriter, r *http.Request, err error) boo
 		}
 	}
 	var ie *client.InputError
+	if errors.As(err, &ie) && ie.Has(client.CodeIdempotencyKeyReused) { // the customer's key, sent with other usage
+		writeJSON(w, http.StatusUnprocessableEntity, authBody{Error: "Idempotency key reused",
+			Message: "this idempotency key was already used for a request with other usage; send a new key for a new request"})
+		return false
+	}
 	if errors.As(err, &ie) { // the host's configuration, not an outage
 		m.cfg.Log.ErrorContext(r.Context(), "tollgate refused the metering input", "err", err)
 		writeJSON(w, http.StatusInternalServerError, authBody{Error: "Internal error", Message: "usage metering is misconfigured"})

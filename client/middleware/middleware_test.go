@@ -325,3 +325,84 @@ func TestCredentialsThatCouldNotBeCheckedAreAnOutage(t *testing.T) {
 		t.Errorf("%d attempts, stats %+v; want 3 attempts and one request refused for the outage", calls.Load(), m.Stats())
 	}
 }
+
+// A customer who repeats one Idempotency-Key header is not served past the
+// hard limit: by default the middleware counts each request under a key of
+// its own, whatever the customer sends.
+func TestARepeatedCustomerKeyAtTheLimitIsRefused(t *testing.T) {
+	h := tollgate(t)
+	key := apiKey(t, h, "acme", "USAGE_WRITE")
+	m := middleware.New(middleware.Config{Tollgate: client.New(h.Server.URL, nil), Customer: middleware.APIKeyHeader("X-API-Key")})
+	srv := m.Wrap(hello)
+	send := func() *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodGet, "/v1/hello", nil)
+		r.Header.Set("X-API-Key", key)
+		r.Header.Set("Idempotency-Key", "abc")
+		w := httptest.NewRecorder()
+		srv.ServeHTTP(w, r)
+		return w
+	}
+	for i := range 3 {
+		if w := send(); w.Code != http.StatusOK {
+			t.Fatalf("request %d: %d %s", i+1, w.Code, w.Body)
+		}
+	}
+	for i := range 3 {
+		if w := send(); w.Code != http.StatusPaymentRequired || w.Body.String() != want402 {
+			t.Fatalf("request %d past the limit with the same header: %d %s, want 402", i+4, w.Code, w.Body)
+		}
+	}
+	if got := usedCalls(t, h, "acme"); got != 3 {
+		t.Errorf("used %d, want the 3 served", got)
+	}
+}
+
+// A host that opts in to its customers' Idempotency-Key header gets the key
+// scoped to the customer and route: the same key on another route or from
+// another customer is a new request, and sent with other usage it is
+// answered 422, never served free.
+func TestAnOptedInCustomerKeyIsScopedAndRefusedWithOtherUsage(t *testing.T) {
+	h := tollgate(t)
+	acme, other := apiKey(t, h, "acme", "USAGE_WRITE"), apiKey(t, h, "other", "USAGE_WRITE")
+	m := middleware.New(middleware.Config{
+		Tollgate:       client.New(h.Server.URL, nil),
+		Customer:       middleware.APIKeyHeader("X-API-Key"),
+		IdempotencyKey: middleware.IdempotencyKeyHeader("Idempotency-Key"),
+		Usage: func(r *http.Request) (string, int64) {
+			if r.URL.Query().Get("big") != "" {
+				return "api_calls", 2
+			}
+			return "api_calls", 1
+		},
+	})
+	srv := m.Wrap(hello)
+	send := func(customer, target, idem string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodGet, target, nil)
+		r.Header.Set("X-API-Key", customer)
+		r.Header.Set("Idempotency-Key", idem)
+		w := httptest.NewRecorder()
+		srv.ServeHTTP(w, r)
+		return w
+	}
+	for _, s := range []struct {
+		customer, target, idem string
+		code                   int
+		used                   int64
+	}{
+		{acme, "/v1/hello", "abc", http.StatusOK, 1},
+		{acme, "/v1/hello", "abc", http.StatusOK, 1},                        // a retry: served, not counted again
+		{acme, "/v1/hello?big=1", "abc", http.StatusUnprocessableEntity, 1}, // other usage under the key
+		{other, "/v1/hello", "abc", http.StatusOK, 1},                       // another customer's own key
+		{acme, "/v1/other", "abc", http.StatusOK, 2},                        // another route: a new request
+		{acme, "/v1/third", "abc", http.StatusOK, 3},                        // the limit reached
+		{acme, "/v1/fourth", "abc", http.StatusPaymentRequired, 3},
+		{acme, "/v1/hello", strings.Repeat("€", 300), http.StatusPaymentRequired, 3}, // any key fits
+	} {
+		if w := send(s.customer, s.target, s.idem); w.Code != s.code {
+			t.Fatalf("%s with key %.10q: %d %s, want %d", s.target, s.idem, w.Code, w.Body, s.code)
+		}
+		if got := usedCalls(t, h, "acme"); got != s.used {
+			t.Fatalf("after %s with key %.10q: used %d, want %d", s.target, s.idem, got, s.used)
+		}
+	}
+}

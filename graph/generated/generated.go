@@ -2033,12 +2033,16 @@ type Mutation {
   "Undo a cancellation scheduled for the period end."
   resumeSubscription: SubscriptionPayload! @hasScope(anyOf: [BILLING_WRITE])
 
-  "Record 1 to 1,000 usage events. Durable before it answers; a retried idempotency key counts once."
+  """
+  Record 1 to 1,000 usage events. Durable before it answers; a retried idempotency key counts once. A key
+  counted for another event (another meter, quantity or endpoint) is rejected with IDEMPOTENCY_KEY_REUSED.
+  """
   recordUsage(input: RecordUsageInput!): RecordUsagePayload! @hasScope(anyOf: [USAGE_WRITE])
   """
   Check and record one event in one durable step: allowed events are counted before the answer, refused
-  ones record nothing, and a retried idempotency key that was counted answers allowed again. Counts once
-  against the plan's rate limit.
+  ones record nothing, and a retried idempotency key that was counted answers allowed again. A key counted
+  for another event (another meter, quantity or endpoint) is a userError IDEMPOTENCY_KEY_REUSED on
+  ` + "`" + `input.idempotencyKey` + "`" + `, never allowed. Counts once against the plan's rate limit.
   """
   consumeUsage(input: ConsumeUsageInput!): ConsumeUsagePayload! @hasScope(anyOf: [USAGE_WRITE])
 
@@ -2343,7 +2347,7 @@ input UsageEventInput {
   meter: String!
   "Units used, at most 2^43 (8,796,093,022,208) either way. Negative only on meters that never reset (e.g. a deleted file's bytes)."
   quantity: Int64!
-  "Required, at most 255 characters. A retried key counts once."
+  "Required, at most 255 characters. A retried key counts once; sent with another meter, quantity or endpoint it is rejected (IDEMPOTENCY_KEY_REUSED)."
   idempotencyKey: String!
   "What was called, e.g. ` + "`" + `POST /v1/search` + "`" + `; at most 255 characters."
   endpoint: String
@@ -2365,7 +2369,7 @@ type RejectedUsageEvent {
 type RecordUsagePayload {
   "Events newly counted."
   accepted: Int!
-  "Events whose idempotency key was already counted."
+  "Events whose idempotency key was already counted for the same event (meter, quantity and endpoint)."
   duplicates: Int!
   rejected: [RejectedUsageEvent!]!
   "Usage after this call, for the meters it touched."
@@ -2445,7 +2449,7 @@ input ConsumeUsageInput {
   meter: String!
   "Units to use, e.g. 1 for an API call or a completion's tokens; at most 2^43 (8,796,093,022,208)."
   quantity: Int64!
-  "Required, at most 255 characters. A retried key that was counted answers allowed again and counts once."
+  "Required, at most 255 characters. A retried key that was counted answers allowed again and counts once; sent with another meter, quantity or endpoint it is refused (IDEMPOTENCY_KEY_REUSED)."
   idempotencyKey: String!
   "What was called, e.g. ` + "`" + `POST /v1/search` + "`" + `; at most 255 characters."
   endpoint: String

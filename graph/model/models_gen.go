@@ -52,7 +52,7 @@ type ConsumeUsageInput struct {
 	Meter string `json:"meter"`
 	// Units to use, e.g. 1 for an API call or a completion's tokens; at most 2^43 (8,796,093,022,208).
 	Quantity int64 `json:"quantity"`
-	// Required, at most 255 characters. A retried key that was counted answers allowed again and counts once.
+	// Required, at most 255 characters. A retried key that was counted answers allowed again and counts once; sent with another meter, quantity or endpoint it is refused (IDEMPOTENCY_KEY_REUSED).
 	IdempotencyKey string `json:"idempotencyKey"`
 	// What was called, e.g. `POST /v1/search`; at most 255 characters.
 	Endpoint *string `json:"endpoint,omitempty"`
@@ -276,7 +276,7 @@ type RecordUsageInput struct {
 type RecordUsagePayload struct {
 	// Events newly counted.
 	Accepted int `json:"accepted"`
-	// Events whose idempotency key was already counted.
+	// Events whose idempotency key was already counted for the same event (meter, quantity and endpoint).
 	Duplicates int                  `json:"duplicates"`
 	Rejected   []RejectedUsageEvent `json:"rejected"`
 	// Usage after this call, for the meters it touched.
@@ -367,7 +367,7 @@ type UsageEventInput struct {
 	Meter string `json:"meter"`
 	// Units used, at most 2^43 (8,796,093,022,208) either way. Negative only on meters that never reset (e.g. a deleted file's bytes).
 	Quantity int64 `json:"quantity"`
-	// Required, at most 255 characters. A retried key counts once.
+	// Required, at most 255 characters. A retried key counts once; sent with another meter, quantity or endpoint it is rejected (IDEMPOTENCY_KEY_REUSED).
 	IdempotencyKey string `json:"idempotencyKey"`
 	// What was called, e.g. `POST /v1/search`; at most 255 characters.
 	Endpoint *string `json:"endpoint,omitempty"`

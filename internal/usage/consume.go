@@ -69,6 +69,9 @@ type Consumption struct {
 //     counts nothing more), even when the plan's rate or billing status
 //     would now refuse a new call. A refused key was never claimed, so a
 //     retry is judged afresh.
+//   - A key counted for another event (another meter, quantity or
+//     endpoint; see keys.go) is not a retry: it is refused with
+//     CodeKeyReused on input.idempotencyKey, never answered allowed.
 //   - Each call counts once against the plan's rate limit.
 //
 // Invalid input (unknown meter, bad quantity or key) is apperr.FieldErrors.
@@ -123,11 +126,16 @@ func (s *Service) Consume(ctx context.Context, orgID string, e Event) (Consumpti
 // refuseUnlessCounted answers a call refused before it reached Record: a
 // retry of a key already counted is answered as the first call was.
 func (s *Service) refuseUnlessCounted(ctx context.Context, orgID string, e Event, m plans.Meter, plan plans.Plan, refusal Consumption) (Consumption, error) {
-	counted, err := s.counted(ctx, orgID, e.IdempotencyKey)
+	counted, first, err := s.counted(ctx, orgID, e.IdempotencyKey)
 	if err != nil {
 		return Consumption{}, fmt.Errorf("consume usage for org %s: %w", orgID, err)
 	}
 	if counted {
+		if why := reuse(&pending{meter: m.Name, quantity: e.Quantity, endpoint: e.Endpoint}, first); why != "" {
+			var fe apperr.FieldErrors
+			fe.Add(consumeField(CodeKeyReused), CodeKeyReused, why)
+			return Consumption{}, fe.Err()
+		}
 		refusal = Consumption{Allowed: true, Reason: ReasonOK}
 	}
 	used, _, err := s.current(ctx, orgID, keyOf(m.Name, periodStart(m.Reset, s.clock.Now())))
@@ -139,11 +147,11 @@ func (s *Service) refuseUnlessCounted(ctx context.Context, orgID string, e Event
 }
 
 // counted reports whether an event with this key was recorded inside the
-// idempotency window. Only keys that can be stored are looked up; any other
-// was never counted.
-func (s *Service) counted(ctx context.Context, orgID, key string) (bool, error) {
+// idempotency window, and what the key's row says it was. Only keys that
+// can be stored are looked up; any other was never counted.
+func (s *Service) counted(ctx context.Context, orgID, key string) (bool, keyPayload, error) {
 	if key == "" || !store.StorableText(key) {
-		return false, nil
+		return false, keyPayload{}, nil
 	}
 	return keyCounted(s.db.WithContext(ctx), orgID, key, s.clock.Now())
 }
@@ -155,7 +163,7 @@ func consumeField(code string) string {
 		return "input.meter"
 	case CodeInvalidQuantity:
 		return "input.quantity"
-	case CodeMissingKey, CodeKeyTooLong, CodeInvalidKey:
+	case CodeMissingKey, CodeKeyTooLong, CodeInvalidKey, CodeKeyReused:
 		return "input.idempotencyKey"
 	case CodeEndpointTooLong, CodeInvalidEndpoint:
 		return "input.endpoint"

@@ -101,7 +101,7 @@ func TestConsumeRetriesAndTheRateLimit(t *testing.T) {
 		if !first.Allowed || first.Reason != ReasonOK || first.Usage.Used != 700 || *first.Usage.Remaining() != 10000-700 {
 			t.Fatalf("first call %+v, want allowed with 700 used", first)
 		}
-		again := f.consume(t, org, Event{Meter: "llm_tokens", Quantity: 700, IdempotencyKey: "completion-1"})
+		again := f.consume(t, org, Event{Meter: "llm_tokens", Quantity: 700, IdempotencyKey: "completion-1", Endpoint: "POST /v1/complete"})
 		if !again.Allowed || again.Usage.Used != 700 {
 			t.Errorf("retried key %+v, want allowed with 700 still used", again)
 		}
@@ -111,7 +111,7 @@ func TestConsumeRetriesAndTheRateLimit(t *testing.T) {
 		if limited.Allowed || limited.Reason != ReasonRateLimited || limited.RetryAfter != 250*time.Millisecond || limited.Usage.Used != 700 {
 			t.Errorf("over the rate %+v, want RATE_LIMITED after 250ms with 700 used", limited)
 		}
-		if retried := f.consume(t, org, Event{Meter: "llm_tokens", Quantity: 700, IdempotencyKey: "completion-1"}); !retried.Allowed || retried.Reason != ReasonOK {
+		if retried := f.consume(t, org, Event{Meter: "llm_tokens", Quantity: 700, IdempotencyKey: "completion-1", Endpoint: "POST /v1/complete"}); !retried.Allowed || retried.Reason != ReasonOK {
 			t.Errorf("a counted key retried over the rate %+v, want the first answer (allowed)", retried)
 		}
 		if g, _ := f.svc.Gate(ctx, org, "llm_tokens"); g.Allowed || g.Reason != ReasonRateLimited || g.RetryAfter <= 0 {

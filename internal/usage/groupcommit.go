@@ -70,6 +70,10 @@ type request struct {
 	// out is the call's answer, set by the group's transaction.
 	out outcome
 	err error
+	// unchecked is set when the call's group committed but the rows of
+	// keys it found counted could not be read (oneshot.go): the call is
+	// answered with a retryable error, though the group stands.
+	unchecked error
 	// lead hands this caller a group to run; done is closed once the
 	// caller's group has committed or failed.
 	lead chan taken

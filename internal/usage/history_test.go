@@ -146,7 +146,7 @@ func TestARetriedKeyIsRefusedAcrossTheMonthBoundaryForTheWholeWindow(t *testing.
 			if res := f.record(t, org, batch...); res.Accepted != perOrgFrom || res.Duplicates != 1 {
 				t.Fatalf("a retry at %s in a group of %d counted: %+v", at, len(batch), res)
 			}
-			if counted, err := f.svc.counted(context.Background(), org, "k"); err != nil || !counted {
+			if counted, _, err := f.svc.counted(context.Background(), org, "k"); err != nil || !counted {
 				t.Fatalf("consumeUsage at %s does not see the key (%v)", at, err)
 			}
 		}

@@ -1,7 +1,9 @@
 package usage
 
 import (
+	"database/sql"
 	"fmt"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -82,11 +84,148 @@ func (r rollups) guardMonthBoundary() error {
 	return nil
 }
 
+// What a key's row says about its event.
+//
+// A key's row keeps its event's meter, quantity and endpoint (migration
+// 00055), so that a key sent again is judged against the event first
+// counted under it: the same event again is a retry, answered as a
+// duplicate; another event under the key is refused with
+// CodeKeyReused, never counted and never answered as counted, whichever
+// call, replica or path (one statement, transaction, SQLite) it comes
+// through. The timestamp is not compared: a sender may stamp a retry anew,
+// and the first copy's time stands. Rows written before migration 00055
+// know no event and match any (they answer as duplicates, as before); they
+// leave the window within 66 days.
+//
+// The hot path pays nothing for this: the claim writes the three columns
+// from the arrays it already sends, and the rows of keys found counted are
+// read by one more query only when a group holds such keys (retries, or
+// reuse).
+
+// CodeKeyReused rejects an event whose idempotency key was counted for
+// another event (another meter, quantity or endpoint).
+const CodeKeyReused = "IDEMPOTENCY_KEY_REUSED"
+
+// keyPayload is what a key's row says its event was; known is false for a
+// row from before migration 00055, which matches any event.
+type keyPayload struct {
+	meter, endpoint string
+	quantity        int64
+	known           bool
+}
+
+func payloadOf(p *pending) keyPayload {
+	return keyPayload{meter: p.meter, endpoint: p.endpoint, quantity: p.quantity, known: true}
+}
+
+// reuse says how the event p differs from first, the event counted under
+// its key, or "" when it does not: p is then a retry. It names the meters
+// and quantities (short: meter names are the catalog's, quantities
+// numbers) and never the endpoints or the key, which may be long.
+func reuse(p *pending, first keyPayload) string {
+	if !first.known {
+		return ""
+	}
+	var diffs []string
+	if first.meter != p.meter {
+		diffs = append(diffs, fmt.Sprintf("meter %s, not %s", first.meter, p.meter))
+	}
+	if first.quantity != p.quantity {
+		diffs = append(diffs, fmt.Sprintf("quantity %d, not %d", first.quantity, p.quantity))
+	}
+	if first.endpoint != p.endpoint {
+		diffs = append(diffs, "another endpoint")
+	}
+	if len(diffs) == 0 {
+		return ""
+	}
+	return "idempotencyKey was already used for another event (" + strings.Join(diffs, "; ") +
+		"); a retry must repeat the event exactly, and a new event needs a new key"
+}
+
+// rejectReuse rejects p when it differs from first, the event counted under
+// its key, and reports whether it did.
+func (o *outcome) rejectReuse(p *pending, first keyPayload) bool {
+	why := reuse(p, first)
+	if why == "" {
+		return false
+	}
+	o.reject(p, CodeKeyReused, "%s", why)
+	return true
+}
+
+// readKeyPayloads reads, for the claims that claimed no key (their keys
+// were counted before the group, or by a group beside it that has
+// committed since), what the keys' rows say their events were. It is one
+// query, and none when every claim claimed its key. A key whose row is not
+// found (gone since) is absent and matches any event.
+func (r rollups) readKeyPayloads(claims []*pending) (map[eventID]keyPayload, error) {
+	var args []any
+	n := 0
+	for _, p := range claims {
+		if !p.claimed {
+			if args == nil {
+				args = append(args, keyFloor(r.now), keyCeiling(r.now))
+			}
+			args = append(args, p.org, p.key)
+			n++
+		}
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	q := "SELECT org_id, idempotency_key, meter, quantity, endpoint FROM usage_event_keys WHERE arrival_month BETWEEN ? AND ?" +
+		" AND (org_id, idempotency_key) IN (" + rowsOf("(?, ?)", n) + ")"
+	rows, err := r.query(q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read counted usage keys: %w", err)
+	}
+	defer rows.Close()
+	out := make(map[eventID]keyPayload, n)
+	for rows.Next() {
+		var (
+			id       eventID
+			meter    sql.NullString
+			quantity sql.NullInt64
+			endpoint sql.NullString
+		)
+		if err := rows.Scan(&id.org, &id.key, &meter, &quantity, &endpoint); err != nil {
+			return nil, fmt.Errorf("read counted usage keys: %w", err)
+		}
+		got := keyPayload{meter: meter.String, quantity: quantity.Int64, endpoint: endpoint.String, known: meter.Valid}
+		// Two rows of one key in the window are rare (a key counted again
+		// across a month boundary by clocks far apart); one that knows no
+		// event wins, as it matches any.
+		if prev, ok := out[id]; !ok || prev.known {
+			out[id] = got
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read counted usage keys: %w", err)
+	}
+	return out, nil
+}
+
 // keyCounted reports whether an event with this key was accepted inside the
-// idempotency window, as a key arriving at now would be judged.
-func keyCounted(db *gorm.DB, orgID, key string, now time.Time) (bool, error) {
-	var n int64
-	err := db.Raw(`SELECT COUNT(*) FROM usage_event_keys WHERE org_id = ? AND idempotency_key = ? AND arrival_month BETWEEN ? AND ?`,
-		orgID, key, keyFloor(now), keyCeiling(now)).Scan(&n).Error
-	return n > 0, err
+// idempotency window, as a key arriving at now would be judged, and what
+// the key's row says that event was.
+func keyCounted(db *gorm.DB, orgID, key string, now time.Time) (bool, keyPayload, error) {
+	var rows []struct {
+		Meter    sql.NullString
+		Quantity sql.NullInt64
+		Endpoint sql.NullString
+	}
+	err := db.Raw(`SELECT meter, quantity, endpoint FROM usage_event_keys WHERE org_id = ? AND idempotency_key = ? AND arrival_month BETWEEN ? AND ?`,
+		orgID, key, keyFloor(now), keyCeiling(now)).Scan(&rows).Error
+	if err != nil || len(rows) == 0 {
+		return false, keyPayload{}, err
+	}
+	var got keyPayload
+	for i, row := range rows {
+		p := keyPayload{meter: row.Meter.String, quantity: row.Quantity.Int64, endpoint: row.Endpoint.String, known: row.Meter.Valid}
+		if i == 0 || !p.known {
+			got = p
+		}
+	}
+	return true, got, nil
 }

@@ -97,7 +97,23 @@ func (s *Service) writeGroupAtOnce(ctx context.Context, t *turn, group []*reques
 			s.log.ErrorContext(ctx, "usage group written, its answer misread", "err", err)
 		}
 	}
-	settle(group, plan.first, foundTotals(changed, plan.claimedSums()), nil, false)
+	// Keys found counted are judged against what their rows say, read now
+	// that the statement has committed: a row another group wrote while
+	// this statement waited on it is then seen, which the statement's own
+	// snapshot would not.
+	// Most groups hold none, and are spared the query and the gorm
+	// session it would need (its allocations showed in the one-event
+	// figures).
+	var counted map[eventID]keyPayload
+	if slices.ContainsFunc(plan.claims, func(p *pending) bool { return !p.claimed }) {
+		counted, err = rollups{tx: s.db.WithContext(ctx), dialect: s.db.Dialect, now: now}.readKeyPayloads(plan.claims)
+		if err != nil {
+			// The group stands; only calls with such keys cannot be answered.
+			s.log.ErrorContext(ctx, "usage group written, its counted keys unread", "err", err)
+			uncheckedKeys(group, plan, err)
+		}
+	}
+	settle(group, plan.first, counted, foundTotals(changed, plan.claimedSums()), nil, false)
 	maps.Copy(values, changed)
 	fillOutcomes(group, values)
 	return nil
@@ -280,3 +296,19 @@ FROM totals WHERE (SELECT ok FROM verdict) = 0`)
 
 // pipedStatementSQL is oneStatementSQL sent through the pipe, in turn.
 var pipedStatementSQL = oneStatementSQL.inTurn()
+
+// uncheckedKeys marks the calls of a committed group holding events whose
+// keys were found counted but whose rows could not be read (err): whether
+// each is a retry or another event under its key is unknown, so such a
+// call is told to retry instead of being answered (Record). Its other
+// events stand; their retry is answered as duplicates.
+func uncheckedKeys(group []*request, plan groupPlan, err error) {
+	for _, req := range group {
+		for i := range req.batch {
+			if !plan.first[req.batch[i].eventID()].claimed {
+				req.unchecked = err
+				break
+			}
+		}
+	}
+}

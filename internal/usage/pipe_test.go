@@ -285,7 +285,7 @@ func TestATransactionClaimsBesideTheGroupAheadAndJudgesAfterIt(t *testing.T) {
 			// beside the held one: the delete, then calls of one unit.
 			later := append([]Event{ev(meter, -upload, "delete")}, batch(meter, "unit", overlapEvents-1)...)
 			if tc.sharesKey {
-				later[1] = ev(meter, 1, "upload")
+				later[1] = ev(meter, upload, "upload") // a retry of the upload: a duplicate
 			}
 			go func() {
 				res, err := f.svc.Record(context.Background(), org, later)

@@ -155,6 +155,15 @@ func (s *Service) Record(ctx context.Context, orgID string, events []Event) (Rec
 	if err := s.group.submit(ctx, req); err != nil {
 		return RecordResult{}, fmt.Errorf("record usage for org %s: %w", orgID, err)
 	}
+	if req.unchecked != nil {
+		return RecordResult{}, &apperr.Error{
+			Code: apperr.Unavailable,
+			Message: "usage was recorded, but events whose idempotency keys were already counted could not be compared with the events first counted under them;" +
+				" retry the call with the same idempotency keys (events already counted are answered as duplicates)",
+			Extensions: map[string]any{"retryable": true},
+			Err:        fmt.Errorf("record usage for org %s: %w", orgID, req.unchecked),
+		}
+	}
 	out := req.out
 
 	res.Accepted = out.accepted
@@ -424,6 +433,10 @@ func (s *Service) writeGroupTx(ctx context.Context, r rollups, group []*request,
 	if err := r.insertEvents(plan.claims); err != nil {
 		return err
 	}
+	counted, err := r.readKeyPayloads(plan.claims)
+	if err != nil {
+		return err
+	}
 	if err := inTurn(); err != nil {
 		return err
 	}
@@ -435,7 +448,7 @@ func (s *Service) writeGroupTx(ctx context.Context, r rollups, group []*request,
 	if err != nil {
 		return err
 	}
-	accepted, sums := settle(group, plan.first, running, history, true)
+	accepted, sums := settle(group, plan.first, counted, running, history, true)
 	// A claim whose event was refused is released, so a retry later can
 	// still count; when a later call of the group had the same key
 	// accepted, its event replaces the claim.
@@ -535,12 +548,14 @@ func foundTotals(after map[counterID]counter, sums aggregate) map[counterID]int6
 // settle gives each call of the group its answer, in arrival order, from
 // the period totals as the group found them (running, which it advances):
 // an event whose key another event claimed, earlier in the group or before
-// it, is a duplicate; the others are judged one by one when judgeEach is
+// it, is a duplicate when it is that event again and is rejected
+// (CodeKeyReused) otherwise, judged against the earlier event of the group
+// or against what the key's row says (counted, readKeyPayloads); the others are judged one by one when judgeEach is
 // set, and all count otherwise (the totals were below their ceilings). A
 // running total with back-dated events is judged against its history too,
 // which judge advances (backdated.go). It returns the events counted, by
 // key, and their sums when judged.
-func settle(group []*request, first map[eventID]*pending, running map[counterID]int64, history map[counterID]*dayHistory, judgeEach bool) (map[eventID]*pending, aggregate) {
+func settle(group []*request, first map[eventID]*pending, counted map[eventID]keyPayload, running map[counterID]int64, history map[counterID]*dayHistory, judgeEach bool) (map[eventID]*pending, aggregate) {
 	accepted := make(map[eventID]*pending, len(first))
 	var judged aggregate
 	for _, req := range group {
@@ -548,11 +563,15 @@ func settle(group []*request, first map[eventID]*pending, running map[counterID]
 		for i := range req.batch {
 			p := &req.batch[i]
 			if !first[p.eventID()].claimed {
-				req.out.duplicates++
+				if !req.out.rejectReuse(p, counted[p.eventID()]) {
+					req.out.duplicates++
+				}
 				continue
 			}
-			if _, ok := accepted[p.eventID()]; ok {
-				req.out.duplicates++
+			if a, ok := accepted[p.eventID()]; ok {
+				if !req.out.rejectReuse(p, payloadOf(a)) {
+					req.out.duplicates++
+				}
 				continue
 			}
 			if !judgeEach {

@@ -131,28 +131,37 @@ func TestRecordJudgesEachEventOnItsOwn(t *testing.T) {
 		{
 			name:     "a key repeated in one batch counts once",
 			plan:     "starter",
-			events:   []Event{ev("api_calls", 1, "a"), ev("api_calls", 5, "a"), ev("api_calls", 1, "b")},
+			events:   []Event{ev("api_calls", 1, "a"), ev("api_calls", 1, "a"), ev("api_calls", 1, "b")},
 			accepted: 2, duplicates: 1,
 			used: map[string]int64{"api_calls": 2},
+		},
+		{
+			name:     "a key repeated in one batch for another event is refused, not a duplicate",
+			plan:     "starter",
+			events:   []Event{ev("api_calls", 1, "a"), ev("api_calls", 5, "a"), ev("llm_tokens", 1, "a"), ev("api_calls", 1, "b")},
+			accepted: 2, rejected: map[int]string{1: CodeKeyReused, 2: CodeKeyReused},
+			used: map[string]int64{"api_calls": 2, "llm_tokens": 0},
 		},
 		{
 			// Copies of a key in one call are judged in order, like copies
 			// from different calls: one refused leaves the key free.
 			name:     "a copy refused for the limit leaves its key free for the next copy in the call",
 			plan:     "free",
-			events:   []Event{ev("api_calls", 1001, "k"), ev("api_calls", 3, "k"), ev("api_calls", 5, "k")},
+			events:   []Event{ev("api_calls", 1001, "k"), ev("api_calls", 3, "k"), ev("api_calls", 3, "k")},
 			accepted: 1, duplicates: 1, rejected: map[int]string{0: CodeUsageLimitExceeded},
 			used:   map[string]int64{"api_calls": 3},
 			stored: map[string]int64{"k": 3},
 		},
 		{
-			name:       "that call retried counts nothing",
-			plan:       "free",
-			before:     []Event{ev("api_calls", 1001, "k"), ev("api_calls", 3, "k"), ev("api_calls", 5, "k")},
-			events:     []Event{ev("api_calls", 1001, "k"), ev("api_calls", 3, "k"), ev("api_calls", 5, "k")},
-			duplicates: 3,
-			used:       map[string]int64{"api_calls": 3},
-			stored:     map[string]int64{"k": 3},
+			name:   "that call retried counts nothing",
+			plan:   "free",
+			before: []Event{ev("api_calls", 1001, "k"), ev("api_calls", 3, "k"), ev("api_calls", 3, "k")},
+			events: []Event{ev("api_calls", 1001, "k"), ev("api_calls", 3, "k"), ev("api_calls", 3, "k")},
+			// The refused copy, sent again, is no longer a copy of the
+			// event counted under its key: it is refused as a reuse.
+			duplicates: 2, rejected: map[int]string{0: CodeKeyReused},
+			used:   map[string]int64{"api_calls": 3},
+			stored: map[string]int64{"k": 3},
 		},
 		{
 			name:     "a copy refused for going below zero leaves its key free for the next copy in the call",
@@ -514,7 +523,7 @@ func TestRecordStoresEventsExactly(t *testing.T) {
 		at := testNow.Add(-90*time.Minute + 123456*time.Microsecond)
 		sent := []Event{
 			{Meter: "api_calls", Quantity: 1 << 40, IdempotencyKey: "new-1", Endpoint: "POST /v1/søk", Timestamp: &at},
-			{Meter: "api_calls", Quantity: 7, IdempotencyKey: "old-2", Endpoint: "GET /x"},
+			{Meter: "api_calls", Quantity: 1, IdempotencyKey: "old-2"},
 			{Meter: "storage_bytes", Quantity: 5000, IdempotencyKey: "new-3"},
 			{Meter: "storage_bytes", Quantity: -300, IdempotencyKey: "ключ-4", Endpoint: "DELETE /f"},
 		}

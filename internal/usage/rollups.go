@@ -260,7 +260,9 @@ SELECT o, k, m, n, e, t, $1 FROM fresh)
 SELECT coalesce(array_agg(i)::text, '{}') FROM fresh`)
 
 // A claimStatement is one statement that starts by claiming the keys of
-// the window not yet taken, from the org and key arrays $4 and $5, as of
+// the window not yet taken, from the org and key arrays $4 and $5 (each
+// key's row keeping its event's meter, quantity and endpoint, $6 to $8,
+// keys.go), as of
 // arrival month $2, looking in the months $3 to $10 (the CTE claimed), in
 // two forms that differ in how the window is looked up.
 //
@@ -307,18 +309,18 @@ func withClaim(rest string) claimStatement {
 // write, waits for its turn, as a one-time filter before any row.
 func (c claimStatement) inTurn() claimStatement {
 	turn := func(q string) string {
-		const at = "AS c(o, k)\nWHERE NOT EXISTS"
+		const at = "AS c(o, k, m, n, e)\nWHERE NOT EXISTS"
 		if strings.Count(q, at) != 1 {
 			panic("usage: the claim has no place for its turn")
 		}
-		return strings.Replace(q, at, "AS c(o, k)\nWHERE (SELECT tollgate_pipe_turn($21, $22)) AND NOT EXISTS", 1)
+		return strings.Replace(q, at, "AS c(o, k, m, n, e)\nWHERE (SELECT tollgate_pipe_turn($21, $22)) AND NOT EXISTS", 1)
 	}
 	return claimStatement{perKey: turn(c.perKey), perOrg: turn(c.perOrg)}
 }
 
 const claimedPerKey = `claimed AS (
-INSERT INTO usage_event_keys (org_id, idempotency_key, arrival_month)
-SELECT c.o, c.k, $2 FROM unnest($4::text[], $5::text[]) AS c(o, k)
+INSERT INTO usage_event_keys (org_id, idempotency_key, arrival_month, meter, quantity, endpoint)
+SELECT c.o, c.k, $2, c.m, c.n, c.e FROM unnest($4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[]) AS c(o, k, m, n, e)
 WHERE NOT EXISTS (SELECT 1 FROM usage_event_keys x
 	WHERE x.org_id = c.o AND x.idempotency_key = c.k
 	AND (x.arrival_month >= $3 AND x.arrival_month < $2 OR x.arrival_month = $10) OFFSET 0)
@@ -331,8 +333,8 @@ CROSS JOIN LATERAL (SELECT org_id, idempotency_key FROM usage_event_keys x
 	WHERE x.org_id = g.o AND x.idempotency_key = ANY(g.ks)
 	AND (x.arrival_month >= $3 AND x.arrival_month < $2 OR x.arrival_month = $10) OFFSET 0) x),
 claimed AS (
-INSERT INTO usage_event_keys (org_id, idempotency_key, arrival_month)
-SELECT c.o, c.k, $2 FROM unnest($4::text[], $5::text[]) AS c(o, k)
+INSERT INTO usage_event_keys (org_id, idempotency_key, arrival_month, meter, quantity, endpoint)
+SELECT c.o, c.k, $2, c.m, c.n, c.e FROM unnest($4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[]) AS c(o, k, m, n, e)
 WHERE NOT EXISTS (SELECT 1 FROM seen WHERE seen.org_id = c.o AND seen.idempotency_key = c.k)
 ON CONFLICT DO NOTHING RETURNING org_id, idempotency_key)`
 
@@ -371,16 +373,17 @@ func (t *timestamp) TimestamptzValue() (pgtype.Timestamptz, error) {
 // insertEventsSQLite claims the keys no event inside the window has, then
 // stores the events of those keys.
 func (r rollups) insertEventsSQLite(events []*pending) error {
-	args := make([]any, 0, 2*len(events)+3)
+	args := make([]any, 0, 5*len(events)+3)
 	args = append(args, clock.MonthStart(r.now))
 	byID := make(map[eventID]*pending, len(events))
 	for _, p := range events {
-		args = append(args, p.org, p.key)
+		args = append(args, p.org, p.key, p.meter, p.quantity, p.endpoint)
 		byID[p.eventID()] = p
 	}
 	args = append(args, keyFloor(r.now), keyCeiling(r.now))
-	q := "INSERT INTO usage_event_keys (org_id, idempotency_key, arrival_month) SELECT c.column1, c.column2, ? FROM (VALUES " +
-		rowsOf("(?, ?)", len(events)) + ") AS c WHERE NOT EXISTS (SELECT 1 FROM usage_event_keys x" +
+	q := "INSERT INTO usage_event_keys (org_id, idempotency_key, arrival_month, meter, quantity, endpoint)" +
+		" SELECT c.column1, c.column2, ?, c.column3, c.column4, c.column5 FROM (VALUES " +
+		rowsOf("(?, ?, ?, ?, ?)", len(events)) + ") AS c WHERE NOT EXISTS (SELECT 1 FROM usage_event_keys x" +
 		" WHERE x.org_id = c.column1 AND x.idempotency_key = c.column2 AND x.arrival_month BETWEEN ? AND ?)" +
 		" ON CONFLICT DO NOTHING RETURNING org_id, idempotency_key"
 	rows, err := r.query(q, args...)
