@@ -84,12 +84,31 @@ type check struct {
 	err    *Unusable
 }
 
+// newCheck starts the check of an object of a kind with its id, which
+// every object must have.
 func newCheck(kind, id string) *check {
 	c := &check{object: kind}
 	if validID(id) {
 		c.object = kind + " " + id
 	}
+	c.id("id", id)
 	return c
+}
+
+// refs checks the customer and subscription an object names, when it
+// names them.
+func (c *check) refs(customer *stripe.Customer, sub *stripe.Subscription) {
+	if customer != nil {
+		c.optionalID("customer", customer.ID)
+	}
+	if sub != nil {
+		c.optionalID("subscription", sub.ID)
+	}
+}
+
+// missing is the error of an object that is not there at all.
+func missing(kind string) error {
+	return &Unusable{Object: kind, Field: "object", Reason: "is missing"}
 }
 
 func (c *check) fail(field, reason string) {
@@ -208,7 +227,6 @@ func APIVersion(v string) bool { return apiVersion.MatchString(v) }
 // against the others.
 func Event(id, typ string, created int64) error {
 	c := newCheck("event", id)
-	c.id("id", id)
 	if len(typ) > maxEventTypeLength || !eventType.MatchString(typ) {
 		c.fail("type", "is not an event type: "+quote(typ))
 	}
@@ -232,13 +250,10 @@ var subscriptionStatuses = []stripe.SubscriptionStatus{
 // stored: Tollgate could not say whether it grants the plan.
 func Subscription(sub *stripe.Subscription, raw []byte) error {
 	if sub == nil {
-		return &Unusable{Object: "subscription", Field: "object", Reason: "is missing"}
+		return missing("subscription")
 	}
 	c := newCheck("subscription", sub.ID)
-	c.id("id", sub.ID)
-	if sub.Customer != nil {
-		c.optionalID("customer", sub.Customer.ID)
-	}
+	c.refs(sub.Customer, nil)
 	status := stripe.SubscriptionStatus(strings.ToLower(string(sub.Status)))
 	known := false
 	for _, s := range subscriptionStatuses {
@@ -272,16 +287,10 @@ func Subscription(sub *stripe.Subscription, raw []byte) error {
 // dropped (PageURL), not worth refusing the invoice's money for.
 func Invoice(inv *stripe.Invoice) error {
 	if inv == nil {
-		return &Unusable{Object: "invoice", Field: "object", Reason: "is missing"}
+		return missing("invoice")
 	}
 	c := newCheck("invoice", inv.ID)
-	c.id("id", inv.ID)
-	if inv.Customer != nil {
-		c.optionalID("customer", inv.Customer.ID)
-	}
-	if inv.Subscription != nil {
-		c.optionalID("subscription", inv.Subscription.ID)
-	}
+	c.refs(inv.Customer, inv.Subscription)
 	c.text("number", inv.Number, MaxNumberLength)
 	if s := string(inv.Status); s != "" && (len(s) > maxTokenLength || !token.MatchString(strings.ToLower(s))) {
 		c.fail("status", "is not a status: "+quote(s))
@@ -309,16 +318,10 @@ func Invoice(inv *stripe.Invoice) error {
 // put on it. client_reference_id is only logged, never used.
 func CheckoutSession(cs *stripe.CheckoutSession) error {
 	if cs == nil {
-		return &Unusable{Object: "checkout session", Field: "object", Reason: "is missing"}
+		return missing("checkout session")
 	}
 	c := newCheck("checkout session", cs.ID)
-	c.id("id", cs.ID)
-	if cs.Customer != nil {
-		c.optionalID("customer", cs.Customer.ID)
-	}
-	if cs.Subscription != nil {
-		c.optionalID("subscription", cs.Subscription.ID)
-	}
+	c.refs(cs.Customer, cs.Subscription)
 	c.metadata("metadata", cs.Metadata, "org_id", "plan_id", "tollgate_checkout_id")
 	return c.result()
 }
