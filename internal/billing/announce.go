@@ -11,6 +11,7 @@ import (
 
 	"github.com/tollgate-billing/tollgate/internal/orgs"
 	"github.com/tollgate-billing/tollgate/internal/outbound"
+	"github.com/tollgate-billing/tollgate/internal/stripein"
 )
 
 // Emitter tells the host application what changed (outbound.Service). Emit
@@ -77,6 +78,6 @@ func (s *Service) announcePaymentFailed(ctx context.Context, tx *gorm.DB, orgID 
 	return s.emitter.Emit(ctx, tx, orgID, outbound.InvoicePaymentFailed, outbound.InvoiceData{
 		InvoiceID: inv.ID, Number: inv.Number, Status: strings.ToLower(string(inv.Status)),
 		AmountDue: inv.AmountDue, AmountPaid: inv.AmountPaid, Currency: strings.ToLower(string(inv.Currency)),
-		HostedInvoiceURL: inv.HostedInvoiceURL,
+		HostedInvoiceURL: stripein.PageURL(inv.HostedInvoiceURL),
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/client"
 	"gorm.io/gorm"
 
@@ -120,6 +121,34 @@ func (s *Service) CheckoutCompleted(tx *gorm.DB, orgID, sessionID, recordID stri
 		return fmt.Errorf("close checkout session %s of org %s: %w", sessionID, orgID, err)
 	}
 	return nil
+}
+
+// createdCheckoutOrg returns the organisation named by a completed
+// session's metadata.org_id when Tollgate recorded that session for it:
+// by the session's id, or, for a record whose Stripe answer was lost (no id
+// recorded), by the record id Tollgate put in metadata.tollgate_checkout_id.
+// A record made with another customer does not match. "" when none does:
+// metadata on a session Tollgate did not open places nothing.
+func (s *Service) createdCheckoutOrg(ctx context.Context, tx *gorm.DB, cs *stripe.CheckoutSession, customerID string) (string, error) {
+	orgID, recordID := cs.Metadata["org_id"], cs.Metadata[CheckoutMetadataKey]
+	if orgID == "" {
+		return "", nil
+	}
+	var recs []checkoutSession
+	err := tx.WithContext(ctx).Where("org_id = ? AND (stripe_session_id = ? OR (stripe_session_id IS NULL AND id = ?))", orgID, cs.ID, recordID).
+		Limit(1).Find(&recs).Error
+	if err != nil {
+		return "", fmt.Errorf("look up checkout session %s of org %s: %w", cs.ID, orgID, err)
+	}
+	if len(recs) == 0 {
+		return "", nil
+	}
+	if rec := recs[0]; rec.CustomerID != "" && rec.CustomerID != customerID {
+		s.log.WarnContext(ctx, "completed checkout names another customer than the one Tollgate opened it for",
+			"checkout_session_id", cs.ID, "org_id", orgID, "recorded_customer", rec.CustomerID, "stripe_customer_id", customerID)
+		return "", nil
+	}
+	return orgID, nil
 }
 
 // ResolvePendingCheckouts learns the Stripe id of every session of the

@@ -11,6 +11,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/tollgate-billing/tollgate/internal/stripeclient"
+	"github.com/tollgate-billing/tollgate/internal/stripein"
 )
 
 // This file holds what Stripe's webhook events mean for an organisation's
@@ -48,8 +49,13 @@ func (s *Service) FetchSubscription(ctx context.Context, id string) (*stripe.Sub
 // Checkout created, which the session does not carry; nil when there is
 // none, when Stripe is not configured (its own events will store it), or
 // when Stripe no longer has it. Call it with no transaction open.
+//
+// A session with a value Tollgate cannot use is not looked into: its
+// subscription id goes nowhere near Stripe, and ApplyCheckoutCompleted
+// refuses the session.
 func (s *Service) CheckoutSubscription(ctx context.Context, cs *stripe.CheckoutSession) (*stripe.Subscription, error) {
-	if s.stripe == nil || cs.Mode != stripe.CheckoutSessionModeSubscription || cs.Subscription == nil || cs.Subscription.ID == "" {
+	if s.stripe == nil || cs.Mode != stripe.CheckoutSessionModeSubscription || cs.Subscription == nil || cs.Subscription.ID == "" ||
+		stripein.CheckoutSession(cs) != nil {
 		return nil, nil
 	}
 	params := &stripe.SubscriptionParams{}
@@ -72,10 +78,15 @@ func (s *Service) CheckoutSubscription(ctx context.Context, cs *stripe.CheckoutS
 // ApplyCheckoutCompleted links a completed Checkout session's customer to
 // the organisation that started it and stores the subscription it sold
 // (fetched, as CheckoutSubscription returned it; nil to leave it to its own
-// events). at is the event's time.
+// events). at is the event's time. A session or subscription with a value
+// Tollgate cannot use gives a *stripein.Unusable error: the caller rolls
+// back, so nothing of the session is kept.
 func (s *Service) ApplyCheckoutCompleted(ctx context.Context, tx *gorm.DB, cs *stripe.CheckoutSession, fetched *stripe.Subscription, at time.Time) (Result, error) {
 	if cs.Mode != stripe.CheckoutSessionModeSubscription {
 		return Result{Outcome: Ignored}, nil
+	}
+	if err := stripein.CheckoutSession(cs); err != nil {
+		return Result{Outcome: Invalid}, err
 	}
 	customer := ""
 	if cs.Customer != nil {
@@ -83,15 +94,20 @@ func (s *Service) ApplyCheckoutCompleted(ctx context.Context, tx *gorm.DB, cs *s
 	}
 	// Only what Tollgate itself put on the session places it: a customer
 	// already linked, else the metadata.org_id of a session Tollgate
-	// created. client_reference_id is never trusted: whoever opens a
-	// Payment Link can set it to any organisation's id.
-	orgID, err := s.FindOrg(ctx, tx, Owner{CustomerID: customer, MetadataOrgIDs: []string{cs.Metadata["org_id"]}})
+	// recorded for that organisation (createdCheckoutOrg).
+	// client_reference_id is never trusted: whoever opens a Payment Link
+	// can set it to any organisation's id, and metadata alone is no better:
+	// anyone with access to the Stripe account can write it.
+	orgID, err := s.FindOrg(ctx, tx, Owner{CustomerID: customer})
+	if err == nil && orgID == "" {
+		orgID, err = s.createdCheckoutOrg(ctx, tx, cs, customer)
+	}
 	if err != nil {
 		return Result{}, err
 	}
 	if orgID == "" {
 		UntrustedCheckouts.Inc()
-		s.log.WarnContext(ctx, "ignoring a completed checkout Tollgate did not create: no linked customer and no known metadata.org_id",
+		s.log.WarnContext(ctx, "ignoring a completed checkout Tollgate did not create: its customer is linked to no organisation, and Tollgate recorded no such session for its metadata.org_id",
 			"checkout_session_id", cs.ID, "stripe_customer_id", customer,
 			"metadata_org_id", cs.Metadata["org_id"], "client_reference_id", cs.ClientReferenceID)
 		return Result{Outcome: Ignored}, nil
@@ -142,7 +158,13 @@ func (s *Service) ApplySubscriptionEvent(ctx context.Context, tx *gorm.DB, event
 // InvoiceOrg returns the organisation an invoice belongs to, "" when none:
 // by customer, stored subscription, then the metadata Tollgate put on the
 // invoice or its subscription.
+//
+// An invoice with a value Tollgate cannot use gives a *stripein.Unusable
+// error before anything is read.
 func (s *Service) InvoiceOrg(ctx context.Context, tx *gorm.DB, inv *stripe.Invoice) (string, error) {
+	if err := stripein.Invoice(inv); err != nil {
+		return "", err
+	}
 	owner := Owner{MetadataOrgIDs: []string{inv.Metadata["org_id"]}}
 	if inv.Customer != nil {
 		owner.CustomerID = inv.Customer.ID
@@ -190,6 +212,11 @@ func (s *Service) OnCycleInvoice(fn func(ctx context.Context, orgID string, inv 
 // event's transaction commits, with none open.
 func (s *Service) InvoiceCreated(ctx context.Context, inv *stripe.Invoice) error {
 	if inv.BillingReason != stripe.InvoiceBillingReasonSubscriptionCycle || len(s.cycleInvoice) == 0 {
+		return nil
+	}
+	if err := stripein.Invoice(inv); err != nil {
+		// The event's own handling refused it already; an error here
+		// would have Stripe redeliver what can never be used.
 		return nil
 	}
 	orgID, err := s.InvoiceOrg(ctx, s.db.WithContext(ctx), inv)

@@ -13,6 +13,7 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/stripeclient"
+	"github.com/tollgate-billing/tollgate/internal/stripein"
 	"github.com/tollgate-billing/tollgate/internal/stripeshape"
 )
 
@@ -32,6 +33,9 @@ const (
 	UnknownSubscription Outcome = "unknown_subscription"
 	// Ignored: the object carries nothing Tollgate keeps.
 	Ignored Outcome = "ignored"
+	// Invalid: the object carries a value Tollgate cannot store or act on
+	// (a stripein.Unusable); nothing of it was applied.
+	Invalid Outcome = "invalid"
 )
 
 // Result is what applying a Stripe object did.
@@ -111,10 +115,16 @@ func RankForEvent(eventType string) Rank {
 // applied, and older updates are dropped, so events delivered out of order
 // end in Stripe's latest state. An update for a subscription not stored yet
 // creates it, whichever event comes first.
+//
+// An object with a value Tollgate cannot use (stripein.Subscription) gives
+// a *stripein.Unusable error before anything is read or written.
 func (s *Service) ApplySubscription(ctx context.Context, tx *gorm.DB, u SubscriptionUpdate) (Result, error) {
 	sub := u.Sub
 	if sub == nil || sub.ID == "" {
 		return Result{Outcome: Ignored}, nil
+	}
+	if err := stripein.Subscription(sub, u.Raw); err != nil {
+		return Result{Outcome: Invalid}, err
 	}
 	tx = tx.WithContext(ctx)
 	at := u.At.UTC()

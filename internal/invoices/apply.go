@@ -15,6 +15,7 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/outbound"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/stripeclient"
+	"github.com/tollgate-billing/tollgate/internal/stripein"
 )
 
 // Applied is what applying a Stripe invoice did.
@@ -31,10 +32,15 @@ type Applied struct {
 // that also records the event that carried it. at is the event's `created`
 // time (or when the invoice was fetched); an invoice already updated by a
 // newer event is left alone, so events applied in any order end in
-// Stripe's latest state.
+// Stripe's latest state. An invoice with a value Tollgate cannot use
+// (stripein.Invoice) gives a *stripein.Unusable error before anything is
+// read or written.
 func (s *Service) Apply(ctx context.Context, tx *gorm.DB, orgID string, inv *stripe.Invoice, at time.Time) (Applied, error) {
 	if inv == nil || inv.ID == "" {
 		return Applied{}, nil
+	}
+	if err := stripein.Invoice(inv); err != nil {
+		return Applied{}, err
 	}
 	tx = tx.WithContext(ctx)
 	at = at.UTC()
@@ -124,8 +130,8 @@ func (s *Service) copyFromStripe(row *Invoice, inv *stripe.Invoice, at time.Time
 	if inv.StatusTransitions != nil {
 		row.PaidAt = stripeclient.Time(inv.StatusTransitions.PaidAt)
 	}
-	row.HostedInvoiceURL = optional(inv.HostedInvoiceURL)
-	row.PDFURL = optional(inv.InvoicePDF)
+	row.HostedInvoiceURL = s.link(inv, "hosted_invoice_url", inv.HostedInvoiceURL)
+	row.PDFURL = s.link(inv, "invoice_pdf", inv.InvoicePDF)
 	if created := stripeclient.Time(inv.Created); created != nil {
 		row.CreatedAt = *created
 	} else if row.CreatedAt.IsZero() {
@@ -133,6 +139,18 @@ func (s *Service) copyFromStripe(row *Invoice, inv *stripe.Invoice, at time.Time
 	}
 	row.LastEventAt = &at
 	row.UpdatedAt = s.clock.Now()
+}
+
+// link keeps one of an invoice's links only when it is safe to put in an
+// href: anything but an https URL (javascript:, data:, …) is dropped, and
+// the invoice is kept without it rather than refused for it.
+func (s *Service) link(inv *stripe.Invoice, field, raw string) *string {
+	safe := stripein.PageURL(raw)
+	if safe == "" && raw != "" {
+		s.log.Warn("invoice link is not an https URL; stored without it",
+			"stripe_invoice_id", inv.ID, "field", field, "value", fmt.Sprintf("%.60q", raw))
+	}
+	return optional(safe)
 }
 
 func invoiceDiff(a, b Invoice) []string {

@@ -10,12 +10,14 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"time"
 
 	"gorm.io/gorm"
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/store"
+	"github.com/tollgate-billing/tollgate/internal/stripein"
 )
 
 // Page sizes.
@@ -103,6 +105,9 @@ func (s *Service) List(ctx context.Context, orgID string, first int, after, stat
 	}
 	p := Page{HasNextPage: len(rows) > first}
 	p.Invoices = rows[:min(len(rows), first)]
+	for i := range p.Invoices {
+		servable(&p.Invoices[i])
+	}
 	p.Cursors = make([]string, len(p.Invoices))
 	for i, inv := range p.Invoices {
 		p.Cursors[i] = encodeCursor(inv)
@@ -111,4 +116,21 @@ func (s *Service) List(ctx context.Context, orgID string, first int, after, stat
 		p.EndCursor = p.Cursors[n-1]
 	}
 	return p, nil
+}
+
+// servable clears what a row stored before Tollgate judged Stripe's values
+// (stripein) may hold and no client may be served: a link that is not a
+// safe https URL (the billing page puts it in an href), a time the Time
+// scalar cannot write.
+func servable(inv *Invoice) {
+	for _, link := range []**string{&inv.HostedInvoiceURL, &inv.PDFURL} {
+		if *link != nil && stripein.PageURL(**link) == "" {
+			*link = nil
+		}
+	}
+	for _, t := range []**time.Time{&inv.PeriodStart, &inv.PeriodEnd, &inv.PaidAt} {
+		if *t != nil && !stripein.InYears((*t).Unix()) {
+			*t = nil
+		}
+	}
 }

@@ -184,8 +184,10 @@ func (f *fixture) deliverFailing(body []byte) {
 	}
 }
 
+// post signs body as Stripe would at the fixture's now: the handler judges
+// a signature's age by its clock.
 func (f *fixture) post(body []byte) (int, string) {
-	signed := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: secret, Timestamp: time.Now()})
+	signed := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: secret, Timestamp: f.clock.Now()})
 	req := httptest.NewRequest(http.MethodPost, "/webhooks/stripe", bytes.NewReader(body))
 	req.Header.Set("Stripe-Signature", signed.Header)
 	w := httptest.NewRecorder()

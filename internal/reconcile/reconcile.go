@@ -26,6 +26,7 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/overage"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/stripeclient"
+	"github.com/tollgate-billing/tollgate/internal/stripein"
 	"github.com/tollgate-billing/tollgate/internal/stripeshape"
 )
 
@@ -111,9 +112,10 @@ func (s *Syncer) syncOrg(ctx context.Context, o orgs.Organization, out io.Writer
 	if err != nil {
 		return 0, err
 	}
+	subs, invs, skipped := s.usable(ctx, o.ID, subs, invs)
 	var lines []string
 	err = s.db.Tx(ctx, func(tx *gorm.DB) error {
-		lines = append([]string(nil), resolved...)
+		lines = append(append([]string(nil), resolved...), skipped...)
 		// The organisation's lock first, as every path that emits its
 		// events takes it: an invoice found paid here emits invoice.paid.
 		if err := s.billing.LockOrg(ctx, tx, o.ID); err != nil {
@@ -127,7 +129,6 @@ func (s *Syncer) syncOrg(ctx context.Context, o orgs.Organization, out io.Writer
 			lines = append(lines, res.Changes...)
 		}
 		for _, inv := range invs {
-			stripeshape.Invoice(inv, nil)
 			res, err := s.invoices.Apply(ctx, tx, o.ID, inv, at)
 			if err != nil {
 				return err
@@ -156,6 +157,36 @@ func (s *Syncer) syncOrg(ctx context.Context, o orgs.Organization, out io.Writer
 	s.log.InfoContext(ctx, "stripe sync", "org_id", o.ID, "stripe_customer_id", customer,
 		"subscriptions", len(subs), "invoices", len(invs), "changes", len(lines))
 	return len(lines), nil
+}
+
+// usable keeps the objects Tollgate can use, judged as the webhooks judge
+// them (stripein, through the same apply paths), and returns a line for
+// each one it skips: one unusable object must not stop the organisation's
+// sync, nor reach a query or the overage hooks.
+func (s *Syncer) usable(ctx context.Context, orgID string, subs []*stripe.Subscription, invs []*stripe.Invoice) ([]*stripe.Subscription, []*stripe.Invoice, []string) {
+	var lines []string
+	skip := func(err error) {
+		s.log.WarnContext(ctx, "stripe sync skipped an object Tollgate cannot use", "org_id", orgID, "error", err)
+		lines = append(lines, "skipped: "+err.Error())
+	}
+	keptSubs := subs[:0:0]
+	for _, sub := range subs {
+		if err := stripein.Subscription(sub, nil); err != nil {
+			skip(err)
+			continue
+		}
+		keptSubs = append(keptSubs, sub)
+	}
+	keptInvs := invs[:0:0]
+	for _, inv := range invs {
+		stripeshape.Invoice(inv, nil)
+		if err := stripein.Invoice(inv); err != nil {
+			skip(err)
+			continue
+		}
+		keptInvs = append(keptInvs, inv)
+	}
+	return keptSubs, keptInvs, lines
 }
 
 func (s *Syncer) fetch(ctx context.Context, customer string) ([]*stripe.Subscription, []*stripe.Invoice, error) {

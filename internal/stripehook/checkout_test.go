@@ -17,9 +17,9 @@ func TestACompletedCheckoutIsNoLongerOpen(t *testing.T) {
 		f := newFixture(t, db)
 		for _, recorded := range []bool{true, false} {
 			s, other := newScenario(f), newScenario(f)
-			session := "cs_" + s.sub
+			session := "cs_own_" + s.sub
 			record := f.openCheckout(s.org, session, recorded)
-			otherRecord := f.openCheckout(other.org, "cs_"+other.sub, true)
+			otherRecord := f.openCheckout(other.org, "cs_own_"+other.sub, true)
 			obj := checkoutObject(session, s.org, s.customer, s.sub, "starter", s.at(1))
 			obj["metadata"].(map[string]any)["tollgate_checkout_id"] = record
 			f.mustDeliver(event("evt_"+s.sub+"_1", "checkout.session.completed", s.at(1), obj))
@@ -38,6 +38,13 @@ func TestACompletedCheckoutIsNoLongerOpen(t *testing.T) {
 // does, with its Stripe id or still pending, and returns the record's id.
 func (f *fixture) openCheckout(orgID, sessionID string, recorded bool) string {
 	f.t.Helper()
+	return f.openCheckoutFor(orgID, sessionID, "", recorded)
+}
+
+// openCheckoutFor is openCheckout for a session opened for a Stripe
+// customer, as checkout opens every session.
+func (f *fixture) openCheckoutFor(orgID, sessionID, customerID string, recorded bool) string {
+	f.t.Helper()
 	id, state := store.NewID(), "open"
 	var stripeID *string
 	if recorded {
@@ -47,7 +54,7 @@ func (f *fixture) openCheckout(orgID, sessionID string, recorded bool) string {
 	}
 	now := time.Now().UTC()
 	row := map[string]any{"id": id, "org_id": orgID, "stripe_session_id": stripeID, "state": state,
-		"plan_id": "starter", "price_id": "price_tollgate_starter_monthly", "customer_id": "",
+		"plan_id": "starter", "price_id": "price_tollgate_starter_monthly", "customer_id": customerID,
 		"success_url": "https://app.example.com/ok", "cancel_url": "https://app.example.com/", "created_at": now, "updated_at": now}
 	if err := f.db.Table("checkout_sessions").Create(row).Error; err != nil {
 		f.t.Fatal(err)

@@ -13,10 +13,14 @@
 package stripehook
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/stripe/stripe-go/v76"
@@ -91,13 +95,14 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		apperr.WriteJSON(w, http.StatusBadRequest, map[string]any{"error": "could not read body"})
 		return
 	}
-	// IgnoreAPIVersionMismatch: the endpoint's API version is set in the
-	// Stripe dashboard and need not equal the version stripe-go is pinned
-	// to. Tollgate reads the fields later versions moved through
-	// stripeshape, and reconciliation re-reads everything through the
-	// pinned version anyway.
-	ev, err := webhook.ConstructEventWithOptions(body, r.Header.Get("Stripe-Signature"), h.Secret,
-		webhook.ConstructEventOptions{Tolerance: Tolerance, IgnoreAPIVersionMismatch: true})
+	// The signature first, then its age on both sides of Tolerance by the
+	// injected clock: stripe-go only refuses the past side, so a captured
+	// header dated ahead would replay for as long as it is dated ahead.
+	sig := r.Header.Get("Stripe-Signature")
+	err = webhook.ValidatePayloadIgnoringTolerance(body, sig, h.Secret)
+	if err == nil && !h.fresh(sig) {
+		err = errSignatureTime
+	}
 	if err != nil {
 		outcome = outcomeUndecodable
 		if badSignature(err) {
@@ -107,13 +112,14 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		apperr.WriteJSON(w, http.StatusBadRequest, map[string]any{"error": "invalid signature or payload"})
 		return
 	}
-	typ = ev.Type
-	if ev.ID == "" || ev.Type == "" || ev.Data == nil {
+	ev, err := decodeEvent(body)
+	if err != nil {
 		outcome = outcomeUndecodable
-		h.Log.WarnContext(r.Context(), "stripe webhook refused: signed body is not an event", "event_id", ev.ID)
+		h.Log.WarnContext(r.Context(), "stripe webhook refused: signed body is not an event", "event_id", ev.ID, "error", err)
 		apperr.WriteJSON(w, http.StatusBadRequest, map[string]any{"error": "not a Stripe event"})
 		return
 	}
+	typ = ev.Type
 	noteAPIVersion(r.Context(), h.Log, ev.APIVersion, ev.ID)
 	res, err := h.process(r.Context(), ev)
 	if err != nil {
@@ -124,10 +130,62 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	outcome = res.outcome
 	level := slog.LevelInfo
-	if res.outcome == outcomeUnknownOrg || res.outcome == outcomeUndecodable {
+	if res.outcome == outcomeUnknownOrg || res.outcome == outcomeUndecodable || res.outcome == outcomeInvalid {
 		level = slog.LevelWarn
 	}
 	h.Log.Log(r.Context(), level, "stripe webhook",
 		"event_id", ev.ID, "type", ev.Type, "outcome", res.outcome, "org_id", res.orgID, "changes", res.changes)
 	apperr.WriteJSON(w, http.StatusOK, map[string]any{"received": true, "outcome": res.outcome})
+}
+
+// errSignatureTime is a signature dated further from now than Tolerance.
+var errSignatureTime = errors.New("signature timestamp is not within the tolerance of now")
+
+// fresh reports whether a verified Stripe-Signature header is dated within
+// Tolerance of now, before or after. Its t= is read as stripe-go reads it
+// (the last one counts), since that is the time the signature covers.
+func (h *handler) fresh(header string) bool {
+	var signedAt int64
+	found := false
+	for _, pair := range strings.Split(header, ",") {
+		if v, ok := strings.CutPrefix(pair, "t="); ok {
+			t, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return false
+			}
+			signedAt, found = t, true
+		}
+	}
+	if !found {
+		return false
+	}
+	age := h.Clock.Now().Sub(time.Unix(signedAt, 0))
+	return age <= Tolerance && age >= -Tolerance
+}
+
+// decodeEvent reads a verified body as an event envelope. Only a body that
+// is not one (not JSON, no id, type or data) is an error; what the envelope
+// carries is judged later, so that a well-signed event Tollgate cannot use
+// is acknowledged rather than refused. data.object is kept raw, whatever
+// JSON it is: stripe-go's own decoding refuses an event whose object is not
+// a JSON object, which would answer 400 to Stripe's own delivery.
+func decodeEvent(body []byte) (stripe.Event, error) {
+	var env struct {
+		ID         string           `json:"id"`
+		Type       stripe.EventType `json:"type"`
+		Created    int64            `json:"created"`
+		APIVersion string           `json:"api_version"`
+		Data       *struct {
+			Object json.RawMessage `json:"object"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(body, &env); err != nil {
+		return stripe.Event{}, fmt.Errorf("parse event: %w", err)
+	}
+	ev := stripe.Event{ID: env.ID, Type: env.Type, Created: env.Created, APIVersion: env.APIVersion}
+	if env.ID == "" || env.Type == "" || env.Data == nil {
+		return ev, errors.New("no id, type or data")
+	}
+	ev.Data = &stripe.EventData{Raw: env.Data.Object}
+	return ev, nil
 }

@@ -28,12 +28,17 @@ type step struct {
 	plan, status, invoiceStatus string
 }
 
+// newScenario starts where every subscription starts: the organisation
+// asked for a Checkout session for its customer, and Tollgate recorded it
+// (cs_<sub>), so that the session's completion is one Tollgate created.
 func newScenario(f *fixture) scenario {
 	suffix := store.NewID()[:8]
-	return scenario{
+	s := scenario{
 		org: f.newOrg(), customer: "cus_" + suffix, sub: "sub_" + suffix, invoice: "in_" + suffix,
 		t0: f.t0,
 	}
+	f.openCheckoutFor(s.org, "cs_"+s.sub, s.customer, true)
+	return s
 }
 
 func (s scenario) at(sec int) time.Time { return s.t0.Add(time.Duration(sec) * time.Second) }

@@ -35,5 +35,5 @@ func countDelivery(t stripe.EventType, outcome string) {
 // second Stripe's (or a bug).
 func badSignature(err error) bool {
 	return errors.Is(err, webhook.ErrNotSigned) || errors.Is(err, webhook.ErrInvalidHeader) ||
-		errors.Is(err, webhook.ErrNoValidSignature) || errors.Is(err, webhook.ErrTooOld)
+		errors.Is(err, webhook.ErrNoValidSignature) || errors.Is(err, webhook.ErrTooOld) || errors.Is(err, errSignatureTime)
 }

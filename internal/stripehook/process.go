@@ -1,6 +1,7 @@
 package stripehook
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"gorm.io/gorm/clause"
 
 	"github.com/tollgate-billing/tollgate/internal/billing"
+	"github.com/tollgate-billing/tollgate/internal/stripein"
 	"github.com/tollgate-billing/tollgate/internal/stripeshape"
 )
 
@@ -23,6 +25,9 @@ const (
 	outcomeIgnored     = "ignored"
 	outcomeUndecodable = "undecodable"
 	outcomeUnknownOrg  = string(billing.UnknownOrg)
+	// outcomeInvalid: well signed, but carrying a value Tollgate cannot
+	// store or act on (stripein.Unusable); nothing of it is applied.
+	outcomeInvalid = string(billing.Invalid)
 )
 
 type result struct {
@@ -48,8 +53,19 @@ func (r *result) add(res billing.Result) {
 // open; when billing finds it needs a fresh copy of a subscription
 // (billing.FetchFirst), the transaction is rolled back, the copy fetched,
 // and the event applied once more with it.
+//
+// An event whose own id, type or time Tollgate cannot use is acknowledged
+// as invalid without being recorded; one whose object it cannot use is
+// recorded as invalid, with nothing else written.
 func (h *handler) process(ctx context.Context, ev stripe.Event) (result, error) {
+	if err := stripein.Event(ev.ID, string(ev.Type), ev.Created); err != nil {
+		h.Log.WarnContext(ctx, "stripe webhook ignored: the event itself is unusable", "error", err)
+		return result{outcome: outcomeInvalid}, nil
+	}
 	at := time.Unix(ev.Created, 0).UTC()
+	if !isObject(ev.Data.Raw) {
+		return h.recordInvalid(ctx, ev, at, &stripein.Unusable{Object: "event " + ev.ID, Field: "data.object", Reason: "is not a JSON object"})
+	}
 	var f fetched
 	if ev.Type == stripe.EventTypeCheckoutSessionCompleted {
 		// Skip the fetch for a redelivery already applied.
@@ -72,6 +88,10 @@ func (h *handler) process(ctx context.Context, ev stripe.Event) (result, error) 
 			return result{}, err
 		}
 		res, err = h.applyOnce(ctx, ev, at, f)
+	}
+	var unusable *stripein.Unusable
+	if errors.As(err, &unusable) {
+		return h.recordInvalid(ctx, ev, at, unusable)
 	}
 	if err == nil && ev.Type == stripe.EventTypeInvoiceCreated {
 		err = h.invoiceCreated(ctx, ev)
@@ -115,6 +135,31 @@ func (h *handler) applyOnce(ctx context.Context, ev stripe.Event, at time.Time, 
 		return nil
 	})
 	return res, err
+}
+
+// recordInvalid acknowledges an event whose object Tollgate cannot use: the
+// transaction that tried it was rolled back, so only the event's record is
+// written, with outcome invalid, and a redelivery is a duplicate. Stripe
+// would redeliver it unchanged for three days; the log says what is wrong.
+func (h *handler) recordInvalid(ctx context.Context, ev stripe.Event, at time.Time, why *stripein.Unusable) (result, error) {
+	h.Log.WarnContext(ctx, "stripe webhook ignored: its object carries a value Tollgate cannot use",
+		"event_id", ev.ID, "type", ev.Type, "error", why.Error())
+	rec := WebhookEvent{ID: ev.ID, Type: string(ev.Type), CreatedAt: at, ProcessedAt: h.Clock.Now(), Outcome: outcomeInvalid}
+	ins := h.DB.WithContext(ctx).Clauses(clause.OnConflict{Columns: []clause.Column{{Name: "id"}}, DoNothing: true}).Create(&rec)
+	if ins.Error != nil {
+		return result{}, fmt.Errorf("record invalid event %s: %w", ev.ID, ins.Error)
+	}
+	if ins.RowsAffected == 0 {
+		return result{outcome: outcomeDuplicate}, nil
+	}
+	return result{outcome: outcomeInvalid}, nil
+}
+
+// isObject reports whether raw is a JSON object, as every event's
+// data.object Tollgate acts on is.
+func isObject(raw []byte) bool {
+	raw = bytes.TrimLeft(raw, " \t\r\n")
+	return len(raw) > 0 && raw[0] == '{'
 }
 
 // decode reads the event's object. A well-signed object Tollgate cannot

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/tollgate-billing/tollgate/internal/stripein"
 	"github.com/tollgate-billing/tollgate/internal/stripeshape"
 )
 
@@ -17,7 +18,8 @@ var seenVersions sync.Map // version → struct{}
 
 // noteAPIVersion logs the first event of each API version.
 func noteAPIVersion(ctx context.Context, log *slog.Logger, version, eventID string) {
-	if version == "" {
+	if !stripein.APIVersion(version) {
+		// Nothing else is a version, and /readyz lists what is noted.
 		return
 	}
 	if _, seen := seenVersions.LoadOrStore(version, struct{}{}); seen {

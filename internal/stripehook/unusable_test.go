@@ -1,0 +1,244 @@
+package stripehook_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stripe/stripe-go/v76/webhook"
+
+	"github.com/tollgate-billing/tollgate/internal/billing"
+	"github.com/tollgate-billing/tollgate/internal/clock"
+	"github.com/tollgate-billing/tollgate/internal/invoices"
+	"github.com/tollgate-billing/tollgate/internal/store"
+	"github.com/tollgate-billing/tollgate/internal/stripehook"
+	"github.com/tollgate-billing/tollgate/internal/testenv"
+)
+
+// A completed checkout places a customer only through what Tollgate
+// recorded: metadata.org_id on a session Tollgate never opened for that
+// organisation (or opened for another customer) links nothing, whatever
+// organisation it names.
+func TestACheckoutTollgateNeverOpenedLinksNobody(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newFixture(t, db)
+		victim, other := f.newOrg(), newScenario(f)
+		now := time.Now().UTC()
+		cases := []struct {
+			name string
+			obj  map[string]any
+		}{
+			{"a session nobody recorded, naming an organisation", checkoutObject("cs_evil2", victim, "cus_evil", "sub_evil", "growth", now)},
+			{"another organisation's recorded session, naming this one", checkoutObject("cs_"+other.sub, victim, "cus_evil", "sub_evil", "growth", now)},
+			{"the organisation's recorded session, paid by another customer", func() map[string]any {
+				f.openCheckoutFor(victim, "cs_victim", "cus_victims_own", true)
+				return checkoutObject("cs_victim", victim, "cus_evil", "sub_evil", "growth", now)
+			}()},
+			{"a record id in metadata for a session recorded under another id", func() map[string]any {
+				record := f.openCheckoutFor(victim, "cs_victim_2", "", true)
+				obj := checkoutObject("cs_evil3", victim, "cus_evil", "sub_evil", "growth", now)
+				obj["metadata"].(map[string]any)["tollgate_checkout_id"] = record
+				return obj
+			}()},
+		}
+		before := testutil.ToFloat64(billing.UntrustedCheckouts)
+		for i, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				r := f.deliver(event("evt_untrusted_"+store.NewID(), "checkout.session.completed", now, tc.obj))
+				if r.Status != http.StatusOK || r.Outcome != "ignored" {
+					t.Fatalf("answered %d %q, want 200 ignored", r.Status, r.Outcome)
+				}
+				if o := orgOf(f, victim); o.StripeCustomerID != nil || o.PlanID != "free" {
+					t.Fatalf("the named organisation got customer %v and plan %s", o.StripeCustomerID, o.PlanID)
+				}
+				if n := f.count(&billing.Subscription{}); n != 0 {
+					t.Fatalf("%d subscriptions stored, want none", n)
+				}
+				if got := testutil.ToFloat64(billing.UntrustedCheckouts) - before; got != float64(i+1) {
+					t.Errorf("untrusted checkouts counted %v times, want %d", got, i+1)
+				}
+			})
+		}
+		if !strings.Contains(f.logs.String(), `"checkout_session_id":"cs_evil2"`) {
+			t.Errorf("no log line names the ignored session")
+		}
+	})
+}
+
+// Well-signed events whose values Tollgate cannot store or act on answer
+// 200 with outcome invalid (a 500 would have Stripe retry them for three
+// days, a 400 would have it disable the endpoint) and change nothing.
+func TestWellSignedEventsWithUnusableValuesChangeNothing(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newFixtureOnStub(t, db)
+		s := newScenario(f)
+		f.stub.setObject(t, s.sub, s.subscription("starter", "active", 1))
+		for _, stp := range s.steps()[:4] { // checkout, growth, payment failed, invoice paid
+			f.mustDeliver(stp.body)
+		}
+		n := 0
+		sub := func(edit func(o map[string]any)) []byte {
+			n++
+			o := s.subscription("starter", "active", 10+n)
+			edit(o)
+			return event("evt_bad_"+store.NewID(), "customer.subscription.updated", s.at(10+n), o)
+		}
+		inv := func(edit func(o map[string]any)) []byte {
+			n++
+			o := s.invoiceObj("paid", 10+n)
+			edit(o)
+			return event("evt_bad_"+store.NewID(), "invoice.paid", s.at(10+n), o)
+		}
+		set := func(k string, v any) func(map[string]any) { return func(o map[string]any) { o[k] = v } }
+		item := func(k string, v any) func(map[string]any) {
+			return func(o map[string]any) {
+				o["items"].(map[string]any)["data"].([]any)[0].(map[string]any)["price"].(map[string]any)[k] = v
+			}
+		}
+		meta := func(k, v string) func(map[string]any) {
+			return func(o map[string]any) { o["metadata"].(map[string]any)[k] = v }
+		}
+		envelope := func(edit func(ev map[string]any)) []byte {
+			var ev map[string]any
+			if err := json.Unmarshal(event("evt_bad_"+store.NewID(), "invoice.paid", s.at(30), s.invoiceObj("paid", 30)), &ev); err != nil {
+				t.Fatal(err)
+			}
+			edit(ev)
+			b, _ := json.Marshal(ev)
+			return b
+		}
+		checkout := func(edit func(o map[string]any)) []byte {
+			o := checkoutObject("cs_"+s.sub, s.org, s.customer, s.sub, "starter", s.at(1))
+			edit(o)
+			return event("evt_bad_"+store.NewID(), "checkout.session.completed", s.at(31), o)
+		}
+		cases := []struct {
+			name string
+			body []byte
+		}{
+			{"a period ending in the year 3170843", sub(set("current_period_end", int64(99999999999999)))},
+			{"a period ending before it starts", sub(set("current_period_end", s.at(0).Add(-time.Hour).Unix()))},
+			{"a cancellation before 2000", sub(set("canceled_at", int64(86400)))},
+			{"a subscription id with a NUL byte", sub(set("id", "sub_o1\u0000"))},
+			{"a subscription id of 300 bytes", sub(set("id", "sub_"+strings.Repeat("x", 300)))},
+			{"a status Stripe does not have", sub(set("status", "weird_status"))},
+			{"no status at all", sub(set("status", ""))},
+			{"a customer id with a right-to-left override", sub(set("customer", "cus_live\u202e"))},
+			{"a price id with a NUL byte", sub(item("id", "price_\u0000"))},
+			{"a metadata.org_id of 600 characters", sub(meta("org_id", strings.Repeat("o", 600)))},
+			{"an invoice id with a NUL byte", inv(set("id", "in_\u0000"))},
+			{"a payment in the year 248073", inv(set("status_transitions", map[string]any{"paid_at": int64(99999999999999)}))},
+			{"a currency that is not ASCII", inv(set("currency", "ééé"))},
+			{"a currency of 100,000 characters", inv(set("currency", strings.Repeat("u", 100000)))},
+			{"an invoice number of 100,000 characters", inv(set("number", strings.Repeat("9", 100000)))},
+			{"an invoice number with a line break", inv(set("number", "ACME-1\nPAID"))},
+			{"a total past any Stripe amount", inv(set("total", int64(9223372036854775807)))},
+			{"a negative amount due", inv(set("amount_due", -500))},
+			{"an invoice status that is not a word", inv(set("status", "paid<script>"))},
+			{"an invoice customer with a NUL byte", inv(set("customer", "cus_\u0000"))},
+			{"a period start in 1970", inv(set("period_start", int64(1)))},
+			{"an event created in the year 3170843", envelope(func(ev map[string]any) { ev["created"] = int64(99999999999999) })},
+			{"an event id with a NUL byte", envelope(func(ev map[string]any) { ev["id"] = "evt_\u0000" })},
+			{"an event type that is not one", envelope(func(ev map[string]any) { ev["type"] = "invoice.paid\u0000" })},
+			{"an object that is an array", envelope(func(ev map[string]any) { ev["data"] = map[string]any{"object": []any{1, 2}} })},
+			{"an object that is a string", envelope(func(ev map[string]any) { ev["data"] = map[string]any{"object": "in_1"} })},
+			{"an object that is null", envelope(func(ev map[string]any) { ev["data"] = map[string]any{"object": nil} })},
+			{"a checkout session id with a NUL byte", checkout(set("id", "cs_\u0000"))},
+			{"a checkout metadata.org_id with a NUL byte", checkout(meta("org_id", s.org+"\u0000"))},
+		}
+		want := f.state(s)
+		subs, invs := f.count(&billing.Subscription{}), f.count(&invoices.Invoice{})
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				if r := f.deliver(tc.body); r.Status != http.StatusOK || r.Outcome != "invalid" {
+					t.Fatalf("answered %d %q, want 200 invalid", r.Status, r.Outcome)
+				}
+				if got := f.state(s); !reflect.DeepEqual(got, want) {
+					t.Fatalf("state changed:\n%+v\nwant\n%+v", got, want)
+				}
+				if gs, gi := f.count(&billing.Subscription{}), f.count(&invoices.Invoice{}); gs != subs || gi != invs {
+					t.Fatalf("%d subscriptions and %d invoices, want %d and %d", gs, gi, subs, invs)
+				}
+			})
+		}
+		if st := f.state(s); st.OrgPlan != "growth" || st.Sub.Status != "past_due" || st.Invoice.Status != "paid" {
+			t.Fatalf("ended on plan %s, status %s, invoice %s; want what the usable events left: growth, past_due, paid",
+				st.OrgPlan, st.Sub.Status, st.Invoice.Status)
+		}
+		if !strings.Contains(f.logs.String(), `unusable Stripe subscription `+s.sub+`: status is not a subscription status`) {
+			t.Errorf("no log line says what was wrong with the status")
+		}
+	})
+}
+
+// A link on an invoice that is not an https URL is dropped: the invoice is
+// kept, and neither the list nor the billing page's href ever shows a
+// javascript: or data: URL. A negative total (credits larger than the
+// charges) is Stripe's and is kept.
+func TestInvoiceLinksThatAreNotHTTPSAreNeverServed(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newFixture(t, db)
+		s := newScenario(f)
+		obj := s.invoiceObj("paid", 4)
+		obj["hosted_invoice_url"] = "javascript:alert(1)"
+		obj["invoice_pdf"] = "data:text/html,<script>alert(1)</script>"
+		obj["total"] = -500
+		if out := f.mustDeliver(event("evt_links_"+s.sub, "invoice.paid", s.at(4), obj)); out != "applied" {
+			t.Fatalf("outcome %q, want applied", out)
+		}
+		page, err := invoices.NewService(db, clock.Real{}, nil).List(context.Background(), s.org, 10, "", "")
+		if err != nil || len(page.Invoices) != 1 {
+			t.Fatalf("listed %d invoices (err %v), want 1", len(page.Invoices), err)
+		}
+		got := page.Invoices[0]
+		if got.HostedInvoiceURL != nil || got.PDFURL != nil {
+			t.Fatalf("served links %v and %v, want none", deref(got.HostedInvoiceURL), deref(got.PDFURL))
+		}
+		if got.Total != -500 || got.Status != "paid" || got.PaidAt == nil {
+			t.Fatalf("invoice %+v, want it kept: paid, total -500", got)
+		}
+		// A row stored before links were judged is served without its link.
+		if err := db.Model(&invoices.Invoice{}).Where("id = ?", s.invoice).Update("hosted_invoice_url", "javascript:alert(2)").Error; err != nil {
+			t.Fatal(err)
+		}
+		page, err = invoices.NewService(db, clock.Real{}, nil).List(context.Background(), s.org, 10, "", "")
+		if err != nil || page.Invoices[0].HostedInvoiceURL != nil {
+			t.Fatalf("served a stored javascript: link (err %v)", err)
+		}
+	})
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return "<nil>"
+	}
+	return *s
+}
+
+// A signature dated ahead of now by more than the tolerance is refused, as
+// one dated behind by as much is: a captured delivery must not replay.
+func TestSignaturesDatedTooFarAheadAreRefused(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newFixture(t, db)
+		s := newScenario(f)
+		now := time.Now()
+		sign := func(b []byte, at time.Time) string {
+			return webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: b, Secret: secret, Timestamp: at}).Header
+		}
+		body := event("evt_ahead_"+s.sub, "customer.subscription.created", s.at(1), s.subscription("growth", "active", 1))
+		if r := f.post(body, sign(body, now.Add(stripehook.Tolerance+100*time.Second))); r.Status != http.StatusBadRequest {
+			t.Fatalf("a signature 400 s ahead answered %d, want 400", r.Status)
+		}
+		if n := f.count(&stripehook.WebhookEvent{}) + f.count(&billing.Subscription{}); n != 0 {
+			t.Fatalf("stored %d rows from a refused delivery", n)
+		}
+		if r := f.post(body, sign(body, now.Add(time.Minute))); r.Status != http.StatusOK || r.Outcome != "applied" {
+			t.Fatalf("a signature a minute ahead (clock skew) answered %d %q, want 200 applied", r.Status, r.Outcome)
+		}
+	})
+}
