@@ -18,6 +18,7 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/tollgate-billing/tollgate/internal/clock"
+	"github.com/tollgate-billing/tollgate/internal/ed25519key"
 )
 
 // Claims are what Tollgate reads from a bearer JWT.
@@ -102,9 +103,14 @@ func NewVerifier(secret []byte, publicKeys []crypto.PublicKey, c clock.Clock) (*
 		return nil, err
 	}
 	v := &Verifier{secret: secret, clock: c, verified: cache}
-	for _, k := range publicKeys {
+	for i, k := range publicKeys {
 		switch k := k.(type) {
 		case ed25519.PublicKey:
+			// A small-order key would accept one fixed signature on
+			// any token, so anyone could mint tokens.
+			if err := ed25519key.Check(k); err != nil {
+				return nil, fmt.Errorf("public key %d: %w", i+1, err)
+			}
 			v.edKeys = append(v.edKeys, k)
 		case *rsa.PublicKey:
 			v.rsKeys = append(v.rsKeys, k)
@@ -134,6 +140,11 @@ func LoadPublicKeys(path string) ([]crypto.PublicKey, error) {
 		k, err := x509.ParsePKIXPublicKey(blk.Bytes)
 		if err != nil {
 			return nil, fmt.Errorf("parse public key: %w", err)
+		}
+		if ed, ok := k.(ed25519.PublicKey); ok {
+			if err := ed25519key.Check(ed); err != nil {
+				return nil, fmt.Errorf("public key %d: %w", len(keys)+1, err)
+			}
 		}
 		keys = append(keys, k)
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,6 +68,31 @@ func TestPublicKeyTokens(t *testing.T) {
 				t.Fatal("accepted")
 			}
 		})
+	}
+}
+
+// TestSmallOrderPublicKeysAreRefused: an EdDSA key in JWT_PUBLIC_KEYS_FILE
+// that is the identity point would accept the signature R = identity,
+// S = 0 on any token; the verifier refuses to start with it.
+func TestSmallOrderPublicKeysAreRefused(t *testing.T) {
+	identity := ed25519.PublicKey(append([]byte{1}, make([]byte, 31)...))
+	forged := append([]byte{1}, make([]byte, 63)...)
+	if !ed25519.Verify(identity, []byte("any token"), forged) {
+		t.Fatal("crypto/ed25519 no longer accepts the forgery; the test's premise changed")
+	}
+	for name, k := range map[string]ed25519.PublicKey{
+		"the identity":  identity,
+		"32 zero bytes": make(ed25519.PublicKey, 32),
+	} {
+		if _, err := NewVerifier(nil, []crypto.PublicKey{k}, clock.NewFake(time.Now())); err == nil {
+			t.Errorf("%s accepted as a token-signing key", name)
+		}
+		der, _ := x509.MarshalPKIXPublicKey(k)
+		path := filepath.Join(t.TempDir(), "keys.pem")
+		os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600)
+		if _, err := LoadPublicKeys(path); err == nil || !strings.Contains(err.Error(), "small order") {
+			t.Errorf("JWT_PUBLIC_KEYS_FILE with %s: %v, want an error naming small order", name, err)
+		}
 	}
 }
 
