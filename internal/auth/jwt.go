@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -33,31 +32,16 @@ type Claims struct {
 	scopes []Scope
 }
 
-// dateClaims are the registered claims RFC 7519 defines as NumericDate.
-var dateClaims = []string{"exp", "nbf", "iat"}
-
 // errDateNotNumber is a date claim that is not a JSON number.
 var errDateNotNumber = errors.New("a date claim is not a number")
 
-// UnmarshalJSON refuses exp, nbf and iat unless they are JSON numbers, as
-// RFC 7519 defines them: golang-jwt's NumericDate also reads a string such
-// as "1700000000", so an issuer's bug (or a token made by hand) would pass
-// here and fail elsewhere. encoding/json matches names without regard to
-// case, so the check does too.
+// UnmarshalJSON reads the claims by their exact names (decodeClaims), as
+// RFC 7519 §4 says claim names are case-sensitive: encoding/json would
+// read {"Org": "acme"} as org, so a token whose issuer never set org, or a
+// claim of another meaning that differs only in case, would authenticate
+// as that organisation.
 func (c *Claims) UnmarshalJSON(b []byte) error {
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(b, &raw); err != nil {
-		return err
-	}
-	for name, v := range raw {
-		for _, d := range dateClaims {
-			if strings.EqualFold(name, d) && !isNumber(v) {
-				return fmt.Errorf("%w: %s", errDateNotNumber, name)
-			}
-		}
-	}
-	type plain Claims // without this method, so no recursion
-	return json.Unmarshal(b, (*plain)(c))
+	return decodeClaims(b, c)
 }
 
 // isNumber reports whether v is a JSON number literal.

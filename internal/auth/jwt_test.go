@@ -121,7 +121,8 @@ func TestRememberedTokensStillExpire(t *testing.T) {
 
 // TestDateClaimsMustBeNumbers: exp, nbf and iat given as strings holding a
 // number (which golang-jwt's NumericDate reads) are refused as invalid
-// claims, in any case of the name; numbers, integral or not, are accepted.
+// claims; numbers, integral or not, are accepted. "Exp" is not exp, so a
+// token with only it has no exp claim and is refused as well.
 func TestDateClaimsMustBeNumbers(t *testing.T) {
 	clk := clock.NewFake(time.Now())
 	secret := []byte("date-claims-secret-0123456789abcdef0123")
