@@ -96,6 +96,47 @@ func TestSmallOrderPublicKeysAreRefused(t *testing.T) {
 	}
 }
 
+// TestLeeway: the README promises 30 seconds of leeway on exp and nbf for
+// clock skew between the issuer and Tollgate, no more and no less.
+func TestLeeway(t *testing.T) {
+	clk := clock.NewFake(time.Unix(1_800_000_000, 0))
+	secret := []byte("leeway-secret-0123456789abcdef0123456789")
+	v, err := NewVerifier(secret, nil, clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := clk.Now()
+	for name, tc := range map[string]struct {
+		exp, nbf time.Duration // from now; nbf 0 leaves it out
+		reason   string
+	}{
+		"expired 29 s ago is accepted":         {exp: -29 * time.Second},
+		"expired 30 s ago is refused":          {exp: -30 * time.Second, reason: ReasonExpired},
+		"valid from 30 s from now is accepted": {exp: time.Hour, nbf: 30 * time.Second},
+		"valid from 31 s from now is refused":  {exp: time.Hour, nbf: 31 * time.Second, reason: ReasonBadClaims},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := Claims{Org: "acme"}
+			c.ExpiresAt = jwt.NewNumericDate(now.Add(tc.exp))
+			if tc.nbf != 0 {
+				c.NotBefore = jwt.NewNumericDate(now.Add(tc.nbf))
+			}
+			tok, _ := Mint(secret, c)
+			_, f := v.Verify(tok)
+			if got := reasonOf(f); got != tc.reason {
+				t.Fatalf("reason = %q (%+v), want %q", got, f, tc.reason)
+			}
+		})
+	}
+}
+
+func reasonOf(f *Failure) string {
+	if f == nil {
+		return ""
+	}
+	return f.Reason
+}
+
 // TestRememberedTokensStillExpire: a token verified once is not parsed
 // again, but stops working at exp (plus the leeway) all the same.
 func TestRememberedTokensStillExpire(t *testing.T) {
