@@ -18,6 +18,7 @@ import (
 
 	"github.com/tollgate-billing/tollgate/internal/apptest"
 	"github.com/tollgate-billing/tollgate/internal/auth"
+	"github.com/tollgate-billing/tollgate/internal/ed25519key"
 	"github.com/tollgate-billing/tollgate/internal/signing"
 )
 
@@ -150,17 +151,8 @@ func TestSmallOrderSigningKeys(t *testing.T) {
 	keyID := created.CreateAPIKey.APIKey.ID
 
 	const register = `mutation($in: RegisterSigningKeyInput!) { registerSigningKey(input: $in) { apiKey { signingRequired } userErrors { field message code } } }`
-	for _, hexKey := range []string{
-		"0100000000000000000000000000000000000000000000000000000000000000", // the identity
-		"ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
-		"0000000000000000000000000000000000000000000000000000000000000000", // 32 zero bytes
-		"0000000000000000000000000000000000000000000000000000000000000080",
-		"26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
-		"26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
-		"c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
-		"c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
-		"0100000000000000000000000000000000000000000000000000000000000080", // the identity, non-canonical
-	} {
+	// The eight small-order points, and the identity written non-canonically.
+	for _, hexKey := range append(ed25519key.SmallOrder[:], "0100000000000000000000000000000000000000000000000000000000000080") {
 		raw, _ := hex.DecodeString(hexKey)
 		var reg struct {
 			RegisterSigningKey struct {

@@ -229,19 +229,22 @@ func TestThePlanRateLimitIsAnsweredByTheGate(t *testing.T) {
 	}
 }
 
+// aliasedFields is an operation of n root fields, each field aliased.
+func aliasedFields(n int, field string) string {
+	var b strings.Builder
+	b.WriteString("{")
+	for i := range n {
+		fmt.Fprintf(&b, " f%d: %s", i, field)
+	}
+	return b.String() + " }"
+}
+
 // Tollgate's own limit charges work, not requests: each root field, aliases
 // included, costs one unit of the credential's budget, and the refusal is an
 // HTTP 429 with Retry-After.
 func TestAliasesAreChargedAsWork(t *testing.T) {
 	h := apptest.New(t, apptest.Options{Redis: true, Env: map[string]string{"API_RATE_LIMIT_PER_CREDENTIAL": "20"}})
-	aliased := func(n int) string {
-		var b strings.Builder
-		b.WriteString("{")
-		for i := range n {
-			fmt.Fprintf(&b, " g%d: usageGate(meter: \"api_calls\") { allowed }", i)
-		}
-		return b.String() + " }"
-	}
+	aliased := func(n int) string { return aliasedFields(n, `usageGate(meter: "api_calls") { allowed }`) }
 	tok := map[string]string{"Authorization": "Bearer " + h.Token("acme")}
 	if r := h.Do(tok, aliased(15), nil); r.Status != http.StatusOK || len(r.Errors) > 0 {
 		t.Fatalf("15 root fields of a 20 budget: %d %+v", r.Status, r.Errors)
@@ -403,14 +406,7 @@ func TestRateLimitHeadersTellTheWholeCharge(t *testing.T) {
 		t.Run(strconv.Itoa(limit), func(t *testing.T) {
 			h := apptest.New(t, apptest.Options{Redis: true, Env: map[string]string{"API_RATE_LIMIT_PER_CREDENTIAL": strconv.Itoa(limit)}})
 			tok := map[string]string{"Authorization": "Bearer " + h.Token("acme")}
-			aliased := func(n int) string {
-				var b strings.Builder
-				b.WriteString("{")
-				for i := range n {
-					fmt.Fprintf(&b, " t%d: __typename", i)
-				}
-				return b.String() + " }"
-			}
+			aliased := func(n int) string { return aliasedFields(n, "__typename") }
 			header := func(r apptest.Response, name string) int {
 				t.Helper()
 				v, err := strconv.Atoi(r.Header.Get(name))

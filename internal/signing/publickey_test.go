@@ -11,6 +11,8 @@ import (
 	"encoding/pem"
 	"strings"
 	"testing"
+
+	"github.com/tollgate-billing/tollgate/internal/ed25519key"
 )
 
 func TestParsePublicKey(t *testing.T) {
@@ -76,26 +78,13 @@ func TestParsePublicKey(t *testing.T) {
 	}
 }
 
-// smallOrderKeys are the encodings of the eight Ed25519 points of small
-// order; with any of them one fixed signature verifies every request.
-var smallOrderKeys = []string{
-	"0100000000000000000000000000000000000000000000000000000000000000", // the identity
-	"ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
-	"0000000000000000000000000000000000000000000000000000000000000000", // 32 zero bytes
-	"0000000000000000000000000000000000000000000000000000000000000080",
-	"26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
-	"26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
-	"c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
-	"c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
-}
-
 // TestKeysWithoutASecretAreRefused: every form ParsePublicKey reads (raw
 // base64, SPKI DER, PEM) refuses small-order, non-canonical and off-curve
 // keys, naming the problem.
 func TestKeysWithoutASecretAreRefused(t *testing.T) {
 	type bad struct{ hex, want string }
 	var keys []bad
-	for _, h := range smallOrderKeys {
+	for _, h := range ed25519key.SmallOrder {
 		keys = append(keys, bad{h, "small-order"})
 	}
 	keys = append(keys,
