@@ -14,14 +14,14 @@ type Code string
 
 // Codes that clients can rely on.
 const (
-	Unauthenticated            Code = "UNAUTHENTICATED"
-	Forbidden                  Code = "FORBIDDEN"
-	NotFound                   Code = "NOT_FOUND"
-	UsageLimitExceeded         Code = "USAGE_LIMIT_EXCEEDED"
-	RateLimited                Code = "RATE_LIMITED"
-	BadInput                   Code = "BAD_USER_INPUT"
-	StripeNotConfigured        Code = "STRIPE_NOT_CONFIGURED"
-	PaymentProviderRejected    Code = "PAYMENT_PROVIDER_REJECTED"
+	Unauthenticated         Code = "UNAUTHENTICATED"
+	Forbidden               Code = "FORBIDDEN"
+	NotFound                Code = "NOT_FOUND"
+	UsageLimitExceeded      Code = "USAGE_LIMIT_EXCEEDED"
+	RateLimited             Code = "RATE_LIMITED"
+	BadInput                Code = "BAD_USER_INPUT"
+	StripeNotConfigured     Code = "STRIPE_NOT_CONFIGURED"
+	PaymentProviderRejected Code = "PAYMENT_PROVIDER_REJECTED"
 	// Unavailable means a dependency (the database, Stripe) is briefly
 	// unavailable: the error presenter adds extensions.retryable and a
 	// requestId. A write may or may not have landed before the connection
