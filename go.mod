@@ -3,6 +3,7 @@ module github.com/tollgate-billing/tollgate
 go 1.26.0
 
 require (
+	filippo.io/edwards25519 v1.2.0
 	github.com/99designs/gqlgen v0.17.95
 	github.com/Khan/genqlient v0.8.1
 	github.com/alicebob/miniredis/v2 v2.40.0

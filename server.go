@@ -26,7 +26,6 @@ import (
 	"time"
 
 	"github.com/tollgate-billing/tollgate/internal/app"
-	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/auth"
 	"github.com/tollgate-billing/tollgate/internal/config"
 	"github.com/tollgate-billing/tollgate/internal/observe"
@@ -98,9 +97,10 @@ var commands = map[string]*command{
 			if len(args) == 0 {
 				return nil
 			}
-			// The same rule the token will meet when it is used.
-			if ae, ok := apperr.As(orgs.ValidateClaims(args[0], "", "")); ok {
-				return errors.New(ae.Message)
+			// The same rule the token will meet when it is used,
+			// said of the argument rather than of a claim.
+			if problem := orgs.ExternalIDProblem(args[0], "org"); problem != "" {
+				return errors.New(problem)
 			}
 			return nil
 		},
@@ -121,6 +121,30 @@ func oneOf(words ...string) func(args []string) error {
 			return fmt.Errorf("unknown action %q (want %s)", args[0], strings.Join(words, ", "))
 		}
 		return nil
+	}
+}
+
+// parseInterleaved parses fs's flags wherever they stand among the
+// positional arguments, which it returns in order: the flag package stops at
+// the first argument that is not a flag, so "token acme --help" read
+// "--help" as a second org while "migrate up --help" printed help, and
+// "stripe sync --org x" worked only because the action word was split off
+// by hand. "--" still ends the flags: what follows it is positional.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return positional, nil
+		}
+		if len(rest) < len(args) && args[len(args)-len(rest)-1] == "--" {
+			return append(positional, rest...), nil
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
 	}
 }
 
@@ -152,12 +176,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cmd.flags != nil {
 		cmd.flags(fs)
 	}
-	// "stripe sync --org x": the action word comes before the flags.
-	var lead []string
-	if cmd.minArgs > 0 && len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		lead, args = args[:1], args[1:]
-	}
-	if err := fs.Parse(args); err != nil {
+	rest, err := parseInterleaved(fs, args)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printUsage(stdout)
 			return 0
@@ -165,7 +185,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		printUsage(stderr) // after the flag package's own line naming the error
 		return 2
 	}
-	rest := slices.Concat(lead, fs.Args())
 	if len(rest) < cmd.minArgs || len(rest) > cmd.maxArgs {
 		what := "missing argument"
 		if len(rest) > cmd.maxArgs {

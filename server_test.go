@@ -310,6 +310,7 @@ func TestStripeSyncCommand(t *testing.T) {
 // doing anything: --help prints help and exits 0, and an unknown flag, a
 // missing or extra argument, or an unknown action exits 2 with the usage
 // instead of running (`token --help` used to mint a token for "--help").
+// Flags are read wherever they stand, before or after the arguments.
 func TestCommandLine(t *testing.T) {
 	env := map[string]string{"TOLLGATE_DATA_DIR": t.TempDir(), "TOLLGATE_MIGRATE": "false"}
 	getenv := func(k string) string { return env[k] }
@@ -325,6 +326,17 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"stripe", "sync", "--help"}, 0, "-org", ""},
 		{[]string{"serve", "--help"}, 0, "usage: tollgate serve", ""},
 		{[]string{"--help"}, 0, "COMMAND --help", ""},
+		// --help after the arguments, as after the flags, for every command.
+		{[]string{"token", "acme", "--help"}, 0, "usage: tollgate token [org]", ""},
+		{[]string{"token", "acme", "-h"}, 0, "usage: tollgate token [org]", ""},
+		{[]string{"migrate", "up", "--help"}, 0, "usage: tollgate migrate up|down|status", ""},
+		{[]string{"migrate", "sideways", "--help"}, 0, "usage: tollgate migrate up|down|status", ""},
+		{[]string{"stripe", "sync", "--org", "acme", "--help"}, 0, "-org", ""},
+		{[]string{"stripe", "--help", "sync"}, 0, "usage: tollgate stripe sync", ""},
+		{[]string{"serve", "now", "--help"}, 0, "usage: tollgate serve", ""},
+		{[]string{"migrate", "--", "--help"}, 2, "", `unknown action "--help"`}, // "--" ends the flags
+		{[]string{"token", ""}, 2, "", "tollgate token: org must not be empty"},
+		{[]string{"token", "acme", "--org", "x"}, 2, "", "flag provided but not defined: -org"},
 		{[]string{"token", "acme", "extra"}, 2, "", `unexpected argument "extra"`},
 		{[]string{"token", "--org", "acme"}, 2, "", "flag provided but not defined: -org"},
 		{[]string{"token", "acme "}, 2, "", "whitespace"},

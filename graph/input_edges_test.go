@@ -81,7 +81,7 @@ func TestInputsThatReachedTheDatabaseAreClientErrors(t *testing.T) {
 				}
 			}
 			h.Query("acme", `mutation($in: RegisterSigningKeyInput!) { registerSigningKey(input: $in) { userErrors { field code } } }`,
-				map[string]any{"in": map[string]any{"apiKeyId": "k\x00", "publicKey": base64.StdEncoding.EncodeToString(make([]byte, 32))}}).Decode(t, &out)
+				map[string]any{"in": map[string]any{"apiKeyId": "k\x00", "publicKey": "MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE="}}).Decode(t, &out)
 			if ue := out.RegisterSigningKey.UserErrors; len(ue) != 1 || ue[0].Field != "input.apiKeyId" || ue[0].Code != "NOT_FOUND" {
 				t.Fatalf("userErrors = %+v, want input.apiKeyId NOT_FOUND", ue)
 			}

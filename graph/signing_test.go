@@ -2,16 +2,23 @@ package graph_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
+	"strconv"
 	"testing"
 
+	"github.com/google/uuid"
+
 	"github.com/tollgate-billing/tollgate/internal/apptest"
+	"github.com/tollgate-billing/tollgate/internal/auth"
+	"github.com/tollgate-billing/tollgate/internal/ed25519key"
 	"github.com/tollgate-billing/tollgate/internal/signing"
 )
 
@@ -131,4 +138,50 @@ func TestSignedAPIKeys(t *testing.T) {
 			}
 		})
 	})
+}
+
+// TestSmallOrderSigningKeys: a public key no secret stands behind (a point
+// of small order, such as the identity or 32 zero bytes) is refused at
+// registration with a userError, and one stored before that check existed
+// authenticates nothing, not even the one signature it would verify.
+func TestSmallOrderSigningKeys(t *testing.T) {
+	h := apptest.New(t, apptest.Options{})
+	var created createKeyResult
+	h.Query("acme", createKey, map[string]any{"in": map[string]any{"name": "ingest", "scopes": []string{"BILLING_READ"}}}).Decode(t, &created)
+	keyID := created.CreateAPIKey.APIKey.ID
+
+	const register = `mutation($in: RegisterSigningKeyInput!) { registerSigningKey(input: $in) { apiKey { signingRequired } userErrors { field message code } } }`
+	// The eight small-order points, and the identity written non-canonically.
+	for _, hexKey := range append(ed25519key.SmallOrder[:], "0100000000000000000000000000000000000000000000000000000000000080") {
+		raw, _ := hex.DecodeString(hexKey)
+		var reg struct {
+			RegisterSigningKey struct {
+				APIKey     *struct{ SigningRequired bool }
+				UserErrors []struct{ Field, Message, Code string }
+			}
+		}
+		h.Query("acme", register, map[string]any{"in": map[string]any{"apiKeyId": keyID, "publicKey": base64.StdEncoding.EncodeToString(raw)}}).Decode(t, &reg)
+		ue := reg.RegisterSigningKey.UserErrors
+		if len(ue) != 1 || ue[0].Field != "input.publicKey" || ue[0].Code != "INVALID" || reg.RegisterSigningKey.APIKey != nil {
+			t.Fatalf("key %s: %+v, want one INVALID userError on input.publicKey", hexKey, reg)
+		}
+	}
+
+	// A row written before registration refused such keys.
+	var row auth.APIKey
+	if err := h.App.DB.Where("id = ?", keyID).First(&row).Error; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.App.Keys.SetSigningKey(context.Background(), row.OrgID, keyID, "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, h.Server.URL+"/graphql", bytes.NewReader([]byte(`{"query":"{ plans { id } }"}`)))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", keyID)
+	req.Header.Set(signing.HeaderTimestamp, strconv.FormatInt(h.Clock.Now().Unix(), 10))
+	req.Header.Set(signing.HeaderNonce, uuid.NewString())
+	req.Header.Set(signing.HeaderSignature, base64.StdEncoding.EncodeToString(append([]byte{1}, make([]byte, 63)...)))
+	if r := send(t, req); r.reason() != signing.ReasonSigningKeyInvalid {
+		t.Fatalf("the forged signature under a stored identity key: %+v %s, want reason %s", r.Errors, r.Data, signing.ReasonSigningKeyInvalid)
+	}
 }

@@ -229,19 +229,22 @@ func TestThePlanRateLimitIsAnsweredByTheGate(t *testing.T) {
 	}
 }
 
+// aliasedFields is an operation of n root fields, each field aliased.
+func aliasedFields(n int, field string) string {
+	var b strings.Builder
+	b.WriteString("{")
+	for i := range n {
+		fmt.Fprintf(&b, " f%d: %s", i, field)
+	}
+	return b.String() + " }"
+}
+
 // Tollgate's own limit charges work, not requests: each root field, aliases
 // included, costs one unit of the credential's budget, and the refusal is an
 // HTTP 429 with Retry-After.
 func TestAliasesAreChargedAsWork(t *testing.T) {
 	h := apptest.New(t, apptest.Options{Redis: true, Env: map[string]string{"API_RATE_LIMIT_PER_CREDENTIAL": "20"}})
-	aliased := func(n int) string {
-		var b strings.Builder
-		b.WriteString("{")
-		for i := range n {
-			fmt.Fprintf(&b, " g%d: usageGate(meter: \"api_calls\") { allowed }", i)
-		}
-		return b.String() + " }"
-	}
+	aliased := func(n int) string { return aliasedFields(n, `usageGate(meter: "api_calls") { allowed }`) }
 	tok := map[string]string{"Authorization": "Bearer " + h.Token("acme")}
 	if r := h.Do(tok, aliased(15), nil); r.Status != http.StatusOK || len(r.Errors) > 0 {
 		t.Fatalf("15 root fields of a 20 budget: %d %+v", r.Status, r.Errors)
@@ -470,4 +473,57 @@ func TestAReusedIdempotencyKeyIsRefusedOverGraphQL(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestRateLimitHeadersTellTheWholeCharge: X-RateLimit-Remaining is what is
+// left after the request's whole charge, every root field counted, so an
+// operation that spends the budget says so and the next one's 429 says 0
+// remains, with Retry-After and X-RateLimit-Reset no sooner than it. At
+// 1,000 a second the first unit comes from a lease, at 20 from Redis.
+func TestRateLimitHeadersTellTheWholeCharge(t *testing.T) {
+	for _, limit := range []int{20, 1000} {
+		t.Run(strconv.Itoa(limit), func(t *testing.T) {
+			h := apptest.New(t, apptest.Options{Redis: true, Env: map[string]string{"API_RATE_LIMIT_PER_CREDENTIAL": strconv.Itoa(limit)}})
+			tok := map[string]string{"Authorization": "Bearer " + h.Token("acme")}
+			aliased := func(n int) string { return aliasedFields(n, "__typename") }
+			header := func(r apptest.Response, name string) int {
+				t.Helper()
+				v, err := strconv.Atoi(r.Header.Get(name))
+				if err != nil {
+					t.Fatalf("%s %q: %v", name, r.Header.Get(name), err)
+				}
+				return v
+			}
+			start := time.Now()
+			// The budget refills at limit a second while the test runs.
+			refilled := func() int { return int(time.Since(start).Seconds()*float64(limit)) + 1 }
+
+			r := h.Do(tok, aliased(1), nil)
+			if r.Status != http.StatusOK || header(r, "X-RateLimit-Limit") != limit {
+				t.Fatalf("one field: %d, Limit %q", r.Status, r.Header.Get("X-RateLimit-Limit"))
+			}
+			if rem := header(r, "X-RateLimit-Remaining"); rem > limit-1 || rem < limit-1-refilled() {
+				t.Fatalf("one field of %d: Remaining %d", limit, rem)
+			}
+			big := limit - 1 - refilled() // what surely is left
+			r = h.Do(tok, aliased(big), nil)
+			if r.Status != http.StatusOK || len(r.Errors) > 0 {
+				t.Fatalf("%d fields: %d %+v", big, r.Status, r.Errors)
+			}
+			if rem := header(r, "X-RateLimit-Remaining"); rem > refilled() || rem < 0 {
+				t.Fatalf("after 1 + %d of %d: Remaining %d, want at most the %d refilled since", big, limit, rem, refilled())
+			}
+			if reset := header(r, "X-RateLimit-Reset"); reset != 1 {
+				t.Errorf("a spent budget: Reset %d, want 1", reset)
+			}
+			r = h.Do(tok, aliased(big), nil)
+			if r.Status != http.StatusTooManyRequests || r.Code() != "RATE_LIMITED" {
+				t.Fatalf("%d fields more: %d %+v, want 429 RATE_LIMITED", big, r.Status, r.Errors)
+			}
+			retry, reset := header(r, "Retry-After"), header(r, "X-RateLimit-Reset")
+			if rem := header(r, "X-RateLimit-Remaining"); rem != 0 || header(r, "X-RateLimit-Limit") != limit || retry < 1 || reset < retry {
+				t.Errorf("429: Limit %d Remaining %d Reset %d Retry-After %d", header(r, "X-RateLimit-Limit"), rem, reset, retry)
+			}
+		})
+	}
 }

@@ -11,13 +11,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/tollgate-billing/tollgate/internal/clock"
+	"github.com/tollgate-billing/tollgate/internal/ed25519key"
 )
 
 // Claims are what Tollgate reads from a bearer JWT.
@@ -32,31 +32,16 @@ type Claims struct {
 	scopes []Scope
 }
 
-// dateClaims are the registered claims RFC 7519 defines as NumericDate.
-var dateClaims = []string{"exp", "nbf", "iat"}
-
 // errDateNotNumber is a date claim that is not a JSON number.
 var errDateNotNumber = errors.New("a date claim is not a number")
 
-// UnmarshalJSON refuses exp, nbf and iat unless they are JSON numbers, as
-// RFC 7519 defines them: golang-jwt's NumericDate also reads a string such
-// as "1700000000", so an issuer's bug (or a token made by hand) would pass
-// here and fail elsewhere. encoding/json matches names without regard to
-// case, so the check does too.
+// UnmarshalJSON reads the claims by their exact names (decodeClaims), as
+// RFC 7519 §4 says claim names are case-sensitive: encoding/json would
+// read {"Org": "acme"} as org, so a token whose issuer never set org, or a
+// claim of another meaning that differs only in case, would authenticate
+// as that organisation.
 func (c *Claims) UnmarshalJSON(b []byte) error {
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(b, &raw); err != nil {
-		return err
-	}
-	for name, v := range raw {
-		for _, d := range dateClaims {
-			if strings.EqualFold(name, d) && !isNumber(v) {
-				return fmt.Errorf("%w: %s", errDateNotNumber, name)
-			}
-		}
-	}
-	type plain Claims // without this method, so no recursion
-	return json.Unmarshal(b, (*plain)(c))
+	return decodeClaims(b, c)
 }
 
 // isNumber reports whether v is a JSON number literal.
@@ -102,9 +87,14 @@ func NewVerifier(secret []byte, publicKeys []crypto.PublicKey, c clock.Clock) (*
 		return nil, err
 	}
 	v := &Verifier{secret: secret, clock: c, verified: cache}
-	for _, k := range publicKeys {
+	for i, k := range publicKeys {
 		switch k := k.(type) {
 		case ed25519.PublicKey:
+			// A small-order key would accept one fixed signature on
+			// any token, so anyone could mint tokens.
+			if err := ed25519key.Check(k); err != nil {
+				return nil, fmt.Errorf("public key %d: %w", i+1, err)
+			}
 			v.edKeys = append(v.edKeys, k)
 		case *rsa.PublicKey:
 			v.rsKeys = append(v.rsKeys, k)
@@ -134,6 +124,11 @@ func LoadPublicKeys(path string) ([]crypto.PublicKey, error) {
 		k, err := x509.ParsePKIXPublicKey(blk.Bytes)
 		if err != nil {
 			return nil, fmt.Errorf("parse public key: %w", err)
+		}
+		if ed, ok := k.(ed25519.PublicKey); ok {
+			if err := ed25519key.Check(ed); err != nil {
+				return nil, fmt.Errorf("public key %d: %w", len(keys)+1, err)
+			}
 		}
 		keys = append(keys, k)
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,6 +71,72 @@ func TestPublicKeyTokens(t *testing.T) {
 	}
 }
 
+// TestSmallOrderPublicKeysAreRefused: an EdDSA key in JWT_PUBLIC_KEYS_FILE
+// that is the identity point would accept the signature R = identity,
+// S = 0 on any token; the verifier refuses to start with it.
+func TestSmallOrderPublicKeysAreRefused(t *testing.T) {
+	identity := ed25519.PublicKey(append([]byte{1}, make([]byte, 31)...))
+	forged := append([]byte{1}, make([]byte, 63)...)
+	if !ed25519.Verify(identity, []byte("any token"), forged) {
+		t.Fatal("crypto/ed25519 no longer accepts the forgery; the test's premise changed")
+	}
+	for name, k := range map[string]ed25519.PublicKey{
+		"the identity":  identity,
+		"32 zero bytes": make(ed25519.PublicKey, 32),
+	} {
+		if _, err := NewVerifier(nil, []crypto.PublicKey{k}, clock.NewFake(time.Now())); err == nil {
+			t.Errorf("%s accepted as a token-signing key", name)
+		}
+		der, _ := x509.MarshalPKIXPublicKey(k)
+		path := filepath.Join(t.TempDir(), "keys.pem")
+		os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600)
+		if _, err := LoadPublicKeys(path); err == nil || !strings.Contains(err.Error(), "small order") {
+			t.Errorf("JWT_PUBLIC_KEYS_FILE with %s: %v, want an error naming small order", name, err)
+		}
+	}
+}
+
+// TestLeeway: the README promises 30 seconds of leeway on exp and nbf for
+// clock skew between the issuer and Tollgate, no more and no less.
+func TestLeeway(t *testing.T) {
+	clk := clock.NewFake(time.Unix(1_800_000_000, 0))
+	secret := []byte("leeway-secret-0123456789abcdef0123456789")
+	v, err := NewVerifier(secret, nil, clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := clk.Now()
+	for name, tc := range map[string]struct {
+		exp, nbf time.Duration // from now; nbf 0 leaves it out
+		reason   string
+	}{
+		"expired 29 s ago is accepted":         {exp: -29 * time.Second},
+		"expired 30 s ago is refused":          {exp: -30 * time.Second, reason: ReasonExpired},
+		"valid from 30 s from now is accepted": {exp: time.Hour, nbf: 30 * time.Second},
+		"valid from 31 s from now is refused":  {exp: time.Hour, nbf: 31 * time.Second, reason: ReasonBadClaims},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := Claims{Org: "acme"}
+			c.ExpiresAt = jwt.NewNumericDate(now.Add(tc.exp))
+			if tc.nbf != 0 {
+				c.NotBefore = jwt.NewNumericDate(now.Add(tc.nbf))
+			}
+			tok, _ := Mint(secret, c)
+			_, f := v.Verify(tok)
+			if got := reasonOf(f); got != tc.reason {
+				t.Fatalf("reason = %q (%+v), want %q", got, f, tc.reason)
+			}
+		})
+	}
+}
+
+func reasonOf(f *Failure) string {
+	if f == nil {
+		return ""
+	}
+	return f.Reason
+}
+
 // TestRememberedTokensStillExpire: a token verified once is not parsed
 // again, but stops working at exp (plus the leeway) all the same.
 func TestRememberedTokensStillExpire(t *testing.T) {
@@ -95,7 +162,8 @@ func TestRememberedTokensStillExpire(t *testing.T) {
 
 // TestDateClaimsMustBeNumbers: exp, nbf and iat given as strings holding a
 // number (which golang-jwt's NumericDate reads) are refused as invalid
-// claims, in any case of the name; numbers, integral or not, are accepted.
+// claims; numbers, integral or not, are accepted. "Exp" is not exp, so a
+// token with only it has no exp claim and is refused as well.
 func TestDateClaimsMustBeNumbers(t *testing.T) {
 	clk := clock.NewFake(time.Now())
 	secret := []byte("date-claims-secret-0123456789abcdef0123")

@@ -1,12 +1,17 @@
 package auth
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/tollgate-billing/tollgate/internal/jsontext"
 )
@@ -53,10 +58,12 @@ func checkSegment(seg, which string) *Failure {
 }
 
 // checkJSON checks one decoded segment: UTF-8, one object, nothing two
-// readers could read differently (jsontext: a name twice, payload names in
-// any case, as encoding/json matches them to claims; header names exactly,
-// as golang-jwt reads the header into a map), and a header without crit.
-// The values are not validated: encoding/json does that next.
+// readers could read differently (jsontext: a name twice; payload names in
+// any case, since a reader that matches claims as encoding/json does, such
+// as an API behind Tollgate handed the same token, would take "ORG" for
+// org even though decodeClaims does not; header names exactly, as
+// golang-jwt reads the header into a map), and a header without crit. The
+// values are not validated: encoding/json does that next.
 func checkJSON(b []byte, which string) *Failure {
 	if !utf8.Valid(b) {
 		return notUTF8(which)
@@ -145,4 +152,117 @@ func quoteName(name string) string {
 		}
 	}
 	return strconv.Quote(name)
+}
+
+// errClaimsNotObject is a payload that is not a JSON object; checkJSON
+// refuses it before golang-jwt decodes, so this is a second line only.
+var errClaimsNotObject = errors.New("the token's payload is not a JSON object")
+
+// decodeClaims reads the top-level members of a payload into c by their
+// exact names; a name in another case ("Org", "EXP") is a claim Tollgate
+// does not know and is ignored like any other. encoding/json has checked
+// that b is JSON before it calls Claims.UnmarshalJSON, and checkJSON that no
+// name appears twice, so the walk only has to find the members. Values are
+// decoded as encoding/json decoded them into the struct's fields, so types
+// and errors are unchanged: only the name matching differs.
+func decodeClaims(b []byte, c *Claims) error {
+	i := jsontext.SkipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return errClaimsNotObject
+	}
+	i = jsontext.SkipSpace(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return nil
+	}
+	for i < len(b) && b[i] == '"' {
+		end, escaped, _ := jsontext.SkipString(b, i)
+		if end < 0 {
+			return errClaimsNotObject
+		}
+		name := b[i+1 : end-1]
+		if escaped { // "\u006frg" is the name org
+			var s string
+			if err := json.Unmarshal(b[i:end], &s); err != nil {
+				return err
+			}
+			name = []byte(s)
+		}
+		i = jsontext.SkipSpace(b, end)
+		if i >= len(b) || b[i] != ':' {
+			return errClaimsNotObject
+		}
+		start := jsontext.SkipSpace(b, i+1)
+		end, _ = jsontext.SkipValue(b, start)
+		if end < 0 {
+			return errClaimsNotObject
+		}
+		if err := c.set(name, b[start:end]); err != nil {
+			return err
+		}
+		i = jsontext.SkipSpace(b, end)
+		if i < len(b) && b[i] == '}' {
+			return nil
+		}
+		if i >= len(b) || b[i] != ',' {
+			return errClaimsNotObject
+		}
+		i = jsontext.SkipSpace(b, i+1)
+	}
+	return errClaimsNotObject
+}
+
+// set decodes the value of the claim named exactly name; other names are
+// ignored. Every json-tagged field of Claims and jwt.RegisteredClaims has
+// its case here (TestEveryClaimIsReadByItsExactName checks).
+func (c *Claims) set(name, v []byte) error {
+	switch string(name) { // no allocation: the compiler compares in place
+	case "org":
+		return decodeString(v, &c.Org)
+	case "org_name":
+		return decodeString(v, &c.OrgName)
+	case "email":
+		return decodeString(v, &c.Email)
+	case "scope":
+		return decodeString(v, &c.Scope)
+	case "iss":
+		return decodeString(v, &c.Issuer)
+	case "sub":
+		return decodeString(v, &c.Subject)
+	case "jti":
+		return decodeString(v, &c.ID)
+	case "aud":
+		return json.Unmarshal(v, &c.Audience)
+	case "exp":
+		return decodeDate(v, "exp", &c.ExpiresAt)
+	case "nbf":
+		return decodeDate(v, "nbf", &c.NotBefore)
+	case "iat":
+		return decodeDate(v, "iat", &c.IssuedAt)
+	}
+	return nil
+}
+
+// decodeString reads a JSON string without encoding/json's reflection
+// when it holds no escape (the usual claim); anything else, escapes and
+// errors included, goes to encoding/json.
+func decodeString(v []byte, dst *string) error {
+	if n := len(v); n >= 2 && v[0] == '"' && v[n-1] == '"' {
+		inner := v[1 : n-1]
+		if bytes.IndexByte(inner, '\\') < 0 && bytes.IndexByte(inner, '"') < 0 && utf8.Valid(inner) {
+			*dst = string(inner)
+			return nil
+		}
+	}
+	return json.Unmarshal(v, dst)
+}
+
+// decodeDate reads exp, nbf or iat, which must be a JSON number (RFC 7519's
+// NumericDate): golang-jwt's NumericDate also reads a string such as
+// "1700000000", so an issuer's bug (or a token made by hand) would pass
+// here and fail elsewhere.
+func decodeDate(v []byte, name string, dst **jwt.NumericDate) error {
+	if !isNumber(v) {
+		return fmt.Errorf("%w: %s", errDateNotNumber, name)
+	}
+	return json.Unmarshal(v, dst)
 }

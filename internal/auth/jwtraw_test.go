@@ -2,6 +2,8 @@ package auth
 
 import (
 	"encoding/base64"
+	"encoding/json"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -78,5 +80,137 @@ func TestRawTokenJSONIsUnambiguous(t *testing.T) {
 				t.Fatalf("failure = %+v, want reason %s and a message with %q", f, tc.reason, tc.message)
 			}
 		})
+	}
+}
+
+// TestClaimNamesAreCaseSensitive: RFC 7519 claim names are case-sensitive,
+// so a claim given only in another case ("Org", "ORG", or "ſcope", which
+// Unicode folds to scope) is not that claim: a token with only "Org" has no
+// org claim. Each token is signed with the right secret.
+func TestClaimNamesAreCaseSensitive(t *testing.T) {
+	clk := clock.NewFake(time.Now())
+	secret := []byte("claim-case-secret-0123456789abcdef012345")
+	v, err := NewVerifier(secret, nil, clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := strconv.FormatInt(clk.Now().Add(time.Hour).Unix(), 10)
+	future := strconv.FormatInt(clk.Now().Add(2*time.Hour).Unix(), 10)
+	sign := func(payload string) string {
+		enc := base64.RawURLEncoding
+		unsigned := enc.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." + enc.EncodeToString([]byte(payload))
+		sig, err := jwt.SigningMethodHS256.Sign(unsigned, secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return unsigned + "." + enc.EncodeToString(sig)
+	}
+	refused := []struct{ name, payload, message string }{
+		{"only Org", `{"Org":"acme","exp":` + exp + `}`, "token has no org claim"},
+		{"only ORG", `{"ORG":"acme","exp":` + exp + `}`, "token has no org claim"},
+		{"only oRG, escaped", `{"\u006fRG":"acme","exp":` + exp + `}`, "token has no org claim"},
+		{"only EXP", `{"org":"acme","EXP":` + exp + `}`, "token has no exp claim"},
+		{"only Exp", `{"org":"acme","Exp":` + exp + `}`, "token has no exp claim"},
+	}
+	for _, tc := range refused {
+		t.Run(tc.name, func(t *testing.T) {
+			c, f := v.Verify(sign(tc.payload))
+			if c != nil {
+				t.Fatalf("accepted as organisation %q", c.Org)
+			}
+			if f == nil || f.Reason != ReasonBadClaims || f.Message != tc.message {
+				t.Fatalf("failure = %+v, want %s %q", f, ReasonBadClaims, tc.message)
+			}
+		})
+	}
+	accepted := []struct {
+		name, payload string
+		check         func(c *Claims) string // "" when the claims are as expected
+	}{
+		{"Scope is not scope", `{"org":"acme","Scope":"billing:write","exp":` + exp + `}`, func(c *Claims) string {
+			if c.Scope != "" || len(c.Scopes()) != 0 {
+				return "scopes " + c.Scope
+			}
+			return ""
+		}},
+		{"ſcope (long s) is not scope", `{"org":"acme","ſcope":"billing:write","exp":` + exp + `}`, func(c *Claims) string {
+			if c.Scope != "" {
+				return "scopes " + c.Scope
+			}
+			return ""
+		}},
+		{"Sub, Org_Name, EMAIL, ISS, Aud, JTI are not their claims", `{"org":"acme","Sub":"u","Org_Name":"N","EMAIL":"a@b.c","ISS":"i","Aud":"a","JTI":"j","exp":` + exp + `}`, func(c *Claims) string {
+			if c.Subject != "" || c.OrgName != "" || c.Email != "" || c.Issuer != "" || len(c.Audience) != 0 || c.ID != "" {
+				return "read " + c.Subject + c.OrgName + c.Email + c.Issuer + c.ID
+			}
+			return ""
+		}},
+		{"NBF in the future is not nbf", `{"org":"acme","NBF":` + future + `,"exp":` + exp + `}`, func(c *Claims) string {
+			if c.NotBefore != nil {
+				return "nbf read"
+			}
+			return ""
+		}},
+		{"an escaped exact name is the claim", `{"\u006frg":"acme","\u0073cope":"billing:read","exp":` + exp + `}`, func(c *Claims) string {
+			if c.Scope != "billing:read" {
+				return "scope " + c.Scope
+			}
+			return ""
+		}},
+	}
+	for _, tc := range accepted {
+		t.Run(tc.name, func(t *testing.T) {
+			c, f := v.Verify(sign(tc.payload))
+			if f != nil || c.Org != "acme" {
+				t.Fatalf("refused: %+v", f)
+			}
+			if msg := tc.check(c); msg != "" {
+				t.Fatal(msg)
+			}
+		})
+	}
+}
+
+// TestEveryClaimIsReadByItsExactName: each json-tagged field of Claims (and
+// of the jwt.RegisteredClaims in it) is read under its exact name and under
+// no other case of it, so a claim added to the struct cannot be matched
+// without regard to case, or silently not read at all.
+func TestEveryClaimIsReadByItsExactName(t *testing.T) {
+	var names []string
+	var walk func(reflect.Type)
+	walk = func(typ reflect.Type) {
+		for f := range typ.Fields() {
+			if f.Anonymous {
+				walk(f.Type)
+				continue
+			}
+			if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); name != "" && name != "-" {
+				names = append(names, name)
+			}
+		}
+	}
+	walk(reflect.TypeFor[Claims]())
+	if len(names) < 11 {
+		t.Fatalf("found only the claims %v", names)
+	}
+	for _, name := range names {
+		value := `"x"`
+		if name == "exp" || name == "nbf" || name == "iat" {
+			value = "1700000000"
+		}
+		var exact, upper Claims
+		if err := json.Unmarshal([]byte(`{"`+name+`":`+value+`}`), &exact); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if reflect.ValueOf(exact).IsZero() {
+			t.Errorf("claim %q is not read", name)
+		}
+		other := strings.ToUpper(name[:1]) + name[1:]
+		if err := json.Unmarshal([]byte(`{"`+other+`":`+value+`}`), &upper); err != nil {
+			t.Fatalf("%s: %v", other, err)
+		}
+		if !reflect.ValueOf(upper).IsZero() {
+			t.Errorf("%q is read as the claim %q", other, name)
+		}
 	}
 }

@@ -47,6 +47,24 @@ const (
 	MaxEmailLen      = usertext.MaxEmailLen
 )
 
+// ExternalIDProblem says what makes id unusable as an organisation's
+// external id, naming it subject ("token's org claim", or "org" for the
+// CLI's argument); "" when it is usable. The one rule for every way an org
+// is named.
+func ExternalIDProblem(id, subject string) string {
+	switch {
+	case id == "":
+		return subject + " must not be empty"
+	case len(id) > MaxExternalIDLen:
+		return fmt.Sprintf("%s is longer than %d bytes", subject, MaxExternalIDLen)
+	case !usertext.Printable(id):
+		return subject + " must be UTF-8 text without control or invisible formatting characters"
+	case strings.TrimSpace(id) != id:
+		return subject + " must not start or end with whitespace"
+	}
+	return ""
+}
+
 // ValidateClaims checks the token claims that become an organisation. It
 // answers UNAUTHENTICATED (a bad token, not an outage) when they cannot be
 // stored as given. The external id is taken exactly as signed: "acme " is
@@ -54,15 +72,13 @@ const (
 // tenant onto another's.
 func ValidateClaims(externalID, name, email string) error {
 	bad := func(msg string) error { return apperr.New(apperr.Unauthenticated, msg) }
-	switch {
-	case externalID == "":
+	if externalID == "" {
 		return bad("token has no org claim")
-	case len(externalID) > MaxExternalIDLen:
-		return bad(fmt.Sprintf("token's org claim is longer than %d bytes", MaxExternalIDLen))
-	case !usertext.Printable(externalID):
-		return bad("token's org claim must be UTF-8 text without control or invisible formatting characters")
-	case strings.TrimSpace(externalID) != externalID:
-		return bad("token's org claim must not start or end with whitespace")
+	}
+	if problem := ExternalIDProblem(externalID, "token's org claim"); problem != "" {
+		return bad(problem)
+	}
+	switch {
 	case !usertext.Printable(name):
 		return bad("token's org_name claim must be UTF-8 text without control or invisible formatting characters")
 	case utf8.RuneCountInString(name) > MaxNameLen:

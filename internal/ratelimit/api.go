@@ -69,7 +69,46 @@ func (a *API) bucket(r *http.Request) (string, int) {
 var (
 	headerLimit     = http.CanonicalHeaderKey("X-RateLimit-Limit")
 	headerRemaining = http.CanonicalHeaderKey("X-RateLimit-Remaining")
+	headerReset     = http.CanonicalHeaderKey("X-RateLimit-Reset")
+	headerRetry     = http.CanonicalHeaderKey("Retry-After")
 )
+
+// verdict is what the API's limit decided for one whole request, as its
+// headers tell it.
+type verdict struct {
+	allowed    bool
+	limit      int
+	remaining  int
+	retryAfter time.Duration
+}
+
+// setHeaders writes v as X-RateLimit-Limit, -Remaining and -Reset, and
+// Retry-After when refused. Remaining is what is left after this request's
+// whole charge, between 0 and the limit (0 when refused, whatever a smaller
+// request could still get); Reset is the whole seconds until the budget is
+// full again, which at a rate of Limit a second with a burst of Limit is
+// (Limit-Remaining)/Limit seconds, and never before Retry-After.
+func setHeaders(h http.Header, v verdict) {
+	if v.limit <= 0 {
+		return // unchecked: Redis did not answer
+	}
+	remaining := min(max(v.remaining, 0), v.limit)
+	if !v.allowed {
+		remaining = 0
+	}
+	reset := (v.limit - remaining + v.limit - 1) / v.limit // ceil: 0 or 1
+	// Set in canonical form directly: Header.Set would canonicalise
+	// "X-RateLimit-…" into a new string on every request. Clients read
+	// header names without case.
+	h[headerLimit] = []string{strconv.Itoa(v.limit)}
+	h[headerRemaining] = []string{strconv.Itoa(remaining)}
+	if !v.allowed {
+		secs := retrySeconds(v.retryAfter)
+		reset = max(reset, secs)
+		h[headerRetry] = []string{strconv.Itoa(secs)}
+	}
+	h[headerReset] = []string{strconv.Itoa(reset)}
+}
 
 type chargeKey struct{}
 
@@ -78,8 +117,41 @@ type charge struct {
 	l    *Limiter
 	key  string
 	rate int
-	// retryAfter is set (nanoseconds) when WorkCharge refused the request.
-	retryAfter atomic.Int64
+	// first is Middleware's decision on the request's first unit.
+	first Decision
+	// work is WorkCharge's decision on the rest, nil while it has charged
+	// nothing; refused when it refused the request.
+	work atomic.Pointer[workDecision]
+}
+
+// workDecision is WorkCharge's charge of n units beyond the first.
+type workDecision struct {
+	Decision
+	n int
+}
+
+// verdict combines Middleware's decision with WorkCharge's, if any.
+func (c *charge) verdict() verdict {
+	v := verdict{allowed: true, limit: c.first.Limit, remaining: c.first.Remaining}
+	w := c.work.Load()
+	switch {
+	case w == nil:
+	case !w.Allowed:
+		v.allowed, v.retryAfter = false, w.RetryAfter
+		v.limit = max(v.limit, w.Limit)
+	case w.Limit == 0: // Redis failed meanwhile: only the first unit was counted
+		v.remaining -= w.n
+	default:
+		// The extra units came from Redis, not from a lease: Redis's
+		// fresh count plus the tokens this replica held, and never
+		// more than the first unit's count less what was charged since.
+		v.limit = w.Limit
+		v.remaining = w.Remaining + c.first.Held
+		if v.limit == c.first.Limit {
+			v.remaining = min(v.remaining, c.first.Remaining-w.n)
+		}
+	}
+	return v
 }
 
 // Middleware runs after authentication: it charges one unit to the
@@ -92,27 +164,24 @@ func (a *API) Middleware(next http.Handler) http.Handler {
 			return
 		}
 		d := a.l.Allow(r.Context(), key, rate)
-		if d.Limit > 0 {
-			// Set in canonical form directly: Header.Set would
-			// canonicalise "X-RateLimit-…" into a new string on every
-			// request. Clients read header names without case.
-			h := w.Header()
-			h[headerLimit] = []string{strconv.Itoa(d.Limit)}
-			h[headerRemaining] = []string{strconv.Itoa(d.Remaining)}
-		}
 		if !d.Allowed {
-			refuse(w, d.RetryAfter)
+			refuse(w, verdict{limit: d.Limit, retryAfter: d.RetryAfter})
 			return
 		}
+		// Set now, for a response that reaches the connection without
+		// WriteHeader (a flush through Unwrap); statusOverride sets
+		// them again once WorkCharge has charged the rest.
+		setHeaders(w.Header(), verdict{allowed: true, limit: d.Limit, remaining: d.Remaining})
 		// One allocation for the writer and the charge it reports on.
-		s := &statusOverride{ResponseWriter: w, c: charge{l: a.l, key: key, rate: rate}}
+		s := &statusOverride{ResponseWriter: w, c: charge{l: a.l, key: key, rate: rate, first: d}}
 		ctx := context.WithValue(r.Context(), chargeKey{}, &s.c)
 		next.ServeHTTP(s, r.WithContext(ctx))
 	})
 }
 
-// statusOverride turns the GraphQL error WorkCharge returned into a 429 with
-// Retry-After: gqlgen would answer it 200.
+// statusOverride writes the headers for the request's whole charge, and
+// turns the GraphQL error WorkCharge returned into a 429 with Retry-After:
+// gqlgen would answer it 200.
 type statusOverride struct {
 	http.ResponseWriter
 	c       charge
@@ -122,9 +191,12 @@ type statusOverride struct {
 func (s *statusOverride) WriteHeader(code int) {
 	if !s.written {
 		s.written = true
-		if ra := time.Duration(s.c.retryAfter.Load()); ra > 0 {
-			s.ResponseWriter.Header().Set("Retry-After", strconv.Itoa(retrySeconds(ra)))
-			code = http.StatusTooManyRequests
+		if s.c.work.Load() != nil {
+			v := s.c.verdict()
+			setHeaders(s.ResponseWriter.Header(), v)
+			if !v.allowed {
+				code = http.StatusTooManyRequests
+			}
 		}
 	}
 	s.ResponseWriter.WriteHeader(code)
@@ -172,11 +244,14 @@ func (WorkCharge) MutateOperationContext(ctx context.Context, op *graphql.Operat
 		return err
 	}
 	d := c.l.AllowN(ctx, c.key, c.rate, n-1)
+	if !d.Allowed {
+		d.RetryAfter = max(d.RetryAfter, time.Millisecond)
+	}
+	c.work.Store(&workDecision{Decision: d, n: n - 1})
 	if d.Allowed {
 		return nil
 	}
-	ra := max(d.RetryAfter, time.Millisecond)
-	c.retryAfter.Store(int64(ra))
+	ra := d.RetryAfter
 	err := gqlerror.Errorf("rate limit exceeded: the operation's %d root fields are more than this credential has left this second", n)
 	err.Extensions = map[string]any{"code": string(apperr.RateLimited), "retryAfterSeconds": retrySeconds(ra)}
 	return err
@@ -219,8 +294,8 @@ func RootFields(set ast.SelectionSet) int {
 func retrySeconds(d time.Duration) int { return max(int(math.Ceil(d.Seconds())), 1) }
 
 // refuse writes the 429 as a GraphQL error whose code is RATE_LIMITED.
-func refuse(w http.ResponseWriter, retryAfter time.Duration) {
-	secs := retrySeconds(retryAfter)
+func refuse(w http.ResponseWriter, v verdict) {
+	secs := retrySeconds(v.retryAfter)
 	type extensions struct {
 		Code              apperr.Code `json:"code"`
 		RetryAfterSeconds int         `json:"retryAfterSeconds"`
@@ -233,7 +308,10 @@ func refuse(w http.ResponseWriter, retryAfter time.Duration) {
 		Errors []gqlError `json:"errors"`
 	}{[]gqlError{{"rate limit exceeded", extensions{apperr.RateLimited, secs}}}})
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	setHeaders(w.Header(), v)
+	if v.limit <= 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+	}
 	w.WriteHeader(http.StatusTooManyRequests)
 	_, _ = w.Write(body)
 }

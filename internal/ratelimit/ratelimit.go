@@ -60,8 +60,13 @@ type Decision struct {
 	Allowed bool
 	// Limit is the rate per second (0 when unchecked).
 	Limit int
-	// Remaining is how many more requests would pass right now.
+	// Remaining is how many more requests would pass right now. With a
+	// lease it counts the tokens this replica holds, and may exceed Limit
+	// for a moment (see Leases); the API's headers never show more.
 	Remaining int
+	// Held is the part of Remaining that is tokens of a lease this replica
+	// holds rather than Redis's count.
+	Held int
 	// RetryAfter is when the next request would pass, when refused.
 	RetryAfter time.Duration
 }
@@ -208,7 +213,7 @@ func (l *Limiter) allowLeased(ctx context.Context, key string, rate int) Decisio
 		ls.mu.Lock()
 		if ls.tokens > 0 && now.Before(ls.expires) {
 			ls.tokens--
-			d := Decision{Allowed: true, Limit: rate, Remaining: ls.remaining + ls.tokens}
+			d := Decision{Allowed: true, Limit: rate, Remaining: ls.remaining + ls.tokens, Held: ls.tokens}
 			var ahead *refill
 			if ls.refill == nil && !now.Before(ls.closed) && ls.runningOut(now) {
 				ahead = ls.next(now, rate)
@@ -298,7 +303,7 @@ func (l *Limiter) fetch(ctx context.Context, ls *lease, key string, rate int, r 
 		}
 		ls.expires = now.Add(leaseTTL)
 		ls.remaining = res.Remaining
-		d = Decision{Allowed: true, Limit: rate, Remaining: res.Remaining + ls.tokens}
+		d = Decision{Allowed: true, Limit: rate, Remaining: res.Remaining + ls.tokens, Held: ls.tokens}
 	}
 	ls.refill = nil
 	ls.mu.Unlock()

@@ -472,3 +472,60 @@ func TestAKeyOverItsLimitIsRefusedWithoutAskingRedisEachTime(t *testing.T) {
 		t.Errorf("%d refused requests in %v cost %d Redis round trips, want at most %d (two per refusal window)", refused, elapsed, n, most)
 	}
 }
+
+// TestRateLimitHeadersNeverExceedTheLimit: at 1,000 a second a key's tokens
+// are leased, and a lease's unused tokens carried into the next one once
+// Redis has refilled could make Redis's count plus the lease's more than
+// the limit (1,002 of 1,000). X-RateLimit-Remaining never says more than
+// X-RateLimit-Limit, nor less than 0, and X-RateLimit-Reset is 0 only for a
+// full budget.
+func TestRateLimitHeadersNeverExceedTheLimit(t *testing.T) {
+	testenv.EachRedis(t, func(t *testing.T, rdb *redisconn.Client) {
+		key := store.NewID()
+		h := handler(NewAPI(New(rdb, quiet()), APILimits{PerCredential: 1000, PerAddress: 1000}))
+		for i := range 300 {
+			w := call(h, key, "192.0.2.1")
+			if w.Code != http.StatusOK {
+				t.Fatalf("request %d: %d", i, w.Code)
+			}
+			limit, _ := strconv.Atoi(w.Header().Get("X-RateLimit-Limit"))
+			remaining, err := strconv.Atoi(w.Header().Get("X-RateLimit-Remaining"))
+			if limit != 1000 || err != nil || remaining < 0 || remaining > limit {
+				t.Fatalf("request %d: X-RateLimit-Remaining %q of X-RateLimit-Limit %q", i, w.Header().Get("X-RateLimit-Remaining"), w.Header().Get("X-RateLimit-Limit"))
+			}
+			if reset := w.Header().Get("X-RateLimit-Reset"); reset != "1" && !(reset == "0" && remaining == limit) {
+				t.Fatalf("request %d: X-RateLimit-Reset %q with %d of %d remaining", i, reset, remaining, limit)
+			}
+			time.Sleep(2 * time.Millisecond) // Redis refills while leases carry over
+		}
+	})
+}
+
+// TestA429SaysNothingRemains: a refused request's headers say 0 remaining,
+// with Retry-After and a reset no sooner than it.
+func TestA429SaysNothingRemains(t *testing.T) {
+	testenv.EachRedis(t, func(t *testing.T, rdb *redisconn.Client) {
+		for _, rate := range []int{10, 1000} { // counted one by one, and leased
+			key := store.NewID()
+			h := handler(NewAPI(New(rdb, quiet()), APILimits{PerCredential: rate, PerAddress: 1000}))
+			var refused *httptest.ResponseRecorder
+			for range rate * 3 {
+				if w := call(h, key, "192.0.2.1"); w.Code == http.StatusTooManyRequests {
+					refused = w
+					break
+				}
+			}
+			if refused == nil {
+				t.Fatalf("rate %d: nothing refused", rate)
+			}
+			hdr := refused.Header()
+			retry, err := strconv.Atoi(hdr.Get("Retry-After"))
+			reset, err2 := strconv.Atoi(hdr.Get("X-RateLimit-Reset"))
+			if hdr.Get("X-RateLimit-Remaining") != "0" || hdr.Get("X-RateLimit-Limit") != strconv.Itoa(rate) ||
+				err != nil || retry < 1 || err2 != nil || reset < retry {
+				t.Errorf("rate %d: 429 with Limit %q Remaining %q Reset %q Retry-After %q", rate,
+					hdr.Get("X-RateLimit-Limit"), hdr.Get("X-RateLimit-Remaining"), hdr.Get("X-RateLimit-Reset"), hdr.Get("Retry-After"))
+			}
+		}
+	})
+}

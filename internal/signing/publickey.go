@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/tollgate-billing/tollgate/internal/ed25519key"
 )
 
 // ParsePublicKey reads an Ed25519 public key given as base64 (standard or
@@ -15,8 +17,36 @@ import (
 // DER (what `openssl pkey -pubout -outform DER | base64` prints, starting
 // "MCowBQYDK2VwAyEA"), or as a PEM "PUBLIC KEY" block (what `openssl pkey
 // -pubout` writes). Error messages are written for the person registering
-// the key.
+// the key. A key no signature can be held to (see ed25519key) is refused
+// here, so neither registration nor a request signed under a key stored
+// before this check existed can use one.
 func ParsePublicKey(s string) (ed25519.PublicKey, error) {
+	k, err := parsePublicKey(s)
+	if err != nil {
+		return nil, err
+	}
+	if err := usable(k); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// usable explains, for the person registering it, why a well-formed key
+// cannot be used.
+func usable(k ed25519.PublicKey) error {
+	switch err := ed25519key.Check(k); {
+	case err == nil:
+		return nil
+	case errors.Is(err, ed25519key.ErrSmallOrder):
+		return errors.New("publicKey is a small-order Ed25519 point (such as the identity or 32 zero bytes), which one fixed signature matches for every request; generate a key pair, for example with openssl genpkey -algorithm ed25519")
+	case errors.Is(err, ed25519key.ErrNonCanonical):
+		return errors.New("publicKey is not the canonical encoding of an Ed25519 public key; give the key as openssl or your library prints it")
+	default:
+		return errors.New("publicKey is not an Ed25519 public key: its 32 bytes are not a point on the curve")
+	}
+}
+
+func parsePublicKey(s string) (ed25519.PublicKey, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return nil, errors.New("publicKey is required")

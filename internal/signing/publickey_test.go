@@ -7,9 +7,12 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/pem"
 	"strings"
 	"testing"
+
+	"github.com/tollgate-billing/tollgate/internal/ed25519key"
 )
 
 func TestParsePublicKey(t *testing.T) {
@@ -72,6 +75,50 @@ func TestParsePublicKey(t *testing.T) {
 				t.Fatalf("error = %v, want one mentioning %q", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// TestKeysWithoutASecretAreRefused: every form ParsePublicKey reads (raw
+// base64, SPKI DER, PEM) refuses small-order, non-canonical and off-curve
+// keys, naming the problem.
+func TestKeysWithoutASecretAreRefused(t *testing.T) {
+	type bad struct{ hex, want string }
+	var keys []bad
+	for _, h := range ed25519key.SmallOrder {
+		keys = append(keys, bad{h, "small-order"})
+	}
+	keys = append(keys,
+		bad{"0100000000000000000000000000000000000000000000000000000000000080", "canonical"}, // the identity, sign bit set
+		bad{"eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", "canonical"}, // the identity, y = p+1
+		bad{"f0ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", "canonical"}, // a large-order point, y = p+3
+		bad{"0200000000000000000000000000000000000000000000000000000000000000", "not a point on the curve"},
+	)
+	for _, k := range keys {
+		raw, err := hex.DecodeString(k.hex)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// x509 marshals any 32 bytes as an Ed25519 SPKI, as a client would.
+		der, err := x509.MarshalPKIXPublicKey(ed25519.PublicKey(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for form, in := range map[string]string{
+			"raw":  base64.StdEncoding.EncodeToString(raw),
+			"url":  base64.RawURLEncoding.EncodeToString(raw),
+			"spki": base64.StdEncoding.EncodeToString(der),
+			"pem":  string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})),
+		} {
+			t.Run(k.hex[:8]+"…"+k.hex[60:]+"/"+form, func(t *testing.T) {
+				got, err := ParsePublicKey(in)
+				if err == nil || !strings.Contains(err.Error(), k.want) {
+					t.Fatalf("ParsePublicKey = %x, %v; want an error mentioning %q", got, err, k.want)
+				}
+			})
+		}
+	}
+	if _, err := ParsePublicKey("AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="); err == nil {
+		t.Fatal("the identity point, as the probe sent it, is accepted")
 	}
 }
 

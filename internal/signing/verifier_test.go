@@ -105,6 +105,15 @@ func TestVerifyRequest(t *testing.T) {
 			bad := "bm90IGEga2V5"
 			k.SigningPublicKey = &bad
 		}},
+		// Stored before registration refused such keys: with the identity
+		// as the key, R = identity and S = 0 verifies any request.
+		{name: "a stored small-order key refuses even the signature it would verify", want: ReasonSigningKeyInvalid, key: func(k *auth.APIKey) {
+			identity := "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+			k.SigningPublicKey = &identity
+		}, tamper: func(r *http.Request) {
+			forged := append([]byte{1}, make([]byte, 63)...)
+			r.Header.Set(HeaderSignature, base64.StdEncoding.EncodeToString(forged))
+		}},
 		{name: "a key without a signing key refuses the request", want: ReasonSigningKeyInvalid, key: func(k *auth.APIKey) {
 			k.SigningPublicKey = nil
 		}},

@@ -1,0 +1,67 @@
+// Package ed25519key decides whether an Ed25519 public key can mean
+// anything. crypto/ed25519 verifies against any 32 bytes it can decode, and
+// some decodable keys have no secret behind them: for a point of small order
+// (the identity, the all-zero encoding, the other torsion points) a fixed
+// signature verifies every message, so accepting such a key would void the
+// signature it is meant to require. The arithmetic is filippo.io/edwards25519,
+// the package crypto/ed25519 itself is built on; nothing here is home-made.
+package ed25519key
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+
+	"filippo.io/edwards25519"
+)
+
+// Reasons Check refuses a key; each wraps ErrUnusable.
+var (
+	ErrUnusable = errors.New("unusable Ed25519 public key")
+	// ErrNotOnCurve: the bytes are no point of the curve.
+	ErrNotOnCurve = fmt.Errorf("%w: not a point on the curve", ErrUnusable)
+	// ErrNonCanonical: a point written in a form other than its one
+	// canonical encoding (a y coordinate of p or more, or a sign bit on
+	// x = 0); implementations disagree on whether such keys verify.
+	ErrNonCanonical = fmt.Errorf("%w: not the canonical encoding of its point", ErrUnusable)
+	// ErrSmallOrder: a point of order 1, 2, 4 or 8.
+	ErrSmallOrder = fmt.Errorf("%w: a point of small order, which a fixed signature matches for every message", ErrUnusable)
+)
+
+// SmallOrder are, in hex, the canonical encodings of the eight points of
+// small order ("Taming the many EdDSAs", Chalkias et al., 2020): Check
+// refuses each, and tests elsewhere send them.
+var SmallOrder = [8]string{
+	"0100000000000000000000000000000000000000000000000000000000000000", // the identity, order 1
+	"ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", // order 2
+	"0000000000000000000000000000000000000000000000000000000000000000", // 32 zero bytes, order 4
+	"0000000000000000000000000000000000000000000000000000000000000080", // order 4
+	"26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05", // order 8
+	"26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85", // order 8
+	"c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a", // order 8
+	"c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa", // order 8
+}
+
+// Check reports whether pub is a key a signature can be held to: the
+// canonical encoding of a curve point whose order is not small.
+func Check(pub ed25519.PublicKey) error {
+	if len(pub) != ed25519.PublicKeySize {
+		return fmt.Errorf("%w: %d bytes, not %d", ErrUnusable, len(pub), ed25519.PublicKeySize)
+	}
+	// SetBytes refuses what is not on the curve but, by design, accepts
+	// non-canonical encodings; encoding the point again tells those apart.
+	p, err := new(edwards25519.Point).SetBytes(pub)
+	if err != nil {
+		return ErrNotOnCurve
+	}
+	if !bytes.Equal(p.Bytes(), pub) {
+		return ErrNonCanonical
+	}
+	// The curve's order is 8·ℓ: multiplying by the cofactor 8 sends exactly
+	// the points of order 1, 2, 4 and 8 to the identity.
+	if new(edwards25519.Point).MultByCofactor(p).Equal(edwards25519.NewIdentityPoint()) == 1 {
+		return ErrSmallOrder
+	}
+	return nil
+}
