@@ -129,6 +129,32 @@ func TestSignedAPIKeys(t *testing.T) {
 				t.Fatalf("%+v", r)
 			}
 		})
+		t.Run("a revoked key id reads as unknown unless its signing key signed the request", func(t *testing.T) {
+			var other createKeyResult
+			h.Query("acme", createKey, map[string]any{"in": map[string]any{"name": "to revoke", "scopes": []string{"BILLING_READ"}}}).Decode(t, &other)
+			otherID := other.CreateAPIKey.APIKey.ID
+			otherPub, otherPriv, _ := ed25519.GenerateKey(rand.Reader)
+			h.Query("acme", register, map[string]any{"in": map[string]any{"apiKeyId": otherID, "publicKey": base64.StdEncoding.EncodeToString(otherPub)}}).Decode(t, &reg)
+			if reg.RegisterSigningKey.APIKey == nil {
+				t.Fatalf("register: %+v", reg)
+			}
+			h.Query("acme", `mutation($id: ID!) { revokeApiKey(id: $id) { apiKey { id } } }`, map[string]any{"id": otherID})
+			unknown := sign(newReq(map[string]string{"Authorization": "5f0c2a4e-0000-4000-8000-000000000001"}))
+			if r := send(t, unknown); r.reason() != auth.ReasonUnknownKey {
+				t.Fatalf("an unknown key id: %+v", r)
+			}
+			forged := sign(newReq(map[string]string{"Authorization": otherID})) // signed by another key
+			if r := send(t, forged); r.reason() != auth.ReasonUnknownKey {
+				t.Fatalf("a revoked key id, signed by someone else: %+v, want %s as for an unknown id", r, auth.ReasonUnknownKey)
+			}
+			own := newReq(map[string]string{"Authorization": otherID})
+			if err := signing.Sign(own, otherPriv, h.Clock.Now()); err != nil {
+				t.Fatal(err)
+			}
+			if r := send(t, own); r.reason() != auth.ReasonRevokedKey {
+				t.Fatalf("a revoked key id, signed by its own key: %+v, want %s", r, auth.ReasonRevokedKey)
+			}
+		})
 		t.Run("a key id without a signing key cannot authenticate", func(t *testing.T) {
 			var plain createKeyResult
 			h.Query("acme", createKey, map[string]any{"in": map[string]any{"name": "plain", "scopes": []string{"BILLING_READ"}}}).Decode(t, &plain)

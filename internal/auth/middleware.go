@@ -167,6 +167,14 @@ func (a *Authenticator) apiKey(r *http.Request, secret string) (*Principal, *Fai
 // keys with a registered signing key can be used this way.
 func (a *Authenticator) signedKeyID(r *http.Request, id string) (*Principal, *Failure) {
 	key, f := a.Keys.AuthenticateID(r.Context(), id)
+	if f != nil && f.Reason == ReasonRevokedKey {
+		// A key id is no secret: only a request its signing key signed
+		// learns that the key was revoked; to anyone else a revoked id
+		// reads as one that never was.
+		if key.SigningPublicKey == nil || a.Signatures == nil || a.Signatures.VerifyRequest(r, key) != nil {
+			return nil, &Failure{Reason: ReasonUnknownKey, Message: "API key is not valid"}
+		}
+	}
 	if f != nil {
 		return nil, f
 	}
