@@ -47,7 +47,7 @@ func TestASlowStripeHoldsUpNothingElse(t *testing.T) {
 				// ordered from the events: it needs Stripe's copy.
 				sub, at := "sub_tie_"+store.NewID(), time.Now()
 				for i := range 2 {
-					if code := deliverSubscription(t, hook, org, sub, "customer.subscription.updated", at, i); code != http.StatusOK {
+					if code := deliverSubscription(t, db, hook, org, sub, "customer.subscription.updated", at, i); code != http.StatusOK {
 						return fmt.Errorf("update %d answered %d", i, code)
 					}
 				}
@@ -74,7 +74,7 @@ func TestASlowStripeHoldsUpNothingElse(t *testing.T) {
 					t.Fatalf("another organisation's recordUsage: %+v, %v; want 1 accepted", res, err)
 				}
 				for i, org := range []string{other, slow} {
-					code := deliverSubscription(t, hook, org, "sub_other_"+store.NewID(), "customer.subscription.created", time.Now(), 0)
+					code := deliverSubscription(t, db, hook, org, "sub_other_"+store.NewID(), "customer.subscription.created", time.Now(), 0)
 					if code != http.StatusOK {
 						t.Fatalf("webhook for org %d answered %d", i, code)
 					}
@@ -96,9 +96,12 @@ func TestASlowStripeHoldsUpNothingElse(t *testing.T) {
 
 // deliverSubscription posts a signed subscription event of type typ for
 // the organisation, created at at, and returns the status code; n tells
-// events about one subscription apart.
-func deliverSubscription(t *testing.T, h http.Handler, orgID, subID, typ string, at time.Time, n int) int {
+// events about one subscription apart. Its customer is linked to no
+// organisation, so, as in real use, Tollgate first records the checkout
+// that sold it.
+func deliverSubscription(t *testing.T, db *store.DB, h http.Handler, orgID, subID, typ string, at time.Time, n int) int {
 	t.Helper()
+	recordCheckout(t, db, orgID, "cus_"+subID)
 	created := at.Unix()
 	body, err := json.Marshal(map[string]any{
 		"id": fmt.Sprintf("evt_%s_%d", subID, n), "object": "event", "api_version": "2023-10-16", "created": created,

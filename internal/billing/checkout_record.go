@@ -124,31 +124,61 @@ func (s *Service) CheckoutCompleted(tx *gorm.DB, orgID, sessionID, recordID stri
 }
 
 // createdCheckoutOrg returns the organisation named by a completed
-// session's metadata.org_id when Tollgate recorded that session for it:
-// by the session's id, or, for a record whose Stripe answer was lost (no id
-// recorded), by the record id Tollgate put in metadata.tollgate_checkout_id.
-// A record made with another customer does not match. "" when none does:
-// metadata on a session Tollgate did not open places nothing.
+// session's metadata.org_id when Tollgate recorded that session for it
+// (checkoutOpened). "" when none does: metadata on a session Tollgate did
+// not open places nothing.
 func (s *Service) createdCheckoutOrg(ctx context.Context, tx *gorm.DB, cs *stripe.CheckoutSession, customerID string) (string, error) {
-	orgID, recordID := cs.Metadata["org_id"], cs.Metadata[CheckoutMetadataKey]
-	if orgID == "" {
-		return "", nil
+	orgID := cs.Metadata["org_id"]
+	ok, err := s.checkoutOpened(ctx, tx, orgID, customerID, cs)
+	if err != nil || !ok {
+		return "", err
 	}
+	return orgID, nil
+}
+
+// checkoutOpened reports whether Tollgate recorded a checkout session for
+// the organisation, opened for the customer: the one rule by which a
+// metadata.org_id places a Stripe object whose customer is linked to no
+// organisation (anyone with access to the Stripe account can write
+// metadata; only Tollgate writes checkout_sessions).
+//
+// For a completed session (cs not nil) the record must be that session:
+// by its id, or, for a record whose Stripe answer was lost (no id
+// recorded), by the record id Tollgate put in metadata.tollgate_checkout_id;
+// a record made with another customer does not match. Any other object
+// (a subscription or invoice, which carries no session id) needs a record
+// of the organisation made with that very customer, in any state: its
+// events may arrive before, or long after, the session's completion.
+func (s *Service) checkoutOpened(ctx context.Context, tx *gorm.DB, orgID, customerID string, cs *stripe.CheckoutSession) (bool, error) {
+	if orgID == "" {
+		return false, nil
+	}
+	tx = tx.WithContext(ctx)
 	var recs []checkoutSession
-	err := tx.WithContext(ctx).Where("org_id = ? AND (stripe_session_id = ? OR (stripe_session_id IS NULL AND id = ?))", orgID, cs.ID, recordID).
+	if cs == nil {
+		if customerID == "" {
+			return false, nil
+		}
+		err := tx.Where("org_id = ? AND customer_id = ?", orgID, customerID).Limit(1).Find(&recs).Error
+		if err != nil {
+			return false, fmt.Errorf("look up checkout sessions of org %s for customer %s: %w", orgID, customerID, err)
+		}
+		return len(recs) > 0, nil
+	}
+	err := tx.Where("org_id = ? AND (stripe_session_id = ? OR (stripe_session_id IS NULL AND id = ?))", orgID, cs.ID, cs.Metadata[CheckoutMetadataKey]).
 		Limit(1).Find(&recs).Error
 	if err != nil {
-		return "", fmt.Errorf("look up checkout session %s of org %s: %w", cs.ID, orgID, err)
+		return false, fmt.Errorf("look up checkout session %s of org %s: %w", cs.ID, orgID, err)
 	}
 	if len(recs) == 0 {
-		return "", nil
+		return false, nil
 	}
 	if rec := recs[0]; rec.CustomerID != "" && rec.CustomerID != customerID {
 		s.log.WarnContext(ctx, "completed checkout names another customer than the one Tollgate opened it for",
 			"checkout_session_id", cs.ID, "org_id", orgID, "recorded_customer", rec.CustomerID, "stripe_customer_id", customerID)
-		return "", nil
+		return false, nil
 	}
-	return orgID, nil
+	return true, nil
 }
 
 // ResolvePendingCheckouts learns the Stripe id of every session of the

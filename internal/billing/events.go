@@ -98,7 +98,7 @@ func (s *Service) ApplyCheckoutCompleted(ctx context.Context, tx *gorm.DB, cs *s
 	// client_reference_id is never trusted: whoever opens a Payment Link
 	// can set it to any organisation's id, and metadata alone is no better:
 	// anyone with access to the Stripe account can write it.
-	orgID, err := s.FindOrg(ctx, tx, Owner{CustomerID: customer})
+	orgID, _, err := s.FindOrg(ctx, tx, Owner{CustomerID: customer})
 	if err == nil && orgID == "" {
 		orgID, err = s.createdCheckoutOrg(ctx, tx, cs, customer)
 	}
@@ -155,17 +155,23 @@ func (s *Service) ApplySubscriptionEvent(ctx context.Context, tx *gorm.DB, event
 	return s.ApplySubscription(ctx, tx, u)
 }
 
-// InvoiceOrg returns the organisation an invoice belongs to, "" when none:
-// by customer, stored subscription, then the metadata Tollgate put on the
-// invoice or its subscription.
+// InvoiceOrg returns the organisation an invoice belongs to: by customer,
+// stored subscription, then the metadata Tollgate put on the invoice or its
+// subscription, when Tollgate opened a checkout of that organisation for
+// the invoice's customer (FindOrg). When none, "" and the outcome says why.
 //
 // An invoice with a value Tollgate cannot use gives a *stripein.Unusable
 // error before anything is read.
-func (s *Service) InvoiceOrg(ctx context.Context, tx *gorm.DB, inv *stripe.Invoice) (string, error) {
+func (s *Service) InvoiceOrg(ctx context.Context, tx *gorm.DB, inv *stripe.Invoice) (string, Outcome, error) {
 	if err := stripein.Invoice(inv); err != nil {
-		return "", err
+		return "", Invalid, err
 	}
-	owner := Owner{MetadataOrgIDs: []string{inv.Metadata["org_id"]}}
+	return s.FindOrg(ctx, tx, invoiceOwner(inv))
+}
+
+// invoiceOwner is what an invoice says about its organisation.
+func invoiceOwner(inv *stripe.Invoice) Owner {
+	owner := Owner{MetadataOrgIDs: []string{inv.Metadata["org_id"]}, Object: "invoice", ObjectID: inv.ID}
 	if inv.Customer != nil {
 		owner.CustomerID = inv.Customer.ID
 	}
@@ -175,7 +181,7 @@ func (s *Service) InvoiceOrg(ctx context.Context, tx *gorm.DB, inv *stripe.Invoi
 	if inv.SubscriptionDetails != nil {
 		owner.MetadataOrgIDs = append(owner.MetadataOrgIDs, inv.SubscriptionDetails.Metadata["org_id"])
 	}
-	return s.FindOrg(ctx, tx, owner)
+	return owner
 }
 
 // ApplyInvoiceEvent applies what an invoice event of the organisation means
@@ -219,7 +225,11 @@ func (s *Service) InvoiceCreated(ctx context.Context, inv *stripe.Invoice) error
 		// would have Stripe redeliver what can never be used.
 		return nil
 	}
-	orgID, err := s.InvoiceOrg(ctx, s.db.WithContext(ctx), inv)
+	// The event's own handling (InvoiceOrg) already warned of and counted
+	// an invoice it would not place.
+	owner := invoiceOwner(inv)
+	owner.quiet = true
+	orgID, _, err := s.FindOrg(ctx, s.db.WithContext(ctx), owner)
 	if err != nil || orgID == "" {
 		return err
 	}

@@ -103,6 +103,22 @@ func orgRow(t *testing.T, db *store.DB, id string) orgs.Organization {
 
 func nowUTC() time.Time { return time.Now().UTC().Truncate(time.Second) }
 
+// recordCheckout records, as CreateCheckoutSession does, a Checkout
+// session of the organisation opened for the customer, already completed
+// (closed, so the next checkout need not expire it): what lets the
+// metadata.org_id of that customer's subscriptions and invoices place them
+// before the customer is linked.
+func recordCheckout(t *testing.T, db *store.DB, orgID, customerID string) {
+	t.Helper()
+	id, now := store.NewID(), time.Now().UTC()
+	row := map[string]any{"id": id, "org_id": orgID, "stripe_session_id": "cs_" + id, "state": "closed",
+		"plan_id": "starter", "price_id": "price_tollgate_starter_monthly", "customer_id": customerID,
+		"success_url": "https://app.example.com/ok", "cancel_url": "https://app.example.com/", "created_at": now, "updated_at": now}
+	if err := db.Table("checkout_sessions").Create(row).Error; err != nil {
+		t.Fatalf("record checkout session: %v", err)
+	}
+}
+
 // openCheckouts returns the Stripe ids of the organisation's checkout
 // sessions not yet closed, oldest first ("" for one still pending).
 func openCheckouts(t *testing.T, db *store.DB, orgID string) []string {

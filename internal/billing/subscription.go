@@ -129,9 +129,9 @@ func (s *Service) ApplySubscription(ctx context.Context, tx *gorm.DB, u Subscrip
 	tx = tx.WithContext(ctx)
 	at := u.At.UTC()
 
-	orgID, err := s.ownerOf(ctx, tx, u)
+	orgID, outcome, err := s.ownerOf(ctx, tx, u)
 	if err != nil || orgID == "" {
-		return Result{Outcome: UnknownOrg}, err
+		return Result{Outcome: outcome}, err
 	}
 	org, ok, err := orgs.Lock(ctx, s.db, tx, orgID)
 	if err != nil || !ok {
@@ -194,7 +194,7 @@ func (s *Service) MarkPastDue(ctx context.Context, tx *gorm.DB, stripeSubscripti
 	}
 	tx = tx.WithContext(ctx)
 	at = at.UTC()
-	orgID, err := s.FindOrg(ctx, tx, Owner{SubscriptionID: stripeSubscriptionID})
+	orgID, _, err := s.FindOrg(ctx, tx, Owner{SubscriptionID: stripeSubscriptionID})
 	if err != nil || orgID == "" {
 		return Result{Outcome: UnknownSubscription}, err
 	}
@@ -235,23 +235,26 @@ func (s *Service) MarkPastDue(ctx context.Context, tx *gorm.DB, stripeSubscripti
 
 // ownerOf finds the organisation of a subscription update: a stored
 // subscription keeps its organisation; a new one belongs to the caller's
-// organisation, else the customer's, else metadata.org_id's.
-func (s *Service) ownerOf(ctx context.Context, tx *gorm.DB, u SubscriptionUpdate) (string, error) {
+// organisation, else the customer's, else metadata.org_id's when Tollgate
+// opened a checkout of that organisation for the subscription's customer
+// (FindOrg). When none, the outcome says why.
+func (s *Service) ownerOf(ctx context.Context, tx *gorm.DB, u SubscriptionUpdate) (string, Outcome, error) {
 	var ids []string
 	if err := tx.Model(&Subscription{}).Where("stripe_subscription_id = ?", u.Sub.ID).Limit(1).Pluck("org_id", &ids).Error; err != nil {
-		return "", fmt.Errorf("find subscription %s: %w", u.Sub.ID, err)
+		return "", UnknownOrg, fmt.Errorf("find subscription %s: %w", u.Sub.ID, err)
 	}
 	if len(ids) > 0 {
 		if u.OrgID != "" && u.OrgID != ids[0] {
 			s.log.Warn("subscription is stored under another organisation; keeping it there",
 				"stripe_subscription_id", u.Sub.ID, "stored_org_id", ids[0], "claimed_org_id", u.OrgID)
 		}
-		return ids[0], nil
+		return ids[0], "", nil
 	}
 	if u.OrgID != "" {
-		return u.OrgID, nil
+		return u.OrgID, "", nil
 	}
-	return s.FindOrg(ctx, tx, Owner{CustomerID: customerID(u.Sub), MetadataOrgIDs: []string{u.Sub.Metadata["org_id"]}})
+	return s.FindOrg(ctx, tx, Owner{CustomerID: customerID(u.Sub), MetadataOrgIDs: []string{u.Sub.Metadata["org_id"]},
+		Object: "subscription", ObjectID: u.Sub.ID})
 }
 
 // lockSubscription loads and locks a stored subscription. Two first events

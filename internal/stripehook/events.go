@@ -90,12 +90,12 @@ func (h *handler) apply(ctx context.Context, tx *gorm.DB, ev stripe.Event, at ti
 // invoiceChanged stores the invoice an event carries and lets billing apply
 // what the event means for its subscription.
 func (h *handler) invoiceChanged(ctx context.Context, tx *gorm.DB, ev stripe.Event, inv *stripe.Invoice, at time.Time, res *result) error {
-	orgID, err := h.Billing.InvoiceOrg(ctx, tx, inv)
+	orgID, outcome, err := h.Billing.InvoiceOrg(ctx, tx, inv)
 	if err != nil {
 		return err
 	}
 	if orgID == "" {
-		res.outcome = outcomeUnknownOrg
+		res.outcome = string(outcome)
 		return nil
 	}
 	// The organisation's lock first, as every path that emits its events

@@ -70,6 +70,94 @@ func TestACheckoutTollgateNeverOpenedLinksNobody(t *testing.T) {
 	})
 }
 
+// A subscription or invoice whose customer is linked to no organisation is
+// placed by its metadata.org_id only if Tollgate opened a checkout of that
+// organisation for that customer: a stranger's subscription naming an
+// organisation gets neither the customer linked nor a plan, whoever else's
+// checkout Tollgate recorded.
+func TestSubscriptionsAndInvoicesOfAStrangersCustomerPlaceNothing(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newFixture(t, db)
+		victim, other := f.newOrg(), f.newOrg()
+		f.openCheckoutFor(victim, "cs_victims_"+store.NewID(), "cus_victims_own", true)
+		stranger := "cus_evil_" + store.NewID()[:8]
+		// Tollgate did open a checkout for this customer, of another
+		// organisation: that places nothing in the victim's.
+		f.openCheckoutFor(other, "cs_others_"+store.NewID(), stranger, true)
+		now := time.Now().UTC().Truncate(time.Second)
+		sub, inv := "sub_evil_"+store.NewID()[:8], "in_evil_"+store.NewID()[:8]
+		cases := []struct {
+			object, typ string
+			obj         map[string]any
+		}{
+			{"subscription", "customer.subscription.created", subscriptionObject(subSpec{id: sub, customer: stranger, orgID: victim,
+				plan: "growth", status: "active", created: now, periodStart: now})},
+			{"subscription", "customer.subscription.updated", subscriptionObject(subSpec{id: sub, customer: stranger, orgID: victim,
+				plan: "growth", status: "active", created: now, periodStart: now})},
+			{"invoice", "invoice.paid", invoiceObject(invoiceSpec{id: inv, customer: stranger, subscription: sub, orgID: victim,
+				status: "paid", created: now, paidAt: now, amount: 19900})},
+			{"invoice", "invoice.payment_failed", invoiceObject(invoiceSpec{id: inv, customer: stranger, subscription: sub, orgID: victim,
+				status: "open", created: now, paidAt: now, amount: 19900})},
+		}
+		for _, tc := range cases {
+			t.Run(tc.typ, func(t *testing.T) {
+				before := testutil.ToFloat64(billing.UntrustedObjects.WithLabelValues(tc.object))
+				r := f.deliver(event("evt_stranger_"+store.NewID(), tc.typ, now, tc.obj))
+				if r.Status != http.StatusOK || r.Outcome != "ignored" {
+					t.Fatalf("answered %d %q, want 200 ignored", r.Status, r.Outcome)
+				}
+				if o := orgOf(f, victim); o.StripeCustomerID != nil || o.PlanID != "free" {
+					t.Fatalf("the named organisation got customer %v and plan %s", o.StripeCustomerID, o.PlanID)
+				}
+				if o := orgOf(f, other); o.StripeCustomerID != nil || o.PlanID != "free" {
+					t.Fatalf("the organisation Tollgate opened the customer's checkout for got customer %v and plan %s", o.StripeCustomerID, o.PlanID)
+				}
+				if n, m := f.count(&billing.Subscription{}), f.count(&invoices.Invoice{}); n != 0 || m != 0 {
+					t.Fatalf("%d subscriptions and %d invoices stored, want none", n, m)
+				}
+				if got := testutil.ToFloat64(billing.UntrustedObjects.WithLabelValues(tc.object)) - before; got != 1 {
+					t.Errorf("untrusted %ss counted %v times, want 1", tc.object, got)
+				}
+			})
+		}
+		if !strings.Contains(f.logs.String(), `"object_id":"`+sub+`"`) || !strings.Contains(f.logs.String(), `"object_id":"`+inv+`"`) {
+			t.Errorf("no warning names the ignored subscription and invoice")
+		}
+	})
+}
+
+// Stripe may send a subscription's and its invoice's events before the
+// checkout.session.completed that sold it, before Tollgate has linked the
+// customer: the checkout Tollgate recorded when it opened the session,
+// for that customer, places them.
+func TestEventsBeforeTheirCheckoutCompletesArePlacedByTheRecordedCheckout(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newFixture(t, db)
+		org := f.newOrg()
+		suffix := store.NewID()[:8]
+		customer, sub, inv := "cus_early_"+suffix, "sub_early_"+suffix, "in_early_"+suffix
+		f.openCheckoutFor(org, "cs_early_"+suffix, customer, true)
+		now := time.Now().UTC().Truncate(time.Second)
+		r := f.deliver(event("evt_early_inv_"+suffix, "invoice.paid", now, invoiceObject(invoiceSpec{id: inv, customer: customer,
+			subscription: sub, orgID: org, status: "paid", created: now, paidAt: now, amount: 4900})))
+		if r.Status != http.StatusOK || r.Outcome != "applied" {
+			t.Fatalf("invoice.paid before anything else answered %d %q, want 200 applied", r.Status, r.Outcome)
+		}
+		r = f.deliver(event("evt_early_sub_"+suffix, "customer.subscription.created", now, subscriptionObject(subSpec{id: sub,
+			customer: customer, orgID: org, plan: "starter", status: "active", created: now, periodStart: now})))
+		if r.Status != http.StatusOK || r.Outcome != "applied" {
+			t.Fatalf("customer.subscription.created before its checkout completed answered %d %q, want 200 applied", r.Status, r.Outcome)
+		}
+		o := orgOf(f, org)
+		if o.StripeCustomerID == nil || *o.StripeCustomerID != customer || o.PlanID != "starter" {
+			t.Fatalf("organisation has customer %v and plan %s, want %s and starter", o.StripeCustomerID, o.PlanID, customer)
+		}
+		if n, m := f.count(&billing.Subscription{}), f.count(&invoices.Invoice{}); n != 1 || m != 1 {
+			t.Fatalf("%d subscriptions and %d invoices stored, want one of each", n, m)
+		}
+	})
+}
+
 // Well-signed events whose values Tollgate cannot store or act on answer
 // 200 with outcome invalid (a 500 would have Stripe retry them for three
 // days, a 400 would have it disable the endpoint) and change nothing.
