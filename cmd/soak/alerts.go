@@ -172,6 +172,9 @@ func subscribe(ctx context.Context, env *environment, hc *http.Client, o *usageO
 	l := lifecycle{orgExternal: o.external, orgID: o.id, subID: "sub_" + id, customer: "cus_" + id, subCreated: now,
 		versions: []version{{eventID: "evt_" + id, eventType: "customer.subscription.created", created: now,
 			status: "active", plan: plan, periodStart: now}}}
+	if err := recordCheckout(ctx, env, o.id, l.customer); err != nil {
+		return err
+	}
 	status, outcome, err := postStripeEvent(ctx, env, hc, env.proc(i), l.event(0))
 	if err != nil || status != http.StatusOK || outcome != "applied" {
 		return fmt.Errorf("subscribe %s to %s: HTTP %d %q %v", o.name, plan.ID, status, outcome, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -287,7 +288,10 @@ func (l *usageLoad) runClient(ctx context.Context, id int) {
 			}
 			l.mu.Unlock()
 			ev := map[string]any{"meter": usageMeter, "quantity": 1, "idempotencyKey": keys[i]}
-			if ep := endpoints[rng.IntN(len(endpoints))]; ep != "" {
+			// The endpoint follows from the key, so that a key sent again
+			// is the same event, as a client's retry is (another event
+			// under a counted key is IDEMPOTENCY_KEY_REUSED).
+			if ep := endpoints[keyHash(keys[i])%uint32(len(endpoints))]; ep != "" {
 				ev["endpoint"] = ep
 			}
 			events[i] = ev
@@ -295,6 +299,13 @@ func (l *usageLoad) runClient(ctx context.Context, id int) {
 		l.events.Add(int64(n))
 		l.send(ctx, rng, o, keys, gqlBody(recordUsage, map[string]any{"in": map[string]any{"events": events}}))
 	}
+}
+
+// keyHash spreads keys over the endpoints.
+func keyHash(key string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return h.Sum32()
 }
 
 // send delivers one batch, retrying on any failure with backoff.

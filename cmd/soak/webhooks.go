@@ -127,8 +127,24 @@ func createOrgs(ctx context.Context, env *environment, hc *http.Client, lives []
 			return fmt.Errorf("create organisation %s on %s: %w", lives[i].orgExternal, t.name, err)
 		}
 		lives[i].orgID = org.Organization.ID
-		return nil
+		return recordCheckout(ctx, env, lives[i].orgID, lives[i].customer)
 	})
+}
+
+// recordCheckout stores the record Tollgate keeps of a Checkout session it
+// opened for the organisation and customer, as createCheckoutSession does
+// before Stripe sends anything: Tollgate places a subscription of a
+// customer not yet linked by its metadata.org_id only when it opened a
+// checkout for that organisation and customer.
+func recordCheckout(ctx context.Context, env *environment, orgID, customer string) error {
+	now := time.Now().UTC()
+	_, err := env.db.Exec(ctx, `INSERT INTO checkout_sessions
+		(id, org_id, stripe_session_id, state, plan_id, price_id, customer_id, success_url, cancel_url, created_at, updated_at)
+		VALUES ($1, $2, NULL, 'closed', '', '', $3, '', '', $4, $4)`, "soak-"+customer, orgID, customer, now)
+	if err != nil {
+		return fmt.Errorf("record the checkout of %s for %s: %w", customer, orgID, err)
+	}
+	return nil
 }
 
 // deliver posts one event, signed now as Stripe signs each attempt, to a
