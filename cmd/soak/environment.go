@@ -16,6 +16,7 @@ import (
 
 	"github.com/tollgate-billing/tollgate/internal/auth"
 	"github.com/tollgate-billing/tollgate/internal/plans"
+	"github.com/tollgate-billing/tollgate/internal/store"
 )
 
 // environment is everything the phases run against: three Tollgate
@@ -37,6 +38,10 @@ type environment struct {
 	catalog *plans.Catalog
 	// db is the harness's own connection, for checking what was stored.
 	db *pgxpool.Pool
+	// store is the same database as the services open it, for the one
+	// record the harness makes through a service (billing's record of a
+	// Checkout it stands in for).
+	store *store.DB
 
 	jwtSecret     []byte
 	webhookSecret string
@@ -115,6 +120,9 @@ func newEnvironment(ctx context.Context, o options, log *slog.Logger) (*environm
 	if e.db, err = pgxpool.New(ctx, e.pg.url()); err != nil {
 		return e, err
 	}
+	if e.store, err = store.Open(ctx, store.Options{URL: e.pg.url(), MaxOpenConns: 4}); err != nil {
+		return e, err
+	}
 	return e, nil
 }
 
@@ -157,6 +165,9 @@ func (e *environment) token(org string) string {
 func (e *environment) close(failed bool) {
 	if e.db != nil {
 		e.db.Close()
+	}
+	if e.store != nil {
+		_ = e.store.Close()
 	}
 	for i := len(e.procs) - 1; i >= 0; i-- {
 		e.procs[i].stop()

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/stripe/stripe-go/v76/webhook"
+
+	"github.com/tollgate-billing/tollgate/internal/billing"
 )
 
 const (
@@ -137,14 +139,7 @@ func createOrgs(ctx context.Context, env *environment, hc *http.Client, lives []
 // customer not yet linked by its metadata.org_id only when it opened a
 // checkout for that organisation and customer.
 func recordCheckout(ctx context.Context, env *environment, orgID, customer string) error {
-	now := time.Now().UTC()
-	_, err := env.db.Exec(ctx, `INSERT INTO checkout_sessions
-		(id, org_id, stripe_session_id, state, plan_id, price_id, customer_id, success_url, cancel_url, created_at, updated_at)
-		VALUES ($1, $2, NULL, 'closed', '', '', $3, '', '', $4, $4)`, "soak-"+customer, orgID, customer, now)
-	if err != nil {
-		return fmt.Errorf("record the checkout of %s for %s: %w", customer, orgID, err)
-	}
-	return nil
+	return billing.RecordCheckoutOpened(ctx, env.store, orgID, customer, "", "", time.Now())
 }
 
 // deliver posts one event, signed now as Stripe signs each attempt, to a

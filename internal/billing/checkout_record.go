@@ -232,3 +232,19 @@ func (s *Service) resolvePending(ctx context.Context, sc *client.API, a checkout
 	}
 	return sess.ID, s.markCheckout(ctx, a.ID, sess.ID, checkoutOpen)
 }
+
+// RecordCheckoutOpened records that a Checkout session was opened for the
+// organisation and customer by something other than this process's
+// createCheckoutSession (the soak harness, standing in for a dashboard and
+// Stripe), as closed: what placing a subscription or invoice of a customer
+// not yet linked by its metadata.org_id asks for (checkoutOpened). Only
+// billing writes checkout_sessions.
+func RecordCheckoutOpened(ctx context.Context, db *store.DB, orgID, customerID, planID, priceID string, at time.Time) error {
+	at = at.UTC()
+	row := checkoutSession{ID: store.NewID(), OrgID: orgID, State: checkoutClosed, PlanID: planID, PriceID: priceID,
+		CustomerID: customerID, CreatedAt: at, UpdatedAt: at}
+	if err := db.WithContext(ctx).Create(&row).Error; err != nil {
+		return fmt.Errorf("record the checkout of %s for org %s: %w", customerID, orgID, err)
+	}
+	return nil
+}
