@@ -15,7 +15,6 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/tollgate-billing/tollgate/graph/model"
-	"github.com/tollgate-billing/tollgate/internal/apperr"
 )
 
 // Variables are coerced as the GraphQL specification asks, which gqlparser's
@@ -189,12 +188,7 @@ func checkValue(schema *ast.Schema, t *ast.Type, val any, depth int) (string, as
 func checkScalar(name string, val any) string {
 	switch name {
 	case "Int64", "Time", "Date":
-		if err := scalarChecks[name](val); err != nil {
-			if ae, ok := apperr.As(err); ok {
-				return ae.Message
-			}
-			return err.Error()
-		}
+		return scalarChecks[name](val)
 	case "Int":
 		n, ok := val.(json.Number)
 		if !ok {

@@ -2,7 +2,6 @@ package graph
 
 import (
 	"encoding/json"
-	"errors"
 	"math"
 	"strconv"
 
@@ -29,30 +28,40 @@ import (
 // customScalarLiteralsRule names the rule, which the error presenter knows.
 const customScalarLiteralsRule = "CustomScalarLiterals"
 
-// scalarChecks are the schema's own scalars, by name, each its unmarshaler.
-var scalarChecks = map[string]func(any) error{
+// scalarChecks are the literal checks, by scalar: the schema's own scalars'
+// unmarshalers, and Int's range; each says what is wrong, or "".
+var scalarChecks = map[string]func(any) string{
 	"Int":   checkIntLiteral,
-	"Int64": func(v any) error { _, err := model.UnmarshalInt64(v); return err },
-	"Time":  func(v any) error { _, err := model.UnmarshalTime(v); return err },
-	"Date":  func(v any) error { _, err := model.UnmarshalDate(v); return err },
+	"Int64": func(v any) string { _, err := model.UnmarshalInt64(v); return refusal(err) },
+	"Time":  func(v any) string { _, err := model.UnmarshalTime(v); return refusal(err) },
+	"Date":  func(v any) string { _, err := model.UnmarshalDate(v); return refusal(err) },
+}
+
+// refusal is what an unmarshaler's error says to a client ("" for none).
+func refusal(err error) string {
+	if err == nil {
+		return ""
+	}
+	if ae, ok := apperr.As(err); ok {
+		return ae.Message
+	}
+	return err.Error()
 }
 
 // checkIntLiteral refuses an Int literal past 32 bits that fits in 64:
 // gqlparser refuses one past 64 bits itself, and passed 5000000000, which
 // then failed while the field's arguments were read, a step later than the
 // same value in a variable, and in other words.
-func checkIntLiteral(v any) error {
+func checkIntLiteral(v any) string {
 	n, ok := v.(json.Number)
 	if !ok {
-		return nil // not a number: ValuesOfCorrectType says so
+		return "" // not a number: ValuesOfCorrectType says so
 	}
 	if _, err := strconv.ParseInt(string(n), 10, 64); err != nil {
-		return nil // a fraction, or past 64 bits: ValuesOfCorrectType says so
+		return "" // a fraction, or past 64 bits: ValuesOfCorrectType says so
 	}
-	if _, msg := model.IntegerIn(string(n), "Int", math.MinInt32, math.MaxInt32); msg != "" {
-		return errors.New(msg)
-	}
-	return nil
+	_, msg := model.IntegerIn(string(n), "Int", math.MinInt32, math.MaxInt32)
+	return msg
 }
 
 var customScalarLiterals = core.Rule{Name: customScalarLiteralsRule, RuleFunc: func(observers *core.Events, addError core.AddErrFunc) {
@@ -127,11 +136,7 @@ func checkLiteral(addError core.AddErrFunc, value *ast.Value, at string) bool {
 	if !ok {
 		return false
 	}
-	if err := check(literalAsJSON(value)); err != nil {
-		msg := err.Error()
-		if ae, ok := apperr.As(err); ok {
-			msg = ae.Message
-		}
+	if msg := check(literalAsJSON(value)); msg != "" {
 		addError(core.Message("%s: %s", at, msg), core.At(value.Position))
 		return true
 	}
