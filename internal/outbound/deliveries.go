@@ -89,13 +89,13 @@ func (s *Service) views(ctx context.Context, rows []deliveryRow) ([]Delivery, er
 // sees the same webhook-id, so it can tell a replay from a new event.
 func (s *Service) RetryDelivery(ctx context.Context, orgID, deliveryID string) (Delivery, error) {
 	if !store.PlausibleID(deliveryID) {
-		return Delivery{}, noDelivery("id")
+		return Delivery{}, notFound("id", "webhook delivery")
 	}
 	var d deliveryRow
 	err := s.db.Tx(ctx, func(tx *gorm.DB) error {
 		err := s.db.ForUpdate(tx).Where("org_id = ? AND id = ?", orgID, deliveryID).Take(&d).Error
 		if store.IsNotFound(err) {
-			return noDelivery("id")
+			return notFound("id", "webhook delivery")
 		}
 		if err != nil {
 			return fmt.Errorf("load delivery %s: %w", deliveryID, err)

@@ -128,7 +128,7 @@ func (s *Service) UpdateEndpoint(ctx context.Context, orgID, id string, in Endpo
 		return Endpoint{}, err
 	}
 	if !store.PlausibleID(id) {
-		return Endpoint{}, noEndpoint("input.id")
+		return Endpoint{}, notFound("input.id", "webhook endpoint")
 	}
 	var row endpointRow
 	err := s.db.Tx(ctx, func(tx *gorm.DB) error {
@@ -167,14 +167,14 @@ func (s *Service) UpdateEndpoint(ctx context.Context, orgID, id string, in Endpo
 // for them find nothing to send.
 func (s *Service) DeleteEndpoint(ctx context.Context, orgID, id string) error {
 	if !store.PlausibleID(id) {
-		return noEndpoint("id")
+		return notFound("id", "webhook endpoint")
 	}
 	res := s.db.WithContext(ctx).Where("org_id = ? AND id = ?", orgID, id).Delete(&endpointRow{})
 	if res.Error != nil {
 		return fmt.Errorf("delete webhook endpoint %s: %w", id, res.Error)
 	}
 	if res.RowsAffected == 0 {
-		return noEndpoint("id")
+		return notFound("id", "webhook endpoint")
 	}
 	return nil
 }
@@ -196,7 +196,7 @@ func (s *Service) Endpoints(ctx context.Context, orgID string) ([]Endpoint, erro
 func (s *Service) lockEndpoint(tx *gorm.DB, orgID, id string, row *endpointRow) error {
 	err := s.db.ForUpdate(tx).Where("org_id = ? AND id = ?", orgID, id).Take(row).Error
 	if store.IsNotFound(err) {
-		return noEndpoint("input.id") // lockEndpoint serves updateWebhookEndpoint
+		return notFound("input.id", "webhook endpoint") // lockEndpoint serves updateWebhookEndpoint
 	}
 	if err != nil {
 		return fmt.Errorf("load webhook endpoint %s: %w", id, err)
@@ -204,17 +204,11 @@ func (s *Service) lockEndpoint(tx *gorm.DB, orgID, id string, row *endpointRow) 
 	return nil
 }
 
-// noEndpoint and noDelivery are the field error of an id that names none of
-// the organisation's endpoints or deliveries (another organisation's reads
-// the same).
-func noEndpoint(field string) error {
+// notFound is the field error of an id that names none of the
+// organisation's endpoints or deliveries (what, "webhook endpoint" or
+// "webhook delivery"); another organisation's reads the same.
+func notFound(field, what string) error {
 	var fe apperr.FieldErrors
-	fe.Add(field, CodeNotFound, "No such webhook endpoint in this organisation.")
-	return fe
-}
-
-func noDelivery(field string) error {
-	var fe apperr.FieldErrors
-	fe.Add(field, CodeNotFound, "No such webhook delivery in this organisation.")
+	fe.Add(field, CodeNotFound, "No such "+what+" in this organisation.")
 	return fe
 }
