@@ -103,22 +103,7 @@ func TestUpcomingInvoice(t *testing.T) {
 	ctx := context.Background()
 	org := orgID(t, h, "acme")
 	starter, _ := h.App.Catalog.ByID("starter")
-	sub := &stripe.Subscription{
-		ID: "sub_up", Customer: &stripe.Customer{ID: "cus_up"}, Status: stripe.SubscriptionStatusActive,
-		Created: fc.Now().Unix(), CurrentPeriodStart: fc.Now().Unix(), CurrentPeriodEnd: fc.Now().AddDate(0, 1, 0).Unix(),
-		Items: &stripe.SubscriptionItemList{Data: []*stripe.SubscriptionItem{{Price: &stripe.Price{ID: starter.StripePriceID}}}},
-	}
-	err := h.App.DB.Tx(ctx, func(tx *gorm.DB) error {
-		if _, err := h.App.Billing.LinkCustomer(ctx, tx, org, "cus_up"); err != nil {
-			return err
-		}
-		_, err := h.App.Billing.ApplySubscription(ctx, tx, billing.SubscriptionUpdate{Sub: sub, At: fc.Now(), OrgID: org, Rank: billing.RankFetched})
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.App.Usage.InvalidatePlan(org)
+	subscribeToStarter(t, h, fc, org, "up")
 	limit, _ := starter.LimitFor("api_calls")
 	used := limit.Limit + 1500
 	if _, err := h.App.Usage.Record(ctx, org, []usage.Event{{Meter: "api_calls", Quantity: used, IdempotencyKey: "up-1"}}); err != nil {
@@ -156,24 +141,9 @@ func TestUpcomingInvoiceWithAnOverageTooLargeToBill(t *testing.T) {
 	ctx := context.Background()
 	org := orgID(t, h, "acme")
 	starter, _ := h.App.Catalog.ByID("starter")
-	sub := &stripe.Subscription{
-		ID: "sub_big", Customer: &stripe.Customer{ID: "cus_big"}, Status: stripe.SubscriptionStatusActive,
-		Created: fc.Now().Unix(), CurrentPeriodStart: fc.Now().Unix(), CurrentPeriodEnd: fc.Now().AddDate(0, 1, 0).Unix(),
-		Items: &stripe.SubscriptionItemList{Data: []*stripe.SubscriptionItem{{Price: &stripe.Price{ID: starter.StripePriceID}}}},
-	}
-	err := h.App.DB.Tx(ctx, func(tx *gorm.DB) error {
-		if _, err := h.App.Billing.LinkCustomer(ctx, tx, org, "cus_big"); err != nil {
-			return err
-		}
-		_, err := h.App.Billing.ApplySubscription(ctx, tx, billing.SubscriptionUpdate{Sub: sub, At: fc.Now(), OrgID: org, Rank: billing.RankFetched})
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.App.Usage.InvalidatePlan(org)
+	subscribeToStarter(t, h, fc, org, "big")
 	tokens, _ := starter.LimitFor("llm_tokens")
-	_, err = h.App.Usage.Record(ctx, org, []usage.Event{
+	_, err := h.App.Usage.Record(ctx, org, []usage.Event{
 		{Meter: "api_calls", Quantity: usage.MaxQuantity, IdempotencyKey: "big-1"},
 		{Meter: "llm_tokens", Quantity: tokens.Limit + 1, IdempotencyKey: "big-2"},
 	})
@@ -203,4 +173,29 @@ func TestUpcomingInvoiceWithAnOverageTooLargeToBill(t *testing.T) {
 	if len(u.OverageSoFar) != 1 || u.OverageSoFar[0].Meter != "llm_tokens" || u.OverageSoFarCents != nil {
 		t.Fatalf("overage so far = %s; want llm_tokens only and a null total", res.Data)
 	}
+}
+
+// subscribeToStarter links the customer cus_<name> to org and applies an
+// active starter subscription sub_<name> whose period starts now, as
+// Stripe's events would.
+func subscribeToStarter(t *testing.T, h *apptest.Harness, fc *clock.Fake, org, name string) {
+	t.Helper()
+	ctx := context.Background()
+	starter, _ := h.App.Catalog.ByID("starter")
+	sub := &stripe.Subscription{
+		ID: "sub_" + name, Customer: &stripe.Customer{ID: "cus_" + name}, Status: stripe.SubscriptionStatusActive,
+		Created: fc.Now().Unix(), CurrentPeriodStart: fc.Now().Unix(), CurrentPeriodEnd: fc.Now().AddDate(0, 1, 0).Unix(),
+		Items: &stripe.SubscriptionItemList{Data: []*stripe.SubscriptionItem{{Price: &stripe.Price{ID: starter.StripePriceID}}}},
+	}
+	err := h.App.DB.Tx(ctx, func(tx *gorm.DB) error {
+		if _, err := h.App.Billing.LinkCustomer(ctx, tx, org, "cus_"+name); err != nil {
+			return err
+		}
+		_, err := h.App.Billing.ApplySubscription(ctx, tx, billing.SubscriptionUpdate{Sub: sub, At: fc.Now(), OrgID: org, Rank: billing.RankFetched})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.App.Usage.InvalidatePlan(org)
 }
