@@ -110,11 +110,7 @@ func nowUTC() time.Time { return time.Now().UTC().Truncate(time.Second) }
 // before the customer is linked.
 func recordCheckout(t *testing.T, db *store.DB, orgID, customerID string) {
 	t.Helper()
-	id, now := store.NewID(), time.Now().UTC()
-	row := map[string]any{"id": id, "org_id": orgID, "stripe_session_id": "cs_" + id, "state": "closed",
-		"plan_id": "starter", "price_id": "price_tollgate_starter_monthly", "customer_id": customerID,
-		"success_url": "https://app.example.com/ok", "cancel_url": "https://app.example.com/", "created_at": now, "updated_at": now}
-	if err := db.Table("checkout_sessions").Create(row).Error; err != nil {
+	if err := billing.RecordCheckoutOpened(context.Background(), db, orgID, customerID, "starter", "price_tollgate_starter_monthly", time.Now()); err != nil {
 		t.Fatalf("record checkout session: %v", err)
 	}
 }
