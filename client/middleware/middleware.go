@@ -207,6 +207,26 @@ func CustomerOf(ctx context.Context) (Customer, bool) {
 	return c, ok
 }
 
+// maxEndpoint is the longest endpoint label Tollgate stores, in characters.
+const maxEndpoint = 255
+
+// endpointOf is the label a request is counted under: the mux pattern that
+// matched it, else its method and path as the client sent it, escaped. The
+// decoded path is the end customer's text: a line break or a zero-width
+// space in it, which Tollgate refuses in a label (INVALID_ENDPOINT), made
+// every such request answer 500; escaped, the path is printable ASCII, cut
+// to the length Tollgate takes.
+func endpointOf(r *http.Request) string {
+	if r.Pattern != "" {
+		return r.Pattern
+	}
+	e := r.Method + " " + r.URL.EscapedPath()
+	if len(e) > maxEndpoint {
+		e = e[:maxEndpoint]
+	}
+	return e
+}
+
 // Wrap meters next.
 func (m *Metering) Wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -217,10 +237,7 @@ func (m *Metering) Wrap(next http.Handler) http.Handler {
 		}
 		meter, qty := m.cfg.Usage(r)
 		key := m.key(r, cust)
-		endpoint := r.Method + " " + r.URL.Path
-		if r.Pattern != "" {
-			endpoint = r.Pattern
-		}
+		endpoint := endpointOf(r)
 		ctx, cancel := context.WithTimeout(r.Context(), m.cfg.Timeout)
 		gate := client.NewGate(m.cfg.Tollgate.For(cust.Credential))
 		var v client.Verdict

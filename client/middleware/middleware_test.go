@@ -406,3 +406,27 @@ func TestAnOptedInCustomerKeyIsScopedAndRefusedWithOtherUsage(t *testing.T) {
 		}
 	}
 }
+
+// TestAnEndCustomersPathNeverBreaksMetering: without a mux pattern the
+// request is counted under its method and path; a path holding a line
+// break, a zero-width space or 300 characters (which Tollgate refuses in a
+// label) is served and counted, not answered 500.
+func TestAnEndCustomersPathNeverBreaksMetering(t *testing.T) {
+	h := tollgate(t) // free: 3 calls
+	key := apiKey(t, h, "acme", "USAGE_WRITE")
+	m := middleware.New(middleware.Config{Tollgate: client.New(h.Server.URL, nil), Customer: middleware.APIKeyHeader("X-API-Key")})
+	srv := m.Wrap(hello)
+	paths := []string{"/v1/hello%0A", "/v1/a%E2%80%8Bb", "/v1/" + strings.Repeat("x", 300)}
+	for _, p := range paths {
+		r := httptest.NewRequest(http.MethodGet, p, nil)
+		r.Header.Set("X-API-Key", key)
+		w := httptest.NewRecorder()
+		srv.ServeHTTP(w, r)
+		if w.Code != http.StatusOK || w.Body.String() != "hello" {
+			t.Fatalf("GET %.40s: %d %s, want 200 hello", p, w.Code, w.Body)
+		}
+	}
+	if got := usedCalls(t, h, "acme"); got != int64(len(paths)) {
+		t.Fatalf("used %d, want the %d served", got, len(paths))
+	}
+}
