@@ -762,7 +762,7 @@ type UsageReason string
 
 const (
 	UsageReasonOk UsageReason = "OK"
-	// A hard limit on the meter is reached.
+	// A hard limit on the meter is reached, or (usageGate) the meter's total is the largest countable value, 2^63−1.
 	UsageReasonUsageLimitExceeded UsageReason = "USAGE_LIMIT_EXCEEDED"
 	// The plan's rate limit is reached; see `retryAfterMs`.
 	UsageReasonRateLimited UsageReason = "RATE_LIMITED"
