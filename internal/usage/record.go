@@ -575,7 +575,9 @@ func settle(group []*request, first map[eventID]*pending, counted map[eventID]ke
 				continue
 			}
 			if !judgeEach {
-				running[p.totalID()] += p.quantity
+				// The statement committed each total within its
+				// ceiling, so this stays below it; checked all the same.
+				running[p.totalID()] = saturatingAdd(running[p.totalID()], p.quantity)
 			} else if next, ok := judge(&req.out, p, running[p.totalID()], history[p.totalID()]); ok {
 				running[p.totalID()] = next
 				judged.add(p)
