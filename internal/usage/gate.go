@@ -31,10 +31,12 @@ type Gate struct {
 // soft limit, or an unlimited one, is allowed (the overage is billed, not
 // refused) until the total reaches the largest countable value
 // (math.MaxInt64), where Consume refuses any increase with
-// QUANTITY_OUT_OF_RANGE and the gate answers USAGE_LIMIT_EXCEEDED. Each gate counts once against the plan's
-// rate limit (when LimitRate was given one); over it, the answer is not
-// allowed, with reason RATE_LIMITED and when to retry. A gate already refused
-// for quota or billing costs no rate.
+// QUANTITY_OUT_OF_RANGE and the gate answers USAGE_LIMIT_EXCEEDED.
+//
+// Each gate counts once against the plan's rate limit (when LimitRate was
+// given one); over it, the answer is not allowed, with reason RATE_LIMITED
+// and when to retry. A gate already refused for quota or billing costs no
+// rate.
 func (s *Service) Gate(ctx context.Context, orgID, meter string) (Gate, error) {
 	start := time.Now()
 	m, ok := s.catalog.Meter(meter)
