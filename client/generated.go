@@ -3052,7 +3052,7 @@ type UsageEventInput struct {
 	IdempotencyKey string `json:"idempotencyKey"`
 	// What was called, e.g. `POST /v1/search`; at most 255 characters.
 	Endpoint *string `json:"endpoint"`
-	// When it happened; default now. Not more than 5 minutes ahead, nor before 2000, nor before the current period of a monthly meter. On a meter that never resets, a past timestamp is judged against the total of every day from its own on.
+	// When it happened; default now. Not more than 5 minutes ahead, nor before 2000, nor before the current period of a monthly meter. On a meter that never resets, a past timestamp is judged against the total of every day from its own on. Every event is judged against the limits of the plan in force when it is recorded, whatever its timestamp: Tollgate keeps no history of plans.
 	Timestamp *time.Time `json:"timestamp"`
 }
 
@@ -3074,7 +3074,11 @@ func (v *UsageEventInput) GetTimestamp() *time.Time { return v.Timestamp }
 // UsageGateResponse is returned by UsageGate on success.
 type UsageGateResponse struct {
 	// The fast check a host app makes before serving a request: may the organisation use more of this meter?
-	// Counts once against the plan's rate limit; over it, `allowed` is false with reason RATE_LIMITED.
+	// It asks about one more unit, and `allowed` is what consumeUsage of quantity 1 would answer: false under
+	// a hard limit once it is reached, and on any meter once its total is the largest countable value
+	// (2^63−1, where consumeUsage refuses every increase with QUANTITY_OUT_OF_RANGE), both with reason
+	// USAGE_LIMIT_EXCEEDED. Counts once against the plan's rate limit; over it, `allowed` is false with
+	// reason RATE_LIMITED.
 	UsageGate UsageGateUsageGate `json:"usageGate"`
 }
 
@@ -3126,7 +3130,7 @@ type UsageReason string
 
 const (
 	UsageReasonOk UsageReason = "OK"
-	// A hard limit on the meter is reached.
+	// A hard limit on the meter is reached, or (usageGate) the meter's total is the largest countable value, 2^63−1.
 	UsageReasonUsageLimitExceeded UsageReason = "USAGE_LIMIT_EXCEEDED"
 	// The plan's rate limit is reached; see `retryAfterMs`.
 	UsageReasonRateLimited UsageReason = "RATE_LIMITED"

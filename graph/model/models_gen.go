@@ -371,7 +371,7 @@ type UsageEventInput struct {
 	IdempotencyKey string `json:"idempotencyKey"`
 	// What was called, e.g. `POST /v1/search`; at most 255 characters.
 	Endpoint *string `json:"endpoint,omitempty"`
-	// When it happened; default now. Not more than 5 minutes ahead, nor before 2000, nor before the current period of a monthly meter. On a meter that never resets, a past timestamp is judged against the total of every day from its own on.
+	// When it happened; default now. Not more than 5 minutes ahead, nor before 2000, nor before the current period of a monthly meter. On a meter that never resets, a past timestamp is judged against the total of every day from its own on. Every event is judged against the limits of the plan in force when it is recorded, whatever its timestamp: Tollgate keeps no history of plans.
 	Timestamp *time.Time `json:"timestamp,omitempty"`
 }
 
@@ -762,7 +762,7 @@ type UsageReason string
 
 const (
 	UsageReasonOk UsageReason = "OK"
-	// A hard limit on the meter is reached.
+	// A hard limit on the meter is reached, or (usageGate) the meter's total is the largest countable value, 2^63−1.
 	UsageReasonUsageLimitExceeded UsageReason = "USAGE_LIMIT_EXCEEDED"
 	// The plan's rate limit is reached; see `retryAfterMs`.
 	UsageReasonRateLimited UsageReason = "RATE_LIMITED"

@@ -23,6 +23,13 @@ import (
 // transaction reads the meter's daily rollups from that day on, under the
 // period total's lock, and judges the event as it would have been judged
 // on each of those days.
+//
+// It is judged on each of those days against the limit of the plan in
+// force when it is recorded (p.limit), not of the plan in force on that
+// day: Tollgate keeps no history of an organisation's plans (billing's
+// subscription row holds its current plan, changed in place), so after a
+// downgrade a past stretch over the new hard limit refuses uploads dated
+// in it, and after an upgrade the new limit gives room in the past too.
 
 // backdated reports whether an event may change a day of its meter's
 // history before the latest.

@@ -147,13 +147,17 @@ func (s *Service) refuseUnlessCounted(ctx context.Context, orgID string, e Event
 }
 
 // counted reports whether an event with this key was recorded inside the
-// idempotency window, and what the key's row says it was. Only keys that
-// can be stored are looked up; any other was never counted.
+// idempotency window, and what the key's row says it was, read as Record's
+// group reads it (readKeyPayloads). Only keys that can be stored are looked
+// up; any other was never counted.
 func (s *Service) counted(ctx context.Context, orgID, key string) (bool, keyPayload, error) {
 	if key == "" || !store.StorableText(key) {
 		return false, keyPayload{}, nil
 	}
-	return keyCounted(s.db.WithContext(ctx), orgID, key, s.clock.Now())
+	p := &pending{org: orgID, key: key}
+	rows, err := rollups{tx: s.db.WithContext(ctx), dialect: s.db.Dialect, now: s.clock.Now()}.readKeyPayloads([]*pending{p})
+	first, ok := rows[p.eventID()]
+	return ok, first, err
 }
 
 // consumeField names the input field a rejection of Record is about.

@@ -3,8 +3,6 @@ package usage
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -172,10 +170,7 @@ func TestUnpaidSubscriptionsAreRefusedOnlyWhenThePlansFileSaysSo(t *testing.T) {
 		{"block_unpaid", blocking, ReasonBillingInactive},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newFixture(t, db, nil)
-			fp := &fakePlans{catalog: tc.catalog, planIDs: map[string]string{}, status: map[string]string{}}
-			f.plans = fp
-			f.svc = NewService(db, f.rdb, tc.catalog, fp, f.clock, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			f := newFixtureOf(t, db, nil, tc.catalog)
 			org := f.org(t, "starter")
 			f.setPlan(org, "starter", "past_due")
 			c := f.consume(t, org, ev("api_calls", 1, "k"))

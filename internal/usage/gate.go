@@ -26,11 +26,17 @@ type Gate struct {
 // when both are warm. A Redis miss or failure reads the database rollup (and
 // writes it back to Redis), so the answer is right either way.
 //
-// Usage under a soft limit, or an unlimited one, is always allowed: the
-// overage is billed, not refused. Each gate counts once against the plan's
-// rate limit (when LimitRate was given one); over it, the answer is not
-// allowed, with reason RATE_LIMITED and when to retry. A gate already refused
-// for quota or billing costs no rate.
+// The gate asks about one more unit, and answers as Consume of quantity 1
+// would be judged (MeterUsage.Allowed, the same decision): usage under a
+// soft limit, or an unlimited one, is allowed (the overage is billed, not
+// refused) until the total reaches the largest countable value
+// (math.MaxInt64), where Consume refuses any increase with
+// QUANTITY_OUT_OF_RANGE and the gate answers USAGE_LIMIT_EXCEEDED.
+//
+// Each gate counts once against the plan's rate limit (when LimitRate was
+// given one); over it, the answer is not allowed, with reason RATE_LIMITED
+// and when to retry. A gate already refused for quota or billing costs no
+// rate.
 func (s *Service) Gate(ctx context.Context, orgID, meter string) (Gate, error) {
 	start := time.Now()
 	m, ok := s.catalog.Meter(meter)

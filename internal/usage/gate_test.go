@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -352,5 +354,92 @@ func TestPlanCacheRefreshesAheadWithoutMakingCallersWait(t *testing.T) {
 			t.Fatal("the refreshed plan never replaced the cached one")
 		}
 		runtime.Gosched()
+	}
+}
+
+// The gate answers what consumeUsage of one unit would, at every
+// arithmetic edge: totals at, just under and past a limit and at and next
+// to the largest int64, under a hard and a soft limit of 0, ordinary hard
+// and soft limits, a hard limit at the largest int64 and no limit, on a
+// monthly meter and on a running total. consumeUsage of 0 and of the
+// largest quantity is judged by the gate's decision asked about those
+// quantities (a larger one is invalid input, judged by no limit). The gate
+// used to compute used + 1 unchecked, so at the largest total it wrapped
+// around and answered allowed where consume refuses (QUANTITY_OUT_OF_RANGE).
+func TestGateAnswersWhatConsumeWouldAtEveryEdge(t *testing.T) {
+	const top = math.MaxInt64
+	limits := map[string]string{ // plan: its limit on every meter
+		"free":      "{ limit: 1000, hard: true }", // hard
+		"soft":      "{ limit: 1000, hard: false }",
+		"hard_zero": "{ limit: 0, hard: true }",
+		"soft_zero": "{ limit: 0, hard: false }",
+		"hard_top":  "{ limit: 9223372036854775807, hard: true }",
+		"unlimited": "{ unlimited: true }",
+	}
+	file := "meters:\n  - { name: api_calls, reset: monthly }\n  - { name: storage_bytes, reset: never }\nplans:\n"
+	for id, limit := range limits {
+		file += fmt.Sprintf("  - { id: %s, name: %s, price_cents: 0, currency: usd, interval: month, rate_limit_per_second: 10, webhooks: 0,"+
+			" limits: { api_calls: %s, storage_bytes: %s } }\n", id, id, limit, limit)
+	}
+	catalog, err := plans.Parse([]byte(file), "yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newFixtureOf(t, db, nil, catalog)
+		for _, plan := range catalog.Plans() {
+			for _, meter := range catalog.Meters() {
+				l := limitOf(plan, meter)
+				used := []int64{0, 1, top - 1, top}
+				if !l.Unlimited {
+					used = append(used, l.Limit-1, l.Limit, l.Limit+1) // the last wraps below 0 at the top
+				}
+				used = slices.DeleteFunc(used, func(n int64) bool { return n < 0 })
+				slices.Sort(used)
+				for _, n := range slices.Compact(used) {
+					for _, q := range []int64{1, 0, MaxQuantity} {
+						t.Run(fmt.Sprintf("%s %s at %d, quantity %d", plan.ID, meter.Name, n, q), func(t *testing.T) {
+							org := f.org(t, plan.ID)
+							if n > 0 {
+								err := f.db.Create(&UsageRollup{OrgID: org, Meter: meter.Name, PeriodStart: periodStart(meter.Reset, testNow),
+									Used: n, Version: 1, UpdatedAt: testNow}).Error
+								if err != nil {
+									t.Fatal(err)
+								}
+							}
+							g := f.gate(t, org, meter.Name)
+							got := consumed(t)(f.svc.Consume(context.Background(), org, ev(meter.Name, q, "k")))
+							if want := admission(l, n, q); got != want {
+								t.Errorf("consume answered %q, the gate's decision for quantity %d %q", got, q, want)
+							}
+							if q == 1 && (g.Allowed != (got == "") || !g.Allowed && g.Reason != ReasonUsageLimitExceeded) {
+								t.Errorf("gate allowed %t (%s), consume of one unit %q", g.Allowed, g.Reason, got)
+							}
+						})
+					}
+				}
+			}
+		}
+	})
+}
+
+// consumed is what a consumption answered: "" when allowed, else the code
+// of its refusal (CodeUsageLimitExceeded for a quota, or the field error's).
+func consumed(t *testing.T) func(c Consumption, err error) string {
+	return func(c Consumption, err error) string {
+		t.Helper()
+		if fe, ok := apperr.AsFieldErrors(err); ok && len(fe) == 1 {
+			return fe[0].Code
+		}
+		switch {
+		case err != nil:
+			t.Fatalf("consume: %v", err)
+		case c.Allowed:
+			return ""
+		case c.Reason == ReasonUsageLimitExceeded:
+			return CodeUsageLimitExceeded
+		}
+		t.Fatalf("consume answered %+v", c)
+		return ""
 	}
 }

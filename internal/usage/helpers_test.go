@@ -58,10 +58,15 @@ var testNow = time.Date(2026, 3, 15, 12, 0, 0, 0, time.UTC)
 
 func newFixture(t *testing.T, db *store.DB, rdb *redisconn.Client) *fixture {
 	t.Helper()
+	return newFixtureOf(t, db, rdb, plans.Default())
+}
+
+// newFixtureOf is newFixture with the plans of catalog.
+func newFixtureOf(t *testing.T, db *store.DB, rdb *redisconn.Client, catalog *plans.Catalog) *fixture {
+	t.Helper()
 	if rdb == nil {
 		rdb = testenv.Redis(t)
 	}
-	catalog := plans.Default()
 	fp := &fakePlans{catalog: catalog, planIDs: map[string]string{}, status: map[string]string{}}
 	clk := clock.NewFake(testNow)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -6,8 +6,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
+	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/testenv"
 )
@@ -182,4 +184,51 @@ func TestAKeyReusedOnAnotherReplicaAtOnceIsRefused(t *testing.T) {
 			}
 		}
 	}
+}
+
+// A key with rows in two months of the window (counted again across a
+// month boundary by replicas whose clocks were far apart) is judged
+// against its first copy, the earliest row, by Record and by a Consume
+// refused before it reached Record alike. Each used to pick a row of its
+// own (Record the last one read, Consume the first, in no set order), so
+// one of them answered a retry of the first event as a reuse.
+func TestAKeyCountedInTwoMonthsIsJudgedAgainstItsFirstCopyByEveryPath(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newFixture(t, db, nil)
+		org := f.org(t, "starter")
+		first, later := ev("api_calls", 1, "split"), ev("api_calls", 2, "split")
+		thisMonth := clock.MonthStart(testNow)
+		for _, row := range []struct {
+			month time.Time
+			e     Event
+		}{{thisMonth, later}, {thisMonth.AddDate(0, -1, 0), first}} {
+			err := db.Exec("INSERT INTO usage_event_keys (org_id, idempotency_key, arrival_month, meter, quantity, endpoint) VALUES (?, ?, ?, ?, ?, ?)",
+				org, row.e.IdempotencyKey, row.month, row.e.Meter, row.e.Quantity, row.e.Endpoint).Error
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if res := f.record(t, org, first); res.Duplicates != 1 || len(res.Rejected) != 0 {
+			t.Errorf("record the first copy again: %+v, want a duplicate", res)
+		}
+		if res := f.record(t, org, later); len(res.Rejected) != 1 || res.Rejected[0].Code != CodeKeyReused ||
+			!strings.Contains(res.Rejected[0].Message, "quantity 1, not 2") {
+			t.Errorf("record the later copy again: %+v, want %s against the first copy's quantity 1", res, CodeKeyReused)
+		}
+
+		rate := &switchRate{}
+		rate.refuse.Store(true) // Consume answers from the key's row, not from Record
+		f.svc.LimitRate(rate)
+		defer f.svc.LimitRate(nil)
+		if c := f.consume(t, org, first); !c.Allowed || c.Reason != ReasonOK {
+			t.Errorf("consume the first copy again while rate limited: %+v, want allowed as a retry", c)
+		}
+		c, err := f.svc.Consume(context.Background(), org, later)
+		if fe, ok := apperr.AsFieldErrors(err); !ok || fe[0].Code != CodeKeyReused || !strings.Contains(fe[0].Message, "quantity 1, not 2") || c.Allowed {
+			t.Errorf("consume the later copy again while rate limited: %+v, %v; want %s against the first copy's quantity 1", c, err, CodeKeyReused)
+		}
+		if got := f.used(t, org, "api_calls"); got != 0 {
+			t.Errorf("used %d, want 0: nothing was counted anew", got)
+		}
+	})
 }

@@ -6,8 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"gorm.io/gorm"
-
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/store"
 )
@@ -158,7 +156,15 @@ func (o *outcome) rejectReuse(p *pending, first keyPayload) bool {
 // were counted before the group, or by a group beside it that has
 // committed since), what the keys' rows say their events were. It is one
 // query, and none when every claim claimed its key. A key whose row is not
-// found (gone since) is absent and matches any event.
+// found (gone since) is absent and matches any event. It is the one reader
+// of a counted key's row: Record's group and Consume's refusal
+// (Service.counted) judge a key against the same row.
+//
+// A key has two rows in the window only when it was counted again across
+// a month boundary by replicas whose clocks are far apart. The row of the
+// earliest arrival month is the first copy's, and it decides, whether it
+// knows its event or not: a key is a retry only of the event first counted
+// under it.
 func (r rollups) readKeyPayloads(claims []*pending) (map[eventID]keyPayload, error) {
 	var args []any
 	n := 0
@@ -175,7 +181,7 @@ func (r rollups) readKeyPayloads(claims []*pending) (map[eventID]keyPayload, err
 		return nil, nil
 	}
 	q := "SELECT org_id, idempotency_key, meter, quantity, endpoint FROM usage_event_keys WHERE arrival_month BETWEEN ? AND ?" +
-		" AND (org_id, idempotency_key) IN (" + rowsOf("(?, ?)", n) + ")"
+		" AND (org_id, idempotency_key) IN (" + rowsOf("(?, ?)", n) + ") ORDER BY arrival_month"
 	rows, err := r.query(q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read counted usage keys: %w", err)
@@ -192,40 +198,12 @@ func (r rollups) readKeyPayloads(claims []*pending) (map[eventID]keyPayload, err
 		if err := rows.Scan(&id.org, &id.key, &meter, &quantity, &endpoint); err != nil {
 			return nil, fmt.Errorf("read counted usage keys: %w", err)
 		}
-		got := keyPayload{meter: meter.String, quantity: quantity.Int64, endpoint: endpoint.String, known: meter.Valid}
-		// Two rows of one key in the window are rare (a key counted again
-		// across a month boundary by clocks far apart); one that knows no
-		// event wins, as it matches any.
-		if prev, ok := out[id]; !ok || prev.known {
-			out[id] = got
+		if _, later := out[id]; !later {
+			out[id] = keyPayload{meter: meter.String, quantity: quantity.Int64, endpoint: endpoint.String, known: meter.Valid}
 		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read counted usage keys: %w", err)
 	}
 	return out, nil
-}
-
-// keyCounted reports whether an event with this key was accepted inside the
-// idempotency window, as a key arriving at now would be judged, and what
-// the key's row says that event was.
-func keyCounted(db *gorm.DB, orgID, key string, now time.Time) (bool, keyPayload, error) {
-	var rows []struct {
-		Meter    sql.NullString
-		Quantity sql.NullInt64
-		Endpoint sql.NullString
-	}
-	err := db.Raw(`SELECT meter, quantity, endpoint FROM usage_event_keys WHERE org_id = ? AND idempotency_key = ? AND arrival_month BETWEEN ? AND ?`,
-		orgID, key, keyFloor(now), keyCeiling(now)).Scan(&rows).Error
-	if err != nil || len(rows) == 0 {
-		return false, keyPayload{}, err
-	}
-	var got keyPayload
-	for i, row := range rows {
-		p := keyPayload{meter: row.Meter.String, quantity: row.Quantity.Int64, endpoint: row.Endpoint.String, known: row.Meter.Valid}
-		if i == 0 || !p.known {
-			got = p
-		}
-	}
-	return true, got, nil
 }

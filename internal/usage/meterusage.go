@@ -37,13 +37,27 @@ func (m MeterUsage) Overage() int64 {
 	return max(m.Used-m.Limit.Limit, 0)
 }
 
-// Allowed reports whether more usage would be accepted: always under a soft
-// limit or none, and below the limit under a hard one.
-func (m MeterUsage) Allowed() bool { return admits(m.Limit, m.Used, 1) }
+// Allowed reports whether one more unit would be counted, as consumeUsage
+// of quantity 1 would answer it (rate and billing status aside): always
+// under a soft limit or none, below the limit under a hard one, and never
+// at the largest countable total (math.MaxInt64).
+func (m MeterUsage) Allowed() bool { return admission(m.Limit, m.Used, 1) == "" }
 
-// admits reports whether an event of quantity q fits under a hard limit when
-// used is already counted. Decreases always fit, so deleting a file is never
-// refused, even over the limit after a downgrade.
-func admits(l plans.Limit, used, q int64) bool {
-	return !l.Hard || l.Unlimited || q <= 0 || used+q <= l.Limit
+// admission is what counting an event of quantity q would meet when used is
+// already counted: "" when it fits, CodeQuantityOutOfRange when the total
+// would pass the int64 range, CodeUsageLimitExceeded when it would pass a
+// hard limit. It is the one decision of the gate (Allowed) and of every
+// write (judge, for recordUsage and consumeUsage), so the gate cannot
+// answer allowed where consume would refuse. Decreases always fit under a
+// limit, so deleting a file is never refused, even over the limit after a
+// downgrade.
+func admission(l plans.Limit, used, q int64) string {
+	after, ok := checkedAdd(used, q)
+	switch {
+	case !ok:
+		return CodeQuantityOutOfRange
+	case l.Hard && !l.Unlimited && q > 0 && after > l.Limit:
+		return CodeUsageLimitExceeded
+	}
+	return ""
 }

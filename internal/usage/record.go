@@ -575,7 +575,9 @@ func settle(group []*request, first map[eventID]*pending, counted map[eventID]ke
 				continue
 			}
 			if !judgeEach {
-				running[p.totalID()] += p.quantity
+				// The statement committed each total within its
+				// ceiling, so this stays below it; checked all the same.
+				running[p.totalID()] = saturatingAdd(running[p.totalID()], p.quantity)
 			} else if next, ok := judge(&req.out, p, running[p.totalID()], history[p.totalID()]); ok {
 				running[p.totalID()] = next
 				judged.add(p)
@@ -657,12 +659,12 @@ func judge(out *outcome, p *pending, cur int64, h *dayHistory) (int64, bool) {
 		return 0, false
 	}
 	next, ok := checkedAdd(cur, p.quantity)
-	if _, fits := checkedAdd(hi.total, p.quantity); !ok || !fits {
+	switch code := admission(p.limit, hi.total, p.quantity); {
+	case !ok || code == CodeQuantityOutOfRange:
 		out.reject(p, CodeQuantityOutOfRange, "%s total would pass the largest countable value (%d): %d counted%s, this event adds %d",
 			p.meter, int64(math.MaxInt64), hi.total, on(hi), p.quantity)
 		return 0, false
-	}
-	if !admits(p.limit, hi.total, p.quantity) {
+	case code == CodeUsageLimitExceeded:
 		out.refuse(p, hi.total, on(hi))
 		return 0, false
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"gorm.io/gorm"
+
 	"github.com/tollgate-billing/tollgate/internal/plans"
 )
 
@@ -40,21 +42,11 @@ func (s *Service) Usage(ctx context.Context, orgID string, period string) (Perio
 		return Period{}, nil, fmt.Errorf("usage of org %s: %w", orgID, err)
 	}
 	// A past period's running total is the sum of the daily deltas before
-	// its end: at most one row per meter and day.
-	past := map[string]int64{}
+	// its end.
+	var past map[string]int64
 	if len(pastNever) > 0 {
-		var rows []struct {
-			Meter string
-			Used  int64
-		}
-		err := db.Model(&UsageDailyRollup{}).Select("meter, SUM(used) AS used").
-			Where("org_id = ? AND meter IN ? AND day < ?", orgID, pastNever, p.End).
-			Group("meter").Scan(&rows).Error
-		if err != nil {
+		if past, err = runningTotals(db, orgID, pastNever, p.End); err != nil {
 			return Period{}, nil, fmt.Errorf("usage of org %s: %w", orgID, err)
-		}
-		for _, r := range rows {
-			past[r.Meter] = r.Used
 		}
 	}
 	out := make([]MeterUsage, 0, len(s.catalog.Meters()))
@@ -142,23 +134,51 @@ func (s *Service) Series(ctx context.Context, orgID, meter string, from, to time
 	}
 	var running int64
 	if m.Reset == plans.Never {
-		err := db.Model(&UsageDailyRollup{}).Select("COALESCE(SUM(used), 0)").
-			Where("org_id = ? AND meter = ? AND day < ?", orgID, m.Name, from).Scan(&running).Error
+		before, err := runningTotals(db, orgID, []string{m.Name}, from)
 		if err != nil {
 			return nil, fmt.Errorf("usage series of org %s: %w", orgID, err)
 		}
+		running = before[m.Name]
 	}
 	out := make([]Point, days)
 	for i := range out {
 		d := from.AddDate(0, 0, i)
 		used := byDay[d.Unix()]
 		if m.Reset == plans.Never {
-			running += used
+			running = saturatingAdd(running, used)
 			used = running
 		}
 		out[i] = Point{Date: d, Used: used}
 	}
 	return out, nil
+}
+
+// runningTotals is the running total of each meter (that never resets) at
+// the end of the days before before: its daily changes added up in day
+// order, saturating at the int64 bounds as the day rows themselves do, and
+// as Series goes on adding them. The database does not add them: SQLite's
+// SUM fails on an overflow, and Postgres's numeric sum does not fit the
+// int64 it is read into, either of which would answer INTERNAL. It reads
+// one row per meter and day.
+func runningTotals(db *gorm.DB, orgID string, meters []string, before time.Time) (map[string]int64, error) {
+	rows, err := db.Model(&UsageDailyRollup{}).Select("meter, used").
+		Where("org_id = ? AND meter IN ? AND day < ?", orgID, meters, before).Order("meter, day").Rows()
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make(map[string]int64, len(meters))
+	for rows.Next() {
+		var (
+			meter string
+			used  int64
+		)
+		if err := rows.Scan(&meter, &used); err != nil {
+			return nil, err
+		}
+		out[meter] = saturatingAdd(out[meter], used)
+	}
+	return out, rows.Err()
 }
 
 func (s *Service) unknownMeter(meter string) error {

@@ -3,10 +3,12 @@ package usage
 import (
 	"context"
 	"fmt"
+	"math"
 	"testing"
 	"time"
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
+	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/testenv"
 )
@@ -273,6 +275,61 @@ func TestOrganisationsNeverSeeOrAffectEachOther(t *testing.T) {
 		}
 		if got := f.used(t, a, "api_calls"); got != 1000 {
 			t.Errorf("a's usage moved to %d", got)
+		}
+	})
+}
+
+// The running totals usage(period:) and usageSeries compute from the daily
+// rollups saturate at the largest int64, as the rows do, instead of
+// failing (INTERNAL: SQLite's SUM refuses to overflow, and Postgres's
+// numeric sum does not fit the int64 it is read into) or wrapping below
+// zero. Such days come from a meter the plans file declared monthly, each
+// month counting up to that bound, and later declares never resetting.
+func TestRunningTotalsReadFromDaysSaturateInsteadOfOverflowing(t *testing.T) {
+	const top = math.MaxInt64
+	catalog, err := plans.Parse([]byte(`
+meters: [{ name: api_calls, reset: never }]
+plans:
+  - { id: free, name: Free, price_cents: 0, currency: usd, interval: month, rate_limit_per_second: 10, webhooks: 0,
+      limits: { api_calls: { unlimited: true } } }
+`), "yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	days := []time.Time{time.Date(2026, 1, 10, 0, 0, 0, 0, time.UTC), time.Date(2026, 2, 10, 0, 0, 0, 0, time.UTC)}
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newFixtureOf(t, db, nil, catalog)
+		org := f.org(t, "free")
+		for _, d := range days { // each a month's total while api_calls reset monthly
+			if err := db.Create(&UsageDailyRollup{OrgID: org, Meter: "api_calls", Day: d, Used: top - 1, UpdatedAt: testNow}).Error; err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, meters, err := f.svc.Usage(context.Background(), org, "2026-02")
+		if err != nil {
+			t.Fatalf("usage(period: 2026-02): %v", err)
+		}
+		for _, m := range meters {
+			if m.Meter == "api_calls" && m.Used != top {
+				t.Errorf("usage(period: 2026-02) of api_calls = %d, want %d", m.Used, int64(top))
+			}
+		}
+		for _, from := range []time.Time{days[0].AddDate(0, 0, -1), days[1].AddDate(0, 0, -1)} {
+			pts, err := f.svc.Series(context.Background(), org, "api_calls", from, testNow)
+			if err != nil {
+				t.Fatalf("usageSeries from %s: %v", from.Format(time.DateOnly), err)
+			}
+			for _, p := range pts {
+				want := int64(0)
+				for _, d := range days {
+					if !p.Date.Before(d) {
+						want = saturatingAdd(want, top-1)
+					}
+				}
+				if p.Used != want {
+					t.Fatalf("usageSeries from %s on %s = %d, want %d", from.Format(time.DateOnly), p.Date.Format(time.DateOnly), p.Used, want)
+				}
+			}
 		}
 	})
 }

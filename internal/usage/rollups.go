@@ -75,14 +75,17 @@ type aggregate struct {
 	days      map[dayKey]int64
 }
 
-// add counts an accepted event. Its period total was checked for overflow
-// before; the endpoint and daily sums saturate instead, because on a meter
-// that takes decreases one day can hold more than the running total.
+// add counts an accepted event. Every sum saturates at the int64 bounds.
+// A period total's sum never reaches them: judged events were checked
+// against their running total, and a group's events unjudged (written by
+// one statement) add up to at most maxGroupEvents × MaxQuantity, about
+// 2^55. The endpoint and daily sums may, because on a meter that takes
+// decreases one day can hold more than the running total.
 func (a *aggregate) add(p *pending) {
 	if a.totals == nil {
 		a.totals, a.endpoints, a.days = map[counterID]int64{}, map[endpointKey]int64{}, map[dayKey]int64{}
 	}
-	a.totals[p.totalID()] += p.quantity
+	a.totals[p.totalID()] = saturatingAdd(a.totals[p.totalID()], p.quantity)
 	// Events without an endpoint are attributed to none rather than to a
 	// blank row in the per-endpoint report.
 	if p.endpoint != "" {
