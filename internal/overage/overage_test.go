@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,10 +45,12 @@ var october = time.Date(2026, 10, 10, 12, 0, 0, 0, time.UTC)
 // behind them, on a fake clock, billing a Starter organisation through
 // stripe-mock; rec sees every request Tollgate sends to Stripe.
 type fixture struct {
-	t        *testing.T
-	db       *store.DB
-	clock    *clock.Fake
-	catalog  *plans.Catalog
+	t       *testing.T
+	db      *store.DB
+	clock   *clock.Fake
+	catalog *plans.Catalog
+	// prices are the overage prices the test wrote into catalog.
+	prices   map[string]overagePrice
 	rec      *stripetest.Recorder
 	sc       *client.API
 	billing  *billing.Service
@@ -71,22 +75,17 @@ func newFixture(t *testing.T, db *store.DB) *fixture {
 // newFixtureTo is a fixture whose requests to Stripe go through next, a
 // stub that may answer some of them itself.
 func newFixtureTo(t *testing.T, db *store.DB, next http.RoundTripper) *fixture {
-	return newFixtureOf(t, db, next, plans.Default())
+	return newFixtureOn(t, db, next, starterOverage, "usd")
 }
 
-// newFixtureOf is a fixture billing by catalog, whose plans must include
-// the defaults' starter.
-func newFixtureOf(t *testing.T, db *store.DB, next http.RoundTripper, catalog *plans.Catalog) *fixture {
-	starter, _ := catalog.ByID("starter")
-	return newFixtureOn(t, db, next, catalog, starter.StripePriceID)
-}
-
-// newFixtureOn is a fixture whose organisation subscribes to starter at
-// priceID, one of its prices in catalog.
-func newFixtureOn(t *testing.T, db *store.DB, next http.RoundTripper, catalog *plans.Catalog, priceID string) *fixture {
+// newFixtureOn is a fixture whose organisation subscribes to starter,
+// priced as prices says (starterCatalog), at its monthly price in
+// currency.
+func newFixtureOn(t *testing.T, db *store.DB, next http.RoundTripper, prices map[string]overagePrice, currency string) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	f := &fixture{t: t, db: db, clock: clock.NewFake(october), catalog: catalog, rec: stripetest.NewRecorderTo(next)}
+	f := &fixture{t: t, db: db, clock: clock.NewFake(october), catalog: starterCatalog(t, prices), prices: prices,
+		rec: stripetest.NewRecorderTo(next)}
 	f.sc = stripetest.Client(t, f.rec)
 	log := stripetest.Discard()
 	f.billing = billing.NewService(db, f.catalog, f.clock, f.sc, log)
@@ -108,9 +107,9 @@ func newFixtureOn(t *testing.T, db *store.DB, next http.RoundTripper, catalog *p
 	}
 	f.org, f.customer, f.sub = org, "cus_"+store.NewID()[:8], "sub_"+store.NewID()[:8]
 	starter, _ := f.catalog.ByID("starter")
-	price, ok := starter.PriceByID(priceID)
+	price, ok := starter.PriceByID(starterPriceID(currency))
 	if !ok {
-		t.Fatalf("starter has no price %s", priceID)
+		t.Fatalf("starter has no price in %s", currency)
 	}
 	f.currency = price.Currency
 	sub := &stripe.Subscription{
@@ -231,14 +230,19 @@ type expected struct {
 // bill in, as Stripe counts them.
 var decimals = map[string]int64{"usd": 2, "eur": 2, "jpy": 0}
 
+// expect works out what a meter's overage costs from the usage the test
+// recorded and the prices it wrote into the plan (f.prices), in the
+// fixture's currency: never from the code under test.
 func (f *fixture) expect(meter, period string, used int64) expected {
-	starter, _ := f.catalog.ByID("starter")
-	l, _ := starter.LimitFor(meter)
-	over := used - l.Limit
-	packages := (over + l.Overage.Per - 1) / l.Overage.Per
-	unit, ok := l.Overage.UnitAmountIn(f.currency)
+	p, ok := f.prices[meter]
 	if !ok {
-		f.t.Fatalf("starter's %s overage has no price in %s", meter, f.currency)
+		f.t.Fatalf("the test priced no overage of %s", meter)
+	}
+	over := used - p.limit
+	packages := (over + p.per - 1) / p.per
+	unit, ok := p.unit[f.currency]
+	if !ok {
+		f.t.Fatalf("the test priced %s's overage in no %s", meter, f.currency)
 	}
 	text := fmt.Sprintf("%d %s", unit, strings.ToUpper(f.currency))
 	if d, ok := decimals[f.currency]; !ok {
@@ -247,7 +251,78 @@ func (f *fixture) expect(meter, period string, used int64) expected {
 		text = fmt.Sprintf("%d.%02d %s", unit/100, unit%100, strings.ToUpper(f.currency))
 	}
 	return expected{meter: meter, period: period, over: over, amount: packages * unit,
-		unit: unit, per: l.Overage.Per, unitText: fmt.Sprintf("at %s per %d", text, l.Overage.Per)}
+		unit: unit, per: p.per, unitText: fmt.Sprintf("at %s per %d", text, p.per)}
+}
+
+// overagePrice is how the test prices one meter's overage in starter:
+// unit[currency] minor units for every started per units past limit.
+type overagePrice struct {
+	limit, per int64
+	unit       map[string]int64
+}
+
+// starterOverage are the overage prices of the tests' starter plan, sold in
+// usd (its headline currency), eur and jpy.
+var starterOverage = map[string]overagePrice{
+	"api_calls":  {limit: 100_000, per: 1000, unit: map[string]int64{"usd": 50, "eur": 45, "jpy": 75}},
+	"llm_tokens": {limit: 1_000_000, per: 10_000, unit: map[string]int64{"usd": 20, "eur": 18, "jpy": 3}},
+}
+
+// starterPriceID is the Stripe id of starter's monthly price in currency.
+func starterPriceID(currency string) string { return "price_test_starter_" + currency }
+
+// starterCatalog writes the plans file the tests bill by: a free plan, and
+// starter, sold monthly in each currency its overage is priced in, with a
+// soft limit priced as prices says on each of its meters and a hard limit
+// on storage.
+func starterCatalog(t *testing.T, prices map[string]overagePrice) *plans.Catalog {
+	t.Helper()
+	var sold []string
+	for c := range prices["api_calls"].unit {
+		sold = append(sold, c)
+	}
+	slices.Sort(sold)
+	var b strings.Builder
+	b.WriteString(`meters:
+  - { name: api_calls, reset: monthly }
+  - { name: llm_tokens, reset: monthly }
+  - { name: storage_bytes, reset: never }
+plans:
+  - id: free
+    name: Free
+    rate_limit_per_second: 10
+    limits:
+      api_calls: { limit: 1000, hard: true }
+      llm_tokens: { limit: 10000, hard: true }
+      storage_bytes: { limit: 1048576, hard: true }
+  - id: starter
+    name: Starter
+    rate_limit_per_second: 100
+    prices:
+      - { id: price_test_starter_usd, interval: month, amount_cents: 4900, currency: usd }
+`)
+	for _, c := range sold {
+		if c != "usd" {
+			fmt.Fprintf(&b, "      - { id: %s, interval: month, amount_cents: 4900, currency: %s }\n", starterPriceID(c), c)
+		}
+	}
+	b.WriteString("    limits:\n      storage_bytes: { limit: 10737418240, hard: true }\n")
+	for _, meter := range slices.Sorted(maps.Keys(prices)) {
+		p := prices[meter]
+		var others []string
+		for _, c := range sold {
+			if c != "usd" {
+				others = append(others, fmt.Sprintf("%s: %d", c, p.unit[c]))
+			}
+		}
+		fmt.Fprintf(&b, "      %s: { limit: %d, hard: false, overage: { unit_amount_cents: %d, per: %d, currency_amounts: { %s } } }\n",
+			meter, p.limit, p.unit["usd"], p.per, strings.Join(others, ", "))
+	}
+	catalog, err := plans.Parse([]byte(b.String()), "yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return catalog
 }
 
 // checkItems requires exactly one item per expected charge, each on
@@ -373,14 +448,10 @@ func TestNoOverageWithinTheAllowance(t *testing.T) {
 // out and logged; the other meters are billed and the delivery succeeds,
 // so Stripe does not retry it for days with the same outcome.
 func TestAnOverageTooLargeToBillDoesNotHoldUpTheInvoice(t *testing.T) {
-	yaml := strings.Replace(string(plans.DefaultsYAML()),
-		"overage: { unit_amount_cents: 50, per: 1000 }", "overage: { unit_amount_cents: 1000000, per: 1 }", 1)
-	catalog, err := plans.Parse([]byte(yaml), "yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	prices := maps.Clone(starterOverage)
+	prices["api_calls"] = overagePrice{limit: 100_000, per: 1, unit: map[string]int64{"usd": 1_000_000, "eur": 1_000_000, "jpy": 1_000_000}}
 	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
-		f := newFixtureOf(t, db, http.DefaultTransport, catalog)
+		f := newFixtureOn(t, db, http.DefaultTransport, prices, "usd")
 		f.record("api_calls", usage.MaxQuantity) // ~8.8e12 over at $10,000 each: past what one item carries
 		f.record("llm_tokens", 1_000_001)
 		want := f.expect("llm_tokens", "2026-10", 1_000_001)
@@ -463,43 +534,15 @@ func TestALostAnswerIsRecordedNotBilledAgain(t *testing.T) {
 	})
 }
 
-// multiCurrency is the default catalogue with starter also sold monthly in
-// eur and jpy, and its overage priced in both.
-func multiCurrency(t *testing.T) *plans.Catalog {
-	t.Helper()
-	yaml := string(plans.DefaultsYAML())
-	for old, repl := range map[string]string{
-		"      - { id: price_tollgate_starter_yearly,  interval: year,  amount_cents: 49000, currency: usd }\n": "" +
-			"      - { id: price_tollgate_starter_yearly,  interval: year,  amount_cents: 49000, currency: usd }\n" +
-			"      - { id: price_test_starter_eur, interval: month, amount_cents: 4500, currency: eur }\n" +
-			"      - { id: price_test_starter_jpy, interval: month, amount_cents: 7000, currency: jpy }\n",
-		"api_calls:     { limit: 100000, hard: false, overage: { unit_amount_cents: 50, per: 1000 } }": "" +
-			"api_calls:     { limit: 100000, hard: false, overage: { unit_amount_cents: 50, per: 1000, currency_amounts: { eur: 45, jpy: 75 } } }",
-		"llm_tokens:    { limit: 1000000, hard: false, overage: { unit_amount_cents: 20, per: 10000 } }": "" +
-			"llm_tokens:    { limit: 1000000, hard: false, overage: { unit_amount_cents: 20, per: 10000, currency_amounts: { eur: 18, jpy: 3 } } }",
-	} {
-		if strings.Count(yaml, old) != 1 {
-			t.Fatalf("the defaults no longer hold %q once", old)
-		}
-		yaml = strings.Replace(yaml, old, repl, 1)
-	}
-	catalog, err := plans.Parse([]byte(yaml), "yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return catalog
-}
-
 // A subscriber on a price in eur or jpy sees the month's overage so far in
 // that currency, and it is billed on the cycle invoice, in that currency,
 // at the plans file's price in it: never left pending for want of an
 // invoice in the plan's headline currency.
 func TestOverageIsPreviewedAndBilledInTheSubscriptionsCurrency(t *testing.T) {
-	catalog := multiCurrency(t)
-	for _, priceID := range []string{"price_test_starter_eur", "price_test_starter_jpy"} {
-		t.Run(priceID, func(t *testing.T) {
+	for _, currency := range []string{"eur", "jpy"} {
+		t.Run(currency, func(t *testing.T) {
 			testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
-				f := newFixtureOn(t, db, http.DefaultTransport, catalog, priceID)
+				f := newFixtureOn(t, db, http.DefaultTransport, starterOverage, currency)
 				f.record("api_calls", 102_500)
 				f.record("llm_tokens", 1_000_001)
 				want := []expected{f.expect("api_calls", "2026-10", 102_500), f.expect("llm_tokens", "2026-10", 1_000_001)}
@@ -530,9 +573,8 @@ func TestOverageIsPreviewedAndBilledInTheSubscriptionsCurrency(t *testing.T) {
 // moved to a price in another currency) cannot go on it: it stays pending,
 // and the metric an operator alerts on counts it.
 func TestAChargeInAnotherCurrencyIsCountedNotSilentlyLeft(t *testing.T) {
-	catalog := multiCurrency(t)
 	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
-		f := newFixtureOn(t, db, http.DefaultTransport, catalog, "price_test_starter_eur")
+		f := newFixtureOn(t, db, http.DefaultTransport, starterOverage, "eur")
 		now := f.clock.Now()
 		stale := overage.Charge{OrgID: f.org, Meter: "api_calls", Period: "2026-09", Quantity: 1, Allowance: 100000,
 			UnitAmount: 50, Per: 1000, Amount: 50, Currency: "usd", Status: overage.Pending, Attempt: 1, CreatedAt: now, UpdatedAt: now}
