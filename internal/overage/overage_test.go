@@ -29,6 +29,7 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/overage"
 	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/reconcile"
+	"github.com/tollgate-billing/tollgate/internal/redisconn"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/stripeclient/stripetest"
 	"github.com/tollgate-billing/tollgate/internal/stripehook"
@@ -52,6 +53,7 @@ type fixture struct {
 	// prices are the overage prices the test wrote into catalog.
 	prices   map[string]overagePrice
 	rec      *stripetest.Recorder
+	redis    *redisconn.Client
 	sc       *client.API
 	billing  *billing.Service
 	invoices *invoices.Service
@@ -84,22 +86,9 @@ func newFixtureTo(t *testing.T, db *store.DB, next http.RoundTripper) *fixture {
 func newFixtureOn(t *testing.T, db *store.DB, next http.RoundTripper, prices map[string]overagePrice, currency string) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	f := &fixture{t: t, db: db, clock: clock.NewFake(october), catalog: starterCatalog(t, prices), prices: prices,
-		rec: stripetest.NewRecorderTo(next)}
+	f := &fixture{t: t, db: db, clock: clock.NewFake(october), rec: stripetest.NewRecorderTo(next), redis: testenv.MiniRedis(t)}
 	f.sc = stripetest.Client(t, f.rec)
-	log := stripetest.Discard()
-	f.billing = billing.NewService(db, f.catalog, f.clock, f.sc, log)
-	f.invoices = invoices.NewService(db, f.clock, log)
-	f.usage = usage.NewService(db, testenv.MiniRedis(t), f.catalog, f.billing, f.clock, log)
-	f.overage = overage.NewService(db, f.usage, f.billing, f.sc, f.clock, log)
-	f.overage.OnBilled = func(_ context.Context, _ *gorm.DB, c overage.Charge) error {
-		f.billed = append(f.billed, c)
-		return nil
-	}
-	f.billing.OnCycleInvoice(f.overage.InvoiceCreated)
-	f.handler = stripehook.NewHandler(stripehook.Config{
-		DB: db, Billing: f.billing, Invoices: f.invoices, Secret: secret, Clock: f.clock, Log: log,
-	})
+	f.start(prices)
 
 	org, err := orgs.NewService(db, f.clock).Ensure(ctx, "ext-"+store.NewID(), "Acme", "")
 	if err != nil {
@@ -131,6 +120,26 @@ func newFixtureOn(t *testing.T, db *store.DB, next http.RoundTripper, prices map
 		t.Fatalf("organisation is on %q (err %v), want starter", p.ID, err)
 	}
 	return f
+}
+
+// start runs Tollgate's services on the fixture's database, billing by a
+// plans file priced as prices says; calling it again is a restart with a
+// new plans file.
+func (f *fixture) start(prices map[string]overagePrice) {
+	log := stripetest.Discard()
+	f.catalog, f.prices = starterCatalog(f.t, prices), prices
+	f.billing = billing.NewService(f.db, f.catalog, f.clock, f.sc, log)
+	f.invoices = invoices.NewService(f.db, f.clock, log)
+	f.usage = usage.NewService(f.db, f.redis, f.catalog, f.billing, f.clock, log)
+	f.overage = overage.NewService(f.db, f.usage, f.billing, f.sc, f.clock, log)
+	f.overage.OnBilled = func(_ context.Context, _ *gorm.DB, c overage.Charge) error {
+		f.billed = append(f.billed, c)
+		return nil
+	}
+	f.billing.OnCycleInvoice(f.overage.InvoiceCreated)
+	f.handler = stripehook.NewHandler(stripehook.Config{
+		DB: f.db, Billing: f.billing, Invoices: f.invoices, Secret: secret, Clock: f.clock, Log: log,
+	})
 }
 
 // record counts quantity of meter now, as one event.
@@ -208,10 +217,12 @@ func (f *fixture) items() []stripetest.Request {
 	return f.rec.Matching(http.MethodPost, "/v1/invoiceitems")
 }
 
+// charges are the organisation's charges, pending or billed: its
+// overage_charges rows but those that settle a meter's month at nothing.
 func (f *fixture) charges() []overage.Charge {
 	f.t.Helper()
 	var out []overage.Charge
-	if err := f.db.Where("org_id = ?", f.org).Order("period, meter").Find(&out).Error; err != nil {
+	if err := f.db.Where("org_id = ? AND status <> ?", f.org, overage.NoOverage).Order("period, meter").Find(&out).Error; err != nil {
 		f.t.Fatal(err)
 	}
 	return out
@@ -330,11 +341,30 @@ plans:
 // described so a customer can check it.
 func (f *fixture) checkItems(invoiceID string, want ...expected) {
 	f.t.Helper()
+	on := make([]billedOn, len(want))
+	for i, w := range want {
+		on[i] = billedOn{w, invoiceID}
+	}
+	f.checkBilled(on...)
+}
+
+// billedOn is an expected charge and the invoice it should be billed on.
+type billedOn struct {
+	expected
+	invoice string
+}
+
+// checkBilled requires exactly one item per expected charge, on its
+// invoice, as checkItems does, and no other charge.
+func (f *fixture) checkBilled(want ...billedOn) {
+	f.t.Helper()
 	items := f.items()
 	if len(items) != len(want) {
 		f.t.Fatalf("%d invoice items created, want %d: %+v", len(items), len(want), items)
 	}
+	invoiceOf := map[string]string{}
 	for _, w := range want {
+		invoiceOf[w.meter+" "+w.period] = w.invoice
 		key := fmt.Sprintf("tollgate-overage:%s:%s:%s:", f.org, w.meter, w.period)
 		var found []stripetest.Request
 		for _, it := range items {
@@ -347,9 +377,9 @@ func (f *fixture) checkItems(invoiceID string, want ...expected) {
 		}
 		form := found[0].Form
 		month, _ := time.Parse("2006-01", w.period)
-		if form.Get("invoice") != invoiceID || form.Get("customer") != f.customer || form.Get("currency") != f.currency ||
+		if form.Get("invoice") != w.invoice || form.Get("customer") != f.customer || form.Get("currency") != f.currency ||
 			form.Get("amount") != strconv.FormatInt(w.amount, 10) {
-			f.t.Errorf("%s %s item = %v; want %d %s on %s", w.meter, w.period, form, w.amount, f.currency, invoiceID)
+			f.t.Errorf("%s %s item = %v; want %d %s on %s", w.meter, w.period, form, w.amount, f.currency, w.invoice)
 		}
 		desc := form.Get("description")
 		for _, part := range []string{w.meter, month.Format("January 2006"), strconv.FormatInt(w.over, 10) + " over", w.unitText} {
@@ -363,8 +393,9 @@ func (f *fixture) checkItems(invoiceID string, want ...expected) {
 		f.t.Fatalf("%d charges recorded, want %d: %+v", len(charges), len(want), charges)
 	}
 	for _, c := range charges {
-		if c.Status != overage.Billed || c.StripeInvoiceID == nil || *c.StripeInvoiceID != invoiceID || c.StripeItemID == nil || *c.StripeItemID == "" {
-			f.t.Errorf("charge %s %s: status %s, invoice %v, item %v; want billed on %s", c.Meter, c.Period, c.Status, c.StripeInvoiceID, c.StripeItemID, invoiceID)
+		inv := invoiceOf[c.Meter+" "+c.Period]
+		if c.Status != overage.Billed || c.StripeInvoiceID == nil || *c.StripeInvoiceID != inv || c.StripeItemID == nil || *c.StripeItemID == "" {
+			f.t.Errorf("charge %s %s: status %s, invoice %v, item %v; want billed on %q", c.Meter, c.Period, c.Status, c.StripeInvoiceID, c.StripeItemID, inv)
 		}
 	}
 	if len(f.billed) != len(want) {
@@ -465,6 +496,84 @@ func TestAnOverageTooLargeToBillDoesNotHoldUpTheInvoice(t *testing.T) {
 			}
 		}
 	})
+}
+
+// A meter left unbilled while the other meters of its month were billed
+// (its overage too large for one invoice item: a typo in the plans file) is
+// billed on a later invoice once the file is corrected, at the corrected
+// price; the meter already billed is not billed again.
+func TestAMeterLeftUnbilledIsBilledOnceThePlansFileIsCorrected(t *testing.T) {
+	typo := maps.Clone(starterOverage)
+	typo["api_calls"] = overagePrice{limit: 100_000, per: 1, unit: map[string]int64{"usd": 1_000_000, "eur": 1_000_000, "jpy": 1_000_000}}
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newFixtureOn(t, db, http.DefaultTransport, typo, "usd")
+		f.record("api_calls", usage.MaxQuantity)
+		f.record("llm_tokens", 1_000_001)
+		tokens := f.expect("llm_tokens", "2026-10", 1_000_001)
+
+		f.clock.Set(time.Date(2026, 11, 1, 0, 5, 0, 0, time.UTC))
+		nov, dec := "in_nov_"+f.org[:8], "in_dec_"+f.org[:8]
+		f.deliver(f.invoiceCreated("evt_"+store.NewID(), nov, "draft"))
+		f.checkItems(nov, tokens)
+
+		f.start(starterOverage) // restarted with the price corrected
+		calls := f.expect("api_calls", "2026-10", usage.MaxQuantity)
+		f.clock.Set(time.Date(2026, 12, 1, 0, 5, 0, 0, time.UTC))
+		f.deliver(f.invoiceCreated("evt_"+store.NewID(), dec, "draft"))
+		f.checkBilled(billedOn{tokens, nov}, billedOn{calls, dec})
+	})
+}
+
+// Usage can land in a month after the first invoice after it was created:
+// an event accepted at 23:59:59 whose write commits after midnight, or one
+// taken by a replica whose clock lags (recordUsage refuses any other event
+// dated before the current month). That invoice settled the month, as the
+// customer was shown it: a later invoice bills no more of it, whether the
+// meter had overage then (never recomputed) or none.
+func TestUsageLandingInABilledMonthIsNotBilledLater(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		calls int64 // api_calls used in October before its invoice
+	}{
+		{"a month with overage on another meter", 102_500},
+		{"a month with no overage at all", 100_000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+				f := newFixture(t, db)
+				f.record("api_calls", tc.calls)
+				f.record("llm_tokens", 1_000_000) // exactly the allowance
+				var want []expected
+				if p := f.prices["api_calls"]; tc.calls > p.limit {
+					want = append(want, f.expect("api_calls", "2026-10", tc.calls))
+				}
+
+				nov := "in_nov_" + f.org[:8]
+				f.clock.Set(time.Date(2026, 11, 1, 0, 0, 30, 0, time.UTC))
+				f.deliver(f.invoiceCreated("evt_"+store.NewID(), nov, "draft"))
+				f.checkItems(nov, want...)
+
+				// Late October usage, on both meters.
+				f.clock.Set(time.Date(2026, 10, 31, 23, 59, 59, 0, time.UTC))
+				f.record("api_calls", 50_000)
+				f.record("llm_tokens", 50_000)
+				f.clock.Set(time.Date(2026, 11, 1, 0, 0, 31, 0, time.UTC))
+				_, meters, err := f.usage.Usage(context.Background(), f.org, "2026-10")
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, m := range meters {
+					if m.Meter != "storage_bytes" && m.Overage() == 0 {
+						t.Fatalf("October's %s shows no overage after the late usage: %+v", m.Meter, m)
+					}
+				}
+
+				f.clock.Set(time.Date(2026, 12, 1, 0, 5, 0, 0, time.UTC))
+				f.deliver(f.invoiceCreated("evt_"+store.NewID(), "in_dec_"+f.org[:8], "draft"))
+				f.checkItems(nov, want...)
+			})
+		})
+	}
 }
 
 // lostAnswers stands for a Stripe that creates invoice items but whose
