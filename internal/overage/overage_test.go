@@ -679,9 +679,11 @@ func TestOverageIsPreviewedAndBilledInTheSubscriptionsCurrency(t *testing.T) {
 }
 
 // A charge recorded in another currency than the invoice's (the customer
-// moved to a price in another currency) cannot go on it: it stays pending,
-// and the metric an operator alerts on counts it.
-func TestAChargeInAnotherCurrencyIsCountedNotSilentlyLeft(t *testing.T) {
+// moved to a price in another currency, or the charge was recorded in the
+// plan's currency before currency_amounts existed) cannot go on it: it
+// stays pending, the metric an operator alerts on counts it on every such
+// invoice, and the first invoice in its own currency bills it as recorded.
+func TestAChargeInAnotherCurrencyIsCountedThenBilledInItsCurrency(t *testing.T) {
 	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
 		f := newFixtureOn(t, db, http.DefaultTransport, starterOverage, "eur")
 		now := f.clock.Now()
@@ -701,6 +703,18 @@ func TestAChargeInAnotherCurrencyIsCountedNotSilentlyLeft(t *testing.T) {
 		}
 		if cs := f.charges(); len(cs) != 1 || cs[0].Status != overage.Pending {
 			t.Fatalf("charges = %+v, want the usd one still pending", cs)
+		}
+
+		// The customer moves back to the usd price: December's invoice is
+		// in usd and takes the charge, at the amount it was recorded for.
+		f.currency = "usd"
+		f.clock.Set(time.Date(2026, 12, 1, 0, 5, 0, 0, time.UTC))
+		before = testutil.ToFloat64(overage.Unbilled.WithLabelValues("currency"))
+		f.deliver(f.invoiceCreated("evt_"+store.NewID(), "in_dec_"+f.org[:8], "draft"))
+		f.checkItems("in_dec_"+f.org[:8], expected{meter: stale.Meter, period: stale.Period, over: stale.Quantity,
+			amount: stale.Amount, unit: stale.UnitAmount, per: stale.Per, unitText: "at 0.50 USD per 1000"})
+		if got := testutil.ToFloat64(overage.Unbilled.WithLabelValues("currency")) - before; got != 0 {
+			t.Fatalf("tollgate_overage_unbilled_total{reason=currency} rose by %v on an invoice in the charge's currency", got)
 		}
 	})
 }
