@@ -75,9 +75,13 @@ func TestInvoicesShowTheirOverageLines(t *testing.T) {
 // TestUpcomingInvoice: null on free; on Starter, Stripe's preview beside
 // the overage of the month so far, worked out from the usage recorded.
 func TestUpcomingInvoice(t *testing.T) {
+	// The plan's price, which the expected amounts are worked out from.
+	const limit, unit, per = 20_000, 37, 500
 	fc := clock.NewFake(time.Date(2026, 10, 10, 12, 0, 0, 0, time.UTC))
 	h := apptest.New(t, apptest.Options{Clock: fc, Env: map[string]string{
 		"STRIPE_SECRET_KEY": "sk_test_tollgate", "STRIPE_API_BASE": testenv.StripeMock(t),
+		"PLANS_FILE": plansFileWith(t, "api_calls:     { limit: 100000, hard: false, overage: { unit_amount_cents: 50, per: 1000 } }",
+			fmt.Sprintf("api_calls:     { limit: %d, hard: false, overage: { unit_amount_cents: %d, per: %d } }", limit, unit, per)),
 	}})
 	const q = `{ upcomingInvoice { stripe { currency total lines { kind amountCents } }
 	  overageSoFar { meter period quantity amountCents } overageSoFarCents } }`
@@ -102,10 +106,8 @@ func TestUpcomingInvoice(t *testing.T) {
 
 	ctx := context.Background()
 	org := orgID(t, h, "acme")
-	starter, _ := h.App.Catalog.ByID("starter")
 	subscribeToStarter(t, h, fc, org, "up")
-	limit, _ := starter.LimitFor("api_calls")
-	used := limit.Limit + 1500
+	const used = limit + 1500
 	if _, err := h.App.Usage.Record(ctx, org, []usage.Event{{Meter: "api_calls", Quantity: used, IdempotencyKey: "up-1"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -116,10 +118,10 @@ func TestUpcomingInvoice(t *testing.T) {
 	if u == nil || u.Stripe.Currency == "" {
 		t.Fatalf("upcoming invoice on starter = %+v", u)
 	}
-	want := ((used - limit.Limit + limit.Overage.Per - 1) / limit.Overage.Per) * limit.Overage.UnitAmountCents
+	const want = (used - limit + per - 1) / per * unit // three started packages
 	if len(u.OverageSoFar) != 1 || u.OverageSoFar[0].Meter != "api_calls" || u.OverageSoFar[0].Period != "2026-10" ||
-		u.OverageSoFar[0].Quantity != used-limit.Limit || u.OverageSoFar[0].AmountCents != want || u.OverageSoFarCents != want {
-		t.Fatalf("overage so far = %+v (total %d), want api_calls %d over for %d", u.OverageSoFar, u.OverageSoFarCents, used-limit.Limit, want)
+		u.OverageSoFar[0].Quantity != used-limit || u.OverageSoFar[0].AmountCents != want || u.OverageSoFarCents != want {
+		t.Fatalf("overage so far = %+v (total %d), want api_calls %d over for %d", u.OverageSoFar, u.OverageSoFarCents, used-limit, want)
 	}
 }
 
@@ -129,14 +131,9 @@ func TestUpcomingInvoice(t *testing.T) {
 // can be billed still show.
 func TestUpcomingInvoiceWithAnOverageTooLargeToBill(t *testing.T) {
 	fc := clock.NewFake(time.Date(2026, 10, 10, 12, 0, 0, 0, time.UTC))
-	plansFile := filepath.Join(t.TempDir(), "plans.yaml")
-	yaml := strings.Replace(string(plans.DefaultsYAML()),
-		"overage: { unit_amount_cents: 50, per: 1000 }", "overage: { unit_amount_cents: 1000000, per: 1 }", 1)
-	if err := os.WriteFile(plansFile, []byte(yaml), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	h := apptest.New(t, apptest.Options{Clock: fc, Env: map[string]string{
-		"STRIPE_SECRET_KEY": "sk_test_tollgate", "STRIPE_API_BASE": testenv.StripeMock(t), "PLANS_FILE": plansFile,
+		"STRIPE_SECRET_KEY": "sk_test_tollgate", "STRIPE_API_BASE": testenv.StripeMock(t),
+		"PLANS_FILE": plansFileWith(t, "overage: { unit_amount_cents: 50, per: 1000 }", "overage: { unit_amount_cents: 1000000, per: 1 }"),
 	}})
 	ctx := context.Background()
 	org := orgID(t, h, "acme")
@@ -173,6 +170,22 @@ func TestUpcomingInvoiceWithAnOverageTooLargeToBill(t *testing.T) {
 	if len(u.OverageSoFar) != 1 || u.OverageSoFar[0].Meter != "llm_tokens" || u.OverageSoFarCents != nil {
 		t.Fatalf("overage so far = %s; want llm_tokens only and a null total", res.Data)
 	}
+}
+
+// plansFileWith writes the default plans with the first occurrence of old
+// (starter's lines come before growth's) replaced by repl, and returns its
+// path.
+func plansFileWith(t *testing.T, old, repl string) string {
+	t.Helper()
+	yaml := string(plans.DefaultsYAML())
+	if !strings.Contains(yaml, old) {
+		t.Fatalf("the default plans no longer hold %q", old)
+	}
+	path := filepath.Join(t.TempDir(), "plans.yaml")
+	if err := os.WriteFile(path, []byte(strings.Replace(yaml, old, repl, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // subscribeToStarter links the customer cus_<name> to org and applies an

@@ -45,6 +45,21 @@ func Exponent(currency string) int {
 	return 2
 }
 
+// MaxAmount is the largest amount, in minor units of currency, that Stripe
+// charges at once: eight digits, 99999999 ($999,999.99, ¥99,999,999,
+// 99,999.999 KWD), and twelve for IDR, whose minor unit is worth the least
+// (the API reference of Charge.amount, "supports up to eight digits", and
+// https://docs.stripe.com/currencies, "Minimum and maximum charge
+// amounts"). Stripe's bound is in minor units, so it is worth very
+// different sums in different currencies, as the minor units are. The code
+// is case-insensitive.
+func MaxAmount(currency string) int64 {
+	if strings.EqualFold(currency, "idr") {
+		return 999_999_999_999
+	}
+	return 99_999_999
+}
+
 // Format writes minor units of currency as a decimal amount and the
 // upper-case code, with the currency's own number of decimals and no
 // grouping: "0.50 USD", "3 JPY", "1000.000 KWD", "-0.01 EUR". It is exact

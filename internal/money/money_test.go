@@ -46,3 +46,11 @@ func TestExponentFollowsStripe(t *testing.T) {
 		}
 	}
 }
+
+func TestMaxAmountIsStripesEightDigitsAndTwelveForRupiah(t *testing.T) {
+	for currency, want := range map[string]int64{"usd": 99_999_999, "jpy": 99_999_999, "kwd": 99_999_999, "idr": 999_999_999_999, "IDR": 999_999_999_999} {
+		if got := MaxAmount(currency); got != want {
+			t.Errorf("MaxAmount(%q) = %d, want %d", currency, got, want)
+		}
+	}
+}

@@ -17,15 +17,15 @@ func TestOverageTooLargeToBillIsAClientError(t *testing.T) {
 	price := &plans.OveragePrice{UnitAmountCents: 1_000_000, Per: 1, Currency: "usd"}
 	huge := usage.MeterUsage{Meter: "api_calls", Used: math.MaxInt64,
 		Limit: plans.Limit{Limit: 1000, Overage: price}}
-	_, _, err := chargeOf("org", "2026-11", "usd", huge)
+	_, err := chargeOf("org", "2026-11", "usd", huge)
 	if ae, ok := apperr.As(err); !ok || ae.Code != CodeAmountOutOfRange {
 		t.Fatalf("chargeOf of %d units at $10,000 each: %v, want %s", huge.Used, err, CodeAmountOutOfRange)
 	}
 
 	fits := usage.MeterUsage{Meter: "api_calls", Used: 1000 + 3, Limit: plans.Limit{Limit: 1000, Overage: price}}
-	c, ok, err := chargeOf("org", "2026-11", "usd", fits)
-	if err != nil || !ok || c.Amount != 3*1_000_000 {
-		t.Fatalf("3 units over at 1,000,000 cents: %+v %v %v", c, ok, err)
+	c, err := chargeOf("org", "2026-11", "usd", fits)
+	if err != nil || c.Status != Pending || c.Amount != 3*1_000_000 {
+		t.Fatalf("3 units over at 1,000,000 cents: %+v %v", c, err)
 	}
 
 	big := Charge{Amount: maxChargeCents}
@@ -65,7 +65,7 @@ func TestDescriptionWritesTheUnitPriceInTheCurrencysMinorUnit(t *testing.T) {
 func TestAmountOutOfRangeNamesThePriceInItsCurrency(t *testing.T) {
 	price := &plans.OveragePrice{UnitAmountCents: 1_000_000, Per: 1, Currency: "jpy"}
 	huge := usage.MeterUsage{Meter: "api_calls", Used: math.MaxInt64, Limit: plans.Limit{Limit: 1000, Overage: price}}
-	_, _, err := chargeOf("org", "2026-11", "jpy", huge)
+	_, err := chargeOf("org", "2026-11", "jpy", huge)
 	ae, ok := apperr.As(err)
 	if !ok || ae.Code != CodeAmountOutOfRange {
 		t.Fatalf("chargeOf: %v, want %s", err, CodeAmountOutOfRange)

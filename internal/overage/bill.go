@@ -35,7 +35,7 @@ func (s *Service) InvoiceCreated(ctx context.Context, orgID string, inv *stripe.
 	// The invoice's currency is the subscription's price's, which the plan
 	// prices its overage in (plans validation sees to it).
 	currency := cmp.Or(string(inv.Currency), plan.Currency)
-	pending, err := s.claim(ctx, orgID, currency)
+	pending, err := s.claim(ctx, orgID, currency, plan)
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,11 @@ const (
 	Pending = "pending"
 	// Billed charges are an invoice item on StripeInvoiceID.
 	Billed = "billed"
+	// NoOverage rows settle a monthly meter's month at nothing: when the
+	// month was claimed its usage was within the allowance, or the plan
+	// priced no overage on it. Like a charge, the row is never recomputed,
+	// so usage counted into the month after it closed is not billed later.
+	NoOverage = "none"
 )
 
 // Charge is one meter's overage in one closed month: a row of

@@ -14,6 +14,7 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/money"
 	"github.com/tollgate-billing/tollgate/internal/orgs"
+	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/usage"
 )
 
@@ -47,54 +48,68 @@ type unbillable struct {
 	err    error
 }
 
-// charges computes the overage of each priced meter in one month from the
-// organisation's usage, at its current plan's prices in currency. A meter
-// whose overage no invoice item can carry, or that has no price in
-// currency, is not among them but in skipped, so that it neither hides
-// the other meters nor fails a whole invoice.
-func (s *Service) charges(ctx context.Context, orgID, period, currency string) (out []Charge, skipped []unbillable, err error) {
+// monthOverage is an organisation's overage in one month, meter by meter.
+type monthOverage struct {
+	// charges are the meters' overage an invoice item can carry.
+	charges []Charge
+	// none are the monthly meters with no overage to bill (NoOverage).
+	none []Charge
+	// skipped are the meters' overage no invoice item can carry, or that
+	// has no price in the currency: neither hides the other meters nor
+	// fails a whole invoice.
+	skipped []unbillable
+}
+
+// overageOf computes the overage of each monthly meter in one month from
+// the organisation's usage, at its current plan's prices in currency.
+func (s *Service) overageOf(ctx context.Context, orgID, period, currency string) (monthOverage, error) {
+	var mo monthOverage
 	_, meters, err := s.usage.Usage(ctx, orgID, period)
 	if err != nil {
-		return nil, nil, fmt.Errorf("overage of org %s in %s: %w", orgID, period, err)
+		return mo, fmt.Errorf("overage of org %s in %s: %w", orgID, period, err)
 	}
 	for _, m := range meters {
-		c, ok, err := chargeOf(orgID, period, currency, m)
+		c, err := chargeOf(orgID, period, currency, m)
 		if ae, isApp := apperr.As(err); isApp && ae.Code == CodeAmountOutOfRange {
-			skipped = append(skipped, unbillable{unbilledTooLarge, err})
+			mo.skipped = append(mo.skipped, unbillable{unbilledTooLarge, err})
 			continue
 		}
 		if errors.Is(err, errNoPrice) {
-			skipped = append(skipped, unbillable{unbilledCurrency, err})
+			mo.skipped = append(mo.skipped, unbillable{unbilledCurrency, err})
 			continue
 		}
 		if err != nil {
-			return nil, nil, err
+			return mo, err
 		}
-		if ok {
-			out = append(out, c)
+		switch {
+		case c.Status == Pending:
+			mo.charges = append(mo.charges, c)
+		case m.Limit.Reset == plans.Monthly:
+			mo.none = append(mo.none, c)
 		}
 	}
-	return out, skipped, nil
+	return mo, nil
 }
 
-// chargeOf is the charge for one meter's usage in currency, false when
-// there is none.
-func chargeOf(orgID, period, currency string, m usage.MeterUsage) (Charge, bool, error) {
+// chargeOf is the charge for one meter's usage in currency: Pending, or
+// NoOverage when there is nothing to bill.
+func chargeOf(orgID, period, currency string, m usage.MeterUsage) (Charge, error) {
 	price := m.Limit.Overage
 	over := m.Overage()
 	if price == nil || over <= 0 {
-		return Charge{}, false, nil
+		return Charge{OrgID: orgID, Meter: m.Meter, Period: period, Allowance: m.Limit.Limit, Currency: currency,
+			Status: NoOverage}, nil
 	}
 	unit, ok := price.UnitAmountIn(currency)
 	if !ok {
-		return Charge{}, false, fmt.Errorf("overage of %s in %s: %w (%s)", m.Meter, period, errNoPrice, currency)
+		return Charge{}, fmt.Errorf("overage of %s in %s: %w (%s)", m.Meter, period, errNoPrice, currency)
 	}
 	packages := price.Packages(over)
 	hi, amount := bits.Mul64(uint64(packages), uint64(unit))
 	if hi != 0 || amount > maxChargeCents {
 		// Usage the host recorded, not a fault of Tollgate's: a client
 		// error, never INTERNAL.
-		return Charge{}, false, apperr.New(CodeAmountOutOfRange, fmt.Sprintf(
+		return Charge{}, apperr.New(CodeAmountOutOfRange, fmt.Sprintf(
 			"the overage of %s in %s (%d packages at %s) is more than one invoice item can carry",
 			m.Meter, period, packages, money.Format(unit, currency)))
 	}
@@ -102,7 +117,7 @@ func chargeOf(orgID, period, currency string, m usage.MeterUsage) (Charge, bool,
 		OrgID: orgID, Meter: m.Meter, Period: period, Quantity: over, Allowance: m.Limit.Limit,
 		UnitAmount: unit, Per: price.Per, Amount: int64(amount), Currency: currency,
 		Status: Pending, Attempt: 1,
-	}, true, nil
+	}, nil
 }
 
 // closedMonths are the months whose overage a draft invoice created now may
@@ -121,48 +136,73 @@ func closedMonths(orgCreated, now time.Time) []string {
 	return out
 }
 
-// claim records the overage of every closed month not yet recorded, as
-// pending charges in currency (the invoice's), and returns the
-// organisation's pending charges. A month once recorded is never computed
-// again, so what is billed cannot change under a retry; a meter with no
-// price in currency is left unrecorded, so that a corrected plans file
-// bills it on a later invoice.
-func (s *Service) claim(ctx context.Context, orgID, currency string) ([]Charge, error) {
+// claim records the overage of each monthly meter in every closed month
+// not yet recorded for it, as pending charges in currency (the invoice's),
+// and returns the organisation's pending charges.
+//
+// A meter's month is recorded once, by the first invoice after the month
+// closes: as a charge, or as NoOverage when there is nothing to bill. It is
+// never computed again, so what is billed cannot change under a retry, and
+// usage that lands in the month after that (an event accepted just before
+// midnight UTC whose write commits after, or taken by a replica whose clock
+// lags; recordUsage refuses any other event dated in a closed month) is not
+// billed on a later invoice: the first invoice after a month settles it, as
+// its customer reads it. A meter whose overage no invoice item can carry,
+// or that has no price in currency, is left unrecorded, so that a corrected
+// plans file bills it on a later invoice while the other meters of its
+// month are billed now.
+func (s *Service) claim(ctx context.Context, orgID, currency string, plan plans.Plan) ([]Charge, error) {
 	org, err := orgs.Load(ctx, s.db.DB, orgID)
 	if err != nil {
 		return nil, fmt.Errorf("overage of org %s: %w", orgID, err)
 	}
-	var recorded []string
-	if err := s.db.WithContext(ctx).Model(&Charge{}).Where("org_id = ?", orgID).Pluck("period", &recorded).Error; err != nil {
+	months := closedMonths(org.CreatedAt, s.clock.Now())
+	if len(months) == 0 {
+		return s.pending(ctx, orgID)
+	}
+	type slot struct{ period, meter string }
+	var recorded []Charge
+	err = s.db.WithContext(ctx).Select("period", "meter").Where("org_id = ? AND period >= ?", orgID, months[0]).
+		Find(&recorded).Error
+	if err != nil {
 		return nil, fmt.Errorf("overage of org %s: %w", orgID, err)
 	}
-	done := map[string]bool{}
-	for _, p := range recorded {
-		done[p] = true
+	done := map[slot]bool{}
+	for _, c := range recorded {
+		done[slot{c.Period, c.Meter}] = true
 	}
 	var fresh []Charge
-	for _, period := range closedMonths(org.CreatedAt, s.clock.Now()) {
-		if done[period] {
-			continue
+	for _, period := range months {
+		open := false
+		for _, l := range plan.Limits {
+			open = open || l.Reset == plans.Monthly && !done[slot{period, l.Meter}]
 		}
-		cs, skipped, err := s.charges(ctx, orgID, period, currency)
+		if !open {
+			continue // every meter of the month is recorded: no usage to read
+		}
+		mo, err := s.overageOf(ctx, orgID, period, currency)
 		if err != nil {
 			return nil, err
 		}
 		// Billing it would fail the same way on every retry Stripe makes of
 		// the invoice.created delivery; the operator has to look at it.
-		for _, u := range skipped {
+		for _, u := range mo.skipped {
 			Unbilled.WithLabelValues(u.reason).Inc()
 			s.log.ErrorContext(ctx, "overage not billed", "reason", u.reason, "org_id", orgID, "period", period,
 				"currency", currency, "error", u.err)
 		}
-		fresh = append(fresh, cs...)
+		for _, c := range append(mo.charges, mo.none...) {
+			if !done[slot{period, c.Meter}] {
+				fresh = append(fresh, c)
+			}
+		}
 	}
 	now := s.clock.Now()
 	for i := range fresh {
 		fresh[i].CreatedAt, fresh[i].UpdatedAt = now, now
 	}
 	if len(fresh) > 0 {
+		// A concurrent delivery may have recorded some first: its rows stand.
 		err := s.db.WithContext(ctx).Clauses(clause.OnConflict{DoNothing: true}).Create(&fresh).Error
 		if err != nil {
 			return nil, fmt.Errorf("record overage of org %s: %w", orgID, err)

@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,6 +29,7 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/overage"
 	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/reconcile"
+	"github.com/tollgate-billing/tollgate/internal/redisconn"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/stripeclient/stripetest"
 	"github.com/tollgate-billing/tollgate/internal/stripehook"
@@ -43,11 +46,14 @@ var october = time.Date(2026, 10, 10, 12, 0, 0, 0, time.UTC)
 // behind them, on a fake clock, billing a Starter organisation through
 // stripe-mock; rec sees every request Tollgate sends to Stripe.
 type fixture struct {
-	t        *testing.T
-	db       *store.DB
-	clock    *clock.Fake
-	catalog  *plans.Catalog
+	t       *testing.T
+	db      *store.DB
+	clock   *clock.Fake
+	catalog *plans.Catalog
+	// prices are the overage prices the test wrote into catalog.
+	prices   map[string]overagePrice
 	rec      *stripetest.Recorder
+	redis    *redisconn.Client
 	sc       *client.API
 	billing  *billing.Service
 	invoices *invoices.Service
@@ -71,36 +77,18 @@ func newFixture(t *testing.T, db *store.DB) *fixture {
 // newFixtureTo is a fixture whose requests to Stripe go through next, a
 // stub that may answer some of them itself.
 func newFixtureTo(t *testing.T, db *store.DB, next http.RoundTripper) *fixture {
-	return newFixtureOf(t, db, next, plans.Default())
+	return newFixtureOn(t, db, next, starterOverage, "usd")
 }
 
-// newFixtureOf is a fixture billing by catalog, whose plans must include
-// the defaults' starter.
-func newFixtureOf(t *testing.T, db *store.DB, next http.RoundTripper, catalog *plans.Catalog) *fixture {
-	starter, _ := catalog.ByID("starter")
-	return newFixtureOn(t, db, next, catalog, starter.StripePriceID)
-}
-
-// newFixtureOn is a fixture whose organisation subscribes to starter at
-// priceID, one of its prices in catalog.
-func newFixtureOn(t *testing.T, db *store.DB, next http.RoundTripper, catalog *plans.Catalog, priceID string) *fixture {
+// newFixtureOn is a fixture whose organisation subscribes to starter,
+// priced as prices says (starterCatalog), at its monthly price in
+// currency.
+func newFixtureOn(t *testing.T, db *store.DB, next http.RoundTripper, prices map[string]overagePrice, currency string) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	f := &fixture{t: t, db: db, clock: clock.NewFake(october), catalog: catalog, rec: stripetest.NewRecorderTo(next)}
+	f := &fixture{t: t, db: db, clock: clock.NewFake(october), rec: stripetest.NewRecorderTo(next), redis: testenv.MiniRedis(t)}
 	f.sc = stripetest.Client(t, f.rec)
-	log := stripetest.Discard()
-	f.billing = billing.NewService(db, f.catalog, f.clock, f.sc, log)
-	f.invoices = invoices.NewService(db, f.clock, log)
-	f.usage = usage.NewService(db, testenv.MiniRedis(t), f.catalog, f.billing, f.clock, log)
-	f.overage = overage.NewService(db, f.usage, f.billing, f.sc, f.clock, log)
-	f.overage.OnBilled = func(_ context.Context, _ *gorm.DB, c overage.Charge) error {
-		f.billed = append(f.billed, c)
-		return nil
-	}
-	f.billing.OnCycleInvoice(f.overage.InvoiceCreated)
-	f.handler = stripehook.NewHandler(stripehook.Config{
-		DB: db, Billing: f.billing, Invoices: f.invoices, Secret: secret, Clock: f.clock, Log: log,
-	})
+	f.start(prices)
 
 	org, err := orgs.NewService(db, f.clock).Ensure(ctx, "ext-"+store.NewID(), "Acme", "")
 	if err != nil {
@@ -108,9 +96,9 @@ func newFixtureOn(t *testing.T, db *store.DB, next http.RoundTripper, catalog *p
 	}
 	f.org, f.customer, f.sub = org, "cus_"+store.NewID()[:8], "sub_"+store.NewID()[:8]
 	starter, _ := f.catalog.ByID("starter")
-	price, ok := starter.PriceByID(priceID)
+	price, ok := starter.PriceByID(starterPriceID(currency))
 	if !ok {
-		t.Fatalf("starter has no price %s", priceID)
+		t.Fatalf("starter has no price in %s", currency)
 	}
 	f.currency = price.Currency
 	sub := &stripe.Subscription{
@@ -132,6 +120,26 @@ func newFixtureOn(t *testing.T, db *store.DB, next http.RoundTripper, catalog *p
 		t.Fatalf("organisation is on %q (err %v), want starter", p.ID, err)
 	}
 	return f
+}
+
+// start runs Tollgate's services on the fixture's database, billing by a
+// plans file priced as prices says; calling it again is a restart with a
+// new plans file.
+func (f *fixture) start(prices map[string]overagePrice) {
+	log := stripetest.Discard()
+	f.catalog, f.prices = starterCatalog(f.t, prices), prices
+	f.billing = billing.NewService(f.db, f.catalog, f.clock, f.sc, log)
+	f.invoices = invoices.NewService(f.db, f.clock, log)
+	f.usage = usage.NewService(f.db, f.redis, f.catalog, f.billing, f.clock, log)
+	f.overage = overage.NewService(f.db, f.usage, f.billing, f.sc, f.clock, log)
+	f.overage.OnBilled = func(_ context.Context, _ *gorm.DB, c overage.Charge) error {
+		f.billed = append(f.billed, c)
+		return nil
+	}
+	f.billing.OnCycleInvoice(f.overage.InvoiceCreated)
+	f.handler = stripehook.NewHandler(stripehook.Config{
+		DB: f.db, Billing: f.billing, Invoices: f.invoices, Secret: secret, Clock: f.clock, Log: log,
+	})
 }
 
 // record counts quantity of meter now, as one event.
@@ -209,10 +217,12 @@ func (f *fixture) items() []stripetest.Request {
 	return f.rec.Matching(http.MethodPost, "/v1/invoiceitems")
 }
 
+// charges are the organisation's charges, pending or billed: its
+// overage_charges rows but those that settle a meter's month at nothing.
 func (f *fixture) charges() []overage.Charge {
 	f.t.Helper()
 	var out []overage.Charge
-	if err := f.db.Where("org_id = ?", f.org).Order("period, meter").Find(&out).Error; err != nil {
+	if err := f.db.Where("org_id = ? AND status <> ?", f.org, overage.NoOverage).Order("period, meter").Find(&out).Error; err != nil {
 		f.t.Fatal(err)
 	}
 	return out
@@ -231,14 +241,19 @@ type expected struct {
 // bill in, as Stripe counts them.
 var decimals = map[string]int64{"usd": 2, "eur": 2, "jpy": 0}
 
+// expect works out what a meter's overage costs from the usage the test
+// recorded and the prices it wrote into the plan (f.prices), in the
+// fixture's currency: never from the code under test.
 func (f *fixture) expect(meter, period string, used int64) expected {
-	starter, _ := f.catalog.ByID("starter")
-	l, _ := starter.LimitFor(meter)
-	over := used - l.Limit
-	packages := (over + l.Overage.Per - 1) / l.Overage.Per
-	unit, ok := l.Overage.UnitAmountIn(f.currency)
+	p, ok := f.prices[meter]
 	if !ok {
-		f.t.Fatalf("starter's %s overage has no price in %s", meter, f.currency)
+		f.t.Fatalf("the test priced no overage of %s", meter)
+	}
+	over := used - p.limit
+	packages := (over + p.per - 1) / p.per
+	unit, ok := p.unit[f.currency]
+	if !ok {
+		f.t.Fatalf("the test priced %s's overage in no %s", meter, f.currency)
 	}
 	text := fmt.Sprintf("%d %s", unit, strings.ToUpper(f.currency))
 	if d, ok := decimals[f.currency]; !ok {
@@ -247,7 +262,78 @@ func (f *fixture) expect(meter, period string, used int64) expected {
 		text = fmt.Sprintf("%d.%02d %s", unit/100, unit%100, strings.ToUpper(f.currency))
 	}
 	return expected{meter: meter, period: period, over: over, amount: packages * unit,
-		unit: unit, per: l.Overage.Per, unitText: fmt.Sprintf("at %s per %d", text, l.Overage.Per)}
+		unit: unit, per: p.per, unitText: fmt.Sprintf("at %s per %d", text, p.per)}
+}
+
+// overagePrice is how the test prices one meter's overage in starter:
+// unit[currency] minor units for every started per units past limit.
+type overagePrice struct {
+	limit, per int64
+	unit       map[string]int64
+}
+
+// starterOverage are the overage prices of the tests' starter plan, sold in
+// usd (its headline currency), eur and jpy.
+var starterOverage = map[string]overagePrice{
+	"api_calls":  {limit: 100_000, per: 1000, unit: map[string]int64{"usd": 50, "eur": 45, "jpy": 75}},
+	"llm_tokens": {limit: 1_000_000, per: 10_000, unit: map[string]int64{"usd": 20, "eur": 18, "jpy": 3}},
+}
+
+// starterPriceID is the Stripe id of starter's monthly price in currency.
+func starterPriceID(currency string) string { return "price_test_starter_" + currency }
+
+// starterCatalog writes the plans file the tests bill by: a free plan, and
+// starter, sold monthly in each currency its overage is priced in, with a
+// soft limit priced as prices says on each of its meters and a hard limit
+// on storage.
+func starterCatalog(t *testing.T, prices map[string]overagePrice) *plans.Catalog {
+	t.Helper()
+	var sold []string
+	for c := range prices["api_calls"].unit {
+		sold = append(sold, c)
+	}
+	slices.Sort(sold)
+	var b strings.Builder
+	b.WriteString(`meters:
+  - { name: api_calls, reset: monthly }
+  - { name: llm_tokens, reset: monthly }
+  - { name: storage_bytes, reset: never }
+plans:
+  - id: free
+    name: Free
+    rate_limit_per_second: 10
+    limits:
+      api_calls: { limit: 1000, hard: true }
+      llm_tokens: { limit: 10000, hard: true }
+      storage_bytes: { limit: 1048576, hard: true }
+  - id: starter
+    name: Starter
+    rate_limit_per_second: 100
+    prices:
+      - { id: price_test_starter_usd, interval: month, amount_cents: 4900, currency: usd }
+`)
+	for _, c := range sold {
+		if c != "usd" {
+			fmt.Fprintf(&b, "      - { id: %s, interval: month, amount_cents: 4900, currency: %s }\n", starterPriceID(c), c)
+		}
+	}
+	b.WriteString("    limits:\n      storage_bytes: { limit: 10737418240, hard: true }\n")
+	for _, meter := range slices.Sorted(maps.Keys(prices)) {
+		p := prices[meter]
+		var others []string
+		for _, c := range sold {
+			if c != "usd" {
+				others = append(others, fmt.Sprintf("%s: %d", c, p.unit[c]))
+			}
+		}
+		fmt.Fprintf(&b, "      %s: { limit: %d, hard: false, overage: { unit_amount_cents: %d, per: %d, currency_amounts: { %s } } }\n",
+			meter, p.limit, p.unit["usd"], p.per, strings.Join(others, ", "))
+	}
+	catalog, err := plans.Parse([]byte(b.String()), "yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return catalog
 }
 
 // checkItems requires exactly one item per expected charge, each on
@@ -255,11 +341,30 @@ func (f *fixture) expect(meter, period string, used int64) expected {
 // described so a customer can check it.
 func (f *fixture) checkItems(invoiceID string, want ...expected) {
 	f.t.Helper()
+	on := make([]billedOn, len(want))
+	for i, w := range want {
+		on[i] = billedOn{w, invoiceID}
+	}
+	f.checkBilled(on...)
+}
+
+// billedOn is an expected charge and the invoice it should be billed on.
+type billedOn struct {
+	expected
+	invoice string
+}
+
+// checkBilled requires exactly one item per expected charge, on its
+// invoice, as checkItems does, and no other charge.
+func (f *fixture) checkBilled(want ...billedOn) {
+	f.t.Helper()
 	items := f.items()
 	if len(items) != len(want) {
 		f.t.Fatalf("%d invoice items created, want %d: %+v", len(items), len(want), items)
 	}
+	invoiceOf := map[string]string{}
 	for _, w := range want {
+		invoiceOf[w.meter+" "+w.period] = w.invoice
 		key := fmt.Sprintf("tollgate-overage:%s:%s:%s:", f.org, w.meter, w.period)
 		var found []stripetest.Request
 		for _, it := range items {
@@ -272,9 +377,9 @@ func (f *fixture) checkItems(invoiceID string, want ...expected) {
 		}
 		form := found[0].Form
 		month, _ := time.Parse("2006-01", w.period)
-		if form.Get("invoice") != invoiceID || form.Get("customer") != f.customer || form.Get("currency") != f.currency ||
+		if form.Get("invoice") != w.invoice || form.Get("customer") != f.customer || form.Get("currency") != f.currency ||
 			form.Get("amount") != strconv.FormatInt(w.amount, 10) {
-			f.t.Errorf("%s %s item = %v; want %d %s on %s", w.meter, w.period, form, w.amount, f.currency, invoiceID)
+			f.t.Errorf("%s %s item = %v; want %d %s on %s", w.meter, w.period, form, w.amount, f.currency, w.invoice)
 		}
 		desc := form.Get("description")
 		for _, part := range []string{w.meter, month.Format("January 2006"), strconv.FormatInt(w.over, 10) + " over", w.unitText} {
@@ -288,8 +393,9 @@ func (f *fixture) checkItems(invoiceID string, want ...expected) {
 		f.t.Fatalf("%d charges recorded, want %d: %+v", len(charges), len(want), charges)
 	}
 	for _, c := range charges {
-		if c.Status != overage.Billed || c.StripeInvoiceID == nil || *c.StripeInvoiceID != invoiceID || c.StripeItemID == nil || *c.StripeItemID == "" {
-			f.t.Errorf("charge %s %s: status %s, invoice %v, item %v; want billed on %s", c.Meter, c.Period, c.Status, c.StripeInvoiceID, c.StripeItemID, invoiceID)
+		inv := invoiceOf[c.Meter+" "+c.Period]
+		if c.Status != overage.Billed || c.StripeInvoiceID == nil || *c.StripeInvoiceID != inv || c.StripeItemID == nil || *c.StripeItemID == "" {
+			f.t.Errorf("charge %s %s: status %s, invoice %v, item %v; want billed on %q", c.Meter, c.Period, c.Status, c.StripeInvoiceID, c.StripeItemID, inv)
 		}
 	}
 	if len(f.billed) != len(want) {
@@ -373,14 +479,10 @@ func TestNoOverageWithinTheAllowance(t *testing.T) {
 // out and logged; the other meters are billed and the delivery succeeds,
 // so Stripe does not retry it for days with the same outcome.
 func TestAnOverageTooLargeToBillDoesNotHoldUpTheInvoice(t *testing.T) {
-	yaml := strings.Replace(string(plans.DefaultsYAML()),
-		"overage: { unit_amount_cents: 50, per: 1000 }", "overage: { unit_amount_cents: 1000000, per: 1 }", 1)
-	catalog, err := plans.Parse([]byte(yaml), "yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	prices := maps.Clone(starterOverage)
+	prices["api_calls"] = overagePrice{limit: 100_000, per: 1, unit: map[string]int64{"usd": 1_000_000, "eur": 1_000_000, "jpy": 1_000_000}}
 	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
-		f := newFixtureOf(t, db, http.DefaultTransport, catalog)
+		f := newFixtureOn(t, db, http.DefaultTransport, prices, "usd")
 		f.record("api_calls", usage.MaxQuantity) // ~8.8e12 over at $10,000 each: past what one item carries
 		f.record("llm_tokens", 1_000_001)
 		want := f.expect("llm_tokens", "2026-10", 1_000_001)
@@ -394,6 +496,84 @@ func TestAnOverageTooLargeToBillDoesNotHoldUpTheInvoice(t *testing.T) {
 			}
 		}
 	})
+}
+
+// A meter left unbilled while the other meters of its month were billed
+// (its overage too large for one invoice item: a typo in the plans file) is
+// billed on a later invoice once the file is corrected, at the corrected
+// price; the meter already billed is not billed again.
+func TestAMeterLeftUnbilledIsBilledOnceThePlansFileIsCorrected(t *testing.T) {
+	typo := maps.Clone(starterOverage)
+	typo["api_calls"] = overagePrice{limit: 100_000, per: 1, unit: map[string]int64{"usd": 1_000_000, "eur": 1_000_000, "jpy": 1_000_000}}
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newFixtureOn(t, db, http.DefaultTransport, typo, "usd")
+		f.record("api_calls", usage.MaxQuantity)
+		f.record("llm_tokens", 1_000_001)
+		tokens := f.expect("llm_tokens", "2026-10", 1_000_001)
+
+		f.clock.Set(time.Date(2026, 11, 1, 0, 5, 0, 0, time.UTC))
+		nov, dec := "in_nov_"+f.org[:8], "in_dec_"+f.org[:8]
+		f.deliver(f.invoiceCreated("evt_"+store.NewID(), nov, "draft"))
+		f.checkItems(nov, tokens)
+
+		f.start(starterOverage) // restarted with the price corrected
+		calls := f.expect("api_calls", "2026-10", usage.MaxQuantity)
+		f.clock.Set(time.Date(2026, 12, 1, 0, 5, 0, 0, time.UTC))
+		f.deliver(f.invoiceCreated("evt_"+store.NewID(), dec, "draft"))
+		f.checkBilled(billedOn{tokens, nov}, billedOn{calls, dec})
+	})
+}
+
+// Usage can land in a month after the first invoice after it was created:
+// an event accepted at 23:59:59 whose write commits after midnight, or one
+// taken by a replica whose clock lags (recordUsage refuses any other event
+// dated before the current month). That invoice settled the month, as the
+// customer was shown it: a later invoice bills no more of it, whether the
+// meter had overage then (never recomputed) or none.
+func TestUsageLandingInABilledMonthIsNotBilledLater(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		calls int64 // api_calls used in October before its invoice
+	}{
+		{"a month with overage on another meter", 102_500},
+		{"a month with no overage at all", 100_000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+				f := newFixture(t, db)
+				f.record("api_calls", tc.calls)
+				f.record("llm_tokens", 1_000_000) // exactly the allowance
+				var want []expected
+				if p := f.prices["api_calls"]; tc.calls > p.limit {
+					want = append(want, f.expect("api_calls", "2026-10", tc.calls))
+				}
+
+				nov := "in_nov_" + f.org[:8]
+				f.clock.Set(time.Date(2026, 11, 1, 0, 0, 30, 0, time.UTC))
+				f.deliver(f.invoiceCreated("evt_"+store.NewID(), nov, "draft"))
+				f.checkItems(nov, want...)
+
+				// Late October usage, on both meters.
+				f.clock.Set(time.Date(2026, 10, 31, 23, 59, 59, 0, time.UTC))
+				f.record("api_calls", 50_000)
+				f.record("llm_tokens", 50_000)
+				f.clock.Set(time.Date(2026, 11, 1, 0, 0, 31, 0, time.UTC))
+				_, meters, err := f.usage.Usage(context.Background(), f.org, "2026-10")
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, m := range meters {
+					if m.Meter != "storage_bytes" && m.Overage() == 0 {
+						t.Fatalf("October's %s shows no overage after the late usage: %+v", m.Meter, m)
+					}
+				}
+
+				f.clock.Set(time.Date(2026, 12, 1, 0, 5, 0, 0, time.UTC))
+				f.deliver(f.invoiceCreated("evt_"+store.NewID(), "in_dec_"+f.org[:8], "draft"))
+				f.checkItems(nov, want...)
+			})
+		})
+	}
 }
 
 // lostAnswers stands for a Stripe that creates invoice items but whose
@@ -463,43 +643,15 @@ func TestALostAnswerIsRecordedNotBilledAgain(t *testing.T) {
 	})
 }
 
-// multiCurrency is the default catalogue with starter also sold monthly in
-// eur and jpy, and its overage priced in both.
-func multiCurrency(t *testing.T) *plans.Catalog {
-	t.Helper()
-	yaml := string(plans.DefaultsYAML())
-	for old, repl := range map[string]string{
-		"      - { id: price_tollgate_starter_yearly,  interval: year,  amount_cents: 49000, currency: usd }\n": "" +
-			"      - { id: price_tollgate_starter_yearly,  interval: year,  amount_cents: 49000, currency: usd }\n" +
-			"      - { id: price_test_starter_eur, interval: month, amount_cents: 4500, currency: eur }\n" +
-			"      - { id: price_test_starter_jpy, interval: month, amount_cents: 7000, currency: jpy }\n",
-		"api_calls:     { limit: 100000, hard: false, overage: { unit_amount_cents: 50, per: 1000 } }": "" +
-			"api_calls:     { limit: 100000, hard: false, overage: { unit_amount_cents: 50, per: 1000, currency_amounts: { eur: 45, jpy: 75 } } }",
-		"llm_tokens:    { limit: 1000000, hard: false, overage: { unit_amount_cents: 20, per: 10000 } }": "" +
-			"llm_tokens:    { limit: 1000000, hard: false, overage: { unit_amount_cents: 20, per: 10000, currency_amounts: { eur: 18, jpy: 3 } } }",
-	} {
-		if strings.Count(yaml, old) != 1 {
-			t.Fatalf("the defaults no longer hold %q once", old)
-		}
-		yaml = strings.Replace(yaml, old, repl, 1)
-	}
-	catalog, err := plans.Parse([]byte(yaml), "yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return catalog
-}
-
 // A subscriber on a price in eur or jpy sees the month's overage so far in
 // that currency, and it is billed on the cycle invoice, in that currency,
 // at the plans file's price in it: never left pending for want of an
 // invoice in the plan's headline currency.
 func TestOverageIsPreviewedAndBilledInTheSubscriptionsCurrency(t *testing.T) {
-	catalog := multiCurrency(t)
-	for _, priceID := range []string{"price_test_starter_eur", "price_test_starter_jpy"} {
-		t.Run(priceID, func(t *testing.T) {
+	for _, currency := range []string{"eur", "jpy"} {
+		t.Run(currency, func(t *testing.T) {
 			testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
-				f := newFixtureOn(t, db, http.DefaultTransport, catalog, priceID)
+				f := newFixtureOn(t, db, http.DefaultTransport, starterOverage, currency)
 				f.record("api_calls", 102_500)
 				f.record("llm_tokens", 1_000_001)
 				want := []expected{f.expect("api_calls", "2026-10", 102_500), f.expect("llm_tokens", "2026-10", 1_000_001)}
@@ -527,12 +679,13 @@ func TestOverageIsPreviewedAndBilledInTheSubscriptionsCurrency(t *testing.T) {
 }
 
 // A charge recorded in another currency than the invoice's (the customer
-// moved to a price in another currency) cannot go on it: it stays pending,
-// and the metric an operator alerts on counts it.
-func TestAChargeInAnotherCurrencyIsCountedNotSilentlyLeft(t *testing.T) {
-	catalog := multiCurrency(t)
+// moved to a price in another currency, or the charge was recorded in the
+// plan's currency before currency_amounts existed) cannot go on it: it
+// stays pending, the metric an operator alerts on counts it on every such
+// invoice, and the first invoice in its own currency bills it as recorded.
+func TestAChargeInAnotherCurrencyIsCountedThenBilledInItsCurrency(t *testing.T) {
 	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
-		f := newFixtureOn(t, db, http.DefaultTransport, catalog, "price_test_starter_eur")
+		f := newFixtureOn(t, db, http.DefaultTransport, starterOverage, "eur")
 		now := f.clock.Now()
 		stale := overage.Charge{OrgID: f.org, Meter: "api_calls", Period: "2026-09", Quantity: 1, Allowance: 100000,
 			UnitAmount: 50, Per: 1000, Amount: 50, Currency: "usd", Status: overage.Pending, Attempt: 1, CreatedAt: now, UpdatedAt: now}
@@ -550,6 +703,18 @@ func TestAChargeInAnotherCurrencyIsCountedNotSilentlyLeft(t *testing.T) {
 		}
 		if cs := f.charges(); len(cs) != 1 || cs[0].Status != overage.Pending {
 			t.Fatalf("charges = %+v, want the usd one still pending", cs)
+		}
+
+		// The customer moves back to the usd price: December's invoice is
+		// in usd and takes the charge, at the amount it was recorded for.
+		f.currency = "usd"
+		f.clock.Set(time.Date(2026, 12, 1, 0, 5, 0, 0, time.UTC))
+		before = testutil.ToFloat64(overage.Unbilled.WithLabelValues("currency"))
+		f.deliver(f.invoiceCreated("evt_"+store.NewID(), "in_dec_"+f.org[:8], "draft"))
+		f.checkItems("in_dec_"+f.org[:8], expected{meter: stale.Meter, period: stale.Period, over: stale.Quantity,
+			amount: stale.Amount, unit: stale.UnitAmount, per: stale.Per, unitText: "at 0.50 USD per 1000"})
+		if got := testutil.ToFloat64(overage.Unbilled.WithLabelValues("currency")) - before; got != 0 {
+			t.Fatalf("tollgate_overage_unbilled_total{reason=currency} rose by %v on an invoice in the charge's currency", got)
 		}
 	})
 }

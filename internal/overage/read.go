@@ -72,14 +72,14 @@ func (s *Service) Upcoming(ctx context.Context, orgID string) (*Upcoming, error)
 	if err != nil {
 		return nil, stripeclient.Error("preview the next invoice of "+st.Subscription.StripeSubscriptionID, err)
 	}
-	sofar, skipped, err := s.charges(ctx, orgID, s.clock.Now().Format("2006-01"), subscriptionCurrency(st))
+	sofar, err := s.overageOf(ctx, orgID, s.clock.Now().Format("2006-01"), subscriptionCurrency(st))
 	if err != nil {
 		return nil, err
 	}
-	up := &Upcoming{Stripe: inv, OverageSoFar: sofar}
-	up.OverageSoFarCents, up.OverageSoFarErr = sumCents(sofar)
-	if up.OverageSoFarErr == nil && len(skipped) > 0 {
-		up.OverageSoFarErr = skipped[0].err
+	up := &Upcoming{Stripe: inv, OverageSoFar: sofar.charges}
+	up.OverageSoFarCents, up.OverageSoFarErr = sumCents(sofar.charges)
+	if up.OverageSoFarErr == nil && len(sofar.skipped) > 0 {
+		up.OverageSoFarErr = sofar.skipped[0].err
 	}
 	return up, nil
 }

@@ -2,7 +2,8 @@
 // UTC month's overage of each priced meter becomes one invoice item on the
 // organisation's first draft subscription-cycle invoice after the month
 // closes, and the overage_charges table, which this package owns, records
-// what was billed and where.
+// what was billed and where, and which meters' months were settled at
+// nothing (NoOverage).
 //
 // Billing is claim, commit, call, record: a charge row is written (pending)
 // and committed before Stripe is asked, the call carries an idempotency key

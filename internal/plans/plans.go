@@ -19,6 +19,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/tollgate-billing/tollgate/internal/money"
 )
 
 // FreePlanID is the plan every organisation has without a paid subscription.
@@ -103,11 +105,6 @@ func (o OveragePrice) UnitAmountIn(currency string) (int64, bool) {
 	amount, ok := o.CurrencyAmounts[currency]
 	return amount, ok
 }
-
-// maxOverageUnitCents bounds one package's price in minor units (10,000.00
-// of a two-decimal currency): a larger one is a typo, and the bound keeps
-// packages × price far from overflow.
-const maxOverageUnitCents = 1_000_000
 
 // Packages is how many packages over units makes: every started one counts.
 func (o OveragePrice) Packages(over int64) int64 {
@@ -344,8 +341,10 @@ func build(f file) (*Catalog, error) {
 					bad("%s: overage on %q needs a paid plan: it is billed on the plan's Stripe invoices", where, name)
 				case o.Per <= 0:
 					bad("%s: overage on %q: per must be a positive number of units", where, name)
-				case o.UnitAmountCents <= 0 || o.UnitAmountCents > maxOverageUnitCents:
-					bad("%s: overage on %q: unit_amount_cents must be from 1 to %d minor units of %s", where, name, maxOverageUnitCents, p.Currency)
+				default:
+					if msg := overageUnitProblem(o.UnitAmountCents, p.Currency); msg != "" {
+						bad("%s: overage on %q: unit_amount_cents %s", where, name, msg)
+					}
 				}
 				o.Currency = p.Currency
 				overageCurrencies(p, name, o, where, bad)
@@ -454,6 +453,20 @@ func buildPrices(p *Plan, where string, bad func(string, ...any)) {
 	}
 }
 
+// overageUnitProblem explains what is wrong with one overage package's
+// price, amount minor units of currency, or is "" when it is from 1 minor
+// unit to the most Stripe charges at once in that currency
+// (money.MaxAmount). A package that costs more could never be paid, and an
+// item of even one such package would be refused; the bound follows the
+// currency's minor unit, so 99,999,999 is ¥99,999,999 but 99,999.999 KWD.
+func overageUnitProblem(amount int64, currency string) string {
+	if top := money.MaxAmount(currency); amount < 1 || amount > top {
+		return fmt.Sprintf("must be from 1 to %d minor units of %s (%s, the most Stripe charges at once), got %d",
+			top, currency, money.Format(top, currency), amount)
+	}
+	return ""
+}
+
 // overageCurrencies validates an overage price's amounts in other
 // currencies, and refuses a plan sold at a price in a currency the overage
 // has no amount in: its subscribers' invoices are in that currency, and
@@ -476,8 +489,10 @@ func overageCurrencies(p Plan, meter string, o *OveragePrice, where string, bad 
 			bad("%s: overage on %q: currency_amounts names %s, the plan's own currency: give that price as unit_amount_cents", where, meter, lower)
 		case !sold[lower]:
 			bad("%s: overage on %q: currency_amounts names %s, which none of the plan's prices is in", where, meter, lower)
-		case amount <= 0 || amount > maxOverageUnitCents:
-			bad("%s: overage on %q: currency_amounts: %s must be from 1 to %d minor units", where, meter, lower, maxOverageUnitCents)
+		default:
+			if msg := overageUnitProblem(amount, lower); msg != "" {
+				bad("%s: overage on %q: currency_amounts: %s %s", where, meter, lower, msg)
+			}
 		}
 		amounts[lower] = amount
 	}

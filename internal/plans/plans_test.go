@@ -1,6 +1,7 @@
 package plans
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -264,5 +265,56 @@ func TestInvalidPlansFiles(t *testing.T) {
 	}
 	if _, err := Load(filepath.Join(t.TempDir(), "missing.yaml")); err == nil {
 		t.Fatal("a missing plans file was accepted")
+	}
+}
+
+// An overage package may cost up to the most Stripe charges at once in its
+// currency, 99,999,999 minor units (twelve digits in IDR): worth ¥99,999,999
+// in a zero-decimal currency and 99,999.999 KWD in a three-decimal one, not
+// a sum that is $10,000 in USD and about $40 in VND. The refusal names
+// the bound in the currency's own units.
+func TestOveragePriceIsBoundedByWhatStripeChargesInItsCurrency(t *testing.T) {
+	// plan is sold in usd and in currency, with overage as given.
+	plan := func(currency, overage string) string {
+		return "meters:\n  - {name: api_calls, reset: monthly}\nplans:\n" +
+			"  - {id: free, name: Free, rate_limit_per_second: 1, limits: {api_calls: {limit: 10}}}\n" +
+			"  - {id: team, name: Team, prices: [{id: price_usd, interval: month, amount_cents: 500}, " +
+			"{id: price_x, interval: month, amount_cents: 5000, currency: " + currency + "}], rate_limit_per_second: 1, " +
+			"limits: {api_calls: {limit: 1, overage: {" + overage + "}}}}\n"
+	}
+	// only is sold in currency alone, its overage amount minor units of it
+	// a unit.
+	only := func(currency string, amount int64) string {
+		return "meters:\n  - {name: api_calls, reset: monthly}\nplans:\n" +
+			"  - {id: free, name: Free, rate_limit_per_second: 1, limits: {api_calls: {limit: 10}}}\n" +
+			fmt.Sprintf("  - {id: team, name: Team, prices: [{id: price_x, interval: month, amount_cents: 5000, currency: %s}], rate_limit_per_second: 1, "+
+				"limits: {api_calls: {limit: 1, overage: {unit_amount_cents: %d, per: 1}}}}\n", currency, amount)
+	}
+	for _, tc := range []struct {
+		name, yaml string
+		want       string // "" when the file is valid
+	}{
+		{"5,000,000 VND (about $200) a package", only("vnd", 5_000_000), ""},
+		{"the most Stripe charges in yen", only("jpy", 99_999_999), ""},
+		{"one yen more", only("jpy", 100_000_000),
+			`overage on "api_calls": unit_amount_cents must be from 1 to 99999999 minor units of jpy (99999999 JPY, the most Stripe charges at once), got 100000000`},
+		{"the most Stripe charges in dinars", plan("kwd", "unit_amount_cents: 50, per: 1000, currency_amounts: {kwd: 99999999}"), ""},
+		{"one fils more", plan("kwd", "unit_amount_cents: 50, per: 1000, currency_amounts: {kwd: 100000000}"),
+			`overage on "api_calls": currency_amounts: kwd must be from 1 to 99999999 minor units of kwd (99999.999 KWD, the most Stripe charges at once), got 100000000`},
+		{"a million dollars a package", only("usd", 100_000_000), "(999999.99 USD, the most Stripe charges at once)"},
+		{"five hundred million rupiah a package", only("idr", 50_000_000_000), ""},
+		{"a package priced at nothing", only("jpy", 0), "unit_amount_cents must be from 1 to 99999999 minor units of jpy"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml), "yaml")
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.want != "" && err == nil:
+				t.Fatal("accepted")
+			case tc.want != "" && !strings.Contains(err.Error(), tc.want):
+				t.Fatalf("error %q does not say %q", err, tc.want)
+			}
+		})
 	}
 }
