@@ -63,6 +63,29 @@ func TestRawTokenJSONIsUnambiguous(t *testing.T) {
 		{"header with empty crit", `{"alg":"HS256","crit":[]}`, `{"org":"demo","exp":` + exp + `}`, ReasonMalformed, "crit"},
 		{"header an array", `["HS256"]`, `{"org":"demo","exp":` + exp + `}`, ReasonMalformed, "header is not a JSON object"},
 		{"data after the header", hs + ` x`, `{"org":"demo","exp":` + exp + `}`, ReasonMalformed, "header has data after its JSON object"},
+		// The one walk over the members (jsontext.Members) reads the
+		// header for crit and the payload for claims: JSON it must read
+		// right, and JSON that is not an object, which it must not take
+		// for one.
+		{"white space everywhere", " {\r\n\t\"alg\" : \"HS256\" ,\n\"typ\":\"JWT\" } ", " {\r\n\t\"org\" : \"demo\" ,\n\"exp\" : " + exp + " \t}\n", "", ""},
+		{"strings that look like members", `{"alg":"HS256","x":"\",\"crit\":[\"exp\"]"}`, `{"x":"},{\"org\":\"evil\"","org":"demo","exp":` + exp + `}`, "", ""},
+		{"every kind of value before org", hs, `{"a":true,"b":null,"c":-1.5e3,"d":[{"e":"}]"},[]],"f":{},"org":"demo","exp":` + exp + `}`, "", ""},
+		{"crit nested is no crit", `{"alg":"HS256","x":{"crit":["exp"]}}`, `{"org":"demo","exp":` + exp + `}`, "", ""},
+		{"crit escaped", `{"alg":"HS256","\u0063rit":["exp"]}`, `{"org":"demo","exp":` + exp + `}`, ReasonMalformed, "crit"},
+		{"crit spaced out, last", `{ "alg" : "HS256" , "crit" : [ ] }`, `{"org":"demo","exp":` + exp + `}`, ReasonMalformed, "crit"},
+		{"crit after a malformed member", `{"alg":"HS256","x":,"crit":[]}`, `{"org":"demo","exp":` + exp + `}`, ReasonMalformed, ""},
+		{"payload with a trailing comma", hs, `{"org":"demo","exp":` + exp + `,}`, ReasonMalformed, "malformed"},
+		{"payload without a comma", hs, `{"org":"demo" "exp":` + exp + `}`, ReasonMalformed, "malformed"},
+		{"payload without a colon", hs, `{"org" "demo","exp":` + exp + `}`, ReasonMalformed, "malformed"},
+		{"payload member without a value", hs, `{"org":,"exp":` + exp + `}`, ReasonMalformed, "malformed"},
+		{"payload value before the last brace missing", hs, `{"exp":` + exp + `,"org":}`, ReasonMalformed, "malformed"},
+		{"payload name not quoted", hs, `{org:"demo","exp":` + exp + `}`, ReasonMalformed, "malformed"},
+		{"payload not closed", hs, `{"org":"demo","exp":` + exp, ReasonMalformed, "malformed"},
+		{"payload string not closed", hs, `{"exp":` + exp + `,"org":"demo}`, ReasonMalformed, "malformed"},
+		{"payload list closed by a brace", hs, `{"x":[1,2},"org":"demo","exp":` + exp + `}`, ReasonMalformed, "malformed"},
+		{"payload closed twice", hs, `{"org":"demo","exp":` + exp + `}}`, ReasonMalformed, "payload has data after its JSON object"},
+		{"payload empty", hs, ``, ReasonMalformed, "payload is not a JSON object"},
+		{"payload only a brace", hs, `{`, ReasonMalformed, "malformed"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -212,5 +235,22 @@ func TestEveryClaimIsReadByItsExactName(t *testing.T) {
 		if !reflect.ValueOf(upper).IsZero() {
 			t.Errorf("%q is read as the claim %q", other, name)
 		}
+	}
+}
+
+// TestCheckingASegmentAllocatesNothing: a token seen for the first time has
+// its header and payload checked on the stack; a check that kept the
+// decoded bytes moved the buffer to the heap, 1 KiB for each segment of
+// every new token.
+func TestCheckingASegmentAllocatesNothing(t *testing.T) {
+	enc := base64.RawURLEncoding
+	header := enc.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`))
+	payload := enc.EncodeToString([]byte(`{"org":"acme","org_name":"Acme Inc","scope":"billing:read usage:write","sub":"user-123","exp":1900000000}`))
+	if n := testing.AllocsPerRun(100, func() {
+		if checkSegment(header, "header") != nil || checkSegment(payload, "payload") != nil {
+			t.Fatal("refused")
+		}
+	}); n != 0 {
+		t.Fatalf("checking a header and a payload allocates %v times", n)
 	}
 }
