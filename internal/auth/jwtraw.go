@@ -58,12 +58,11 @@ func checkSegment(seg, which string) *Failure {
 }
 
 // checkJSON checks one decoded segment: UTF-8, one object, nothing two
-// readers could read differently (jsontext: a name twice; payload names in
-// any case, since a reader that matches claims as encoding/json does, such
-// as an API behind Tollgate handed the same token, would take "ORG" for
-// org even though decodeClaims does not; header names exactly, as
-// golang-jwt reads the header into a map), and a header without crit. The
-// values are not validated: encoding/json does that next.
+// readers could read differently (jsontext: a name twice, compared exactly,
+// as golang-jwt reads the header into a map and decodeClaims reads claims
+// by their exact names; "ORG" beside "org" is a claim Tollgate does not
+// know, ignored as RFC 7519 §4 says of such claims), and a header without
+// crit. The values are not validated: encoding/json does that next.
 func checkJSON(b []byte, which string) *Failure {
 	if !utf8.Valid(b) {
 		return notUTF8(which)
@@ -72,7 +71,7 @@ func checkJSON(b []byte, which string) *Failure {
 	if i == len(b) || b[i] != '{' {
 		return &Failure{Reason: ReasonMalformed, Message: "the token's " + which + " is not a JSON object"}
 	}
-	switch a := jsontext.Check(b, which == "payload"); {
+	switch a := jsontext.Check(b, false); {
 	case a.LoneSurrogate:
 		return notUTF8(which)
 	case a.Twice != "":
