@@ -75,9 +75,11 @@ var (
 
 // setHeaders writes d, what the API's limit decided for one whole request,
 // as X-RateLimit-Limit, -Remaining and -Reset, and Retry-After when
-// refused. Remaining is what is left after this request's whole charge,
-// between 0 and the limit (0 when refused, whatever a smaller request could
-// still get); Reset is the whole seconds until the budget is full again,
+// refused. Remaining is the budget left after the request's whole charge,
+// between 0 and the limit: on a 429 too, as GitHub's X-RateLimit-Remaining
+// and the IETF draft's RateLimit-Remaining give the quota left, so a
+// client refused for an operation of many root fields learns how many
+// still pass. Reset is the whole seconds until the budget is full again,
 // which at a rate of Limit a second with a burst of Limit is
 // (Limit-Remaining)/Limit seconds, and never before Retry-After.
 func setHeaders(h http.Header, d Decision) {
@@ -85,9 +87,6 @@ func setHeaders(h http.Header, d Decision) {
 		return // unchecked: Redis did not answer
 	}
 	remaining := min(max(d.Remaining, 0), d.Limit)
-	if !d.Allowed {
-		remaining = 0
-	}
 	reset := (d.Limit - remaining + d.Limit - 1) / d.Limit // ceil: 0 or 1
 	// Set in canonical form directly: Header.Set would canonicalise
 	// "X-RateLimit-…" into a new string on every request. Clients read
