@@ -114,15 +114,23 @@ func TestSmallOrderPublicKeysAreRefused(t *testing.T) {
 	}
 }
 
+// hsVerifier is a verifier of HS256 tokens, on a fake clock set to now, and
+// its secret.
+func hsVerifier(tb testing.TB, now time.Time) (*Verifier, *clock.Fake, []byte) {
+	tb.Helper()
+	clk := clock.NewFake(now)
+	secret := []byte("test-secret-0123456789abcdef0123456789")
+	v, err := NewVerifier(secret, nil, clk)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return v, clk, secret
+}
+
 // TestLeeway: the README promises 30 seconds of leeway on exp and nbf for
 // clock skew between the issuer and Tollgate, no more and no less.
 func TestLeeway(t *testing.T) {
-	clk := clock.NewFake(time.Unix(1_800_000_000, 0))
-	secret := []byte("leeway-secret-0123456789abcdef0123456789")
-	v, err := NewVerifier(secret, nil, clk)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v, clk, secret := hsVerifier(t, time.Unix(1_800_000_000, 0))
 	now := clk.Now()
 	for name, tc := range map[string]struct {
 		exp, nbf time.Duration // from now; nbf 0 leaves it out
@@ -158,12 +166,7 @@ func reasonOf(f *Failure) string {
 // TestRememberedTokensStillExpire: a token verified once is not parsed
 // again, but stops working at exp (plus the leeway) all the same.
 func TestRememberedTokensStillExpire(t *testing.T) {
-	clk := clock.NewFake(time.Now())
-	secret := []byte("remembered-tokens-secret-0123456789abcdef")
-	v, err := NewVerifier(secret, nil, clk)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v, clk, secret := hsVerifier(t, time.Now())
 	c := Claims{Org: "acme", Scope: "billing:read"}
 	c.ExpiresAt = jwt.NewNumericDate(clk.Now().Add(time.Minute))
 	tok, _ := Mint(secret, c)
@@ -183,12 +186,7 @@ func TestRememberedTokensStillExpire(t *testing.T) {
 // claims; numbers, integral or not, are accepted. "Exp" is not exp, so a
 // token with only it has no exp claim and is refused as well.
 func TestDateClaimsMustBeNumbers(t *testing.T) {
-	clk := clock.NewFake(time.Now())
-	secret := []byte("date-claims-secret-0123456789abcdef0123")
-	v, err := NewVerifier(secret, nil, clk)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v, clk, secret := hsVerifier(t, time.Now())
 	exp := clk.Now().Add(time.Hour).Unix()
 	sign := func(c jwt.MapClaims) string {
 		c["org"] = "acme"

@@ -10,9 +10,20 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-
-	"github.com/tollgate-billing/tollgate/internal/clock"
 )
+
+// signRaw signs header and payload, JSON as given, with HS256 and secret:
+// a token whose JSON no encoder would write.
+func signRaw(t *testing.T, secret []byte, header, payload string) string {
+	t.Helper()
+	enc := base64.RawURLEncoding
+	unsigned := enc.EncodeToString([]byte(header)) + "." + enc.EncodeToString([]byte(payload))
+	sig, err := jwt.SigningMethodHS256.Sign(unsigned, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return unsigned + "." + enc.EncodeToString(sig)
+}
 
 // TestRawTokenJSONIsUnambiguous: a token whose header or payload JSON
 // encoding/json would read one way and another parser another (a name given
@@ -22,23 +33,9 @@ import (
 // organisation; each is signed with the right secret, so only the JSON is
 // at fault.
 func TestRawTokenJSONIsUnambiguous(t *testing.T) {
-	clk := clock.NewFake(time.Now())
-	secret := []byte("raw-json-secret-0123456789abcdef0123456")
-	v, err := NewVerifier(secret, nil, clk)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v, clk, secret := hsVerifier(t, time.Now())
 	exp := strconv.FormatInt(clk.Now().Add(time.Hour).Unix(), 10)
 	const hs = `{"alg":"HS256","typ":"JWT"}`
-	sign := func(header, payload string) string {
-		enc := base64.RawURLEncoding
-		unsigned := enc.EncodeToString([]byte(header)) + "." + enc.EncodeToString([]byte(payload))
-		sig, err := jwt.SigningMethodHS256.Sign(unsigned, secret)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return unsigned + "." + enc.EncodeToString(sig)
-	}
 	cases := []struct {
 		name, header, payload string
 		reason                string // "" accepts the token
@@ -88,7 +85,7 @@ func TestRawTokenJSONIsUnambiguous(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c, f := v.Verify(sign(tc.header, tc.payload))
+			c, f := v.Verify(signRaw(t, secret, tc.header, tc.payload))
 			if tc.reason == "" {
 				if f != nil || c.Org != "demo" {
 					t.Fatalf("refused: %+v", f)
@@ -113,23 +110,10 @@ func TestRawTokenJSONIsUnambiguous(t *testing.T) {
 // go-jose, which matches names exactly, does). Each token is signed with
 // the right secret.
 func TestClaimNamesAreCaseSensitive(t *testing.T) {
-	clk := clock.NewFake(time.Now())
-	secret := []byte("claim-case-secret-0123456789abcdef012345")
-	v, err := NewVerifier(secret, nil, clk)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v, clk, secret := hsVerifier(t, time.Now())
 	exp := strconv.FormatInt(clk.Now().Add(time.Hour).Unix(), 10)
 	future := strconv.FormatInt(clk.Now().Add(2*time.Hour).Unix(), 10)
-	sign := func(payload string) string {
-		enc := base64.RawURLEncoding
-		unsigned := enc.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." + enc.EncodeToString([]byte(payload))
-		sig, err := jwt.SigningMethodHS256.Sign(unsigned, secret)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return unsigned + "." + enc.EncodeToString(sig)
-	}
+	sign := func(payload string) string { return signRaw(t, secret, `{"alg":"HS256","typ":"JWT"}`, payload) }
 	refused := []struct{ name, payload, message string }{
 		{"only Org", `{"Org":"acme","exp":` + exp + `}`, "token has no org claim"},
 		{"only ORG", `{"ORG":"acme","exp":` + exp + `}`, "token has no org claim"},
