@@ -475,11 +475,44 @@ func TestAReusedIdempotencyKeyIsRefusedOverGraphQL(t *testing.T) {
 	})
 }
 
+// TestA429ForTooManyRootFieldsSaysWhatIsLeft: an operation of more root
+// fields than the credential has left is refused with 429, charged only its
+// first unit, and X-RateLimit-Remaining says what is left (as GitHub's
+// header and the IETF draft's RateLimit-Remaining give the quota left),
+// not 0: a smaller operation then passes. At 1,000 a second the first unit
+// comes from a lease, at 20 from Redis.
+func TestA429ForTooManyRootFieldsSaysWhatIsLeft(t *testing.T) {
+	for _, limit := range []int{20, 1000} {
+		t.Run(strconv.Itoa(limit), func(t *testing.T) {
+			h := apptest.New(t, apptest.Options{Redis: true, Env: map[string]string{"API_RATE_LIMIT_PER_CREDENTIAL": strconv.Itoa(limit)}})
+			tok := map[string]string{"Authorization": "Bearer " + h.Token("acme")}
+			start := time.Now()
+			refilled := func() int { return int(time.Since(start).Seconds()*float64(limit)) + 1 }
+			if r := h.Do(tok, aliasedFields(limit/2, "__typename"), nil); r.Status != http.StatusOK || len(r.Errors) > 0 {
+				t.Fatalf("%d fields of %d: %d %+v", limit/2, limit, r.Status, r.Errors)
+			}
+			r := h.Do(tok, aliasedFields(limit, "__typename"), nil)
+			if r.Status != http.StatusTooManyRequests || r.Code() != "RATE_LIMITED" {
+				t.Fatalf("%d fields more: %d %+v, want 429 RATE_LIMITED", limit, r.Status, r.Errors)
+			}
+			// Both first units and the first operation's fields are spent.
+			rem, err := strconv.Atoi(r.Header.Get("X-RateLimit-Remaining"))
+			if most := limit - limit/2 - 1 + refilled(); err != nil || rem < 1 || rem > most || rem >= limit-1 {
+				t.Fatalf("429 for %d fields: X-RateLimit-Remaining %q, want 1 to %d", limit, r.Header.Get("X-RateLimit-Remaining"), most)
+			}
+			if r := h.Do(tok, aliasedFields(rem/2+1, "__typename"), nil); r.Status != http.StatusOK || len(r.Errors) > 0 {
+				t.Fatalf("%d fields after the 429 said %d remain: %d %+v", rem/2+1, rem, r.Status, r.Errors)
+			}
+		})
+	}
+}
+
 // TestRateLimitHeadersTellTheWholeCharge: X-RateLimit-Remaining is what is
 // left after the request's whole charge, every root field counted, so an
-// operation that spends the budget says so and the next one's 429 says 0
-// remains, with Retry-After and X-RateLimit-Reset no sooner than it. At
-// 1,000 a second the first unit comes from a lease, at 20 from Redis.
+// operation that spends the budget says so and the next one's 429 says
+// less remains than it asked for, with Retry-After and X-RateLimit-Reset no
+// sooner than it. At 1,000 a second the first unit comes from a lease, at
+// 20 from Redis.
 func TestRateLimitHeadersTellTheWholeCharge(t *testing.T) {
 	for _, limit := range []int{20, 1000} {
 		t.Run(strconv.Itoa(limit), func(t *testing.T) {
@@ -521,7 +554,7 @@ func TestRateLimitHeadersTellTheWholeCharge(t *testing.T) {
 				t.Fatalf("%d fields more: %d %+v, want 429 RATE_LIMITED", big, r.Status, r.Errors)
 			}
 			retry, reset := header(r, "Retry-After"), header(r, "X-RateLimit-Reset")
-			if rem := header(r, "X-RateLimit-Remaining"); rem != 0 || header(r, "X-RateLimit-Limit") != limit || retry < 1 || reset < retry {
+			if rem := header(r, "X-RateLimit-Remaining"); rem < 0 || rem >= big || header(r, "X-RateLimit-Limit") != limit || retry < 1 || reset < retry {
 				t.Errorf("429: Limit %d Remaining %d Reset %d Retry-After %d", header(r, "X-RateLimit-Limit"), rem, reset, retry)
 			}
 		})

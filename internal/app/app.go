@@ -6,7 +6,6 @@ package app
 
 import (
 	"context"
-	"crypto"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -224,7 +223,7 @@ func (a *App) loadJWTSecret() error {
 
 func (a *App) build(ctx context.Context) error {
 	production := a.Config.Env == config.Production
-	var pubKeys []crypto.PublicKey
+	var pubKeys *auth.PublicKeys
 	if a.Config.JWTPublicKeys != "" {
 		keys, err := auth.LoadPublicKeys(a.Config.JWTPublicKeys)
 		if err != nil {

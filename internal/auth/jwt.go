@@ -2,7 +2,6 @@ package auth
 
 import (
 	"bytes"
-	"crypto"
 	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/x509"
@@ -62,8 +61,7 @@ func (c *Claims) Scopes() []Scope {
 // RS256 with configured public keys.
 type Verifier struct {
 	secret []byte
-	edKeys []ed25519.PublicKey
-	rsKeys []*rsa.PublicKey
+	keys   PublicKeys
 	clock  clock.Clock
 	// verified remembers tokens that passed, keyed by the whole token
 	// (signature included), until they expire: a dashboard or backend sends
@@ -79,43 +77,42 @@ const verifiedCacheSize = 10000
 // for clock skew between issuer and Tollgate.
 const leeway = 30 * time.Second
 
+// PublicKeys are the keys of an identity provider whose EdDSA and RS256
+// tokens Tollgate accepts. Only LoadPublicKeys makes them, so every key a
+// Verifier holds was checked once, where it was read.
+type PublicKeys struct {
+	ed []ed25519.PublicKey
+	rs []*rsa.PublicKey
+}
+
 // NewVerifier returns a verifier. secret may be empty when public keys are
-// given.
-func NewVerifier(secret []byte, publicKeys []crypto.PublicKey, c clock.Clock) (*Verifier, error) {
+// given; keys may be nil when a secret is.
+func NewVerifier(secret []byte, keys *PublicKeys, c clock.Clock) (*Verifier, error) {
 	cache, err := lru.New[string, *Claims](verifiedCacheSize)
 	if err != nil {
 		return nil, err
 	}
 	v := &Verifier{secret: secret, clock: c, verified: cache}
-	for i, k := range publicKeys {
-		switch k := k.(type) {
-		case ed25519.PublicKey:
-			// A small-order key would accept one fixed signature on
-			// any token, so anyone could mint tokens.
-			if err := ed25519key.Check(k); err != nil {
-				return nil, fmt.Errorf("public key %d: %w", i+1, err)
-			}
-			v.edKeys = append(v.edKeys, k)
-		case *rsa.PublicKey:
-			v.rsKeys = append(v.rsKeys, k)
-		default:
-			return nil, fmt.Errorf("unsupported public key type %T (want Ed25519 or RSA)", k)
-		}
+	if keys != nil {
+		v.keys = *keys
 	}
-	if len(secret) == 0 && len(v.edKeys) == 0 && len(v.rsKeys) == 0 {
+	if len(secret) == 0 && len(v.keys.ed) == 0 && len(v.keys.rs) == 0 {
 		return nil, errors.New("no JWT secret or public key configured")
 	}
 	return v, nil
 }
 
-// LoadPublicKeys reads PEM "PUBLIC KEY" blocks from a file.
-func LoadPublicKeys(path string) ([]crypto.PublicKey, error) {
+// LoadPublicKeys reads PEM "PUBLIC KEY" blocks from a file: Ed25519 keys,
+// each of which must have a secret behind it (ed25519key.Check: a
+// small-order key would accept one fixed signature on any token, so anyone
+// could mint tokens), and RSA keys.
+func LoadPublicKeys(path string) (*PublicKeys, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	var keys []crypto.PublicKey
-	for {
+	keys := &PublicKeys{}
+	for n := 1; ; n++ {
 		var blk *pem.Block
 		blk, b = pem.Decode(b)
 		if blk == nil {
@@ -123,16 +120,21 @@ func LoadPublicKeys(path string) ([]crypto.PublicKey, error) {
 		}
 		k, err := x509.ParsePKIXPublicKey(blk.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("parse public key: %w", err)
+			return nil, fmt.Errorf("parse public key %d: %w", n, err)
 		}
-		if ed, ok := k.(ed25519.PublicKey); ok {
-			if err := ed25519key.Check(ed); err != nil {
-				return nil, fmt.Errorf("public key %d: %w", len(keys)+1, err)
+		switch k := k.(type) {
+		case ed25519.PublicKey:
+			if err := ed25519key.Check(k); err != nil {
+				return nil, fmt.Errorf("public key %d: %w", n, err)
 			}
+			keys.ed = append(keys.ed, k)
+		case *rsa.PublicKey:
+			keys.rs = append(keys.rs, k)
+		default:
+			return nil, fmt.Errorf("public key %d: unsupported type %T (want Ed25519 or RSA)", n, k)
 		}
-		keys = append(keys, k)
 	}
-	if len(keys) == 0 {
+	if len(keys.ed) == 0 && len(keys.rs) == 0 {
 		return nil, errors.New("no PEM PUBLIC KEY blocks found")
 	}
 	return keys, nil
@@ -170,10 +172,10 @@ func (v *Verifier) Verify(token string) (*Claims, *Failure) {
 	if len(v.secret) > 0 {
 		methods = append(methods, jwt.SigningMethodHS256.Alg())
 	}
-	if len(v.edKeys) > 0 {
+	if len(v.keys.ed) > 0 {
 		methods = append(methods, jwt.SigningMethodEdDSA.Alg())
 	}
-	if len(v.rsKeys) > 0 {
+	if len(v.keys.rs) > 0 {
 		methods = append(methods, jwt.SigningMethodRS256.Alg())
 	}
 	parser := jwt.NewParser(
@@ -217,9 +219,9 @@ func (v *Verifier) keyFor(t *jwt.Token) (any, error) {
 	case jwt.SigningMethodHS256.Alg():
 		return v.secret, nil
 	case jwt.SigningMethodEdDSA.Alg():
-		return verificationKeys(v.edKeys), nil
+		return verificationKeys(v.keys.ed), nil
 	case jwt.SigningMethodRS256.Alg():
-		return verificationKeys(v.rsKeys), nil
+		return verificationKeys(v.keys.rs), nil
 	}
 	return nil, jwt.ErrTokenUnverifiable
 }

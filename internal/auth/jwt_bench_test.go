@@ -5,20 +5,13 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-
-	"github.com/tollgate-billing/tollgate/internal/clock"
 )
 
 // BenchmarkVerify measures a bearer JWT's check: "remembered" is the gate's
 // steady state (the token was verified before), "parsed" a token seen for
 // the first time (parse, signature, claims).
 func BenchmarkVerify(b *testing.B) {
-	clk := clock.NewFake(time.Now())
-	secret := []byte("bench-secret-0123456789abcdef0123456789")
-	v, err := NewVerifier(secret, nil, clk)
-	if err != nil {
-		b.Fatal(err)
-	}
+	v, clk, secret := hsVerifier(b, time.Now())
 	c := Claims{Org: "acme", OrgName: "Acme Inc", Email: "dev@example.com", Scope: "billing:read usage:write"}
 	c.Subject = "user-123"
 	c.ExpiresAt = jwt.NewNumericDate(clk.Now().Add(time.Hour))

@@ -2,7 +2,9 @@ package auth
 
 import (
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -25,13 +27,7 @@ import (
 func TestPublicKeyTokens(t *testing.T) {
 	edPub, edPriv, _ := ed25519.GenerateKey(rand.Reader)
 	rsPriv, _ := rsa.GenerateKey(rand.Reader, 2048)
-	var pemFile []byte
-	for _, k := range []crypto.PublicKey{edPub, &rsPriv.PublicKey} {
-		der, _ := x509.MarshalPKIXPublicKey(k)
-		pemFile = append(pemFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})...)
-	}
-	path := filepath.Join(t.TempDir(), "keys.pem")
-	os.WriteFile(path, pemFile, 0o600)
+	path, pemFile := writePublicKeys(t, edPub, &rsPriv.PublicKey)
 	keys, err := LoadPublicKeys(path)
 	if err != nil {
 		t.Fatal(err)
@@ -71,40 +67,70 @@ func TestPublicKeyTokens(t *testing.T) {
 	}
 }
 
+// writePublicKeys writes keys to a PEM file as JWT_PUBLIC_KEYS_FILE holds
+// them, and returns its path and contents.
+func writePublicKeys(t *testing.T, keys ...crypto.PublicKey) (string, []byte) {
+	t.Helper()
+	var pemFile []byte
+	for _, k := range keys {
+		der, err := x509.MarshalPKIXPublicKey(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pemFile = append(pemFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})...)
+	}
+	path := filepath.Join(t.TempDir(), "keys.pem")
+	if err := os.WriteFile(path, pemFile, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, pemFile
+}
+
 // TestSmallOrderPublicKeysAreRefused: an EdDSA key in JWT_PUBLIC_KEYS_FILE
 // that is the identity point would accept the signature R = identity,
-// S = 0 on any token; the verifier refuses to start with it.
+// S = 0 on any token; reading the file refuses it, naming the key, and so
+// does a key of a type Tollgate cannot verify with, so no verifier is made
+// with either.
 func TestSmallOrderPublicKeysAreRefused(t *testing.T) {
 	identity := ed25519.PublicKey(append([]byte{1}, make([]byte, 31)...))
 	forged := append([]byte{1}, make([]byte, 63)...)
 	if !ed25519.Verify(identity, []byte("any token"), forged) {
 		t.Fatal("crypto/ed25519 no longer accepts the forgery; the test's premise changed")
 	}
-	for name, k := range map[string]ed25519.PublicKey{
-		"the identity":  identity,
-		"32 zero bytes": make(ed25519.PublicKey, 32),
+	good, _, _ := ed25519.GenerateKey(rand.Reader)
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	for name, tc := range map[string]struct {
+		key  crypto.PublicKey
+		want string
+	}{
+		"the identity":  {identity, "public key 2: unusable Ed25519 public key: a point of small order"},
+		"32 zero bytes": {make(ed25519.PublicKey, 32), "public key 2: unusable Ed25519 public key: a point of small order"},
+		"an ECDSA key":  {&ec.PublicKey, "public key 2: unsupported type *ecdsa.PublicKey"},
 	} {
-		if _, err := NewVerifier(nil, []crypto.PublicKey{k}, clock.NewFake(time.Now())); err == nil {
-			t.Errorf("%s accepted as a token-signing key", name)
-		}
-		der, _ := x509.MarshalPKIXPublicKey(k)
-		path := filepath.Join(t.TempDir(), "keys.pem")
-		os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600)
-		if _, err := LoadPublicKeys(path); err == nil || !strings.Contains(err.Error(), "small order") {
-			t.Errorf("JWT_PUBLIC_KEYS_FILE with %s: %v, want an error naming small order", name, err)
+		path, _ := writePublicKeys(t, good, tc.key)
+		if keys, err := LoadPublicKeys(path); err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("JWT_PUBLIC_KEYS_FILE with %s: %v (keys %v), want an error starting %q", name, err, keys, tc.want)
 		}
 	}
+}
+
+// hsVerifier is a verifier of HS256 tokens, on a fake clock set to now, and
+// its secret.
+func hsVerifier(tb testing.TB, now time.Time) (*Verifier, *clock.Fake, []byte) {
+	tb.Helper()
+	clk := clock.NewFake(now)
+	secret := []byte("test-secret-0123456789abcdef0123456789")
+	v, err := NewVerifier(secret, nil, clk)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return v, clk, secret
 }
 
 // TestLeeway: the README promises 30 seconds of leeway on exp and nbf for
 // clock skew between the issuer and Tollgate, no more and no less.
 func TestLeeway(t *testing.T) {
-	clk := clock.NewFake(time.Unix(1_800_000_000, 0))
-	secret := []byte("leeway-secret-0123456789abcdef0123456789")
-	v, err := NewVerifier(secret, nil, clk)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v, clk, secret := hsVerifier(t, time.Unix(1_800_000_000, 0))
 	now := clk.Now()
 	for name, tc := range map[string]struct {
 		exp, nbf time.Duration // from now; nbf 0 leaves it out
@@ -140,12 +166,7 @@ func reasonOf(f *Failure) string {
 // TestRememberedTokensStillExpire: a token verified once is not parsed
 // again, but stops working at exp (plus the leeway) all the same.
 func TestRememberedTokensStillExpire(t *testing.T) {
-	clk := clock.NewFake(time.Now())
-	secret := []byte("remembered-tokens-secret-0123456789abcdef")
-	v, err := NewVerifier(secret, nil, clk)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v, clk, secret := hsVerifier(t, time.Now())
 	c := Claims{Org: "acme", Scope: "billing:read"}
 	c.ExpiresAt = jwt.NewNumericDate(clk.Now().Add(time.Minute))
 	tok, _ := Mint(secret, c)
@@ -165,12 +186,7 @@ func TestRememberedTokensStillExpire(t *testing.T) {
 // claims; numbers, integral or not, are accepted. "Exp" is not exp, so a
 // token with only it has no exp claim and is refused as well.
 func TestDateClaimsMustBeNumbers(t *testing.T) {
-	clk := clock.NewFake(time.Now())
-	secret := []byte("date-claims-secret-0123456789abcdef0123")
-	v, err := NewVerifier(secret, nil, clk)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v, clk, secret := hsVerifier(t, time.Now())
 	exp := clk.Now().Add(time.Hour).Unix()
 	sign := func(c jwt.MapClaims) string {
 		c["org"] = "acme"

@@ -58,12 +58,11 @@ func checkSegment(seg, which string) *Failure {
 }
 
 // checkJSON checks one decoded segment: UTF-8, one object, nothing two
-// readers could read differently (jsontext: a name twice; payload names in
-// any case, since a reader that matches claims as encoding/json does, such
-// as an API behind Tollgate handed the same token, would take "ORG" for
-// org even though decodeClaims does not; header names exactly, as
-// golang-jwt reads the header into a map), and a header without crit. The
-// values are not validated: encoding/json does that next.
+// readers could read differently (jsontext: a name twice, compared exactly,
+// as golang-jwt reads the header into a map and decodeClaims reads claims
+// by their exact names; "ORG" beside "org" is a claim Tollgate does not
+// know, ignored as RFC 7519 §4 says of such claims), and a header without
+// crit. The values are not validated: encoding/json does that next.
 func checkJSON(b []byte, which string) *Failure {
 	if !utf8.Valid(b) {
 		return notUTF8(which)
@@ -72,65 +71,27 @@ func checkJSON(b []byte, which string) *Failure {
 	if i == len(b) || b[i] != '{' {
 		return &Failure{Reason: ReasonMalformed, Message: "the token's " + which + " is not a JSON object"}
 	}
-	switch a := jsontext.Check(b, which == "payload"); {
+	switch a := jsontext.Check(b, false); {
 	case a.LoneSurrogate:
 		return notUTF8(which)
 	case a.Twice != "":
 		return &Failure{Reason: ReasonMalformed, Message: "the token's " + which + " names " + quoteName(a.Twice) + " twice"}
 	}
 	// The top-level members, for crit and for anything after the object.
-	i = jsontext.SkipSpace(b, i+1)
-	if i < len(b) && b[i] == '}' {
-		i++
-	} else {
-		for {
-			if i >= len(b) || b[i] != '"' {
-				return nil // not JSON: encoding/json says so
-			}
-			end, escaped, _ := jsontext.SkipString(b, i)
-			if end < 0 {
-				return nil
-			}
-			if which == "header" && nameIs(b[i:end], escaped, "crit") {
-				return &Failure{Reason: ReasonMalformed, Message: "the token's header lists critical extensions (crit); Tollgate understands none, so it refuses the token"}
-			}
-			i = jsontext.SkipSpace(b, end)
-			if i >= len(b) || b[i] != ':' {
-				return nil
-			}
-			if i, _ = jsontext.SkipValue(b, jsontext.SkipSpace(b, i+1)); i < 0 {
-				return nil
-			}
-			i = jsontext.SkipSpace(b, i)
-			if i >= len(b) {
-				return nil
-			}
-			if b[i] == '}' {
-				i++
-				break
-			}
-			if b[i] != ',' {
-				return nil
-			}
-			i = jsontext.SkipSpace(b, i+1)
+	m := jsontext.MembersOf(b)
+	for m.Next() {
+		if which == "header" && string(m.Name()) == "crit" {
+			return &Failure{Reason: ReasonMalformed, Message: "the token's header lists critical extensions (crit); Tollgate understands none, so it refuses the token"}
 		}
 	}
-	if jsontext.SkipSpace(b, i) != len(b) {
+	end := m.End()
+	if end < 0 {
+		return nil // not JSON: encoding/json says so
+	}
+	if jsontext.SkipSpace(b, end) != len(b) {
 		return &Failure{Reason: ReasonMalformed, Message: "the token's " + which + " has data after its JSON object"}
 	}
 	return nil
-}
-
-// nameIs reports whether quoted, a JSON string with its quotes, reads as
-// name.
-func nameIs(quoted []byte, escaped bool, name string) bool {
-	if !escaped {
-		return string(quoted[1:len(quoted)-1]) == name
-	}
-	var s string
-	// A copy: handing the caller's stack buffer to encoding/json would
-	// move it to the heap.
-	return json.Unmarshal(append([]byte(nil), quoted...), &s) == nil && s == name
 }
 
 // notUTF8 is a segment that is not UTF-8 text. A payload's is a claim
@@ -166,49 +127,16 @@ var errClaimsNotObject = errors.New("the token's payload is not a JSON object")
 // decoded as encoding/json decoded them into the struct's fields, so types
 // and errors are unchanged: only the name matching differs.
 func decodeClaims(b []byte, c *Claims) error {
-	i := jsontext.SkipSpace(b, 0)
-	if i >= len(b) || b[i] != '{' {
-		return errClaimsNotObject
-	}
-	i = jsontext.SkipSpace(b, i+1)
-	if i < len(b) && b[i] == '}' {
-		return nil
-	}
-	for i < len(b) && b[i] == '"' {
-		end, escaped, _ := jsontext.SkipString(b, i)
-		if end < 0 {
-			return errClaimsNotObject
-		}
-		name := b[i+1 : end-1]
-		if escaped { // "\u006frg" is the name org
-			var s string
-			if err := json.Unmarshal(b[i:end], &s); err != nil {
-				return err
-			}
-			name = []byte(s)
-		}
-		i = jsontext.SkipSpace(b, end)
-		if i >= len(b) || b[i] != ':' {
-			return errClaimsNotObject
-		}
-		start := jsontext.SkipSpace(b, i+1)
-		end, _ = jsontext.SkipValue(b, start)
-		if end < 0 {
-			return errClaimsNotObject
-		}
-		if err := c.set(name, b[start:end]); err != nil {
+	m := jsontext.MembersOf(b)
+	for m.Next() {
+		if err := c.set(m.Name(), m.Value()); err != nil {
 			return err
 		}
-		i = jsontext.SkipSpace(b, end)
-		if i < len(b) && b[i] == '}' {
-			return nil
-		}
-		if i >= len(b) || b[i] != ',' {
-			return errClaimsNotObject
-		}
-		i = jsontext.SkipSpace(b, i+1)
 	}
-	return errClaimsNotObject
+	if m.End() < 0 {
+		return errClaimsNotObject
+	}
+	return nil
 }
 
 // set decodes the value of the claim named exactly name; other names are

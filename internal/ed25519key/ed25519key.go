@@ -29,20 +29,6 @@ var (
 	ErrSmallOrder = fmt.Errorf("%w: a point of small order, which a fixed signature matches for every message", ErrUnusable)
 )
 
-// SmallOrder are, in hex, the canonical encodings of the eight points of
-// small order ("Taming the many EdDSAs", Chalkias et al., 2020): Check
-// refuses each, and tests elsewhere send them.
-var SmallOrder = [8]string{
-	"0100000000000000000000000000000000000000000000000000000000000000", // the identity, order 1
-	"ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", // order 2
-	"0000000000000000000000000000000000000000000000000000000000000000", // 32 zero bytes, order 4
-	"0000000000000000000000000000000000000000000000000000000000000080", // order 4
-	"26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05", // order 8
-	"26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85", // order 8
-	"c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a", // order 8
-	"c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa", // order 8
-}
-
 // Check reports whether pub is a key a signature can be held to: the
 // canonical encoding of a curve point whose order is not small.
 func Check(pub ed25519.PublicKey) error {

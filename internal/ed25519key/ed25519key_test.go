@@ -11,12 +11,25 @@ import (
 	"filippo.io/edwards25519"
 )
 
-// TestSmallOrderIsSmallOrder: SmallOrder, which other packages' tests
-// send, is what it says: eight distinct canonical points, each sent to the
+// smallOrder are, in hex, the canonical encodings of the eight points of
+// small order ("Taming the many EdDSAs", Chalkias et al., 2020): Check
+// refuses each.
+var smallOrder = [8]string{
+	"0100000000000000000000000000000000000000000000000000000000000000", // the identity, order 1
+	"ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", // order 2
+	"0000000000000000000000000000000000000000000000000000000000000000", // 32 zero bytes, order 4
+	"0000000000000000000000000000000000000000000000000000000000000080", // order 4
+	"26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05", // order 8
+	"26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85", // order 8
+	"c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a", // order 8
+	"c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa", // order 8
+}
+
+// TestSmallOrderIsSmallOrder: smallOrder is what it says: eight distinct canonical points, each sent to the
 // identity by the cofactor.
 func TestSmallOrderIsSmallOrder(t *testing.T) {
 	seen := map[string]bool{}
-	for _, h := range SmallOrder {
+	for _, h := range smallOrder {
 		p, err := new(edwards25519.Point).SetBytes(mustHex(h))
 		if err != nil || !bytes.Equal(p.Bytes(), mustHex(h)) || seen[h] {
 			t.Fatalf("%s is not a distinct canonical point: %v", h, err)
@@ -46,7 +59,7 @@ func TestCheck(t *testing.T) {
 		{"a large-order point with y = 3 is accepted", "0300000000000000000000000000000000000000000000000000000000000000", nil},
 		{"a generated key is accepted", hex.EncodeToString(pub), nil},
 	}
-	for _, h := range SmallOrder {
+	for _, h := range smallOrder {
 		cases = append(cases, struct {
 			name string
 			hex  string
@@ -70,11 +83,11 @@ func TestCheck(t *testing.T) {
 func TestSmallOrderKeysVerifyAForgedSignature(t *testing.T) {
 	// R = the identity, S = 0: [S]B = R + [k]A holds when [k]A is the
 	// identity, which for the identity key A is always.
-	forged := append(bytes.Clone(mustHex(SmallOrder[0])), make([]byte, 32)...)
-	if !ed25519.Verify(mustHex(SmallOrder[0]), []byte("POST\n/graphql\n…"), forged) {
+	forged := append(bytes.Clone(mustHex(smallOrder[0])), make([]byte, 32)...)
+	if !ed25519.Verify(mustHex(smallOrder[0]), []byte("POST\n/graphql\n…"), forged) {
 		t.Fatal("crypto/ed25519 no longer accepts the forgery; the test's premise changed")
 	}
-	if Check(mustHex(SmallOrder[0])) == nil {
+	if Check(mustHex(smallOrder[0])) == nil {
 		t.Fatal("the identity key is accepted")
 	}
 }

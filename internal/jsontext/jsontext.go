@@ -5,7 +5,8 @@
 // pair (encoding/json reads U+FFFD, so "\ud800" and "\udc00" become one
 // string). Tollgate refuses such texts where a client sends them: request
 // bodies and token segments. One pass over the bytes; no allocation unless
-// a name is escaped.
+// a name is escaped. Members walks one object's members, for the readers
+// of a token's header and claims.
 package jsontext
 
 import (
@@ -37,7 +38,14 @@ func Check(doc []byte, foldTop bool) Ambiguity {
 	}
 	var stackBuf [32]frame
 	stack := stackBuf[:0]
-	var keyBuf [64][]byte
+	// The names seen, as spans of doc rather than slices of it, so that
+	// doc is not kept beyond the call and a caller's buffer can stay on its
+	// stack; an escaped name is kept decoded.
+	type key struct {
+		from, to int
+		unquoted []byte
+	}
+	var keyBuf [64]key
 	keys := keyBuf[:0]
 	for i := 0; i < len(doc); i++ {
 		switch doc[i] {
@@ -71,30 +79,150 @@ func Check(doc []byte, foldTop bool) Ambiguity {
 				continue
 			}
 			stack[n-1].expectKey = false
-			name := doc[start : end-1]
+			k := key{from: start, to: end - 1}
 			if escaped { // compare names as they read: "\u006frg" is "org"
-				var s string
-				if json.Unmarshal(doc[start-1:end], &s) == nil {
-					name = []byte(s)
+				k.unquoted, _ = unquote(doc[start-1 : end])
+			}
+			name := k.unquoted
+			if name == nil {
+				name = doc[k.from:k.to]
+			}
+			fold := n == 1 && foldTop
+			for _, seen := range keys[stack[n-1].keysFrom:] {
+				other := seen.unquoted
+				if other == nil {
+					other = doc[seen.from:seen.to]
 				}
-			}
-			same := bytes.Equal
-			if n == 1 && foldTop {
-				same = bytes.EqualFold
-			}
-			for _, k := range keys[stack[n-1].keysFrom:] {
-				if same(k, name) {
+				if fold && bytes.EqualFold(other, name) || !fold && bytes.Equal(other, name) {
 					return Ambiguity{Twice: string(name)}
 				}
 			}
-			keys = append(keys, name)
+			keys = append(keys, k)
 		}
 	}
 	return Ambiguity{}
 }
 
+// unquote reads a JSON string, quotes included, as the text it stands for
+// ("\u006frg" reads org). encoding/json is handed a copy: handing it the
+// caller's bytes would move them to the heap, and a token segment is
+// decoded into a buffer on the stack.
+func unquote(quoted []byte) ([]byte, bool) {
+	var s string
+	if json.Unmarshal(append([]byte(nil), quoted...), &s) != nil {
+		return nil, false
+	}
+	return []byte(s), true
+}
+
+// Members walks the members of one JSON object in order, without
+// allocating unless a name holds an escape:
+//
+//	m := jsontext.MembersOf(b)
+//	for m.Next() {
+//		use(m.Name(), m.Value())
+//	}
+//	end := m.End() // -1: b does not start with a whole object
+//
+// It finds where members start and end; it does not validate values, which
+// is the decoder's work. A member is yielded only once what follows it (a
+// comma or the closing brace) has been read, so a walk over text that is
+// not an object yields nothing past the fault.
+type Members struct {
+	b    []byte
+	i    int // the next member, or after the object once done; -1 on a fault
+	done bool
+	// The current member: its name and value as spans of b, and its name
+	// decoded when it holds an escape. Spans, not slices of b, so that
+	// Next stores nothing of b and b can stay on its caller's stack.
+	nameFrom, nameTo, valueFrom, valueTo int
+	unquoted                             []byte
+}
+
+// MembersOf starts a walk over the object b holds, after any white space.
+func MembersOf(b []byte) Members {
+	i := SkipSpace(b, 0)
+	if i == len(b) || b[i] != '{' {
+		return Members{i: -1}
+	}
+	m := Members{b: b, i: SkipSpace(b, i+1)}
+	if m.i < len(b) && b[m.i] == '}' {
+		m.i, m.done = m.i+1, true
+	}
+	return m
+}
+
+// Next reads the next member; false at the object's end or at a fault.
+func (m *Members) Next() bool {
+	if m.done || m.i < 0 {
+		return false
+	}
+	b, i := m.b, m.i
+	m.i = -1 // until the member is read whole
+	if i >= len(b) || b[i] != '"' {
+		return false
+	}
+	end, escaped, ok := SkipString(b, i)
+	if !ok || end < 0 {
+		return false
+	}
+	m.nameFrom, m.nameTo, m.unquoted = i+1, end-1, nil
+	if escaped {
+		if m.unquoted, ok = unquote(b[i:end]); !ok {
+			return false
+		}
+	}
+	i = SkipSpace(b, end)
+	if i >= len(b) || b[i] != ':' {
+		return false
+	}
+	start := SkipSpace(b, i+1)
+	end, ok = SkipValue(b, start)
+	if !ok || end <= start {
+		return false // no value, one that does not end, or a lone surrogate
+	}
+	i = SkipSpace(b, end)
+	for end > start && isSpace(b[end-1]) { // after a number or literal
+		end--
+	}
+	switch {
+	case i < len(b) && b[i] == ',':
+		m.i = SkipSpace(b, i+1)
+	case i < len(b) && b[i] == '}':
+		m.i, m.done = i+1, true
+	default:
+		return false
+	}
+	m.valueFrom, m.valueTo = start, end
+	return true
+}
+
+// Name is the current member's name as it reads, escapes decoded.
+func (m *Members) Name() []byte {
+	if m.unquoted != nil {
+		return m.unquoted
+	}
+	return m.b[m.nameFrom:m.nameTo]
+}
+
+// Value is the current member's value as sent, without white space around.
+func (m *Members) Value() []byte { return m.b[m.valueFrom:m.valueTo] }
+
+// End is, once Next has returned false, the index after the object's
+// closing brace, or -1 when b does not start with a whole object.
+func (m *Members) End() int {
+	if !m.done {
+		return -1
+	}
+	return m.i
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+// SkipSpace returns the index of the first byte at or after i that is not
+// JSON white space.
 func SkipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+	for i < len(b) && isSpace(b[i]) {
 		i++
 	}
 	return i

@@ -5,7 +5,6 @@
 package money
 
 import (
-	"maps"
 	"strconv"
 	"strings"
 )
@@ -30,10 +29,6 @@ var exponents = func() map[string]int {
 	}
 	return m
 }()
-
-// Exceptions returns the currencies (lower-case) whose exponent is not 2,
-// with their exponents: a copy, for code that must agree with Exponent.
-func Exceptions() map[string]int { return maps.Clone(exponents) }
 
 // Exponent is how many decimal digits a currency's minor unit has in
 // Stripe's API: 0 for jpy, 3 for kwd, 2 for usd and any code Stripe does

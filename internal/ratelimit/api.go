@@ -73,37 +73,28 @@ var (
 	headerRetry     = http.CanonicalHeaderKey("Retry-After")
 )
 
-// verdict is what the API's limit decided for one whole request, as its
-// headers tell it.
-type verdict struct {
-	allowed    bool
-	limit      int
-	remaining  int
-	retryAfter time.Duration
-}
-
-// setHeaders writes v as X-RateLimit-Limit, -Remaining and -Reset, and
-// Retry-After when refused. Remaining is what is left after this request's
-// whole charge, between 0 and the limit (0 when refused, whatever a smaller
-// request could still get); Reset is the whole seconds until the budget is
-// full again, which at a rate of Limit a second with a burst of Limit is
+// setHeaders writes d, what the API's limit decided for one whole request,
+// as X-RateLimit-Limit, -Remaining and -Reset, and Retry-After when
+// refused. Remaining is the budget left after the request's whole charge,
+// between 0 and the limit: on a 429 too, as GitHub's X-RateLimit-Remaining
+// and the IETF draft's RateLimit-Remaining give the quota left, so a
+// client refused for an operation of many root fields learns how many
+// still pass. Reset is the whole seconds until the budget is full again,
+// which at a rate of Limit a second with a burst of Limit is
 // (Limit-Remaining)/Limit seconds, and never before Retry-After.
-func setHeaders(h http.Header, v verdict) {
-	if v.limit <= 0 {
+func setHeaders(h http.Header, d Decision) {
+	if d.Limit <= 0 {
 		return // unchecked: Redis did not answer
 	}
-	remaining := min(max(v.remaining, 0), v.limit)
-	if !v.allowed {
-		remaining = 0
-	}
-	reset := (v.limit - remaining + v.limit - 1) / v.limit // ceil: 0 or 1
+	remaining := min(max(d.Remaining, 0), d.Limit)
+	reset := (d.Limit - remaining + d.Limit - 1) / d.Limit // ceil: 0 or 1
 	// Set in canonical form directly: Header.Set would canonicalise
 	// "X-RateLimit-…" into a new string on every request. Clients read
 	// header names without case.
-	h[headerLimit] = []string{strconv.Itoa(v.limit)}
+	h[headerLimit] = []string{strconv.Itoa(d.Limit)}
 	h[headerRemaining] = []string{strconv.Itoa(remaining)}
-	if !v.allowed {
-		secs := retrySeconds(v.retryAfter)
+	if !d.Allowed {
+		secs := retrySeconds(d.RetryAfter)
 		reset = max(reset, secs)
 		h[headerRetry] = []string{strconv.Itoa(secs)}
 	}
@@ -131,27 +122,29 @@ type workDecision struct {
 }
 
 // verdict combines Middleware's decision with WorkCharge's, if any.
-func (c *charge) verdict() verdict {
-	v := verdict{allowed: true, limit: c.first.Limit, remaining: c.first.Remaining}
+func (c *charge) verdict() Decision {
+	d := Decision{Allowed: true, Limit: c.first.Limit, Remaining: c.first.Remaining}
 	w := c.work.Load()
 	switch {
 	case w == nil:
-	case !w.Allowed:
-		v.allowed, v.retryAfter = false, w.RetryAfter
-		v.limit = max(v.limit, w.Limit)
 	case w.Limit == 0: // Redis failed meanwhile: only the first unit was counted
-		v.remaining -= w.n
+		d.Remaining -= w.n
 	default:
-		// The extra units came from Redis, not from a lease: Redis's
-		// fresh count plus the tokens this replica held, and never
-		// more than the first unit's count less what was charged since.
-		v.limit = w.Limit
-		v.remaining = w.Remaining + c.first.Held
-		if v.limit == c.first.Limit {
-			v.remaining = min(v.remaining, c.first.Remaining-w.n)
+		// The extra units were asked of Redis, not of a lease: Redis's
+		// fresh count plus the tokens this replica held, and never more
+		// than the first unit's count less what was charged since (a
+		// refusal charged nothing).
+		d.Allowed, d.Limit, d.RetryAfter = w.Allowed, w.Limit, w.RetryAfter
+		d.Remaining = w.Remaining + c.first.Held
+		if d.Limit == c.first.Limit {
+			charged := 0
+			if w.Allowed {
+				charged = w.n
+			}
+			d.Remaining = min(d.Remaining, c.first.Remaining-charged)
 		}
 	}
-	return v
+	return d
 }
 
 // Middleware runs after authentication: it charges one unit to the
@@ -165,13 +158,13 @@ func (a *API) Middleware(next http.Handler) http.Handler {
 		}
 		d := a.l.Allow(r.Context(), key, rate)
 		if !d.Allowed {
-			refuse(w, verdict{limit: d.Limit, retryAfter: d.RetryAfter})
+			refuse(w, d)
 			return
 		}
 		// Set now, for a response that reaches the connection without
 		// WriteHeader (a flush through Unwrap); statusOverride sets
 		// them again once WorkCharge has charged the rest.
-		setHeaders(w.Header(), verdict{allowed: true, limit: d.Limit, remaining: d.Remaining})
+		setHeaders(w.Header(), d)
 		// One allocation for the writer and the charge it reports on.
 		s := &statusOverride{ResponseWriter: w, c: charge{l: a.l, key: key, rate: rate, first: d}}
 		ctx := context.WithValue(r.Context(), chargeKey{}, &s.c)
@@ -192,9 +185,9 @@ func (s *statusOverride) WriteHeader(code int) {
 	if !s.written {
 		s.written = true
 		if s.c.work.Load() != nil {
-			v := s.c.verdict()
-			setHeaders(s.ResponseWriter.Header(), v)
-			if !v.allowed {
+			d := s.c.verdict()
+			setHeaders(s.ResponseWriter.Header(), d)
+			if !d.Allowed {
 				code = http.StatusTooManyRequests
 			}
 		}
@@ -244,16 +237,12 @@ func (WorkCharge) MutateOperationContext(ctx context.Context, op *graphql.Operat
 		return err
 	}
 	d := c.l.AllowN(ctx, c.key, c.rate, n-1)
-	if !d.Allowed {
-		d.RetryAfter = max(d.RetryAfter, time.Millisecond)
-	}
 	c.work.Store(&workDecision{Decision: d, n: n - 1})
 	if d.Allowed {
 		return nil
 	}
-	ra := d.RetryAfter
 	err := gqlerror.Errorf("rate limit exceeded: the operation's %d root fields are more than this credential has left this second", n)
-	err.Extensions = map[string]any{"code": string(apperr.RateLimited), "retryAfterSeconds": retrySeconds(ra)}
+	err.Extensions = map[string]any{"code": string(apperr.RateLimited), "retryAfterSeconds": retrySeconds(d.RetryAfter)}
 	return err
 }
 
@@ -294,8 +283,8 @@ func RootFields(set ast.SelectionSet) int {
 func retrySeconds(d time.Duration) int { return max(int(math.Ceil(d.Seconds())), 1) }
 
 // refuse writes the 429 as a GraphQL error whose code is RATE_LIMITED.
-func refuse(w http.ResponseWriter, v verdict) {
-	secs := retrySeconds(v.retryAfter)
+func refuse(w http.ResponseWriter, d Decision) {
+	secs := retrySeconds(d.RetryAfter)
 	type extensions struct {
 		Code              apperr.Code `json:"code"`
 		RetryAfterSeconds int         `json:"retryAfterSeconds"`
@@ -308,8 +297,8 @@ func refuse(w http.ResponseWriter, v verdict) {
 		Errors []gqlError `json:"errors"`
 	}{[]gqlError{{"rate limit exceeded", extensions{apperr.RateLimited, secs}}}})
 	w.Header().Set("Content-Type", "application/json")
-	setHeaders(w.Header(), v)
-	if v.limit <= 0 {
+	setHeaders(w.Header(), d)
+	if d.Limit <= 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 	}
 	w.WriteHeader(http.StatusTooManyRequests)

@@ -17,6 +17,7 @@ package ratelimit
 import (
 	"context"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,7 +61,8 @@ type Decision struct {
 	Allowed bool
 	// Limit is the rate per second (0 when unchecked).
 	Limit int
-	// Remaining is how many more requests would pass right now. With a
+	// Remaining is how many more requests would pass right now, refused
+	// or not (a refused AllowN of 5 may leave 3). With a
 	// lease it counts the tokens this replica holds, and may exceed Limit
 	// for a moment (see Leases); the API's headers never show more.
 	Remaining int
@@ -100,7 +102,14 @@ func (l *Limiter) AllowN(ctx context.Context, key string, perSecond, n int) Deci
 	if err != nil {
 		return l.unavailable(ctx, err)
 	}
-	return Decision{Allowed: res.Allowed > 0, Limit: perSecond, Remaining: res.Remaining, RetryAfter: res.RetryAfter}
+	d := Decision{Allowed: res.Allowed > 0, Limit: perSecond, Remaining: res.Remaining, RetryAfter: res.RetryAfter}
+	if !d.Allowed {
+		// Redis answers a refusal with 0 remaining, though fewer than n
+		// may pass: its GCRA waits (n - remaining) / perSecond for n.
+		// Rounded down, so never more than are left.
+		d.Remaining = max(n-int(math.Ceil(res.RetryAfter.Seconds()*float64(perSecond))), 0)
+	}
+	return d
 }
 
 func (l *Limiter) redisKey(key string) string { return l.rdb.Key("ratelimit:" + key) }

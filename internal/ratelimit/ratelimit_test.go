@@ -118,6 +118,30 @@ func TestUnauthenticatedTrafficIsLimitedPerAddress(t *testing.T) {
 	}
 }
 
+// TestARefusedChargeSaysWhatRemains: a charge of more than is left is
+// refused, charges nothing, and says how many units still pass (Redis
+// itself answers a refusal with 0), which a charge of that many then shows.
+func TestARefusedChargeSaysWhatRemains(t *testing.T) {
+	testenv.EachRedis(t, func(t *testing.T, rdb *redisconn.Client) {
+		l := New(rdb, quiet())
+		key := "test:" + store.NewID()
+		ctx := context.Background()
+		const rate, spent = 100, 75
+		start := time.Now()
+		if d := l.AllowN(ctx, key, rate, spent); !d.Allowed {
+			t.Fatalf("the first %d of %d refused", spent, rate)
+		}
+		d := l.AllowN(ctx, key, rate, rate/2)
+		refilled := int(time.Since(start).Seconds()*rate) + 1
+		if left := rate - spent; d.Allowed || d.Remaining < left || d.Remaining > left+refilled {
+			t.Fatalf("%d more after %d of %d: %+v, want refused with %d to %d remaining", rate/2, spent, rate, d, left, left+refilled)
+		}
+		if after := l.AllowN(ctx, key, rate, d.Remaining); !after.Allowed {
+			t.Fatalf("a charge of the %d the refusal said remain: %+v", d.Remaining, after)
+		}
+	})
+}
+
 func TestAHigherRateLetsMoreThrough(t *testing.T) {
 	testenv.EachRedis(t, func(t *testing.T, rdb *redisconn.Client) {
 		l := New(rdb, quiet())
@@ -501,8 +525,8 @@ func TestRateLimitHeadersNeverExceedTheLimit(t *testing.T) {
 	})
 }
 
-// TestA429SaysNothingRemains: a refused request's headers say 0 remaining,
-// with Retry-After and a reset no sooner than it.
+// TestA429SaysNothingRemains: a request refused its first unit says 0
+// remaining, with Retry-After and a reset no sooner than it.
 func TestA429SaysNothingRemains(t *testing.T) {
 	testenv.EachRedis(t, func(t *testing.T, rdb *redisconn.Client) {
 		for _, rate := range []int{10, 1000} { // counted one by one, and leased
