@@ -21,10 +21,6 @@ import (
 // CodeAmountOutOfRange answers an overage too large to bill or to sum.
 const CodeAmountOutOfRange apperr.Code = "AMOUNT_OUT_OF_RANGE"
 
-// maxChargeCents bounds one charge, so the charges of a few meters still
-// sum within int64 (sumCents checks anyway).
-const maxChargeCents = 1 << 62
-
 // sumCents adds the charges' amounts, refusing a sum past int64.
 func sumCents(cs []Charge) (int64, error) {
 	var total int64
@@ -105,13 +101,16 @@ func chargeOf(orgID, period, currency string, m usage.MeterUsage) (Charge, error
 		return Charge{}, fmt.Errorf("overage of %s in %s: %w (%s)", m.Meter, period, errNoPrice, currency)
 	}
 	packages := price.Packages(over)
+	// One invoice item is paid by one charge, and Stripe charges at most
+	// money.MaxAmount at once: an item above it could never be paid, so it
+	// is refused here, where the preview and the bill both ask.
 	hi, amount := bits.Mul64(uint64(packages), uint64(unit))
-	if hi != 0 || amount > maxChargeCents {
+	if top := money.MaxAmount(currency); hi != 0 || amount > uint64(top) {
 		// Usage the host recorded, not a fault of Tollgate's: a client
 		// error, never INTERNAL.
 		return Charge{}, apperr.New(CodeAmountOutOfRange, fmt.Sprintf(
-			"the overage of %s in %s (%d packages at %s) is more than one invoice item can carry",
-			m.Meter, period, packages, money.Format(unit, currency)))
+			"the overage of %s in %s (%d packages at %s) is more than one invoice item can carry: Stripe charges at most %s at once",
+			m.Meter, period, packages, money.Format(unit, currency), money.Format(top, currency)))
 	}
 	return Charge{
 		OrgID: orgID, Meter: m.Meter, Period: period, Quantity: over, Allowance: m.Limit.Limit,

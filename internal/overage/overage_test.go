@@ -22,9 +22,11 @@ import (
 	"github.com/stripe/stripe-go/v76/webhook"
 	"gorm.io/gorm"
 
+	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/billing"
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/invoices"
+	"github.com/tollgate-billing/tollgate/internal/money"
 	"github.com/tollgate-billing/tollgate/internal/orgs"
 	"github.com/tollgate-billing/tollgate/internal/overage"
 	"github.com/tollgate-billing/tollgate/internal/plans"
@@ -498,6 +500,47 @@ func TestAnOverageTooLargeToBillDoesNotHoldUpTheInvoice(t *testing.T) {
 	})
 }
 
+// An overage whose one item would cost more than Stripe charges at once
+// (money.MaxAmount) could never be paid: the preview says so with
+// AMOUNT_OUT_OF_RANGE and leaves the meter out, and the invoice leaves it
+// out too and counts it as too_large; the other meter is previewed and
+// billed alike.
+func TestAnOverageAboveStripesMaximumIsNeitherPreviewedNorBilled(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newFixture(t, db)
+		calls := f.prices["api_calls"]
+		// Enough started packages that their price passes Stripe's
+		// maximum, yet far below what an int64 holds.
+		packages := money.MaxAmount(f.currency)/calls.unit[f.currency] + 1
+		used := calls.limit + packages*calls.per
+		f.record("api_calls", used)
+		f.record("llm_tokens", 1_000_001)
+		tokens := f.expect("llm_tokens", "2026-10", 1_000_001)
+		if tooMuch := f.expect("api_calls", "2026-10", used); tooMuch.amount <= money.MaxAmount(f.currency) {
+			t.Fatalf("the test's api_calls overage costs %d, not more than Stripe's maximum", tooMuch.amount)
+		}
+
+		up, err := f.overage.Upcoming(context.Background(), f.org)
+		if err != nil || up == nil {
+			t.Fatalf("upcoming: %+v, %v", up, err)
+		}
+		if apperr.CodeOf(up.OverageSoFarErr) != overage.CodeAmountOutOfRange {
+			t.Errorf("preview error = %v, want %s", up.OverageSoFarErr, overage.CodeAmountOutOfRange)
+		}
+		if len(up.OverageSoFar) != 1 || up.OverageSoFar[0].Meter != tokens.meter || up.OverageSoFar[0].Amount != tokens.amount {
+			t.Errorf("overage so far = %+v, want only %s at %d", up.OverageSoFar, tokens.meter, tokens.amount)
+		}
+
+		before := testutil.ToFloat64(overage.Unbilled.WithLabelValues("too_large"))
+		f.clock.Set(time.Date(2026, 11, 1, 0, 5, 0, 0, time.UTC))
+		f.deliver(f.invoiceCreated("evt_"+store.NewID(), "in_nov_"+f.org[:8], "draft"))
+		f.checkItems("in_nov_"+f.org[:8], tokens)
+		if got := testutil.ToFloat64(overage.Unbilled.WithLabelValues("too_large")) - before; got != 1 {
+			t.Errorf("tollgate_overage_unbilled_total{reason=too_large} rose by %v, want 1", got)
+		}
+	})
+}
+
 // A meter left unbilled while the other meters of its month were billed
 // (its overage too large for one invoice item: a typo in the plans file) is
 // billed on a later invoice once the file is corrected, at the corrected
@@ -507,7 +550,10 @@ func TestAMeterLeftUnbilledIsBilledOnceThePlansFileIsCorrected(t *testing.T) {
 	typo["api_calls"] = overagePrice{limit: 100_000, per: 1, unit: map[string]int64{"usd": 1_000_000, "eur": 1_000_000, "jpy": 1_000_000}}
 	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
 		f := newFixtureOn(t, db, http.DefaultTransport, typo, "usd")
-		f.record("api_calls", usage.MaxQuantity)
+		// A million calls over: past what Stripe charges at once at the
+		// typo's price, a few dollars at the corrected one.
+		used := typo["api_calls"].limit + 1_000_000
+		f.record("api_calls", used)
 		f.record("llm_tokens", 1_000_001)
 		tokens := f.expect("llm_tokens", "2026-10", 1_000_001)
 
@@ -517,7 +563,7 @@ func TestAMeterLeftUnbilledIsBilledOnceThePlansFileIsCorrected(t *testing.T) {
 		f.checkItems(nov, tokens)
 
 		f.start(starterOverage) // restarted with the price corrected
-		calls := f.expect("api_calls", "2026-10", usage.MaxQuantity)
+		calls := f.expect("api_calls", "2026-10", used)
 		f.clock.Set(time.Date(2026, 12, 1, 0, 5, 0, 0, time.UTC))
 		f.deliver(f.invoiceCreated("evt_"+store.NewID(), dec, "draft"))
 		f.checkBilled(billedOn{tokens, nov}, billedOn{calls, dec})
