@@ -11,9 +11,9 @@ import (
 	"gorm.io/gorm/clause"
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
+	"github.com/tollgate-billing/tollgate/internal/billing"
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/money"
-	"github.com/tollgate-billing/tollgate/internal/orgs"
 	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/usage"
 )
@@ -119,12 +119,35 @@ func chargeOf(orgID, period, currency string, m usage.MeterUsage) (Charge, error
 	}, nil
 }
 
+// billedSince is when the organisation's overage begins to be billed: when
+// the subscription whose plan prices it began (Stripe's `created`), and
+// never before the organisation existed. Tollgate keeps no plan history, so
+// a month before that was judged against another plan (free, or a contract
+// plan such as Enterprise, which Stripe does not invoice) and is not
+// billed at this one's prices. False without a subscription.
+func billedSince(st billing.State) (time.Time, bool) {
+	if st.Subscription == nil || st.Subscription.CreatedAt.IsZero() {
+		return time.Time{}, false
+	}
+	if st.Org.CreatedAt.After(st.Subscription.CreatedAt) {
+		return st.Org.CreatedAt, true
+	}
+	return st.Subscription.CreatedAt, true
+}
+
 // closedMonths are the months whose overage a draft invoice created now may
-// collect: those closed since the organisation was created, at most
-// Lookback of them, oldest first.
-func closedMonths(orgCreated, now time.Time) []string {
+// collect: those closed since the month that holds since, at most Lookback
+// of them, oldest first.
+//
+// The month the subscription began is one of them, and its whole usage is
+// judged against the plan: the usage page, the gate and upcomingInvoice's
+// preview all hold a monthly meter's month total to the current plan
+// however late in the month it began, and the bill agrees with what they
+// showed. Stripe's own metered billing likewise bills the first, partial
+// period of a subscription.
+func closedMonths(since, now time.Time) []string {
 	current := clock.MonthStart(now)
-	first := clock.MonthStart(orgCreated)
+	first := clock.MonthStart(since)
 	if oldest := current.AddDate(0, -Lookback, 0); first.Before(oldest) {
 		first = oldest
 	}
@@ -136,8 +159,9 @@ func closedMonths(orgCreated, now time.Time) []string {
 }
 
 // claim records the overage of each monthly meter in every closed month
-// not yet recorded for it, as pending charges in currency (the invoice's),
-// and returns the organisation's pending charges.
+// since the subscription began (closedMonths) not yet recorded for it, as
+// pending charges in currency (the invoice's), and returns the
+// organisation's pending charges.
 //
 // A meter's month is recorded once, by the first invoice after the month
 // closes: as a charge, or as NoOverage when there is nothing to bill. It is
@@ -151,11 +175,15 @@ func closedMonths(orgCreated, now time.Time) []string {
 // plans file bills it on a later invoice while the other meters of its
 // month are billed now.
 func (s *Service) claim(ctx context.Context, orgID, currency string, plan plans.Plan) ([]Charge, error) {
-	org, err := orgs.Load(ctx, s.db.DB, orgID)
+	st, err := s.standing.Current(ctx, orgID)
 	if err != nil {
 		return nil, fmt.Errorf("overage of org %s: %w", orgID, err)
 	}
-	months := closedMonths(org.CreatedAt, s.clock.Now())
+	since, subscribed := billedSince(st)
+	var months []string
+	if subscribed {
+		months = closedMonths(since, s.clock.Now())
+	}
 	if len(months) == 0 {
 		return s.pending(ctx, orgID)
 	}

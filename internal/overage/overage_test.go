@@ -87,16 +87,32 @@ func newFixtureTo(t *testing.T, db *store.DB, next http.RoundTripper) *fixture {
 // currency.
 func newFixtureOn(t *testing.T, db *store.DB, next http.RoundTripper, prices map[string]overagePrice, currency string) *fixture {
 	t.Helper()
-	ctx := context.Background()
-	f := &fixture{t: t, db: db, clock: clock.NewFake(october), rec: stripetest.NewRecorderTo(next), redis: testenv.MiniRedis(t)}
+	f := newUnsubscribedFixture(t, db, next, prices, october)
+	f.subscribe(currency)
+	return f
+}
+
+// newUnsubscribedFixture is a fixture whose organisation is created at
+// created, on the free plan, with no subscription yet; the clock starts
+// there.
+func newUnsubscribedFixture(t *testing.T, db *store.DB, next http.RoundTripper, prices map[string]overagePrice, created time.Time) *fixture {
+	t.Helper()
+	f := &fixture{t: t, db: db, clock: clock.NewFake(created), rec: stripetest.NewRecorderTo(next), redis: testenv.MiniRedis(t)}
 	f.sc = stripetest.Client(t, f.rec)
 	f.start(prices)
-
-	org, err := orgs.NewService(db, f.clock).Ensure(ctx, "ext-"+store.NewID(), "Acme", "")
+	org, err := orgs.NewService(db, f.clock).Ensure(context.Background(), "ext-"+store.NewID(), "Acme", "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.org, f.customer, f.sub = org, "cus_"+store.NewID()[:8], "sub_"+store.NewID()[:8]
+	return f
+}
+
+// subscribe subscribes the organisation to starter now, at its monthly
+// price in currency, as Stripe's subscription object tells it.
+func (f *fixture) subscribe(currency string) {
+	t, ctx, now := f.t, context.Background(), f.clock.Now()
+	t.Helper()
 	starter, _ := f.catalog.ByID("starter")
 	price, ok := starter.PriceByID(starterPriceID(currency))
 	if !ok {
@@ -105,23 +121,23 @@ func newFixtureOn(t *testing.T, db *store.DB, next http.RoundTripper, prices map
 	f.currency = price.Currency
 	sub := &stripe.Subscription{
 		ID: f.sub, Customer: &stripe.Customer{ID: f.customer}, Status: stripe.SubscriptionStatusActive,
-		Created: october.Unix(), CurrentPeriodStart: october.Unix(), CurrentPeriodEnd: october.AddDate(0, 1, 0).Unix(),
+		Created: now.Unix(), CurrentPeriodStart: now.Unix(), CurrentPeriodEnd: now.AddDate(0, 1, 0).Unix(),
 		Items: &stripe.SubscriptionItemList{Data: []*stripe.SubscriptionItem{{Price: &stripe.Price{ID: price.ID}}}},
 	}
-	err = db.Tx(ctx, func(tx *gorm.DB) error {
-		if _, err := f.billing.LinkCustomer(ctx, tx, org, f.customer); err != nil {
+	err := f.db.Tx(ctx, func(tx *gorm.DB) error {
+		if _, err := f.billing.LinkCustomer(ctx, tx, f.org, f.customer); err != nil {
 			return err
 		}
-		_, err := f.billing.ApplySubscription(ctx, tx, billing.SubscriptionUpdate{Sub: sub, At: october, OrgID: org, Rank: billing.RankFetched})
+		_, err := f.billing.ApplySubscription(ctx, tx, billing.SubscriptionUpdate{Sub: sub, At: now, OrgID: f.org, Rank: billing.RankFetched})
 		return err
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p, _, err := f.billing.PlanOf(ctx, org); err != nil || p.ID != "starter" {
+	f.usage.InvalidatePlan(f.org)
+	if p, _, err := f.billing.PlanOf(ctx, f.org); err != nil || p.ID != "starter" {
 		t.Fatalf("organisation is on %q (err %v), want starter", p.ID, err)
 	}
-	return f
 }
 
 // start runs Tollgate's services on the fixture's database, billing by a
@@ -308,6 +324,17 @@ plans:
       api_calls: { limit: 1000, hard: true }
       llm_tokens: { limit: 10000, hard: true }
       storage_bytes: { limit: 1048576, hard: true }
+  - id: enterprise
+    name: Enterprise
+    price_cents: 0
+    currency: usd
+    interval: month
+    contact_sales: true
+    rate_limit_per_second: 2000
+    limits:
+      api_calls: { unlimited: true }
+      llm_tokens: { unlimited: true }
+      storage_bytes: { unlimited: true }
   - id: starter
     name: Starter
     rate_limit_per_second: 100
@@ -434,6 +461,36 @@ func TestOverageIsBilledOncePerMeterAndMonth(t *testing.T) {
 			f.sync()
 			f.checkItems("in_nov_"+f.org[:8], want...)
 		})
+	})
+}
+
+// An organisation on a contract plan (Enterprise: unlimited, and no Stripe
+// invoices) that moves to Starter is billed overage from the month its
+// subscription began: its earlier months were not on Starter, though
+// their usage is far past Starter's allowance.
+func TestOverageIsBilledOnlyFromTheMonthTheSubscriptionBegan(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newUnsubscribedFixture(t, db, http.DefaultTransport, starterOverage, time.Date(2026, 1, 15, 9, 0, 0, 0, time.UTC))
+		if err := orgs.SetPlan(context.Background(), db.DB, f.org, "enterprise", f.clock.Now()); err != nil {
+			t.Fatal(err)
+		}
+		f.usage.InvalidatePlan(f.org)
+		for _, month := range []time.Month{time.February, time.March} {
+			f.clock.Set(time.Date(2026, month, 10, 12, 0, 0, 0, time.UTC))
+			f.record("api_calls", 10*f.prices["api_calls"].limit)
+			f.record("llm_tokens", 10*f.prices["llm_tokens"].limit)
+		}
+
+		f.clock.Set(time.Date(2026, 4, 10, 12, 0, 0, 0, time.UTC))
+		f.subscribe("usd")
+		f.record("api_calls", 102_500)
+		want := f.expect("api_calls", "2026-04", 102_500)
+
+		// The subscription's first cycle invoice, a month after it began.
+		f.clock.Set(time.Date(2026, 5, 10, 12, 5, 0, 0, time.UTC))
+		may := "in_may_" + f.org[:8]
+		f.deliver(f.invoiceCreated("evt_"+store.NewID(), may, "draft"))
+		f.checkItems(may, want)
 	})
 }
 
