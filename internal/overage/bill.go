@@ -35,7 +35,7 @@ func (s *Service) InvoiceCreated(ctx context.Context, orgID string, inv *stripe.
 	// The invoice's currency is the subscription's price's, which the plan
 	// prices its overage in (plans validation sees to it).
 	currency := cmp.Or(string(inv.Currency), plan.Currency)
-	pending, err := s.claim(ctx, orgID, currency, plan)
+	pending, err := s.claim(ctx, orgID, inv.ID, currency, plan)
 	if err != nil {
 		return err
 	}
@@ -63,11 +63,9 @@ func (s *Service) bill(ctx context.Context, c Charge, inv *stripe.Invoice) error
 		// moved to a price in another currency, or the charge predates
 		// per-currency overage prices): it waits, and is counted, for an
 		// invoice in its currency or for the operator.
-		Unbilled.WithLabelValues(unbilledCurrency).Inc()
-		s.log.ErrorContext(ctx, "overage not billed: the invoice is in another currency",
-			"org_id", c.OrgID, "meter", c.Meter, "period", c.Period, "stripe_invoice_id", inv.ID,
+		return s.unbilled(ctx, c.OrgID, c.Meter, c.Period, inv.ID, unbilledCurrency,
+			"overage not billed: the invoice is in another currency",
 			"invoice_currency", inv.Currency, "overage_currency", c.Currency)
-		return nil
 	}
 	c, ok, err := s.target(ctx, c, inv.ID)
 	if err != nil || !ok {

@@ -40,6 +40,7 @@ var errNoPrice = errors.New("the plan gives this overage no price in the currenc
 
 // unbillable is one meter's overage that no invoice item can carry.
 type unbillable struct {
+	meter  string
 	reason string // unbilledTooLarge or unbilledCurrency
 	err    error
 }
@@ -67,11 +68,11 @@ func (s *Service) overageOf(ctx context.Context, orgID, period, currency string)
 	for _, m := range meters {
 		c, err := chargeOf(orgID, period, currency, m)
 		if ae, isApp := apperr.As(err); isApp && ae.Code == CodeAmountOutOfRange {
-			mo.skipped = append(mo.skipped, unbillable{unbilledTooLarge, err})
+			mo.skipped = append(mo.skipped, unbillable{m.Meter, unbilledTooLarge, err})
 			continue
 		}
 		if errors.Is(err, errNoPrice) {
-			mo.skipped = append(mo.skipped, unbillable{unbilledCurrency, err})
+			mo.skipped = append(mo.skipped, unbillable{m.Meter, unbilledCurrency, err})
 			continue
 		}
 		if err != nil {
@@ -160,8 +161,8 @@ func closedMonths(since, now time.Time) []string {
 
 // claim records the overage of each monthly meter in every closed month
 // since the subscription began (closedMonths) not yet recorded for it, as
-// pending charges in currency (the invoice's), and returns the
-// organisation's pending charges.
+// pending charges in currency (the currency of invoiceID, the invoice that
+// asks), and returns the organisation's pending charges.
 //
 // A meter's month is recorded once, by the first invoice after the month
 // closes: as a charge, or as NoOverage when there is nothing to bill. It is
@@ -174,7 +175,7 @@ func closedMonths(since, now time.Time) []string {
 // or that has no price in currency, is left unrecorded, so that a corrected
 // plans file bills it on a later invoice while the other meters of its
 // month are billed now.
-func (s *Service) claim(ctx context.Context, orgID, currency string, plan plans.Plan) ([]Charge, error) {
+func (s *Service) claim(ctx context.Context, orgID, invoiceID, currency string, plan plans.Plan) ([]Charge, error) {
 	st, err := s.standing.Current(ctx, orgID)
 	if err != nil {
 		return nil, fmt.Errorf("overage of org %s: %w", orgID, err)
@@ -214,9 +215,11 @@ func (s *Service) claim(ctx context.Context, orgID, currency string, plan plans.
 		// Billing it would fail the same way on every retry Stripe makes of
 		// the invoice.created delivery; the operator has to look at it.
 		for _, u := range mo.skipped {
-			Unbilled.WithLabelValues(u.reason).Inc()
-			s.log.ErrorContext(ctx, "overage not billed", "reason", u.reason, "org_id", orgID, "period", period,
+			err := s.unbilled(ctx, orgID, u.meter, period, invoiceID, u.reason, "overage not billed",
 				"currency", currency, "error", u.err)
+			if err != nil {
+				return nil, err
+			}
 		}
 		for _, c := range append(mo.charges, mo.none...) {
 			if !done[slot{period, c.Meter}] {

@@ -11,7 +11,8 @@ import (
 // (no overage price in the invoice's currency, or a charge recorded in
 // another currency than the invoice's). Each is revenue not billed until
 // an operator acts; the log line beside it names the organisation, meter
-// and month.
+// and month. A meter's month counts once per invoice that could not carry
+// it (see unbilled), however often that invoice is delivered.
 var Unbilled = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "tollgate_overage_unbilled_total",
 	Help: "Overage charges an invoice was created for but could not carry, by reason (too_large, currency).",

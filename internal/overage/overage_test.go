@@ -588,13 +588,11 @@ func TestAnOverageAboveStripesMaximumIsNeitherPreviewedNorBilled(t *testing.T) {
 			t.Errorf("overage so far = %+v, want only %s at %d", up.OverageSoFar, tokens.meter, tokens.amount)
 		}
 
-		before := testutil.ToFloat64(overage.Unbilled.WithLabelValues("too_large"))
+		before := unbilledCounts("too_large")
 		f.clock.Set(time.Date(2026, 11, 1, 0, 5, 0, 0, time.UTC))
 		f.deliver(f.invoiceCreated("evt_"+store.NewID(), "in_nov_"+f.org[:8], "draft"))
 		f.checkItems("in_nov_"+f.org[:8], tokens)
-		if got := testutil.ToFloat64(overage.Unbilled.WithLabelValues("too_large")) - before; got != 1 {
-			t.Errorf("tollgate_overage_unbilled_total{reason=too_large} rose by %v, want 1", got)
-		}
+		checkUnbilledRise(t, before, map[string]float64{"too_large": 1})
 	})
 }
 
@@ -789,21 +787,14 @@ func TestOverageIsPreviewedAndBilledInTheSubscriptionsCurrency(t *testing.T) {
 func TestAChargeInAnotherCurrencyIsCountedThenBilledInItsCurrency(t *testing.T) {
 	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
 		f := newFixtureOn(t, db, http.DefaultTransport, starterOverage, "eur")
-		now := f.clock.Now()
-		stale := overage.Charge{OrgID: f.org, Meter: "api_calls", Period: "2026-09", Quantity: 1, Allowance: 100000,
-			UnitAmount: 50, Per: 1000, Amount: 50, Currency: "usd", Status: overage.Pending, Attempt: 1, CreatedAt: now, UpdatedAt: now}
-		if err := db.Create(&stale).Error; err != nil {
-			t.Fatal(err)
-		}
-		before := testutil.ToFloat64(overage.Unbilled.WithLabelValues("currency"))
+		stale := f.pendingIn("usd")
+		before := unbilledCounts("currency")
 		f.clock.Set(time.Date(2026, 11, 1, 0, 5, 0, 0, time.UTC))
 		f.deliver(f.invoiceCreated("evt_"+store.NewID(), "in_nov_"+f.org[:8], "draft"))
 		if n := len(f.items()); n != 0 {
 			t.Fatalf("%d items added for a usd charge to a eur invoice", n)
 		}
-		if got := testutil.ToFloat64(overage.Unbilled.WithLabelValues("currency")) - before; got != 1 {
-			t.Fatalf("tollgate_overage_unbilled_total{reason=currency} rose by %v, want 1", got)
-		}
+		checkUnbilledRise(t, before, map[string]float64{"currency": 1})
 		if cs := f.charges(); len(cs) != 1 || cs[0].Status != overage.Pending {
 			t.Fatalf("charges = %+v, want the usd one still pending", cs)
 		}
@@ -812,12 +803,73 @@ func TestAChargeInAnotherCurrencyIsCountedThenBilledInItsCurrency(t *testing.T) 
 		// in usd and takes the charge, at the amount it was recorded for.
 		f.currency = "usd"
 		f.clock.Set(time.Date(2026, 12, 1, 0, 5, 0, 0, time.UTC))
-		before = testutil.ToFloat64(overage.Unbilled.WithLabelValues("currency"))
+		before = unbilledCounts("currency")
 		f.deliver(f.invoiceCreated("evt_"+store.NewID(), "in_dec_"+f.org[:8], "draft"))
 		f.checkItems("in_dec_"+f.org[:8], expected{meter: stale.Meter, period: stale.Period, over: stale.Quantity,
 			amount: stale.Amount, unit: stale.UnitAmount, per: stale.Per, unitText: "at 0.50 USD per 1000"})
-		if got := testutil.ToFloat64(overage.Unbilled.WithLabelValues("currency")) - before; got != 0 {
-			t.Fatalf("tollgate_overage_unbilled_total{reason=currency} rose by %v on an invoice in the charge's currency", got)
+		checkUnbilledRise(t, before, map[string]float64{"currency": 0})
+	})
+}
+
+// pendingIn records a pending charge of September's api_calls in currency,
+// as an invoice in that currency would have, and returns it.
+func (f *fixture) pendingIn(currency string) overage.Charge {
+	f.t.Helper()
+	now := f.clock.Now()
+	c := overage.Charge{OrgID: f.org, Meter: "api_calls", Period: "2026-09", Quantity: 1, Allowance: 100000,
+		UnitAmount: 50, Per: 1000, Amount: 50, Currency: currency, Status: overage.Pending, Attempt: 1, CreatedAt: now, UpdatedAt: now}
+	if err := f.db.Create(&c).Error; err != nil {
+		f.t.Fatal(err)
+	}
+	return c
+}
+
+// unbilledCounts reads tollgate_overage_unbilled_total for reasons.
+func unbilledCounts(reasons ...string) map[string]float64 {
+	out := map[string]float64{}
+	for _, r := range reasons {
+		out[r] = testutil.ToFloat64(overage.Unbilled.WithLabelValues(r))
+	}
+	return out
+}
+
+// checkUnbilledRise requires tollgate_overage_unbilled_total to have risen
+// by want, reason by reason, since before.
+func checkUnbilledRise(t *testing.T, before, want map[string]float64) {
+	t.Helper()
+	for r, n := range want {
+		if got := testutil.ToFloat64(overage.Unbilled.WithLabelValues(r)) - before[r]; got != n {
+			t.Errorf("tollgate_overage_unbilled_total{reason=%s} rose by %v, want %v", r, got, n)
+		}
+	}
+}
+
+// Overage an invoice cannot carry is counted once per invoice, so that the
+// alert on tollgate_overage_unbilled_total reads as invoices that missed
+// revenue: a redelivered invoice.created, or the same invoice announced
+// under another event id, counts nothing more, and the next invoice that
+// cannot carry it counts it again.
+func TestUnbilledOverageIsCountedOncePerInvoice(t *testing.T) {
+	typo := maps.Clone(starterOverage)
+	typo["api_calls"] = overagePrice{limit: 100_000, per: 1, unit: map[string]int64{"usd": 1_000_000, "eur": 1_000_000, "jpy": 1_000_000}}
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newFixtureOn(t, db, http.DefaultTransport, typo, "eur")
+		f.record("api_calls", typo["api_calls"].limit+1_000_000) // too large for one item at the typo's price
+		f.pendingIn("usd")                                       // no eur invoice can carry it
+		before := unbilledCounts("too_large", "currency")
+
+		for i, month := range []time.Month{time.November, time.December} {
+			f.clock.Set(time.Date(2026, month, 1, 0, 5, 0, 0, time.UTC))
+			inv := fmt.Sprintf("in_%d_%s", month, f.org[:8])
+			created := f.invoiceCreated("evt_"+store.NewID(), inv, "draft")
+			f.deliver(created)
+			f.deliver(created)                                              // redelivered
+			f.deliver(f.invoiceCreated("evt_"+store.NewID(), inv, "draft")) // announced again
+			n := float64(i + 1)
+			checkUnbilledRise(t, before, map[string]float64{"too_large": n, "currency": n})
+		}
+		if n := len(f.items()); n != 0 {
+			t.Fatalf("%d items added for overage no invoice could carry", n)
 		}
 	})
 }
