@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -70,6 +71,20 @@ type fixture struct {
 	currency string
 	// billed are the charges OnBilled heard of, in order.
 	billed []overage.Charge
+	// logs is what the overage service logged.
+	logs *stripetest.LogBuffer
+}
+
+// logged are the lines the overage service logged so far that contain
+// every one of parts.
+func (f *fixture) logged(parts ...string) []string {
+	var out []string
+	for _, l := range strings.Split(f.logs.String(), "\n") {
+		if l != "" && !slices.ContainsFunc(parts, func(p string) bool { return !strings.Contains(l, p) }) {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 func newFixture(t *testing.T, db *store.DB) *fixture {
@@ -97,7 +112,8 @@ func newFixtureOn(t *testing.T, db *store.DB, next http.RoundTripper, prices map
 // there.
 func newUnsubscribedFixture(t *testing.T, db *store.DB, next http.RoundTripper, prices map[string]overagePrice, created time.Time) *fixture {
 	t.Helper()
-	f := &fixture{t: t, db: db, clock: clock.NewFake(created), rec: stripetest.NewRecorderTo(next), redis: testenv.MiniRedis(t)}
+	f := &fixture{t: t, db: db, clock: clock.NewFake(created), rec: stripetest.NewRecorderTo(next), redis: testenv.MiniRedis(t),
+		logs: &stripetest.LogBuffer{}}
 	f.sc = stripetest.Client(t, f.rec)
 	f.start(prices)
 	org, err := orgs.NewService(db, f.clock).Ensure(context.Background(), "ext-"+store.NewID(), "Acme", "")
@@ -149,7 +165,7 @@ func (f *fixture) start(prices map[string]overagePrice) {
 	f.billing = billing.NewService(f.db, f.catalog, f.clock, f.sc, log)
 	f.invoices = invoices.NewService(f.db, f.clock, log)
 	f.usage = usage.NewService(f.db, f.redis, f.catalog, f.billing, f.clock, log)
-	f.overage = overage.NewService(f.db, f.usage, f.billing, f.sc, f.clock, log)
+	f.overage = overage.NewService(f.db, f.usage, f.billing, f.sc, f.clock, slog.New(slog.NewTextHandler(f.logs, nil)))
 	f.overage.OnBilled = func(_ context.Context, _ *gorm.DB, c overage.Charge) error {
 		f.billed = append(f.billed, c)
 		return nil
@@ -705,6 +721,110 @@ func stubResponse(req *http.Request, status int, body any) *http.Response {
 	b, _ := json.Marshal(body)
 	return &http.Response{StatusCode: status, Header: http.Header{"Content-Type": {"application/json"}},
 		Body: io.NopCloser(bytes.NewReader(b)), Request: req}
+}
+
+// refusingItems stands for a Stripe that refuses every invoice item with
+// status and Stripe's error object, until refusal is set to nil; every
+// other request goes to stripe-mock.
+type refusingItems struct {
+	mu      sync.Mutex
+	status  int
+	refusal map[string]any
+}
+
+// requestID is the id the stub gives its refusals, as Stripe does in its
+// Request-Id header.
+const requestID = "req_refused"
+
+func (r *refusingItems) RoundTrip(req *http.Request) (*http.Response, error) {
+	r.mu.Lock()
+	status, refusal := r.status, r.refusal
+	r.mu.Unlock()
+	if refusal == nil || req.Method != http.MethodPost || !strings.HasPrefix(req.URL.Path, "/v1/invoiceitems") {
+		return http.DefaultTransport.RoundTrip(req)
+	}
+	resp := stubResponse(req, status, map[string]any{"error": refusal})
+	resp.Header.Set("Request-Id", requestID)
+	return resp, nil
+}
+
+// When Stripe refuses an overage item, the delivery succeeds (a retry
+// would be refused alike) and the charge stays pending for the next
+// invoice, which bills it once Stripe takes it. A refusal that is not "the
+// invoice takes no more items" is counted as refused and logged at ERROR
+// with Stripe's request id, once for the invoice however often it is
+// delivered; an invoice finalized or deleted meanwhile is neither. A
+// failure a retry can cure (Stripe busy with the same request, or
+// Tollgate's API key refused until the operator fixes it) is no refusal:
+// the delivery fails, and Stripe's retry bills the charge on its invoice.
+func TestARefusedItemIsCountedAndOfferedToTheNextInvoice(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		status  int
+		refusal map[string]any
+		counted bool
+		retried bool
+	}{
+		{"an amount Stripe will not charge", http.StatusBadRequest, map[string]any{"type": "invalid_request_error",
+			"code": "amount_too_large", "param": "amount", "message": "Amount must be no more than $999,999.99"}, true, false},
+		{"a currency the customer cannot be billed in", http.StatusBadRequest, map[string]any{"type": "invalid_request_error",
+			"param": "currency", "message": "You cannot combine currencies on a single customer."}, true, false},
+		{"the invoice finalized meanwhile", http.StatusBadRequest, map[string]any{"type": "invalid_request_error",
+			"code": "invoice_not_editable", "message": "This invoice is no longer editable."}, false, false},
+		{"the draft invoice deleted meanwhile", http.StatusNotFound, map[string]any{"type": "invalid_request_error",
+			"code": "resource_missing", "param": "invoice", "message": "No such invoice: 'in_x'"}, false, false},
+		{"Stripe busy with the same request", http.StatusConflict, map[string]any{"type": "idempotency_error",
+			"message": "There is currently another in-progress request using this Stripe token."}, false, true},
+		{"Tollgate's API key refused", http.StatusUnauthorized, map[string]any{"type": "invalid_request_error",
+			"message": "Invalid API Key provided: sk_live_****1234"}, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+				stub := &refusingItems{status: tc.status, refusal: tc.refusal}
+				f := newFixtureTo(t, db, stub)
+				f.record("api_calls", 100_001)
+				want := f.expect("api_calls", "2026-10", 100_001)
+				before := unbilledCounts("refused")
+
+				f.clock.Set(time.Date(2026, 11, 1, 0, 5, 0, 0, time.UTC))
+				nov := f.invoiceCreated("evt_"+store.NewID(), "in_nov_"+f.org[:8], "draft")
+				if tc.retried {
+					f.deliverFailing(nov)
+				} else {
+					f.deliver(nov)
+					f.deliver(nov)
+				}
+				counted := map[bool]float64{true: 1}[tc.counted]
+				checkUnbilledRise(t, before, map[string]float64{"refused": counted})
+				if got := len(f.logged("level=ERROR", "stripe_request_id="+requestID, "api_calls")); float64(got) != counted {
+					t.Errorf("%d ERROR lines with Stripe's request id, want %v:\n%s", got, counted, f.logs)
+				}
+				if cs := f.charges(); len(cs) != 1 || cs[0].Status != overage.Pending || cs[0].Amount != want.amount {
+					t.Fatalf("charges after the refusal = %+v, want one pending of %d", cs, want.amount)
+				}
+
+				// Stripe takes it: on November's invoice when Stripe retries
+				// the delivery, else on December's.
+				stub.mu.Lock()
+				stub.refusal = nil
+				stub.mu.Unlock()
+				on := "in_nov_" + f.org[:8]
+				if tc.retried {
+					f.deliver(nov)
+				} else {
+					on = "in_dec_" + f.org[:8]
+					f.clock.Set(time.Date(2026, 12, 1, 0, 5, 0, 0, time.UTC))
+					f.deliver(f.invoiceCreated("evt_"+store.NewID(), on, "draft"))
+				}
+				cs := f.charges()
+				if len(cs) != 1 || cs[0].Status != overage.Billed || cs[0].StripeInvoiceID == nil || *cs[0].StripeInvoiceID != on ||
+					cs[0].Amount != want.amount {
+					t.Fatalf("charges after Stripe took the item = %+v, want %d billed on %s", cs, want.amount, on)
+				}
+				checkUnbilledRise(t, before, map[string]float64{"refused": counted})
+			})
+		})
+	}
 }
 
 // TestALostAnswerIsRecordedNotBilledAgain: Stripe created the item but
