@@ -10,6 +10,8 @@ import (
 	"github.com/stripe/stripe-go/v76"
 	"gorm.io/gorm"
 
+	"github.com/tollgate-billing/tollgate/internal/apperr"
+	"github.com/tollgate-billing/tollgate/internal/money"
 	"github.com/tollgate-billing/tollgate/internal/stripeclient"
 )
 
@@ -35,7 +37,7 @@ func (s *Service) InvoiceCreated(ctx context.Context, orgID string, inv *stripe.
 	// The invoice's currency is the subscription's price's, which the plan
 	// prices its overage in (plans validation sees to it).
 	currency := cmp.Or(string(inv.Currency), plan.Currency)
-	pending, err := s.claim(ctx, orgID, currency, plan)
+	pending, err := s.claim(ctx, orgID, inv.ID, currency, plan)
 	if err != nil {
 		return err
 	}
@@ -63,11 +65,9 @@ func (s *Service) bill(ctx context.Context, c Charge, inv *stripe.Invoice) error
 		// moved to a price in another currency, or the charge predates
 		// per-currency overage prices): it waits, and is counted, for an
 		// invoice in its currency or for the operator.
-		Unbilled.WithLabelValues(unbilledCurrency).Inc()
-		s.log.ErrorContext(ctx, "overage not billed: the invoice is in another currency",
-			"org_id", c.OrgID, "meter", c.Meter, "period", c.Period, "stripe_invoice_id", inv.ID,
+		return s.unbilled(ctx, c.OrgID, c.Meter, c.Period, inv.ID, unbilledCurrency,
+			"overage not billed: the invoice is in another currency",
 			"invoice_currency", inv.Currency, "overage_currency", c.Currency)
-		return nil
 	}
 	c, ok, err := s.target(ctx, c, inv.ID)
 	if err != nil || !ok {
@@ -89,19 +89,51 @@ func (s *Service) bill(ctx context.Context, c Charge, inv *stripe.Invoice) error
 	params.AddMetadata("meter", c.Meter)
 	params.AddMetadata("period", c.Period)
 	item, err := s.stripe.InvoiceItems.New(params)
-	var se *stripe.Error
-	if errors.As(err, &se) && se.HTTPStatusCode == http.StatusBadRequest {
-		// Most likely the invoice was finalized meanwhile: the charge stays
-		// pending for the next invoice, which first checks this one.
-		s.log.WarnContext(ctx, "Stripe refused the overage item; it waits for the next invoice",
-			"org_id", c.OrgID, "meter", c.Meter, "period", c.Period, "stripe_invoice_id", inv.ID,
-			"stripe_request_id", se.RequestID, "error", se.Msg)
-		return nil
-	}
 	if err != nil {
-		return stripeclient.Error("add overage item to invoice "+inv.ID, err)
+		return s.notAdded(ctx, c, inv.ID, err)
 	}
 	return s.record(ctx, c, inv.ID, item.ID)
+}
+
+// notAdded decides what Stripe's failure to add a charge's item to
+// invoiceID means. In every case the charge stays pending: a later invoice
+// first looks for it on this one, then offers it again under a new
+// attempt.
+//
+//   - Stripe unavailable (stripeclient.Error's UNAVAILABLE), or Tollgate's
+//     API key refused: the error fails the delivery, and Stripe's retry
+//     offers the charge to this invoice again.
+//   - The invoice is no longer a draft (finalized meanwhile, or deleted):
+//     the charge waits for the next invoice, as for one seen finalized.
+//   - Any other refusal (an amount or currency Stripe will not take for
+//     this customer) would be refused on every retry: it is counted as
+//     refused and logged at ERROR with Stripe's request id, once per
+//     invoice, and the delivery succeeds.
+func (s *Service) notAdded(ctx context.Context, c Charge, invoiceID string, err error) error {
+	failed := stripeclient.Error("add overage item to invoice "+invoiceID, err)
+	var se *stripe.Error
+	if apperr.CodeOf(failed) != apperr.PaymentProviderRejected || !errors.As(err, &se) ||
+		se.HTTPStatusCode == http.StatusUnauthorized || se.HTTPStatusCode == http.StatusForbidden {
+		return failed
+	}
+	if invoiceClosed(se) {
+		s.log.WarnContext(ctx, "the invoice is no longer a draft; the overage waits for the next one",
+			"org_id", c.OrgID, "meter", c.Meter, "period", c.Period, "stripe_invoice_id", invoiceID,
+			"stripe_request_id", se.RequestID, "stripe_code", se.Code)
+		return nil
+	}
+	return s.unbilled(ctx, c.OrgID, c.Meter, c.Period, invoiceID, unbilledRefused,
+		"overage not billed: Stripe refused the invoice item; it is offered again to the next invoice",
+		"amount", money.Format(c.Amount, c.Currency), "stripe_request_id", se.RequestID, "stripe_code", se.Code,
+		"stripe_param", se.Param, "error", se.Msg)
+}
+
+// invoiceClosed reports whether Stripe refused an item because its invoice
+// takes no more: finalized (invoice_not_editable), or deleted while a
+// draft (resource_missing, naming the invoice parameter).
+func invoiceClosed(se *stripe.Error) bool {
+	return se.Code == stripe.ErrorCodeInvoiceNotEditable ||
+		se.Code == stripe.ErrorCodeResourceMissing && se.Param == "invoice"
 }
 
 // target makes inv the charge's invoice, committed before Stripe is

@@ -11,19 +11,15 @@ import (
 	"gorm.io/gorm/clause"
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
+	"github.com/tollgate-billing/tollgate/internal/billing"
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/money"
-	"github.com/tollgate-billing/tollgate/internal/orgs"
 	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/usage"
 )
 
 // CodeAmountOutOfRange answers an overage too large to bill or to sum.
 const CodeAmountOutOfRange apperr.Code = "AMOUNT_OUT_OF_RANGE"
-
-// maxChargeCents bounds one charge, so the charges of a few meters still
-// sum within int64 (sumCents checks anyway).
-const maxChargeCents = 1 << 62
 
 // sumCents adds the charges' amounts, refusing a sum past int64.
 func sumCents(cs []Charge) (int64, error) {
@@ -44,6 +40,7 @@ var errNoPrice = errors.New("the plan gives this overage no price in the currenc
 
 // unbillable is one meter's overage that no invoice item can carry.
 type unbillable struct {
+	meter  string
 	reason string // unbilledTooLarge or unbilledCurrency
 	err    error
 }
@@ -71,11 +68,11 @@ func (s *Service) overageOf(ctx context.Context, orgID, period, currency string)
 	for _, m := range meters {
 		c, err := chargeOf(orgID, period, currency, m)
 		if ae, isApp := apperr.As(err); isApp && ae.Code == CodeAmountOutOfRange {
-			mo.skipped = append(mo.skipped, unbillable{unbilledTooLarge, err})
+			mo.skipped = append(mo.skipped, unbillable{m.Meter, unbilledTooLarge, err})
 			continue
 		}
 		if errors.Is(err, errNoPrice) {
-			mo.skipped = append(mo.skipped, unbillable{unbilledCurrency, err})
+			mo.skipped = append(mo.skipped, unbillable{m.Meter, unbilledCurrency, err})
 			continue
 		}
 		if err != nil {
@@ -105,13 +102,16 @@ func chargeOf(orgID, period, currency string, m usage.MeterUsage) (Charge, error
 		return Charge{}, fmt.Errorf("overage of %s in %s: %w (%s)", m.Meter, period, errNoPrice, currency)
 	}
 	packages := price.Packages(over)
+	// One invoice item is paid by one charge, and Stripe charges at most
+	// money.MaxAmount at once: an item above it could never be paid, so it
+	// is refused here, where the preview and the bill both ask.
 	hi, amount := bits.Mul64(uint64(packages), uint64(unit))
-	if hi != 0 || amount > maxChargeCents {
+	if top := money.MaxAmount(currency); hi != 0 || amount > uint64(top) {
 		// Usage the host recorded, not a fault of Tollgate's: a client
 		// error, never INTERNAL.
 		return Charge{}, apperr.New(CodeAmountOutOfRange, fmt.Sprintf(
-			"the overage of %s in %s (%d packages at %s) is more than one invoice item can carry",
-			m.Meter, period, packages, money.Format(unit, currency)))
+			"the overage of %s in %s (%d packages at %s) is more than one invoice item can carry: Stripe charges at most %s at once",
+			m.Meter, period, packages, money.Format(unit, currency), money.Format(top, currency)))
 	}
 	return Charge{
 		OrgID: orgID, Meter: m.Meter, Period: period, Quantity: over, Allowance: m.Limit.Limit,
@@ -120,12 +120,35 @@ func chargeOf(orgID, period, currency string, m usage.MeterUsage) (Charge, error
 	}, nil
 }
 
+// billedSince is when the organisation's overage begins to be billed: when
+// the subscription whose plan prices it began (Stripe's `created`), and
+// never before the organisation existed. Tollgate keeps no plan history, so
+// a month before that was judged against another plan (free, or a contract
+// plan such as Enterprise, which Stripe does not invoice) and is not
+// billed at this one's prices. False without a subscription.
+func billedSince(st billing.State) (time.Time, bool) {
+	if st.Subscription == nil || st.Subscription.CreatedAt.IsZero() {
+		return time.Time{}, false
+	}
+	if st.Org.CreatedAt.After(st.Subscription.CreatedAt) {
+		return st.Org.CreatedAt, true
+	}
+	return st.Subscription.CreatedAt, true
+}
+
 // closedMonths are the months whose overage a draft invoice created now may
-// collect: those closed since the organisation was created, at most
-// Lookback of them, oldest first.
-func closedMonths(orgCreated, now time.Time) []string {
+// collect: those closed since the month that holds since, at most Lookback
+// of them, oldest first.
+//
+// The month the subscription began is one of them, and its whole usage is
+// judged against the plan: the usage page, the gate and upcomingInvoice's
+// preview all hold a monthly meter's month total to the current plan
+// however late in the month it began, and the bill agrees with what they
+// showed. Stripe's own metered billing likewise bills the first, partial
+// period of a subscription.
+func closedMonths(since, now time.Time) []string {
 	current := clock.MonthStart(now)
-	first := clock.MonthStart(orgCreated)
+	first := clock.MonthStart(since)
 	if oldest := current.AddDate(0, -Lookback, 0); first.Before(oldest) {
 		first = oldest
 	}
@@ -137,8 +160,9 @@ func closedMonths(orgCreated, now time.Time) []string {
 }
 
 // claim records the overage of each monthly meter in every closed month
-// not yet recorded for it, as pending charges in currency (the invoice's),
-// and returns the organisation's pending charges.
+// since the subscription began (closedMonths) not yet recorded for it, as
+// pending charges in currency (the currency of invoiceID, the invoice that
+// asks), and returns the organisation's pending charges.
 //
 // A meter's month is recorded once, by the first invoice after the month
 // closes: as a charge, or as NoOverage when there is nothing to bill. It is
@@ -151,12 +175,16 @@ func closedMonths(orgCreated, now time.Time) []string {
 // or that has no price in currency, is left unrecorded, so that a corrected
 // plans file bills it on a later invoice while the other meters of its
 // month are billed now.
-func (s *Service) claim(ctx context.Context, orgID, currency string, plan plans.Plan) ([]Charge, error) {
-	org, err := orgs.Load(ctx, s.db.DB, orgID)
+func (s *Service) claim(ctx context.Context, orgID, invoiceID, currency string, plan plans.Plan) ([]Charge, error) {
+	st, err := s.standing.Current(ctx, orgID)
 	if err != nil {
 		return nil, fmt.Errorf("overage of org %s: %w", orgID, err)
 	}
-	months := closedMonths(org.CreatedAt, s.clock.Now())
+	since, subscribed := billedSince(st)
+	var months []string
+	if subscribed {
+		months = closedMonths(since, s.clock.Now())
+	}
 	if len(months) == 0 {
 		return s.pending(ctx, orgID)
 	}
@@ -187,9 +215,11 @@ func (s *Service) claim(ctx context.Context, orgID, currency string, plan plans.
 		// Billing it would fail the same way on every retry Stripe makes of
 		// the invoice.created delivery; the operator has to look at it.
 		for _, u := range mo.skipped {
-			Unbilled.WithLabelValues(u.reason).Inc()
-			s.log.ErrorContext(ctx, "overage not billed", "reason", u.reason, "org_id", orgID, "period", period,
+			err := s.unbilled(ctx, orgID, u.meter, period, invoiceID, u.reason, "overage not billed",
 				"currency", currency, "error", u.err)
+			if err != nil {
+				return nil, err
+			}
 		}
 		for _, c := range append(mo.charges, mo.none...) {
 			if !done[slot{period, c.Meter}] {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -22,9 +23,11 @@ import (
 	"github.com/stripe/stripe-go/v76/webhook"
 	"gorm.io/gorm"
 
+	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/billing"
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/invoices"
+	"github.com/tollgate-billing/tollgate/internal/money"
 	"github.com/tollgate-billing/tollgate/internal/orgs"
 	"github.com/tollgate-billing/tollgate/internal/overage"
 	"github.com/tollgate-billing/tollgate/internal/plans"
@@ -68,6 +71,20 @@ type fixture struct {
 	currency string
 	// billed are the charges OnBilled heard of, in order.
 	billed []overage.Charge
+	// logs is what the overage service logged.
+	logs *stripetest.LogBuffer
+}
+
+// logged are the lines the overage service logged so far that contain
+// every one of parts.
+func (f *fixture) logged(parts ...string) []string {
+	var out []string
+	for _, l := range strings.Split(f.logs.String(), "\n") {
+		if l != "" && !slices.ContainsFunc(parts, func(p string) bool { return !strings.Contains(l, p) }) {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 func newFixture(t *testing.T, db *store.DB) *fixture {
@@ -85,16 +102,33 @@ func newFixtureTo(t *testing.T, db *store.DB, next http.RoundTripper) *fixture {
 // currency.
 func newFixtureOn(t *testing.T, db *store.DB, next http.RoundTripper, prices map[string]overagePrice, currency string) *fixture {
 	t.Helper()
-	ctx := context.Background()
-	f := &fixture{t: t, db: db, clock: clock.NewFake(october), rec: stripetest.NewRecorderTo(next), redis: testenv.MiniRedis(t)}
+	f := newUnsubscribedFixture(t, db, next, prices, october)
+	f.subscribe(currency)
+	return f
+}
+
+// newUnsubscribedFixture is a fixture whose organisation is created at
+// created, on the free plan, with no subscription yet; the clock starts
+// there.
+func newUnsubscribedFixture(t *testing.T, db *store.DB, next http.RoundTripper, prices map[string]overagePrice, created time.Time) *fixture {
+	t.Helper()
+	f := &fixture{t: t, db: db, clock: clock.NewFake(created), rec: stripetest.NewRecorderTo(next), redis: testenv.MiniRedis(t),
+		logs: &stripetest.LogBuffer{}}
 	f.sc = stripetest.Client(t, f.rec)
 	f.start(prices)
-
-	org, err := orgs.NewService(db, f.clock).Ensure(ctx, "ext-"+store.NewID(), "Acme", "")
+	org, err := orgs.NewService(db, f.clock).Ensure(context.Background(), "ext-"+store.NewID(), "Acme", "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.org, f.customer, f.sub = org, "cus_"+store.NewID()[:8], "sub_"+store.NewID()[:8]
+	return f
+}
+
+// subscribe subscribes the organisation to starter now, at its monthly
+// price in currency, as Stripe's subscription object tells it.
+func (f *fixture) subscribe(currency string) {
+	t, ctx, now := f.t, context.Background(), f.clock.Now()
+	t.Helper()
 	starter, _ := f.catalog.ByID("starter")
 	price, ok := starter.PriceByID(starterPriceID(currency))
 	if !ok {
@@ -103,23 +137,23 @@ func newFixtureOn(t *testing.T, db *store.DB, next http.RoundTripper, prices map
 	f.currency = price.Currency
 	sub := &stripe.Subscription{
 		ID: f.sub, Customer: &stripe.Customer{ID: f.customer}, Status: stripe.SubscriptionStatusActive,
-		Created: october.Unix(), CurrentPeriodStart: october.Unix(), CurrentPeriodEnd: october.AddDate(0, 1, 0).Unix(),
+		Created: now.Unix(), CurrentPeriodStart: now.Unix(), CurrentPeriodEnd: now.AddDate(0, 1, 0).Unix(),
 		Items: &stripe.SubscriptionItemList{Data: []*stripe.SubscriptionItem{{Price: &stripe.Price{ID: price.ID}}}},
 	}
-	err = db.Tx(ctx, func(tx *gorm.DB) error {
-		if _, err := f.billing.LinkCustomer(ctx, tx, org, f.customer); err != nil {
+	err := f.db.Tx(ctx, func(tx *gorm.DB) error {
+		if _, err := f.billing.LinkCustomer(ctx, tx, f.org, f.customer); err != nil {
 			return err
 		}
-		_, err := f.billing.ApplySubscription(ctx, tx, billing.SubscriptionUpdate{Sub: sub, At: october, OrgID: org, Rank: billing.RankFetched})
+		_, err := f.billing.ApplySubscription(ctx, tx, billing.SubscriptionUpdate{Sub: sub, At: now, OrgID: f.org, Rank: billing.RankFetched})
 		return err
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p, _, err := f.billing.PlanOf(ctx, org); err != nil || p.ID != "starter" {
+	f.usage.InvalidatePlan(f.org)
+	if p, _, err := f.billing.PlanOf(ctx, f.org); err != nil || p.ID != "starter" {
 		t.Fatalf("organisation is on %q (err %v), want starter", p.ID, err)
 	}
-	return f
 }
 
 // start runs Tollgate's services on the fixture's database, billing by a
@@ -131,7 +165,7 @@ func (f *fixture) start(prices map[string]overagePrice) {
 	f.billing = billing.NewService(f.db, f.catalog, f.clock, f.sc, log)
 	f.invoices = invoices.NewService(f.db, f.clock, log)
 	f.usage = usage.NewService(f.db, f.redis, f.catalog, f.billing, f.clock, log)
-	f.overage = overage.NewService(f.db, f.usage, f.billing, f.sc, f.clock, log)
+	f.overage = overage.NewService(f.db, f.usage, f.billing, f.sc, f.clock, slog.New(slog.NewTextHandler(f.logs, nil)))
 	f.overage.OnBilled = func(_ context.Context, _ *gorm.DB, c overage.Charge) error {
 		f.billed = append(f.billed, c)
 		return nil
@@ -306,6 +340,17 @@ plans:
       api_calls: { limit: 1000, hard: true }
       llm_tokens: { limit: 10000, hard: true }
       storage_bytes: { limit: 1048576, hard: true }
+  - id: enterprise
+    name: Enterprise
+    price_cents: 0
+    currency: usd
+    interval: month
+    contact_sales: true
+    rate_limit_per_second: 2000
+    limits:
+      api_calls: { unlimited: true }
+      llm_tokens: { unlimited: true }
+      storage_bytes: { unlimited: true }
   - id: starter
     name: Starter
     rate_limit_per_second: 100
@@ -435,6 +480,36 @@ func TestOverageIsBilledOncePerMeterAndMonth(t *testing.T) {
 	})
 }
 
+// An organisation on a contract plan (Enterprise: unlimited, and no Stripe
+// invoices) that moves to Starter is billed overage from the month its
+// subscription began: its earlier months were not on Starter, though
+// their usage is far past Starter's allowance.
+func TestOverageIsBilledOnlyFromTheMonthTheSubscriptionBegan(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newUnsubscribedFixture(t, db, http.DefaultTransport, starterOverage, time.Date(2026, 1, 15, 9, 0, 0, 0, time.UTC))
+		if err := orgs.SetPlan(context.Background(), db.DB, f.org, "enterprise", f.clock.Now()); err != nil {
+			t.Fatal(err)
+		}
+		f.usage.InvalidatePlan(f.org)
+		for _, month := range []time.Month{time.February, time.March} {
+			f.clock.Set(time.Date(2026, month, 10, 12, 0, 0, 0, time.UTC))
+			f.record("api_calls", 10*f.prices["api_calls"].limit)
+			f.record("llm_tokens", 10*f.prices["llm_tokens"].limit)
+		}
+
+		f.clock.Set(time.Date(2026, 4, 10, 12, 0, 0, 0, time.UTC))
+		f.subscribe("usd")
+		f.record("api_calls", 102_500)
+		want := f.expect("api_calls", "2026-04", 102_500)
+
+		// The subscription's first cycle invoice, a month after it began.
+		f.clock.Set(time.Date(2026, 5, 10, 12, 5, 0, 0, time.UTC))
+		may := "in_may_" + f.org[:8]
+		f.deliver(f.invoiceCreated("evt_"+store.NewID(), may, "draft"))
+		f.checkItems(may, want)
+	})
+}
+
 func TestAFinalizedInvoiceLeavesOverageForTheNext(t *testing.T) {
 	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
 		f := newFixture(t, db)
@@ -498,6 +573,45 @@ func TestAnOverageTooLargeToBillDoesNotHoldUpTheInvoice(t *testing.T) {
 	})
 }
 
+// An overage whose one item would cost more than Stripe charges at once
+// (money.MaxAmount) could never be paid: the preview says so with
+// AMOUNT_OUT_OF_RANGE and leaves the meter out, and the invoice leaves it
+// out too and counts it as too_large; the other meter is previewed and
+// billed alike.
+func TestAnOverageAboveStripesMaximumIsNeitherPreviewedNorBilled(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newFixture(t, db)
+		calls := f.prices["api_calls"]
+		// Enough started packages that their price passes Stripe's
+		// maximum, yet far below what an int64 holds.
+		packages := money.MaxAmount(f.currency)/calls.unit[f.currency] + 1
+		used := calls.limit + packages*calls.per
+		f.record("api_calls", used)
+		f.record("llm_tokens", 1_000_001)
+		tokens := f.expect("llm_tokens", "2026-10", 1_000_001)
+		if tooMuch := f.expect("api_calls", "2026-10", used); tooMuch.amount <= money.MaxAmount(f.currency) {
+			t.Fatalf("the test's api_calls overage costs %d, not more than Stripe's maximum", tooMuch.amount)
+		}
+
+		up, err := f.overage.Upcoming(context.Background(), f.org)
+		if err != nil || up == nil {
+			t.Fatalf("upcoming: %+v, %v", up, err)
+		}
+		if apperr.CodeOf(up.OverageSoFarErr) != overage.CodeAmountOutOfRange {
+			t.Errorf("preview error = %v, want %s", up.OverageSoFarErr, overage.CodeAmountOutOfRange)
+		}
+		if len(up.OverageSoFar) != 1 || up.OverageSoFar[0].Meter != tokens.meter || up.OverageSoFar[0].Amount != tokens.amount {
+			t.Errorf("overage so far = %+v, want only %s at %d", up.OverageSoFar, tokens.meter, tokens.amount)
+		}
+
+		before := unbilledCounts("too_large")
+		f.clock.Set(time.Date(2026, 11, 1, 0, 5, 0, 0, time.UTC))
+		f.deliver(f.invoiceCreated("evt_"+store.NewID(), "in_nov_"+f.org[:8], "draft"))
+		f.checkItems("in_nov_"+f.org[:8], tokens)
+		checkUnbilledRise(t, before, map[string]float64{"too_large": 1})
+	})
+}
+
 // A meter left unbilled while the other meters of its month were billed
 // (its overage too large for one invoice item: a typo in the plans file) is
 // billed on a later invoice once the file is corrected, at the corrected
@@ -507,7 +621,10 @@ func TestAMeterLeftUnbilledIsBilledOnceThePlansFileIsCorrected(t *testing.T) {
 	typo["api_calls"] = overagePrice{limit: 100_000, per: 1, unit: map[string]int64{"usd": 1_000_000, "eur": 1_000_000, "jpy": 1_000_000}}
 	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
 		f := newFixtureOn(t, db, http.DefaultTransport, typo, "usd")
-		f.record("api_calls", usage.MaxQuantity)
+		// A million calls over: past what Stripe charges at once at the
+		// typo's price, a few dollars at the corrected one.
+		used := typo["api_calls"].limit + 1_000_000
+		f.record("api_calls", used)
 		f.record("llm_tokens", 1_000_001)
 		tokens := f.expect("llm_tokens", "2026-10", 1_000_001)
 
@@ -517,7 +634,7 @@ func TestAMeterLeftUnbilledIsBilledOnceThePlansFileIsCorrected(t *testing.T) {
 		f.checkItems(nov, tokens)
 
 		f.start(starterOverage) // restarted with the price corrected
-		calls := f.expect("api_calls", "2026-10", usage.MaxQuantity)
+		calls := f.expect("api_calls", "2026-10", used)
 		f.clock.Set(time.Date(2026, 12, 1, 0, 5, 0, 0, time.UTC))
 		f.deliver(f.invoiceCreated("evt_"+store.NewID(), dec, "draft"))
 		f.checkBilled(billedOn{tokens, nov}, billedOn{calls, dec})
@@ -606,6 +723,110 @@ func stubResponse(req *http.Request, status int, body any) *http.Response {
 		Body: io.NopCloser(bytes.NewReader(b)), Request: req}
 }
 
+// refusingItems stands for a Stripe that refuses every invoice item with
+// status and Stripe's error object, until refusal is set to nil; every
+// other request goes to stripe-mock.
+type refusingItems struct {
+	mu      sync.Mutex
+	status  int
+	refusal map[string]any
+}
+
+// requestID is the id the stub gives its refusals, as Stripe does in its
+// Request-Id header.
+const requestID = "req_refused"
+
+func (r *refusingItems) RoundTrip(req *http.Request) (*http.Response, error) {
+	r.mu.Lock()
+	status, refusal := r.status, r.refusal
+	r.mu.Unlock()
+	if refusal == nil || req.Method != http.MethodPost || !strings.HasPrefix(req.URL.Path, "/v1/invoiceitems") {
+		return http.DefaultTransport.RoundTrip(req)
+	}
+	resp := stubResponse(req, status, map[string]any{"error": refusal})
+	resp.Header.Set("Request-Id", requestID)
+	return resp, nil
+}
+
+// When Stripe refuses an overage item, the delivery succeeds (a retry
+// would be refused alike) and the charge stays pending for the next
+// invoice, which bills it once Stripe takes it. A refusal that is not "the
+// invoice takes no more items" is counted as refused and logged at ERROR
+// with Stripe's request id, once for the invoice however often it is
+// delivered; an invoice finalized or deleted meanwhile is neither. A
+// failure a retry can cure (Stripe busy with the same request, or
+// Tollgate's API key refused until the operator fixes it) is no refusal:
+// the delivery fails, and Stripe's retry bills the charge on its invoice.
+func TestARefusedItemIsCountedAndOfferedToTheNextInvoice(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		status  int
+		refusal map[string]any
+		counted bool
+		retried bool
+	}{
+		{"an amount Stripe will not charge", http.StatusBadRequest, map[string]any{"type": "invalid_request_error",
+			"code": "amount_too_large", "param": "amount", "message": "Amount must be no more than $999,999.99"}, true, false},
+		{"a currency the customer cannot be billed in", http.StatusBadRequest, map[string]any{"type": "invalid_request_error",
+			"param": "currency", "message": "You cannot combine currencies on a single customer."}, true, false},
+		{"the invoice finalized meanwhile", http.StatusBadRequest, map[string]any{"type": "invalid_request_error",
+			"code": "invoice_not_editable", "message": "This invoice is no longer editable."}, false, false},
+		{"the draft invoice deleted meanwhile", http.StatusNotFound, map[string]any{"type": "invalid_request_error",
+			"code": "resource_missing", "param": "invoice", "message": "No such invoice: 'in_x'"}, false, false},
+		{"Stripe busy with the same request", http.StatusConflict, map[string]any{"type": "idempotency_error",
+			"message": "There is currently another in-progress request using this Stripe token."}, false, true},
+		{"Tollgate's API key refused", http.StatusUnauthorized, map[string]any{"type": "invalid_request_error",
+			"message": "Invalid API Key provided: sk_live_****1234"}, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+				stub := &refusingItems{status: tc.status, refusal: tc.refusal}
+				f := newFixtureTo(t, db, stub)
+				f.record("api_calls", 100_001)
+				want := f.expect("api_calls", "2026-10", 100_001)
+				before := unbilledCounts("refused")
+
+				f.clock.Set(time.Date(2026, 11, 1, 0, 5, 0, 0, time.UTC))
+				nov := f.invoiceCreated("evt_"+store.NewID(), "in_nov_"+f.org[:8], "draft")
+				if tc.retried {
+					f.deliverFailing(nov)
+				} else {
+					f.deliver(nov)
+					f.deliver(nov)
+				}
+				counted := map[bool]float64{true: 1}[tc.counted]
+				checkUnbilledRise(t, before, map[string]float64{"refused": counted})
+				if got := len(f.logged("level=ERROR", "stripe_request_id="+requestID, "api_calls")); float64(got) != counted {
+					t.Errorf("%d ERROR lines with Stripe's request id, want %v:\n%s", got, counted, f.logs)
+				}
+				if cs := f.charges(); len(cs) != 1 || cs[0].Status != overage.Pending || cs[0].Amount != want.amount {
+					t.Fatalf("charges after the refusal = %+v, want one pending of %d", cs, want.amount)
+				}
+
+				// Stripe takes it: on November's invoice when Stripe retries
+				// the delivery, else on December's.
+				stub.mu.Lock()
+				stub.refusal = nil
+				stub.mu.Unlock()
+				on := "in_nov_" + f.org[:8]
+				if tc.retried {
+					f.deliver(nov)
+				} else {
+					on = "in_dec_" + f.org[:8]
+					f.clock.Set(time.Date(2026, 12, 1, 0, 5, 0, 0, time.UTC))
+					f.deliver(f.invoiceCreated("evt_"+store.NewID(), on, "draft"))
+				}
+				cs := f.charges()
+				if len(cs) != 1 || cs[0].Status != overage.Billed || cs[0].StripeInvoiceID == nil || *cs[0].StripeInvoiceID != on ||
+					cs[0].Amount != want.amount {
+					t.Fatalf("charges after Stripe took the item = %+v, want %d billed on %s", cs, want.amount, on)
+				}
+				checkUnbilledRise(t, before, map[string]float64{"refused": counted})
+			})
+		})
+	}
+}
+
 // TestALostAnswerIsRecordedNotBilledAgain: Stripe created the item but
 // Tollgate never heard; the charge stays pending, and once Stripe lists the
 // item, stripe sync records it instead of sending another.
@@ -686,21 +907,14 @@ func TestOverageIsPreviewedAndBilledInTheSubscriptionsCurrency(t *testing.T) {
 func TestAChargeInAnotherCurrencyIsCountedThenBilledInItsCurrency(t *testing.T) {
 	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
 		f := newFixtureOn(t, db, http.DefaultTransport, starterOverage, "eur")
-		now := f.clock.Now()
-		stale := overage.Charge{OrgID: f.org, Meter: "api_calls", Period: "2026-09", Quantity: 1, Allowance: 100000,
-			UnitAmount: 50, Per: 1000, Amount: 50, Currency: "usd", Status: overage.Pending, Attempt: 1, CreatedAt: now, UpdatedAt: now}
-		if err := db.Create(&stale).Error; err != nil {
-			t.Fatal(err)
-		}
-		before := testutil.ToFloat64(overage.Unbilled.WithLabelValues("currency"))
+		stale := f.pendingIn("usd")
+		before := unbilledCounts("currency")
 		f.clock.Set(time.Date(2026, 11, 1, 0, 5, 0, 0, time.UTC))
 		f.deliver(f.invoiceCreated("evt_"+store.NewID(), "in_nov_"+f.org[:8], "draft"))
 		if n := len(f.items()); n != 0 {
 			t.Fatalf("%d items added for a usd charge to a eur invoice", n)
 		}
-		if got := testutil.ToFloat64(overage.Unbilled.WithLabelValues("currency")) - before; got != 1 {
-			t.Fatalf("tollgate_overage_unbilled_total{reason=currency} rose by %v, want 1", got)
-		}
+		checkUnbilledRise(t, before, map[string]float64{"currency": 1})
 		if cs := f.charges(); len(cs) != 1 || cs[0].Status != overage.Pending {
 			t.Fatalf("charges = %+v, want the usd one still pending", cs)
 		}
@@ -709,12 +923,73 @@ func TestAChargeInAnotherCurrencyIsCountedThenBilledInItsCurrency(t *testing.T) 
 		// in usd and takes the charge, at the amount it was recorded for.
 		f.currency = "usd"
 		f.clock.Set(time.Date(2026, 12, 1, 0, 5, 0, 0, time.UTC))
-		before = testutil.ToFloat64(overage.Unbilled.WithLabelValues("currency"))
+		before = unbilledCounts("currency")
 		f.deliver(f.invoiceCreated("evt_"+store.NewID(), "in_dec_"+f.org[:8], "draft"))
 		f.checkItems("in_dec_"+f.org[:8], expected{meter: stale.Meter, period: stale.Period, over: stale.Quantity,
 			amount: stale.Amount, unit: stale.UnitAmount, per: stale.Per, unitText: "at 0.50 USD per 1000"})
-		if got := testutil.ToFloat64(overage.Unbilled.WithLabelValues("currency")) - before; got != 0 {
-			t.Fatalf("tollgate_overage_unbilled_total{reason=currency} rose by %v on an invoice in the charge's currency", got)
+		checkUnbilledRise(t, before, map[string]float64{"currency": 0})
+	})
+}
+
+// pendingIn records a pending charge of September's api_calls in currency,
+// as an invoice in that currency would have, and returns it.
+func (f *fixture) pendingIn(currency string) overage.Charge {
+	f.t.Helper()
+	now := f.clock.Now()
+	c := overage.Charge{OrgID: f.org, Meter: "api_calls", Period: "2026-09", Quantity: 1, Allowance: 100000,
+		UnitAmount: 50, Per: 1000, Amount: 50, Currency: currency, Status: overage.Pending, Attempt: 1, CreatedAt: now, UpdatedAt: now}
+	if err := f.db.Create(&c).Error; err != nil {
+		f.t.Fatal(err)
+	}
+	return c
+}
+
+// unbilledCounts reads tollgate_overage_unbilled_total for reasons.
+func unbilledCounts(reasons ...string) map[string]float64 {
+	out := map[string]float64{}
+	for _, r := range reasons {
+		out[r] = testutil.ToFloat64(overage.Unbilled.WithLabelValues(r))
+	}
+	return out
+}
+
+// checkUnbilledRise requires tollgate_overage_unbilled_total to have risen
+// by want, reason by reason, since before.
+func checkUnbilledRise(t *testing.T, before, want map[string]float64) {
+	t.Helper()
+	for r, n := range want {
+		if got := testutil.ToFloat64(overage.Unbilled.WithLabelValues(r)) - before[r]; got != n {
+			t.Errorf("tollgate_overage_unbilled_total{reason=%s} rose by %v, want %v", r, got, n)
+		}
+	}
+}
+
+// Overage an invoice cannot carry is counted once per invoice, so that the
+// alert on tollgate_overage_unbilled_total reads as invoices that missed
+// revenue: a redelivered invoice.created, or the same invoice announced
+// under another event id, counts nothing more, and the next invoice that
+// cannot carry it counts it again.
+func TestUnbilledOverageIsCountedOncePerInvoice(t *testing.T) {
+	typo := maps.Clone(starterOverage)
+	typo["api_calls"] = overagePrice{limit: 100_000, per: 1, unit: map[string]int64{"usd": 1_000_000, "eur": 1_000_000, "jpy": 1_000_000}}
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newFixtureOn(t, db, http.DefaultTransport, typo, "eur")
+		f.record("api_calls", typo["api_calls"].limit+1_000_000) // too large for one item at the typo's price
+		f.pendingIn("usd")                                       // no eur invoice can carry it
+		before := unbilledCounts("too_large", "currency")
+
+		for i, month := range []time.Month{time.November, time.December} {
+			f.clock.Set(time.Date(2026, month, 1, 0, 5, 0, 0, time.UTC))
+			inv := fmt.Sprintf("in_%d_%s", month, f.org[:8])
+			created := f.invoiceCreated("evt_"+store.NewID(), inv, "draft")
+			f.deliver(created)
+			f.deliver(created)                                              // redelivered
+			f.deliver(f.invoiceCreated("evt_"+store.NewID(), inv, "draft")) // announced again
+			n := float64(i + 1)
+			checkUnbilledRise(t, before, map[string]float64{"too_large": n, "currency": n})
+		}
+		if n := len(f.items()); n != 0 {
+			t.Fatalf("%d items added for overage no invoice could carry", n)
 		}
 	})
 }

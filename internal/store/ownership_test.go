@@ -31,6 +31,7 @@ var tableOwners = map[string]string{
 	"usage_alert_settings":      "internal/usage",
 	"usage_alerts":              "internal/usage",
 	"overage_charges":           "internal/overage",
+	"overage_unbilled":          "internal/overage",
 	"webhook_endpoints":         "internal/outbound",
 	"outbound_events":           "internal/outbound",
 	"outbound_sequences":        "internal/outbound",

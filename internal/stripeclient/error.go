@@ -14,8 +14,10 @@ import (
 // Error turns a failed Stripe call (after stripe-go's retries) into an error
 // a client may see. op says what Tollgate was doing, for the logs.
 //
-//   - Stripe down, overloaded, rate limiting or unreachable: UNAVAILABLE,
-//     as every outage of a dependency is, with extensions.reason
+//   - Stripe down, overloaded, rate limiting, still busy with another
+//     request under the same idempotency key or on the same object (409,
+//     which stripe-go retried already) or unreachable: UNAVAILABLE, as
+//     every outage of a dependency is, with extensions.reason
 //     PAYMENT_PROVIDER_UNAVAILABLE, so the client knows to try again.
 //   - Stripe refusing the request: PAYMENT_PROVIDER_REJECTED with Stripe's
 //     message and request id (extensions.stripeRequestId), which is what
@@ -40,7 +42,8 @@ func Error(op string, err error) error {
 		ext["stripeRequestId"] = se.RequestID
 	}
 	switch {
-	case se.HTTPStatusCode >= 500, se.HTTPStatusCode == http.StatusTooManyRequests, se.Type == stripe.ErrorTypeAPI:
+	case se.HTTPStatusCode >= 500, se.HTTPStatusCode == http.StatusTooManyRequests, se.HTTPStatusCode == http.StatusConflict,
+		se.Type == stripe.ErrorTypeAPI:
 		ext["reason"] = apperr.ReasonPaymentProvider
 		return &apperr.Error{Code: apperr.Unavailable, Extensions: ext, Err: cause,
 			Message: "Stripe is unavailable; try again shortly"}

@@ -46,6 +46,7 @@ func TestErrorClassification(t *testing.T) {
 		{"Stripe failing with 500", stripeErr(500, stripe.ErrorTypeAPI), apperr.Unavailable},
 		{"Stripe overloaded with 503", stripeErr(503, stripe.ErrorTypeAPI), apperr.Unavailable},
 		{"Stripe rate limiting", stripeErr(429, stripe.ErrorTypeInvalidRequest), apperr.Unavailable},
+		{"Stripe still busy with the same idempotent request", stripeErr(409, stripe.ErrorTypeIdempotency), apperr.Unavailable},
 		{"the network failing", &url.Error{Op: "Post", URL: "https://api.stripe.com", Err: errors.New("connection reset")}, apperr.Unavailable},
 		{"a timeout", fmt.Errorf("wrapped: %w", context.DeadlineExceeded), apperr.Unavailable},
 		{"an invalid request", stripeErr(400, stripe.ErrorTypeInvalidRequest), apperr.PaymentProviderRejected},

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
@@ -32,7 +31,7 @@ type fixture struct {
 	handler http.Handler
 	billing *billing.Service
 	rec     *stripetest.Recorder
-	logs    *syncBuffer
+	logs    *stripetest.LogBuffer
 	t0      time.Time
 	// stub, on fixtures from newFixtureOnStub, is the Stripe that
 	// subscriptions are fetched from.
@@ -45,7 +44,7 @@ func newFixtureOnStub(t *testing.T, db *store.DB) *fixture {
 	t.Helper()
 	stub, url := newSubscriptionStub(t)
 	rec := stripetest.NewRecorder()
-	logs := &syncBuffer{}
+	logs := &stripetest.LogBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
 	h, b := newHandlerFor(db, stripetest.ClientAt(url, rec, 0), log)
 	t0 := time.Now().UTC().Truncate(time.Second).Add(-time.Hour)
@@ -55,7 +54,7 @@ func newFixtureOnStub(t *testing.T, db *store.DB) *fixture {
 func newFixture(t *testing.T, db *store.DB) *fixture {
 	t.Helper()
 	rec := stripetest.NewRecorder()
-	logs := &syncBuffer{}
+	logs := &stripetest.LogBuffer{}
 	h, b := newHandler(t, db, rec, slog.New(slog.NewJSONHandler(logs, nil)))
 	t0 := time.Now().UTC().Truncate(time.Second).Add(-time.Hour)
 	return &fixture{t: t, db: db, handler: h, billing: b, rec: rec, logs: logs, t0: t0}
@@ -125,21 +124,4 @@ func (f *fixture) count(model any) int64 {
 		f.t.Fatal(err)
 	}
 	return n
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

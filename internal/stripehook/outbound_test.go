@@ -74,7 +74,7 @@ func newEmittingFixture(t *testing.T, db *store.DB) *emittingFixture {
 	h := stripehook.NewHandler(stripehook.Config{DB: db, Billing: b, Invoices: inv, Secret: secret, Clock: clock.Real{}, Log: quiet})
 
 	f := &emittingFixture{
-		fixture: &fixture{t: t, db: db, handler: h, billing: b, rec: rec, logs: &syncBuffer{}, stub: stub,
+		fixture: &fixture{t: t, db: db, handler: h, billing: b, rec: rec, logs: &stripetest.LogBuffer{}, stub: stub,
 			t0: time.Now().UTC().Truncate(time.Second).Add(-time.Hour)},
 		webhooks: webhooks,
 		received: make(chan announced, 100),

@@ -12,6 +12,7 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/billing"
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/store"
+	"github.com/tollgate-billing/tollgate/internal/stripeclient/stripetest"
 	"github.com/tollgate-billing/tollgate/internal/stripehook"
 	"github.com/tollgate-billing/tollgate/internal/testenv"
 )
@@ -134,7 +135,7 @@ func TestPrunerRunsAtStartAndThenOnEachTickByTheInjectedClock(t *testing.T) {
 			t0.Add(-10*24*time.Hour), // past it once the clock moves 25 days
 			t0,                       // past it once the clock moves 56 days
 		)
-		logs := &syncBuffer{}
+		logs := &stripetest.LogBuffer{}
 
 		// With an hour between runs, only the start-up prune happens here.
 		stop := startPruner(t, db, fc, time.Hour, logs)
@@ -163,7 +164,7 @@ func TestPrunerLogsFailuresAndKeepsGoing(t *testing.T) {
 		t0 := time.Now().UTC()
 		ids := seedEvents(t, db, "fail", t0.Add(-31*24*time.Hour), t0)
 		mustExec(t, db, "ALTER TABLE webhook_events RENAME TO webhook_events_away")
-		logs := &syncBuffer{}
+		logs := &stripetest.LogBuffer{}
 		stop := startPruner(t, db, clock.NewFake(t0), 10*time.Millisecond, logs)
 		defer stop()
 
@@ -181,7 +182,7 @@ func TestPrunerLogsFailuresAndKeepsGoing(t *testing.T) {
 
 // startPruner runs the pruner with the default retention and batches of 2;
 // stop cancels it and waits for it to return (calling it again is a no-op).
-func startPruner(t *testing.T, db *store.DB, c clock.Clock, every time.Duration, logs *syncBuffer) (stop func()) {
+func startPruner(t *testing.T, db *store.DB, c clock.Clock, every time.Duration, logs *stripetest.LogBuffer) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
