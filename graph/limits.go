@@ -54,7 +54,13 @@ func listCosts(c *generated.ComplexityRoot) (argPriced map[string]bool) {
 		days := int(to.Sub(from).Hours()/24) + 1
 		return 1 + min(max(days, 1), usage.MaxSeriesDays)*child
 	}
-	c.Query.UsageByEndpoint = func(child int, _ *string, _ *string) int { return 1 + 100*child }
+	c.Query.UsageByEndpoint = func(child int, _ *string, _ *string, first *int, _ *string) int {
+		n := usage.DefaultEndpointPage
+		if first != nil && *first > 0 {
+			n = min(*first, usage.MaxEndpointPage)
+		}
+		return 1 + n*child
+	}
 	c.Query.APIKeys = func(child int, first *int, _ *string) int {
 		n := auth.DefaultPageSize
 		if first != nil && *first > 0 {
@@ -66,7 +72,8 @@ func listCosts(c *generated.ComplexityRoot) (argPriced map[string]bool) {
 	// recordUsage is priced by complexityLimit from its raw argument:
 	// gqlgen would unmarshal every event a second time to call a price
 	// function here.
-	return map[string]bool{"Query.invoices": true, "Query.usageSeries": true, "Query.apiKeys": true}
+	return map[string]bool{"Query.invoices": true, "Query.usageSeries": true, "Query.apiKeys": true,
+		"Query.usageByEndpoint": true}
 }
 
 // complexityLimit is gqlgen's fixed complexity limit with recordUsage

@@ -136,6 +136,8 @@ type EndpointUsage struct {
 	Endpoint string `json:"endpoint"`
 	Meter    string `json:"meter"`
 	Used     int64  `json:"used"`
+	// Pass as usageByEndpoint's `after` for the rows that follow this one.
+	Cursor string `json:"cursor"`
 }
 
 type Invoice struct {
