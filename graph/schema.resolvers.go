@@ -346,7 +346,7 @@ func (r *queryResolver) WebhookEndpoints(ctx context.Context) ([]model.WebhookEn
 
 // WebhookDeliveries is the resolver for the webhookDeliveries field.
 func (r *queryResolver) WebhookDeliveries(ctx context.Context, endpointID string, first *int) ([]model.WebhookDelivery, error) {
-	n := 50
+	n := outbound.DefaultDeliveries
 	if first != nil {
 		n = *first
 	}

@@ -2075,7 +2075,11 @@ type Mutation {
   updateWebhookEndpoint(input: UpdateWebhookEndpointInput!): WebhookEndpointPayload! @hasScope(anyOf: [BILLING_WRITE])
   "Delete an endpoint and its deliveries; nothing more is sent to it."
   deleteWebhookEndpoint(id: ID!): DeleteWebhookEndpointPayload! @hasScope(anyOf: [BILLING_WRITE])
-  "Send a delivery again now, with the same webhook-id."
+  """
+  Send a delivery again now, with the same webhook-id. A delivery still PENDING is on its way already: retrying
+  it sends nothing more and answers it as it is. A delivery attempted 5 times in the last hour is refused
+  (RETRY_LIMITED) until the hour has passed.
+  """
   retryWebhookDelivery(id: ID!): WebhookDeliveryPayload! @hasScope(anyOf: [BILLING_WRITE])
 }
 
@@ -2542,7 +2546,7 @@ type WebhookDelivery {
   "The organisation's event number: grows by one per event, in commit order."
   sequence: Int64!
   status: WebhookDeliveryStatus!
-  "Oldest first."
+  "The newest 30 attempts at most, oldest first."
   attempts: [WebhookDeliveryAttempt!]!
   createdAt: Time!
   deliveredAt: Time

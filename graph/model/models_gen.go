@@ -414,7 +414,7 @@ type WebhookDelivery struct {
 	// The organisation's event number: grows by one per event, in commit order.
 	Sequence int64                 `json:"sequence"`
 	Status   WebhookDeliveryStatus `json:"status"`
-	// Oldest first.
+	// The newest 30 attempts at most, oldest first.
 	Attempts    []WebhookDeliveryAttempt `json:"attempts"`
 	CreatedAt   time.Time                `json:"createdAt"`
 	DeliveredAt *time.Time               `json:"deliveredAt,omitempty"`
