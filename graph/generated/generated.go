@@ -2007,7 +2007,8 @@ type Query {
     @hasScope(anyOf: [BILLING_READ])
   """
   Usage alerts that fired in a month (` + "`" + `YYYY-MM` + "`" + `, default the current UTC month), oldest first: each threshold
-  of a meter's limit fires once per period, in the same transaction as the usage that reached it.
+  of a meter's limit fires once per period, in the same transaction as the usage that reached it, so there
+  are at most 100 per meter (one per percent).
   """
   usageAlerts(period: String): [UsageAlert!]! @hasScope(anyOf: [BILLING_READ])
   "Daily usage of one meter for charts; at most 366 days, both ends included."
@@ -2022,7 +2023,10 @@ type Query {
   """
   usageGate(meter: String!): UsageGate! @hasScope(anyOf: [BILLING_READ, USAGE_WRITE])
 
-  "The organisation's outbound webhook endpoints, oldest first. Secrets are never returned here."
+  """
+  The organisation's outbound webhook endpoints, oldest first. Secrets are never returned here. At most the
+  plan's ` + "`" + `webhooks` + "`" + ` (createWebhookEndpoint refuses more), and those kept from a larger plan.
+  """
   webhookEndpoints: [WebhookEndpoint!]! @hasScope(anyOf: [BILLING_READ])
   "An endpoint's newest deliveries (at most ` + "`" + `first` + "`" + `, capped at 100), each with its attempts."
   webhookDeliveries(endpointId: ID!, first: Int = 50): [WebhookDelivery!]! @hasScope(anyOf: [BILLING_READ])
