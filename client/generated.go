@@ -2969,7 +2969,8 @@ func (v *SubscriptionSubscriptionBillingSubscription) __premarshalJSON() (*__pre
 // UsageAlertsResponse is returned by UsageAlerts on success.
 type UsageAlertsResponse struct {
 	// Usage alerts that fired in a month (`YYYY-MM`, default the current UTC month), oldest first: each threshold
-	// of a meter's limit fires once per period, in the same transaction as the usage that reached it.
+	// of a meter's limit fires once per period, in the same transaction as the usage that reached it, so there
+	// are at most 100 per meter (one per percent).
 	UsageAlerts []UsageAlertsUsageAlertsUsageAlert `json:"usageAlerts"`
 }
 
