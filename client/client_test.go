@@ -129,7 +129,7 @@ func TestEveryOperationAgainstARealTollgate(t *testing.T) {
 	if len(u.Usage.Meters) == 0 {
 		t.Errorf("usage %+v", u.Usage)
 	}
-	by := need(client.UsageByEndpoint(ctx, tg, nil, nil)).on(t)
+	by := need(client.UsageByEndpoint(ctx, tg, nil, nil, nil, nil)).on(t)
 	if len(by.UsageByEndpoint) != 1 || by.UsageByEndpoint[0].Endpoint != ep || by.UsageByEndpoint[0].Used != 3 {
 		t.Errorf("usageByEndpoint %+v", by.UsageByEndpoint)
 	}

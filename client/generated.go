@@ -2969,7 +2969,8 @@ func (v *SubscriptionSubscriptionBillingSubscription) __premarshalJSON() (*__pre
 // UsageAlertsResponse is returned by UsageAlerts on success.
 type UsageAlertsResponse struct {
 	// Usage alerts that fired in a month (`YYYY-MM`, default the current UTC month), oldest first: each threshold
-	// of a meter's limit fires once per period, in the same transaction as the usage that reached it.
+	// of a meter's limit fires once per period, in the same transaction as the usage that reached it, so there
+	// are at most 100 per meter (one per percent).
 	UsageAlerts []UsageAlertsUsageAlertsUsageAlert `json:"usageAlerts"`
 }
 
@@ -3019,7 +3020,8 @@ func (v *UsageAlertsUsageAlertsUsageAlert) GetFiredAt() time.Time { return v.Fir
 
 // UsageByEndpointResponse is returned by UsageByEndpoint on success.
 type UsageByEndpointResponse struct {
-	// Usage per endpoint in a period, largest first; all meters unless `meter` is given.
+	// Usage per endpoint in a period, largest first (ties by meter, then endpoint); all meters unless `meter` is
+	// given. At most `first` rows (capped at 100); for the next page pass the last row's `cursor` as `after`.
 	UsageByEndpoint []UsageByEndpointUsageByEndpointEndpointUsage `json:"usageByEndpoint"`
 }
 
@@ -3033,6 +3035,8 @@ type UsageByEndpointUsageByEndpointEndpointUsage struct {
 	Endpoint string `json:"endpoint"`
 	Meter    string `json:"meter"`
 	Used     int64  `json:"used"`
+	// Pass as usageByEndpoint's `after` for the rows that follow this one.
+	Cursor string `json:"cursor"`
 }
 
 // GetEndpoint returns UsageByEndpointUsageByEndpointEndpointUsage.Endpoint, and is useful for accessing the field via an interface.
@@ -3043,6 +3047,9 @@ func (v *UsageByEndpointUsageByEndpointEndpointUsage) GetMeter() string { return
 
 // GetUsed returns UsageByEndpointUsageByEndpointEndpointUsage.Used, and is useful for accessing the field via an interface.
 func (v *UsageByEndpointUsageByEndpointEndpointUsage) GetUsed() int64 { return v.Used }
+
+// GetCursor returns UsageByEndpointUsageByEndpointEndpointUsage.Cursor, and is useful for accessing the field via an interface.
+func (v *UsageByEndpointUsageByEndpointEndpointUsage) GetCursor() string { return v.Cursor }
 
 type UsageEventInput struct {
 	Meter string `json:"meter"`
@@ -3412,6 +3419,8 @@ func (v *__UsageAlertsInput) GetPeriod() *string { return v.Period }
 type __UsageByEndpointInput struct {
 	Period *string `json:"period"`
 	Meter  *string `json:"meter"`
+	First  *int    `json:"first"`
+	After  *string `json:"after"`
 }
 
 // GetPeriod returns __UsageByEndpointInput.Period, and is useful for accessing the field via an interface.
@@ -3419,6 +3428,12 @@ func (v *__UsageByEndpointInput) GetPeriod() *string { return v.Period }
 
 // GetMeter returns __UsageByEndpointInput.Meter, and is useful for accessing the field via an interface.
 func (v *__UsageByEndpointInput) GetMeter() *string { return v.Meter }
+
+// GetFirst returns __UsageByEndpointInput.First, and is useful for accessing the field via an interface.
+func (v *__UsageByEndpointInput) GetFirst() *int { return v.First }
+
+// GetAfter returns __UsageByEndpointInput.After, and is useful for accessing the field via an interface.
+func (v *__UsageByEndpointInput) GetAfter() *string { return v.After }
 
 // __UsageGateInput is used internally by genqlient
 type __UsageGateInput struct {
@@ -4343,11 +4358,12 @@ func UsageAlerts(
 
 // The query executed by UsageByEndpoint.
 const UsageByEndpoint_Operation = `
-query UsageByEndpoint ($period: String, $meter: String) {
-	usageByEndpoint(period: $period, meter: $meter) {
+query UsageByEndpoint ($period: String, $meter: String, $first: Int, $after: String) {
+	usageByEndpoint(period: $period, meter: $meter, first: $first, after: $after) {
 		endpoint
 		meter
 		used
+		cursor
 	}
 }
 `
@@ -4357,6 +4373,8 @@ func UsageByEndpoint(
 	client_ graphql.Client,
 	period *string,
 	meter *string,
+	first *int,
+	after *string,
 ) (data_ *UsageByEndpointResponse, err_ error) {
 	req_ := &graphql.Request{
 		OpName: "UsageByEndpoint",
@@ -4364,6 +4382,8 @@ func UsageByEndpoint(
 		Variables: &__UsageByEndpointInput{
 			Period: period,
 			Meter:  meter,
+			First:  first,
+			After:  after,
 		},
 	}
 

@@ -20,6 +20,7 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/cache"
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/invoices"
+	"github.com/tollgate-billing/tollgate/internal/outbound"
 	"github.com/tollgate-billing/tollgate/internal/usage"
 )
 
@@ -54,7 +55,13 @@ func listCosts(c *generated.ComplexityRoot) (argPriced map[string]bool) {
 		days := int(to.Sub(from).Hours()/24) + 1
 		return 1 + min(max(days, 1), usage.MaxSeriesDays)*child
 	}
-	c.Query.UsageByEndpoint = func(child int, _ *string, _ *string) int { return 1 + 100*child }
+	c.Query.UsageByEndpoint = func(child int, _ *string, _ *string, first *int, _ *string) int {
+		n := usage.DefaultEndpointPage
+		if first != nil && *first > 0 {
+			n = min(*first, usage.MaxEndpointPage)
+		}
+		return 1 + n*child
+	}
 	c.Query.APIKeys = func(child int, first *int, _ *string) int {
 		n := auth.DefaultPageSize
 		if first != nil && *first > 0 {
@@ -63,10 +70,21 @@ func listCosts(c *generated.ComplexityRoot) (argPriced map[string]bool) {
 		return 1 + n*child
 	}
 	c.Query.Plans = func(child int) int { return 1 + 10*child }
+	c.Query.WebhookDeliveries = func(child int, _ string, first *int) int {
+		n := outbound.DefaultDeliveries
+		if first != nil && *first > 0 {
+			n = min(*first, outbound.MaxDeliveries)
+		}
+		return 1 + n*child
+	}
+	// A delivery's attempts are priced per delivery, so 100 deliveries of
+	// 30 attempts each cost what 3,000 rows do.
+	c.WebhookDelivery.Attempts = func(child int) int { return 1 + outbound.MaxAttemptsShown*child }
 	// recordUsage is priced by complexityLimit from its raw argument:
 	// gqlgen would unmarshal every event a second time to call a price
 	// function here.
-	return map[string]bool{"Query.invoices": true, "Query.usageSeries": true, "Query.apiKeys": true}
+	return map[string]bool{"Query.invoices": true, "Query.usageSeries": true, "Query.apiKeys": true,
+		"Query.usageByEndpoint": true, "Query.webhookDeliveries": true}
 }
 
 // complexityLimit is gqlgen's fixed complexity limit with recordUsage

@@ -269,14 +269,18 @@ func (r *queryResolver) Usage(ctx context.Context, period *string) (*model.Usage
 }
 
 // UsageByEndpoint is the resolver for the usageByEndpoint field.
-func (r *queryResolver) UsageByEndpoint(ctx context.Context, period *string, meter *string) ([]model.EndpointUsage, error) {
-	rows, err := r.Metering.ByEndpoint(ctx, principal(ctx).OrgID, deref(period), deref(meter))
+func (r *queryResolver) UsageByEndpoint(ctx context.Context, period *string, meter *string, first *int, after *string) ([]model.EndpointUsage, error) {
+	n := usage.DefaultEndpointPage
+	if first != nil {
+		n = *first
+	}
+	rows, err := r.Metering.ByEndpoint(ctx, principal(ctx).OrgID, deref(period), deref(meter), n, deref(after))
 	if err != nil {
 		return nil, err
 	}
 	out := make([]model.EndpointUsage, len(rows))
 	for i, e := range rows {
-		out[i] = model.EndpointUsage{Endpoint: e.Endpoint, Meter: e.Meter, Used: e.Used}
+		out[i] = model.EndpointUsage{Endpoint: e.Endpoint, Meter: e.Meter, Used: e.Used, Cursor: e.Cursor}
 	}
 	return out, nil
 }
@@ -342,7 +346,7 @@ func (r *queryResolver) WebhookEndpoints(ctx context.Context) ([]model.WebhookEn
 
 // WebhookDeliveries is the resolver for the webhookDeliveries field.
 func (r *queryResolver) WebhookDeliveries(ctx context.Context, endpointID string, first *int) ([]model.WebhookDelivery, error) {
-	n := 50
+	n := outbound.DefaultDeliveries
 	if first != nil {
 		n = *first
 	}

@@ -151,6 +151,10 @@ func (t httpTransport) get(w http.ResponseWriter, r *http.Request, exec graphql.
 			continue
 		}
 		m, ok := decodeObject([]byte(raw))
+		if !ok && jsontext.TooDeep([]byte(raw)) {
+			refuse(w, r, http.StatusBadRequest, CodeBadRequest, tooDeep(p.name))
+			return
+		}
 		if !ok {
 			refuse(w, r, http.StatusBadRequest, CodeBadRequest, p.name+" must be a JSON object")
 			return
@@ -242,6 +246,9 @@ func decodeBody(body []byte) (_ *graphql.RawParams, msg string) {
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	dec.UseNumber()
 	if dec.Decode(&env) != nil {
+		if jsontext.TooDeep(trimmed) {
+			return nil, nestedTooDeep(trimmed)
+		}
 		return nil, "the request body is not valid JSON"
 	}
 	switch _, err := dec.Token(); {
@@ -275,6 +282,28 @@ func decodeBody(body []byte) (_ *graphql.RawParams, msg string) {
 		return nil, `the request body has no query; send a JSON object like {"query": "{ plans { id } }"}`
 	}
 	return p, ""
+}
+
+// tooDeep words a refusal of what, valid JSON perhaps, for nesting deeper
+// than jsontext.MaxDepth, which encoding/json reports as a syntax error.
+func tooDeep(what string) string {
+	return fmt.Sprintf("%s holds JSON nested more than %d levels deep (arrays and objects inside each other), the most Tollgate reads; send it flatter",
+		what, jsontext.MaxDepth)
+}
+
+// nestedTooDeep is tooDeep for a request body, naming the member of it that
+// nests too deep when that is one a request has.
+func nestedTooDeep(body []byte) string {
+	m := jsontext.MembersOf(body)
+	for m.Next() {
+		switch name := string(m.Name()); name {
+		case "query", "operationName", "variables", "extensions":
+			if jsontext.TooDeep(m.Value()) {
+				return tooDeep(name + " in the request body")
+			}
+		}
+	}
+	return tooDeep("the request body")
 }
 
 // ambiguous words a refusal of JSON that encoding/json would read one way

@@ -3,6 +3,7 @@ package graph_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/tollgate-billing/tollgate/internal/apptest"
+	"github.com/tollgate-billing/tollgate/internal/jsontext"
 )
 
 // rawAnswer is what came back for a request sent as is.
@@ -73,6 +75,9 @@ func TestTransportRefusalsAreGraphQLErrors(t *testing.T) {
 	const js = "application/json"
 	get := func(params url.Values) string { return "/graphql?" + params.Encode() }
 	huge := `{"query": "{ plans { id } }", "variables": {"x": "` + strings.Repeat("y", 1_500_000) + `"` // never closed
+	// Valid JSON nested past what encoding/json reads: the answer says so.
+	lists := func(n int) string { return strings.Repeat("[", n) + strings.Repeat("]", n) }
+	deep := fmt.Sprintf("holds JSON nested more than %d levels deep", jsontext.MaxDepth)
 	cases := []struct {
 		name, method, target, contentType, body string
 		status                                  int
@@ -90,6 +95,11 @@ func TestTransportRefusalsAreGraphQLErrors(t *testing.T) {
 		{"GET without a query", "GET", "/graphql", "", "", 400, "BAD_REQUEST", "query parameter", ""},
 		{"a body that is not JSON", "POST", "/graphql", js, `{"query": "{ plans { id } }"`, 400, "BAD_REQUEST", "not valid JSON", ""},
 		{"a 1.5 MB body that is not JSON", "POST", "/graphql", js, huge, 400, "BAD_REQUEST", "not valid JSON", ""},
+		{"a body nested a million deep", "POST", "/graphql", js, `{"a": ` + lists(1_000_000) + `}`, 400, "BAD_REQUEST", "the request body " + deep, ""},
+		{"variables nested one past the limit", "POST", "/graphql", js, `{"query": "{ plans { id } }", "variables": {"x": ` + lists(jsontext.MaxDepth) + `}}`, 400, "BAD_REQUEST", "variables in the request body " + deep, ""},
+		{"extensions nested one past the limit", "POST", "/graphql", js, `{"query": "{ plans { id } }", "extensions": {"x": ` + lists(jsontext.MaxDepth) + `}}`, 400, "BAD_REQUEST", "extensions in the request body " + deep, ""},
+		{"GET variables nested one past the limit", "GET", get(url.Values{"query": {`{ plans { id } }`}, "variables": {`{"x": ` + lists(jsontext.MaxDepth) + `}`}}), "", "", 400, "BAD_REQUEST", "variables " + deep, ""},
+		{"GET extensions nested one past the limit", "GET", get(url.Values{"query": {`{ plans { id } }`}, "extensions": {`{"x": ` + lists(jsontext.MaxDepth) + `}`}}), "", "", 400, "BAD_REQUEST", "extensions " + deep, ""},
 		{"a batch", "POST", "/graphql", js, `[{"query":"{ plans { id } }"},{"query":"{ organization { id } }"}]`, 400, "BAD_REQUEST", "batched requests are not supported", ""},
 		{"a JSON string as the body", "POST", "/graphql", js, `"{ plans { id } }"`, 400, "BAD_REQUEST", "not a JSON object with a query", ""},
 		{"an empty body", "POST", "/graphql", js, ``, 400, "BAD_REQUEST", "empty", ""},

@@ -560,3 +560,25 @@ func TestRateLimitHeadersTellTheWholeCharge(t *testing.T) {
 		})
 	}
 }
+
+// TestAWholeSecondsBudgetRunsInOneOperation: the API budget is root fields a
+// second, so one operation of exactly the budget runs on a full budget and
+// one field more is refused with TOO_MUCH_WORK; each size is sent by a
+// credential of its own, so each starts with a full second's budget.
+func TestAWholeSecondsBudgetRunsInOneOperation(t *testing.T) {
+	const budget = 20
+	h := apptest.New(t, apptest.Options{Redis: true, Env: map[string]string{"API_RATE_LIMIT_PER_CREDENTIAL": strconv.Itoa(budget)}})
+	for _, n := range []int{budget - 1, budget, budget + 1} {
+		tok := map[string]string{"Authorization": "Bearer " + h.Token(fmt.Sprintf("org-%d", n))}
+		r := h.Do(tok, aliasedFields(n, "__typename"), nil)
+		if n <= budget {
+			if r.Status != http.StatusOK || len(r.Errors) > 0 {
+				t.Errorf("%d root fields of a %d budget: %d %+v", n, budget, r.Status, r.Errors)
+			}
+			continue
+		}
+		if r.Code() != "TOO_MUCH_WORK" {
+			t.Errorf("%d root fields of a %d budget: %d %+v, want TOO_MUCH_WORK", n, budget, r.Status, r.Errors)
+		}
+	}
+}

@@ -101,6 +101,7 @@ type ComplexityRoot struct {
 	}
 
 	EndpointUsage struct {
+		Cursor   func(childComplexity int) int
 		Endpoint func(childComplexity int) int
 		Meter    func(childComplexity int) int
 		Used     func(childComplexity int) int
@@ -232,7 +233,7 @@ type ComplexityRoot struct {
 		UpcomingInvoice   func(childComplexity int) int
 		Usage             func(childComplexity int, period *string) int
 		UsageAlerts       func(childComplexity int, period *string) int
-		UsageByEndpoint   func(childComplexity int, period *string, meter *string) int
+		UsageByEndpoint   func(childComplexity int, period *string, meter *string, first *int, after *string) int
 		UsageGate         func(childComplexity int, meter string) int
 		UsageSeries       func(childComplexity int, meter string, from time.Time, to time.Time) int
 		WebhookDeliveries func(childComplexity int, endpointID string, first *int) int
@@ -404,7 +405,7 @@ type QueryResolver interface {
 	Invoices(ctx context.Context, first *int, after *string, status *model.InvoiceStatus) (*model.InvoiceConnection, error)
 	UpcomingInvoice(ctx context.Context) (*model.UpcomingInvoice, error)
 	Usage(ctx context.Context, period *string) (*model.Usage, error)
-	UsageByEndpoint(ctx context.Context, period *string, meter *string) ([]model.EndpointUsage, error)
+	UsageByEndpoint(ctx context.Context, period *string, meter *string, first *int, after *string) ([]model.EndpointUsage, error)
 	UsageAlerts(ctx context.Context, period *string) ([]model.UsageAlert, error)
 	UsageSeries(ctx context.Context, meter string, from time.Time, to time.Time) ([]model.UsagePoint, error)
 	UsageGate(ctx context.Context, meter string) (*model.UsageGate, error)
@@ -657,6 +658,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.DeleteWebhookEndpointPayload.UserErrors(childComplexity), true
 
+	case "EndpointUsage.cursor":
+		if e.ComplexityRoot.EndpointUsage.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EndpointUsage.Cursor(childComplexity), true
 	case "EndpointUsage.endpoint":
 		if e.ComplexityRoot.EndpointUsage.Endpoint == nil {
 			break
@@ -1318,7 +1325,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Query.UsageByEndpoint(childComplexity, args["period"].(*string), args["meter"].(*string)), true
+		return e.ComplexityRoot.Query.UsageByEndpoint(childComplexity, args["period"].(*string), args["meter"].(*string), args["first"].(*int), args["after"].(*string)), true
 	case "Query.usageGate":
 		if e.ComplexityRoot.Query.UsageGate == nil {
 			break
@@ -1992,11 +1999,16 @@ type Query {
 
   "Usage of every meter in a period (` + "`" + `YYYY-MM` + "`" + `, default the current UTC month). Read from rollups, never from raw events."
   usage(period: String): Usage! @hasScope(anyOf: [BILLING_READ])
-  "Usage per endpoint in a period, largest first; all meters unless ` + "`" + `meter` + "`" + ` is given."
-  usageByEndpoint(period: String, meter: String): [EndpointUsage!]! @hasScope(anyOf: [BILLING_READ])
+  """
+  Usage per endpoint in a period, largest first (ties by meter, then endpoint); all meters unless ` + "`" + `meter` + "`" + ` is
+  given. At most ` + "`" + `first` + "`" + ` rows (capped at 100); for the next page pass the last row's ` + "`" + `cursor` + "`" + ` as ` + "`" + `after` + "`" + `.
+  """
+  usageByEndpoint(period: String, meter: String, first: Int = 20, after: String): [EndpointUsage!]!
+    @hasScope(anyOf: [BILLING_READ])
   """
   Usage alerts that fired in a month (` + "`" + `YYYY-MM` + "`" + `, default the current UTC month), oldest first: each threshold
-  of a meter's limit fires once per period, in the same transaction as the usage that reached it.
+  of a meter's limit fires once per period, in the same transaction as the usage that reached it, so there
+  are at most 100 per meter (one per percent).
   """
   usageAlerts(period: String): [UsageAlert!]! @hasScope(anyOf: [BILLING_READ])
   "Daily usage of one meter for charts; at most 366 days, both ends included."
@@ -2011,7 +2023,10 @@ type Query {
   """
   usageGate(meter: String!): UsageGate! @hasScope(anyOf: [BILLING_READ, USAGE_WRITE])
 
-  "The organisation's outbound webhook endpoints, oldest first. Secrets are never returned here."
+  """
+  The organisation's outbound webhook endpoints, oldest first. Secrets are never returned here. At most the
+  plan's ` + "`" + `webhooks` + "`" + ` (createWebhookEndpoint refuses more), and those kept from a larger plan.
+  """
   webhookEndpoints: [WebhookEndpoint!]! @hasScope(anyOf: [BILLING_READ])
   "An endpoint's newest deliveries (at most ` + "`" + `first` + "`" + `, capped at 100), each with its attempts."
   webhookDeliveries(endpointId: ID!, first: Int = 50): [WebhookDelivery!]! @hasScope(anyOf: [BILLING_READ])
@@ -2064,7 +2079,11 @@ type Mutation {
   updateWebhookEndpoint(input: UpdateWebhookEndpointInput!): WebhookEndpointPayload! @hasScope(anyOf: [BILLING_WRITE])
   "Delete an endpoint and its deliveries; nothing more is sent to it."
   deleteWebhookEndpoint(id: ID!): DeleteWebhookEndpointPayload! @hasScope(anyOf: [BILLING_WRITE])
-  "Send a delivery again now, with the same webhook-id."
+  """
+  Send a delivery again now, with the same webhook-id. A delivery still PENDING is on its way already: retrying
+  it sends nothing more and answers it as it is. A delivery attempted 5 times in the last hour is refused
+  (RETRY_LIMITED) until the hour has passed.
+  """
   retryWebhookDelivery(id: ID!): WebhookDeliveryPayload! @hasScope(anyOf: [BILLING_WRITE])
 }
 
@@ -2431,6 +2450,8 @@ type EndpointUsage {
   endpoint: String!
   meter: String!
   used: Int64!
+  "Pass as usageByEndpoint's ` + "`" + `after` + "`" + ` for the rows that follow this one."
+  cursor: String!
 }
 
 type UsagePoint {
@@ -2529,7 +2550,7 @@ type WebhookDelivery {
   "The organisation's event number: grows by one per event, in commit order."
   sequence: Int64!
   status: WebhookDeliveryStatus!
-  "Oldest first."
+  "The newest 30 attempts at most, oldest first."
   attempts: [WebhookDeliveryAttempt!]!
   createdAt: Time!
   deliveredAt: Time
@@ -2715,6 +2736,8 @@ func (ec *executionContext) childFields_EndpointUsage(ctx context.Context, field
 		return ec.fieldContext_EndpointUsage_meter(ctx, field)
 	case "used":
 		return ec.fieldContext_EndpointUsage_used(ctx, field)
+	case "cursor":
+		return ec.fieldContext_EndpointUsage_cursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type EndpointUsage", field.Name)
 }
@@ -3604,6 +3627,22 @@ func (ec *executionContext) field_Query_usageByEndpoint_args(ctx context.Context
 		return nil, err
 	}
 	args["meter"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg3
 	return args, nil
 }
 
@@ -4732,6 +4771,29 @@ func (ec *executionContext) _EndpointUsage_used(ctx context.Context, field graph
 }
 func (ec *executionContext) fieldContext_EndpointUsage_used(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("EndpointUsage", field, false, false, errors.New("field of type Int64 does not have child fields"))
+}
+
+func (ec *executionContext) _EndpointUsage_cursor(ctx context.Context, field graphql.CollectedField, obj *model.EndpointUsage) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EndpointUsage_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EndpointUsage_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EndpointUsage", field, false, false, errors.New("field of type String does not have child fields"))
 }
 
 func (ec *executionContext) _Invoice_id(ctx context.Context, field graphql.CollectedField, obj *model.Invoice) (ret graphql.Marshaler) {
@@ -7590,7 +7652,7 @@ func (ec *executionContext) _Query_usageByEndpoint(ctx context.Context, field gr
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Query().UsageByEndpoint(ctx, fc.Args["period"].(*string), fc.Args["meter"].(*string))
+			return ec.Resolvers.Query().UsageByEndpoint(ctx, fc.Args["period"].(*string), fc.Args["meter"].(*string), fc.Args["first"].(*int), fc.Args["after"].(*string))
 		},
 		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
 			directive0 := next
@@ -11902,6 +11964,11 @@ func (ec *executionContext) _EndpointUsage(ctx context.Context, sel ast.Selectio
 			}
 		case "used":
 			out.Values[i] = ec._EndpointUsage_used(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "cursor":
+			out.Values[i] = ec._EndpointUsage_cursor(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}

@@ -136,6 +136,8 @@ type EndpointUsage struct {
 	Endpoint string `json:"endpoint"`
 	Meter    string `json:"meter"`
 	Used     int64  `json:"used"`
+	// Pass as usageByEndpoint's `after` for the rows that follow this one.
+	Cursor string `json:"cursor"`
 }
 
 type Invoice struct {
@@ -412,7 +414,7 @@ type WebhookDelivery struct {
 	// The organisation's event number: grows by one per event, in commit order.
 	Sequence int64                 `json:"sequence"`
 	Status   WebhookDeliveryStatus `json:"status"`
-	// Oldest first.
+	// The newest 30 attempts at most, oldest first.
 	Attempts    []WebhookDeliveryAttempt `json:"attempts"`
 	CreatedAt   time.Time                `json:"createdAt"`
 	DeliveredAt *time.Time               `json:"deliveredAt,omitempty"`

@@ -297,7 +297,7 @@ func (a *App) buildJobs(ctx context.Context) error {
 		}
 		return a.Webhooks.Emit(ctx, tx, c.OrgID, outbound.OverageBilled, outbound.OverageBilledData{
 			Meter: c.Meter, Period: c.Period, Quantity: c.Quantity, Amount: c.Amount,
-			Currency: c.Currency, InvoiceID: invoice,
+			Currency: c.Currency, InvoiceID: outbound.Optional(invoice),
 		})
 	}
 	// Plan, status and invoice changes are announced to the organisation's
@@ -317,7 +317,7 @@ func (a *App) buildJobs(ctx context.Context) error {
 			kind = outbound.UsageLimitReached
 		}
 		return a.Webhooks.Emit(ctx, tx, al.OrgID, kind, outbound.UsageThresholdData{
-			Meter: al.Meter, Period: al.Period(), Percent: al.Percent, Used: al.Used, Limit: al.Limit,
+			Meter: al.Meter, Period: outbound.Optional(al.Period()), Percent: al.Percent, Used: al.Used, Limit: al.Limit,
 		})
 	}
 	// Stopped before the database closes: running deliveries finish or

@@ -65,7 +65,8 @@ func (s *Service) announceStanding(ctx context.Context, tx *gorm.DB, orgID strin
 		return nil
 	}
 	return s.emitter.Emit(ctx, tx, orgID, outbound.SubscriptionUpdated, outbound.SubscriptionUpdatedData{
-		Plan: after.plan, Status: after.status, PreviousPlan: before.plan, PreviousStatus: before.status,
+		Plan: after.plan, Status: outbound.Optional(after.status), PreviousPlan: before.plan,
+		PreviousStatus:   outbound.Optional(before.status),
 		CurrentPeriodEnd: after.periodEnd,
 	})
 }
@@ -76,8 +77,8 @@ func (s *Service) announcePaymentFailed(ctx context.Context, tx *gorm.DB, orgID 
 		return nil
 	}
 	return s.emitter.Emit(ctx, tx, orgID, outbound.InvoicePaymentFailed, outbound.InvoiceData{
-		InvoiceID: inv.ID, Number: inv.Number, Status: strings.ToLower(string(inv.Status)),
+		InvoiceID: inv.ID, Number: outbound.Optional(inv.Number), Status: strings.ToLower(string(inv.Status)),
 		AmountDue: inv.AmountDue, AmountPaid: inv.AmountPaid, Currency: strings.ToLower(string(inv.Currency)),
-		HostedInvoiceURL: stripein.PageURL(inv.HostedInvoiceURL),
+		HostedInvoiceURL: outbound.Optional(stripein.PageURL(inv.HostedInvoiceURL)),
 	})
 }

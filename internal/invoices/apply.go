@@ -92,8 +92,8 @@ func (s *Service) announcePaid(ctx context.Context, tx *gorm.DB, was string, now
 		return nil
 	}
 	return s.emitter.Emit(ctx, tx, now.OrgID, outbound.InvoicePaid, outbound.InvoiceData{
-		InvoiceID: now.ID, Number: deref(now.Number), Status: now.Status, AmountDue: now.AmountDue,
-		AmountPaid: now.AmountPaid, Currency: now.Currency, HostedInvoiceURL: deref(now.HostedInvoiceURL),
+		InvoiceID: now.ID, Number: outbound.Optional(deref(now.Number)), Status: now.Status, AmountDue: now.AmountDue,
+		AmountPaid: now.AmountPaid, Currency: now.Currency, HostedInvoiceURL: outbound.Optional(deref(now.HostedInvoiceURL)),
 	})
 }
 

@@ -233,7 +233,7 @@ func (s *Service) disable(ctx context.Context, tx *gorm.DB, ep *endpointRow, at 
 	}
 	s.log.WarnContext(ctx, "webhook endpoint disabled after 3 days of failures", "org", ep.OrgID, "endpoint", ep.ID)
 	return s.Emit(ctx, tx, ep.OrgID, EndpointDisabled, EndpointDisabledData{
-		EndpointID: ep.ID, URL: weburl.Redact(ep.URL), FailingSince: ep.FailingSince, LastError: lastErr,
+		EndpointID: ep.ID, URL: weburl.Redact(ep.URL), FailingSince: ep.FailingSince, LastError: Optional(lastErr),
 	})
 }
 

@@ -12,8 +12,27 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/weburl"
 )
 
-// MaxDeliveries caps one page of webhookDeliveries.
-const MaxDeliveries = 100
+// MaxDeliveries caps one page of webhookDeliveries; DefaultDeliveries is a
+// page when the caller names none.
+const (
+	MaxDeliveries     = 100
+	DefaultDeliveries = 50
+)
+
+// MaxAttemptsShown is how many of a delivery's attempts a view holds: the
+// newest, oldest first. Automatic retries make at most maxAttempts; only
+// retries asked for could make more.
+const MaxAttemptsShown = maxAttempts
+
+// Manual retries of one delivery: at most MaxRetries attempts in any
+// RetryPeriod may follow from retryWebhookDelivery, so a key cannot turn a
+// delivery into a stream of signed POSTs to a host of its choosing.
+const (
+	MaxRetries  = 5
+	RetryPeriod = time.Hour
+	// CodeRetryLimited refuses a retry past MaxRetries in RetryPeriod.
+	CodeRetryLimited = "RETRY_LIMITED"
+)
 
 // Deliveries lists an endpoint's newest deliveries with their attempts.
 func (s *Service) Deliveries(ctx context.Context, orgID, endpointID string, limit int) ([]Delivery, error) {
@@ -54,8 +73,14 @@ func (s *Service) views(ctx context.Context, rows []deliveryRow) ([]Delivery, er
 	if err := db.Select("id", "type", "sequence").Where("id IN ?", eventIDs).Find(&events).Error; err != nil {
 		return nil, fmt.Errorf("load events of deliveries: %w", err)
 	}
+	// The newest MaxAttemptsShown of each: a delivery's attempts column is
+	// the number of its newest attempt.
 	var attempts []attemptRow
-	if err := db.Where("delivery_id IN ?", ids).Order("number").Find(&attempts).Error; err != nil {
+	err := db.Table("webhook_delivery_attempts AS a").Select("a.*").
+		Joins("JOIN webhook_deliveries d ON d.id = a.delivery_id").
+		Where("a.delivery_id IN ? AND a.number > d.attempts - ?", ids, MaxAttemptsShown).
+		Order("a.number").Find(&attempts).Error
+	if err != nil {
 		return nil, fmt.Errorf("load delivery attempts: %w", err)
 	}
 	byEvent := make(map[string]eventRow, len(events))
@@ -86,7 +111,12 @@ func (s *Service) views(ctx context.Context, rows []deliveryRow) ([]Delivery, er
 
 // RetryDelivery sends a delivery again now, whatever became of it: a new
 // River job in the same transaction that marks it pending. The receiver
-// sees the same webhook-id, so it can tell a replay from a new event.
+// sees the same webhook-id, so it can tell a replay from a new event. A
+// delivery still pending is on its way already (queued, being sent, or
+// waiting for its next automatic attempt): retrying it adds nothing and
+// answers it as it is, so many retries at once send it once. A delivery
+// attempted MaxRetries times in the last RetryPeriod is refused with
+// RETRY_LIMITED.
 func (s *Service) RetryDelivery(ctx context.Context, orgID, deliveryID string) (Delivery, error) {
 	if !store.PlausibleID(deliveryID) {
 		return Delivery{}, notFound("id", "webhook delivery")
@@ -109,7 +139,23 @@ func (s *Service) RetryDelivery(ctx context.Context, orgID, deliveryID string) (
 			fe.Add("id", CodeEndpointDisable, "The endpoint is disabled; enable it with updateWebhookEndpoint first.")
 			return fe
 		}
-		d.Status, d.UpdatedAt = DeliveryPending, s.clock.Now()
+		if d.Status == DeliveryPending {
+			return nil
+		}
+		now := s.clock.Now()
+		var recent int64
+		err = tx.Model(&attemptRow{}).Where("delivery_id = ? AND attempted_at > ?", d.ID, now.Add(-RetryPeriod)).
+			Count(&recent).Error
+		if err != nil {
+			return fmt.Errorf("count attempts of delivery %s: %w", d.ID, err)
+		}
+		if recent >= MaxRetries {
+			var fe apperr.FieldErrors
+			fe.Add("id", CodeRetryLimited, fmt.Sprintf(
+				"The delivery was attempted %d times in the last hour, the most a retry may follow; try again later.", recent))
+			return fe
+		}
+		d.Status, d.UpdatedAt = DeliveryPending, now
 		if err := tx.Save(&d).Error; err != nil {
 			return fmt.Errorf("reset delivery %s: %w", deliveryID, err)
 		}

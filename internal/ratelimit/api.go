@@ -231,7 +231,10 @@ func (WorkCharge) MutateOperationContext(ctx context.Context, op *graphql.Operat
 	if n <= 1 {
 		return nil
 	}
-	if n-1 > c.rate {
+	// The budget is c.rate units a second, the first unit included: an
+	// operation of exactly c.rate root fields can pass on a full budget,
+	// one more never can.
+	if n > c.rate {
 		err := gqlerror.Errorf("the operation has %d root fields (aliases included); a credential may run at most %d a second, so send it in smaller requests", n, c.rate)
 		err.Extensions = map[string]any{"code": "TOO_MUCH_WORK", "rootFields": n, "limit": c.rate}
 		return err

@@ -148,11 +148,19 @@ func expectedAnnouncements(s scenario) []announced {
 	}
 	invoice := func(status string, sec int) outbound.InvoiceData {
 		obj := s.invoiceObj(status, sec)
-		return outbound.InvoiceData{InvoiceID: s.invoice, Number: obj["number"].(string), Status: status,
+		return outbound.InvoiceData{InvoiceID: s.invoice, Number: outbound.Optional(obj["number"].(string)), Status: status,
 			AmountDue: obj["amount_due"].(int64), AmountPaid: obj["amount_paid"].(int64), Currency: "usd",
-			HostedInvoiceURL: obj["hosted_invoice_url"].(string)}
+			HostedInvoiceURL: outbound.Optional(obj["hosted_invoice_url"].(string))}
 	}
 	plan, status := "free", ""
+	// A status of none is null, not "": there was no subscription before
+	// the first one.
+	orNull := func(s string) any {
+		if s == "" {
+			return nil
+		}
+		return s
+	}
 	for i, stp := range s.steps() {
 		switch stp.name {
 		case "payment failed":
@@ -161,8 +169,8 @@ func expectedAnnouncements(s scenario) []announced {
 			want = append(want, announced{Type: outbound.InvoicePaid, Data: data(invoice("paid", i+1))})
 		}
 		if stp.plan != plan || stp.status != status {
-			want = append(want, announced{Type: outbound.SubscriptionUpdated, Data: data(map[string]string{
-				"plan": stp.plan, "status": stp.status, "previous_plan": plan, "previous_status": status})})
+			want = append(want, announced{Type: outbound.SubscriptionUpdated, Data: data(map[string]any{
+				"plan": stp.plan, "status": orNull(stp.status), "previous_plan": plan, "previous_status": orNull(status)})})
 			plan, status = stp.plan, stp.status
 		}
 	}

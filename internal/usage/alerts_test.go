@@ -44,7 +44,7 @@ func (f *fixture) withOutbound(t *testing.T) *outbound.Service {
 			kind = outbound.UsageLimitReached
 		}
 		return w.Emit(ctx, tx, a.OrgID, kind, outbound.UsageThresholdData{
-			Meter: a.Meter, Period: a.Period(), Percent: a.Percent, Used: a.Used, Limit: a.Limit,
+			Meter: a.Meter, Period: outbound.Optional(a.Period()), Percent: a.Percent, Used: a.Used, Limit: a.Limit,
 		})
 	}
 	return w

@@ -325,7 +325,7 @@ func TestAFailedGroupAnswersEveryCallerUnavailableAndStoresNothing(t *testing.T)
 		if used := f.used(t, org, "api_calls"); used != heldUsed {
 			t.Errorf("used %d, want %d from the held groups alone", used, heldUsed)
 		}
-		endpoints, err := f.svc.ByEndpoint(context.Background(), org, "", "api_calls")
+		endpoints, err := f.svc.ByEndpoint(context.Background(), org, "", "api_calls", MaxEndpointPage, "")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -249,7 +249,7 @@ func TestRetentionDropsAWholeMonthAndUsageReadsAreUnchanged(t *testing.T) {
 			if r.period, r.meters, err = f.svc.Usage(ctx, org, "2031-01"); err != nil {
 				t.Fatal(err)
 			}
-			if r.endpoint, err = f.svc.ByEndpoint(ctx, org, "2031-01", "api_calls"); err != nil {
+			if r.endpoint, err = f.svc.ByEndpoint(ctx, org, "2031-01", "api_calls", MaxEndpointPage, ""); err != nil {
 				t.Fatal(err)
 			}
 			if r.series, err = f.svc.Series(ctx, org, "api_calls", time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2031, 2, 28, 0, 0, 0, 0, time.UTC)); err != nil {

@@ -384,7 +384,7 @@ func TestConcurrentClientsCountEachKeyOnce(t *testing.T) {
 		if got := f.storedEvents(t, org); got != int64(want) {
 			t.Errorf("%d events stored, want %d", got, want)
 		}
-		endpoints, err := f.svc.ByEndpoint(context.Background(), org, "", "api_calls")
+		endpoints, err := f.svc.ByEndpoint(context.Background(), org, "", "api_calls", MaxEndpointPage, "")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -64,13 +64,24 @@ func (s *Service) Usage(ctx context.Context, orgID string, period string) (Perio
 type EndpointUsage struct {
 	Endpoint, Meter string
 	Used            int64
+	// Cursor is the row's place in the order: pass it as after for the
+	// rows that follow it.
+	Cursor string
 }
 
 // ByEndpoint reports usage per endpoint and meter in a period ("" is the
-// current month), largest first; meter "" means every meter. Meters that
-// never reset show their net change in the month. Events recorded without an
-// endpoint are not listed.
-func (s *Service) ByEndpoint(ctx context.Context, orgID, period, meter string) ([]EndpointUsage, error) {
+// current month), largest first (ties by meter, then endpoint), at most
+// first rows after the row whose Cursor is after ("" for the top); meter ""
+// means every meter. first above MaxEndpointPage is capped; below 1, or an
+// after that is not a cursor of this list, is BAD_USER_INPUT. Only the page
+// is read: the top rows are chosen in SQL. Meters that never reset show
+// their net change in the month. Events recorded without an endpoint are
+// not listed.
+func (s *Service) ByEndpoint(ctx context.Context, orgID, period, meter string, first int, after string) ([]EndpointUsage, error) {
+	if first < 1 {
+		return nil, badInput("first", "first must be at least 1")
+	}
+	first = min(first, MaxEndpointPage)
 	p, err := parsePeriod(period, s.clock.Now())
 	if err != nil {
 		return nil, err
@@ -83,13 +94,23 @@ func (s *Service) ByEndpoint(ctx context.Context, orgID, period, meter string) (
 		}
 		q = q.Where("meter = ?", meter)
 	}
+	if after != "" {
+		c, ok := decodeEndpointCursor(after)
+		if !ok {
+			return nil, badInput("after", "after is not a cursor from this list")
+		}
+		// The rows past c in the order used DESC, meter, endpoint.
+		q = q.Where("used < ? OR (used = ? AND (meter > ? OR (meter = ? AND endpoint > ?)))",
+			c.Used, c.Used, c.Meter, c.Meter, c.Endpoint)
+	}
 	var rows []UsageEndpointRollup
-	if err := q.Order("used DESC, meter, endpoint").Find(&rows).Error; err != nil {
+	if err := q.Order("used DESC, meter, endpoint").Limit(first).Find(&rows).Error; err != nil {
 		return nil, fmt.Errorf("usage by endpoint of org %s: %w", orgID, err)
 	}
 	out := make([]EndpointUsage, len(rows))
 	for i, r := range rows {
 		out[i] = EndpointUsage{Endpoint: r.Endpoint, Meter: r.Meter, Used: r.Used}
+		out[i].Cursor = encodeEndpointCursor(out[i])
 	}
 	return out, nil
 }

@@ -52,6 +52,10 @@ const (
 	FutureSkew = 5 * time.Minute
 	// MaxSeriesDays is the longest range Series answers.
 	MaxSeriesDays = 366
+	// MaxEndpointPage caps one page of ByEndpoint; DefaultEndpointPage is
+	// a page when the caller names none.
+	MaxEndpointPage     = 100
+	DefaultEndpointPage = 20
 	// PlanCacheTTL is how long the gate and Record trust a cached plan; a
 	// plan change is seen within it, or at once after InvalidatePlan.
 	PlanCacheTTL = 3 * time.Second

@@ -596,11 +596,12 @@
   async function loadEndpoints() {
     const meter = $('chart-meter').value;
     if (!meter) return;
-    const data = await gql(`query Endpoints($period: String, $meter: String) {
-      usageByEndpoint(period: $period, meter: $meter) { endpoint meter used }
-    }`, { period: periodOf(usage.periodStart), meter });
+    // The server picks the top rows: only those are sent.
+    const data = await gql(`query Endpoints($period: String, $meter: String, $first: Int) {
+      usageByEndpoint(period: $period, meter: $meter, first: $first) { endpoint meter used }
+    }`, { period: periodOf(usage.periodStart), meter, first: TOP_ENDPOINTS });
     $('endpoints-meter').textContent = meterLabel(meter);
-    const rows = data.usageByEndpoint.slice(0, TOP_ENDPOINTS);
+    const rows = data.usageByEndpoint;
     $('endpoints').querySelector('tbody').replaceChildren(...rows.map((r) => el('tr', {},
       el('td', {}, el('code', { text: r.endpoint })),
       el('td', { class: 'num', text: formatAmount(r.meter, r.used) }))));
