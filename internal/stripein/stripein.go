@@ -11,7 +11,6 @@
 package stripein
 
 import (
-	"errors"
 	"fmt"
 	"net/url"
 	"regexp"
@@ -70,12 +69,6 @@ type Unusable struct {
 
 func (e *Unusable) Error() string {
 	return fmt.Sprintf("unusable Stripe %s: %s %s", e.Object, e.Field, e.Reason)
-}
-
-// IsUnusable reports whether err is, or wraps, an *Unusable.
-func IsUnusable(err error) bool {
-	var u *Unusable
-	return errors.As(err, &u)
 }
 
 // check collects the first fault of one object.
@@ -154,12 +147,13 @@ func (c *check) optionalID(field, v string) {
 	}
 }
 
-// text checks optional free text: printable, at most max bytes.
+// text checks optional free text: printable, at most max bytes. Printable
+// text is storable: valid UTF-8 without NUL.
 func (c *check) text(field, v string, max int) {
 	switch {
 	case len(v) > max:
 		c.fail(field, fmt.Sprintf("is longer than %d bytes", max))
-	case !store.StorableText(v) || !usertext.Printable(v):
+	case !usertext.Printable(v):
 		c.fail(field, "is not printable text: "+quote(v))
 	}
 }
