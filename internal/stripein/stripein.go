@@ -19,6 +19,7 @@ import (
 
 	"github.com/stripe/stripe-go/v76"
 
+	"github.com/tollgate-billing/tollgate/internal/money"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/stripeshape"
 	"github.com/tollgate-billing/tollgate/internal/usertext"
@@ -289,7 +290,7 @@ func Invoice(inv *stripe.Invoice) error {
 	if s := string(inv.Status); s != "" && (len(s) > maxTokenLength || !token.MatchString(strings.ToLower(s))) {
 		c.fail("status", "is not a status: "+quote(s))
 	}
-	if !Currency(string(inv.Currency)) {
+	if !money.ValidCurrency(string(inv.Currency)) {
 		c.fail("currency", "is not a three-letter ISO currency code: "+quote(string(inv.Currency)))
 	}
 	c.amount("amount_due", inv.AmountDue, 0)
@@ -318,20 +319,6 @@ func CheckoutSession(cs *stripe.CheckoutSession) error {
 	c.refs(cs.Customer, cs.Subscription)
 	c.metadata("metadata", cs.Metadata, "org_id", "plan_id", "tollgate_checkout_id")
 	return c.result()
-}
-
-// Currency reports whether code is a three-letter ISO 4217 code in lower
-// case ASCII letters, as Stripe sends it.
-func Currency(code string) bool {
-	if len(code) != 3 {
-		return false
-	}
-	for i := 0; i < 3; i++ {
-		if code[i] < 'a' || code[i] > 'z' {
-			return false
-		}
-	}
-	return true
 }
 
 // PageURL returns raw when it is a link Tollgate may store and put in an

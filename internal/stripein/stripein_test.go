@@ -59,14 +59,6 @@ func TestOnlyHTTPSLinksAreKept(t *testing.T) {
 	}
 }
 
-func TestCurrenciesAreThreeLowerCaseLetters(t *testing.T) {
-	for code, ok := range map[string]bool{"usd": true, "eur": true, "USD": false, "ééé": false, "us": false, "usdd": false, "u$d": false, "": false} {
-		if got := stripein.Currency(code); got != ok {
-			t.Errorf("Currency(%q) = %v, want %v", code, got, ok)
-		}
-	}
-}
-
 // An invoice's total may be negative (credits larger than its charges);
 // what it owes and what was paid may not.
 func TestInvoiceAmounts(t *testing.T) {
