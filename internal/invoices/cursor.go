@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"time"
+
+	"github.com/tollgate-billing/tollgate/internal/clock"
 )
 
 // A cursor is the sort key of the last invoice seen, (created_at, id),
@@ -37,7 +39,7 @@ func decodeCursor(s string) (cursor, error) {
 	}
 	// encodeCursor writes UTC in one form; anything else (+24:00, year
 	// 0001) was made by hand and names no invoice.
-	if t.UTC().Format(time.RFC3339Nano) != parts[1] || t.Year() < 2000 || t.Year() > 9999 {
+	if t.UTC().Format(time.RFC3339Nano) != parts[1] || !clock.InYears(t.Unix()) {
 		return cursor{}, errors.New("malformed invoice cursor")
 	}
 	return cursor{createdAt: t.UTC(), id: parts[2]}, nil

@@ -15,24 +15,15 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
-	"time"
 
 	"github.com/stripe/stripe-go/v76"
 
+	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/money"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/stripeshape"
 	"github.com/tollgate-billing/tollgate/internal/usertext"
 	"github.com/tollgate-billing/tollgate/internal/weburl"
-)
-
-// The years a Stripe timestamp may fall in (UTC): those the GraphQL Time
-// scalar serves (graph/model.MinTimeYear and MaxTimeYear; a test keeps them
-// equal). A later one cannot be written as RFC 3339, and Stripe has nothing
-// from before 2000.
-const (
-	MinYear = 2000
-	MaxYear = 9999
 )
 
 // Bounds of the values Tollgate keeps from Stripe objects.
@@ -171,8 +162,8 @@ func (c *check) timestamp(field string, sec int64, required bool) {
 	if sec == 0 && !required {
 		return
 	}
-	if !InYears(sec) {
-		c.fail(field, fmt.Sprintf("%d is not a time from %d to %d", sec, MinYear, MaxYear))
+	if !clock.InYears(sec) {
+		c.fail(field, fmt.Sprintf("%d is not a time from %d to %d", sec, clock.MinYear, clock.MaxYear))
 	}
 }
 
@@ -196,17 +187,6 @@ var (
 	token = regexp.MustCompile(`^[a-z][a-z_]*$`)
 	// eventType is an event's type, "customer.subscription.updated".
 	eventType = regexp.MustCompile(`^[a-z0-9_]+(\.[a-z0-9_]+)+$`)
-)
-
-// InYears reports whether a Unix time falls in MinYear to MaxYear, UTC.
-func InYears(sec int64) bool {
-	// Compared in seconds: time.Unix of an absurd value overflows Year.
-	return sec >= minSec && sec <= maxSec
-}
-
-var (
-	minSec = time.Date(MinYear, 1, 1, 0, 0, 0, 0, time.UTC).Unix()
-	maxSec = time.Date(MaxYear+1, 1, 1, 0, 0, 0, 0, time.UTC).Unix() - 1
 )
 
 // apiVersion is the shape of a Stripe API version: a date, and from basil
