@@ -3,6 +3,7 @@ package stripehook_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"reflect"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/stripehook"
 	"github.com/tollgate-billing/tollgate/internal/testenv"
+	"github.com/tollgate-billing/tollgate/internal/weburl/weburltest"
 )
 
 // A completed checkout places a customer only through what Tollgate
@@ -297,6 +299,36 @@ func TestInvoiceLinksThatAreNotHTTPSAreNeverServed(t *testing.T) {
 		page, err = invoices.NewService(db, clock.Real{}, nil).List(context.Background(), s.org, 10, "", "")
 		if err != nil || page.Invoices[0].HostedInvoiceURL != nil {
 			t.Fatalf("served a stored javascript: link (err %v)", err)
+		}
+	})
+}
+
+// An invoice link whose host or port weburl refuses for every stored URL
+// (127.1, 0x7f000001, port 0, …) is neither stored nor served, as one
+// with credentials or over http is not: the billing page would send the
+// customer there. The invoice itself is kept.
+func TestInvoiceLinksWithHostsWeburlRefusesAreNotStored(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newFixture(t, db)
+		s := newScenario(f)
+		bad := weburltest.RefusedHosts()
+		bad["https://user:pass@invoice.stripe.com/i/x"] = "credentials"
+		bad["http://invoice.stripe.com/i/x"] = "not https"
+		n := 4
+		for raw := range bad {
+			n++
+			obj := s.invoiceObj("paid", n)
+			obj["hosted_invoice_url"], obj["invoice_pdf"] = raw, raw
+			if out := f.mustDeliver(event(fmt.Sprintf("evt_link_%d_%s", n, s.sub), "invoice.paid", s.at(n), obj)); out != "applied" {
+				t.Fatalf("%q: outcome %q, want applied", raw, out)
+			}
+			var row invoices.Invoice
+			if err := db.Where("id = ?", s.invoice).Take(&row).Error; err != nil {
+				t.Fatal(err)
+			}
+			if row.HostedInvoiceURL != nil || row.PDFURL != nil {
+				t.Errorf("stored links %q and %q from %q, want none", deref(row.HostedInvoiceURL), deref(row.PDFURL), raw)
+			}
 		}
 	})
 }

@@ -12,12 +12,12 @@ package stripein
 
 import (
 	"fmt"
-	"net/url"
 	"regexp"
 	"strings"
 
 	"github.com/stripe/stripe-go/v76"
 
+	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/money"
 	"github.com/tollgate-billing/tollgate/internal/store"
@@ -302,16 +302,17 @@ func CheckoutSession(cs *stripe.CheckoutSession) error {
 }
 
 // PageURL returns raw when it is a link Tollgate may store and put in an
-// href (an invoice's hosted page or PDF): an absolute https URL with a
-// host, without credentials, of storable text within weburl.MaxLength.
-// Anything else, a javascript: or data: URL among them, gives "". Stripe's
-// links are always https, stripe-mock's too.
+// href (an invoice's hosted page or PDF): a URL weburl.Check accepts, as
+// for every URL Tollgate stores, that is https. Anything else gives "": a
+// javascript: or data: URL, credentials, or a host that is not a real name
+// or address (127.1, 0x7f000001, port 0). Stripe's links are always https,
+// stripe-mock's too.
 func PageURL(raw string) string {
-	if raw == "" || len(raw) > weburl.MaxLength || !store.StorableText(raw) || strings.ContainsAny(raw, " \t\r\n") {
+	if raw == "" {
 		return ""
 	}
-	u, err := url.Parse(raw)
-	if err != nil || u.Scheme != "https" || u.Hostname() == "" || u.User != nil || u.Opaque != "" {
+	var fe apperr.FieldErrors
+	if u, ok := weburl.Check(&fe, "", raw, ""); !ok || u.Scheme != "https" {
 		return ""
 	}
 	return raw
