@@ -19,6 +19,7 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/reconcile"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/stripeclient/stripetest"
+	"github.com/tollgate-billing/tollgate/internal/stripein/stripeintest"
 	"github.com/tollgate-billing/tollgate/internal/testenv"
 	"github.com/tollgate-billing/tollgate/internal/weburl/weburltest"
 )
@@ -44,6 +45,20 @@ func TestSyncSkipsObjectsTollgateCannotUse(t *testing.T) {
 		lists := map[string][]any{
 			"/v1/subscriptions": {sub("sub_good", "active", now.AddDate(0, 1, 0).Unix()), sub("sub_far", "active", 99999999999999), sub("sub_weird", "weird_status", now.AddDate(0, 1, 0).Unix())},
 			"/v1/invoices":      {inv("in_good", "usd"), inv("in_accents", "ééé")},
+		}
+		// Every value the webhooks refuse is refused here too.
+		bad := 0
+		for i, c := range stripeintest.Subscriptions() {
+			o := sub(fmt.Sprintf("sub_bad%d", i), "active", now.AddDate(0, 1, 0).Unix())
+			c.Edit(o)
+			lists["/v1/subscriptions"] = append(lists["/v1/subscriptions"], o)
+			bad++
+		}
+		for i, c := range stripeintest.Invoices() {
+			o := inv(fmt.Sprintf("in_bad%d", i), "usd")
+			c.Edit(o)
+			lists["/v1/invoices"] = append(lists["/v1/invoices"], o)
+			bad++
 		}
 		// Links whose host or port weburl refuses for every stored URL:
 		// each invoice is kept, without its link.
@@ -84,6 +99,9 @@ func TestSyncSkipsObjectsTollgateCannotUse(t *testing.T) {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("sync output lacks %q:\n%s", want, out.String())
 			}
+		}
+		if n := strings.Count(out.String(), "skipped: unusable Stripe"); n != 3+bad {
+			t.Errorf("sync skipped %d objects, want %d:\n%s", n, 3+bad, out.String())
 		}
 		var subs []billing.Subscription
 		db.Find(&subs)
