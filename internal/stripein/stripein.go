@@ -301,6 +301,26 @@ func CheckoutSession(cs *stripe.CheckoutSession) error {
 	return c.result()
 }
 
+// Customer checks a customer Stripe created for an organisation, whose id
+// Tollgate stores as the organisation's.
+func Customer(c *stripe.Customer) error {
+	if c == nil {
+		return missing("customer")
+	}
+	return newCheck("customer", c.ID).result()
+}
+
+// Session checks a Checkout or Customer Portal session Stripe opened (kind
+// names which): its id, which Tollgate stores, and its URL, where the
+// client sends the customer, which must be a link PageURL keeps.
+func Session(kind, id, url string) error {
+	c := newCheck(kind, id)
+	if PageURL(url) == "" {
+		c.fail("url", "is not an https URL a customer may be sent to: "+quote(url))
+	}
+	return c.result()
+}
+
 // PageURL returns raw when it is a link Tollgate may store and put in an
 // href (an invoice's hosted page or PDF): a URL weburl.Check accepts, as
 // for every URL Tollgate stores, that is https. Anything else gives "": a
