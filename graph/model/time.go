@@ -9,23 +9,18 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
+	"github.com/tollgate-billing/tollgate/internal/clock"
 )
 
 // MarshalTime writes RFC 3339 with nanoseconds, as gqlgen's Time does.
 func MarshalTime(t time.Time) graphql.Marshaler { return graphql.MarshalTime(t) }
 
-// The years a Time may fall in (UTC), as for every period and date the
-// services take: an earlier or later one is a client's mistake.
-const (
-	MinTimeYear = 2000
-	MaxTimeYear = 9999
-)
-
 // longYear is the start of a timestamp whose year has five digits or more,
 // which RFC 3339 cannot write; it is reported as the year it is.
 var longYear = regexp.MustCompile(`^[+-]?(\d{5,})-\d\d-\d\dT`)
 
-// UnmarshalTime reads an RFC 3339 timestamp from MinTimeYear to MaxTimeYear.
+// UnmarshalTime reads an RFC 3339 timestamp from clock.MinYear to
+// clock.MaxYear, the years every time Tollgate takes falls in.
 // A value it refuses is BAD_USER_INPUT with a message that names the rule
 // broken: gqlgen's own error is a plain error the error presenter must
 // treat as INTERNAL (gqlgen issue 772).
@@ -35,7 +30,7 @@ func UnmarshalTime(v any) (time.Time, error) {
 		return time.Time{}, apperr.New(apperr.BadInput, "Time must be an RFC 3339 string like 2026-01-31T12:00:00Z, got "+Describe(v))
 	}
 	yearRule := func(year string) error {
-		return apperr.New(apperr.BadInput, fmt.Sprintf("Time's year must be from %d to %d (UTC), got %s", MinTimeYear, MaxTimeYear, year))
+		return apperr.New(apperr.BadInput, fmt.Sprintf("Time's year must be from %d to %d (UTC), got %s", clock.MinYear, clock.MaxYear, year))
 	}
 	if m := longYear.FindStringSubmatch(s); m != nil {
 		return time.Time{}, yearRule(short(m[1]))
@@ -46,7 +41,7 @@ func UnmarshalTime(v any) (time.Time, error) {
 	if err != nil || !offsetInRange(s) {
 		return time.Time{}, apperr.New(apperr.BadInput, "Time must be an RFC 3339 string like 2026-01-31T12:00:00Z, got "+shortQuote(s))
 	}
-	if y := t.UTC().Year(); y < MinTimeYear || y > MaxTimeYear {
+	if y := t.UTC().Year(); y < clock.MinYear || y > clock.MaxYear {
 		return time.Time{}, yearRule(fmt.Sprint(y))
 	}
 	return t, nil

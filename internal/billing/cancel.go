@@ -10,6 +10,7 @@ import (
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/stripeclient"
+	"github.com/tollgate-billing/tollgate/internal/stripein"
 )
 
 // Cancel cancels the organisation's subscription at the end of the current
@@ -33,6 +34,9 @@ func (s *Service) Cancel(ctx context.Context, orgID string, atPeriodEnd bool) (S
 		params.Context = ctx
 		updated, err = sc.Subscriptions.Cancel(sub.StripeSubscriptionID, params)
 	}
+	if err == nil {
+		err = stripein.Subscription(updated, nil)
+	}
 	if err != nil {
 		return st, stripeclient.Error("cancel subscription "+sub.StripeSubscriptionID, err)
 	}
@@ -52,6 +56,9 @@ func (s *Service) Resume(ctx context.Context, orgID string) (State, error) {
 	params := &stripe.SubscriptionParams{CancelAtPeriodEnd: stripe.Bool(false)}
 	params.Context = ctx
 	updated, err := sc.Subscriptions.Update(sub.StripeSubscriptionID, params)
+	if err == nil {
+		err = stripein.Subscription(updated, nil)
+	}
 	if err != nil {
 		return st, stripeclient.Error("resume subscription "+sub.StripeSubscriptionID, err)
 	}
@@ -75,7 +82,8 @@ func (s *Service) cancellable(ctx context.Context, orgID string) (sc *client.API
 }
 
 // applyResponse stores the subscription Stripe answered a change with, as of
-// now: the answer is newer than any event Stripe sent before it.
+// now: the answer is newer than any event Stripe sent before it. The caller
+// judged it (stripein.Subscription) where it came from Stripe.
 func (s *Service) applyResponse(ctx context.Context, orgID string, sub *stripe.Subscription) (State, error) {
 	err := s.db.Tx(ctx, func(tx *gorm.DB) error {
 		_, err := s.ApplySubscription(ctx, tx, SubscriptionUpdate{Sub: sub, At: s.clock.Now(), OrgID: orgID, Rank: RankFetched})

@@ -17,17 +17,8 @@ import (
 // the plan and status come from the scenario's subscription, not a fixture.
 func TestCancelAndResume(t *testing.T) {
 	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
-		stub := newStripeStub(t)
-		svc := newService(db, stub.client())
-		ctx := context.Background()
-		org := newOrg(t, db, "")
-		subID, customer := "sub_"+store.NewID(), "cus_"+store.NewID()
-		now := nowUTC()
-		stub.subscriptions[subID] = map[string]any{"id": subID, "object": "subscription", "customer": customer, "status": "active",
-			"created": now.Unix(), "current_period_start": now.Unix(), "current_period_end": now.AddDate(1, 0, 0).Unix(),
-			"cancel_at_period_end": false, "items": map[string]any{"object": "list", "data": []any{map[string]any{
-				"id": "si_" + subID, "object": "subscription_item", "price": map[string]any{"id": "price_tollgate_growth_yearly", "object": "price"}}}}}
-		subscribe(t, db, svc, org, stripeSub(subID, customer, "price_tollgate_growth_yearly", "active"), now.Add(-time.Minute))
+		stub, svc, ctx, org, subID, _, now := subscribedAtStub(t, db)
+		stub.subscriptions[subID]["current_period_end"] = now.AddDate(1, 0, 0).Unix()
 
 		st, err := svc.Cancel(ctx, org, true)
 		if err != nil {
@@ -57,6 +48,23 @@ func TestCancelAndResume(t *testing.T) {
 			t.Fatalf("after cancel now: plan %s status %s canceledAt %v, want free, canceled, a time", st.Plan.ID, st.Subscription.Status, st.Subscription.CanceledAt)
 		}
 	})
+}
+
+// subscribedAtStub is an organisation subscribed to growth, yearly, with
+// its subscription (active, not set to cancel) held by a Stripe stub for
+// cancel and resume to change; the test sets its current_period_end.
+func subscribedAtStub(t *testing.T, db *store.DB) (stub *stripeStub, svc *billing.Service, ctx context.Context, org, subID, customer string, now time.Time) {
+	t.Helper()
+	stub = newStripeStub(t)
+	svc = newService(db, stub.client())
+	ctx, org = context.Background(), newOrg(t, db, "")
+	subID, customer, now = "sub_"+store.NewID(), "cus_"+store.NewID(), nowUTC()
+	stub.subscriptions[subID] = map[string]any{"id": subID, "object": "subscription", "customer": customer, "status": "active",
+		"created": now.Unix(), "current_period_start": now.Unix(),
+		"cancel_at_period_end": false, "items": map[string]any{"object": "list", "data": []any{map[string]any{
+			"id": "si_" + subID, "object": "subscription_item", "price": map[string]any{"id": "price_tollgate_growth_yearly", "object": "price"}}}}}
+	subscribe(t, db, svc, org, stripeSub(subID, customer, "price_tollgate_growth_yearly", "active"), now.Add(-time.Minute))
+	return stub, svc, ctx, org, subID, customer, now
 }
 
 // Cancelling at period end twice sends one request.
@@ -105,6 +113,43 @@ func TestCancelOrResumeWithoutSubscription(t *testing.T) {
 		}
 		if n := len(rec.Requests()); n != 0 {
 			t.Fatalf("made %d Stripe request(s), want none", n)
+		}
+	})
+}
+
+// A well-formed Stripe answer to cancel or resume that Tollgate cannot use
+// (here, a period ending in the year 3170843) is Stripe's fault, answered
+// as a Stripe outage is: UNAVAILABLE with reason
+// PAYMENT_PROVIDER_UNAVAILABLE, never INTERNAL; nothing of it is stored.
+func TestAnUnusableStripeAnswerToCancelOrResumeIsThePaymentProvidersFault(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		stub, svc, ctx, org, subID, customer, now := subscribedAtStub(t, db)
+		stub.subscriptions[subID]["current_period_end"] = int64(99999999999999)
+		before, err := svc.Current(ctx, org)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, change := range map[string]func() error{
+			"cancel at period end": func() error { _, err := svc.Cancel(ctx, org, true); return err },
+			"cancel now":           func() error { _, err := svc.Cancel(ctx, org, false); return err },
+		} {
+			t.Run(name, func(t *testing.T) {
+				wantStripeOutage(t, change())
+				st, err := svc.Current(ctx, org)
+				if err != nil || st.Subscription.Status != before.Subscription.Status || st.Subscription.CancelAtPeriodEnd || st.Plan.ID != before.Plan.ID {
+					t.Fatalf("stored %+v (err %v), want it as before the answer", st.Subscription, err)
+				}
+			})
+		}
+		// Resume acts on a subscription set to cancel at period end.
+		stub.subscriptions[subID]["cancel_at_period_end"], stub.subscriptions[subID]["status"] = true, "active"
+		setToCancel := stripeSub(subID, customer, "price_tollgate_growth_yearly", "active")
+		setToCancel.CancelAtPeriodEnd = true
+		subscribe(t, db, svc, org, setToCancel, now)
+		_, err = svc.Resume(ctx, org)
+		wantStripeOutage(t, err)
+		if st, _ := svc.Current(ctx, org); !st.Subscription.CancelAtPeriodEnd {
+			t.Fatalf("resume stored the unusable answer: %+v", st.Subscription)
 		}
 	})
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/stripeclient"
+	"github.com/tollgate-billing/tollgate/internal/stripein"
 )
 
 // CheckoutInput asks for a Checkout session selling one paid plan.
@@ -113,7 +114,9 @@ func (s *Service) CreateCheckoutSession(ctx context.Context, orgID string, in Ch
 func (s *Service) askStripe(ctx context.Context, sc *client.API, a checkoutSession) (*stripe.CheckoutSession, error) {
 	sess, err := sc.CheckoutSessions.New(s.sessionParams(ctx, a))
 	if err == nil {
-		return sess, nil
+		if err = stripein.Session("checkout session", sess.ID, sess.URL); err == nil {
+			return sess, nil
+		}
 	}
 	if refused(err) {
 		err = errors.Join(err, s.markCheckout(ctx, a.ID, "", checkoutClosed))
@@ -180,6 +183,9 @@ func (s *Service) closeCheckout(ctx context.Context, sc *client.API, a checkoutS
 	cs, err := sc.CheckoutSessions.Get(sessionID, gp)
 	if errors.As(err, &se) && se.HTTPStatusCode == http.StatusNotFound {
 		return s.markCheckout(ctx, a.ID, "", checkoutClosed)
+	}
+	if err == nil {
+		err = stripein.CheckoutSession(cs)
 	}
 	if err != nil {
 		return stripeclient.Error("read checkout session "+sessionID+" of org "+a.OrgID, err)

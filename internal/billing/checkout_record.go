@@ -13,6 +13,7 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/orgs"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/stripeclient"
+	"github.com/tollgate-billing/tollgate/internal/stripein"
 )
 
 // States of a checkout session record.
@@ -224,6 +225,9 @@ func (s *Service) ResolvePendingCheckouts(ctx context.Context, orgID string) ([]
 // created ("" returned, the record closed).
 func (s *Service) resolvePending(ctx context.Context, sc *client.API, a checkoutSession) (string, error) {
 	sess, err := sc.CheckoutSessions.New(s.sessionParams(ctx, a))
+	if err == nil {
+		err = stripein.Session("checkout session", sess.ID, sess.URL)
+	}
 	if refused(err) {
 		return "", s.markCheckout(ctx, a.ID, "", checkoutClosed)
 	}

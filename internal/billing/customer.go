@@ -14,6 +14,7 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/orgs"
 	"github.com/tollgate-billing/tollgate/internal/stripeclient"
+	"github.com/tollgate-billing/tollgate/internal/stripein"
 )
 
 // ensureCustomer returns the organisation's Stripe customer, creating it on
@@ -40,6 +41,9 @@ func (s *Service) ensureCustomer(ctx context.Context, sc *client.API, orgID, fal
 	params.SetIdempotencyKey(customerIdempotencyKey(org.ID, org.Name, email, org.ExternalID))
 	params.Context = ctx
 	c, err := sc.Customers.New(params)
+	if err == nil {
+		err = stripein.Customer(c)
+	}
 	if err != nil {
 		return "", stripeclient.Error("create customer for org "+orgID, err)
 	}

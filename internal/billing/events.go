@@ -30,7 +30,8 @@ func (e *FetchFirst) Error() string {
 }
 
 // FetchSubscription reads a subscription from Stripe, as of now. Call it
-// with no transaction open.
+// with no transaction open. One with a value Tollgate cannot use gives an
+// error that wraps a *stripein.Unusable.
 func (s *Service) FetchSubscription(ctx context.Context, id string) (*stripe.Subscription, error) {
 	sc, err := s.stripeClient()
 	if err != nil {
@@ -39,6 +40,9 @@ func (s *Service) FetchSubscription(ctx context.Context, id string) (*stripe.Sub
 	params := &stripe.SubscriptionParams{}
 	params.Context = ctx
 	sub, err := sc.Subscriptions.Get(id, params)
+	if err == nil {
+		err = stripein.Subscription(sub, nil)
+	}
 	if err != nil {
 		return nil, stripeclient.Error("fetch subscription "+id, err)
 	}
@@ -50,12 +54,12 @@ func (s *Service) FetchSubscription(ctx context.Context, id string) (*stripe.Sub
 // none, when Stripe is not configured (its own events will store it), or
 // when Stripe no longer has it. Call it with no transaction open.
 //
-// A session with a value Tollgate cannot use is not looked into: its
-// subscription id goes nowhere near Stripe, and ApplyCheckoutCompleted
-// refuses the session.
+// The caller judged the session (stripein.CheckoutSession) where it came
+// from Stripe, so its subscription id is one to ask Stripe about. A
+// subscription with a value Tollgate cannot use gives a *stripein.Unusable
+// error.
 func (s *Service) CheckoutSubscription(ctx context.Context, cs *stripe.CheckoutSession) (*stripe.Subscription, error) {
-	if s.stripe == nil || cs.Mode != stripe.CheckoutSessionModeSubscription || cs.Subscription == nil || cs.Subscription.ID == "" ||
-		stripein.CheckoutSession(cs) != nil {
+	if s.stripe == nil || cs.Mode != stripe.CheckoutSessionModeSubscription || cs.Subscription == nil || cs.Subscription.ID == "" {
 		return nil, nil
 	}
 	params := &stripe.SubscriptionParams{}
@@ -72,21 +76,17 @@ func (s *Service) CheckoutSubscription(ctx context.Context, cs *stripe.CheckoutS
 	if err != nil {
 		return nil, fmt.Errorf("fetch subscription %s of checkout %s: %w", cs.Subscription.ID, cs.ID, err)
 	}
-	return sub, nil
+	return sub, stripein.Subscription(sub, nil)
 }
 
 // ApplyCheckoutCompleted links a completed Checkout session's customer to
 // the organisation that started it and stores the subscription it sold
 // (fetched, as CheckoutSubscription returned it; nil to leave it to its own
-// events). at is the event's time. A session or subscription with a value
-// Tollgate cannot use gives a *stripein.Unusable error: the caller rolls
-// back, so nothing of the session is kept.
+// events). at is the event's time. The caller judged the session
+// (stripein.CheckoutSession) where it came from Stripe.
 func (s *Service) ApplyCheckoutCompleted(ctx context.Context, tx *gorm.DB, cs *stripe.CheckoutSession, fetched *stripe.Subscription, at time.Time) (Result, error) {
 	if cs.Mode != stripe.CheckoutSessionModeSubscription {
 		return Result{Outcome: Ignored}, nil
-	}
-	if err := stripein.CheckoutSession(cs); err != nil {
-		return Result{Outcome: Invalid}, err
 	}
 	customer := ""
 	if cs.Customer != nil {
@@ -140,17 +140,25 @@ func (s *Service) ApplyCheckoutCompleted(ctx context.Context, tx *gorm.DB, cs *s
 
 // ApplySubscriptionEvent stores the subscription a customer.subscription.*
 // event carries, decoded from raw (the event's object). fresh, when not
-// nil, is the same subscription fetched after a FetchFirst, and is applied
-// instead.
+// nil, is the same subscription fetched after a FetchFirst
+// (FetchSubscription judged it), and is applied instead.
+//
+// This is where a subscription enters from a webhook: one with a value
+// Tollgate cannot use (stripein.Subscription) gives a *stripein.Unusable
+// error before anything is read or written.
 func (s *Service) ApplySubscriptionEvent(ctx context.Context, tx *gorm.DB, eventType string, sub *stripe.Subscription, raw []byte, at time.Time, fresh *stripe.Subscription) (Result, error) {
 	u := SubscriptionUpdate{Sub: sub, At: at, Rank: RankForEvent(eventType), Raw: raw}
 	switch {
 	case fresh != nil && fresh.ID == sub.ID:
 		u.Sub, u.Rank, u.Raw = fresh, RankFetched, nil
+		return s.ApplySubscription(ctx, tx, u)
 	case eventType == string(stripe.EventTypeCustomerSubscriptionDeleted):
 		// A deleted subscription is over, whatever status the payload's API
 		// version spells.
 		sub.Status = stripe.SubscriptionStatusCanceled
+	}
+	if err := stripein.Subscription(sub, raw); err != nil {
+		return Result{Outcome: Invalid}, err
 	}
 	return s.ApplySubscription(ctx, tx, u)
 }
@@ -159,13 +167,9 @@ func (s *Service) ApplySubscriptionEvent(ctx context.Context, tx *gorm.DB, event
 // stored subscription, then the metadata Tollgate put on the invoice or its
 // subscription, when Tollgate opened a checkout of that organisation for
 // the invoice's customer (FindOrg). When none, "" and the outcome says why.
-//
-// An invoice with a value Tollgate cannot use gives a *stripein.Unusable
-// error before anything is read.
+// The caller judged the invoice (stripein.Invoice) where it came from
+// Stripe.
 func (s *Service) InvoiceOrg(ctx context.Context, tx *gorm.DB, inv *stripe.Invoice) (string, Outcome, error) {
-	if err := stripein.Invoice(inv); err != nil {
-		return "", Invalid, err
-	}
 	return s.FindOrg(ctx, tx, invoiceOwner(inv))
 }
 
@@ -215,14 +219,10 @@ func (s *Service) OnCycleInvoice(fn func(ctx context.Context, orgID string, inv 
 // invoice itself: a subscription-cycle invoice is offered to the
 // OnCycleInvoice hooks, draft or not (a finalized one takes nothing, and
 // they keep what they would have added for the next). Call it after the
-// event's transaction commits, with none open.
+// event's transaction commits, with none open, with an invoice judged
+// (stripein.Invoice) where it came from Stripe.
 func (s *Service) InvoiceCreated(ctx context.Context, inv *stripe.Invoice) error {
 	if inv.BillingReason != stripe.InvoiceBillingReasonSubscriptionCycle || len(s.cycleInvoice) == 0 {
-		return nil
-	}
-	if err := stripein.Invoice(inv); err != nil {
-		// The event's own handling refused it already; an error here
-		// would have Stripe redeliver what can never be used.
 		return nil
 	}
 	// The event's own handling (InvoiceOrg) already warned of and counted

@@ -7,6 +7,7 @@ import (
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/stripeclient"
+	"github.com/tollgate-billing/tollgate/internal/stripein"
 )
 
 // CreatePortalSession opens the Stripe Customer Portal for the
@@ -36,6 +37,9 @@ func (s *Service) CreatePortalSession(ctx context.Context, orgID, returnURL stri
 	}
 	params.Context = ctx
 	sess, err := sc.BillingPortalSessions.New(params)
+	if err == nil {
+		err = stripein.Session("billing portal session", sess.ID, sess.URL)
+	}
 	if err != nil {
 		return "", stripeclient.Error("create portal session for org "+orgID, err)
 	}

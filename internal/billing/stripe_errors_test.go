@@ -7,6 +7,7 @@ import (
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/billing"
+	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/stripeclient/stripetest"
 	"github.com/tollgate-billing/tollgate/internal/testenv"
 )
@@ -54,4 +55,49 @@ func TestStripeUnreachableIsUnavailableAfterRetries(t *testing.T) {
 	if o := orgRow(t, db, org); o.StripeCustomerID != nil {
 		t.Fatalf("stored customer %q although Stripe never answered", *o.StripeCustomerID)
 	}
+}
+
+// A well-formed Stripe answer to a checkout or portal request that
+// Tollgate cannot use (a customer id with a NUL byte, which Postgres
+// refuses; a session URL no customer should be sent to) is Stripe's fault,
+// answered as a Stripe outage is, never INTERNAL, and nothing of it is
+// stored or handed to the client.
+func TestAnUnusableStripeAnswerToCheckoutOrPortalIsThePaymentProvidersFault(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		stub := newStripeStub(t)
+		svc := newService(db, stub.client())
+		in := billing.CheckoutInput{Plan: "starter", SuccessURL: okSuccess, CancelURL: okCancel}
+		t.Run("a customer id with a NUL byte", func(t *testing.T) {
+			stub.answer("cus_\u0000", "", "")
+			defer stub.answer("", "", "")
+			org := newOrg(t, db, "")
+			_, err := svc.CreateCheckoutSession(ctx, org, in)
+			wantStripeOutage(t, err)
+			if c := orgRow(t, db, org).StripeCustomerID; c != nil {
+				t.Fatalf("stored customer %q", *c)
+			}
+		})
+		for _, url := range []string{"javascript:alert(1)", "https://127.1/pay"} {
+			t.Run("a checkout URL "+url, func(t *testing.T) {
+				stub.answer("", url, "")
+				defer stub.answer("", "", "")
+				_, err := svc.CreateCheckoutSession(ctx, newOrg(t, db, ""), in)
+				wantStripeOutage(t, err)
+			})
+			t.Run("a portal URL "+url, func(t *testing.T) {
+				org := newOrg(t, db, "")
+				if _, err := svc.CreateCheckoutSession(ctx, org, in); err != nil {
+					t.Fatal(err)
+				}
+				stub.answer("", "", url)
+				defer stub.answer("", "", "")
+				got, err := svc.CreatePortalSession(ctx, org, "https://app.example.com/billing")
+				wantStripeOutage(t, err)
+				if got != "" {
+					t.Fatalf("handed the client %q", got)
+				}
+			})
+		}
+	})
 }

@@ -42,6 +42,10 @@ type stripeStub struct {
 	subscriptions map[string]map[string]any
 	// sold maps a paid session to the subscription it sold.
 	sold map[string]string
+	// customerID, sessionURL and portalURL, when set (answer), are what
+	// the stub answers for every customer id, Checkout session URL and
+	// portal session URL: a well-formed answer Tollgate may not use.
+	customerID, sessionURL, portalURL string
 }
 
 // changeSubscription answers a read, update (cancel_at_period_end) or
@@ -91,6 +95,9 @@ func (s *stripeStub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			id = fmt.Sprintf("cus_stub%d", len(s.byKey)+1)
 			s.byKey[key] = id
 		}
+		if s.customerID != "" {
+			id = s.customerID
+		}
 		s.mu.Unlock()
 		writeJSON(w, http.StatusOK, map[string]any{"id": id, "object": "customer", "email": r.PostForm.Get("email")})
 	case r.Method == http.MethodPost && path == "/v1/checkout/sessions":
@@ -113,6 +120,14 @@ func (s *stripeStub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		writeJSON(w, http.StatusOK, s.session(id))
+	case r.Method == http.MethodPost && path == "/v1/billing_portal/sessions":
+		url := "https://billing.stripe.com/p/session/bps_stub"
+		s.mu.Lock()
+		if s.portalURL != "" {
+			url = s.portalURL
+		}
+		s.mu.Unlock()
+		writeJSON(w, http.StatusOK, map[string]any{"id": "bps_stub", "object": "billing_portal.session", "url": url})
 	case r.Method == http.MethodPost && strings.HasSuffix(path, "/expire"):
 		id := strings.TrimSuffix(strings.TrimPrefix(path, "/v1/checkout/sessions/"), "/expire")
 		s.mu.Lock()
@@ -151,6 +166,15 @@ func (s *stripeStub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// answer makes the stub answer every customer with customerID, and every
+// Checkout and portal session with sessionURL and portalURL; "" is the
+// stub's own answer.
+func (s *stripeStub) answer(customerID, sessionURL, portalURL string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.customerID, s.sessionURL, s.portalURL = customerID, sessionURL, portalURL
+}
+
 // hold stalls a request while the stub is set to.
 func (s *stripeStub) hold() {
 	if s.stall == nil {
@@ -171,6 +195,9 @@ func (s *stripeStub) session(id string) map[string]any {
 	out := map[string]any{"id": id, "object": "checkout.session", "mode": "subscription", "status": status,
 		"url": "https://checkout.stripe.com/c/pay/" + id}
 	s.mu.Lock()
+	if s.sessionURL != "" {
+		out["url"] = s.sessionURL
+	}
 	if sub := s.sold[id]; sub != "" {
 		out["subscription"] = sub
 	}

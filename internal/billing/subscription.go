@@ -13,7 +13,6 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/stripeclient"
-	"github.com/tollgate-billing/tollgate/internal/stripein"
 	"github.com/tollgate-billing/tollgate/internal/stripeshape"
 )
 
@@ -116,15 +115,14 @@ func RankForEvent(eventType string) Rank {
 // end in Stripe's latest state. An update for a subscription not stored yet
 // creates it, whichever event comes first.
 //
-// An object with a value Tollgate cannot use (stripein.Subscription) gives
-// a *stripein.Unusable error before anything is read or written.
+// Every caller judged the subscription (stripein.Subscription) where it
+// came from Stripe: a webhook event (ApplySubscriptionEvent), a fetch
+// (FetchSubscription, CheckoutSubscription), an answer to a change (Cancel,
+// Resume) or `stripe sync`; it is trusted here.
 func (s *Service) ApplySubscription(ctx context.Context, tx *gorm.DB, u SubscriptionUpdate) (Result, error) {
 	sub := u.Sub
 	if sub == nil || sub.ID == "" {
 		return Result{Outcome: Ignored}, nil
-	}
-	if err := stripein.Subscription(sub, u.Raw); err != nil {
-		return Result{Outcome: Invalid}, err
 	}
 	tx = tx.WithContext(ctx)
 	at := u.At.UTC()

@@ -32,15 +32,12 @@ type Applied struct {
 // that also records the event that carried it. at is the event's `created`
 // time (or when the invoice was fetched); an invoice already updated by a
 // newer event is left alone, so events applied in any order end in
-// Stripe's latest state. An invoice with a value Tollgate cannot use
-// (stripein.Invoice) gives a *stripein.Unusable error before anything is
-// read or written.
+// Stripe's latest state. The caller judged the invoice (stripein.Invoice)
+// where it came from Stripe, a webhook event or `stripe sync`; only its
+// links are judged here (PageURL), and one that is not safe is dropped.
 func (s *Service) Apply(ctx context.Context, tx *gorm.DB, orgID string, inv *stripe.Invoice, at time.Time) (Applied, error) {
 	if inv == nil || inv.ID == "" {
 		return Applied{}, nil
-	}
-	if err := stripein.Invoice(inv); err != nil {
-		return Applied{}, err
 	}
 	tx = tx.WithContext(ctx)
 	at = at.UTC()

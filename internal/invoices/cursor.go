@@ -4,6 +4,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/store"
 )
 
@@ -31,7 +32,7 @@ func decodeCursor(s string) (cursor, error) {
 	}
 	// encodeCursor writes UTC in one form; anything else (+24:00, year
 	// 0001) was made by hand and names no invoice.
-	if t.UTC().Format(time.RFC3339Nano) != parts[0] || t.Year() < 2000 || t.Year() > 9999 {
+	if t.UTC().Format(time.RFC3339Nano) != parts[0] || !clock.InYears(t.Unix()) {
 		return cursor{}, errors.New("malformed invoice cursor")
 	}
 	return cursor{createdAt: t.UTC(), id: parts[1]}, nil

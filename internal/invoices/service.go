@@ -129,7 +129,7 @@ func servable(inv *Invoice) {
 		}
 	}
 	for _, t := range []**time.Time{&inv.PeriodStart, &inv.PeriodEnd, &inv.PaidAt} {
-		if *t != nil && !stripein.InYears((*t).Unix()) {
+		if *t != nil && !clock.InYears((*t).Unix()) {
 			*t = nil
 		}
 	}

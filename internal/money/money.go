@@ -40,6 +40,14 @@ func Exponent(currency string) int {
 	return 2
 }
 
+// ValidCurrency reports whether code is written as Stripe writes a currency
+// and as Tollgate stores one: a three-letter ISO 4217 code in lower-case
+// ASCII letters ("usd", not "USD" or "us"). It is the one rule for a plan's
+// currencies and for the currency of an invoice read from Stripe.
+func ValidCurrency(code string) bool {
+	return len(code) == 3 && strings.Trim(code, "abcdefghijklmnopqrstuvwxyz") == ""
+}
+
 // MaxAmount is the largest amount, in minor units of currency, that Stripe
 // charges at once: eight digits, 99999999 ($999,999.99, ¥99,999,999,
 // 99,999.999 KWD), and twelve for IDR, whose minor unit is worth the least

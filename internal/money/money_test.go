@@ -54,3 +54,11 @@ func TestMaxAmountIsStripesEightDigitsAndTwelveForRupiah(t *testing.T) {
 		}
 	}
 }
+
+func TestCurrenciesAreThreeLowerCaseLetters(t *testing.T) {
+	for code, ok := range map[string]bool{"usd": true, "eur": true, "jpy": true, "USD": false, "Usd": false, "ééé": false, "us": false, "usdd": false, "u$d": false, "us ": false, "": false} {
+		if got := ValidCurrency(code); got != ok {
+			t.Errorf("ValidCurrency(%q) = %v, want %v", code, got, ok)
+		}
+	}
+}

@@ -384,11 +384,6 @@ func build(f file) (*Catalog, error) {
 	return c, nil
 }
 
-// validCurrency reports whether c is a lower-case 3-letter ISO code.
-func validCurrency(c string) bool {
-	return len(c) == 3 && strings.ToLower(c) == c && strings.Trim(c, "abcdefghijklmnopqrstuvwxyz") == ""
-}
-
 // buildPrices validates a plan's prices and fills in what the file left
 // out: a lone stripe_price_id is the plan's one price, and the headline
 // price (price_cents, currency, interval, stripe_price_id) is the monthly
@@ -422,7 +417,7 @@ func buildPrices(p *Plan, where string, bad func(string, ...any)) {
 			bad("%s: interval must be month or year", pw)
 		case pr.AmountCents <= 0:
 			bad("%s: amount_cents must be positive", pw)
-		case !validCurrency(pr.Currency):
+		case !money.ValidCurrency(pr.Currency):
 			bad("%s: currency must be a 3-letter ISO code", pw)
 		case seen[slot{pr.Interval, pr.Currency}]:
 			bad("%s: a second %sly price in %s", pw, pr.Interval, pr.Currency)
@@ -445,7 +440,7 @@ func buildPrices(p *Plan, where string, bad func(string, ...any)) {
 		}
 		p.StripePriceID, p.PriceCents, p.Currency, p.Interval = head.ID, head.AmountCents, head.Currency, head.Interval
 	}
-	if !validCurrency(p.Currency) {
+	if !money.ValidCurrency(p.Currency) {
 		bad("%s: currency must be a 3-letter ISO code", where)
 	}
 	if p.Interval != IntervalMonth && p.Interval != IntervalYear {
@@ -481,7 +476,7 @@ func overageCurrencies(p Plan, meter string, o *OveragePrice, where string, bad 
 		amount, lower := o.CurrencyAmounts[c], strings.ToLower(c)
 		_, dup := amounts[lower]
 		switch {
-		case !validCurrency(lower):
+		case !money.ValidCurrency(lower):
 			bad("%s: overage on %q: currency_amounts: %q is not a 3-letter ISO currency code", where, meter, c)
 		case dup:
 			bad("%s: overage on %q: currency_amounts names %s twice", where, meter, lower)

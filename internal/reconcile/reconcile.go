@@ -159,10 +159,11 @@ func (s *Syncer) syncOrg(ctx context.Context, o orgs.Organization, out io.Writer
 	return len(lines), nil
 }
 
-// usable keeps the objects Tollgate can use, judged as the webhooks judge
-// them (stripein, through the same apply paths), and returns a line for
-// each one it skips: one unusable object must not stop the organisation's
-// sync, nor reach a query or the overage hooks.
+// usable keeps the objects Tollgate can use, judged here, where they come
+// from Stripe, by the rules the webhooks judge events by (stripein); the
+// apply paths trust them. It returns a line for each one it skips: one
+// unusable object must not stop the organisation's sync, nor reach a
+// query or the overage hooks.
 func (s *Syncer) usable(ctx context.Context, orgID string, subs []*stripe.Subscription, invs []*stripe.Invoice) ([]*stripe.Subscription, []*stripe.Invoice, []string) {
 	var lines []string
 	skip := func(err error) {

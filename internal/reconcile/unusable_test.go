@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -18,7 +19,9 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/reconcile"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/stripeclient/stripetest"
+	"github.com/tollgate-billing/tollgate/internal/stripein/stripeintest"
 	"github.com/tollgate-billing/tollgate/internal/testenv"
+	"github.com/tollgate-billing/tollgate/internal/weburl/weburltest"
 )
 
 // stripe sync judges what it lists as the webhooks judge events: an
@@ -42,6 +45,30 @@ func TestSyncSkipsObjectsTollgateCannotUse(t *testing.T) {
 		lists := map[string][]any{
 			"/v1/subscriptions": {sub("sub_good", "active", now.AddDate(0, 1, 0).Unix()), sub("sub_far", "active", 99999999999999), sub("sub_weird", "weird_status", now.AddDate(0, 1, 0).Unix())},
 			"/v1/invoices":      {inv("in_good", "usd"), inv("in_accents", "ééé")},
+		}
+		// Every value the webhooks refuse is refused here too.
+		bad := 0
+		for i, c := range stripeintest.Subscriptions() {
+			o := sub(fmt.Sprintf("sub_bad%d", i), "active", now.AddDate(0, 1, 0).Unix())
+			c.Edit(o)
+			lists["/v1/subscriptions"] = append(lists["/v1/subscriptions"], o)
+			bad++
+		}
+		for i, c := range stripeintest.Invoices() {
+			o := inv(fmt.Sprintf("in_bad%d", i), "usd")
+			c.Edit(o)
+			lists["/v1/invoices"] = append(lists["/v1/invoices"], o)
+			bad++
+		}
+		// Links whose host or port weburl refuses for every stored URL:
+		// each invoice is kept, without its link.
+		links := map[string]string{}
+		for raw := range weburltest.RefusedHosts() {
+			id := fmt.Sprintf("in_link%d", len(links))
+			links[id] = raw
+			i := inv(id, "usd")
+			i["hosted_invoice_url"], i["invoice_pdf"] = raw, raw
+			lists["/v1/invoices"] = append(lists["/v1/invoices"], i)
 		}
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			data, ok := lists[r.URL.Path]
@@ -73,6 +100,9 @@ func TestSyncSkipsObjectsTollgateCannotUse(t *testing.T) {
 				t.Errorf("sync output lacks %q:\n%s", want, out.String())
 			}
 		}
+		if n := strings.Count(out.String(), "skipped: unusable Stripe"); n != 3+bad {
+			t.Errorf("sync skipped %d objects, want %d:\n%s", n, 3+bad, out.String())
+		}
 		var subs []billing.Subscription
 		db.Find(&subs)
 		if len(subs) != 1 || subs[0].StripeSubscriptionID != "sub_good" || subs[0].Status != "active" {
@@ -80,8 +110,13 @@ func TestSyncSkipsObjectsTollgateCannotUse(t *testing.T) {
 		}
 		var stored []invoices.Invoice
 		db.Find(&stored)
-		if len(stored) != 1 || stored[0].ID != "in_good" || stored[0].HostedInvoiceURL != nil {
-			t.Fatalf("stored invoices %+v, want only in_good, without its javascript: link", stored)
+		if len(stored) != 1+len(links) {
+			t.Fatalf("stored %d invoices, want in_good and the %d with refused links", len(stored), len(links))
+		}
+		for _, i := range stored {
+			if i.ID == "in_accents" || i.HostedInvoiceURL != nil || i.PDFURL != nil {
+				t.Errorf("stored invoice %s with links %v and %v (from %q), want none, and no in_accents", i.ID, i.HostedInvoiceURL, i.PDFURL, links[i.ID])
+			}
 		}
 		if st, _ := b.Current(ctx, org); st.Plan.ID != "starter" {
 			t.Fatalf("plan %s, want starter from the usable subscription", st.Plan.ID)

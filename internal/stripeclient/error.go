@@ -9,6 +9,7 @@ import (
 	"github.com/stripe/stripe-go/v76"
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
+	"github.com/tollgate-billing/tollgate/internal/stripein"
 )
 
 // Error turns a failed Stripe call (after stripe-go's retries) into an error
@@ -22,7 +23,13 @@ import (
 //   - Stripe refusing the request: PAYMENT_PROVIDER_REJECTED with Stripe's
 //     message and request id (extensions.stripeRequestId), which is what
 //     Stripe support asks for.
+//   - Stripe answering with an object Tollgate cannot use (a
+//     *stripein.Unusable: a value it cannot store or serve): the payment
+//     provider's fault, answered as its outage is.
 //   - The caller going away: returned as is; nobody is left to tell.
+//
+// A request path that reads a Stripe answer judges it with stripein and
+// passes a refusal here, so that it never reaches a client as INTERNAL.
 func Error(op string, err error) error {
 	if err == nil {
 		return nil
@@ -30,6 +37,10 @@ func Error(op string, err error) error {
 	cause := fmt.Errorf("stripe: %s: %w", op, err)
 	if errors.Is(err, context.Canceled) {
 		return cause
+	}
+	if _, ok := errors.AsType[*stripein.Unusable](err); ok {
+		return &apperr.Error{Code: apperr.Unavailable, Extensions: map[string]any{"reason": apperr.ReasonPaymentProvider}, Err: cause,
+			Message: "Stripe answered with a value Tollgate cannot use; try again shortly"}
 	}
 	var se *stripe.Error
 	if !errors.As(err, &se) {

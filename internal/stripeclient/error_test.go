@@ -13,6 +13,7 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/stripeclient"
 	"github.com/tollgate-billing/tollgate/internal/stripeclient/stripetest"
+	"github.com/tollgate-billing/tollgate/internal/stripein"
 )
 
 func TestStripeRejectionCarriesStripesRequestID(t *testing.T) {
@@ -64,6 +65,13 @@ func TestErrorClassification(t *testing.T) {
 			}
 		})
 	}
+	t.Run("an answer Tollgate cannot use says so, not that Stripe is unreachable", func(t *testing.T) {
+		err := stripeclient.Error("op", stripein.Subscription(&stripe.Subscription{ID: "sub_1", Status: "weird"}, nil))
+		e, ok := apperr.As(err)
+		if !ok || e.Code != apperr.Unavailable || e.Extensions["reason"] != apperr.ReasonPaymentProvider || !strings.Contains(e.Message, "cannot use") {
+			t.Fatalf("error = %v, want UNAVAILABLE, reason %s, saying Tollgate cannot use the answer", err, apperr.ReasonPaymentProvider)
+		}
+	})
 	t.Run("a bad API key does not echo Stripe's message", func(t *testing.T) {
 		e, _ := apperr.As(stripeclient.Error("op", &stripe.Error{HTTPStatusCode: 401, Msg: "Invalid API Key provided: sk_live_****1234"}))
 		if strings.Contains(e.Message, "sk_live") {

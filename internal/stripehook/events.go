@@ -9,6 +9,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/tollgate-billing/tollgate/internal/billing"
+	"github.com/tollgate-billing/tollgate/internal/stripein"
 	"github.com/tollgate-billing/tollgate/internal/stripeshape"
 )
 
@@ -32,6 +33,49 @@ func handles(t stripe.EventType) bool {
 	return t == stripe.EventTypeCheckoutSessionCompleted || slices.Contains(subscriptionEvents, t) || slices.Contains(invoiceEvents, t)
 }
 
+// object is the object of an event Tollgate acts on, decoded once where it
+// enters from Stripe. A checkout session and an invoice are judged here
+// (stripein), once, and every later step trusts them; a subscription is
+// judged by billing.ApplySubscriptionEvent, after "deleted means canceled".
+type object struct {
+	checkout *stripe.CheckoutSession
+	sub      *stripe.Subscription
+	inv      *stripe.Invoice
+	// undecodable is why the object could not be decoded, if it could not.
+	undecodable error
+}
+
+// decodeObject reads the object of an event Tollgate acts on. A value
+// Tollgate cannot use gives a *stripein.Unusable error.
+func decodeObject(ev stripe.Event) (object, error) {
+	var o object
+	switch {
+	case ev.Type == stripe.EventTypeCheckoutSessionCompleted:
+		var cs stripe.CheckoutSession
+		if o.undecodable = unmarshalObject(ev, &cs); o.undecodable != nil {
+			return o, nil
+		}
+		o.checkout = &cs
+		if cs.Mode == stripe.CheckoutSessionModeSubscription {
+			return o, stripein.CheckoutSession(&cs)
+		}
+	case slices.Contains(subscriptionEvents, ev.Type):
+		var sub stripe.Subscription
+		if o.undecodable = unmarshalObject(ev, &sub); o.undecodable == nil {
+			o.sub = &sub
+		}
+	case slices.Contains(invoiceEvents, ev.Type):
+		var inv stripe.Invoice
+		if o.undecodable = unmarshalObject(ev, &inv); o.undecodable != nil {
+			return o, nil
+		}
+		stripeshape.Invoice(&inv, ev.Data.Raw)
+		o.inv = &inv
+		return o, stripein.Invoice(&inv)
+	}
+	return o, nil
+}
+
 // fetched is what an event needed from Stripe, read before its
 // transaction: a network call must not hold a database connection.
 type fetched struct {
@@ -43,44 +87,36 @@ type fetched struct {
 }
 
 // prefetch reads what the event does not carry.
-func (h *handler) prefetch(ctx context.Context, ev stripe.Event) (fetched, error) {
-	if ev.Type != stripe.EventTypeCheckoutSessionCompleted {
+func (h *handler) prefetch(ctx context.Context, o object) (fetched, error) {
+	if o.checkout == nil {
 		return fetched{}, nil
 	}
-	var cs stripe.CheckoutSession
-	if err := decodeObject(ev, &cs); err != nil {
-		return fetched{}, nil // apply reports it
-	}
-	sub, err := h.Billing.CheckoutSubscription(ctx, &cs)
+	sub, err := h.Billing.CheckoutSubscription(ctx, o.checkout)
 	return fetched{checkout: sub}, err
 }
 
-// apply decodes an event and dispatches it to the services it changes.
-func (h *handler) apply(ctx context.Context, tx *gorm.DB, ev stripe.Event, at time.Time, f fetched, res *result) error {
+// apply dispatches an event's object to the services it changes.
+func (h *handler) apply(ctx context.Context, tx *gorm.DB, ev stripe.Event, o object, at time.Time, f fetched, res *result) error {
+	if o.undecodable != nil {
+		// A well-signed object Tollgate cannot read is logged and
+		// acknowledged: Stripe would redeliver it unchanged for three
+		// days, and `stripe sync` heals what it carried.
+		h.Log.ErrorContext(ctx, "stripe webhook object could not be decoded; run `stripe sync` after fixing",
+			"event_id", ev.ID, "type", ev.Type, "error", o.undecodable)
+		res.outcome = outcomeUndecodable
+		return nil
+	}
 	switch {
-	case ev.Type == stripe.EventTypeCheckoutSessionCompleted:
-		var cs stripe.CheckoutSession
-		if !h.decode(ctx, ev, &cs, res) {
-			return nil
-		}
-		applied, err := h.Billing.ApplyCheckoutCompleted(ctx, tx, &cs, f.checkout, at)
+	case o.checkout != nil:
+		applied, err := h.Billing.ApplyCheckoutCompleted(ctx, tx, o.checkout, f.checkout, at)
 		res.add(applied)
 		return err
-	case slices.Contains(subscriptionEvents, ev.Type):
-		var sub stripe.Subscription
-		if !h.decode(ctx, ev, &sub, res) {
-			return nil
-		}
-		applied, err := h.Billing.ApplySubscriptionEvent(ctx, tx, string(ev.Type), &sub, ev.Data.Raw, at, f.fresh)
+	case o.sub != nil:
+		applied, err := h.Billing.ApplySubscriptionEvent(ctx, tx, string(ev.Type), o.sub, ev.Data.Raw, at, f.fresh)
 		res.add(applied)
 		return err
-	case slices.Contains(invoiceEvents, ev.Type):
-		var inv stripe.Invoice
-		if !h.decode(ctx, ev, &inv, res) {
-			return nil
-		}
-		stripeshape.Invoice(&inv, ev.Data.Raw)
-		return h.invoiceChanged(ctx, tx, ev, &inv, at, res)
+	case o.inv != nil:
+		return h.invoiceChanged(ctx, tx, ev, o.inv, at, res)
 	default:
 		res.outcome = outcomeIgnored
 		return nil

@@ -143,23 +143,18 @@ var errSignatureTime = errors.New("signature timestamp is not within the toleran
 
 // fresh reports whether a verified Stripe-Signature header is dated within
 // Tolerance of now, before or after. Its t= is read as stripe-go reads it
-// (the last one counts), since that is the time the signature covers.
+// (the last one counts), since that is the time the signature covers;
+// verification refused a header whose t= is not a number, and one without
+// a t= was signed at the zero time, which is never fresh.
 func (h *handler) fresh(header string) bool {
-	var signedAt int64
-	found := false
+	signedAt := time.Time{}
 	for _, pair := range strings.Split(header, ",") {
 		if v, ok := strings.CutPrefix(pair, "t="); ok {
-			t, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				return false
-			}
-			signedAt, found = t, true
+			sec, _ := strconv.ParseInt(v, 10, 64)
+			signedAt = time.Unix(sec, 0)
 		}
 	}
-	if !found {
-		return false
-	}
-	age := h.Clock.Now().Sub(time.Unix(signedAt, 0))
+	age := h.Clock.Now().Sub(signedAt)
 	return age <= Tolerance && age >= -Tolerance
 }
 

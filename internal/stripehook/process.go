@@ -14,7 +14,6 @@ import (
 
 	"github.com/tollgate-billing/tollgate/internal/billing"
 	"github.com/tollgate-billing/tollgate/internal/stripein"
-	"github.com/tollgate-billing/tollgate/internal/stripeshape"
 )
 
 // Outcomes of an event, as logged, stored in webhook_events.outcome and
@@ -66,8 +65,13 @@ func (h *handler) process(ctx context.Context, ev stripe.Event) (result, error) 
 	if !isObject(ev.Data.Raw) {
 		return h.recordInvalid(ctx, ev, at, &stripein.Unusable{Object: "event " + ev.ID, Field: "data.object", Reason: "is not a JSON object"})
 	}
+	var unusable *stripein.Unusable
+	o, err := decodeObject(ev)
+	if errors.As(err, &unusable) {
+		return h.recordInvalid(ctx, ev, at, unusable)
+	}
 	var f fetched
-	if ev.Type == stripe.EventTypeCheckoutSessionCompleted {
+	if o.checkout != nil {
 		// Skip the fetch for a redelivery already applied.
 		var seen int64
 		if err := h.DB.WithContext(ctx).Model(&WebhookEvent{}).Where("id = ?", ev.ID).Count(&seen).Error; err != nil {
@@ -76,44 +80,35 @@ func (h *handler) process(ctx context.Context, ev stripe.Event) (result, error) 
 		if seen > 0 {
 			return result{outcome: outcomeDuplicate}, nil
 		}
-		var err error
-		if f, err = h.prefetch(ctx, ev); err != nil {
+		if f, err = h.prefetch(ctx, o); err != nil {
+			if errors.As(err, &unusable) {
+				return h.recordInvalid(ctx, ev, at, unusable)
+			}
 			return result{}, err
 		}
 	}
-	res, err := h.applyOnce(ctx, ev, at, f)
+	res, err := h.applyOnce(ctx, ev, o, at, f)
 	var first *billing.FetchFirst
 	if errors.As(err, &first) {
-		if f.fresh, err = h.Billing.FetchSubscription(ctx, first.SubscriptionID); err != nil {
-			return result{}, err
+		if f.fresh, err = h.Billing.FetchSubscription(ctx, first.SubscriptionID); err == nil {
+			res, err = h.applyOnce(ctx, ev, o, at, f)
 		}
-		res, err = h.applyOnce(ctx, ev, at, f)
 	}
-	var unusable *stripein.Unusable
 	if errors.As(err, &unusable) {
 		return h.recordInvalid(ctx, ev, at, unusable)
 	}
-	if err == nil && ev.Type == stripe.EventTypeInvoiceCreated {
-		err = h.invoiceCreated(ctx, ev)
+	if err == nil && ev.Type == stripe.EventTypeInvoiceCreated && o.inv != nil {
+		// Once the event's transaction has committed, since billing's
+		// invoice.created rules call Stripe. They run on a redelivery too,
+		// so a failure answered with a 500 is retried by Stripe; the rules
+		// are idempotent.
+		err = h.Billing.InvoiceCreated(ctx, o.inv)
 	}
 	return res, err
 }
 
-// invoiceCreated runs billing's invoice.created rules once the event's
-// transaction has committed, since they call Stripe. They run on a
-// redelivery too, so a failure answered with a 500 is retried by Stripe;
-// the rules are idempotent.
-func (h *handler) invoiceCreated(ctx context.Context, ev stripe.Event) error {
-	var inv stripe.Invoice
-	if err := decodeObject(ev, &inv); err != nil {
-		return nil // apply logged it
-	}
-	stripeshape.Invoice(&inv, ev.Data.Raw)
-	return h.Billing.InvoiceCreated(ctx, &inv)
-}
-
 // applyOnce records the event and applies it in one transaction.
-func (h *handler) applyOnce(ctx context.Context, ev stripe.Event, at time.Time, f fetched) (result, error) {
+func (h *handler) applyOnce(ctx context.Context, ev stripe.Event, o object, at time.Time, f fetched) (result, error) {
 	var res result
 	err := h.DB.Tx(ctx, func(tx *gorm.DB) error {
 		res = result{}
@@ -126,7 +121,7 @@ func (h *handler) applyOnce(ctx context.Context, ev stripe.Event, at time.Time, 
 			res.outcome = outcomeDuplicate
 			return nil
 		}
-		if err := h.apply(ctx, tx, ev, at, f, &res); err != nil {
+		if err := h.apply(ctx, tx, ev, o, at, f, &res); err != nil {
 			return err
 		}
 		if err := tx.Model(&WebhookEvent{}).Where("id = ?", ev.ID).Update("outcome", res.outcome).Error; err != nil {
@@ -162,17 +157,4 @@ func isObject(raw []byte) bool {
 	return len(raw) > 0 && raw[0] == '{'
 }
 
-// decode reads the event's object. A well-signed object Tollgate cannot
-// read is logged and acknowledged: Stripe would redeliver it unchanged for
-// three days, and `stripe sync` heals what it carried.
-func (h *handler) decode(ctx context.Context, ev stripe.Event, v any, res *result) bool {
-	if err := decodeObject(ev, v); err != nil {
-		h.Log.ErrorContext(ctx, "stripe webhook object could not be decoded; run `stripe sync` after fixing",
-			"event_id", ev.ID, "type", ev.Type, "error", err)
-		res.outcome = outcomeUndecodable
-		return false
-	}
-	return true
-}
-
-func decodeObject(ev stripe.Event, v any) error { return json.Unmarshal(ev.Data.Raw, v) }
+func unmarshalObject(ev stripe.Event, v any) error { return json.Unmarshal(ev.Data.Raw, v) }

@@ -3,6 +3,7 @@ package stripehook_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"reflect"
 	"strings"
@@ -17,7 +18,9 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/invoices"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/stripehook"
+	"github.com/tollgate-billing/tollgate/internal/stripein/stripeintest"
 	"github.com/tollgate-billing/tollgate/internal/testenv"
+	"github.com/tollgate-billing/tollgate/internal/weburl/weburltest"
 )
 
 // A completed checkout places a customer only through what Tollgate
@@ -182,15 +185,6 @@ func TestWellSignedEventsWithUnusableValuesChangeNothing(t *testing.T) {
 			edit(o)
 			return event("evt_bad_"+store.NewID(), "invoice.paid", s.at(10+n), o)
 		}
-		set := func(k string, v any) func(map[string]any) { return func(o map[string]any) { o[k] = v } }
-		item := func(k string, v any) func(map[string]any) {
-			return func(o map[string]any) {
-				o["items"].(map[string]any)["data"].([]any)[0].(map[string]any)["price"].(map[string]any)[k] = v
-			}
-		}
-		meta := func(k, v string) func(map[string]any) {
-			return func(o map[string]any) { o["metadata"].(map[string]any)[k] = v }
-		}
 		envelope := func(edit func(ev map[string]any)) []byte {
 			var ev map[string]any
 			if err := json.Unmarshal(event("evt_bad_"+store.NewID(), "invoice.paid", s.at(30), s.invoiceObj("paid", 30)), &ev); err != nil {
@@ -209,35 +203,26 @@ func TestWellSignedEventsWithUnusableValuesChangeNothing(t *testing.T) {
 			name string
 			body []byte
 		}{
-			{"a period ending in the year 3170843", sub(set("current_period_end", int64(99999999999999)))},
-			{"a period ending before it starts", sub(set("current_period_end", s.at(0).Add(-time.Hour).Unix()))},
-			{"a cancellation before 2000", sub(set("canceled_at", int64(86400)))},
-			{"a subscription id with a NUL byte", sub(set("id", "sub_o1\u0000"))},
-			{"a subscription id of 300 bytes", sub(set("id", "sub_"+strings.Repeat("x", 300)))},
-			{"a status Stripe does not have", sub(set("status", "weird_status"))},
-			{"no status at all", sub(set("status", ""))},
-			{"a customer id with a right-to-left override", sub(set("customer", "cus_live\u202e"))},
-			{"a price id with a NUL byte", sub(item("id", "price_\u0000"))},
-			{"a metadata.org_id of 600 characters", sub(meta("org_id", strings.Repeat("o", 600)))},
-			{"an invoice id with a NUL byte", inv(set("id", "in_\u0000"))},
-			{"a payment in the year 248073", inv(set("status_transitions", map[string]any{"paid_at": int64(99999999999999)}))},
-			{"a currency that is not ASCII", inv(set("currency", "ééé"))},
-			{"a currency of 100,000 characters", inv(set("currency", strings.Repeat("u", 100000)))},
-			{"an invoice number of 100,000 characters", inv(set("number", strings.Repeat("9", 100000)))},
-			{"an invoice number with a line break", inv(set("number", "ACME-1\nPAID"))},
-			{"a total past any Stripe amount", inv(set("total", int64(9223372036854775807)))},
-			{"a negative amount due", inv(set("amount_due", -500))},
-			{"an invoice status that is not a word", inv(set("status", "paid<script>"))},
-			{"an invoice customer with a NUL byte", inv(set("customer", "cus_\u0000"))},
-			{"a period start in 1970", inv(set("period_start", int64(1)))},
 			{"an event created in the year 3170843", envelope(func(ev map[string]any) { ev["created"] = int64(99999999999999) })},
 			{"an event id with a NUL byte", envelope(func(ev map[string]any) { ev["id"] = "evt_\u0000" })},
 			{"an event type that is not one", envelope(func(ev map[string]any) { ev["type"] = "invoice.paid\u0000" })},
 			{"an object that is an array", envelope(func(ev map[string]any) { ev["data"] = map[string]any{"object": []any{1, 2}} })},
 			{"an object that is a string", envelope(func(ev map[string]any) { ev["data"] = map[string]any{"object": "in_1"} })},
 			{"an object that is null", envelope(func(ev map[string]any) { ev["data"] = map[string]any{"object": nil} })},
-			{"a checkout session id with a NUL byte", checkout(set("id", "cs_\u0000"))},
-			{"a checkout metadata.org_id with a NUL byte", checkout(meta("org_id", s.org+"\u0000"))},
+			{"a checkout session id with a NUL byte", checkout(func(o map[string]any) { o["id"] = "cs_\u0000" })},
+			{"a checkout metadata.org_id with a NUL byte", checkout(func(o map[string]any) { o["metadata"].(map[string]any)["org_id"] = s.org + "\u0000" })},
+		}
+		for _, c := range stripeintest.Subscriptions() {
+			cases = append(cases, struct {
+				name string
+				body []byte
+			}{c.Name, sub(c.Edit)})
+		}
+		for _, c := range stripeintest.Invoices() {
+			cases = append(cases, struct {
+				name string
+				body []byte
+			}{c.Name, inv(c.Edit)})
 		}
 		want := f.state(s)
 		subs, invs := f.count(&billing.Subscription{}), f.count(&invoices.Invoice{})
@@ -260,6 +245,36 @@ func TestWellSignedEventsWithUnusableValuesChangeNothing(t *testing.T) {
 		}
 		if !strings.Contains(f.logs.String(), `unusable Stripe subscription `+s.sub+`: status is not a subscription status`) {
 			t.Errorf("no log line says what was wrong with the status")
+		}
+	})
+}
+
+// A subscription the webhook fetches from Stripe is judged as one an event
+// carries: the one a completed checkout sold, and the one fetched to order
+// two updates of one second. One Tollgate cannot use makes the event
+// invalid, and nothing of it is kept.
+func TestFetchedSubscriptionsWithUnusableValuesChangeNothing(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newFixtureOnStub(t, db)
+		s := newScenario(f)
+		far := s.subscription("starter", "active", 1)
+		far["current_period_end"] = int64(99999999999999)
+		f.stub.setObject(t, s.sub, far)
+		checkout := s.steps()[0]
+		if out := f.mustDeliver(checkout.body); out != "invalid" {
+			t.Fatalf("a checkout whose subscription is unusable: outcome %q, want invalid", out)
+		}
+		if n := f.count(&billing.Subscription{}); n != 0 || orgOf(f, s.org).StripeCustomerID != nil {
+			t.Fatalf("kept %d subscriptions and customer %v from an invalid checkout", n, orgOf(f, s.org).StripeCustomerID)
+		}
+
+		f.mustDeliver(event("evt_first_"+s.sub, "customer.subscription.updated", s.at(2), s.subscription("starter", "active", 2)))
+		want := f.state(s)
+		if out := f.mustDeliver(event("evt_second_"+s.sub, "customer.subscription.updated", s.at(2), s.subscription("growth", "active", 2))); out != "invalid" {
+			t.Fatalf("a second update of the same second, fetched unusable: outcome %q, want invalid", out)
+		}
+		if got := f.state(s); !reflect.DeepEqual(got, want) {
+			t.Fatalf("state changed:\n%+v\nwant\n%+v", got, want)
 		}
 	})
 }
@@ -297,6 +312,36 @@ func TestInvoiceLinksThatAreNotHTTPSAreNeverServed(t *testing.T) {
 		page, err = invoices.NewService(db, clock.Real{}, nil).List(context.Background(), s.org, 10, "", "")
 		if err != nil || page.Invoices[0].HostedInvoiceURL != nil {
 			t.Fatalf("served a stored javascript: link (err %v)", err)
+		}
+	})
+}
+
+// An invoice link whose host or port weburl refuses for every stored URL
+// (127.1, 0x7f000001, port 0, …) is neither stored nor served, as one
+// with credentials or over http is not: the billing page would send the
+// customer there. The invoice itself is kept.
+func TestInvoiceLinksWithHostsWeburlRefusesAreNotStored(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newFixture(t, db)
+		s := newScenario(f)
+		bad := weburltest.RefusedHosts()
+		bad["https://user:pass@invoice.stripe.com/i/x"] = "credentials"
+		bad["http://invoice.stripe.com/i/x"] = "not https"
+		n := 4
+		for raw := range bad {
+			n++
+			obj := s.invoiceObj("paid", n)
+			obj["hosted_invoice_url"], obj["invoice_pdf"] = raw, raw
+			if out := f.mustDeliver(event(fmt.Sprintf("evt_link_%d_%s", n, s.sub), "invoice.paid", s.at(n), obj)); out != "applied" {
+				t.Fatalf("%q: outcome %q, want applied", raw, out)
+			}
+			var row invoices.Invoice
+			if err := db.Where("id = ?", s.invoice).Take(&row).Error; err != nil {
+				t.Fatal(err)
+			}
+			if row.HostedInvoiceURL != nil || row.PDFURL != nil {
+				t.Errorf("stored links %q and %q from %q, want none", deref(row.HostedInvoiceURL), deref(row.PDFURL), raw)
+			}
 		}
 	})
 }

@@ -11,28 +11,19 @@
 package stripein
 
 import (
-	"errors"
 	"fmt"
-	"net/url"
 	"regexp"
 	"strings"
-	"time"
 
 	"github.com/stripe/stripe-go/v76"
 
+	"github.com/tollgate-billing/tollgate/internal/apperr"
+	"github.com/tollgate-billing/tollgate/internal/clock"
+	"github.com/tollgate-billing/tollgate/internal/money"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/stripeshape"
 	"github.com/tollgate-billing/tollgate/internal/usertext"
 	"github.com/tollgate-billing/tollgate/internal/weburl"
-)
-
-// The years a Stripe timestamp may fall in (UTC): those the GraphQL Time
-// scalar serves (graph/model.MinTimeYear and MaxTimeYear; a test keeps them
-// equal). A later one cannot be written as RFC 3339, and Stripe has nothing
-// from before 2000.
-const (
-	MinYear = 2000
-	MaxYear = 9999
 )
 
 // Bounds of the values Tollgate keeps from Stripe objects.
@@ -70,12 +61,6 @@ type Unusable struct {
 
 func (e *Unusable) Error() string {
 	return fmt.Sprintf("unusable Stripe %s: %s %s", e.Object, e.Field, e.Reason)
-}
-
-// IsUnusable reports whether err is, or wraps, an *Unusable.
-func IsUnusable(err error) bool {
-	var u *Unusable
-	return errors.As(err, &u)
 }
 
 // check collects the first fault of one object.
@@ -154,12 +139,13 @@ func (c *check) optionalID(field, v string) {
 	}
 }
 
-// text checks optional free text: printable, at most max bytes.
+// text checks optional free text: printable, at most max bytes. Printable
+// text is storable: valid UTF-8 without NUL.
 func (c *check) text(field, v string, max int) {
 	switch {
 	case len(v) > max:
 		c.fail(field, fmt.Sprintf("is longer than %d bytes", max))
-	case !store.StorableText(v) || !usertext.Printable(v):
+	case !usertext.Printable(v):
 		c.fail(field, "is not printable text: "+quote(v))
 	}
 }
@@ -176,8 +162,8 @@ func (c *check) timestamp(field string, sec int64, required bool) {
 	if sec == 0 && !required {
 		return
 	}
-	if !InYears(sec) {
-		c.fail(field, fmt.Sprintf("%d is not a time from %d to %d", sec, MinYear, MaxYear))
+	if !clock.InYears(sec) {
+		c.fail(field, fmt.Sprintf("%d is not a time from %d to %d", sec, clock.MinYear, clock.MaxYear))
 	}
 }
 
@@ -201,17 +187,6 @@ var (
 	token = regexp.MustCompile(`^[a-z][a-z_]*$`)
 	// eventType is an event's type, "customer.subscription.updated".
 	eventType = regexp.MustCompile(`^[a-z0-9_]+(\.[a-z0-9_]+)+$`)
-)
-
-// InYears reports whether a Unix time falls in MinYear to MaxYear, UTC.
-func InYears(sec int64) bool {
-	// Compared in seconds: time.Unix of an absurd value overflows Year.
-	return sec >= minSec && sec <= maxSec
-}
-
-var (
-	minSec = time.Date(MinYear, 1, 1, 0, 0, 0, 0, time.UTC).Unix()
-	maxSec = time.Date(MaxYear+1, 1, 1, 0, 0, 0, 0, time.UTC).Unix() - 1
 )
 
 // apiVersion is the shape of a Stripe API version: a date, and from basil
@@ -295,7 +270,7 @@ func Invoice(inv *stripe.Invoice) error {
 	if s := string(inv.Status); s != "" && (len(s) > maxTokenLength || !token.MatchString(strings.ToLower(s))) {
 		c.fail("status", "is not a status: "+quote(s))
 	}
-	if !Currency(string(inv.Currency)) {
+	if !money.ValidCurrency(string(inv.Currency)) {
 		c.fail("currency", "is not a three-letter ISO currency code: "+quote(string(inv.Currency)))
 	}
 	c.amount("amount_due", inv.AmountDue, 0)
@@ -326,31 +301,38 @@ func CheckoutSession(cs *stripe.CheckoutSession) error {
 	return c.result()
 }
 
-// Currency reports whether code is a three-letter ISO 4217 code in lower
-// case ASCII letters, as Stripe sends it.
-func Currency(code string) bool {
-	if len(code) != 3 {
-		return false
+// Customer checks a customer Stripe created for an organisation, whose id
+// Tollgate stores as the organisation's.
+func Customer(c *stripe.Customer) error {
+	if c == nil {
+		return missing("customer")
 	}
-	for i := 0; i < 3; i++ {
-		if code[i] < 'a' || code[i] > 'z' {
-			return false
-		}
+	return newCheck("customer", c.ID).result()
+}
+
+// Session checks a Checkout or Customer Portal session Stripe opened (kind
+// names which): its id, which Tollgate stores, and its URL, where the
+// client sends the customer, which must be a link PageURL keeps.
+func Session(kind, id, url string) error {
+	c := newCheck(kind, id)
+	if PageURL(url) == "" {
+		c.fail("url", "is not an https URL a customer may be sent to: "+quote(url))
 	}
-	return true
+	return c.result()
 }
 
 // PageURL returns raw when it is a link Tollgate may store and put in an
-// href (an invoice's hosted page or PDF): an absolute https URL with a
-// host, without credentials, of storable text within weburl.MaxLength.
-// Anything else, a javascript: or data: URL among them, gives "". Stripe's
-// links are always https, stripe-mock's too.
+// href (an invoice's hosted page or PDF): a URL weburl.Check accepts, as
+// for every URL Tollgate stores, that is https. Anything else gives "": a
+// javascript: or data: URL, credentials, or a host that is not a real name
+// or address (127.1, 0x7f000001, port 0). Stripe's links are always https,
+// stripe-mock's too.
 func PageURL(raw string) string {
-	if raw == "" || len(raw) > weburl.MaxLength || !store.StorableText(raw) || strings.ContainsAny(raw, " \t\r\n") {
+	if raw == "" {
 		return ""
 	}
-	u, err := url.Parse(raw)
-	if err != nil || u.Scheme != "https" || u.Hostname() == "" || u.User != nil || u.Opaque != "" {
+	var fe apperr.FieldErrors
+	if u, ok := weburl.Check(&fe, "", raw, ""); !ok || u.Scheme != "https" {
 		return ""
 	}
 	return raw

@@ -3,40 +3,11 @@ package stripein_test
 import (
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stripe/stripe-go/v76"
 
-	"github.com/tollgate-billing/tollgate/graph/model"
 	"github.com/tollgate-billing/tollgate/internal/stripein"
 )
-
-// A time Tollgate stores from Stripe is one its Time scalar can serve.
-func TestStripeTimesAreTheYearsTimeServes(t *testing.T) {
-	if stripein.MinYear != model.MinTimeYear || stripein.MaxYear != model.MaxTimeYear {
-		t.Fatalf("stripein keeps %d–%d, Time serves %d–%d", stripein.MinYear, stripein.MaxYear, model.MinTimeYear, model.MaxTimeYear)
-	}
-	for _, tc := range []struct {
-		at   time.Time
-		sec  int64
-		want bool
-	}{
-		{at: time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC), want: true},
-		{at: time.Date(1999, 12, 31, 23, 59, 59, 0, time.UTC)},
-		{at: time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC), want: true},
-		{at: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)},
-		{sec: 99999999999999},
-		{sec: -1},
-	} {
-		sec := tc.sec
-		if !tc.at.IsZero() {
-			sec = tc.at.Unix()
-		}
-		if got := stripein.InYears(sec); got != tc.want {
-			t.Errorf("InYears(%d) = %v, want %v", sec, got, tc.want)
-		}
-	}
-}
 
 func TestOnlyHTTPSLinksAreKept(t *testing.T) {
 	for raw, keep := range map[string]bool{
@@ -55,14 +26,6 @@ func TestOnlyHTTPSLinksAreKept(t *testing.T) {
 	} {
 		if got := stripein.PageURL(raw) != ""; got != keep {
 			t.Errorf("PageURL(%.60q) kept %v, want %v", raw, got, keep)
-		}
-	}
-}
-
-func TestCurrenciesAreThreeLowerCaseLetters(t *testing.T) {
-	for code, ok := range map[string]bool{"usd": true, "eur": true, "USD": false, "ééé": false, "us": false, "usdd": false, "u$d": false, "": false} {
-		if got := stripein.Currency(code); got != ok {
-			t.Errorf("Currency(%q) = %v, want %v", code, got, ok)
 		}
 	}
 }

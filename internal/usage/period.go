@@ -35,7 +35,7 @@ func dayOf(t time.Time) time.Time {
 // earliest bounds the past a report may ask about. Before it, Go's zero
 // time (year 1) would reach the API as a null in a non-null field, and no
 // usage can be that old.
-var earliest = time.Date(2000, time.January, 1, 0, 0, 0, 0, time.UTC)
+var earliest = time.Date(clock.MinYear, time.January, 1, 0, 0, 0, 0, time.UTC)
 
 // parsePeriod reads "YYYY-MM"; "" is the month containing now. A month that
 // has not begun has no usage to report, so it is refused rather than
