@@ -178,10 +178,17 @@ func (a *App) openRedis(ctx context.Context) error {
 	a.Redis = rdb
 	a.closers = append(a.closers, func() { a.Redis.Close() })
 	// Redis is a cache: Tollgate starts without it and falls back to the
-	// database, so an unreachable Redis is logged, not fatal.
+	// database, so an unreachable Redis is logged, not fatal. A server that
+	// answers but refuses (a database number out of range, a wrong
+	// password, a cluster URL for a server without cluster mode) will
+	// refuse forever: that is the configuration, and it stops start-up
+	// rather than run without rate limits.
 	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if err := a.Redis.Ping(pctx).Err(); err != nil {
+		if !store.IsUnavailable(err) {
+			return &config.Error{Var: "REDIS_URL", Problem: err.Error()}
+		}
 		a.Log.Warn("redis unreachable at start; serving from the database until it answers", "err", err)
 	}
 	return nil
