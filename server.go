@@ -27,6 +27,7 @@ import (
 
 	"github.com/tollgate-billing/tollgate/internal/app"
 	"github.com/tollgate-billing/tollgate/internal/auth"
+	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/config"
 	"github.com/tollgate-billing/tollgate/internal/observe"
 	"github.com/tollgate-billing/tollgate/internal/orgs"
@@ -109,7 +110,7 @@ var commands = map[string]*command{
 			if len(args) > 0 {
 				org = args[0]
 			}
-			return token(ctx, cfg, log, org, stdout)
+			return token(cfg, org, stdout)
 		},
 	},
 }
@@ -236,6 +237,14 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 
 func serve(ctx context.Context, cfg config.Config, log *slog.Logger, out io.Writer) error {
 	app.TuneGC()
+	// The port first: a port in use stops start-up before migrations run
+	// and background jobs start. Connections wait in the backlog until
+	// Serve.
+	ln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.Port))
+	if err != nil {
+		return &config.Error{Var: "PORT", Problem: err.Error()}
+	}
+	defer ln.Close()
 	a, err := app.New(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -245,11 +254,6 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, out io.Writ
 	// stops them gracefully after the HTTP server drains.
 	if err := a.StartJobs(context.WithoutCancel(ctx)); err != nil {
 		return err
-	}
-
-	ln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.Port))
-	if err != nil {
-		return &config.Error{Var: "PORT", Problem: err.Error()}
 	}
 	srv := &http.Server{
 		Handler:           a.Handler(),
@@ -311,16 +315,16 @@ func migrate(ctx context.Context, cfg config.Config, log *slog.Logger, action st
 	return db.MigrationStatus(ctx, out)
 }
 
-func token(ctx context.Context, cfg config.Config, log *slog.Logger, org string, out io.Writer) error {
+func token(cfg config.Config, org string, out io.Writer) error {
 	if cfg.Env == config.Production {
 		return errors.New("token is for development; production tokens come from your identity provider")
 	}
-	a, err := app.New(ctx, cfg, log)
+	// Signing needs the secret only: no database, no Redis, no migration.
+	secret, err := app.JWTSecret(cfg)
 	if err != nil {
 		return err
 	}
-	defer a.Close()
-	tok, err := a.Token(org, auth.AllScopes, 30*24*time.Hour)
+	tok, err := app.MintToken(secret, clock.Real{}, org, auth.AllScopes, 30*24*time.Hour)
 	if err != nil {
 		return err
 	}

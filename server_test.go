@@ -198,6 +198,12 @@ func firstQuery(t *testing.T, base, token string) {
 func TestBadConfigurationStopsStartup(t *testing.T) {
 	plans := filepath.Join(t.TempDir(), "plans.yaml")
 	os.WriteFile(plans, []byte("meters: []\nplans: []\n"), 0o644)
+	held, err := net.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	busy := fmt.Sprint(held.Addr().(*net.TCPAddr).Port)
 	cases := []struct {
 		name string
 		env  []string
@@ -207,6 +213,11 @@ func TestBadConfigurationStopsStartup(t *testing.T) {
 		{"production without REDIS_URL", []string{"TOLLGATE_ENV=production", "DATABASE_URL=postgres://127.0.0.1/x", "JWT_SECRET=" + strings.Repeat("s", 32)}, "tollgate: configuration: REDIS_URL: is required when TOLLGATE_ENV=production"},
 		{"unparsable database URL", []string{"DATABASE_URL=::not a url"}, "DATABASE_URL"},
 		{"plans file that does not validate", []string{"PLANS_FILE=" + plans}, "PLANS_FILE"},
+		{"a data directory that is a file", []string{"TOLLGATE_DATA_DIR=" + plans}, "tollgate: configuration: TOLLGATE_DATA_DIR: "},
+		{"a data directory that is a file, with DATABASE_URL", []string{"TOLLGATE_DATA_DIR=" + plans, "DATABASE_URL=postgres://127.0.0.1:1/x"}, "tollgate: configuration: TOLLGATE_DATA_DIR: "},
+		{"a port in use", []string{"PORT=" + busy}, "tollgate: configuration: PORT: "},
+		{"a request timeout of a nanosecond", []string{"REQUEST_TIMEOUT=1ns"}, "tollgate: configuration: REQUEST_TIMEOUT: "},
+		{"GOGC in words", []string{"GOGC=abc"}, "tollgate: configuration: GOGC: "},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -222,6 +233,10 @@ func TestBadConfigurationStopsStartup(t *testing.T) {
 			first := strings.SplitN(strings.TrimSpace(stderr.String()), "\n", 2)[0]
 			if !strings.Contains(first, tc.want) {
 				t.Fatalf("first line %q does not name %s", first, tc.want)
+			}
+			// Nothing started: no database was created or migrated.
+			if _, err := os.Stat(filepath.Join(cmd.Dir, "tollgate.db")); err == nil {
+				t.Fatalf("a database was created before start-up stopped:\n%s", &stderr)
 			}
 		})
 	}
@@ -437,5 +452,36 @@ func TestRedisClientLinesGoThroughTheLogger(t *testing.T) {
 		if strings.Contains(l, "pool.go") || strings.HasPrefix(l, "redis: ") {
 			t.Fatalf("go-redis wrote to stderr directly: %q\nall output:\n%s", l, out)
 		}
+	}
+}
+
+// TestTokenTouchesNoDatabase: signing a token needs only the secret, so
+// `tollgate token` neither creates nor migrates a database, starts no Redis,
+// and works while DATABASE_URL and REDIS_URL point at nothing.
+func TestTokenTouchesNoDatabase(t *testing.T) {
+	for name, env := range map[string][]string{
+		"with nothing configured":           nil,
+		"with a database that is down":      {"JWT_SECRET=" + strings.Repeat("k", 32), "DATABASE_URL=postgres://127.0.0.1:1/x", "REDIS_URL=redis://127.0.0.1:1"},
+		"with a generated secret, Postgres": {"DATABASE_URL=postgres://127.0.0.1:1/x"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cmd := exec.Command(binary, "token", "acme")
+			cmd.Dir = t.TempDir()
+			cmd.Env = env
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			if err := cmd.Run(); err != nil {
+				t.Fatalf("token: %v\n%s", err, &stderr)
+			}
+			if !devToken.MatchString("Bearer " + strings.TrimSpace(stdout.String())) {
+				t.Fatalf("stdout %q is not a token", &stdout)
+			}
+			if stderr.Len() > 0 {
+				t.Fatalf("token logged: %s", &stderr)
+			}
+			if _, err := os.Stat(filepath.Join(cmd.Dir, "tollgate.db")); err == nil {
+				t.Fatal("token created a database")
+			}
+		})
 	}
 }

@@ -105,6 +105,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	if a.Catalog, err = plans.Load(cfg.PlansFile); err != nil {
 		return nil, &config.Error{Var: "PLANS_FILE", Problem: err.Error()}
 	}
+	// The secret before the database: a data directory that cannot hold
+	// it stops start-up before anything is migrated.
+	if a.jwtSecret, err = JWTSecret(cfg); err != nil {
+		return nil, err
+	}
 	if a.DB == nil {
 		if err := a.openDB(ctx); err != nil {
 			return nil, err
@@ -114,9 +119,6 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		if err := a.openRedis(ctx); err != nil {
 			return nil, err
 		}
-	}
-	if err := a.loadJWTSecret(); err != nil {
-		return nil, err
 	}
 	return a, a.build(ctx)
 }
@@ -132,6 +134,11 @@ func OpenDatabase(ctx context.Context, cfg config.Config, log *slog.Logger) (*st
 	}
 	db, err := store.Open(ctx, opts)
 	if err != nil {
+		// Without DATABASE_URL the database is a file in the data directory:
+		// a directory that cannot hold it is that variable's fault.
+		if cfg.DatabaseURL == "" {
+			return nil, &config.Error{Var: "TOLLGATE_DATA_DIR", Problem: err.Error()}
+		}
 		return nil, fmt.Errorf("DATABASE_URL: %w", err)
 	}
 	return db, nil
@@ -196,36 +203,36 @@ func (a *App) openRedis(ctx context.Context) error {
 
 const devSecretFile = ".tollgate-dev-jwt-secret"
 
-// loadJWTSecret uses JWT_SECRET, or in development a generated secret kept
-// beside the database so dev tokens survive restarts.
-func (a *App) loadJWTSecret() error {
-	if a.Config.JWTSecret != "" {
-		a.jwtSecret = []byte(a.Config.JWTSecret)
-		return nil
+// JWTSecret is the HS256 secret tokens are signed with: JWT_SECRET, or in
+// development a generated secret kept in the data directory so dev tokens
+// survive restarts. It is nil in production with public keys only. It
+// touches nothing else, so `tollgate token` signs without a database.
+func JWTSecret(cfg config.Config) ([]byte, error) {
+	if cfg.JWTSecret != "" {
+		return []byte(cfg.JWTSecret), nil
 	}
-	if a.Config.Env == config.Production {
-		return nil // public keys only; config.Load has checked one is set
+	if cfg.Env == config.Production {
+		return nil, nil // public keys only; config.Load has checked one is set
 	}
-	path := filepath.Join(a.Config.DataDir, devSecretFile)
+	dataDir := func(err error) error { return &config.Error{Var: "TOLLGATE_DATA_DIR", Problem: err.Error()} }
+	path := filepath.Join(cfg.DataDir, devSecretFile)
 	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) >= 32 {
-		a.jwtSecret = []byte(strings.TrimSpace(string(b)))
-		return nil
+		return []byte(strings.TrimSpace(string(b))), nil
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("read dev JWT secret %s: %w", path, err)
+		return nil, dataDir(fmt.Errorf("read dev JWT secret %s: %w", path, err))
 	}
 	var b [32]byte
 	if _, err := rand.Read(b[:]); err != nil {
-		return err
+		return nil, err
 	}
 	secret := hex.EncodeToString(b[:])
-	if err := os.MkdirAll(a.Config.DataDir, 0o755); err != nil {
-		return err
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, dataDir(err)
 	}
 	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
-		return fmt.Errorf("write dev JWT secret %s: %w", path, err)
+		return nil, dataDir(fmt.Errorf("write dev JWT secret %s: %w", path, err))
 	}
-	a.jwtSecret = []byte(secret)
-	return nil
+	return []byte(secret), nil
 }
 
 func (a *App) build(ctx context.Context) error {
@@ -408,19 +415,25 @@ func (a *App) watchRedis(ctx context.Context, signatures *signing.Verifier) {
 // Token mints an HS256 token for an organisation, for development and
 // tests. It fails when only public keys are configured.
 func (a *App) Token(org string, scopes []auth.Scope, ttl time.Duration) (string, error) {
-	if len(a.jwtSecret) == 0 {
+	return MintToken(a.jwtSecret, a.Clock, org, scopes, ttl)
+}
+
+// MintToken signs an HS256 token for org with secret (see JWTSecret), valid
+// for ttl from clk's now.
+func MintToken(secret []byte, clk clock.Clock, org string, scopes []auth.Scope, ttl time.Duration) (string, error) {
+	if len(secret) == 0 {
 		return "", errors.New("no JWT_SECRET: tokens are issued by your identity provider")
 	}
 	s := make([]string, len(scopes))
 	for i, sc := range scopes {
 		s[i] = string(sc)
 	}
-	now := a.Clock.Now()
+	now := clk.Now()
 	c := auth.Claims{Org: org, Scope: strings.Join(s, " ")}
 	c.Subject = "dev@" + org
 	c.IssuedAt = jwt.NewNumericDate(now)
 	c.ExpiresAt = jwt.NewNumericDate(now.Add(ttl))
-	return auth.Mint(a.jwtSecret, c)
+	return auth.Mint(secret, c)
 }
 
 // Close releases everything New opened, newest first.
