@@ -263,6 +263,14 @@ func TestMigrateCommand(t *testing.T) {
 	}
 	if out := run("migrate", "status"); !strings.Contains(out, "pending") || strings.Contains(out, "applied") {
 		t.Fatalf("with TOLLGATE_MIGRATE=false nothing should be applied yet:\n%s", out)
+	} else if !regexp.MustCompile(`(?m)^00020 +pending +river job tables`).MatchString(out) {
+		t.Fatalf("River's migration has no name:\n%s", out)
+	}
+	// Nothing applied: down says so rather than goose's "no next version found".
+	cmd := exec.Command(binary, "migrate", "down")
+	cmd.Dir, cmd.Env = dir, []string{"TOLLGATE_MIGRATE=false"}
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "tollgate migrate: migrate down: nothing to roll back") {
+		t.Fatalf("down before the first migration: %v\n%s", err, out)
 	}
 	if out := run("migrate", "up"); strings.Contains(out, "pending") {
 		t.Fatalf("up left pending migrations:\n%s", out)
@@ -361,6 +369,16 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"stripe", "resync"}, 2, "", `unknown action "resync"`},
 		{[]string{"serve", "now"}, 2, "", `unexpected argument "now"`},
 		{[]string{"tokens"}, 2, "", `unknown command "tokens"`},
+		// help before the command describes the command.
+		{[]string{"help", "token"}, 0, "usage: tollgate token [org]", ""},
+		{[]string{"--help", "token"}, 0, "usage: tollgate token [org]", ""},
+		{[]string{"help", "stripe"}, 0, "-org ID", ""},
+		{[]string{"help", "tokens"}, 2, "", `unknown command "tokens"`},
+		// Every error says which command.
+		{[]string{"migrate", "up", "-x"}, 2, "", "tollgate migrate: flag provided but not defined: -x"},
+		{[]string{"stripe", "sync", "--org="}, 2, "", "tollgate stripe: --org must not be empty"},
+		{[]string{"stripe", "sync", "--org", " "}, 2, "", "tollgate stripe: --org must not be empty"},
+		{[]string{"stripe", "sync", "--org=demo", "--org=x"}, 2, "", "tollgate stripe: invalid value \"x\" for flag -org: given more than once"},
 	}
 	for _, tc := range cases {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
