@@ -503,3 +503,65 @@ func TestTokenTouchesNoDatabase(t *testing.T) {
 		})
 	}
 }
+
+// TestJobsWaitForAnUnmigratedSchema: TOLLGATE_MIGRATE=false on a fresh
+// database says background jobs wait for the schema, and they truly do:
+// nothing queries a table that does not exist yet (the Stripe event pruner
+// used to log ERROR "no such table: webhook_events"). Once `migrate up` has
+// run, they start.
+func TestJobsWaitForAnUnmigratedSchema(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(binary)
+	cmd.Dir = dir
+	cmd.Env = []string{"PORT=0", "TOLLGATE_MIGRATE=false", "PATH=" + os.Getenv("PATH")}
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	lines := make(chan string, 1000)
+	go func() {
+		s := bufio.NewScanner(stderr)
+		for s.Scan() {
+			lines <- s.Text()
+		}
+		close(lines)
+	}()
+	var logged strings.Builder
+	waitFor := func(what string) {
+		t.Helper()
+		deadline := time.After(30 * time.Second)
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("exited before logging %q:\n%s", what, &logged)
+				}
+				logged.WriteString(l + "\n")
+				if strings.Contains(l, "level=ERROR") {
+					t.Fatalf("logged an error:\n%s", &logged)
+				}
+				if strings.Contains(l, what) {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("%q not logged within 30s:\n%s", what, &logged)
+			}
+		}
+	}
+	waitFor("background jobs wait until the database schema is at the latest migration")
+	waitFor("Bearer ")
+	migrate := exec.Command(binary, "migrate", "up")
+	migrate.Dir, migrate.Env = dir, []string{"TOLLGATE_MIGRATE=false"}
+	if out, err := migrate.CombinedOutput(); err != nil {
+		t.Fatalf("migrate up: %v\n%s", err, out)
+	}
+	waitFor("background jobs started")
+	cmd.Process.Signal(syscall.SIGTERM)
+	for l := range lines {
+		logged.WriteString(l + "\n")
+	}
+	if strings.Contains(logged.String(), "level=ERROR") {
+		t.Fatalf("logged an error:\n%s", &logged)
+	}
+}

@@ -70,7 +70,9 @@ type App struct {
 	Stripe *client.API
 
 	jwtSecret []byte
-	closers   []func()
+	// background lives as long as the app: the context of its loops.
+	background context.Context
+	closers    []func()
 }
 
 // Option adjusts how New builds the app (tests inject a clock).
@@ -277,10 +279,7 @@ func (a *App) build(ctx context.Context) error {
 	// long as the app lives.
 	go a.Usage.Run(bg)
 	go a.Keys.Run(bg)
-	// Stripe event ids are kept only while a redelivery can come. Pruned
-	// even without STRIPE_WEBHOOK_SECRET: ids recorded while it was set
-	// would otherwise stay forever, and an empty prune is one indexed query.
-	go stripehook.RunPruner(bg, a.DB, a.Clock, stripehook.DefaultRetention, a.Log)
+	a.background = bg
 	a.closers = append(a.closers, stop)
 	a.Auth = &auth.Authenticator{
 		Verifier: verifier, Keys: a.Keys, Orgs: a.Orgs, Log: a.Log,
@@ -351,9 +350,18 @@ func (a *App) buildJobs(ctx context.Context) error {
 // database that is not migrated yet still starts (readiness says why it
 // is not ready); its jobs start once the schema is at the latest migration.
 func (a *App) StartJobs(ctx context.Context) error {
+	start := func() error {
+		// Stripe event ids are kept only while a redelivery can come.
+		// Pruned even without STRIPE_WEBHOOK_SECRET: ids recorded while it
+		// was set would otherwise stay forever, and an empty prune is one
+		// indexed query. Started here, with the jobs, so that it never
+		// queries a table a schema not yet migrated lacks.
+		go stripehook.RunPruner(a.background, a.DB, a.Clock, stripehook.DefaultRetention, a.Log)
+		return a.Jobs.Start(ctx)
+	}
 	pending, err := a.DB.MigrationsPending(ctx)
 	if err != nil || !pending {
-		return a.Jobs.Start(ctx)
+		return start()
 	}
 	a.Log.Warn("background jobs wait until the database schema is at the latest migration")
 	wait, cancel := context.WithCancel(ctx)
@@ -372,8 +380,10 @@ func (a *App) StartJobs(ctx context.Context) error {
 			if pending, err := a.DB.MigrationsPending(wait); err != nil || pending {
 				continue
 			}
-			if err := a.Jobs.Start(ctx); err != nil {
+			if err := start(); err != nil {
 				a.Log.Error("background jobs did not start", "err", err)
+			} else {
+				a.Log.Info("database schema at the latest migration: background jobs started")
 			}
 			return
 		}
