@@ -421,18 +421,7 @@ func TestRedisClientLinesGoThroughTheLogger(t *testing.T) {
 	cmd := exec.Command(binary)
 	cmd.Dir = t.TempDir()
 	cmd.Env = []string{"PORT=0", "REDIS_URL=redis://" + closed, "PATH=" + os.Getenv("PATH")}
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := make(chan string, 1000)
-	go func() {
-		s := bufio.NewScanner(stderr)
-		for s.Scan() {
-			lines <- s.Text()
-		}
-		close(lines)
-	}()
+	lines := startWithStderrLines(t, cmd)
 	var all []string
 	port, token := "", ""
 	timeout := time.After(30 * time.Second)
@@ -514,19 +503,8 @@ func TestJobsWaitForAnUnmigratedSchema(t *testing.T) {
 	cmd := exec.Command(binary)
 	cmd.Dir = dir
 	cmd.Env = []string{"PORT=0", "TOLLGATE_MIGRATE=false", "PATH=" + os.Getenv("PATH")}
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	lines := startWithStderrLines(t, cmd)
 	defer cmd.Process.Kill()
-	lines := make(chan string, 1000)
-	go func() {
-		s := bufio.NewScanner(stderr)
-		for s.Scan() {
-			lines <- s.Text()
-		}
-		close(lines)
-	}()
 	var logged strings.Builder
 	waitFor := func(what string) {
 		t.Helper()
@@ -564,4 +542,23 @@ func TestJobsWaitForAnUnmigratedSchema(t *testing.T) {
 	if strings.Contains(logged.String(), "level=ERROR") {
 		t.Fatalf("logged an error:\n%s", &logged)
 	}
+}
+
+// startWithStderrLines starts cmd and returns its stderr a line at a time,
+// closed when the process closes it.
+func startWithStderrLines(t *testing.T, cmd *exec.Cmd) <-chan string {
+	t.Helper()
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 1000)
+	go func() {
+		s := bufio.NewScanner(stderr)
+		for s.Scan() {
+			lines <- s.Text()
+		}
+		close(lines)
+	}()
+	return lines
 }
