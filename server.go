@@ -27,6 +27,7 @@ import (
 
 	"github.com/tollgate-billing/tollgate/internal/app"
 	"github.com/tollgate-billing/tollgate/internal/auth"
+	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/config"
 	"github.com/tollgate-billing/tollgate/internal/observe"
 	"github.com/tollgate-billing/tollgate/internal/orgs"
@@ -55,9 +56,11 @@ type command struct {
 	// minArgs and maxArgs bound the positional arguments.
 	minArgs, maxArgs int
 	flags            func(fs *flag.FlagSet) // may be nil
-	// check refuses positional arguments the command cannot use; may be nil.
-	check func(args []string) error
-	run   func(ctx context.Context, cfg config.Config, log *slog.Logger, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error
+	// check refuses positional arguments the command cannot use, and
+	// checkFlags flag values; either may be nil.
+	check      func(args []string) error
+	checkFlags func(fs *flag.FlagSet) error
+	run        func(ctx context.Context, cfg config.Config, log *slog.Logger, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error
 }
 
 var commands = map[string]*command{
@@ -82,9 +85,19 @@ var commands = map[string]*command{
 		help:    "Re-read subscriptions and invoices from Stripe and apply what webhooks missed; prints what changed.",
 		minArgs: 1, maxArgs: 1,
 		flags: func(fs *flag.FlagSet) {
-			fs.String("org", "", "organisation id or external id (default: every organisation with a Stripe customer)")
+			fs.String("org", "", "organisation `ID` or external id, once (default: every organisation with a Stripe customer)")
 		},
 		check: oneOf("sync"),
+		checkFlags: func(fs *flag.FlagSet) error {
+			// Set but empty would mean every organisation: say so instead.
+			var err error
+			fs.Visit(func(f *flag.Flag) {
+				if f.Name == "org" && strings.TrimSpace(f.Value.String()) == "" {
+					err = errors.New("--org must not be empty (leave it out to sync every organisation)")
+				}
+			})
+			return err
+		},
 		run: func(ctx context.Context, cfg config.Config, log *slog.Logger, fs *flag.FlagSet, _ []string, stdout, _ io.Writer) error {
 			return stripeSync(ctx, cfg, log, fs.Lookup("org").Value.String(), stdout)
 		},
@@ -109,7 +122,7 @@ var commands = map[string]*command{
 			if len(args) > 0 {
 				org = args[0]
 			}
-			return token(ctx, cfg, log, org, stdout)
+			return token(cfg, org, stdout)
 		},
 	},
 }
@@ -122,6 +135,45 @@ func oneOf(words ...string) func(args []string) error {
 		}
 		return nil
 	}
+}
+
+// callIf calls check with v unless check is nil.
+func callIf[T any](check func(T) error, v T) error {
+	if check == nil {
+		return nil
+	}
+	return check(v)
+}
+
+// onceValue refuses a flag given twice: "--org=demo --org=x" silently kept
+// the last, so a pasted command could act on another organisation than the
+// one read first.
+type onceValue struct {
+	flag.Value
+	set bool
+}
+
+func (v *onceValue) Set(s string) error {
+	if v.set {
+		return errors.New("given more than once")
+	}
+	v.set = true
+	return v.Value.Set(s)
+}
+
+// String is the value's; flag.PrintDefaults also calls it on a zero
+// onceValue to find the default.
+func (v *onceValue) String() string {
+	if v == nil || v.Value == nil {
+		return ""
+	}
+	return v.Value.String()
+}
+
+// IsBoolFlag keeps a boolean flag usable without a value.
+func (v *onceValue) IsBoolFlag() bool {
+	b, ok := v.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
 }
 
 // parseInterleaved parses fs's flags wherever they stand among the
@@ -155,8 +207,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	switch name {
 	case "-h", "-help", "--help", "help":
-		fmt.Fprint(stdout, usage)
-		return 0
+		// "help token" and "--help token" describe token.
+		if len(args) == 0 {
+			fmt.Fprint(stdout, usage)
+			return 0
+		}
+		if len(args) > 1 {
+			fmt.Fprintf(stderr, "tollgate %s: unexpected argument %q\n%s", name, args[1], usage)
+			return 2
+		}
+		name, args = args[0], []string{"--help"}
 	}
 	cmd, ok := commands[name]
 	if !ok {
@@ -164,9 +224,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return 2
 	}
 	fs := flag.NewFlagSet("tollgate "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	// Parse prints only the error; help goes to stdout when asked for, to
-	// stderr after a mistake.
+	// Parse prints nothing: its error is printed below with the command's
+	// name; help goes to stdout when asked for, to stderr after a mistake.
+	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 	printUsage := func(w io.Writer) {
 		fmt.Fprintf(w, "usage: tollgate %s\n  %s\n", cmd.use, cmd.help)
@@ -176,13 +236,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cmd.flags != nil {
 		cmd.flags(fs)
 	}
+	fs.VisitAll(func(f *flag.Flag) { f.Value = &onceValue{Value: f.Value} })
 	rest, err := parseInterleaved(fs, args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printUsage(stdout)
 			return 0
 		}
-		printUsage(stderr) // after the flag package's own line naming the error
+		fmt.Fprintf(stderr, "tollgate %s: %v\n", name, err)
+		printUsage(stderr)
 		return 2
 	}
 	if len(rest) < cmd.minArgs || len(rest) > cmd.maxArgs {
@@ -194,17 +256,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		printUsage(stderr)
 		return 2
 	}
-	if cmd.check != nil {
-		if err := cmd.check(rest); err != nil {
+	for _, check := range []func() error{
+		func() error { return callIf(cmd.check, rest) },
+		func() error { return callIf(cmd.checkFlags, fs) },
+	} {
+		if err := check(); err != nil {
 			fmt.Fprintf(stderr, "tollgate %s: %v\n", name, err)
 			printUsage(stderr)
 			return 2
 		}
 	}
 
+	// Every line says which command failed; the server's is plain
+	// "tollgate", as the README shows it.
+	prefix := "tollgate " + name
+	if name == "serve" {
+		prefix = "tollgate"
+	}
 	cfg, err := config.Load(getenv)
 	if err != nil {
-		fmt.Fprintf(stderr, "tollgate: configuration: %v\n", err)
+		fmt.Fprintf(stderr, "%s: configuration: %v\n", prefix, err)
 		return 2
 	}
 	log := newLogger(cfg, stderr)
@@ -214,10 +285,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := cmd.run(ctx, cfg, log, fs, rest, stdout, stderr); err != nil {
 		var ce *config.Error
 		if errors.As(err, &ce) {
-			fmt.Fprintf(stderr, "tollgate: configuration: %v\n", ce)
+			fmt.Fprintf(stderr, "%s: configuration: %v\n", prefix, ce)
 			return 2
 		}
-		fmt.Fprintf(stderr, "tollgate: %v\n", err)
+		fmt.Fprintf(stderr, "%s: %v\n", prefix, err)
 		return 1
 	}
 	return 0
@@ -236,6 +307,14 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 
 func serve(ctx context.Context, cfg config.Config, log *slog.Logger, out io.Writer) error {
 	app.TuneGC()
+	// The port first: a port in use stops start-up before migrations run
+	// and background jobs start. Connections wait in the backlog until
+	// Serve.
+	ln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.Port))
+	if err != nil {
+		return &config.Error{Var: "PORT", Problem: err.Error()}
+	}
+	defer ln.Close()
 	a, err := app.New(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -245,11 +324,6 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, out io.Writ
 	// stops them gracefully after the HTTP server drains.
 	if err := a.StartJobs(context.WithoutCancel(ctx)); err != nil {
 		return err
-	}
-
-	ln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.Port))
-	if err != nil {
-		return &config.Error{Var: "PORT", Problem: err.Error()}
 	}
 	srv := &http.Server{
 		Handler:           a.Handler(),
@@ -311,16 +385,16 @@ func migrate(ctx context.Context, cfg config.Config, log *slog.Logger, action st
 	return db.MigrationStatus(ctx, out)
 }
 
-func token(ctx context.Context, cfg config.Config, log *slog.Logger, org string, out io.Writer) error {
+func token(cfg config.Config, org string, out io.Writer) error {
 	if cfg.Env == config.Production {
 		return errors.New("token is for development; production tokens come from your identity provider")
 	}
-	a, err := app.New(ctx, cfg, log)
+	// Signing needs the secret only: no database, no Redis, no migration.
+	secret, err := app.JWTSecret(cfg)
 	if err != nil {
 		return err
 	}
-	defer a.Close()
-	tok, err := a.Token(org, auth.AllScopes, 30*24*time.Hour)
+	tok, err := app.MintToken(secret, clock.Real{}, org, auth.AllScopes, 30*24*time.Hour)
 	if err != nil {
 		return err
 	}

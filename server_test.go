@@ -198,6 +198,12 @@ func firstQuery(t *testing.T, base, token string) {
 func TestBadConfigurationStopsStartup(t *testing.T) {
 	plans := filepath.Join(t.TempDir(), "plans.yaml")
 	os.WriteFile(plans, []byte("meters: []\nplans: []\n"), 0o644)
+	held, err := net.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	busy := fmt.Sprint(held.Addr().(*net.TCPAddr).Port)
 	cases := []struct {
 		name string
 		env  []string
@@ -207,6 +213,11 @@ func TestBadConfigurationStopsStartup(t *testing.T) {
 		{"production without REDIS_URL", []string{"TOLLGATE_ENV=production", "DATABASE_URL=postgres://127.0.0.1/x", "JWT_SECRET=" + strings.Repeat("s", 32)}, "tollgate: configuration: REDIS_URL: is required when TOLLGATE_ENV=production"},
 		{"unparsable database URL", []string{"DATABASE_URL=::not a url"}, "DATABASE_URL"},
 		{"plans file that does not validate", []string{"PLANS_FILE=" + plans}, "PLANS_FILE"},
+		{"a data directory that is a file", []string{"TOLLGATE_DATA_DIR=" + plans}, "tollgate: configuration: TOLLGATE_DATA_DIR: "},
+		{"a data directory that is a file, with DATABASE_URL", []string{"TOLLGATE_DATA_DIR=" + plans, "DATABASE_URL=postgres://127.0.0.1:1/x"}, "tollgate: configuration: TOLLGATE_DATA_DIR: "},
+		{"a port in use", []string{"PORT=" + busy}, "tollgate: configuration: PORT: "},
+		{"a request timeout of a nanosecond", []string{"REQUEST_TIMEOUT=1ns"}, "tollgate: configuration: REQUEST_TIMEOUT: "},
+		{"GOGC in words", []string{"GOGC=abc"}, "tollgate: configuration: GOGC: "},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -222,6 +233,10 @@ func TestBadConfigurationStopsStartup(t *testing.T) {
 			first := strings.SplitN(strings.TrimSpace(stderr.String()), "\n", 2)[0]
 			if !strings.Contains(first, tc.want) {
 				t.Fatalf("first line %q does not name %s", first, tc.want)
+			}
+			// Nothing started: no database was created or migrated.
+			if _, err := os.Stat(filepath.Join(cmd.Dir, "tollgate.db")); err == nil {
+				t.Fatalf("a database was created before start-up stopped:\n%s", &stderr)
 			}
 		})
 	}
@@ -248,6 +263,14 @@ func TestMigrateCommand(t *testing.T) {
 	}
 	if out := run("migrate", "status"); !strings.Contains(out, "pending") || strings.Contains(out, "applied") {
 		t.Fatalf("with TOLLGATE_MIGRATE=false nothing should be applied yet:\n%s", out)
+	} else if !regexp.MustCompile(`(?m)^00020 +pending +river job tables`).MatchString(out) {
+		t.Fatalf("River's migration has no name:\n%s", out)
+	}
+	// Nothing applied: down says so rather than goose's "no next version found".
+	cmd := exec.Command(binary, "migrate", "down")
+	cmd.Dir, cmd.Env = dir, []string{"TOLLGATE_MIGRATE=false"}
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "tollgate migrate: migrate down: nothing to roll back") {
+		t.Fatalf("down before the first migration: %v\n%s", err, out)
 	}
 	if out := run("migrate", "up"); strings.Contains(out, "pending") {
 		t.Fatalf("up left pending migrations:\n%s", out)
@@ -346,6 +369,16 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"stripe", "resync"}, 2, "", `unknown action "resync"`},
 		{[]string{"serve", "now"}, 2, "", `unexpected argument "now"`},
 		{[]string{"tokens"}, 2, "", `unknown command "tokens"`},
+		// help before the command describes the command.
+		{[]string{"help", "token"}, 0, "usage: tollgate token [org]", ""},
+		{[]string{"--help", "token"}, 0, "usage: tollgate token [org]", ""},
+		{[]string{"help", "stripe"}, 0, "-org ID", ""},
+		{[]string{"help", "tokens"}, 2, "", `unknown command "tokens"`},
+		// Every error says which command.
+		{[]string{"migrate", "up", "-x"}, 2, "", "tollgate migrate: flag provided but not defined: -x"},
+		{[]string{"stripe", "sync", "--org="}, 2, "", "tollgate stripe: --org must not be empty"},
+		{[]string{"stripe", "sync", "--org", " "}, 2, "", "tollgate stripe: --org must not be empty"},
+		{[]string{"stripe", "sync", "--org=demo", "--org=x"}, 2, "", "tollgate stripe: invalid value \"x\" for flag -org: given more than once"},
 	}
 	for _, tc := range cases {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -388,18 +421,7 @@ func TestRedisClientLinesGoThroughTheLogger(t *testing.T) {
 	cmd := exec.Command(binary)
 	cmd.Dir = t.TempDir()
 	cmd.Env = []string{"PORT=0", "REDIS_URL=redis://" + closed, "PATH=" + os.Getenv("PATH")}
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := make(chan string, 1000)
-	go func() {
-		s := bufio.NewScanner(stderr)
-		for s.Scan() {
-			lines <- s.Text()
-		}
-		close(lines)
-	}()
+	lines := startWithStderrLines(t, cmd)
 	var all []string
 	port, token := "", ""
 	timeout := time.After(30 * time.Second)
@@ -438,4 +460,105 @@ func TestRedisClientLinesGoThroughTheLogger(t *testing.T) {
 			t.Fatalf("go-redis wrote to stderr directly: %q\nall output:\n%s", l, out)
 		}
 	}
+}
+
+// TestTokenTouchesNoDatabase: signing a token needs only the secret, so
+// `tollgate token` neither creates nor migrates a database, starts no Redis,
+// and works while DATABASE_URL and REDIS_URL point at nothing.
+func TestTokenTouchesNoDatabase(t *testing.T) {
+	for name, env := range map[string][]string{
+		"with nothing configured":           nil,
+		"with a database that is down":      {"JWT_SECRET=" + strings.Repeat("k", 32), "DATABASE_URL=postgres://127.0.0.1:1/x", "REDIS_URL=redis://127.0.0.1:1"},
+		"with a generated secret, Postgres": {"DATABASE_URL=postgres://127.0.0.1:1/x"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cmd := exec.Command(binary, "token", "acme")
+			cmd.Dir = t.TempDir()
+			cmd.Env = env
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			if err := cmd.Run(); err != nil {
+				t.Fatalf("token: %v\n%s", err, &stderr)
+			}
+			if !devToken.MatchString("Bearer " + strings.TrimSpace(stdout.String())) {
+				t.Fatalf("stdout %q is not a token", &stdout)
+			}
+			if stderr.Len() > 0 {
+				t.Fatalf("token logged: %s", &stderr)
+			}
+			if _, err := os.Stat(filepath.Join(cmd.Dir, "tollgate.db")); err == nil {
+				t.Fatal("token created a database")
+			}
+		})
+	}
+}
+
+// TestJobsWaitForAnUnmigratedSchema: TOLLGATE_MIGRATE=false on a fresh
+// database says background jobs wait for the schema, and they truly do:
+// nothing queries a table that does not exist yet (the Stripe event pruner
+// used to log ERROR "no such table: webhook_events"). Once `migrate up` has
+// run, they start.
+func TestJobsWaitForAnUnmigratedSchema(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(binary)
+	cmd.Dir = dir
+	cmd.Env = []string{"PORT=0", "TOLLGATE_MIGRATE=false", "PATH=" + os.Getenv("PATH")}
+	lines := startWithStderrLines(t, cmd)
+	defer cmd.Process.Kill()
+	var logged strings.Builder
+	waitFor := func(what string) {
+		t.Helper()
+		deadline := time.After(30 * time.Second)
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("exited before logging %q:\n%s", what, &logged)
+				}
+				logged.WriteString(l + "\n")
+				if strings.Contains(l, "level=ERROR") {
+					t.Fatalf("logged an error:\n%s", &logged)
+				}
+				if strings.Contains(l, what) {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("%q not logged within 30s:\n%s", what, &logged)
+			}
+		}
+	}
+	waitFor("background jobs wait until the database schema is at the latest migration")
+	waitFor("Bearer ")
+	migrate := exec.Command(binary, "migrate", "up")
+	migrate.Dir, migrate.Env = dir, []string{"TOLLGATE_MIGRATE=false"}
+	if out, err := migrate.CombinedOutput(); err != nil {
+		t.Fatalf("migrate up: %v\n%s", err, out)
+	}
+	waitFor("background jobs started")
+	cmd.Process.Signal(syscall.SIGTERM)
+	for l := range lines {
+		logged.WriteString(l + "\n")
+	}
+	if strings.Contains(logged.String(), "level=ERROR") {
+		t.Fatalf("logged an error:\n%s", &logged)
+	}
+}
+
+// startWithStderrLines starts cmd and returns its stderr a line at a time,
+// closed when the process closes it.
+func startWithStderrLines(t *testing.T, cmd *exec.Cmd) <-chan string {
+	t.Helper()
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 1000)
+	go func() {
+		s := bufio.NewScanner(stderr)
+		for s.Scan() {
+			lines <- s.Text()
+		}
+		close(lines)
+	}()
+	return lines
 }

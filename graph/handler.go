@@ -72,7 +72,11 @@ func NewHandler(r *Resolver, o Options) http.Handler {
 	srv.Use(newExactEnums(es.Schema()))
 	srv.Use(newComplexityLimit(es, MaxComplexity, argPriced))
 	srv.AroundResponses(measure)
-	srv.SetErrorPresenter(ErrorPresenter(o.Log))
+	if o.Production {
+		srv.SetErrorPresenter(hideTypeNames(es.Schema(), ErrorPresenter(o.Log)))
+	} else {
+		srv.SetErrorPresenter(ErrorPresenter(o.Log))
+	}
 	srv.SetRecoverFunc(RecoverFunc(o.Log))
 	return specStatus(srv)
 }

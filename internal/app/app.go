@@ -70,7 +70,9 @@ type App struct {
 	Stripe *client.API
 
 	jwtSecret []byte
-	closers   []func()
+	// background lives as long as the app: the context of its loops.
+	background context.Context
+	closers    []func()
 }
 
 // Option adjusts how New builds the app (tests inject a clock).
@@ -105,6 +107,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	if a.Catalog, err = plans.Load(cfg.PlansFile); err != nil {
 		return nil, &config.Error{Var: "PLANS_FILE", Problem: err.Error()}
 	}
+	// The secret before the database: a data directory that cannot hold
+	// it stops start-up before anything is migrated.
+	if a.jwtSecret, err = JWTSecret(cfg); err != nil {
+		return nil, err
+	}
 	if a.DB == nil {
 		if err := a.openDB(ctx); err != nil {
 			return nil, err
@@ -114,9 +121,6 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		if err := a.openRedis(ctx); err != nil {
 			return nil, err
 		}
-	}
-	if err := a.loadJWTSecret(); err != nil {
-		return nil, err
 	}
 	return a, a.build(ctx)
 }
@@ -132,6 +136,11 @@ func OpenDatabase(ctx context.Context, cfg config.Config, log *slog.Logger) (*st
 	}
 	db, err := store.Open(ctx, opts)
 	if err != nil {
+		// Without DATABASE_URL the database is a file in the data directory:
+		// a directory that cannot hold it is that variable's fault.
+		if cfg.DatabaseURL == "" {
+			return nil, &config.Error{Var: "TOLLGATE_DATA_DIR", Problem: err.Error()}
+		}
 		return nil, fmt.Errorf("DATABASE_URL: %w", err)
 	}
 	return db, nil
@@ -178,10 +187,17 @@ func (a *App) openRedis(ctx context.Context) error {
 	a.Redis = rdb
 	a.closers = append(a.closers, func() { a.Redis.Close() })
 	// Redis is a cache: Tollgate starts without it and falls back to the
-	// database, so an unreachable Redis is logged, not fatal.
+	// database, so an unreachable Redis is logged, not fatal. A server that
+	// answers but refuses (a database number out of range, a wrong
+	// password, a cluster URL for a server without cluster mode) will
+	// refuse forever: that is the configuration, and it stops start-up
+	// rather than run without rate limits.
 	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if err := a.Redis.Ping(pctx).Err(); err != nil {
+		if !store.IsUnavailable(err) {
+			return &config.Error{Var: "REDIS_URL", Problem: err.Error()}
+		}
 		a.Log.Warn("redis unreachable at start; serving from the database until it answers", "err", err)
 	}
 	return nil
@@ -189,36 +205,36 @@ func (a *App) openRedis(ctx context.Context) error {
 
 const devSecretFile = ".tollgate-dev-jwt-secret"
 
-// loadJWTSecret uses JWT_SECRET, or in development a generated secret kept
-// beside the database so dev tokens survive restarts.
-func (a *App) loadJWTSecret() error {
-	if a.Config.JWTSecret != "" {
-		a.jwtSecret = []byte(a.Config.JWTSecret)
-		return nil
+// JWTSecret is the HS256 secret tokens are signed with: JWT_SECRET, or in
+// development a generated secret kept in the data directory so dev tokens
+// survive restarts. It is nil in production with public keys only. It
+// touches nothing else, so `tollgate token` signs without a database.
+func JWTSecret(cfg config.Config) ([]byte, error) {
+	if cfg.JWTSecret != "" {
+		return []byte(cfg.JWTSecret), nil
 	}
-	if a.Config.Env == config.Production {
-		return nil // public keys only; config.Load has checked one is set
+	if cfg.Env == config.Production {
+		return nil, nil // public keys only; config.Load has checked one is set
 	}
-	path := filepath.Join(a.Config.DataDir, devSecretFile)
+	dataDir := func(err error) error { return &config.Error{Var: "TOLLGATE_DATA_DIR", Problem: err.Error()} }
+	path := filepath.Join(cfg.DataDir, devSecretFile)
 	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) >= 32 {
-		a.jwtSecret = []byte(strings.TrimSpace(string(b)))
-		return nil
+		return []byte(strings.TrimSpace(string(b))), nil
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("read dev JWT secret %s: %w", path, err)
+		return nil, dataDir(fmt.Errorf("read dev JWT secret %s: %w", path, err))
 	}
 	var b [32]byte
 	if _, err := rand.Read(b[:]); err != nil {
-		return err
+		return nil, err
 	}
 	secret := hex.EncodeToString(b[:])
-	if err := os.MkdirAll(a.Config.DataDir, 0o755); err != nil {
-		return err
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, dataDir(err)
 	}
 	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
-		return fmt.Errorf("write dev JWT secret %s: %w", path, err)
+		return nil, dataDir(fmt.Errorf("write dev JWT secret %s: %w", path, err))
 	}
-	a.jwtSecret = []byte(secret)
-	return nil
+	return []byte(secret), nil
 }
 
 func (a *App) build(ctx context.Context) error {
@@ -263,10 +279,7 @@ func (a *App) build(ctx context.Context) error {
 	// long as the app lives.
 	go a.Usage.Run(bg)
 	go a.Keys.Run(bg)
-	// Stripe event ids are kept only while a redelivery can come. Pruned
-	// even without STRIPE_WEBHOOK_SECRET: ids recorded while it was set
-	// would otherwise stay forever, and an empty prune is one indexed query.
-	go stripehook.RunPruner(bg, a.DB, a.Clock, stripehook.DefaultRetention, a.Log)
+	a.background = bg
 	a.closers = append(a.closers, stop)
 	a.Auth = &auth.Authenticator{
 		Verifier: verifier, Keys: a.Keys, Orgs: a.Orgs, Log: a.Log,
@@ -337,9 +350,18 @@ func (a *App) buildJobs(ctx context.Context) error {
 // database that is not migrated yet still starts (readiness says why it
 // is not ready); its jobs start once the schema is at the latest migration.
 func (a *App) StartJobs(ctx context.Context) error {
+	start := func() error {
+		// Stripe event ids are kept only while a redelivery can come.
+		// Pruned even without STRIPE_WEBHOOK_SECRET: ids recorded while it
+		// was set would otherwise stay forever, and an empty prune is one
+		// indexed query. Started here, with the jobs, so that it never
+		// queries a table a schema not yet migrated lacks.
+		go stripehook.RunPruner(a.background, a.DB, a.Clock, stripehook.DefaultRetention, a.Log)
+		return a.Jobs.Start(ctx)
+	}
 	pending, err := a.DB.MigrationsPending(ctx)
 	if err != nil || !pending {
-		return a.Jobs.Start(ctx)
+		return start()
 	}
 	a.Log.Warn("background jobs wait until the database schema is at the latest migration")
 	wait, cancel := context.WithCancel(ctx)
@@ -358,8 +380,10 @@ func (a *App) StartJobs(ctx context.Context) error {
 			if pending, err := a.DB.MigrationsPending(wait); err != nil || pending {
 				continue
 			}
-			if err := a.Jobs.Start(ctx); err != nil {
+			if err := start(); err != nil {
 				a.Log.Error("background jobs did not start", "err", err)
+			} else {
+				a.Log.Info("database schema at the latest migration: background jobs started")
 			}
 			return
 		}
@@ -401,19 +425,25 @@ func (a *App) watchRedis(ctx context.Context, signatures *signing.Verifier) {
 // Token mints an HS256 token for an organisation, for development and
 // tests. It fails when only public keys are configured.
 func (a *App) Token(org string, scopes []auth.Scope, ttl time.Duration) (string, error) {
-	if len(a.jwtSecret) == 0 {
+	return MintToken(a.jwtSecret, a.Clock, org, scopes, ttl)
+}
+
+// MintToken signs an HS256 token for org with secret (see JWTSecret), valid
+// for ttl from clk's now.
+func MintToken(secret []byte, clk clock.Clock, org string, scopes []auth.Scope, ttl time.Duration) (string, error) {
+	if len(secret) == 0 {
 		return "", errors.New("no JWT_SECRET: tokens are issued by your identity provider")
 	}
 	s := make([]string, len(scopes))
 	for i, sc := range scopes {
 		s[i] = string(sc)
 	}
-	now := a.Clock.Now()
+	now := clk.Now()
 	c := auth.Claims{Org: org, Scope: strings.Join(s, " ")}
 	c.Subject = "dev@" + org
 	c.IssuedAt = jwt.NewNumericDate(now)
 	c.ExpiresAt = jwt.NewNumericDate(now.Add(ttl))
-	return auth.Mint(a.jwtSecret, c)
+	return auth.Mint(secret, c)
 }
 
 // Close releases everything New opened, newest first.

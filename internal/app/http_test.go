@@ -106,6 +106,29 @@ func TestProductionHidesTheSchema(t *testing.T) {
 			}
 		}
 	}
+	// Nor does a message about a value name the schema's types: it names
+	// what the client wrote (the variable, the input field).
+	typed := []struct{ query, typeName, names string }{
+		{`query($s: String) { invoices(status: $s) { nodes { id } } }`, "InvoiceStatus", `"$s"`},
+		{`query($s: InvoiceStatu) { invoices(status: $s) { nodes { id } } }`, "InvoiceStatus", `"$s"`},
+		{`mutation { createApiKey(input: {scopes: [BILLING_READ]}) { secret } }`, "CreateApiKeyInput", `"name"`},
+	}
+	messages := func(r apptest.Response) string {
+		var all []string
+		for _, e := range r.Errors {
+			all = append(all, e.Message)
+		}
+		return strings.Join(all, "\n")
+	}
+	for _, m := range typed {
+		if got := messages(dev.Query("acme", m.query, nil)); !strings.Contains(got, m.typeName) {
+			t.Fatalf("development does not name %s for %s: %s", m.typeName, m.query, got)
+		}
+		got := messages(h.Query("acme", m.query, nil))
+		if got == "" || strings.Contains(got, m.typeName) || !strings.Contains(got, m.names) {
+			t.Fatalf("production for %s: %q, want %s named and no %s", m.query, got, m.names, m.typeName)
+		}
+	}
 	if resp := get(t, h.Server.URL+"/", nil); resp.StatusCode == http.StatusOK {
 		t.Fatal("GraphiQL served in production")
 	}

@@ -83,6 +83,23 @@ const DefaultUsageEventsRetentionMonths = 13
 // maxRetentionMonths bounds USAGE_EVENTS_RETENTION at a century.
 const maxRetentionMonths = 1200
 
+// REQUEST_TIMEOUT's bounds: below a second a Stripe call or a busy database
+// fails every request; past the HTTP server's 60-second write timeout the
+// client has already been cut off.
+const (
+	minRequestTimeout = time.Second
+	maxRequestTimeout = time.Minute
+)
+
+// minGOMEMLIMIT is the smallest soft memory limit taken: Tollgate's live heap
+// is about 10 MiB under load (25 MiB with 1,000-event batches), and a limit
+// near it would have the collector run without pause. maxGOGC keeps GOGC in
+// the runtime's range.
+const (
+	minGOMEMLIMIT = 32 << 20
+	maxGOGC       = 1<<31 - 1
+)
+
 // Error names the variable that is wrong.
 type Error struct {
 	Var, Problem string
@@ -123,8 +140,8 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 
 	if v := getenv("PORT"); v != "" {
-		p, err := strconv.Atoi(v)
-		if err != nil || p < 0 || p > 65535 {
+		p, ok := wholeNumber(v)
+		if !ok || p > 65535 {
 			bad("PORT", "must be a port number from 0 to 65535, got %q", v)
 		}
 		c.Port = p
@@ -206,8 +223,8 @@ func Load(getenv func(string) string) (Config, error) {
 			if o == "" {
 				continue
 			}
-			if u, err := url.Parse(o); o != "*" && (err != nil || u.Scheme == "" || u.Host == "") {
-				bad("CORS_ORIGINS", "%q is not an origin like https://app.example.com", o)
+			if o != "*" && !isOrigin(o) {
+				bad("CORS_ORIGINS", "%q is not an origin like https://app.example.com (scheme, host and port only)", o)
 			}
 			c.CORSOrigins = append(c.CORSOrigins, o)
 		}
@@ -229,8 +246,8 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	if v := getenv("REQUEST_TIMEOUT"); v != "" {
 		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			bad("REQUEST_TIMEOUT", "must be a positive duration like 15s, got %q", v)
+		if err != nil || d < minRequestTimeout || d > maxRequestTimeout {
+			bad("REQUEST_TIMEOUT", "must be a duration from %s to %s, like 15s, got %q", minRequestTimeout, maxRequestTimeout, v)
 		}
 		c.RequestTimeout = d
 	}
@@ -247,16 +264,16 @@ func Load(getenv func(string) string) (Config, error) {
 		"API_RATE_LIMIT_PER_ADDRESS":    &c.APIRatePerAddress,
 	} {
 		if s := getenv(v); s != "" {
-			n, err := strconv.Atoi(s)
-			if err != nil || n < 0 {
+			n, ok := wholeNumber(s)
+			if !ok {
 				bad(v, "must be a whole number of root fields a second (0 for no limit), got %q", s)
 			}
 			*dst = n
 		}
 	}
 	if v := getenv("USAGE_EVENTS_RETENTION"); v != "" {
-		n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), "mo"))
-		if err != nil || !strings.HasSuffix(strings.TrimSpace(v), "mo") || n < 1 || n > maxRetentionMonths {
+		n, ok := wholeNumber(strings.TrimSuffix(v, "mo"))
+		if !ok || !strings.HasSuffix(v, "mo") || v[0] == '0' || n < 1 || n > maxRetentionMonths {
 			bad("USAGE_EVENTS_RETENTION", "must be a number of whole months from 1mo to %dmo, like 13mo, got %q", maxRetentionMonths, v)
 		}
 		c.UsageEventsRetentionMonths = n
@@ -268,6 +285,20 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 		c.UsageGateLease = d
 	}
+	// The Go runtime reads these itself, before Tollgate runs, and takes an
+	// unparsable GOGC silently as 100 (which also turns off Tollgate's
+	// tuning, see app.TuneGC); a GOMEMLIMIT it cannot parse stops it with a
+	// stack trace before main, so this check only meets the forms it took.
+	if v := getenv("GOGC"); v != "" && v != "off" {
+		if n, ok := wholeNumber(v); !ok || n < 1 || n > maxGOGC {
+			bad("GOGC", "must be off or a whole percentage from 1 to %d, got %q", maxGOGC, v)
+		}
+	}
+	if v := getenv("GOMEMLIMIT"); v != "" && v != "off" {
+		if n, ok := byteCount(v); !ok || n < minGOMEMLIMIT {
+			bad("GOMEMLIMIT", "must be off or a size of at least %dMiB like 160MiB (units B, KiB, MiB, GiB, TiB), got %q", minGOMEMLIMIT>>20, v)
+		}
+	}
 	if len(errs) > 0 {
 		return c, errors.Join(errs...)
 	}
@@ -276,3 +307,57 @@ func Load(getenv func(string) string) (Config, error) {
 
 // StripeEnabled reports whether outbound Stripe calls can be made.
 func (c Config) StripeEnabled() bool { return c.StripeSecretKey != "" }
+
+// wholeNumber reads s as a whole number written in ASCII digits only: no
+// sign, no spaces, none of strconv's other forms.
+func wholeNumber(s string) (int, bool) {
+	if s == "" || len(s) > 10 {
+		return 0, false
+	}
+	n := 0
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return 0, false
+		}
+		n = n*10 + int(r-'0')
+	}
+	return n, true
+}
+
+// byteCount reads a size the way the Go runtime reads GOMEMLIMIT: digits and
+// an optional B, KiB, MiB, GiB or TiB.
+func byteCount(s string) (int64, bool) {
+	unit := int64(1)
+	for i, u := range []string{"KiB", "MiB", "GiB", "TiB"} {
+		if strings.HasSuffix(s, u) {
+			s, unit = strings.TrimSuffix(s, u), int64(1)<<(10*(i+1))
+			break
+		}
+	}
+	if unit == 1 {
+		s = strings.TrimSuffix(s, "B")
+	}
+	n, ok := wholeNumber(s)
+	if !ok || int64(n) > (1<<62)/unit {
+		return 0, false
+	}
+	return int64(n) * unit, true
+}
+
+// isOrigin reports whether o is a browser origin, scheme://host[:port] and
+// nothing else: CORS compares it with the Origin header byte for byte, and
+// the billing page copies it into its CSP frame-ancestors, so a path, query,
+// fragment or user would never match and would widen or break the CSP.
+func isOrigin(o string) bool {
+	u, err := url.Parse(o)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.ForceQuery || strings.HasSuffix(o, "#") || u.Opaque != "" {
+		return false
+	}
+	if p := u.Port(); p != "" {
+		if n, ok := wholeNumber(p); !ok || n < 1 || n > 65535 {
+			return false
+		}
+	}
+	return u.Scheme+"://"+u.Host == o
+}

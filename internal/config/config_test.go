@@ -54,6 +54,31 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 		{"gate lease without a unit", map[string]string{"USAGE_GATE_LEASE": "1"}, "USAGE_GATE_LEASE: must be 0 (off) or a duration"},
 		{"gate lease too long", map[string]string{"USAGE_GATE_LEASE": "1m"}, "USAGE_GATE_LEASE"},
 		{"gate lease too short", map[string]string{"USAGE_GATE_LEASE": "1ms"}, "USAGE_GATE_LEASE"},
+		{"PORT with a space", map[string]string{"PORT": " 18460"}, "PORT"},
+		{"PORT with a sign", map[string]string{"PORT": "+8080"}, "PORT"},
+		{"CORS origin with a path", map[string]string{"CORS_ORIGINS": "https://a.com/path"}, "CORS_ORIGINS"},
+		{"CORS origin with a trailing slash", map[string]string{"CORS_ORIGINS": "https://a.com/"}, "CORS_ORIGINS"},
+		{"CORS origin with a query", map[string]string{"CORS_ORIGINS": "https://a.com?x=1"}, "CORS_ORIGINS"},
+		{"CORS origin with a fragment", map[string]string{"CORS_ORIGINS": "https://a.com#x"}, "CORS_ORIGINS"},
+		{"CORS origin with a user", map[string]string{"CORS_ORIGINS": "https://u@a.com"}, "CORS_ORIGINS"},
+		{"CORS origin of another scheme", map[string]string{"CORS_ORIGINS": "ftp://a.com"}, "CORS_ORIGINS"},
+		{"CORS origin with a bad port", map[string]string{"CORS_ORIGINS": "https://a.com:99999"}, "CORS_ORIGINS"},
+		{"CORS null origin", map[string]string{"CORS_ORIGINS": "null"}, "CORS_ORIGINS"},
+		{"retention with a leading space", map[string]string{"USAGE_EVENTS_RETENTION": " 13mo"}, "USAGE_EVENTS_RETENTION"},
+		{"retention with a trailing space", map[string]string{"USAGE_EVENTS_RETENTION": "13mo "}, "USAGE_EVENTS_RETENTION"},
+		{"retention with a leading zero", map[string]string{"USAGE_EVENTS_RETENTION": "013mo"}, "USAGE_EVENTS_RETENTION"},
+		{"retention with a sign", map[string]string{"USAGE_EVENTS_RETENTION": "+13mo"}, "USAGE_EVENTS_RETENTION"},
+		{"retention past a century", map[string]string{"USAGE_EVENTS_RETENTION": "1201mo"}, "USAGE_EVENTS_RETENTION"},
+		{"API limit with a sign", map[string]string{"API_RATE_LIMIT_PER_CREDENTIAL": "+5"}, "API_RATE_LIMIT_PER_CREDENTIAL"},
+		{"request timeout of a nanosecond", map[string]string{"REQUEST_TIMEOUT": "1ns"}, "REQUEST_TIMEOUT: must be a duration from 1s"},
+		{"request timeout past the write timeout", map[string]string{"REQUEST_TIMEOUT": "2h"}, "REQUEST_TIMEOUT"},
+		{"request timeout without a unit", map[string]string{"REQUEST_TIMEOUT": "15"}, "REQUEST_TIMEOUT"},
+		{"GOGC in words", map[string]string{"GOGC": "abc"}, "GOGC: must be off or a whole percentage"},
+		{"GOGC negative", map[string]string{"GOGC": "-1"}, "GOGC"},
+		{"GOGC zero", map[string]string{"GOGC": "0"}, "GOGC"},
+		{"GOMEMLIMIT in words", map[string]string{"GOMEMLIMIT": "lots"}, "GOMEMLIMIT: must be off or a size"},
+		{"GOMEMLIMIT in decimal units", map[string]string{"GOMEMLIMIT": "160MB"}, "GOMEMLIMIT"},
+		{"GOMEMLIMIT below the live heap", map[string]string{"GOMEMLIMIT": "1MiB"}, "GOMEMLIMIT"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -110,5 +135,24 @@ func TestUsageEventsRetentionIsWholeMonths(t *testing.T) {
 	c, err := Load(env(map[string]string{"USAGE_EVENTS_RETENTION": "24mo"}))
 	if err != nil || c.UsageEventsRetentionMonths != 24 {
 		t.Fatalf("retention %d months (err %v), want 24", c.UsageEventsRetentionMonths, err)
+	}
+}
+
+// TestGoodValuesAreTaken: the forms the README shows start Tollgate.
+func TestGoodValuesAreTaken(t *testing.T) {
+	c, err := Load(env(map[string]string{
+		"PORT": "0", "CORS_ORIGINS": "https://app.example.com, http://localhost:3000,*",
+		"REQUEST_TIMEOUT": "30s", "GOGC": "200", "GOMEMLIMIT": "512MiB", "USAGE_EVENTS_RETENTION": "1200mo",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.CORSOrigins) != 3 || c.CORSOrigins[1] != "http://localhost:3000" || c.RequestTimeout != 30*time.Second {
+		t.Fatalf("got %+v", c)
+	}
+	for _, v := range []map[string]string{{"GOGC": "off", "GOMEMLIMIT": "off"}, {"GOMEMLIMIT": "1GiB"}, {"GOMEMLIMIT": "67108864"}, {"GOMEMLIMIT": "33554432B"}} {
+		if _, err := Load(env(v)); err != nil {
+			t.Errorf("%v: %v", v, err)
+		}
 	}
 }

@@ -63,11 +63,12 @@ func TestGraphiQLRunsAQueryOffline(t *testing.T) {
 		}
 	}()
 
-	// GraphiQL keeps its editors' text in localStorage: put a query and the
-	// token there, as a user pasting them would, and open it.
-	headers, _ := json.Marshal(map[string]string{"Authorization": "Bearer " + h.Token("acme")})
-	setup := `localStorage.setItem('graphiql:query', '{ plans { id } }');
-		localStorage.setItem('graphiql:headers', ` + "`" + string(headers) + "`" + `); true`
+	// GraphiQL keeps its query editor's text in localStorage: put a query
+	// there and open it. Headers are not kept (they hold a token), so the
+	// token is pasted into the headers editor below.
+	token := h.Token("acme")
+	headers, _ := json.Marshal(map[string]string{"Authorization": "Bearer " + token})
+	setup := `localStorage.setItem('graphiql:query', '{ plans { id } }'); true`
 	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](setup)); err != nil {
 		t.Fatalf("seed GraphiQL's storage: %v", err)
 	}
@@ -85,6 +86,16 @@ func TestGraphiQLRunsAQueryOffline(t *testing.T) {
 		chromedp.WithPollingTimeout(30*time.Second))); err != nil {
 		t.Fatalf("the query editor never showed the stored query: %v", err)
 	}
+	// The second editor under the query is the headers editor (CodeMirror 5
+	// keeps its instance on its element); then the query is edited too.
+	paste := `(() => { const eds = document.querySelectorAll('.graphiql-editor-tool .CodeMirror');
+		const q = document.querySelector('.graphiql-query-editor .CodeMirror');
+		if (eds.length < 2 || !q) return false;
+		eds[1].CodeMirror.setValue(` + "`" + string(headers) + "`" + `);
+		q.CodeMirror.setValue('{ plans { id } }\n# pasted'); return true; })()`
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](paste, chromedp.WithPollingTimeout(30*time.Second))); err != nil {
+		t.Fatalf("paste the headers: %v", err)
+	}
 	if err := chromedp.Do(ctx, chromedp.Click(".graphiql-execute-button")); err != nil {
 		t.Fatalf("run the query: %v", err)
 	}
@@ -98,6 +109,21 @@ func TestGraphiQLRunsAQueryOffline(t *testing.T) {
 		if !strings.Contains(answer, `"`+plan+`"`) {
 			t.Errorf("the answer lacks plan %s: %s", plan, answer)
 		}
+	}
+	// The token pasted into the headers editor is not saved in the
+	// browser, where any script of the origin, or the next user of the
+	// machine, could read it for 30 days.
+	// GraphiQL saves each editor a moment after it changes: the query was
+	// edited after the headers, so once the edit is saved, the headers
+	// would have been.
+	stored, err := chromedp.Run(ctx, chromedp.Poll[string](`(() => {
+		return (localStorage.getItem('graphiql:query') || '').includes('# pasted') && JSON.stringify(Object.assign({}, localStorage)); })()`,
+		chromedp.WithPollingTimeout(30*time.Second)))
+	if err != nil {
+		t.Fatalf("GraphiQL never saved the edited query: %v", err)
+	}
+	if strings.Contains(stored, token) {
+		t.Errorf("GraphiQL saved the token in localStorage: %s", stored)
 	}
 	cancel()
 	<-done

@@ -110,3 +110,16 @@ func TestPageLoadsNothingFromAnotherHost(t *testing.T) {
 		t.Errorf("unknown asset: %d, want 404", resp.StatusCode)
 	}
 }
+
+// TestPageAllowsOnlyTollgateAndSendsNoReferrer: the page's CSP allows no
+// inline script or style (the README says it allows only Tollgate), and
+// the page's URL is not sent to any other site as a Referer.
+func TestPageAllowsOnlyTollgateAndSendsNoReferrer(t *testing.T) {
+	resp, _ := fetch(t, serve(t).URL+"/", nil)
+	if csp := resp.Header.Get("Content-Security-Policy"); csp == "" || strings.Contains(csp, "unsafe") {
+		t.Errorf("Content-Security-Policy %q", csp)
+	}
+	if rp := resp.Header.Get("Referrer-Policy"); rp != "no-referrer" {
+		t.Errorf("Referrer-Policy %q, want no-referrer", rp)
+	}
+}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -67,6 +68,10 @@ func (db *DB) MigrateDown(ctx context.Context) error {
 		return fmt.Errorf("migrations: %w", err)
 	}
 	if _, err := p.Down(ctx); err != nil {
+		if errors.Is(err, goose.ErrNoNextVersion) {
+			// goose says "no next version found".
+			return errors.New("migrate down: nothing to roll back: no migration is applied, the schema is before the first one")
+		}
 		return fmt.Errorf("migrate down: %w", err)
 	}
 	return nil
@@ -111,7 +116,12 @@ func (db *DB) MigrationStatus(ctx context.Context, w io.Writer) error {
 		if s.State == goose.StateApplied {
 			applied = "applied " + s.AppliedAt.UTC().Format("2006-01-02 15:04:05Z")
 		}
-		fmt.Fprintf(w, "%05d  %-28s  %s\n", s.Source.Version, applied, s.Source.Path)
+		name := s.Source.Path
+		if name == "" && s.Source.Version == riverSchemaVersion {
+			// A Go migration has no file: name what it does.
+			name = fmt.Sprintf("river job tables (River's migrations 1 to %d)", riverTargetVersion)
+		}
+		fmt.Fprintf(w, "%05d  %-28s  %s\n", s.Source.Version, applied, name)
 	}
 	return nil
 }

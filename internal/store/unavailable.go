@@ -9,6 +9,7 @@ import (
 
 	gosqlite "github.com/glebarez/go-sqlite"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/redis/go-redis/v9"
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
@@ -18,6 +19,12 @@ import (
 // or the code being wrong: the same request may succeed when retried. (A
 // connection lost during COMMIT may still have committed, so only idempotent
 // writes are blindly safe to retry.)
+//
+// Redis is classified by the same rules: a reply saying the server is
+// loading, failing over or full is unavailability, while any other reply
+// (a database number out of range, a refused password, a cluster command to
+// a server without cluster mode) is the configuration or the request being
+// wrong.
 //
 // A cancelled context is not unavailability: the client went away.
 func IsUnavailable(err error) bool {
@@ -34,6 +41,12 @@ func IsUnavailable(err error) bool {
 	var sqliteErr *gosqlite.Error
 	if errors.As(err, &sqliteErr) {
 		return IsConflict(err)
+	}
+	var redisErr redis.Error
+	if errors.As(err, &redisErr) {
+		return redis.IsLoadingError(err) || redis.IsReadOnlyError(err) || redis.IsMasterDownError(err) ||
+			redis.IsClusterDownError(err) || redis.IsTryAgainError(err) || redis.IsMaxClientsError(err) ||
+			redis.IsNoReplicasError(err)
 	}
 	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
 		errors.Is(err, context.DeadlineExceeded) {
