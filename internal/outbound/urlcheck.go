@@ -32,34 +32,6 @@ var metadataHosts = []string{
 	"instance-data", "instance-data.ec2.internal",
 }
 
-// metadataAddrs are cloud metadata services outside the link-local ranges
-// (AWS's IPv6 one, Alibaba's).
-var metadataAddrs = []netip.Addr{
-	netip.MustParseAddr("fd00:ec2::254"),
-	netip.MustParseAddr("100.100.100.200"),
-}
-
-// forbiddenAddr reports why production must not send to ip, or "".
-// Loopback and link-local (169.254.0.0/16, fe80::/10, home of most metadata
-// services) are the host's own network edge, not a customer's receiver.
-func forbiddenAddr(ip netip.Addr) string {
-	ip = ip.Unmap()
-	switch {
-	case ip.IsLoopback():
-		return "a loopback address"
-	case ip.IsLinkLocalUnicast(), ip.IsLinkLocalMulticast():
-		return "a link-local address"
-	case ip.IsUnspecified(), ip.IsMulticast():
-		return "not a unicast address"
-	}
-	for _, m := range metadataAddrs {
-		if ip == m {
-			return "a cloud metadata address"
-		}
-	}
-	return ""
-}
-
 func isLoopbackHost(host string) bool {
 	if strings.EqualFold(host, "localhost") {
 		return true
@@ -96,7 +68,7 @@ func (s *Service) checkURL(fe *apperr.FieldErrors, field, raw string) {
 		return
 	}
 	if ip, err := netip.ParseAddr(host); err == nil {
-		if why := forbiddenAddr(ip); why != "" {
+		if why := weburl.ForbiddenAddr(ip); why != "" {
 			fe.Add(field, CodeForbiddenURL, "The URL points to "+why+".")
 		}
 	}
@@ -117,7 +89,7 @@ func newHTTPClient(production bool) *http.Client {
 			if err != nil {
 				return fmt.Errorf("dial %s: %w", address, err)
 			}
-			if forbiddenAddr(ap.Addr()) != "" {
+			if weburl.ForbiddenAddr(ap.Addr()) != "" {
 				return errForbiddenAddr
 			}
 			return nil

@@ -33,6 +33,13 @@ func TestEndpointURLs(t *testing.T) {
 		{"a metadata name with a trailing dot is refused", "https://METADATA.google.internal./", true, CodeForbiddenURL},
 		{"loopback is refused in production", "https://127.0.0.1/", true, CodeForbiddenURL},
 		{"IPv4-mapped loopback is refused in production", "https://[::ffff:127.0.0.1]/", true, CodeForbiddenURL},
+		// IPv6 forms that carry the metadata IPv4 address reach it.
+		{"NAT64 metadata is refused", "https://[64:ff9b::a9fe:a9fe]/h", true, CodeForbiddenURL},
+		{"local-use NAT64 metadata is refused", "https://[64:ff9b:1::a9fe:a9fe]/h", true, CodeForbiddenURL},
+		{"6to4 metadata is refused", "https://[2002:a9fe:a9fe::]/h", true, CodeForbiddenURL},
+		{"Teredo to metadata is refused", "https://[2001:0:4136:e378:8000:63bf:5601:5601]/h", true, CodeForbiddenURL},
+		{"IPv4-compatible loopback is refused", "https://[::127.0.0.1]/h", true, CodeForbiddenURL},
+		{"NAT64 to a public address is accepted", "https://[64:ff9b::c000:20a]/h", true, ""},
 		{"localhost is refused in production", "https://localhost/", true, CodeForbiddenURL},
 		{"a relative URL is refused", "/hooks", true, CodeInvalidURL},
 		{"another scheme is refused", "ftp://hooks.acme.test/", true, CodeInvalidURL},
@@ -79,4 +86,16 @@ func TestProductionNeverConnectsToLoopback(t *testing.T) {
 		t.Fatalf("development client: %v", err)
 	}
 	resp.Body.Close()
+}
+
+// The dialer judges an address that carries an IPv4 one by that IPv4
+// address, whatever DNS answers: NAT64 and 6to4 forms of the metadata and
+// loopback addresses are refused before any packet leaves.
+func TestProductionNeverConnectsToEmbeddedIPv4(t *testing.T) {
+	for _, host := range []string{"[64:ff9b::a9fe:a9fe]", "[2002:a9fe:a9fe::]", "[64:ff9b::7f00:1]", "[::ffff:0:7f00:1]"} {
+		req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, "https://"+host+"/h", nil)
+		if _, err := newHTTPClient(true).Do(req); !errors.Is(err, errForbiddenAddr) {
+			t.Errorf("production client to %s: err %v, want %v", host, err, errForbiddenAddr)
+		}
+	}
 }

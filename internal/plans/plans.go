@@ -21,6 +21,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tollgate-billing/tollgate/internal/money"
+	"github.com/tollgate-billing/tollgate/internal/usertext"
 )
 
 // FreePlanID is the plan every organisation has without a paid subscription.
@@ -290,8 +291,10 @@ func build(f file) (*Catalog, error) {
 		if _, dup := c.byID[p.ID]; dup {
 			bad("%s: duplicate plan id", where)
 		}
-		if p.Name == "" {
+		if strings.TrimSpace(p.Name) == "" {
 			bad("%s: name is required", where)
+		} else if !usertext.Printable(p.Name) {
+			bad("%s: name %q has a control, invisible or private-use character (it is shown on the billing page and in messages)", where, p.Name)
 		}
 		if p.PriceCents < 0 {
 			bad("%s: price_cents must not be negative", where)

@@ -252,6 +252,13 @@ func TestInvalidPlansFiles(t *testing.T) {
 		{"an alert named twice", meters + "plans:\n" +
 			"  - {id: free, name: Free, rate_limit_per_second: 1, limits: {api_calls: {limit: 10, alerts: [50, 50]}}}\n", "50 is listed twice"},
 	}
+	// Plan names are shown on the billing page and in messages: text a
+	// person reads follows usertext's rule wherever it comes from.
+	for _, name := range []string{`Free\u202EeerF`, `Free\a`, `Fr\u200Bee`, `Free\uFFFE`, `Free\uE000`, `Free\u2028`, `  `} {
+		cases = append(cases, struct{ name, yaml, want string }{"plan name " + name,
+			meters + "plans:\n  - {id: free, name: \"" + name + "\", rate_limit_per_second: 1, limits: {api_calls: {limit: 10}}}\n",
+			"plans[0] (free): name"})
+	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.yaml), "yaml")

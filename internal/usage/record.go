@@ -201,8 +201,10 @@ func (s *Service) check(i int, orgID string, e Event, m plans.Meter, known bool,
 		return reject(CodeMissingKey, "idempotencyKey is required")
 	case utf8.RuneCountInString(key) > MaxKeyLength:
 		return reject(CodeKeyTooLong, "idempotencyKey must be at most %d characters", MaxKeyLength)
-	case !store.StorableText(key):
-		return reject(CodeInvalidKey, "idempotencyKey must be UTF-8 text without NUL characters")
+	case !store.StorableText(key) || !usertext.Printable(key):
+		// Listed back by usageEvents: the rule of every text a person
+		// reads, so two keys that look the same are the same key.
+		return reject(CodeInvalidKey, "idempotencyKey must be UTF-8 text without control or invisible formatting characters")
 	case utf8.RuneCountInString(endpoint) > MaxEndpointLength:
 		return reject(CodeEndpointTooLong, "endpoint must be at most %d characters", MaxEndpointLength)
 	case !usertext.Printable(endpoint):

@@ -73,10 +73,11 @@ func TestRecordJudgesEachEventOnItsOwn(t *testing.T) {
 			used: map[string]int64{"api_calls": 1},
 		},
 		{
-			name:     "an idempotency key with a NUL character is rejected",
-			plan:     "starter",
-			events:   []Event{ev("api_calls", 1, "a\x00b"), ev("api_calls", 1, "ok")},
-			accepted: 1, rejected: map[int]string{0: CodeInvalidKey},
+			name: "an idempotency key with a NUL, control or invisible character is rejected",
+			plan: "starter",
+			events: []Event{ev("api_calls", 1, "a\x00b"), ev("api_calls", 1, "ok"), ev("api_calls", 1, "o\u200Bk"),
+				ev("api_calls", 1, "k\u202E1"), ev("api_calls", 1, "k\t1"), ev("api_calls", 1, "k\uFFFE")},
+			accepted: 1, rejected: map[int]string{0: CodeInvalidKey, 2: CodeInvalidKey, 3: CodeInvalidKey, 4: CodeInvalidKey, 5: CodeInvalidKey},
 			used: map[string]int64{"api_calls": 1},
 		},
 		{

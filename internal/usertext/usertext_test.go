@@ -34,6 +34,19 @@ func TestPrintable(t *testing.T) {
 		"ac\u200D\u200Dme": false,
 		"ac \u200Dme":      false,
 		"\u200D":           false,
+		"ab\uFFFEcd":       false, // noncharacters
+		"ab\uFFFFcd":       false,
+		"ab\uFDD0cd":       false,
+		"ab\uFDEFcd":       false,
+		"ab\U0001FFFEcd":   false,
+		"ab\U0010FFFFcd":   false,
+		"ab\uE000cd":       false, // private use
+		"ab\uF8FFcd":       false,
+		"ab\U000F0000cd":   false,
+		"ab\U0010FFFDcd":   false,
+		"ab\uFDCFcd":       true, // the neighbours are ordinary characters
+		"ab\uFDF0cd":       true,
+		"ab\uFFFDcd":       true,
 	} {
 		if got := usertext.Printable(s); got != want {
 			t.Errorf("Printable(%q) = %v, want %v", s, got, want)
@@ -58,6 +71,14 @@ func TestEmail(t *testing.T) {
 		"bo\x00b@x.io":       false,
 		"bob\u202E@x.io":     false,
 		"a@b@x.io":           false,
+		// The domain follows the rule for URL hosts.
+		"a@-example.com":          false,
+		"a@example-.com":          false,
+		"a@exa_mple.com":          false,
+		"a@example..com":          false,
+		"a@bücher.example":        false,
+		"a@xn--bcher-kva.example": true,
+		"a@a-b.example.com":       true,
 	} {
 		if got := usertext.Email(s); got != want {
 			t.Errorf("Email(%q) = %v, want %v", s, got, want)

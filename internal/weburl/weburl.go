@@ -10,10 +10,11 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"unicode"
+	"unicode/utf8"
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/store"
+	"github.com/tollgate-billing/tollgate/internal/usertext"
 )
 
 // MaxLength bounds a URL. Stripe's own limit is higher, but a longer one is
@@ -29,8 +30,11 @@ const (
 
 // Check parses raw as an absolute http or https URL that can be stored as
 // text (valid UTF-8, no NUL: url.Parse accepts invalid UTF-8, which Postgres
-// would refuse). On failure it adds a field error, with invalidMsg for a
-// malformed URL, and returns false.
+// would refuse) and shown: no character anywhere in it that
+// usertext.Printable refuses (a right-to-left override in a path makes
+// ".../\u202egnp.exe" display as ".../exe.png"); such a character must be
+// percent-encoded. On failure it adds a field error, with invalidMsg for
+// a malformed URL, and returns false.
 func Check(fe *apperr.FieldErrors, field, raw, invalidMsg string) (*url.URL, bool) {
 	if strings.TrimSpace(raw) == "" {
 		fe.Add(field, CodeRequired, "A URL is required.")
@@ -44,6 +48,10 @@ func Check(fe *apperr.FieldErrors, field, raw, invalidMsg string) (*url.URL, boo
 	if err != nil || !store.StorableText(raw) || strings.ContainsAny(raw, " \t\r\n") ||
 		(u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Hostname() == "" {
 		fe.Add(field, CodeInvalidURL, invalidMsg)
+		return nil, false
+	}
+	if !usertext.Printable(raw) {
+		fe.Add(field, CodeInvalidURL, "The URL contains a control, invisible or private-use character: remove it or percent-encode it.")
 		return nil, false
 	}
 	if u.User != nil {
@@ -60,10 +68,9 @@ func Check(fe *apperr.FieldErrors, field, raw, invalidMsg string) (*url.URL, boo
 }
 
 // checkHost says what is wrong with u's host and port, or "". A host is a
-// domain name (labels of letters, digits, hyphens and underscores, none
-// empty or starting or ending with a hyphen, at most 63 bytes each and 253
-// in all), a full dotted IPv4 address, or a bracketed IPv6 address without
-// a zone. A name whose last label is a number (127.1, 2130706433,
+// domain name (usertext.DomainName: ASCII labels of letters, digits and
+// hyphens; an international name in its xn-- form), a full dotted IPv4
+// address, or a bracketed IPv6 address without a zone. A name whose last label is a number (127.1, 2130706433,
 // 0x7f000001, 0251.0376.0251.0376) is refused: browsers and C resolvers
 // read it as an IPv4 address, so it would reach an address no check of
 // the text saw.
@@ -93,10 +100,11 @@ func checkHost(u *url.URL) string {
 		}
 		return ""
 	}
-	for _, l := range labels {
-		if !label(l) {
-			return "The host must be a domain name: labels of letters, digits and hyphens, separated by single dots, none starting or ending with a hyphen."
-		}
+	if strings.IndexFunc(name, func(r rune) bool { return r >= utf8.RuneSelf }) >= 0 {
+		return "The host must be written in ASCII: give an international domain name in its punycode form (xn--…)."
+	}
+	if !usertext.DomainName(name) {
+		return "The host must be a domain name: labels of letters, digits and hyphens, separated by single dots, none starting or ending with a hyphen."
 	}
 	return ""
 }
@@ -109,21 +117,6 @@ func numeric(l string) bool {
 		return strings.Trim(l, "0123456789abcdefABCDEF") == ""
 	}
 	return l != "" && strings.Trim(l, "0123456789") == ""
-}
-
-// label reports whether l is a domain name label: 1 to 63 bytes of
-// letters (any script), digits, hyphens and underscores, not starting or
-// ending with a hyphen.
-func label(l string) bool {
-	if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
-		return false
-	}
-	for _, r := range l {
-		if !unicode.IsLetter(r) && !unicode.IsDigit(r) && !unicode.Is(unicode.Mn, r) && r != '-' && r != '_' {
-			return false
-		}
-	}
-	return true
 }
 
 // Redact returns raw without a user name or password, for URLs stored
@@ -148,4 +141,98 @@ func RedactText(s string) string {
 		return s
 	}
 	return userinfoInText.ReplaceAllString(s, "$1")
+}
+
+// metadataAddrs are cloud metadata services outside the link-local ranges
+// (AWS's IPv6 one, Alibaba's).
+var metadataAddrs = []netip.Addr{
+	netip.MustParseAddr("fd00:ec2::254"),
+	netip.MustParseAddr("100.100.100.200"),
+}
+
+// ForbiddenAddr says why Tollgate must not connect to ip in production, as
+// the end of the sentence "The URL points to …", or "". Loopback and
+// link-local (169.254.0.0/16, fe80::/10, home of most metadata services)
+// are the host's own network edge, not a customer's receiver. An IPv6
+// address that carries an IPv4 one (see EmbeddedIPv4) is judged by every
+// address it carries, since a NAT64 gateway, a 6to4 or Teredo relay or
+// the host's own stack may deliver it to that IPv4 address. Both the check
+// of a saved URL and the dialer's check of each resolved address use it.
+func ForbiddenAddr(ip netip.Addr) string {
+	for _, a := range append([]netip.Addr{ip.Unmap()}, EmbeddedIPv4(ip)...) {
+		if why := forbiddenAddr(a); why != "" {
+			return why
+		}
+	}
+	return ""
+}
+
+func forbiddenAddr(ip netip.Addr) string {
+	switch {
+	case ip.IsLoopback():
+		return "a loopback address"
+	case ip.IsLinkLocalUnicast(), ip.IsLinkLocalMulticast():
+		return "a link-local address"
+	case ip.IsUnspecified():
+		return "an unspecified address (0.0.0.0 or ::), which is no receiver"
+	case ip.IsMulticast():
+		return "a multicast address, which is no single receiver"
+	}
+	for _, m := range metadataAddrs {
+		if ip == m {
+			return "a cloud metadata address"
+		}
+	}
+	return ""
+}
+
+// Prefixes of IPv6 ranges that carry an IPv4 address.
+var (
+	nat64     = netip.MustParsePrefix("64:ff9b::/96")   // RFC 6052
+	nat64Loc  = netip.MustParsePrefix("64:ff9b:1::/48") // RFC 8215
+	sixToFour = netip.MustParsePrefix("2002::/16")      // RFC 3056
+	teredo    = netip.MustParsePrefix("2001::/32")      // RFC 4380
+)
+
+// EmbeddedIPv4 returns the IPv4 addresses an IPv6 address carries: the
+// last 32 bits of an IPv4-mapped (::ffff:a.b.c.d), IPv4-translated
+// (::ffff:0:a.b.c.d), IPv4-compatible (::a.b.c.d), NAT64 (64:ff9b::/96 and
+// the local-use 64:ff9b:1::/48) or ISATAP (interface id 0:5efe or 200:5efe)
+// address; bits 16–47 of a 6to4 address (2002::/16); and a Teredo address's
+// (2001::/32) server, bits 32–63, and client, the last 32 bits inverted.
+// Inside 64:ff9b:1::/48 a network may place the IPv4 address elsewhere
+// (RFC 6052's other prefix lengths); its last 32 bits are where the
+// common /96 layout puts it.
+func EmbeddedIPv4(ip netip.Addr) []netip.Addr {
+	if !ip.Is6() {
+		return nil
+	}
+	b := ip.As16()
+	v4 := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{b[i], b[i+1], b[i+2], b[i+3]}) }
+	zero := func(from, to int) bool {
+		for _, c := range b[from:to] {
+			if c != 0 {
+				return false
+			}
+		}
+		return true
+	}
+	var out []netip.Addr
+	switch {
+	case ip.Is4In6(), zero(0, 12): // ::ffff:a.b.c.d, ::a.b.c.d
+		out = append(out, v4(12))
+	case zero(0, 8) && b[8] == 0xff && b[9] == 0xff && b[10] == 0 && b[11] == 0: // ::ffff:0:a.b.c.d
+		out = append(out, v4(12))
+	case nat64.Contains(ip), nat64Loc.Contains(ip):
+		out = append(out, v4(12))
+	case sixToFour.Contains(ip):
+		out = append(out, v4(2))
+	case teredo.Contains(ip):
+		c := v4(12).As4()
+		out = append(out, v4(4), netip.AddrFrom4([4]byte{^c[0], ^c[1], ^c[2], ^c[3]}))
+	}
+	if (b[8]|0x02) == 0x02 && b[9] == 0 && b[10] == 0x5e && b[11] == 0xfe { // ISATAP
+		out = append(out, v4(12))
+	}
+	return out
 }

@@ -1,6 +1,9 @@
 package weburl_test
 
 import (
+	"fmt"
+	"net/netip"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -65,6 +68,7 @@ func TestRedact(t *testing.T) {
 func TestHostsAndPortsAreChecked(t *testing.T) {
 	refused := weburltest.RefusedHosts()
 	refused["https://[::ffff:127.0.0.1]/"] = ""
+	refused["https://example.com/%E2%80%AEgnp.exe"] = ""
 	for raw, says := range refused {
 		var fe apperr.FieldErrors
 		_, ok := weburl.Check(&fe, "input.url", raw, "bad")
@@ -81,12 +85,70 @@ func TestHostsAndPortsAreChecked(t *testing.T) {
 	for _, raw := range []string{
 		"https://hooks.acme.test/", "https://hooks.acme.test./x", "https://hooks.acme.test:8443/",
 		"https://192.0.2.10/", "https://[2001:db8::1]:8443/", "http://localhost:3000/hooks",
-		"https://bücher.example/", "https://xn--bcher-kva.example/", "https://my_host.internal.example/",
+		"https://xn--bcher-kva.example/", "https://example.com/café?q=検索",
 		"https://1password.example/", "https://a1.b2.example/",
 	} {
 		var fe apperr.FieldErrors
 		if _, ok := weburl.Check(&fe, "input.url", raw, "bad"); !ok {
 			t.Errorf("Check(%q) refused: %v", raw, fe)
+		}
+	}
+}
+
+// Every address an IPv6 address carries is judged as if it were written
+// out: NAT64, 6to4, Teredo, ISATAP and the IPv4-compatible and -mapped
+// forms all reach the IPv4 address inside.
+func TestForbiddenAddrJudgesEmbeddedIPv4(t *testing.T) {
+	for _, v4 := range []string{"169.254.169.254", "127.0.0.1", "0.0.0.0", "224.0.0.1", "100.100.100.200"} {
+		want := weburl.ForbiddenAddr(netip.MustParseAddr(v4))
+		if want == "" {
+			t.Fatalf("ForbiddenAddr(%s) accepted", v4)
+		}
+		b := netip.MustParseAddr(v4).As4()
+		hi, lo := uint16(b[0])<<8|uint16(b[1]), uint16(b[2])<<8|uint16(b[3])
+		for _, form := range []string{
+			"::ffff:%[3]s", "::%[3]s", "::ffff:0:%[3]s", "64:ff9b::%[1]x:%[2]x", "64:ff9b:1::%[1]x:%[2]x",
+			"2002:%[1]x:%[2]x::", "2002:%[1]x:%[2]x:1:2:3:4:5", "2001:0:%[1]x:%[2]x::1",
+			"2001:0:4136:e378:8000:63bf:%[4]x:%[5]x", "2001:db8::5efe:%[3]s", "2001:db8::200:5efe:%[3]s",
+		} {
+			ip := netip.MustParseAddr(fmt.Sprintf(form, hi, lo, v4, ^hi, ^lo))
+			if got := weburl.ForbiddenAddr(ip); got != want {
+				t.Errorf("ForbiddenAddr(%s) = %q, want %q as for %s", ip, got, want, v4)
+			}
+		}
+	}
+	for _, ok := range []string{"2001:db8::1", "64:ff9b::c000:20a", "2002:c000:20a::", "2606:4700::6810:84e5", "192.0.2.10"} {
+		if why := weburl.ForbiddenAddr(netip.MustParseAddr(ok)); why != "" {
+			t.Errorf("ForbiddenAddr(%s) = %q, want accepted", ok, why)
+		}
+	}
+}
+
+// Each refusal reads as an English sentence: no "points to not a ...".
+func TestRefusalsReadAsSentences(t *testing.T) {
+	var msgs []string
+	for _, ip := range []string{"127.0.0.1", "169.254.169.254", "ff02::1", "0.0.0.0", "::", "224.0.0.1", "fd00:ec2::254", "64:ff9b::a9fe:a9fe"} {
+		why := weburl.ForbiddenAddr(netip.MustParseAddr(ip))
+		if !strings.HasPrefix(why, "a ") && !strings.HasPrefix(why, "an ") {
+			t.Errorf("ForbiddenAddr(%s) = %q, want a noun phrase after \"The URL points to\"", ip, why)
+		}
+		msgs = append(msgs, "The URL points to "+why+".")
+	}
+	for _, raw := range []string{
+		"", strings.Repeat("a", weburl.MaxLength+1), "nope", "https://u:p@example.com/", "https://example.com:0/",
+		"https://example.com:/", "https://[fe80::1%25eth0]/", "https://127.1/", "https://a_b.example/", "https://bücher.example/",
+		"https://" + strings.Repeat("abcdefghi.", 26) + "com/", "https://example.com/\u202e",
+	} {
+		var fe apperr.FieldErrors
+		if _, ok := weburl.Check(&fe, "input.url", raw, "The URL must be absolute."); ok || len(fe) != 1 {
+			t.Fatalf("Check(%q) = %v, want one refusal", raw, fe)
+		}
+		msgs = append(msgs, fe[0].Message)
+	}
+	sentence := regexp.MustCompile(`^[A-Z][^.]*\S.*[.)]$`)
+	for _, m := range msgs {
+		if !sentence.MatchString(m) || strings.Contains(m, " to not ") || strings.Contains(m, "  ") {
+			t.Errorf("message %q does not read as a sentence", m)
 		}
 	}
 }

@@ -5,7 +5,8 @@ package weburltest
 
 import "strings"
 
-// RefusedHosts maps each URL weburl.Check refuses for its host or port to
+// RefusedHosts maps each URL weburl.Check refuses for its host, its port or
+// a character a reader cannot see to
 // a fragment of the message it gives ("bad": url.Parse refuses it, and the
 // caller's own message is given). A name ending in a number (127.1,
 // 2130706433, 0x7f000001) is an IPv4 address to browsers and C resolvers.
@@ -30,5 +31,19 @@ func RefusedHosts() map[string]string {
 		"https://" + strings.Repeat("a", 64) + ".example/":     "must be a domain name",
 		"https://" + strings.Repeat("abcdefghi.", 26) + "com/": "at most 253 characters",
 		"https://[fe80::1%25eth0]/":                            "IPv6 address without a zone",
+		// Labels are ASCII letters, digits and hyphens only.
+		"https://exa_mple.com/h":            "must be a domain name",
+		"https://my_host.internal.example/": "must be a domain name",
+		"https://exa%5Fmple.com/h":          "bad", // url.Parse refuses an escape in a host
+		"https://bücher.example/h":          "punycode form (xn--",
+		"https://ｅxample.com/":              "punycode form (xn--",
+		// Characters a reader cannot see, anywhere in the URL.
+		"https://example.com/\u202egnp.exe": "percent-encode",
+		"https://example.com/a\u200bb":      "percent-encode",
+		"https://example.com/?q=a\u2028b":   "percent-encode",
+		"https://example.com/#\u2066x":      "percent-encode",
+		"https://example.com/\ufffe":        "percent-encode",
+		"https://example.com/\ue000":        "percent-encode",
+		"https://exam\u200bple.com/":        "percent-encode",
 	}
 }
