@@ -17,7 +17,6 @@ import (
 
 	"github.com/stripe/stripe-go/v76"
 
-	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/money"
 	"github.com/tollgate-billing/tollgate/internal/store"
@@ -322,17 +321,14 @@ func Session(kind, id, url string) error {
 }
 
 // PageURL returns raw when it is a link Tollgate may store and put in an
-// href (an invoice's hosted page or PDF): a URL weburl.Check accepts, as
-// for every URL Tollgate stores, that is https. Anything else gives "": a
-// javascript: or data: URL, credentials, or a host that is not a real name
-// or address (127.1, 0x7f000001, port 0). Stripe's links are always https,
+// href (an invoice's hosted page or PDF, a Checkout or portal session): an
+// https link weburl.Link accepts, under the rules of every URL Tollgate
+// stores. Anything else gives "": a javascript: or data: URL, credentials,
+// an invisible character, or a host that is not a real name or address
+// (127.1, 0x7f000001, port 0). Stripe's links are always https,
 // stripe-mock's too.
 func PageURL(raw string) string {
-	if raw == "" {
-		return ""
-	}
-	var fe apperr.FieldErrors
-	if u, ok := weburl.Check(&fe, "", raw, ""); !ok || u.Scheme != "https" {
+	if raw == "" || !weburl.Link(raw) {
 		return ""
 	}
 	return raw

@@ -36,6 +36,22 @@ const (
 // percent-encoded. On failure it adds a field error, with invalidMsg for
 // a malformed URL, and returns false.
 func Check(fe *apperr.FieldErrors, field, raw, invalidMsg string) (*url.URL, bool) {
+	return check(fe, field, raw, invalidMsg, false)
+}
+
+// Link reports whether raw is an https link a payment provider gave for a
+// browser to open (a Checkout, portal or invoice page): what Check accepts,
+// except that a host label may hold an underscore. Browsers open such
+// names and DNS allows them; the letters-digits-hyphens rule is for hosts
+// clients register and Tollgate dials, not for pages of Stripe's that only
+// a customer's browser visits (stripe-mock's portal host has one).
+func Link(raw string) bool {
+	var fe apperr.FieldErrors
+	u, ok := check(&fe, "", raw, "", true)
+	return ok && u.Scheme == "https"
+}
+
+func check(fe *apperr.FieldErrors, field, raw, invalidMsg string, underscore bool) (*url.URL, bool) {
 	if strings.TrimSpace(raw) == "" {
 		fe.Add(field, CodeRequired, "A URL is required.")
 		return nil, false
@@ -60,7 +76,7 @@ func Check(fe *apperr.FieldErrors, field, raw, invalidMsg string) (*url.URL, boo
 		fe.Add(field, CodeInvalidURL, "Credentials in URLs are not allowed: remove the user:password@ before the host.")
 		return nil, false
 	}
-	if msg := checkHost(u); msg != "" {
+	if msg := checkHost(u, underscore); msg != "" {
 		fe.Add(field, CodeInvalidURL, msg)
 		return nil, false
 	}
@@ -74,7 +90,8 @@ func Check(fe *apperr.FieldErrors, field, raw, invalidMsg string) (*url.URL, boo
 // 0x7f000001, 0251.0376.0251.0376) is refused: browsers and C resolvers
 // read it as an IPv4 address, so it would reach an address no check of
 // the text saw.
-func checkHost(u *url.URL) string {
+// With underscore, a label may also hold "_" (Link).
+func checkHost(u *url.URL, underscore bool) string {
 	if p := u.Port(); p != "" {
 		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
 			return "The port must be a number from 1 to 65535."
@@ -102,6 +119,9 @@ func checkHost(u *url.URL) string {
 	}
 	if strings.IndexFunc(name, func(r rune) bool { return r >= utf8.RuneSelf }) >= 0 {
 		return "The host must be written in ASCII: give an international domain name in its punycode form (xn--…)."
+	}
+	if underscore {
+		name = strings.ReplaceAll(name, "_", "u")
 	}
 	if !usertext.DomainName(name) {
 		return "The host must be a domain name: labels of letters, digits and hyphens, separated by single dots, none starting or ending with a hyphen."

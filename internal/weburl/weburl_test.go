@@ -69,6 +69,9 @@ func TestHostsAndPortsAreChecked(t *testing.T) {
 	refused := weburltest.RefusedHosts()
 	refused["https://[::ffff:127.0.0.1]/"] = ""
 	refused["https://example.com/%E2%80%AEgnp.exe"] = ""
+	// Labels are ASCII letters, digits and hyphens only (Link allows "_").
+	refused["https://exa_mple.com/h"] = "must be a domain name"
+	refused["https://my_host.internal.example/"] = "must be a domain name"
 	for raw, says := range refused {
 		var fe apperr.FieldErrors
 		_, ok := weburl.Check(&fe, "input.url", raw, "bad")
@@ -149,6 +152,30 @@ func TestRefusalsReadAsSentences(t *testing.T) {
 	for _, m := range msgs {
 		if !sentence.MatchString(m) || strings.Contains(m, " to not ") || strings.Contains(m, "  ") {
 			t.Errorf("message %q does not read as a sentence", m)
+		}
+	}
+}
+
+// A link Stripe gives for a browser to open is held to every rule of a
+// stored URL but the letters-digits-hyphens one: its host may hold an
+// underscore, as stripe-mock's portal host does, and it must be https.
+func TestLinksFromThePaymentProvider(t *testing.T) {
+	for _, raw := range []string{
+		"https://billing.stripe.com/p/session/test_123",
+		"https://sangeekp-15t6ai--customer_portal",
+		"https://a_b.example.com/x",
+	} {
+		if !weburl.Link(raw) {
+			t.Errorf("Link(%q) = false, want true", raw)
+		}
+	}
+	refused := weburltest.RefusedHosts()
+	refused["http://billing.stripe.com/p/session/test_123"] = "not https"
+	refused["javascript:alert(1)"] = "not a URL"
+	refused["https://_bad-.example/"] = "a label ending in a hyphen"
+	for raw := range refused {
+		if weburl.Link(raw) {
+			t.Errorf("Link(%q) = true, want false", raw)
 		}
 	}
 }
