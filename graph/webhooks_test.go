@@ -301,10 +301,13 @@ func TestWebhookURLsNeverCarryCredentials(t *testing.T) {
 // before the rule is never connected to: its attempt says only that the
 // destination is not public, whatever listens there.
 func TestProductionWebhooksReachPublicAddressesOnly(t *testing.T) {
-	h := apptest.New(t, apptest.Options{Env: map[string]string{
+	apptest.EachDialect(t, apptest.Options{Env: map[string]string{
 		"TOLLGATE_ENV": "production", "DATABASE_URL": "postgres://unused/x", "REDIS_URL": "redis://unused:6379",
 		"WEBHOOK_ALLOWED_NETWORKS": "10.20.0.0/16",
-	}})
+	}}, productionWebhooksReachPublicAddressesOnly)
+}
+
+func productionWebhooksReachPublicAddressesOnly(t *testing.T, h *apptest.Harness) {
 	var org struct{ Organization struct{ ID string } }
 	h.Query("acme", `{ organization { id } }`, nil).Decode(t, &org)
 	orgID := org.Organization.ID
