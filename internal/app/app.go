@@ -299,7 +299,7 @@ func (a *App) buildJobs(ctx context.Context) error {
 	}
 	a.Webhooks = outbound.NewService(outbound.Options{
 		DB: a.DB, Jobs: a.Jobs, Plans: a.Billing, Clock: a.Clock, Log: a.Log,
-		Production: a.Config.Env == config.Production,
+		Production: a.Config.Env == config.Production, AllowedNetworks: a.Config.WebhookAllowedNetworks,
 	})
 	// The host hears of each overage charge in the transaction that
 	// records it billed.

@@ -6,6 +6,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -66,6 +67,12 @@ type Config struct {
 	// own memory under a lease on the counter (USAGE_GATE_LEASE); 0 turns
 	// leases off, so every gate reads Redis.
 	UsageGateLease time.Duration
+
+	// WebhookAllowedNetworks are private networks outbound webhooks may be
+	// delivered into in production (WEBHOOK_ALLOWED_NETWORKS), for hosts
+	// whose receivers live in their own network. Loopback, link-local and
+	// cloud metadata addresses stay refused whatever it says.
+	WebhookAllowedNetworks []netip.Prefix
 }
 
 // DefaultUsageGateLease is USAGE_GATE_LEASE's default; maxUsageGateLease
@@ -285,6 +292,20 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 		c.UsageGateLease = d
 	}
+	if v := getenv("WEBHOOK_ALLOWED_NETWORKS"); v != "" {
+		for _, n := range strings.Split(v, ",") {
+			n = strings.TrimSpace(n)
+			if n == "" {
+				continue
+			}
+			p, problem := allowedNetwork(n)
+			if problem != "" {
+				bad("WEBHOOK_ALLOWED_NETWORKS", "%q %s", n, problem)
+				continue
+			}
+			c.WebhookAllowedNetworks = append(c.WebhookAllowedNetworks, p)
+		}
+	}
 	// The Go runtime reads these itself, before Tollgate runs, and takes an
 	// unparsable GOGC silently as 100 (which also turns off Tollgate's
 	// tuning, see app.TuneGC); a GOMEMLIMIT it cannot parse stops it with a
@@ -342,6 +363,24 @@ func byteCount(s string) (int64, bool) {
 		return 0, false
 	}
 	return int64(n) * unit, true
+}
+
+// allowedNetwork reads one WEBHOOK_ALLOWED_NETWORKS entry, or says what is
+// wrong with it. An entry is a network in CIDR form, written as its first
+// address: 10.1.2.3/8 would leave which network was meant to a guess.
+// Addresses are compared unmapped, so an IPv4 network written as IPv6
+// (::ffff:10.0.0.0/104) would never match and is refused.
+func allowedNetwork(s string) (netip.Prefix, string) {
+	p, err := netip.ParsePrefix(s)
+	switch {
+	case err != nil:
+		return p, "is not a network in CIDR form like 10.20.0.0/16 or fd12:3456::/48 (one address: 10.20.0.5/32)"
+	case p.Addr().Is4In6():
+		return p, "is an IPv4-mapped IPv6 network: write the IPv4 network, like 10.0.0.0/8"
+	case p != p.Masked():
+		return p, fmt.Sprintf("has bits set past its prefix length: write the network as %s", p.Masked())
+	}
+	return p, ""
 }
 
 // isOrigin reports whether o is a browser origin, scheme://host[:port] and
