@@ -10,6 +10,7 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -991,5 +992,90 @@ func TestUnbilledOverageIsCountedOncePerInvoice(t *testing.T) {
 		if n := len(f.items()); n != 0 {
 			t.Fatalf("%d items added for overage no invoice could carry", n)
 		}
+	})
+}
+
+// invoiceLimit stands for Stripe's bound on one invoice: it adds up the
+// items created on each invoice over the invoice's own total (the
+// fixture's 4900) and refuses, as Stripe would, an item that takes the
+// invoice past money.MaxAmount; every other request goes to stripe-mock.
+type invoiceLimit struct {
+	mu      sync.Mutex
+	base    int64
+	top     int64
+	total   map[string]int64
+	refused int
+}
+
+func (l *invoiceLimit) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method != http.MethodPost || req.URL.Path != "/v1/invoiceitems" {
+		return http.DefaultTransport.RoundTrip(req)
+	}
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		return nil, err
+	}
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	form, _ := url.ParseQuery(string(body))
+	amount, _ := strconv.ParseInt(form.Get("amount"), 10, 64)
+	inv := form.Get("invoice")
+	l.mu.Lock()
+	sum := l.base + l.total[inv] + amount
+	over := sum > l.top
+	if over {
+		l.refused++
+	} else {
+		l.total[inv] += amount
+	}
+	l.mu.Unlock()
+	if over {
+		resp := stubResponse(req, http.StatusBadRequest, map[string]any{"error": map[string]any{"type": "invalid_request_error",
+			"code": "amount_too_large", "param": "amount", "message": "The invoice total must be no more than $999,999.99"}})
+		resp.Header.Set("Request-Id", requestID)
+		return resp, nil
+	}
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+// Two meters' overage, each within what one item carries, together take
+// the invoice past what Stripe charges at once. The invoice takes the
+// older-first charges that fit; the rest is counted as invoice_limit,
+// logged at ERROR once however often the invoice is delivered, never sent
+// for Stripe to refuse, and billed on the next invoice.
+func TestOverageThatWouldTakeAnInvoicePastStripesMaximumWaitsForTheNext(t *testing.T) {
+	prices := map[string]overagePrice{
+		"api_calls":  {limit: 100_000, per: 1, unit: map[string]int64{"usd": 1_000_000, "eur": 1_000_000, "jpy": 1_000_000}},
+		"llm_tokens": {limit: 1_000_000, per: 1, unit: map[string]int64{"usd": 1_000_000, "eur": 1_000_000, "jpy": 1_000_000}},
+	}
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		stub := &invoiceLimit{base: 4900, top: money.MaxAmount("usd"), total: map[string]int64{}}
+		f := newFixtureOn(t, db, stub, prices, "usd")
+		f.record("api_calls", 100_060)
+		f.record("llm_tokens", 1_000_060)
+		calls, tokens := f.expect("api_calls", "2026-10", 100_060), f.expect("llm_tokens", "2026-10", 1_000_060)
+		top := money.MaxAmount(f.currency)
+		if calls.amount > top || tokens.amount > top || stub.base+calls.amount+tokens.amount <= top {
+			t.Fatalf("the test's charges (%d, %d) must each fit one item and together not fit one invoice", calls.amount, tokens.amount)
+		}
+		before := unbilledCounts("invoice_limit", "refused")
+
+		nov := "in_nov_" + f.org[:8]
+		f.clock.Set(time.Date(2026, 11, 1, 0, 5, 0, 0, time.UTC))
+		body := f.invoiceCreated("evt_"+store.NewID(), nov, "draft")
+		f.deliver(body)
+		f.deliver(body)
+		checkUnbilledRise(t, before, map[string]float64{"invoice_limit": 1, "refused": 0})
+		if stub.refused != 0 {
+			t.Errorf("Stripe refused %d items for the invoice's total", stub.refused)
+		}
+		if got := f.logged("level=ERROR", "invoice_limit", "llm_tokens"); len(got) != 1 {
+			t.Errorf("%d ERROR lines naming the meter left off, want 1:\n%s", len(got), f.logs)
+		}
+
+		dec := "in_dec_" + f.org[:8]
+		f.clock.Set(time.Date(2026, 12, 1, 0, 5, 0, 0, time.UTC))
+		f.deliver(f.invoiceCreated("evt_"+store.NewID(), dec, "draft"))
+		f.checkBilled(billedOn{calls, nov}, billedOn{tokens, dec})
+		checkUnbilledRise(t, before, map[string]float64{"invoice_limit": 1, "refused": 0})
 	})
 }
