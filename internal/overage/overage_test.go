@@ -1005,6 +1005,8 @@ type invoiceLimit struct {
 	top     int64
 	total   map[string]int64
 	refused int
+	// unavailable, while set, answers 503 to every llm_tokens item.
+	unavailable bool
 }
 
 func (l *invoiceLimit) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -1020,6 +1022,10 @@ func (l *invoiceLimit) RoundTrip(req *http.Request) (*http.Response, error) {
 	amount, _ := strconv.ParseInt(form.Get("amount"), 10, 64)
 	inv := form.Get("invoice")
 	l.mu.Lock()
+	if l.unavailable && form.Get("metadata[meter]") == "llm_tokens" {
+		l.mu.Unlock()
+		return stubResponse(req, http.StatusServiceUnavailable, map[string]any{"error": map[string]any{"type": "api_error", "message": "busy"}}), nil
+	}
 	sum := l.base + l.total[inv] + amount
 	over := sum > l.top
 	if over {
@@ -1077,5 +1083,60 @@ func TestOverageThatWouldTakeAnInvoicePastStripesMaximumWaitsForTheNext(t *testi
 		f.deliver(f.invoiceCreated("evt_"+store.NewID(), dec, "draft"))
 		f.checkBilled(billedOn{calls, nov}, billedOn{tokens, dec})
 		checkUnbilledRise(t, before, map[string]float64{"invoice_limit": 1, "refused": 0})
+	})
+}
+
+// Stripe's retry of an invoice.created (or `stripe sync`) may carry the
+// invoice as it is now, with the overage items already on it in its lines
+// and total: each is counted once, so a charge that fits is billed.
+func TestOverageAlreadyOnTheInvoiceIsCountedOnceTowardsItsLimit(t *testing.T) {
+	prices := map[string]overagePrice{
+		"api_calls":  {limit: 100_000, per: 1, unit: map[string]int64{"usd": 1_000_000, "eur": 1_000_000, "jpy": 1_000_000}},
+		"llm_tokens": {limit: 1_000_000, per: 1, unit: map[string]int64{"usd": 1_000_000, "eur": 1_000_000, "jpy": 1_000_000}},
+	}
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		stub := &invoiceLimit{base: 4900, top: money.MaxAmount("usd"), total: map[string]int64{}, unavailable: true}
+		f := newFixtureOn(t, db, stub, prices, "usd")
+		f.record("api_calls", 100_040)
+		f.record("llm_tokens", 1_000_040)
+		calls, tokens := f.expect("api_calls", "2026-10", 100_040), f.expect("llm_tokens", "2026-10", 1_000_040)
+		if top := money.MaxAmount(f.currency); stub.base+calls.amount+tokens.amount > top || stub.base+2*calls.amount+tokens.amount <= top {
+			t.Fatalf("the test's charges (%d, %d) must fit one invoice, and not if the first were counted twice", calls.amount, tokens.amount)
+		}
+		before := unbilledCounts("invoice_limit")
+
+		nov := "in_nov_" + f.org[:8]
+		f.clock.Set(time.Date(2026, 11, 1, 0, 5, 0, 0, time.UTC))
+		f.deliverFailing(f.invoiceCreated("evt_"+store.NewID(), nov, "draft"))
+		stub.mu.Lock()
+		stub.unavailable = false
+		stub.mu.Unlock()
+
+		// Stripe's retry, with the api_calls item now on the invoice.
+		var ev map[string]any
+		if err := json.Unmarshal(f.invoiceCreated("evt_"+store.NewID(), nov, "draft"), &ev); err != nil {
+			t.Fatal(err)
+		}
+		obj := ev["data"].(map[string]any)["object"].(map[string]any)
+		obj["total"], obj["amount_due"] = stub.base+calls.amount, stub.base+calls.amount
+		obj["lines"] = map[string]any{"object": "list", "has_more": false, "data": []any{
+			map[string]any{"id": "il_1", "object": "line_item", "type": "invoiceitem", "amount": calls.amount, "currency": f.currency,
+				"metadata": map[string]string{"tollgate_overage": "tollgate-overage:" + f.org + ":api_calls:2026-10:1"}},
+		}}
+		retry, err := json.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.deliver(retry)
+		cs := f.charges()
+		if len(cs) != 2 {
+			t.Fatalf("charges = %+v, want api_calls and llm_tokens", cs)
+		}
+		for i, w := range []expected{calls, tokens} {
+			if c := cs[i]; c.Meter != w.meter || c.Status != overage.Billed || c.Amount != w.amount || c.StripeInvoiceID == nil || *c.StripeInvoiceID != nov {
+				t.Errorf("charge %+v, want %s billed at %d on %s", c, w.meter, w.amount, nov)
+			}
+		}
+		checkUnbilledRise(t, before, map[string]float64{"invoice_limit": 0})
 	})
 }
