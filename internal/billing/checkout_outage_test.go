@@ -150,19 +150,27 @@ func TestASessionCreatedButNeverAnsweredIsExpiredByTheNextCheckout(t *testing.T)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st, _ := stub.status(lost[0]); st != "expired" {
-			t.Fatalf("the unanswered session %s is %s, want expired", lost[0], st)
-		}
-		if got := stub.open(); len(got) != 1 || got[0] != next.ID {
-			t.Fatalf("payable sessions at Stripe: %v, want only the new %s", got, next.ID)
-		}
-		if got := stub.createdSessions(); len(got) != 2 {
-			t.Fatalf("Stripe created %v; asking again under the same key must not create a third", got)
-		}
-		if got := openCheckouts(t, db, org); len(got) != 1 || got[0] != next.ID {
-			t.Fatalf("open checkout sessions recorded: %v, want [%s]", got, next.ID)
-		}
+		onlyTheNewSessionIsPayable(t, db, stub, org, lost[0], next.ID)
 	})
+}
+
+// onlyTheNewSessionIsPayable requires Stripe to have created exactly two
+// sessions, the earlier one expired, and the new one the only one open at
+// Stripe and in Tollgate's records.
+func onlyTheNewSessionIsPayable(t *testing.T, db *store.DB, stub *stripeStub, org, earlier, next string) {
+	t.Helper()
+	if st, _ := stub.status(earlier); st != "expired" {
+		t.Fatalf("the earlier session %s is %s, want expired", earlier, st)
+	}
+	if got := stub.open(); len(got) != 1 || got[0] != next {
+		t.Fatalf("payable sessions at Stripe: %v, want only the new %s", got, next)
+	}
+	if got := stub.createdSessions(); len(got) != 2 {
+		t.Fatalf("Stripe created %v, want two; asking again under the same key must not create a third", got)
+	}
+	if got := openCheckouts(t, db, org); len(got) != 1 || got[0] != next {
+		t.Fatalf("open checkout sessions recorded: %v, want [%s]", got, next)
+	}
 }
 
 // `stripe sync` learns the id of a session whose creation was never
@@ -262,18 +270,7 @@ func TestARetryAfterAnUnusableCheckoutAnswerAsksStripeAgain(t *testing.T) {
 		if next.ID == bad[0] || next.URL != "https://checkout.stripe.com/c/pay/"+next.ID {
 			t.Fatalf("retry answered %+v, want a new session with its own URL", next)
 		}
-		if st, _ := stub.status(bad[0]); st != "expired" {
-			t.Fatalf("the unusable session %s is %s, want expired", bad[0], st)
-		}
-		if got := stub.open(); len(got) != 1 || got[0] != next.ID {
-			t.Fatalf("payable sessions at Stripe: %v, want only the new %s", got, next.ID)
-		}
-		if got := stub.createdSessions(); len(got) != 2 {
-			t.Fatalf("Stripe created %v, want exactly two sessions", got)
-		}
-		if got := openCheckouts(t, db, org); len(got) != 1 || got[0] != next.ID {
-			t.Fatalf("open checkout sessions recorded: %v, want [%s]", got, next.ID)
-		}
+		onlyTheNewSessionIsPayable(t, db, stub, org, bad[0], next.ID)
 	})
 }
 
