@@ -62,6 +62,10 @@ type Customer struct {
 	// Credential acts for the customer's organisation: its own API key, or
 	// a Minter's token for it.
 	Credential client.Credential
+	// Missing, when Config.Customer answers false, says what the request
+	// lacked, for the 401's message ("send " + Missing): APIKeyHeader
+	// names its header. Empty: "your API key".
+	Missing string
 }
 
 // Config wires the middleware.
@@ -164,7 +168,7 @@ func APIKeyHeader(header string) func(*http.Request) (Customer, bool) {
 	return func(r *http.Request) (Customer, bool) {
 		k := r.Header.Get(header)
 		if k == "" {
-			return Customer{}, false
+			return Customer{Missing: "your API key in the " + header + " header"}, false
 		}
 		return Customer{Account: k, Credential: client.APIKey(k)}, true
 	}
@@ -232,7 +236,11 @@ func (m *Metering) Wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cust, ok := m.cfg.Customer(r)
 		if !ok {
-			writeJSON(w, http.StatusUnauthorized, authBody{"Unauthorized", "missing", "send your API key"})
+			missing := cust.Missing
+			if missing == "" {
+				missing = "your API key"
+			}
+			writeJSON(w, http.StatusUnauthorized, authBody{"Unauthorized", "missing", "send " + missing})
 			return
 		}
 		meter, qty := m.cfg.Usage(r)

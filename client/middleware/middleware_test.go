@@ -190,6 +190,10 @@ func TestCustomerCredentialsThatCannotBeUsedAnswer401(t *testing.T) {
 			if w.Code != http.StatusUnauthorized || !strings.Contains(w.Body.String(), `"reason":"`+tc.reason+`"`) || w.Header().Get("Content-Type") != "application/json" {
 				t.Errorf("%d %s, want 401 with reason %s", w.Code, w.Body, tc.reason)
 			}
+			// A customer told only "send your API key" could not tell where.
+			if tc.reason == "missing" && !strings.Contains(w.Body.String(), `"message":"send your API key in the X-API-Key header"`) {
+				t.Errorf("401 %s does not name the header the key goes in", w.Body)
+			}
 		})
 	}
 }

@@ -109,7 +109,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	}
 	// The secret before the database: a data directory that cannot hold
 	// it stops start-up before anything is migrated.
-	if a.jwtSecret, err = JWTSecret(cfg); err != nil {
+	if a.jwtSecret, err = JWTSecret(cfg, true); err != nil {
 		return nil, err
 	}
 	if a.DB == nil {
@@ -133,6 +133,14 @@ func OpenDatabase(ctx context.Context, cfg config.Config, log *slog.Logger) (*st
 	opts := store.Options{URL: cfg.DatabaseURL, Logger: log}
 	if opts.URL == "" {
 		opts.SQLitePath = filepath.Join(cfg.DataDir, "tollgate.db")
+		// The file depends on the directory the server starts in: say which,
+		// so a start from another directory (an empty database, and another
+		// dev secret) is plain in the first lines.
+		where, err := filepath.Abs(opts.SQLitePath)
+		if err != nil {
+			where = opts.SQLitePath
+		}
+		log.Info("DATABASE_URL unset: using the embedded SQLite file", "path", where)
 	}
 	db, err := store.Open(ctx, opts)
 	if err != nil {
@@ -209,7 +217,12 @@ const devSecretFile = ".tollgate-dev-jwt-secret"
 // development a generated secret kept in the data directory so dev tokens
 // survive restarts. It is nil in production with public keys only. It
 // touches nothing else, so `tollgate token` signs without a database.
-func JWTSecret(cfg config.Config) ([]byte, error) {
+//
+// Only the server creates the dev secret (create). `tollgate token` run in
+// another directory used to create a second one there and print a token
+// every running server refused (TOKEN_SIGNATURE_INVALID); it now says where
+// it looked.
+func JWTSecret(cfg config.Config, create bool) ([]byte, error) {
 	if cfg.JWTSecret != "" {
 		return []byte(cfg.JWTSecret), nil
 	}
@@ -222,6 +235,13 @@ func JWTSecret(cfg config.Config) ([]byte, error) {
 		return []byte(strings.TrimSpace(string(b))), nil
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, dataDir(fmt.Errorf("read dev JWT secret %s: %w", path, err))
+	} else if !create {
+		where, absErr := filepath.Abs(path)
+		if absErr != nil {
+			where = path
+		}
+		return nil, dataDir(fmt.Errorf("no dev JWT secret at %s: the server creates one when it first starts there; "+
+			"run token in the server's directory, set TOLLGATE_DATA_DIR to it, or set JWT_SECRET to the server's", where))
 	}
 	var b [32]byte
 	if _, err := rand.Read(b[:]); err != nil {

@@ -67,7 +67,11 @@ func (s *Service) CreateCheckoutSession(ctx context.Context, orgID string, in Ch
 			current = p.Name
 		}
 		msg := fmt.Sprintf("The organisation already subscribes to %s; change or cancel the plan in the customer portal (createPortalSession).", current)
-		if sub.PlanID == plan.ID {
+		switch {
+		case sub.PlanMismatch:
+			// The plan it falls back to (often Free) is not what it pays for.
+			msg = "The organisation already has a Stripe subscription, at a price the plans file does not list; change or cancel it in the customer portal (createPortalSession)."
+		case sub.PlanID == plan.ID:
 			msg = fmt.Sprintf("The organisation already subscribes to %s; manage it in the customer portal (createPortalSession).", current)
 		}
 		return CheckoutSession{}, apperr.FieldErrors{{Field: "input.plan", Code: CodeAlreadySubscribed, Message: msg}}

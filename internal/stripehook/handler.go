@@ -133,9 +133,17 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if res.outcome == outcomeUnknownOrg || res.outcome == outcomeUndecodable || res.outcome == outcomeInvalid {
 		level = slog.LevelWarn
 	}
-	h.Log.Log(r.Context(), level, "stripe webhook",
-		"event_id", ev.ID, "type", ev.Type, "outcome", res.outcome, "org_id", res.orgID, "changes", res.changes)
-	apperr.WriteJSON(w, http.StatusOK, map[string]any{"received": true, "outcome": res.outcome})
+	attrs := []any{"event_id", ev.ID, "type", ev.Type, "outcome", res.outcome, "org_id", res.orgID, "changes", res.changes}
+	answer := map[string]any{"received": true, "outcome": res.outcome}
+	if why := res.unusable; why != nil {
+		// The operator reading the log, and Stripe's dashboard showing
+		// this answer, see which value Tollgate could not use. The reason
+		// quotes at most a short escaped prefix of it.
+		attrs = append(attrs, "object", why.Object, "field", why.Field, "reason", why.Reason)
+		answer["object"], answer["field"], answer["reason"] = why.Object, why.Field, why.Reason
+	}
+	h.Log.Log(r.Context(), level, "stripe webhook", attrs...)
+	apperr.WriteJSON(w, http.StatusOK, answer)
 }
 
 // errSignatureTime is a signature dated further from now than Tolerance.

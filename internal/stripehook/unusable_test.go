@@ -228,8 +228,18 @@ func TestWellSignedEventsWithUnusableValuesChangeNothing(t *testing.T) {
 		subs, invs := f.count(&billing.Subscription{}), f.count(&invoices.Invoice{})
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
-				if r := f.deliver(tc.body); r.Status != http.StatusOK || r.Outcome != "invalid" {
+				r := f.deliver(tc.body)
+				if r.Status != http.StatusOK || r.Outcome != "invalid" {
 					t.Fatalf("answered %d %q, want 200 invalid", r.Status, r.Outcome)
+				}
+				// The operator is told which value, in the answer Stripe's
+				// dashboard shows and in the one log line of the event.
+				if r.Field == "" || r.Reason == "" {
+					t.Fatalf("the answer names field %q and reason %q; want both", r.Field, r.Reason)
+				}
+				line, _ := json.Marshal(map[string]string{"field": r.Field})
+				if !strings.Contains(f.logs.String(), strings.Trim(string(line), "{}")) {
+					t.Fatalf("no log line names field %q", r.Field)
 				}
 				if got := f.state(s); !reflect.DeepEqual(got, want) {
 					t.Fatalf("state changed:\n%+v\nwant\n%+v", got, want)
@@ -243,7 +253,7 @@ func TestWellSignedEventsWithUnusableValuesChangeNothing(t *testing.T) {
 			t.Fatalf("ended on plan %s, status %s, invoice %s; want what the usable events left: growth, past_due, paid",
 				st.OrgPlan, st.Sub.Status, st.Invoice.Status)
 		}
-		if !strings.Contains(f.logs.String(), `unusable Stripe subscription `+s.sub+`: status is not a subscription status`) {
+		if !strings.Contains(f.logs.String(), `"object":"subscription `+s.sub+`","field":"status","reason":"is not a subscription status`) {
 			t.Errorf("no log line says what was wrong with the status")
 		}
 	})
