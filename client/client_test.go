@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -182,6 +183,25 @@ func TestMintedOrganisationTokens(t *testing.T) {
 	}
 	if _, err := client.Organization(ctx, tg); !client.IsCode(err, client.CodeForbidden) {
 		t.Errorf("organization with usage:write: %v, want FORBIDDEN", err)
+	}
+}
+
+// With JWT_AUDIENCE and JWT_ISSUER set, Tollgate refuses a minted token
+// that does not name them, and takes one from a minter told them.
+func TestMintedTokensNameTheConfiguredAudience(t *testing.T) {
+	h := apptest.New(t, apptest.Options{Env: map[string]string{"JWT_AUDIENCE": "api://tollgate", "JWT_ISSUER": "https://host.example/"}})
+	ctx := context.Background()
+	unbound := client.HS256Minter([]byte(apptest.Secret))
+	_, err := client.NewGate(client.New(h.Server.URL, unbound.Org("globex"))).Consume(ctx, "api_calls", 1, "req-1", "GET /")
+	var e *client.Error
+	if !errors.As(err, &e) || e.Code != client.CodeUnauthenticated || e.Reason != "TOKEN_CLAIMS_INVALID" {
+		t.Fatalf("a token without aud and iss: %v, want UNAUTHENTICATED (TOKEN_CLAIMS_INVALID)", err)
+	}
+	bound := client.HS256Minter([]byte(apptest.Secret))
+	bound.Audience, bound.Issuer = "api://tollgate", "https://host.example/"
+	v := need(client.NewGate(client.New(h.Server.URL, bound.Org("globex"))).Consume(ctx, "api_calls", 1, "req-2", "GET /")).on(t)
+	if !v.Allowed || v.Used != 1 {
+		t.Fatalf("consume with a bound token: %+v", v)
 	}
 }
 

@@ -79,6 +79,13 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 		{"GOMEMLIMIT in words", map[string]string{"GOMEMLIMIT": "lots"}, "GOMEMLIMIT: must be off or a size"},
 		{"GOMEMLIMIT in decimal units", map[string]string{"GOMEMLIMIT": "160MB"}, "GOMEMLIMIT"},
 		{"GOMEMLIMIT below the live heap", map[string]string{"GOMEMLIMIT": "1MiB"}, "GOMEMLIMIT"},
+		// An identity provider's keys also sign its other applications'
+		// tokens: in production only an audience tells them apart.
+		{"production with provider keys and no audience", map[string]string{"TOLLGATE_ENV": "production", "JWT_PUBLIC_KEYS_FILE": "/keys.pem", "DATABASE_URL": "postgres://h/db", "REDIS_URL": "redis://r:6379"}, "JWT_AUDIENCE: is required when TOLLGATE_ENV=production and JWT_PUBLIC_KEYS_FILE is set"},
+		{"JWT_AUDIENCE with a trailing space", map[string]string{"JWT_AUDIENCE": "tollgate "}, "JWT_AUDIENCE: must be at most 1000 bytes"},
+		{"JWT_AUDIENCE with a newline", map[string]string{"JWT_AUDIENCE": "toll\ngate"}, "JWT_AUDIENCE"},
+		{"JWT_ISSUER with a control character", map[string]string{"JWT_ISSUER": "https://idp.example/\x00"}, "JWT_ISSUER"},
+		{"JWT_ISSUER past 1000 bytes", map[string]string{"JWT_ISSUER": "https://idp.example/" + strings.Repeat("a", 1000)}, "JWT_ISSUER"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -149,6 +156,14 @@ func TestGoodValuesAreTaken(t *testing.T) {
 	}
 	if len(c.CORSOrigins) != 3 || c.CORSOrigins[1] != "http://localhost:3000" || c.RequestTimeout != 30*time.Second {
 		t.Fatalf("got %+v", c)
+	}
+	bound, err := Load(env(map[string]string{"TOLLGATE_ENV": "production", "JWT_PUBLIC_KEYS_FILE": "/keys.pem", "DATABASE_URL": "postgres://h/db",
+		"REDIS_URL": "redis://r:6379", "JWT_AUDIENCE": "api://tollgate", "JWT_ISSUER": "https://idp.example/"}))
+	if err != nil || bound.JWTAudience != "api://tollgate" || bound.JWTIssuer != "https://idp.example/" {
+		t.Fatalf("production with provider keys, audience and issuer: %v, %+v", err, bound)
+	}
+	if c, err := Load(env(map[string]string{"TOLLGATE_ENV": "production", "JWT_SECRET": strings.Repeat("x", 32), "DATABASE_URL": "postgres://h/db", "REDIS_URL": "redis://r:6379"})); err != nil || c.JWTAudience != "" {
+		t.Fatalf("production with only JWT_SECRET needs no audience: %v", err)
 	}
 	for _, v := range []map[string]string{{"GOGC": "off", "GOMEMLIMIT": "off"}, {"GOMEMLIMIT": "1GiB"}, {"GOMEMLIMIT": "67108864"}, {"GOMEMLIMIT": "33554432B"}} {
 		if _, err := Load(env(v)); err != nil {
