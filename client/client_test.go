@@ -205,6 +205,29 @@ func TestMintedTokensNameTheConfiguredAudience(t *testing.T) {
 	}
 }
 
+// A Retry-After no Tollgate sends (from a proxy, say) is read within a
+// day and never as a negative wait: seconds near 2^63 / 1e9 used to wrap.
+func TestRetryAfterStaysInRange(t *testing.T) {
+	for header, want := range map[string]time.Duration{
+		"7":                   7 * time.Second,
+		"9223372037":          24 * time.Hour,
+		"9223372036854775807": 24 * time.Hour,
+		"-5":                  0,
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Retry-After", header)
+			w.WriteHeader(http.StatusTooManyRequests)
+			io.WriteString(w, `{"errors":[{"message":"slow down","extensions":{"code":"RATE_LIMITED"}}]}`)
+		}))
+		_, err := client.Organization(context.Background(), client.New(srv.URL, nil))
+		srv.Close()
+		var e *client.Error
+		if !errors.As(err, &e) || e.Code != client.CodeRateLimited || e.RetryAfter != want {
+			t.Errorf("Retry-After %s: %v (RetryAfter %v), want RATE_LIMITED after %v", header, err, e, want)
+		}
+	}
+}
+
 // flaky forwards each request to Tollgate, and answers the first n with
 // UNAVAILABLE instead of Tollgate's answer: the write happened, the client
 // did not hear of it.
