@@ -395,7 +395,7 @@ func token(cfg config.Config, org string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	tok, err := app.MintToken(secret, clock.Real{}, org, auth.AllScopes, 30*24*time.Hour)
+	tok, err := app.MintToken(secret, app.Binding(cfg), clock.Real{}, org, auth.AllScopes, 30*24*time.Hour)
 	if err != nil {
 		return err
 	}

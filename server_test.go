@@ -18,6 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate-billing/tollgate/internal/app"
+	"github.com/tollgate-billing/tollgate/internal/auth"
+	"github.com/tollgate-billing/tollgate/internal/clock"
+	"github.com/tollgate-billing/tollgate/internal/config"
 	"github.com/tollgate-billing/tollgate/internal/orgs"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/testenv"
@@ -406,6 +410,32 @@ func TestCommandLine(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if code := run(context.Background(), []string{"token", "acme"}, getenv, &stdout, &stderr); code != 0 || !strings.HasPrefix(stdout.String(), "eyJ") {
 		t.Fatalf("token acme: exit %d, stdout %q, stderr %s", code, &stdout, &stderr)
+	}
+}
+
+// TestTokenCommandBindsToTheConfiguredAudience: with JWT_AUDIENCE and
+// JWT_ISSUER set, the server refuses tokens without them, so `tollgate
+// token` must put them in its tokens, or the tokens it prints would answer
+// TOKEN_CLAIMS_INVALID.
+func TestTokenCommandBindsToTheConfiguredAudience(t *testing.T) {
+	env := map[string]string{"TOLLGATE_DATA_DIR": t.TempDir(), "TOLLGATE_MIGRATE": "false",
+		"JWT_SECRET": strings.Repeat("s", 32), "JWT_AUDIENCE": "api://tollgate", "JWT_ISSUER": "https://idp.example/"}
+	getenv := func(k string) string { return env[k] }
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"token", "acme"}, getenv, &stdout, &stderr); code != 0 {
+		t.Fatalf("token acme: exit %d, stderr %s", code, &stderr)
+	}
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := auth.NewVerifier([]byte(cfg.JWTSecret), nil, app.Binding(cfg), clock.Real{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, f := v.Verify(strings.TrimSpace(stdout.String()))
+	if f != nil || c.Org != "acme" || c.Subject == "" {
+		t.Fatalf("the minted token is refused by a server of the same configuration: %+v", f)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -182,6 +183,48 @@ func TestMintedOrganisationTokens(t *testing.T) {
 	}
 	if _, err := client.Organization(ctx, tg); !client.IsCode(err, client.CodeForbidden) {
 		t.Errorf("organization with usage:write: %v, want FORBIDDEN", err)
+	}
+}
+
+// With JWT_AUDIENCE and JWT_ISSUER set, Tollgate refuses a minted token
+// that does not name them, and takes one from a minter told them.
+func TestMintedTokensNameTheConfiguredAudience(t *testing.T) {
+	h := apptest.New(t, apptest.Options{Env: map[string]string{"JWT_AUDIENCE": "api://tollgate", "JWT_ISSUER": "https://host.example/"}})
+	ctx := context.Background()
+	unbound := client.HS256Minter([]byte(apptest.Secret))
+	_, err := client.NewGate(client.New(h.Server.URL, unbound.Org("globex"))).Consume(ctx, "api_calls", 1, "req-1", "GET /")
+	var e *client.Error
+	if !errors.As(err, &e) || e.Code != client.CodeUnauthenticated || e.Reason != "TOKEN_CLAIMS_INVALID" {
+		t.Fatalf("a token without aud and iss: %v, want UNAUTHENTICATED (TOKEN_CLAIMS_INVALID)", err)
+	}
+	bound := client.HS256Minter([]byte(apptest.Secret))
+	bound.Audience, bound.Issuer = "api://tollgate", "https://host.example/"
+	v := need(client.NewGate(client.New(h.Server.URL, bound.Org("globex"))).Consume(ctx, "api_calls", 1, "req-2", "GET /")).on(t)
+	if !v.Allowed || v.Used != 1 {
+		t.Fatalf("consume with a bound token: %+v", v)
+	}
+}
+
+// A Retry-After no Tollgate sends (from a proxy, say) is read within a
+// day and never as a negative wait: seconds near 2^63 / 1e9 used to wrap.
+func TestRetryAfterStaysInRange(t *testing.T) {
+	for header, want := range map[string]time.Duration{
+		"7":                   7 * time.Second,
+		"9223372037":          24 * time.Hour,
+		"9223372036854775807": 24 * time.Hour,
+		"-5":                  0,
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Retry-After", header)
+			w.WriteHeader(http.StatusTooManyRequests)
+			io.WriteString(w, `{"errors":[{"message":"slow down","extensions":{"code":"RATE_LIMITED"}}]}`)
+		}))
+		_, err := client.Organization(context.Background(), client.New(srv.URL, nil))
+		srv.Close()
+		var e *client.Error
+		if !errors.As(err, &e) || e.Code != client.CodeRateLimited || e.RetryAfter != want {
+			t.Errorf("Retry-After %s: %v (RetryAfter %v), want RATE_LIMITED after %v", header, err, e, want)
+		}
 	}
 }
 

@@ -267,7 +267,7 @@ func (a *App) build(ctx context.Context) error {
 		}
 		pubKeys = keys
 	}
-	verifier, err := auth.NewVerifier(a.jwtSecret, pubKeys, a.Clock)
+	verifier, err := auth.NewVerifier(a.jwtSecret, pubKeys, Binding(a.Config), a.Clock)
 	if err != nil {
 		return &config.Error{Var: "JWT_SECRET", Problem: err.Error()}
 	}
@@ -442,15 +442,21 @@ func (a *App) watchRedis(ctx context.Context, signatures *signing.Verifier) {
 	go w.Run(ctx)
 }
 
+// Binding is the aud and iss tokens must carry (JWT_AUDIENCE, JWT_ISSUER).
+func Binding(cfg config.Config) auth.Binding {
+	return auth.Binding{Audience: cfg.JWTAudience, Issuer: cfg.JWTIssuer}
+}
+
 // Token mints an HS256 token for an organisation, for development and
 // tests. It fails when only public keys are configured.
 func (a *App) Token(org string, scopes []auth.Scope, ttl time.Duration) (string, error) {
-	return MintToken(a.jwtSecret, a.Clock, org, scopes, ttl)
+	return MintToken(a.jwtSecret, Binding(a.Config), a.Clock, org, scopes, ttl)
 }
 
 // MintToken signs an HS256 token for org with secret (see JWTSecret), valid
-// for ttl from clk's now.
-func MintToken(secret []byte, clk clock.Clock, org string, scopes []auth.Scope, ttl time.Duration) (string, error) {
+// for ttl from clk's now, naming bind's audience and issuer when set so
+// that it passes the verifier they configure.
+func MintToken(secret []byte, bind auth.Binding, clk clock.Clock, org string, scopes []auth.Scope, ttl time.Duration) (string, error) {
 	if len(secret) == 0 {
 		return "", errors.New("no JWT_SECRET: tokens are issued by your identity provider")
 	}
@@ -461,6 +467,10 @@ func MintToken(secret []byte, clk clock.Clock, org string, scopes []auth.Scope, 
 	now := clk.Now()
 	c := auth.Claims{Org: org, Scope: strings.Join(s, " ")}
 	c.Subject = "dev@" + org
+	c.Issuer = bind.Issuer
+	if bind.Audience != "" {
+		c.Audience = jwt.ClaimStrings{bind.Audience}
+	}
 	c.IssuedAt = jwt.NewNumericDate(now)
 	c.ExpiresAt = jwt.NewNumericDate(now.Add(ttl))
 	return auth.Mint(secret, c)

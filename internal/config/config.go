@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tollgate-billing/tollgate/internal/redisconn"
+	"github.com/tollgate-billing/tollgate/internal/usertext"
 )
 
 // Env is the deployment mode.
@@ -37,7 +38,11 @@ type Config struct {
 
 	JWTSecret     string // HS256; generated and kept in DataDir in dev when empty
 	JWTPublicKeys string // optional PEM file of EdDSA/RS256 public keys
-	PlansFile     string
+	// JWTAudience and JWTIssuer, when set, are the aud every token must
+	// name and the iss it must carry (JWT_AUDIENCE, JWT_ISSUER).
+	JWTAudience string
+	JWTIssuer   string
+	PlansFile   string
 
 	StripeSecretKey     string
 	StripeWebhookSecret string
@@ -84,6 +89,9 @@ const (
 	maxUsageGateLease     = 10 * time.Second
 )
 
+// maxClaimValue bounds JWT_AUDIENCE and JWT_ISSUER.
+const maxClaimValue = 1000
+
 // DefaultUsageEventsRetentionMonths is USAGE_EVENTS_RETENTION's default.
 const DefaultUsageEventsRetentionMonths = 13
 
@@ -127,6 +135,8 @@ func Load(getenv func(string) string) (Config, error) {
 		RedisKeyPrefix:      redisconn.DefaultPrefix,
 		JWTSecret:           getenv("JWT_SECRET"),
 		JWTPublicKeys:       getenv("JWT_PUBLIC_KEYS_FILE"),
+		JWTAudience:         getenv("JWT_AUDIENCE"),
+		JWTIssuer:           getenv("JWT_ISSUER"),
 		PlansFile:           getenv("PLANS_FILE"),
 		StripeSecretKey:     getenv("STRIPE_SECRET_KEY"),
 		StripeWebhookSecret: getenv("STRIPE_WEBHOOK_SECRET"),
@@ -196,7 +206,19 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 		c.RedisKeyPrefix = v
 	}
+	for _, claim := range [][2]string{{"JWT_AUDIENCE", c.JWTAudience}, {"JWT_ISSUER", c.JWTIssuer}} {
+		name, v := claim[0], claim[1]
+		if v != "" && (len(v) > maxClaimValue || strings.TrimSpace(v) != v || !usertext.Printable(v)) {
+			bad(name, "must be at most %d bytes of text without control characters or surrounding spaces, like https://idp.example/, got %q", maxClaimValue, v)
+		}
+	}
 	if c.Env == Production {
+		// An identity provider's keys sign tokens for every application
+		// it serves; without an audience, a token it minted for another
+		// of them that happens to carry org and scope would work here.
+		if c.JWTPublicKeys != "" && c.JWTAudience == "" {
+			bad("JWT_AUDIENCE", "is required when TOLLGATE_ENV=production and JWT_PUBLIC_KEYS_FILE is set (the aud your identity provider puts in tokens for Tollgate)")
+		}
 		switch {
 		case c.JWTSecret == "" && c.JWTPublicKeys == "":
 			bad("JWT_SECRET", "is required when TOLLGATE_ENV=production")

@@ -2,10 +2,14 @@ package stripehook_test
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -382,6 +386,34 @@ func TestSignaturesDatedTooFarAheadAreRefused(t *testing.T) {
 		}
 		if r := f.post(body, sign(body, now.Add(time.Minute))); r.Status != http.StatusOK || r.Outcome != "applied" {
 			t.Fatalf("a signature a minute ahead (clock skew) answered %d %q, want 200 applied", r.Status, r.Outcome)
+		}
+	})
+}
+
+// A signature whose t= is a number no clock reaches (the int64 limits, the
+// edge where time.Unix overflows, before 2000) is refused as stale however
+// well it is signed, and nothing is stored: no value wraps round to now.
+func TestSignaturesDatedOutsideTheYearsAreRefused(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newFixture(t, db)
+		s := newScenario(f)
+		body := event("evt_t_"+s.sub, "customer.subscription.created", s.at(1), s.subscription("growth", "active", 1))
+		signed := func(ts string) string {
+			mac := hmac.New(sha256.New, []byte(secret))
+			mac.Write([]byte(ts + "." + string(body)))
+			return "t=" + ts + ",v1=" + hex.EncodeToString(mac.Sum(nil))
+		}
+		for _, ts := range []string{"9223372036854775807", "-9223372036854775808", "9223372035854775808", "253402300800", "0", "-1"} {
+			if r := f.post(body, signed(ts)); r.Status != http.StatusBadRequest {
+				t.Errorf("a signature dated t=%s answered %d, want 400", ts, r.Status)
+			}
+		}
+		if n := f.count(&stripehook.WebhookEvent{}) + f.count(&billing.Subscription{}); n != 0 {
+			t.Fatalf("stored %d rows from refused deliveries", n)
+		}
+		// The same signing, dated now, is taken: only the date was at fault.
+		if r := f.post(body, signed(strconv.FormatInt(time.Now().Unix(), 10))); r.Status != http.StatusOK {
+			t.Fatalf("the delivery signed now answered %d, want 200", r.Status)
 		}
 	})
 }
