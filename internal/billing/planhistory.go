@@ -35,14 +35,16 @@ func (PlanPeriod) TableName() string { return "plan_periods" }
 // An organisation without an open period (created after migration 00058)
 // first gets the period of the plan it had since it was created.
 func recordPlanChange(tx *gorm.DB, org orgs.Organization, planID string, at time.Time) error {
-	at = at.UTC()
+	// To the microsecond, as Postgres keeps it: a finer time would be
+	// rounded there, onto the start of the period it closes.
+	at = at.UTC().Truncate(time.Microsecond)
 	var open []PlanPeriod
 	if err := tx.Where("org_id = ? AND valid_to IS NULL", org.ID).Find(&open).Error; err != nil {
 		return fmt.Errorf("read plan period of org %s: %w", org.ID, err)
 	}
 	switch {
 	case len(open) == 0:
-		from := org.CreatedAt.UTC()
+		from := org.CreatedAt.UTC().Truncate(time.Microsecond)
 		if from.After(at) {
 			from = at
 		}

@@ -69,3 +69,24 @@ func TestPlanChangesAreKeptAsHistory(t *testing.T) {
 		}
 	})
 }
+
+// A plan change at the instant the organisation was created, on a clock
+// finer than the database's microseconds, records one period, not a
+// clash of two starting at the same stored time.
+func TestAPlanChangeAtCreationRecordsOnePeriod(t *testing.T) {
+	at := time.Date(2026, 2, 1, 9, 0, 0, 123456789, time.UTC)
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		clk := clock.NewFake(at)
+		svc := billing.NewService(db, plans.Default(), clk, nil, stripetest.Discard())
+		org, err := orgs.NewService(db, clk).Ensure(ctx, "ext-"+store.NewID(), "Acme", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sub := stripeSub("sub_"+store.NewID(), "cus_"+store.NewID(), "price_tollgate_starter_monthly", "active")
+		subscribe(t, db, svc, org, sub, at)
+		if p, err := svc.PlanAt(ctx, org, at.Add(time.Second)); err != nil || p.ID != "starter" {
+			t.Fatalf("PlanAt just after = %s (%v), want starter", p.ID, err)
+		}
+	})
+}
