@@ -279,6 +279,9 @@ func (a *App) build(ctx context.Context) error {
 	})
 	a.Billing = billing.NewService(a.DB, a.Catalog, a.Clock, a.Stripe, a.Log)
 	a.Invoices = invoices.NewService(a.DB, a.Clock, a.Log)
+	// Billing is usage's plan source and its plan history (back-dated
+	// events are judged by the plans in force at their time).
+	var _ usage.PlanHistory = a.Billing
 	a.Usage = usage.NewService(a.DB, a.Redis, a.Catalog, a.Billing, a.Clock, a.Log)
 	// Overage of closed months goes on each draft cycle invoice. The lead
 	// wires a.Overage.OnBilled to the outbound `overage.billed` event.

@@ -314,6 +314,15 @@ var starterOverage = map[string]overagePrice{
 	"llm_tokens": {limit: 1_000_000, per: 10_000, unit: map[string]int64{"usd": 20, "eur": 18, "jpy": 3}},
 }
 
+// proOverage are the overage prices of the tests' pro plan, sold in usd.
+var proOverage = map[string]overagePrice{
+	"api_calls":  {limit: 50_000, per: 1000, unit: map[string]int64{"usd": 80}},
+	"llm_tokens": {limit: 500_000, per: 10_000, unit: map[string]int64{"usd": 30}},
+}
+
+// proPriceID is the Stripe id of pro's monthly price.
+const proPriceID = "price_test_pro_usd"
+
 // starterPriceID is the Stripe id of starter's monthly price in currency.
 func starterPriceID(currency string) string { return "price_test_starter_" + currency }
 
@@ -374,6 +383,19 @@ plans:
 		}
 		fmt.Fprintf(&b, "      %s: { limit: %d, hard: false, overage: { unit_amount_cents: %d, per: %d, currency_amounts: { %s } } }\n",
 			meter, p.limit, p.unit["usd"], p.per, strings.Join(others, ", "))
+	}
+	// pro: another paid plan, with other allowances and prices, to move to.
+	fmt.Fprintf(&b, `  - id: pro
+    name: Pro
+    rate_limit_per_second: 100
+    prices:
+      - { id: %s, interval: month, amount_cents: 9900, currency: usd }
+    limits:
+      storage_bytes: { limit: 10737418240, hard: true }
+`, proPriceID)
+	for _, meter := range slices.Sorted(maps.Keys(proOverage)) {
+		p := proOverage[meter]
+		fmt.Fprintf(&b, "      %s: { limit: %d, hard: false, overage: { unit_amount_cents: %d, per: %d } }\n", meter, p.limit, p.unit["usd"], p.per)
 	}
 	catalog, err := plans.Parse([]byte(b.String()), "yaml")
 	if err != nil {
@@ -509,6 +531,70 @@ func TestOverageIsBilledOnlyFromTheMonthTheSubscriptionBegan(t *testing.T) {
 		f.deliver(f.invoiceCreated("evt_"+store.NewID(), may, "draft"))
 		f.checkItems(may, want)
 	})
+}
+
+// A month is priced by the plan the organisation was on at its end: a move
+// to another plan after the month closed does not reprice it.
+func TestAClosedMonthIsPricedByThePlanInForceThen(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newFixture(t, db) // starter since October 10
+		f.record("api_calls", 102_500)
+		want := f.expect("api_calls", "2026-10", 102_500) // at starter's allowance and prices
+
+		f.clock.Set(time.Date(2026, 11, 5, 12, 0, 0, 0, time.UTC))
+		f.changePrice(proPriceID)
+		if p, _, err := f.billing.PlanOf(context.Background(), f.org); err != nil || p.ID != "pro" {
+			t.Fatalf("organisation is on %q (err %v), want pro", p.ID, err)
+		}
+		f.clock.Set(time.Date(2026, 11, 10, 12, 5, 0, 0, time.UTC))
+		nov := "in_nov_" + f.org[:8]
+		f.deliver(f.invoiceCreated("evt_"+store.NewID(), nov, "draft"))
+		f.checkItems(nov, want)
+	})
+}
+
+// In the subscription's first month, usage from the days before it began
+// (under another plan) is not billed at its prices.
+func TestUsageBeforeTheSubscriptionBeganIsNotBilled(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newUnsubscribedFixture(t, db, http.DefaultTransport, starterOverage, time.Date(2026, 10, 1, 9, 0, 0, 0, time.UTC))
+		if err := orgs.SetPlan(context.Background(), db.DB, f.org, "enterprise", f.clock.Now()); err != nil {
+			t.Fatal(err)
+		}
+		f.usage.InvalidatePlan(f.org)
+		f.clock.Set(time.Date(2026, 10, 5, 12, 0, 0, 0, time.UTC))
+		f.record("api_calls", 90_000) // under enterprise, before the subscription
+
+		f.clock.Set(time.Date(2026, 10, 10, 12, 0, 0, 0, time.UTC))
+		f.subscribe("usd")
+		f.record("api_calls", 102_500)
+		want := f.expect("api_calls", "2026-10", 102_500) // only what was used since the 10th
+
+		f.clock.Set(time.Date(2026, 11, 10, 12, 5, 0, 0, time.UTC))
+		nov := "in_nov_" + f.org[:8]
+		f.deliver(f.invoiceCreated("evt_"+store.NewID(), nov, "draft"))
+		f.checkItems(nov, want)
+	})
+}
+
+// changePrice moves the organisation's subscription to another price now,
+// as Stripe's customer.subscription.updated tells it.
+func (f *fixture) changePrice(priceID string) {
+	t, ctx, now := f.t, context.Background(), f.clock.Now()
+	t.Helper()
+	sub := &stripe.Subscription{
+		ID: f.sub, Customer: &stripe.Customer{ID: f.customer}, Status: stripe.SubscriptionStatusActive,
+		CurrentPeriodStart: now.Unix(), CurrentPeriodEnd: now.AddDate(0, 1, 0).Unix(),
+		Items: &stripe.SubscriptionItemList{Data: []*stripe.SubscriptionItem{{Price: &stripe.Price{ID: priceID}}}},
+	}
+	err := f.db.Tx(ctx, func(tx *gorm.DB) error {
+		_, err := f.billing.ApplySubscription(ctx, tx, billing.SubscriptionUpdate{Sub: sub, At: now, OrgID: f.org, Rank: billing.RankFetched})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.usage.InvalidatePlan(f.org)
 }
 
 func TestAFinalizedInvoiceLeavesOverageForTheNext(t *testing.T) {
