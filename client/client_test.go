@@ -338,3 +338,29 @@ func ExampleRecorder() {
 	defer rec.Close(context.Background())
 	_ = rec.Record(context.Background(), "acme", client.Event{Meter: "llm_tokens", Quantity: 1234})
 }
+
+// TestCheckQuantityAnswersAsConsumeWould: Gate.CheckQuantity asks
+// usageGate about N units, so a check of exactly what is left under a hard
+// limit is allowed and one more is not, as Consume would judge them.
+func TestCheckQuantityAnswersAsConsumeWould(t *testing.T) {
+	h := apptest.New(t, apptest.Options{})
+	ctx := context.Background()
+	g := client.NewGate(client.New(h.Server.URL, bearer(h, "acme")))
+	const limit, spent = 1000, 990 // the free plan's hard limit on api_calls
+	need(g.Consume(ctx, "api_calls", spent, "fill", "")).on(t)
+	for q, allowed := range map[int64]bool{1: true, limit - spent: true, limit - spent + 1: false} {
+		v := need(g.CheckQuantity(ctx, "api_calls", q)).on(t)
+		if v.Allowed != allowed || v.Used != spent || *v.Remaining != limit-spent {
+			t.Errorf("check of %d: %+v, want allowed %t", q, v, allowed)
+		}
+		if !allowed && v.Reason != client.UsageReasonUsageLimitExceeded {
+			t.Errorf("check of %d refused for %s", q, v.Reason)
+		}
+	}
+	if _, err := g.CheckQuantity(ctx, "api_calls", 0); !client.IsCode(err, "BAD_USER_INPUT") {
+		t.Errorf("check of 0: %v, want BAD_USER_INPUT", err)
+	}
+	if used(t, h, "acme", "api_calls") != spent {
+		t.Errorf("checks counted usage: %d", used(t, h, "acme", "api_calls"))
+	}
+}

@@ -253,10 +253,10 @@ func (m *Metering) Wrap(next http.Handler) http.Handler {
 		if m.cfg.Mode == Strict {
 			v, err = gate.Consume(ctx, meter, qty, key, endpoint)
 		} else {
-			v, err = gate.Check(ctx, meter)
-			if err == nil && v.Allowed && v.Remaining != nil && *v.Remaining < qty && v.Limit != nil {
-				v.Allowed, v.Reason = false, client.UsageReasonUsageLimitExceeded
-			}
+			// usageGate asks about the request's quantity, as consumeUsage
+			// would judge it (a soft limit's overage is allowed); a
+			// decrease or nothing asks about one unit, as before.
+			v, err = gate.CheckQuantity(ctx, meter, max(qty, 1))
 		}
 		cancel()
 		if err != nil {

@@ -143,7 +143,13 @@ func (f *fixture) used(t *testing.T, orgID, meter string) int64 {
 // gate asks the gate and fails the test on an error.
 func (f *fixture) gate(t *testing.T, orgID, meter string) Gate {
 	t.Helper()
-	g, err := f.svc.Gate(context.Background(), orgID, meter)
+	return f.gateOf(t, orgID, meter, 1)
+}
+
+// gateOf is the gate's answer about quantity more units.
+func (f *fixture) gateOf(t *testing.T, orgID, meter string, quantity int64) Gate {
+	t.Helper()
+	g, err := f.svc.Gate(context.Background(), orgID, meter, quantity)
 	if err != nil {
 		t.Fatalf("gate: %v", err)
 	}
