@@ -195,7 +195,7 @@ func TestOperationalEndpoints(t *testing.T) {
 	h.Query("acme", `query Dashboard { plans { id } }`, nil)
 	m := get(t, h.Server.URL+"/metrics", nil)
 	b, _ := io.ReadAll(m.Body)
-	for _, want := range []string{`tollgate_http_requests_total{code="200",route="POST /graphql"}`, `tollgate_graphql_operation_duration_seconds_count{operation="Dashboard",outcome="ok"}`} {
+	for _, want := range []string{`tollgate_http_requests_total{code="200",route="POST /graphql"}`, `tollgate_graphql_operation_duration_seconds_count{operation="plans",outcome="ok"}`} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("metrics lack %s", want)
 		}

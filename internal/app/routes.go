@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto/subtle"
 	"net/http"
 	"time"
 
@@ -66,7 +67,7 @@ func (a *App) Handler() http.Handler {
 		w.Header().Set("Cache-Control", "public, max-age=86400")
 		w.WriteHeader(http.StatusNoContent)
 	})
-	mux.Handle("GET /metrics", observe.MetricsHandler())
+	mux.Handle("GET /metrics", metricsAuth(a.Config.MetricsToken, observe.MetricsHandler()))
 	return observe.RequestIDMiddleware(a.deadline(observe.CountRequests(noStore(mux))))
 }
 
@@ -95,6 +96,23 @@ var (
 	noStoreValue       = []string{"no-store"}
 	varyCredentials    = []string{"Authorization, Cookie, X-API-Key"}
 )
+
+// metricsAuth asks for METRICS_TOKEN as a bearer token when it is set:
+// /metrics is served on the API's port, to whoever reaches it.
+func metricsAuth(token string, next http.Handler) http.Handler {
+	if token == "" {
+		return next
+	}
+	want := []byte("Bearer " + token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="metrics"`)
+			http.Error(w, "metrics need METRICS_TOKEN as a bearer token", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
 
 // deadline gives every request REQUEST_TIMEOUT; the context carries it down
 // to GORM, Redis and Stripe.
