@@ -144,6 +144,10 @@ func TestProductionHidesTheSchema(t *testing.T) {
 		if got := messages(h.Query("acme", m.query, nil)); !strings.HasSuffix(got, m.prod) {
 			t.Errorf("production for %s: %q, want %q", m.query, got, m.prod)
 		}
+		// The same mistake has the same code in both.
+		if d, p := dev.Query("acme", m.query, nil).Code(), h.Query("acme", m.query, nil).Code(); d != p {
+			t.Errorf("%s: code %s in development, %s in production", m.query, d, p)
+		}
 	}
 	if resp := get(t, h.Server.URL+"/", nil); resp.StatusCode == http.StatusOK {
 		t.Fatal("GraphiQL served in production")
