@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -71,7 +70,7 @@ func NewHandler(r *Resolver, o Options) http.Handler {
 	}
 	srv.Use(newExactEnums(es.Schema()))
 	srv.Use(newComplexityLimit(es, MaxComplexity, argPriced))
-	srv.AroundResponses(measure)
+	srv.AroundResponses(measure(es.Schema()))
 	if o.Production {
 		srv.SetErrorPresenter(hideTypeNames(es.Schema(), ErrorPresenter(o.Log)))
 	} else {
@@ -116,49 +115,92 @@ func withCustomScalarLiterals(base func() *rules.Rules) func() *rules.Rules {
 	}
 }
 
-// measure records each operation's latency under its name, so a dashboard's
-// slow query can be found without reading logs.
-func measure(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
-	start := time.Now()
-	resp := next(ctx)
-	name := ""
-	if graphql.HasOperationContext(ctx) {
-		if op := graphql.GetOperationContext(ctx); op.Operation != nil {
-			name = op.Operation.Name
+// measure records each operation's latency under the root field it runs,
+// so a dashboard's slow query can be found without reading logs.
+func measure(schema *ast.Schema) graphql.ResponseMiddleware {
+	return func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
+		start := time.Now()
+		resp := next(ctx)
+		var op *ast.OperationDefinition
+		if graphql.HasOperationContext(ctx) {
+			op = graphql.GetOperationContext(ctx).Operation
 		}
+		outcome := "ok"
+		if resp != nil && len(resp.Errors) > 0 {
+			outcome = "error"
+		}
+		observe.GraphQLOperations.WithLabelValues(opLabel(schema, op), outcome).Observe(observe.Since(start))
+		return resp
 	}
-	outcome := "ok"
-	if resp != nil && len(resp.Errors) > 0 {
-		outcome = "error"
-	}
-	observe.GraphQLOperations.WithLabelValues(opLabel(name), outcome).Observe(observe.Since(start))
-	return resp
 }
 
-// Operation names come from clients; past maxOpLabels distinct names they are
-// counted as "other" so a client cannot grow the metric without bound.
-const maxOpLabels = 500
-
-var (
-	opLabelsMu sync.Mutex
-	opLabels   = map[string]bool{}
+// Labels of operations that are not one root field of the schema.
+const (
+	opLabelNone     = "none"     // no operation: the request was refused first
+	opLabelMultiple = "multiple" // several distinct root fields
+	opLabelUnknown  = "unknown"  // a root field the schema lacks (refused by validation)
 )
 
-func opLabel(name string) string {
-	if name == "" {
-		return "anonymous"
+// opLabel names an operation for the metrics by the root field it selects,
+// as the schema spells it. Never by the operation's name or anything else a
+// client wrote: a label is shared by every tenant of the process (one
+// could fill the label space, or write text for anyone reading /metrics
+// to see), and the schema's fields are a fixed, small set.
+func opLabel(schema *ast.Schema, op *ast.OperationDefinition) string {
+	if op == nil {
+		return opLabelNone
 	}
-	if len(name) > 64 {
-		return "other"
+	var root *ast.Definition
+	switch op.Operation {
+	case ast.Mutation:
+		root = schema.Mutation
+	case ast.Subscription:
+		root = schema.Subscription
+	default:
+		root = schema.Query
 	}
-	opLabelsMu.Lock()
-	defer opLabelsMu.Unlock()
-	if opLabels[name] {
-		return name
+	label := ""
+	var walk func(ast.SelectionSet) bool
+	walk = func(set ast.SelectionSet) bool {
+		for _, sel := range set {
+			var name string
+			switch sel := sel.(type) {
+			case *ast.Field:
+				name = sel.Name
+			case *ast.InlineFragment:
+				if !walk(sel.SelectionSet) {
+					return false
+				}
+				continue
+			case *ast.FragmentSpread:
+				if sel.Definition == nil || !walk(sel.Definition.SelectionSet) {
+					label = opLabelUnknown
+					return false
+				}
+				continue
+			}
+			var def *ast.FieldDefinition
+			if root != nil {
+				def = root.Fields.ForName(name)
+			}
+			if def == nil && name == "__typename" {
+				continue
+			}
+			switch {
+			case def == nil:
+				label = opLabelUnknown
+				return false
+			case label == "" || label == def.Name:
+				label = def.Name
+			default:
+				label = opLabelMultiple
+			}
+		}
+		return true
 	}
-	if len(opLabels) >= maxOpLabels {
-		return "other"
+	walk(op.SelectionSet)
+	if label == "" {
+		return "__typename"
 	}
-	opLabels[name] = true
-	return name
+	return label
 }

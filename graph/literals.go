@@ -8,6 +8,7 @@ import (
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 	"github.com/vektah/gqlparser/v2/validator/core"
+	"github.com/vektah/gqlparser/v2/validator/rules"
 
 	"github.com/tollgate-billing/tollgate/graph/model"
 	"github.com/tollgate-billing/tollgate/internal/apperr"
@@ -167,7 +168,9 @@ func literalAsJSON(v *ast.Value) any {
 // missing argument or a syntax error stays GRAPHQL_VALIDATION_FAILED or
 // GRAPHQL_PARSE_FAILED.
 func isValueError(err *gqlerror.Error) bool {
-	if err.Rule == customScalarLiteralsRule || err.Rule == "ValuesOfCorrectType" {
+	// Production runs the rule's variant without suggestions, by its own name.
+	switch err.Rule {
+	case customScalarLiteralsRule, rules.ValuesOfCorrectTypeRule.Name, rules.ValuesOfCorrectTypeRuleWithoutSuggestions.Name:
 		return true
 	}
 	return len(err.Path) > 0 && err.Path[0] == ast.PathName("variable")

@@ -14,15 +14,22 @@ import (
 // introspection is off: gqlparser's messages quote the schema's own type
 // names ("expecting type \"InvoiceStatus\"", "Field
 // \"CreateApiKeyInput.name\" of required type \"String!\" was not
-// provided"), handing out the schema one mistake at a time. Each quoted name
-// of a type the schema defines gives way: Type.field to the field's name
-// (the argument path the client wrote), a type to what kind of value it
-// takes. GraphQL's built-in types (String, Int, …) say nothing about the
-// schema and stay.
+// provided"), handing out the schema one mistake at a time. A validation
+// error gets its rule's own sentence (rulemessages.go), which names no
+// type. In any other message (variable values, Tollgate's own rules) each
+// quoted name of a type the schema defines gives way: Type.field to the
+// field's name (the argument path the client wrote), a type to what kind
+// of value it takes. GraphQL's built-in types (String, Int, …) say nothing
+// about the schema and stay.
 func hideTypeNames(schema *ast.Schema, next graphql.ErrorPresenterFunc) graphql.ErrorPresenterFunc {
 	return func(ctx context.Context, err error) *gqlerror.Error {
 		e := next(ctx, err)
-		if e != nil {
+		if e == nil {
+			return e
+		}
+		if msg, ok := ruleMessage(e.Rule, e.Message); ok {
+			e.Message = msg
+		} else {
 			e.Message = quotedName.ReplaceAllStringFunc(e.Message, func(q string) string {
 				return withoutTypeName(schema, q)
 			})

@@ -250,11 +250,18 @@ func (s *server) groupCounts(ctx context.Context) (groupMetrics, error) {
 	if err != nil {
 		return m, err
 	}
+	// The server takes its configuration from this environment too.
+	if token := os.Getenv("METRICS_TOKEN"); token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return m, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return m, fmt.Errorf("GET /metrics: %s", resp.Status)
+	}
 	into := map[string]*float64{
 		"tollgate_usage_group_calls_sum":                             &m.calls,
 		"tollgate_usage_group_calls_count":                           &m.groups,

@@ -129,6 +129,26 @@ func TestProductionHidesTheSchema(t *testing.T) {
 			t.Fatalf("production for %s: %q, want %s named and no %s", m.query, got, m.names, m.typeName)
 		}
 	}
+	// Production's messages are sentences, not gqlparser's with words
+	// swapped in, and development keeps gqlparser's.
+	sentences := []struct{ query, dev, prod string }{
+		{`{ organizatio { id } }`, `Cannot query field "organizatio" on type "Query".`, `Cannot query field "organizatio": there is no such field here.`},
+		{`{ invoices(status: PAYED) { nodes { id } } }`, `Value "PAYED" does not exist in "InvoiceStatus" enum.`, `Value "PAYED" is not one of the values this enum takes.`},
+		{`{ usageGate { allowed } }`, `Field "usageGate" argument "meter" of type "String!" is required, but it was not provided.`, `Field "usageGate" requires argument "meter", which was not provided.`},
+		{`{ organization { ... on Plan { id } } }`, `Fragment cannot be spread here as objects of type "Organization" can never be of type "Plan".`, `This inline fragment cannot be spread here: its type can never match the value it is spread on.`},
+	}
+	for _, m := range sentences {
+		if got := messages(dev.Query("acme", m.query, nil)); !strings.HasPrefix(got, m.dev) {
+			t.Errorf("development for %s: %q, want gqlparser's %q", m.query, got, m.dev)
+		}
+		if got := messages(h.Query("acme", m.query, nil)); !strings.HasSuffix(got, m.prod) {
+			t.Errorf("production for %s: %q, want %q", m.query, got, m.prod)
+		}
+		// The same mistake has the same code in both.
+		if d, p := dev.Query("acme", m.query, nil).Code(), h.Query("acme", m.query, nil).Code(); d != p {
+			t.Errorf("%s: code %s in development, %s in production", m.query, d, p)
+		}
+	}
 	if resp := get(t, h.Server.URL+"/", nil); resp.StatusCode == http.StatusOK {
 		t.Fatal("GraphiQL served in production")
 	}
@@ -195,7 +215,7 @@ func TestOperationalEndpoints(t *testing.T) {
 	h.Query("acme", `query Dashboard { plans { id } }`, nil)
 	m := get(t, h.Server.URL+"/metrics", nil)
 	b, _ := io.ReadAll(m.Body)
-	for _, want := range []string{`tollgate_http_requests_total{code="200",route="POST /graphql"}`, `tollgate_graphql_operation_duration_seconds_count{operation="Dashboard",outcome="ok"}`} {
+	for _, want := range []string{`tollgate_http_requests_total{code="200",route="POST /graphql"}`, `tollgate_graphql_operation_duration_seconds_count{operation="plans",outcome="ok"}`} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("metrics lack %s", want)
 		}

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto/subtle"
 	"net/http"
 	"time"
 
@@ -66,8 +67,51 @@ func (a *App) Handler() http.Handler {
 		w.Header().Set("Cache-Control", "public, max-age=86400")
 		w.WriteHeader(http.StatusNoContent)
 	})
-	mux.Handle("GET /metrics", observe.MetricsHandler())
-	return observe.RequestIDMiddleware(a.deadline(observe.CountRequests(mux)))
+	mux.Handle("GET /metrics", metricsAuth(a.Config.MetricsToken, observe.MetricsHandler()))
+	return observe.RequestIDMiddleware(a.deadline(observe.CountRequests(noStore(mux))))
+}
+
+// noStore marks every answer uncacheable before its handler runs: GraphQL
+// answers (a createApiKey secret, a GET authenticated by the session
+// cookie, which RFC 9111's shared-cache rule for Authorization does not
+// cover), their refusals (400, 401, 403, 405, 413, 415, 429, 5xx), CORS
+// preflights, webhook answers, readiness and metrics. The few answers
+// that are the same for everyone (GraphiQL and billing page assets, the
+// icon) set their own Cache-Control over it.
+func noStore(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h[headerCacheControl] = noStoreValue
+		h[headerVary] = varyCredentials
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Set in canonical form directly, sharing one slice: every request passes
+// here. A handler replaces, never appends to, these values (Header.Set,
+// or Add onto Vary after the slice has grown), so sharing them is safe.
+var (
+	headerCacheControl = http.CanonicalHeaderKey("Cache-Control")
+	headerVary         = http.CanonicalHeaderKey("Vary")
+	noStoreValue       = []string{"no-store"}
+	varyCredentials    = []string{"Authorization, Cookie, X-API-Key"}
+)
+
+// metricsAuth asks for METRICS_TOKEN as a bearer token when it is set:
+// /metrics is served on the API's port, to whoever reaches it.
+func metricsAuth(token string, next http.Handler) http.Handler {
+	if token == "" {
+		return next
+	}
+	want := []byte("Bearer " + token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="metrics"`)
+			http.Error(w, "metrics need METRICS_TOKEN as a bearer token", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // deadline gives every request REQUEST_TIMEOUT; the context carries it down

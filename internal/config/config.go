@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -78,7 +79,19 @@ type Config struct {
 	// whose receivers live in their own network. Loopback, link-local and
 	// cloud metadata addresses stay refused whatever it says.
 	WebhookAllowedNetworks []netip.Prefix
+
+	// MetricsToken, when set, is the bearer token GET /metrics asks for
+	// (METRICS_TOKEN); unset, /metrics is open.
+	MetricsToken string
 }
+
+// minMetricsTokenLength is METRICS_TOKEN's shortest: 16 bytes of a
+// base64 or hex secret is 96 bits or more.
+const minMetricsTokenLength = 16
+
+// metricsToken is the form a bearer token may take in an Authorization
+// header (RFC 6750's b64token).
+var metricsToken = regexp.MustCompile(`^[A-Za-z0-9._~+/-]+=*$`)
 
 // DefaultUsageGateLease is USAGE_GATE_LEASE's default; maxUsageGateLease
 // bounds how long another replica's write can wait for a holder that does
@@ -327,6 +340,12 @@ func Load(getenv func(string) string) (Config, error) {
 			}
 			c.WebhookAllowedNetworks = append(c.WebhookAllowedNetworks, p)
 		}
+	}
+	if v := getenv("METRICS_TOKEN"); v != "" {
+		if len(v) < minMetricsTokenLength || !metricsToken.MatchString(v) {
+			bad("METRICS_TOKEN", "must be at least %d characters of letters, digits and -._~+/ (a bearer token, e.g. `openssl rand -hex 32`), got %d characters", minMetricsTokenLength, len(v))
+		}
+		c.MetricsToken = v
 	}
 	// The Go runtime reads these itself, before Tollgate runs, and takes an
 	// unparsable GOGC silently as 100 (which also turns off Tollgate's

@@ -6,6 +6,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -58,11 +59,29 @@ func (a *API) bucket(r *http.Request) (string, int) {
 		}
 		return "api:jwt:" + p.OrgID + ":" + p.Subject, a.limits.PerCredential
 	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	return "api:addr:" + addrBucket(r.RemoteAddr), a.limits.PerAddress
+}
+
+// addrBucket names the client an address budget belongs to. An IPv4
+// address is its own; an IPv4-mapped IPv6 address (::ffff:a.b.c.d) is the
+// IPv4 one it maps, so a dual-stack listener does not give one client two
+// budgets; an IPv6 address is its /64, whose low 64 bits any client picks
+// freely (privacy addresses, a routed prefix), so one budget per address
+// would be 2^64 budgets.
+func addrBucket(remoteAddr string) string {
+	host, _, err := net.SplitHostPort(remoteAddr)
 	if err != nil {
-		host = r.RemoteAddr
+		host = remoteAddr
 	}
-	return "api:addr:" + host, a.limits.PerAddress
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	ip = ip.Unmap().WithZone("")
+	if ip.Is4() {
+		return ip.String()
+	}
+	return netip.PrefixFrom(ip, 64).Masked().String()
 }
 
 // The rate-limit headers, in the canonical form net/http sends them in.

@@ -553,3 +553,40 @@ func TestA429SaysNothingRemains(t *testing.T) {
 		}
 	})
 }
+
+// One client's other spellings of its address share its budget: an
+// IPv4-mapped IPv6 address is the IPv4 address, and every address of an
+// IPv6 /64 (whose low bits a client picks freely) is one client.
+func TestAnAddressesOtherFormsShareItsBudget(t *testing.T) {
+	rdb := testenv.MiniRedis(t)
+	h := handler(NewAPI(New(rdb, quiet()), APILimits{PerCredential: 1000, PerAddress: 3}))
+	send := func(remote string) int {
+		r := httptest.NewRequest(http.MethodPost, "/graphql", nil)
+		r.RemoteAddr = remote
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Code
+	}
+	for _, tc := range []struct {
+		name  string
+		forms []string
+	}{
+		{"IPv4 and its IPv4-mapped IPv6 form", []string{"192.0.2.7:1000", "[::ffff:192.0.2.7]:1001", "[::ffff:c000:207]:1002", "192.0.2.7:1003", "[::ffff:192.0.2.7]:1004"}},
+		{"addresses of one IPv6 /64", []string{"[2001:db8:1:2::1]:1000", "[2001:db8:1:2::2]:1000", "[2001:db8:1:2:ffff:ffff:ffff:ffff]:1000", "[2001:db8:1:2:abcd::9]:1000", "[2001:db8:1:2::3%eth0]:1000"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			refused := 0
+			for _, remote := range tc.forms {
+				if send(remote) == http.StatusTooManyRequests {
+					refused++
+				}
+			}
+			if want := len(tc.forms) - 3; refused < want {
+				t.Errorf("%d of %d requests from one client's address forms refused at a budget of 3, want at least %d", refused, len(tc.forms), want)
+			}
+		})
+	}
+	if code := send("[2001:db8:1:3::1]:1000"); code != http.StatusOK {
+		t.Errorf("the next /64 got %d, want its own budget", code)
+	}
+}
