@@ -466,16 +466,10 @@ func (r rollups) add(a aggregate) (map[counterID]counter, error) {
 // names past their meter's allowance folded into OtherEndpoint
 // (foldEndpointsSQL), in the table's key order.
 func (r rollups) addEndpoints(sums map[endpointKey]int64) error {
-	keys := make([]endpointKey, 0, len(sums))
-	for k, n := range sums {
-		if n != 0 {
-			keys = append(keys, k)
-		}
-	}
+	keys := nonZeroKeys(sums, compareEndpoints)
 	if len(keys) == 0 {
 		return nil
 	}
-	slices.SortFunc(keys, compareEndpoints)
 	args := make([]any, 0, 6*len(keys)+1)
 	for _, k := range keys {
 		args = append(args, k.org, time.Unix(k.start, 0).UTC(), k.meter, k.endpoint, sums[k])
@@ -516,16 +510,10 @@ func compareDays(x, y dayKey) int {
 // into is set, the rows written (of usage_rollups) are read back into it.
 func upsertSums[K comparable](r rollups, table string, key []string, versioned bool, sums map[K]int64,
 	keyArgs func(K) []any, compare func(a, b K) int, into map[counterID]counter) error {
-	keys := make([]K, 0, len(sums))
-	for k, n := range sums {
-		if n != 0 {
-			keys = append(keys, k)
-		}
-	}
+	keys := nonZeroKeys(sums, compare)
 	if len(keys) == 0 {
 		return nil
 	}
-	slices.SortFunc(keys, compare)
 	args := make([]any, 0, (len(key)+2)*len(keys))
 	for _, k := range keys {
 		args = append(append(args, keyArgs(k)...), sums[k], r.now)
@@ -551,6 +539,19 @@ func upsertSums[K comparable](r rollups, table string, key []string, versioned b
 		return fmt.Errorf("add to %s: %w", table, err)
 	}
 	return nil
+}
+
+// nonZeroKeys is the keys of sums whose sum is not zero, in the order of
+// compare.
+func nonZeroKeys[K comparable](sums map[K]int64, compare func(a, b K) int) []K {
+	keys := make([]K, 0, len(sums))
+	for k, n := range sums {
+		if n != 0 {
+			keys = append(keys, k)
+		}
+	}
+	slices.SortFunc(keys, compare)
+	return keys
 }
 
 // saturatingSum is SQL for a + b clamped to the int64 range. The CASEs are
