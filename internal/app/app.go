@@ -292,6 +292,7 @@ func (a *App) build(ctx context.Context) error {
 	a.Limiter = ratelimit.New(a.Redis, a.Log)
 	a.Usage.LimitRate(a.Limiter)
 	a.Usage.LeaseGates(a.Config.UsageGateLease)
+	a.Usage.CapEndpoints(a.Config.UsageEndpointsPerMeter)
 	a.API = ratelimit.NewAPI(a.Limiter, ratelimit.APILimits{
 		PerCredential: a.Config.APIRatePerCredential, PerAddress: a.Config.APIRatePerAddress,
 	})

@@ -74,6 +74,12 @@ type Config struct {
 	// leases off, so every gate reads Redis.
 	UsageGateLease time.Duration
 
+	// UsageEndpointsPerMeter caps the distinct endpoint names the
+	// per-endpoint report keeps for one meter in one period
+	// (USAGE_ENDPOINTS_PER_METER); names past it are counted under
+	// "(other)", so a client cannot grow the report without bound.
+	UsageEndpointsPerMeter int
+
 	// WebhookAllowedNetworks are private networks outbound webhooks may be
 	// delivered into in production (WEBHOOK_ALLOWED_NETWORKS), for hosts
 	// whose receivers live in their own network. Loopback, link-local and
@@ -104,6 +110,14 @@ const (
 
 // maxClaimValue bounds JWT_AUDIENCE and JWT_ISSUER.
 const maxClaimValue = 1000
+
+// DefaultUsageEndpointsPerMeter is USAGE_ENDPOINTS_PER_METER's default, and
+// maxUsageEndpointsPerMeter its bound: a billing page pages through at most
+// that many rows a meter.
+const (
+	DefaultUsageEndpointsPerMeter = 1000
+	maxUsageEndpointsPerMeter     = 100000
+)
 
 // DefaultUsageEventsRetentionMonths is USAGE_EVENTS_RETENTION's default.
 const DefaultUsageEventsRetentionMonths = 13
@@ -163,6 +177,7 @@ func Load(getenv func(string) string) (Config, error) {
 
 		UsageEventsRetentionMonths: DefaultUsageEventsRetentionMonths,
 		UsageGateLease:             DefaultUsageGateLease,
+		UsageEndpointsPerMeter:     DefaultUsageEndpointsPerMeter,
 	}
 	var errs []error
 	bad := func(v, format string, args ...any) {
@@ -326,6 +341,13 @@ func Load(getenv func(string) string) (Config, error) {
 			bad("USAGE_GATE_LEASE", "must be 0 (off) or a duration from %s to %s, like 1s, got %q", minUsageGateLease, maxUsageGateLease, v)
 		}
 		c.UsageGateLease = d
+	}
+	if v := getenv("USAGE_ENDPOINTS_PER_METER"); v != "" {
+		n, ok := wholeNumber(v)
+		if !ok || n < 1 || n > maxUsageEndpointsPerMeter {
+			bad("USAGE_ENDPOINTS_PER_METER", "must be a whole number of endpoint names from 1 to %d, like 1000, got %q", maxUsageEndpointsPerMeter, v)
+		}
+		c.UsageEndpointsPerMeter = n
 	}
 	if v := getenv("WEBHOOK_ALLOWED_NETWORKS"); v != "" {
 		for _, n := range strings.Split(v, ",") {

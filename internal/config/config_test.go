@@ -54,6 +54,9 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 		{"retention of no months", map[string]string{"USAGE_EVENTS_RETENTION": "0mo"}, "USAGE_EVENTS_RETENTION"},
 		{"gate lease without a unit", map[string]string{"USAGE_GATE_LEASE": "1"}, "USAGE_GATE_LEASE: must be 0 (off) or a duration"},
 		{"gate lease too long", map[string]string{"USAGE_GATE_LEASE": "1m"}, "USAGE_GATE_LEASE"},
+		{"endpoint cap of none", map[string]string{"USAGE_ENDPOINTS_PER_METER": "0"}, "USAGE_ENDPOINTS_PER_METER: must be a whole number"},
+		{"endpoint cap in words", map[string]string{"USAGE_ENDPOINTS_PER_METER": "many"}, "USAGE_ENDPOINTS_PER_METER"},
+		{"endpoint cap past its bound", map[string]string{"USAGE_ENDPOINTS_PER_METER": "100001"}, "USAGE_ENDPOINTS_PER_METER"},
 		{"gate lease too short", map[string]string{"USAGE_GATE_LEASE": "1ms"}, "USAGE_GATE_LEASE"},
 		{"PORT with a space", map[string]string{"PORT": " 18460"}, "PORT"},
 		{"PORT with a sign", map[string]string{"PORT": "+8080"}, "PORT"},
@@ -152,6 +155,17 @@ func TestUsageEventsRetentionIsWholeMonths(t *testing.T) {
 	c, err := Load(env(map[string]string{"USAGE_EVENTS_RETENTION": "24mo"}))
 	if err != nil || c.UsageEventsRetentionMonths != 24 {
 		t.Fatalf("retention %d months (err %v), want 24", c.UsageEventsRetentionMonths, err)
+	}
+}
+
+func TestUsageEndpointsPerMeterDefaultsToAThousand(t *testing.T) {
+	c, err := Load(env(nil))
+	if err != nil || c.UsageEndpointsPerMeter != 1000 {
+		t.Fatalf("endpoint cap %d (err %v), want 1000", c.UsageEndpointsPerMeter, err)
+	}
+	c, err = Load(env(map[string]string{"USAGE_ENDPOINTS_PER_METER": "250"}))
+	if err != nil || c.UsageEndpointsPerMeter != 250 {
+		t.Fatalf("endpoint cap %d (err %v), want 250", c.UsageEndpointsPerMeter, err)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tollgate-billing/tollgate/internal/clock"
+	"github.com/tollgate-billing/tollgate/internal/store"
 )
 
 // One statement per group. On Postgres, most commit groups need nothing
@@ -139,12 +140,12 @@ func (s *Service) groupAborted(ctx context.Context, group []*request, plan group
 // piped as its turn says, and returns its rows.
 func (s *Service) sendGroup(ctx context.Context, t *turn, group []*request, n int, args []any, alone, resync bool) (rowScanner, error) {
 	if t.pooled {
-		return s.db.SQL().QueryContext(ctx, oneStatementSQL.forEvents(n), args...)
+		return s.db.SQL().QueryContext(ctx, s.oneStatement.forEvents(n), args...)
 	}
 	if err := t.mayPipe(ctx); err != nil {
 		return nil, err
 	}
-	call, err := s.db.Pipe().Send(ctx, pipedStatementSQL.forEvents(n), args, resync)
+	call, err := s.db.Pipe().Send(ctx, s.pipedStatement.forEvents(n), args, resync)
 	if err != nil {
 		return nil, err
 	}
@@ -196,7 +197,7 @@ func (s *Service) markNearLimits(ctx context.Context, group []*request, plan gro
 	}
 }
 
-// groupArgs are oneStatementSQL's parameters: claimEventsSQL's for the
+// groupArgs are the one statement's parameters: claimEventsSQL's for the
 // claims (in key order), the rollup rows each event adds to, and the period
 // totals with the strictest hard limit any of the group's events carries
 // (less the room left for groups ahead, turn.room) and the limit alerts are
@@ -245,14 +246,15 @@ func limitsOf(group []*request, plan groupPlan) (ceilings, alerts map[counterID]
 	return ceilings, alerts
 }
 
-// oneStatementSQL writes a group, as described at the top of this file.
-// Its parts run in this order: the claim (as claimEventsSQL), the events
+// oneStatementRest, after the claim (withClaim) and with the endpoint fold
+// in place (Service.CapEndpoints), writes a group, as described at the top
+// of this file. Its parts run in this order: the claim (as claimEventsSQL), the events
 // stored (the sums per period total wait for them, so the totals are
 // locked after), the totals, then the endpoint and daily rollups; so it
 // takes row locks in the order the transaction does. A sum of zero leaves a total's version
 // alone. A threshold p% of a limit L is crossed when the count of whole
 // percents reached, min(100, floor(100·used/L)), goes up.
-var oneStatementSQL = withClaim(`,
+var oneStatementRest = `,
 fresh AS (
 SELECT u.o, u.k, u.m, u.n, u.e, u.t, u.p, u.mo, u.d, u.i
 FROM unnest($4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[], $9::timestamptz[], $11::timestamptz[], $12::timestamptz[], $13::timestamptz[])
@@ -273,9 +275,12 @@ ON CONFLICT (org_id, meter, period_start) DO UPDATE
 SET used = r.used + excluded.used, version = r.version + (excluded.used <> 0)::int, updated_at = excluded.updated_at
 WHERE r.used <= (SELECT w.c FROM w WHERE w.o = r.org_id AND w.m = r.meter AND w.p = r.period_start)
 RETURNING org_id, meter, period_start, used, version),
+ep AS (
+SELECT o, mo, m, e, sum(n) AS n FROM fresh WHERE e <> '' GROUP BY o, mo, m, e HAVING sum(n) <> 0),
+{fold endpoints},
 endpoints AS (
 INSERT INTO usage_endpoint_rollups AS x (org_id, period_start, meter, endpoint, used, updated_at)
-SELECT o, mo, m, e, sum(n)::bigint, $1 FROM fresh WHERE e <> '' GROUP BY o, mo, m, e HAVING sum(n) <> 0 ORDER BY o, mo, m, e
+SELECT o, mo, m, e, ` + foldedSum(store.Postgres) + `, $1 FROM epf GROUP BY o, mo, m, e HAVING sum(n) <> 0 ORDER BY o, mo, m, e
 ON CONFLICT (org_id, period_start, meter, endpoint) DO UPDATE
 SET used = ` + saturatingSum("x.used", "excluded.used") + `, updated_at = excluded.updated_at),
 days AS (
@@ -292,10 +297,7 @@ SELECT CASE
 		THEN tollgate_group_abort('alert')
 	ELSE 0 END AS ok)
 SELECT (SELECT coalesce(array_agg(i)::text, '{}') FROM fresh), org_id, meter, period_start, used, version
-FROM totals WHERE (SELECT ok FROM verdict) = 0`)
-
-// pipedStatementSQL is oneStatementSQL sent through the pipe, in turn.
-var pipedStatementSQL = oneStatementSQL.inTurn()
+FROM totals WHERE (SELECT ok FROM verdict) = 0`
 
 // uncheckedKeys marks the calls of a committed group holding events whose
 // keys were found counted but whose rows could not be read (err): whether

@@ -380,7 +380,7 @@ func (s *Service) writeGroupInTurn(ctx context.Context, t *turn, group []*reques
 	}
 	err := retryConflicts(ctx, func() error {
 		return s.db.Tx(ctx, func(tx *gorm.DB) error {
-			return s.writeGroupTx(ctx, rollups{tx: tx, dialect: s.db.Dialect, now: now}, group, func() error {
+			return s.writeGroupTx(ctx, rollups{tx: tx, dialect: s.db.Dialect, now: now, endpointCap: s.endpointCap}, group, func() error {
 				if !claimFirst {
 					return nil
 				}

@@ -118,9 +118,10 @@ func saturatingAdd(a, b int64) int64 {
 
 // rollups runs the usage statements of one commit group's transaction.
 type rollups struct {
-	tx      *gorm.DB
-	dialect store.Dialect
-	now     time.Time
+	tx          *gorm.DB
+	dialect     store.Dialect
+	now         time.Time
+	endpointCap int // see Service.CapEndpoints
 }
 
 // query and exec run a statement written with ? placeholders on the
@@ -452,16 +453,41 @@ func (r rollups) add(a aggregate) (map[counterID]counter, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = upsertSums(r, "usage_endpoint_rollups", []string{"org_id", "period_start", "meter", "endpoint"}, false, a.endpoints,
-		func(k endpointKey) []any { return []any{k.org, time.Unix(k.start, 0).UTC(), k.meter, k.endpoint} },
-		compareEndpoints, nil)
-	if err != nil {
+	if err := r.addEndpoints(a.endpoints); err != nil {
 		return nil, err
 	}
 	err = upsertSums(r, "usage_daily_rollups", []string{"org_id", "meter", "day"}, false, a.days,
 		func(k dayKey) []any { return []any{k.org, k.meter, time.Unix(k.day, 0).UTC()} },
 		compareDays, nil)
 	return totals, err
+}
+
+// addEndpoints adds the sums per endpoint name to usage_endpoint_rollups,
+// names past their meter's allowance folded into OtherEndpoint
+// (foldEndpointsSQL), in the table's key order.
+func (r rollups) addEndpoints(sums map[endpointKey]int64) error {
+	keys := nonZeroKeys(sums, compareEndpoints)
+	if len(keys) == 0 {
+		return nil
+	}
+	args := make([]any, 0, 6*len(keys)+1)
+	for _, k := range keys {
+		args = append(args, k.org, time.Unix(k.start, 0).UTC(), k.meter, k.endpoint, sums[k])
+	}
+	args = append(args, r.now)
+	row := "(?, ?, ?, ?, ?)"
+	if r.dialect == store.Postgres {
+		row = "(?::text, ?::timestamptz, ?::text, ?::text, ?::bigint)"
+	}
+	q := "WITH ep(o, mo, m, e, n) AS (VALUES " + rowsOf(row, len(keys)) + "),\n" + foldEndpointsSQL(r.dialect, r.endpointCap) +
+		"\nINSERT INTO usage_endpoint_rollups (org_id, period_start, meter, endpoint, used, updated_at)" +
+		"\nSELECT o, mo, m, e, " + foldedSum(r.dialect) + ", ? FROM epf WHERE true GROUP BY o, mo, m, e HAVING sum(n) <> 0 ORDER BY o, mo, m, e" +
+		"\nON CONFLICT (org_id, period_start, meter, endpoint) DO UPDATE SET used = " +
+		saturatingSum("usage_endpoint_rollups.used", "excluded.used") + ", updated_at = excluded.updated_at"
+	if err := r.exec(q, args...); err != nil {
+		return fmt.Errorf("add to usage_endpoint_rollups: %w", err)
+	}
+	return nil
 }
 
 // compareEndpoints and compareDays follow the keys of the endpoint and
@@ -484,16 +510,10 @@ func compareDays(x, y dayKey) int {
 // into is set, the rows written (of usage_rollups) are read back into it.
 func upsertSums[K comparable](r rollups, table string, key []string, versioned bool, sums map[K]int64,
 	keyArgs func(K) []any, compare func(a, b K) int, into map[counterID]counter) error {
-	keys := make([]K, 0, len(sums))
-	for k, n := range sums {
-		if n != 0 {
-			keys = append(keys, k)
-		}
-	}
+	keys := nonZeroKeys(sums, compare)
 	if len(keys) == 0 {
 		return nil
 	}
-	slices.SortFunc(keys, compare)
 	args := make([]any, 0, (len(key)+2)*len(keys))
 	for _, k := range keys {
 		args = append(append(args, keyArgs(k)...), sums[k], r.now)
@@ -519,6 +539,19 @@ func upsertSums[K comparable](r rollups, table string, key []string, versioned b
 		return fmt.Errorf("add to %s: %w", table, err)
 	}
 	return nil
+}
+
+// nonZeroKeys is the keys of sums whose sum is not zero, in the order of
+// compare.
+func nonZeroKeys[K comparable](sums map[K]int64, compare func(a, b K) int) []K {
+	keys := make([]K, 0, len(sums))
+	for k, n := range sums {
+		if n != 0 {
+			keys = append(keys, k)
+		}
+	}
+	slices.SortFunc(keys, compare)
+	return keys
 }
 
 // saturatingSum is SQL for a + b clamped to the int64 range. The CASEs are

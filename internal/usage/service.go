@@ -69,6 +69,11 @@ type PlanSource interface {
 
 // Service records and reports usage.
 type Service struct {
+	// endpointCap is the allowance of endpoint names per meter and period
+	// (CapEndpoints); the group statements are built with it.
+	endpointCap                  int
+	oneStatement, pipedStatement claimStatement
+
 	db      *store.DB
 	catalog *plans.Catalog
 	plans   *PlanCache
@@ -107,6 +112,7 @@ func NewService(db *store.DB, rdb *redisconn.Client, catalog *plans.Catalog, pla
 		nearLimit:   cache.New[counterID, struct{}](nearLimitTotals, nearLimitTTL, clk),
 	}
 	s.history, _ = plansrc.(PlanHistory)
+	s.CapEndpoints(DefaultEndpointsPerMeter)
 	s.group = &groupCommitter{commit: s.writeGroup, publish: s.publishGroup, slots: commitSlots(db.Dialect), overlap: overlapEvents}
 	return s
 }
