@@ -345,12 +345,12 @@ func (r *queryResolver) WebhookEndpoints(ctx context.Context) ([]model.WebhookEn
 }
 
 // WebhookDeliveries is the resolver for the webhookDeliveries field.
-func (r *queryResolver) WebhookDeliveries(ctx context.Context, endpointID string, first *int) ([]model.WebhookDelivery, error) {
+func (r *queryResolver) WebhookDeliveries(ctx context.Context, endpointID string, first *int, after *string) ([]model.WebhookDelivery, error) {
 	n := outbound.DefaultDeliveries
 	if first != nil {
 		n = *first
 	}
-	ds, err := r.Webhooks.Deliveries(ctx, principal(ctx).OrgID, endpointID, n)
+	ds, err := r.Webhooks.DeliveriesAfter(ctx, principal(ctx).OrgID, endpointID, n, deref(after))
 	if err != nil {
 		return nil, err
 	}

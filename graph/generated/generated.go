@@ -236,7 +236,7 @@ type ComplexityRoot struct {
 		UsageByEndpoint   func(childComplexity int, period *string, meter *string, first *int, after *string) int
 		UsageGate         func(childComplexity int, meter string) int
 		UsageSeries       func(childComplexity int, meter string, from time.Time, to time.Time) int
-		WebhookDeliveries func(childComplexity int, endpointID string, first *int) int
+		WebhookDeliveries func(childComplexity int, endpointID string, first *int, after *string) int
 		WebhookEndpoints  func(childComplexity int) int
 	}
 
@@ -410,7 +410,7 @@ type QueryResolver interface {
 	UsageSeries(ctx context.Context, meter string, from time.Time, to time.Time) ([]model.UsagePoint, error)
 	UsageGate(ctx context.Context, meter string) (*model.UsageGate, error)
 	WebhookEndpoints(ctx context.Context) ([]model.WebhookEndpoint, error)
-	WebhookDeliveries(ctx context.Context, endpointID string, first *int) ([]model.WebhookDelivery, error)
+	WebhookDeliveries(ctx context.Context, endpointID string, first *int, after *string) ([]model.WebhookDelivery, error)
 }
 type UpcomingInvoiceResolver interface {
 	OverageSoFarCents(ctx context.Context, obj *model.UpcomingInvoice) (*int64, error)
@@ -1358,7 +1358,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Query.WebhookDeliveries(childComplexity, args["endpointId"].(string), args["first"].(*int)), true
+		return e.ComplexityRoot.Query.WebhookDeliveries(childComplexity, args["endpointId"].(string), args["first"].(*int), args["after"].(*string)), true
 	case "Query.webhookEndpoints":
 		if e.ComplexityRoot.Query.WebhookEndpoints == nil {
 			break
@@ -2028,8 +2028,11 @@ type Query {
   plan's ` + "`" + `webhooks` + "`" + ` (createWebhookEndpoint refuses more), and those kept from a larger plan.
   """
   webhookEndpoints: [WebhookEndpoint!]! @hasScope(anyOf: [BILLING_READ])
-  "An endpoint's newest deliveries (at most ` + "`" + `first` + "`" + `, capped at 100), each with its attempts."
-  webhookDeliveries(endpointId: ID!, first: Int = 50): [WebhookDelivery!]! @hasScope(anyOf: [BILLING_READ])
+  """
+  An endpoint's deliveries, newest first, each with its attempts. At most ` + "`" + `first` + "`" + ` (capped at 100); for the
+  next page pass the last delivery's id as ` + "`" + `after` + "`" + `.
+  """
+  webhookDeliveries(endpointId: ID!, first: Int = 50, after: ID): [WebhookDelivery!]! @hasScope(anyOf: [BILLING_READ])
 }
 
 type Mutation {
@@ -3723,6 +3726,14 @@ func (ec *executionContext) field_Query_webhookDeliveries_args(ctx context.Conte
 		return nil, err
 	}
 	args["first"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg2
 	return args, nil
 }
 
@@ -7950,7 +7961,7 @@ func (ec *executionContext) _Query_webhookDeliveries(ctx context.Context, field 
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Query().WebhookDeliveries(ctx, fc.Args["endpointId"].(string), fc.Args["first"].(*int))
+			return ec.Resolvers.Query().WebhookDeliveries(ctx, fc.Args["endpointId"].(string), fc.Args["first"].(*int), fc.Args["after"].(*string))
 		},
 		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
 			directive0 := next
