@@ -2047,7 +2047,7 @@ type Mutation {
   "Open a Stripe Checkout session for a paid plan. Creates the Stripe customer on the first call."
   createCheckoutSession(input: CreateCheckoutSessionInput!): CreateCheckoutSessionPayload!
     @hasScope(anyOf: [BILLING_WRITE])
-  "Open a Stripe Customer Portal session. Needs billing history (a completed Checkout)."
+  "Open a Stripe Customer Portal session. Needs billing history (` + "`" + `hasBillingHistory` + "`" + `): an organisation that never subscribed gets NO_BILLING_HISTORY."
   createPortalSession(input: CreatePortalSessionInput!): CreatePortalSessionPayload!
     @hasScope(anyOf: [BILLING_WRITE])
   "Cancel the subscription, by default at the end of the current period."
@@ -2184,7 +2184,7 @@ type BillingSubscription {
   "Null on the free plan with no Stripe subscription."
   cancelAtPeriodEnd: Boolean
   canceledAt: Time
-  "True once the organisation has a Stripe customer (a Checkout was started); the portal needs it."
+  "True once the organisation has subscribed (a completed Checkout; a canceled subscription still counts). A Checkout opened and not paid is not enough. The portal needs it."
   hasBillingHistory: Boolean!
   "True when the subscription's Stripe prices are all missing from the plans file: the plan shown is the last one a known price named. Add the price to the plans file."
   planMismatch: Boolean!

@@ -35,7 +35,7 @@ type BillingSubscription struct {
 	// Null on the free plan with no Stripe subscription.
 	CancelAtPeriodEnd *bool      `json:"cancelAtPeriodEnd,omitempty"`
 	CanceledAt        *time.Time `json:"canceledAt,omitempty"`
-	// True once the organisation has a Stripe customer (a Checkout was started); the portal needs it.
+	// True once the organisation has subscribed (a completed Checkout; a canceled subscription still counts). A Checkout opened and not paid is not enough. The portal needs it.
 	HasBillingHistory bool `json:"hasBillingHistory"`
 	// True when the subscription's Stripe prices are all missing from the plans file: the plan shown is the last one a known price named. Add the price to the plans file.
 	PlanMismatch bool `json:"planMismatch"`
