@@ -2527,7 +2527,7 @@ disabled).
 type WebhookEndpoint {
   id: ID!
   url: String!
-  "The event types it receives."
+  "The event types it receives; ` + "`" + `[\"*\"]` + "`" + ` for all of them."
   events: [String!]!
   status: WebhookEndpointStatus!
   "Start of the current run of failed deliveries; null while it delivers."
@@ -2571,8 +2571,11 @@ type WebhookDeliveryAttempt {
 input CreateWebhookEndpointInput {
   "https URL, at most 2,000 characters (http only to localhost in development)."
   url: String!
-  "At least one event type."
-  events: [String!]!
+  """
+  The event types it receives; omitted or ` + "`" + `["*"]` + "`" + ` means all of them, including types added later. An empty
+  list is refused.
+  """
+  events: [String!]
 }
 
 type CreateWebhookEndpointPayload {
@@ -2585,6 +2588,7 @@ type CreateWebhookEndpointPayload {
 input UpdateWebhookEndpointInput {
   id: ID!
   url: String
+  "Replaces the event types; ` + "`" + `[\"*\"]` + "`" + ` for all."
   events: [String!]
   enabled: Boolean
 }
@@ -11313,7 +11317,7 @@ func (ec *executionContext) unmarshalInputCreateWebhookEndpointInput(ctx context
 			it.URL = data
 		case "events":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("events"))
-			data, err := ec.unmarshalNString2ᚕstringᚄ(ctx, v)
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
 			if err != nil {
 				return it, err
 			}

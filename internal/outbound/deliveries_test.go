@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -55,6 +56,30 @@ func TestDeliveriesPageWithAfter(t *testing.T) {
 			if !errors.As(err, &ae) || ae.Code != apperr.BadInput {
 				t.Errorf("after %q: %v, want BAD_USER_INPUT", bad, err)
 			}
+		}
+	})
+}
+
+// An endpoint subscribed to "*" receives every event type.
+func TestAnEndpointOfAllEventsReceivesEveryType(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		h := newHarness(t, db, 3)
+		rcv := newReceiver(t, status(http.StatusNoContent))
+		ep, _ := h.endpoint(t, rcv.URL+"/hooks", outbound.AllEvents)
+		for _, typ := range outbound.EventTypes {
+			h.emit(t, typ, map[string]any{})
+			h.clock.Advance(time.Second)
+		}
+		ds, err := h.svc.Deliveries(context.Background(), h.org, ep.ID, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, d := range ds {
+			got = append([]string{d.EventType}, got...)
+		}
+		if strings.Join(got, " ") != strings.Join(outbound.EventTypes, " ") {
+			t.Fatalf("deliveries of %v, want one of each of %v", got, outbound.EventTypes)
 		}
 	})
 }
