@@ -1113,7 +1113,7 @@ func (v *CreatePortalSessionInput) GetReturnUrl() string { return v.ReturnUrl }
 
 // CreatePortalSessionResponse is returned by CreatePortalSession on success.
 type CreatePortalSessionResponse struct {
-	// Open a Stripe Customer Portal session. Needs billing history (a completed Checkout).
+	// Open a Stripe Customer Portal session. Needs billing history (`hasBillingHistory`): an organisation that never subscribed gets NO_BILLING_HISTORY.
 	CreatePortalSession CreatePortalSessionCreatePortalSessionCreatePortalSessionPayload `json:"createPortalSession"`
 }
 
@@ -2682,7 +2682,7 @@ type SubscriptionFields struct {
 	// Null on the free plan with no Stripe subscription.
 	CancelAtPeriodEnd *bool      `json:"cancelAtPeriodEnd"`
 	CanceledAt        *time.Time `json:"canceledAt"`
-	// True once the organisation has a Stripe customer (a Checkout was started); the portal needs it.
+	// True once the organisation has subscribed (a completed Checkout; a canceled subscription still counts). A Checkout opened and not paid is not enough. The portal needs it.
 	HasBillingHistory bool `json:"hasBillingHistory"`
 	// The effective plan's rate limit on usageGate and consumeUsage, per minute (its per-second rate × 60).
 	RateLimitPerMinute int `json:"rateLimitPerMinute"`

@@ -11,7 +11,9 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/tollgate-billing/tollgate/internal/apptest"
+	"github.com/tollgate-billing/tollgate/internal/billing"
 	"github.com/tollgate-billing/tollgate/internal/invoices"
+	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/testenv"
 )
 
@@ -77,13 +79,16 @@ func TestCheckoutAndPortalOverGraphQL(t *testing.T) {
 	var sub struct {
 		Subscription struct{ HasBillingHistory bool }
 	}
+	// A Checkout opened and not paid is no billing history (reference 004:
+	// the portal is refused to an account that never subscribed).
 	h.Query("acme", `{ subscription { hasBillingHistory } }`, nil).Decode(t, &sub)
-	if !sub.Subscription.HasBillingHistory {
-		t.Fatal("checkout did not record the Stripe customer")
+	if sub.Subscription.HasBillingHistory {
+		t.Fatal("hasBillingHistory after an unpaid checkout")
 	}
+	portal.CreatePortalSession.URL, portal.CreatePortalSession.UserErrors = nil, nil
 	h.Query("acme", portalQ, nil).Decode(t, &portal)
-	if portal.CreatePortalSession.URL == nil || len(portal.CreatePortalSession.UserErrors) > 0 {
-		t.Fatalf("portal after checkout = %+v", portal)
+	if portal.CreatePortalSession.URL != nil || len(portal.CreatePortalSession.UserErrors) != 1 || portal.CreatePortalSession.UserErrors[0].Code != "NO_BILLING_HISTORY" {
+		t.Fatalf("portal after an unpaid checkout = %+v", portal)
 	}
 
 	var cancel struct {
@@ -95,6 +100,31 @@ func TestCheckoutAndPortalOverGraphQL(t *testing.T) {
 	h.Query("acme", `mutation { cancelSubscription { subscription { status } userErrors { code } } }`, nil).Decode(t, &cancel)
 	if ue := cancel.CancelSubscription.UserErrors; len(ue) != 1 || ue[0].Code != "NO_SUBSCRIPTION" {
 		t.Fatalf("cancel without a subscription = %+v", cancel)
+	}
+
+	// A subscription, even one since canceled, is history: the portal shows
+	// its invoices.
+	var org struct{ Organization struct{ ID string } }
+	h.Query("acme", `{ organization { id } }`, nil).Decode(t, &org)
+	var customer string
+	if err := h.App.DB.Raw("SELECT stripe_customer_id FROM organizations WHERE id = ?", org.Organization.ID).Scan(&customer).Error; err != nil || customer == "" {
+		t.Fatalf("customer %q: %v", customer, err)
+	}
+	now := h.Clock.Now()
+	if err := h.App.DB.Create(&billing.Subscription{
+		ID: store.NewID(), OrgID: org.Organization.ID, StripeSubscriptionID: "sub_history", StripeCustomerID: customer,
+		PlanID: "starter", Status: "canceled", CanceledAt: &now, CreatedAt: now, UpdatedAt: now,
+	}).Error; err != nil {
+		t.Fatal(err)
+	}
+	h.Query("acme", `{ subscription { hasBillingHistory } }`, nil).Decode(t, &sub)
+	if !sub.Subscription.HasBillingHistory {
+		t.Fatal("no billing history with a canceled subscription")
+	}
+	portal.CreatePortalSession.URL, portal.CreatePortalSession.UserErrors = nil, nil
+	h.Query("acme", portalQ, nil).Decode(t, &portal)
+	if portal.CreatePortalSession.URL == nil || len(portal.CreatePortalSession.UserErrors) > 0 {
+		t.Fatalf("portal after a subscription = %+v", portal)
 	}
 }
 

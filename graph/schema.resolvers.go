@@ -146,7 +146,11 @@ func (r *mutationResolver) SetUsageAlerts(ctx context.Context, meter string, per
 
 // CreateWebhookEndpoint is the resolver for the createWebhookEndpoint field.
 func (r *mutationResolver) CreateWebhookEndpoint(ctx context.Context, input model.CreateWebhookEndpointInput) (*model.CreateWebhookEndpointPayload, error) {
-	ep, secret, err := r.Webhooks.CreateEndpoint(ctx, principal(ctx).OrgID, input.URL, input.Events)
+	events := input.Events
+	if events == nil { // omitted: every event
+		events = []string{outbound.AllEvents}
+	}
+	ep, secret, err := r.Webhooks.CreateEndpoint(ctx, principal(ctx).OrgID, input.URL, events)
 	ue, err := userErrors(err)
 	if err != nil || len(ue) > 0 {
 		return &model.CreateWebhookEndpointPayload{UserErrors: ue}, err
@@ -345,12 +349,12 @@ func (r *queryResolver) WebhookEndpoints(ctx context.Context) ([]model.WebhookEn
 }
 
 // WebhookDeliveries is the resolver for the webhookDeliveries field.
-func (r *queryResolver) WebhookDeliveries(ctx context.Context, endpointID string, first *int) ([]model.WebhookDelivery, error) {
+func (r *queryResolver) WebhookDeliveries(ctx context.Context, endpointID string, first *int, after *string) ([]model.WebhookDelivery, error) {
 	n := outbound.DefaultDeliveries
 	if first != nil {
 		n = *first
 	}
-	ds, err := r.Webhooks.Deliveries(ctx, principal(ctx).OrgID, endpointID, n)
+	ds, err := r.Webhooks.DeliveriesAfter(ctx, principal(ctx).OrgID, endpointID, n, deref(after))
 	if err != nil {
 		return nil, err
 	}

@@ -354,3 +354,31 @@ func productionWebhooksReachPublicAddressesOnly(t *testing.T, h *apptest.Harness
 		t.Fatalf("deliveries to an endpoint saved before the rule = %+v, want one attempt refused as not public", ds.WebhookDeliveries)
 	}
 }
+
+// TestWebhookEndpointEventsDefaultToAll: omitted events, or "*", subscribe
+// to every event; an empty list is still refused.
+func TestWebhookEndpointEventsDefaultToAll(t *testing.T) {
+	h := apptest.New(t, apptest.Options{})
+	enterpriseOrg(t, h)
+	for _, tc := range []struct {
+		name   string
+		in     map[string]any
+		events []string
+	}{
+		{"omitted", map[string]any{"url": "http://127.0.0.1:9/a"}, []string{"*"}},
+		{"star", map[string]any{"url": "http://127.0.0.1:9/b", "events": []string{"invoice.paid", "*"}}, []string{"*"}},
+		{"listed", map[string]any{"url": "http://127.0.0.1:9/c", "events": []string{"invoice.paid"}}, []string{"invoice.paid"}},
+	} {
+		var got createEndpointResult
+		h.Query("acme", createEndpoint, map[string]any{"in": tc.in}).Decode(t, &got)
+		c := got.CreateWebhookEndpoint
+		if len(c.UserErrors) > 0 || c.WebhookEndpoint == nil || strings.Join(c.WebhookEndpoint.Events, " ") != strings.Join(tc.events, " ") {
+			t.Errorf("%s: %+v, want events %v", tc.name, c, tc.events)
+		}
+	}
+	var empty createEndpointResult
+	h.Query("acme", createEndpoint, map[string]any{"in": map[string]any{"url": "http://127.0.0.1:9/d", "events": []string{}}}).Decode(t, &empty)
+	if ue := empty.CreateWebhookEndpoint.UserErrors; len(ue) != 1 || ue[0].Field != "input.events" || ue[0].Code != "REQUIRED" {
+		t.Errorf("events: []: %+v, want REQUIRED on input.events", empty.CreateWebhookEndpoint)
+	}
+}

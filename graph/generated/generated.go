@@ -236,7 +236,7 @@ type ComplexityRoot struct {
 		UsageByEndpoint   func(childComplexity int, period *string, meter *string, first *int, after *string) int
 		UsageGate         func(childComplexity int, meter string, quantity int64) int
 		UsageSeries       func(childComplexity int, meter string, from time.Time, to time.Time) int
-		WebhookDeliveries func(childComplexity int, endpointID string, first *int) int
+		WebhookDeliveries func(childComplexity int, endpointID string, first *int, after *string) int
 		WebhookEndpoints  func(childComplexity int) int
 	}
 
@@ -410,7 +410,7 @@ type QueryResolver interface {
 	UsageSeries(ctx context.Context, meter string, from time.Time, to time.Time) ([]model.UsagePoint, error)
 	UsageGate(ctx context.Context, meter string, quantity int64) (*model.UsageGate, error)
 	WebhookEndpoints(ctx context.Context) ([]model.WebhookEndpoint, error)
-	WebhookDeliveries(ctx context.Context, endpointID string, first *int) ([]model.WebhookDelivery, error)
+	WebhookDeliveries(ctx context.Context, endpointID string, first *int, after *string) ([]model.WebhookDelivery, error)
 }
 type UpcomingInvoiceResolver interface {
 	OverageSoFarCents(ctx context.Context, obj *model.UpcomingInvoice) (*int64, error)
@@ -1358,7 +1358,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Query.WebhookDeliveries(childComplexity, args["endpointId"].(string), args["first"].(*int)), true
+		return e.ComplexityRoot.Query.WebhookDeliveries(childComplexity, args["endpointId"].(string), args["first"].(*int), args["after"].(*string)), true
 	case "Query.webhookEndpoints":
 		if e.ComplexityRoot.Query.WebhookEndpoints == nil {
 			break
@@ -2029,8 +2029,11 @@ type Query {
   plan's ` + "`" + `webhooks` + "`" + ` (createWebhookEndpoint refuses more), and those kept from a larger plan.
   """
   webhookEndpoints: [WebhookEndpoint!]! @hasScope(anyOf: [BILLING_READ])
-  "An endpoint's newest deliveries (at most ` + "`" + `first` + "`" + `, capped at 100), each with its attempts."
-  webhookDeliveries(endpointId: ID!, first: Int = 50): [WebhookDelivery!]! @hasScope(anyOf: [BILLING_READ])
+  """
+  An endpoint's deliveries, newest first, each with its attempts. At most ` + "`" + `first` + "`" + ` (capped at 100); for the
+  next page pass the last delivery's id as ` + "`" + `after` + "`" + `.
+  """
+  webhookDeliveries(endpointId: ID!, first: Int = 50, after: ID): [WebhookDelivery!]! @hasScope(anyOf: [BILLING_READ])
 }
 
 type Mutation {
@@ -2045,7 +2048,7 @@ type Mutation {
   "Open a Stripe Checkout session for a paid plan. Creates the Stripe customer on the first call."
   createCheckoutSession(input: CreateCheckoutSessionInput!): CreateCheckoutSessionPayload!
     @hasScope(anyOf: [BILLING_WRITE])
-  "Open a Stripe Customer Portal session. Needs billing history (a completed Checkout)."
+  "Open a Stripe Customer Portal session. Needs billing history (` + "`" + `hasBillingHistory` + "`" + `): an organisation that never subscribed gets NO_BILLING_HISTORY."
   createPortalSession(input: CreatePortalSessionInput!): CreatePortalSessionPayload!
     @hasScope(anyOf: [BILLING_WRITE])
   "Cancel the subscription, by default at the end of the current period."
@@ -2182,7 +2185,7 @@ type BillingSubscription {
   "Null on the free plan with no Stripe subscription."
   cancelAtPeriodEnd: Boolean
   canceledAt: Time
-  "True once the organisation has a Stripe customer (a Checkout was started); the portal needs it."
+  "True once the organisation has subscribed (a completed Checkout; a canceled subscription still counts). A Checkout opened and not paid is not enough. The portal needs it."
   hasBillingHistory: Boolean!
   "True when the subscription's Stripe prices are all missing from the plans file: the plan shown is the last one a known price named. Add the price to the plans file."
   planMismatch: Boolean!
@@ -2525,7 +2528,7 @@ disabled).
 type WebhookEndpoint {
   id: ID!
   url: String!
-  "The event types it receives."
+  "The event types it receives; ` + "`" + `[\"*\"]` + "`" + ` for all of them."
   events: [String!]!
   status: WebhookEndpointStatus!
   "Start of the current run of failed deliveries; null while it delivers."
@@ -2569,8 +2572,11 @@ type WebhookDeliveryAttempt {
 input CreateWebhookEndpointInput {
   "https URL, at most 2,000 characters (http only to localhost in development)."
   url: String!
-  "At least one event type."
-  events: [String!]!
+  """
+  The event types it receives; omitted or ` + "`" + `["*"]` + "`" + ` means all of them, including types added later. An empty
+  list is refused.
+  """
+  events: [String!]
 }
 
 type CreateWebhookEndpointPayload {
@@ -2583,6 +2589,7 @@ type CreateWebhookEndpointPayload {
 input UpdateWebhookEndpointInput {
   id: ID!
   url: String
+  "Replaces the event types; ` + "`" + `[\"*\"]` + "`" + ` for all."
   events: [String!]
   enabled: Boolean
 }
@@ -3732,6 +3739,14 @@ func (ec *executionContext) field_Query_webhookDeliveries_args(ctx context.Conte
 		return nil, err
 	}
 	args["first"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg2
 	return args, nil
 }
 
@@ -7959,7 +7974,7 @@ func (ec *executionContext) _Query_webhookDeliveries(ctx context.Context, field 
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Query().WebhookDeliveries(ctx, fc.Args["endpointId"].(string), fc.Args["first"].(*int))
+			return ec.Resolvers.Query().WebhookDeliveries(ctx, fc.Args["endpointId"].(string), fc.Args["first"].(*int), fc.Args["after"].(*string))
 		},
 		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
 			directive0 := next
@@ -11311,7 +11326,7 @@ func (ec *executionContext) unmarshalInputCreateWebhookEndpointInput(ctx context
 			it.URL = data
 		case "events":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("events"))
-			data, err := ec.unmarshalNString2ᚕstringᚄ(ctx, v)
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
 			if err != nil {
 				return it, err
 			}

@@ -35,7 +35,7 @@ type BillingSubscription struct {
 	// Null on the free plan with no Stripe subscription.
 	CancelAtPeriodEnd *bool      `json:"cancelAtPeriodEnd,omitempty"`
 	CanceledAt        *time.Time `json:"canceledAt,omitempty"`
-	// True once the organisation has a Stripe customer (a Checkout was started); the portal needs it.
+	// True once the organisation has subscribed (a completed Checkout; a canceled subscription still counts). A Checkout opened and not paid is not enough. The portal needs it.
 	HasBillingHistory bool `json:"hasBillingHistory"`
 	// True when the subscription's Stripe prices are all missing from the plans file: the plan shown is the last one a known price named. Add the price to the plans file.
 	PlanMismatch bool `json:"planMismatch"`
@@ -116,8 +116,9 @@ type CreatePortalSessionPayload struct {
 type CreateWebhookEndpointInput struct {
 	// https URL, at most 2,000 characters (http only to localhost in development).
 	URL string `json:"url"`
-	// At least one event type.
-	Events []string `json:"events"`
+	// The event types it receives; omitted or `["*"]` means all of them, including types added later. An empty
+	// list is refused.
+	Events []string `json:"events,omitempty"`
 }
 
 type CreateWebhookEndpointPayload struct {
@@ -332,8 +333,9 @@ type UpcomingStripeInvoice struct {
 }
 
 type UpdateWebhookEndpointInput struct {
-	ID      string   `json:"id"`
-	URL     *string  `json:"url,omitempty"`
+	ID  string  `json:"id"`
+	URL *string `json:"url,omitempty"`
+	// Replaces the event types; `["*"]` for all.
 	Events  []string `json:"events,omitempty"`
 	Enabled *bool    `json:"enabled,omitempty"`
 }
@@ -443,7 +445,7 @@ type WebhookDeliveryPayload struct {
 type WebhookEndpoint struct {
 	ID  string `json:"id"`
 	URL string `json:"url"`
-	// The event types it receives.
+	// The event types it receives; `["*"]` for all of them.
 	Events []string              `json:"events"`
 	Status WebhookEndpointStatus `json:"status"`
 	// Start of the current run of failed deliveries; null while it delivers.

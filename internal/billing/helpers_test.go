@@ -2,6 +2,7 @@ package billing_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -131,4 +132,16 @@ func openCheckouts(t *testing.T, db *store.DB, orgID string) []string {
 		}
 	}
 	return out
+}
+
+// subscribedOnce gives an organisation whose Checkout opened a customer the
+// billing history a paid Checkout leaves: a subscription, here since
+// canceled.
+func subscribedOnce(t *testing.T, db *store.DB, svc *billing.Service, orgID string) {
+	t.Helper()
+	customer := orgRow(t, db, orgID).StripeCustomerID
+	if customer == nil {
+		t.Fatal("the organisation has no Stripe customer")
+	}
+	subscribe(t, db, svc, orgID, stripeSub("sub_"+strings.ReplaceAll(store.NewID(), "-", ""), *customer, "price_tollgate_starter_monthly", stripe.SubscriptionStatusCanceled), nowUTC())
 }

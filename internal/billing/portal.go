@@ -12,7 +12,7 @@ import (
 
 // CreatePortalSession opens the Stripe Customer Portal for the
 // organisation's customer and returns its URL. An organisation that never
-// started a Checkout has no customer, and gets NO_BILLING_HISTORY.
+// subscribed (at most opened a Checkout) gets NO_BILLING_HISTORY.
 func (s *Service) CreatePortalSession(ctx context.Context, orgID, returnURL string) (string, error) {
 	var fe apperr.FieldErrors
 	checkRedirectURL(&fe, "input.returnUrl", returnURL)

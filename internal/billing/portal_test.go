@@ -40,6 +40,7 @@ func TestPortal(t *testing.T) {
 			if _, err := svc.CreateCheckoutSession(ctx, org, billing.CheckoutInput{Plan: "starter", SuccessURL: okSuccess, CancelURL: okCancel}); err != nil {
 				t.Fatal(err)
 			}
+			subscribedOnce(t, db, svc, org)
 			url, err := svc.CreatePortalSession(ctx, org, "https://app.example.com/billing")
 			if err != nil {
 				t.Fatal(err)

@@ -29,9 +29,13 @@ type State struct {
 	Subscription *Subscription
 }
 
-// HasBillingHistory reports whether the organisation has a Stripe customer.
+// HasBillingHistory reports whether the organisation ever subscribed: it
+// has a Stripe customer and a subscription in any status, canceled ones
+// included. A Checkout opened and never paid creates the customer but no
+// subscription, so it is not history (reference 004: the portal is refused
+// to an account that never subscribed).
 func (s State) HasBillingHistory() bool {
-	return s.Org.StripeCustomerID != nil && *s.Org.StripeCustomerID != ""
+	return s.Org.StripeCustomerID != nil && *s.Org.StripeCustomerID != "" && s.Subscription != nil
 }
 
 // EffectivePlanID applies the access rule: a subscription that grants access

@@ -90,6 +90,7 @@ func TestAnUnusableStripeAnswerToCheckoutOrPortalIsThePaymentProvidersFault(t *t
 				if _, err := svc.CreateCheckoutSession(ctx, org, in); err != nil {
 					t.Fatal(err)
 				}
+				subscribedOnce(t, db, svc, org)
 				stub.answer("", "", url)
 				defer stub.answer("", "", "")
 				got, err := svc.CreatePortalSession(ctx, org, "https://app.example.com/billing")

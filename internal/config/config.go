@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -191,21 +190,21 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 		c.Port = p
 	}
-	switch v := getenv("TOLLGATE_ENV"); v {
+	switch v := getenv("TOLLGATE_ENV"); strings.ToLower(v) {
 	case "", "dev", "development":
 		c.Env = Dev
 	case "production", "prod":
 		c.Env = Production
 	default:
-		bad("TOLLGATE_ENV", "must be dev or production, got %q", v)
+		bad("TOLLGATE_ENV", "must be dev (or development) or production (or prod), got %q", v)
 	}
 	if v := getenv("TOLLGATE_DATA_DIR"); v != "" {
 		c.DataDir = v
 	}
 	if v := getenv("TOLLGATE_MIGRATE"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			bad("TOLLGATE_MIGRATE", "must be true or false, got %q", v)
+		b, ok := boolean(v)
+		if !ok {
+			bad("TOLLGATE_MIGRATE", "must be true, false, 1 or 0, got %q", v)
 		}
 		c.Migrate = b
 	}
@@ -288,16 +287,16 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	c.Playground = c.Env == Dev
 	if v := getenv("PLAYGROUND"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			bad("PLAYGROUND", "must be true or false, got %q", v)
+		b, ok := boolean(v)
+		if !ok {
+			bad("PLAYGROUND", "must be true, false, 1 or 0, got %q", v)
 		}
 		c.Playground = b
 	}
 	if v := getenv("BILLING_PAGE"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			bad("BILLING_PAGE", "must be true or false, got %q", v)
+		b, ok := boolean(v)
+		if !ok {
+			bad("BILLING_PAGE", "must be true, false, 1 or 0, got %q", v)
 		}
 		c.BillingPage = b
 	}
@@ -391,6 +390,18 @@ func Load(getenv func(string) string) (Config, error) {
 
 // StripeEnabled reports whether outbound Stripe calls can be made.
 func (c Config) StripeEnabled() bool { return c.StripeSecretKey != "" }
+
+// boolean reads a boolean variable: true or 1, false or 0, in any case.
+// Every enumerated variable ignores case.
+func boolean(s string) (b, ok bool) {
+	switch strings.ToLower(s) {
+	case "true", "1":
+		return true, true
+	case "false", "0":
+		return false, true
+	}
+	return false, false
+}
 
 // wholeNumber reads s as a whole number written in ASCII digits only: no
 // sign, no spaces, none of strconv's other forms.

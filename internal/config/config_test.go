@@ -202,3 +202,52 @@ func TestGoodValuesAreTaken(t *testing.T) {
 		}
 	}
 }
+
+// Every enumerated or boolean variable follows one rule: any case, booleans
+// true/false/1/0 only, and a refusal lists exactly what is accepted.
+func TestEnumAndBooleanVariablesShareOneRule(t *testing.T) {
+	prod := map[string]string{"DATABASE_URL": "postgres://db/x", "REDIS_URL": "redis://r:6379", "JWT_SECRET": strings.Repeat("s", 32)}
+	bools := map[string]func(Config) bool{
+		"TOLLGATE_MIGRATE": func(c Config) bool { return c.Migrate },
+		"PLAYGROUND":       func(c Config) bool { return c.Playground },
+		"BILLING_PAGE":     func(c Config) bool { return c.BillingPage },
+	}
+	for v, get := range bools {
+		for in, want := range map[string]bool{"true": true, "TRUE": true, "True": true, "1": true, "false": false, "FALSE": false, "0": false} {
+			c, err := Load(env(map[string]string{v: in}))
+			if err != nil || get(c) != want {
+				t.Errorf("%s=%s: %v, %v; want %v", v, in, get(c), err, want)
+			}
+		}
+		for _, in := range []string{"t", "F", "yes", "on", "2"} {
+			_, err := Load(env(map[string]string{v: in}))
+			if want := fmt.Sprintf("%s: must be true, false, 1 or 0, got %q", v, in); err == nil || err.Error() != want {
+				t.Errorf("%s=%s: %v, want %s", v, in, err, want)
+			}
+		}
+	}
+	for in, want := range map[string]Env{"dev": Dev, "DEV": Dev, "Development": Dev, "production": Production, "PROD": Production, "Production": Production} {
+		m := map[string]string{"TOLLGATE_ENV": in}
+		for k, v := range prod {
+			m[k] = v
+		}
+		c, err := Load(env(m))
+		if err != nil || c.Env != want {
+			t.Errorf("TOLLGATE_ENV=%s: %v, %v; want %v", in, c.Env, err, want)
+		}
+	}
+	if _, err := Load(env(map[string]string{"TOLLGATE_ENV": "staging"})); err == nil ||
+		err.Error() != `TOLLGATE_ENV: must be dev (or development) or production (or prod), got "staging"` {
+		t.Errorf("TOLLGATE_ENV=staging: %v", err)
+	}
+	for _, in := range []string{"debug", "INFO", "Warn", "error"} {
+		c, err := Load(env(map[string]string{"LOG_LEVEL": in}))
+		if err != nil || c.LogLevel != strings.ToLower(in) {
+			t.Errorf("LOG_LEVEL=%s: %q, %v", in, c.LogLevel, err)
+		}
+	}
+	if _, err := Load(env(map[string]string{"LOG_LEVEL": "trace"})); err == nil ||
+		err.Error() != `LOG_LEVEL: must be debug, info, warn or error, got "trace"` {
+		t.Errorf("LOG_LEVEL=trace: %v", err)
+	}
+}

@@ -36,6 +36,15 @@ const (
 
 // Deliveries lists an endpoint's newest deliveries with their attempts.
 func (s *Service) Deliveries(ctx context.Context, orgID, endpointID string, limit int) ([]Delivery, error) {
+	return s.DeliveriesAfter(ctx, orgID, endpointID, limit, "")
+}
+
+// DeliveriesAfter lists up to limit of an endpoint's deliveries, newest
+// first, with their attempts; after, when given, is the id of the last
+// delivery of the previous page. limit above MaxDeliveries is capped; below
+// 1, or an after that names none of the endpoint's deliveries, is
+// BAD_USER_INPUT.
+func (s *Service) DeliveriesAfter(ctx context.Context, orgID, endpointID string, limit int, after string) ([]Delivery, error) {
 	if limit < 1 {
 		return nil, apperr.New(apperr.BadInput, "first must be at least 1")
 	}
@@ -51,8 +60,25 @@ func (s *Service) Deliveries(ctx context.Context, orgID, endpointID string, limi
 		}
 		return nil, fmt.Errorf("load webhook endpoint %s: %w", endpointID, err)
 	}
+	q := db.Where("endpoint_id = ?", ep.ID)
+	if after != "" {
+		badAfter := apperr.New(apperr.BadInput, "after must be the id of one of this endpoint's deliveries (the last of the previous page)")
+		if !store.PlausibleID(after) {
+			return nil, badAfter
+		}
+		var last deliveryRow
+		err := db.Select("id", "created_at").Where("endpoint_id = ? AND id = ?", ep.ID, after).Take(&last).Error
+		if store.IsNotFound(err) {
+			return nil, badAfter
+		}
+		if err != nil {
+			return nil, fmt.Errorf("load delivery %s: %w", after, err)
+		}
+		// Row-value comparison follows the (created_at DESC, id DESC) order.
+		q = q.Where("(created_at, id) < (?, ?)", last.CreatedAt, last.ID)
+	}
 	var rows []deliveryRow
-	if err := db.Where("endpoint_id = ?", ep.ID).Order("created_at DESC, id DESC").Limit(limit).Find(&rows).Error; err != nil {
+	if err := q.Order("created_at DESC, id DESC").Limit(limit).Find(&rows).Error; err != nil {
 		return nil, fmt.Errorf("list deliveries of endpoint %s: %w", endpointID, err)
 	}
 	return s.views(ctx, rows)

@@ -23,6 +23,7 @@ type body struct {
 	ID             string          `json:"id"`
 	Type           string          `json:"type"`
 	OrganizationID string          `json:"organization_id"`
+	ExternalID     string          `json:"organization_external_id"`
 	Sequence       int64           `json:"sequence"`
 	Data           json.RawMessage `json:"data"`
 }
@@ -57,8 +58,8 @@ func TestDeliveryIsSignedForTheStandardWebhooksLibrary(t *testing.T) {
 			t.Fatal("signature verifies with another secret")
 		}
 		b := decode(t, got.body)
-		if b.Type != outbound.InvoicePaid || b.OrganizationID != h.org || b.Sequence != 1 || got.header.Get("webhook-id") != b.ID {
-			t.Fatalf("body = %+v, webhook-id %q; want invoice.paid for org %s, sequence 1, id = webhook-id", b, got.header.Get("webhook-id"), h.org)
+		if b.Type != outbound.InvoicePaid || b.OrganizationID != h.org || b.ExternalID != h.ext || b.Sequence != 1 || got.header.Get("webhook-id") != b.ID {
+			t.Fatalf("body = %+v, webhook-id %q; want invoice.paid for org %s (external %s), sequence 1, id = webhook-id", b, got.header.Get("webhook-id"), h.org, h.ext)
 		}
 		if string(b.Data) != `{"amount_paid":4900,"invoice_id":"in_123"}` {
 			t.Fatalf("data = %s", b.Data)

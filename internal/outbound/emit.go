@@ -10,19 +10,23 @@ import (
 
 	"gorm.io/gorm"
 
+	"github.com/tollgate-billing/tollgate/internal/orgs"
 	"github.com/tollgate-billing/tollgate/internal/store"
 )
 
 // payload is the JSON body every endpoint receives. Sequence grows by one
 // with each of the organisation's events, in commit order, so a receiver can
-// order them and notice a gap.
+// order them and notice a gap. OrganizationID is Tollgate's id
+// (`organization { id }`); OrganizationExternalID is the host's own
+// (`organization { externalId }`, the `org` claim of its tokens).
 type payload struct {
-	ID             string          `json:"id"`
-	Type           string          `json:"type"`
-	Timestamp      time.Time       `json:"timestamp"`
-	OrganizationID string          `json:"organization_id"`
-	Sequence       int64           `json:"sequence"`
-	Data           json.RawMessage `json:"data"`
+	ID                     string          `json:"id"`
+	Type                   string          `json:"type"`
+	Timestamp              time.Time       `json:"timestamp"`
+	OrganizationID         string          `json:"organization_id"`
+	OrganizationExternalID string          `json:"organization_external_id"`
+	Sequence               int64           `json:"sequence"`
+	Data                   json.RawMessage `json:"data"`
 }
 
 // Emit records that eventType happened to the organisation and enqueues one
@@ -42,6 +46,10 @@ func (s *Service) Emit(ctx context.Context, tx *gorm.DB, orgID, eventType string
 		return fmt.Errorf("emit %s: data: %w", eventType, err)
 	}
 	tx = tx.WithContext(ctx)
+	org, err := orgs.Load(ctx, tx, orgID)
+	if err != nil {
+		return fmt.Errorf("emit %s: %w", eventType, err)
+	}
 	seq, err := s.nextSequence(tx, orgID)
 	if err != nil {
 		return err
@@ -49,7 +57,7 @@ func (s *Service) Emit(ctx context.Context, tx *gorm.DB, orgID, eventType string
 	now := s.clock.Now()
 	p := payload{
 		ID: "evt_" + strings.ReplaceAll(store.NewID(), "-", ""), Type: eventType, Timestamp: now,
-		OrganizationID: orgID, Sequence: seq, Data: body,
+		OrganizationID: orgID, OrganizationExternalID: org.ExternalID, Sequence: seq, Data: body,
 	}
 	raw, err := json.Marshal(p)
 	if err != nil {

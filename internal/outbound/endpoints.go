@@ -25,22 +25,31 @@ type EndpointInput struct {
 	Enabled *bool
 }
 
-// checkEvents validates and normalises a subscription list.
+// checkEvents validates and normalises a subscription list. AllEvents
+// anywhere in it subscribes to every type, those added later included.
 func checkEvents(fe *apperr.FieldErrors, field string, events []string) []string {
 	if len(events) == 0 {
-		fe.Add(field, CodeRequired, "Subscribe to at least one event: "+strings.Join(EventTypes, ", ")+".")
+		fe.Add(field, CodeRequired, "Subscribe to at least one event, or to \""+AllEvents+"\" for all: "+strings.Join(EventTypes, ", ")+".")
 		return nil
 	}
 	out := make([]string, 0, len(events))
+	all := false
 	for i, e := range events {
+		if e == AllEvents {
+			all = true
+			continue
+		}
 		if !slices.Contains(EventTypes, e) {
 			fe.Add(fmt.Sprintf("%s[%d]", field, i), CodeUnknownEvent,
-				"Unknown event type; known types are "+strings.Join(EventTypes, ", ")+".")
+				"Unknown event type; known types are "+strings.Join(EventTypes, ", ")+", or \""+AllEvents+"\" for all.")
 			continue
 		}
 		if !slices.Contains(out, e) {
 			out = append(out, e)
 		}
+	}
+	if all {
+		return []string{AllEvents}
 	}
 	slices.Sort(out)
 	return out

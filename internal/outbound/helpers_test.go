@@ -35,6 +35,7 @@ type harness struct {
 	runner *jobs.Runner
 	svc    *outbound.Service
 	org    string
+	ext    string // org's external id, the `org` claim
 	events <-chan *river.Event
 }
 
@@ -73,7 +74,8 @@ func newHarnessWith(t *testing.T, db *store.DB, webhooks int, set func(*outbound
 		defer cancel()
 		_ = h.runner.Stop(ctx)
 	})
-	h.org, err = orgs.NewService(db, h.clock).Ensure(ctx, "ext-"+store.NewID(), "Acme", "billing@acme.test")
+	h.ext = "ext-" + store.NewID()
+	h.org, err = orgs.NewService(db, h.clock).Ensure(ctx, h.ext, "Acme", "billing@acme.test")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,7 +26,7 @@ func (endpointRow) TableName() string { return "webhook_endpoints" }
 
 func (e endpointRow) subscribes(eventType string) bool {
 	for _, t := range strings.Fields(e.Events) {
-		if t == eventType {
+		if t == eventType || t == AllEvents {
 			return true
 		}
 	}

@@ -36,6 +36,10 @@ const (
 	EndpointDisabled = "webhook_endpoint.disabled"
 )
 
+// AllEvents, as an endpoint's only event, subscribes it to every type,
+// including those added later.
+const AllEvents = "*"
+
 // EventTypes lists every event type, in documentation order.
 var EventTypes = []string{
 	UsageThresholdReached, UsageLimitReached, SubscriptionUpdated,
