@@ -399,7 +399,7 @@ func (v *CancelSubscriptionResponse) GetCancelSubscription() CancelSubscriptionC
 type ConsumeUsageConsumeUsageConsumeUsagePayload struct {
 	// True when the event was counted (now or by an earlier call with the same key).
 	Allowed bool `json:"allowed"`
-	// Null only with userErrors.
+	// INVALID_INPUT exactly when userErrors is not empty: the call was refused before being judged.
 	Reason *UsageReason `json:"reason"`
 	// With RATE_LIMITED: milliseconds until a call may pass.
 	RetryAfterMs *int `json:"retryAfterMs"`
@@ -1669,7 +1669,9 @@ func (v *RecordUsageInput) GetEvents() []UsageEventInput { return v.Events }
 
 // RecordUsageRecordUsageRecordUsagePayload includes the requested fields of the GraphQL type RecordUsagePayload.
 type RecordUsageRecordUsageRecordUsagePayload struct {
-	// Events newly counted.
+	// Events newly counted. accepted + duplicates + the length of rejected is always the number of events
+	// sent: when the whole call is refused (no events, or more than 1,000), every event is in rejected with
+	// the userError's code.
 	Accepted int `json:"accepted"`
 	// Events whose idempotency key was already counted for the same event (meter, quantity and endpoint).
 	Duplicates int                                                                  `json:"duplicates"`
@@ -3101,7 +3103,7 @@ type UsageGateUsageGate struct {
 	Used         int64 `json:"used"`
 	// Null when unlimited.
 	Limit *int64 `json:"limit"`
-	// Null when unlimited.
+	// Null when unlimited; never below 0.
 	Remaining *int64 `json:"remaining"`
 	// The effective plan's id.
 	Plan          string              `json:"plan"`
@@ -3143,6 +3145,8 @@ const (
 	UsageReasonRateLimited UsageReason = "RATE_LIMITED"
 	// The subscription is past due or unpaid and the plans file sets `block_unpaid`.
 	UsageReasonBillingInactive UsageReason = "BILLING_INACTIVE"
+	// (consumeUsage) The input was refused before being judged; see userErrors.
+	UsageReasonInvalidInput UsageReason = "INVALID_INPUT"
 )
 
 var AllUsageReason = []UsageReason{
@@ -3150,6 +3154,7 @@ var AllUsageReason = []UsageReason{
 	UsageReasonUsageLimitExceeded,
 	UsageReasonRateLimited,
 	UsageReasonBillingInactive,
+	UsageReasonInvalidInput,
 }
 
 // UsageResponse is returned by Usage on success.
@@ -3163,7 +3168,7 @@ func (v *UsageResponse) GetUsage() UsageUsage { return v.Usage }
 
 // UsageSeriesResponse is returned by UsageSeries on success.
 type UsageSeriesResponse struct {
-	// Daily usage of one meter for charts; at most 366 days, both ends included.
+	// Daily usage of one meter for charts; at most 366 days, both ends included. Like `usage(period:)`, a range starting after today (UTC) is refused (BAD_USER_INPUT, field `from`), and one ending after today ends at today: no point for a day that has not happened.
 	UsageSeries []UsageSeriesUsageSeriesUsagePoint `json:"usageSeries"`
 }
 

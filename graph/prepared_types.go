@@ -22,6 +22,10 @@ var usageGateType = &objectType{name: "UsageGate", fields: map[string]objectFiel
 	"used":          leaf(func(b *bytes.Buffer, g *model.UsageGate) { writeInt64(b, g.Used) }),
 	"limit":         leaf(func(b *bytes.Buffer, g *model.UsageGate) { writeOptInt(b, g.Limit) }),
 	"remaining":     leaf(func(b *bytes.Buffer, g *model.UsageGate) { writeOptInt(b, g.Remaining) }),
+	"unlimited":     leaf(func(b *bytes.Buffer, g *model.UsageGate) { writeBool(b, g.Unlimited) }),
+	"overage":       leaf(func(b *bytes.Buffer, g *model.UsageGate) { writeInt64(b, g.Overage) }),
+	"hard":          leaf(func(b *bytes.Buffer, g *model.UsageGate) { writeBool(b, g.Hard) }),
+	"reset":         leaf(func(b *bytes.Buffer, g *model.UsageGate) { g.Reset.MarshalGQL(b) }),
 	"plan":          leaf(func(b *bytes.Buffer, g *model.UsageGate) { graphql.MarshalID(g.Plan).MarshalGQL(b) }),
 	"billingStatus": leaf(func(b *bytes.Buffer, g *model.UsageGate) { writeOptEnum(b, g.BillingStatus) }),
 }}

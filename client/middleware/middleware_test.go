@@ -94,7 +94,7 @@ func get(h http.Handler, key string) *httptest.ResponseRecorder {
 	return w
 }
 
-const want402 = `{"error":"Usage limit exceeded","message":"API call limit reached for current period","usage":{"current":4,"limit":3}}`
+const want402 = `{"error":"Usage limit exceeded","message":"API call would exceed the limit: 3 used + 1 requested > 3","usage":{"used":3,"requested":1,"limit":3,"remaining":0}}`
 
 func TestBothModesServeTheLimitThenAnswer402(t *testing.T) {
 	for _, mode := range []struct {

@@ -106,7 +106,7 @@ func TestTheExampleHostEndToEnd(t *testing.T) {
 		}
 	}
 	resp, body := acme.do(t, host.URL, "GET", "/v1/hello", "")
-	want := `{"error":"Usage limit exceeded","message":"API call limit reached for current period","usage":{"current":6,"limit":5}}`
+	want := `{"error":"Usage limit exceeded","message":"API call would exceed the limit: 5 used + 1 requested > 5","usage":{"used":5,"requested":1,"limit":5,"remaining":0}}`
 	if resp.StatusCode != http.StatusPaymentRequired || body != want || resp.Header.Get("Content-Type") != "application/json" {
 		t.Fatalf("6th request: %d %s %s\nwant 402 %s", resp.StatusCode, resp.Header.Get("Content-Type"), body, want)
 	}

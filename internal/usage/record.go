@@ -272,15 +272,24 @@ func (o *outcome) reject(p *pending, code, format string, args ...any) {
 }
 
 func (o *outcome) refuse(p *pending, used int64, on string) {
-	o.reject(p, CodeUsageLimitExceeded, "%s limit reached: %d of %d used%s, this event needs %d", p.meter, used, p.limit.Limit, on, p.quantity)
+	msg := LimitMessage(p.meter, used, p.quantity, p.limit.Limit) + on
+	o.reject(p, CodeUsageLimitExceeded, "%s", msg)
 	o.quotaRefused++
 	if o.refusal == nil {
-		o.refusal = &apperr.Error{
-			Code:       apperr.UsageLimitExceeded,
-			Message:    fmt.Sprintf("%s limit reached%s", p.meter, cmp.Or(on, " for the current period")),
-			Extensions: map[string]any{"meter": p.meter, "current": used, "limit": p.limit.Limit},
+		ext := map[string]any{"meter": p.meter, "used": used, "requested": p.quantity, "limit": p.limit.Limit,
+			"remaining": max(p.limit.Limit-used, 0)}
+		if p.limit.Reset != plans.Never {
+			ext["resetAt"] = clock.MonthEnd(p.total.periodStart())
 		}
+		o.refusal = &apperr.Error{Code: apperr.UsageLimitExceeded, Message: msg, Extensions: ext}
 	}
+}
+
+// LimitMessage is the one wording of a refusal by a hard limit, for
+// recordUsage's per-event rejections and whole-call error and for the
+// host middleware's 402: what is used now, what was asked for, the limit.
+func LimitMessage(meter string, used, requested, limit int64) string {
+	return fmt.Sprintf("%s would exceed the limit: %d used + %d requested > %d", meter, used, requested, limit)
 }
 
 // writeGroup writes a group of Record calls in one transaction: claim the
