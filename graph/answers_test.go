@@ -2,6 +2,7 @@ package graph_test
 
 import (
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -119,5 +120,41 @@ func TestUsageGateShowsOverageOnASoftLimit(t *testing.T) {
 	g := gate.UsageGate
 	if !g.Allowed || g.Used != 1003 || g.Overage != 3 || g.Hard || g.Unlimited || g.Reset != "MONTHLY" || g.Remaining == nil || *g.Remaining != 0 {
 		t.Fatalf("gate %+v, want allowed with used 1003, overage 3, soft, monthly", g)
+	}
+}
+
+// TestTheREADMEUsageExamplesRunOnAFreshInstall sends the README's usage
+// operations, in order, to a new organisation: none is refused, in whole or
+// for one event.
+func TestTheREADMEUsageExamplesRunOnAFreshInstall(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := string(readme)
+	start, end := strings.Index(block, "# Usage: record"), strings.Index(block, "# Require Ed25519")
+	if start < 0 || end < start {
+		t.Fatal("the README's usage examples are no longer between '# Usage: record' and '# Require Ed25519'")
+	}
+	var ops []string
+	for _, line := range strings.Split(block[start:end], "\n") {
+		switch {
+		case strings.HasPrefix(line, "#") || strings.TrimSpace(line) == "":
+		case strings.HasPrefix(line, "mutation") || strings.HasPrefix(line, "{"):
+			ops = append(ops, line)
+		case len(ops) > 0:
+			ops[len(ops)-1] += "\n" + line
+		}
+	}
+	if len(ops) < 6 {
+		t.Fatalf("found %d usage operations in the README, want at least 6", len(ops))
+	}
+	h := apptest.New(t, apptest.Options{Clock: clock.NewFake(time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC))})
+	for _, op := range ops {
+		res := h.Query("acme", op, nil)
+		// A rejected event and a userError both carry a code.
+		if len(res.Errors) > 0 || strings.Contains(string(res.Data), `"code"`) {
+			t.Errorf("%s\nanswered %s", op, res.Body)
+		}
 	}
 }
