@@ -158,3 +158,26 @@ func TestTheREADMEUsageExamplesRunOnAFreshInstall(t *testing.T) {
 		}
 	}
 }
+
+// TestOneWordingPerErrorKind: an unknown id answers NOT_FOUND naming the
+// argument with the mutations' sentence, and every list answers a bad
+// cursor with the same BAD_USER_INPUT on `after`.
+func TestOneWordingPerErrorKind(t *testing.T) {
+	h := apptest.New(t, apptest.Options{})
+	res := h.Query("acme", `{ webhookDeliveries(endpointId: "00000000-0000-0000-0000-000000000000") { id } }`, nil)
+	if res.Code() != "NOT_FOUND" || res.Errors[0].Message != "No such webhook endpoint in this organisation." ||
+		fmt.Sprint(res.Errors[0].Extensions["field"]) != "endpointId" {
+		t.Errorf("webhookDeliveries of an unknown endpoint answered %s", res.Body)
+	}
+	for _, q := range []string{
+		`{ invoices(after: "nope") { pageInfo { hasNextPage } } }`,
+		`{ apiKeys(after: "nope") { id } }`,
+		`{ usageByEndpoint(meter: "api_calls", after: "nope") { endpoint } }`,
+	} {
+		res := h.Query("acme", q, nil)
+		if res.Code() != "BAD_USER_INPUT" || res.Errors[0].Message != "after is not a cursor from this list" ||
+			fmt.Sprint(res.Errors[0].Extensions["field"]) != "after" {
+			t.Errorf("%s answered %s", q, res.Body)
+		}
+	}
+}

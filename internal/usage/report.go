@@ -7,6 +7,7 @@ import (
 
 	"gorm.io/gorm"
 
+	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/plans"
 )
 
@@ -97,7 +98,7 @@ func (s *Service) ByEndpoint(ctx context.Context, orgID, period, meter string, f
 	if after != "" {
 		c, ok := decodeEndpointCursor(after)
 		if !ok {
-			return nil, badInput("after", "after is not a cursor from this list")
+			return nil, apperr.BadCursor(nil)
 		}
 		// The rows past c in the order used DESC, meter, endpoint.
 		q = q.Where("used < ? OR (used = ? AND (meter > ? OR (meter = ? AND endpoint > ?)))",
