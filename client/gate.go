@@ -19,6 +19,8 @@ type Verdict struct {
 	Used       int64
 	// Limit and Remaining are nil when the meter is unlimited.
 	Limit, Remaining *int64
+	// ResetAt is the end of the period, nil for a meter that never resets.
+	ResetAt *time.Time
 }
 
 // InputError is a consumeUsage or recordUsage call Tollgate refused for its
@@ -73,7 +75,7 @@ func (g *Gate) Check(ctx context.Context, meter string) (Verdict, error) {
 	u := r.UsageGate
 	return Verdict{
 		Allowed: u.Allowed, Reason: u.Reason, RetryAfter: millis(u.RetryAfterMs),
-		Meter: meter, Used: u.Used, Limit: u.Limit, Remaining: u.Remaining,
+		Meter: meter, Used: u.Used, Limit: u.Limit, Remaining: u.Remaining, ResetAt: u.ResetAt,
 	}, nil
 }
 
@@ -102,7 +104,7 @@ func (g *Gate) Consume(ctx context.Context, meter string, quantity int64, key, e
 	}
 	return Verdict{
 		Allowed: p.Allowed, Reason: *p.Reason, RetryAfter: millis(p.RetryAfterMs),
-		Meter: p.Usage.Meter, Used: p.Usage.Used, Limit: p.Usage.Limit, Remaining: p.Usage.Remaining,
+		Meter: p.Usage.Meter, Used: p.Usage.Used, Limit: p.Usage.Limit, Remaining: p.Usage.Remaining, ResetAt: p.Usage.ResetAt,
 	}, nil
 }
 

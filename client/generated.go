@@ -472,6 +472,11 @@ func (v *ConsumeUsageConsumeUsageConsumeUsagePayloadUsageMeterUsage) GetReset() 
 	return v.MeterUsageFields.Reset
 }
 
+// GetResetAt returns ConsumeUsageConsumeUsageConsumeUsagePayloadUsageMeterUsage.ResetAt, and is useful for accessing the field via an interface.
+func (v *ConsumeUsageConsumeUsageConsumeUsagePayloadUsageMeterUsage) GetResetAt() *time.Time {
+	return v.MeterUsageFields.ResetAt
+}
+
 func (v *ConsumeUsageConsumeUsageConsumeUsagePayloadUsageMeterUsage) UnmarshalJSON(b []byte) error {
 
 	if string(b) == "null" {
@@ -513,6 +518,8 @@ type __premarshalConsumeUsageConsumeUsageConsumeUsagePayloadUsageMeterUsage stru
 	Hard bool `json:"hard"`
 
 	Reset MeterReset `json:"reset"`
+
+	ResetAt *time.Time `json:"resetAt"`
 }
 
 func (v *ConsumeUsageConsumeUsageConsumeUsagePayloadUsageMeterUsage) MarshalJSON() ([]byte, error) {
@@ -534,6 +541,7 @@ func (v *ConsumeUsageConsumeUsageConsumeUsagePayloadUsageMeterUsage) __premarsha
 	retval.Overage = v.MeterUsageFields.Overage
 	retval.Hard = v.MeterUsageFields.Hard
 	retval.Reset = v.MeterUsageFields.Reset
+	retval.ResetAt = v.MeterUsageFields.ResetAt
 	return &retval, nil
 }
 
@@ -1409,6 +1417,8 @@ type MeterUsageFields struct {
 	Overage int64      `json:"overage"`
 	Hard    bool       `json:"hard"`
 	Reset   MeterReset `json:"reset"`
+	// The end of the period, when a monthly meter starts again from 0; null for a meter that never resets.
+	ResetAt *time.Time `json:"resetAt"`
 }
 
 // GetMeter returns MeterUsageFields.Meter, and is useful for accessing the field via an interface.
@@ -1434,6 +1444,9 @@ func (v *MeterUsageFields) GetHard() bool { return v.Hard }
 
 // GetReset returns MeterUsageFields.Reset, and is useful for accessing the field via an interface.
 func (v *MeterUsageFields) GetReset() MeterReset { return v.Reset }
+
+// GetResetAt returns MeterUsageFields.ResetAt, and is useful for accessing the field via an interface.
+func (v *MeterUsageFields) GetResetAt() *time.Time { return v.ResetAt }
 
 // OrganizationOrganization includes the requested fields of the GraphQL type Organization.
 type OrganizationOrganization struct {
@@ -1770,6 +1783,11 @@ func (v *RecordUsageRecordUsageRecordUsagePayloadUsageMeterUsage) GetReset() Met
 	return v.MeterUsageFields.Reset
 }
 
+// GetResetAt returns RecordUsageRecordUsageRecordUsagePayloadUsageMeterUsage.ResetAt, and is useful for accessing the field via an interface.
+func (v *RecordUsageRecordUsageRecordUsagePayloadUsageMeterUsage) GetResetAt() *time.Time {
+	return v.MeterUsageFields.ResetAt
+}
+
 func (v *RecordUsageRecordUsageRecordUsagePayloadUsageMeterUsage) UnmarshalJSON(b []byte) error {
 
 	if string(b) == "null" {
@@ -1811,6 +1829,8 @@ type __premarshalRecordUsageRecordUsageRecordUsagePayloadUsageMeterUsage struct 
 	Hard bool `json:"hard"`
 
 	Reset MeterReset `json:"reset"`
+
+	ResetAt *time.Time `json:"resetAt"`
 }
 
 func (v *RecordUsageRecordUsageRecordUsagePayloadUsageMeterUsage) MarshalJSON() ([]byte, error) {
@@ -1832,6 +1852,7 @@ func (v *RecordUsageRecordUsageRecordUsagePayloadUsageMeterUsage) __premarshalJS
 	retval.Overage = v.MeterUsageFields.Overage
 	retval.Hard = v.MeterUsageFields.Hard
 	retval.Reset = v.MeterUsageFields.Reset
+	retval.ResetAt = v.MeterUsageFields.ResetAt
 	return &retval, nil
 }
 
@@ -3105,6 +3126,16 @@ type UsageGateUsageGate struct {
 	Limit *int64 `json:"limit"`
 	// Null when unlimited; never below 0.
 	Remaining *int64 `json:"remaining"`
+	// As MeterUsage.unlimited.
+	Unlimited bool `json:"unlimited"`
+	// As MeterUsage.overage: usage past a soft limit (where `allowed` stays true); 0 when within it.
+	Overage int64 `json:"overage"`
+	// As MeterUsage.hard: true when usage past the limit is refused.
+	Hard bool `json:"hard"`
+	// As MeterUsage.reset.
+	Reset MeterReset `json:"reset"`
+	// As MeterUsage.resetAt: the end of the period; null for a meter that never resets.
+	ResetAt *time.Time `json:"resetAt"`
 	// The effective plan's id.
 	Plan          string              `json:"plan"`
 	BillingStatus *SubscriptionStatus `json:"billingStatus"`
@@ -3127,6 +3158,21 @@ func (v *UsageGateUsageGate) GetLimit() *int64 { return v.Limit }
 
 // GetRemaining returns UsageGateUsageGate.Remaining, and is useful for accessing the field via an interface.
 func (v *UsageGateUsageGate) GetRemaining() *int64 { return v.Remaining }
+
+// GetUnlimited returns UsageGateUsageGate.Unlimited, and is useful for accessing the field via an interface.
+func (v *UsageGateUsageGate) GetUnlimited() bool { return v.Unlimited }
+
+// GetOverage returns UsageGateUsageGate.Overage, and is useful for accessing the field via an interface.
+func (v *UsageGateUsageGate) GetOverage() int64 { return v.Overage }
+
+// GetHard returns UsageGateUsageGate.Hard, and is useful for accessing the field via an interface.
+func (v *UsageGateUsageGate) GetHard() bool { return v.Hard }
+
+// GetReset returns UsageGateUsageGate.Reset, and is useful for accessing the field via an interface.
+func (v *UsageGateUsageGate) GetReset() MeterReset { return v.Reset }
+
+// GetResetAt returns UsageGateUsageGate.ResetAt, and is useful for accessing the field via an interface.
+func (v *UsageGateUsageGate) GetResetAt() *time.Time { return v.ResetAt }
 
 // GetPlan returns UsageGateUsageGate.Plan, and is useful for accessing the field via an interface.
 func (v *UsageGateUsageGate) GetPlan() string { return v.Plan }
@@ -3234,6 +3280,9 @@ func (v *UsageUsageMetersMeterUsage) GetHard() bool { return v.MeterUsageFields.
 // GetReset returns UsageUsageMetersMeterUsage.Reset, and is useful for accessing the field via an interface.
 func (v *UsageUsageMetersMeterUsage) GetReset() MeterReset { return v.MeterUsageFields.Reset }
 
+// GetResetAt returns UsageUsageMetersMeterUsage.ResetAt, and is useful for accessing the field via an interface.
+func (v *UsageUsageMetersMeterUsage) GetResetAt() *time.Time { return v.MeterUsageFields.ResetAt }
+
 func (v *UsageUsageMetersMeterUsage) UnmarshalJSON(b []byte) error {
 
 	if string(b) == "null" {
@@ -3275,6 +3324,8 @@ type __premarshalUsageUsageMetersMeterUsage struct {
 	Hard bool `json:"hard"`
 
 	Reset MeterReset `json:"reset"`
+
+	ResetAt *time.Time `json:"resetAt"`
 }
 
 func (v *UsageUsageMetersMeterUsage) MarshalJSON() ([]byte, error) {
@@ -3296,6 +3347,7 @@ func (v *UsageUsageMetersMeterUsage) __premarshalJSON() (*__premarshalUsageUsage
 	retval.Overage = v.MeterUsageFields.Overage
 	retval.Hard = v.MeterUsageFields.Hard
 	retval.Reset = v.MeterUsageFields.Reset
+	retval.ResetAt = v.MeterUsageFields.ResetAt
 	return &retval, nil
 }
 
@@ -3611,6 +3663,7 @@ fragment MeterUsageFields on MeterUsage {
 	overage
 	hard
 	reset
+	resetAt
 }
 fragment UserErrorFields on UserError {
 	field
@@ -3955,6 +4008,7 @@ fragment MeterUsageFields on MeterUsage {
 	overage
 	hard
 	reset
+	resetAt
 }
 fragment UserErrorFields on UserError {
 	field
@@ -4293,6 +4347,7 @@ fragment MeterUsageFields on MeterUsage {
 	overage
 	hard
 	reset
+	resetAt
 }
 `
 
@@ -4414,6 +4469,11 @@ query UsageGate ($meter: String!) {
 		used
 		limit
 		remaining
+		unlimited
+		overage
+		hard
+		reset
+		resetAt
 		plan
 		billingStatus
 	}

@@ -68,6 +68,20 @@ func TestALimitRefusalSaysWhatIsUsedAndAsked(t *testing.T) {
 			t.Errorf("extensions.%s = %s, want %s (all: %v)", k, got, v, e.Extensions)
 		}
 	}
+	// consumeUsage's refusal carries the same numbers in its usage.
+	var consumed struct {
+		ConsumeUsage struct {
+			Reason string
+			Usage  struct {
+				Used, Remaining int64
+				ResetAt         string
+			}
+		}
+	}
+	h.Query("acme", `mutation { consumeUsage(input: {meter: "api_calls", quantity: 5000, idempotencyKey: "big"}) { reason usage { used remaining resetAt } } }`, nil).Decode(t, &consumed)
+	if c := consumed.ConsumeUsage; c.Reason != "USAGE_LIMIT_EXCEEDED" || c.Usage.Used != 2 || c.Usage.Remaining != 998 || c.Usage.ResetAt != want["resetAt"] {
+		t.Errorf("consumeUsage of 5000 = %+v, want USAGE_LIMIT_EXCEEDED with used 2, remaining 998, resetAt %s", c, want["resetAt"])
+	}
 }
 
 // TestUsageSeriesEndsAtToday: usageSeries follows usage(period:)'s rule: a
@@ -113,12 +127,13 @@ func TestUsageGateShowsOverageOnASoftLimit(t *testing.T) {
 			Allowed, Unlimited, Hard bool
 			Used, Overage            int64
 			Remaining                *int64
-			Reset                    string
+			Reset, ResetAt           string
 		}
 	}
-	h.Query("acme", `{ usageGate(meter: "api_calls") { allowed used remaining unlimited overage hard reset } }`, nil).Decode(t, &gate)
+	h.Query("acme", `{ usageGate(meter: "api_calls") { allowed used remaining unlimited overage hard reset resetAt } }`, nil).Decode(t, &gate)
 	g := gate.UsageGate
-	if !g.Allowed || g.Used != 1003 || g.Overage != 3 || g.Hard || g.Unlimited || g.Reset != "MONTHLY" || g.Remaining == nil || *g.Remaining != 0 {
+	if !g.Allowed || g.Used != 1003 || g.Overage != 3 || g.Hard || g.Unlimited || g.Reset != "MONTHLY" || g.ResetAt != monthEnd(h) ||
+		g.Remaining == nil || *g.Remaining != 0 {
 		t.Fatalf("gate %+v, want allowed with used 1003, overage 3, soft, monthly", g)
 	}
 }
@@ -180,4 +195,9 @@ func TestOneWordingPerErrorKind(t *testing.T) {
 			t.Errorf("%s answered %s", q, res.Body)
 		}
 	}
+}
+
+// monthEnd is when h's current month ends, as a Time field answers it.
+func monthEnd(h *apptest.Harness) string {
+	return clock.MonthEnd(h.Clock.Now()).Format(time.RFC3339)
 }

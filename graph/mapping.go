@@ -190,10 +190,14 @@ func subscriptionPayload(st billing.State, err error) (*model.SubscriptionPayloa
 }
 
 func meterUsageToModel(m usage.MeterUsage) model.MeterUsage {
-	return model.MeterUsage{
+	out := model.MeterUsage{
 		Meter: m.Meter, Used: m.Used, Limit: m.LimitValue(), Remaining: m.Remaining(),
 		Unlimited: m.Limit.Unlimited, Overage: m.Overage(), Hard: m.Limit.Hard, Reset: resetToModel(m.Limit.Reset),
 	}
+	if !m.ResetAt.IsZero() {
+		out.ResetAt = &m.ResetAt
+	}
+	return out
 }
 
 func meterUsagesToModel(in []usage.MeterUsage) []model.MeterUsage {

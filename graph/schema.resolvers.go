@@ -328,7 +328,7 @@ func (r *queryResolver) UsageGate(ctx context.Context, meter string) (*model.Usa
 	return &model.UsageGate{
 		Allowed: g.Allowed, Reason: model.UsageReason(g.Reason), RetryAfterMs: retryAfterMs(g.RetryAfter),
 		Used: mu.Used, Limit: mu.Limit, Remaining: mu.Remaining,
-		Unlimited: mu.Unlimited, Overage: mu.Overage, Hard: mu.Hard, Reset: mu.Reset,
+		Unlimited: mu.Unlimited, Overage: mu.Overage, Hard: mu.Hard, Reset: mu.Reset, ResetAt: mu.ResetAt,
 		Plan: g.PlanID, BillingStatus: statusToModel(g.BillingStatus),
 	}, nil
 }

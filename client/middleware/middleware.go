@@ -362,6 +362,8 @@ type LimitUsage struct {
 	Requested int64 `json:"requested"`
 	Limit     int64 `json:"limit"`
 	Remaining int64 `json:"remaining"`
+	// ResetAt is the end of the period; absent for a meter that never resets.
+	ResetAt *time.Time `json:"resetAt,omitempty"`
 }
 
 var defaultMeterNames = map[string]string{"api_calls": "API call", "llm_tokens": "LLM token", "storage_bytes": "Storage"}
@@ -390,7 +392,7 @@ func (m *Metering) refuse(w http.ResponseWriter, v client.Verdict, qty int64) {
 		writeJSON(w, http.StatusPaymentRequired, LimitBody{
 			Error:   "Usage limit exceeded",
 			Message: fmt.Sprintf("%s would exceed the limit: %d used + %d requested > %d", m.meterName(v.Meter), v.Used, qty, limit),
-			Usage:   LimitUsage{Used: v.Used, Requested: qty, Limit: limit, Remaining: max(limit-v.Used, 0)},
+			Usage:   LimitUsage{Used: v.Used, Requested: qty, Limit: limit, Remaining: max(limit-v.Used, 0), ResetAt: v.ResetAt},
 		})
 	}
 }

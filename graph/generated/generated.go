@@ -149,6 +149,7 @@ type ComplexityRoot struct {
 		Overage   func(childComplexity int) int
 		Remaining func(childComplexity int) int
 		Reset     func(childComplexity int) int
+		ResetAt   func(childComplexity int) int
 		Unlimited func(childComplexity int) int
 		Used      func(childComplexity int) int
 	}
@@ -322,6 +323,7 @@ type ComplexityRoot struct {
 		Reason        func(childComplexity int) int
 		Remaining     func(childComplexity int) int
 		Reset         func(childComplexity int) int
+		ResetAt       func(childComplexity int) int
 		RetryAfterMs  func(childComplexity int) int
 		Unlimited     func(childComplexity int) int
 		Used          func(childComplexity int) int
@@ -865,6 +867,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.MeterUsage.Reset(childComplexity), true
+	case "MeterUsage.resetAt":
+		if e.ComplexityRoot.MeterUsage.ResetAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MeterUsage.ResetAt(childComplexity), true
 	case "MeterUsage.unlimited":
 		if e.ComplexityRoot.MeterUsage.Unlimited == nil {
 			break
@@ -1669,6 +1677,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.UsageGate.Reset(childComplexity), true
+	case "UsageGate.resetAt":
+		if e.ComplexityRoot.UsageGate.ResetAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageGate.ResetAt(childComplexity), true
 	case "UsageGate.retryAfterMs":
 		if e.ComplexityRoot.UsageGate.RetryAfterMs == nil {
 			break
@@ -2444,6 +2458,8 @@ type MeterUsage {
   overage: Int64!
   hard: Boolean!
   reset: MeterReset!
+  "The end of the period, when a monthly meter starts again from 0; null for a meter that never resets."
+  resetAt: Time
 }
 
 type Usage {
@@ -2544,6 +2560,8 @@ type UsageGate {
   hard: Boolean!
   "As MeterUsage.reset."
   reset: MeterReset!
+  "As MeterUsage.resetAt: the end of the period; null for a meter that never resets."
+  resetAt: Time
   "The effective plan's id."
   plan: ID!
   billingStatus: SubscriptionStatus
@@ -2872,6 +2890,8 @@ func (ec *executionContext) childFields_MeterUsage(ctx context.Context, field gr
 		return ec.fieldContext_MeterUsage_hard(ctx, field)
 	case "reset":
 		return ec.fieldContext_MeterUsage_reset(ctx, field)
+	case "resetAt":
+		return ec.fieldContext_MeterUsage_resetAt(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type MeterUsage", field.Name)
 }
@@ -3150,6 +3170,8 @@ func (ec *executionContext) childFields_UsageGate(ctx context.Context, field gra
 		return ec.fieldContext_UsageGate_hard(ctx, field)
 	case "reset":
 		return ec.fieldContext_UsageGate_reset(ctx, field)
+	case "resetAt":
+		return ec.fieldContext_UsageGate_resetAt(ctx, field)
 	case "plan":
 		return ec.fieldContext_UsageGate_plan(ctx, field)
 	case "billingStatus":
@@ -5602,6 +5624,29 @@ func (ec *executionContext) _MeterUsage_reset(ctx context.Context, field graphql
 }
 func (ec *executionContext) fieldContext_MeterUsage_reset(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("MeterUsage", field, false, false, errors.New("field of type MeterReset does not have child fields"))
+}
+
+func (ec *executionContext) _MeterUsage_resetAt(ctx context.Context, field graphql.CollectedField, obj *model.MeterUsage) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MeterUsage_resetAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ResetAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_MeterUsage_resetAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MeterUsage", field, false, false, errors.New("field of type Time does not have child fields"))
 }
 
 func (ec *executionContext) _Mutation_createApiKey(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
@@ -9390,6 +9435,29 @@ func (ec *executionContext) fieldContext_UsageGate_reset(_ context.Context, fiel
 	return graphql.NewScalarFieldContext("UsageGate", field, false, false, errors.New("field of type MeterReset does not have child fields"))
 }
 
+func (ec *executionContext) _UsageGate_resetAt(ctx context.Context, field graphql.CollectedField, obj *model.UsageGate) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageGate_resetAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ResetAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_UsageGate_resetAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageGate", field, false, false, errors.New("field of type Time does not have child fields"))
+}
+
 func (ec *executionContext) _UsageGate_plan(ctx context.Context, field graphql.CollectedField, obj *model.UsageGate) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -12467,6 +12535,11 @@ func (ec *executionContext) _MeterUsage(ctx context.Context, sel ast.SelectionSe
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "resetAt":
+			out.Values[i] = ec._MeterUsage_resetAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -13997,6 +14070,11 @@ func (ec *executionContext) _UsageGate(ctx context.Context, sel ast.SelectionSet
 		case "reset":
 			out.Values[i] = ec._UsageGate_reset(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "resetAt":
+			out.Values[i] = ec._UsageGate_resetAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "plan":

@@ -191,6 +191,8 @@ type MeterUsage struct {
 	Overage int64      `json:"overage"`
 	Hard    bool       `json:"hard"`
 	Reset   MeterReset `json:"reset"`
+	// The end of the period, when a monthly meter starts again from 0; null for a meter that never resets.
+	ResetAt *time.Time `json:"resetAt,omitempty"`
 }
 
 type Mutation struct {
@@ -397,6 +399,8 @@ type UsageGate struct {
 	Hard bool `json:"hard"`
 	// As MeterUsage.reset.
 	Reset MeterReset `json:"reset"`
+	// As MeterUsage.resetAt: the end of the period; null for a meter that never resets.
+	ResetAt *time.Time `json:"resetAt,omitempty"`
 	// The effective plan's id.
 	Plan          string              `json:"plan"`
 	BillingStatus *SubscriptionStatus `json:"billingStatus,omitempty"`

@@ -173,7 +173,7 @@ func (s *Service) Record(ctx context.Context, orgID string, events []Event) (Rec
 	for _, m := range s.catalog.Meters() {
 		if _, ok := named[m.Name]; ok {
 			used := out.usage[keyOf(m.Name, periodStart(m.Reset, now))]
-			res.Usage = append(res.Usage, MeterUsage{Meter: m.Name, Used: used, Limit: limitOf(plan, m)})
+			res.Usage = append(res.Usage, meterUsage(plan, m, used, now))
 		}
 	}
 	countRecorded(res)

@@ -56,7 +56,7 @@ func (s *Service) Usage(ctx context.Context, orgID string, period string) (Perio
 		if !ok {
 			used = totals[keyOf(m.Name, periodStart(m.Reset, p.Start))].used
 		}
-		out = append(out, MeterUsage{Meter: m.Name, Used: used, Limit: limitOf(plan, m)})
+		out = append(out, meterUsage(plan, m, used, p.Start))
 	}
 	return p, out, nil
 }
