@@ -390,11 +390,12 @@ func token(cfg config.Config, org string, out io.Writer) error {
 		return errors.New("token is for development; production tokens come from your identity provider")
 	}
 	// Signing needs the secret only: no database, no Redis, no migration.
-	secret, err := app.JWTSecret(cfg)
+	// It reads the server's dev secret and never makes one of its own.
+	secret, err := app.JWTSecret(cfg, false)
 	if err != nil {
 		return err
 	}
-	tok, err := app.MintToken(secret, clock.Real{}, org, auth.AllScopes, 30*24*time.Hour)
+	tok, err := app.MintToken(secret, app.Binding(cfg), clock.Real{}, org, auth.AllScopes, 30*24*time.Hour)
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate-billing/tollgate/internal/app"
+	"github.com/tollgate-billing/tollgate/internal/auth"
+	"github.com/tollgate-billing/tollgate/internal/clock"
+	"github.com/tollgate-billing/tollgate/internal/config"
 	"github.com/tollgate-billing/tollgate/internal/orgs"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/testenv"
@@ -399,10 +403,39 @@ func TestCommandLine(t *testing.T) {
 		})
 	}
 
-	// The plain forms still work.
+	// The plain forms still work, where the server left its dev secret.
+	if err := os.WriteFile(filepath.Join(env["TOLLGATE_DATA_DIR"], ".tollgate-dev-jwt-secret"), []byte(strings.Repeat("ab", 32)), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	var stdout, stderr bytes.Buffer
 	if code := run(context.Background(), []string{"token", "acme"}, getenv, &stdout, &stderr); code != 0 || !strings.HasPrefix(stdout.String(), "eyJ") {
 		t.Fatalf("token acme: exit %d, stdout %q, stderr %s", code, &stdout, &stderr)
+	}
+}
+
+// TestTokenCommandBindsToTheConfiguredAudience: with JWT_AUDIENCE and
+// JWT_ISSUER set, the server refuses tokens without them, so `tollgate
+// token` must put them in its tokens, or the tokens it prints would answer
+// TOKEN_CLAIMS_INVALID.
+func TestTokenCommandBindsToTheConfiguredAudience(t *testing.T) {
+	env := map[string]string{"TOLLGATE_DATA_DIR": t.TempDir(), "TOLLGATE_MIGRATE": "false",
+		"JWT_SECRET": strings.Repeat("s", 32), "JWT_AUDIENCE": "api://tollgate", "JWT_ISSUER": "https://idp.example/"}
+	getenv := func(k string) string { return env[k] }
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"token", "acme"}, getenv, &stdout, &stderr); code != 0 {
+		t.Fatalf("token acme: exit %d, stderr %s", code, &stderr)
+	}
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := auth.NewVerifier([]byte(cfg.JWTSecret), nil, app.Binding(cfg), clock.Real{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, f := v.Verify(strings.TrimSpace(stdout.String()))
+	if f != nil || c.Org != "acme" || c.Subject == "" {
+		t.Fatalf("the minted token is refused by a server of the same configuration: %+v", f)
 	}
 }
 
@@ -467,13 +500,17 @@ func TestRedisClientLinesGoThroughTheLogger(t *testing.T) {
 // and works while DATABASE_URL and REDIS_URL point at nothing.
 func TestTokenTouchesNoDatabase(t *testing.T) {
 	for name, env := range map[string][]string{
-		"with nothing configured":           nil,
+		"with the server's dev secret":      nil,
 		"with a database that is down":      {"JWT_SECRET=" + strings.Repeat("k", 32), "DATABASE_URL=postgres://127.0.0.1:1/x", "REDIS_URL=redis://127.0.0.1:1"},
-		"with a generated secret, Postgres": {"DATABASE_URL=postgres://127.0.0.1:1/x"},
+		"with the dev secret, Postgres set": {"DATABASE_URL=postgres://127.0.0.1:1/x"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			cmd := exec.Command(binary, "token", "acme")
 			cmd.Dir = t.TempDir()
+			// What the server leaves in its data directory on first start.
+			if err := os.WriteFile(filepath.Join(cmd.Dir, ".tollgate-dev-jwt-secret"), []byte(strings.Repeat("ab", 32)+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
 			cmd.Env = env
 			var stdout, stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -491,6 +528,72 @@ func TestTokenTouchesNoDatabase(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestTokenSignsWithTheServersSecretOrSaysWhereItLooked: `tollgate token`
+// run where the server keeps its dev secret (its directory, or
+// TOLLGATE_DATA_DIR naming it) prints a token that server accepts. Run
+// anywhere else, it used to make a secret of its own there and print a
+// token every server refused (TOKEN_SIGNATURE_INVALID); it now stops,
+// names the path it read and what to set, and writes nothing.
+func TestTokenSignsWithTheServersSecretOrSaysWhereItLooked(t *testing.T) {
+	serverDir := t.TempDir()
+	base, _ := startBinary(t, serverDir, "PORT=0")
+	mint := func(dir string, env ...string) (string, string, error) {
+		cmd := exec.Command(binary, "token", "acme")
+		cmd.Dir, cmd.Env = dir, env
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		return strings.TrimSpace(stdout.String()), stderr.String(), err
+	}
+	if tok, stderr, err := mint(serverDir); err != nil {
+		t.Fatalf("token in the server's directory: %v\n%s", err, stderr)
+	} else {
+		firstQuery(t, base, tok)
+	}
+	elsewhere := t.TempDir()
+	if tok, stderr, err := mint(elsewhere, "TOLLGATE_DATA_DIR="+serverDir); err != nil {
+		t.Fatalf("token with TOLLGATE_DATA_DIR naming the server's directory: %v\n%s", err, stderr)
+	} else {
+		firstQuery(t, base, tok)
+	}
+	tok, stderr, err := mint(elsewhere)
+	if err == nil || tok != "" {
+		t.Fatalf("token with no dev secret succeeded and printed %q; want it to stop", tok)
+	}
+	want := filepath.Join(elsewhere, ".tollgate-dev-jwt-secret")
+	if !strings.Contains(stderr, "TOLLGATE_DATA_DIR") || !strings.Contains(stderr, want) || !strings.Contains(stderr, "JWT_SECRET") {
+		t.Fatalf("stderr %q does not name the path it read (%s) and what to set", stderr, want)
+	}
+	if entries, _ := os.ReadDir(elsewhere); len(entries) != 0 {
+		t.Fatalf("token wrote %d files where it found no secret", len(entries))
+	}
+}
+
+// TestStartSaysWhichSQLiteFile: with no DATABASE_URL the database is a file
+// in the directory the server starts in; a start from another directory
+// used to come up silently on an empty one. The log names the file before
+// the server listens.
+func TestStartSaysWhichSQLiteFile(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(binary)
+	cmd.Dir = dir
+	cmd.Env = []string{"PORT=0", "PATH=" + os.Getenv("PATH")}
+	lines := startWithStderrLines(t, cmd)
+	defer cmd.Process.Kill()
+	want := "path=" + filepath.Join(dir, "tollgate.db")
+	var logged strings.Builder
+	for l := range lines {
+		logged.WriteString(l + "\n")
+		if strings.Contains(l, want) {
+			return
+		}
+		if strings.Contains(l, "tollgate listening") {
+			break
+		}
+	}
+	t.Fatalf("no line names %s before listening:\n%s", want, &logged)
 }
 
 // TestJobsWaitForAnUnmigratedSchema: TOLLGATE_MIGRATE=false on a fresh

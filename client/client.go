@@ -120,7 +120,8 @@ type Error struct {
 	Message string
 	// Status is the HTTP status of the answer.
 	Status int
-	// RetryAfter is Tollgate's Retry-After on a 429.
+	// RetryAfter is Tollgate's Retry-After on a 429 (at most a day; a
+	// negative one reads as none).
 	RetryAfter time.Duration
 	// Extensions are the first error's extensions.
 	Extensions map[string]any
@@ -139,6 +140,9 @@ func (e *Error) Error() string {
 func (e *Error) retryable() bool {
 	return e.Code == CodeUnavailable || e.Status >= 500 || e.Reason == "AUTH_UNAVAILABLE"
 }
+
+// maxRetryAfterSeconds bounds Error.RetryAfter at a day.
+const maxRetryAfterSeconds = 24 * 60 * 60
 
 // Codes of Error that the helpers treat specially.
 const (
@@ -247,8 +251,10 @@ func (c *Client) send(ctx context.Context, body []byte, resp *graphql.Response) 
 		}
 		e.Reason, _ = first.Extensions["reason"].(string)
 	}
-	if s, err := strconv.Atoi(hresp.Header.Get("Retry-After")); err == nil {
-		e.RetryAfter = time.Duration(s) * time.Second
+	if s, err := strconv.Atoi(hresp.Header.Get("Retry-After")); err == nil && s > 0 {
+		// Capped before the multiplication: seconds past about 292 years
+		// wrap time.Duration negative, and a proxy may say anything.
+		e.RetryAfter = time.Duration(min(s, maxRetryAfterSeconds)) * time.Second
 	}
 	resp.Errors = out.Errors
 	return e.retryable(), e

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -185,6 +186,48 @@ func TestMintedOrganisationTokens(t *testing.T) {
 	}
 }
 
+// With JWT_AUDIENCE and JWT_ISSUER set, Tollgate refuses a minted token
+// that does not name them, and takes one from a minter told them.
+func TestMintedTokensNameTheConfiguredAudience(t *testing.T) {
+	h := apptest.New(t, apptest.Options{Env: map[string]string{"JWT_AUDIENCE": "api://tollgate", "JWT_ISSUER": "https://host.example/"}})
+	ctx := context.Background()
+	unbound := client.HS256Minter([]byte(apptest.Secret))
+	_, err := client.NewGate(client.New(h.Server.URL, unbound.Org("globex"))).Consume(ctx, "api_calls", 1, "req-1", "GET /")
+	var e *client.Error
+	if !errors.As(err, &e) || e.Code != client.CodeUnauthenticated || e.Reason != "TOKEN_CLAIMS_INVALID" {
+		t.Fatalf("a token without aud and iss: %v, want UNAUTHENTICATED (TOKEN_CLAIMS_INVALID)", err)
+	}
+	bound := client.HS256Minter([]byte(apptest.Secret))
+	bound.Audience, bound.Issuer = "api://tollgate", "https://host.example/"
+	v := need(client.NewGate(client.New(h.Server.URL, bound.Org("globex"))).Consume(ctx, "api_calls", 1, "req-2", "GET /")).on(t)
+	if !v.Allowed || v.Used != 1 {
+		t.Fatalf("consume with a bound token: %+v", v)
+	}
+}
+
+// A Retry-After no Tollgate sends (from a proxy, say) is read within a
+// day and never as a negative wait: seconds near 2^63 / 1e9 used to wrap.
+func TestRetryAfterStaysInRange(t *testing.T) {
+	for header, want := range map[string]time.Duration{
+		"7":                   7 * time.Second,
+		"9223372037":          24 * time.Hour,
+		"9223372036854775807": 24 * time.Hour,
+		"-5":                  0,
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Retry-After", header)
+			w.WriteHeader(http.StatusTooManyRequests)
+			io.WriteString(w, `{"errors":[{"message":"slow down","extensions":{"code":"RATE_LIMITED"}}]}`)
+		}))
+		_, err := client.Organization(context.Background(), client.New(srv.URL, nil))
+		srv.Close()
+		var e *client.Error
+		if !errors.As(err, &e) || e.Code != client.CodeRateLimited || e.RetryAfter != want {
+			t.Errorf("Retry-After %s: %v (RetryAfter %v), want RATE_LIMITED after %v", header, err, e, want)
+		}
+	}
+}
+
 // flaky forwards each request to Tollgate, and answers the first n with
 // UNAVAILABLE instead of Tollgate's answer: the write happened, the client
 // did not hear of it.
@@ -294,4 +337,30 @@ func ExampleRecorder() {
 	rec := client.NewRecorder(func(org string) *client.Client { return base.For(minter.Org(org)) }, client.RecorderOptions{})
 	defer rec.Close(context.Background())
 	_ = rec.Record(context.Background(), "acme", client.Event{Meter: "llm_tokens", Quantity: 1234})
+}
+
+// TestCheckQuantityAnswersAsConsumeWould: Gate.CheckQuantity asks
+// usageGate about N units, so a check of exactly what is left under a hard
+// limit is allowed and one more is not, as Consume would judge them.
+func TestCheckQuantityAnswersAsConsumeWould(t *testing.T) {
+	h := apptest.New(t, apptest.Options{})
+	ctx := context.Background()
+	g := client.NewGate(client.New(h.Server.URL, bearer(h, "acme")))
+	const limit, spent = 1000, 990 // the free plan's hard limit on api_calls
+	need(g.Consume(ctx, "api_calls", spent, "fill", "")).on(t)
+	for q, allowed := range map[int64]bool{1: true, limit - spent: true, limit - spent + 1: false} {
+		v := need(g.CheckQuantity(ctx, "api_calls", q)).on(t)
+		if v.Allowed != allowed || v.Used != spent || *v.Remaining != limit-spent {
+			t.Errorf("check of %d: %+v, want allowed %t", q, v, allowed)
+		}
+		if !allowed && v.Reason != client.UsageReasonUsageLimitExceeded {
+			t.Errorf("check of %d refused for %s", q, v.Reason)
+		}
+	}
+	if _, err := g.CheckQuantity(ctx, "api_calls", 0); !client.IsCode(err, "BAD_USER_INPUT") {
+		t.Errorf("check of 0: %v, want BAD_USER_INPUT", err)
+	}
+	if used(t, h, "acme", "api_calls") != spent {
+		t.Errorf("checks counted usage: %d", used(t, h, "acme", "api_calls"))
+	}
 }

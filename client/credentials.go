@@ -52,6 +52,10 @@ type Minter struct {
 	key    ed25519.PrivateKey
 	// TTL is each token's lifetime (default 5 minutes).
 	TTL time.Duration
+	// Audience and Issuer go into every token as aud and iss; set them to
+	// Tollgate's JWT_AUDIENCE and JWT_ISSUER when it has them, since it
+	// then refuses tokens without them.
+	Audience, Issuer string
 
 	mu     sync.Mutex
 	tokens map[string]minted
@@ -99,6 +103,12 @@ func (m *Minter) token(org string) (string, error) {
 	claims := jwt.MapClaims{
 		"org": org, "scope": "usage:write", "sub": "host",
 		"iat": now.Unix(), "exp": now.Add(ttl).Unix(),
+	}
+	if m.Audience != "" {
+		claims["aud"] = m.Audience
+	}
+	if m.Issuer != "" {
+		claims["iss"] = m.Issuer
 	}
 	var tok string
 	var err error

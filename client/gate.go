@@ -65,18 +65,47 @@ type Gate struct {
 // NewGate returns the gate of the organisation c acts for.
 func NewGate(c *Client) *Gate { return &Gate{c: c} }
 
-// Check asks usageGate: fast (a Redis read on Tollgate's side), and it
-// counts nothing but one call against the plan's rate limit.
+// Check asks usageGate about one more unit: fast (a Redis read on
+// Tollgate's side), and it counts nothing but one call against the plan's
+// rate limit.
 func (g *Gate) Check(ctx context.Context, meter string) (Verdict, error) {
 	r, err := UsageGate(ctx, g.c, meter)
 	if err != nil {
 		return Verdict{}, err
 	}
-	u := r.UsageGate
+	return verdictOf(meter, &r.UsageGate), nil
+}
+
+// CheckQuantity asks usageGate about quantity more units (1 to 2^43): the
+// answer is what Consume of that quantity would decide, without counting
+// it. Quantity 1 is Check.
+func (g *Gate) CheckQuantity(ctx context.Context, meter string, quantity int64) (Verdict, error) {
+	if quantity == 1 {
+		return g.Check(ctx, meter)
+	}
+	r, err := UsageGateQuantity(ctx, g.c, meter, quantity)
+	if err != nil {
+		return Verdict{}, err
+	}
+	return verdictOf(meter, &r.UsageGate), nil
+}
+
+// gateAnswer is a usageGate answer, whichever operation asked.
+type gateAnswer interface {
+	GetAllowed() bool
+	GetReason() UsageReason
+	GetRetryAfterMs() *int
+	GetUsed() int64
+	GetLimit() *int64
+	GetRemaining() *int64
+	GetResetAt() *time.Time
+}
+
+func verdictOf(meter string, u gateAnswer) Verdict {
 	return Verdict{
-		Allowed: u.Allowed, Reason: u.Reason, RetryAfter: millis(u.RetryAfterMs),
-		Meter: meter, Used: u.Used, Limit: u.Limit, Remaining: u.Remaining, ResetAt: u.ResetAt,
-	}, nil
+		Allowed: u.GetAllowed(), Reason: u.GetReason(), RetryAfter: millis(u.GetRetryAfterMs()),
+		Meter: meter, Used: u.GetUsed(), Limit: u.GetLimit(), Remaining: u.GetRemaining(), ResetAt: u.GetResetAt(),
+	}
 }
 
 // Consume asks consumeUsage: check and count quantity in one durable step.

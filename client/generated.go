@@ -3082,7 +3082,7 @@ type UsageEventInput struct {
 	IdempotencyKey string `json:"idempotencyKey"`
 	// What was called, e.g. `POST /v1/search`; at most 255 characters.
 	Endpoint *string `json:"endpoint"`
-	// When it happened; default now. Not more than 5 minutes ahead, nor before 2000, nor before the current period of a monthly meter. On a meter that never resets, a past timestamp is judged against the total of every day from its own on. Every event is judged against the limits of the plan in force when it is recorded, whatever its timestamp: Tollgate keeps no history of plans.
+	// When it happened; default now. Not more than 5 minutes ahead, nor before 2000, nor before the current period of a monthly meter. On a meter that never resets, a past timestamp is judged against the total of every day from its own on. A past timestamp on such a meter is judged, day by day, against the hard limits of the plans in force on those days (the organisation's plan history), and the current total against the current plan's.
 	Timestamp *time.Time `json:"timestamp"`
 }
 
@@ -3101,12 +3101,93 @@ func (v *UsageEventInput) GetEndpoint() *string { return v.Endpoint }
 // GetTimestamp returns UsageEventInput.Timestamp, and is useful for accessing the field via an interface.
 func (v *UsageEventInput) GetTimestamp() *time.Time { return v.Timestamp }
 
+// UsageGateQuantityResponse is returned by UsageGateQuantity on success.
+type UsageGateQuantityResponse struct {
+	// The fast check a host app makes before serving a request: may the organisation use `quantity` more of
+	// this meter (default 1; 1 to 8796093022208, the bound of one usage event, else BAD_USER_INPUT with field
+	// `quantity`)? `allowed` is what consumeUsage of that quantity would answer: false under a hard limit when
+	// used + quantity would pass it, and on any meter when the total would pass the largest countable value
+	// (2^63−1, where consumeUsage refuses the increase with QUANTITY_OUT_OF_RANGE), both with reason
+	// USAGE_LIMIT_EXCEEDED. Counts once against the plan's rate limit; over it, `allowed` is false with
+	// reason RATE_LIMITED.
+	UsageGate UsageGateQuantityUsageGate `json:"usageGate"`
+}
+
+// GetUsageGate returns UsageGateQuantityResponse.UsageGate, and is useful for accessing the field via an interface.
+func (v *UsageGateQuantityResponse) GetUsageGate() UsageGateQuantityUsageGate { return v.UsageGate }
+
+// UsageGateQuantityUsageGate includes the requested fields of the GraphQL type UsageGate.
+type UsageGateQuantityUsageGate struct {
+	Allowed bool        `json:"allowed"`
+	Reason  UsageReason `json:"reason"`
+	// With RATE_LIMITED: milliseconds until a check may pass.
+	RetryAfterMs *int  `json:"retryAfterMs"`
+	Used         int64 `json:"used"`
+	// Null when unlimited.
+	Limit *int64 `json:"limit"`
+	// Null when unlimited; never below 0.
+	Remaining *int64 `json:"remaining"`
+	// As MeterUsage.unlimited.
+	Unlimited bool `json:"unlimited"`
+	// As MeterUsage.overage: usage past a soft limit (where `allowed` stays true); 0 when within it.
+	Overage int64 `json:"overage"`
+	// As MeterUsage.hard: true when usage past the limit is refused.
+	Hard bool `json:"hard"`
+	// As MeterUsage.reset.
+	Reset MeterReset `json:"reset"`
+	// As MeterUsage.resetAt: the end of the period; null for a meter that never resets.
+	ResetAt *time.Time `json:"resetAt"`
+	// The effective plan's id.
+	Plan          string              `json:"plan"`
+	BillingStatus *SubscriptionStatus `json:"billingStatus"`
+}
+
+// GetAllowed returns UsageGateQuantityUsageGate.Allowed, and is useful for accessing the field via an interface.
+func (v *UsageGateQuantityUsageGate) GetAllowed() bool { return v.Allowed }
+
+// GetReason returns UsageGateQuantityUsageGate.Reason, and is useful for accessing the field via an interface.
+func (v *UsageGateQuantityUsageGate) GetReason() UsageReason { return v.Reason }
+
+// GetRetryAfterMs returns UsageGateQuantityUsageGate.RetryAfterMs, and is useful for accessing the field via an interface.
+func (v *UsageGateQuantityUsageGate) GetRetryAfterMs() *int { return v.RetryAfterMs }
+
+// GetUsed returns UsageGateQuantityUsageGate.Used, and is useful for accessing the field via an interface.
+func (v *UsageGateQuantityUsageGate) GetUsed() int64 { return v.Used }
+
+// GetLimit returns UsageGateQuantityUsageGate.Limit, and is useful for accessing the field via an interface.
+func (v *UsageGateQuantityUsageGate) GetLimit() *int64 { return v.Limit }
+
+// GetRemaining returns UsageGateQuantityUsageGate.Remaining, and is useful for accessing the field via an interface.
+func (v *UsageGateQuantityUsageGate) GetRemaining() *int64 { return v.Remaining }
+
+// GetUnlimited returns UsageGateQuantityUsageGate.Unlimited, and is useful for accessing the field via an interface.
+func (v *UsageGateQuantityUsageGate) GetUnlimited() bool { return v.Unlimited }
+
+// GetOverage returns UsageGateQuantityUsageGate.Overage, and is useful for accessing the field via an interface.
+func (v *UsageGateQuantityUsageGate) GetOverage() int64 { return v.Overage }
+
+// GetHard returns UsageGateQuantityUsageGate.Hard, and is useful for accessing the field via an interface.
+func (v *UsageGateQuantityUsageGate) GetHard() bool { return v.Hard }
+
+// GetReset returns UsageGateQuantityUsageGate.Reset, and is useful for accessing the field via an interface.
+func (v *UsageGateQuantityUsageGate) GetReset() MeterReset { return v.Reset }
+
+// GetResetAt returns UsageGateQuantityUsageGate.ResetAt, and is useful for accessing the field via an interface.
+func (v *UsageGateQuantityUsageGate) GetResetAt() *time.Time { return v.ResetAt }
+
+// GetPlan returns UsageGateQuantityUsageGate.Plan, and is useful for accessing the field via an interface.
+func (v *UsageGateQuantityUsageGate) GetPlan() string { return v.Plan }
+
+// GetBillingStatus returns UsageGateQuantityUsageGate.BillingStatus, and is useful for accessing the field via an interface.
+func (v *UsageGateQuantityUsageGate) GetBillingStatus() *SubscriptionStatus { return v.BillingStatus }
+
 // UsageGateResponse is returned by UsageGate on success.
 type UsageGateResponse struct {
-	// The fast check a host app makes before serving a request: may the organisation use more of this meter?
-	// It asks about one more unit, and `allowed` is what consumeUsage of quantity 1 would answer: false under
-	// a hard limit once it is reached, and on any meter once its total is the largest countable value
-	// (2^63−1, where consumeUsage refuses every increase with QUANTITY_OUT_OF_RANGE), both with reason
+	// The fast check a host app makes before serving a request: may the organisation use `quantity` more of
+	// this meter (default 1; 1 to 8796093022208, the bound of one usage event, else BAD_USER_INPUT with field
+	// `quantity`)? `allowed` is what consumeUsage of that quantity would answer: false under a hard limit when
+	// used + quantity would pass it, and on any meter when the total would pass the largest countable value
+	// (2^63−1, where consumeUsage refuses the increase with QUANTITY_OUT_OF_RANGE), both with reason
 	// USAGE_LIMIT_EXCEEDED. Counts once against the plan's rate limit; over it, `allowed` is false with
 	// reason RATE_LIMITED.
 	UsageGate UsageGateUsageGate `json:"usageGate"`
@@ -3499,6 +3580,18 @@ type __UsageGateInput struct {
 
 // GetMeter returns __UsageGateInput.Meter, and is useful for accessing the field via an interface.
 func (v *__UsageGateInput) GetMeter() string { return v.Meter }
+
+// __UsageGateQuantityInput is used internally by genqlient
+type __UsageGateQuantityInput struct {
+	Meter    string `json:"meter"`
+	Quantity int64  `json:"quantity"`
+}
+
+// GetMeter returns __UsageGateQuantityInput.Meter, and is useful for accessing the field via an interface.
+func (v *__UsageGateQuantityInput) GetMeter() string { return v.Meter }
+
+// GetQuantity returns __UsageGateQuantityInput.Quantity, and is useful for accessing the field via an interface.
+func (v *__UsageGateQuantityInput) GetQuantity() int64 { return v.Quantity }
 
 // __UsageInput is used internally by genqlient
 type __UsageInput struct {
@@ -4496,6 +4589,56 @@ func UsageGate(
 	}
 
 	data_ = &UsageGateResponse{}
+	resp_ := &graphql.Response{Data: data_}
+
+	err_ = client_.MakeRequest(
+		ctx_,
+		req_,
+		resp_,
+	)
+
+	return data_, err_
+}
+
+// The query executed by UsageGateQuantity.
+const UsageGateQuantity_Operation = `
+query UsageGateQuantity ($meter: String!, $quantity: Int64!) {
+	usageGate(meter: $meter, quantity: $quantity) {
+		allowed
+		reason
+		retryAfterMs
+		used
+		limit
+		remaining
+		unlimited
+		overage
+		hard
+		reset
+		resetAt
+		plan
+		billingStatus
+	}
+}
+`
+
+// UsageGateQuantity: may the organisation use quantity more of a meter (an
+// LLM call's tokens)? As UsageGate, which asks about one unit.
+func UsageGateQuantity(
+	ctx_ context.Context,
+	client_ graphql.Client,
+	meter string,
+	quantity int64,
+) (data_ *UsageGateQuantityResponse, err_ error) {
+	req_ := &graphql.Request{
+		OpName: "UsageGateQuantity",
+		Query:  UsageGateQuantity_Operation,
+		Variables: &__UsageGateQuantityInput{
+			Meter:    meter,
+			Quantity: quantity,
+		},
+	}
+
+	data_ = &UsageGateQuantityResponse{}
 	resp_ := &graphql.Response{Data: data_}
 
 	err_ = client_.MakeRequest(

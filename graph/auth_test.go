@@ -76,6 +76,9 @@ func TestAuthMatrix(t *testing.T) {
 		{"alg none", map[string]string{"Authorization": "Bearer " + noneTok}, "UNAUTHENTICATED", ""},
 		{"token without exp", map[string]string{"Authorization": "Bearer " + signed(t, apptest.Secret, auth.Claims{Org: "acme", Scope: "billing:read"})}, "UNAUTHENTICATED", auth.ReasonBadClaims},
 		{"token without org", map[string]string{"Authorization": "Bearer " + signed(t, apptest.Secret, claims("", "billing:read", now.Add(time.Hour)))}, "UNAUTHENTICATED", auth.ReasonBadClaims},
+		{"token without sub", map[string]string{"Authorization": "Bearer " + mapToken(t, jwt.MapClaims{"org": "acme", "scope": "billing:read", "exp": now.Add(time.Hour).Unix()})}, "UNAUTHENTICATED", auth.ReasonBadClaims},
+		{"token with nbf past int64 seconds", map[string]string{"Authorization": "Bearer " + mapToken(t, jwt.MapClaims{"org": "acme", "sub": "user-1", "scope": "billing:read", "exp": now.Add(time.Hour).Unix(), "nbf": 1e20})}, "UNAUTHENTICATED", auth.ReasonBadClaims},
+		{"token with exp past int64 seconds", map[string]string{"Authorization": "Bearer " + mapToken(t, jwt.MapClaims{"org": "acme", "sub": "user-1", "scope": "billing:read", "exp": int64(9223372036854775807)})}, "UNAUTHENTICATED", auth.ReasonBadClaims},
 		{"token not valid yet", map[string]string{"Authorization": "Bearer " + mapToken(t, jwt.MapClaims{"org": "acme", "scope": "billing:read", "exp": now.Add(time.Hour).Unix(), "nbf": now.Add(time.Hour / 2).Unix()})}, "UNAUTHENTICATED", auth.ReasonBadClaims},
 		{"token with an invalid email claim", map[string]string{"Authorization": "Bearer " + mapToken(t, jwt.MapClaims{"org": "acme", "scope": "billing:read", "exp": now.Add(time.Hour).Unix(), "email": "not-an-email"})}, "UNAUTHENTICATED", auth.ReasonBadClaims},
 		{"garbage bearer", map[string]string{"Authorization": "Bearer not.a.jwt"}, "UNAUTHENTICATED", auth.ReasonMalformed},
@@ -123,7 +126,7 @@ func TestAuthMatrix(t *testing.T) {
 		})
 	}
 	t.Run("numeric exp, nbf and iat are still accepted", func(t *testing.T) {
-		tok := mapToken(t, jwt.MapClaims{"org": "acme", "scope": "billing:read", "exp": now.Add(time.Hour).Unix(),
+		tok := mapToken(t, jwt.MapClaims{"org": "acme", "sub": "user-1", "scope": "billing:read", "exp": now.Add(time.Hour).Unix(),
 			"nbf": now.Add(-time.Minute).Unix(), "iat": float64(now.Add(-time.Minute).Unix()) + 0.5})
 		if r := h.Do(map[string]string{"Authorization": "Bearer " + tok}, subscriptionQuery, nil); len(r.Errors) > 0 {
 			t.Fatalf("a token with numeric dates was refused: %+v", r.Errors)

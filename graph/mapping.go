@@ -12,6 +12,7 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/orgs"
 	"github.com/tollgate-billing/tollgate/internal/overage"
 	"github.com/tollgate-billing/tollgate/internal/plans"
+	"github.com/tollgate-billing/tollgate/internal/stripeclient"
 	"github.com/tollgate-billing/tollgate/internal/usage"
 )
 
@@ -277,8 +278,8 @@ func upcomingToModel(up *overage.Upcoming) *model.UpcomingInvoice {
 	inv := up.Stripe
 	st := &model.UpcomingStripeInvoice{
 		AmountDue: inv.AmountDue, Subtotal: inv.Subtotal, Total: inv.Total, Currency: string(inv.Currency),
-		PeriodStart: unixTime(inv.PeriodStart), PeriodEnd: unixTime(inv.PeriodEnd),
-		NextPaymentAttempt: unixTime(inv.NextPaymentAttempt), Lines: []model.InvoiceLine{},
+		PeriodStart: stripeclient.Time(inv.PeriodStart), PeriodEnd: stripeclient.Time(inv.PeriodEnd),
+		NextPaymentAttempt: stripeclient.Time(inv.NextPaymentAttempt), Lines: []model.InvoiceLine{},
 	}
 	if inv.Lines != nil {
 		for _, l := range inv.Lines.Data {
@@ -289,13 +290,4 @@ func upcomingToModel(up *overage.Upcoming) *model.UpcomingInvoice {
 	}
 	return &model.UpcomingInvoice{Stripe: st, OverageSoFar: overageChargesToModel(up.OverageSoFar),
 		OverageSoFarCents: up.OverageSoFarCents, OverageSoFarErr: up.OverageSoFarErr}
-}
-
-// unixTime is a Stripe timestamp, nil when Stripe left it out (0).
-func unixTime(sec int64) *time.Time {
-	if sec == 0 {
-		return nil
-	}
-	t := time.Unix(sec, 0).UTC()
-	return &t
 }

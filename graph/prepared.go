@@ -116,12 +116,11 @@ func newPreparedSchema(es graphql.ExecutableSchema, q generated.QueryResolver, m
 		p.roots[rootKey{op, r.name}] = r
 	}
 	add(ast.Query, &rootField{name: "usageGate", result: usageGateType, call: func(f *ast.Field, vars map[string]any) (func(context.Context) (any, error), bool) {
-		v, ok := onlyArgument(f, "meter", vars)
-		meter, isString := v.(string)
-		if !ok || !isString {
+		meter, quantity, ok := readGateArguments(f, vars)
+		if !ok {
 			return nil, false
 		}
-		return func(ctx context.Context) (any, error) { return nonNil(q.UsageGate(ctx, meter)) }, true
+		return func(ctx context.Context) (any, error) { return nonNil(q.UsageGate(ctx, meter, quantity)) }, true
 	}})
 	add(ast.Mutation, &rootField{name: "recordUsage", result: recordUsagePayloadType, call: withInput(readRecordUsageInput, m.RecordUsage)})
 	add(ast.Mutation, &rootField{name: "consumeUsage", result: consumeUsagePayloadType, call: withInput(readConsumeUsageInput, m.ConsumeUsage)})
@@ -170,6 +169,31 @@ func fieldScopes(root *ast.Definition, field string) []model.Scope {
 		out = append(out, s)
 	}
 	return out
+}
+
+// readGateArguments reads usageGate's meter and its optional quantity
+// (default 1, as the schema declares it); anything else is left to the
+// generated code.
+func readGateArguments(f *ast.Field, vars map[string]any) (meter string, quantity int64, ok bool) {
+	quantity = 1
+	var gotMeter bool
+	for _, a := range f.Arguments {
+		v, err := a.Value.Value(vars)
+		if err != nil || v == nil {
+			return "", 0, false
+		}
+		switch a.Name {
+		case "meter":
+			meter, gotMeter = v.(string)
+		case "quantity":
+			if quantity, err = model.UnmarshalInt64(v); err != nil {
+				return "", 0, false
+			}
+		default:
+			return "", 0, false
+		}
+	}
+	return meter, quantity, gotMeter && len(f.Arguments) <= 2
 }
 
 // onlyArgument is the value of f's one argument, which must be name.

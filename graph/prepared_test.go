@@ -100,7 +100,7 @@ func TestThePreparedGateAnswersAsTheGeneratedCodeDoes(t *testing.T) {
 		t.Fatalf("the client's gate query changed shape: %s", client.UsageGate_Operation)
 	}
 	r = sameAnswer(t, h, bearer("acme"), clientGate, map[string]any{"meter": "api_calls"})
-	if !strings.Contains(string(r.Data), `"used":3,"limit":1000,"remaining":997,"unlimited":false,"overage":0,"hard":true,"reset":"MONTHLY","resetAt":"` + monthEnd(h) + `","plan":"free"`) {
+	if !strings.Contains(string(r.Data), `"used":3,"limit":1000,"remaining":997,"unlimited":false,"overage":0,"hard":true,"reset":"MONTHLY","resetAt":"`+monthEnd(h)+`","plan":"free"`) {
 		t.Fatalf("client gate = %s", r.Data)
 	}
 

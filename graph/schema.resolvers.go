@@ -319,8 +319,8 @@ func (r *queryResolver) UsageSeries(ctx context.Context, meter string, from time
 }
 
 // UsageGate is the resolver for the usageGate field.
-func (r *queryResolver) UsageGate(ctx context.Context, meter string) (*model.UsageGate, error) {
-	g, err := r.Metering.Gate(ctx, principal(ctx).OrgID, meter)
+func (r *queryResolver) UsageGate(ctx context.Context, meter string, quantity int64) (*model.UsageGate, error) {
+	g, err := r.Metering.Gate(ctx, principal(ctx).OrgID, meter, quantity)
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/auth"
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/orgs"
+	"github.com/tollgate-billing/tollgate/internal/usage"
 )
 
 const recordUsage = `mutation($events: [UsageEventInput!]!) {
@@ -581,4 +582,56 @@ func TestAWholeSecondsBudgetRunsInOneOperation(t *testing.T) {
 			t.Errorf("%d root fields of a %d budget: %d %+v, want TOO_MUCH_WORK", n, budget, r.Status, r.Errors)
 		}
 	}
+}
+
+// TestUsageGateAsksAboutAQuantity: usageGate(quantity: N) answers what
+// consumeUsage of N units would, on the prepared path and the generated
+// code alike, and refuses a quantity no event could carry as input.
+func TestUsageGateAsksAboutAQuantity(t *testing.T) {
+	apptest.EachDialect(t, apptest.Options{}, func(t *testing.T, h *apptest.Harness) {
+		const limit, used = 1000, 990 // the free plan's hard limit on api_calls
+		bearer := map[string]string{"Authorization": "Bearer " + h.Token("acme")}
+		fill := []map[string]any{{"meter": "api_calls", "quantity": used, "idempotencyKey": "fill"}}
+		var out recordResult
+		h.Query("acme", recordUsage, map[string]any{"events": fill}).Decode(t, &out)
+		if out.RecordUsage.Accepted != 1 {
+			t.Fatalf("fill: %+v", out)
+		}
+		cases := []struct {
+			name     string
+			quantity string // the argument as written, "" for none
+			allowed  bool
+		}{
+			{"default of one", "", true},
+			{"within", ", quantity: 5", true},
+			{"exactly to the limit", fmt.Sprintf(", quantity: %d", limit-used), true},
+			{"one past the limit", fmt.Sprintf(", quantity: %d", limit-used+1), false},
+		}
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				doc := `{ usageGate(meter: "api_calls"` + c.quantity + `)%s { allowed reason used remaining } }`
+				r := sameAnswer(t, h, bearer, doc, nil)
+				reason := map[bool]string{true: "OK", false: "USAGE_LIMIT_EXCEEDED"}[c.allowed]
+				want := fmt.Sprintf(`{"usageGate":{"allowed":%t,"reason":"%s","used":%d,"remaining":%d}}`, c.allowed, reason, used, limit-used)
+				if string(r.Data) != want {
+					t.Fatalf("got %s, want %s (%+v)", r.Data, want, r.Errors)
+				}
+			})
+		}
+		var gate struct{ UsageGate struct{ Allowed bool } }
+		vars := map[string]any{"m": "api_calls", "q": limit - used + 1}
+		runs := preparedRuns()
+		h.Query("acme", `query($m: String!, $q: Int64!) { usageGate(meter: $m, quantity: $q) { allowed } }`, vars).Decode(t, &gate)
+		if gate.UsageGate.Allowed || preparedRuns() != runs+1 {
+			t.Fatalf("a variable quantity past the limit: allowed %t, prepared path ran %v times", gate.UsageGate.Allowed, preparedRuns()-runs)
+		}
+		for _, q := range []string{"0", "-1", strconv.FormatInt(usage.MaxQuantity+1, 10)} {
+			t.Run("quantity "+q, func(t *testing.T) {
+				r := sameAnswer(t, h, bearer, `{ usageGate(meter: "api_calls", quantity: `+q+`)%s { allowed } }`, nil)
+				if r.Code() != "BAD_USER_INPUT" || r.Errors[0].Extensions["field"] != "quantity" || r.Errors[0].Message == "" {
+					t.Fatalf("errors = %+v", r.Errors)
+				}
+			})
+		}
+	})
 }

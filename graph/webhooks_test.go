@@ -67,11 +67,7 @@ func TestWebhookEndpointsThroughGraphQL(t *testing.T) {
 		t.Fatalf("free plan: %+v", free.CreateWebhookEndpoint)
 	}
 
-	var org struct{ Organization struct{ ID string } }
-	h.Query("acme", `{ organization { id } }`, nil).Decode(t, &org)
-	orgID := org.Organization.ID
-	h.App.DB.Model(&orgs.Organization{}).Where("id = ?", orgID).Update("plan_id", "enterprise")
-	h.App.Usage.InvalidatePlan(orgID)
+	orgID := enterpriseOrg(t, h)
 
 	r := h.Do(map[string]string{"Authorization": "Bearer " + h.Token("acme", auth.BillingRead)}, createEndpoint, in)
 	if r.Code() != "FORBIDDEN" {
@@ -92,12 +88,7 @@ func TestWebhookEndpointsThroughGraphQL(t *testing.T) {
 
 	done, stop := h.App.Jobs.Subscribe(river.EventKindJobCompleted)
 	defer stop()
-	err := h.App.DB.Tx(context.Background(), func(tx *gorm.DB) error {
-		return h.App.Webhooks.Emit(context.Background(), tx, orgID, outbound.InvoicePaid, map[string]string{"invoice_id": "in_1"})
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	emitInvoicePaid(t, h, orgID)
 	req, body := <-got, <-bodies
 	wh, _ := standardwebhooks.NewWebhook(*c.Secret)
 	if err := wh.Verify(body, req.Header); err != nil {
@@ -177,6 +168,43 @@ func TestWebhookEndpointsThroughGraphQL(t *testing.T) {
 	}
 }
 
+// enterpriseOrg moves acme to the enterprise plan, which has room for
+// webhook endpoints, and returns its id.
+func enterpriseOrg(t *testing.T, h *apptest.Harness) string {
+	t.Helper()
+	var org struct{ Organization struct{ ID string } }
+	h.Query("acme", `{ organization { id } }`, nil).Decode(t, &org)
+	orgID := org.Organization.ID
+	h.App.DB.Model(&orgs.Organization{}).Where("id = ?", orgID).Update("plan_id", "enterprise")
+	h.App.Usage.InvalidatePlan(orgID)
+	return orgID
+}
+
+// emitInvoicePaid records an invoice.paid event for orgID, as billing does.
+func emitInvoicePaid(t *testing.T, h *apptest.Harness, orgID string) {
+	t.Helper()
+	err := h.App.DB.Tx(context.Background(), func(tx *gorm.DB) error {
+		return h.App.Webhooks.Emit(context.Background(), tx, orgID, outbound.InvoicePaid, map[string]string{"invoice_id": "in_1"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+type updateEndpointPayload struct {
+	WebhookEndpoint *struct{ URL string }
+	UserErrors      []struct{ Field, Code string }
+}
+
+// updateEndpointURL changes an endpoint's URL through updateWebhookEndpoint.
+func updateEndpointURL(t *testing.T, h *apptest.Harness, id, url string) updateEndpointPayload {
+	t.Helper()
+	var out struct{ UpdateWebhookEndpoint updateEndpointPayload }
+	h.Query("acme", `mutation($in: UpdateWebhookEndpointInput!) { updateWebhookEndpoint(input: $in) { webhookEndpoint { url } userErrors { field code } } }`,
+		map[string]any{"in": map[string]any{"id": id, "url": url}}).Decode(t, &out)
+	return out.UpdateWebhookEndpoint
+}
+
 func waitJob(t *testing.T, ch <-chan *river.Event) {
 	t.Helper()
 	select {
@@ -192,10 +220,7 @@ func waitJob(t *testing.T, ch <-chan *river.Event) {
 // that refusal must not surface as INTERNAL.
 func TestWebhookArgumentsNeverAnswerInternal(t *testing.T) {
 	apptest.EachDialect(t, apptest.Options{}, func(t *testing.T, h *apptest.Harness) {
-		var org struct{ Organization struct{ ID string } }
-		h.Query("acme", `{ organization { id } }`, nil).Decode(t, &org)
-		h.App.DB.Model(&orgs.Organization{}).Where("id = ?", org.Organization.ID).Update("plan_id", "enterprise")
-		h.App.Usage.InvalidatePlan(org.Organization.ID)
+		enterpriseOrg(t, h)
 		bad := []string{"\x00", "in\xff", strings.Repeat("x", 300), "5f0c2a4e-0000-4000-8000-00000000000\x00"}
 		for _, v := range bad {
 			calls := []struct {
@@ -234,11 +259,7 @@ func TestWebhookURLsNeverCarryCredentials(t *testing.T) {
 		got <- struct{}{}
 	}))
 	defer rcv.Close()
-	var org struct{ Organization struct{ ID string } }
-	h.Query("acme", `{ organization { id } }`, nil).Decode(t, &org)
-	orgID := org.Organization.ID
-	h.App.DB.Model(&orgs.Organization{}).Where("id = ?", orgID).Update("plan_id", "enterprise")
-	h.App.Usage.InvalidatePlan(orgID)
+	orgID := enterpriseOrg(t, h)
 	withCreds := strings.Replace(rcv.URL, "http://", "http://hook-user:s3cret@", 1) + "/hooks"
 
 	for _, u := range []string{withCreds, "https://hook-user:s3cret@hooks.acme.test/", "https://s3cret@hooks.acme.test/", "https://@hooks.acme.test/"} {
@@ -256,15 +277,7 @@ func TestWebhookURLsNeverCarryCredentials(t *testing.T) {
 	if ep == nil {
 		t.Fatalf("create: %+v", created.CreateWebhookEndpoint)
 	}
-	var updated struct {
-		UpdateWebhookEndpoint struct {
-			WebhookEndpoint *struct{ URL string }
-			UserErrors      []struct{ Field, Code string }
-		}
-	}
-	h.Query("acme", `mutation($in: UpdateWebhookEndpointInput!) { updateWebhookEndpoint(input: $in) { webhookEndpoint { url } userErrors { field code } } }`,
-		map[string]any{"in": map[string]any{"id": ep.ID, "url": withCreds}}).Decode(t, &updated)
-	if u := updated.UpdateWebhookEndpoint; u.WebhookEndpoint != nil || len(u.UserErrors) != 1 || u.UserErrors[0].Code != "INVALID_URL" {
+	if u := updateEndpointURL(t, h, ep.ID, withCreds); u.WebhookEndpoint != nil || len(u.UserErrors) != 1 || u.UserErrors[0].Code != "INVALID_URL" {
 		t.Fatalf("update to a URL with credentials = %+v, want INVALID_URL", u)
 	}
 
@@ -274,12 +287,7 @@ func TestWebhookURLsNeverCarryCredentials(t *testing.T) {
 	}
 	settled, stop := h.App.Jobs.Subscribe(river.EventKindJobCompleted, river.EventKindJobFailed, river.EventKindJobSnoozed)
 	defer stop()
-	err := h.App.DB.Tx(context.Background(), func(tx *gorm.DB) error {
-		return h.App.Webhooks.Emit(context.Background(), tx, orgID, outbound.InvoicePaid, map[string]string{"invoice_id": "in_1"})
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	emitInvoicePaid(t, h, orgID)
 	<-got
 	waitJob(t, settled)
 	reader := map[string]string{"Authorization": "Bearer " + h.Token("acme", auth.BillingRead)}
@@ -292,5 +300,57 @@ func TestWebhookURLsNeverCarryCredentials(t *testing.T) {
 	}
 	if !strings.Contains(string(r.Data), strings.TrimPrefix(rcv.URL, "http://")+"/hooks") || !strings.Contains(string(r.Data), "500") {
 		t.Fatalf("the redacted URL or the attempt is missing: %s", r.Data)
+	}
+}
+
+// TestProductionWebhooksReachPublicAddressesOnly: in production a private,
+// shared or metadata address is FORBIDDEN_URL on create and update, except
+// in the networks WEBHOOK_ALLOWED_NETWORKS lists, and an endpoint saved
+// before the rule is never connected to: its attempt says only that the
+// destination is not public, whatever listens there.
+func TestProductionWebhooksReachPublicAddressesOnly(t *testing.T) {
+	apptest.EachDialect(t, apptest.Options{Env: map[string]string{
+		"TOLLGATE_ENV": "production", "DATABASE_URL": "postgres://unused/x", "REDIS_URL": "redis://unused:6379",
+		"WEBHOOK_ALLOWED_NETWORKS": "10.20.0.0/16",
+	}}, productionWebhooksReachPublicAddressesOnly)
+}
+
+func productionWebhooksReachPublicAddressesOnly(t *testing.T, h *apptest.Harness) {
+	orgID := enterpriseOrg(t, h)
+
+	for _, u := range []string{"https://10.0.0.1:6379/x", "https://192.168.1.1/x", "https://100.64.0.1/x", "https://168.63.129.16/x",
+		"https://192.0.0.192/x", "https://[fc00::1]/x", "https://[fd00::2]:18481/", "https://255.255.255.255/x", "https://[64:ff9b::a00:1]/x"} {
+		var out createEndpointResult
+		h.Query("acme", createEndpoint, map[string]any{"in": map[string]any{"url": u, "events": []string{"invoice.paid"}}}).Decode(t, &out)
+		c := out.CreateWebhookEndpoint
+		if c.WebhookEndpoint != nil || len(c.UserErrors) != 1 || c.UserErrors[0].Code != "FORBIDDEN_URL" || c.UserErrors[0].Field != "input.url" {
+			t.Fatalf("create with %q = %+v, want FORBIDDEN_URL on input.url", u, c)
+		}
+	}
+	var created createEndpointResult
+	h.Query("acme", createEndpoint, map[string]any{"in": map[string]any{"url": "https://10.20.0.5/hooks", "events": []string{"invoice.paid"}}}).Decode(t, &created)
+	ep := created.CreateWebhookEndpoint.WebhookEndpoint
+	if ep == nil {
+		t.Fatalf("create in an allowed network: %+v", created.CreateWebhookEndpoint)
+	}
+	if u := updateEndpointURL(t, h, ep.ID, "https://10.21.0.5/hooks"); u.WebhookEndpoint != nil || len(u.UserErrors) != 1 || u.UserErrors[0].Code != "FORBIDDEN_URL" {
+		t.Fatalf("update to a private address outside the allowed network = %+v, want FORBIDDEN_URL", u)
+	}
+
+	// An endpoint saved before the rule, as the database may still hold.
+	if err := h.App.DB.Table("webhook_endpoints").Where("id = ?", ep.ID).Update("url", "https://10.0.0.1:6379/x").Error; err != nil {
+		t.Fatal(err)
+	}
+	settled, stop := h.App.Jobs.Subscribe(river.EventKindJobCompleted, river.EventKindJobFailed, river.EventKindJobSnoozed)
+	defer stop()
+	emitInvoicePaid(t, h, orgID)
+	waitJob(t, settled)
+	var ds struct {
+		WebhookDeliveries []struct{ Attempts []struct{ Error *string } }
+	}
+	h.Query("acme", `query($id: ID!) { webhookDeliveries(endpointId: $id) { attempts { error } } }`, map[string]any{"id": ep.ID}).Decode(t, &ds)
+	if len(ds.WebhookDeliveries) != 1 || len(ds.WebhookDeliveries[0].Attempts) != 1 || ds.WebhookDeliveries[0].Attempts[0].Error == nil ||
+		*ds.WebhookDeliveries[0].Attempts[0].Error != "refused: the destination is not a public address" {
+		t.Fatalf("deliveries to an endpoint saved before the rule = %+v, want one attempt refused as not public", ds.WebhookDeliveries)
 	}
 }

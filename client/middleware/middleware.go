@@ -64,6 +64,10 @@ type Customer struct {
 	// Credential acts for the customer's organisation: its own API key, or
 	// a Minter's token for it.
 	Credential client.Credential
+	// Missing, when Config.Customer answers false, says what the request
+	// lacked, for the 401's message ("send " + Missing): APIKeyHeader
+	// names its header. Empty: "your API key".
+	Missing string
 }
 
 // Config wires the middleware.
@@ -166,7 +170,7 @@ func APIKeyHeader(header string) func(*http.Request) (Customer, bool) {
 	return func(r *http.Request) (Customer, bool) {
 		k := r.Header.Get(header)
 		if k == "" {
-			return Customer{}, false
+			return Customer{Missing: "your API key in the " + header + " header"}, false
 		}
 		return Customer{Account: k, Credential: client.APIKey(k)}, true
 	}
@@ -234,7 +238,11 @@ func (m *Metering) Wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cust, ok := m.cfg.Customer(r)
 		if !ok {
-			writeJSON(w, http.StatusUnauthorized, authBody{"Unauthorized", "missing", "send your API key"})
+			missing := cust.Missing
+			if missing == "" {
+				missing = "your API key"
+			}
+			writeJSON(w, http.StatusUnauthorized, authBody{"Unauthorized", "missing", "send " + missing})
 			return
 		}
 		meter, qty := m.cfg.Usage(r)
@@ -247,10 +255,10 @@ func (m *Metering) Wrap(next http.Handler) http.Handler {
 		if m.cfg.Mode == Strict {
 			v, err = gate.Consume(ctx, meter, qty, key, endpoint)
 		} else {
-			v, err = gate.Check(ctx, meter)
-			if err == nil && v.Allowed && v.Remaining != nil && *v.Remaining < qty && v.Limit != nil {
-				v.Allowed, v.Reason = false, client.UsageReasonUsageLimitExceeded
-			}
+			// usageGate asks about the request's quantity, as consumeUsage
+			// would judge it (a soft limit's overage is allowed); a
+			// decrease or nothing asks about one unit, as before.
+			v, err = gate.CheckQuantity(ctx, meter, max(qty, 1))
 		}
 		cancel()
 		if err != nil {

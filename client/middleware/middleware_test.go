@@ -2,6 +2,7 @@ package middleware_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -21,7 +22,7 @@ import (
 )
 
 // tinyPlans: the free plan allows 3 API calls; "slow" allows 2 calls a
-// second.
+// second; "soft" bills llm_tokens past 100 instead of refusing them.
 const tinyPlans = `
 meters:
   - {name: api_calls, reset: monthly}
@@ -41,6 +42,13 @@ plans:
     limits:
       api_calls: {limit: 100000, hard: true}
       llm_tokens: {limit: 100, hard: true}
+      storage_bytes: {limit: 1000, hard: true}
+  - id: soft
+    name: Soft
+    rate_limit_per_second: 1000
+    limits:
+      api_calls: {limit: 3, hard: true}
+      llm_tokens: {limit: 100, hard: false}
       storage_bytes: {limit: 1000, hard: true}
 `
 
@@ -195,6 +203,10 @@ func TestCustomerCredentialsThatCannotBeUsedAnswer401(t *testing.T) {
 			w := get(srv, tc.key)
 			if w.Code != http.StatusUnauthorized || !strings.Contains(w.Body.String(), `"reason":"`+tc.reason+`"`) || w.Header().Get("Content-Type") != "application/json" {
 				t.Errorf("%d %s, want 401 with reason %s", w.Code, w.Body, tc.reason)
+			}
+			// A customer told only "send your API key" could not tell where.
+			if tc.reason == "missing" && !strings.Contains(w.Body.String(), `"message":"send your API key in the X-API-Key header"`) {
+				t.Errorf("401 %s does not name the header the key goes in", w.Body)
 			}
 		})
 	}
@@ -434,5 +446,39 @@ func TestAnEndCustomersPathNeverBreaksMetering(t *testing.T) {
 	}
 	if got := usedCalls(t, h, "acme"); got != int64(len(paths)) {
 		t.Fatalf("used %d, want the %d served", got, len(paths))
+	}
+}
+
+// TestBothModesJudgeARequestsQuantityAlike: Fast asks usageGate about the
+// request's whole quantity, so it serves and refuses what Strict's
+// consumeUsage does: a hard limit refuses the request that would pass it, a
+// soft limit serves it (the overage is billed). Fast used to refuse any
+// quantity past what was left, soft limits too.
+func TestBothModesJudgeARequestsQuantityAlike(t *testing.T) {
+	for _, mode := range []middleware.Mode{middleware.Strict, middleware.Fast} {
+		for plan, second := range map[string]int{"free": http.StatusPaymentRequired, "soft": http.StatusOK} {
+			t.Run(fmt.Sprintf("mode %d plan %s", mode, plan), func(t *testing.T) {
+				h := tollgate(t)
+				key := apiKey(t, h, "acme", "USAGE_WRITE")
+				onPlan(t, h, "acme", plan)
+				tg := client.New(h.Server.URL, nil)
+				rec := client.NewRecorder(func(k string) *client.Client { return tg.For(client.APIKey(k)) }, client.RecorderOptions{})
+				defer rec.Close(context.Background())
+				m := middleware.New(middleware.Config{
+					Tollgate: tg, Customer: middleware.APIKeyHeader("X-API-Key"), Mode: mode, Recorder: rec,
+					Usage: func(*http.Request) (string, int64) { return "llm_tokens", 60 }, // of a limit of 100
+				})
+				srv := m.Wrap(hello)
+				if w := get(srv, key); w.Code != http.StatusOK {
+					t.Fatalf("first request: %d %s", w.Code, w.Body)
+				}
+				if err := rec.Flush(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				if w := get(srv, key); w.Code != second {
+					t.Fatalf("second request, past the limit: %d %s, want %d", w.Code, w.Body, second)
+				}
+			})
+		}
 	}
 }

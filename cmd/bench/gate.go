@@ -119,7 +119,7 @@ func gatePhase(ctx context.Context, b *bench, o options) (gateResult, error) {
 	}
 
 	inProcess := func(ctx context.Context) error {
-		g, err := b.app.Usage.Gate(ctx, orgID, gateMeter)
+		g, err := b.app.Usage.Gate(ctx, orgID, gateMeter, 1)
 		if err == nil && !g.Allowed {
 			err = fmt.Errorf("in-process gate refused: %+v", g)
 		}

@@ -235,7 +235,7 @@ type ComplexityRoot struct {
 		Usage             func(childComplexity int, period *string) int
 		UsageAlerts       func(childComplexity int, period *string) int
 		UsageByEndpoint   func(childComplexity int, period *string, meter *string, first *int, after *string) int
-		UsageGate         func(childComplexity int, meter string) int
+		UsageGate         func(childComplexity int, meter string, quantity int64) int
 		UsageSeries       func(childComplexity int, meter string, from time.Time, to time.Time) int
 		WebhookDeliveries func(childComplexity int, endpointID string, first *int) int
 		WebhookEndpoints  func(childComplexity int) int
@@ -414,7 +414,7 @@ type QueryResolver interface {
 	UsageByEndpoint(ctx context.Context, period *string, meter *string, first *int, after *string) ([]model.EndpointUsage, error)
 	UsageAlerts(ctx context.Context, period *string) ([]model.UsageAlert, error)
 	UsageSeries(ctx context.Context, meter string, from time.Time, to time.Time) ([]model.UsagePoint, error)
-	UsageGate(ctx context.Context, meter string) (*model.UsageGate, error)
+	UsageGate(ctx context.Context, meter string, quantity int64) (*model.UsageGate, error)
 	WebhookEndpoints(ctx context.Context) ([]model.WebhookEndpoint, error)
 	WebhookDeliveries(ctx context.Context, endpointID string, first *int) ([]model.WebhookDelivery, error)
 }
@@ -1348,7 +1348,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Query.UsageGate(childComplexity, args["meter"].(string)), true
+		return e.ComplexityRoot.Query.UsageGate(childComplexity, args["meter"].(string), args["quantity"].(int64)), true
 	case "Query.usageSeries":
 		if e.ComplexityRoot.Query.UsageSeries == nil {
 			break
@@ -2056,14 +2056,15 @@ type Query {
   "Daily usage of one meter for charts; at most 366 days, both ends included. Like ` + "`" + `usage(period:)` + "`" + `, a range starting after today (UTC) is refused (BAD_USER_INPUT, field ` + "`" + `from` + "`" + `), and one ending after today ends at today: no point for a day that has not happened."
   usageSeries(meter: String!, from: Date!, to: Date!): [UsagePoint!]! @hasScope(anyOf: [BILLING_READ])
   """
-  The fast check a host app makes before serving a request: may the organisation use more of this meter?
-  It asks about one more unit, and ` + "`" + `allowed` + "`" + ` is what consumeUsage of quantity 1 would answer: false under
-  a hard limit once it is reached, and on any meter once its total is the largest countable value
-  (2^63−1, where consumeUsage refuses every increase with QUANTITY_OUT_OF_RANGE), both with reason
+  The fast check a host app makes before serving a request: may the organisation use ` + "`" + `quantity` + "`" + ` more of
+  this meter (default 1; 1 to 8796093022208, the bound of one usage event, else BAD_USER_INPUT with field
+  ` + "`" + `quantity` + "`" + `)? ` + "`" + `allowed` + "`" + ` is what consumeUsage of that quantity would answer: false under a hard limit when
+  used + quantity would pass it, and on any meter when the total would pass the largest countable value
+  (2^63−1, where consumeUsage refuses the increase with QUANTITY_OUT_OF_RANGE), both with reason
   USAGE_LIMIT_EXCEEDED. Counts once against the plan's rate limit; over it, ` + "`" + `allowed` + "`" + ` is false with
   reason RATE_LIMITED.
   """
-  usageGate(meter: String!): UsageGate! @hasScope(anyOf: [BILLING_READ, USAGE_WRITE])
+  usageGate(meter: String!, quantity: Int64! = 1): UsageGate! @hasScope(anyOf: [BILLING_READ, USAGE_WRITE])
 
   """
   The organisation's outbound webhook endpoints, oldest first. Secrets are never returned here. At most the
@@ -2416,7 +2417,7 @@ input UsageEventInput {
   idempotencyKey: String!
   "What was called, e.g. ` + "`" + `POST /v1/search` + "`" + `; at most 255 characters."
   endpoint: String
-  "When it happened; default now. Not more than 5 minutes ahead, nor before 2000, nor before the current period of a monthly meter. On a meter that never resets, a past timestamp is judged against the total of every day from its own on. Every event is judged against the limits of the plan in force when it is recorded, whatever its timestamp: Tollgate keeps no history of plans."
+  "When it happened; default now. Not more than 5 minutes ahead, nor before 2000, nor before the current period of a monthly meter. On a meter that never resets, a past timestamp is judged against the total of every day from its own on. A past timestamp on such a meter is judged, day by day, against the hard limits of the plans in force on those days (the organisation's plan history), and the current total against the current plan's."
   timestamp: Time
 }
 
@@ -3729,6 +3730,14 @@ func (ec *executionContext) field_Query_usageGate_args(ctx context.Context, rawA
 		return nil, err
 	}
 	args["meter"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "quantity",
+		func(ctx context.Context, v any) (int64, error) {
+			return ec.unmarshalNInt642int64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["quantity"] = arg1
 	return args, nil
 }
 
@@ -7933,7 +7942,7 @@ func (ec *executionContext) _Query_usageGate(ctx context.Context, field graphql.
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Query().UsageGate(ctx, fc.Args["meter"].(string))
+			return ec.Resolvers.Query().UsageGate(ctx, fc.Args["meter"].(string), fc.Args["quantity"].(int64))
 		},
 		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
 			directive0 := next

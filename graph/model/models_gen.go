@@ -377,7 +377,7 @@ type UsageEventInput struct {
 	IdempotencyKey string `json:"idempotencyKey"`
 	// What was called, e.g. `POST /v1/search`; at most 255 characters.
 	Endpoint *string `json:"endpoint,omitempty"`
-	// When it happened; default now. Not more than 5 minutes ahead, nor before 2000, nor before the current period of a monthly meter. On a meter that never resets, a past timestamp is judged against the total of every day from its own on. Every event is judged against the limits of the plan in force when it is recorded, whatever its timestamp: Tollgate keeps no history of plans.
+	// When it happened; default now. Not more than 5 minutes ahead, nor before 2000, nor before the current period of a monthly meter. On a meter that never resets, a past timestamp is judged against the total of every day from its own on. A past timestamp on such a meter is judged, day by day, against the hard limits of the plans in force on those days (the organisation's plan history), and the current total against the current plan's.
 	Timestamp *time.Time `json:"timestamp,omitempty"`
 }
 

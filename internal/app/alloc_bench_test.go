@@ -110,3 +110,17 @@ func BenchmarkRecordOneEventParallel(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkGateRequestQuantity is BenchmarkGateRequest asking about 4,000
+// units (an LLM call's tokens) through a variable.
+func BenchmarkGateRequestQuantity(b *testing.B) {
+	h := apptest.New(b, apptest.Options{})
+	org := "bench-gate"
+	token := h.Token(org)
+	handler := h.App.Handler()
+	payload := []byte(`{"query":"query Gate($meter: String!, $quantity: Int64!) { usageGate(meter: $meter, quantity: $quantity) { allowed used limit remaining plan billingStatus } }","variables":{"meter":"api_calls","quantity":4000}}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		serve(b, handler, token, bytes.NewReader(payload))
+	}
+}

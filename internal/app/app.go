@@ -109,7 +109,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	}
 	// The secret before the database: a data directory that cannot hold
 	// it stops start-up before anything is migrated.
-	if a.jwtSecret, err = JWTSecret(cfg); err != nil {
+	if a.jwtSecret, err = JWTSecret(cfg, true); err != nil {
 		return nil, err
 	}
 	if a.DB == nil {
@@ -133,6 +133,14 @@ func OpenDatabase(ctx context.Context, cfg config.Config, log *slog.Logger) (*st
 	opts := store.Options{URL: cfg.DatabaseURL, Logger: log}
 	if opts.URL == "" {
 		opts.SQLitePath = filepath.Join(cfg.DataDir, "tollgate.db")
+		// The file depends on the directory the server starts in: say which,
+		// so a start from another directory (an empty database, and another
+		// dev secret) is plain in the first lines.
+		where, err := filepath.Abs(opts.SQLitePath)
+		if err != nil {
+			where = opts.SQLitePath
+		}
+		log.Info("DATABASE_URL unset: using the embedded SQLite file", "path", where)
 	}
 	db, err := store.Open(ctx, opts)
 	if err != nil {
@@ -209,7 +217,12 @@ const devSecretFile = ".tollgate-dev-jwt-secret"
 // development a generated secret kept in the data directory so dev tokens
 // survive restarts. It is nil in production with public keys only. It
 // touches nothing else, so `tollgate token` signs without a database.
-func JWTSecret(cfg config.Config) ([]byte, error) {
+//
+// Only the server creates the dev secret (create). `tollgate token` run in
+// another directory used to create a second one there and print a token
+// every running server refused (TOKEN_SIGNATURE_INVALID); it now says where
+// it looked.
+func JWTSecret(cfg config.Config, create bool) ([]byte, error) {
 	if cfg.JWTSecret != "" {
 		return []byte(cfg.JWTSecret), nil
 	}
@@ -222,6 +235,13 @@ func JWTSecret(cfg config.Config) ([]byte, error) {
 		return []byte(strings.TrimSpace(string(b))), nil
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, dataDir(fmt.Errorf("read dev JWT secret %s: %w", path, err))
+	} else if !create {
+		where, absErr := filepath.Abs(path)
+		if absErr != nil {
+			where = path
+		}
+		return nil, dataDir(fmt.Errorf("no dev JWT secret at %s: the server creates one when it first starts there; "+
+			"run token in the server's directory, set TOLLGATE_DATA_DIR to it, or set JWT_SECRET to the server's", where))
 	}
 	var b [32]byte
 	if _, err := rand.Read(b[:]); err != nil {
@@ -247,7 +267,7 @@ func (a *App) build(ctx context.Context) error {
 		}
 		pubKeys = keys
 	}
-	verifier, err := auth.NewVerifier(a.jwtSecret, pubKeys, a.Clock)
+	verifier, err := auth.NewVerifier(a.jwtSecret, pubKeys, Binding(a.Config), a.Clock)
 	if err != nil {
 		return &config.Error{Var: "JWT_SECRET", Problem: err.Error()}
 	}
@@ -259,6 +279,9 @@ func (a *App) build(ctx context.Context) error {
 	})
 	a.Billing = billing.NewService(a.DB, a.Catalog, a.Clock, a.Stripe, a.Log)
 	a.Invoices = invoices.NewService(a.DB, a.Clock, a.Log)
+	// Billing is usage's plan source and its plan history (back-dated
+	// events are judged by the plans in force at their time).
+	var _ usage.PlanHistory = a.Billing
 	a.Usage = usage.NewService(a.DB, a.Redis, a.Catalog, a.Billing, a.Clock, a.Log)
 	// Overage of closed months goes on each draft cycle invoice. The lead
 	// wires a.Overage.OnBilled to the outbound `overage.billed` event.
@@ -299,7 +322,7 @@ func (a *App) buildJobs(ctx context.Context) error {
 	}
 	a.Webhooks = outbound.NewService(outbound.Options{
 		DB: a.DB, Jobs: a.Jobs, Plans: a.Billing, Clock: a.Clock, Log: a.Log,
-		Production: a.Config.Env == config.Production,
+		Production: a.Config.Env == config.Production, AllowedNetworks: a.Config.WebhookAllowedNetworks,
 	})
 	// The host hears of each overage charge in the transaction that
 	// records it billed.
@@ -422,15 +445,21 @@ func (a *App) watchRedis(ctx context.Context, signatures *signing.Verifier) {
 	go w.Run(ctx)
 }
 
+// Binding is the aud and iss tokens must carry (JWT_AUDIENCE, JWT_ISSUER).
+func Binding(cfg config.Config) auth.Binding {
+	return auth.Binding{Audience: cfg.JWTAudience, Issuer: cfg.JWTIssuer}
+}
+
 // Token mints an HS256 token for an organisation, for development and
 // tests. It fails when only public keys are configured.
 func (a *App) Token(org string, scopes []auth.Scope, ttl time.Duration) (string, error) {
-	return MintToken(a.jwtSecret, a.Clock, org, scopes, ttl)
+	return MintToken(a.jwtSecret, Binding(a.Config), a.Clock, org, scopes, ttl)
 }
 
 // MintToken signs an HS256 token for org with secret (see JWTSecret), valid
-// for ttl from clk's now.
-func MintToken(secret []byte, clk clock.Clock, org string, scopes []auth.Scope, ttl time.Duration) (string, error) {
+// for ttl from clk's now, naming bind's audience and issuer when set so
+// that it passes the verifier they configure.
+func MintToken(secret []byte, bind auth.Binding, clk clock.Clock, org string, scopes []auth.Scope, ttl time.Duration) (string, error) {
 	if len(secret) == 0 {
 		return "", errors.New("no JWT_SECRET: tokens are issued by your identity provider")
 	}
@@ -441,6 +470,10 @@ func MintToken(secret []byte, clk clock.Clock, org string, scopes []auth.Scope, 
 	now := clk.Now()
 	c := auth.Claims{Org: org, Scope: strings.Join(s, " ")}
 	c.Subject = "dev@" + org
+	c.Issuer = bind.Issuer
+	if bind.Audience != "" {
+		c.Audience = jwt.ClaimStrings{bind.Audience}
+	}
 	c.IssuedAt = jwt.NewNumericDate(now)
 	c.ExpiresAt = jwt.NewNumericDate(now.Add(ttl))
 	return auth.Mint(secret, c)

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -33,6 +34,12 @@ type Claims struct {
 
 // errDateNotNumber is a date claim that is not a JSON number.
 var errDateNotNumber = errors.New("a date claim is not a number")
+
+// errDateOutOfRange is a date claim outside clock.MinYear to clock.MaxYear:
+// golang-jwt converts the number to int64 seconds without a range check,
+// so 1e20 or 2^63-1 wrapped to the year -292 billion, which made a far
+// future nbf pass and a far future exp read as expired.
+var errDateOutOfRange = fmt.Errorf("a date claim is not a time from %d to %d", clock.MinYear, clock.MaxYear)
 
 // UnmarshalJSON reads the claims by their exact names (decodeClaims), as
 // RFC 7519 §4 says claim names are case-sensitive: encoding/json would
@@ -63,6 +70,9 @@ type Verifier struct {
 	secret []byte
 	keys   PublicKeys
 	clock  clock.Clock
+	bind   Binding
+	// parser is built once: its options never change.
+	parser *jwt.Parser
 	// verified remembers tokens that passed, keyed by the whole token
 	// (signature included), until they expire: a dashboard or backend sends
 	// the same token on every request, and parsing and verifying it was a
@@ -85,20 +95,53 @@ type PublicKeys struct {
 	rs []*rsa.PublicKey
 }
 
+// Binding is what ties a token to this Tollgate (JWT_AUDIENCE,
+// JWT_ISSUER): when set, a token must carry that aud (a string, or an
+// array holding it, RFC 7519 §4.1.3) and that iss. Without it, any token
+// signed by a configured key would do, including one an identity provider
+// shared with other applications minted for one of them.
+type Binding struct {
+	Audience string
+	Issuer   string
+}
+
 // NewVerifier returns a verifier. secret may be empty when public keys are
 // given; keys may be nil when a secret is.
-func NewVerifier(secret []byte, keys *PublicKeys, c clock.Clock) (*Verifier, error) {
+func NewVerifier(secret []byte, keys *PublicKeys, bind Binding, c clock.Clock) (*Verifier, error) {
 	cache, err := lru.New[string, *Claims](verifiedCacheSize)
 	if err != nil {
 		return nil, err
 	}
-	v := &Verifier{secret: secret, clock: c, verified: cache}
+	v := &Verifier{secret: secret, clock: c, bind: bind, verified: cache}
 	if keys != nil {
 		v.keys = *keys
 	}
 	if len(secret) == 0 && len(v.keys.ed) == 0 && len(v.keys.rs) == 0 {
 		return nil, errors.New("no JWT secret or public key configured")
 	}
+	methods := []string{}
+	if len(v.secret) > 0 {
+		methods = append(methods, jwt.SigningMethodHS256.Alg())
+	}
+	if len(v.keys.ed) > 0 {
+		methods = append(methods, jwt.SigningMethodEdDSA.Alg())
+	}
+	if len(v.keys.rs) > 0 {
+		methods = append(methods, jwt.SigningMethodRS256.Alg())
+	}
+	opts := []jwt.ParserOption{
+		jwt.WithValidMethods(methods), // refuses alg "none" and alg confusion
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(leeway),
+		jwt.WithTimeFunc(v.clock.Now),
+	}
+	if bind.Audience != "" {
+		opts = append(opts, jwt.WithAudience(bind.Audience))
+	}
+	if bind.Issuer != "" {
+		opts = append(opts, jwt.WithIssuer(bind.Issuer))
+	}
+	v.parser = jwt.NewParser(opts...)
 	return v, nil
 }
 
@@ -155,7 +198,8 @@ const (
 	ReasonRevokedKey   = "API_KEY_REVOKED"
 )
 
-// Verify parses and checks a token. Tokens must carry exp and org. The
+// Verify parses and checks a token. Tokens must carry exp, org and sub,
+// and the Binding's aud and iss when set. The
 // returned claims are shared: do not modify them.
 func (v *Verifier) Verify(token string) (*Claims, *Failure) {
 	if c, ok := v.verified.Get(token); ok {
@@ -168,35 +212,25 @@ func (v *Verifier) Verify(token string) (*Claims, *Failure) {
 		return nil, f
 	}
 	var claims Claims
-	methods := []string{}
-	if len(v.secret) > 0 {
-		methods = append(methods, jwt.SigningMethodHS256.Alg())
-	}
-	if len(v.keys.ed) > 0 {
-		methods = append(methods, jwt.SigningMethodEdDSA.Alg())
-	}
-	if len(v.keys.rs) > 0 {
-		methods = append(methods, jwt.SigningMethodRS256.Alg())
-	}
-	parser := jwt.NewParser(
-		jwt.WithValidMethods(methods), // refuses alg "none" and alg confusion
-		jwt.WithExpirationRequired(),
-		jwt.WithLeeway(leeway),
-		jwt.WithTimeFunc(v.clock.Now),
-	)
-	_, err := parser.ParseWithClaims(token, &claims, v.keyFor)
+	_, err := v.parser.ParseWithClaims(token, &claims, v.keyFor)
 	switch {
 	case err == nil:
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return nil, &Failure{Reason: ReasonExpired, Message: "token has expired"}
 	case errors.Is(err, errDateNotNumber):
 		return nil, &Failure{Reason: ReasonBadClaims, Message: "token's exp, nbf and iat claims must be numbers (seconds since 1970), not strings"}
+	case errors.Is(err, errDateOutOfRange):
+		return nil, &Failure{Reason: ReasonBadClaims, Message: fmt.Sprintf("token's exp, nbf and iat claims must be times from %d to %d (seconds since 1970)", clock.MinYear, clock.MaxYear)}
 	case errors.Is(err, jwt.ErrTokenMalformed):
 		return nil, &Failure{Reason: ReasonMalformed, Message: "token is malformed"}
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
 		return nil, &Failure{Reason: ReasonBadSignature, Message: "token signature is invalid"}
-	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing) && claims.ExpiresAt == nil:
 		return nil, &Failure{Reason: ReasonBadClaims, Message: "token has no exp claim"}
+	case errors.Is(err, jwt.ErrTokenInvalidAudience), errors.Is(err, jwt.ErrTokenRequiredClaimMissing) && v.bind.Audience != "" && !slices.Contains(claims.Audience, v.bind.Audience):
+		return nil, &Failure{Reason: ReasonBadClaims, Message: "token's aud claim does not name this service (JWT_AUDIENCE)"}
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer), errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return nil, &Failure{Reason: ReasonBadClaims, Message: "token's iss claim is not this service's issuer (JWT_ISSUER)"}
 	case errors.Is(err, jwt.ErrTokenNotValidYet):
 		return nil, &Failure{Reason: ReasonBadClaims, Message: "token is not valid yet (nbf is in the future)"}
 	default:
@@ -205,6 +239,11 @@ func (v *Verifier) Verify(token string) (*Claims, *Failure) {
 	}
 	if claims.Org == "" {
 		return nil, &Failure{Reason: ReasonBadClaims, Message: "token has no org claim"}
+	}
+	if claims.Subject == "" {
+		// The per-credential rate limit is keyed by subject: tokens
+		// without one would all share (or dodge) one budget.
+		return nil, &Failure{Reason: ReasonBadClaims, Message: "token has no sub claim"}
 	}
 	claims.scopes = ParseScopes(claims.Scope)
 	if claims.scopes == nil {

@@ -33,11 +33,12 @@ func TestPublicKeyTokens(t *testing.T) {
 		t.Fatal(err)
 	}
 	clk := clock.NewFake(time.Now())
-	v, err := NewVerifier(nil, keys, clk)
+	v, err := NewVerifier(nil, keys, Binding{}, clk)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := Claims{Org: "acme", Scope: "billing:read"}
+	c.Subject = "user-1"
 	c.ExpiresAt = jwt.NewNumericDate(clk.Now().Add(time.Hour))
 
 	ed, _ := jwt.NewWithClaims(jwt.SigningMethodEdDSA, c).SignedString(edPriv)
@@ -120,7 +121,7 @@ func hsVerifier(tb testing.TB, now time.Time) (*Verifier, *clock.Fake, []byte) {
 	tb.Helper()
 	clk := clock.NewFake(now)
 	secret := []byte("test-secret-0123456789abcdef0123456789")
-	v, err := NewVerifier(secret, nil, clk)
+	v, err := NewVerifier(secret, nil, Binding{}, clk)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -143,6 +144,7 @@ func TestLeeway(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := Claims{Org: "acme"}
+			c.Subject = "user-1"
 			c.ExpiresAt = jwt.NewNumericDate(now.Add(tc.exp))
 			if tc.nbf != 0 {
 				c.NotBefore = jwt.NewNumericDate(now.Add(tc.nbf))
@@ -168,6 +170,7 @@ func reasonOf(f *Failure) string {
 func TestRememberedTokensStillExpire(t *testing.T) {
 	v, clk, secret := hsVerifier(t, time.Now())
 	c := Claims{Org: "acme", Scope: "billing:read"}
+	c.Subject = "user-1"
 	c.ExpiresAt = jwt.NewNumericDate(clk.Now().Add(time.Minute))
 	tok, _ := Mint(secret, c)
 	for i := 0; i < 2; i++ {
@@ -190,6 +193,7 @@ func TestDateClaimsMustBeNumbers(t *testing.T) {
 	exp := clk.Now().Add(time.Hour).Unix()
 	sign := func(c jwt.MapClaims) string {
 		c["org"] = "acme"
+		c["sub"] = "user-1"
 		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(secret)
 		if err != nil {
 			t.Fatal(err)
@@ -217,6 +221,122 @@ func TestDateClaimsMustBeNumbers(t *testing.T) {
 			}
 			if !tc.ok && (f == nil || f.Reason != ReasonBadClaims || c != nil) {
 				t.Fatalf("failure = %+v, want %s", f, ReasonBadClaims)
+			}
+		})
+	}
+}
+
+// TestDateClaimsOutsideTheYearsAreInvalid: exp, nbf and iat past int64
+// nanoseconds or seconds (1e20, 2^63-1) once wrapped to the distant past,
+// so a token not valid for billions of years was accepted and one valid
+// for billions was "expired". Every date outside the years 2000 to 9999 is
+// refused as invalid claims, never accepted and never TOKEN_EXPIRED; the
+// last second of 9999 and a fraction of a second are still dates.
+func TestDateClaimsOutsideTheYearsAreInvalid(t *testing.T) {
+	v, clk, secret := hsVerifier(t, time.Unix(1_800_000_000, 0))
+	exp := strconv.FormatInt(clk.Now().Add(time.Hour).Unix(), 10)
+	past := strconv.FormatInt(clk.Now().Add(-time.Hour).Unix(), 10)
+	lastSecond := strconv.FormatInt(time.Date(clock.MaxYear, 12, 31, 23, 59, 59, 0, time.UTC).Unix(), 10)
+	firstAfter := strconv.FormatInt(time.Date(clock.MaxYear+1, 1, 1, 0, 0, 0, 0, time.UTC).Unix(), 10)
+	beforeMin := strconv.FormatInt(time.Date(clock.MinYear, 1, 1, 0, 0, 0, 0, time.UTC).Unix()-1, 10)
+	outside := []string{"1e20", "9.3e18", "9223372036854775807", "9223372036854775808", "-9223372036854775808",
+		"9223372036854775", "1e400", "-1e400", firstAfter, beforeMin, "0", "-1"}
+	var cases []struct{ name, claims string }
+	for _, n := range outside {
+		cases = append(cases,
+			struct{ name, claims string }{"nbf " + n, `"exp":` + exp + `,"nbf":` + n},
+			struct{ name, claims string }{"exp " + n, `"exp":` + n},
+			struct{ name, claims string }{"iat " + n, `"exp":` + exp + `,"iat":` + n})
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tok := signRaw(t, secret, `{"alg":"HS256","typ":"JWT"}`, `{"org":"acme","sub":"u",`+tc.claims+`}`)
+			c, f := v.Verify(tok)
+			if c != nil {
+				t.Fatal("accepted")
+			}
+			if f == nil || f.Reason != ReasonBadClaims || !strings.Contains(f.Message, "from 2000 to 9999") {
+				t.Fatalf("failure = %+v, want %s naming the years", f, ReasonBadClaims)
+			}
+		})
+	}
+	for name, claims := range map[string]string{
+		"exp in the last second of 9999":    `"exp":` + lastSecond,
+		"exp with a fraction of a second":   `"exp":` + exp + `.75`,
+		"nbf an hour ago, as a float":       `"exp":` + exp + `,"nbf":` + past + `.5`,
+		"nbf an hour ago, with an exponent": `"exp":` + exp + `,"nbf":` + past[:1] + `.` + past[1:] + `e9`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			tok := signRaw(t, secret, `{"alg":"HS256","typ":"JWT"}`, `{"org":"acme","sub":"u",`+claims+`}`)
+			if _, f := v.Verify(tok); f != nil {
+				t.Fatalf("refused: %+v", f)
+			}
+		})
+	}
+}
+
+// TestTokensAreBoundToThisService: with JWT_AUDIENCE and JWT_ISSUER set, a
+// token signed by a configured key but minted for another application of
+// the same identity provider (another aud), by another issuer, or with
+// neither claim is refused as invalid claims, naming the claim; aud may be
+// a string or an array holding the audience (RFC 7519 §4.1.3). Every token
+// needs a non-empty sub, with or without a binding: the per-credential rate
+// limit is keyed by it.
+func TestTokensAreBoundToThisService(t *testing.T) {
+	secret := []byte("test-secret-0123456789abcdef0123456789")
+	clk := clock.NewFake(time.Unix(1_800_000_000, 0))
+	bound, err := NewVerifier(secret, nil, Binding{Audience: "tollgate", Issuer: "https://idp.example/"}, clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unbound, _, _ := hsVerifier(t, clk.Now())
+	exp := clk.Now().Add(time.Hour).Unix()
+	for name, tc := range map[string]struct {
+		claims  jwt.MapClaims
+		v       *Verifier
+		message string // "" accepts
+	}{
+		"aud a string, iss matching":           {jwt.MapClaims{"aud": "tollgate", "iss": "https://idp.example/"}, bound, ""},
+		"aud an array holding it":              {jwt.MapClaims{"aud": []string{"billing-ui", "tollgate"}, "iss": "https://idp.example/"}, bound, ""},
+		"aud another application":              {jwt.MapClaims{"aud": "someone-else", "iss": "https://idp.example/"}, bound, "aud"},
+		"aud an array without it":              {jwt.MapClaims{"aud": []string{"a", "b"}, "iss": "https://idp.example/"}, bound, "aud"},
+		"aud in another case":                  {jwt.MapClaims{"aud": "Tollgate", "iss": "https://idp.example/"}, bound, "aud"},
+		"no aud":                               {jwt.MapClaims{"iss": "https://idp.example/"}, bound, "aud"},
+		"aud empty":                            {jwt.MapClaims{"aud": "", "iss": "https://idp.example/"}, bound, "aud"},
+		"iss another issuer":                   {jwt.MapClaims{"aud": "tollgate", "iss": "evil"}, bound, "iss"},
+		"no iss":                               {jwt.MapClaims{"aud": "tollgate"}, bound, "iss"},
+		"no sub":                               {jwt.MapClaims{"aud": "tollgate", "iss": "https://idp.example/", "sub": nil}, bound, "sub"},
+		"sub empty":                            {jwt.MapClaims{"aud": "tollgate", "iss": "https://idp.example/", "sub": ""}, bound, "sub"},
+		"no sub without a binding":             {jwt.MapClaims{"sub": nil}, unbound, "sub"},
+		"sub empty without a binding":          {jwt.MapClaims{"sub": ""}, unbound, "sub"},
+		"any aud and iss without a binding":    {jwt.MapClaims{"aud": "someone-else", "iss": "evil"}, unbound, ""},
+		"no exp is named before a missing aud": {jwt.MapClaims{"exp": nil}, bound, "exp"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := jwt.MapClaims{"org": "acme", "sub": "user-1", "exp": exp}
+			for k, val := range tc.claims {
+				if val == nil {
+					delete(c, k)
+				} else {
+					c[k] = val
+				}
+			}
+			tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(secret)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, f := tc.v.Verify(tok)
+			if tc.message == "" {
+				if f != nil || got.Org != "acme" {
+					t.Fatalf("refused: %+v", f)
+				}
+				return
+			}
+			if got != nil {
+				t.Fatal("accepted")
+			}
+			if f == nil || f.Reason != ReasonBadClaims || !strings.Contains(f.Message, tc.message+" claim") {
+				t.Fatalf("failure = %+v, want %s naming %s", f, ReasonBadClaims, tc.message)
 			}
 		})
 	}

@@ -6,13 +6,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 	"unsafe"
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/jsontext"
 )
 
@@ -187,10 +190,28 @@ func decodeString(v []byte, dst *string) error {
 // decodeDate reads exp, nbf or iat, which must be a JSON number (RFC 7519's
 // NumericDate): golang-jwt's NumericDate also reads a string such as
 // "1700000000", so an issuer's bug (or a token made by hand) would pass
-// here and fail elsewhere.
+// here and fail elsewhere. The number must be a time from clock.MinYear to
+// clock.MaxYear: golang-jwt converts it to int64 seconds unchecked, and a
+// float past 2^63 converts to the most negative int64, so 1e20 read as
+// long ago (a far future nbf passed, a far future exp was "expired").
+// Checking the float before any conversion leaves nothing to wrap, and
+// every later time.Time sum (the leeway) stays inside the years.
 func decodeDate(v []byte, name string, dst **jwt.NumericDate) error {
 	if !isNumber(v) {
 		return fmt.Errorf("%w: %s", errDateNotNumber, name)
 	}
-	return json.Unmarshal(v, dst)
+	v = bytes.TrimSpace(v)
+	// encoding/json has checked that v is a JSON number, which ParseFloat
+	// reads exactly; the string only lives for the call.
+	f, err := strconv.ParseFloat(unsafe.String(unsafe.SliceData(v), len(v)), 64)
+	// 1<<62 first: float64 to int64 of a value past 2^63 is not defined.
+	if err != nil || !(f > -(1<<62) && f < 1<<62) {
+		return fmt.Errorf("%w: %s", errDateOutOfRange, name)
+	}
+	sec, frac := math.Modf(f)
+	if !clock.InYears(int64(sec)) {
+		return fmt.Errorf("%w: %s", errDateOutOfRange, name)
+	}
+	*dst = jwt.NewNumericDate(time.Unix(int64(sec), int64(frac*1e9)))
+	return nil
 }

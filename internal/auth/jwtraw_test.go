@@ -41,45 +41,45 @@ func TestRawTokenJSONIsUnambiguous(t *testing.T) {
 		reason                string // "" accepts the token
 		message               string // a part of the message
 	}{
-		{"plain", hs, `{"org":"demo","exp":` + exp + `}`, "", ""},
-		{"nested objects may repeat outer names", hs, `{"org":"demo","x":{"org":"a","y":[{"org":1}]},"exp":` + exp + `}`, "", ""},
-		{"escaped pair is a character", hs, `{"org":"demo","org_name":"D\ud83d\ude00mo","exp":` + exp + `}`, "", ""},
-		{"org twice", hs, `{"org":"demo","org":"evil","exp":` + exp + `}`, ReasonMalformed, `names "org" twice`},
-		{"org twice, once escaped", hs, `{"org":"demo","\u006frg":"evil","exp":` + exp + `}`, ReasonMalformed, `names "org" twice`},
-		{"exp twice", hs, `{"org":"demo","exp":1,"exp":` + exp + `}`, ReasonMalformed, `names "exp" twice`},
-		{"org not UTF-8", hs, `{"org":"d` + "\xff" + `emo","exp":` + exp + `}`, ReasonBadClaims, "payload is not valid UTF-8"},
-		{"org with a lone surrogate escape", hs, `{"org":"d\udfffemo","exp":` + exp + `}`, ReasonBadClaims, "payload is not valid UTF-8"},
-		{"org with an unpaired high surrogate", hs, `{"org":"d\ud800emo","exp":` + exp + `}`, ReasonBadClaims, "payload is not valid UTF-8"},
-		{"payload an array", hs, `[{"org":"demo","exp":` + exp + `}]`, ReasonMalformed, "payload is not a JSON object"},
+		{"plain", hs, `{"org":"demo","sub":"u","exp":` + exp + `}`, "", ""},
+		{"nested objects may repeat outer names", hs, `{"org":"demo","x":{"org":"a","y":[{"org":1}]},"sub":"u","exp":` + exp + `}`, "", ""},
+		{"escaped pair is a character", hs, `{"org":"demo","org_name":"D\ud83d\ude00mo","sub":"u","exp":` + exp + `}`, "", ""},
+		{"org twice", hs, `{"org":"demo","org":"evil","sub":"u","exp":` + exp + `}`, ReasonMalformed, `names "org" twice`},
+		{"org twice, once escaped", hs, `{"org":"demo","\u006frg":"evil","sub":"u","exp":` + exp + `}`, ReasonMalformed, `names "org" twice`},
+		{"exp twice", hs, `{"org":"demo","exp":1,"sub":"u","exp":` + exp + `}`, ReasonMalformed, `names "exp" twice`},
+		{"org not UTF-8", hs, `{"org":"d` + "\xff" + `emo","sub":"u","exp":` + exp + `}`, ReasonBadClaims, "payload is not valid UTF-8"},
+		{"org with a lone surrogate escape", hs, `{"org":"d\udfffemo","sub":"u","exp":` + exp + `}`, ReasonBadClaims, "payload is not valid UTF-8"},
+		{"org with an unpaired high surrogate", hs, `{"org":"d\ud800emo","sub":"u","exp":` + exp + `}`, ReasonBadClaims, "payload is not valid UTF-8"},
+		{"payload an array", hs, `[{"org":"demo","sub":"u","exp":` + exp + `}]`, ReasonMalformed, "payload is not a JSON object"},
 		{"payload a string", hs, `"demo"`, ReasonMalformed, "payload is not a JSON object"},
-		{"data after the payload", hs, `{"org":"demo","exp":` + exp + `}{"org":"evil"}`, ReasonMalformed, "payload has data after its JSON object"},
-		{"alg twice", `{"alg":"none","alg":"HS256"}`, `{"org":"demo","exp":` + exp + `}`, ReasonMalformed, `header names "alg" twice`},
-		{"header not UTF-8", `{"alg":"HS256","kid":"` + "\xfe" + `"}`, `{"org":"demo","exp":` + exp + `}`, ReasonMalformed, "header is not valid UTF-8"},
-		{"header with crit", `{"alg":"HS256","crit":["exp"],"exp":1}`, `{"org":"demo","exp":` + exp + `}`, ReasonMalformed, "crit"},
-		{"header with empty crit", `{"alg":"HS256","crit":[]}`, `{"org":"demo","exp":` + exp + `}`, ReasonMalformed, "crit"},
-		{"header an array", `["HS256"]`, `{"org":"demo","exp":` + exp + `}`, ReasonMalformed, "header is not a JSON object"},
-		{"data after the header", hs + ` x`, `{"org":"demo","exp":` + exp + `}`, ReasonMalformed, "header has data after its JSON object"},
+		{"data after the payload", hs, `{"org":"demo","sub":"u","exp":` + exp + `}{"org":"evil"}`, ReasonMalformed, "payload has data after its JSON object"},
+		{"alg twice", `{"alg":"none","alg":"HS256"}`, `{"org":"demo","sub":"u","exp":` + exp + `}`, ReasonMalformed, `header names "alg" twice`},
+		{"header not UTF-8", `{"alg":"HS256","kid":"` + "\xfe" + `"}`, `{"org":"demo","sub":"u","exp":` + exp + `}`, ReasonMalformed, "header is not valid UTF-8"},
+		{"header with crit", `{"alg":"HS256","crit":["exp"],"exp":1}`, `{"org":"demo","sub":"u","exp":` + exp + `}`, ReasonMalformed, "crit"},
+		{"header with empty crit", `{"alg":"HS256","crit":[]}`, `{"org":"demo","sub":"u","exp":` + exp + `}`, ReasonMalformed, "crit"},
+		{"header an array", `["HS256"]`, `{"org":"demo","sub":"u","exp":` + exp + `}`, ReasonMalformed, "header is not a JSON object"},
+		{"data after the header", hs + ` x`, `{"org":"demo","sub":"u","exp":` + exp + `}`, ReasonMalformed, "header has data after its JSON object"},
 		// The one walk over the members (jsontext.Members) reads the
 		// header for crit and the payload for claims: JSON it must read
 		// right, and JSON that is not an object, which it must not take
 		// for one.
-		{"white space everywhere", " {\r\n\t\"alg\" : \"HS256\" ,\n\"typ\":\"JWT\" } ", " {\r\n\t\"org\" : \"demo\" ,\n\"exp\" : " + exp + " \t}\n", "", ""},
-		{"strings that look like members", `{"alg":"HS256","x":"\",\"crit\":[\"exp\"]"}`, `{"x":"},{\"org\":\"evil\"","org":"demo","exp":` + exp + `}`, "", ""},
-		{"every kind of value before org", hs, `{"a":true,"b":null,"c":-1.5e3,"d":[{"e":"}]"},[]],"f":{},"org":"demo","exp":` + exp + `}`, "", ""},
-		{"crit nested is no crit", `{"alg":"HS256","x":{"crit":["exp"]}}`, `{"org":"demo","exp":` + exp + `}`, "", ""},
-		{"crit escaped", `{"alg":"HS256","\u0063rit":["exp"]}`, `{"org":"demo","exp":` + exp + `}`, ReasonMalformed, "crit"},
-		{"crit spaced out, last", `{ "alg" : "HS256" , "crit" : [ ] }`, `{"org":"demo","exp":` + exp + `}`, ReasonMalformed, "crit"},
-		{"crit after a malformed member", `{"alg":"HS256","x":,"crit":[]}`, `{"org":"demo","exp":` + exp + `}`, ReasonMalformed, ""},
-		{"payload with a trailing comma", hs, `{"org":"demo","exp":` + exp + `,}`, ReasonMalformed, "malformed"},
-		{"payload without a comma", hs, `{"org":"demo" "exp":` + exp + `}`, ReasonMalformed, "malformed"},
-		{"payload without a colon", hs, `{"org" "demo","exp":` + exp + `}`, ReasonMalformed, "malformed"},
-		{"payload member without a value", hs, `{"org":,"exp":` + exp + `}`, ReasonMalformed, "malformed"},
-		{"payload value before the last brace missing", hs, `{"exp":` + exp + `,"org":}`, ReasonMalformed, "malformed"},
-		{"payload name not quoted", hs, `{org:"demo","exp":` + exp + `}`, ReasonMalformed, "malformed"},
-		{"payload not closed", hs, `{"org":"demo","exp":` + exp, ReasonMalformed, "malformed"},
-		{"payload string not closed", hs, `{"exp":` + exp + `,"org":"demo}`, ReasonMalformed, "malformed"},
-		{"payload list closed by a brace", hs, `{"x":[1,2},"org":"demo","exp":` + exp + `}`, ReasonMalformed, "malformed"},
-		{"payload closed twice", hs, `{"org":"demo","exp":` + exp + `}}`, ReasonMalformed, "payload has data after its JSON object"},
+		{"white space everywhere", " {\r\n\t\"alg\" : \"HS256\" ,\n\"typ\":\"JWT\" } ", " {\r\n\t\"org\" : \"demo\" ,\n\"sub\":\"u\", \"exp\" : " + exp + " \t}\n", "", ""},
+		{"strings that look like members", `{"alg":"HS256","x":"\",\"crit\":[\"exp\"]"}`, `{"x":"},{\"org\":\"evil\"","org":"demo","sub":"u","exp":` + exp + `}`, "", ""},
+		{"every kind of value before org", hs, `{"a":true,"b":null,"c":-1.5e3,"d":[{"e":"}]"},[]],"f":{},"org":"demo","sub":"u","exp":` + exp + `}`, "", ""},
+		{"crit nested is no crit", `{"alg":"HS256","x":{"crit":["exp"]}}`, `{"org":"demo","sub":"u","exp":` + exp + `}`, "", ""},
+		{"crit escaped", `{"alg":"HS256","\u0063rit":["exp"]}`, `{"org":"demo","sub":"u","exp":` + exp + `}`, ReasonMalformed, "crit"},
+		{"crit spaced out, last", `{ "alg" : "HS256" , "crit" : [ ] }`, `{"org":"demo","sub":"u","exp":` + exp + `}`, ReasonMalformed, "crit"},
+		{"crit after a malformed member", `{"alg":"HS256","x":,"crit":[]}`, `{"org":"demo","sub":"u","exp":` + exp + `}`, ReasonMalformed, ""},
+		{"payload with a trailing comma", hs, `{"org":"demo","sub":"u","exp":` + exp + `,}`, ReasonMalformed, "malformed"},
+		{"payload without a comma", hs, `{"org":"demo" "sub":"u","exp":` + exp + `}`, ReasonMalformed, "malformed"},
+		{"payload without a colon", hs, `{"org" "demo","sub":"u","exp":` + exp + `}`, ReasonMalformed, "malformed"},
+		{"payload member without a value", hs, `{"org":,"sub":"u","exp":` + exp + `}`, ReasonMalformed, "malformed"},
+		{"payload value before the last brace missing", hs, `{"sub":"u","exp":` + exp + `,"org":}`, ReasonMalformed, "malformed"},
+		{"payload name not quoted", hs, `{org:"demo","sub":"u","exp":` + exp + `}`, ReasonMalformed, "malformed"},
+		{"payload not closed", hs, `{"org":"demo","sub":"u","exp":` + exp, ReasonMalformed, "malformed"},
+		{"payload string not closed", hs, `{"sub":"u","exp":` + exp + `,"org":"demo}`, ReasonMalformed, "malformed"},
+		{"payload list closed by a brace", hs, `{"x":[1,2},"org":"demo","sub":"u","exp":` + exp + `}`, ReasonMalformed, "malformed"},
+		{"payload closed twice", hs, `{"org":"demo","sub":"u","exp":` + exp + `}}`, ReasonMalformed, "payload has data after its JSON object"},
 		{"payload empty", hs, ``, ReasonMalformed, "payload is not a JSON object"},
 		{"payload only a brace", hs, `{`, ReasonMalformed, "malformed"},
 	}
@@ -115,9 +115,9 @@ func TestClaimNamesAreCaseSensitive(t *testing.T) {
 	future := strconv.FormatInt(clk.Now().Add(2*time.Hour).Unix(), 10)
 	sign := func(payload string) string { return signRaw(t, secret, `{"alg":"HS256","typ":"JWT"}`, payload) }
 	refused := []struct{ name, payload, message string }{
-		{"only Org", `{"Org":"acme","exp":` + exp + `}`, "token has no org claim"},
-		{"only ORG", `{"ORG":"acme","exp":` + exp + `}`, "token has no org claim"},
-		{"only oRG, escaped", `{"\u006fRG":"acme","exp":` + exp + `}`, "token has no org claim"},
+		{"only Org", `{"Org":"acme","sub":"u","exp":` + exp + `}`, "token has no org claim"},
+		{"only ORG", `{"ORG":"acme","sub":"u","exp":` + exp + `}`, "token has no org claim"},
+		{"only oRG, escaped", `{"\u006fRG":"acme","sub":"u","exp":` + exp + `}`, "token has no org claim"},
 		{"only EXP", `{"org":"acme","EXP":` + exp + `}`, "token has no exp claim"},
 		{"only Exp", `{"org":"acme","Exp":` + exp + `}`, "token has no exp claim"},
 	}
@@ -137,34 +137,34 @@ func TestClaimNamesAreCaseSensitive(t *testing.T) {
 		name, payload string
 		check         func(c *Claims) string // "" when the claims are as expected
 	}{
-		{"Scope is not scope", `{"org":"acme","Scope":"billing:write","exp":` + exp + `}`, func(c *Claims) string {
+		{"Scope is not scope", `{"org":"acme","Scope":"billing:write","sub":"u","exp":` + exp + `}`, func(c *Claims) string {
 			if c.Scope != "" || len(c.Scopes()) != 0 {
 				return "scopes " + c.Scope
 			}
 			return ""
 		}},
-		{"ſcope (long s) is not scope", `{"org":"acme","ſcope":"billing:write","exp":` + exp + `}`, func(c *Claims) string {
+		{"ſcope (long s) is not scope", `{"org":"acme","ſcope":"billing:write","sub":"u","exp":` + exp + `}`, func(c *Claims) string {
 			if c.Scope != "" {
 				return "scopes " + c.Scope
 			}
 			return ""
 		}},
-		{"Sub, Org_Name, EMAIL, ISS, Aud, JTI are not their claims", `{"org":"acme","Sub":"u","Org_Name":"N","EMAIL":"a@b.c","ISS":"i","Aud":"a","JTI":"j","exp":` + exp + `}`, func(c *Claims) string {
-			if c.Subject != "" || c.OrgName != "" || c.Email != "" || c.Issuer != "" || len(c.Audience) != 0 || c.ID != "" {
+		{"Sub, Org_Name, EMAIL, ISS, Aud, JTI are not their claims", `{"org":"acme","Sub":"S","Org_Name":"N","EMAIL":"a@b.c","ISS":"i","Aud":"a","JTI":"j","sub":"u","exp":` + exp + `}`, func(c *Claims) string {
+			if c.Subject != "u" || c.OrgName != "" || c.Email != "" || c.Issuer != "" || len(c.Audience) != 0 || c.ID != "" {
 				return "read " + c.Subject + c.OrgName + c.Email + c.Issuer + c.ID
 			}
 			return ""
 		}},
-		{"NBF in the future is not nbf", `{"org":"acme","NBF":` + future + `,"exp":` + exp + `}`, func(c *Claims) string {
+		{"NBF in the future is not nbf", `{"org":"acme","NBF":` + future + `,"sub":"u","exp":` + exp + `}`, func(c *Claims) string {
 			if c.NotBefore != nil {
 				return "nbf read"
 			}
 			return ""
 		}},
-		{"ORG beside org is a claim Tollgate does not know", `{"org":"acme","ORG":"evil","Org":"evil","exp":` + exp + `}`, none},
-		{"ORG before org is a claim Tollgate does not know", `{"ORG":"evil","org":"acme","exp":` + exp + `}`, none},
-		{"EXP beside exp is a claim Tollgate does not know", `{"org":"acme","exp":` + exp + `,"EXP":"x"}`, none},
-		{"an escaped exact name is the claim", `{"\u006frg":"acme","\u0073cope":"billing:read","exp":` + exp + `}`, func(c *Claims) string {
+		{"ORG beside org is a claim Tollgate does not know", `{"org":"acme","ORG":"evil","Org":"evil","sub":"u","exp":` + exp + `}`, none},
+		{"ORG before org is a claim Tollgate does not know", `{"ORG":"evil","org":"acme","sub":"u","exp":` + exp + `}`, none},
+		{"EXP beside exp is a claim Tollgate does not know", `{"org":"acme","sub":"u","exp":` + exp + `,"EXP":"x"}`, none},
+		{"an escaped exact name is the claim", `{"\u006frg":"acme","\u0073cope":"billing:read","sub":"u","exp":` + exp + `}`, func(c *Claims) string {
 			if c.Scope != "billing:read" {
 				return "scope " + c.Scope
 			}

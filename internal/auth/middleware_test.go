@@ -48,7 +48,7 @@ func TestBadOrgClaimsAreABadTokenNotAnOutage(t *testing.T) {
 	secret := []byte("middleware-test-secret-0123456789abcdef")
 	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
 		clk := clock.NewFake(time.Now())
-		v, err := auth.NewVerifier(secret, nil, clk)
+		v, err := auth.NewVerifier(secret, nil, auth.Binding{}, clk)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -62,6 +62,7 @@ func TestBadOrgClaimsAreABadTokenNotAnOutage(t *testing.T) {
 		request := func(c auth.Claims) (*auth.Principal, *auth.Failure) {
 			c.ExpiresAt = jwt.NewNumericDate(clk.Now().Add(time.Hour))
 			c.Scope = "billing:read"
+			c.Subject = "user-1"
 			tok, err := auth.Mint(secret, c)
 			if err != nil {
 				t.Fatal(err)
@@ -132,13 +133,14 @@ func TestBadOrgClaimsAreABadTokenNotAnOutage(t *testing.T) {
 func TestARequestNamesOneCredential(t *testing.T) {
 	secret := []byte("middleware-test-secret-0123456789abcdef")
 	clk := clock.NewFake(time.Now())
-	v, err := auth.NewVerifier(secret, nil, clk)
+	v, err := auth.NewVerifier(secret, nil, auth.Binding{}, clk)
 	if err != nil {
 		t.Fatal(err)
 	}
 	a := &auth.Authenticator{Verifier: v}
 	token := func(org string) string {
 		c := auth.Claims{Org: org, Scope: "billing:read"}
+		c.Subject = "user-1"
 		c.ExpiresAt = jwt.NewNumericDate(clk.Now().Add(time.Hour))
 		tok, err := auth.Mint(secret, c)
 		if err != nil {

@@ -67,7 +67,11 @@ func (s *Service) CreateCheckoutSession(ctx context.Context, orgID string, in Ch
 			current = p.Name
 		}
 		msg := fmt.Sprintf("The organisation already subscribes to %s; change or cancel the plan in the customer portal (createPortalSession).", current)
-		if sub.PlanID == plan.ID {
+		switch {
+		case sub.PlanMismatch:
+			// The plan it falls back to (often Free) is not what it pays for.
+			msg = "The organisation already has a Stripe subscription, at a price the plans file does not list; change or cancel it in the customer portal (createPortalSession)."
+		case sub.PlanID == plan.ID:
 			msg = fmt.Sprintf("The organisation already subscribes to %s; manage it in the customer portal (createPortalSession).", current)
 		}
 		return CheckoutSession{}, apperr.FieldErrors{{Field: "input.plan", Code: CodeAlreadySubscribed, Message: msg}}
@@ -110,18 +114,41 @@ func (s *Service) CreateCheckoutSession(ctx context.Context, orgID string, in Ch
 // askStripe creates the attempt's Checkout session, or returns the one an
 // earlier request under the same idempotency key created. A request Stripe
 // refused created nothing: the attempt is closed, so no later call asks
-// again.
+// again. An unusable answer settles the attempt too (settleUnusable).
 func (s *Service) askStripe(ctx context.Context, sc *client.API, a checkoutSession) (*stripe.CheckoutSession, error) {
 	sess, err := sc.CheckoutSessions.New(s.sessionParams(ctx, a))
 	if err == nil {
 		if err = stripein.Session("checkout session", sess.ID, sess.URL); err == nil {
 			return sess, nil
 		}
+		err = errors.Join(err, s.settleUnusable(ctx, a, sess))
 	}
 	if refused(err) {
 		err = errors.Join(err, s.markCheckout(ctx, a.ID, "", checkoutClosed))
 	}
 	return nil, stripeclient.Error("create checkout session for org "+a.OrgID, err)
+}
+
+// settleUnusable records an attempt whose session Stripe answered with
+// something Tollgate may not use (stripein.Session: a URL no customer may be
+// sent to, say), so that it does not stay pending. Stripe replays a stored
+// answer for 24 hours under the same idempotency key, so a pending attempt
+// asked again would get the same unusable answer, and every checkout of the
+// organisation, which first settles the earlier ones, would fail with it for
+// a day. Instead: a session with a usable id is recorded as open, for the
+// next checkout to expire like any other (Expire is not replayed); one
+// without is closed (nobody got its URL, and it cannot be named). The next
+// checkout is a new attempt with its own record, so its own idempotency key,
+// and Stripe is asked afresh.
+func (s *Service) settleUnusable(ctx context.Context, a checkoutSession, sess *stripe.CheckoutSession) error {
+	if stripein.ValidID(sess.ID) {
+		s.log.WarnContext(ctx, "Stripe answered a checkout session Tollgate cannot use; it is expired by the next checkout",
+			"org_id", a.OrgID, "checkout_id", a.ID, "checkout_session_id", sess.ID)
+		return s.markCheckout(ctx, a.ID, sess.ID, checkoutOpen)
+	}
+	s.log.WarnContext(ctx, "Stripe answered a checkout session without a usable id; the attempt is closed",
+		"org_id", a.OrgID, "checkout_id", a.ID)
+	return s.markCheckout(ctx, a.ID, "", checkoutClosed)
 }
 
 // sessionParams are the parameters of an attempt's session, built from its

@@ -150,19 +150,27 @@ func TestASessionCreatedButNeverAnsweredIsExpiredByTheNextCheckout(t *testing.T)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st, _ := stub.status(lost[0]); st != "expired" {
-			t.Fatalf("the unanswered session %s is %s, want expired", lost[0], st)
-		}
-		if got := stub.open(); len(got) != 1 || got[0] != next.ID {
-			t.Fatalf("payable sessions at Stripe: %v, want only the new %s", got, next.ID)
-		}
-		if got := stub.createdSessions(); len(got) != 2 {
-			t.Fatalf("Stripe created %v; asking again under the same key must not create a third", got)
-		}
-		if got := openCheckouts(t, db, org); len(got) != 1 || got[0] != next.ID {
-			t.Fatalf("open checkout sessions recorded: %v, want [%s]", got, next.ID)
-		}
+		onlyTheNewSessionIsPayable(t, db, stub, org, lost[0], next.ID)
 	})
+}
+
+// onlyTheNewSessionIsPayable requires Stripe to have created exactly two
+// sessions, the earlier one expired, and the new one the only one open at
+// Stripe and in Tollgate's records.
+func onlyTheNewSessionIsPayable(t *testing.T, db *store.DB, stub *stripeStub, org, earlier, next string) {
+	t.Helper()
+	if st, _ := stub.status(earlier); st != "expired" {
+		t.Fatalf("the earlier session %s is %s, want expired", earlier, st)
+	}
+	if got := stub.open(); len(got) != 1 || got[0] != next {
+		t.Fatalf("payable sessions at Stripe: %v, want only the new %s", got, next)
+	}
+	if got := stub.createdSessions(); len(got) != 2 {
+		t.Fatalf("Stripe created %v, want two; asking again under the same key must not create a third", got)
+	}
+	if got := openCheckouts(t, db, org); len(got) != 1 || got[0] != next {
+		t.Fatalf("open checkout sessions recorded: %v, want [%s]", got, next)
+	}
 }
 
 // `stripe sync` learns the id of a session whose creation was never
@@ -230,6 +238,69 @@ func TestAPaidSessionWhoseSubscriptionIsStillToComeBlocksTheNext(t *testing.T) {
 		}
 		if got := openCheckouts(t, db, org); len(got) != 1 || got[0] != next.ID {
 			t.Fatalf("open checkout sessions recorded: %v, want only the new %s", got, next.ID)
+		}
+	})
+}
+
+// Stripe answers a checkout with a session Tollgate may not use. The
+// caller gets UNAVAILABLE, and trying again works: the retry is a new
+// attempt under its own idempotency key (Stripe would replay the unusable
+// answer under the old one), and the unusable session, which Stripe did
+// create, is expired first, so only the new one can be paid.
+func TestARetryAfterAnUnusableCheckoutAnswerAsksStripeAgain(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		stub := newStripeStub(t)
+		stub.unusableNext = 1
+		svc := newService(db, stub.client())
+		org := newOrg(t, db, "billing@acme.test")
+		in := billing.CheckoutInput{Plan: "starter", SuccessURL: okSuccess, CancelURL: okCancel}
+
+		_, err := svc.CreateCheckoutSession(ctx, org, in)
+		wantStripeOutage(t, err)
+		bad := stub.createdSessions()
+		if len(bad) != 1 {
+			t.Fatalf("Stripe created %v, want one session", bad)
+		}
+
+		next, err := svc.CreateCheckoutSession(ctx, org, in)
+		if err != nil {
+			t.Fatalf("retry after an unusable answer: %v, want a session", err)
+		}
+		if next.ID == bad[0] || next.URL != "https://checkout.stripe.com/c/pay/"+next.ID {
+			t.Fatalf("retry answered %+v, want a new session with its own URL", next)
+		}
+		onlyTheNewSessionIsPayable(t, db, stub, org, bad[0], next.ID)
+	})
+}
+
+// The same unusable answer, learnt by `stripe sync` for an attempt whose
+// first answer was lost, is settled too rather than left pending.
+func TestSyncSettlesAPendingCheckoutWhoseAnswerIsUnusable(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		stub := newStripeStub(t)
+		stub.failAfterCreate, stub.unusableNext = 1, 1
+		c := clock.NewFake(time.Now().UTC())
+		svc := billing.NewService(db, plans.Default(), c, stub.client(), stripetest.Discard())
+		org := newOrg(t, db, "billing@acme.test")
+		in := billing.CheckoutInput{Plan: "starter", SuccessURL: okSuccess, CancelURL: okCancel}
+		_, err := svc.CreateCheckoutSession(ctx, org, in)
+		wantStripeOutage(t, err)
+		c.Advance(2 * time.Minute)
+
+		if _, err := svc.ResolvePendingCheckouts(ctx, org); err != nil {
+			t.Fatalf("sync: %v", err)
+		}
+		bad := stub.createdSessions()
+		if got := openCheckouts(t, db, org); len(got) != 1 || got[0] != bad[0] {
+			t.Fatalf("checkout sessions not closed after sync: %v, want [%s] recorded for the next checkout to expire", got, bad[0])
+		}
+		if _, err := svc.CreateCheckoutSession(ctx, org, in); err != nil {
+			t.Fatalf("checkout after sync: %v", err)
+		}
+		if st, _ := stub.status(bad[0]); st != "expired" {
+			t.Fatalf("the unusable session %s is %s, want expired", bad[0], st)
 		}
 	})
 }

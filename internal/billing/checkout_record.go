@@ -222,11 +222,16 @@ func (s *Service) ResolvePendingCheckouts(ctx context.Context, orgID string) ([]
 // resolvePending asks Stripe again, under its idempotency key, for a
 // session whose answer was never recorded, and records what it learns:
 // the session's id (returned), or, when Stripe refuses, that none was ever
-// created ("" returned, the record closed).
+// created ("" returned, the record closed). An unusable answer is settled
+// by settleUnusable, not left pending.
 func (s *Service) resolvePending(ctx context.Context, sc *client.API, a checkoutSession) (string, error) {
 	sess, err := sc.CheckoutSessions.New(s.sessionParams(ctx, a))
-	if err == nil {
-		err = stripein.Session("checkout session", sess.ID, sess.URL)
+	if err == nil && stripein.Session("checkout session", sess.ID, sess.URL) != nil {
+		// Asking again would replay the same answer: settle it now.
+		if err := s.settleUnusable(ctx, a, sess); err != nil || !stripein.ValidID(sess.ID) {
+			return "", err
+		}
+		return sess.ID, nil
 	}
 	if refused(err) {
 		return "", s.markCheckout(ctx, a.ID, "", checkoutClosed)

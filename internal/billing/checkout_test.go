@@ -153,16 +153,21 @@ func TestCheckoutWhileSubscribedPointsToThePortal(t *testing.T) {
 			{"active on the same plan", "active", "starter"},
 			{"active on another plan", "active", "growth"},
 			{"past due", "past_due", "starter"},
+			{"active at a price the plans file lacks", "active", "unknown"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				org := newOrg(t, db, "")
-				price := map[string]string{"starter": "price_tollgate_starter_monthly", "growth": "price_tollgate_growth_monthly"}[tc.plan]
+				price := map[string]string{"starter": "price_tollgate_starter_monthly", "growth": "price_tollgate_growth_monthly", "unknown": "price_not_in_the_plans_file"}[tc.plan]
 				subscribe(t, db, svc, org, stripeSub("sub_"+store.NewID(), "cus_"+store.NewID(), price, stripe.SubscriptionStatus(tc.status)), nowUTC())
 				before := len(rec.Requests())
 				_, err := svc.CreateCheckoutSession(context.Background(), org, billing.CheckoutInput{Plan: "starter", SuccessURL: okSuccess, CancelURL: okCancel})
 				wantFieldError(t, err, "input.plan", billing.CodeAlreadySubscribed)
 				if fe, _ := apperr.AsFieldErrors(err); !strings.Contains(fe[0].Message, "portal") {
 					t.Errorf("message %q does not point to the customer portal", fe[0].Message)
+				} else if tc.plan == "unknown" && strings.Contains(fe[0].Message, "subscribes to") {
+					// It used to say "already subscribes to Free", the plan a
+					// mismatched subscription falls back to.
+					t.Errorf("message %q names a plan the organisation does not pay for", fe[0].Message)
 				}
 				if n := len(rec.Requests()) - before; n != 0 {
 					t.Fatalf("made %d Stripe request(s), want none", n)

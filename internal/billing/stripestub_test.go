@@ -46,6 +46,11 @@ type stripeStub struct {
 	// the stub answers for every customer id, Checkout session URL and
 	// portal session URL: a well-formed answer Tollgate may not use.
 	customerID, sessionURL, portalURL string
+	// unusableNext is how many more new sessions are created with a URL
+	// Tollgate may not use; unusable holds them, and a repeated
+	// idempotency key replays that answer, as Stripe does.
+	unusableNext int
+	unusable     map[string]bool
 }
 
 // changeSubscription answers a read, update (cancel_at_period_end) or
@@ -109,6 +114,13 @@ func (s *stripeStub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.byKey[key] = id
 			s.sessions[id] = "open"
 			s.created = append(s.created, id)
+			if s.unusableNext > 0 {
+				s.unusableNext--
+				if s.unusable == nil {
+					s.unusable = map[string]bool{}
+				}
+				s.unusable[id] = true
+			}
 		}
 		fail := s.failAfterCreate > 0
 		if fail {
@@ -197,6 +209,9 @@ func (s *stripeStub) session(id string) map[string]any {
 	s.mu.Lock()
 	if s.sessionURL != "" {
 		out["url"] = s.sessionURL
+	}
+	if s.unusable[id] {
+		out["url"] = "javascript:alert(1)"
 	}
 	if sub := s.sold[id]; sub != "" {
 		out["subscription"] = sub

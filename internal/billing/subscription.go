@@ -335,8 +335,9 @@ func (s *Service) soldPlan(sub *stripe.Subscription, hint string) string {
 }
 
 // refreshOrgPlan keeps organizations.plan_id equal to the effective plan of
-// the organisation's current subscription, and announces a change of plan
-// or status from before, in tx.
+// the organisation's current subscription, records a change in the plan
+// history (planhistory.go), and announces a change of plan or status from
+// before, in tx.
 func (s *Service) refreshOrgPlan(ctx context.Context, tx *gorm.DB, org *orgs.Organization, before standing) (string, error) {
 	after, err := s.standingOf(tx, *org)
 	if err != nil {
@@ -344,8 +345,12 @@ func (s *Service) refreshOrgPlan(ctx context.Context, tx *gorm.DB, org *orgs.Org
 	}
 	change := ""
 	if after.plan != org.PlanID {
-		if err := orgs.SetPlan(ctx, tx, org.ID, after.plan, s.clock.Now()); err != nil {
+		now := s.clock.Now()
+		if err := orgs.SetPlan(ctx, tx, org.ID, after.plan, now); err != nil {
 			return "", fmt.Errorf("set plan of org %s: %w", org.ID, err)
+		}
+		if err := recordPlanChange(tx, *org, after.plan, now); err != nil {
+			return "", err
 		}
 		change = fmt.Sprintf("organisation plan: %s → %s", org.PlanID, after.plan)
 		org.PlanID = after.plan

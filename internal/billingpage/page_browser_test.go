@@ -52,7 +52,7 @@ func TestPageShowsWhatTheOrganisationUsed(t *testing.T) {
 		t.Errorf("status badge = %q, want Active", got)
 	}
 	starter, _ := h.App.Catalog.ByID("starter")
-	if want := thousands(starter.RateLimitPerSecond*60) + " usage checks per minute"; !strings.Contains(b.text("#plan-ratelimit"), want) {
+	if want := thousands(starter.RateLimitPerSecond) + " usage checks a second"; !strings.Contains(b.text("#plan-ratelimit"), want) {
 		t.Errorf("rate limit = %q, want %q", b.text("#plan-ratelimit"), want)
 	}
 	if got := b.text("#org-name"); got != "Acme Robotics" {
@@ -554,4 +554,48 @@ func thousands(n int) string {
 		s = s[:i] + "," + s[i:]
 	}
 	return s
+}
+
+// TestSmallCountsAndAnUnlistedPrice: a customer with a few calls a day sees
+// the chart's axis in whole calls (a top of 5 split in fourths used to read
+// 0, 1.3, 2.5, 3.8, 5), and one whose Stripe subscription is at a price the
+// plans file lacks is told so instead of seeing Free as what they pay for.
+func TestSmallCountsAndAnUnlistedPrice(t *testing.T) {
+	h := newTollgate(t)
+	org := orgID(t, h, "tiny", "Tiny Co")
+	subscribe(t, h, org, "price_not_in_the_plans_file")
+	daily := map[int]int64{1: 1, 2: 3, 3: 2}
+	var events []map[string]any
+	var most int64
+	for day, q := range daily {
+		events = append(events, map[string]any{"meter": "api_calls", "quantity": q, "idempotencyKey": fmt.Sprint("small-", day),
+			"timestamp": time.Date(2026, 3, day, 10, 0, 0, 0, time.UTC).Format(time.RFC3339)})
+		most = max(most, q)
+	}
+	var out struct{ RecordUsage struct{ Accepted int } }
+	h.Query("tiny", `mutation($in: RecordUsageInput!) { recordUsage(input: $in) { accepted } }`, map[string]any{"in": map[string]any{"events": events}}).Decode(t, &out)
+	if out.RecordUsage.Accepted != len(events) {
+		t.Fatalf("recorded %d of %d events", out.RecordUsage.Accepted, len(events))
+	}
+
+	b := newBrowser(t, h.Server.URL, desktopWidth, desktopHeight)
+	b.open("/billing#token=" + h.Token("tiny"))
+	if !b.visible("#plan-mismatch") {
+		t.Errorf("a subscription at an unlisted price shows no word of it; plan reads %q", b.text("#plan-name"))
+	}
+	b.waitFor(`document.querySelector('#chart svg')?.dataset.meter === 'api_calls'`)
+	ticks := eval[[]string](b, `[...document.querySelectorAll('#chart text.axis.y')].map((t) => t.dataset.value)`)
+	labels := eval[[]string](b, `[...document.querySelectorAll('#chart text.axis.y')].map((t) => t.textContent)`)
+	if len(ticks) < 2 || ticks[0] != "0" {
+		t.Fatalf("y axis ticks %v, want 0 and more", ticks)
+	}
+	for i, v := range ticks {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || labels[i] != v {
+			t.Errorf("y axis tick %q labelled %q: want a whole number of calls, shown as itself", v, labels[i])
+		}
+		if i == len(ticks)-1 && n < most {
+			t.Errorf("the axis tops out at %d, below the busiest day's %d", n, most)
+		}
+	}
 }

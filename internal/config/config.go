@@ -6,12 +6,14 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/tollgate-billing/tollgate/internal/redisconn"
+	"github.com/tollgate-billing/tollgate/internal/usertext"
 )
 
 // Env is the deployment mode.
@@ -36,7 +38,11 @@ type Config struct {
 
 	JWTSecret     string // HS256; generated and kept in DataDir in dev when empty
 	JWTPublicKeys string // optional PEM file of EdDSA/RS256 public keys
-	PlansFile     string
+	// JWTAudience and JWTIssuer, when set, are the aud every token must
+	// name and the iss it must carry (JWT_AUDIENCE, JWT_ISSUER).
+	JWTAudience string
+	JWTIssuer   string
+	PlansFile   string
 
 	StripeSecretKey     string
 	StripeWebhookSecret string
@@ -66,6 +72,12 @@ type Config struct {
 	// own memory under a lease on the counter (USAGE_GATE_LEASE); 0 turns
 	// leases off, so every gate reads Redis.
 	UsageGateLease time.Duration
+
+	// WebhookAllowedNetworks are private networks outbound webhooks may be
+	// delivered into in production (WEBHOOK_ALLOWED_NETWORKS), for hosts
+	// whose receivers live in their own network. Loopback, link-local and
+	// cloud metadata addresses stay refused whatever it says.
+	WebhookAllowedNetworks []netip.Prefix
 }
 
 // DefaultUsageGateLease is USAGE_GATE_LEASE's default; maxUsageGateLease
@@ -76,6 +88,9 @@ const (
 	minUsageGateLease     = 50 * time.Millisecond
 	maxUsageGateLease     = 10 * time.Second
 )
+
+// maxClaimValue bounds JWT_AUDIENCE and JWT_ISSUER.
+const maxClaimValue = 1000
 
 // DefaultUsageEventsRetentionMonths is USAGE_EVENTS_RETENTION's default.
 const DefaultUsageEventsRetentionMonths = 13
@@ -120,6 +135,8 @@ func Load(getenv func(string) string) (Config, error) {
 		RedisKeyPrefix:      redisconn.DefaultPrefix,
 		JWTSecret:           getenv("JWT_SECRET"),
 		JWTPublicKeys:       getenv("JWT_PUBLIC_KEYS_FILE"),
+		JWTAudience:         getenv("JWT_AUDIENCE"),
+		JWTIssuer:           getenv("JWT_ISSUER"),
 		PlansFile:           getenv("PLANS_FILE"),
 		StripeSecretKey:     getenv("STRIPE_SECRET_KEY"),
 		StripeWebhookSecret: getenv("STRIPE_WEBHOOK_SECRET"),
@@ -189,7 +206,19 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 		c.RedisKeyPrefix = v
 	}
+	for _, claim := range [][2]string{{"JWT_AUDIENCE", c.JWTAudience}, {"JWT_ISSUER", c.JWTIssuer}} {
+		name, v := claim[0], claim[1]
+		if v != "" && (len(v) > maxClaimValue || strings.TrimSpace(v) != v || !usertext.Printable(v)) {
+			bad(name, "must be at most %d bytes of text without control characters or surrounding spaces, like https://idp.example/, got %q", maxClaimValue, v)
+		}
+	}
 	if c.Env == Production {
+		// An identity provider's keys sign tokens for every application
+		// it serves; without an audience, a token it minted for another
+		// of them that happens to carry org and scope would work here.
+		if c.JWTPublicKeys != "" && c.JWTAudience == "" {
+			bad("JWT_AUDIENCE", "is required when TOLLGATE_ENV=production and JWT_PUBLIC_KEYS_FILE is set (the aud your identity provider puts in tokens for Tollgate)")
+		}
 		switch {
 		case c.JWTSecret == "" && c.JWTPublicKeys == "":
 			bad("JWT_SECRET", "is required when TOLLGATE_ENV=production")
@@ -285,6 +314,20 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 		c.UsageGateLease = d
 	}
+	if v := getenv("WEBHOOK_ALLOWED_NETWORKS"); v != "" {
+		for _, n := range strings.Split(v, ",") {
+			n = strings.TrimSpace(n)
+			if n == "" {
+				continue
+			}
+			p, problem := allowedNetwork(n)
+			if problem != "" {
+				bad("WEBHOOK_ALLOWED_NETWORKS", "%q %s", n, problem)
+				continue
+			}
+			c.WebhookAllowedNetworks = append(c.WebhookAllowedNetworks, p)
+		}
+	}
 	// The Go runtime reads these itself, before Tollgate runs, and takes an
 	// unparsable GOGC silently as 100 (which also turns off Tollgate's
 	// tuning, see app.TuneGC); a GOMEMLIMIT it cannot parse stops it with a
@@ -342,6 +385,24 @@ func byteCount(s string) (int64, bool) {
 		return 0, false
 	}
 	return int64(n) * unit, true
+}
+
+// allowedNetwork reads one WEBHOOK_ALLOWED_NETWORKS entry, or says what is
+// wrong with it. An entry is a network in CIDR form, written as its first
+// address: 10.1.2.3/8 would leave which network was meant to a guess.
+// Addresses are compared unmapped, so an IPv4 network written as IPv6
+// (::ffff:10.0.0.0/104) would never match and is refused.
+func allowedNetwork(s string) (netip.Prefix, string) {
+	p, err := netip.ParsePrefix(s)
+	switch {
+	case err != nil:
+		return p, "is not a network in CIDR form like 10.20.0.0/16 or fd12:3456::/48 (one address: 10.20.0.5/32)"
+	case p.Addr().Is4In6():
+		return p, "is an IPv4-mapped IPv6 network: write the IPv4 network, like 10.0.0.0/8"
+	case p != p.Masked():
+		return p, fmt.Sprintf("has bits set past its prefix length: write the network as %s", p.Masked())
+	}
+	return p, ""
 }
 
 // isOrigin reports whether o is a browser origin, scheme://host[:port] and

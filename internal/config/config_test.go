@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -79,6 +80,19 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 		{"GOMEMLIMIT in words", map[string]string{"GOMEMLIMIT": "lots"}, "GOMEMLIMIT: must be off or a size"},
 		{"GOMEMLIMIT in decimal units", map[string]string{"GOMEMLIMIT": "160MB"}, "GOMEMLIMIT"},
 		{"GOMEMLIMIT below the live heap", map[string]string{"GOMEMLIMIT": "1MiB"}, "GOMEMLIMIT"},
+		{"an allowed network without a prefix length", map[string]string{"WEBHOOK_ALLOWED_NETWORKS": "10.0.0.5"}, `WEBHOOK_ALLOWED_NETWORKS: "10.0.0.5" is not a network in CIDR form`},
+		{"an allowed network by name", map[string]string{"WEBHOOK_ALLOWED_NETWORKS": "10.0.0.0/8,vpc.internal/16"}, `WEBHOOK_ALLOWED_NETWORKS: "vpc.internal/16" is not a network`},
+		{"an allowed network past /32", map[string]string{"WEBHOOK_ALLOWED_NETWORKS": "10.0.0.0/33"}, "WEBHOOK_ALLOWED_NETWORKS"},
+		{"an allowed network with host bits", map[string]string{"WEBHOOK_ALLOWED_NETWORKS": "10.1.2.3/8"}, "WEBHOOK_ALLOWED_NETWORKS: \"10.1.2.3/8\" has bits set past its prefix length: write the network as 10.0.0.0/8"},
+		{"an allowed network with a zone", map[string]string{"WEBHOOK_ALLOWED_NETWORKS": "fe80::%eth0/64"}, "WEBHOOK_ALLOWED_NETWORKS"},
+		{"an IPv4 network written as IPv6", map[string]string{"WEBHOOK_ALLOWED_NETWORKS": "::ffff:10.0.0.0/104"}, "WEBHOOK_ALLOWED_NETWORKS: \"::ffff:10.0.0.0/104\" is an IPv4-mapped IPv6 network"},
+		// An identity provider's keys also sign its other applications'
+		// tokens: in production only an audience tells them apart.
+		{"production with provider keys and no audience", map[string]string{"TOLLGATE_ENV": "production", "JWT_PUBLIC_KEYS_FILE": "/keys.pem", "DATABASE_URL": "postgres://h/db", "REDIS_URL": "redis://r:6379"}, "JWT_AUDIENCE: is required when TOLLGATE_ENV=production and JWT_PUBLIC_KEYS_FILE is set"},
+		{"JWT_AUDIENCE with a trailing space", map[string]string{"JWT_AUDIENCE": "tollgate "}, "JWT_AUDIENCE: must be at most 1000 bytes"},
+		{"JWT_AUDIENCE with a newline", map[string]string{"JWT_AUDIENCE": "toll\ngate"}, "JWT_AUDIENCE"},
+		{"JWT_ISSUER with a control character", map[string]string{"JWT_ISSUER": "https://idp.example/\x00"}, "JWT_ISSUER"},
+		{"JWT_ISSUER past 1000 bytes", map[string]string{"JWT_ISSUER": "https://idp.example/" + strings.Repeat("a", 1000)}, "JWT_ISSUER"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -149,6 +163,21 @@ func TestGoodValuesAreTaken(t *testing.T) {
 	}
 	if len(c.CORSOrigins) != 3 || c.CORSOrigins[1] != "http://localhost:3000" || c.RequestTimeout != 30*time.Second {
 		t.Fatalf("got %+v", c)
+	}
+	c, err = Load(env(map[string]string{"WEBHOOK_ALLOWED_NETWORKS": " 10.20.0.0/16, fd12:3456::/48,,192.168.7.9/32 "}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(c.WebhookAllowedNetworks) != "[10.20.0.0/16 fd12:3456::/48 192.168.7.9/32]" {
+		t.Fatalf("WEBHOOK_ALLOWED_NETWORKS gave %v", c.WebhookAllowedNetworks)
+	}
+	bound, err := Load(env(map[string]string{"TOLLGATE_ENV": "production", "JWT_PUBLIC_KEYS_FILE": "/keys.pem", "DATABASE_URL": "postgres://h/db",
+		"REDIS_URL": "redis://r:6379", "JWT_AUDIENCE": "api://tollgate", "JWT_ISSUER": "https://idp.example/"}))
+	if err != nil || bound.JWTAudience != "api://tollgate" || bound.JWTIssuer != "https://idp.example/" {
+		t.Fatalf("production with provider keys, audience and issuer: %v, %+v", err, bound)
+	}
+	if c, err := Load(env(map[string]string{"TOLLGATE_ENV": "production", "JWT_SECRET": strings.Repeat("x", 32), "DATABASE_URL": "postgres://h/db", "REDIS_URL": "redis://r:6379"})); err != nil || c.JWTAudience != "" {
+		t.Fatalf("production with only JWT_SECRET needs no audience: %v", err)
 	}
 	for _, v := range []map[string]string{{"GOGC": "off", "GOMEMLIMIT": "off"}, {"GOMEMLIMIT": "1GiB"}, {"GOMEMLIMIT": "67108864"}, {"GOMEMLIMIT": "33554432B"}} {
 		if _, err := Load(env(v)); err != nil {

@@ -2,6 +2,7 @@ package outbound_test
 
 import (
 	"context"
+	"net/netip"
 	"testing"
 
 	"github.com/tollgate-billing/tollgate/internal/outbound"
@@ -80,4 +81,33 @@ func TestUpdateChangesEventsAndReenablesAnEndpoint(t *testing.T) {
 	bad := []string{"invoice.exploded"}
 	_, err = h.svc.UpdateEndpoint(ctx, h.org, ep.ID, outbound.EndpointInput{Events: &bad})
 	wantUserError(t, err, outbound.CodeUnknownEvent)
+}
+
+// In production an endpoint's URL must name a public address whether it
+// is created or changed, unless the operator allowed its network; a
+// refused change leaves the endpoint as it was.
+func TestProductionEndpointsNameOnlyPublicOrAllowedAddresses(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		h := newHarnessWith(t, db, 5, func(o *outbound.Options) {
+			o.Production, o.AllowedNetworks = true, []netip.Prefix{netip.MustParsePrefix("10.20.0.0/16")}
+		})
+		for _, raw := range []string{"https://10.0.0.1:6379/x", "https://192.168.1.1/x", "https://[fd00::2]:18481/", "https://168.63.129.16/x"} {
+			_, _, err := h.svc.CreateEndpoint(ctx, h.org, raw, []string{outbound.InvoicePaid})
+			wantUserError(t, err, outbound.CodeForbiddenURL)
+		}
+		ep, _ := h.endpoint(t, "https://10.20.0.5/hooks", outbound.InvoicePaid)
+		for _, raw := range []string{"https://10.21.0.5/hooks", "https://100.64.0.1/x", "https://[64:ff9b::a00:1]/x", "https://192.0.0.192/x"} {
+			_, err := h.svc.UpdateEndpoint(ctx, h.org, ep.ID, outbound.EndpointInput{URL: &raw})
+			wantUserError(t, err, outbound.CodeForbiddenURL)
+		}
+		eps, err := h.svc.Endpoints(ctx, h.org)
+		if err != nil || len(eps) != 1 || eps[0].URL != "https://10.20.0.5/hooks" {
+			t.Fatalf("endpoints after refused changes = %+v (%v), want only https://10.20.0.5/hooks", eps, err)
+		}
+		public := "https://hooks.acme.test/tollgate"
+		if got, err := h.svc.UpdateEndpoint(ctx, h.org, ep.ID, outbound.EndpointInput{URL: &public}); err != nil || got.URL != public {
+			t.Fatalf("changing to a public name: %+v, %v", got, err)
+		}
+	})
 }

@@ -42,6 +42,12 @@ type harness struct {
 // `webhooks` endpoints, and starts its jobs.
 func newHarness(t *testing.T, db *store.DB, webhooks int) *harness {
 	t.Helper()
+	return newHarnessWith(t, db, webhooks, func(*outbound.Options) {})
+}
+
+// newHarnessWith is newHarness with the service's options changed by set.
+func newHarnessWith(t *testing.T, db *store.DB, webhooks int, set func(*outbound.Options)) *harness {
+	t.Helper()
 	ctx := context.Background()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	h := &harness{db: db, clock: clock.NewFake(time.Now())}
@@ -50,10 +56,12 @@ func newHarness(t *testing.T, db *store.DB, webhooks int) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.svc = outbound.NewService(outbound.Options{
+	opts := outbound.Options{
 		DB: db, Jobs: h.runner, Clock: h.clock, Log: quiet,
 		Plans: fixedPlan{plans.Plan{ID: "growth", Name: "Growth", Webhooks: webhooks}},
-	})
+	}
+	set(&opts)
+	h.svc = outbound.NewService(opts)
 	var stop func()
 	h.events, stop = h.runner.Subscribe(river.EventKindJobCompleted, river.EventKindJobFailed, river.EventKindJobCancelled)
 	if err := h.runner.Start(ctx); err != nil {

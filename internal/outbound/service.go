@@ -15,6 +15,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/netip"
 
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/jobs"
@@ -53,9 +54,12 @@ type Options struct {
 	Plans PlanSource
 	Clock clock.Clock
 	Log   *slog.Logger
-	// Production refuses plain http and addresses inside the host's
-	// network edge (loopback, link-local, cloud metadata).
+	// Production refuses plain http and every address that is not public
+	// (weburl.ForbiddenAddr), when a URL is saved and when it is dialled.
 	Production bool
+	// AllowedNetworks are private networks production may deliver into
+	// anyway (WEBHOOK_ALLOWED_NETWORKS).
+	AllowedNetworks []netip.Prefix
 }
 
 // Service owns webhook endpoints, events and their deliveries.
@@ -66,6 +70,7 @@ type Service struct {
 	clock      clock.Clock
 	log        *slog.Logger
 	production bool
+	allowed    []netip.Prefix
 	http       *http.Client
 }
 
@@ -77,7 +82,8 @@ func NewService(o Options) *Service {
 	}
 	s := &Service{
 		db: o.DB, jobs: o.Jobs, plans: o.Plans, clock: o.Clock, log: o.Log,
-		production: o.Production, http: newHTTPClient(o.Production),
+		production: o.Production, allowed: o.AllowedNetworks,
+		http: newHTTPClient(o.Production, o.AllowedNetworks, nil),
 	}
 	jobs.Register(o.Jobs, &deliverWorker{s: s})
 	jobs.Register(o.Jobs, &pruneWorker{s: s})

@@ -68,32 +68,27 @@ func (s *Service) checkURL(fe *apperr.FieldErrors, field, raw string) {
 		return
 	}
 	if ip, err := netip.ParseAddr(host); err == nil {
-		if why := weburl.ForbiddenAddr(ip); why != "" {
+		if why := weburl.ForbiddenAddr(ip, s.allowed); why != "" {
 			fe.Add(field, CodeForbiddenURL, "The URL points to "+why+".")
 		}
 	}
 }
 
 // errForbiddenAddr is a dial refused because a name resolved to an address
-// checkURL would have refused (a name may resolve anywhere, and change).
-var errForbiddenAddr = errors.New("refused: the endpoint resolved to an address inside the host's network edge")
+// checkURL would have refused (a name may resolve anywhere, and change),
+// or because an endpoint saved before a rule was added names one. It is
+// the whole of what an organisation reads about such an attempt: nothing
+// is sent, so nothing about what listens there can be told.
+var errForbiddenAddr = errors.New("refused: the destination is not a public address")
 
 // newHTTPClient sends deliveries: 5 s per attempt, redirects never followed
 // (a 3xx is a failed attempt), no proxy from the environment, and in
 // production no connection to a forbidden address whatever DNS answers.
-func newHTTPClient(production bool) *http.Client {
-	dialer := &net.Dialer{Timeout: 5 * time.Second}
+// resolver is nil but in tests, which give names their own answers.
+func newHTTPClient(production bool, allowed []netip.Prefix, resolver *net.Resolver) *http.Client {
+	dialer := &net.Dialer{Timeout: 5 * time.Second, Resolver: resolver}
 	if production {
-		dialer.Control = func(_, address string, _ syscall.RawConn) error {
-			ap, err := netip.ParseAddrPort(address)
-			if err != nil {
-				return fmt.Errorf("dial %s: %w", address, err)
-			}
-			if weburl.ForbiddenAddr(ap.Addr()) != "" {
-				return errForbiddenAddr
-			}
-			return nil
-		}
+		dialer.Control = dialGuard(allowed)
 	}
 	return &http.Client{
 		Timeout: 5 * time.Second,
@@ -105,5 +100,21 @@ func newHTTPClient(production bool) *http.Client {
 			IdleConnTimeout:     90 * time.Second,
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// dialGuard is the dialer's last word on each address DNS gave, checked
+// just before the connection is opened, so no packet reaches an address
+// weburl.ForbiddenAddr refuses.
+func dialGuard(allowed []netip.Prefix) func(network, address string, c syscall.RawConn) error {
+	return func(_, address string, _ syscall.RawConn) error {
+		ap, err := netip.ParseAddrPort(address)
+		if err != nil {
+			return fmt.Errorf("dial %s: %w", address, err)
+		}
+		if weburl.ForbiddenAddr(ap.Addr(), allowed) != "" {
+			return errForbiddenAddr
+		}
+		return nil
 	}
 }

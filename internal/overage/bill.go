@@ -48,13 +48,60 @@ func (s *Service) InvoiceCreated(ctx context.Context, orgID string, inv *stripe.
 		}
 		return nil
 	}
+	used, err := s.invoiceTotal(ctx, orgID, inv)
+	if err != nil {
+		return err
+	}
+	top := money.MaxAmount(currency)
 	var errs []error
-	for _, c := range pending {
+	for _, c := range pending { // oldest month first
+		if c.Amount > top-used && c.Currency == currency {
+			// Stripe charges an invoice's amount due at once, so the whole
+			// invoice must stay within what it charges: past it, Stripe
+			// refuses to finalize or pay it, whatever each item is. The
+			// charge waits for the next invoice.
+			if err := s.unbilled(ctx, c.OrgID, c.Meter, c.Period, inv.ID, unbilledInvoiceLimit,
+				"overage not billed: it would take the invoice past what Stripe charges at once; it is offered again to the next invoice",
+				"amount", money.Format(c.Amount, c.Currency), "invoice_total", money.Format(used, currency),
+				"max", money.Format(top, currency)); err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
 		if err := s.bill(ctx, c, inv); err != nil {
 			errs = append(errs, err)
+			continue
+		}
+		if c.Currency == currency {
+			used += c.Amount
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// invoiceTotal is what the draft invoice comes to before its pending
+// overage is added: its total as Stripe sent it, without the lines of
+// Tollgate's overage items Stripe listed, plus every charge recorded billed
+// on it (so a redelivery, or `stripe sync` reading the invoice with items
+// already on it, counts each once). A line list Stripe cut short may leave
+// some overage lines in the total, counted twice: that errs towards billing
+// less on this invoice, never towards an invoice Stripe refuses.
+func (s *Service) invoiceTotal(ctx context.Context, orgID string, inv *stripe.Invoice) (int64, error) {
+	total := max(inv.Total, 0)
+	if inv.Lines != nil {
+		for _, l := range inv.Lines.Data {
+			if l != nil && l.Metadata[metaKey] != "" {
+				total -= l.Amount
+			}
+		}
+	}
+	var billed struct{ Sum int64 }
+	err := s.db.WithContext(ctx).Model(&Charge{}).Select("COALESCE(SUM(amount), 0) AS sum").
+		Where("org_id = ? AND status = ? AND stripe_invoice_id = ?", orgID, Billed, inv.ID).Scan(&billed).Error
+	if err != nil {
+		return 0, fmt.Errorf("overage billed on invoice %s of org %s: %w", inv.ID, orgID, err)
+	}
+	return max(total, 0) + billed.Sum, nil
 }
 
 // bill adds one pending charge to a draft invoice: claim (commit which

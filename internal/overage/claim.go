@@ -58,14 +58,29 @@ type monthOverage struct {
 }
 
 // overageOf computes the overage of each monthly meter in one month from
-// the organisation's usage, at its current plan's prices in currency.
-func (s *Service) overageOf(ctx context.Context, orgID, period, currency string) (monthOverage, error) {
+// the organisation's usage, at the allowances and prices in currency of
+// plan, the plan in force at the end of the month (monthPlan). In the month
+// since falls in (the subscription's first), only the usage of the days
+// from since's own on counts: usage is kept per UTC day, so the day the
+// subscription began counts whole, and the days before it not at all.
+func (s *Service) overageOf(ctx context.Context, orgID, period, currency string, plan plans.Plan, since time.Time) (monthOverage, error) {
 	var mo monthOverage
-	_, meters, err := s.usage.Usage(ctx, orgID, period)
+	p, meters, err := s.usage.Usage(ctx, orgID, period)
 	if err != nil {
 		return mo, fmt.Errorf("overage of org %s in %s: %w", orgID, period, err)
 	}
+	first := since.After(p.Start) && since.Before(p.End)
 	for _, m := range meters {
+		if l, ok := plan.LimitFor(m.Meter); ok {
+			m.Limit = l
+		} else { // the plan does not price the meter: nothing to bill
+			m.Limit = plans.Limit{Meter: m.Meter, Reset: m.Limit.Reset}
+		}
+		if first && m.Limit.Reset == plans.Monthly {
+			if m.Used, err = s.usedSince(ctx, orgID, m.Meter, since, p.End); err != nil {
+				return mo, fmt.Errorf("overage of org %s in %s: %w", orgID, period, err)
+			}
+		}
 		c, err := chargeOf(orgID, period, currency, m)
 		if ae, isApp := apperr.As(err); isApp && ae.Code == CodeAmountOutOfRange {
 			mo.skipped = append(mo.skipped, unbillable{m.Meter, unbilledTooLarge, err})
@@ -86,6 +101,23 @@ func (s *Service) overageOf(ctx context.Context, orgID, period, currency string)
 		}
 	}
 	return mo, nil
+}
+
+// usedSince is a monthly meter's usage from since's UTC day until end, from
+// its daily totals.
+func (s *Service) usedSince(ctx context.Context, orgID, meter string, since, end time.Time) (int64, error) {
+	days, err := s.usage.Series(ctx, orgID, meter, since, end.Add(-time.Nanosecond))
+	if err != nil {
+		return 0, err
+	}
+	var used int64
+	for _, d := range days {
+		if d.Used > math.MaxInt64-used {
+			return math.MaxInt64, nil // more than any overage can bill (chargeOf refuses it)
+		}
+		used += d.Used
+	}
+	return used, nil
 }
 
 // chargeOf is the charge for one meter's usage in currency: Pending, or
@@ -122,10 +154,11 @@ func chargeOf(orgID, period, currency string, m usage.MeterUsage) (Charge, error
 
 // billedSince is when the organisation's overage begins to be billed: when
 // the subscription whose plan prices it began (Stripe's `created`), and
-// never before the organisation existed. Tollgate keeps no plan history, so
-// a month before that was judged against another plan (free, or a contract
-// plan such as Enterprise, which Stripe does not invoice) and is not
-// billed at this one's prices. False without a subscription.
+// never before the organisation existed. A month before that was judged
+// against another plan (free, or a contract plan such as Enterprise, which
+// Stripe does not invoice) and is not billed; in the month it falls in,
+// only the usage from its day on is (overageOf). False without a
+// subscription.
 func billedSince(st billing.State) (time.Time, bool) {
 	if st.Subscription == nil || st.Subscription.CreatedAt.IsZero() {
 		return time.Time{}, false
@@ -139,13 +172,6 @@ func billedSince(st billing.State) (time.Time, bool) {
 // closedMonths are the months whose overage a draft invoice created now may
 // collect: those closed since the month that holds since, at most Lookback
 // of them, oldest first.
-//
-// The month the subscription began is one of them, and its whole usage is
-// judged against the plan: the usage page, the gate and upcomingInvoice's
-// preview all hold a monthly meter's month total to the current plan
-// however late in the month it began, and the bill agrees with what they
-// showed. Stripe's own metered billing likewise bills the first, partial
-// period of a subscription.
 func closedMonths(since, now time.Time) []string {
 	current := clock.MonthStart(now)
 	first := clock.MonthStart(since)
@@ -157,6 +183,23 @@ func closedMonths(since, now time.Time) []string {
 		out = append(out, m.Format("2006-01"))
 	}
 	return out
+}
+
+// monthPlan is the plan that prices a closed month's overage: the one in
+// force at the month's end (the last microsecond, the finest time the
+// database keeps). A plan changed within the month prices the whole month,
+// as the usage page and the gate held the month's total to it after the
+// change.
+func (s *Service) monthPlan(ctx context.Context, orgID, period string) (plans.Plan, error) {
+	start, err := time.Parse("2006-01", period)
+	if err != nil {
+		return plans.Plan{}, fmt.Errorf("overage of org %s: month %q: %w", orgID, period, err)
+	}
+	p, err := s.standing.PlanAt(ctx, orgID, start.AddDate(0, 1, 0).Add(-time.Microsecond))
+	if err != nil {
+		return plans.Plan{}, fmt.Errorf("overage of org %s in %s: %w", orgID, period, err)
+	}
+	return p, nil
 }
 
 // claim records the overage of each monthly meter in every closed month
@@ -208,7 +251,11 @@ func (s *Service) claim(ctx context.Context, orgID, invoiceID, currency string, 
 		if !open {
 			continue // every meter of the month is recorded: no usage to read
 		}
-		mo, err := s.overageOf(ctx, orgID, period, currency)
+		priced, err := s.monthPlan(ctx, orgID, period)
+		if err != nil {
+			return nil, err
+		}
+		mo, err := s.overageOf(ctx, orgID, period, currency, priced, since)
 		if err != nil {
 			return nil, err
 		}

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -313,6 +314,15 @@ var starterOverage = map[string]overagePrice{
 	"llm_tokens": {limit: 1_000_000, per: 10_000, unit: map[string]int64{"usd": 20, "eur": 18, "jpy": 3}},
 }
 
+// proOverage are the overage prices of the tests' pro plan, sold in usd.
+var proOverage = map[string]overagePrice{
+	"api_calls":  {limit: 50_000, per: 1000, unit: map[string]int64{"usd": 80}},
+	"llm_tokens": {limit: 500_000, per: 10_000, unit: map[string]int64{"usd": 30}},
+}
+
+// proPriceID is the Stripe id of pro's monthly price.
+const proPriceID = "price_test_pro_usd"
+
 // starterPriceID is the Stripe id of starter's monthly price in currency.
 func starterPriceID(currency string) string { return "price_test_starter_" + currency }
 
@@ -373,6 +383,19 @@ plans:
 		}
 		fmt.Fprintf(&b, "      %s: { limit: %d, hard: false, overage: { unit_amount_cents: %d, per: %d, currency_amounts: { %s } } }\n",
 			meter, p.limit, p.unit["usd"], p.per, strings.Join(others, ", "))
+	}
+	// pro: another paid plan, with other allowances and prices, to move to.
+	fmt.Fprintf(&b, `  - id: pro
+    name: Pro
+    rate_limit_per_second: 100
+    prices:
+      - { id: %s, interval: month, amount_cents: 9900, currency: usd }
+    limits:
+      storage_bytes: { limit: 10737418240, hard: true }
+`, proPriceID)
+	for _, meter := range slices.Sorted(maps.Keys(proOverage)) {
+		p := proOverage[meter]
+		fmt.Fprintf(&b, "      %s: { limit: %d, hard: false, overage: { unit_amount_cents: %d, per: %d } }\n", meter, p.limit, p.unit["usd"], p.per)
 	}
 	catalog, err := plans.Parse([]byte(b.String()), "yaml")
 	if err != nil {
@@ -508,6 +531,70 @@ func TestOverageIsBilledOnlyFromTheMonthTheSubscriptionBegan(t *testing.T) {
 		f.deliver(f.invoiceCreated("evt_"+store.NewID(), may, "draft"))
 		f.checkItems(may, want)
 	})
+}
+
+// A month is priced by the plan the organisation was on at its end: a move
+// to another plan after the month closed does not reprice it.
+func TestAClosedMonthIsPricedByThePlanInForceThen(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newFixture(t, db) // starter since October 10
+		f.record("api_calls", 102_500)
+		want := f.expect("api_calls", "2026-10", 102_500) // at starter's allowance and prices
+
+		f.clock.Set(time.Date(2026, 11, 5, 12, 0, 0, 0, time.UTC))
+		f.changePrice(proPriceID)
+		if p, _, err := f.billing.PlanOf(context.Background(), f.org); err != nil || p.ID != "pro" {
+			t.Fatalf("organisation is on %q (err %v), want pro", p.ID, err)
+		}
+		f.clock.Set(time.Date(2026, 11, 10, 12, 5, 0, 0, time.UTC))
+		nov := "in_nov_" + f.org[:8]
+		f.deliver(f.invoiceCreated("evt_"+store.NewID(), nov, "draft"))
+		f.checkItems(nov, want)
+	})
+}
+
+// In the subscription's first month, usage from the days before it began
+// (under another plan) is not billed at its prices.
+func TestUsageBeforeTheSubscriptionBeganIsNotBilled(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newUnsubscribedFixture(t, db, http.DefaultTransport, starterOverage, time.Date(2026, 10, 1, 9, 0, 0, 0, time.UTC))
+		if err := orgs.SetPlan(context.Background(), db.DB, f.org, "enterprise", f.clock.Now()); err != nil {
+			t.Fatal(err)
+		}
+		f.usage.InvalidatePlan(f.org)
+		f.clock.Set(time.Date(2026, 10, 5, 12, 0, 0, 0, time.UTC))
+		f.record("api_calls", 90_000) // under enterprise, before the subscription
+
+		f.clock.Set(time.Date(2026, 10, 10, 12, 0, 0, 0, time.UTC))
+		f.subscribe("usd")
+		f.record("api_calls", 102_500)
+		want := f.expect("api_calls", "2026-10", 102_500) // only what was used since the 10th
+
+		f.clock.Set(time.Date(2026, 11, 10, 12, 5, 0, 0, time.UTC))
+		nov := "in_nov_" + f.org[:8]
+		f.deliver(f.invoiceCreated("evt_"+store.NewID(), nov, "draft"))
+		f.checkItems(nov, want)
+	})
+}
+
+// changePrice moves the organisation's subscription to another price now,
+// as Stripe's customer.subscription.updated tells it.
+func (f *fixture) changePrice(priceID string) {
+	t, ctx, now := f.t, context.Background(), f.clock.Now()
+	t.Helper()
+	sub := &stripe.Subscription{
+		ID: f.sub, Customer: &stripe.Customer{ID: f.customer}, Status: stripe.SubscriptionStatusActive,
+		CurrentPeriodStart: now.Unix(), CurrentPeriodEnd: now.AddDate(0, 1, 0).Unix(),
+		Items: &stripe.SubscriptionItemList{Data: []*stripe.SubscriptionItem{{Price: &stripe.Price{ID: priceID}}}},
+	}
+	err := f.db.Tx(ctx, func(tx *gorm.DB) error {
+		_, err := f.billing.ApplySubscription(ctx, tx, billing.SubscriptionUpdate{Sub: sub, At: now, OrgID: f.org, Rank: billing.RankFetched})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.usage.InvalidatePlan(f.org)
 }
 
 func TestAFinalizedInvoiceLeavesOverageForTheNext(t *testing.T) {
@@ -991,5 +1078,151 @@ func TestUnbilledOverageIsCountedOncePerInvoice(t *testing.T) {
 		if n := len(f.items()); n != 0 {
 			t.Fatalf("%d items added for overage no invoice could carry", n)
 		}
+	})
+}
+
+// invoiceLimit stands for Stripe's bound on one invoice: it adds up the
+// items created on each invoice over the invoice's own total (the
+// fixture's 4900) and refuses, as Stripe would, an item that takes the
+// invoice past money.MaxAmount; every other request goes to stripe-mock.
+type invoiceLimit struct {
+	mu      sync.Mutex
+	base    int64
+	top     int64
+	total   map[string]int64
+	refused int
+	// unavailable, while set, answers 503 to every llm_tokens item.
+	unavailable bool
+}
+
+func (l *invoiceLimit) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method != http.MethodPost || req.URL.Path != "/v1/invoiceitems" {
+		return http.DefaultTransport.RoundTrip(req)
+	}
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		return nil, err
+	}
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	form, _ := url.ParseQuery(string(body))
+	amount, _ := strconv.ParseInt(form.Get("amount"), 10, 64)
+	inv := form.Get("invoice")
+	l.mu.Lock()
+	if l.unavailable && form.Get("metadata[meter]") == "llm_tokens" {
+		l.mu.Unlock()
+		return stubResponse(req, http.StatusServiceUnavailable, map[string]any{"error": map[string]any{"type": "api_error", "message": "busy"}}), nil
+	}
+	sum := l.base + l.total[inv] + amount
+	over := sum > l.top
+	if over {
+		l.refused++
+	} else {
+		l.total[inv] += amount
+	}
+	l.mu.Unlock()
+	if over {
+		resp := stubResponse(req, http.StatusBadRequest, map[string]any{"error": map[string]any{"type": "invalid_request_error",
+			"code": "amount_too_large", "param": "amount", "message": "The invoice total must be no more than $999,999.99"}})
+		resp.Header.Set("Request-Id", requestID)
+		return resp, nil
+	}
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+// Two meters' overage, each within what one item carries, together take
+// the invoice past what Stripe charges at once. The invoice takes the
+// older-first charges that fit; the rest is counted as invoice_limit,
+// logged at ERROR once however often the invoice is delivered, never sent
+// for Stripe to refuse, and billed on the next invoice.
+func TestOverageThatWouldTakeAnInvoicePastStripesMaximumWaitsForTheNext(t *testing.T) {
+	prices := map[string]overagePrice{
+		"api_calls":  {limit: 100_000, per: 1, unit: map[string]int64{"usd": 1_000_000, "eur": 1_000_000, "jpy": 1_000_000}},
+		"llm_tokens": {limit: 1_000_000, per: 1, unit: map[string]int64{"usd": 1_000_000, "eur": 1_000_000, "jpy": 1_000_000}},
+	}
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		stub := &invoiceLimit{base: 4900, top: money.MaxAmount("usd"), total: map[string]int64{}}
+		f := newFixtureOn(t, db, stub, prices, "usd")
+		f.record("api_calls", 100_060)
+		f.record("llm_tokens", 1_000_060)
+		calls, tokens := f.expect("api_calls", "2026-10", 100_060), f.expect("llm_tokens", "2026-10", 1_000_060)
+		top := money.MaxAmount(f.currency)
+		if calls.amount > top || tokens.amount > top || stub.base+calls.amount+tokens.amount <= top {
+			t.Fatalf("the test's charges (%d, %d) must each fit one item and together not fit one invoice", calls.amount, tokens.amount)
+		}
+		before := unbilledCounts("invoice_limit", "refused")
+
+		nov := "in_nov_" + f.org[:8]
+		f.clock.Set(time.Date(2026, 11, 1, 0, 5, 0, 0, time.UTC))
+		body := f.invoiceCreated("evt_"+store.NewID(), nov, "draft")
+		f.deliver(body)
+		f.deliver(body)
+		checkUnbilledRise(t, before, map[string]float64{"invoice_limit": 1, "refused": 0})
+		if stub.refused != 0 {
+			t.Errorf("Stripe refused %d items for the invoice's total", stub.refused)
+		}
+		if got := f.logged("level=ERROR", "invoice_limit", "llm_tokens"); len(got) != 1 {
+			t.Errorf("%d ERROR lines naming the meter left off, want 1:\n%s", len(got), f.logs)
+		}
+
+		dec := "in_dec_" + f.org[:8]
+		f.clock.Set(time.Date(2026, 12, 1, 0, 5, 0, 0, time.UTC))
+		f.deliver(f.invoiceCreated("evt_"+store.NewID(), dec, "draft"))
+		f.checkBilled(billedOn{calls, nov}, billedOn{tokens, dec})
+		checkUnbilledRise(t, before, map[string]float64{"invoice_limit": 1, "refused": 0})
+	})
+}
+
+// Stripe's retry of an invoice.created (or `stripe sync`) may carry the
+// invoice as it is now, with the overage items already on it in its lines
+// and total: each is counted once, so a charge that fits is billed.
+func TestOverageAlreadyOnTheInvoiceIsCountedOnceTowardsItsLimit(t *testing.T) {
+	prices := map[string]overagePrice{
+		"api_calls":  {limit: 100_000, per: 1, unit: map[string]int64{"usd": 1_000_000, "eur": 1_000_000, "jpy": 1_000_000}},
+		"llm_tokens": {limit: 1_000_000, per: 1, unit: map[string]int64{"usd": 1_000_000, "eur": 1_000_000, "jpy": 1_000_000}},
+	}
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		stub := &invoiceLimit{base: 4900, top: money.MaxAmount("usd"), total: map[string]int64{}, unavailable: true}
+		f := newFixtureOn(t, db, stub, prices, "usd")
+		f.record("api_calls", 100_040)
+		f.record("llm_tokens", 1_000_040)
+		calls, tokens := f.expect("api_calls", "2026-10", 100_040), f.expect("llm_tokens", "2026-10", 1_000_040)
+		if top := money.MaxAmount(f.currency); stub.base+calls.amount+tokens.amount > top || stub.base+2*calls.amount+tokens.amount <= top {
+			t.Fatalf("the test's charges (%d, %d) must fit one invoice, and not if the first were counted twice", calls.amount, tokens.amount)
+		}
+		before := unbilledCounts("invoice_limit")
+
+		nov := "in_nov_" + f.org[:8]
+		f.clock.Set(time.Date(2026, 11, 1, 0, 5, 0, 0, time.UTC))
+		f.deliverFailing(f.invoiceCreated("evt_"+store.NewID(), nov, "draft"))
+		stub.mu.Lock()
+		stub.unavailable = false
+		stub.mu.Unlock()
+
+		// Stripe's retry, with the api_calls item now on the invoice.
+		var ev map[string]any
+		if err := json.Unmarshal(f.invoiceCreated("evt_"+store.NewID(), nov, "draft"), &ev); err != nil {
+			t.Fatal(err)
+		}
+		obj := ev["data"].(map[string]any)["object"].(map[string]any)
+		obj["total"], obj["amount_due"] = stub.base+calls.amount, stub.base+calls.amount
+		obj["lines"] = map[string]any{"object": "list", "has_more": false, "data": []any{
+			map[string]any{"id": "il_1", "object": "line_item", "type": "invoiceitem", "amount": calls.amount, "currency": f.currency,
+				"metadata": map[string]string{"tollgate_overage": "tollgate-overage:" + f.org + ":api_calls:2026-10:1"}},
+		}}
+		retry, err := json.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.deliver(retry)
+		cs := f.charges()
+		if len(cs) != 2 {
+			t.Fatalf("charges = %+v, want api_calls and llm_tokens", cs)
+		}
+		for i, w := range []expected{calls, tokens} {
+			if c := cs[i]; c.Meter != w.meter || c.Status != overage.Billed || c.Amount != w.amount || c.StripeInvoiceID == nil || *c.StripeInvoiceID != nov {
+				t.Errorf("charge %+v, want %s billed at %d on %s", c, w.meter, w.amount, nov)
+			}
+		}
+		checkUnbilledRise(t, before, map[string]float64{"invoice_limit": 0})
 	})
 }

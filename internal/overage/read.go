@@ -5,18 +5,21 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/stripe/stripe-go/v76"
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/billing"
+	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/stripeclient"
 )
 
-// Standing tells an organisation's plan and subscription. billing.Service
-// implements it.
+// Standing tells an organisation's plan and subscription, and the plan it
+// was on at a past time. billing.Service implements it.
 type Standing interface {
 	Current(ctx context.Context, orgID string) (billing.State, error)
+	PlanAt(ctx context.Context, orgID string, t time.Time) (plans.Plan, error)
 }
 
 // OnInvoice returns the charges billed on one of the organisation's
@@ -72,7 +75,8 @@ func (s *Service) Upcoming(ctx context.Context, orgID string) (*Upcoming, error)
 	if err != nil {
 		return nil, stripeclient.Error("preview the next invoice of "+st.Subscription.StripeSubscriptionID, err)
 	}
-	sofar, err := s.overageOf(ctx, orgID, s.clock.Now().Format("2006-01"), subscriptionCurrency(st))
+	since, _ := billedSince(st)
+	sofar, err := s.overageOf(ctx, orgID, s.clock.Now().Format("2006-01"), subscriptionCurrency(st), st.Plan, since)
 	if err != nil {
 		return nil, err
 	}

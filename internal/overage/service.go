@@ -27,10 +27,11 @@ import (
 )
 
 // UsageReader reports an organisation's usage of every meter in a month
-// ("YYYY-MM") beside its plan's limits, and the plan. usage.Service
-// implements it.
+// ("YYYY-MM") beside its plan's limits, one meter's usage day by day, and
+// the plan. usage.Service implements it.
 type UsageReader interface {
 	Usage(ctx context.Context, orgID, period string) (usage.Period, []usage.MeterUsage, error)
+	Series(ctx context.Context, orgID, meter string, from, to time.Time) ([]usage.Point, error)
 	PlanOf(ctx context.Context, orgID string) (plans.Plan, string, error)
 }
 

@@ -17,6 +17,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -563,3 +564,10 @@ func (c *Catalog) Free() Plan {
 // DefaultsYAML returns the embedded default catalogue as written, as a
 // starting point for a PLANS_FILE.
 func DefaultsYAML() []byte { return append([]byte(nil), defaultsYAML...) }
+
+// Span is a stretch of time an organisation was on one plan: from From
+// until the next span's From (the last span is in force now).
+type Span struct {
+	From time.Time
+	Plan Plan
+}

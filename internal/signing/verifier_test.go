@@ -95,6 +95,25 @@ func TestVerifyRequest(t *testing.T) {
 		{name: "a timestamp in milliseconds is refused as skewed", want: ReasonTimestampSkew, tamper: func(r *http.Request) {
 			r.Header.Set(HeaderTimestamp, strconv.FormatInt(t0.UnixMilli(), 10))
 		}},
+		// Numbers no clock reaches are refused, none wrapped round to now.
+		{name: "the largest int64 timestamp is refused as skewed", want: ReasonTimestampSkew, tamper: func(r *http.Request) {
+			r.Header.Set(HeaderTimestamp, "9223372036854775807")
+		}},
+		{name: "the smallest int64 timestamp is refused as skewed", want: ReasonTimestampSkew, tamper: func(r *http.Request) {
+			r.Header.Set(HeaderTimestamp, "-9223372036854775808")
+		}},
+		{name: "a timestamp past int64 is refused", want: ReasonTimestampInvalid, tamper: func(r *http.Request) {
+			r.Header.Set(HeaderTimestamp, "9223372036854775808")
+		}},
+		{name: "a timestamp in exponent form is refused", want: ReasonTimestampInvalid, tamper: func(r *http.Request) {
+			r.Header.Set(HeaderTimestamp, "1e20")
+		}},
+		{name: "a timestamp with a fraction is refused", want: ReasonTimestampInvalid, tamper: func(r *http.Request) {
+			r.Header.Set(HeaderTimestamp, r.Header.Get(HeaderTimestamp)+".5")
+		}},
+		{name: "a timestamp with a leading zero is refused", want: ReasonTimestampInvalid, tamper: func(r *http.Request) {
+			r.Header.Set(HeaderTimestamp, "0"+r.Header.Get(HeaderTimestamp))
+		}},
 		{name: "a nonce that is not a UUID is refused", want: ReasonNonceInvalid, tamper: func(r *http.Request) {
 			r.Header.Set(HeaderNonce, "12345")
 		}},

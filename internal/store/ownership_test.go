@@ -20,6 +20,7 @@ var tableOwners = map[string]string{
 	"organizations":             "internal/orgs",
 	"api_keys":                  "internal/auth",
 	"subscriptions":             "internal/billing",
+	"plan_periods":              "internal/billing",
 	"checkout_sessions":         "internal/billing",
 	"invoices":                  "internal/invoices",
 	"webhook_events":            "internal/stripehook",

@@ -87,6 +87,8 @@ func (f *fixture) newOrg() string {
 type response struct {
 	Status  int
 	Outcome string
+	// Field and Reason name the value of an invalid event.
+	Field, Reason string
 }
 
 // deliver signs body now with the endpoint's secret and posts it.
@@ -102,9 +104,9 @@ func (f *fixture) post(body []byte, sigHeader string) response {
 	}
 	w := httptest.NewRecorder()
 	f.handler.ServeHTTP(w, req)
-	var out struct{ Outcome string }
+	var out struct{ Outcome, Field, Reason string }
 	_ = json.Unmarshal(w.Body.Bytes(), &out)
-	return response{Status: w.Code, Outcome: out.Outcome}
+	return response{Status: w.Code, Outcome: out.Outcome, Field: out.Field, Reason: out.Reason}
 }
 
 // mustDeliver delivers and requires a 200.

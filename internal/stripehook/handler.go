@@ -133,9 +133,17 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if res.outcome == outcomeUnknownOrg || res.outcome == outcomeUndecodable || res.outcome == outcomeInvalid {
 		level = slog.LevelWarn
 	}
-	h.Log.Log(r.Context(), level, "stripe webhook",
-		"event_id", ev.ID, "type", ev.Type, "outcome", res.outcome, "org_id", res.orgID, "changes", res.changes)
-	apperr.WriteJSON(w, http.StatusOK, map[string]any{"received": true, "outcome": res.outcome})
+	attrs := []any{"event_id", ev.ID, "type", ev.Type, "outcome", res.outcome, "org_id", res.orgID, "changes", res.changes}
+	answer := map[string]any{"received": true, "outcome": res.outcome}
+	if why := res.unusable; why != nil {
+		// The operator reading the log, and Stripe's dashboard showing
+		// this answer, see which value Tollgate could not use. The reason
+		// quotes at most a short escaped prefix of it.
+		attrs = append(attrs, "object", why.Object, "field", why.Field, "reason", why.Reason)
+		answer["object"], answer["field"], answer["reason"] = why.Object, why.Field, why.Reason
+	}
+	h.Log.Log(r.Context(), level, "stripe webhook", attrs...)
+	apperr.WriteJSON(w, http.StatusOK, answer)
 }
 
 // errSignatureTime is a signature dated further from now than Tolerance.
@@ -145,16 +153,21 @@ var errSignatureTime = errors.New("signature timestamp is not within the toleran
 // Tolerance of now, before or after. Its t= is read as stripe-go reads it
 // (the last one counts), since that is the time the signature covers;
 // verification refused a header whose t= is not a number, and one without
-// a t= was signed at the zero time, which is never fresh.
+// a t= was signed at second 0, which is never fresh. The seconds are held
+// to clock.InYears before any time arithmetic: time.Unix of a value near
+// the int64 limits overflows, and only Sub's saturation kept that from
+// reading as fresh.
 func (h *handler) fresh(header string) bool {
-	signedAt := time.Time{}
+	var sec int64
 	for _, pair := range strings.Split(header, ",") {
 		if v, ok := strings.CutPrefix(pair, "t="); ok {
-			sec, _ := strconv.ParseInt(v, 10, 64)
-			signedAt = time.Unix(sec, 0)
+			sec, _ = strconv.ParseInt(v, 10, 64)
 		}
 	}
-	age := h.Clock.Now().Sub(signedAt)
+	if !clock.InYears(sec) {
+		return false
+	}
+	age := h.Clock.Now().Sub(time.Unix(sec, 0))
 	return age <= Tolerance && age >= -Tolerance
 }
 

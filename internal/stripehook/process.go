@@ -33,6 +33,9 @@ type result struct {
 	outcome string
 	orgID   string
 	changes []string
+	// unusable says which value made an invalid outcome; the summary log
+	// line and the answer to Stripe name its field and reason.
+	unusable *stripein.Unusable
 }
 
 func (r *result) add(res billing.Result) {
@@ -58,8 +61,11 @@ func (r *result) add(res billing.Result) {
 // recorded as invalid, with nothing else written.
 func (h *handler) process(ctx context.Context, ev stripe.Event) (result, error) {
 	if err := stripein.Event(ev.ID, string(ev.Type), ev.Created); err != nil {
-		h.Log.WarnContext(ctx, "stripe webhook ignored: the event itself is unusable", "error", err)
-		return result{outcome: outcomeInvalid}, nil
+		// Not recorded: an id or time Tollgate cannot store. The summary
+		// line says which value.
+		var why *stripein.Unusable
+		errors.As(err, &why)
+		return result{outcome: outcomeInvalid, unusable: why}, nil
 	}
 	at := time.Unix(ev.Created, 0).UTC()
 	if !isObject(ev.Data.Raw) {
@@ -137,8 +143,6 @@ func (h *handler) applyOnce(ctx context.Context, ev stripe.Event, o object, at t
 // written, with outcome invalid, and a redelivery is a duplicate. Stripe
 // would redeliver it unchanged for three days; the log says what is wrong.
 func (h *handler) recordInvalid(ctx context.Context, ev stripe.Event, at time.Time, why *stripein.Unusable) (result, error) {
-	h.Log.WarnContext(ctx, "stripe webhook ignored: its object carries a value Tollgate cannot use",
-		"event_id", ev.ID, "type", ev.Type, "error", why.Error())
 	rec := WebhookEvent{ID: ev.ID, Type: string(ev.Type), CreatedAt: at, ProcessedAt: h.Clock.Now(), Outcome: outcomeInvalid}
 	ins := h.DB.WithContext(ctx).Clauses(clause.OnConflict{Columns: []clause.Column{{Name: "id"}}, DoNothing: true}).Create(&rec)
 	if ins.Error != nil {
@@ -147,7 +151,7 @@ func (h *handler) recordInvalid(ctx context.Context, ev stripe.Event, at time.Ti
 	if ins.RowsAffected == 0 {
 		return result{outcome: outcomeDuplicate}, nil
 	}
-	return result{outcome: outcomeInvalid}, nil
+	return result{outcome: outcomeInvalid, unusable: why}, nil
 }
 
 // isObject reports whether raw is a JSON object, as every event's

@@ -2,10 +2,14 @@ package stripehook_test
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -228,8 +232,18 @@ func TestWellSignedEventsWithUnusableValuesChangeNothing(t *testing.T) {
 		subs, invs := f.count(&billing.Subscription{}), f.count(&invoices.Invoice{})
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
-				if r := f.deliver(tc.body); r.Status != http.StatusOK || r.Outcome != "invalid" {
+				r := f.deliver(tc.body)
+				if r.Status != http.StatusOK || r.Outcome != "invalid" {
 					t.Fatalf("answered %d %q, want 200 invalid", r.Status, r.Outcome)
+				}
+				// The operator is told which value, in the answer Stripe's
+				// dashboard shows and in the one log line of the event.
+				if r.Field == "" || r.Reason == "" {
+					t.Fatalf("the answer names field %q and reason %q; want both", r.Field, r.Reason)
+				}
+				line, _ := json.Marshal(map[string]string{"field": r.Field})
+				if !strings.Contains(f.logs.String(), strings.Trim(string(line), "{}")) {
+					t.Fatalf("no log line names field %q", r.Field)
 				}
 				if got := f.state(s); !reflect.DeepEqual(got, want) {
 					t.Fatalf("state changed:\n%+v\nwant\n%+v", got, want)
@@ -243,7 +257,7 @@ func TestWellSignedEventsWithUnusableValuesChangeNothing(t *testing.T) {
 			t.Fatalf("ended on plan %s, status %s, invoice %s; want what the usable events left: growth, past_due, paid",
 				st.OrgPlan, st.Sub.Status, st.Invoice.Status)
 		}
-		if !strings.Contains(f.logs.String(), `unusable Stripe subscription `+s.sub+`: status is not a subscription status`) {
+		if !strings.Contains(f.logs.String(), `"object":"subscription `+s.sub+`","field":"status","reason":"is not a subscription status`) {
 			t.Errorf("no log line says what was wrong with the status")
 		}
 	})
@@ -372,6 +386,34 @@ func TestSignaturesDatedTooFarAheadAreRefused(t *testing.T) {
 		}
 		if r := f.post(body, sign(body, now.Add(time.Minute))); r.Status != http.StatusOK || r.Outcome != "applied" {
 			t.Fatalf("a signature a minute ahead (clock skew) answered %d %q, want 200 applied", r.Status, r.Outcome)
+		}
+	})
+}
+
+// A signature whose t= is a number no clock reaches (the int64 limits, the
+// edge where time.Unix overflows, before 2000) is refused as stale however
+// well it is signed, and nothing is stored: no value wraps round to now.
+func TestSignaturesDatedOutsideTheYearsAreRefused(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		f := newFixture(t, db)
+		s := newScenario(f)
+		body := event("evt_t_"+s.sub, "customer.subscription.created", s.at(1), s.subscription("growth", "active", 1))
+		signed := func(ts string) string {
+			mac := hmac.New(sha256.New, []byte(secret))
+			mac.Write([]byte(ts + "." + string(body)))
+			return "t=" + ts + ",v1=" + hex.EncodeToString(mac.Sum(nil))
+		}
+		for _, ts := range []string{"9223372036854775807", "-9223372036854775808", "9223372035854775808", "253402300800", "0", "-1"} {
+			if r := f.post(body, signed(ts)); r.Status != http.StatusBadRequest {
+				t.Errorf("a signature dated t=%s answered %d, want 400", ts, r.Status)
+			}
+		}
+		if n := f.count(&stripehook.WebhookEvent{}) + f.count(&billing.Subscription{}); n != 0 {
+			t.Fatalf("stored %d rows from refused deliveries", n)
+		}
+		// The same signing, dated now, is taken: only the date was at fault.
+		if r := f.post(body, signed(strconv.FormatInt(time.Now().Unix(), 10))); r.Status != http.StatusOK {
+			t.Fatalf("the delivery signed now answered %d, want 200", r.Status)
 		}
 	})
 }

@@ -124,6 +124,10 @@ func validID(id string) bool {
 	return id != "" && len(id) <= MaxIDLength && objectID.MatchString(id)
 }
 
+// ValidID reports whether id can name a Stripe object, the rule every
+// check here applies to ids.
+func ValidID(id string) bool { return validID(id) }
+
 // id checks a required object id.
 func (c *check) id(field, v string) {
 	if !validID(v) {

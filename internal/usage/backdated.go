@@ -2,6 +2,7 @@ package usage
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"math"
 	"slices"
@@ -24,12 +25,19 @@ import (
 // period total's lock, and judges the event as it would have been judged
 // on each of those days.
 //
-// It is judged on each of those days against the limit of the plan in
-// force when it is recorded (p.limit), not of the plan in force on that
-// day: Tollgate keeps no history of an organisation's plans (billing's
-// subscription row holds its current plan, changed in place), so after a
-// downgrade a past stretch over the new hard limit refuses uploads dated
-// in it, and after an upgrade the new limit gives room in the past too.
+// It is judged on each of those days against the hard limit of every
+// plan the organisation was on while that day's total stood (from the end
+// of the day until the next day with a change, or until now), as billing's
+// plan history tells (PlanHistory): after a downgrade, an upload dated
+// under the old plan needs room under the old limit until the downgrade
+// and under the new one since; after an upgrade, one dated while the old
+// plan's limit was full is refused though the new limit has room. Reading
+// that history costs one query, made only by a call that has such an
+// event; every other event is judged by the cached current plan.
+//
+// The granularity is the day: a day's total is its total at the end of
+// the day (an event dated at 10:00 counts as if it had been there all
+// day), and the event's own day is judged from the event's time on.
 
 // backdated reports whether an event may change a day of its meter's
 // history before the latest.
@@ -136,3 +144,93 @@ func (r rollups) readHistory(since map[counterID]int64) (map[counterID]*dayHisto
 	}
 	return out, nil
 }
+
+// PlanHistory tells which plans an organisation was on from a past time
+// until now, in order, the first from that time. Billing implements it;
+// NewService uses it when its PlanSource does too (without, a back-dated
+// event is judged by the current plan alone).
+type PlanHistory interface {
+	PlansSince(ctx context.Context, orgID string, t time.Time) ([]plans.Span, error)
+}
+
+// limitSpan is a meter's limit under one plan, in force from from (unix
+// seconds) until the next span's from.
+type limitSpan struct {
+	from  int64
+	limit plans.Limit
+}
+
+// limitsSince gives each back-dated event of a call its meter's limit
+// under every plan in force since its time: one read of the plan history
+// for the whole call, none for a call without such events.
+func (s *Service) limitsSince(ctx context.Context, orgID string, batch []pending, now time.Time) error {
+	var first time.Time
+	for i := range batch {
+		if p := &batch[i]; backdated(p, now) && (first.IsZero() || p.at.Before(first)) {
+			first = p.at
+		}
+	}
+	if first.IsZero() || s.history == nil {
+		return nil
+	}
+	spans, err := s.history.PlansSince(ctx, orgID, first)
+	if err != nil {
+		return fmt.Errorf("read plan history: %w", err)
+	}
+	byMeter := map[string][]limitSpan{}
+	for i := range batch {
+		p := &batch[i]
+		if !backdated(p, now) {
+			continue
+		}
+		ls, ok := byMeter[p.meter]
+		if !ok {
+			m, _ := s.catalog.Meter(p.meter)
+			ls = make([]limitSpan, len(spans))
+			for j, sp := range spans {
+				ls[j] = limitSpan{from: sp.From.Unix(), limit: limitOf(sp.Plan, m)}
+			}
+			byMeter[p.meter] = ls
+		}
+		p.since = ls
+	}
+	return nil
+}
+
+// overLimit returns the earliest total, from p's own day on, that p would
+// take past the hard limit of a plan in force while that total stood, with
+// that limit; when none would, the current total and no limit.
+func (h *dayHistory) overLimit(p *pending, cur int64) (point, plans.Limit) {
+	var (
+		over  = point{total: cur}
+		limit plans.Limit
+	)
+	r, end := cur, int64(math.MaxInt64)
+	// judge holds the total r, standing from from until end, to each plan
+	// in force then.
+	judge := func(day, from int64) {
+		for i, sp := range p.since {
+			spEnd := int64(math.MaxInt64)
+			if i+1 < len(p.since) {
+				spEnd = p.since[i+1].from
+			}
+			if sp.from < end && spEnd > from && admission(sp.limit, r, p.quantity) == CodeUsageLimitExceeded {
+				over, limit = point{day: day, total: r}, sp.limit
+				return
+			}
+		}
+	}
+	day := dayOf(p.at).Unix()
+	for i := len(h.days) - 1; i >= 0 && h.days[i].day > day; i-- {
+		d := h.days[i].day
+		judge(d, d+secondsPerDay-1) // r is the total at the end of this day
+		end = d + secondsPerDay - 1
+		if u := h.days[i].used; u != math.MinInt64 {
+			r = saturatingAdd(r, -u)
+		}
+	}
+	judge(day, p.at.Unix())
+	return over, limit
+}
+
+const secondsPerDay = 24 * 60 * 60

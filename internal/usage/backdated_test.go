@@ -2,6 +2,7 @@ package usage
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -165,14 +166,13 @@ func (f *fixture) usedIn(t *testing.T, orgID, month string) int64 {
 	return 0
 }
 
-// A back-dated event is judged against the plan in force when it is
-// recorded, at every day from its date on: Tollgate keeps no history of an
-// organisation's plans (a subscription's row holds its current plan only),
-// so the plan of the event's date is not known. After a downgrade, an
-// upload dated where the total was over the new hard limit is refused,
-// though the old plan allowed it then and today has room; after an
-// upgrade, one dated while the meter was full under the old plan counts.
-func TestABackdatedEventIsJudgedAgainstThePlanItIsRecordedUnder(t *testing.T) {
+// A back-dated event is judged, on every day from its date on, by the
+// plans the organisation was on then (billing's plan history), not only by
+// the plan it is recorded under. After a downgrade, an upload dated while
+// the looser old plan was in force counts if today's total stays within
+// the new limit; after an upgrade, one dated while the tighter old plan's
+// limit was full is refused though the new plan has room.
+func TestABackdatedEventIsJudgedByThePlanInForceAtItsTime(t *testing.T) {
 	const mib = int64(1 << 20)
 	dated := func(q int64, key string, daysAgo int) Event {
 		e := ev("storage_bytes", q, key)
@@ -185,27 +185,41 @@ func TestABackdatedEventIsJudgedAgainstThePlanItIsRecordedUnder(t *testing.T) {
 		storage, _ := f.svc.catalog.Meter("storage_bytes")
 		full := limitOf(free, storage).Limit
 
-		t.Run("after a downgrade", func(t *testing.T) {
+		t.Run("the older plan was looser", func(t *testing.T) {
+			f.clock.Set(testNow.AddDate(0, 0, -30))
 			org := f.org(t, "enterprise") // no limit on storage
-			// Over the free limit from 10 days ago to 2 days ago, 50 MiB under it today.
+			f.clock.Set(testNow)
+			// Over the free limit from 10 days ago to 2 days ago, 50 MiB under it since.
 			f.record(t, org, dated(full+50*mib, "up", 10), dated(-100*mib, "del", 2))
 			f.setPlan(org, "free", "")
-			res, err := f.svc.Record(context.Background(), org, []Event{dated(1, "late", 5)})
-			if apperr.CodeOf(err) != apperr.UsageLimitExceeded || len(res.Rejected) != 1 || res.Rejected[0].Code != CodeUsageLimitExceeded {
-				t.Fatalf("an upload dated 5 days ago under the free plan: %+v, %v; want %s against the free limit on that day",
-					res, err, CodeUsageLimitExceeded)
+			if res := f.record(t, org, dated(mib, "late", 5)); res.Accepted != 1 {
+				t.Fatalf("an upload dated 5 days ago, under enterprise: %+v, want accepted (free has room since the downgrade)", res)
 			}
-			if res := f.record(t, org, ev("storage_bytes", 1, "now")); res.Accepted != 1 {
-				t.Fatalf("an upload dated today: %+v, want accepted (there is room today)", res)
+			// Today's total is still held to the free limit.
+			res, err := f.svc.Record(context.Background(), org, []Event{dated(50*mib, "too-much", 5)})
+			if apperr.CodeOf(err) != apperr.UsageLimitExceeded || len(res.Rejected) != 1 || res.Rejected[0].Code != CodeUsageLimitExceeded ||
+				!strings.Contains(res.Rejected[0].Message, fmt.Sprintf("of %d used", full)) {
+				t.Fatalf("an upload dated 5 days ago that would take today past the free limit: %+v, %v; want %s", res, err, CodeUsageLimitExceeded)
+			}
+			if got, want := f.used(t, org, "storage_bytes"), full-50*mib+mib; got != want {
+				t.Errorf("used %d, want %d", got, want)
 			}
 		})
 
-		t.Run("after an upgrade", func(t *testing.T) {
+		t.Run("the older plan was tighter", func(t *testing.T) {
+			f.clock.Set(testNow.AddDate(0, 0, -30))
 			org := f.org(t, "free")
+			f.clock.Set(testNow)
 			f.record(t, org, dated(full, "full", 10))
 			f.setPlan(org, "starter", "active")
-			if res := f.record(t, org, dated(mib, "late", 5)); res.Accepted != 1 {
-				t.Fatalf("an upload dated while the free plan was full, recorded under starter: %+v, want accepted", res)
+			res, err := f.svc.Record(context.Background(), org, []Event{dated(mib, "late", 5)})
+			if apperr.CodeOf(err) != apperr.UsageLimitExceeded || len(res.Rejected) != 1 || res.Rejected[0].Code != CodeUsageLimitExceeded ||
+				!strings.Contains(res.Rejected[0].Message, fmt.Sprintf("%d of %d used", full, full)) {
+				t.Fatalf("an upload dated while the free plan was full, recorded under starter: %+v, %v; want %s against the free limit",
+					res, err, CodeUsageLimitExceeded)
+			}
+			if res := f.record(t, org, ev("storage_bytes", mib, "now")); res.Accepted != 1 {
+				t.Fatalf("an upload dated now, under starter: %+v, want accepted", res)
 			}
 			if got := f.used(t, org, "storage_bytes"); got != full+mib {
 				t.Errorf("used %d, want %d", got, full+mib)

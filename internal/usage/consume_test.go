@@ -112,7 +112,7 @@ func TestConsumeRetriesAndTheRateLimit(t *testing.T) {
 		if retried := f.consume(t, org, Event{Meter: "llm_tokens", Quantity: 700, IdempotencyKey: "completion-1", Endpoint: "POST /v1/complete"}); !retried.Allowed || retried.Reason != ReasonOK {
 			t.Errorf("a counted key retried over the rate %+v, want the first answer (allowed)", retried)
 		}
-		if g, _ := f.svc.Gate(ctx, org, "llm_tokens"); g.Allowed || g.Reason != ReasonRateLimited || g.RetryAfter <= 0 {
+		if g, _ := f.svc.Gate(ctx, org, "llm_tokens", 1); g.Allowed || g.Reason != ReasonRateLimited || g.RetryAfter <= 0 {
 			t.Errorf("gate over the rate %+v, want RATE_LIMITED with a retry", g)
 		}
 		if rate.rate.Load() != 10 {

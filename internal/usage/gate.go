@@ -26,22 +26,26 @@ type Gate struct {
 // when both are warm. A Redis miss or failure reads the database rollup (and
 // writes it back to Redis), so the answer is right either way.
 //
-// The gate asks about one more unit, and answers as Consume of quantity 1
-// would be judged (MeterUsage.Allowed, the same decision): usage under a
-// soft limit, or an unlimited one, is allowed (the overage is billed, not
-// refused) until the total reaches the largest countable value
-// (math.MaxInt64), where Consume refuses any increase with
-// QUANTITY_OUT_OF_RANGE and the gate answers USAGE_LIMIT_EXCEEDED.
+// The gate asks about quantity more units (1 to MaxQuantity, the bound of
+// one event), and answers as Consume of that quantity would be judged
+// (admission, the same decision): usage under a soft limit, or an
+// unlimited one, is allowed (the overage is billed, not refused) until the
+// total would pass the largest countable value (math.MaxInt64), where
+// Consume refuses the increase with QUANTITY_OUT_OF_RANGE and the gate
+// answers USAGE_LIMIT_EXCEEDED.
 //
 // Each gate counts once against the plan's rate limit (when LimitRate was
 // given one); over it, the answer is not allowed, with reason RATE_LIMITED
 // and when to retry. A gate already refused for quota or billing costs no
 // rate.
-func (s *Service) Gate(ctx context.Context, orgID, meter string) (Gate, error) {
+func (s *Service) Gate(ctx context.Context, orgID, meter string, quantity int64) (Gate, error) {
 	start := time.Now()
 	m, ok := s.catalog.Meter(meter)
 	if !ok {
 		return Gate{}, s.unknownMeter(meter)
+	}
+	if quantity < 1 || quantity > MaxQuantity {
+		return Gate{}, badInput("quantity", fmt.Sprintf("quantity must be between 1 and %d", MaxQuantity))
 	}
 	plan, status, err := s.plans.PlanOf(ctx, orgID)
 	if err != nil {
@@ -58,7 +62,7 @@ func (s *Service) Gate(ctx context.Context, orgID, meter string) (Gate, error) {
 	switch {
 	case s.inactive(status):
 		g.Allowed, g.Reason = false, ReasonBillingInactive
-	case !mu.Allowed():
+	case admission(mu.Limit, used, quantity) != "":
 		g.Allowed, g.Reason = false, ReasonUsageLimitExceeded
 	default:
 		if d := s.throttle(ctx, orgID, plan); !d.Allowed {

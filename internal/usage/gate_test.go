@@ -66,8 +66,14 @@ func gateAnswers(t *testing.T, f *fixture, cases []gateCase, show func(*int64) s
 			}
 		})
 	}
-	if _, err := f.svc.Gate(context.Background(), f.org(t, "free"), "bogus"); apperr.CodeOf(err) != apperr.BadInput {
+	if _, err := f.svc.Gate(context.Background(), f.org(t, "free"), "bogus", 1); apperr.CodeOf(err) != apperr.BadInput {
 		t.Errorf("unknown meter: err = %v, want BAD_USER_INPUT", err)
+	}
+	for _, q := range []int64{0, -1, MaxQuantity + 1} {
+		_, err := f.svc.Gate(context.Background(), f.org(t, "free"), "api_calls", q)
+		if e, ok := apperr.As(err); !ok || e.Code != apperr.BadInput || e.Extensions["field"] != "quantity" {
+			t.Errorf("quantity %d: err = %v, want BAD_USER_INPUT on quantity", q, err)
+		}
 	}
 }
 
@@ -357,13 +363,14 @@ func TestPlanCacheRefreshesAheadWithoutMakingCallersWait(t *testing.T) {
 	}
 }
 
-// The gate answers what consumeUsage of one unit would, at every
-// arithmetic edge: totals at, just under and past a limit and at and next
-// to the largest int64, under a hard and a soft limit of 0, ordinary hard
+// The gate of quantity q answers what consumeUsage of q units would, at
+// every arithmetic edge: totals at, just under and past a limit and at and
+// next to the largest int64, quantities of 1, the largest, exactly to the
+// limit and to 2^63−1 and one past each, under a hard and a soft limit of 0, ordinary hard
 // and soft limits, a hard limit at the largest int64 and no limit, on a
-// monthly meter and on a running total. consumeUsage of 0 and of the
-// largest quantity is judged by the gate's decision asked about those
-// quantities (a larger one is invalid input, judged by no limit). The gate
+// monthly meter and on a running total. consumeUsage of 0 is judged by the
+// gate's decision too (the gate takes no 0; a quantity past MaxQuantity is
+// invalid input to both, judged by no limit). The gate
 // used to compute used + 1 unchecked, so at the largest total it wrapped
 // around and answered allowed where consume refuses (QUANTITY_OUT_OF_RANGE).
 func TestGateAnswersWhatConsumeWouldAtEveryEdge(t *testing.T) {
@@ -397,7 +404,13 @@ func TestGateAnswersWhatConsumeWouldAtEveryEdge(t *testing.T) {
 				used = slices.DeleteFunc(used, func(n int64) bool { return n < 0 })
 				slices.Sort(used)
 				for _, n := range slices.Compact(used) {
-					for _, q := range []int64{1, 0, MaxQuantity} {
+					quantities := []int64{1, 0, MaxQuantity, top - n, top - n + 1} // the last passes the int64 range
+					if !l.Unlimited {
+						quantities = append(quantities, l.Limit-n, l.Limit-n+1) // to the limit and one past it
+					}
+					quantities = slices.DeleteFunc(quantities, func(q int64) bool { return q < 0 || q > MaxQuantity })
+					slices.Sort(quantities)
+					for _, q := range slices.Compact(quantities) {
 						t.Run(fmt.Sprintf("%s %s at %d, quantity %d", plan.ID, meter.Name, n, q), func(t *testing.T) {
 							org := f.org(t, plan.ID)
 							if n > 0 {
@@ -407,13 +420,16 @@ func TestGateAnswersWhatConsumeWouldAtEveryEdge(t *testing.T) {
 									t.Fatal(err)
 								}
 							}
-							g := f.gate(t, org, meter.Name)
+							var g Gate
+							if q > 0 {
+								g = f.gateOf(t, org, meter.Name, q)
+							}
 							got := consumed(t)(f.svc.Consume(context.Background(), org, ev(meter.Name, q, "k")))
 							if want := admission(l, n, q); got != want {
 								t.Errorf("consume answered %q, the gate's decision for quantity %d %q", got, q, want)
 							}
-							if q == 1 && (g.Allowed != (got == "") || !g.Allowed && g.Reason != ReasonUsageLimitExceeded) {
-								t.Errorf("gate allowed %t (%s), consume of one unit %q", g.Allowed, g.Reason, got)
+							if q > 0 && (g.Allowed != (got == "") || !g.Allowed && g.Reason != ReasonUsageLimitExceeded) {
+								t.Errorf("gate of %d allowed %t (%s), consume of %d %q", q, g.Allowed, g.Reason, q, got)
 							}
 						})
 					}

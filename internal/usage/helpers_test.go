@@ -19,12 +19,32 @@ import (
 )
 
 // fakePlans stands in for billing: each organisation is on the plan a test
-// puts it on.
+// puts it on, and was on the plans it was put on before, from the fake
+// clock's time then.
 type fakePlans struct {
 	catalog *plans.Catalog
+	clock   *clock.Fake
 	mu      sync.Mutex
 	planIDs map[string]string
 	status  map[string]string
+	history map[string][]plans.Span
+}
+
+func (f *fakePlans) PlansSince(_ context.Context, orgID string, t time.Time) ([]plans.Span, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []plans.Span
+	for i, sp := range f.history[orgID] {
+		if i+1 < len(f.history[orgID]) && !f.history[orgID][i+1].From.After(t) {
+			continue // ended by t
+		}
+		out = append(out, sp)
+	}
+	if len(out) == 0 {
+		return nil, apperr.ErrNotFound
+	}
+	out[0].From = t
+	return out, nil
 }
 
 func (f *fakePlans) PlanOf(_ context.Context, orgID string) (plans.Plan, string, error) {
@@ -41,6 +61,8 @@ func (f *fakePlans) PlanOf(_ context.Context, orgID string) (plans.Plan, string,
 func (f *fakePlans) set(orgID, planID, status string) {
 	f.mu.Lock()
 	f.planIDs[orgID], f.status[orgID] = planID, status
+	p, _ := f.catalog.ByID(planID)
+	f.history[orgID] = append(f.history[orgID], plans.Span{From: f.clock.Now(), Plan: p})
 	f.mu.Unlock()
 }
 
@@ -67,8 +89,8 @@ func newFixtureOf(t *testing.T, db *store.DB, rdb *redisconn.Client, catalog *pl
 	if rdb == nil {
 		rdb = testenv.Redis(t)
 	}
-	fp := &fakePlans{catalog: catalog, planIDs: map[string]string{}, status: map[string]string{}}
 	clk := clock.NewFake(testNow)
+	fp := &fakePlans{catalog: catalog, clock: clk, planIDs: map[string]string{}, status: map[string]string{}, history: map[string][]plans.Span{}}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	return &fixture{svc: NewService(db, rdb, catalog, fp, clk, log), db: db, rdb: rdb, clock: clk, plans: fp}
 }
@@ -121,7 +143,13 @@ func (f *fixture) used(t *testing.T, orgID, meter string) int64 {
 // gate asks the gate and fails the test on an error.
 func (f *fixture) gate(t *testing.T, orgID, meter string) Gate {
 	t.Helper()
-	g, err := f.svc.Gate(context.Background(), orgID, meter)
+	return f.gateOf(t, orgID, meter, 1)
+}
+
+// gateOf is the gate's answer about quantity more units.
+func (f *fixture) gateOf(t *testing.T, orgID, meter string, quantity int64) Gate {
+	t.Helper()
+	g, err := f.svc.Gate(context.Background(), orgID, meter, quantity)
 	if err != nil {
 		t.Fatalf("gate: %v", err)
 	}

@@ -54,16 +54,10 @@ func (m MeterUsage) Overage() int64 {
 	return max(m.Used-m.Limit.Limit, 0)
 }
 
-// Allowed reports whether one more unit would be counted, as consumeUsage
-// of quantity 1 would answer it (rate and billing status aside): always
-// under a soft limit or none, below the limit under a hard one, and never
-// at the largest countable total (math.MaxInt64).
-func (m MeterUsage) Allowed() bool { return admission(m.Limit, m.Used, 1) == "" }
-
 // admission is what counting an event of quantity q would meet when used is
 // already counted: "" when it fits, CodeQuantityOutOfRange when the total
 // would pass the int64 range, CodeUsageLimitExceeded when it would pass a
-// hard limit. It is the one decision of the gate (Allowed) and of every
+// hard limit. It is the one decision of the gate (Gate, for its quantity) and of every
 // write (judge, for recordUsage and consumeUsage), so the gate cannot
 // answer allowed where consume would refuse. Decreases always fit under a
 // limit, so deleting a file is never refused, even over the limit after a

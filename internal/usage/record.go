@@ -83,7 +83,11 @@ type pending struct {
 	quantity int64
 	at       time.Time
 	limit    plans.Limit
-	total    rollupKey // the period rollup it counts in
+	// since, for a back-dated event only (backdated.go), is its meter's
+	// limit under each plan the organisation was on from the event's time
+	// on; nil otherwise, and then limit judges every day.
+	since []limitSpan
+	total rollupKey // the period rollup it counts in
 	// claimed is set by insertEvents on the events whose keys it claimed.
 	claimed bool
 }
@@ -142,6 +146,9 @@ func (s *Service) Record(ctx context.Context, orgID string, events []Event) (Rec
 			continue
 		}
 		batch = append(batch, p)
+	}
+	if err := s.limitsSince(ctx, orgID, batch, now); err != nil {
+		return RecordResult{}, fmt.Errorf("record usage for org %s: %w", orgID, err)
 	}
 	report := make([]rollupKey, 0, len(named))
 	for _, m := range named {
@@ -271,13 +278,14 @@ func (o *outcome) reject(p *pending, code, format string, args ...any) {
 	o.rejected = append(o.rejected, Rejection{Index: p.index, Code: code, Message: fmt.Sprintf(format, args...)})
 }
 
-func (o *outcome) refuse(p *pending, used int64, on string) {
-	msg := LimitMessage(p.meter, used, p.quantity, p.limit.Limit) + on
+// refuse records an event refused because used plus it would pass limit.
+func (o *outcome) refuse(p *pending, limit int64, used int64, on string) {
+	msg := LimitMessage(p.meter, used, p.quantity, limit) + on
 	o.reject(p, CodeUsageLimitExceeded, "%s", msg)
 	o.quotaRefused++
 	if o.refusal == nil {
-		ext := map[string]any{"meter": p.meter, "used": used, "requested": p.quantity, "limit": p.limit.Limit,
-			"remaining": max(p.limit.Limit-used, 0)}
+		ext := map[string]any{"meter": p.meter, "used": used, "requested": p.quantity, "limit": limit,
+			"remaining": max(limit-used, 0)}
 		if p.limit.Reset != plans.Never {
 			ext["resetAt"] = clock.MonthEnd(p.total.periodStart())
 		}
@@ -670,13 +678,18 @@ func judge(out *outcome, p *pending, cur int64, h *dayHistory) (int64, bool) {
 		return 0, false
 	}
 	next, ok := checkedAdd(cur, p.quantity)
-	switch code := admission(p.limit, hi.total, p.quantity); {
-	case !ok || code == CodeQuantityOutOfRange:
+	over, limit := hi, p.limit
+	if h != nil && p.since != nil {
+		over, limit = h.overLimit(p, cur)
+	}
+	_, fits := checkedAdd(hi.total, p.quantity)
+	switch code := admission(limit, over.total, p.quantity); {
+	case !ok || !fits:
 		out.reject(p, CodeQuantityOutOfRange, "%s total would pass the largest countable value (%d): %d counted%s, this event adds %d",
 			p.meter, int64(math.MaxInt64), hi.total, on(hi), p.quantity)
 		return 0, false
 	case code == CodeUsageLimitExceeded:
-		out.refuse(p, hi.total, on(hi))
+		out.refuse(p, limit.Limit, over.total, on(over))
 		return 0, false
 	}
 	if h != nil {

@@ -69,9 +69,12 @@ type PlanSource interface {
 
 // Service records and reports usage.
 type Service struct {
-	db       *store.DB
-	catalog  *plans.Catalog
-	plans    *PlanCache
+	db      *store.DB
+	catalog *plans.Catalog
+	plans   *PlanCache
+	// history, when the PlanSource keeps one, judges back-dated events
+	// (backdated.go).
+	history  PlanHistory
 	counters *counters
 	clock    clock.Clock
 	log      *slog.Logger
@@ -103,6 +106,7 @@ func NewService(db *store.DB, rdb *redisconn.Client, catalog *plans.Catalog, pla
 		resyncEvery: resyncInterval,
 		nearLimit:   cache.New[counterID, struct{}](nearLimitTotals, nearLimitTTL, clk),
 	}
+	s.history, _ = plansrc.(PlanHistory)
 	s.group = &groupCommitter{commit: s.writeGroup, publish: s.publishGroup, slots: commitSlots(db.Dialect), overlap: overlapEvents}
 	return s
 }

@@ -163,31 +163,114 @@ func RedactText(s string) string {
 	return userinfoInText.ReplaceAllString(s, "$1")
 }
 
-// metadataAddrs are cloud metadata services outside the link-local ranges
-// (AWS's IPv6 one, Alibaba's).
+// metadataAddrs are cloud metadata services outside the link-local ranges:
+// AWS's IPv6 one, Alibaba's, Azure's WireServer and Oracle Cloud's. Like
+// the host's own edge, no allow-list admits them.
 var metadataAddrs = []netip.Addr{
 	netip.MustParseAddr("fd00:ec2::254"),
 	netip.MustParseAddr("100.100.100.200"),
+	netip.MustParseAddr("168.63.129.16"),
+	netip.MustParseAddr("192.0.0.192"),
 }
 
+// limitedBroadcast is 255.255.255.255, every host of the local network.
+var limitedBroadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})
+
+// nonPublicRange is a range of the IANA IPv4 and IPv6 special-purpose
+// address registries that is not a public receiver's.
+type nonPublicRange struct {
+	prefix netip.Prefix
+	what   string // the end of "The URL points to …"
+}
+
+// nonPublicRanges are the special-purpose ranges netip's own properties do
+// not name. Left out, as globally reachable unicast networks: AS112
+// (192.31.196.0/24, 192.175.48.0/24, 2001:4:112::/48, 2620:4f:8000::/48)
+// and AMT (192.52.193.0/24, 2001:3::/32). The anycast service addresses
+// inside 192.0.0.0/24 and 2001::/23 (PCP, TURN, DNS-SD) are refused with
+// their ranges: no webhook receiver lives there. NAT64's 64:ff9b::/96,
+// 6to4's 2002::/16 and the IPv4-mapped forms are judged by the IPv4
+// address they carry (EmbeddedIPv4).
+var nonPublicRanges = func() []nonPublicRange {
+	var out []nonPublicRange
+	for _, r := range []struct {
+		what     string
+		prefixes []string
+	}{
+		{"a \"this network\" address (0.0.0.0/8), which is no receiver", []string{"0.0.0.0/8"}},
+		{"a shared carrier-grade NAT address (100.64.0.0/10)", []string{"100.64.0.0/10"}},
+		{"a documentation address", []string{"192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32", "3fff::/20"}},
+		{"a benchmarking address", []string{"198.18.0.0/15", "2001:2::/48"}},
+		{"an IETF protocol address (192.0.0.0/24, 2001::/23)", []string{"192.0.0.0/24", "2001::/23"}},
+		{"a deprecated 6to4 relay address (192.88.99.0/24)", []string{"192.88.99.0/24"}},
+		{"a reserved address (240.0.0.0/4)", []string{"240.0.0.0/4"}},
+		{"a discard-only or dummy address", []string{"100::/64", "100:0:0:1::/64"}},
+		{"a local-use NAT64 address (64:ff9b:1::/48)", []string{"64:ff9b:1::/48"}},
+		{"a segment routing address (5f00::/16)", []string{"5f00::/16"}},
+		{"a site-local address (fec0::/10)", []string{"fec0::/10"}},
+	} {
+		for _, p := range r.prefixes {
+			out = append(out, nonPublicRange{netip.MustParsePrefix(p), r.what})
+		}
+	}
+	return out
+}()
+
+// globallyReachable are the exceptions inside nonPublicRanges.
+var globallyReachable = []netip.Prefix{
+	netip.MustParsePrefix("2001:3::/32"),     // AMT
+	netip.MustParsePrefix("2001:4:112::/48"), // AS112-v6
+}
+
+// Outside these, an IPv6 address is no public host's: 2000::/3 is the only
+// global unicast space IANA allocates; the others carry an IPv4 address
+// and are judged by it.
+var (
+	globalUnicast6 = netip.MustParsePrefix("2000::/3")
+	carriesIPv4    = []netip.Prefix{
+		netip.MustParsePrefix("::/96"),           // IPv4-compatible
+		netip.MustParsePrefix("::ffff:0:0/96"),   // IPv4-mapped
+		netip.MustParsePrefix("::ffff:0:0:0/96"), // IPv4-translated
+		nat64,
+	}
+)
+
 // ForbiddenAddr says why Tollgate must not connect to ip in production, as
-// the end of the sentence "The URL points to …", or "". Loopback and
-// link-local (169.254.0.0/16, fe80::/10, home of most metadata services)
-// are the host's own network edge, not a customer's receiver. An IPv6
-// address that carries an IPv4 one (see EmbeddedIPv4) is judged by every
-// address it carries, since a NAT64 gateway, a 6to4 or Teredo relay or
-// the host's own stack may deliver it to that IPv4 address. Both the check
-// of a saved URL and the dialer's check of each resolved address use it.
-func ForbiddenAddr(ip netip.Addr) string {
-	for _, a := range append([]netip.Addr{ip.Unmap()}, EmbeddedIPv4(ip)...) {
-		if why := forbiddenAddr(a); why != "" {
+// the end of the sentence "The URL points to …", or "". It is the one
+// answer to "is this a public address": the check of a saved URL and the
+// dialer's check of each resolved address both use it.
+//
+// Never allowed: the host's own network edge (loopback, link-local
+// 169.254.0.0/16 and fe80::/10, home of most metadata services), cloud
+// metadata addresses, unspecified, multicast and broadcast addresses.
+// Refused unless inside one of allowed (an operator's WEBHOOK_ALLOWED_NETWORKS,
+// for hosts that deliver into their own network): private networks
+// (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, fc00::/7) and every other
+// special-purpose range that is not globally reachable (nonPublicRanges),
+// and any IPv6 address outside global unicast 2000::/3.
+//
+// An IPv6 address that carries an IPv4 one (see EmbeddedIPv4) is judged
+// by every address it carries, since a NAT64 gateway, a 6to4 or Teredo
+// relay or the host's own stack may deliver it to that IPv4 address; each
+// must pass the whole rule.
+func ForbiddenAddr(ip netip.Addr, allowed []netip.Prefix) string {
+	ip = ip.WithZone("").Unmap()
+	addrs := append(EmbeddedIPv4(ip), ip)
+	for _, a := range addrs {
+		if why := edgeAddr(a); why != "" {
+			return why
+		}
+	}
+	for _, a := range addrs {
+		if why := nonPublicAddr(a); why != "" && !inAny(allowed, a) {
 			return why
 		}
 	}
 	return ""
 }
 
-func forbiddenAddr(ip netip.Addr) string {
+// edgeAddr says why ip is the host's own network edge, or "".
+func edgeAddr(ip netip.Addr) string {
 	switch {
 	case ip.IsLoopback():
 		return "a loopback address"
@@ -195,8 +278,10 @@ func forbiddenAddr(ip netip.Addr) string {
 		return "a link-local address"
 	case ip.IsUnspecified():
 		return "an unspecified address (0.0.0.0 or ::), which is no receiver"
-	case ip.IsMulticast():
+	case ip.IsMulticast(), ip.IsInterfaceLocalMulticast():
 		return "a multicast address, which is no single receiver"
+	case ip == limitedBroadcast:
+		return "a broadcast address (255.255.255.255), which is no single receiver"
 	}
 	for _, m := range metadataAddrs {
 		if ip == m {
@@ -204,6 +289,35 @@ func forbiddenAddr(ip netip.Addr) string {
 		}
 	}
 	return ""
+}
+
+// nonPublicAddr says why ip, which is no edge address, is not a public
+// receiver's, or "".
+func nonPublicAddr(ip netip.Addr) string {
+	if ip.IsPrivate() {
+		return "a private network address"
+	}
+	if inAny(globallyReachable, ip) {
+		return ""
+	}
+	for _, r := range nonPublicRanges {
+		if r.prefix.Contains(ip) {
+			return r.what
+		}
+	}
+	if ip.Is6() && !globalUnicast6.Contains(ip) && !inAny(carriesIPv4, ip) {
+		return "an IPv6 address outside global unicast (2000::/3)"
+	}
+	return ""
+}
+
+func inAny(prefixes []netip.Prefix, ip netip.Addr) bool {
+	for _, p := range prefixes {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // Prefixes of IPv6 ranges that carry an IPv4 address.

@@ -214,7 +214,7 @@
   const PLAN_FIELDS = `id name priceCents currency interval contactSales stripePriceId rateLimitPerSecond
     prices { id interval amountCents currency }`;
   const SUBSCRIPTION_FIELDS = `status currentPeriodStart currentPeriodEnd cancelAtPeriodEnd canceledAt hasBillingHistory
-    rateLimitPerMinute plan { ${PLAN_FIELDS} }`;
+    planMismatch plan { ${PLAN_FIELDS} }`;
 
   let plans = [];
 
@@ -238,7 +238,11 @@
     $('plan-name').dataset.plan = plan.id;
     $('plan-price').textContent = plan.contactSales ? 'Priced by contract' : formatMoney(plan.priceCents, plan.currency);
     $('plan-interval').textContent = plan.contactSales ? '' : 'per ' + plan.interval.toLowerCase();
-    $('plan-ratelimit').textContent = `Rate limit: ${numberFmt.format(sub.rateLimitPerMinute)} usage checks per minute`;
+    // A second, as the plans table, plans { rateLimitPerSecond } and the
+    // README state it.
+    $('plan-ratelimit').textContent = `Rate limit: ${numberFmt.format(plan.rateLimitPerSecond)} usage checks a second`;
+
+    $('plan-mismatch').hidden = !sub.planMismatch;
 
     const badge = $('plan-status');
     let label = sub.status ? words(sub.status) : 'Free';
@@ -292,7 +296,7 @@
       list.append(el('li', {},
         el('span', { class: 'upgrade-plan' },
           el('strong', { text: p.name }), ' ',
-          el('span', { class: 'muted', text: `${numberFmt.format(p.rateLimitPerSecond * 60)} usage checks per minute` })),
+          el('span', { class: 'muted', text: `${numberFmt.format(p.rateLimitPerSecond)} usage checks a second` })),
         el('span', { class: 'actions' }, ...buttons),
         el('p', { class: 'field-error', id: errId, role: 'alert', hidden: true })));
     }
@@ -513,7 +517,12 @@
     const H = W < 500 ? 200 : 260;
     const left = 56, right = 8, top = 12, bottom = 28;
     const plotW = W - left - right, plotH = H - top - bottom;
-    const max = niceCeil(Math.max(0, ...points.map((p) => p.used)));
+    // Usage is counted in whole units: gridlines at whole steps of 1, 2 or
+    // 5 × 10^k, at most five above zero (a top of 5 split in fourths used to
+    // label 1.25 as "1.3").
+    const step = Math.max(1, niceCeil(Math.max(0, ...points.map((p) => p.used)) / 4));
+    const lines = Math.max(1, Math.ceil(Math.max(0, ...points.map((p) => p.used)) / step));
+    const max = step * lines;
     const slot = plotW / Math.max(points.length, 1);
     const y = (v) => top + plotH - (plotH * Math.max(v, 0)) / max;
 
@@ -521,12 +530,12 @@
       viewBox: `0 0 ${W} ${H}`, class: 'chart-svg', role: 'group',
       'aria-label': `Daily ${meterLabel(meter)}, ${points.length} days`, 'data-meter': meter,
     });
-    // Y axis: four gridlines with labels.
-    for (let i = 0; i <= 4; i++) {
-      const v = (max * i) / 4;
+    // Y axis: a gridline with its label at each step.
+    for (let i = 0; i <= lines; i++) {
+      const v = step * i;
       chart.append(
         svg('line', { class: 'grid', x1: left, x2: W - right, y1: y(v), y2: y(v) }),
-        svg('text', { class: 'axis', x: left - 8, y: y(v) + 4, 'text-anchor': 'end' }, isBytes(meter) ? formatBytes(v) : compactFmt.format(v)));
+        svg('text', { class: 'axis y', 'data-value': String(v), x: left - 8, y: y(v) + 4, 'text-anchor': 'end' }, isBytes(meter) ? formatBytes(v) : compactFmt.format(v)));
     }
     // X axis: the day of the month, every fifth (or tenth, when narrow)
     // day, and the first.
