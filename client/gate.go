@@ -19,6 +19,8 @@ type Verdict struct {
 	Used       int64
 	// Limit and Remaining are nil when the meter is unlimited.
 	Limit, Remaining *int64
+	// ResetAt is the end of the period, nil for a meter that never resets.
+	ResetAt *time.Time
 }
 
 // InputError is a consumeUsage or recordUsage call Tollgate refused for its
@@ -96,12 +98,13 @@ type gateAnswer interface {
 	GetUsed() int64
 	GetLimit() *int64
 	GetRemaining() *int64
+	GetResetAt() *time.Time
 }
 
 func verdictOf(meter string, u gateAnswer) Verdict {
 	return Verdict{
 		Allowed: u.GetAllowed(), Reason: u.GetReason(), RetryAfter: millis(u.GetRetryAfterMs()),
-		Meter: meter, Used: u.GetUsed(), Limit: u.GetLimit(), Remaining: u.GetRemaining(),
+		Meter: meter, Used: u.GetUsed(), Limit: u.GetLimit(), Remaining: u.GetRemaining(), ResetAt: u.GetResetAt(),
 	}
 }
 
@@ -130,7 +133,7 @@ func (g *Gate) Consume(ctx context.Context, meter string, quantity int64, key, e
 	}
 	return Verdict{
 		Allowed: p.Allowed, Reason: *p.Reason, RetryAfter: millis(p.RetryAfterMs),
-		Meter: p.Usage.Meter, Used: p.Usage.Used, Limit: p.Usage.Limit, Remaining: p.Usage.Remaining,
+		Meter: p.Usage.Meter, Used: p.Usage.Used, Limit: p.Usage.Limit, Remaining: p.Usage.Remaining, ResetAt: p.Usage.ResetAt,
 	}, nil
 }
 

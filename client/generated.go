@@ -399,7 +399,7 @@ func (v *CancelSubscriptionResponse) GetCancelSubscription() CancelSubscriptionC
 type ConsumeUsageConsumeUsageConsumeUsagePayload struct {
 	// True when the event was counted (now or by an earlier call with the same key).
 	Allowed bool `json:"allowed"`
-	// Null only with userErrors.
+	// INVALID_INPUT exactly when userErrors is not empty: the call was refused before being judged.
 	Reason *UsageReason `json:"reason"`
 	// With RATE_LIMITED: milliseconds until a call may pass.
 	RetryAfterMs *int `json:"retryAfterMs"`
@@ -472,6 +472,11 @@ func (v *ConsumeUsageConsumeUsageConsumeUsagePayloadUsageMeterUsage) GetReset() 
 	return v.MeterUsageFields.Reset
 }
 
+// GetResetAt returns ConsumeUsageConsumeUsageConsumeUsagePayloadUsageMeterUsage.ResetAt, and is useful for accessing the field via an interface.
+func (v *ConsumeUsageConsumeUsageConsumeUsagePayloadUsageMeterUsage) GetResetAt() *time.Time {
+	return v.MeterUsageFields.ResetAt
+}
+
 func (v *ConsumeUsageConsumeUsageConsumeUsagePayloadUsageMeterUsage) UnmarshalJSON(b []byte) error {
 
 	if string(b) == "null" {
@@ -513,6 +518,8 @@ type __premarshalConsumeUsageConsumeUsageConsumeUsagePayloadUsageMeterUsage stru
 	Hard bool `json:"hard"`
 
 	Reset MeterReset `json:"reset"`
+
+	ResetAt *time.Time `json:"resetAt"`
 }
 
 func (v *ConsumeUsageConsumeUsageConsumeUsagePayloadUsageMeterUsage) MarshalJSON() ([]byte, error) {
@@ -534,6 +541,7 @@ func (v *ConsumeUsageConsumeUsageConsumeUsagePayloadUsageMeterUsage) __premarsha
 	retval.Overage = v.MeterUsageFields.Overage
 	retval.Hard = v.MeterUsageFields.Hard
 	retval.Reset = v.MeterUsageFields.Reset
+	retval.ResetAt = v.MeterUsageFields.ResetAt
 	return &retval, nil
 }
 
@@ -1409,6 +1417,8 @@ type MeterUsageFields struct {
 	Overage int64      `json:"overage"`
 	Hard    bool       `json:"hard"`
 	Reset   MeterReset `json:"reset"`
+	// The end of the period, when a monthly meter starts again from 0; null for a meter that never resets.
+	ResetAt *time.Time `json:"resetAt"`
 }
 
 // GetMeter returns MeterUsageFields.Meter, and is useful for accessing the field via an interface.
@@ -1434,6 +1444,9 @@ func (v *MeterUsageFields) GetHard() bool { return v.Hard }
 
 // GetReset returns MeterUsageFields.Reset, and is useful for accessing the field via an interface.
 func (v *MeterUsageFields) GetReset() MeterReset { return v.Reset }
+
+// GetResetAt returns MeterUsageFields.ResetAt, and is useful for accessing the field via an interface.
+func (v *MeterUsageFields) GetResetAt() *time.Time { return v.ResetAt }
 
 // OrganizationOrganization includes the requested fields of the GraphQL type Organization.
 type OrganizationOrganization struct {
@@ -1669,7 +1682,9 @@ func (v *RecordUsageInput) GetEvents() []UsageEventInput { return v.Events }
 
 // RecordUsageRecordUsageRecordUsagePayload includes the requested fields of the GraphQL type RecordUsagePayload.
 type RecordUsageRecordUsageRecordUsagePayload struct {
-	// Events newly counted.
+	// Events newly counted. accepted + duplicates + the length of rejected is always the number of events
+	// sent: when the whole call is refused (no events, or more than 1,000), every event is in rejected with
+	// the userError's code.
 	Accepted int `json:"accepted"`
 	// Events whose idempotency key was already counted for the same event (meter, quantity and endpoint).
 	Duplicates int                                                                  `json:"duplicates"`
@@ -1768,6 +1783,11 @@ func (v *RecordUsageRecordUsageRecordUsagePayloadUsageMeterUsage) GetReset() Met
 	return v.MeterUsageFields.Reset
 }
 
+// GetResetAt returns RecordUsageRecordUsageRecordUsagePayloadUsageMeterUsage.ResetAt, and is useful for accessing the field via an interface.
+func (v *RecordUsageRecordUsageRecordUsagePayloadUsageMeterUsage) GetResetAt() *time.Time {
+	return v.MeterUsageFields.ResetAt
+}
+
 func (v *RecordUsageRecordUsageRecordUsagePayloadUsageMeterUsage) UnmarshalJSON(b []byte) error {
 
 	if string(b) == "null" {
@@ -1809,6 +1829,8 @@ type __premarshalRecordUsageRecordUsageRecordUsagePayloadUsageMeterUsage struct 
 	Hard bool `json:"hard"`
 
 	Reset MeterReset `json:"reset"`
+
+	ResetAt *time.Time `json:"resetAt"`
 }
 
 func (v *RecordUsageRecordUsageRecordUsagePayloadUsageMeterUsage) MarshalJSON() ([]byte, error) {
@@ -1830,6 +1852,7 @@ func (v *RecordUsageRecordUsageRecordUsagePayloadUsageMeterUsage) __premarshalJS
 	retval.Overage = v.MeterUsageFields.Overage
 	retval.Hard = v.MeterUsageFields.Hard
 	retval.Reset = v.MeterUsageFields.Reset
+	retval.ResetAt = v.MeterUsageFields.ResetAt
 	return &retval, nil
 }
 
@@ -3102,8 +3125,18 @@ type UsageGateQuantityUsageGate struct {
 	Used         int64 `json:"used"`
 	// Null when unlimited.
 	Limit *int64 `json:"limit"`
-	// Null when unlimited.
+	// Null when unlimited; never below 0.
 	Remaining *int64 `json:"remaining"`
+	// As MeterUsage.unlimited.
+	Unlimited bool `json:"unlimited"`
+	// As MeterUsage.overage: usage past a soft limit (where `allowed` stays true); 0 when within it.
+	Overage int64 `json:"overage"`
+	// As MeterUsage.hard: true when usage past the limit is refused.
+	Hard bool `json:"hard"`
+	// As MeterUsage.reset.
+	Reset MeterReset `json:"reset"`
+	// As MeterUsage.resetAt: the end of the period; null for a meter that never resets.
+	ResetAt *time.Time `json:"resetAt"`
 	// The effective plan's id.
 	Plan          string              `json:"plan"`
 	BillingStatus *SubscriptionStatus `json:"billingStatus"`
@@ -3126,6 +3159,21 @@ func (v *UsageGateQuantityUsageGate) GetLimit() *int64 { return v.Limit }
 
 // GetRemaining returns UsageGateQuantityUsageGate.Remaining, and is useful for accessing the field via an interface.
 func (v *UsageGateQuantityUsageGate) GetRemaining() *int64 { return v.Remaining }
+
+// GetUnlimited returns UsageGateQuantityUsageGate.Unlimited, and is useful for accessing the field via an interface.
+func (v *UsageGateQuantityUsageGate) GetUnlimited() bool { return v.Unlimited }
+
+// GetOverage returns UsageGateQuantityUsageGate.Overage, and is useful for accessing the field via an interface.
+func (v *UsageGateQuantityUsageGate) GetOverage() int64 { return v.Overage }
+
+// GetHard returns UsageGateQuantityUsageGate.Hard, and is useful for accessing the field via an interface.
+func (v *UsageGateQuantityUsageGate) GetHard() bool { return v.Hard }
+
+// GetReset returns UsageGateQuantityUsageGate.Reset, and is useful for accessing the field via an interface.
+func (v *UsageGateQuantityUsageGate) GetReset() MeterReset { return v.Reset }
+
+// GetResetAt returns UsageGateQuantityUsageGate.ResetAt, and is useful for accessing the field via an interface.
+func (v *UsageGateQuantityUsageGate) GetResetAt() *time.Time { return v.ResetAt }
 
 // GetPlan returns UsageGateQuantityUsageGate.Plan, and is useful for accessing the field via an interface.
 func (v *UsageGateQuantityUsageGate) GetPlan() string { return v.Plan }
@@ -3157,8 +3205,18 @@ type UsageGateUsageGate struct {
 	Used         int64 `json:"used"`
 	// Null when unlimited.
 	Limit *int64 `json:"limit"`
-	// Null when unlimited.
+	// Null when unlimited; never below 0.
 	Remaining *int64 `json:"remaining"`
+	// As MeterUsage.unlimited.
+	Unlimited bool `json:"unlimited"`
+	// As MeterUsage.overage: usage past a soft limit (where `allowed` stays true); 0 when within it.
+	Overage int64 `json:"overage"`
+	// As MeterUsage.hard: true when usage past the limit is refused.
+	Hard bool `json:"hard"`
+	// As MeterUsage.reset.
+	Reset MeterReset `json:"reset"`
+	// As MeterUsage.resetAt: the end of the period; null for a meter that never resets.
+	ResetAt *time.Time `json:"resetAt"`
 	// The effective plan's id.
 	Plan          string              `json:"plan"`
 	BillingStatus *SubscriptionStatus `json:"billingStatus"`
@@ -3182,6 +3240,21 @@ func (v *UsageGateUsageGate) GetLimit() *int64 { return v.Limit }
 // GetRemaining returns UsageGateUsageGate.Remaining, and is useful for accessing the field via an interface.
 func (v *UsageGateUsageGate) GetRemaining() *int64 { return v.Remaining }
 
+// GetUnlimited returns UsageGateUsageGate.Unlimited, and is useful for accessing the field via an interface.
+func (v *UsageGateUsageGate) GetUnlimited() bool { return v.Unlimited }
+
+// GetOverage returns UsageGateUsageGate.Overage, and is useful for accessing the field via an interface.
+func (v *UsageGateUsageGate) GetOverage() int64 { return v.Overage }
+
+// GetHard returns UsageGateUsageGate.Hard, and is useful for accessing the field via an interface.
+func (v *UsageGateUsageGate) GetHard() bool { return v.Hard }
+
+// GetReset returns UsageGateUsageGate.Reset, and is useful for accessing the field via an interface.
+func (v *UsageGateUsageGate) GetReset() MeterReset { return v.Reset }
+
+// GetResetAt returns UsageGateUsageGate.ResetAt, and is useful for accessing the field via an interface.
+func (v *UsageGateUsageGate) GetResetAt() *time.Time { return v.ResetAt }
+
 // GetPlan returns UsageGateUsageGate.Plan, and is useful for accessing the field via an interface.
 func (v *UsageGateUsageGate) GetPlan() string { return v.Plan }
 
@@ -3199,6 +3272,8 @@ const (
 	UsageReasonRateLimited UsageReason = "RATE_LIMITED"
 	// The subscription is past due or unpaid and the plans file sets `block_unpaid`.
 	UsageReasonBillingInactive UsageReason = "BILLING_INACTIVE"
+	// (consumeUsage) The input was refused before being judged; see userErrors.
+	UsageReasonInvalidInput UsageReason = "INVALID_INPUT"
 )
 
 var AllUsageReason = []UsageReason{
@@ -3206,6 +3281,7 @@ var AllUsageReason = []UsageReason{
 	UsageReasonUsageLimitExceeded,
 	UsageReasonRateLimited,
 	UsageReasonBillingInactive,
+	UsageReasonInvalidInput,
 }
 
 // UsageResponse is returned by Usage on success.
@@ -3219,7 +3295,7 @@ func (v *UsageResponse) GetUsage() UsageUsage { return v.Usage }
 
 // UsageSeriesResponse is returned by UsageSeries on success.
 type UsageSeriesResponse struct {
-	// Daily usage of one meter for charts; at most 366 days, both ends included.
+	// Daily usage of one meter for charts; at most 366 days, both ends included. Like `usage(period:)`, a range starting after today (UTC) is refused (BAD_USER_INPUT, field `from`), and one ending after today ends at today: no point for a day that has not happened.
 	UsageSeries []UsageSeriesUsageSeriesUsagePoint `json:"usageSeries"`
 }
 
@@ -3285,6 +3361,9 @@ func (v *UsageUsageMetersMeterUsage) GetHard() bool { return v.MeterUsageFields.
 // GetReset returns UsageUsageMetersMeterUsage.Reset, and is useful for accessing the field via an interface.
 func (v *UsageUsageMetersMeterUsage) GetReset() MeterReset { return v.MeterUsageFields.Reset }
 
+// GetResetAt returns UsageUsageMetersMeterUsage.ResetAt, and is useful for accessing the field via an interface.
+func (v *UsageUsageMetersMeterUsage) GetResetAt() *time.Time { return v.MeterUsageFields.ResetAt }
+
 func (v *UsageUsageMetersMeterUsage) UnmarshalJSON(b []byte) error {
 
 	if string(b) == "null" {
@@ -3326,6 +3405,8 @@ type __premarshalUsageUsageMetersMeterUsage struct {
 	Hard bool `json:"hard"`
 
 	Reset MeterReset `json:"reset"`
+
+	ResetAt *time.Time `json:"resetAt"`
 }
 
 func (v *UsageUsageMetersMeterUsage) MarshalJSON() ([]byte, error) {
@@ -3347,6 +3428,7 @@ func (v *UsageUsageMetersMeterUsage) __premarshalJSON() (*__premarshalUsageUsage
 	retval.Overage = v.MeterUsageFields.Overage
 	retval.Hard = v.MeterUsageFields.Hard
 	retval.Reset = v.MeterUsageFields.Reset
+	retval.ResetAt = v.MeterUsageFields.ResetAt
 	return &retval, nil
 }
 
@@ -3674,6 +3756,7 @@ fragment MeterUsageFields on MeterUsage {
 	overage
 	hard
 	reset
+	resetAt
 }
 fragment UserErrorFields on UserError {
 	field
@@ -4018,6 +4101,7 @@ fragment MeterUsageFields on MeterUsage {
 	overage
 	hard
 	reset
+	resetAt
 }
 fragment UserErrorFields on UserError {
 	field
@@ -4356,6 +4440,7 @@ fragment MeterUsageFields on MeterUsage {
 	overage
 	hard
 	reset
+	resetAt
 }
 `
 
@@ -4477,6 +4562,11 @@ query UsageGate ($meter: String!) {
 		used
 		limit
 		remaining
+		unlimited
+		overage
+		hard
+		reset
+		resetAt
 		plan
 		billingStatus
 	}
@@ -4520,6 +4610,11 @@ query UsageGateQuantity ($meter: String!, $quantity: Int64!) {
 		used
 		limit
 		remaining
+		unlimited
+		overage
+		hard
+		reset
+		resetAt
 		plan
 		billingStatus
 	}

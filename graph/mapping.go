@@ -160,6 +160,21 @@ func userErrors(err error) ([]model.UserError, error) {
 	return out, nil
 }
 
+// refusedBatch lists every event of a recordUsage call refused as a whole
+// (no events, too many) in rejected with the first userError's code and
+// message, so accepted + duplicates + len(rejected) is the number of events
+// sent whether or not the client selects userErrors.
+func refusedBatch(n int, ue []model.UserError) []model.RejectedUsageEvent {
+	out := make([]model.RejectedUsageEvent, 0, n)
+	if len(ue) == 0 {
+		return out
+	}
+	for i := range n {
+		out = append(out, model.RejectedUsageEvent{Index: i, Code: ue[0].Code, Message: ue[0].Message})
+	}
+	return out
+}
+
 func deref(s *string) string {
 	if s == nil {
 		return ""
@@ -176,10 +191,14 @@ func subscriptionPayload(st billing.State, err error) (*model.SubscriptionPayloa
 }
 
 func meterUsageToModel(m usage.MeterUsage) model.MeterUsage {
-	return model.MeterUsage{
+	out := model.MeterUsage{
 		Meter: m.Meter, Used: m.Used, Limit: m.LimitValue(), Remaining: m.Remaining(),
 		Unlimited: m.Limit.Unlimited, Overage: m.Overage(), Hard: m.Limit.Hard, Reset: resetToModel(m.Limit.Reset),
 	}
+	if !m.ResetAt.IsZero() {
+		out.ResetAt = &m.ResetAt
+	}
+	return out
 }
 
 func meterUsagesToModel(in []usage.MeterUsage) []model.MeterUsage {

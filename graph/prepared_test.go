@@ -80,7 +80,7 @@ func TestThePreparedGateAnswersAsTheGeneratedCodeDoes(t *testing.T) {
 	all := `{ usageGate(meter: "api_calls")%s { ` + strings.Join(fields, " ") + ` } }`
 
 	r := sameAnswer(t, h, bearer("acme"), all, nil)
-	if want := `{"usageGate":{"__typename":"UsageGate","allowed":true,"reason":"OK","retryAfterMs":null,"used":3,"limit":1000,"remaining":997,"plan":"free","billingStatus":null}}`; string(r.Data) != want {
+	if want := `{"usageGate":{"__typename":"UsageGate","allowed":true,"reason":"OK","retryAfterMs":null,"used":3,"limit":1000,"remaining":997,"unlimited":false,"overage":0,"hard":true,"reset":"MONTHLY","resetAt":"` + monthEnd(h) + `","plan":"free","billingStatus":null}}`; string(r.Data) != want {
 		t.Fatalf("data = %s, want %s (fields of the schema: %v)", r.Data, want, fields)
 	}
 	r = sameAnswer(t, h, bearer("acme"), `query Check($m: String!) { g: usageGate(meter: $m)%s { plan t: __typename ok: allowed used left: remaining } }`, map[string]any{"m": "api_calls"})
@@ -100,7 +100,7 @@ func TestThePreparedGateAnswersAsTheGeneratedCodeDoes(t *testing.T) {
 		t.Fatalf("the client's gate query changed shape: %s", client.UsageGate_Operation)
 	}
 	r = sameAnswer(t, h, bearer("acme"), clientGate, map[string]any{"meter": "api_calls"})
-	if !strings.Contains(string(r.Data), `"used":3,"limit":1000,"remaining":997,"plan":"free"`) {
+	if !strings.Contains(string(r.Data), `"used":3,"limit":1000,"remaining":997,"unlimited":false,"overage":0,"hard":true,"reset":"MONTHLY","resetAt":"`+monthEnd(h)+`","plan":"free"`) {
 		t.Fatalf("client gate = %s", r.Data)
 	}
 
@@ -109,7 +109,7 @@ func TestThePreparedGateAnswersAsTheGeneratedCodeDoes(t *testing.T) {
 	h.App.DB.Model(&orgs.Organization{}).Where("id = ?", big).Update("plan_id", "enterprise")
 	h.App.Usage.InvalidatePlan(big)
 	r = sameAnswer(t, h, bearer("bigco"), all, nil)
-	if !strings.Contains(string(r.Data), `"limit":null,"remaining":null,"plan":"enterprise"`) {
+	if !strings.Contains(string(r.Data), `"limit":null,"remaining":null,"unlimited":true,"overage":0,"hard":false,"reset":"MONTHLY","resetAt":"`+monthEnd(h)+`","plan":"enterprise"`) {
 		t.Fatalf("enterprise gate = %s", r.Data)
 	}
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"strconv"
+	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 
@@ -22,6 +23,11 @@ var usageGateType = &objectType{name: "UsageGate", fields: map[string]objectFiel
 	"used":          leaf(func(b *bytes.Buffer, g *model.UsageGate) { writeInt64(b, g.Used) }),
 	"limit":         leaf(func(b *bytes.Buffer, g *model.UsageGate) { writeOptInt(b, g.Limit) }),
 	"remaining":     leaf(func(b *bytes.Buffer, g *model.UsageGate) { writeOptInt(b, g.Remaining) }),
+	"unlimited":     leaf(func(b *bytes.Buffer, g *model.UsageGate) { writeBool(b, g.Unlimited) }),
+	"overage":       leaf(func(b *bytes.Buffer, g *model.UsageGate) { writeInt64(b, g.Overage) }),
+	"hard":          leaf(func(b *bytes.Buffer, g *model.UsageGate) { writeBool(b, g.Hard) }),
+	"reset":         leaf(func(b *bytes.Buffer, g *model.UsageGate) { g.Reset.MarshalGQL(b) }),
+	"resetAt":       leaf(func(b *bytes.Buffer, g *model.UsageGate) { writeOptTime(b, g.ResetAt) }),
 	"plan":          leaf(func(b *bytes.Buffer, g *model.UsageGate) { graphql.MarshalID(g.Plan).MarshalGQL(b) }),
 	"billingStatus": leaf(func(b *bytes.Buffer, g *model.UsageGate) { writeOptEnum(b, g.BillingStatus) }),
 }}
@@ -35,6 +41,7 @@ var meterUsageType = &objectType{name: "MeterUsage", fields: map[string]objectFi
 	"overage":   leaf(func(b *bytes.Buffer, u *model.MeterUsage) { writeInt64(b, u.Overage) }),
 	"hard":      leaf(func(b *bytes.Buffer, u *model.MeterUsage) { writeBool(b, u.Hard) }),
 	"reset":     leaf(func(b *bytes.Buffer, u *model.MeterUsage) { u.Reset.MarshalGQL(b) }),
+	"resetAt":   leaf(func(b *bytes.Buffer, u *model.MeterUsage) { writeOptTime(b, u.ResetAt) }),
 }}
 
 var userErrorType = &objectType{name: "UserError", fields: map[string]objectField{
@@ -111,6 +118,14 @@ func writeInt64(b *bytes.Buffer, n int64) { b.Write(strconv.AppendInt(b.Availabl
 func writeString(b *bytes.Buffer, s string) { graphql.MarshalString(s).MarshalGQL(b) }
 
 // writeOptInt writes n as a JSON number, or null.
+func writeOptTime(b *bytes.Buffer, t *time.Time) {
+	if t == nil {
+		b.WriteString("null")
+		return
+	}
+	model.MarshalTime(*t).MarshalGQL(b)
+}
+
 func writeOptInt[N int | int64](b *bytes.Buffer, n *N) {
 	if n == nil {
 		b.WriteString("null")

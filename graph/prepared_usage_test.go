@@ -96,7 +96,7 @@ func TestPreparedRecordUsageAnswersAsTheGeneratedCodeDoes(t *testing.T) {
 	}
 
 	r := tw.send(all, input(eventsOf("api_calls", "a", "b", "c")...), false)
-	if want := `{"recordUsage":{"__typename":"RecordUsagePayload","accepted":3,"duplicates":0,"rejected":[],"usage":[{"__typename":"MeterUsage","meter":"api_calls","used":3,"limit":1000,"remaining":997,"unlimited":false,"overage":0,"hard":true,"reset":"MONTHLY"}],"userErrors":[]}}`; string(r.Data) != want {
+	if want := `{"recordUsage":{"__typename":"RecordUsagePayload","accepted":3,"duplicates":0,"rejected":[],"usage":[{"__typename":"MeterUsage","meter":"api_calls","used":3,"limit":1000,"remaining":997,"unlimited":false,"overage":0,"hard":true,"reset":"MONTHLY","resetAt":"` + monthEnd(h) + `"}],"userErrors":[]}}`; string(r.Data) != want {
 		t.Fatalf("data = %s\nwant %s", r.Data, want)
 	}
 
@@ -181,7 +181,7 @@ func TestPreparedConsumeUsageAnswersAsTheGeneratedCodeDoes(t *testing.T) {
 		return map[string]any{"input": map[string]any{"meter": "api_calls", "quantity": quantity, "idempotencyKey": key, "endpoint": "POST /v1/search"}}
 	}
 	r := tw.send(all, one("a", 999), false)
-	if want := `{"consumeUsage":{"__typename":"ConsumeUsagePayload","allowed":true,"reason":"OK","retryAfterMs":null,"usage":{"__typename":"MeterUsage","meter":"api_calls","used":999,"limit":1000,"remaining":1,"unlimited":false,"overage":0,"hard":true,"reset":"MONTHLY"},"userErrors":[]}}`; string(r.Data) != want {
+	if want := `{"consumeUsage":{"__typename":"ConsumeUsagePayload","allowed":true,"reason":"OK","retryAfterMs":null,"usage":{"__typename":"MeterUsage","meter":"api_calls","used":999,"limit":1000,"remaining":1,"unlimited":false,"overage":0,"hard":true,"reset":"MONTHLY","resetAt":"` + monthEnd(h) + `"},"userErrors":[]}}`; string(r.Data) != want {
 		t.Fatalf("data = %s\nwant %s", r.Data, want)
 	}
 	r = tw.send(all, one("b", 2), false)

@@ -115,7 +115,7 @@ func (r *mutationResolver) RecordUsage(ctx context.Context, input model.RecordUs
 	res, err := r.Metering.Record(ctx, principal(ctx).OrgID, events)
 	ue, err := userErrors(err)
 	if err != nil || len(ue) > 0 {
-		return &model.RecordUsagePayload{Rejected: []model.RejectedUsageEvent{}, Usage: []model.MeterUsage{}, UserErrors: ue}, err
+		return &model.RecordUsagePayload{Rejected: refusedBatch(len(input.Events), ue), Usage: []model.MeterUsage{}, UserErrors: ue}, err
 	}
 	return recordResultToModel(res), nil
 }
@@ -129,7 +129,8 @@ func (r *mutationResolver) ConsumeUsage(ctx context.Context, input model.Consume
 	c, err := r.Metering.Consume(ctx, principal(ctx).OrgID, e)
 	ue, err := userErrors(err)
 	if err != nil || len(ue) > 0 {
-		return &model.ConsumeUsagePayload{UserErrors: ue}, err
+		reason := model.UsageReasonInvalidInput
+		return &model.ConsumeUsagePayload{Reason: &reason, UserErrors: ue}, err
 	}
 	return consumptionToModel(c), nil
 }
@@ -331,6 +332,7 @@ func (r *queryResolver) UsageGate(ctx context.Context, meter string, quantity in
 	return &model.UsageGate{
 		Allowed: g.Allowed, Reason: model.UsageReason(g.Reason), RetryAfterMs: retryAfterMs(g.RetryAfter),
 		Used: mu.Used, Limit: mu.Limit, Remaining: mu.Remaining,
+		Unlimited: mu.Unlimited, Overage: mu.Overage, Hard: mu.Hard, Reset: mu.Reset, ResetAt: mu.ResetAt,
 		Plan: g.PlanID, BillingStatus: statusToModel(g.BillingStatus),
 	}, nil
 }

@@ -117,7 +117,7 @@ func TestQuotaRefusalCarriesTheReferenceBody(t *testing.T) {
 			t.Fatalf("code = %q (%+v)", r.Code(), r.Errors)
 		}
 		ext := r.Errors[0].Extensions
-		if ext["meter"] != "api_calls" || fmt.Sprint(ext["current"]) != "1000" || fmt.Sprint(ext["limit"]) != "1000" {
+		if ext["meter"] != "api_calls" || fmt.Sprint(ext["used"]) != "1000" || fmt.Sprint(ext["limit"]) != "1000" {
 			t.Fatalf("extensions = %v", ext)
 		}
 		var gate struct{ UsageGate struct{ Allowed bool } }
@@ -293,7 +293,7 @@ func TestConsumeUsageOverGraphQL(t *testing.T) {
 	}
 	var bad payload
 	h.Query("acme", consumeUsage, map[string]any{"in": map[string]any{"meter": "nope", "quantity": 1, "idempotencyKey": "k3"}}).Decode(t, &bad)
-	if c := bad.ConsumeUsage; c.Allowed || c.Reason != nil || len(c.UserErrors) != 1 || c.UserErrors[0].Field != "input.meter" || c.UserErrors[0].Code != "UNKNOWN_METER" {
+	if c := bad.ConsumeUsage; c.Allowed || c.Reason == nil || *c.Reason != "INVALID_INPUT" || len(c.UserErrors) != 1 || c.UserErrors[0].Field != "input.meter" || c.UserErrors[0].Code != "UNKNOWN_METER" {
 		t.Fatalf("unknown meter: %+v", c)
 	}
 	readOnly := map[string]string{"Authorization": "Bearer " + h.Token("acme", auth.BillingRead)}
@@ -440,7 +440,7 @@ func TestAReusedIdempotencyKeyIsRefusedOverGraphQL(t *testing.T) {
 		}
 		reused := func(p payload) bool {
 			c := p.ConsumeUsage
-			return !c.Allowed && c.Reason == nil && len(c.UserErrors) == 1 &&
+			return !c.Allowed && c.Reason != nil && *c.Reason == "INVALID_INPUT" && len(c.UserErrors) == 1 &&
 				c.UserErrors[0].Field == "input.idempotencyKey" && c.UserErrors[0].Code == "IDEMPOTENCY_KEY_REUSED"
 		}
 		for _, full := range []bool{false, true} {

@@ -2,7 +2,7 @@
 // refusals the way the reference tier enforcement does:
 //
 //   - over quota: 402 Payment Required with
-//     {"error":"Usage limit exceeded","message":"API call limit reached for current period","usage":{"current":100001,"limit":100000}},
+//     {"error":"Usage limit exceeded","message":"API call would exceed the limit: 100000 used + 1 requested > 100000","usage":{"used":100000,"requested":1,"limit":100000,"remaining":0}},
 //     the message naming the meter and current being the usage this request
 //     would have made;
 //   - over the plan's rate: 429 Too Many Requests with Retry-After in whole
@@ -28,11 +28,13 @@
 package middleware
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"net/http"
@@ -361,8 +363,15 @@ type LimitBody struct {
 
 // LimitUsage is the usage part of LimitBody.
 type LimitUsage struct {
-	Current int64 `json:"current"`
-	Limit   int64 `json:"limit"`
+	// Used is the period's usage now, Requested what this request would
+	// add, Remaining what is left (Limit - Used, never below 0): the
+	// fields of recordUsage's USAGE_LIMIT_EXCEEDED extensions.
+	Used      int64 `json:"used"`
+	Requested int64 `json:"requested"`
+	Limit     int64 `json:"limit"`
+	Remaining int64 `json:"remaining"`
+	// ResetAt is the end of the period; absent for a meter that never resets.
+	ResetAt *time.Time `json:"resetAt,omitempty"`
 }
 
 var defaultMeterNames = map[string]string{"api_calls": "API call", "llm_tokens": "LLM token", "storage_bytes": "Storage"}
@@ -390,8 +399,8 @@ func (m *Metering) refuse(w http.ResponseWriter, v client.Verdict, qty int64) {
 		}
 		writeJSON(w, http.StatusPaymentRequired, LimitBody{
 			Error:   "Usage limit exceeded",
-			Message: m.meterName(v.Meter) + " limit reached for current period",
-			Usage:   LimitUsage{Current: v.Used + qty, Limit: limit},
+			Message: fmt.Sprintf("%s would exceed the limit: %d used + %d requested > %d", m.meterName(v.Meter), v.Used, qty, limit),
+			Usage:   LimitUsage{Used: v.Used, Requested: qty, Limit: limit, Remaining: max(limit-v.Used, 0), ResetAt: v.ResetAt},
 		})
 	}
 }
@@ -407,10 +416,14 @@ func (m *Metering) tooMany(w http.ResponseWriter, after time.Duration) {
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
-	b, _ := json.Marshal(v)
+	// Not HTML-escaped: a limit message reads "... > 1000", not "\u003e".
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	_, _ = w.Write(b)
+	_, _ = w.Write(bytes.TrimSuffix(b.Bytes(), []byte("\n")))
 }
 
 // Record counts quantity of meter for the request's customer after the

@@ -18,6 +18,7 @@ import (
 	"github.com/tollgate-billing/tollgate/client"
 	"github.com/tollgate-billing/tollgate/client/middleware"
 	"github.com/tollgate-billing/tollgate/internal/apptest"
+	"github.com/tollgate-billing/tollgate/internal/clock"
 )
 
 // tinyPlans: the free plan allows 3 API calls; "slow" allows 2 calls a
@@ -102,7 +103,12 @@ func get(h http.Handler, key string) *httptest.ResponseRecorder {
 	return w
 }
 
-const want402 = `{"error":"Usage limit exceeded","message":"API call limit reached for current period","usage":{"current":4,"limit":3}}`
+// want402 is the body past the 3-call limit of h's plans, the period
+// ending at the end of h's month.
+func want402(h *apptest.Harness) string {
+	return `{"error":"Usage limit exceeded","message":"API call would exceed the limit: 3 used + 1 requested > 3",` +
+		`"usage":{"used":3,"requested":1,"limit":3,"remaining":0,"resetAt":"` + clock.MonthEnd(h.Clock.Now()).Format(time.RFC3339) + `"}}`
+}
 
 func TestBothModesServeTheLimitThenAnswer402(t *testing.T) {
 	for _, mode := range []struct {
@@ -129,8 +135,8 @@ func TestBothModesServeTheLimitThenAnswer402(t *testing.T) {
 				}
 			}
 			w := get(srv, key)
-			if w.Code != http.StatusPaymentRequired || w.Body.String() != want402 {
-				t.Fatalf("4th request: %d %s\nwant 402 %s", w.Code, w.Body, want402)
+			if w.Code != http.StatusPaymentRequired || w.Body.String() != want402(h) {
+				t.Fatalf("4th request: %d %s\nwant 402 %s", w.Code, w.Body, want402(h))
 			}
 			if ct := w.Header().Get("Content-Type"); ct != "application/json" {
 				t.Errorf("Content-Type %q", ct)
@@ -360,7 +366,7 @@ func TestARepeatedCustomerKeyAtTheLimitIsRefused(t *testing.T) {
 		}
 	}
 	for i := range 3 {
-		if w := send(); w.Code != http.StatusPaymentRequired || w.Body.String() != want402 {
+		if w := send(); w.Code != http.StatusPaymentRequired || w.Body.String() != want402(h) {
 			t.Fatalf("request %d past the limit with the same header: %d %s, want 402", i+4, w.Code, w.Body)
 		}
 	}

@@ -12,9 +12,11 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/tollgate-billing/tollgate/client/middleware"
 	"github.com/tollgate-billing/tollgate/internal/apptest"
+	"github.com/tollgate-billing/tollgate/internal/clock"
 )
 
 // The free plan allows 5 API calls at 1,000 a second; "slow" allows many at
@@ -106,7 +108,7 @@ func TestTheExampleHostEndToEnd(t *testing.T) {
 		}
 	}
 	resp, body := acme.do(t, host.URL, "GET", "/v1/hello", "")
-	want := `{"error":"Usage limit exceeded","message":"API call limit reached for current period","usage":{"current":6,"limit":5}}`
+	want := `{"error":"Usage limit exceeded","message":"API call would exceed the limit: 5 used + 1 requested > 5","usage":{"used":5,"requested":1,"limit":5,"remaining":0,"resetAt":"` + clock.MonthEnd(tg.Clock.Now()).Format(time.RFC3339) + `"}}`
 	if resp.StatusCode != http.StatusPaymentRequired || body != want || resp.Header.Get("Content-Type") != "application/json" {
 		t.Fatalf("6th request: %d %s %s\nwant 402 %s", resp.StatusCode, resp.Header.Get("Content-Type"), body, want)
 	}

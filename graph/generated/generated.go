@@ -149,6 +149,7 @@ type ComplexityRoot struct {
 		Overage   func(childComplexity int) int
 		Remaining func(childComplexity int) int
 		Reset     func(childComplexity int) int
+		ResetAt   func(childComplexity int) int
 		Unlimited func(childComplexity int) int
 		Used      func(childComplexity int) int
 	}
@@ -315,11 +316,16 @@ type ComplexityRoot struct {
 	UsageGate struct {
 		Allowed       func(childComplexity int) int
 		BillingStatus func(childComplexity int) int
+		Hard          func(childComplexity int) int
 		Limit         func(childComplexity int) int
+		Overage       func(childComplexity int) int
 		Plan          func(childComplexity int) int
 		Reason        func(childComplexity int) int
 		Remaining     func(childComplexity int) int
+		Reset         func(childComplexity int) int
+		ResetAt       func(childComplexity int) int
 		RetryAfterMs  func(childComplexity int) int
+		Unlimited     func(childComplexity int) int
 		Used          func(childComplexity int) int
 	}
 
@@ -861,6 +867,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.MeterUsage.Reset(childComplexity), true
+	case "MeterUsage.resetAt":
+		if e.ComplexityRoot.MeterUsage.ResetAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MeterUsage.ResetAt(childComplexity), true
 	case "MeterUsage.unlimited":
 		if e.ComplexityRoot.MeterUsage.Unlimited == nil {
 			break
@@ -1623,12 +1635,24 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.UsageGate.BillingStatus(childComplexity), true
+	case "UsageGate.hard":
+		if e.ComplexityRoot.UsageGate.Hard == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageGate.Hard(childComplexity), true
 	case "UsageGate.limit":
 		if e.ComplexityRoot.UsageGate.Limit == nil {
 			break
 		}
 
 		return e.ComplexityRoot.UsageGate.Limit(childComplexity), true
+	case "UsageGate.overage":
+		if e.ComplexityRoot.UsageGate.Overage == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageGate.Overage(childComplexity), true
 	case "UsageGate.plan":
 		if e.ComplexityRoot.UsageGate.Plan == nil {
 			break
@@ -1647,12 +1671,30 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.UsageGate.Remaining(childComplexity), true
+	case "UsageGate.reset":
+		if e.ComplexityRoot.UsageGate.Reset == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageGate.Reset(childComplexity), true
+	case "UsageGate.resetAt":
+		if e.ComplexityRoot.UsageGate.ResetAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageGate.ResetAt(childComplexity), true
 	case "UsageGate.retryAfterMs":
 		if e.ComplexityRoot.UsageGate.RetryAfterMs == nil {
 			break
 		}
 
 		return e.ComplexityRoot.UsageGate.RetryAfterMs(childComplexity), true
+	case "UsageGate.unlimited":
+		if e.ComplexityRoot.UsageGate.Unlimited == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageGate.Unlimited(childComplexity), true
 	case "UsageGate.used":
 		if e.ComplexityRoot.UsageGate.Used == nil {
 			break
@@ -2011,7 +2053,7 @@ type Query {
   are at most 100 per meter (one per percent).
   """
   usageAlerts(period: String): [UsageAlert!]! @hasScope(anyOf: [BILLING_READ])
-  "Daily usage of one meter for charts; at most 366 days, both ends included."
+  "Daily usage of one meter for charts; at most 366 days, both ends included. Like ` + "`" + `usage(period:)` + "`" + `, a range starting after today (UTC) is refused (BAD_USER_INPUT, field ` + "`" + `from` + "`" + `), and one ending after today ends at today: no point for a day that has not happened."
   usageSeries(meter: String!, from: Date!, to: Date!): [UsagePoint!]! @hasScope(anyOf: [BILLING_READ])
   """
   The fast check a host app makes before serving a request: may the organisation use ` + "`" + `quantity` + "`" + ` more of
@@ -2394,7 +2436,11 @@ type RejectedUsageEvent {
 }
 
 type RecordUsagePayload {
-  "Events newly counted."
+  """
+  Events newly counted. accepted + duplicates + the length of rejected is always the number of events
+  sent: when the whole call is refused (no events, or more than 1,000), every event is in rejected with
+  the userError's code.
+  """
   accepted: Int!
   "Events whose idempotency key was already counted for the same event (meter, quantity and endpoint)."
   duplicates: Int!
@@ -2416,6 +2462,8 @@ type MeterUsage {
   overage: Int64!
   hard: Boolean!
   reset: MeterReset!
+  "The end of the period, when a monthly meter starts again from 0; null for a meter that never resets."
+  resetAt: Time
 }
 
 type Usage {
@@ -2472,6 +2520,8 @@ enum UsageReason {
   RATE_LIMITED
   "The subscription is past due or unpaid and the plans file sets ` + "`" + `block_unpaid` + "`" + `."
   BILLING_INACTIVE
+  "(consumeUsage) The input was refused before being judged; see userErrors."
+  INVALID_INPUT
 }
 
 input ConsumeUsageInput {
@@ -2487,7 +2537,7 @@ input ConsumeUsageInput {
 type ConsumeUsagePayload {
   "True when the event was counted (now or by an earlier call with the same key)."
   allowed: Boolean!
-  "Null only with userErrors."
+  "INVALID_INPUT exactly when userErrors is not empty: the call was refused before being judged."
   reason: UsageReason
   "With RATE_LIMITED: milliseconds until a call may pass."
   retryAfterMs: Int
@@ -2504,8 +2554,18 @@ type UsageGate {
   used: Int64!
   "Null when unlimited."
   limit: Int64
-  "Null when unlimited."
+  "Null when unlimited; never below 0."
   remaining: Int64
+  "As MeterUsage.unlimited."
+  unlimited: Boolean!
+  "As MeterUsage.overage: usage past a soft limit (where ` + "`" + `allowed` + "`" + ` stays true); 0 when within it."
+  overage: Int64!
+  "As MeterUsage.hard: true when usage past the limit is refused."
+  hard: Boolean!
+  "As MeterUsage.reset."
+  reset: MeterReset!
+  "As MeterUsage.resetAt: the end of the period; null for a meter that never resets."
+  resetAt: Time
   "The effective plan's id."
   plan: ID!
   billingStatus: SubscriptionStatus
@@ -2838,6 +2898,8 @@ func (ec *executionContext) childFields_MeterUsage(ctx context.Context, field gr
 		return ec.fieldContext_MeterUsage_hard(ctx, field)
 	case "reset":
 		return ec.fieldContext_MeterUsage_reset(ctx, field)
+	case "resetAt":
+		return ec.fieldContext_MeterUsage_resetAt(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type MeterUsage", field.Name)
 }
@@ -3108,6 +3170,16 @@ func (ec *executionContext) childFields_UsageGate(ctx context.Context, field gra
 		return ec.fieldContext_UsageGate_limit(ctx, field)
 	case "remaining":
 		return ec.fieldContext_UsageGate_remaining(ctx, field)
+	case "unlimited":
+		return ec.fieldContext_UsageGate_unlimited(ctx, field)
+	case "overage":
+		return ec.fieldContext_UsageGate_overage(ctx, field)
+	case "hard":
+		return ec.fieldContext_UsageGate_hard(ctx, field)
+	case "reset":
+		return ec.fieldContext_UsageGate_reset(ctx, field)
+	case "resetAt":
+		return ec.fieldContext_UsageGate_resetAt(ctx, field)
 	case "plan":
 		return ec.fieldContext_UsageGate_plan(ctx, field)
 	case "billingStatus":
@@ -5576,6 +5648,29 @@ func (ec *executionContext) _MeterUsage_reset(ctx context.Context, field graphql
 }
 func (ec *executionContext) fieldContext_MeterUsage_reset(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("MeterUsage", field, false, false, errors.New("field of type MeterReset does not have child fields"))
+}
+
+func (ec *executionContext) _MeterUsage_resetAt(ctx context.Context, field graphql.CollectedField, obj *model.MeterUsage) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MeterUsage_resetAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ResetAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_MeterUsage_resetAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MeterUsage", field, false, false, errors.New("field of type Time does not have child fields"))
 }
 
 func (ec *executionContext) _Mutation_createApiKey(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
@@ -9272,6 +9367,121 @@ func (ec *executionContext) fieldContext_UsageGate_remaining(_ context.Context, 
 	return graphql.NewScalarFieldContext("UsageGate", field, false, false, errors.New("field of type Int64 does not have child fields"))
 }
 
+func (ec *executionContext) _UsageGate_unlimited(ctx context.Context, field graphql.CollectedField, obj *model.UsageGate) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageGate_unlimited(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Unlimited, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageGate_unlimited(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageGate", field, false, false, errors.New("field of type Boolean does not have child fields"))
+}
+
+func (ec *executionContext) _UsageGate_overage(ctx context.Context, field graphql.CollectedField, obj *model.UsageGate) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageGate_overage(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Overage, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageGate_overage(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageGate", field, false, false, errors.New("field of type Int64 does not have child fields"))
+}
+
+func (ec *executionContext) _UsageGate_hard(ctx context.Context, field graphql.CollectedField, obj *model.UsageGate) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageGate_hard(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Hard, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageGate_hard(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageGate", field, false, false, errors.New("field of type Boolean does not have child fields"))
+}
+
+func (ec *executionContext) _UsageGate_reset(ctx context.Context, field graphql.CollectedField, obj *model.UsageGate) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageGate_reset(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reset, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.MeterReset) graphql.Marshaler {
+			return ec.marshalNMeterReset2githubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐMeterReset(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageGate_reset(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageGate", field, false, false, errors.New("field of type MeterReset does not have child fields"))
+}
+
+func (ec *executionContext) _UsageGate_resetAt(ctx context.Context, field graphql.CollectedField, obj *model.UsageGate) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageGate_resetAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ResetAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_UsageGate_resetAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageGate", field, false, false, errors.New("field of type Time does not have child fields"))
+}
+
 func (ec *executionContext) _UsageGate_plan(ctx context.Context, field graphql.CollectedField, obj *model.UsageGate) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -12349,6 +12559,11 @@ func (ec *executionContext) _MeterUsage(ctx context.Context, sel ast.SelectionSe
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "resetAt":
+			out.Values[i] = ec._MeterUsage_resetAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -13858,6 +14073,31 @@ func (ec *executionContext) _UsageGate(ctx context.Context, sel ast.SelectionSet
 			}
 		case "remaining":
 			out.Values[i] = ec._UsageGate_remaining(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "unlimited":
+			out.Values[i] = ec._UsageGate_unlimited(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "overage":
+			out.Values[i] = ec._UsageGate_overage(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "hard":
+			out.Values[i] = ec._UsageGate_hard(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "reset":
+			out.Values[i] = ec._UsageGate_reset(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "resetAt":
+			out.Values[i] = ec._UsageGate_resetAt(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}

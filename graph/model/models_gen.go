@@ -61,7 +61,7 @@ type ConsumeUsageInput struct {
 type ConsumeUsagePayload struct {
 	// True when the event was counted (now or by an earlier call with the same key).
 	Allowed bool `json:"allowed"`
-	// Null only with userErrors.
+	// INVALID_INPUT exactly when userErrors is not empty: the call was refused before being judged.
 	Reason *UsageReason `json:"reason,omitempty"`
 	// With RATE_LIMITED: milliseconds until a call may pass.
 	RetryAfterMs *int `json:"retryAfterMs,omitempty"`
@@ -192,6 +192,8 @@ type MeterUsage struct {
 	Overage int64      `json:"overage"`
 	Hard    bool       `json:"hard"`
 	Reset   MeterReset `json:"reset"`
+	// The end of the period, when a monthly meter starts again from 0; null for a meter that never resets.
+	ResetAt *time.Time `json:"resetAt,omitempty"`
 }
 
 type Mutation struct {
@@ -277,7 +279,9 @@ type RecordUsageInput struct {
 }
 
 type RecordUsagePayload struct {
-	// Events newly counted.
+	// Events newly counted. accepted + duplicates + the length of rejected is always the number of events
+	// sent: when the whole call is refused (no events, or more than 1,000), every event is in rejected with
+	// the userError's code.
 	Accepted int `json:"accepted"`
 	// Events whose idempotency key was already counted for the same event (meter, quantity and endpoint).
 	Duplicates int                  `json:"duplicates"`
@@ -387,8 +391,18 @@ type UsageGate struct {
 	Used         int64 `json:"used"`
 	// Null when unlimited.
 	Limit *int64 `json:"limit,omitempty"`
-	// Null when unlimited.
+	// Null when unlimited; never below 0.
 	Remaining *int64 `json:"remaining,omitempty"`
+	// As MeterUsage.unlimited.
+	Unlimited bool `json:"unlimited"`
+	// As MeterUsage.overage: usage past a soft limit (where `allowed` stays true); 0 when within it.
+	Overage int64 `json:"overage"`
+	// As MeterUsage.hard: true when usage past the limit is refused.
+	Hard bool `json:"hard"`
+	// As MeterUsage.reset.
+	Reset MeterReset `json:"reset"`
+	// As MeterUsage.resetAt: the end of the period; null for a meter that never resets.
+	ResetAt *time.Time `json:"resetAt,omitempty"`
 	// The effective plan's id.
 	Plan          string              `json:"plan"`
 	BillingStatus *SubscriptionStatus `json:"billingStatus,omitempty"`
@@ -772,6 +786,8 @@ const (
 	UsageReasonRateLimited UsageReason = "RATE_LIMITED"
 	// The subscription is past due or unpaid and the plans file sets `block_unpaid`.
 	UsageReasonBillingInactive UsageReason = "BILLING_INACTIVE"
+	// (consumeUsage) The input was refused before being judged; see userErrors.
+	UsageReasonInvalidInput UsageReason = "INVALID_INPUT"
 )
 
 var AllUsageReason = []UsageReason{
@@ -779,11 +795,12 @@ var AllUsageReason = []UsageReason{
 	UsageReasonUsageLimitExceeded,
 	UsageReasonRateLimited,
 	UsageReasonBillingInactive,
+	UsageReasonInvalidInput,
 }
 
 func (e UsageReason) IsValid() bool {
 	switch e {
-	case UsageReasonOk, UsageReasonUsageLimitExceeded, UsageReasonRateLimited, UsageReasonBillingInactive:
+	case UsageReasonOk, UsageReasonUsageLimitExceeded, UsageReasonRateLimited, UsageReasonBillingInactive, UsageReasonInvalidInput:
 		return true
 	}
 	return false

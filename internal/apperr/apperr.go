@@ -84,6 +84,27 @@ func CodeOf(err error) Code {
 // indistinguishable.
 var ErrNotFound = New(NotFound, "not found")
 
+// ArgError is a query argument the client got wrong: BAD_USER_INPUT naming
+// the argument in extensions.field, as a mutation's userError names it.
+func ArgError(field, msg string) *Error {
+	return &Error{Code: BadInput, Message: msg, Extensions: map[string]any{"field": field}}
+}
+
+// BadCursor is every list's answer to an `after` that is not one of its
+// cursors; cause is kept for logs.
+func BadCursor(cause error) *Error {
+	e := ArgError("after", "after is not a cursor from this list")
+	e.Err = cause
+	return e
+}
+
+// NoneOf is a query argument naming no what of the organisation's (or
+// another organisation's: the two are indistinguishable): NOT_FOUND with
+// the field and the wording of the mutations' NOT_FOUND userErrors.
+func NoneOf(field, what string) *Error {
+	return &Error{Code: NotFound, Message: "No such " + what + " in this organisation.", Extensions: map[string]any{"field": field}}
+}
+
 // FieldError is a validation failure on one input field, shown to clients as
 // a userErrors entry on a mutation payload.
 type FieldError struct {

@@ -205,12 +205,12 @@ const (
 // that names none of the organisation's keys, is BAD_USER_INPUT.
 func (k *Keys) List(ctx context.Context, orgID string, first int, after string) ([]APIKey, error) {
 	if first < 1 {
-		return nil, apperr.New(apperr.BadInput, "first must be at least 1")
+		return nil, apperr.ArgError("first", "first must be at least 1")
 	}
 	first = min(first, MaxPageSize)
 	q := k.db.WithContext(ctx).Where("org_id = ?", orgID)
 	if after != "" {
-		badAfter := apperr.New(apperr.BadInput, "after must be the id of one of your API keys (the last of the previous page)")
+		badAfter := apperr.BadCursor(nil)
 		if !store.PlausibleID(after) {
 			return nil, badAfter
 		}

@@ -73,7 +73,7 @@ type Page struct {
 // BAD_USER_INPUT.
 func (s *Service) List(ctx context.Context, orgID string, first int, after, status string) (Page, error) {
 	if first < 1 {
-		return Page{}, apperr.New(apperr.BadInput, "first must be at least 1")
+		return Page{}, apperr.ArgError("first", "first must be at least 1")
 	}
 	first = min(first, MaxPageSize)
 	if status != "" && !slices.Contains(Statuses, status) {
@@ -94,7 +94,7 @@ func (s *Service) List(ctx context.Context, orgID string, first int, after, stat
 			err = errors.New("invoice cursor names no storable id")
 		}
 		if err != nil {
-			return Page{}, apperr.Wrap(apperr.BadInput, "after is not a cursor from this list", err)
+			return Page{}, apperr.BadCursor(err)
 		}
 		// Row-value comparison follows the (created_at DESC, id DESC) index.
 		q = q.Where("(created_at, id) < (?, ?)", c.createdAt, c.id)

@@ -46,17 +46,17 @@ func (s *Service) Deliveries(ctx context.Context, orgID, endpointID string, limi
 // BAD_USER_INPUT.
 func (s *Service) DeliveriesAfter(ctx context.Context, orgID, endpointID string, limit int, after string) ([]Delivery, error) {
 	if limit < 1 {
-		return nil, apperr.New(apperr.BadInput, "first must be at least 1")
+		return nil, apperr.ArgError("first", "first must be at least 1")
 	}
 	limit = min(limit, MaxDeliveries)
 	if !store.PlausibleID(endpointID) {
-		return nil, apperr.ErrNotFound // no row could have it
+		return nil, apperr.NoneOf("endpointId", "webhook endpoint") // no row could have it
 	}
 	db := s.db.WithContext(ctx)
 	var ep endpointRow
 	if err := db.Where("org_id = ? AND id = ?", orgID, endpointID).Take(&ep).Error; err != nil {
 		if store.IsNotFound(err) {
-			return nil, apperr.ErrNotFound
+			return nil, apperr.NoneOf("endpointId", "webhook endpoint")
 		}
 		return nil, fmt.Errorf("load webhook endpoint %s: %w", endpointID, err)
 	}

@@ -198,7 +198,7 @@ func TestABackdatedEventIsJudgedByThePlanInForceAtItsTime(t *testing.T) {
 			// Today's total is still held to the free limit.
 			res, err := f.svc.Record(context.Background(), org, []Event{dated(50*mib, "too-much", 5)})
 			if apperr.CodeOf(err) != apperr.UsageLimitExceeded || len(res.Rejected) != 1 || res.Rejected[0].Code != CodeUsageLimitExceeded ||
-				!strings.Contains(res.Rejected[0].Message, fmt.Sprintf("of %d used", full)) {
+				!strings.Contains(res.Rejected[0].Message, fmt.Sprintf("requested > %d", full)) {
 				t.Fatalf("an upload dated 5 days ago that would take today past the free limit: %+v, %v; want %s", res, err, CodeUsageLimitExceeded)
 			}
 			if got, want := f.used(t, org, "storage_bytes"), full-50*mib+mib; got != want {
@@ -214,7 +214,7 @@ func TestABackdatedEventIsJudgedByThePlanInForceAtItsTime(t *testing.T) {
 			f.setPlan(org, "starter", "active")
 			res, err := f.svc.Record(context.Background(), org, []Event{dated(mib, "late", 5)})
 			if apperr.CodeOf(err) != apperr.UsageLimitExceeded || len(res.Rejected) != 1 || res.Rejected[0].Code != CodeUsageLimitExceeded ||
-				!strings.Contains(res.Rejected[0].Message, fmt.Sprintf("%d of %d used", full, full)) {
+				!strings.Contains(res.Rejected[0].Message, fmt.Sprintf("%d used + %d requested > %d", full, mib, full)) {
 				t.Fatalf("an upload dated while the free plan was full, recorded under starter: %+v, %v; want %s against the free limit",
 					res, err, CodeUsageLimitExceeded)
 			}

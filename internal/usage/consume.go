@@ -104,7 +104,7 @@ func (s *Service) Consume(ctx context.Context, orgID string, e Event) (Consumpti
 		}
 		return Consumption{}, err
 	}
-	c := Consumption{Usage: MeterUsage{Meter: m.Name, Limit: limitOf(plan, m)}}
+	c := Consumption{Usage: meterUsage(plan, m, 0, s.clock.Now())}
 	for _, u := range res.Usage {
 		if u.Meter == m.Name {
 			c.Usage = u
@@ -138,11 +138,12 @@ func (s *Service) refuseUnlessCounted(ctx context.Context, orgID string, e Event
 		}
 		refusal = Consumption{Allowed: true, Reason: ReasonOK}
 	}
-	used, _, err := s.current(ctx, orgID, keyOf(m.Name, periodStart(m.Reset, s.clock.Now())))
+	now := s.clock.Now()
+	used, _, err := s.current(ctx, orgID, keyOf(m.Name, periodStart(m.Reset, now)))
 	if err != nil {
 		return Consumption{}, fmt.Errorf("consume usage for org %s: %w", orgID, err)
 	}
-	refusal.Usage = MeterUsage{Meter: m.Name, Used: used, Limit: limitOf(plan, m)}
+	refusal.Usage = meterUsage(plan, m, used, now)
 	return refusal, nil
 }
 

@@ -51,12 +51,13 @@ func (s *Service) Gate(ctx context.Context, orgID, meter string, quantity int64)
 	if err != nil {
 		return Gate{}, fmt.Errorf("usage gate for org %s: %w", orgID, err)
 	}
-	used, from, err := s.current(ctx, orgID, keyOf(m.Name, periodStart(m.Reset, s.clock.Now())))
+	now := s.clock.Now()
+	used, from, err := s.current(ctx, orgID, keyOf(m.Name, periodStart(m.Reset, now)))
 	gateLatency(from).Observe(observe.Since(start))
 	if err != nil {
 		return Gate{}, fmt.Errorf("usage gate for org %s: %w", orgID, err)
 	}
-	mu := MeterUsage{Meter: m.Name, Used: used, Limit: limitOf(plan, m)}
+	mu := meterUsage(plan, m, used, now)
 	g := Gate{Allowed: true, Reason: ReasonOK, MeterUsage: mu, PlanID: plan.ID, BillingStatus: status}
 	switch {
 	case s.inactive(status):

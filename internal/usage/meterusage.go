@@ -1,12 +1,29 @@
 package usage
 
-import "github.com/tollgate-billing/tollgate/internal/plans"
+import (
+	"time"
+
+	"github.com/tollgate-billing/tollgate/internal/clock"
+	"github.com/tollgate-billing/tollgate/internal/plans"
+)
 
 // MeterUsage is one meter's usage in a period beside the plan's limit on it.
 type MeterUsage struct {
 	Meter string
 	Used  int64
 	Limit plans.Limit
+	// ResetAt is the end of the period, when a monthly meter starts again
+	// from 0; zero for a meter that never resets.
+	ResetAt time.Time
+}
+
+// meterUsage is m's usage in the period holding at, under plan's limit.
+func meterUsage(plan plans.Plan, m plans.Meter, used int64, at time.Time) MeterUsage {
+	mu := MeterUsage{Meter: m.Name, Used: used, Limit: limitOf(plan, m)}
+	if m.Reset != plans.Never {
+		mu.ResetAt = clock.MonthEnd(at)
+	}
+	return mu
 }
 
 // LimitValue is the limit, nil when the meter is unlimited.

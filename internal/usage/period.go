@@ -60,5 +60,5 @@ func parsePeriod(s string, now time.Time) (Period, error) {
 
 // badInput is a client error about one argument of a query.
 func badInput(field, msg string) error {
-	return &apperr.Error{Code: apperr.BadInput, Message: msg, Extensions: map[string]any{"field": field}}
+	return apperr.ArgError(field, msg)
 }

@@ -180,7 +180,7 @@ func (s *Service) Record(ctx context.Context, orgID string, events []Event) (Rec
 	for _, m := range s.catalog.Meters() {
 		if _, ok := named[m.Name]; ok {
 			used := out.usage[keyOf(m.Name, periodStart(m.Reset, now))]
-			res.Usage = append(res.Usage, MeterUsage{Meter: m.Name, Used: used, Limit: limitOf(plan, m)})
+			res.Usage = append(res.Usage, meterUsage(plan, m, used, now))
 		}
 	}
 	countRecorded(res)
@@ -280,15 +280,24 @@ func (o *outcome) reject(p *pending, code, format string, args ...any) {
 
 // refuse records an event refused because used plus it would pass limit.
 func (o *outcome) refuse(p *pending, limit int64, used int64, on string) {
-	o.reject(p, CodeUsageLimitExceeded, "%s limit reached: %d of %d used%s, this event needs %d", p.meter, used, limit, on, p.quantity)
+	msg := LimitMessage(p.meter, used, p.quantity, limit) + on
+	o.reject(p, CodeUsageLimitExceeded, "%s", msg)
 	o.quotaRefused++
 	if o.refusal == nil {
-		o.refusal = &apperr.Error{
-			Code:       apperr.UsageLimitExceeded,
-			Message:    fmt.Sprintf("%s limit reached%s", p.meter, cmp.Or(on, " for the current period")),
-			Extensions: map[string]any{"meter": p.meter, "current": used, "limit": limit},
+		ext := map[string]any{"meter": p.meter, "used": used, "requested": p.quantity, "limit": limit,
+			"remaining": max(limit-used, 0)}
+		if p.limit.Reset != plans.Never {
+			ext["resetAt"] = clock.MonthEnd(p.total.periodStart())
 		}
+		o.refusal = &apperr.Error{Code: apperr.UsageLimitExceeded, Message: msg, Extensions: ext}
 	}
+}
+
+// LimitMessage is the one wording of a refusal by a hard limit, for
+// recordUsage's per-event rejections and whole-call error and for the
+// host middleware's 402: what is used now, what was asked for, the limit.
+func LimitMessage(meter string, used, requested, limit int64) string {
+	return fmt.Sprintf("%s would exceed the limit: %d used + %d requested > %d", meter, used, requested, limit)
 }
 
 // writeGroup writes a group of Record calls in one transaction: claim the

@@ -304,7 +304,11 @@ func TestRecordFailsWhenEveryEventIsOverQuota(t *testing.T) {
 		if !ok || e.Code != apperr.UsageLimitExceeded {
 			t.Fatalf("err = %v, want USAGE_LIMIT_EXCEEDED", err)
 		}
-		want := map[string]any{"meter": "api_calls", "current": int64(1000), "limit": int64(1000)}
+		if _, ok := e.Extensions["resetAt"]; !ok {
+			t.Errorf("extensions %v lack resetAt, the end of the period", e.Extensions)
+		}
+		delete(e.Extensions, "resetAt")
+		want := map[string]any{"meter": "api_calls", "used": int64(1000), "requested": int64(1), "limit": int64(1000), "remaining": int64(0)}
 		if fmt.Sprint(e.Extensions) != fmt.Sprint(want) {
 			t.Errorf("extensions %v, want %v", e.Extensions, want)
 		}

@@ -7,6 +7,7 @@ import (
 
 	"gorm.io/gorm"
 
+	"github.com/tollgate-billing/tollgate/internal/apperr"
 	"github.com/tollgate-billing/tollgate/internal/plans"
 )
 
@@ -55,7 +56,7 @@ func (s *Service) Usage(ctx context.Context, orgID string, period string) (Perio
 		if !ok {
 			used = totals[keyOf(m.Name, periodStart(m.Reset, p.Start))].used
 		}
-		out = append(out, MeterUsage{Meter: m.Name, Used: used, Limit: limitOf(plan, m)})
+		out = append(out, meterUsage(plan, m, used, p.Start))
 	}
 	return p, out, nil
 }
@@ -97,7 +98,7 @@ func (s *Service) ByEndpoint(ctx context.Context, orgID, period, meter string, f
 	if after != "" {
 		c, ok := decodeEndpointCursor(after)
 		if !ok {
-			return nil, badInput("after", "after is not a cursor from this list")
+			return nil, apperr.BadCursor(nil)
 		}
 		// The rows past c in the order used DESC, meter, endpoint.
 		q = q.Where("used < ? OR (used = ? AND (meter > ? OR (meter = ? AND endpoint > ?)))",
@@ -122,7 +123,8 @@ type Point struct {
 }
 
 // Series reports one meter day by day, from and to included (their UTC
-// dates count), at most MaxSeriesDays points, days without usage as zero. A
+// dates count), at most MaxSeriesDays points, days without usage as zero,
+// ending at today when to is later (from after today is refused). A
 // monthly meter shows each day's usage; a meter that never resets shows its
 // running total at the end of each day, which is what a storage chart needs.
 func (s *Service) Series(ctx context.Context, orgID, meter string, from, to time.Time) ([]Point, error) {
@@ -138,10 +140,22 @@ func (s *Service) Series(ctx context.Context, orgID, meter string, from, to time
 	if to.Before(from) {
 		return nil, badInput("to", fmt.Sprintf("to (%s) is before from (%s)", to.Format(time.DateOnly), from.Format(time.DateOnly)))
 	}
+	// The same rule as a period (parsePeriod): a range that has not begun
+	// is refused, and one running past today ends at today, so no chart
+	// shows values for days that have not happened.
+	today := dayOf(s.clock.Now())
+	if from.After(today) {
+		return nil, badInput("from", fmt.Sprintf("from (%s) has not started yet", from.Format(time.DateOnly)))
+	}
+	// The span is judged as asked, then cut at today.
 	days := int(to.Sub(from).Hours()/24) + 1
 	if days > MaxSeriesDays {
 		return nil, badInput("to", fmt.Sprintf("a series covers at most %d days; %s to %s is %d", MaxSeriesDays,
 			from.Format(time.DateOnly), to.Format(time.DateOnly), days))
+	}
+	if to.After(today) {
+		to = today
+		days = int(to.Sub(from).Hours()/24) + 1
 	}
 	db := s.db.WithContext(ctx)
 	var rows []UsageDailyRollup

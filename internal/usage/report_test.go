@@ -298,8 +298,18 @@ func TestUsageSeriesIsDailyAndZeroFilled(t *testing.T) {
 			})
 		}
 
-		if pts, err := f.svc.Series(ctx, org, "api_calls", day(1), day(1).AddDate(0, 0, MaxSeriesDays-1)); err != nil || len(pts) != MaxSeriesDays {
+		today := dayOf(f.clock.Now())
+		if pts, err := f.svc.Series(ctx, org, "api_calls", today.AddDate(0, 0, 1-MaxSeriesDays), today); err != nil || len(pts) != MaxSeriesDays {
 			t.Errorf("366 days: %d points, err %v", len(pts), err)
+		}
+		// Like a period, a range that has not begun is refused and one
+		// running past today ends at today.
+		if pts, err := f.svc.Series(ctx, org, "api_calls", today.AddDate(0, 0, -1), today.AddDate(0, 0, 5)); err != nil ||
+			len(pts) != 2 || !pts[1].Date.Equal(today) {
+			t.Errorf("yesterday to 5 days ahead: %v, err %v; want yesterday and today", pts, err)
+		}
+		if _, err := f.svc.Series(ctx, org, "api_calls", today.AddDate(0, 0, 1), today.AddDate(0, 0, 2)); apperr.CodeOf(err) != apperr.BadInput {
+			t.Errorf("tomorrow: err %v, want BAD_USER_INPUT", err)
 		}
 		for _, bad := range []struct {
 			name, meter string

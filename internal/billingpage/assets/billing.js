@@ -481,7 +481,8 @@
   async function loadChart() {
     const meter = $('chart-meter').value;
     if (!meter) return;
-    // The whole month, first to last day; to is inclusive.
+    // The whole month, first to last day; to is inclusive (usageSeries
+    // ends at today, so the current month shows the days so far).
     const from = usage.periodStart.slice(0, 10);
     const to = new Date(new Date(usage.periodEnd) - 86400000).toISOString().slice(0, 10);
     const data = await gql(`query Series($meter: String!, $from: Date!, $to: Date!) {
