@@ -356,7 +356,7 @@ func (r *queryResolver) WebhookDeliveries(ctx context.Context, endpointID string
 	if first != nil {
 		n = *first
 	}
-	ds, err := r.Webhooks.DeliveriesAfter(ctx, principal(ctx).OrgID, endpointID, n, deref(after))
+	ds, err := r.Webhooks.Deliveries(ctx, principal(ctx).OrgID, endpointID, n, deref(after))
 	if err != nil {
 		return nil, err
 	}

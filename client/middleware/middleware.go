@@ -3,8 +3,9 @@
 //
 //   - over quota: 402 Payment Required with
 //     {"error":"Usage limit exceeded","message":"API call would exceed the limit: 100000 used + 1 requested > 100000","usage":{"used":100000,"requested":1,"limit":100000,"remaining":0}},
-//     the message naming the meter and current being the usage this request
-//     would have made;
+//     the message naming the meter, used the period's usage before this
+//     request and requested what it would add (and resetAt the period's
+//     end, for a meter that resets);
 //   - over the plan's rate: 429 Too Many Requests with Retry-After in whole
 //     seconds;
 //   - an unknown, revoked or under-scoped customer credential: 401 with a

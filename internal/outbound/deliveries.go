@@ -34,17 +34,12 @@ const (
 	CodeRetryLimited = "RETRY_LIMITED"
 )
 
-// Deliveries lists an endpoint's newest deliveries with their attempts.
-func (s *Service) Deliveries(ctx context.Context, orgID, endpointID string, limit int) ([]Delivery, error) {
-	return s.DeliveriesAfter(ctx, orgID, endpointID, limit, "")
-}
-
-// DeliveriesAfter lists up to limit of an endpoint's deliveries, newest
+// Deliveries lists up to limit of an endpoint's deliveries, newest
 // first, with their attempts; after, when given, is the id of the last
 // delivery of the previous page. limit above MaxDeliveries is capped; below
 // 1, or an after that names none of the endpoint's deliveries, is
 // BAD_USER_INPUT.
-func (s *Service) DeliveriesAfter(ctx context.Context, orgID, endpointID string, limit int, after string) ([]Delivery, error) {
+func (s *Service) Deliveries(ctx context.Context, orgID, endpointID string, limit int, after string) ([]Delivery, error) {
 	if limit < 1 {
 		return nil, apperr.ArgError("first", "first must be at least 1")
 	}

@@ -30,7 +30,7 @@ func TestDeliveriesPageWithAfter(t *testing.T) {
 		var seqs []int64
 		after := ""
 		for range n {
-			page, err := h.svc.DeliveriesAfter(ctx, h.org, ep.ID, 2, after)
+			page, err := h.svc.Deliveries(ctx, h.org, ep.ID, 2, after)
 			if err != nil {
 				t.Fatalf("page after %q: %v", after, err)
 			}
@@ -51,7 +51,7 @@ func TestDeliveriesPageWithAfter(t *testing.T) {
 			}
 		}
 		for _, bad := range []string{"nope", store.NewID()} {
-			_, err := h.svc.DeliveriesAfter(ctx, h.org, ep.ID, 2, bad)
+			_, err := h.svc.Deliveries(ctx, h.org, ep.ID, 2, bad)
 			var ae *apperr.Error
 			if !errors.As(err, &ae) || ae.Code != apperr.BadInput {
 				t.Errorf("after %q: %v, want BAD_USER_INPUT", bad, err)
@@ -70,7 +70,7 @@ func TestAnEndpointOfAllEventsReceivesEveryType(t *testing.T) {
 			h.emit(t, typ, map[string]any{})
 			h.clock.Advance(time.Second)
 		}
-		ds, err := h.svc.Deliveries(context.Background(), h.org, ep.ID, 100)
+		ds, err := h.svc.Deliveries(context.Background(), h.org, ep.ID, 100, "")
 		if err != nil {
 			t.Fatal(err)
 		}

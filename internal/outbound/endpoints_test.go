@@ -57,7 +57,7 @@ func TestEndpointsOfAnotherOrganisationAreNotFound(t *testing.T) {
 		wantUserError(t, err, outbound.CodeNotFound)
 	}
 	wantUserError(t, h.svc.DeleteEndpoint(ctx, stranger, ep.ID), outbound.CodeNotFound)
-	if _, err := h.svc.Deliveries(ctx, stranger, ep.ID, 10); err == nil {
+	if _, err := h.svc.Deliveries(ctx, stranger, ep.ID, 10, ""); err == nil {
 		t.Fatal("another organisation listed the endpoint's deliveries")
 	}
 }

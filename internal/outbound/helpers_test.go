@@ -116,7 +116,7 @@ func (h *harness) next(t *testing.T) *river.Event {
 
 func (h *harness) deliveries(t *testing.T, endpointID string) []outbound.Delivery {
 	t.Helper()
-	ds, err := h.svc.Deliveries(context.Background(), h.org, endpointID, 100)
+	ds, err := h.svc.Deliveries(context.Background(), h.org, endpointID, 100, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -113,7 +113,7 @@ func TestConcurrentRecordersFireEachAlertOnce(t *testing.T) {
 			t.Fatalf("alerts = %v, want %v", got, want)
 		}
 		for _, ep := range endpoints {
-			ds, err := w.Deliveries(context.Background(), org, ep.ID, 100)
+			ds, err := w.Deliveries(context.Background(), org, ep.ID, 100, "")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -151,7 +151,7 @@ func TestRetriedEventsDoNotFireAgain(t *testing.T) {
 		if got, want := f.alerts(t, org), []string{"storage_bytes 80"}; !slices.Equal(got, want) {
 			t.Fatalf("alerts = %v, want %v", got, want)
 		}
-		ds, err := w.Deliveries(context.Background(), org, ep.ID, 100)
+		ds, err := w.Deliveries(context.Background(), org, ep.ID, 100, "")
 		if err != nil {
 			t.Fatal(err)
 		}

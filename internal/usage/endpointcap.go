@@ -21,7 +21,7 @@ const DefaultEndpointsPerMeter = 1000
 // period before new names are counted under OtherEndpoint. Call it before Run.
 func (s *Service) CapEndpoints(n int) {
 	s.endpointCap = n
-	s.oneStatement = withClaim(strings.Replace(oneStatementRest, endpointFoldMark, foldEndpointsSQL(store.Postgres, n), 1))
+	s.oneStatement = withClaim(strings.Replace(oneStatementRest, endpointFoldMark, foldEndpointsSQL(n), 1))
 	s.pipedStatement = s.oneStatement.inTurn()
 }
 
@@ -38,7 +38,7 @@ const endpointFoldMark = "{fold endpoints}"
 // groups committing at that moment add (at most commitSlots groups a replica).
 // Reading the room is an index range scan of at most the allowance, and only
 // for names not yet stored.
-func foldEndpointsSQL(d store.Dialect, allowance int) string {
+func foldEndpointsSQL(allowance int) string {
 	return `epk AS (
 SELECT ep.o, ep.mo, ep.m, ep.e, ep.n, (ep.e = '` + OtherEndpoint + `' OR EXISTS (SELECT 1 FROM usage_endpoint_rollups z
 	WHERE z.org_id = ep.o AND z.period_start = ep.mo AND z.meter = ep.m AND z.endpoint = ep.e)) AS known

@@ -470,7 +470,7 @@ func (r rollups) addEndpoints(sums map[endpointKey]int64) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	args := make([]any, 0, 6*len(keys)+1)
+	args := make([]any, 0, 5*len(keys)+1)
 	for _, k := range keys {
 		args = append(args, k.org, time.Unix(k.start, 0).UTC(), k.meter, k.endpoint, sums[k])
 	}
@@ -479,7 +479,7 @@ func (r rollups) addEndpoints(sums map[endpointKey]int64) error {
 	if r.dialect == store.Postgres {
 		row = "(?::text, ?::timestamptz, ?::text, ?::text, ?::bigint)"
 	}
-	q := "WITH ep(o, mo, m, e, n) AS (VALUES " + rowsOf(row, len(keys)) + "),\n" + foldEndpointsSQL(r.dialect, r.endpointCap) +
+	q := "WITH ep(o, mo, m, e, n) AS (VALUES " + rowsOf(row, len(keys)) + "),\n" + foldEndpointsSQL(r.endpointCap) +
 		"\nINSERT INTO usage_endpoint_rollups (org_id, period_start, meter, endpoint, used, updated_at)" +
 		"\nSELECT o, mo, m, e, " + foldedSum(r.dialect) + ", ? FROM epf WHERE true GROUP BY o, mo, m, e HAVING sum(n) <> 0 ORDER BY o, mo, m, e" +
 		"\nON CONFLICT (org_id, period_start, meter, endpoint) DO UPDATE SET used = " +
