@@ -5,10 +5,12 @@
 //	go run . migrate up|down|status   manage the database schema by hand
 //	go run . stripe sync [--org ID]   re-read Stripe and apply what webhooks missed
 //	go run . token [org]              print a development token
+//	go run . version                  print the build's version and commit
 //	go run . COMMAND --help           describe one command
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -19,6 +21,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,6 +47,7 @@ const usage = `usage: tollgate [command] [flags]
   migrate up|down|status        apply, roll back one, or list migrations
   stripe sync [--org ID]        re-read subscriptions and invoices from Stripe and apply what changed
   token [org]                   print a development token for org (default "demo")
+  version                       print the version, the commit it was built from and the Go version
 
 "tollgate COMMAND --help" describes one command.
 `
@@ -61,6 +66,9 @@ type command struct {
 	check      func(args []string) error
 	checkFlags func(fs *flag.FlagSet) error
 	run        func(ctx context.Context, cfg config.Config, log *slog.Logger, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error
+	// plain, when set, runs instead of run, without reading the
+	// configuration: it answers even where the configuration is wrong.
+	plain func(stdout io.Writer)
 }
 
 var commands = map[string]*command{
@@ -125,6 +133,50 @@ var commands = map[string]*command{
 			return token(cfg, org, stdout)
 		},
 	},
+	"version": {
+		use:   "version",
+		help:  "Print Tollgate's version, the commit it was built from (with +modified for uncommitted changes) and the Go version.",
+		plain: printVersion,
+	},
+}
+
+// printVersion says which build this is, from what the Go toolchain stamped
+// into the binary: an operator comparing replicas, or quoting a bug, needs
+// the commit.
+func printVersion(stdout io.Writer) {
+	info, _ := debug.ReadBuildInfo()
+	fmt.Fprintln(stdout, versionLine(info))
+}
+
+// versionLine describes a build. `go run`, test binaries and builds with
+// -buildvcs=false carry no commit, and say so rather than print nothing.
+func versionLine(info *debug.BuildInfo) string {
+	version, commit, when, modified, goVersion := "(devel)", "", "", false, runtime.Version()
+	if info != nil {
+		version, goVersion = cmp.Or(info.Main.Version, version), cmp.Or(info.GoVersion, goVersion)
+		for _, s := range info.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				commit = s.Value
+			case "vcs.time":
+				when = s.Value
+			case "vcs.modified":
+				modified = s.Value == "true"
+			}
+		}
+	}
+	switch {
+	case commit == "":
+		commit = "commit unknown (built without version control information: go run, or -buildvcs=false)"
+	case modified:
+		commit = "commit " + commit + "+modified"
+	default:
+		commit = "commit " + commit
+	}
+	if when != "" {
+		commit += " of " + when
+	}
+	return fmt.Sprintf("tollgate %s, %s, %s", version, commit, goVersion)
 }
 
 // oneOf accepts a first argument that is one of words.
@@ -206,6 +258,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		name, args = args[0], args[1:]
 	}
 	switch name {
+	case "-version", "--version":
+		name = "version"
 	case "-h", "-help", "--help", "help":
 		// "help token" and "--help token" describe token.
 		if len(args) == 0 {
@@ -265,6 +319,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			printUsage(stderr)
 			return 2
 		}
+	}
+
+	if cmd.plain != nil {
+		cmd.plain(stdout)
+		return 0
 	}
 
 	// Every line says which command failed; the server's is plain

@@ -13,6 +13,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"testing"
@@ -373,6 +375,11 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"stripe", "resync"}, 2, "", `unknown action "resync"`},
 		{[]string{"serve", "now"}, 2, "", `unexpected argument "now"`},
 		{[]string{"tokens"}, 2, "", `unknown command "tokens"`},
+		// version reads no configuration: it answers where start-up would not.
+		{[]string{"version"}, 0, "tollgate (devel), commit ", ""},
+		{[]string{"--version"}, 0, "tollgate (devel), commit ", ""},
+		{[]string{"help", "version"}, 0, "usage: tollgate version", ""},
+		{[]string{"version", "now"}, 2, "", `unexpected argument "now"`},
 		// help before the command describes the command.
 		{[]string{"help", "token"}, 0, "usage: tollgate token [org]", ""},
 		{[]string{"--help", "token"}, 0, "usage: tollgate token [org]", ""},
@@ -410,6 +417,39 @@ func TestCommandLine(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if code := run(context.Background(), []string{"token", "acme"}, getenv, &stdout, &stderr); code != 0 || !strings.HasPrefix(stdout.String(), "eyJ") {
 		t.Fatalf("token acme: exit %d, stdout %q, stderr %s", code, &stdout, &stderr)
+	}
+}
+
+// TestVersionNamesTheCommit: what `tollgate version` prints for a build
+// from a clean checkout, one with uncommitted changes, and one without
+// version control information.
+func TestVersionNamesTheCommit(t *testing.T) {
+	build := func(settings ...string) *debug.BuildInfo {
+		info := &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Path: "github.com/tollgate-billing/tollgate", Version: "v1.4.0"}}
+		for i := 0; i+1 < len(settings); i += 2 {
+			info.Settings = append(info.Settings, debug.BuildSetting{Key: settings[i], Value: settings[i+1]})
+		}
+		return info
+	}
+	const rev, at = "227d44b6eb7b457c74839d0f657bc085e4352e15", "2026-12-04T16:50:00Z"
+	for _, tc := range []struct {
+		info *debug.BuildInfo
+		want string
+	}{
+		{build("vcs.revision", rev, "vcs.time", at, "vcs.modified", "false"), "tollgate v1.4.0, commit " + rev + " of " + at + ", go1.26.8"},
+		{build("vcs.revision", rev, "vcs.time", at, "vcs.modified", "true"), "tollgate v1.4.0, commit " + rev + "+modified of " + at + ", go1.26.8"},
+		{build(), "tollgate v1.4.0, commit unknown (built without version control information: go run, or -buildvcs=false), go1.26.8"},
+	} {
+		if got := versionLine(tc.info); got != tc.want {
+			t.Errorf("versionLine = %q\n            want %q", got, tc.want)
+		}
+	}
+	// The test binary itself: no commit, and the Go it was built with.
+	var stdout, stderr bytes.Buffer
+	env := map[string]string{"TOLLGATE_ENV": "not-an-environment"}
+	if code := run(context.Background(), []string{"version"}, func(k string) string { return env[k] }, &stdout, &stderr); code != 0 ||
+		!strings.Contains(stdout.String(), runtime.Version()) {
+		t.Fatalf("version with a bad configuration: exit %d, stdout %q, stderr %q", code, &stdout, &stderr)
 	}
 }
 

@@ -85,7 +85,8 @@ func TestEveryOperationAgainstARealTollgate(t *testing.T) {
 		t.Errorf("plans %+v", pl.Plans)
 	}
 	sub := need(client.Subscription(ctx, tg)).on(t)
-	if sub.Subscription.Plan.Id != "free" || sub.Subscription.RateLimitPerMinute != sub.Subscription.Plan.RateLimitPerSecond*60 {
+	if sub.Subscription.Plan.Id != "free" || sub.Subscription.Id != nil || sub.Subscription.Price != nil ||
+		sub.Subscription.RateLimitPerMinute != sub.Subscription.Plan.RateLimitPerSecond*60 {
 		t.Errorf("subscription %+v", sub.Subscription)
 	}
 
@@ -362,5 +363,48 @@ func TestCheckQuantityAnswersAsConsumeWould(t *testing.T) {
 	}
 	if used(t, h, "acme", "api_calls") != spent {
 		t.Errorf("checks counted usage: %d", used(t, h, "acme", "api_calls"))
+	}
+}
+
+// TestSigningWithOnlyTheKeysID: a host that registered a signing key may
+// send only the key's id, and sign, through the client or on a request of
+// its own (the README's raw-HTTP example); a signature by another key is
+// refused.
+func TestSigningWithOnlyTheKeysID(t *testing.T) {
+	h := apptest.New(t, apptest.Options{})
+	ctx := context.Background()
+	tg := client.New(h.Server.URL, bearer(h, "acme"))
+	created := need(client.CreateApiKey(ctx, tg, client.CreateApiKeyInput{Name: "backend", Scopes: []client.Scope{client.ScopeUsageWrite}})).on(t)
+	keyID := created.CreateApiKey.ApiKey.Id
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	reg := need(client.RegisterSigningKey(ctx, tg, client.RegisterSigningKeyInput{ApiKeyId: keyID, PublicKey: base64.StdEncoding.EncodeToString(pub)})).on(t)
+	if reg.RegisterSigningKey.ApiKey == nil || !reg.RegisterSigningKey.ApiKey.SigningRequired {
+		t.Fatalf("registerSigningKey %+v", reg.RegisterSigningKey)
+	}
+
+	gate := need(client.UsageGate(ctx, tg.For(client.SignedAPIKeyID(keyID, priv)), "api_calls")).on(t)
+	if !gate.UsageGate.Allowed {
+		t.Errorf("usageGate signed with the key's id: %+v", gate.UsageGate)
+	}
+	_, other, _ := ed25519.GenerateKey(nil)
+	if _, err := client.UsageGate(ctx, tg.For(client.SignedAPIKeyID(keyID, other)), "api_calls"); !client.IsCode(err, client.CodeUnauthenticated) {
+		t.Errorf("signed by another key: %v, want UNAUTHENTICATED", err)
+	}
+
+	// A request of the host's own, as the README shows it.
+	body := []byte(`{"query":"{ usageGate(meter: \"api_calls\") { allowed used } }"}`)
+	req, _ := http.NewRequest("POST", h.Server.URL+"/graphql", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if err := client.SignedAPIKeyID(keyID, priv).Authorize(req); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	answer, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !bytes.Contains(answer, []byte(`"allowed":true`)) {
+		t.Errorf("raw signed request: %d %s", resp.StatusCode, answer)
 	}
 }

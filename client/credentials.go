@@ -43,6 +43,17 @@ func SignedAPIKey(secret string, priv ed25519.PrivateKey) Credential {
 	})
 }
 
+// SignedAPIKeyID sends only the API key's id (apiKey { id }) in
+// Authorization and signs each request with the Ed25519 key registered for
+// it: the host holds no secret at all, only the private key. Its Authorize
+// also signs a request a host sends without this client.
+func SignedAPIKeyID(id string, priv ed25519.PrivateKey) Credential {
+	return CredentialFunc(func(r *http.Request) error {
+		r.Header.Set("Authorization", id)
+		return signing.Sign(r, priv, time.Now())
+	})
+}
+
 // Minter mints short-lived usage:write JWTs per organisation, for a host
 // that is its own identity provider: Tollgate verifies them with the same
 // JWT_SECRET (HS256) or a public key in JWT_PUBLIC_KEYS_FILE (EdDSA). A

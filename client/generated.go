@@ -198,9 +198,19 @@ type CancelSubscriptionCancelSubscriptionSubscriptionPayloadSubscriptionBillingS
 	SubscriptionFields `json:"-"`
 }
 
+// GetId returns CancelSubscriptionCancelSubscriptionSubscriptionPayloadSubscriptionBillingSubscription.Id, and is useful for accessing the field via an interface.
+func (v *CancelSubscriptionCancelSubscriptionSubscriptionPayloadSubscriptionBillingSubscription) GetId() *string {
+	return v.SubscriptionFields.Id
+}
+
 // GetPlan returns CancelSubscriptionCancelSubscriptionSubscriptionPayloadSubscriptionBillingSubscription.Plan, and is useful for accessing the field via an interface.
 func (v *CancelSubscriptionCancelSubscriptionSubscriptionPayloadSubscriptionBillingSubscription) GetPlan() SubscriptionFieldsPlan {
 	return v.SubscriptionFields.Plan
+}
+
+// GetPrice returns CancelSubscriptionCancelSubscriptionSubscriptionPayloadSubscriptionBillingSubscription.Price, and is useful for accessing the field via an interface.
+func (v *CancelSubscriptionCancelSubscriptionSubscriptionPayloadSubscriptionBillingSubscription) GetPrice() *SubscriptionFieldsPricePlanPrice {
+	return v.SubscriptionFields.Price
 }
 
 // GetStatus returns CancelSubscriptionCancelSubscriptionSubscriptionPayloadSubscriptionBillingSubscription.Status, and is useful for accessing the field via an interface.
@@ -264,7 +274,11 @@ func (v *CancelSubscriptionCancelSubscriptionSubscriptionPayloadSubscriptionBill
 }
 
 type __premarshalCancelSubscriptionCancelSubscriptionSubscriptionPayloadSubscriptionBillingSubscription struct {
+	Id *string `json:"id"`
+
 	Plan SubscriptionFieldsPlan `json:"plan"`
+
+	Price *SubscriptionFieldsPricePlanPrice `json:"price"`
 
 	Status *SubscriptionStatus `json:"status"`
 
@@ -292,7 +306,9 @@ func (v *CancelSubscriptionCancelSubscriptionSubscriptionPayloadSubscriptionBill
 func (v *CancelSubscriptionCancelSubscriptionSubscriptionPayloadSubscriptionBillingSubscription) __premarshalJSON() (*__premarshalCancelSubscriptionCancelSubscriptionSubscriptionPayloadSubscriptionBillingSubscription, error) {
 	var retval __premarshalCancelSubscriptionCancelSubscriptionSubscriptionPayloadSubscriptionBillingSubscription
 
+	retval.Id = v.SubscriptionFields.Id
 	retval.Plan = v.SubscriptionFields.Plan
+	retval.Price = v.SubscriptionFields.Price
 	retval.Status = v.SubscriptionFields.Status
 	retval.CurrentPeriodStart = v.SubscriptionFields.CurrentPeriodStart
 	retval.CurrentPeriodEnd = v.SubscriptionFields.CurrentPeriodEnd
@@ -2206,9 +2222,19 @@ type ResumeSubscriptionResumeSubscriptionSubscriptionPayloadSubscriptionBillingS
 	SubscriptionFields `json:"-"`
 }
 
+// GetId returns ResumeSubscriptionResumeSubscriptionSubscriptionPayloadSubscriptionBillingSubscription.Id, and is useful for accessing the field via an interface.
+func (v *ResumeSubscriptionResumeSubscriptionSubscriptionPayloadSubscriptionBillingSubscription) GetId() *string {
+	return v.SubscriptionFields.Id
+}
+
 // GetPlan returns ResumeSubscriptionResumeSubscriptionSubscriptionPayloadSubscriptionBillingSubscription.Plan, and is useful for accessing the field via an interface.
 func (v *ResumeSubscriptionResumeSubscriptionSubscriptionPayloadSubscriptionBillingSubscription) GetPlan() SubscriptionFieldsPlan {
 	return v.SubscriptionFields.Plan
+}
+
+// GetPrice returns ResumeSubscriptionResumeSubscriptionSubscriptionPayloadSubscriptionBillingSubscription.Price, and is useful for accessing the field via an interface.
+func (v *ResumeSubscriptionResumeSubscriptionSubscriptionPayloadSubscriptionBillingSubscription) GetPrice() *SubscriptionFieldsPricePlanPrice {
+	return v.SubscriptionFields.Price
 }
 
 // GetStatus returns ResumeSubscriptionResumeSubscriptionSubscriptionPayloadSubscriptionBillingSubscription.Status, and is useful for accessing the field via an interface.
@@ -2272,7 +2298,11 @@ func (v *ResumeSubscriptionResumeSubscriptionSubscriptionPayloadSubscriptionBill
 }
 
 type __premarshalResumeSubscriptionResumeSubscriptionSubscriptionPayloadSubscriptionBillingSubscription struct {
+	Id *string `json:"id"`
+
 	Plan SubscriptionFieldsPlan `json:"plan"`
+
+	Price *SubscriptionFieldsPricePlanPrice `json:"price"`
 
 	Status *SubscriptionStatus `json:"status"`
 
@@ -2300,7 +2330,9 @@ func (v *ResumeSubscriptionResumeSubscriptionSubscriptionPayloadSubscriptionBill
 func (v *ResumeSubscriptionResumeSubscriptionSubscriptionPayloadSubscriptionBillingSubscription) __premarshalJSON() (*__premarshalResumeSubscriptionResumeSubscriptionSubscriptionPayloadSubscriptionBillingSubscription, error) {
 	var retval __premarshalResumeSubscriptionResumeSubscriptionSubscriptionPayloadSubscriptionBillingSubscription
 
+	retval.Id = v.SubscriptionFields.Id
 	retval.Plan = v.SubscriptionFields.Plan
+	retval.Price = v.SubscriptionFields.Price
 	retval.Status = v.SubscriptionFields.Status
 	retval.CurrentPeriodStart = v.SubscriptionFields.CurrentPeriodStart
 	retval.CurrentPeriodEnd = v.SubscriptionFields.CurrentPeriodEnd
@@ -2696,8 +2728,15 @@ func (v *SetUsageAlertsSetUsageAlertsSetUsageAlertsPayloadUserErrorsUserError) G
 //
 // The organisation's billing state. Named so it is never confused with GraphQL subscriptions.
 type SubscriptionFields struct {
+	// Stripe's subscription id (`sub_…`), to quote to support or find in the Stripe dashboard. Null on the free plan with no Stripe subscription.
+	Id *string `json:"id"`
 	// The effective plan: the subscribed plan while the status is active, trialing or past due; free otherwise.
 	Plan SubscriptionFieldsPlan `json:"plan"`
+	// The price the subscription pays for the effective plan: its interval, amount and currency (a yearly or
+	// another currency's price, where `plan { priceCents currency interval }` is the plan's monthly headline).
+	// Null on the free plan, on a contract plan without a Stripe price, when the subscription no longer grants
+	// the plan (canceled, unpaid), and when its price is not in the plans file (`planMismatch`).
+	Price *SubscriptionFieldsPricePlanPrice `json:"price"`
 	// Null on the free plan with no Stripe subscription.
 	Status             *SubscriptionStatus `json:"status"`
 	CurrentPeriodStart *time.Time          `json:"currentPeriodStart"`
@@ -2711,8 +2750,14 @@ type SubscriptionFields struct {
 	RateLimitPerMinute int `json:"rateLimitPerMinute"`
 }
 
+// GetId returns SubscriptionFields.Id, and is useful for accessing the field via an interface.
+func (v *SubscriptionFields) GetId() *string { return v.Id }
+
 // GetPlan returns SubscriptionFields.Plan, and is useful for accessing the field via an interface.
 func (v *SubscriptionFields) GetPlan() SubscriptionFieldsPlan { return v.Plan }
+
+// GetPrice returns SubscriptionFields.Price, and is useful for accessing the field via an interface.
+func (v *SubscriptionFields) GetPrice() *SubscriptionFieldsPricePlanPrice { return v.Price }
 
 // GetStatus returns SubscriptionFields.Status, and is useful for accessing the field via an interface.
 func (v *SubscriptionFields) GetStatus() *SubscriptionStatus { return v.Status }
@@ -2841,6 +2886,32 @@ func (v *SubscriptionFieldsPlan) __premarshalJSON() (*__premarshalSubscriptionFi
 	return &retval, nil
 }
 
+// SubscriptionFieldsPricePlanPrice includes the requested fields of the GraphQL type PlanPrice.
+// The GraphQL type's documentation follows.
+//
+// One Stripe price a plan is sold at.
+type SubscriptionFieldsPricePlanPrice struct {
+	// Stripe's price id.
+	Id       string          `json:"id"`
+	Interval BillingInterval `json:"interval"`
+	// Amount per interval in minor units (cents).
+	AmountCents int64 `json:"amountCents"`
+	// ISO 4217 currency code, lower-case as Stripe writes it.
+	Currency string `json:"currency"`
+}
+
+// GetId returns SubscriptionFieldsPricePlanPrice.Id, and is useful for accessing the field via an interface.
+func (v *SubscriptionFieldsPricePlanPrice) GetId() string { return v.Id }
+
+// GetInterval returns SubscriptionFieldsPricePlanPrice.Interval, and is useful for accessing the field via an interface.
+func (v *SubscriptionFieldsPricePlanPrice) GetInterval() BillingInterval { return v.Interval }
+
+// GetAmountCents returns SubscriptionFieldsPricePlanPrice.AmountCents, and is useful for accessing the field via an interface.
+func (v *SubscriptionFieldsPricePlanPrice) GetAmountCents() int64 { return v.AmountCents }
+
+// GetCurrency returns SubscriptionFieldsPricePlanPrice.Currency, and is useful for accessing the field via an interface.
+func (v *SubscriptionFieldsPricePlanPrice) GetCurrency() string { return v.Currency }
+
 // SubscriptionResponse is returned by Subscription on success.
 type SubscriptionResponse struct {
 	// The organisation's plan and Stripe subscription. Always answers: an organisation without a subscription is on the free plan.
@@ -2884,9 +2955,17 @@ type SubscriptionSubscriptionBillingSubscription struct {
 	SubscriptionFields `json:"-"`
 }
 
+// GetId returns SubscriptionSubscriptionBillingSubscription.Id, and is useful for accessing the field via an interface.
+func (v *SubscriptionSubscriptionBillingSubscription) GetId() *string { return v.SubscriptionFields.Id }
+
 // GetPlan returns SubscriptionSubscriptionBillingSubscription.Plan, and is useful for accessing the field via an interface.
 func (v *SubscriptionSubscriptionBillingSubscription) GetPlan() SubscriptionFieldsPlan {
 	return v.SubscriptionFields.Plan
+}
+
+// GetPrice returns SubscriptionSubscriptionBillingSubscription.Price, and is useful for accessing the field via an interface.
+func (v *SubscriptionSubscriptionBillingSubscription) GetPrice() *SubscriptionFieldsPricePlanPrice {
+	return v.SubscriptionFields.Price
 }
 
 // GetStatus returns SubscriptionSubscriptionBillingSubscription.Status, and is useful for accessing the field via an interface.
@@ -2950,7 +3029,11 @@ func (v *SubscriptionSubscriptionBillingSubscription) UnmarshalJSON(b []byte) er
 }
 
 type __premarshalSubscriptionSubscriptionBillingSubscription struct {
+	Id *string `json:"id"`
+
 	Plan SubscriptionFieldsPlan `json:"plan"`
+
+	Price *SubscriptionFieldsPricePlanPrice `json:"price"`
 
 	Status *SubscriptionStatus `json:"status"`
 
@@ -2978,7 +3061,9 @@ func (v *SubscriptionSubscriptionBillingSubscription) MarshalJSON() ([]byte, err
 func (v *SubscriptionSubscriptionBillingSubscription) __premarshalJSON() (*__premarshalSubscriptionSubscriptionBillingSubscription, error) {
 	var retval __premarshalSubscriptionSubscriptionBillingSubscription
 
+	retval.Id = v.SubscriptionFields.Id
 	retval.Plan = v.SubscriptionFields.Plan
+	retval.Price = v.SubscriptionFields.Price
 	retval.Status = v.SubscriptionFields.Status
 	retval.CurrentPeriodStart = v.SubscriptionFields.CurrentPeriodStart
 	retval.CurrentPeriodEnd = v.SubscriptionFields.CurrentPeriodEnd
@@ -3671,8 +3756,15 @@ mutation CancelSubscription ($input: CancelSubscriptionInput) {
 	}
 }
 fragment SubscriptionFields on BillingSubscription {
+	id
 	plan {
 		... PlanFields
+	}
+	price {
+		id
+		interval
+		amountCents
+		currency
 	}
 	status
 	currentPeriodStart
@@ -4204,8 +4296,15 @@ mutation ResumeSubscription {
 	}
 }
 fragment SubscriptionFields on BillingSubscription {
+	id
 	plan {
 		... PlanFields
+	}
+	price {
+		id
+		interval
+		amountCents
+		currency
 	}
 	status
 	currentPeriodStart
@@ -4368,8 +4467,15 @@ query Subscription {
 	}
 }
 fragment SubscriptionFields on BillingSubscription {
+	id
 	plan {
 		... PlanFields
+	}
+	price {
+		id
+		interval
+		amountCents
+		currency
 	}
 	status
 	currentPeriodStart

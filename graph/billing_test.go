@@ -272,15 +272,22 @@ func TestPlanPricesAndAYearlyCheckoutOverGraphQL(t *testing.T) {
 	if yearly == "" {
 		t.Fatalf("growth lists no yearly price: %+v", plans.Plans)
 	}
-	var ok checkoutResult
-	h.Query("acme", checkout, map[string]any{"in": map[string]any{"plan": "growth", "interval": "YEAR",
-		"successUrl": "https://app.example.com/ok", "cancelUrl": "https://app.example.com/no"}}).Decode(t, &ok)
-	if c := ok.CreateCheckoutSession; len(c.UserErrors) > 0 || c.URL == nil {
-		t.Fatalf("yearly checkout = %+v", c)
-	}
+	yearlyCheckout(t, h, "acme")
 	var sub struct{ Subscription struct{ PlanMismatch bool } }
 	h.Query("acme", `{ subscription { planMismatch } }`, nil).Decode(t, &sub)
 	if sub.Subscription.PlanMismatch {
 		t.Fatal("planMismatch is set without any subscription")
+	}
+}
+
+// yearlyCheckout opens a Checkout of Growth's yearly price for org, which
+// also makes its Stripe customer.
+func yearlyCheckout(t *testing.T, h *apptest.Harness, org string) {
+	t.Helper()
+	var ok checkoutResult
+	h.Query(org, checkout, map[string]any{"in": map[string]any{"plan": "growth", "interval": "YEAR",
+		"successUrl": "https://app.example.com/ok", "cancelUrl": "https://app.example.com/no"}}).Decode(t, &ok)
+	if c := ok.CreateCheckoutSession; len(c.UserErrors) > 0 || c.URL == nil {
+		t.Fatalf("yearly checkout = %+v", c)
 	}
 }

@@ -80,8 +80,7 @@ func planToModel(p plans.Plan) *model.Plan {
 		Prices:             make([]model.PlanPrice, 0, len(p.Prices)),
 	}
 	for _, pr := range p.Prices {
-		m.Prices = append(m.Prices, model.PlanPrice{ID: pr.ID, Interval: model.BillingInterval(strings.ToUpper(pr.Interval)),
-			AmountCents: pr.AmountCents, Currency: pr.Currency})
+		m.Prices = append(m.Prices, *priceToModel(pr))
 	}
 	for _, l := range p.Limits {
 		pm := model.PlanMeter{Meter: l.Meter, Unlimited: l.Unlimited, Hard: l.Hard, Reset: resetToModel(l.Reset)}
@@ -91,6 +90,11 @@ func planToModel(p plans.Plan) *model.Plan {
 		m.Meters = append(m.Meters, pm)
 	}
 	return m
+}
+
+func priceToModel(pr plans.Price) *model.PlanPrice {
+	return &model.PlanPrice{ID: pr.ID, Interval: model.BillingInterval(strings.ToUpper(pr.Interval)),
+		AmountCents: pr.AmountCents, Currency: pr.Currency}
 }
 
 func orgToModel(o orgs.Organization) *model.Organization {
@@ -118,7 +122,11 @@ func billingToModel(st billing.State) *model.BillingSubscription {
 		HasBillingHistory:  st.HasBillingHistory(),
 		RateLimitPerMinute: st.Plan.RateLimitPerSecond * 60,
 	}
+	if pr, ok := st.Price(); ok {
+		m.Price = priceToModel(pr)
+	}
 	if s := st.Subscription; s != nil {
+		m.ID = nonEmpty(s.StripeSubscriptionID)
 		m.Status = statusToModel(s.Status)
 		m.CurrentPeriodStart = s.CurrentPeriodStart
 		m.CurrentPeriodEnd = s.CurrentPeriodEnd

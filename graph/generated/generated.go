@@ -58,8 +58,10 @@ type ComplexityRoot struct {
 		CurrentPeriodEnd   func(childComplexity int) int
 		CurrentPeriodStart func(childComplexity int) int
 		HasBillingHistory  func(childComplexity int) int
+		ID                 func(childComplexity int) int
 		Plan               func(childComplexity int) int
 		PlanMismatch       func(childComplexity int) int
+		Price              func(childComplexity int) int
 		RateLimitPerMinute func(childComplexity int) int
 		Status             func(childComplexity int) int
 	}
@@ -525,6 +527,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.BillingSubscription.HasBillingHistory(childComplexity), true
+	case "BillingSubscription.id":
+		if e.ComplexityRoot.BillingSubscription.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BillingSubscription.ID(childComplexity), true
 	case "BillingSubscription.plan":
 		if e.ComplexityRoot.BillingSubscription.Plan == nil {
 			break
@@ -537,6 +545,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.BillingSubscription.PlanMismatch(childComplexity), true
+	case "BillingSubscription.price":
+		if e.ComplexityRoot.BillingSubscription.Price == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BillingSubscription.Price(childComplexity), true
 	case "BillingSubscription.rateLimitPerMinute":
 		if e.ComplexityRoot.BillingSubscription.RateLimitPerMinute == nil {
 			break
@@ -2218,8 +2232,17 @@ type PlanPrice {
 
 "The organisation's billing state. Named so it is never confused with GraphQL subscriptions."
 type BillingSubscription {
+  "Stripe's subscription id (` + "`" + `sub_…` + "`" + `), to quote to support or find in the Stripe dashboard. Null on the free plan with no Stripe subscription."
+  id: ID
   "The effective plan: the subscribed plan while the status is active, trialing or past due; free otherwise."
   plan: Plan!
+  """
+  The price the subscription pays for the effective plan: its interval, amount and currency (a yearly or
+  another currency's price, where ` + "`" + `plan { priceCents currency interval }` + "`" + ` is the plan's monthly headline).
+  Null on the free plan, on a contract plan without a Stripe price, when the subscription no longer grants
+  the plan (canceled, unpaid), and when its price is not in the plans file (` + "`" + `planMismatch` + "`" + `).
+  """
+  price: PlanPrice
   "Null on the free plan with no Stripe subscription."
   status: SubscriptionStatus
   currentPeriodStart: Time
@@ -2702,8 +2725,12 @@ func (ec *executionContext) childFields_ApiKey(ctx context.Context, field graphq
 
 func (ec *executionContext) childFields_BillingSubscription(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
+	case "id":
+		return ec.fieldContext_BillingSubscription_id(ctx, field)
 	case "plan":
 		return ec.fieldContext_BillingSubscription_plan(ctx, field)
+	case "price":
+		return ec.fieldContext_BillingSubscription_price(ctx, field)
 	case "status":
 		return ec.fieldContext_BillingSubscription_status(ctx, field)
 	case "currentPeriodStart":
@@ -4089,6 +4116,29 @@ func (ec *executionContext) fieldContext_ApiKey_signingRequired(_ context.Contex
 	return graphql.NewScalarFieldContext("ApiKey", field, false, false, errors.New("field of type Boolean does not have child fields"))
 }
 
+func (ec *executionContext) _BillingSubscription_id(ctx context.Context, field graphql.CollectedField, obj *model.BillingSubscription) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BillingSubscription_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOID2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_BillingSubscription_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BillingSubscription", field, false, false, errors.New("field of type ID does not have child fields"))
+}
+
 func (ec *executionContext) _BillingSubscription_plan(ctx context.Context, field graphql.CollectedField, obj *model.BillingSubscription) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -4116,6 +4166,38 @@ func (ec *executionContext) fieldContext_BillingSubscription_plan(_ context.Cont
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_Plan(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _BillingSubscription_price(ctx context.Context, field graphql.CollectedField, obj *model.BillingSubscription) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BillingSubscription_price(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Price, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PlanPrice) graphql.Marshaler {
+			return ec.marshalOPlanPrice2ᚖgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐPlanPrice(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_BillingSubscription_price(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "BillingSubscription",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PlanPrice(ctx, field)
 		},
 	}
 	return fc, nil
@@ -11820,9 +11902,19 @@ func (ec *executionContext) _BillingSubscription(ctx context.Context, sel ast.Se
 		switch field.Name {
 		case "__typename":
 			out.Values[i] = graphql.MarshalString("BillingSubscription")
+		case "id":
+			out.Values[i] = ec._BillingSubscription_id(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
 		case "plan":
 			out.Values[i] = ec._BillingSubscription_plan(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "price":
+			out.Values[i] = ec._BillingSubscription_price(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "status":
@@ -16072,6 +16164,13 @@ func (ec *executionContext) marshalOMeterUsage2ᚖgithubᚗcomᚋtollgateᚑbill
 		return graphql.Null
 	}
 	return ec._MeterUsage(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOPlanPrice2ᚖgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐPlanPrice(ctx context.Context, sel ast.SelectionSet, v *model.PlanPrice) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._PlanPrice(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalOString2ᚕstringᚄ(ctx context.Context, v any) ([]string, error) {

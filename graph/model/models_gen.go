@@ -26,8 +26,15 @@ type APIKey struct {
 
 // The organisation's billing state. Named so it is never confused with GraphQL subscriptions.
 type BillingSubscription struct {
+	// Stripe's subscription id (`sub_…`), to quote to support or find in the Stripe dashboard. Null on the free plan with no Stripe subscription.
+	ID *string `json:"id,omitempty"`
 	// The effective plan: the subscribed plan while the status is active, trialing or past due; free otherwise.
 	Plan *Plan `json:"plan"`
+	// The price the subscription pays for the effective plan: its interval, amount and currency (a yearly or
+	// another currency's price, where `plan { priceCents currency interval }` is the plan's monthly headline).
+	// Null on the free plan, on a contract plan without a Stripe price, when the subscription no longer grants
+	// the plan (canceled, unpaid), and when its price is not in the plans file (`planMismatch`).
+	Price *PlanPrice `json:"price,omitempty"`
 	// Null on the free plan with no Stripe subscription.
 	Status             *SubscriptionStatus `json:"status,omitempty"`
 	CurrentPeriodStart *time.Time          `json:"currentPeriodStart,omitempty"`

@@ -38,6 +38,18 @@ func (s State) HasBillingHistory() bool {
 	return s.Org.StripeCustomerID != nil && *s.Org.StripeCustomerID != "" && s.Subscription != nil
 }
 
+// Price is the price the subscription pays for the effective plan, from the
+// plans file: a yearly price, or one in another currency, where the plan's
+// own fields give its monthly headline. None when the subscription does not
+// grant the plan (free, canceled, unpaid) or its price is not in the file.
+func (s State) Price() (plans.Price, bool) {
+	sub := s.Subscription
+	if sub == nil || sub.PlanMismatch || !GrantsAccess(sub.Status) || sub.PlanID != s.Plan.ID {
+		return plans.Price{}, false
+	}
+	return s.Plan.PriceByID(sub.PriceID)
+}
+
 // EffectivePlanID applies the access rule: a subscription that grants access
 // gives its plan; one that does not gives free; without any subscription the
 // organisation keeps the plan it was assigned (free, or a contract plan).

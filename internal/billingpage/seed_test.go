@@ -51,9 +51,22 @@ func orgID(t *testing.T, h *apptest.Harness, ext, name string) string {
 // would: its customer linked, its subscription applied.
 func subscribe(t *testing.T, h *apptest.Harness, org, priceID string) {
 	t.Helper()
+	setSubscription(t, h, org, priceID, stripe.SubscriptionStatusActive, now)
+}
+
+// cancelSubscription ends the organisation's subscription as Stripe's
+// customer.subscription.deleted would, a minute after subscribe's.
+func cancelSubscription(t *testing.T, h *apptest.Harness, org, priceID string) {
+	t.Helper()
+	setSubscription(t, h, org, priceID, stripe.SubscriptionStatusCanceled, now.Add(time.Minute))
+}
+
+// setSubscription applies the organisation's subscription in status as of at.
+func setSubscription(t *testing.T, h *apptest.Harness, org, priceID string, status stripe.SubscriptionStatus, at time.Time) {
+	t.Helper()
 	ctx := context.Background()
 	sub := &stripe.Subscription{
-		ID: "sub_" + org, Customer: &stripe.Customer{ID: "cus_" + org}, Status: stripe.SubscriptionStatusActive,
+		ID: "sub_" + org, Customer: &stripe.Customer{ID: "cus_" + org}, Status: status,
 		Created:            now.AddDate(0, -2, 0).Unix(),
 		CurrentPeriodStart: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC).Unix(),
 		CurrentPeriodEnd:   time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC).Unix(),
@@ -63,7 +76,7 @@ func subscribe(t *testing.T, h *apptest.Harness, org, priceID string) {
 		if _, err := h.App.Billing.LinkCustomer(ctx, tx, org, "cus_"+org); err != nil {
 			return err
 		}
-		res, err := h.App.Billing.ApplySubscription(ctx, tx, billing.SubscriptionUpdate{Sub: sub, At: now, OrgID: org})
+		res, err := h.App.Billing.ApplySubscription(ctx, tx, billing.SubscriptionUpdate{Sub: sub, At: at, OrgID: org})
 		if err == nil && res.Outcome != billing.Applied {
 			err = fmt.Errorf("subscription not applied: %s", res.Outcome)
 		}

@@ -214,7 +214,7 @@
   const PLAN_FIELDS = `id name priceCents currency interval contactSales stripePriceId rateLimitPerSecond
     prices { id interval amountCents currency }`;
   const SUBSCRIPTION_FIELDS = `status currentPeriodStart currentPeriodEnd cancelAtPeriodEnd canceledAt hasBillingHistory
-    planMismatch plan { ${PLAN_FIELDS} }`;
+    planMismatch plan { ${PLAN_FIELDS} } price { interval amountCents currency }`;
 
   let plans = [];
 
@@ -236,8 +236,11 @@
     const plan = sub.plan;
     $('plan-name').textContent = plan.name;
     $('plan-name').dataset.plan = plan.id;
-    $('plan-price').textContent = plan.contactSales ? 'Priced by contract' : formatMoney(plan.priceCents, plan.currency);
-    $('plan-interval').textContent = plan.contactSales ? '' : 'per ' + plan.interval.toLowerCase();
+    // What the subscription pays (a yearly price, another currency), else
+    // the plan's monthly headline.
+    const price = sub.price || { amountCents: plan.priceCents, currency: plan.currency, interval: plan.interval };
+    $('plan-price').textContent = plan.contactSales && !sub.price ? 'Priced by contract' : formatMoney(price.amountCents, price.currency);
+    $('plan-interval').textContent = plan.contactSales && !sub.price ? '' : 'per ' + price.interval.toLowerCase();
     // A second, as the plans table, plans { rateLimitPerSecond } and the
     // README state it.
     $('plan-ratelimit').textContent = `Rate limit: ${numberFmt.format(plan.rateLimitPerSecond)} usage checks a second`;
@@ -431,8 +434,10 @@
         el('div', { class: 'meter-head' }, el('span', { class: 'meter-name', text: name }), figures));
       if (!m.unlimited) {
         // Past a soft limit the bar splits: the included part, then the
-        // overage, so the share billed extra is visible at a glance.
-        const total = Math.max(m.used, m.limit, 1);
+        // overage, so the share billed extra is visible at a glance. Past a
+        // hard limit (usage from a looser plan before a downgrade) nothing
+        // is billed extra: the bar is simply full.
+        const total = m.overage > 0 ? Math.max(m.used, m.limit, 1) : Math.max(m.limit, 1);
         const bar = el('div', {
           class: 'bar' + (m.overage > 0 ? ' over' : '') + (m.hard && m.used >= m.limit ? ' full' : ''),
           role: 'progressbar', 'aria-label': name, 'aria-valuemin': '0', 'aria-valuemax': String(m.limit),
@@ -440,7 +445,7 @@
           'aria-valuetext': `${formatAmount(m.meter, m.used)} of ${formatAmount(m.meter, m.limit)}`,
         });
         const fill = el('div', { class: 'fill' });
-        fill.style.width = (100 * Math.min(m.used, m.limit)) / total + '%';
+        fill.style.width = (m.hard && m.used >= m.limit ? 100 : (100 * Math.min(m.used, m.limit)) / total) + '%';
         bar.append(fill);
         if (m.overage > 0) {
           const over = el('div', { class: 'overage' });
