@@ -446,9 +446,10 @@ func (a *App) watchRedis(ctx context.Context, signatures *signing.Verifier) {
 	go w.Run(ctx)
 }
 
-// Binding is the aud and iss tokens must carry (JWT_AUDIENCE, JWT_ISSUER).
+// Binding is the aud and iss tokens must carry (JWT_AUDIENCE, JWT_ISSUER),
+// and the azp of an identity provider's tokens (JWT_AUTHORIZED_PARTY).
 func Binding(cfg config.Config) auth.Binding {
-	return auth.Binding{Audience: cfg.JWTAudience, Issuer: cfg.JWTIssuer}
+	return auth.Binding{Audience: cfg.JWTAudience, Issuer: cfg.JWTIssuer, AuthorizedParty: cfg.JWTAuthorizedParty}
 }
 
 // Token mints an HS256 token for an organisation, for development and

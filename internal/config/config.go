@@ -42,7 +42,10 @@ type Config struct {
 	// name and the iss it must carry (JWT_AUDIENCE, JWT_ISSUER).
 	JWTAudience string
 	JWTIssuer   string
-	PlansFile   string
+	// JWTAuthorizedParty, when set, is the azp every token signed with
+	// JWTPublicKeys must carry (JWT_AUTHORIZED_PARTY).
+	JWTAuthorizedParty string
+	PlansFile          string
 
 	StripeSecretKey     string
 	StripeWebhookSecret string
@@ -163,6 +166,7 @@ func Load(getenv func(string) string) (Config, error) {
 		JWTPublicKeys:       getenv("JWT_PUBLIC_KEYS_FILE"),
 		JWTAudience:         getenv("JWT_AUDIENCE"),
 		JWTIssuer:           getenv("JWT_ISSUER"),
+		JWTAuthorizedParty:  getenv("JWT_AUTHORIZED_PARTY"),
 		PlansFile:           getenv("PLANS_FILE"),
 		StripeSecretKey:     getenv("STRIPE_SECRET_KEY"),
 		StripeWebhookSecret: getenv("STRIPE_WEBHOOK_SECRET"),
@@ -233,11 +237,16 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 		c.RedisKeyPrefix = v
 	}
-	for _, claim := range [][2]string{{"JWT_AUDIENCE", c.JWTAudience}, {"JWT_ISSUER", c.JWTIssuer}} {
+	for _, claim := range [][2]string{{"JWT_AUDIENCE", c.JWTAudience}, {"JWT_ISSUER", c.JWTIssuer}, {"JWT_AUTHORIZED_PARTY", c.JWTAuthorizedParty}} {
 		name, v := claim[0], claim[1]
 		if v != "" && (len(v) > maxClaimValue || strings.TrimSpace(v) != v || !usertext.Printable(v)) {
 			bad(name, "must be at most %d bytes of text without control characters or surrounding spaces, like https://idp.example/, got %q", maxClaimValue, v)
 		}
+	}
+	if c.JWTAuthorizedParty != "" && c.JWTPublicKeys == "" {
+		// Read only of an identity provider's tokens: set alone it would
+		// look like protection and check nothing.
+		bad("JWT_AUTHORIZED_PARTY", "applies only to tokens signed with JWT_PUBLIC_KEYS_FILE's keys; set that too, or leave this unset")
 	}
 	if c.Env == Production {
 		// An identity provider's keys sign tokens for every application

@@ -99,6 +99,8 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 		{"JWT_AUDIENCE with a newline", map[string]string{"JWT_AUDIENCE": "toll\ngate"}, "JWT_AUDIENCE"},
 		{"JWT_ISSUER with a control character", map[string]string{"JWT_ISSUER": "https://idp.example/\x00"}, "JWT_ISSUER"},
 		{"JWT_ISSUER past 1000 bytes", map[string]string{"JWT_ISSUER": "https://idp.example/" + strings.Repeat("a", 1000)}, "JWT_ISSUER"},
+		{"JWT_AUTHORIZED_PARTY with a control character", map[string]string{"JWT_PUBLIC_KEYS_FILE": "/keys.pem", "JWT_AUTHORIZED_PARTY": "dash\tboard"}, "JWT_AUTHORIZED_PARTY: must be at most 1000 bytes"},
+		{"JWT_AUTHORIZED_PARTY without provider keys", map[string]string{"JWT_AUTHORIZED_PARTY": "dashboard"}, "JWT_AUTHORIZED_PARTY: applies only to tokens signed with JWT_PUBLIC_KEYS_FILE's keys"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -189,8 +191,8 @@ func TestGoodValuesAreTaken(t *testing.T) {
 		t.Fatalf("WEBHOOK_ALLOWED_NETWORKS gave %v", c.WebhookAllowedNetworks)
 	}
 	bound, err := Load(env(map[string]string{"TOLLGATE_ENV": "production", "JWT_PUBLIC_KEYS_FILE": "/keys.pem", "DATABASE_URL": "postgres://h/db",
-		"REDIS_URL": "redis://r:6379", "JWT_AUDIENCE": "api://tollgate", "JWT_ISSUER": "https://idp.example/"}))
-	if err != nil || bound.JWTAudience != "api://tollgate" || bound.JWTIssuer != "https://idp.example/" {
+		"REDIS_URL": "redis://r:6379", "JWT_AUDIENCE": "api://tollgate", "JWT_ISSUER": "https://idp.example/", "JWT_AUTHORIZED_PARTY": "billing-dashboard"}))
+	if err != nil || bound.JWTAudience != "api://tollgate" || bound.JWTIssuer != "https://idp.example/" || bound.JWTAuthorizedParty != "billing-dashboard" {
 		t.Fatalf("production with provider keys, audience and issuer: %v, %+v", err, bound)
 	}
 	if c, err := Load(env(map[string]string{"TOLLGATE_ENV": "production", "JWT_SECRET": strings.Repeat("x", 32), "DATABASE_URL": "postgres://h/db", "REDIS_URL": "redis://r:6379"})); err != nil || c.JWTAudience != "" {
