@@ -294,7 +294,8 @@ func (a *App) build(ctx context.Context) error {
 	a.Usage.LeaseGates(a.Config.UsageGateLease)
 	a.Usage.CapEndpoints(a.Config.UsageEndpointsPerMeter)
 	a.API = ratelimit.NewAPI(a.Limiter, ratelimit.APILimits{
-		PerCredential: a.Config.APIRatePerCredential, PerAddress: a.Config.APIRatePerAddress,
+		PerCredential: a.Config.APIRatePerCredential, PerOrganization: a.Config.APIRatePerOrganization,
+		PerAddress: a.Config.APIRatePerAddress,
 	})
 	signatures := signing.NewVerifier(a.Redis, a.Clock, a.Log)
 	bg, stop := context.WithCancel(context.Background())

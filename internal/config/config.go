@@ -64,7 +64,10 @@ type Config struct {
 	// credential, or from one client address without credentials; 0 is no
 	// limit. A plan's rate limit is another matter (usageGate, consumeUsage).
 	APIRatePerCredential int
-	APIRatePerAddress    int
+	// APIRatePerOrganization is the same for all of one organisation's
+	// credentials together.
+	APIRatePerOrganization int
+	APIRatePerAddress      int
 
 	// UsageEventsRetentionMonths is how many whole months of raw usage
 	// events are kept (USAGE_EVENTS_RETENTION, e.g. 13mo). Rollups, which
@@ -175,8 +178,9 @@ func Load(getenv func(string) string) (Config, error) {
 		RequestTimeout:      15 * time.Second,
 		LogLevel:            "info",
 
-		APIRatePerCredential: 1000,
-		APIRatePerAddress:    100,
+		APIRatePerCredential:   1000,
+		APIRatePerOrganization: 5000,
+		APIRatePerAddress:      100,
 
 		UsageEventsRetentionMonths: DefaultUsageEventsRetentionMonths,
 		UsageGateLease:             DefaultUsageGateLease,
@@ -325,8 +329,9 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 	}
 	for v, dst := range map[string]*int{
-		"API_RATE_LIMIT_PER_CREDENTIAL": &c.APIRatePerCredential,
-		"API_RATE_LIMIT_PER_ADDRESS":    &c.APIRatePerAddress,
+		"API_RATE_LIMIT_PER_CREDENTIAL":   &c.APIRatePerCredential,
+		"API_RATE_LIMIT_PER_ORGANIZATION": &c.APIRatePerOrganization,
+		"API_RATE_LIMIT_PER_ADDRESS":      &c.APIRatePerAddress,
 	} {
 		if s := getenv(v); s != "" {
 			n, ok := wholeNumber(s)

@@ -15,7 +15,7 @@ func TestDefaultsRunWithZeroSetup(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Port != 8080 || c.Env != Dev || c.DatabaseURL != "" || c.RedisURL != "" || !c.Migrate || !c.Playground ||
-		c.APIRatePerCredential != 1000 || c.APIRatePerAddress != 100 || !c.BillingPage || c.UsageEventsRetentionMonths != 13 ||
+		c.APIRatePerCredential != 1000 || c.APIRatePerOrganization != 5000 || c.APIRatePerAddress != 100 || !c.BillingPage || c.UsageEventsRetentionMonths != 13 ||
 		c.UsageGateLease != time.Second {
 		t.Fatalf("unexpected defaults: %+v", c)
 	}
@@ -49,6 +49,7 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 		{"BILLING_PAGE not a bool", map[string]string{"BILLING_PAGE": "maybe"}, "BILLING_PAGE"},
 		{"negative API limit per credential", map[string]string{"API_RATE_LIMIT_PER_CREDENTIAL": "-1"}, "API_RATE_LIMIT_PER_CREDENTIAL"},
 		{"API limit per address in words", map[string]string{"API_RATE_LIMIT_PER_ADDRESS": "lots"}, "API_RATE_LIMIT_PER_ADDRESS"},
+		{"negative API limit per organization", map[string]string{"API_RATE_LIMIT_PER_ORGANIZATION": "-1"}, "API_RATE_LIMIT_PER_ORGANIZATION"},
 		{"retention without a unit", map[string]string{"USAGE_EVENTS_RETENTION": "13"}, "USAGE_EVENTS_RETENTION: must be a number of whole months"},
 		{"retention as a Go duration", map[string]string{"USAGE_EVENTS_RETENTION": "9480h"}, "USAGE_EVENTS_RETENTION"},
 		{"retention of no months", map[string]string{"USAGE_EVENTS_RETENTION": "0mo"}, "USAGE_EVENTS_RETENTION"},
