@@ -325,19 +325,11 @@ func TestTokensAreBoundToThisService(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, f := tc.v.Verify(tok)
+			reason := ReasonBadClaims
 			if tc.message == "" {
-				if f != nil || got.Org != "acme" {
-					t.Fatalf("refused: %+v", f)
-				}
-				return
+				reason = ""
 			}
-			if got != nil {
-				t.Fatal("accepted")
-			}
-			if f == nil || f.Reason != ReasonBadClaims || !strings.Contains(f.Message, tc.message+" claim") {
-				t.Fatalf("failure = %+v, want %s naming %s", f, ReasonBadClaims, tc.message)
-			}
+			wantVerdict(t, tc.v, tok, reason, tc.message+" claim")
 		})
 	}
 }
@@ -411,19 +403,26 @@ func TestProviderTokensMustBeAccessTokens(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, f := tc.v.Verify(s)
-			if tc.reason == "" {
-				if f != nil || got.Org != "acme" {
-					t.Fatalf("refused: %+v", f)
-				}
-				return
-			}
-			if got != nil {
-				t.Fatal("accepted")
-			}
-			if f == nil || f.Reason != tc.reason || !strings.Contains(f.Message, tc.names) {
-				t.Fatalf("failure = %+v, want %s naming %s", f, tc.reason, tc.names)
-			}
+			wantVerdict(t, tc.v, s, tc.reason, tc.names)
 		})
+	}
+}
+
+// wantVerdict verifies token: with reason "" it must authenticate acme,
+// else be refused for reason with a message naming names.
+func wantVerdict(t *testing.T, v *Verifier, token, reason, names string) {
+	t.Helper()
+	got, f := v.Verify(token)
+	if reason == "" {
+		if f != nil || got.Org != "acme" {
+			t.Fatalf("refused: %+v", f)
+		}
+		return
+	}
+	if got != nil {
+		t.Fatal("accepted")
+	}
+	if f == nil || f.Reason != reason || !strings.Contains(f.Message, names) {
+		t.Fatalf("failure = %+v, want %s naming %s", f, reason, names)
 	}
 }
