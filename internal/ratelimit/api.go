@@ -226,7 +226,8 @@ func (c *budget) verdict() Decision {
 }
 
 // Middleware runs after authentication: it charges one unit to the
-// request's credential or address and refuses with 429 when none is left.
+// request's credential (then its organisation) or address and refuses with
+// 429 when none is left.
 func (a *API) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !a.limited(r) {
