@@ -350,7 +350,7 @@ func productionWebhooksReachPublicAddressesOnly(t *testing.T, h *apptest.Harness
 	}
 	h.Query("acme", `query($id: ID!) { webhookDeliveries(endpointId: $id) { attempts { error } } }`, map[string]any{"id": ep.ID}).Decode(t, &ds)
 	if len(ds.WebhookDeliveries) != 1 || len(ds.WebhookDeliveries[0].Attempts) != 1 || ds.WebhookDeliveries[0].Attempts[0].Error == nil ||
-		*ds.WebhookDeliveries[0].Attempts[0].Error != "refused: the destination is not a public address" {
+		*ds.WebhookDeliveries[0].Attempts[0].Error != "cannot deliver to this destination: webhooks go to public addresses only" {
 		t.Fatalf("deliveries to an endpoint saved before the rule = %+v, want one attempt refused as not public", ds.WebhookDeliveries)
 	}
 }

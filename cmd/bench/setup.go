@@ -123,7 +123,7 @@ func start(ctx context.Context, o options, log *slog.Logger) (_ *bench, stop fun
 		// The API's own limit would cap the saturation phase at 1,000
 		// a second per token; kept on (it costs what it costs in
 		// production) but out of reach.
-		"API_RATE_LIMIT_PER_CREDENTIAL": "1000000",
+		"API_RATE_LIMIT_PER_CREDENTIAL": "1000000", "API_RATE_LIMIT_PER_ORGANIZATION": "1000000",
 	}
 	b.env, b.dbURL = env, dbURL
 	cfg, err := config.Load(func(k string) string { return env[k] })

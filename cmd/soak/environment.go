@@ -101,6 +101,7 @@ func newEnvironment(ctx context.Context, o options, log *slog.Logger) (*environm
 		// which is what a refused replay (no valid credential) is charged
 		// to; a 429 there would hide whether the nonce refused it.
 		"API_RATE_LIMIT_PER_CREDENTIAL=1000000",
+		"API_RATE_LIMIT_PER_ORGANIZATION=1000000",
 		"API_RATE_LIMIT_PER_ADDRESS=1000000",
 		// No STRIPE_SECRET_KEY: nothing in the soak may call Stripe.
 	}

@@ -294,7 +294,8 @@ func (a *App) build(ctx context.Context) error {
 	a.Usage.LeaseGates(a.Config.UsageGateLease)
 	a.Usage.CapEndpoints(a.Config.UsageEndpointsPerMeter)
 	a.API = ratelimit.NewAPI(a.Limiter, ratelimit.APILimits{
-		PerCredential: a.Config.APIRatePerCredential, PerAddress: a.Config.APIRatePerAddress,
+		PerCredential: a.Config.APIRatePerCredential, PerOrganization: a.Config.APIRatePerOrganization,
+		PerAddress: a.Config.APIRatePerAddress,
 	})
 	signatures := signing.NewVerifier(a.Redis, a.Clock, a.Log)
 	bg, stop := context.WithCancel(context.Background())
@@ -446,9 +447,10 @@ func (a *App) watchRedis(ctx context.Context, signatures *signing.Verifier) {
 	go w.Run(ctx)
 }
 
-// Binding is the aud and iss tokens must carry (JWT_AUDIENCE, JWT_ISSUER).
+// Binding is the aud and iss tokens must carry (JWT_AUDIENCE, JWT_ISSUER),
+// and the azp of an identity provider's tokens (JWT_AUTHORIZED_PARTY).
 func Binding(cfg config.Config) auth.Binding {
-	return auth.Binding{Audience: cfg.JWTAudience, Issuer: cfg.JWTIssuer}
+	return auth.Binding{Audience: cfg.JWTAudience, Issuer: cfg.JWTIssuer, AuthorizedParty: cfg.JWTAuthorizedParty}
 }
 
 // Token mints an HS256 token for an organisation, for development and

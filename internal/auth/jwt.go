@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -27,6 +28,9 @@ type Claims struct {
 	OrgName string `json:"org_name,omitempty"`
 	Email   string `json:"email,omitempty"`
 	Scope   string `json:"scope"`
+	// AuthorizedParty (azp) is the client an identity provider issued the
+	// token to; read only with Binding.AuthorizedParty.
+	AuthorizedParty string `json:"azp,omitempty"`
 	// scopes is Scope parsed, once per verified token rather than once
 	// per request; shared by every request with the token, so read-only.
 	scopes []Scope
@@ -100,9 +104,15 @@ type PublicKeys struct {
 // array holding it, RFC 7519 §4.1.3) and that iss. Without it, any token
 // signed by a configured key would do, including one an identity provider
 // shared with other applications minted for one of them.
+//
+// AuthorizedParty (JWT_AUTHORIZED_PARTY) applies to tokens signed with the
+// identity provider's keys only (EdDSA, RS256): when set, such a token must
+// carry that azp, the client the provider issued it to, so a token the
+// provider issued to another client of the same API is refused.
 type Binding struct {
-	Audience string
-	Issuer   string
+	Audience        string
+	Issuer          string
+	AuthorizedParty string
 }
 
 // NewVerifier returns a verifier. secret may be empty when public keys are
@@ -194,12 +204,18 @@ const (
 	ReasonExpired      = "TOKEN_EXPIRED"
 	ReasonBadSignature = "TOKEN_SIGNATURE_INVALID"
 	ReasonBadClaims    = "TOKEN_CLAIMS_INVALID"
-	ReasonUnknownKey   = "API_KEY_INVALID"
-	ReasonRevokedKey   = "API_KEY_REVOKED"
+	// ReasonWrongType is an identity provider's token that says it is not
+	// an access token (its header's typ), such as an ID token marked
+	// "id+jwt": it proves who signed in to a client, not what may be called.
+	ReasonWrongType  = "TOKEN_TYPE_INVALID"
+	ReasonUnknownKey = "API_KEY_INVALID"
+	ReasonRevokedKey = "API_KEY_REVOKED"
 )
 
 // Verify parses and checks a token. Tokens must carry exp, org and sub,
-// and the Binding's aud and iss when set. The
+// and the Binding's aud and iss when set; a token signed with a public key
+// must be an access token (accessTokenType) and carry the Binding's azp
+// when set. The
 // returned claims are shared: do not modify them.
 func (v *Verifier) Verify(token string) (*Claims, *Failure) {
 	if c, ok := v.verified.Get(token); ok {
@@ -212,7 +228,7 @@ func (v *Verifier) Verify(token string) (*Claims, *Failure) {
 		return nil, f
 	}
 	var claims Claims
-	_, err := v.parser.ParseWithClaims(token, &claims, v.keyFor)
+	tok, err := v.parser.ParseWithClaims(token, &claims, v.keyFor)
 	switch {
 	case err == nil:
 	case errors.Is(err, jwt.ErrTokenExpired):
@@ -237,6 +253,9 @@ func (v *Verifier) Verify(token string) (*Claims, *Failure) {
 		// The library's own text is not shown: it is not a contract.
 		return nil, &Failure{Reason: ReasonBadClaims, Message: "token claims are not valid"}
 	}
+	if f := v.checkProviderToken(tok, &claims); f != nil {
+		return nil, f
+	}
 	if claims.Org == "" {
 		return nil, &Failure{Reason: ReasonBadClaims, Message: "token has no org claim"}
 	}
@@ -251,6 +270,43 @@ func (v *Verifier) Verify(token string) (*Claims, *Failure) {
 	}
 	v.verified.Add(token, &claims)
 	return &claims, nil
+}
+
+// checkProviderToken holds a token signed with an identity provider's key
+// (EdDSA, RS256) to what only an access token for this service carries:
+// its header's typ (accessTokenType) and, when the Binding sets one, its
+// azp. HS256 tokens are minted by the host with JWT_SECRET, which no one
+// else holds, so neither applies to them. Read after the signature is
+// checked, so a forged header learns nothing.
+func (v *Verifier) checkProviderToken(tok *jwt.Token, c *Claims) *Failure {
+	if tok == nil || tok.Method == nil || tok.Method.Alg() == jwt.SigningMethodHS256.Alg() {
+		return nil
+	}
+	if typ, ok := tok.Header["typ"]; ok {
+		s, isString := typ.(string)
+		if !isString {
+			return &Failure{Reason: ReasonWrongType, Message: "token's typ header is not a string; Tollgate accepts access tokens (typ absent, JWT or at+jwt)"}
+		}
+		if !accessTokenType(s) {
+			return &Failure{Reason: ReasonWrongType, Message: "token's typ header is " + quoteName(s) + ", not an access token's (absent, JWT or at+jwt): send an access token, not an ID token"}
+		}
+	}
+	if want := v.bind.AuthorizedParty; want != "" && c.AuthorizedParty != want {
+		return &Failure{Reason: ReasonBadClaims, Message: "token's azp claim is not this service's authorized party (JWT_AUTHORIZED_PARTY)"}
+	}
+	return nil
+}
+
+// accessTokenType reports whether a header's typ names an access token:
+// "JWT" (what most providers put on every token) or RFC 9068's "at+jwt",
+// each also with the "application/" that RFC 7515 §4.1.9 lets an issuer
+// write, in any case (media types ignore it). Anything else, such as
+// "id+jwt" or "logout+jwt", is a token of another kind.
+func accessTokenType(typ string) bool {
+	if len(typ) > len("application/") && strings.EqualFold(typ[:len("application/")], "application/") {
+		typ = typ[len("application/"):]
+	}
+	return strings.EqualFold(typ, "JWT") || strings.EqualFold(typ, "at+jwt")
 }
 
 func (v *Verifier) keyFor(t *jwt.Token) (any, error) {

@@ -325,19 +325,104 @@ func TestTokensAreBoundToThisService(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, f := tc.v.Verify(tok)
+			reason := ReasonBadClaims
 			if tc.message == "" {
-				if f != nil || got.Org != "acme" {
-					t.Fatalf("refused: %+v", f)
-				}
-				return
+				reason = ""
 			}
-			if got != nil {
-				t.Fatal("accepted")
-			}
-			if f == nil || f.Reason != ReasonBadClaims || !strings.Contains(f.Message, tc.message+" claim") {
-				t.Fatalf("failure = %+v, want %s naming %s", f, ReasonBadClaims, tc.message)
-			}
+			wantVerdict(t, tc.v, tok, reason, tc.message+" claim")
 		})
+	}
+}
+
+// TestProviderTokensMustBeAccessTokens: a token signed with the identity
+// provider's key is accepted only as an access token: its header's typ
+// absent, JWT or at+jwt (RFC 9068, also as application/at+jwt, in any
+// case); an ID token marked id+jwt, or any other kind, is refused with
+// TOKEN_TYPE_INVALID naming the typ. With JWT_AUTHORIZED_PARTY set, the
+// provider's token must also carry that azp (TOKEN_CLAIMS_INVALID naming
+// azp). Neither applies to HS256 tokens, which only the host mints.
+func TestProviderTokensMustBeAccessTokens(t *testing.T) {
+	edPub, edPriv, _ := ed25519.GenerateKey(rand.Reader)
+	path, _ := writePublicKeys(t, edPub)
+	keys, err := LoadPublicKeys(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := []byte("test-secret-0123456789abcdef0123456789")
+	clk := clock.NewFake(time.Unix(1_800_000_000, 0))
+	plain, err := NewVerifier(secret, keys, Binding{}, clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withAzp, err := NewVerifier(secret, keys, Binding{AuthorizedParty: "billing-dashboard"}, clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const absent = "(absent)"
+	for name, tc := range map[string]struct {
+		v      *Verifier
+		method jwt.SigningMethod
+		typ    any    // absent: no typ header
+		azp    string // "": no azp claim
+		reason string // "" accepts
+		names  string // what the message must name
+	}{
+		"no typ":                             {plain, jwt.SigningMethodEdDSA, absent, "", "", ""},
+		"typ JWT":                            {plain, jwt.SigningMethodEdDSA, "JWT", "", "", ""},
+		"typ at+jwt":                         {plain, jwt.SigningMethodEdDSA, "at+jwt", "", "", ""},
+		"typ application/at+jwt, any case":   {plain, jwt.SigningMethodEdDSA, "Application/AT+JWT", "", "", ""},
+		"typ id+jwt, an ID token":            {plain, jwt.SigningMethodEdDSA, "id+jwt", "", ReasonWrongType, `"id+jwt"`},
+		"typ logout+jwt":                     {plain, jwt.SigningMethodEdDSA, "logout+jwt", "", ReasonWrongType, `"logout+jwt"`},
+		"typ empty":                          {plain, jwt.SigningMethodEdDSA, "", "", ReasonWrongType, "typ"},
+		"typ a number":                       {plain, jwt.SigningMethodEdDSA, 1, "", ReasonWrongType, "typ"},
+		"HS256 from the host with any typ":   {plain, jwt.SigningMethodHS256, "id+jwt", "", "", ""},
+		"azp the authorized party":           {withAzp, jwt.SigningMethodEdDSA, "at+jwt", "billing-dashboard", "", ""},
+		"azp another client":                 {withAzp, jwt.SigningMethodEdDSA, "at+jwt", "mobile-app", ReasonBadClaims, "azp claim"},
+		"no azp":                             {withAzp, jwt.SigningMethodEdDSA, absent, "", ReasonBadClaims, "azp claim"},
+		"azp in another case":                {withAzp, jwt.SigningMethodEdDSA, absent, "Billing-Dashboard", ReasonBadClaims, "azp claim"},
+		"HS256 from the host needs no azp":   {withAzp, jwt.SigningMethodHS256, absent, "", "", ""},
+		"azp ignored without the binding":    {plain, jwt.SigningMethodEdDSA, absent, "mobile-app", "", ""},
+		"an ID token is refused before azp":  {withAzp, jwt.SigningMethodEdDSA, "id+jwt", "billing-dashboard", ReasonWrongType, `"id+jwt"`},
+		"azp checked when typ is acceptable": {withAzp, jwt.SigningMethodEdDSA, "JWT", "", ReasonBadClaims, "azp claim"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := Claims{Org: "acme", AuthorizedParty: tc.azp}
+			c.Subject = "user-1"
+			c.ExpiresAt = jwt.NewNumericDate(clk.Now().Add(time.Hour))
+			tok := jwt.NewWithClaims(tc.method, c)
+			if tc.typ == absent {
+				delete(tok.Header, "typ")
+			} else {
+				tok.Header["typ"] = tc.typ
+			}
+			var key any = edPriv
+			if tc.method == jwt.SigningMethodHS256 {
+				key = secret
+			}
+			s, err := tok.SignedString(key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantVerdict(t, tc.v, s, tc.reason, tc.names)
+		})
+	}
+}
+
+// wantVerdict verifies token: with reason "" it must authenticate acme,
+// else be refused for reason with a message naming names.
+func wantVerdict(t *testing.T, v *Verifier, token, reason, names string) {
+	t.Helper()
+	got, f := v.Verify(token)
+	if reason == "" {
+		if f != nil || got.Org != "acme" {
+			t.Fatalf("refused: %+v", f)
+		}
+		return
+	}
+	if got != nil {
+		t.Fatal("accepted")
+	}
+	if f == nil || f.Reason != reason || !strings.Contains(f.Message, names) {
+		t.Fatalf("failure = %+v, want %s naming %s", f, reason, names)
 	}
 }

@@ -161,6 +161,8 @@ func (c *Claims) set(name, v []byte) error {
 		return decodeString(v, &c.Subject)
 	case "jti":
 		return decodeString(v, &c.ID)
+	case "azp":
+		return decodeString(v, &c.AuthorizedParty)
 	case "aud":
 		return json.Unmarshal(v, &c.Audience)
 	case "exp":

@@ -42,7 +42,10 @@ type Config struct {
 	// name and the iss it must carry (JWT_AUDIENCE, JWT_ISSUER).
 	JWTAudience string
 	JWTIssuer   string
-	PlansFile   string
+	// JWTAuthorizedParty, when set, is the azp every token signed with
+	// JWTPublicKeys must carry (JWT_AUTHORIZED_PARTY).
+	JWTAuthorizedParty string
+	PlansFile          string
 
 	StripeSecretKey     string
 	StripeWebhookSecret string
@@ -61,7 +64,10 @@ type Config struct {
 	// credential, or from one client address without credentials; 0 is no
 	// limit. A plan's rate limit is another matter (usageGate, consumeUsage).
 	APIRatePerCredential int
-	APIRatePerAddress    int
+	// APIRatePerOrganization is the same for all of one organisation's
+	// credentials together.
+	APIRatePerOrganization int
+	APIRatePerAddress      int
 
 	// UsageEventsRetentionMonths is how many whole months of raw usage
 	// events are kept (USAGE_EVENTS_RETENTION, e.g. 13mo). Rollups, which
@@ -163,6 +169,7 @@ func Load(getenv func(string) string) (Config, error) {
 		JWTPublicKeys:       getenv("JWT_PUBLIC_KEYS_FILE"),
 		JWTAudience:         getenv("JWT_AUDIENCE"),
 		JWTIssuer:           getenv("JWT_ISSUER"),
+		JWTAuthorizedParty:  getenv("JWT_AUTHORIZED_PARTY"),
 		PlansFile:           getenv("PLANS_FILE"),
 		StripeSecretKey:     getenv("STRIPE_SECRET_KEY"),
 		StripeWebhookSecret: getenv("STRIPE_WEBHOOK_SECRET"),
@@ -171,8 +178,9 @@ func Load(getenv func(string) string) (Config, error) {
 		RequestTimeout:      15 * time.Second,
 		LogLevel:            "info",
 
-		APIRatePerCredential: 1000,
-		APIRatePerAddress:    100,
+		APIRatePerCredential:   1000,
+		APIRatePerOrganization: 5000,
+		APIRatePerAddress:      100,
 
 		UsageEventsRetentionMonths: DefaultUsageEventsRetentionMonths,
 		UsageGateLease:             DefaultUsageGateLease,
@@ -233,11 +241,16 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 		c.RedisKeyPrefix = v
 	}
-	for _, claim := range [][2]string{{"JWT_AUDIENCE", c.JWTAudience}, {"JWT_ISSUER", c.JWTIssuer}} {
+	for _, claim := range [][2]string{{"JWT_AUDIENCE", c.JWTAudience}, {"JWT_ISSUER", c.JWTIssuer}, {"JWT_AUTHORIZED_PARTY", c.JWTAuthorizedParty}} {
 		name, v := claim[0], claim[1]
 		if v != "" && (len(v) > maxClaimValue || strings.TrimSpace(v) != v || !usertext.Printable(v)) {
 			bad(name, "must be at most %d bytes of text without control characters or surrounding spaces, like https://idp.example/, got %q", maxClaimValue, v)
 		}
+	}
+	if c.JWTAuthorizedParty != "" && c.JWTPublicKeys == "" {
+		// Read only of an identity provider's tokens: set alone it would
+		// look like protection and check nothing.
+		bad("JWT_AUTHORIZED_PARTY", "applies only to tokens signed with JWT_PUBLIC_KEYS_FILE's keys; set that too, or leave this unset")
 	}
 	if c.Env == Production {
 		// An identity provider's keys sign tokens for every application
@@ -316,8 +329,9 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 	}
 	for v, dst := range map[string]*int{
-		"API_RATE_LIMIT_PER_CREDENTIAL": &c.APIRatePerCredential,
-		"API_RATE_LIMIT_PER_ADDRESS":    &c.APIRatePerAddress,
+		"API_RATE_LIMIT_PER_CREDENTIAL":   &c.APIRatePerCredential,
+		"API_RATE_LIMIT_PER_ORGANIZATION": &c.APIRatePerOrganization,
+		"API_RATE_LIMIT_PER_ADDRESS":      &c.APIRatePerAddress,
 	} {
 		if s := getenv(v); s != "" {
 			n, ok := wholeNumber(s)

@@ -15,7 +15,7 @@ func TestDefaultsRunWithZeroSetup(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Port != 8080 || c.Env != Dev || c.DatabaseURL != "" || c.RedisURL != "" || !c.Migrate || !c.Playground ||
-		c.APIRatePerCredential != 1000 || c.APIRatePerAddress != 100 || !c.BillingPage || c.UsageEventsRetentionMonths != 13 ||
+		c.APIRatePerCredential != 1000 || c.APIRatePerOrganization != 5000 || c.APIRatePerAddress != 100 || !c.BillingPage || c.UsageEventsRetentionMonths != 13 ||
 		c.UsageGateLease != time.Second {
 		t.Fatalf("unexpected defaults: %+v", c)
 	}
@@ -49,6 +49,7 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 		{"BILLING_PAGE not a bool", map[string]string{"BILLING_PAGE": "maybe"}, "BILLING_PAGE"},
 		{"negative API limit per credential", map[string]string{"API_RATE_LIMIT_PER_CREDENTIAL": "-1"}, "API_RATE_LIMIT_PER_CREDENTIAL"},
 		{"API limit per address in words", map[string]string{"API_RATE_LIMIT_PER_ADDRESS": "lots"}, "API_RATE_LIMIT_PER_ADDRESS"},
+		{"negative API limit per organization", map[string]string{"API_RATE_LIMIT_PER_ORGANIZATION": "-1"}, "API_RATE_LIMIT_PER_ORGANIZATION"},
 		{"retention without a unit", map[string]string{"USAGE_EVENTS_RETENTION": "13"}, "USAGE_EVENTS_RETENTION: must be a number of whole months"},
 		{"retention as a Go duration", map[string]string{"USAGE_EVENTS_RETENTION": "9480h"}, "USAGE_EVENTS_RETENTION"},
 		{"retention of no months", map[string]string{"USAGE_EVENTS_RETENTION": "0mo"}, "USAGE_EVENTS_RETENTION"},
@@ -99,6 +100,8 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 		{"JWT_AUDIENCE with a newline", map[string]string{"JWT_AUDIENCE": "toll\ngate"}, "JWT_AUDIENCE"},
 		{"JWT_ISSUER with a control character", map[string]string{"JWT_ISSUER": "https://idp.example/\x00"}, "JWT_ISSUER"},
 		{"JWT_ISSUER past 1000 bytes", map[string]string{"JWT_ISSUER": "https://idp.example/" + strings.Repeat("a", 1000)}, "JWT_ISSUER"},
+		{"JWT_AUTHORIZED_PARTY with a control character", map[string]string{"JWT_PUBLIC_KEYS_FILE": "/keys.pem", "JWT_AUTHORIZED_PARTY": "dash\tboard"}, "JWT_AUTHORIZED_PARTY: must be at most 1000 bytes"},
+		{"JWT_AUTHORIZED_PARTY without provider keys", map[string]string{"JWT_AUTHORIZED_PARTY": "dashboard"}, "JWT_AUTHORIZED_PARTY: applies only to tokens signed with JWT_PUBLIC_KEYS_FILE's keys"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -189,8 +192,8 @@ func TestGoodValuesAreTaken(t *testing.T) {
 		t.Fatalf("WEBHOOK_ALLOWED_NETWORKS gave %v", c.WebhookAllowedNetworks)
 	}
 	bound, err := Load(env(map[string]string{"TOLLGATE_ENV": "production", "JWT_PUBLIC_KEYS_FILE": "/keys.pem", "DATABASE_URL": "postgres://h/db",
-		"REDIS_URL": "redis://r:6379", "JWT_AUDIENCE": "api://tollgate", "JWT_ISSUER": "https://idp.example/"}))
-	if err != nil || bound.JWTAudience != "api://tollgate" || bound.JWTIssuer != "https://idp.example/" {
+		"REDIS_URL": "redis://r:6379", "JWT_AUDIENCE": "api://tollgate", "JWT_ISSUER": "https://idp.example/", "JWT_AUTHORIZED_PARTY": "billing-dashboard"}))
+	if err != nil || bound.JWTAudience != "api://tollgate" || bound.JWTIssuer != "https://idp.example/" || bound.JWTAuthorizedParty != "billing-dashboard" {
 		t.Fatalf("production with provider keys, audience and issuer: %v, %+v", err, bound)
 	}
 	if c, err := Load(env(map[string]string{"TOLLGATE_ENV": "production", "JWT_SECRET": strings.Repeat("x", 32), "DATABASE_URL": "postgres://h/db", "REDIS_URL": "redis://r:6379"})); err != nil || c.JWTAudience != "" {

@@ -21,7 +21,13 @@ func (e statusError) Error() string { return fmt.Sprintf("HTTP %d", e.code) }
 // at its receiver, in fixed words. Go's own text named this machine's DNS
 // server ("lookup x on 10.0.0.53:53: no such host") and its addresses; the
 // whole error goes to the log instead.
-func attemptError(err error) string {
+//
+// In production a name that did not resolve reads as one that resolved to
+// a forbidden address (errForbiddenAddr): "no such host" beside "not a
+// public address" told an organisation which internal names exist, one
+// saved URL at a time. Development, which delivers to this machine only,
+// keeps the DNS detail.
+func attemptError(err error, production bool) string {
 	var (
 		status    statusError
 		dnsErr    *net.DNSError
@@ -36,6 +42,8 @@ func attemptError(err error) string {
 	case errors.As(err, &status):
 		return fmt.Sprintf("the receiver answered HTTP %d", status.code)
 	case errors.Is(err, errForbiddenAddr):
+		return errForbiddenAddr.Error()
+	case errors.As(err, &dnsErr) && production:
 		return errForbiddenAddr.Error()
 	case errors.As(err, &dnsErr):
 		switch {

@@ -181,7 +181,7 @@ func (s *Service) record(ctx context.Context, deliveryID, endpointID string, at 
 			a.StatusCode = &code
 		}
 		if sendErr != nil {
-			a.Error = attemptError(sendErr)
+			a.Error = attemptError(sendErr, s.production)
 		}
 		if err := tx.Create(&a).Error; err != nil {
 			return err

@@ -152,6 +152,18 @@ func (s *Service) UpdateEndpoint(ctx context.Context, orgID, id string, in Endpo
 		if in.Events != nil {
 			row.Events = strings.Join(events, " ")
 		}
+		if in.Enabled != nil && *in.Enabled && row.Status != StatusEnabled && in.URL == nil {
+			// A URL saved before a rule refused it (production, a
+			// narrower WEBHOOK_ALLOWED_NETWORKS) is refused again, as a
+			// new one would be, rather than enabled to fail at every
+			// attempt. checkURL reads only the text: no lookup in the
+			// transaction.
+			var saved apperr.FieldErrors
+			s.checkURL(&saved, "input.url", row.URL)
+			if err := saved.Err(); err != nil {
+				return err
+			}
+		}
 		if in.Enabled != nil {
 			switch {
 			case *in.Enabled && row.Status != StatusEnabled:

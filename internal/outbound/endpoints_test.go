@@ -2,10 +2,14 @@ package outbound_test
 
 import (
 	"context"
+	"log/slog"
 	"net/netip"
 	"testing"
 
+	"github.com/tollgate-billing/tollgate/internal/apperr"
+	"github.com/tollgate-billing/tollgate/internal/jobs"
 	"github.com/tollgate-billing/tollgate/internal/outbound"
+	"github.com/tollgate-billing/tollgate/internal/plans"
 	"github.com/tollgate-billing/tollgate/internal/store"
 	"github.com/tollgate-billing/tollgate/internal/testenv"
 )
@@ -108,6 +112,52 @@ func TestProductionEndpointsNameOnlyPublicOrAllowedAddresses(t *testing.T) {
 		public := "https://hooks.acme.test/tollgate"
 		if got, err := h.svc.UpdateEndpoint(ctx, h.org, ep.ID, outbound.EndpointInput{URL: &public}); err != nil || got.URL != public {
 			t.Fatalf("changing to a public name: %+v, %v", got, err)
+		}
+	})
+}
+
+// An endpoint saved where production may no longer deliver (here into a
+// network the operator has since taken out of WEBHOOK_ALLOWED_NETWORKS) and
+// then disabled cannot be re-enabled as it is: the answer is the one a new
+// endpoint with that URL gets, field, code and words, and the endpoint
+// stays disabled. Re-enabling it with a public URL in the same call works.
+func TestReenablingAnEndpointWhoseURLIsNowForbiddenIsRefused(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		const saved = "https://10.20.0.5/hooks"
+		before := newHarnessWith(t, db, 5, func(o *outbound.Options) {
+			o.Production, o.AllowedNetworks = true, []netip.Prefix{netip.MustParsePrefix("10.20.0.0/16")}
+		})
+		ep, _ := before.endpoint(t, saved, outbound.InvoicePaid)
+		off, on := false, true
+		if _, err := before.svc.UpdateEndpoint(ctx, before.org, ep.ID, outbound.EndpointInput{Enabled: &off}); err != nil {
+			t.Fatal(err)
+		}
+
+		// The same database after a restart without the allowed network.
+		idle, err := jobs.New(ctx, db, jobs.Config{Logger: slog.New(slog.DiscardHandler), TestOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		after := outbound.NewService(outbound.Options{DB: db, Jobs: idle, Clock: before.clock, Log: slog.New(slog.DiscardHandler),
+			Plans: fixedPlan{plans.Plan{ID: "growth", Name: "Growth", Webhooks: 5}}, Production: true})
+		_, _, createErr := after.CreateEndpoint(ctx, before.org, saved, []string{outbound.InvoicePaid})
+		want, ok := apperr.AsFieldErrors(createErr)
+		if !ok || len(want) != 1 || want[0].Code != outbound.CodeForbiddenURL {
+			t.Fatalf("creating %s after the restart: %v, want %s", saved, createErr, outbound.CodeForbiddenURL)
+		}
+		_, err = after.UpdateEndpoint(ctx, before.org, ep.ID, outbound.EndpointInput{Enabled: &on})
+		got, ok := apperr.AsFieldErrors(err)
+		if !ok || len(got) != 1 || got[0] != want[0] {
+			t.Fatalf("re-enabling: %v, want the create's answer %v", err, want)
+		}
+		eps, err := after.Endpoints(ctx, before.org)
+		if err != nil || len(eps) != 1 || eps[0].Status != outbound.StatusDisabled {
+			t.Fatalf("after the refused re-enable: %+v (%v), want it still disabled", eps, err)
+		}
+		public := "https://hooks.acme.test/tollgate"
+		if ep, err := after.UpdateEndpoint(ctx, before.org, ep.ID, outbound.EndpointInput{URL: &public, Enabled: &on}); err != nil || ep.Status != outbound.StatusEnabled {
+			t.Fatalf("re-enabling with a public URL: %+v, %v", ep, err)
 		}
 	})
 }

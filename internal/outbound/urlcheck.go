@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -57,29 +58,38 @@ func (s *Service) checkURL(fe *apperr.FieldErrors, field, raw string) {
 	if !s.production {
 		return
 	}
-	for _, m := range metadataHosts {
-		if host == m {
-			fe.Add(field, CodeForbiddenURL, "The URL points to a cloud metadata service.")
-			return
-		}
+	if forbiddenHost(host, s.allowed) {
+		fe.Add(field, CodeForbiddenURL, forbiddenURLMessage)
 	}
-	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
-		fe.Add(field, CodeForbiddenURL, "The URL points to a loopback address.")
-		return
+}
+
+// forbiddenURLMessage is the whole of what an organisation reads when a URL
+// is refused for where it points, whichever rule refused it: an answer
+// that named the kind of address (or, at delivery, told a name that does
+// not exist from one that resolves inside Tollgate's network) would let an
+// organisation map that network through the endpoint form.
+const forbiddenURLMessage = "Tollgate cannot deliver to this destination: webhooks go to public addresses only."
+
+// forbiddenHost reports whether a URL's host (lower case, no final dot) is
+// one production never delivers to by its text alone: a metadata service's
+// name, localhost, or an address weburl.ForbiddenAddr refuses. A name is
+// not looked up: its address may change, and dialGuard checks each one.
+func forbiddenHost(host string, allowed []netip.Prefix) bool {
+	if slices.Contains(metadataHosts, host) || host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
 	}
-	if ip, err := netip.ParseAddr(host); err == nil {
-		if why := weburl.ForbiddenAddr(ip, s.allowed); why != "" {
-			fe.Add(field, CodeForbiddenURL, "The URL points to "+why+".")
-		}
-	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && weburl.ForbiddenAddr(ip, allowed) != ""
 }
 
 // errForbiddenAddr is a dial refused because a name resolved to an address
 // checkURL would have refused (a name may resolve anywhere, and change),
-// or because an endpoint saved before a rule was added names one. It is
-// the whole of what an organisation reads about such an attempt: nothing
-// is sent, so nothing about what listens there can be told.
-var errForbiddenAddr = errors.New("refused: the destination is not a public address")
+// or because an endpoint saved before a rule was added names one. Its text
+// (forbiddenURLMessage's) is the whole of what an organisation reads about
+// such an attempt, and in production about a name DNS did not resolve too
+// (attemptError): nothing is sent, so nothing about what listens there can
+// be told, nor whether the name exists inside Tollgate's network.
+var errForbiddenAddr = errors.New("cannot deliver to this destination: webhooks go to public addresses only")
 
 // newHTTPClient sends deliveries: 5 s per attempt, redirects never followed
 // (a 3xx is a failed attempt), no proxy from the environment, and in

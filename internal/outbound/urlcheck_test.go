@@ -89,6 +89,11 @@ func TestEndpointURLs(t *testing.T) {
 			case c.code != "" && (len(fe) != 1 || fe[0].Code != c.code || fe[0].Field != "input.url"):
 				t.Fatalf("got %v, want %s on input.url", fe, c.code)
 			}
+			// Every refusal for where a URL points reads the same: which
+			// rule refused it is not an organisation's to map.
+			if c.code == CodeForbiddenURL && fe[0].Message != "Tollgate cannot deliver to this destination: webhooks go to public addresses only." {
+				t.Fatalf("message %q, want the one fixed wording", fe[0].Message)
+			}
 		})
 	}
 }
@@ -169,7 +174,8 @@ func TestProductionNeverConnectsToANameResolvingToAPrivateAddress(t *testing.T) 
 
 // resolvingTo is a resolver whose DNS server answers every A or AAAA
 // question with addr (or with no answer, for the other family), through
-// Go's own resolver, so the dialer sees what a real lookup gives.
+// Go's own resolver, so the dialer sees what a real lookup gives. With no
+// addr (netip.Addr{}) it answers NXDOMAIN: the name does not exist.
 func resolvingTo(addr netip.Addr) *net.Resolver {
 	return &net.Resolver{PreferGo: true, Dial: func(context.Context, string, string) (net.Conn, error) {
 		client, server := net.Pipe()
@@ -211,6 +217,9 @@ func answerDNS(conn net.Conn, addr netip.Addr) {
 		}
 		resp := append([]byte{}, q[:end]...)
 		resp[2], resp[3] = 0x81, 0x80 // a response, recursion desired and available, no error
+		if !addr.IsValid() {
+			resp[3] = 0x83 // NXDOMAIN
+		}
 		binary.BigEndian.PutUint16(resp[6:], 0)
 		binary.BigEndian.PutUint16(resp[8:], 0)
 		binary.BigEndian.PutUint16(resp[10:], 0)
@@ -233,7 +242,9 @@ func answerDNS(conn net.Conn, addr netip.Addr) {
 // An endpoint saved before a range was refused, here with a closed port,
 // an open one and a name resolving into the network, fails at every
 // attempt with the same words and no connection: nothing tells what
-// listens there.
+// listens there. A name that does not exist reads the same in production,
+// so an organisation cannot learn which internal names exist by saving
+// them one at a time; development keeps "DNS: no such host".
 func TestAttemptsToRefusedDestinationsSayOnlyThat(t *testing.T) {
 	secret, err := newSecret()
 	if err != nil {
@@ -248,12 +259,18 @@ func TestAttemptsToRefusedDestinationsSayOnlyThat(t *testing.T) {
 		{"https://[fd00::2]:18481/", nil},
 		{"https://192.0.0.192/opc/v2/instance/", nil},
 		{"https://hooks.acme-private.test:5432/x", resolvingTo(netip.MustParseAddr("192.168.0.10"))},
+		{"https://no-such-name.acme-private.test/x", resolvingTo(netip.Addr{})},
 	} {
 		s := &Service{production: true, http: newHTTPClient(true, nil, tc.resolver)}
 		ep := endpointRow{URL: tc.url, Secret: secret}
 		_, _, err := s.send(context.Background(), ep, eventRow{ID: "evt_1", Payload: `{"type":"invoice.paid"}`}, time.Now())
-		if got, want := attemptError(err), "refused: the destination is not a public address"; got != want {
+		if got, want := attemptError(err, s.production), "cannot deliver to this destination: webhooks go to public addresses only"; got != want {
 			t.Errorf("attempt to %s: %q (%v), want %q", tc.url, got, err, want)
 		}
+	}
+	dev := &Service{http: newHTTPClient(false, nil, resolvingTo(netip.Addr{}))}
+	_, _, err = dev.send(context.Background(), endpointRow{URL: "https://no-such-name.acme-private.test/x", Secret: secret}, eventRow{ID: "evt_1", Payload: `{"type":"invoice.paid"}`}, time.Now())
+	if got, want := attemptError(err, dev.production), "DNS: no such host"; got != want {
+		t.Errorf("development attempt to a name that does not exist: %q (%v), want %q", got, err, want)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -26,6 +27,10 @@ type APILimits struct {
 	// PerCredential applies to each API key, and to each JWT subject of an
 	// organisation.
 	PerCredential int
+	// PerOrganization applies to all of an organisation's credentials
+	// together, so an organisation's hundred API keys do not get a hundred
+	// times one key's budget.
+	PerOrganization int
 	// PerAddress applies to requests without valid credentials, per client
 	// address (the connection's, not X-Forwarded-For, which a client could
 	// forge).
@@ -35,7 +40,7 @@ type APILimits struct {
 // DefaultAPILimits are generous: far above what a host's gate checks and
 // usage recording need, low enough that one credential or address cannot
 // occupy the server.
-var DefaultAPILimits = APILimits{PerCredential: 1000, PerAddress: 100}
+var DefaultAPILimits = APILimits{PerCredential: 1000, PerOrganization: 5000, PerAddress: 100}
 
 // API protects Tollgate's own GraphQL endpoint. Its Middleware charges each
 // request one unit before anything runs; WorkCharge, a gqlgen extension,
@@ -51,15 +56,32 @@ type API struct {
 // NewAPI returns the API's protection, counting in l.
 func NewAPI(l *Limiter, limits APILimits) *API { return &API{l: l, limits: limits} }
 
-// bucket names the budget a request is charged to, and its rate.
-func (a *API) bucket(r *http.Request) (string, int) {
-	if p, ok := auth.FromContext(r.Context()); ok {
-		if p.APIKeyID != "" {
-			return "api:key:" + p.APIKeyID, a.limits.PerCredential
-		}
-		return "api:jwt:" + p.OrgID + ":" + p.Subject, a.limits.PerCredential
+// buckets names the budgets a request is charged to, and their rates: its
+// credential's (or its address's) and, for a credential, its
+// organisation's. A rate of 0 is a budget turned off.
+func (a *API) buckets(r *http.Request, bs *[2]budget) {
+	p, ok := auth.FromContext(r.Context())
+	switch {
+	case !ok:
+		bs[0].key, bs[0].rate, bs[0].what = "api:addr:"+addrBucket(r.RemoteAddr), a.limits.PerAddress, "client address"
+		return
+	case p.APIKeyID != "":
+		bs[0].key = "api:key:" + p.APIKeyID
+	default:
+		bs[0].key = "api:jwt:" + p.OrgID + ":" + p.Subject
 	}
-	return "api:addr:" + addrBucket(r.RemoteAddr), a.limits.PerAddress
+	bs[0].rate, bs[0].what = a.limits.PerCredential, "credential"
+	if a.limits.PerOrganization > 0 {
+		bs[1].key, bs[1].rate, bs[1].what = "api:org:"+p.OrgID, a.limits.PerOrganization, "organisation"
+	}
+}
+
+// limited reports whether a request's budgets charge anything.
+func (a *API) limited(r *http.Request) bool {
+	if _, ok := auth.FromContext(r.Context()); ok {
+		return a.limits.PerCredential > 0 || a.limits.PerOrganization > 0
+	}
+	return a.limits.PerAddress > 0
 }
 
 // addrBucket names the client an address budget belongs to. An IPv4
@@ -122,16 +144,53 @@ func setHeaders(h http.Header, d Decision) {
 
 type chargeKey struct{}
 
-// charge is one request's budget, which WorkCharge tops up.
+// charge is one request's budgets, which WorkCharge tops up: the
+// credential's first, then its organisation's, each charged only when the
+// one before it passed, so a credential over its own limit spends none of
+// its organisation's budget (and none of the other credentials').
 type charge struct {
-	l    *Limiter
+	l       *Limiter
+	budgets [2]budget
+}
+
+// budget is one budget a request is charged to.
+type budget struct {
 	key  string
-	rate int
+	rate int // 0: off (or absent)
+	// what names the budget's holder in a refusal: "credential", …
+	what string
 	// first is Middleware's decision on the request's first unit.
 	first Decision
 	// work is WorkCharge's decision on the rest, nil while it has charged
 	// nothing; refused when it refused the request.
 	work atomic.Pointer[workDecision]
+}
+
+// charged reports whether WorkCharge has charged any budget.
+func (c *charge) charged() bool {
+	return c.budgets[0].work.Load() != nil || c.budgets[1].work.Load() != nil
+}
+
+// verdict combines the budgets' decisions into the one the headers show: a
+// refusing budget's, else the one with the least left (the one that will
+// refuse first).
+func (c *charge) verdict() Decision {
+	var out Decision
+	found := false
+	for i := range c.budgets {
+		b := &c.budgets[i]
+		if b.rate <= 0 {
+			continue
+		}
+		d := b.verdict()
+		switch {
+		case !found, !d.Allowed && out.Allowed:
+			out, found = d, true
+		case d.Allowed == out.Allowed && d.Limit > 0 && (out.Limit == 0 || d.Remaining < out.Remaining):
+			out = d
+		}
+	}
+	return out
 }
 
 // workDecision is WorkCharge's charge of n units beyond the first.
@@ -141,7 +200,7 @@ type workDecision struct {
 }
 
 // verdict combines Middleware's decision with WorkCharge's, if any.
-func (c *charge) verdict() Decision {
+func (c *budget) verdict() Decision {
 	d := Decision{Allowed: true, Limit: c.first.Limit, Remaining: c.first.Remaining}
 	w := c.work.Load()
 	switch {
@@ -167,25 +226,34 @@ func (c *charge) verdict() Decision {
 }
 
 // Middleware runs after authentication: it charges one unit to the
-// request's credential or address and refuses with 429 when none is left.
+// request's credential (then its organisation) or address and refuses with
+// 429 when none is left.
 func (a *API) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		key, rate := a.bucket(r)
-		if rate <= 0 {
+		if !a.limited(r) {
 			next.ServeHTTP(w, r)
 			return
 		}
-		d := a.l.Allow(r.Context(), key, rate)
-		if !d.Allowed {
-			refuse(w, d)
-			return
+		// One allocation for the writer and the charge it reports on.
+		s := &statusOverride{ResponseWriter: w, c: charge{l: a.l}}
+		a.buckets(r, &s.c.budgets)
+		for i := range s.c.budgets {
+			b := &s.c.budgets[i]
+			if b.rate <= 0 {
+				continue
+			}
+			// Each budget at these rates is usually leased (see Leases),
+			// so the second costs no Redis round trip either.
+			b.first = a.l.Allow(r.Context(), b.key, b.rate)
+			if !b.first.Allowed {
+				refuse(w, b.first)
+				return
+			}
 		}
 		// Set now, for a response that reaches the connection without
 		// WriteHeader (a flush through Unwrap); statusOverride sets
 		// them again once WorkCharge has charged the rest.
-		setHeaders(w.Header(), d)
-		// One allocation for the writer and the charge it reports on.
-		s := &statusOverride{ResponseWriter: w, c: charge{l: a.l, key: key, rate: rate, first: d}}
+		setHeaders(w.Header(), s.c.verdict())
 		ctx := context.WithValue(r.Context(), chargeKey{}, &s.c)
 		next.ServeHTTP(s, r.WithContext(ctx))
 	})
@@ -203,7 +271,7 @@ type statusOverride struct {
 func (s *statusOverride) WriteHeader(code int) {
 	if !s.written {
 		s.written = true
-		if s.c.work.Load() != nil {
+		if s.c.charged() {
 			d := s.c.verdict()
 			setHeaders(s.ResponseWriter.Header(), d)
 			if !d.Allowed {
@@ -250,22 +318,38 @@ func (WorkCharge) MutateOperationContext(ctx context.Context, op *graphql.Operat
 	if n <= 1 {
 		return nil
 	}
-	// The budget is c.rate units a second, the first unit included: an
-	// operation of exactly c.rate root fields can pass on a full budget,
+	// A budget is b.rate units a second, the first unit included: an
+	// operation of exactly b.rate root fields can pass on a full budget,
 	// one more never can.
-	if n > c.rate {
-		err := gqlerror.Errorf("the operation has %d root fields (aliases included); a credential may run at most %d a second, so send it in smaller requests", n, c.rate)
-		err.Extensions = map[string]any{"code": "TOO_MUCH_WORK", "rootFields": n, "limit": c.rate}
-		return err
+	for i := range c.budgets {
+		if b := &c.budgets[i]; b.rate > 0 && n > b.rate {
+			err := gqlerror.Errorf("the operation has %d root fields (aliases included); a%s may run at most %d a second, so send it in smaller requests", n, article(b.what), b.rate)
+			err.Extensions = map[string]any{"code": "TOO_MUCH_WORK", "rootFields": n, "limit": b.rate}
+			return err
+		}
 	}
-	d := c.l.AllowN(ctx, c.key, c.rate, n-1)
-	c.work.Store(&workDecision{Decision: d, n: n - 1})
-	if d.Allowed {
-		return nil
+	for i := range c.budgets {
+		b := &c.budgets[i]
+		if b.rate <= 0 {
+			continue
+		}
+		d := c.l.AllowN(ctx, b.key, b.rate, n-1)
+		b.work.Store(&workDecision{Decision: d, n: n - 1})
+		if !d.Allowed {
+			err := gqlerror.Errorf("rate limit exceeded: the operation's %d root fields are more than this %s has left this second", n, b.what)
+			err.Extensions = map[string]any{"code": string(apperr.RateLimited), "retryAfterSeconds": retrySeconds(d.RetryAfter)}
+			return err
+		}
 	}
-	err := gqlerror.Errorf("rate limit exceeded: the operation's %d root fields are more than this credential has left this second", n)
-	err.Extensions = map[string]any{"code": string(apperr.RateLimited), "retryAfterSeconds": retrySeconds(d.RetryAfter)}
-	return err
+	return nil
+}
+
+// article is what's " credential" or "n organisation" after "a".
+func article(what string) string {
+	if what != "" && strings.ContainsRune("aeiou", rune(what[0])) {
+		return "n " + what
+	}
+	return " " + what
 }
 
 // RootFields is the work of an operation: its distinct root response keys

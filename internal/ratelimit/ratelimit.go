@@ -6,9 +6,10 @@
 //     service asks Allow with the organisation's plan rate when a host calls
 //     usageGate or consumeUsage, and answers a refusal as data
 //     (RATE_LIMITED with retryAfterMs), never as an HTTP error;
-//   - Tollgate's protection of its own API (API, in api.go): per credential,
-//     or per client address for unauthenticated traffic, charged one token
-//     per root field, answered HTTP 429 with Retry-After.
+//   - Tollgate's protection of its own API (API, in api.go): per credential
+//     and per organisation (all its credentials together), or per client
+//     address for unauthenticated traffic, charged one token per root
+//     field, answered HTTP 429 with Retry-After.
 //
 // A cache must never take the API down: when Redis fails, requests are let
 // through, logged and counted.

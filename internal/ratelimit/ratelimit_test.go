@@ -590,3 +590,105 @@ func TestAnAddressesOtherFormsShareItsBudget(t *testing.T) {
 		t.Errorf("the next /64 got %d, want its own budget", code)
 	}
 }
+
+// as sends a request as API key keyID of organisation org.
+func as(h http.Handler, org, keyID string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest(http.MethodPost, "/graphql", nil)
+	r.RemoteAddr = "192.0.2.1:41000"
+	r = r.WithContext(auth.WithPrincipal(r.Context(), &auth.Principal{OrgID: org, APIKeyID: keyID}))
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w
+}
+
+// TestAnOrganisationsCredentialsShareItsBudget: two API keys of one
+// organisation together get the organisation's budget, not one each,
+// counted call by call (10 a second) and leased (1,000 a second); the
+// refusal is a 429 whose headers give the organisation's limit. Another
+// organisation's key has a budget of its own.
+func TestAnOrganisationsCredentialsShareItsBudget(t *testing.T) {
+	testenv.EachRedis(t, func(t *testing.T, rdb *redisconn.Client) {
+		for _, orgRate := range []int{10, 1000} {
+			org, other := store.NewID(), store.NewID()
+			keys := []string{store.NewID(), store.NewID()}
+			h := handler(NewAPI(New(rdb, quiet()), APILimits{PerCredential: 100000, PerOrganization: orgRate, PerAddress: 1000}))
+			start := time.Now()
+			passed := 0
+			var refused *httptest.ResponseRecorder
+			for i := range 3 * orgRate {
+				if w := as(h, org, keys[i%2]); w.Code == http.StatusOK {
+					passed++
+				} else if refused == nil {
+					refused = w
+				}
+			}
+			// The budget refills orgRate a second while the loop runs.
+			if grace := int(time.Since(start).Seconds()*float64(orgRate)) + 1; passed < orgRate || passed > orgRate+grace {
+				t.Errorf("organisation budget %d: its two keys passed %d of %d, want %d (up to %d with the refill)", orgRate, passed, 3*orgRate, orgRate, orgRate+grace)
+			}
+			if refused == nil || refused.Code != http.StatusTooManyRequests || refused.Header().Get("X-RateLimit-Limit") != strconv.Itoa(orgRate) ||
+				refused.Header().Get("Retry-After") == "" {
+				t.Fatalf("organisation budget %d: refusal %+v, want a 429 naming the organisation's limit", orgRate, refused)
+			}
+			if w := as(h, other, store.NewID()); w.Code != http.StatusOK {
+				t.Errorf("organisation budget %d: another organisation's key got %d: organisations must not share a budget", orgRate, w.Code)
+			}
+		}
+	})
+}
+
+// TestACredentialOverItsOwnLimitSpendsNothingOfItsOrganisation: a key
+// refused for its own budget is not charged to its organisation's, so one
+// runaway key cannot use up what its organisation's other keys have.
+func TestACredentialOverItsOwnLimitSpendsNothingOfItsOrganisation(t *testing.T) {
+	testenv.EachRedis(t, func(t *testing.T, rdb *redisconn.Client) {
+		const perKey, perOrg = 6, 10
+		org, runaway, calm := store.NewID(), store.NewID(), store.NewID()
+		h := handler(NewAPI(New(rdb, quiet()), APILimits{PerCredential: perKey, PerOrganization: perOrg, PerAddress: 1000}))
+		start := time.Now()
+		for range 5 * perKey {
+			as(h, org, runaway)
+		}
+		passed := 0
+		for range perKey {
+			if as(h, org, calm).Code == http.StatusOK {
+				passed++
+			}
+		}
+		// The runaway key took perKey of the organisation's perOrg; the
+		// rest, and what refilled meanwhile, are the calm key's.
+		if left := perOrg - perKey; passed < left {
+			t.Errorf("the other key passed %d after a runaway key's %d requests (%v), want at least the %d its organisation had left", passed, 5*perKey, time.Since(start), left)
+		}
+	})
+}
+
+// TestAnOrganisationsBudgetCostsFewRoundTrips: at the default limits both of
+// a credential's budgets, its own and its organisation's, are leased, so a
+// busy key's requests still cost Redis a round trip only every few dozen
+// requests, fetched ahead of need; the organisation's budget adds its own
+// lease fetches, fewer than the credential's since its leases are larger.
+func TestAnOrganisationsBudgetCostsFewRoundTrips(t *testing.T) {
+	rdb := testenv.Redis(t)
+	var scripts countScripts
+	rdb.AddHook(&scripts)
+	// Load the script once (NOSCRIPT on a fresh Redis).
+	New(rdb, quiet()).Allow(context.Background(), store.NewID(), 10)
+	trips := func(limits APILimits) int64 {
+		h := handler(NewAPI(New(rdb, quiet()), limits))
+		org, key := store.NewID(), store.NewID()
+		scripts.n.Store(0)
+		for i := range 1000 {
+			if w := as(h, org, key); w.Code != http.StatusOK {
+				t.Fatalf("request %d: %d", i+1, w.Code)
+			}
+		}
+		return scripts.n.Load()
+	}
+	alone := trips(APILimits{PerCredential: DefaultAPILimits.PerCredential, PerAddress: 1000})
+	both := trips(APILimits{PerCredential: DefaultAPILimits.PerCredential, PerOrganization: DefaultAPILimits.PerOrganization, PerAddress: 1000})
+	t.Logf("1,000 requests of one key: %d Redis round trips with its own budget, %d with its organisation's too", alone, both)
+	if both > 2*alone || both > 200 {
+		t.Errorf("1,000 requests cost %d round trips with the organisation's budget, %d without: the organisation's leases should add fewer than the credential's", both, alone)
+	}
+}
