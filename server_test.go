@@ -456,15 +456,12 @@ func TestVersionNamesTheCommit(t *testing.T) {
 // TestTokenCommandBindsToTheConfiguredAudience: with JWT_AUDIENCE and
 // JWT_ISSUER set, the server refuses tokens without them, so `tollgate
 // token` must put them in its tokens, or the tokens it prints would answer
-// TOKEN_CLAIMS_INVALID.
+// TOKEN_CLAIMS_INVALID. So must an organisation of the longest external id
+// (255 bytes): its subject must still fit the sub claim's bound.
 func TestTokenCommandBindsToTheConfiguredAudience(t *testing.T) {
 	env := map[string]string{"TOLLGATE_DATA_DIR": t.TempDir(), "TOLLGATE_MIGRATE": "false",
 		"JWT_SECRET": strings.Repeat("s", 32), "JWT_AUDIENCE": "api://tollgate", "JWT_ISSUER": "https://idp.example/"}
 	getenv := func(k string) string { return env[k] }
-	var stdout, stderr bytes.Buffer
-	if code := run(context.Background(), []string{"token", "acme"}, getenv, &stdout, &stderr); code != 0 {
-		t.Fatalf("token acme: exit %d, stderr %s", code, &stderr)
-	}
 	cfg, err := config.Load(getenv)
 	if err != nil {
 		t.Fatal(err)
@@ -473,9 +470,15 @@ func TestTokenCommandBindsToTheConfiguredAudience(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, f := v.Verify(strings.TrimSpace(stdout.String()))
-	if f != nil || c.Org != "acme" || c.Subject == "" {
-		t.Fatalf("the minted token is refused by a server of the same configuration: %+v", f)
+	for _, org := range []string{"acme", strings.Repeat("a", orgs.MaxExternalIDLen)} {
+		var stdout, stderr bytes.Buffer
+		if code := run(context.Background(), []string{"token", org}, getenv, &stdout, &stderr); code != 0 {
+			t.Fatalf("token %s: exit %d, stderr %s", org, code, &stderr)
+		}
+		c, f := v.Verify(strings.TrimSpace(stdout.String()))
+		if f != nil || c.Org != org || c.Subject == "" {
+			t.Fatalf("the minted token for %q is refused by a server of the same configuration: %+v", org, f)
+		}
 	}
 }
 

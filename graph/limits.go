@@ -36,6 +36,13 @@ const (
 	// that the complexity walk, which expands every spread, only ever runs
 	// on documents it can finish quickly.
 	MaxFields = MaxComplexity
+	// MaxStripeCalls bounds the fields that call Stripe in one operation:
+	// each costs StripeCallCost, so aliases of createCheckoutSession or
+	// upcomingInvoice cannot turn one request into hundreds of calls on the
+	// Stripe account every organisation shares (and its rate limit), while
+	// four of them, with their selections, still fit beside a page.
+	MaxStripeCalls = 4
+	StripeCallCost = MaxComplexity / (MaxStripeCalls + 1)
 )
 
 // listCosts prices list fields by how many items they can return, so
@@ -80,6 +87,12 @@ func listCosts(c *generated.ComplexityRoot) (argPriced map[string]bool) {
 	// A delivery's attempts are priced per delivery, so 100 deliveries of
 	// 30 attempts each cost what 3,000 rows do.
 	c.WebhookDelivery.Attempts = func(child int) int { return 1 + outbound.MaxAttemptsShown*child }
+	// Each field that calls Stripe as it runs.
+	c.Query.UpcomingInvoice = func(child int) int { return StripeCallCost + child }
+	c.Mutation.CreateCheckoutSession = func(child int, _ model.CreateCheckoutSessionInput) int { return StripeCallCost + child }
+	c.Mutation.CreatePortalSession = func(child int, _ model.CreatePortalSessionInput) int { return StripeCallCost + child }
+	c.Mutation.CancelSubscription = func(child int, _ *model.CancelSubscriptionInput) int { return StripeCallCost + child }
+	c.Mutation.ResumeSubscription = func(child int) int { return StripeCallCost + child }
 	// recordUsage is priced by complexityLimit from its raw argument:
 	// gqlgen would unmarshal every event a second time to call a price
 	// function here.

@@ -52,3 +52,67 @@ func TestListsArePricedByTheRowsTheyCanReturn(t *testing.T) {
 		})
 	}
 }
+
+// TestStripeCallsPerOperationAreBounded: aliases of a field that calls
+// Stripe once made one request open 200 Checkout sessions (200 calls on the
+// Stripe account every organisation shares, and 200 rows), and 400 aliased
+// upcomingInvoice fields ran 400 previews at once. Each such field now costs
+// graph.StripeCallCost: graph.MaxStripeCalls of them run, one more is
+// refused before anything runs, through fragments too.
+func TestStripeCallsPerOperationAreBounded(t *testing.T) {
+	h := withStripe(t)
+	checkouts := func(n int, viaFragment bool) string {
+		var b strings.Builder
+		b.WriteString("mutation {")
+		for i := range n {
+			field := fmt.Sprintf(`a%d: createCheckoutSession(input: {plan: "starter", successUrl: "https://app.example.com/ok", cancelUrl: "https://app.example.com/no"}) { sessionId userErrors { code } }`, i)
+			if viaFragment {
+				field = "... on Mutation { " + field + " }"
+			}
+			b.WriteString(" " + field)
+		}
+		return b.String() + " }"
+	}
+	opened := func() int64 {
+		var n int64
+		if err := h.App.DB.Raw("SELECT COUNT(*) FROM checkout_sessions").Scan(&n).Error; err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for _, viaFragment := range []bool{false, true} {
+		before := opened()
+		if r := h.Query("acme", checkouts(graph.MaxStripeCalls+1, viaFragment), nil); r.Code() != "COMPLEXITY_LIMIT_EXCEEDED" {
+			t.Fatalf("%d aliased checkouts (fragment %v): %d %+v, want COMPLEXITY_LIMIT_EXCEEDED", graph.MaxStripeCalls+1, viaFragment, r.Status, r.Errors)
+		}
+		if got := opened(); got != before {
+			t.Fatalf("a refused operation opened %d Checkout sessions", got-before)
+		}
+	}
+	before := opened()
+	if r := h.Query("acme", checkouts(graph.MaxStripeCalls, false), nil); len(r.Errors) > 0 {
+		t.Fatalf("%d aliased checkouts: %+v", graph.MaxStripeCalls, r.Errors)
+	}
+	if got := opened() - before; got != graph.MaxStripeCalls {
+		t.Fatalf("%d aliased checkouts opened %d sessions", graph.MaxStripeCalls, got)
+	}
+
+	for _, field := range []string{
+		`upcomingInvoice { overageSoFarCents }`,
+		`mutation { %s }|createPortalSession(input: {returnUrl: "https://app.example.com/"}) { url }`,
+		`mutation { %s }|cancelSubscription(input: {atPeriodEnd: true}) { userErrors { code } }`,
+		`mutation { %s }|resumeSubscription { userErrors { code } }`,
+	} {
+		op, f, isMutation := strings.Cut(field, "|")
+		if !isMutation {
+			op, f = "{ %s }", field
+		}
+		var b strings.Builder
+		for i := range graph.MaxStripeCalls + 1 {
+			fmt.Fprintf(&b, " a%d: %s", i, f)
+		}
+		if r := h.Query("acme", fmt.Sprintf(op, b.String()), nil); r.Code() != "COMPLEXITY_LIMIT_EXCEEDED" {
+			t.Errorf("%d aliases of %s: %d %+v, want COMPLEXITY_LIMIT_EXCEEDED", graph.MaxStripeCalls+1, f, r.Status, r.Errors)
+		}
+	}
+}

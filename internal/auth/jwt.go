@@ -19,7 +19,12 @@ import (
 
 	"github.com/tollgate-billing/tollgate/internal/clock"
 	"github.com/tollgate-billing/tollgate/internal/ed25519key"
+	"github.com/tollgate-billing/tollgate/internal/usertext"
 )
+
+// MaxSubjectLen bounds a token's sub claim, in bytes, as the org claim is
+// bounded.
+const MaxSubjectLen = 255
 
 // Claims are what Tollgate reads from a bearer JWT.
 type Claims struct {
@@ -263,6 +268,12 @@ func (v *Verifier) Verify(token string) (*Claims, *Failure) {
 		// The per-credential rate limit is keyed by subject: tokens
 		// without one would all share (or dodge) one budget.
 		return nil, &Failure{Reason: ReasonBadClaims, Message: "token has no sub claim"}
+	}
+	if len(claims.Subject) > MaxSubjectLen || !usertext.Printable(claims.Subject) || strings.TrimSpace(claims.Subject) != claims.Subject {
+		// The subject names a rate-limit budget in Redis and the caller in
+		// logs: held to the org claim's rule, it cannot be a 1 MB key, a
+		// NUL or a bidi override, nor " " beside "".
+		return nil, &Failure{Reason: ReasonBadClaims, Message: fmt.Sprintf("token's sub claim must be at most %d bytes of UTF-8 text without control or invisible formatting characters, not starting or ending with whitespace", MaxSubjectLen)}
 	}
 	claims.scopes = ParseScopes(claims.Scope)
 	if claims.scopes == nil {

@@ -281,7 +281,8 @@ func TestDateClaimsOutsideTheYearsAreInvalid(t *testing.T) {
 // neither claim is refused as invalid claims, naming the claim; aud may be
 // a string or an array holding the audience (RFC 7519 §4.1.3). Every token
 // needs a non-empty sub, with or without a binding: the per-credential rate
-// limit is keyed by it.
+// limit is keyed by it, so it is held to the org claim's rule (at most 255
+// bytes of printable text, no surrounding whitespace).
 func TestTokensAreBoundToThisService(t *testing.T) {
 	secret := []byte("test-secret-0123456789abcdef0123456789")
 	clk := clock.NewFake(time.Unix(1_800_000_000, 0))
@@ -310,6 +311,14 @@ func TestTokensAreBoundToThisService(t *testing.T) {
 		"no sub without a binding":             {jwt.MapClaims{"sub": nil}, unbound, "sub"},
 		"sub empty without a binding":          {jwt.MapClaims{"sub": ""}, unbound, "sub"},
 		"any aud and iss without a binding":    {jwt.MapClaims{"aud": "someone-else", "iss": "evil"}, unbound, ""},
+		"sub of 255 bytes":                     {jwt.MapClaims{"sub": strings.Repeat("é", 127) + "x"}, unbound, ""},
+		"sub from an identity provider":        {jwt.MapClaims{"sub": "auth0|5f7c8ec7c33c6c004bbafe82"}, unbound, ""},
+		"sub of 256 bytes":                     {jwt.MapClaims{"sub": strings.Repeat("é", 128)}, unbound, "sub"},
+		"sub of a megabyte":                    {jwt.MapClaims{"sub": strings.Repeat("a", 1<<20)}, unbound, "sub"},
+		"sub with a NUL":                       {jwt.MapClaims{"sub": "user\x001"}, unbound, "sub"},
+		"sub with a bidi override":             {jwt.MapClaims{"sub": "\u202euser"}, unbound, "sub"},
+		"sub only a space":                     {jwt.MapClaims{"sub": " "}, unbound, "sub"},
+		"sub with a trailing space":            {jwt.MapClaims{"sub": "user-1 "}, unbound, "sub"},
 		"no exp is named before a missing aud": {jwt.MapClaims{"exp": nil}, bound, "exp"},
 	} {
 		t.Run(name, func(t *testing.T) {
