@@ -161,8 +161,8 @@ func TestTheRateLimitedGateAnswersAsTheGeneratedCodeDoes(t *testing.T) {
 			h.Do(headers, `{ usageGate(meter: "api_calls") { allowed } }`, nil)
 		}
 		prepared, generic := sendBothWays(t, h, headers, doc, nil)
-		if strings.Contains(string(generic.Data), `"allowed":true`) && attempt < 5 {
-			continue // a request came free between the two
+		if (strings.Contains(string(prepared.Data), `"allowed":true`) || strings.Contains(string(generic.Data), `"allowed":true`)) && attempt < 10 {
+			continue // a request came free before one of the two (a slow machine)
 		}
 		if !regexp.MustCompile(`^\{"usageGate":\{"allowed":false,"reason":"RATE_LIMITED","retryAfterMs":[1-9][0-9]*\}\}$`).Match(prepared.Data) {
 			t.Fatalf("data = %s", prepared.Data)
