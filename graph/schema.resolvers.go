@@ -115,7 +115,7 @@ func (r *mutationResolver) RecordUsage(ctx context.Context, input model.RecordUs
 	res, err := r.Metering.Record(ctx, principal(ctx).OrgID, events)
 	ue, err := userErrors(err)
 	if err != nil || len(ue) > 0 {
-		return &model.RecordUsagePayload{Rejected: refusedBatch(len(input.Events), ue), Usage: []model.MeterUsage{}, UserErrors: ue}, err
+		return refusedBatch(len(input.Events), ue), err
 	}
 	return recordResultToModel(res), nil
 }

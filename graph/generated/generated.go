@@ -242,11 +242,12 @@ type ComplexityRoot struct {
 	}
 
 	RecordUsagePayload struct {
-		Accepted   func(childComplexity int) int
-		Duplicates func(childComplexity int) int
-		Rejected   func(childComplexity int) int
-		Usage      func(childComplexity int) int
-		UserErrors func(childComplexity int) int
+		Accepted      func(childComplexity int) int
+		Duplicates    func(childComplexity int) int
+		Rejected      func(childComplexity int) int
+		RejectedCount func(childComplexity int) int
+		Usage         func(childComplexity int) int
+		UserErrors    func(childComplexity int) int
 	}
 
 	RegisterSigningKeyPayload struct {
@@ -1396,6 +1397,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.RecordUsagePayload.Rejected(childComplexity), true
+	case "RecordUsagePayload.rejectedCount":
+		if e.ComplexityRoot.RecordUsagePayload.RejectedCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RecordUsagePayload.RejectedCount(childComplexity), true
 	case "RecordUsagePayload.usage":
 		if e.ComplexityRoot.RecordUsagePayload.Usage == nil {
 			break
@@ -2437,14 +2444,20 @@ type RejectedUsageEvent {
 
 type RecordUsagePayload {
   """
-  Events newly counted. accepted + duplicates + the length of rejected is always the number of events
-  sent: when the whole call is refused (no events, or more than 1,000), every event is in rejected with
-  the userError's code.
+  Events newly counted. accepted + duplicates + rejectedCount is always the number of events sent: when
+  the whole call is refused (no events, or more than 1,000), every event counts in rejectedCount with the
+  userError's code.
   """
   accepted: Int!
   "Events whose idempotency key was already counted for the same event (meter, quantity and endpoint)."
   duplicates: Int!
+  """
+  The refused events, by index. When the whole call is refused only the first 100 are listed (so the
+  answer stays small whatever was sent); rejectedCount greater than the list's length says it was cut.
+  """
   rejected: [RejectedUsageEvent!]!
+  "Every refused event, listed in rejected or not."
+  rejectedCount: Int!
   "Usage after this call, for the meters it touched."
   usage: [MeterUsage!]!
   userErrors: [UserError!]!
@@ -3020,6 +3033,8 @@ func (ec *executionContext) childFields_RecordUsagePayload(ctx context.Context, 
 		return ec.fieldContext_RecordUsagePayload_duplicates(ctx, field)
 	case "rejected":
 		return ec.fieldContext_RecordUsagePayload_rejected(ctx, field)
+	case "rejectedCount":
+		return ec.fieldContext_RecordUsagePayload_rejectedCount(ctx, field)
 	case "usage":
 		return ec.fieldContext_RecordUsagePayload_usage(ctx, field)
 	case "userErrors":
@@ -8275,6 +8290,29 @@ func (ec *executionContext) fieldContext_RecordUsagePayload_rejected(_ context.C
 	return fc, nil
 }
 
+func (ec *executionContext) _RecordUsagePayload_rejectedCount(ctx context.Context, field graphql.CollectedField, obj *model.RecordUsagePayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RecordUsagePayload_rejectedCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RejectedCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RecordUsagePayload_rejectedCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RecordUsagePayload", field, false, false, errors.New("field of type Int does not have child fields"))
+}
+
 func (ec *executionContext) _RecordUsagePayload_usage(ctx context.Context, field graphql.CollectedField, obj *model.RecordUsagePayload) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -13467,6 +13505,11 @@ func (ec *executionContext) _RecordUsagePayload(ctx context.Context, sel ast.Sel
 			}
 		case "rejected":
 			out.Values[i] = ec._RecordUsagePayload_rejected(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "rejectedCount":
+			out.Values[i] = ec._RecordUsagePayload_rejectedCount(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
