@@ -351,12 +351,16 @@ func (r *queryResolver) WebhookEndpoints(ctx context.Context) ([]model.WebhookEn
 }
 
 // WebhookDeliveries is the resolver for the webhookDeliveries field.
-func (r *queryResolver) WebhookDeliveries(ctx context.Context, endpointID string, first *int, after *string) ([]model.WebhookDelivery, error) {
+func (r *queryResolver) WebhookDeliveries(ctx context.Context, endpointID string, first *int, after *string, status []model.WebhookDeliveryStatus) ([]model.WebhookDelivery, error) {
 	n := outbound.DefaultDeliveries
 	if first != nil {
 		n = *first
 	}
-	ds, err := r.Webhooks.Deliveries(ctx, principal(ctx).OrgID, endpointID, n, deref(after))
+	statuses := make([]string, len(status))
+	for i, st := range status {
+		statuses[i] = strings.ToLower(string(st))
+	}
+	ds, err := r.Webhooks.Deliveries(ctx, principal(ctx).OrgID, endpointID, n, deref(after), statuses...)
 	if err != nil {
 		return nil, err
 	}

@@ -237,7 +237,7 @@ type ComplexityRoot struct {
 		UsageByEndpoint   func(childComplexity int, period *string, meter *string, first *int, after *string) int
 		UsageGate         func(childComplexity int, meter string, quantity int64) int
 		UsageSeries       func(childComplexity int, meter string, from time.Time, to time.Time) int
-		WebhookDeliveries func(childComplexity int, endpointID string, first *int, after *string) int
+		WebhookDeliveries func(childComplexity int, endpointID string, first *int, after *string, status []model.WebhookDeliveryStatus) int
 		WebhookEndpoints  func(childComplexity int) int
 	}
 
@@ -417,7 +417,7 @@ type QueryResolver interface {
 	UsageSeries(ctx context.Context, meter string, from time.Time, to time.Time) ([]model.UsagePoint, error)
 	UsageGate(ctx context.Context, meter string, quantity int64) (*model.UsageGate, error)
 	WebhookEndpoints(ctx context.Context) ([]model.WebhookEndpoint, error)
-	WebhookDeliveries(ctx context.Context, endpointID string, first *int, after *string) ([]model.WebhookDelivery, error)
+	WebhookDeliveries(ctx context.Context, endpointID string, first *int, after *string, status []model.WebhookDeliveryStatus) ([]model.WebhookDelivery, error)
 }
 type UpcomingInvoiceResolver interface {
 	OverageSoFarCents(ctx context.Context, obj *model.UpcomingInvoice) (*int64, error)
@@ -1371,7 +1371,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Query.WebhookDeliveries(childComplexity, args["endpointId"].(string), args["first"].(*int), args["after"].(*string)), true
+		return e.ComplexityRoot.Query.WebhookDeliveries(childComplexity, args["endpointId"].(string), args["first"].(*int), args["after"].(*string), args["status"].([]model.WebhookDeliveryStatus)), true
 	case "Query.webhookEndpoints":
 		if e.ComplexityRoot.Query.WebhookEndpoints == nil {
 			break
@@ -2079,10 +2079,12 @@ type Query {
   """
   webhookEndpoints: [WebhookEndpoint!]! @hasScope(anyOf: [BILLING_READ])
   """
-  An endpoint's deliveries, newest first, each with its attempts. At most ` + "`" + `first` + "`" + ` (capped at 100); for the
-  next page pass the last delivery's id as ` + "`" + `after` + "`" + `.
+  An endpoint's deliveries, newest first, each with its attempts; only those in one of ` + "`" + `status` + "`" + ` when it is
+  given (omitted or empty: every status). At most ` + "`" + `first` + "`" + ` (capped at 100); for the next page pass the last
+  delivery's id as ` + "`" + `after` + "`" + `, with the same ` + "`" + `status` + "`" + `.
   """
-  webhookDeliveries(endpointId: ID!, first: Int = 50, after: ID): [WebhookDelivery!]! @hasScope(anyOf: [BILLING_READ])
+  webhookDeliveries(endpointId: ID!, first: Int = 50, after: ID, status: [WebhookDeliveryStatus!]): [WebhookDelivery!]!
+    @hasScope(anyOf: [BILLING_READ])
 }
 
 type Mutation {
@@ -3834,6 +3836,14 @@ func (ec *executionContext) field_Query_webhookDeliveries_args(ctx context.Conte
 		return nil, err
 	}
 	args["after"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "status",
+		func(ctx context.Context, v any) ([]model.WebhookDeliveryStatus, error) {
+			return ec.unmarshalOWebhookDeliveryStatus2ᚕgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐWebhookDeliveryStatusᚄ(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["status"] = arg3
 	return args, nil
 }
 
@@ -8084,7 +8094,7 @@ func (ec *executionContext) _Query_webhookDeliveries(ctx context.Context, field 
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Query().WebhookDeliveries(ctx, fc.Args["endpointId"].(string), fc.Args["first"].(*int), fc.Args["after"].(*string))
+			return ec.Resolvers.Query().WebhookDeliveries(ctx, fc.Args["endpointId"].(string), fc.Args["first"].(*int), fc.Args["after"].(*string), fc.Args["status"].([]model.WebhookDeliveryStatus))
 		},
 		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
 			directive0 := next
@@ -16239,6 +16249,42 @@ func (ec *executionContext) marshalOWebhookDelivery2ᚖgithubᚗcomᚋtollgate�
 		return graphql.Null
 	}
 	return ec._WebhookDelivery(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalOWebhookDeliveryStatus2ᚕgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐWebhookDeliveryStatusᚄ(ctx context.Context, v any) ([]model.WebhookDeliveryStatus, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]model.WebhookDeliveryStatus, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNWebhookDeliveryStatus2githubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐWebhookDeliveryStatus(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalOWebhookDeliveryStatus2ᚕgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐWebhookDeliveryStatusᚄ(ctx context.Context, sel ast.SelectionSet, v []model.WebhookDeliveryStatus) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNWebhookDeliveryStatus2githubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐWebhookDeliveryStatus(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) marshalOWebhookEndpoint2ᚖgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐWebhookEndpoint(ctx context.Context, sel ast.SelectionSet, v *model.WebhookEndpoint) graphql.Marshaler {
