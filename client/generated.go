@@ -1698,13 +1698,17 @@ func (v *RecordUsageInput) GetEvents() []UsageEventInput { return v.Events }
 
 // RecordUsageRecordUsageRecordUsagePayload includes the requested fields of the GraphQL type RecordUsagePayload.
 type RecordUsageRecordUsageRecordUsagePayload struct {
-	// Events newly counted. accepted + duplicates + the length of rejected is always the number of events
-	// sent: when the whole call is refused (no events, or more than 1,000), every event is in rejected with
-	// the userError's code.
+	// Events newly counted. accepted + duplicates + rejectedCount is always the number of events sent: when
+	// the whole call is refused (no events, or more than 1,000), every event counts in rejectedCount with the
+	// userError's code.
 	Accepted int `json:"accepted"`
 	// Events whose idempotency key was already counted for the same event (meter, quantity and endpoint).
-	Duplicates int                                                                  `json:"duplicates"`
-	Rejected   []RecordUsageRecordUsageRecordUsagePayloadRejectedRejectedUsageEvent `json:"rejected"`
+	Duplicates int `json:"duplicates"`
+	// The refused events, by index. When the whole call is refused only the first 100 are listed (so the
+	// answer stays small whatever was sent); rejectedCount greater than the list's length says it was cut.
+	Rejected []RecordUsageRecordUsageRecordUsagePayloadRejectedRejectedUsageEvent `json:"rejected"`
+	// Every refused event, listed in rejected or not.
+	RejectedCount int `json:"rejectedCount"`
 	// Usage after this call, for the meters it touched.
 	Usage      []RecordUsageRecordUsageRecordUsagePayloadUsageMeterUsage     `json:"usage"`
 	UserErrors []RecordUsageRecordUsageRecordUsagePayloadUserErrorsUserError `json:"userErrors"`
@@ -1720,6 +1724,9 @@ func (v *RecordUsageRecordUsageRecordUsagePayload) GetDuplicates() int { return 
 func (v *RecordUsageRecordUsageRecordUsagePayload) GetRejected() []RecordUsageRecordUsageRecordUsagePayloadRejectedRejectedUsageEvent {
 	return v.Rejected
 }
+
+// GetRejectedCount returns RecordUsageRecordUsageRecordUsagePayload.RejectedCount, and is useful for accessing the field via an interface.
+func (v *RecordUsageRecordUsageRecordUsagePayload) GetRejectedCount() int { return v.RejectedCount }
 
 // GetUsage returns RecordUsageRecordUsageRecordUsagePayload.Usage, and is useful for accessing the field via an interface.
 func (v *RecordUsageRecordUsageRecordUsagePayload) GetUsage() []RecordUsageRecordUsageRecordUsagePayloadUsageMeterUsage {
@@ -4176,6 +4183,7 @@ mutation RecordUsage ($input: RecordUsageInput!) {
 			code
 			message
 		}
+		rejectedCount
 		usage {
 			... MeterUsageFields
 		}

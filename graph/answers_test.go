@@ -13,24 +13,38 @@ import (
 )
 
 // TestAWholeCallRefusalNeverReadsAsSuccess: a recordUsage call refused as a
-// whole (more than 1,000 events) lists every event in rejected, so a client
-// selecting only the counters sees accepted + duplicates + rejected equal to
-// what it sent; consumeUsage refused for its input has a reason.
+// whole (more than 1,000 events) counts every event in rejectedCount, so a
+// client selecting only the counters sees accepted + duplicates +
+// rejectedCount equal to what it sent, and lists only the first 100 in
+// rejected, so a call of thousands of events gets a small answer;
+// consumeUsage refused for its input has a reason.
 func TestAWholeCallRefusalNeverReadsAsSuccess(t *testing.T) {
 	h := apptest.New(t, apptest.Options{})
-	keys := make([]string, 1001)
+	keys := make([]string, 4000)
 	for i := range keys {
 		keys[i] = "k" + strconv.Itoa(i)
 	}
 	var out recordResult
-	h.Query("acme", `mutation($events: [UsageEventInput!]!) { recordUsage(input: {events: $events}) { accepted duplicates rejected { index code } } }`,
-		map[string]any{"events": events("api_calls", keys...)}).Decode(t, &out)
+	res := h.Query("acme", `mutation($events: [UsageEventInput!]!) { recordUsage(input: {events: $events}) { accepted duplicates rejectedCount rejected { index code } } }`,
+		map[string]any{"events": events("api_calls", keys...)})
+	res.Decode(t, &out)
 	r := out.RecordUsage
-	if got := r.Accepted + r.Duplicates + len(r.Rejected); got != len(keys) {
-		t.Fatalf("accepted %d + duplicates %d + rejected %d = %d, want the %d events sent", r.Accepted, r.Duplicates, len(r.Rejected), got, len(keys))
+	if got := r.Accepted + r.Duplicates + r.RejectedCount; got != len(keys) {
+		t.Fatalf("accepted %d + duplicates %d + rejectedCount %d = %d, want the %d events sent", r.Accepted, r.Duplicates, r.RejectedCount, got, len(keys))
 	}
-	if r.Rejected[0].Code != "TOO_LONG" || r.Rejected[len(keys)-1].Index != len(keys)-1 {
-		t.Fatalf("rejected %+v ... %+v, want every event with TOO_LONG", r.Rejected[0], r.Rejected[len(keys)-1])
+	if len(r.Rejected) != 100 || r.Rejected[0].Code != "TOO_LONG" || r.Rejected[99].Index != 99 {
+		t.Fatalf("rejected lists %d events (first %+v), want the first 100 with TOO_LONG", len(r.Rejected), r.Rejected[0])
+	}
+	if len(res.Body) > 10_000 {
+		t.Fatalf("the refusal of %d events is %d bytes", len(keys), len(res.Body))
+	}
+
+	// A call refused event by event lists and counts each refused event.
+	var one recordResult
+	h.Query("acme", `mutation($events: [UsageEventInput!]!) { recordUsage(input: {events: $events}) { accepted duplicates rejectedCount rejected { index code } } }`,
+		map[string]any{"events": []map[string]any{{"meter": "api_calls", "quantity": 1, "idempotencyKey": "ok"}, {"meter": "nope", "quantity": 1, "idempotencyKey": "bad"}}}).Decode(t, &one)
+	if o := one.RecordUsage; o.Accepted != 1 || o.RejectedCount != 1 || len(o.Rejected) != 1 || o.Rejected[0].Index != 1 {
+		t.Fatalf("one good and one unknown meter = %+v, want 1 accepted and event 1 rejected and counted", o)
 	}
 
 	var consumed struct {

@@ -103,7 +103,7 @@ func (e exactEnums) check(t *ast.Type, v any, path ast.Path) *gqlerror.Error {
 	switch def.Kind {
 	case ast.Enum:
 		if s, ok := v.(string); ok && def.EnumValues.ForName(s) == nil {
-			return gqlerror.ErrorPathf(path, "%.32q is not a value of %s (enum values are case-sensitive)", s, def.Name)
+			return gqlerror.ErrorPathf(path, "variable %s: %s", describePath(path), notAnEnumValue(s))
 		}
 	case ast.InputObject:
 		fields, _ := v.(map[string]any)

@@ -77,7 +77,7 @@ func listCosts(c *generated.ComplexityRoot) (argPriced map[string]bool) {
 		return 1 + n*child
 	}
 	c.Query.Plans = func(child int) int { return 1 + 10*child }
-	c.Query.WebhookDeliveries = func(child int, _ string, first *int, _ *string) int {
+	c.Query.WebhookDeliveries = func(child int, _ string, first *int, _ *string, _ []model.WebhookDeliveryStatus) int {
 		n := outbound.DefaultDeliveries
 		if first != nil && *first > 0 {
 			n = min(*first, outbound.MaxDeliveries)

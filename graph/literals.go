@@ -61,7 +61,7 @@ func checkIntLiteral(v any) string {
 	if _, err := strconv.ParseInt(string(n), 10, 64); err != nil {
 		return "" // a fraction, or past 64 bits: ValuesOfCorrectType says so
 	}
-	_, msg := model.IntegerIn(string(n), "Int", math.MinInt32, math.MaxInt32)
+	_, msg := model.IntegerIn(string(n), math.MinInt32, math.MaxInt32)
 	return msg
 }
 
@@ -92,7 +92,8 @@ func quietParents(inner core.RuleFunc) core.RuleFunc {
 		// Registered before inner's, so it runs first for each value.
 		observers.OnValue(func(_ *core.Walker, value *ast.Value) {
 			holdsRefused = (value.Kind == ast.ObjectValue || value.Kind == ast.ListValue) &&
-				checkLiteral(func(...core.ErrorOption) {}, value, "")
+				checkLiteral(func(...core.ErrorOption) {}, value, "") ||
+				nullForNonNull(value) // said with its path by checkLiteral
 		})
 		inner(observers, func(options ...core.ErrorOption) {
 			if !holdsRefused {
@@ -109,7 +110,13 @@ func checkLiteral(addError core.AddErrFunc, value *ast.Value, at string) bool {
 		return false
 	}
 	switch value.Kind {
-	case ast.Variable, ast.NullValue:
+	case ast.NullValue:
+		if nullForNonNull(value) {
+			addError(core.Message("%s: a value is required here, got null", at), core.At(value.Position))
+			return true
+		}
+		return false
+	case ast.Variable:
 		return false
 	case ast.ObjectValue:
 		if value.Definition != nil && value.Definition.Kind == ast.InputObject {
@@ -142,6 +149,13 @@ func checkLiteral(addError core.AddErrFunc, value *ast.Value, at string) bool {
 		return true
 	}
 	return false
+}
+
+// nullForNonNull reports a null literal where a value is required, which
+// gqlparser refuses as "Expected value of type \"Int64!\", found null":
+// the type, and not where.
+func nullForNonNull(v *ast.Value) bool {
+	return v.Kind == ast.NullValue && v.ExpectedType != nil && v.ExpectedType.NonNull
 }
 
 // literalAsJSON is the value a variable holding the same text would carry:

@@ -168,17 +168,24 @@ func userErrors(err error) ([]model.UserError, error) {
 	return out, nil
 }
 
-// refusedBatch lists every event of a recordUsage call refused as a whole
-// (no events, too many) in rejected with the first userError's code and
-// message, so accepted + duplicates + len(rejected) is the number of events
-// sent whether or not the client selects userErrors.
-func refusedBatch(n int, ue []model.UserError) []model.RejectedUsageEvent {
-	out := make([]model.RejectedUsageEvent, 0, n)
+// maxRefusedListed bounds the rejected entries of a recordUsage call
+// refused as a whole: a call of tens of thousands of events must not be
+// answered with one entry each.
+const maxRefusedListed = 100
+
+// refusedBatch answers a recordUsage call refused as a whole (no events,
+// too many): every event counts in rejectedCount, and the first
+// maxRefusedListed are listed in rejected with the first userError's code
+// and message, so accepted + duplicates + rejectedCount is the number of
+// events sent whether or not the client selects userErrors.
+func refusedBatch(n int, ue []model.UserError) *model.RecordUsagePayload {
+	out := &model.RecordUsagePayload{Rejected: []model.RejectedUsageEvent{}, Usage: []model.MeterUsage{}, UserErrors: ue}
 	if len(ue) == 0 {
 		return out
 	}
-	for i := range n {
-		out = append(out, model.RejectedUsageEvent{Index: i, Code: ue[0].Code, Message: ue[0].Message})
+	out.RejectedCount = n
+	for i := range min(n, maxRefusedListed) {
+		out.Rejected = append(out.Rejected, model.RejectedUsageEvent{Index: i, Code: ue[0].Code, Message: ue[0].Message})
 	}
 	return out
 }
@@ -220,7 +227,7 @@ func meterUsagesToModel(in []usage.MeterUsage) []model.MeterUsage {
 func recordResultToModel(r usage.RecordResult) *model.RecordUsagePayload {
 	out := &model.RecordUsagePayload{
 		Accepted: r.Accepted, Duplicates: r.Duplicates,
-		Rejected:   make([]model.RejectedUsageEvent, len(r.Rejected)),
+		Rejected: make([]model.RejectedUsageEvent, len(r.Rejected)), RejectedCount: len(r.Rejected),
 		Usage:      meterUsagesToModel(r.Usage),
 		UserErrors: []model.UserError{},
 	}

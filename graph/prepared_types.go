@@ -63,11 +63,12 @@ var rejectedUsageEventType = &objectType{name: "RejectedUsageEvent", fields: map
 }}
 
 var recordUsagePayloadType = &objectType{name: "RecordUsagePayload", fields: map[string]objectField{
-	"accepted":   leaf(func(b *bytes.Buffer, p *model.RecordUsagePayload) { writeInt64(b, int64(p.Accepted)) }),
-	"duplicates": leaf(func(b *bytes.Buffer, p *model.RecordUsagePayload) { writeInt64(b, int64(p.Duplicates)) }),
-	"rejected":   list(func(p *model.RecordUsagePayload) []model.RejectedUsageEvent { return p.Rejected }, rejectedUsageEventType),
-	"usage":      list(func(p *model.RecordUsagePayload) []model.MeterUsage { return p.Usage }, meterUsageType),
-	"userErrors": list(func(p *model.RecordUsagePayload) []model.UserError { return p.UserErrors }, userErrorType),
+	"accepted":      leaf(func(b *bytes.Buffer, p *model.RecordUsagePayload) { writeInt64(b, int64(p.Accepted)) }),
+	"duplicates":    leaf(func(b *bytes.Buffer, p *model.RecordUsagePayload) { writeInt64(b, int64(p.Duplicates)) }),
+	"rejected":      list(func(p *model.RecordUsagePayload) []model.RejectedUsageEvent { return p.Rejected }, rejectedUsageEventType),
+	"rejectedCount": leaf(func(b *bytes.Buffer, p *model.RecordUsagePayload) { writeInt64(b, int64(p.RejectedCount)) }),
+	"usage":         list(func(p *model.RecordUsagePayload) []model.MeterUsage { return p.Usage }, meterUsageType),
+	"userErrors":    list(func(p *model.RecordUsagePayload) []model.UserError { return p.UserErrors }, userErrorType),
 }}
 
 var consumeUsagePayloadType = &objectType{name: "ConsumeUsagePayload", fields: map[string]objectField{

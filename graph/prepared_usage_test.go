@@ -96,7 +96,7 @@ func TestPreparedRecordUsageAnswersAsTheGeneratedCodeDoes(t *testing.T) {
 	}
 
 	r := tw.send(all, input(eventsOf("api_calls", "a", "b", "c")...), false)
-	if want := `{"recordUsage":{"__typename":"RecordUsagePayload","accepted":3,"duplicates":0,"rejected":[],"usage":[{"__typename":"MeterUsage","meter":"api_calls","used":3,"limit":1000,"remaining":997,"unlimited":false,"overage":0,"hard":true,"reset":"MONTHLY","resetAt":"` + monthEnd(h) + `"}],"userErrors":[]}}`; string(r.Data) != want {
+	if want := `{"recordUsage":{"__typename":"RecordUsagePayload","accepted":3,"duplicates":0,"rejected":[],"rejectedCount":0,"usage":[{"__typename":"MeterUsage","meter":"api_calls","used":3,"limit":1000,"remaining":997,"unlimited":false,"overage":0,"hard":true,"reset":"MONTHLY","resetAt":"` + monthEnd(h) + `"}],"userErrors":[]}}`; string(r.Data) != want {
 		t.Fatalf("data = %s\nwant %s", r.Data, want)
 	}
 

@@ -115,7 +115,7 @@ func (r *mutationResolver) RecordUsage(ctx context.Context, input model.RecordUs
 	res, err := r.Metering.Record(ctx, principal(ctx).OrgID, events)
 	ue, err := userErrors(err)
 	if err != nil || len(ue) > 0 {
-		return &model.RecordUsagePayload{Rejected: refusedBatch(len(input.Events), ue), Usage: []model.MeterUsage{}, UserErrors: ue}, err
+		return refusedBatch(len(input.Events), ue), err
 	}
 	return recordResultToModel(res), nil
 }
@@ -351,12 +351,16 @@ func (r *queryResolver) WebhookEndpoints(ctx context.Context) ([]model.WebhookEn
 }
 
 // WebhookDeliveries is the resolver for the webhookDeliveries field.
-func (r *queryResolver) WebhookDeliveries(ctx context.Context, endpointID string, first *int, after *string) ([]model.WebhookDelivery, error) {
+func (r *queryResolver) WebhookDeliveries(ctx context.Context, endpointID string, first *int, after *string, status []model.WebhookDeliveryStatus) ([]model.WebhookDelivery, error) {
 	n := outbound.DefaultDeliveries
 	if first != nil {
 		n = *first
 	}
-	ds, err := r.Webhooks.Deliveries(ctx, principal(ctx).OrgID, endpointID, n, deref(after))
+	statuses := make([]string, len(status))
+	for i, st := range status {
+		statuses[i] = strings.ToLower(string(st))
+	}
+	ds, err := r.Webhooks.Deliveries(ctx, principal(ctx).OrgID, endpointID, n, deref(after), statuses...)
 	if err != nil {
 		return nil, err
 	}

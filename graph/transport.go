@@ -385,7 +385,7 @@ func wholeNumber(x any) (json.Number, bool) {
 	if !ok || !strings.ContainsAny(string(n), ".eE") {
 		return "", false
 	}
-	v, msg := model.IntegerIn(string(n), "", math.MinInt64, math.MaxInt64)
+	v, msg := model.IntegerIn(string(n), math.MinInt64, math.MaxInt64)
 	if msg != "" {
 		return "", false
 	}

@@ -27,8 +27,8 @@ const recordUsage = `mutation($events: [UsageEventInput!]!) {
 
 type recordResult struct {
 	RecordUsage struct {
-		Accepted, Duplicates int
-		Rejected             []struct {
+		Accepted, Duplicates, RejectedCount int
+		Rejected                            []struct {
 			Index         int
 			Code, Message string
 		}

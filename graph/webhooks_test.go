@@ -103,6 +103,15 @@ func TestWebhookEndpointsThroughGraphQL(t *testing.T) {
 		ds.WebhookDeliveries[0].EventID != req.Header.Get("webhook-id") || *ds.WebhookDeliveries[0].Attempts[0].StatusCode != 200 {
 		t.Fatalf("webhookDeliveries = %+v", ds)
 	}
+	// The status filter keeps only the deliveries in the statuses asked for.
+	for status, want := range map[string]int{"SUCCEEDED": 1, "FAILED": 0, "PENDING": 0} {
+		var only deliveriesResult
+		h.Query("acme", `query($id: ID!, $s: [WebhookDeliveryStatus!]) { webhookDeliveries(endpointId: $id, status: $s) { id status } }`,
+			map[string]any{"id": c.WebhookEndpoint.ID, "s": []string{status}}).Decode(t, &only)
+		if len(only.WebhookDeliveries) != want {
+			t.Errorf("webhookDeliveries(status: [%s]) = %+v, want %d", status, only.WebhookDeliveries, want)
+		}
+	}
 	// A page of fewer than one delivery is refused, as invoices refuses it.
 	for _, first := range []int{0, -1} {
 		r := h.Query("acme", `query($id: ID!, $n: Int) { webhookDeliveries(endpointId: $id, first: $n) { id } }`,

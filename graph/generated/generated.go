@@ -239,16 +239,17 @@ type ComplexityRoot struct {
 		UsageByEndpoint   func(childComplexity int, period *string, meter *string, first *int, after *string) int
 		UsageGate         func(childComplexity int, meter string, quantity int64) int
 		UsageSeries       func(childComplexity int, meter string, from time.Time, to time.Time) int
-		WebhookDeliveries func(childComplexity int, endpointID string, first *int, after *string) int
+		WebhookDeliveries func(childComplexity int, endpointID string, first *int, after *string, status []model.WebhookDeliveryStatus) int
 		WebhookEndpoints  func(childComplexity int) int
 	}
 
 	RecordUsagePayload struct {
-		Accepted   func(childComplexity int) int
-		Duplicates func(childComplexity int) int
-		Rejected   func(childComplexity int) int
-		Usage      func(childComplexity int) int
-		UserErrors func(childComplexity int) int
+		Accepted      func(childComplexity int) int
+		Duplicates    func(childComplexity int) int
+		Rejected      func(childComplexity int) int
+		RejectedCount func(childComplexity int) int
+		Usage         func(childComplexity int) int
+		UserErrors    func(childComplexity int) int
 	}
 
 	RegisterSigningKeyPayload struct {
@@ -418,7 +419,7 @@ type QueryResolver interface {
 	UsageSeries(ctx context.Context, meter string, from time.Time, to time.Time) ([]model.UsagePoint, error)
 	UsageGate(ctx context.Context, meter string, quantity int64) (*model.UsageGate, error)
 	WebhookEndpoints(ctx context.Context) ([]model.WebhookEndpoint, error)
-	WebhookDeliveries(ctx context.Context, endpointID string, first *int, after *string) ([]model.WebhookDelivery, error)
+	WebhookDeliveries(ctx context.Context, endpointID string, first *int, after *string, status []model.WebhookDeliveryStatus) ([]model.WebhookDelivery, error)
 }
 type UpcomingInvoiceResolver interface {
 	OverageSoFarCents(ctx context.Context, obj *model.UpcomingInvoice) (*int64, error)
@@ -1384,7 +1385,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Query.WebhookDeliveries(childComplexity, args["endpointId"].(string), args["first"].(*int), args["after"].(*string)), true
+		return e.ComplexityRoot.Query.WebhookDeliveries(childComplexity, args["endpointId"].(string), args["first"].(*int), args["after"].(*string), args["status"].([]model.WebhookDeliveryStatus)), true
 	case "Query.webhookEndpoints":
 		if e.ComplexityRoot.Query.WebhookEndpoints == nil {
 			break
@@ -1410,6 +1411,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.RecordUsagePayload.Rejected(childComplexity), true
+	case "RecordUsagePayload.rejectedCount":
+		if e.ComplexityRoot.RecordUsagePayload.RejectedCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RecordUsagePayload.RejectedCount(childComplexity), true
 	case "RecordUsagePayload.usage":
 		if e.ComplexityRoot.RecordUsagePayload.Usage == nil {
 			break
@@ -2086,10 +2093,12 @@ type Query {
   """
   webhookEndpoints: [WebhookEndpoint!]! @hasScope(anyOf: [BILLING_READ])
   """
-  An endpoint's deliveries, newest first, each with its attempts. At most ` + "`" + `first` + "`" + ` (capped at 100); for the
-  next page pass the last delivery's id as ` + "`" + `after` + "`" + `.
+  An endpoint's deliveries, newest first, each with its attempts; only those in one of ` + "`" + `status` + "`" + ` when it is
+  given (omitted or empty: every status). At most ` + "`" + `first` + "`" + ` (capped at 100); for the next page pass the last
+  delivery's id as ` + "`" + `after` + "`" + `, with the same ` + "`" + `status` + "`" + `.
   """
-  webhookDeliveries(endpointId: ID!, first: Int = 50, after: ID): [WebhookDelivery!]! @hasScope(anyOf: [BILLING_READ])
+  webhookDeliveries(endpointId: ID!, first: Int = 50, after: ID, status: [WebhookDeliveryStatus!]): [WebhookDelivery!]!
+    @hasScope(anyOf: [BILLING_READ])
 }
 
 type Mutation {
@@ -2460,14 +2469,20 @@ type RejectedUsageEvent {
 
 type RecordUsagePayload {
   """
-  Events newly counted. accepted + duplicates + the length of rejected is always the number of events
-  sent: when the whole call is refused (no events, or more than 1,000), every event is in rejected with
-  the userError's code.
+  Events newly counted. accepted + duplicates + rejectedCount is always the number of events sent: when
+  the whole call is refused (no events, or more than 1,000), every event counts in rejectedCount with the
+  userError's code.
   """
   accepted: Int!
   "Events whose idempotency key was already counted for the same event (meter, quantity and endpoint)."
   duplicates: Int!
+  """
+  The refused events, by index. When the whole call is refused only the first 100 are listed (so the
+  answer stays small whatever was sent); rejectedCount greater than the list's length says it was cut.
+  """
   rejected: [RejectedUsageEvent!]!
+  "Every refused event, listed in rejected or not."
+  rejectedCount: Int!
   "Usage after this call, for the meters it touched."
   usage: [MeterUsage!]!
   userErrors: [UserError!]!
@@ -3047,6 +3062,8 @@ func (ec *executionContext) childFields_RecordUsagePayload(ctx context.Context, 
 		return ec.fieldContext_RecordUsagePayload_duplicates(ctx, field)
 	case "rejected":
 		return ec.fieldContext_RecordUsagePayload_rejected(ctx, field)
+	case "rejectedCount":
+		return ec.fieldContext_RecordUsagePayload_rejectedCount(ctx, field)
 	case "usage":
 		return ec.fieldContext_RecordUsagePayload_usage(ctx, field)
 	case "userErrors":
@@ -3846,6 +3863,14 @@ func (ec *executionContext) field_Query_webhookDeliveries_args(ctx context.Conte
 		return nil, err
 	}
 	args["after"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "status",
+		func(ctx context.Context, v any) ([]model.WebhookDeliveryStatus, error) {
+			return ec.unmarshalOWebhookDeliveryStatus2ᚕgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐWebhookDeliveryStatusᚄ(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["status"] = arg3
 	return args, nil
 }
 
@@ -8151,7 +8176,7 @@ func (ec *executionContext) _Query_webhookDeliveries(ctx context.Context, field 
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Query().WebhookDeliveries(ctx, fc.Args["endpointId"].(string), fc.Args["first"].(*int), fc.Args["after"].(*string))
+			return ec.Resolvers.Query().WebhookDeliveries(ctx, fc.Args["endpointId"].(string), fc.Args["first"].(*int), fc.Args["after"].(*string), fc.Args["status"].([]model.WebhookDeliveryStatus))
 		},
 		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
 			directive0 := next
@@ -8355,6 +8380,29 @@ func (ec *executionContext) fieldContext_RecordUsagePayload_rejected(_ context.C
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _RecordUsagePayload_rejectedCount(ctx context.Context, field graphql.CollectedField, obj *model.RecordUsagePayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RecordUsagePayload_rejectedCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RejectedCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RecordUsagePayload_rejectedCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RecordUsagePayload", field, false, false, errors.New("field of type Int does not have child fields"))
 }
 
 func (ec *executionContext) _RecordUsagePayload_usage(ctx context.Context, field graphql.CollectedField, obj *model.RecordUsagePayload) (ret graphql.Marshaler) {
@@ -13562,6 +13610,11 @@ func (ec *executionContext) _RecordUsagePayload(ctx context.Context, sel ast.Sel
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "rejectedCount":
+			out.Values[i] = ec._RecordUsagePayload_rejectedCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "usage":
 			out.Values[i] = ec._RecordUsagePayload_usage(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
@@ -16295,6 +16348,42 @@ func (ec *executionContext) marshalOWebhookDelivery2ᚖgithubᚗcomᚋtollgate�
 		return graphql.Null
 	}
 	return ec._WebhookDelivery(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalOWebhookDeliveryStatus2ᚕgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐWebhookDeliveryStatusᚄ(ctx context.Context, v any) ([]model.WebhookDeliveryStatus, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]model.WebhookDeliveryStatus, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNWebhookDeliveryStatus2githubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐWebhookDeliveryStatus(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalOWebhookDeliveryStatus2ᚕgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐWebhookDeliveryStatusᚄ(ctx context.Context, sel ast.SelectionSet, v []model.WebhookDeliveryStatus) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNWebhookDeliveryStatus2githubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐWebhookDeliveryStatus(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) marshalOWebhookEndpoint2ᚖgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐWebhookEndpoint(ctx context.Context, sel ast.SelectionSet, v *model.WebhookEndpoint) graphql.Marshaler {

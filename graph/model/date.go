@@ -24,12 +24,12 @@ func MarshalDate(t time.Time) graphql.Marshaler {
 func UnmarshalDate(v any) (time.Time, error) {
 	s, ok := v.(string)
 	if !ok {
-		return time.Time{}, apperr.New(apperr.BadInput, "Date must be a string like 2026-01-31, got "+Describe(v))
+		return time.Time{}, apperr.New(apperr.BadInput, "expected a date written like 2026-01-31, got "+Describe(v))
 	}
 	t, err := time.Parse(DateLayout, s)
 	if err != nil {
 		// Never the whole of a long value back.
-		return time.Time{}, apperr.New(apperr.BadInput, "Date must look like 2026-01-31, got "+shortQuote(s))
+		return time.Time{}, apperr.New(apperr.BadInput, "expected a date written like 2026-01-31, got "+shortQuote(s))
 	}
 	return t, nil
 }

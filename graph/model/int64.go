@@ -23,7 +23,7 @@ func MarshalInt64(n int64) graphql.Marshaler { return graphql.MarshalInt64(n) }
 // wrong, not the plain error gqlgen returns, which the error presenter must
 // treat as INTERNAL.
 func UnmarshalInt64(v any) (int64, error) {
-	return unmarshalInteger(v, "Int64", math.MinInt64, math.MaxInt64, true)
+	return unmarshalInteger(v, math.MinInt64, math.MaxInt64, true)
 }
 
 // MarshalInt writes a JSON number.
@@ -32,7 +32,7 @@ func MarshalInt(n int) graphql.Marshaler { return graphql.MarshalInt(n) }
 // UnmarshalInt reads GraphQL's Int: a whole number from -2^31 to 2^31-1, as
 // the specification asks (gqlgen's reads any 64-bit one), and not a string.
 func UnmarshalInt(v any) (int, error) {
-	n, err := unmarshalInteger(v, "Int", math.MinInt32, math.MaxInt32, false)
+	n, err := unmarshalInteger(v, math.MinInt32, math.MaxInt32, false)
 	return int(n), err
 }
 
@@ -40,7 +40,7 @@ func UnmarshalInt(v any) (int, error) {
 // exactly the integer its literal meant.
 const maxExactFloat = 1 << 53
 
-func unmarshalInteger(v any, name string, lo, hi int64, strings bool) (int64, error) {
+func unmarshalInteger(v any, lo, hi int64, strings bool) (int64, error) {
 	bad := func(msg string) (int64, error) { return 0, apperr.New(apperr.BadInput, msg) }
 	var text string
 	switch v := v.(type) {
@@ -61,7 +61,7 @@ func unmarshalInteger(v any, name string, lo, hi int64, strings bool) (int64, er
 		if d := withoutMinus(v); d == "" || !digitsOnly(d) {
 			// The string form is for clients whose numbers are doubles:
 			// digits, as the schema says, not another notation to read.
-			return bad(fmt.Sprintf("%s as a string is digits with an optional leading minus, got %s", name, shortQuote(v)))
+			return bad("expected an integer; sent as a string it is digits with an optional leading minus, got " + shortQuote(v))
 		}
 		text = v
 	case float64:
@@ -70,7 +70,7 @@ func unmarshalInteger(v any, name string, lo, hi int64, strings bool) (int64, er
 			return bad("expected an integer, got " + strconv.FormatFloat(v, 'g', -1, 64))
 		}
 		if math.Abs(v) >= maxExactFloat {
-			return bad(fmt.Sprintf("%s: write integers beyond 2^53 without a fraction or exponent", name))
+			return bad("write integers beyond 2^53 without a fraction or exponent")
 		}
 		text = strconv.FormatInt(int64(v), 10)
 	case bool:
@@ -78,7 +78,7 @@ func unmarshalInteger(v any, name string, lo, hi int64, strings bool) (int64, er
 	default:
 		return bad("expected an integer")
 	}
-	n, msg := IntegerIn(text, name, lo, hi)
+	n, msg := IntegerIn(text, lo, hi)
 	if msg != "" {
 		return bad(msg)
 	}
@@ -87,8 +87,9 @@ func unmarshalInteger(v any, name string, lo, hi int64, strings bool) (int64, er
 
 // IntegerIn reads text, a JSON number or a string of one, exactly as the
 // whole number it is, and says what is wrong when it is not one or lies
-// outside lo..hi; name is the scalar's, for the message.
-func IntegerIn(text, name string, lo, hi int64) (int64, string) {
+// outside lo..hi, in words that name no type (a client's mistake must not
+// hand out the schema's scalars).
+func IntegerIn(text string, lo, hi int64) (int64, string) {
 	n, o := exactInteger(text)
 	switch {
 	case o == notNumber:
@@ -96,9 +97,9 @@ func IntegerIn(text, name string, lo, hi int64) (int64, string) {
 	case o == fraction:
 		return 0, "expected an integer, got " + short(text)
 	case o == tooHigh || (o == whole && n > hi):
-		return 0, fmt.Sprintf("%s cannot represent %s: above %d", name, short(text), hi)
+		return 0, fmt.Sprintf("%s is above %d, the largest integer taken here", short(text), hi)
 	case o == tooLow || (o == whole && n < lo):
-		return 0, fmt.Sprintf("%s cannot represent %s: below %d", name, short(text), lo)
+		return 0, fmt.Sprintf("%s is below %d, the smallest integer taken here", short(text), lo)
 	}
 	return n, ""
 }

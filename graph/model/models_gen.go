@@ -286,13 +286,17 @@ type RecordUsageInput struct {
 }
 
 type RecordUsagePayload struct {
-	// Events newly counted. accepted + duplicates + the length of rejected is always the number of events
-	// sent: when the whole call is refused (no events, or more than 1,000), every event is in rejected with
-	// the userError's code.
+	// Events newly counted. accepted + duplicates + rejectedCount is always the number of events sent: when
+	// the whole call is refused (no events, or more than 1,000), every event counts in rejectedCount with the
+	// userError's code.
 	Accepted int `json:"accepted"`
 	// Events whose idempotency key was already counted for the same event (meter, quantity and endpoint).
-	Duplicates int                  `json:"duplicates"`
-	Rejected   []RejectedUsageEvent `json:"rejected"`
+	Duplicates int `json:"duplicates"`
+	// The refused events, by index. When the whole call is refused only the first 100 are listed (so the
+	// answer stays small whatever was sent); rejectedCount greater than the list's length says it was cut.
+	Rejected []RejectedUsageEvent `json:"rejected"`
+	// Every refused event, listed in rejected or not.
+	RejectedCount int `json:"rejectedCount"`
 	// Usage after this call, for the meters it touched.
 	Usage      []MeterUsage `json:"usage"`
 	UserErrors []UserError  `json:"userErrors"`

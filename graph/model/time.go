@@ -27,10 +27,10 @@ var longYear = regexp.MustCompile(`^[+-]?(\d{5,})-\d\d-\d\dT`)
 func UnmarshalTime(v any) (time.Time, error) {
 	s, ok := v.(string)
 	if !ok {
-		return time.Time{}, apperr.New(apperr.BadInput, "Time must be an RFC 3339 string like 2026-01-31T12:00:00Z, got "+Describe(v))
+		return time.Time{}, apperr.New(apperr.BadInput, "expected an RFC 3339 timestamp like 2026-01-31T12:00:00Z, got "+Describe(v))
 	}
 	yearRule := func(year string) error {
-		return apperr.New(apperr.BadInput, fmt.Sprintf("Time's year must be from %d to %d (UTC), got %s", clock.MinYear, clock.MaxYear, year))
+		return apperr.New(apperr.BadInput, fmt.Sprintf("a timestamp's year must be from %d to %d (UTC), got %s", clock.MinYear, clock.MaxYear, year))
 	}
 	if m := longYear.FindStringSubmatch(s); m != nil {
 		return time.Time{}, yearRule(short(m[1]))
@@ -39,7 +39,7 @@ func UnmarshalTime(v any) (time.Time, error) {
 	// strings.ToUpper returns s itself when nothing is lower case.
 	t, err := time.Parse(time.RFC3339Nano, strings.ToUpper(s))
 	if err != nil || !offsetInRange(s) {
-		return time.Time{}, apperr.New(apperr.BadInput, "Time must be an RFC 3339 string like 2026-01-31T12:00:00Z, got "+shortQuote(s))
+		return time.Time{}, apperr.New(apperr.BadInput, "expected an RFC 3339 timestamp like 2026-01-31T12:00:00Z, got "+shortQuote(s))
 	}
 	if y := t.UTC().Year(); y < clock.MinYear || y > clock.MaxYear {
 		return time.Time{}, yearRule(fmt.Sprint(y))

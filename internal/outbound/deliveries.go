@@ -36,10 +36,11 @@ const (
 
 // Deliveries lists up to limit of an endpoint's deliveries, newest
 // first, with their attempts; after, when given, is the id of the last
-// delivery of the previous page. limit above MaxDeliveries is capped; below
-// 1, or an after that names none of the endpoint's deliveries, is
-// BAD_USER_INPUT.
-func (s *Service) Deliveries(ctx context.Context, orgID, endpointID string, limit int, after string) ([]Delivery, error) {
+// delivery of the previous page. statuses, when given, keeps only the
+// deliveries in one of them (DeliveryPending, DeliverySucceeded,
+// DeliveryFailed). limit above MaxDeliveries is capped; below 1, or an
+// after that names none of the endpoint's deliveries, is BAD_USER_INPUT.
+func (s *Service) Deliveries(ctx context.Context, orgID, endpointID string, limit int, after string, statuses ...string) ([]Delivery, error) {
 	if limit < 1 {
 		return nil, apperr.ArgError("first", "first must be at least 1")
 	}
@@ -56,6 +57,9 @@ func (s *Service) Deliveries(ctx context.Context, orgID, endpointID string, limi
 		return nil, fmt.Errorf("load webhook endpoint %s: %w", endpointID, err)
 	}
 	q := db.Where("endpoint_id = ?", ep.ID)
+	if len(statuses) > 0 {
+		q = q.Where("status IN ?", statuses)
+	}
 	if after != "" {
 		badAfter := apperr.New(apperr.BadInput, "after must be the id of one of this endpoint's deliveries (the last of the previous page)")
 		if !store.PlausibleID(after) {

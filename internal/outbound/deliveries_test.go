@@ -3,6 +3,7 @@ package outbound_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -80,6 +81,63 @@ func TestAnEndpointOfAllEventsReceivesEveryType(t *testing.T) {
 		}
 		if strings.Join(got, " ") != strings.Join(outbound.EventTypes, " ") {
 			t.Fatalf("deliveries of %v, want one of each of %v", got, outbound.EventTypes)
+		}
+	})
+}
+
+// A status filter lists only the deliveries in the statuses asked for,
+// newest first, and pages with `after` within them, so a dashboard can
+// read the failing ones without walking every success.
+func TestDeliveriesFilterByStatus(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		h := newHarness(t, db, 3)
+		// Every second request fails: deliveries 1 and 3 succeed, 2 waits
+		// for a retry.
+		rcv := newReceiver(t, func(n int, w http.ResponseWriter) {
+			if n%2 == 0 {
+				w.WriteHeader(http.StatusInternalServerError)
+				return
+			}
+			w.WriteHeader(http.StatusNoContent)
+		})
+		ep, _ := h.endpoint(t, rcv.URL+"/hooks", outbound.InvoicePaid)
+		for i := range 3 {
+			h.emit(t, outbound.InvoicePaid, map[string]any{"i": i})
+			rcv.next(t)
+			h.next(t)
+			h.clock.Advance(time.Second)
+		}
+		ctx := context.Background()
+		seqs := func(statuses ...string) []int64 {
+			t.Helper()
+			var out []int64
+			after := ""
+			for range 5 {
+				page, err := h.svc.Deliveries(ctx, h.org, ep.ID, 1, after, statuses...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(page) == 0 {
+					break
+				}
+				out = append(out, page[0].Sequence)
+				after = page[0].ID
+			}
+			return out
+		}
+		for _, tc := range []struct {
+			statuses []string
+			want     string
+		}{
+			{[]string{outbound.DeliverySucceeded}, "[3 1]"},
+			{[]string{outbound.DeliveryPending}, "[2]"},
+			{[]string{outbound.DeliveryFailed}, "[]"},
+			{[]string{outbound.DeliveryPending, outbound.DeliverySucceeded}, "[3 2 1]"},
+			{nil, "[3 2 1]"},
+		} {
+			if got := fmt.Sprint(seqs(tc.statuses...)); got != tc.want {
+				t.Errorf("status %v lists sequences %s, want %s", tc.statuses, got, tc.want)
+			}
 		}
 	})
 }
