@@ -28,6 +28,7 @@ var tableOwners = map[string]string{
 	"usage_event_keys":          "internal/usage",
 	"usage_rollups":             "internal/usage",
 	"usage_endpoint_rollups":    "internal/usage",
+	"usage_endpoint_names":      "internal/usage",
 	"usage_daily_rollups":       "internal/usage",
 	"usage_alert_settings":      "internal/usage",
 	"usage_alerts":              "internal/usage",

@@ -278,6 +278,7 @@ RETURNING org_id, meter, period_start, used, version),
 ep AS (
 SELECT o, mo, m, e, sum(n) AS n FROM fresh WHERE e <> '' GROUP BY o, mo, m, e HAVING sum(n) <> 0),
 {fold endpoints},
+` + countEndpointNamesSQL + `,
 endpoints AS (
 INSERT INTO usage_endpoint_rollups AS x (org_id, period_start, meter, endpoint, used, updated_at)
 SELECT o, mo, m, e, ` + foldedSum(store.Postgres) + `, $1 FROM epf GROUP BY o, mo, m, e HAVING sum(n) <> 0 ORDER BY o, mo, m, e
@@ -295,6 +296,7 @@ SELECT CASE
 		WHERE w.alert > 0 AND w.n > 0
 		AND least(100, floor(100 * (t.used + w.room)::numeric / w.alert)) > least(100, floor(100 * (t.used - w.n)::numeric / w.alert)))
 		THEN tollgate_group_abort('alert')
+	WHEN ` + endpointNamesRace + ` THEN tollgate_serialization_failure('endpoint names added meanwhile')
 	ELSE 0 END AS ok)
 SELECT (SELECT coalesce(array_agg(i)::text, '{}') FROM fresh), org_id, meter, period_start, used, version
 FROM totals WHERE (SELECT ok FROM verdict) = 0`

@@ -479,9 +479,17 @@ func (r rollups) addEndpoints(sums map[endpointKey]int64) error {
 	if r.dialect == store.Postgres {
 		row = "(?::text, ?::timestamptz, ?::text, ?::text, ?::bigint)"
 	}
-	q := "WITH ep(o, mo, m, e, n) AS (VALUES " + rowsOf(row, len(keys)) + "),\n" + foldEndpointsSQL(r.endpointCap) +
+	// SQLite's trigger counts the names inserted; Postgres counts them
+	// here (countEndpointNamesSQL), before any endpoint row is written.
+	counted, guard := "", "true"
+	if r.dialect == store.Postgres {
+		counted = ",\n" + countEndpointNamesSQL + ",\nverdict AS (SELECT CASE WHEN " + endpointNamesRace +
+			" THEN tollgate_serialization_failure('endpoint names added meanwhile') ELSE 0 END AS ok)"
+		guard = "(SELECT ok FROM verdict) = 0"
+	}
+	q := "WITH ep(o, mo, m, e, n) AS (VALUES " + rowsOf(row, len(keys)) + "),\n" + foldEndpointsSQL(r.endpointCap) + counted +
 		"\nINSERT INTO usage_endpoint_rollups (org_id, period_start, meter, endpoint, used, updated_at)" +
-		"\nSELECT o, mo, m, e, " + foldedSum(r.dialect) + ", ? FROM epf WHERE true GROUP BY o, mo, m, e HAVING sum(n) <> 0 ORDER BY o, mo, m, e" +
+		"\nSELECT o, mo, m, e, " + foldedSum(r.dialect) + ", ? FROM epf WHERE " + guard + " GROUP BY o, mo, m, e HAVING " + foldedSum(r.dialect) + " <> 0 ORDER BY o, mo, m, e" +
 		"\nON CONFLICT (org_id, period_start, meter, endpoint) DO UPDATE SET used = " +
 		saturatingSum("usage_endpoint_rollups.used", "excluded.used") + ", updated_at = excluded.updated_at"
 	if err := r.exec(q, args...); err != nil {
