@@ -42,7 +42,9 @@ func (s *Service) ensureCustomer(ctx context.Context, sc *client.API, orgID, fal
 		params.Email = stripe.String(email)
 	}
 	params.AddMetadata("org_id", org.ID)
-	params.AddMetadata("org_external_id", org.ExternalID)
+	if org.ExternalID != "" {
+		params.AddMetadata(metaOrgExternalID, org.ExternalID)
+	}
 	keyParams := []string{org.Name, email, org.ExternalID}
 	if org.StripeCustomerAttempt > 0 {
 		// Attempt 0 keeps the key of before attempts were counted, so an
@@ -101,6 +103,12 @@ func (s *Service) settleUnusableCustomer(ctx context.Context, org orgs.Organizat
 	s.log.WarnContext(ctx, why+"; the next try is a new request", "org_id", org.ID, "attempt", org.StripeCustomerAttempt)
 	return orgs.NextStripeCustomerAttempt(ctx, s.db.DB, org.ID, org.StripeCustomerAttempt, s.clock.Now())
 }
+
+// metaOrgExternalID names, in the metadata of the Stripe objects Tollgate
+// creates for an organisation (its customer, Checkout sessions and the
+// subscriptions they sell), the organisation's external id, by which an
+// operator finds it from the Stripe dashboard.
+const metaOrgExternalID = "org_external_id"
 
 // customerIdempotencyKey derives the key of a customer creation from the
 // organisation and every parameter sent.
