@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"strings"
 
@@ -88,7 +89,8 @@ func (s *Service) CreateCheckoutSession(ctx context.Context, orgID string, in Ch
 		return CheckoutSession{}, err
 	}
 	attempt, earlier, err := s.claimCheckout(ctx, orgID, checkoutSession{
-		PlanID: plan.ID, PriceID: price, CustomerID: customerID, SuccessURL: in.SuccessURL, CancelURL: in.CancelURL,
+		OrgExternalID: st.Org.ExternalID,
+		PlanID:        plan.ID, PriceID: price, CustomerID: customerID, SuccessURL: in.SuccessURL, CancelURL: in.CancelURL,
 	})
 	if err != nil {
 		return CheckoutSession{}, err
@@ -155,7 +157,12 @@ func (s *Service) settleUnusable(ctx context.Context, a checkoutSession, sess *s
 // record alone: a retry under the same idempotency key must send exactly
 // what the first request sent, or Stripe refuses it.
 func (s *Service) sessionParams(ctx context.Context, a checkoutSession) *stripe.CheckoutSessionParams {
+	// The external id lets an operator find the organisation from the
+	// Stripe dashboard; Tollgate itself places objects by org_id.
 	meta := map[string]string{"org_id": a.OrgID, "plan_id": a.PlanID}
+	if a.OrgExternalID != "" {
+		meta[metaOrgExternalID] = a.OrgExternalID
+	}
 	params := &stripe.CheckoutSessionParams{
 		Mode:              stripe.String(string(stripe.CheckoutSessionModeSubscription)),
 		ClientReferenceID: stripe.String(a.OrgID),
@@ -167,7 +174,8 @@ func (s *Service) sessionParams(ctx context.Context, a checkoutSession) *stripe.
 		SuccessURL:       stripe.String(a.SuccessURL),
 		CancelURL:        stripe.String(a.CancelURL),
 	}
-	params.Metadata = map[string]string{"org_id": a.OrgID, "plan_id": a.PlanID, CheckoutMetadataKey: a.ID}
+	params.Metadata = maps.Clone(meta)
+	params.Metadata[CheckoutMetadataKey] = a.ID
 	params.SetIdempotencyKey("tollgate-checkout-" + a.ID)
 	params.Context = ctx
 	return params

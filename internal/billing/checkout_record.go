@@ -42,8 +42,11 @@ const CheckoutMetadataKey = "tollgate_checkout_id"
 // Stripe for, with everything the request sent, so that the request can be
 // repeated word for word under its idempotency key.
 type checkoutSession struct {
-	ID              string `gorm:"primaryKey"`
-	OrgID           string
+	ID    string `gorm:"primaryKey"`
+	OrgID string
+	// OrgExternalID is the organisation's external id as the session's
+	// metadata carries it ("" for a record made before it did).
+	OrgExternalID   string
 	StripeSessionID *string
 	State           string
 	PlanID          string

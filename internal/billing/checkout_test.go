@@ -407,3 +407,47 @@ plans:
 		t.Fatalf("a refused interval made %d Stripe requests", n)
 	}
 }
+
+// Every Stripe object Tollgate creates for an organisation carries its
+// external id beside Tollgate's org_id, so an operator can find the
+// organisation from the Stripe dashboard: the customer, the Checkout
+// session and the subscription it sells. A session asked for again under
+// its idempotency key sends the same metadata as the first request.
+func TestStripeObjectsCarryTheOrgsExternalID(t *testing.T) {
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		org := newOrg(t, db, "billing@acme.test")
+		ext := orgRow(t, db, org).ExternalID
+		in := billing.CheckoutInput{Plan: "starter", SuccessURL: okSuccess, CancelURL: okCancel}
+
+		broken := stripetest.NewRecorderTo(failPath{"POST", "/v1/checkout/sessions"})
+		_, err := newService(db, stripetest.ClientAt(testenv.StripeMock(t), broken, 0)).CreateCheckoutSession(ctx, org, in)
+		wantStripeOutage(t, err)
+		rec := stripetest.NewRecorder()
+		if _, err := newService(db, stripetest.Client(t, rec)).CreateCheckoutSession(ctx, org, in); err != nil {
+			t.Fatal(err)
+		}
+
+		customers := exactly(broken, "POST", "/v1/customers")
+		if len(customers) != 1 {
+			t.Fatalf("%d customer requests, want 1", len(customers))
+		}
+		if got := customers[0].Form.Get("metadata[org_external_id]"); got != ext {
+			t.Errorf("customer metadata.org_external_id = %q, want %q", got, ext)
+		}
+		sessions := append(exactly(broken, "POST", "/v1/checkout/sessions"), exactly(rec, "POST", "/v1/checkout/sessions")...)
+		if len(sessions) != 3 {
+			t.Fatalf("%d session requests, want the failed one, its retry and a new one", len(sessions))
+		}
+		for i, r := range sessions {
+			for _, field := range []string{"metadata[org_external_id]", "subscription_data[metadata][org_external_id]"} {
+				if got := r.Form.Get(field); got != ext {
+					t.Errorf("session request %d: %s = %q, want %q", i, field, got, ext)
+				}
+			}
+			if got := r.Form.Get("metadata[org_id]"); got != org {
+				t.Errorf("session request %d: metadata[org_id] = %q, want %q", i, got, org)
+			}
+		}
+	})
+}

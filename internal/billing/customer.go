@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/stripe/stripe-go/v76"
@@ -19,10 +21,13 @@ import (
 
 // ensureCustomer returns the organisation's Stripe customer, creating it on
 // first use: read, then ask Stripe with no transaction open, then record.
-// The idempotency key covers every parameter sent, so a retry with the same
-// ones gets the customer an earlier, unrecorded attempt created, and one
-// with different ones (a new billing email) is a new request rather than
-// one Stripe refuses.
+// The idempotency key covers every parameter sent and the organisation's
+// current attempt, so a retry with the same ones (after a lost answer or a
+// timeout) gets the customer an earlier, unrecorded request created, and
+// one with different ones (a new billing email) is a new request rather
+// than one Stripe refuses. An answer Tollgate cannot use, or a refusal,
+// moves the attempt on (settleUnusableCustomer), as settleUnusable does
+// for Checkout: Stripe would replay it under the same key for a day.
 func (s *Service) ensureCustomer(ctx context.Context, sc *client.API, orgID, fallbackEmail string) (string, error) {
 	org, err := orgs.Load(ctx, s.db.DB, orgID)
 	if err != nil {
@@ -37,12 +42,24 @@ func (s *Service) ensureCustomer(ctx context.Context, sc *client.API, orgID, fal
 		params.Email = stripe.String(email)
 	}
 	params.AddMetadata("org_id", org.ID)
-	params.AddMetadata("org_external_id", org.ExternalID)
-	params.SetIdempotencyKey(customerIdempotencyKey(org.ID, org.Name, email, org.ExternalID))
+	if org.ExternalID != "" {
+		params.AddMetadata(metaOrgExternalID, org.ExternalID)
+	}
+	keyParams := []string{org.Name, email, org.ExternalID}
+	if org.StripeCustomerAttempt > 0 {
+		// Attempt 0 keeps the key of before attempts were counted, so an
+		// answer lost then is still found.
+		keyParams = append(keyParams, "attempt "+strconv.Itoa(org.StripeCustomerAttempt))
+	}
+	params.SetIdempotencyKey(customerIdempotencyKey(org.ID, keyParams...))
 	params.Context = ctx
 	c, err := sc.Customers.New(params)
 	if err == nil {
-		err = stripein.Customer(c)
+		if err = stripein.Customer(c); err != nil {
+			err = errors.Join(err, s.settleUnusableCustomer(ctx, org, "Stripe answered a customer Tollgate cannot use"))
+		}
+	} else if refused(err) {
+		err = errors.Join(err, s.settleUnusableCustomer(ctx, org, "Stripe refused to create the customer"))
 	}
 	if err != nil {
 		return "", stripeclient.Error("create customer for org "+orgID, err)
@@ -75,6 +92,23 @@ func (s *Service) ensureCustomer(ctx context.Context, sc *client.API, orgID, fal
 	})
 	return customerID, err
 }
+
+// settleUnusableCustomer moves the organisation's customer creation on to
+// its next attempt after an answer that is not worth asking for again: a
+// customer Tollgate cannot use, or a refusal. Stripe replays the answer to
+// a key for 24 hours, so asking again under the same key would fail the
+// same way, and every checkout of the organisation with it, for a day. A
+// customer Stripe did create is left unused (nobody was told of it).
+func (s *Service) settleUnusableCustomer(ctx context.Context, org orgs.Organization, why string) error {
+	s.log.WarnContext(ctx, why+"; the next try is a new request", "org_id", org.ID, "attempt", org.StripeCustomerAttempt)
+	return orgs.NextStripeCustomerAttempt(ctx, s.db.DB, org.ID, org.StripeCustomerAttempt, s.clock.Now())
+}
+
+// metaOrgExternalID names, in the metadata of the Stripe objects Tollgate
+// creates for an organisation (its customer, Checkout sessions and the
+// subscriptions they sell), the organisation's external id, by which an
+// operator finds it from the Stripe dashboard.
+const metaOrgExternalID = "org_external_id"
 
 // customerIdempotencyKey derives the key of a customer creation from the
 // organisation and every parameter sent.

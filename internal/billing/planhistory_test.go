@@ -90,3 +90,57 @@ func TestAPlanChangeAtCreationRecordsOnePeriod(t *testing.T) {
 		}
 	})
 }
+
+// Migration 00058 opens one period per organisation that existed before
+// it, from its creation, on the plan it was on then (its history before
+// was never kept), so PlanAt answers that plan from the organisation's
+// first moment.
+func TestThePlanHistoryMigrationOpensOnePeriodPerOrgFromItsCreation(t *testing.T) {
+	created := time.Date(2026, 3, 14, 15, 9, 26, 535000000, time.UTC)
+	testenv.EachDialect(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		clk := clock.NewFake(created)
+		svc := billing.NewService(db, plans.Default(), clk, nil, stripetest.Discard())
+		free, err := orgs.NewService(db, clk).Ensure(ctx, "ext-"+store.NewID(), "Free Co", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(time.Hour)
+		paid, err := orgs.NewService(db, clk).Ensure(ctx, "ext-"+store.NewID(), "Paid Co", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(24 * time.Hour)
+		subscribe(t, db, svc, paid, stripeSub("sub_"+store.NewID(), "cus_"+store.NewID(), "price_tollgate_starter_monthly", "active"), clk.Now())
+
+		if err := db.MigrateDownTo(ctx, 56); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.MigrateUp(ctx); err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]struct {
+			plan string
+			from time.Time
+		}{free: {"free", created}, paid: {"starter", created.Add(time.Hour)}}
+		var rows []billing.PlanPeriod
+		if err := db.Order("org_id").Find(&rows).Error; err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) != len(want) {
+			t.Fatalf("periods after the migration = %+v, want one per organisation", rows)
+		}
+		for _, r := range rows {
+			w, ok := want[r.OrgID]
+			switch {
+			case !ok:
+				t.Errorf("a period of unknown org %s", r.OrgID)
+			case r.PlanID != w.plan || !r.ValidFrom.Equal(w.from) || r.ValidTo != nil:
+				t.Errorf("org %s: period %s from %s to %v, want %s from %s, open", r.OrgID, r.PlanID, r.ValidFrom, r.ValidTo, w.plan, w.from)
+			}
+			if p, err := svc.PlanAt(ctx, r.OrgID, w.from); err != nil || p.ID != w.plan {
+				t.Errorf("org %s: PlanAt its creation = %s (%v), want %s", r.OrgID, p.ID, err, w.plan)
+			}
+		}
+	})
+}

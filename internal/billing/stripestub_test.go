@@ -51,6 +51,18 @@ type stripeStub struct {
 	// idempotency key replays that answer, as Stripe does.
 	unusableNext int
 	unusable     map[string]bool
+	// customerAnswers are the answers, in order, to the next new customer
+	// keys: "unusable" (an id Tollgate may not use) or "refused" (a 402).
+	// Like Stripe, a repeated key replays the answer its first request got.
+	customerAnswers []string
+	customerReplies map[string]string
+	// loseCustomerAnswer, when set, is called once the next customer is
+	// created, and that request's answer is never sent: it is held until
+	// the caller gives up, as after a timeout.
+	loseCustomerAnswer func()
+	// customerKeys are the idempotency keys of the customer requests, in
+	// order.
+	customerKeys []string
 }
 
 // changeSubscription answers a read, update (cancel_at_period_end) or
@@ -95,16 +107,36 @@ func (s *stripeStub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.Method == http.MethodPost && path == "/v1/customers":
 		s.mu.Lock()
+		s.customerKeys = append(s.customerKeys, key)
 		id, ok := s.byKey[key]
 		if !ok {
 			id = fmt.Sprintf("cus_stub%d", len(s.byKey)+1)
 			s.byKey[key] = id
+			if len(s.customerAnswers) > 0 {
+				if s.customerReplies == nil {
+					s.customerReplies = map[string]string{}
+				}
+				s.customerReplies[key], s.customerAnswers = s.customerAnswers[0], s.customerAnswers[1:]
+			}
 		}
 		if s.customerID != "" {
 			id = s.customerID
 		}
+		reply, lose := s.customerReplies[key], s.loseCustomerAnswer
+		s.loseCustomerAnswer = nil
 		s.mu.Unlock()
-		writeJSON(w, http.StatusOK, map[string]any{"id": id, "object": "customer", "email": r.PostForm.Get("email")})
+		switch {
+		case lose != nil:
+			lose()
+			<-r.Context().Done()
+		case reply == "unusable":
+			writeJSON(w, http.StatusOK, map[string]any{"id": "cus_\u0000" + id, "object": "customer"})
+		case reply == "refused":
+			writeJSON(w, http.StatusPaymentRequired, map[string]any{"error": map[string]any{"type": "invalid_request_error",
+				"code": "account_invalid", "message": "The customer cannot be created"}})
+		default:
+			writeJSON(w, http.StatusOK, map[string]any{"id": id, "object": "customer", "email": r.PostForm.Get("email")})
+		}
 	case r.Method == http.MethodPost && path == "/v1/checkout/sessions":
 		s.hold()
 		s.mu.Lock()

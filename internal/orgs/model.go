@@ -18,6 +18,9 @@ type Organization struct {
 	Name             string
 	BillingEmail     string
 	StripeCustomerID *string // unique; nil until the first Checkout
+	// StripeCustomerAttempt numbers the attempts at creating the Stripe
+	// customer; it is part of the creation's idempotency key (billing).
+	StripeCustomerAttempt int
 	// PlanID is the effective plan. Billing keeps it equal to the
 	// subscription's plan while that grants access, and free otherwise.
 	PlanID    string
@@ -98,6 +101,19 @@ func WithStripeCustomer(ctx context.Context, tx *gorm.DB, idOrExternal string) (
 		return nil, fmt.Errorf("list organisations: %w", err)
 	}
 	return list, nil
+}
+
+// NextStripeCustomerAttempt moves the organisation's customer creation on
+// from attempt used to the next, so the next try is a new Stripe request
+// under a new idempotency key. Of concurrent callers that used the same
+// attempt, one moves it; the others find it moved and change nothing.
+func NextStripeCustomerAttempt(ctx context.Context, tx *gorm.DB, orgID string, used int, at time.Time) error {
+	err := tx.WithContext(ctx).Model(&Organization{}).Where("id = ? AND stripe_customer_attempt = ?", orgID, used).
+		Updates(map[string]any{"stripe_customer_attempt": used + 1, "updated_at": at}).Error
+	if err != nil {
+		return fmt.Errorf("move on the Stripe customer attempt of organisation %s: %w", orgID, err)
+	}
+	return nil
 }
 
 // SetStripeCustomer links the organisation to its Stripe customer, in tx.

@@ -52,9 +52,23 @@ func (s *Service) InvoiceCreated(ctx context.Context, orgID string, inv *stripe.
 	if err != nil {
 		return err
 	}
+	room, err := s.invoiceRoom(ctx, orgID, inv)
+	if err != nil {
+		return err
+	}
 	top := money.MaxAmount(currency)
 	var errs []error
 	for _, c := range pending { // oldest month first
+		if room <= 0 && c.Currency == currency {
+			// Stripe refuses an item past the most one invoice holds; the
+			// charge waits for the next invoice, as one too large does.
+			if err := s.unbilled(ctx, c.OrgID, c.Meter, c.Period, inv.ID, unbilledInvoiceLimit,
+				"overage not billed: the invoice already holds as many items as Stripe allows; it is offered again to the next invoice",
+				"amount", money.Format(c.Amount, c.Currency), "max_items", MaxInvoiceItems); err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
 		if c.Amount > top-used && c.Currency == currency {
 			// Stripe charges an invoice's amount due at once, so the whole
 			// invoice must stay within what it charges: past it, Stripe
@@ -74,9 +88,48 @@ func (s *Service) InvoiceCreated(ctx context.Context, orgID string, inv *stripe.
 		}
 		if c.Currency == currency {
 			used += c.Amount
+			room--
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// MaxInvoiceItems is the most line items Stripe lets one invoice hold.
+const MaxInvoiceItems = 250
+
+// invoiceRoom is how many more items the draft invoice takes before
+// Stripe's MaxInvoiceItems: its lines other than Tollgate's overage items,
+// as Stripe sent them (read in full from Stripe when the payload was cut
+// short), and every charge recorded billed on it, counted from Tollgate's
+// records as in invoiceTotal, so a redelivery counts each once.
+func (s *Service) invoiceRoom(ctx context.Context, orgID string, inv *stripe.Invoice) (int64, error) {
+	var lines int64
+	if inv.Lines != nil && inv.Lines.HasMore && inv.ID != "" {
+		params := &stripe.InvoiceListLinesParams{Invoice: stripe.String(inv.ID)}
+		params.Context = ctx
+		it := s.stripe.Invoices.ListLines(params)
+		for it.Next() {
+			if l := it.InvoiceLineItem(); l != nil && l.Metadata[metaKey] == "" {
+				lines++
+			}
+		}
+		if err := it.Err(); err != nil {
+			return 0, stripeclient.Error("list the lines of invoice "+inv.ID, err)
+		}
+	} else if inv.Lines != nil {
+		for _, l := range inv.Lines.Data {
+			if l != nil && l.Metadata[metaKey] == "" {
+				lines++
+			}
+		}
+	}
+	var billed int64
+	err := s.db.WithContext(ctx).Model(&Charge{}).Where("org_id = ? AND status = ? AND stripe_invoice_id = ?", orgID, Billed, inv.ID).
+		Count(&billed).Error
+	if err != nil {
+		return 0, fmt.Errorf("overage items on invoice %s of org %s: %w", inv.ID, orgID, err)
+	}
+	return MaxInvoiceItems - lines - billed, nil
 }
 
 // invoiceTotal is what the draft invoice comes to before its pending

@@ -12,8 +12,8 @@ import (
 // another currency than the invoice's) or "refused" (Stripe refused the
 // item for a reason other than the invoice being no longer a draft) or
 // "invoice_limit" (the invoice, with the overage already on it, would come
-// to more than Stripe charges at once, money.MaxAmount; the charge waits
-// for the next invoice). Each
+// to more than Stripe charges at once, money.MaxAmount, or already holds
+// MaxInvoiceItems; the charge waits for the next invoice). Each
 // is revenue not billed until an operator acts; the log line beside it
 // names the organisation, meter and month. A meter's month counts once per
 // invoice that could not carry it (see unbilled), however often that

@@ -1149,27 +1149,36 @@ func TestOverageThatWouldTakeAnInvoicePastStripesMaximumWaitsForTheNext(t *testi
 		if calls.amount > top || tokens.amount > top || stub.base+calls.amount+tokens.amount <= top {
 			t.Fatalf("the test's charges (%d, %d) must each fit one item and together not fit one invoice", calls.amount, tokens.amount)
 		}
-		before := unbilledCounts("invoice_limit", "refused")
-
 		nov := "in_nov_" + f.org[:8]
 		f.clock.Set(time.Date(2026, 11, 1, 0, 5, 0, 0, time.UTC))
-		body := f.invoiceCreated("evt_"+store.NewID(), nov, "draft")
-		f.deliver(body)
-		f.deliver(body)
-		checkUnbilledRise(t, before, map[string]float64{"invoice_limit": 1, "refused": 0})
-		if stub.refused != 0 {
-			t.Errorf("Stripe refused %d items for the invoice's total", stub.refused)
-		}
-		if got := f.logged("level=ERROR", "invoice_limit", "llm_tokens"); len(got) != 1 {
-			t.Errorf("%d ERROR lines naming the meter left off, want 1:\n%s", len(got), f.logs)
-		}
-
-		dec := "in_dec_" + f.org[:8]
-		f.clock.Set(time.Date(2026, 12, 1, 0, 5, 0, 0, time.UTC))
-		f.deliver(f.invoiceCreated("evt_"+store.NewID(), dec, "draft"))
-		f.checkBilled(billedOn{calls, nov}, billedOn{tokens, dec})
-		checkUnbilledRise(t, before, map[string]float64{"invoice_limit": 1, "refused": 0})
+		f.checkLeftForTheNext(f.invoiceCreated("evt_"+store.NewID(), nov, "draft"), nov, calls, tokens, func() int { return stub.refused })
 	})
+}
+
+// checkLeftForTheNext delivers body, the invoice.created of invoice nov,
+// twice, and requires it to carry fits while left waits: counted as
+// invoice_limit and logged at ERROR once, never sent for Stripe to refuse
+// (refused counts what Stripe refused); the next cycle invoice, created on
+// 1 December, bills left.
+func (f *fixture) checkLeftForTheNext(body []byte, nov string, fits, left expected, refused func() int) {
+	t := f.t
+	t.Helper()
+	before := unbilledCounts("invoice_limit", "refused")
+	f.deliver(body)
+	f.deliver(body)
+	checkUnbilledRise(t, before, map[string]float64{"invoice_limit": 1, "refused": 0})
+	if n := refused(); n != 0 {
+		t.Errorf("Stripe refused %d items past the invoice's limit", n)
+	}
+	if got := f.logged("level=ERROR", "invoice_limit", left.meter); len(got) != 1 {
+		t.Errorf("%d ERROR lines naming the meter left off, want 1:\n%s", len(got), f.logs)
+	}
+
+	dec := "in_dec_" + f.org[:8]
+	f.clock.Set(time.Date(2026, 12, 1, 0, 5, 0, 0, time.UTC))
+	f.deliver(f.invoiceCreated("evt_"+store.NewID(), dec, "draft"))
+	f.checkBilled(billedOn{fits, nov}, billedOn{left, dec})
+	checkUnbilledRise(t, before, map[string]float64{"invoice_limit": 1, "refused": 0})
 }
 
 // Stripe's retry of an invoice.created (or `stripe sync`) may carry the

@@ -53,6 +53,9 @@ var stripeCalls = []struct {
 	}, "GET", "/v1/subscriptions"},
 	{"Invoices.List", func(sc *client.API) error { return sc.Invoices.List(&stripe.InvoiceListParams{}).Err() },
 		"GET", "/v1/invoices"},
+	{"Invoices.ListLines", func(sc *client.API) error {
+		return sc.Invoices.ListLines(&stripe.InvoiceListLinesParams{Invoice: stripe.String("in_1A2b")}).Err()
+	}, "GET", "/v1/invoices/{id}/lines"},
 	{"Invoices.Upcoming", func(sc *client.API) error {
 		_, err := sc.Invoices.Upcoming(&stripe.InvoiceUpcomingParams{})
 		return err
