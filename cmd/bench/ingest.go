@@ -59,6 +59,13 @@ type ingestResult struct {
 	// them.
 	BareOne    run
 	BareOneCPU CPUPerOp
+	// NetHTTP is a bare net/http handler of the server process answering a
+	// fixed body (netHTTPFloorPath) to a one-event request from as many
+	// clients, and NetHTTPCPU where its CPU went, per request: what any
+	// server on net/http spends, with no authentication, GraphQL or usage
+	// service.
+	NetHTTP    run
+	NetHTTPCPU CPUPerOp
 	// Batches are recordUsage of 100 and 1,000 events beside a raw
 	// multi-row INSERT of as many rows.
 	Batches []recordRow
@@ -161,6 +168,11 @@ func ingestPhase(ctx context.Context, b *bench, o options) (ingestResult, error)
 		return r, err
 	}
 	defer bare.close()
+	netHTTP, err := newRawClientAt(srv.baseURL, netHTTPFloorPath, gateToken, recordBody(b.runID, 0, 1))
+	if err != nil {
+		return r, err
+	}
+	defer netHTTP.close()
 	for range 10 {
 		if err := gate.post(ctx); err != nil {
 			return r, err
@@ -205,8 +217,9 @@ func ingestPhase(ctx context.Context, b *bench, o options) (ingestResult, error)
 		saturate(ctx, ingestClients, o.warmup, floor)
 		oneGroups, manyGroups := &groupTally{srv: srv}, &groupTally{srv: srv}
 		pid := srv.cmd.Process.Pid
-		oneCPU, manyCPU, floorCPU, bareCPU := &cpuTally{serverPID: pid}, &cpuTally{serverPID: pid}, &cpuTally{serverPID: pid}, &cpuTally{serverPID: pid}
+		oneCPU, manyCPU, floorCPU, bareCPU, netCPU := &cpuTally{serverPID: pid}, &cpuTally{serverPID: pid}, &cpuTally{serverPID: pid}, &cpuTally{serverPID: pid}, &cpuTally{serverPID: pid}
 		saturate(ctx, ingestClients, o.warmup, bare.post)
+		saturate(ctx, ingestClients, o.warmup, netHTTP.post)
 		runs := interleave(ctx, o.duration, ingestRounds,
 			oneGroups.around(ctx, oneCPU.around(func(rec *recorder, d time.Duration) {
 				saturateInto(ctx, rec, ingestClients, d, func(int) op { return oneOrg })
@@ -217,9 +230,12 @@ func ingestPhase(ctx context.Context, b *bench, o options) (ingestResult, error)
 			}),
 			bareCPU.around(func(rec *recorder, d time.Duration) {
 				saturateInto(ctx, rec, ingestClients, d, func(int) op { return bare.post })
+			}),
+			netCPU.around(func(rec *recorder, d time.Duration) {
+				saturateInto(ctx, rec, ingestClients, d, func(int) op { return netHTTP.post })
 			}))
-		r.OneOrg, r.ManyOrgs, r.Floor, r.BareOne = runs[0], runs[1], runs[2], runs[3]
-		r.OneOrgCPU, r.ManyOrgsCPU, r.FloorCPU, r.BareOneCPU = oneCPU.perOp(), manyCPU.perOp(), floorCPU.perOp(), bareCPU.perOp()
+		r.OneOrg, r.ManyOrgs, r.Floor, r.BareOne, r.NetHTTP = runs[0], runs[1], runs[2], runs[3], runs[4]
+		r.OneOrgCPU, r.ManyOrgsCPU, r.FloorCPU, r.BareOneCPU, r.NetHTTPCPU = oneCPU.perOp(), manyCPU.perOp(), floorCPU.perOp(), bareCPU.perOp(), netCPU.perOp()
 		if r.OneOrgGroup, err = oneGroups.stages(); err != nil {
 			return r, err
 		}
@@ -449,6 +465,7 @@ func printIngest(r ingestResult, o options) {
 	check("ingest 64 orgs", r.ManyOrgs)
 	check("ingest single-row floor", r.Floor)
 	check("ingest `{ __typename }` from 64 clients", r.BareOne)
+	check("ingest bare net/http handler from 64 clients", r.NetHTTP)
 	for _, row := range r.Batches {
 		check(fmt.Sprintf("ingest batch %d", row.Batch), row.API)
 		check(fmt.Sprintf("ingest raw insert %d", row.Batch), row.Floor)
@@ -509,6 +526,12 @@ func printIngest(r ingestResult, o options) {
 				model[0], model[1], r.OneOrg.PerSecond()/r.Floor.PerSecond(), r.ManyOrgs.PerSecond()/r.Floor.PerSecond())
 			fmt.Printf("   the same were the server to spend on a one-event call no more than on `{ __typename }`: one org %.2f×, 64 orgs %.2f×\n",
 				bound[0], bound[1])
+		}
+		if c := r.NetHTTPCPU; c.Busy > 0 && r.BareOneCPU.Busy > 0 {
+			_, bound := oneEventBounds(r.FloorCPU, c, r.OneOrgCPU, r.ManyOrgsCPU)
+			fmt.Printf("   a bare net/http handler answering a fixed body from the same %d clients (%.0f req/s): server %.0f µs a request; "+
+				"were Tollgate's server to spend no more than it (no authentication, GraphQL or usage service): one org %.2f×, 64 orgs %.2f×\n",
+				ingestClients, r.NetHTTP.PerSecond(), c.Server, bound[0], bound[1])
 		}
 	}
 	for _, rate := range append(slices.Clone(ingestRates), 0) {

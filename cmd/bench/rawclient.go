@@ -40,12 +40,17 @@ type rawConn struct {
 const maxIdleRaw = 256
 
 func newRawClient(baseURL, credential string, body []byte) (*rawClient, error) {
+	return newRawClientAt(baseURL, "/graphql", credential, body)
+}
+
+// newRawClientAt is newRawClient posting to path.
+func newRawClientAt(baseURL, path, credential string, body []byte) (*rawClient, error) {
 	u, err := url.Parse(baseURL)
 	if err != nil {
 		return nil, err
 	}
-	head := fmt.Appendf(nil, "POST /graphql HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nAuthorization: Bearer %s\r\n",
-		u.Host, credential)
+	head := fmt.Appendf(nil, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nAuthorization: Bearer %s\r\n",
+		path, u.Host, credential)
 	rc := &rawClient{addr: u.Host, head: head, idle: make(chan *rawConn, maxIdleRaw)}
 	rc.req = rc.request(body)
 	return rc, nil

@@ -24,7 +24,7 @@ type results struct {
 	Ingest []ingestFigure `json:"ingest,omitempty"`
 	// IngestCPU is where the one-event phases' CPU went, per event: on
 	// one organisation, on 64, in the single-row floor, and per request of
-	// `{ __typename }` from as many clients.
+	// `{ __typename }` and of a bare net/http handler from as many clients.
 	IngestCPU map[string]CPUPerOp `json:"ingestCPU,omitempty"`
 }
 
@@ -37,7 +37,7 @@ func writeJSON(path string, began time.Time, g *gateResult, rec []recordRow, h *
 	if in != nil {
 		r.Ingest = in.figures()
 		if in.OneOrgCPU.Busy > 0 {
-			r.IngestCPU = map[string]CPUPerOp{"oneOrg": in.OneOrgCPU, "manyOrgs": in.ManyOrgsCPU, "floor": in.FloorCPU, "bare": in.BareOneCPU}
+			r.IngestCPU = map[string]CPUPerOp{"oneOrg": in.OneOrgCPU, "manyOrgs": in.ManyOrgsCPU, "floor": in.FloorCPU, "bare": in.BareOneCPU, "netHTTP": in.NetHTTPCPU}
 		}
 	}
 	raw, err := json.MarshalIndent(r, "", "  ")

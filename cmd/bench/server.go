@@ -88,7 +88,7 @@ func runServer() {
 			fail(err)
 		}
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: withNetHTTPFloor(handler), ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 	fmt.Println(ln.Addr().String())
 	io.Copy(io.Discard, os.Stdin)
@@ -96,6 +96,32 @@ func runServer() {
 	defer cancel()
 	srv.Shutdown(sctx)
 	a.Close()
+}
+
+// netHTTPFloorPath is served by the server process beside Tollgate's
+// routes: a bare net/http handler that reads the body and answers a fixed
+// one-event recordUsage answer, with no authentication, GraphQL or usage
+// service behind it. The ingest section times it from the same clients as
+// the one-event calls: what any server built on net/http spends per request
+// on this machine, however little it does.
+const netHTTPFloorPath = "/__bench/net-http"
+
+// netHTTPFloorAnswer is the shape and size of Tollgate's answer to a
+// one-event recordUsage.
+var netHTTPFloorAnswer = []byte(`{"data":{"recordUsage":{"accepted":1,"duplicates":0,"rejected":[],"userErrors":[]}}}`)
+
+// withNetHTTPFloor serves netHTTPFloorPath itself and everything else with
+// next.
+func withNetHTTPFloor(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != netHTTPFloorPath {
+			next.ServeHTTP(w, r)
+			return
+		}
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(netHTTPFloorAnswer)
+	})
 }
 
 // traceFirstSlowRequest keeps the last seconds of the process's execution
