@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -139,6 +141,29 @@ func TestRedirectIsAFailedAttemptNotFollowed(t *testing.T) {
 	case <-followed.got:
 		t.Fatal("the redirect was followed")
 	default:
+	}
+}
+
+// TestAnAnswerWithHugeHeadersIsAFailedAttempt: a receiver's answer is read
+// for its status; one that sends megabytes of headers fails the attempt,
+// in words that say why, instead of having a worker read up to 10 MiB.
+func TestAnAnswerWithHugeHeadersIsAFailedAttempt(t *testing.T) {
+	h := newHarness(t, testenv.DB(t), 3)
+	rcv := newReceiver(t, func(_ int, w http.ResponseWriter) {
+		for i := range 64 {
+			w.Header().Set(fmt.Sprintf("X-Pad-%d", i), strings.Repeat("a", 4<<10))
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	ep, _ := h.endpoint(t, rcv.URL, outbound.InvoicePaid)
+	h.emit(t, outbound.InvoicePaid, map[string]string{})
+	rcv.next(t)
+	if ev := h.next(t); ev.Kind != river.EventKindJobFailed {
+		t.Fatalf("after an answer with 256 KiB of headers the job is %s, want failed (to retry)", ev.Kind)
+	}
+	ds := h.deliveries(t, ep.ID)
+	if a := ds[0].Attempts; len(a) != 1 || a[0].Error != "the receiver's answer had more than 64 KiB of headers" {
+		t.Fatalf("attempts = %+v", a)
 	}
 }
 
