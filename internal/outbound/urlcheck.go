@@ -105,7 +105,7 @@ func newHTTPClient(production bool, allowed []netip.Prefix, resolver *net.Resolv
 		dialer.Control = dialGuard(allowed)
 	}
 	return &http.Client{
-		Timeout: 5 * time.Second,
+		Timeout: attemptTimeout,
 		Transport: &http.Transport{
 			Proxy:               nil,
 			DialContext:         dialer.DialContext,
