@@ -1,6 +1,7 @@
 package graph_test
 
 import (
+	"encoding/base64"
 	"fmt"
 	"os"
 	"strconv"
@@ -214,4 +215,30 @@ func TestOneWordingPerErrorKind(t *testing.T) {
 // monthEnd is when h's current month ends, as a Time field answers it.
 func monthEnd(h *apptest.Harness) string {
 	return clock.MonthEnd(h.Clock.Now()).Format(time.RFC3339)
+}
+
+// TestAHandMadeCursorOfUnstorableTextIsBadInput: a cursor is base64 a
+// client can write by hand; one whose fields hold a NUL or bytes that are
+// not UTF-8 is refused as a bad cursor, as any other hand-made one is, and
+// never reaches the database (Postgres refused the query, which answered
+// INTERNAL).
+func TestAHandMadeCursorOfUnstorableTextIsBadInput(t *testing.T) {
+	h := apptest.New(t, apptest.Options{})
+	var rec recordResult
+	h.Query("acme", `mutation { recordUsage(input: {events: [{meter: "api_calls", quantity: 2, idempotencyKey: "c1", endpoint: "GET /a"}]}) { accepted } }`, nil).Decode(t, &rec)
+	if rec.RecordUsage.Accepted != 1 {
+		t.Fatalf("recordUsage accepted %d, want 1", rec.RecordUsage.Accepted)
+	}
+	cursor := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+	for _, c := range []struct{ query, after string }{
+		{`query($a: String) { usageByEndpoint(after: $a) { endpoint } }`, cursor("e1|2|api_calls|GET /a\x00")},
+		{`query($a: String) { usageByEndpoint(after: $a) { endpoint } }`, cursor("e1|2|api_calls|GET /\xff")},
+		{`query($a: String) { usageByEndpoint(after: $a) { endpoint } }`, cursor("e1|2|api\x00calls|GET /a")},
+		{`query($a: String) { invoices(after: $a) { pageInfo { hasNextPage } } }`, cursor("v1|2026-01-01T00:00:00Z|in_\xfe")},
+	} {
+		res := h.Query("acme", c.query, map[string]any{"a": c.after})
+		if res.Code() != "BAD_USER_INPUT" || res.Errors[0].Message != "after is not a cursor from this list" {
+			t.Errorf("%s with after %q answered %s", c.query, c.after, res.Body)
+		}
+	}
 }

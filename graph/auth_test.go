@@ -151,6 +151,22 @@ func TestAuthMatrix(t *testing.T) {
 			t.Fatalf("code = %q, want FORBIDDEN", r.Code())
 		}
 	})
+	// RFC 6749 §3.3: scopes are separated by spaces (U+0020) only. A scope
+	// holding a tab, line break or another Unicode space is one scope
+	// Tollgate does not know, not two, as the issuer that signed it read it.
+	t.Run("scopes are separated by spaces only", func(t *testing.T) {
+		const create = `mutation { createApiKey(input: {name: "ci", scopes: [BILLING_READ]}) { secret } }`
+		for _, scope := range []string{"billing:read\tbilling:write", "billing:read\nbilling:write", "billing:read\u00a0billing:write", "billing:read\u2003billing:write"} {
+			tok := signed(t, apptest.Secret, claims("acme", scope, now.Add(time.Hour)))
+			if r := h.Do(map[string]string{"Authorization": "Bearer " + tok}, create, nil); r.Code() != "FORBIDDEN" {
+				t.Errorf("scope %q: createApiKey answered %s, want FORBIDDEN", scope, r.Body)
+			}
+		}
+		tok := signed(t, apptest.Secret, claims("acme", " billing:read  billing:write ", now.Add(time.Hour)))
+		if r := h.Do(map[string]string{"Authorization": "Bearer " + tok}, create, nil); len(r.Errors) > 0 {
+			t.Errorf("scope with extra spaces: createApiKey answered %s", r.Body)
+		}
+	})
 }
 
 // TestOrganisationsAreIsolated: each token sees its own organisation, created

@@ -24,9 +24,12 @@ const (
 var AllScopes = []Scope{BillingRead, BillingWrite, UsageWrite}
 
 // ParseScopes splits a space-separated scope claim, keeping known scopes.
+// Only U+0020 separates (RFC 6749 §3.3), as the issuer that signed the
+// claim reads it: "billing:read\tbilling:write" is one scope no issuer
+// meant as billing:write, so it grants nothing.
 func ParseScopes(s string) []Scope {
 	var out []Scope
-	for _, f := range strings.Fields(s) {
+	for _, f := range strings.Split(s, " ") {
 		sc := Scope(f)
 		if slices.Contains(AllScopes, sc) && !slices.Contains(out, sc) {
 			out = append(out, sc)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"syscall"
 )
 
@@ -63,6 +64,9 @@ func attemptError(err error, production bool) string {
 		return "TLS: the receiver's certificate could not be verified"
 	case errors.As(err, &recordErr):
 		return "TLS: the receiver did not answer in TLS (is it serving plain http?)"
+	case strings.Contains(err.Error(), "server response headers exceeded"):
+		// net/http's error for MaxResponseHeaderBytes has no type of its own.
+		return fmt.Sprintf("the receiver's answer had more than %d KiB of headers", maxAnswerHeaderBytes>>10)
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
 		return "timed out: no answer within 5 s"
 	case errors.Is(err, syscall.ECONNREFUSED):

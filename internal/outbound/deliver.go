@@ -93,8 +93,16 @@ func (w *deliverWorker) Work(ctx context.Context, job *river.Job[deliverArgs]) e
 		return river.JobCancel(errors.New("endpoint is disabled"))
 	}
 
+	// One organisation's receivers never hold more than their share of
+	// the workers (turns); a delivery over it waits, and no attempt is
+	// counted.
+	done, wait, ok := s.turns.take(d.OrgID)
+	if !ok {
+		return river.JobSnooze(wait)
+	}
 	at := s.clock.Now()
 	code, latency, sendErr := s.send(ctx, ep, ev, at)
+	done()
 	final := job.Attempt >= job.MaxAttempts
 	out, err := s.record(ctx, d.ID, ep.ID, at, code, latency, sendErr, final)
 	if err != nil {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -122,24 +124,53 @@ func TestServerErrorIsRetriedThenDelivered(t *testing.T) {
 func TestRedirectIsAFailedAttemptNotFollowed(t *testing.T) {
 	h := newHarness(t, testenv.DB(t), 3)
 	followed := newReceiver(t, status(http.StatusOK))
-	rcv := newReceiver(t, func(_ int, w http.ResponseWriter) {
+	a := h.oneFailedAttempt(t, func(_ int, w http.ResponseWriter) {
 		w.Header().Set("Location", followed.URL)
 		w.WriteHeader(http.StatusTemporaryRedirect)
 	})
-	ep, _ := h.endpoint(t, rcv.URL, outbound.InvoicePaid)
-	h.emit(t, outbound.InvoicePaid, map[string]string{})
-	rcv.next(t)
-	if ev := h.next(t); ev.Kind != river.EventKindJobFailed {
-		t.Fatalf("after a 307 the job is %s, want failed (to retry)", ev.Kind)
-	}
-	if ds := h.deliveries(t, ep.ID); ds[0].Attempts[0].StatusCode != http.StatusTemporaryRedirect {
-		t.Fatalf("attempt = %+v", ds[0].Attempts)
+	if a.StatusCode != http.StatusTemporaryRedirect {
+		t.Fatalf("attempt = %+v", a)
 	}
 	select {
 	case <-followed.got:
 		t.Fatal("the redirect was followed")
 	default:
 	}
+}
+
+// TestAnAnswerWithHugeHeadersIsAFailedAttempt: a receiver's answer is read
+// for its status; one that sends megabytes of headers fails the attempt,
+// in words that say why, instead of having a worker read up to 10 MiB.
+func TestAnAnswerWithHugeHeadersIsAFailedAttempt(t *testing.T) {
+	h := newHarness(t, testenv.DB(t), 3)
+	a := h.oneFailedAttempt(t, func(_ int, w http.ResponseWriter) {
+		for i := range 64 {
+			w.Header().Set(fmt.Sprintf("X-Pad-%d", i), strings.Repeat("a", 4<<10))
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	if a.Error != "the receiver's answer had more than 64 KiB of headers" {
+		t.Fatalf("attempt = %+v", a)
+	}
+}
+
+// oneFailedAttempt sends one event to a new endpoint at a receiver
+// answering with respond, and returns the delivery's one attempt, which
+// must have failed, leaving the job to retry.
+func (h *harness) oneFailedAttempt(t *testing.T, respond func(int, http.ResponseWriter)) outbound.Attempt {
+	t.Helper()
+	rcv := newReceiver(t, respond)
+	ep, _ := h.endpoint(t, rcv.URL, outbound.InvoicePaid)
+	h.emit(t, outbound.InvoicePaid, map[string]string{})
+	rcv.next(t)
+	if ev := h.next(t); ev.Kind != river.EventKindJobFailed {
+		t.Fatalf("the job is %s after the attempt, want failed (to retry)", ev.Kind)
+	}
+	ds := h.deliveries(t, ep.ID)
+	if len(ds) != 1 || len(ds[0].Attempts) != 1 {
+		t.Fatalf("deliveries = %+v, want one with one attempt", ds)
+	}
+	return ds[0].Attempts[0]
 }
 
 func TestSequencesIncreaseByOnePerOrganisationInCommitOrder(t *testing.T) {

@@ -76,6 +76,7 @@ type Service struct {
 	production bool
 	allowed    []netip.Prefix
 	http       *http.Client
+	turns      turns
 }
 
 // NewService builds the service and registers its delivery worker on

@@ -91,6 +91,10 @@ func forbiddenHost(host string, allowed []netip.Prefix) bool {
 // be told, nor whether the name exists inside Tollgate's network.
 var errForbiddenAddr = errors.New("cannot deliver to this destination: webhooks go to public addresses only")
 
+// maxAnswerHeaderBytes bounds the headers of a receiver's answer that an
+// attempt reads; more fails the attempt, in attemptError's words.
+const maxAnswerHeaderBytes = 64 << 10
+
 // newHTTPClient sends deliveries: 5 s per attempt, redirects never followed
 // (a 3xx is a failed attempt), no proxy from the environment, and in
 // production no connection to a forbidden address whatever DNS answers.
@@ -101,13 +105,18 @@ func newHTTPClient(production bool, allowed []netip.Prefix, resolver *net.Resolv
 		dialer.Control = dialGuard(allowed)
 	}
 	return &http.Client{
-		Timeout: 5 * time.Second,
+		Timeout: attemptTimeout,
 		Transport: &http.Transport{
 			Proxy:               nil,
 			DialContext:         dialer.DialContext,
 			TLSHandshakeTimeout: 5 * time.Second,
-			MaxIdleConnsPerHost: 4,
-			IdleConnTimeout:     90 * time.Second,
+			// Go reads up to 10 MiB of a receiver's headers by default:
+			// ten workers held that much each for any organisation's
+			// receiver that sent it. A receiver's answer is read for its
+			// status alone.
+			MaxResponseHeaderBytes: maxAnswerHeaderBytes,
+			MaxIdleConnsPerHost:    4,
+			IdleConnTimeout:        90 * time.Second,
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}

@@ -16,10 +16,12 @@ func EncodeCursor(version string, fields ...string) string {
 }
 
 // DecodeCursor reads the n fields of a cursor EncodeCursor wrote with
-// version; ok is false for anything else.
+// version; ok is false for anything else. Every field goes into a query, so
+// a cursor that is not StorableText (made by hand: a NUL or bytes that are
+// not UTF-8, which Postgres refuses with an error) names no row.
 func DecodeCursor(s, version string, n int) (fields []string, ok bool) {
 	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
+	if err != nil || !StorableText(string(b)) {
 		return nil, false
 	}
 	parts := strings.SplitN(string(b), "|", n+1)

@@ -31,7 +31,7 @@
     try {
       const payload = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
       const claims = JSON.parse(atob(payload));
-      return typeof claims.scope === 'string' ? claims.scope.split(/\s+/) : [];
+      return typeof claims.scope === 'string' ? claims.scope.split(' ') : []; // as the server: spaces only
     } catch {
       return null;
     }
