@@ -147,7 +147,9 @@ type chargeKey struct{}
 // charge is one request's budgets, which WorkCharge tops up: the
 // credential's first, then its organisation's, each charged only when the
 // one before it passed, so a credential over its own limit spends none of
-// its organisation's budget (and none of the other credentials').
+// its organisation's budget (and none of the other credentials'); a
+// request its organisation refuses gives its credential back what that
+// charge took (Limiter.Return), so it spends none of the credential's.
 type charge struct {
 	l       *Limiter
 	budgets [2]budget
@@ -246,6 +248,13 @@ func (a *API) Middleware(next http.Handler) http.Handler {
 			// so the second costs no Redis round trip either.
 			b.first = a.l.Allow(r.Context(), b.key, b.rate)
 			if !b.first.Allowed {
+				// The budgets charged before this one give their unit
+				// back: a request its organisation refuses spends
+				// nothing of its credential's (see Refunds).
+				for j := range s.c.budgets[:i] {
+					p := &s.c.budgets[j]
+					a.l.Return(r.Context(), p.key, p.rate, p.first)
+				}
 				refuse(w, b.first)
 				return
 			}
@@ -336,6 +345,16 @@ func (WorkCharge) MutateOperationContext(ctx context.Context, op *graphql.Operat
 		d := c.l.AllowN(ctx, b.key, b.rate, n-1)
 		b.work.Store(&workDecision{Decision: d, n: n - 1})
 		if !d.Allowed {
+			// The budgets charged before this one give back what this
+			// charge took of them; each keeps the first unit, which paid
+			// for a request that was received and parsed.
+			for j := range c.budgets[:i] {
+				p := &c.budgets[j]
+				if w := p.work.Load(); w != nil && w.Allowed {
+					c.l.ReturnN(ctx, p.key, p.rate, w.n, w.Decision)
+					p.work.Store(&workDecision{Decision: Decision{Allowed: true, Limit: w.Limit, Remaining: w.Remaining + w.n}, n: 0})
+				}
+			}
 			err := gqlerror.Errorf("rate limit exceeded: the operation's %d root fields are more than this %s has left this second", n, b.what)
 			err.Extensions = map[string]any{"code": string(apperr.RateLimited), "retryAfterSeconds": retrySeconds(d.RetryAfter)}
 			return err
