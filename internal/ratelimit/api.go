@@ -153,6 +153,9 @@ type chargeKey struct{}
 type charge struct {
 	l       *Limiter
 	budgets [2]budget
+	// refused is the decision of a further budget that refused the
+	// operation (StripeCharge's), which the answer then describes.
+	refused atomic.Pointer[Decision]
 }
 
 // budget is one budget a request is charged to.
@@ -170,13 +173,16 @@ type budget struct {
 
 // charged reports whether WorkCharge has charged any budget.
 func (c *charge) charged() bool {
-	return c.budgets[0].work.Load() != nil || c.budgets[1].work.Load() != nil
+	return c.budgets[0].work.Load() != nil || c.budgets[1].work.Load() != nil || c.refused.Load() != nil
 }
 
 // verdict combines the budgets' decisions into the one the headers show: a
 // refusing budget's, else the one with the least left (the one that will
 // refuse first).
 func (c *charge) verdict() Decision {
+	if d := c.refused.Load(); d != nil {
+		return *d
+	}
 	var out Decision
 	found := false
 	for i := range c.budgets {
@@ -376,6 +382,14 @@ func article(what string) string {
 // fragments, each fragment once, so the count costs time linear in the
 // document.
 func RootFields(set ast.SelectionSet) int {
+	n := 0
+	rootFields(set, func(string) { n++ })
+	return n
+}
+
+// rootFields calls each with the field name of each distinct root response
+// key (see RootFields).
+func rootFields(set ast.SelectionSet, each func(name string)) {
 	keys := map[string]struct{}{}
 	seen := map[string]bool{}
 	var walk func(ast.SelectionSet)
@@ -387,7 +401,10 @@ func RootFields(set ast.SelectionSet) int {
 				if k == "" {
 					k = s.Name
 				}
-				keys[k] = struct{}{}
+				if _, dup := keys[k]; !dup {
+					keys[k] = struct{}{}
+					each(s.Name)
+				}
 			case *ast.InlineFragment:
 				walk(s.SelectionSet)
 			case *ast.FragmentSpread:
@@ -400,7 +417,6 @@ func RootFields(set ast.SelectionSet) int {
 		}
 	}
 	walk(set)
-	return len(keys)
 }
 
 // retrySeconds is Retry-After in whole seconds, rounded up so a client that
