@@ -157,6 +157,9 @@ const (
 	// name, prefix, who revoked it and when) a quarter, for audits of the
 	// keys an organisation had.
 	DefaultRevokedAPIKeysRetentionDays = 90
+	// minCheckoutRetentionDays outlasts Stripe's three days of webhook
+	// retries after a session's last day open.
+	minCheckoutRetentionDays = 7
 	// maxRetentionDays is ten years.
 	maxRetentionDays = 3650
 )
@@ -384,16 +387,22 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 		c.StripeCallsPerOrganization = n
 	}
-	for v, dst := range map[string]*int{
-		"CHECKOUT_SESSIONS_RETENTION": &c.CheckoutSessionsRetentionDays,
-		"REVOKED_API_KEYS_RETENTION":  &c.RevokedAPIKeysRetentionDays,
+	for _, r := range []struct {
+		v       string
+		dst     *int
+		minDays int
+	}{
+		// A completed session's webhook may be retried for three days;
+		// its record places it.
+		{"CHECKOUT_SESSIONS_RETENTION", &c.CheckoutSessionsRetentionDays, minCheckoutRetentionDays},
+		{"REVOKED_API_KEYS_RETENTION", &c.RevokedAPIKeysRetentionDays, 1},
 	} {
-		if s := getenv(v); s != "" {
+		if s := getenv(r.v); s != "" {
 			n, ok := wholeNumber(strings.TrimSuffix(s, "d"))
-			if !ok || !strings.HasSuffix(s, "d") || s[0] == '0' || n < 1 || n > maxRetentionDays {
-				bad(v, "must be a number of whole days from 1d to %dd, like 30d, got %q", maxRetentionDays, s)
+			if !ok || !strings.HasSuffix(s, "d") || s[0] == '0' || n < r.minDays || n > maxRetentionDays {
+				bad(r.v, "must be a number of whole days from %dd to %dd, like 30d, got %q", r.minDays, maxRetentionDays, s)
 			}
-			*dst = n
+			*r.dst = n
 		}
 	}
 	if v := getenv("USAGE_EVENTS_RETENTION"); v != "" {
