@@ -44,7 +44,8 @@ func TestAnOrganisationsStripeCallsAreBudgeted(t *testing.T) {
 	if r := h.Query("acme", stripeFields(budget), nil); len(r.Errors) > 0 || r.Status != http.StatusOK {
 		t.Fatalf("%d Stripe-calling fields of a budget of %d: %d %+v", budget, budget, r.Status, r.Errors)
 	}
-	r := h.Query("acme", stripeFields(1), nil)
+	// Through a fragment too.
+	r := h.Query("acme", `mutation { ... on Mutation { x: resumeSubscription { userErrors { code } } } }`, nil)
 	if r.Status != http.StatusTooManyRequests || r.Code() != "RATE_LIMITED" {
 		t.Fatalf("Stripe-calling field %d of a budget of %d a second: %d %+v, want 429 RATE_LIMITED", budget+1, budget, r.Status, r.Errors)
 	}

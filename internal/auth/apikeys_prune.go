@@ -9,7 +9,6 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/tollgate-billing/tollgate/internal/jobs"
-	"github.com/tollgate-billing/tollgate/internal/store"
 )
 
 const (
@@ -31,28 +30,13 @@ const (
 func (k *Keys) PruneRevoked(ctx context.Context, before time.Time) (int64, error) {
 	// Times are stored in UTC; SQLite compares them as text.
 	before = before.UTC()
-	// Walks api_keys_revoked_idx. As stripehook's prune: on Postgres the
-	// ids go through an array, and SKIP LOCKED lets a concurrent run take
-	// other rows.
-	pick := "SELECT id FROM api_keys WHERE revoked_at IS NOT NULL AND revoked_at < ? ORDER BY revoked_at LIMIT ?"
-	q := "DELETE FROM api_keys WHERE id IN (" + pick + ")"
-	if k.db.Dialect == store.Postgres {
-		q = "DELETE FROM api_keys WHERE id = ANY (ARRAY(" + pick + " FOR UPDATE SKIP LOCKED))"
+	// Walks api_keys_revoked_idx.
+	n, err := k.db.DeleteInBatches(ctx, "api_keys",
+		"SELECT id FROM api_keys WHERE revoked_at IS NOT NULL AND revoked_at < ? ORDER BY revoked_at LIMIT ?", revokedPruneBatch, before)
+	if err != nil {
+		return n, fmt.Errorf("prune api keys revoked before %s: %w", before.Format(time.RFC3339), err)
 	}
-	var total int64
-	for {
-		if err := ctx.Err(); err != nil {
-			return total, err
-		}
-		res := k.db.WithContext(ctx).Exec(q, before, revokedPruneBatch)
-		if res.Error != nil {
-			return total, fmt.Errorf("prune api keys revoked before %s: %w", before.Format(time.RFC3339), res.Error)
-		}
-		total += res.RowsAffected
-		if res.RowsAffected < revokedPruneBatch {
-			return total, nil
-		}
-	}
+	return n, nil
 }
 
 // KeepRevoked registers the retention job on runner and runs it every

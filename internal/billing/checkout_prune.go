@@ -47,26 +47,12 @@ func pruneCheckouts(ctx context.Context, db *store.DB, before time.Time, batch i
 		WHERE ((c.state = ? AND c.updated_at < ?) OR (c.state IN (?, ?) AND c.updated_at < ?))
 		AND EXISTS (SELECT 1 FROM checkout_sessions n WHERE n.org_id = c.org_id AND n.customer_id = c.customer_id AND n.created_at > c.created_at)
 		ORDER BY c.updated_at LIMIT ?`
-	// As stripehook's prune: on Postgres the ids go through an array, and
-	// SKIP LOCKED lets a concurrent run take other rows.
-	q := "DELETE FROM checkout_sessions WHERE id IN (" + pick + ")"
-	if db.Dialect == store.Postgres {
-		q = "DELETE FROM checkout_sessions WHERE id = ANY (ARRAY(" + pick + " FOR UPDATE OF c SKIP LOCKED))"
+	n, err := db.DeleteInBatches(ctx, "checkout_sessions", pick, batch,
+		checkoutClosed, before, checkoutOpen, checkoutPending, before.Add(-checkoutLifetime))
+	if err != nil {
+		return n, fmt.Errorf("prune checkout sessions finished before %s: %w", before.Format(time.RFC3339), err)
 	}
-	var total int64
-	for {
-		if err := ctx.Err(); err != nil {
-			return total, err
-		}
-		res := db.WithContext(ctx).Exec(q, checkoutClosed, before, checkoutOpen, checkoutPending, before.Add(-checkoutLifetime), batch)
-		if res.Error != nil {
-			return total, fmt.Errorf("prune checkout sessions finished before %s: %w", before.Format(time.RFC3339), res.Error)
-		}
-		total += res.RowsAffected
-		if res.RowsAffected < int64(batch) {
-			return total, nil
-		}
-	}
+	return n, nil
 }
 
 // KeepCheckouts registers the retention job on runner and runs it every

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/tollgate-billing/tollgate/internal/apperr"
@@ -65,12 +66,7 @@ func (s *StripeCharge) MutateOperationContext(ctx context.Context, op *graphql.O
 	if !ok || p.OrgID == "" {
 		return nil // these fields need credentials; they refuse on their own
 	}
-	n := 0
-	rootFields(op.Operation.SelectionSet, func(name string) {
-		if s.fields[name] {
-			n++
-		}
-	})
+	n := s.count(op.Operation.SelectionSet)
 	if n == 0 {
 		return nil
 	}
@@ -89,4 +85,28 @@ func (s *StripeCharge) MutateOperationContext(ctx context.Context, op *graphql.O
 	err := gqlerror.Errorf("rate limit exceeded: the operation's %d fields that call Stripe are more than this organisation has left this second", n)
 	err.Extensions = map[string]any{"code": string(apperr.RateLimited), "retryAfterSeconds": retrySeconds(d.RetryAfter)}
 	return err
+}
+
+// count is how many of the operation's distinct root response keys are
+// Stripe fields. An operation of plain fields none of which is one (a gate,
+// recordUsage) is answered without the allocations of RootFields' walk.
+func (s *StripeCharge) count(set ast.SelectionSet) int {
+	walk := false
+	for _, sel := range set {
+		f, ok := sel.(*ast.Field)
+		if !ok || s.fields[f.Name] {
+			walk = true
+			break
+		}
+	}
+	if !walk {
+		return 0
+	}
+	n := 0
+	rootFields(set, func(name string) {
+		if s.fields[name] {
+			n++
+		}
+	})
+	return n
 }
