@@ -27,6 +27,9 @@ type Options struct {
 	// Work, when set, charges each operation's work against Tollgate's own
 	// rate limit; it runs before the complexity limit.
 	Work graphql.HandlerExtension
+	// StripeBudget, when set, charges each operation's StripeFields against
+	// its organisation's Stripe budget; it runs after the complexity limit.
+	StripeBudget graphql.HandlerExtension
 }
 
 // queryCacheSize is how many parsed and validated documents are kept.
@@ -70,6 +73,9 @@ func NewHandler(r *Resolver, o Options) http.Handler {
 	}
 	srv.Use(newExactEnums(es.Schema()))
 	srv.Use(newComplexityLimit(es, MaxComplexity, argPriced))
+	if o.StripeBudget != nil {
+		srv.Use(o.StripeBudget)
+	}
 	srv.AroundResponses(measure(es.Schema()))
 	if o.Production {
 		srv.SetErrorPresenter(hideTypeNames(es.Schema(), ErrorPresenter(o.Log)))

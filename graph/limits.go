@@ -45,6 +45,12 @@ const (
 	StripeCallCost = MaxComplexity / (MaxStripeCalls + 1)
 )
 
+// StripeFields are the root fields that call Stripe as they run: the ones
+// listCosts prices at StripeCallCost, and the ones an organisation's Stripe
+// budget (ratelimit.StripeCharge) counts. A field that starts calling
+// Stripe belongs in both.
+var StripeFields = []string{"upcomingInvoice", "createCheckoutSession", "createPortalSession", "cancelSubscription", "resumeSubscription"}
+
 // listCosts prices list fields by how many items they can return, so
 // complexity reflects rows read rather than fields named. Where a service
 // bounds a list, its own limit is used, so the two cannot drift apart. It

@@ -344,6 +344,10 @@ func (a *App) buildJobs(ctx context.Context) error {
 	a.Invoices.EmitTo(a.Webhooks)
 	// Events, deliveries and attempts are kept for outbound.Retention.
 	a.Webhooks.SchedulePrune(0)
+	// Finished Checkout sessions and revoked API keys are kept for
+	// CHECKOUT_SESSIONS_RETENTION and REVOKED_API_KEYS_RETENTION.
+	a.Billing.KeepCheckouts(a.Jobs, time.Duration(a.Config.CheckoutSessionsRetentionDays)*24*time.Hour, 0)
+	a.Keys.KeepRevoked(a.Jobs, time.Duration(a.Config.RevokedAPIKeysRetentionDays)*24*time.Hour, 0, a.Log)
 	// Usage history partitions are made ahead and dropped past
 	// USAGE_EVENTS_RETENTION.
 	a.Usage.KeepHistory(a.Jobs, a.Config.UsageEventsRetentionMonths, 0)

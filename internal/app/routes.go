@@ -35,6 +35,8 @@ func (a *App) Handler() http.Handler {
 		Production: a.Config.Env == config.Production,
 		Log:        a.Log,
 		Work:       ratelimit.WorkCharge{},
+		// Every organisation shares one Stripe account and its rate limit.
+		StripeBudget: ratelimit.NewStripeCharge(a.Limiter, a.Config.StripeCallsPerOrganization, graph.StripeFields),
 	})
 	// Order matters: authenticate, then charge the credential (or address),
 	// then run the operation.

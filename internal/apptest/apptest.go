@@ -64,7 +64,9 @@ func New(t testing.TB, o Options) *Harness {
 	env := map[string]string{"JWT_SECRET": Secret, "TOLLGATE_DATA_DIR": dir,
 		// Tests share one client address and hammer one credential; a test
 		// of the API's own limits sets these in Env.
-		"API_RATE_LIMIT_PER_CREDENTIAL": "1000000", "API_RATE_LIMIT_PER_ORGANIZATION": "1000000", "API_RATE_LIMIT_PER_ADDRESS": "1000000"}
+		"API_RATE_LIMIT_PER_CREDENTIAL": "1000000", "API_RATE_LIMIT_PER_ORGANIZATION": "1000000", "API_RATE_LIMIT_PER_ADDRESS": "1000000",
+		// Likewise the organisation's Stripe budget.
+		"STRIPE_CALLS_PER_ORGANIZATION": "1000000"}
 	if !o.PlanRateLimits {
 		relaxed := regexp.MustCompile(`rate_limit_per_second: \d+`).ReplaceAll(plans.DefaultsYAML(), []byte("rate_limit_per_second: 100000"))
 		env["PLANS_FILE"] = filepath.Join(dir, "plans.yaml")

@@ -68,6 +68,17 @@ type Config struct {
 	// credentials together.
 	APIRatePerOrganization int
 	APIRatePerAddress      int
+	// StripeCallsPerOrganization is how many fields that call Stripe
+	// (createCheckoutSession, upcomingInvoice, …) one organisation may run
+	// a second, all its credentials together, so that no tenant can spend
+	// the Stripe account's rate limit every tenant shares; 0 is no limit.
+	StripeCallsPerOrganization int
+
+	// CheckoutSessionsRetentionDays is how long a Checkout session's row is
+	// kept once it has expired or completed; RevokedAPIKeysRetentionDays
+	// how long a revoked API key's row is kept once revoked.
+	CheckoutSessionsRetentionDays int
+	RevokedAPIKeysRetentionDays   int
 
 	// UsageEventsRetentionMonths is how many whole months of raw usage
 	// events are kept (USAGE_EVENTS_RETENTION, e.g. 13mo). Rollups, which
@@ -130,6 +141,29 @@ const DefaultUsageEventsRetentionMonths = 13
 // maxRetentionMonths bounds USAGE_EVENTS_RETENTION at a century.
 const maxRetentionMonths = 1200
 
+// Defaults of the Stripe-call budget and of the retention of finished
+// rows.
+const (
+	// DefaultStripeCallsPerOrganization lets the largest operation allowed
+	// (graph.MaxStripeCalls Stripe-calling fields) pass on a full budget,
+	// and keeps 25 organisations at full tilt within the Stripe account's
+	// 100 calls a second in live mode.
+	DefaultStripeCallsPerOrganization = 4
+	// DefaultCheckoutSessionsRetentionDays keeps a finished Checkout
+	// session a month: Stripe retries its webhook for three days, and a
+	// support question about last week's checkout can still be answered.
+	DefaultCheckoutSessionsRetentionDays = 30
+	// DefaultRevokedAPIKeysRetentionDays keeps a revoked key's row (its
+	// name, prefix, who revoked it and when) a quarter, for audits of the
+	// keys an organisation had.
+	DefaultRevokedAPIKeysRetentionDays = 90
+	// minCheckoutRetentionDays outlasts Stripe's three days of webhook
+	// retries after a session's last day open.
+	minCheckoutRetentionDays = 7
+	// maxRetentionDays is ten years.
+	maxRetentionDays = 3650
+)
+
 // REQUEST_TIMEOUT's bounds: below a second a Stripe call or a busy database
 // fails every request; past the HTTP server's 60-second write timeout the
 // client has already been cut off.
@@ -181,6 +215,11 @@ func Load(getenv func(string) string) (Config, error) {
 		APIRatePerCredential:   1000,
 		APIRatePerOrganization: 5000,
 		APIRatePerAddress:      100,
+
+		StripeCallsPerOrganization: DefaultStripeCallsPerOrganization,
+
+		CheckoutSessionsRetentionDays: DefaultCheckoutSessionsRetentionDays,
+		RevokedAPIKeysRetentionDays:   DefaultRevokedAPIKeysRetentionDays,
 
 		UsageEventsRetentionMonths: DefaultUsageEventsRetentionMonths,
 		UsageGateLease:             DefaultUsageGateLease,
@@ -339,6 +378,31 @@ func Load(getenv func(string) string) (Config, error) {
 				bad(v, "must be a whole number of root fields a second (0 for no limit), got %q", s)
 			}
 			*dst = n
+		}
+	}
+	if v := getenv("STRIPE_CALLS_PER_ORGANIZATION"); v != "" {
+		n, ok := wholeNumber(v)
+		if !ok {
+			bad("STRIPE_CALLS_PER_ORGANIZATION", "must be a whole number of Stripe-calling fields a second (0 for no limit), got %q", v)
+		}
+		c.StripeCallsPerOrganization = n
+	}
+	for _, r := range []struct {
+		v       string
+		dst     *int
+		minDays int
+	}{
+		// A completed session's webhook may be retried for three days;
+		// its record places it.
+		{"CHECKOUT_SESSIONS_RETENTION", &c.CheckoutSessionsRetentionDays, minCheckoutRetentionDays},
+		{"REVOKED_API_KEYS_RETENTION", &c.RevokedAPIKeysRetentionDays, 1},
+	} {
+		if s := getenv(r.v); s != "" {
+			n, ok := wholeNumber(strings.TrimSuffix(s, "d"))
+			if !ok || !strings.HasSuffix(s, "d") || s[0] == '0' || n < r.minDays || n > maxRetentionDays {
+				bad(r.v, "must be a number of whole days from %dd to %dd, like 30d, got %q", r.minDays, maxRetentionDays, s)
+			}
+			*r.dst = n
 		}
 	}
 	if v := getenv("USAGE_EVENTS_RETENTION"); v != "" {

@@ -16,7 +16,7 @@ func TestDefaultsRunWithZeroSetup(t *testing.T) {
 	}
 	if c.Port != 8080 || c.Env != Dev || c.DatabaseURL != "" || c.RedisURL != "" || !c.Migrate || !c.Playground ||
 		c.APIRatePerCredential != 1000 || c.APIRatePerOrganization != 5000 || c.APIRatePerAddress != 100 || !c.BillingPage || c.UsageEventsRetentionMonths != 13 ||
-		c.UsageGateLease != time.Second {
+		c.UsageGateLease != time.Second || c.StripeCallsPerOrganization != 4 || c.CheckoutSessionsRetentionDays != 30 || c.RevokedAPIKeysRetentionDays != 90 {
 		t.Fatalf("unexpected defaults: %+v", c)
 	}
 }
@@ -50,6 +50,11 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 		{"negative API limit per credential", map[string]string{"API_RATE_LIMIT_PER_CREDENTIAL": "-1"}, "API_RATE_LIMIT_PER_CREDENTIAL"},
 		{"API limit per address in words", map[string]string{"API_RATE_LIMIT_PER_ADDRESS": "lots"}, "API_RATE_LIMIT_PER_ADDRESS"},
 		{"negative API limit per organization", map[string]string{"API_RATE_LIMIT_PER_ORGANIZATION": "-1"}, "API_RATE_LIMIT_PER_ORGANIZATION"},
+		{"Stripe budget in words", map[string]string{"STRIPE_CALLS_PER_ORGANIZATION": "few"}, "STRIPE_CALLS_PER_ORGANIZATION: must be a whole number"},
+		{"checkout retention without a unit", map[string]string{"CHECKOUT_SESSIONS_RETENTION": "30"}, "CHECKOUT_SESSIONS_RETENTION: must be a number of whole days from 7d"},
+		{"checkout retention shorter than Stripe's retries", map[string]string{"CHECKOUT_SESSIONS_RETENTION": "3d"}, "CHECKOUT_SESSIONS_RETENTION"},
+		{"revoked key retention of no days", map[string]string{"REVOKED_API_KEYS_RETENTION": "0d"}, "REVOKED_API_KEYS_RETENTION: must be a number of whole days from 1d"},
+		{"revoked key retention past ten years", map[string]string{"REVOKED_API_KEYS_RETENTION": "3651d"}, "REVOKED_API_KEYS_RETENTION"},
 		{"retention without a unit", map[string]string{"USAGE_EVENTS_RETENTION": "13"}, "USAGE_EVENTS_RETENTION: must be a number of whole months"},
 		{"retention as a Go duration", map[string]string{"USAGE_EVENTS_RETENTION": "9480h"}, "USAGE_EVENTS_RETENTION"},
 		{"retention of no months", map[string]string{"USAGE_EVENTS_RETENTION": "0mo"}, "USAGE_EVENTS_RETENTION"},
@@ -252,5 +257,17 @@ func TestEnumAndBooleanVariablesShareOneRule(t *testing.T) {
 	if _, err := Load(env(map[string]string{"LOG_LEVEL": "trace"})); err == nil ||
 		err.Error() != `LOG_LEVEL: must be debug, info, warn or error, got "trace"` {
 		t.Errorf("LOG_LEVEL=trace: %v", err)
+	}
+}
+
+// TestBudgetAndRetentionsAreRead: the Stripe budget (0 turns it off) and
+// the two retentions, in whole days, are taken as given.
+func TestBudgetAndRetentionsAreRead(t *testing.T) {
+	c, err := Load(env(map[string]string{"STRIPE_CALLS_PER_ORGANIZATION": "0", "CHECKOUT_SESSIONS_RETENTION": "14d", "REVOKED_API_KEYS_RETENTION": "1d"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.StripeCallsPerOrganization != 0 || c.CheckoutSessionsRetentionDays != 14 || c.RevokedAPIKeysRetentionDays != 1 {
+		t.Fatalf("read %d, %dd, %dd; want 0, 14d, 1d", c.StripeCallsPerOrganization, c.CheckoutSessionsRetentionDays, c.RevokedAPIKeysRetentionDays)
 	}
 }

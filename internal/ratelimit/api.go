@@ -147,10 +147,15 @@ type chargeKey struct{}
 // charge is one request's budgets, which WorkCharge tops up: the
 // credential's first, then its organisation's, each charged only when the
 // one before it passed, so a credential over its own limit spends none of
-// its organisation's budget (and none of the other credentials').
+// its organisation's budget (and none of the other credentials'); a
+// request its organisation refuses gives its credential back what that
+// charge took (Limiter.Return), so it spends none of the credential's.
 type charge struct {
 	l       *Limiter
 	budgets [2]budget
+	// refused is the decision of a further budget that refused the
+	// operation (StripeCharge's), which the answer then describes.
+	refused atomic.Pointer[Decision]
 }
 
 // budget is one budget a request is charged to.
@@ -168,13 +173,16 @@ type budget struct {
 
 // charged reports whether WorkCharge has charged any budget.
 func (c *charge) charged() bool {
-	return c.budgets[0].work.Load() != nil || c.budgets[1].work.Load() != nil
+	return c.budgets[0].work.Load() != nil || c.budgets[1].work.Load() != nil || c.refused.Load() != nil
 }
 
 // verdict combines the budgets' decisions into the one the headers show: a
 // refusing budget's, else the one with the least left (the one that will
 // refuse first).
 func (c *charge) verdict() Decision {
+	if d := c.refused.Load(); d != nil {
+		return *d
+	}
 	var out Decision
 	found := false
 	for i := range c.budgets {
@@ -246,6 +254,13 @@ func (a *API) Middleware(next http.Handler) http.Handler {
 			// so the second costs no Redis round trip either.
 			b.first = a.l.Allow(r.Context(), b.key, b.rate)
 			if !b.first.Allowed {
+				// The budgets charged before this one give their unit
+				// back: a request its organisation refuses spends
+				// nothing of its credential's (see Refunds).
+				for j := range s.c.budgets[:i] {
+					p := &s.c.budgets[j]
+					a.l.Return(r.Context(), p.key, p.rate, p.first)
+				}
 				refuse(w, b.first)
 				return
 			}
@@ -336,6 +351,16 @@ func (WorkCharge) MutateOperationContext(ctx context.Context, op *graphql.Operat
 		d := c.l.AllowN(ctx, b.key, b.rate, n-1)
 		b.work.Store(&workDecision{Decision: d, n: n - 1})
 		if !d.Allowed {
+			// The budgets charged before this one give back what this
+			// charge took of them; each keeps the first unit, which paid
+			// for a request that was received and parsed.
+			for j := range c.budgets[:i] {
+				p := &c.budgets[j]
+				if w := p.work.Load(); w != nil && w.Allowed {
+					c.l.ReturnN(ctx, p.key, p.rate, w.n, w.Decision)
+					p.work.Store(&workDecision{Decision: Decision{Allowed: true, Limit: w.Limit, Remaining: w.Remaining + w.n}, n: 0})
+				}
+			}
 			err := gqlerror.Errorf("rate limit exceeded: the operation's %d root fields are more than this %s has left this second", n, b.what)
 			err.Extensions = map[string]any{"code": string(apperr.RateLimited), "retryAfterSeconds": retrySeconds(d.RetryAfter)}
 			return err
@@ -357,6 +382,14 @@ func article(what string) string {
 // fragments, each fragment once, so the count costs time linear in the
 // document.
 func RootFields(set ast.SelectionSet) int {
+	n := 0
+	rootFields(set, func(string) { n++ })
+	return n
+}
+
+// rootFields calls each with the field name of each distinct root response
+// key (see RootFields).
+func rootFields(set ast.SelectionSet, each func(name string)) {
 	keys := map[string]struct{}{}
 	seen := map[string]bool{}
 	var walk func(ast.SelectionSet)
@@ -368,7 +401,10 @@ func RootFields(set ast.SelectionSet) int {
 				if k == "" {
 					k = s.Name
 				}
-				keys[k] = struct{}{}
+				if _, dup := keys[k]; !dup {
+					keys[k] = struct{}{}
+					each(s.Name)
+				}
 			case *ast.InlineFragment:
 				walk(s.SelectionSet)
 			case *ast.FragmentSpread:
@@ -381,7 +417,6 @@ func RootFields(set ast.SelectionSet) int {
 		}
 	}
 	walk(set)
-	return len(keys)
 }
 
 // retrySeconds is Retry-After in whole seconds, rounded up so a client that

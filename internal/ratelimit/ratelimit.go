@@ -342,3 +342,74 @@ func (l *Limiter) leaseOf(key string) *lease {
 	l.leases.Put(key, ls)
 	return ls
 }
+
+// Refunds. A request charged to two budgets (a credential's and its
+// organisation's) and refused by the second gives the first back what it
+// took, so a refusal spends nothing it did not use.
+//
+//   - A token Allow handed out from a lease goes back into that lease on
+//     this replica, as long as the lease lives: it was counted in Redis when
+//     leased and is simply handed out again. Once the lease has expired (or
+//     been evicted) the token is lost to the key, as any unused leased token
+//     is (see Leases): at most one token, for at most leaseTTL.
+//   - Tokens counted straight in Redis (AllowN, and Allow at rates under
+//     leaseShare*2) are given back in Redis, as a charge of -n. redis_rate
+//     stores nothing for a charge that leaves the budget full, so when the
+//     refund would fill it (nothing else charged it meanwhile) a second
+//     refund gives back all but the last, partly refilled, token: the key
+//     is short by less than one token, for less than 1/rate of a second.
+//     A refund never gives back more than was taken.
+//
+// A refund that cannot reach Redis is dropped: the tokens stay spent.
+
+// Return gives back the token Allow granted in d, when d was counted.
+func (l *Limiter) Return(ctx context.Context, key string, perSecond int, d Decision) {
+	if !d.Allowed || d.Limit <= 0 {
+		return // refused (nothing was taken) or unchecked (nothing was counted)
+	}
+	if perSecond/leaseShare < 2 {
+		l.refund(ctx, key, perSecond, 1)
+		return
+	}
+	ls, ok := l.leases.Get(key)
+	if !ok {
+		return // evicted, with whatever it held
+	}
+	ls.mu.Lock()
+	if time.Now().Before(ls.expires) {
+		ls.tokens++
+	}
+	ls.mu.Unlock()
+}
+
+// ReturnN gives back the n tokens AllowN granted in d, when d was counted.
+func (l *Limiter) ReturnN(ctx context.Context, key string, perSecond, n int, d Decision) {
+	if !d.Allowed || d.Limit <= 0 || n <= 0 {
+		return
+	}
+	l.refund(ctx, key, perSecond, n)
+}
+
+// refund gives n tokens back to key in Redis (see Refunds).
+func (l *Limiter) refund(ctx context.Context, key string, perSecond, n int) {
+	if !l.backoff.Available(time.Now()) {
+		return
+	}
+	lim := redis_rate.PerSecond(perSecond)
+	res, err := l.gcra.AllowN(ctx, l.redisKey(key), lim, -n)
+	if err != nil {
+		l.failed(ctx, err)
+		return
+	}
+	if res.ResetAfter > 0 {
+		return // stored: given back exactly
+	}
+	// Nothing stored: the budget is charged o = lim.Burst+n-Remaining
+	// tokens (Remaining rounded down, so o rounded up), at most n. Give
+	// back all but the last.
+	if m := lim.Burst + n - res.Remaining - 1; m > 0 && m < n {
+		if _, err := l.gcra.AllowN(ctx, l.redisKey(key), lim, -m); err != nil {
+			l.failed(ctx, err)
+		}
+	}
+}

@@ -1,0 +1,4 @@
+package billing
+
+// PruneCheckoutsInBatches is PruneCheckouts with batches of batch rows.
+var PruneCheckoutsInBatches = pruneCheckouts
