@@ -274,41 +274,10 @@ func TestTokenAndStorageHelpersRecordAfterServing(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var out struct {
-		Usage struct {
-			Meters []struct {
-				Meter string
-				Used  int64
-			}
-		}
-	}
-	h.Query("acme", `{ usage { meters { meter used } } }`, nil).Decode(t, &out)
-	got := map[string]int64{}
-	for _, mu := range out.Usage.Meters {
-		got[mu.Meter] = mu.Used
-	}
+	got := h.Used("acme")
 	if got["llm_tokens"] != 42 || got["storage_bytes"] != 300 || got["api_calls"] != 1 {
 		t.Errorf("usage %v, want 42 tokens, 300 bytes, 1 call", got)
 	}
-}
-
-// usedOf is what org has used of each meter this month.
-func usedOf(t *testing.T, h *apptest.Harness, org string) map[string]int64 {
-	t.Helper()
-	var out struct {
-		Usage struct {
-			Meters []struct {
-				Meter string
-				Used  int64
-			}
-		}
-	}
-	h.Query(org, `{ usage { meters { meter used } } }`, nil).Decode(t, &out)
-	got := map[string]int64{}
-	for _, mu := range out.Usage.Meters {
-		got[mu.Meter] = mu.Used
-	}
-	return got
 }
 
 // TestRecordedTokensAreNotChargedToThePlansRate: a handler that records
@@ -336,7 +305,7 @@ func TestRecordedTokensAreNotChargedToThePlansRate(t *testing.T) {
 			t.Errorf("completion %d: %v", i, err)
 		}
 	}
-	if got := usedOf(t, h, "busy")["llm_tokens"]; got != completions*tokens {
+	if got := h.Used("busy")["llm_tokens"]; got != completions*tokens {
 		t.Errorf("llm_tokens used %d, want the %d recorded", got, completions*tokens)
 	}
 }
@@ -358,7 +327,7 @@ func TestRecordPastAHardLimitSaysSo(t *testing.T) {
 	if !client.IsCode(err, "USAGE_LIMIT_EXCEEDED") {
 		t.Errorf("RecordTokens past the limit: %v, want USAGE_LIMIT_EXCEEDED", err)
 	}
-	if got := usedOf(t, h, "acme")["llm_tokens"]; got != 0 {
+	if got := h.Used("acme")["llm_tokens"]; got != 0 {
 		t.Errorf("llm_tokens used %d, want none counted", got)
 	}
 }
@@ -527,7 +496,7 @@ func TestAnEndCustomersPathNeverBreaksMetering(t *testing.T) {
 			t.Errorf("RecordTokens on GET %.40s: %v", paths[i], err)
 		}
 	}
-	used := usedOf(t, h, "acme")
+	used := h.Used("acme")
 	if used["api_calls"] != int64(len(paths)) || used["llm_tokens"] != int64(len(paths)) {
 		t.Fatalf("used %v, want %d calls and tokens, one each a request served", used, len(paths))
 	}
