@@ -166,6 +166,33 @@ func TestMintedOrganisationTokens(t *testing.T) {
 	}
 }
 
+// A host hands a signed-in user a billing:read token of their
+// organisation (a billing page link): it reads,
+// and is refused what needs billing:write. Org's tokens are only
+// usage:write, and a host had to sign such tokens with a JWT library of its
+// own.
+func TestMintedTokenForAPersonHoldsItsScopes(t *testing.T) {
+	h := apptest.New(t, apptest.Options{})
+	ctx := context.Background()
+	minter := client.HS256Minter([]byte(apptest.Secret))
+	tok, err := minter.Token("globex", "alice@globex.example", "billing:read")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bearer := client.CredentialFunc(func(r *http.Request) error { r.Header.Set("Authorization", "Bearer "+tok); return nil })
+	tg := client.New(h.Server.URL, bearer)
+	org, err := client.Organization(ctx, tg)
+	if err != nil || org.Organization.ExternalId != "globex" {
+		t.Fatalf("organization with billing:read: %+v, %v", org, err)
+	}
+	if _, err := client.CreatePortalSession(ctx, tg, client.CreatePortalSessionInput{ReturnUrl: "https://app.example/billing"}); !client.IsCode(err, client.CodeForbidden) {
+		t.Errorf("createPortalSession with billing:read: %v, want FORBIDDEN", err)
+	}
+	if _, err := minter.Token("globex", "alice@globex.example"); err == nil {
+		t.Error("a token without scopes was minted")
+	}
+}
+
 // With JWT_AUDIENCE and JWT_ISSUER set, Tollgate refuses a minted token
 // that does not name them, and takes one from a minter told them.
 func TestMintedTokensNameTheConfiguredAudience(t *testing.T) {
