@@ -31,27 +31,6 @@ func bearer(h *apptest.Harness, org string) client.Credential {
 	})
 }
 
-// used reads a meter's usage through the harness, not the client under test.
-func used(t *testing.T, h *apptest.Harness, org, meter string) int64 {
-	t.Helper()
-	var out struct {
-		Usage struct {
-			Meters []struct {
-				Meter string
-				Used  int64
-			}
-		}
-	}
-	h.Query(org, `{ usage { meters { meter used } } }`, nil).Decode(t, &out)
-	for _, m := range out.Usage.Meters {
-		if m.Meter == meter {
-			return m.Used
-		}
-	}
-	t.Fatalf("no meter %s", meter)
-	return 0
-}
-
 // result lets a call's two results be checked in one expression:
 // need(client.Plans(ctx, tg)).on(t).
 type result[T any] struct {
@@ -179,11 +158,38 @@ func TestMintedOrganisationTokens(t *testing.T) {
 	if !v.Allowed || v.Used != 2 {
 		t.Fatalf("consume %+v", v)
 	}
-	if used(t, h, "globex", "api_calls") != 2 {
-		t.Errorf("globex used %d, want 2", used(t, h, "globex", "api_calls"))
+	if h.Used("globex")["api_calls"] != 2 {
+		t.Errorf("globex used %d, want 2", h.Used("globex")["api_calls"])
 	}
 	if _, err := client.Organization(ctx, tg); !client.IsCode(err, client.CodeForbidden) {
 		t.Errorf("organization with usage:write: %v, want FORBIDDEN", err)
+	}
+}
+
+// A host hands a signed-in user a billing:read token of their
+// organisation (a billing page link): it reads,
+// and is refused what needs billing:write. Org's tokens are only
+// usage:write, and a host had to sign such tokens with a JWT library of its
+// own.
+func TestMintedTokenForAPersonHoldsItsScopes(t *testing.T) {
+	h := apptest.New(t, apptest.Options{})
+	ctx := context.Background()
+	minter := client.HS256Minter([]byte(apptest.Secret))
+	tok, err := minter.Token("globex", "alice@globex.example", "billing:read")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bearer := client.CredentialFunc(func(r *http.Request) error { r.Header.Set("Authorization", "Bearer "+tok); return nil })
+	tg := client.New(h.Server.URL, bearer)
+	org, err := client.Organization(ctx, tg)
+	if err != nil || org.Organization.ExternalId != "globex" {
+		t.Fatalf("organization with billing:read: %+v, %v", org, err)
+	}
+	if _, err := client.CreatePortalSession(ctx, tg, client.CreatePortalSessionInput{ReturnUrl: "https://app.example/billing"}); !client.IsCode(err, client.CodeForbidden) {
+		t.Errorf("createPortalSession with billing:read: %v, want FORBIDDEN", err)
+	}
+	if _, err := minter.Token("globex", "alice@globex.example"); err == nil {
+		t.Error("a token without scopes was minted")
 	}
 }
 
@@ -286,7 +292,7 @@ func TestRetriesUnderUnavailableSendTheSameKeysAndCountOnce(t *testing.T) {
 	if rec.RecordUsage.Accepted != 0 || rec.RecordUsage.Duplicates != 2 {
 		t.Errorf("last answer %+v: the first attempt counted both events, so the last should see duplicates", rec.RecordUsage)
 	}
-	if got := used(t, h, "acme", "api_calls"); got != 12 {
+	if got := h.Used("acme")["api_calls"]; got != 12 {
 		t.Errorf("used %d after three deliveries, want 12, counted once", got)
 	}
 
@@ -361,8 +367,8 @@ func TestCheckQuantityAnswersAsConsumeWould(t *testing.T) {
 	if _, err := g.CheckQuantity(ctx, "api_calls", 0); !client.IsCode(err, "BAD_USER_INPUT") {
 		t.Errorf("check of 0: %v, want BAD_USER_INPUT", err)
 	}
-	if used(t, h, "acme", "api_calls") != spent {
-		t.Errorf("checks counted usage: %d", used(t, h, "acme", "api_calls"))
+	if h.Used("acme")["api_calls"] != spent {
+		t.Errorf("checks counted usage: %d", h.Used("acme")["api_calls"])
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -111,26 +112,7 @@ func (m *Minter) token(org string) (string, error) {
 	if ttl <= 0 {
 		ttl = 5 * time.Minute
 	}
-	claims := jwt.MapClaims{
-		"org": org, "scope": "usage:write", "sub": "host",
-		"iat": now.Unix(), "exp": now.Add(ttl).Unix(),
-	}
-	if m.Audience != "" {
-		claims["aud"] = m.Audience
-	}
-	if m.Issuer != "" {
-		claims["iss"] = m.Issuer
-	}
-	var tok string
-	var err error
-	switch {
-	case m.key != nil:
-		tok, err = jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims).SignedString(m.key)
-	case len(m.secret) > 0:
-		tok, err = jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(m.secret)
-	default:
-		return "", errors.New("minter: no secret or key")
-	}
+	tok, err := m.sign(org, "host", "usage:write", now, ttl)
 	if err != nil {
 		return "", err
 	}
@@ -139,4 +121,46 @@ func (m *Minter) token(org string) (string, error) {
 	}
 	m.tokens[org] = minted{token: tok, renewAt: now.Add(ttl - min(time.Minute, ttl/2))}
 	return tok, nil
+}
+
+// Token mints one token for a person or service of org, named by subject
+// (the sub claim, e.g. the signed-in user's id), holding scopes
+// ("billing:read", "billing:write", "usage:write"; at least one), valid
+// for TTL: the short-lived token a billing page link carries
+// (/billing#token=…, billing:read, plus billing:write for its controls),
+// or one your dashboard's own calls send. Org's credentials are only ever
+// usage:write; this is how a host hands out the others. It is not cached.
+func (m *Minter) Token(org, subject string, scopes ...string) (string, error) {
+	if org == "" || subject == "" {
+		return "", errors.New("minter: organisation and subject must not be empty")
+	}
+	if len(scopes) == 0 {
+		return "", errors.New("minter: give the token at least one scope")
+	}
+	ttl := m.TTL
+	if ttl <= 0 {
+		ttl = 5 * time.Minute
+	}
+	return m.sign(org, subject, strings.Join(scopes, " "), time.Now(), ttl)
+}
+
+// sign signs a token of org for subject with scope, issued at now.
+func (m *Minter) sign(org, subject, scope string, now time.Time, ttl time.Duration) (string, error) {
+	claims := jwt.MapClaims{
+		"org": org, "scope": scope, "sub": subject,
+		"iat": now.Unix(), "exp": now.Add(ttl).Unix(),
+	}
+	if m.Audience != "" {
+		claims["aud"] = m.Audience
+	}
+	if m.Issuer != "" {
+		claims["iss"] = m.Issuer
+	}
+	switch {
+	case m.key != nil:
+		return jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims).SignedString(m.key)
+	case len(m.secret) > 0:
+		return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(m.secret)
+	}
+	return "", errors.New("minter: no secret or key")
 }

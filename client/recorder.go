@@ -327,14 +327,7 @@ func (r *Recorder) requeue(account string, events []Event) {
 // again later; otherwise the batch is done (counted, or reported to
 // OnDrop) and no longer held.
 func (r *Recorder) send(ctx context.Context, account string, batch []Event) bool {
-	in := RecordUsageInput{Events: make([]UsageEventInput, len(batch))}
-	for i, e := range batch {
-		in.Events[i] = UsageEventInput{Meter: e.Meter, Quantity: e.Quantity, IdempotencyKey: e.IdempotencyKey, Timestamp: &e.Timestamp}
-		if e.Endpoint != "" {
-			in.Events[i].Endpoint = &e.Endpoint
-		}
-	}
-	resp, err := RecordUsage(ctx, r.clientFor(account), in)
+	resp, err := RecordUsage(ctx, r.clientFor(account), recordInput(batch))
 	var te *Error
 	switch {
 	case err == nil:

@@ -41,7 +41,7 @@ func TestRecorderFlushesOnClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	for org, q := range want {
-		if got := used(t, h, org, "llm_tokens"); got != q {
+		if got := h.Used(org)["llm_tokens"]; got != q {
 			t.Errorf("%s used %d, want %d", org, got, q)
 		}
 	}
@@ -69,7 +69,7 @@ func TestRecorderSendsAFullBatchAtOnce(t *testing.T) {
 	for rec.Pending() > 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if got := used(t, h, "acme", "api_calls"); got != 10 {
+	if got := h.Used("acme")["api_calls"]; got != 10 {
 		t.Errorf("used %d, want the full batch of 10 sent before the hour-long interval", got)
 	}
 }
@@ -197,7 +197,7 @@ func TestRecorderCountsNothingTwiceAfterARetryStorm(t *testing.T) {
 		t.Fatalf("only %d requests: the storm never passed", len(proxy.bodies))
 	}
 	for _, org := range orgs {
-		if got := used(t, h, org, "llm_tokens"); got != want[org] {
+		if got := h.Used(org)["llm_tokens"]; got != want[org] {
 			t.Errorf("%s used %d, want %d: each event counted exactly once", org, got, want[org])
 		}
 	}

@@ -1,10 +1,14 @@
 package graph_test
 
 import (
+	"fmt"
+	"maps"
 	"testing"
 
 	"github.com/tollgate-billing/tollgate/internal/apptest"
 	"github.com/tollgate-billing/tollgate/internal/auth"
+	"github.com/tollgate-billing/tollgate/internal/orgs"
+	"github.com/tollgate-billing/tollgate/internal/plans"
 )
 
 const setUsageAlerts = `mutation($meter: String!, $percents: [Int!]!) {
@@ -77,6 +81,60 @@ func TestUsageAlertsThroughTheAPI(t *testing.T) {
 		}
 		if full.Percent != 100 || full.Used != limit || !full.LimitReached || full.Limit != limit {
 			t.Errorf("second alert = %+v, want the hard limit %d reached", full, limit)
+		}
+	})
+}
+
+const usageAlertSettings = `{ usageAlertSettings { meter percents own } }`
+
+type alertSettings struct {
+	UsageAlertSettings []struct {
+		Meter    string
+		Percents []int
+		Own      bool
+	}
+}
+
+// settingsOf reads org's thresholds in force, by meter.
+func settingsOf(t *testing.T, h *apptest.Harness, org string) map[string]string {
+	t.Helper()
+	var out alertSettings
+	h.Query(org, usageAlertSettings, nil).Decode(t, &out)
+	got := map[string]string{}
+	for _, s := range out.UsageAlertSettings {
+		got[s.Meter] = fmt.Sprintf("%v own=%v", s.Percents, s.Own)
+	}
+	return got
+}
+
+// TestUsageAlertSettingsReadBackWhatIsInForce: a dashboard that set its
+// thresholds with setUsageAlerts can read them back, and one that never did
+// sees the plan's; a meter the plan does not limit has none. There was no
+// way to read them: the settings page forgot them on every reload.
+func TestUsageAlertSettingsReadBackWhatIsInForce(t *testing.T) {
+	apptest.EachDialect(t, apptest.Options{}, func(t *testing.T, h *apptest.Harness) {
+		plan := fmt.Sprint(plans.DefaultAlerts) + " own=false"
+		want := map[string]string{"api_calls": plan, "llm_tokens": plan, "storage_bytes": plan}
+		if got := settingsOf(t, h, "acme"); !maps.Equal(got, want) {
+			t.Fatalf("before any setUsageAlerts: %v, want the plan's %v", got, want)
+		}
+		h.Query("acme", setUsageAlerts, map[string]any{"meter": "api_calls", "percents": []int{90, 25}}).Decode(t, &struct{}{})
+		h.Query("acme", setUsageAlerts, map[string]any{"meter": "llm_tokens", "percents": []int{}}).Decode(t, &struct{}{})
+		want["api_calls"], want["llm_tokens"] = "[25 90] own=true", "[] own=true"
+		if got := settingsOf(t, h, "acme"); !maps.Equal(got, want) {
+			t.Fatalf("after setUsageAlerts: %v, want %v", got, want)
+		}
+		if got := settingsOf(t, h, "other"); got["api_calls"] != plan {
+			t.Errorf("another organisation reads %v, want the plan's", got)
+		}
+
+		var org struct{ Organization struct{ ID string } }
+		h.Query("acme", `{ organization { id } }`, nil).Decode(t, &org)
+		h.App.DB.Model(&orgs.Organization{}).Where("id = ?", org.Organization.ID).Update("plan_id", "enterprise")
+		h.App.Usage.InvalidatePlan(org.Organization.ID)
+		want = map[string]string{"api_calls": "[] own=true", "llm_tokens": "[] own=true", "storage_bytes": "[] own=false"}
+		if got := settingsOf(t, h, "acme"); !maps.Equal(got, want) {
+			t.Fatalf("on an unlimited plan: %v, want none in force %v", got, want)
 		}
 	})
 }

@@ -142,7 +142,7 @@ func (r *mutationResolver) SetUsageAlerts(ctx context.Context, meter string, per
 	if err != nil || len(ue) > 0 {
 		return &model.SetUsageAlertsPayload{UserErrors: ue}, err
 	}
-	return &model.SetUsageAlertsPayload{UsageAlerts: &model.UsageAlertSetting{Meter: meter, Percents: set}, UserErrors: ue}, nil
+	return &model.SetUsageAlertsPayload{UsageAlerts: &model.UsageAlertSetting{Meter: meter, Percents: set, Own: true}, UserErrors: ue}, nil
 }
 
 // CreateWebhookEndpoint is the resolver for the createWebhookEndpoint field.
@@ -305,6 +305,19 @@ func (r *queryResolver) UsageAlerts(ctx context.Context, period *string) ([]mode
 		if p := a.Period(); p != "" {
 			out[i].Period = &p
 		}
+	}
+	return out, nil
+}
+
+// UsageAlertSettings is the resolver for the usageAlertSettings field.
+func (r *queryResolver) UsageAlertSettings(ctx context.Context) ([]model.UsageAlertSetting, error) {
+	settings, err := r.Metering.AlertSettings(ctx, principal(ctx).OrgID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]model.UsageAlertSetting, len(settings))
+	for i, st := range settings {
+		out[i] = model.UsageAlertSetting{Meter: st.Meter, Percents: st.Percents, Own: st.Own}
 	}
 	return out, nil
 }

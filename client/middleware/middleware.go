@@ -428,24 +428,27 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 }
 
 // Record counts quantity of meter for the request's customer after the
-// fact, through the Recorder when there is one (fire and forget), else
-// with consumeUsage (durable before it returns). key names the use, so
-// recording it twice counts once.
+// fact, through the Recorder when there is one (fire and forget: a refusal
+// goes to its OnDrop), else with client.Record (durable before it returns).
+// key names the use, so recording it twice counts once; the endpoint is the
+// one Wrap counted the request under.
+//
+// Without a Recorder it returns nil only when the use was counted. Usage
+// already spent is not charged to the plan's rate limit (it used to be
+// sent through consumeUsage, and a completion recorded in the same second
+// as its request was refused as RATE_LIMITED and never counted, with a nil
+// error); past a hard limit it returns client's *Error with code
+// USAGE_LIMIT_EXCEEDED and nothing is counted.
 func (m *Metering) Record(r *http.Request, meter string, quantity int64, key string) error {
 	cust, ok := CustomerOf(r.Context())
 	if !ok {
 		return errors.New("middleware: request did not pass through Wrap")
 	}
-	endpoint := r.Method + " " + r.URL.Path
-	if r.Pattern != "" {
-		endpoint = r.Pattern
-	}
+	ev := client.Event{Meter: meter, Quantity: quantity, IdempotencyKey: key, Endpoint: endpointOf(r)}
 	if m.cfg.Recorder != nil {
-		return m.cfg.Recorder.Record(context.WithoutCancel(r.Context()), cust.Account,
-			client.Event{Meter: meter, Quantity: quantity, IdempotencyKey: key, Endpoint: endpoint})
+		return m.cfg.Recorder.Record(context.WithoutCancel(r.Context()), cust.Account, ev)
 	}
-	_, err := client.NewGate(m.cfg.Tollgate.For(cust.Credential)).Consume(r.Context(), meter, quantity, key, endpoint)
-	return err
+	return client.Record(r.Context(), m.cfg.Tollgate.For(cust.Credential), ev)
 }
 
 // RecordTokens records an LLM completion's tokens once it has answered;

@@ -274,21 +274,61 @@ func TestTokenAndStorageHelpersRecordAfterServing(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var out struct {
-		Usage struct {
-			Meters []struct {
-				Meter string
-				Used  int64
-			}
-		}
-	}
-	h.Query("acme", `{ usage { meters { meter used } } }`, nil).Decode(t, &out)
-	got := map[string]int64{}
-	for _, mu := range out.Usage.Meters {
-		got[mu.Meter] = mu.Used
-	}
+	got := h.Used("acme")
 	if got["llm_tokens"] != 42 || got["storage_bytes"] != 300 || got["api_calls"] != 1 {
 		t.Errorf("usage %v, want 42 tokens, 300 bytes, 1 call", got)
+	}
+}
+
+// TestRecordedTokensAreNotChargedToThePlansRate: a handler that records
+// its completions' tokens after answering counts all of them, however fast.
+// Record went through consumeUsage, which the plan's rate limits: on a plan
+// of 2 a second the request took one, the first completion the other, and
+// the rest were refused RATE_LIMITED, never counted, with a nil error.
+func TestRecordedTokensAreNotChargedToThePlansRate(t *testing.T) {
+	h := tollgate(t)
+	key := apiKey(t, h, "busy", "USAGE_WRITE")
+	onPlan(t, h, "busy", "slow") // 2 a second, 100 llm_tokens
+	m := middleware.New(middleware.Config{Tollgate: client.New(h.Server.URL, nil), Customer: middleware.APIKeyHeader("X-API-Key")})
+	const completions, tokens = 5, 10
+	var errs []error
+	srv := m.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for i := range completions {
+			errs = append(errs, m.RecordTokens(r, tokens, fmt.Sprintf("cmpl-%d", i)))
+		}
+	}))
+	if w := get(srv, key); w.Code != http.StatusOK {
+		t.Fatalf("%d %s", w.Code, w.Body)
+	}
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("completion %d: %v", i, err)
+		}
+	}
+	if got := h.Used("busy")["llm_tokens"]; got != completions*tokens {
+		t.Errorf("llm_tokens used %d, want the %d recorded", got, completions*tokens)
+	}
+}
+
+// TestRecordPastAHardLimitSaysSo: tokens that would pass a hard limit are
+// not counted, and the handler is told so (it was told nil, as if they had
+// been counted).
+func TestRecordPastAHardLimitSaysSo(t *testing.T) {
+	h := tollgate(t) // free: 100 llm_tokens, hard
+	key := apiKey(t, h, "acme", "USAGE_WRITE")
+	m := middleware.New(middleware.Config{Tollgate: client.New(h.Server.URL, nil), Customer: middleware.APIKeyHeader("X-API-Key")})
+	var err error
+	srv := m.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		err = m.RecordTokens(r, 101, "cmpl-big")
+	}))
+	if w := get(srv, key); w.Code != http.StatusOK {
+		t.Fatalf("%d %s", w.Code, w.Body)
+	}
+	if !client.IsCode(err, "USAGE_LIMIT_EXCEEDED") {
+		t.Errorf("RecordTokens past the limit: %v, want USAGE_LIMIT_EXCEEDED", err)
+	}
+	if got := h.Used("acme")["llm_tokens"]; got != 0 {
+		t.Errorf("llm_tokens used %d, want none counted", got)
 	}
 }
 
@@ -433,7 +473,14 @@ func TestAnEndCustomersPathNeverBreaksMetering(t *testing.T) {
 	h := tollgate(t) // free: 3 calls
 	key := apiKey(t, h, "acme", "USAGE_WRITE")
 	m := middleware.New(middleware.Config{Tollgate: client.New(h.Server.URL, nil), Customer: middleware.APIKeyHeader("X-API-Key")})
-	srv := m.Wrap(hello)
+	// The handler records tokens too: Record labels them as Wrap does (it
+	// used the decoded path, and Tollgate refused the line break, the
+	// zero-width space and the 300 characters as INVALID_ENDPOINT).
+	var errs []error
+	srv := m.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		errs = append(errs, m.RecordTokens(r, 1, ""))
+		hello(w, r)
+	}))
 	paths := []string{"/v1/hello%0A", "/v1/a%E2%80%8Bb", "/v1/" + strings.Repeat("x", 300)}
 	for _, p := range paths {
 		r := httptest.NewRequest(http.MethodGet, p, nil)
@@ -444,8 +491,14 @@ func TestAnEndCustomersPathNeverBreaksMetering(t *testing.T) {
 			t.Fatalf("GET %.40s: %d %s, want 200 hello", p, w.Code, w.Body)
 		}
 	}
-	if got := usedCalls(t, h, "acme"); got != int64(len(paths)) {
-		t.Fatalf("used %d, want the %d served", got, len(paths))
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("RecordTokens on GET %.40s: %v", paths[i], err)
+		}
+	}
+	used := h.Used("acme")
+	if used["api_calls"] != int64(len(paths)) || used["llm_tokens"] != int64(len(paths)) {
+		t.Fatalf("used %v, want %d calls and tokens, one each a request served", used, len(paths))
 	}
 }
 

@@ -70,24 +70,6 @@ func (c customer) do(t *testing.T, host, method, path, body string) (*http.Respo
 	return resp, string(b)
 }
 
-func used(t *testing.T, tg *apptest.Harness, org string) map[string]int64 {
-	t.Helper()
-	var out struct {
-		Usage struct {
-			Meters []struct {
-				Meter string
-				Used  int64
-			}
-		}
-	}
-	tg.Query(org, `{ usage { meters { meter used } } }`, nil).Decode(t, &out)
-	m := map[string]int64{}
-	for _, mu := range out.Usage.Meters {
-		m[mu.Meter] = mu.Used
-	}
-	return m
-}
-
 // The example host against a real Tollgate with a tiny free plan: exactly
 // the limit is served, then 402 with the reference body; a burst over the
 // plan's rate is answered 429 with Retry-After; usage counts what was served.
@@ -112,7 +94,7 @@ func TestTheExampleHostEndToEnd(t *testing.T) {
 	if resp.StatusCode != http.StatusPaymentRequired || body != want || resp.Header.Get("Content-Type") != "application/json" {
 		t.Fatalf("6th request: %d %s %s\nwant 402 %s", resp.StatusCode, resp.Header.Get("Content-Type"), body, want)
 	}
-	if got := used(t, tg, "acme")["api_calls"]; got != 5 {
+	if got := tg.Used("acme")["api_calls"]; got != 5 {
 		t.Errorf("acme used %d api_calls, want the 5 served", got)
 	}
 
@@ -165,10 +147,10 @@ func TestTheExampleHostEndToEnd(t *testing.T) {
 	if err := closeHost(context.Background()); err != nil { // the host shutting down flushes
 		t.Fatal(err)
 	}
-	if got := used(t, tg, "busy")["api_calls"]; got != int64(served) {
+	if got := tg.Used("busy")["api_calls"]; got != int64(served) {
 		t.Errorf("busy used %d api_calls, want the %d served", got, served)
 	}
-	if got := used(t, tg, "writer"); got["llm_tokens"] != completion.Usage.Tokens || got["api_calls"] != 1 {
+	if got := tg.Used("writer"); got["llm_tokens"] != completion.Usage.Tokens || got["api_calls"] != 1 {
 		t.Errorf("writer used %v, want %d llm_tokens and 1 api_calls", got, completion.Usage.Tokens)
 	}
 }

@@ -228,19 +228,20 @@ type ComplexityRoot struct {
 	}
 
 	Query struct {
-		APIKeys           func(childComplexity int, first *int, after *string) int
-		Invoices          func(childComplexity int, first *int, after *string, status *model.InvoiceStatus) int
-		Organization      func(childComplexity int) int
-		Plans             func(childComplexity int) int
-		Subscription      func(childComplexity int) int
-		UpcomingInvoice   func(childComplexity int) int
-		Usage             func(childComplexity int, period *string) int
-		UsageAlerts       func(childComplexity int, period *string) int
-		UsageByEndpoint   func(childComplexity int, period *string, meter *string, first *int, after *string) int
-		UsageGate         func(childComplexity int, meter string, quantity int64) int
-		UsageSeries       func(childComplexity int, meter string, from time.Time, to time.Time) int
-		WebhookDeliveries func(childComplexity int, endpointID string, first *int, after *string, status []model.WebhookDeliveryStatus) int
-		WebhookEndpoints  func(childComplexity int) int
+		APIKeys            func(childComplexity int, first *int, after *string) int
+		Invoices           func(childComplexity int, first *int, after *string, status *model.InvoiceStatus) int
+		Organization       func(childComplexity int) int
+		Plans              func(childComplexity int) int
+		Subscription       func(childComplexity int) int
+		UpcomingInvoice    func(childComplexity int) int
+		Usage              func(childComplexity int, period *string) int
+		UsageAlertSettings func(childComplexity int) int
+		UsageAlerts        func(childComplexity int, period *string) int
+		UsageByEndpoint    func(childComplexity int, period *string, meter *string, first *int, after *string) int
+		UsageGate          func(childComplexity int, meter string, quantity int64) int
+		UsageSeries        func(childComplexity int, meter string, from time.Time, to time.Time) int
+		WebhookDeliveries  func(childComplexity int, endpointID string, first *int, after *string, status []model.WebhookDeliveryStatus) int
+		WebhookEndpoints   func(childComplexity int) int
 	}
 
 	RecordUsagePayload struct {
@@ -313,6 +314,7 @@ type ComplexityRoot struct {
 
 	UsageAlertSetting struct {
 		Meter    func(childComplexity int) int
+		Own      func(childComplexity int) int
 		Percents func(childComplexity int) int
 	}
 
@@ -416,6 +418,7 @@ type QueryResolver interface {
 	Usage(ctx context.Context, period *string) (*model.Usage, error)
 	UsageByEndpoint(ctx context.Context, period *string, meter *string, first *int, after *string) ([]model.EndpointUsage, error)
 	UsageAlerts(ctx context.Context, period *string) ([]model.UsageAlert, error)
+	UsageAlertSettings(ctx context.Context) ([]model.UsageAlertSetting, error)
 	UsageSeries(ctx context.Context, meter string, from time.Time, to time.Time) ([]model.UsagePoint, error)
 	UsageGate(ctx context.Context, meter string, quantity int64) (*model.UsageGate, error)
 	WebhookEndpoints(ctx context.Context) ([]model.WebhookEndpoint, error)
@@ -1331,6 +1334,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Usage(childComplexity, args["period"].(*string)), true
+	case "Query.usageAlertSettings":
+		if e.ComplexityRoot.Query.UsageAlertSettings == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.UsageAlertSettings(childComplexity), true
 	case "Query.usageAlerts":
 		if e.ComplexityRoot.Query.UsageAlerts == nil {
 			break
@@ -1637,6 +1646,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.UsageAlertSetting.Meter(childComplexity), true
+	case "UsageAlertSetting.own":
+		if e.ComplexityRoot.UsageAlertSetting.Own == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageAlertSetting.Own(childComplexity), true
 	case "UsageAlertSetting.percents":
 		if e.ComplexityRoot.UsageAlertSetting.Percents == nil {
 			break
@@ -2074,6 +2089,11 @@ type Query {
   are at most 100 per meter (one per percent).
   """
   usageAlerts(period: String): [UsageAlert!]! @hasScope(anyOf: [BILLING_READ])
+  """
+  The usage alert thresholds in force on each meter, in the plans file's meter order: the organisation's own
+  (setUsageAlerts), else its plan's. A meter the plan does not limit has none.
+  """
+  usageAlertSettings: [UsageAlertSetting!]! @hasScope(anyOf: [BILLING_READ])
   "Daily usage of one meter for charts; at most 366 days, both ends included. Like ` + "`" + `usage(period:)` + "`" + `, a range starting after today (UTC) is refused (BAD_USER_INPUT, field ` + "`" + `from` + "`" + `), and one ending after today ends at today: no point for a day that has not happened."
   usageSeries(meter: String!, from: Date!, to: Date!): [UsagePoint!]! @hasScope(anyOf: [BILLING_READ])
   """
@@ -2529,6 +2549,8 @@ type UsageAlertSetting {
   meter: String!
   "Ascending percentages of the limit."
   percents: [Int!]!
+  "True when the organisation set its own (setUsageAlerts); false when they are its plan's."
+  own: Boolean!
 }
 
 type SetUsageAlertsPayload {
@@ -3196,6 +3218,8 @@ func (ec *executionContext) childFields_UsageAlertSetting(ctx context.Context, f
 		return ec.fieldContext_UsageAlertSetting_meter(ctx, field)
 	case "percents":
 		return ec.fieldContext_UsageAlertSetting_percents(ctx, field)
+	case "own":
+		return ec.fieldContext_UsageAlertSetting_own(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type UsageAlertSetting", field.Name)
 }
@@ -7992,6 +8016,56 @@ func (ec *executionContext) fieldContext_Query_usageAlerts(ctx context.Context, 
 	return fc, nil
 }
 
+func (ec *executionContext) _Query_usageAlertSettings(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_usageAlertSettings(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().UsageAlertSettings(ctx)
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				anyOf, err := ec.unmarshalNScope2ᚕgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐScopeᚄ(ctx, []any{"BILLING_READ"})
+				if err != nil {
+					var zeroVal []model.UsageAlertSetting
+					return zeroVal, err
+				}
+				if ec.Directives.HasScope == nil {
+					var zeroVal []model.UsageAlertSetting
+					return zeroVal, errors.New("directive hasScope is not implemented")
+				}
+				return ec.Directives.HasScope(ctx, nil, directive0, anyOf)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v []model.UsageAlertSetting) graphql.Marshaler {
+			return ec.marshalNUsageAlertSetting2ᚕgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐUsageAlertSettingᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_usageAlertSettings(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_UsageAlertSetting(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query_usageSeries(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -9357,6 +9431,29 @@ func (ec *executionContext) _UsageAlertSetting_percents(ctx context.Context, fie
 }
 func (ec *executionContext) fieldContext_UsageAlertSetting_percents(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("UsageAlertSetting", field, false, false, errors.New("field of type Int does not have child fields"))
+}
+
+func (ec *executionContext) _UsageAlertSetting_own(ctx context.Context, field graphql.CollectedField, obj *model.UsageAlertSetting) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageAlertSetting_own(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Own, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageAlertSetting_own(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageAlertSetting", field, false, false, errors.New("field of type Boolean does not have child fields"))
 }
 
 func (ec *executionContext) _UsageGate_allowed(ctx context.Context, field graphql.CollectedField, obj *model.UsageGate) (ret graphql.Marshaler) {
@@ -13460,6 +13557,28 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 			}
 
 			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return rrm(innerCtx) })
+		case "usageAlertSettings":
+			field := field
+
+			innerFunc := func(ctx context.Context, fs *graphql.FieldSet) (res graphql.Marshaler) {
+				defer func() {
+					if r := recover(); r != nil {
+						ec.Error(ctx, ec.Recover(ctx, r))
+					}
+				}()
+				res = ec._Query_usageAlertSettings(ctx, field)
+				if res == graphql.Null {
+					atomic.AddUint32(&fs.Invalids, 1)
+				}
+				return res
+			}
+
+			rrm := func(ctx context.Context) graphql.Marshaler {
+				return ec.OperationContext.RootResolverMiddleware(ctx,
+					func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
+			}
+
+			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return rrm(innerCtx) })
 		case "usageSeries":
 			field := field
 
@@ -14155,6 +14274,11 @@ func (ec *executionContext) _UsageAlertSetting(ctx context.Context, sel ast.Sele
 			}
 		case "percents":
 			out.Values[i] = ec._UsageAlertSetting_percents(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "own":
+			out.Values[i] = ec._UsageAlertSetting_own(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -15744,6 +15868,26 @@ func (ec *executionContext) marshalNUsageAlert2ᚕgithubᚗcomᚋtollgateᚑbill
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNUsageAlert2githubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐUsageAlert(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNUsageAlertSetting2githubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐUsageAlertSetting(ctx context.Context, sel ast.SelectionSet, v model.UsageAlertSetting) graphql.Marshaler {
+	return ec._UsageAlertSetting(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNUsageAlertSetting2ᚕgithubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐUsageAlertSettingᚄ(ctx context.Context, sel ast.SelectionSet, v []model.UsageAlertSetting) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNUsageAlertSetting2githubᚗcomᚋtollgateᚑbillingᚋtollgateᚋgraphᚋmodelᚐUsageAlertSetting(ctx, sel, v[i])
 	})
 
 	for _, e := range ret {

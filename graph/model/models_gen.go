@@ -380,6 +380,8 @@ type UsageAlertSetting struct {
 	Meter string `json:"meter"`
 	// Ascending percentages of the limit.
 	Percents []int `json:"percents"`
+	// True when the organisation set its own (setUsageAlerts); false when they are its plan's.
+	Own bool `json:"own"`
 }
 
 type UsageEventInput struct {

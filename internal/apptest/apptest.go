@@ -221,6 +221,26 @@ func (h *Harness) Query(org, query string, vars map[string]any) Response {
 	return h.Do(map[string]string{"Authorization": "Bearer " + h.Token(org)}, query, vars)
 }
 
+// Used is what org has used of each meter this month, read through the
+// API as org's dashboard reads it.
+func (h *Harness) Used(org string) map[string]int64 {
+	h.T.Helper()
+	var out struct {
+		Usage struct {
+			Meters []struct {
+				Meter string
+				Used  int64
+			}
+		}
+	}
+	h.Query(org, `{ usage { meters { meter used } } }`, nil).Decode(h.T, &out)
+	used := make(map[string]int64, len(out.Usage.Meters))
+	for _, m := range out.Usage.Meters {
+		used[m.Meter] = m.Used
+	}
+	return used
+}
+
 // EachDialect runs fn as a subtest against a Tollgate on each database,
 // Postgres and SQLite, with options o otherwise. End-to-end tests default to
 // Postgres when it is reachable, while SQLite is what a newcomer runs: the

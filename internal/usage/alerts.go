@@ -87,6 +87,77 @@ func (s *Service) SetAlerts(ctx context.Context, orgID, meter string, percents [
 	return sorted, nil
 }
 
+// AlertSetting is the thresholds in force on one of an organisation's
+// meters.
+type AlertSetting struct {
+	Meter string
+	// Percents fire as usage reaches them, ascending: the organisation's own
+	// (SetAlerts) or its plan's; none on a meter its plan does not limit.
+	Percents []int
+	// Own says the organisation set its own thresholds on the meter
+	// (setUsageAlerts), which stay while a plan without a limit is in force.
+	Own bool
+}
+
+// AlertSettings lists the thresholds in force on each of the catalogue's
+// meters for the organisation, in the catalogue's order: what SetAlerts
+// stored, else the plan's.
+func (s *Service) AlertSettings(ctx context.Context, orgID string) ([]AlertSetting, error) {
+	plan, _, err := s.plans.PlanOf(ctx, orgID)
+	if err != nil {
+		return nil, fmt.Errorf("usage alert settings of org %s: %w", orgID, err)
+	}
+	rows, err := s.db.WithContext(ctx).Raw(`SELECT meter, percents FROM usage_alert_settings WHERE org_id = ?`, orgID).Rows()
+	if err != nil {
+		return nil, fmt.Errorf("usage alert settings of org %s: %w", orgID, err)
+	}
+	defer rows.Close()
+	own := map[string][]int{}
+	for rows.Next() {
+		var meter, text string
+		if err := rows.Scan(&meter, &text); err != nil {
+			return nil, fmt.Errorf("usage alert settings of org %s: %w", orgID, err)
+		}
+		if own[meter], err = parsePercents(text); err != nil {
+			return nil, fmt.Errorf("usage alert settings of org %s on %s: %w", orgID, meter, err)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("usage alert settings of org %s: %w", orgID, err)
+	}
+	out := make([]AlertSetting, 0, len(s.catalog.Meters()))
+	for _, m := range s.catalog.Meters() {
+		set := AlertSetting{Meter: m.Name, Percents: []int{}}
+		percents, ok := own[m.Name]
+		set.Own = ok
+		if l, limited := plan.LimitFor(m.Name); limited && !l.Unlimited {
+			if !ok {
+				percents = l.Alerts
+			}
+			set.Percents = append(set.Percents, percents...)
+		}
+		out = append(out, set)
+	}
+	return out, nil
+}
+
+// parsePercents reads usage_alert_settings.percents: comma-separated, "" for
+// none.
+func parsePercents(text string) ([]int, error) {
+	percents := []int{}
+	for _, f := range strings.Split(text, ",") {
+		if f == "" {
+			continue
+		}
+		p, err := strconv.Atoi(f)
+		if err != nil {
+			return nil, fmt.Errorf("%q: %w", text, err)
+		}
+		percents = append(percents, p)
+	}
+	return percents, nil
+}
+
 // Alerts lists the organisation's alerts that fired in a period
 // ("YYYY-MM", "" for the current month), oldest first. Alerts of meters
 // that never reset are listed in the month they fired.
@@ -216,16 +287,9 @@ func (r rollups) alertSettings(ids []counterID) (map[[2]string][]int, error) {
 		if err := rows.Scan(&org, &meter, &text); err != nil {
 			return nil, fmt.Errorf("read usage alert settings: %w", err)
 		}
-		percents := []int{}
-		for _, f := range strings.Split(text, ",") {
-			if f == "" {
-				continue
-			}
-			p, err := strconv.Atoi(f)
-			if err != nil {
-				return nil, fmt.Errorf("usage alert settings of org %s on %s: %q: %w", org, meter, text, err)
-			}
-			percents = append(percents, p)
+		percents, err := parsePercents(text)
+		if err != nil {
+			return nil, fmt.Errorf("usage alert settings of org %s on %s: %w", org, meter, err)
 		}
 		out[[2]string{org, meter}] = percents
 	}

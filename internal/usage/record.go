@@ -225,8 +225,8 @@ func (s *Service) check(i int, orgID string, e Event, m plans.Meter, known bool,
 		at = e.Timestamp.UTC()
 	}
 	if at.After(now.Add(FutureSkew)) {
-		return reject(CodeTimestampInFuture, "timestamp %s is more than %s ahead of the server clock (%s)",
-			at.Format(time.RFC3339), FutureSkew, now.Format(time.RFC3339))
+		return reject(CodeTimestampInFuture, "timestamp %s is more than %d minutes ahead of the server clock (%s)",
+			at.Format(time.RFC3339), int(FutureSkew/time.Minute), now.Format(time.RFC3339))
 	}
 	if m.Reset == plans.Monthly && at.Before(clock.MonthStart(now)) {
 		return reject(CodeTimestampBeforePeriod, "timestamp %s is before the current period of %s, which began %s; past periods are closed",

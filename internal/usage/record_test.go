@@ -13,6 +13,22 @@ import (
 	"github.com/tollgate-billing/tollgate/internal/testenv"
 )
 
+// TestAFutureTimestampIsRefusedInWords: the refusal says how far ahead an
+// event may be in minutes, as people write it; it said "5m0s", Go's
+// notation.
+func TestAFutureTimestampIsRefusedInWords(t *testing.T) {
+	f := newFixture(t, testenv.DB(t), nil)
+	org := f.org(t, "starter")
+	e := ev("api_calls", 1, "far")
+	e.Timestamp = ptr(testNow.Add(FutureSkew + time.Hour))
+	res := f.record(t, org, e)
+	want := fmt.Sprintf("timestamp %s is more than 5 minutes ahead of the server clock (%s)",
+		e.Timestamp.Format(time.RFC3339), testNow.Format(time.RFC3339))
+	if len(res.Rejected) != 1 || res.Rejected[0].Message != want {
+		t.Fatalf("rejected %+v, want one saying %q", res.Rejected, want)
+	}
+}
+
 func TestRecordJudgesEachEventOnItsOwn(t *testing.T) {
 	at := func(d time.Duration) *time.Time { return ptr(testNow.Add(d)) }
 	withTime := func(e Event, ts *time.Time) Event { e.Timestamp = ts; return e }
