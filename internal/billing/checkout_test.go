@@ -367,12 +367,10 @@ func TestTheCustomerKeyCoversEveryParameterSent(t *testing.T) {
 	}
 }
 
-// Checkout sells the plan's price for the interval asked, monthly by
-// default; an interval the plan is not sold at is refused before Stripe is
-// called.
-func TestCheckoutSellsThePriceOfTheIntervalAsked(t *testing.T) {
-	db := testenv.DB(t)
-	rec := stripetest.NewRecorder()
+// intervalCatalog sells team monthly and yearly and solo only monthly;
+// free and big (contact sales) are not sold through Checkout.
+func intervalCatalog(t *testing.T) *plans.Catalog {
+	t.Helper()
 	catalog, err := plans.Parse([]byte(`meters: [{name: api_calls, reset: monthly}]
 plans:
   - {id: free, name: Free, rate_limit_per_second: 1, limits: {api_calls: {limit: 1}}}
@@ -384,11 +382,21 @@ plans:
     rate_limit_per_second: 1
     limits: {api_calls: {limit: 10}}
   - {id: solo, name: Solo, prices: [{id: price_solo_m, interval: month, amount_cents: 500}], rate_limit_per_second: 1, limits: {api_calls: {limit: 5}}}
+  - {id: big, name: Big, contact_sales: true, rate_limit_per_second: 1, limits: {api_calls: {unlimited: true}}}
 `), "yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := billing.NewService(db, catalog, clock.Real{}, stripetest.Client(t, rec), stripetest.Discard())
+	return catalog
+}
+
+// Checkout sells the plan's price for the interval asked, monthly by
+// default; an interval the plan is not sold at is refused before Stripe is
+// called.
+func TestCheckoutSellsThePriceOfTheIntervalAsked(t *testing.T) {
+	db := testenv.DB(t)
+	rec := stripetest.NewRecorder()
+	svc := billing.NewService(db, intervalCatalog(t), clock.Real{}, stripetest.Client(t, rec), stripetest.Discard())
 	ctx := context.Background()
 	for _, tc := range []struct{ interval, want string }{{"", "price_team_m"}, {"month", "price_team_m"}, {"year", "price_team_y"}} {
 		org := newOrg(t, db, "billing@acme.test")
@@ -401,7 +409,7 @@ plans:
 		}
 	}
 	before := len(rec.Requests())
-	_, err = svc.CreateCheckoutSession(ctx, newOrg(t, db, ""), billing.CheckoutInput{Plan: "solo", Interval: "year", SuccessURL: okSuccess, CancelURL: okCancel})
+	_, err := svc.CreateCheckoutSession(ctx, newOrg(t, db, ""), billing.CheckoutInput{Plan: "solo", Interval: "year", SuccessURL: okSuccess, CancelURL: okCancel})
 	wantFieldError(t, err, "input.interval", billing.CodeNotPurchasable)
 	if n := len(rec.Requests()) - before; n != 0 {
 		t.Fatalf("a refused interval made %d Stripe requests", n)
@@ -415,25 +423,9 @@ plans:
 // the plan is sold.
 func TestACheckoutRefusalSaysWhatIsSold(t *testing.T) {
 	db := testenv.DB(t)
-	catalog, err := plans.Parse([]byte(`meters: [{name: api_calls, reset: monthly}]
-plans:
-  - {id: free, name: Free, rate_limit_per_second: 1, limits: {api_calls: {limit: 1}}}
-  - {id: solo, name: Solo, prices: [{id: price_solo_m, interval: month, amount_cents: 500}], rate_limit_per_second: 1, limits: {api_calls: {limit: 5}}}
-  - id: team
-    name: Team
-    prices:
-      - {id: price_team_y, interval: year, amount_cents: 10000}
-      - {id: price_team_m, interval: month, amount_cents: 1000}
-    rate_limit_per_second: 1
-    limits: {api_calls: {limit: 10}}
-  - {id: big, name: Big, contact_sales: true, rate_limit_per_second: 1, limits: {api_calls: {unlimited: true}}}
-`), "yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc := billing.NewService(db, catalog, clock.Real{}, stripetest.Client(t, stripetest.NewRecorder()), stripetest.Discard())
+	svc := billing.NewService(db, intervalCatalog(t), clock.Real{}, stripetest.Client(t, stripetest.NewRecorder()), stripetest.Discard())
 	org := newOrg(t, db, "billing@acme.test")
-	const sold = "the plans sold through Checkout are solo, team."
+	const sold = "the plans sold through Checkout are team, solo."
 	for _, tc := range []struct {
 		name        string
 		in          billing.CheckoutInput
