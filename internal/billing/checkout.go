@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/stripe/stripe-go/v76"
@@ -271,18 +272,50 @@ func (s *Service) checkCheckoutInput(in CheckoutInput) (plans.Plan, string, erro
 	case strings.TrimSpace(in.Plan) == "":
 		fe.Add("input.plan", CodeRequired, "A plan id is required.")
 	case !ok:
-		fe.Add("input.plan", CodeUnknownPlan, fmt.Sprintf("There is no plan %.64q.", in.Plan))
-	case !plan.Paid() || plan.ContactSales || len(plan.Prices) == 0:
-		fe.Add("input.plan", CodeNotPurchasable, fmt.Sprintf("The %s plan is not sold through Checkout.", plan.Name))
+		fe.Add("input.plan", CodeUnknownPlan, fmt.Sprintf("There is no plan %.64q; %s", in.Plan, s.checkoutPlans()))
+	case !sold(plan):
+		fe.Add("input.plan", CodeNotPurchasable, fmt.Sprintf("The %s plan is not sold through Checkout; %s", plan.Name, s.checkoutPlans()))
 	default:
 		interval := cmp.Or(in.Interval, plans.IntervalMonth)
 		if price, ok = plan.PriceFor(interval); !ok {
-			fe.Add("input.interval", CodeNotPurchasable, fmt.Sprintf("The %s plan is not sold %sly.", plan.Name, interval))
+			fe.Add("input.interval", CodeNotPurchasable, fmt.Sprintf("The %s plan is not sold %sly; it is sold %s.", plan.Name, interval, intervals(plan)))
 		}
 	}
 	checkRedirectURL(&fe, "input.successUrl", in.SuccessURL)
 	checkRedirectURL(&fe, "input.cancelUrl", in.CancelURL)
 	return plan, price.ID, fe.Err()
+}
+
+// sold reports whether Checkout sells the plan.
+func sold(p plans.Plan) bool { return p.Paid() && !p.ContactSales && len(p.Prices) > 0 }
+
+// checkoutPlans ends a refusal of input.plan with the plan ids Checkout
+// sells, as an unknown meter's refusal lists the meters: a caller who
+// wrote a plan's name ("Starter") or a tier Checkout does not sell learns
+// what to send instead.
+func (s *Service) checkoutPlans() string {
+	var ids []string
+	for _, p := range s.catalog.Plans() {
+		if sold(p) {
+			ids = append(ids, p.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return "no plan is sold through Checkout."
+	}
+	return "the plans sold through Checkout are " + strings.Join(ids, ", ") + "."
+}
+
+// intervals lists the billing intervals a plan's prices are sold at, in
+// the order of its prices ("monthly or yearly").
+func intervals(p plans.Plan) string {
+	var words []string
+	for _, pr := range p.Prices {
+		if w := pr.Interval + "ly"; !slices.Contains(words, w) {
+			words = append(words, w)
+		}
+	}
+	return strings.Join(words, " or ")
 }
 
 // refused reports whether Stripe answered a request with a refusal that

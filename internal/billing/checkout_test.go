@@ -367,12 +367,10 @@ func TestTheCustomerKeyCoversEveryParameterSent(t *testing.T) {
 	}
 }
 
-// Checkout sells the plan's price for the interval asked, monthly by
-// default; an interval the plan is not sold at is refused before Stripe is
-// called.
-func TestCheckoutSellsThePriceOfTheIntervalAsked(t *testing.T) {
-	db := testenv.DB(t)
-	rec := stripetest.NewRecorder()
+// intervalCatalog sells team monthly and yearly and solo only monthly;
+// free and big (contact sales) are not sold through Checkout.
+func intervalCatalog(t *testing.T) *plans.Catalog {
+	t.Helper()
 	catalog, err := plans.Parse([]byte(`meters: [{name: api_calls, reset: monthly}]
 plans:
   - {id: free, name: Free, rate_limit_per_second: 1, limits: {api_calls: {limit: 1}}}
@@ -384,11 +382,21 @@ plans:
     rate_limit_per_second: 1
     limits: {api_calls: {limit: 10}}
   - {id: solo, name: Solo, prices: [{id: price_solo_m, interval: month, amount_cents: 500}], rate_limit_per_second: 1, limits: {api_calls: {limit: 5}}}
+  - {id: big, name: Big, contact_sales: true, rate_limit_per_second: 1, limits: {api_calls: {unlimited: true}}}
 `), "yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := billing.NewService(db, catalog, clock.Real{}, stripetest.Client(t, rec), stripetest.Discard())
+	return catalog
+}
+
+// Checkout sells the plan's price for the interval asked, monthly by
+// default; an interval the plan is not sold at is refused before Stripe is
+// called.
+func TestCheckoutSellsThePriceOfTheIntervalAsked(t *testing.T) {
+	db := testenv.DB(t)
+	rec := stripetest.NewRecorder()
+	svc := billing.NewService(db, intervalCatalog(t), clock.Real{}, stripetest.Client(t, rec), stripetest.Discard())
 	ctx := context.Background()
 	for _, tc := range []struct{ interval, want string }{{"", "price_team_m"}, {"month", "price_team_m"}, {"year", "price_team_y"}} {
 		org := newOrg(t, db, "billing@acme.test")
@@ -401,10 +409,41 @@ plans:
 		}
 	}
 	before := len(rec.Requests())
-	_, err = svc.CreateCheckoutSession(ctx, newOrg(t, db, ""), billing.CheckoutInput{Plan: "solo", Interval: "year", SuccessURL: okSuccess, CancelURL: okCancel})
+	_, err := svc.CreateCheckoutSession(ctx, newOrg(t, db, ""), billing.CheckoutInput{Plan: "solo", Interval: "year", SuccessURL: okSuccess, CancelURL: okCancel})
 	wantFieldError(t, err, "input.interval", billing.CodeNotPurchasable)
 	if n := len(rec.Requests()) - before; n != 0 {
 		t.Fatalf("a refused interval made %d Stripe requests", n)
+	}
+}
+
+// A refused plan or interval says what Checkout does sell, as an unknown
+// meter's refusal lists the meters: a caller who sent a plan's name
+// ("Team", as a pricing page writes it) or a tier sold only by contract
+// learns the ids to send, and one who asked for a yearly price learns how
+// the plan is sold.
+func TestACheckoutRefusalSaysWhatIsSold(t *testing.T) {
+	db := testenv.DB(t)
+	svc := billing.NewService(db, intervalCatalog(t), clock.Real{}, stripetest.Client(t, stripetest.NewRecorder()), stripetest.Discard())
+	org := newOrg(t, db, "billing@acme.test")
+	const sold = "the plans sold through Checkout are team, solo."
+	for _, tc := range []struct {
+		name        string
+		in          billing.CheckoutInput
+		field, want string
+	}{
+		{"a plan's name for its id", billing.CheckoutInput{Plan: "Team"}, "input.plan", `There is no plan "Team"; ` + sold},
+		{"the free plan", billing.CheckoutInput{Plan: "free"}, "input.plan", "The Free plan is not sold through Checkout; " + sold},
+		{"a contact-sales plan", billing.CheckoutInput{Plan: "big"}, "input.plan", "The Big plan is not sold through Checkout; " + sold},
+		{"a monthly-only plan yearly", billing.CheckoutInput{Plan: "solo", Interval: plans.IntervalYear}, "input.interval", "The Solo plan is not sold yearly; it is sold monthly."},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.in.SuccessURL, tc.in.CancelURL = okSuccess, okCancel
+			_, err := svc.CreateCheckoutSession(context.Background(), org, tc.in)
+			fe, _ := apperr.AsFieldErrors(err)
+			if len(fe) != 1 || fe[0].Field != tc.field || fe[0].Message != tc.want {
+				t.Fatalf("userErrors = %+v, want one on %s saying %q", fe, tc.field, tc.want)
+			}
+		})
 	}
 }
 

@@ -120,6 +120,9 @@ func planLimitMessage(plan string, n int) string {
 	if n == 0 {
 		return fmt.Sprintf("The %s plan includes no webhook endpoints; upgrade to add one.", plan)
 	}
+	if n == 1 {
+		return fmt.Sprintf("The %s plan allows 1 webhook endpoint; delete it or upgrade.", plan)
+	}
 	return fmt.Sprintf("The %s plan allows %d webhook endpoints; delete one or upgrade.", plan, n)
 }
 

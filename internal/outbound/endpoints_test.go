@@ -43,6 +43,28 @@ func TestEndpointCountIsCappedByThePlan(t *testing.T) {
 	})
 }
 
+// The refusal names the plan's allowance in words that read right for
+// every count: "allows 1 webhook endpoints" did not.
+func TestThePlanLimitMessageCountsEndpoints(t *testing.T) {
+	for _, tc := range []struct {
+		allowed int
+		want    string
+	}{
+		{0, "The Growth plan includes no webhook endpoints; upgrade to add one."},
+		{1, "The Growth plan allows 1 webhook endpoint; delete it or upgrade."},
+		{2, "The Growth plan allows 2 webhook endpoints; delete one or upgrade."},
+	} {
+		h := newHarness(t, testenv.DB(t), tc.allowed)
+		for range tc.allowed {
+			h.endpoint(t, "https://hooks.acme.test/", outbound.InvoicePaid)
+		}
+		_, _, err := h.svc.CreateEndpoint(context.Background(), h.org, "https://hooks.acme.test/one-more", []string{outbound.InvoicePaid})
+		if fe, _ := apperr.AsFieldErrors(err); len(fe) != 1 || fe[0].Code != outbound.CodePlanLimit || fe[0].Message != tc.want {
+			t.Errorf("with %d allowed, one more: %v, want %s %q", tc.allowed, err, outbound.CodePlanLimit, tc.want)
+		}
+	}
+}
+
 func TestFreePlanHasNoEndpoints(t *testing.T) {
 	h := newHarness(t, testenv.DB(t), 0)
 	_, _, err := h.svc.CreateEndpoint(context.Background(), h.org, "https://hooks.acme.test/", []string{outbound.InvoicePaid})
