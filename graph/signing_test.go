@@ -73,6 +73,15 @@ func TestSignedAPIKeys(t *testing.T) {
 		if ue := reg.RegisterSigningKey.UserErrors; len(ue) != 1 || ue[0].Field != "input.publicKey" || ue[0].Code != "INVALID" {
 			t.Fatalf("garbage public key accepted: %+v", reg)
 		}
+		// Both fields bad: both are reported, not only the first found.
+		h.Query("intruder", register, map[string]any{"in": map[string]any{"apiKeyId": keyID, "publicKey": "not a key"}}).Decode(t, &reg)
+		if ue := reg.RegisterSigningKey.UserErrors; len(ue) != 2 || ue[0].Field != "input.apiKeyId" || ue[0].Code != "NOT_FOUND" || ue[1].Field != "input.publicKey" || ue[1].Code != "INVALID" {
+			t.Fatalf("bad key and unknown id: %+v, want NOT_FOUND on input.apiKeyId and INVALID on input.publicKey", reg)
+		}
+		h.Query("acme", register, map[string]any{"in": map[string]any{"apiKeyId": "not-an-id", "publicKey": "not a key"}}).Decode(t, &reg)
+		if ue := reg.RegisterSigningKey.UserErrors; len(ue) != 2 || ue[0].Field != "input.apiKeyId" || ue[1].Field != "input.publicKey" {
+			t.Fatalf("bad key and malformed id: %+v, want both fields reported", reg)
+		}
 		// Registered in the README's form: base64 SPKI DER, as
 		// `openssl pkey -pubout -outform DER | base64` prints it.
 		spki, err := x509.MarshalPKIXPublicKey(pub)

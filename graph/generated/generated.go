@@ -2470,7 +2470,7 @@ input UsageEventInput {
   quantity: Int64!
   "Required, at most 255 characters. A retried key counts once; sent with another meter, quantity or endpoint it is rejected (IDEMPOTENCY_KEY_REUSED)."
   idempotencyKey: String!
-  "What was called, e.g. ` + "`" + `POST /v1/search` + "`" + `; at most 255 characters."
+  "What was called, e.g. ` + "`" + `POST /v1/search` + "`" + `; at most 255 characters, not blank, no leading or trailing whitespace (INVALID_ENDPOINT)."
   endpoint: String
   "When it happened; default now. Not more than 5 minutes ahead, nor before 2000, nor before the current period of a monthly meter. On a meter that never resets, a past timestamp is judged against the total of every day from its own on. A past timestamp on such a meter is judged, day by day, against the hard limits of the plans in force on those days (the organisation's plan history), and the current total against the current plan's."
   timestamp: Time
@@ -2590,7 +2590,7 @@ input ConsumeUsageInput {
   quantity: Int64!
   "Required, at most 255 characters. A retried key that was counted answers allowed again and counts once; sent with another meter, quantity or endpoint it is refused (IDEMPOTENCY_KEY_REUSED)."
   idempotencyKey: String!
-  "What was called, e.g. ` + "`" + `POST /v1/search` + "`" + `; at most 255 characters."
+  "What was called, e.g. ` + "`" + `POST /v1/search` + "`" + `; at most 255 characters, not blank, no leading or trailing whitespace (INVALID_ENDPOINT)."
   endpoint: String
 }
 

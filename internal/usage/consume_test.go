@@ -138,6 +138,8 @@ func TestConsumeNamesTheInputFieldThatIsWrong(t *testing.T) {
 		"a negative monthly amount": {Event{Meter: "api_calls", Quantity: -1, IdempotencyKey: "k"}, "input.quantity"},
 		"no idempotency key":        {Event{Meter: "api_calls", Quantity: 1}, "input.idempotencyKey"},
 		"a NUL in the endpoint":     {Event{Meter: "api_calls", Quantity: 1, IdempotencyKey: "k", Endpoint: "GET \x00"}, "input.endpoint"},
+		"a blank endpoint":          {Event{Meter: "api_calls", Quantity: 1, IdempotencyKey: "k", Endpoint: "  "}, "input.endpoint"},
+		"a trailing space":          {Event{Meter: "api_calls", Quantity: 1, IdempotencyKey: "k", Endpoint: "GET /x "}, "input.endpoint"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -212,13 +212,9 @@ func (s *Service) check(i int, orgID string, e Event, m plans.Meter, known bool,
 		// Listed back by usageEvents: the rule of every text a person
 		// reads, so two keys that look the same are the same key.
 		return reject(CodeInvalidKey, "idempotencyKey must be UTF-8 text without control or invisible formatting characters")
-	case utf8.RuneCountInString(endpoint) > MaxEndpointLength:
-		return reject(CodeEndpointTooLong, "endpoint must be at most %d characters", MaxEndpointLength)
-	case !usertext.Printable(endpoint):
-		// Shown on the billing page and in usageByEndpoint: the rule of
-		// every text a person reads (no control characters, no invisible
-		// formatting that makes two labels look the same).
-		return reject(CodeInvalidEndpoint, "endpoint must be UTF-8 text without control or invisible formatting characters")
+	}
+	if code, msg := endpointProblem(endpoint); code != "" {
+		return reject(code, "%s", msg)
 	}
 	at := now
 	if e.Timestamp != nil {
@@ -240,6 +236,28 @@ func (s *Service) check(i int, orgID string, e Event, m plans.Meter, known bool,
 		index: i, org: orgID, meter: m.Name, key: key, endpoint: endpoint, quantity: e.Quantity, at: at,
 		limit: limitOf(plan, m), total: keyOf(m.Name, periodStart(m.Reset, at)),
 	}, nil
+}
+
+// endpointProblem is the one rule for an event's endpoint name (recordUsage
+// and consumeUsage both reach it through check): the code and message of
+// its rejection, or "" when the name is fine. An empty endpoint is no
+// endpoint (the field left out).
+func endpointProblem(endpoint string) (code, msg string) {
+	switch {
+	case utf8.RuneCountInString(endpoint) > MaxEndpointLength:
+		return CodeEndpointTooLong, fmt.Sprintf("endpoint must be at most %d characters", MaxEndpointLength)
+	case !usertext.Printable(endpoint):
+		// Shown on the billing page and in usageByEndpoint: the rule of
+		// every text a person reads (no control characters, no invisible
+		// formatting that makes two labels look the same).
+		return CodeInvalidEndpoint, "endpoint must be UTF-8 text without control or invisible formatting characters"
+	case strings.TrimSpace(endpoint) == "" && endpoint != "":
+		return CodeInvalidEndpoint, "endpoint must not be blank; leave it out for none"
+	case strings.TrimSpace(endpoint) != endpoint:
+		// "x " and "x" would be two rows that read as one label.
+		return CodeInvalidEndpoint, "endpoint must not begin or end with whitespace"
+	}
+	return "", ""
 }
 
 func (s *Service) unknownMeterMessage(meter string) string {

@@ -119,6 +119,21 @@ func TestRecordJudgesEachEventOnItsOwn(t *testing.T) {
 			used: map[string]int64{"api_calls": 1},
 		},
 		{
+			// "x " and "x" would be two usageByEndpoint rows that read
+			// as one; a blank name is no name.
+			name: "a blank endpoint or one with leading or trailing whitespace is rejected",
+			plan: "starter",
+			events: []Event{
+				withEndpoint(ev("api_calls", 1, "blank"), "   "),
+				withEndpoint(ev("api_calls", 1, "trailing"), "GET /x "),
+				withEndpoint(ev("api_calls", 1, "leading"), " GET /x"),
+				withEndpoint(ev("api_calls", 1, "ok"), "GET /x"),
+				ev("api_calls", 1, "none"),
+			},
+			accepted: 2, rejected: map[int]string{0: CodeInvalidEndpoint, 1: CodeInvalidEndpoint, 2: CodeInvalidEndpoint},
+			used: map[string]int64{"api_calls": 2},
+		},
+		{
 			name: "a timestamp more than five minutes ahead is rejected, a little skew is fine",
 			plan: "starter",
 			events: []Event{
