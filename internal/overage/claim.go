@@ -81,24 +81,11 @@ func (s *Service) overageOf(ctx context.Context, orgID, period, currency string,
 				return mo, fmt.Errorf("overage of org %s in %s: %w", orgID, period, err)
 			}
 		}
-		c, err := chargeOf(orgID, period, currency, m)
-		if ae, isApp := apperr.As(err); isApp && ae.Code == CodeAmountOutOfRange {
-			mo.skipped = append(mo.skipped, unbillable{m.Meter, unbilledTooLarge, err})
-			continue
-		}
-		if errors.Is(err, errNoPrice) {
-			mo.skipped = append(mo.skipped, unbillable{m.Meter, unbilledCurrency, err})
-			continue
-		}
+		one, err := s.classify(orgID, period, currency, m)
 		if err != nil {
 			return mo, err
 		}
-		switch {
-		case c.Status == Pending:
-			mo.charges = append(mo.charges, c)
-		case m.Limit.Reset == plans.Monthly:
-			mo.none = append(mo.none, c)
-		}
+		mo.charges, mo.none, mo.skipped = append(mo.charges, one.charges...), append(mo.none, one.none...), append(mo.skipped, one.skipped...)
 	}
 	return mo, nil
 }
@@ -286,4 +273,29 @@ func (s *Service) claim(ctx context.Context, orgID, invoiceID, currency string, 
 		}
 	}
 	return s.pending(ctx, orgID)
+}
+
+// classify sorts one meter's usage into a charge, a month settled at
+// nothing, or an overage no invoice item can carry.
+func (s *Service) classify(orgID, period, currency string, m usage.MeterUsage) (monthOverage, error) {
+	var mo monthOverage
+	c, err := chargeOf(orgID, period, currency, m)
+	if ae, isApp := apperr.As(err); isApp && ae.Code == CodeAmountOutOfRange {
+		mo.skipped = append(mo.skipped, unbillable{m.Meter, unbilledTooLarge, err})
+		return mo, nil
+	}
+	if errors.Is(err, errNoPrice) {
+		mo.skipped = append(mo.skipped, unbillable{m.Meter, unbilledCurrency, err})
+		return mo, nil
+	}
+	if err != nil {
+		return mo, err
+	}
+	switch {
+	case c.Status == Pending:
+		mo.charges = append(mo.charges, c)
+	case m.Limit.Reset == plans.Monthly:
+		mo.none = append(mo.none, c)
+	}
+	return mo, nil
 }
