@@ -98,7 +98,8 @@ func (s *Service) finishFinal(ctx context.Context, fb finalBill) error {
 		currency = pr.Currency
 	}
 	invKey := "final:" + fb.StripeSubscriptionID
-	if err := s.claimFinal(ctx, fb, st.Subscription.CreatedAt, invKey, currency, plan); err != nil {
+	since, _ := billedSince(st)
+	if err := s.claimFinal(ctx, fb, since, invKey, currency, plan); err != nil {
 		return err
 	}
 	pending, err := s.pending(ctx, fb.OrgID)
@@ -199,8 +200,7 @@ func (s *Service) settleFinal(ctx context.Context, fb finalBill, status string, 
 // claimFinal records as charges the overage of the subscription's closed
 // months before the one it ended in (within Lookback) and of the month it
 // ended in up to its end, for those not yet recorded.
-func (s *Service) claimFinal(ctx context.Context, fb finalBill, subCreated time.Time, invKey, currency string, endPlan plans.Plan) error {
-	since := subCreated
+func (s *Service) claimFinal(ctx context.Context, fb finalBill, since time.Time, invKey, currency string, endPlan plans.Plan) error {
 	endMonth := clock.MonthStart(fb.EndedAt)
 	months := closedMonths(since, fb.EndedAt)
 	type slot struct{ period, meter string }
@@ -275,7 +275,7 @@ func (s *Service) partialOverage(ctx context.Context, orgID, period, currency st
 	if err != nil {
 		return mo, fmt.Errorf("overage of org %s in %s: %w", orgID, period, err)
 	}
-	through := end.UTC().Truncate(24 * time.Hour).AddDate(0, 0, 1) // the end's day counts whole
+	through := end.UTC().Truncate(24*time.Hour).AddDate(0, 0, 1) // the end's day counts whole
 	for _, m := range meters {
 		l, ok := plan.LimitFor(m.Meter)
 		if !ok || l.Reset != plans.Monthly {
