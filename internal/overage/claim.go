@@ -63,21 +63,30 @@ type monthOverage struct {
 // since falls in (the subscription's first), only the usage of the days
 // from since's own on counts: usage is kept per UTC day, so the day the
 // subscription began counts whole, and the days before it not at all.
-func (s *Service) overageOf(ctx context.Context, orgID, period, currency string, plan plans.Plan, since time.Time) (monthOverage, error) {
+// until, when not zero, ends the count likewise: the usage through until's
+// UTC day (an ended subscription's last month, SubscriptionEnded).
+func (s *Service) overageOf(ctx context.Context, orgID, period, currency string, plan plans.Plan, since, until time.Time) (monthOverage, error) {
 	var mo monthOverage
 	p, meters, err := s.usage.Usage(ctx, orgID, period)
 	if err != nil {
 		return mo, fmt.Errorf("overage of org %s in %s: %w", orgID, period, err)
 	}
-	first := since.After(p.Start) && since.Before(p.End)
+	from, to := p.Start, p.End
+	if since.After(p.Start) && since.Before(p.End) {
+		from = since
+	}
+	if !until.IsZero() && until.Before(p.End) {
+		to = until.UTC().Truncate(24*time.Hour).AddDate(0, 0, 1) // until's day counts whole
+	}
+	window := from != p.Start || to != p.End
 	for _, m := range meters {
 		if l, ok := plan.LimitFor(m.Meter); ok {
 			m.Limit = l
 		} else { // the plan does not price the meter: nothing to bill
 			m.Limit = plans.Limit{Meter: m.Meter, Reset: m.Limit.Reset}
 		}
-		if first && m.Limit.Reset == plans.Monthly {
-			if m.Used, err = s.usedSince(ctx, orgID, m.Meter, since, p.End); err != nil {
+		if window && m.Limit.Reset == plans.Monthly {
+			if m.Used, err = s.usedSince(ctx, orgID, m.Meter, from, to); err != nil {
 				return mo, fmt.Errorf("overage of org %s in %s: %w", orgID, period, err)
 			}
 		}
@@ -242,7 +251,7 @@ func (s *Service) claim(ctx context.Context, orgID, invoiceID, currency string, 
 		if err != nil {
 			return nil, err
 		}
-		mo, err := s.overageOf(ctx, orgID, period, currency, priced, since)
+		mo, err := s.overageOf(ctx, orgID, period, currency, priced, since, time.Time{})
 		if err != nil {
 			return nil, err
 		}

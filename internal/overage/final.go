@@ -232,7 +232,7 @@ func (s *Service) claimFinal(ctx context.Context, fb finalBill, since time.Time,
 		if err != nil {
 			return err
 		}
-		mo, err := s.overageOf(ctx, fb.OrgID, period, currency, priced, since)
+		mo, err := s.overageOf(ctx, fb.OrgID, period, currency, priced, since, time.Time{})
 		if err != nil {
 			return err
 		}
@@ -240,13 +240,9 @@ func (s *Service) claimFinal(ctx context.Context, fb finalBill, since time.Time,
 			return err
 		}
 	}
-	if endMonth.After(clock.MonthStart(since)) || endMonth.Equal(clock.MonthStart(since)) {
+	if !endMonth.Before(clock.MonthStart(since)) {
 		period := endMonth.Format("2006-01")
-		from := endMonth
-		if since.After(from) {
-			from = since
-		}
-		mo, err := s.partialOverage(ctx, fb.OrgID, period, currency, endPlan, from, fb.EndedAt)
+		mo, err := s.overageOf(ctx, fb.OrgID, period, currency, endPlan, since, fb.EndedAt)
 		if err != nil {
 			return err
 		}
@@ -264,32 +260,4 @@ func (s *Service) claimFinal(ctx context.Context, fb finalBill, since time.Time,
 		}
 	}
 	return nil
-}
-
-// partialOverage is the overage of each monthly meter in the month an
-// ended subscription ended in: its usage from from's UTC day through
-// end's, against plan's full monthly allowance.
-func (s *Service) partialOverage(ctx context.Context, orgID, period, currency string, plan plans.Plan, from, end time.Time) (monthOverage, error) {
-	var mo monthOverage
-	_, meters, err := s.usage.Usage(ctx, orgID, period)
-	if err != nil {
-		return mo, fmt.Errorf("overage of org %s in %s: %w", orgID, period, err)
-	}
-	through := end.UTC().Truncate(24*time.Hour).AddDate(0, 0, 1) // the end's day counts whole
-	for _, m := range meters {
-		l, ok := plan.LimitFor(m.Meter)
-		if !ok || l.Reset != plans.Monthly {
-			continue
-		}
-		m.Limit = l
-		if m.Used, err = s.usedSince(ctx, orgID, m.Meter, from, through); err != nil {
-			return mo, fmt.Errorf("overage of org %s in %s: %w", orgID, period, err)
-		}
-		one, err := s.classify(orgID, period, currency, m)
-		if err != nil {
-			return mo, err
-		}
-		mo.charges, mo.none, mo.skipped = append(mo.charges, one.charges...), append(mo.none, one.none...), append(mo.skipped, one.skipped...)
-	}
-	return mo, nil
 }
