@@ -287,6 +287,8 @@ func (a *App) build(ctx context.Context) error {
 	// wires a.Overage.OnBilled to the outbound `overage.billed` event.
 	a.Overage = overage.NewService(a.DB, a.Usage, a.Billing, a.Stripe, a.Clock, a.Log)
 	a.Billing.OnCycleInvoice(a.Overage.InvoiceCreated)
+	// An ended subscription's outstanding overage goes on a final invoice.
+	a.Billing.OnSubscriptionEnded(a.Overage.SubscriptionEnded)
 	// One limiter, two budgets: the plan's rate is answered as data by
 	// usageGate and consumeUsage; the API's own is HTTP 429.
 	a.Limiter = ratelimit.New(a.Redis, a.Log)

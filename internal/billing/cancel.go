@@ -40,7 +40,19 @@ func (s *Service) Cancel(ctx context.Context, orgID string, atPeriodEnd bool) (S
 	if err != nil {
 		return st, stripeclient.Error("cancel subscription "+sub.StripeSubscriptionID, err)
 	}
-	return s.applyResponse(ctx, orgID, updated)
+	st, err = s.applyResponse(ctx, orgID, updated)
+	if err != nil || atPeriodEnd {
+		return st, err
+	}
+	// Ended at once, now: its final bill is made now. A failure here
+	// leaves the cancellation standing; the customer.subscription.deleted
+	// webhook finds the bill claimed and finishes it, as `stripe sync`
+	// does.
+	if err := s.subscriptionEnded(ctx, sub.StripeSubscriptionID, s.clock.Now()); err != nil {
+		s.log.WarnContext(ctx, "final bill of a cancelled subscription not finished; the webhook or stripe sync finishes it",
+			"org_id", orgID, "stripe_subscription_id", updated.ID, "error", err)
+	}
+	return st, nil
 }
 
 // Resume undoes a cancellation scheduled for the period end. A subscription

@@ -215,6 +215,59 @@ func (s *Service) OnCycleInvoice(fn func(ctx context.Context, orgID string, inv 
 	s.cycleInvoice = append(s.cycleInvoice, fn)
 }
 
+// OnSubscriptionEnded registers fn to hear of each subscription that ended
+// (customer.subscription.deleted, or cancelled at once through Cancel),
+// with its organisation and the instant it ended: Stripe makes no further
+// cycle invoice for it, so what it still owes (overage) must be billed
+// now. fn runs with no transaction open, may call Stripe, and must be safe
+// to run again: it runs on every delivery of the event, and an error makes
+// Stripe deliver it again. Register at start-up.
+func (s *Service) OnSubscriptionEnded(fn func(ctx context.Context, orgID, subscriptionID string, endedAt time.Time) error) {
+	s.ended = append(s.ended, fn)
+}
+
+// SubscriptionEnded tells the OnSubscriptionEnded hooks that sub, a
+// subscription Tollgate stored, has ended. Call it after the transaction
+// that stored it commits, with none open. A subscription Tollgate does not
+// know is ignored.
+func (s *Service) SubscriptionEnded(ctx context.Context, sub *stripe.Subscription) error {
+	if sub == nil || sub.ID == "" {
+		return nil
+	}
+	// ended_at is when it ended; canceled_at, for one cancelled at the
+	// period end, is when that was asked, so it is only a fallback.
+	end := sub.EndedAt
+	if end == 0 {
+		end = sub.CanceledAt
+	}
+	endedAt := s.clock.Now()
+	if end != 0 {
+		endedAt = time.Unix(end, 0).UTC()
+	}
+	return s.subscriptionEnded(ctx, sub.ID, endedAt)
+}
+
+// subscriptionEnded tells the OnSubscriptionEnded hooks that the stored
+// subscription subID ended at endedAt.
+func (s *Service) subscriptionEnded(ctx context.Context, subID string, endedAt time.Time) error {
+	if len(s.ended) == 0 {
+		return nil
+	}
+	var stored Subscription
+	err := s.db.WithContext(ctx).Where("stripe_subscription_id = ?", subID).Limit(1).Find(&stored).Error
+	if err != nil {
+		return fmt.Errorf("find subscription %s: %w", subID, err)
+	}
+	if stored.OrgID == "" {
+		return nil
+	}
+	var errs []error
+	for _, fn := range s.ended {
+		errs = append(errs, fn(ctx, stored.OrgID, subID, endedAt))
+	}
+	return errors.Join(errs...)
+}
+
 // InvoiceCreated applies what an invoice.created event means beyond the
 // invoice itself: a subscription-cycle invoice is offered to the
 // OnCycleInvoice hooks, draft or not (a finalized one takes nothing, and

@@ -6,6 +6,8 @@
 package billing
 
 import (
+	"time"
+
 	"context"
 	"log/slog"
 
@@ -32,6 +34,8 @@ type Service struct {
 	// cycleInvoice hear of each subscription-cycle invoice Stripe creates
 	// (see OnCycleInvoice).
 	cycleInvoice []func(ctx context.Context, orgID string, inv *stripe.Invoice) error
+	// ended hear of each subscription that ended (see OnSubscriptionEnded).
+	ended []func(ctx context.Context, orgID, subscriptionID string, endedAt time.Time) error
 	// orgLocks orders checkouts of one organisation within this process.
 	orgLocks orgLocks
 	// emitter, when set, hears plan, status and payment changes (EmitTo).

@@ -63,42 +63,38 @@ type monthOverage struct {
 // since falls in (the subscription's first), only the usage of the days
 // from since's own on counts: usage is kept per UTC day, so the day the
 // subscription began counts whole, and the days before it not at all.
-func (s *Service) overageOf(ctx context.Context, orgID, period, currency string, plan plans.Plan, since time.Time) (monthOverage, error) {
+// until, when not zero, ends the count likewise: the usage through until's
+// UTC day (an ended subscription's last month, SubscriptionEnded).
+func (s *Service) overageOf(ctx context.Context, orgID, period, currency string, plan plans.Plan, since, until time.Time) (monthOverage, error) {
 	var mo monthOverage
 	p, meters, err := s.usage.Usage(ctx, orgID, period)
 	if err != nil {
 		return mo, fmt.Errorf("overage of org %s in %s: %w", orgID, period, err)
 	}
-	first := since.After(p.Start) && since.Before(p.End)
+	from, to := p.Start, p.End
+	if since.After(p.Start) && since.Before(p.End) {
+		from = since
+	}
+	if !until.IsZero() && until.Before(p.End) {
+		to = until.UTC().Truncate(24*time.Hour).AddDate(0, 0, 1) // until's day counts whole
+	}
+	window := from != p.Start || to != p.End
 	for _, m := range meters {
 		if l, ok := plan.LimitFor(m.Meter); ok {
 			m.Limit = l
 		} else { // the plan does not price the meter: nothing to bill
 			m.Limit = plans.Limit{Meter: m.Meter, Reset: m.Limit.Reset}
 		}
-		if first && m.Limit.Reset == plans.Monthly {
-			if m.Used, err = s.usedSince(ctx, orgID, m.Meter, since, p.End); err != nil {
+		if window && m.Limit.Reset == plans.Monthly {
+			if m.Used, err = s.usedSince(ctx, orgID, m.Meter, from, to); err != nil {
 				return mo, fmt.Errorf("overage of org %s in %s: %w", orgID, period, err)
 			}
 		}
-		c, err := chargeOf(orgID, period, currency, m)
-		if ae, isApp := apperr.As(err); isApp && ae.Code == CodeAmountOutOfRange {
-			mo.skipped = append(mo.skipped, unbillable{m.Meter, unbilledTooLarge, err})
-			continue
-		}
-		if errors.Is(err, errNoPrice) {
-			mo.skipped = append(mo.skipped, unbillable{m.Meter, unbilledCurrency, err})
-			continue
-		}
+		one, err := s.classify(orgID, period, currency, m)
 		if err != nil {
 			return mo, err
 		}
-		switch {
-		case c.Status == Pending:
-			mo.charges = append(mo.charges, c)
-		case m.Limit.Reset == plans.Monthly:
-			mo.none = append(mo.none, c)
-		}
+		mo.charges, mo.none, mo.skipped = append(mo.charges, one.charges...), append(mo.none, one.none...), append(mo.skipped, one.skipped...)
 	}
 	return mo, nil
 }
@@ -255,7 +251,7 @@ func (s *Service) claim(ctx context.Context, orgID, invoiceID, currency string, 
 		if err != nil {
 			return nil, err
 		}
-		mo, err := s.overageOf(ctx, orgID, period, currency, priced, since)
+		mo, err := s.overageOf(ctx, orgID, period, currency, priced, since, time.Time{})
 		if err != nil {
 			return nil, err
 		}
@@ -286,4 +282,29 @@ func (s *Service) claim(ctx context.Context, orgID, invoiceID, currency string, 
 		}
 	}
 	return s.pending(ctx, orgID)
+}
+
+// classify sorts one meter's usage into a charge, a month settled at
+// nothing, or an overage no invoice item can carry.
+func (s *Service) classify(orgID, period, currency string, m usage.MeterUsage) (monthOverage, error) {
+	var mo monthOverage
+	c, err := chargeOf(orgID, period, currency, m)
+	if ae, isApp := apperr.As(err); isApp && ae.Code == CodeAmountOutOfRange {
+		mo.skipped = append(mo.skipped, unbillable{m.Meter, unbilledTooLarge, err})
+		return mo, nil
+	}
+	if errors.Is(err, errNoPrice) {
+		mo.skipped = append(mo.skipped, unbillable{m.Meter, unbilledCurrency, err})
+		return mo, nil
+	}
+	if err != nil {
+		return mo, err
+	}
+	switch {
+	case c.Status == Pending:
+		mo.charges = append(mo.charges, c)
+	case m.Limit.Reset == plans.Monthly:
+		mo.none = append(mo.none, c)
+	}
+	return mo, nil
 }

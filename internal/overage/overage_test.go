@@ -172,6 +172,7 @@ func (f *fixture) start(prices map[string]overagePrice) {
 		return nil
 	}
 	f.billing.OnCycleInvoice(f.overage.InvoiceCreated)
+	f.billing.OnSubscriptionEnded(f.overage.SubscriptionEnded)
 	f.handler = stripehook.NewHandler(stripehook.Config{
 		DB: f.db, Billing: f.billing, Invoices: f.invoices, Secret: secret, Clock: f.clock, Log: log,
 	})

@@ -76,7 +76,7 @@ func (s *Service) Upcoming(ctx context.Context, orgID string) (*Upcoming, error)
 		return nil, stripeclient.Error("preview the next invoice of "+st.Subscription.StripeSubscriptionID, err)
 	}
 	since, _ := billedSince(st)
-	sofar, err := s.overageOf(ctx, orgID, s.clock.Now().Format("2006-01"), subscriptionCurrency(st), st.Plan, since)
+	sofar, err := s.overageOf(ctx, orgID, s.clock.Now().Format("2006-01"), subscriptionCurrency(st), st.Plan, since, time.Time{})
 	if err != nil {
 		return nil, err
 	}

@@ -19,6 +19,9 @@ func (s *Service) Sync(ctx context.Context, orgID string, invs []*stripe.Invoice
 	if s.stripe == nil {
 		return nil, nil
 	}
+	if err := s.finishFinals(ctx, orgID); err != nil {
+		return nil, err
+	}
 	before, err := s.pending(ctx, orgID)
 	if err != nil {
 		return nil, err
@@ -77,6 +80,21 @@ func (s *Service) settleOffered(ctx context.Context, pending []Charge) error {
 			if err := s.record(ctx, c, *c.StripeInvoiceID, itemID); err != nil {
 				return err
 			}
+		}
+	}
+	return nil
+}
+
+// finishFinals takes each final bill of the organisation interrupted
+// between its steps as far as it goes.
+func (s *Service) finishFinals(ctx context.Context, orgID string) error {
+	var open []finalBill
+	if err := s.db.WithContext(ctx).Where("org_id = ? AND status = ?", orgID, finalPending).Find(&open).Error; err != nil {
+		return fmt.Errorf("list final bills of org %s: %w", orgID, err)
+	}
+	for _, fb := range open {
+		if err := s.finishFinal(ctx, fb); err != nil {
+			return err
 		}
 	}
 	return nil

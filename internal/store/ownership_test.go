@@ -34,6 +34,7 @@ var tableOwners = map[string]string{
 	"usage_alerts":              "internal/usage",
 	"overage_charges":           "internal/overage",
 	"overage_unbilled":          "internal/overage",
+	"overage_final_bills":       "internal/overage",
 	"webhook_endpoints":         "internal/outbound",
 	"outbound_events":           "internal/outbound",
 	"outbound_sequences":        "internal/outbound",

@@ -37,7 +37,7 @@ var pathWords = map[string]bool{
 	"v1": true, "customers": true, "subscriptions": true, "invoices": true, "invoiceitems": true,
 	"checkout": true, "sessions": true, "expire": true, "billing_portal": true, "configurations": true,
 	"prices": true, "products": true, "events": true, "search": true, "upcoming": true, "lines": true,
-	"resume": true,
+	"resume": true, "finalize": true,
 }
 
 // pathTemplate is the path with object ids replaced by {id}, e.g.

@@ -53,6 +53,18 @@ var stripeCalls = []struct {
 	}, "GET", "/v1/subscriptions"},
 	{"Invoices.List", func(sc *client.API) error { return sc.Invoices.List(&stripe.InvoiceListParams{}).Err() },
 		"GET", "/v1/invoices"},
+	{"Invoices.New", func(sc *client.API) error {
+		_, err := sc.Invoices.New(&stripe.InvoiceParams{})
+		return err
+	}, "POST", "/v1/invoices"},
+	{"Invoices.Get", func(sc *client.API) error {
+		_, err := sc.Invoices.Get("in_1A2b", &stripe.InvoiceParams{})
+		return err
+	}, "GET", "/v1/invoices/{id}"},
+	{"Invoices.FinalizeInvoice", func(sc *client.API) error {
+		_, err := sc.Invoices.FinalizeInvoice("in_1A2b", &stripe.InvoiceFinalizeInvoiceParams{})
+		return err
+	}, "POST", "/v1/invoices/{id}/finalize"},
 	{"Invoices.ListLines", func(sc *client.API) error {
 		return sc.Invoices.ListLines(&stripe.InvoiceListLinesParams{Invoice: stripe.String("in_1A2b")}).Err()
 	}, "GET", "/v1/invoices/{id}/lines"},

@@ -110,6 +110,11 @@ func (h *handler) process(ctx context.Context, ev stripe.Event) (result, error) 
 		// are idempotent.
 		err = h.Billing.InvoiceCreated(ctx, o.inv)
 	}
+	if err == nil && ev.Type == stripe.EventTypeCustomerSubscriptionDeleted && o.sub != nil {
+		// Likewise: the ended subscription's final bill calls Stripe, and
+		// runs again on a redelivery, billing nothing twice.
+		err = h.Billing.SubscriptionEnded(ctx, o.sub)
+	}
 	return res, err
 }
 
