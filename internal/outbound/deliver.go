@@ -101,8 +101,10 @@ func (w *deliverWorker) Work(ctx context.Context, job *river.Job[deliverArgs]) e
 		return river.JobSnooze(wait)
 	}
 	at := s.clock.Now()
-	code, latency, sendErr := s.send(ctx, ep, ev, at)
-	done()
+	code, latency, sendErr := func() (int, time.Duration, error) {
+		defer done() // given back even if the attempt panics (River recovers it)
+		return s.send(ctx, ep, ev, at)
+	}()
 	final := job.Attempt >= job.MaxAttempts
 	out, err := s.record(ctx, d.ID, ep.ID, at, code, latency, sendErr, final)
 	if err != nil {
